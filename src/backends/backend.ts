@@ -1,0 +1,24 @@
+// What a backend implements for attention(). Backends receive a validated AttentionProblem and
+// only decide whether they support it (a reason string when not) and how to run it.
+import type { Tensor } from '../core/tensor.js';
+import type { BackendName } from '../attention/options.js';
+import type { AttentionProblem } from '../attention/problem.js';
+
+export interface AttentionResult {
+  /** Output in the layout of q with head dim Dv, dtype of q; on the device the inputs were on. */
+  out: Tensor;
+  /** float32 logsumexp, [B, Nq, Sq] (TND: [Nq, T]), when returnLse was set. */
+  lse?: Tensor;
+}
+
+export interface RunContext {
+  /** A caller-provided GPUDevice (webgpu backend). */
+  device?: GPUDevice;
+}
+
+export interface AttentionBackend {
+  readonly name: BackendName;
+  /** Why this backend cannot run `problem` (e.g. a GPU limit), or undefined when it can. */
+  unsupported(problem: AttentionProblem): string | undefined;
+  run(problem: AttentionProblem, context: RunContext): Promise<AttentionResult>;
+}
