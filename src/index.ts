@@ -1,10 +1,10 @@
 // fusedattn: FlashAttention and fused attention for JavaScript and TypeScript.
-export { attention } from './attention/api.js';
+export { attention, naiveAttention } from './attention/api.js';
 export type { AttentionOptions, BackendChoice, BackendName, CausalAlign } from './attention/options.js';
 export { validateAttention } from './attention/validate.js';
 export type { AttentionProblem, StridedView, BroadcastView, KeyWindow } from './attention/problem.js';
 export { referenceAttention, type Precision, type ReferenceResult } from './attention/reference.js';
-export type { AttentionResult } from './backends/backend.js';
+export type { AttentionResult, RunStats } from './backends/backend.js';
 export { listBackends, type BackendInfo } from './backends/registry.js';
 export { Tensor, type Layout, type TensorInput, type GpuStorage } from './core/tensor.js';
 export type { DType } from './core/dtype.js';

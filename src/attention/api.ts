@@ -21,3 +21,14 @@ export async function attention(q: TensorInput, k: TensorInput, v: TensorInput, 
   const backend = await chooseBackend(problem, options.backend ?? 'auto', context);
   return backend.run(problem, context);
 }
+
+/**
+ * The same attention computed the unfused three-step way (QKᵀ into an Sq×Sk buffer, softmax,
+ * P·V). Slower and O(Sq·Sk) memory: it exists as the baseline for demos and benchmarks.
+ */
+export async function naiveAttention(q: TensorInput, k: TensorInput, v: TensorInput, options: AttentionOptions = {}): Promise<AttentionResult> {
+  const problem = validateAttention(q, k, v, options);
+  const context = { device: options.device };
+  const backend = await chooseBackend(problem, options.backend ?? 'auto', context);
+  return backend.runNaive(problem, context);
+}

@@ -4,4 +4,5 @@ export const webgpuBackend: AttentionBackend = {
   name: 'webgpu',
   unsupported: () => 'not implemented yet',
   run: () => Promise.reject(new Error('not implemented')),
+  runNaive: () => Promise.reject(new Error('not implemented')),
 };
