@@ -22,7 +22,14 @@ export function ensureDependencies() {
   const marker = join(root, 'node_modules', '.package-lock.json');
   if (!existsSync(marker) || newer(join(root, 'package-lock.json'), marker)) {
     console.log('[setup] installing npm dependencies (npm ci)...');
-    run('npm', ['ci', '--no-audit', '--no-fund']);
+    try {
+      run('npm', ['ci', '--no-audit', '--no-fund']);
+    } catch {
+      // A registry mirror that lacks some platform packages of an optional dependency makes the
+      // lockfile look out of sync to `npm ci`; `npm install` resolves what exists and goes on.
+      console.warn('[setup] npm ci failed; retrying with npm install');
+      run('npm', ['install', '--no-audit', '--no-fund']);
+    }
   }
 }
 
