@@ -1,0 +1,133 @@
+// The micro-kernel set the CPU tasks call, in two interchangeable implementations over the same
+// memory: WASM SIMD (built at runtime by wasm/kernels.ts) and plain scalar JavaScript (the
+// fallback where WASM SIMD is missing, and the yardstick the SIMD kernels are measured and tested
+// against). Addresses and leading dimensions are in bytes, matrices row-major float32.
+import { KERNEL_SIGNATURES, buildKernelModule, DEFAULT_KERNEL_OPTIONS, type KernelOptions } from './wasm/kernels.js';
+
+export type KernelKind = 'wasm-relaxed-simd' | 'wasm-simd' | 'scalar';
+
+export interface Kernels {
+  readonly kind: KernelKind;
+  /** C[m×n] = alpha·(A[m×k]·B[n×k]ᵀ + A2[m×k2]·B2[n×k2]ᵀ), plus the old C when accumulate != 0. */
+  gemm_nt(a: number, lda: number, b: number, ldb: number, k: number, a2: number, lda2: number, b2: number, ldb2: number, k2: number,
+    c: number, ldc: number, m: number, n: number, alpha: number, accumulate: number): void;
+  /** C[m×n] = A[m×k]·B[k×n] (mode 0), + C (mode 1), + scales[r]·C (mode 2). */
+  gemm_nn(a: number, lda: number, b: number, ldb: number, k: number, c: number, ldc: number, m: number, n: number, mode: number, scales: number): void;
+  /** One online-softmax step on an S tile in place; see wasm/kernels.ts. */
+  softmax_update(s: number, lds: number, rows: number, cols: number, mx: number, sum: number, alpha: number): void;
+  /** dst[r][:cols] = src[r][:cols] / sum[r] (0 where sum is 0). */
+  finalize_rows(src: number, lds: number, dst: number, ldd: number, rows: number, cols: number, sum: number): void;
+}
+
+/** What the module is compiled for; the worker compiles nothing and instantiates the same Module. */
+export interface CompiledKernels {
+  module: WebAssembly.Module;
+  kind: KernelKind;
+}
+
+export async function compileKernels(shared: boolean, maximumPages: number, relaxed: boolean): Promise<CompiledKernels> {
+  const options: KernelOptions = { ...DEFAULT_KERNEL_OPTIONS, relaxed, shared, maximumPages };
+  const builder = buildKernelModule(options);
+  const g = globalThis as { process?: { env?: Record<string, string | undefined> } };
+  if (g.process?.env?.FUSEDATTN_DEBUG_WASM) console.log(builder.wat());
+  const module = await WebAssembly.compile(builder.bytes());
+  return { module, kind: relaxed ? 'wasm-relaxed-simd' : 'wasm-simd' };
+}
+
+export function instantiateKernels(compiled: CompiledKernels, memory: WebAssembly.Memory): Kernels {
+  const instance = new WebAssembly.Instance(compiled.module, { env: { memory } });
+  const exports = instance.exports as unknown as Omit<Kernels, 'kind'>;
+  for (const name of Object.keys(KERNEL_SIGNATURES)) {
+    if (typeof (exports as unknown as Record<string, unknown>)[name] !== 'function') throw new Error(`CPU kernels: export ${name} missing`);
+  }
+  return {
+    kind: compiled.kind,
+    gemm_nt: exports.gemm_nt,
+    gemm_nn: exports.gemm_nn,
+    softmax_update: exports.softmax_update,
+    finalize_rows: exports.finalize_rows,
+  };
+}
+
+/** Plain JavaScript kernels with the semantics of the WASM ones (Math.exp, sequential sums). */
+export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }): Kernels {
+  let buffer: ArrayBufferLike | undefined;
+  let mem: Float32Array<ArrayBufferLike> = new Float32Array(0);
+  const f = () => {
+    if (memory.buffer !== buffer || mem.byteLength !== memory.buffer.byteLength) {
+      buffer = memory.buffer;
+      mem = new Float32Array(buffer);
+    }
+    return mem;
+  };
+  return {
+    kind: 'scalar',
+    gemm_nt(a, lda, b, ldb, k, a2, lda2, b2, ldb2, k2, c, ldc, m, n, alpha, accumulate) {
+      const x = f();
+      for (let i = 0; i < m; i++) {
+        const ai = (a + i * lda) >> 2;
+        const ai2 = (a2 + i * lda2) >> 2;
+        const ci = (c + i * ldc) >> 2;
+        for (let j = 0; j < n; j++) {
+          const bj = (b + j * ldb) >> 2;
+          let s = 0;
+          for (let d = 0; d < k; d++) s += x[ai + d] * x[bj + d];
+          const bj2 = (b2 + j * ldb2) >> 2;
+          for (let d = 0; d < k2; d++) s += x[ai2 + d] * x[bj2 + d];
+          x[ci + j] = alpha * s + (accumulate ? x[ci + j] : 0);
+        }
+      }
+    },
+    gemm_nn(a, lda, b, ldb, k, c, ldc, m, n, mode, scales) {
+      const x = f();
+      const acc = new Float32Array(n);
+      for (let i = 0; i < m; i++) {
+        const ci = (c + i * ldc) >> 2;
+        const init = mode === 0 ? 0 : mode === 1 ? 1 : x[(scales >> 2) + i];
+        for (let j = 0; j < n; j++) acc[j] = init === 0 ? 0 : x[ci + j] * init;
+        const ai = (a + i * lda) >> 2;
+        for (let p = 0; p < k; p++) {
+          const w = x[ai + p];
+          const bp = (b + p * ldb) >> 2;
+          for (let j = 0; j < n; j++) acc[j] += w * x[bp + j];
+        }
+        x.set(acc, ci);
+      }
+    },
+    softmax_update(s, lds, rows, cols, mx, sum, alpha) {
+      const x = f();
+      for (let r = 0; r < rows; r++) {
+        const row = (s + r * lds) >> 2;
+        let rowMax = -Infinity;
+        for (let j = 0; j < cols; j++) if (x[row + j] > rowMax) rowMax = x[row + j];
+        const mOld = x[(mx >> 2) + r];
+        const mNew = Math.max(mOld, rowMax);
+        if (mNew === -Infinity) {
+          x.fill(0, row, row + cols);
+          x[(alpha >> 2) + r] = 1;
+          continue;
+        }
+        let l = 0;
+        for (let j = 0; j < cols; j++) {
+          const e = Math.exp(x[row + j] - mNew);
+          x[row + j] = e;
+          l += e;
+        }
+        const a = Math.exp(mOld - mNew);
+        x[(alpha >> 2) + r] = a;
+        x[(sum >> 2) + r] = x[(sum >> 2) + r] * a + l;
+        x[(mx >> 2) + r] = mNew;
+      }
+    },
+    finalize_rows(src, lds, dst, ldd, rows, cols, sum) {
+      const x = f();
+      for (let r = 0; r < rows; r++) {
+        const l = x[(sum >> 2) + r];
+        const inv = l === 0 ? 0 : 1 / l;
+        const si = (src + r * lds) >> 2;
+        const di = (dst + r * ldd) >> 2;
+        for (let j = 0; j < cols; j++) x[di + j] = x[si + j] * inv;
+      }
+    },
+  };
+}

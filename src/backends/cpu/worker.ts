@@ -1,0 +1,42 @@
+// The CPU pool's worker script (worker_threads in Node, a module Web Worker in a browser).
+// It receives the shared memory and the compiled kernel module once, then runs job messages.
+import { instantiateKernels, scalarKernels } from './kernels.js';
+import { type TaskContext, runJobTasks } from './jobs.js';
+import type { InitMessage, JobMessage, WorkerReply } from './pool.js';
+import { isNode } from './platform.js';
+
+interface Port {
+  post(message: WorkerReply): void;
+  listen(handler: (message: InitMessage | JobMessage) => void): void;
+}
+
+async function parentPort(): Promise<Port> {
+  if (isNode) {
+    const { parentPort: port } = await import('node:worker_threads');
+    if (!port) throw new Error('fusedattn CPU worker started outside a worker thread');
+    return { post: (m) => port.postMessage(m), listen: (h) => port.on('message', h) };
+  }
+  const scope = globalThis as unknown as { postMessage(m: unknown): void; addEventListener(t: 'message', h: (e: MessageEvent) => void): void };
+  return { post: (m) => scope.postMessage(m), listen: (h) => scope.addEventListener('message', (e) => h(e.data)) };
+}
+
+const port = await parentPort();
+let context: TaskContext | undefined;
+
+port.listen((message) => {
+  if (message.type === 'init') {
+    const memory = message.memory;
+    const kernels = message.module ? instantiateKernels({ module: message.module, kind: message.kind }, memory) : scalarKernels(memory);
+    context = { kernels, memory };
+    port.post({ type: 'ready', worker: message.worker });
+    return;
+  }
+  let tasks = 0;
+  try {
+    if (!context) throw new Error('job before init');
+    tasks = runJobTasks(context, message.job, message.worker);
+    port.post({ type: 'done', id: message.id, worker: message.worker, tasks });
+  } catch (e) {
+    port.post({ type: 'done', id: message.id, worker: message.worker, tasks, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  }
+});
