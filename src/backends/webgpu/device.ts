@@ -1,7 +1,254 @@
-// Placeholder until the WebGPU backend lands.
-export async function hasAdapter(): Promise<boolean> {
-  return false;
+// Getting a GPUDevice: the caller's (options.device), navigator.gpu in a browser, or in Node the
+// `webgpu` package (Dawn), tried in this order:
+//   1. Dawn's default backend (Vulkan on Linux GPUs, Metal, D3D12), with the Dawn toggles of
+//      GPU_DAWN_TOGGLES passed as `enable-dawn-features=...` (e.g. vulkan_enable_f16_on_nvidia);
+//   2. Dawn's OpenGL ES backend at compatibility feature level (Mesa llvmpipe without a GPU:
+//      f32 only, slow, but real WebGPU), with EGL_PLATFORM=surfaceless set if unset.
+// FUSEDATTN_WEBGPU_BACKEND=vulkan|opengles|metal|d3d12|default forces one (none disables WebGPU).
+// One device per process is cached; when it is lost, the next call acquires a new one.
+import { DeviceError } from '../../core/errors.js';
+
+/** Optional adapter features we ask for when the adapter has them. */
+export const WANTED_FEATURES = [
+  'shader-f16',
+  'subgroups',
+  'subgroup-size-control',
+  'timestamp-query',
+  'chromium-experimental-subgroup-matrix',
+] as const;
+
+export type DeviceSource = 'caller' | 'navigator' | 'dawn';
+
+/** One subgroup-matrix shape the adapter offers (Dawn's chromium-experimental-subgroup-matrix). */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
 }
-export async function describeAdapter(): Promise<{ available: boolean; detail: string }> {
-  return { available: false, detail: 'not implemented yet' };
+
+/** What `fusedattn info` prints about the adapter, and what benchmarks record with each row. */
+export interface AdapterDescription {
+  source: DeviceSource;
+  /** Dawn backend asked for ('default', 'vulkan', 'opengles', ...), or 'browser' / 'caller'. */
+  backend: string;
+  featureLevel: 'core' | 'compatibility';
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+  /** Features enabled on our device. */
+  features: string[];
+  /** The limits kernels care about (device values). */
+  limits: Record<string, number>;
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
+}
+
+export interface AcquiredDevice {
+  device: GPUDevice;
+  description: AdapterDescription;
+}
+
+const KEY_LIMITS = [
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxUniformBufferBindingSize',
+  'minStorageBufferOffsetAlignment',
+  'maxBindGroups',
+] as const;
+
+let cached: Promise<AcquiredDevice> | undefined;
+/** Why the last attempt found no adapter (kept so hasAdapter() does not retry on every call). */
+let lastFailure: DeviceError | undefined;
+/** Dawn's GPU instances, kept alive for as long as their devices. */
+const instances: unknown[] = [];
+
+/**
+ * The process's shared device (acquired once), or a description of the caller's own device.
+ * Throws DeviceError, saying what was tried, when no adapter can be had.
+ */
+export async function acquireDevice(callerDevice?: GPUDevice): Promise<AcquiredDevice> {
+  if (callerDevice) return { device: callerDevice, description: describeDevice(callerDevice, undefined, 'caller', 'caller', 'core') };
+  if (lastFailure) throw lastFailure;
+  if (!cached) {
+    const attempt = acquireShared();
+    cached = attempt;
+    attempt.then(
+      ({ device }) => {
+        device.lost.then(() => {
+          if (cached === attempt) cached = undefined;
+        });
+      },
+      (e: unknown) => {
+        if (cached === attempt) cached = undefined;
+        lastFailure = e instanceof DeviceError ? e : new DeviceError('webgpu', String(e));
+      },
+    );
+  }
+  return cached;
+}
+
+/** True when a WebGPU adapter can be had here (acquires and caches the shared device). */
+export async function hasAdapter(): Promise<boolean> {
+  if (backendOverride() === 'none') return false;
+  try {
+    await acquireDevice();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** For `fusedattn info` / listBackends(): availability, a one-line detail and the full description. */
+export async function describeAdapter(): Promise<{ available: boolean; detail: string; adapter?: AdapterDescription }> {
+  if (backendOverride() === 'none') return { available: false, detail: 'disabled by FUSEDATTN_WEBGPU_BACKEND=none' };
+  try {
+    const { description } = await acquireDevice();
+    return { available: true, detail: summarize(description), adapter: description };
+  } catch (e) {
+    return { available: false, detail: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+/** One line: adapter name, backend, f16/subgroup support and the workgroup memory. */
+export function summarize(d: AdapterDescription): string {
+  const name = [d.vendor, d.architecture, d.device].filter(Boolean).join(' ') || 'unknown adapter';
+  const extras = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'].filter((f) => d.features.includes(f));
+  return `${name} (${d.description}; backend ${d.backend}, ${d.featureLevel}); features: ${extras.join(', ') || 'none of f16/subgroups/timestamps'}; ` +
+    `workgroup memory ${d.limits.maxComputeWorkgroupStorageSize} B, storage binding ${d.limits.maxStorageBufferBindingSize} B`;
+}
+
+function backendOverride(): string | undefined {
+  const value = globalThis.process?.env?.FUSEDATTN_WEBGPU_BACKEND?.trim().toLowerCase();
+  return value === '' || value === 'auto' ? undefined : value;
+}
+
+async function acquireShared(): Promise<AcquiredDevice> {
+  const override = backendOverride();
+  if (override === 'none') throw new DeviceError('webgpu', 'WebGPU is disabled by FUSEDATTN_WEBGPU_BACKEND=none');
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu && override === undefined) {
+    const adapter = await nav.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) throw new DeviceError('webgpu', 'navigator.gpu.requestAdapter() returned no adapter');
+    return openDevice(adapter, 'navigator', 'browser', 'core');
+  }
+  if (!globalThis.process?.versions?.node) {
+    throw new DeviceError('webgpu', 'no WebGPU here: navigator.gpu is missing and this is not Node (pass options.device)');
+  }
+  return acquireDawn(override);
+}
+
+interface DawnModule {
+  create(flags: string[]): GPU;
+}
+
+async function acquireDawn(override: string | undefined): Promise<AcquiredDevice> {
+  const env = process.env;
+  // EGL reads this when Dawn's OpenGL ES backend starts; headless Mesa needs surfaceless.
+  env.EGL_PLATFORM ??= 'surfaceless';
+  let dawn: DawnModule;
+  try {
+    const specifier = 'webgpu'; // a variable, so bundlers leave Dawn out of browser builds
+    dawn = (await import(/* @vite-ignore */ specifier)) as DawnModule;
+  } catch (e) {
+    throw new DeviceError('webgpu', `cannot load the "webgpu" package (Dawn for Node): ${(e as Error).message}`);
+  }
+  const toggles = env.GPU_DAWN_TOGGLES?.trim();
+  const flags = toggles ? [`enable-dawn-features=${toggles}`] : [];
+  const tried: string[] = [];
+  const attempts: Array<{ backend: string; level: 'core' | 'compatibility' }> =
+    override === undefined ? [{ backend: 'default', level: 'core' }, { backend: 'opengles', level: 'compatibility' }]
+      : [{ backend: override, level: override === 'opengles' ? 'compatibility' : 'core' }];
+  for (const { backend, level } of attempts) {
+    try {
+      const gpu = dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]);
+      const adapter = await gpu.requestAdapter({
+        powerPreference: 'high-performance',
+        ...(level === 'compatibility' ? { featureLevel: 'compatibility' } : {}),
+      } as GPURequestAdapterOptions);
+      if (!adapter) {
+        tried.push(`${backend}: no adapter`);
+        continue;
+      }
+      instances.push(gpu);
+      return await openDevice(adapter, 'dawn', backend === 'default' ? defaultBackendName() : backend, level);
+    } catch (e) {
+      tried.push(`${backend}: ${(e as Error).message}`);
+    }
+  }
+  const hint = override === undefined ? ' (without a GPU, install Mesa: apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri)' : '';
+  throw new DeviceError('webgpu', `no WebGPU adapter found; tried ${tried.join('; ')}${hint}`);
+}
+
+function defaultBackendName(): string {
+  switch (process.platform) {
+    case 'darwin': return 'metal';
+    case 'win32': return 'd3d12';
+    default: return 'vulkan';
+  }
+}
+
+async function openDevice(adapter: GPUAdapter, source: DeviceSource, backend: string, level: 'core' | 'compatibility'): Promise<AcquiredDevice> {
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  // Ask for everything the adapter allows: compat defaults (4 storage buffers, 16 KiB of
+  // workgroup memory) are far below what llvmpipe and real GPUs offer.
+  for (const key in adapter.limits) {
+    const value = (adapter.limits as unknown as Record<string, unknown>)[key];
+    if (typeof value === 'number') requiredLimits[key] = value;
+  }
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'fusedattn' });
+  } catch (first) {
+    try {
+      device = await adapter.requestDevice({ requiredFeatures, label: 'fusedattn' });
+    } catch {
+      throw new DeviceError('webgpu', `requestDevice failed on ${backend}: ${(first as Error).message}`);
+    }
+  }
+  return { device, description: describeDevice(device, adapter, source, backend, level) };
+}
+
+function describeDevice(device: GPUDevice, adapter: GPUAdapter | undefined, source: DeviceSource, backend: string, level: 'core' | 'compatibility'): AdapterDescription {
+  const info = (adapter?.info ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? {}) as Partial<GPUAdapterInfo> & {
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+    subgroupMatrixConfigs?: ReadonlyArray<Record<string, unknown>>;
+  };
+  const limits: Record<string, number> = {};
+  for (const key of KEY_LIMITS) {
+    const value = (device.limits as unknown as Record<string, unknown>)[key];
+    if (typeof value === 'number') limits[key] = value;
+  }
+  return {
+    source,
+    backend,
+    featureLevel: level,
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    device: info.device ?? '',
+    description: info.description ?? '',
+    isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+    subgroupMinSize: info.subgroupMinSize,
+    subgroupMaxSize: info.subgroupMaxSize,
+    features: [...device.features].sort(),
+    limits,
+    subgroupMatrixConfigs: (info.subgroupMatrixConfigs ?? []).map((c) => ({
+      componentType: String(c.componentType),
+      resultComponentType: String(c.resultComponentType),
+      M: Number(c.M),
+      N: Number(c.N),
+      K: Number(c.K),
+    })),
+  };
 }

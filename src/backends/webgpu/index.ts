@@ -1,8 +1,41 @@
-// Placeholder until the WebGPU backend lands.
-import type { AttentionBackend } from '../backend.js';
+// The WebGPU attention backend. Today it has the portable tier (f32 WGSL, any adapter); faster
+// tiers (issue 3) plug in before it through the same runtime. runNaive is the unfused 3-kernel path.
+import { UnsupportedError } from '../../core/errors.js';
+import type { AttentionProblem } from '../../attention/problem.js';
+import type { AttentionBackend, AttentionResult, RunContext } from '../backend.js';
+import { flashUnsupported, runFlash } from './portable/flash.js';
+import { naiveUnsupported, runNaive } from './naive/naive.js';
+import { type GpuRuntime, getRuntime, peekRuntime } from './runtime.js';
+
+/** The device a call runs on: the inputs' device for GPU tensors, else the caller's, else ours. */
+function deviceOf(p: AttentionProblem, context: RunContext): GPUDevice | undefined {
+  return p.q.tensor.gpu?.device ?? context.device;
+}
+
+async function runtimeFor(p: AttentionProblem, context: RunContext): Promise<GpuRuntime> {
+  return getRuntime(deviceOf(p, context));
+}
+
 export const webgpuBackend: AttentionBackend = {
   name: 'webgpu',
-  unsupported: () => 'not implemented yet',
-  run: () => Promise.reject(new Error('not implemented')),
-  runNaive: () => Promise.reject(new Error('not implemented')),
+  /**
+   * Checked against the device's limits once a device is known; before the first call acquires
+   * one, run() checks again and throws UnsupportedError with the same reason.
+   */
+  unsupported(p: AttentionProblem): string | undefined {
+    const runtime = peekRuntime(p.q.tensor.gpu?.device);
+    return runtime ? flashUnsupported(p, runtime.limits) : undefined;
+  },
+  async run(p: AttentionProblem, context: RunContext): Promise<AttentionResult> {
+    const runtime = await runtimeFor(p, context);
+    return runFlash(runtime, p);
+  },
+  async runNaive(p: AttentionProblem, context: RunContext): Promise<AttentionResult> {
+    const runtime = await runtimeFor(p, context);
+    const reason = naiveUnsupported(p, runtime.limits);
+    if (reason) throw new UnsupportedError('options.backend', `WebGPU naive path: ${reason}`);
+    return runNaive(runtime, p);
+  },
 };
+
+export { getRuntime, GpuRuntime } from './runtime.js';

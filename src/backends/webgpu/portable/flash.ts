@@ -1,0 +1,156 @@
+// Host side of the portable flash tier: choose a tile that fits the device's limits, say which
+// limit a problem exceeds (unsupported), and run it (one dispatch).
+import { UnsupportedError } from '../../../core/errors.js';
+import type { AttentionProblem } from '../../../attention/problem.js';
+import type { AttentionResult } from '../../backend.js';
+import { abandonAttention, bindAttention, bindingSizes, finishAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
+import { type GpuRuntime, defineKernel } from '../runtime.js';
+import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildFlash, checkTile, flashWorkgroupBytes } from './flash.wgsl.js';
+
+export const flashKernel = defineKernel<FlashOptions>('flash-portable', buildFlash);
+
+/** Tiles from the preferred to the smallest; the first that fits the device is used. */
+export const FLASH_TILES: readonly FlashTile[] = [
+  { threads: 128, rows: 32, keys: 32 },
+  { threads: 64, rows: 16, keys: 32 },
+  { threads: 64, rows: 16, keys: 16 },
+  { threads: 64, rows: 8, keys: 16 },
+  { threads: 32, rows: 8, keys: 8 },
+  { threads: 16, rows: 4, keys: 4 },
+];
+
+/** The limits the portable tier reads (a subset of GPUSupportedLimits, so tests can fake them). */
+export type FlashLimits = Pick<GPUSupportedLimits,
+  'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' |
+  'maxComputeWorkgroupsPerDimension' | 'maxStorageBuffersPerShaderStage' | 'maxStorageBufferBindingSize' |
+  'maxBufferSize' | 'minStorageBufferOffsetAlignment'>;
+
+/** The first tile of `tiles` that fits `limits` for these head dims, or undefined. */
+export function chooseTile(p: AttentionProblem, limits: FlashLimits, tiles: readonly FlashTile[] = FLASH_TILES): FlashTile | undefined {
+  return tiles.find((t) => fits(t, p, limits));
+}
+
+function fits(t: FlashTile, p: AttentionProblem, limits: FlashLimits): boolean {
+  return checkTile(t) === undefined &&
+    t.threads <= limits.maxComputeInvocationsPerWorkgroup &&
+    t.threads <= limits.maxComputeWorkgroupSizeX &&
+    flashWorkgroupBytes(t, p.dimQK + p.dimRope, p.dimV) <= limits.maxComputeWorkgroupStorageSize;
+}
+
+/** Storage buffers the kernel binds for this problem. */
+export function flashStorageBuffers(p: AttentionProblem): number {
+  return 5 + (p.qRope ? 2 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (p.returnLse ? 1 : 0);
+}
+
+/** Why the portable tier cannot run `p` on a device with `limits`, naming the limit and the sizes. */
+export function flashUnsupported(p: AttentionProblem, limits: FlashLimits, tile?: FlashTile): string | undefined {
+  const buffers = flashStorageBuffers(p);
+  if (buffers > limits.maxStorageBuffersPerShaderStage) {
+    return `the portable kernel binds ${buffers} storage buffers for this call but maxStorageBuffersPerShaderStage is ${limits.maxStorageBuffersPerShaderStage}`;
+  }
+  const chosen = tile ?? chooseTile(p, limits);
+  if (!chosen) {
+    const smallest = FLASH_TILES[FLASH_TILES.length - 1];
+    const need = flashWorkgroupBytes(smallest, p.dimQK + p.dimRope, p.dimV);
+    return `head dims Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''} / Dv ${p.dimV} need at least ${need} bytes of workgroup memory but maxComputeWorkgroupStorageSize is ${limits.maxComputeWorkgroupStorageSize}`;
+  }
+  if (tile && !fits(tile, p, limits)) return `tile ${JSON.stringify(tile)} does not fit this device's workgroup limits`;
+  for (const [name, bytes] of bindingSizes(p, limits.minStorageBufferOffsetAlignment)) {
+    if (bytes > limits.maxStorageBufferBindingSize) {
+      return `${name} needs a storage binding of ${bytes} bytes but maxStorageBufferBindingSize is ${limits.maxStorageBufferBindingSize}`;
+    }
+    if (bytes > limits.maxBufferSize) return `${name} needs a buffer of ${bytes} bytes but maxBufferSize is ${limits.maxBufferSize}`;
+  }
+  const grid = flashGrid(p, chosen);
+  const max = limits.maxComputeWorkgroupsPerDimension;
+  const names = ['query blocks', 'query heads', 'batch'];
+  const over = grid.findIndex((n) => n > max);
+  if (over >= 0) return `the grid needs ${grid[over]} workgroups along ${names[over]} but maxComputeWorkgroupsPerDimension is ${max}`;
+  return undefined;
+}
+
+export function flashGrid(p: AttentionProblem, tile: FlashTile): [number, number, number] {
+  return [Math.ceil(p.seqQ / tile.rows), p.headsQ, p.batch];
+}
+
+export interface FlashRunOptions {
+  /** Force a tile (benchmarks compare tiles); default: the first of FLASH_TILES that fits. */
+  tile?: FlashTile;
+}
+
+/** The compile-time options of the kernel for `p`. */
+export function flashOptionsOf(p: AttentionProblem, tile: FlashTile): FlashOptions {
+  return {
+    ...scoreOptionsOf(p),
+    dtype: p.dtype,
+    dimQK: p.dimQK,
+    dimRope: p.dimRope,
+    dimV: p.dimV,
+    tile,
+    returnLse: p.returnLse,
+  };
+}
+
+export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: FlashRunOptions = {}): Promise<AttentionResult> {
+  const reason = flashUnsupported(p, runtime.limits, run.tile);
+  if (reason) throw new UnsupportedError('options.backend', `WebGPU portable tier: ${reason}`);
+  const tile = run.tile ?? (chooseTile(p, runtime.limits) as FlashTile);
+  const options = flashOptionsOf(p, tile);
+  const pipeline = await runtime.pipeline(flashKernel, options);
+  const dispatchesBefore = runtime.counters.dispatches;
+  const meter = runtime.meter();
+  const io = bindAttention(runtime, p);
+  try {
+    const view = (v: AttentionProblem['q'] | undefined) => (v ? [v.strides.b, v.strides.h, v.strides.s, v.strides.d] : [0, 0, 0, 0]);
+    const params = FLASH_PARAMS.pack({
+      q_strides: view(p.q),
+      k_strides: view(p.k),
+      v_strides: view(p.v),
+      qr_strides: view(p.qRope),
+      kr_strides: view(p.kRope),
+      out_strides: [p.outStrides.b, p.outStrides.h, p.outStrides.s, p.outStrides.d],
+      lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
+      q_off: p.q.offset + io.q.elementBase,
+      k_off: p.k.offset + io.k.elementBase,
+      v_off: p.v.offset + io.v.elementBase,
+      qr_off: p.qRope ? p.qRope.offset + io.qRope!.elementBase : 0,
+      kr_off: p.kRope ? p.kRope.offset + io.kRope!.elementBase : 0,
+      group: p.headsQ / p.headsKv,
+    });
+    const B = FLASH_BINDINGS;
+    const entries: Record<number, GPUBuffer | GPUBufferBinding> = {
+      [B.params]: runtime.uniform(params, 'flash params'),
+      [B.scoreParams]: runtime.uniform(scoreParamsOf(p, io.mask, io.bias), 'score params'),
+      [B.meta]: io.meta,
+      [B.q]: io.q.binding,
+      [B.k]: io.k.binding,
+      [B.v]: io.v.binding,
+      [B.out]: io.out,
+    };
+    if (io.qRope) entries[B.qRope] = io.qRope.binding;
+    if (io.kRope) entries[B.kRope] = io.kRope.binding;
+    if (io.mask) entries[B.mask] = io.mask.binding;
+    if (io.bias) entries[B.bias] = io.bias.binding;
+    if (io.lse) entries[B.lse] = io.lse;
+    // float16 output with odd Dv is OR-ed in atomically: it must start from zero
+    if (p.dtype === 'float16' && p.dimV % 2 === 1) runtime.clear(io.out);
+    if (p.seqQ > 0) {
+      runtime.dispatch({
+        label: 'flash-portable',
+        pipeline,
+        bindGroups: [runtime.bindGroup(pipeline, 0, entries)],
+        workgroups: flashGrid(p, tile),
+      });
+    }
+  } catch (e) {
+    abandonAttention(runtime, io);
+    meter.stop();
+    throw e;
+  }
+  try {
+    const result = await finishAttention(runtime, p, io);
+    return { ...result, stats: { launches: runtime.counters.dispatches - dispatchesBefore, intermediateBytes: meter.peakIntermediateBytes } };
+  } finally {
+    meter.stop();
+  }
+}

@@ -1,0 +1,304 @@
+// The portable tier's FlashAttention forward in f32 WGSL: no feature beyond core/compat WebGPU, so
+// it runs on any adapter, Mesa llvmpipe included. Shape legend (see attention/options.ts):
+//   B batch, Nq/Nkv heads, Sq/Sk lengths (per sequence), Dq (+ Dr RoPE part) / Dv head dims.
+//
+// One workgroup per (query block of ROWS rows, query head, batch). The query block is staged in
+// workgroup memory once; K and V tiles of KEYS keys are staged in turn (K, then V in the same
+// region) and each row keeps an online softmax (running max m, sum l, accumulator o): no Sq×Sk
+// buffer exists. THREADS_PER_ROW threads share a row: each scores KEYS/THREADS_PER_ROW keys of the
+// tile and owns pairs of output columns (2c, 2c+1), so float16 output packs two halves per word.
+// Key tiles outside the window (causal, sliding) are skipped whole.
+import { NEG_INF_FN, type FloatDType, arrayElement, loadFloat, readBinding } from '../wgsl.js';
+import { UniformLayout } from '../uniforms.js';
+import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
+
+export interface FlashTile {
+  /** Threads per workgroup. */
+  threads: number;
+  /** Query rows per workgroup (threads / rows threads share a row). */
+  rows: number;
+  /** Keys per K/V tile (a multiple of threads / rows). */
+  keys: number;
+}
+
+export interface FlashOptions extends ScoreOptions {
+  /** Storage type of q, k, v, qRope, kRope and the output (computation is f32 either way). */
+  dtype: FloatDType;
+  dimQK: number;
+  /** 0 without the MLA split form. */
+  dimRope: number;
+  dimV: number;
+  tile: FlashTile;
+  returnLse: boolean;
+}
+
+/** Per-call uniforms of the flash kernel (the score uniforms are SCORE_PARAMS, bound apart). */
+export const FLASH_PARAMS = new UniformLayout('FlashParams', {
+  q_strides: 'vec4u', // element strides (b, h, s, d)
+  k_strides: 'vec4u',
+  v_strides: 'vec4u',
+  qr_strides: 'vec4u',
+  kr_strides: 'vec4u',
+  out_strides: 'vec4u',
+  lse_strides: 'vec4u', // (b, h, s, unused)
+  q_off: 'u32', // element offset of (0, 0, 0, 0)
+  k_off: 'u32',
+  v_off: 'u32',
+  qr_off: 'u32',
+  kr_off: 'u32',
+  /** Query heads per key/value head (GQA). */
+  group: 'u32',
+});
+
+export const FLASH_BINDINGS = {
+  params: 0,
+  meta: 1,
+  q: 2,
+  k: 3,
+  v: 4,
+  qRope: 5,
+  kRope: 6,
+  scoreParams: 7,
+  mask: 8,
+  bias: 9,
+  out: 10,
+  lse: 11,
+} as const;
+
+/** Bytes of workgroup memory a tile needs for these head dims. */
+export function flashWorkgroupBytes(tile: FlashTile, dimQK: number, dimV: number): number {
+  const s = strides(dimQK, dimV);
+  const perRow = tile.threads / tile.rows;
+  return 4 * (tile.rows * s.q + tile.keys * Math.max(s.k, s.v) + tile.rows * tile.keys + 2 * tile.rows * perRow);
+}
+
+/** Padded row strides in workgroup memory: odd, so rows do not fall on one memory bank. */
+function strides(dimQK: number, dimV: number): { q: number; k: number; v: number } {
+  const odd = (d: number) => (d % 2 === 0 ? d + 1 : d);
+  // V is read in column pairs: its stride must leave room for column Dv when Dv is odd
+  return { q: odd(dimQK), k: odd(dimQK), v: dimV % 2 === 0 ? dimV + 1 : dimV + 2 };
+}
+
+export function checkTile(tile: FlashTile): string | undefined {
+  const perRow = tile.threads / tile.rows;
+  if (!Number.isInteger(perRow) || perRow < 1) return `tile.threads (${tile.threads}) must be a multiple of tile.rows (${tile.rows})`;
+  if (tile.keys % perRow !== 0) return `tile.keys (${tile.keys}) must be a multiple of threads per row (${perRow})`;
+  return undefined;
+}
+
+export function buildFlash(o: FlashOptions): string {
+  const bad = checkTile(o.tile);
+  if (bad) throw new Error(`buildFlash: ${bad}`);
+  const dqk = o.dimQK + o.dimRope;
+  const perRow = o.tile.threads / o.tile.rows;
+  const pairs = Math.ceil(o.dimV / 2);
+  const pairsPerThread = Math.ceil(pairs / perRow);
+  const st = strides(dqk, o.dimV);
+  const rope = o.dimRope > 0;
+  const elem = arrayElement(o.dtype);
+  // float16 output with odd Dv: two halves of one u32 word can belong to rows of different
+  // workgroups, so halves are OR-ed into a zeroed buffer atomically.
+  const atomicOut = o.dtype === 'float16' && o.dimV % 2 === 1;
+  const outType = o.dtype === 'float32' ? 'f32' : atomicOut ? 'atomic<u32>' : 'u32';
+  const B = FLASH_BINDINGS;
+
+  const bindings = [
+    FLASH_PARAMS.wgsl(),
+    `@group(0) @binding(${B.params}) var<uniform> params: FlashParams;`,
+    '// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)',
+    readBinding(B.meta, 'seq_meta', 'u32'),
+    readBinding(B.q, 'q_buf', elem),
+    readBinding(B.k, 'k_buf', elem),
+    readBinding(B.v, 'v_buf', elem),
+    ...(rope ? [readBinding(B.qRope, 'qr_buf', elem), readBinding(B.kRope, 'kr_buf', elem)] : []),
+    `@group(0) @binding(${B.out}) var<storage, read_write> out_buf: array<${outType}>;`,
+    ...(o.returnLse ? [`@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;`] : []),
+    ...(o.returnLse ? [NEG_INF_FN] : []),
+    loadFloat('q_at', 'q_buf', o.dtype),
+    loadFloat('k_at', 'k_buf', o.dtype),
+    loadFloat('v_at', 'v_buf', o.dtype),
+    ...(rope ? [loadFloat('qr_at', 'qr_buf', o.dtype), loadFloat('kr_at', 'kr_buf', o.dtype)] : []),
+  ];
+
+  // element (row, d) of the query block / key tile: the NoPE part from q/k, the RoPE part from
+  // qRope/kRope (the MLA split form, summed in the same dot product without a concat)
+  const qIndex = (buf: 'q' | 'qr', d: string) =>
+    `params.${buf}_off + b * params.${buf}_strides.x + h * params.${buf}_strides.y + (start_q + qi) * params.${buf}_strides.z + ${d} * params.${buf}_strides.w`;
+  const kIndex = (buf: 'k' | 'kr', d: string) =>
+    `params.${buf}_off + b * params.${buf}_strides.x + hk * params.${buf}_strides.y + (start_k + kj) * params.${buf}_strides.z + ${d} * params.${buf}_strides.w`;
+  const loadQ = rope
+    ? `if (d < DQ) { x = q_at(${qIndex('q', 'd')}); } else { x = qr_at(${qIndex('qr', '(d - DQ)')}); }`
+    : `x = q_at(${qIndex('q', 'd')});`;
+  const loadK = rope
+    ? `if (d < DQ) { x = k_at(${kIndex('k', 'd')}); } else { x = kr_at(${kIndex('kr', '(d - DQ)')}); }`
+    : `x = k_at(${kIndex('k', 'd')});`;
+
+  const storeOut = o.dtype === 'float32'
+    ? `out_buf[e] = val.x;
+        if (col + 1u < DV) { out_buf[e + 1u] = val.y; }`
+    : atomicOut
+      ? `atomicOr(&out_buf[e >> 1u], (pack2x16float(vec2<f32>(val.x, 0.0)) & 0xffffu) << ((e & 1u) * 16u));
+        if (col + 1u < DV) {
+          let e1 = e + 1u;
+          atomicOr(&out_buf[e1 >> 1u], (pack2x16float(vec2<f32>(val.y, 0.0)) & 0xffffu) << ((e1 & 1u) * 16u));
+        }`
+      : 'out_buf[e >> 1u] = pack2x16float(val);';
+
+  return `// fusedattn portable flash forward: ${o.dtype} storage, f32 math, Dq ${o.dimQK}${rope ? ` + Dr ${o.dimRope}` : ''}, Dv ${o.dimV}
+${bindings.join('\n')}
+
+${buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias })}
+
+const THREADS: u32 = ${o.tile.threads}u;
+const ROWS: u32 = ${o.tile.rows}u;
+const KEYS: u32 = ${o.tile.keys}u;
+const PER_ROW: u32 = ${perRow}u;      // threads sharing one query row
+const KEYS_PER_THREAD: u32 = ${o.tile.keys / perRow}u;
+const DQ: u32 = ${o.dimQK}u;           // NoPE part of the query/key head dim
+const DQK: u32 = ${dqk}u;             // whole query/key head dim (NoPE + RoPE)
+const DV: u32 = ${o.dimV}u;
+const PAIRS_PER_THREAD: u32 = ${pairsPerThread}u;
+const Q_STRIDE: u32 = ${st.q}u;
+const K_STRIDE: u32 = ${st.k}u;
+const V_STRIDE: u32 = ${st.v}u;
+
+var<workgroup> q_tile: array<f32, ${o.tile.rows * st.q}>;
+var<workgroup> kv_tile: array<f32, ${o.tile.keys * Math.max(st.k, st.v)}>;
+var<workgroup> p_tile: array<f32, ${o.tile.rows * o.tile.keys}>;
+var<workgroup> part_max: array<f32, ${o.tile.rows * perRow}>;
+var<workgroup> part_sum: array<f32, ${o.tile.rows * perRow}>;
+
+@compute @workgroup_size(${o.tile.threads})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let b = wg.z;
+  let h = wg.y;
+  let i0 = wg.x * ROWS;
+  let nb = sp.batch;
+  let start_q = seq_meta[b];
+  let start_k = seq_meta[nb + b];
+  let sq = seq_meta[2u * nb + b];
+  let sk = seq_meta[3u * nb + b];
+  if (i0 >= sq) { return; }   // the grid covers the longest sequence
+  let hk = h / params.group;
+  let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+  let row = lid / PER_ROW;
+  let lane = lid % PER_ROW;
+  let i = i0 + row;
+  let row_valid = i < sq;
+
+  // key tiles this block can see: the window of its first row to the window of its last
+  var j_lo = 0;
+  var j_hi = i32(sk) - 1;
+${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);
+  let i_last = min(i0 + ROWS, sq) - 1u;
+  j_lo = max(j_lo, diag + i32(i0) - sp.win_left);
+  j_hi = min(j_hi, diag + i32(i_last) + sp.win_right);` : ''}
+  var t_first = 0u;
+  var t_end = 0u;
+  if (j_hi >= j_lo) {
+    t_first = u32(j_lo) / KEYS;
+    t_end = u32(j_hi) / KEYS + 1u;
+  }
+
+  for (var e = lid; e < ROWS * DQK; e += THREADS) {
+    let r = e / DQK;
+    let d = e % DQK;
+    let qi = i0 + r;
+    var x = 0.0;
+    if (qi < sq) {
+      ${loadQ}
+    }
+    q_tile[r * Q_STRIDE + d] = x;
+  }
+
+  var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet)
+  var l = 0.0;        // running sum of exp(score - m)
+  var acc: array<vec2<f32>, PAIRS_PER_THREAD>;
+  var s: array<f32, KEYS_PER_THREAD>;
+
+  for (var t = t_first; t < t_end; t++) {
+    let j0 = t * KEYS;
+    workgroupBarrier();   // the previous tile's V (or the query block) is fully read / written
+    for (var e = lid; e < KEYS * DQK; e += THREADS) {
+      let kj = j0 + e / DQK;
+      let d = e % DQK;
+      var x = 0.0;
+      if (kj < sk) {
+        ${loadK}
+      }
+      kv_tile[(e / DQK) * K_STRIDE + d] = x;
+    }
+    workgroupBarrier();
+
+    // scores of this thread's keys j0 + lane + PER_ROW * u
+    for (var u = 0u; u < KEYS_PER_THREAD; u++) { s[u] = 0.0; }
+    for (var d = 0u; d < DQK; d++) {
+      let qd = q_tile[row * Q_STRIDE + d];
+      for (var u = 0u; u < KEYS_PER_THREAD; u++) {
+        s[u] += qd * kv_tile[(lane + PER_ROW * u) * K_STRIDE + d];
+      }
+    }
+    var tile_max = NO_SCORE;
+    for (var u = 0u; u < KEYS_PER_THREAD; u++) {
+      let j = j0 + lane + PER_ROW * u;
+      var x = NO_SCORE;
+      if (row_valid && j < sk) { x = final_score(s[u], b, h, i, j, sq, sk, slope); }
+      s[u] = x;
+      tile_max = max(tile_max, x);
+    }
+    part_max[row * PER_ROW + lane] = tile_max;
+    workgroupBarrier();   // K fully read: V may overwrite it
+
+    for (var e = lid; e < KEYS * DV; e += THREADS) {
+      let kj = j0 + e / DV;
+      let d = e % DV;
+      var x = 0.0;
+      if (kj < sk) { x = v_at(params.v_off + b * params.v_strides.x + hk * params.v_strides.y + (start_k + kj) * params.v_strides.z + d * params.v_strides.w); }
+      kv_tile[(e / DV) * V_STRIDE + d] = x;
+    }
+    var m_new = m;
+    for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
+    var psum = 0.0;
+    for (var u = 0u; u < KEYS_PER_THREAD; u++) {
+      let p = select(0.0, exp(s[u] - m_new), s[u] > NO_SCORE);
+      p_tile[row * KEYS + lane + PER_ROW * u] = p;
+      psum += p;
+    }
+    part_sum[row * PER_ROW + lane] = psum;
+    workgroupBarrier();
+
+    // exp(NO_SCORE - m_new) is 0 once the row has a score, 1 while it has none (then l = o = 0)
+    let alpha = exp(m - m_new);
+    var tile_sum = 0.0;
+    for (var c = 0u; c < PER_ROW; c++) { tile_sum += part_sum[row * PER_ROW + c]; }
+    l = l * alpha + tile_sum;
+    m = m_new;
+    for (var v = 0u; v < PAIRS_PER_THREAD; v++) { acc[v] *= alpha; }
+    for (var jj = 0u; jj < KEYS; jj++) {
+      let p = p_tile[row * KEYS + jj];
+      let base = jj * V_STRIDE;
+      for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
+        let col = 2u * (lane + PER_ROW * v);
+        if (col < DV) { acc[v] += p * vec2<f32>(kv_tile[base + col], kv_tile[base + col + 1u]); }
+      }
+    }
+  }
+
+  if (!row_valid) { return; }
+  // a row that saw no key (window, mask or -inf bias hid them all) outputs 0 and LSE -inf
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  let ob = b * params.out_strides.x + h * params.out_strides.y + (start_q + i) * params.out_strides.z;
+  for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
+    let col = 2u * (lane + PER_ROW * v);
+    if (col < DV) {
+      let val = acc[v] * inv;
+      let e = ob + col * params.out_strides.w;
+      ${storeOut}
+    }
+  }
+${o.returnLse ? `  if (lane == 0u) {
+    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(neg_inf(), m + log(l), l > 0.0);
+  }` : ''}
+}
+`;
+}

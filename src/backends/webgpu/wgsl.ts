@@ -1,0 +1,47 @@
+// Small WGSL pieces shared by the kernel builders: how a tensor of each dtype is bound and read.
+// float16 data is bound as array<u32> and read with unpack2x16float, so no kernel of the portable
+// tier needs the shader-f16 feature; bool/uint8 masks are bound as array<u32>, four bytes a word.
+
+export type FloatDType = 'float32' | 'float16';
+
+/** Element type of the WGSL array a tensor of `dtype` is bound as. */
+export function arrayElement(dtype: FloatDType): 'f32' | 'u32' {
+  return dtype === 'float32' ? 'f32' : 'u32';
+}
+
+/** A read-only storage binding declaration. */
+export function readBinding(binding: number, name: string, element: 'f32' | 'u32', group = 0): string {
+  return `@group(${group}) @binding(${binding}) var<storage, read> ${name}: array<${element}>;`;
+}
+
+/** `fn fn_name(i: u32) -> f32` returning element i (in elements of `dtype`) of `buffer`. */
+export function loadFloat(fnName: string, buffer: string, dtype: FloatDType): string {
+  if (dtype === 'float32') return `fn ${fnName}(i: u32) -> f32 { return ${buffer}[i]; }`;
+  return `fn ${fnName}(i: u32) -> f32 { return unpack2x16float(${buffer}[i >> 1u])[i & 1u]; }`;
+}
+
+/** `fn fn_name(i: u32) -> u32` returning byte i of a byte tensor bound as array<u32>. */
+export function loadByte(fnName: string, buffer: string): string {
+  return `fn ${fnName}(i: u32) -> u32 { return (${buffer}[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu; }`;
+}
+
+/**
+ * Scores at or below this are "no key" (masked, or -inf from a bias). Kernels keep masked scores
+ * at this finite sentinel instead of -inf so no arithmetic ever meets an infinity.
+ */
+export const NO_SCORE = '-3.0e38';
+
+/**
+ * `fn neg_inf() -> f32`. WGSL rejects an infinite constant expression, so the bits go through a
+ * `var`, which is never constant-evaluated.
+ */
+export const NEG_INF_FN = `fn neg_inf() -> f32 {
+  var bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}`;
+
+/** Indents every line of `text` by `spaces`. */
+export function indent(text: string, spaces: number): string {
+  const pad = ' '.repeat(spaces);
+  return text.split('\n').map((line) => (line ? pad + line : line)).join('\n');
+}
