@@ -10,3 +10,5 @@ export { Tensor, type Layout, type TensorInput, type GpuStorage } from './core/t
 export type { DType } from './core/dtype.js';
 export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats } from './core/dtype.js';
 export { FusedAttnError, ShapeError, DTypeError, ValueError, UnsupportedError, DeviceError } from './core/errors.js';
+export { parseNpy, encodeNpy, type NpyArray, type NpyDType } from './io/npy.js';
+export { npyToTensor, tensorToNpy } from './io/npy-tensor.js';
