@@ -1,0 +1,68 @@
+// `fusedattn info`: what this machine offers fusedattn — the backends found, the WebGPU adapter
+// with its features and limits, and the CPU (threads, WebAssembly SIMD, memory).
+import { availableParallelism, cpus, freemem, totalmem } from 'node:os';
+import { Command } from 'commander';
+import { listBackends, webgpuAvailable } from '../backends/registry.js';
+import { formatBytes, table } from './format.js';
+
+export function infoCommand(): Command {
+  return new Command('info')
+    .description('backends found, the WebGPU adapter (features, limits), CPU threads and SIMD')
+    .option('--json', 'print one JSON object instead of text')
+    .action(async (flags: { json?: boolean }) => {
+      const report = await gatherInfo();
+      console.log(flags.json ? JSON.stringify(report, null, 2) : formatInfo(report));
+    });
+}
+
+export interface InfoReport {
+  backends: Array<{ name: string; available: boolean; detail: string }>;
+  /** What backend 'auto' picks here. */
+  auto: string;
+  cpu: { model: string; threads: number; wasmSimd: boolean; memory: { total: number; free: number } };
+  node: string;
+}
+
+export async function gatherInfo(): Promise<InfoReport> {
+  const backends = await listBackends();
+  const cpuList = cpus();
+  return {
+    backends: backends.map((b) => ({ name: b.name, available: b.available, detail: b.detail })),
+    auto: (await webgpuAvailable()) ? 'webgpu' : 'cpu',
+    cpu: {
+      model: cpuList[0]?.model.trim() ?? 'unknown',
+      threads: availableParallelism(),
+      wasmSimd: wasmSimdSupported(),
+      memory: { total: totalmem(), free: freemem() },
+    },
+    node: process.version,
+  };
+}
+
+export function formatInfo(report: InfoReport): string {
+  const lines = [
+    table(['backend', 'available', 'detail'], report.backends.map((b) => [b.name, b.available ? 'yes' : 'no', b.detail])),
+    '',
+    `backend 'auto' picks: ${report.auto}`,
+    '',
+    `CPU: ${report.cpu.model}, ${report.cpu.threads} threads, WebAssembly SIMD ${report.cpu.wasmSimd ? 'yes' : 'no'}`,
+    `memory: ${formatBytes(report.cpu.memory.free)} free of ${formatBytes(report.cpu.memory.total)}`,
+    `Node ${report.node}`,
+  ];
+  return lines.join('\n');
+}
+
+/** A module whose one function is `i32.const 0; i32x4.splat`: valid iff the engine has SIMD. */
+function wasmSimdSupported(): boolean {
+  const module = new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // \0asm, version 1
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+    0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x11, 0x0b, // code: i32.const 0, i32x4.splat, end
+  ]);
+  try {
+    return WebAssembly.validate(module);
+  } catch {
+    return false;
+  }
+}

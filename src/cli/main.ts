@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// The `fusedattn` command. Every failure ends as one line on stderr ("error: <message>") and a
+// non-zero exit, never a stack trace: library errors carry messages that name the argument, the
+// expected and the received value, and commander reports usage errors the same way.
+// Exit codes: 0 success, 1 bad input or failed check, 2 usage error (unknown flag, bad value).
+// FUSEDATTN_DEBUG=1 adds the stack of unexpected errors, for us.
+import { createRequire } from 'node:module';
+import { Command, CommanderError } from 'commander';
+import { FusedAttnError } from '../core/errors.js';
+import { demoCommand } from './demo.js';
+import { infoCommand } from './info.js';
+import { runCommand } from './run.js';
+import { verifyCommand } from './verify.js';
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+function program(): Command {
+  const cli = new Command('fusedattn')
+    .description('FlashAttention and fused attention for JavaScript: run attention on .npy files, inspect backends, verify them')
+    .version(version)
+    .showSuggestionAfterError()
+    .exitOverride(); // set before adding commands: subcommands inherit it
+  for (const command of [runCommand(), infoCommand(), verifyCommand(), demoCommand()]) cli.addCommand(command.exitOverride());
+  return cli;
+}
+
+/** One line, whatever the message holds. */
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv, { from: 'user' });
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander has printed its own "error: ..." line (or the help / version text) already
+      return e.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    if (e instanceof FusedAttnError) {
+      console.error(`error: ${oneLine(e.message)}`);
+      return EXIT_FAILURE;
+    }
+    const message = e instanceof Error ? e.message : String(e);
+    console.error(`error: ${oneLine(message) || 'unknown failure'} (unexpected; set FUSEDATTN_DEBUG=1 for the stack)`);
+    if (process.env.FUSEDATTN_DEBUG && e instanceof Error) console.error(e.stack);
+    return EXIT_FAILURE;
+  }
+}
+
+// Exit explicitly: a GPU device or the CPU worker pool must not keep a finished command alive.
+const code = await main(process.argv.slice(2));
+await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+process.exit(code);

@@ -1,0 +1,99 @@
+// `fusedattn verify`: the correctness SUITE (src/testing/suite.ts, the one `npm test` runs) on each
+// available backend, fresh seeded inputs, against the float64 reference; a pass/fail table and a
+// non-zero exit on any failure. How outside users check a backend on their own machine.
+import { Command, Option } from 'commander';
+import { attention } from '../attention/api.js';
+import type { BackendName } from '../attention/options.js';
+import { validateAttention } from '../attention/validate.js';
+import { listBackends, webgpuAvailable } from '../backends/registry.js';
+import { ValueError } from '../core/errors.js';
+import { caseName, makeCase } from '../testing/cases.js';
+import { SUITE } from '../testing/suite.js';
+import { checkAgainstReference } from './check.js';
+import { formatMs, table } from './format.js';
+import { integer } from './parse.js';
+
+interface VerifyFlags {
+  backend: 'cpu' | 'webgpu' | 'auto' | 'all';
+  seed: number;
+  filter?: string;
+  verbose?: boolean;
+}
+
+export function verifyCommand(): Command {
+  return new Command('verify')
+    .description('run the correctness suite on each available backend against the float64 reference')
+    .addOption(new Option('--backend <name>', 'backend(s) to check').choices(['cpu', 'webgpu', 'auto', 'all']).default('all'))
+    .option('--seed <n>', 'seed of the random inputs (case i uses seed + i, as in the tests)', integer, 1234)
+    .option('--filter <text>', 'only cases whose name contains this text (case-insensitive), e.g. "TND" or "causal"')
+    .option('--verbose', 'print every case, not only failures and the summary')
+    .action(async (flags: VerifyFlags) => {
+      const failed = await verify(flags);
+      if (failed > 0) process.exitCode = 1;
+    });
+}
+
+/** Runs the suite; returns the number of failed cases. */
+export async function verify(flags: VerifyFlags): Promise<number> {
+  const cases = SUITE.map((c, index) => ({ c, index, name: caseName(c) }))
+    .filter(({ name }) => flags.filter === undefined || name.toLowerCase().includes(flags.filter.toLowerCase()));
+  if (cases.length === 0) {
+    throw new ValueError('--filter', `--filter ${JSON.stringify(flags.filter)} matches none of the ${SUITE.length} suite cases (names look like "${caseName(SUITE[0])}")`);
+  }
+  const infos = await listBackends();
+  let wanted: BackendName[];
+  if (flags.backend === 'all') wanted = infos.map((i) => i.name);
+  else if (flags.backend === 'auto') wanted = [(await webgpuAvailable()) ? 'webgpu' : 'cpu'];
+  else wanted = [flags.backend];
+
+  const rows: string[][] = [];
+  let failed = 0;
+  let ran = 0;
+  let caseFailures = 0;
+  for (const name of wanted) {
+    const info = infos.find((i) => i.name === name)!;
+    if (!info.available) {
+      console.log(`${name}: not available here (${info.detail}), skipped`);
+      if (flags.backend !== 'all') failed++; // asked for it by name: that is a failure
+      continue;
+    }
+    console.log(`${name}: ${cases.length} cases, seed ${flags.seed} (${info.detail})`);
+    let backendFailed = 0;
+    for (const { c, index, name: label } of cases) {
+      const { q, k, v, options } = makeCase(c, flags.seed + index);
+      const start = performance.now();
+      let status: string;
+      let detail: string;
+      let error = '';
+      try {
+        const problem = validateAttention(q, k, v, options);
+        const result = await attention(q, k, v, { ...options, backend: name });
+        const ms = performance.now() - start;
+        const outcome = checkAgainstReference(problem, result);
+        status = outcome.failures.length === 0 ? 'pass' : 'FAIL';
+        detail = formatMs(ms);
+        error = outcome.relError.toExponential(1);
+        if (outcome.failures.length > 0) detail += `: ${outcome.failures.join('; ')}`;
+      } catch (e) {
+        status = 'FAIL';
+        detail = `threw ${(e as Error).name}: ${(e as Error).message}`;
+      }
+      ran++;
+      if (status !== 'pass') backendFailed++;
+      if (status !== 'pass' || flags.verbose) console.log(`  ${status}  ${label}  ${detail}`);
+      rows.push([name, status, error, detail.split(':')[0], label]);
+    }
+    failed += backendFailed;
+    caseFailures += backendFailed;
+    console.log(`${name}: ${cases.length - backendFailed} passed, ${backendFailed} failed`);
+  }
+  console.log('');
+  console.log(table(['backend', 'result', 'rel err', 'time', 'case'], rows, [false, false, true, true, false]));
+  console.log('');
+  if (ran === 0) {
+    console.log('no backend ran: nothing was verified');
+    return Math.max(failed, 1);
+  }
+  console.log(`${ran - caseFailures} of ${ran} passed${failed > 0 ? `, ${failed} FAILED` : ''}`);
+  return failed;
+}
