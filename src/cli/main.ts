@@ -18,13 +18,19 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 function program(): Command {
-  const cli = new Command('fusedattn')
+  const cli = configure(new Command('fusedattn'))
     .description('FlashAttention and fused attention for JavaScript: run attention on .npy files, inspect backends, verify them')
-    .version(version)
-    .showSuggestionAfterError()
-    .exitOverride(); // set before adding commands: subcommands inherit it
-  for (const command of [runCommand(), infoCommand(), verifyCommand(), demoCommand()]) cli.addCommand(command.exitOverride());
+    .version(version);
+  for (const command of [runCommand(), infoCommand(), verifyCommand(), demoCommand()]) cli.addCommand(configure(command));
   return cli;
+}
+
+/** Errors thrown to main() instead of exiting, and printed on one line (suggestions included). */
+function configure(command: Command): Command {
+  return command
+    .exitOverride()
+    .showSuggestionAfterError()
+    .configureOutput({ outputError: (text, write) => write(`${oneLine(text)}\n`) });
 }
 
 /** One line, whatever the message holds. */

@@ -87,13 +87,13 @@ export async function verify(flags: VerifyFlags): Promise<number> {
     caseFailures += backendFailed;
     console.log(`${name}: ${cases.length - backendFailed} passed, ${backendFailed} failed`);
   }
-  console.log('');
-  console.log(table(['backend', 'result', 'rel err', 'time', 'case'], rows, [false, false, true, true, false]));
-  console.log('');
   if (ran === 0) {
     console.log('no backend ran: nothing was verified');
     return Math.max(failed, 1);
   }
+  console.log('');
+  console.log(table(['backend', 'result', 'rel err', 'time', 'case'], rows, [false, false, true, true, false]));
+  console.log('');
   console.log(`${ran - caseFailures} of ${ran} passed${failed > 0 ? `, ${failed} FAILED` : ''}`);
   return failed;
 }
