@@ -15,8 +15,23 @@ export function infoCommand(): Command {
     });
 }
 
+/** The parts of the WebGPU backend's adapter description that info prints. */
+interface AdapterFacts {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+  backend?: string;
+  featureLevel?: string;
+  isFallbackAdapter?: boolean;
+  features?: string[];
+  limits?: Record<string, number>;
+}
+
 export interface InfoReport {
   backends: Array<{ name: string; available: boolean; detail: string }>;
+  /** The adapter WebGPU would use, when there is one. */
+  adapter?: AdapterFacts;
   /** What backend 'auto' picks here. */
   auto: string;
   cpu: { model: string; threads: number; wasmSimd: boolean; memory: { total: number; free: number } };
@@ -25,9 +40,13 @@ export interface InfoReport {
 
 export async function gatherInfo(): Promise<InfoReport> {
   const backends = await listBackends();
+  // loaded here, not at start-up: other commands should not pay for the GPU module
+  const { describeAdapter } = await import('../backends/webgpu/device.js');
+  const gpu = (await describeAdapter()) as { adapter?: AdapterFacts };
   const cpuList = cpus();
   return {
     backends: backends.map((b) => ({ name: b.name, available: b.available, detail: b.detail })),
+    adapter: gpu.adapter,
     auto: (await webgpuAvailable()) ? 'webgpu' : 'cpu',
     cpu: {
       model: cpuList[0]?.model.trim() ?? 'unknown',
@@ -45,11 +64,26 @@ export function formatInfo(report: InfoReport): string {
     '',
     `backend 'auto' picks: ${report.auto}`,
     '',
+    ...formatAdapter(report.adapter),
     `CPU: ${report.cpu.model}, ${report.cpu.threads} threads, WebAssembly SIMD ${report.cpu.wasmSimd ? 'yes' : 'no'}`,
     `memory: ${formatBytes(report.cpu.memory.free)} free of ${formatBytes(report.cpu.memory.total)}`,
     `Node ${report.node}`,
   ];
   return lines.join('\n');
+}
+
+function formatAdapter(a: AdapterFacts | undefined): string[] {
+  if (!a) return [];
+  const name = [a.vendor, a.architecture, a.device].filter(Boolean).join(' ') || 'unknown';
+  const lines = [
+    `WebGPU adapter: ${name}${a.description ? ` (${a.description})` : ''}${a.isFallbackAdapter ? ', a fallback (software) adapter' : ''}`,
+    `  Dawn backend ${a.backend ?? '?'}, feature level ${a.featureLevel ?? '?'}`,
+    `  features: ${a.features?.length ? a.features.join(', ') : 'none'}`,
+    '  limits:',
+    ...Object.entries(a.limits ?? {}).map(([key, value]) => `    ${key.padEnd(36)} ${value}`),
+    '',
+  ];
+  return lines;
 }
 
 /** A module whose one function is `i32.const 0; i32x4.splat`: valid iff the engine has SIMD. */
