@@ -7,6 +7,7 @@ import type { AttentionOptions, BackendChoice, CausalAlign } from '../attention/
 import { LAYOUTS } from '../attention/layout.js';
 import { FusedAttnError, ShapeError, show } from '../core/errors.js';
 import type { Layout, Tensor, TensorInput } from '../core/tensor.js';
+import type { AttentionResult } from '../backends/backend.js';
 import { webgpuAvailable } from '../backends/registry.js';
 import { readNpyFile, writeNpyFile } from '../io/npy-file.js';
 import { npyToTensor, tensorToNpy } from '../io/npy-tensor.js';
@@ -126,7 +127,7 @@ export async function runAttention(flags: RunFlags): Promise<void> {
 
   const backend = flags.backend === 'auto' ? ((await webgpuAvailable()) ? 'webgpu' : 'cpu') : flags.backend;
   const start = performance.now();
-  let result;
+  let result: AttentionResult;
   try {
     result = await attention(q, k, v, options);
   } catch (e) {

@@ -7,7 +7,7 @@ import type { BackendName } from '../attention/options.js';
 import { validateAttention } from '../attention/validate.js';
 import { listBackends, webgpuAvailable } from '../backends/registry.js';
 import { ValueError } from '../core/errors.js';
-import { caseName, makeCase } from '../testing/cases.js';
+import { type AttentionCase, caseName, makeCase } from '../testing/cases.js';
 import { SUITE } from '../testing/suite.js';
 import { checkAgainstReference } from './check.js';
 import { formatMs, table } from './format.js';
@@ -47,46 +47,29 @@ export async function verify(flags: VerifyFlags): Promise<number> {
   else wanted = [flags.backend];
 
   const rows: string[][] = [];
-  let failed = 0;
   let ran = 0;
   let caseFailures = 0;
+  let missingBackends = 0;
   for (const name of wanted) {
     const info = infos.find((i) => i.name === name)!;
     if (!info.available) {
       console.log(`${name}: not available here (${info.detail}), skipped`);
-      if (flags.backend !== 'all') failed++; // asked for it by name: that is a failure
+      if (flags.backend !== 'all') missingBackends++; // asked for by name: not having it is a failure
       continue;
     }
     console.log(`${name}: ${cases.length} cases, seed ${flags.seed} (${info.detail})`);
     let backendFailed = 0;
     for (const { c, index, name: label } of cases) {
-      const { q, k, v, options } = makeCase(c, flags.seed + index);
-      const start = performance.now();
-      let status: string;
-      let detail: string;
-      let error = '';
-      try {
-        const problem = validateAttention(q, k, v, options);
-        const result = await attention(q, k, v, { ...options, backend: name });
-        const ms = performance.now() - start;
-        const outcome = checkAgainstReference(problem, result);
-        status = outcome.failures.length === 0 ? 'pass' : 'FAIL';
-        detail = formatMs(ms);
-        error = outcome.relError.toExponential(1);
-        if (outcome.failures.length > 0) detail += `: ${outcome.failures.join('; ')}`;
-      } catch (e) {
-        status = 'FAIL';
-        detail = `threw ${(e as Error).name}: ${(e as Error).message}`;
-      }
+      const outcome = await runCase(name, c, flags.seed + index);
       ran++;
-      if (status !== 'pass') backendFailed++;
-      if (status !== 'pass' || flags.verbose) console.log(`  ${status}  ${label}  ${detail}`);
-      rows.push([name, status, error, detail.split(':')[0], label]);
+      if (!outcome.pass) backendFailed++;
+      if (!outcome.pass || flags.verbose) console.log(`  ${outcome.pass ? 'pass' : 'FAIL'}  ${label}  ${outcome.time}${outcome.why ? `: ${outcome.why}` : ''}`);
+      rows.push([name, outcome.pass ? 'pass' : 'FAIL', outcome.relError, outcome.time, label]);
     }
-    failed += backendFailed;
     caseFailures += backendFailed;
     console.log(`${name}: ${cases.length - backendFailed} passed, ${backendFailed} failed`);
   }
+  const failed = caseFailures + missingBackends;
   if (ran === 0) {
     console.log('no backend ran: nothing was verified');
     return Math.max(failed, 1);
@@ -96,4 +79,26 @@ export async function verify(flags: VerifyFlags): Promise<number> {
   console.log('');
   console.log(`${ran - caseFailures} of ${ran} passed${failed > 0 ? `, ${failed} FAILED` : ''}`);
   return failed;
+}
+
+interface CaseOutcome {
+  pass: boolean;
+  time: string;
+  relError: string;
+  why?: string;
+}
+
+async function runCase(backend: BackendName, c: AttentionCase, seed: number): Promise<CaseOutcome> {
+  const { q, k, v, options } = makeCase(c, seed);
+  const start = performance.now();
+  try {
+    const problem = validateAttention(q, k, v, options);
+    const result = await attention(q, k, v, { ...options, backend });
+    const time = formatMs(performance.now() - start);
+    const { failures, relError } = checkAgainstReference(problem, result);
+    return { pass: failures.length === 0, time, relError: relError.toExponential(1), why: failures.join('; ') || undefined };
+  } catch (e) {
+    const error = e as Error;
+    return { pass: false, time: '-', relError: '-', why: `threw ${error.name}: ${error.message}` };
+  }
 }
