@@ -1,10 +1,13 @@
 // How long a sequence the demo can afford here. The naive way costs O(S²) time and memory (it
 // materialises the S×S scores), so we time both ways at growing lengths until a run takes a
 // noticeable part of the budget, then extrapolate with time ∝ S² and intermediates ∝ S².
-// Short runs carry fixed overheads, so the extrapolation errs on the short side.
+// Short runs carry fixed overheads, which makes the extrapolation err on the short side; longer
+// runs fall out of cache, which makes it err on the long side (seen: +20% at 2.75x the length on a
+// 2-core CPU), so we aim at 80% of the budget.
 import { freemem } from 'node:os';
 import { attention, naiveAttention } from '../attention/api.js';
 import type { AttentionOptions, BackendName } from '../attention/options.js';
+import type { DemoRunner, Inputs } from './demo-runner.js';
 import { floatsToHalf } from '../core/dtype.js';
 import { Tensor } from '../core/tensor.js';
 import { normal, randomFloats, uniform } from '../testing/random.js';
@@ -16,12 +19,6 @@ export interface DemoShape {
   headDim: number;
   dtype: 'float32' | 'float16';
   causal: boolean;
-}
-
-export interface Inputs {
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
 }
 
 /** Seeded standard-normal q, k, v in layout BNSD. */
@@ -53,31 +50,35 @@ export interface Timing {
 }
 
 /** Times one fused and one naive call at `seqLen` on fresh inputs. */
-export async function timeBoth(shape: DemoShape, backend: BackendName, seqLen: number, seed: number): Promise<Timing> {
-  const { q, k, v } = makeInputs(shape, seqLen, seed);
-  const options = demoOptions(shape, backend);
-  let start = performance.now();
-  await attention(q, k, v, options);
-  const fusedMs = performance.now() - start;
-  start = performance.now();
-  const naive = await naiveAttention(q, k, v, options);
-  const naiveMs = performance.now() - start;
-  return { seqLen, fusedMs, naiveMs, naiveBytes: naive.stats?.intermediateBytes ?? 0 };
+export async function timeBoth(runner: DemoRunner, shape: DemoShape, seqLen: number, seed: number): Promise<Timing> {
+  const placed = runner.place(makeInputs(shape, seqLen, seed));
+  try {
+    const options = demoOptions(shape, runner.backend);
+    const fused = await runner.time(attention, placed, options);
+    const naive = await runner.time(naiveAttention, placed, options);
+    return { seqLen, fusedMs: fused.runs[0], naiveMs: naive.runs[0], naiveBytes: naive.result.stats?.intermediateBytes ?? 0 };
+  } finally {
+    runner.free(placed);
+  }
 }
 
 export interface SizeLimits {
   /** Seconds the fused + naive runs may take together. */
   budgetSeconds: number;
   maxSeqLen: number;
-  /** Bytes the naive intermediates may take (CPU: part of free memory; GPU: a fixed guess). */
+  /** Bytes the naive intermediates may take (CPU: part of free memory; GPU: one storage binding). */
   maxIntermediateBytes: number;
+  /** Bytes one input tensor may take (GPU: one storage binding). */
+  maxInputBytes: number;
 }
 
-export function defaultLimits(backend: BackendName, budgetSeconds: number): SizeLimits {
+export function defaultLimits(runner: DemoRunner, budgetSeconds: number): SizeLimits {
+  const cpu = runner.backend === 'cpu';
   return {
     budgetSeconds,
     maxSeqLen: 16384,
-    maxIntermediateBytes: backend === 'cpu' ? 0.4 * freemem() : 4 * 2 ** 30,
+    maxIntermediateBytes: cpu ? 0.4 * freemem() : runner.bindingLimit,
+    maxInputBytes: cpu ? Infinity : runner.bindingLimit,
   };
 }
 
@@ -91,13 +92,14 @@ export interface SizeChoice {
 /** Lengths are multiples of this (tile-friendly, and a round number to read). */
 const STEP = 128;
 
-export async function chooseSeqLen(shape: DemoShape, backend: BackendName, limits: SizeLimits, seed: number, onTiming: (t: Timing) => void): Promise<SizeChoice> {
-  const budgetMs = limits.budgetSeconds * 1000;
+export async function chooseSeqLen(runner: DemoRunner, shape: DemoShape, limits: SizeLimits, seed: number, onTiming: (t: Timing) => void): Promise<SizeChoice> {
+  // the budget covers every timed repeat of the main step
+  const budgetMs = (limits.budgetSeconds * 1000) / runner.repeats;
   const timings: Timing[] = [];
   let seqLen = 256;
   let last: Timing;
   while (true) {
-    last = await timeBoth(shape, backend, seqLen, seed);
+    last = await timeBoth(runner, shape, seqLen, seed);
     timings.push(last);
     onTiming(last);
     const next = seqLen * 2;
@@ -105,9 +107,12 @@ export async function chooseSeqLen(shape: DemoShape, backend: BackendName, limit
     if (last.fusedMs + last.naiveMs > budgetMs / 16 || next > limits.maxSeqLen || grownBytes > limits.maxIntermediateBytes) break;
     seqLen = next;
   }
-  const byTime = last.seqLen * Math.sqrt(budgetMs / Math.max(last.fusedMs + last.naiveMs, 1e-3));
+  const byTime = last.seqLen * Math.sqrt((0.8 * budgetMs) / Math.max(last.fusedMs + last.naiveMs, 1e-3));
   const byMemory = last.naiveBytes > 0 ? last.seqLen * Math.sqrt(limits.maxIntermediateBytes / last.naiveBytes) : Infinity;
-  const byInputs = last.seqLen * (0.25 * freemem()) / inputBytes(shape, last.seqLen);
+  const byInputs = Math.min(
+    (last.seqLen * 0.25 * freemem()) / inputBytes(shape, last.seqLen),
+    limits.maxInputBytes / (shape.batch * Math.max(shape.heads, shape.kvHeads) * shape.headDim * 4),
+  );
   const bounds: Array<[SizeChoice['boundBy'], number]> = [
     ['time', byTime],
     ['memory', Math.min(byMemory, byInputs)],

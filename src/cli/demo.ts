@@ -12,6 +12,7 @@ import type { AttentionResult } from '../backends/backend.js';
 import { listBackends } from '../backends/registry.js';
 import { FusedAttnError, ValueError } from '../core/errors.js';
 import { compare } from '../testing/compare.js';
+import { DemoRunner, median } from './demo-runner.js';
 import { type DemoShape, chooseSeqLen, defaultLimits, demoOptions, makeInputs, timeBoth } from './demo-size.js';
 import { spotCheckRows } from './demo-check.js';
 import { formatBytes, formatMs, table } from './format.js';
@@ -43,7 +44,7 @@ export function demoCommand(): Command {
     .option('--kv-heads <n>', 'key/value heads (default: as many as query heads, as in Qwen-7B)', positiveInt)
     .option('--head-dim <n>', 'head dimension', positiveInt, 128)
     .option('--no-causal', 'full (non-causal) attention instead of causal prefill')
-    .option('--budget <seconds>', 'time the fused and naive runs may take together when calibrating', finiteNumber, 20)
+    .option('--budget <seconds>', 'seconds the fused and naive runs may take together (sets the length unless --seq-len)', finiteNumber, 12)
     .option('--seed <n>', 'seed of the random inputs', integer, 7)
     .option('--json', 'also print the results as one JSON line')
     .action(async (flags: DemoFlags) => {
@@ -52,17 +53,22 @@ export function demoCommand(): Command {
     });
 }
 
-/** Software GPU adapters (llvmpipe, SwiftShader) are slower than our CPU backend: 'auto' skips them here. */
-const SOFTWARE_ADAPTER = /llvmpipe|swiftshader|lavapipe|softpipe|software|fallback/i;
+/** Software GPU adapters (llvmpipe, lavapipe, SwiftShader) are slower than our CPU backend. */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe/i;
 
+/** 'auto' here means a hardware GPU if there is one, else the CPU (unlike attention()'s 'auto'). */
 async function pickBackend(choice: BackendChoice): Promise<{ name: BackendName; why: string }> {
   const infos = await listBackends();
-  const gpu = infos.find((i) => i.name === 'webgpu')!;
   const cpu = infos.find((i) => i.name === 'cpu')!;
+  const { describeAdapter } = await import('../backends/webgpu/device.js');
+  const gpu = await describeAdapter();
+  const software = gpu.adapter !== undefined && (gpu.adapter.isFallbackAdapter || SOFTWARE_ADAPTER.test(gpu.detail));
+  // the adapter's name is enough here; `fusedattn info` has the rest
+  const adapterName = gpu.detail.split(' (')[0];
   if (choice === 'cpu') return { name: 'cpu', why: `asked for (${cpu.detail})` };
-  if (choice === 'webgpu') return { name: 'webgpu', why: `asked for (${gpu.detail})` };
-  if (gpu.available && !SOFTWARE_ADAPTER.test(gpu.detail)) return { name: 'webgpu', why: `a GPU was found: ${gpu.detail}` };
-  const reason = gpu.available ? `the only WebGPU adapter is a software one (${gpu.detail})` : `no WebGPU adapter (${gpu.detail})`;
+  if (choice === 'webgpu') return { name: 'webgpu', why: `asked for (${gpu.available ? adapterName : gpu.detail})` };
+  if (gpu.available && !software) return { name: 'webgpu', why: `a GPU was found: ${adapterName}` };
+  const reason = gpu.available ? `the only WebGPU adapter is a software one (${adapterName})` : `no WebGPU adapter (${gpu.detail})`;
   return { name: 'cpu', why: `${reason}; CPU: ${cpu.detail}` };
 }
 
@@ -83,15 +89,16 @@ export async function demo(flags: DemoFlags): Promise<boolean> {
   const { name: backend, why } = await pickBackend(flags.backend);
   step(1, steps, `backend ${backend}: ${why}`);
 
+  const runner = await DemoRunner.create(backend);
   // Warm-up at a small length: worker start-up, pipeline compilation, first-touch allocations.
-  await withProgress('warming up', () => timeBoth(shape, backend, 128, flags.seed));
+  await withProgress('warming up', () => timeBoth(runner, shape, 128, flags.seed));
   let seqLen: number;
   if (flags.seqLen !== undefined) {
     seqLen = flags.seqLen;
     step(2, steps, `length ${seqLen} (from --seq-len)`);
   } else {
     step(2, steps, `calibrating the length to a ${flags.budget} s budget`);
-    const choice = await chooseSeqLen(shape, backend, defaultLimits(backend, flags.budget), flags.seed, (t) => {
+    const choice = await chooseSeqLen(runner, shape, defaultLimits(runner, flags.budget), flags.seed, (t) => {
       console.log(`      S=${t.seqLen}: fused ${formatMs(t.fusedMs)}, naive ${formatMs(t.naiveMs)} (${formatBytes(t.naiveBytes)} intermediates)`);
     });
     seqLen = choice.seqLen;
@@ -103,22 +110,28 @@ export async function demo(flags: DemoFlags): Promise<boolean> {
   const options = demoOptions(shape, backend);
 
   step(4, steps, 'fused attention (attention()) and the naive three-step way (naiveAttention())');
+  const repeats = runner.repeats;
+  const placed = runner.place(inputs);
   const run = async (label: string, fn: typeof attention) => {
-    const start = performance.now();
-    const result = await withProgress(label, () => fn(inputs.q, inputs.k, inputs.v, options));
-    const ms = performance.now() - start;
-    console.log(`      ${label}: ${formatMs(ms)}`);
-    return { result, ms };
+    const timed = await withProgress(label, () => runner.time(fn, placed, options, repeats));
+    const ms = median(timed.runs);
+    console.log(`      ${label}: ${formatMs(ms)}${repeats > 1 ? ` (median of ${timed.runs.map(formatMs).join(', ')})` : ''}`);
+    return { result: timed.result, ms };
   };
-  const fused = await run('fused', attention);
+  let fused: { result: AttentionResult; ms: number };
   let naive: { result: AttentionResult; ms: number } | undefined;
   let naiveError: string | undefined;
   try {
-    naive = await run('naive', naiveAttention);
-  } catch (e) {
-    if (!(e instanceof FusedAttnError)) throw e;
-    naiveError = `${e.name}: ${e.message}`;
-    console.log(`      naive: failed: ${naiveError}`);
+    fused = await run('fused', attention);
+    try {
+      naive = await run('naive', naiveAttention);
+    } catch (e) {
+      if (!(e instanceof FusedAttnError)) throw e;
+      naiveError = `${e.name}: ${e.message}`;
+      console.log(`      naive: failed: ${naiveError}`);
+    }
+  } finally {
+    runner.free(placed);
   }
 
   step(5, steps, 'checking');
@@ -133,6 +146,7 @@ export async function demo(flags: DemoFlags): Promise<boolean> {
   }
   const spot = spotCheckRows(problem, fused.result, naive?.result, 6, flags.seed);
 
+  const timeHeader = repeats > 1 ? `time (median of ${repeats})` : 'time';
   const row = (label: string, r: { result: AttentionResult; ms: number }) => [
     label,
     formatMs(r.ms),
@@ -145,12 +159,12 @@ export async function demo(flags: DemoFlags): Promise<boolean> {
   console.log('');
   const rows = [row('fused (attention)', fused)];
   rows.push(naive ? row('naive (3 steps)', naive) : ['naive (3 steps)', 'failed', '', '', '']);
-  console.log(table(['', 'time', 'useful GFLOP/s', 'peak intermediates', 'launches'], rows, [false, true, true, true, true]));
+  console.log(table(['', timeHeader, 'useful GFLOP/s', 'peak intermediates', 'launches'], rows, [false, true, true, true, true]));
   console.log('');
   if (naive) {
     const speedup = naive.ms / fused.ms;
     const saved = (naive.result.stats?.intermediateBytes ?? 0) - (fused.result.stats?.intermediateBytes ?? 0);
-    console.log(`fused is ${speedup.toFixed(2)}x ${speedup >= 1 ? 'faster' : 'slower'} than naive and needs ${formatBytes(Math.max(saved, 0))} less intermediate memory (naive materialises ${shape.batch * shape.heads} x ${seqLen} x ${seqLen} scores).`);
+    console.log(`fused is ${speedup.toFixed(2)}x ${speedup >= 1 ? 'faster' : 'slower'} than naive and needs ${formatBytes(Math.max(saved, 0))} less intermediate memory (naive writes the ${seqLen} x ${seqLen} scores of each of the ${shape.batch * shape.heads} heads to memory).`);
     console.log(`agreement fused vs naive: max |diff| ${agreement!.maxAbs.toExponential(2)} (${agreement!.rel.toExponential(2)} of max |out|), tolerance ${agreeTolerance} -> ${agreement!.ok ? 'ok' : 'DISAGREE'}`);
   } else {
     console.log(`naive could not run at this length: ${naiveError}`);
