@@ -23,6 +23,11 @@ interface Outcome {
   stderr: string;
 }
 
+/**
+ * Runs the CLI. Dawn itself (native code, not us) prints "Warning: ..." lines on stderr when it
+ * creates a device on some drivers (lavapipe: "maxDynamicUniformBuffersPerPipelineLayout
+ * artificially reduced"); those lines are dropped so the tests see what fusedattn printed.
+ */
 function cli(...args: string[]): Outcome {
   const r = spawnSync(process.execPath, [CLI, ...args], {
     cwd: dir,
@@ -30,7 +35,8 @@ function cli(...args: string[]): Outcome {
     timeout: 120_000,
     env: { ...process.env, EGL_PLATFORM: process.env.EGL_PLATFORM ?? 'surfaceless' },
   });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const stderr = r.stderr.split('\n').filter((line) => !/^Warning: .*(artificially|Dawn)/.test(line)).join('\n');
+  return { status: r.status, stdout: r.stdout, stderr };
 }
 
 /** Writes a tensor as <name>.npy in the scratch folder and returns the path. */
@@ -85,8 +91,11 @@ const CASES: AttentionCase[] = [
 const backends = await backendsHere();
 for (const backend of backends) {
   if (backend.skip) console.warn(`\n!!! SKIPPING the fusedattn run CLI tests on ${backend.name}: ${backend.skip}\n`);
+  // The attention suite covers every option on every backend; here the point is the CLI's plumbing,
+  // so the slow software WebGPU of CI gets one case and the CPU all of them.
+  const cases = backend.name === 'cpu' ? CASES : CASES.slice(0, 1);
   describe.skipIf(backend.skip !== undefined)(`fusedattn run on ${backend.name}`, () => {
-    CASES.forEach((c, n) => {
+    cases.forEach((c, n) => {
       it(`writes what the float64 reference says: case ${n}`, () => {
         const prefix = `${backend.name}-${n}`;
         const { args, q, k, v, options } = flagsFor(prefix, c, 500 + n);
