@@ -125,7 +125,6 @@ export async function runAttention(flags: RunFlags): Promise<void> {
   set('softcap', flags.softcap);
   if (flags.checkFinite) options.checkFinite = true;
 
-  const backend = flags.backend === 'auto' ? ((await webgpuAvailable()) ? 'webgpu' : 'cpu') : flags.backend;
   const start = performance.now();
   let result: AttentionResult;
   try {
@@ -134,10 +133,13 @@ export async function runAttention(flags: RunFlags): Promise<void> {
     throw withFlag(e, flags);
   }
   const ms = performance.now() - start;
+  // after the call, so bad input fails before any GPU is touched (and this answer is cached by then)
+  const backend = flags.backend === 'auto' ? ((await webgpuAvailable()) ? 'webgpu' : 'cpu') : flags.backend;
   writeNpyFile(flags.out, tensorToNpy(result.out, 'out'));
   if (flags.lse !== undefined) writeNpyFile(flags.lse, tensorToNpy(result.lse as Tensor, 'lse'));
   if (!flags.quiet) {
-    const stats = result.stats ? `, ${result.stats.launches} launches, ${formatBytes(result.stats.intermediateBytes)} intermediates` : '';
+    const launches = result.stats?.launches === 1 ? '1 launch' : `${result.stats?.launches} launches`;
+    const stats = result.stats ? `, ${launches}, ${formatBytes(result.stats.intermediateBytes)} intermediates` : '';
     const lse = flags.lse !== undefined ? ` and ${flags.lse} ${show(result.lse!.shape)}` : '';
     console.log(`wrote ${flags.out} ${result.out.dtype} ${show(result.out.shape)}${lse} (backend ${backend}, ${formatMs(ms)}${stats})`);
   }
