@@ -9,7 +9,7 @@ import { listBackends, webgpuAvailable } from '../backends/registry.js';
 import { ValueError } from '../core/errors.js';
 import { type AttentionCase, caseName, makeCase } from '../testing/cases.js';
 import { SUITE } from '../testing/suite.js';
-import { checkAgainstReference } from './check.js';
+import { checkAgainstReference } from '../testing/check.js';
 import { formatMs, table } from './format.js';
 import { integer } from './parse.js';
 

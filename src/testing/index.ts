@@ -3,3 +3,4 @@ export * from './cases.js';
 export * from './compare.js';
 export * from './random.js';
 export { SUITE } from './suite.js';
+export * from './check.js';

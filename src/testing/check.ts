@@ -1,10 +1,10 @@
 // Checking one attention result against the float64 reference, with the suite's pass rules
-// (src/testing/compare.ts): what `fusedattn verify` runs for each case, and the demo's spot checks.
+// (compare.ts): what the test suite and `fusedattn verify` run for each case, and the demo's spot checks.
 import type { AttentionProblem } from '../attention/problem.js';
 import { referenceAttention } from '../attention/reference.js';
 import type { AttentionResult } from '../backends/backend.js';
 import { show } from '../core/errors.js';
-import { checkF32, checkLowPrecision, compare } from '../testing/compare.js';
+import { checkF32, checkLowPrecision, compare } from './compare.js';
 
 export interface CheckOutcome {
   /** Why the result fails, empty when it passes. */
