@@ -1,0 +1,343 @@
+// safetensors: the weight format of Hugging Face model folders.
+//   [u64 little-endian N][N bytes of JSON header][data]
+// The header maps each tensor name to { dtype, shape, data_offsets: [begin, end] } (offsets relative
+// to the start of the data) plus an optional "__metadata__" map of strings. We read the header once
+// and then each tensor's bytes on demand with positioned reads, so a model never sits in memory twice
+// (file bytes + converted values): the nearest thing to a memory map that works in Node and a browser.
+// Sharded models add `model.safetensors.index.json` ({ weight_map: { name: "shard file" } }).
+import { floatsToHalf, halfToFloats } from '../core/dtype.js';
+import { ShapeError, UnsupportedError, ValueError, show } from '../core/errors.js';
+
+/** Element types we convert from. Others (I8, F64, ...) are listed in headers but refused on read. */
+export type StoredDType = 'F32' | 'F16' | 'BF16';
+const ELEMENT_BYTES: Record<string, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+};
+/** The format's own limit on the header, which also keeps a corrupt length from allocating gigabytes. */
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** fs reads are capped below 2 GiB; big tensors are read in pieces of this size. */
+const READ_CHUNK = 256 * 1024 * 1024;
+
+/** Where a safetensors file's bytes come from: a file on disk, or bytes in memory (tests, browsers). */
+export interface ByteSource {
+  /** File path or label, used in every error message. */
+  readonly name: string;
+  size(): Promise<number>;
+  /** Exactly `length` bytes from `offset` into a fresh buffer. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** One tensor of a file: element type, shape, and where its bytes are (absolute file offsets). */
+export interface SafetensorsEntry {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  readonly byteOffset: number;
+  readonly byteLength: number;
+  /** The file (shard) holding it. */
+  readonly file: string;
+}
+
+/** float32 values, or float16 as raw bits, like Tensor data. */
+export type ReadAs = 'float32' | 'float16';
+export type ReadResult<T extends ReadAs> = T extends 'float16' ? Uint16Array : Float32Array;
+
+/** A set of named tensors: one safetensors file, or every shard of a model. */
+export interface TensorStore {
+  /** The file or folder, for messages. */
+  readonly origin: string;
+  names(): string[];
+  entry(name: string): SafetensorsEntry | undefined;
+  read<T extends ReadAs>(name: string, as: T): Promise<ReadResult<T>>;
+  close(): Promise<void>;
+}
+
+/** A ByteSource over a file, opened lazily with node:fs (imported only when used). */
+export function fileSource(path: string): ByteSource {
+  let handle: Promise<import('node:fs/promises').FileHandle> | undefined;
+  const open = () => {
+    handle ??= import('node:fs/promises').then((fs) => fs.open(path, 'r'));
+    return handle;
+  };
+  return {
+    name: path,
+    size: async () => (await (await open()).stat()).size,
+    read: async (offset, length) => {
+      const fh = await open();
+      const out = new Uint8Array(length);
+      for (let done = 0; done < length;) {
+        const want = Math.min(READ_CHUNK, length - done);
+        const { bytesRead } = await fh.read(out, done, want, offset + done);
+        if (bytesRead === 0) throw new ValueError(path, `${path}: unexpected end of file at byte ${offset + done} (wanted ${length} bytes from ${offset})`);
+        done += bytesRead;
+      }
+      return out;
+    },
+    close: async () => {
+      if (handle) await (await handle).close();
+      handle = undefined;
+    },
+  };
+}
+
+/** A ByteSource over bytes already in memory. */
+export function bytesSource(bytes: Uint8Array, name = 'safetensors bytes'): ByteSource {
+  return {
+    name,
+    size: async () => bytes.byteLength,
+    read: async (offset, length) => {
+      if (offset + length > bytes.byteLength) throw new ValueError(name, `${name}: read past the end (${offset + length} > ${bytes.byteLength} bytes)`);
+      return bytes.slice(offset, offset + length);
+    },
+    close: async () => {},
+  };
+}
+
+/** One safetensors file with its header parsed and checked against the file size. */
+export class SafetensorsFile implements TensorStore {
+  readonly origin: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  private readonly entries: Map<string, SafetensorsEntry>;
+  private readonly source: ByteSource;
+
+  private constructor(source: ByteSource, entries: Map<string, SafetensorsEntry>, metadata: Record<string, string>) {
+    this.source = source;
+    this.origin = source.name;
+    this.entries = entries;
+    this.metadata = metadata;
+  }
+
+  /** Reads and validates the header. Throws ValueError naming the file (and tensor) when malformed. */
+  static async open(input: string | ByteSource): Promise<SafetensorsFile> {
+    const source = typeof input === 'string' ? fileSource(input) : input;
+    try {
+      const name = source.name;
+      const size = await source.size();
+      if (size < 8) throw new ValueError(name, `${name} is not a safetensors file: ${size} bytes, shorter than the 8-byte header length`);
+      const lengthBytes = await source.read(0, 8);
+      const headerLength = Number(new DataView(lengthBytes.buffer).getBigUint64(0, true));
+      if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > size) {
+        throw new ValueError(name, `${name} is not a safetensors file: header length ${headerLength} does not fit (file is ${size} bytes, limit ${MAX_HEADER_BYTES})`);
+      }
+      const text = new TextDecoder().decode(await source.read(8, headerLength));
+      let header: unknown;
+      try {
+        header = JSON.parse(text);
+      } catch (e) {
+        throw new ValueError(name, `${name}: header is not valid JSON (${(e as Error).message})`);
+      }
+      if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+        throw new ValueError(name, `${name}: header must be a JSON object, got ${show(header)}`);
+      }
+      const dataStart = 8 + headerLength;
+      const entries = new Map<string, SafetensorsEntry>();
+      let metadata: Record<string, string> = {};
+      for (const [key, value] of Object.entries(header as Record<string, unknown>)) {
+        if (key === '__metadata__') metadata = (value ?? {}) as Record<string, string>;
+        else entries.set(key, parseEntry(name, key, value, dataStart, size));
+      }
+      return new SafetensorsFile(source, entries, metadata);
+    } catch (e) {
+      await source.close();
+      throw e;
+    }
+  }
+
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  entry(name: string): SafetensorsEntry | undefined {
+    return this.entries.get(name);
+  }
+
+  /** Reads one tensor converted to float32 values or float16 bits. */
+  async read<T extends ReadAs>(name: string, as: T): Promise<ReadResult<T>> {
+    const entry = this.entries.get(name);
+    if (!entry) throw new ValueError(name, `${this.origin} has no tensor ${show(name)}`);
+    const bytes = await this.source.read(entry.byteOffset, entry.byteLength);
+    return convert(bytes, entry, as) as ReadResult<T>;
+  }
+
+  close(): Promise<void> {
+    return this.source.close();
+  }
+}
+
+function parseEntry(file: string, name: string, value: unknown, dataStart: number, fileSize: number): SafetensorsEntry {
+  const where = `${file}: tensor ${show(name)}`;
+  const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (v === null || typeof v !== 'object') throw new ValueError(name, `${where} must be an object {dtype, shape, data_offsets}, got ${show(value)}`);
+  if (typeof v.dtype !== 'string' || !(v.dtype in ELEMENT_BYTES)) {
+    throw new ValueError(name, `${where} has unknown dtype ${show(v.dtype)} (known: ${Object.keys(ELEMENT_BYTES).join(', ')})`);
+  }
+  const shape = v.shape;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new ShapeError(name, `${where} shape must be a list of non-negative integers, got ${show(shape)}`);
+  }
+  const offsets = v.data_offsets;
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+    throw new ValueError(name, `${where} data_offsets must be [begin, end] with 0 <= begin <= end, got ${show(offsets)}`);
+  }
+  const numel = (shape as number[]).reduce((a, b) => a * b, 1);
+  const byteLength = offsets[1] - offsets[0];
+  if (byteLength !== numel * ELEMENT_BYTES[v.dtype]) {
+    throw new ShapeError(name, `${where} holds ${byteLength} bytes but shape ${show(shape)} of ${v.dtype} needs ${numel * ELEMENT_BYTES[v.dtype]}`);
+  }
+  if (dataStart + offsets[1] > fileSize) {
+    throw new ValueError(name, `${where} ends at byte ${dataStart + offsets[1]}, past the end of the file (${fileSize} bytes): truncated file?`);
+  }
+  return { name, dtype: v.dtype, shape, byteOffset: dataStart + offsets[0], byteLength, file };
+}
+
+function convert(bytes: Uint8Array, entry: SafetensorsEntry, as: ReadAs): Float32Array | Uint16Array {
+  // `bytes` is a fresh buffer starting at offset 0, so typed views over it are aligned
+  const n = entry.byteLength / (ELEMENT_BYTES[entry.dtype] ?? 1);
+  switch (entry.dtype) {
+    case 'F32': {
+      const f32 = new Float32Array(bytes.buffer, 0, n);
+      return as === 'float32' ? f32 : floatsToHalf(f32);
+    }
+    case 'F16': {
+      const f16 = new Uint16Array(bytes.buffer, 0, n);
+      return as === 'float16' ? f16 : halfToFloats(f16);
+    }
+    case 'BF16': {
+      const f32 = bf16ToFloats(new Uint16Array(bytes.buffer, 0, n));
+      return as === 'float32' ? f32 : floatsToHalf(f32);
+    }
+    default:
+      throw new UnsupportedError(entry.name, `${entry.file}: tensor ${show(entry.name)} has dtype ${entry.dtype}; only F32, F16 and BF16 weights are supported`);
+  }
+}
+
+/** bfloat16 bits -> float32 (bf16 is the top half of a float32, so this is exact). */
+export function bf16ToFloats(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+  const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+  return dst;
+}
+
+/** float32 -> bfloat16 bits, round to nearest even (NaN stays NaN). */
+export function floatsToBf16(src: ArrayLike<number>, dst = new Uint16Array(src.length)): Uint16Array {
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < src.length; i++) {
+    f[0] = src[i];
+    const x = u[0];
+    if ((x & 0x7fffffff) > 0x7f800000) dst[i] = (x >>> 16) | 0x40;
+    else dst[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return dst;
+}
+
+/**
+ * Opens a model's weights: `path` is a .safetensors file, or a folder holding `model.safetensors`
+ * or a sharded `model.safetensors.index.json`. Node only (reads files).
+ */
+export async function openSafetensors(path: string): Promise<TensorStore> {
+  const fs = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const stat = await fs.stat(path).catch(() => undefined);
+  if (!stat) throw new ValueError(path, `${path} does not exist (expected a .safetensors file or a model folder)`);
+  if (stat.isFile()) return SafetensorsFile.open(path);
+  const single = join(path, 'model.safetensors');
+  const index = join(path, 'model.safetensors.index.json');
+  if (await fs.stat(index).catch(() => undefined)) return openSharded(index, path);
+  if (await fs.stat(single).catch(() => undefined)) return SafetensorsFile.open(single);
+  throw new ValueError(path, `${path} holds neither model.safetensors nor model.safetensors.index.json`);
+}
+
+async function openSharded(indexPath: string, folder: string): Promise<TensorStore> {
+  const fs = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  let index: { weight_map?: unknown };
+  try {
+    index = JSON.parse(await fs.readFile(indexPath, 'utf8'));
+  } catch (e) {
+    throw new ValueError(indexPath, `${indexPath} is not valid JSON (${(e as Error).message})`);
+  }
+  const map = index?.weight_map;
+  if (map === null || typeof map !== 'object' || Array.isArray(map)) {
+    throw new ValueError(indexPath, `${indexPath} must have a "weight_map" object {tensor: shard file}, got ${show(map)}`);
+  }
+  const shards = new Map<string, SafetensorsFile>();
+  const owner = new Map<string, SafetensorsFile>();
+  try {
+    for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
+      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
+        throw new ValueError(indexPath, `${indexPath}: weight_map[${show(name)}] must be a file name in the folder, got ${show(shard)}`);
+      }
+      let file = shards.get(shard);
+      if (!file) {
+        file = await SafetensorsFile.open(join(folder, shard));
+        shards.set(shard, file);
+      }
+      if (!file.entry(name)) throw new ValueError(name, `${indexPath} puts tensor ${show(name)} in ${shard}, which does not hold it`);
+      owner.set(name, file);
+    }
+  } catch (e) {
+    await Promise.all([...shards.values()].map((f) => f.close()));
+    throw e;
+  }
+  return {
+    origin: folder,
+    names: () => [...owner.keys()],
+    entry: (name) => owner.get(name)?.entry(name),
+    read: (name, as) => {
+      const file = owner.get(name);
+      if (!file) throw new ValueError(name, `${folder} has no tensor ${show(name)} (not in ${indexPath})`);
+      return file.read(name, as);
+    },
+    close: async () => {
+      await Promise.all([...shards.values()].map((f) => f.close()));
+    },
+  };
+}
+
+/** A tensor to write: float32 values stored as `dtype`. */
+export interface TensorToWrite {
+  dtype: StoredDType;
+  shape: readonly number[];
+  data: Float32Array;
+}
+
+/** Encodes tensors as safetensors bytes (data in insertion order, header padded to 8 bytes). */
+export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    if (numel !== t.data.length) throw new ShapeError(name, `tensor ${show(name)} has ${t.data.length} values but shape ${show(t.shape)} needs ${numel}`);
+    let bytes: Uint8Array;
+    if (t.dtype === 'F32') bytes = new Uint8Array(Float32Array.from(t.data).buffer);
+    else if (t.dtype === 'F16') bytes = new Uint8Array(floatsToHalf(t.data).buffer);
+    else if (t.dtype === 'BF16') bytes = new Uint8Array(floatsToBf16(t.data).buffer);
+    else throw new UnsupportedError(name, `tensor ${show(name)}: can write F32, F16 or BF16, got ${show(t.dtype)}`);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
+    parts.push(bytes);
+    offset += bytes.byteLength;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  // pad with spaces (allowed by the format) so the data starts 8-byte aligned
+  const headerBytes = new Uint8Array(json.byteLength + ((8 - (json.byteLength % 8)) % 8)).fill(0x20);
+  headerBytes.set(json);
+  const out = new Uint8Array(8 + headerBytes.byteLength + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
+  out.set(headerBytes, 8);
+  let at = 8 + headerBytes.byteLength;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** Writes tensors to a .safetensors file (Node). */
+export async function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+  const fs = await import('node:fs/promises');
+  await fs.writeFile(path, encodeSafetensors(tensors, metadata));
+}

@@ -1,0 +1,100 @@
+// The seams of the transformer runner. The decoder loop (decoder.ts) is written once against two
+// interfaces that each backend implements:
+//   DecoderOps       embeddings, RMSNorm, linear layers, SwiGLU, residual adds, reading results;
+//   AttentionModule  the attention half of a layer, from normed hidden states to the O projection,
+//                    KV-cache append included. The unfused module (separate projections, RoPE,
+//                    attention, O proj) and the fused AttentionBlock (packed QKV GEMM -> attention
+//                    reading the packed buffer with RoPE in-kernel -> O proj) both implement it.
+//
+// Shape legend: B batch (sequences decoded together, equal lengths), T new tokens per sequence,
+// H hidden size, Nq / Nkv query / key-value heads, D head dim, L positions in the cache.
+// Activations are row-major [T * B, features] with row t * B + b ("SBH"), so the rows of one
+// position are adjacent: the K/V of new tokens append to the cache as one contiguous block.
+import type { ModelConfig } from './config.js';
+import type { RopeTable } from './rope.js';
+import type { DecoderWeights, LayerWeights } from './weights.js';
+
+/** A [rows, cols] float32 matrix of activations on a backend's device. */
+export interface Activations {
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/** What one forward pass over new tokens is. */
+export interface StepInfo {
+  readonly batch: number;
+  /** New tokens per sequence (T); T = prompt length for prefill, 1 for decode. */
+  readonly tokens: number;
+  /** Position of the first new token (= cache.length before this step). */
+  readonly start: number;
+  /** cos/sin for positions start .. start + tokens - 1, [T, D/2]. */
+  readonly rope: RopeTable;
+}
+
+/**
+ * The KV cache: per layer, keys and values after RoPE, preallocated for `capacity` positions in
+ * layout [capacity, B, Nkv * D] (SBH). The first L positions are then one contiguous prefix,
+ * which attention() takes without a copy as layout 'SBH' with heads = Nkv.
+ */
+export interface KvCache {
+  readonly batch: number;
+  readonly capacity: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  /** Positions filled (the same for every layer once a step is done). */
+  readonly length: number;
+  /** Bytes held by all layers' K and V. */
+  readonly bytes: number;
+}
+
+/**
+ * The attention half of a decoder layer. Given x = RMSNorm(hidden) of the new tokens,
+ * [T * B, H] with row t * B + b, it must
+ *   1. project to Q [T*B, Nq*D], K and V [T*B, Nkv*D], with the biases the config has;
+ *   2. rotate Q and K with `step.rope` (position step.start + t);
+ *   3. write K and V of the new tokens into `cache` layer `layer` at positions
+ *      step.start .. step.start + T - 1 (it must not change cache.length: the decoder advances it
+ *      once every layer has run);
+ *   4. attend causally (bottom-right: new token t sees cache positions <= step.start + t) over the
+ *      first step.start + T cache positions, GQA head h reading KV head floor(h / (Nq / Nkv)),
+ *      scale 1/sqrt(D), never materialising a T x L score matrix in memory;
+ *   5. return the O projection (+ bias), [T * B, H].
+ */
+export interface AttentionModule<A extends Activations, C extends KvCache = KvCache> {
+  /** 'unfused' or 'fused', and what it runs on, for logs and benchmarks. */
+  readonly name: string;
+  forward(x: A, layer: number, cache: C, step: StepInfo): Promise<A>;
+}
+
+/** Builds an AttentionModule for a loaded model (it may repack the layer weights it is given). */
+export type AttentionFactory<A extends Activations, W, C extends KvCache> = (
+  config: ModelConfig,
+  layers: readonly LayerWeights<W>[],
+  ops: DecoderOps<A, W, C>,
+) => AttentionModule<A, C>;
+
+/** Everything else a decoder layer needs, on one backend. W is the backend's weight handle. */
+export interface DecoderOps<A extends Activations, W, C extends KvCache = KvCache> {
+  readonly name: string;
+  /** Rows of the embedding table [vocab, H] for each id. */
+  embed(table: W, ids: Int32Array): Promise<A>;
+  /** x / sqrt(mean(x²) + eps) * weight, per row. */
+  rmsNorm(x: A, weight: W, eps: number): Promise<A>;
+  /** x Wᵀ (+ bias), W [out, in]: [rows, in] -> [rows, out]. */
+  linear(x: A, weight: W, bias?: W): Promise<A>;
+  /** x += y (the residual stream). */
+  addInPlace(x: A, y: A): Promise<void>;
+  /** silu(gate) * up. */
+  swiglu(gate: A, up: A): Promise<A>;
+  /** The last `count` rows (the last position of each sequence, for the LM head). */
+  lastRows(x: A, count: number): Promise<A>;
+  /** Copies activations to CPU memory. */
+  read(x: A): Promise<Float32Array>;
+  /** Returns buffers to a pool (GPU); a no-op where the garbage collector does it. */
+  release(...xs: A[]): void;
+  createCache(config: ModelConfig, batch: number, capacity: number): C;
+  /** Sets cache.length after every layer has written a step. */
+  advanceCache(cache: C, length: number): void;
+  /** Bytes of weights held on the device. */
+  weightBytes(weights: DecoderWeights<W>): number;
+}

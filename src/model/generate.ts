@@ -1,0 +1,75 @@
+// Text generation: prefill the prompt in one forward pass, then decode one token per pass against
+// the KV cache, sampling each next token. Times prefill and decode separately (tokens/s).
+import { ValueError, show } from '../core/errors.js';
+import type { TransformerModel } from './model.js';
+import { type SamplingOptions, createSampler } from './sampling.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  /** New tokens to produce at most (default 32). */
+  maxNewTokens?: number;
+  /** Ids that end generation (default: the model's eos ids). The stop token is included in the output. */
+  stopTokenIds?: readonly number[];
+  /** Called with each new token as soon as it is chosen (for streaming output). */
+  onToken?: (id: number) => void;
+}
+
+export interface GenerateResult {
+  /** The new tokens (the prompt not included). */
+  tokens: number[];
+  stopReason: 'stop-token' | 'max-new-tokens';
+  promptTokens: number;
+  prefillMs: number;
+  /** Forward passes after prefill (new tokens - 1: the first comes from the prefill logits). */
+  decodeSteps: number;
+  decodeMs: number;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  /** Bytes of the KV cache allocated for this generation. */
+  kvCacheBytes: number;
+}
+
+export async function generate(model: TransformerModel, prompt: readonly number[], options: GenerateOptions = {}): Promise<GenerateResult> {
+  const maxNewTokens = options.maxNewTokens ?? 32;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) {
+    throw new ValueError('maxNewTokens', `maxNewTokens must be a positive integer, got ${show(maxNewTokens)}`);
+  }
+  if (!Array.isArray(prompt) || prompt.length === 0) {
+    throw new ValueError('prompt', `prompt must be a non-empty list of token ids, got ${show(prompt)}`);
+  }
+  const sample = createSampler(options);
+  const stop = new Set(options.stopTokenIds ?? model.stopTokenIds);
+  const cache = model.createCache(1, prompt.length + maxNewTokens);
+
+  const next = (logits: Float32Array) => {
+    for (let i = 0; i < logits.length; i++) {
+      if (Number.isNaN(logits[i])) throw new ValueError('logits', `the model produced NaN logits (token ${i}); the weights may hold NaN/Inf or overflow`);
+    }
+    return sample(logits);
+  };
+  const t0 = performance.now();
+  let token = next(await model.forward([prompt], cache));
+  const prefillMs = performance.now() - t0;
+  const tokens = [token];
+  options.onToken?.(token);
+  let stopReason: GenerateResult['stopReason'] = stop.has(token) ? 'stop-token' : 'max-new-tokens';
+  const t1 = performance.now();
+  while (stopReason !== 'stop-token' && tokens.length < maxNewTokens) {
+    token = next(await model.forward([[token]], cache));
+    tokens.push(token);
+    options.onToken?.(token);
+    if (stop.has(token)) stopReason = 'stop-token';
+  }
+  const decodeMs = performance.now() - t1;
+  const decodeSteps = tokens.length - 1;
+  return {
+    tokens,
+    stopReason,
+    promptTokens: prompt.length,
+    prefillMs,
+    decodeSteps,
+    decodeMs,
+    prefillTokensPerSecond: (prompt.length / prefillMs) * 1000,
+    decodeTokensPerSecond: decodeSteps > 0 ? (decodeSteps / decodeMs) * 1000 : 0,
+    kvCacheBytes: cache.bytes,
+  };
+}

@@ -1,0 +1,16 @@
+// fusedattn/model: the Qwen2/Llama transformer runner, its file formats and its test oracle.
+export { loadModel, createModel, type TransformerModel, type ModelOptions, type ModelBackendChoice, type AttentionKind } from './model.js';
+export { generate, type GenerateOptions, type GenerateResult } from './generate.js';
+export { createSampler, argmax, topIndices, type SamplingOptions, type Sampler } from './sampling.js';
+export { parseModelConfig, readModelConfig, type ModelConfig, type RopeScaling } from './config.js';
+export { ropeFrequencies, ropeTable, type RopeFrequencies, type RopeTable } from './rope.js';
+export { weightSpecs, checkWeights, loadWeights, type DecoderWeights, type LayerWeights, type HostTensor, type WeightSpec } from './weights.js';
+export { Decoder, type ForwardOptions } from './decoder.js';
+export type { Activations, AttentionModule, AttentionFactory, DecoderOps, KvCache, StepInfo } from './backend.js';
+export { referenceForward } from './reference.js';
+export { createTokenizer, loadTokenizer, type TextTokenizer } from './tokenizer.js';
+export { tinyConfigJson, qwen2HalfBConfigJson, randomWeights, memoryStore, writeModelFolder, configFrom, type RandomTensor, type WriteModelOptions } from './random.js';
+export {
+  SafetensorsFile, openSafetensors, encodeSafetensors, writeSafetensors, fileSource, bytesSource, bf16ToFloats, floatsToBf16,
+  type TensorStore, type SafetensorsEntry, type ByteSource, type StoredDType, type TensorToWrite, type ReadAs,
+} from '../io/safetensors.js';

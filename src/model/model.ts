@@ -1,0 +1,112 @@
+// A loaded transformer: config + weights on a backend + an attention module, behind one small
+// interface that hides the backend's types. `loadModel(dir)` reads a Hugging Face model folder
+// (config.json, safetensors, optional tokenizer.json); `createModel(config, store)` takes weights
+// from any TensorStore (e.g. random weights generated in memory for benchmarks).
+import { UnsupportedError, ValueError, show } from '../core/errors.js';
+import { type TensorStore, openSafetensors } from '../io/safetensors.js';
+import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
+import { type ModelConfig, readModelConfig } from './config.js';
+import { Decoder, type ForwardOptions } from './decoder.js';
+import { type TextTokenizer, loadTokenizer } from './tokenizer.js';
+import { loadWeights } from './weights.js';
+
+export type ModelBackendChoice = 'cpu' | 'webgpu' | 'auto';
+/** 'fused': the AttentionBlock (packed QKV GEMM, RoPE in the attention kernel); 'unfused': separate steps. */
+export type AttentionKind = 'fused' | 'unfused';
+
+export interface ModelOptions {
+  /** Default 'auto': the best backend that can run the model here. */
+  backend?: ModelBackendChoice;
+  /** Default: 'fused' where the backend has it, else 'unfused'. */
+  attention?: AttentionKind;
+}
+
+export interface TransformerModel {
+  readonly config: ModelConfig;
+  /** Present when the model folder has tokenizer.json. */
+  readonly tokenizer: TextTokenizer | undefined;
+  readonly backend: 'cpu' | 'webgpu';
+  /** The attention module's name, e.g. "unfused (cpu)". */
+  readonly attention: string;
+  /** Bytes of weights held by the backend. */
+  readonly weightBytes: number;
+  /** A preallocated KV cache for `batch` sequences of up to `capacity` positions. */
+  createCache(batch: number, capacity: number): KvCache;
+  /** See Decoder.forward: logits [B, vocab] of the last new position (or [B, T, vocab]). */
+  forward(tokens: readonly (readonly number[])[], cache: KvCache, options?: ForwardOptions): Promise<Float32Array>;
+  /** Stop token ids: config eos_token_id plus the tokenizer's eos_token. */
+  readonly stopTokenIds: readonly number[];
+}
+
+interface BackendEntry {
+  // each backend has its own activation / weight / cache types; the model hides them
+  load(config: ModelConfig, store: TensorStore): Promise<{ ops: DecoderOps<Activations, unknown, KvCache>; weights: Awaited<ReturnType<typeof loadWeights<unknown, 'float32'>>> }>;
+  attention: Partial<Record<AttentionKind, () => Promise<AttentionFactory<Activations, unknown, KvCache>>>>;
+}
+
+type AnyFactory = AttentionFactory<Activations, unknown, KvCache>;
+
+/**
+ * Backends of the runner and the attention modules each offers. The fused AttentionBlock plugs in
+ * here (`attention.fused`) once it exists; the WebGPU runner adds a `webgpu` entry.
+ */
+const BACKENDS: Partial<Record<'cpu' | 'webgpu', BackendEntry>> = {
+  cpu: {
+    async load(config, store) {
+      const { cpuOps } = await import('./cpu/ops.js');
+      // CPU weights are the float32 arrays read from the file, used in place
+      const weights = await loadWeights(store, config, 'float32', (tensor) => tensor);
+      return { ops: cpuOps as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
+    },
+    attention: {
+      unfused: async () => (await import('./cpu/unfused-attention.js')).cpuUnfusedAttention as unknown as AnyFactory,
+    },
+  },
+};
+
+function resolveBackend(choice: ModelBackendChoice): 'cpu' | 'webgpu' {
+  if (choice !== 'cpu' && choice !== 'webgpu' && choice !== 'auto') {
+    throw new ValueError('backend', `backend must be "cpu", "webgpu" or "auto", got ${show(choice)}`);
+  }
+  if (choice === 'auto') return BACKENDS.webgpu ? 'webgpu' : 'cpu';
+  if (!BACKENDS[choice]) throw new UnsupportedError('backend', `the transformer runner has no ${choice} backend in this build yet (available: ${Object.keys(BACKENDS).join(', ')})`);
+  return choice;
+}
+
+/** A model from a validated config and a store of weights (HF names). */
+export async function createModel(config: ModelConfig, store: TensorStore, options: ModelOptions = {}, tokenizer?: TextTokenizer): Promise<TransformerModel> {
+  const backend = resolveBackend(options.backend ?? 'auto');
+  const entry = BACKENDS[backend] as BackendEntry;
+  const kind = options.attention ?? (entry.attention.fused ? 'fused' : 'unfused');
+  if (kind !== 'fused' && kind !== 'unfused') throw new ValueError('attention', `attention must be "fused" or "unfused", got ${show(kind)}`);
+  const makeAttention = entry.attention[kind];
+  if (!makeAttention) {
+    throw new UnsupportedError('attention', `the ${kind} attention module is not available on the ${backend} backend in this build (available: ${Object.keys(entry.attention).join(', ')})`);
+  }
+  const { ops, weights } = await entry.load(config, store);
+  const attention = (await makeAttention())(config, weights.layers, ops);
+  const decoder = new Decoder(config, weights, ops, attention);
+  const stop = new Set([...config.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])]);
+  return {
+    config,
+    tokenizer,
+    backend,
+    attention: attention.name,
+    weightBytes: ops.weightBytes(weights),
+    stopTokenIds: [...stop],
+    createCache: (batch, capacity) => decoder.createCache(batch, capacity),
+    forward: (tokens, cache, opts) => decoder.forward(tokens, cache, opts),
+  };
+}
+
+/** Loads a Hugging Face model folder: config.json, model.safetensors (or shards), tokenizer.json if present. */
+export async function loadModel(dir: string, options: ModelOptions = {}): Promise<TransformerModel> {
+  const config = await readModelConfig(dir);
+  const tokenizer = await loadTokenizer(dir);
+  const store = await openSafetensors(dir);
+  try {
+    return await createModel(config, store, options, tokenizer);
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,128 @@
+// Random models for tests and benchmarks: a config.json object, seeded random weights with sane
+// scales (so activations neither vanish nor blow up through the layers), an in-memory TensorStore,
+// and a writer of complete model folders (config.json + safetensors, optionally sharded).
+import { ValueError, show } from '../core/errors.js';
+import { type ReadAs, type ReadResult, type SafetensorsEntry, type StoredDType, type TensorStore, encodeSafetensors } from '../io/safetensors.js';
+import { floatsToHalf } from '../core/dtype.js';
+import { normal, uniform } from '../testing/random.js';
+import { type ModelConfig, parseModelConfig } from './config.js';
+import { weightSpecs } from './weights.js';
+
+/** A Qwen2-style config.json object of a tiny model; `overrides` replace or add fields. */
+export function tinyConfigJson(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    architectures: ['Qwen2ForCausalLM'],
+    model_type: 'qwen2',
+    vocab_size: 64,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 128,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+    hidden_act: 'silu',
+    bos_token_id: 1,
+    eos_token_id: 2,
+    ...overrides,
+  };
+}
+
+/** Qwen2-0.5B's shapes (hidden 896, 14 heads / 2 KV heads, D 64, 24 layers, vocab 151936). */
+export function qwen2HalfBConfigJson(): Record<string, unknown> {
+  return tinyConfigJson({
+    vocab_size: 151936,
+    hidden_size: 896,
+    intermediate_size: 4864,
+    num_hidden_layers: 24,
+    num_attention_heads: 14,
+    num_key_value_heads: 2,
+    max_position_embeddings: 32768,
+    rope_theta: 1000000,
+    tie_word_embeddings: true,
+    eos_token_id: 151643,
+  });
+}
+
+export interface RandomTensor {
+  shape: readonly number[];
+  data: Float32Array;
+}
+
+/**
+ * Seeded random weights, by Hugging Face name, for every tensor the config needs. Linear weights
+ * ~ N(0, 1/in), norms ~ 1 + N(0, 0.1²), biases and embeddings ~ N(0, 0.1²)... chosen so the tiny
+ * models give logits of order 1 whose argmax is not a tie.
+ */
+export function randomWeights(config: ModelConfig, seed: number): Record<string, RandomTensor> {
+  const gauss = normal(uniform(seed));
+  const out: Record<string, RandomTensor> = {};
+  for (const spec of weightSpecs(config)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const role = spec.role;
+    if (role === 'inputNorm' || role === 'postNorm' || role === 'finalNorm') for (let i = 0; i < n; i++) data[i] = 1 + 0.1 * gauss();
+    else if (role === 'embed' || role.endsWith('Bias')) for (let i = 0; i < n; i++) data[i] = (role === 'embed' ? 1 : 0.1) * gauss();
+    else {
+      const std = 1 / Math.sqrt(spec.shape[1]);
+      for (let i = 0; i < n; i++) data[i] = std * gauss();
+    }
+    out[spec.name] = { shape: spec.shape, data };
+  }
+  return out;
+}
+
+/** A TensorStore over float32 arrays in memory; reads as float32 hand out the arrays themselves. */
+export function memoryStore(tensors: Record<string, RandomTensor>, origin = 'memory'): TensorStore {
+  const entry = (name: string): SafetensorsEntry | undefined => {
+    const t = tensors[name];
+    return t && { name, dtype: 'F32', shape: t.shape, byteOffset: 0, byteLength: t.data.byteLength, file: origin };
+  };
+  return {
+    origin,
+    names: () => Object.keys(tensors),
+    entry,
+    read: async <T extends ReadAs>(name: string, as: T) => {
+      const t = tensors[name];
+      if (!t) throw new ValueError(name, `${origin} has no tensor ${show(name)}`);
+      return (as === 'float16' ? floatsToHalf(t.data) : t.data) as ReadResult<T>;
+    },
+    close: async () => {},
+  };
+}
+
+export interface WriteModelOptions {
+  /** Stored element type (default F32). */
+  dtype?: StoredDType;
+  /** Split the weights over this many shards with model.safetensors.index.json (default 1: one file). */
+  shards?: number;
+  /** Extra files to write, name -> JSON value (e.g. tokenizer.json). */
+  extraFiles?: Record<string, unknown>;
+}
+
+/** Writes config.json and the weights as a Hugging Face model folder (Node). */
+export async function writeModelFolder(dir: string, configJson: Record<string, unknown>, tensors: Record<string, RandomTensor>, options: WriteModelOptions = {}): Promise<void> {
+  const fs = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const dtype = options.dtype ?? 'F32';
+  const shards = options.shards ?? 1;
+  await fs.mkdir(dir, { recursive: true });
+  await fs.writeFile(join(dir, 'config.json'), JSON.stringify({ ...configJson, torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype] }, null, 2));
+  const names = Object.keys(tensors);
+  const groups: string[][] = Array.from({ length: shards }, () => []);
+  names.forEach((name, i) => groups[Math.floor((i * shards) / names.length)].push(name));
+  const weightMap: Record<string, string> = {};
+  for (let s = 0; s < shards; s++) {
+    const file = shards === 1 ? 'model.safetensors' : `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+    const part = Object.fromEntries(groups[s].map((name) => [name, { dtype, shape: tensors[name].shape, data: tensors[name].data }]));
+    await fs.writeFile(join(dir, file), encodeSafetensors(part, { format: 'pt' }));
+    for (const name of groups[s]) weightMap[name] = file;
+  }
+  if (shards > 1) await fs.writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
+  for (const [name, value] of Object.entries(options.extraFiles ?? {})) await fs.writeFile(join(dir, name), JSON.stringify(value));
+}
+
+/** Parses a config.json object (shorthand for tests and benchmarks). */
+export const configFrom = (json: Record<string, unknown>): ModelConfig => parseModelConfig(json, 'config.json');

@@ -1,0 +1,107 @@
+// The float64 reference forward of a whole Qwen2/Llama decoder: the test oracle for every runner
+// path (CPU, WebGPU, fused block or unfused module, prefill + decode). Written for clarity, not
+// speed, and without a KV cache: each call recomputes the full sequence, with the textbook causal
+// softmax. Weights are the float32 values the runner also sees (f16/bf16 files widen exactly).
+import type { ModelConfig } from './config.js';
+import { ropeFrequencies } from './rope.js';
+import type { DecoderWeights, HostTensor } from './weights.js';
+
+type W = HostTensor<'float32'>;
+
+/** Logits of every position of one sequence, [tokens.length, vocab], float64. */
+export function referenceForward(config: ModelConfig, weights: DecoderWeights<W>, tokens: readonly number[]): Float64Array {
+  const { hiddenSize: H, numHeads: Nq, numKvHeads: Nkv, headDim: D, intermediateSize: M, vocabSize: V } = config;
+  const T = tokens.length;
+  let x: Float64Array = new Float64Array(T * H);
+  for (let t = 0; t < T; t++) {
+    const id = tokens[t];
+    if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`token ${t} = ${id} is outside the vocabulary [0, ${V})`);
+    for (let i = 0; i < H; i++) x[t * H + i] = weights.embed.data[id * H + i];
+  }
+  const rope = ropeFrequencies(config, T);
+  const group = Nq / Nkv;
+  for (const layer of weights.layers) {
+    const h = rmsNorm(x, T, H, layer.inputNorm, config.rmsNormEps);
+    const q = linear(h, T, H, layer.q, layer.qBias);
+    const k = linear(h, T, H, layer.k, layer.kBias);
+    const v = linear(h, T, H, layer.v, layer.vBias);
+    applyRope(q, T, Nq, D, rope.invFreq, rope.attentionScale);
+    applyRope(k, T, Nkv, D, rope.invFreq, rope.attentionScale);
+    const attn = new Float64Array(T * Nq * D);
+    const scores = new Float64Array(T);
+    for (let head = 0; head < Nq; head++) {
+      const kvHead = Math.floor(head / group);
+      for (let i = 0; i < T; i++) {
+        let max = -Infinity;
+        for (let j = 0; j <= i; j++) {
+          let s = 0;
+          for (let d = 0; d < D; d++) s += q[(i * Nq + head) * D + d] * k[(j * Nkv + kvHead) * D + d];
+          scores[j] = s / Math.sqrt(D);
+          max = Math.max(max, scores[j]);
+        }
+        let sum = 0;
+        for (let j = 0; j <= i; j++) sum += scores[j] = Math.exp(scores[j] - max);
+        for (let j = 0; j <= i; j++) {
+          const p = scores[j] / sum;
+          for (let d = 0; d < D; d++) attn[(i * Nq + head) * D + d] += p * v[(j * Nkv + kvHead) * D + d];
+        }
+      }
+    }
+    addInto(x, linear(attn, T, Nq * D, layer.o, layer.oBias));
+    const h2 = rmsNorm(x, T, H, layer.postNorm, config.rmsNormEps);
+    const gate = linear(h2, T, H, layer.gate, layer.gateBias);
+    const up = linear(h2, T, H, layer.up, layer.upBias);
+    for (let i = 0; i < T * M; i++) gate[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
+    addInto(x, linear(gate, T, M, layer.down, layer.downBias));
+  }
+  x = rmsNorm(x, T, H, weights.finalNorm, config.rmsNormEps);
+  return linear(x, T, H, weights.lmHead, undefined);
+}
+
+function rmsNorm(x: Float64Array, rows: number, cols: number, weight: W, eps: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let i = 0; i < cols; i++) ss += x[r * cols + i] ** 2;
+    const inv = 1 / Math.sqrt(ss / cols + eps);
+    for (let i = 0; i < cols; i++) out[r * cols + i] = x[r * cols + i] * inv * weight.data[i];
+  }
+  return out;
+}
+
+/** y = x Wᵀ + b with W [out, in]. */
+function linear(x: Float64Array, rows: number, cols: number, weight: W, bias: W | undefined): Float64Array {
+  const out = weight.shape[0];
+  const w = weight.data;
+  const y = new Float64Array(rows * out);
+  for (let r = 0; r < rows; r++) {
+    for (let n = 0; n < out; n++) {
+      let s = bias ? bias.data[n] : 0;
+      for (let i = 0; i < cols; i++) s += x[r * cols + i] * w[n * cols + i];
+      y[r * out + n] = s;
+    }
+  }
+  return y;
+}
+
+/** Rotates pairs (i, i + D/2) of every head of rows at positions 0 .. rows - 1. */
+function applyRope(x: Float64Array, rows: number, heads: number, D: number, invFreq: Float64Array, scale: number): void {
+  const half = D / 2;
+  for (let t = 0; t < rows; t++) {
+    for (let h = 0; h < heads; h++) {
+      const base = (t * heads + h) * D;
+      for (let i = 0; i < half; i++) {
+        const c = Math.cos(t * invFreq[i]) * scale;
+        const s = Math.sin(t * invFreq[i]) * scale;
+        const a = x[base + i];
+        const b = x[base + i + half];
+        x[base + i] = a * c - b * s;
+        x[base + i + half] = b * c + a * s;
+      }
+    }
+  }
+}
+
+function addInto(x: Float64Array, y: Float64Array): void {
+  for (let i = 0; i < x.length; i++) x[i] += y[i];
+}

@@ -1,0 +1,58 @@
+// Text <-> token ids through Hugging Face's own JavaScript tokenizer library
+// (@huggingface/tokenizers: pure JS, no network, reads the model folder's tokenizer.json and
+// tokenizer_config.json as they are). Loaded lazily, so code that works on token ids never pays for it.
+import { ValueError } from '../core/errors.js';
+
+export interface TextTokenizer {
+  encode(text: string): number[];
+  decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** End-of-sequence ids the tokenizer config names (eos_token), if any. */
+  readonly eosTokenIds: readonly number[];
+}
+
+/** Builds a tokenizer from parsed tokenizer.json (and tokenizer_config.json) objects. */
+export async function createTokenizer(tokenizerJson: object, tokenizerConfig: object = {}): Promise<TextTokenizer> {
+  const { Tokenizer } = await import('@huggingface/tokenizers');
+  const tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
+  const eosName = (tokenizerConfig as { eos_token?: unknown }).eos_token;
+  const eosText = typeof eosName === 'string' ? eosName : (eosName as { content?: string } | undefined)?.content;
+  const eosId = eosText === undefined ? undefined : tokenizer.token_to_id(eosText);
+  return {
+    // special tokens such as <|endoftext|> in the text are recognised; no BOS/EOS is added here
+    // beyond what tokenizer.json's post-processor adds
+    encode: (text) => tokenizer.encode(text).ids,
+    decode: (ids, options = {}) => tokenizer.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false }),
+    eosTokenIds: eosId === undefined ? [] : [eosId],
+  };
+}
+
+/**
+ * The tokenizer of a model folder, or undefined when it has no tokenizer.json (then callers work
+ * with token ids). Node only.
+ */
+export async function loadTokenizer(dir: string): Promise<TextTokenizer | undefined> {
+  const fs = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const path = join(dir, 'tokenizer.json');
+  const text = await fs.readFile(path, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const json = parseJson(text, path);
+  const configPath = join(dir, 'tokenizer_config.json');
+  const configText = await fs.readFile(configPath, 'utf8').catch(() => undefined);
+  const config = configText === undefined ? {} : parseJson(configText, configPath);
+  try {
+    return await createTokenizer(json, config);
+  } catch (e) {
+    throw new ValueError('tokenizer', `${path} could not be loaded by @huggingface/tokenizers: ${(e as Error).message}`);
+  }
+}
+
+function parseJson(text: string, path: string): object {
+  try {
+    const value = JSON.parse(text);
+    if (value === null || typeof value !== 'object') throw new Error('not a JSON object');
+    return value;
+  } catch (e) {
+    throw new ValueError('tokenizer', `${path} is not a valid JSON object (${(e as Error).message})`);
+  }
+}
