@@ -1,0 +1,130 @@
+// `fusedattn generate`: text (or token ids) in, generated text (or ids) out, with prefill and
+// decode tokens/s, from a local Hugging Face model folder (config.json + safetensors, and
+// tokenizer.json for text). Errors are FusedAttnErrors or commander usage errors, which main.ts
+// prints as one line.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { UnsupportedError, ValueError } from '../core/errors.js';
+import { generate, type GenerateResult } from '../model/generate.js';
+import { type AttentionKind, type ModelBackendChoice, loadModel } from '../model/model.js';
+
+export interface GenerateFlags {
+  model: string;
+  prompt?: string;
+  tokens?: number[];
+  maxNewTokens: number;
+  topK?: number;
+  temperature?: number;
+  seed?: number;
+  backend: ModelBackendChoice;
+  fused?: boolean;
+  unfused?: boolean;
+  json?: boolean;
+}
+
+/** The `generate` command, to add to the `fusedattn` program (main.ts: `cli.addCommand(generateCommand())`). */
+export function generateCommand(): Command {
+  return new Command('generate')
+    .description('generate text with a local Qwen2/Llama model folder (config.json, *.safetensors, tokenizer.json)')
+    .requiredOption('--model <dir>', 'model folder: config.json + model.safetensors (or sharded index), optional tokenizer.json')
+    .option('--prompt <text>', 'prompt text (needs tokenizer.json in the model folder)')
+    .option('--tokens <ids>', 'prompt as comma-separated token ids, e.g. 1,2,3', tokenList)
+    .option('--max-new-tokens <n>', 'new tokens to generate at most', positiveInt, 32)
+    .option('--top-k <k>', 'sample from the k most likely tokens (0 = all), at temperature 1 unless --temperature says otherwise', nonNegativeInt)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNegativeNumber)
+    .option('--seed <s>', 'seed of the sampler', integer)
+    .addOption(new Option('--backend <name>', 'where to run').choices(['cpu', 'webgpu', 'auto']).default('auto'))
+    .addOption(new Option('--fused', 'use the fused attention block').conflicts('unfused'))
+    .addOption(new Option('--unfused', 'use the unfused attention module (separate projections, RoPE, attention)'))
+    .option('--json', 'print one JSON object (tokens, text, timings) instead of text')
+    .action(async (flags: GenerateFlags) => {
+      console.log(await runGenerate(flags));
+    });
+}
+
+/** Adds `generate` to an existing program. */
+export function registerGenerate(program: Command): Command {
+  program.addCommand(generateCommand());
+  return program;
+}
+
+/** Runs the command and returns what it prints (tests call this directly). */
+export async function runGenerate(flags: GenerateFlags): Promise<string> {
+  if ((flags.prompt === undefined) === (flags.tokens === undefined)) {
+    throw new ValueError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids>');
+  }
+  const attention: AttentionKind | undefined = flags.fused ? 'fused' : flags.unfused ? 'unfused' : undefined;
+  const model = await loadModel(flags.model, { backend: flags.backend, attention });
+  let prompt: number[];
+  if (flags.prompt !== undefined) {
+    if (!model.tokenizer) throw new UnsupportedError('--prompt', `${flags.model} has no tokenizer.json, so --prompt cannot be encoded; pass token ids with --tokens`);
+    prompt = model.tokenizer.encode(flags.prompt);
+    if (prompt.length === 0) throw new ValueError('--prompt', 'the prompt encodes to no tokens; give some text');
+  } else {
+    prompt = flags.tokens as number[];
+  }
+  const result = await generate(model, prompt, {
+    maxNewTokens: flags.maxNewTokens,
+    topK: flags.topK,
+    temperature: flags.temperature ?? (flags.topK ? 1 : 0),
+    seed: flags.seed,
+  });
+  const text = model.tokenizer?.decode(result.tokens, { skipSpecialTokens: true });
+  const summary = {
+    model: flags.model,
+    backend: model.backend,
+    attention: model.attention,
+    promptTokens: prompt.length,
+    tokens: result.tokens,
+    text,
+    stopReason: result.stopReason,
+    prefillMs: round(result.prefillMs),
+    prefillTokensPerSecond: round(result.prefillTokensPerSecond),
+    decodeSteps: result.decodeSteps,
+    decodeMs: round(result.decodeMs),
+    decodeTokensPerSecond: round(result.decodeTokensPerSecond),
+    weightBytes: model.weightBytes,
+    kvCacheBytes: result.kvCacheBytes,
+  };
+  if (flags.json) return JSON.stringify(summary);
+  return [text ?? result.tokens.join(','), '', stats(result, model.backend, model.attention, model.weightBytes)].join('\n');
+}
+
+function stats(r: GenerateResult, backend: string, attention: string, weightBytes: number): string {
+  return [
+    `prefill: ${r.promptTokens} tokens in ${r.prefillMs.toFixed(1)} ms (${r.prefillTokensPerSecond.toFixed(1)} tokens/s)`,
+    `decode: ${r.decodeSteps} tokens in ${r.decodeMs.toFixed(1)} ms (${r.decodeSteps > 0 ? r.decodeTokensPerSecond.toFixed(1) : '-'} tokens/s), stopped by ${r.stopReason}`,
+    `backend ${backend}, attention ${attention}, weights ${mib(weightBytes)}, KV cache ${mib(r.kvCacheBytes)}`,
+  ].join('\n');
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 3 : 1)} MiB`;
+
+function tokenList(value: string): number[] {
+  const parts = value.split(',').map((p) => p.trim());
+  if (parts.length === 0 || !parts.every((p) => /^\d+$/.test(p))) {
+    throw new InvalidArgumentError('Expected comma-separated non-negative token ids, e.g. 1,2,3.');
+  }
+  return parts.map(Number);
+}
+
+function positiveInt(value: string): number {
+  if (!/^\+?\d+$/.test(value.trim()) || Number(value) < 1) throw new InvalidArgumentError('Expected a positive integer.');
+  return Number(value);
+}
+
+function nonNegativeInt(value: string): number {
+  if (!/^\+?\d+$/.test(value.trim())) throw new InvalidArgumentError('Expected an integer >= 0.');
+  return Number(value);
+}
+
+function integer(value: string): number {
+  if (!/^[-+]?\d+$/.test(value.trim())) throw new InvalidArgumentError('Expected an integer.');
+  return Number(value);
+}
+
+function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('Expected a finite number >= 0.');
+  return n;
+}
