@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// Prefill and decode tokens/s of a Qwen2-0.5B-shaped decoder (hidden 896, 14/2 heads, D 64,
+// intermediate 4864, vocab 151936, 24 layers) with random weights generated in memory (nothing
+// written to disk), greedy decoding, on each requested backend x attention module.
+//
+//   node bench/model-generate.mjs [--backend cpu,webgpu] [--attention unfused,fused] [--prompt 32]
+//        [--new 8] [--layers 24] [--out bench/results/model-generate.jsonl]
+// On the GPU machine: source .gpu/env.sh && node bench/model-generate.mjs --backend webgpu
+// Prints a table; appends one JSON line per run to --out (with machine, date and commit).
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { configFrom, createModel, generate, memoryStore, qwen2HalfBConfigJson, weightSpecs } from '../dist/model/index.js';
+
+const { values: args } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'cpu' },
+    attention: { type: 'string', default: 'unfused' },
+    prompt: { type: 'string', default: '32' },
+    new: { type: 'string', default: '8' },
+    layers: { type: 'string', default: '24' },
+    out: { type: 'string', default: 'bench/results/model-generate.jsonl' },
+  },
+});
+const promptLength = Number(args.prompt);
+const newTokens = Number(args.new);
+const configJson = { ...qwen2HalfBConfigJson(), num_hidden_layers: Number(args.layers) };
+const config = configFrom(configJson);
+
+/** Fast seeded uniform weights with the variance of N(0, std²): the bench needs real values, not a distribution. */
+function randomTensors(seed) {
+  let s = seed >>> 0;
+  const tensors = {};
+  for (const spec of weightSpecs(config)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const isNorm = spec.role.endsWith('Norm');
+    const std = isNorm ? 0.1 : spec.role === 'embed' ? 1 : spec.role.endsWith('Bias') ? 0.1 : 1 / Math.sqrt(spec.shape[1]);
+    const a = std * Math.sqrt(3);
+    for (let i = 0; i < n; i++) {
+      s ^= s << 13; s ^= s >>> 17; s ^= s << 5; // xorshift32
+      data[i] = (isNorm ? 1 : 0) + a * ((s >>> 0) / 2147483648 - 1);
+    }
+    tensors[spec.name] = { shape: spec.shape, data };
+  }
+  return tensors;
+}
+
+function commit() {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+const t0 = performance.now();
+const store = memoryStore(randomTensors(1234), 'random Qwen2-0.5B-shaped weights');
+console.error(`[bench] random weights generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+const prompt = Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % config.vocabSize);
+const rows = [];
+for (const backend of args.backend.split(',')) {
+  for (const attention of args.attention.split(',')) {
+    let model;
+    try {
+      model = await createModel(config, store, { backend, attention });
+    } catch (e) {
+      console.error(`[bench] skipping ${backend}/${attention}: ${e.message}`);
+      continue;
+    }
+    // one short warm-up run (JIT, pipelines), then the measured run
+    await generate(model, prompt.slice(0, 4), { maxNewTokens: 2, stopTokenIds: [] });
+    const r = await generate(model, prompt, { maxNewTokens: newTokens, stopTokenIds: [] });
+    const row = {
+      bench: 'model-generate',
+      model: `qwen2-0.5b-shaped (${config.numLayers} layers, random weights)`,
+      backend: model.backend,
+      attention: model.attention,
+      promptTokens: r.promptTokens,
+      prefillMs: +r.prefillMs.toFixed(1),
+      prefillTokensPerSecond: +r.prefillTokensPerSecond.toFixed(2),
+      decodeSteps: r.decodeSteps,
+      decodeMs: +r.decodeMs.toFixed(1),
+      decodeTokensPerSecond: +r.decodeTokensPerSecond.toFixed(2),
+      weightBytes: model.weightBytes,
+      kvCacheBytes: r.kvCacheBytes,
+      rssBytes: process.memoryUsage().rss,
+      machine: `${cpus()[0]?.model.trim()} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+      node: process.version,
+      date: new Date().toISOString(),
+      commit: commit(),
+    };
+    rows.push(row);
+    mkdirSync(dirname(args.out), { recursive: true });
+    appendFileSync(args.out, `${JSON.stringify(row)}\n`);
+  }
+}
+
+const header = ['backend', 'attention', 'prompt', 'prefill tok/s', 'decode steps', 'decode tok/s', 'weights MiB', 'KV MiB', 'RSS MiB'];
+const table = rows.map((r) => [r.backend, r.attention, r.promptTokens, r.prefillTokensPerSecond, r.decodeSteps, r.decodeTokensPerSecond,
+  (r.weightBytes / 2 ** 20).toFixed(0), (r.kvCacheBytes / 2 ** 20).toFixed(2), (r.rssBytes / 2 ** 20).toFixed(0)].map(String));
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
+const line = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+console.log([line(header), line(widths.map((w) => '-'.repeat(w))), ...table.map(line)].join('\n'));
