@@ -1,0 +1,202 @@
+// WGSL builders for the decoder's small kernels on WebGPU: embedding gather, RMSNorm, SwiGLU,
+// residual add, bias add, RoPE in place, and a plain streaming read (the bandwidth ceiling the
+// decode attention kernel is measured against). Each is a pure function of a typed options object
+// returning readable WGSL; the pipeline cache keys on the same object.
+// Activations are f32 [rows, cols]; weights f32 or float16 bound as array<u32> and read with
+// unpack2x16float (no shader-f16 feature needed). Params are uniform structs of u32/f32 scalars.
+
+export type WeightDType = 'float32' | 'float16';
+
+/** A uniform struct of 4-byte scalars: its WGSL declaration and a packer that follows it. */
+export class ScalarParams<const N extends string> {
+  constructor(
+    readonly structName: string,
+    readonly fields: ReadonlyArray<readonly [N, 'u32' | 'f32']>,
+  ) {}
+
+  wgsl(): string {
+    return `struct ${this.structName} {\n${this.fields.map(([n, t]) => `  ${n}: ${t},`).join('\n')}\n}`;
+  }
+
+  /** Bytes of the struct, rounded up to 16 as uniform buffers want. */
+  pack(values: Readonly<Record<N, number>>): Uint32Array {
+    const words = new Uint32Array(Math.ceil(this.fields.length / 4) * 4);
+    const floats = new Float32Array(words.buffer);
+    this.fields.forEach(([name, type], i) => {
+      const v = values[name];
+      if (type === 'f32') floats[i] = v;
+      else {
+        if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${this.structName}.${name} must be a u32, got ${v}`);
+        words[i] = v;
+      }
+    });
+    return words;
+  }
+}
+
+/** `fn name(i: u32) -> f32` reading element i of a weight buffer of `dtype`. */
+export function weightLoader(name: string, buffer: string, dtype: WeightDType): string {
+  if (dtype === 'float32') return `fn ${name}(i: u32) -> f32 { return ${buffer}[i]; }`;
+  return `fn ${name}(i: u32) -> f32 { return unpack2x16float(${buffer}[i >> 1u])[i & 1u]; }`;
+}
+
+const weightArray = (dtype: WeightDType) => (dtype === 'float32' ? 'f32' : 'u32');
+
+/** Flat element index of 1-D work dispatched as a 2-D grid (more than 65535 workgroups of work). */
+export const ELEMENTWISE_WORKGROUP = 128; // the compat-level default limit of invocations per workgroup
+const flatIndex = `gid.x + gid.y * (nwg.x * ${ELEMENTWISE_WORKGROUP}u)`;
+
+export const EMBED_PARAMS = new ScalarParams('EmbedParams', [['rows', 'u32'], ['cols', 'u32']]);
+
+/** out[r, c] = table[ids[r], c]. Dispatch (ceil(cols / 64), rows). */
+export function buildEmbedding(o: { table: WeightDType }): string {
+  return `${EMBED_PARAMS.wgsl()}
+@group(0) @binding(0) var<storage, read> table: array<${weightArray(o.table)}>;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> params: EmbedParams;
+${weightLoader('load_table', 'table', o.table)}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  let r = gid.y;
+  if (c >= params.cols || r >= params.rows) { return; }
+  out[r * params.cols + c] = load_table(ids[r] * params.cols + c);
+}
+`;
+}
+
+export const RMSNORM_PARAMS = new ScalarParams('RmsNormParams', [['cols', 'u32'], ['eps', 'f32']]);
+
+/** out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight: one workgroup per row. Dispatch (rows). */
+export function buildRmsNorm(o: { weight: WeightDType; workgroupSize: number }): string {
+  const wg = o.workgroupSize;
+  return `${RMSNORM_PARAMS.wgsl()}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> weight: array<${weightArray(o.weight)}>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> params: RmsNormParams;
+${weightLoader('load_weight', 'weight', o.weight)}
+
+const WG = ${wg}u;
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let base = wid.x * params.cols;
+  var ss = 0.0;
+  for (var i = lid.x; i < params.cols; i += WG) {
+    let v = x[base + i];
+    ss += v * v;
+  }
+  partial[lid.x] = ss;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    if (lid.x < stride) { partial[lid.x] += partial[lid.x + stride]; }
+    workgroupBarrier();
+  }
+  let inv = inverseSqrt(partial[0] / f32(params.cols) + params.eps);
+  for (var i = lid.x; i < params.cols; i += WG) {
+    out[base + i] = x[base + i] * inv * load_weight(i);
+  }
+}
+`;
+}
+
+export const ELEMENTWISE_PARAMS = new ScalarParams('ElementwiseParams', [['n', 'u32'], ['cols', 'u32']]);
+
+/**
+ * Elementwise ops over n elements, dispatched as a 2-D grid of ELEMENTWISE_WORKGROUP-wide workgroups:
+ *   'swiglu'   out = silu(a) * b
+ *   'add'      a += b            (the residual stream, in place)
+ *   'bias'     a[i] += bias[i % cols]   (bias add after a projection, in place)
+ */
+export function buildElementwise(o: { op: 'swiglu' | 'add' | 'bias'; bias?: WeightDType }): string {
+  // the params follow the buffers: binding 3 for swiglu, 2 for the in-place ops
+  const params = (binding: number) => `${ELEMENTWISE_PARAMS.wgsl()}
+@group(0) @binding(${binding}) var<uniform> params: ElementwiseParams;`;
+  const entry = (body: string) => `
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${flatIndex};
+  if (i >= params.n) { return; }
+  ${body}
+}
+`;
+  switch (o.op) {
+    case 'swiglu':
+      return `@group(0) @binding(0) var<storage, read> gate: array<f32>;
+@group(0) @binding(1) var<storage, read> up: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${params(3)}
+${entry('let g = gate[i];\n  out[i] = g / (1.0 + exp(-g)) * up[i];')}`;
+    case 'add':
+      return `@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+${params(2)}
+${entry('x[i] += y[i];')}`;
+    case 'bias':
+      return `@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<${weightArray(o.bias ?? 'float32')}>;
+${params(2)}
+${weightLoader('load_bias', 'bias', o.bias ?? 'float32')}
+${entry('x[i] += load_bias(i % params.cols);')}`;
+  }
+}
+
+export const ROPE_PARAMS = new ScalarParams('RopeParams', [['rows', 'u32'], ['batch', 'u32'], ['heads', 'u32'], ['half', 'u32']]);
+
+/**
+ * RoPE in place on x [rows, heads * D] with row = t * batch + b, D = 2 * half ("rotate half" pairs
+ * (i, i + half)); cos/sin tables [tokens, half] for the step's positions. One thread per pair.
+ */
+export function buildRope(): string {
+  return `${ROPE_PARAMS.wgsl()}
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> cos_table: array<f32>;
+@group(0) @binding(2) var<storage, read> sin_table: array<f32>;
+@group(0) @binding(3) var<uniform> params: RopeParams;
+
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let pair = ${flatIndex};
+  if (pair >= params.rows * params.heads * params.half) { return; }
+  let i = pair % params.half;
+  let row_head = pair / params.half;
+  let t = row_head / params.heads / params.batch;
+  let base = row_head * 2u * params.half;
+  let c = cos_table[t * params.half + i];
+  let s = sin_table[t * params.half + i];
+  let a = x[base + i];
+  let b = x[base + i + params.half];
+  x[base + i] = a * c - b * s;
+  x[base + i + params.half] = b * c + a * s;
+}
+`;
+}
+
+export const STREAM_PARAMS = new ScalarParams('StreamParams', [['n4', 'u32'], ['per_thread', 'u32']]);
+
+/**
+ * The bandwidth ceiling: every thread reads `per_thread` vec4s spaced a grid apart (coalesced) and
+ * writes one sum, so the bytes read are the whole buffer and the bytes written negligible.
+ */
+export function buildStreamRead(o: { workgroupSize: number }): string {
+  return `${STREAM_PARAMS.wgsl()}
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> sums: array<f32>;
+@group(0) @binding(2) var<uniform> params: StreamParams;
+
+@compute @workgroup_size(${o.workgroupSize})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let threads = nwg.x * ${o.workgroupSize}u;
+  var acc = vec4<f32>(0.0);
+  for (var k = 0u; k < params.per_thread; k++) {
+    let i = gid.x + k * threads;
+    if (i < params.n4) { acc += src[i]; }
+  }
+  sums[gid.x] = acc.x + acc.y + acc.z + acc.w;
+}
+`;
+}

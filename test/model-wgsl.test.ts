@@ -1,0 +1,173 @@
+// The runner's WGSL kernels (src/model/webgpu) run on whatever WebGPU adapter is here (Mesa
+// llvmpipe in CI) and checked against the CPU runner's kernels, which the float64 reference tests
+// already cover. A bare Dawn device is used so these kernels are tested on their own.
+import { afterAll, describe, expect, it } from 'vitest';
+import { floatsToHalf } from '../dist/index.js';
+import { normal, randomFloats, uniform } from '../dist/testing/index.js';
+import { applyRope, linearRows, rmsNormRows, swigluInto } from '../dist/model/cpu/kernels.js';
+import { attendCache } from '../dist/model/cpu/cache-attention.js';
+import {
+  EMBED_PARAMS, ELEMENTWISE_PARAMS, ELEMENTWISE_WORKGROUP, RMSNORM_PARAMS, ROPE_PARAMS,
+  buildElementwise, buildEmbedding, buildRmsNorm, buildRope,
+} from '../dist/model/webgpu/kernels.wgsl.js';
+import {
+  COMBINE_PARAMS, DECODE_PARAMS, buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
+} from '../dist/model/webgpu/decode-attention.wgsl.js';
+import { ropeTable, configFrom, tinyConfigJson } from '../dist/model/index.js';
+import { expectClose } from './model-helpers.js';
+
+let gpuInstance: GPU | undefined;
+
+async function getDevice(): Promise<{ device?: GPUDevice; reason?: string }> {
+  if (process.env.FUSEDATTN_WEBGPU_SKIP_REASON) return { reason: process.env.FUSEDATTN_WEBGPU_SKIP_REASON };
+  try {
+    const { create, globals } = await import('webgpu');
+    Object.assign(globalThis, globals);
+    const toggles = process.env.GPU_DAWN_TOGGLES ? [process.env.GPU_DAWN_TOGGLES] : ['backend=opengles'];
+    // keep the GPU instance referenced: if it is garbage collected, Dawn tears down under the device
+    gpuInstance = create(toggles);
+    const adapter = await gpuInstance.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
+    if (!adapter) return { reason: 'no WebGPU adapter' };
+    return { device: await adapter.requestDevice() };
+  } catch (e) {
+    return { reason: `WebGPU unavailable: ${(e as Error).message}` };
+  }
+}
+
+const { device, reason } = await getDevice();
+if (reason) console.warn(`\n!!! SKIPPING the model WGSL kernel tests: ${reason}\n`);
+// Mesa's threads must be gone before the test process exits, or its teardown can abort the fork
+afterAll(() => device?.destroy());
+
+type Binding = { read: ArrayBufferView } | { write: number } | { readWrite: ArrayBufferView } | { uniform: ArrayBufferView };
+
+/** Runs one kernel; returns the contents of the write / readWrite bindings, in binding order. */
+async function run(wgsl: string, bindings: Binding[], workgroups: [number, number?, number?]): Promise<Float32Array[]> {
+  const d = device!;
+  d.pushErrorScope('validation');
+  const module = d.createShaderModule({ code: wgsl });
+  const pipeline = d.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+  const buffers = bindings.map((b) => {
+    const bytes = 'write' in b ? b.write * 4 : ('read' in b ? b.read : 'readWrite' in b ? b.readWrite : b.uniform).byteLength;
+    const usage = 'uniform' in b ? GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST : GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    const buffer = d.createBuffer({ size: Math.max(16, Math.ceil(bytes / 4) * 4), usage });
+    const data = 'read' in b ? b.read : 'readWrite' in b ? b.readWrite : 'uniform' in b ? b.uniform : undefined;
+    if (data) {
+      const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+      padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      d.queue.writeBuffer(buffer, 0, padded);
+    }
+    return buffer;
+  });
+  const group = d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+  const encoder = d.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, group);
+  pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
+  pass.end();
+  const outputs = bindings.map((b, i) => ('write' in b || 'readWrite' in b ? i : -1)).filter((i) => i >= 0);
+  const staging = outputs.map((i) => {
+    const s = d.createBuffer({ size: buffers[i].size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    encoder.copyBufferToBuffer(buffers[i], 0, s, 0, buffers[i].size);
+    return s;
+  });
+  const commands = encoder.finish();
+  // validation errors are collected before the submit, so a failure never leaves work in flight
+  const error = await d.popErrorScope();
+  if (error) throw new Error(error.message);
+  d.queue.submit([commands]);
+  const results: Float32Array[] = [];
+  for (const s of staging) {
+    await s.mapAsync(GPUMapMode.READ);
+    results.push(new Float32Array(s.getMappedRange().slice(0)));
+    s.unmap();
+  }
+  for (const b of [...buffers, ...staging]) b.destroy();
+  return results;
+}
+
+const gauss = normal(uniform(21));
+const rand = (n: number, scale = 1) => randomFloats(n, gauss, scale);
+
+describe.skipIf(!device)('model WGSL kernels on WebGPU', () => {
+  it('embedding gather, f32 and f16 tables', async () => {
+    const [vocab, cols, rows] = [37, 19, 5];
+    const table = rand(vocab * cols);
+    const ids = Uint32Array.of(3, 0, 36, 3, 17);
+    const want = new Float32Array(rows * cols);
+    ids.forEach((id, r) => want.set(table.subarray(id * cols, (id + 1) * cols), r * cols));
+    const params = { uniform: EMBED_PARAMS.pack({ rows, cols }) };
+    const [f32] = await run(buildEmbedding({ table: 'float32' }), [{ read: table }, { read: ids }, { write: rows * cols }, params], [Math.ceil(cols / 64), rows]);
+    expect(f32.subarray(0, rows * cols)).toEqual(want);
+    const half = floatsToHalf(table);
+    const [f16] = await run(buildEmbedding({ table: 'float16' }), [{ read: half }, { read: ids }, { write: rows * cols }, params], [Math.ceil(cols / 64), rows]);
+    expectClose('f16 embedding', f16.subarray(0, rows * cols), want, 1e-3);
+  });
+
+  it('RMSNorm per row (odd width, f32 and f16 weights)', async () => {
+    const [rows, cols] = [3, 301];
+    const x = rand(rows * cols);
+    const w = rand(cols, 0.3).map((v) => 1 + v);
+    const want = rmsNormRows(x, rows, cols, w, 1e-6);
+    for (const dtype of ['float32', 'float16'] as const) {
+      const weight = dtype === 'float32' ? w : floatsToHalf(w);
+      const [out] = await run(buildRmsNorm({ weight: dtype, workgroupSize: 64 }), [{ read: x }, { read: weight }, { write: rows * cols }, { uniform: RMSNORM_PARAMS.pack({ cols, eps: 1e-6 }) }], [rows]);
+      expectClose(`rmsnorm ${dtype}`, out.subarray(0, rows * cols), want, dtype === 'float32' ? 1e-6 : 1e-3);
+    }
+  });
+
+  it('SwiGLU, residual add, bias add', async () => {
+    const [rows, cols] = [3, 517];
+    const n = rows * cols;
+    const a = rand(n);
+    const b = rand(n);
+    const bias = rand(cols);
+    const grid: [number, number] = [Math.ceil(n / ELEMENTWISE_WORKGROUP), 1];
+    const params = { uniform: ELEMENTWISE_PARAMS.pack({ n, cols }) };
+    const [sw] = await run(buildElementwise({ op: 'swiglu' }), [{ read: a }, { read: b }, { write: n }, params], grid);
+    expectClose('swiglu', sw.subarray(0, n), swigluInto(a, b), 1e-6);
+    const [sum] = await run(buildElementwise({ op: 'add' }), [{ readWrite: a }, { read: b }, params], grid);
+    expectClose('add', sum.subarray(0, n), a.map((v, i) => v + b[i]), 1e-6);
+    const [biased] = await run(buildElementwise({ op: 'bias' }), [{ readWrite: a }, { read: bias }, params], grid);
+    expectClose('bias', biased.subarray(0, n), linearRows(a, rows, 1, Float32Array.from({ length: cols }, () => 0), cols, bias).map((v, i) => v + a[i]), 1e-6);
+  });
+
+  it('RoPE in place for a batch of 2 over 3 positions', async () => {
+    const config = configFrom(tinyConfigJson({ rope_scaling: { type: 'yarn', factor: 4, original_max_position_embeddings: 32 } }));
+    const [batch, tokens, heads, D] = [2, 3, 4, 8];
+    const table = ropeTable(config, 40, tokens);
+    const x = rand(tokens * batch * heads * D);
+    const want = x.slice();
+    applyRope(want, batch, heads, D, table);
+    const pairs = tokens * batch * heads * D / 2;
+    const [out] = await run(buildRope(), [{ readWrite: x }, { read: table.cos }, { read: table.sin }, { uniform: ROPE_PARAMS.pack({ rows: tokens * batch, batch, heads, half: D / 2 }) }], [Math.ceil(pairs / ELEMENTWISE_WORKGROUP), 1]);
+    expectClose('rope', out.subarray(0, x.length), want, 1e-6);
+  });
+
+  for (const shape of [
+    { name: 'decode: 1 query, 300 cached keys, GQA 6/2, D 16, many splits', batch: 1, tokens: 1, start: 299, headsQ: 6, headsKv: 2, headDim: 16, tileKeys: 16 },
+    { name: 'prefill chunk: batch 2, 5 new tokens after 37, MQA 4/1, D 10', batch: 2, tokens: 5, start: 37, headsQ: 4, headsKv: 1, headDim: 10, tileKeys: 8 },
+    { name: 'first tokens: 3 new, empty cache, 2/2 heads, D 64', batch: 1, tokens: 3, start: 0, headsQ: 2, headsKv: 2, headDim: 64, tileKeys: 16 },
+  ]) {
+    it(`split-KV attention, ${shape.name}`, async () => {
+      const { batch, tokens, start, headsQ, headsKv, headDim: D, tileKeys } = shape;
+      const rows = batch * tokens;
+      const length = start + tokens;
+      const q = rand(rows * headsQ * D);
+      const keys = rand((length + 3) * batch * headsKv * D); // capacity beyond length: never read
+      const values = rand(keys.length);
+      const want = attendCache(q, keys, values, shape);
+      const options = { headDim: D, group: headsQ / headsKv, tileKeys, workgroupSize: 64 };
+      expect(decodeSharedBytes(options)).toBeLessThanOrEqual(device!.limits.maxComputeWorkgroupStorageSize);
+      const { splits, keysPerSplit } = chooseSplits(length, headsKv, rows, tileKeys, 64);
+      expect(splits * keysPerSplit).toBeGreaterThanOrEqual(length);
+      const partialCount = rows * headsQ * splits * (D + 2);
+      const params = DECODE_PARAMS.pack({ batch, start, heads_q: headsQ, heads_kv: headsKv, splits, keys_per_split: keysPerSplit, scale: 1 / Math.sqrt(D) });
+      const [partials] = await run(buildDecodePartial(options), [{ read: q }, { read: keys }, { read: values }, { write: partialCount }, { uniform: params }], [headsKv, rows, splits]);
+      const [out] = await run(buildDecodeCombine({ headDim: D }), [{ read: partials.subarray(0, partialCount) }, { write: rows * headsQ * D }, { uniform: COMBINE_PARAMS.pack({ row_heads: rows * headsQ, splits }) }], [rows * headsQ, 1]);
+      expectClose('split-KV attention', out.subarray(0, want.length), want, 2e-6);
+      if (start > 100) expect(splits).toBeGreaterThan(4);
+    });
+  }
+});
