@@ -4,8 +4,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { floatsToHalf } from '../dist/index.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
-import { applyRope, linearRows, rmsNormRows, swigluInto } from '../dist/model/cpu/kernels.js';
-import { attendCache } from '../dist/model/cpu/cache-attention.js';
+import { Tensor, referenceAttention, validateAttention } from '../dist/index.js';
+import { applyRope, rmsNormRows, swigluInto } from '../dist/model/cpu/kernels.js';
 import {
   EMBED_PARAMS, ELEMENTWISE_PARAMS, ELEMENTWISE_WORKGROUP, RMSNORM_PARAMS, ROPE_PARAMS,
   buildElementwise, buildEmbedding, buildRmsNorm, buildRope,
@@ -130,7 +130,7 @@ describe.skipIf(!device)('model WGSL kernels on WebGPU', () => {
     const [sum] = await run(buildElementwise({ op: 'add' }), [{ readWrite: a }, { read: b }, params], grid);
     expectClose('add', sum.subarray(0, n), a.map((v, i) => v + b[i]), 1e-6);
     const [biased] = await run(buildElementwise({ op: 'bias' }), [{ readWrite: a }, { read: bias }, params], grid);
-    expectClose('bias', biased.subarray(0, n), linearRows(a, rows, 1, Float32Array.from({ length: cols }, () => 0), cols, bias).map((v, i) => v + a[i]), 1e-6);
+    expectClose('bias', biased.subarray(0, n), a.map((v, i) => v + bias[i % cols]), 1e-6);
   });
 
   it('RoPE in place for a batch of 2 over 3 positions', async () => {
@@ -157,7 +157,10 @@ describe.skipIf(!device)('model WGSL kernels on WebGPU', () => {
       const q = rand(rows * headsQ * D);
       const keys = rand((length + 3) * batch * headsKv * D); // capacity beyond length: never read
       const values = rand(keys.length);
-      const want = attendCache(q, keys, values, shape);
+      // the float64 reference of attention() on the cache prefix, read as layout SBH
+      const prefix = (x: Float32Array) => Tensor.fromData(x.subarray(0, length * batch * headsKv * D), [length, batch, headsKv * D]);
+      const problem = validateAttention(Tensor.fromData(q, [tokens, batch, headsQ * D]), prefix(keys), prefix(values), { layout: 'SBH', heads: headsQ, kvHeads: headsKv, causal: true });
+      const want = referenceAttention(problem).out;
       const options = { headDim: D, group: headsQ / headsKv, tileKeys, workgroupSize: 64 };
       expect(decodeSharedBytes(options)).toBeLessThanOrEqual(device!.limits.maxComputeWorkgroupStorageSize);
       const { splits, keysPerSplit } = chooseSplits(length, headsKv, rows, tileKeys, 64);

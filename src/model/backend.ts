@@ -97,4 +97,6 @@ export interface DecoderOps<A extends Activations, W, C extends KvCache = KvCach
   advanceCache(cache: C, length: number): void;
   /** Bytes of weights held on the device. */
   weightBytes(weights: DecoderWeights<W>): number;
+  /** Frees the weights' device memory; the model is unusable afterwards. */
+  dispose(weights: DecoderWeights<W>): void;
 }

@@ -8,7 +8,7 @@ import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backe
 import { type ModelConfig, readModelConfig } from './config.js';
 import { Decoder, type ForwardOptions } from './decoder.js';
 import { type TextTokenizer, loadTokenizer } from './tokenizer.js';
-import { loadWeights } from './weights.js';
+import { type DecoderWeights, loadWeights, weightSpecs } from './weights.js';
 
 export type ModelBackendChoice = 'cpu' | 'webgpu' | 'auto';
 /** 'fused': the AttentionBlock (packed QKV GEMM, RoPE in the attention kernel); 'unfused': separate steps. */
@@ -36,11 +36,13 @@ export interface TransformerModel {
   forward(tokens: readonly (readonly number[])[], cache: KvCache, options?: ForwardOptions): Promise<Float32Array>;
   /** Stop token ids: config eos_token_id plus the tokenizer's eos_token. */
   readonly stopTokenIds: readonly number[];
+  /** Frees the weights (CPU engine memory or GPU buffers); the model is unusable afterwards. */
+  dispose(): void;
 }
 
 interface BackendEntry {
   // each backend has its own activation / weight / cache types; the model hides them
-  load(config: ModelConfig, store: TensorStore): Promise<{ ops: DecoderOps<Activations, unknown, KvCache>; weights: Awaited<ReturnType<typeof loadWeights<unknown, 'float32'>>> }>;
+  load(config: ModelConfig, store: TensorStore): Promise<{ ops: DecoderOps<Activations, unknown, KvCache>; weights: DecoderWeights<unknown> }>;
   attention: Partial<Record<AttentionKind, () => Promise<AttentionFactory<Activations, unknown, KvCache>>>>;
 }
 
@@ -53,10 +55,12 @@ type AnyFactory = AttentionFactory<Activations, unknown, KvCache>;
 const BACKENDS: Partial<Record<'cpu' | 'webgpu', BackendEntry>> = {
   cpu: {
     async load(config, store) {
-      const { cpuOps } = await import('./cpu/ops.js');
-      // CPU weights are the float32 arrays read from the file, used in place
-      const weights = await loadWeights(store, config, 'float32', (tensor) => tensor);
-      return { ops: cpuOps as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
+      const { CpuOps } = await import('./cpu/ops.js');
+      const { cpuEngine } = await import('../backends/cpu/index.js');
+      const bytes = weightSpecs(config).reduce((sum, spec) => sum + 4 * spec.shape.reduce((a, b) => a * b, 1), 0);
+      const ops = CpuOps.forModel(await cpuEngine(), bytes);
+      const weights = await loadWeights(store, config, 'float32', (tensor) => ops.upload(tensor));
+      return { ops: ops as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
     },
     attention: {
       unfused: async () => (await import('./cpu/unfused-attention.js')).cpuUnfusedAttention as unknown as AnyFactory,
@@ -87,6 +91,7 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
   const attention = (await makeAttention())(config, weights.layers, ops);
   const decoder = new Decoder(config, weights, ops, attention);
   const stop = new Set([...config.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])]);
+  let disposed = false;
   return {
     config,
     tokenizer,
@@ -95,7 +100,14 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
     weightBytes: ops.weightBytes(weights),
     stopTokenIds: [...stop],
     createCache: (batch, capacity) => decoder.createCache(batch, capacity),
-    forward: (tokens, cache, opts) => decoder.forward(tokens, cache, opts),
+    forward: async (tokens, cache, opts) => {
+      if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
+      return decoder.forward(tokens, cache, opts);
+    },
+    dispose: () => {
+      if (!disposed) ops.dispose(weights);
+      disposed = true;
+    },
   };
 }
 

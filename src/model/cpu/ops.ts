@@ -1,16 +1,32 @@
-// DecoderOps on the CPU: activations and weights are float32 arrays in this process's memory.
+// DecoderOps on the CPU backend. Weights live in the CPU engine's WebAssembly memory for the whole
+// life of the model (copied there once at load), so a linear layer stages only its activations and
+// runs the backend's multi-threaded WASM SIMD matmul straight on the resident weight: for decode
+// (one row) that streams each weight once per token instead of copying it first. Models too big for
+// a wasm32 memory (about 3 GiB of float32 weights) keep their weights in JS arrays and go through
+// the backend's staged matmul instead. Activations are float32 arrays in JS memory.
 import { ShapeError } from '../../core/errors.js';
+import type { CpuEngine } from '../../backends/cpu/engine.js';
+import { matmul } from '../../backends/cpu/index.js';
+import { MATMUL_COLS, MATMUL_ROWS, type MatmulParams } from '../../backends/cpu/matmul-task.js';
 import type { Activations, DecoderOps, KvCache } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';
-import { linearRows, rmsNormRows, swigluInto } from './kernels.js';
+import { rmsNormRows, swigluInto } from './kernels.js';
 
 export interface CpuActivations extends Activations {
   readonly data: Float32Array;
 }
 
-export type CpuWeight = HostTensor<'float32'>;
+/** A weight: resident in the engine's memory at `address`, or a JS array (`data`). */
+export interface CpuWeight {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly size: number;
+  readonly address?: number;
+  readonly data?: Float32Array;
+}
 
+/** Keys and values of every layer, [capacity, B, Nkv * D] each (SBH; see backend.ts). */
 export class CpuKvCache implements KvCache {
   readonly keys: Float32Array[];
   readonly values: Float32Array[];
@@ -41,54 +57,132 @@ export class CpuKvCache implements KvCache {
     this.keys[layer].set(k, offset);
     this.values[layer].set(v, offset);
   }
+
+  /** The first `length` positions of a layer: a view, no copy. */
+  prefix(layer: number, length: number): { keys: Float32Array; values: Float32Array } {
+    const n = length * this.batch * this.kvHeads * this.headDim;
+    return { keys: this.keys[layer].subarray(0, n), values: this.values[layer].subarray(0, n) };
+  }
 }
 
 export const cpuActivations = (data: Float32Array, rows: number, cols: number): CpuActivations => ({ data, rows, cols });
 
-export const cpuOps: DecoderOps<CpuActivations, CpuWeight, CpuKvCache> = {
-  name: 'cpu',
-  async embed(table, ids) {
+/** Weights above this share of the engine's memory stay in JS arrays (the rest is for staging). */
+const RESIDENT_SHARE = 0.75;
+
+export class CpuOps implements DecoderOps<CpuActivations, CpuWeight, CpuKvCache> {
+  readonly name = 'cpu';
+  constructor(
+    readonly engine: CpuEngine,
+    /** Whether load() should put weights in the engine's memory. */
+    readonly resident: boolean,
+  ) {}
+
+  /** Decides residency from the total weight bytes the config implies. */
+  static forModel(engine: CpuEngine, weightBytes: number): CpuOps {
+    return new CpuOps(engine, weightBytes <= RESIDENT_SHARE * engine.arena.capacity);
+  }
+
+  /** Makes a backend weight from a float32 tensor read from the file. */
+  upload(tensor: HostTensor<'float32'>): CpuWeight {
+    const size = tensor.data.length;
+    if (!this.resident) return { name: tensor.name, shape: tensor.shape, size, data: tensor.data };
+    const address = this.engine.arena.allocate(4 * size);
+    new Float32Array(this.engine.arena.memory.buffer, address, size).set(tensor.data);
+    return { name: tensor.name, shape: tensor.shape, size, address };
+  }
+
+  /** The weight's values (a fresh view: growing a wasm memory may replace its buffer). */
+  values(w: CpuWeight): Float32Array {
+    return w.data ?? new Float32Array(this.engine.arena.memory.buffer, w.address, w.size);
+  }
+
+  async embed(table: CpuWeight, ids: Int32Array): Promise<CpuActivations> {
     const H = table.shape[1];
+    const values = this.values(table);
     const out = new Float32Array(ids.length * H);
-    for (let r = 0; r < ids.length; r++) out.set(table.data.subarray(ids[r] * H, (ids[r] + 1) * H), r * H);
+    for (let r = 0; r < ids.length; r++) out.set(values.subarray(ids[r] * H, (ids[r] + 1) * H), r * H);
     return cpuActivations(out, ids.length, H);
-  },
-  async rmsNorm(x, weight, eps) {
-    return cpuActivations(rmsNormRows(x.data, x.rows, x.cols, weight.data, eps), x.rows, x.cols);
-  },
-  async linear(x, weight, bias) {
+  }
+
+  async rmsNorm(x: CpuActivations, weight: CpuWeight, eps: number): Promise<CpuActivations> {
+    return cpuActivations(rmsNormRows(x.data, x.rows, x.cols, this.values(weight), eps), x.rows, x.cols);
+  }
+
+  async linear(x: CpuActivations, weight: CpuWeight, bias?: CpuWeight): Promise<CpuActivations> {
     const [N, K] = weight.shape;
-    return cpuActivations(linearRows(x.data, x.rows, K, weight.data, N, bias?.data), x.rows, N);
-  },
-  async addInPlace(x, y) {
+    const M = x.rows;
+    const y = weight.address === undefined
+      ? (await matmul({ m: M, n: N, k: K, a: { data: x.data, rowStride: K }, b: { data: weight.data as Float32Array, rowStride: K }, transposeB: true })).out
+      : await this.residentMatmul(x.data, M, K, weight.address, N);
+    if (bias) {
+      const b = this.values(bias);
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) y[m * N + n] += b[n];
+    }
+    return cpuActivations(y, M, N);
+  }
+
+  /** y = x Wᵀ with W [N, K] resident at `address`: stages x and y only. */
+  private async residentMatmul(x: Float32Array, M: number, K: number, address: number, N: number): Promise<Float32Array> {
+    const arena = this.engine.arena;
+    const xAddr = arena.allocate(4 * M * K);
+    const yAddr = arena.allocate(4 * M * N);
+    try {
+      new Float32Array(arena.memory.buffer, xAddr, M * K).set(x);
+      const params: MatmulParams = {
+        batch: 1, m: M, n: N, k: K, transposeB: true, accumulate: false,
+        a: { addr: xAddr, ld: 4 * K, batchStride: 0 },
+        b: { addr: address, ld: 4 * K, batchStride: 0 },
+        out: { addr: yAddr, ld: 4 * N, batchStride: 0 },
+        blocksM: Math.ceil(M / MATMUL_ROWS),
+        blocksN: Math.ceil(N / MATMUL_COLS),
+      };
+      await this.engine.execute('matmul', params, params.blocksM * params.blocksN, 0, 0, 2 * M * N * K);
+      return new Float32Array(arena.memory.buffer, yAddr, M * N).slice();
+    } finally {
+      arena.release(xAddr);
+      arena.release(yAddr);
+    }
+  }
+
+  async addInPlace(x: CpuActivations, y: CpuActivations): Promise<void> {
     const a = x.data;
     const b = y.data;
     for (let i = 0; i < a.length; i++) a[i] += b[i];
-  },
-  async swiglu(gate, up) {
+  }
+
+  async swiglu(gate: CpuActivations, up: CpuActivations): Promise<CpuActivations> {
     return cpuActivations(swigluInto(gate.data, up.data), gate.rows, gate.cols);
-  },
-  async lastRows(x, count) {
+  }
+
+  async lastRows(x: CpuActivations, count: number): Promise<CpuActivations> {
     return cpuActivations(x.data.slice((x.rows - count) * x.cols), count, x.cols);
-  },
-  async read(x) {
+  }
+
+  async read(x: CpuActivations): Promise<Float32Array> {
     return x.data;
-  },
-  release() {},
-  createCache(config: ModelConfig, batch: number, capacity: number) {
+  }
+
+  release(): void {}
+
+  createCache(config: ModelConfig, batch: number, capacity: number): CpuKvCache {
     return new CpuKvCache(config.numLayers, batch, capacity, config.numKvHeads, config.headDim);
-  },
-  advanceCache(cache, length) {
+  }
+
+  advanceCache(cache: CpuKvCache, length: number): void {
     cache.length = length;
-  },
-  weightBytes(weights: DecoderWeights<CpuWeight>) {
-    const seen = new Set<CpuWeight>();
-    const all = [weights.embed, weights.finalNorm, weights.lmHead, ...weights.layers.flatMap((l) => Object.values(l) as CpuWeight[])];
+  }
+
+  weightBytes(weights: DecoderWeights<CpuWeight>): number {
+    const all = new Set([weights.embed, weights.finalNorm, weights.lmHead, ...weights.layers.flatMap((l) => Object.values(l) as CpuWeight[])]);
     let bytes = 0;
-    for (const w of all) {
-      if (!seen.has(w)) bytes += w.data.byteLength;
-      seen.add(w);
-    }
+    for (const w of all) bytes += 4 * w.size;
     return bytes;
-  },
-};
+  }
+
+  /** Gives the resident weights' memory back to the engine. */
+  dispose(weights: DecoderWeights<CpuWeight>): void {
+    const all = new Set([weights.embed, weights.finalNorm, weights.lmHead, ...weights.layers.flatMap((l) => Object.values(l) as CpuWeight[])]);
+    for (const w of all) if (w.address !== undefined) this.engine.arena.release(w.address);
+  }
+}
