@@ -3,6 +3,7 @@
 // (config.json, safetensors, optional tokenizer.json); `createModel(config, store)` takes weights
 // from any TensorStore (e.g. random weights generated in memory for benchmarks).
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
+import { webgpuAvailable } from '../backends/registry.js';
 import { type TensorStore, openSafetensors } from '../io/safetensors.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
@@ -15,10 +16,19 @@ export type ModelBackendChoice = 'cpu' | 'webgpu' | 'auto';
 export type AttentionKind = 'fused' | 'unfused';
 
 export interface ModelOptions {
-  /** Default 'auto': the best backend that can run the model here. */
+  /**
+   * Default 'auto': WebGPU on a hardware adapter, else the CPU (a software adapter such as Mesa
+   * llvmpipe runs the model far slower than the CPU backend; ask for 'webgpu' to use it anyway).
+   */
   backend?: ModelBackendChoice;
   /** Default: 'fused' where the backend has it, else 'unfused'. */
   attention?: AttentionKind;
+  /** WebGPU: a GPUDevice of the caller's, used instead of acquiring one. */
+  device?: GPUDevice;
+  /** WebGPU: store weights as float32 (default) or float16 (half the memory and weight traffic). */
+  gpuWeights?: 'float32' | 'float16';
+  /** WebGPU: run prefill attention with the split-KV decode kernels too (tests, benchmarks). */
+  splitKvPrefill?: boolean;
 }
 
 export interface TransformerModel {
@@ -42,8 +52,8 @@ export interface TransformerModel {
 
 interface BackendEntry {
   // each backend has its own activation / weight / cache types; the model hides them
-  load(config: ModelConfig, store: TensorStore): Promise<{ ops: DecoderOps<Activations, unknown, KvCache>; weights: DecoderWeights<unknown> }>;
-  attention: Partial<Record<AttentionKind, () => Promise<AttentionFactory<Activations, unknown, KvCache>>>>;
+  load(config: ModelConfig, store: TensorStore, options: ModelOptions): Promise<{ ops: DecoderOps<Activations, unknown, KvCache>; weights: DecoderWeights<unknown> }>;
+  attention: Partial<Record<AttentionKind, (options: ModelOptions) => Promise<AttentionFactory<Activations, unknown, KvCache>>>>;
 }
 
 type AnyFactory = AttentionFactory<Activations, unknown, KvCache>;
@@ -52,7 +62,7 @@ type AnyFactory = AttentionFactory<Activations, unknown, KvCache>;
  * Backends of the runner and the attention modules each offers. The fused AttentionBlock plugs in
  * here (`attention.fused`) once it exists; the WebGPU runner adds a `webgpu` entry.
  */
-const BACKENDS: Partial<Record<'cpu' | 'webgpu', BackendEntry>> = {
+const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
   cpu: {
     async load(config, store) {
       const { CpuOps } = await import('./cpu/ops.js');
@@ -66,20 +76,38 @@ const BACKENDS: Partial<Record<'cpu' | 'webgpu', BackendEntry>> = {
       unfused: async () => (await import('./cpu/unfused-attention.js')).cpuUnfusedAttention as unknown as AnyFactory,
     },
   },
+  webgpu: {
+    async load(config, store, options) {
+      const { GpuOps } = await import('./webgpu/ops.js');
+      const { getRuntime } = await import('../backends/webgpu/runtime.js');
+      const ops = new GpuOps(await getRuntime(options.device), options.gpuWeights ?? 'float32');
+      const weights = await loadWeights(store, config, ops.weightDType, (tensor) => ops.upload(tensor));
+      return { ops: ops as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
+    },
+    attention: {
+      unfused: async (options) => {
+        const { gpuUnfusedAttention } = await import('./webgpu/unfused-attention.js');
+        return ((config, layers, ops) => gpuUnfusedAttention(config, layers as never, ops as never, { splitKvPrefill: options.splitKvPrefill })) as AnyFactory;
+      },
+    },
+  },
 };
 
-function resolveBackend(choice: ModelBackendChoice): 'cpu' | 'webgpu' {
+async function resolveBackend(choice: ModelBackendChoice, device: GPUDevice | undefined): Promise<'cpu' | 'webgpu'> {
   if (choice !== 'cpu' && choice !== 'webgpu' && choice !== 'auto') {
     throw new ValueError('backend', `backend must be "cpu", "webgpu" or "auto", got ${show(choice)}`);
   }
-  if (choice === 'auto') return BACKENDS.webgpu ? 'webgpu' : 'cpu';
-  if (!BACKENDS[choice]) throw new UnsupportedError('backend', `the transformer runner has no ${choice} backend in this build yet (available: ${Object.keys(BACKENDS).join(', ')})`);
-  return choice;
+  if (choice !== 'auto') return choice;
+  if (!device && !(await webgpuAvailable())) return 'cpu';
+  const { getRuntime } = await import('../backends/webgpu/runtime.js');
+  const { adapter } = await getRuntime(device);
+  const software = adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/i.test(`${adapter.description} ${adapter.device} ${adapter.architecture}`);
+  return software ? 'cpu' : 'webgpu';
 }
 
 /** A model from a validated config and a store of weights (HF names). */
 export async function createModel(config: ModelConfig, store: TensorStore, options: ModelOptions = {}, tokenizer?: TextTokenizer): Promise<TransformerModel> {
-  const backend = resolveBackend(options.backend ?? 'auto');
+  const backend = await resolveBackend(options.backend ?? 'auto', options.device);
   const entry = BACKENDS[backend] as BackendEntry;
   const kind = options.attention ?? (entry.attention.fused ? 'fused' : 'unfused');
   if (kind !== 'fused' && kind !== 'unfused') throw new ValueError('attention', `attention must be "fused" or "unfused", got ${show(kind)}`);
@@ -87,8 +115,8 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
   if (!makeAttention) {
     throw new UnsupportedError('attention', `the ${kind} attention module is not available on the ${backend} backend in this build (available: ${Object.keys(entry.attention).join(', ')})`);
   }
-  const { ops, weights } = await entry.load(config, store);
-  const attention = (await makeAttention())(config, weights.layers, ops);
+  const { ops, weights } = await entry.load(config, store, options);
+  const attention = (await makeAttention(options))(config, weights.layers, ops);
   const decoder = new Decoder(config, weights, ops, attention);
   const stop = new Set([...config.eosTokenIds, ...(tokenizer?.eosTokenIds ?? [])]);
   let disposed = false;

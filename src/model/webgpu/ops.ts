@@ -1,0 +1,227 @@
+// DecoderOps on WebGPU. Weights and the KV cache live on the GPU for the life of the model;
+// activations are pooled GPU buffers. Every op only records dispatches through the GpuRuntime, so
+// a whole forward pass goes to the GPU as one submission when the logits are read back (plus one
+// per layer where the library's attention() is used for prefill, which flushes).
+import { UnsupportedError } from '../../core/errors.js';
+import { runMatmul } from '../../backends/webgpu/kernels/matmul.js';
+import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
+import type { Activations, DecoderOps, KvCache } from '../backend.js';
+import type { ModelConfig } from '../config.js';
+import type { DecoderWeights, HostTensor } from '../weights.js';
+import {
+  ELEMENTWISE_PARAMS, ELEMENTWISE_WORKGROUP, EMBED_PARAMS, RMSNORM_PARAMS, type WeightDType,
+  buildElementwise, buildEmbedding, buildRmsNorm,
+} from './kernels.wgsl.js';
+
+export interface GpuActivations extends Activations {
+  readonly buffer: GPUBuffer;
+}
+
+export interface GpuWeight {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly size: number;
+  readonly dtype: WeightDType;
+  readonly buffer: GPUBuffer;
+}
+
+/** Keys and values per layer, [capacity, B, Nkv * D] float32 each (SBH; see backend.ts). */
+export class GpuKvCache implements KvCache {
+  readonly keys: GPUBuffer[];
+  readonly values: GPUBuffer[];
+  length = 0;
+
+  constructor(
+    runtime: GpuRuntime,
+    readonly layers: number,
+    readonly batch: number,
+    readonly capacity: number,
+    readonly kvHeads: number,
+    readonly headDim: number,
+  ) {
+    const bytes = this.layerBytes;
+    if (bytes > runtime.limits.maxStorageBufferBindingSize) {
+      throw new UnsupportedError('capacity', `a KV cache layer of ${capacity} positions needs ${bytes} bytes, over this GPU's maxStorageBufferBindingSize (${runtime.limits.maxStorageBufferBindingSize})`);
+    }
+    this.keys = Array.from({ length: layers }, (_, l) => runtime.createBuffer(bytes, `kv cache keys ${l}`));
+    this.values = Array.from({ length: layers }, (_, l) => runtime.createBuffer(bytes, `kv cache values ${l}`));
+  }
+
+  /** Bytes of one position of one layer's keys (all sequences). */
+  get positionBytes(): number {
+    return this.batch * this.kvHeads * this.headDim * 4;
+  }
+
+  get layerBytes(): number {
+    return this.capacity * this.positionBytes;
+  }
+
+  get bytes(): number {
+    return 2 * this.layers * this.layerBytes;
+  }
+
+  destroy(): void {
+    for (const b of [...this.keys, ...this.values]) b.destroy();
+  }
+}
+
+const embedKernel = defineKernel('model-embed', buildEmbedding);
+const rmsNormKernel = defineKernel('model-rmsnorm', buildRmsNorm);
+const elementwiseKernel = defineKernel('model-elementwise', buildElementwise);
+
+export const gpuActivations = (buffer: GPUBuffer, rows: number, cols: number): GpuActivations => ({ buffer, rows, cols });
+
+export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache> {
+  readonly name = 'webgpu';
+  /** Buffers handed to us by attention() (not pooled): destroyed once the work using them is submitted. */
+  private readonly afterSubmit: GPUBuffer[] = [];
+
+  constructor(
+    readonly runtime: GpuRuntime,
+    /** How weights are stored: float32, or float16 halves (half the memory and bandwidth). */
+    readonly weightDType: WeightDType,
+  ) {}
+
+  /** A GPU weight from a tensor read from the file (float32 values or float16 bits). */
+  upload(tensor: HostTensor<'float32'> | HostTensor<'float16'>): GpuWeight {
+    const dtype: WeightDType = tensor.data instanceof Float32Array ? 'float32' : 'float16';
+    const buffer = this.runtime.createBuffer(tensor.data.byteLength, tensor.name);
+    this.runtime.write(buffer, 0, tensor.data);
+    return { name: tensor.name, shape: tensor.shape, size: tensor.data.length, dtype, buffer };
+  }
+
+  /** A pooled activation buffer of rows x cols floats. */
+  activations(rows: number, cols: number, label: string): GpuActivations {
+    return gpuActivations(this.runtime.acquire(Math.max(16, rows * cols * 4), 'intermediate', label), rows, cols);
+  }
+
+  /** Destroys `buffer` after the next submission (it may still be used by recorded commands). */
+  destroyAfterSubmit(buffer: GPUBuffer): void {
+    this.afterSubmit.push(buffer);
+  }
+
+  async embed(table: GpuWeight, ids: Int32Array): Promise<GpuActivations> {
+    const H = table.shape[1];
+    const out = this.activations(ids.length, H, 'embeddings');
+    const pipeline = await this.runtime.pipeline(embedKernel, { table: table.dtype });
+    const bindGroup = this.runtime.bindGroup(pipeline, 0, {
+      0: table.buffer,
+      1: this.runtime.uploadTransient(new Uint32Array(ids.buffer, ids.byteOffset, ids.length), 'token ids'),
+      2: out.buffer,
+      3: this.runtime.uniform(EMBED_PARAMS.pack({ rows: ids.length, cols: H }), 'embed params'),
+    });
+    this.runtime.dispatch({ label: 'embed', pipeline, bindGroups: [bindGroup], workgroups: [Math.ceil(H / 64), ids.length] });
+    return out;
+  }
+
+  async rmsNorm(x: GpuActivations, weight: GpuWeight, eps: number): Promise<GpuActivations> {
+    const out = this.activations(x.rows, x.cols, 'rmsnorm');
+    const workgroupSize = 64;
+    const pipeline = await this.runtime.pipeline(rmsNormKernel, { weight: weight.dtype, workgroupSize });
+    const bindGroup = this.runtime.bindGroup(pipeline, 0, {
+      0: x.buffer,
+      1: weight.buffer,
+      2: out.buffer,
+      3: this.runtime.uniform(RMSNORM_PARAMS.pack({ cols: x.cols, eps }), 'rmsnorm params'),
+    });
+    this.runtime.dispatch({ label: 'rmsnorm', pipeline, bindGroups: [bindGroup], workgroups: this.grid(x.rows, 1) });
+    return out;
+  }
+
+  async linear(x: GpuActivations, weight: GpuWeight, bias?: GpuWeight): Promise<GpuActivations> {
+    const [N, K] = weight.shape;
+    const out = this.activations(x.rows, N, `linear ${weight.name}`);
+    await runMatmul(this.runtime, {
+      options: { a: 'float32', b: weight.dtype, out: 'float32', transposeB: true, splitK: false, ragged: false },
+      a: { binding: x.buffer, offset: 0, strides: [0, 0, K, 1] },
+      b: { binding: weight.buffer, offset: 0, strides: [0, 0, K, 1] },
+      c: { binding: out.buffer, offset: 0, strides: [0, 0, N, 1] },
+      m: x.rows,
+      n: N,
+      k: K,
+      outer: 1,
+      inner: 1,
+      label: `linear ${weight.name}`,
+    });
+    if (bias) await this.elementwise('bias', out, bias.buffer, x.rows * N, N, bias.dtype);
+    return out;
+  }
+
+  async addInPlace(x: GpuActivations, y: GpuActivations): Promise<void> {
+    await this.elementwise('add', x, y.buffer, x.rows * x.cols, x.cols);
+  }
+
+  async swiglu(gate: GpuActivations, up: GpuActivations): Promise<GpuActivations> {
+    const out = this.activations(gate.rows, gate.cols, 'swiglu');
+    const n = gate.rows * gate.cols;
+    const pipeline = await this.runtime.pipeline(elementwiseKernel, { op: 'swiglu' });
+    const bindGroup = this.runtime.bindGroup(pipeline, 0, {
+      0: gate.buffer,
+      1: up.buffer,
+      2: out.buffer,
+      3: this.runtime.uniform(ELEMENTWISE_PARAMS.pack({ n, cols: gate.cols }), 'swiglu params'),
+    });
+    this.runtime.dispatch({ label: 'swiglu', pipeline, bindGroups: [bindGroup], workgroups: this.grid(n, ELEMENTWISE_WORKGROUP) });
+    return out;
+  }
+
+  /** x += y ('add') or x += bias broadcast over rows ('bias'), in place. */
+  private async elementwise(op: 'add' | 'bias', x: GpuActivations, y: GPUBuffer, n: number, cols: number, bias: WeightDType = 'float32'): Promise<void> {
+    const pipeline = await this.runtime.pipeline(elementwiseKernel, op === 'bias' ? { op, bias } : { op });
+    const bindGroup = this.runtime.bindGroup(pipeline, 0, {
+      0: x.buffer,
+      1: y,
+      2: this.runtime.uniform(ELEMENTWISE_PARAMS.pack({ n, cols }), `${op} params`),
+    });
+    this.runtime.dispatch({ label: op === 'add' ? 'residual add' : 'bias add', pipeline, bindGroups: [bindGroup], workgroups: this.grid(n, ELEMENTWISE_WORKGROUP) });
+  }
+
+  /** Workgroups covering n items of `perGroup` each, folded into 2-D past the per-dimension limit. */
+  grid(n: number, perGroup: number): [number, number] {
+    const groups = Math.max(1, Math.ceil(n / perGroup));
+    const max = this.runtime.limits.maxComputeWorkgroupsPerDimension;
+    if (groups <= max) return [groups, 1];
+    const y = Math.ceil(groups / max);
+    return [Math.ceil(groups / y), y];
+  }
+
+  async lastRows(x: GpuActivations, count: number): Promise<GpuActivations> {
+    const out = this.activations(count, x.cols, 'last rows');
+    this.runtime.copy(x.buffer, (x.rows - count) * x.cols * 4, out.buffer, 0, count * x.cols * 4, 'last rows');
+    return out;
+  }
+
+  async read(x: GpuActivations): Promise<Float32Array> {
+    const data = new Float32Array(await this.runtime.read(x.buffer, 0, x.rows * x.cols * 4));
+    // read() submitted everything recorded, so buffers from attention() may go now
+    for (const b of this.afterSubmit.splice(0)) b.destroy();
+    return data;
+  }
+
+  release(...xs: GpuActivations[]): void {
+    for (const x of xs) this.runtime.release(x.buffer);
+  }
+
+  createCache(config: ModelConfig, batch: number, capacity: number): GpuKvCache {
+    return new GpuKvCache(this.runtime, config.numLayers, batch, capacity, config.numKvHeads, config.headDim);
+  }
+
+  advanceCache(cache: GpuKvCache, length: number): void {
+    cache.length = length;
+  }
+
+  weightBytes(weights: DecoderWeights<GpuWeight>): number {
+    let bytes = 0;
+    for (const w of allWeights(weights)) bytes += w.buffer.size;
+    return bytes;
+  }
+
+  dispose(weights: DecoderWeights<GpuWeight>): void {
+    for (const w of allWeights(weights)) w.buffer.destroy();
+  }
+}
+
+function allWeights(weights: DecoderWeights<GpuWeight>): Set<GpuWeight> {
+  return new Set([weights.embed, weights.finalNorm, weights.lmHead, ...weights.layers.flatMap((l) => Object.values(l) as GpuWeight[])]);
+}
+

@@ -1,0 +1,138 @@
+// The unfused attention module on WebGPU, the traditional sequence of separate kernels: Q, K and V
+// projections (3 GEMMs) with their bias adds, RoPE on Q and on K, K and V appended to the cache
+// (2 copies), attention, O projection. Attention is the split-KV decode kernel pair for decode
+// (one query per sequence against a long cache: it needs the splits to fill the GPU) and the
+// library's flash attention() on the SBH cache prefix for prefill. Neither makes a score matrix.
+import { attention } from '../../attention/api.js';
+import { UnsupportedError } from '../../core/errors.js';
+import { Tensor } from '../../core/tensor.js';
+import { defineKernel } from '../../backends/webgpu/runtime.js';
+import type { AttentionModule, StepInfo } from '../backend.js';
+import type { ModelConfig } from '../config.js';
+import type { RopeTable } from '../rope.js';
+import type { LayerWeights } from '../weights.js';
+import {
+  COMBINE_PARAMS, DECODE_PARAMS, type DecodeAttentionOptions,
+  buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
+} from './decode-attention.wgsl.js';
+import { ELEMENTWISE_WORKGROUP, ROPE_PARAMS, buildRope } from './kernels.wgsl.js';
+import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
+
+const ropeKernel = defineKernel('model-rope', (_: Record<string, never>) => buildRope());
+const partialKernel = defineKernel('model-decode-partial', buildDecodePartial);
+const combineKernel = defineKernel('model-decode-combine', buildDecodeCombine);
+
+export interface GpuAttentionOptions {
+  /** Use the split-KV kernels for prefill too (tests; the library's flash kernel is faster there). */
+  splitKvPrefill?: boolean;
+  /** Workgroups the split-KV kernel aims for (default 256: a few per SM of a large GPU). */
+  targetWorkgroups?: number;
+}
+
+export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerWeights<GpuWeight>[], ops: GpuOps, options: GpuAttentionOptions = {}): AttentionModule<GpuActivations, GpuKvCache> {
+  const { numHeads: Nq, numKvHeads: Nkv, headDim: D } = config;
+  const runtime = ops.runtime;
+  const decodeOptions = splitKvOptions(D, Nq / Nkv, runtime.limits.maxComputeWorkgroupStorageSize);
+  let tables: { table: RopeTable; cos: GPUBuffer; sin: GPUBuffer } | undefined;
+
+  /** cos/sin of this step on the GPU, uploaded once per step (every layer uses them). */
+  const ropeBuffers = (table: RopeTable) => {
+    if (tables?.table !== table) {
+      if (tables) runtime.release(tables.cos), runtime.release(tables.sin);
+      tables = { table, cos: runtime.upload(table.cos, 'rope cos'), sin: runtime.upload(table.sin, 'rope sin') };
+    }
+    return tables;
+  };
+
+  const rope = async (x: GpuActivations, heads: number, step: StepInfo) => {
+    const { cos, sin } = ropeBuffers(step.rope);
+    const pairs = x.rows * heads * (D / 2);
+    const pipeline = await runtime.pipeline(ropeKernel, {});
+    const bindGroup = runtime.bindGroup(pipeline, 0, {
+      0: x.buffer,
+      1: cos,
+      2: sin,
+      3: runtime.uniform(ROPE_PARAMS.pack({ rows: x.rows, batch: step.batch, heads, half: D / 2 }), 'rope params'),
+    });
+    runtime.dispatch({ label: 'rope', pipeline, bindGroups: [bindGroup], workgroups: ops.grid(pairs, ELEMENTWISE_WORKGROUP) });
+  };
+
+  const splitKv = async (q: GpuActivations, cache: GpuKvCache, layer: number, step: StepInfo): Promise<GpuActivations> => {
+    if (!decodeOptions) throw new UnsupportedError('headDim', `the split-KV decode kernel needs more workgroup memory than this GPU has for head dim ${D} and ${Nq / Nkv} query heads per KV head`);
+    const length = step.start + step.tokens;
+    const rows = q.rows;
+    const { splits, keysPerSplit } = chooseSplits(length, Nkv, rows, decodeOptions.tileKeys, options.targetWorkgroups);
+    const partials = runtime.acquire(rows * Nq * splits * (D + 2) * 4, 'intermediate', 'decode partials');
+    const partial = await runtime.pipeline(partialKernel, decodeOptions);
+    runtime.dispatch({
+      label: 'decode attention (split-KV)',
+      pipeline: partial,
+      bindGroups: [runtime.bindGroup(partial, 0, {
+        0: q.buffer,
+        1: cache.keys[layer],
+        2: cache.values[layer],
+        3: partials,
+        4: runtime.uniform(DECODE_PARAMS.pack({ batch: step.batch, start: step.start, heads_q: Nq, heads_kv: Nkv, splits, keys_per_split: keysPerSplit, scale: 1 / Math.sqrt(D) }), 'decode params'),
+      })],
+      workgroups: [Nkv, rows, splits],
+    });
+    const out = ops.activations(rows, Nq * D, 'attention');
+    const combine = await runtime.pipeline(combineKernel, { headDim: D });
+    runtime.dispatch({
+      label: 'decode attention (combine)',
+      pipeline: combine,
+      bindGroups: [runtime.bindGroup(combine, 0, {
+        0: partials,
+        1: out.buffer,
+        2: runtime.uniform(COMBINE_PARAMS.pack({ row_heads: rows * Nq, splits }), 'combine params'),
+      })],
+      workgroups: ops.grid(rows * Nq, 1),
+    });
+    runtime.release(partials);
+    return out;
+  };
+
+  const flash = async (q: GpuActivations, cache: GpuKvCache, layer: number, step: StepInfo): Promise<GpuActivations> => {
+    const length = step.start + step.tokens;
+    const device = runtime.device;
+    const view = (buffer: GPUBuffer, seq: number, heads: number) => Tensor.fromGpuBuffer({ device, buffer, byteOffset: 0 }, [seq, step.batch, heads * D], 'float32');
+    const { out } = await attention(view(q.buffer, step.tokens, Nq), view(cache.keys[layer], length, Nkv), view(cache.values[layer], length, Nkv), {
+      layout: 'SBH', heads: Nq, kvHeads: Nkv, causal: true, backend: 'webgpu',
+    });
+    const buffer = out.gpu!.buffer;
+    ops.destroyAfterSubmit(buffer); // attention() hands us an unpooled buffer
+    return gpuActivations(buffer, q.rows, Nq * D);
+  };
+
+  return {
+    name: 'unfused (webgpu)',
+    async forward(x: GpuActivations, layer: number, cache: GpuKvCache, step: StepInfo) {
+      const w = layers[layer];
+      const q = await ops.linear(x, w.q, w.qBias);
+      const k = await ops.linear(x, w.k, w.kBias);
+      const v = await ops.linear(x, w.v, w.vBias);
+      await rope(q, Nq, step);
+      await rope(k, Nkv, step);
+      const at = step.start * cache.positionBytes;
+      const bytes = step.tokens * cache.positionBytes;
+      runtime.copy(k.buffer, 0, cache.keys[layer], at, bytes, 'kv append (keys)');
+      runtime.copy(v.buffer, 0, cache.values[layer], at, bytes, 'kv append (values)');
+      const useFlash = step.tokens > 1 && !options.splitKvPrefill;
+      const attn = useFlash ? await flash(q, cache, layer, step) : await splitKv(q, cache, layer, step);
+      const out = await ops.linear(attn, w.o, w.oBias);
+      ops.release(q, k, v);
+      if (!useFlash) ops.release(attn);
+      return out;
+    },
+  };
+}
+
+/** Kernel options with the largest key tile whose workgroup memory fits, or undefined. */
+export function splitKvOptions(headDim: number, group: number, sharedBytes: number): DecodeAttentionOptions | undefined {
+  for (const tileKeys of [32, 16, 8, 4]) {
+    const o = { headDim, group, tileKeys, workgroupSize: 64 };
+    if (decodeSharedBytes(o) <= sharedBytes) return o;
+  }
+  return undefined;
+}
+
