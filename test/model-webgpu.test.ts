@@ -78,3 +78,33 @@ describe('backend choice', () => {
     model.dispose();
   });
 });
+
+describe.skipIf(webgpu.skip !== undefined)('big weights split in parts', () => {
+  it('an embedding table and LM head over several buffers give the same embeddings and logits', async () => {
+    const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+    const { GpuOps } = await import('../dist/model/webgpu/ops.js');
+    const runtime = await getRuntime();
+    const [vocab, hidden] = [37, 24];
+    const table = Float32Array.from({ length: vocab * hidden }, (_, i) => Math.sin(i * 0.7));
+    for (const dtype of ['float32', 'float16'] as const) {
+      const ops = new GpuOps(runtime, dtype, 10 * hidden * 4); // parts of at most 10 rows
+      const data = dtype === 'float32' ? table : (await import('../dist/index.js')).floatsToHalf(table);
+      const weight = ops.upload({ name: 'embed', shape: [vocab, hidden], data } as never);
+      expect(weight.parts.map((p) => p.rows)).toEqual(dtype === 'float32' ? [10, 10, 10, 7] : [20, 17]); // halves: twice the rows per part
+      const ids = Int32Array.of(0, 36, 9, 10, 25);
+      const x = await ops.embed(weight, ids);
+      const got = await ops.read(x);
+      const values = dtype === 'float32' ? table : (await import('../dist/index.js')).halfToFloats(data as Uint16Array);
+      ids.forEach((id, r) => expect(Array.from(got.subarray(r * hidden, (r + 1) * hidden))).toEqual(Array.from(values.subarray(id * hidden, (id + 1) * hidden))));
+      const logits = await ops.read(await ops.linear(x, weight));
+      for (let r = 0; r < ids.length; r++) {
+        for (let n = 0; n < vocab; n++) {
+          let s = 0;
+          for (let k = 0; k < hidden; k++) s += values[ids[r] * hidden + k] * values[n * hidden + k];
+          expect(Math.abs(logits[r * vocab + n] - s)).toBeLessThan(1e-4 * Math.max(1, Math.abs(s)));
+        }
+      }
+      ops.dispose({ embed: weight, finalNorm: weight, lmHead: weight, layers: [] });
+    }
+  });
+});

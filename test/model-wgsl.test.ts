@@ -97,12 +97,17 @@ describe.skipIf(!device)('model WGSL kernels on WebGPU', () => {
     const ids = Uint32Array.of(3, 0, 36, 3, 17);
     const want = new Float32Array(rows * cols);
     ids.forEach((id, r) => want.set(table.subarray(id * cols, (id + 1) * cols), r * cols));
-    const params = { uniform: EMBED_PARAMS.pack({ rows, cols }) };
+    const params = { uniform: EMBED_PARAMS.pack({ rows, cols, part_start: 0, part_rows: vocab }) };
     const [f32] = await run(buildEmbedding({ table: 'float32' }), [{ read: table }, { read: ids }, { write: rows * cols }, params], [Math.ceil(cols / 64), rows]);
     expect(f32.subarray(0, rows * cols)).toEqual(want);
     const half = floatsToHalf(table);
     const [f16] = await run(buildEmbedding({ table: 'float16' }), [{ read: half }, { read: ids }, { write: rows * cols }, params], [Math.ceil(cols / 64), rows]);
     expectClose('f16 embedding', f16.subarray(0, rows * cols), want, 1e-3);
+    // a table split in parts: the part of rows 20.. leaves the rows of other ids alone
+    const partParams = { uniform: EMBED_PARAMS.pack({ rows, cols, part_start: 20, part_rows: 17 }) };
+    const [part] = await run(buildEmbedding({ table: 'float32' }), [{ read: table.subarray(20 * cols) }, { read: ids }, { write: rows * cols }, partParams], [Math.ceil(cols / 64), rows]);
+    expect(part.subarray(2 * cols, 3 * cols)).toEqual(want.subarray(2 * cols, 3 * cols));
+    expect(part.subarray(0, 2 * cols)).toEqual(new Float32Array(2 * cols));
   });
 
   it('RMSNorm per row (odd width, f32 and f16 weights)', async () => {

@@ -29,7 +29,7 @@ export const DECODE_PARAMS = new ScalarParams('DecodeParams', [
 
 /** Bytes of workgroup memory the partial kernel declares. */
 export function decodeSharedBytes(o: Pick<DecodeAttentionOptions, 'headDim' | 'group' | 'tileKeys'>): number {
-  return 4 * (o.group * o.headDim + o.tileKeys * o.headDim + o.group * o.tileKeys + 3 * o.group);
+  return 4 * (o.group * o.headDim + o.tileKeys * (o.headDim + 1) + o.group * o.tileKeys + 3 * o.group);
 }
 
 /** Scores of keys outside the range: finite, so no arithmetic meets an infinity. */
@@ -50,9 +50,12 @@ const G = ${G}u;
 const TK = ${TK}u;
 const WG = ${WG}u;
 const ACC = ${acc}u; // outputs (head, dim) owned by each thread
+// key rows are padded by one float so the threads of a score step, which read one key each,
+// hit different memory banks
+const K_STRIDE = D + 1u;
 
 var<workgroup> q_tile: array<f32, ${G * D}>;
-var<workgroup> k_tile: array<f32, ${TK * D}>;
+var<workgroup> k_tile: array<f32, ${TK * (D + 1)}>;
 var<workgroup> p_tile: array<f32, ${G * TK}>;
 var<workgroup> run_max: array<f32, ${G}>;
 var<workgroup> run_sum: array<f32, ${G}>;
@@ -86,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let j = i / D;
       var k = 0.0;
       if (j < n) { k = keys[(j0 + j) * position_stride + kv_base + i % D]; }
-      k_tile[i] = k;
+      k_tile[j * K_STRIDE + i % D] = k;
     }
     workgroupBarrier();
     for (var e = lid.x; e < G * TK; e += WG) {
@@ -95,7 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       var s = ${NO_SCORE};
       if (j < n) {
         s = 0.0;
-        for (var d = 0u; d < D; d++) { s += q_tile[h * D + d] * k_tile[j * D + d]; }
+        for (var d = 0u; d < D; d++) { s += q_tile[h * D + d] * k_tile[j * K_STRIDE + d]; }
       }
       p_tile[e] = s;
     }

@@ -46,9 +46,13 @@ const weightArray = (dtype: WeightDType) => (dtype === 'float32' ? 'f32' : 'u32'
 export const ELEMENTWISE_WORKGROUP = 128; // the compat-level default limit of invocations per workgroup
 const flatIndex = `gid.x + gid.y * (nwg.x * ${ELEMENTWISE_WORKGROUP}u)`;
 
-export const EMBED_PARAMS = new ScalarParams('EmbedParams', [['rows', 'u32'], ['cols', 'u32']]);
+export const EMBED_PARAMS = new ScalarParams('EmbedParams', [['rows', 'u32'], ['cols', 'u32'], ['part_start', 'u32'], ['part_rows', 'u32']]);
 
-/** out[r, c] = table[ids[r], c]. Dispatch (ceil(cols / 64), rows). */
+/**
+ * out[r, c] = table[ids[r], c] for the ids inside this part of the table (rows part_start ..
+ * part_start + part_rows - 1; big tables are split in parts that fit a storage binding, one
+ * dispatch each). Dispatch (ceil(cols / 64), rows).
+ */
 export function buildEmbedding(o: { table: WeightDType }): string {
   return `${EMBED_PARAMS.wgsl()}
 @group(0) @binding(0) var<storage, read> table: array<${weightArray(o.table)}>;
@@ -62,7 +66,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = gid.x;
   let r = gid.y;
   if (c >= params.cols || r >= params.rows) { return; }
-  out[r * params.cols + c] = load_table(ids[r] * params.cols + c);
+  let id = ids[r];
+  if (id < params.part_start || id >= params.part_start + params.part_rows) { return; }
+  out[r * params.cols + c] = load_table((id - params.part_start) * params.cols + c);
 }
 `;
 }

@@ -17,12 +17,23 @@ export interface GpuActivations extends Activations {
   readonly buffer: GPUBuffer;
 }
 
+/** Rows firstRow .. firstRow + rows - 1 of a weight, in one buffer. */
+export interface WeightPart {
+  readonly buffer: GPUBuffer;
+  readonly firstRow: number;
+  readonly rows: number;
+}
+
+/**
+ * A weight on the GPU. Most fit one buffer; a big one (an embedding table or LM head of 150k
+ * tokens is 0.5 GiB in float32) is split by rows into parts that each fit a storage binding.
+ */
 export interface GpuWeight {
   readonly name: string;
   readonly shape: readonly number[];
   readonly size: number;
   readonly dtype: WeightDType;
-  readonly buffer: GPUBuffer;
+  readonly parts: readonly WeightPart[];
 }
 
 /** Keys and values per layer, [capacity, B, Nkv * D] float32 each (SBH; see backend.ts). */
@@ -80,14 +91,32 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     readonly runtime: GpuRuntime,
     /** How weights are stored: float32, or float16 halves (half the memory and bandwidth). */
     readonly weightDType: WeightDType,
+    /** Largest buffer of one weight part (default: what the device can bind). Tests lower it. */
+    readonly maxPartBytes = Math.min(runtime.limits.maxStorageBufferBindingSize, runtime.limits.maxBufferSize),
   ) {}
 
   /** A GPU weight from a tensor read from the file (float32 values or float16 bits). */
   upload(tensor: HostTensor<'float32'> | HostTensor<'float16'>): GpuWeight {
     const dtype: WeightDType = tensor.data instanceof Float32Array ? 'float32' : 'float16';
-    const buffer = this.runtime.createBuffer(tensor.data.byteLength, tensor.name);
-    this.runtime.write(buffer, 0, tensor.data);
-    return { name: tensor.name, shape: tensor.shape, size: tensor.data.length, dtype, buffer };
+    const rows = tensor.shape.length === 2 ? tensor.shape[0] : 1;
+    const rowElements = tensor.data.length / rows;
+    const rowBytes = rowElements * tensor.data.BYTES_PER_ELEMENT;
+    const maxBytes = this.maxPartBytes;
+    // parts start on whole rows and, for float16 pairs, on a whole u32 word
+    let rowsPerPart = Math.max(1, Math.floor(maxBytes / rowBytes));
+    if (dtype === 'float16' && rowElements % 2 === 1) rowsPerPart -= rowsPerPart % 2;
+    if (rowsPerPart < 1 || rowBytes > maxBytes) {
+      throw new UnsupportedError(tensor.name, `weight ${tensor.name}: one row of ${rowBytes} bytes exceeds this GPU's largest storage binding (${maxBytes} bytes)`);
+    }
+    const parts: WeightPart[] = [];
+    for (let firstRow = 0; firstRow < rows; firstRow += rowsPerPart) {
+      const count = Math.min(rowsPerPart, rows - firstRow);
+      const data = tensor.data.subarray(firstRow * rowElements, (firstRow + count) * rowElements);
+      const buffer = this.runtime.createBuffer(data.byteLength, parts.length ? `${tensor.name} [${firstRow}:]` : tensor.name);
+      this.runtime.write(buffer, 0, data);
+      parts.push({ buffer, firstRow, rows: count });
+    }
+    return { name: tensor.name, shape: tensor.shape, size: tensor.data.length, dtype, parts };
   }
 
   /** A pooled activation buffer of rows x cols floats. */
@@ -104,13 +133,16 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     const H = table.shape[1];
     const out = this.activations(ids.length, H, 'embeddings');
     const pipeline = await this.runtime.pipeline(embedKernel, { table: table.dtype });
-    const bindGroup = this.runtime.bindGroup(pipeline, 0, {
-      0: table.buffer,
-      1: this.runtime.uploadTransient(new Uint32Array(ids.buffer, ids.byteOffset, ids.length), 'token ids'),
-      2: out.buffer,
-      3: this.runtime.uniform(EMBED_PARAMS.pack({ rows: ids.length, cols: H }), 'embed params'),
-    });
-    this.runtime.dispatch({ label: 'embed', pipeline, bindGroups: [bindGroup], workgroups: [Math.ceil(H / 64), ids.length] });
+    const idBuffer = this.runtime.uploadTransient(new Uint32Array(ids.buffer, ids.byteOffset, ids.length), 'token ids');
+    for (const part of table.parts) {
+      const bindGroup = this.runtime.bindGroup(pipeline, 0, {
+        0: part.buffer,
+        1: idBuffer,
+        2: out.buffer,
+        3: this.runtime.uniform(EMBED_PARAMS.pack({ rows: ids.length, cols: H, part_start: part.firstRow, part_rows: part.rows }), 'embed params'),
+      });
+      this.runtime.dispatch({ label: 'embed', pipeline, bindGroups: [bindGroup], workgroups: [Math.ceil(H / 64), ids.length] });
+    }
     return out;
   }
 
@@ -120,7 +152,7 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     const pipeline = await this.runtime.pipeline(rmsNormKernel, { weight: weight.dtype, workgroupSize });
     const bindGroup = this.runtime.bindGroup(pipeline, 0, {
       0: x.buffer,
-      1: weight.buffer,
+      1: weight.parts[0].buffer,
       2: out.buffer,
       3: this.runtime.uniform(RMSNORM_PARAMS.pack({ cols: x.cols, eps }), 'rmsnorm params'),
     });
@@ -131,19 +163,22 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
   async linear(x: GpuActivations, weight: GpuWeight, bias?: GpuWeight): Promise<GpuActivations> {
     const [N, K] = weight.shape;
     const out = this.activations(x.rows, N, `linear ${weight.name}`);
-    await runMatmul(this.runtime, {
-      options: { a: 'float32', b: weight.dtype, out: 'float32', transposeB: true, splitK: false, ragged: false },
-      a: { binding: x.buffer, offset: 0, strides: [0, 0, K, 1] },
-      b: { binding: weight.buffer, offset: 0, strides: [0, 0, K, 1] },
-      c: { binding: out.buffer, offset: 0, strides: [0, 0, N, 1] },
-      m: x.rows,
-      n: N,
-      k: K,
-      outer: 1,
-      inner: 1,
-      label: `linear ${weight.name}`,
-    });
-    if (bias) await this.elementwise('bias', out, bias.buffer, x.rows * N, N, bias.dtype);
+    // one GEMM per part of the weight, each writing its columns of the output
+    for (const part of weight.parts) {
+      await runMatmul(this.runtime, {
+        options: { a: 'float32', b: weight.dtype, out: 'float32', transposeB: true, splitK: false, ragged: false },
+        a: { binding: x.buffer, offset: 0, strides: [0, 0, K, 1] },
+        b: { binding: part.buffer, offset: 0, strides: [0, 0, K, 1] },
+        c: { binding: out.buffer, offset: part.firstRow, strides: [0, 0, N, 1] },
+        m: x.rows,
+        n: part.rows,
+        k: K,
+        outer: 1,
+        inner: 1,
+        label: `linear ${weight.name}`,
+      });
+    }
+    if (bias) await this.elementwise('bias', out, bias.parts[0].buffer, x.rows * N, N, bias.dtype);
     return out;
   }
 
@@ -212,12 +247,12 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
 
   weightBytes(weights: DecoderWeights<GpuWeight>): number {
     let bytes = 0;
-    for (const w of allWeights(weights)) bytes += w.buffer.size;
+    for (const w of allWeights(weights)) for (const p of w.parts) bytes += p.buffer.size;
     return bytes;
   }
 
   dispose(weights: DecoderWeights<GpuWeight>): void {
-    for (const w of allWeights(weights)) w.buffer.destroy();
+    for (const w of allWeights(weights)) for (const p of w.parts) p.buffer.destroy();
   }
 }
 
