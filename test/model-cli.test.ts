@@ -48,7 +48,7 @@ describe('fusedattn generate', () => {
     await expect(cli(['--model', dir, '--tokens', '1', '--fused', '--unfused'])).rejects.toThrow(/cannot be used with/);
     await expect(cli(['--model', dir, '--tokens', '1', '--backend', 'tpu'])).rejects.toThrow(/Allowed choices are cpu, webgpu, auto/);
     await expect(cli(['--model', dir])).rejects.toThrow(/exactly one of --prompt <text> and --tokens <ids>/);
-    await expect(cli(['--model', dir, '--prompt', 'hi'])).rejects.toThrow(/has no tokenizer.json, so --prompt cannot be encoded; pass token ids with --tokens/);
+    await expect(cli(['--model', dir, '--prompt', 'hi'])).rejects.toThrow(/has no tokenizer.json, so text cannot be encoded; pass token ids instead/);
     await expect(cli(['--model', dir, '--tokens', '99'])).rejects.toThrow(/token ids must be integers in \[0, 64\)/);
     await expect(cli(['--model', `${dir}/nothing`, '--tokens', '1'])).rejects.toThrow(/config.json not found/);
     await expect(cli(['--tokens', '1'])).rejects.toThrow(/required option '--model <dir>'/);

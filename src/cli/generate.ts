@@ -3,9 +3,10 @@
 // tokenizer.json for text). Errors are FusedAttnErrors or commander usage errors, which main.ts
 // prints as one line.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { UnsupportedError, ValueError } from '../core/errors.js';
+import { ValueError } from '../core/errors.js';
 import { generate, type GenerateResult } from '../model/generate.js';
 import { type AttentionKind, type ModelBackendChoice, loadModel } from '../model/model.js';
+import { finiteNumber, integer, positiveInt } from './parse.js';
 
 export interface GenerateFlags {
   model: string;
@@ -53,10 +54,9 @@ export async function runGenerate(flags: GenerateFlags): Promise<string> {
     throw new ValueError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids>');
   }
   const attention: AttentionKind | undefined = flags.fused ? 'fused' : flags.unfused ? 'unfused' : undefined;
-  const model = await loadModel(flags.model, { backend: flags.backend, attention });
+  const model = await loadModel(flags.model, { backend: flags.backend, attention, requireTokenizer: flags.prompt !== undefined });
   let prompt: number[];
-  if (flags.prompt !== undefined) {
-    if (!model.tokenizer) throw new UnsupportedError('--prompt', `${flags.model} has no tokenizer.json, so --prompt cannot be encoded; pass token ids with --tokens`);
+  if (model.tokenizer && flags.prompt !== undefined) {
     prompt = model.tokenizer.encode(flags.prompt);
     if (prompt.length === 0) throw new ValueError('--prompt', 'the prompt encodes to no tokens; give some text');
   } else {
@@ -108,23 +108,13 @@ function tokenList(value: string): number[] {
   return parts.map(Number);
 }
 
-function positiveInt(value: string): number {
-  if (!/^\+?\d+$/.test(value.trim()) || Number(value) < 1) throw new InvalidArgumentError('Expected a positive integer.');
-  return Number(value);
-}
-
 function nonNegativeInt(value: string): number {
   if (!/^\+?\d+$/.test(value.trim())) throw new InvalidArgumentError('Expected an integer >= 0.');
   return Number(value);
 }
 
-function integer(value: string): number {
-  if (!/^[-+]?\d+$/.test(value.trim())) throw new InvalidArgumentError('Expected an integer.');
-  return Number(value);
-}
-
 function nonNegativeNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('Expected a finite number >= 0.');
+  const n = finiteNumber(value);
+  if (n < 0) throw new InvalidArgumentError('Expected a finite number >= 0.');
   return n;
 }

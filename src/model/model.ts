@@ -139,10 +139,16 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
   };
 }
 
-/** Loads a Hugging Face model folder: config.json, model.safetensors (or shards), tokenizer.json if present. */
-export async function loadModel(dir: string, options: ModelOptions = {}): Promise<TransformerModel> {
+/**
+ * Loads a Hugging Face model folder: config.json, model.safetensors (or shards), tokenizer.json if
+ * present (required with `requireTokenizer`, checked before any weight is read or device touched).
+ */
+export async function loadModel(dir: string, options: ModelOptions & { requireTokenizer?: boolean } = {}): Promise<TransformerModel> {
   const config = await readModelConfig(dir);
   const tokenizer = await loadTokenizer(dir);
+  if (options.requireTokenizer && !tokenizer) {
+    throw new UnsupportedError('tokenizer', `${dir} has no tokenizer.json, so text cannot be encoded; pass token ids instead`);
+  }
   const store = await openSafetensors(dir);
   try {
     return await createModel(config, store, options, tokenizer);
