@@ -39,7 +39,7 @@ if (reason) console.warn(`\n!!! SKIPPING the model WGSL kernel tests: ${reason}\
 // Mesa's threads must be gone before the test process exits, or its teardown can abort the fork
 afterAll(() => device?.destroy());
 
-type Binding = { read: ArrayBufferView } | { write: number } | { readWrite: ArrayBufferView } | { uniform: ArrayBufferView };
+type Binding = { read: ArrayBufferView } | { write: number } | { readWrite: ArrayBufferView } | { uniform: ArrayBuffer };
 
 /** Runs one kernel; returns the contents of the write / readWrite bindings, in binding order. */
 async function run(wgsl: string, bindings: Binding[], workgroups: [number, number?, number?]): Promise<Float32Array[]> {
@@ -51,7 +51,7 @@ async function run(wgsl: string, bindings: Binding[], workgroups: [number, numbe
     const bytes = 'write' in b ? b.write * 4 : ('read' in b ? b.read : 'readWrite' in b ? b.readWrite : b.uniform).byteLength;
     const usage = 'uniform' in b ? GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST : GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     const buffer = d.createBuffer({ size: Math.max(16, Math.ceil(bytes / 4) * 4), usage });
-    const data = 'read' in b ? b.read : 'readWrite' in b ? b.readWrite : 'uniform' in b ? b.uniform : undefined;
+    const data = 'read' in b ? b.read : 'readWrite' in b ? b.readWrite : 'uniform' in b ? new Uint8Array(b.uniform) : undefined;
     if (data) {
       const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
       padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));

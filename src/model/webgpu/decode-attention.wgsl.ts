@@ -11,7 +11,7 @@
 // Shapes: q [rows, Nq * D] with row = t * B + b (already rotated; scale applied here);
 // keys/values [capacity, B, Nkv * D] (SBH), query row (t, b) sees positions 0 .. start + t;
 // partials [rows, Nq, splits, D + 2]; out [rows, Nq * D].
-import { ScalarParams } from './kernels.wgsl.js';
+import { UniformLayout } from '../../backends/webgpu/uniforms.js';
 
 export interface DecodeAttentionOptions {
   headDim: number;
@@ -22,10 +22,7 @@ export interface DecodeAttentionOptions {
   workgroupSize: number;
 }
 
-export const DECODE_PARAMS = new ScalarParams('DecodeParams', [
-  ['batch', 'u32'], ['start', 'u32'], ['heads_q', 'u32'], ['heads_kv', 'u32'],
-  ['splits', 'u32'], ['keys_per_split', 'u32'], ['scale', 'f32'],
-]);
+export const DECODE_PARAMS = new UniformLayout('DecodeParams', { batch: 'u32', start: 'u32', heads_q: 'u32', heads_kv: 'u32', splits: 'u32', keys_per_split: 'u32', scale: 'f32' });
 
 /** Bytes of workgroup memory the partial kernel declares. */
 export function decodeSharedBytes(o: Pick<DecodeAttentionOptions, 'headDim' | 'group' | 'tileKeys'>): number {
@@ -150,7 +147,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 `;
 }
 
-export const COMBINE_PARAMS = new ScalarParams('CombineParams', [['row_heads', 'u32'], ['splits', 'u32']]);
+export const COMBINE_PARAMS = new UniformLayout('CombineParams', { row_heads: 'u32', splits: 'u32' });
 export const COMBINE_WORKGROUP = 64;
 
 /** out[(row, h), d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s. Dispatch 2-D over row x head. */

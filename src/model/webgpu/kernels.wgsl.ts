@@ -3,50 +3,18 @@
 // decode attention kernel is measured against). Each is a pure function of a typed options object
 // returning readable WGSL; the pipeline cache keys on the same object.
 // Activations are f32 [rows, cols]; weights f32 or float16 bound as array<u32> and read with
-// unpack2x16float (no shader-f16 feature needed). Params are uniform structs of u32/f32 scalars.
+// unpack2x16float (no shader-f16 feature needed). Params are UniformLayout structs.
+import { UniformLayout } from '../../backends/webgpu/uniforms.js';
+import { type FloatDType, arrayElement, loadFloat } from '../../backends/webgpu/wgsl.js';
 
-export type WeightDType = 'float32' | 'float16';
-
-/** A uniform struct of 4-byte scalars: its WGSL declaration and a packer that follows it. */
-export class ScalarParams<const N extends string> {
-  constructor(
-    readonly structName: string,
-    readonly fields: ReadonlyArray<readonly [N, 'u32' | 'f32']>,
-  ) {}
-
-  wgsl(): string {
-    return `struct ${this.structName} {\n${this.fields.map(([n, t]) => `  ${n}: ${t},`).join('\n')}\n}`;
-  }
-
-  /** Bytes of the struct, rounded up to 16 as uniform buffers want. */
-  pack(values: Readonly<Record<N, number>>): Uint32Array {
-    const words = new Uint32Array(Math.ceil(this.fields.length / 4) * 4);
-    const floats = new Float32Array(words.buffer);
-    this.fields.forEach(([name, type], i) => {
-      const v = values[name];
-      if (type === 'f32') floats[i] = v;
-      else {
-        if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${this.structName}.${name} must be a u32, got ${v}`);
-        words[i] = v;
-      }
-    });
-    return words;
-  }
-}
-
-/** `fn name(i: u32) -> f32` reading element i of a weight buffer of `dtype`. */
-export function weightLoader(name: string, buffer: string, dtype: WeightDType): string {
-  if (dtype === 'float32') return `fn ${name}(i: u32) -> f32 { return ${buffer}[i]; }`;
-  return `fn ${name}(i: u32) -> f32 { return unpack2x16float(${buffer}[i >> 1u])[i & 1u]; }`;
-}
-
-const weightArray = (dtype: WeightDType) => (dtype === 'float32' ? 'f32' : 'u32');
+/** How a weight is bound: float32, or float16 halves read as u32 pairs. */
+export type WeightDType = FloatDType;
 
 /** Flat element index of 1-D work dispatched as a 2-D grid (more than 65535 workgroups of work). */
 export const ELEMENTWISE_WORKGROUP = 128; // the compat-level default limit of invocations per workgroup
 const flatIndex = `gid.x + gid.y * (nwg.x * ${ELEMENTWISE_WORKGROUP}u)`;
 
-export const EMBED_PARAMS = new ScalarParams('EmbedParams', [['rows', 'u32'], ['cols', 'u32'], ['part_start', 'u32'], ['part_rows', 'u32']]);
+export const EMBED_PARAMS = new UniformLayout('EmbedParams', { rows: 'u32', cols: 'u32', part_start: 'u32', part_rows: 'u32' });
 
 /**
  * out[r, c] = table[ids[r], c] for the ids inside this part of the table (rows part_start ..
@@ -55,11 +23,11 @@ export const EMBED_PARAMS = new ScalarParams('EmbedParams', [['rows', 'u32'], ['
  */
 export function buildEmbedding(o: { table: WeightDType }): string {
   return `${EMBED_PARAMS.wgsl()}
-@group(0) @binding(0) var<storage, read> table: array<${weightArray(o.table)}>;
+@group(0) @binding(0) var<storage, read> table: array<${arrayElement(o.table)}>;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: EmbedParams;
-${weightLoader('load_table', 'table', o.table)}
+${loadFloat('load_table', 'table', o.table)}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -73,17 +41,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 `;
 }
 
-export const RMSNORM_PARAMS = new ScalarParams('RmsNormParams', [['cols', 'u32'], ['eps', 'f32']]);
+export const RMSNORM_PARAMS = new UniformLayout('RmsNormParams', { cols: 'u32', eps: 'f32' });
 
 /** out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight: one workgroup per row. Dispatch (rows). */
 export function buildRmsNorm(o: { weight: WeightDType; workgroupSize: number }): string {
   const wg = o.workgroupSize;
   return `${RMSNORM_PARAMS.wgsl()}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<${weightArray(o.weight)}>;
+@group(0) @binding(1) var<storage, read> weight: array<${arrayElement(o.weight)}>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: RmsNormParams;
-${weightLoader('load_weight', 'weight', o.weight)}
+${loadFloat('load_weight', 'weight', o.weight)}
 
 const WG = ${wg}u;
 var<workgroup> partial: array<f32, WG>;
@@ -110,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 `;
 }
 
-export const ELEMENTWISE_PARAMS = new ScalarParams('ElementwiseParams', [['n', 'u32'], ['cols', 'u32']]);
+export const ELEMENTWISE_PARAMS = new UniformLayout('ElementwiseParams', { n: 'u32', cols: 'u32' });
 
 /**
  * Elementwise ops over n elements, dispatched as a 2-D grid of ELEMENTWISE_WORKGROUP-wide workgroups:
@@ -144,14 +112,14 @@ ${params(2)}
 ${entry('x[i] += y[i];')}`;
     case 'bias':
       return `@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@group(0) @binding(1) var<storage, read> bias: array<${weightArray(o.bias ?? 'float32')}>;
+@group(0) @binding(1) var<storage, read> bias: array<${arrayElement(o.bias ?? 'float32')}>;
 ${params(2)}
-${weightLoader('load_bias', 'bias', o.bias ?? 'float32')}
+${loadFloat('load_bias', 'bias', o.bias ?? 'float32')}
 ${entry('x[i] += load_bias(i % params.cols);')}`;
   }
 }
 
-export const ROPE_PARAMS = new ScalarParams('RopeParams', [['rows', 'u32'], ['batch', 'u32'], ['heads', 'u32'], ['half', 'u32']]);
+export const ROPE_PARAMS = new UniformLayout('RopeParams', { rows: 'u32', batch: 'u32', heads: 'u32', half: 'u32' });
 
 /**
  * RoPE in place on x [rows, heads * D] with row = t * batch + b, D = 2 * half ("rotate half" pairs
@@ -182,7 +150,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 `;
 }
 
-export const STREAM_PARAMS = new ScalarParams('StreamParams', [['n4', 'u32'], ['per_thread', 'u32']]);
+export const STREAM_PARAMS = new UniformLayout('StreamParams', { n4: 'u32', per_thread: 'u32' });
 
 /**
  * The bandwidth ceiling: every thread reads `per_thread` vec4s spaced a grid apart (coalesced) and
