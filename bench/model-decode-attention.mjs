@@ -8,10 +8,8 @@
 //   node bench/model-decode-attention.mjs [--lengths 1024,4096,16384,32768] [--shapes qwen2-0.5b,qwen-7b] [--reps 50]
 //        [--out bench/results/model-decode-attention.jsonl]
 // On the GPU machine: source .gpu/env.sh && node bench/model-decode-attention.mjs
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { appendRow, commit, markdownTable } from './model-report.mjs';
 import { getRuntime } from '../dist/backends/webgpu/runtime.js';
 import { defineKernel } from '../dist/backends/webgpu/runtime.js';
 import { COMBINE_PARAMS, DECODE_PARAMS, buildDecodeCombine, buildDecodePartial, chooseSplits } from '../dist/model/webgpu/decode-attention.wgsl.js';
@@ -37,7 +35,6 @@ const runtime = await getRuntime();
 const partialKernel = defineKernel('model-decode-partial', buildDecodePartial);
 const combineKernel = defineKernel('model-decode-combine', buildDecodeCombine);
 const streamKernel = defineKernel('model-stream-read', buildStreamRead);
-const commit = (() => { try { return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim(); } catch { return 'unknown'; } })();
 
 /** Seconds per repetition of `record` (which queues one repetition), after a warm-up. */
 async function timeIt(record) {
@@ -93,12 +90,11 @@ for (const shapeName of args.shapes.split(',')) {
       fractionOfStream: +(streaming / decode).toFixed(3),
       adapter: `${runtime.adapter.description} (${runtime.adapter.backend})`,
       date: new Date().toISOString(),
-      commit,
+      commit: commit(),
       timing: 'wall clock over one submit of reps dispatches, after a warm-up',
     };
     rows.push(row);
-    mkdirSync(dirname(args.out), { recursive: true });
-    appendFileSync(args.out, `${JSON.stringify(row)}\n`);
+    appendRow(args.out, row);
     for (const b of [q, keys, values, partials, out, sums]) runtime.release(b);
     await runtime.flush();
     runtime.trimPool();
@@ -106,8 +102,6 @@ for (const shapeName of args.shapes.split(',')) {
 }
 const header = ['shape', 'length', 'splits', 'decode us', 'decode GB/s', 'stream GB/s', 'fraction'];
 const table = rows.map((r) => [r.shape, r.length, r.splits, r.decodeUs, r.decodeGBs, r.streamGBs, r.fractionOfStream].map(String));
-const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
-const line = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
 console.log(`adapter: ${rows[0]?.adapter}`);
-console.log([line(header), line(widths.map((w) => '-'.repeat(w))), ...table.map(line)].join('\n'));
+console.log(markdownTable(header, table));
 process.exit(0);

@@ -7,11 +7,9 @@
 //        [--new 8] [--layers 24] [--gpu-weights float32|float16] [--out bench/results/model-generate.jsonl]
 // On the GPU machine: source .gpu/env.sh && node bench/model-generate.mjs --backend webgpu
 // Prints a table; appends one JSON line per run to --out (with machine, date and commit).
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { appendRow, commit, markdownTable } from './model-report.mjs';
 import { floatsToHalf } from '../dist/index.js';
 import { configFrom, createModel, generate, qwen2HalfBConfigJson, weightSpecs } from '../dist/model/index.js';
 
@@ -71,13 +69,6 @@ async function adapterName() {
   return `${adapter.description} (${adapter.backend})`;
 }
 
-function commit() {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
 
 const store = randomStore(1234);
 const prompt = Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % config.vocabSize);
@@ -119,15 +110,12 @@ for (const backend of args.backend.split(',')) {
     };
     rows.push(row);
     model.dispose();
-    mkdirSync(dirname(args.out), { recursive: true });
-    appendFileSync(args.out, `${JSON.stringify(row)}\n`);
+    appendRow(args.out, row);
   }
 }
 
 const header = ['backend', 'attention', 'prompt', 'prefill tok/s', 'decode steps', 'decode tok/s', 'weights MiB', 'KV MiB', 'RSS MiB'];
 const table = rows.map((r) => [r.backend, r.attention, r.promptTokens, r.prefillTokensPerSecond, r.decodeSteps, r.decodeTokensPerSecond,
   (r.weightBytes / 2 ** 20).toFixed(0), (r.kvCacheBytes / 2 ** 20).toFixed(2), (r.rssBytes / 2 ** 20).toFixed(0)].map(String));
-const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
-const line = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
-console.log([line(header), line(widths.map((w) => '-'.repeat(w))), ...table.map(line)].join('\n'));
+console.log(markdownTable(header, table));
 process.exit(0); // the CPU worker pool and Dawn would keep the process alive

@@ -10,8 +10,9 @@ import { type FloatDType, arrayElement, loadFloat } from '../../backends/webgpu/
 /** How a weight is bound: float32, or float16 halves read as u32 pairs. */
 export type WeightDType = FloatDType;
 
+/** Threads per workgroup of the elementwise kernels: the compat-level default limit. */
+export const ELEMENTWISE_WORKGROUP = 128;
 /** Flat element index of 1-D work dispatched as a 2-D grid (more than 65535 workgroups of work). */
-export const ELEMENTWISE_WORKGROUP = 128; // the compat-level default limit of invocations per workgroup
 const flatIndex = `gid.x + gid.y * (nwg.x * ${ELEMENTWISE_WORKGROUP}u)`;
 
 export const EMBED_PARAMS = new UniformLayout('EmbedParams', { rows: 'u32', cols: 'u32', part_start: 'u32', part_rows: 'u32' });
