@@ -1,7 +1,7 @@
 // The transformer runner against the float64 reference decoder, on tiny random models that the
 // tests write to disk themselves (config.json + safetensors in f32/f16/bf16, one file or shards).
 import { describe, expect, it } from 'vitest';
-import { type ModelConfig, configFrom, generate, loadModel, loadWeights, openSafetensors, readModelConfig, referenceForward } from '../dist/model/index.js';
+import { type ModelConfig, configFrom, createModel, generate, loadModel, loadWeights, memoryStore, openSafetensors, randomWeights, readModelConfig, referenceForward, tinyConfigJson } from '../dist/model/index.js';
 import { argmax } from '../dist/model/index.js';
 import { expectClose, writeTinyModel } from './model-helpers.js';
 
@@ -47,6 +47,16 @@ describe('runner vs the float64 reference (CPU)', () => {
       expect(cache.length).toBe(full.length);
     });
   }
+
+  it('a model from weights in memory (createModel + memoryStore), no files', async () => {
+    const config = configFrom(tinyConfigJson({ num_hidden_layers: 1 }));
+    const store = memoryStore(randomWeights(config, 21));
+    const model = await createModel(config, store, { backend: 'cpu' });
+    const ref = referenceForward(config, await loadWeights(store, config, 'float32', (t) => t), PROMPT);
+    expectClose('in-memory model', await model.forward([PROMPT], model.createCache(1, 8), { allLogits: true }), ref);
+    expect(model.tokenizer).toBeUndefined();
+    model.dispose();
+  });
 
   it('prefill + decode equals full recompute, and prefill in chunks equals prefill at once', async () => {
     const { dir } = await writeTinyModel({}, { seed: 3 });
