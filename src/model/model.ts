@@ -60,7 +60,8 @@ type AnyFactory = AttentionFactory<Activations, unknown, KvCache>;
 
 /**
  * Backends of the runner and the attention modules each offers. The fused AttentionBlock plugs in
- * here (`attention.fused`) once it exists; the WebGPU runner adds a `webgpu` entry.
+ * here as `attention.fused` of each backend (an AttentionFactory; see docs/MODEL.md) and then
+ * becomes the default.
  */
 const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
   cpu: {
@@ -107,10 +108,15 @@ async function resolveBackend(choice: ModelBackendChoice, device: GPUDevice | un
 
 /** A model from a validated config and a store of weights (HF names). */
 export async function createModel(config: ModelConfig, store: TensorStore, options: ModelOptions = {}, tokenizer?: TextTokenizer): Promise<TransformerModel> {
+  if (options.attention !== undefined && options.attention !== 'fused' && options.attention !== 'unfused') {
+    throw new ValueError('attention', `attention must be "fused" or "unfused", got ${show(options.attention)}`);
+  }
+  if (options.gpuWeights !== undefined && options.gpuWeights !== 'float32' && options.gpuWeights !== 'float16') {
+    throw new ValueError('gpuWeights', `gpuWeights must be "float32" or "float16", got ${show(options.gpuWeights)}`);
+  }
   const backend = await resolveBackend(options.backend ?? 'auto', options.device);
-  const entry = BACKENDS[backend] as BackendEntry;
+  const entry = BACKENDS[backend];
   const kind = options.attention ?? (entry.attention.fused ? 'fused' : 'unfused');
-  if (kind !== 'fused' && kind !== 'unfused') throw new ValueError('attention', `attention must be "fused" or "unfused", got ${show(kind)}`);
   const makeAttention = entry.attention[kind];
   if (!makeAttention) {
     throw new UnsupportedError('attention', `the ${kind} attention module is not available on the ${backend} backend in this build (available: ${Object.keys(entry.attention).join(', ')})`);
