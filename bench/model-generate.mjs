@@ -7,7 +7,7 @@
 //        [--new 8] [--layers 24] [--gpu-weights float32|float16] [--out bench/results/model-generate.jsonl]
 // On the GPU machine: source .gpu/env.sh && node bench/model-generate.mjs --backend webgpu
 // Prints a table; appends one JSON line per run to --out (with machine, date and commit).
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { appendRow, commit, markdownTable } from './model-report.mjs';
 import { floatsToHalf } from '../dist/index.js';
@@ -104,6 +104,7 @@ for (const backend of args.backend.split(',')) {
       weights: model.backend === 'webgpu' ? args['gpu-weights'] : 'float32',
       machine: `${cpus()[0]?.model.trim()} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
       adapter: model.backend === 'webgpu' ? await adapterName() : undefined,
+      loadAverage: +loadavg()[0].toFixed(2), // other processes on the machine depress the numbers
       node: process.version,
       date: new Date().toISOString(),
       commit: commit(),
