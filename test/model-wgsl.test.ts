@@ -1,7 +1,11 @@
 // The runner's WGSL kernels (src/model/webgpu) run on whatever WebGPU adapter is here (Mesa
 // llvmpipe in CI) and checked against the CPU runner's kernels, which the float64 reference tests
-// already cover. A bare Dawn device is used so these kernels are tested on their own.
-import { afterAll, describe, expect, it } from 'vitest';
+// already cover, and the float64 attention reference. Dispatched by hand (not through the
+// GpuRuntime) so each kernel is tested on its own.
+import { describe, expect, it } from 'vitest';
+import { acquireDevice } from '../dist/backends/webgpu/device.js';
+import { BufferUsage, MapMode } from '../dist/backends/webgpu/usage.js';
+import { backendsHere } from './helpers.js';
 import { floatsToHalf } from '../dist/index.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { Tensor, referenceAttention, validateAttention } from '../dist/index.js';
@@ -16,28 +20,10 @@ import {
 import { ropeTable, configFrom, tinyConfigJson } from '../dist/model/index.js';
 import { expectClose } from './model-helpers.js';
 
-let gpuInstance: GPU | undefined;
-
-async function getDevice(): Promise<{ device?: GPUDevice; reason?: string }> {
-  if (process.env.FUSEDATTN_WEBGPU_SKIP_REASON) return { reason: process.env.FUSEDATTN_WEBGPU_SKIP_REASON };
-  try {
-    const { create, globals } = await import('webgpu');
-    Object.assign(globalThis, globals);
-    const toggles = process.env.GPU_DAWN_TOGGLES ? [process.env.GPU_DAWN_TOGGLES] : ['backend=opengles'];
-    // keep the GPU instance referenced: if it is garbage collected, Dawn tears down under the device
-    gpuInstance = create(toggles);
-    const adapter = await gpuInstance.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
-    if (!adapter) return { reason: 'no WebGPU adapter' };
-    return { device: await adapter.requestDevice() };
-  } catch (e) {
-    return { reason: `WebGPU unavailable: ${(e as Error).message}` };
-  }
-}
-
-const { device, reason } = await getDevice();
-if (reason) console.warn(`\n!!! SKIPPING the model WGSL kernel tests: ${reason}\n`);
-// Mesa's threads must be gone before the test process exits, or its teardown can abort the fork
-afterAll(() => device?.destroy());
+// the project's own device (Dawn on a GPU, or Mesa llvmpipe here), as every other WebGPU test uses
+const webgpu = (await backendsHere()).find((b) => b.name === 'webgpu')!;
+if (webgpu.skip) console.warn(`\n!!! SKIPPING the model WGSL kernel tests: ${webgpu.skip}\n`);
+const device = webgpu.skip ? undefined : (await acquireDevice()).device;
 
 type Binding = { read: ArrayBufferView } | { write: number } | { readWrite: ArrayBufferView } | { uniform: ArrayBuffer };
 
@@ -49,7 +35,7 @@ async function run(wgsl: string, bindings: Binding[], workgroups: [number, numbe
   const pipeline = d.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
   const buffers = bindings.map((b) => {
     const bytes = 'write' in b ? b.write * 4 : ('read' in b ? b.read : 'readWrite' in b ? b.readWrite : b.uniform).byteLength;
-    const usage = 'uniform' in b ? GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST : GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    const usage = 'uniform' in b ? BufferUsage.UNIFORM | BufferUsage.COPY_DST : BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC;
     const buffer = d.createBuffer({ size: Math.max(16, Math.ceil(bytes / 4) * 4), usage });
     const data = 'read' in b ? b.read : 'readWrite' in b ? b.readWrite : 'uniform' in b ? new Uint8Array(b.uniform) : undefined;
     if (data) {
@@ -68,7 +54,7 @@ async function run(wgsl: string, bindings: Binding[], workgroups: [number, numbe
   pass.end();
   const outputs = bindings.map((b, i) => ('write' in b || 'readWrite' in b ? i : -1)).filter((i) => i >= 0);
   const staging = outputs.map((i) => {
-    const s = d.createBuffer({ size: buffers[i].size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const s = d.createBuffer({ size: buffers[i].size, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
     encoder.copyBufferToBuffer(buffers[i], 0, s, 0, buffers[i].size);
     return s;
   });
@@ -79,7 +65,7 @@ async function run(wgsl: string, bindings: Binding[], workgroups: [number, numbe
   d.queue.submit([commands]);
   const results: Float32Array[] = [];
   for (const s of staging) {
-    await s.mapAsync(GPUMapMode.READ);
+    await s.mapAsync(MapMode.READ);
     results.push(new Float32Array(s.getMappedRange().slice(0)));
     s.unmap();
   }
