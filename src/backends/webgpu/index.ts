@@ -1,19 +1,15 @@
-// The WebGPU attention backend. Today it has the portable tier (f32 WGSL, any adapter); faster
-// tiers (issue 3) plug in before it through the same runtime. runNaive is the unfused 3-kernel path.
+// The WebGPU attention backend: flash attention through the tier chooser (tiers.ts; the portable
+// f32 tier runs on any adapter), and runNaive, the unfused 3-kernel baseline.
 import { UnsupportedError } from '../../core/errors.js';
 import type { AttentionProblem } from '../../attention/problem.js';
 import type { AttentionBackend, AttentionResult, RunContext } from '../backend.js';
-import { flashUnsupported, runFlash } from './portable/flash.js';
 import { naiveUnsupported, runNaive } from './naive/naive.js';
 import { type GpuRuntime, getRuntime, peekRuntime } from './runtime.js';
+import { chooseTier, tiersUnsupported } from './tiers.js';
 
 /** The device a call runs on: the inputs' device for GPU tensors, else the caller's, else ours. */
-function deviceOf(p: AttentionProblem, context: RunContext): GPUDevice | undefined {
-  return p.q.tensor.gpu?.device ?? context.device;
-}
-
-async function runtimeFor(p: AttentionProblem, context: RunContext): Promise<GpuRuntime> {
-  return getRuntime(deviceOf(p, context));
+function runtimeFor(p: AttentionProblem, context: RunContext): Promise<GpuRuntime> {
+  return getRuntime(p.q.tensor.gpu?.device ?? context.device);
 }
 
 export const webgpuBackend: AttentionBackend = {
@@ -24,11 +20,11 @@ export const webgpuBackend: AttentionBackend = {
    */
   unsupported(p: AttentionProblem): string | undefined {
     const runtime = peekRuntime(p.q.tensor.gpu?.device);
-    return runtime ? flashUnsupported(p, runtime.limits) : undefined;
+    return runtime ? tiersUnsupported(p, runtime) : undefined;
   },
   async run(p: AttentionProblem, context: RunContext): Promise<AttentionResult> {
     const runtime = await runtimeFor(p, context);
-    return runFlash(runtime, p);
+    return chooseTier(p, runtime).run(runtime, p);
   },
   async runNaive(p: AttentionProblem, context: RunContext): Promise<AttentionResult> {
     const runtime = await runtimeFor(p, context);
@@ -37,5 +33,3 @@ export const webgpuBackend: AttentionBackend = {
     return runNaive(runtime, p);
   },
 };
-
-export { getRuntime, GpuRuntime } from './runtime.js';
