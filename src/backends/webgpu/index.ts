@@ -1,15 +1,19 @@
-// The WebGPU attention backend: flash attention through the tier chooser (tiers.ts; the portable
-// f32 tier runs on any adapter), and runNaive, the unfused 3-kernel baseline.
+// The WebGPU attention backend. Today it has the portable tier (f32 WGSL, any adapter); faster
+// tiers (issue 3) plug in before it through the same runtime. runNaive is the unfused 3-kernel path.
 import { UnsupportedError } from '../../core/errors.js';
 import type { AttentionProblem } from '../../attention/problem.js';
 import type { AttentionBackend, AttentionResult, RunContext } from '../backend.js';
+import { flashUnsupported, runFlash } from './portable/flash.js';
 import { naiveUnsupported, runNaive } from './naive/naive.js';
 import { type GpuRuntime, getRuntime, peekRuntime } from './runtime.js';
-import { chooseTier, tiersUnsupported } from './tiers.js';
 
 /** The device a call runs on: the inputs' device for GPU tensors, else the caller's, else ours. */
-function runtimeFor(p: AttentionProblem, context: RunContext): Promise<GpuRuntime> {
-  return getRuntime(p.q.tensor.gpu?.device ?? context.device);
+function deviceOf(p: AttentionProblem, context: RunContext): GPUDevice | undefined {
+  return p.q.tensor.gpu?.device ?? context.device;
+}
+
+async function runtimeFor(p: AttentionProblem, context: RunContext): Promise<GpuRuntime> {
+  return getRuntime(deviceOf(p, context));
 }
 
 export const webgpuBackend: AttentionBackend = {
@@ -20,11 +24,11 @@ export const webgpuBackend: AttentionBackend = {
    */
   unsupported(p: AttentionProblem): string | undefined {
     const runtime = peekRuntime(p.q.tensor.gpu?.device);
-    return runtime ? tiersUnsupported(p, runtime) : undefined;
+    return runtime ? flashUnsupported(p, runtime.limits) : undefined;
   },
   async run(p: AttentionProblem, context: RunContext): Promise<AttentionResult> {
     const runtime = await runtimeFor(p, context);
-    return chooseTier(p, runtime).run(runtime, p);
+    return runFlash(runtime, p);
   },
   async runNaive(p: AttentionProblem, context: RunContext): Promise<AttentionResult> {
     const runtime = await runtimeFor(p, context);
@@ -33,3 +37,5 @@ export const webgpuBackend: AttentionBackend = {
     return runNaive(runtime, p);
   },
 };
+
+export { getRuntime, GpuRuntime } from './runtime.js';
