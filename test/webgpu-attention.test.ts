@@ -102,7 +102,7 @@ describe.skipIf(skip !== undefined)('WebGPU attention', () => {
     const { q, k, v } = makeCase({ batch: 1, headsQ: 1, seqQ: 2, seqK: 2, dimQK: 4096 }, 4);
     const call = attention(q, k, v, { backend: 'webgpu' });
     await expect(call).rejects.toBeInstanceOf(UnsupportedError);
-    await expect(call).rejects.toThrow(/portable: head dims Dq 4096 \/ Dv 4096 need at least \d+ bytes of workgroup memory but maxComputeWorkgroupStorageSize is \d+/);
+    await expect(call).rejects.toThrow(/head dims Dq 4096 \/ Dv 4096 need at least \d+ bytes of workgroup memory but maxComputeWorkgroupStorageSize is \d+/);
   });
 
   it('runs on a device the caller passes, and refuses it once lost', async () => {

@@ -184,6 +184,12 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
     override === undefined ? [{ backend: 'default', level: 'core' }, { backend: 'opengles', level: 'compatibility' }]
       : [{ backend: override, level: override === 'opengles' ? 'compatibility' : 'core' }];
   for (const { backend, level } of attempts) {
+    if (backend === 'default' && process.platform === 'linux' && !(await vulkanLoaderPresent())) {
+      // Dawn's default backend on Linux is Vulkan; without the loader it would only print a
+      // multi-line warning on stderr before failing
+      tried.push('vulkan: no Vulkan loader (libvulkan.so.1) found');
+      continue;
+    }
     try {
       const gpu = dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]);
       const options = {
@@ -205,6 +211,23 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
   }
   const hint = override === undefined ? ' (without a GPU, install Mesa: apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri)' : '';
   throw new DeviceError('webgpu', `no WebGPU adapter found; tried ${tried.join('; ')}${hint}`);
+}
+
+/** Whether libvulkan.so.1 is on LD_LIBRARY_PATH, in a usual library folder, or in ldconfig's cache. */
+async function vulkanLoaderPresent(): Promise<boolean> {
+  const { existsSync } = await import('node:fs');
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    '/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/aarch64-linux-gnu',
+    '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib',
+  ];
+  if (dirs.some((dir) => existsSync(`${dir}/libvulkan.so.1`))) return true;
+  try {
+    const { execFileSync } = await import('node:child_process');
+    return execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libvulkan.so.1');
+  } catch {
+    return false;
+  }
 }
 
 function defaultBackendName(): string {
