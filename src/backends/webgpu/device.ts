@@ -69,8 +69,8 @@ const KEY_LIMITS = [
 let cached: Promise<AcquiredDevice> | undefined;
 /** Why the last attempt found no adapter (kept so hasAdapter() does not retry on every call). */
 let lastFailure: DeviceError | undefined;
-/** Dawn's GPU instances, kept alive for as long as their devices. */
-const instances: unknown[] = [];
+/** The Dawn instance (or navigator.gpu) and adapter options the shared device came from. */
+let origin: { gpu: GPU; options: GPURequestAdapterOptions; source: DeviceSource; backend: string; level: 'core' | 'compatibility' } | undefined;
 
 /**
  * The process's shared device (acquired once), or a description of the caller's own device.
@@ -95,6 +95,19 @@ export async function acquireDevice(callerDevice?: GPUDevice): Promise<AcquiredD
     );
   }
   return cached;
+}
+
+/**
+ * A new GPUDevice, separate from the shared one, from the same WebGPU instance and adapter kind
+ * (Dawn misbehaves with several instances in one process, so callers who want a device of their
+ * own, and tests of options.device, should get it here). Same features and limits as ours.
+ */
+export async function openSeparateDevice(): Promise<GPUDevice> {
+  await acquireDevice();
+  const from = origin as NonNullable<typeof origin>;
+  const adapter = await from.gpu.requestAdapter(from.options);
+  if (!adapter) throw new DeviceError('webgpu', `no second adapter from backend ${from.backend}`);
+  return (await openDevice(adapter, from.source, from.backend, from.level)).device;
 }
 
 /** True when a WebGPU adapter can be had here (acquires and caches the shared device). */
@@ -137,8 +150,10 @@ async function acquireShared(): Promise<AcquiredDevice> {
   if (override === 'none') throw new DeviceError('webgpu', 'WebGPU is disabled by FUSEDATTN_WEBGPU_BACKEND=none');
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu && override === undefined) {
-    const adapter = await nav.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    const options: GPURequestAdapterOptions = { powerPreference: 'high-performance' };
+    const adapter = await nav.gpu.requestAdapter(options);
     if (!adapter) throw new DeviceError('webgpu', 'navigator.gpu.requestAdapter() returned no adapter');
+    origin = { gpu: nav.gpu, options, source: 'navigator', backend: 'browser', level: 'core' };
     return openDevice(adapter, 'navigator', 'browser', 'core');
   }
   if (!globalThis.process?.versions?.node) {
@@ -169,24 +184,50 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
     override === undefined ? [{ backend: 'default', level: 'core' }, { backend: 'opengles', level: 'compatibility' }]
       : [{ backend: override, level: override === 'opengles' ? 'compatibility' : 'core' }];
   for (const { backend, level } of attempts) {
+    if (backend === 'default' && process.platform === 'linux' && !(await vulkanLoaderPresent())) {
+      // Dawn's default backend on Linux is Vulkan; without the loader it would only print a
+      // multi-line warning on stderr before failing
+      tried.push('vulkan: no Vulkan loader (libvulkan.so.1) found');
+      continue;
+    }
     try {
       const gpu = dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]);
-      const adapter = await gpu.requestAdapter({
+      const options = {
         powerPreference: 'high-performance',
         ...(level === 'compatibility' ? { featureLevel: 'compatibility' } : {}),
-      } as GPURequestAdapterOptions);
+      } as GPURequestAdapterOptions;
+      const adapter = await gpu.requestAdapter(options);
       if (!adapter) {
         tried.push(`${backend}: no adapter`);
         continue;
       }
-      instances.push(gpu);
-      return await openDevice(adapter, 'dawn', backend === 'default' ? defaultBackendName() : backend, level);
+      const name = backend === 'default' ? defaultBackendName() : backend;
+      // keeping the instance referenced also keeps Dawn alive as long as our devices
+      origin = { gpu, options, source: 'dawn', backend: name, level };
+      return await openDevice(adapter, 'dawn', name, level);
     } catch (e) {
       tried.push(`${backend}: ${(e as Error).message}`);
     }
   }
   const hint = override === undefined ? ' (without a GPU, install Mesa: apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri)' : '';
   throw new DeviceError('webgpu', `no WebGPU adapter found; tried ${tried.join('; ')}${hint}`);
+}
+
+/** Whether libvulkan.so.1 is on LD_LIBRARY_PATH, in a usual library folder, or in ldconfig's cache. */
+async function vulkanLoaderPresent(): Promise<boolean> {
+  const { existsSync } = await import('node:fs');
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    '/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/aarch64-linux-gnu',
+    '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib',
+  ];
+  if (dirs.some((dir) => existsSync(`${dir}/libvulkan.so.1`))) return true;
+  try {
+    const { execFileSync } = await import('node:child_process');
+    return execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libvulkan.so.1');
+  } catch {
+    return false;
+  }
 }
 
 function defaultBackendName(): string {

@@ -94,6 +94,26 @@ export interface RuntimeObserver {
   submitted?(commands: readonly GpuCommand[]): void;
 }
 
+/**
+ * Commands recorded between beginCapture() and end(), with the pooled buffers they use that ops
+ * released meanwhile: those stay out of the pool (so nothing else overwrites them) until
+ * releaseRecording(). Replaying re-queues the same pipelines, bind groups and workgroup counts.
+ */
+export interface Recording {
+  readonly commands: readonly GpuCommand[];
+  readonly buffers: readonly GPUBuffer[];
+}
+
+export interface Capture {
+  /** Stops recording and returns what was recorded. */
+  end(): Recording;
+}
+
+interface CaptureState {
+  commands: GpuCommand[];
+  buffers: GPUBuffer[];
+}
+
 export interface RuntimeCounters {
   dispatches: number;
   submits: number;
@@ -107,7 +127,11 @@ const runtimes = new WeakMap<GPUDevice, GpuRuntime>();
 export async function getRuntime(callerDevice?: GPUDevice): Promise<GpuRuntime> {
   if (callerDevice) {
     const existing = runtimes.get(callerDevice);
-    if (existing && !existing.isLost) return existing;
+    if (existing) {
+      // a caller's device is theirs to replace; ours (below) is re-acquired after a loss
+      if (existing.isLost) throw new DeviceError('options.device', `the GPUDevice passed in was lost (${existing.lostReason}); pass a new one`);
+      return existing;
+    }
   }
   const acquired = await acquireDevice(callerDevice);
   let runtime = runtimes.get(acquired.device);
@@ -150,6 +174,8 @@ export class GpuRuntime {
   private errorChecks: Array<Promise<DeviceError | undefined>> = [];
   private uncaptured: DeviceError[] = [];
   private lostMessage: string | undefined;
+  /** Active captures, outermost first. */
+  private captures: CaptureState[] = [];
 
   constructor(acquired: AcquiredDevice) {
     this.device = acquired.device;
@@ -168,6 +194,11 @@ export class GpuRuntime {
 
   get isLost(): boolean {
     return this.lostMessage !== undefined;
+  }
+
+  /** Why the device was lost ("destroyed: ...", "unknown: ..."), if it was. */
+  get lostReason(): string | undefined {
+    return this.lostMessage;
   }
 
   // ---------------------------------------------------------------- pipelines
@@ -229,7 +260,14 @@ export class GpuRuntime {
 
   /** Returns a pooled buffer; it is reused only after pending commands are submitted. */
   release(buffer: GPUBuffer | undefined): void {
-    if (buffer) this.pool.release(buffer);
+    if (!buffer) return;
+    // while recording, released buffers belong to the (outermost) recording: a replay uses them
+    if (this.captures.length > 0 && this.pool.owns(buffer)) this.captures[0].buffers.push(buffer);
+    else {
+      this.pool.release(buffer);
+      // nothing unsubmitted can use it: reusable at once
+      if (this.pending.length === 0) this.pool.afterSubmit();
+    }
   }
 
   /**
@@ -254,15 +292,20 @@ export class GpuRuntime {
     const view = ArrayBuffer.isView(bytes) ? bytes : new Uint8Array(bytes);
     const buffer = this.acquire(Math.max(16, align4(view.byteLength)), 'uniform', label, BufferUsage.UNIFORM | BufferUsage.COPY_DST);
     this.write(buffer, 0, view);
-    this.transient.push(buffer);
+    this.releaseAfterSubmit(buffer);
     return buffer;
   }
 
   /** Like upload(), but released automatically after the next submit (small per-call tables). */
   uploadTransient(data: ArrayBufferView, label: string): GPUBuffer {
     const buffer = this.upload(data, label, 'uniform');
-    this.transient.push(buffer);
+    this.releaseAfterSubmit(buffer);
     return buffer;
+  }
+
+  private releaseAfterSubmit(buffer: GPUBuffer): void {
+    if (this.captures.length > 0) this.captures[0].buffers.push(buffer);
+    else this.transient.push(buffer);
   }
 
   /**
@@ -352,8 +395,43 @@ export class GpuRuntime {
         this.pendingBuffers.add(command.src);
         this.pendingBuffers.add(command.dst);
       } else this.pendingBuffers.add(command.buffer);
+      for (const c of this.captures) c.commands.push(command);
       for (const o of this.observers) o.queued?.(command);
     }
+  }
+
+  /**
+   * Starts recording every queued command (the scope's first run). Recordings nest: an outer
+   * one also gets the inner one's commands, and holds the buffers.
+   */
+  beginCapture(): Capture {
+    this.assertAlive();
+    const state: CaptureState = { commands: [], buffers: [] };
+    this.captures.push(state);
+    let ended = false;
+    return {
+      end: () => {
+        if (!ended) {
+          ended = true;
+          this.captures = this.captures.filter((c) => c !== state);
+          // a nested capture's held buffers stay with the outer one, which outlives it
+          if (this.captures.length > 0) this.captures[0].buffers.push(...state.buffers.splice(0));
+        }
+        return { commands: state.commands, buffers: state.buffers };
+      },
+    };
+  }
+
+  /** Queues a recording's commands again (call flush() to submit them as one command buffer). */
+  replay(recording: Recording): void {
+    this.assertAlive();
+    this.enqueue(...recording.commands);
+  }
+
+  /** Gives a recording's buffers back to the pool; the recording must not be replayed after. */
+  releaseRecording(recording: Recording): void {
+    for (const b of recording.buffers) this.pool.release(b);
+    (recording.buffers as GPUBuffer[]).length = 0;
   }
 
   /** Number of commands waiting for the next submit. */

@@ -134,15 +134,16 @@ export function buildFlash(o: FlashOptions): string {
     : `x = k_at(${kIndex('k', 'd')});`;
 
   const storeOut = o.dtype === 'float32'
-    ? `out_buf[e] = val.x;
-        if (col + 1u < DV) { out_buf[e + 1u] = val.y; }`
+    ? ['out_buf[e] = val.x;', 'if (col + 1u < DV) { out_buf[e + 1u] = val.y; }']
     : atomicOut
-      ? `atomicOr(&out_buf[e >> 1u], (pack2x16float(vec2<f32>(val.x, 0.0)) & 0xffffu) << ((e & 1u) * 16u));
-        if (col + 1u < DV) {
-          let e1 = e + 1u;
-          atomicOr(&out_buf[e1 >> 1u], (pack2x16float(vec2<f32>(val.y, 0.0)) & 0xffffu) << ((e1 & 1u) * 16u));
-        }`
-      : 'out_buf[e >> 1u] = pack2x16float(val);';
+      ? [
+        'atomicOr(&out_buf[e >> 1u], (pack2x16float(vec2<f32>(val.x, 0.0)) & 0xffffu) << ((e & 1u) * 16u));',
+        'if (col + 1u < DV) {',
+        '  let e1 = e + 1u;',
+        '  atomicOr(&out_buf[e1 >> 1u], (pack2x16float(vec2<f32>(val.y, 0.0)) & 0xffffu) << ((e1 & 1u) * 16u));',
+        '}',
+      ]
+      : ['out_buf[e >> 1u] = pack2x16float(val);   // Dv even: e is even'];
 
   return `// fusedattn portable flash forward: ${o.dtype} storage, f32 math, Dq ${o.dimQK}${rope ? ` + Dr ${o.dimRope}` : ''}, Dv ${o.dimV}
 ${bindings.join('\n')}
@@ -152,10 +153,10 @@ ${buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B
 const THREADS: u32 = ${o.tile.threads}u;
 const ROWS: u32 = ${o.tile.rows}u;
 const KEYS: u32 = ${o.tile.keys}u;
-const PER_ROW: u32 = ${perRow}u;      // threads sharing one query row
+const PER_ROW: u32 = ${perRow}u;   // threads sharing one query row
 const KEYS_PER_THREAD: u32 = ${o.tile.keys / perRow}u;
-const DQ: u32 = ${o.dimQK}u;           // NoPE part of the query/key head dim
-const DQK: u32 = ${dqk}u;             // whole query/key head dim (NoPE + RoPE)
+const DQ: u32 = ${o.dimQK}u;    // NoPE part of the query/key head dim
+const DQK: u32 = ${dqk}u;   // whole query/key head dim (NoPE + RoPE)
 const DV: u32 = ${o.dimV}u;
 const PAIRS_PER_THREAD: u32 = ${pairsPerThread}u;
 const Q_STRIDE: u32 = ${st.q}u;
@@ -292,8 +293,8 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
     let col = 2u * (lane + PER_ROW * v);
     if (col < DV) {
       let val = acc[v] * inv;
-      let e = ob + col * params.out_strides.w;
-      ${storeOut}
+      let e = ob + col;   // output rows are contiguous (d stride 1)
+${storeOut.map((line) => `      ${line}`).join('\n')}
     }
   }
 ${o.returnLse ? `  if (lane == 0u) {
