@@ -59,13 +59,14 @@ const KEYS_PER_THREAD: u32 = 8u;
 const DQ: u32 = 64u;    // NoPE part of the query/key head dim
 const DQK: u32 = 64u;   // whole query/key head dim (NoPE + RoPE)
 const DV: u32 = 64u;
-const PAIRS_PER_THREAD: u32 = 8u;
-const Q_STRIDE: u32 = 65u;
-const K_STRIDE: u32 = 65u;
-const V_STRIDE: u32 = 65u;
+const DQK4: u32 = 16u;   // vec4s per query/key row
+const DV4: u32 = 16u;    // vec4s per value row
+const QUADS_PER_THREAD: u32 = 4u;
+const QK_STRIDE: u32 = 17u;   // row strides in the tiles, in vec4s
+const V_STRIDE: u32 = 17u;
 
-var<workgroup> q_tile: array<f32, 1040>;
-var<workgroup> kv_tile: array<f32, 2080>;
+var<workgroup> q_tile: array<vec4<f32>, 272>;
+var<workgroup> kv_tile: array<vec4<f32>, 544>;
 var<workgroup> p_tile: array<f32, 512>;
 var<workgroup> part_max: array<f32, 64>;
 var<workgroup> part_sum: array<f32, 64>;
@@ -99,42 +100,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     t_end = u32(j_hi) / KEYS + 1u;
   }
 
-  for (var e = lid; e < ROWS * DQK; e += THREADS) {
-    let r = e / DQK;
-    let d = e % DQK;
+  for (var e = lid; e < ROWS * DQK4 * 4u; e += THREADS) {
+    let r = e / (DQK4 * 4u);
+    let d = e % (DQK4 * 4u);
     let qi = i0 + r;
-    var x = 0.0;
-    if (qi < sq) {
+    var x = 0.0;   // rows past the sequence and the padding to a whole vec4 stay 0
+    if (qi < sq && d < DQK) {
       x = q_at(params.q_off + b * params.q_strides.x + h * params.q_strides.y + (start_q + qi) * params.q_strides.z + d * params.q_strides.w);
     }
-    q_tile[r * Q_STRIDE + d] = x;
+    q_tile[r * QK_STRIDE + d / 4u][d % 4u] = x;
   }
 
   var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet)
   var l = 0.0;        // running sum of exp(score - m)
-  var acc: array<vec2<f32>, PAIRS_PER_THREAD>;
+  var acc: array<vec4<f32>, QUADS_PER_THREAD>;
   var s: array<f32, KEYS_PER_THREAD>;
 
   for (var t = t_first; t < t_end; t++) {
     let j0 = t * KEYS;
     workgroupBarrier();   // the previous tile's V (or the query block) is fully read / written
-    for (var e = lid; e < KEYS * DQK; e += THREADS) {
-      let kj = j0 + e / DQK;
-      let d = e % DQK;
+    for (var e = lid; e < KEYS * DQK4 * 4u; e += THREADS) {
+      let kj = j0 + e / (DQK4 * 4u);
+      let d = e % (DQK4 * 4u);
       var x = 0.0;
-      if (kj < sk) {
+      if (kj < sk && d < DQK) {
         x = k_at(params.k_off + b * params.k_strides.x + hk * params.k_strides.y + (start_k + kj) * params.k_strides.z + d * params.k_strides.w);
       }
-      kv_tile[(e / DQK) * K_STRIDE + d] = x;
+      kv_tile[(e / (DQK4 * 4u)) * QK_STRIDE + d / 4u][d % 4u] = x;
     }
     workgroupBarrier();
 
     // scores of this thread's keys j0 + lane + PER_ROW * u
     for (var u = 0u; u < KEYS_PER_THREAD; u++) { s[u] = 0.0; }
-    for (var d = 0u; d < DQK; d++) {
-      let qd = q_tile[row * Q_STRIDE + d];
+    for (var d4 = 0u; d4 < DQK4; d4++) {
+      let q4 = q_tile[row * QK_STRIDE + d4];
       for (var u = 0u; u < KEYS_PER_THREAD; u++) {
-        s[u] += qd * kv_tile[(lane + PER_ROW * u) * K_STRIDE + d];
+        s[u] += dot(q4, kv_tile[(lane + PER_ROW * u) * QK_STRIDE + d4]);
       }
     }
     var tile_max = NO_SCORE;
@@ -148,12 +149,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     part_max[row * PER_ROW + lane] = tile_max;
     workgroupBarrier();   // K fully read: V may overwrite it
 
-    for (var e = lid; e < KEYS * DV; e += THREADS) {
-      let kj = j0 + e / DV;
-      let d = e % DV;
+    for (var e = lid; e < KEYS * DV4 * 4u; e += THREADS) {
+      let kj = j0 + e / (DV4 * 4u);
+      let d = e % (DV4 * 4u);
       var x = 0.0;
-      if (kj < sk) { x = v_at(params.v_off + b * params.v_strides.x + hk * params.v_strides.y + (start_k + kj) * params.v_strides.z + d * params.v_strides.w); }
-      kv_tile[(e / DV) * V_STRIDE + d] = x;
+      if (kj < sk && d < DV) { x = v_at(params.v_off + b * params.v_strides.x + hk * params.v_strides.y + (start_k + kj) * params.v_strides.z + d * params.v_strides.w); }
+      kv_tile[(e / (DV4 * 4u)) * V_STRIDE + d / 4u][d % 4u] = x;
     }
     var m_new = m;
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
@@ -172,13 +173,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var c = 0u; c < PER_ROW; c++) { tile_sum += part_sum[row * PER_ROW + c]; }
     l = l * alpha + tile_sum;
     m = m_new;
-    for (var v = 0u; v < PAIRS_PER_THREAD; v++) { acc[v] *= alpha; }
+    for (var v = 0u; v < QUADS_PER_THREAD; v++) { acc[v] *= alpha; }
     for (var jj = 0u; jj < KEYS; jj++) {
       let p = p_tile[row * KEYS + jj];
-      let base = jj * V_STRIDE;
-      for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
-        let col = 2u * (lane + PER_ROW * v);
-        if (col < DV) { acc[v] += p * vec2<f32>(kv_tile[base + col], kv_tile[base + col + 1u]); }
+      for (var v = 0u; v < QUADS_PER_THREAD; v++) {
+        let quad = lane + PER_ROW * v;
+        if (quad < DV4) { acc[v] += p * kv_tile[jj * V_STRIDE + quad]; }
       }
     }
   }
@@ -187,13 +187,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // a row that saw no key (window, mask or -inf bias hid them all) outputs 0 and LSE -inf
   let inv = select(0.0, 1.0 / l, l > 0.0);
   let ob = b * params.out_strides.x + h * params.out_strides.y + (start_q + i) * params.out_strides.z;
-  for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
-    let col = 2u * (lane + PER_ROW * v);
+  for (var v = 0u; v < QUADS_PER_THREAD; v++) {
+    let col = 4u * (lane + PER_ROW * v);
     if (col < DV) {
       let val = acc[v] * inv;
       let e = ob + col;   // output rows are contiguous (d stride 1)
-      out_buf[e] = val.x;
-      if (col + 1u < DV) { out_buf[e + 1u] = val.y; }
+      for (var c = 0u; c < 4u; c++) {
+        if (col + c < DV) { out_buf[e + c] = val[c]; }
+      }
     }
   }
 

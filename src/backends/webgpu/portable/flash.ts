@@ -54,7 +54,10 @@ export function flashUnsupported(p: AttentionProblem, limits: FlashLimits, tile?
     const need = flashWorkgroupBytes(smallest, p.dimQK + p.dimRope, p.dimV);
     return `head dims Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''} / Dv ${p.dimV} need at least ${need} bytes of workgroup memory but maxComputeWorkgroupStorageSize is ${limits.maxComputeWorkgroupStorageSize}`;
   }
-  if (tile && !fits(tile, p, limits)) return `tile ${JSON.stringify(tile)} does not fit this device's workgroup limits`;
+  if (tile && !fits(tile, p, limits)) {
+    return `tile ${JSON.stringify(tile)} needs ${tile.threads} invocations and ${flashWorkgroupBytes(tile, p.dimQK + p.dimRope, p.dimV)} bytes of workgroup memory ` +
+      `(limits: ${limits.maxComputeInvocationsPerWorkgroup} invocations, maxComputeWorkgroupStorageSize ${limits.maxComputeWorkgroupStorageSize})`;
+  }
   for (const [name, bytes] of bindingSizes(p, limits.minStorageBufferOffsetAlignment)) {
     if (bytes > limits.maxStorageBufferBindingSize) {
       return `${name} needs a storage binding of ${bytes} bytes but maxStorageBufferBindingSize is ${limits.maxStorageBufferBindingSize}`;

@@ -5,9 +5,10 @@
 // One workgroup per (query block of ROWS rows, query head, batch). The query block is staged in
 // workgroup memory once; K and V tiles of KEYS keys are staged in turn (K, then V in the same
 // region) and each row keeps an online softmax (running max m, sum l, accumulator o): no Sq×Sk
-// buffer exists. THREADS_PER_ROW threads share a row: each scores KEYS/THREADS_PER_ROW keys of the
-// tile and owns pairs of output columns (2c, 2c+1), so float16 output packs two halves per word.
-// Key tiles outside the window (causal, sliding) are skipped whole.
+// buffer exists. PER_ROW threads share a row: each scores KEYS/PER_ROW keys of the tile and owns
+// quads of output columns (4c .. 4c+3). Tiles live in workgroup memory as vec4 rows (zero-padded
+// to a multiple of 4, an odd number of vec4s apart so rows fall on different banks): one 16-byte
+// load feeds 4 FMAs. Key tiles outside the window (causal, sliding) are skipped whole.
 import { NEG_INF_FN, type FloatDType, arrayElement, loadFloat, readBinding } from '../wgsl.js';
 import { UniformLayout } from '../uniforms.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
@@ -69,14 +70,13 @@ export const FLASH_BINDINGS = {
 export function flashWorkgroupBytes(tile: FlashTile, dimQK: number, dimV: number): number {
   const s = strides(dimQK, dimV);
   const perRow = tile.threads / tile.rows;
-  return 4 * (tile.rows * s.q + tile.keys * Math.max(s.k, s.v) + tile.rows * tile.keys + 2 * tile.rows * perRow);
+  return 16 * (tile.rows * s.qk + tile.keys * Math.max(s.qk, s.v)) + 4 * (tile.rows * tile.keys + 2 * tile.rows * perRow);
 }
 
-/** Padded row strides in workgroup memory: odd, so rows do not fall on one memory bank. */
-function strides(dimQK: number, dimV: number): { q: number; k: number; v: number } {
-  const odd = (d: number) => (d % 2 === 0 ? d + 1 : d);
-  // V is read in column pairs: its stride must leave room for column Dv when Dv is odd
-  return { q: odd(dimQK), k: odd(dimQK), v: dimV % 2 === 0 ? dimV + 1 : dimV + 2 };
+/** Row strides in vec4s: enough for the head dim, odd so that rows start on different banks. */
+function strides(dimQK: number, dimV: number): { qk: number; v: number } {
+  const odd = (n: number) => (n % 2 === 0 ? n + 1 : n);
+  return { qk: odd(Math.ceil(dimQK / 4)), v: odd(Math.ceil(dimV / 4)) };
 }
 
 export function checkTile(tile: FlashTile): string | undefined {
@@ -91,8 +91,7 @@ export function buildFlash(o: FlashOptions): string {
   if (bad) throw new Error(`buildFlash: ${bad}`);
   const dqk = o.dimQK + o.dimRope;
   const perRow = o.tile.threads / o.tile.rows;
-  const pairs = Math.ceil(o.dimV / 2);
-  const pairsPerThread = Math.ceil(pairs / perRow);
+  const quadsPerThread = Math.ceil(Math.ceil(o.dimV / 4) / perRow);
   const st = strides(dqk, o.dimV);
   const rope = o.dimRope > 0;
   const elem = arrayElement(o.dtype);
@@ -133,17 +132,23 @@ export function buildFlash(o: FlashOptions): string {
     ? `if (d < DQ) { x = k_at(${kIndex('k', 'd')}); } else { x = kr_at(${kIndex('kr', '(d - DQ)')}); }`
     : `x = k_at(${kIndex('k', 'd')});`;
 
+  // writes column col + c of the row (c = 0..3) from val[c]; only columns < DV
   const storeOut = o.dtype === 'float32'
-    ? ['out_buf[e] = val.x;', 'if (col + 1u < DV) { out_buf[e + 1u] = val.y; }']
+    ? ['for (var c = 0u; c < 4u; c++) {', '  if (col + c < DV) { out_buf[e + c] = val[c]; }', '}']
     : atomicOut
       ? [
-        'atomicOr(&out_buf[e >> 1u], (pack2x16float(vec2<f32>(val.x, 0.0)) & 0xffffu) << ((e & 1u) * 16u));',
-        'if (col + 1u < DV) {',
-        '  let e1 = e + 1u;',
-        '  atomicOr(&out_buf[e1 >> 1u], (pack2x16float(vec2<f32>(val.y, 0.0)) & 0xffffu) << ((e1 & 1u) * 16u));',
+        'for (var c = 0u; c < 4u; c++) {',
+        '  if (col + c < DV) {',
+        '    let h = pack2x16float(vec2<f32>(val[c], 0.0)) & 0xffffu;',
+        '    atomicOr(&out_buf[(e + c) >> 1u], h << (((e + c) & 1u) * 16u));',
+        '  }',
         '}',
       ]
-      : ['out_buf[e >> 1u] = pack2x16float(val);   // Dv even: e is even'];
+      : [
+        '// Dv even: e is even and columns come in whole pairs',
+        'out_buf[e >> 1u] = pack2x16float(val.xy);',
+        'if (col + 2u < DV) { out_buf[(e >> 1u) + 1u] = pack2x16float(val.zw); }',
+      ];
 
   return `// fusedattn portable flash forward: ${o.dtype} storage, f32 math, Dq ${o.dimQK}${rope ? ` + Dr ${o.dimRope}` : ''}, Dv ${o.dimV}
 ${bindings.join('\n')}
@@ -158,13 +163,14 @@ const KEYS_PER_THREAD: u32 = ${o.tile.keys / perRow}u;
 const DQ: u32 = ${o.dimQK}u;    // NoPE part of the query/key head dim
 const DQK: u32 = ${dqk}u;   // whole query/key head dim (NoPE + RoPE)
 const DV: u32 = ${o.dimV}u;
-const PAIRS_PER_THREAD: u32 = ${pairsPerThread}u;
-const Q_STRIDE: u32 = ${st.q}u;
-const K_STRIDE: u32 = ${st.k}u;
+const DQK4: u32 = ${Math.ceil(dqk / 4)}u;   // vec4s per query/key row
+const DV4: u32 = ${Math.ceil(o.dimV / 4)}u;    // vec4s per value row
+const QUADS_PER_THREAD: u32 = ${quadsPerThread}u;
+const QK_STRIDE: u32 = ${st.qk}u;   // row strides in the tiles, in vec4s
 const V_STRIDE: u32 = ${st.v}u;
 
-var<workgroup> q_tile: array<f32, ${o.tile.rows * st.q}>;
-var<workgroup> kv_tile: array<f32, ${o.tile.keys * Math.max(st.k, st.v)}>;
+var<workgroup> q_tile: array<vec4<f32>, ${o.tile.rows * st.qk}>;
+var<workgroup> kv_tile: array<vec4<f32>, ${o.tile.keys * Math.max(st.qk, st.v)}>;
 var<workgroup> p_tile: array<f32, ${o.tile.rows * o.tile.keys}>;
 var<workgroup> part_max: array<f32, ${o.tile.rows * perRow}>;
 var<workgroup> part_sum: array<f32, ${o.tile.rows * perRow}>;
@@ -201,42 +207,42 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
     t_end = u32(j_hi) / KEYS + 1u;
   }
 
-  for (var e = lid; e < ROWS * DQK; e += THREADS) {
-    let r = e / DQK;
-    let d = e % DQK;
+  for (var e = lid; e < ROWS * DQK4 * 4u; e += THREADS) {
+    let r = e / (DQK4 * 4u);
+    let d = e % (DQK4 * 4u);
     let qi = i0 + r;
-    var x = 0.0;
-    if (qi < sq) {
+    var x = 0.0;   // rows past the sequence and the padding to a whole vec4 stay 0
+    if (qi < sq && d < DQK) {
       ${loadQ}
     }
-    q_tile[r * Q_STRIDE + d] = x;
+    q_tile[r * QK_STRIDE + d / 4u][d % 4u] = x;
   }
 
   var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet)
   var l = 0.0;        // running sum of exp(score - m)
-  var acc: array<vec2<f32>, PAIRS_PER_THREAD>;
+  var acc: array<vec4<f32>, QUADS_PER_THREAD>;
   var s: array<f32, KEYS_PER_THREAD>;
 
   for (var t = t_first; t < t_end; t++) {
     let j0 = t * KEYS;
     workgroupBarrier();   // the previous tile's V (or the query block) is fully read / written
-    for (var e = lid; e < KEYS * DQK; e += THREADS) {
-      let kj = j0 + e / DQK;
-      let d = e % DQK;
+    for (var e = lid; e < KEYS * DQK4 * 4u; e += THREADS) {
+      let kj = j0 + e / (DQK4 * 4u);
+      let d = e % (DQK4 * 4u);
       var x = 0.0;
-      if (kj < sk) {
+      if (kj < sk && d < DQK) {
         ${loadK}
       }
-      kv_tile[(e / DQK) * K_STRIDE + d] = x;
+      kv_tile[(e / (DQK4 * 4u)) * QK_STRIDE + d / 4u][d % 4u] = x;
     }
     workgroupBarrier();
 
     // scores of this thread's keys j0 + lane + PER_ROW * u
     for (var u = 0u; u < KEYS_PER_THREAD; u++) { s[u] = 0.0; }
-    for (var d = 0u; d < DQK; d++) {
-      let qd = q_tile[row * Q_STRIDE + d];
+    for (var d4 = 0u; d4 < DQK4; d4++) {
+      let q4 = q_tile[row * QK_STRIDE + d4];
       for (var u = 0u; u < KEYS_PER_THREAD; u++) {
-        s[u] += qd * kv_tile[(lane + PER_ROW * u) * K_STRIDE + d];
+        s[u] += dot(q4, kv_tile[(lane + PER_ROW * u) * QK_STRIDE + d4]);
       }
     }
     var tile_max = NO_SCORE;
@@ -250,12 +256,12 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
     part_max[row * PER_ROW + lane] = tile_max;
     workgroupBarrier();   // K fully read: V may overwrite it
 
-    for (var e = lid; e < KEYS * DV; e += THREADS) {
-      let kj = j0 + e / DV;
-      let d = e % DV;
+    for (var e = lid; e < KEYS * DV4 * 4u; e += THREADS) {
+      let kj = j0 + e / (DV4 * 4u);
+      let d = e % (DV4 * 4u);
       var x = 0.0;
-      if (kj < sk) { x = v_at(params.v_off + b * params.v_strides.x + hk * params.v_strides.y + (start_k + kj) * params.v_strides.z + d * params.v_strides.w); }
-      kv_tile[(e / DV) * V_STRIDE + d] = x;
+      if (kj < sk && d < DV) { x = v_at(params.v_off + b * params.v_strides.x + hk * params.v_strides.y + (start_k + kj) * params.v_strides.z + d * params.v_strides.w); }
+      kv_tile[(e / (DV4 * 4u)) * V_STRIDE + d / 4u][d % 4u] = x;
     }
     var m_new = m;
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
@@ -274,13 +280,12 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
     for (var c = 0u; c < PER_ROW; c++) { tile_sum += part_sum[row * PER_ROW + c]; }
     l = l * alpha + tile_sum;
     m = m_new;
-    for (var v = 0u; v < PAIRS_PER_THREAD; v++) { acc[v] *= alpha; }
+    for (var v = 0u; v < QUADS_PER_THREAD; v++) { acc[v] *= alpha; }
     for (var jj = 0u; jj < KEYS; jj++) {
       let p = p_tile[row * KEYS + jj];
-      let base = jj * V_STRIDE;
-      for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
-        let col = 2u * (lane + PER_ROW * v);
-        if (col < DV) { acc[v] += p * vec2<f32>(kv_tile[base + col], kv_tile[base + col + 1u]); }
+      for (var v = 0u; v < QUADS_PER_THREAD; v++) {
+        let quad = lane + PER_ROW * v;
+        if (quad < DV4) { acc[v] += p * kv_tile[jj * V_STRIDE + quad]; }
       }
     }
   }
@@ -289,8 +294,8 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
   // a row that saw no key (window, mask or -inf bias hid them all) outputs 0 and LSE -inf
   let inv = select(0.0, 1.0 / l, l > 0.0);
   let ob = b * params.out_strides.x + h * params.out_strides.y + (start_q + i) * params.out_strides.z;
-  for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
-    let col = 2u * (lane + PER_ROW * v);
+  for (var v = 0u; v < QUADS_PER_THREAD; v++) {
+    let col = 4u * (lane + PER_ROW * v);
     if (col < DV) {
       let val = acc[v] * inv;
       let e = ob + col;   // output rows are contiguous (d stride 1)
