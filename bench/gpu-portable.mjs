@@ -15,7 +15,7 @@ import { appendFileSync } from 'node:fs';
 import { attention, naiveAttention, referenceAttention, validateAttention, Tensor, gpuAdapterInfo } from '../dist/index.js';
 import { SUITE, caseName, makeCase, checkF32, checkLowPrecision } from '../dist/testing/index.js';
 import { getRuntime } from '../dist/backends/webgpu/runtime.js';
-import { runFlash, chooseTile, flashUnsupported } from '../dist/backends/webgpu/portable/flash.js';
+import { runFlash, chooseTile, flashUnsupported, quadLoadsFit } from '../dist/backends/webgpu/portable/flash.js';
 import { runNaive, naiveUnsupported } from '../dist/backends/webgpu/naive/naive.js';
 import { keyRange } from '../dist/attention/problem.js';
 
@@ -32,6 +32,9 @@ const TILES = {
   C: { threads: 256, rows: 32, keys: 32 },
   D: { threads: 256, rows: 64, keys: 16 },
   E: { threads: 128, rows: 16, keys: 32 },
+  F: { threads: 256, rows: 32, keys: 16 },
+  G: { threads: 128, rows: 32, keys: 16 },
+  H: { threads: 512, rows: 32, keys: 32 },
 };
 const tileNames = value('--tiles', Object.keys(TILES).join(',')).split(',');
 
@@ -194,7 +197,7 @@ async function time() {
         emit({ kind: 'time', shape: s.name, path: 'flash-portable', tile: name, unsupported: reason });
         continue;
       }
-      await measure('flash-portable', () => runFlash(rt, problem, { tile }), { tile: name, tileShape: tile });
+      await measure('flash-portable', () => runFlash(rt, problem, { tile }), { tile: name, tileShape: tile, quadLoads: quadLoadsFit(problem, rt.limits.minStorageBufferOffsetAlignment) });
     }
     const naiveReason = naiveUnsupported(problem, rt.limits);
     if (naiveReason) emit({ kind: 'time', shape: s.name, path: 'naive-webgpu', unsupported: naiveReason });

@@ -8,6 +8,7 @@ import {
 } from '../dist/index.js';
 import { SUITE, type AttentionCase, caseName, checkF32, checkLowPrecision, makeCase } from '../dist/testing/index.js';
 import { type GpuRuntime, getRuntime } from '../dist/backends/webgpu/runtime.js';
+import { quadLoadsFit } from '../dist/backends/webgpu/portable/flash.js';
 import { ownDevice, skipNotice } from './webgpu-helpers.js';
 
 const skip = await skipNotice('the WebGPU attention tests');
@@ -33,13 +34,13 @@ describe.skipIf(skip !== undefined)('WebGPU attention', () => {
     rt = await getRuntime();
   });
 
-  /** Puts CPU tensors into one GPU buffer at 4-byte (not 256-byte) aligned offsets. */
-  function toGpu(tensors: Tensor[]): Tensor[] {
-    let offset = 4;
+  /** Puts CPU tensors into one GPU buffer at offsets aligned to `align` bytes but not to 256. */
+  function toGpu(tensors: Tensor[], align = 4): Tensor[] {
+    let offset = align;
     const placed = tensors.map((t) => {
       const bytes = (t.data as ArrayBufferView).byteLength;
       const at = offset;
-      offset = Math.ceil((offset + bytes + 4) / 4) * 4 + 8;
+      offset = Math.ceil((offset + bytes + align) / align) * align;
       return { t, at };
     });
     const buffer = rt.createBuffer(offset, 'test inputs');
@@ -60,6 +61,19 @@ describe.skipIf(skip !== undefined)('WebGPU attention', () => {
     expect(result.out.gpu!.device).toBe(rt.device);
     expect(result.lse!.location).toBe('webgpu');
     expectClose(validateAttention(q, k, v, options), await readFloat32(rt, result.out), await readFloat32(rt, result.lse!));
+  });
+
+  it('GPU tensors at 16-byte offsets are read by quads (f32 and f16)', async () => {
+    for (const dtype of ['float32', 'float16'] as const) {
+      const c: AttentionCase = { dtype, layout: 'TND', batch: 2, headsQ: 4, headsKv: 2, seqQ: 0, seqK: 0, seqLensQ: [17, 30], seqLensK: [25, 9], dimQK: 32, dimRope: 8, dimV: 12, causal: true, returnLse: true };
+      const { q, k, v, options } = makeCase(c, 9);
+      const problem = validateAttention(q, k, v, options);
+      const [gq, gk, gv, gqr, gkr] = toGpu([q, k, v, options.qRope as Tensor, options.kRope as Tensor], 16);
+      const gpuProblem = validateAttention(gq, gk, gv, { ...options, qRope: gqr, kRope: gkr });
+      expect(quadLoadsFit(gpuProblem, rt.limits.minStorageBufferOffsetAlignment)).toBe(true);
+      const result = await attention(gq, gk, gv, { ...options, qRope: gqr, kRope: gkr });
+      expectClose(problem, await readFloat32(rt, result.out), await readFloat32(rt, result.lse!));
+    }
   });
 
   it('float16 GPU inputs with a float16 bias and odd Dv (halves OR-ed atomically)', async () => {

@@ -15,11 +15,11 @@ import { buildSoftmax } from '../dist/backends/webgpu/naive/softmax.wgsl.js';
 
 const plain: FlashOptions = {
   dtype: 'float32', dimQK: 64, dimRope: 0, dimV: 64, tile: { threads: 64, rows: 16, keys: 32 }, returnLse: false,
-  mask: false, bias: 'none', alibi: false, softcap: false, windowed: false,
+  mask: false, bias: 'none', alibi: false, softcap: false, windowed: false, quadLoads: false,
 };
 const everything: FlashOptions = {
   dtype: 'float16', dimQK: 48, dimRope: 16, dimV: 37, tile: { threads: 64, rows: 16, keys: 16 }, returnLse: true,
-  mask: true, bias: 'float16', alibi: true, softcap: true, windowed: true,
+  mask: true, bias: 'float16', alibi: true, softcap: true, windowed: true, quadLoads: false,
 };
 
 /** Limits of Mesa llvmpipe through Dawn's OpenGL ES backend (what CI has). */
@@ -50,6 +50,12 @@ describe('generated WGSL', () => {
       expect(wgsl, piece).toContain(piece);
     }
     expect(wgsl).not.toContain('enable f16'); // the portable tier needs no shader-f16
+  });
+  it('flash kernel reading q, k, v and the RoPE parts by quads (f16: two u32 words per quad)', async () => {
+    const wgsl = buildFlash({ ...everything, dimV: 36, quadLoads: true });
+    await expect(wgsl).toMatchFileSnapshot('./__snapshots__/flash-f16-quads.wgsl');
+    expect(wgsl).toContain('var<storage, read> kr_buf: array<vec2<u32>>;');
+    expect(() => buildFlash({ ...everything, quadLoads: true })).toThrow(/multiples of 4/); // Dv 37
   });
   it('options only add what they use', () => {
     const wgsl = buildFlash(plain);

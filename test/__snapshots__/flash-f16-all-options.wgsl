@@ -128,11 +128,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var e = lid; e < ROWS * DQK4 * 4u; e += THREADS) {
     let r = e / (DQK4 * 4u);
     let d = e % (DQK4 * 4u);
-    let qi = i0 + r;
-    var x = 0.0;   // rows past the sequence and the padding to a whole vec4 stay 0
-    if (qi < sq && d < DQK) {
-      if (d < DQ) { x = q_at(params.q_off + b * params.q_strides.x + h * params.q_strides.y + (start_q + qi) * params.q_strides.z + d * params.q_strides.w); } else { x = qr_at(params.qr_off + b * params.qr_strides.x + h * params.qr_strides.y + (start_q + qi) * params.qr_strides.z + (d - DQ) * params.qr_strides.w); }
-    }
+    var x = 0.0;
+    if (i0 + r < sq && d < DQK) { if (d < DQ) { x = q_at(params.q_off + b * params.q_strides.x + h * params.q_strides.y + (start_q + i0 + r) * params.q_strides.z + d * params.q_strides.w); } else { x = qr_at(params.qr_off + b * params.qr_strides.x + h * params.qr_strides.y + (start_q + i0 + r) * params.qr_strides.z + (d - DQ) * params.qr_strides.w); } }
     q_tile[r * QK_STRIDE + d / 4u][d % 4u] = x;
   }
 
@@ -145,13 +142,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let j0 = t * KEYS;
     workgroupBarrier();   // the previous tile's V (or the query block) is fully read / written
     for (var e = lid; e < KEYS * DQK4 * 4u; e += THREADS) {
-      let kj = j0 + e / (DQK4 * 4u);
+      let r = e / (DQK4 * 4u);
       let d = e % (DQK4 * 4u);
       var x = 0.0;
-      if (kj < sk && d < DQK) {
-        if (d < DQ) { x = k_at(params.k_off + b * params.k_strides.x + hk * params.k_strides.y + (start_k + kj) * params.k_strides.z + d * params.k_strides.w); } else { x = kr_at(params.kr_off + b * params.kr_strides.x + hk * params.kr_strides.y + (start_k + kj) * params.kr_strides.z + (d - DQ) * params.kr_strides.w); }
-      }
-      kv_tile[(e / (DQK4 * 4u)) * QK_STRIDE + d / 4u][d % 4u] = x;
+      if (j0 + r < sk && d < DQK) { if (d < DQ) { x = k_at(params.k_off + b * params.k_strides.x + hk * params.k_strides.y + (start_k + j0 + r) * params.k_strides.z + d * params.k_strides.w); } else { x = kr_at(params.kr_off + b * params.kr_strides.x + hk * params.kr_strides.y + (start_k + j0 + r) * params.kr_strides.z + (d - DQ) * params.kr_strides.w); } }
+      kv_tile[r * QK_STRIDE + d / 4u][d % 4u] = x;
     }
     workgroupBarrier();
 
@@ -175,11 +170,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();   // K fully read: V may overwrite it
 
     for (var e = lid; e < KEYS * DV4 * 4u; e += THREADS) {
-      let kj = j0 + e / (DV4 * 4u);
+      let r = e / (DV4 * 4u);
       let d = e % (DV4 * 4u);
       var x = 0.0;
-      if (kj < sk && d < DV) { x = v_at(params.v_off + b * params.v_strides.x + hk * params.v_strides.y + (start_k + kj) * params.v_strides.z + d * params.v_strides.w); }
-      kv_tile[(e / (DV4 * 4u)) * V_STRIDE + d / 4u][d % 4u] = x;
+      if (j0 + r < sk && d < DV) { x = v_at(params.v_off + b * params.v_strides.x + hk * params.v_strides.y + (start_k + j0 + r) * params.v_strides.z + d * params.v_strides.w); }
+      kv_tile[r * V_STRIDE + d / 4u][d % 4u] = x;
     }
     var m_new = m;
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }

@@ -23,6 +23,12 @@ export function bindingBytes(tensor: Tensor, offsetAlignment: number): number {
   return Math.max(4, align4(tensor.gpu.byteOffset + bytes - start));
 }
 
+/** The element base operandOf() will give `tensor` (0 for CPU tensors, which are uploaded). */
+export function elementBaseOf(tensor: Tensor, offsetAlignment: number): number {
+  if (!tensor.gpu) return 0;
+  return (tensor.gpu.byteOffset % offsetAlignment) / BYTES_PER_ELEMENT[tensor.dtype];
+}
+
 export function operandOf(runtime: GpuRuntime, tensor: Tensor, name: string): Operand {
   if (!tensor.gpu) {
     const data = tensor.data as ArrayBufferView;

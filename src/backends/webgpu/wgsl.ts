@@ -10,7 +10,7 @@ export function arrayElement(dtype: FloatDType): 'f32' | 'u32' {
 }
 
 /** A read-only storage binding declaration. */
-export function readBinding(binding: number, name: string, element: 'f32' | 'u32', group = 0): string {
+export function readBinding(binding: number, name: string, element: string, group = 0): string {
   return `@group(${group}) @binding(${binding}) var<storage, read> ${name}: array<${element}>;`;
 }
 
@@ -18,6 +18,20 @@ export function readBinding(binding: number, name: string, element: 'f32' | 'u32
 export function loadFloat(fnName: string, buffer: string, dtype: FloatDType): string {
   if (dtype === 'float32') return `fn ${fnName}(i: u32) -> f32 { return ${buffer}[i]; }`;
   return `fn ${fnName}(i: u32) -> f32 { return unpack2x16float(${buffer}[i >> 1u])[i & 1u]; }`;
+}
+
+/** Element type of the WGSL array a tensor is bound as when read 4 elements at a time. */
+export function quadElement(dtype: FloatDType): 'vec4<f32>' | 'vec2<u32>' {
+  return dtype === 'float32' ? 'vec4<f32>' : 'vec2<u32>';
+}
+
+/** `fn fn_name(i: u32) -> vec4<f32>` returning elements 4i .. 4i+3 of a buffer bound with quadElement(). */
+export function loadQuad(fnName: string, buffer: string, dtype: FloatDType): string {
+  if (dtype === 'float32') return `fn ${fnName}(i: u32) -> vec4<f32> { return ${buffer}[i]; }`;
+  return `fn ${fnName}(i: u32) -> vec4<f32> {
+  let w = ${buffer}[i];
+  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}`;
 }
 
 /** `fn fn_name(i: u32) -> u32` returning byte i of a byte tensor bound as array<u32>. */

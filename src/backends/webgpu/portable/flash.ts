@@ -3,6 +3,7 @@
 import { UnsupportedError } from '../../../core/errors.js';
 import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
+import { elementBaseOf } from '../operands.js';
 import { abandonAttention, bindAttention, bindingSizes, finishAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { type GpuRuntime, defineKernel } from '../runtime.js';
 import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildFlash, checkTile, flashWorkgroupBytes } from './flash.wgsl.js';
@@ -81,8 +82,22 @@ export interface FlashRunOptions {
   tile?: FlashTile;
 }
 
+/**
+ * Whether q, k, v (and the RoPE parts) can be read 4 elements at a time: head dims multiples of 4,
+ * d contiguous, and every stride and element offset (including where a GPU tensor starts inside
+ * its binding) a multiple of 4.
+ */
+export function quadLoadsFit(p: AttentionProblem, offsetAlignment: number): boolean {
+  if (p.dimQK % 4 !== 0 || p.dimRope % 4 !== 0 || p.dimV % 4 !== 0) return false;
+  return [p.q, p.k, p.v, p.qRope, p.kRope].every((view) => {
+    if (!view) return true;
+    const { b, h, s, d } = view.strides;
+    return d === 1 && b % 4 === 0 && h % 4 === 0 && s % 4 === 0 && (view.offset + elementBaseOf(view.tensor, offsetAlignment)) % 4 === 0;
+  });
+}
+
 /** The compile-time options of the kernel for `p`. */
-export function flashOptionsOf(p: AttentionProblem, tile: FlashTile): FlashOptions {
+export function flashOptionsOf(p: AttentionProblem, tile: FlashTile, offsetAlignment: number): FlashOptions {
   return {
     ...scoreOptionsOf(p),
     dtype: p.dtype,
@@ -91,6 +106,7 @@ export function flashOptionsOf(p: AttentionProblem, tile: FlashTile): FlashOptio
     dimV: p.dimV,
     tile,
     returnLse: p.returnLse,
+    quadLoads: quadLoadsFit(p, offsetAlignment),
   };
 }
 
@@ -98,7 +114,7 @@ export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: Fl
   const reason = flashUnsupported(p, runtime.limits, run.tile);
   if (reason) throw new UnsupportedError('options.backend', `WebGPU portable tier: ${reason}`);
   const tile = run.tile ?? (chooseTile(p, runtime.limits) as FlashTile);
-  const options = flashOptionsOf(p, tile);
+  const options = flashOptionsOf(p, tile, runtime.limits.minStorageBufferOffsetAlignment);
   const pipeline = await runtime.pipeline(flashKernel, options);
   const dispatchesBefore = runtime.counters.dispatches;
   const meter = runtime.meter();

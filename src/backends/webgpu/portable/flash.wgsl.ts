@@ -9,7 +9,7 @@
 // quads of output columns (4c .. 4c+3). Tiles live in workgroup memory as vec4 rows (zero-padded
 // to a multiple of 4, an odd number of vec4s apart so rows fall on different banks): one 16-byte
 // load feeds 4 FMAs. Key tiles outside the window (causal, sliding) are skipped whole.
-import { NEG_INF_FN, type FloatDType, arrayElement, loadFloat, readBinding } from '../wgsl.js';
+import { NEG_INF_FN, type FloatDType, arrayElement, loadFloat, loadQuad, quadElement, readBinding } from '../wgsl.js';
 import { UniformLayout } from '../uniforms.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
 
@@ -31,6 +31,11 @@ export interface FlashOptions extends ScoreOptions {
   dimV: number;
   tile: FlashTile;
   returnLse: boolean;
+  /**
+   * Read q, k, v (and the RoPE parts) 4 elements at a time: needs head dims that are multiples of
+   * 4, d contiguous, and every other stride and offset a multiple of 4 (quadLoadsFit() checks).
+   */
+  quadLoads: boolean;
 }
 
 /** Per-call uniforms of the flash kernel (the score uniforms are SCORE_PARAMS, bound apart). */
@@ -94,7 +99,11 @@ export function buildFlash(o: FlashOptions): string {
   const quadsPerThread = Math.ceil(Math.ceil(o.dimV / 4) / perRow);
   const st = strides(dqk, o.dimV);
   const rope = o.dimRope > 0;
-  const elem = arrayElement(o.dtype);
+  const quads = o.quadLoads;
+  if (quads && (o.dimQK % 4 !== 0 || o.dimRope % 4 !== 0 || o.dimV % 4 !== 0)) throw new Error('buildFlash: quadLoads needs head dims that are multiples of 4');
+  const elem = quads ? quadElement(o.dtype) : arrayElement(o.dtype);
+  const load = quads ? loadQuad : loadFloat;
+  const at = quads ? 'quad' : 'at';
   // float16 output with odd Dv: two halves of one u32 word can belong to rows of different
   // workgroups, so halves are OR-ed into a zeroed buffer atomically.
   const atomicOut = o.dtype === 'float16' && o.dimV % 2 === 1;
@@ -113,24 +122,52 @@ export function buildFlash(o: FlashOptions): string {
     `@group(0) @binding(${B.out}) var<storage, read_write> out_buf: array<${outType}>;`,
     ...(o.returnLse ? [`@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;`] : []),
     ...(o.returnLse ? [NEG_INF_FN] : []),
-    loadFloat('q_at', 'q_buf', o.dtype),
-    loadFloat('k_at', 'k_buf', o.dtype),
-    loadFloat('v_at', 'v_buf', o.dtype),
-    ...(rope ? [loadFloat('qr_at', 'qr_buf', o.dtype), loadFloat('kr_at', 'kr_buf', o.dtype)] : []),
+    load(`q_${at}`, 'q_buf', o.dtype),
+    load(`k_${at}`, 'k_buf', o.dtype),
+    load(`v_${at}`, 'v_buf', o.dtype),
+    ...(rope ? [load(`qr_${at}`, 'qr_buf', o.dtype), load(`kr_${at}`, 'kr_buf', o.dtype)] : []),
   ];
 
-  // element (row, d) of the query block / key tile: the NoPE part from q/k, the RoPE part from
-  // qRope/kRope (the MLA split form, summed in the same dot product without a concat)
-  const qIndex = (buf: 'q' | 'qr', d: string) =>
-    `params.${buf}_off + b * params.${buf}_strides.x + h * params.${buf}_strides.y + (start_q + qi) * params.${buf}_strides.z + ${d} * params.${buf}_strides.w`;
-  const kIndex = (buf: 'k' | 'kr', d: string) =>
-    `params.${buf}_off + b * params.${buf}_strides.x + hk * params.${buf}_strides.y + (start_k + kj) * params.${buf}_strides.z + ${d} * params.${buf}_strides.w`;
-  const loadQ = rope
-    ? `if (d < DQ) { x = q_at(${qIndex('q', 'd')}); } else { x = qr_at(${qIndex('qr', '(d - DQ)')}); }`
-    : `x = q_at(${qIndex('q', 'd')});`;
-  const loadK = rope
-    ? `if (d < DQ) { x = k_at(${kIndex('k', 'd')}); } else { x = kr_at(${kIndex('kr', '(d - DQ)')}); }`
-    : `x = k_at(${kIndex('k', 'd')});`;
+  // The three staging loops (query block once; K and V tiles per step). Element (row, d): the NoPE
+  // part from q/k, the RoPE part from qRope/kRope (the MLA split form, summed in the same dot
+  // product without a concat). Rows past the sequence and the padding to whole vec4s stay 0.
+  const rowIndex = (buf: string, head: string, row: string) =>
+    `params.${buf}_off + b * params.${buf}_strides.x + ${head} * params.${buf}_strides.y + ${row} * params.${buf}_strides.z`;
+  const scalarLoop = (tile: string, stride: string, rows: string, dim: string, valid: string, rowExpr: string, parts: Array<[string, string, string]>) => {
+    // parts: [buffer, head, first d of the part]; the last part runs to `dim`
+    const pick = parts.map(([buf, head, first], n) => {
+      const d = first === '0u' ? 'd' : `(d - ${first})`;
+      const read = `x = ${buf}_at(${rowIndex(buf, head, rowExpr)} + ${d} * params.${buf}_strides.w);`;
+      return parts.length === 1 ? read : n === 0 ? `if (d < DQ) { ${read} }` : `else { ${read} }`;
+    }).join(' ');
+    return `for (var e = lid; e < ${rows} * ${dim}4 * 4u; e += THREADS) {
+      let r = e / (${dim}4 * 4u);
+      let d = e % (${dim}4 * 4u);
+      var x = 0.0;
+      if (${valid} && d < ${dim}) { ${pick} }
+      ${tile}[r * ${stride} + d / 4u][d % 4u] = x;
+    }`;
+  };
+  const quadLoop = (tile: string, stride: string, rows: string, dim: string, valid: string, rowExpr: string, parts: Array<[string, string, string]>) => {
+    const pick = parts.map(([buf, head, first], n) => {
+      const d4 = first === '0u' ? 'd4' : `(d4 - ${first} / 4u)`;
+      const read = `x = ${buf}_quad((${rowIndex(buf, head, rowExpr)}) / 4u + ${d4});`;
+      return parts.length === 1 ? read : n === 0 ? `if (d4 < DQ / 4u) { ${read} }` : `else { ${read} }`;
+    }).join(' ');
+    return `for (var e = lid; e < ${rows} * ${dim}4; e += THREADS) {
+      let r = e / ${dim}4;
+      let d4 = e % ${dim}4;
+      var x = vec4<f32>();
+      if (${valid}) { ${pick} }
+      ${tile}[r * ${stride} + d4] = x;
+    }`;
+  };
+  const loop = quads ? quadLoop : scalarLoop;
+  const qParts: Array<[string, string, string]> = rope ? [['q', 'h', '0u'], ['qr', 'h', 'DQ']] : [['q', 'h', '0u']];
+  const kParts: Array<[string, string, string]> = rope ? [['k', 'hk', '0u'], ['kr', 'hk', 'DQ']] : [['k', 'hk', '0u']];
+  const loadQBlock = loop('q_tile', 'QK_STRIDE', 'ROWS', 'DQK', 'i0 + r < sq', '(start_q + i0 + r)', qParts);
+  const loadKTile = loop('kv_tile', 'QK_STRIDE', 'KEYS', 'DQK', 'j0 + r < sk', '(start_k + j0 + r)', kParts);
+  const loadVTile = loop('kv_tile', 'V_STRIDE', 'KEYS', 'DV', 'j0 + r < sk', '(start_k + j0 + r)', [['v', 'hk', '0u']]);
 
   // writes column col + c of the row (c = 0..3) from val[c]; only columns < DV
   const storeOut = o.dtype === 'float32'
@@ -150,7 +187,7 @@ export function buildFlash(o: FlashOptions): string {
         'if (col + 2u < DV) { out_buf[(e >> 1u) + 1u] = pack2x16float(val.zw); }',
       ];
 
-  return `// fusedattn portable flash forward: ${o.dtype} storage, f32 math, Dq ${o.dimQK}${rope ? ` + Dr ${o.dimRope}` : ''}, Dv ${o.dimV}
+  return `// fusedattn portable flash forward: ${o.dtype} storage${quads ? ' read by quads' : ''}, f32 math, Dq ${o.dimQK}${rope ? ` + Dr ${o.dimRope}` : ''}, Dv ${o.dimV}
 ${bindings.join('\n')}
 
 ${buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias })}
@@ -207,16 +244,7 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
     t_end = u32(j_hi) / KEYS + 1u;
   }
 
-  for (var e = lid; e < ROWS * DQK4 * 4u; e += THREADS) {
-    let r = e / (DQK4 * 4u);
-    let d = e % (DQK4 * 4u);
-    let qi = i0 + r;
-    var x = 0.0;   // rows past the sequence and the padding to a whole vec4 stay 0
-    if (qi < sq && d < DQK) {
-      ${loadQ}
-    }
-    q_tile[r * QK_STRIDE + d / 4u][d % 4u] = x;
-  }
+  ${loadQBlock.replace(/\n    /g, '\n  ')}
 
   var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet)
   var l = 0.0;        // running sum of exp(score - m)
@@ -226,15 +254,7 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
   for (var t = t_first; t < t_end; t++) {
     let j0 = t * KEYS;
     workgroupBarrier();   // the previous tile's V (or the query block) is fully read / written
-    for (var e = lid; e < KEYS * DQK4 * 4u; e += THREADS) {
-      let kj = j0 + e / (DQK4 * 4u);
-      let d = e % (DQK4 * 4u);
-      var x = 0.0;
-      if (kj < sk && d < DQK) {
-        ${loadK}
-      }
-      kv_tile[(e / (DQK4 * 4u)) * QK_STRIDE + d / 4u][d % 4u] = x;
-    }
+    ${loadKTile}
     workgroupBarrier();
 
     // scores of this thread's keys j0 + lane + PER_ROW * u
@@ -256,13 +276,7 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
     part_max[row * PER_ROW + lane] = tile_max;
     workgroupBarrier();   // K fully read: V may overwrite it
 
-    for (var e = lid; e < KEYS * DV4 * 4u; e += THREADS) {
-      let kj = j0 + e / (DV4 * 4u);
-      let d = e % (DV4 * 4u);
-      var x = 0.0;
-      if (kj < sk && d < DV) { x = v_at(params.v_off + b * params.v_strides.x + hk * params.v_strides.y + (start_k + kj) * params.v_strides.z + d * params.v_strides.w); }
-      kv_tile[(e / (DV4 * 4u)) * V_STRIDE + d / 4u][d % 4u] = x;
-    }
+    ${loadVTile}
     var m_new = m;
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
     var psum = 0.0;
