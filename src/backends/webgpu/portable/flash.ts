@@ -10,9 +10,19 @@ import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildF
 
 export const flashKernel = defineKernel<FlashOptions>('flash-portable', buildFlash);
 
-/** Tiles from the preferred to the smallest; the first that fits the device is used. */
+/**
+ * Tiles from the preferred to the smallest; the first that fits the device is used. Order from
+ * the H200 runs of 2026-11-22 (docs/GPU-NOTES.md): big workgroups win because staging K/V tiles
+ * is the cost and a workgroup's rows share it; 256 threads x 32 rows x 32 keys was best or within
+ * 9% of the best on every benchmark shape; 256 x 32 x 16 is what fits Dq 192 / Dv 128 in 48 KiB.
+ */
 export const FLASH_TILES: readonly FlashTile[] = [
+  { threads: 256, rows: 32, keys: 32 },
+  { threads: 512, rows: 32, keys: 32 },
+  { threads: 256, rows: 64, keys: 16 },
+  { threads: 256, rows: 32, keys: 16 },
   { threads: 128, rows: 32, keys: 32 },
+  { threads: 128, rows: 32, keys: 16 },
   { threads: 64, rows: 16, keys: 32 },
   { threads: 64, rows: 16, keys: 16 },
   { threads: 64, rows: 8, keys: 16 },
