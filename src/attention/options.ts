@@ -58,7 +58,7 @@ export interface AttentionOptions {
   returnLse?: boolean;
   /** Scan CPU inputs for NaN/Inf first and throw a ValueError naming the first one. */
   checkFinite?: boolean;
-  /** `'auto'` (default): WebGPU when an adapter exists, else CPU. */
+  /** `'auto'` (default): WebGPU on a hardware adapter (or `device`), else CPU; software adapters count as none. */
   backend?: BackendChoice;
   /** A GPUDevice of the caller's, used instead of acquiring one. */
   device?: GPUDevice;

@@ -21,15 +21,18 @@ export function getBackend(name: BackendName): Promise<AttentionBackend> {
   return backend;
 }
 
-/** True when a WebGPU adapter can be had here (or the caller passed a device). */
-export async function webgpuAvailable(context: RunContext = {}): Promise<boolean> {
-  if (context.device) return true;
-  const { hasAdapter } = await import('./webgpu/device.js');
-  return hasAdapter();
+/**
+ * What 'auto' picks: WebGPU when the caller passed a device or a hardware adapter exists, else the
+ * CPU. A software adapter (llvmpipe, SwiftShader) counts as none: it is slower than the CPU backend.
+ */
+export async function autoBackend(context: RunContext = {}): Promise<BackendName> {
+  if (context.device) return 'webgpu';
+  const { hasHardwareAdapter } = await import('./webgpu/device.js');
+  return (await hasHardwareAdapter()) ? 'webgpu' : 'cpu';
 }
 
 /**
- * The backend for a call: GPU tensors force WebGPU; 'auto' prefers WebGPU when an adapter exists.
+ * The backend for a call: GPU tensors force WebGPU; 'auto' as autoBackend() says.
  * Throws UnsupportedError when the named backend cannot run this problem, saying why.
  */
 export async function chooseBackend(problem: AttentionProblem, choice: BackendChoice, context: RunContext): Promise<AttentionBackend> {
@@ -37,7 +40,7 @@ export async function chooseBackend(problem: AttentionProblem, choice: BackendCh
   if (onGpu && choice === 'cpu') {
     throw new UnsupportedError('options.backend', 'backend "cpu" cannot read GPU tensors; read them back first or use backend "webgpu"');
   }
-  const name: BackendName = onGpu || choice === 'webgpu' || (choice === 'auto' && (await webgpuAvailable(context))) ? 'webgpu' : 'cpu';
+  const name: BackendName = onGpu || choice === 'webgpu' || (choice === 'auto' && (await autoBackend(context)) === 'webgpu') ? 'webgpu' : 'cpu';
   const backend = await getBackend(name);
   const reason = backend.unsupported(problem);
   if (reason !== undefined) throw new UnsupportedError('options.backend', `backend ${name} cannot run this attention: ${reason}`);

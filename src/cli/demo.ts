@@ -53,16 +53,13 @@ export function demoCommand(): Command {
     });
 }
 
-/** Software GPU adapters (llvmpipe, lavapipe, SwiftShader) are slower than our CPU backend. */
-const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe/i;
-
-/** 'auto' here means a hardware GPU if there is one, else the CPU (unlike attention()'s 'auto'). */
+/** 'auto' means a hardware GPU if there is one, else the CPU (as attention()'s 'auto'), saying why. */
 async function pickBackend(choice: BackendChoice): Promise<{ name: BackendName; why: string }> {
   const infos = await listBackends();
   const cpu = infos.find((i) => i.name === 'cpu')!;
-  const { describeAdapter } = await import('../backends/webgpu/device.js');
+  const { describeAdapter, isSoftwareAdapter } = await import('../backends/webgpu/device.js');
   const gpu = await describeAdapter();
-  const software = gpu.adapter !== undefined && (gpu.adapter.isFallbackAdapter || SOFTWARE_ADAPTER.test(gpu.detail));
+  const software = gpu.adapter !== undefined && isSoftwareAdapter(gpu.adapter);
   // the adapter's name is enough here; `fusedattn info` has the rest
   const adapterName = gpu.detail.split(' (')[0];
   if (choice === 'cpu') return { name: 'cpu', why: `asked for (${cpu.detail})` };

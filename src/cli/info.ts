@@ -2,7 +2,7 @@
 // with its features and limits, and the CPU (threads, WebAssembly SIMD, memory).
 import { availableParallelism, cpus, freemem, totalmem } from 'node:os';
 import { Command } from 'commander';
-import { listBackends, webgpuAvailable } from '../backends/registry.js';
+import { listBackends, autoBackend } from '../backends/registry.js';
 import { formatBytes, table } from './format.js';
 
 export function infoCommand(): Command {
@@ -47,7 +47,7 @@ export async function gatherInfo(): Promise<InfoReport> {
   return {
     backends: backends.map((b) => ({ name: b.name, available: b.available, detail: b.detail })),
     adapter: gpu.adapter,
-    auto: (await webgpuAvailable()) ? 'webgpu' : 'cpu',
+    auto: await autoBackend(),
     cpu: {
       model: cpuList[0]?.model.trim() ?? 'unknown',
       threads: availableParallelism(),

@@ -8,7 +8,7 @@ import { LAYOUTS } from '../attention/layout.js';
 import { FusedAttnError, ShapeError, show } from '../core/errors.js';
 import type { Layout, Tensor, TensorInput } from '../core/tensor.js';
 import type { AttentionResult } from '../backends/backend.js';
-import { webgpuAvailable } from '../backends/registry.js';
+import { autoBackend } from '../backends/registry.js';
 import { readNpyFile, writeNpyFile } from '../io/npy-file.js';
 import { npyToTensor, tensorToNpy } from '../io/npy-tensor.js';
 import { finiteNumber, integer, positiveInt, windowPair } from './parse.js';
@@ -134,7 +134,7 @@ export async function runAttention(flags: RunFlags): Promise<void> {
   }
   const ms = performance.now() - start;
   // after the call, so bad input fails before any GPU is touched (and this answer is cached by then)
-  const backend = flags.backend === 'auto' ? ((await webgpuAvailable()) ? 'webgpu' : 'cpu') : flags.backend;
+  const backend = flags.backend === 'auto' ? (await autoBackend()) : flags.backend;
   writeNpyFile(flags.out, tensorToNpy(result.out, 'out'));
   if (flags.lse !== undefined) writeNpyFile(flags.lse, tensorToNpy(result.lse as Tensor, 'lse'));
   if (!flags.quiet) {

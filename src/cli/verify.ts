@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { attention } from '../attention/api.js';
 import type { BackendName } from '../attention/options.js';
 import { validateAttention } from '../attention/validate.js';
-import { listBackends, webgpuAvailable } from '../backends/registry.js';
+import { listBackends, autoBackend } from '../backends/registry.js';
 import { ValueError } from '../core/errors.js';
 import { type AttentionCase, caseName, makeCase } from '../testing/cases.js';
 import { SUITE } from '../testing/suite.js';
@@ -43,7 +43,7 @@ export async function verify(flags: VerifyFlags): Promise<number> {
   const infos = await listBackends();
   let wanted: BackendName[];
   if (flags.backend === 'all') wanted = infos.map((i) => i.name);
-  else if (flags.backend === 'auto') wanted = [(await webgpuAvailable()) ? 'webgpu' : 'cpu'];
+  else if (flags.backend === 'auto') wanted = [await autoBackend()];
   else wanted = [flags.backend];
 
   const rows: string[][] = [];

@@ -3,7 +3,7 @@
 // (config.json, safetensors, optional tokenizer.json); `createModel(config, store)` takes weights
 // from any TensorStore (e.g. random weights generated in memory for benchmarks).
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
-import { webgpuAvailable } from '../backends/registry.js';
+import { autoBackend } from '../backends/registry.js';
 import { type TensorStore, openSafetensors } from '../io/safetensors.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
@@ -99,11 +99,7 @@ async function resolveBackend(choice: ModelBackendChoice, device: GPUDevice | un
     throw new ValueError('backend', `backend must be "cpu", "webgpu" or "auto", got ${show(choice)}`);
   }
   if (choice !== 'auto') return choice;
-  if (!device && !(await webgpuAvailable())) return 'cpu';
-  const { getRuntime } = await import('../backends/webgpu/runtime.js');
-  const { adapter } = await getRuntime(device);
-  const software = adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/i.test(`${adapter.description} ${adapter.device} ${adapter.architecture}`);
-  return software ? 'cpu' : 'webgpu';
+  return autoBackend({ device });
 }
 
 /** A model from a validated config and a store of weights (HF names). */

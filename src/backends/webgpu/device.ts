@@ -121,6 +121,20 @@ export async function hasAdapter(): Promise<boolean> {
   }
 }
 
+/** Software rasterisers (Mesa llvmpipe/lavapipe/softpipe, SwiftShader) run WGSL on the CPU, slower than our CPU backend. */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader/i;
+
+/** True for a fallback (software) adapter: 'auto' treats it as no GPU. */
+export function isSoftwareAdapter(d: Pick<AdapterDescription, 'isFallbackAdapter' | 'vendor' | 'architecture' | 'device' | 'description'>): boolean {
+  return d.isFallbackAdapter || SOFTWARE_ADAPTER.test(`${d.vendor} ${d.architecture} ${d.device} ${d.description}`);
+}
+
+/** True when a hardware WebGPU adapter can be had here: what backend 'auto' asks. */
+export async function hasHardwareAdapter(): Promise<boolean> {
+  const { available, adapter } = await describeAdapter();
+  return available && adapter !== undefined && !isSoftwareAdapter(adapter);
+}
+
 /** For `fusedattn info` / listBackends(): availability, a one-line detail and the full description. */
 export async function describeAdapter(): Promise<{ available: boolean; detail: string; adapter?: AdapterDescription }> {
   if (backendOverride() === 'none') return { available: false, detail: 'disabled by FUSEDATTN_WEBGPU_BACKEND=none' };
