@@ -92,6 +92,8 @@ export interface RuntimeObserver {
   beforeFinish?(encoder: GPUCommandEncoder, commands: readonly GpuCommand[]): void;
   /** Called right after the command buffer holding `commands` was submitted. */
   submitted?(commands: readonly GpuCommand[]): void;
+  /** A host write (queue.writeBuffer) of `bytes` bytes into `buffer` at `offset`, as it is issued. */
+  written?(buffer: GPUBuffer, offset: number, bytes: number): void;
 }
 
 /**
@@ -315,6 +317,7 @@ export class GpuRuntime {
   write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
     this.assertAlive();
     if (this.pendingBuffers.has(buffer)) this.submit();
+    for (const o of this.observers) o.written?.(buffer, offset, data.byteLength);
     let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     if (bytes.byteLength % 4 !== 0) {
       const padded = new Uint8Array(align4(bytes.byteLength));
