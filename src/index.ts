@@ -13,3 +13,4 @@ export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats } from './core/dty
 export { FusedAttnError, ShapeError, DTypeError, ValueError, UnsupportedError, DeviceError } from './core/errors.js';
 export { parseNpy, encodeNpy, type NpyArray, type NpyDType } from './io/npy.js';
 export { npyToTensor, tensorToNpy } from './io/npy-tensor.js';
+export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, type AttentionBlockWeights, type BlockForwardOptions, type BlockKvCache, type BlockLayout, type BlockResult, type BlockStats, type RopeConfig, referenceBlock, validateBlock } from './block/index.js';

@@ -1,0 +1,139 @@
+// The attention block on the CPU backend (worker pool + WASM SIMD kernels).
+//
+// fused:    qkv-gemm          one pool job: x [rows, H] · [Wq; Wk; Wv]ᵀ -> qkv [rows, W]
+//           bias-rope-cache   one pass over the packed rows: + [bq; bk; bv], RoPE on the Q and K
+//                             columns in place, the new K/V rows copied into the cache
+//           flash-attention   one pool job reading Q, K, V through strided views of qkv / the cache
+//           o-gemm            one pool job (+ bo prefilled into the output)
+// The CPU flash kernel has no RoPE stage, so RoPE is the one extra pass (no copies, no transposes).
+// unfused:  the HF eager sequence, each step a pool job or a whole-tensor pass (see unfusedCpu).
+import { cpuEngine } from '../../backends/cpu/index.js';
+import { runFlash } from '../../backends/cpu/attention.js';
+import { cpuMatmul } from '../../backends/cpu/matmul.js';
+import type { CpuEngine } from '../../backends/cpu/engine.js';
+import { Tensor } from '../../core/tensor.js';
+import type { BlockSpec } from '../config.js';
+import { asFloat32, packBias, packQkv } from '../pack.js';
+import { ropeTable } from '../rope.js';
+import type { BlockCall } from '../shape.js';
+import type { BlockResult } from '../stats.js';
+import { causalProblem } from './problem.js';
+import { CpuTally } from './tally.js';
+import { unfusedCpu } from './unfused.js';
+
+export interface CpuWeights {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  o: Float32Array;
+  qBias?: Float32Array;
+  kBias?: Float32Array;
+  vBias?: Float32Array;
+  oBias?: Float32Array;
+}
+
+export class CpuBlock {
+  private readonly qkv: Float32Array;
+  private readonly qkvBias: Float32Array | undefined;
+  readonly weights: CpuWeights;
+
+  constructor(readonly spec: BlockSpec) {
+    const w = spec.weights;
+    this.qkv = asFloat32(packQkv(spec).weight);
+    this.qkvBias = packBias(spec);
+    const opt = (x: typeof w.qBias) => (x ? asFloat32(x) : undefined);
+    this.weights = {
+      q: asFloat32(w.q), k: asFloat32(w.k), v: asFloat32(w.v), o: asFloat32(w.o),
+      qBias: opt(w.qBias), kBias: opt(w.kBias), vBias: opt(w.vBias), oBias: opt(w.oBias),
+    };
+  }
+
+  async fused(call: BlockCall): Promise<BlockResult> {
+    const engine = await cpuEngine();
+    const spec = this.spec;
+    const { heads: Nq, kvHeads: Nkv, headDim: D, hidden: H } = spec;
+    const { rows, batch: B, seq: S } = call;
+    const qd = Nq * D;
+    const kvd = Nkv * D;
+    const W = qd + 2 * kvd;
+    const tally = new CpuTally();
+    const x = call.x.toFloat32();
+
+    const qkv = tally.alloc(rows * W);
+    await cpuMatmul(engine, { m: rows, n: W, k: H, a: { data: x, rowStride: H }, b: { data: this.qkv, rowStride: H }, transposeB: true, out: { data: qkv, rowStride: W } });
+    tally.step('qkv-gemm');
+
+    const keys = call.cacheKeys?.data as Float32Array | undefined;
+    const values = call.cacheValues?.data as Float32Array | undefined;
+    biasRopeCache(spec, call, qkv, this.qkvBias, keys, values);
+    tally.step('bias-rope-cache');
+
+    const rowView = (offset: number) => ({ data: qkv, offset, strides: { b: call.rowStrideB * W, h: D, s: call.rowStrideS * W, d: 1 } });
+    const cacheView = (data: Float32Array) => ({ data, offset: 0, strides: { b: kvd, h: D, s: B * kvd, d: 1 } });
+    const problem = causalProblem({
+      layout: call.layout, batch: B, headsQ: Nq, headsKv: Nkv, seqQ: S, seqK: keys ? call.start + S : S, headDim: D, scale: spec.scale,
+      q: rowView(0),
+      k: keys ? cacheView(keys) : rowView(qd),
+      v: values ? cacheView(values) : rowView(qd + kvd),
+    });
+    const attention = await runFlash(engine, problem);
+    tally.step('flash-attention');
+    tally.intermediateBytes += rows * qd * 4 + (attention.stats?.intermediateBytes ?? 0);
+    const attn = attention.out.data as Float32Array;
+
+    const out = await this.oProjection(engine, attn, rows, tally);
+    return { out: Tensor.fromData(out, call.x.shape, 'float32'), stats: tally.stats('fused') };
+  }
+
+  unfused(call: BlockCall): Promise<BlockResult> {
+    return unfusedCpu(this, call);
+  }
+
+  /** out = attn Woᵀ + bo: the bias prefilled (one pass), the GEMM accumulating onto it. */
+  async oProjection(engine: CpuEngine, attn: Float32Array, rows: number, tally: CpuTally, label = 'o-gemm'): Promise<Float32Array> {
+    const { hidden: H } = this.spec;
+    const qd = this.spec.heads * this.spec.headDim;
+    const out = new Float32Array(rows * H);
+    const bias = this.weights.oBias;
+    if (bias) {
+      for (let r = 0; r < rows; r++) out.set(bias, r * H);
+      tally.step('o-bias');
+    }
+    await cpuMatmul(engine, { m: rows, n: H, k: qd, a: { data: attn, rowStride: qd }, b: { data: this.weights.o, rowStride: qd }, transposeB: true, out: { data: out, rowStride: H }, accumulate: bias !== undefined });
+    tally.step(label);
+    return out;
+  }
+}
+
+/** The fused path's one pass: + packed bias, RoPE on Q and K (in place), new K/V into the cache. */
+function biasRopeCache(spec: BlockSpec, call: BlockCall, qkv: Float32Array, bias: Float32Array | undefined, keys?: Float32Array, values?: Float32Array): void {
+  const { heads: Nq, kvHeads: Nkv, headDim: D } = spec;
+  const qd = Nq * D;
+  const kvd = Nkv * D;
+  const W = qd + 2 * kvd;
+  const half = D / 2;
+  const table = ropeTable(spec.rope, D, call.start, call.seq);
+  for (let b = 0; b < call.batch; b++) {
+    for (let s = 0; s < call.seq; s++) {
+      const row = (b * call.rowStrideB + s * call.rowStrideS) * W;
+      if (bias) for (let c = 0; c < W; c++) qkv[row + c] += bias[c];
+      const t = s * half;
+      for (let h = 0; h < Nq + Nkv; h++) {
+        const base = row + h * D;
+        for (let i = 0; i < half; i++) {
+          const c = table.cos[t + i];
+          const sn = table.sin[t + i];
+          const x1 = qkv[base + i];
+          const x2 = qkv[base + i + half];
+          qkv[base + i] = x1 * c - x2 * sn;
+          qkv[base + i + half] = x2 * c + x1 * sn;
+        }
+      }
+      if (keys && values) {
+        const at = ((call.start + s) * call.batch + b) * kvd;
+        keys.set(qkv.subarray(row + qd, row + qd + kvd), at);
+        values.set(qkv.subarray(row + qd + kvd, row + W), at);
+      }
+    }
+  }
+}

@@ -1,0 +1,156 @@
+// The attention block: fused and unfused, on every backend present, against the float64 reference
+// of the module (projections, biases, RoPE, causal GQA attention over cache + new tokens, O proj),
+// with fresh seeded weights and inputs; KV cache prefill -> chunk -> decode; dispatch counts; typed
+// errors before any work.
+import { describe, expect, it } from 'vitest';
+import { AttentionBlock, DTypeError, ShapeError, Tensor, UnsupportedError, ValueError, referenceBlock, validateBlock } from '../dist/index.js';
+import type { AttentionBlockConfig, BlockLayout } from '../dist/index.js';
+import { randomBlockWeights, randomHidden } from '../dist/block/random.js';
+import { checkF32, checkLowPrecision } from '../dist/testing/index.js';
+import { backendsHere } from './helpers.js';
+
+const backends = await backendsHere();
+const seed = Number(process.env.FUSEDATTN_SEED ?? 4321);
+// three chained f32 GEMMs + attention against float64: a little looser than attention's 1e-5
+const RTOL = 3e-5;
+
+interface BlockCase {
+  name: string;
+  config: AttentionBlockConfig;
+  batch: number;
+  seq: number;
+  layout?: BlockLayout;
+  qkvBias?: boolean;
+  oBias?: boolean;
+  dtype?: 'float32' | 'float16';
+}
+
+const CASES: BlockCase[] = [
+  { name: 'Qwen2-like GQA 4/2, biases, B2 S37', config: { hidden: 48, heads: 4, kvHeads: 2, headDim: 16, rope: { theta: 1e6 } }, batch: 2, seq: 37 },
+  { name: 'Llama-like MHA, no bias, o bias, odd S 61, linear RoPE scaling', config: { hidden: 40, heads: 2, headDim: 20, rope: { theta: 500000, factor: 4 } }, batch: 1, seq: 61, qkvBias: false, oBias: true },
+  { name: 'MQA 6/1, D 24 != H/Nq, SBH rows, float16 weights', config: { hidden: 36, heads: 6, kvHeads: 1, headDim: 24 }, batch: 3, seq: 19, layout: 'SBH', dtype: 'float16' },
+];
+
+function check(what: string, got: Float32Array, ref: Float64Array): string {
+  return checkF32(what, got, ref, RTOL) ?? '';
+}
+
+for (const backend of backends) {
+  if (backend.skip) console.warn(`\n!!! SKIPPING the attention block tests on ${backend.name}: ${backend.skip}\n`);
+  describe.skipIf(backend.skip !== undefined)(`attention block on ${backend.name}`, () => {
+    CASES.forEach((c, index) => {
+      it(`${c.name}: fused and unfused match the float64 module`, async () => {
+        const weights = randomBlockWeights(c.config, seed + index, { qkvBias: c.qkvBias, oBias: c.oBias, dtype: c.dtype });
+        const spec = validateBlock(c.config, weights);
+        const block = await AttentionBlock.create(c.config, weights, { backend: backend.name });
+        const layout = c.layout ?? 'BSH';
+        const x = randomHidden(c.batch * c.seq, c.config.hidden, seed + 100 + index);
+        const shape = layout === 'BSH' ? [c.batch, c.seq, c.config.hidden] : [c.seq, c.batch, c.config.hidden];
+        const ref = referenceBlock(spec, { x, layout, batch: c.batch, seq: c.seq, start: 0 });
+        const fused = await block.forward({ data: x, shape }, { layout });
+        const unfused = await block.forwardUnfused({ data: x, shape }, { layout });
+        expect(fused.out.shape).toEqual(shape);
+        expect(fused.out.location).toBe('cpu');
+        const failures = [check('fused', fused.out.toFloat32(), ref.out), check('unfused', unfused.out.toFloat32(), ref.out)].filter(Boolean);
+        expect(failures.join('; '), `seed ${seed + index}`).toBe('');
+        // the two paths agree with each other as closely as each agrees with float64
+        expect(checkLowPrecision('fused vs unfused', fused.out.toFloat32(), unfused.out.toFloat32(), ref.out, 1e-6) ?? '').toBe('');
+        if (backend.name === 'webgpu') {
+          expect(fused.stats.dispatches).toBe(3);
+          expect(fused.stats.kernels).toEqual(['qkv-gemm', 'block-attention', 'o-gemm']);
+        }
+        expect(unfused.stats.dispatches).toBeGreaterThanOrEqual(12);
+        expect(unfused.stats.intermediateBytes).toBeGreaterThan(fused.stats.intermediateBytes);
+        block.destroy();
+      });
+    });
+
+    it('KV cache: prefill, a chunk, then decode steps match the reference and fill the cache', async () => {
+      const config: AttentionBlockConfig = { hidden: 32, heads: 4, kvHeads: 2, headDim: 8, rope: { theta: 10000 } };
+      const weights = randomBlockWeights(config, seed + 7, { oBias: true });
+      const spec = validateBlock(config, weights);
+      const block = await AttentionBlock.create(config, weights, { backend: backend.name });
+      const B = 2;
+      const capacity = 24;
+      const kvd = 2 * 8;
+      for (const path of ['forward', 'forwardUnfused'] as const) {
+        const keys = new Float32Array(capacity * B * kvd);
+        const values = new Float32Array(capacity * B * kvd);
+        const refKeys = new Float32Array(capacity * B * kvd);
+        const refValues = new Float32Array(capacity * B * kvd);
+        let start = 0;
+        for (const [step, seq] of [13, 5, 1, 1].entries()) {
+          const x = randomHidden(B * seq, config.hidden, seed + 50 + step);
+          const ref = referenceBlock(spec, { x, layout: 'SBH', batch: B, seq, start, cacheKeys: refKeys, cacheValues: refValues });
+          const result = await block[path]({ data: x, shape: [seq, B, config.hidden] }, {
+            layout: 'SBH', start,
+            cache: { keys: Tensor.fromData(keys, [capacity, B, kvd]), values: Tensor.fromData(values, [capacity, B, kvd]) },
+          });
+          const at = start * B * kvd;
+          refKeys.set(Float32Array.from(ref.keys), at);
+          refValues.set(Float32Array.from(ref.values), at);
+          const failures = [
+            check(`${path} step ${step} out`, result.out.toFloat32(), ref.out),
+            check(`${path} step ${step} cache keys`, keys.subarray(at, at + seq * B * kvd), ref.keys),
+            check(`${path} step ${step} cache values`, values.subarray(at, at + seq * B * kvd), ref.values),
+          ].filter(Boolean);
+          expect(failures.join('; ')).toBe('');
+          if (backend.name === 'webgpu' && path === 'forward') expect(result.stats.dispatches).toBe(3);
+          start += seq;
+        }
+        // positions past the last step were never written
+        expect(keys.subarray(start * B * kvd).every((v) => v === 0)).toBe(true);
+      }
+      block.destroy();
+    });
+
+    it('start without a cache shifts RoPE positions only', async () => {
+      const config: AttentionBlockConfig = { hidden: 16, heads: 2, headDim: 8 };
+      const weights = randomBlockWeights(config, seed + 9);
+      const spec = validateBlock(config, weights);
+      const block = await AttentionBlock.create(config, weights, { backend: backend.name });
+      const x = randomHidden(9, 16, seed + 10);
+      const ref = referenceBlock(spec, { x, layout: 'BSH', batch: 1, seq: 9, start: 100 });
+      const got = await block.forward({ data: x, shape: [1, 9, 16] }, { start: 100 });
+      expect(check('fused start 100', got.out.toFloat32(), ref.out)).toBe('');
+      block.destroy();
+    });
+  });
+}
+
+describe('attention block: typed errors before any work', () => {
+  const config: AttentionBlockConfig = { hidden: 16, heads: 4, kvHeads: 2 };
+  const weights = randomBlockWeights(config, 1);
+
+  it('rejects bad configs, naming the field', () => {
+    expect(() => validateBlock({ ...config, kvHeads: 3 }, weights)).toThrow(ValueError);
+    expect(() => validateBlock({ ...config, kvHeads: 3 }, weights)).toThrow(/config.kvHeads/);
+    expect(() => validateBlock({ ...config, headDim: 5 }, weights)).toThrow(/must be even/);
+    expect(() => validateBlock({ ...config, rope: { theta: -1 } }, weights)).toThrow(/config.rope.theta/);
+    expect(() => validateBlock({ ...config, heads: 0 }, weights)).toThrow(/config.heads must be a positive integer, got 0/);
+    expect(() => validateBlock({ ...config, colour: 'red' } as unknown as AttentionBlockConfig, weights)).toThrow(/config.colour is not/);
+  });
+
+  it('rejects weights of the wrong size or dtype, naming the weight and its shape', () => {
+    expect(() => validateBlock(config, { ...weights, k: new Float32Array(3) })).toThrow(ShapeError);
+    expect(() => validateBlock(config, { ...weights, k: new Float32Array(3) })).toThrow(/weights.k must hold 128 elements \(shape \[8, 16\]\), got 3/);
+    expect(() => validateBlock(config, { ...weights, o: new Uint16Array(256) })).toThrow(DTypeError);
+    expect(() => validateBlock(config, { q: weights.q, k: weights.k, v: weights.v } as never)).toThrow(/weights.o is required/);
+  });
+
+  it('rejects bad calls on the CPU backend', async () => {
+    const block = await AttentionBlock.create(config, weights, { backend: 'cpu' });
+    const x = { data: new Float32Array(2 * 3 * 16), shape: [2, 3, 16] };
+    await expect(block.forward({ data: new Float32Array(2 * 3 * 15), shape: [2, 3, 15] })).rejects.toThrow(/hidden's last dimension must be the block's hidden size 16, got 15/);
+    await expect(block.forward({ data: new Float32Array(6), shape: [6] })).rejects.toThrow(ShapeError);
+    await expect(block.forward(x, { start: -1 })).rejects.toThrow(/options.start must be a non-negative integer/);
+    await expect(block.forward(x, { start: 5000 })).rejects.toThrow(/maxPositions/);
+    const cache = { keys: new Float32Array(4 * 2 * 8), values: new Float32Array(4 * 2 * 8) };
+    await expect(block.forward(x, { start: 2, cache: { keys: { data: cache.keys, shape: [4, 2, 8] }, values: { data: cache.values, shape: [4, 2, 8] } } }))
+      .rejects.toThrow(/the cache holds 4 positions; start 2 \+ 3 new tokens do not fit/);
+    await expect(block.forward(x, { cache: { keys: { data: cache.keys, shape: [8, 8] }, values: { data: cache.values, shape: [8, 8] } } }))
+      .rejects.toThrow(/cache.keys must have shape \[capacity, 2, 8\]/);
+    await expect(block.forward(x, { layout: 'NCHW' as never })).rejects.toThrow(ValueError);
+    await expect(AttentionBlock.create(config, weights, { backend: 'cpu', gemm: 'subgroup-matrix' })).rejects.toThrow(UnsupportedError);
+  });
+});
