@@ -14,3 +14,5 @@ export { FusedAttnError, ShapeError, DTypeError, ValueError, UnsupportedError, D
 export { parseNpy, encodeNpy, type NpyArray, type NpyDType } from './io/npy.js';
 export { npyToTensor, tensorToNpy } from './io/npy-tensor.js';
 export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, type AttentionBlockWeights, type BlockForwardOptions, type BlockKvCache, type BlockLayout, type BlockResult, type BlockStats, type RopeConfig, referenceBlock, validateBlock } from './block/index.js';
+export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type ScopeRun, type ScopeStats } from './scope/index.js';
+export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';

@@ -6,6 +6,18 @@ import type { GpuRuntime } from '../backends/webgpu/runtime.js';
 
 const stacks = new WeakMap<GpuRuntime, string[]>();
 
+/** Told when a span opens (label, depth = spans already open); returns what to call when it closes. */
+export type SpanListener = (label: string, depth: number) => () => void;
+const listeners = new WeakMap<GpuRuntime, Set<SpanListener>>();
+
+/** Listens to every span opened on `runtime` (the profiler); returns the function that stops it. */
+export function onSpan(runtime: GpuRuntime, listener: SpanListener): () => void {
+  let set = listeners.get(runtime);
+  if (!set) listeners.set(runtime, (set = new Set()));
+  set.add(listener);
+  return () => set.delete(listener);
+}
+
 /** The open spans of `runtime`, outermost first. */
 export function currentSpans(runtime: GpuRuntime): readonly string[] {
   return stacks.get(runtime) ?? [];
@@ -15,11 +27,13 @@ export function currentSpans(runtime: GpuRuntime): readonly string[] {
 export async function withSpan<T>(runtime: GpuRuntime, label: string, fn: () => Promise<T>): Promise<T> {
   let stack = stacks.get(runtime);
   if (!stack) stacks.set(runtime, (stack = []));
+  const closers = [...(listeners.get(runtime) ?? [])].map((l) => l(label, stack.length));
   stack.push(label);
   try {
     return await fn();
   } finally {
     const at = stack.lastIndexOf(label);
     if (at >= 0) stack.splice(at, 1);
+    for (const close of closers) close();
   }
 }
