@@ -18,7 +18,7 @@
 // - A replay returns the same value the recording run returned: GPU outputs are the same buffers,
 //   overwritten by the replay (read or copy them before the next run of the scope).
 import { DeviceError, UnsupportedError } from '../core/errors.js';
-import type { GpuCommand, GpuRuntime, RuntimeObserver } from '../backends/webgpu/runtime.js';
+import type { GpuRuntime, Recording as RuntimeRecording } from '../backends/webgpu/runtime.js';
 import { BufferUsage } from '../backends/webgpu/usage.js';
 import { withSpan } from '../profiler/spans.js';
 import { scopeKey } from './key.js';
@@ -49,8 +49,8 @@ export interface ScopeStats {
 }
 
 interface Recording {
-  commands: GpuCommand[];
-  pinned: GPUBuffer[];
+  /** The runtime's capture: commands, and the buffers it keeps out of the pool. */
+  captured: RuntimeRecording;
   result: unknown;
   dispatches: number;
 }
@@ -82,7 +82,7 @@ export class Scope {
 
   get stats(): ScopeStats {
     let pinnedBytes = 0;
-    for (const r of this.recordings.values()) for (const b of r.pinned) pinnedBytes += b.size;
+    for (const r of this.recordings.values()) for (const b of r.captured.buffers) pinnedBytes += b.size;
     return { ...this.counts, recordings: this.recordings.size, pinnedBytes };
   }
 
@@ -95,45 +95,41 @@ export class Scope {
     const rt = this.runtime;
     const t0 = performance.now();
     const before = { dispatches: rt.counters.dispatches, submits: rt.counters.submits };
-    const commands: GpuCommand[] = [];
-    const pinned = new Set<GPUBuffer>();
     const written = new Map<GPUBuffer, string>();
     let readback: string | undefined;
-    const observer: RuntimeObserver = {
+    // the runtime captures the commands and keeps the buffers ops release meanwhile (uniforms,
+    // temporaries); we watch for what a replay could not repeat
+    const detach = rt.observe({
       queued: (c) => {
-        commands.push(c);
         if (c.kind === 'copy' && (c.dst.usage & BufferUsage.MAP_READ) !== 0) readback ??= c.label;
-      },
-      released: (buffer) => {
-        pinned.add(buffer);
-        return true;
       },
       written: (buffer) => {
         if (!written.has(buffer)) written.set(buffer, buffer.label || 'unlabelled buffer');
       },
-    };
-    const detach = rt.observe(observer);
+    });
+    const capture = rt.beginCapture();
+    let captured: RuntimeRecording;
     let result: T;
     try {
       result = await fn();
-      // transients (uniforms, small tables) go back to the pool at submit: submit now, while the
-      // recorder still keeps them
-      await rt.flush();
     } catch (e) {
-      detach();
-      for (const b of pinned) rt.release(b, { force: true });
+      rt.releaseRecording(capture.end());
       throw e;
+    } finally {
+      detach();
     }
-    detach();
+    captured = capture.end();
+    await rt.flush();
     const refuse = (why: string) => {
-      for (const b of pinned) rt.release(b, { force: true });
+      rt.releaseRecording(captured);
       return new UnsupportedError('scope', `scope "${this.label}" cannot be recorded: ${why}`);
     };
     if (readback) throw refuse(`the function reads GPU results back to the CPU (${readback}); a replay cannot. Read after the scope`);
+    const held = new Set(captured.buffers);
     for (const [buffer, label] of written) {
-      if (!pinned.has(buffer)) throw refuse(`the function writes from the host into "${label}", a buffer it did not allocate; a replay would not repeat the write. Write it before the scope`);
+      if (!held.has(buffer)) throw refuse(`the function writes from the host into "${label}", a buffer it did not allocate; a replay would not repeat the write. Write it before the scope`);
     }
-    const recording: Recording = { commands, pinned: [...pinned], result, dispatches: commands.filter((c) => c.kind === 'dispatch').length };
+    const recording: Recording = { captured, result, dispatches: captured.commands.filter((c) => c.kind === 'dispatch').length };
     this.recordings.set(key, recording);
     this.counts.records++;
     while (this.recordings.size > this.maxRecordings) this.drop(this.recordings.keys().next().value as string);
@@ -153,7 +149,7 @@ export class Scope {
     // most recently used last
     this.recordings.delete(key);
     this.recordings.set(key, recording);
-    rt.enqueue(...recording.commands);
+    rt.replay(recording.captured);
     try {
       await rt.flush();
     } catch (e) {
@@ -177,7 +173,7 @@ export class Scope {
     const recording = this.recordings.get(key);
     if (!recording) return;
     this.recordings.delete(key);
-    for (const b of recording.pinned) this.runtime.release(b, { force: true });
+    this.runtime.releaseRecording(recording.captured);
     this.counts.dropped++;
   }
 }
