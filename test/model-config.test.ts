@@ -194,7 +194,9 @@ describe('bad model folders', () => {
     await expect(loadModel(dir, { backend: 'tpu' as never })).rejects.toThrow(/backend must be "cpu", "webgpu" or "auto", got "tpu"/);
     await expect(loadModel(dir, { backend: 'cpu', attention: 'sparse' as never })).rejects.toThrow(/attention must be "fused" or "unfused"/);
     await expect(loadModel(dir, { gpuWeights: 'int8' as never })).rejects.toThrow(/gpuWeights must be "float32" or "float16", got "int8"/);
-    // until the fused AttentionBlock is registered (issue 4), asking for it says so
-    await expect(loadModel(dir, { backend: 'cpu', attention: 'fused' })).rejects.toThrow(/the fused attention module is not available on the cpu backend in this build \(available: unfused\)/);
+    // the fused AttentionBlock is registered (issue 4) and is the default where present
+    const fused = await loadModel(dir, { backend: 'cpu', attention: 'fused' });
+    expect(fused.attention).toBe('fused (cpu)');
+    fused.dispose();
   });
 });

@@ -49,6 +49,9 @@ export interface AttentionBlockWeights {
   oBias?: WeightData;
 }
 
+/** The sizes and constants of a block, without its weights (what the kernels need). */
+export type BlockDims = Pick<BlockSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'group' | 'qkvWidth' | 'scale' | 'rope' | 'maxPositions'>;
+
 /** The validated block: sizes, and the weights as float32 (float16 bits kept for GPU upload). */
 export interface BlockSpec {
   readonly hidden: number;

@@ -43,6 +43,9 @@ export interface BlockCall {
   readonly rowStrideS: number;
 }
 
+/** What the kernels read of a call: sizes, row order and the first position. */
+export type BlockGeometry = Pick<BlockCall, 'batch' | 'seq' | 'rows' | 'start' | 'rowStrideB' | 'rowStrideS'>;
+
 export function rowOf(layout: BlockLayout, batch: number, seq: number, b: number, s: number): number {
   return layout === 'BSH' ? b * seq + s : s * batch + b;
 }

@@ -75,6 +75,7 @@ const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
     },
     attention: {
       unfused: async () => (await import('./cpu/unfused-attention.js')).cpuUnfusedAttention as unknown as AnyFactory,
+      fused: async () => (await import('../block/model-attention.js')).cpuFusedAttention as unknown as AnyFactory,
     },
   },
   webgpu: {
@@ -89,6 +90,10 @@ const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
       unfused: async (options) => {
         const { gpuUnfusedAttention } = await import('./webgpu/unfused-attention.js');
         return ((config, layers, ops) => gpuUnfusedAttention(config, layers as never, ops as never, { splitKvPrefill: options.splitKvPrefill })) as AnyFactory;
+      },
+      fused: async () => {
+        const { gpuFusedAttention } = await import('../block/model-attention.js');
+        return ((config, layers, ops) => gpuFusedAttention(config, layers as never, ops as never)) as AnyFactory;
       },
     },
   },

@@ -12,10 +12,10 @@ import { runFlash } from '../../backends/cpu/attention.js';
 import { cpuMatmul } from '../../backends/cpu/matmul.js';
 import type { CpuEngine } from '../../backends/cpu/engine.js';
 import { Tensor } from '../../core/tensor.js';
-import type { BlockSpec } from '../config.js';
+import type { BlockDims, BlockSpec } from '../config.js';
 import { asFloat32, packBias, packQkv } from '../pack.js';
-import { ropeTable } from '../rope.js';
-import type { BlockCall } from '../shape.js';
+import { type RopeTable, ropeTable } from '../rope.js';
+import type { BlockCall, BlockGeometry, BlockLayout } from '../shape.js';
 import type { BlockResult } from '../stats.js';
 import { causalProblem } from './problem.js';
 import { CpuTally } from './tally.js';
@@ -52,10 +52,9 @@ export class CpuBlock {
     const engine = await cpuEngine();
     const spec = this.spec;
     const { heads: Nq, kvHeads: Nkv, headDim: D, hidden: H } = spec;
-    const { rows, batch: B, seq: S } = call;
+    const { rows, seq: S } = call;
     const qd = Nq * D;
-    const kvd = Nkv * D;
-    const W = qd + 2 * kvd;
+    const W = qd + 2 * Nkv * D;
     const tally = new CpuTally();
     const x = call.x.toFloat32();
 
@@ -65,18 +64,10 @@ export class CpuBlock {
 
     const keys = call.cacheKeys?.data as Float32Array | undefined;
     const values = call.cacheValues?.data as Float32Array | undefined;
-    biasRopeCache(spec, call, qkv, this.qkvBias, keys, values);
+    ropeAndCache(spec, call, qkv, ropeTable(spec.rope, D, call.start, S), this.qkvBias, keys, values);
     tally.step('bias-rope-cache');
 
-    const rowView = (offset: number) => ({ data: qkv, offset, strides: { b: call.rowStrideB * W, h: D, s: call.rowStrideS * W, d: 1 } });
-    const cacheView = (data: Float32Array) => ({ data, offset: 0, strides: { b: kvd, h: D, s: B * kvd, d: 1 } });
-    const problem = causalProblem({
-      layout: call.layout, batch: B, headsQ: Nq, headsKv: Nkv, seqQ: S, seqK: keys ? call.start + S : S, headDim: D, scale: spec.scale,
-      q: rowView(0),
-      k: keys ? cacheView(keys) : rowView(qd),
-      v: values ? cacheView(values) : rowView(qd + kvd),
-    });
-    const attention = await runFlash(engine, problem);
+    const attention = await packedAttention(engine, spec, call, qkv, keys, values);
     tally.step('flash-attention');
     tally.intermediateBytes += rows * qd * 4 + (attention.stats?.intermediateBytes ?? 0);
     const attn = attention.out.data as Float32Array;
@@ -105,14 +96,18 @@ export class CpuBlock {
   }
 }
 
-/** The fused path's one pass: + packed bias, RoPE on Q and K (in place), new K/V into the cache. */
-function biasRopeCache(spec: BlockSpec, call: BlockCall, qkv: Float32Array, bias: Float32Array | undefined, keys?: Float32Array, values?: Float32Array): void {
-  const { heads: Nq, kvHeads: Nkv, headDim: D } = spec;
+/**
+ * The fused path's one pass over the packed rows: + [bq; bk; bv] (when given), RoPE on the Q and K
+ * columns in place with `table` (row t for token t), and the new K/V rows copied into the cache.
+ */
+export function ropeAndCache(
+  dims: BlockDims, call: BlockGeometry, qkv: Float32Array, table: RopeTable, bias?: Float32Array, keys?: Float32Array, values?: Float32Array,
+): void {
+  const { heads: Nq, kvHeads: Nkv, headDim: D } = dims;
   const qd = Nq * D;
   const kvd = Nkv * D;
   const W = qd + 2 * kvd;
   const half = D / 2;
-  const table = ropeTable(spec.rope, D, call.start, call.seq);
   for (let b = 0; b < call.batch; b++) {
     for (let s = 0; s < call.seq; s++) {
       const row = (b * call.rowStrideB + s * call.rowStrideS) * W;
@@ -136,4 +131,23 @@ function biasRopeCache(spec: BlockSpec, call: BlockCall, qkv: Float32Array, bias
       }
     }
   }
+}
+
+/** Attention of the packed rows' queries over the packed keys, or over the cache prefix. */
+export async function packedAttention(engine: CpuEngine, dims: BlockDims, call: BlockGeometry & { layout: BlockLayout }, qkv: Float32Array, keys?: Float32Array, values?: Float32Array) {
+  const { heads: Nq, kvHeads: Nkv, headDim: D } = dims;
+  const qd = Nq * D;
+  const kvd = Nkv * D;
+  const W = qd + 2 * kvd;
+  const rowView = (offset: number) => ({ data: qkv, offset, strides: { b: call.rowStrideB * W, h: D, s: call.rowStrideS * W, d: 1 } });
+  const cacheView = (data: Float32Array) => ({ data, offset: 0, strides: { b: kvd, h: D, s: call.batch * kvd, d: 1 } });
+  const seqK = keys ? call.start + call.seq : call.seq;
+  const problem = causalProblem({
+    layout: call.layout, batch: call.batch, headsQ: Nq, headsKv: Nkv, seqQ: call.seq, seqK, headDim: D, scale: dims.scale,
+    q: rowView(0),
+    // only the filled prefix of the cache: the kernel stages what it is given
+    k: keys ? cacheView(keys.subarray(0, seqK * call.batch * kvd)) : rowView(qd),
+    v: values ? cacheView(values.subarray(0, seqK * call.batch * kvd)) : rowView(qd + kvd),
+  });
+  return runFlash(engine, problem);
 }

@@ -9,10 +9,10 @@ import { UnsupportedError } from '../../core/errors.js';
 import { floatsToHalf } from '../../core/dtype.js';
 import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
 import { STORAGE_USAGE } from '../../backends/webgpu/usage.js';
-import type { BlockSpec, WeightData } from '../config.js';
+import type { BlockDims, BlockSpec, WeightData } from '../config.js';
 import { asFloat32, packQkv } from '../pack.js';
 import { ropeTable } from '../rope.js';
-import type { BlockCall } from '../shape.js';
+import type { BlockCall, BlockGeometry } from '../shape.js';
 import type { BlockResult } from '../stats.js';
 import {
   BLOCK_ATTENTION_BINDINGS, BLOCK_ATTENTION_PARAMS, BLOCK_ATTENTION_TILES, type BlockAttentionOptions, type BlockAttentionTile,
@@ -51,69 +51,92 @@ export class GpuBlock {
   readonly tier: GemmTier;
   readonly tile: BlockAttentionTile;
   private unfusedWeights: UnfusedWeights | undefined;
+  private ownRope: GpuRopeTable | undefined;
 
   private constructor(
     readonly runtime: GpuRuntime,
-    readonly spec: BlockSpec,
+    readonly dims: BlockDims,
+    /** The host weights, for the unfused path (absent for blocks made from GPU weights). */
+    private readonly spec: BlockSpec | undefined,
     readonly weightDType: 'float32' | 'float16',
     tier: GemmTier,
     tile: BlockAttentionTile,
     private readonly qkv: GpuLinear,
     private readonly o: GpuLinear,
-    readonly rope: GpuRopeTable,
     private readonly owned: GPUBuffer[],
   ) {
     this.tier = tier;
     this.tile = tile;
   }
 
+  /** Uploads the block's weights ([Wq; Wk; Wv] packed once) and compiles its kernels. */
   static async create(runtime: GpuRuntime, spec: BlockSpec, options: GpuBlockOptions = {}): Promise<GpuBlock> {
     const dtype = options.weightDType ?? spec.weightDType;
-    const tier = chooseGemm(runtime, options.gemm ?? 'auto', dtype);
-    const tile = options.tile ?? BLOCK_ATTENTION_TILES.find((t) => fitsTile(runtime, t, spec.headDim));
-    if (!tile) {
-      throw new UnsupportedError('config.headDim', `head dim ${spec.headDim} needs ${blockAttentionWorkgroupBytes(BLOCK_ATTENTION_TILES.at(-1)!, spec.headDim)} bytes of workgroup memory but maxComputeWorkgroupStorageSize is ${runtime.limits.maxComputeWorkgroupStorageSize}`);
-    }
     const owned: GPUBuffer[] = [];
-    const upload = (data: ArrayBufferView, label: string) => {
-      const buffer = runtime.createBuffer(data.byteLength, label, STORAGE_USAGE);
-      runtime.write(buffer, 0, data);
-      owned.push(buffer);
-      return buffer;
-    };
+    const upload = (data: ArrayBufferView, label: string) => uploadOwned(runtime, owned, data, label);
     const weight = (w: WeightData) => (dtype === 'float16' ? (w instanceof Uint16Array ? w : floatsToHalf(w)) : asFloat32(w));
     const { H, W, qd } = sizes(spec);
     const packed = packQkv(spec);
     const qkv: GpuLinear = { weight: upload(weight(packed.weight), 'block Wqkv'), dtype, outDim: W, inDim: H, bias: packed.bias ? upload(packed.bias, 'block bqkv') : undefined };
     const w = spec.weights;
     const o: GpuLinear = { weight: upload(weight(w.o), 'block Wo'), dtype, outDim: H, inDim: qd, bias: w.oBias ? upload(asFloat32(w.oBias), 'block bo') : undefined };
-    const table = ropeTable(spec.rope, spec.headDim, 0, spec.maxPositions);
-    const ropeData = new Float32Array(table.cos.length * 2);
-    ropeData.set(table.cos, 0);
-    ropeData.set(table.sin, table.cos.length);
-    const rope = { buffer: upload(ropeData, 'block rope table'), rows: spec.maxPositions };
-    const block = new GpuBlock(runtime, spec, dtype, tier, tile, qkv, o, rope, owned);
+    return GpuBlock.assemble(runtime, spec, spec, dtype, qkv, o, owned, options);
+  }
+
+  /**
+   * A block on weights already on the GPU (the model runner's): `qkv` is the packed [Wq; Wk; Wv]
+   * [W, H] with its packed bias, `o` is Wo [H, Nq D]. The fused path only (no unfused weights).
+   * `owned` buffers are destroyed with the block.
+   */
+  static fromLinears(runtime: GpuRuntime, dims: BlockDims, qkv: GpuLinear, o: GpuLinear, owned: GPUBuffer[], options: GpuBlockOptions = {}): Promise<GpuBlock> {
+    return GpuBlock.assemble(runtime, dims, undefined, qkv.dtype, qkv, o, owned, options);
+  }
+
+  private static async assemble(
+    runtime: GpuRuntime, dims: BlockDims, spec: BlockSpec | undefined, dtype: 'float32' | 'float16',
+    qkv: GpuLinear, o: GpuLinear, owned: GPUBuffer[], options: GpuBlockOptions,
+  ): Promise<GpuBlock> {
+    const tier = chooseGemm(runtime, options.gemm ?? 'auto', dtype);
+    const tile = options.tile ?? BLOCK_ATTENTION_TILES.find((t) => fitsTile(runtime, t, dims.headDim));
+    if (!tile) {
+      throw new UnsupportedError('config.headDim', `head dim ${dims.headDim} needs ${blockAttentionWorkgroupBytes(BLOCK_ATTENTION_TILES.at(-1)!, dims.headDim)} bytes of workgroup memory but maxComputeWorkgroupStorageSize is ${runtime.limits.maxComputeWorkgroupStorageSize}`);
+    }
+    const block = new GpuBlock(runtime, dims, spec, dtype, tier, tile, qkv, o, owned);
     await Promise.all([linearPipeline(runtime, tier, qkv), linearPipeline(runtime, tier, o), block.attentionPipeline(false)]);
     return block;
   }
 
+  /** The block's own RoPE table (positions 0 .. maxPositions - 1), uploaded on first use. */
+  get rope(): GpuRopeTable {
+    if (!this.ownRope) {
+      const table = ropeTable(this.dims.rope, this.dims.headDim, 0, this.dims.maxPositions);
+      const data = new Float32Array(table.cos.length * 2);
+      data.set(table.cos, 0);
+      data.set(table.sin, table.cos.length);
+      this.ownRope = { buffer: uploadOwned(this.runtime, this.owned, data, 'block rope table'), rows: this.dims.maxPositions };
+    }
+    return this.ownRope;
+  }
+
   /** The three-dispatch path. */
   fused(call: BlockCall, extras: GpuCallExtras = {}): Promise<BlockResult> {
-    return runBlockCall(this.runtime, 'fused', call, this.spec.hidden, (bound) => this.queueFused(call, bound, extras));
+    return runBlockCall(this.runtime, 'fused', call, this.dims.hidden, (bound) => this.queueFused(call, bound, extras));
   }
 
   /** The traditional sequence of separate kernels. */
   unfused(call: BlockCall, extras: GpuCallExtras = {}): Promise<BlockResult> {
-    return runBlockCall(this.runtime, 'unfused', call, this.spec.hidden, async (bound) => {
-      this.unfusedWeights ??= this.createUnfusedWeights();
-      await queueUnfused(this.runtime, this.spec, this.tier, this.unfusedWeights, call, bound, this.positions(call, extras), extras.rope ?? this.rope);
+    const spec = this.spec;
+    if (!spec) throw new UnsupportedError('path', 'this block was made from GPU weights (fused path only); the unfused path needs the host weights');
+    return runBlockCall(this.runtime, 'unfused', call, spec.hidden, async (bound) => {
+      this.unfusedWeights ??= this.createUnfusedWeights(spec);
+      await queueUnfused(this.runtime, spec, this.tier, this.unfusedWeights, call, bound, this.positions(call, extras), extras.rope ?? this.rope);
     });
   }
 
   /** Queues the fused path's three dispatches (for callers that manage buffers themselves). */
-  async queueFused(call: BlockCall, bound: BoundCall, extras: GpuCallExtras = {}): Promise<void> {
+  async queueFused(call: BlockGeometry, bound: BoundCall, extras: GpuCallExtras = {}): Promise<void> {
     const rt = this.runtime;
-    const { W, qd, kvd } = sizes(this.spec);
+    const { W, qd, kvd } = sizes(this.dims);
     const rope = extras.rope ?? this.rope;
     const cache = bound.keys !== undefined;
     const pipeline = await this.attentionPipeline(cache);
@@ -124,7 +147,7 @@ export class GpuBlock {
       const B = BLOCK_ATTENTION_BINDINGS;
       const params = BLOCK_ATTENTION_PARAMS.pack({
         row_b: call.rowStrideB, row_s: call.rowStrideS, qkv_width: W, out_width: qd, seq: call.seq, batch: call.batch,
-        kv_width: kvd, k_col: qd, v_col: qd + kvd, group: this.spec.group, scale: this.spec.scale,
+        kv_width: kvd, k_col: qd, v_col: qd + kvd, group: this.dims.group, scale: this.dims.scale,
         kc_off: bound.keys?.elementBase ?? 0, vc_off: bound.values?.elementBase ?? 0, rope_rows: rope.rows,
       });
       const entries: Record<number, GPUBuffer | GPUBufferBinding> = {
@@ -142,7 +165,7 @@ export class GpuBlock {
         label: 'block-attention',
         pipeline,
         bindGroups: [rt.bindGroup(pipeline, 0, entries)],
-        workgroups: [Math.ceil(call.seq / this.tile.rows), this.spec.heads, call.batch],
+        workgroups: [Math.ceil(call.seq / this.tile.rows), this.dims.heads, call.batch],
       });
       await queueLinear(rt, this.tier, this.o, { x: attn, rows: call.rows, out: bound.out, label: 'o-gemm' });
     } finally {
@@ -155,28 +178,23 @@ export class GpuBlock {
   destroy(): void {
     for (const b of this.owned) b.destroy();
     this.owned.length = 0;
+    this.ownRope = undefined;
     if (this.unfusedWeights) for (const b of this.unfusedWeights.owned) b.destroy();
     this.unfusedWeights = undefined;
   }
 
   private attentionPipeline(cache: boolean) {
-    return this.runtime.pipeline(blockAttentionKernel, { headDim: this.spec.headDim, cache, tile: this.tile });
+    return this.runtime.pipeline(blockAttentionKernel, { headDim: this.dims.headDim, cache, tile: this.tile });
   }
 
-  private positions(call: BlockCall, extras: GpuCallExtras): GPUBuffer {
+  private positions(call: BlockGeometry, extras: GpuCallExtras): GPUBuffer {
     return extras.positions ?? this.runtime.uploadTransient(new Uint32Array([call.start, 0]), 'block positions');
   }
 
-  private createUnfusedWeights(): UnfusedWeights {
+  private createUnfusedWeights(spec: BlockSpec): UnfusedWeights {
     const rt = this.runtime;
-    const spec = this.spec;
     const owned: GPUBuffer[] = [];
-    const upload = (data: ArrayBufferView, label: string) => {
-      const buffer = rt.createBuffer(data.byteLength, label, STORAGE_USAGE);
-      rt.write(buffer, 0, data);
-      owned.push(buffer);
-      return buffer;
-    };
+    const upload = (data: ArrayBufferView, label: string) => uploadOwned(rt, owned, data, label);
     const dtype = this.weightDType;
     const weight = (w: WeightData) => (dtype === 'float16' ? (w instanceof Uint16Array ? w : floatsToHalf(w)) : asFloat32(w));
     const { H, qd, kvd } = sizes(spec);
@@ -197,13 +215,20 @@ export class GpuBlock {
   }
 }
 
+function uploadOwned(runtime: GpuRuntime, owned: GPUBuffer[], data: ArrayBufferView, label: string): GPUBuffer {
+  const buffer = runtime.createBuffer(data.byteLength, label, STORAGE_USAGE);
+  runtime.write(buffer, 0, data);
+  owned.push(buffer);
+  return buffer;
+}
+
 function fitsTile(runtime: GpuRuntime, t: BlockAttentionTile, headDim: number): boolean {
   const l = runtime.limits;
   return t.threads <= l.maxComputeInvocationsPerWorkgroup && t.threads <= l.maxComputeWorkgroupSizeX &&
     blockAttentionWorkgroupBytes(t, headDim) <= l.maxComputeWorkgroupStorageSize;
 }
 
-export function sizes(spec: BlockSpec): { H: number; W: number; qd: number; kvd: number } {
+export function sizes(spec: BlockDims): { H: number; W: number; qd: number; kvd: number } {
   const qd = spec.heads * spec.headDim;
   const kvd = spec.kvHeads * spec.headDim;
   return { H: spec.hidden, W: qd + 2 * kvd, qd, kvd };

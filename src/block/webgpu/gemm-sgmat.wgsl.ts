@@ -15,7 +15,8 @@
 import { UniformLayout } from '../../backends/webgpu/uniforms.js';
 
 export interface SgmatGemmOptions {
-  bias: boolean;
+  /** dtype of the bias, or 'none'. */
+  bias: 'none' | 'float32' | 'float16';
   /**
    * How a subgroup finds its quadrant: the subgroup_id builtin of the extension, or
    * local_invocation_index / 32 (the same on drivers that fill subgroups in invocation order).
@@ -54,7 +55,8 @@ export function buildSgmatGemm(o: SgmatGemmOptions): string {
   const T = SGMAT_TILE;
   const B = SGMAT_GEMM_BINDINGS;
   const tiles = ['00', '01', '10', '11'];
-  return `// fusedattn linear on subgroup matrices: y = x Wᵀ${o.bias ? ' + b' : ''}, f16 x f16 -> f32, 64 x 64 tiles
+  const bias = o.bias !== 'none';
+  return `// fusedattn linear on subgroup matrices: y = x Wᵀ${bias ? ' + b' : ''}, f16 x f16 -> f32, 64 x 64 tiles
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -65,7 +67,7 @@ ${SGMAT_GEMM_PARAMS.wgsl()}
 @group(0) @binding(${B.a}) var<storage, read> a: array<f32>;
 @group(0) @binding(${B.w}) var<storage, read> w: array<f16>;
 @group(0) @binding(${B.c}) var<storage, read_write> c: array<f32>;
-${o.bias ? `@group(0) @binding(${B.bias}) var<storage, read> bias: array<f32>;` : ''}
+${bias ? `@group(0) @binding(${B.bias}) var<storage, read> bias: array<${o.bias === 'float16' ? 'f16' : 'f32'}>;` : ''}
 
 const TM: u32 = ${T.m}u;
 const TN: u32 = ${T.n}u;
@@ -125,7 +127,7 @@ ${tiles.map((t) => `  var acc${t} = subgroup_matrix_result<f32, 16, 16>();`).joi
     let r = e / TN;
     let col = e % TN;
     if (m0 + r < params.m && n0 + col < params.n) {
-      c[params.c_off + (m0 + r) * params.c_stride + n0 + col] = c_tile[e]${o.bias ? ' + bias[n0 + col]' : ''};
+      c[params.c_off + (m0 + r) * params.c_stride + n0 + col] = c_tile[e]${bias ? ' + f32(bias[n0 + col])' : ''};
     }
   }
 }

@@ -8,6 +8,7 @@ import { UnsupportedError } from '../../core/errors.js';
 import { dispatchMatmul, matmulKernel } from '../../backends/webgpu/kernels/matmul.js';
 import { type MatmulOptions, buildMatmul } from '../../backends/webgpu/kernels/matmul.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
+import { type FloatDType, arrayElement, loadFloat, readBinding } from '../../backends/webgpu/wgsl.js';
 import { SGMAT_GEMM_BINDINGS, SGMAT_GEMM_PARAMS, SGMAT_TILE, type SgmatGemmOptions, buildSgmatGemm, sgmatUnsupported } from './gemm-sgmat.wgsl.js';
 
 export type GemmTier = 'portable' | 'subgroup-matrix';
@@ -19,8 +20,9 @@ export interface GpuLinear {
   dtype: 'float32' | 'float16';
   outDim: number;
   inDim: number;
-  /** float32 [outDim]. */
+  /** [outDim], float32 unless biasDType says float16. */
   bias?: GPUBuffer;
+  biasDType?: 'float32' | 'float16';
 }
 
 /** Rows of x in, rows of y out: both row-major with the given element offsets and row strides. */
@@ -37,11 +39,13 @@ export interface LinearCall {
 
 interface BiasOptions {
   matmul: MatmulOptions;
+  bias: FloatDType;
 }
 
 const portableBiasKernel = defineKernel<BiasOptions>('block-linear-bias', (o) => buildMatmul(o.matmul, {
-  wgsl: `@group(1) @binding(0) var<storage, read> bias: array<f32>;
-fn epilogue(value: f32, zo: u32, zi: u32, m: u32, n: u32) -> f32 { return value + bias[n]; }`,
+  wgsl: `${readBinding(0, 'bias', arrayElement(o.bias), 1)}
+${loadFloat('bias_at', 'bias', o.bias)}
+fn epilogue(value: f32, zo: u32, zi: u32, m: u32, n: u32) -> f32 { return value + bias_at(n); }`,
 }));
 const sgmatKernel = defineKernel<SgmatGemmOptions>('block-linear-sgmat', buildSgmatGemm);
 
@@ -62,9 +66,10 @@ export function chooseGemm(runtime: GpuRuntime, choice: GemmChoice, dtype: 'floa
 
 /** Compiles (or finds) the pipeline of `tier` for `linear`, so queueing it later does not wait. */
 export async function linearPipeline(runtime: GpuRuntime, tier: GemmTier, linear: GpuLinear, subgroupIndex: SgmatGemmOptions['subgroupIndex'] = 'builtin') {
-  if (tier === 'subgroup-matrix') return runtime.pipeline(sgmatKernel, { bias: linear.bias !== undefined, subgroupIndex });
+  const bias = linear.bias ? linear.biasDType ?? 'float32' : 'none';
+  if (tier === 'subgroup-matrix') return runtime.pipeline(sgmatKernel, { bias, subgroupIndex });
   const matmul: MatmulOptions = { a: 'float32', b: linear.dtype, out: 'float32', transposeB: true, splitK: false, ragged: false };
-  return linear.bias ? runtime.pipeline(portableBiasKernel, { matmul }) : runtime.pipeline(matmulKernel, matmul);
+  return bias !== 'none' ? runtime.pipeline(portableBiasKernel, { matmul, bias }) : runtime.pipeline(matmulKernel, matmul);
 }
 
 /** Queues y = x Wᵀ (+ b) as one dispatch. */
