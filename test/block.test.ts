@@ -56,8 +56,13 @@ for (const backend of backends) {
         // the two paths agree with each other as closely as each agrees with float64
         expect(checkLowPrecision('fused vs unfused', fused.out.toFloat32(), unfused.out.toFloat32(), ref.out, 1e-6) ?? '').toBe('');
         if (backend.name === 'webgpu') {
-          expect(fused.stats.dispatches).toBe(3);
-          expect(fused.stats.kernels).toEqual(['qkv-gemm', 'block-attention', 'o-gemm']);
+          // small grids split the keys over more workgroups and merge them in a 4th dispatch
+          expect([['qkv-gemm', 'block-attention', 'o-gemm'], ['qkv-gemm', 'block-attention', 'block-attention-combine', 'o-gemm']]).toContainEqual(fused.stats.kernels);
+          const unsplit = await AttentionBlock.create(c.config, weights, { backend: backend.name, minWorkgroups: 0 });
+          const three = await unsplit.forward({ data: x, shape }, { layout });
+          expect(three.stats.kernels).toEqual(['qkv-gemm', 'block-attention', 'o-gemm']);
+          expect(check('fused, keys not split', three.out.toFloat32(), ref.out)).toBe('');
+          unsplit.destroy();
         }
         expect(unfused.stats.dispatches).toBeGreaterThanOrEqual(12);
         expect(unfused.stats.intermediateBytes).toBeGreaterThan(fused.stats.intermediateBytes);
@@ -70,19 +75,22 @@ for (const backend of backends) {
       const weights = randomBlockWeights(config, seed + 7, { oBias: true });
       const spec = validateBlock(config, weights);
       const block = await AttentionBlock.create(config, weights, { backend: backend.name });
+      const unsplit = await AttentionBlock.create(config, weights, { backend: backend.name, minWorkgroups: 0 });
       const B = 2;
-      const capacity = 24;
+      const capacity = 96;
       const kvd = 2 * 8;
-      for (const path of ['forward', 'forwardUnfused'] as const) {
+      let splitSeen = false;
+      const runs = [['forward', block], ['forwardUnfused', block], ...(backend.name === 'webgpu' ? [['forward', unsplit]] : [])] as const;
+      for (const [path, runner] of runs) {
         const keys = new Float32Array(capacity * B * kvd);
         const values = new Float32Array(capacity * B * kvd);
         const refKeys = new Float32Array(capacity * B * kvd);
         const refValues = new Float32Array(capacity * B * kvd);
         let start = 0;
-        for (const [step, seq] of [13, 5, 1, 1].entries()) {
+        for (const [step, seq] of [13, 60, 1, 1].entries()) {
           const x = randomHidden(B * seq, config.hidden, seed + 50 + step);
           const ref = referenceBlock(spec, { x, layout: 'SBH', batch: B, seq, start, cacheKeys: refKeys, cacheValues: refValues });
-          const result = await block[path]({ data: x, shape: [seq, B, config.hidden] }, {
+          const result = await runner[path]({ data: x, shape: [seq, B, config.hidden] }, {
             layout: 'SBH', start,
             cache: { keys: Tensor.fromData(keys, [capacity, B, kvd]), values: Tensor.fromData(values, [capacity, B, kvd]) },
           });
@@ -95,13 +103,21 @@ for (const backend of backends) {
             check(`${path} step ${step} cache values`, values.subarray(at, at + seq * B * kvd), ref.values),
           ].filter(Boolean);
           expect(failures.join('; ')).toBe('');
-          if (backend.name === 'webgpu' && path === 'forward') expect(result.stats.dispatches).toBe(3);
+          if (backend.name === 'webgpu' && path === 'forward') {
+            // small grids (4 heads x 2 sequences) split the keys (a 4th dispatch merges) unless told not to
+            const splits = runner.gpu!.splitsFor({ batch: B, seq, rows: B * seq, start, rowStrideB: 1, rowStrideS: B }, true);
+            expect(result.stats.dispatches).toBe(splits > 1 ? 4 : 3);
+            if (runner === unsplit) expect(splits).toBe(1);
+            else if (splits > 1) splitSeen = true;
+          }
           start += seq;
         }
         // positions past the last step were never written
         expect(keys.subarray(start * B * kvd).every((v) => v === 0)).toBe(true);
       }
+      if (backend.name === 'webgpu') expect(splitSeen, 'a decode step ran with split keys').toBe(true);
       block.destroy();
+      unsplit.destroy();
     });
 
     it('start without a cache shifts RoPE positions only', async () => {

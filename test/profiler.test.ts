@@ -35,7 +35,8 @@ describe.skipIf(webgpu.skip !== undefined)('profiler on webgpu', () => {
 
   for (const timing of ['wall', 'gpu-timestamps'] as const) {
     it(`counts spans and kernels and exports a valid Chrome trace (${timing})`, async () => {
-      const block = await AttentionBlock.create(config, randomBlockWeights(config, 5), { backend: 'webgpu' });
+      // minWorkgroups 0: the 3-dispatch form even at this small size
+      const block = await AttentionBlock.create(config, randomBlockWeights(config, 5), { backend: 'webgpu', minWorkgroups: 0 });
       const rt = block.gpu!.runtime;
       if (timing === 'gpu-timestamps' && !rt.features.has('timestamp-query')) {
         console.warn('!!! no timestamp-query on this adapter: GPU-timestamp profiling untested here');
@@ -80,7 +81,7 @@ describe.skipIf(webgpu.skip !== undefined)('profiler on webgpu', () => {
   }
 
   it('attributes replayed commands to the scope span', async () => {
-    const block = await AttentionBlock.create(config, randomBlockWeights(config, 6), { backend: 'webgpu' });
+    const block = await AttentionBlock.create(config, randomBlockWeights(config, 6), { backend: 'webgpu', minWorkgroups: 0 });
     const rt = block.gpu!.runtime;
     const device = rt.device;
     const buffer = device.createBuffer({ size: x.data.byteLength, usage: 0x80 | 0x4 | 0x8 });

@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { FusedAttnError } from '../core/errors.js';
+import { blockBenchCommand } from './block.js';
 import { demoCommand } from './demo.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
@@ -22,7 +23,7 @@ function program(): Command {
   const cli = configure(new Command('fusedattn'))
     .description('FlashAttention and fused attention for JavaScript: run attention on .npy files, inspect backends, verify them')
     .version(version);
-  for (const command of [runCommand(), infoCommand(), verifyCommand(), demoCommand(), generateCommand()]) cli.addCommand(configure(command));
+  for (const command of [runCommand(), infoCommand(), verifyCommand(), demoCommand(), generateCommand(), blockBenchCommand()]) cli.addCommand(configure(command));
   return cli;
 }
 

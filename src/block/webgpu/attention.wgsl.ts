@@ -31,6 +31,12 @@ export interface BlockAttentionOptions {
   headDim: number;
   cache: boolean;
   tile: BlockAttentionTile;
+  /**
+   * Split the keys over params.splits workgroups per query block ("flash decoding"): each writes
+   * its unnormalised partial (m, l, acc) to a workspace and block-attention-combine merges them.
+   * For decode, where (query blocks x heads x batch) workgroups are too few to fill a GPU.
+   */
+  split: boolean;
 }
 
 export const BLOCK_ATTENTION_PARAMS = new UniformLayout('BlockAttentionParams', {
@@ -56,8 +62,13 @@ export const BLOCK_ATTENTION_PARAMS = new UniformLayout('BlockAttentionParams', 
   vc_off: 'u32',
   /** R, rows of the cos table (sin starts at R * D/2). */
   rope_rows: 'u32',
+  /** Key splits per query block (options.split), else 1. */
+  splits: 'u32',
+  /** Nq. */
+  heads: 'u32',
 });
 
+/** With options.split, binding `out` is the partial workspace [B, Nq, S, splits, D + 2]. */
 export const BLOCK_ATTENTION_BINDINGS = { params: 0, qkv: 1, rope: 2, step: 3, out: 4, kCache: 5, vCache: 6 } as const;
 
 /** Tiles from the preferred to the smallest; the first that fits the device's workgroup memory is used. */
@@ -102,8 +113,8 @@ export function buildBlockAttention(o: BlockAttentionOptions): string {
         else { x = qkv[new_row(b, kj - past) * params.qkv_width + params.v_col + hk * D + d]; }`
     : 'x = qkv[new_row(b, kj) * params.qkv_width + params.v_col + hk * D + d];';
   const cacheWrite = o.cache
-    ? `  // the first query head of each KV head writes that head's new rows to the cache
-  if (h % params.group == 0u) {
+    ? `  // the first query head of each KV head writes that head's new rows to the cache (split 0)
+  if (h % params.group == 0u${o.split ? ' && split == 0u' : ''}) {
     for (var e = lid; e < ROWS * D; e += THREADS) {
       let t = i0 + e / D;
       let d = e % D;
@@ -162,7 +173,8 @@ fn rotated(base: u32, d: u32, trow: u32) -> f32 {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wg.z;
   let h = wg.y;
-  let i0 = wg.x * ROWS;
+${o.split ? `  let split = wg.x % params.splits;
+  let i0 = (wg.x / params.splits) * ROWS;` : '  let i0 = wg.x * ROWS;'}
   if (i0 >= params.seq) { return; }
   let start = step[0];
   let rope_base = step[1];
@@ -186,13 +198,18 @@ ${cacheWrite}
 
   // causal: this block's last token sees keys 0 .. past + last
   let n_keys = past + min(i0 + ROWS, params.seq);
-  let tiles = (n_keys + KEYS - 1u) / KEYS;
+${o.split ? `  // this split's share of the key tiles
+  let all_tiles = (n_keys + KEYS - 1u) / KEYS;
+  let chunk = (all_tiles + params.splits - 1u) / params.splits;
+  let tile_begin = min(all_tiles, split * chunk);
+  let tiles = min(all_tiles, tile_begin + chunk);` : `  let tile_begin = 0u;
+  let tiles = (n_keys + KEYS - 1u) / KEYS;`}
   var m = NO_SCORE;   // running max (NO_SCORE: nothing seen yet)
   var l = 0.0;        // running sum of exp(score - m)
   var acc: array<vec2<f32>, PAIRS_PER_THREAD>;
   var s: array<f32, KEYS_PER_THREAD>;
 
-  for (var tile = 0u; tile < tiles; tile++) {
+  for (var tile = tile_begin; tile < tiles; tile++) {
     let j0 = tile * KEYS;
     workgroupBarrier();   // the previous V tile (or the query block) is fully read / written
     for (var e = lid; e < KEYS * D; e += THREADS) {
@@ -257,7 +274,19 @@ ${cacheWrite}
   }
 
   if (!row_valid) { return; }
-  // every row sees at least its own key, so l > 0
+${o.split ? `  // unnormalised partial of this split: m, l, then acc (a split that saw no key has l = 0)
+  let pb = (((b * params.heads + h) * params.seq + i) * params.splits + split) * (D + 2u);
+  if (lane == 0u) {
+    out[pb] = m;
+    out[pb + 1u] = l;
+  }
+  for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
+    let col = 2u * (lane + PER_ROW * v);
+    if (col < D) {
+      out[pb + 2u + col] = acc[v].x;
+      out[pb + 3u + col] = acc[v].y;
+    }
+  }` : `  // every row sees at least its own key, so l > 0
   let inv = 1.0 / l;
   let ob = new_row(b, i) * params.out_width + h * D;
   for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
@@ -267,7 +296,59 @@ ${cacheWrite}
       out[ob + col] = val.x;
       out[ob + col + 1u] = val.y;
     }
+  }`}
+}
+`;
+}
+
+export const BLOCK_COMBINE_PARAMS = new UniformLayout('BlockCombineParams', {
+  /** B * Nq * S * D outputs. */
+  count: 'u32',
+  heads: 'u32',
+  seq: 'u32',
+  splits: 'u32',
+  row_b: 'u32',
+  row_s: 'u32',
+  out_width: 'u32',
+});
+
+export const BLOCK_COMBINE_THREADS = 256;
+
+/**
+ * Merges the splits of the partial workspace: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s
+ * with M the largest m_s. One invocation per output element; dispatch flatGrid(count).
+ */
+export function buildBlockCombine(o: { headDim: number }): string {
+  const D = o.headDim;
+  return `// fusedattn block attention: merge the key splits
+${BLOCK_COMBINE_PARAMS.wgsl()}
+@group(0) @binding(0) var<uniform> params: BlockCombineParams;
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+const D: u32 = ${D}u;
+
+@compute @workgroup_size(${BLOCK_COMBINE_THREADS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let e = (wg.y * nwg.x + wg.x) * ${BLOCK_COMBINE_THREADS}u + lid;
+  if (e >= params.count) { return; }
+  let d = e % D;
+  let row = e / D;                       // ((b * Nq + h) * S + i)
+  let i = row % params.seq;
+  let h = (row / params.seq) % params.heads;
+  let b = row / (params.seq * params.heads);
+  let base = row * params.splits * (D + 2u);
+  var mx = ${NO_SCORE};
+  for (var s = 0u; s < params.splits; s++) { mx = max(mx, partial[base + s * (D + 2u)]); }
+  var num = 0.0;
+  var den = 0.0;
+  for (var s = 0u; s < params.splits; s++) {
+    let p = base + s * (D + 2u);
+    let w = select(0.0, exp(partial[p] - mx), partial[p + 1u] > 0.0);
+    num += w * partial[p + 2u + d];
+    den += w * partial[p + 1u];
   }
+  out[(b * params.row_b + i * params.row_s) * params.out_width + h * D + d] = num / den;
 }
 `;
 }

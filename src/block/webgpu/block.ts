@@ -15,14 +15,21 @@ import { ropeTable } from '../rope.js';
 import type { BlockCall, BlockGeometry } from '../shape.js';
 import type { BlockResult } from '../stats.js';
 import {
-  BLOCK_ATTENTION_BINDINGS, BLOCK_ATTENTION_PARAMS, BLOCK_ATTENTION_TILES, type BlockAttentionOptions, type BlockAttentionTile,
-  blockAttentionWorkgroupBytes, buildBlockAttention,
+  BLOCK_ATTENTION_BINDINGS, BLOCK_ATTENTION_PARAMS, BLOCK_ATTENTION_TILES, BLOCK_COMBINE_PARAMS, BLOCK_COMBINE_THREADS,
+  type BlockAttentionOptions, type BlockAttentionTile, blockAttentionWorkgroupBytes, buildBlockAttention, buildBlockCombine,
 } from './attention.wgsl.js';
+import { flatGrid } from './unfused.wgsl.js';
 import { type GemmChoice, type GemmTier, type GpuLinear, chooseGemm, linearPipeline, queueLinear } from './gemm.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';
 
 export const blockAttentionKernel = defineKernel<BlockAttentionOptions>('block-attention', buildBlockAttention);
+export const blockCombineKernel = defineKernel<{ headDim: number }>('block-attention-combine', buildBlockCombine);
+
+/** Default of GpuBlockOptions.minWorkgroups: a few workgroups per SM of a large GPU. */
+export const MIN_ATTENTION_WORKGROUPS = 256;
+/** Most key splits per query block. */
+const MAX_SPLITS = 64;
 
 export interface GpuBlockOptions {
   /** GEMM tier (default 'auto': subgroup matrices where present with float16 weights). */
@@ -31,6 +38,12 @@ export interface GpuBlockOptions {
   weightDType?: 'float32' | 'float16';
   /** Force an attention tile (benchmarks); default: the first of BLOCK_ATTENTION_TILES that fits. */
   tile?: BlockAttentionTile;
+  /**
+   * When the attention grid (query blocks x heads x batch) has fewer workgroups than this, the
+   * keys are split over several workgroups per query block and merged by a 4th dispatch (decode,
+   * small batches). Default 256; 0 never splits (always 3 dispatches).
+   */
+  minWorkgroups?: number;
 }
 
 /** A table of RoPE cos/sin rows on the GPU: cos [rows, D/2] then sin [rows, D/2]. */
@@ -64,6 +77,7 @@ export class GpuBlock {
     private readonly qkv: GpuLinear,
     private readonly o: GpuLinear,
     private readonly owned: GPUBuffer[],
+    private readonly minWorkgroups: number,
   ) {
     this.tier = tier;
     this.tile = tile;
@@ -80,7 +94,9 @@ export class GpuBlock {
     const qkv: GpuLinear = { weight: upload(weight(packed.weight), 'block Wqkv'), dtype, outDim: W, inDim: H, bias: packed.bias ? upload(packed.bias, 'block bqkv') : undefined };
     const w = spec.weights;
     const o: GpuLinear = { weight: upload(weight(w.o), 'block Wo'), dtype, outDim: H, inDim: qd, bias: w.oBias ? upload(asFloat32(w.oBias), 'block bo') : undefined };
-    return GpuBlock.assemble(runtime, spec, spec, dtype, qkv, o, owned, options);
+    const block = await GpuBlock.assemble(runtime, spec, spec, dtype, qkv, o, owned, options);
+    void block.rope; // upload the table now: a first call inside a scope must not write it
+    return block;
   }
 
   /**
@@ -101,7 +117,7 @@ export class GpuBlock {
     if (!tile) {
       throw new UnsupportedError('config.headDim', `head dim ${dims.headDim} needs ${blockAttentionWorkgroupBytes(BLOCK_ATTENTION_TILES.at(-1)!, dims.headDim)} bytes of workgroup memory but maxComputeWorkgroupStorageSize is ${runtime.limits.maxComputeWorkgroupStorageSize}`);
     }
-    const block = new GpuBlock(runtime, dims, spec, dtype, tier, tile, qkv, o, owned);
+    const block = new GpuBlock(runtime, dims, spec, dtype, tier, tile, qkv, o, owned, options.minWorkgroups ?? MIN_ATTENTION_WORKGROUPS);
     await Promise.all([linearPipeline(runtime, tier, qkv), linearPipeline(runtime, tier, o), block.attentionPipeline(false)]);
     return block;
   }
@@ -137,11 +153,14 @@ export class GpuBlock {
   async queueFused(call: BlockGeometry, bound: BoundCall, extras: GpuCallExtras = {}): Promise<void> {
     const rt = this.runtime;
     const { W, qd, kvd } = sizes(this.dims);
+    const { heads, headDim: D } = this.dims;
     const rope = extras.rope ?? this.rope;
     const cache = bound.keys !== undefined;
-    const pipeline = await this.attentionPipeline(cache);
+    const splits = this.splitsFor(call, cache);
+    const pipeline = await this.attentionPipeline(cache, splits > 1);
     const qkv = rt.acquire(call.rows * W * 4, 'intermediate', 'packed qkv');
     const attn = rt.acquire(call.rows * qd * 4, 'intermediate', 'attention output');
+    const partial = splits > 1 ? rt.acquire(call.batch * heads * call.seq * splits * (D + 2) * 4, 'intermediate', 'attention partials') : undefined;
     try {
       await queueLinear(rt, this.tier, this.qkv, { x: bound.x.binding, xOffset: bound.x.elementBase, rows: call.rows, out: qkv, label: 'qkv-gemm' });
       const B = BLOCK_ATTENTION_BINDINGS;
@@ -149,13 +168,14 @@ export class GpuBlock {
         row_b: call.rowStrideB, row_s: call.rowStrideS, qkv_width: W, out_width: qd, seq: call.seq, batch: call.batch,
         kv_width: kvd, k_col: qd, v_col: qd + kvd, group: this.dims.group, scale: this.dims.scale,
         kc_off: bound.keys?.elementBase ?? 0, vc_off: bound.values?.elementBase ?? 0, rope_rows: rope.rows,
+        splits, heads,
       });
       const entries: Record<number, GPUBuffer | GPUBufferBinding> = {
         [B.params]: rt.uniform(params, 'block attention params'),
         [B.qkv]: qkv,
         [B.rope]: rope.buffer,
         [B.step]: this.positions(call, extras),
-        [B.out]: attn,
+        [B.out]: partial ?? attn,
       };
       if (bound.keys && bound.values) {
         entries[B.kCache] = bound.keys.binding;
@@ -165,13 +185,33 @@ export class GpuBlock {
         label: 'block-attention',
         pipeline,
         bindGroups: [rt.bindGroup(pipeline, 0, entries)],
-        workgroups: [Math.ceil(call.seq / this.tile.rows), this.dims.heads, call.batch],
+        workgroups: [Math.ceil(call.seq / this.tile.rows) * splits, heads, call.batch],
       });
+      if (partial) {
+        const combine = await rt.pipeline(blockCombineKernel, { headDim: D });
+        const count = call.batch * heads * call.seq * D;
+        const combineParams = BLOCK_COMBINE_PARAMS.pack({ count, heads, seq: call.seq, splits, row_b: call.rowStrideB, row_s: call.rowStrideS, out_width: qd });
+        rt.dispatch({
+          label: 'block-attention-combine',
+          pipeline: combine,
+          bindGroups: [rt.bindGroup(combine, 0, { 0: rt.uniform(combineParams, 'combine params'), 1: partial, 2: attn })],
+          workgroups: flatGrid(count, BLOCK_COMBINE_THREADS),
+        });
+      }
       await queueLinear(rt, this.tier, this.o, { x: attn, rows: call.rows, out: bound.out, label: 'o-gemm' });
     } finally {
       rt.release(qkv);
       rt.release(attn);
+      rt.release(partial);
     }
+  }
+
+  /** Key splits per query block: 1 when the grid is large enough, else enough to reach minWorkgroups. */
+  splitsFor(call: BlockGeometry, cache: boolean): number {
+    const grid = Math.ceil(call.seq / this.tile.rows) * this.dims.heads * call.batch;
+    if (this.minWorkgroups <= 0 || grid >= this.minWorkgroups) return 1;
+    const keyTiles = Math.ceil(((cache ? call.start : 0) + call.seq) / this.tile.keys);
+    return Math.max(1, Math.min(keyTiles, MAX_SPLITS, Math.ceil(this.minWorkgroups / grid)));
   }
 
   /** Frees the weights and tables (the block is unusable afterwards). */
@@ -183,8 +223,8 @@ export class GpuBlock {
     this.unfusedWeights = undefined;
   }
 
-  private attentionPipeline(cache: boolean) {
-    return this.runtime.pipeline(blockAttentionKernel, { headDim: this.dims.headDim, cache, tile: this.tile });
+  private attentionPipeline(cache: boolean, split = false) {
+    return this.runtime.pipeline(blockAttentionKernel, { headDim: this.dims.headDim, cache, tile: this.tile, split });
   }
 
   private positions(call: BlockGeometry, extras: GpuCallExtras): GPUBuffer {

@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// The attention block, fused vs unfused, at Qwen-7B attention shapes (hidden 4096, 32 heads, MHA,
+// D 128, S 1024, B 1/4/8), on WebGPU (each GEMM tier the adapter has) and on the CPU backend; then
+// the record/replay scope against the unscoped fused block at decode shapes (one new token per
+// sequence, KV cache of 1024), where host-side op work is a large part of a call.
+//
+//   node bench/block.mjs --backend webgpu [--quick] [--out FILE] [--trace FILE]
+//   node bench/block.mjs --backend cpu --batch 1 [--seq 1024]
+// On the GPU machine (see BENCHMARKS.md for the exact command):
+//   source .gpu/env.sh && node bench/block.mjs --backend webgpu --out $OUT/block.jsonl --trace $OUT/block-trace.json
+// Before timing on WebGPU it checks every GEMM tier it will time against the float64 module
+// (the subgroup-matrix tier can only be checked on a GPU that has it). Prints a table; appends one
+// JSON line per row (adapter, date, commit) to --out.
+import { cpus, loadavg } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { appendRow, commit } from './model-report.mjs';
+import { AttentionBlock, Profiler, referenceBlock, validateBlock } from '../dist/index.js';
+import { benchBlock, formatBlockTable } from '../dist/block/bench.js';
+import { randomBlockWeights, randomHidden } from '../dist/block/random.js';
+import { gemmUnsupported } from '../dist/block/webgpu/gemm.js';
+import { compare } from '../dist/testing/index.js';
+
+const { values: args } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'webgpu' },
+    batch: { type: 'string', default: '1,4,8' },
+    seq: { type: 'string', default: '1024' },
+    iterations: { type: 'string', default: '5' },
+    quick: { type: 'boolean', default: false },
+    'skip-scope': { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench/results/block.jsonl' },
+    trace: { type: 'string' },
+  },
+});
+
+const QWEN_7B = { hidden: 4096, heads: 32, kvHeads: 32, headDim: 128, rope: { theta: 10000 } };
+// --quick: a small shape with the same structure, for a smoke run on llvmpipe
+const SMALL = { hidden: 256, heads: 4, kvHeads: 4, headDim: 64, rope: { theta: 10000 } };
+const shape = args.quick ? SMALL : QWEN_7B;
+const seq = args.quick ? 64 : Number(args.seq);
+const batches = args.quick ? [1, 2] : args.batch.split(',').map(Number);
+const iterations = args.quick ? 2 : Number(args.iterations);
+const backend = args.backend;
+const rev = process.env.FUSEDATTN_COMMIT ?? commit();
+const date = new Date().toISOString();
+
+const log = (...a) => console.error(...a);
+const rows = [];
+let adapter = { description: `${cpus()[0]?.model ?? 'cpu'} x${cpus().length}` };
+
+/** Which GEMM tiers to time here, each checked against float64 first. */
+async function tiers() {
+  if (backend !== 'webgpu') return [{ gemm: 'portable', weights: 'float32' }];
+  const probe = await AttentionBlock.create(SMALL, randomBlockWeights(SMALL, 1), { backend: 'webgpu', gemm: 'portable' });
+  const rt = probe.gpu.runtime;
+  adapter = rt.adapter;
+  log(`adapter: ${[adapter.vendor, adapter.architecture, adapter.device, adapter.description].filter(Boolean).join(' ')}; features ${adapter.features.join(', ')}`);
+  probe.destroy();
+  const list = [{ gemm: 'portable', weights: 'float32' }, { gemm: 'portable', weights: 'float16' }];
+  const why = gemmUnsupported(rt, 'subgroup-matrix', 'float16');
+  if (why) log(`subgroup-matrix GEMM not timed: ${why}`);
+  else list.push({ gemm: 'subgroup-matrix', weights: 'float16' });
+  const checked = [];
+  for (const t of list) {
+    const result = await check(t);
+    log(`check ${t.gemm}/${t.weights}: ${result.message}`);
+    rows.push({ kind: 'check', ...t, ...result, adapter: adapter.description, date, commit: rev });
+    if (result.pass) checked.push(t);
+  }
+  return checked;
+}
+
+/** The block on `tier` vs the float64 module, at a ragged size (S and rows not multiples of the tiles). */
+async function check({ gemm, weights }) {
+  const config = { hidden: 320, heads: 5, kvHeads: 5, headDim: 64, rope: { theta: 10000 } };
+  const w = randomBlockWeights(config, 3, { dtype: weights, oBias: true });
+  const spec = validateBlock(config, w);
+  const B = 2;
+  const S = 77;
+  const x = randomHidden(B * S, config.hidden, 4);
+  const ref = referenceBlock(spec, { x, layout: 'BSH', batch: B, seq: S, start: 0 });
+  try {
+    const block = await AttentionBlock.create(config, w, { backend: 'webgpu', gemm });
+    const fused = compare((await block.forward({ data: x, shape: [B, S, config.hidden] })).out.toFloat32(), ref.out);
+    const unfused = compare((await block.forwardUnfused({ data: x, shape: [B, S, config.hidden] })).out.toFloat32(), ref.out);
+    block.destroy();
+    // f32 math: ~1e-6; the tensor-core tier rounds activations to f16 on the way in: ~1e-3
+    const limit = gemm === 'subgroup-matrix' ? 1e-2 : 1e-4;
+    const pass = fused.badIndex < 0 && unfused.badIndex < 0 && fused.relError < limit && unfused.relError < limit;
+    return { pass, fusedRelError: fused.relError, unfusedRelError: unfused.relError, message: `${pass ? 'PASS' : 'FAIL'} fused rel err ${fused.relError.toExponential(2)}, unfused ${unfused.relError.toExponential(2)} (limit ${limit})` };
+  } catch (e) {
+    return { pass: false, message: `FAIL ${e.message.split('\n')[0]}` };
+  }
+}
+
+function record(list, extra = {}) {
+  for (const r of list) {
+    const row = { kind: 'time', ...r, ...extra, adapter: adapter.description, cpus: cpus().length, load: loadavg()[0], date, commit: rev };
+    rows.push(row);
+    appendRow(args.out, row);
+  }
+}
+
+for (const t of await tiers()) {
+  for (const batch of batches) {
+    log(`timing ${backend} ${t.gemm}/${t.weights} B${batch} S${seq}...`);
+    record(await benchBlock({ config: { ...shape, maxPositions: seq }, batch, seq }, { backend, gemm: t.gemm, weights: t.weights, iterations, warmup: 1 }));
+  }
+  // the scope: decode steps (1 token per sequence after a cache of `seq`), where op work on the host counts
+  if (backend === 'webgpu' && !args['skip-scope']) {
+    for (const batch of [1, batches.at(-1)]) {
+      log(`timing scope replay ${t.gemm}/${t.weights} decode B${batch} cache ${seq}...`);
+      record(await benchBlock({ config: { ...shape, maxPositions: seq + 1 }, batch, seq: 1, cached: seq }, { backend, gemm: t.gemm, weights: t.weights, iterations: iterations * 4, warmup: 2, paths: ['fused', 'scope', 'unfused'] }));
+    }
+  }
+}
+
+if (args.trace && backend === 'webgpu') {
+  // one fused and one unfused call at B1 with the first tier, GPU timestamps where the adapter has them
+  const block = await AttentionBlock.create({ ...shape, maxPositions: seq }, randomBlockWeights(shape, 1), { backend: 'webgpu', gemm: 'portable' });
+  const x = { data: randomHidden(seq, shape.hidden, 2), shape: [1, seq, shape.hidden] };
+  await block.forward(x);
+  await block.forwardUnfused(x);
+  const profiler = new Profiler(block.gpu.runtime);
+  await profiler.span('fused block', () => block.forward(x));
+  await profiler.span('unfused block', () => block.forwardUnfused(x));
+  profiler.stop();
+  const report = await profiler.report();
+  writeFileSync(args.trace, JSON.stringify(profiler.chromeTrace()));
+  for (const s of report.spans.filter((r) => r.label.endsWith(' block'))) {
+    const kernels = s.kernels.map((k) => `${k.label}${k.gpuMs !== undefined ? ` ${k.gpuMs.toFixed(2)}ms` : ''}`).join(', ');
+    log(`profile (${report.timing}) ${s.label}: ${s.dispatches} dispatches, ${s.submits} submits${s.gpuMs !== undefined ? `, GPU ${s.gpuMs.toFixed(2)} ms` : ''}: ${kernels}`);
+    rows.push({ kind: 'profile', timing: report.timing, span: s.label, dispatches: s.dispatches, gpuMs: s.gpuMs, kernels: s.kernels, adapter: adapter.description, date, commit: rev });
+  }
+  block.destroy();
+}
+
+console.log(formatBlockTable(rows.filter((r) => r.kind === 'time')));
+for (const r of rows.filter((r) => r.kind === 'profile')) appendRow(args.out, r);
+for (const r of rows.filter((r) => r.kind === 'check')) appendRow(args.out, r);
+process.exit(0);

@@ -1,0 +1,187 @@
+// Timing the block, fused vs unfused (and replayed through a scope), for `fusedattn bench-block`
+// and bench/block.mjs. Inputs are made once and stay on the device they run on (GPU tensors on
+// WebGPU), weights are random (seeded); each timed call ends when the GPU reports its work done
+// (WebGPU) or when the result is in memory (CPU). Median of `iterations` after `warmup` calls.
+import { Tensor } from '../core/tensor.js';
+import type { AttentionBlockConfig } from './config.js';
+import { AttentionBlock, type AttentionBlockOptions } from './block.js';
+import { randomBlockWeights, randomHidden } from './random.js';
+import type { BlockPath, BlockStats } from './stats.js';
+
+export interface BlockBenchCase {
+  config: AttentionBlockConfig;
+  batch: number;
+  seq: number;
+  /** With a KV cache of `cached` earlier positions (decode: seq 1). Default 0 = prefill without cache. */
+  cached?: number;
+  qkvBias?: boolean;
+}
+
+export interface BlockBenchOptions extends AttentionBlockOptions {
+  iterations?: number;
+  warmup?: number;
+  /** Weight dtype given to the block. Default float32. */
+  weights?: 'float32' | 'float16';
+  /** Paths to time. Default fused and unfused (scope: fused replayed through a Scope, WebGPU only). */
+  paths?: Array<BlockPath | 'scope'>;
+  seed?: number;
+}
+
+export interface BlockBenchRow {
+  backend: 'cpu' | 'webgpu';
+  path: BlockPath | 'scope';
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  batch: number;
+  seq: number;
+  cached: number;
+  weights: 'float32' | 'float16';
+  gemm: string;
+  dispatches: number;
+  submits: number;
+  intermediateBytes: number;
+  /** Median ms per call, and all samples. */
+  ms: number;
+  samples: number[];
+  /**
+   * WebGPU: median ms from the call until its commands were encoded, just before the submit: the
+   * JavaScript op work (and encoding) a scope replay cuts. CPU: the same as ms.
+   */
+  hostMs: number;
+  kernels: string[];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Times one case on every requested path; the block is created once and destroyed at the end. */
+export async function benchBlock(c: BlockBenchCase, options: BlockBenchOptions = {}): Promise<BlockBenchRow[]> {
+  const weights = randomBlockWeights(c.config, options.seed ?? 1, { qkvBias: c.qkvBias ?? true, dtype: options.weights ?? 'float32' });
+  const block = await AttentionBlock.create(c.config, weights, options);
+  try {
+    return await benchOn(block, c, options);
+  } finally {
+    block.destroy();
+  }
+}
+
+async function benchOn(block: AttentionBlock, c: BlockBenchCase, options: BlockBenchOptions): Promise<BlockBenchRow[]> {
+  const { hidden: H, kvHeads: Nkv, headDim: D, heads: Nq } = block.spec;
+  const cached = c.cached ?? 0;
+  const iterations = options.iterations ?? 5;
+  const warmup = options.warmup ?? 1;
+  const shape = [c.batch, c.seq, H];
+  const xData = randomHidden(c.batch * c.seq, H, (options.seed ?? 1) + 1);
+  const gpu = block.gpu;
+  const capacity = cached + c.seq;
+  const cacheData = () => ({ keys: new Float32Array(capacity * c.batch * Nkv * D), values: new Float32Array(capacity * c.batch * Nkv * D) });
+
+  // inputs where the block runs
+  let x: Tensor;
+  let cache: { keys: Tensor; values: Tensor } | undefined;
+  const gpuBuffers: GPUBuffer[] = [];
+  if (gpu) {
+    const device = gpu.runtime.device;
+    const onGpu = (data: Float32Array, s: number[]) => {
+      const buffer = gpu.runtime.createBuffer(data.byteLength, 'bench input');
+      gpu.runtime.write(buffer, 0, data);
+      gpuBuffers.push(buffer);
+      return Tensor.fromGpuBuffer({ device, buffer, byteOffset: 0 }, s, 'float32');
+    };
+    x = onGpu(xData, shape);
+    if (cached > 0) {
+      const d = cacheData();
+      cache = { keys: onGpu(d.keys, [capacity, c.batch, Nkv * D]), values: onGpu(d.values, [capacity, c.batch, Nkv * D]) };
+    }
+  } else {
+    x = Tensor.fromData(xData, shape);
+    if (cached > 0) {
+      const d = cacheData();
+      cache = { keys: Tensor.fromData(d.keys, [capacity, c.batch, Nkv * D]), values: Tensor.fromData(d.values, [capacity, c.batch, Nkv * D]) };
+    }
+  }
+  const forwardOptions = cache ? { start: cached, cache } : {};
+  const done = async () => {
+    if (gpu) await gpu.runtime.device.queue.onSubmittedWorkDone();
+  };
+  const rows: BlockBenchRow[] = [];
+  let lastEncoded = 0;
+  const detach = gpu?.runtime.observe({ beforeFinish: () => { lastEncoded = performance.now(); } });
+  try {
+    for (const path of options.paths ?? ['fused', 'unfused']) {
+      if (path === 'scope' && !gpu) continue;
+      const { Scope } = await import('../scope/scope.js');
+      const scope = gpu && path === 'scope' ? new Scope(gpu.runtime, 'bench') : undefined;
+      const call = async (): Promise<{ stats: BlockStats; hostMs: number; out: Tensor }> => {
+        const t0 = performance.now();
+        let result;
+        if (scope) result = await scope.run({ x, forwardOptions }, () => block.forward(x, forwardOptions));
+        else result = await (path === 'unfused' ? block.forwardUnfused(x, forwardOptions) : block.forward(x, forwardOptions));
+        return { stats: result.stats, hostMs: (gpu ? lastEncoded : performance.now()) - t0, out: result.out };
+      };
+      let stats: BlockStats | undefined;
+      let recordedOut: Tensor | undefined;
+      const samples: number[] = [];
+      const host: number[] = [];
+      for (let i = 0; i < warmup + iterations; i++) {
+        await done();
+        const t0 = performance.now();
+        const r = await call();
+        await done();
+        const ms = performance.now() - t0;
+        stats ??= r.stats;
+        // a scope returns the recorded output again; plain GPU calls hand a new buffer each time
+        if (gpu && !scope) r.out.gpu!.buffer.destroy();
+        recordedOut = r.out;
+        if (i >= warmup) {
+          samples.push(ms);
+          host.push(r.hostMs);
+        }
+      }
+      const replay = scope?.lastRun;
+      rows.push({
+        backend: block.backend,
+        path,
+        hidden: H, heads: Nq, kvHeads: Nkv, headDim: D,
+        batch: c.batch, seq: c.seq, cached,
+        weights: block.gpu?.weightDType ?? 'float32',
+        gemm: gpu ? gpu.tier : 'cpu',
+        dispatches: replay?.dispatches ?? stats?.dispatches ?? 0,
+        submits: replay?.submits ?? stats?.submits ?? 0,
+        intermediateBytes: stats?.intermediateBytes ?? 0,
+        ms: median(samples),
+        samples,
+        hostMs: median(host),
+        kernels: stats?.kernels ?? [],
+      });
+      if (scope) {
+        scope.dispose();
+        recordedOut?.gpu?.buffer.destroy();
+      }
+    }
+  } finally {
+    detach?.();
+    for (const b of gpuBuffers) b.destroy();
+  }
+  return rows;
+}
+
+/** A fixed-width table of rows, with the fused/unfused latency ratio per case. */
+export function formatBlockTable(rows: readonly BlockBenchRow[]): string {
+  const header = ['backend', 'shape (H/Nq/Nkv/D)', 'B', 'S', 'cache', 'path', 'gemm', 'weights', 'dispatches', 'submits', 'ms', 'host ms', 'interm. MiB', 'vs unfused'];
+  const lines = rows.map((r) => {
+    const base = rows.find((u) => u.path === 'unfused' && u.backend === r.backend && u.batch === r.batch && u.seq === r.seq && u.cached === r.cached && u.hidden === r.hidden && u.weights === r.weights && u.gemm === r.gemm);
+    const ratio = base && r !== base ? `${((1 - r.ms / base.ms) * 100).toFixed(0)}% lower` : '';
+    return [
+      r.backend, `${r.hidden}/${r.heads}/${r.kvHeads}/${r.headDim}`, String(r.batch), String(r.seq), String(r.cached), r.path, r.gemm, r.weights,
+      String(r.dispatches), String(r.submits), r.ms.toFixed(2), r.hostMs.toFixed(2), (r.intermediateBytes / 2 ** 20).toFixed(1), ratio,
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...lines.map(fmt)].join('\n');
+}
