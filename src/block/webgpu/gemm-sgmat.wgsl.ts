@@ -105,11 +105,11 @@ ${tiles.map((t) => `  var acc${t} = subgroup_matrix_result<f32, 16, 16>();`).joi
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk += 16u) {
-      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a_tile, qm * LDS + kk, false, LDS);
-      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a_tile, (qm + 16u) * LDS + kk, false, LDS);
+      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a_tile, qm * LDS + kk, LDS);
+      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a_tile, (qm + 16u) * LDS + kk, LDS);
       // W tile rows are n: as the K x N right operand it is column-major with stride LDS
-      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w_tile, qn * LDS + kk, true, LDS);
-      let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w_tile, (qn + 16u) * LDS + kk, true, LDS);
+      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w_tile, qn * LDS + kk, LDS);
+      let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w_tile, (qn + 16u) * LDS + kk, LDS);
       acc00 = subgroupMatrixMultiplyAccumulate(a0, b0, acc00);
       acc01 = subgroupMatrixMultiplyAccumulate(a0, b1, acc01);
       acc10 = subgroupMatrixMultiplyAccumulate(a1, b0, acc10);
@@ -118,10 +118,10 @@ ${tiles.map((t) => `  var acc${t} = subgroup_matrix_result<f32, 16, 16>();`).joi
     workgroupBarrier();
   }
 
-  subgroupMatrixStore(&c_tile, qm * TN + qn, acc00, false, TN);
-  subgroupMatrixStore(&c_tile, qm * TN + qn + 16u, acc01, false, TN);
-  subgroupMatrixStore(&c_tile, (qm + 16u) * TN + qn, acc10, false, TN);
-  subgroupMatrixStore(&c_tile, (qm + 16u) * TN + qn + 16u, acc11, false, TN);
+  subgroupMatrixStore<row_major>(&c_tile, qm * TN + qn, acc00, TN);
+  subgroupMatrixStore<row_major>(&c_tile, qm * TN + qn + 16u, acc01, TN);
+  subgroupMatrixStore<row_major>(&c_tile, (qm + 16u) * TN + qn, acc10, TN);
+  subgroupMatrixStore<row_major>(&c_tile, (qm + 16u) * TN + qn + 16u, acc11, TN);
   workgroupBarrier();
   for (var e = lid; e < TM * TN; e += THREADS) {
     let r = e / TN;
