@@ -4,7 +4,7 @@
 // the record/replay scope against the unscoped fused block at decode shapes (one new token per
 // sequence, KV cache of 1024), where host-side op work is a large part of a call.
 //
-//   node bench/block.mjs --backend webgpu [--quick] [--out FILE] [--trace FILE]
+//   node bench/block.mjs --backend webgpu [--quick] [--tiers portable:float32,...] [--out FILE] [--trace FILE]
 //   node bench/block.mjs --backend cpu --batch 1 [--seq 1024]
 // On the GPU machine (see BENCHMARKS.md for the exact command):
 //   source .gpu/env.sh && node bench/block.mjs --backend webgpu --out $OUT/block.jsonl --trace $OUT/block-trace.json
@@ -16,7 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { appendRow, commit } from './model-report.mjs';
 import { AttentionBlock, Profiler, referenceBlock, validateBlock } from '../dist/index.js';
-import { benchBlock, formatBlockTable } from '../dist/block/bench.js';
+import { benchWith, formatBlockTable } from '../dist/block/bench.js';
 import { randomBlockWeights, randomHidden } from '../dist/block/random.js';
 import { gemmUnsupported } from '../dist/block/webgpu/gemm.js';
 import { compare } from '../dist/testing/index.js';
@@ -31,6 +31,8 @@ const { values: args } = parseArgs({
     'skip-scope': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/block.jsonl' },
     trace: { type: 'string' },
+    // GEMM tier:weight dtype pairs to time, e.g. portable:float32,subgroup-matrix:float16 (default: all the adapter has)
+    tiers: { type: 'string' },
   },
 });
 
@@ -57,10 +59,14 @@ async function tiers() {
   adapter = rt.adapter;
   log(`adapter: ${[adapter.vendor, adapter.architecture, adapter.device, adapter.description].filter(Boolean).join(' ')}; features ${adapter.features.join(', ')}`);
   probe.destroy();
-  const list = [{ gemm: 'portable', weights: 'float32' }, { gemm: 'portable', weights: 'float16' }];
+  let list = [{ gemm: 'portable', weights: 'float32' }, { gemm: 'portable', weights: 'float16' }];
   const why = gemmUnsupported(rt, 'subgroup-matrix', 'float16');
   if (why) log(`subgroup-matrix GEMM not timed: ${why}`);
   else list.push({ gemm: 'subgroup-matrix', weights: 'float16' });
+  if (args.tiers) {
+    const wanted = new Set(args.tiers.split(','));
+    list = list.filter((t) => wanted.has(`${t.gemm}:${t.weights}`));
+  }
   const checked = [];
   for (const t of list) {
     const result = await check(t);
@@ -102,18 +108,24 @@ function record(list, extra = {}) {
   }
 }
 
+const maxPositions = seq + 1;
+const weightsByDType = new Map();
 for (const t of await tiers()) {
+  // one block per tier, reused for every case (weights made once per dtype)
+  if (!weightsByDType.has(t.weights)) weightsByDType.set(t.weights, randomBlockWeights(shape, 1, { dtype: t.weights }));
+  const block = await AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights), { backend, gemm: t.gemm });
   for (const batch of batches) {
     log(`timing ${backend} ${t.gemm}/${t.weights} B${batch} S${seq}...`);
-    record(await benchBlock({ config: { ...shape, maxPositions: seq }, batch, seq }, { backend, gemm: t.gemm, weights: t.weights, iterations, warmup: 1 }));
+    record(await benchWith(block, { config: shape, batch, seq }, { iterations, warmup: 1 }));
   }
   // the scope: decode steps (1 token per sequence after a cache of `seq`), where op work on the host counts
   if (backend === 'webgpu' && !args['skip-scope']) {
     for (const batch of [1, batches.at(-1)]) {
       log(`timing scope replay ${t.gemm}/${t.weights} decode B${batch} cache ${seq}...`);
-      record(await benchBlock({ config: { ...shape, maxPositions: seq + 1 }, batch, seq: 1, cached: seq }, { backend, gemm: t.gemm, weights: t.weights, iterations: iterations * 4, warmup: 2, paths: ['fused', 'scope', 'unfused'] }));
+      record(await benchWith(block, { config: shape, batch, seq: 1, cached: seq }, { iterations: iterations * 4, warmup: 2, paths: ['fused', 'scope', 'unfused'] }));
     }
   }
+  block.destroy();
 }
 
 if (args.trace && backend === 'webgpu') {
