@@ -1,7 +1,8 @@
 // Timing the block, fused vs unfused (and replayed through a scope), for `fusedattn bench-block`
 // and bench/block.mjs. Inputs are made once and stay on the device they run on (GPU tensors on
 // WebGPU), weights are random (seeded); each timed call ends when the GPU reports its work done
-// (WebGPU) or when the result is in memory (CPU). Median of `iterations` after `warmup` calls.
+// (WebGPU) or when the result is in memory (CPU). Median of `iterations` after `warmup` calls; the
+// paths take turns call by call (no path is always first after a clock change).
 import { Tensor } from '../core/tensor.js';
 import type { AttentionBlockConfig } from './config.js';
 import { AttentionBlock, type AttentionBlockOptions } from './block.js';
@@ -25,6 +26,8 @@ export interface BlockBenchOptions extends AttentionBlockOptions {
   /** Paths to time. Default fused and unfused (scope: fused replayed through a Scope, WebGPU only). */
   paths?: Array<BlockPath | 'scope'>;
   seed?: number;
+  /** WebGPU: run the paths untimed for at least this long first, to bring GPU clocks up. Default 1000. */
+  spinUpMs?: number;
 }
 
 export interface BlockBenchRow {
@@ -63,13 +66,14 @@ export async function benchBlock(c: BlockBenchCase, options: BlockBenchOptions =
   const weights = randomBlockWeights(c.config, options.seed ?? 1, { qkvBias: c.qkvBias ?? true, dtype: options.weights ?? 'float32' });
   const block = await AttentionBlock.create(c.config, weights, options);
   try {
-    return await benchOn(block, c, options);
+    return await benchWith(block, c, options);
   } finally {
     block.destroy();
   }
 }
 
-async function benchOn(block: AttentionBlock, c: BlockBenchCase, options: BlockBenchOptions): Promise<BlockBenchRow[]> {
+/** Times `c` on an existing block (its config and backend; c.config is not used). */
+export async function benchWith(block: AttentionBlock, c: BlockBenchCase, options: BlockBenchOptions = {}): Promise<BlockBenchRow[]> {
   const { hidden: H, kvHeads: Nkv, headDim: D, heads: Nq } = block.spec;
   const cached = c.cached ?? 0;
   const iterations = options.iterations ?? 5;
@@ -111,59 +115,72 @@ async function benchOn(block: AttentionBlock, c: BlockBenchCase, options: BlockB
   const rows: BlockBenchRow[] = [];
   let lastEncoded = 0;
   const detach = gpu?.runtime.observe({ beforeFinish: () => { lastEncoded = performance.now(); } });
+  const { Scope } = await import('../scope/scope.js');
+  const paths = (options.paths ?? ['fused', 'unfused']).filter((p) => p !== 'scope' || gpu);
+  interface PathState {
+    path: BlockPath | 'scope';
+    scope: InstanceType<typeof Scope> | undefined;
+    stats?: BlockStats;
+    out?: Tensor;
+    samples: number[];
+    host: number[];
+  }
+  const states: PathState[] = paths.map((path) => ({ path, scope: gpu && path === 'scope' ? new Scope(gpu.runtime, 'bench') : undefined, samples: [], host: [] }));
+  const call = async (st: PathState): Promise<{ stats: BlockStats; hostMs: number; out: Tensor }> => {
+    const t0 = performance.now();
+    let result;
+    if (st.scope) result = await st.scope.run({ x, forwardOptions }, () => block.forward(x, forwardOptions));
+    else result = await (st.path === 'unfused' ? block.forwardUnfused(x, forwardOptions) : block.forward(x, forwardOptions));
+    return { stats: result.stats, hostMs: (gpu ? lastEncoded : performance.now()) - t0, out: result.out };
+  };
   try {
-    for (const path of options.paths ?? ['fused', 'unfused']) {
-      if (path === 'scope' && !gpu) continue;
-      const { Scope } = await import('../scope/scope.js');
-      const scope = gpu && path === 'scope' ? new Scope(gpu.runtime, 'bench') : undefined;
-      const call = async (): Promise<{ stats: BlockStats; hostMs: number; out: Tensor }> => {
-        const t0 = performance.now();
-        let result;
-        if (scope) result = await scope.run({ x, forwardOptions }, () => block.forward(x, forwardOptions));
-        else result = await (path === 'unfused' ? block.forwardUnfused(x, forwardOptions) : block.forward(x, forwardOptions));
-        return { stats: result.stats, hostMs: (gpu ? lastEncoded : performance.now()) - t0, out: result.out };
-      };
-      let stats: BlockStats | undefined;
-      let recordedOut: Tensor | undefined;
-      const samples: number[] = [];
-      const host: number[] = [];
-      for (let i = 0; i < warmup + iterations; i++) {
+    // paths take turns, call by call, so clock ramps and thermal drift hit them alike; GPU clocks
+    // are first brought up by running the paths for at least `spinUpMs`
+    const spinUntil = performance.now() + (gpu ? options.spinUpMs ?? 1000 : 0);
+    for (let i = 0; ; i++) {
+      const timed = i >= warmup && performance.now() >= spinUntil;
+      for (const st of states) {
         await done();
         const t0 = performance.now();
-        const r = await call();
+        const r = await call(st);
         await done();
         const ms = performance.now() - t0;
-        stats ??= r.stats;
+        st.stats ??= r.stats;
         // a scope returns the recorded output again; plain GPU calls hand a new buffer each time
-        if (gpu && !scope) r.out.gpu!.buffer.destroy();
-        recordedOut = r.out;
-        if (i >= warmup) {
-          samples.push(ms);
-          host.push(r.hostMs);
+        if (gpu && !st.scope) r.out.gpu!.buffer.destroy();
+        st.out = r.out;
+        if (timed && st.samples.length < iterations) {
+          st.samples.push(ms);
+          st.host.push(r.hostMs);
         }
       }
-      const replay = scope?.lastRun;
+      if (states.every((st) => st.samples.length >= iterations)) break;
+    }
+    for (const st of states) {
+      const replay = st.scope?.lastRun;
       rows.push({
         backend: block.backend,
-        path,
+        path: st.path,
         hidden: H, heads: Nq, kvHeads: Nkv, headDim: D,
         batch: c.batch, seq: c.seq, cached,
         weights: block.gpu?.weightDType ?? 'float32',
         gemm: gpu ? gpu.tier : 'cpu',
-        dispatches: replay?.dispatches ?? stats?.dispatches ?? 0,
-        submits: replay?.submits ?? stats?.submits ?? 0,
-        intermediateBytes: stats?.intermediateBytes ?? 0,
-        ms: median(samples),
-        samples,
-        hostMs: median(host),
-        kernels: stats?.kernels ?? [],
+        dispatches: replay?.dispatches ?? st.stats?.dispatches ?? 0,
+        submits: replay?.submits ?? st.stats?.submits ?? 0,
+        intermediateBytes: st.stats?.intermediateBytes ?? 0,
+        ms: median(st.samples),
+        samples: st.samples,
+        hostMs: median(st.host),
+        kernels: st.stats?.kernels ?? [],
       });
-      if (scope) {
-        scope.dispose();
-        recordedOut?.gpu?.buffer.destroy();
-      }
     }
   } finally {
+    for (const st of states) {
+      if (st.scope) {
+        st.scope.dispose();
+        st.out?.gpu?.buffer.destroy();
+      }
+    }
     detach?.();
     for (const b of gpuBuffers) b.destroy();
   }

@@ -98,6 +98,13 @@ export function buildBlockAttention(o: BlockAttentionOptions): string {
   if (!Number.isInteger(perRow) || keys % perRow !== 0) throw new Error(`buildBlockAttention: bad tile ${JSON.stringify(o.tile)}`);
   const pairsPerThread = Math.ceil(half / perRow);
   const stride = tileStride(D);
+  // The per-thread scores s0.. and accumulators a0.. are named variables written out statement by
+  // statement (no arrays indexed in loops), so the shader compiler keeps them in registers.
+  const keysPerThread = keys / perRow;
+  const eachKey = (f: (u: number) => string) => Array.from({ length: keysPerThread }, (_, u) => f(u)).join('\n');
+  const eachPair = (f: (v: number) => string) => Array.from({ length: pairsPerThread }, (_, v) => f(v)).join('\n');
+  // pair v of lane: columns 2 (lane + PER_ROW v) and + 1; present in every lane when PER_ROW divides D/2
+  const pairGuard = (v: number, body: string) => (half % perRow === 0 ? body : `if (lane + ${perRow * v}u < HALF) { ${body} }`);
   const B = BLOCK_ATTENTION_BINDINGS;
   const cacheDecl = o.cache
     ? `@group(0) @binding(${B.kCache}) var<storage, read_write> k_cache: array<f32>;
@@ -144,8 +151,6 @@ const THREADS: u32 = ${threads}u;
 const ROWS: u32 = ${rows}u;
 const KEYS: u32 = ${keys}u;
 const PER_ROW: u32 = ${perRow}u;          // threads sharing one query row
-const KEYS_PER_THREAD: u32 = ${keys / perRow}u;
-const PAIRS_PER_THREAD: u32 = ${pairsPerThread}u;
 const STRIDE: u32 = ${stride}u;           // odd row stride of the tiles
 const NO_SCORE: f32 = ${NO_SCORE};
 
@@ -206,8 +211,7 @@ ${o.split ? `  // this split's share of the key tiles
   let tiles = (n_keys + KEYS - 1u) / KEYS;`}
   var m = NO_SCORE;   // running max (NO_SCORE: nothing seen yet)
   var l = 0.0;        // running sum of exp(score - m)
-  var acc: array<vec2<f32>, PAIRS_PER_THREAD>;
-  var s: array<f32, KEYS_PER_THREAD>;
+${eachPair((v) => `  var a${v} = vec2<f32>(0.0);`)}
 
   for (var tile = tile_begin; tile < tiles; tile++) {
     let j0 = tile * KEYS;
@@ -223,17 +227,15 @@ ${o.split ? `  // this split's share of the key tiles
     }
     workgroupBarrier();
 
-    for (var u = 0u; u < KEYS_PER_THREAD; u++) { s[u] = 0.0; }
+    // scores of this thread's keys j0 + lane + PER_ROW u
+${eachKey((u) => `    var s${u} = 0.0;`)}
     for (var d = 0u; d < D; d++) {
       let qd = q_tile[row * STRIDE + d];
-      for (var u = 0u; u < KEYS_PER_THREAD; u++) { s[u] += qd * kv_tile[(lane + PER_ROW * u) * STRIDE + d]; }
+${eachKey((u) => `      s${u} += qd * kv_tile[(lane + ${perRow * u}u) * STRIDE + d];`)}
     }
     var tile_max = NO_SCORE;
-    for (var u = 0u; u < KEYS_PER_THREAD; u++) {
-      let j = j0 + lane + PER_ROW * u;
-      if (!row_valid || j > past + i) { s[u] = NO_SCORE; }
-      tile_max = max(tile_max, s[u]);
-    }
+${eachKey((u) => `    if (!row_valid || j0 + lane + ${perRow * u}u > past + i) { s${u} = NO_SCORE; }
+    tile_max = max(tile_max, s${u});`)}
     part_max[row * PER_ROW + lane] = tile_max;
     workgroupBarrier();   // K fully read: V may overwrite it
 
@@ -249,11 +251,9 @@ ${o.split ? `  // this split's share of the key tiles
     var m_new = m;
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
     var psum = 0.0;
-    for (var u = 0u; u < KEYS_PER_THREAD; u++) {
-      let p = select(0.0, exp(s[u] - m_new), s[u] > NO_SCORE);
-      p_tile[row * KEYS + lane + PER_ROW * u] = p;
-      psum += p;
-    }
+${eachKey((u) => `    let p${u} = select(0.0, exp(s${u} - m_new), s${u} > NO_SCORE);
+    p_tile[row * KEYS + lane + ${perRow * u}u] = p${u};
+    psum += p${u};`)}
     part_sum[row * PER_ROW + lane] = psum;
     workgroupBarrier();
 
@@ -262,14 +262,11 @@ ${o.split ? `  // this split's share of the key tiles
     for (var c = 0u; c < PER_ROW; c++) { tile_sum += part_sum[row * PER_ROW + c]; }
     l = l * alpha + tile_sum;
     m = m_new;
-    for (var v = 0u; v < PAIRS_PER_THREAD; v++) { acc[v] *= alpha; }
+${eachPair((v) => `    a${v} *= alpha;`)}
     for (var jj = 0u; jj < KEYS; jj++) {
       let p = p_tile[row * KEYS + jj];
-      let base = jj * STRIDE;
-      for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
-        let col = 2u * (lane + PER_ROW * v);
-        if (col < D) { acc[v] += p * vec2<f32>(kv_tile[base + col], kv_tile[base + col + 1u]); }
-      }
+      let base = jj * STRIDE + 2u * lane;
+${eachPair((v) => `      ${pairGuard(v, `a${v} += p * vec2<f32>(kv_tile[base + ${2 * perRow * v}u], kv_tile[base + ${2 * perRow * v + 1}u]);`)}`)}
     }
   }
 
@@ -280,23 +277,11 @@ ${o.split ? `  // unnormalised partial of this split: m, l, then acc (a split th
     out[pb] = m;
     out[pb + 1u] = l;
   }
-  for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
-    let col = 2u * (lane + PER_ROW * v);
-    if (col < D) {
-      out[pb + 2u + col] = acc[v].x;
-      out[pb + 3u + col] = acc[v].y;
-    }
-  }` : `  // every row sees at least its own key, so l > 0
+  let ob = pb + 2u + 2u * lane;
+${eachPair((v) => `  ${pairGuard(v, `out[ob + ${2 * perRow * v}u] = a${v}.x; out[ob + ${2 * perRow * v + 1}u] = a${v}.y;`)}`)}` : `  // every row sees at least its own key, so l > 0
   let inv = 1.0 / l;
-  let ob = new_row(b, i) * params.out_width + h * D;
-  for (var v = 0u; v < PAIRS_PER_THREAD; v++) {
-    let col = 2u * (lane + PER_ROW * v);
-    if (col < D) {
-      let val = acc[v] * inv;
-      out[ob + col] = val.x;
-      out[ob + col + 1u] = val.y;
-    }
-  }`}
+  let ob = new_row(b, i) * params.out_width + h * D + 2u * lane;
+${eachPair((v) => `  ${pairGuard(v, `out[ob + ${2 * perRow * v}u] = a${v}.x * inv; out[ob + ${2 * perRow * v + 1}u] = a${v}.y * inv;`)}`)}`}
 }
 `;
 }

@@ -22,6 +22,11 @@ export interface SgmatGemmOptions {
    * local_invocation_index / 32 (the same on drivers that fill subgroups in invocation order).
    */
   subgroupIndex: 'builtin' | 'invocation';
+  /**
+   * 16-byte loads while staging: x as vec4<f32>, W as vec4<u32> (8 halves). Needs K % 8 == 0 and
+   * x's offset and row stride multiples of 4 (the host checks).
+   */
+  vec: boolean;
 }
 
 export const SGMAT_GEMM_PARAMS = new UniformLayout('SgmatGemmParams', {
@@ -64,8 +69,8 @@ diagnostic(off, chromium.subgroup_matrix_uniformity);
 
 ${SGMAT_GEMM_PARAMS.wgsl()}
 @group(0) @binding(${B.params}) var<uniform> params: SgmatGemmParams;
-@group(0) @binding(${B.a}) var<storage, read> a: array<f32>;
-@group(0) @binding(${B.w}) var<storage, read> w: array<f16>;
+@group(0) @binding(${B.a}) var<storage, read> a: array<${o.vec ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(${B.w}) var<storage, read> w: array<${o.vec ? 'vec4<u32>' : 'f16'}>;
 @group(0) @binding(${B.c}) var<storage, read_write> c: array<f32>;
 ${bias ? `@group(0) @binding(${B.bias}) var<storage, read> bias: array<${o.bias === 'float16' ? 'f16' : 'f32'}>;` : ''}
 
@@ -89,7 +94,31 @@ ${o.subgroupIndex === 'builtin' ? '' : `  let sg = lid / ${T.subgroupSize}u;
 ${tiles.map((t) => `  var acc${t} = subgroup_matrix_result<f32, 16, 16>();`).join('\n')}
 
   for (var k0 = 0u; k0 < params.k; k0 += TK) {
-    for (var e = lid; e < TM * TK; e += THREADS) {
+${o.vec ? `    // 4 floats of x per load, converted to halves
+    for (var e = lid; e < TM * TK / 4u; e += THREADS) {
+      let r = e / (TK / 4u);
+      let c = 4u * (e % (TK / 4u));
+      var x = vec4<f32>(0.0);
+      if (m0 + r < params.m && k0 + c < params.k) { x = a[(params.a_off + (m0 + r) * params.a_stride + k0 + c) / 4u]; }
+      let at = r * LDS + c;
+      a_tile[at] = f16(x.x);
+      a_tile[at + 1u] = f16(x.y);
+      a_tile[at + 2u] = f16(x.z);
+      a_tile[at + 3u] = f16(x.w);
+    }
+    // 8 halves of W per load
+    for (var e = lid; e < TN * TK / 8u; e += THREADS) {
+      let r = e / (TK / 8u);
+      let c = 8u * (e % (TK / 8u));
+      var x = vec4<u32>(0u);
+      if (n0 + r < params.n && k0 + c < params.k) { x = w[((n0 + r) * params.k + k0 + c) / 8u]; }
+      let at = r * LDS + c;
+      for (var q = 0u; q < 4u; q++) {
+        let h2 = bitcast<vec2<f16>>(x[q]);
+        w_tile[at + 2u * q] = h2.x;
+        w_tile[at + 2u * q + 1u] = h2.y;
+      }
+    }` : `    for (var e = lid; e < TM * TK; e += THREADS) {
       let r = e / TK;
       let kk = e % TK;
       var x = 0.0;
@@ -102,7 +131,7 @@ ${tiles.map((t) => `  var acc${t} = subgroup_matrix_result<f32, 16, 16>();`).joi
       var x = 0.0h;
       if (n0 + r < params.n && k0 + kk < params.k) { x = w[(n0 + r) * params.k + k0 + kk]; }
       w_tile[r * LDS + kk] = x;
-    }
+    }`}
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk += 16u) {
       let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a_tile, qm * LDS + kk, LDS);

@@ -65,17 +65,19 @@ export function chooseGemm(runtime: GpuRuntime, choice: GemmChoice, dtype: 'floa
 }
 
 /** Compiles (or finds) the pipeline of `tier` for `linear`, so queueing it later does not wait. */
-export async function linearPipeline(runtime: GpuRuntime, tier: GemmTier, linear: GpuLinear, subgroupIndex: SgmatGemmOptions['subgroupIndex'] = 'builtin') {
+export async function linearPipeline(runtime: GpuRuntime, tier: GemmTier, linear: GpuLinear, subgroupIndex: SgmatGemmOptions['subgroupIndex'] = 'builtin', vec = linear.inDim % 8 === 0) {
   const bias = linear.bias ? linear.biasDType ?? 'float32' : 'none';
-  if (tier === 'subgroup-matrix') return runtime.pipeline(sgmatKernel, { bias, subgroupIndex });
+  if (tier === 'subgroup-matrix') return runtime.pipeline(sgmatKernel, { bias, subgroupIndex, vec });
   const matmul: MatmulOptions = { a: 'float32', b: linear.dtype, out: 'float32', transposeB: true, splitK: false, ragged: false };
   return bias !== 'none' ? runtime.pipeline(portableBiasKernel, { matmul, bias }) : runtime.pipeline(matmulKernel, matmul);
 }
 
 /** Queues y = x Wᵀ (+ b) as one dispatch. */
 export async function queueLinear(runtime: GpuRuntime, tier: GemmTier, linear: GpuLinear, call: LinearCall, subgroupIndex: SgmatGemmOptions['subgroupIndex'] = 'builtin'): Promise<void> {
-  const pipeline = await linearPipeline(runtime, tier, linear, subgroupIndex);
   const xStride = call.xStride ?? linear.inDim;
+  // 16-byte staging loads when K, x's offset and stride allow them
+  const vec = linear.inDim % 8 === 0 && xStride % 4 === 0 && (call.xOffset ?? 0) % 4 === 0;
+  const pipeline = await linearPipeline(runtime, tier, linear, subgroupIndex, vec);
   const outStride = call.outStride ?? linear.outDim;
   if (tier === 'subgroup-matrix') {
     const B = SGMAT_GEMM_BINDINGS;
