@@ -4,7 +4,7 @@
 // the record/replay scope against the unscoped fused block at decode shapes (one new token per
 // sequence, KV cache of 1024), where host-side op work is a large part of a call.
 //
-//   node bench/block.mjs --backend webgpu [--quick] [--tiers portable:float32,...] [--out FILE] [--trace FILE]
+//   node bench/block.mjs --backend webgpu [--quick] [--tiers portable:float32,...] [--compare-rows] [--out FILE] [--trace FILE]
 //   node bench/block.mjs --backend cpu --batch 1 [--seq 1024]
 // On the GPU machine (see BENCHMARKS.md for the exact command):
 //   source .gpu/env.sh && node bench/block.mjs --backend webgpu --out $OUT/block.jsonl --trace $OUT/block-trace.json
@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     trace: { type: 'string' },
     // GEMM tier:weight dtype pairs to time, e.g. portable:float32,subgroup-matrix:float16 (default: all the adapter has)
     tiers: { type: 'string' },
+    // also time the fused block with the first attention kernel layout ('rows', docs/GPU-NOTES.md run 2)
+    'compare-rows': { type: 'boolean', default: false },
   },
 });
 
@@ -115,10 +117,15 @@ for (const t of checkedTiers) {
   // one block per tier, reused for every case (weights made once per dtype)
   if (!weightsByDType.has(t.weights)) weightsByDType.set(t.weights, randomBlockWeights(shape, 1, { dtype: t.weights }));
   const block = await AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights), { backend, gemm: t.gemm });
+  const rowsBlock = args['compare-rows'] && backend === 'webgpu'
+    ? await AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights), { backend, gemm: t.gemm, attentionKernel: 'rows' })
+    : undefined;
   for (const batch of batches) {
     log(`timing ${backend} ${t.gemm}/${t.weights} B${batch} S${seq}...`);
     record(await benchWith(block, { config: shape, batch, seq }, { iterations, warmup: 1 }));
+    if (rowsBlock) record(await benchWith(rowsBlock, { config: shape, batch, seq }, { iterations, warmup: 1, paths: ['fused'] }));
   }
+  rowsBlock?.destroy();
   // the scope: decode steps (1 token per sequence after a cache of `seq`), where op work on the host counts
   if (backend === 'webgpu' && !args['skip-scope']) {
     for (const batch of [1, batches.at(-1)]) {

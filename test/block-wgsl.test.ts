@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { buildBlockAttention, buildBlockCombine, BLOCK_ATTENTION_TILES } from '../dist/block/webgpu/attention.wgsl.js';
+import { buildBlockAttention, buildBlockCombine, BLOCK_ATTENTION_ROWS_TILES, BLOCK_ATTENTION_TILES } from '../dist/block/webgpu/attention.wgsl.js';
 import { SGMAT_TILE, buildSgmatGemm } from '../dist/block/webgpu/gemm-sgmat.wgsl.js';
 import { buildBiasAdd, buildCopy4d, buildRopeBnsd, buildScaleMask, buildSoftmaxRows } from '../dist/block/webgpu/unfused.wgsl.js';
 
@@ -32,8 +32,8 @@ function compileAll(modules: string[]): Array<string[]> | undefined {
 const KERNELS: Array<[string, string]> = [
   ...(['none', 'float32', 'float16'] as const).flatMap((bias) => (['builtin', 'invocation'] as const).flatMap((subgroupIndex) => [false, true].map((vec): [string, string] =>
     [`sgmat gemm bias=${bias} ${subgroupIndex} vec=${vec}`, buildSgmatGemm({ bias, subgroupIndex, vec })]))),
-  ...[64, 128, 24].flatMap((headDim) => [false, true].flatMap((cache) => [false, true].map((split): [string, string] =>
-    [`attention D${headDim} cache=${cache} split=${split}`, buildBlockAttention({ headDim, cache, split, tile: BLOCK_ATTENTION_TILES[1] })]))),
+  ...[64, 128, 20].flatMap((headDim) => [false, true].flatMap((cache) => [false, true].flatMap((split) => [BLOCK_ATTENTION_TILES[0], BLOCK_ATTENTION_ROWS_TILES[1]].map((tile): [string, string] =>
+    [`attention D${headDim} cache=${cache} split=${split} ${tile.kind}`, buildBlockAttention({ headDim, cache, split, tile })])))),
   ['combine', buildBlockCombine({ headDim: 128 })],
   ['bias add', buildBiasAdd()],
   ['copy4d', buildCopy4d()],

@@ -29,6 +29,7 @@ const CASES: BlockCase[] = [
   { name: 'Qwen2-like GQA 4/2, biases, B2 S37', config: { hidden: 48, heads: 4, kvHeads: 2, headDim: 16, rope: { theta: 1e6 } }, batch: 2, seq: 37 },
   { name: 'Llama-like MHA, no bias, o bias, odd S 61, linear RoPE scaling', config: { hidden: 40, heads: 2, headDim: 20, rope: { theta: 500000, factor: 4 } }, batch: 1, seq: 61, qkvBias: false, oBias: true },
   { name: 'MQA 6/1, D 24 != H/Nq, SBH rows, float16 weights', config: { hidden: 36, heads: 6, kvHeads: 1, headDim: 24 }, batch: 3, seq: 19, layout: 'SBH', dtype: 'float16' },
+  { name: 'D 128 (the benchmark head dim), GQA 2/1, S 70', config: { hidden: 64, heads: 2, kvHeads: 1, headDim: 128 }, batch: 1, seq: 70 },
 ];
 
 function check(what: string, got: Float32Array, ref: Float64Array): string {
@@ -63,6 +64,12 @@ for (const backend of backends) {
           expect(three.stats.kernels).toEqual(['qkv-gemm', 'block-attention', 'o-gemm']);
           expect(check('fused, keys not split', three.out.toFloat32(), ref.out)).toBe('');
           unsplit.destroy();
+          // the first kernel layout, kept for comparison, split and not
+          for (const minWorkgroups of [0, 256]) {
+            const rows = await AttentionBlock.create(c.config, weights, { backend: backend.name, attentionKernel: 'rows', minWorkgroups });
+            expect(check(`fused, rows kernel, minWorkgroups ${minWorkgroups}`, (await rows.forward({ data: x, shape }, { layout })).out.toFloat32(), ref.out)).toBe('');
+            rows.destroy();
+          }
         }
         expect(unfused.stats.dispatches).toBeGreaterThanOrEqual(12);
         expect(unfused.stats.intermediateBytes).toBeGreaterThan(fused.stats.intermediateBytes);

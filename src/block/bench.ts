@@ -42,6 +42,8 @@ export interface BlockBenchRow {
   cached: number;
   weights: 'float32' | 'float16';
   gemm: string;
+  /** WebGPU: the attention kernel's thread layout ('tiled' or 'rows'). */
+  attention?: string;
   dispatches: number;
   submits: number;
   intermediateBytes: number;
@@ -165,6 +167,7 @@ export async function benchWith(block: AttentionBlock, c: BlockBenchCase, option
         batch: c.batch, seq: c.seq, cached,
         weights: block.gpu?.weightDType ?? 'float32',
         gemm: gpu ? gpu.tier : 'cpu',
+        attention: gpu?.tile.kind,
         dispatches: replay?.dispatches ?? st.stats?.dispatches ?? 0,
         submits: replay?.submits ?? st.stats?.submits ?? 0,
         intermediateBytes: st.stats?.intermediateBytes ?? 0,
@@ -192,9 +195,10 @@ export function formatBlockTable(rows: readonly BlockBenchRow[]): string {
   const header = ['backend', 'shape (H/Nq/Nkv/D)', 'B', 'S', 'cache', 'path', 'gemm', 'weights', 'dispatches', 'submits', 'ms', 'host ms', 'interm. MiB', 'vs unfused'];
   const lines = rows.map((r) => {
     const base = rows.find((u) => u.path === 'unfused' && u.backend === r.backend && u.batch === r.batch && u.seq === r.seq && u.cached === r.cached && u.hidden === r.hidden && u.weights === r.weights && u.gemm === r.gemm);
+    const path = r.attention && r.path !== 'unfused' ? `${r.path} (${r.attention})` : r.path;
     const ratio = base && r !== base ? `${((1 - r.ms / base.ms) * 100).toFixed(0)}% lower` : '';
     return [
-      r.backend, `${r.hidden}/${r.heads}/${r.kvHeads}/${r.headDim}`, String(r.batch), String(r.seq), String(r.cached), r.path, r.gemm, r.weights,
+      r.backend, `${r.hidden}/${r.heads}/${r.kvHeads}/${r.headDim}`, String(r.batch), String(r.seq), String(r.cached), path, r.gemm, r.weights,
       String(r.dispatches), String(r.submits), r.ms.toFixed(2), r.hostMs.toFixed(2), (r.intermediateBytes / 2 ** 20).toFixed(1), ratio,
     ];
   });

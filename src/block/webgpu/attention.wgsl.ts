@@ -18,13 +18,24 @@
 // from the cache, so the writes race with nothing.
 import { UniformLayout } from '../../backends/webgpu/uniforms.js';
 import { NO_SCORE } from '../../backends/webgpu/wgsl.js';
+import { rowsCore, tiledCore } from './attention-core.wgsl.js';
 
-export interface BlockAttentionTile {
-  threads: number;
-  /** Query rows (tokens) per workgroup. */
-  rows: number;
-  /** Keys per K/V tile (a multiple of threads / rows). */
-  keys: number;
+/**
+ * How a workgroup divides its query block x key tile:
+ * - 'rows': PER_ROW = threads / rows threads share each query row; each scores keys / PER_ROW keys
+ *   and owns D / (2 PER_ROW) column pairs of the output (measured on the H200: ~2 TFLOP/s, its
+ *   inner loops load shared memory once per FMA);
+ * - 'tiled': a tx x ty grid of threads, each owning rt rows x kt keys of the score tile and rt rows x
+ *   D / tx output columns (register blocking, like the runtime's tiled matmul): rt + kt shared loads
+ *   per rt kt FMAs in QKᵀ, rt + D / tx per rt D / tx in PV.
+ */
+export type BlockAttentionTile =
+  | { kind: 'rows'; threads: number; rows: number; keys: number }
+  | { kind: 'tiled'; tx: number; ty: number; rt: number; kt: number };
+
+/** Threads, query rows and keys per tile of either kind. */
+export function tileShape(t: BlockAttentionTile): { threads: number; rows: number; keys: number } {
+  return t.kind === 'rows' ? { threads: t.threads, rows: t.rows, keys: t.keys } : { threads: t.tx * t.ty, rows: t.ty * t.rt, keys: t.tx * t.kt };
 }
 
 export interface BlockAttentionOptions {
@@ -73,11 +84,20 @@ export const BLOCK_ATTENTION_BINDINGS = { params: 0, qkv: 1, rope: 2, step: 3, o
 
 /** Tiles from the preferred to the smallest; the first that fits the device's workgroup memory is used. */
 export const BLOCK_ATTENTION_TILES: readonly BlockAttentionTile[] = [
-  { threads: 128, rows: 32, keys: 32 },
-  { threads: 64, rows: 16, keys: 32 },
-  { threads: 64, rows: 16, keys: 16 },
-  { threads: 32, rows: 8, keys: 16 },
-  { threads: 16, rows: 4, keys: 8 },
+  { kind: 'tiled', tx: 8, ty: 8, rt: 4, kt: 4 },
+  { kind: 'tiled', tx: 8, ty: 4, rt: 4, kt: 4 },
+  { kind: 'tiled', tx: 8, ty: 4, rt: 2, kt: 2 },
+  { kind: 'tiled', tx: 4, ty: 4, rt: 2, kt: 2 },
+  { kind: 'tiled', tx: 4, ty: 2, rt: 2, kt: 2 },
+];
+
+/** The first kernel measured on the H200 (see docs/GPU-NOTES.md), kept for comparison. */
+export const BLOCK_ATTENTION_ROWS_TILES: readonly BlockAttentionTile[] = [
+  { kind: 'rows', threads: 128, rows: 32, keys: 32 },
+  { kind: 'rows', threads: 64, rows: 16, keys: 32 },
+  { kind: 'rows', threads: 64, rows: 16, keys: 16 },
+  { kind: 'rows', threads: 32, rows: 8, keys: 16 },
+  { kind: 'rows', threads: 16, rows: 4, keys: 8 },
 ];
 
 /** Row stride of the Q and K/V tiles in workgroup memory: odd, so rows fall on different banks. */
@@ -85,26 +105,22 @@ function tileStride(headDim: number): number {
   return headDim + 1;
 }
 
+/** Threads that share one query row's statistics (the partial max / sum slots per row). */
+function rowThreads(t: BlockAttentionTile): number {
+  return t.kind === 'rows' ? t.threads / t.rows : t.tx;
+}
+
 export function blockAttentionWorkgroupBytes(tile: BlockAttentionTile, headDim: number): number {
-  const perRow = tile.threads / tile.rows;
-  return 4 * (tile.rows * tileStride(headDim) + tile.keys * tileStride(headDim) + tile.rows * tile.keys + 2 * tile.rows * perRow);
+  const { rows, keys } = tileShape(tile);
+  const pStride = tile.kind === 'rows' ? keys : keys + 1;
+  return 4 * (rows * tileStride(headDim) + keys * tileStride(headDim) + rows * pStride + 2 * rows * rowThreads(tile));
 }
 
 export function buildBlockAttention(o: BlockAttentionOptions): string {
   const D = o.headDim;
-  const half = D / 2;
-  const { threads, rows, keys } = o.tile;
-  const perRow = threads / rows;
-  if (!Number.isInteger(perRow) || keys % perRow !== 0) throw new Error(`buildBlockAttention: bad tile ${JSON.stringify(o.tile)}`);
-  const pairsPerThread = Math.ceil(half / perRow);
+  const { threads, rows, keys } = tileShape(o.tile);
   const stride = tileStride(D);
-  // The per-thread scores s0.. and accumulators a0.. are named variables written out statement by
-  // statement (no arrays indexed in loops), so the shader compiler keeps them in registers.
-  const keysPerThread = keys / perRow;
-  const eachKey = (f: (u: number) => string) => Array.from({ length: keysPerThread }, (_, u) => f(u)).join('\n');
-  const eachPair = (f: (v: number) => string) => Array.from({ length: pairsPerThread }, (_, v) => f(v)).join('\n');
-  // pair v of lane: columns 2 (lane + PER_ROW v) and + 1; present in every lane when PER_ROW divides D/2
-  const pairGuard = (v: number, body: string) => (half % perRow === 0 ? body : `if (lane + ${perRow * v}u < HALF) { ${body} }`);
+  const core = o.tile.kind === 'rows' ? rowsCore(o, o.tile) : tiledCore(o, o.tile);
   const B = BLOCK_ATTENTION_BINDINGS;
   const cacheDecl = o.cache
     ? `@group(0) @binding(${B.kCache}) var<storage, read_write> k_cache: array<f32>;
@@ -135,8 +151,17 @@ export function buildBlockAttention(o: BlockAttentionOptions): string {
   }
 `
     : '';
+  const tileLoad = (what: string) => `    for (var e = lid; e < KEYS * D; e += THREADS) {
+      let kj = j0 + e / D;
+      let d = e % D;
+      var x = 0.0;
+      if (kj < n_keys) {
+        ${what}
+      }
+      kv_tile[(e / D) * STRIDE + d] = x;
+    }`;
 
-  return `// fusedattn block attention: packed QKV, RoPE in-kernel, GQA by index, D ${D}${o.cache ? ', KV cache read + write' : ''}
+  return `// fusedattn block attention (${o.tile.kind} tile): packed QKV, RoPE in-kernel, GQA by index, D ${D}${o.cache ? ', KV cache read + write' : ''}${o.split ? ', split keys' : ''}
 ${BLOCK_ATTENTION_PARAMS.wgsl()}
 @group(0) @binding(${B.params}) var<uniform> params: BlockAttentionParams;
 @group(0) @binding(${B.qkv}) var<storage, read> qkv: array<f32>;
@@ -146,19 +171,17 @@ ${BLOCK_ATTENTION_PARAMS.wgsl()}
 ${cacheDecl}
 
 const D: u32 = ${D}u;
-const HALF: u32 = ${half}u;
+const HALF: u32 = ${D / 2}u;
 const THREADS: u32 = ${threads}u;
 const ROWS: u32 = ${rows}u;
 const KEYS: u32 = ${keys}u;
-const PER_ROW: u32 = ${perRow}u;          // threads sharing one query row
-const STRIDE: u32 = ${stride}u;           // odd row stride of the tiles
+const STRIDE: u32 = ${stride}u;           // odd row stride of the Q and K/V tiles
 const NO_SCORE: f32 = ${NO_SCORE};
+${core.constants}
 
 var<workgroup> q_tile: array<f32, ${rows * stride}>;
 var<workgroup> kv_tile: array<f32, ${keys * stride}>;
-var<workgroup> p_tile: array<f32, ${rows * keys}>;
-var<workgroup> part_max: array<f32, ${rows * perRow}>;
-var<workgroup> part_sum: array<f32, ${rows * perRow}>;
+${core.workgroup}
 
 /** Packed row of token s of sequence b. */
 fn new_row(b: u32, s: u32) -> u32 {
@@ -185,10 +208,7 @@ ${o.split ? `  let split = wg.x % params.splits;
   let rope_base = step[1];
   let past = ${o.cache ? 'start' : '0u'};     // keys read from the cache
   let hk = h / params.group;
-  let row = lid / PER_ROW;
-  let lane = lid % PER_ROW;
-  let i = i0 + row;
-  let row_valid = i < params.seq;
+${core.threadSetup}
 
 ${cacheWrite}
   // the query block, rotated and scaled
@@ -209,79 +229,22 @@ ${o.split ? `  // this split's share of the key tiles
   let tile_begin = min(all_tiles, split * chunk);
   let tiles = min(all_tiles, tile_begin + chunk);` : `  let tile_begin = 0u;
   let tiles = (n_keys + KEYS - 1u) / KEYS;`}
-  var m = NO_SCORE;   // running max (NO_SCORE: nothing seen yet)
-  var l = 0.0;        // running sum of exp(score - m)
-${eachPair((v) => `  var a${v} = vec2<f32>(0.0);`)}
+${core.state}
 
   for (var tile = tile_begin; tile < tiles; tile++) {
     let j0 = tile * KEYS;
     workgroupBarrier();   // the previous V tile (or the query block) is fully read / written
-    for (var e = lid; e < KEYS * D; e += THREADS) {
-      let kj = j0 + e / D;
-      let d = e % D;
-      var x = 0.0;
-      if (kj < n_keys) {
-        ${loadKey}
-      }
-      kv_tile[(e / D) * STRIDE + d] = x;
-    }
+${tileLoad(loadKey)}
     workgroupBarrier();
-
-    // scores of this thread's keys j0 + lane + PER_ROW u
-${eachKey((u) => `    var s${u} = 0.0;`)}
-    for (var d = 0u; d < D; d++) {
-      let qd = q_tile[row * STRIDE + d];
-${eachKey((u) => `      s${u} += qd * kv_tile[(lane + ${perRow * u}u) * STRIDE + d];`)}
-    }
-    var tile_max = NO_SCORE;
-${eachKey((u) => `    if (!row_valid || j0 + lane + ${perRow * u}u > past + i) { s${u} = NO_SCORE; }
-    tile_max = max(tile_max, s${u});`)}
-    part_max[row * PER_ROW + lane] = tile_max;
+${core.scores}
     workgroupBarrier();   // K fully read: V may overwrite it
-
-    for (var e = lid; e < KEYS * D; e += THREADS) {
-      let kj = j0 + e / D;
-      let d = e % D;
-      var x = 0.0;
-      if (kj < n_keys) {
-        ${loadValue}
-      }
-      kv_tile[(e / D) * STRIDE + d] = x;
-    }
-    var m_new = m;
-    for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
-    var psum = 0.0;
-${eachKey((u) => `    let p${u} = select(0.0, exp(s${u} - m_new), s${u} > NO_SCORE);
-    p_tile[row * KEYS + lane + ${perRow * u}u] = p${u};
-    psum += p${u};`)}
-    part_sum[row * PER_ROW + lane] = psum;
+${tileLoad(loadValue)}
+${core.probabilities}
     workgroupBarrier();
-
-    let alpha = exp(m - m_new);
-    var tile_sum = 0.0;
-    for (var c = 0u; c < PER_ROW; c++) { tile_sum += part_sum[row * PER_ROW + c]; }
-    l = l * alpha + tile_sum;
-    m = m_new;
-${eachPair((v) => `    a${v} *= alpha;`)}
-    for (var jj = 0u; jj < KEYS; jj++) {
-      let p = p_tile[row * KEYS + jj];
-      let base = jj * STRIDE + 2u * lane;
-${eachPair((v) => `      ${pairGuard(v, `a${v} += p * vec2<f32>(kv_tile[base + ${2 * perRow * v}u], kv_tile[base + ${2 * perRow * v + 1}u]);`)}`)}
-    }
+${core.accumulate}
   }
 
-  if (!row_valid) { return; }
-${o.split ? `  // unnormalised partial of this split: m, l, then acc (a split that saw no key has l = 0)
-  let pb = (((b * params.heads + h) * params.seq + i) * params.splits + split) * (D + 2u);
-  if (lane == 0u) {
-    out[pb] = m;
-    out[pb + 1u] = l;
-  }
-  let ob = pb + 2u + 2u * lane;
-${eachPair((v) => `  ${pairGuard(v, `out[ob + ${2 * perRow * v}u] = a${v}.x; out[ob + ${2 * perRow * v + 1}u] = a${v}.y;`)}`)}` : `  // every row sees at least its own key, so l > 0
-  let inv = 1.0 / l;
-  let ob = new_row(b, i) * params.out_width + h * D + 2u * lane;
-${eachPair((v) => `  ${pairGuard(v, `out[ob + ${2 * perRow * v}u] = a${v}.x * inv; out[ob + ${2 * perRow * v + 1}u] = a${v}.y * inv;`)}`)}`}
+${core.output(o.split)}
 }
 `;
 }

@@ -16,7 +16,8 @@ import type { BlockCall, BlockGeometry } from '../shape.js';
 import type { BlockResult } from '../stats.js';
 import {
   BLOCK_ATTENTION_BINDINGS, BLOCK_ATTENTION_PARAMS, BLOCK_ATTENTION_TILES, BLOCK_COMBINE_PARAMS, BLOCK_COMBINE_THREADS,
-  type BlockAttentionOptions, type BlockAttentionTile, blockAttentionWorkgroupBytes, buildBlockAttention, buildBlockCombine,
+  type BlockAttentionOptions, type BlockAttentionTile, blockAttentionWorkgroupBytes, buildBlockAttention, buildBlockCombine, tileShape,
+  BLOCK_ATTENTION_ROWS_TILES,
 } from './attention.wgsl.js';
 import { flatGrid } from './unfused.wgsl.js';
 import { type GemmChoice, type GemmTier, type GpuLinear, chooseGemm, linearPipeline, queueLinear } from './gemm.js';
@@ -38,6 +39,11 @@ export interface GpuBlockOptions {
   weightDType?: 'float32' | 'float16';
   /** Force an attention tile (benchmarks); default: the first of BLOCK_ATTENTION_TILES that fits. */
   tile?: BlockAttentionTile;
+  /**
+   * Layout of the attention kernel's threads when no tile is forced: 'tiled' (default, register
+   * blocked) or 'rows' (the first kernel, kept for comparison; see attention-core.wgsl.ts).
+   */
+  attentionKernel?: 'tiled' | 'rows';
   /**
    * When the attention grid (query blocks x heads x batch) has fewer workgroups than this, the
    * keys are split over several workgroups per query block and merged by a 4th dispatch (decode,
@@ -113,9 +119,10 @@ export class GpuBlock {
     qkv: GpuLinear, o: GpuLinear, owned: GPUBuffer[], options: GpuBlockOptions,
   ): Promise<GpuBlock> {
     const tier = chooseGemm(runtime, options.gemm ?? 'auto', dtype);
-    const tile = options.tile ?? BLOCK_ATTENTION_TILES.find((t) => fitsTile(runtime, t, dims.headDim));
+    const tiles = options.attentionKernel === 'rows' ? BLOCK_ATTENTION_ROWS_TILES : BLOCK_ATTENTION_TILES;
+    const tile = options.tile ?? tiles.find((t) => fitsTile(runtime, t, dims.headDim));
     if (!tile) {
-      throw new UnsupportedError('config.headDim', `head dim ${dims.headDim} needs ${blockAttentionWorkgroupBytes(BLOCK_ATTENTION_TILES.at(-1)!, dims.headDim)} bytes of workgroup memory but maxComputeWorkgroupStorageSize is ${runtime.limits.maxComputeWorkgroupStorageSize}`);
+      throw new UnsupportedError('config.headDim', `head dim ${dims.headDim} needs ${blockAttentionWorkgroupBytes(tiles.at(-1)!, dims.headDim)} bytes of workgroup memory but maxComputeWorkgroupStorageSize is ${runtime.limits.maxComputeWorkgroupStorageSize}`);
     }
     const block = new GpuBlock(runtime, dims, spec, dtype, tier, tile, qkv, o, owned, options.minWorkgroups ?? MIN_ATTENTION_WORKGROUPS);
     await Promise.all([linearPipeline(runtime, tier, qkv), linearPipeline(runtime, tier, o), block.attentionPipeline(false)]);
@@ -185,7 +192,7 @@ export class GpuBlock {
         label: 'block-attention',
         pipeline,
         bindGroups: [rt.bindGroup(pipeline, 0, entries)],
-        workgroups: [Math.ceil(call.seq / this.tile.rows) * splits, heads, call.batch],
+        workgroups: [Math.ceil(call.seq / tileShape(this.tile).rows) * splits, heads, call.batch],
       });
       if (partial) {
         const combine = await rt.pipeline(blockCombineKernel, { headDim: D });
@@ -208,9 +215,10 @@ export class GpuBlock {
 
   /** Key splits per query block: 1 when the grid is large enough, else enough to reach minWorkgroups. */
   splitsFor(call: BlockGeometry, cache: boolean): number {
-    const grid = Math.ceil(call.seq / this.tile.rows) * this.dims.heads * call.batch;
+    const { rows, keys } = tileShape(this.tile);
+    const grid = Math.ceil(call.seq / rows) * this.dims.heads * call.batch;
     if (this.minWorkgroups <= 0 || grid >= this.minWorkgroups) return 1;
-    const keyTiles = Math.ceil(((cache ? call.start : 0) + call.seq) / this.tile.keys);
+    const keyTiles = Math.ceil(((cache ? call.start : 0) + call.seq) / keys);
     return Math.max(1, Math.min(keyTiles, MAX_SPLITS, Math.ceil(this.minWorkgroups / grid)));
   }
 
@@ -264,7 +272,8 @@ function uploadOwned(runtime: GpuRuntime, owned: GPUBuffer[], data: ArrayBufferV
 
 function fitsTile(runtime: GpuRuntime, t: BlockAttentionTile, headDim: number): boolean {
   const l = runtime.limits;
-  return t.threads <= l.maxComputeInvocationsPerWorkgroup && t.threads <= l.maxComputeWorkgroupSizeX &&
+  const { threads } = tileShape(t);
+  return threads <= l.maxComputeInvocationsPerWorkgroup && threads <= l.maxComputeWorkgroupSizeX &&
     blockAttentionWorkgroupBytes(t, headDim) <= l.maxComputeWorkgroupStorageSize;
 }
 
