@@ -27,8 +27,11 @@ import { queueUnfused, type UnfusedWeights } from './unfused.js';
 export const blockAttentionKernel = defineKernel<BlockAttentionOptions>('block-attention', buildBlockAttention);
 export const blockCombineKernel = defineKernel<{ headDim: number }>('block-attention-combine', buildBlockCombine);
 
-/** Default of GpuBlockOptions.minWorkgroups: a few workgroups per SM of a large GPU. */
-export const MIN_ATTENTION_WORKGROUPS = 256;
+/**
+ * Default of GpuBlockOptions.minWorkgroups: enough resident workgroups for a large GPU (an H200 has
+ * 132 SMs). At 256, decode at B 8 (32 heads x 8) stayed unsplit and lost to the unfused path.
+ */
+export const MIN_ATTENTION_WORKGROUPS = 1024;
 /** Most key splits per query block. */
 const MAX_SPLITS = 64;
 
@@ -47,7 +50,7 @@ export interface GpuBlockOptions {
   /**
    * When the attention grid (query blocks x heads x batch) has fewer workgroups than this, the
    * keys are split over several workgroups per query block and merged by a 4th dispatch (decode,
-   * small batches). Default 256; 0 never splits (always 3 dispatches).
+   * small batches). Default 1024; 0 never splits (always 3 dispatches).
    */
   minWorkgroups?: number;
 }
