@@ -11,7 +11,7 @@
 // QKᵀ, scale + mask, softmax, PV, transpose back, O projection. Both causal, both on CPU or WebGPU.
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
 import type { TensorInput } from '../core/tensor.js';
-import { webgpuAvailable } from '../backends/registry.js';
+import { autoBackend } from '../backends/registry.js';
 import { type AttentionBlockConfig, type AttentionBlockWeights, type BlockSpec, validateBlock } from './config.js';
 import { type BlockForwardOptions, validateForward } from './shape.js';
 import type { BlockResult } from './stats.js';
@@ -19,7 +19,7 @@ import type { CpuBlock } from './cpu/block.js';
 import type { GpuBlock, GpuBlockOptions } from './webgpu/block.js';
 
 export interface AttentionBlockOptions extends GpuBlockOptions {
-  /** 'auto' (default): WebGPU when an adapter exists, else the CPU. */
+  /** 'auto' (default): as attention() decides (WebGPU on a hardware adapter or a caller's device, else the CPU). */
   backend?: 'cpu' | 'webgpu' | 'auto';
   /** A GPUDevice of the caller's (WebGPU). */
   device?: GPUDevice;
@@ -41,7 +41,7 @@ export class AttentionBlock {
     if (choice !== 'cpu' && choice !== 'webgpu' && choice !== 'auto') {
       throw new ValueError('options.backend', `options.backend must be "cpu", "webgpu" or "auto", got ${show(choice)}`);
     }
-    const backend = choice === 'auto' ? ((await webgpuAvailable({ device: options.device })) ? 'webgpu' : 'cpu') : choice;
+    const backend = choice === 'auto' ? await autoBackend({ device: options.device }) : choice;
     if (backend === 'cpu') {
       if (options.gemm && options.gemm !== 'auto' && options.gemm !== 'portable') {
         throw new UnsupportedError('options.gemm', `GEMM tier ${show(options.gemm)} is WebGPU only`);
