@@ -87,7 +87,7 @@ for (const backend of backends) {
       const capacity = 96;
       const kvd = 2 * 8;
       let splitSeen = false;
-      const runs = [['forward', block], ['forwardUnfused', block], ...(backend.name === 'webgpu' ? [['forward', unsplit]] : [])] as const;
+      const runs: Array<['forward' | 'forwardUnfused', AttentionBlock]> = [['forward', block], ['forwardUnfused', block], ...(backend.name === 'webgpu' ? [['forward', unsplit] as ['forward', AttentionBlock]] : [])];
       for (const [path, runner] of runs) {
         const keys = new Float32Array(capacity * B * kvd);
         const values = new Float32Array(capacity * B * kvd);

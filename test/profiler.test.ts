@@ -85,7 +85,7 @@ describe.skipIf(webgpu.skip !== undefined)('profiler on webgpu', () => {
     const rt = block.gpu!.runtime;
     const device = rt.device;
     const buffer = device.createBuffer({ size: x.data.byteLength, usage: 0x80 | 0x4 | 0x8 });
-    device.queue.writeBuffer(buffer, 0, x.data);
+    device.queue.writeBuffer(buffer, 0, x.data as Float32Array<ArrayBuffer>);
     const { Tensor } = await import('../dist/index.js');
     const input = Tensor.fromGpuBuffer({ device, buffer, byteOffset: 0 }, x.shape, 'float32');
     const s = new Scope(rt, 'layer');

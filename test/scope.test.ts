@@ -24,7 +24,7 @@ describe.skipIf(webgpu.skip !== undefined)('scope (record and replay) on webgpu'
     const device = rt.device;
     const gpuTensor = (data: Float32Array, shape: number[]) => {
       const buffer = device.createBuffer({ size: data.byteLength, usage: STORAGE });
-      device.queue.writeBuffer(buffer, 0, data);
+      device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
       return { buffer, tensor: Tensor.fromGpuBuffer({ device, buffer, byteOffset: 0 }, shape, 'float32') };
     };
     const bits = async (t: Tensor) => new Uint32Array(await rt.read(t.gpu!.buffer, t.gpu!.byteOffset, t.size * 4));
@@ -43,14 +43,14 @@ describe.skipIf(webgpu.skip !== undefined)('scope (record and replay) on webgpu'
     expect(await bits(recorded.out)).toEqual(expected);
 
     const hits = rt.counters.pipelineHits + rt.counters.pipelineMisses;
-    const replayed = await s.run({ x: x.tensor }, () => Promise.reject(new Error('a replay must not run the function')));
+    const replayed = await s.run<typeof recorded>({ x: x.tensor }, () => Promise.reject(new Error('a replay must not run the function')));
     expect(s.lastRun).toMatchObject({ mode: 'replay', dispatches: plain.stats.dispatches, submits: 1 });
     expect(rt.counters.pipelineHits + rt.counters.pipelineMisses).toBe(hits);
     expect(replayed).toBe(recorded);
     expect(await bits(replayed.out)).toEqual(expected);
 
     // new contents in the same buffer: the replay computes on them, exactly as an unscoped run does
-    device.queue.writeBuffer(x.buffer, 0, randomHidden(B * S, H, 2));
+    device.queue.writeBuffer(x.buffer, 0, randomHidden(B * S, H, 2) as Float32Array<ArrayBuffer>);
     const fresh = await block.forward(x.tensor);
     await s.run({ x: x.tensor }, () => Promise.reject(new Error('must replay')));
     expect(s.lastRun?.mode).toBe('replay');
@@ -133,7 +133,7 @@ describe.skipIf(webgpu.skip !== undefined)('scope (record and replay) on webgpu'
     const { block, gpuTensor, bits } = await setup();
     const x = gpuTensor(randomHidden(B * S, H, 8), [B, S, H]);
     const first = await scope('layer0', { x: x.tensor }, () => block.forward(x.tensor));
-    const again = await scope('layer0', { x: x.tensor }, () => Promise.reject(new Error('must replay')));
+    const again = await scope<typeof first>('layer0', { x: x.tensor }, () => Promise.reject(new Error('must replay')));
     expect(again).toBe(first);
     expect(await bits(again.out)).toEqual(await bits((await block.forward(x.tensor)).out));
     block.destroy();
