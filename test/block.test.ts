@@ -13,6 +13,9 @@ const backends = await backendsHere();
 const seed = Number(process.env.FUSEDATTN_SEED ?? 4321);
 // three chained f32 GEMMs + attention against float64: a little looser than attention's 1e-5
 const RTOL = 3e-5;
+// float16 weights on a GPU with subgroup matrices take the tensor-core GEMM ('auto'), which rounds
+// the activations to float16 on the way in: its error is at the 1e-4 level (bench/block.mjs checks it)
+const RTOL_TENSOR_CORES = 1e-2;
 
 interface BlockCase {
   name: string;
@@ -32,8 +35,8 @@ const CASES: BlockCase[] = [
   { name: 'D 128 (the benchmark head dim), GQA 2/1, S 70', config: { hidden: 64, heads: 2, kvHeads: 1, headDim: 128 }, batch: 1, seq: 70 },
 ];
 
-function check(what: string, got: Float32Array, ref: Float64Array): string {
-  return checkF32(what, got, ref, RTOL) ?? '';
+function check(what: string, got: Float32Array, ref: Float64Array, rtol = RTOL): string {
+  return checkF32(what, got, ref, rtol) ?? '';
 }
 
 for (const backend of backends) {
@@ -52,22 +55,23 @@ for (const backend of backends) {
         const unfused = await block.forwardUnfused({ data: x, shape }, { layout });
         expect(fused.out.shape).toEqual(shape);
         expect(fused.out.location).toBe('cpu');
-        const failures = [check('fused', fused.out.toFloat32(), ref.out), check('unfused', unfused.out.toFloat32(), ref.out)].filter(Boolean);
+        const rtol = block.gpu?.tier === 'subgroup-matrix' ? RTOL_TENSOR_CORES : RTOL;
+        const failures = [check('fused', fused.out.toFloat32(), ref.out, rtol), check('unfused', unfused.out.toFloat32(), ref.out, rtol)].filter(Boolean);
         expect(failures.join('; '), `seed ${seed + index}`).toBe('');
         // the two paths agree with each other as closely as each agrees with float64
-        expect(checkLowPrecision('fused vs unfused', fused.out.toFloat32(), unfused.out.toFloat32(), ref.out, 1e-6) ?? '').toBe('');
+        expect(checkLowPrecision('fused vs unfused', fused.out.toFloat32(), unfused.out.toFloat32(), ref.out, rtol === RTOL ? 1e-6 : 1e-3) ?? '').toBe('');
         if (backend.name === 'webgpu') {
           // small grids split the keys over more workgroups and merge them in a 4th dispatch
           expect([['qkv-gemm', 'block-attention', 'o-gemm'], ['qkv-gemm', 'block-attention', 'block-attention-combine', 'o-gemm']]).toContainEqual(fused.stats.kernels);
           const unsplit = await AttentionBlock.create(c.config, weights, { backend: backend.name, minWorkgroups: 0 });
           const three = await unsplit.forward({ data: x, shape }, { layout });
           expect(three.stats.kernels).toEqual(['qkv-gemm', 'block-attention', 'o-gemm']);
-          expect(check('fused, keys not split', three.out.toFloat32(), ref.out)).toBe('');
+          expect(check('fused, keys not split', three.out.toFloat32(), ref.out, rtol)).toBe('');
           unsplit.destroy();
           // the first kernel layout, kept for comparison, split and not
           for (const minWorkgroups of [0, 256]) {
             const rows = await AttentionBlock.create(c.config, weights, { backend: backend.name, attentionKernel: 'rows', minWorkgroups });
-            expect(check(`fused, rows kernel, minWorkgroups ${minWorkgroups}`, (await rows.forward({ data: x, shape }, { layout })).out.toFloat32(), ref.out)).toBe('');
+            expect(check(`fused, rows kernel, minWorkgroups ${minWorkgroups}`, (await rows.forward({ data: x, shape }, { layout })).out.toFloat32(), ref.out, rtol)).toBe('');
             rows.destroy();
           }
         }
