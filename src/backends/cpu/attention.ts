@@ -6,17 +6,9 @@ import { Tensor, numel } from '../../core/tensor.js';
 import { type AttentionProblem, type BroadcastView, type StridedView, visiblePairs } from '../../attention/problem.js';
 import type { AttentionResult } from '../backend.js';
 import type { CpuEngine } from './engine.js';
-import { type FlashParams, type StagedOperand, flashScratchBytes, flashTasks } from './flash.js';
+import { type FlashParams, type StagedOperand, flashScratch, flashTasks } from './flash.js';
 import { NAIVE_SCRATCH_BYTES, type NaiveParams, naiveBlocks, naiveGroups, sBufferStride } from './naive.js';
 import type { BroadcastOperand, ScoreOptions } from './scores.js';
-
-/** Query rows per task and keys per tile of the fused kernel (measured: bench/cpu-tiles.mjs). */
-export interface FlashTiles {
-  br: number;
-  bc: number;
-}
-
-export const DEFAULT_TILES: FlashTiles = { br: 64, bc: 64 };
 
 /** Largest S buffer group of the naive path (the rest of the heads wait for the next group). */
 export const NAIVE_BUDGET_BYTES = 256 * 2 ** 20;
@@ -136,14 +128,15 @@ function flops(p: AttentionProblem, pairs = visiblePairs(p)): number {
 }
 
 /** The fused forward. */
-export async function runFlash(engine: CpuEngine, p: AttentionProblem, tiles: FlashTiles = DEFAULT_TILES): Promise<AttentionResult> {
+export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<AttentionResult> {
   const st = new Staging(engine);
   try {
     const staged = stage(engine, st, p);
+    const tiles = engine.kernels.tiles;
     const params: FlashParams = { ...staged.common, br: tiles.br, bc: tiles.bc, tasks: new Int32Array(0) };
     params.tasks = flashTasks(params, p.headsQ);
     const taskCount = params.tasks.length / 3;
-    const perWorker = flashScratchBytes(tiles.br, tiles.bc, p.dimV);
+    const perWorker = flashScratch(0, tiles, p.dimQK, p.dimRope, p.dimV).bytes;
     const workers = engine.participants(taskCount);
     const scratch = st.allocate(workers * perWorker);
     await engine.execute('flash', params, taskCount, scratch, perWorker, flops(p));

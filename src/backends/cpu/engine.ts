@@ -3,7 +3,8 @@
 // single-threaded fallback (no SharedArrayBuffer: a browser page without cross-origin isolation).
 import { UnsupportedError } from '../../core/errors.js';
 import { Arena, formatBytes } from './arena.js';
-import { type CompiledKernels, type KernelKind, type Kernels, compileKernels, instantiateKernels, scalarKernels } from './kernels.js';
+import { type CompiledKernels, type KernelKind, type Kernels, compileKernels, instantiateKernels, scalarKernels, tileGeometry } from './kernels.js';
+import type { DEFAULT_KERNEL_OPTIONS } from './wasm/kernels.js';
 import { type Job, type JobKind, type JobParamsOf, runJobTasks } from './jobs.js';
 import { WorkerPool } from './pool.js';
 import { envVar, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
@@ -13,6 +14,8 @@ export interface CpuEngineOptions {
   threads?: number;
   /** Kernel implementation. Default 'auto': relaxed SIMD if validated, else SIMD, else scalar. */
   kernels?: 'auto' | 'wasm-simd' | 'scalar';
+  /** Kernel register blocking and tile sizes (benchmarks; defaults in wasm/kernels.ts). */
+  tuning?: Partial<typeof DEFAULT_KERNEL_OPTIONS>;
   /** Jobs estimated below this many flops run on the calling thread (no message round trip). */
   inlineFlops?: number;
 }
@@ -58,9 +61,9 @@ export class CpuEngine {
     const arena = new Arena(shared && threads > 0);
     const want = options.kernels ?? (envVar('FUSEDATTN_CPU_KERNELS') as CpuEngineOptions['kernels']) ?? 'auto';
     let compiled: CompiledKernels | undefined;
-    if (want !== 'scalar' && simd) compiled = await compileKernels(arena.shared, arena.maximumPages, want === 'auto' && relaxed);
-    const kernels = compiled ? instantiateKernels(compiled, arena.memory) : scalarKernels(arena.memory);
-    const pool = threads > 0 ? await WorkerPool.start(threads, arena.memory, compiled) : undefined;
+    if (want !== 'scalar' && simd) compiled = await compileKernels(arena.shared, arena.maximumPages, want === 'auto' && relaxed, options.tuning);
+    const kernels = compiled ? instantiateKernels(compiled, arena.memory) : scalarKernels(arena.memory, tileGeometry(options.tuning));
+    const pool = threads > 0 ? await WorkerPool.start(threads, arena.memory, compiled, kernels.tiles) : undefined;
     const description: CpuDescription = { threads: Math.max(threads, 1), sharedMemory: shared, simd, relaxedSimd: relaxed, kernels: kernels.kind, singleThreadedReason };
     return new CpuEngine(arena, kernels, pool, description, options.inlineFlops ?? 2e6);
   }

@@ -7,7 +7,7 @@
 // then O / l into the output and m + log(l) into the LSE. Whole tiles outside the rows' key
 // window are never visited, so causal and sliding-window attention do proportionally less work.
 // Scratch per worker: S tile, O block and the row statistics; nothing of size Sq×Sk exists.
-import type { Kernels } from './kernels.js';
+import type { Kernels, TileGeometry } from './kernels.js';
 import { type ScoreOptions, hasValueModifiers, modifyScores, windowBounds } from './scores.js';
 
 /** An attention input in the staged memory: byte address of (0,0,0,0) and byte strides. */
@@ -42,10 +42,45 @@ export interface FlashParams extends ScoreOptions {
   tasks: Int32Array;
 }
 
-/** Scratch bytes one worker needs for tiles of br × bc and head dim dimV. */
-export function flashScratchBytes(br: number, bc: number, dimV: number): number {
-  const dimVp = Math.ceil(dimV / 4) * 4;
-  return 4 * (br * bc + br * dimVp + 3 * br) + 3 * 64;
+/** Where one worker's scratch regions are (byte addresses), for tiles of br × bc. */
+export interface FlashScratch {
+  s: number;
+  o: number;
+  ldo: number;
+  qPanel: number;
+  kPanel: number;
+  vPanel: number;
+  m: number;
+  l: number;
+  alpha: number;
+  bytes: number;
+}
+
+/** Depth chunks of 4 floats in the Q/K panels: NoPE part then RoPE part. */
+export function panelChunks(dimQK: number, dimRope: number): number {
+  return Math.ceil(dimQK / 4) + Math.ceil(dimRope / 4);
+}
+
+export function flashScratch(base: number, tiles: TileGeometry, dimQK: number, dimRope: number, dimV: number): FlashScratch {
+  const chunks = panelChunks(dimQK, dimRope);
+  const dimVp = Math.ceil(dimV / (4 * tiles.pvVectors)) * 4 * tiles.pvVectors;
+  const sizes = {
+    s: 4 * tiles.br * tiles.bc,
+    o: 4 * tiles.br * dimVp,
+    qPanel: 16 * Math.ceil(tiles.br / tiles.qkRows) * tiles.qkRows * chunks,
+    kPanel: 16 * Math.ceil(tiles.bc / 4) * 4 * chunks,
+    vPanel: 4 * tiles.bc * dimVp,
+    m: 4 * tiles.br,
+    l: 4 * tiles.br,
+    alpha: 4 * tiles.br,
+  };
+  const at: Record<string, number> = {};
+  let offset = base;
+  for (const [name, size] of Object.entries(sizes)) {
+    at[name] = offset;
+    offset += Math.ceil(size / 64) * 64 + 64;
+  }
+  return { s: at.s, o: at.o, ldo: 4 * dimVp, qPanel: at.qPanel, kPanel: at.kPanel, vPanel: at.vPanel, m: at.m, l: at.l, alpha: at.alpha, bytes: offset - base };
 }
 
 /** Keys the rows [i0, i0 + rows) of sequence b can see at all: [lo, hi], clipped to [0, sk - 1]. */
@@ -83,49 +118,43 @@ export function flashTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: Fl
   const sq = p.seqLensQ[b];
   const sk = p.seqLensK[b];
   const rows = Math.min(p.br, sq - i0);
-  const dimVp = Math.ceil(p.dimV / 4) * 4;
-
-  // scratch layout: S [br × bc], O [br × dimVp], m, l, alpha [br]
-  const S = scratch;
+  const { qkRows } = kernels.tiles;
+  const x = flashScratch(scratch, kernels.tiles, p.dimQK, p.dimRope, p.dimV);
   const lds = 4 * p.bc;
-  const O = S + 4 * p.br * p.bc + 64;
-  const ldo = 4 * dimVp;
-  const M = O + 4 * p.br * dimVp + 64;
-  const L = M + 4 * p.br;
-  const A = L + 4 * p.br;
+  const chunks = panelChunks(p.dimQK, p.dimRope);
+  const ropeChunk = Math.ceil(p.dimQK / 4);
   const f = new Float32Array(buffer());
-  f.fill(0, O >> 2, (O >> 2) + rows * dimVp);
-  f.fill(-Infinity, M >> 2, (M >> 2) + rows);
-  f.fill(0, L >> 2, (L >> 2) + rows);
+  f.fill(0, x.o >> 2, (x.o + rows * x.ldo) >> 2);
+  f.fill(-Infinity, x.m >> 2, (x.m >> 2) + rows);
+  f.fill(0, x.l >> 2, (x.l >> 2) + rows);
 
   const row = (o: StagedOperand, seqStarts: Int32Array, head: number, s: number) => o.addr + b * o.sb + head * o.sh + (seqStarts[b] + s) * o.ss;
-  const qRow = row(p.q, p.seqStartsQ, h, i0);
-  const qRopeRow = p.qRope ? row(p.qRope, p.seqStartsQ, h, i0) : 0;
+  kernels.pack_panel(row(p.q, p.seqStartsQ, h, i0), p.q.ss, rows, p.dimQK, x.qPanel, qkRows, chunks, 0);
+  if (p.qRope) kernels.pack_panel(row(p.qRope, p.seqStartsQ, h, i0), p.qRope.ss, rows, p.dimRope, x.qPanel, qkRows, chunks, ropeChunk);
   const modify = hasValueModifiers(p);
   const [lo, hi] = blockKeyRange(p, sq, sk, i0, rows);
-  // tiles inside [needClipBelow, needClipAbove] are visible to every row of the block
+  // a tile needs the window clip unless every row of the block sees all of it
   const firstRowHi = windowBounds(p, sq, sk, i0)[1];
   const lastRowLo = windowBounds(p, sq, sk, i0 + rows - 1)[0];
 
   for (let j0 = lo; j0 <= hi; j0 += p.bc) {
     const cols = Math.min(p.bc, hi + 1 - j0);
-    kernels.gemm_nt(
-      qRow, p.q.ss, row(p.k, p.seqStartsK, hk, j0), p.k.ss, p.dimQK,
-      qRopeRow, p.qRope?.ss ?? 0, p.kRope ? row(p.kRope, p.seqStartsK, hk, j0) : 0, p.kRope?.ss ?? 0, p.dimRope,
-      S, lds, rows, cols, p.scale, 0,
-    );
+    kernels.pack_panel(row(p.k, p.seqStartsK, hk, j0), p.k.ss, cols, p.dimQK, x.kPanel, 4, chunks, 0);
+    if (p.kRope) kernels.pack_panel(row(p.kRope, p.seqStartsK, hk, j0), p.kRope.ss, cols, p.dimRope, x.kPanel, 4, chunks, ropeChunk);
+    kernels.qk_tile(x.qPanel, x.kPanel, chunks, rows, cols, x.s, p.scale);
     const clip = j0 < lastRowLo || j0 + cols - 1 > firstRowHi;
-    if (modify || clip) modifyScores(buffer(), p, { s: S, lds, rows, cols, b, h, i0, j0, sq, sk }, clip);
-    kernels.softmax_update(S, lds, rows, cols, M, L, A);
-    kernels.gemm_nn(S, lds, row(p.v, p.seqStartsK, hk, j0), p.v.ss, cols, O, ldo, rows, p.dimV, 2, A);
+    if (modify || clip) modifyScores(buffer(), p, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip);
+    kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha);
+    kernels.pack_v(row(p.v, p.seqStartsK, hk, j0), p.v.ss, cols, p.dimV, x.vPanel);
+    kernels.pv_tile(x.s, x.vPanel, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
   }
 
-  kernels.finalize_rows(O, ldo, row(p.out, p.seqStartsQ, h, i0), p.out.ss, rows, p.dimV, L);
+  kernels.finalize_rows(x.o, x.ldo, row(p.out, p.seqStartsQ, h, i0), p.out.ss, rows, p.dimV, x.l);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) {
-      const l = g[(L >> 2) + r];
-      g[row(p.lse, p.seqStartsQ, h, i0 + r) >> 2] = l === 0 ? -Infinity : g[(M >> 2) + r] + Math.log(l);
+      const l = g[(x.l >> 2) + r];
+      g[row(p.lse, p.seqStartsQ, h, i0 + r) >> 2] = l === 0 ? -Infinity : g[(x.m >> 2) + r] + Math.log(l);
     }
   }
 }

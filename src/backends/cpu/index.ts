@@ -9,7 +9,7 @@ import { type MatmulSpec, cpuMatmul } from './matmul.js';
 import { hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
 
 export { CpuEngine, type CpuEngineOptions, type CpuDescription } from './engine.js';
-export { runFlash, runNaive, DEFAULT_TILES, type FlashTiles } from './attention.js';
+export { runFlash, runNaive } from './attention.js';
 export type { MatmulSpec, MatrixOperand } from './matmul.js';
 
 const cores = await hardwareThreads();

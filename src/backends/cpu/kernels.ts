@@ -6,8 +6,28 @@ import { KERNEL_SIGNATURES, buildKernelModule, DEFAULT_KERNEL_OPTIONS, type Kern
 
 export type KernelKind = 'wasm-relaxed-simd' | 'wasm-simd' | 'scalar';
 
+/** The tile geometry the fused kernels were built for (module constants). */
+export interface TileGeometry {
+  /** Query rows per task and keys per tile. */
+  br: number;
+  bc: number;
+  /** Row group of the Q panel (qk_tile's register block). */
+  qkRows: number;
+  /** Vectors per V panel column block (pv_tile's register block). */
+  pvVectors: number;
+}
+
 export interface Kernels {
   readonly kind: KernelKind;
+  readonly tiles: TileGeometry;
+  /** Packs rows into [ceil(rows/group)][chunks][group][4] from chunk chunk0 on, zero-padded (see wasm/tile-kernels.ts). */
+  pack_panel(src: number, ld: number, rows: number, dim: number, dst: number, group: number, chunks: number, chunk0: number): void;
+  /** Packs V rows into [ceil(dim/(4·pvVectors))][bc][4·pvVectors], zero-padded. */
+  pack_v(src: number, ld: number, keys: number, dim: number, dst: number): void;
+  /** S[BR×BC tile] = alpha·Qpanel·Kpanelᵀ for ceil(rows/qkRows) row groups and ceil(cols/4) key groups. */
+  qk_tile(q: number, k: number, chunks: number, rows: number, cols: number, s: number, alpha: number): void;
+  /** O = scales_r·O + P·Vpanel over `keys` keys (P row stride 4·bc). */
+  pv_tile(p: number, v: number, keys: number, o: number, ldo: number, rows: number, dim: number, scales: number): void;
   /** C[m×n] = alpha·(A[m×k]·B[n×k]ᵀ + A2[m×k2]·B2[n×k2]ᵀ), plus the old C when accumulate != 0. */
   gemm_nt(a: number, lda: number, b: number, ldb: number, k: number, a2: number, lda2: number, b2: number, ldb2: number, k2: number,
     c: number, ldc: number, m: number, n: number, alpha: number, accumulate: number): void;
@@ -23,25 +43,36 @@ export interface Kernels {
 export interface CompiledKernels {
   module: WebAssembly.Module;
   kind: KernelKind;
+  tiles: TileGeometry;
 }
 
-export async function compileKernels(shared: boolean, maximumPages: number, relaxed: boolean): Promise<CompiledKernels> {
-  const options: KernelOptions = { ...DEFAULT_KERNEL_OPTIONS, relaxed, shared, maximumPages };
+export function tileGeometry(tuning: Partial<typeof DEFAULT_KERNEL_OPTIONS> = {}): TileGeometry {
+  const o = { ...DEFAULT_KERNEL_OPTIONS, ...tuning };
+  return { br: o.br, bc: o.bc, qkRows: o.qkRows, pvVectors: o.pvVectors };
+}
+
+export async function compileKernels(shared: boolean, maximumPages: number, relaxed: boolean, tuning: Partial<typeof DEFAULT_KERNEL_OPTIONS> = {}): Promise<CompiledKernels> {
+  const options: KernelOptions = { ...DEFAULT_KERNEL_OPTIONS, ...tuning, relaxed, shared, maximumPages };
   const builder = buildKernelModule(options);
   const g = globalThis as { process?: { env?: Record<string, string | undefined> } };
   if (g.process?.env?.FUSEDATTN_DEBUG_WASM) console.log(builder.wat());
   const module = await WebAssembly.compile(builder.bytes());
-  return { module, kind: relaxed ? 'wasm-relaxed-simd' : 'wasm-simd' };
+  return { module, kind: relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', tiles: tileGeometry(tuning) };
 }
 
 export function instantiateKernels(compiled: CompiledKernels, memory: WebAssembly.Memory): Kernels {
   const instance = new WebAssembly.Instance(compiled.module, { env: { memory } });
-  const exports = instance.exports as unknown as Omit<Kernels, 'kind'>;
+  const exports = instance.exports as unknown as Omit<Kernels, 'kind' | 'tiles'>;
   for (const name of Object.keys(KERNEL_SIGNATURES)) {
     if (typeof (exports as unknown as Record<string, unknown>)[name] !== 'function') throw new Error(`CPU kernels: export ${name} missing`);
   }
   return {
     kind: compiled.kind,
+    tiles: compiled.tiles,
+    pack_panel: exports.pack_panel,
+    pack_v: exports.pack_v,
+    qk_tile: exports.qk_tile,
+    pv_tile: exports.pv_tile,
     gemm_nt: exports.gemm_nt,
     gemm_nn: exports.gemm_nn,
     softmax_update: exports.softmax_update,
@@ -50,7 +81,7 @@ export function instantiateKernels(compiled: CompiledKernels, memory: WebAssembl
 }
 
 /** Plain JavaScript kernels with the semantics of the WASM ones (Math.exp, sequential sums). */
-export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }): Kernels {
+export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tiles: TileGeometry = tileGeometry()): Kernels {
   let buffer: ArrayBufferLike | undefined;
   let mem: Float32Array<ArrayBufferLike> = new Float32Array(0);
   const f = () => {
@@ -60,8 +91,58 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }): Ker
     }
     return mem;
   };
+  const { bc, qkRows, pvVectors } = tiles;
   return {
     kind: 'scalar',
+    tiles,
+    pack_panel(src, ld, rows, dim, dst, group, chunks, chunk0) {
+      const x = f();
+      const padded = Math.ceil(rows / group) * group;
+      for (let r = 0; r < padded; r++) {
+        const g = Math.floor(r / group);
+        for (let c = 0; c < Math.ceil(dim / 4); c++) {
+          const at = (dst >> 2) + ((g * chunks + chunk0 + c) * group + (r % group)) * 4;
+          for (let l = 0; l < 4; l++) x[at + l] = r < rows && 4 * c + l < dim ? x[((src + r * ld) >> 2) + 4 * c + l] : 0;
+        }
+      }
+    },
+    pack_v(src, ld, keys, dim, dst) {
+      const x = f();
+      const width = 4 * pvVectors;
+      const blocks = Math.ceil(dim / width);
+      for (let j = 0; j < keys; j++) {
+        for (let c = 0; c < blocks * width; c++) {
+          const at = (dst >> 2) + (Math.floor(c / width) * bc + j) * width + (c % width);
+          x[at] = c < dim ? x[((src + j * ld) >> 2) + c] : 0;
+        }
+      }
+    },
+    qk_tile(q, k, chunks, rows, cols, s, alpha) {
+      const x = f();
+      for (let i = 0; i < rows; i++) {
+        const qg = (q >> 2) + Math.floor(i / qkRows) * chunks * qkRows * 4 + (i % qkRows) * 4;
+        for (let j = 0; j < cols; j++) {
+          const kg = (k >> 2) + Math.floor(j / 4) * chunks * 16 + (j % 4) * 4;
+          let sum = 0;
+          for (let c = 0; c < chunks; c++) for (let l = 0; l < 4; l++) sum += x[qg + c * qkRows * 4 + l] * x[kg + c * 16 + l];
+          x[(s >> 2) + i * bc + j] = alpha * sum;
+        }
+      }
+    },
+    pv_tile(p, v, keys, o, ldo, rows, dim, scales) {
+      const x = f();
+      const width = 4 * pvVectors;
+      for (let i = 0; i < rows; i++) {
+        const orow = (o + i * ldo) >> 2;
+        const scale = x[(scales >> 2) + i];
+        for (let d = 0; d < dim; d++) {
+          let acc = x[orow + d] * scale;
+          const vcol = (v >> 2) + Math.floor(d / width) * bc * width + (d % width);
+          for (let j = 0; j < keys; j++) acc += x[(p >> 2) + i * bc + j] * x[vcol + j * width];
+          x[orow + d] = acc;
+        }
+      }
+    },
     gemm_nt(a, lda, b, ldb, k, a2, lda2, b2, ldb2, k2, c, ldc, m, n, alpha, accumulate) {
       const x = f();
       for (let i = 0; i < m; i++) {

@@ -3,7 +3,7 @@
 // compiled kernel module on the same shared memory once, at start. A job is posted to as many
 // workers as it has tasks (up to all); each claims tasks from the job's shared counter and answers
 // 'done'. Several jobs may be in flight: a worker takes them in the order they were posted.
-import type { CompiledKernels } from './kernels.js';
+import type { CompiledKernels, TileGeometry } from './kernels.js';
 import type { Job } from './jobs.js';
 import { type WorkerHandle, startWorker } from './platform.js';
 
@@ -21,6 +21,7 @@ export interface InitMessage {
   /** Absent: the worker uses the scalar JavaScript kernels. */
   module: WebAssembly.Module | undefined;
   kind: CompiledKernels['kind'];
+  tiles: TileGeometry;
 }
 
 export interface JobMessage {
@@ -30,7 +31,7 @@ export interface JobMessage {
   job: Job;
 }
 
-export type WorkerReply = { type: 'ready'; worker: number } | { type: 'done'; id: number; worker: number; tasks: number; error?: string };
+export type WorkerReply = { type: 'ready'; worker: number } | { type: 'done'; id: number; worker: number; tasks: number; busyMs?: number; error?: string };
 
 export class WorkerPool {
   readonly size: number;
@@ -40,14 +41,17 @@ export class WorkerPool {
   private broken: Error | undefined;
   /** Tasks each worker ran, summed over the pool's life (tests check that work is spread). */
   readonly tasksByWorker: number[];
+  /** Milliseconds each worker spent running tasks (for benchmarks: wall time minus this is overhead). */
+  readonly busyMsByWorker: number[];
 
   private constructor(workers: WorkerHandle[]) {
     this.workers = workers;
     this.size = workers.length;
     this.tasksByWorker = new Array<number>(workers.length).fill(0);
+    this.busyMsByWorker = new Array<number>(workers.length).fill(0);
   }
 
-  static async start(threads: number, memory: WebAssembly.Memory, compiled: CompiledKernels | undefined): Promise<WorkerPool> {
+  static async start(threads: number, memory: WebAssembly.Memory, compiled: CompiledKernels | undefined, tiles: TileGeometry): Promise<WorkerPool> {
     const url = new URL('./worker.js', import.meta.url);
     const workers = await Promise.all(Array.from({ length: threads }, () => startWorker(url)));
     const pool = new WorkerPool(workers);
@@ -61,7 +65,7 @@ export class WorkerPool {
         if (reply.type === 'ready') resolve();
         else pool.onDone(reply);
       });
-      const init: InitMessage = { type: 'init', worker: index, memory, module: compiled?.module, kind: compiled?.kind ?? 'scalar' };
+      const init: InitMessage = { type: 'init', worker: index, memory, module: compiled?.module, kind: compiled?.kind ?? 'scalar', tiles };
       w.post(init);
     })));
     return pool;
@@ -91,6 +95,7 @@ export class WorkerPool {
     const job = this.pending.get(reply.id);
     if (!job) return;
     this.tasksByWorker[reply.worker] += reply.tasks;
+    this.busyMsByWorker[reply.worker] += reply.busyMs ?? 0;
     if (reply.error) job.errors.push(reply.error);
     if (--job.remaining > 0) return;
     this.pending.delete(reply.id);

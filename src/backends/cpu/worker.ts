@@ -26,7 +26,7 @@ let context: TaskContext | undefined;
 port.listen((message) => {
   if (message.type === 'init') {
     const memory = message.memory;
-    const kernels = message.module ? instantiateKernels({ module: message.module, kind: message.kind }, memory) : scalarKernels(memory);
+    const kernels = message.module ? instantiateKernels({ module: message.module, kind: message.kind, tiles: message.tiles }, memory) : scalarKernels(memory, message.tiles);
     context = { kernels, memory };
     port.post({ type: 'ready', worker: message.worker });
     return;
@@ -34,8 +34,9 @@ port.listen((message) => {
   let tasks = 0;
   try {
     if (!context) throw new Error('job before init');
+    const start = performance.now();
     tasks = runJobTasks(context, message.job, message.worker);
-    port.post({ type: 'done', id: message.id, worker: message.worker, tasks });
+    port.post({ type: 'done', id: message.id, worker: message.worker, tasks, busyMs: performance.now() - start });
   } catch (e) {
     port.post({ type: 'done', id: message.id, worker: message.worker, tasks, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   }

@@ -98,6 +98,8 @@ export const i32 = {
   add: op('i32.add', [0x6a]),
   sub: op('i32.sub', [0x6b]),
   mul: op('i32.mul', [0x6c]),
+  div_s: op('i32.div_s', [0x6d]),
+  shr_s: op('i32.shr_s', [0x75]),
   and: op('i32.and', [0x71]),
   or: op('i32.or', [0x72]),
   shl: op('i32.shl', [0x74]),
@@ -190,6 +192,8 @@ export const f32x4 = {
   div: op('f32x4.div', simd(0xe7)),
   min: op('f32x4.min', simd(0xe8)),
   max: op('f32x4.max', simd(0xe9)),
+  /** Pseudo-max b < a ? a : b... precisely (a < b ? b : a): one maxps, no NaN/-0 fix-ups. */
+  pmax: op('f32x4.pmax', simd(0xeb)),
   convert_i32x4_s: op('f32x4.convert_i32x4_s', simd(0xfa)),
   /** Relaxed SIMD: a*b + c, fused where the hardware has FMA. Only when the engine validates it. */
   relaxed_madd: op('f32x4.relaxed_madd', simd(0x105)),

@@ -15,10 +15,13 @@
 // exp() is Cephes' expf (range reduction by ln2 split in two constants, degree-5 polynomial):
 // about 1 ulp, which keeps results within 1e-5 of the float64 reference.
 import { type Expr, type FunctionBuilder, type Local, ModuleBuilder, f32, f32x4, i32, i32x4, v128 } from './encoder.js';
+import { type TileOptions, TILE_SIGNATURES, addTileKernels } from './tile-kernels.js';
 
-export interface KernelOptions {
+export interface KernelOptions extends Omit<TileOptions, 'relaxed'> {
   /** Rows of A per register block in gemm_nt (accumulators: 4·R). */
   ntRows: number;
+  /** Depth steps (of 4 floats) per loop iteration in gemm_nt. */
+  ntUnroll: number;
   /** Rows × vectors of C per register block in gemm_nn. */
   nnRows: number;
   nnVectors: number;
@@ -30,7 +33,14 @@ export interface KernelOptions {
 }
 
 export const DEFAULT_KERNEL_OPTIONS: Omit<KernelOptions, 'relaxed' | 'shared' | 'maximumPages'> = {
+  br: 64,
+  bc: 64,
+  qkRows: 2,
+  qkUnroll: 1,
+  pvRows: 4,
+  pvVectors: 2,
   ntRows: 2,
+  ntUnroll: 1,
   nnRows: 4,
   nnVectors: 2,
 };
@@ -41,6 +51,7 @@ export const KERNEL_SIGNATURES = {
   gemm_nn: ['a', 'lda', 'b', 'ldb', 'k', 'c', 'ldc', 'm', 'n', 'mode', 'scales'],
   softmax_update: ['s', 'lds', 'rows', 'cols', 'mx', 'sum', 'alpha'],
   finalize_rows: ['src', 'lds', 'dst', 'ldd', 'rows', 'cols', 'sum'],
+  ...TILE_SIGNATURES,
 } as const;
 
 export function buildKernelModule(o: KernelOptions): ModuleBuilder {
@@ -51,6 +62,7 @@ export function buildKernelModule(o: KernelOptions): ModuleBuilder {
   m.func('gemm_nn', sig(KERNEL_SIGNATURES.gemm_nn), undefined, (f) => gemmNN(f, o));
   m.func('softmax_update', sig(KERNEL_SIGNATURES.softmax_update), undefined, (f) => softmaxUpdate(f));
   m.func('finalize_rows', sig(KERNEL_SIGNATURES.finalize_rows), undefined, (f) => finalizeRows(f));
+  addTileKernels(m, o);
   return m;
 }
 
@@ -88,22 +100,26 @@ function horizontal(vec: Expr, combine: (a: Expr, b: Expr) => Expr, f: FunctionB
 /**
  * out = exp(x) for x <= 0 (Cephes expf). x = -inf (masked scores) gives exactly 0; x below
  * -87.3 (beyond the smallest normal) gives 0 as well, which is below float32 softmax resolution.
+ * n = round(x·log2e) comes from the "shifter" trick (adding 1.5·2^23 rounds to an integer held in
+ * the low mantissa bits), which also yields 2^n's exponent bits without a float->int conversion.
  */
 function emitExp(f: FunctionBuilder, x: Local, out: Local, t: { n: Local; r: Local }): void {
   const LOW = -87.33654;
-  f.set(t.r, f32x4.max(f.get(x), f32x4.const(LOW)));
-  f.set(t.n, f32x4.nearest(f32x4.mul(f.get(t.r), f32x4.const(Math.LOG2E))));
+  const SHIFTER = 12582912; // 1.5 * 2^23
+  f.set(t.r, f32x4.pmax(f.get(x), f32x4.const(LOW)));
+  f.set(t.n, f32x4.add(f32x4.mul(f.get(t.r), f32x4.const(Math.LOG2E)), f32x4.const(SHIFTER))); // bits: 0x4B400000 + n
+  f.set(out, f32x4.sub(f.get(t.n), f32x4.const(SHIFTER))); // n as a float
   // r = x - n·ln2, with ln2 split so n·C1 is exact
-  f.set(t.r, f32x4.sub(f.get(t.r), f32x4.mul(f.get(t.n), f32x4.const(0.693359375))));
-  f.set(t.r, f32x4.sub(f.get(t.r), f32x4.mul(f.get(t.n), f32x4.const(-2.12194440e-4))));
+  f.set(t.r, f32x4.sub(f.get(t.r), f32x4.mul(f.get(out), f32x4.const(0.693359375))));
+  f.set(t.r, f32x4.sub(f.get(t.r), f32x4.mul(f.get(out), f32x4.const(-2.12194440e-4))));
+  // 2^n: (0x4B400000 + n + 127) << 23 drops the shifter's bits (its lowest set bit is 22)
+  f.set(t.n, i32x4.shl(i32x4.add(f.get(t.n), i32x4.splat(i32.const(127))), i32.const(23)));
   const coefficients = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
   f.set(out, f32x4.const(coefficients[0]));
   for (const c of coefficients.slice(1)) f.set(out, f32x4.add(f32x4.mul(f.get(out), f.get(t.r)), f32x4.const(c)));
   // y = p(r)·r² + r + 1
   f.set(out, f32x4.add(f32x4.add(f32x4.mul(f.get(out), f32x4.mul(f.get(t.r), f.get(t.r))), f.get(t.r)), f32x4.const(1)));
-  // scale by 2^n through the exponent bits
-  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(f.get(t.n)), i32x4.splat(i32.const(127))), i32.const(23));
-  f.set(out, f32x4.mul(f.get(out), pow2n));
+  f.set(out, f32x4.mul(f.get(out), f.get(t.n)));
   f.set(out, v128.and(f.get(out), f32x4.ge(f.get(x), f32x4.const(LOW))));
 }
 
@@ -135,18 +151,32 @@ function gemmNT(f: FunctionBuilder, o: KernelOptions): void {
       f.set(bp[c], i32.add(p(b), i32.mul(i32.min_s(key, last), p(ldb))));
     }
     f.set(end, i32.add(f.get(ap[0]), i32.shl(i32.and(p(k), i32.const(~3)), i32.const(2))));
-    const step = (load: (ptr: Expr) => Expr) => {
-      for (let r = 0; r < rows; r++) f.set(av[r], load(f.get(ap[r])));
+    const step = (load: (ptr: Expr, offset: number) => Expr, offset = 0) => {
+      for (let r = 0; r < rows; r++) f.set(av[r], load(f.get(ap[r]), offset));
       for (let c = 0; c < 4; c++) {
-        f.set(bv, load(f.get(bp[c])));
+        f.set(bv, load(f.get(bp[c]), offset));
         for (let r = 0; r < rows; r++) f.set(acc[r][c], madd(o, f.get(av[r]), f.get(bv), f.get(acc[r][c])));
       }
     };
+    const advance = (bytes: number) => {
+      for (const x of [...ap.slice(0, rows), ...bp]) f.set(x, i32.add(f.get(x), i32.const(bytes)));
+    };
+    const U = o.ntUnroll;
+    if (U > 1) {
+      f.block('unrolled_done', (done) => {
+        f.loop('unrolled', (again) => {
+          f.brIf(done, i32.gt_s(i32.add(f.get(ap[0]), i32.const(16 * U)), f.get(end)));
+          for (let u = 0; u < U; u++) step((ptr, offset) => v128.load(ptr, offset), 16 * u);
+          advance(16 * U);
+          f.br(again);
+        });
+      });
+    }
     f.block('depth_done', (done) => {
       f.loop('depth', (again) => {
         f.brIf(done, i32.ge_s(f.get(ap[0]), f.get(end)));
         step((ptr) => v128.load(ptr));
-        for (const x of [...ap.slice(0, rows), ...bp]) f.set(x, i32.add(f.get(x), i32.const(16)));
+        advance(16);
         f.br(again);
       });
     });
@@ -299,8 +329,8 @@ function softmaxUpdate(f: FunctionBuilder): void {
   f.forRange(r, i32.const(0), p('rows'), 1, () => {
     f.set(row, i32.add(p('s'), i32.mul(f.get(r), p('lds'))));
     f.set(mx, NEG_INF);
-    f.forRange(c, i32.const(0), f.get(full), 16, () => f.set(mx, f32x4.max(f.get(mx), v128.load(i32.add(f.get(row), f.get(c))))));
-    f.if(f.get(rem), () => f.set(mx, f32x4.max(f.get(mx), tailX())));
+    f.forRange(c, i32.const(0), f.get(full), 16, () => f.set(mx, f32x4.pmax(f.get(mx), v128.load(i32.add(f.get(row), f.get(c))))));
+    f.if(f.get(rem), () => f.set(mx, f32x4.pmax(f.get(mx), tailX())));
     const rowAddr = (base: string) => i32.add(p(base), i32.shl(f.get(r), i32.const(2)));
     f.set(mOld, f32.load(rowAddr('mx')));
     f.set(mNew, f32.max(f.get(mOld), horizontal(f.get(mx), f32x4.max, f, tmp)));
