@@ -6,7 +6,7 @@ import { Tensor, numel } from '../../core/tensor.js';
 import { type AttentionProblem, type BroadcastView, type StridedView, visiblePairs } from '../../attention/problem.js';
 import type { AttentionResult } from '../backend.js';
 import type { CpuEngine } from './engine.js';
-import { type FlashParams, type StagedOperand, flashScratch, flashTasks } from './flash.js';
+import { type FlashParams, PACK_KEYS, type StagedOperand, type StagedProblem, flashScratch, flashTasks, panelBytes } from './flash.js';
 import { NAIVE_SCRATCH_BYTES, type NaiveParams, naiveBlocks, naiveGroups, sBufferStride } from './naive.js';
 import type { BroadcastOperand, ScoreOptions } from './scores.js';
 
@@ -67,7 +67,7 @@ function stagingBytes(p: AttentionProblem): number {
 }
 
 interface Staged {
-  common: Omit<FlashParams, 'tasks' | 'br' | 'bc'>;
+  common: StagedProblem;
   out: number;
   lse: number;
 }
@@ -133,14 +133,38 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
   try {
     const staged = stage(engine, st, p);
     const tiles = engine.kernels.tiles;
-    const params: FlashParams = { ...staged.common, br: tiles.br, bc: tiles.bc, tasks: new Int32Array(0) };
+    // K/V panels, one pair per (b, kv head)
+    const pairs = p.batch * p.headsKv;
+    const kPanels = new Int32Array(pairs);
+    const vPanels = new Int32Array(pairs);
+    const vBlockStride = new Int32Array(p.batch);
+    const packTasks: number[] = [];
+    let panelTotal = 0;
+    for (let b = 0; b < p.batch; b++) {
+      const sizes = panelBytes(p.seqLensK[b], tiles, p.dimQK, p.dimRope, p.dimV);
+      vBlockStride[b] = sizes.vBlockStride;
+      for (let hk = 0; hk < p.headsKv; hk++) {
+        engine.checkCapacity(stagingBytes(p) + panelTotal + sizes.k + sizes.v);
+        kPanels[b * p.headsKv + hk] = st.allocate(sizes.k);
+        vPanels[b * p.headsKv + hk] = st.allocate(sizes.v);
+        panelTotal += sizes.k + sizes.v;
+        for (let j0 = 0; j0 < p.seqLensK[b]; j0 += PACK_KEYS) packTasks.push(b, hk, j0);
+      }
+    }
+    const params: FlashParams = {
+      ...staged.common, br: tiles.br, bc: tiles.bc, tasks: new Int32Array(0),
+      kPanels, vPanels, vBlockStride, headsKv: p.headsKv, packTasks: Int32Array.from(packTasks),
+    };
     params.tasks = flashTasks(params, p.headsQ);
     const taskCount = params.tasks.length / 3;
     const perWorker = flashScratch(0, tiles, p.dimQK, p.dimRope, p.dimV).bytes;
     const workers = engine.participants(taskCount);
     const scratch = st.allocate(workers * perWorker);
+    const packFlops = (p.totalK * p.headsKv * (p.dimQK + p.dimRope + p.dimV)) * 8;
+    await engine.execute('flash-pack', params, packTasks.length / 3, scratch, perWorker, packFlops);
     await engine.execute('flash', params, taskCount, scratch, perWorker, flops(p));
-    return { ...readBack(engine, p, staged), stats: { launches: 1, intermediateBytes: workers * perWorker } };
+    const launches = (packTasks.length ? 1 : 0) + (taskCount ? 1 : 0);
+    return { ...readBack(engine, p, staged), stats: { launches, intermediateBytes: workers * perWorker + panelTotal } };
   } finally {
     st.release();
   }

@@ -3,13 +3,14 @@
 // from a shared counter with Atomics.add until none are left, so uneven tasks (causal blocks)
 // balance themselves. This file is imported by the worker script; keep it free of main-thread code.
 import { CONTROL_BYTES } from './arena.js';
-import { type FlashParams, flashTask } from './flash.js';
+import { type FlashParams, flashPackTask, flashTask } from './flash.js';
 import type { Kernels } from './kernels.js';
 import { type MatmulParams, matmulTask } from './matmul-task.js';
 import { type NaiveParams, naivePvTask, naiveScoresTask, naiveSoftmaxTask } from './naive.js';
 
 export interface JobParamsOf {
   flash: FlashParams;
+  'flash-pack': FlashParams;
   'naive-scores': NaiveParams;
   'naive-softmax': NaiveParams;
   'naive-pv': NaiveParams;
@@ -33,6 +34,7 @@ type Task<P> = (kernels: Kernels, buffer: () => ArrayBufferLike, params: P, task
 
 const TASKS: { [K in JobKind]: Task<JobParamsOf[K]> } = {
   flash: flashTask,
+  'flash-pack': flashPackTask,
   'naive-scores': naiveScoresTask,
   'naive-softmax': naiveSoftmaxTask,
   'naive-pv': naivePvTask,

@@ -22,12 +22,12 @@ export interface Kernels {
   readonly tiles: TileGeometry;
   /** Packs rows into [ceil(rows/group)][chunks][group][4] from chunk chunk0 on, zero-padded (see wasm/tile-kernels.ts). */
   pack_panel(src: number, ld: number, rows: number, dim: number, dst: number, group: number, chunks: number, chunk0: number): void;
-  /** Packs V rows into [ceil(dim/(4·pvVectors))][bc][4·pvVectors], zero-padded. */
-  pack_v(src: number, ld: number, keys: number, dim: number, dst: number): void;
+  /** Packs V rows into column blocks of 4·pvVectors floats per key, blocks vld bytes apart, zero-padded. */
+  pack_v(src: number, ld: number, keys: number, dim: number, dst: number, vld: number): void;
   /** S[BR×BC tile] = alpha·Qpanel·Kpanelᵀ for ceil(rows/qkRows) row groups and ceil(cols/4) key groups. */
   qk_tile(q: number, k: number, chunks: number, rows: number, cols: number, s: number, alpha: number): void;
   /** O = scales_r·O + P·Vpanel over `keys` keys (P row stride 4·bc). */
-  pv_tile(p: number, v: number, keys: number, o: number, ldo: number, rows: number, dim: number, scales: number): void;
+  pv_tile(p: number, v: number, vld: number, keys: number, o: number, ldo: number, rows: number, dim: number, scales: number): void;
   /** C[m×n] = alpha·(A[m×k]·B[n×k]ᵀ + A2[m×k2]·B2[n×k2]ᵀ), plus the old C when accumulate != 0. */
   gemm_nt(a: number, lda: number, b: number, ldb: number, k: number, a2: number, lda2: number, b2: number, ldb2: number, k2: number,
     c: number, ldc: number, m: number, n: number, alpha: number, accumulate: number): void;
@@ -106,13 +106,13 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
         }
       }
     },
-    pack_v(src, ld, keys, dim, dst) {
+    pack_v(src, ld, keys, dim, dst, vld) {
       const x = f();
       const width = 4 * pvVectors;
       const blocks = Math.ceil(dim / width);
       for (let j = 0; j < keys; j++) {
         for (let c = 0; c < blocks * width; c++) {
-          const at = (dst >> 2) + (Math.floor(c / width) * bc + j) * width + (c % width);
+          const at = ((dst + Math.floor(c / width) * vld) >> 2) + j * width + (c % width);
           x[at] = c < dim ? x[((src + j * ld) >> 2) + c] : 0;
         }
       }
@@ -129,7 +129,7 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
         }
       }
     },
-    pv_tile(p, v, keys, o, ldo, rows, dim, scales) {
+    pv_tile(p, v, vld, keys, o, ldo, rows, dim, scales) {
       const x = f();
       const width = 4 * pvVectors;
       for (let i = 0; i < rows; i++) {
@@ -137,7 +137,7 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
         const scale = x[(scales >> 2) + i];
         for (let d = 0; d < dim; d++) {
           let acc = x[orow + d] * scale;
-          const vcol = (v >> 2) + Math.floor(d / width) * bc * width + (d % width);
+          const vcol = ((v + Math.floor(d / width) * vld) >> 2) + (d % width);
           for (let j = 0; j < keys; j++) acc += x[(p >> 2) + i * bc + j] * x[vcol + j * width];
           x[orow + d] = acc;
         }

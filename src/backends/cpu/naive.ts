@@ -4,14 +4,14 @@
 //   job 3  O = P·V                                                                 gemm_nn
 // Heads are processed in groups whose S buffers fit a memory budget, three pool jobs per group;
 // the S buffers of one group are the call's intermediate memory.
-import type { FlashParams, StagedOperand } from './flash.js';
+import type { StagedOperand, StagedProblem } from './flash.js';
 import type { Kernels } from './kernels.js';
 import { modifyScores } from './scores.js';
 
 /** Rows of S per task. */
 export const NAIVE_ROWS = 64;
 
-export interface NaiveParams extends Omit<FlashParams, 'tasks' | 'br' | 'bc'> {
+export interface NaiveParams extends StagedProblem {
   /** Per (b, h) pair of this group: b, h, byte address of its S buffer, S row stride in bytes. */
   pairs: Int32Array;
   /** Per task: pair index, first row. */

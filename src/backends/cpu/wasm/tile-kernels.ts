@@ -5,7 +5,8 @@
 // Panels (all zero-padded, so the inner loops have no tails):
 //   Q panel   [rows/QR][chunks][QR][4]    a block of QR query rows, 4 dims at a time
 //   K panel   [keys/4][chunks][4][4]      4 keys, 4 dims at a time (K rows copied, not transposed)
-//   V panel   [dimV/(4·PV)][BC][4·PV]     per column block, one key's PV vectors after the other
+//   V panel   [dimV/(4·PV)][keys][4·PV]   per column block, one key's PV vectors after the other
+// K and V are packed once per (batch, kv head) by a pack job before the flash job, Q per task.
 // chunks = ceil(D/4) (+ ceil(Dr/4) for the MLA split form: the rope part is packed behind the NoPE
 // part, so its scores accumulate in the same registers).
 //
@@ -30,9 +31,9 @@ export interface TileOptions {
 
 export const TILE_SIGNATURES = {
   pack_panel: ['src', 'ld', 'rows', 'dim', 'dst', 'group', 'chunks', 'chunk0'],
-  pack_v: ['src', 'ld', 'keys', 'dim', 'dst'],
+  pack_v: ['src', 'ld', 'keys', 'dim', 'dst', 'vld'],
   qk_tile: ['q', 'k', 'chunks', 'rows', 'cols', 's', 'alpha'],
-  pv_tile: ['p', 'v', 'keys', 'o', 'ldo', 'rows', 'dim', 'scales'],
+  pv_tile: ['p', 'v', 'vld', 'keys', 'o', 'ldo', 'rows', 'dim', 'scales'],
 } as const;
 
 export function addTileKernels(m: ModuleBuilder, o: TileOptions): void {
@@ -92,8 +93,9 @@ function packPanel(f: FunctionBuilder): void {
 }
 
 /**
- * pack_v: keys [0, keys) of V (row stride ld bytes, `dim` floats) into [ceil(dim/(4·PV))][BC][4·PV];
- * dims past `dim` are zero (keys past `keys` are never read: pv_tile runs over `keys`).
+ * pack_v: keys [0, keys) of V (row stride ld bytes, `dim` floats) into column blocks of 4·PV
+ * floats per key, blocks `vld` bytes apart; dims past `dim` are zero (keys past `keys` are never
+ * read: pv_tile runs over `keys`).
  */
 function packV(f: FunctionBuilder, o: TileOptions): void {
   const p = (n: string) => f.get(f.param(n));
@@ -108,7 +110,7 @@ function packV(f: FunctionBuilder, o: TileOptions): void {
   f.forRange(cb, i32.const(0), dimBytes, width, () => {
     f.set(left, i32.sub(dimBytes, f.get(cb)));
     f.set(src, i32.add(p('src'), f.get(cb)));
-    f.set(dst, i32.add(p('dst'), i32.mul(i32.div_s(f.get(cb), i32.const(width)), i32.const(width * o.bc))));
+    f.set(dst, i32.add(p('dst'), i32.mul(i32.div_s(f.get(cb), i32.const(width)), p('vld'))));
     f.if(i32.ge_s(f.get(left), i32.const(width)), () => {
       // whole block: CV plain vector copies per key
       f.forRange(j, i32.const(0), p('keys'), 1, () => {
@@ -225,7 +227,7 @@ function pvTile(f: FunctionBuilder, o: TileOptions): void {
       }
       f.set(pp, i32.add(p('p'), i32.mul(f.get(g), i32.const(lds))));
       f.set(pEnd, i32.add(f.get(pp), i32.shl(p('keys'), i32.const(2))));
-      f.set(vp, i32.add(p('v'), i32.mul(i32.div_s(f.get(cb), i32.const(width)), i32.const(width * o.bc))));
+      f.set(vp, i32.add(p('v'), i32.mul(i32.div_s(f.get(cb), i32.const(width)), p('vld'))));
       f.block('keys_done', (done) => {
         f.loop('keys', (again) => {
           f.brIf(done, i32.ge_s(f.get(pp), f.get(pEnd)));
