@@ -84,7 +84,10 @@ export interface WorkerHandle {
 export async function startWorker(url: URL): Promise<WorkerHandle> {
   if (isNode) {
     const { Worker } = await import('node:worker_threads');
-    const w = new Worker(url);
+    // Workers would inherit the parent's execArgv: --input-type (node -e, stdin scripts) breaks a
+    // file worker, and per-process V8 flags are refused there. Our worker needs none of them
+    // (V8 flags such as --experimental-wasm-relaxed-simd apply to the whole process anyway).
+    const w = new Worker(url, { execArgv: [] });
     w.unref();
     return {
       post: (m) => w.postMessage(m),

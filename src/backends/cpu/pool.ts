@@ -68,6 +68,8 @@ export class WorkerPool {
       const init: InitMessage = { type: 'init', worker: index, memory, module: compiled?.module, kind: compiled?.kind ?? 'scalar', tiles };
       w.post(init);
     })));
+    // unref after the listeners exist: adding a 'message' listener refs the worker's port again
+    for (const w of workers) w.ref(false);
     return pool;
   }
 
