@@ -119,13 +119,18 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
     },
     qk_tile(q, k, chunks, rows, cols, s, alpha) {
       const x = f();
+      const qStep = qkRows * 4;
       for (let i = 0; i < rows; i++) {
-        const qg = (q >> 2) + Math.floor(i / qkRows) * chunks * qkRows * 4 + (i % qkRows) * 4;
+        const qg = (q >> 2) + Math.floor(i / qkRows) * chunks * qStep + (i % qkRows) * 4;
+        const srow = (s >> 2) + i * bc;
         for (let j = 0; j < cols; j++) {
-          const kg = (k >> 2) + Math.floor(j / 4) * chunks * 16 + (j % 4) * 4;
+          let qi = qg;
+          let ki = (k >> 2) + (j >> 2) * chunks * 16 + (j & 3) * 4;
           let sum = 0;
-          for (let c = 0; c < chunks; c++) for (let l = 0; l < 4; l++) sum += x[qg + c * qkRows * 4 + l] * x[kg + c * 16 + l];
-          x[(s >> 2) + i * bc + j] = alpha * sum;
+          for (let c = 0; c < chunks; c++, qi += qStep, ki += 16) {
+            sum += x[qi] * x[ki] + x[qi + 1] * x[ki + 1] + x[qi + 2] * x[ki + 2] + x[qi + 3] * x[ki + 3];
+          }
+          x[srow + j] = alpha * sum;
         }
       }
     },
@@ -135,10 +140,12 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
       for (let i = 0; i < rows; i++) {
         const orow = (o + i * ldo) >> 2;
         const scale = x[(scales >> 2) + i];
+        const prow = (p >> 2) + i * bc;
         for (let d = 0; d < dim; d++) {
+          // one output element in a register; V's column d is strided by `width` in the panel
           let acc = x[orow + d] * scale;
-          const vcol = ((v + Math.floor(d / width) * vld) >> 2) + (d % width);
-          for (let j = 0; j < keys; j++) acc += x[(p >> 2) + i * bc + j] * x[vcol + j * width];
+          let vi = ((v + Math.floor(d / width) * vld) >> 2) + (d % width);
+          for (let j = 0; j < keys; j++, vi += width) acc += x[prow + j] * x[vi];
           x[orow + d] = acc;
         }
       }
