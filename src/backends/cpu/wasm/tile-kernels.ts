@@ -176,7 +176,8 @@ function qkTile(f: FunctionBuilder, o: TileOptions): void {
       const loop = (unroll: number, name: string) => {
         f.block(`${name}_done`, (done) => {
           f.loop(name, (again) => {
-            f.brIf(done, i32.gt_s(i32.add(f.get(qp), i32.const(16 * R * unroll)), f.get(qEnd)));
+            // (unroll 1: a plain compare, no address arithmetic in the loop test)
+            f.brIf(done, unroll === 1 ? i32.ge_s(f.get(qp), f.get(qEnd)) : i32.gt_s(i32.add(f.get(qp), i32.const(16 * R * unroll)), f.get(qEnd)));
             for (let u = 0; u < unroll; u++) step(u);
             f.set(qp, i32.add(f.get(qp), i32.const(16 * R * unroll)));
             f.set(kp, i32.add(f.get(kp), i32.const(64 * unroll)));
