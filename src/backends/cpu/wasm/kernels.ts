@@ -302,6 +302,9 @@ function gemmNN(f: FunctionBuilder, o: KernelOptions): void {
 // ---------- softmax_update: one online-softmax step on an S tile, in place (S becomes P)
 //   m' = max(m, rowmax(S)); alpha = exp(m - m'); P = exp(S - m'); l = l·alpha + rowsum(P)
 // A row with m' = -inf (nothing visible yet) gets P = 0 and alpha = 1, never NaN.
+// Three passes so the per-row scalar work (m', alpha, l·alpha) runs 4 rows per vector:
+// row maxima (into the alpha array), then m'/alpha/l for 4 rows at a time, then exp and row sums.
+// The statistics arrays must hold rows rounded up to 4 (the extra lanes are scratch).
 
 function softmaxUpdate(f: FunctionBuilder): void {
   const p = (n: string) => f.get(f.param(n));
@@ -315,7 +318,7 @@ function softmaxUpdate(f: FunctionBuilder): void {
   const sum = f.local('v128', 'sum');
   const tmp = f.local('v128', 'tmp');
   const t = { n: f.local('v128', 'n'), r: f.local('v128', 'rr') };
-  const mOld = f.local('f32', 'm_old');
+  const mOld = f.local('v128', 'm_old');
   const mNew = f.local('f32', 'm_new');
   const tailMask = f.local('v128', 'tail_mask');
   const rem = f.local('i32', 'rem');
@@ -325,19 +328,34 @@ function softmaxUpdate(f: FunctionBuilder): void {
   f.set(rem, i32.and(p('cols'), i32.const(3)));
   f.set(tailMask, i32x4.lt_s(i32x4.const(0, 1, 2, 3), i32x4.splat(f.get(rem))));
   const tailX = () => v128.bitselect(v128.load(i32.add(f.get(row), f.get(full))), NEG_INF, f.get(tailMask));
+  const rowAddr = (base: string) => i32.add(p(base), i32.shl(f.get(r), i32.const(2)));
 
+  // pass 1: row maxima of this tile, parked in alpha[r]
   f.forRange(r, i32.const(0), p('rows'), 1, () => {
     f.set(row, i32.add(p('s'), i32.mul(f.get(r), p('lds'))));
     f.set(mx, NEG_INF);
     f.forRange(c, i32.const(0), f.get(full), 16, () => f.set(mx, f32x4.pmax(f.get(mx), v128.load(i32.add(f.get(row), f.get(c))))));
     f.if(f.get(rem), () => f.set(mx, f32x4.pmax(f.get(mx), tailX())));
-    const rowAddr = (base: string) => i32.add(p(base), i32.shl(f.get(r), i32.const(2)));
-    f.set(mOld, f32.load(rowAddr('mx')));
-    f.set(mNew, f32.max(f.get(mOld), horizontal(f.get(mx), f32x4.max, f, tmp)));
+    f.statement(f32.store(rowAddr('alpha'), horizontal(f.get(mx), f32x4.pmax, f, tmp)));
+  });
+  // pass 2, four rows at a time: m' = max(m, rowmax); alpha = exp(m - m') (1 where m' = -inf); l *= alpha
+  f.forRange(r, i32.const(0), p('rows'), 4, () => {
+    f.set(mOld, v128.load(rowAddr('mx')));
+    f.set(mx, f32x4.pmax(f.get(mOld), v128.load(rowAddr('alpha'))));
+    f.set(x, f32x4.sub(f.get(mOld), f.get(mx))); // NaN where both are -inf: exp gives 0, replaced below
+    emitExp(f, x, e, t);
+    f.set(e, v128.bitselect(f32x4.const(1), f.get(e), f32x4.eq(f.get(mx), NEG_INF)));
+    f.statement(v128.store(rowAddr('alpha'), f.get(e)));
+    f.statement(v128.store(rowAddr('mx'), f.get(mx)));
+    f.statement(v128.store(rowAddr('sum'), f32x4.mul(v128.load(rowAddr('sum')), f.get(e))));
+  });
+  // pass 3: P = exp(S - m') and l += rowsum(P)
+  f.forRange(r, i32.const(0), p('rows'), 1, () => {
+    f.set(row, i32.add(p('s'), i32.mul(f.get(r), p('lds'))));
+    f.set(mNew, f32.load(rowAddr('mx')));
     f.if(f32.eq(f.get(mNew), f32.const(-Infinity)), () => {
       f.forRange(c, i32.const(0), f.get(full), 16, () => f.statement(v128.store(i32.add(f.get(row), f.get(c)), f32x4.const(0))));
       f.if(f.get(rem), () => f.statement(v128.store(i32.add(f.get(row), f.get(full)), f32x4.const(0))));
-      f.statement(f32.store(rowAddr('alpha'), f32.const(1)));
     }, () => {
       f.set(mx, f32x4.splat(f.get(mNew)));
       f.set(sum, f32x4.const(0));
@@ -349,16 +367,7 @@ function softmaxUpdate(f: FunctionBuilder): void {
       };
       f.forRange(c, i32.const(0), f.get(full), 16, () => expAt(i32.add(f.get(row), f.get(c)), v128.load(i32.add(f.get(row), f.get(c)))));
       f.if(f.get(rem), () => expAt(i32.add(f.get(row), f.get(full)), tailX()));
-      // alpha = exp(m_old - m_new) through the same vector exp (lane 0)
-      f.set(x, f32x4.splat(f32.sub(f.get(mOld), f.get(mNew))));
-      emitExp(f, x, e, t);
-      f.set(tmp, f.get(e)); // keep alpha; horizontal() reuses its own temp below
-      const alpha = f32x4.extract_lane(f.get(tmp), 0);
-      f.statement(f32.store(rowAddr('alpha'), alpha));
-      const lOld = f32.load(rowAddr('sum'));
-      f.set(x, f32x4.splat(f32.mul(lOld, alpha)));
-      f.statement(f32.store(rowAddr('sum'), f32.add(f32x4.extract_lane(f.get(x), 0), horizontal(f.get(sum), f32x4.add, f, e))));
-      f.statement(f32.store(rowAddr('mx'), f.get(mNew)));
+      f.statement(f32.store(rowAddr('sum'), f32.add(f32.load(rowAddr('sum')), horizontal(f.get(sum), f32x4.add, f, tmp))));
     });
   });
 }
