@@ -164,7 +164,10 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
     await engine.execute('flash-pack', params, packTasks.length / 3, scratch, perWorker, packFlops);
     await engine.execute('flash', params, taskCount, scratch, perWorker, flops(p));
     const launches = (packTasks.length ? 1 : 0) + (taskCount ? 1 : 0);
-    return { ...readBack(engine, p, staged), stats: { launches, intermediateBytes: workers * perWorker + panelTotal } };
+    // intermediateBytes: what the algorithm needs beyond the staged inputs and the output, i.e. the
+    // per-worker tile scratch. Staged copies of the inputs (as given, or packed into K/V panels,
+    // O(N·D) like the inputs) are not counted, on this path or the naive one.
+    return { ...readBack(engine, p, staged), stats: { launches, intermediateBytes: workers * perWorker } };
   } finally {
     st.release();
   }
