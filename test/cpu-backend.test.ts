@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { attention, listBackends, referenceAttention, validateAttention } from '../dist/index.js';
 import { type AttentionCase, checkF32, compare, makeCase } from '../dist/testing/index.js';
-import { CpuEngine, cpuEngine, runFlash } from '../dist/backends/cpu/index.js';
+import { CpuEngine, cpuEngine, runFlash, runNaive } from '../dist/backends/cpu/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -128,6 +128,22 @@ describe('CPU fallbacks and kernel variants', () => {
     }
     scalar.terminate();
     inline.terminate();
+  });
+
+  it('works with staging above 2 GiB (addresses past the i32 sign bit)', async () => {
+    // an untouched 2.2 GB region pushes this call's regions past 2^31 (not resident: RSS stays small)
+    const engine = await CpuEngine.create({ threads: 2, inlineFlops: 0 });
+    const hole = engine.arena.allocate(2.2e9);
+    const c: AttentionCase = { batch: 1, headsQ: 4, headsKv: 2, seqQ: 70, seqK: 90, dimQK: 36, dimV: 20, causal: true, mask: 'blocks', returnLse: true };
+    const { q, k, v, options } = makeCase(c, 3);
+    const p = validateAttention(q, k, v, options);
+    for (const run of [runFlash, runNaive]) {
+      const r = await run(engine, p);
+      checkAgainstReference(c, 3, r.out.toFloat32(), r.lse!.toFloat32());
+    }
+    expect(engine.arena.byteLength).toBeGreaterThan(2 ** 31);
+    engine.arena.release(hole);
+    engine.terminate();
   });
 
   it('describes threads, SIMD and relaxed SIMD for `fusedattn info`', async () => {

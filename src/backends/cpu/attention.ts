@@ -135,8 +135,8 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
     const tiles = engine.kernels.tiles;
     // K/V panels, one pair per (b, kv head)
     const pairs = p.batch * p.headsKv;
-    const kPanels = new Int32Array(pairs);
-    const vPanels = new Int32Array(pairs);
+    const kPanels = new Uint32Array(pairs);
+    const vPanels = new Uint32Array(pairs);
     const vBlockStride = new Int32Array(p.batch);
     const packTasks: number[] = [];
     let panelTotal = 0;
@@ -185,7 +185,7 @@ export async function runNaive(engine: CpuEngine, p: AttentionProblem, budget = 
       engine.checkCapacity(stagingBytes(p) + bytes);
       const sBase = engine.arena.allocate(bytes);
       try {
-        const pairs = new Int32Array(4 * group.length);
+        const pairs = new Uint32Array(4 * group.length);
         let offset = sBase;
         group.forEach(([b, h, size], index) => {
           pairs.set([b, h, offset, sBufferStride(p.seqLensK[b])], 4 * index);

@@ -49,8 +49,8 @@ export interface FlashParams extends StagedProblem {
   /** (b, h, i0) per task, heaviest first. */
   tasks: Int32Array;
   /** Byte address of the K panel and V panel of (b, kv head), index b * headsKv + hk. */
-  kPanels: Int32Array;
-  vPanels: Int32Array;
+  kPanels: Uint32Array;
+  vPanels: Uint32Array;
   /** Bytes between V panel column blocks of sequence b (its padded key count × block width). */
   vBlockStride: Int32Array;
   headsKv: number;
@@ -166,9 +166,9 @@ export function flashTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: Fl
   const chunks = panelChunks(p.dimQK, p.dimRope);
   const ropeChunk = Math.ceil(p.dimQK / 4);
   const f = new Float32Array(buffer());
-  f.fill(0, x.o >> 2, (x.o + rows * x.ldo) >> 2);
-  f.fill(-Infinity, x.m >> 2, (x.m >> 2) + rows);
-  f.fill(0, x.l >> 2, (x.l >> 2) + rows);
+  f.fill(0, x.o >>> 2, (x.o + rows * x.ldo) >>> 2);
+  f.fill(-Infinity, x.m >>> 2, (x.m >>> 2) + rows);
+  f.fill(0, x.l >>> 2, (x.l >>> 2) + rows);
 
   const row = (o: StagedOperand, seqStarts: Int32Array, head: number, s: number) => o.addr + b * o.sb + head * o.sh + (seqStarts[b] + s) * o.ss;
   kernels.pack_panel(row(p.q, p.seqStartsQ, h, i0), p.q.ss, rows, p.dimQK, x.qPanel, qkRows, chunks, 0);
@@ -197,8 +197,8 @@ export function flashTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: Fl
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) {
-      const l = g[(x.l >> 2) + r];
-      g[row(p.lse, p.seqStartsQ, h, i0 + r) >> 2] = l === 0 ? -Infinity : g[(x.m >> 2) + r] + Math.log(l);
+      const l = g[(x.l >>> 2) + r];
+      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = l === 0 ? -Infinity : g[(x.m >>> 2) + r] + Math.log(l);
     }
   }
 }

@@ -101,8 +101,8 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
       for (let r = 0; r < padded; r++) {
         const g = Math.floor(r / group);
         for (let c = 0; c < Math.ceil(dim / 4); c++) {
-          const at = (dst >> 2) + ((g * chunks + chunk0 + c) * group + (r % group)) * 4;
-          for (let l = 0; l < 4; l++) x[at + l] = r < rows && 4 * c + l < dim ? x[((src + r * ld) >> 2) + 4 * c + l] : 0;
+          const at = (dst >>> 2) + ((g * chunks + chunk0 + c) * group + (r % group)) * 4;
+          for (let l = 0; l < 4; l++) x[at + l] = r < rows && 4 * c + l < dim ? x[((src + r * ld) >>> 2) + 4 * c + l] : 0;
         }
       }
     },
@@ -112,8 +112,8 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
       const blocks = Math.ceil(dim / width);
       for (let j = 0; j < keys; j++) {
         for (let c = 0; c < blocks * width; c++) {
-          const at = ((dst + Math.floor(c / width) * vld) >> 2) + j * width + (c % width);
-          x[at] = c < dim ? x[((src + j * ld) >> 2) + c] : 0;
+          const at = ((dst + Math.floor(c / width) * vld) >>> 2) + j * width + (c % width);
+          x[at] = c < dim ? x[((src + j * ld) >>> 2) + c] : 0;
         }
       }
     },
@@ -121,11 +121,11 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
       const x = f();
       const qStep = qkRows * 4;
       for (let i = 0; i < rows; i++) {
-        const qg = (q >> 2) + Math.floor(i / qkRows) * chunks * qStep + (i % qkRows) * 4;
-        const srow = (s >> 2) + i * bc;
+        const qg = (q >>> 2) + Math.floor(i / qkRows) * chunks * qStep + (i % qkRows) * 4;
+        const srow = (s >>> 2) + i * bc;
         for (let j = 0; j < cols; j++) {
           let qi = qg;
-          let ki = (k >> 2) + (j >> 2) * chunks * 16 + (j & 3) * 4;
+          let ki = (k >>> 2) + (j >>> 2) * chunks * 16 + (j & 3) * 4;
           let sum = 0;
           for (let c = 0; c < chunks; c++, qi += qStep, ki += 16) {
             sum += x[qi] * x[ki] + x[qi + 1] * x[ki + 1] + x[qi + 2] * x[ki + 2] + x[qi + 3] * x[ki + 3];
@@ -138,13 +138,13 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
       const x = f();
       const width = 4 * pvVectors;
       for (let i = 0; i < rows; i++) {
-        const orow = (o + i * ldo) >> 2;
-        const scale = x[(scales >> 2) + i];
-        const prow = (p >> 2) + i * bc;
+        const orow = (o + i * ldo) >>> 2;
+        const scale = x[(scales >>> 2) + i];
+        const prow = (p >>> 2) + i * bc;
         for (let d = 0; d < dim; d++) {
           // one output element in a register; V's column d is strided by `width` in the panel
           let acc = x[orow + d] * scale;
-          let vi = ((v + Math.floor(d / width) * vld) >> 2) + (d % width);
+          let vi = ((v + Math.floor(d / width) * vld) >>> 2) + (d % width);
           for (let j = 0; j < keys; j++, vi += width) acc += x[prow + j] * x[vi];
           x[orow + d] = acc;
         }
@@ -153,14 +153,14 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
     gemm_nt(a, lda, b, ldb, k, a2, lda2, b2, ldb2, k2, c, ldc, m, n, alpha, accumulate) {
       const x = f();
       for (let i = 0; i < m; i++) {
-        const ai = (a + i * lda) >> 2;
-        const ai2 = (a2 + i * lda2) >> 2;
-        const ci = (c + i * ldc) >> 2;
+        const ai = (a + i * lda) >>> 2;
+        const ai2 = (a2 + i * lda2) >>> 2;
+        const ci = (c + i * ldc) >>> 2;
         for (let j = 0; j < n; j++) {
-          const bj = (b + j * ldb) >> 2;
+          const bj = (b + j * ldb) >>> 2;
           let s = 0;
           for (let d = 0; d < k; d++) s += x[ai + d] * x[bj + d];
-          const bj2 = (b2 + j * ldb2) >> 2;
+          const bj2 = (b2 + j * ldb2) >>> 2;
           for (let d = 0; d < k2; d++) s += x[ai2 + d] * x[bj2 + d];
           x[ci + j] = alpha * s + (accumulate ? x[ci + j] : 0);
         }
@@ -170,13 +170,13 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
       const x = f();
       const acc = new Float32Array(n);
       for (let i = 0; i < m; i++) {
-        const ci = (c + i * ldc) >> 2;
-        const init = mode === 0 ? 0 : mode === 1 ? 1 : x[(scales >> 2) + i];
+        const ci = (c + i * ldc) >>> 2;
+        const init = mode === 0 ? 0 : mode === 1 ? 1 : x[(scales >>> 2) + i];
         for (let j = 0; j < n; j++) acc[j] = init === 0 ? 0 : x[ci + j] * init;
-        const ai = (a + i * lda) >> 2;
+        const ai = (a + i * lda) >>> 2;
         for (let p = 0; p < k; p++) {
           const w = x[ai + p];
-          const bp = (b + p * ldb) >> 2;
+          const bp = (b + p * ldb) >>> 2;
           for (let j = 0; j < n; j++) acc[j] += w * x[bp + j];
         }
         x.set(acc, ci);
@@ -185,14 +185,14 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
     softmax_update(s, lds, rows, cols, mx, sum, alpha) {
       const x = f();
       for (let r = 0; r < rows; r++) {
-        const row = (s + r * lds) >> 2;
+        const row = (s + r * lds) >>> 2;
         let rowMax = -Infinity;
         for (let j = 0; j < cols; j++) if (x[row + j] > rowMax) rowMax = x[row + j];
-        const mOld = x[(mx >> 2) + r];
+        const mOld = x[(mx >>> 2) + r];
         const mNew = Math.max(mOld, rowMax);
         if (mNew === -Infinity) {
           x.fill(0, row, row + cols);
-          x[(alpha >> 2) + r] = 1;
+          x[(alpha >>> 2) + r] = 1;
           continue;
         }
         let l = 0;
@@ -202,18 +202,18 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
           l += e;
         }
         const a = Math.exp(mOld - mNew);
-        x[(alpha >> 2) + r] = a;
-        x[(sum >> 2) + r] = x[(sum >> 2) + r] * a + l;
-        x[(mx >> 2) + r] = mNew;
+        x[(alpha >>> 2) + r] = a;
+        x[(sum >>> 2) + r] = x[(sum >>> 2) + r] * a + l;
+        x[(mx >>> 2) + r] = mNew;
       }
     },
     finalize_rows(src, lds, dst, ldd, rows, cols, sum) {
       const x = f();
       for (let r = 0; r < rows; r++) {
-        const l = x[(sum >> 2) + r];
+        const l = x[(sum >>> 2) + r];
         const inv = l === 0 ? 0 : 1 / l;
-        const si = (src + r * lds) >> 2;
-        const di = (dst + r * ldd) >> 2;
+        const si = (src + r * lds) >>> 2;
+        const di = (dst + r * ldd) >>> 2;
         for (let j = 0; j < cols; j++) x[di + j] = x[si + j] * inv;
       }
     },

@@ -13,7 +13,7 @@ export const NAIVE_ROWS = 64;
 
 export interface NaiveParams extends StagedProblem {
   /** Per (b, h) pair of this group: b, h, byte address of its S buffer, S row stride in bytes. */
-  pairs: Int32Array;
+  pairs: Uint32Array;
   /** Per task: pair index, first row. */
   blocks: Int32Array;
 }
@@ -48,7 +48,7 @@ export function sBufferBytes(sq: number, sk: number): number {
 }
 
 /** Task list for one group: every NAIVE_ROWS-row block of every pair. */
-export function naiveBlocks(seqLensQ: Int32Array, pairs: Int32Array): Int32Array {
+export function naiveBlocks(seqLensQ: Int32Array, pairs: Uint32Array): Int32Array {
   const blocks: number[] = [];
   for (let p = 0; p < pairs.length / 4; p++) {
     const sq = seqLensQ[pairs[4 * p]];
@@ -100,15 +100,15 @@ export function naiveSoftmaxTask(kernels: Kernels, buffer: () => ArrayBufferLike
   const L = M + 4 * NAIVE_ROWS;
   const A = L + 4 * NAIVE_ROWS;
   const f = new Float32Array(buffer());
-  f.fill(-Infinity, M >> 2, (M >> 2) + k.rows);
-  f.fill(0, L >> 2, (L >> 2) + k.rows);
+  f.fill(-Infinity, M >>> 2, (M >>> 2) + k.rows);
+  f.fill(0, L >>> 2, (L >>> 2) + k.rows);
   kernels.softmax_update(s, k.lds, k.rows, k.sk, M, L, A);
   kernels.finalize_rows(s, k.lds, s, k.lds, k.rows, k.sk, L);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < k.rows; r++) {
-      const l = g[(L >> 2) + r];
-      g[k.row(p.lse, k.h, k.i0 + r, p.seqStartsQ) >> 2] = l === 0 ? -Infinity : g[(M >> 2) + r] + Math.log(l);
+      const l = g[(L >>> 2) + r];
+      g[k.row(p.lse, k.h, k.i0 + r, p.seqStartsQ) >>> 2] = l === 0 ? -Infinity : g[(M >>> 2) + r] + Math.log(l);
     }
   }
 }

@@ -53,8 +53,8 @@ export function hasValueModifiers(o: ScoreOptions): boolean {
 /** Applies softcap, bias, ALiBi and mask to the tile; `clip` also applies the window. */
 export function modifyScores(buffer: ArrayBufferLike, o: ScoreOptions, t: ScoreTile, clip: boolean): void {
   const f = new Float32Array(buffer);
-  const base = t.s >> 2;
-  const ld = t.lds >> 2;
+  const base = t.s >>> 2;
+  const ld = t.lds >>> 2;
   if (o.softcap > 0) {
     const c = o.softcap;
     for (let r = 0; r < t.rows; r++) {
@@ -66,8 +66,8 @@ export function modifyScores(buffer: ArrayBufferLike, o: ScoreOptions, t: ScoreT
     const bo = o.bias;
     for (let r = 0; r < t.rows; r++) {
       const row = base + r * ld;
-      const bias = (bo.addr + t.b * bo.sb + t.h * bo.sh + (t.i0 + r) * bo.si + t.j0 * bo.sj) >> 2;
-      const step = bo.sj >> 2;
+      const bias = (bo.addr + t.b * bo.sb + t.h * bo.sh + (t.i0 + r) * bo.si + t.j0 * bo.sj) >>> 2;
+      const step = bo.sj >>> 2;
       for (let j = 0; j < t.cols; j++) f[row + j] += f[bias + j * step];
     }
   }
