@@ -64,9 +64,12 @@ export function inverseFrequencies(rope: RopeConfig, headDim: number): Float64Ar
 
 /** The cos/sin table of positions [start, start + count). */
 export function ropeTable(rope: RopeConfig, headDim: number, start: number, count: number): RopeTable {
-  const invFreq = inverseFrequencies(rope, headDim);
+  return cosSinTable(inverseFrequencies(rope, headDim), rope.attentionScale ?? 1, start, count);
+}
+
+/** cos/sin of position * invFreq (angles in float64), times `scale`, for positions [start, start + count). */
+export function cosSinTable(invFreq: ArrayLike<number>, scale: number, start: number, count: number): RopeTable {
   const half = invFreq.length;
-  const scale = rope.attentionScale ?? 1;
   const cos = new Float32Array(count * half);
   const sin = new Float32Array(count * half);
   for (let t = 0; t < count; t++) {

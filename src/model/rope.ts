@@ -5,6 +5,7 @@
 // and cos/sin multiplied by `attentionScale` (1 except for YaRN). The frequencies follow the
 // config's rope_theta and rope_scaling the way transformers computes them; angles are computed in
 // float64 (transformers uses float32, which is less accurate at large positions).
+import { type RopeTable, cosSinTable } from '../block/rope.js';
 import type { ModelConfig } from './config.js';
 
 export interface RopeFrequencies {
@@ -71,27 +72,10 @@ export function ropeFrequencies(config: ModelConfig, seqLen: number): RopeFreque
   return { invFreq, attentionScale: s.attentionFactor };
 }
 
-/** cos and sin tables, [count, D/2] float32, for positions start .. start + count - 1. */
-export interface RopeTable {
-  readonly start: number;
-  readonly count: number;
-  readonly half: number;
-  readonly cos: Float32Array;
-  readonly sin: Float32Array;
-}
+export type { RopeTable };
 
 /** The table a forward pass over positions [start, start + count) uses. */
 export function ropeTable(config: ModelConfig, start: number, count: number): RopeTable {
   const { invFreq, attentionScale } = ropeFrequencies(config, start + count);
-  const half = invFreq.length;
-  const cos = new Float32Array(count * half);
-  const sin = new Float32Array(count * half);
-  for (let t = 0; t < count; t++) {
-    for (let i = 0; i < half; i++) {
-      const angle = (start + t) * invFreq[i];
-      cos[t * half + i] = Math.cos(angle) * attentionScale;
-      sin[t * half + i] = Math.sin(angle) * attentionScale;
-    }
-  }
-  return { start, count, half, cos, sin };
+  return cosSinTable(invFreq, attentionScale, start, count);
 }
