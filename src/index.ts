@@ -16,3 +16,4 @@ export { npyToTensor, tensorToNpy } from './io/npy-tensor.js';
 export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, type AttentionBlockWeights, type BlockForwardOptions, type BlockKvCache, type BlockLayout, type BlockResult, type BlockStats, type RopeConfig, referenceBlock, validateBlock } from './block/index.js';
 export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type ScopeRun, type ScopeStats } from './scope/index.js';
 export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';
+export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './backends/webgpu/tiers/tune-api.js';

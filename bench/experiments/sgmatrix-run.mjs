@@ -1,7 +1,7 @@
 // Runs the subgroup-matrix flash kernel (src/backends/webgpu/tiers/flash-sgmatrix-wgsl.ts, built to
 // dist/) on a validated AttentionProblem with raw WebGPU: upload, one dispatch grid, timing, readback.
 import { buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from '../../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
-import { packParams, packSequences } from '../../dist/backends/webgpu/tiers/flash-params.js';
+import { packParams } from '../../dist/backends/webgpu/tiers/flash-params.js';
 import { buffer, compile, readback, timeDispatches, upload } from './gpu-harness.mjs';
 
 const pipelines = new Map();
@@ -42,7 +42,7 @@ export async function runSgMatrix(dev, problem, variant, { iters = 0, warmup = 1
   const tilesQ = Math.ceil(problem.seqQ / rowsPerHead);
   const S = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
   const params = upload(device, new Uint8Array(packParams(problem, tilesQ)), GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-  const seqs = upload(device, packSequences(problem), S);
+  const seqs = upload(device, sequenceTable(problem), S);
   const owned = [params, seqs];
   const up = (t) => { const b = upload(device, t.data, S); owned.push(b); return b; };
   const outCount = problem.outShape.reduce((a, b) => a * b, 1);
@@ -59,7 +59,6 @@ export async function runSgMatrix(dev, problem, variant, { iters = 0, warmup = 1
     entries.push(lse);
   }
   if (o.dimRope) entries.push(up(problem.qRope.tensor), up(problem.kRope.tensor));
-  if (o.alibi) entries.push(up(problem.alibi.tensor));
   const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: entries.map((b, i) => ({ binding: i, resource: { buffer: b } })) });
   const grid = [tilesQ, problem.headsQ / o.headsPerTile, problem.batch];
   const ms = await timeDispatches(device, pipeline, bindGroup, grid, { iters, warmup });
@@ -67,4 +66,17 @@ export async function runSgMatrix(dev, problem, variant, { iters = 0, warmup = 1
   if (lse) result.lse = new Float32Array(await readback(device, lse, problem.lseShape.reduce((a, b) => a * b, 1) * 4));
   for (const b of owned) b.destroy();
   return result;
+}
+
+/** The per-sequence table the kernels read (same layout as src/backends/webgpu/attention-io.ts). */
+function sequenceTable(p) {
+  const nb = p.batch;
+  const slopes = p.alibi ? p.alibi.tensor.toFloat32() : new Float32Array(0);
+  const table = new Uint32Array(4 * nb + slopes.length);
+  table.set(p.seqStartsQ, 0);
+  table.set(p.seqStartsK, nb);
+  table.set(p.seqLensQ, 2 * nb);
+  table.set(p.seqLensK, 3 * nb);
+  new Float32Array(table.buffer, 16 * nb, slopes.length).set(slopes);
+  return table;
 }

@@ -191,7 +191,9 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
   } catch (e) {
     throw new DeviceError('webgpu', `cannot load the "webgpu" package (Dawn for Node): ${(e as Error).message}`);
   }
-  const toggles = env.GPU_DAWN_TOGGLES?.trim();
+  let toggles = env.GPU_DAWN_TOGGLES?.trim();
+  // explicit opt-in only: Dawn then skips its bounds checks (kernels are correct without them)
+  if (env.FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS === '1') toggles = [toggles, 'disable_robustness'].filter(Boolean).join(',');
   const flags = toggles ? [`enable-dawn-features=${toggles}`] : [];
   const tried: string[] = [];
   const attempts: Array<{ backend: string; level: 'core' | 'compatibility' }> =

@@ -1,9 +1,11 @@
-// The WebGPU attention backend. Today it has the portable tier (f32 WGSL, any adapter); faster
-// tiers (issue 3) plug in before it through the same runtime. runNaive is the unfused 3-kernel path.
+// The WebGPU attention backend: flash tiers chosen best first from the adapter's features
+// (tiers/index.ts: subgroup-matrix f16, then the portable f32 tier, which takes any adapter).
+// runNaive is the unfused 3-kernel path.
 import { UnsupportedError } from '../../core/errors.js';
 import type { AttentionProblem } from '../../attention/problem.js';
 import type { AttentionBackend, AttentionResult, RunContext } from '../backend.js';
-import { flashUnsupported, runFlash } from './portable/flash.js';
+import { flashUnsupported } from './portable/flash.js';
+import { runBestTier } from './tiers/index.js';
 import { naiveUnsupported, runNaive } from './naive/naive.js';
 import { type GpuRuntime, getRuntime, peekRuntime } from './runtime.js';
 
@@ -28,7 +30,7 @@ export const webgpuBackend: AttentionBackend = {
   },
   async run(p: AttentionProblem, context: RunContext): Promise<AttentionResult> {
     const runtime = await runtimeFor(p, context);
-    return runFlash(runtime, p);
+    return runBestTier(runtime, p);
   },
   async runNaive(p: AttentionProblem, context: RunContext): Promise<AttentionResult> {
     const runtime = await runtimeFor(p, context);

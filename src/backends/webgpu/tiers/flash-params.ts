@@ -83,12 +83,3 @@ export function packParams(p: AttentionProblem, tilesQ: number, extra: BindingOf
   i32[index.get('windowRight')!] = Math.min(p.window.right, UNBOUNDED);
   return buffer;
 }
-
-/** Per-sequence (startQ, lenQ, startK, lenK) as the kernels read them, one vec4<i32> per batch. */
-export function packSequences(p: AttentionProblem): Int32Array {
-  const seqs = new Int32Array(p.batch * 4);
-  for (let b = 0; b < p.batch; b++) {
-    seqs.set([p.seqStartsQ[b], p.seqLensQ[b], p.seqStartsK[b], p.seqLensK[b]], b * 4);
-  }
-  return seqs;
-}

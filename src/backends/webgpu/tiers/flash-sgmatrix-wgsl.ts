@@ -128,7 +128,8 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add(paramsStructWgsl());
   add('');
   add('@group(0) @binding(0) var<uniform> P: Params;');
-  add('@group(0) @binding(1) var<storage, read> seqs: array<vec4<i32>>; // (startQ, lenQ, startK, lenK) per batch');
+  add('// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits), see attention-io.ts');
+  add('@group(0) @binding(1) var<storage, read> seqTable: array<u32>;');
   add(`@group(0) @binding(2) var<storage, read> Q: array<${elem}>;`);
   add(`@group(0) @binding(3) var<storage, read> K: array<${elem}>;`);
   add(`@group(0) @binding(4) var<storage, read> V: array<${elem}>;`);
@@ -139,7 +140,6 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add(`@group(0) @binding(${binding++}) var<storage, read> QR: array<${elem}>;`);
     add(`@group(0) @binding(${binding++}) var<storage, read> KR: array<${elem}>;`);
   }
-  if (o.alibi) add(`@group(0) @binding(${binding++}) var<storage, read> slopes: array<f32>;`);
   add('');
   add(`const NT = ${NT}u;              // invocations per workgroup`);
   add(`const ROWS = ${L.rows}u;          // query rows per workgroup (16 per subgroup)`);
@@ -161,7 +161,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   // every workgroup variable is a multiple of 16 bytes: a 4-byte one placed before a matrix array
   // misaligned it on NVIDIA (matrix loads read 4 bytes early; see docs/GPU-NOTES.md)
   add('var<workgroup> rescaleFlag: array<atomic<u32>, 4>;');
-  add('var<workgroup> seqW: vec4<i32>;');
+  add('var<workgroup> seqW: vec4<u32>;');
   add('');
   add(copyRowsFn('copyRowsK', 'K', o.dimRope ? 'KR' : undefined, o, L.dqNope));
   add(copyRowsFn('copyRowsV', 'V', undefined, o, o.dimV));
@@ -174,9 +174,9 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add(`@compute @workgroup_size(${NT})`);
   add('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,\n        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
   add('  let b = wg.z;');
-  add('  if (li == 0u) { seqW = seqs[b]; }');
+  add('  if (li == 0u) { seqW = vec4<u32>(seqTable[b], seqTable[P.batch + b], seqTable[2u * P.batch + b], seqTable[3u * P.batch + b]); }');
   add('  let seq = workgroupUniformLoad(&seqW);');
-  add('  let startQ = u32(seq.x); let lenQ = u32(seq.y); let startK = u32(seq.z); let lenK = u32(seq.w);');
+  add('  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;');
   add(`  let tile = ${o.causalOrWindow ? 'P.tilesQ - 1u - wg.x; // longest causal tiles first' : 'wg.x;'}`);
   add('  let q0 = tile * ROWS_PER_HEAD;');
   add('  if (q0 >= lenQ) { return; }');
@@ -226,7 +226,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add('  let jHi = i32(lenK) - 1;');
   }
   if (o.alibi) {
-    add('  let slope = slopes[b * P.alibiSb + myHead] * 1.4426950408889634;');
+    add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead]) * 1.4426950408889634;');
     add('  let alibiDiag = i32(i) + i32(lenK) - i32(lenQ);');
   }
   add('  let sBase = sg * 16u * S_STRIDE;');
