@@ -11,6 +11,7 @@ import { SUITE, caseName, makeCase } from '../dist/testing/index.js';
 import { buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes, type SgMatrixKernelOptions } from '../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
 import { SG_MATRIX_CONFIGS, kernelOptionsOf, sgMatrixAdapterUnsupported, sgMatrixProblemUnsupported, type TierDevice } from '../dist/backends/webgpu/tiers/sgmatrix.js';
 import { chooseFlashTier } from '../dist/backends/webgpu/tiers/index.js';
+import { buildFlashSubgroup, subgroupWorkgroupBytes, type SubgroupKernelOptions } from '../dist/backends/webgpu/tiers/flash-subgroup-wgsl.js';
 import { lengthClass, tuneKey, recordTuned, clearAutotuneCache, tunedConfig } from '../dist/backends/webgpu/tiers/autotune.js';
 import { setAutotuneMode, autotuneMode } from '../dist/backends/webgpu/tiers/autotune-mode.js';
 import { checkCase } from './helpers.js';
@@ -82,6 +83,29 @@ describe('subgroup-matrix kernel builder', () => {
   });
 });
 
+const SUBGROUP_VARIANTS: SubgroupKernelOptions[] = [
+  { dimQK: 128, dimRope: 0, dimV: 128, subgroupSize: 32, subgroups: 4, rows: 8, causalOrWindow: true, softcap: false, alibi: false, returnLse: true },
+  { dimQK: 59, dimRope: 0, dimV: 111, subgroupSize: 16, subgroups: 4, rows: 8, causalOrWindow: false, softcap: true, alibi: true, returnLse: false },
+  { dimQK: 128, dimRope: 64, dimV: 128, subgroupSize: 64, subgroups: 2, rows: 8, causalOrWindow: true, softcap: false, alibi: false, returnLse: true },
+];
+
+describe('subgroup kernel builder', () => {
+  it('keeps workgroup variables at multiples of 16 bytes and compiles (null backend)', async () => {
+    for (const o of SUBGROUP_VARIANTS) {
+      const sizes = workgroupVariableBytes(buildFlashSubgroup(o));
+      for (const [name, bytes] of sizes) expect(bytes % 16, `${name} in ${JSON.stringify(o)}`).toBe(0);
+      expect(sizes.reduce((a, [, b]) => a + b, 0)).toBe(subgroupWorkgroupBytes(o));
+    }
+    const device = await nullDevice();
+    if (!device) return;
+    for (const o of SUBGROUP_VARIANTS) {
+      const module = device.createShaderModule({ code: buildFlashSubgroup(o) });
+      const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
+      expect(errors.map((m) => `${m.lineNum}: ${m.message}`), JSON.stringify(o)).toEqual([]);
+    }
+  });
+});
+
 const H200_LIKE: TierDevice = {
   features: new Set(['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix']),
   limits: { maxComputeWorkgroupStorageSize: 49152, maxStorageBuffersPerShaderStage: 10, maxStorageBufferBindingSize: 2 ** 31, maxComputeWorkgroupsPerDimension: 65535, minStorageBufferOffsetAlignment: 256 },
@@ -109,13 +133,22 @@ describe('tier chooser', () => {
     expect(sgMatrixProblemUnsupported(problemOf({ dtype: 'float16', batch: 1, headsQ: 1, seqQ: 8, seqK: 8, dimQK: 16, bias: 'random' }), H200_LIKE)).toMatch(/bias/);
     expect(sgMatrixProblemUnsupported(problemOf({ dtype: 'float16', batch: 1, headsQ: 1, seqQ: 8, seqK: 8, dimQK: 288 }), H200_LIKE)).toMatch(/head dims up to 256/);
   });
+  it('takes the subgroup tier when the adapter has f16 and subgroups but no matrices', () => {
+    const runtime = { ...H200_LIKE, adapter: { ...H200_LIKE.adapter, subgroupMatrixConfigs: [] }, limits: { ...H200_LIKE.limits, maxComputeInvocationsPerWorkgroup: 256 } };
+    const choice = chooseFlashTier(f16, runtime as never, undefined);
+    expect(choice.tier.name).toBe('subgroup');
+    expect(choice.skipped.sgmatrix).toMatch(/no f16 16x16x16/);
+    const varying = { ...runtime, adapter: { ...runtime.adapter, subgroupMinSize: 8, subgroupMaxSize: 32 } };
+    expect(chooseFlashTier(f16, { ...varying, limits: { ...varying.limits, maxComputeWorkgroupSizeX: 256, maxBufferSize: 2 ** 31 } } as never, undefined).skipped.subgroup).toMatch(/one fixed subgroup size/);
+  });
   it('falls back to the portable tier, recording why, and honours a forced tier', () => {
     const runtime = { ...H200_LIKE, features: new Set<string>(), limits: { ...H200_LIKE.limits, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxBufferSize: 2 ** 31 } };
     const choice = chooseFlashTier(f16, runtime as never, undefined);
     expect(choice.tier.name).toBe('portable');
     expect(choice.skipped.sgmatrix).toMatch(/lacks the "shader-f16" feature/);
+    expect(choice.skipped.subgroup).toMatch(/lacks the "shader-f16" feature/);
     expect(() => chooseFlashTier(f16, runtime as never, 'sgmatrix')).toThrow(UnsupportedError);
-    expect(() => chooseFlashTier(f16, runtime as never, 'fastest' as never)).toThrow(/must be one of sgmatrix, portable/);
+    expect(() => chooseFlashTier(f16, runtime as never, 'fastest' as never)).toThrow(/must be one of sgmatrix, subgroup, portable/);
   });
   it('switches off what the problem rules out (vector loads on unaligned strides, prefetch without them)', () => {
     const odd = problemOf({ dtype: 'float16', batch: 1, headsQ: 2, seqQ: 9, seqK: 9, dimQK: 59, dimV: 111 });
@@ -173,17 +206,19 @@ const { listBackends } = await import('../dist/index.js');
 const gpu = (await listBackends()).find((b) => b.name === 'webgpu');
 const hasMatrices = Boolean(gpu?.available && /subgroup-matrix/.test(gpu.detail));
 if (!hasMatrices) console.warn('\n!!! SKIPPING the tensor-core tier suite: no adapter with chromium-experimental-subgroup-matrix here (runs on the GPU machine)\n');
-describe.skipIf(!hasMatrices)('attention on the subgroup-matrix tier', () => {
-  // every suite case the tier implements, as float16 (layouts, TND, windows, softcap, ALiBi, GQA, MLA)
-  const cases = SUITE.filter((c) => !c.mask && !c.bias).map((c) => ({ ...c, dtype: 'float16' as const }));
-  for (const [index, c] of cases.entries()) {
-    it(caseName(c), async () => {
-      process.env.FUSEDATTN_WEBGPU_TIER = 'sgmatrix';
-      try {
-        await checkCase('webgpu', c, 4321 + index);
-      } finally {
-        delete process.env.FUSEDATTN_WEBGPU_TIER;
-      }
-    });
-  }
-});
+for (const tier of ['sgmatrix', 'subgroup']) {
+  describe.skipIf(!hasMatrices)(`attention on the ${tier} tier`, () => {
+    // every suite case the tiers implement, as float16 (layouts, TND, windows, softcap, ALiBi, GQA, MLA)
+    const cases = SUITE.filter((c) => !c.mask && !c.bias).map((c) => ({ ...c, dtype: 'float16' as const }));
+    for (const [index, c] of cases.entries()) {
+      it(caseName(c), async () => {
+        process.env.FUSEDATTN_WEBGPU_TIER = tier;
+        try {
+          await checkCase('webgpu', c, 4321 + index);
+        } finally {
+          delete process.env.FUSEDATTN_WEBGPU_TIER;
+        }
+      });
+    }
+  });
+}

@@ -147,11 +147,29 @@ export const HALF = (() => {
   return t;
 })();
 
+const F16 = new Float32Array(1);
+/** Rounds to the nearest float16 value (through the table: exact for values in range). */
+function round16(x) {
+  if (!Number.isFinite(x)) return x;
+  F16[0] = x;
+  const u = new Uint32Array(F16.buffer)[0];
+  const sign = (u >>> 16) & 0x8000, e = ((u >>> 23) & 0xff) - 127 + 15, m = u & 0x7fffff;
+  if (e >= 31) return sign ? -Infinity : Infinity;
+  if (e <= 0) return Math.round(x / 2 ** -24) * 2 ** -24;
+  let h = sign | (e << 10) | (m >>> 13);
+  const rest = m & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++;
+  return HALF[h];
+}
+
 /**
  * float64 reference of one output row (b, h, i) of a problem whose q/k/v are f16 CPU tensors
  * (window/causal, softcap, alibi, GQA, split RoPE; no mask/bias). Returns { out, lse }.
+ * With { naive16: true }: naive float16 attention instead (QKᵀ, scale, P and PV rounded to f16,
+ * softmax in f32 — like src/attention/reference.ts at precision 'float16').
  */
-export function referenceRow(p, b, h, i) {
+export function referenceRow(p, b, h, i, { naive16 = false } = {}) {
+  const r = naive16 ? round16 : (x) => x;
   const hk = Math.floor(h / (p.headsQ / p.headsKv));
   const sq = p.seqLensQ[b], sk = p.seqLensK[b];
   const diag = (p.window.align === 'bottom-right' ? sk - sq : 0) + i;
@@ -171,9 +189,9 @@ export function referenceRow(p, b, h, i) {
       const a = at(p.qRope, p.seqStartsQ, h, i, 0), c = at(p.kRope, p.seqStartsK, hk, j, 0);
       for (let d = 0; d < p.dimRope; d++) s += HALF[qr[a + d]] * HALF[kr[c + d]];
     }
-    s *= p.scale;
-    if (p.softcap > 0) s = p.softcap * Math.tanh(s / p.softcap);
-    if (p.alibi) s -= slope * Math.abs(i + sk - sq - j);
+    s = r(r(s) * p.scale);
+    if (p.softcap > 0) s = r(p.softcap * Math.tanh(s / p.softcap));
+    if (p.alibi) s = r(s - slope * Math.abs(i + sk - sq - j));
     scores[j] = s;
     if (s > max) max = s;
   }
@@ -182,9 +200,10 @@ export function referenceRow(p, b, h, i) {
   let sum = 0;
   for (let j = lo; j <= hi; j++) { scores[j] = Math.exp(scores[j] - max); sum += scores[j]; }
   for (let j = lo; j <= hi; j++) {
-    const w = scores[j] / sum;
+    const w = r(scores[j] / sum);
     const vj = at(p.v, p.seqStartsK, hk, j, 0);
     for (let d = 0; d < p.dimV; d++) out[d] += w * HALF[vd[vj + d]];
   }
+  if (naive16) for (let d = 0; d < p.dimV; d++) out[d] = r(out[d]);
   return { out, lse: max + Math.log(sum) };
 }

@@ -2,9 +2,10 @@
 memory-efficient, math), timed with CUDA events (median of N after warm-up), fp16, random normal
 inputs. Prints one JSON object per line: {"kind": "torch", "shape", "backend", "ms" | "error"}.
 
-Usage: python3 bench/gpu/torch_sdpa.py [shape names as in bench/gpu/shapes.json ...]
-With --dump DIR NAME it also writes q/k/v of shape NAME (seed 0) and each backend's output as raw
-fp16 files (DIR/NAME.{q,k,v,out-<backend>}.f16) so another program can compare its own output.
+Usage: python3 bench/gpu/torch_sdpa.py [--dump DIR] [shape names as in bench/gpu/shapes.json ...]
+With --dump DIR it also writes each shape's q/k/v (seed 0, BNSD) and each backend's output as raw
+fp16 files (DIR/<slug>.{q,k,v,out-<backend>}.f16, slug = shape name with non-alphanumerics as _),
+so the WebGPU benchmark runs on the same inputs and measures its error against PyTorch.
 """
 import json
 import os
@@ -22,6 +23,10 @@ BACKENDS = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "math": SDPBackend.MATH,
 }
+
+
+def slug(name):
+    return "".join(c if c.isalnum() else "_" for c in name)
 
 
 def make_inputs(s, seed=0):
@@ -59,8 +64,9 @@ def time_ms(fn, iters=10, warmup=3):
 def main(argv):
     dump = None
     if argv[:1] == ["--dump"]:
-        dump = (argv[1], argv[2])
-        argv = argv[3:]
+        dump = argv[1]
+        os.makedirs(dump, exist_ok=True)
+        argv = argv[2:]
     names = argv or list(SHAPES)
     print(json.dumps({"kind": "torch-env", "torch": torch.__version__, "device": torch.cuda.get_device_name()}), flush=True)
     for name in names:
@@ -72,15 +78,16 @@ def main(argv):
                 with sdpa_kernel(enum):
                     out = run(s, q, k, v)
                     row["ms"] = time_ms(lambda: run(s, q, k, v), iters=5 if backend == "math" else 10)
-                if dump and dump[1] == name:
-                    out.cpu().numpy().tofile(os.path.join(dump[0], f"{name}.out-{backend}.f16"))
+                if dump and backend != "efficient":
+                    out.cpu().numpy().tofile(os.path.join(dump, f"{slug(name)}.out-{backend}.f16"))
             except Exception as e:  # the backend cannot run this shape: say why
                 row["error"] = str(e).split("\n")[0][:200]
             print(json.dumps(row), flush=True)
             torch.cuda.empty_cache()
-        if dump and dump[1] == name:
+        if dump:
             for t, label in ((q, "q"), (k, "k"), (v, "v")):
-                t.cpu().numpy().tofile(os.path.join(dump[0], f"{name}.{label}.f16"))
+                t.cpu().numpy().tofile(os.path.join(dump, f"{slug(name)}.{label}.f16"))
+        del q, k, v
 
 
 if __name__ == "__main__":

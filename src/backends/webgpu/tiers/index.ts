@@ -1,9 +1,9 @@
 // The flash-tier chooser (ONNX Runtime's CanApplyFlashAttention pattern): tiers are tried best
-// first; each says why it cannot take a problem on this adapter, and the next one is used. The
+// first (subgroup-matrix f16 -> subgroups + f16 -> portable f32); each says why it cannot take a problem on this adapter, and the next one is used. The
 // portable f32 tier takes everything the device's limits allow, so a problem is never run by a
 // tier that does not implement all of its options.
 //
-// FUSEDATTN_WEBGPU_TIER=sgmatrix|portable forces a tier (an error, naming the reason, when it
+// FUSEDATTN_WEBGPU_TIER=sgmatrix|subgroup|portable forces a tier (an error, naming the reason, when it
 // cannot run the problem). Autotuning: see autotune.ts.
 import { UnsupportedError } from '../../../core/errors.js';
 import type { AttentionProblem } from '../../../attention/problem.js';
@@ -12,8 +12,9 @@ import { flashUnsupported, runFlash } from '../portable/flash.js';
 import type { GpuRuntime } from '../runtime.js';
 import { tunedConfig } from './autotune.js';
 import { runSgMatrix, sgMatrixAdapterUnsupported, sgMatrixProblemUnsupported } from './sgmatrix.js';
+import { runSubgroup, subgroupAdapterUnsupported, subgroupProblemUnsupported } from './subgroup.js';
 
-export type TierName = 'sgmatrix' | 'portable';
+export type TierName = 'sgmatrix' | 'subgroup' | 'portable';
 
 export interface FlashTier {
   readonly name: TierName;
@@ -28,6 +29,12 @@ export const SG_MATRIX_TIER: FlashTier = {
   run: async (runtime, p) => runSgMatrix(runtime, p, await tunedConfig(runtime, p)),
 };
 
+export const SUBGROUP_TIER: FlashTier = {
+  name: 'subgroup',
+  unsupported: (p, runtime) => subgroupAdapterUnsupported(runtime) ?? subgroupProblemUnsupported(p, runtime),
+  run: (runtime, p) => runSubgroup(runtime, p),
+};
+
 export const PORTABLE_TIER: FlashTier = {
   name: 'portable',
   unsupported: (p, runtime) => flashUnsupported(p, runtime.limits),
@@ -35,7 +42,7 @@ export const PORTABLE_TIER: FlashTier = {
 };
 
 /** Best first. */
-export const FLASH_TIERS: readonly FlashTier[] = [SG_MATRIX_TIER, PORTABLE_TIER];
+export const FLASH_TIERS: readonly FlashTier[] = [SG_MATRIX_TIER, SUBGROUP_TIER, PORTABLE_TIER];
 
 export interface TierChoice {
   tier: FlashTier;
