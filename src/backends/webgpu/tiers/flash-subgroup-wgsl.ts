@@ -4,11 +4,12 @@
 // One workgroup = NS subgroups of SG invocations (SG fixed by the adapter); each subgroup owns R
 // query rows of one head; K/V blocks of SG keys are staged in workgroup memory and shared by all
 // subgroups. Per block, for its R rows, a subgroup:
-//   1. scores: lane j takes key j of the block: s[r] = q_r · k_j (q rows broadcast from workgroup
-//      memory, the k row read once per lane);
+//   1. scores: lane j takes key j of the block: s[r] = q_r · k_j, 4 dims at a time (q rows are
+//      broadcast reads of workgroup memory, the k row is read once per lane);
 //   2. online softmax with subgroupMax / subgroupAdd over the lanes (= over the block's keys); the
 //      rescale factor is uniform over the subgroup, so O (held in registers) is rescaled exactly;
-//   3. P·V: P goes through workgroup memory; lane c accumulates O columns c, c + SG, ... .
+//   3. P·V: P goes through workgroup memory; lane c accumulates O columns 4c..4c+3 (+ 4·SG, ...).
+// Tiles are vec4<f16> rows zero-padded to a multiple of 4 dims, so odd head dims need no special case.
 import { paramsStructWgsl } from './flash-params.js';
 
 export interface SubgroupKernelOptions {
@@ -29,27 +30,27 @@ export interface SubgroupKernelOptions {
 
 /** Workgroup memory in bytes (Q rows, K and V blocks, P). */
 export function subgroupWorkgroupBytes(o: SubgroupKernelOptions): number {
-  const dq = o.dimQK + o.dimRope;
-  const rowsWg = o.subgroups * o.rows;
-  const kStride = dq + 2;
-  const q = rowsWg * dq * 2;
-  const kv = o.subgroupSize * (kStride + o.dimV) * 2;
-  const p = rowsWg * o.subgroupSize * 4;
-  return align16(q) + align16(kv) + align16(p) + 16;
+  return layoutOf(o).bytes;
 }
 
 const align16 = (n: number) => Math.ceil(n / 16) * 16;
 
+function layoutOf(o: SubgroupKernelOptions) {
+  const dq4 = Math.ceil(o.dimQK / 4) + Math.ceil(o.dimRope / 4); // vec4s per Q/K row (NoPE, RoPE padded apart)
+  const dv4 = Math.ceil(o.dimV / 4);
+  const rowsWg = o.subgroups * o.rows;
+  const kStride4 = dq4 + 1; // odd stride in vec4s: lanes reading different key rows spread over banks
+  const qVec4 = align16(rowsWg * dq4 * 8) / 8;
+  const kvVec4 = align16(o.subgroupSize * (kStride4 + dv4) * 8) / 8;
+  const pFloats = align16(rowsWg * o.subgroupSize * 4) / 4;
+  return { dq4, dv4, rowsWg, kStride4, qVec4, kvVec4, pFloats, bytes: qVec4 * 8 + kvVec4 * 8 + pFloats * 4 + 16 };
+}
+
 export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   const SG = o.subgroupSize;
   const NT = SG * o.subgroups;
-  const dq = o.dimQK + o.dimRope;
-  const rowsWg = o.subgroups * o.rows;
-  const kStride = dq + 2; // odd word stride: lanes reading different key rows hit different banks
-  const colsPerLane = Math.ceil(o.dimV / SG);
-  const qHalves = align16(rowsWg * dq * 2) / 2;
-  const kvHalves = align16(SG * (kStride + o.dimV) * 2) / 2;
-  const pFloats = align16(rowsWg * SG * 4) / 4;
+  const Lo = layoutOf(o);
+  const cols4 = Math.ceil(Lo.dv4 / SG); // vec4 column groups per lane
   const L: string[] = [];
   const add = (s: string) => L.push(s);
   add('enable f16;');
@@ -70,14 +71,34 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
     add(`@group(0) @binding(${binding++}) var<storage, read> KR: array<f16>;`);
   }
   add('');
-  add(`const SG = ${SG}u; const NT = ${NT}u; const R = ${o.rows}u; const ROWS = ${rowsWg}u;`);
-  add(`const DQ = ${o.dimQK}u; const DR = ${o.dimRope}u; const DQ_ALL = ${dq}u; const DV = ${o.dimV}u;`);
-  add(`const K_STRIDE = ${kStride}u; const V_BASE = ${SG * kStride}u; const COLS = ${colsPerLane}u;`);
+  add(`const SG = ${SG}u; const NT = ${NT}u; const R = ${o.rows}u; const ROWS = ${Lo.rowsWg}u;`);
+  add(`const DQ = ${o.dimQK}u; const DR = ${o.dimRope}u; const DQ4 = ${Lo.dq4}u; const DV = ${o.dimV}u; const DV4 = ${Lo.dv4}u;`);
+  add(`const K_STRIDE4 = ${Lo.kStride4}u; const V_BASE4 = ${SG * Lo.kStride4}u; const COLS4 = ${cols4}u;`);
   add('const NEG_INF = -3.0e38;');
-  add(`var<workgroup> Qs: array<f16, ${qHalves}>;`);
-  add(`var<workgroup> KVs: array<f16, ${kvHalves}>;`);
-  add(`var<workgroup> Ps: array<f32, ${pFloats}>;`);
+  add(`var<workgroup> Qs: array<vec4<f16>, ${Lo.qVec4}>;`);
+  add(`var<workgroup> KVs: array<vec4<f16>, ${Lo.kvVec4}>;`);
+  add(`var<workgroup> Ps: array<f32, ${Lo.pFloats}>;`);
   add('var<workgroup> seqW: vec4<u32>;');
+  add('');
+  // 4 consecutive elements of a row (zero past `dim`), from `arr` at element index `base`
+  add('fn load4(which: u32, base: u32, d: u32, dim: u32) -> vec4<f16> {');
+  add('  var x = vec4<f16>();');
+  add('  for (var e = 0u; e < 4u; e++) {');
+  add('    if (d + e < dim) {');
+  add('      switch which {');
+  add('        case 0u: { x[e] = Q[base + e]; }');
+  add('        case 1u: { x[e] = K[base + e]; }');
+  add('        case 2u: { x[e] = V[base + e]; }');
+  if (o.dimRope) {
+    add('        case 3u: { x[e] = QR[base + e]; }');
+    add('        case 4u: { x[e] = KR[base + e]; }');
+  }
+  add('        default: {}');
+  add('      }');
+  add('    }');
+  add('  }');
+  add('  return x;');
+  add('}');
   add('');
   add(`@compute @workgroup_size(${NT})`);
   add('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,');
@@ -99,45 +120,57 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   } else {
     add('  let kvLo = 0u; let kvHi = lenK;');
   }
-  add('  // Q rows -> workgroup memory (zero past the sequence)');
-  add('  for (var t = li; t < ROWS * DQ_ALL; t += NT) {');
-  add('    let r = t / DQ_ALL; let d = t % DQ_ALL; let i = q0 + r;');
-  add('    var x = 0.0h;');
+  add('  // Q rows (NoPE part, then RoPE part, each zero-padded to whole vec4s) -> workgroup memory');
+  add('  for (var t = li; t < ROWS * DQ4; t += NT) {');
+  add('    let r = t / DQ4; let d = (t % DQ4) * 4u; let i = q0 + r;');
+  add('    var x = vec4<f16>();');
   add('    if (i < lenQ) {');
-  add('      if (d < DQ) { x = Q[P.qOff + b * P.qSb + (startQ + i) * P.qSs + h * P.qSh + d]; }');
-  if (o.dimRope) add('      else { x = QR[P.qrOff + b * P.qrSb + (startQ + i) * P.qrSs + h * P.qrSh + d - DQ]; }');
+  add('      let row = startQ + i;');
+  if (o.dimRope) {
+    add('      let dqp = ((DQ + 3u) / 4u) * 4u;');
+    add('      if (d < dqp) { x = load4(0u, P.qOff + b * P.qSb + row * P.qSs + h * P.qSh + d, d, DQ); }');
+    add('      else { x = load4(3u, P.qrOff + b * P.qrSb + row * P.qrSs + h * P.qrSh + d - dqp, d - dqp, DR); }');
+  } else {
+    add('      x = load4(0u, P.qOff + b * P.qSb + row * P.qSs + h * P.qSh + d, d, DQ);');
+  }
   add('    }');
   add('    Qs[t] = x;');
   add('  }');
-  add('  var m: array<f32, R>;');
-  add('  var l: array<f32, R>;');
-  add('  var acc: array<array<f32, COLS>, R>;');
-  add('  for (var r = 0u; r < R; r++) { m[r] = NEG_INF; l[r] = 0.0; }');
+  add('  var m = array<f32, R>();');
+  add('  var l = array<f32, R>();');
+  add('  var acc = array<array<vec4<f32>, COLS4>, R>();');
+  add('  for (var r = 0u; r < R; r++) { m[r] = NEG_INF; }');
   if (o.alibi) add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + h]) * 1.4426950408889634;');
   add('  let rowBase = sg * R;');
   add('  for (var kv0 = (kvLo / SG) * SG; kv0 < kvHi; kv0 += SG) {');
-  add('    workgroupBarrier(); // previous block done with K/V/P');
-  add('    for (var t = li; t < SG * DQ_ALL; t += NT) {');
-  add('      let j = t / DQ_ALL; let d = t % DQ_ALL; let key = kv0 + j;');
-  add('      var x = 0.0h;');
+  add('    workgroupBarrier(); // the previous block is done with K/V/P');
+  add('    for (var t = li; t < SG * DQ4; t += NT) {');
+  add('      let j = t / DQ4; let d = (t % DQ4) * 4u; let key = kv0 + j;');
+  add('      var x = vec4<f16>();');
   add('      if (key < lenK) {');
-  add('        if (d < DQ) { x = K[P.kOff + b * P.kSb + (startK + key) * P.kSs + hk * P.kSh + d]; }');
-  if (o.dimRope) add('        else { x = KR[P.krOff + b * P.krSb + (startK + key) * P.krSs + hk * P.krSh + d - DQ]; }');
+  add('        let row = startK + key;');
+  if (o.dimRope) {
+    add('        let dqp = ((DQ + 3u) / 4u) * 4u;');
+    add('        if (d < dqp) { x = load4(1u, P.kOff + b * P.kSb + row * P.kSs + hk * P.kSh + d, d, DQ); }');
+    add('        else { x = load4(4u, P.krOff + b * P.krSb + row * P.krSs + hk * P.krSh + d - dqp, d - dqp, DR); }');
+  } else {
+    add('        x = load4(1u, P.kOff + b * P.kSb + row * P.kSs + hk * P.kSh + d, d, DQ);');
+  }
   add('      }');
-  add('      KVs[j * K_STRIDE + d] = x;');
+  add('      KVs[j * K_STRIDE4 + t % DQ4] = x;');
   add('    }');
-  add('    for (var t = li; t < SG * DV; t += NT) {');
-  add('      let j = t / DV; let d = t % DV; let key = kv0 + j;');
-  add('      var x = 0.0h;');
-  add('      if (key < lenK) { x = V[P.vOff + b * P.vSb + (startK + key) * P.vSs + hk * P.vSh + d]; }');
-  add('      KVs[V_BASE + t] = x;');
+  add('    for (var t = li; t < SG * DV4; t += NT) {');
+  add('      let j = t / DV4; let d = (t % DV4) * 4u; let key = kv0 + j;');
+  add('      var x = vec4<f16>();');
+  add('      if (key < lenK) { x = load4(2u, P.vOff + b * P.vSb + (startK + key) * P.vSs + hk * P.vSh + d, d, DV); }');
+  add('      KVs[V_BASE4 + t] = x;');
   add('    }');
   add('    workgroupBarrier();');
   add('    // scores of key j = kv0 + lane against the R rows');
-  add('    var s: array<f32, R>;');
-  add('    for (var d = 0u; d < DQ_ALL; d++) {');
-  add('      let kd = f32(KVs[lane * K_STRIDE + d]);');
-  add('      for (var r = 0u; r < R; r++) { s[r] = fma(f32(Qs[(rowBase + r) * DQ_ALL + d]), kd, s[r]); }');
+  add('    var s = array<f32, R>();');
+  add('    for (var d = 0u; d < DQ4; d++) {');
+  add('      let kd = vec4<f32>(KVs[lane * K_STRIDE4 + d]);');
+  add('      for (var r = 0u; r < R; r++) { s[r] += dot(vec4<f32>(Qs[(rowBase + r) * DQ4 + d]), kd); }');
   add('    }');
   add('    let j = i32(kv0 + lane);');
   add('    for (var r = 0u; r < R; r++) {');
@@ -146,28 +179,26 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   else add('      var x = s[r] * P.scaleLog2;');
   if (o.alibi) add('      x -= slope * f32(abs(i32(i) + i32(lenK) - i32(lenQ) - j));');
   if (o.causalOrWindow) {
-    add('      let jLo = diag + i32(i) - P.windowLeft;');
-    add('      let jHi = diag + i32(i) + P.windowRight;');
-    add('      let visible = j < i32(lenK) && j >= jLo && j <= jHi;');
+    add('      let visible = j < i32(lenK) && j >= diag + i32(i) - P.windowLeft && j <= diag + i32(i) + P.windowRight;');
   } else {
     add('      let visible = j < i32(lenK);');
   }
   add('      x = select(NEG_INF, x, visible);');
   add('      let mNew = max(m[r], subgroupMax(x));');
-  add('      // exact online softmax: the factor is the same on every lane');
+  add('      // exact online softmax: the rescale factor is the same on every lane');
   add('      let alpha = select(0.0, exp2(m[r] - mNew), m[r] != NEG_INF);');
   add('      let p = select(0.0, exp2(x - mNew), x != NEG_INF);');
   add('      l[r] = l[r] * alpha + subgroupAdd(p);');
   add('      m[r] = mNew;');
-  add('      for (var c = 0u; c < COLS; c++) { acc[r][c] *= alpha; }');
+  add('      for (var c = 0u; c < COLS4; c++) { acc[r][c] *= alpha; }');
   add('      Ps[(rowBase + r) * SG + lane] = p;');
   add('    }');
   add('    workgroupBarrier(); // P visible to the subgroup');
   add('    for (var jj = 0u; jj < SG; jj++) {');
-  add('      for (var c = 0u; c < COLS; c++) {');
-  add('        let col = lane + c * SG;');
-  add('        let vv = select(0.0, f32(KVs[V_BASE + jj * DV + min(col, DV - 1u)]), col < DV);');
-  add('        for (var r = 0u; r < R; r++) { acc[r][c] = fma(Ps[(rowBase + r) * SG + jj], vv, acc[r][c]); }');
+  add('      for (var c = 0u; c < COLS4; c++) {');
+  add('        let col4 = lane + c * SG;');
+  add('        let vv = vec4<f32>(KVs[V_BASE4 + jj * DV4 + min(col4, DV4 - 1u)]);');
+  add('        for (var r = 0u; r < R; r++) { acc[r][c] = fma(vec4<f32>(Ps[(rowBase + r) * SG + jj]), vv, acc[r][c]); }');
   add('      }');
   add('    }');
   add('  }');
@@ -176,9 +207,11 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   add('    if (i >= lenQ) { continue; }');
   add('    let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);');
   add('    let oRow = b * P.oSb + (startQ + i) * P.oSs + h * P.oSh;');
-  add('    for (var c = 0u; c < COLS; c++) {');
-  add('      let col = lane + c * SG;');
-  add('      if (col < DV) { O[oRow + col] = f16(acc[r][c] * inv); }');
+  add('    for (var c = 0u; c < COLS4; c++) {');
+  add('      let col = (lane + c * SG) * 4u;');
+  add('      for (var e = 0u; e < 4u; e++) {');
+  add('        if (col + e < DV) { O[oRow + col + e] = f16(acc[r][c][e] * inv); }');
+  add('      }');
   add('    }');
   if (o.returnLse) {
     add('    if (lane == 0u) {');
