@@ -54,6 +54,12 @@ export interface SgMatrixKernelOptions {
    * registers while the current block computes, then stored to workgroup memory at the next step.
    */
   prefetch: boolean;
+  /**
+   * Straight-line WGSL for the per-lane loops (softmax, rescale, output, prefetch copies). Dawn's
+   * robustness adds an iteration counter to every loop, which kept the driver from unrolling them
+   * (arrays then spill to local memory); unrolled code has no loops to guard.
+   */
+  unrolled: boolean;
 }
 
 const SG = 32;
@@ -111,6 +117,8 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   const chunksBC = BC / 16;
   const rowsPerHead = L.rows / o.headsPerTile;
   const half = BC / 2;
+  const pfK = (BC * (L.dq / 8)) / NT;
+  const pfV = (BC * (L.dv / 8)) / NT;
   const elem = o.vectorLoads ? 'vec4<u32>' : 'f16';
   const lines: string[] = [];
   const add = (s: string) => lines.push(s);
@@ -233,26 +241,24 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('  let pBase = sg * 16u * P_STRIDE;');
   add('');
   if (o.prefetch) {
-    add(`  const PF_K = ${(BC * (L.dq / 8)) / NT}u; const PF_V = ${(BC * (L.dv / 8)) / NT}u;`);
+    add(`  const PF_K = ${pfK}u; const PF_V = ${pfV}u;`);
     add('  var pk: array<vec4<u32>, PF_K>;');
     add('  var pv: array<vec4<u32>, PF_V>;');
     add('  let kvFirst = (kvLo / BC) * BC;');
-    add(prefetchLoads('kvFirst'));
+    add(prefetchLoads('kvFirst', o.unrolled, pfK, pfV));
   }
   add('  for (var kv0 = (kvLo / BC) * BC; kv0 < kvHi; kv0 += BC) {');
   if (o.prefetch) {
-    add('    for (var u = 0u; u < PF_K; u++) {');
-    add('      let t = li + u * NT; let rr = t / (DQ_ALL / 8u); let c = (t % (DQ_ALL / 8u)) * 8u;');
-    add('      KVs[(rr * K_STRIDE + c) / 8u] = pk[u];');
-    add('    }');
-    add('    for (var u = 0u; u < PF_V; u++) {');
-    add('      let t = li + u * NT; let rr = t / (DVP / 8u); let c = (t % (DVP / 8u)) * 8u;');
-    add('      KVs[(V_BASE + rr * V_STRIDE + c) / 8u] = pv[u];');
-    add('    }');
+    for (const [arr, count, chunk, base, stride] of [['pk', pfK, 'DQ_ALL', '', 'K_STRIDE'], ['pv', pfV, 'DVP', 'V_BASE + ', 'V_STRIDE']] as const) {
+      loopOrUnrolled(add, o.unrolled, count, '    ', (u) => [
+        `let t = li + ${u} * NT; let rr = t / (${chunk} / 8u); let c = (t % (${chunk} / 8u)) * 8u;`,
+        `KVs[(${base}rr * ${stride} + c) / 8u] = ${arr}[${u}];`,
+      ]);
+    }
     add('    workgroupBarrier();');
     add('    if (kv0 + BC < kvHi) {');
     add('      // next block: global loads in flight while this one computes');
-    add(prefetchLoads('kv0 + BC'));
+    add(prefetchLoads('kv0 + BC', o.unrolled, pfK, pfV));
     add('    }');
   } else {
     add(`    for (var t = li; t < BC * (DQ_ALL / 8u); t += NT) {`);
@@ -276,19 +282,23 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('    workgroupBarrier();');
   if (o.sharedKV) add(vCopyLoop());
   add('    // softmax of row r over columns side, side + 2, ... (interleaved: fewer bank conflicts)');
+  add('    let sRow = sBase + r * S_STRIDE + side;');
+  add('    let pRow = pBase + r * P_STRIDE + side;');
+  add('    let jSide = i32(kv0 + side);');
   add(`    var sv: array<f32, ${half}>;`);
   add('    var blockMax = NEG_INF;');
-  add(`    for (var c = 0u; c < ${half}u; c++) {`);
-  add('      let col = 2u * c + side;');
-  add('      let j = i32(kv0 + col);');
-  add('      var s = Ss[sBase + r * S_STRIDE + col];');
-  if (o.softcap) add('      s = P.softcap * tanh(s * P.scale / P.softcap) * 1.4426950408889634;');
-  else add('      s = s * P.scaleLog2;');
-  if (o.alibi) add('      s -= slope * f32(abs(alibiDiag - j));');
-  add('      s = select(NEG_INF, s, j >= jLo && j <= jHi);');
-  add('      sv[c] = s;');
-  add('      blockMax = max(blockMax, s);');
-  add('    }');
+  const scoreBody = (c: string) => {
+    const lines = [`var s = Ss[sRow + 2u * ${c}];`];
+    if (o.softcap) lines.push('s = P.softcap * tanh(s * P.scale / P.softcap) * 1.4426950408889634;');
+    else lines.push('s = s * P.scaleLog2;');
+    lines.push(`let j = jSide + 2 * i32(${c});`);
+    if (o.alibi) lines.push('s -= slope * f32(abs(alibiDiag - j));');
+    lines.push('s = select(NEG_INF, s, j >= jLo && j <= jHi);');
+    lines.push(`sv[${c}] = s;`, 'blockMax = max(blockMax, s);');
+    return lines;
+  };
+  add('    // columns side, side + 2, ... (interleaved: fewer bank conflicts)');
+  loopOrUnrolled(add, o.unrolled, half, '    ', scoreBody);
   add('    blockMax = max(blockMax, subgroupShuffleXor(blockMax, 1u));');
   add('    var alpha = 1.0;');
   add('    if (blockMax > m) {');
@@ -302,18 +312,18 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('    }');
   add('    l *= alpha;');
   add('    var sum = 0.0;');
-  add(`    for (var c = 0u; c < ${half}u; c++) {`);
-  add('      let p = select(0.0, exp2(sv[c] - m), sv[c] != NEG_INF);');
-  add('      sum += p;');
-  add('      Ps[pBase + r * P_STRIDE + 2u * c + side] = f16(p);');
-  add('    }');
+  loopOrUnrolled(add, o.unrolled, half, '    ', (c) => [
+    `let p = select(0.0, exp2(sv[${c}] - m), sv[${c}] != NEG_INF);`,
+    'sum += p;',
+    `Ps[pRow + 2u * ${c}] = f16(p);`,
+  ]);
   add('    l += sum + subgroupShuffleXor(sum, 1u);');
   add('    if (workgroupUniformLoad(&rescaleFlag[0]) != 0u) {');
   add('      // some row\'s max grew past the threshold: scale O rows through workgroup memory');
   for (let n = 0; n < chunksV; n++) {
     add(`      subgroupMatrixStore<row_major>(&Ss, sBase, om${n}, S_STRIDE);`);
     add('      workgroupBarrier();');
-    add('      for (var c = side * 8u; c < side * 8u + 8u; c++) { Ss[sBase + r * S_STRIDE + c] *= alpha; }');
+    loopOrUnrolled(add, o.unrolled, 8, '      ', (k) => [`Ss[sBase + r * S_STRIDE + side * 8u + ${k}] *= alpha;`]);
     add('      workgroupBarrier();');
     add(`      om${n} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&Ss, sBase, S_STRIDE);`);
     add('      workgroupBarrier();');
@@ -339,10 +349,10 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   for (let n = 0; n < chunksV; n++) {
     add(`  subgroupMatrixStore<row_major>(&Ss, sBase, om${n}, S_STRIDE);`);
     add('  workgroupBarrier();');
-    add('  for (var c = side * 8u; c < side * 8u + 8u; c++) {');
-    add(`    let d = ${n * 16}u + c;`);
-    add('    if (live && d < DV) { O[oRow + d] = f16(Ss[sBase + r * S_STRIDE + c] * inv); }');
-    add('  }');
+    loopOrUnrolled(add, o.unrolled, 8, '  ', (k) => [
+      `let d = ${n * 16}u + side * 8u + ${k};`,
+      `if (live && d < DV) { O[oRow + d] = f16(Ss[sBase + r * S_STRIDE + side * 8u + ${k}] * inv); }`,
+    ]);
     add('  workgroupBarrier();');
   }
   if (o.returnLse) {
@@ -355,17 +365,32 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
 }
 
 /** Global loads of the K/V block starting at key `start` into the prefetch registers pk/pv. */
-function prefetchLoads(start: string): string {
-  return [
-    '    for (var u = 0u; u < PF_K; u++) {',
-    '      let t = li + u * NT; let rr = t / (DQ_ALL / 8u); let c = (t % (DQ_ALL / 8u)) * 8u;',
-    `      pk[u] = fetchRowsK(c, ${start} + rr < lenK, b, hk, startK + ${start} + rr);`,
-    '    }',
-    '    for (var u = 0u; u < PF_V; u++) {',
-    '      let t = li + u * NT; let rr = t / (DVP / 8u); let c = (t % (DVP / 8u)) * 8u;',
-    `      pv[u] = fetchRowsV(c, ${start} + rr < lenK, b, hk, startK + ${start} + rr);`,
-    '    }',
-  ].join('\n');
+function prefetchLoads(start: string, unrolled: boolean, pfK: number, pfV: number): string {
+  const lines: string[] = [];
+  const add = (s: string) => lines.push(s);
+  loopOrUnrolled(add, unrolled, pfK, '    ', (u) => [
+    `let t = li + ${u} * NT; let rr = t / (DQ_ALL / 8u); let c = (t % (DQ_ALL / 8u)) * 8u;`,
+    `pk[${u}] = fetchRowsK(c, ${start} + rr < lenK, b, hk, startK + ${start} + rr);`,
+  ]);
+  loopOrUnrolled(add, unrolled, pfV, '    ', (u) => [
+    `let t = li + ${u} * NT; let rr = t / (DVP / 8u); let c = (t % (DVP / 8u)) * 8u;`,
+    `pv[${u}] = fetchRowsV(c, ${start} + rr < lenK, b, hk, startK + ${start} + rr);`,
+  ]);
+  return lines.join('\n');
+}
+
+/**
+ * `count` repetitions of `body(u)`: a WGSL loop over u, or (unrolled) one block per constant u.
+ * `body` gets the index as a WGSL expression ('u' or e.g. '3u').
+ */
+function loopOrUnrolled(add: (s: string) => void, unrolled: boolean, count: number, indent: string, body: (u: string) => string[]): void {
+  if (!unrolled) {
+    add(`${indent}for (var u = 0u; u < ${count}u; u++) {`);
+    for (const line of body('u')) add(`${indent}  ${line}`);
+    add(`${indent}}`);
+    return;
+  }
+  for (let u = 0; u < count; u++) add(`${indent}{ ${body(`${u}u`).join(' ')} }`);
 }
 
 /** The loop that copies the V block into workgroup memory. */

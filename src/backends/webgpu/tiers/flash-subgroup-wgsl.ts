@@ -46,7 +46,25 @@ function layoutOf(o: SubgroupKernelOptions) {
   return { dq4, dv4, rowsWg, kStride4, qVec4, kvVec4, pFloats, bytes: qVec4 * 8 + kvVec4 * 8 + pFloats * 4 + 16 };
 }
 
+/**
+ * The body once per query row r = 0..R-1 as straight-line WGSL (`const r = k;`): Dawn's robustness
+ * guards every loop with a counter, which kept the driver from unrolling them and put the per-row
+ * arrays in local memory; with constant indices they stay in registers.
+ */
+function rowsUnrolled(add: (s: string) => void, indent: string, body: () => readonly string[], rows = rowsOf): void {
+  for (let r = 0; r < rows; r++) {
+    add(`${indent}{`);
+    add(`${indent}  const r = ${r}u;`);
+    for (const line of body()) add(`${indent}  ${line.trim()}`);
+    add(`${indent}}`);
+  }
+}
+let rowsOf = 0;
+
 export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
+  rowsOf = o.rows;
+  const softmaxRows: string[] = [];
+  const outRows: string[] = [];
   const SG = o.subgroupSize;
   const NT = SG * o.subgroups;
   const Lo = layoutOf(o);
@@ -139,7 +157,7 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   add('  var m = array<f32, R>();');
   add('  var l = array<f32, R>();');
   add('  var acc = array<array<vec4<f32>, COLS4>, R>();');
-  add('  for (var r = 0u; r < R; r++) { m[r] = NEG_INF; }');
+  rowsUnrolled(add, '  ', () => ['m[r] = NEG_INF;']);
   if (o.alibi) add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + h]) * 1.4426950408889634;');
   add('  let rowBase = sg * R;');
   add('  for (var kv0 = (kvLo / SG) * SG; kv0 < kvHi; kv0 += SG) {');
@@ -170,55 +188,60 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   add('    var s = array<f32, R>();');
   add('    for (var d = 0u; d < DQ4; d++) {');
   add('      let kd = vec4<f32>(KVs[lane * K_STRIDE4 + d]);');
-  add('      for (var r = 0u; r < R; r++) { s[r] += dot(vec4<f32>(Qs[(rowBase + r) * DQ4 + d]), kd); }');
+  rowsUnrolled(add, '      ', () => ['s[r] += dot(vec4<f32>(Qs[(rowBase + r) * DQ4 + d]), kd);']);
   add('    }');
   add('    let j = i32(kv0 + lane);');
-  add('    for (var r = 0u; r < R; r++) {');
-  add('      let i = q0 + rowBase + r;');
-  if (o.softcap) add('      var x = P.softcap * tanh(s[r] * P.scale / P.softcap) * 1.4426950408889634;');
-  else add('      var x = s[r] * P.scaleLog2;');
-  if (o.alibi) add('      x -= slope * f32(abs(i32(i) + i32(lenK) - i32(lenQ) - j));');
-  if (o.causalOrWindow) {
-    add('      let visible = j < i32(lenK) && j >= diag + i32(i) - P.windowLeft && j <= diag + i32(i) + P.windowRight;');
-  } else {
-    add('      let visible = j < i32(lenK);');
+  softmaxRows.length = 0;
+  {
+    const add = (line: string) => softmaxRows.push(line.replace(/^      /, ''));
+    add('      let i = q0 + rowBase + r;');
+    if (o.softcap) add('      var x = P.softcap * tanh(s[r] * P.scale / P.softcap) * 1.4426950408889634;');
+    else add('      var x = s[r] * P.scaleLog2;');
+    if (o.alibi) add('      x -= slope * f32(abs(i32(i) + i32(lenK) - i32(lenQ) - j));');
+    if (o.causalOrWindow) {
+      add('      let visible = j < i32(lenK) && j >= diag + i32(i) - P.windowLeft && j <= diag + i32(i) + P.windowRight;');
+    } else {
+      add('      let visible = j < i32(lenK);');
+    }
+    add('      x = select(NEG_INF, x, visible);');
+    add('      let mNew = max(m[r], subgroupMax(x));');
+    add('      // exact online softmax: the rescale factor is the same on every lane');
+    add('      let alpha = select(0.0, exp2(m[r] - mNew), m[r] != NEG_INF);');
+    add('      let p = select(0.0, exp2(x - mNew), x != NEG_INF);');
+    add('      l[r] = l[r] * alpha + subgroupAdd(p);');
+    add('      m[r] = mNew;');
+    for (let c = 0; c < cols4; c++) add(`      acc[r][${c}] *= alpha;`);
+    add('      Ps[(rowBase + r) * SG + lane] = p;');
   }
-  add('      x = select(NEG_INF, x, visible);');
-  add('      let mNew = max(m[r], subgroupMax(x));');
-  add('      // exact online softmax: the rescale factor is the same on every lane');
-  add('      let alpha = select(0.0, exp2(m[r] - mNew), m[r] != NEG_INF);');
-  add('      let p = select(0.0, exp2(x - mNew), x != NEG_INF);');
-  add('      l[r] = l[r] * alpha + subgroupAdd(p);');
-  add('      m[r] = mNew;');
-  add('      for (var c = 0u; c < COLS4; c++) { acc[r][c] *= alpha; }');
-  add('      Ps[(rowBase + r) * SG + lane] = p;');
-  add('    }');
+  rowsUnrolled(add, '    ', () => softmaxRows);
   add('    workgroupBarrier(); // P visible to the subgroup');
   add('    for (var jj = 0u; jj < SG; jj++) {');
-  add('      for (var c = 0u; c < COLS4; c++) {');
-  add('        let col4 = lane + c * SG;');
-  add('        let vv = vec4<f32>(KVs[V_BASE4 + jj * DV4 + min(col4, DV4 - 1u)]);');
-  add('        for (var r = 0u; r < R; r++) { acc[r][c] = fma(vec4<f32>(Ps[(rowBase + r) * SG + jj]), vv, acc[r][c]); }');
-  add('      }');
+  for (let c = 0; c < cols4; c++) {
+    add(`      let vv${c} = vec4<f32>(KVs[V_BASE4 + jj * DV4 + min(lane + ${c * SG}u, DV4 - 1u)]);`);
+  }
+  rowsUnrolled(add, '      ', () => ['let pr = vec4<f32>(Ps[(rowBase + r) * SG + jj]);', ...Array.from({ length: cols4 }, (_, c) => `acc[r][${c}] = fma(pr, vv${c}, acc[r][${c}]);`)]);
   add('    }');
   add('  }');
-  add('  for (var r = 0u; r < R; r++) {');
-  add('    let i = q0 + rowBase + r;');
-  add('    if (i >= lenQ) { continue; }');
-  add('    let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);');
-  add('    let oRow = b * P.oSb + (startQ + i) * P.oSs + h * P.oSh;');
-  add('    for (var c = 0u; c < COLS4; c++) {');
-  add('      let col = (lane + c * SG) * 4u;');
-  add('      for (var e = 0u; e < 4u; e++) {');
-  add('        if (col + e < DV) { O[oRow + col + e] = f16(acc[r][c][e] * inv); }');
-  add('      }');
-  add('    }');
-  if (o.returnLse) {
-    add('    if (lane == 0u) {');
-    add('      LSE[b * P.lseSb + h * P.lseSh + (startQ + i) * P.lseSs] = select(bitcast<f32>(0xff800000u | P.zero), (m[r] + log2(l[r])) * 0.6931471805599453, l[r] > 0.0);');
+  outRows.length = 0;
+  {
+    const add = (line: string) => outRows.push(line.replace(/^    /, ''));
+    add('    let i = q0 + rowBase + r;');
+    add('    if (i < lenQ) {');
+    add('    let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);');
+    add('    let oRow = b * P.oSb + (startQ + i) * P.oSs + h * P.oSh;');
+    for (let c = 0; c < cols4; c++) {
+      for (let e = 0; e < 4; e++) {
+        add(`    { let col = (lane + ${c * SG}u) * 4u + ${e}u; if (col < DV) { O[oRow + col] = f16(acc[r][${c}][${e}] * inv); } }`);
+      }
+    }
+    if (o.returnLse) {
+      add('    if (lane == 0u) {');
+      add('      LSE[b * P.lseSb + h * P.lseSh + (startQ + i) * P.lseSs] = select(bitcast<f32>(0xff800000u | P.zero), (m[r] + log2(l[r])) * 0.6931471805599453, l[r] > 0.0);');
+      add('    }');
+    }
     add('    }');
   }
-  add('  }');
+  rowsUnrolled(add, '  ', () => outRows);
   add('}');
   return L.join('\n') + '\n';
 }

@@ -99,6 +99,7 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
     rowPad: 8,
     smemVec4: config.smemVec4,
     prefetch: config.prefetch,
+    unrolled: true,
   };
   if (o.prefetch && sgMatrixOptionsProblem(o) !== undefined) o.prefetch = false;
   return o;
