@@ -28,6 +28,9 @@ export const SG_MATRIX_CONFIGS: readonly SgMatrixConfig[] = [
   { subgroups: 2, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
   { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: false, prefetch: false, headsPerTile: 1 },
   { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 4 },
+  // fit small head dims only (workgroup memory): more work per barrier where blocks are cheap
+  { subgroups: 4, blockKeys: 64, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
+  { subgroups: 8, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
 ];
 
 /** What the tier needs from the runtime (a subset, so tests can fake an adapter). */
@@ -99,7 +102,8 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
     rowPad: 8,
     smemVec4: config.smemVec4,
     prefetch: config.prefetch,
-    unrolled: true,
+    // measured on the H200 (docs/GPU-NOTES.md, run 5): the rolled loops were ~20% faster here
+    unrolled: false,
   };
   if (o.prefetch && sgMatrixOptionsProblem(o) !== undefined) o.prefetch = false;
   return o;
