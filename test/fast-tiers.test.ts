@@ -132,22 +132,22 @@ describe('tier chooser', () => {
     expect(sgMatrixProblemUnsupported(problemOf({ dtype: 'float16', batch: 1, headsQ: 1, seqQ: 8, seqK: 8, dimQK: 16, bias: 'random' }), H200_LIKE)).toMatch(/bias/);
     expect(sgMatrixProblemUnsupported(problemOf({ dtype: 'float16', batch: 1, headsQ: 1, seqQ: 8, seqK: 8, dimQK: 288 }), H200_LIKE)).toMatch(/head dims up to 256/);
   });
-  it('takes the subgroup tier when the adapter has f16 and subgroups but no matrices', () => {
-    const runtime = { ...H200_LIKE, adapter: { ...H200_LIKE.adapter, subgroupMatrixConfigs: [] }, limits: { ...H200_LIKE.limits, maxComputeInvocationsPerWorkgroup: 256 } };
+  it('without matrices runs the portable tier (measured faster than the subgroup tier), the subgroup tier when forced', () => {
+    const runtime = { ...H200_LIKE, adapter: { ...H200_LIKE.adapter, subgroupMatrixConfigs: [] }, limits: { ...H200_LIKE.limits, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxBufferSize: 2 ** 31 } };
     const choice = chooseFlashTier(f16, runtime as never, undefined);
-    expect(choice.tier.name).toBe('subgroup');
+    expect(choice.tier.name).toBe('portable');
     expect(choice.skipped.sgmatrix).toMatch(/no f16 16x16x16/);
+    expect(chooseFlashTier(f16, runtime as never, 'subgroup').tier.name).toBe('subgroup');
     const varying = { ...runtime, adapter: { ...runtime.adapter, subgroupMinSize: 8, subgroupMaxSize: 32 } };
-    expect(chooseFlashTier(f16, { ...varying, limits: { ...varying.limits, maxComputeWorkgroupSizeX: 256, maxBufferSize: 2 ** 31 } } as never, undefined).skipped.subgroup).toMatch(/one fixed subgroup size/);
+    expect(() => chooseFlashTier(f16, varying as never, 'subgroup')).toThrow(/one fixed subgroup size/);
   });
   it('falls back to the portable tier, recording why, and honours a forced tier', () => {
     const runtime = { ...H200_LIKE, features: new Set<string>(), limits: { ...H200_LIKE.limits, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxBufferSize: 2 ** 31 } };
     const choice = chooseFlashTier(f16, runtime as never, undefined);
     expect(choice.tier.name).toBe('portable');
     expect(choice.skipped.sgmatrix).toMatch(/lacks the "shader-f16" feature/);
-    expect(choice.skipped.subgroup).toMatch(/lacks the "shader-f16" feature/);
     expect(() => chooseFlashTier(f16, runtime as never, 'sgmatrix')).toThrow(UnsupportedError);
-    expect(() => chooseFlashTier(f16, runtime as never, 'fastest' as never)).toThrow(/must be one of sgmatrix, subgroup, portable/);
+    expect(() => chooseFlashTier(f16, runtime as never, 'fastest' as never)).toThrow(/must be one of sgmatrix, portable, subgroup/);
   });
   it('switches off what the problem rules out (vector loads on unaligned strides, prefetch without them)', () => {
     const odd = problemOf({ dtype: 'float16', batch: 1, headsQ: 2, seqQ: 9, seqK: 9, dimQK: 59, dimV: 111 });

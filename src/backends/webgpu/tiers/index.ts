@@ -1,5 +1,7 @@
 // The flash-tier chooser (ONNX Runtime's CanApplyFlashAttention pattern): tiers are tried best
-// first (subgroup-matrix f16 -> subgroups + f16 -> portable f32); each says why it cannot take a problem on this adapter, and the next one is used. The
+// first by measurement (docs/GPU-NOTES.md, BENCHMARKS.md): subgroup-matrix f16, then the portable
+// f32 tier, then the subgroup f16 tier — measured slower than the portable tier on the H200
+// (5-7 vs 8-12 TFLOP/s), so it runs only when forced until it beats it; each says why it cannot take a problem on this adapter, and the next one is used. The
 // portable f32 tier takes everything the device's limits allow, so a problem is never run by a
 // tier that does not implement all of its options.
 //
@@ -42,7 +44,7 @@ export const PORTABLE_TIER: FlashTier = {
 };
 
 /** Best first. */
-export const FLASH_TIERS: readonly FlashTier[] = [SG_MATRIX_TIER, SUBGROUP_TIER, PORTABLE_TIER];
+export const FLASH_TIERS: readonly FlashTier[] = [SG_MATRIX_TIER, PORTABLE_TIER, SUBGROUP_TIER];
 
 export interface TierChoice {
   tier: FlashTier;
