@@ -20,7 +20,7 @@ export function kernelOptions(problem, variant) {
     subgroups: variant.subgroups, blockKeys: variant.blockKeys, headsPerTile,
     sharedKV: variant.sharedKV ?? false, vectorLoads, rescaleThreshold: variant.rescaleThreshold ?? 8,
     causalOrWindow, softcap: problem.softcap > 0, alibi: problem.alibi !== undefined,
-    returnLse: problem.returnLse, rowPad: variant.rowPad ?? 8, smemVec4: variant.smemVec4 ?? false, prefetch: variant.prefetch ?? false, unrolled: variant.unrolled ?? true,
+    returnLse: problem.returnLse, rowPad: variant.rowPad ?? 8, smemVec4: variant.smemVec4 ?? false, prefetch: variant.prefetch ?? false, unrolled: variant.unrolled ?? false,
   };
   if (o.prefetch && sgMatrixOptionsProblem(o)) o.prefetch = false;
   return o;
