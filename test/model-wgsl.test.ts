@@ -132,7 +132,10 @@ describe.skipIf(!device)('model WGSL kernels on WebGPU', () => {
     const want = x.slice();
     applyRope(want, batch, heads, D, table);
     const pairs = tokens * batch * heads * D / 2;
-    const [out] = await run(buildRope(), [{ readWrite: x }, { read: table.cos }, { read: table.sin }, { uniform: ROPE_PARAMS.pack({ rows: tokens * batch, batch, heads, half: D / 2 }) }], [Math.ceil(pairs / ELEMENTWISE_WORKGROUP), 1]);
+    const cosSin = new Float32Array(2 * table.cos.length);
+    cosSin.set(table.cos, 0);
+    cosSin.set(table.sin, table.cos.length);
+    const [out] = await run(buildRope(), [{ readWrite: x }, { read: cosSin }, { uniform: ROPE_PARAMS.pack({ rows: tokens * batch, batch, heads, half: D / 2, table_rows: tokens }) }], [Math.ceil(pairs / ELEMENTWISE_WORKGROUP), 1]);
     expectClose('rope', out.subarray(0, x.length), want, 1e-6);
   });
 

@@ -88,7 +88,7 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
   const dims = blockDims(config);
   const runtime = ops.runtime;
   const blocks: Array<Promise<GpuBlock>> = [];
-  let tables: { rope: StepInfo['rope']; table: GpuRopeTable; positions: GPUBuffer } | undefined;
+  let first: GpuBlock | undefined;
 
   const single = (w: GpuWeight) => {
     if (w.parts.length !== 1) throw new UnsupportedError(w.name, `the fused block needs ${w.name} in one GPU buffer, it is split in ${w.parts.length} (larger than a storage binding)`);
@@ -129,31 +129,15 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
     return GpuBlock.fromLinears(runtime, dims, qkv, o, owned, { gemm: options.gemm });
   };
 
-  /** This step's cos/sin [T, D/2] and positions, uploaded once per step (every layer reads them). */
-  const stepTables = (step: StepInfo) => {
-    if (tables?.rope !== step.rope) {
-      if (tables) {
-        runtime.release(tables.table.buffer);
-        runtime.release(tables.positions);
-      }
-      const data = new Float32Array(2 * step.rope.cos.length);
-      data.set(step.rope.cos, 0);
-      data.set(step.rope.sin, step.rope.cos.length);
-      tables = {
-        rope: step.rope,
-        table: { buffer: runtime.upload(data, 'step rope table'), rows: step.tokens },
-        // table row of position p is p - start
-        positions: runtime.upload(new Uint32Array([step.start, step.start]), 'step positions'),
-      };
-    }
-    return tables;
-  };
-
   return {
     name: 'fused (webgpu)',
     async forward(x: GpuActivations, layer: number, cache: GpuKvCache, step: StepInfo) {
       const block = await (blocks[layer] ??= makeBlock(layer));
-      const { table, positions } = stepTables(step);
+      first ??= block;
+      // this step's cos/sin rows and positions [start, start], written by the runner before the step
+      const state = ops.stepState();
+      const table: GpuRopeTable = state.rope;
+      const positions = state.positions;
       const out = ops.activations(x.rows, dims.hidden, 'attention block');
       const operand = (buffer: GPUBuffer) => ({ binding: { buffer }, elementBase: 0, uploaded: undefined });
       await block.queueFused(geometry(step), {
@@ -164,5 +148,7 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
       }, { rope: table, positions });
       return out;
     },
+    // the decode path's commands depend on the step only through its split count
+    stepKey: (step: StepInfo) => (first ? { splits: first.splitsFor(geometry(step), true) } : null),
   };
 }

@@ -64,6 +64,11 @@ export interface AttentionModule<A extends Activations, C extends KvCache = KvCa
   /** 'unfused' or 'fused', and what it runs on, for logs and benchmarks. */
   readonly name: string;
   forward(x: A, layer: number, cache: C, step: StepInfo): Promise<A>;
+  /**
+   * What, besides the batch and the cache, decides the commands a decode step of this module
+   * queues (e.g. its split count), for backends that record a step and replay it (runStep).
+   */
+  stepKey?(step: StepInfo, cache: C): unknown;
 }
 
 /** Builds an AttentionModule for a loaded model (it may repack the layer weights it is given). */
@@ -99,4 +104,31 @@ export interface DecoderOps<A extends Activations, W, C extends KvCache = KvCach
   weightBytes(weights: DecoderWeights<W>): number;
   /** Frees the weights' device memory; the model is unusable afterwards. */
   dispose(weights: DecoderWeights<W>): void;
+
+  /**
+   * Optional: called before a forward pass queues anything, with its token ids (row t * B + b):
+   * a GPU backend writes the step's ids, positions and RoPE rows to its step buffers here.
+   */
+  beginStep?(step: StepInfo, ids: Int32Array): void;
+  /**
+   * Optional: runs a decode step's ops (`fn`), or replays the commands recorded for `key` by an
+   * earlier run. The result belongs to the backend (it is overwritten by the next replay).
+   */
+  runStep?(key: unknown, fn: () => Promise<A>): Promise<A>;
+
+  /** Optional: the largest k supported by topK(). */
+  readonly maxTopK?: number;
+  /**
+   * Optional: the k largest logits of each row where the logits are: [rows, chunks * (2k + 1)]
+   * u32 candidate lists as model/sampling.ts mergeCandidates() reads them.
+   */
+  topK?(logits: A, k: number): Promise<A>;
+
+  // Optional fusions a backend may offer (the decoder falls back to the ops above without them).
+  /** x += y, then RMSNorm(x) (the residual add and the norm after it in one pass). */
+  addRmsNorm?(x: A, y: A, weight: W, eps: number): Promise<A>;
+  /** residual += x Wᵀ (+ bias) (a projection that adds into the residual stream). */
+  linearAdd?(x: A, weight: W, bias: W | undefined, residual: A): Promise<void>;
+  /** silu(x Wgᵀ + bg) * (x Wuᵀ + bu) (SwiGLU's two projections and the product). */
+  swigluLinear?(x: A, gate: W, up: W, gateBias?: W, upBias?: W): Promise<A>;
 }

@@ -8,6 +8,7 @@ import { ValueError, show } from '../core/errors.js';
 import type { Activations, AttentionModule, DecoderOps, KvCache, StepInfo } from './backend.js';
 import type { ModelConfig } from './config.js';
 import { ropeTable } from './rope.js';
+import { type TopCandidates, mergeCandidates } from './sampling.js';
 import type { DecoderWeights } from './weights.js';
 
 export interface ForwardOptions {
@@ -37,6 +38,26 @@ export class Decoder<A extends Activations, W, C extends KvCache> {
    * Returns float32 logits, [B, vocab] (last position) or [B, T, vocab] with allLogits.
    */
   async forward(tokens: readonly (readonly number[])[], cache: C, options: ForwardOptions = {}): Promise<Float32Array> {
+    return (await this.pass(tokens, cache, options.allLogits === true, 0)) as Float32Array;
+  }
+
+  /** True when forwardTop() can find `k` candidates on the backend. */
+  canTopK(k: number): boolean {
+    return this.ops.topK !== undefined && k >= 1 && k <= (this.ops.maxTopK ?? 0);
+  }
+
+  /**
+   * Like forward() for the last position, but returns each sequence's `k` largest logits and their
+   * ids (largest first, ties: lower id first), found where the logits are: only those are read
+   * back. Throws ValueError if any logit is NaN. See canTopK().
+   */
+  async forwardTop(tokens: readonly (readonly number[])[], cache: C, k: number): Promise<TopCandidates[]> {
+    if (!this.canTopK(k)) throw new ValueError('k', `k must be an integer in 1..${this.ops.maxTopK ?? 0} on the ${this.ops.name} backend, got ${show(k)}`);
+    return (await this.pass(tokens, cache, false, k)) as TopCandidates[];
+  }
+
+  private async pass(tokens: readonly (readonly number[])[], cache: C, allLogits: boolean, topK: number): Promise<Float32Array | TopCandidates[]> {
+    const options = { allLogits };
     const { batch, count } = this.checkTokens(tokens, cache);
     const ops = this.ops;
     const start = cache.length;
@@ -44,29 +65,28 @@ export class Decoder<A extends Activations, W, C extends KvCache> {
     const ids = new Int32Array(batch * count);
     for (let t = 0; t < count; t++) for (let b = 0; b < batch; b++) ids[t * batch + b] = tokens[b][t];
 
-    const eps = this.config.rmsNormEps;
-    const x = await ops.embed(this.weights.embed, ids);
-    for (let l = 0; l < this.weights.layers.length; l++) {
-      const w = this.weights.layers[l];
-      const normed = await ops.rmsNorm(x, w.inputNorm, eps);
-      const attn = await this.attention.forward(normed, l, cache, step);
-      await ops.addInPlace(x, attn);
-      const h = await ops.rmsNorm(x, w.postNorm, eps);
-      const gate = await ops.linear(h, w.gate, w.gateBias);
-      const up = await ops.linear(h, w.up, w.upBias);
-      const act = await ops.swiglu(gate, up);
-      const down = await ops.linear(act, w.down, w.downBias);
-      await ops.addInPlace(x, down);
-      ops.release(normed, attn, h, gate, up, act, down);
-    }
+    ops.beginStep?.(step, ids);
+    const run = async () => {
+      const logits = await this.layers(ids, cache, step, allLogits);
+      if (!topK) return logits;
+      const candidates = await ops.topK!(logits, topK);
+      ops.release(logits);
+      return candidates;
+    };
+    // decode steps after the first forward pass (every module's weights are ready by then) may be
+    // recorded once per key and replayed
+    const attention = count === 1 && start > 0 && ops.runStep ? this.attention.stepKey?.(step, cache) : undefined;
+    const replayable = attention !== undefined && attention !== null;
+    const key = replayable ? { batch, cache, attention, topK } : undefined;
+    const logits = replayable ? await ops.runStep!(key, run) : await run();
+    // outside the step's ops: a replay does not run them
     ops.advanceCache(cache, start + count);
-
-    const rows = options.allLogits ? x : await ops.lastRows(x, batch);
-    const normed = await ops.rmsNorm(rows, this.weights.finalNorm, eps);
-    const logits = await ops.linear(normed, this.weights.lmHead);
     const values = await ops.read(logits);
-    ops.release(x, normed, logits);
-    if (rows !== x) ops.release(rows);
+    if (!replayable) ops.release(logits);
+    if (topK) {
+      const k = Math.min(topK, this.config.vocabSize);
+      return mergeCandidates(new Uint32Array(values.buffer, values.byteOffset, values.length), batch, logits.cols / (2 * topK + 1), topK, k);
+    }
     if (!options.allLogits || count === 1) return values;
     // rows are t * B + b; callers want [B, T, vocab]
     const vocab = this.config.vocabSize;
@@ -75,6 +95,50 @@ export class Decoder<A extends Activations, W, C extends KvCache> {
       for (let b = 0; b < batch; b++) out.set(values.subarray((t * batch + b) * vocab, (t * batch + b + 1) * vocab), (b * count + t) * vocab);
     }
     return out;
+  }
+
+  /** Every op of one forward pass, from token ids to logits (as activations on the backend). */
+  private async layers(ids: Int32Array, cache: C, step: StepInfo, allLogits: boolean): Promise<A> {
+    const ops = this.ops;
+    const eps = this.config.rmsNormEps;
+    const layers = this.weights.layers;
+    const x = await ops.embed(this.weights.embed, ids);
+    let normed = await ops.rmsNorm(x, layers[0].inputNorm, eps);
+    for (let l = 0; l < layers.length; l++) {
+      const w = layers[l];
+      const attn = await this.attention.forward(normed, l, cache, step);
+      ops.release(normed);
+      let h: A;
+      if (ops.addRmsNorm) h = await ops.addRmsNorm(x, attn, w.postNorm, eps);
+      else {
+        await ops.addInPlace(x, attn);
+        h = await ops.rmsNorm(x, w.postNorm, eps);
+      }
+      ops.release(attn);
+      let act: A;
+      if (ops.swigluLinear) act = await ops.swigluLinear(h, w.gate, w.up, w.gateBias, w.upBias);
+      else {
+        const gate = await ops.linear(h, w.gate, w.gateBias);
+        const up = await ops.linear(h, w.up, w.upBias);
+        act = await ops.swiglu(gate, up);
+        ops.release(gate, up);
+      }
+      ops.release(h);
+      if (ops.linearAdd) await ops.linearAdd(act, w.down, w.downBias, x);
+      else {
+        const down = await ops.linear(act, w.down, w.downBias);
+        await ops.addInPlace(x, down);
+        ops.release(down);
+      }
+      ops.release(act);
+      if (l + 1 < layers.length) normed = await ops.rmsNorm(x, layers[l + 1].inputNorm, eps);
+    }
+    const rows = allLogits || step.tokens === 1 ? x : await ops.lastRows(x, step.batch);
+    const final = await ops.rmsNorm(rows, this.weights.finalNorm, eps);
+    const logits = await ops.linear(final, this.weights.lmHead);
+    ops.release(x, final);
+    if (rows !== x) ops.release(rows);
+    return logits;
   }
 
   private checkTokens(tokens: readonly (readonly number[])[], cache: C): { batch: number; count: number } {

@@ -2,7 +2,7 @@
 // the KV cache, sampling each next token. Times prefill and decode separately (tokens/s).
 import { ValueError, show } from '../core/errors.js';
 import type { TransformerModel } from './model.js';
-import { type SamplingOptions, createSampler } from './sampling.js';
+import { type SamplingOptions, createCandidateSampler, createSampler } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   /** New tokens to produce at most (default 32). */
@@ -37,24 +37,32 @@ export async function generate(model: TransformerModel, prompt: readonly number[
     throw new ValueError('prompt', `prompt must be a non-empty list of token ids, got ${show(prompt)}`);
   }
   const sample = createSampler(options);
+  const candidates = createCandidateSampler(options);
   const stop = new Set(options.stopTokenIds ?? model.stopTokenIds);
   const cache = model.createCache(1, prompt.length + maxNewTokens);
 
-  const next = (logits: Float32Array) => {
+  // where the backend finds the k largest logits itself (the GPU), only those are read back
+  const onDevice = model.canTopK(candidates.k);
+  const next = async (tokens: number[]) => {
+    if (onDevice) {
+      const [top] = await model.forwardTop([tokens], cache, candidates.k);
+      return candidates.pick(top.values, top.ids);
+    }
+    const logits = await model.forward([tokens], cache);
     for (let i = 0; i < logits.length; i++) {
       if (Number.isNaN(logits[i])) throw new ValueError('logits', `the model produced NaN logits (token ${i}); the weights may hold NaN/Inf or overflow`);
     }
     return sample(logits);
   };
   const t0 = performance.now();
-  let token = next(await model.forward([prompt], cache));
+  let token = await next(prompt);
   const prefillMs = performance.now() - t0;
   const tokens = [token];
   options.onToken?.(token);
   let stopReason: GenerateResult['stopReason'] = stop.has(token) ? 'stop-token' : 'max-new-tokens';
   const t1 = performance.now();
   while (stopReason !== 'stop-token' && tokens.length < maxNewTokens) {
-    token = next(await model.forward([[token]], cache));
+    token = await next([token]);
     tokens.push(token);
     options.onToken?.(token);
     if (stop.has(token)) stopReason = 'stop-token';

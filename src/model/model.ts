@@ -10,6 +10,7 @@ import { type ModelConfig, readModelConfig } from './config.js';
 import { Decoder, type ForwardOptions } from './decoder.js';
 import { type TextTokenizer, loadTokenizer } from './tokenizer.js';
 import { type DecoderWeights, loadWeights, weightSpecs } from './weights.js';
+import type { TopCandidates } from './sampling.js';
 
 export type ModelBackendChoice = 'cpu' | 'webgpu' | 'auto';
 /** 'fused': the AttentionBlock (packed QKV GEMM, RoPE in the attention kernel); 'unfused': separate steps. */
@@ -29,6 +30,16 @@ export interface ModelOptions {
   gpuWeights?: 'float32' | 'float16';
   /** WebGPU: run prefill attention with the split-KV decode kernels too (tests, benchmarks). */
   splitKvPrefill?: boolean;
+  /**
+   * WebGPU: record a decode step's commands once per shape and replay them as one submission
+   * (default true). false runs every op on every step (comparisons, debugging).
+   */
+  replayDecode?: boolean;
+  /**
+   * WebGPU, unfused module: decode with the first split-KV kernel (decode-attention.wgsl.ts)
+   * instead of flash-decode.wgsl.ts (comparisons).
+   */
+  firstDecodeKernel?: boolean;
 }
 
 export interface TransformerModel {
@@ -44,6 +55,12 @@ export interface TransformerModel {
   createCache(batch: number, capacity: number): KvCache;
   /** See Decoder.forward: logits [B, vocab] of the last new position (or [B, T, vocab]). */
   forward(tokens: readonly (readonly number[])[], cache: KvCache, options?: ForwardOptions): Promise<Float32Array>;
+  /** True when forwardTop() can find k candidates on this backend (WebGPU: k <= 64). */
+  canTopK(k: number): boolean;
+  /** See Decoder.forwardTop: each sequence's k largest logits and their ids, found on the device. */
+  forwardTop(tokens: readonly (readonly number[])[], cache: KvCache, k: number): Promise<TopCandidates[]>;
+  /** WebGPU: how many decode steps were recorded and replayed (see ModelOptions.replayDecode). */
+  readonly replayStats: () => { records: number; replays: number } | undefined;
   /** Stop token ids: config eos_token_id plus the tokenizer's eos_token. */
   readonly stopTokenIds: readonly number[];
   /** Frees the weights (CPU engine memory or GPU buffers); the model is unusable afterwards. */
@@ -83,13 +100,14 @@ const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
       const { GpuOps } = await import('./webgpu/ops.js');
       const { getRuntime } = await import('../backends/webgpu/runtime.js');
       const ops = new GpuOps(await getRuntime(options.device), options.gpuWeights ?? 'float32');
+      ops.replayDecode = options.replayDecode ?? true;
       const weights = await loadWeights(store, config, ops.weightDType, (tensor) => ops.upload(tensor));
       return { ops: ops as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
     },
     attention: {
       unfused: async (options) => {
         const { gpuUnfusedAttention } = await import('./webgpu/unfused-attention.js');
-        return ((config, layers, ops) => gpuUnfusedAttention(config, layers as never, ops as never, { splitKvPrefill: options.splitKvPrefill })) as AnyFactory;
+        return ((config, layers, ops) => gpuUnfusedAttention(config, layers as never, ops as never, { splitKvPrefill: options.splitKvPrefill, firstDecodeKernel: options.firstDecodeKernel })) as AnyFactory;
       },
       fused: async () => {
         const { gpuFusedAttention } = await import('../block/model-attention.js');
@@ -138,6 +156,15 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
     forward: async (tokens, cache, opts) => {
       if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
       return decoder.forward(tokens, cache, opts);
+    },
+    canTopK: (k) => decoder.canTopK(k),
+    forwardTop: async (tokens, cache, k) => {
+      if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
+      return decoder.forwardTop(tokens, cache, k);
+    },
+    replayStats: () => {
+      const stats = (ops as { stepStats?: { records: number; replays: number } }).stepStats;
+      return stats && { records: stats.records, replays: stats.replays };
     },
     dispose: () => {
       if (!disposed) ops.dispose(weights);

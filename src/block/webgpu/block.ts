@@ -23,6 +23,7 @@ import { flatGrid } from './unfused.wgsl.js';
 import { type GemmChoice, type GemmTier, type GpuLinear, chooseGemm, linearPipeline, queueLinear } from './gemm.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';
+import { blockDecodeSplits, queueBlockDecode } from './decode.js';
 
 export const blockAttentionKernel = defineKernel<BlockAttentionOptions>('block-attention', buildBlockAttention);
 export const blockCombineKernel = defineKernel<{ headDim: number }>('block-attention-combine', buildBlockCombine);
@@ -161,6 +162,8 @@ export class GpuBlock {
 
   /** Queues the fused path's three dispatches (for callers that manage buffers themselves). */
   async queueFused(call: BlockGeometry, bound: BoundCall, extras: GpuCallExtras = {}): Promise<void> {
+    // decode (S = 1 with a cache): GEMVs and the split-KV kernel of decode.ts where they apply
+    if (await queueBlockDecode(this.runtime, this.dims, this.qkv, this.o, call, bound, { rope: extras.rope ?? this.rope, positions: extras.positions }, this.minWorkgroups)) return;
     const rt = this.runtime;
     const { W, qd, kvd } = sizes(this.dims);
     const { heads, headDim: D } = this.dims;
@@ -218,6 +221,8 @@ export class GpuBlock {
 
   /** Key splits per query block: 1 when the grid is large enough, else enough to reach minWorkgroups. */
   splitsFor(call: BlockGeometry, cache: boolean): number {
+    const decode = blockDecodeSplits(this.runtime, this.dims, call, cache, this.minWorkgroups);
+    if (decode !== undefined) return decode;
     const { rows, keys } = tileShape(this.tile);
     const grid = Math.ceil(call.seq / rows) * this.dims.heads * call.batch;
     if (this.minWorkgroups <= 0 || grid >= this.minWorkgroups) return 1;

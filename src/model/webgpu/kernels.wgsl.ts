@@ -1,5 +1,5 @@
 // WGSL builders for the decoder's small kernels on WebGPU: embedding gather, RMSNorm, SwiGLU,
-// residual add, bias add, RoPE in place, and a plain streaming read (the bandwidth ceiling the
+// residual add, bias add, RoPE in place, KV-cache append, and a plain streaming read (the bandwidth ceiling the
 // decode attention kernel is measured against). Each is a pure function of a typed options object
 // returning readable WGSL; the pipeline cache keys on the same object.
 // Activations are f32 [rows, cols]; weights f32 or float16 bound as array<u32> and read with
@@ -44,14 +44,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 export const RMSNORM_PARAMS = new UniformLayout('RmsNormParams', { cols: 'u32', eps: 'f32' });
 
-/** out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight: one workgroup per row. Dispatch (rows). */
-export function buildRmsNorm(o: { weight: WeightDType; workgroupSize: number }): string {
+/**
+ * out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight: one workgroup per row. Dispatch (rows).
+ * With `residual`, x[r] += y[r] first, in place (the residual add before a norm, in one pass).
+ */
+export function buildRmsNorm(o: { weight: WeightDType; workgroupSize: number; residual?: boolean }): string {
   const wg = o.workgroupSize;
   return `${RMSNORM_PARAMS.wgsl()}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, ${o.residual ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<${arrayElement(o.weight)}>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: RmsNormParams;
+${o.residual ? '@group(0) @binding(4) var<storage, read> y: array<f32>;' : ''}
 ${loadFloat('load_weight', 'weight', o.weight)}
 
 const WG = ${wg}u;
@@ -62,7 +66,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let base = wid.x * params.cols;
   var ss = 0.0;
   for (var i = lid.x; i < params.cols; i += WG) {
-    let v = x[base + i];
+    ${o.residual ? 'let v = x[base + i] + y[base + i];\n    x[base + i] = v;' : 'let v = x[base + i];'}
     ss += v * v;
   }
   partial[lid.x] = ss;
@@ -72,6 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
   }
   let inv = inverseSqrt(partial[0] / f32(params.cols) + params.eps);
+  // each thread reads back only the elements it wrote above
   for (var i = lid.x; i < params.cols; i += WG) {
     out[base + i] = x[base + i] * inv * load_weight(i);
   }
@@ -120,18 +125,18 @@ ${entry('x[i] += load_bias(i % params.cols);')}`;
   }
 }
 
-export const ROPE_PARAMS = new UniformLayout('RopeParams', { rows: 'u32', batch: 'u32', heads: 'u32', half: 'u32' });
+export const ROPE_PARAMS = new UniformLayout('RopeParams', { rows: 'u32', batch: 'u32', heads: 'u32', half: 'u32', table_rows: 'u32' });
 
 /**
  * RoPE in place on x [rows, heads * D] with row = t * batch + b, D = 2 * half ("rotate half" pairs
- * (i, i + half)); cos/sin tables [tokens, half] for the step's positions. One thread per pair.
+ * (i, i + half)); the table holds cos [table_rows, half] then sin [table_rows, half] for the step's
+ * positions (row t for token t). One thread per pair.
  */
 export function buildRope(): string {
   return `${ROPE_PARAMS.wgsl()}
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@group(0) @binding(1) var<storage, read> cos_table: array<f32>;
-@group(0) @binding(2) var<storage, read> sin_table: array<f32>;
-@group(0) @binding(3) var<uniform> params: RopeParams;
+@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(2) var<uniform> params: RopeParams;
 
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -141,8 +146,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let row_head = pair / params.half;
   let t = row_head / params.heads / params.batch;
   let base = row_head * 2u * params.half;
-  let c = cos_table[t * params.half + i];
-  let s = sin_table[t * params.half + i];
+  let c = table[t * params.half + i];
+  let s = table[(params.table_rows + t) * params.half + i];
   let a = x[base + i];
   let b = x[base + i + params.half];
   x[base + i] = a * c - b * s;
@@ -151,13 +156,45 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 `;
 }
 
+export const KV_APPEND_PARAMS = new UniformLayout('KvAppendParams', { n: 'u32', position_floats: 'u32' });
+
+/**
+ * The new tokens' keys and values (rows t * B + b, [rows, Nkv * D] each) into the SBH caches at
+ * position start (read from the step buffer, so a recorded step replays at the next position):
+ * the rows are one contiguous block at start * position_floats. One thread per float.
+ */
+export function buildKvAppend(): string {
+  return `${KV_APPEND_PARAMS.wgsl()}
+@group(0) @binding(0) var<uniform> params: KvAppendParams;
+@group(0) @binding(1) var<storage, read> k_new: array<f32>;
+@group(0) @binding(2) var<storage, read> v_new: array<f32>;
+@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(5) var<storage, read> step: array<u32>;
+
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${flatIndex};
+  if (i >= params.n) { return; }
+  let at = step[0] * params.position_floats + i;
+  k_cache[at] = k_new[i];
+  v_cache[at] = v_new[i];
+}
+`;
+}
+
 export const STREAM_PARAMS = new UniformLayout('StreamParams', { n4: 'u32', per_thread: 'u32' });
 
 /**
- * The bandwidth ceiling: every thread reads `per_thread` vec4s spaced a grid apart (coalesced) and
- * writes one sum, so the bytes read are the whole buffer and the bytes written negligible.
+ * The bandwidth ceiling: a grid-stride read of the whole buffer with 16-byte loads, `unroll` of them
+ * issued back to back per thread before any is used (several loads in flight, as a good memory-bound
+ * kernel has), one sum written per thread so the reads cannot be optimised away. `per_thread` counts
+ * groups of `unroll` loads. Bytes written are negligible.
  */
-export function buildStreamRead(o: { workgroupSize: number }): string {
+export function buildStreamRead(o: { workgroupSize: number; unroll?: number }): string {
+  const U = o.unroll ?? 1;
+  const loads = Array.from({ length: U }, (_, u) => `    let i${u} = base + ${u}u * threads;
+    if (i${u} < params.n4) { acc${u} += src[i${u}]; }`).join('\n');
   return `${STREAM_PARAMS.wgsl()}
 @group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> sums: array<f32>;
@@ -166,11 +203,12 @@ export function buildStreamRead(o: { workgroupSize: number }): string {
 @compute @workgroup_size(${o.workgroupSize})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let threads = nwg.x * ${o.workgroupSize}u;
-  var acc = vec4<f32>(0.0);
+${Array.from({ length: U }, (_, u) => `  var acc${u} = vec4<f32>(0.0);`).join('\n')}
   for (var k = 0u; k < params.per_thread; k++) {
-    let i = gid.x + k * threads;
-    if (i < params.n4) { acc += src[i]; }
+    let base = gid.x + k * ${U}u * threads;
+${loads}
   }
+  let acc = ${Array.from({ length: U }, (_, u) => `acc${u}`).join(' + ')};
   sums[gid.x] = acc.x + acc.y + acc.z + acc.w;
 }
 `;

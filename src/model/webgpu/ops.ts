@@ -5,9 +5,12 @@
 import { UnsupportedError } from '../../core/errors.js';
 import { runMatmul } from '../../backends/webgpu/kernels/matmul.js';
 import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
-import type { Activations, DecoderOps, KvCache } from '../backend.js';
+import { Scope } from '../../scope/scope.js';
+import type { Activations, DecoderOps, KvCache, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';
+import { GEMV_MAX_ROWS, queueGemv } from './gemv.js';
+import { TOPK_MAX, TOPK_PARAMS, buildTopK } from './topk.wgsl.js';
 import {
   ELEMENTWISE_PARAMS, ELEMENTWISE_WORKGROUP, EMBED_PARAMS, RMSNORM_PARAMS, type WeightDType,
   buildElementwise, buildEmbedding, buildRmsNorm,
@@ -79,13 +82,47 @@ export class GpuKvCache implements KvCache {
 const embedKernel = defineKernel('model-embed', buildEmbedding);
 const rmsNormKernel = defineKernel('model-rmsnorm', buildRmsNorm);
 const elementwiseKernel = defineKernel('model-elementwise', buildElementwise);
+const topKKernel = defineKernel('model-topk', buildTopK);
+/** Logits per workgroup of the top-k kernel. */
+const TOPK_CHUNK = 2048;
 
 export const gpuActivations = (buffer: GPUBuffer, rows: number, cols: number): GpuActivations => ({ buffer, rows, cols });
+
+/**
+ * What kernels read about the step being run, on the GPU: written from the host before the step's
+ * commands are queued, so a recorded decode step replays with the new values.
+ *   ids        u32 token ids, row t * B + b
+ *   positions  u32 [start, rope_base = start]
+ *   rope       cos [T, D/2] then sin [T, D/2] of positions start .. start + T - 1
+ */
+export interface GpuStepState {
+  readonly ids: GPUBuffer;
+  readonly positions: GPUBuffer;
+  readonly rope: { readonly buffer: GPUBuffer; readonly rows: number };
+  /** The host ids this state holds (embed() reads the buffer for these). */
+  readonly idsOf: Int32Array;
+}
+
+interface StepBuffers {
+  ids: GPUBuffer;
+  positions: GPUBuffer;
+  rope: GPUBuffer;
+}
 
 export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache> {
   readonly name = 'webgpu';
   /** Buffers handed to us by attention() (not pooled): destroyed once the work using them is submitted. */
   private readonly afterSubmit: GPUBuffer[] = [];
+  /**
+   * Step buffers: one set for decode (T = 1), which recorded steps use and which therefore never
+   * moves while big enough, one for prefill (grown as prompts grow).
+   */
+  private readonly stepBuffers: { decode?: StepBuffers; prefill?: StepBuffers } = {};
+  private state: GpuStepState | undefined;
+  /** Recorded decode steps (src/scope), replayed as one submission each. */
+  private readonly steps: Scope;
+  /** false: runStep() runs the ops every time (no recording). */
+  replayDecode = true;
 
   constructor(
     readonly runtime: GpuRuntime,
@@ -93,7 +130,59 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     readonly weightDType: WeightDType,
     /** Largest buffer of one weight part (default: what the device can bind). Tests lower it. */
     readonly maxPartBytes = Math.min(runtime.limits.maxStorageBufferBindingSize, runtime.limits.maxBufferSize),
-  ) {}
+  ) {
+    this.steps = new Scope(runtime, 'decode step', { maxRecordings: 8 });
+  }
+
+  /** Writes the step's ids, positions and RoPE rows into the step buffers (before its commands). */
+  beginStep(step: StepInfo, ids: Int32Array): void {
+    const half = step.rope.cos.length / Math.max(1, step.tokens);
+    const which = step.tokens === 1 ? 'decode' : 'prefill';
+    const need = { ids: Math.max(16, ids.length * 4), positions: 16, rope: Math.max(16, 8 * step.tokens * half) };
+    let buffers = this.stepBuffers[which];
+    if (!buffers || buffers.ids.size < need.ids || buffers.rope.size < need.rope) {
+      if (buffers) this.destroyAfterSubmit(buffers.ids), this.destroyAfterSubmit(buffers.positions), this.destroyAfterSubmit(buffers.rope);
+      buffers = {
+        ids: this.runtime.createBuffer(need.ids, `${which} step ids`),
+        positions: this.runtime.createBuffer(need.positions, `${which} step positions`),
+        rope: this.runtime.createBuffer(need.rope, `${which} step rope`),
+      };
+      this.stepBuffers[which] = buffers;
+    }
+    const rope = new Float32Array(2 * step.rope.cos.length);
+    rope.set(step.rope.cos, 0);
+    rope.set(step.rope.sin, step.rope.cos.length);
+    this.runtime.write(buffers.ids, 0, new Uint32Array(ids.buffer, ids.byteOffset, ids.length));
+    this.runtime.write(buffers.positions, 0, Uint32Array.of(step.start, step.start));
+    this.runtime.write(buffers.rope, 0, rope);
+    this.state = { ids: buffers.ids, positions: buffers.positions, rope: { buffer: buffers.rope, rows: step.tokens }, idsOf: ids };
+  }
+
+  /** The state beginStep() wrote (attention modules read positions and RoPE rows from it). */
+  stepState(): GpuStepState {
+    if (!this.state) throw new Error('GpuOps.stepState() before beginStep()');
+    return this.state;
+  }
+
+  /**
+   * Runs a decode step's commands, or replays its recording when `key` was seen: the step's ops are
+   * then not called at all, and their commands go to the GPU as one command buffer. The output
+   * belongs to the recording (read it before the next step).
+   */
+  runStep(key: unknown, fn: () => Promise<GpuActivations>): Promise<GpuActivations> {
+    if (!this.replayDecode) return fn().then((out) => (this.release(out), out));
+    const state = this.stepState();
+    return this.steps.run({ key, ids: state.ids, positions: state.positions, rope: state.rope.buffer }, async () => {
+      const out = await fn();
+      this.release(out); // kept by the recording: it writes this buffer on every replay
+      return out;
+    });
+  }
+
+  /** Record/replay counts of the decode steps. */
+  get stepStats() {
+    return { ...this.steps.stats, lastRun: this.steps.lastRun };
+  }
 
   /** A GPU weight from a tensor read from the file (float32 values or float16 bits). */
   upload(tensor: HostTensor<'float32'> | HostTensor<'float16'>): GpuWeight {
@@ -133,7 +222,7 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     const H = table.shape[1];
     const out = this.activations(ids.length, H, 'embeddings');
     const pipeline = await this.runtime.pipeline(embedKernel, { table: table.dtype });
-    const idBuffer = this.runtime.uploadTransient(new Uint32Array(ids.buffer, ids.byteOffset, ids.length), 'token ids');
+    const idBuffer = this.state?.idsOf === ids ? this.state.ids : this.runtime.uploadTransient(new Uint32Array(ids.buffer, ids.byteOffset, ids.length), 'token ids');
     for (const part of table.parts) {
       const bindGroup = this.runtime.bindGroup(pipeline, 0, {
         0: part.buffer,
@@ -147,22 +236,38 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
   }
 
   async rmsNorm(x: GpuActivations, weight: GpuWeight, eps: number): Promise<GpuActivations> {
+    return this.norm(x, undefined, weight, eps);
+  }
+
+  /** x += y, then RMSNorm(x), in one kernel (the residual add before the post-attention norm). */
+  async addRmsNorm(x: GpuActivations, y: GpuActivations, weight: GpuWeight, eps: number): Promise<GpuActivations> {
+    return this.norm(x, y, weight, eps);
+  }
+
+  private async norm(x: GpuActivations, residual: GpuActivations | undefined, weight: GpuWeight, eps: number): Promise<GpuActivations> {
     const out = this.activations(x.rows, x.cols, 'rmsnorm');
-    const workgroupSize = 64;
-    const pipeline = await this.runtime.pipeline(rmsNormKernel, { weight: weight.dtype, workgroupSize });
-    const bindGroup = this.runtime.bindGroup(pipeline, 0, {
+    const workgroupSize = Math.min(256, this.runtime.limits.maxComputeInvocationsPerWorkgroup) >= 256 ? 256 : 64;
+    const pipeline = await this.runtime.pipeline(rmsNormKernel, { weight: weight.dtype, workgroupSize, residual: residual !== undefined });
+    const entries: Record<number, GPUBuffer> = {
       0: x.buffer,
       1: weight.parts[0].buffer,
       2: out.buffer,
       3: this.runtime.uniform(RMSNORM_PARAMS.pack({ cols: x.cols, eps }), 'rmsnorm params'),
-    });
-    this.runtime.dispatch({ label: 'rmsnorm', pipeline, bindGroups: [bindGroup], workgroups: this.grid(x.rows, 1) });
+    };
+    if (residual) entries[4] = residual.buffer;
+    const bindGroup = this.runtime.bindGroup(pipeline, 0, entries);
+    this.runtime.dispatch({ label: residual ? 'add + rmsnorm' : 'rmsnorm', pipeline, bindGroups: [bindGroup], workgroups: this.grid(x.rows, 1) });
     return out;
   }
 
   async linear(x: GpuActivations, weight: GpuWeight, bias?: GpuWeight): Promise<GpuActivations> {
     const [N, K] = weight.shape;
     const out = this.activations(x.rows, N, `linear ${weight.name}`);
+    if (x.rows <= GEMV_MAX_ROWS) {
+      // decode: a GEMV per part, the bias in its epilogue
+      for (const part of weight.parts) await this.gemv(x, weight, part, out, { bias });
+      return out;
+    }
     // one GEMM per part of the weight, each writing its columns of the output
     for (const part of weight.parts) {
       await runMatmul(this.runtime, {
@@ -179,6 +284,70 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
       });
     }
     if (bias) await this.elementwise('bias', out, bias.parts[0].buffer, x.rows * N, N, bias.dtype);
+    return out;
+  }
+
+  /** residual += x Wᵀ (+ b): at decode, one GEMV that adds into the residual stream. */
+  async linearAdd(x: GpuActivations, weight: GpuWeight, bias: GpuWeight | undefined, residual: GpuActivations): Promise<void> {
+    if (x.rows > GEMV_MAX_ROWS) {
+      const y = await this.linear(x, weight, bias);
+      await this.addInPlace(residual, y);
+      this.release(y);
+      return;
+    }
+    for (const part of weight.parts) await this.gemv(x, weight, part, residual, { bias, accumulate: true });
+  }
+
+  /** silu(x Wgᵀ + bg) * (x Wuᵀ + bu): at decode, one GEMV over both weights. */
+  async swigluLinear(x: GpuActivations, gate: GpuWeight, up: GpuWeight, gateBias?: GpuWeight, upBias?: GpuWeight): Promise<GpuActivations> {
+    const paired = x.rows <= GEMV_MAX_ROWS && gate.parts.length === 1 && up.parts.length === 1 && gate.dtype === up.dtype &&
+      (gateBias === undefined) === (upBias === undefined) && gateBias?.dtype === upBias?.dtype;
+    if (!paired) {
+      const g = await this.linear(x, gate, gateBias);
+      const u = await this.linear(x, up, upBias);
+      const act = await this.swiglu(g, u);
+      this.release(g, u);
+      return act;
+    }
+    const out = this.activations(x.rows, gate.shape[0], 'swiglu');
+    await this.gemv(x, gate, gate.parts[0], out, { bias: gateBias, pair: { weight: up.parts[0].buffer, bias: upBias?.parts[0].buffer } });
+    return out;
+  }
+
+  private gemv(x: GpuActivations, weight: GpuWeight, part: WeightPart, out: GpuActivations, extra: { bias?: GpuWeight; accumulate?: boolean; pair?: { weight: GPUBuffer; bias?: GPUBuffer } }): Promise<void> {
+    const [N, K] = weight.shape;
+    return queueGemv(this.runtime, {
+      x: x.buffer,
+      rows: x.rows,
+      weight: { buffer: part.buffer, dtype: weight.dtype, rows: part.rows, k: K },
+      out: out.buffer,
+      outStride: N,
+      outCol: part.firstRow,
+      bias: extra.bias && { buffer: extra.bias.parts[0].buffer, dtype: extra.bias.dtype },
+      accumulate: extra.accumulate,
+      pair: extra.pair,
+      label: `${extra.pair ? 'gate+up (swiglu)' : 'linear'} ${weight.name}`,
+    });
+  }
+
+  /** Largest candidates supported by topK(). */
+  readonly maxTopK = TOPK_MAX;
+
+  /**
+   * Per chunk of TOPK_CHUNK logits of each row, its k largest (bits) and their ids, and its NaN
+   * count: [rows, chunks * (2k + 1)] u32 (see topk.wgsl.ts; model/sampling.ts mergeCandidates()).
+   */
+  async topK(logits: GpuActivations, k: number): Promise<GpuActivations> {
+    const workgroupSize = Math.min(256, this.runtime.limits.maxComputeInvocationsPerWorkgroup) >= 256 ? 256 : 64;
+    const chunks = Math.ceil(logits.cols / TOPK_CHUNK);
+    const out = this.activations(logits.rows, chunks * (2 * k + 1), 'top-k candidates');
+    const pipeline = await this.runtime.pipeline(topKKernel, { k, workgroupSize, chunk: TOPK_CHUNK });
+    const bindGroup = this.runtime.bindGroup(pipeline, 0, {
+      0: this.runtime.uniform(TOPK_PARAMS.pack({ n: logits.cols, chunks }), 'top-k params'),
+      1: logits.buffer,
+      2: out.buffer,
+    });
+    this.runtime.dispatch({ label: k === 1 ? 'argmax' : `top-${k}`, pipeline, bindGroups: [bindGroup], workgroups: [chunks, logits.rows] });
     return out;
   }
 
@@ -252,6 +421,8 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
   }
 
   dispose(weights: DecoderWeights<GpuWeight>): void {
+    this.steps.dispose();
+    for (const set of Object.values(this.stepBuffers)) for (const b of Object.values(set)) b.destroy();
     for (const w of allWeights(weights)) for (const p of w.parts) p.buffer.destroy();
   }
 }

@@ -1,60 +1,79 @@
 // The unfused attention module on WebGPU, the traditional sequence of separate kernels: Q, K and V
 // projections (3 GEMMs) with their bias adds, RoPE on Q and on K, K and V appended to the cache
-// (2 copies), attention, O projection. Attention is the split-KV decode kernel pair for decode
+// (one kernel), attention, O projection. Attention is the split-KV decode kernel pair for decode
 // (one query per sequence against a long cache: it needs the splits to fill the GPU) and the
 // library's flash attention() on the SBH cache prefix for prefill. Neither makes a score matrix.
+// Per-step values (positions, RoPE rows) come from the ops' step buffers, so a decode step's
+// commands can be recorded once and replayed (GpuOps.runStep).
 import { attention } from '../../attention/api.js';
 import { UnsupportedError } from '../../core/errors.js';
 import { Tensor } from '../../core/tensor.js';
 import { defineKernel } from '../../backends/webgpu/runtime.js';
 import type { AttentionModule, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';
-import type { RopeTable } from '../rope.js';
 import type { LayerWeights } from '../weights.js';
 import {
   COMBINE_PARAMS, DECODE_PARAMS, type DecodeAttentionOptions,
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
 } from './decode-attention.wgsl.js';
-import { ELEMENTWISE_WORKGROUP, ROPE_PARAMS, buildRope } from './kernels.wgsl.js';
+import { ELEMENTWISE_WORKGROUP, KV_APPEND_PARAMS, ROPE_PARAMS, buildKvAppend, buildRope } from './kernels.wgsl.js';
+import { queueFlashDecode, flashDecodeSplitsFor, flashDecodeOptionsFor } from './flash-decode.js';
 import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
 
 const ropeKernel = defineKernel('model-rope', (_: Record<string, never>) => buildRope());
+const kvAppendKernel = defineKernel('model-kv-append', (_: Record<string, never>) => buildKvAppend());
 const partialKernel = defineKernel('model-decode-partial', buildDecodePartial);
 const combineKernel = defineKernel('model-decode-combine', buildDecodeCombine);
 
 export interface GpuAttentionOptions {
   /** Use the split-KV kernels for prefill too (tests; the library's flash kernel is faster there). */
   splitKvPrefill?: boolean;
-  /** Workgroups the split-KV kernel aims for (default 256: a few per SM of a large GPU). */
+  /** Workgroups the split-KV kernel aims for (default: flash-decode's). */
   targetWorkgroups?: number;
+  /** Use the first split-KV kernel (decode-attention.wgsl.ts) even where the second one runs (comparisons). */
+  firstDecodeKernel?: boolean;
 }
 
 export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerWeights<GpuWeight>[], ops: GpuOps, options: GpuAttentionOptions = {}): AttentionModule<GpuActivations, GpuKvCache> {
   const { numHeads: Nq, numKvHeads: Nkv, headDim: D } = config;
   const runtime = ops.runtime;
   const decodeOptions = splitKvOptions(D, Nq / Nkv, runtime.limits.maxComputeWorkgroupStorageSize);
-  let tables: { table: RopeTable; cos: GPUBuffer; sin: GPUBuffer } | undefined;
-
-  /** cos/sin of this step on the GPU, uploaded once per step (every layer uses them). */
-  const ropeBuffers = (table: RopeTable) => {
-    if (tables?.table !== table) {
-      if (tables) runtime.release(tables.cos), runtime.release(tables.sin);
-      tables = { table, cos: runtime.upload(table.cos, 'rope cos'), sin: runtime.upload(table.sin, 'rope sin') };
-    }
-    return tables;
-  };
+  const flashOptions = options.firstDecodeKernel ? undefined : flashDecodeOptionsFor(runtime, D, Nq / Nkv, false);
 
   const rope = async (x: GpuActivations, heads: number, step: StepInfo) => {
-    const { cos, sin } = ropeBuffers(step.rope);
+    const table = ops.stepState().rope;
     const pairs = x.rows * heads * (D / 2);
     const pipeline = await runtime.pipeline(ropeKernel, {});
     const bindGroup = runtime.bindGroup(pipeline, 0, {
       0: x.buffer,
-      1: cos,
-      2: sin,
-      3: runtime.uniform(ROPE_PARAMS.pack({ rows: x.rows, batch: step.batch, heads, half: D / 2 }), 'rope params'),
+      1: table.buffer,
+      2: runtime.uniform(ROPE_PARAMS.pack({ rows: x.rows, batch: step.batch, heads, half: D / 2, table_rows: table.rows }), 'rope params'),
     });
     runtime.dispatch({ label: 'rope', pipeline, bindGroups: [bindGroup], workgroups: ops.grid(pairs, ELEMENTWISE_WORKGROUP) });
+  };
+
+  const append = async (k: GpuActivations, v: GpuActivations, cache: GpuKvCache, layer: number) => {
+    const n = k.rows * k.cols;
+    const pipeline = await runtime.pipeline(kvAppendKernel, {});
+    const bindGroup = runtime.bindGroup(pipeline, 0, {
+      0: runtime.uniform(KV_APPEND_PARAMS.pack({ n, position_floats: cache.positionBytes / 4 }), 'kv append params'),
+      1: k.buffer,
+      2: v.buffer,
+      3: cache.keys[layer],
+      4: cache.values[layer],
+      5: ops.stepState().positions,
+    });
+    runtime.dispatch({ label: 'kv append', pipeline, bindGroups: [bindGroup], workgroups: ops.grid(n, ELEMENTWISE_WORKGROUP) });
+  };
+
+  const flashDecode = async (q: GpuActivations, cache: GpuKvCache, layer: number, step: StepInfo): Promise<GpuActivations> => {
+    const out = ops.activations(q.rows, Nq * D, 'attention');
+    await queueFlashDecode(runtime, flashOptions!, {
+      q: q.buffer, keys: cache.keys[layer], values: cache.values[layer], positions: ops.stepState().positions, out: out.buffer,
+      batch: step.batch, tokens: step.tokens, headsQ: Nq, headsKv: Nkv, qStride: Nq * D, scale: 1 / Math.sqrt(D),
+      splits: flashDecodeSplitsFor(flashOptions!, step.start + step.tokens, Nkv, q.rows, options.targetWorkgroups),
+    });
+    return out;
   };
 
   const splitKv = async (q: GpuActivations, cache: GpuKvCache, layer: number, step: StepInfo): Promise<GpuActivations> => {
@@ -113,17 +132,16 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
       const v = await ops.linear(x, w.v, w.vBias);
       await rope(q, Nq, step);
       await rope(k, Nkv, step);
-      const at = step.start * cache.positionBytes;
-      const bytes = step.tokens * cache.positionBytes;
-      runtime.copy(k.buffer, 0, cache.keys[layer], at, bytes, 'kv append (keys)');
-      runtime.copy(v.buffer, 0, cache.values[layer], at, bytes, 'kv append (values)');
+      await append(k, v, cache, layer);
       const useFlash = step.tokens > 1 && !options.splitKvPrefill;
-      const attn = useFlash ? await flash(q, cache, layer, step) : await splitKv(q, cache, layer, step);
+      const attn = useFlash ? await flash(q, cache, layer, step) : flashOptions ? await flashDecode(q, cache, layer, step) : await splitKv(q, cache, layer, step);
       const out = await ops.linear(attn, w.o, w.oBias);
       ops.release(q, k, v);
       if (!useFlash) ops.release(attn);
       return out;
     },
+    // the first decode kernel takes `start` in a uniform: its steps cannot be replayed
+    stepKey: (step: StepInfo) => (flashOptions ? { splits: flashDecodeSplitsFor(flashOptions, step.start + step.tokens, Nkv, step.batch * step.tokens, options.targetWorkgroups) } : null),
   };
 }
 

@@ -1,0 +1,79 @@
+// The decode GEMV (src/model/webgpu/gemv.wgsl.ts) on the adapter here (Mesa llvmpipe in CI)
+// against float64 sums: float32 and float16 weights, 16-byte and scalar loads, 1..8 rows, bias,
+// the accumulate (residual) and pair (SwiGLU) epilogues, a weight part writing its columns.
+import { describe, expect, it } from 'vitest';
+import { floatsToHalf, halfToFloats } from '../dist/index.js';
+import { normal, randomFloats, uniform } from '../dist/testing/index.js';
+import { backendsHere } from './helpers.js';
+import { expectClose } from './model-helpers.js';
+
+const webgpu = (await backendsHere()).find((b) => b.name === 'webgpu')!;
+if (webgpu.skip) console.warn(`\n!!! SKIPPING the GEMV kernel tests: ${webgpu.skip}\n`);
+
+const gauss = normal(uniform(71));
+const rand = (n: number, scale = 1) => randomFloats(n, gauss, scale);
+
+describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', async () => {
+  const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+  const { queueGemv } = await import('../dist/model/webgpu/gemv.js');
+  const runtime = await getRuntime();
+
+  const cases = [
+    { name: 'f32, vec, 1 row, bias', dtype: 'float32', rows: 1, n: 75, k: 96, bias: true },
+    { name: 'f32, scalar (K 37), 3 rows', dtype: 'float32', rows: 3, n: 40, k: 37 },
+    { name: 'f16, vec (K 64), 8 rows, bias, accumulate', dtype: 'float16', rows: 8, n: 33, k: 64, bias: true, accumulate: true },
+    { name: 'f16, scalar (K 30), 2 rows, pair (SwiGLU)', dtype: 'float16', rows: 2, n: 21, k: 30, pair: true },
+    { name: 'f32, vec, long rows (K 1000), pair with biases, a part at column 5 of 30', dtype: 'float32', rows: 1, n: 25, k: 1000, pair: true, bias: true, outCol: 5, outStride: 30 },
+  ] as const;
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { rows, n, k } = c;
+      const outStride = 'outStride' in c ? c.outStride : n;
+      const outCol = 'outCol' in c ? c.outCol : 0;
+      const x = rand(rows * k);
+      const make = () => {
+        const w = rand(n * k, 1 / Math.sqrt(k));
+        return c.dtype === 'float16' ? { host: halfToFloats(floatsToHalf(w)), gpu: floatsToHalf(w) } : { host: w, gpu: w };
+      };
+      const w = make();
+      const w2 = make();
+      const bias = rand(outStride, 0.5);
+      const bias2 = rand(outStride, 0.5);
+      const before = rand(rows * outStride);
+      const want = new Float64Array(rows * outStride);
+      for (let m = 0; m < rows; m++) {
+        for (let j = 0; j < outStride; j++) want[m * outStride + j] = before[m * outStride + j];
+        for (let i = 0; i < n; i++) {
+          let y = 0;
+          let u = 0;
+          for (let kk = 0; kk < k; kk++) {
+            y += x[m * k + kk] * w.host[i * k + kk];
+            u += x[m * k + kk] * w2.host[i * k + kk];
+          }
+          const col = outCol + i;
+          if ('bias' in c && c.bias) { y += bias[col]; u += bias2[col]; }
+          if ('pair' in c && c.pair) y = (y / (1 + Math.exp(-y))) * u;
+          want[m * outStride + col] = 'accumulate' in c && c.accumulate ? want[m * outStride + col] + y : y;
+        }
+      }
+      const out = runtime.upload(before, 'out');
+      const wb = runtime.upload(w.gpu, 'w');
+      const call = {
+        x: runtime.upload(x, 'x'), rows, weight: { buffer: wb, dtype: c.dtype, rows: n, k }, out, outStride, outCol, label: 'gemv',
+        bias: 'bias' in c && c.bias ? { buffer: runtime.upload(bias, 'b'), dtype: 'float32' as const } : undefined,
+        accumulate: 'accumulate' in c ? c.accumulate : false,
+        pair: 'pair' in c && c.pair ? { weight: runtime.upload(w2.gpu, 'w2'), bias: 'bias' in c && c.bias ? runtime.upload(bias2, 'b2') : undefined } : undefined,
+      };
+      await queueGemv(runtime, call);
+      const got = new Float32Array(await runtime.read(out, 0, rows * outStride * 4));
+      expectClose(c.name, got, want, 2e-6);
+      for (const b of [call.x, wb, out, call.bias?.buffer, call.pair?.weight, call.pair?.bias]) runtime.release(b);
+    });
+  }
+
+  it('refuses more rows than it is built for', async () => {
+    const b = runtime.upload(new Float32Array(16), 'b');
+    await expect(queueGemv(runtime, { x: b, rows: 9, weight: { buffer: b, dtype: 'float32', rows: 1, k: 4 }, out: b, label: 'x' })).rejects.toThrow(/rows/);
+    runtime.release(b);
+  });
+});
