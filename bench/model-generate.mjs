@@ -4,9 +4,13 @@
 // written to disk), greedy decoding, on each requested backend x attention module.
 //
 //   node bench/model-generate.mjs [--backend cpu,webgpu] [--attention unfused,fused] [--prompt 32]
-//        [--new 8] [--layers 24] [--gpu-weights float32|float16] [--out bench/results/model-generate.jsonl]
+//        [--new 8] [--layers 24] [--gpu-weights float32,float16] [--replay on,off] [--profile 8]
+//        [--out bench/results/model-generate.jsonl]
 // On the GPU machine: source .gpu/env.sh && node bench/model-generate.mjs --backend webgpu
 // Prints a table; appends one JSON line per run to --out (with machine, date and commit).
+// WebGPU: --replay off runs every op of every decode step instead of replaying its recording;
+// --profile N times N more decode steps with GPU timestamps per kernel (each kernel in its own
+// compute pass, so the sum is the GPU's busy time without the gaps between kernels).
 import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { appendRow, commit, markdownTable } from './model-report.mjs';
@@ -21,6 +25,8 @@ const { values: args } = parseArgs({
     new: { type: 'string', default: '8' },
     layers: { type: 'string', default: '24' },
     'gpu-weights': { type: 'string', default: 'float32' },
+    replay: { type: 'string', default: 'on' },
+    profile: { type: 'string', default: '0' },
     out: { type: 'string', default: 'bench/results/model-generate.jsonl' },
   },
 });
@@ -70,23 +76,54 @@ async function adapterName() {
 }
 
 
+/** GPU ms per decode step per kernel label over `steps` more decode steps (timestamps). */
+async function profileDecode(model, steps) {
+  const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+  const { Profiler } = await import('../dist/profiler/index.js');
+  const runtime = await getRuntime();
+  if (!runtime.features.has('timestamp-query')) return undefined;
+  const cache = model.createCache(1, prompt.length + steps + 1);
+  await model.forward([prompt], cache);
+  await model.forwardTop([[1]], cache, 1);
+  const profiler = new Profiler(runtime, { timing: 'gpu-timestamps' });
+  let token = 1;
+  for (let i = 0; i < steps; i++) token = (await model.forwardTop([[token]], cache, 1))[0].ids[0];
+  profiler.stop();
+  const report = await profiler.report();
+  // kernels by label, without the layer names of the weights (one line per kind of op)
+  const byKind = new Map();
+  for (const k of report.kernels) {
+    const kind = k.label.replace(/ model\.layers\.\d+\./, ' layers.*.').replace(/ model\./, ' ');
+    const e = byKind.get(kind) ?? { kernel: kind, count: 0, gpuMs: 0 };
+    e.count += k.count / steps;
+    e.gpuMs += (k.gpuMs ?? 0) / steps;
+    byKind.set(kind, e);
+  }
+  return [...byKind.values()].sort((a, b) => b.gpuMs - a.gpuMs).map((e) => ({ ...e, gpuMs: +e.gpuMs.toFixed(4) }));
+}
+
 const store = randomStore(1234);
 const prompt = Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % config.vocabSize);
 const rows = [];
+const profiles = [];
 for (const backend of args.backend.split(',')) {
   for (const attention of args.attention.split(',')) {
+   for (const gpuWeights of backend === 'webgpu' ? args['gpu-weights'].split(',') : ['float32']) {
+    for (const replay of backend === 'webgpu' ? args.replay.split(',') : ['on']) {
     let model;
     const t0 = performance.now();
     try {
-      model = await createModel(config, store, { backend, attention, gpuWeights: args['gpu-weights'] });
+      model = await createModel(config, store, { backend, attention, gpuWeights, replayDecode: replay === 'on' });
     } catch (e) {
       console.error(`[bench] skipping ${backend}/${attention}: ${e.message}`);
       continue;
     }
-    console.error(`[bench] ${backend}/${attention}: weights made and loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.error(`[bench] ${backend}/${attention}/${gpuWeights}/replay ${replay}: weights made and loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     // one short warm-up run (JIT, pipelines), then the measured run
     await generate(model, prompt.slice(0, 4), { maxNewTokens: 2, stopTokenIds: [] });
     const r = await generate(model, prompt, { maxNewTokens: newTokens, stopTokenIds: [] });
+    const profile = model.backend === 'webgpu' && Number(args.profile) > 0 ? await profileDecode(model, Number(args.profile)) : undefined;
+    if (profile) profiles.push({ name: `${attention} ${gpuWeights} replay ${replay}`, profile });
     const row = {
       bench: 'model-generate',
       model: `qwen2-0.5b-shaped (${config.numLayers} layers, random weights)`,
@@ -101,7 +138,13 @@ for (const backend of args.backend.split(',')) {
       weightBytes: model.weightBytes,
       kvCacheBytes: r.kvCacheBytes,
       rssBytes: process.memoryUsage().rss,
-      weights: model.backend === 'webgpu' ? args['gpu-weights'] : 'float32',
+      weights: model.backend === 'webgpu' ? gpuWeights : 'float32',
+      replay: model.backend === 'webgpu' ? replay : undefined,
+      replayStats: model.replayStats(),
+      msPerToken: r.decodeSteps > 0 ? +(r.decodeMs / r.decodeSteps).toFixed(3) : undefined,
+      weightGBsPerToken: r.decodeSteps > 0 ? +((model.weightBytes / 1e9) * r.decodeTokensPerSecond).toFixed(1) : undefined,
+      profileGpuMsPerStep: profile ? +profile.reduce((a, e) => a + e.gpuMs, 0).toFixed(3) : undefined,
+      profile,
       machine: `${cpus()[0]?.model.trim()} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
       adapter: model.backend === 'webgpu' ? await adapterName() : undefined,
       loadAverage: +loadavg()[0].toFixed(2), // other processes on the machine depress the numbers
@@ -112,11 +155,17 @@ for (const backend of args.backend.split(',')) {
     rows.push(row);
     model.dispose();
     appendRow(args.out, row);
+    }
+   }
   }
 }
 
-const header = ['backend', 'attention', 'prompt', 'prefill tok/s', 'decode steps', 'decode tok/s', 'weights MiB', 'KV MiB', 'RSS MiB'];
-const table = rows.map((r) => [r.backend, r.attention, r.promptTokens, r.prefillTokensPerSecond, r.decodeSteps, r.decodeTokensPerSecond,
-  (r.weightBytes / 2 ** 20).toFixed(0), (r.kvCacheBytes / 2 ** 20).toFixed(2), (r.rssBytes / 2 ** 20).toFixed(0)].map(String));
+for (const p of profiles) {
+  console.log(`\nGPU ms per decode step, ${p.name} (timestamps; total ${p.profile.reduce((a, e) => a + e.gpuMs, 0).toFixed(3)} ms):`);
+  console.log(markdownTable(['kernel', 'per step', 'GPU ms'], p.profile.slice(0, 14).map((e) => [e.kernel, e.count.toFixed(1), e.gpuMs.toFixed(4)])));
+}
+const header = ['backend', 'attention', 'weights', 'replay', 'prompt', 'prefill tok/s', 'decode steps', 'decode tok/s', 'ms/token', 'kernel GPU ms', 'weights MiB', 'KV MiB', 'RSS MiB'];
+const table = rows.map((r) => [r.backend, r.attention, r.weights, r.replay ?? '', r.promptTokens, r.prefillTokensPerSecond, r.decodeSteps, r.decodeTokensPerSecond,
+  r.msPerToken ?? '', r.profileGpuMsPerStep ?? '', (r.weightBytes / 2 ** 20).toFixed(0), (r.kvCacheBytes / 2 ** 20).toFixed(2), (r.rssBytes / 2 ** 20).toFixed(0)].map(String));
 console.log(markdownTable(header, table));
 process.exit(0); // the CPU worker pool and Dawn would keep the process alive

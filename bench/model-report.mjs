@@ -4,8 +4,10 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export function commit() {
+  // the GPU machine has no .git: the command that runs there passes the commit in
+  if (process.env.FUSEDATTN_COMMIT) return process.env.FUSEDATTN_COMMIT;
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
     return 'unknown';
   }
