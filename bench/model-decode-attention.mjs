@@ -20,7 +20,7 @@ import { defineKernel, getRuntime } from '../dist/backends/webgpu/runtime.js';
 import { Profiler } from '../dist/profiler/index.js';
 import { COMBINE_PARAMS, DECODE_PARAMS, buildDecodeCombine, buildDecodePartial, chooseSplits } from '../dist/model/webgpu/decode-attention.wgsl.js';
 import { flashDecodeOptions } from '../dist/model/webgpu/flash-decode.wgsl.js';
-import { flashDecodeSplitsFor, queueFlashDecode } from '../dist/model/webgpu/flash-decode.js';
+import { flashDecodePlan, flashDecodeSplitsFor, queueFlashDecode } from '../dist/model/webgpu/flash-decode.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
 import { splitKvOptions } from '../dist/model/webgpu/unfused-attention.js';
 
@@ -46,10 +46,13 @@ const partialKernel = defineKernel('model-decode-partial', buildDecodePartial);
 const combineKernel = defineKernel('model-decode-combine', buildDecodeCombine);
 const streamKernel = defineKernel('model-stream-read', buildStreamRead);
 
-/** Keeps the GPU busy ~200 ms so its clocks are up before a measurement. */
+/** Keeps the GPU busy so its clocks are up before a measurement (longer for the first of a shape). */
+let spinMs = 150;
 async function spinUp(record) {
   const t0 = performance.now();
-  while (performance.now() - t0 < 120) {
+  const ms = spinMs;
+  spinMs = 40;
+  while (performance.now() - t0 < ms) {
     for (let i = 0; i < 20; i++) await record();
     await runtime.finish();
   }
@@ -179,24 +182,28 @@ for (const shapeName of args.shapes.split(',')) {
       result.variants.push({ kernel: 'v1', workgroup: options.workgroupSize, splits, ...t });
     }
 
-    // second kernel: workgroup sizes x split targets; its output checked against float64
+    // second kernel: the runner's plan, then workgroup sizes x loads in flight; output checked against float64
     const ref = reference(qHost, kHost, vHost, { batch: B, length, ...shape });
-    for (const cap of [256, 128]) {
-      const options = flashDecodeOptions(D, Nq / Nkv, false, runtime.limits, cap);
-      if (!options || options.workgroupSize !== cap) continue;
-      for (const target of [512, 1024, 2048]) {
-        const splits = flashDecodeSplitsFor(options, length, Nkv, B, target);
-        if (result.variants.some((v) => v.kernel === 'v2' && v.workgroup === cap && v.splits === splits)) continue;
-        const call = { q, keys, values, positions, out, batch: B, tokens: 1, headsQ: Nq, headsKv: Nkv, qStride: Nq * D, scale: 1 / Math.sqrt(D), splits };
-        runtime.clear(out);
-        await queueFlashDecode(runtime, options, call);
-        const got = new Float32Array(await runtime.read(out, 0, B * Nq * D * 4));
-        let maxErr = 0;
-        for (let i = 0; i < got.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
-        const t = await timeIt(() => queueFlashDecode(runtime, options, call));
-        result.variants.push({ kernel: 'v2', workgroup: cap, target, splits, ...t, maxAbsError: maxErr });
+    const plan = flashDecodePlan(runtime, D, Nq / Nkv, false, length, Nkv, B);
+    const variants = [{ name: 'v2 plan', options: plan.options, splits: plan.splits }];
+    for (const cap of [256, 128, 64]) {
+      for (const unroll of [4, 8, 16]) {
+        const options = flashDecodeOptions(D, Nq / Nkv, false, runtime.limits, cap, unroll);
+        if (!options || options.workgroupSize !== cap) continue;
+        variants.push({ name: 'v2', options, splits: flashDecodeSplitsFor(options, length, Nkv, B) });
       }
     }
+    for (const v of variants) {
+      const call = { q, keys, values, positions, out, batch: B, tokens: 1, headsQ: Nq, headsKv: Nkv, qStride: Nq * D, scale: 1 / Math.sqrt(D), splits: v.splits };
+      runtime.clear(out);
+      await queueFlashDecode(runtime, v.options, call);
+      const got = new Float32Array(await runtime.read(out, 0, B * Nq * D * 4));
+      let maxErr = 0;
+      for (let i = 0; i < got.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
+      const t = await timeIt(() => queueFlashDecode(runtime, v.options, call));
+      result.variants.push({ kernel: v.name, workgroup: v.options.workgroupSize, unroll: v.options.unroll, splits: v.splits, ...t, maxAbsError: maxErr });
+    }
+    spinMs = 150;
     for (const b of [q, keys, values, out, positions]) runtime.release(b);
     await runtime.finish();
     runtime.trimPool();
@@ -206,7 +213,7 @@ for (const shapeName of args.shapes.split(',')) {
       const row = {
         bench: 'model-decode-attention',
         shape: shapeName, headsQ: Nq, headsKv: Nkv, headDim: D, batch: B, length,
-        kernel: v.kernel, workgroup: v.workgroup, splitTarget: v.target, splits: v.splits,
+        kernel: v.kernel, workgroup: v.workgroup, unroll: v.unroll, splits: v.splits,
         decodeUs: +us.toFixed(1), decodeWallUs: +v.wallUs.toFixed(1),
         decodeGBs: +(bytes / us / 1e3).toFixed(1),
         streamUs: +best.us.toFixed(1), streamGBs: +(bytes / best.us / 1e3).toFixed(1), stream: { unroll: best.unroll, groups: best.groups },
@@ -222,8 +229,8 @@ for (const shapeName of args.shapes.split(',')) {
     }
   }
 }
-const header = ['shape', 'B', 'length', 'kernel', 'WG', 'splits', 'decode us', 'wall us', 'decode GB/s', 'stream GB/s', 'fraction', 'max err'];
-const table = rows.map((r) => [r.shape, r.batch, r.length, r.kernel, r.workgroup, r.splits, r.decodeUs, r.decodeWallUs, r.decodeGBs, r.streamGBs, r.fractionOfStream, r.maxAbsError?.toExponential(1) ?? ''].map(String));
+const header = ['shape', 'B', 'length', 'kernel', 'WG', 'unroll', 'splits', 'decode us', 'wall us', 'decode GB/s', 'stream GB/s', 'fraction', 'max err'];
+const table = rows.map((r) => [r.shape, r.batch, r.length, r.kernel, r.workgroup, r.unroll ?? '', r.splits, r.decodeUs, r.decodeWallUs, r.decodeGBs, r.streamGBs, r.fractionOfStream, r.maxAbsError?.toExponential(1) ?? ''].map(String));
 console.log(`adapter: ${rows[0]?.adapter}; timing: ${rows[0]?.timing}`);
 console.log(markdownTable(header, table));
 process.exit(0);

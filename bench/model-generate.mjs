@@ -102,6 +102,25 @@ async function profileDecode(model, steps) {
   return [...byKind.values()].sort((a, b) => b.gpuMs - a.gpuMs).map((e) => ({ ...e, gpuMs: +e.gpuMs.toFixed(4) }));
 }
 
+/**
+ * Per decode step (greedy, GPU argmax): wall ms, and the host ms a replay takes to queue and submit
+ * the step's commands (the rest is waiting for the GPU and the readback).
+ */
+async function hostTimes(model, steps) {
+  const cache = model.createCache(1, prompt.length + steps + 2);
+  await model.forward([prompt], cache);
+  let token = (await model.forwardTop([[1]], cache, 1))[0].ids[0];
+  let wall = 0;
+  let host = 0;
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    token = (await model.forwardTop([[token]], cache, 1))[0].ids[0];
+    wall += performance.now() - t0;
+    host += model.replayStats()?.lastHostMs ?? 0;
+  }
+  return { stepWallMs: +(wall / steps).toFixed(3), stepSubmitHostMs: +(host / steps).toFixed(3) };
+}
+
 const store = randomStore(1234);
 const prompt = Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % config.vocabSize);
 const rows = [];
@@ -119,10 +138,11 @@ for (const backend of args.backend.split(',')) {
       continue;
     }
     console.error(`[bench] ${backend}/${attention}/${gpuWeights}/replay ${replay}: weights made and loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    // one short warm-up run (JIT, pipelines), then the measured run
-    await generate(model, prompt.slice(0, 4), { maxNewTokens: 2, stopTokenIds: [] });
+    // a warm-up run of the same prompt (JIT, the prefill and decode pipelines), then the measured run
+    await generate(model, prompt, { maxNewTokens: 3, stopTokenIds: [] });
     const r = await generate(model, prompt, { maxNewTokens: newTokens, stopTokenIds: [] });
     const profile = model.backend === 'webgpu' && Number(args.profile) > 0 ? await profileDecode(model, Number(args.profile)) : undefined;
+    const host = model.backend === 'webgpu' ? await hostTimes(model, 16) : undefined;
     if (profile) profiles.push({ name: `${attention} ${gpuWeights} replay ${replay}`, profile });
     const row = {
       bench: 'model-generate',
@@ -145,6 +165,8 @@ for (const backend of args.backend.split(',')) {
       weightGBsPerToken: r.decodeSteps > 0 ? +((model.weightBytes / 1e9) * r.decodeTokensPerSecond).toFixed(1) : undefined,
       profileGpuMsPerStep: profile ? +profile.reduce((a, e) => a + e.gpuMs, 0).toFixed(3) : undefined,
       profile,
+      ...host,
+      replaySubmitEvery: Number(process.env.FUSEDATTN_REPLAY_SUBMIT_EVERY ?? 0) || undefined,
       machine: `${cpus()[0]?.model.trim()} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
       adapter: model.backend === 'webgpu' ? await adapterName() : undefined,
       loadAverage: +loadavg()[0].toFixed(2), // other processes on the machine depress the numbers
@@ -164,8 +186,8 @@ for (const p of profiles) {
   console.log(`\nGPU ms per decode step, ${p.name} (timestamps; total ${p.profile.reduce((a, e) => a + e.gpuMs, 0).toFixed(3)} ms):`);
   console.log(markdownTable(['kernel', 'per step', 'GPU ms'], p.profile.slice(0, 14).map((e) => [e.kernel, e.count.toFixed(1), e.gpuMs.toFixed(4)])));
 }
-const header = ['backend', 'attention', 'weights', 'replay', 'prompt', 'prefill tok/s', 'decode steps', 'decode tok/s', 'ms/token', 'kernel GPU ms', 'weights MiB', 'KV MiB', 'RSS MiB'];
+const header = ['backend', 'attention', 'weights', 'replay', 'prompt', 'prefill tok/s', 'decode steps', 'decode tok/s', 'ms/token', 'kernel GPU ms', 'step ms', 'submit host ms', 'weights MiB', 'KV MiB', 'RSS MiB'];
 const table = rows.map((r) => [r.backend, r.attention, r.weights, r.replay ?? '', r.promptTokens, r.prefillTokensPerSecond, r.decodeSteps, r.decodeTokensPerSecond,
-  r.msPerToken ?? '', r.profileGpuMsPerStep ?? '', (r.weightBytes / 2 ** 20).toFixed(0), (r.kvCacheBytes / 2 ** 20).toFixed(2), (r.rssBytes / 2 ** 20).toFixed(0)].map(String));
+  r.msPerToken ?? '', r.profileGpuMsPerStep ?? '', r.stepWallMs ?? '', r.stepSubmitHostMs ?? '', (r.weightBytes / 2 ** 20).toFixed(0), (r.kvCacheBytes / 2 ** 20).toFixed(2), (r.rssBytes / 2 ** 20).toFixed(0)].map(String));
 console.log(markdownTable(header, table));
 process.exit(0); // the CPU worker pool and Dawn would keep the process alive

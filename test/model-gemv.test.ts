@@ -24,6 +24,9 @@ describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', a
     { name: 'f16, vec (K 64), 8 rows, bias, accumulate', dtype: 'float16', rows: 8, n: 33, k: 64, bias: true, accumulate: true },
     { name: 'f16, scalar (K 30), 2 rows, pair (SwiGLU)', dtype: 'float16', rows: 2, n: 21, k: 30, pair: true },
     { name: 'f32, vec, long rows (K 1000), pair with biases, a part at column 5 of 30', dtype: 'float32', rows: 1, n: 25, k: 1000, pair: true, bias: true, outCol: 5, outStride: 30 },
+    { name: 'RMSNorm fused: f32, vec, 3 rows, bias', dtype: 'float32', rows: 3, n: 50, k: 96, bias: true, norm: true },
+    { name: 'RMSNorm fused: f16 weights and norm weight, vec, pair, accumulate', dtype: 'float16', rows: 2, n: 19, k: 64, pair: true, accumulate: true, norm: true },
+    { name: 'RMSNorm fused: f32, scalar (K 45), 1 row', dtype: 'float32', rows: 1, n: 7, k: 45, norm: true },
   ] as const;
   for (const c of cases) {
     it(c.name, async () => {
@@ -31,6 +34,17 @@ describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', a
       const outStride = 'outStride' in c ? c.outStride : n;
       const outCol = 'outCol' in c ? c.outCol : 0;
       const x = rand(rows * k);
+      const normed = 'norm' in c && c.norm;
+      const normW = rand(k, 0.2).map((v) => 1 + v);
+      const normHost = c.dtype === 'float16' ? halfToFloats(floatsToHalf(normW)) : normW;
+      // the row the projection sees: RMSNorm(x) * weight with eps 1e-6 when fused
+      const xs = x.map((v, i) => {
+        if (!normed) return v;
+        const m = Math.floor(i / k);
+        let ss = 0;
+        for (let kk = 0; kk < k; kk++) ss += x[m * k + kk] ** 2;
+        return (v / Math.sqrt(ss / k + 1e-6)) * normHost[i % k];
+      });
       const make = () => {
         const w = rand(n * k, 1 / Math.sqrt(k));
         return c.dtype === 'float16' ? { host: halfToFloats(floatsToHalf(w)), gpu: floatsToHalf(w) } : { host: w, gpu: w };
@@ -47,8 +61,8 @@ describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', a
           let y = 0;
           let u = 0;
           for (let kk = 0; kk < k; kk++) {
-            y += x[m * k + kk] * w.host[i * k + kk];
-            u += x[m * k + kk] * w2.host[i * k + kk];
+            y += xs[m * k + kk] * w.host[i * k + kk];
+            u += xs[m * k + kk] * w2.host[i * k + kk];
           }
           const col = outCol + i;
           if ('bias' in c && c.bias) { y += bias[col]; u += bias2[col]; }
@@ -63,11 +77,12 @@ describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', a
         bias: 'bias' in c && c.bias ? { buffer: runtime.upload(bias, 'b'), dtype: 'float32' as const } : undefined,
         accumulate: 'accumulate' in c ? c.accumulate : false,
         pair: 'pair' in c && c.pair ? { weight: runtime.upload(w2.gpu, 'w2'), bias: 'bias' in c && c.bias ? runtime.upload(bias2, 'b2') : undefined } : undefined,
+        norm: normed ? { buffer: runtime.upload(c.dtype === 'float16' ? floatsToHalf(normW) : normW, 'norm'), dtype: c.dtype, eps: 1e-6 } : undefined,
       };
       await queueGemv(runtime, call);
       const got = new Float32Array(await runtime.read(out, 0, rows * outStride * 4));
       expectClose(c.name, got, want, 2e-6);
-      for (const b of [call.x, wb, out, call.bias?.buffer, call.pair?.weight, call.pair?.bias]) runtime.release(b);
+      for (const b of [call.x, wb, out, call.bias?.buffer, call.pair?.weight, call.pair?.bias, call.norm?.buffer]) runtime.release(b);
     });
   }
 

@@ -129,26 +129,43 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
     return GpuBlock.fromLinears(runtime, dims, qkv, o, owned, { gemm: options.gemm });
   };
 
+  const operand = (buffer: GPUBuffer) => ({ binding: { buffer }, elementBase: 0, uploaded: undefined });
+  const prepared = async (layer: number, step: StepInfo) => {
+    const block = await (blocks[layer] ??= makeBlock(layer));
+    first ??= block;
+    // this step's cos/sin rows and positions [start, start], written by the runner before the step
+    const state = ops.stepState();
+    return { block, extras: { rope: state.rope as GpuRopeTable, positions: state.positions } };
+  };
+  const forward = async (x: GpuActivations, layer: number, cache: GpuKvCache, step: StepInfo) => {
+    const { block, extras } = await prepared(layer, step);
+    const out = ops.activations(x.rows, dims.hidden, 'attention block');
+    await block.queueFused(geometry(step), {
+      x: operand(x.buffer),
+      keys: operand(cache.keys[layer]),
+      values: operand(cache.values[layer]),
+      out: out.buffer,
+    }, extras);
+    return out;
+  };
+
   return {
     name: 'fused (webgpu)',
-    async forward(x: GpuActivations, layer: number, cache: GpuKvCache, step: StepInfo) {
-      const block = await (blocks[layer] ??= makeBlock(layer));
-      first ??= block;
-      // this step's cos/sin rows and positions [start, start], written by the runner before the step
-      const state = ops.stepState();
-      const table: GpuRopeTable = state.rope;
-      const positions = state.positions;
-      const out = ops.activations(x.rows, dims.hidden, 'attention block');
-      const operand = (buffer: GPUBuffer) => ({ binding: { buffer }, elementBase: 0, uploaded: undefined });
-      await block.queueFused(geometry(step), {
-        x: operand(x.buffer),
-        keys: operand(cache.keys[layer]),
-        values: operand(cache.values[layer]),
-        out: out.buffer,
-      }, { rope: table, positions });
-      return out;
+    forward,
+    async forwardResidual(hidden: GpuActivations, inputNorm: GpuWeight, eps: number, layer: number, cache: GpuKvCache, step: StepInfo) {
+      const { block, extras } = await prepared(layer, step);
+      const bound = { x: operand(hidden.buffer), keys: operand(cache.keys[layer]), values: operand(cache.values[layer]), out: hidden.buffer };
+      // decode: the norm in the qkv GEMV, the residual add in the O GEMV (4 or 5 dispatches in all)
+      if (await block.queueDecode(geometry(step), bound, extras, { norm: { buffer: single(inputNorm), dtype: inputNorm.dtype, eps }, accumulate: true })) return;
+      const normed = await ops.rmsNorm(hidden, inputNorm, eps);
+      const out = await forward(normed, layer, cache, step);
+      await ops.addInPlace(hidden, out);
+      ops.release(normed, out);
     },
     // the decode path's commands depend on the step only through its split count
-    stepKey: (step: StepInfo) => (first ? { splits: first.splitsFor(geometry(step), true) } : null),
+    stepKey: (step: StepInfo) => {
+      const plan = first?.decodePlan(geometry(step));
+      return plan ? { workgroup: plan.options.workgroupSize, unroll: plan.options.unroll, splits: plan.splits } : null;
+    },
   };
 }

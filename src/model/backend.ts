@@ -60,10 +60,16 @@ export interface KvCache {
  *      scale 1/sqrt(D), never materialising a T x L score matrix in memory;
  *   5. return the O projection (+ bias), [T * B, H].
  */
-export interface AttentionModule<A extends Activations, C extends KvCache = KvCache> {
+export interface AttentionModule<A extends Activations, C extends KvCache = KvCache, W = unknown> {
   /** 'unfused' or 'fused', and what it runs on, for logs and benchmarks. */
   readonly name: string;
   forward(x: A, layer: number, cache: C, step: StepInfo): Promise<A>;
+  /**
+   * Optional, used with backends that fuse norms into projections (DecoderOps.normLinear):
+   * hidden += forward(RMSNorm(hidden) * inputNorm), with the norm and the residual add done by
+   * the module's own kernels where it can (the fused block at decode: in its first and last GEMV).
+   */
+  forwardResidual?(hidden: A, inputNorm: W, eps: number, layer: number, cache: C, step: StepInfo): Promise<void>;
   /**
    * What, besides the batch and the cache, decides the commands a decode step of this module
    * queues (e.g. its split count), for backends that record a step and replay it (runStep).
@@ -76,7 +82,7 @@ export type AttentionFactory<A extends Activations, W, C extends KvCache> = (
   config: ModelConfig,
   layers: readonly LayerWeights<W>[],
   ops: DecoderOps<A, W, C>,
-) => AttentionModule<A, C>;
+) => AttentionModule<A, C, W>;
 
 /** Everything else a decoder layer needs, on one backend. W is the backend's weight handle. */
 export interface DecoderOps<A extends Activations, W, C extends KvCache = KvCache> {
@@ -125,10 +131,13 @@ export interface DecoderOps<A extends Activations, W, C extends KvCache = KvCach
   topK?(logits: A, k: number): Promise<A>;
 
   // Optional fusions a backend may offer (the decoder falls back to the ops above without them).
-  /** x += y, then RMSNorm(x) (the residual add and the norm after it in one pass). */
-  addRmsNorm?(x: A, y: A, weight: W, eps: number): Promise<A>;
+  /**
+   * (RMSNorm(x) * norm) Wᵀ (+ bias): the norm fused into the projection. A backend that has it
+   * also takes `norm` in swigluLinear().
+   */
+  normLinear?(x: A, norm: W, eps: number, weight: W, bias?: W): Promise<A>;
   /** residual += x Wᵀ (+ bias) (a projection that adds into the residual stream). */
   linearAdd?(x: A, weight: W, bias: W | undefined, residual: A): Promise<void>;
-  /** silu(x Wgᵀ + bg) * (x Wuᵀ + bu) (SwiGLU's two projections and the product). */
-  swigluLinear?(x: A, gate: W, up: W, gateBias?: W, upBias?: W): Promise<A>;
+  /** silu(x' Wgᵀ + bg) * (x' Wuᵀ + bu), x' = x or RMSNorm(x) * norm.weight (SwiGLU's projections and product). */
+  swigluLinear?(x: A, gate: W, up: W, gateBias?: W, upBias?: W, norm?: { weight: W; eps: number }): Promise<A>;
 }

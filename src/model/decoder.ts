@@ -21,7 +21,7 @@ export class Decoder<A extends Activations, W, C extends KvCache> {
     readonly config: ModelConfig,
     readonly weights: DecoderWeights<W>,
     readonly ops: DecoderOps<A, W, C>,
-    readonly attention: AttentionModule<A, C>,
+    readonly attention: AttentionModule<A, C, W>,
   ) {}
 
   /** A KV cache for `batch` sequences of up to `capacity` positions, preallocated. */
@@ -103,27 +103,32 @@ export class Decoder<A extends Activations, W, C extends KvCache> {
     const eps = this.config.rmsNormEps;
     const layers = this.weights.layers;
     const x = await ops.embed(this.weights.embed, ids);
-    let normed = await ops.rmsNorm(x, layers[0].inputNorm, eps);
+    // backends with normLinear fuse each RMSNorm into the projection after it
+    const fusedNorms = ops.normLinear !== undefined;
     for (let l = 0; l < layers.length; l++) {
       const w = layers[l];
-      const attn = await this.attention.forward(normed, l, cache, step);
-      ops.release(normed);
-      let h: A;
-      if (ops.addRmsNorm) h = await ops.addRmsNorm(x, attn, w.postNorm, eps);
+      // x += Attention(RMSNorm(x))
+      if (fusedNorms && this.attention.forwardResidual) await this.attention.forwardResidual(x, w.inputNorm, eps, l, cache, step);
       else {
+        const normed = await ops.rmsNorm(x, w.inputNorm, eps);
+        const attn = await this.attention.forward(normed, l, cache, step);
         await ops.addInPlace(x, attn);
-        h = await ops.rmsNorm(x, w.postNorm, eps);
+        ops.release(normed, attn);
       }
-      ops.release(attn);
+      // x += down(silu(gate(h)) * up(h)), h = RMSNorm(x)
       let act: A;
-      if (ops.swigluLinear) act = await ops.swigluLinear(h, w.gate, w.up, w.gateBias, w.upBias);
+      if (fusedNorms && ops.swigluLinear) act = await ops.swigluLinear(x, w.gate, w.up, w.gateBias, w.upBias, { weight: w.postNorm, eps });
       else {
-        const gate = await ops.linear(h, w.gate, w.gateBias);
-        const up = await ops.linear(h, w.up, w.upBias);
-        act = await ops.swiglu(gate, up);
-        ops.release(gate, up);
+        const h = await ops.rmsNorm(x, w.postNorm, eps);
+        if (ops.swigluLinear) act = await ops.swigluLinear(h, w.gate, w.up, w.gateBias, w.upBias);
+        else {
+          const gate = await ops.linear(h, w.gate, w.gateBias);
+          const up = await ops.linear(h, w.up, w.upBias);
+          act = await ops.swiglu(gate, up);
+          ops.release(gate, up);
+        }
+        ops.release(h);
       }
-      ops.release(h);
       if (ops.linearAdd) await ops.linearAdd(act, w.down, w.downBias, x);
       else {
         const down = await ops.linear(act, w.down, w.downBias);
@@ -131,12 +136,17 @@ export class Decoder<A extends Activations, W, C extends KvCache> {
         ops.release(down);
       }
       ops.release(act);
-      if (l + 1 < layers.length) normed = await ops.rmsNorm(x, layers[l + 1].inputNorm, eps);
     }
+
     const rows = allLogits || step.tokens === 1 ? x : await ops.lastRows(x, step.batch);
-    const final = await ops.rmsNorm(rows, this.weights.finalNorm, eps);
-    const logits = await ops.linear(final, this.weights.lmHead);
-    ops.release(x, final);
+    let logits: A;
+    if (ops.normLinear) logits = await ops.normLinear(rows, this.weights.finalNorm, eps, this.weights.lmHead);
+    else {
+      const final = await ops.rmsNorm(rows, this.weights.finalNorm, eps);
+      logits = await ops.linear(final, this.weights.lmHead);
+      ops.release(final);
+    }
+    ops.release(x);
     if (rows !== x) ops.release(rows);
     return logits;
   }

@@ -60,7 +60,7 @@ export interface TransformerModel {
   /** See Decoder.forwardTop: each sequence's k largest logits and their ids, found on the device. */
   forwardTop(tokens: readonly (readonly number[])[], cache: KvCache, k: number): Promise<TopCandidates[]>;
   /** WebGPU: how many decode steps were recorded and replayed (see ModelOptions.replayDecode). */
-  readonly replayStats: () => { records: number; replays: number } | undefined;
+  readonly replayStats: () => { records: number; replays: number; lastHostMs: number | undefined } | undefined;
   /** Stop token ids: config eos_token_id plus the tokenizer's eos_token. */
   readonly stopTokenIds: readonly number[];
   /** Frees the weights (CPU engine memory or GPU buffers); the model is unusable afterwards. */
@@ -163,8 +163,8 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
       return decoder.forwardTop(tokens, cache, k);
     },
     replayStats: () => {
-      const stats = (ops as { stepStats?: { records: number; replays: number } }).stepStats;
-      return stats && { records: stats.records, replays: stats.replays };
+      const stats = (ops as { stepStats?: { records: number; replays: number; lastRun?: { hostMs: number } } }).stepStats;
+      return stats && { records: stats.records, replays: stats.replays, lastHostMs: stats.lastRun?.hostMs };
     },
     dispose: () => {
       if (!disposed) ops.dispose(weights);

@@ -26,6 +26,12 @@ import { scopeKey } from './key.js';
 export interface ScopeOptions {
   /** Recordings kept, one per key; the least recently used is dropped first. Default 8. */
   maxRecordings?: number;
+  /**
+   * Replay in submissions of at most this many commands (default: all in one). Long recordings
+   * (a decode step of a whole model: hundreds of dispatches) then start on the GPU while the rest
+   * is still being encoded, instead of after all of it.
+   */
+  submitEvery?: number;
 }
 
 /** What the last run of a scope did. */
@@ -58,12 +64,14 @@ interface Recording {
 export class Scope {
   private readonly recordings = new Map<string, Recording>();
   private readonly maxRecordings: number;
+  private readonly submitEvery: number;
   private counts = { records: 0, replays: 0, dropped: 0 };
   /** The last run's mode and counts. */
   lastRun: ScopeRun | undefined;
 
   constructor(readonly runtime: GpuRuntime, readonly label: string, options: ScopeOptions = {}) {
     this.maxRecordings = Math.max(1, options.maxRecordings ?? 8);
+    this.submitEvery = Math.max(0, Math.floor(options.submitEvery ?? 0));
   }
 
   /** Runs `fn` (recording it) or replays its recording for `args`. */
@@ -149,9 +157,16 @@ export class Scope {
     // most recently used last
     this.recordings.delete(key);
     this.recordings.set(key, recording);
-    rt.replay(recording.captured);
     try {
-      await rt.flush();
+      const commands = recording.captured.commands;
+      const every = this.submitEvery > 0 ? this.submitEvery : commands.length;
+      // each flush submits at once (its error check is what it awaits): submit every slice, then wait
+      const submitted: Promise<void>[] = [];
+      for (let i = 0; i < commands.length; i += every) {
+        rt.enqueue(...commands.slice(i, i + every));
+        submitted.push(rt.flush());
+      }
+      await Promise.all(submitted);
     } catch (e) {
       this.drop(key);
       if (e instanceof DeviceError) {

@@ -23,7 +23,7 @@ import { flatGrid } from './unfused.wgsl.js';
 import { type GemmChoice, type GemmTier, type GpuLinear, chooseGemm, linearPipeline, queueLinear } from './gemm.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';
-import { blockDecodeSplits, queueBlockDecode } from './decode.js';
+import { type BlockDecodeFusion, blockDecodePlan, queueBlockDecode } from './decode.js';
 
 export const blockAttentionKernel = defineKernel<BlockAttentionOptions>('block-attention', buildBlockAttention);
 export const blockCombineKernel = defineKernel<{ headDim: number }>('block-attention-combine', buildBlockCombine);
@@ -219,10 +219,23 @@ export class GpuBlock {
     }
   }
 
+  /**
+   * Queues the decode path (decode.ts) with the runner's fusions: the input RMSNorm inside the qkv
+   * GEMV, the O projection added into `bound.out`. False (nothing queued) where it does not apply.
+   */
+  queueDecode(call: BlockGeometry, bound: BoundCall, extras: GpuCallExtras, fusion: BlockDecodeFusion): Promise<boolean> {
+    return queueBlockDecode(this.runtime, this.dims, this.qkv, this.o, call, bound, { rope: extras.rope ?? this.rope, positions: extras.positions }, this.minWorkgroups, fusion);
+  }
+
+  /** The decode path's kernel and splits for a call (decode.ts), or undefined where it does not run. */
+  decodePlan(call: BlockGeometry, cache = true) {
+    return blockDecodePlan(this.runtime, this.dims, call, cache, this.minWorkgroups);
+  }
+
   /** Key splits per query block: 1 when the grid is large enough, else enough to reach minWorkgroups. */
   splitsFor(call: BlockGeometry, cache: boolean): number {
-    const decode = blockDecodeSplits(this.runtime, this.dims, call, cache, this.minWorkgroups);
-    if (decode !== undefined) return decode;
+    const decode = this.decodePlan(call, cache);
+    if (decode) return decode.splits;
     const { rows, keys } = tileShape(this.tile);
     const grid = Math.ceil(call.seq / rows) * this.dims.heads * call.batch;
     if (this.minWorkgroups <= 0 || grid >= this.minWorkgroups) return 1;

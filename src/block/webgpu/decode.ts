@@ -12,7 +12,7 @@
 // queueBlockDecode returns false and the block's own kernel runs.
 import type { GpuRuntime } from '../../backends/webgpu/runtime.js';
 import { GEMV_MAX_ROWS, queueGemv } from '../../model/webgpu/gemv.js';
-import { flashDecodeOptionsFor, flashDecodeSplitsFor, queueFlashDecode } from '../../model/webgpu/flash-decode.js';
+import { type FlashDecodePlan, flashDecodePlan, queueFlashDecode } from '../../model/webgpu/flash-decode.js';
 import type { BlockDims } from '../config.js';
 import type { BlockGeometry } from '../shape.js';
 import type { GpuLinear } from './gemm.js';
@@ -24,30 +24,38 @@ export interface BlockDecodeTables {
   positions: GPUBuffer | undefined;
 }
 
-function applies(runtime: GpuRuntime, dims: BlockDims, call: BlockGeometry, cache: boolean) {
-  if (!cache || call.seq !== 1 || call.batch > GEMV_MAX_ROWS) return undefined;
-  return flashDecodeOptionsFor(runtime, dims.headDim, dims.group, true);
+/** Fusions at the edges of the block (the model runner's): the input norm, the residual add. */
+export interface BlockDecodeFusion {
+  /** x is the raw hidden state: RMSNorm(x) * weight is computed inside the qkv GEMV. */
+  norm?: { buffer: GPUBuffer; dtype: 'float32' | 'float16'; eps: number };
+  /** out += the O projection (out is the residual stream) instead of out = it. */
+  accumulate?: boolean;
 }
 
 /**
- * Key splits the decode path uses for this call, or undefined where it does not run. With
- * minWorkgroups <= 0 (the block's "never split") it does not split either.
+ * The decode path's kernel and split count for this call, or undefined where it does not run.
+ * With minWorkgroups <= 0 (the block's "never split") it does not split either.
  */
+export function blockDecodePlan(runtime: GpuRuntime, dims: BlockDims, call: BlockGeometry, cache: boolean, minWorkgroups: number): FlashDecodePlan | undefined {
+  if (!cache || call.seq !== 1 || call.batch > GEMV_MAX_ROWS) return undefined;
+  const plan = flashDecodePlan(runtime, dims.headDim, dims.group, true, call.start + 1, dims.kvHeads, call.batch);
+  return plan && minWorkgroups <= 0 ? { ...plan, splits: 1 } : plan;
+}
+
+/** Key splits of the decode path (see blockDecodePlan). */
 export function blockDecodeSplits(runtime: GpuRuntime, dims: BlockDims, call: BlockGeometry, cache: boolean, minWorkgroups: number): number | undefined {
-  const options = applies(runtime, dims, call, cache);
-  if (!options) return undefined;
-  return minWorkgroups <= 0 ? 1 : flashDecodeSplitsFor(options, call.start + 1, dims.kvHeads, call.batch);
+  return blockDecodePlan(runtime, dims, call, cache, minWorkgroups)?.splits;
 }
 
 /** Queues the decode path; false (nothing queued) where it does not apply. */
 export async function queueBlockDecode(
   runtime: GpuRuntime, dims: BlockDims, qkvLinear: GpuLinear, oLinear: GpuLinear,
-  call: BlockGeometry, bound: BoundCall, tables: BlockDecodeTables, minWorkgroups: number,
+  call: BlockGeometry, bound: BoundCall, tables: BlockDecodeTables, minWorkgroups: number, fusion: BlockDecodeFusion = {},
 ): Promise<boolean> {
-  const options = applies(runtime, dims, call, bound.keys !== undefined);
+  const plan = blockDecodePlan(runtime, dims, call, bound.keys !== undefined, minWorkgroups);
   const keys = bound.keys;
   const values = bound.values;
-  if (!options || !keys || !values || keys.elementBase % 4 !== 0 || values.elementBase % 4 !== 0) return false;
+  if (!plan || !keys || !values || keys.elementBase % 4 !== 0 || values.elementBase % 4 !== 0) return false;
   if (bound.x.elementBase !== 0 || (bound.x.binding.offset ?? 0) !== 0) return false;
   const { heads: Nq, kvHeads: Nkv, headDim: D, hidden: H } = dims;
   const qd = Nq * D;
@@ -59,18 +67,20 @@ export async function queueBlockDecode(
   const bias = (l: GpuLinear) => (l.bias ? { buffer: l.bias, dtype: l.biasDType ?? 'float32' } : undefined);
   try {
     await queueGemv(runtime, {
-      x: bound.x.binding.buffer, rows, weight: { buffer: qkvLinear.weight, dtype: qkvLinear.dtype, rows: W, k: H }, out: qkv, bias: bias(qkvLinear), label: 'qkv-gemv',
+      x: bound.x.binding.buffer, rows, weight: { buffer: qkvLinear.weight, dtype: qkvLinear.dtype, rows: W, k: H }, out: qkv, bias: bias(qkvLinear),
+      norm: fusion.norm, label: fusion.norm ? 'rmsnorm + qkv-gemv' : 'qkv-gemv',
     });
-    await queueFlashDecode(runtime, options, {
+    await queueFlashDecode(runtime, plan.options, {
       q: qkv, keys: keys.binding, values: values.binding, rope: tables.rope, out: attn,
       positions: tables.positions ?? runtime.uploadTransient(new Uint32Array([call.start, 0]), 'block positions'),
       batch: rows, tokens: 1, headsQ: Nq, headsKv: Nkv, qStride: W, kCol: qd, vCol: qd + kvd,
       kcOff: keys.elementBase, vcOff: values.elementBase, scale: dims.scale,
-      splits: blockDecodeSplits(runtime, dims, call, true, minWorkgroups)!,
+      splits: plan.splits,
       label: 'block decode attention',
     });
     await queueGemv(runtime, {
-      x: attn, rows, weight: { buffer: oLinear.weight, dtype: oLinear.dtype, rows: H, k: qd }, out: bound.out, bias: bias(oLinear), label: 'o-gemv',
+      x: attn, rows, weight: { buffer: oLinear.weight, dtype: oLinear.dtype, rows: H, k: qd }, out: bound.out, bias: bias(oLinear),
+      accumulate: fusion.accumulate, label: fusion.accumulate ? 'o-gemv + residual' : 'o-gemv',
     });
   } finally {
     runtime.release(qkv);

@@ -9,24 +9,58 @@ import {
 export const flashDecodeKernel = defineKernel<FlashDecodeOptions>('model-flash-decode', buildFlashDecode);
 export const flashCombineKernel = defineKernel<{ headDim: number }>('model-flash-combine', buildFlashCombine);
 
-/**
- * Options for this device, or undefined where the kernel cannot run (head dim not a multiple of 4,
- * or of 8 when packed). FUSEDATTN_DECODE_WORKGROUP caps the workgroup size (benchmarks).
- */
-export function flashDecodeOptionsFor(runtime: GpuRuntime, headDim: number, group: number, packed: boolean): FlashDecodeOptions | undefined {
-  const cap = Number(globalThis.process?.env?.FUSEDATTN_DECODE_WORKGROUP ?? 256) || 256;
-  return flashDecodeOptions(headDim, group, packed, runtime.limits, cap);
+/** What one decode-attention call runs: the kernel's options and the split count. */
+export interface FlashDecodePlan {
+  options: FlashDecodeOptions;
+  splits: number;
 }
 
+const env = (name: string): number | undefined => {
+  const v = globalThis.process?.env?.[name];
+  return v === undefined || v === '' ? undefined : Number(v);
+};
+
 /**
- * Splits for `keys` visible positions, rounded down to a power of two: the count only changes at a
- * few lengths, so a recorded decode step keeps replaying as the cache grows.
+ * The kernel and split count for `keys` visible positions (the longest row): the largest
+ * workgroup (keys per tile) whose tiles still give `targetWorkgroups` workgroups over Nkv x rows
+ * x splits; short caches take small tiles, so they still spread over many workgroups. Splits are
+ * rounded down to a power of two, so the plan changes at a few lengths only (a recorded decode
+ * step keeps replaying as the cache grows). Undefined where the kernel cannot run (head dim not
+ * a multiple of 4, of 8 when packed).
+ * Benchmarks override: FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET,
+ * FUSEDATTN_DECODE_UNROLL.
  */
-export function flashDecodeSplitsFor(options: FlashDecodeOptions, keys: number, kvHeads: number, rows: number, targetWorkgroups?: number): number {
-  const splits = flashDecodeSplits(keys, kvHeads, rows, options.workgroupSize, targetWorkgroups);
+export function flashDecodePlan(runtime: GpuRuntime, headDim: number, group: number, packed: boolean, keys: number, kvHeads: number, rows: number, targetWorkgroups?: number): FlashDecodePlan | undefined {
+  const target = targetWorkgroups ?? env('FUSEDATTN_DECODE_TARGET') ?? DEFAULT_TARGET;
+  const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? 256;
+  const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? DEFAULT_UNROLL;
+  const wanted = Math.ceil(target / (kvHeads * rows));
+  let chosen: FlashDecodeOptions | undefined;
+  // tiles of 64 keys at least, unless a smaller largest workgroup is asked for (tests)
+  for (const size of [256, 128, 64, 32].filter((s) => s <= largest && s >= Math.min(64, largest))) {
+    const options = flashDecodeOptions(headDim, group, packed, runtime.limits, size, unroll);
+    if (!options) continue;
+    chosen = options;
+    if (Math.ceil(keys / options.workgroupSize) >= wanted) break;
+  }
+  if (!chosen) return undefined;
+  return { options: chosen, splits: powerOfTwoBelow(flashDecodeSplits(keys, kvHeads, rows, chosen.workgroupSize, target)) };
+}
+
+/** Workgroups a decode-attention call aims for (a few per SM of a large GPU). */
+export const DEFAULT_TARGET = 512;
+/** 16-byte loads in flight per thread (flash-decode.wgsl.ts `unroll`). */
+export const DEFAULT_UNROLL = 8;
+
+function powerOfTwoBelow(n: number): number {
   let pow = 1;
-  while (pow * 2 <= splits) pow *= 2;
+  while (pow * 2 <= n) pow *= 2;
   return pow;
+}
+
+/** Split count for a given kernel (see flashDecodePlan). */
+export function flashDecodeSplitsFor(options: FlashDecodeOptions, keys: number, kvHeads: number, rows: number, targetWorkgroups = DEFAULT_TARGET): number {
+  return powerOfTwoBelow(flashDecodeSplits(keys, kvHeads, rows, options.workgroupSize, targetWorkgroups));
 }
 
 export interface FlashDecodeCall {

@@ -44,6 +44,12 @@ export interface FlashDecodeOptions {
   workgroupSize: number;
   /** Q and the new token's K/V from packed QKV rows, RoPE in the kernel, cache append (T = 1). */
   packed: boolean;
+  /**
+   * 16-byte loads each thread issues before using them: key chunks in the score phase, value rows
+   * in the value phase (default 4). More loads in flight per thread is what a memory-bound
+   * kernel needs; more registers is what it costs.
+   */
+  unroll?: number;
 }
 
 export const FLASH_DECODE_PARAMS = new UniformLayout('FlashDecodeParams', {
@@ -91,6 +97,7 @@ export function flashDecodeSharedBytes(o: FlashDecodeOptions): number {
 
 /** Why these options cannot be built (undefined: they can). */
 export function flashDecodeUnsupported(o: FlashDecodeOptions): string | undefined {
+  if (o.unroll !== undefined && (!Number.isInteger(o.unroll) || o.unroll < 1 || o.unroll > 32)) return `unroll must be 1..32, got ${o.unroll}`;
   if (o.headDim % (o.packed ? 8 : 4) !== 0) return `head dim ${o.headDim} is not a multiple of ${o.packed ? 8 : 4}`;
   if (o.headDim / 4 > o.workgroupSize) return `head dim ${o.headDim} needs more than ${o.workgroupSize} threads`;
   return undefined;
@@ -104,20 +111,23 @@ export function buildFlashDecode(o: FlashDecodeOptions): string {
   const B = FLASH_DECODE_BINDINGS;
   const heads = Array.from({ length: G }, (_, h) => h);
   const perHead = (f: (h: number) => string, sep = '\n') => heads.map(f).join(sep);
-  // keys per owner per tile, walked in groups of 4 so 4 value loads are in flight at once
+  const U = o.unroll ?? 4;
+  const units = Array.from({ length: U }, (_, u) => u);
+  // keys per owner per tile, walked in groups of U so U value loads are in flight at once
   const keysPerOwner = Math.ceil(WG / NKS);
   const cacheWrite = packed ? 'read_write' : 'read';
 
-  // the scores of one key: its row's chunks loaded 4 at a time (4 loads in flight), dotted with
+  // the scores of one key: its row's chunks loaded U at a time (U loads in flight), dotted with
   // every head's query (unrolled: the driver does not unroll loops over register arrays)
-  const full = D4 - (D4 % 4);
+  const KU = Math.min(U, D4);
+  const full = D4 - (D4 % KU);
   const dots = (k: string, c: string) => perHead((h) => `      s${h} += dot(q_tile[${h}u * D4 + ${c}], ${k});`);
   const keyLoop = (load: (c: string) => string) => `
-    for (var c0 = 0u; c0 < ${full}u; c0 += 4u) {
-${[0, 1, 2, 3].map((u) => `      let k${u} = ${load(`c0 + ${u}u`)};`).join('\n')}
-${[0, 1, 2, 3].map((u) => dots(`k${u}`, `c0 + ${u}u`)).join('\n')}
+    for (var c0 = 0u; c0 < ${full}u; c0 += ${KU}u) {
+${units.slice(0, KU).map((u) => `      let k${u} = ${load(`c0 + ${u}u`)};`).join('\n')}
+${units.slice(0, KU).map((u) => dots(`k${u}`, `c0 + ${u}u`)).join('\n')}
     }
-${Array.from({ length: D4 % 4 }, (_, r) => `    {
+${Array.from({ length: D4 % KU }, (_, r) => `    {
       let k = ${load(`${full + r}u`)};
 ${dots('k', `${full + r}u`)}
     }`).join('\n')}`;
@@ -235,9 +245,9 @@ ${perHead((h) => `    scratch[s_at + ${h}u * TK] = s${h};`)}
     // values: online softmax per (owner, head) over the owner's keys of this tile
     if (owner) {
       let at = buf * G * TK;
-      for (var i0 = 0u; i0 < ${keysPerOwner}u; i0 += 4u) {
-${[0, 1, 2, 3].map((u) => `        let key${u} = ks + NKS * (i0 + ${u}u);\n        ${loadValue(u)}`).join('\n')}
-${[0, 1, 2, 3].map(valueUpdate).join('')}
+      for (var i0 = 0u; i0 < ${keysPerOwner}u; i0 += ${U}u) {
+${units.map((u) => `        let key${u} = ks + NKS * (i0 + ${u}u);\n        ${loadValue(u)}`).join('\n')}
+${units.map(valueUpdate).join('')}
       }
     }
     buf = 1u - buf;
@@ -369,10 +379,10 @@ export function flashDecodeSplits(keys: number, kvHeads: number, rows: number, t
  * The largest workgroup (256, 128, 64 or 32 threads) that this device allows and whose workgroup
  * memory fits, or undefined (then the first kernel, decode-attention.wgsl.ts, is the fallback).
  */
-export function flashDecodeOptions(headDim: number, group: number, packed: boolean, limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX'>, largest = 256): FlashDecodeOptions | undefined {
+export function flashDecodeOptions(headDim: number, group: number, packed: boolean, limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX'>, largest = 256, unroll?: number): FlashDecodeOptions | undefined {
   for (const workgroupSize of [256, 128, 64, 32]) {
     if (workgroupSize > largest || workgroupSize > limits.maxComputeInvocationsPerWorkgroup || workgroupSize > limits.maxComputeWorkgroupSizeX) continue;
-    const o = { headDim, group, workgroupSize, packed };
+    const o: FlashDecodeOptions = { headDim, group, workgroupSize, packed, ...(unroll !== undefined ? { unroll } : {}) };
     if (flashDecodeUnsupported(o) === undefined && flashDecodeSharedBytes(o) <= limits.maxComputeWorkgroupStorageSize) return o;
   }
   return undefined;

@@ -34,6 +34,8 @@ export interface GemvCall {
   accumulate?: boolean;
   /** SwiGLU: out = silu(x Wᵀ + b) * (x W2ᵀ + b2), W2 the same shape and dtype as W. */
   pair?: { weight: GPUBuffer; bias?: GPUBuffer };
+  /** RMSNorm of each row of x (weight [k], eps) before the projection. */
+  norm?: { buffer: GPUBuffer; dtype: FloatDType; eps: number };
   label: string;
 }
 
@@ -45,7 +47,7 @@ export function gemvWorkgroupSize(runtime: GpuRuntime): number {
   return wg;
 }
 
-export function gemvOptions(runtime: GpuRuntime, call: Pick<GemvCall, 'rows' | 'weight' | 'xStride' | 'bias' | 'accumulate' | 'pair'>): GemvOptions {
+export function gemvOptions(runtime: GpuRuntime, call: Pick<GemvCall, 'rows' | 'weight' | 'xStride' | 'bias' | 'accumulate' | 'pair' | 'norm'>): GemvOptions {
   const { dtype, k } = call.weight;
   const vec = k % (dtype === 'float16' ? 8 : 4) === 0 && (call.xStride ?? k) % 4 === 0;
   const workgroupSize = gemvWorkgroupSize(runtime);
@@ -58,6 +60,7 @@ export function gemvOptions(runtime: GpuRuntime, call: Pick<GemvCall, 'rows' | '
     accumulate: call.accumulate ?? false,
     pair: call.pair !== undefined,
     vec,
+    ...(call.norm ? { norm: call.norm.dtype } : {}),
   };
 }
 
@@ -70,12 +73,14 @@ export async function queueGemv(runtime: GpuRuntime, call: GemvCall): Promise<vo
   const entries: Record<number, GPUBuffer> = {
     [B.params]: runtime.uniform(GEMV_PARAMS.pack({
       n: weight.rows, k: weight.k, x_stride: call.xStride ?? weight.k, out_stride: call.outStride ?? weight.rows, out_col: call.outCol ?? 0,
+      eps: call.norm?.eps ?? 0,
     }), `${call.label} params`),
     [B.x]: call.x,
     [B.w]: weight.buffer,
     [B.out]: call.out,
   };
   if (call.bias) entries[B.bias] = call.bias.buffer;
+  if (call.norm) entries[B.norm] = call.norm.buffer;
   if (call.pair) {
     entries[B.w2] = call.pair.weight;
     if (call.pair.bias) entries[B.bias2] = call.pair.bias;

@@ -44,18 +44,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 export const RMSNORM_PARAMS = new UniformLayout('RmsNormParams', { cols: 'u32', eps: 'f32' });
 
-/**
- * out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight: one workgroup per row. Dispatch (rows).
- * With `residual`, x[r] += y[r] first, in place (the residual add before a norm, in one pass).
- */
-export function buildRmsNorm(o: { weight: WeightDType; workgroupSize: number; residual?: boolean }): string {
+/** out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight: one workgroup per row. Dispatch (rows). */
+export function buildRmsNorm(o: { weight: WeightDType; workgroupSize: number }): string {
   const wg = o.workgroupSize;
   return `${RMSNORM_PARAMS.wgsl()}
-@group(0) @binding(0) var<storage, ${o.residual ? 'read_write' : 'read'}> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<${arrayElement(o.weight)}>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: RmsNormParams;
-${o.residual ? '@group(0) @binding(4) var<storage, read> y: array<f32>;' : ''}
 ${loadFloat('load_weight', 'weight', o.weight)}
 
 const WG = ${wg}u;
@@ -66,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let base = wid.x * params.cols;
   var ss = 0.0;
   for (var i = lid.x; i < params.cols; i += WG) {
-    ${o.residual ? 'let v = x[base + i] + y[base + i];\n    x[base + i] = v;' : 'let v = x[base + i];'}
+    let v = x[base + i];
     ss += v * v;
   }
   partial[lid.x] = ss;
@@ -76,7 +72,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
   }
   let inv = inverseSqrt(partial[0] / f32(params.cols) + params.eps);
-  // each thread reads back only the elements it wrote above
   for (var i = lid.x; i < params.cols; i += WG) {
     out[base + i] = x[base + i] * inv * load_weight(i);
   }

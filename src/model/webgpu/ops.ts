@@ -131,7 +131,9 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     /** Largest buffer of one weight part (default: what the device can bind). Tests lower it. */
     readonly maxPartBytes = Math.min(runtime.limits.maxStorageBufferBindingSize, runtime.limits.maxBufferSize),
   ) {
-    this.steps = new Scope(runtime, 'decode step', { maxRecordings: 8 });
+    // FUSEDATTN_REPLAY_SUBMIT_EVERY: replay a step in submissions of that many commands (benchmarks)
+    const every = Number(globalThis.process?.env?.FUSEDATTN_REPLAY_SUBMIT_EVERY ?? 0) || 0;
+    this.steps = new Scope(runtime, 'decode step', { maxRecordings: 8, submitEvery: every });
   }
 
   /** Writes the step's ids, positions and RoPE rows into the step buffers (before its commands). */
@@ -236,27 +238,29 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
   }
 
   async rmsNorm(x: GpuActivations, weight: GpuWeight, eps: number): Promise<GpuActivations> {
-    return this.norm(x, undefined, weight, eps);
-  }
-
-  /** x += y, then RMSNorm(x), in one kernel (the residual add before the post-attention norm). */
-  async addRmsNorm(x: GpuActivations, y: GpuActivations, weight: GpuWeight, eps: number): Promise<GpuActivations> {
-    return this.norm(x, y, weight, eps);
-  }
-
-  private async norm(x: GpuActivations, residual: GpuActivations | undefined, weight: GpuWeight, eps: number): Promise<GpuActivations> {
     const out = this.activations(x.rows, x.cols, 'rmsnorm');
-    const workgroupSize = Math.min(256, this.runtime.limits.maxComputeInvocationsPerWorkgroup) >= 256 ? 256 : 64;
-    const pipeline = await this.runtime.pipeline(rmsNormKernel, { weight: weight.dtype, workgroupSize, residual: residual !== undefined });
-    const entries: Record<number, GPUBuffer> = {
+    const workgroupSize = this.runtime.limits.maxComputeInvocationsPerWorkgroup >= 256 ? 256 : 64;
+    const pipeline = await this.runtime.pipeline(rmsNormKernel, { weight: weight.dtype, workgroupSize });
+    const bindGroup = this.runtime.bindGroup(pipeline, 0, {
       0: x.buffer,
       1: weight.parts[0].buffer,
       2: out.buffer,
       3: this.runtime.uniform(RMSNORM_PARAMS.pack({ cols: x.cols, eps }), 'rmsnorm params'),
-    };
-    if (residual) entries[4] = residual.buffer;
-    const bindGroup = this.runtime.bindGroup(pipeline, 0, entries);
-    this.runtime.dispatch({ label: residual ? 'add + rmsnorm' : 'rmsnorm', pipeline, bindGroups: [bindGroup], workgroups: this.grid(x.rows, 1) });
+    });
+    this.runtime.dispatch({ label: 'rmsnorm', pipeline, bindGroups: [bindGroup], workgroups: this.grid(x.rows, 1) });
+    return out;
+  }
+
+  /** (RMSNorm(x) * norm) Wᵀ (+ b): at decode, the norm inside the GEMV (one dispatch per weight part). */
+  async normLinear(x: GpuActivations, norm: GpuWeight, eps: number, weight: GpuWeight, bias?: GpuWeight): Promise<GpuActivations> {
+    if (x.rows > GEMV_MAX_ROWS) {
+      const normed = await this.rmsNorm(x, norm, eps);
+      const out = await this.linear(normed, weight, bias);
+      this.release(normed);
+      return out;
+    }
+    const out = this.activations(x.rows, weight.shape[0], `linear ${weight.name}`);
+    for (const part of weight.parts) await this.gemv(x, weight, part, out, { bias, norm: { weight: norm, eps } });
     return out;
   }
 
@@ -298,23 +302,25 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     for (const part of weight.parts) await this.gemv(x, weight, part, residual, { bias, accumulate: true });
   }
 
-  /** silu(x Wgᵀ + bg) * (x Wuᵀ + bu): at decode, one GEMV over both weights. */
-  async swigluLinear(x: GpuActivations, gate: GpuWeight, up: GpuWeight, gateBias?: GpuWeight, upBias?: GpuWeight): Promise<GpuActivations> {
+  /** silu(x' Wgᵀ + bg) * (x' Wuᵀ + bu), x' = x or RMSNorm(x) * norm: at decode, one GEMV over both weights. */
+  async swigluLinear(x: GpuActivations, gate: GpuWeight, up: GpuWeight, gateBias?: GpuWeight, upBias?: GpuWeight, norm?: { weight: GpuWeight; eps: number }): Promise<GpuActivations> {
     const paired = x.rows <= GEMV_MAX_ROWS && gate.parts.length === 1 && up.parts.length === 1 && gate.dtype === up.dtype &&
       (gateBias === undefined) === (upBias === undefined) && gateBias?.dtype === upBias?.dtype;
     if (!paired) {
-      const g = await this.linear(x, gate, gateBias);
-      const u = await this.linear(x, up, upBias);
+      const h = norm ? await this.rmsNorm(x, norm.weight, norm.eps) : x;
+      const g = await this.linear(h, gate, gateBias);
+      const u = await this.linear(h, up, upBias);
       const act = await this.swiglu(g, u);
       this.release(g, u);
+      if (h !== x) this.release(h);
       return act;
     }
     const out = this.activations(x.rows, gate.shape[0], 'swiglu');
-    await this.gemv(x, gate, gate.parts[0], out, { bias: gateBias, pair: { weight: up.parts[0].buffer, bias: upBias?.parts[0].buffer } });
+    await this.gemv(x, gate, gate.parts[0], out, { bias: gateBias, pair: { weight: up.parts[0].buffer, bias: upBias?.parts[0].buffer }, norm });
     return out;
   }
 
-  private gemv(x: GpuActivations, weight: GpuWeight, part: WeightPart, out: GpuActivations, extra: { bias?: GpuWeight; accumulate?: boolean; pair?: { weight: GPUBuffer; bias?: GPUBuffer } }): Promise<void> {
+  private gemv(x: GpuActivations, weight: GpuWeight, part: WeightPart, out: GpuActivations, extra: { bias?: GpuWeight; accumulate?: boolean; pair?: { weight: GPUBuffer; bias?: GPUBuffer }; norm?: { weight: GpuWeight; eps: number } }): Promise<void> {
     const [N, K] = weight.shape;
     return queueGemv(this.runtime, {
       x: x.buffer,
@@ -326,6 +332,7 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
       bias: extra.bias && { buffer: extra.bias.parts[0].buffer, dtype: extra.bias.dtype },
       accumulate: extra.accumulate,
       pair: extra.pair,
+      norm: extra.norm && { buffer: extra.norm.weight.parts[0].buffer, dtype: extra.norm.weight.dtype, eps: extra.norm.eps },
       label: `${extra.pair ? 'gate+up (swiglu)' : 'linear'} ${weight.name}`,
     });
   }

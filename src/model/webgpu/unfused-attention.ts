@@ -17,7 +17,7 @@ import {
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
 } from './decode-attention.wgsl.js';
 import { ELEMENTWISE_WORKGROUP, KV_APPEND_PARAMS, ROPE_PARAMS, buildKvAppend, buildRope } from './kernels.wgsl.js';
-import { queueFlashDecode, flashDecodeSplitsFor, flashDecodeOptionsFor } from './flash-decode.js';
+import { flashDecodePlan, queueFlashDecode } from './flash-decode.js';
 import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
 
 const ropeKernel = defineKernel('model-rope', (_: Record<string, never>) => buildRope());
@@ -38,7 +38,7 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
   const { numHeads: Nq, numKvHeads: Nkv, headDim: D } = config;
   const runtime = ops.runtime;
   const decodeOptions = splitKvOptions(D, Nq / Nkv, runtime.limits.maxComputeWorkgroupStorageSize);
-  const flashOptions = options.firstDecodeKernel ? undefined : flashDecodeOptionsFor(runtime, D, Nq / Nkv, false);
+  const plan = (step: StepInfo) => (options.firstDecodeKernel ? undefined : flashDecodePlan(runtime, D, Nq / Nkv, false, step.start + step.tokens, Nkv, step.batch * step.tokens, options.targetWorkgroups));
 
   const rope = async (x: GpuActivations, heads: number, step: StepInfo) => {
     const table = ops.stepState().rope;
@@ -66,12 +66,11 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
     runtime.dispatch({ label: 'kv append', pipeline, bindGroups: [bindGroup], workgroups: ops.grid(n, ELEMENTWISE_WORKGROUP) });
   };
 
-  const flashDecode = async (q: GpuActivations, cache: GpuKvCache, layer: number, step: StepInfo): Promise<GpuActivations> => {
+  const flashDecode = async (q: GpuActivations, cache: GpuKvCache, layer: number, step: StepInfo, chosen: NonNullable<ReturnType<typeof plan>>): Promise<GpuActivations> => {
     const out = ops.activations(q.rows, Nq * D, 'attention');
-    await queueFlashDecode(runtime, flashOptions!, {
+    await queueFlashDecode(runtime, chosen.options, {
       q: q.buffer, keys: cache.keys[layer], values: cache.values[layer], positions: ops.stepState().positions, out: out.buffer,
-      batch: step.batch, tokens: step.tokens, headsQ: Nq, headsKv: Nkv, qStride: Nq * D, scale: 1 / Math.sqrt(D),
-      splits: flashDecodeSplitsFor(flashOptions!, step.start + step.tokens, Nkv, q.rows, options.targetWorkgroups),
+      batch: step.batch, tokens: step.tokens, headsQ: Nq, headsKv: Nkv, qStride: Nq * D, scale: 1 / Math.sqrt(D), splits: chosen.splits,
     });
     return out;
   };
@@ -134,14 +133,18 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
       await rope(k, Nkv, step);
       await append(k, v, cache, layer);
       const useFlash = step.tokens > 1 && !options.splitKvPrefill;
-      const attn = useFlash ? await flash(q, cache, layer, step) : flashOptions ? await flashDecode(q, cache, layer, step) : await splitKv(q, cache, layer, step);
+      const chosen = useFlash ? undefined : plan(step);
+      const attn = useFlash ? await flash(q, cache, layer, step) : chosen ? await flashDecode(q, cache, layer, step, chosen) : await splitKv(q, cache, layer, step);
       const out = await ops.linear(attn, w.o, w.oBias);
       ops.release(q, k, v);
       if (!useFlash) ops.release(attn);
       return out;
     },
     // the first decode kernel takes `start` in a uniform: its steps cannot be replayed
-    stepKey: (step: StepInfo) => (flashOptions ? { splits: flashDecodeSplitsFor(flashOptions, step.start + step.tokens, Nkv, step.batch * step.tokens, options.targetWorkgroups) } : null),
+    stepKey: (step: StepInfo) => {
+      const chosen = plan(step);
+      return chosen ? { workgroup: chosen.options.workgroupSize, unroll: chosen.options.unroll, splits: chosen.splits } : null;
+    },
   };
 }
 
