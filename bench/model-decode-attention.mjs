@@ -46,42 +46,44 @@ const partialKernel = defineKernel('model-decode-partial', buildDecodePartial);
 const combineKernel = defineKernel('model-decode-combine', buildDecodeCombine);
 const streamKernel = defineKernel('model-stream-read', buildStreamRead);
 
-/** Keeps the GPU busy so its clocks are up before a measurement (longer for the first of a shape). */
-let spinMs = 150;
+/** Keeps the GPU busy so its clocks are up before a measurement (they drop within ~100 ms of idling). */
 async function spinUp(record) {
   const t0 = performance.now();
-  const ms = spinMs;
-  spinMs = 40;
-  while (performance.now() - t0 < ms) {
+  while (performance.now() - t0 < 150) {
     for (let i = 0; i < 20; i++) await record();
     await runtime.finish();
   }
 }
 
 /**
- * Microseconds per repetition of `record` (which queues one repetition): GPU time of its
- * dispatches (timestamps; median of 3 rounds) and wall time of `reps` repetitions in one submit.
+ * Microseconds per repetition of each variant's `record` (which queues one repetition): GPU time
+ * of its dispatches (timestamps) and wall time of `reps` repetitions in one submit. The variants
+ * are measured in 3 interleaved rounds, each after a spin-up, so a change of clocks touches all;
+ * the median round counts.
  */
-async function timeIt(record) {
-  await spinUp(record);
-  const gpu = [];
-  const wall = [];
+async function timeAll(records) {
+  const gpu = records.map(() => []);
+  const wall = records.map(() => []);
   for (let round = 0; round < 3; round++) {
-    if (timestamps) {
-      const profiler = new Profiler(runtime, { timing: 'gpu-timestamps' });
+    for (let v = 0; v < records.length; v++) {
+      const record = records[v];
+      await spinUp(record);
+      if (timestamps) {
+        const profiler = new Profiler(runtime, { timing: 'gpu-timestamps' });
+        for (let r = 0; r < reps; r++) await record();
+        await runtime.finish();
+        profiler.stop();
+        const report = await profiler.report();
+        gpu[v].push((report.kernels.reduce((s, k) => s + (k.gpuMs ?? 0), 0) / reps) * 1000);
+      }
+      const t0 = performance.now();
       for (let r = 0; r < reps; r++) await record();
       await runtime.finish();
-      profiler.stop();
-      const report = await profiler.report();
-      gpu.push((report.kernels.reduce((s, k) => s + (k.gpuMs ?? 0), 0) / reps) * 1000);
+      wall[v].push(((performance.now() - t0) / reps) * 1000);
     }
-    const t0 = performance.now();
-    for (let r = 0; r < reps; r++) await record();
-    await runtime.finish();
-    wall.push(((performance.now() - t0) / reps) * 1000);
   }
   const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-  return { gpuUs: gpu.length ? median(gpu) : undefined, wallUs: median(wall) };
+  return records.map((_, v) => ({ gpuUs: gpu[v].length ? median(gpu[v]) : undefined, wallUs: median(wall[v]) }));
 }
 
 function xorshift(seed) {
@@ -140,54 +142,49 @@ for (const shapeName of args.shapes.split(',')) {
     const positions = runtime.upload(Uint32Array.of(length - 1, length - 1), 'positions');
     const result = { shape: shapeName, ...shape, batch: B, length, variants: [] };
 
-    // the ceiling: the best streaming read of the same bytes (keys, then values)
+    const measured = []; // { kind, info, record }
+    const held = [];
+    // the ceiling: the best of a few streaming reads of the same bytes (keys, then values)
     const wg = 256;
-    let best;
+    const n4 = kvFloats / 4;
     for (const unroll of [1, 4]) {
-      const n4 = kvFloats / 4;
-      // fixed grids (grid-stride loops), and one thread per `unroll` vec4s
       for (const groups of new Set([4096, Math.max(1, Math.ceil(n4 / (wg * unroll)))])) {
         const threads = groups * wg;
-        if (threads > n4 * 2 && groups > Math.ceil(n4 / (wg * unroll))) continue;
         const perThread = Math.ceil(n4 / (threads * unroll));
         const stream = await runtime.pipeline(streamKernel, { workgroupSize: wg, unroll });
         const sums = runtime.acquire(threads * 4, 'intermediate', 'sums');
+        held.push(sums);
         const params = STREAM_PARAMS.pack({ n4, per_thread: perThread });
-        const t = await timeIt(() => {
+        measured.push({ kind: 'stream', info: { unroll, groups }, record: () => {
           for (const src of [keys, values]) {
             runtime.dispatch({ label: 'stream', pipeline: stream, workgroups: [groups], bindGroups: [runtime.bindGroup(stream, 0, { 0: src, 1: sums, 2: runtime.uniform(params, 's') })] });
           }
-        });
-        runtime.release(sums);
-        const us = t.gpuUs ?? t.wallUs;
-        if (!best || us < best.us) best = { us, wallUs: t.wallUs, unroll, groups };
+        } });
       }
     }
-    result.stream = best;
 
     // first kernel
     {
       const options = splitKvOptions(D, Nq / Nkv, runtime.limits.maxComputeWorkgroupStorageSize);
       const { splits, keysPerSplit } = chooseSplits(length, Nkv, B, options.tileKeys, 256);
       const partials = runtime.acquire(B * Nq * splits * (D + 2) * 4, 'intermediate', 'partials');
+      held.push(partials);
       const partial = await runtime.pipeline(partialKernel, options);
       const combine = await runtime.pipeline(combineKernel, { headDim: D });
       const decodeParams = DECODE_PARAMS.pack({ batch: B, start: length - 1, heads_q: Nq, heads_kv: Nkv, splits, keys_per_split: keysPerSplit, scale: 1 / Math.sqrt(D) });
       const combineParams = COMBINE_PARAMS.pack({ row_heads: B * Nq, splits });
-      const t = await timeIt(() => {
+      measured.push({ kind: 'v1', info: { workgroup: options.workgroupSize, splits }, record: () => {
         runtime.dispatch({ label: 'partial', pipeline: partial, workgroups: [Nkv, B, splits], bindGroups: [runtime.bindGroup(partial, 0, { 0: q, 1: keys, 2: values, 3: partials, 4: runtime.uniform(decodeParams, 'p') })] });
         runtime.dispatch({ label: 'combine', pipeline: combine, workgroups: [B * Nq, 1], bindGroups: [runtime.bindGroup(combine, 0, { 0: partials, 1: out, 2: runtime.uniform(combineParams, 'c') })] });
-      });
-      runtime.release(partials);
-      result.variants.push({ kernel: 'v1', workgroup: options.workgroupSize, splits, ...t });
+      } });
     }
 
-    // second kernel: the runner's plan, then workgroup sizes x loads in flight; output checked against float64
+    // second kernel: the runner's plan, then tile sizes x loads in flight; output checked against float64
     const ref = reference(qHost, kHost, vHost, { batch: B, length, ...shape });
     const plan = flashDecodePlan(runtime, D, Nq / Nkv, false, length, Nkv, B);
     const variants = [{ name: 'v2 plan', options: plan.options, splits: plan.splits }];
     for (const cap of [256, 128, 64]) {
-      for (const unroll of [4, 8, 16]) {
+      for (const unroll of [4, 8]) {
         const options = flashDecodeOptions(D, Nq / Nkv, false, runtime.limits, cap, unroll);
         if (!options || options.workgroupSize !== cap) continue;
         variants.push({ name: 'v2', options, splits: flashDecodeSplitsFor(options, length, Nkv, B) });
@@ -200,10 +197,19 @@ for (const shapeName of args.shapes.split(',')) {
       const got = new Float32Array(await runtime.read(out, 0, B * Nq * D * 4));
       let maxErr = 0;
       for (let i = 0; i < got.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
-      const t = await timeIt(() => queueFlashDecode(runtime, v.options, call));
-      result.variants.push({ kernel: v.name, workgroup: v.options.workgroupSize, unroll: v.options.unroll, splits: v.splits, ...t, maxAbsError: maxErr });
+      measured.push({ kind: v.name, info: { workgroup: v.options.workgroupSize, unroll: v.options.unroll, splits: v.splits, maxAbsError: maxErr }, record: () => queueFlashDecode(runtime, v.options, call) });
     }
-    spinMs = 150;
+
+    const times = await timeAll(measured.map((m) => m.record));
+    let best;
+    measured.forEach((m, i) => {
+      const t = times[i];
+      const us = t.gpuUs ?? t.wallUs;
+      if (m.kind === 'stream') {
+        if (!best || us < best.us) best = { us, wallUs: t.wallUs, ...m.info };
+      } else result.variants.push({ kernel: m.kind, ...m.info, ...t });
+    });
+    for (const b of held) runtime.release(b);
     for (const b of [q, keys, values, out, positions]) runtime.release(b);
     await runtime.finish();
     runtime.trimPool();

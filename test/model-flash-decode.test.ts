@@ -173,6 +173,19 @@ describe.skipIf(!device)('flash-decode kernels on WebGPU vs the float64 referenc
     }
   });
 
+  it('the plan: tile size and split count by cache length', async () => {
+    const { flashDecodePlan } = await import('../dist/model/webgpu/flash-decode.js');
+    const big = { limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 } } as never;
+    const plan = (D: number, G: number, keys: number, kv: number) => {
+      const p = flashDecodePlan(big, D, G, true, keys, kv, 1)!;
+      return [p.options.workgroupSize, p.splits];
+    };
+    expect(plan(64, 7, 550, 2)).toEqual([64, 16]); // short cache: small tiles, splits rounded up
+    expect(plan(64, 7, 32768, 2)).toEqual([256, 128]);
+    expect(plan(128, 4, 32768, 8)).toEqual([128, 32]);
+    expect(plan(128, 7, 1, 4)).toEqual([64, 1]);
+  });
+
   it('split counts', () => {
     expect(flashDecodeSplits(32768, 2, 1, 256)).toBe(128);
     expect(flashDecodeSplits(300, 2, 1, 256)).toBe(2);

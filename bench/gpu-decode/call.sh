@@ -13,5 +13,5 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format
 timeout 200 node bench/model-decode-attention.mjs --out "$OUT/decode-attention.jsonl" ${DECODE_ARGS:-} 2>&1 | grep -v Warning | tee "$OUT/decode-attention.log"
 gen() { local limit=$1; shift; timeout "$limit" node bench/model-generate.mjs --backend webgpu --prompt 512 --new 64 --out "$OUT/model-generate.jsonl" "$@" 2>&1 | grep -v Warning | tee -a "$OUT/model-generate.log"; }
 gen 150 --attention fused,unfused --gpu-weights float32,float16 --profile 8
-for every in 48 24; do FUSEDATTN_REPLAY_SUBMIT_EVERY=$every gen 40 --attention fused --gpu-weights float32; done
+for every in 0 24 96; do FUSEDATTN_REPLAY_SUBMIT_EVERY=$every gen 40 --attention fused --gpu-weights float32; done
 gen 40 --attention fused --gpu-weights float32 --replay off

@@ -22,17 +22,18 @@ const env = (name: string): number | undefined => {
 
 /**
  * The kernel and split count for `keys` visible positions (the longest row): the largest
- * workgroup (keys per tile) whose tiles still give `targetWorkgroups` workgroups over Nkv x rows
- * x splits; short caches take small tiles, so they still spread over many workgroups. Splits are
- * rounded down to a power of two, so the plan changes at a few lengths only (a recorded decode
- * step keeps replaying as the cache grows). Undefined where the kernel cannot run (head dim not
+ * workgroup (keys per tile; 256 for D 64, 128 from D 128) whose tiles still give
+ * `targetWorkgroups` workgroups over Nkv x rows x splits; short caches take small tiles, so they
+ * still spread over many workgroups. Splits are rounded up to a power of two, so the plan changes
+ * at a few lengths only (a recorded decode step keeps replaying as the cache grows). Undefined where the kernel cannot run (head dim not
  * a multiple of 4, of 8 when packed).
  * Benchmarks override: FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET,
  * FUSEDATTN_DECODE_UNROLL.
  */
 export function flashDecodePlan(runtime: GpuRuntime, headDim: number, group: number, packed: boolean, keys: number, kvHeads: number, rows: number, targetWorkgroups?: number): FlashDecodePlan | undefined {
   const target = targetWorkgroups ?? env('FUSEDATTN_DECODE_TARGET') ?? DEFAULT_TARGET;
-  const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? 256;
+  // measured on the H200 (docs/GPU-NOTES.md): 256-key tiles for D 64, 128 for D 128
+  const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? (headDim >= 128 ? 128 : 256);
   const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? DEFAULT_UNROLL;
   const wanted = Math.ceil(target / (kvHeads * rows));
   let chosen: FlashDecodeOptions | undefined;
@@ -44,23 +45,26 @@ export function flashDecodePlan(runtime: GpuRuntime, headDim: number, group: num
     if (Math.ceil(keys / options.workgroupSize) >= wanted) break;
   }
   if (!chosen) return undefined;
-  return { options: chosen, splits: powerOfTwoBelow(flashDecodeSplits(keys, kvHeads, rows, chosen.workgroupSize, target)) };
+  return { options: chosen, splits: flashDecodeSplitsFor(chosen, keys, kvHeads, rows, target) };
 }
 
-/** Workgroups a decode-attention call aims for (a few per SM of a large GPU). */
-export const DEFAULT_TARGET = 512;
+/** Workgroups a decode-attention call aims for (about two per SM of a large GPU). */
+export const DEFAULT_TARGET = 256;
 /** 16-byte loads in flight per thread (flash-decode.wgsl.ts `unroll`). */
 export const DEFAULT_UNROLL = 8;
 
-function powerOfTwoBelow(n: number): number {
-  let pow = 1;
-  while (pow * 2 <= n) pow *= 2;
-  return pow;
-}
+/** Most splits of one (KV head, row). */
+const MAX_SPLITS = 256;
 
-/** Split count for a given kernel (see flashDecodePlan). */
+/**
+ * Split count for a given kernel (see flashDecodePlan): one tile per split until the target is
+ * reached, rounded up to a power of two (the splits past the last key are empty and cheap).
+ */
 export function flashDecodeSplitsFor(options: FlashDecodeOptions, keys: number, kvHeads: number, rows: number, targetWorkgroups = DEFAULT_TARGET): number {
-  return powerOfTwoBelow(flashDecodeSplits(keys, kvHeads, rows, options.workgroupSize, targetWorkgroups));
+  const splits = flashDecodeSplits(keys, kvHeads, rows, options.workgroupSize, targetWorkgroups, MAX_SPLITS);
+  let pow = 1;
+  while (pow < splits) pow *= 2;
+  return Math.min(pow, MAX_SPLITS);
 }
 
 export interface FlashDecodeCall {
