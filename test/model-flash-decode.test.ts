@@ -181,8 +181,10 @@ describe.skipIf(!device)('flash-decode kernels on WebGPU vs the float64 referenc
       return [p.options.workgroupSize, p.splits];
     };
     expect(plan(64, 7, 550, 2)).toEqual([64, 16]); // short cache: small tiles, splits rounded up
+    expect(plan(64, 7, 4096, 2)).toEqual([64, 64]);
     expect(plan(64, 7, 32768, 2)).toEqual([256, 128]);
-    expect(plan(128, 4, 32768, 8)).toEqual([128, 32]);
+    expect(plan(128, 7, 4096, 4)).toEqual([128, 32]);
+    expect(plan(128, 4, 32768, 8)).toEqual([256, 32]);
     expect(plan(128, 7, 1, 4)).toEqual([64, 1]);
   });
 

@@ -21,21 +21,22 @@ const env = (name: string): number | undefined => {
 };
 
 /**
- * The kernel and split count for `keys` visible positions (the longest row): the largest
- * workgroup (keys per tile; 256 for D 64, 128 from D 128) whose tiles still give
- * `targetWorkgroups` workgroups over Nkv x rows x splits; short caches take small tiles, so they
- * still spread over many workgroups. Splits are rounded up to a power of two, so the plan changes
- * at a few lengths only (a recorded decode step keeps replaying as the cache grows). Undefined where the kernel cannot run (head dim not
- * a multiple of 4, of 8 when packed).
+ * The kernel and split count for `keys` visible positions (the longest row): the largest tile
+ * (workgroup of 256, 128 or 64 threads, one key each) that still gives half of
+ * `targetWorkgroups` tiles over Nkv x rows, then one tile per split up to the target. Long caches
+ * so get 256-key tiles, short ones small tiles spread over many workgroups. Splits are rounded up
+ * to a power of two, so the plan changes at a few lengths only (a recorded decode step keeps
+ * replaying as the cache grows). Chosen from the H200 runs in docs/GPU-NOTES.md ("Decode on
+ * WebGPU", run 3). Undefined where the kernel cannot run (head dim not a multiple of 4, of 8
+ * when packed).
  * Benchmarks override: FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET,
  * FUSEDATTN_DECODE_UNROLL.
  */
 export function flashDecodePlan(runtime: GpuRuntime, headDim: number, group: number, packed: boolean, keys: number, kvHeads: number, rows: number, targetWorkgroups?: number): FlashDecodePlan | undefined {
   const target = targetWorkgroups ?? env('FUSEDATTN_DECODE_TARGET') ?? DEFAULT_TARGET;
-  // measured on the H200 (docs/GPU-NOTES.md): 256-key tiles for D 64, 128 for D 128
-  const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? (headDim >= 128 ? 128 : 256);
+  const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? 256;
   const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? DEFAULT_UNROLL;
-  const wanted = Math.ceil(target / (kvHeads * rows));
+  const wanted = Math.ceil(target / 2 / (kvHeads * rows));
   let chosen: FlashDecodeOptions | undefined;
   // tiles of 64 keys at least, unless a smaller largest workgroup is asked for (tests)
   for (const size of [256, 128, 64, 32].filter((s) => s <= largest && s >= Math.min(64, largest))) {
@@ -50,8 +51,8 @@ export function flashDecodePlan(runtime: GpuRuntime, headDim: number, group: num
 
 /** Workgroups a decode-attention call aims for (about two per SM of a large GPU). */
 export const DEFAULT_TARGET = 256;
-/** 16-byte loads in flight per thread (flash-decode.wgsl.ts `unroll`). */
-export const DEFAULT_UNROLL = 8;
+/** 16-byte loads in flight per thread (flash-decode.wgsl.ts `unroll`): 4 measured as good as 8 or 16. */
+export const DEFAULT_UNROLL = 4;
 
 /** Most splits of one (KV head, row). */
 const MAX_SPLITS = 256;
