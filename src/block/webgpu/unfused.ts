@@ -11,7 +11,7 @@ import type { MatmulOptions } from '../../backends/webgpu/kernels/matmul.wgsl.js
 import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
 import type { BlockSpec } from '../config.js';
 import type { BlockCall } from '../shape.js';
-import type { GemmTier, GpuLinear } from './gemm.js';
+import type { GemmTier, GpuLinear, SgmatKernelChoice } from './gemm.js';
 import { queueLinear } from './gemm.js';
 import type { BoundCall } from './io.js';
 import {
@@ -44,7 +44,7 @@ const F32: MatmulOptions = { a: 'float32', b: 'float32', out: 'float32', transpo
 
 export async function queueUnfused(
   rt: GpuRuntime, spec: BlockSpec, tier: GemmTier, w: UnfusedWeights, call: BlockCall, bound: BoundCall,
-  positions: GPUBuffer, rope: { buffer: GPUBuffer; rows: number },
+  positions: GPUBuffer, rope: { buffer: GPUBuffer; rows: number }, gemmKernel?: SgmatKernelChoice,
 ): Promise<void> {
   const { heads: Nq, kvHeads: Nkv, headDim: D, group, hidden: H } = spec;
   const { batch: B, seq: S, rows } = call;
@@ -87,11 +87,11 @@ export async function queueUnfused(
     const k = temp(rows * kvd, 'k');
     const v = temp(rows * kvd, 'v');
     const x = { x: bound.x.binding, xOffset: bound.x.elementBase, rows };
-    await queueLinear(rt, tier, w.q, { ...x, out: q, label: 'q-proj' });
+    await queueLinear(rt, tier, w.q, { ...x, out: q, label: 'q-proj' }, gemmKernel);
     addBias(q, w.qBias, qd, 'q-bias');
-    await queueLinear(rt, tier, w.k, { ...x, out: k, label: 'k-proj' });
+    await queueLinear(rt, tier, w.k, { ...x, out: k, label: 'k-proj' }, gemmKernel);
     addBias(k, w.kBias, kvd, 'k-bias');
-    await queueLinear(rt, tier, w.v, { ...x, out: v, label: 'v-proj' });
+    await queueLinear(rt, tier, w.v, { ...x, out: v, label: 'v-proj' }, gemmKernel);
     addBias(v, w.vBias, kvd, 'v-bias');
 
     // 2. [rows, N*D] -> [B, N, S, D]
@@ -168,7 +168,7 @@ export async function queueUnfused(
     // 7. back to [rows, Nq*D], O projection
     const attn = temp(rows * qd, 'attention output');
     copy4d('out-transpose', [B, Nq, S, D], pv, 0, contiguous(Nq, S), attn, 0, rowMajor(qd));
-    await queueLinear(rt, tier, w.o, { x: attn, rows, out: bound.out, label: 'o-proj' });
+    await queueLinear(rt, tier, w.o, { x: attn, rows, out: bound.out, label: 'o-proj' }, gemmKernel);
     if (w.oBias) {
       const n = rows * H;
       rt.dispatch({
