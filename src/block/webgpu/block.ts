@@ -2,8 +2,11 @@
 //
 // fused:    qkv-gemm         x [rows, H] · [Wq; Wk; Wv]ᵀ + [bq; bk; bv]  ->  qkv [rows, W]
 //           block-attention  reads Q/K/V from qkv by offset, RoPE while staging, GQA by index,
-//                            KV cache read/append (attention.wgsl.ts)     ->  attn [rows, Nq D]
+//                            KV cache read/append                          ->  attn [rows, Nq D]
 //           o-gemm           attn · Woᵀ (+ bo)                             ->  out [rows, H]
+// Prefill (S > 1) runs block-attention on the library's flash tiers (flash-block.ts): the tensor-core
+// kernel with float16 qkv/attn where the GEMMs run on subgroup matrices, else the portable f32 one.
+// Decode (S = 1) runs the block's own kernel (attention.wgsl.ts), which can split the keys.
 // unfused:  the HF eager sequence (unfused.ts).
 import { UnsupportedError } from '../../core/errors.js';
 import { floatsToHalf } from '../../core/dtype.js';
@@ -20,7 +23,10 @@ import {
   BLOCK_ATTENTION_ROWS_TILES,
 } from './attention.wgsl.js';
 import { flatGrid } from './unfused.wgsl.js';
-import { type GemmChoice, type GemmTier, type GpuLinear, chooseGemm, linearPipeline, queueLinear } from './gemm.js';
+import { type GemmChoice, type GemmTier, type GpuLinear, type SgmatKernelChoice, chooseGemm, linearPipeline, queueLinear, tiledLinearFits } from './gemm.js';
+import { SGMAT_TILES } from './gemm-sgmat-tiled.wgsl.js';
+import type { SgMatrixConfig } from '../../backends/webgpu/tiers/sgmatrix.js';
+import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from './flash-block.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';
 import { type BlockDecodeFusion, blockDecodePlan, queueBlockDecode } from './decode.js';
@@ -44,10 +50,15 @@ export interface GpuBlockOptions {
   /** Force an attention tile (benchmarks); default: the first of BLOCK_ATTENTION_TILES that fits. */
   tile?: BlockAttentionTile;
   /**
-   * Layout of the attention kernel's threads when no tile is forced: 'tiled' (default, register
-   * blocked) or 'rows' (the first kernel, kept for comparison; see attention-core.wgsl.ts).
+   * The attention kernel: 'flash' (default): prefill (S > 1) on the flash tiers (flash-block.ts),
+   * decode on the block's own register-blocked kernel; 'tiled': the block's own kernel always;
+   * 'rows': its first thread layout, kept for comparison (see attention-core.wgsl.ts).
    */
-  attentionKernel?: 'tiled' | 'rows';
+  attentionKernel?: 'flash' | 'tiled' | 'rows';
+  /** Tensor-core GEMM kernel (benchmarks): a tile of the tiled kernel, or 'simple'. Default SGMAT_TILES[0]. */
+  gemmKernel?: SgmatKernelChoice;
+  /** Tensor-core flash configuration for prefill (benchmarks). Default: the tier's first that fits. */
+  flashConfig?: SgMatrixConfig;
   /**
    * When the attention grid (query blocks x heads x batch) has fewer workgroups than this, the
    * keys are split over several workgroups per query block and merged by a 4th dispatch (decode,
@@ -88,6 +99,7 @@ export class GpuBlock {
     private readonly o: GpuLinear,
     private readonly owned: GPUBuffer[],
     private readonly minWorkgroups: number,
+    private readonly options: GpuBlockOptions,
   ) {
     this.tier = tier;
     this.tile = tile;
@@ -128,8 +140,8 @@ export class GpuBlock {
     if (!tile) {
       throw new UnsupportedError('config.headDim', `head dim ${dims.headDim} needs ${blockAttentionWorkgroupBytes(tiles.at(-1)!, dims.headDim)} bytes of workgroup memory but maxComputeWorkgroupStorageSize is ${runtime.limits.maxComputeWorkgroupStorageSize}`);
     }
-    const block = new GpuBlock(runtime, dims, spec, dtype, tier, tile, qkv, o, owned, options.minWorkgroups ?? MIN_ATTENTION_WORKGROUPS);
-    await Promise.all([linearPipeline(runtime, tier, qkv), linearPipeline(runtime, tier, o), block.attentionPipeline(false)]);
+    const block = new GpuBlock(runtime, dims, spec, dtype, tier, tile, qkv, o, owned, options.minWorkgroups ?? MIN_ATTENTION_WORKGROUPS, options);
+    await block.compile();
     return block;
   }
 
@@ -145,6 +157,24 @@ export class GpuBlock {
     return this.ownRope;
   }
 
+  /**
+   * The flash tier that runs a call's attention (undefined: the block's own kernel): prefill only,
+   * 'sgmatrix' where the GEMMs run on subgroup matrices and can read and write float16 activations.
+   */
+  flashTier(call: Pick<BlockGeometry, 'seq'>, cache: boolean, cacheOffsets: readonly number[] = [0, 0]): BlockFlashTier | undefined {
+    if ((this.options.attentionKernel ?? 'flash') !== 'flash' || this.options.tile || call.seq < 2) return undefined;
+    const { qd } = sizes(this.dims);
+    if (this.tier === 'subgroup-matrix' && tiledLinearFits(this.qkv, {}) && tiledLinearFits(this.o, { xDType: 'float16', xStride: qd }) &&
+      typeof sgMatrixBlockChoice(this.runtime, this.dims, cache, cacheOffsets, this.options.flashConfig) !== 'string') return 'sgmatrix';
+    return portableBlockUnsupported(this.runtime, this.dims) === undefined ? 'portable' : undefined;
+  }
+
+  /** What runs a call's attention: 'flash-sgmatrix', 'flash-portable', or the block's own kernel ('tiled', 'rows'). */
+  attentionName(call: Pick<BlockGeometry, 'seq'>, cache: boolean): string {
+    const flash = this.flashTier(call, cache);
+    return flash ? `flash-${flash}` : this.tile.kind;
+  }
+
   /** The three-dispatch path. */
   fused(call: BlockCall, extras: GpuCallExtras = {}): Promise<BlockResult> {
     return runBlockCall(this.runtime, 'fused', call, this.dims.hidden, (bound) => this.queueFused(call, bound, extras));
@@ -156,7 +186,7 @@ export class GpuBlock {
     if (!spec) throw new UnsupportedError('path', 'this block was made from GPU weights (fused path only); the unfused path needs the host weights');
     return runBlockCall(this.runtime, 'unfused', call, spec.hidden, async (bound) => {
       this.unfusedWeights ??= this.createUnfusedWeights(spec);
-      await queueUnfused(this.runtime, spec, this.tier, this.unfusedWeights, call, bound, this.positions(call, extras), extras.rope ?? this.rope);
+      await queueUnfused(this.runtime, spec, this.tier, this.unfusedWeights, call, bound, this.positions(call, extras), extras.rope ?? this.rope, this.options.gemmKernel);
     });
   }
 
@@ -169,6 +199,8 @@ export class GpuBlock {
     const { heads, headDim: D } = this.dims;
     const rope = extras.rope ?? this.rope;
     const cache = bound.keys !== undefined;
+    const flash = this.flashTier(call, cache, [bound.keys?.elementBase ?? 0, bound.values?.elementBase ?? 0]);
+    if (flash) return this.queueFlash(flash, call, bound, extras);
     const splits = this.splitsFor(call, cache);
     const pipeline = await this.attentionPipeline(cache, splits > 1);
     const qkv = rt.acquire(call.rows * W * 4, 'intermediate', 'packed qkv');
@@ -232,10 +264,53 @@ export class GpuBlock {
     return blockDecodePlan(this.runtime, this.dims, call, cache, this.minWorkgroups);
   }
 
+  /** The fused path with attention on a flash tier: float16 activations between the three dispatches on 'sgmatrix'. */
+  private async queueFlash(tier: BlockFlashTier, call: BlockGeometry, bound: BoundCall, extras: GpuCallExtras): Promise<void> {
+    const rt = this.runtime;
+    const { W, qd } = sizes(this.dims);
+    const dtype = tier === 'sgmatrix' ? 'float16' : 'float32';
+    const bytes = dtype === 'float16' ? 2 : 4;
+    const kernel = this.options.gemmKernel ?? SGMAT_TILES[0];
+    const qkv = rt.acquire(call.rows * W * bytes, 'intermediate', 'packed qkv');
+    const attn = rt.acquire(call.rows * qd * bytes, 'intermediate', 'attention output');
+    try {
+      await queueLinear(rt, this.tier, this.qkv, { x: bound.x.binding, xOffset: bound.x.elementBase, rows: call.rows, out: qkv, outDType: dtype, label: 'qkv-gemm' }, kernel);
+      await queueBlockFlash(rt, this.dims, tier, {
+        geometry: call, qkv, out: attn, rope: extras.rope ?? this.rope, positions: this.positions(call, extras), keys: bound.keys, values: bound.values,
+      }, this.options.flashConfig);
+      await queueLinear(rt, this.tier, this.o, { x: attn, xDType: dtype, rows: call.rows, out: bound.out, label: 'o-gemm' }, kernel);
+    } finally {
+      rt.release(qkv);
+      rt.release(attn);
+    }
+  }
+
+  /** Compiles the kernels of decode and prefill, so that a first call (in a scope, say) does not wait. */
+  private async compile(): Promise<void> {
+    const rt = this.runtime;
+    const prefill = { seq: 1024 };
+    const flash = this.flashTier(prefill, false);
+    const dtype = flash === 'sgmatrix' ? 'float16' : 'float32';
+    const kernel = this.options.gemmKernel ?? SGMAT_TILES[0];
+    const { qd } = sizes(this.dims);
+    await Promise.all([
+      linearPipeline(rt, this.tier, this.qkv, { rows: 1 }, kernel),
+      linearPipeline(rt, this.tier, this.o, { rows: 1 }, kernel),
+      this.attentionPipeline(false),
+      ...(flash ? [
+        linearPipeline(rt, this.tier, this.qkv, { rows: prefill.seq, outDType: dtype }, kernel),
+        linearPipeline(rt, this.tier, this.o, { rows: prefill.seq, xDType: dtype, xStride: qd }, kernel),
+        blockFlashPipeline(rt, this.dims, flash, false, this.options.flashConfig),
+        blockFlashPipeline(rt, this.dims, flash, true, this.options.flashConfig),
+      ] : []),
+    ]);
+  }
+
   /** Key splits per query block: 1 when the grid is large enough, else enough to reach minWorkgroups. */
   splitsFor(call: BlockGeometry, cache: boolean): number {
     const decode = this.decodePlan(call, cache);
     if (decode) return decode.splits;
+    if (this.flashTier(call, cache)) return 1;
     const { rows, keys } = tileShape(this.tile);
     const grid = Math.ceil(call.seq / rows) * this.dims.heads * call.batch;
     if (this.minWorkgroups <= 0 || grid >= this.minWorkgroups) return 1;

@@ -41,11 +41,16 @@ export function chooseTile(p: AttentionProblem, limits: FlashLimits, tiles: read
   return tiles.find((t) => fits(t, p, limits));
 }
 
-function fits(t: FlashTile, p: AttentionProblem, limits: FlashLimits): boolean {
+function fits(t: FlashTile, p: Pick<AttentionProblem, 'dimQK' | 'dimRope' | 'dimV'>, limits: Pick<FlashLimits, 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' | 'maxComputeWorkgroupStorageSize'>): boolean {
   return checkTile(t) === undefined &&
     t.threads <= limits.maxComputeInvocationsPerWorkgroup &&
     t.threads <= limits.maxComputeWorkgroupSizeX &&
     flashWorkgroupBytes(t, p.dimQK + p.dimRope, p.dimV) <= limits.maxComputeWorkgroupStorageSize;
+}
+
+/** The first tile of FLASH_TILES that fits `limits` for head dims alone (the block's attention), or undefined. */
+export function tileForDims(dims: Pick<AttentionProblem, 'dimQK' | 'dimRope' | 'dimV'>, limits: Pick<FlashLimits, 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' | 'maxComputeWorkgroupStorageSize'>): FlashTile | undefined {
+  return FLASH_TILES.find((t) => fits(t, dims, limits));
 }
 
 /** Storage buffers the kernel binds for this problem. */

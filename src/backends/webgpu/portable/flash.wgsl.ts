@@ -12,6 +12,8 @@
 import { NEG_INF_FN, type FloatDType, arrayElement, loadFloat, loadQuad, quadElement, readBinding } from '../wgsl.js';
 import { UniformLayout } from '../uniforms.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
+import type { FlashBlockSource } from '../tiers/flash-block-source.js';
+import { portableBlockParts } from './flash-block.wgsl.js';
 
 export interface FlashTile {
   /** Threads per workgroup. */
@@ -36,6 +38,11 @@ export interface FlashOptions extends ScoreOptions {
    * 4, d contiguous, and every other stride and offset a multiple of 4 (quadLoadsFit() checks).
    */
   quadLoads: boolean;
+  /**
+   * Internal (the fused attention block): Q, K, V from one packed float32 QKV buffer with RoPE
+   * applied while staging, optionally a float32 KV cache read and appended (flash-block.wgsl.ts).
+   */
+  block?: FlashBlockSource;
 }
 
 /** Per-call uniforms of the flash kernel (the score uniforms are SCORE_PARAMS, bound apart). */
@@ -109,8 +116,17 @@ export function buildFlash(o: FlashOptions): string {
   const atomicOut = o.dtype === 'float16' && o.dimV % 2 === 1;
   const outType = o.dtype === 'float32' ? 'f32' : atomicOut ? 'atomic<u32>' : 'u32';
   const B = FLASH_BINDINGS;
+  if (o.block && (o.dtype !== 'float32' || rope || o.dimQK !== o.dimV || o.returnLse || o.mask || o.bias !== 'none' || o.alibi || !o.windowed)) {
+    throw new Error('buildFlash: the block source takes float32, Dq = Dv, causal, no RoPE part, LSE, mask, bias or ALiBi');
+  }
+  const block = o.block ? portableBlockParts(o.block, o.dimQK, quads) : undefined;
 
-  const bindings = [
+  const bindings = block ? [
+    FLASH_PARAMS.wgsl(),
+    `@group(0) @binding(${B.params}) var<uniform> params: FlashParams;`,
+    block.declarations,
+    `@group(0) @binding(${B.out}) var<storage, read_write> out_buf: array<${outType}>;`,
+  ] : [
     FLASH_PARAMS.wgsl(),
     `@group(0) @binding(${B.params}) var<uniform> params: FlashParams;`,
     '// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)',
@@ -165,9 +181,9 @@ export function buildFlash(o: FlashOptions): string {
   const loop = quads ? quadLoop : scalarLoop;
   const qParts: Array<[string, string, string]> = rope ? [['q', 'h', '0u'], ['qr', 'h', 'DQ']] : [['q', 'h', '0u']];
   const kParts: Array<[string, string, string]> = rope ? [['k', 'hk', '0u'], ['kr', 'hk', 'DQ']] : [['k', 'hk', '0u']];
-  const loadQBlock = loop('q_tile', 'QK_STRIDE', 'ROWS', 'DQK', 'i0 + r < sq', '(start_q + i0 + r)', qParts);
-  const loadKTile = loop('kv_tile', 'QK_STRIDE', 'KEYS', 'DQK', 'j0 + r < sk', '(start_k + j0 + r)', kParts);
-  const loadVTile = loop('kv_tile', 'V_STRIDE', 'KEYS', 'DV', 'j0 + r < sk', '(start_k + j0 + r)', [['v', 'hk', '0u']]);
+  const loadQBlock = block?.loadQ ?? loop('q_tile', 'QK_STRIDE', 'ROWS', 'DQK', 'i0 + r < sq', '(start_q + i0 + r)', qParts);
+  const loadKTile = block?.loadK ?? loop('kv_tile', 'QK_STRIDE', 'KEYS', 'DQK', 'j0 + r < sk', '(start_k + j0 + r)', kParts);
+  const loadVTile = block?.loadV ?? loop('kv_tile', 'V_STRIDE', 'KEYS', 'DV', 'j0 + r < sk', '(start_k + j0 + r)', [['v', 'hk', '0u']]);
 
   // writes column col + c of the row (c = 0..3) from val[c]; only columns < DV
   const storeOut = o.dtype === 'float32'
@@ -217,11 +233,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let b = wg.z;
   let h = wg.y;
   let i0 = wg.x * ROWS;
-  let nb = sp.batch;
+${block?.sequence ?? `  let nb = sp.batch;
   let start_q = seq_meta[b];
   let start_k = seq_meta[nb + b];
   let sq = seq_meta[2u * nb + b];
-  let sk = seq_meta[3u * nb + b];
+  let sk = seq_meta[3u * nb + b];`}
   if (i0 >= sq) { return; }   // the grid covers the longest sequence
   let hk = h / params.group;
   let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
@@ -245,7 +261,7 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
   }
 
   ${loadQBlock.replace(/\n    /g, '\n  ')}
-
+${block ? `${block.append}\n` : ''}
   var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet)
   var l = 0.0;        // running sum of exp(score - m)
   var acc: array<vec4<f32>, QUADS_PER_THREAD>;

@@ -43,6 +43,21 @@ export interface BindingOffsets {
 
 const ZERO_OFFSETS: BindingOffsets = { q: 0, k: 0, v: 0, qRope: 0, kRope: 0 };
 
+export type ParamName = (typeof FIELDS)[number][0];
+
+/** Packs the uniform block from explicit field values (unset fields are 0), for callers without an AttentionProblem. */
+export function packParamFields(values: Partial<Record<ParamName, number>>): ArrayBuffer {
+  const buffer = new ArrayBuffer(PARAMS_BYTES);
+  const view = new DataView(buffer);
+  FIELDS.forEach(([name, type], i) => {
+    const value = values[name] ?? 0;
+    if (type === 'f32') view.setFloat32(4 * i, value, true);
+    else if (type === 'i32') view.setInt32(4 * i, value, true);
+    else view.setUint32(4 * i, value >>> 0, true);
+  });
+  return buffer;
+}
+
 /** Packs the uniform block for `problem`, with `tilesQ` query tiles along the grid's x axis. */
 export function packParams(p: AttentionProblem, tilesQ: number, extra: BindingOffsets = ZERO_OFFSETS): ArrayBuffer {
   const buffer = new ArrayBuffer(PARAMS_BYTES);

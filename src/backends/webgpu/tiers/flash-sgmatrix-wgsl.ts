@@ -15,6 +15,7 @@
 //      memory only then — rare after the first block;
 //   4. O += P·V on result matrices (f32).
 // At the end O/l is written as f16 and LSE = (m + log2 l)·ln 2; l = 0 (fully masked row) gives 0 / -inf.
+import { type FlashBlockSource, blockSourceCacheAppend, blockSourceDeclarations, blockSourceProblem, blockSourceSequence } from './flash-block-source.js';
 import { paramsStructWgsl } from './flash-params.js';
 
 export interface SgMatrixKernelOptions {
@@ -60,6 +61,11 @@ export interface SgMatrixKernelOptions {
    * (arrays then spill to local memory); unrolled code has no loops to guard.
    */
   unrolled: boolean;
+  /**
+   * Internal (the fused attention block): Q, K, V from one packed float16 QKV buffer with RoPE
+   * applied while staging, optionally a float32 KV cache read and appended (flash-block-source.ts).
+   */
+  block?: FlashBlockSource;
 }
 
 const SG = 32;
@@ -96,6 +102,10 @@ export function sgMatrixOptionsProblem(o: SgMatrixKernelOptions): string | undef
   if (o.subgroups % o.headsPerTile !== 0) return `headsPerTile ${o.headsPerTile} must divide subgroups ${o.subgroups}`;
   if (o.vectorLoads && (o.dimQK % 8 || o.dimRope % 8 || o.dimV % 8)) return 'vectorLoads needs head dims that are multiples of 8';
   if (o.rowPad % 8 !== 0) return `rowPad ${o.rowPad} must be a multiple of 8`;
+  if (o.block) {
+    const problem = blockSourceProblem(o);
+    if (problem) return problem;
+  }
   if (o.prefetch) {
     const L = layoutOf(o);
     const nt = 32 * o.subgroups;
@@ -136,6 +146,8 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add(paramsStructWgsl());
   add('');
   add('@group(0) @binding(0) var<uniform> P: Params;');
+  if (o.block) add(blockSourceDeclarations(o.block, o.dimQK));
+  else {
   add('// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits), see attention-io.ts');
   add('@group(0) @binding(1) var<storage, read> seqTable: array<u32>;');
   add(`@group(0) @binding(2) var<storage, read> Q: array<${elem}>;`);
@@ -147,6 +159,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   if (o.dimRope) {
     add(`@group(0) @binding(${binding++}) var<storage, read> QR: array<${elem}>;`);
     add(`@group(0) @binding(${binding++}) var<storage, read> KR: array<${elem}>;`);
+  }
   }
   add('');
   add(`const NT = ${NT}u;              // invocations per workgroup`);
@@ -171,10 +184,12 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('var<workgroup> rescaleFlag: array<atomic<u32>, 4>;');
   add('var<workgroup> seqW: vec4<u32>;');
   add('');
-  add(copyRowsFn('copyRowsK', 'K', o.dimRope ? 'KR' : undefined, o, L.dqNope));
-  add(copyRowsFn('copyRowsV', 'V', undefined, o, o.dimV));
-  add(copyRowsFn('copyRowsQ', 'Q', o.dimRope ? 'QR' : undefined, o, L.dqNope));
-  if (o.prefetch) {
+  if (!o.block) {
+    add(copyRowsFn('copyRowsK', 'K', o.dimRope ? 'KR' : undefined, o, L.dqNope));
+    add(copyRowsFn('copyRowsV', 'V', undefined, o, o.dimV));
+    add(copyRowsFn('copyRowsQ', 'Q', o.dimRope ? 'QR' : undefined, o, L.dqNope));
+  }
+  if (o.prefetch && !o.block) {
     add(copyRowsFn('fetchRowsK', 'K', o.dimRope ? 'KR' : undefined, o, L.dqNope, true));
     add(copyRowsFn('fetchRowsV', 'V', undefined, o, o.dimV, true));
   }
@@ -182,9 +197,12 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add(`@compute @workgroup_size(${NT})`);
   add('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,\n        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
   add('  let b = wg.z;');
-  add('  if (li == 0u) { seqW = vec4<u32>(seqTable[b], seqTable[P.batch + b], seqTable[2u * P.batch + b], seqTable[3u * P.batch + b]); }');
-  add('  let seq = workgroupUniformLoad(&seqW);');
-  add('  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;');
+  if (o.block) add(blockSourceSequence(o.block));
+  else {
+    add('  if (li == 0u) { seqW = vec4<u32>(seqTable[b], seqTable[P.batch + b], seqTable[2u * P.batch + b], seqTable[3u * P.batch + b]); }');
+    add('  let seq = workgroupUniformLoad(&seqW);');
+    add('  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;');
+  }
   add(`  let tile = ${o.causalOrWindow ? 'P.tilesQ - 1u - wg.x; // longest causal tiles first' : 'wg.x;'}`);
   add('  let q0 = tile * ROWS_PER_HEAD;');
   add('  if (q0 >= lenQ) { return; }');
@@ -213,6 +231,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('    let h = h0 + r / ROWS_PER_HEAD;');
   add('    copyRowsQ(r * K_STRIDE + c, c, i < lenQ, b, h, startQ + i);');
   add('  }');
+  if (o.block) add(blockSourceCacheAppend(o.block));
   add('  workgroupBarrier();');
   for (let c = 0; c < chunksQK; c++) {
     add(`  let qm${c} = ${kv('left', 'row_major', `sg * 16u * K_STRIDE + ${c * 16}u`, 'K_STRIDE')};`);
