@@ -4,7 +4,7 @@
 // the record/replay scope against the unscoped fused block at decode shapes (one new token per
 // sequence, KV cache of 1024), where host-side op work is a large part of a call.
 //
-//   node bench/block.mjs --backend webgpu [--quick] [--tiers portable:float32,...] [--compare-rows] [--out FILE] [--trace FILE]
+//   node bench/block.mjs --backend webgpu [--quick] [--tiers portable:float32,...] [--compare-kernels tiled,rows] [--gemm-tile N] [--out FILE] [--trace FILE]
 //   node bench/block.mjs --backend cpu --batch 1 [--seq 1024]
 // On the GPU machine (see BENCHMARKS.md for the exact command):
 //   source .gpu/env.sh && node bench/block.mjs --backend webgpu --out $OUT/block.jsonl --trace $OUT/block-trace.json
@@ -19,6 +19,7 @@ import { AttentionBlock, Profiler, referenceBlock, validateBlock } from '../dist
 import { benchWith, formatBlockTable } from '../dist/block/bench.js';
 import { randomBlockWeights, randomHidden } from '../dist/block/random.js';
 import { gemmUnsupported } from '../dist/block/webgpu/gemm.js';
+import { SGMAT_TILES } from '../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
 import { compare } from '../dist/testing/index.js';
 
 const { values: args } = parseArgs({
@@ -33,8 +34,10 @@ const { values: args } = parseArgs({
     trace: { type: 'string' },
     // GEMM tier:weight dtype pairs to time, e.g. portable:float32,subgroup-matrix:float16 (default: all the adapter has)
     tiers: { type: 'string' },
-    // also time the fused block with the first attention kernel layout ('rows', docs/GPU-NOTES.md run 2)
-    'compare-rows': { type: 'boolean', default: false },
+    // also time the fused block with the block's own attention kernel layouts ('tiled', 'rows'; docs/GPU-NOTES.md)
+    'compare-kernels': { type: 'string', default: '' },
+    // tensor-core GEMM tile (index into SGMAT_TILES, or 'simple'), for both paths; default the first
+    'gemm-tile': { type: 'string' },
   },
 });
 
@@ -42,6 +45,8 @@ const QWEN_7B = { hidden: 4096, heads: 32, kvHeads: 32, headDim: 128, rope: { th
 // --quick: a small shape with the same structure, for a smoke run on llvmpipe
 const SMALL = { hidden: 256, heads: 4, kvHeads: 4, headDim: 64, rope: { theta: 10000 } };
 const shape = args.quick ? SMALL : QWEN_7B;
+const gemmKernel = args['gemm-tile'] === undefined ? undefined : args['gemm-tile'] === 'simple' ? 'simple' : SGMAT_TILES[Number(args['gemm-tile'])];
+const compareKernels = args['compare-kernels'] ? args['compare-kernels'].split(',') : [];
 const seq = args.quick ? 64 : Number(args.seq);
 const batches = args.quick ? [1, 2] : args.batch.split(',').map(Number);
 const iterations = args.quick ? 2 : Number(args.iterations);
@@ -116,16 +121,16 @@ const checkedTiers = await tiers();
 for (const t of checkedTiers) {
   // one block per tier, reused for every case (weights made once per dtype)
   if (!weightsByDType.has(t.weights)) weightsByDType.set(t.weights, randomBlockWeights(shape, 1, { dtype: t.weights }));
-  const block = await AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights), { backend, gemm: t.gemm });
-  const rowsBlock = args['compare-rows'] && backend === 'webgpu'
-    ? await AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights), { backend, gemm: t.gemm, attentionKernel: 'rows' })
-    : undefined;
+  const block = await AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights), { backend, gemm: t.gemm, gemmKernel });
+  const others = backend === 'webgpu'
+    ? await Promise.all(compareKernels.map((attentionKernel) => AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights), { backend, gemm: t.gemm, gemmKernel, attentionKernel })))
+    : [];
   for (const batch of batches) {
     log(`timing ${backend} ${t.gemm}/${t.weights} B${batch} S${seq}...`);
     record(await benchWith(block, { config: shape, batch, seq }, { iterations, warmup: 1 }));
-    if (rowsBlock) record(await benchWith(rowsBlock, { config: shape, batch, seq }, { iterations, warmup: 1, paths: ['fused'] }));
+    for (const other of others) record(await benchWith(other, { config: shape, batch, seq }, { iterations, warmup: 1, paths: ['fused'] }));
   }
-  rowsBlock?.destroy();
+  for (const other of others) other.destroy();
   // the scope: decode steps (1 token per sequence after a cache of `seq`), where op work on the host counts
   if (backend === 'webgpu' && !args['skip-scope']) {
     for (const batch of [1, batches.at(-1)]) {
@@ -141,7 +146,7 @@ if (args.trace && backend === 'webgpu') {
   // tier at the first and last batch size; the first profile is written as a Chrome trace
   let written = false;
   for (const t of checkedTiers) {
-    const block = await AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights) ?? randomBlockWeights(shape, 1, { dtype: t.weights }), { backend: 'webgpu', gemm: t.gemm });
+    const block = await AttentionBlock.create({ ...shape, maxPositions }, weightsByDType.get(t.weights) ?? randomBlockWeights(shape, 1, { dtype: t.weights }), { backend: 'webgpu', gemm: t.gemm, gemmKernel });
     for (const batch of [batches[0], batches.at(-1)]) {
       const x = { data: randomHidden(batch * seq, shape.hidden, 2), shape: [batch, seq, shape.hidden] };
       // clocks up, pipelines compiled

@@ -42,7 +42,7 @@ export interface BlockBenchRow {
   cached: number;
   weights: 'float32' | 'float16';
   gemm: string;
-  /** WebGPU: the attention kernel's thread layout ('tiled' or 'rows'). */
+  /** WebGPU: what ran the attention ('flash-sgmatrix', 'flash-portable', or the block's own 'tiled' / 'rows' kernel). */
   attention?: string;
   dispatches: number;
   submits: number;
@@ -167,7 +167,7 @@ export async function benchWith(block: AttentionBlock, c: BlockBenchCase, option
         batch: c.batch, seq: c.seq, cached,
         weights: block.gpu?.weightDType ?? 'float32',
         gemm: gpu ? gpu.tier : 'cpu',
-        attention: gpu?.tile.kind,
+        attention: gpu?.attentionName({ seq: c.seq }, cached > 0),
         dispatches: replay?.dispatches ?? st.stats?.dispatches ?? 0,
         submits: replay?.submits ?? st.stats?.submits ?? 0,
         intermediateBytes: st.stats?.intermediateBytes ?? 0,
