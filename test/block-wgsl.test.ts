@@ -8,6 +8,24 @@ import { describe, expect, it } from 'vitest';
 import { buildBlockAttention, buildBlockCombine, BLOCK_ATTENTION_ROWS_TILES, BLOCK_ATTENTION_TILES } from '../dist/block/webgpu/attention.wgsl.js';
 import { SGMAT_TILE, buildSgmatGemm } from '../dist/block/webgpu/gemm-sgmat.wgsl.js';
 import { buildBiasAdd, buildCopy4d, buildRopeBnsd, buildScaleMask, buildSoftmaxRows } from '../dist/block/webgpu/unfused.wgsl.js';
+import { SGMAT_TILES, buildSgmatTiledGemm, sgmatTileProblem, tileGeometry } from '../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
+import { sgMatrixBlockOptions } from '../dist/block/webgpu/flash-block.js';
+import { buildFlashSgMatrix, sgMatrixWorkgroupBytes } from '../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { SG_MATRIX_CONFIGS } from '../dist/backends/webgpu/tiers/sgmatrix.js';
+import { buildFlash } from '../dist/backends/webgpu/portable/flash.wgsl.js';
+
+const dims = (headDim: number, group: number) => ({ hidden: 64, heads: group, kvHeads: 1, headDim, group, qkvWidth: (group + 2) * headDim, scale: 1, rope: {}, maxPositions: 16 });
+/** The tensor-core flash kernel with the block source, for a head dim, cache or not, first two configurations. */
+const FLASH_BLOCK: Array<[string, string]> = [64, 128].flatMap((headDim) => [false, true].flatMap((cache) => SG_MATRIX_CONFIGS.slice(0, 2).map((config, i): [string, string] => {
+  const o = sgMatrixBlockOptions(dims(headDim, 7), cache, config);
+  if (typeof o === 'string') throw new Error(o);
+  return [`flash sgmatrix block D${headDim} cache=${cache} config ${i}`, buildFlashSgMatrix(o)];
+})));
+const portableBlock = (headDim: number, cache: boolean, quadLoads: boolean): string => buildFlash({
+  mask: false, bias: 'none', alibi: false, softcap: false, windowed: true, dtype: 'float32', dimQK: headDim, dimRope: 0, dimV: headDim,
+  tile: { threads: 64, rows: 16, keys: 16 }, returnLse: false, quadLoads, block: { cache },
+});
+const GEMM_COMBOS = [['float32', 'float16', 'float32', true], ['float16', 'float32', 'none', true], ['float32', 'float32', 'float16', false], ['float16', 'float16', 'none', false]] as const;
 
 /**
  * Compile errors per module (undefined when the null backend is unavailable). Compiles in child
@@ -35,6 +53,11 @@ const KERNELS: Array<[string, string]> = [
   ...[64, 128, 20].flatMap((headDim) => [false, true].flatMap((cache) => [false, true].flatMap((split) => [BLOCK_ATTENTION_TILES[0], BLOCK_ATTENTION_ROWS_TILES[1]].map((tile): [string, string] =>
     [`attention D${headDim} cache=${cache} split=${split} ${tile.kind}`, buildBlockAttention({ headDim, cache, split, tile })])))),
   ['combine', buildBlockCombine({ headDim: 128 })],
+  ...SGMAT_TILES.flatMap((tile, t) => GEMM_COMBOS.map(([a, out, bias, vecOut]): [string, string] =>
+    [`tiled gemm tile ${t} x ${a} y ${out} bias ${bias} vecOut ${vecOut}`, buildSgmatTiledGemm({ a, out, bias, tile, vecOut })])),
+  ...FLASH_BLOCK,
+  ...[[64, true, true], [64, false, true], [20, true, false], [12, false, false]].map(([headDim, cache, quads]): [string, string] =>
+    [`flash portable block D${headDim} cache=${cache} quads=${quads}`, portableBlock(headDim as number, cache as boolean, quads as boolean)]),
   ['bias add', buildBiasAdd()],
   ['copy4d', buildCopy4d()],
   ['rope', buildRopeBnsd()],
@@ -62,5 +85,34 @@ describe('block WGSL', () => {
     expect((lds * 2) % 16).toBe(0);
     expect((16 * 2) % 16).toBe(0);
     expect(SGMAT_TILE.threads % SGMAT_TILE.subgroupSize).toBe(0);
+  });
+
+  it('tiled GEMM tiles: valid, within 48 KiB, every workgroup array a whole number of 16-byte units', () => {
+    for (const tile of SGMAT_TILES) {
+      expect(sgmatTileProblem(tile)).toBeUndefined();
+      const g = tileGeometry(tile);
+      expect(g.bytes).toBeLessThanOrEqual(49152);
+      const wgsl = buildSgmatTiledGemm({ a: 'float32', out: 'float16', bias: 'float32', tile, vecOut: true });
+      let declared = 0;
+      for (const [, type, count] of wgsl.matchAll(/var<workgroup> \w+: array<(vec4<u32>|f32), (\d+)>/g)) {
+        const bytes = Number(count) * (type === 'f32' ? 4 : 16);
+        expect(bytes % 16).toBe(0);
+        declared += bytes;
+      }
+      expect(declared).toBe(g.bytes);
+      // staged rows are 16-byte multiples apart (matrix loads need 16-byte aligned rows)
+      expect((g.lds * 2) % 16).toBe(0);
+    }
+    expect(sgmatTileProblem({ sgM: 2, sgN: 2, fragM: 1, fragN: 1, k: 24, stages: 2 })).toMatch(/multiple of 16/);
+  });
+
+  it('tensor-core flash with the block source: fits 48 KiB, refuses what it cannot read', () => {
+    for (const [, wgsl] of FLASH_BLOCK) expect(wgsl).toContain('fn ropeChunkF32');
+    for (const config of SG_MATRIX_CONFIGS.filter((c) => c.smemVec4)) {
+      const o = sgMatrixBlockOptions(dims(128, 1), true, config);
+      if (typeof o !== 'string' && sgMatrixWorkgroupBytes(o) <= 49152) expect(buildFlashSgMatrix(o)).toContain('KC[kat]');
+    }
+    expect(sgMatrixBlockOptions(dims(120, 1), false, SG_MATRIX_CONFIGS[0])).toMatch(/multiple of 16|multiples of 8/);
+    expect(sgMatrixBlockOptions(dims(64, 1), false, SG_MATRIX_CONFIGS.find((c) => !c.smemVec4)!)).toMatch(/smemVec4/);
   });
 });

@@ -68,11 +68,16 @@ for (const backend of backends) {
           expect(three.stats.kernels).toEqual(['qkv-gemm', 'block-attention', 'o-gemm']);
           expect(check('fused, keys not split', three.out.toFloat32(), ref.out, rtol)).toBe('');
           unsplit.destroy();
-          // the first kernel layout, kept for comparison, split and not
-          for (const minWorkgroups of [0, 256]) {
-            const rows = await AttentionBlock.create(c.config, weights, { backend: backend.name, attentionKernel: 'rows', minWorkgroups });
-            expect(check(`fused, rows kernel, minWorkgroups ${minWorkgroups}`, (await rows.forward({ data: x, shape }, { layout })).out.toFloat32(), ref.out, rtol)).toBe('');
-            rows.destroy();
+          // prefill attention runs on a flash tier (the portable one without subgroup matrices)
+          expect(block.gpu!.attentionName({ seq: c.seq }, false)).toMatch(/^flash-/);
+          // the block's own kernel layouts (decode's, and the first one kept for comparison), split and not
+          for (const attentionKernel of ['tiled', 'rows'] as const) {
+            for (const minWorkgroups of [0, 256]) {
+              const own = await AttentionBlock.create(c.config, weights, { backend: backend.name, attentionKernel, minWorkgroups });
+              expect(own.gpu!.attentionName({ seq: c.seq }, false)).toBe(attentionKernel);
+              expect(check(`fused, ${attentionKernel} kernel, minWorkgroups ${minWorkgroups}`, (await own.forward({ data: x, shape }, { layout })).out.toFloat32(), ref.out, rtol)).toBe('');
+              own.destroy();
+            }
           }
         }
         expect(unfused.stats.dispatches).toBeGreaterThanOrEqual(12);
@@ -81,15 +86,16 @@ for (const backend of backends) {
       });
     });
 
-    it('KV cache: prefill, a chunk, then decode steps match the reference and fill the cache', async () => {
-      const config: AttentionBlockConfig = { hidden: 32, heads: 4, kvHeads: 2, headDim: 8, rope: { theta: 10000 } };
+    // head dim 8 reads K/V 4 at a time on the portable flash tier, 12 element by element (RoPE partners are not whole quads)
+    it.each([8, 12])('KV cache (head dim %i): prefill, a chunk, then decode steps match the reference and fill the cache', async (headDim) => {
+      const config: AttentionBlockConfig = { hidden: 32, heads: 4, kvHeads: 2, headDim, rope: { theta: 10000 } };
       const weights = randomBlockWeights(config, seed + 7, { oBias: true });
       const spec = validateBlock(config, weights);
       const block = await AttentionBlock.create(config, weights, { backend: backend.name });
       const unsplit = await AttentionBlock.create(config, weights, { backend: backend.name, minWorkgroups: 0 });
       const B = 2;
       const capacity = 96;
-      const kvd = 2 * 8;
+      const kvd = 2 * headDim;
       let splitSeen = false;
       const runs: Array<['forward' | 'forwardUnfused', AttentionBlock]> = [['forward', block], ['forwardUnfused', block], ...(backend.name === 'webgpu' ? [['forward', unsplit] as ['forward', AttentionBlock]] : [])];
       for (const [path, runner] of runs) {
