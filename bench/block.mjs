@@ -38,6 +38,8 @@ const { values: args } = parseArgs({
     'compare-kernels': { type: 'string', default: '' },
     // tensor-core GEMM tile (index into SGMAT_TILES, or 'simple'), for both paths; default the first
     'gemm-tile': { type: 'string' },
+    // WebGPU: calls per sample queued back to back (steady state); 1 = one call waited for per sample
+    'back-to-back': { type: 'string', default: '1' },
   },
 });
 
@@ -47,6 +49,7 @@ const SMALL = { hidden: 256, heads: 4, kvHeads: 4, headDim: 64, rope: { theta: 1
 const shape = args.quick ? SMALL : QWEN_7B;
 const gemmKernel = args['gemm-tile'] === undefined ? undefined : args['gemm-tile'] === 'simple' ? 'simple' : SGMAT_TILES[Number(args['gemm-tile'])];
 const compareKernels = args['compare-kernels'] ? args['compare-kernels'].split(',') : [];
+const backToBack = Number(args['back-to-back']);
 const seq = args.quick ? 64 : Number(args.seq);
 const batches = args.quick ? [1, 2] : args.batch.split(',').map(Number);
 const iterations = args.quick ? 2 : Number(args.iterations);
@@ -127,15 +130,15 @@ for (const t of checkedTiers) {
     : [];
   for (const batch of batches) {
     log(`timing ${backend} ${t.gemm}/${t.weights} B${batch} S${seq}...`);
-    record(await benchWith(block, { config: shape, batch, seq }, { iterations, warmup: 1 }));
-    for (const other of others) record(await benchWith(other, { config: shape, batch, seq }, { iterations, warmup: 1, paths: ['fused'] }));
+    record(await benchWith(block, { config: shape, batch, seq }, { iterations, warmup: 1, backToBack }));
+    for (const other of others) record(await benchWith(other, { config: shape, batch, seq }, { iterations, warmup: 1, paths: ['fused'], backToBack }));
   }
   for (const other of others) other.destroy();
   // the scope: decode steps (1 token per sequence after a cache of `seq`), where op work on the host counts
   if (backend === 'webgpu' && !args['skip-scope']) {
     for (const batch of [1, batches.at(-1)]) {
       log(`timing scope replay ${t.gemm}/${t.weights} decode B${batch} cache ${seq}...`);
-      record(await benchWith(block, { config: shape, batch, seq: 1, cached: seq }, { iterations: iterations * 4, warmup: 2, paths: ['fused', 'scope', 'unfused'] }));
+      record(await benchWith(block, { config: shape, batch, seq: 1, cached: seq }, { iterations: iterations * 4, warmup: 2, paths: ['fused', 'scope', 'unfused'], backToBack }));
     }
   }
   block.destroy();
@@ -154,17 +157,25 @@ if (args.trace && backend === 'webgpu') {
       while (performance.now() < until) {
         for (const r of [await block.forward(x), await block.forwardUnfused(x)]) void r;
       }
+      // `calls` calls back to back per span (clocks stay up); GPU ms per kernel averaged per call
+      const calls = Math.max(1, backToBack);
+      const outputs = [];
       const profiler = new Profiler(block.gpu.runtime);
-      await profiler.span('fused block', () => block.forward(x));
-      await profiler.span('unfused block', () => block.forwardUnfused(x));
+      for (const [label, run] of [['fused block', () => block.forward(x)], ['unfused block', () => block.forwardUnfused(x)]]) {
+        await profiler.span(label, async () => { for (let i = 0; i < calls; i++) outputs.push((await run()).out); });
+      }
       profiler.stop();
       const report = await profiler.report();
+      for (const out of outputs.splice(0)) out.gpu.buffer.destroy();
       if (!written) writeFileSync(args.trace, JSON.stringify(profiler.chromeTrace()));
       written = true;
-      for (const s of report.spans.filter((r) => r.label.endsWith(' block'))) {
-        const kernels = s.kernels.map((k) => `${k.label}${k.gpuMs !== undefined ? ` ${k.gpuMs.toFixed(2)}ms` : ''}`).join(', ');
-        log(`profile ${t.gemm}/${t.weights} B${batch} (${report.timing}) ${s.label}: ${s.dispatches} dispatches, ${s.submits} submits${s.gpuMs !== undefined ? `, GPU ${s.gpuMs.toFixed(2)} ms` : ''}: ${kernels}`);
-        rows.push({ kind: 'profile', gemm: t.gemm, weights: t.weights, batch, seq, timing: report.timing, span: s.label, dispatches: s.dispatches, gpuMs: s.gpuMs, kernels: s.kernels, adapter: adapter.description, date, commit: rev });
+      for (const s of report.spans.filter((r) => r.label.endsWith(' block') && r.label.split(' ').length === 2)) {
+        const perKernel = new Map();
+        for (const k of s.kernels) perKernel.set(k.label, (perKernel.get(k.label) ?? 0) + (k.gpuMs ?? NaN) / calls);
+        const kernels = [...perKernel].map(([label, ms]) => `${label} ${ms.toFixed(2)}ms`).join(', ');
+        const gpuMs = s.gpuMs !== undefined ? s.gpuMs / calls : undefined;
+        log(`profile ${t.gemm}/${t.weights} B${batch} (${report.timing}, ${calls} calls back to back) ${s.label}: ${s.dispatches / calls} dispatches per call${gpuMs !== undefined ? `, GPU ${gpuMs.toFixed(2)} ms per call` : ''}: ${kernels}`);
+        rows.push({ kind: 'profile', gemm: t.gemm, weights: t.weights, batch, seq, calls, timing: report.timing, span: s.label, dispatches: s.dispatches / calls, gpuMs, kernels: [...perKernel].map(([label, gpuMs]) => ({ label, gpuMs })), adapter: adapter.description, date, commit: rev });
       }
     }
     block.destroy();

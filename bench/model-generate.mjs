@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
     'gpu-weights': { type: 'string', default: 'float32' },
     replay: { type: 'string', default: 'on' },
     profile: { type: 'string', default: '0' },
+    // WebGPU: profile one more prefill (GPU ms per kernel by timestamps, dispatches, submits) and print it
+    'profile-prefill': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/model-generate.jsonl' },
   },
 });
@@ -121,6 +123,19 @@ async function hostTimes(model, steps) {
   return { stepWallMs: +(wall / steps).toFixed(3), stepSubmitHostMs: +(host / steps).toFixed(3) };
 }
 
+/** One more prefill inside a Profiler span: where its time goes (GPU kernels vs host), printed to stderr. */
+async function profilePrefill(model) {
+  const { Profiler } = await import('../dist/index.js');
+  const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+  const profiler = new Profiler(await getRuntime());
+  await profiler.span('prefill', () => generate(model, prompt, { maxNewTokens: 1, stopTokenIds: [] }));
+  profiler.stop();
+  const report = await profiler.report();
+  const span = report.spans.find((s) => s.label === 'prefill');
+  const top = [...span.kernels].sort((a, b) => (b.gpuMs ?? 0) - (a.gpuMs ?? 0)).slice(0, 8).map((k) => `${k.label} x${k.count} ${k.gpuMs?.toFixed(2)}ms`);
+  console.error(`[profile] ${model.attention}: wall ${span.wallMs.toFixed(1)} ms (each dispatch in its own timed pass), GPU ${span.gpuMs?.toFixed(1)} ms, ${span.dispatches} dispatches, ${span.submits} submits; ${top.join(', ')}`);
+}
+
 const store = randomStore(1234);
 const prompt = Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % config.vocabSize);
 const rows = [];
@@ -175,6 +190,7 @@ for (const backend of args.backend.split(',')) {
       commit: commit(),
     };
     rows.push(row);
+    if (args['profile-prefill'] && model.backend === 'webgpu') await profilePrefill(model);
     model.dispose();
     appendRow(args.out, row);
     }

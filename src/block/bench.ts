@@ -28,6 +28,12 @@ export interface BlockBenchOptions extends AttentionBlockOptions {
   seed?: number;
   /** WebGPU: run the paths untimed for at least this long first, to bring GPU clocks up. Default 1000. */
   spinUpMs?: number;
+  /**
+   * WebGPU: calls per sample, queued back to back (each submits; the GPU never idles between them),
+   * the sample being their wall time / this: steady-state latency, as PyTorch's CUDA-event numbers
+   * are taken. 1 (default): one call, waited for, per sample.
+   */
+  backToBack?: number;
 }
 
 export interface BlockBenchRow {
@@ -47,6 +53,8 @@ export interface BlockBenchRow {
   dispatches: number;
   submits: number;
   intermediateBytes: number;
+  /** Calls per sample (options.backToBack). */
+  backToBack: number;
   /** Median ms per call, and all samples. */
   ms: number;
   samples: number[];
@@ -139,17 +147,21 @@ export async function benchWith(block: AttentionBlock, c: BlockBenchCase, option
     // paths take turns, call by call, so clock ramps and thermal drift hit them alike; GPU clocks
     // are first brought up by running the paths for at least `spinUpMs`
     const spinUntil = performance.now() + (gpu ? options.spinUpMs ?? 1000 : 0);
+    const perSample = gpu ? Math.max(1, options.backToBack ?? 1) : 1;
     for (let i = 0; ; i++) {
       const timed = i >= warmup && performance.now() >= spinUntil;
       for (const st of states) {
         await done();
         const t0 = performance.now();
-        const r = await call(st);
+        const outs: Tensor[] = [];
+        let r = await call(st);
+        outs.push(r.out);
+        for (let k = 1; k < perSample; k++) outs.push((r = await call(st)).out);
         await done();
-        const ms = performance.now() - t0;
+        const ms = (performance.now() - t0) / perSample;
         st.stats ??= r.stats;
         // a scope returns the recorded output again; plain GPU calls hand a new buffer each time
-        if (gpu && !st.scope) r.out.gpu!.buffer.destroy();
+        if (gpu && !st.scope) for (const out of outs) out.gpu!.buffer.destroy();
         st.out = r.out;
         if (timed && st.samples.length < iterations) {
           st.samples.push(ms);
@@ -175,6 +187,7 @@ export async function benchWith(block: AttentionBlock, c: BlockBenchCase, option
         samples: st.samples,
         hostMs: median(st.host),
         kernels: st.stats?.kernels ?? [],
+        backToBack: perSample,
       });
     }
   } finally {

@@ -8,7 +8,9 @@
 //           -> the CPU backend's flash job on strided views of the packed rows and the cache prefix
 //           -> O projection.
 //   WebGPU: the block's 3 dispatches (qkv-gemm, block-attention, o-gemm), queued on the runner's
-//           runtime without a flush, so a whole forward pass stays one submission.
+//           runtime. Decode queues them without a flush (a whole step stays one submission);
+//           prefill submits each layer's work (as the unfused module's attention() does), so the
+//           GPU runs layer l while the host encodes layer l + 1 instead of waiting for all layers.
 import { UnsupportedError } from '../core/errors.js';
 import { cpuEngine } from '../backends/cpu/index.js';
 import type { AttentionModule, StepInfo } from '../model/backend.js';
@@ -146,6 +148,9 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
       values: operand(cache.values[layer]),
       out: out.buffer,
     }, extras);
+    // prefill: hand this layer to the GPU now (measured on the H200: one submission for all 24
+    // layers left the GPU idle while the host encoded them, prefill 30% slower than unfused)
+    if (step.tokens > 1) await runtime.flush();
     return out;
   };
 

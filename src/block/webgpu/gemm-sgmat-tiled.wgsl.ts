@@ -55,13 +55,20 @@ const SG = 32;
 /** Workgroup memory Dawn gives every adapter (WebGPU's default maxComputeWorkgroupStorageSize). */
 const WORKGROUP_BYTES = 16384 * 3;
 
-/** Candidate tiles, measured on the H200 (docs/GPU-NOTES.md); the first that fits is the default. */
+/**
+ * Candidate tiles, best first as measured on the H200 (docs/GPU-NOTES.md, block prefill run 1:
+ * Qwen-7B B 8 qkv + o projections): 128 x 128 over 8 subgroups with a K step of 64 in one stage
+ * led (81 TFLOP/s with float32 x, 172 with float16 x); smaller tiles re-read x and W too often.
+ */
 export const SGMAT_TILES: readonly SgmatTile[] = [
+  { sgM: 2, sgN: 4, fragM: 4, fragN: 2, k: 64, stages: 1 },
   { sgM: 2, sgN: 4, fragM: 4, fragN: 2, k: 32, stages: 2 },
   { sgM: 4, sgN: 2, fragM: 2, fragN: 4, k: 32, stages: 2 },
-  { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 32, stages: 2 },
-  { sgM: 2, sgN: 4, fragM: 4, fragN: 2, k: 64, stages: 1 },
   { sgM: 2, sgN: 4, fragM: 4, fragN: 2, k: 32, stages: 1 },
+  { sgM: 4, sgN: 2, fragM: 2, fragN: 4, k: 64, stages: 1 },
+  { sgM: 2, sgN: 4, fragM: 4, fragN: 4, k: 32, stages: 1 },
+  { sgM: 4, sgN: 2, fragM: 4, fragN: 4, k: 32, stages: 1 },
+  { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 32, stages: 2 },
   { sgM: 2, sgN: 2, fragM: 4, fragN: 2, k: 32, stages: 2 },
   { sgM: 2, sgN: 2, fragM: 2, fragN: 2, k: 32, stages: 2 },
 ];
