@@ -166,7 +166,7 @@ if (args.trace && backend === 'webgpu') {
       }
       profiler.stop();
       const report = await profiler.report();
-      for (const out of outputs.splice(0)) out.gpu.buffer.destroy();
+      for (const out of outputs.splice(0)) out.gpu?.buffer.destroy();
       if (!written) writeFileSync(args.trace, JSON.stringify(profiler.chromeTrace()));
       written = true;
       for (const s of report.spans.filter((r) => r.label.endsWith(' block') && r.label.split(' ').length === 2)) {

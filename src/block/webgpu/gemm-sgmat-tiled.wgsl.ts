@@ -56,18 +56,20 @@ const SG = 32;
 const WORKGROUP_BYTES = 16384 * 3;
 
 /**
- * Candidate tiles, best first as measured on the H200 (docs/GPU-NOTES.md, block prefill run 1:
- * Qwen-7B B 8 qkv + o projections): 128 x 128 over 8 subgroups with a K step of 64 in one stage
- * led (81 TFLOP/s with float32 x, 172 with float16 x); smaller tiles re-read x and W too often.
+ * Candidate tiles, best first as measured on the H200 (docs/GPU-NOTES.md, block prefill runs 1-2,
+ * Qwen-7B shapes, K 4096): 128 rows x 256 columns over 8 subgroups of 4 x 4 result matrices, K step
+ * 32 in one stage, led: 120 TFLOP/s with float32 x (the packed QKV projection at B 8), 189 with
+ * float16 x (O projection). Wider tiles re-read x less often, and converting float32 x while
+ * staging is what the smaller tiles were bound by (82-90 TFLOP/s). Small grids were not tuned.
  */
 export const SGMAT_TILES: readonly SgmatTile[] = [
+  { sgM: 2, sgN: 4, fragM: 4, fragN: 4, k: 32, stages: 1 },
+  { sgM: 4, sgN: 2, fragM: 2, fragN: 4, k: 64, stages: 1 },
   { sgM: 2, sgN: 4, fragM: 4, fragN: 2, k: 64, stages: 1 },
+  { sgM: 4, sgN: 2, fragM: 4, fragN: 4, k: 32, stages: 1 },
   { sgM: 2, sgN: 4, fragM: 4, fragN: 2, k: 32, stages: 2 },
   { sgM: 4, sgN: 2, fragM: 2, fragN: 4, k: 32, stages: 2 },
   { sgM: 2, sgN: 4, fragM: 4, fragN: 2, k: 32, stages: 1 },
-  { sgM: 4, sgN: 2, fragM: 2, fragN: 4, k: 64, stages: 1 },
-  { sgM: 2, sgN: 4, fragM: 4, fragN: 4, k: 32, stages: 1 },
-  { sgM: 4, sgN: 2, fragM: 4, fragN: 4, k: 32, stages: 1 },
   { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 32, stages: 2 },
   { sgM: 2, sgN: 2, fragM: 4, fragN: 2, k: 32, stages: 2 },
   { sgM: 2, sgN: 2, fragM: 2, fragN: 2, k: 32, stages: 2 },
