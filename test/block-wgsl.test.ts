@@ -2,8 +2,6 @@
 // backend (which offers f16, subgroups and subgroup matrices, so the tensor-core GEMM is checked
 // here too, though it can only run on the GPU machine), and the subgroup-matrix tiles keep the
 // 16-byte alignment NVIDIA's matrix loads need.
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { buildBlockAttention, buildBlockCombine, BLOCK_ATTENTION_ROWS_TILES, BLOCK_ATTENTION_TILES } from '../dist/block/webgpu/attention.wgsl.js';
 import { SGMAT_TILE, buildSgmatGemm } from '../dist/block/webgpu/gemm-sgmat.wgsl.js';
@@ -13,6 +11,7 @@ import { sgMatrixBlockOptions } from '../dist/block/webgpu/flash-block.js';
 import { buildFlashSgMatrix, sgMatrixWorkgroupBytes } from '../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
 import { SG_MATRIX_CONFIGS } from '../dist/backends/webgpu/tiers/sgmatrix.js';
 import { buildFlash } from '../dist/backends/webgpu/portable/flash.wgsl.js';
+import { tintErrors } from './tint.js';
 
 const dims = (headDim: number, group: number) => ({ hidden: 64, heads: group, kvHeads: 1, headDim, group, qkvWidth: (group + 2) * headDim, scale: 1, rope: {}, maxPositions: 16 });
 /** The tensor-core flash kernel with the block source, for a head dim, cache or not, first two configurations. */
@@ -26,26 +25,6 @@ const portableBlock = (headDim: number, cache: boolean, quadLoads: boolean): str
   tile: { threads: 64, rows: 16, keys: 16 }, returnLse: false, quadLoads, block: { cache },
 });
 const GEMM_COMBOS = [['float32', 'float16', 'float32', true], ['float16', 'float32', 'none', true], ['float32', 'float32', 'float16', false], ['float16', 'float16', 'none', false]] as const;
-
-/**
- * Compile errors per module (undefined when the null backend is unavailable). Compiles in child
- * processes: Dawn's null backend sometimes crashes after a few modules, and a crash must not take
- * the test runner down; each new child resumes after the last module reported.
- */
-function compileAll(modules: string[]): Array<string[]> | undefined {
-  const results: Array<string[] | undefined> = new Array(modules.length).fill(undefined);
-  const child = fileURLToPath(new URL('./wgsl-null-compile.mjs', import.meta.url));
-  for (let next = 0, attempts = 0; next < modules.length && attempts < 2 * modules.length + 4; attempts++) {
-    const r = spawnSync(process.execPath, [child, String(next)], { input: JSON.stringify(modules), encoding: 'utf8', timeout: 60_000 });
-    for (const line of r.stdout.split('\n')) {
-      if (line.startsWith('unavailable')) return undefined;
-      const m = /^(\d+) (ok|error (.*))$/.exec(line);
-      if (m) results[Number(m[1])] = m[2] === 'ok' ? [] : JSON.parse(m[3]) as string[];
-    }
-    while (next < modules.length && results[next] !== undefined) next++;
-  }
-  return results.map((r) => r ?? ['not compiled: the null backend kept crashing']);
-}
 
 const KERNELS: Array<[string, string]> = [
   ...(['none', 'float32', 'float16'] as const).flatMap((bias) => (['builtin', 'invocation'] as const).flatMap((subgroupIndex) => [false, true].map((vec): [string, string] =>
@@ -67,12 +46,9 @@ const KERNELS: Array<[string, string]> = [
 
 describe('block WGSL', () => {
   it('every kernel variant compiles (Tint via Dawn\'s null backend)', () => {
-    const results = compileAll(KERNELS.map(([, code]) => code));
-    if (!results) {
-      console.warn('\n!!! SKIPPING WGSL compile checks of the block: Dawn\'s null backend is unavailable\n');
-      return;
-    }
-    KERNELS.forEach(([name], i) => expect(results[i], name).toEqual([]));
+    const errors = tintErrors(Object.fromEntries(KERNELS), 'the block');
+    if (!errors) return;
+    for (const [name] of KERNELS) expect(errors[name], name).toEqual([]);
   });
 
   it('subgroup-matrix tiles: 16-byte aligned workgroup arrays and matrix offsets', () => {

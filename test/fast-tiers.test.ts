@@ -4,9 +4,7 @@
 // adapter has subgroup matrices (the GPU machine) the f16 suite also runs on the tensor-core tier.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UnsupportedError, validateAttention } from '../dist/index.js';
 import { SUITE, caseName, makeCase } from '../dist/testing/index.js';
@@ -17,8 +15,7 @@ import { buildFlashSubgroup, subgroupWorkgroupBytes, type SubgroupKernelOptions 
 import { lengthClass, tuneKey, recordTuned, clearAutotuneCache, tunedConfig } from '../dist/backends/webgpu/tiers/autotune.js';
 import { setAutotuneMode, autotuneMode } from '../dist/backends/webgpu/tiers/autotune-mode.js';
 import { checkCase } from './helpers.js';
-
-const __dirname = dirname(fileURLToPath(import.meta.url));
+import { tintErrors } from './tint.js';
 
 const BASE: SgMatrixKernelOptions = {
   dimQK: 128, dimRope: 0, dimV: 128, subgroups: 4, blockKeys: 32, headsPerTile: 1, sharedKV: false, vectorLoads: true,
@@ -49,21 +46,6 @@ function workgroupVariableBytes(wgsl: string): Array<[string, number]> {
   return sizes;
 }
 
-/**
- * Compile errors of each WGSL source, from Tint via Dawn's null backend in a child process
- * (test/wgsl-compile.mjs); undefined (with a loud skip) when Dawn's null backend is unavailable.
- */
-function compileErrors(sources: Record<string, string>): Record<string, string[]> | undefined {
-  const child = spawnSync(process.execPath, [join(__dirname, 'wgsl-compile.mjs')], { input: JSON.stringify(sources), encoding: 'utf8', timeout: 60_000 });
-  const line = child.stdout.split('\n').find((l) => l.startsWith('{'));
-  const result = line ? JSON.parse(line) : { ok: false, reason: `exit ${child.status}: ${child.stderr.slice(-300)}` };
-  if (!result.ok) {
-    console.warn(`\n!!! SKIPPING WGSL compile checks of the fast tiers: Dawn's null backend is unavailable (${result.reason})\n`);
-    return undefined;
-  }
-  return result.errors;
-}
-
 describe('subgroup-matrix kernel builder', () => {
   it('every workgroup variable is a multiple of 16 bytes (misaligned matrix loads read the wrong bytes on NVIDIA)', () => {
     for (const o of VARIANTS) {
@@ -82,7 +64,7 @@ describe('subgroup-matrix kernel builder', () => {
   });
 
   it('the WGSL compiles (Tint, via Dawn\'s null backend)', () => {
-    const errors = compileErrors(Object.fromEntries(VARIANTS.map((o) => [JSON.stringify(o), buildFlashSgMatrix(o)])));
+    const errors = tintErrors(Object.fromEntries(VARIANTS.map((o) => [JSON.stringify(o), buildFlashSgMatrix(o)])), 'the subgroup-matrix tier');
     if (errors) for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);
   });
 });
@@ -100,7 +82,7 @@ describe('subgroup kernel builder', () => {
       for (const [name, bytes] of sizes) expect(bytes % 16, `${name} in ${JSON.stringify(o)}`).toBe(0);
       expect(sizes.reduce((a, [, b]) => a + b, 0)).toBe(subgroupWorkgroupBytes(o));
     }
-    const errors = compileErrors(Object.fromEntries(SUBGROUP_VARIANTS.map((o) => [JSON.stringify(o), buildFlashSubgroup(o)])));
+    const errors = tintErrors(Object.fromEntries(SUBGROUP_VARIANTS.map((o) => [JSON.stringify(o), buildFlashSubgroup(o)])), 'the subgroup tier');
     if (errors) for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);
   });
 });

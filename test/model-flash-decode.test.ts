@@ -77,11 +77,11 @@ const gauss = normal(uniform(33));
 const rand = (n: number, scale = 1) => randomFloats(n, gauss, scale);
 
 /** float64 reference: causal attention of q [T, B, Nq D] over the first `length` cache positions (SBH). */
-function reference(q: Float32Array, keys: Float32Array, values: Float32Array, s: { batch: number; tokens: number; length: number; headsQ: number; headsKv: number; headDim: number }): Float32Array {
+function reference(q: Float32Array, keys: Float32Array, values: Float32Array, s: { batch: number; tokens: number; length: number; headsQ: number; headsKv: number; headDim: number }): Float64Array {
   const { batch, tokens, length, headsQ, headsKv, headDim: D } = s;
   const prefix = (x: Float32Array) => Tensor.fromData(x.subarray(0, length * batch * headsKv * D), [length, batch, headsKv * D]);
   const problem = validateAttention(Tensor.fromData(q, [tokens, batch, headsQ * D]), prefix(keys), prefix(values), { layout: 'SBH', heads: headsQ, kvHeads: headsKv, causal: true });
-  return referenceAttention(problem).out as Float32Array;
+  return referenceAttention(problem).out;
 }
 
 const limits = device?.limits;

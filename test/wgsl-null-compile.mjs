@@ -1,14 +1,18 @@
 // Child process of the WGSL compile tests: compiles the WGSL modules it reads as JSON on stdin
 // (from index argv[2] on) with Tint through Dawn's null backend, printing one line per module:
-// "<index> ok" or "<index> error <messages>". Dawn's null backend sometimes crashes after a few
-// modules; the parent then starts a new child from the next index.
+// "<index> ok" or "<index> error <messages>". A crash must not take the test runner down, so the
+// parent runs this in a child and, should one die anyway, starts a new one from the next index.
 import { create } from 'webgpu';
 
 const start = Number(process.argv[2] ?? 0);
 let input = '';
 for await (const chunk of process.stdin) input += chunk;
 const modules = JSON.parse(input);
-const adapter = await create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']).requestAdapter();
+// The instance must outlive the device: once nothing references it, V8 may collect it and Dawn
+// destroys its locks under the live device (seen as mutex assertions and futex errors after the
+// first module or so, earlier the more garbage the process makes).
+const gpu = create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']);
+const adapter = await gpu.requestAdapter();
 if (!adapter) {
   console.log('unavailable no null adapter');
   process.exit(0);
@@ -19,4 +23,5 @@ for (let i = start; i < modules.length; i++) {
   const errors = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}: ${m.message}`);
   process.stdout.write(`${i} ${errors.length ? `error ${JSON.stringify(errors)}` : 'ok'}\n`);
 }
-process.exit(0);
+// referenced here, after the last use of the device, so the instance stays alive until exit
+if (gpu) process.exit(0);
