@@ -121,6 +121,23 @@ export async function finishAttention(runtime: GpuRuntime, p: AttentionProblem, 
   }
 }
 
+/**
+ * Runs `queue` (which binds the problem and queues its kernels, releasing what it bound if it
+ * fails), then finishAttention, and reports the dispatches made and the peak of intermediate bytes
+ * meanwhile: the RunStats of every WebGPU attention path.
+ */
+export async function measuredAttention(runtime: GpuRuntime, p: AttentionProblem, queue: () => Promise<AttentionOperands>): Promise<AttentionResult> {
+  const dispatchesBefore = runtime.counters.dispatches;
+  const meter = runtime.meter();
+  try {
+    const io = await queue();
+    const result = await finishAttention(runtime, p, io);
+    return { ...result, stats: { launches: runtime.counters.dispatches - dispatchesBefore, intermediateBytes: meter.peakIntermediateBytes } };
+  } finally {
+    meter.stop();
+  }
+}
+
 /** Releases everything bound, after a failure. */
 export function abandonAttention(runtime: GpuRuntime, io: AttentionOperands): void {
   releaseOperands(runtime, [io.q, io.k, io.v, io.qRope, io.kRope, io.mask, io.bias]);

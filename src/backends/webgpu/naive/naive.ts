@@ -5,7 +5,7 @@
 //   3. out = P·V: the matmul builder again, writing the output layout directly.
 import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
-import { abandonAttention, bindAttention, bindingSizes, finishAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
+import { abandonAttention, bindAttention, bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../kernels/matmul.js';
 import { buildMatmul, type MatmulOptions } from '../kernels/matmul.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../runtime.js';
@@ -74,88 +74,83 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
   const pvPipeline = runtime.pipeline(pvKernel, pvOptions);
   const pipelines = await Promise.all([scoresPipeline, softmaxPipeline, pvPipeline]);
 
-  const dispatchesBefore = runtime.counters.dispatches;
-  const meter = runtime.meter();
-  const io = bindAttention(runtime, p);
-  const scores = runtime.acquire(Math.max(4, scoreBytes(p)), 'intermediate', 'naive scores S');
-  try {
-    if (p.seqQ > 0) {
-      const nb = p.batch;
-      const zeros = new Int32Array(nb);
-      const table = (rowsA: Int32Array, rowsB: Int32Array, rowsC: Int32Array, lenM: Int32Array, lenB: Int32Array) => {
-        const t = new Uint32Array(5 * nb);
-        [rowsA, rowsB, rowsC, lenM, lenB].forEach((part, i) => t.set(part, i * nb));
-        return runtime.uploadTransient(t, 'ragged table');
-      };
-      const sStrides = [p.headsQ * p.seqQ * p.seqK, p.seqQ * p.seqK, p.seqK, 1] as const;
-      const view = (v: AttentionProblem['q'], base: number, binding: GPUBufferBinding): MatrixOperand => ({
-        binding,
-        offset: v.offset + base,
-        strides: [v.strides.b, v.strides.h, v.strides.s, v.strides.d],
-      });
-      const group = p.headsQ / p.headsKv;
+  return measuredAttention(runtime, p, async () => {
+    const io = bindAttention(runtime, p);
+    const scores = runtime.acquire(Math.max(4, scoreBytes(p)), 'intermediate', 'naive scores S');
+    try {
+      if (p.seqQ > 0) {
+        const nb = p.batch;
+        const zeros = new Int32Array(nb);
+        const table = (rowsA: Int32Array, rowsB: Int32Array, rowsC: Int32Array, lenM: Int32Array, lenB: Int32Array) => {
+          const t = new Uint32Array(5 * nb);
+          [rowsA, rowsB, rowsC, lenM, lenB].forEach((part, i) => t.set(part, i * nb));
+          return runtime.uploadTransient(t, 'ragged table');
+        };
+        const sStrides = [p.headsQ * p.seqQ * p.seqK, p.seqQ * p.seqK, p.seqK, 1] as const;
+        const view = (v: AttentionProblem['q'], base: number, binding: GPUBufferBinding): MatrixOperand => ({
+          binding,
+          offset: v.offset + base,
+          strides: [v.strides.b, v.strides.h, v.strides.s, v.strides.d],
+        });
+        const group = p.headsQ / p.headsKv;
 
-      // 1. S = QKᵀ -> scores
-      const epilogueEntries: Record<number, GPUBuffer | GPUBufferBinding> = {
-        [EPILOGUE.scoreParams]: runtime.uniform(scoreParamsOf(p, io.mask, io.bias), 'score params'),
-        [EPILOGUE.meta]: io.meta,
-      };
-      if (io.mask) epilogueEntries[EPILOGUE.mask] = io.mask.binding;
-      if (io.bias) epilogueEntries[EPILOGUE.bias] = io.bias.binding;
-      dispatchMatmul(runtime, pipelines[0], {
-        label: 'naive-scores',
-        options: { a: p.dtype, b: p.dtype, out: 'float32', transposeB: true, splitK: rope, ragged: true },
-        a: view(p.q, io.q.elementBase, io.q.binding),
-        b: view(p.k, io.k.elementBase, io.k.binding),
-        c: { binding: scores, offset: 0, strides: sStrides },
-        a2: rope ? view(p.qRope!, io.qRope!.elementBase, io.qRope!.binding) : undefined,
-        b2: rope ? view(p.kRope!, io.kRope!.elementBase, io.kRope!.binding) : undefined,
-        m: p.seqQ, n: p.seqK, k: p.dimQK, k2: p.dimRope,
-        outer: nb, inner: p.headsQ, bGroup: group,
-        ragged: table(p.seqStartsQ, p.seqStartsK, zeros, p.seqLensQ, p.seqLensK),
-      }, epilogueEntries);
+        // 1. S = QKᵀ -> scores
+        const epilogueEntries: Record<number, GPUBuffer | GPUBufferBinding> = {
+          [EPILOGUE.scoreParams]: runtime.uniform(scoreParamsOf(p, io.mask, io.bias), 'score params'),
+          [EPILOGUE.meta]: io.meta,
+        };
+        if (io.mask) epilogueEntries[EPILOGUE.mask] = io.mask.binding;
+        if (io.bias) epilogueEntries[EPILOGUE.bias] = io.bias.binding;
+        dispatchMatmul(runtime, pipelines[0], {
+          label: 'naive-scores',
+          options: { a: p.dtype, b: p.dtype, out: 'float32', transposeB: true, splitK: rope, ragged: true },
+          a: view(p.q, io.q.elementBase, io.q.binding),
+          b: view(p.k, io.k.elementBase, io.k.binding),
+          c: { binding: scores, offset: 0, strides: sStrides },
+          a2: rope ? view(p.qRope!, io.qRope!.elementBase, io.qRope!.binding) : undefined,
+          b2: rope ? view(p.kRope!, io.kRope!.elementBase, io.kRope!.binding) : undefined,
+          m: p.seqQ, n: p.seqK, k: p.dimQK, k2: p.dimRope,
+          outer: nb, inner: p.headsQ, bGroup: group,
+          ragged: table(p.seqStartsQ, p.seqStartsK, zeros, p.seqLensQ, p.seqLensK),
+        }, epilogueEntries);
 
-      // 2. softmax rows in place (+ LSE)
-      const softmaxEntries: Record<number, GPUBuffer> = {
-        [SOFTMAX_BINDINGS.params]: runtime.uniform(SOFTMAX_PARAMS.pack({
-          s_strides: [sStrides[0], sStrides[1], sStrides[2], 0],
-          lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
-          batch: nb,
-        }), 'softmax params'),
-        [SOFTMAX_BINDINGS.meta]: io.meta,
-        [SOFTMAX_BINDINGS.scores]: scores,
-      };
-      if (io.lse) softmaxEntries[SOFTMAX_BINDINGS.lse] = io.lse;
-      runtime.dispatch({
-        label: 'naive-softmax',
-        pipeline: pipelines[1],
-        bindGroups: [runtime.bindGroup(pipelines[1], 0, softmaxEntries)],
-        workgroups: [p.seqQ, p.headsQ, nb],
-      });
+        // 2. softmax rows in place (+ LSE)
+        const softmaxEntries: Record<number, GPUBuffer> = {
+          [SOFTMAX_BINDINGS.params]: runtime.uniform(SOFTMAX_PARAMS.pack({
+            s_strides: [sStrides[0], sStrides[1], sStrides[2], 0],
+            lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
+            batch: nb,
+          }), 'softmax params'),
+          [SOFTMAX_BINDINGS.meta]: io.meta,
+          [SOFTMAX_BINDINGS.scores]: scores,
+        };
+        if (io.lse) softmaxEntries[SOFTMAX_BINDINGS.lse] = io.lse;
+        runtime.dispatch({
+          label: 'naive-softmax',
+          pipeline: pipelines[1],
+          bindGroups: [runtime.bindGroup(pipelines[1], 0, softmaxEntries)],
+          workgroups: [p.seqQ, p.headsQ, nb],
+        });
 
-      // 3. out = P·V
-      dispatchMatmul(runtime, pipelines[2], {
-        label: 'naive-pv',
-        options: pvOptions,
-        a: { binding: scores, offset: 0, strides: sStrides },
-        b: view(p.v, io.v.elementBase, io.v.binding),
-        c: { binding: io.out, offset: 0, strides: [p.outStrides.b, p.outStrides.h, p.outStrides.s, p.outStrides.d] },
-        m: p.seqQ, n: p.dimV, k: p.seqK,
-        outer: nb, inner: p.headsQ, bGroup: group,
-        ragged: table(zeros, p.seqStartsK, p.seqStartsQ, p.seqLensQ, p.seqLensK),
-      });
+        // 3. out = P·V
+        dispatchMatmul(runtime, pipelines[2], {
+          label: 'naive-pv',
+          options: pvOptions,
+          a: { binding: scores, offset: 0, strides: sStrides },
+          b: view(p.v, io.v.elementBase, io.v.binding),
+          c: { binding: io.out, offset: 0, strides: [p.outStrides.b, p.outStrides.h, p.outStrides.s, p.outStrides.d] },
+          m: p.seqQ, n: p.dimV, k: p.seqK,
+          outer: nb, inner: p.headsQ, bGroup: group,
+          ragged: table(zeros, p.seqStartsK, p.seqStartsQ, p.seqLensQ, p.seqLensK),
+        });
+      }
+    } catch (e) {
+      abandonAttention(runtime, io);
+      throw e;
+    } finally {
+      // the kernels reading it are queued; the pool hands it out again only to later work
+      runtime.release(scores);
     }
-  } catch (e) {
-    runtime.release(scores);
-    abandonAttention(runtime, io);
-    meter.stop();
-    throw e;
-  }
-  try {
-    runtime.release(scores);
-    const result = await finishAttention(runtime, p, io);
-    return { ...result, stats: { launches: runtime.counters.dispatches - dispatchesBefore, intermediateBytes: meter.peakIntermediateBytes } };
-  } finally {
-    meter.stop();
-  }
+    return io;
+  });
 }

@@ -3,7 +3,8 @@
 // and running one problem (one dispatch) through the GpuRuntime.
 import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
-import { abandonAttention, bindAttention, bindingSizes, finishAttention } from '../attention-io.js';
+import { abandonAttention, bindAttention, bindingSizes, measuredAttention } from '../attention-io.js';
+import { dispatchFastTier } from './dispatch.js';
 import { type GpuRuntime, defineKernel } from '../runtime.js';
 import { packParams } from './flash-params.js';
 import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from './flash-sgmatrix-wgsl.js';
@@ -133,27 +134,7 @@ export async function queueSgMatrix(runtime: GpuRuntime, p: AttentionProblem, co
     const pipeline = await runtime.pipeline(sgMatrixKernel, o);
     const grid = sgMatrixGrid(p, o);
     const params = packParams(p, grid[0], { q: bases[0], k: bases[1], v: bases[2], qRope: bases[3], kRope: bases[4] });
-    const entries: Record<number, GPUBuffer | GPUBufferBinding> = {
-      0: runtime.uniform(params, 'sgmatrix params'),
-      1: io.meta,
-      2: io.q.binding,
-      3: io.k.binding,
-      4: io.v.binding,
-      5: io.out,
-    };
-    let binding = 6;
-    if (io.lse) entries[binding++] = io.lse;
-    if (io.qRope) {
-      entries[binding++] = io.qRope.binding;
-      entries[binding++] = io.kRope!.binding;
-    }
-    if (p.seqQ > 0 && p.seqK > 0) {
-      runtime.dispatch({ label: 'flash-sgmatrix', pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: grid });
-    } else {
-      // nothing to attend to: output 0, LSE -inf
-      runtime.clear(io.out);
-      if (io.lse) runtime.write(io.lse, 0, new Float32Array(Math.ceil(io.lse.size / 4)).fill(-Infinity));
-    }
+    dispatchFastTier(runtime, p, io, { label: 'flash-sgmatrix', pipeline, params, grid });
     return io;
   } catch (e) {
     abandonAttention(runtime, io);
@@ -161,14 +142,6 @@ export async function queueSgMatrix(runtime: GpuRuntime, p: AttentionProblem, co
   }
 }
 
-export async function runSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig): Promise<AttentionResult> {
-  const dispatchesBefore = runtime.counters.dispatches;
-  const meter = runtime.meter();
-  try {
-    const io = await queueSgMatrix(runtime, p, config);
-    const result = await finishAttention(runtime, p, io);
-    return { ...result, stats: { launches: runtime.counters.dispatches - dispatchesBefore, intermediateBytes: meter.peakIntermediateBytes } };
-  } finally {
-    meter.stop();
-  }
+export function runSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig): Promise<AttentionResult> {
+  return measuredAttention(runtime, p, () => queueSgMatrix(runtime, p, config));
 }

@@ -2,7 +2,8 @@
 // adapters and problems it takes (with the reason when not) and running one problem (one dispatch).
 import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
-import { abandonAttention, bindAttention, bindingSizes, finishAttention } from '../attention-io.js';
+import { abandonAttention, bindAttention, bindingSizes, measuredAttention } from '../attention-io.js';
+import { dispatchFastTier } from './dispatch.js';
 import { type GpuRuntime, defineKernel } from '../runtime.js';
 import { packParams } from './flash-params.js';
 import { type SubgroupKernelOptions, buildFlashSubgroup, subgroupWorkgroupBytes } from './flash-subgroup-wgsl.js';
@@ -54,36 +55,19 @@ export function subgroupProblemUnsupported(p: AttentionProblem, d: SubgroupDevic
   return undefined;
 }
 
-export async function runSubgroup(runtime: GpuRuntime, p: AttentionProblem): Promise<AttentionResult> {
-  const dispatchesBefore = runtime.counters.dispatches;
-  const meter = runtime.meter();
-  try {
+export function runSubgroup(runtime: GpuRuntime, p: AttentionProblem): Promise<AttentionResult> {
+  return measuredAttention(runtime, p, async () => {
     const io = bindAttention(runtime, p);
     try {
       const o = subgroupOptionsOf(p, runtime);
       const pipeline = await runtime.pipeline(subgroupKernel, o);
       const grid: [number, number, number] = [Math.ceil(p.seqQ / (o.rows * o.subgroups)), p.headsQ, p.batch];
       const params = packParams(p, grid[0], { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase, qRope: io.qRope?.elementBase ?? 0, kRope: io.kRope?.elementBase ?? 0 });
-      const entries: Record<number, GPUBuffer | GPUBufferBinding> = { 0: runtime.uniform(params, 'subgroup params'), 1: io.meta, 2: io.q.binding, 3: io.k.binding, 4: io.v.binding, 5: io.out };
-      let binding = 6;
-      if (io.lse) entries[binding++] = io.lse;
-      if (io.qRope) {
-        entries[binding++] = io.qRope.binding;
-        entries[binding++] = io.kRope!.binding;
-      }
-      if (p.seqQ > 0 && p.seqK > 0) {
-        runtime.dispatch({ label: 'flash-subgroup', pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: grid });
-      } else {
-        runtime.clear(io.out);
-        if (io.lse) runtime.write(io.lse, 0, new Float32Array(Math.ceil(io.lse.size / 4)).fill(-Infinity));
-      }
+      dispatchFastTier(runtime, p, io, { label: 'flash-subgroup', pipeline, params, grid });
+      return io;
     } catch (e) {
       abandonAttention(runtime, io);
       throw e;
     }
-    const result = await finishAttention(runtime, p, io);
-    return { ...result, stats: { launches: runtime.counters.dispatches - dispatchesBefore, intermediateBytes: meter.peakIntermediateBytes } };
-  } finally {
-    meter.stop();
-  }
+  });
 }
