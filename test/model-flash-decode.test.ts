@@ -5,7 +5,6 @@
 // appended to the cache by the kernel). Dispatched by hand, one kernel at a time.
 import { describe, expect, it } from 'vitest';
 import { acquireDevice } from '../dist/backends/webgpu/device.js';
-import { BufferUsage, MapMode } from '../dist/backends/webgpu/usage.js';
 import { Tensor, referenceAttention, validateAttention } from '../dist/index.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { applyRope } from '../dist/model/cpu/kernels.js';
@@ -14,64 +13,15 @@ import {
   FLASH_COMBINE_PARAMS, FLASH_DECODE_PARAMS, buildFlashCombine, buildFlashDecode, flashDecodeOptions, flashDecodeSplits,
 } from '../dist/model/webgpu/flash-decode.wgsl.js';
 import { backendsHere } from './helpers.js';
+import { type KernelBinding, runKernel } from './webgpu-helpers.js';
 import { expectClose } from './model-helpers.js';
 
 const webgpu = (await backendsHere()).find((b) => b.name === 'webgpu')!;
 if (webgpu.skip) console.warn(`\n!!! SKIPPING the flash-decode kernel tests: ${webgpu.skip}\n`);
 const device = webgpu.skip ? undefined : (await acquireDevice()).device;
 
-type Binding = { read: ArrayBufferView } | { write: number } | { readWrite: ArrayBufferView } | { uniform: ArrayBuffer };
-
 /** Runs one kernel; returns the contents of every binding (inputs too), in binding order. */
-async function run(wgsl: string, bindings: Binding[], workgroups: [number, number?, number?]): Promise<Float32Array[]> {
-  const d = device!;
-  d.pushErrorScope('validation');
-  const module = d.createShaderModule({ code: wgsl });
-  const pipeline = d.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-  const buffers = bindings.map((b) => {
-    const data = 'read' in b ? b.read : 'readWrite' in b ? b.readWrite : 'uniform' in b ? new Uint8Array(b.uniform) : undefined;
-    const bytes = data ? data.byteLength : (b as { write: number }).write * 4;
-    const usage = 'uniform' in b ? BufferUsage.UNIFORM | BufferUsage.COPY_DST : BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC;
-    const buffer = d.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
-    if (data) {
-      const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
-      padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      d.queue.writeBuffer(buffer, 0, padded);
-    }
-    return buffer;
-  });
-  const entries = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
-  const group = d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-  const encoder = d.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
-  pass.end();
-  const staging = buffers.map((buffer, i) => {
-    if ('uniform' in bindings[i]) return undefined;
-    const s = d.createBuffer({ size: buffer.size, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-    encoder.copyBufferToBuffer(buffer, 0, s, 0, buffer.size);
-    return s;
-  });
-  const commands = encoder.finish();
-  const error = await d.popErrorScope();
-  if (error) throw new Error(error.message);
-  d.queue.submit([commands]);
-  const results: Float32Array[] = [];
-  for (const s of staging) {
-    if (!s) {
-      results.push(new Float32Array(0));
-      continue;
-    }
-    await s.mapAsync(MapMode.READ);
-    results.push(new Float32Array(s.getMappedRange().slice(0)));
-    s.unmap();
-    s.destroy();
-  }
-  for (const b of buffers) b.destroy();
-  return results;
-}
+const run = (wgsl: string, bindings: KernelBinding[], workgroups: [number, number?, number?]) => runKernel(device!, wgsl, bindings, workgroups);
 
 const gauss = normal(uniform(33));
 const rand = (n: number, scale = 1) => randomFloats(n, gauss, scale);
@@ -99,7 +49,7 @@ async function flashDecode(o: { headDim: number; group: number; packed: boolean;
     kc_off: 0, vc_off: 0, rope_rows: inputs.ropeRows ?? 0, scale: 1 / Math.sqrt(D),
   });
   const partialFloats = rows * headsQ * splits * (D + 4);
-  const bindings: Binding[] = [
+  const bindings: KernelBinding[] = [
     { uniform: params }, { read: inputs.q }, { readWrite: inputs.keys }, { readWrite: inputs.values }, { write: partialFloats },
     { read: Uint32Array.of(start, start) },
   ];

@@ -4,8 +4,8 @@
 // GpuRuntime) so each kernel is tested on its own.
 import { describe, expect, it } from 'vitest';
 import { acquireDevice } from '../dist/backends/webgpu/device.js';
-import { BufferUsage, MapMode } from '../dist/backends/webgpu/usage.js';
 import { backendsHere } from './helpers.js';
+import { type KernelBinding, runKernel } from './webgpu-helpers.js';
 import { floatsToHalf } from '../dist/index.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { Tensor, referenceAttention, validateAttention } from '../dist/index.js';
@@ -25,52 +25,10 @@ const webgpu = (await backendsHere()).find((b) => b.name === 'webgpu')!;
 if (webgpu.skip) console.warn(`\n!!! SKIPPING the model WGSL kernel tests: ${webgpu.skip}\n`);
 const device = webgpu.skip ? undefined : (await acquireDevice()).device;
 
-type Binding = { read: ArrayBufferView } | { write: number } | { readWrite: ArrayBufferView } | { uniform: ArrayBuffer };
-
 /** Runs one kernel; returns the contents of the write / readWrite bindings, in binding order. */
-async function run(wgsl: string, bindings: Binding[], workgroups: [number, number?, number?]): Promise<Float32Array[]> {
-  const d = device!;
-  d.pushErrorScope('validation');
-  const module = d.createShaderModule({ code: wgsl });
-  const pipeline = d.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-  const buffers = bindings.map((b) => {
-    const bytes = 'write' in b ? b.write * 4 : ('read' in b ? b.read : 'readWrite' in b ? b.readWrite : b.uniform).byteLength;
-    const usage = 'uniform' in b ? BufferUsage.UNIFORM | BufferUsage.COPY_DST : BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC;
-    const buffer = d.createBuffer({ size: Math.max(16, Math.ceil(bytes / 4) * 4), usage });
-    const data = 'read' in b ? b.read : 'readWrite' in b ? b.readWrite : 'uniform' in b ? new Uint8Array(b.uniform) : undefined;
-    if (data) {
-      const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
-      padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      d.queue.writeBuffer(buffer, 0, padded);
-    }
-    return buffer;
-  });
-  const group = d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
-  const encoder = d.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
-  pass.end();
-  const outputs = bindings.map((b, i) => ('write' in b || 'readWrite' in b ? i : -1)).filter((i) => i >= 0);
-  const staging = outputs.map((i) => {
-    const s = d.createBuffer({ size: buffers[i].size, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-    encoder.copyBufferToBuffer(buffers[i], 0, s, 0, buffers[i].size);
-    return s;
-  });
-  const commands = encoder.finish();
-  // validation errors are collected before the submit, so a failure never leaves work in flight
-  const error = await d.popErrorScope();
-  if (error) throw new Error(error.message);
-  d.queue.submit([commands]);
-  const results: Float32Array[] = [];
-  for (const s of staging) {
-    await s.mapAsync(MapMode.READ);
-    results.push(new Float32Array(s.getMappedRange().slice(0)));
-    s.unmap();
-  }
-  for (const b of [...buffers, ...staging]) b.destroy();
-  return results;
+async function run(wgsl: string, bindings: KernelBinding[], workgroups: [number, number?, number?]): Promise<Float32Array[]> {
+  const contents = await runKernel(device!, wgsl, bindings, workgroups);
+  return contents.filter((_, i) => 'write' in bindings[i] || 'readWrite' in bindings[i]);
 }
 
 const gauss = normal(uniform(21));
