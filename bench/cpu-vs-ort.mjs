@@ -28,7 +28,7 @@ if (!existsSync(join(here, 'node_modules', 'onnxruntime-node'))) {
   if (r.status !== 0) throw new Error('npm ci in bench/ failed');
 }
 const ort = (await import(join(here, 'node_modules', 'onnxruntime-node', 'dist', 'index.js'))).default;
-const { multiHeadAttentionModel, groupQueryAttentionModel } = await import('./cpu-onnx.mjs');
+const { multiHeadAttentionModel, groupQueryAttentionModel } = await import('./onnx-model.mjs');
 const { attention, Tensor } = await import(join(root, 'dist', 'index.js'));
 const { normal, uniform, randomFloats } = await import(join(root, 'dist', 'testing', 'index.js'));
 const { cpuEngine } = await import(join(root, 'dist', 'backends', 'cpu', 'index.js'));

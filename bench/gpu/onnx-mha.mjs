@@ -1,43 +1,8 @@
 // ONNX Runtime's WebGPU MultiHeadAttention (contrib op, domain com.microsoft) timed through
 // onnxruntime-node. Host<->GPU copies are excluded by differencing: a model that chains the op
 // `n` times (each output is the next query) minus the model with one op, divided by n - 1.
-// The model is written with a minimal protobuf encoder (no onnx package needed).
-
-// ---- protobuf wire format: varints and length-delimited fields
-function varint(n) {
-  const out = [];
-  let v = BigInt(n);
-  do {
-    let byte = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v > 0n) byte |= 0x80;
-    out.push(byte);
-  } while (v > 0n);
-  return out;
-}
-const fieldVarint = (field, value) => [...varint((field << 3) | 0), ...varint(value)];
-const fieldBytes = (field, bytes) => [...varint((field << 3) | 2), ...varint(bytes.length), ...bytes];
-const fieldString = (field, s) => fieldBytes(field, [...new TextEncoder().encode(s)]);
-
-const FLOAT16 = 10;
-function valueInfo(name, dims) {
-  const shape = dims.flatMap((d) => fieldBytes(1, fieldVarint(1, d)));
-  const tensorType = [...fieldVarint(1, FLOAT16), ...fieldBytes(2, shape)];
-  return [...fieldString(1, name), ...fieldBytes(2, fieldBytes(1, tensorType))];
-}
-function attrInt(name, value) {
-  return [...fieldString(1, name), ...fieldVarint(3, value), ...fieldVarint(20, 2)];
-}
-function node(inputs, outputs, opType, domain, attrs) {
-  return [
-    ...inputs.flatMap((i) => fieldString(1, i)),
-    ...outputs.flatMap((o) => fieldString(2, o)),
-    ...fieldString(3, `${opType}_${outputs[0]}`),
-    ...fieldString(4, opType),
-    ...attrs.flatMap((a) => fieldBytes(5, a)),
-    ...fieldString(7, domain),
-  ];
-}
+// The model is written by bench/onnx-model.mjs (no onnx package needed).
+import { onnxModel } from '../onnx-model.mjs';
 
 /**
  * A model with `chain` MultiHeadAttention ops: out_1 = MHA(query, key, value), out_i = MHA(out_{i-1},
@@ -48,27 +13,15 @@ export function mhaChainModel({ batch, seq, heads, dimQK, dimV, causal }, chain)
   let q = 'query';
   for (let i = 1; i <= chain; i++) {
     const out = `out_${i}`;
-    const attrs = [attrInt('num_heads', heads)];
-    if (causal) attrs.push(attrInt('unidirectional', 1));
-    nodes.push(node([q, 'key', 'value'], [out], 'MultiHeadAttention', 'com.microsoft', attrs));
+    const attributes = causal ? { num_heads: heads, unidirectional: 1 } : { num_heads: heads };
+    nodes.push({ opType: 'MultiHeadAttention', domain: 'com.microsoft', inputs: [q, 'key', 'value'], outputs: [out], attributes });
     q = out;
   }
-  const graph = [
-    ...nodes.flatMap((n) => fieldBytes(1, n)),
-    ...fieldString(2, 'mha_chain'),
-    ...fieldBytes(11, valueInfo('query', [batch, seq, heads * dimQK])),
-    ...fieldBytes(11, valueInfo('key', [batch, seq, heads * dimQK])),
-    ...fieldBytes(11, valueInfo('value', [batch, seq, heads * dimV])),
-    ...fieldBytes(12, valueInfo(q, [batch, seq, heads * dimV])),
-  ];
-  const model = [
-    ...fieldVarint(1, 8), // ir_version
-    ...fieldString(2, 'fusedattn-bench'),
-    ...fieldBytes(7, graph),
-    ...fieldBytes(8, [...fieldString(1, ''), ...fieldVarint(2, 17)]),
-    ...fieldBytes(8, [...fieldString(1, 'com.microsoft'), ...fieldVarint(2, 1)]),
-  ];
-  return new Uint8Array(model);
+  return onnxModel({
+    nodes,
+    inputs: [['query', 'float16', [batch, seq, heads * dimQK]], ['key', 'float16', [batch, seq, heads * dimQK]], ['value', 'float16', [batch, seq, heads * dimV]]],
+    outputs: [[q, 'float16', [batch, seq, heads * dimV]]],
+  });
 }
 
 /** BNSD [B, H, S, D] -> BSH [B, S, H*D] (what MultiHeadAttention takes), float16 bits. */

@@ -1,5 +1,6 @@
-// A tiny protobuf writer, just enough to build one-node ONNX models in memory for the CPU
-// benchmark: com.microsoft MultiHeadAttention and GroupQueryAttention (onnx.proto field numbers).
+// A tiny protobuf writer, just enough to build small ONNX models in memory for the benchmarks
+// against ONNX Runtime (CPU: bench/cpu-vs-ort.mjs; WebGPU: bench/gpu/onnx-mha.mjs): com.microsoft
+// MultiHeadAttention and GroupQueryAttention (onnx.proto field numbers), so no onnx package is needed.
 
 /** Wire types: 0 varint, 2 length-delimited, 5 fixed32. */
 function varint(n) {
@@ -19,7 +20,7 @@ const bytes = (field, b) => [...key(field, 2), ...varint(b.length), ...b];
 const string = (field, s) => bytes(field, [...new TextEncoder().encode(s)]);
 const float = (field, x) => [...key(field, 5), ...new Uint8Array(Float32Array.of(x).buffer)];
 
-const ELEM = { float: 1, int32: 6 };
+const ELEM = { float: 1, int32: 6, float16: 10 };
 
 function valueInfo(name, elemType, dims) {
   // ValueInfoProto{name=1, type=2}; TypeProto{tensor_type=1}; Tensor{elem_type=1, shape=2}; Shape{dim=1}; Dim{dim_value=1, dim_param=2}
@@ -35,20 +36,20 @@ function attribute(name, value) {
 }
 
 /**
- * A model with one node. inputs/outputs: [name, elemType, dims]; node inputs may include ''
- * (absent optional input).
+ * A model of `nodes` ({ opType, domain, inputs, outputs, attributes }) in order; graph inputs and
+ * outputs are [name, elemType, dims]. Node inputs may include '' (absent optional input).
  */
-export function oneNodeModel({ opType, domain, nodeInputs, nodeOutputs, attributes, inputs, outputs }) {
-  const node = [
+export function onnxModel({ nodes, inputs, outputs }) {
+  const node = ({ opType, domain, inputs: nodeInputs, outputs: nodeOutputs, attributes }) => [
     ...nodeInputs.flatMap((n) => string(1, n)),
     ...nodeOutputs.flatMap((n) => string(2, n)),
-    ...string(3, opType),
+    ...string(3, `${opType}_${nodeOutputs[0]}`),
     ...string(4, opType),
     ...Object.entries(attributes).flatMap(([n, v]) => bytes(5, attribute(n, v))),
     ...string(7, domain),
   ];
   const graph = [
-    ...bytes(1, node),
+    ...nodes.flatMap((n) => bytes(1, node(n))),
     ...string(2, 'bench'),
     ...inputs.flatMap(([n, t, d]) => bytes(11, valueInfo(n, t, d))),
     ...outputs.flatMap(([n, t, d]) => bytes(12, valueInfo(n, t, d))),
@@ -67,12 +68,8 @@ export function oneNodeModel({ opType, domain, nodeInputs, nodeOutputs, attribut
 /** MultiHeadAttention: q/k/v [B, S, N*H] -> [B, S, N*H]; unidirectional = causal (top-left = bottom-right for Sq = Sk). */
 export function multiHeadAttentionModel({ heads, dim, causal, scale }) {
   const hidden = heads * dim;
-  return oneNodeModel({
-    opType: 'MultiHeadAttention',
-    domain: 'com.microsoft',
-    nodeInputs: ['query', 'key', 'value'],
-    nodeOutputs: ['output'],
-    attributes: { num_heads: heads, unidirectional: causal ? 1 : 0, scale },
+  return onnxModel({
+    nodes: [{ opType: 'MultiHeadAttention', domain: 'com.microsoft', inputs: ['query', 'key', 'value'], outputs: ['output'], attributes: { num_heads: heads, unidirectional: causal ? 1 : 0, scale } }],
     inputs: [['query', 'float', ['B', 'S', hidden]], ['key', 'float', ['B', 'L', hidden]], ['value', 'float', ['B', 'L', hidden]]],
     outputs: [['output', 'float', ['B', 'S', hidden]]],
   });
@@ -83,12 +80,14 @@ export function multiHeadAttentionModel({ heads, dim, causal, scale }) {
  * key/value [B, S, Nkv*H], seqlens_k [B] = S - 1, total_sequence_length [] = S.
  */
 export function groupQueryAttentionModel({ heads, kvHeads, dim, scale }) {
-  return oneNodeModel({
-    opType: 'GroupQueryAttention',
-    domain: 'com.microsoft',
-    nodeInputs: ['query', 'key', 'value', '', '', 'seqlens_k', 'total_sequence_length'],
-    nodeOutputs: ['output', 'present_key', 'present_value'],
-    attributes: { num_heads: heads, kv_num_heads: kvHeads, scale },
+  return onnxModel({
+    nodes: [{
+      opType: 'GroupQueryAttention',
+      domain: 'com.microsoft',
+      inputs: ['query', 'key', 'value', '', '', 'seqlens_k', 'total_sequence_length'],
+      outputs: ['output', 'present_key', 'present_value'],
+      attributes: { num_heads: heads, kv_num_heads: kvHeads, scale },
+    }],
     inputs: [
       ['query', 'float', ['B', 'S', heads * dim]], ['key', 'float', ['B', 'S', kvHeads * dim]], ['value', 'float', ['B', 'S', kvHeads * dim]],
       ['seqlens_k', 'int32', ['B']], ['total_sequence_length', 'int32', []],
