@@ -14,7 +14,7 @@ import type { CpuEngine } from '../../backends/cpu/engine.js';
 import { Tensor } from '../../core/tensor.js';
 import type { BlockDims, BlockSpec } from '../config.js';
 import { asFloat32, packBias, packQkv } from '../pack.js';
-import { type RopeTable, ropeTable } from '../rope.js';
+import { type RopeTable, ropeTable, rotateRows } from '../rope.js';
 import type { BlockCall, BlockGeometry, BlockLayout } from '../shape.js';
 import type { BlockResult } from '../stats.js';
 import { causalProblem } from './problem.js';
@@ -107,23 +107,11 @@ export function ropeAndCache(
   const qd = Nq * D;
   const kvd = Nkv * D;
   const W = qd + 2 * kvd;
-  const half = D / 2;
   for (let b = 0; b < call.batch; b++) {
     for (let s = 0; s < call.seq; s++) {
       const row = (b * call.rowStrideB + s * call.rowStrideS) * W;
       if (bias) for (let c = 0; c < W; c++) qkv[row + c] += bias[c];
-      const t = s * half;
-      for (let h = 0; h < Nq + Nkv; h++) {
-        const base = row + h * D;
-        for (let i = 0; i < half; i++) {
-          const c = table.cos[t + i];
-          const sn = table.sin[t + i];
-          const x1 = qkv[base + i];
-          const x2 = qkv[base + i + half];
-          qkv[base + i] = x1 * c - x2 * sn;
-          qkv[base + i + half] = x2 * c + x1 * sn;
-        }
-      }
+      rotateRows(qkv, 1, 0, row, Nq + Nkv, D, table, () => s);
       if (keys && values) {
         const at = ((call.start + s) * call.batch + b) * kvd;
         keys.set(qkv.subarray(row + qd, row + qd + kvd), at);
