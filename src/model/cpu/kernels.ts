@@ -1,6 +1,7 @@
 // The CPU runner's small float32 kernels: RMSNorm, SwiGLU, RoPE. O(activations) work next to the
 // matmuls and attention, which run on the CPU backend's worker pool (see ops.ts).
 import type { RopeTable } from '../rope.js';
+import { rotateRows } from '../../block/rope.js';
 
 export function rmsNormRows(x: Float32Array, rows: number, cols: number, weight: Float32Array, eps: number): Float32Array {
   const out = new Float32Array(rows * cols);
@@ -27,20 +28,5 @@ export function swigluInto(gate: Float32Array, up: Float32Array, out = new Float
  * (i, i + D/2)); row t uses table row t (position table.start + t).
  */
 export function applyRope(x: Float32Array, batch: number, heads: number, D: number, table: RopeTable): void {
-  const half = D / 2;
-  const rows = table.count * batch;
-  for (let r = 0; r < rows; r++) {
-    const t = Math.floor(r / batch);
-    const cos = table.cos.subarray(t * half, (t + 1) * half);
-    const sin = table.sin.subarray(t * half, (t + 1) * half);
-    for (let h = 0; h < heads; h++) {
-      const base = (r * heads + h) * D;
-      for (let i = 0; i < half; i++) {
-        const a = x[base + i];
-        const b = x[base + i + half];
-        x[base + i] = a * cos[i] - b * sin[i];
-        x[base + i + half] = b * cos[i] + a * sin[i];
-      }
-    }
-  }
+  rotateRows(x, table.count * batch, heads * D, 0, heads, D, table, (r) => Math.floor(r / batch));
 }
