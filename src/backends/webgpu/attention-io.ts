@@ -122,15 +122,29 @@ export async function finishAttention(runtime: GpuRuntime, p: AttentionProblem, 
 }
 
 /**
- * Runs `queue` (which binds the problem and queues its kernels, releasing what it bound if it
- * fails), then finishAttention, and reports the dispatches made and the peak of intermediate bytes
- * meanwhile: the RunStats of every WebGPU attention path.
+ * Binds the problem's tensors, lets `queue` record its kernels on them, and releases everything
+ * bound if it fails; returns what finishAttention needs.
  */
-export async function measuredAttention(runtime: GpuRuntime, p: AttentionProblem, queue: () => Promise<AttentionOperands>): Promise<AttentionResult> {
+export async function bindAndQueue(runtime: GpuRuntime, p: AttentionProblem, queue: (io: AttentionOperands) => Promise<void> | void): Promise<AttentionOperands> {
+  const io = bindAttention(runtime, p);
+  try {
+    await queue(io);
+  } catch (e) {
+    abandonAttention(runtime, io);
+    throw e;
+  }
+  return io;
+}
+
+/**
+ * bindAndQueue, then finishAttention, reporting the dispatches made and the peak of intermediate
+ * bytes meanwhile: the RunStats of every WebGPU attention path.
+ */
+export async function measuredAttention(runtime: GpuRuntime, p: AttentionProblem, queue: (io: AttentionOperands) => Promise<void> | void): Promise<AttentionResult> {
   const dispatchesBefore = runtime.counters.dispatches;
   const meter = runtime.meter();
   try {
-    const io = await queue();
+    const io = await bindAndQueue(runtime, p, queue);
     const result = await finishAttention(runtime, p, io);
     return { ...result, stats: { launches: runtime.counters.dispatches - dispatchesBefore, intermediateBytes: meter.peakIntermediateBytes } };
   } finally {

@@ -5,7 +5,7 @@
 //   3. out = P·V: the matmul builder again, writing the output layout directly.
 import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
-import { abandonAttention, bindAttention, bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
+import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../kernels/matmul.js';
 import { buildMatmul, type MatmulOptions } from '../kernels/matmul.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../runtime.js';
@@ -74,8 +74,7 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
   const pvPipeline = runtime.pipeline(pvKernel, pvOptions);
   const pipelines = await Promise.all([scoresPipeline, softmaxPipeline, pvPipeline]);
 
-  return measuredAttention(runtime, p, async () => {
-    const io = bindAttention(runtime, p);
+  return measuredAttention(runtime, p, (io) => {
     const scores = runtime.acquire(Math.max(4, scoreBytes(p)), 'intermediate', 'naive scores S');
     try {
       if (p.seqQ > 0) {
@@ -144,13 +143,9 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
           ragged: table(zeros, p.seqStartsK, p.seqStartsQ, p.seqLensQ, p.seqLensK),
         });
       }
-    } catch (e) {
-      abandonAttention(runtime, io);
-      throw e;
     } finally {
       // the kernels reading it are queued; the pool hands it out again only to later work
       runtime.release(scores);
     }
-    return io;
   });
 }

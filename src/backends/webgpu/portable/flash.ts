@@ -4,7 +4,7 @@ import { UnsupportedError } from '../../../core/errors.js';
 import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { elementBaseOf } from '../operands.js';
-import { abandonAttention, bindAttention, bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
+import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { type GpuRuntime, defineKernel } from '../runtime.js';
 import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildFlash, checkTile, flashWorkgroupBytes } from './flash.wgsl.js';
 
@@ -131,54 +131,47 @@ export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: Fl
   const tile = run.tile ?? (chooseTile(p, runtime.limits) as FlashTile);
   const options = flashOptionsOf(p, tile, runtime.limits.minStorageBufferOffsetAlignment);
   const pipeline = await runtime.pipeline(flashKernel, options);
-  return measuredAttention(runtime, p, async () => {
-    const io = bindAttention(runtime, p);
-    try {
-      const view = (v: AttentionProblem['q'] | undefined) => (v ? [v.strides.b, v.strides.h, v.strides.s, v.strides.d] : [0, 0, 0, 0]);
-      const params = FLASH_PARAMS.pack({
-        q_strides: view(p.q),
-        k_strides: view(p.k),
-        v_strides: view(p.v),
-        qr_strides: view(p.qRope),
-        kr_strides: view(p.kRope),
-        out_strides: [p.outStrides.b, p.outStrides.h, p.outStrides.s, p.outStrides.d],
-        lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
-        q_off: p.q.offset + io.q.elementBase,
-        k_off: p.k.offset + io.k.elementBase,
-        v_off: p.v.offset + io.v.elementBase,
-        qr_off: p.qRope ? p.qRope.offset + io.qRope!.elementBase : 0,
-        kr_off: p.kRope ? p.kRope.offset + io.kRope!.elementBase : 0,
-        group: p.headsQ / p.headsKv,
+  return measuredAttention(runtime, p, (io) => {
+    const view = (v: AttentionProblem['q'] | undefined) => (v ? [v.strides.b, v.strides.h, v.strides.s, v.strides.d] : [0, 0, 0, 0]);
+    const params = FLASH_PARAMS.pack({
+      q_strides: view(p.q),
+      k_strides: view(p.k),
+      v_strides: view(p.v),
+      qr_strides: view(p.qRope),
+      kr_strides: view(p.kRope),
+      out_strides: [p.outStrides.b, p.outStrides.h, p.outStrides.s, p.outStrides.d],
+      lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
+      q_off: p.q.offset + io.q.elementBase,
+      k_off: p.k.offset + io.k.elementBase,
+      v_off: p.v.offset + io.v.elementBase,
+      qr_off: p.qRope ? p.qRope.offset + io.qRope!.elementBase : 0,
+      kr_off: p.kRope ? p.kRope.offset + io.kRope!.elementBase : 0,
+      group: p.headsQ / p.headsKv,
+    });
+    const B = FLASH_BINDINGS;
+    const entries: Record<number, GPUBuffer | GPUBufferBinding> = {
+      [B.params]: runtime.uniform(params, 'flash params'),
+      [B.scoreParams]: runtime.uniform(scoreParamsOf(p, io.mask, io.bias), 'score params'),
+      [B.meta]: io.meta,
+      [B.q]: io.q.binding,
+      [B.k]: io.k.binding,
+      [B.v]: io.v.binding,
+      [B.out]: io.out,
+    };
+    if (io.qRope) entries[B.qRope] = io.qRope.binding;
+    if (io.kRope) entries[B.kRope] = io.kRope.binding;
+    if (io.mask) entries[B.mask] = io.mask.binding;
+    if (io.bias) entries[B.bias] = io.bias.binding;
+    if (io.lse) entries[B.lse] = io.lse;
+    // float16 output with odd Dv is OR-ed in atomically: it must start from zero
+    if (p.dtype === 'float16' && p.dimV % 2 === 1) runtime.clear(io.out);
+    if (p.seqQ > 0) {
+      runtime.dispatch({
+        label: 'flash-portable',
+        pipeline,
+        bindGroups: [runtime.bindGroup(pipeline, 0, entries)],
+        workgroups: flashGrid(p, tile),
       });
-      const B = FLASH_BINDINGS;
-      const entries: Record<number, GPUBuffer | GPUBufferBinding> = {
-        [B.params]: runtime.uniform(params, 'flash params'),
-        [B.scoreParams]: runtime.uniform(scoreParamsOf(p, io.mask, io.bias), 'score params'),
-        [B.meta]: io.meta,
-        [B.q]: io.q.binding,
-        [B.k]: io.k.binding,
-        [B.v]: io.v.binding,
-        [B.out]: io.out,
-      };
-      if (io.qRope) entries[B.qRope] = io.qRope.binding;
-      if (io.kRope) entries[B.kRope] = io.kRope.binding;
-      if (io.mask) entries[B.mask] = io.mask.binding;
-      if (io.bias) entries[B.bias] = io.bias.binding;
-      if (io.lse) entries[B.lse] = io.lse;
-      // float16 output with odd Dv is OR-ed in atomically: it must start from zero
-      if (p.dtype === 'float16' && p.dimV % 2 === 1) runtime.clear(io.out);
-      if (p.seqQ > 0) {
-        runtime.dispatch({
-          label: 'flash-portable',
-          pipeline,
-          bindGroups: [runtime.bindGroup(pipeline, 0, entries)],
-          workgroups: flashGrid(p, tile),
-        });
-      }
-    } catch (e) {
-      abandonAttention(runtime, io);
-      throw e;
     }
-    return io;
   });
 }

@@ -3,7 +3,7 @@
 // and running one problem (one dispatch) through the GpuRuntime.
 import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
-import { abandonAttention, bindAttention, bindingSizes, measuredAttention } from '../attention-io.js';
+import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention } from '../attention-io.js';
 import { dispatchFastTier } from './dispatch.js';
 import { type GpuRuntime, defineKernel } from '../runtime.js';
 import { packParams } from './flash-params.js';
@@ -126,22 +126,20 @@ export function sgMatrixGrid(p: AttentionProblem, o: SgMatrixKernelOptions): [nu
  * Queues the kernel for `p` (inputs bound, outputs allocated) without reading back; returns what
  * finishAttention needs. The autotuner times this with timestamp queries.
  */
-export async function queueSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig) {
-  const io = bindAttention(runtime, p);
-  try {
-    const bases = [io.q.elementBase, io.k.elementBase, io.v.elementBase, io.qRope?.elementBase ?? 0, io.kRope?.elementBase ?? 0];
-    const o = kernelOptionsOf(p, config, bases);
-    const pipeline = await runtime.pipeline(sgMatrixKernel, o);
-    const grid = sgMatrixGrid(p, o);
-    const params = packParams(p, grid[0], { q: bases[0], k: bases[1], v: bases[2], qRope: bases[3], kRope: bases[4] });
-    dispatchFastTier(runtime, p, io, { label: 'flash-sgmatrix', pipeline, params, grid });
-    return io;
-  } catch (e) {
-    abandonAttention(runtime, io);
-    throw e;
-  }
+export function queueSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig): Promise<AttentionOperands> {
+  return bindAndQueue(runtime, p, (io) => recordSgMatrix(runtime, p, config, io));
 }
 
 export function runSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig): Promise<AttentionResult> {
-  return measuredAttention(runtime, p, () => queueSgMatrix(runtime, p, config));
+  return measuredAttention(runtime, p, (io) => recordSgMatrix(runtime, p, config, io));
+}
+
+/** Records the kernel for `p` on its bound operands. */
+async function recordSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig, io: AttentionOperands): Promise<void> {
+  const bases = [io.q.elementBase, io.k.elementBase, io.v.elementBase, io.qRope?.elementBase ?? 0, io.kRope?.elementBase ?? 0];
+  const o = kernelOptionsOf(p, config, bases);
+  const pipeline = await runtime.pipeline(sgMatrixKernel, o);
+  const grid = sgMatrixGrid(p, o);
+  const params = packParams(p, grid[0], { q: bases[0], k: bases[1], v: bases[2], qRope: bases[3], kRope: bases[4] });
+  dispatchFastTier(runtime, p, io, { label: 'flash-sgmatrix', pipeline, params, grid });
 }

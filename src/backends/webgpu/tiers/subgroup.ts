@@ -2,7 +2,7 @@
 // adapters and problems it takes (with the reason when not) and running one problem (one dispatch).
 import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
-import { abandonAttention, bindAttention, bindingSizes, measuredAttention } from '../attention-io.js';
+import { bindingSizes, measuredAttention } from '../attention-io.js';
 import { dispatchFastTier } from './dispatch.js';
 import { type GpuRuntime, defineKernel } from '../runtime.js';
 import { packParams } from './flash-params.js';
@@ -56,18 +56,11 @@ export function subgroupProblemUnsupported(p: AttentionProblem, d: SubgroupDevic
 }
 
 export function runSubgroup(runtime: GpuRuntime, p: AttentionProblem): Promise<AttentionResult> {
-  return measuredAttention(runtime, p, async () => {
-    const io = bindAttention(runtime, p);
-    try {
-      const o = subgroupOptionsOf(p, runtime);
-      const pipeline = await runtime.pipeline(subgroupKernel, o);
-      const grid: [number, number, number] = [Math.ceil(p.seqQ / (o.rows * o.subgroups)), p.headsQ, p.batch];
-      const params = packParams(p, grid[0], { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase, qRope: io.qRope?.elementBase ?? 0, kRope: io.kRope?.elementBase ?? 0 });
-      dispatchFastTier(runtime, p, io, { label: 'flash-subgroup', pipeline, params, grid });
-      return io;
-    } catch (e) {
-      abandonAttention(runtime, io);
-      throw e;
-    }
+  return measuredAttention(runtime, p, async (io) => {
+    const o = subgroupOptionsOf(p, runtime);
+    const pipeline = await runtime.pipeline(subgroupKernel, o);
+    const grid: [number, number, number] = [Math.ceil(p.seqQ / (o.rows * o.subgroups)), p.headsQ, p.batch];
+    const params = packParams(p, grid[0], { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase, qRope: io.qRope?.elementBase ?? 0, kRope: io.kRope?.elementBase ?? 0 });
+    dispatchFastTier(runtime, p, io, { label: 'flash-subgroup', pipeline, params, grid });
   });
 }
