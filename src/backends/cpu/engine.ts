@@ -2,12 +2,13 @@
 // and where jobs run: the worker pool, or the main thread for tiny jobs and for the
 // single-threaded fallback (no SharedArrayBuffer: a browser page without cross-origin isolation).
 import { UnsupportedError } from '../../core/errors.js';
+import { cpuKernelsSetting, cpuThreadsSetting } from '../../core/config.js';
 import { Arena, formatBytes } from './arena.js';
 import { type CompiledKernels, type KernelKind, type Kernels, compileKernels, instantiateKernels, scalarKernels, tileGeometry } from './kernels.js';
 import type { DEFAULT_KERNEL_OPTIONS } from './wasm/kernels.js';
 import { type Job, type JobKind, type JobParamsOf, runJobTasks } from './jobs.js';
 import { WorkerPool } from './pool.js';
-import { envVar, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
+import { hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
 
 export interface CpuEngineOptions {
   /** Worker threads; 0 runs everything on the calling thread. Default: the machine's cores. */
@@ -49,9 +50,9 @@ export class CpuEngine {
     const shared = sharedMemoryAvailable();
     const simd = simdAvailable();
     const relaxed = relaxedSimdAvailable();
-    const fromEnv = envVar('FUSEDATTN_CPU_THREADS');
-    let threads = options.threads ?? (fromEnv !== undefined && fromEnv !== '' ? Number(fromEnv) : await hardwareThreads());
-    if (!Number.isInteger(threads) || threads < 0) threads = 1;
+    // configure() / FUSEDATTN_CPU_THREADS are validated and clamped to the cores there;
+    // options.threads (tests, benchmarks) is taken as given
+    let threads = options.threads ?? cpuThreadsSetting(await hardwareThreads());
     let singleThreadedReason: string | undefined;
     if (!shared && threads > 0) {
       singleThreadedReason = 'SharedArrayBuffer is unavailable (browsers need cross-origin isolation: COOP/COEP headers)';
@@ -59,7 +60,7 @@ export class CpuEngine {
     } else if (threads === 0) singleThreadedReason = 'threads: 0 requested';
 
     const arena = new Arena(shared && threads > 0);
-    const want = options.kernels ?? (envVar('FUSEDATTN_CPU_KERNELS') as CpuEngineOptions['kernels']) ?? 'auto';
+    const want = options.kernels ?? cpuKernelsSetting();
     let compiled: CompiledKernels | undefined;
     if (want !== 'scalar' && simd) compiled = await compileKernels(arena.shared, arena.maximumPages, want === 'auto' && relaxed, options.tuning);
     const kernels = compiled ? instantiateKernels(compiled, arena.memory) : scalarKernels(arena.memory, tileGeometry(options.tuning));
@@ -104,5 +105,10 @@ export class CpuEngine {
 
   terminate(): void {
     this.pool?.terminate();
+  }
+
+  /** Stops the workers once the jobs in flight are done (configure() changed the CPU settings). */
+  retire(): void {
+    this.pool?.retire();
   }
 }

@@ -4,6 +4,7 @@
 import type { AttentionProblem } from '../../attention/problem.js';
 import type { AttentionBackend } from '../backend.js';
 import { cpuUnsupported, runFlash, runNaive } from './attention.js';
+import { cpuThreadsSetting, onConfigChange, onDispose } from '../../core/config.js';
 import { CpuEngine, type CpuEngineOptions } from './engine.js';
 import { type MatmulSpec, cpuMatmul } from './matmul.js';
 import { hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
@@ -16,11 +17,30 @@ const cores = await hardwareThreads();
 let engine: Promise<CpuEngine> | undefined;
 let started: CpuEngine | undefined;
 
+// configure({ cpuThreads | cpuKernels }) retires the running engine: calls in flight finish on it,
+// the next call starts one with the new settings. dispose() stops it at once.
+onConfigChange((changed) => {
+  if (!changed.includes('cpuThreads') && !changed.includes('cpuKernels')) return;
+  const previous = engine;
+  engine = undefined;
+  started = undefined;
+  void previous?.then((e) => e.retire(), () => undefined);
+});
+onDispose(async () => {
+  const previous = engine;
+  engine = undefined;
+  started = undefined;
+  (await previous?.catch(() => undefined))?.terminate();
+});
+
 /** The process-wide CPU engine, started on first use. */
 export function cpuEngine(): Promise<CpuEngine> {
   if (!engine) {
-    engine = CpuEngine.create().then((e) => (started = e));
-    engine.catch(() => (engine = undefined));
+    const attempt = CpuEngine.create().then((e) => (started = e));
+    engine = attempt;
+    attempt.catch(() => {
+      if (engine === attempt) engine = undefined;
+    });
   }
   return engine;
 }
@@ -49,8 +69,11 @@ export const cpuBackend: AttentionBackend = {
 export function describeCpu(): string {
   if (started) return started.describe();
   const shared = sharedMemoryAvailable();
+  const threads = cpuThreadsSetting(cores); // throws the ValueError of a malformed FUSEDATTN_CPU_THREADS
   const parts = [
-    shared ? `${cores} worker thread${cores === 1 ? '' : 's'} on shared memory (pool starts on first use)` : 'single-threaded (no SharedArrayBuffer)',
+    !shared ? 'single-threaded (no SharedArrayBuffer)'
+      : threads === 0 ? 'single-threaded (threads: 0 requested)'
+      : `${threads} worker thread${threads === 1 ? '' : 's'} on shared memory (pool starts on first use)`,
     `WASM SIMD ${simdAvailable() ? 'yes' : 'no'}`,
     `relaxed SIMD ${relaxedSimdAvailable() ? 'yes' : 'no (Node: --experimental-wasm-relaxed-simd)'}`,
   ];

@@ -2,6 +2,7 @@
 // memory: WASM SIMD (built at runtime by wasm/kernels.ts) and plain scalar JavaScript (the
 // fallback where WASM SIMD is missing, and the yardstick the SIMD kernels are measured and tested
 // against). Addresses and leading dimensions are in bytes, matrices row-major float32.
+import { envFlag } from '../../core/env.js';
 import { KERNEL_SIGNATURES, buildKernelModule, DEFAULT_KERNEL_OPTIONS, type KernelOptions } from './wasm/kernels.js';
 
 export type KernelKind = 'wasm-relaxed-simd' | 'wasm-simd' | 'scalar';
@@ -54,8 +55,7 @@ export function tileGeometry(tuning: Partial<typeof DEFAULT_KERNEL_OPTIONS> = {}
 export async function compileKernels(shared: boolean, maximumPages: number, relaxed: boolean, tuning: Partial<typeof DEFAULT_KERNEL_OPTIONS> = {}): Promise<CompiledKernels> {
   const options: KernelOptions = { ...DEFAULT_KERNEL_OPTIONS, ...tuning, relaxed, shared, maximumPages };
   const builder = buildKernelModule(options);
-  const g = globalThis as { process?: { env?: Record<string, string | undefined> } };
-  if (g.process?.env?.FUSEDATTN_DEBUG_WASM) console.log(builder.wat());
+  if (envFlag('FUSEDATTN_DEBUG_WASM')) console.log(builder.wat());
   const module = await WebAssembly.compile(builder.bytes());
   return { module, kind: relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', tiles: tileGeometry(tuning) };
 }

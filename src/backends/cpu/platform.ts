@@ -5,15 +5,10 @@
 
 interface NodeProcess {
   versions?: { node?: string };
-  env?: Record<string, string | undefined>;
 }
 
 const nodeProcess = (globalThis as { process?: NodeProcess }).process;
 export const isNode = typeof nodeProcess?.versions?.node === 'string';
-
-export function envVar(name: string): string | undefined {
-  return nodeProcess?.env?.[name];
-}
 
 /** Logical cores: os.availableParallelism() in Node, navigator.hardwareConcurrency in a browser. */
 export async function hardwareThreads(): Promise<number> {

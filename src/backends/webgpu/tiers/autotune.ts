@@ -14,6 +14,7 @@
 // FUSEDATTN_AUTOTUNE_FILE overrides the cache file path (Node).
 // A candidate whose output differs from the default configuration's on the same inputs is
 // rejected (drivers have surprised us before: docs/GPU-NOTES.md, run 2).
+import { envFlag, envList, envString } from '../../../core/env.js';
 import type { AttentionProblem } from '../../../attention/problem.js';
 import { abandonAttention, outputBytes } from '../attention-io.js';
 import type { DispatchCommand, GpuRuntime } from '../runtime.js';
@@ -34,7 +35,7 @@ export function lengthClass(seqK: number): string {
 
 export function adapterKey(runtime: Pick<GpuRuntime, 'adapter'>): string {
   const a = runtime.adapter;
-  const unsafe = (globalThis.process?.env?.GPU_DAWN_TOGGLES ?? '').includes('disable_robustness') || globalThis.process?.env?.FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS === '1';
+  const unsafe = envList('GPU_DAWN_TOGGLES').includes('disable_robustness') || envFlag('FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS');
   return [a.vendor, a.architecture, a.device, a.description, a.backend, unsafe ? 'no-robustness' : 'robust'].join('/');
 }
 
@@ -56,8 +57,7 @@ async function nodeFs() {
   const fs = await import('node:fs');
   const os = await import('node:os');
   const path = await import('node:path');
-  const env = process.env;
-  const file = env.FUSEDATTN_AUTOTUNE_FILE ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'fusedattn', 'autotune.json');
+  const file = envString('FUSEDATTN_AUTOTUNE_FILE') ?? path.join(envString('XDG_CACHE_HOME') ?? path.join(os.homedir(), '.cache'), 'fusedattn', 'autotune.json');
   return { fs, path, file };
 }
 
