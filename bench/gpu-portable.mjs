@@ -14,7 +14,7 @@
 import { appendFileSync } from 'node:fs';
 import { attention, naiveAttention, referenceAttention, validateAttention, Tensor, gpuAdapterInfo } from '../dist/index.js';
 import { SUITE, caseName, makeCase, checkF32, checkLowPrecision } from '../dist/testing/index.js';
-import { getRuntime } from '../dist/backends/webgpu/runtime.js';
+import { getRuntime } from '../dist/engines/webgpu/runtime.js';
 import { runFlash, chooseTile, flashUnsupported, quadLoadsFit } from '../dist/backends/webgpu/portable/flash.js';
 import { runNaive, naiveUnsupported } from '../dist/backends/webgpu/naive/naive.js';
 import { keyRange } from '../dist/attention/problem.js';

@@ -16,7 +16,7 @@
 // On the GPU machine: source .gpu/env.sh && node bench/model-decode-attention.mjs
 import { parseArgs } from 'node:util';
 import { appendRow, commit, markdownTable } from './model-report.mjs';
-import { defineKernel, getRuntime } from '../dist/backends/webgpu/runtime.js';
+import { defineKernel, getRuntime } from '../dist/engines/webgpu/runtime.js';
 import { Profiler } from '../dist/profiler/index.js';
 import { COMBINE_PARAMS, DECODE_PARAMS, buildDecodeCombine, buildDecodePartial, chooseSplits } from '../dist/model/webgpu/decode-attention.wgsl.js';
 import { flashDecodeOptions } from '../dist/model/webgpu/flash-decode.wgsl.js';

@@ -6,7 +6,7 @@ export type { AttentionProblem, StridedView, BroadcastView, KeyWindow } from './
 export { referenceAttention, type Precision, type ReferenceResult } from './attention/reference.js';
 export type { AttentionResult, RunStats } from './backends/backend.js';
 export { listBackends, type BackendInfo } from './backends/registry.js';
-export { gpuDevice, gpuAdapterInfo, type AdapterDescription } from './backends/webgpu/public.js';
+export { gpuDevice, gpuAdapterInfo, type AdapterDescription } from './engines/webgpu/public.js';
 export { Tensor, type Layout, type TensorInput, type GpuStorage } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
 export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats } from './core/dtype.js';

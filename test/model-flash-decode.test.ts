@@ -4,7 +4,7 @@
 // the new token's key/value read from packed QKV rows, RoPE in the kernel, the new key/value
 // appended to the cache by the kernel). Dispatched by hand, one kernel at a time.
 import { describe, expect, it } from 'vitest';
-import { acquireDevice } from '../dist/backends/webgpu/device.js';
+import { acquireDevice } from '../dist/engines/webgpu/device.js';
 import { Tensor, referenceAttention, validateAttention } from '../dist/index.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { applyRope } from '../dist/model/cpu/kernels.js';

@@ -14,7 +14,7 @@ const gauss = normal(uniform(71));
 const rand = (n: number, scale = 1) => randomFloats(n, gauss, scale);
 
 describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', async () => {
-  const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+  const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
   const { queueGemv } = await import('../dist/model/webgpu/gemv.js');
   const runtime = await getRuntime();
 

@@ -4,9 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { validateAttention } from '../dist/index.js';
 import { makeCase } from '../dist/testing/index.js';
-import { stableKey } from '../dist/backends/webgpu/stable-key.js';
-import { UniformLayout } from '../dist/backends/webgpu/uniforms.js';
-import { sizeClass } from '../dist/backends/webgpu/buffers.js';
+import { stableKey } from '../dist/engines/webgpu/stable-key.js';
+import { UniformLayout } from '../dist/engines/webgpu/uniforms.js';
+import { sizeClass } from '../dist/engines/webgpu/buffers.js';
 import { buildFlash, flashWorkgroupBytes, type FlashOptions } from '../dist/backends/webgpu/portable/flash.wgsl.js';
 import { FLASH_TILES, chooseTile, flashUnsupported, type FlashLimits } from '../dist/backends/webgpu/portable/flash.js';
 import { buildMatmul } from '../dist/backends/webgpu/kernels/matmul.wgsl.js';

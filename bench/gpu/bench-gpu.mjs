@@ -13,7 +13,7 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { Tensor, attention, naiveAttention, validateAttention } from '../../dist/index.js';
-import { getRuntime } from '../../dist/backends/webgpu/runtime.js';
+import { getRuntime } from '../../dist/engines/webgpu/runtime.js';
 import { chooseFlashTier } from '../../dist/backends/webgpu/tiers/index.js';
 import { tuneKey } from '../../dist/backends/webgpu/tiers/autotune.js';
 import { HALF, randomHalf, referenceRow } from '../experiments/gpu-harness.mjs';

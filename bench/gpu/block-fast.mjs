@@ -11,7 +11,7 @@ import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { AttentionBlock, Profiler, Tensor, referenceBlock, validateBlock } from '../../dist/index.js';
 import { floatsToHalf, halfToFloats } from '../../dist/core/dtype.js';
-import { getRuntime } from '../../dist/backends/webgpu/runtime.js';
+import { getRuntime } from '../../dist/engines/webgpu/runtime.js';
 import { queueLinear } from '../../dist/block/webgpu/gemm.js';
 import { SGMAT_TILES } from '../../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
 import { SG_MATRIX_CONFIGS } from '../../dist/backends/webgpu/tiers/sgmatrix.js';

@@ -27,7 +27,7 @@ export function getBackend(name: BackendName): Promise<AttentionBackend> {
  */
 export async function autoBackend(context: RunContext = {}): Promise<BackendName> {
   if (context.device) return 'webgpu';
-  const { hasHardwareAdapter } = await import('./webgpu/device.js');
+  const { hasHardwareAdapter } = await import('../engines/webgpu/device.js');
   return (await hasHardwareAdapter()) ? 'webgpu' : 'cpu';
 }
 
@@ -57,7 +57,7 @@ export interface BackendInfo {
 /** Which backends this process can use, for `fusedattn info` and the tests. */
 export async function listBackends(): Promise<BackendInfo[]> {
   const cpu = await import('./cpu/index.js');
-  const gpu = await import('./webgpu/device.js');
+  const gpu = await import('../engines/webgpu/device.js');
   return [
     { name: 'cpu', available: true, detail: cpu.describeCpu() },
     { name: 'webgpu', ...(await gpu.describeAdapter()) },

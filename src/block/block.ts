@@ -49,7 +49,7 @@ export class AttentionBlock {
       const { CpuBlock } = await import('./cpu/block.js');
       return new AttentionBlock(spec, 'cpu', new CpuBlock(spec), undefined);
     }
-    const { getRuntime } = await import('../backends/webgpu/runtime.js');
+    const { getRuntime } = await import('../engines/webgpu/runtime.js');
     const { GpuBlock } = await import('./webgpu/block.js');
     const runtime = await getRuntime(options.device);
     return new AttentionBlock(spec, 'webgpu', undefined, await GpuBlock.create(runtime, spec, options));

@@ -5,7 +5,7 @@
 // outputs are read back afterwards, for the checks only.
 import type { AttentionOptions, BackendName } from '../attention/options.js';
 import type { AttentionResult } from '../backends/backend.js';
-import type { GpuRuntime } from '../backends/webgpu/runtime.js';
+import type { GpuRuntime } from '../engines/webgpu/runtime.js';
 import { Tensor } from '../core/tensor.js';
 
 export interface Inputs {
@@ -28,7 +28,7 @@ export class DemoRunner {
 
   static async create(backend: BackendName): Promise<DemoRunner> {
     if (backend === 'cpu') return new DemoRunner(backend, undefined);
-    const { getRuntime } = await import('../backends/webgpu/runtime.js');
+    const { getRuntime } = await import('../engines/webgpu/runtime.js');
     return new DemoRunner(backend, await getRuntime());
   }
 

@@ -57,7 +57,7 @@ export function demoCommand(): Command {
 async function pickBackend(choice: BackendChoice): Promise<{ name: BackendName; why: string }> {
   const infos = await listBackends();
   const cpu = infos.find((i) => i.name === 'cpu')!;
-  const { describeAdapter, isSoftwareAdapter } = await import('../backends/webgpu/device.js');
+  const { describeAdapter, isSoftwareAdapter } = await import('../engines/webgpu/device.js');
   const gpu = await describeAdapter();
   const software = gpu.adapter !== undefined && isSoftwareAdapter(gpu.adapter);
   // the adapter's name is enough here; `fusedattn info` has the rest

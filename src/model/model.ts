@@ -98,7 +98,7 @@ const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
   webgpu: {
     async load(config, store, options) {
       const { GpuOps } = await import('./webgpu/ops.js');
-      const { getRuntime } = await import('../backends/webgpu/runtime.js');
+      const { getRuntime } = await import('../engines/webgpu/runtime.js');
       const ops = new GpuOps(await getRuntime(options.device), options.gpuWeights ?? 'float32');
       ops.replayDecode = options.replayDecode ?? true;
       const weights = await loadWeights(store, config, ops.weightDType, (tensor) => ops.upload(tensor));

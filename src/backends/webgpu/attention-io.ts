@@ -5,8 +5,8 @@ import { BYTES_PER_ELEMENT } from '../../core/dtype.js';
 import { Tensor, numel } from '../../core/tensor.js';
 import type { AttentionProblem } from '../../attention/problem.js';
 import type { AttentionResult } from '../backend.js';
-import { type Operand, bindingBytes, operandOf, releaseOperands } from './operands.js';
-import { type GpuRuntime } from './runtime.js';
+import { type Operand, bindingBytes, operandOf, releaseOperands } from '../../engines/webgpu/operands.js';
+import { type GpuRuntime } from '../../engines/webgpu/runtime.js';
 import { SCORE_PARAMS, windowParams } from './score.wgsl.js';
 import type { ScoreOptions } from './score.wgsl.js';
 

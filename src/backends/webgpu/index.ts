@@ -7,7 +7,7 @@ import type { AttentionBackend, AttentionResult, RunContext } from '../backend.j
 import { flashUnsupported } from './portable/flash.js';
 import { runBestTier } from './tiers/index.js';
 import { naiveUnsupported, runNaive } from './naive/naive.js';
-import { type GpuRuntime, getRuntime, peekRuntime } from './runtime.js';
+import { type GpuRuntime, getRuntime, peekRuntime } from '../../engines/webgpu/runtime.js';
 
 /** The device a call runs on: the inputs' device for GPU tensors, else the caller's, else ours. */
 function deviceOf(p: AttentionProblem, context: RunContext): GPUDevice | undefined {
@@ -40,4 +40,4 @@ export const webgpuBackend: AttentionBackend = {
   },
 };
 
-export { getRuntime, GpuRuntime } from './runtime.js';
+export { getRuntime, GpuRuntime } from '../../engines/webgpu/runtime.js';

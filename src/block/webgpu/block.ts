@@ -10,8 +10,8 @@
 // unfused:  the HF eager sequence (unfused.ts).
 import { UnsupportedError } from '../../core/errors.js';
 import { floatsToHalf } from '../../core/dtype.js';
-import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
-import { STORAGE_USAGE } from '../../backends/webgpu/usage.js';
+import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
+import { STORAGE_USAGE } from '../../engines/webgpu/usage.js';
 import type { BlockDims, BlockSpec, WeightData } from '../config.js';
 import { asFloat32, packQkv } from '../pack.js';
 import { ropeTable } from '../rope.js';

@@ -10,7 +10,7 @@
 // at the next position. Where the path cannot run (head dim not a multiple of 8, more than
 // GEMV_MAX_ROWS sequences, cache bindings at offsets not a multiple of 4 floats, x at an offset),
 // queueBlockDecode returns false and the block's own kernel runs.
-import type { GpuRuntime } from '../../backends/webgpu/runtime.js';
+import type { GpuRuntime } from '../../engines/webgpu/runtime.js';
 import { GEMV_MAX_ROWS, queueGemv } from '../../model/webgpu/gemv.js';
 import { type FlashDecodePlan, flashDecodePlan, queueFlashDecode } from '../../model/webgpu/flash-decode.js';
 import type { BlockDims } from '../config.js';

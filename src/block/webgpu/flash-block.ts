@@ -4,8 +4,8 @@
 // through their internal "block source" option: Q/K/V read from the packed rows by stride, RoPE
 // applied while staging, the KV cache read below `start` and appended (FlashAttention's
 // flash_attn_with_kvcache). One dispatch; the block's own kernel (attention.wgsl.ts) keeps decode.
-import type { Operand } from '../../backends/webgpu/operands.js';
-import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
+import type { Operand } from '../../engines/webgpu/operands.js';
+import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
 import { SCORE_PARAMS, windowParams } from '../../backends/webgpu/score.wgsl.js';
 import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, buildFlash } from '../../backends/webgpu/portable/flash.wgsl.js';
 import { tileForDims } from '../../backends/webgpu/portable/flash.js';

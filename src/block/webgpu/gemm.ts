@@ -9,8 +9,8 @@
 import { UnsupportedError } from '../../core/errors.js';
 import { dispatchMatmul, matmulKernel } from '../../backends/webgpu/kernels/matmul.js';
 import { type MatmulOptions, buildMatmul } from '../../backends/webgpu/kernels/matmul.wgsl.js';
-import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
-import { type FloatDType, arrayElement, loadFloat, readBinding } from '../../backends/webgpu/wgsl.js';
+import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
+import { type FloatDType, arrayElement, loadFloat, readBinding } from '../../engines/webgpu/wgsl.js';
 import { SGMAT_GEMM_PARAMS, SGMAT_TILE, type SgmatGemmOptions, buildSgmatGemm, sgmatUnsupported } from './gemm-sgmat.wgsl.js';
 import {
   SGMAT_TILED_BINDINGS, SGMAT_TILED_PARAMS, SGMAT_TILES, type SgmatTile, type SgmatTiledGemmOptions, buildSgmatTiledGemm, tileGeometry,

@@ -8,7 +8,7 @@
 // the scores [B, Nq, S, L] included.
 import { runMatmul } from '../../backends/webgpu/kernels/matmul.js';
 import type { MatmulOptions } from '../../backends/webgpu/kernels/matmul.wgsl.js';
-import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
+import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
 import type { BlockSpec } from '../config.js';
 import type { BlockCall } from '../shape.js';
 import type { GemmTier, GpuLinear, SgmatKernelChoice } from './gemm.js';

@@ -11,7 +11,7 @@
 // Shapes: q [rows, Nq * D] with row = t * B + b (already rotated; scale applied here);
 // keys/values [capacity, B, Nkv * D] (SBH), query row (t, b) sees positions 0 .. start + t;
 // partials [rows, Nq, splits, D + 2]; out [rows, Nq * D].
-import { UniformLayout } from '../../backends/webgpu/uniforms.js';
+import { UniformLayout } from '../../engines/webgpu/uniforms.js';
 
 export interface DecodeAttentionOptions {
   headDim: number;

@@ -4,7 +4,7 @@
 // per layer where the library's attention() is used for prefill, which flushes).
 import { UnsupportedError } from '../../core/errors.js';
 import { runMatmul } from '../../backends/webgpu/kernels/matmul.js';
-import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
+import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
 import { Scope } from '../../scope/scope.js';
 import type { Activations, DecoderOps, KvCache, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';

@@ -8,7 +8,7 @@
 import { attention } from '../../attention/api.js';
 import { UnsupportedError } from '../../core/errors.js';
 import { Tensor } from '../../core/tensor.js';
-import { defineKernel } from '../../backends/webgpu/runtime.js';
+import { defineKernel } from '../../engines/webgpu/runtime.js';
 import type { AttentionModule, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { LayerWeights } from '../weights.js';

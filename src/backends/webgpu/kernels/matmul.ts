@@ -1,6 +1,6 @@
 // Host side of the strided batched matmul (see matmul.wgsl.ts for the exact semantics).
 import { UnsupportedError } from '../../../core/errors.js';
-import { type BindingResource, type GpuRuntime, type Pipeline, defineKernel } from '../runtime.js';
+import { type BindingResource, type GpuRuntime, type Pipeline, defineKernel } from '../../../engines/webgpu/runtime.js';
 import { MATMUL_BINDINGS, MATMUL_PARAMS, MATMUL_TILE, type MatmulOptions, buildMatmul } from './matmul.wgsl.js';
 
 export const matmulKernel = defineKernel<MatmulOptions>('matmul', (o) => buildMatmul(o));

@@ -14,8 +14,8 @@
 // the length of B's stored rows (N with transposeB, else K) = lenB[zo]. `splitK` adds a second
 // operand pair along K (MLA: q·k + qRope·kRope without a concat).
 // float16 output is OR-ed into a zeroed buffer half by half (any layout, no races): clear C first.
-import { type FloatDType, arrayElement, loadFloat, readBinding } from '../wgsl.js';
-import { UniformLayout } from '../uniforms.js';
+import { type FloatDType, arrayElement, loadFloat, readBinding } from '../../../engines/webgpu/wgsl.js';
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
 export interface MatmulOptions {
   a: FloatDType;

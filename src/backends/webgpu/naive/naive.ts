@@ -8,7 +8,7 @@ import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../kernels/matmul.js';
 import { buildMatmul, type MatmulOptions } from '../kernels/matmul.wgsl.js';
-import { type GpuRuntime, defineKernel } from '../runtime.js';
+import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS, type SoftmaxOptions, buildSoftmax } from './softmax.wgsl.js';
 

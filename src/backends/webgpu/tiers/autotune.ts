@@ -16,8 +16,8 @@
 // rejected (drivers have surprised us before: docs/GPU-NOTES.md, run 2).
 import type { AttentionProblem } from '../../../attention/problem.js';
 import { abandonAttention, outputBytes } from '../attention-io.js';
-import type { DispatchCommand, GpuRuntime } from '../runtime.js';
-import { BufferUsage } from '../usage.js';
+import type { DispatchCommand, GpuRuntime } from '../../../engines/webgpu/runtime.js';
+import { BufferUsage } from '../../../engines/webgpu/usage.js';
 import { SG_MATRIX_CONFIGS, type SgMatrixConfig, fittingConfig, kernelOptionsOf, queueSgMatrix } from './sgmatrix.js';
 
 import { autotuneMode } from './autotune-mode.js';

@@ -5,7 +5,7 @@ import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention } from '../attention-io.js';
 import { dispatchFastTier } from './dispatch.js';
-import { type GpuRuntime, defineKernel } from '../runtime.js';
+import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import { packParams } from './flash-params.js';
 import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from './flash-sgmatrix-wgsl.js';
 

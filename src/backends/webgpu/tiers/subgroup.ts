@@ -4,7 +4,7 @@ import type { AttentionProblem } from '../../../attention/problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention } from '../attention-io.js';
 import { dispatchFastTier } from './dispatch.js';
-import { type GpuRuntime, defineKernel } from '../runtime.js';
+import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import { packParams } from './flash-params.js';
 import { type SubgroupKernelOptions, buildFlashSubgroup, subgroupWorkgroupBytes } from './flash-subgroup-wgsl.js';
 import type { TierDevice } from './sgmatrix.js';

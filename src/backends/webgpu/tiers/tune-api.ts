@@ -16,7 +16,7 @@ export type { TuneResult, TuneTrial } from './autotune.js';
 export async function tuneAttention(q: TensorInput, k: TensorInput, v: TensorInput, options: AttentionOptions = {}): Promise<TuneResult & { key: string }> {
   const [{ validateAttention }, { getRuntime }, { autotune, tuneKey, recordTuned }, { chooseFlashTier }, { UnsupportedError }] = await Promise.all([
     import('../../../attention/validate.js'),
-    import('../runtime.js'),
+    import('../../../engines/webgpu/runtime.js'),
     import('./autotune.js'),
     import('./index.js'),
     import('../../../core/errors.js'),
