@@ -14,7 +14,7 @@ import { floatsToHalf, halfToFloats } from '../../dist/core/dtype.js';
 import { getRuntime } from '../../dist/engines/webgpu/runtime.js';
 import { queueLinear } from '../../dist/block/webgpu/gemm.js';
 import { SGMAT_TILES } from '../../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
-import { SG_MATRIX_CONFIGS } from '../../dist/backends/webgpu/tiers/sgmatrix.js';
+import { SG_MATRIX_CONFIGS } from '../../dist/ops/attention/webgpu/tiers/sgmatrix.js';
 import { randomBlockWeights, randomHidden } from '../../dist/block/random.js';
 import { compare } from '../../dist/testing/index.js';
 import { gpuTimeOf } from './gpu-timer.mjs';

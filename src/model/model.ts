@@ -3,7 +3,7 @@
 // (config.json, safetensors, optional tokenizer.json); `createModel(config, store)` takes weights
 // from any TensorStore (e.g. random weights generated in memory for benchmarks).
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
-import { autoBackend } from '../backends/registry.js';
+import { autoBackend } from '../ops/attention/registry.js';
 import { type TensorStore, openSafetensors } from '../io/safetensors.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';

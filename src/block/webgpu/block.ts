@@ -25,7 +25,7 @@ import {
 import { flatGrid } from './unfused.wgsl.js';
 import { type GemmChoice, type GemmTier, type GpuLinear, type SgmatKernelChoice, chooseGemm, linearPipeline, queueLinear, tiledLinearFits } from './gemm.js';
 import { SGMAT_TILES } from './gemm-sgmat-tiled.wgsl.js';
-import type { SgMatrixConfig } from '../../backends/webgpu/tiers/sgmatrix.js';
+import type { SgMatrixConfig } from '../../ops/attention/webgpu/tiers/sgmatrix.js';
 import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from './flash-block.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';

@@ -5,7 +5,7 @@
 // library's flash attention() on the SBH cache prefix for prefill. Neither makes a score matrix.
 // Per-step values (positions, RoPE rows) come from the ops' step buffers, so a decode step's
 // commands can be recorded once and replayed (GpuOps.runStep).
-import { attention } from '../../attention/api.js';
+import { attention } from '../../ops/attention/api.js';
 import { UnsupportedError } from '../../core/errors.js';
 import { Tensor } from '../../core/tensor.js';
 import { defineKernel } from '../../engines/webgpu/runtime.js';

@@ -7,11 +7,11 @@
 //
 // FUSEDATTN_WEBGPU_TIER=sgmatrix|subgroup|portable forces a tier (an error, naming the reason, when it
 // cannot run the problem). Autotuning: see autotune.ts.
-import { UnsupportedError } from '../../../core/errors.js';
-import type { AttentionProblem } from '../../../attention/problem.js';
+import { UnsupportedError } from '../../../../core/errors.js';
+import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { flashUnsupported, runFlash } from '../portable/flash.js';
-import type { GpuRuntime } from '../../../engines/webgpu/runtime.js';
+import type { GpuRuntime } from '../../../../engines/webgpu/runtime.js';
 import { tunedConfig } from './autotune.js';
 import { runSgMatrix, sgMatrixAdapterUnsupported, sgMatrixProblemUnsupported } from './sgmatrix.js';
 import { runSubgroup, subgroupAdapterUnsupported, subgroupProblemUnsupported } from './subgroup.js';

@@ -2,7 +2,7 @@
 //   offset + b*strides.b + (seqStart[b] + s)*strides.s + h*strides.h + d*strides.d
 // so one formula serves the fixed layouts (seqStart all 0) and TND (strides.b = 0, seqStart from
 // cu_seqlens).
-import type { Layout } from '../core/tensor.js';
+import type { Layout } from '../../core/tensor.js';
 
 export interface Strides4 {
   b: number;

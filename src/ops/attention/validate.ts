@@ -1,8 +1,8 @@
 // validateAttention(): raw (q, k, v, options) -> AttentionProblem, or a typed error that names the
 // argument, the expected and the received value. It runs before any backend work, so nothing
 // downstream re-checks shapes; backends only decide whether they *support* a valid problem.
-import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../core/errors.js';
-import { Tensor, type Layout, type TensorInput, toTensor } from '../core/tensor.js';
+import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../../core/errors.js';
+import { Tensor, type Layout, type TensorInput, toTensor } from '../../core/tensor.js';
 import { LAYOUTS, LAYOUT_LEGEND, contiguousStrides, physicalShape, rankOf } from './layout.js';
 import type { AttentionOptions } from './options.js';
 import type { AlibiView, AttentionProblem, BroadcastView, KeyWindow, StridedView } from './problem.js';

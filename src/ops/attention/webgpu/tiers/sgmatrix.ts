@@ -1,11 +1,11 @@
 // Host side of the tensor-core tier (subgroup-matrix f16 flash forward): which problems and
 // adapters it can take (a reason when not, so the chooser falls back), its tunable configurations,
 // and running one problem (one dispatch) through the GpuRuntime.
-import type { AttentionProblem } from '../../../attention/problem.js';
+import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention } from '../attention-io.js';
 import { dispatchFastTier } from './dispatch.js';
-import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
+import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { packParams } from './flash-params.js';
 import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from './flash-sgmatrix-wgsl.js';
 

@@ -15,7 +15,7 @@
 // a cache; 0 without one (the tokens attend only to each other, start only shifts RoPE positions).
 // Only the first query-head tile of each KV group writes the group's new rows, and no workgroup
 // reads cache positions >= past, so the writes race with nothing.
-import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
 
 export interface FlashBlockSource {
   /** Read positions < start from the f32 KV cache and append the new rows to it. */

@@ -14,10 +14,10 @@
 // FUSEDATTN_AUTOTUNE_FILE overrides the cache file path (Node).
 // A candidate whose output differs from the default configuration's on the same inputs is
 // rejected (drivers have surprised us before: docs/GPU-NOTES.md, run 2).
-import type { AttentionProblem } from '../../../attention/problem.js';
+import type { AttentionProblem } from '../../problem.js';
 import { abandonAttention, outputBytes } from '../attention-io.js';
-import type { DispatchCommand, GpuRuntime } from '../../../engines/webgpu/runtime.js';
-import { BufferUsage } from '../../../engines/webgpu/usage.js';
+import type { DispatchCommand, GpuRuntime } from '../../../../engines/webgpu/runtime.js';
+import { BufferUsage } from '../../../../engines/webgpu/usage.js';
 import { SG_MATRIX_CONFIGS, type SgMatrixConfig, fittingConfig, kernelOptionsOf, queueSgMatrix } from './sgmatrix.js';
 
 import { autotuneMode } from './autotune-mode.js';

@@ -1,8 +1,8 @@
 // attention(): the public entry point. Validation first (typed errors, no work done), then the
 // backend chosen by options.backend and where the inputs live.
-import type { TensorInput } from '../core/tensor.js';
-import type { AttentionResult } from '../backends/backend.js';
-import { chooseBackend } from '../backends/registry.js';
+import type { TensorInput } from '../../core/tensor.js';
+import type { AttentionResult } from './backend.js';
+import { chooseBackend } from './registry.js';
 import type { AttentionOptions } from './options.js';
 import { validateAttention } from './validate.js';
 

@@ -1,12 +1,12 @@
 // Finds backends by name. They are loaded lazily so a browser bundle that never asks for the CPU
 // worker pool, or a Node process without a GPU, does not pay for the other one.
-import { UnsupportedError } from '../core/errors.js';
-import type { BackendChoice, BackendName } from '../attention/options.js';
-import type { AttentionProblem } from '../attention/problem.js';
+import { UnsupportedError } from '../../core/errors.js';
+import type { BackendChoice, BackendName } from './options.js';
+import type { AttentionProblem } from './problem.js';
 import type { AttentionBackend, RunContext } from './backend.js';
 
 const loaders: Record<BackendName, () => Promise<AttentionBackend>> = {
-  cpu: async () => (await import('./cpu/index.js')).cpuBackend,
+  cpu: async () => (await import('../../backends/cpu/index.js')).cpuBackend,
   webgpu: async () => (await import('./webgpu/index.js')).webgpuBackend,
 };
 
@@ -27,7 +27,7 @@ export function getBackend(name: BackendName): Promise<AttentionBackend> {
  */
 export async function autoBackend(context: RunContext = {}): Promise<BackendName> {
   if (context.device) return 'webgpu';
-  const { hasHardwareAdapter } = await import('../engines/webgpu/device.js');
+  const { hasHardwareAdapter } = await import('../../engines/webgpu/device.js');
   return (await hasHardwareAdapter()) ? 'webgpu' : 'cpu';
 }
 
@@ -56,8 +56,8 @@ export interface BackendInfo {
 
 /** Which backends this process can use, for `fusedattn info` and the tests. */
 export async function listBackends(): Promise<BackendInfo[]> {
-  const cpu = await import('./cpu/index.js');
-  const gpu = await import('../engines/webgpu/device.js');
+  const cpu = await import('../../backends/cpu/index.js');
+  const gpu = await import('../../engines/webgpu/device.js');
   return [
     { name: 'cpu', available: true, detail: cpu.describeCpu() },
     { name: 'webgpu', ...(await gpu.describeAdapter()) },

@@ -1,7 +1,7 @@
 // The normalized attention problem: what validate() makes of (q, k, v, options), and the only
 // thing backends and the reference read. Layouts, broadcasting, causal alignment, CANN's
 // pre/next tokens and the MLA split form are all resolved here into strides and numbers.
-import type { Tensor, Layout } from '../core/tensor.js';
+import type { Tensor, Layout } from '../../core/tensor.js';
 import type { Strides4 } from './layout.js';
 
 /** One attention input seen as [b, h, s, d] through element strides. */

@@ -2,8 +2,8 @@
 // `verify` command compare every backend against it. The same loop, rounding after each step to
 // float32 or float16, is the "naive same-dtype" attention (QK^T, softmax, PV as three rounded
 // steps) whose error sets the tolerance for float16 inputs.
-import { roundToHalf } from '../core/dtype.js';
-import type { Tensor } from '../core/tensor.js';
+import { roundToHalf } from '../../core/dtype.js';
+import type { Tensor } from '../../core/tensor.js';
 import { type AttentionProblem, type StridedView, keyRange, viewIndex } from './problem.js';
 
 export type Precision = 'float64' | 'float32' | 'float16';

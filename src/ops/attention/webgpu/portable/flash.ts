@@ -1,11 +1,11 @@
 // Host side of the portable flash tier: choose a tile that fits the device's limits, say which
 // limit a problem exceeds (unsupported), and run it (one dispatch).
-import { UnsupportedError } from '../../../core/errors.js';
-import type { AttentionProblem } from '../../../attention/problem.js';
+import { UnsupportedError } from '../../../../core/errors.js';
+import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
-import { elementBaseOf } from '../../../engines/webgpu/operands.js';
+import { elementBaseOf } from '../../../../engines/webgpu/operands.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
-import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
+import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildFlash, checkTile, flashWorkgroupBytes } from './flash.wgsl.js';
 
 export const flashKernel = defineKernel<FlashOptions>('flash-portable', buildFlash);

@@ -1,8 +1,8 @@
 // What a backend implements for attention(). Backends receive a validated AttentionProblem and
 // only decide whether they support it (a reason string when not) and how to run it.
-import type { Tensor } from '../core/tensor.js';
-import type { BackendName } from '../attention/options.js';
-import type { AttentionProblem } from '../attention/problem.js';
+import type { Tensor } from '../../core/tensor.js';
+import type { BackendName } from './options.js';
+import type { AttentionProblem } from './problem.js';
 
 /** What one call cost, for the demo and benchmarks (the profiler gives more detail). */
 export interface RunStats {

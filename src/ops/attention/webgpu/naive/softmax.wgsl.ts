@@ -1,8 +1,8 @@
 // Step 2 of the naive path: softmax of each score row in place (S -> P), in f32, and the LSE.
 // Rows whose scores are all NO_SCORE (hidden) become all zeros with LSE -inf, as in the reference.
 // One workgroup of 64 threads per (query i, head h, sequence b).
-import { NEG_INF_FN, NO_SCORE, readBinding } from '../../../engines/webgpu/wgsl.js';
-import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { NEG_INF_FN, NO_SCORE, readBinding } from '../../../../engines/webgpu/wgsl.js';
+import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
 
 export interface SoftmaxOptions {
   returnLse: boolean;

@@ -9,8 +9,8 @@
 // quads of output columns (4c .. 4c+3). Tiles live in workgroup memory as vec4 rows (zero-padded
 // to a multiple of 4, an odd number of vec4s apart so rows fall on different banks): one 16-byte
 // load feeds 4 FMAs. Key tiles outside the window (causal, sliding) are skipped whole.
-import { NEG_INF_FN, type FloatDType, arrayElement, loadFloat, loadQuad, quadElement, readBinding } from '../../../engines/webgpu/wgsl.js';
-import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { NEG_INF_FN, type FloatDType, arrayElement, loadFloat, loadQuad, quadElement, readBinding } from '../../../../engines/webgpu/wgsl.js';
+import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
 import type { FlashBlockSource } from '../tiers/flash-block-source.js';
 import { portableBlockParts } from './flash-block.wgsl.js';

@@ -1,10 +1,10 @@
 // Host side of the subgroup tier (f16 inputs, shader-f16 + subgroups, no subgroup matrices): which
 // adapters and problems it takes (with the reason when not) and running one problem (one dispatch).
-import type { AttentionProblem } from '../../../attention/problem.js';
+import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention } from '../attention-io.js';
 import { dispatchFastTier } from './dispatch.js';
-import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
+import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { packParams } from './flash-params.js';
 import { type SubgroupKernelOptions, buildFlashSubgroup, subgroupWorkgroupBytes } from './flash-subgroup-wgsl.js';
 import type { TierDevice } from './sgmatrix.js';

@@ -2,8 +2,8 @@
 // path's QKᵀ epilogue so both apply the options in the same order as the reference:
 //   window / bool mask -> hidden;  s = scale·qk;  softcap: s = c·tanh(s/c);  + bias;  - ALiBi.
 // A hidden pair, or a score of -inf from the bias, comes back as the finite sentinel NO_SCORE.
-import { NO_SCORE, type FloatDType, arrayElement, loadByte, loadFloat, readBinding } from '../../engines/webgpu/wgsl.js';
-import { UniformLayout } from '../../engines/webgpu/uniforms.js';
+import { NO_SCORE, type FloatDType, arrayElement, loadByte, loadFloat, readBinding } from '../../../engines/webgpu/wgsl.js';
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
 export interface ScoreOptions {
   /** Bool/uint8 keep-mask present. */

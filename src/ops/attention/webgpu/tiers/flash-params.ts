@@ -4,7 +4,7 @@
 //
 // Shape legend: B batch, Nq/Nkv query/key-value heads, Sq/Sk lengths (per sequence for TND),
 // Dq query/key head dim (NoPE part in the MLA split form), Dr RoPE part, Dv value head dim.
-import type { AttentionProblem, StridedView } from '../../../attention/problem.js';
+import type { AttentionProblem, StridedView } from '../../problem.js';
 
 /** Window bounds beyond this mean "unbounded"; small enough that i ± bound cannot overflow i32. */
 export const UNBOUNDED = 1 << 29;

@@ -2,7 +2,7 @@
 //   B  batch            Nq / Nkv  query / key-value heads (Nq a multiple of Nkv: GQA, MQA)
 //   Sq / Sk  query / key length (per sequence for TND)      T  total tokens over a TND batch
 //   Dq  query/key head dim (NoPE part for the MLA split form)   Dr  RoPE part (split form)   Dv  value head dim
-import type { Layout, TensorInput } from '../core/tensor.js';
+import type { Layout, TensorInput } from '../../core/tensor.js';
 
 /**
  * Which diagonal `causal` masks along when Sq != Sk.

@@ -1,8 +1,8 @@
 // Public entry points of the autotuner: tune a shape class now (e.g. at start-up, before serving),
 // and choose when tuning may happen. See autotune.ts for the modes and where winners are stored.
 // GPU code is imported on first use only, like the backends themselves.
-import type { TensorInput } from '../../../core/tensor.js';
-import type { AttentionOptions } from '../../../attention/options.js';
+import type { TensorInput } from '../../../../core/tensor.js';
+import type { AttentionOptions } from '../../options.js';
 import type { TuneResult } from './autotune.js';
 
 export { setAutotuneMode, autotuneMode, type AutotuneMode } from './autotune-mode.js';
@@ -15,11 +15,11 @@ export type { TuneResult, TuneTrial } from './autotune.js';
  */
 export async function tuneAttention(q: TensorInput, k: TensorInput, v: TensorInput, options: AttentionOptions = {}): Promise<TuneResult & { key: string }> {
   const [{ validateAttention }, { getRuntime }, { autotune, tuneKey, recordTuned }, { chooseFlashTier }, { UnsupportedError }] = await Promise.all([
-    import('../../../attention/validate.js'),
-    import('../../../engines/webgpu/runtime.js'),
+    import('../../validate.js'),
+    import('../../../../engines/webgpu/runtime.js'),
     import('./autotune.js'),
     import('./index.js'),
-    import('../../../core/errors.js'),
+    import('../../../../core/errors.js'),
   ]);
   const problem = validateAttention(q, k, v, options);
   const runtime = await getRuntime(options.device ?? problem.q.tensor.gpu?.device);

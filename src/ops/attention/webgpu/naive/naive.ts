@@ -3,12 +3,12 @@
 //      the shared score function as its epilogue, into a [B, Nq, Sq, Sk] f32 buffer;
 //   2. softmax of each row in place (+ LSE);
 //   3. out = P·V: the matmul builder again, writing the output layout directly.
-import type { AttentionProblem } from '../../../attention/problem.js';
+import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
-import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../kernels/matmul.js';
-import { buildMatmul, type MatmulOptions } from '../kernels/matmul.wgsl.js';
-import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
+import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../../../../backends/webgpu/kernels/matmul.js';
+import { buildMatmul, type MatmulOptions } from '../../../../backends/webgpu/kernels/matmul.wgsl.js';
+import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS, type SoftmaxOptions, buildSoftmax } from './softmax.wgsl.js';
 

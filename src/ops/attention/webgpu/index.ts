@@ -1,13 +1,13 @@
 // The WebGPU attention backend: flash tiers chosen best first from the adapter's features
 // (tiers/index.ts: subgroup-matrix f16, then the portable f32 tier, which takes any adapter).
 // runNaive is the unfused 3-kernel path.
-import { UnsupportedError } from '../../core/errors.js';
-import type { AttentionProblem } from '../../attention/problem.js';
+import { UnsupportedError } from '../../../core/errors.js';
+import type { AttentionProblem } from '../problem.js';
 import type { AttentionBackend, AttentionResult, RunContext } from '../backend.js';
 import { flashUnsupported } from './portable/flash.js';
 import { runBestTier } from './tiers/index.js';
 import { naiveUnsupported, runNaive } from './naive/naive.js';
-import { type GpuRuntime, getRuntime, peekRuntime } from '../../engines/webgpu/runtime.js';
+import { type GpuRuntime, getRuntime, peekRuntime } from '../../../engines/webgpu/runtime.js';
 
 /** The device a call runs on: the inputs' device for GPU tensors, else the caller's, else ours. */
 function deviceOf(p: AttentionProblem, context: RunContext): GPUDevice | undefined {
@@ -40,4 +40,4 @@ export const webgpuBackend: AttentionBackend = {
   },
 };
 
-export { getRuntime, GpuRuntime } from '../../engines/webgpu/runtime.js';
+export { getRuntime, GpuRuntime } from '../../../engines/webgpu/runtime.js';

@@ -1,12 +1,12 @@
 // What every WebGPU attention path (flash tiers, naive) does around its kernels: bind the problem's
 // tensors, build the per-sequence table, allocate the output and LSE, and hand results back
 // either as CPU tensors (read back) or as GPU tensors (left on the device, no readback).
-import { BYTES_PER_ELEMENT } from '../../core/dtype.js';
-import { Tensor, numel } from '../../core/tensor.js';
-import type { AttentionProblem } from '../../attention/problem.js';
+import { BYTES_PER_ELEMENT } from '../../../core/dtype.js';
+import { Tensor, numel } from '../../../core/tensor.js';
+import type { AttentionProblem } from '../problem.js';
 import type { AttentionResult } from '../backend.js';
-import { type Operand, bindingBytes, operandOf, releaseOperands } from '../../engines/webgpu/operands.js';
-import { type GpuRuntime } from '../../engines/webgpu/runtime.js';
+import { type Operand, bindingBytes, operandOf, releaseOperands } from '../../../engines/webgpu/operands.js';
+import { type GpuRuntime } from '../../../engines/webgpu/runtime.js';
 import { SCORE_PARAMS, windowParams } from './score.wgsl.js';
 import type { ScoreOptions } from './score.wgsl.js';
 

@@ -1,8 +1,8 @@
 // The fast tiers' (subgroup-matrix and subgroup) common binding layout and dispatch: one place, so
 // the two kernels and their hosts cannot disagree on a binding number.
-import type { AttentionProblem } from '../../../attention/problem.js';
+import type { AttentionProblem } from '../../problem.js';
 import type { AttentionOperands } from '../attention-io.js';
-import type { GpuRuntime, Pipeline } from '../../../engines/webgpu/runtime.js';
+import type { GpuRuntime, Pipeline } from '../../../../engines/webgpu/runtime.js';
 
 /**
  * Binds params (0), the sequence table (1), q, k, v (2-4), out (5), then LSE and the RoPE parts
