@@ -4,9 +4,9 @@
 // 16-byte alignment NVIDIA's matrix loads need.
 import { describe, expect, it } from 'vitest';
 import { buildBlockAttention, buildBlockCombine, BLOCK_ATTENTION_ROWS_TILES, BLOCK_ATTENTION_TILES } from '../dist/block/webgpu/attention.wgsl.js';
-import { SGMAT_TILE, buildSgmatGemm } from '../dist/block/webgpu/gemm-sgmat.wgsl.js';
+import { SGMAT_TILE, buildSgmatGemm } from '../dist/ops/gemm/webgpu/gemm-sgmat.wgsl.js';
 import { buildBiasAdd, buildCopy4d, buildRopeBnsd, buildScaleMask, buildSoftmaxRows } from '../dist/block/webgpu/unfused.wgsl.js';
-import { SGMAT_TILES, buildSgmatTiledGemm, sgmatTileProblem, tileGeometry } from '../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
+import { SGMAT_TILES, buildSgmatTiledGemm, sgmatTileProblem, tileGeometry } from '../dist/ops/gemm/webgpu/gemm-sgmat-tiled.wgsl.js';
 import { sgMatrixBlockOptions } from '../dist/block/webgpu/flash-block.js';
 import { buildFlashSgMatrix, sgMatrixWorkgroupBytes } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
 import { SG_MATRIX_CONFIGS } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';

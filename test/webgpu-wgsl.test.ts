@@ -9,7 +9,7 @@ import { UniformLayout } from '../dist/engines/webgpu/uniforms.js';
 import { sizeClass } from '../dist/engines/webgpu/buffers.js';
 import { buildFlash, flashWorkgroupBytes, type FlashOptions } from '../dist/ops/attention/webgpu/portable/flash.wgsl.js';
 import { FLASH_TILES, chooseTile, flashUnsupported, type FlashLimits } from '../dist/ops/attention/webgpu/portable/flash.js';
-import { buildMatmul } from '../dist/backends/webgpu/kernels/matmul.wgsl.js';
+import { buildMatmul } from '../dist/ops/gemm/webgpu/matmul.wgsl.js';
 import { buildScores, naiveUnsupported } from '../dist/ops/attention/webgpu/naive/naive.js';
 import { buildSoftmax } from '../dist/ops/attention/webgpu/naive/softmax.wgsl.js';
 

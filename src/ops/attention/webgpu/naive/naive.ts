@@ -6,8 +6,8 @@
 import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
-import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../../../../backends/webgpu/kernels/matmul.js';
-import { buildMatmul, type MatmulOptions } from '../../../../backends/webgpu/kernels/matmul.wgsl.js';
+import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../../../gemm/webgpu/matmul.js';
+import { buildMatmul, type MatmulOptions } from '../../../gemm/webgpu/matmul.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS, type SoftmaxOptions, buildSoftmax } from './softmax.wgsl.js';

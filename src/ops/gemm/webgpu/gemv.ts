@@ -1,7 +1,7 @@
 // Host side of the decode GEMV (gemv.wgsl.ts): picks the kernel's options for a call and queues it
 // on the GpuRuntime (recorded, not submitted, like every op).
-import type { FloatDType } from '../../engines/webgpu/wgsl.js';
-import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
+import type { FloatDType } from '../../../engines/webgpu/wgsl.js';
+import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import { GEMV_BINDINGS, GEMV_MAX_ROWS, GEMV_PARAMS, type GemvOptions, buildGemv, gemvThreadsPerColumn } from './gemv.wgsl.js';
 
 export { GEMV_MAX_ROWS };

@@ -18,8 +18,8 @@
 //   x    [M, x_stride] float32, row m at m * x_stride
 //   w    rows n of this weight part, [n, K]
 //   out  out[m * out_stride + out_col + n] (out_col: the part's first row, for weights in parts)
-import { UniformLayout } from '../../engines/webgpu/uniforms.js';
-import { type FloatDType, arrayElement, loadFloat, loadQuad, quadElement } from '../../engines/webgpu/wgsl.js';
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { type FloatDType, arrayElement, loadFloat, loadQuad, quadElement } from '../../../engines/webgpu/wgsl.js';
 
 export interface GemvOptions {
   weight: FloatDType;

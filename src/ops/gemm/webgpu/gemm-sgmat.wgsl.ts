@@ -12,7 +12,7 @@
 // memory (row stride 40 halves = 80 bytes: rows start on different banks, and every matrix load
 // starts on a 16-byte boundary). The result goes through workgroup memory so the bias add and the
 // bounds checks of ragged edges stay scalar and simple.
-import { UniformLayout } from '../../engines/webgpu/uniforms.js';
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
 export interface SgmatGemmOptions {
   /** dtype of the bias, or 'none'. */

@@ -6,11 +6,11 @@
 //                      (gemm-sgmat-tiled.wgsl.ts: float32 or float16 x and y) for prefill, the
 //                      simple one (gemm-sgmat.wgsl.ts) for a few rows (decode).
 // The fused and the unfused block use the same tier, so their comparison measures the fusion only.
-import { UnsupportedError } from '../../core/errors.js';
-import { dispatchMatmul, matmulKernel } from '../../backends/webgpu/kernels/matmul.js';
-import { type MatmulOptions, buildMatmul } from '../../backends/webgpu/kernels/matmul.wgsl.js';
-import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
-import { type FloatDType, arrayElement, loadFloat, readBinding } from '../../engines/webgpu/wgsl.js';
+import { UnsupportedError } from '../../../core/errors.js';
+import { dispatchMatmul, matmulKernel } from './matmul.js';
+import { type MatmulOptions, buildMatmul } from './matmul.wgsl.js';
+import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
+import { type FloatDType, arrayElement, loadFloat, readBinding } from '../../../engines/webgpu/wgsl.js';
 import { SGMAT_GEMM_PARAMS, SGMAT_TILE, type SgmatGemmOptions, buildSgmatGemm, sgmatUnsupported } from './gemm-sgmat.wgsl.js';
 import {
   SGMAT_TILED_BINDINGS, SGMAT_TILED_PARAMS, SGMAT_TILES, type SgmatTile, type SgmatTiledGemmOptions, buildSgmatTiledGemm, tileGeometry,

@@ -16,7 +16,7 @@
 // are free (rows and columns past them are zero-filled and never stored).
 // With stages = 2 the K loop double-buffers workgroup memory (one barrier per step); with 1 it
 // reuses one buffer (two barriers per step, half the memory).
-import { UniformLayout } from '../../engines/webgpu/uniforms.js';
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
 export interface SgmatTile {
   /** Subgroups along M and along N (32 invocations each). */
