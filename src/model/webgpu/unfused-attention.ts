@@ -15,9 +15,9 @@ import type { LayerWeights } from '../weights.js';
 import {
   COMBINE_PARAMS, DECODE_PARAMS, type DecodeAttentionOptions,
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
-} from './decode-attention.wgsl.js';
+} from '../../ops/decode/webgpu/decode-attention.wgsl.js';
 import { ELEMENTWISE_WORKGROUP, KV_APPEND_PARAMS, ROPE_PARAMS, buildKvAppend, buildRope } from './kernels.wgsl.js';
-import { flashDecodePlan, queueFlashDecode } from './flash-decode.js';
+import { flashDecodePlan, queueFlashDecode } from '../../ops/decode/webgpu/flash-decode.js';
 import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
 
 const ropeKernel = defineKernel('model-rope', (_: Record<string, never>) => buildRope());

@@ -1,3 +1,9 @@
+// The FIRST split-KV decode kernel pair. Superseded by flash-decode.wgsl.ts (16-byte loads, a key
+// per thread, 2-40x faster on the H200), and kept for one reason: it is the fallback where the
+// second cannot run — head dims that are not a multiple of 4 (flashDecodePlan() returns undefined),
+// so the unfused runner module still decodes them on the GPU. `firstDecodeKernel: true` in the
+// runner's unfused module forces it for comparisons (bench/model-decode-attention.mjs).
+//
 // Split-KV ("flash decoding") attention of new query rows against the KV cache, in two kernels:
 //   partial  one workgroup per (KV head, query row, split of the keys): the G = Nq / Nkv query heads
 //            that share the KV head are handled together, so each K/V element is read from memory
@@ -11,7 +17,7 @@
 // Shapes: q [rows, Nq * D] with row = t * B + b (already rotated; scale applied here);
 // keys/values [capacity, B, Nkv * D] (SBH), query row (t, b) sees positions 0 .. start + t;
 // partials [rows, Nq, splits, D + 2]; out [rows, Nq * D].
-import { UniformLayout } from '../../engines/webgpu/uniforms.js';
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
 export interface DecodeAttentionOptions {
   headDim: number;

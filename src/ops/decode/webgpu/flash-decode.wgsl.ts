@@ -34,7 +34,7 @@
 //   out       [rows, Nq * D]
 // The split count is the dispatch's z size; each split takes a whole number of tiles of
 // ceil((start + T) / splits) keys, so a recorded dispatch stays right as the cache grows.
-import { UniformLayout } from '../../engines/webgpu/uniforms.js';
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
 export interface FlashDecodeOptions {
   headDim: number;

@@ -1,6 +1,6 @@
 // Host side of the second split-KV decode kernel pair (flash-decode.wgsl.ts): options for a device,
 // the split count for a cache length, and queueing partial (+ combine when split) on the runtime.
-import { type BindingResource, type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
+import { type BindingResource, type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import {
   FLASH_COMBINE_PARAMS, FLASH_DECODE_BINDINGS, FLASH_DECODE_PARAMS, type FlashDecodeOptions,
   buildFlashCombine, buildFlashDecode, flashDecodeOptions, flashDecodeSplits,
