@@ -1,7 +1,7 @@
 // Runs the subgroup-matrix flash kernel (src/backends/webgpu/tiers/flash-sgmatrix-wgsl.ts, built to
 // dist/) on a validated AttentionProblem with raw WebGPU: upload, one dispatch grid, timing, readback.
-import { buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from '../../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
-import { packParams } from '../../dist/backends/webgpu/tiers/flash-params.js';
+import { buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from '../../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { packParams } from '../../dist/ops/attention/webgpu/tiers/flash-params.js';
 import { buffer, compile, readback, timeDispatches, upload } from './gpu-harness.mjs';
 
 const pipelines = new Map();

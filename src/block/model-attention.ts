@@ -22,7 +22,7 @@ import type { BlockDims } from './config.js';
 import { packedAttention, ropeAndCache } from './cpu/block.js';
 import type { BlockGeometry } from './shape.js';
 import { type GpuBlock, type GpuRopeTable } from './webgpu/block.js';
-import type { GemmChoice, GpuLinear } from './webgpu/gemm.js';
+import type { GemmChoice, GpuLinear } from '../ops/gemm/webgpu/gemm.js';
 
 /** The block's sizes for a model config (RoPE comes per step from the runner). */
 export function blockDims(config: ModelConfig): BlockDims {

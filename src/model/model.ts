@@ -3,7 +3,7 @@
 // (config.json, safetensors, optional tokenizer.json); `createModel(config, store)` takes weights
 // from any TensorStore (e.g. random weights generated in memory for benchmarks).
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
-import { autoBackend } from '../backends/registry.js';
+import { autoBackend } from '../ops/attention/registry.js';
 import { type TensorStore, openSafetensors } from '../io/safetensors.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
@@ -98,7 +98,7 @@ const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
   webgpu: {
     async load(config, store, options) {
       const { GpuOps } = await import('./webgpu/ops.js');
-      const { getRuntime } = await import('../backends/webgpu/runtime.js');
+      const { getRuntime } = await import('../engines/webgpu/runtime.js');
       const ops = new GpuOps(await getRuntime(options.device), options.gpuWeights ?? 'float32');
       ops.replayDecode = options.replayDecode ?? true;
       const weights = await loadWeights(store, config, ops.weightDType, (tensor) => ops.upload(tensor));

@@ -3,8 +3,8 @@
 // job (or the naive three jobs), and copy the output out in q's layout and dtype.
 import { floatsToHalf, halfToFloats } from '../../core/dtype.js';
 import { Tensor, numel } from '../../core/tensor.js';
-import { type AttentionProblem, type BroadcastView, type StridedView, visiblePairs } from '../../attention/problem.js';
-import type { AttentionResult } from '../backend.js';
+import { type AttentionProblem, type BroadcastView, type StridedView, visiblePairs } from '../../ops/attention/problem.js';
+import type { AttentionResult } from '../../ops/attention/backend.js';
 import type { CpuEngine } from './engine.js';
 import { type FlashParams, PACK_KEYS, type StagedOperand, type StagedProblem, flashScratch, flashTasks, panelBytes } from './flash.js';
 import { NAIVE_SCRATCH_BYTES, type NaiveParams, naiveBlocks, naiveGroups, sBufferStride } from './naive.js';

@@ -1,8 +1,8 @@
 // The CPU backend: fused FlashAttention-2-style forward on a persistent worker pool with WASM SIMD
 // kernels over one shared WebAssembly.Memory (see docs/ARCHITECTURE.md, "CPU backend").
 // The engine starts lazily on the first call and is shared by every later call.
-import type { AttentionProblem } from '../../attention/problem.js';
-import type { AttentionBackend } from '../backend.js';
+import type { AttentionProblem } from '../../ops/attention/problem.js';
+import type { AttentionBackend } from '../../ops/attention/backend.js';
 import { cpuUnsupported, runFlash, runNaive } from './attention.js';
 import { cpuThreadsSetting, onConfigChange, onDispose } from '../../core/config.js';
 import { CpuEngine, type CpuEngineOptions } from './engine.js';

@@ -13,7 +13,7 @@
 // batchStride 0 broadcasts an operand over the batch (one weight for every batch entry).
 // Operands are copied into the engine's shared memory for the call (O(size), next to O(m·n·k) work).
 import { ShapeError, show } from '../../core/errors.js';
-import type { RunStats } from '../backend.js';
+import type { RunStats } from '../../ops/attention/backend.js';
 import { Staging } from './attention.js';
 import type { CpuEngine } from './engine.js';
 import { MATMUL_COLS, MATMUL_ROWS, type MatmulParams, type StagedMatrix } from './matmul-task.js';

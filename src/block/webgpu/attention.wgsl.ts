@@ -16,8 +16,8 @@
 // online softmax is the portable flash tier's (no S x L buffer anywhere). The workgroup of query
 // head h = hk * group writes KV head hk's new rows to the cache; no workgroup reads positions >= start
 // from the cache, so the writes race with nothing.
-import { UniformLayout } from '../../backends/webgpu/uniforms.js';
-import { NO_SCORE } from '../../backends/webgpu/wgsl.js';
+import { UniformLayout } from '../../engines/webgpu/uniforms.js';
+import { NO_SCORE } from '../../engines/webgpu/wgsl.js';
 import { rowsCore, tiledCore } from './attention-core.wgsl.js';
 
 /**

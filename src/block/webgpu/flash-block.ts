@@ -4,16 +4,16 @@
 // through their internal "block source" option: Q/K/V read from the packed rows by stride, RoPE
 // applied while staging, the KV cache read below `start` and appended (FlashAttention's
 // flash_attn_with_kvcache). One dispatch; the block's own kernel (attention.wgsl.ts) keeps decode.
-import type { Operand } from '../../backends/webgpu/operands.js';
-import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
-import { SCORE_PARAMS, windowParams } from '../../backends/webgpu/score.wgsl.js';
-import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, buildFlash } from '../../backends/webgpu/portable/flash.wgsl.js';
-import { tileForDims } from '../../backends/webgpu/portable/flash.js';
-import { PORTABLE_BLOCK_BINDINGS } from '../../backends/webgpu/portable/flash-block.wgsl.js';
-import { FLASH_BLOCK_BINDINGS, FLASH_BLOCK_PARAMS } from '../../backends/webgpu/tiers/flash-block-source.js';
-import { UNBOUNDED, packParamFields } from '../../backends/webgpu/tiers/flash-params.js';
-import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from '../../backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
-import { SG_MATRIX_CONFIGS, type SgMatrixConfig, sgMatrixAdapterUnsupported } from '../../backends/webgpu/tiers/sgmatrix.js';
+import type { Operand } from '../../engines/webgpu/operands.js';
+import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
+import { SCORE_PARAMS, windowParams } from '../../ops/attention/webgpu/score.wgsl.js';
+import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, buildFlash } from '../../ops/attention/webgpu/portable/flash.wgsl.js';
+import { tileForDims } from '../../ops/attention/webgpu/portable/flash.js';
+import { PORTABLE_BLOCK_BINDINGS } from '../../ops/attention/webgpu/portable/flash-block.wgsl.js';
+import { FLASH_BLOCK_BINDINGS, FLASH_BLOCK_PARAMS } from '../../ops/attention/webgpu/tiers/flash-block-source.js';
+import { UNBOUNDED, packParamFields } from '../../ops/attention/webgpu/tiers/flash-params.js';
+import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from '../../ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { SG_MATRIX_CONFIGS, type SgMatrixConfig, sgMatrixAdapterUnsupported } from '../../ops/attention/webgpu/tiers/sgmatrix.js';
 import type { BlockDims } from '../config.js';
 import type { BlockGeometry } from '../shape.js';
 
