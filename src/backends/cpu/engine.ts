@@ -6,7 +6,8 @@ import { cpuKernelsSetting, cpuThreadsSetting } from '../../core/config.js';
 import { Arena, formatBytes } from './arena.js';
 import { type CompiledKernels, type KernelKind, type Kernels, compileKernels, instantiateKernels, scalarKernels, tileGeometry } from './kernels.js';
 import type { DEFAULT_KERNEL_OPTIONS } from './wasm/kernels.js';
-import { type Job, type JobKind, type JobParamsOf, runJobTasks } from './jobs.js';
+import { type Job, type JobKind, type JobParamsOf, jobClaimed, runJobTasks } from './jobs.js';
+import { BUDGET_MS, nextTurn } from '../../core/pace.js';
 import { WorkerPool } from './pool.js';
 import { hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
 
@@ -90,7 +91,16 @@ export class CpuEngine {
     const job: Job<K> = { kind, params, taskCount, counter, scratch, scratchPerWorker };
     try {
       if (this.pool && flops >= this.inlineFlops) await this.pool.run(job as Job);
-      else runJobTasks({ kernels: this.kernels, memory: this.arena.memory }, job as Job, 0);
+      else {
+        // on this thread: a turn for the event loop between tasks every BUDGET_MS (the
+        // single-threaded fallback runs whole calls here; one task is not split)
+        const ctx = { kernels: this.kernels, memory: this.arena.memory };
+        for (;;) {
+          runJobTasks(ctx, job as Job, 0, performance.now() + BUDGET_MS);
+          if (jobClaimed(ctx, job as Job)) break;
+          await nextTurn();
+        }
+      }
     } finally {
       this.arena.giveCounter(counter);
     }

@@ -41,13 +41,22 @@ const TASKS: { [K in JobKind]: Task<JobParamsOf[K]> } = {
   matmul: matmulTask,
 };
 
+/** Whether every task of `job` has been claimed. */
+export function jobClaimed(ctx: TaskContext, job: Job): boolean {
+  return Atomics.load(new Int32Array(ctx.memory.buffer, 0, CONTROL_BYTES / 4), job.counter) >= job.taskCount;
+}
+
 export interface TaskContext {
   kernels: Kernels;
   memory: { readonly buffer: ArrayBufferLike };
 }
 
-/** Claims and runs tasks of `job` until the counter passes the task count; returns tasks run. */
-export function runJobTasks(ctx: TaskContext, job: Job, worker: number): number {
+/**
+ * Claims and runs tasks of `job` until the counter passes the task count (or, on the main thread,
+ * until performance.now() passes `until`, so the caller can give the event loop a turn); returns
+ * the tasks run.
+ */
+export function runJobTasks(ctx: TaskContext, job: Job, worker: number, until = Infinity): number {
   const counters = new Int32Array(ctx.memory.buffer, 0, CONTROL_BYTES / 4);
   const run = TASKS[job.kind] as Task<unknown>;
   const buffer = () => ctx.memory.buffer;
@@ -58,5 +67,6 @@ export function runJobTasks(ctx: TaskContext, job: Job, worker: number): number 
     if (t >= job.taskCount) return done;
     run(ctx.kernels, buffer, job.params, t, scratch);
     done++;
+    if (until !== Infinity && performance.now() >= until) return done;
   }
 }

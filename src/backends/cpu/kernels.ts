@@ -35,7 +35,7 @@ export interface Kernels {
   /** C[m×n] = A[m×k]·B[k×n] (mode 0), + C (mode 1), + scales[r]·C (mode 2). */
   gemm_nn(a: number, lda: number, b: number, ldb: number, k: number, c: number, ldc: number, m: number, n: number, mode: number, scales: number): void;
   /** One online-softmax step on an S tile in place; see wasm/kernels.ts. */
-  softmax_update(s: number, lds: number, rows: number, cols: number, mx: number, sum: number, alpha: number): void;
+  softmax_update(s: number, lds: number, rows: number, cols: number, mx: number, sum: number, alpha: number, beta: number): void;
   /** dst[r][:cols] = src[r][:cols] / sum[r] (0 where sum is 0). */
   finalize_rows(src: number, lds: number, dst: number, ldd: number, rows: number, cols: number, sum: number): void;
 }
@@ -182,12 +182,12 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
         x.set(acc, ci);
       }
     },
-    softmax_update(s, lds, rows, cols, mx, sum, alpha) {
+    softmax_update(s, lds, rows, cols, mx, sum, alpha, beta) {
       const x = f();
       for (let r = 0; r < rows; r++) {
         const row = (s + r * lds) >>> 2;
         let rowMax = -Infinity;
-        for (let j = 0; j < cols; j++) if (x[row + j] > rowMax) rowMax = x[row + j];
+        for (let j = 0; j < cols; j++) rowMax = Math.max(rowMax, x[row + j]); // NaN-propagating, as the WASM max
         const mOld = x[(mx >>> 2) + r];
         const mNew = Math.max(mOld, rowMax);
         if (mNew === -Infinity) {
@@ -197,11 +197,11 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
         }
         let l = 0;
         for (let j = 0; j < cols; j++) {
-          const e = Math.exp(x[row + j] - mNew);
+          const e = Math.exp(beta * (x[row + j] - mNew));
           x[row + j] = e;
           l += e;
         }
-        const a = Math.exp(mOld - mNew);
+        const a = Math.exp(beta * (mOld - mNew));
         x[(alpha >>> 2) + r] = a;
         x[(sum >>> 2) + r] = x[(sum >>> 2) + r] * a + l;
         x[(mx >>> 2) + r] = mNew;

@@ -51,7 +51,7 @@ export const DEFAULT_KERNEL_OPTIONS: Omit<KernelOptions, 'relaxed' | 'shared' | 
 export const KERNEL_SIGNATURES = {
   gemm_nt: ['a', 'lda', 'b', 'ldb', 'k', 'a2', 'lda2', 'b2', 'ldb2', 'k2', 'c', 'ldc', 'm', 'n', 'alpha', 'accumulate'],
   gemm_nn: ['a', 'lda', 'b', 'ldb', 'k', 'c', 'ldc', 'm', 'n', 'mode', 'scales'],
-  softmax_update: ['s', 'lds', 'rows', 'cols', 'mx', 'sum', 'alpha'],
+  softmax_update: ['s', 'lds', 'rows', 'cols', 'mx', 'sum', 'alpha', 'beta'],
   finalize_rows: ['src', 'lds', 'dst', 'ldd', 'rows', 'cols', 'sum'],
   ...TILE_SIGNATURES,
 } as const;
@@ -62,7 +62,7 @@ export function buildKernelModule(o: KernelOptions): ModuleBuilder {
   const sig = (names: readonly string[], floats: readonly string[] = []) => names.map((n) => [n, floats.includes(n) ? 'f32' : I] as const);
   m.func('gemm_nt', sig(KERNEL_SIGNATURES.gemm_nt, ['alpha']), undefined, (f) => gemmNT(f, o));
   m.func('gemm_nn', sig(KERNEL_SIGNATURES.gemm_nn), undefined, (f) => gemmNN(f, o));
-  m.func('softmax_update', sig(KERNEL_SIGNATURES.softmax_update), undefined, (f) => softmaxUpdate(f));
+  m.func('softmax_update', sig(KERNEL_SIGNATURES.softmax_update, ['beta']), undefined, (f) => softmaxUpdate(f));
   m.func('finalize_rows', sig(KERNEL_SIGNATURES.finalize_rows), undefined, (f) => finalizeRows(f));
   addTileKernels(m, o);
   return m;
@@ -122,7 +122,8 @@ function emitExp(f: FunctionBuilder, x: Local, out: Local, t: { n: Local; r: Loc
   // y = p(r)·r² + r + 1
   f.set(out, f32x4.add(f32x4.add(f32x4.mul(f.get(out), f32x4.mul(f.get(t.r), f.get(t.r))), f.get(t.r)), f32x4.const(1)));
   f.set(out, f32x4.mul(f.get(out), f.get(t.n)));
-  f.set(out, v128.and(f.get(out), f32x4.ge(f.get(x), f32x4.const(LOW))));
+  // 0 below LOW; NaN stays NaN (exp of a NaN score must not read as a weight of 0)
+  f.set(out, v128.and(f.get(out), v128.or(f32x4.ge(f.get(x), f32x4.const(LOW)), f32x4.ne(f.get(x), f.get(x)))));
 }
 
 // ---------- gemm_nt: C[m×n] = alpha·(A[m×k]·B[n×k]ᵀ + A2[m×k2]·B2[n×k2]ᵀ) (+ C when accumulate)
@@ -325,6 +326,8 @@ function softmaxUpdate(f: FunctionBuilder): void {
   const tailMask = f.local('v128', 'tail_mask');
   const rem = f.local('i32', 'rem');
   const NEG_INF = f32x4.const(-Infinity);
+  const betaV = f.local('v128', 'beta_v');
+  f.set(betaV, f32x4.splat(p('beta')));
   // full vectors, then one masked vector for cols % 4
   f.set(full, i32.shl(i32.and(p('cols'), i32.const(~3)), i32.const(2)));
   f.set(rem, i32.and(p('cols'), i32.const(3)));
@@ -336,15 +339,17 @@ function softmaxUpdate(f: FunctionBuilder): void {
   f.forRange(r, i32.const(0), p('rows'), 1, () => {
     f.set(row, i32.add(p('s'), i32.mul(f.get(r), p('lds'))));
     f.set(mx, NEG_INF);
-    f.forRange(c, i32.const(0), f.get(full), 16, () => f.set(mx, f32x4.pmax(f.get(mx), v128.load(i32.add(f.get(row), f.get(c))))));
-    f.if(f.get(rem), () => f.set(mx, f32x4.pmax(f.get(mx), tailX())));
-    f.statement(f32.store(rowAddr('alpha'), horizontal(f.get(mx), f32x4.pmax, f, tmp)));
+    // max, not pmax: a NaN score must make the row max NaN (then the row's output and LSE)
+    f.forRange(c, i32.const(0), f.get(full), 16, () => f.set(mx, f32x4.max(f.get(mx), v128.load(i32.add(f.get(row), f.get(c))))));
+    f.if(f.get(rem), () => f.set(mx, f32x4.max(f.get(mx), tailX())));
+    f.statement(f32.store(rowAddr('alpha'), horizontal(f.get(mx), f32x4.max, f, tmp)));
   });
   // pass 2, four rows at a time: m' = max(m, rowmax); alpha = exp(m - m') (1 where m' = -inf); l *= alpha
   f.forRange(r, i32.const(0), p('rows'), 4, () => {
     f.set(mOld, v128.load(rowAddr('mx')));
-    f.set(mx, f32x4.pmax(f.get(mOld), v128.load(rowAddr('alpha'))));
-    f.set(x, f32x4.sub(f.get(mOld), f.get(mx))); // NaN where both are -inf: exp gives 0, replaced below
+    f.set(mx, f32x4.max(f.get(mOld), v128.load(rowAddr('alpha'))));
+    // scores are in units of beta (scoreUnits): weights are exp(beta·(s - m))
+    f.set(x, f32x4.mul(f32x4.sub(f.get(mOld), f.get(mx)), f.get(betaV))); // NaN where both are -inf: replaced below
     emitExp(f, x, e, t);
     f.set(e, v128.bitselect(f32x4.const(1), f.get(e), f32x4.eq(f.get(mx), NEG_INF)));
     f.statement(v128.store(rowAddr('alpha'), f.get(e)));
@@ -362,7 +367,7 @@ function softmaxUpdate(f: FunctionBuilder): void {
       f.set(mx, f32x4.splat(f.get(mNew)));
       f.set(sum, f32x4.const(0));
       const expAt = (addr: Expr, value: Expr) => {
-        f.set(x, f32x4.sub(value, f.get(mx)));
+        f.set(x, f32x4.mul(f32x4.sub(value, f.get(mx)), f.get(betaV)));
         emitExp(f, x, e, t);
         f.set(sum, f32x4.add(f.get(sum), f.get(e)));
         f.statement(v128.store(addr, f.get(e)));
