@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ValueError, attention, configure, configNotes, dispose, setAutotuneMode, autotuneMode } from '../dist/index.js';
 import { envChoice, envFlag, envInt, envList, readEnv } from '../dist/core/env.js';
 import { cpuKernelsSetting, cpuThreadsSetting, webgpuTierSetting } from '../dist/core/config.js';
-import { cpuEngine } from '../dist/backends/cpu/index.js';
+import { cpuEngine } from '../dist/ops/cpu-engine.js';
 import { makeCase } from '../dist/testing/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

@@ -4,13 +4,13 @@
 // per layer where the library's attention() is used for prefill, which flushes).
 import { envInt } from '../../core/env.js';
 import { UnsupportedError } from '../../core/errors.js';
-import { runMatmul } from '../../ops/gemm/webgpu/matmul.js';
+import { runMatmul } from '../../ops/gemm/webgpu/index.js';
 import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
 import { Scope } from '../../scope/scope.js';
 import type { Activations, DecoderOps, KvCache, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';
-import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/gemv.js';
+import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/index.js';
 import { TOPK_MAX, TOPK_PARAMS, buildTopK } from './topk.wgsl.js';
 import {
   ELEMENTWISE_PARAMS, ELEMENTWISE_WORKGROUP, EMBED_PARAMS, RMSNORM_PARAMS, type WeightDType,

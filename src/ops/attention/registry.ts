@@ -6,7 +6,7 @@ import type { AttentionProblem } from './problem.js';
 import type { AttentionBackend, RunContext } from './backend.js';
 
 const loaders: Record<BackendName, () => Promise<AttentionBackend>> = {
-  cpu: async () => (await import('../../backends/cpu/index.js')).cpuBackend,
+  cpu: async () => (await import('./cpu/index.js')).cpuBackend,
   webgpu: async () => (await import('./webgpu/index.js')).webgpuBackend,
 };
 
@@ -56,11 +56,11 @@ export interface BackendInfo {
 
 /** Which backends this process can use, for `fusedattn info` and the tests. */
 export async function listBackends(): Promise<BackendInfo[]> {
-  const cpu = await import('../../backends/cpu/index.js');
+  const cpu = await import('../cpu-engine.js');
   const gpu = await import('../../engines/webgpu/device.js');
   let cpuInfo: Omit<BackendInfo, 'name'>;
   try {
-    cpuInfo = { available: true, detail: cpu.describeCpu() };
+    cpuInfo = { available: true, detail: await cpu.describeCpu() };
   } catch (e) {
     // a malformed FUSEDATTN_CPU_THREADS / FUSEDATTN_CPU_KERNELS: every CPU call would refuse too
     cpuInfo = { available: false, detail: e instanceof Error ? e.message : String(e) };

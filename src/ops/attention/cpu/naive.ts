@@ -5,8 +5,9 @@
 // Heads are processed in groups whose S buffers fit a memory budget, three pool jobs per group;
 // the S buffers of one group are the call's intermediate memory.
 import type { StagedOperand, StagedProblem } from './flash.js';
-import type { Kernels } from './kernels.js';
-import { scoreUnits } from '../../ops/attention/problem.js';
+import type { GemmKernels } from '../../gemm/cpu/kernels.js';
+import type { AttentionKernels } from './kernels.js';
+import { scoreUnits } from '../problem.js';
 import { modifyScores } from './scores.js';
 
 /** Rows of S per task. */
@@ -84,7 +85,7 @@ function block(p: NaiveParams, t: number): Block {
   };
 }
 
-export function naiveScoresTask(kernels: Kernels, _buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
+export function naiveScoresTask(kernels: AttentionKernels & GemmKernels, _buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
   const k = block(p, t);
   kernels.gemm_nt(
     k.row(p.q, k.h, k.i0, p.seqStartsQ), p.q.ss, k.row(p.k, k.hk, 0, p.seqStartsK), p.k.ss, p.dimQK,
@@ -93,7 +94,7 @@ export function naiveScoresTask(kernels: Kernels, _buffer: () => ArrayBufferLike
   );
 }
 
-export function naiveSoftmaxTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
+export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
   const k = block(p, t);
   const s = k.sAddr + k.i0 * k.lds;
   const { beta } = scoreUnits(p.scale);
@@ -115,7 +116,7 @@ export function naiveSoftmaxTask(kernels: Kernels, buffer: () => ArrayBufferLike
   }
 }
 
-export function naivePvTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
+export function naivePvTask(kernels: AttentionKernels & GemmKernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
   const k = block(p, t);
   if (p.vNonFinite) {
     // skip weights of 0: a NaN/Inf in v reaches only the rows that give its key a weight

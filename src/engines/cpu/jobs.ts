@@ -1,27 +1,14 @@
 // A job is one parallel launch on the CPU pool: a kind, plain-data parameters and a task count.
 // Workers (and the main thread, for tiny jobs and the single-threaded fallback) claim task indices
 // from a shared counter with Atomics.add until none are left, so uneven tasks (causal blocks)
-// balance themselves. This file is imported by the worker script; keep it free of main-thread code.
+// balance themselves. What a task of each kind does is the program's (program.ts); this file is
+// imported by the worker script, so keep it free of main-thread code.
 import { CONTROL_BYTES } from './arena.js';
-import { type FlashParams, flashPackTask, flashTask } from './flash.js';
-import type { Kernels } from './kernels.js';
-import { type MatmulParams, matmulTask } from './matmul-task.js';
-import { type NaiveParams, naivePvTask, naiveScoresTask, naiveSoftmaxTask } from './naive.js';
+import type { Task } from './program.js';
 
-export interface JobParamsOf {
-  flash: FlashParams;
-  'flash-pack': FlashParams;
-  'naive-scores': NaiveParams;
-  'naive-softmax': NaiveParams;
-  'naive-pv': NaiveParams;
-  matmul: MatmulParams;
-}
-
-export type JobKind = keyof JobParamsOf;
-
-export interface Job<K extends JobKind = JobKind> {
-  kind: K;
-  params: JobParamsOf[K];
+export interface Job<N extends string = string, P = unknown> {
+  kind: N;
+  params: P;
   taskCount: number;
   /** Index of this job's i32 task counter at the start of the memory. */
   counter: number;
@@ -30,25 +17,15 @@ export interface Job<K extends JobKind = JobKind> {
   scratchPerWorker: number;
 }
 
-type Task<P> = (kernels: Kernels, buffer: () => ArrayBufferLike, params: P, task: number, scratch: number) => void;
-
-const TASKS: { [K in JobKind]: Task<JobParamsOf[K]> } = {
-  flash: flashTask,
-  'flash-pack': flashPackTask,
-  'naive-scores': naiveScoresTask,
-  'naive-softmax': naiveSoftmaxTask,
-  'naive-pv': naivePvTask,
-  matmul: matmulTask,
-};
-
 /** Whether every task of `job` has been claimed. */
-export function jobClaimed(ctx: TaskContext, job: Job): boolean {
+export function jobClaimed(ctx: { memory: { readonly buffer: ArrayBufferLike } }, job: Job): boolean {
   return Atomics.load(new Int32Array(ctx.memory.buffer, 0, CONTROL_BYTES / 4), job.counter) >= job.taskCount;
 }
 
-export interface TaskContext {
-  kernels: Kernels;
+export interface TaskContext<K> {
+  kernels: K;
   memory: { readonly buffer: ArrayBufferLike };
+  tasks: { readonly [kind: string]: Task<K, never> };
 }
 
 /**
@@ -56,9 +33,10 @@ export interface TaskContext {
  * until performance.now() passes `until`, so the caller can give the event loop a turn); returns
  * the tasks run.
  */
-export function runJobTasks(ctx: TaskContext, job: Job, worker: number, until = Infinity): number {
+export function runJobTasks<K>(ctx: TaskContext<K>, job: Job, worker: number, until = Infinity): number {
   const counters = new Int32Array(ctx.memory.buffer, 0, CONTROL_BYTES / 4);
-  const run = TASKS[job.kind] as Task<unknown>;
+  const run = ctx.tasks[job.kind] as Task<K, unknown> | undefined;
+  if (!run) throw new Error(`CPU engine: no task of kind '${job.kind}' in the program`);
   const buffer = () => ctx.memory.buffer;
   const scratch = job.scratch + worker * job.scratchPerWorker;
   let done = 0;

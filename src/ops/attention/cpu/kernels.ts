@@ -1,11 +1,9 @@
-// The micro-kernel set the CPU tasks call, in two interchangeable implementations over the same
-// memory: WASM SIMD (built at runtime by wasm/kernels.ts) and plain scalar JavaScript (the
-// fallback where WASM SIMD is missing, and the yardstick the SIMD kernels are measured and tested
-// against). Addresses and leading dimensions are in bytes, matrices row-major float32.
-import { envFlag } from '../../core/env.js';
-import { KERNEL_SIGNATURES, buildKernelModule, DEFAULT_KERNEL_OPTIONS, type KernelOptions } from './wasm/kernels.js';
-
-export type KernelKind = 'wasm-relaxed-simd' | 'wasm-simd' | 'scalar';
+// Attention's CPU micro-kernels as the tasks call them, in two interchangeable implementations over
+// the same memory: WASM SIMD (wasm-tiles.ts, wasm-softmax.ts; assembled with the other ops' kernels
+// into one module by ops/cpu-program.ts) and plain scalar JavaScript (the fallback where WASM SIMD
+// is missing, and the yardstick the SIMD kernels are measured and tested against). Addresses and
+// leading dimensions are in bytes, matrices row-major float32.
+import type { TileOptions } from './wasm-tiles.js';
 
 /** The tile geometry the fused kernels were built for (module constants). */
 export interface TileGeometry {
@@ -18,10 +16,16 @@ export interface TileGeometry {
   pvVectors: number;
 }
 
-export interface Kernels {
-  readonly kind: KernelKind;
+export const DEFAULT_TILE_OPTIONS: Omit<TileOptions, 'relaxed'> = { br: 64, bc: 64, qkRows: 2, qkUnroll: 1, pvRows: 4, pvVectors: 2 };
+
+export function tileGeometry(tuning: Partial<TileOptions> = {}): TileGeometry {
+  const o = { ...DEFAULT_TILE_OPTIONS, ...tuning };
+  return { br: o.br, bc: o.bc, qkRows: o.qkRows, pvVectors: o.pvVectors };
+}
+
+export interface AttentionKernels {
   readonly tiles: TileGeometry;
-  /** Packs rows into [ceil(rows/group)][chunks][group][4] from chunk chunk0 on, zero-padded (see wasm/tile-kernels.ts). */
+  /** Packs rows into [ceil(rows/group)][chunks][group][4] from chunk chunk0 on, zero-padded (see wasm-tiles.ts). */
   pack_panel(src: number, ld: number, rows: number, dim: number, dst: number, group: number, chunks: number, chunk0: number): void;
   /** Packs V rows into column blocks of 4·pvVectors floats per key, blocks vld bytes apart, zero-padded. */
   pack_v(src: number, ld: number, keys: number, dim: number, dst: number, vld: number): void;
@@ -29,71 +33,16 @@ export interface Kernels {
   qk_tile(q: number, k: number, chunks: number, rows: number, cols: number, s: number, alpha: number): void;
   /** O = scales_r·O + P·Vpanel over `keys` keys (P row stride 4·bc). */
   pv_tile(p: number, v: number, vld: number, keys: number, o: number, ldo: number, rows: number, dim: number, scales: number): void;
-  /** C[m×n] = alpha·(A[m×k]·B[n×k]ᵀ + A2[m×k2]·B2[n×k2]ᵀ), plus the old C when accumulate != 0. */
-  gemm_nt(a: number, lda: number, b: number, ldb: number, k: number, a2: number, lda2: number, b2: number, ldb2: number, k2: number,
-    c: number, ldc: number, m: number, n: number, alpha: number, accumulate: number): void;
-  /** C[m×n] = A[m×k]·B[k×n] (mode 0), + C (mode 1), + scales[r]·C (mode 2). */
-  gemm_nn(a: number, lda: number, b: number, ldb: number, k: number, c: number, ldc: number, m: number, n: number, mode: number, scales: number): void;
-  /** One online-softmax step on an S tile in place; see wasm/kernels.ts. */
+  /** One online-softmax step on an S tile in place, weights exp(beta·(s - m)); see wasm-softmax.ts. */
   softmax_update(s: number, lds: number, rows: number, cols: number, mx: number, sum: number, alpha: number, beta: number): void;
   /** dst[r][:cols] = src[r][:cols] / sum[r] (0 where sum is 0). */
   finalize_rows(src: number, lds: number, dst: number, ldd: number, rows: number, cols: number, sum: number): void;
 }
 
-/** What the module is compiled for; the worker compiles nothing and instantiates the same Module. */
-export interface CompiledKernels {
-  module: WebAssembly.Module;
-  kind: KernelKind;
-  tiles: TileGeometry;
-}
-
-export function tileGeometry(tuning: Partial<typeof DEFAULT_KERNEL_OPTIONS> = {}): TileGeometry {
-  const o = { ...DEFAULT_KERNEL_OPTIONS, ...tuning };
-  return { br: o.br, bc: o.bc, qkRows: o.qkRows, pvVectors: o.pvVectors };
-}
-
-export async function compileKernels(shared: boolean, maximumPages: number, relaxed: boolean, tuning: Partial<typeof DEFAULT_KERNEL_OPTIONS> = {}): Promise<CompiledKernels> {
-  const options: KernelOptions = { ...DEFAULT_KERNEL_OPTIONS, ...tuning, relaxed, shared, maximumPages };
-  const builder = buildKernelModule(options);
-  if (envFlag('FUSEDATTN_DEBUG_WASM')) console.log(builder.wat());
-  const module = await WebAssembly.compile(builder.bytes());
-  return { module, kind: relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', tiles: tileGeometry(tuning) };
-}
-
-export function instantiateKernels(compiled: CompiledKernels, memory: WebAssembly.Memory): Kernels {
-  const instance = new WebAssembly.Instance(compiled.module, { env: { memory } });
-  const exports = instance.exports as unknown as Omit<Kernels, 'kind' | 'tiles'>;
-  for (const name of Object.keys(KERNEL_SIGNATURES)) {
-    if (typeof (exports as unknown as Record<string, unknown>)[name] !== 'function') throw new Error(`CPU kernels: export ${name} missing`);
-  }
-  return {
-    kind: compiled.kind,
-    tiles: compiled.tiles,
-    pack_panel: exports.pack_panel,
-    pack_v: exports.pack_v,
-    qk_tile: exports.qk_tile,
-    pv_tile: exports.pv_tile,
-    gemm_nt: exports.gemm_nt,
-    gemm_nn: exports.gemm_nn,
-    softmax_update: exports.softmax_update,
-    finalize_rows: exports.finalize_rows,
-  };
-}
-
-/** Plain JavaScript kernels with the semantics of the WASM ones (Math.exp, sequential sums). */
-export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tiles: TileGeometry = tileGeometry()): Kernels {
-  let buffer: ArrayBufferLike | undefined;
-  let mem: Float32Array<ArrayBufferLike> = new Float32Array(0);
-  const f = () => {
-    if (memory.buffer !== buffer || mem.byteLength !== memory.buffer.byteLength) {
-      buffer = memory.buffer;
-      mem = new Float32Array(buffer);
-    }
-    return mem;
-  };
+/** Plain JavaScript kernels with the semantics of the WASM ones (Math.exp, sequential sums); `f()` views the memory. */
+export function scalarAttentionKernels(f: () => Float32Array<ArrayBufferLike>, tiles: TileGeometry): AttentionKernels {
   const { bc, qkRows, pvVectors } = tiles;
   return {
-    kind: 'scalar',
     tiles,
     pack_panel(src, ld, rows, dim, dst, group, chunks, chunk0) {
       const x = f();
@@ -148,38 +97,6 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
           for (let j = 0; j < keys; j++, vi += width) acc += x[prow + j] * x[vi];
           x[orow + d] = acc;
         }
-      }
-    },
-    gemm_nt(a, lda, b, ldb, k, a2, lda2, b2, ldb2, k2, c, ldc, m, n, alpha, accumulate) {
-      const x = f();
-      for (let i = 0; i < m; i++) {
-        const ai = (a + i * lda) >>> 2;
-        const ai2 = (a2 + i * lda2) >>> 2;
-        const ci = (c + i * ldc) >>> 2;
-        for (let j = 0; j < n; j++) {
-          const bj = (b + j * ldb) >>> 2;
-          let s = 0;
-          for (let d = 0; d < k; d++) s += x[ai + d] * x[bj + d];
-          const bj2 = (b2 + j * ldb2) >>> 2;
-          for (let d = 0; d < k2; d++) s += x[ai2 + d] * x[bj2 + d];
-          x[ci + j] = alpha * s + (accumulate ? x[ci + j] : 0);
-        }
-      }
-    },
-    gemm_nn(a, lda, b, ldb, k, c, ldc, m, n, mode, scales) {
-      const x = f();
-      const acc = new Float32Array(n);
-      for (let i = 0; i < m; i++) {
-        const ci = (c + i * ldc) >>> 2;
-        const init = mode === 0 ? 0 : mode === 1 ? 1 : x[(scales >>> 2) + i];
-        for (let j = 0; j < n; j++) acc[j] = init === 0 ? 0 : x[ci + j] * init;
-        const ai = (a + i * lda) >>> 2;
-        for (let p = 0; p < k; p++) {
-          const w = x[ai + p];
-          const bp = (b + p * ldb) >>> 2;
-          for (let j = 0; j < n; j++) acc[j] += w * x[bp + j];
-        }
-        x.set(acc, ci);
       }
     },
     softmax_update(s, lds, rows, cols, mx, sum, alpha, beta) {
