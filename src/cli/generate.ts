@@ -2,6 +2,7 @@
 // decode tokens/s, from a local Hugging Face model folder (config.json + safetensors, and
 // tokenizer.json for text). Errors are FusedAttnErrors or commander usage errors, which main.ts
 // prints as one line.
+import { UsageError } from './usage.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ValueError } from '../core/errors.js';
 import { generate, type GenerateResult } from '../model/generate.js';
@@ -51,7 +52,7 @@ export function registerGenerate(program: Command): Command {
 /** Runs the command and returns what it prints (tests call this directly). */
 export async function runGenerate(flags: GenerateFlags): Promise<string> {
   if ((flags.prompt === undefined) === (flags.tokens === undefined)) {
-    throw new ValueError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids>');
+    throw new UsageError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids>');
   }
   const attention: AttentionKind | undefined = flags.fused ? 'fused' : flags.unfused ? 'unfused' : undefined;
   const model = await loadModel(flags.model, { backend: flags.backend, attention, requireTokenizer: flags.prompt !== undefined });

@@ -357,8 +357,8 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
   return out;
 }
 
-/** Writes tensors to a .safetensors file (Node). */
+/** Writes tensors to a .safetensors file (Node), atomically (io/atomic.ts). */
 export async function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
-  const fs = await import('node:fs/promises');
-  await fs.writeFile(path, encodeSafetensors(tensors, metadata));
+  const { writeOutputsAtomically } = await import('./atomic.js');
+  writeOutputsAtomically([{ path, bytes: encodeSafetensors(tensors, metadata) }]);
 }
