@@ -86,7 +86,7 @@ const flags = [`enable-dawn-features=${enable.join(',')}`, `disable-dawn-feature
 if (smokeRun) flags.push('backend=opengles');
 else if (process.env.BACKEND) flags.push(`backend=${process.env.BACKEND}`);
 const gpu = create(flags);
-const adapter = await gpu.requestAdapter(smokeRun ? { featureLevel: 'compatibility' } : { powerPreference: 'high-performance' });
+const adapter = await gpu.requestAdapter(smokeRun || process.env.BACKEND === 'opengles' ? { featureLevel: 'compatibility' } : { powerPreference: 'high-performance' });
 if (!adapter) { console.log('no adapter'); process.exit(1); }
 const wanted = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'].filter((f) => adapter.features.has(f));
 const L = adapter.limits;
@@ -310,6 +310,8 @@ if (args.only.startsWith('top:')) {
   const best = previous.filter((r) => r.tag === fromTag && r.kind === 'result' && r.impl === 'tensorcore' && r.tflops).sort((a, b) => b.tflops - a.tflops);
   const seen = new Set();
   list = best.filter((r) => !seen.has(r.name) && seen.add(r.name)).slice(0, Number(count)).map((r) => ({ question: `top of ${fromTag}: ${r.question}`, options: r.options }));
+  // the parity row too, so every toggle set is compared on the same kernel
+  if (!seen.has(nameOf(STUDY_VARIANTS[0].options))) list.push(STUDY_VARIANTS[0]);
 } else if (args.only) {
   const names = new Set(args.only.split(';'));
   list = STUDY_VARIANTS.filter((v) => names.has(nameOf(v.options)));
