@@ -155,7 +155,7 @@ export function forcedConfig(p: AttentionProblem, d: TierDevice): SgMatrixConfig
   }
   const o = kernelOptionsOf(p, config);
   const problem = tierOptionsProblem(o) ?? (tierWorkgroupBytes(o) > d.limits.maxComputeWorkgroupStorageSize ? `it needs ${tierWorkgroupBytes(o)} bytes of workgroup memory` : undefined);
-  if (problem) throw new UnsupportedError('FUSEDATTN_SGMATRIX_CONFIG', `the forced configuration ${text} cannot run this problem: ${problem}`);
+  if (problem) throw new UnsupportedError('FUSEDATTN_SGMATRIX_CONFIG', `FUSEDATTN_SGMATRIX_CONFIG ${text} cannot run this problem: ${problem}`);
   return config;
 }
 
