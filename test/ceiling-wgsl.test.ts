@@ -9,8 +9,8 @@ import {
   TENSORCORE_GEMM_BASE, buildTensorCoreGemm, tensorCoreGemmGeometry, tensorCoreGemmProblem, type TensorCoreGemmOptions,
 } from '../dist/ops/gemm/webgpu/gemm-tensorcore.wgsl.js';
 import { DEFAULT_TENSORCORE_TILE, tensorCoreLinearOptions, tensorCoreLinearProblem } from '../dist/ops/gemm/webgpu/linear-tensorcore.js';
-import { buildFlashSgMatrixWide, wideOptionsProblem, wideWorkgroupBytes } from '../dist/ops/attention/webgpu/flash-sgmatrix-wide-wgsl.js';
-import { SG_MATRIX_CONFIGS, kernelOptionsOf, tierOptionsProblem, tierWorkgroupBytes } from '../dist/backends/webgpu/tiers/sgmatrix.js';
+import { buildFlashSgMatrixWide, wideOptionsProblem, wideWorkgroupBytes } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wide-wgsl.js';
+import { SG_MATRIX_CONFIGS, kernelOptionsOf, tierOptionsProblem, tierWorkgroupBytes } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
 import { tintErrors } from './tint.js';
 
 const B = TENSORCORE_GEMM_BASE;

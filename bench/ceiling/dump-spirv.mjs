@@ -32,7 +32,7 @@ if (args.one) {
   Object.assign(globalThis, globals);
   const job = JSON.parse(args.one);
   let code;
-  if (job.kind === 'attention') code = (await import('../../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js')).buildFlashSgMatrix(job.options);
+  if (job.kind === 'attention') code = (await import('../../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js')).buildFlashSgMatrix(job.options);
   else code = (await import('../../dist/ops/gemm/webgpu/gemm-tensorcore.wgsl.js')).buildTensorCoreGemm(job.options);
   const enable = [...(process.env.GPU_DAWN_TOGGLES ?? 'allow_unsafe_apis,vulkan_enable_f16_on_nvidia').split(','), 'dump_shaders', 'disable_symbol_renaming', ...args.enable.split(',')].filter(Boolean);
   const disable = ['timestamp_quantization', ...args.disable.split(',')].filter(Boolean);

@@ -13,9 +13,9 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { Tensor, attention, naiveAttention, validateAttention } from '../../dist/index.js';
-import { getRuntime } from '../../dist/backends/webgpu/runtime.js';
-import { chooseFlashTier } from '../../dist/backends/webgpu/tiers/index.js';
-import { tuneKey } from '../../dist/backends/webgpu/tiers/autotune.js';
+import { getRuntime } from '../../dist/engines/webgpu/runtime.js';
+import { chooseFlashTier } from '../../dist/ops/attention/webgpu/tiers/index.js';
+import { tuneKey } from '../../dist/ops/attention/webgpu/tiers/autotune.js';
 import { HALF, randomHalf, referenceRow } from '../experiments/gpu-harness.mjs';
 import { gpuTimeOf } from './gpu-timer.mjs';
 import { timeOrtMha } from './onnx-mha.mjs';

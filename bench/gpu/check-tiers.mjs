@@ -8,7 +8,7 @@
 // cases a configuration cannot run (e.g. the MLA split form on the wide kernel) count as n/a.
 import { attention, validateAttention, referenceAttention } from '../../dist/index.js';
 import { SUITE, caseName, checkF32, checkLowPrecision, makeCase } from '../../dist/testing/index.js';
-import { SG_MATRIX_CONFIGS } from '../../dist/backends/webgpu/tiers/sgmatrix.js';
+import { SG_MATRIX_CONFIGS } from '../../dist/ops/attention/webgpu/tiers/sgmatrix.js';
 
 const configsArg = process.argv.indexOf('--configs');
 const configKind = configsArg >= 0 ? process.argv[configsArg + 1] : undefined;

@@ -10,8 +10,8 @@
 // unfused:  the HF eager sequence (unfused.ts).
 import { UnsupportedError } from '../../core/errors.js';
 import { floatsToHalf } from '../../core/dtype.js';
-import { type GpuRuntime, defineKernel } from '../../backends/webgpu/runtime.js';
-import { STORAGE_USAGE } from '../../backends/webgpu/usage.js';
+import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
+import { STORAGE_USAGE } from '../../engines/webgpu/usage.js';
 import type { BlockDims, BlockSpec, WeightData } from '../config.js';
 import { asFloat32, packQkv } from '../pack.js';
 import { ropeTable } from '../rope.js';
@@ -23,9 +23,9 @@ import {
   BLOCK_ATTENTION_ROWS_TILES,
 } from './attention.wgsl.js';
 import { flatGrid } from './unfused.wgsl.js';
-import { type GemmChoice, type GemmTier, type GpuLinear, type SgmatKernelChoice, chooseGemm, defaultGemmKernel, linearPipeline, queueLinear, tiledLinearFits } from './gemm.js';
-import type { SgMatrixConfig } from '../../backends/webgpu/tiers/sgmatrix.js';
-import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from './flash-block.js';
+import { type GemmChoice, type GemmTier, type GpuLinear, type SgmatKernelChoice, chooseGemm, defaultGemmKernel, linearPipeline, queueLinear, tiledLinearFits } from '../../ops/gemm/webgpu/index.js';
+import type { SgMatrixConfig } from '../../ops/attention/webgpu/index.js';
+import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from '../../ops/attention/webgpu/index.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';
 import { type BlockDecodeFusion, blockDecodePlan, queueBlockDecode } from './decode.js';

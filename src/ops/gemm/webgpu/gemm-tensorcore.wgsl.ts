@@ -30,7 +30,7 @@
 // Every workgroup variable is a multiple of 16 bytes (NVIDIA misaligned matrix loads otherwise,
 // docs/GPU-NOTES.md). Shapes: A [M, K] row-major at a_off + m·a_stride (float16, or float32
 // converted while staged); C [M, N] at c_off + m·c_stride; K a multiple of 8.
-import { UniformLayout } from '../../../backends/webgpu/uniforms.js';
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
 export interface TensorCoreGemmOptions {
   a: 'float32' | 'float16';

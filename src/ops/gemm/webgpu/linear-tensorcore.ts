@@ -5,7 +5,7 @@
 // the edges need bounds checks); the tile fixes the rest.
 //   x [rows, K] row-major (float32, converted to f16 while staged, or float16) at xOffset + r·xStride
 //   W [N, K] float16 (PyTorch Linear), y [rows, N] float32 or float16 at outOffset + r·outStride
-import { defineKernel, type GpuRuntime } from '../../../backends/webgpu/runtime.js';
+import { defineKernel, type GpuRuntime } from '../../../engines/webgpu/runtime.js';
 import {
   TENSORCORE_GEMM_BINDINGS, TENSORCORE_GEMM_PARAMS, type TensorCoreGemmOptions, buildTensorCoreGemm, tensorCoreGemmGeometry, tensorCoreGemmProblem,
 } from './gemm-tensorcore.wgsl.js';
