@@ -1,6 +1,7 @@
 // The process-wide CPU engine loaded with every op's kernels (cpu-program.ts), started lazily on
 // the first call and shared by every later one. Ops' CPU code gets it here.
 import { cpuThreadsSetting, onConfigChange, onDispose } from '../core/config.js';
+import { DeviceError } from '../core/errors.js';
 import { CpuEngine, type CpuEngineOptions } from '../engines/cpu/engine.js';
 import { hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from '../engines/cpu/platform.js';
 import { CPU_PROGRAM, type CpuJobs, type CpuKernels, type KernelTuning } from './cpu-program.js';
@@ -40,8 +41,11 @@ export function cpuEngine(): Promise<OpsCpuEngine> {
   if (!engine) {
     const attempt = createCpuEngine().then((e) => (started = e));
     engine = attempt;
-    attempt.catch(() => {
-      if (engine === attempt) engine = undefined;
+    attempt.catch((e: unknown) => {
+      // a worker script that does not load will not load on the next call either: keep the one
+      // DeviceError naming it (dispose() or configure() clears it) instead of restarting per call
+      const loadFailure = e instanceof DeviceError && e.message.startsWith('CPU worker script');
+      if (engine === attempt && !loadFailure) engine = undefined;
     });
   }
   return engine;

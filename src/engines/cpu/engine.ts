@@ -21,6 +21,10 @@ export interface CpuEngineOptions<T = unknown> {
   tuning?: Partial<T>;
   /** Jobs estimated below this many flops run on the calling thread (no message round trip). */
   inlineFlops?: number;
+  /** A pool job without progress for this long fails (default pool.ts DEFAULT_JOB_DEADLINE_MS; tests lower it). */
+  jobDeadlineMs?: number;
+  /** Where the pool's worker script is (tests: a script that does not load). Default: the program's. */
+  workerUrl?: URL;
 }
 
 export interface CpuDescription {
@@ -63,7 +67,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
     let compiled: CompiledProgram | undefined;
     if (want !== 'scalar' && simd) compiled = await program.compile({ shared: arena.shared, maximumPages: arena.maximumPages, relaxed: want === 'auto' && relaxed, tuning });
     const kernels = compiled ? program.instantiate(compiled, arena.memory) : program.scalar(arena.memory, tuning);
-    const pool = threads > 0 ? await WorkerPool.start(threads, workerUrl, arena.memory, compiled, tuning) : undefined;
+    const pool = threads > 0 ? await WorkerPool.start(threads, options.workerUrl ?? workerUrl, arena.memory, compiled, tuning, { deadlineMs: options.jobDeadlineMs }) : undefined;
     const description: CpuDescription = { threads: Math.max(threads, 1), sharedMemory: shared, simd, relaxedSimd: relaxed, kernels: kernels.kind, singleThreadedReason };
     return new CpuEngine<K, J>(arena, kernels, program.tasks, pool, description, options.inlineFlops ?? 2e6);
   }
@@ -86,7 +90,14 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
   async execute<N extends keyof J & string>(kind: N, params: J[N], taskCount: number, scratch: number, scratchPerWorker: number, flops: number): Promise<void> {
     if (taskCount === 0) return;
     const counter = this.arena.takeCounter();
-    const job: Job<N, J[N]> = { kind, params, taskCount, counter, scratch, scratchPerWorker };
+    let completed: number;
+    try {
+      completed = this.arena.takeCounter();
+    } catch (e) {
+      this.arena.giveCounter(counter);
+      throw e;
+    }
+    const job: Job<N, J[N]> = { kind, params, taskCount, counter, completed, scratch, scratchPerWorker };
     try {
       if (this.pool && flops >= this.inlineFlops) await this.pool.run(job as Job);
       else {
@@ -101,6 +112,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
       }
     } finally {
       this.arena.giveCounter(counter);
+      this.arena.giveCounter(completed);
     }
   }
 

@@ -71,6 +71,10 @@ export interface WorkerHandle {
   post(message: unknown): void;
   onMessage(handler: (message: unknown) => void): void;
   onError(handler: (error: Error) => void): void;
+  /** The worker's thread ended (Node: its 'exit' event; browsers: after terminate()). */
+  onExit(handler: (code: number) => void): void;
+  /** Whether the runtime reports exits by itself (Node); a browser worker that throws lives on. */
+  readonly emitsExit: boolean;
   /** Node: let the process exit while this worker is idle (no-op in browsers). */
   ref(keepAlive: boolean): void;
   terminate(): void;
@@ -88,17 +92,30 @@ export async function startWorker(url: URL): Promise<WorkerHandle> {
       post: (m) => w.postMessage(m),
       onMessage: (h) => w.on('message', h),
       onError: (h) => w.on('error', h),
+      onExit: (h) => w.on('exit', h),
+      emitsExit: true,
       ref: (keep) => (keep ? w.ref() : w.unref()),
       terminate: () => void w.terminate(),
     };
   }
   const W = (globalThis as unknown as { Worker: new (u: URL, o: { type: 'module' }) => Worker }).Worker;
   const w = new W(url, { type: 'module' });
+  const exits: Array<(code: number) => void> = [];
+  let ended = false;
   return {
     post: (m) => w.postMessage(m),
     onMessage: (h) => w.addEventListener('message', (e) => h((e as MessageEvent).data)),
-    onError: (h) => w.addEventListener('error', (e) => h(new Error((e as ErrorEvent).message))),
+    // a script that fails to load reports an ErrorEvent without a message in some browsers
+    onError: (h) => w.addEventListener('error', (e) => h(new Error((e as ErrorEvent).message || 'the worker script did not load (network, CSP or a syntax error)'))),
+    onExit: (h) => void exits.push(h),
+    emitsExit: false,
     ref: () => {},
-    terminate: () => w.terminate(),
+    terminate: () => {
+      w.terminate();
+      if (ended) return;
+      ended = true;
+      // browsers fire no exit event: report it ourselves, on a later turn as Node does
+      setTimeout(() => exits.forEach((h) => h(1)), 0);
+    },
   };
 }

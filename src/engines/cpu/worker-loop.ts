@@ -3,13 +3,13 @@
 // job messages. The script itself is the program's (src/ops/cpu-worker.ts): one line that calls
 // serveJobs with the program, so the engine never imports an op.
 import { type TaskContext, runJobTasks } from './jobs.js';
-import type { InitMessage, JobMessage, WorkerReply } from './pool.js';
+import type { FaultMessage, FaultMode, InitMessage, JobMessage, WorkerReply } from './pool.js';
 import type { CpuProgram, KernelSet } from './program.js';
 import { isNode } from './platform.js';
 
 interface Port {
   post(message: WorkerReply): void;
-  listen(handler: (message: InitMessage | JobMessage) => void): void;
+  listen(handler: (message: InitMessage | JobMessage | FaultMessage) => void): void;
 }
 
 async function parentPort(): Promise<Port> {
@@ -26,7 +26,14 @@ async function parentPort(): Promise<Port> {
 export async function serveJobs<K extends KernelSet, J extends object>(program: CpuProgram<K, J>): Promise<void> {
   const port = await parentPort();
   let context: TaskContext<K> | undefined;
+  // the pool's fault injection (tests): what the next job does instead of its work
+  let fault: FaultMode | undefined;
   port.listen((message) => {
+    if (message.type === 'fault') {
+      if (message.mode === 'throw') throw new Error('fault injected by the pool: an uncaught exception in the worker');
+      fault = message.mode;
+      return;
+    }
     if (message.type === 'init') {
       const memory = message.memory;
       const kernels = message.compiled ? program.instantiate(message.compiled, memory) : program.scalar(memory, message.tuning as never);
@@ -37,6 +44,10 @@ export async function serveJobs<K extends KernelSet, J extends object>(program: 
     let tasks = 0;
     try {
       if (!context) throw new Error('job before init');
+      const injected = fault;
+      fault = undefined;
+      if (injected === 'throw-in-task') throw new Error('fault injected by the pool: a task threw');
+      if (injected === 'hang') for (;;) { /* a stuck task: only terminate() ends it */ }
       const start = performance.now();
       tasks = runJobTasks(context, message.job, message.worker);
       port.post({ type: 'done', id: message.id, worker: message.worker, tasks, busyMs: performance.now() - start });
