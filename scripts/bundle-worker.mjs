@@ -3,14 +3,14 @@
 // kernels, jobs and encoder it imports, bundled by esbuild). A bundler that inlines the worker as a
 // data: or blob: URL (Vite does in production) or copies only that one file then still gets a
 // worker that runs: an unbundled worker's `import './kernels.js'` cannot resolve from a data: URL.
-// Node does not use this file (it starts worker-node.js, which imports the unbundled modules).
+// Node and Bun do not use this file (they start cpu-worker-node.js, which imports the unbundled modules).
 import { build } from 'esbuild';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const WORKER_SOURCE = 'src/backends/cpu/worker.ts';
-export const WORKER_OUT = 'dist/backends/cpu/worker.js';
+export const WORKER_SOURCE = 'src/ops/cpu-worker.ts';
+export const WORKER_OUT = 'dist/ops/cpu-worker.js';
 
 export async function bundleWorker() {
   const result = await build({

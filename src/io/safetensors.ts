@@ -8,7 +8,7 @@
 import { platform } from '#platform';
 import { floatsToHalf, halfToFloats } from '../core/dtype.js';
 import { ShapeError, UnsupportedError, ValueError, show } from '../core/errors.js';
-import { type ModelFiles, type ModelSource, type SourceOptions, modelFiles } from './sources.js';
+import { type ByteSource, type ModelFiles, type ModelSource, type SourceOptions, modelFiles } from './sources.js';
 
 /** Element types we convert from. Others (I8, F64, ...) are listed in headers but refused on read. */
 export type StoredDType = 'F32' | 'F16' | 'BF16';
@@ -18,15 +18,7 @@ const ELEMENT_BYTES: Record<string, number> = {
 /** The format's own limit on the header, which also keeps a corrupt length from allocating gigabytes. */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-/** Where a safetensors file's bytes come from: a file on disk, or bytes in memory (tests, browsers). */
-export interface ByteSource {
-  /** File path or label, used in every error message. */
-  readonly name: string;
-  size(): Promise<number>;
-  /** Exactly `length` bytes from `offset` into a fresh buffer. */
-  read(offset: number, length: number): Promise<Uint8Array>;
-  close(): Promise<void>;
-}
+export type { ByteSource } from './sources.js';
 
 /** One tensor of a file: element type, shape, and where its bytes are (absolute file offsets). */
 export interface SafetensorsEntry {

@@ -4,7 +4,16 @@
 // Everything downstream (config.json, tokenizer.json, safetensors shards) reads through ModelFiles.
 import { platform } from '#platform';
 import { ValueError, show } from '../core/errors.js';
-import type { ByteSource } from './safetensors.js';
+
+/** Where a safetensors file's bytes come from: a file on disk, or bytes in memory (tests, browsers). */
+export interface ByteSource {
+  /** File path or label, used in every error message. */
+  readonly name: string;
+  size(): Promise<number>;
+  /** Exactly `length` bytes from `offset` into a fresh buffer. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
 
 /** One file's contents: bytes, a Blob / File, or a URL (string or URL object) to fetch. */
 export type ModelFileInput = Blob | ArrayBuffer | ArrayBufferView | string | URL;
