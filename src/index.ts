@@ -12,6 +12,8 @@ export { gpuDevice, gpuAdapterInfo, type AdapterDescription } from './engines/we
 export { Tensor, type Layout, type TensorInput, type GpuStorage } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
 export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats } from './core/dtype.js';
+export { configure, dispose, type FusedAttnConfig, type CpuKernelChoice, type WebGpuTierChoice } from './core/config.js';
+export { configNotes } from './core/env.js';
 export { FusedAttnError, ShapeError, DTypeError, ValueError, UnsupportedError, DeviceError } from './core/errors.js';
 export { parseNpy, encodeNpy, type NpyArray, type NpyDType } from './io/npy.js';
 export { npyToTensor, tensorToNpy } from './io/npy-tensor.js';

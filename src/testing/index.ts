@@ -6,3 +6,4 @@ export * from './compare.js';
 export * from './random.js';
 export { SUITE } from './suite.js';
 export * from './check.js';
+export { NON_FINITE_CASES, makeNonFiniteCase, compareNonFinite, type NonFiniteCase } from './non-finite.js';

@@ -2,13 +2,14 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
+import { envString } from '../env.js';
 import { nodeFs } from './node-fs.js';
 import type { DawnModule, Platform } from './types.js';
 
 /** Whether libvulkan.so.1 is on LD_LIBRARY_PATH, in a usual library folder, or in ldconfig's cache. */
 function vulkanLoaderPresent(): boolean {
   const dirs = [
-    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    ...(envString('LD_LIBRARY_PATH') ?? '').split(':').filter(Boolean),
     '/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/aarch64-linux-gnu',
     '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib',
   ];

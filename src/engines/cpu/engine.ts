@@ -4,12 +4,14 @@
 // It knows no op: the program (program.ts) brings the kernels and the tasks, and the worker script
 // that serves it.
 import { DeviceError, UnsupportedError } from '../../core/errors.js';
+import { cpuKernelsSetting, cpuThreadsSetting } from '../../core/config.js';
 import { Arena, formatBytes } from './arena.js';
-import { type Job, runJobTasks } from './jobs.js';
+import { type Job, jobClaimed, runJobTasks } from './jobs.js';
+import { BUDGET_MS, nextTurn } from '../../core/pace.js';
 import { WorkerPool } from './pool.js';
 import type { CompiledProgram, CpuProgram, KernelKind, KernelSet, Task } from './program.js';
 import { platform } from '#platform';
-import { type WorkerSpawner, envVar, wasmCompileRefused, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
+import { type WorkerSpawner, wasmCompileRefused, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
 
 export interface CpuEngineOptions<T = unknown> {
   /** Worker threads; 0 runs everything on the calling thread. Default: the machine's cores. */
@@ -52,9 +54,9 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
     const shared = sharedMemoryAvailable();
     const simd = simdAvailable();
     const relaxed = relaxedSimdAvailable();
-    const fromEnv = envVar('FUSEDATTN_CPU_THREADS');
-    let threads = options.threads ?? (fromEnv !== undefined && fromEnv !== '' ? Number(fromEnv) : hardwareThreads());
-    if (!Number.isInteger(threads) || threads < 0) threads = 1;
+    // configure() / FUSEDATTN_CPU_THREADS are validated and clamped to the cores there;
+    // options.threads (tests, benchmarks) is taken as given
+    let threads = options.threads ?? cpuThreadsSetting(hardwareThreads());
     let singleThreadedReason: string | undefined;
     if (!shared && threads > 0) {
       singleThreadedReason = 'SharedArrayBuffer is unavailable (browsers need cross-origin isolation: COOP/COEP headers)';
@@ -67,7 +69,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
     }
 
     const arena = new Arena(shared && threads > 0);
-    const want = options.kernels ?? (envVar('FUSEDATTN_CPU_KERNELS') as CpuEngineOptions['kernels']) ?? 'auto';
+    const want = options.kernels ?? cpuKernelsSetting();
     const tuning = options.tuning ?? {};
     let compiled: CompiledProgram | undefined;
     let scalarReason: string | undefined;
@@ -135,7 +137,16 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
     const job: Job<N, J[N]> = { kind, params, taskCount, counter, scratch, scratchPerWorker };
     try {
       if (this.pool && flops >= this.inlineFlops) await this.pool.run(job as Job);
-      else runJobTasks({ kernels: this.kernels, memory: this.arena.memory, tasks: this.tasks as never }, job as Job, 0);
+      else {
+        // on this thread: a turn for the event loop between tasks every BUDGET_MS (the
+        // single-threaded fallback runs whole calls here; one task is not split)
+        const ctx = { kernels: this.kernels, memory: this.arena.memory, tasks: this.tasks as never };
+        for (;;) {
+          runJobTasks(ctx, job as Job, 0, performance.now() + BUDGET_MS);
+          if (jobClaimed(ctx, job as Job)) break;
+          await nextTurn();
+        }
+      }
     } finally {
       this.arena.giveCounter(counter);
     }
@@ -150,5 +161,10 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
 
   terminate(): void {
     this.pool?.terminate();
+  }
+
+  /** Stops the workers once the jobs in flight are done (configure() changed the CPU settings). */
+  retire(): void {
+    this.pool?.retire();
   }
 }

@@ -5,12 +5,6 @@
 // `new Worker(new URL(...), ...)` in the program's own module, next to the worker script).
 import { platform } from '#platform';
 
-const nodeProcess = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
-
-export function envVar(name: string): string | undefined {
-  return nodeProcess?.env?.[name];
-}
-
 /** Logical cores: os.availableParallelism() in Node and Bun, navigator.hardwareConcurrency elsewhere. */
 export function hardwareThreads(): number {
   return platform.hardwareThreads();

@@ -41,6 +41,7 @@ export class WorkerPool {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private broken: Error | undefined;
+  private retiring = false;
   /** Tasks each worker ran, summed over the pool's life (tests check that work is spread). */
   readonly tasksByWorker: number[];
   /** Milliseconds each worker spent running tasks (for benchmarks: wall time minus this is overhead). */
@@ -103,6 +104,12 @@ export class WorkerPool {
     this.fail(new Error('CPU worker pool terminated'));
   }
 
+  /** Terminates once no job is in flight; a job posted after this fails. */
+  retire(): void {
+    this.retiring = true;
+    if (this.pending.size === 0) this.terminate();
+  }
+
   private onDone(reply: Extract<WorkerReply, { type: 'done' }>): void {
     const job = this.pending.get(reply.id);
     if (!job) return;
@@ -112,6 +119,7 @@ export class WorkerPool {
     if (--job.remaining > 0) return;
     this.pending.delete(reply.id);
     if (this.pending.size === 0) for (const w of this.workers) w.ref(false);
+    if (this.pending.size === 0 && this.retiring) this.terminate();
     if (job.errors.length) job.reject(new Error(`CPU worker task failed: ${job.errors[0]}`));
     else job.resolve();
   }

@@ -14,6 +14,7 @@
 // FUSEDATTN_AUTOTUNE_FILE overrides the cache file path (Node).
 // A candidate whose output differs from the default configuration's on the same inputs is
 // rejected (drivers have surprised us before: docs/GPU-NOTES.md, run 2).
+import { envFlag, envList, envString } from '../../../../core/env.js';
 import type { AttentionProblem } from '../../problem.js';
 import { abandonAttention, outputBytes } from '../attention-io.js';
 import type { DispatchCommand, GpuRuntime } from '../../../../engines/webgpu/runtime.js';
@@ -35,7 +36,7 @@ export function lengthClass(seqK: number): string {
 
 export function adapterKey(runtime: Pick<GpuRuntime, 'adapter'>): string {
   const a = runtime.adapter;
-  const unsafe = (globalThis.process?.env?.GPU_DAWN_TOGGLES ?? '').includes('disable_robustness') || globalThis.process?.env?.FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS === '1';
+  const unsafe = envList('GPU_DAWN_TOGGLES').includes('disable_robustness') || envFlag('FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS');
   return [a.vendor, a.architecture, a.device, a.description, a.backend, unsafe ? 'no-robustness' : 'robust'].join('/');
 }
 
@@ -57,8 +58,7 @@ const inFlight = new Map<string, Promise<SgMatrixConfig>>();
 function localCache() {
   const fs = platform.fs;
   if (!fs) return undefined;
-  const env = globalThis.process?.env ?? {};
-  const file = env.FUSEDATTN_AUTOTUNE_FILE ?? fs.join(env.XDG_CACHE_HOME ?? fs.homeCacheDir(), 'fusedattn', 'autotune.json');
+  const file = envString('FUSEDATTN_AUTOTUNE_FILE') ?? fs.join(envString('XDG_CACHE_HOME') ?? fs.homeCacheDir(), 'fusedattn', 'autotune.json');
   return { fs, file };
 }
 

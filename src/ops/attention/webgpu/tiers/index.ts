@@ -7,6 +7,7 @@
 //
 // FUSEDATTN_WEBGPU_TIER=sgmatrix|subgroup|portable forces a tier (an error, naming the reason, when it
 // cannot run the problem). Autotuning: see autotune.ts.
+import { webgpuTierSetting } from '../../../../core/config.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
@@ -53,8 +54,7 @@ export interface TierChoice {
 }
 
 function forcedTier(): TierName | undefined {
-  const value = globalThis.process?.env?.FUSEDATTN_WEBGPU_TIER?.trim().toLowerCase();
-  return value ? (value as TierName) : undefined;
+  return webgpuTierSetting();
 }
 
 /** The tier that runs `p`, or UnsupportedError listing why each tier refused. */

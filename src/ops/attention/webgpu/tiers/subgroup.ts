@@ -1,5 +1,6 @@
 // Host side of the subgroup tier (f16 inputs, shader-f16 + subgroups, no subgroup matrices): which
 // adapters and problems it takes (with the reason when not) and running one problem (one dispatch).
+import { nonFiniteUnsupported } from './non-finite.js';
 import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention } from '../attention-io.js';
@@ -52,6 +53,8 @@ export function subgroupProblemUnsupported(p: AttentionProblem, d: SubgroupDevic
   }
   const max = d.limits.maxComputeWorkgroupsPerDimension;
   if (Math.ceil(p.seqQ / (o.rows * o.subgroups)) > max || p.headsQ > max || p.batch > max) return 'the grid exceeds maxComputeWorkgroupsPerDimension';
+  const nonFinite = nonFiniteUnsupported(p);
+  if (nonFinite) return nonFinite;
   return undefined;
 }
 
