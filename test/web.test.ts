@@ -225,13 +225,13 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
   });
 
   it('WebGPU through SwiftShader (--enable-unsafe-webgpu)', async () => {
-    // SwiftShader compiles every pipeline on the CPU: three cases (plain with LSE, GQA, TND)
-    const GPU_CASES = '0,7,10';
+    // SwiftShader compiles every pipeline on the CPU: two cases (plain with LSE, TND with GQA)
+    const GPU_CASES = '0,10';
     const r = await runPage(builds.vite, ISOLATION_HEADERS, `?backend=webgpu&only=${GPU_CASES}`);
     const gpu = r.backends.find((b) => b.name === 'webgpu');
     expect(gpu?.available, gpu?.detail).toBe(true);
     expect(r.failures).toEqual([]);
-    expect(r.passed).toBe(3);
+    expect(r.passed).toBe(2);
     expect(r.stats[0]).toMatchObject({ backend: 'webgpu', tier: 'portable' });
   });
 });
