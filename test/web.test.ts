@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SUITE } from '../dist/testing/index.js';
 import { type SharedBrowser, browserSkipReason, launchBrowser } from './web/browser.js';
 import { type Consumer, bin, installConsumer, must, readJson, repo, run } from './web/consumer.js';
+import { decodePng } from './web/png.js';
 import { ISOLATION_HEADERS, STRICT_CSP, type StaticServer, serveStatic } from './web/server.js';
 
 interface PageReport {
@@ -136,7 +137,7 @@ describe('Deno and Bun run the CPU suite without flags', () => {
 describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', () => {
   let browser: SharedBrowser;
   const servers: StaticServer[] = [];
-  const builds = { vite: '', esbuild: '', esbuildCopied: '' };
+  const builds = { vite: '', esbuild: '', esbuildCopied: '', playground: '' };
 
   beforeAll(async () => {
     const pages = join(consumer.dir, 'pages');
@@ -144,7 +145,9 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
     // a production build, no config file: what `vite build` does for a fresh project
     // esbuild's defaults for a browser bundle (platform browser, no config); esbuild emits no worker files
     builds.esbuild = join(consumer.dir, 'out-esbuild');
-    const [, , launched] = await Promise.all([
+    builds.playground = join(consumer.dir, 'out-playground');
+    const [, , , launched] = await Promise.all([
+      must(process.execPath, [join(repo, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', join(repo, 'playground', 'vite.config.js'), '--outDir', builds.playground, '--emptyOutDir', '--logLevel', 'warn'], repo),
       must(process.execPath, [join(repo, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', join(pages, 'suite'), '--outDir', builds.vite, '--emptyOutDir', '--logLevel', 'warn'], consumer.dir),
       must(bin('esbuild'), [join(pages, 'suite', 'main.js'), '--bundle', '--format=esm', `--outfile=${join(builds.esbuild, 'main.js')}`, '--log-level=warning'], consumer.dir),
       launchBrowser(),
@@ -155,6 +158,8 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
     builds.esbuildCopied = join(consumer.dir, 'out-esbuild-copied');
     cpSync(builds.esbuild, builds.esbuildCopied, { recursive: true });
     copyFileSync(join(consumer.dir, 'node_modules', 'fusedattn', 'dist', 'ops', 'cpu-worker.js'), join(builds.esbuildCopied, 'cpu-worker.js'));
+    const { makeTinyModel } = await import('../playground/make-model.mjs');
+    await makeTinyModel(join(builds.playground, 'models', 'tiny'));
   });
   afterAll(async () => {
     await browser?.close();
@@ -233,5 +238,63 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
     expect(r.failures).toEqual([]);
     expect(r.passed).toBe(2);
     expect(r.stats[0]).toMatchObject({ backend: 'webgpu', tier: 'portable' });
+  });
+
+  it("the playground's main flows: backends, a checked run, the timing chart, the heatmap, generation from served files", async () => {
+    const server = await serveStatic(builds.playground, ISOLATION_HEADERS);
+    servers.push(server);
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1000, height: 1400 });
+    try {
+      await page.goto(`${server.url}index.html`);
+      const flag = (name: string) => page.waitForFunction((n) => document.body.dataset[n], { timeout: 60_000 }, name).then(() => page.evaluate((n) => document.body.dataset[n], name));
+      expect(await flag('backends')).toBe('ready');
+      expect(await page.$eval('#backends', (e) => e.textContent)).toMatch(/cpu: \d+ worker threads/);
+      await page.select('select[name=backend]', 'cpu');
+      await page.click('#run');
+      expect(await flag('run')).toBe('ok');
+      expect(await page.$eval('#result', (e) => e.textContent)).toMatch(/on cpu \(wasm-.*threads?\); max error vs float64 reference/);
+      await page.click('#time');
+      expect(await flag('chart')).toBe('drawn');
+      await page.click('#draw-heatmap');
+      expect(await flag('heatmap')).toBe('drawn');
+      await page.click('#generate');
+      const tokens = await flag('tokens');
+      // the same greedy tokens as the runner in Node from the same files
+      const { loadModel, generate } = await import('../dist/model/index.js');
+      const model = await loadModel(join(builds.playground, 'models', 'tiny'), { backend: 'cpu' });
+      const expected = (await generate(model, [1, 5, 9, 14], { maxNewTokens: 8 })).tokens;
+      model.dispose();
+      expect(tokens).toBe(expected.join(','));
+      // the weights were fetched by range requests
+      expect(server.log.some((l) => /model\.safetensors bytes=\d+-\d+/.test(l))).toBe(true);
+
+      // the screenshot, checked where the chart and the heatmap are
+      const png = await page.screenshot({ type: 'png' });
+      if (process.env.FUSEDATTN_PLAYGROUND_SCREENSHOT) writeFileSync(process.env.FUSEDATTN_PLAYGROUND_SCREENSHOT, png);
+      const shot = decodePng(png);
+      const box = async (sel: string) => (await (await page.$(sel))!.boundingBox())!;
+      const colorsIn = (b: { x: number; y: number; width: number; height: number }) => {
+        const seen = new Map<string, number>();
+        for (let y = Math.ceil(b.y) + 1; y < b.y + b.height - 1; y += 2) {
+          for (let x = Math.ceil(b.x) + 1; x < b.x + b.width - 1; x += 2) {
+            const [r, g, bl] = shot.pixel(x, y);
+            const key = `${r >> 4},${g >> 4},${bl >> 4}`;
+            seen.set(key, (seen.get(key) ?? 0) + 1);
+          }
+        }
+        return seen;
+      };
+      const chart = colorsIn(await box('#chart'));
+      // the two bars: #1f77b4 (fused) and #ff7f0e (naive)
+      expect(chart.get('1,7,11') ?? 0, 'fused bar').toBeGreaterThan(50);
+      expect(chart.get('15,7,0') ?? 0, 'naive bar').toBeGreaterThan(50);
+      const heat = colorsIn(await box('#heatmap'));
+      // a causal map: white above the diagonal, many shades of blue below
+      expect(heat.get('15,15,15') ?? 0).toBeGreaterThan(1000);
+      expect([...heat.keys()].filter((k) => k.endsWith(',15') && k !== '15,15,15').length).toBeGreaterThan(8);
+    } finally {
+      await page.close();
+    }
   });
 });
