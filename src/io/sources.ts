@@ -101,9 +101,14 @@ function folderFiles(dir: string): ModelFiles {
   const fs = platform.fs;
   if (!fs) throw new ValueError('source', `${dir}: a folder path needs a file system (Node, Bun, Deno); in a browser pass a URL, File objects or ArrayBuffers`);
   const kind = fs.kind(dir);
-  const inFolder = async (name: string) => {
+  const inFolder = async (name: string, mustExist: boolean) => {
     const k = await kind;
-    if (k === undefined) throw new ValueError('source', `${dir} does not exist (expected a model folder)`);
+    // a missing folder: config.json and the tokenizer read as absent (the caller names the file it
+    // needed); the weights say that the folder does not exist
+    if (k === undefined) {
+      if (mustExist) throw new ValueError('source', `${dir} does not exist (expected a model folder)`);
+      return undefined;
+    }
     // a path to the .safetensors file itself: that file is the model's weights
     if (k === 'file') return name === 'model.safetensors' && dir.endsWith('.safetensors') ? dir : undefined;
     const path = fs.join(dir, name);
@@ -112,11 +117,11 @@ function folderFiles(dir: string): ModelFiles {
   return {
     origin: dir,
     open: async (name) => {
-      const path = await inFolder(name);
+      const path = await inFolder(name, true);
       return path === undefined ? undefined : fs.open(path);
     },
     readText: async (name) => {
-      const path = await inFolder(name);
+      const path = await inFolder(name, false);
       return path === undefined ? undefined : fs.readText(path);
     },
   };
