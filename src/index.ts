@@ -1,4 +1,6 @@
 // fusedattn: FlashAttention and fused attention for JavaScript and TypeScript.
+// The public types name WebGPU globals (GPUDevice, GPUBuffer): consumers get them from @webgpu/types.
+/// <reference types="@webgpu/types" preserve="true" />
 export { attention, naiveAttention } from './ops/attention/index.js';
 export type { AttentionOptions, BackendChoice, BackendName, CausalAlign } from './ops/attention/index.js';
 export { validateAttention } from './ops/attention/index.js';

@@ -2,11 +2,13 @@
 // random moments under 200 concurrent calls; a worker script that does not load; a pool that keeps
 // failing; WebGPU device loss mid-queue. Every call succeeds with the right answer or fails with a
 // typed DeviceError, none hangs, and later calls succeed.
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { DeviceError, attention, referenceAttention, validateAttention } from '../dist/index.js';
 import { checkF32, makeCase, runCpuFaultCampaign } from '../dist/testing/index.js';
 import { createCpuEngine } from '../dist/ops/cpu-engine.js';
 import { runFlash } from '../dist/ops/attention/cpu/attention.js';
+import { nodeWorkerHandle } from '../dist/engines/cpu/platform.js';
 import { skipNotice } from './webgpu-helpers.js';
 
 const small = makeCase({ batch: 1, headsQ: 4, headsKv: 2, seqQ: 96, seqK: 128, dimQK: 64, dimV: 64, causal: true }, 77);
@@ -27,13 +29,22 @@ describe('CPU worker pool under faults', () => {
     expect(r.laterOk).toBe(r.later);
   });
 
-  it('a worker script that does not load gives one DeviceError naming the URL and the cause', async () => {
+  it('a worker script that does not load gives one DeviceError naming the URL and the cause; the engine runs on the calling thread', async () => {
     const url = new URL('./no-such-worker.js', import.meta.url);
+    const spawner = { url, spawn: () => nodeWorkerHandle(new Worker(url, { execArgv: [] }), url) };
     const started = performance.now();
-    const e = await createCpuEngine({ threads: 2, workerUrl: url }).catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(DeviceError);
-    expect((e as Error).message).toContain(`CPU worker script ${url.href} failed to load`);
-    expect(performance.now() - started).toBeLessThan(30_000);
+    const engine = await createCpuEngine({ threads: 2, spawner });
+    try {
+      expect(engine.loadFailure).toBeInstanceOf(DeviceError);
+      expect(engine.loadFailure!.message).toContain(url.href);
+      expect(engine.loadFailure!.message).toMatch(/Cannot find module|ERR_MODULE_NOT_FOUND/);
+      expect(engine.pool).toBeUndefined();
+      expect(performance.now() - started).toBeLessThan(30_000);
+      const r = await runFlash(engine, smallProblem);
+      expect(checkF32('out', r.out.toFloat32(), smallRef)).toBeUndefined();
+    } finally {
+      engine.terminate();
+    }
   });
 
   it('a worker that keeps failing breaks the pool with a clear error instead of respawning forever', async () => {

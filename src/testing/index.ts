@@ -1,4 +1,6 @@
 // fusedattn/testing: the seeded cases, suite and pass rules our tests use, for anyone checking a backend.
+// The public types name WebGPU globals (GPUDevice, GPUBuffer): consumers get them from @webgpu/types.
+/// <reference types="@webgpu/types" preserve="true" />
 export * from './cases.js';
 export * from './compare.js';
 export * from './random.js';

@@ -22,7 +22,7 @@ import { DeviceError } from '../../core/errors.js';
 import { CONTROL_BYTES } from './arena.js';
 import type { Job } from './jobs.js';
 import type { CompiledProgram } from './program.js';
-import { type WorkerHandle, startWorker } from './platform.js';
+import type { WorkerHandle, WorkerSpawner } from './platform.js';
 
 /** Default time without any progress after which a job is declared hung. */
 export const DEFAULT_JOB_DEADLINE_MS = 120_000;
@@ -114,7 +114,7 @@ export class WorkerPool {
 
   private constructor(
     threads: number,
-    private readonly url: URL,
+    private readonly spawner: WorkerSpawner,
     private readonly init: Omit<InitMessage, 'worker'>,
     options: PoolOptions,
   ) {
@@ -124,8 +124,8 @@ export class WorkerPool {
     this.busyMsByWorker = new Array<number>(threads).fill(0);
   }
 
-  static async start(threads: number, url: URL, memory: WebAssembly.Memory, compiled: CompiledProgram | undefined, tuning: unknown, options: PoolOptions = {}): Promise<WorkerPool> {
-    const pool = new WorkerPool(threads, url, { type: 'init', memory, compiled, tuning }, options);
+  static async start(threads: number, spawner: WorkerSpawner, memory: WebAssembly.Memory, compiled: CompiledProgram | undefined, tuning: unknown, options: PoolOptions = {}): Promise<WorkerPool> {
+    const pool = new WorkerPool(threads, spawner, { type: 'init', memory, compiled, tuning }, options);
     try {
       await Promise.all(Array.from({ length: threads }, (_, index) => pool.spawn(index, true)));
     } catch (e) {
@@ -163,7 +163,7 @@ export class WorkerPool {
 
   /** Stops every worker; jobs in flight fail with a DeviceError. */
   terminate(reason = 'the CPU worker pool was disposed'): void {
-    const error = new DeviceError('backend', `${reason}; a new call starts a new pool`);
+    const error = new DeviceError('cpu', `${reason}; a new call starts a new pool`);
     this.broken ??= error;
     this.stopWatchdog();
     if (this.retireTimer) clearTimeout(this.retireTimer);
@@ -209,9 +209,9 @@ export class WorkerPool {
   private async spawn(index: number, initial = false): Promise<void> {
     let handle: WorkerHandle;
     try {
-      handle = await startWorker(this.url);
+      handle = this.spawner.spawn();
     } catch (e) {
-      throw this.loadFailure(`${(e as Error).message ?? e}`);
+      throw this.loadFailure(index, `could not be created: ${(e as Error).message ?? e}`);
     }
     const failures = this.slots[index]?.failures ?? 0;
     const slot: Slot = { handle, ready: false, failures, lastReply: performance.now() };
@@ -222,7 +222,7 @@ export class WorkerPool {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        reject(this.loadFailure(cause));
+        reject(this.loadFailure(index, cause));
       };
       const timer = setTimeout(() => {
         slot.cause = `did not start within ${START_DEADLINE_MS / 1000} s`;
@@ -231,7 +231,7 @@ export class WorkerPool {
       }, START_DEADLINE_MS);
       (timer as { unref?: () => void }).unref?.();
       handle.onError((e) => {
-        slot.cause ??= `threw ${e.message.split('\n')[0]}`;
+        slot.cause ??= slot.ready ? `threw ${e.message.split('\n')[0]}` : e.message.split('\n')[0];
         if (!slot.ready) fail(slot.cause); // the script did not load, or threw while starting
         else if (!handle.emitsExit) handle.terminate(); // browsers: a worker that threw lives on; end it
       });
@@ -265,8 +265,9 @@ export class WorkerPool {
     });
   }
 
-  private loadFailure(cause: string): DeviceError {
-    return new DeviceError('backend', `CPU worker script ${this.url.href} failed to load: ${cause}`);
+  /** The error of a worker that did not start; platform.ts's messages name the script and the cause. */
+  private loadFailure(index: number, cause: string): DeviceError {
+    return new DeviceError('cpu', cause.includes(this.spawner.url.href) ? `CPU worker ${index}: ${cause}` : `CPU worker ${index} (${this.spawner.url.href}) did not start: ${cause}`);
   }
 
   private onExit(index: number, slot: Slot, code: number): void {
@@ -276,7 +277,7 @@ export class WorkerPool {
     if (this.broken) return;
     slot.failures++;
     if (slot.failures >= MAX_CONSECUTIVE_FAILURES) {
-      this.fail(new DeviceError('backend', `the CPU worker pool is broken: worker ${index} failed ${slot.failures} times in a row (last: it ${cause}); dispose() or configure() starts a new pool`));
+      this.fail(new DeviceError('cpu', `the CPU worker pool is broken: worker ${index} failed ${slot.failures} times in a row (last: it ${cause}); dispose() or configure() starts a new pool`));
       return;
     }
     // its unanswered jobs go to the replacement (which claims what is left of each)
@@ -288,7 +289,7 @@ export class WorkerPool {
     }
     this.replacing.set(index, backlog);
     this.respawns++;
-    this.spawn(index).catch((e: DeviceError) => this.fail(new DeviceError('backend', `the CPU worker pool is broken: replacing worker ${index} failed (${e.message})`)));
+    this.spawn(index).catch((e: DeviceError) => this.fail(new DeviceError('cpu', `the CPU worker pool is broken: replacing worker ${index} failed (${e.message})`)));
   }
 
   // ---------------------------------------------------------------- jobs
@@ -316,13 +317,13 @@ export class WorkerPool {
       if (this.retiring) this.scheduleRetire();
     }
     if (job.taskError) {
-      job.reject(new DeviceError('backend', job.taskError));
+      job.reject(new DeviceError('cpu', job.taskError));
       return;
     }
     // a lost participant may have finished tasks it could not report: the shared count knows
     const finished = job.lost ? Atomics.load(new Int32Array(this.init.memory.buffer, 0, CONTROL_BYTES / 4), job.completed) : job.taskCount;
     if (finished >= job.taskCount) job.resolve(); // every task ran, whoever ran it
-    else job.reject(new DeviceError('backend', `${job.lost} during a '${job.kind}' job (${finished} of ${job.taskCount} tasks done); the call failed, the worker is replaced`));
+    else job.reject(new DeviceError('cpu', `${job.lost} during a '${job.kind}' job (${finished} of ${job.taskCount} tasks done); the call failed, the worker is replaced`));
   }
 
   private fail(error: DeviceError): void {

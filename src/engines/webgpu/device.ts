@@ -7,6 +7,8 @@
 //      f32 only, slow, but real WebGPU), with EGL_PLATFORM=surfaceless set if unset.
 // FUSEDATTN_WEBGPU_BACKEND=vulkan|opengles|metal|d3d12|default forces one (none disables WebGPU).
 // One device per process is cached; when it is lost, the next call acquires a new one.
+import { platform } from '#platform';
+import type { DawnModule } from '../../core/platform/types.js';
 import { defaultEnv, envChoice, envFlag, envIsSet, envList, envString } from '../../core/env.js';
 import { prepareQuietStderr, withQuietStderr } from './quiet-stderr.js';
 import { DeviceError } from '../../core/errors.js';
@@ -202,26 +204,24 @@ async function acquireShared(): Promise<AcquiredDevice> {
     origin = { gpu: nav.gpu, options, source: 'navigator', backend: 'browser', level: 'core' };
     return openDevice(adapter, 'navigator', 'browser', 'core');
   }
-  if (!globalThis.process?.versions?.node) {
-    throw new DeviceError('webgpu', 'no WebGPU here: navigator.gpu is missing and this is not Node (pass options.device)');
+  if (platform.name !== 'node' && platform.name !== 'bun') {
+    throw new DeviceError('webgpu', `no WebGPU here: navigator.gpu is missing${platform.name === 'deno' ? ' (Deno: run with --unstable-webgpu where your Deno needs it)' : ' (the browser lacks WebGPU or has it disabled)'}; pass options.device, or use the CPU backend`);
   }
   return acquireDawn(override);
 }
 
-interface DawnModule {
-  create(flags: string[]): GPU;
-}
 
 async function acquireDawn(override: string | undefined): Promise<AcquiredDevice> {
-  // EGL reads this when Dawn's OpenGL ES backend starts; headless Mesa needs surfaceless.
+  // EGL reads this when Dawn's OpenGL ES backend starts; headless Mesa needs surfaceless. Also set
+  // in the C environment: Bun's process.env does not reach native code (the platform calls setenv).
   defaultEnv('EGL_PLATFORM', 'surfaceless');
+  platform.defaultNativeEnv('EGL_PLATFORM', 'surfaceless');
   let dawn: DawnModule;
   try {
-    const specifier = 'webgpu'; // a variable, so bundlers leave Dawn out of browser builds
-    dawn = (await import(/* @vite-ignore */ specifier)) as DawnModule;
+    dawn = await platform.loadDawn();
     await prepareQuietStderr();
   } catch (e) {
-    throw new DeviceError('webgpu', `cannot load the "webgpu" package (Dawn for Node): ${(e as Error).message}`);
+    throw new DeviceError('webgpu', (e as Error).message);
   }
   const toggles = envList('GPU_DAWN_TOGGLES');
   // explicit opt-in only: Dawn then skips its bounds checks (kernels are correct without them)
@@ -238,7 +238,7 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
     override === undefined ? [{ backend: 'default', level: 'core' }, { backend: 'opengles', level: 'compatibility' }]
       : [{ backend: override, level: override === 'opengles' ? 'compatibility' : 'core' }];
   for (const { backend, level } of attempts) {
-    if ((backend === 'default' || backend === 'vulkan') && process.platform === 'linux' && !(await vulkanLoaderPresent())) {
+    if ((backend === 'default' || backend === 'vulkan') && process.platform === 'linux' && !platform.vulkanLoaderPresent()) {
       // Dawn's default backend on Linux is Vulkan; without the loader it would only print a
       // multi-line warning on stderr before failing
       tried.push('vulkan: no Vulkan loader (libvulkan.so.1) found');
@@ -265,23 +265,6 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
   }
   const hint = override === undefined ? ' (without a GPU, install Mesa: apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri)' : '';
   throw new DeviceError('webgpu', `no WebGPU adapter found; tried ${tried.join('; ')}${hint}`);
-}
-
-/** Whether libvulkan.so.1 is on LD_LIBRARY_PATH, in a usual library folder, or in ldconfig's cache. */
-async function vulkanLoaderPresent(): Promise<boolean> {
-  const { existsSync } = await import('node:fs');
-  const dirs = [
-    ...(envString('LD_LIBRARY_PATH') ?? '').split(':').filter(Boolean),
-    '/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/aarch64-linux-gnu',
-    '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib',
-  ];
-  if (dirs.some((dir) => existsSync(`${dir}/libvulkan.so.1`))) return true;
-  try {
-    const { execFileSync } = await import('node:child_process');
-    return execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libvulkan.so.1');
-  } catch {
-    return false;
-  }
 }
 
 function defaultBackendName(): string {

@@ -15,7 +15,8 @@ let fs: Fs | undefined;
 export async function prepareQuietStderr(): Promise<void> {
   if (fs || !globalThis.process?.versions?.node) return;
   try {
-    fs = await import('node:fs');
+    const specifier = 'node:fs'; // a variable, so bundlers leave it out of browser builds
+    fs = (await import(/* @vite-ignore */ specifier)) as Fs;
   } catch {
     fs = undefined;
   }

@@ -102,8 +102,11 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
   });
 
   const scale = options.scale ?? 1 / Math.sqrt(qd.dim + dimRope);
-  if (typeof scale !== 'number' || !Number.isFinite(scale) || Math.abs(scale) > F32_MAX) {
-    throw new ValueError('options.scale', `options.scale must be a finite number within float32's range (|scale| <= 3.4028235e38), got ${show(scale)}`);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
+    throw new ValueError('options.scale', `options.scale must be a finite number, got ${show(scale)}`);
+  }
+  if (Math.abs(scale) > F32_MAX) {
+    throw new ValueError('options.scale', `options.scale must be within float32's range (|scale| <= 3.4028235e38), got ${show(scale)}`);
   }
   const softcap = options.softcap ?? 0;
   if (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap < 0) {

@@ -143,7 +143,7 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
     // intermediateBytes: what the algorithm needs beyond the staged inputs and the output, i.e. the
     // per-worker tile scratch. Staged copies of the inputs (as given, or packed into K/V panels,
     // O(N·D) like the inputs) are not counted, on this path or the naive one.
-    return { ...(await readBack(engine, st, p, staged)), stats: { launches, intermediateBytes: workers * perWorker } };
+    return { ...(await readBack(engine, st, p, staged)), stats: { launches, intermediateBytes: workers * perWorker, backend: 'cpu', ...engine.execution(taskCount, flops(p)) } };
   } finally {
     st.release();
   }
@@ -187,7 +187,7 @@ export async function runNaive(engine: CpuEngine, p: AttentionProblem, budget = 
         engine.arena.release(sBase);
       }
     }
-    return { ...(await readBack(engine, st, p, staged)), stats: { launches, intermediateBytes: peak } };
+    return { ...(await readBack(engine, st, p, staged)), stats: { launches, intermediateBytes: peak, backend: 'cpu', ...engine.execution(p.batch * p.headsQ, flops(p)) } };
   } finally {
     st.release();
   }

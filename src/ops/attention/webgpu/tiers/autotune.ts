@@ -22,6 +22,7 @@ import { BufferUsage } from '../../../../engines/webgpu/usage.js';
 import { SG_MATRIX_CONFIGS, type SgMatrixConfig, fittingConfig, kernelOptionsOf, queueSgMatrix } from './sgmatrix.js';
 
 import { autotuneMode } from './autotune-mode.js';
+import { platform } from '#platform';
 
 export { autotuneMode, setAutotuneMode, type AutotuneMode } from './autotune-mode.js';
 
@@ -53,24 +54,24 @@ let store: Store | undefined;
 const tunedThisProcess = new Set<string>();
 const inFlight = new Map<string, Promise<SgMatrixConfig>>();
 
-async function nodeFs() {
-  const fs = await import('node:fs');
-  const os = await import('node:os');
-  const path = await import('node:path');
-  const file = envString('FUSEDATTN_AUTOTUNE_FILE') ?? path.join(envString('XDG_CACHE_HOME') ?? path.join(os.homedir(), '.cache'), 'fusedattn', 'autotune.json');
-  return { fs, path, file };
+// The local file system where there is one (Node, Bun, Deno: #platform), else localStorage.
+function localCache() {
+  const fs = platform.fs;
+  if (!fs) return undefined;
+  const file = envString('FUSEDATTN_AUTOTUNE_FILE') ?? fs.join(envString('XDG_CACHE_HOME') ?? fs.homeCacheDir(), 'fusedattn', 'autotune.json');
+  return { fs, file };
 }
 
-const isNode = () => Boolean(globalThis.process?.versions?.node);
 const LOCAL_KEY = 'fusedattn-autotune';
 
 async function loadStore(): Promise<Store> {
   if (store) return store;
   store = {};
   try {
-    if (isNode()) {
-      const { fs, file } = await nodeFs();
-      if (fs.existsSync(file)) store = JSON.parse(fs.readFileSync(file, 'utf8')) as Store;
+    const local = localCache();
+    if (local) {
+      const text = local.fs.readTextSync(local.file);
+      if (text !== undefined) store = JSON.parse(text) as Store;
     } else {
       const ls = (globalThis as { localStorage?: Storage }).localStorage;
       const text = ls?.getItem(LOCAL_KEY);
@@ -85,11 +86,9 @@ async function loadStore(): Promise<Store> {
 async function saveStore(): Promise<void> {
   const text = JSON.stringify(store ?? {}, null, 1);
   try {
-    if (isNode()) {
-      const { fs, path, file } = await nodeFs();
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, text);
-    } else {
+    const local = localCache();
+    if (local) local.fs.writeTextSync(local.file, text);
+    else {
       (globalThis as { localStorage?: Storage }).localStorage?.setItem(LOCAL_KEY, text);
     }
   } catch {

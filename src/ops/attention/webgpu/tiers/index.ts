@@ -80,5 +80,7 @@ export function chooseFlashTier(p: AttentionProblem, runtime: GpuRuntime, forced
 
 /** Runs `p` on the best tier that can take it. */
 export async function runBestTier(runtime: GpuRuntime, p: AttentionProblem): Promise<AttentionResult> {
-  return chooseFlashTier(p, runtime).tier.run(runtime, p);
+  const { tier } = chooseFlashTier(p, runtime);
+  const result = await tier.run(runtime, p);
+  return { ...result, stats: { launches: 0, intermediateBytes: 0, ...result.stats, backend: 'webgpu', tier: tier.name, threads: 1 } };
 }
