@@ -2,7 +2,7 @@
 // WebGPU), printing dispatch counts, submits, latency and intermediate memory per batch size; with
 // --trace, a Chrome trace (Perfetto) of one fused and one unfused call. Random seeded weights.
 import { UsageError } from './usage.js';
-import { writeOutputsAtomically } from '../io/atomic.js';
+import { writeOutputsAtomically } from '../io/atomic-file.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ValueError } from '../core/errors.js';
 import type { AttentionBlockConfig } from '../block/config.js';

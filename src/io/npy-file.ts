@@ -1,7 +1,7 @@
 // .npy files on disk (Node only: kept apart from npy.ts so browser bundles never see node:fs).
 import { readFileSync } from 'node:fs';
 import { ValueError } from '../core/errors.js';
-import { fsReason, writeOutputsAtomically } from './atomic.js';
+import { fsReason, writeOutputsAtomically } from './atomic-file.js';
 import { encodeNpy, parseNpy, type NpyArray } from './npy.js';
 
 /** Reads a .npy file; errors (missing file, bad header, unsupported dtype) name the path. */
@@ -20,7 +20,7 @@ export function writeNpyFile(path: string, array: NpyArray, argument?: string): 
   writeNpyFiles([{ path, array, argument }]);
 }
 
-/** Writes several .npy files, all or none (io/atomic.ts): a failed call leaves every target as it was. */
+/** Writes several .npy files, all or none (io/atomic-file.ts): a failed call leaves every target as it was. */
 export function writeNpyFiles(files: ReadonlyArray<{ path: string; array: NpyArray; argument?: string }>): void {
   writeOutputsAtomically(files.map((f) => ({ path: f.path, bytes: encodeNpy(f.array, f.path), argument: f.argument })));
 }

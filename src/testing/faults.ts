@@ -6,10 +6,8 @@
 // figures in docs/FAULTS.md).
 import { DeviceError, FusedAttnError } from '../core/errors.js';
 import { createCpuEngine, type OpsCpuEngine } from '../ops/cpu-engine.js';
-import { runFlash, runNaive } from '../ops/attention/cpu/attention.js';
-import { referenceAttention } from '../ops/attention/reference.js';
-import type { AttentionProblem } from '../ops/attention/problem.js';
-import { validateAttention } from '../ops/attention/validate.js';
+import { runFlash, runNaive } from '../ops/attention/cpu/index.js';
+import { type AttentionProblem, referenceAttention, validateAttention } from '../ops/attention/index.js';
 import type { FaultMode } from '../engines/cpu/pool.js';
 import { type AttentionCase, makeCase } from './cases.js';
 import { checkF32 } from './compare.js';
