@@ -213,7 +213,9 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
   add('    var blockMax = NEG_INF;');
   add('    for (var c = 0u; c < BC; c++) {');
   add('      var s = Ss[sRow + c];');
-  add(o.softcap ? '      s = P.softcap * tanh(s * P.scale / P.softcap) * 1.4426950408889634;' : '      s = s * P.scaleLog2;   // the scale folded into exp2');
+  // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
+  if (o.softcap) add('      if (is_nan(s)) { poison = 1u; }');
+  add(o.softcap ? '      s = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;' : '      s = s * P.scaleLog2;   // the scale folded into exp2');
   add('      let j = i32(kv0 + c);');
   if (o.alibi) add('      s -= slope * f32(abs(alibiDiag - j));');
   add('      s = select(NEG_INF, s, j >= jLo && j <= jHi);');
