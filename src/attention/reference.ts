@@ -5,6 +5,7 @@
 import { roundToHalf } from '../core/dtype.js';
 import type { Tensor } from '../core/tensor.js';
 import { type AttentionProblem, type StridedView, keyRange, viewIndex } from './problem.js';
+import { referenceMods } from '../ops/attention/mods/evaluate.js';
 
 export type Precision = 'float64' | 'float32' | 'float16';
 
@@ -32,6 +33,9 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
   const lse = new Float64Array(p.lseShape.reduce((a, b) => a * b, 1));
   const group = p.headsQ / p.headsKv;
   const scores = new Float64Array(p.seqK);
+  // score / mask / sink functions: the score function after the built-in options, on visible
+  // scores only; the mask with the others; the sink as one more softmax term without a value
+  const mods = p.mods ? referenceMods(p.mods.kernel, p.mods.tensors) : {};
   const dot = (a: Float32Array, av: StridedView, b: Float32Array, bv: StridedView, ib: number, hq: number, hk: number, i: number, j: number, dim: number) => {
     let s = 0;
     const ia = viewIndex(av, p.seqStartsQ, ib, hq, i, 0);
@@ -52,7 +56,7 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
         for (let j = 0; j < sk; j++) {
           let s = -Infinity;
           const maskIndex = p.mask ? b * p.mask.strides.b + h * p.mask.strides.h + i * p.mask.strides.i + j * p.mask.strides.j : 0;
-          if (j >= lo && j <= hi && (!mask || mask[maskIndex] !== 0)) {
+          if (j >= lo && j <= hi && (!mask || mask[maskIndex] !== 0) && (!mods.mask || mods.mask(b, h, i, j, sq, sk))) {
             let qk = dot(q, p.q, k, p.k, b, h, hk, i, j, p.dimQK);
             if (p.qRope) qk += dot(qr, p.qRope, kr, p.kRope!, b, h, hk, i, j, p.dimRope);
             s = round(round(qk) * p.scale);
@@ -62,18 +66,21 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
               s = round(s + bias[b * st.b + h * st.h + i * st.i + j * st.j]);
             }
             if (slopes) s = round(s - slope * Math.abs(i + sk - sq - j));
+            if (mods.score && s !== -Infinity) s = round(mods.score(b, h, i, j, sq, sk, s));
           }
           scores[j] = s;
           if (s > max) max = s;
         }
         const outBase = b * p.outStrides.b + (p.seqStartsQ[b] + i) * p.outStrides.s + h * p.outStrides.h;
         const lseIndex = b * p.lseStrides.b + h * p.lseStrides.h + (p.seqStartsQ[b] + i) * p.lseStrides.s;
+        const sink = mods.sink ? mods.sink(b, h, i, sq, sk) : -Infinity;
         if (max === -Infinity) {
-          // fully masked row: output 0 (already), LSE -inf, never NaN
-          lse[lseIndex] = -Infinity;
+          // fully masked row: output 0 (already), LSE -inf (the sink's logit with a sink), never NaN
+          lse[lseIndex] = sink;
           continue;
         }
-        let sum = 0;
+        max = Math.max(max, sink);
+        let sum = sink === -Infinity ? 0 : Math.exp(sink - max);
         for (let j = 0; j < sk; j++) {
           // softmax runs in float32 in the naive float16 path too (as PyTorch does); P is then rounded
           const e = Math.exp(scores[j] - max);

@@ -6,12 +6,13 @@ import { Tensor, type Layout, type TensorInput, toTensor } from '../core/tensor.
 import { LAYOUTS, LAYOUT_LEGEND, contiguousStrides, physicalShape, rankOf } from './layout.js';
 import type { AttentionOptions } from './options.js';
 import type { AlibiView, AttentionProblem, BroadcastView, KeyWindow, StridedView } from './problem.js';
+import { validateMods } from '../ops/attention/mods/validate.js';
 
 const FLOAT_TYPES = ['float32', 'float16'] as const;
 const OPTION_NAMES: ReadonlySet<string> = new Set([
   'layout', 'heads', 'kvHeads', 'cuSeqlensQ', 'cuSeqlensK', 'scale', 'softcap', 'causal', 'window',
   'preTokens', 'nextTokens', 'mask', 'bias', 'alibiSlopes', 'qRope', 'kRope', 'returnLse',
-  'checkFinite', 'backend', 'device',
+  'checkFinite', 'backend', 'device', 'scoreMod', 'maskMod', 'blockMask', 'sink',
 ]);
 /** CANN's "no limit" value for preTokens / nextTokens. */
 const CANN_UNBOUNDED = 2147483647;
@@ -120,6 +121,8 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
     throw new UnsupportedError('alibiSlopes', `alibiSlopes must be CPU data (it is tiny), got a ${alibi.tensor.location} tensor`);
   }
 
+  const { mods, blockMask } = validateMods(options, { batch, headsQ: qd.heads, seqQ, seqK, seqLensQ: seqs.lensQ, seqLensK: seqs.lensK });
+
   const problem: AttentionProblem = {
     layout,
     dtype: q.dtype as 'float32' | 'float16',
@@ -153,6 +156,8 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
     mask,
     bias,
     alibi,
+    mods,
+    blockMask,
     returnLse,
   };
   if (options.checkFinite) checkFinite(problem);

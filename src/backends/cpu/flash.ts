@@ -13,6 +13,7 @@
 // statistics; nothing of size Sq×Sk exists.
 import type { Kernels, TileGeometry } from './kernels.js';
 import { type ScoreOptions, hasValueModifiers, modifyScores, windowBounds } from './scores.js';
+import { type StagedMods, applyMods, foldSinks, forEachTile } from '../../ops/attention/mods/cpu/stage.js';
 
 /** An attention input in the staged memory: byte address of (0,0,0,0) and byte strides. */
 export interface StagedOperand {
@@ -40,6 +41,8 @@ export interface StagedProblem extends ScoreOptions {
   dimRope: number;
   dimV: number;
   scale: number;
+  /** Score/mask/sink functions and block structure of the call (ops/attention/mods). */
+  mods?: StagedMods;
 }
 
 /** Everything a flash task needs. */
@@ -173,7 +176,6 @@ export function flashTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: Fl
   const row = (o: StagedOperand, seqStarts: Int32Array, head: number, s: number) => o.addr + b * o.sb + head * o.sh + (seqStarts[b] + s) * o.ss;
   kernels.pack_panel(row(p.q, p.seqStartsQ, h, i0), p.q.ss, rows, p.dimQK, x.qPanel, qkRows, chunks, 0);
   if (p.qRope) kernels.pack_panel(row(p.qRope, p.seqStartsQ, h, i0), p.qRope.ss, rows, p.dimRope, x.qPanel, qkRows, chunks, ropeChunk);
-  const modify = hasValueModifiers(p);
   const [lo, hi] = blockKeyRange(p, sq, sk, i0, rows);
   // a tile needs the window clip unless every row of the block sees all of it
   const firstRowHi = windowBounds(p, sq, sk, i0)[1];
@@ -183,22 +185,28 @@ export function flashTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: Fl
   const vPanel = p.vPanels[b * p.headsKv + hk];
   const vld = p.vBlockStride[b];
   const width = 16 * kernels.tiles.pvVectors;
-  // tiles start on a multiple of 4 keys (the K panel's groups); keys before lo are clipped
-  for (let j0 = lo - (lo % 4); j0 <= hi; j0 += p.bc) {
-    const cols = Math.min(p.bc, hi + 1 - j0);
+  // on a block that no mask hides any pair of (block masks), the masks are not evaluated
+  const unmasked = p.mask ? { ...p, mask: undefined } : p;
+  const tile = (j0: number, cols: number, withMask: boolean) => {
     kernels.qk_tile(x.qPanel, kPanel + (j0 / 4) * chunks * 64, chunks, rows, cols, x.s, p.scale);
     const clip = j0 < lastRowLo || j0 + cols - 1 > firstRowHi;
-    if (modify || clip) modifyScores(buffer(), p, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip);
+    const o = withMask ? p : unmasked;
+    if (hasValueModifiers(o) || clip) modifyScores(buffer(), o, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip);
+    if (p.mods) applyMods(kernels, p.mods, x.s, lds, rows, cols, b, h, i0, j0, sq, sk, withMask);
     kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha);
     kernels.pv_tile(x.s, vPanel + j0 * width, vld, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
-  }
+  };
+  if (p.mods) forEachTile(p.mods, b, h, i0, lo, hi, p.bc, tile);
+  // tiles start on a multiple of 4 keys (the K panel's groups); keys before lo are clipped
+  else for (let j0 = lo - (lo % 4); j0 <= hi; j0 += p.bc) tile(j0, Math.min(p.bc, hi + 1 - j0), true);
 
+  const sinkLse = foldSinks(buffer(), p.mods, b, h, i0, rows, x.m, x.l);
   kernels.finalize_rows(x.o, x.ldo, row(p.out, p.seqStartsQ, h, i0), p.out.ss, rows, p.dimV, x.l);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) {
       const l = g[(x.l >>> 2) + r];
-      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = l === 0 ? -Infinity : g[(x.m >>> 2) + r] + Math.log(l);
+      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = sinkLse ? sinkLse[r] : l === 0 ? -Infinity : g[(x.m >>> 2) + r] + Math.log(l);
     }
   }
 }

@@ -20,6 +20,8 @@ export interface TileGeometry {
 export interface Kernels {
   readonly kind: KernelKind;
   readonly tiles: TileGeometry;
+  /** The memory the kernels run on (score/mask kernels generated per call instantiate on it too). */
+  readonly memory: WebAssembly.Memory | { readonly buffer: ArrayBufferLike };
   /** Packs rows into [ceil(rows/group)][chunks][group][4] from chunk chunk0 on, zero-padded (see wasm/tile-kernels.ts). */
   pack_panel(src: number, ld: number, rows: number, dim: number, dst: number, group: number, chunks: number, chunk0: number): void;
   /** Packs V rows into column blocks of 4·pvVectors floats per key, blocks vld bytes apart, zero-padded. */
@@ -69,6 +71,7 @@ export function instantiateKernels(compiled: CompiledKernels, memory: WebAssembl
   return {
     kind: compiled.kind,
     tiles: compiled.tiles,
+    memory,
     pack_panel: exports.pack_panel,
     pack_v: exports.pack_v,
     qk_tile: exports.qk_tile,
@@ -95,6 +98,7 @@ export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tile
   return {
     kind: 'scalar',
     tiles,
+    memory,
     pack_panel(src, ld, rows, dim, dst, group, chunks, chunk0) {
       const x = f();
       const padded = Math.ceil(rows / group) * group;

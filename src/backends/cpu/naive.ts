@@ -7,6 +7,7 @@
 import type { StagedOperand, StagedProblem } from './flash.js';
 import type { Kernels } from './kernels.js';
 import { modifyScores } from './scores.js';
+import { applyMods, foldSinks } from '../../ops/attention/mods/cpu/stage.js';
 
 /** Rows of S per task. */
 export const NAIVE_ROWS = 64;
@@ -96,6 +97,7 @@ export function naiveSoftmaxTask(kernels: Kernels, buffer: () => ArrayBufferLike
   const k = block(p, t);
   const s = k.sAddr + k.i0 * k.lds;
   modifyScores(buffer(), p, { s, lds: k.lds, rows: k.rows, cols: k.sk, b: k.b, h: k.h, i0: k.i0, j0: 0, sq: k.sq, sk: k.sk }, true);
+  if (p.mods) applyMods(kernels, p.mods, s, k.lds, k.rows, k.sk, k.b, k.h, k.i0, 0, k.sq, k.sk, true);
   const M = scratch;
   const L = M + 4 * NAIVE_ROWS;
   const A = L + 4 * NAIVE_ROWS;
@@ -103,12 +105,13 @@ export function naiveSoftmaxTask(kernels: Kernels, buffer: () => ArrayBufferLike
   f.fill(-Infinity, M >>> 2, (M >>> 2) + k.rows);
   f.fill(0, L >>> 2, (L >>> 2) + k.rows);
   kernels.softmax_update(s, k.lds, k.rows, k.sk, M, L, A);
+  const sinkLse = foldSinks(buffer(), p.mods, k.b, k.h, k.i0, k.rows, M, L);
   kernels.finalize_rows(s, k.lds, s, k.lds, k.rows, k.sk, L);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < k.rows; r++) {
       const l = g[(L >>> 2) + r];
-      g[k.row(p.lse, k.h, k.i0 + r, p.seqStartsQ) >>> 2] = l === 0 ? -Infinity : g[(M >>> 2) + r] + Math.log(l);
+      g[k.row(p.lse, k.h, k.i0 + r, p.seqStartsQ) >>> 2] = sinkLse ? sinkLse[r] : l === 0 ? -Infinity : g[(M >>> 2) + r] + Math.log(l);
     }
   }
 }
