@@ -59,6 +59,7 @@ export function sgMatrixProblemUnsupported(p: AttentionProblem, d: TierDevice): 
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
   if (p.mask) return 'boolean masks are not implemented in this tier';
   if (p.bias) return 'additive bias tensors are not implemented in this tier';
+  if (p.mods || p.blockMask) return 'score/mask/sink functions and block masks are not implemented in this tier yet';
   if (p.dimQK + p.dimRope > 256 || p.dimV > 256) return `head dims up to 256 (got Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''}, Dv ${p.dimV})`;
   if (!SG_MATRIX_CONFIGS.some((c) => fits(kernelOptionsOf(p, c), d))) return 'no configuration fits the workgroup memory limit for these head dims';
   const buffers = 5 + (p.returnLse ? 1 : 0) + (p.qRope ? 2 : 0);
