@@ -17,3 +17,6 @@ export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, 
 export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type ScopeRun, type ScopeStats } from './scope/index.js';
 export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';
 export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './backends/webgpu/tiers/tune-api.js';
+// Attention variants (issue 13): score/mask/sink functions, block masks
+export * from './ops/attention/mods/index.js';
+export { BlockMask, createBlockMask, type BlockMaskOptions } from './ops/attention/block-mask/block-mask.js';

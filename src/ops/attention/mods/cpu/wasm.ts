@@ -187,18 +187,26 @@ class Emitter {
     return f.get(out);
   }
 
-  /** exp(x) for every f32 (Cephes expf; overflow -> inf, underflow -> 0, NaN -> NaN). */
+  /**
+   * exp(x) for every f32 (Cephes expf; overflow -> inf, NaN -> NaN). Results below the smallest
+   * normal come out as subnormals: x < -80 is shifted up by 64·ln2 and the result scaled by 2^-64.
+   */
   exp(x: Expr): Expr {
     const f = this.f;
     const LOW = -87.33654;
     const HIGH = 88.37626;
+    const SHIFT = 64 * Math.LN2;
     const SHIFTER = 12582912; // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits
     const xv = f.local('v128', 'ex');
+    const tiny = f.local('v128', 'etiny');
+    const xs = f.local('v128', 'exs');
     const r = f.local('v128', 'er');
     const n = f.local('v128', 'en');
     const y = f.local('v128', 'ey');
     f.set(xv, x);
-    f.set(r, f32x4.min(f32x4.max(f.get(xv), f32x4.const(LOW)), f32x4.const(HIGH)));
+    f.set(tiny, f32x4.lt(f.get(xv), f32x4.const(-80)));
+    f.set(xs, f32x4.add(f.get(xv), v128.and(f32x4.const(SHIFT), f.get(tiny))));
+    f.set(r, f32x4.min(f32x4.max(f.get(xs), f32x4.const(LOW)), f32x4.const(HIGH)));
     f.set(n, f32x4.add(f32x4.mul(f.get(r), f32x4.const(Math.LOG2E)), f32x4.const(SHIFTER)));
     f.set(y, f32x4.sub(f.get(n), f32x4.const(SHIFTER)));
     f.set(r, f32x4.sub(f.get(r), f32x4.mul(f.get(y), f32x4.const(0.693359375))));
@@ -209,7 +217,8 @@ class Emitter {
     for (const c of coefficients.slice(1)) f.set(y, f32x4.add(f32x4.mul(f.get(y), f.get(r)), f32x4.const(c)));
     f.set(y, f32x4.add(f32x4.add(f32x4.mul(f.get(y), f32x4.mul(f.get(r), f.get(r))), f.get(r)), f32x4.const(1)));
     f.set(y, f32x4.mul(f.get(y), f.get(n)));
-    f.set(y, v128.and(f.get(y), f32x4.ge(f.get(xv), f32x4.const(LOW))));
+    f.set(y, v128.and(f.get(y), f32x4.ge(f.get(xs), f32x4.const(LOW))));
+    f.set(y, v128.bitselect(f32x4.mul(f.get(y), f32x4.const(2 ** -64)), f.get(y), f.get(tiny)));
     f.set(y, v128.bitselect(f32x4.const(Infinity), f.get(y), f32x4.gt(f.get(xv), f32x4.const(HIGH))));
     f.set(y, v128.bitselect(f.get(xv), f.get(y), f32x4.ne(f.get(xv), f.get(xv))));
     return f.get(y);
