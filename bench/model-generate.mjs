@@ -72,7 +72,7 @@ function randomStore(seed) {
 }
 
 async function adapterName() {
-  const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+  const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
   const { adapter } = await getRuntime();
   return `${adapter.description} (${adapter.backend})`;
 }
@@ -80,7 +80,7 @@ async function adapterName() {
 
 /** GPU ms per decode step per kernel label over `steps` more decode steps (timestamps). */
 async function profileDecode(model, steps) {
-  const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+  const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
   const { Profiler } = await import('../dist/profiler/index.js');
   const runtime = await getRuntime();
   if (!runtime.features.has('timestamp-query')) return undefined;
@@ -126,7 +126,7 @@ async function hostTimes(model, steps) {
 /** One more prefill inside a Profiler span: where its time goes (GPU kernels vs host), printed to stderr. */
 async function profilePrefill(model) {
   const { Profiler } = await import('../dist/index.js');
-  const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+  const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
   const profiler = new Profiler(await getRuntime());
   await profiler.span('prefill', () => generate(model, prompt, { maxNewTokens: 1, stopTokenIds: [] }));
   profiler.stop();
@@ -168,6 +168,8 @@ for (const backend of args.backend.split(',')) {
       prefillMs: +r.prefillMs.toFixed(1),
       prefillTokensPerSecond: +r.prefillTokensPerSecond.toFixed(2),
       decodeSteps: r.decodeSteps,
+      // greedy tokens: two runs of the same model (e.g. GEMM before/after) must agree on them
+      tokens: r.tokens,
       decodeMs: +r.decodeMs.toFixed(1),
       decodeTokensPerSecond: +r.decodeTokensPerSecond.toFixed(2),
       weightBytes: model.weightBytes,

@@ -15,8 +15,8 @@ import { planMods, packModData } from '../dist/ops/attention/mods/plan.js';
 import { programEvaluator, makeEnv, VAR_INDEX } from '../dist/ops/attention/mods/evaluate.js';
 import { buildModsModule } from '../dist/ops/attention/mods/cpu/wasm.js';
 import { scalarModsKernel } from '../dist/ops/attention/mods/cpu/kernel.js';
-import { buildFlashSgMatrix, type SgMatrixKernelOptions } from '../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
-import { kernelOptionsOf, SG_MATRIX_CONFIGS, sgMatrixProblemUnsupported } from '../dist/backends/webgpu/tiers/sgmatrix.js';
+import { buildFlashSgMatrix, type SgMatrixKernelOptions } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { kernelOptionsOf, SG_MATRIX_CONFIGS, sgMatrixProblemUnsupported } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
 import { skipNotice } from './webgpu-helpers.js';
 import { tintErrors } from './tint.js';
 

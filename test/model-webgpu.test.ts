@@ -81,7 +81,7 @@ describe('backend choice', () => {
 
 describe.skipIf(webgpu.skip !== undefined)('big weights split in parts', () => {
   it('an embedding table and LM head over several buffers give the same embeddings and logits', async () => {
-    const { getRuntime } = await import('../dist/backends/webgpu/runtime.js');
+    const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
     const { GpuOps } = await import('../dist/model/webgpu/ops.js');
     const runtime = await getRuntime();
     const [vocab, hidden] = [37, 24];

@@ -3,7 +3,7 @@
 // already cover, and the float64 attention reference. Dispatched by hand (not through the
 // GpuRuntime) so each kernel is tested on its own.
 import { describe, expect, it } from 'vitest';
-import { acquireDevice } from '../dist/backends/webgpu/device.js';
+import { acquireDevice } from '../dist/engines/webgpu/device.js';
 import { backendsHere } from './helpers.js';
 import { type KernelBinding, runKernel } from './webgpu-helpers.js';
 import { floatsToHalf } from '../dist/index.js';
@@ -16,7 +16,7 @@ import {
 } from '../dist/model/webgpu/kernels.wgsl.js';
 import {
   COMBINE_PARAMS, DECODE_PARAMS, buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
-} from '../dist/model/webgpu/decode-attention.wgsl.js';
+} from '../dist/ops/decode/webgpu/decode-attention.wgsl.js';
 import { ropeTable, configFrom, tinyConfigJson } from '../dist/model/index.js';
 import { expectClose } from './model-helpers.js';
 

@@ -1,7 +1,7 @@
 // Shared by the WebGPU test files: whether an adapter is here (else the tests are skipped loudly,
 // with the reason), a device of the test's own for "caller's device" tests, and a one-kernel runner.
 import { listBackends } from '../dist/index.js';
-import { BufferUsage, MapMode } from '../dist/backends/webgpu/usage.js';
+import { BufferUsage, MapMode } from '../dist/engines/webgpu/usage.js';
 
 /** Why WebGPU tests cannot run here, or undefined when they can. */
 export async function webgpuSkipReason(): Promise<string | undefined> {
@@ -19,7 +19,7 @@ export async function skipNotice(what: string): Promise<string | undefined> {
 
 /** A GPUDevice that is not fusedattn's shared one (same Dawn instance: two instances misbehave). */
 export async function ownDevice(): Promise<GPUDevice> {
-  const { openSeparateDevice } = await import('../dist/backends/webgpu/device.js');
+  const { openSeparateDevice } = await import('../dist/engines/webgpu/device.js');
   return openSeparateDevice();
 }
 

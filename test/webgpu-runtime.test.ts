@@ -3,8 +3,8 @@
 // errors surfacing as DeviceError.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DeviceError, UnsupportedError } from '../dist/index.js';
-import { type GpuCommand, type GpuRuntime, defineKernel, getRuntime } from '../dist/backends/webgpu/runtime.js';
-import { UniformLayout } from '../dist/backends/webgpu/uniforms.js';
+import { type GpuCommand, type GpuRuntime, defineKernel, getRuntime } from '../dist/engines/webgpu/runtime.js';
+import { UniformLayout } from '../dist/engines/webgpu/uniforms.js';
 import { skipNotice } from './webgpu-helpers.js';
 
 const skip = await skipNotice('the GpuRuntime tests');

@@ -3,9 +3,9 @@
 // uploads and readbacks (at long lengths more than the kernels themselves), so the inputs are
 // uploaded once, results stay on the device, and a call is timed until the GPU queue is drained;
 // outputs are read back afterwards, for the checks only.
-import type { AttentionOptions, BackendName } from '../attention/options.js';
-import type { AttentionResult } from '../backends/backend.js';
-import type { GpuRuntime } from '../backends/webgpu/runtime.js';
+import type { AttentionOptions, BackendName } from '../ops/attention/index.js';
+import type { AttentionResult } from '../ops/attention/index.js';
+import type { GpuRuntime } from '../engines/webgpu/runtime.js';
 import { Tensor } from '../core/tensor.js';
 
 export interface Inputs {
@@ -28,7 +28,7 @@ export class DemoRunner {
 
   static async create(backend: BackendName): Promise<DemoRunner> {
     if (backend === 'cpu') return new DemoRunner(backend, undefined);
-    const { getRuntime } = await import('../backends/webgpu/runtime.js');
+    const { getRuntime } = await import('../engines/webgpu/runtime.js');
     return new DemoRunner(backend, await getRuntime());
   }
 

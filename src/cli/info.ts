@@ -2,7 +2,7 @@
 // with its features and limits, and the CPU (threads, WebAssembly SIMD, memory).
 import { availableParallelism, cpus, freemem, totalmem } from 'node:os';
 import { Command } from 'commander';
-import { listBackends, autoBackend } from '../backends/registry.js';
+import { listBackends, autoBackend } from '../ops/attention/index.js';
 import { formatBytes, table } from './format.js';
 
 export function infoCommand(): Command {
@@ -41,7 +41,7 @@ export interface InfoReport {
 export async function gatherInfo(): Promise<InfoReport> {
   const backends = await listBackends();
   // loaded here, not at start-up: other commands should not pay for the GPU module
-  const { describeAdapter } = await import('../backends/webgpu/device.js');
+  const { describeAdapter } = await import('../engines/webgpu/device.js');
   const gpu = (await describeAdapter()) as { adapter?: AdapterFacts };
   const cpuList = cpus();
   return {

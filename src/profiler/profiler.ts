@@ -12,8 +12,8 @@
 //   await profiler.span('unfused', () => block.forwardUnfused(x));
 //   const report = await profiler.report();      // waits for the timestamps
 //   writeFileSync('trace.json', JSON.stringify(profiler.chromeTrace()));
-import type { DispatchCommand, GpuCommand, GpuRuntime, RuntimeObserver } from '../backends/webgpu/runtime.js';
-import { BufferUsage, MapMode } from '../backends/webgpu/usage.js';
+import type { DispatchCommand, GpuCommand, GpuRuntime, RuntimeObserver } from '../engines/webgpu/runtime.js';
+import { BufferUsage, MapMode } from '../engines/webgpu/usage.js';
 import { currentSpans, onSpan, withSpan } from './spans.js';
 
 export type TimingSource = 'gpu-timestamps' | 'wall';
@@ -106,7 +106,7 @@ export interface ProfilerStartOptions extends ProfilerOptions {
 export class Profiler {
   /** A profiler attached to the runtime of `options.device` (default: the shared device). */
   static async start(options: ProfilerStartOptions = {}): Promise<Profiler> {
-    const { getRuntime } = await import('../backends/webgpu/runtime.js');
+    const { getRuntime } = await import('../engines/webgpu/runtime.js');
     return new Profiler(await getRuntime(options.device), options);
   }
 

@@ -2,7 +2,7 @@
 // withSpan(runtime, label, fn), and the profiler files every command queued meanwhile under the
 // innermost span (and counts it for each enclosing one). One stack per runtime; JavaScript runs one
 // op's queueing at a time, so overlapping async ops would mix their spans: profile them one by one.
-import type { GpuRuntime } from '../backends/webgpu/runtime.js';
+import type { GpuRuntime } from '../engines/webgpu/runtime.js';
 
 const stacks = new WeakMap<GpuRuntime, string[]>();
 

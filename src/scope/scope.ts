@@ -18,8 +18,8 @@
 // - A replay returns the same value the recording run returned: GPU outputs are the same buffers,
 //   overwritten by the replay (read or copy them before the next run of the scope).
 import { DeviceError, UnsupportedError } from '../core/errors.js';
-import type { GpuRuntime, Recording as RuntimeRecording } from '../backends/webgpu/runtime.js';
-import { BufferUsage } from '../backends/webgpu/usage.js';
+import type { GpuRuntime, Recording as RuntimeRecording } from '../engines/webgpu/runtime.js';
+import { BufferUsage } from '../engines/webgpu/usage.js';
 import { withSpan } from '../profiler/spans.js';
 import { scopeKey } from './key.js';
 
@@ -205,7 +205,7 @@ export interface ScopeCallOptions extends ScopeOptions {
  * or replays its recording for `args`. See Scope for the contract.
  */
 export async function scope<T>(label: string, args: unknown, fn: () => Promise<T>, options: ScopeCallOptions = {}): Promise<T> {
-  const { getRuntime } = await import('../backends/webgpu/runtime.js');
+  const { getRuntime } = await import('../engines/webgpu/runtime.js');
   const rt = await getRuntime(options.device);
   let scopes = registries.get(rt);
   if (!scopes) registries.set(rt, (scopes = new Map()));
@@ -216,6 +216,6 @@ export async function scope<T>(label: string, args: unknown, fn: () => Promise<T
 
 /** The scope `label` that scope() made on `device` (default: the shared one), for its stats and dispose(). */
 export async function getScope(label: string, device?: GPUDevice): Promise<Scope | undefined> {
-  const { getRuntime } = await import('../backends/webgpu/runtime.js');
+  const { getRuntime } = await import('../engines/webgpu/runtime.js');
   return registries.get(await getRuntime(device))?.get(label);
 }

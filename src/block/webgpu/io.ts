@@ -1,8 +1,8 @@
 // Around every GPU block call: bind the hidden states and the cache (uploading CPU tensors),
 // allocate the output, count what the call queued, and hand the result back on the input's device.
 import { Tensor } from '../../core/tensor.js';
-import { type Operand, operandOf, releaseOperands } from '../../backends/webgpu/operands.js';
-import type { GpuCommand, GpuRuntime } from '../../backends/webgpu/runtime.js';
+import { type Operand, operandOf, releaseOperands } from '../../engines/webgpu/operands.js';
+import type { GpuCommand, GpuRuntime } from '../../engines/webgpu/runtime.js';
 import { withSpan } from '../../profiler/spans.js';
 import type { BlockCall } from '../shape.js';
 import type { BlockPath, BlockResult } from '../stats.js';

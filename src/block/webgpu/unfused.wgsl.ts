@@ -2,8 +2,8 @@
 // strided 4-D copy (transposes, repeat-KV, KV-cache append and gather), RoPE on a [B, N, S, D]
 // tensor, scale + causal mask of the score matrix, row softmax. Each is one plain dispatch; the
 // GEMMs are the shared linear layer (gemm.ts) and the runtime's batched matmul.
-import { UniformLayout } from '../../backends/webgpu/uniforms.js';
-import { NO_SCORE } from '../../backends/webgpu/wgsl.js';
+import { UniformLayout } from '../../engines/webgpu/uniforms.js';
+import { NO_SCORE } from '../../engines/webgpu/wgsl.js';
 
 /** Invocations per workgroup of the element-wise kernels. */
 export const ELEMENTWISE_THREADS = 256;

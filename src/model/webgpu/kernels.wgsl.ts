@@ -4,8 +4,8 @@
 // returning readable WGSL; the pipeline cache keys on the same object.
 // Activations are f32 [rows, cols]; weights f32 or float16 bound as array<u32> and read with
 // unpack2x16float (no shader-f16 feature needed). Params are UniformLayout structs.
-import { UniformLayout } from '../../backends/webgpu/uniforms.js';
-import { type FloatDType, arrayElement, loadFloat } from '../../backends/webgpu/wgsl.js';
+import { UniformLayout } from '../../engines/webgpu/uniforms.js';
+import { type FloatDType, arrayElement, loadFloat } from '../../engines/webgpu/wgsl.js';
 
 /** How a weight is bound: float32, or float16 halves read as u32 pairs. */
 export type WeightDType = FloatDType;

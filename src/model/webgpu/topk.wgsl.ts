@@ -7,7 +7,7 @@
 //
 //   logits  [rows, n] float32
 //   out     [rows, chunks, 2k + 1] u32: k value bits (largest first), k indices, NaN count
-import { UniformLayout } from '../../backends/webgpu/uniforms.js';
+import { UniformLayout } from '../../engines/webgpu/uniforms.js';
 
 export interface TopKOptions {
   k: number;

@@ -4,7 +4,7 @@
 // there) and wholly (no mask evaluation); all other key blocks are never visited. One BlockMask
 // serves any number of calls, and every head and batch entry it was built for (or broadcast to).
 import { ValueError, show } from '../../../core/errors.js';
-import { simdAvailable } from '../../../backends/cpu/platform.js';
+import { simdAvailable } from '../../../engines/cpu/platform.js';
 import { compileMods, modsKernel } from '../mods/cpu/kernel.js';
 import { packModData, planMods } from '../mods/plan.js';
 import { type MaskMod, MaskMod as MaskModClass, programVariables } from '../mods/program.js';

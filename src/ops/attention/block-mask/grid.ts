@@ -8,7 +8,12 @@
 //   T+8 + 2r, T+9 + 2r             partial and full key-block counts of row r
 //   T+8 + 2R + r·kBlocks + n       the row's key blocks: partial ones, then full ones
 // with row r = (b·th + h)·qBlocks + qb (b, h taken as 0 on a broadcast dimension), R rows.
-import type { BroadcastView } from '../../../attention/problem.js';
+
+/** A bool mask broadcast to [B, Nq, Sq, Sk] (the problem's BroadcastView, structurally). */
+export interface DenseMaskView {
+  readonly tensor: { readonly data?: ArrayLike<number> | ArrayBufferView };
+  readonly strides: { readonly b: number; readonly h: number; readonly i: number; readonly j: number };
+}
 
 export const EMPTY = 0;
 export const PARTIAL = 1;
@@ -109,7 +114,7 @@ export const DENSE_SCAN_BUDGET = 64 * 2 ** 20;
  * The grid of a dense bool mask (CPU data), or undefined when scanning it would cost more than
  * `budget` bytes. Broadcast dimensions of the mask stay broadcast (size 1) in the grid.
  */
-export function denseMaskGrid(view: BroadcastView, batch: number, heads: number, seqQ: number, seqK: number, blockQ: number, blockK: number, budget = DENSE_SCAN_BUDGET): BlockGrid | undefined {
+export function denseMaskGrid(view: DenseMaskView, batch: number, heads: number, seqQ: number, seqK: number, blockQ: number, blockK: number, budget = DENSE_SCAN_BUDGET): BlockGrid | undefined {
   const bytes = view.tensor.data as Uint8Array | undefined;
   if (!bytes) return undefined;
   const st = view.strides;

@@ -3,7 +3,7 @@
 // kernel key tiles) and the block structure of a dense bool mask (`mask` option, CPU data, when
 // scanning it is cheap), intersected. FULL then means "no mask of any kind hides a pair here", so a
 // kernel may skip every mask evaluation on such a tile; EMPTY tiles are never visited.
-import type { AttentionProblem } from '../../../attention/problem.js';
+import type { AttentionProblem } from '../problem.js';
 import { type BlockGrid, EMPTY, FULL, PARTIAL, coarsenGrid, denseMaskGrid, emptyGrid, lcm } from './grid.js';
 
 export interface KernelTiles {

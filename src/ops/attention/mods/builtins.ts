@@ -5,7 +5,7 @@
 // at kv = q (PyTorch's is_causal).
 import { Tensor } from '../../../core/tensor.js';
 import { ValueError, show } from '../../../core/errors.js';
-import type { CausalAlign } from '../../../attention/options.js';
+import type { CausalAlign } from '../options.js';
 import { type BoolExpr, type FloatTensor, type IntExpr, type IntTensor, capture, int } from './expr.js';
 import { type MaskContext, type MaskMod, type ScoreMod, type SinkMod, maskMod, scoreMod, sinkMod } from './program.js';
 

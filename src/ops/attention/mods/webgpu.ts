@@ -1,6 +1,6 @@
 // The WebGPU side of a call's mods: the packed data buffer (captured tensors, block table) that
 // every attention kernel binds as `mod_data`, and the kernel options that say what to compile.
-import type { AttentionProblem } from '../../../attention/problem.js';
+import type { AttentionProblem } from '../problem.js';
 import { type BlockGrid, gridTable } from '../block-mask/grid.js';
 import { type KernelTiles, kernelGrid } from '../block-mask/kernel-grid.js';
 import { packModData } from './plan.js';

@@ -3,11 +3,17 @@
 // instantiated once per worker on the shared memory), or, where WebAssembly SIMD is missing, the
 // same programs evaluated element by element in float32 (evaluate.ts). Captured tensors are read
 // from the call's packed data in the arena (plan.ts), so one module serves any data and sizes.
-import { stableKey } from '../../../../backends/webgpu/stable-key.js';
-import type { Kernels } from '../../../../backends/cpu/kernels.js';
+import { stableKey } from '../../../../engines/webgpu/stable-key.js';
+import type { KernelKind } from '../../../../engines/cpu/program.js';
 import { type Env, type TensorData, VAR_INDEX, makeEnv, programEvaluator } from '../evaluate.js';
 import { HEADER_BASE, HEADER_WORDS, type ModsKernelOptions } from '../plan.js';
 import { MODS_SIGNATURES, buildModsModule } from './wasm.js';
+
+/** What the generated kernels need of the program's kernels: their kind and the memory they run on. */
+export interface ModsHost {
+  readonly kind: KernelKind;
+  readonly memory: WebAssembly.Memory | { readonly buffer: ArrayBufferLike };
+}
 
 /** What a job carries: the programs, and the compiled module unless the kernels are scalar. */
 export interface CompiledMods {
@@ -26,7 +32,7 @@ export interface CpuModsKernel {
 const modules = new Map<string, Promise<WebAssembly.Module>>();
 
 /** Compiles (once per structure and memory kind) the module for `mods`; scalar kernels get none. */
-export async function compileMods(mods: ModsKernelOptions, kernels: Pick<Kernels, 'kind'>, memory: { shared: boolean; maximumPages: number }): Promise<CompiledMods> {
+export async function compileMods(mods: ModsKernelOptions, kernels: Pick<ModsHost, 'kind'>, memory: { shared: boolean; maximumPages: number }): Promise<CompiledMods> {
   const key = stableKey({ mods, shared: memory.shared, pages: memory.maximumPages });
   if (kernels.kind === 'scalar') return { key, mods, module: undefined };
   let module = modules.get(key);
@@ -44,7 +50,7 @@ export async function compileMods(mods: ModsKernelOptions, kernels: Pick<Kernels
 const instances = new WeakMap<object, Map<string, CpuModsKernel>>();
 
 /** The kernel for `compiled` on the memory of `kernels` (instantiated once per thread and key). */
-export function modsKernel(kernels: Pick<Kernels, 'memory'>, compiled: CompiledMods): CpuModsKernel {
+export function modsKernel(kernels: Pick<ModsHost, 'memory'>, compiled: CompiledMods): CpuModsKernel {
   let byKey = instances.get(kernels.memory);
   if (!byKey) {
     byKey = new Map();

@@ -1,14 +1,13 @@
 // Staging a call's mods for the CPU kernels (main thread) and the per-task helpers the fused and
 // naive tasks call (any thread): the packed data in the arena, the generated kernel, the block
 // grid at the kernels' tile sizes, and the sink logit of every row, evaluated once per call.
-import type { AttentionProblem } from '../../../../attention/problem.js';
-import type { Kernels } from '../../../../backends/cpu/kernels.js';
+import type { AttentionProblem } from '../../problem.js';
 import { type BlockGrid } from '../../block-mask/grid.js';
 import { type KernelTiles, forEachBlock, kernelGrid } from '../../block-mask/kernel-grid.js';
 import { VAR_INDEX, makeEnv, programEvaluator } from '../evaluate.js';
 import { hasElementMods, packModData } from '../plan.js';
 import { programVariables } from '../program.js';
-import { type CompiledMods, compileMods, modsKernel } from './kernel.js';
+import { type CompiledMods, type ModsHost, compileMods, modsKernel } from './kernel.js';
 
 /** What the tasks get (plain data: it is posted to the workers). */
 export interface StagedMods {
@@ -24,7 +23,7 @@ export interface StagedMods {
 }
 
 export interface StageContext {
-  kernels: Kernels;
+  kernels: ModsHost;
   memory: { shared: boolean; maximumPages: number };
   /** Allocates `bytes` of the call's staging memory, returns the byte address. */
   allocate(bytes: number): number;
@@ -83,7 +82,7 @@ export function forEachTile(m: StagedMods, b: number, h: number, i0: number, lo:
 }
 
 /** Runs the score/mask kernel on an S tile (nothing when the call has no element mods). */
-export function applyMods(kernels: Kernels, m: StagedMods, s: number, lds: number, rows: number, cols: number, b: number, h: number, i0: number, j0: number, sq: number, sk: number, withMask: boolean): void {
+export function applyMods(kernels: ModsHost, m: StagedMods, s: number, lds: number, rows: number, cols: number, b: number, h: number, i0: number, j0: number, sq: number, sk: number, withMask: boolean): void {
   if (!m.compiled) return;
   modsKernel(kernels, m.compiled).apply(s, lds, rows, cols, b, h, i0, j0, sq, sk, m.data, withMask ? 1 : 0);
 }

@@ -13,7 +13,7 @@
 //       how many pairs of the tile the mask keeps (block masks are built with it).
 //
 // Lanes without a SIMD instruction (int div/mod, tensor gathers) are done one lane at a time.
-import { type Expr, type FunctionBuilder, type Local, ModuleBuilder, f32x4, i32, i32x4, select, v128 } from '../../../../backends/cpu/wasm/encoder.js';
+import { type Expr, type FunctionBuilder, type Local, ModuleBuilder, f32x4, i32, i32x4, select, v128 } from '../../../../engines/cpu/wasm/encoder.js';
 import { HEADER_BASE, HEADER_WORDS, type ModsKernelOptions } from '../plan.js';
 import type { Program } from '../program.js';
 
