@@ -228,6 +228,7 @@ describe('createBlockMask', () => {
 describe('mods on WebGPU (portable tier and naive path)', async () => {
   const skip = await skipNotice('the WebGPU mods tests');
   const docs = Int32Array.from({ length: 97 }, (_, i) => Math.floor(i / 20));
+  const docsT = capture(Int32Array.from({ length: 150 }, (_, i) => Math.floor(i / 40)));
   const rel = capture(Float32Array.from({ length: 3 * 64 }, (_, i) => Math.sin(i)), [3, 64]);
   const combined: AttentionOptions = {
     scoreMod: scoreMod(({ score, h, q, kv }) => score.add(rel.at(h, q.sub(kv).add(32))).div(3).tanh().mul(3)),
@@ -238,6 +239,12 @@ describe('mods on WebGPU (portable tier and naive path)', async () => {
   it.skipIf(skip)('a block mask together with a dense bool mask (block table path)', async () => {
     const bm = await createBlockMask(documentMask(docs, { causal: true }), 1, 1, 97, 97, { blockSize: 32 });
     await check('webgpu', { ...SQUARE, mask: 'blocks', maskShape: 'batch' }, { blockMask: bm }, 22);
+  });
+  it.skipIf(skip)('createBlockMask on the GPU finds the CPU\'s block lists (per batch and head)', async () => {
+    const mask = maskMod(({ b, h, q, kv }) => q.add(b.mul(7)).add(h.mul(3)).ge(kv).and(docsT.at(q).eq(docsT.at(kv))));
+    const [cpu, gpu] = [await createBlockMask(mask, 2, 3, 150, 130, { blockSize: 32 }), await createBlockMask(mask, 2, 3, 150, 130, { blockSize: 32, backend: 'webgpu' })];
+    expect([gpu.batch, gpu.heads, gpu.qBlocks, gpu.kBlocks]).toEqual([2, 3, 5, 5]);
+    expect(Array.from(gpu.grid.status)).toEqual(Array.from(cpu.grid.status));
   });
   it.skipIf(skip)('the naive path runs score and mask functions too', () => check('webgpu', SQUARE, { scoreMod: combined.scoreMod, maskMod: combined.maskMod }, 23, true));
   it.skipIf(skip)('softcap as a function agrees with options.softcap', async () => {
