@@ -24,3 +24,5 @@ export {
   causal, slidingWindow, prefixLM, documentMask, streamingMask, attentionSinks, softcap, alibi, alibiSlopes, t5RelativeBias, t5Bucket, type T5Options,
   BlockMask, createBlockMask, type BlockMaskOptions,
 } from './ops/attention/index.js';
+// Approximate attention (issue 13, seed 004): linear attention and Performer
+export { linearAttention, performerAttention, featureMap, FeatureMap, performerProjection, referenceApprox, type LinearAttentionOptions, type PerformerOptions, type FeatureContext } from './ops/approx/index.js';

@@ -11,6 +11,7 @@ import { SOFTMAX_SIGNATURES, addSoftmaxKernels } from './attention/cpu/wasm-soft
 import { TILE_SIGNATURES, type TileOptions, addTileKernels } from './attention/cpu/wasm-tiles.js';
 import { type GemmKernels, scalarGemmKernels } from './gemm/cpu/kernels.js';
 import { type MatmulParams, matmulTask } from './gemm/cpu/matmul-task.js';
+import { type ApproxParams, approxTask } from './approx/cpu/linear.js';
 import { DEFAULT_GEMM_KERNEL_OPTIONS, GEMM_SIGNATURES, type GemmKernelOptions, addGemmKernels } from './gemm/cpu/wasm-kernels.js';
 
 /** Build options of the whole module: every family's register blocks and tile sizes. */
@@ -36,6 +37,8 @@ export interface CpuJobs {
   'naive-softmax': NaiveParams;
   'naive-pv': NaiveParams;
   matmul: MatmulParams;
+  /** Linear attention and Performer, one task per (batch, query head). */
+  'approx-linear': ApproxParams;
 }
 
 export interface KernelModuleOptions extends KernelTuning {
@@ -103,5 +106,6 @@ export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
     'naive-softmax': naiveSoftmaxTask,
     'naive-pv': naivePvTask,
     matmul: matmulTask,
+    'approx-linear': approxTask,
   },
 };
