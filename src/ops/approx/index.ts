@@ -2,4 +2,4 @@
 export { linearAttention, performerAttention } from './api.js';
 export { type ApproxCommonOptions, type LinearAttentionOptions, type PerformerOptions, type ApproxProblem, validateApprox } from './problem.js';
 export { FeatureMap, featureMap, performerProjection, type FeatureContext, type FeatureMapChoice } from './features.js';
-export { referenceApprox } from './reference.js';
+export { referenceApprox, referenceApproxRows } from './reference.js';

@@ -85,3 +85,26 @@ export function referenceApprox(p: ApproxProblem): Float64Array {
   }
   return out;
 }
+
+/** Output rows `rows` of (b, h) only, float64, [rows.length][Dv] (spot checks of large runs). */
+export function referenceApproxRows(p: ApproxProblem, b: number, h: number, rows: readonly number[]): Float64Array[] {
+  const base = p.base;
+  const hk = Math.floor(h / (base.headsQ / base.headsKv));
+  const fk = features(p, 'k', b, hk);
+  const fq = features(p, 'q', b, h);
+  const v = base.v.tensor.toFloat32();
+  const sq = base.seqLensQ[b];
+  const sk = base.seqLensK[b];
+  return rows.map((i) => {
+    const last = p.causal ? Math.min(sk - 1, i + sk - sq) : sk - 1;
+    const acc = new Float64Array(base.dimV);
+    let den = 0;
+    for (let j = 0; j <= last; j++) {
+      let w = 0;
+      for (let f = 0; f < p.features; f++) w += fq[i][f] * fk[j][f];
+      den += w;
+      for (let d = 0; d < base.dimV; d++) acc[d] += w * v[viewIndex(base.v, base.seqStartsK, b, hk, j, d)];
+    }
+    return acc.map((x) => (den === 0 ? 0 : x / den));
+  });
+}

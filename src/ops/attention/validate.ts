@@ -116,7 +116,9 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
   const mask = options.mask === undefined ? undefined : broadcastView('mask', toTensor(options.mask, 'mask', ['bool', 'uint8']), target);
   const bias = options.bias === undefined ? undefined : broadcastView('bias', toTensor(options.bias, 'bias', FLOAT_TYPES), target);
   const alibi = options.alibiSlopes === undefined ? undefined : alibiView(options.alibiSlopes, batch, qd.heads);
-  checkSameLocation([['query', q], ['mask', mask?.tensor], ['bias', bias?.tensor]]);
+  // a mask or bias may also be CPU data for GPU inputs: it is uploaded per call, and a CPU mask's
+  // block structure lets the GPU kernels skip the tiles it hides (issue 13)
+  checkSameLocation([['query', q], ['mask', mask?.tensor.location === 'cpu' ? undefined : mask?.tensor], ['bias', bias?.tensor.location === 'cpu' ? undefined : bias?.tensor]]);
   if (alibi && alibi.tensor.location !== 'cpu') {
     throw new UnsupportedError('alibiSlopes', `alibiSlopes must be CPU data (it is tiny), got a ${alibi.tensor.location} tensor`);
   }

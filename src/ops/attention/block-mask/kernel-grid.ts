@@ -38,6 +38,11 @@ function withoutFull(g: BlockGrid): BlockGrid {
   return { ...g, status: g.status.map((s) => (s === FULL ? PARTIAL : s)) };
 }
 
+/** FUSEDATTN_MASK_BLOCKS=off: no block structure from dense masks (benchmarks measure what it saves). */
+function denseBlocksEnabled(): boolean {
+  return globalThis.process?.env?.FUSEDATTN_MASK_BLOCKS?.trim().toLowerCase() !== 'off';
+}
+
 /**
  * The grid a kernel with tiles `t` reads for `p`, or undefined when the call has neither a
  * block mask nor a dense mask whose structure is cheap to find.
@@ -47,10 +52,10 @@ export function kernelGrid(p: AttentionProblem, t: KernelTiles): BlockGrid | und
   if (bm) {
     const g = coarsenGrid(bm, lcm(bm.blockQ, t.rows), lcm(bm.blockK, t.keys));
     if (!p.mask) return g;
-    const dense = denseMaskGrid(p.mask, p.batch, p.headsQ, p.seqQ, p.seqK, g.blockQ, g.blockK);
+    const dense = denseBlocksEnabled() ? denseMaskGrid(p.mask, p.batch, p.headsQ, p.seqQ, p.seqK, g.blockQ, g.blockK) : undefined;
     return dense ? intersect(g, dense) : withoutFull(g);
   }
-  if (p.mask) return denseMaskGrid(p.mask, p.batch, p.headsQ, p.seqQ, p.seqK, t.rows, t.denseKeys);
+  if (p.mask && denseBlocksEnabled()) return denseMaskGrid(p.mask, p.batch, p.headsQ, p.seqQ, p.seqK, t.rows, t.denseKeys);
   return undefined;
 }
 
