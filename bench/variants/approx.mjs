@@ -82,11 +82,12 @@ async function timeMs(fn, reps = smoke ? 1 : 3) {
   return { ms: times[Math.floor(times.length / 2)], first: r0 };
 }
 
-const relErr = (a, b) => {
+/** ||a - b|| / ||b|| and the RMS of a - b (v is N(0, 1): the RMS error is in units of the values). */
+const errors = (a, b) => {
   let num = 0;
   let den = 0;
   for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
-  return Math.sqrt(num / den);
+  return { rel: Math.sqrt(num / den), rms: Math.sqrt(num / a.length) };
 };
 
 /** Exact softmax attention of rows `rows` of head h, float64. */
@@ -123,9 +124,10 @@ for (const sigma of sigmas) {
   const x = inputs(errSeqFixed, 1, sigma);
   const exact = await values((await attention(x.q.t, x.k.t, x.v.t, { backend })).out);
   for (const M of featureCounts) {
-    const errors = [];
-    for (const seed of [1, 2, 3]) errors.push(relErr(await values((await performerAttention(x.q.t, x.k.t, x.v.t, { features: M, seed, backend })).out), exact));
-    errM.push(emit({ part: 'error-vs-features', seq: errSeqFixed, sigma, logitStd: sigma * sigma, features: M, relError: errors.reduce((a, b) => a + b) / errors.length }));
+    const runs = [];
+    for (const seed of [1, 2, 3]) runs.push(errors(await values((await performerAttention(x.q.t, x.k.t, x.v.t, { features: M, seed, backend })).out), exact));
+    const mean = (key) => runs.reduce((a, r) => a + r[key], 0) / runs.length;
+    errM.push(emit({ part: 'error-vs-features', seq: errSeqFixed, sigma, logitStd: sigma * sigma, features: M, relError: mean('rel'), rmsError: mean('rms') }));
   }
   if (runtime) release(x);
 }
@@ -136,8 +138,8 @@ for (const S of errSeqs) {
     const x = inputs(S, 2, sigma);
     const exact = await values((await attention(x.q.t, x.k.t, x.v.t, { backend })).out);
     const M = smoke ? 16 : 256;
-    const e = relErr(await values((await performerAttention(x.q.t, x.k.t, x.v.t, { features: M, seed: 4, backend })).out), exact);
-    errS.push(emit({ part: 'error-vs-seq', seq: S, sigma, logitStd: sigma * sigma, features: M, relError: e }));
+    const e = errors(await values((await performerAttention(x.q.t, x.k.t, x.v.t, { features: M, seed: 4, backend })).out), exact);
+    errS.push(emit({ part: 'error-vs-seq', seq: S, sigma, logitStd: sigma * sigma, features: M, relError: e.rel, rmsError: e.rms }));
     if (runtime) release(x);
   }
 }
@@ -177,23 +179,23 @@ for (const S of speedSeqs) {
 
 // ---- table and plots
 const where = backend === 'cpu' ? 'CPU' : runtime?.adapter?.info?.description || 'WebGPU';
-const md = [`## Approximate attention on ${backend} (${where})`, '', `Performer error vs exact (relative Frobenius; mean of 3 seeds), S ${errSeqFixed}, D ${D}, H ${HEADS}; logit std = sigma²:`, '',
+const md = [`## Approximate attention on ${backend} (${where})`, '', `Performer error vs exact: RMS error (values are N(0, 1)) / relative Frobenius error, mean of 3 seeds; S ${errSeqFixed}, D ${D}, H ${HEADS}; logit std = sigma²:`, '',
   `| M | ${sigmas.map((g) => `logit std ${(g * g).toFixed(2)}`).join(' | ')} |`, `|---|${sigmas.map(() => '---|').join('')}`,
-  ...featureCounts.map((m) => `| ${m} | ${sigmas.map((g) => errM.find((r) => r.features === m && r.sigma === g)?.relError.toFixed(4)).join(' | ')} |`), '',
+  ...featureCounts.map((m) => `| ${m} | ${sigmas.map((g) => { const r = errM.find((x) => x.features === m && x.sigma === g); return `${r.rmsError.toFixed(4)} / ${r.relError.toFixed(3)}`; }).join(' | ')} |`), '',
   `Against the sequence length (M ${errS[0]?.features}):`, '', `| S | ${sigmas.map((g) => `logit std ${(g * g).toFixed(2)}`).join(' | ')} |`, `|---|${sigmas.map(() => '---|').join('')}`,
-  ...errSeqs.map((S) => `| ${S} | ${sigmas.map((g) => errS.find((r) => r.seq === S && r.sigma === g)?.relError.toFixed(4)).join(' | ')} |`), '',
+  ...errSeqs.map((S) => `| ${S} | ${sigmas.map((g) => { const r = errS.find((x) => x.seq === S && x.sigma === g); return `${r.rmsError.toFixed(4)} / ${r.relError.toFixed(3)}`; }).join(' | ')} |`), '',
   `Speed (ms, median; B1 H${HEADS} D${D}, ${half ? 'float16' : 'float32'}):`, '', '| S | causal | variant | ms |', '|---|---|---|---|',
   ...speed.map((r) => `| ${r.seq} | ${r.causal} | ${r.variant} | ${r.ms !== undefined ? r.ms.toFixed(2) : r.error} |`), ''];
 writeFileSync(join(out, `approx-${backend}.md`), md.join('\n'));
 writeFileSync(join(out, `approx-error-vs-features-${backend}.svg`), lineChart({
-  title: 'Performer: error vs exact attention', xLabel: 'random features M', yLabel: 'relative error', logX: true, logY: true,
-  series: [...sigmas.map((g) => ({ name: `logit std ${(g * g).toFixed(2)}`, points: errM.filter((r) => r.sigma === g).map((r) => [r.features, r.relError]) })),
-    { name: '∝ 1/sqrt(M)', dashed: true, points: featureCounts.map((m) => [m, errM[0].relError * Math.sqrt(featureCounts[0] / m)]) }],
+  title: 'Performer: error vs exact attention', xLabel: 'random features M', yLabel: 'RMS error (values N(0,1))', logX: true, logY: true,
+  series: [...sigmas.map((g) => ({ name: `logit std ${(g * g).toFixed(2)}`, points: errM.filter((r) => r.sigma === g).map((r) => [r.features, r.rmsError]) })),
+    { name: '∝ 1/sqrt(M)', dashed: true, points: featureCounts.map((m) => [m, errM[0].rmsError * Math.sqrt(featureCounts[0] / m)]) }],
   note: `${backend}, S ${errSeqFixed}, D ${D}, ${HEADS} heads, mean of 3 seeds`,
 }));
 writeFileSync(join(out, `approx-error-vs-seq-${backend}.svg`), lineChart({
-  title: 'Performer: error vs sequence length', xLabel: 'sequence length S', yLabel: 'relative error', logX: true, logY: true,
-  series: sigmas.map((g) => ({ name: `logit std ${(g * g).toFixed(2)}`, points: errS.filter((r) => r.sigma === g).map((r) => [r.seq, r.relError]) })),
+  title: 'Performer: error vs sequence length', xLabel: 'sequence length S', yLabel: 'RMS error (values N(0,1))', logX: true, logY: true,
+  series: sigmas.map((g) => ({ name: `logit std ${(g * g).toFixed(2)}`, points: errS.filter((r) => r.sigma === g).map((r) => [r.seq, r.rmsError]) })),
   note: `${backend}, M ${errS[0]?.features}, D ${D}, ${HEADS} heads`,
 }));
 for (const causal of [false, true]) {
