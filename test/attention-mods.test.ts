@@ -120,8 +120,8 @@ describe('generated WebAssembly SIMD (CPU) against the float32 evaluator', () =>
       for (const withMask of [0, 1]) {
         f.set(input, 16384);
         f.set(input, 32768);
-        wasm.apply(65536, lds, rows, cols, 1, 2, 3, 4, 50, 60, 1024, withMask);
-        scalar.apply(131072, lds, rows, cols, 1, 2, 3, 4, 50, 60, 1024, withMask);
+        wasm.apply(65536, lds, rows, cols, 1, 2, 3, 4, 50, 60, 1024, withMask, 1);
+        scalar.apply(131072, lds, rows, cols, 1, 2, 3, 4, 50, 60, 1024, withMask, 1);
         for (let r = 0; r < rows; r++) {
           for (let c = 0; c < cols; c++) {
             const a = f[16384 + r * 40 + c];

@@ -86,6 +86,9 @@ const flags = [`enable-dawn-features=${enable.join(',')}`, `disable-dawn-feature
 if (smokeRun) flags.push('backend=opengles');
 else if (process.env.BACKEND) flags.push(`backend=${process.env.BACKEND}`);
 const gpu = create(flags);
+// the instance must outlive the device: once nothing references it V8 may collect it, and Dawn then
+// crashes (segfault / futex abort) under the live device (docs/GPU-NOTES.md; seen on the H200 run 1)
+globalThis.fusedattnDawnInstance = gpu;
 const adapter = await gpu.requestAdapter(smokeRun || process.env.BACKEND === 'opengles' ? { featureLevel: 'compatibility' } : { powerPreference: 'high-performance' });
 if (!adapter) { console.log('no adapter'); process.exit(1); }
 const wanted = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'].filter((f) => adapter.features.has(f));
@@ -101,7 +104,7 @@ const info = adapter.info;
 if (!args.resume) {
   emit({
     kind: 'adapter', vendor: info.vendor, architecture: info.architecture, description: info.description, device: info.device,
-    subgroupMinSize: info.subgroupMinSize, subgroupMaxSize: info.subgroupMaxSize, subgroupMatrixConfigs: info.subgroupMatrixConfigs,
+    subgroupMinSize: info.subgroupMinSize, subgroupMaxSize: info.subgroupMaxSize, subgroupMatrixConfigs: [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K })),
     features: wanted, enable, disable, size: S, date: new Date().toISOString(), commit: process.env.FUSEDATTN_COMMIT,
     limits: { workgroupBytes: L.maxComputeWorkgroupStorageSize, invocations: L.maxComputeInvocationsPerWorkgroup },
   });
@@ -304,6 +307,9 @@ async function runVariant(variant) {
 // ------------------------------------------------------------------ the sweep
 const previous = readRows();
 const started = new Set(previous.filter((r) => r.tag === args.tag && r.kind === 'start').map((r) => r.name));
+// a variant started by an earlier process of this tag with no result: that process died on it
+const finished = new Set(previous.filter((r) => r.tag === args.tag && r.kind === 'result').map((r) => r.name));
+for (const name of started) if (!finished.has(name)) emit({ kind: 'result', name, error: 'the sweep process died on this variant (crash in Dawn or the driver); restarted past it' });
 let list;
 if (args.only.startsWith('top:')) {
   const [, count, fromTag] = args.only.split(':');
@@ -327,6 +333,7 @@ async function runGuarded(variant) {
   if (started.has(name)) return;
   started.add(name);
   emit({ kind: 'start', name, at: Number(elapsed().toFixed(1)) });
+  console.log(`start ${name}`);
   let timer;
   const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve('timeout'), variantLimit); });
   const result = await Promise.race([runVariant(variant).catch((e) => ({ kind: 'result', name, error: e.message.split('\n')[0] })), timeout]);

@@ -10,7 +10,8 @@
 # 4. the driver's machine code from its shader cache, where readable (registers, spills, HMMA/LDSM);
 # 5. the tables (summary.md).
 # Each part runs under `timeout`; a sweep process that overruns a variant's limit exits 3 and is
-# restarted with --resume (the variant it was on is recorded as timed out and skipped).
+# restarted with --resume (the variant it was on is recorded as timed out and skipped); one that
+# crashes (a signal) likewise, the variant recorded as crashed.
 # From the repo root (or a copy with dist/ and bench/), after `npm run build`.
 set -uo pipefail
 out=${1:?output folder}
@@ -30,12 +31,14 @@ fi
 sweep() {
   local tag=$1 secs=$2; shift 2
   local start=$SECONDS resume=() code=0
-  for attempt in 1 2 3 4; do
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
     local left=$(( secs - (SECONDS - start) ))
     (( left < 8 )) && break
     timeout $(( left + 30 )) node "$here/gemm-sweep.mjs" --out "$out" --tag "$tag" --size "$size" --budget-s "$left" "${resume[@]}" "$@" 2>&1 | grep -v '^Warning' | tee -a "$out/sweep.log"
     code=${PIPESTATUS[0]}
-    [[ $code == 3 ]] || break
+    # 3: a variant overran its limit; >= 128: the process crashed (a signal) on a variant. Both
+    # restart past the variant (its start line is in the JSON lines, with no result)
+    [[ $code == 3 || $code -ge 128 ]] || break
     resume=(--resume)
   done
   echo "== sweep $tag: exit $code ($(( SECONDS - start )) s)"

@@ -33,8 +33,8 @@ for (const [name, parts] of Object.entries(cases)) {
   const input = Float32Array.from({ length: ROWS * COLS }, (_, i) => Math.sin(i) * 5);
   const reset = () => { f.set(input, tileA / 4); f.set(input, tileB / 4); };
   reset();
-  wasm.apply(tileA, 4 * COLS, ROWS, COLS, 1, 3, 1000, 900, 4096, 4096, 4096, 1);
-  scalar.apply(tileB, 4 * COLS, ROWS, COLS, 1, 3, 1000, 900, 4096, 4096, 4096, 1);
+  wasm.apply(tileA, 4 * COLS, ROWS, COLS, 1, 3, 1000, 900, 4096, 4096, 4096, 1, 1);
+  scalar.apply(tileB, 4 * COLS, ROWS, COLS, 1, 3, 1000, 900, 4096, 4096, 4096, 1, 1);
   let maxDiff = 0;
   for (let i = 0; i < ROWS * COLS; i++) {
     const a = f[tileA / 4 + i];
@@ -44,9 +44,9 @@ for (const [name, parts] of Object.entries(cases)) {
   if (!(maxDiff < 1e-5)) { console.log(`${name}: WASM and closure tree disagree (${maxDiff}); no timing`); continue; }
   const time = (k) => {
     const reps = 300;
-    for (let r = 0; r < 20; r++) { reset(); k.apply(tileA, 4 * COLS, ROWS, COLS, 1, 3, 1000, 900, 4096, 4096, 4096, 1); }
+    for (let r = 0; r < 20; r++) { reset(); k.apply(tileA, 4 * COLS, ROWS, COLS, 1, 3, 1000, 900, 4096, 4096, 4096, 1, 1); }
     const t0 = performance.now();
-    for (let r = 0; r < reps; r++) k.apply(tileA, 4 * COLS, ROWS, COLS, 1, 3, 1000, 900, 4096, 4096, 4096, 1);
+    for (let r = 0; r < reps; r++) k.apply(tileA, 4 * COLS, ROWS, COLS, 1, 3, 1000, 900, 4096, 4096, 4096, 1, 1);
     return ((performance.now() - t0) * 1e6) / (reps * ROWS * COLS);
   };
   const ns = { wasm: time(wasm), closure: time(scalar) };

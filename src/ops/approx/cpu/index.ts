@@ -2,6 +2,7 @@
 // projection or the feature map's kernel and data, run one task per (batch, query head), read the
 // output back in q's layout and dtype.
 import { floatsToHalf } from '../../../core/dtype.js';
+import { ValueError } from '../../../core/errors.js';
 import { Tensor, numel } from '../../../core/tensor.js';
 import { Staging } from '../../../engines/cpu/staging.js';
 import type { StridedView } from '../../attention/problem.js';
@@ -23,8 +24,11 @@ export async function runApproxCpu(p: ApproxProblem, engine?: OpsCpuEngine): Pro
   try {
     const inputs = [base.q, base.k, base.v].reduce((n, view) => n + 4 * view.tensor.size + 128, 0);
     e.checkCapacity(inputs + 4 * numel(base.outShape) + 4 * (p.projection?.length ?? 0));
-    const operand = (view: StridedView): StagedOperand => {
-      const addr = st.floats(view.tensor);
+    // a NaN or ±Inf input would leak through the products into rows that should not see it (a
+    // causal chunk's masked weights are 0, and 0·NaN is NaN): refused, naming the input
+    const operand = async (view: StridedView, name: string): Promise<StagedOperand> => {
+      const { addr, nonFinite } = await st.floats(view.tensor, true);
+      if (nonFinite) throw new ValueError(name, `${name} holds a NaN or infinite value: approximate attention needs finite inputs`);
       return { addr: addr + 4 * view.offset, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
     };
     const outAddr = st.allocate(4 * numel(base.outShape));
@@ -41,7 +45,7 @@ export async function runApproxCpu(p: ApproxProblem, engine?: OpsCpuEngine): Pro
       map = { compiled: await compileMods(p.mapPlan.kernel, e.kernels, { shared: e.arena.shared, maximumPages: e.arena.maximumPages }), data };
     }
     const params: ApproxParams = {
-      q: operand(base.q), k: operand(base.k), v: operand(base.v),
+      q: await operand(base.q, 'query'), k: await operand(base.k, 'key'), v: await operand(base.v, 'value'),
       out: { addr: outAddr, sb: 4 * base.outStrides.b, sh: 4 * base.outStrides.h, ss: 4 * base.outStrides.s },
       headsQ: base.headsQ, group: base.headsQ / base.headsKv, seqQ: base.seqQ, seqK: base.seqK, dimQK: base.dimQK, dimV: base.dimV,
       features: p.features, causal: p.causal, chunk: p.chunk, map, projection, scaleSqrt: p.scaleSqrt,

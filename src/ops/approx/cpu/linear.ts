@@ -72,7 +72,7 @@ function features(kernels: Kernels, buffer: () => ArrayBufferLike, p: ApproxPara
       const from = (src + r * x.ss) >>> 2;
       f.set(f.subarray(from, from + p.dimQK), (dst + r * ld) >>> 2);
     }
-    modsKernel(kernels, p.map.compiled).apply(dst, ld, rows, F, b, head, 0, 0, p.seqQ, p.seqK, p.map.data, 0);
+    modsKernel(kernels, p.map.compiled).apply(dst, ld, rows, F, b, head, 0, 0, p.seqQ, p.seqK, p.map.data, 0, 1);
     return undefined;
   }
   // Performer: X·Wᵀ·sqrt(scale), then exp(· − row max) in place; mx holds the row maxima
@@ -81,7 +81,7 @@ function features(kernels: Kernels, buffer: () => ArrayBufferLike, p: ApproxPara
   const mx = (s.base + s.mx) >>> 2;
   f.fill(-Infinity, mx, mx + round4(rows));
   f.fill(0, (s.base + s.sum) >>> 2, ((s.base + s.sum) >>> 2) + round4(rows));
-  kernels.softmax_update(dst, ld, rows, F, s.base + s.mx, s.base + s.sum, s.base + s.alpha);
+  kernels.softmax_update(dst, ld, rows, F, s.base + s.mx, s.base + s.sum, s.base + s.alpha, 1);
   if (!isKey) return undefined;
   const g = new Float32Array(buffer());
   const logWeights = new Float64Array(rows);

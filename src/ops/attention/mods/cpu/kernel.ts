@@ -24,7 +24,7 @@ export interface CompiledMods {
 
 export interface CpuModsKernel {
   /** See wasm.ts: score mod on visible scores, mask (withMask != 0) on the S tile, in place. */
-  apply(s: number, lds: number, rows: number, cols: number, b: number, h: number, i0: number, j0: number, sq: number, sk: number, data: number, withMask: number): void;
+  apply(s: number, lds: number, rows: number, cols: number, b: number, h: number, i0: number, j0: number, sq: number, sk: number, data: number, withMask: number, beta: number): void;
   /** Pairs of the tile the mask keeps. */
   count(rows: number, cols: number, b: number, h: number, i0: number, j0: number, sq: number, sk: number, data: number): number;
 }
@@ -111,7 +111,7 @@ export function scalarModsKernel(mods: ModsKernelOptions, memory: { readonly buf
     env[VAR_INDEX.kvLen] = sk;
   };
   return {
-    apply(s, lds, rows, cols, b, h, i0, j0, sq, sk, data, withMask) {
+    apply(s, lds, rows, cols, b, h, i0, j0, sq, sk, data, withMask, beta) {
       const { score, mask } = programs(data);
       const f = new Float32Array(memory.buffer);
       for (let r = 0; r < rows; r++) {
@@ -120,9 +120,10 @@ export function scalarModsKernel(mods: ModsKernelOptions, memory: { readonly buf
         for (let c = 0; c < cols; c++) {
           env[VAR_INDEX.kv] = j0 + c;
           let x = f[row + c];
-          if (score && x !== -Infinity) {
-            env[VAR_INDEX.score] = x;
-            x = score(env);
+          // finite scores only, in natural units (see wasm.ts)
+          if (score && Number.isFinite(x)) {
+            env[VAR_INDEX.score] = Math.fround(x * beta);
+            x = score(env) / beta;
           }
           if (mask && withMask && !mask(env)) x = -Infinity;
           f[row + c] = x;

@@ -82,24 +82,25 @@ export function forEachTile(m: StagedMods, b: number, h: number, i0: number, lo:
 }
 
 /** Runs the score/mask kernel on an S tile (nothing when the call has no element mods). */
-export function applyMods(kernels: ModsHost, m: StagedMods, s: number, lds: number, rows: number, cols: number, b: number, h: number, i0: number, j0: number, sq: number, sk: number, withMask: boolean): void {
+export function applyMods(kernels: ModsHost, m: StagedMods, s: number, lds: number, rows: number, cols: number, b: number, h: number, i0: number, j0: number, sq: number, sk: number, withMask: boolean, beta: number): void {
   if (!m.compiled) return;
-  modsKernel(kernels, m.compiled).apply(s, lds, rows, cols, b, h, i0, j0, sq, sk, m.data, withMask ? 1 : 0);
+  modsKernel(kernels, m.compiled).apply(s, lds, rows, cols, b, h, i0, j0, sq, sk, m.data, withMask ? 1 : 0, beta);
 }
 
 /**
- * Folds the sink into the softmax statistics of rows i0.. of (b, h): l += e^(sink - m), so
- * finalize's O / l is the output with the sink; returns each row's LSE (the sink's logit for a row
- * with no visible key). Without sinks, returns undefined and changes nothing.
+ * Folds the sink into the softmax statistics of rows i0.. of (b, h) (m in units of beta, l the sum
+ * of e^(beta·(s − m))): l += e^(sink − beta·m), so finalize's O / l is the output with the sink;
+ * returns each row's LSE (the sink's logit for a row with no visible key). Without sinks, returns
+ * undefined and changes nothing.
  */
-export function foldSinks(buffer: ArrayBufferLike, m: StagedMods | undefined, b: number, h: number, i0: number, rows: number, mAddr: number, lAddr: number): Float64Array | undefined {
+export function foldSinks(buffer: ArrayBufferLike, m: StagedMods | undefined, b: number, h: number, i0: number, rows: number, mAddr: number, lAddr: number, beta: number): Float64Array | undefined {
   if (!m || !m.sinks) return undefined;
   const f = new Float32Array(buffer);
   const [sb, sh, si] = m.sinkStrides;
   const lse = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     const sink = f[(m.sinks >>> 2) + b * sb + h * sh + (i0 + r) * si];
-    const mx = f[(mAddr >>> 2) + r];
+    const mx = beta * f[(mAddr >>> 2) + r];
     const l = f[(lAddr >>> 2) + r];
     if (l === 0 || sink === -Infinity) {
       lse[r] = l === 0 ? sink : mx + Math.log(l);

@@ -5,10 +5,11 @@
 // row loop, per-row ones (q) before the column loop, and only those that read kv or the score
 // inside it. Exports, every address in bytes:
 //
-//   apply(s, lds, rows, cols, b, h, i0, j0, sq, sk, data, withMask)
+//   apply(s, lds, rows, cols, b, h, i0, j0, sq, sk, data, withMask, beta)
 //       the S tile rows i0.., keys j0.. (row stride lds; the row may be written up to cols rounded
-//       up to 4): visible scores (not -inf) become scoreMod(score); with withMask != 0, pairs the
-//       mask hides become -inf. Full blocks of a block mask call it with withMask = 0.
+//       up to 4), scores in units of beta (problem.ts scoreUnits): visible finite scores s become
+//       scoreMod(beta·s) / beta (NaN and +inf stay, they poison the row); with withMask != 0, pairs
+//       the mask hides become -inf. Full blocks of a block mask call it with withMask = 0.
 //   count(rows, cols, b, h, i0, j0, sq, sk, data) -> i32
 //       how many pairs of the tile the mask keeps (block masks are built with it).
 //
@@ -18,7 +19,7 @@ import { HEADER_BASE, HEADER_WORDS, type ModsKernelOptions } from '../plan.js';
 import type { Program } from '../program.js';
 
 export const MODS_SIGNATURES = {
-  apply: ['s', 'lds', 'rows', 'cols', 'b', 'h', 'i0', 'j0', 'sq', 'sk', 'data', 'withMask'],
+  apply: ['s', 'lds', 'rows', 'cols', 'b', 'h', 'i0', 'j0', 'sq', 'sk', 'data', 'withMask', 'beta'],
   count: ['rows', 'cols', 'b', 'h', 'i0', 'j0', 'sq', 'sk', 'data'],
 } as const;
 
@@ -30,7 +31,7 @@ export interface ModsModuleOptions {
 
 export function buildModsModule(o: ModsModuleOptions): ModuleBuilder {
   const m = new ModuleBuilder({ shared: o.shared, maximumPages: o.maximumPages });
-  const sig = (names: readonly string[]) => names.map((n) => [n, 'i32'] as const);
+  const sig = (names: readonly string[]) => names.map((n) => [n, n === 'beta' ? 'f32' : 'i32'] as const);
   m.func('apply', sig(MODS_SIGNATURES.apply), undefined, (f) => emitApply(f, o.mods));
   m.func('count', sig(MODS_SIGNATURES.count), 'i32', (f) => emitCount(f, o.mods));
   return m;
@@ -334,24 +335,32 @@ function emitApply(f: FunctionBuilder, mods: ModsKernelOptions): void {
   const { regs, lv } = prepare(e, programs, vars);
   const rowPtr = f.local('i32', 'rowptr');
   const ptr = f.local('i32', 'ptr');
+  const raw = f.local('v128', 'raw');
+  const beta = f.local('v128', 'beta');
+  const invBeta = f.local('v128', 'inv_beta');
+  f.set(beta, f32x4.splat(e.p('beta')));
+  f.set(invBeta, f32x4.div(f32x4.const(1), f.get(beta)));
   tileLoops(e, programs, vars, q, kv, regs, lv, (row) => f.set(rowPtr, i32.add(e.p('s'), i32.mul(f.get(row), e.p('lds')))), (c) => {
     f.set(ptr, i32.add(f.get(rowPtr), i32.shl(f.get(c), i32.const(2))));
-    f.set(s, v128.load(f.get(ptr)));
+    f.set(raw, v128.load(f.get(ptr)));
+    f.set(s, f32x4.mul(f.get(raw), f.get(beta)));
     if (mods.score) {
       const n = programs.indexOf(mods.score);
       e.emitLevel(mods.score, regs[n], lv[n], 2, vars);
-      // hidden pairs (-inf) stay hidden: a score mod such as softcap must not bring them back
-      f.set(s, v128.bitselect(f.get(regs[n][mods.score.root]), f.get(s), f32x4.ne(f.get(s), f32x4.const(-Infinity))));
+      // only finite scores: hidden pairs (-inf) stay hidden (softcap must not bring them back),
+      // NaN and +inf stay to poison their row
+      const finite = v128.and(f32x4.gt(f.get(raw), f32x4.const(-Infinity)), f32x4.lt(f.get(raw), f32x4.const(Infinity)));
+      f.set(raw, v128.bitselect(f32x4.mul(f.get(regs[n][mods.score.root]), f.get(invBeta)), f.get(raw), finite));
     }
     if (mods.mask) {
       const mask = mods.mask;
       const n = programs.indexOf(mask);
       f.if(e.p('withMask'), () => {
         e.emitLevel(mask, regs[n], lv[n], 2, vars);
-        f.set(s, v128.bitselect(f.get(s), f32x4.const(-Infinity), f.get(regs[n][mask.root])));
+        f.set(raw, v128.bitselect(f.get(raw), f32x4.const(-Infinity), f.get(regs[n][mask.root])));
       });
     }
-    f.statement(v128.store(f.get(ptr), f.get(s)));
+    f.statement(v128.store(f.get(ptr), f.get(raw)));
   });
 }
 

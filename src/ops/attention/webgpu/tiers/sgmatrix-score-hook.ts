@@ -4,7 +4,7 @@
 // reference's order) instead of the tier's inline scale/softcap/ALiBi, and the key loop walks the
 // block table: EMPTY key blocks are never loaded, FULL ones are scored without any mask.
 // Kept apart from flash-sgmatrix-wgsl.ts so the fast path without these options stays as measured.
-import type { FloatDType } from '../../../../engines/webgpu/wgsl.js';
+import { type FloatDType, NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { buildScoreFunction } from '../score.wgsl.js';
 import type { ModsKernelOptions } from '../../mods/plan.js';
 
@@ -28,10 +28,11 @@ export const SG_SCORE_BINDINGS = { params: 10, mask: 11, bias: 12, modData: 13 }
 const END = '0xffffffffu';
 
 export function hookDeclarations(h: SgScoreHook): string {
+  // the tier declares the non-finite helpers itself
   const score = buildScoreFunction(
     { mask: h.mask, bias: h.bias, alibi: h.alibi, softcap: h.softcap, windowed: h.windowed, mods: h.mods, blockTable: h.blockTable },
     { group: 0, ...SG_SCORE_BINDINGS },
-  );
+  ).replace(NON_FINITE_FNS, '');
   if (!h.blockTable) return score;
   return `${score}
 
@@ -59,10 +60,16 @@ export function hookRowSetup(h: SgScoreHook): string[] {
   return [
     '  let rowLive = i < lenQ;',
     `  let slopeNat = ${h.alibi ? 'bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead])' : '0.0'};`,
+    '  // the score function returns scores in units of beta = max(1, |scale|); this tier works in log2 units',
+    '  let betaLog2 = max(1.0, abs(P.scale)) * 1.4426950408889634;',
   ];
 }
 
-/** The score of column c of this lane's row, in log2 units (NEG_INF when hidden). */
+/**
+ * The score of column c of this lane's row, in log2 units (NEG_INF when hidden; POISON_SCORE from
+ * the score function, a NaN or +inf score, poisons the row). No `//` comments in these lines: the
+ * unrolled form joins them into one line.
+ */
 export function hookScoreLines(h: SgScoreHook, c: string): string[] {
   const call = (fn: string) => `${fn}(Ss[sRow + 2u * ${c}], b, myHead, i, u32(j), lenQ, lenK, slopeNat)`;
   return [
@@ -70,7 +77,7 @@ export function hookScoreLines(h: SgScoreHook, c: string): string[] {
     'var s = NEG_INF;',
     'if (rowLive && j >= jLo && j <= jHi) {',
     h.blockTable ? `  var x = 0.0; if (full) { x = ${call('final_score_unmasked')}; } else { x = ${call('final_score')}; }` : `  let x = ${call('final_score')};`,
-    '  s = select(NEG_INF, x * 1.4426950408889634, x > NEG_INF);',
+    '  if (x >= POISON_SCORE) { poison = 1u; } else { s = select(NEG_INF, x * betaLog2, x > NEG_INF); }',
     '}',
     `sv[${c}] = s;`,
     'blockMax = max(blockMax, s);',
