@@ -3,6 +3,7 @@
 // kernel key tiles) and the block structure of a dense bool mask (`mask` option, CPU data, when
 // scanning it is cheap), intersected. FULL then means "no mask of any kind hides a pair here", so a
 // kernel may skip every mask evaluation on such a tile; EMPTY tiles are never visited.
+import { readEnv } from '../../../core/env.js';
 import type { AttentionProblem } from '../problem.js';
 import { type BlockGrid, EMPTY, FULL, PARTIAL, coarsenGrid, denseMaskGrid, emptyGrid, lcm } from './grid.js';
 
@@ -40,7 +41,7 @@ function withoutFull(g: BlockGrid): BlockGrid {
 
 /** FUSEDATTN_MASK_BLOCKS=off: no block structure from dense masks (benchmarks measure what it saves). */
 function denseBlocksEnabled(): boolean {
-  return globalThis.process?.env?.FUSEDATTN_MASK_BLOCKS?.trim().toLowerCase() !== 'off';
+  return readEnv('FUSEDATTN_MASK_BLOCKS')?.toLowerCase() !== 'off';
 }
 
 /**

@@ -3,6 +3,7 @@
 // instantiated once per worker on the shared memory), or, where WebAssembly SIMD is missing, the
 // same programs evaluated element by element in float32 (evaluate.ts). Captured tensors are read
 // from the call's packed data in the arena (plan.ts), so one module serves any data and sizes.
+import { readEnv } from '../../../../core/env.js';
 import { stableKey } from '../../../../engines/webgpu/stable-key.js';
 import type { KernelKind } from '../../../../engines/cpu/program.js';
 import { type Env, type TensorData, VAR_INDEX, makeEnv, programEvaluator } from '../evaluate.js';
@@ -38,8 +39,7 @@ export async function compileMods(mods: ModsKernelOptions, kernels: Pick<ModsHos
   let module = modules.get(key);
   if (!module) {
     const builder = buildModsModule({ mods, shared: memory.shared, maximumPages: memory.maximumPages });
-    const g = globalThis as { process?: { env?: Record<string, string | undefined> } };
-    if (g.process?.env?.FUSEDATTN_DEBUG_WASM) console.log(builder.wat());
+    if (readEnv('FUSEDATTN_DEBUG_WASM')) console.log(builder.wat());
     module = WebAssembly.compile(builder.bytes());
     modules.set(key, module);
     module.catch(() => modules.delete(key));
