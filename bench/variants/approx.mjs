@@ -17,7 +17,7 @@ const args = process.argv.slice(2);
 const out = args.find((a) => !a.startsWith('--') && args[args.indexOf(a) - 1] !== '--backend' && args[args.indexOf(a) - 1] !== '--max-seq') ?? 'bench-results/variants';
 const backend = args.includes('--backend') ? args[args.indexOf('--backend') + 1] : 'cpu';
 const smoke = args.includes('--smoke');
-const maxSeq = args.includes('--max-seq') ? Number(args[args.indexOf('--max-seq') + 1]) : backend === 'cpu' ? 8192 : 32768;
+const maxSeq = args.includes('--max-seq') ? Number(args[args.indexOf('--max-seq') + 1]) : backend === 'cpu' ? 8192 : 16384;
 mkdirSync(out, { recursive: true });
 const jsonl = join(out, `approx-${backend}.jsonl`);
 writeFileSync(jsonl, '');
