@@ -6,7 +6,7 @@
 // WGSL compile checks here, the same cases on the tier where an adapter has subgroup matrices.
 import { describe, expect, it } from 'vitest';
 import {
-  BlockMask, ShapeError, ValueError, attention, attentionSinks, alibi, alibiSlopes, capture, causal, createBlockMask,
+  BlockMask, ShapeError, Tensor, ValueError, attention, attentionSinks, alibi, alibiSlopes, capture, causal, createBlockMask,
   documentMask, float, int, maskMod, prefixLM, scoreMod, slidingWindow, softcap, streamingMask, t5Bucket,
   t5RelativeBias, validateAttention, type AttentionOptions, type BackendName,
 } from '../dist/index.js';
@@ -245,6 +245,20 @@ describe('mods on WebGPU (portable tier and naive path)', async () => {
     const [cpu, gpu] = [await createBlockMask(mask, 2, 3, 150, 130, { blockSize: 32 }), await createBlockMask(mask, 2, 3, 150, 130, { blockSize: 32, backend: 'webgpu' })];
     expect([gpu.batch, gpu.heads, gpu.qBlocks, gpu.kBlocks]).toEqual([2, 3, 5, 5]);
     expect(Array.from(gpu.grid.status)).toEqual(Array.from(cpu.grid.status));
+  });
+  it.skipIf(skip)('a dense mask on the GPU gets its block table found on the GPU (same results, tiles skipped)', async () => {
+    const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
+    const runtime = await getRuntime();
+    const c: AttentionCase = { batch: 2, headsQ: 2, seqQ: 90, seqK: 110, dimQK: 16, mask: 'blocks', maskShape: 'batch', causal: true, returnLse: true };
+    const { q, k, v, options } = makeCase(c, 31);
+    const toGpu = (t: Tensor) => Tensor.fromGpuBuffer({ device: runtime.device, buffer: runtime.upload(t.data as ArrayBufferView, 'test'), byteOffset: 0 }, t.shape, t.dtype);
+    const mask = options.mask as Tensor;
+    const problem = validateAttention(q, k, v, options);
+    const result = await attention(toGpu(q), toGpu(k), toGpu(v), { ...options, mask: toGpu(mask), backend: 'webgpu' });
+    expect(result.stats?.launches).toBe(3); // tile status, block lists, attention
+    const read = async (t: Tensor) => new Float32Array(await runtime.read(t.gpu!.buffer, 0, t.size * 4));
+    const host = { out: Tensor.fromData(await read(result.out), result.out.shape), lse: Tensor.fromData(await read(result.lse!), result.lse!.shape) };
+    expect(checkAgainstReference(problem, host).failures.join('; ')).toBe('');
   });
   it.skipIf(skip)('the naive path runs score and mask functions too', () => check('webgpu', SQUARE, { scoreMod: combined.scoreMod, maskMod: combined.maskMod }, 23, true));
   it.skipIf(skip)('softcap as a function agrees with options.softcap', async () => {

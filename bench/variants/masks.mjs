@@ -62,7 +62,7 @@ const sinks = Float32Array.from({ length: H }, (_, h) => (h % 5) - 2);
 function spotRows(problem) {
   const mods = problem.mods ? referenceMods(problem.mods.kernel, problem.mods.tensors) : {};
   const [qf, kf, vf] = cpu.map((t) => t.toFloat32());
-  const mask = problem.mask?.tensor.data;
+  const mask = problem.mask ? windowMask.data : undefined;   // the one mask of the bench (also when bound from the GPU)
   const picks = [[0, 0, 0], [0, H - 1, S - 1], [B - 1, Math.floor(H / 2), Math.floor(S / 2) + 3], [B - 1, 1, WINDOW + 5]];
   return picks.map(([b, h, i]) => {
     const [lo, hi] = keyRange(problem, b, i);
@@ -165,6 +165,8 @@ await measure('causal (dense)', { causal: true });
 await measure(`window ${WINDOW} (options.window)`, { causal: true, window: [WINDOW - 1, 0] });
 await measure(`dense bool mask (causal ${WINDOW})`, { mask: windowMask });
 if (runtime) {
+  const gpuMask = Tensor.fromGpuBuffer({ device: runtime.device, buffer: runtime.upload(windowMask.data, 'bench mask'), byteOffset: 0 }, windowMask.shape, 'bool');
+  await measure(`dense bool mask (causal ${WINDOW}) on the GPU, table found there`, { mask: gpuMask });
   await measure(`dense bool mask (causal ${WINDOW}), no block skip`, { mask: windowMask }, { FUSEDATTN_MASK_BLOCKS: 'off' });
   await measure(`dense bool mask (causal ${WINDOW}), portable tier`, { mask: windowMask }, { FUSEDATTN_WEBGPU_TIER: 'portable' });
 }

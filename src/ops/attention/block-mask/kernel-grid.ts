@@ -40,7 +40,7 @@ function withoutFull(g: BlockGrid): BlockGrid {
 }
 
 /** FUSEDATTN_MASK_BLOCKS=off: no block structure from dense masks (benchmarks measure what it saves). */
-function denseBlocksEnabled(): boolean {
+export function denseBlocksEnabled(): boolean {
   return readEnv('FUSEDATTN_MASK_BLOCKS')?.toLowerCase() !== 'off';
 }
 

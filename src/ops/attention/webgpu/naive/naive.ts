@@ -11,7 +11,7 @@ import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../../../
 import { buildMatmul, type MatmulOptions } from '../../../gemm/webgpu/matmul.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
-import { gpuMods } from '../../mods/webgpu.js';
+import { gpuMods, modDataBinding } from '../../mods/webgpu.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS, type SoftmaxOptions, buildSoftmax } from './softmax.wgsl.js';
 
 export interface ScoresOptions {
@@ -106,7 +106,8 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
         if (io.bias) epilogueEntries[EPILOGUE.bias] = io.bias.binding;
         // whole rows: no block structure here, only the captured tensors of the functions
         const mods = gpuMods(p, undefined);
-        if (mods.data) epilogueEntries[EPILOGUE.modData] = runtime.uploadTransient(mods.data, 'mods data');
+        const modData = modDataBinding(runtime, p, mods, undefined, undefined);
+        if (modData) epilogueEntries[EPILOGUE.modData] = modData;
         dispatchMatmul(runtime, pipelines[0], {
           label: 'naive-scores',
           options: { a: p.dtype, b: p.dtype, out: 'float32', transposeB: true, splitK: rope, ragged: true },

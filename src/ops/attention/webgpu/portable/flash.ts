@@ -6,7 +6,7 @@ import type { AttentionResult } from '../../backend.js';
 import { elementBaseOf } from '../../../../engines/webgpu/operands.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
-import { gpuMods } from '../../mods/webgpu.js';
+import { gpuMods, gpuModsPipelines, hasBlockTable, modDataBinding } from '../../mods/webgpu.js';
 import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildFlash, checkTile, flashWorkgroupBytes } from './flash.wgsl.js';
 
 export const flashKernel = defineKernel<FlashOptions>('flash-portable', buildFlash);
@@ -133,7 +133,8 @@ export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: Fl
   const tile = run.tile ?? (chooseTile(p, runtime.limits) as FlashTile);
   // block structure at this tile's sizes (block masks; dense masks when cheap to scan)
   const mods = gpuMods(p, { rows: tile.rows, keys: tile.keys, denseKeys: tile.keys });
-  const options = flashOptionsOf(p, tile, runtime.limits.minStorageBufferOffsetAlignment, mods.grid !== undefined);
+  const options = flashOptionsOf(p, tile, runtime.limits.minStorageBufferOffsetAlignment, hasBlockTable(mods));
+  const tablePipes = await gpuModsPipelines(runtime, mods);
   const pipeline = await runtime.pipeline(flashKernel, options);
   return measuredAttention(runtime, p, (io) => {
     const view = (v: AttentionProblem['q'] | undefined) => (v ? [v.strides.b, v.strides.h, v.strides.s, v.strides.d] : [0, 0, 0, 0]);
@@ -167,7 +168,8 @@ export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: Fl
     if (io.mask) entries[B.mask] = io.mask.binding;
     if (io.bias) entries[B.bias] = io.bias.binding;
     if (io.lse) entries[B.lse] = io.lse;
-    if (mods.data) entries[B.modData] = runtime.uploadTransient(mods.data, 'mods data');
+    const modData = modDataBinding(runtime, p, mods, io.mask, tablePipes);
+    if (modData) entries[B.modData] = modData;
     // float16 output with odd Dv is OR-ed in atomically: it must start from zero
     if (p.dtype === 'float16' && p.dimV % 2 === 1) runtime.clear(io.out);
     if (p.seqQ > 0) {

@@ -6,7 +6,7 @@ import type { AttentionProblem } from '../../problem.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionResult } from '../../backend.js';
 import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention, scoreParamsOf } from '../attention-io.js';
-import { gpuMods } from '../../mods/webgpu.js';
+import { gpuMods, gpuModsPipelines, hasBlockTable, modDataBinding } from '../../mods/webgpu.js';
 import { SG_SCORE_BINDINGS, type SgScoreHook } from './sgmatrix-score-hook.js';
 import { dispatchFastTier } from './dispatch.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
@@ -213,7 +213,8 @@ async function recordSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: 
   // block structure at this configuration's tiles: a workgroup's query rows, BC keys
   const rows = 16 * (isWide(plain) ? plain.rowFrags : 1) * plain.subgroups;
   const mods = mayHaveBlockTable(p) || p.mods ? gpuMods(p, { rows, keys: plain.blockKeys, denseKeys: plain.blockKeys }) : undefined;
-  const o = mods?.grid ? kernelOptionsOf(p, config, bases, true) : plain;
+  const o = hasBlockTable(mods) ? kernelOptionsOf(p, config, bases, true) : plain;
+  const tablePipes = mods ? await gpuModsPipelines(runtime, mods) : undefined;
   const pipeline = isWide(o) ? await runtime.pipeline(sgMatrixWideKernel, o) : await runtime.pipeline(sgMatrixKernel, o);
   const grid = sgMatrixGrid(p, o);
   const params = packParams(p, grid[0], { q: bases[0], k: bases[1], v: bases[2], qRope: bases[3], kRope: bases[4] });
@@ -222,7 +223,8 @@ async function recordSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: 
     extra[SG_SCORE_BINDINGS.params] = runtime.uniform(scoreParamsOf(p, io.mask, io.bias), 'score params');
     if (io.mask) extra[SG_SCORE_BINDINGS.mask] = io.mask.binding;
     if (io.bias) extra[SG_SCORE_BINDINGS.bias] = io.bias.binding;
-    if (mods?.data) extra[SG_SCORE_BINDINGS.modData] = runtime.uploadTransient(mods.data, 'mods data');
+    const modData = mods ? modDataBinding(runtime, p, mods, io.mask, tablePipes) : undefined;
+    if (modData) extra[SG_SCORE_BINDINGS.modData] = modData;
   }
   dispatchFastTier(runtime, p, io, { label: 'flash-sgmatrix', pipeline, params, grid, extra });
 }
