@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   BlockMask, ShapeError, Tensor, ValueError, attention, attentionSinks, alibi, alibiSlopes, capture, causal, createBlockMask,
-  documentMask, float, int, maskMod, prefixLM, scoreMod, slidingWindow, softcap, streamingMask, t5Bucket,
+  documentMask, float, int, maskMod, prefixLM, referenceAttention, scoreMod, slidingWindow, softcap, streamingMask, t5Bucket,
   t5RelativeBias, validateAttention, type AttentionOptions, type BackendName,
 } from '../dist/index.js';
 import { type AttentionCase, checkAgainstReference, makeCase, uniform } from '../dist/testing/index.js';
@@ -155,6 +155,24 @@ describe('built-ins on the CPU against the float64 reference', () => {
   for (const [index, [name, c, extra]] of builtins.entries()) {
     it(name, () => check('cpu', c, extra, 100 + index));
   }
+
+  it('a NaN score poisons its row before and after a score function (the non-finite rule), other rows unchanged', async () => {
+    const { q, k, v } = makeCase({ batch: 1, headsQ: 2, seqQ: 9, seqK: 12, dimQK: 8 }, 4);
+    (q.data as Float32Array)[3 * 8 + 2] = NaN; // row 3 of head 0
+    const nanMod = scoreMod(({ score, q: qi }) => qi.eq(5).select(score.sub(score).div(0), score)); // row 5: 0/0 = NaN
+    for (const scoreModOption of [softcap(3), nanMod]) {
+      const options = { scoreMod: scoreModOption, returnLse: true };
+      const ref = referenceAttention(validateAttention(q, k, v, options));
+      const got = await attention(q, k, v, { ...options, backend: 'cpu' });
+      const out = got.out.toFloat32();
+      for (let i = 0; i < out.length; i++) {
+        if (Number.isNaN(ref.out[i])) expect(out[i], `element ${i}`).toBeNaN();
+        else expect(Math.abs(out[i] - ref.out[i]), `element ${i}`).toBeLessThan(1e-5);
+      }
+      expect(Array.from(ref.out.subarray(3 * 8, 4 * 8)).every(Number.isNaN)).toBe(true);
+      if (scoreModOption === nanMod) expect(Array.from(ref.out.subarray(5 * 8, 6 * 8)).every(Number.isNaN)).toBe(true);
+    }
+  });
 
   it('T5 buckets are Hugging Face\'s', () => {
     expect([-1, 1, -8, -20, -128, 200, 0].map((r) => t5Bucket(r))).toEqual([1, 17, 8, 10, 15, 31, 0]);
