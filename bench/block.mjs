@@ -20,8 +20,8 @@ import { appendRow, commit } from './model-report.mjs';
 import { AttentionBlock, Profiler, referenceBlock, validateBlock } from '../dist/index.js';
 import { benchWith, formatBlockTable } from '../dist/block/bench.js';
 import { randomBlockWeights, randomHidden } from '../dist/block/random.js';
-import { gemmUnsupported } from '../dist/block/webgpu/gemm.js';
-import { SGMAT_TILES } from '../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
+import { gemmUnsupported } from '../dist/ops/gemm/webgpu/gemm.js';
+import { SGMAT_TILES } from '../dist/ops/gemm/webgpu/gemm-sgmat-tiled.wgsl.js';
 import { BLOCK_RTOL } from '../dist/block/bench-check.js';
 import { checkF32, checkLowPrecision, compare } from '../dist/testing/index.js';
 

@@ -23,7 +23,7 @@ import { F32_RTOL, checkF32, checkLowPrecision, compare } from '../dist/testing/
 export async function usesTensorCores(model, gpuWeights) {
   if (model.backend !== 'webgpu' || !model.attention.startsWith('fused') || gpuWeights !== 'float16') return false;
   const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
-  const { gemmUnsupported } = await import('../dist/block/webgpu/gemm.js');
+  const { gemmUnsupported } = await import('../dist/ops/gemm/webgpu/gemm.js');
   return gemmUnsupported(await getRuntime(), 'subgroup-matrix', 'float16') === undefined;
 }
 

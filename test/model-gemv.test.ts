@@ -1,4 +1,4 @@
-// The decode GEMV (src/model/webgpu/gemv.wgsl.ts) on the adapter here (Mesa llvmpipe in CI)
+// The decode GEMV (src/ops/gemm/webgpu/gemv.wgsl.ts) on the adapter here (Mesa llvmpipe in CI)
 // against float64 sums: float32 and float16 weights, 16-byte and scalar loads, 1..8 rows, bias,
 // the accumulate (residual) and pair (SwiGLU) epilogues, a weight part writing its columns; row
 // lengths of real models too (issue 8 was a float16 indexing bug only long rows reach).
@@ -16,7 +16,7 @@ const rand = (n: number, scale = 1) => randomFloats(n, gauss, scale);
 
 describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', async () => {
   const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
-  const { queueGemv } = await import('../dist/model/webgpu/gemv.js');
+  const { queueGemv } = await import('../dist/ops/gemm/webgpu/gemv.js');
   const runtime = await getRuntime();
 
   const cases = [
@@ -42,7 +42,7 @@ describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', a
   ] as const;
 
   it('the real-width cases run every 16-byte path through its 4-loads-per-thread loop', async () => {
-    const { gemvOptions } = await import('../dist/model/webgpu/gemv.js');
+    const { gemvOptions } = await import('../dist/ops/gemm/webgpu/gemv.js');
     // a lane enters the loop when its chunk c + 3 * TPR is still inside the row (c = lane < TPR)
     const enters = (dtype: 'float16' | 'float32', k: number) => {
       const o = gemvOptions(runtime, { rows: 1, weight: { buffer: undefined as never, dtype, rows: 1, k } });

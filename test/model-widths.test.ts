@@ -69,7 +69,7 @@ const software = !webgpuHere || /llvmpipe|lavapipe|swiftshader/i.test(gpuInfo?.d
 /** Whether the fused block takes tensor-core GEMMs (float16 activations) for float16 weights here. */
 const tensorCores = webgpuHere && !software && await (async () => {
   const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
-  const { gemmUnsupported } = await import('../dist/block/webgpu/gemm.js');
+  const { gemmUnsupported } = await import('../dist/ops/gemm/webgpu/gemm.js');
   return gemmUnsupported(await getRuntime(), 'subgroup-matrix', 'float16') === undefined;
 })();
 for (const b of backends) if (b.skip) console.warn(`\n!!! SKIPPING the real-width runner tests on ${b.name}: ${b.skip}\n`);
