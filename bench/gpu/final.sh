@@ -34,7 +34,7 @@ if want checks; then
   grep -E "FAIL|^failures" "$OUT/block-fast.log"
 fi
 if want block; then
-  t0=$SECONDS; timeout 200 node bench/block.mjs --backend webgpu --iterations 5 --back-to-back 4 ${smoke:+--quick} --tiers subgroup-matrix:float16,portable:float32 \
+  t0=$SECONDS; timeout 260 node bench/block.mjs --backend webgpu --iterations 5 --back-to-back 4 ${smoke:+--quick} --tiers subgroup-matrix:float16,portable:float32 \
     --out "$OUT/block-gpu.jsonl" 2>&1 | grep -v '^timing' > "$OUT/block.log"; step block $?
   tail -44 "$OUT/block.log"
 fi
