@@ -88,8 +88,15 @@ fn weight(x: f32) -> f32 {
   return exp(max(x, -200.0));
 }
 
-// The unit scores are kept in: softmax weights are exp(beta·(s - max)).
-fn score_beta() -> f32 { return max(1.0, abs(sp.scale)); }
+// The unit scores are kept in: softmax weights are exp(beta·(s - max)). With a softcap the scores
+// are bounded by it, so natural units serve (beta = 1): units of a huge beta would put the capped
+// scores and the bias near float32's subnormals, which GPUs flush to zero (seen on the H200).
+fn score_beta() -> f32 { return 1.0; }
+// scale / beta, exactly and without a division: scale itself, or its sign when |scale| > 1
+fn score_alpha() -> f32 { return sp.scale; }
+// x / beta without leaving the range where WGSL's division is accurate (|divisor| <= 2^126): on the
+// H200 a division by beta = 1e38 gave 0. Both are scaled by 2^-64 first when beta is that large.
+fn per_beta(x: f32, beta: f32) -> f32 { return select(x / beta, (x * 5.421011e-20) / (beta * 5.421011e-20), beta > 1.0e30); }
 
 // Final score of query i / key j of sequence b, head h (i, j relative to the sequence), given
 // qk = q·k (+ qRope·kRope); NO_SCORE when the pair is hidden.
@@ -100,12 +107,12 @@ fn final_score(qk: f32, b: u32, h: u32, i: u32, j: u32, sq: u32, sk: u32, slope:
   let ms = sp.mask_strides;
   if (mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) == 0u) { return NO_SCORE; }
   let beta = score_beta();
-  var s = qk * (sp.scale / beta);
+  var s = qk * score_alpha();
   if (is_nan(s)) { return POISON_SCORE; }
-  s = (sp.softcap / beta) * tanh(clamp(s * beta / sp.softcap, -15.0, 15.0));
+  s = sp.softcap * tanh(clamp(s / sp.softcap, -15.0, 15.0)); // beta = 1 with a softcap (score_beta)
   let bs = sp.bias_strides;
-  s = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w) / beta;
-  s = s - (slope / beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));
+  s = s + per_beta(bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w), beta);
+  s = s - per_beta(slope, beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));
   // NaN or +inf: the row is poisoned; -inf from the bias (or anything not above the sentinel) means hidden
   if (nan_or_pos_inf(s)) { return POISON_SCORE; }
   if (!(s > NO_SCORE)) { return NO_SCORE; }

@@ -60,14 +60,21 @@ fn weight(x: f32) -> f32 {
   return exp(max(x, -200.0));
 }
 
-// The unit scores are kept in: softmax weights are exp(beta·(s - max)).
+// The unit scores are kept in: softmax weights are exp(beta·(s - max)). With a softcap the scores
+// are bounded by it, so natural units serve (beta = 1): units of a huge beta would put the capped
+// scores and the bias near float32's subnormals, which GPUs flush to zero (seen on the H200).
 fn score_beta() -> f32 { return max(1.0, abs(sp.scale)); }
+// scale / beta, exactly and without a division: scale itself, or its sign when |scale| > 1
+fn score_alpha() -> f32 { return select(sign(sp.scale), sp.scale, abs(sp.scale) <= 1.0); }
+// x / beta without leaving the range where WGSL's division is accurate (|divisor| <= 2^126): on the
+// H200 a division by beta = 1e38 gave 0. Both are scaled by 2^-64 first when beta is that large.
+fn per_beta(x: f32, beta: f32) -> f32 { return select(x / beta, (x * 5.421011e-20) / (beta * 5.421011e-20), beta > 1.0e30); }
 
 // Final score of query i / key j of sequence b, head h (i, j relative to the sequence), given
 // qk = q·k (+ qRope·kRope); NO_SCORE when the pair is hidden.
 fn final_score(qk: f32, b: u32, h: u32, i: u32, j: u32, sq: u32, sk: u32, slope: f32) -> f32 {
   let beta = score_beta();
-  var s = qk * (sp.scale / beta);
+  var s = qk * score_alpha();
   // NaN or +inf: the row is poisoned; -inf from the bias (or anything not above the sentinel) means hidden
   if (nan_or_pos_inf(s)) { return POISON_SCORE; }
   if (!(s > NO_SCORE)) { return NO_SCORE; }

@@ -129,9 +129,11 @@ export function visiblePairs(p: AttentionProblem): number {
 /**
  * The units scores are kept in: u = s / beta with beta = max(1, |scale|), so u = alpha·q·k with
  * |alpha| <= 1 never overflows where q·k does not, whatever the (float32-finite) scale, and the
- * softmax weights are exp(beta·(u - max u)). For |scale| <= 1 this is the plain s (beta = 1).
+ * softmax weights are exp(beta·(u - max u)). For |scale| <= 1 this is the plain s (beta = 1). With
+ * a softcap the scores are bounded by it and natural units serve (beta = 1): in units of a huge
+ * beta the capped scores and the bias would sit near float32's subnormals, which GPUs flush to 0.
  */
-export function scoreUnits(scale: number): { alpha: number; beta: number } {
-  const beta = Math.max(1, Math.abs(scale));
+export function scoreUnits(scale: number, softcap = 0): { alpha: number; beta: number } {
+  const beta = softcap > 0 ? 1 : Math.max(1, Math.abs(scale));
   return { alpha: scale / beta, beta };
 }

@@ -38,7 +38,7 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
   const lse = new Float64Array(p.lseShape.reduce((a, b) => a * b, 1));
   const group = p.headsQ / p.headsKv;
   const scores = new Float64Array(p.seqK);
-  const { alpha, beta } = scoreUnits(p.scale);
+  const { alpha, beta } = scoreUnits(p.scale, p.softcap);
   // score / mask / sink functions: the score function after the built-in options, on visible
   // finite scores only (in natural units); the mask with the others; the sink as one more softmax
   // term without a value

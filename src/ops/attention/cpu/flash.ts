@@ -180,7 +180,7 @@ export function flashTask(kernels: AttentionKernels & ModsHost, buffer: () => Ar
   const row = (o: StagedOperand, seqStarts: Int32Array, head: number, s: number) => o.addr + b * o.sb + head * o.sh + (seqStarts[b] + s) * o.ss;
   kernels.pack_panel(row(p.q, p.seqStartsQ, h, i0), p.q.ss, rows, p.dimQK, x.qPanel, qkRows, chunks, 0);
   if (p.qRope) kernels.pack_panel(row(p.qRope, p.seqStartsQ, h, i0), p.qRope.ss, rows, p.dimRope, x.qPanel, qkRows, chunks, ropeChunk);
-  const { alpha, beta } = scoreUnits(p.scale);
+  const { alpha, beta } = scoreUnits(p.scale, p.softcap);
   const [lo, hi] = blockKeyRange(p, sq, sk, i0, rows);
   // a tile needs the window clip unless every row of the block sees all of it
   const firstRowHi = windowBounds(p, sq, sk, i0)[1];

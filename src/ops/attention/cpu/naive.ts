@@ -92,14 +92,14 @@ export function naiveScoresTask(kernels: AttentionKernels & GemmKernels, _buffer
   kernels.gemm_nt(
     k.row(p.q, k.h, k.i0, p.seqStartsQ), p.q.ss, k.row(p.k, k.hk, 0, p.seqStartsK), p.k.ss, p.dimQK,
     p.qRope ? k.row(p.qRope, k.h, k.i0, p.seqStartsQ) : 0, p.qRope?.ss ?? 0, p.kRope ? k.row(p.kRope, k.hk, 0, p.seqStartsK) : 0, p.kRope?.ss ?? 0, p.dimRope,
-    k.sAddr + k.i0 * k.lds, k.lds, k.rows, k.sk, scoreUnits(p.scale).alpha, 0,
+    k.sAddr + k.i0 * k.lds, k.lds, k.rows, k.sk, scoreUnits(p.scale, p.softcap).alpha, 0,
   );
 }
 
 export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels & ModsHost, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
   const k = block(p, t);
   const s = k.sAddr + k.i0 * k.lds;
-  const { beta } = scoreUnits(p.scale);
+  const { beta } = scoreUnits(p.scale, p.softcap);
   modifyScores(buffer(), p, { s, lds: k.lds, rows: k.rows, cols: k.sk, b: k.b, h: k.h, i0: k.i0, j0: 0, sq: k.sq, sk: k.sk }, true, beta);
   if (p.mods) applyMods(kernels, p.mods, s, k.lds, k.rows, k.sk, k.b, k.h, k.i0, 0, k.sq, k.sk, true, beta);
   const M = scratch;

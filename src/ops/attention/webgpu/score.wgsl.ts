@@ -3,8 +3,9 @@
 //   window / bool mask -> hidden;  s = scale·qk;  softcap: s = c·tanh(s/c);  + bias;  - ALiBi.
 // A hidden pair, or a score of -inf from the bias, comes back as the finite sentinel NO_SCORE; a
 // NaN or +inf score as POISON_SCORE (the caller turns the row into NaN). Scores are in units of
-// beta = max(1, |scale|) (scoreUnits in problem.ts): s/beta = (scale/beta)·qk (+ bias/beta ...),
-// so a huge finite scale never overflows; callers weight keys by exp(beta·(s - max)).
+// beta = max(1, |scale|) (scoreUnits in problem.ts; 1 with a softcap, whose scores are bounded):
+// s/beta = (scale/beta)·qk (+ bias/beta ...), so a huge finite scale never overflows; callers
+// weight keys by exp(beta·(s - max)).
 import { NON_FINITE_FNS, NO_SCORE, POISON_SCORE, type FloatDType, arrayElement, loadByte, loadFloat, readBinding } from '../../../engines/webgpu/wgsl.js';
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 import type { ModsKernelOptions } from '../mods/plan.js';
@@ -78,14 +79,14 @@ export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
     );
   }
   if (o.mods?.mask && masked) body.push('if (!mask_mod(b, h, i, j, sq, sk)) { return NO_SCORE; }');
-  body.push('let beta = score_beta();', 'var s = qk * (sp.scale / beta);');
+  body.push('let beta = score_beta();', 'var s = qk * score_alpha();');
   // clamp: tanh of a large argument is (inf/inf) = NaN on some drivers; tanh(15) is 1 in f32.
   // A NaN must be caught before it (clamp may turn NaN into a bound); +inf is capped, as it should.
-  if (o.softcap) body.push('if (is_nan(s)) { return POISON_SCORE; }', 's = (sp.softcap / beta) * tanh(clamp(s * beta / sp.softcap, -15.0, 15.0));');
+  if (o.softcap) body.push('if (is_nan(s)) { return POISON_SCORE; }', 's = sp.softcap * tanh(clamp(s / sp.softcap, -15.0, 15.0)); // beta = 1 with a softcap (score_beta)');
   if (o.bias !== 'none') {
-    body.push('let bs = sp.bias_strides;', 's = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w) / beta;');
+    body.push('let bs = sp.bias_strides;', 's = s + per_beta(bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w), beta);');
   }
-  if (o.alibi) body.push('s = s - (slope / beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));');
+  if (o.alibi) body.push('s = s - per_beta(slope, beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));');
   body.push(
     '// NaN or +inf: the row is poisoned; -inf from the bias (or anything not above the sentinel) means hidden',
     'if (nan_or_pos_inf(s)) { return POISON_SCORE; }',
@@ -94,7 +95,7 @@ export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
   if (o.mods?.score) {
     body.push(
       '// the score function sees visible, finite scores, in natural units',
-      's = score_mod(s * beta, b, h, i, j, sq, sk) / beta;',
+      's = per_beta(score_mod(s * beta, b, h, i, j, sq, sk), beta);',
       'if (nan_or_pos_inf(s)) { return POISON_SCORE; }',
       'if (!(s > NO_SCORE)) { return NO_SCORE; }',
     );
@@ -113,8 +114,15 @@ const NO_SCORE: f32 = ${NO_SCORE};
 const POISON_SCORE: f32 = ${POISON_SCORE};
 ${NON_FINITE_FNS}
 
-// The unit scores are kept in: softmax weights are exp(beta·(s - max)).
-fn score_beta() -> f32 { return max(1.0, abs(sp.scale)); }
+// The unit scores are kept in: softmax weights are exp(beta·(s - max)). With a softcap the scores
+// are bounded by it, so natural units serve (beta = 1): units of a huge beta would put the capped
+// scores and the bias near float32's subnormals, which GPUs flush to zero (seen on the H200).
+fn score_beta() -> f32 { return ${o.softcap ? '1.0' : 'max(1.0, abs(sp.scale))'}; }
+// scale / beta, exactly and without a division: scale itself, or its sign when |scale| > 1
+fn score_alpha() -> f32 { return ${o.softcap ? 'sp.scale' : 'select(sign(sp.scale), sp.scale, abs(sp.scale) <= 1.0)'}; }
+// x / beta without leaving the range where WGSL's division is accurate (|divisor| <= 2^126): on the
+// H200 a division by beta = 1e38 gave 0. Both are scaled by 2^-64 first when beta is that large.
+fn per_beta(x: f32, beta: f32) -> f32 { return select(x / beta, (x * 5.421011e-20) / (beta * 5.421011e-20), beta > 1.0e30); }
 
 // Final score of query i / key j of sequence b, head h (i, j relative to the sequence), given
 // qk = q·k (+ qRope·kRope); NO_SCORE when the pair is hidden.

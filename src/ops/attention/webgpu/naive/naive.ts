@@ -127,7 +127,7 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
             s_strides: [sStrides[0], sStrides[1], sStrides[2], 0],
             lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
             batch: nb,
-            beta: scoreUnits(p.scale).beta,
+            beta: scoreUnits(p.scale, p.softcap).beta,
           }), 'softmax params'),
           [SOFTMAX_BINDINGS.meta]: io.meta,
           [SOFTMAX_BINDINGS.scores]: scores,
