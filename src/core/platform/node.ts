@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { envString } from '../env.js';
+import { defaultEnv, envString } from '../env.js';
 import { nodeFs } from './node-fs.js';
 import type { DawnModule, Platform } from './types.js';
 
@@ -47,7 +47,5 @@ export function nodePlatform(name: 'node' | 'bun', defaultNativeEnv: Platform['d
   };
 }
 
-export const platform: Platform = nodePlatform('node', (name, value) => {
-  // Node's process.env is the C environment: Mesa's getenv() sees this
-  if (process.env[name] === undefined) process.env[name] = value;
-});
+// Node's process.env is the C environment: Mesa's getenv() sees what env.ts sets there
+export const platform: Platform = nodePlatform('node', defaultEnv);

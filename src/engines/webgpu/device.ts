@@ -236,7 +236,7 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
     override === undefined ? [{ backend: 'default', level: 'core' }, { backend: 'opengles', level: 'compatibility' }]
       : [{ backend: override, level: override === 'opengles' ? 'compatibility' : 'core' }];
   for (const { backend, level } of attempts) {
-    if (backend === 'default' && process.platform === 'linux' && !platform.vulkanLoaderPresent()) {
+    if (backend === 'default' && platform.os === 'linux' && !platform.vulkanLoaderPresent()) {
       // Dawn's default backend on Linux is Vulkan; without the loader it would only print a
       // multi-line warning on stderr before failing
       tried.push('vulkan: no Vulkan loader (libvulkan.so.1) found');
@@ -266,7 +266,7 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
 }
 
 function defaultBackendName(): string {
-  switch (process.platform) {
+  switch (platform.os) {
     case 'darwin': return 'metal';
     case 'win32': return 'd3d12';
     default: return 'vulkan';
