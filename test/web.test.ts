@@ -73,7 +73,7 @@ describe('the packed package', () => {
     for (const f of consumer.packed.filter((p) => p.startsWith('dist/') && p.endsWith('.js') && !p.startsWith('dist/cli/'))) {
       const text = readFileSync(join(dist, '..', f), 'utf8');
       if (/^(?:export )?(?:const|let|var) [^=\n]*= await |^await /m.test(text)) offenders.push(`${f}: top-level await`);
-      const nodeOnly = /node\.js$|node-fs\.js$|bun\.js$|deno\.js$|cpu-worker-node\.js$|npy-file\.js$/.test(f);
+      const nodeOnly = /node\.js$|node-fs\.js$|bun\.js$|deno\.js$|cpu-worker-node\.js$|npy-file\.js$/.test(f); // deno.js: cpu-spawn.deno.js too
       if (!nodeOnly && /from 'node:|import\('node:/.test(text)) offenders.push(`${f}: node: import`);
     }
     expect(offenders).toEqual([]);
@@ -162,9 +162,10 @@ describe('Deno and Bun run the CPU suite without flags', () => {
       const report = JSON.parse(line) as { passed: number; failed: number; failures: string[]; threads: number; cpu: string };
       expect(report.failures).toEqual([]);
       expect(report.passed).toBe(SUITE.length);
-      // Bun has worker_threads; Deno without --allow-read starts no worker from a local file and says so
-      if (runtime === 'bun') expect(report.threads).toBeGreaterThan(1);
-      else expect(report.cpu).toMatch(/single-threaded \(Deno starts workers from local files only with read access/);
+      // both on the worker pool: Deno's workers start from source (no --allow-read needed), and the
+      // script ends by itself when done (runtime-main calls no exit(); the idle workers are unref'd)
+      expect(report.threads).toBeGreaterThan(1);
+      expect(report.cpu).toMatch(/worker threads on shared memory/);
     });
   }
 
@@ -237,6 +238,9 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
   // a few cases of each kind (sizes that start the pool, GQA, TND, masks, float16) keep the pages quick
   const SUBSET = '0,5,7,10,20,25,28';
   const subsetSize = SUBSET.split(',').length;
+  // where a page tests how the package was built or loaded, three cases (BNSD big enough for the
+  // pool, TND with GQA, float16) check the numbers
+  const FEW = '0,10,28';
   const maxThreads = (r: PageReport) => Math.max(...r.stats.map((s) => s.threads));
 
   it('Vite production build, cross-origin isolated: the whole suite on the worker pool', async () => {
@@ -270,20 +274,20 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
   });
 
   it('webpack 5 production build (no config): the worker it emits, multi-threaded', async () => {
-    const r = await runPage(builds.webpack, ISOLATION_HEADERS, `?only=${SUBSET}`);
+    const r = await runPage(builds.webpack, ISOLATION_HEADERS, `?only=${FEW}`);
     expect(r.warmupError).toBeUndefined();
     expect(r.failures).toEqual([]);
-    expect(r.passed).toBe(subsetSize);
+    expect(r.passed).toBe(3);
     expect(maxThreads(r)).toBeGreaterThan(1);
     expect(r.stats[0].workerScript).toBe('url');
   });
 
   for (const bundler of ['esbuild', 'rollup'] as const) {
     it(`${bundler} bundle (no config, no worker file emitted): the embedded worker, multi-threaded`, async () => {
-      const r = await runPage(builds[bundler], ISOLATION_HEADERS, `?only=${SUBSET}`);
+      const r = await runPage(builds[bundler], ISOLATION_HEADERS, `?only=${FEW}`);
       expect(r.warmupError).toBeUndefined();
       expect(r.failures).toEqual([]);
-      expect(r.passed).toBe(subsetSize);
+      expect(r.passed).toBe(3);
       expect(maxThreads(r)).toBeGreaterThan(1);
       expect(r.stats.every((s) => s.workerScript === 'embedded' && s.fallback === undefined)).toBe(true);
       expect(r.backends[0].detail).toMatch(/worker threads on shared memory \(workers from the embedded copy of their script: .*cpu-worker\.js.*HTTP 404/);
@@ -291,18 +295,18 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
   }
 
   it('esbuild bundle under a CSP that refuses blob: workers: one DeviceError naming both causes, then single-threaded', async () => {
-    const r = await runPage(builds.esbuild, { ...ISOLATION_HEADERS, ...STRICT_CSP }, `?only=${SUBSET}`);
+    const r = await runPage(builds.esbuild, { ...ISOLATION_HEADERS, ...STRICT_CSP }, `?only=${FEW}`);
     expect(r.warmupError).toMatch(/^DeviceError: .*cpu-worker\.js.*HTTP 404.*embedded copy.*Content-Security-Policy refuses blob: workers \(worker-src/);
     expect(r.failures).toEqual([]);
-    expect(r.passed).toBe(subsetSize);
+    expect(r.passed).toBe(3);
     expect(maxThreads(r)).toBe(1);
     expect(r.stats[0].fallback).toMatch(/single-threaded: .*cpu-worker\.js/);
   });
 
   it("the README's plain-ESM page as written (no bundler, import map of the entry points): multi-threaded, checked", async () => {
-    const r = await runPage(consumer.dir, ISOLATION_HEADERS, `?only=${SUBSET}`, 'readme.html');
+    const r = await runPage(consumer.dir, ISOLATION_HEADERS, `?only=${FEW}`, 'readme.html');
     expect(r.failures).toEqual([]);
-    expect(r.passed).toBe(subsetSize);
+    expect(r.passed).toBe(3);
     expect(maxThreads(r)).toBeGreaterThan(1);
     expect(r.stats[0].workerScript).toBe('url');
     expect(r.snippet).toMatch(/^cpu wasm-\S+, \d+ threads: out\[0\] = -?\d/);

@@ -1,5 +1,4 @@
-// Starts a CPU worker in a browser or Deno (the default and "deno" conditions of `#cpu-spawn` in
-// package.json). The `new Worker(new URL('./cpu-worker.js', import.meta.url), { type: 'module' })`
+// Starts a CPU worker in a browser (the default condition of `#cpu-spawn` in package.json). The `new Worker(new URL('./cpu-worker.js', import.meta.url), { type: 'module' })`
 // expression is written out literally: that is the pattern Vite, webpack 5 and Parcel recognise to
 // emit the worker script and rewrite its URL. Do not factor it into a helper.
 // esbuild and Rollup emit no worker file: then the engine asks for the fallback, the same self-contained worker from the copy

@@ -38,7 +38,6 @@ export function nodePlatform(name: 'node' | 'bun', defaultNativeEnv: Platform['d
   return {
     name,
     hardwareThreads: () => (typeof availableParallelism === 'function' ? availableParallelism() : cpus().length),
-    workersBlocked: () => undefined,
     fs: nodeFs,
     loadDawn,
     vulkanLoaderPresent,

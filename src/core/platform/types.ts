@@ -37,8 +37,6 @@ export interface Platform {
   readonly name: 'node' | 'bun' | 'deno' | 'browser';
   /** Logical cores (os.availableParallelism in Node, navigator.hardwareConcurrency elsewhere). */
   hardwareThreads(): number;
-  /** Why CPU workers cannot start from `url` here (Deno without read access), or undefined. */
-  workersBlocked(url: URL): string | undefined;
   /** The local file system, where there is one. */
   readonly fs: LocalFs | undefined;
   /** Loads Dawn (Node, Bun); throws an Error saying what to install when it is missing. */

@@ -10,7 +10,6 @@ import { type Job, jobClaimed, runJobTasks } from './jobs.js';
 import { BUDGET_MS, nextTurn } from '../../core/pace.js';
 import { WorkerPool } from './pool.js';
 import type { CompiledProgram, CpuProgram, KernelKind, KernelSet, Task } from './program.js';
-import { platform } from '#platform';
 import { type WorkerSpawner, wasmCompileRefused, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
 
 export interface CpuEngineOptions<T = unknown> {
@@ -99,7 +98,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
       if (!pool) {
         // The engine runs on the calling thread instead and never tries the workers again; the
         // caller reports loadFailure once.
-        singleThreadedReason = started.blocked ?? `the worker script failed to load (${loadFailure?.message})`;
+        singleThreadedReason = `the worker script failed to load (${loadFailure?.message})`;
         threads = 0;
       }
     }
@@ -180,8 +179,6 @@ interface StartedWorkers {
   workerScriptReason?: string;
   /** Why no worker started, to report once (a script that did not load). */
   loadFailure?: DeviceError;
-  /** Why workers may not start here at all (Deno without read access); no error to report. */
-  blocked?: string;
 }
 
 /**
@@ -189,8 +186,6 @@ interface StartedWorkers {
  * failure names both causes.
  */
 async function startWorkers(threads: number, spawner: WorkerSpawner, start: (spawner: WorkerSpawner) => Promise<WorkerPool>): Promise<StartedWorkers> {
-  const blocked = platform.workersBlocked(spawner.url);
-  if (blocked) return { blocked };
   let first: DeviceError;
   try {
     return { pool: await start(spawner), workerScript: 'url' };

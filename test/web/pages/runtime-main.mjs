@@ -10,4 +10,5 @@ console.log(JSON.stringify({
   passed: report.passed, failed: report.failed, unsupported: report.unsupported, failures: report.failures.slice(0, 5), threads,
   cpu: report.backends[0].detail, tiers: [...new Set(report.stats.map((s) => s?.tier))], backends: [...new Set(report.stats.map((s) => s?.backend))],
 }));
-globalThis.process?.exit?.(report.failed ? 1 : 0);
+// no exit(): the process must end by itself once the work is done (idle workers hold nothing)
+if (report.failed && globalThis.process) globalThis.process.exitCode = 1;
