@@ -31,8 +31,14 @@ const browserSkip = browserSkipReason();
 if (browserSkip) console.warn(`\n!!! SKIPPING the browser tests: ${browserSkip}\n`);
 
 let consumer: Consumer;
+let bundled: Promise<Builds> | undefined;
 beforeAll(async () => {
   consumer = await installConsumer();
+  // the bundlers start now, beside the package, Deno and Bun tests (mostly one-core work)
+  if (!browserSkip) {
+    bundled = buildPages(consumer);
+    bundled.catch(() => undefined); // reported by the browser tests' beforeAll
+  }
 });
 afterAll(() => consumer?.remove());
 
@@ -185,36 +191,48 @@ describe('Deno and Bun run the CPU suite without flags', () => {
   });
 });
 
+interface Builds { vite: string; esbuild: string; webpack: string; rollup: string; playground: string }
+
+/** Every page the browser tests load, built once. */
+async function buildPages(consumer: Consumer): Promise<Builds> {
+  const pages = join(consumer.dir, 'pages');
+  const entry = join(pages, 'suite', 'main.js');
+  const builds = Object.fromEntries(['vite', 'esbuild', 'webpack', 'rollup', 'playground'].map((name) => [name, join(consumer.dir, `out-${name}`)])) as unknown as Builds;
+  const node = (script: string, ...args: string[]) => must(process.execPath, [join(pages, script), ...args], consumer.dir, { ...process.env, FUSEDATTN_REPO: repo });
+  const vite = join(repo, 'node_modules', 'vite', 'bin', 'vite.js');
+  // Each bundler's production build of the same page with no configuration: what `vite build`,
+  // `esbuild --bundle` (browser defaults), `webpack --entry` and Rollup with node-resolve do for a
+  // fresh project. Vite and webpack emit the worker; esbuild and Rollup do not.
+  await Promise.all([
+    must(process.execPath, [vite, 'build', '--config', join(repo, 'playground', 'vite.config.js'), '--outDir', builds.playground, '--emptyOutDir', '--logLevel', 'warn'], repo),
+    must(process.execPath, [vite, 'build', join(pages, 'suite'), '--outDir', builds.vite, '--emptyOutDir', '--logLevel', 'warn'], consumer.dir),
+    must(bin('esbuild'), [entry, '--bundle', '--format=esm', `--outfile=${join(builds.esbuild, 'main.js')}`, '--log-level=warning'], consumer.dir),
+    node('bundle-webpack.mjs', entry, builds.webpack),
+    node('bundle-rollup.mjs', entry, builds.rollup),
+  ]);
+  for (const out of [builds.esbuild, builds.webpack, builds.rollup]) copyFileSync(join(pages, 'suite', 'index.html'), join(out, 'index.html'));
+  // the README's plain-ESM page as written, then the check that runs suite cases through its import map
+  const readme = readFileSync(join(repo, 'README.md'), 'utf8');
+  const snippet = [...readme.matchAll(/```html\n([\s\S]*?)```/g)].map((m) => m[1]).find((html) => html.includes('"importmap"'));
+  if (!snippet) throw new Error('README.md has no ```html block with an import map');
+  writeFileSync(join(consumer.dir, 'readme.html'), `<!doctype html>\n<meta charset="utf-8">\n<body>\n${snippet}<script type="module" src="/pages/readme-check.mjs"></script>\n`);
+  const { makeTinyModel } = await import('../playground/make-model.mjs');
+  await makeTinyModel(join(builds.playground, 'models', 'tiny'));
+  return builds;
+}
+
 describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', () => {
   let browser: SharedBrowser;
+  let builds: Builds;
   const servers: StaticServer[] = [];
-  const builds = { vite: '', esbuild: '', webpack: '', rollup: '', playground: '' };
 
   beforeAll(async () => {
-    const pages = join(consumer.dir, 'pages');
-    const entry = join(pages, 'suite', 'main.js');
-    for (const name of ['vite', 'esbuild', 'webpack', 'rollup', 'playground'] as const) builds[name] = join(consumer.dir, `out-${name}`);
-    const node = (script: string, ...args: string[]) => must(process.execPath, [join(pages, script), ...args], consumer.dir, { ...process.env, FUSEDATTN_REPO: repo });
-    // Each bundler's production build of the same page with no configuration: what `vite build`,
-    // `esbuild --bundle` (browser defaults), `webpack --entry` and Rollup with node-resolve do for a
-    // fresh project. Vite and webpack emit the worker; esbuild and Rollup do not.
-    const [, , , , , launched] = await Promise.all([
-      must(process.execPath, [join(repo, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', join(repo, 'playground', 'vite.config.js'), '--outDir', builds.playground, '--emptyOutDir', '--logLevel', 'warn'], repo),
-      must(process.execPath, [join(repo, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', join(pages, 'suite'), '--outDir', builds.vite, '--emptyOutDir', '--logLevel', 'warn'], consumer.dir),
-      must(bin('esbuild'), [entry, '--bundle', '--format=esm', `--outfile=${join(builds.esbuild, 'main.js')}`, '--log-level=warning'], consumer.dir),
-      node('bundle-webpack.mjs', entry, builds.webpack),
-      node('bundle-rollup.mjs', entry, builds.rollup),
-      launchBrowser(),
-    ]);
-    browser = launched;
-    for (const out of [builds.esbuild, builds.webpack, builds.rollup]) copyFileSync(join(pages, 'suite', 'index.html'), join(out, 'index.html'));
-    // the README's plain-ESM page as written, then the check that runs suite cases through its import map
-    const readme = readFileSync(join(repo, 'README.md'), 'utf8');
-    const snippet = [...readme.matchAll(/```html\n([\s\S]*?)```/g)].map((m) => m[1]).find((html) => html.includes('"importmap"'));
-    if (!snippet) throw new Error('README.md has no ```html block with an import map');
-    writeFileSync(join(consumer.dir, 'readme.html'), `<!doctype html>\n<meta charset="utf-8">\n<body>\n${snippet}<script type="module" src="/pages/readme-check.mjs"></script>\n`);
-    const { makeTinyModel } = await import('../playground/make-model.mjs');
-    await makeTinyModel(join(builds.playground, 'models', 'tiny'));
+    const launching = launchBrowser();
+    try {
+      builds = await bundled!;
+    } finally {
+      browser = await launching; // closed by afterAll even when a build failed
+    }
   });
   afterAll(async () => {
     await browser?.close();
