@@ -21,6 +21,10 @@ export interface CpuEngineOptions<T = unknown> {
   tuning?: Partial<T>;
   /** Jobs estimated below this many flops run on the calling thread (no message round trip). */
   inlineFlops?: number;
+  /** A pool job without progress for this long fails (default pool.ts DEFAULT_JOB_DEADLINE_MS; tests lower it). */
+  jobDeadlineMs?: number;
+  /** How the pool starts its workers (tests: a script that does not load). Default: the program's. */
+  spawner?: WorkerSpawner;
 }
 
 export interface CpuDescription {
@@ -93,7 +97,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
     let workerScript: WorkerScript | undefined;
     let workerScriptReason: string | undefined;
     if (threads > 0) {
-      const started = await startWorkers(threads, spawner, (s) => WorkerPool.start(threads, s, arena.memory, compiled, tuning));
+      const started = await startWorkers(threads, options.spawner ?? spawner, (s) => WorkerPool.start(threads, s, arena.memory, compiled, tuning, { deadlineMs: options.jobDeadlineMs }));
       ({ pool, workerScript, workerScriptReason, loadFailure } = started);
       if (!pool) {
         // The engine runs on the calling thread instead and never tries the workers again; the
@@ -138,7 +142,14 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
   async execute<N extends keyof J & string>(kind: N, params: J[N], taskCount: number, scratch: number, scratchPerWorker: number, flops: number): Promise<void> {
     if (taskCount === 0) return;
     const counter = this.arena.takeCounter();
-    const job: Job<N, J[N]> = { kind, params, taskCount, counter, scratch, scratchPerWorker };
+    let completed: number;
+    try {
+      completed = this.arena.takeCounter();
+    } catch (e) {
+      this.arena.giveCounter(counter);
+      throw e;
+    }
+    const job: Job<N, J[N]> = { kind, params, taskCount, counter, completed, scratch, scratchPerWorker };
     try {
       if (this.pool && flops >= this.inlineFlops) await this.pool.run(job as Job);
       else {
@@ -153,6 +164,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
       }
     } finally {
       this.arena.giveCounter(counter);
+      this.arena.giveCounter(completed);
     }
   }
 
