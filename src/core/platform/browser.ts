@@ -13,6 +13,7 @@ export const webPlatform: Platform = {
   },
   vulkanLoaderPresent: () => false,
   defaultNativeEnv: () => {},
+  quietStderr: (fn) => fn(),
   os: 'browser',
 };
 

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { defaultEnv, envString } from '../env.js';
 import { nodeFs } from './node-fs.js';
+import { quietStderr } from './quiet-stderr.node.js';
 import type { DawnModule, Platform } from './types.js';
 
 /** Whether libvulkan.so.1 is on LD_LIBRARY_PATH, in a usual library folder, or in ldconfig's cache. */
@@ -42,6 +43,7 @@ export function nodePlatform(name: 'node' | 'bun', defaultNativeEnv: Platform['d
     loadDawn,
     vulkanLoaderPresent,
     defaultNativeEnv,
+    quietStderr,
     os: process.platform,
   };
 }

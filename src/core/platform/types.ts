@@ -48,6 +48,8 @@ export interface Platform {
    * unset. Node's process.env writes reach getenv(); Bun's do not, so Bun calls libc's setenv.
    */
   defaultNativeEnv(name: string, value: string): void;
+  /** Runs synchronous native work (Dawn's adapter enumeration) with stderr silenced where it can (Node, Bun). */
+  quietStderr<T>(fn: () => T): T;
   /** 'linux', 'darwin', 'win32', or 'browser'. */
   readonly os: string;
 }
