@@ -216,7 +216,8 @@ async function buildPages(consumer: Consumer): Promise<Builds> {
   const snippet = [...readme.matchAll(/```html\n([\s\S]*?)```/g)].map((m) => m[1]).find((html) => html.includes('"importmap"'));
   if (!snippet) throw new Error('README.md has no ```html block with an import map');
   writeFileSync(join(consumer.dir, 'readme.html'), `<!doctype html>\n<meta charset="utf-8">\n<body>\n${snippet}<script type="module" src="/pages/readme-check.mjs"></script>\n`);
-  const { makeTinyModel } = await import('../playground/make-model.mjs');
+  // a plain .mjs script of the playground (no declarations): typed here
+  const { makeTinyModel } = (await import('../playground/make-model.mjs' as string)) as { makeTinyModel: (dir: string) => Promise<void> };
   await makeTinyModel(join(builds.playground, 'models', 'tiny'));
   return builds;
 }
