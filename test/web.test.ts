@@ -1,10 +1,11 @@
 // Where web developers are (issue 11): the packed package installed into an empty project, its
-// declaration files compiled strictly, Deno and Bun running the CPU suite with no flags, and a
-// page bundled by Vite (production build) and by esbuild, run in headless Chromium against the
-// float64 reference: cross-origin isolated (workers) and not, under a CSP without
-// 'wasm-unsafe-eval', and on WebGPU through SwiftShader. One install, one build of each bundle,
-// one browser for everything.
-import { copyFileSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+// declaration files compiled strictly, Deno and Bun running the CPU suite with no flags (and Bun
+// the WebGPU cases through Dawn), and a page built by Vite, webpack, esbuild and Rollup with no
+// configuration and by none (the README's import-map snippet as written), run in headless Chromium
+// against the float64 reference: cross-origin isolated (workers) and not, under a CSP without
+// 'wasm-unsafe-eval' or blob: workers, and on WebGPU through SwiftShader. One install, one build
+// of each bundle, one browser for everything.
+import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SUITE } from '../dist/testing/index.js';
@@ -20,24 +21,34 @@ interface PageReport {
   failed: number;
   unsupported: number;
   failures: string[];
-  stats: Array<{ backend: string; tier: string; threads: number; fallback?: string }>;
+  stats: Array<{ backend: string; tier: string; threads: number; workerScript?: string; fallback?: string }>;
   backends: Array<{ name: string; available: boolean; detail: string }>;
   crossOriginIsolated: boolean;
+  snippet?: string;
 }
 
 const browserSkip = browserSkipReason();
 if (browserSkip) console.warn(`\n!!! SKIPPING the browser tests: ${browserSkip}\n`);
 
 let consumer: Consumer;
+let bundled: Promise<Builds> | undefined;
 beforeAll(async () => {
   consumer = await installConsumer();
+  // the bundlers start now, beside the package, Deno and Bun tests (mostly one-core work)
+  if (!browserSkip) {
+    bundled = buildPages(consumer);
+    bundled.catch(() => undefined); // reported by the browser tests' beforeAll
+  }
 });
 afterAll(() => consumer?.remove());
 
 describe('the packed package', () => {
   it('holds dist/, the sources its maps name, and a prepack build', () => {
     const packed = new Set(consumer.packed);
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/ops/cpu-worker.js', 'dist/ops/cpu-worker-node.js', 'dist/core/platform/browser.js', 'src/index.ts', 'package.json', 'README.md']) {
+    for (const f of [
+      'dist/index.js', 'dist/index.d.ts', 'dist/ops/cpu-worker.js', 'dist/ops/cpu-worker-node.js', 'dist/ops/cpu-worker-source.js', 'dist/core/platform/browser.js',
+      'dist/browser/index.js', 'dist/browser/model.js', 'dist/browser/testing.js', 'dist/browser/cpu-worker.js', 'src/index.ts', 'package.json', 'README.md',
+    ]) {
       expect(packed.has(f), f).toBe(true);
     }
     expect([...packed].filter((f) => f.startsWith('test/') || f.startsWith('node_modules/'))).toEqual([]);
@@ -45,11 +56,12 @@ describe('the packed package', () => {
     const missing: string[] = [];
     for (const f of packed) {
       if (!f.endsWith('.map')) continue;
-      const map = readJson(join(consumer.dir, 'node_modules', 'fusedattn', f)) as { sources: string[] };
-      for (const s of map.sources) {
+      const map = readJson(join(consumer.dir, 'node_modules', 'fusedattn', f)) as { sources: string[]; sourcesContent?: Array<string | null> };
+      map.sources.forEach((s, i) => {
         const target = join(f, '..', s);
-        if (!packed.has(target)) missing.push(`${f} -> ${target}`);
-      }
+        // the browser build embeds the text of what the package does not ship (the tokenizer)
+        if (!packed.has(target) && typeof map.sourcesContent?.[i] !== 'string') missing.push(`${f} -> ${target}`);
+      });
     }
     expect(missing.slice(0, 5)).toEqual([]);
     const pkg = readJson(join(repo, 'package.json')) as Record<string, Record<string, unknown>>;
@@ -67,9 +79,38 @@ describe('the packed package', () => {
     for (const f of consumer.packed.filter((p) => p.startsWith('dist/') && p.endsWith('.js') && !p.startsWith('dist/cli/'))) {
       const text = readFileSync(join(dist, '..', f), 'utf8');
       if (/^(?:export )?(?:const|let|var) [^=\n]*= await |^await /m.test(text)) offenders.push(`${f}: top-level await`);
-      const nodeOnly = /node\.js$|node-fs\.js$|bun\.js$|deno\.js$|cpu-worker-node\.js$|npy-file\.js$|atomic-file\.js$/.test(f);
+      const nodeOnly = /node\.js$|node-fs\.js$|bun\.js$|deno\.js$|cpu-worker-node\.js$|npy-file\.js$|atomic-file\.js$/.test(f); // deno.js: cpu-spawn.deno.js too
       if (!nodeOnly && /from 'node:|import\('node:/.test(text)) offenders.push(`${f}: node: import`);
     }
+    expect(offenders).toEqual([]);
+  });
+
+  it('the browser build imports nothing by bare name (no import map needed beyond the entry points)', () => {
+    const bare: string[] = [];
+    for (const f of consumer.packed.filter((p) => p.startsWith('dist/browser/') && p.endsWith('.js'))) {
+      const text = readFileSync(join(consumer.dir, 'node_modules', 'fusedattn', f), 'utf8');
+      // static `from "x"`, `import "x"` and dynamic `import("x")` (not the WASM encoder's `.import(` nor its WAT text `(import "env"`)
+      for (const m of text.matchAll(/(?:\bfrom|(?<![.\w$(])import)\s*\(?\s*["']([^"']+)["']/g)) if (!m[1].startsWith('./')) bare.push(`${f}: ${m[1]}`);
+    }
+    expect(bare).toEqual([]);
+  });
+
+  it('every environment variable is read through src/core/env.ts', () => {
+    // Deno without --allow-env throws at process.env / Deno.env; env.ts asks first and reads "unset"
+    const offenders: string[] = [];
+    const walk = (dir: string): void => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else if (/\.ts$/.test(entry.name) && !path.endsWith(join('core', 'env.ts')) && !path.includes(join('src', 'cli'))) {
+          readFileSync(path, 'utf8').split('\n').forEach((line, i) => {
+            const code = /^\s*(\*|\/\*)/.test(line) ? '' : line.replace(/\/\/.*$/, '');
+            if (/process\.env|process\?\.env|Deno\.env/.test(code)) offenders.push(`${path.slice(repo.length)}:${i + 1}: ${line.trim()}`);
+          });
+        }
+      }
+    };
+    walk(join(repo, 'src'));
     expect(offenders).toEqual([]);
   });
 
@@ -127,62 +168,98 @@ describe('Deno and Bun run the CPU suite without flags', () => {
       const report = JSON.parse(line) as { passed: number; failed: number; failures: string[]; threads: number; cpu: string };
       expect(report.failures).toEqual([]);
       expect(report.passed).toBe(SUITE.length);
-      // Bun has worker_threads; Deno without --allow-read starts no worker from a local file and says so
-      if (runtime === 'bun') expect(report.threads).toBeGreaterThan(1);
-      else expect(report.cpu).toMatch(/single-threaded \(Deno starts workers from local files only with read access/);
+      // both on the worker pool: Deno's workers start from source (no --allow-read needed), and the
+      // script ends by itself when done (runtime-main calls no exit(); the idle workers are unref'd)
+      expect(report.threads).toBeGreaterThan(1);
+      expect(report.cpu).toMatch(/worker threads on shared memory/);
     });
   }
+
+  // Dawn (the optional peer) is in this checkout, not in the consumer: Bun runs the same page from here
+  const gpuSkip = process.env.FUSEDATTN_WEBGPU_SKIP_REASON;
+  if (gpuSkip) console.warn(`\n!!! SKIPPING Bun with Dawn: ${gpuSkip}\n`);
+  it.skipIf(gpuSkip !== undefined)('bun with Dawn: WebGPU on llvmpipe, EGL_PLATFORM set through bun:ffi', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+    delete env.EGL_PLATFORM; // what fusedattn must set itself: Bun's process.env does not reach Mesa
+    const r = await run(bin('bun'), [join('test', 'web', 'pages', 'runtime-main.mjs'), '--backend=webgpu', '--only=0,10'], repo, env);
+    expect(r.code, `bun exited ${r.code}: ${r.stderr.slice(-2000)}`).toBe(0);
+    const report = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { passed: number; failures: string[]; backends: string[]; tiers: string[] };
+    expect(report.failures).toEqual([]);
+    expect(report.passed).toBe(2);
+    expect(report.backends).toEqual(['webgpu']);
+    expect(report.tiers).toEqual(['portable']);
+  });
 });
+
+interface Builds { vite: string; esbuild: string; webpack: string; rollup: string; playground: string }
+
+/** Every page the browser tests load, built once. */
+async function buildPages(consumer: Consumer): Promise<Builds> {
+  const pages = join(consumer.dir, 'pages');
+  const entry = join(pages, 'suite', 'main.js');
+  const builds = Object.fromEntries(['vite', 'esbuild', 'webpack', 'rollup', 'playground'].map((name) => [name, join(consumer.dir, `out-${name}`)])) as unknown as Builds;
+  const node = (script: string, ...args: string[]) => must(process.execPath, [join(pages, script), ...args], consumer.dir, { ...process.env, FUSEDATTN_REPO: repo });
+  const vite = join(repo, 'node_modules', 'vite', 'bin', 'vite.js');
+  // Each bundler's production build of the same page with no configuration: what `vite build`,
+  // `esbuild --bundle` (browser defaults), `webpack --entry` and Rollup with node-resolve do for a
+  // fresh project. Vite and webpack emit the worker; esbuild and Rollup do not.
+  await Promise.all([
+    must(process.execPath, [vite, 'build', '--config', join(repo, 'playground', 'vite.config.js'), '--outDir', builds.playground, '--emptyOutDir', '--logLevel', 'warn'], repo),
+    must(process.execPath, [vite, 'build', join(pages, 'suite'), '--outDir', builds.vite, '--emptyOutDir', '--logLevel', 'warn'], consumer.dir),
+    must(bin('esbuild'), [entry, '--bundle', '--format=esm', `--outfile=${join(builds.esbuild, 'main.js')}`, '--log-level=warning'], consumer.dir),
+    node('bundle-webpack.mjs', entry, builds.webpack),
+    node('bundle-rollup.mjs', entry, builds.rollup),
+  ]);
+  for (const out of [builds.esbuild, builds.webpack, builds.rollup]) copyFileSync(join(pages, 'suite', 'index.html'), join(out, 'index.html'));
+  // the README's plain-ESM page as written, then the check that runs suite cases through its import map
+  const readme = readFileSync(join(repo, 'README.md'), 'utf8');
+  const snippet = [...readme.matchAll(/```html\n([\s\S]*?)```/g)].map((m) => m[1]).find((html) => html.includes('"importmap"'));
+  if (!snippet) throw new Error('README.md has no ```html block with an import map');
+  writeFileSync(join(consumer.dir, 'readme.html'), `<!doctype html>\n<meta charset="utf-8">\n<body>\n${snippet}<script type="module" src="/pages/readme-check.mjs"></script>\n`);
+  // a plain .mjs script of the playground (no declarations): typed here
+  const { makeTinyModel } = (await import('../playground/make-model.mjs' as string)) as { makeTinyModel: (dir: string) => Promise<void> };
+  await makeTinyModel(join(builds.playground, 'models', 'tiny'));
+  return builds;
+}
 
 describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', () => {
   let browser: SharedBrowser;
+  let builds: Builds;
   const servers: StaticServer[] = [];
-  const builds = { vite: '', esbuild: '', esbuildCopied: '', playground: '' };
 
   beforeAll(async () => {
-    const pages = join(consumer.dir, 'pages');
-    builds.vite = join(consumer.dir, 'out-vite');
-    // a production build, no config file: what `vite build` does for a fresh project
-    // esbuild's defaults for a browser bundle (platform browser, no config); esbuild emits no worker files
-    builds.esbuild = join(consumer.dir, 'out-esbuild');
-    builds.playground = join(consumer.dir, 'out-playground');
-    const [, , , launched] = await Promise.all([
-      must(process.execPath, [join(repo, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', join(repo, 'playground', 'vite.config.js'), '--outDir', builds.playground, '--emptyOutDir', '--logLevel', 'warn'], repo),
-      must(process.execPath, [join(repo, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', join(pages, 'suite'), '--outDir', builds.vite, '--emptyOutDir', '--logLevel', 'warn'], consumer.dir),
-      must(bin('esbuild'), [join(pages, 'suite', 'main.js'), '--bundle', '--format=esm', `--outfile=${join(builds.esbuild, 'main.js')}`, '--log-level=warning'], consumer.dir),
-      launchBrowser(),
-    ]);
-    browser = launched;
-    copyFileSync(join(pages, 'suite', 'index.html'), join(builds.esbuild, 'index.html'));
-    // the README's one step for esbuild: copy the worker script next to the bundle
-    builds.esbuildCopied = join(consumer.dir, 'out-esbuild-copied');
-    cpSync(builds.esbuild, builds.esbuildCopied, { recursive: true });
-    copyFileSync(join(consumer.dir, 'node_modules', 'fusedattn', 'dist', 'ops', 'cpu-worker.js'), join(builds.esbuildCopied, 'cpu-worker.js'));
-    // a plain .mjs script of the playground (no declarations): typed here
-    const { makeTinyModel } = (await import('../playground/make-model.mjs' as string)) as { makeTinyModel: (dir: string) => Promise<void> };
-    await makeTinyModel(join(builds.playground, 'models', 'tiny'));
+    const launching = launchBrowser();
+    try {
+      builds = await bundled!;
+    } finally {
+      browser = await launching; // closed by afterAll even when a build failed
+    }
   });
   afterAll(async () => {
     await browser?.close();
     await Promise.all(servers.map((s) => s.close()));
   });
 
-  async function runPage(root: string, headers: Record<string, string>, query = ''): Promise<PageReport> {
+  async function runPage(root: string, headers: Record<string, string>, query = '', page = 'index.html'): Promise<PageReport> {
     const server = await serveStatic(root, headers);
     servers.push(server);
-    const page = await browser.newPage();
+    const tab = await browser.newPage();
     try {
-      await page.goto(`${server.url}index.html${query}`);
-      const report = (await page.evaluate('window.__report')) as PageReport;
+      await tab.goto(`${server.url}${page}${query}`);
+      const report = (await tab.evaluate('window.__report')) as PageReport;
       if (report.error || report.failed) console.error(browser.logs.slice(-20).join('\n'));
       expect(report.error).toBeUndefined();
       return report;
     } finally {
-      await page.close();
+      await tab.close();
     }
   }
   // a few cases of each kind (sizes that start the pool, GQA, TND, masks, float16) keep the pages quick
   const SUBSET = '0,5,7,10,20,25,28';
+  const subsetSize = SUBSET.split(',').length;
+  // where a page tests how the package was built or loaded, three cases (BNSD big enough for the
+  // pool, TND with GQA, float16) check the numbers
+  const FEW = '0,10,28';
   const maxThreads = (r: PageReport) => Math.max(...r.stats.map((s) => s.threads));
 
   it('Vite production build, cross-origin isolated: the whole suite on the worker pool', async () => {
@@ -193,13 +270,14 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
     expect(r.passed).toBe(SUITE.length);
     expect(maxThreads(r)).toBeGreaterThan(1);
     expect(r.stats[0].tier).toMatch(/^wasm-/);
+    expect(r.stats[0].workerScript).toBe('url');
   });
 
   it('Vite build without COOP/COEP: single-threaded, and the result says why', async () => {
     const r = await runPage(builds.vite, {}, `?only=${SUBSET}`);
     expect(r.crossOriginIsolated).toBe(false);
     expect(r.failures).toEqual([]);
-    expect(r.passed).toBe(SUBSET.split(',').length);
+    expect(r.passed).toBe(subsetSize);
     expect(maxThreads(r)).toBe(1);
     expect(r.stats[0].fallback).toMatch(/SharedArrayBuffer/);
   });
@@ -207,27 +285,51 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
   it("CSP without 'wasm-unsafe-eval': the scalar kernels, said in the result and listBackends()", async () => {
     const r = await runPage(builds.vite, { ...ISOLATION_HEADERS, ...STRICT_CSP }, `?only=${SUBSET}`);
     expect(r.failures).toEqual([]);
-    expect(r.passed).toBe(SUBSET.split(',').length);
+    expect(r.passed).toBe(subsetSize);
     expect(r.stats.every((s) => s.tier === 'scalar')).toBe(true);
     expect(r.stats[0].fallback).toMatch(/wasm-unsafe-eval/);
     expect(r.backends[0].detail).toMatch(/scalar/);
     expect(maxThreads(r)).toBeGreaterThan(1);
   });
 
-  it('esbuild bundle (no worker file emitted): one DeviceError naming the script, then single-threaded results', async () => {
-    const r = await runPage(builds.esbuild, ISOLATION_HEADERS, `?only=${SUBSET}`);
-    expect(r.warmupError).toMatch(/^DeviceError: .*cpu-worker\.js.*HTTP 404/);
-    expect(r.failures).toEqual([]);
-    expect(r.passed).toBe(SUBSET.split(',').length);
-    expect(maxThreads(r)).toBe(1);
-    expect(r.stats[0].fallback).toMatch(/cpu-worker\.js/);
-  });
-
-  it('esbuild bundle with cpu-worker.js copied beside it: the worker pool', async () => {
-    const r = await runPage(builds.esbuildCopied, ISOLATION_HEADERS, `?only=${SUBSET}`);
+  it('webpack 5 production build (no config): the worker it emits, multi-threaded', async () => {
+    const r = await runPage(builds.webpack, ISOLATION_HEADERS, `?only=${FEW}`);
     expect(r.warmupError).toBeUndefined();
     expect(r.failures).toEqual([]);
+    expect(r.passed).toBe(3);
     expect(maxThreads(r)).toBeGreaterThan(1);
+    expect(r.stats[0].workerScript).toBe('url');
+  });
+
+  for (const bundler of ['esbuild', 'rollup'] as const) {
+    it(`${bundler} bundle (no config, no worker file emitted): the embedded worker, multi-threaded`, async () => {
+      const r = await runPage(builds[bundler], ISOLATION_HEADERS, `?only=${FEW}`);
+      expect(r.warmupError).toBeUndefined();
+      expect(r.failures).toEqual([]);
+      expect(r.passed).toBe(3);
+      expect(maxThreads(r)).toBeGreaterThan(1);
+      expect(r.stats.every((s) => s.workerScript === 'embedded' && s.fallback === undefined)).toBe(true);
+      expect(r.backends[0].detail).toMatch(/worker threads on shared memory \(workers from the embedded copy of their script: .*cpu-worker\.js.*HTTP 404/);
+    });
+  }
+
+  it('esbuild bundle under a CSP that refuses blob: workers: one DeviceError naming both causes, then single-threaded', async () => {
+    const r = await runPage(builds.esbuild, { ...ISOLATION_HEADERS, ...STRICT_CSP }, `?only=${FEW}`);
+    expect(r.warmupError).toMatch(/^DeviceError: .*cpu-worker\.js.*HTTP 404.*embedded copy.*Content-Security-Policy refuses blob: workers \(worker-src/);
+    expect(r.failures).toEqual([]);
+    expect(r.passed).toBe(3);
+    expect(maxThreads(r)).toBe(1);
+    expect(r.stats[0].fallback).toMatch(/single-threaded: .*cpu-worker\.js/);
+  });
+
+  it("the README's plain-ESM page as written (no bundler, import map of the entry points): multi-threaded, checked", async () => {
+    const r = await runPage(consumer.dir, ISOLATION_HEADERS, `?only=${FEW}`, 'readme.html');
+    expect(r.failures).toEqual([]);
+    expect(r.passed).toBe(3);
+    expect(maxThreads(r)).toBeGreaterThan(1);
+    expect(r.stats[0].workerScript).toBe('url');
+    expect(r.snippet).toMatch(/^cpu wasm-\S+, \d+ threads: out\[0\] = -?\d/);
+    expect(Number(/(\d+) threads/.exec(r.snippet ?? '')?.[1])).toBeGreaterThan(1);
   });
 
   it('WebGPU through SwiftShader (--enable-unsafe-webgpu)', async () => {

@@ -22,8 +22,9 @@ rm -rf .gpuwork/nm
 mkdir -p .gpuwork/nm
 # everything but the packages the GPU run never loads: Dawn (packed in .gpu), the compiler, and the
 # browser/bundler/runtime test tools (the GPU suite skips those tests without them)
-skip='^(webgpu|typescript|puppeteer-core|playwright-core|chromium-bidi|devtools-protocol|deno|bun|webpack|esbuild|vite|rollup|lightningcss.*|zod)$'
-skipScoped='^@(deno|oven|rolldown|esbuild|rollup|types)/'
+# (webpack's own dependencies too: terser … caniuse-lite, 14 MiB)
+skip='^(webpack|terser|caniuse-lite|electron-to-chromium|ajv|ajv-formats|ajv-keywords|enhanced-resolve|watchpack|browserslist|node-releases|baseline-browser-mapping|minimizer-webpack-plugin|schema-utils|webpack-sources|jest-worker)$|^(webgpu|typescript|puppeteer-core|playwright-core|chromium-bidi|devtools-protocol|deno|bun|esbuild|vite|rollup|lightningcss.*|zod)$'
+skipScoped='^@(deno|oven|rolldown|esbuild|rollup|types|webassemblyjs|xtuc)/'
 for p in node_modules/* node_modules/.bin node_modules/.package-lock.json; do
   [[ -e $p ]] || continue
   name=$(basename "$p")

@@ -3,7 +3,6 @@
 import { cpuThreadsSetting, onConfigChange, onDispose } from '../core/config.js';
 import { CpuEngine, type CpuEngineOptions } from '../engines/cpu/engine.js';
 import { hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable, wasmCompileRefused } from '../engines/cpu/platform.js';
-import { platform } from '#platform';
 import { cpuWorkerSpawner } from '#cpu-spawn';
 import { CPU_PROGRAM, type CpuJobs, type CpuKernels, type KernelTuning } from './cpu-program.js';
 
@@ -73,11 +72,9 @@ export async function describeCpu(): Promise<string> {
   const cores = hardwareThreads();
   const shared = sharedMemoryAvailable();
   const threads = cpuThreadsSetting(cores); // throws the ValueError of a malformed FUSEDATTN_CPU_THREADS
-  const blocked = shared && threads > 0 ? platform.workersBlocked(cpuWorkerSpawner.url) : undefined;
   const parts = [
     !shared ? 'single-threaded (no SharedArrayBuffer)'
       : threads === 0 ? 'single-threaded (threads: 0 requested)'
-      : blocked ? `single-threaded (${blocked})`
       : `${threads} worker thread${threads === 1 ? '' : 's'} on shared memory (pool starts on first use)`,
     `WASM SIMD ${simdAvailable() ? 'yes' : 'no'}${wasmCompileRefused() ? ` — scalar kernels: ${wasmCompileRefused()}` : ''}`,
     `relaxed SIMD ${relaxedSimdAvailable() ? 'yes' : 'no (Node: --experimental-wasm-relaxed-simd)'}`,

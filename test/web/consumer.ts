@@ -23,8 +23,8 @@ export async function run(file: string, args: string[], cwd: string, env: NodeJS
   }
 }
 
-async function must(file: string, args: string[], cwd: string): Promise<string> {
-  const r = await run(file, args, cwd);
+async function must(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const r = await run(file, args, cwd, env);
   if (r.code !== 0) throw new Error(`${file} ${args.join(' ')} failed (${r.code}): ${r.stderr.slice(-2000)}`);
   return r.stdout;
 }

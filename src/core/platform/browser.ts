@@ -7,13 +7,13 @@ const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).nav
 export const webPlatform: Platform = {
   name: 'browser',
   hardwareThreads: () => Math.max(1, nav?.hardwareConcurrency ?? 1),
-  workersBlocked: () => undefined,
   fs: undefined,
   loadDawn: async () => {
     throw new Error('Dawn (the "webgpu" package) is for Node; in a browser WebGPU is navigator.gpu (none here: the browser lacks WebGPU or it is disabled), or pass options.device');
   },
   vulkanLoaderPresent: () => false,
   defaultNativeEnv: () => {},
+  quietStderr: (fn) => fn(),
   os: 'browser',
 };
 

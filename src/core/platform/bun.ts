@@ -1,6 +1,7 @@
 // Bun (the "bun" condition of `#platform`): Node's implementation, except for environment writes.
 // Bun's process.env is a JavaScript copy, so EGL_PLATFORM set there never reaches Mesa's getenv()
 // under Dawn; libc's setenv() does, through bun:ffi.
+import { defaultEnv } from '../env.js';
 import { nodePlatform } from './node.js';
 import type { Platform } from './types.js';
 
@@ -10,7 +11,7 @@ interface BunFfi {
 }
 
 function libcSetenv(name: string, value: string): void {
-  if (process.env[name] === undefined) process.env[name] = value;
+  defaultEnv(name, value);
   if (process.platform === 'win32') return;
   try {
     // import.meta.require: Bun's synchronous require inside an ES module (bun:ffi has no npm types)

@@ -2,8 +2,9 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { envString } from '../env.js';
+import { defaultEnv, envString } from '../env.js';
 import { nodeFs } from './node-fs.js';
+import { quietStderr } from './quiet-stderr.node.js';
 import type { DawnModule, Platform } from './types.js';
 
 /** Whether libvulkan.so.1 is on LD_LIBRARY_PATH, in a usual library folder, or in ldconfig's cache. */
@@ -38,16 +39,14 @@ export function nodePlatform(name: 'node' | 'bun', defaultNativeEnv: Platform['d
   return {
     name,
     hardwareThreads: () => (typeof availableParallelism === 'function' ? availableParallelism() : cpus().length),
-    workersBlocked: () => undefined,
     fs: nodeFs,
     loadDawn,
     vulkanLoaderPresent,
     defaultNativeEnv,
+    quietStderr,
     os: process.platform,
   };
 }
 
-export const platform: Platform = nodePlatform('node', (name, value) => {
-  // Node's process.env is the C environment: Mesa's getenv() sees this
-  if (process.env[name] === undefined) process.env[name] = value;
-});
+// Node's process.env is the C environment: Mesa's getenv() sees what env.ts sets there
+export const platform: Platform = nodePlatform('node', defaultEnv);

@@ -37,8 +37,6 @@ export interface Platform {
   readonly name: 'node' | 'bun' | 'deno' | 'browser';
   /** Logical cores (os.availableParallelism in Node, navigator.hardwareConcurrency elsewhere). */
   hardwareThreads(): number;
-  /** Why CPU workers cannot start from `url` here (Deno without read access), or undefined. */
-  workersBlocked(url: URL): string | undefined;
   /** The local file system, where there is one. */
   readonly fs: LocalFs | undefined;
   /** Loads Dawn (Node, Bun); throws an Error saying what to install when it is missing. */
@@ -50,6 +48,8 @@ export interface Platform {
    * unset. Node's process.env writes reach getenv(); Bun's do not, so Bun calls libc's setenv.
    */
   defaultNativeEnv(name: string, value: string): void;
+  /** Runs synchronous native work (Dawn's adapter enumeration) with stderr silenced where it can (Node, Bun). */
+  quietStderr<T>(fn: () => T): T;
   /** 'linux', 'darwin', 'win32', or 'browser'. */
   readonly os: string;
 }

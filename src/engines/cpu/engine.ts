@@ -10,7 +10,6 @@ import { type Job, jobClaimed, runJobTasks } from './jobs.js';
 import { BUDGET_MS, nextTurn } from '../../core/pace.js';
 import { WorkerPool } from './pool.js';
 import type { CompiledProgram, CpuProgram, KernelKind, KernelSet, Task } from './program.js';
-import { platform } from '#platform';
 import { type WorkerSpawner, wasmCompileRefused, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
 
 export interface CpuEngineOptions<T = unknown> {
@@ -38,7 +37,14 @@ export interface CpuDescription {
   singleThreadedReason?: string;
   /** Why it runs the scalar kernels although WASM SIMD validated (a CSP refusing compilation). */
   scalarReason?: string;
+  /** Where the pool's workers started from: the script's URL, or the spawner's fallback. */
+  workerScript?: WorkerScript;
+  /** Why the workers run the fallback's copy of the script. */
+  workerScriptReason?: string;
 }
+
+/** 'url': the worker script where the program's spawner points; 'embedded': its fallback's copy. */
+export type WorkerScript = 'url' | 'embedded';
 
 export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Record<string, unknown>> {
   private constructor(
@@ -66,11 +72,6 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
       singleThreadedReason = 'SharedArrayBuffer is unavailable (browsers need cross-origin isolation: COOP/COEP headers)';
       threads = 0;
     } else if (threads === 0) singleThreadedReason = 'threads: 0 requested';
-    const blocked = threads > 0 ? platform.workersBlocked(spawner.url) : undefined;
-    if (blocked) {
-      singleThreadedReason = blocked;
-      threads = 0;
-    }
 
     const arena = new Arena(shared && threads > 0);
     const want = options.kernels ?? cpuKernelsSetting();
@@ -93,19 +94,21 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
     const kernels = compiled ? program.instantiate(compiled, arena.memory) : program.scalar(arena.memory, tuning);
     let pool: WorkerPool | undefined;
     let loadFailure: DeviceError | undefined;
+    let workerScript: WorkerScript | undefined;
+    let workerScriptReason: string | undefined;
     if (threads > 0) {
-      try {
-        pool = await WorkerPool.start(threads, options.spawner ?? spawner, arena.memory, compiled, tuning, { deadlineMs: options.jobDeadlineMs });
-      } catch (e) {
-        // The workers could not start (their script did not load: a bundler that did not emit it).
-        // The engine runs on the calling thread instead and never tries them again; the caller
-        // reports the error once (loadFailure).
-        loadFailure = e instanceof DeviceError ? e : new DeviceError('cpu', `CPU workers failed to start from ${spawner.url.href}: ${(e as Error).message}`);
-        singleThreadedReason = `the worker script failed to load (${loadFailure.message})`;
+      const started = await startWorkers(threads, options.spawner ?? spawner, (s) => WorkerPool.start(threads, s, arena.memory, compiled, tuning, { deadlineMs: options.jobDeadlineMs }));
+      ({ pool, workerScript, workerScriptReason, loadFailure } = started);
+      if (!pool) {
+        // The engine runs on the calling thread instead and never tries the workers again; the
+        // caller reports loadFailure once.
+        singleThreadedReason = `the worker script failed to load (${loadFailure?.message})`;
         threads = 0;
       }
     }
-    const description: CpuDescription = { threads: Math.max(threads, 1), sharedMemory: shared, simd, relaxedSimd: relaxed, kernels: kernels.kind, singleThreadedReason, scalarReason };
+    const description: CpuDescription = {
+      threads: Math.max(threads, 1), sharedMemory: shared, simd, relaxedSimd: relaxed, kernels: kernels.kind, singleThreadedReason, scalarReason, workerScript, workerScriptReason,
+    };
     const engine = new CpuEngine<K, J>(arena, kernels, program.tasks, pool, description, options.inlineFlops ?? 2e6);
     engine.loadFailure = loadFailure;
     return engine;
@@ -113,17 +116,18 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
 
   describe(): string {
     const d = this.description;
-    const where = this.pool ? `${this.pool.size} worker threads on shared memory` : `single-threaded (${d.singleThreadedReason})`;
+    const script = d.workerScript === 'embedded' ? ` (workers from the embedded copy of their script: ${d.workerScriptReason})` : '';
+    const where = this.pool ? `${this.pool.size} worker threads on shared memory${script}` : `single-threaded (${d.singleThreadedReason})`;
     const scalar = d.scalarReason ? ` — scalar fallback: ${d.scalarReason}` : '';
     return `${where}; kernels ${d.kernels} (WASM SIMD ${d.simd ? 'yes' : 'no'}, relaxed SIMD ${d.relaxedSimd ? 'yes' : 'no'})${scalar}; staging memory ${formatBytes(this.arena.byteLength)}`;
   }
 
   /** What a result's stats say about this engine: kernels (the tier), threads, and any fallback. */
-  execution(taskCount: number, flops: number): { tier: string; threads: number; fallback?: string } {
+  execution(taskCount: number, flops: number): { tier: string; threads: number; workerScript?: WorkerScript; fallback?: string } {
     const d = this.description;
     const threads = this.pool && flops >= this.inlineFlops ? this.participants(taskCount) : 1;
     const reasons = [d.singleThreadedReason && !this.pool ? `single-threaded: ${d.singleThreadedReason}` : undefined, d.scalarReason ? `scalar kernels: ${d.scalarReason}` : undefined].filter(Boolean);
-    return { tier: d.kernels, threads, ...(reasons.length ? { fallback: reasons.join('; ') } : {}) };
+    return { tier: d.kernels, threads, ...(d.workerScript ? { workerScript: d.workerScript } : {}), ...(reasons.length ? { fallback: reasons.join('; ') } : {}) };
   }
 
   /** Workers a job of `taskCount` tasks would use (scratch is allocated per worker). */
@@ -178,5 +182,35 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
   /** Stops the workers once the jobs in flight are done (configure() changed the CPU settings). */
   retire(): void {
     this.pool?.retire();
+  }
+}
+
+interface StartedWorkers {
+  pool?: WorkerPool;
+  workerScript?: WorkerScript;
+  workerScriptReason?: string;
+  /** Why no worker started, to report once (a script that did not load). */
+  loadFailure?: DeviceError;
+}
+
+/**
+ * The pool from the spawner's script; when that script does not load, from the spawner's fallback (the browser's embedded copy, as a blob: URL). When neither starts, the
+ * failure names both causes.
+ */
+async function startWorkers(threads: number, spawner: WorkerSpawner, start: (spawner: WorkerSpawner) => Promise<WorkerPool>): Promise<StartedWorkers> {
+  let first: DeviceError;
+  try {
+    return { pool: await start(spawner), workerScript: 'url' };
+  } catch (e) {
+    first = e instanceof DeviceError ? e : new DeviceError('cpu', `CPU workers failed to start from ${spawner.url.href}: ${(e as Error).message}`);
+  }
+  if (!spawner.fallback) return { loadFailure: first };
+  try {
+    const pool = await start(await spawner.fallback());
+    return { pool, workerScript: 'embedded', workerScriptReason: first.message };
+  } catch (e) {
+    return {
+      loadFailure: new DeviceError('cpu', `${first.message}; the embedded copy of the worker script did not start either: ${(e as Error).message}. Serve the worker script (copy fusedattn's dist/ops/cpu-worker.js next to the bundle) or allow blob: in worker-src; until then the CPU backend runs on the calling thread`),
+    };
   }
 }

@@ -75,6 +75,12 @@ export interface WorkerHandle {
 export interface WorkerSpawner {
   readonly url: URL;
   spawn(): WorkerHandle;
+  /**
+   * Another way to start the same workers, tried when those of `spawn` do not start (their script
+   * did not load: a bundler that emits no worker file): the browser spawner's embedded copy of the
+   * script. Loaded only when needed.
+   */
+  fallback?(): Promise<WorkerSpawner>;
 }
 
 /** What node:worker_threads' Worker offers (typed here so the engine imports no Node module). */
@@ -106,7 +112,7 @@ export function nodeWorkerHandle(w: NodeWorkerLike, url: URL): WorkerHandle {
  * message (404, a wrong MIME type, a CSP worker-src refusal): the handler gets the URL and, for an
  * http(s) URL, the status a HEAD request finds.
  */
-export function webWorkerHandle(w: Worker, url: URL): WorkerHandle {
+export function webWorkerHandle(w: Worker, url: URL, loadCause: (url: URL) => Promise<string> = loadFailureCause, name = `script ${url.href}`): WorkerHandle {
   const exits: Array<(code: number) => void> = [];
   let ended = false;
   return {
@@ -122,7 +128,7 @@ export function webWorkerHandle(w: Worker, url: URL): WorkerHandle {
           h(new Error(`CPU worker ${url.href} failed: ${e.message}${e.filename ? ` (${e.filename}:${e.lineno})` : ''}`));
           return;
         }
-        void loadFailureCause(url).then((cause) => h(new Error(`CPU worker script ${url.href} failed to load: ${cause}`)));
+        void loadCause(url).then((cause) => h(new Error(`CPU worker ${name} failed to load: ${cause}`)));
       });
       w.addEventListener('messageerror', () => h(new Error(`CPU worker ${url.href}: a message could not be deserialized`)));
     },
@@ -137,12 +143,20 @@ export function webWorkerHandle(w: Worker, url: URL): WorkerHandle {
   };
 }
 
-async function loadFailureCause(url: URL): Promise<string> {
+// every worker of a pool fails alike: one HEAD request per URL
+const causes = new Map<string, Promise<string>>();
+function loadFailureCause(url: URL): Promise<string> {
+  let cause = causes.get(url.href);
+  if (!cause) causes.set(url.href, (cause = probeLoadFailure(url)));
+  return cause;
+}
+
+async function probeLoadFailure(url: URL): Promise<string> {
   const generic = 'the browser gives no reason (a missing file, a non-JavaScript MIME type, a Content-Security-Policy worker-src that refuses it, or an error while evaluating it)';
   if (!/^https?:$/.test(url.protocol) || typeof fetch !== 'function') return generic;
   try {
     const response = await fetch(url, { method: 'HEAD' });
-    if (!response.ok) return `HTTP ${response.status} ${response.statusText} (a bundler that does not emit worker files, such as esbuild, needs fusedattn's dist/ops/cpu-worker.js copied next to the bundle)`;
+    if (!response.ok) return `HTTP ${response.status} ${response.statusText} (a bundler that emits no worker file, such as esbuild or Rollup)`;
     const type = response.headers.get('Content-Type') ?? '';
     if (!/javascript|ecmascript/i.test(type)) return `served as ${JSON.stringify(type)}, not JavaScript`;
     return `${generic}; the file is there (HTTP ${response.status})`;
@@ -168,3 +182,40 @@ export function wasmCompileRefused(): string | undefined {
   return compileProbe || undefined;
 }
 let compileProbe: string | undefined;
+
+/**
+ * Module Web Workers started from JavaScript source held in memory, through one blob: URL made on
+ * the first spawn: a program's embedded copy of its worker script, for when the script's own URL
+ * does not load. A Content-Security-Policy whose worker-src (or, without one, script-src) lacks
+ * blob: refuses such workers; the page then sees a securitypolicyviolation event, and the load
+ * failure says so.
+ */
+export function sourceWorkerSpawner(source: string, name: string): WorkerSpawner {
+  let url: URL | undefined;
+  let refused: string | undefined;
+  const scope = globalThis as { addEventListener?(type: string, h: (e: Event) => void): void };
+  const created = () => {
+    if (url) return url;
+    scope.addEventListener?.('securitypolicyviolation', (event) => {
+      const e = event as SecurityPolicyViolationEvent;
+      if (e.blockedURI === 'blob' || e.blockedURI.startsWith('blob:')) refused ??= `the page's Content-Security-Policy refuses blob: workers (${e.effectiveDirective || e.violatedDirective}: add blob: to worker-src)`;
+    });
+    url = new URL(URL.createObjectURL(new Blob([source], { type: 'text/javascript' })));
+    return url;
+  };
+  // the violation event may come a moment after the worker's error event
+  const cause = async () => {
+    if (!refused) await new Promise((resolve) => setTimeout(resolve, 50));
+    return refused ?? 'the browser gives no reason (a Content-Security-Policy without blob: in worker-src, or an error while evaluating it)';
+  };
+  const spawner: WorkerSpawner = {
+    get url() {
+      return url ?? new URL(`blob:${name}`);
+    },
+    spawn: () => {
+      const at = created();
+      return webWorkerHandle(new Worker(at, { type: 'module' }), at, cause, name);
+    },
+  };
+  return spawner;
+}

@@ -10,7 +10,6 @@
 import { platform } from '#platform';
 import type { DawnModule } from '../../core/platform/types.js';
 import { defaultEnv, envChoice, envFlag, envIsSet, envList, envString } from '../../core/env.js';
-import { prepareQuietStderr, withQuietStderr } from './quiet-stderr.js';
 import { DeviceError } from '../../core/errors.js';
 
 /** Optional adapter features we ask for when the adapter has them. */
@@ -122,7 +121,7 @@ export async function releaseSharedDevice(): Promise<void> {
 export async function openSeparateDevice(): Promise<GPUDevice> {
   await acquireDevice();
   const from = origin as NonNullable<typeof origin>;
-  const adapter = await withQuietStderr(() => from.gpu.requestAdapter(from.options));
+  const adapter = await platform.quietStderr(() => from.gpu.requestAdapter(from.options));
   if (!adapter) throw new DeviceError('webgpu', `no second adapter from backend ${from.backend}`);
   return (await openDevice(adapter, from.source, from.backend, from.level)).device;
 }
@@ -192,7 +191,7 @@ async function acquireShared(): Promise<AcquiredDevice> {
     // after a device loss or dispose(): a new device from the same instance (a second Dawn
     // instance in one process crashes or hangs on Mesa)
     const from = origin;
-    const adapter = await withQuietStderr(() => from.gpu.requestAdapter(from.options));
+    const adapter = await platform.quietStderr(() => from.gpu.requestAdapter(from.options));
     if (!adapter) throw new DeviceError('webgpu', `no adapter from backend ${from.backend} any more (it gave one before)`);
     return openDevice(adapter, from.source, from.backend, from.level);
   }
@@ -219,7 +218,6 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
   let dawn: DawnModule;
   try {
     dawn = await platform.loadDawn();
-    await prepareQuietStderr();
   } catch (e) {
     throw new DeviceError('webgpu', (e as Error).message);
   }
@@ -238,19 +236,19 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
     override === undefined ? [{ backend: 'default', level: 'core' }, { backend: 'opengles', level: 'compatibility' }]
       : [{ backend: override, level: override === 'opengles' ? 'compatibility' : 'core' }];
   for (const { backend, level } of attempts) {
-    if ((backend === 'default' || backend === 'vulkan') && process.platform === 'linux' && !platform.vulkanLoaderPresent()) {
+    if ((backend === 'default' || backend === 'vulkan') && platform.os === 'linux' && !platform.vulkanLoaderPresent()) {
       // Dawn's default backend on Linux is Vulkan; without the loader it would only print a
       // multi-line warning on stderr before failing
       tried.push('vulkan: no Vulkan loader (libvulkan.so.1) found');
       continue;
     }
     try {
-      const gpu = withQuietStderr(() => dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]));
+      const gpu = platform.quietStderr(() => dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]));
       const options = {
         powerPreference: 'high-performance',
         ...(level === 'compatibility' ? { featureLevel: 'compatibility' } : {}),
       } as GPURequestAdapterOptions;
-      const adapter = await withQuietStderr(() => gpu.requestAdapter(options));
+      const adapter = await platform.quietStderr(() => gpu.requestAdapter(options));
       if (!adapter) {
         tried.push(`${backend}: no adapter`);
         continue;
@@ -268,7 +266,7 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
 }
 
 function defaultBackendName(): string {
-  switch (process.platform) {
+  switch (platform.os) {
     case 'darwin': return 'metal';
     case 'win32': return 'd3d12';
     default: return 'vulkan';

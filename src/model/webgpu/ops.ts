@@ -6,7 +6,9 @@ import { envInt } from '../../core/env.js';
 import { UnsupportedError } from '../../core/errors.js';
 import { runMatmul } from '../../ops/gemm/webgpu/index.js';
 import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
-import { DEFAULT_TENSORCORE_TILE, parseTensorCoreTile, queueTensorCoreLinear, tensorCoreLinearUnsupported } from '../../ops/gemm/webgpu/index.js';
+import {
+  DEFAULT_TENSORCORE_TILE, queueTensorCoreLinear, runnerGemmFromEnv, tensorCoreLinearUnsupported, tensorCoreTileFromEnv,
+} from '../../ops/gemm/webgpu/index.js';
 import { Scope } from '../../scope/scope.js';
 import type { Activations, DecoderOps, KvCache, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';
@@ -281,7 +283,7 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     if (this.tensorCoreLinear(weight, K)) {
       // FUSEDATTN_RUNNER_GEMM=tensorcore: float16 weights on the tensor-core GEMM (x rounded to f16
       // while staged), the bias in its epilogue
-      const tile = globalThis.process?.env?.FUSEDATTN_GEMM_TILE ? parseTensorCoreTile(globalThis.process.env.FUSEDATTN_GEMM_TILE) : DEFAULT_TENSORCORE_TILE;
+      const tile = tensorCoreTileFromEnv() ?? DEFAULT_TENSORCORE_TILE;
       for (const [i, part] of weight.parts.entries()) {
         await queueTensorCoreLinear(this.runtime, {
           x: x.buffer, rows: x.rows, weight: part.buffer, outDim: part.rows, inDim: K, out: out.buffer, outOffset: part.firstRow, outStride: N,
@@ -312,7 +314,7 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
 
   /** Whether a prefill linear runs on the tensor-core GEMM (opt-in until measured: FUSEDATTN_RUNNER_GEMM=tensorcore). */
   private tensorCoreLinear(weight: GpuWeight, K: number): boolean {
-    if (globalThis.process?.env?.FUSEDATTN_RUNNER_GEMM !== 'tensorcore' || weight.dtype !== 'float16' || K % 8 !== 0) return false;
+    if (runnerGemmFromEnv() !== 'tensorcore' || weight.dtype !== 'float16' || K % 8 !== 0) return false;
     if (weight.parts.some((p) => p.firstRow % 8 !== 0 && weight.parts.length > 1)) return false;
     return tensorCoreLinearUnsupported(this.runtime) === undefined;
   }

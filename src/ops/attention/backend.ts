@@ -19,6 +19,12 @@ export interface RunStats {
   tier?: string;
   /** CPU threads that computed it (1: the calling thread only); 1 on WebGPU. */
   threads?: number;
+  /**
+   * CPU with a worker pool: where its workers' script came from. 'url': the worker file beside the
+   * module (or where a bundler emitted it); 'embedded': the package's copy started as a blob: URL,
+   * because the file did not load (esbuild and Rollup emit none; listBackends() says why).
+   */
+  workerScript?: 'url' | 'embedded';
   /** Why it ran on a slower path than this runtime could offer (single-threaded, scalar kernels). */
   fallback?: string;
 }

@@ -16,7 +16,7 @@ import {
   SGMAT_TILED_BINDINGS, SGMAT_TILED_PARAMS, SGMAT_TILES, type SgmatTile, type SgmatTiledGemmOptions, buildSgmatTiledGemm, tileGeometry,
 } from './gemm-sgmat-tiled.wgsl.js';
 import {
-  type TensorCoreTile, parseTensorCoreTile, queueTensorCoreLinear, tensorCoreLinearPipeline, tensorCoreLinearProblem,
+  type TensorCoreTile, queueTensorCoreLinear, tensorCoreTileFromEnv, tensorCoreLinearPipeline, tensorCoreLinearProblem,
 } from './linear-tensorcore.js';
 
 export type GemmTier = 'portable' | 'subgroup-matrix';
@@ -64,13 +64,7 @@ export type SgmatKernelChoice = SgmatTile | 'simple' | TensorCoreTile;
  * tiled kernel's measured default.
  */
 export function defaultGemmKernel(): SgmatKernelChoice {
-  const text = globalThis.process?.env?.FUSEDATTN_GEMM_TILE;
-  if (!text) return SGMAT_TILES[0];
-  try {
-    return parseTensorCoreTile(text);
-  } catch {
-    throw new UnsupportedError('FUSEDATTN_GEMM_TILE', `FUSEDATTN_GEMM_TILE must be a JSON tile of the tensor-core GEMM, got ${text.slice(0, 80)}`);
-  }
+  return tensorCoreTileFromEnv() ?? SGMAT_TILES[0];
 }
 
 const isTensorCore = (c: SgmatKernelChoice): c is TensorCoreTile => typeof c === 'object' && 'kind' in c && c.kind === 'tensorcore';

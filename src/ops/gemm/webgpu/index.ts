@@ -6,7 +6,8 @@ export {
   chooseGemm, defaultGemmKernel, gemmUnsupported, linearPipeline, queueLinear, tiledLinearFits,
 } from './gemm.js';
 export {
-  DEFAULT_TENSORCORE_TILE, type TensorCoreTile, parseTensorCoreTile, queueTensorCoreLinear, tensorCoreLinearUnsupported,
+  DEFAULT_TENSORCORE_TILE, type TensorCoreTile, parseTensorCoreTile, queueTensorCoreLinear, runnerGemmFromEnv, tensorCoreLinearUnsupported,
+  tensorCoreTileFromEnv,
 } from './linear-tensorcore.js';
 export { SGMAT_TILES, type SgmatTile } from './gemm-sgmat-tiled.wgsl.js';
 export { type MatmulCall, type MatrixOperand, dispatchMatmul, matmulKernel, matmulUnsupported, runMatmul } from './matmul.js';

@@ -5,6 +5,8 @@
 // the edges need bounds checks); the tile fixes the rest.
 //   x [rows, K] row-major (float32, converted to f16 while staged, or float16) at xOffset + r·xStride
 //   W [N, K] float16 (PyTorch Linear), y [rows, N] float32 or float16 at outOffset + r·outStride
+import { envChoice, envString } from '../../../core/env.js';
+import { UnsupportedError } from '../../../core/errors.js';
 import { defineKernel, type GpuRuntime } from '../../../engines/webgpu/runtime.js';
 import {
   TENSORCORE_GEMM_BINDINGS, TENSORCORE_GEMM_PARAMS, type TensorCoreGemmOptions, buildTensorCoreGemm, tensorCoreGemmGeometry, tensorCoreGemmProblem,
@@ -140,4 +142,20 @@ export async function queueTensorCoreLinear(runtime: GpuRuntime, call: TensorCor
 export function parseTensorCoreTile(text: string): TensorCoreTile {
   const value = JSON.parse(text) as Partial<TensorCoreTile>;
   return { ...DEFAULT_TENSORCORE_TILE, ...value, kind: 'tensorcore' };
+}
+
+/** FUSEDATTN_GEMM_TILE as a tile (undefined when unset); UnsupportedError when it is not JSON. */
+export function tensorCoreTileFromEnv(): TensorCoreTile | undefined {
+  const text = envString('FUSEDATTN_GEMM_TILE');
+  if (text === undefined) return undefined;
+  try {
+    return parseTensorCoreTile(text);
+  } catch {
+    throw new UnsupportedError('FUSEDATTN_GEMM_TILE', `FUSEDATTN_GEMM_TILE must be a JSON tile of the tensor-core GEMM, got ${text.slice(0, 80)}`);
+  }
+}
+
+/** FUSEDATTN_RUNNER_GEMM: 'tensorcore' opts the runner's f16 prefill linears in (default 'portable'). */
+export function runnerGemmFromEnv(): 'portable' | 'tensorcore' {
+  return envChoice('FUSEDATTN_RUNNER_GEMM', ['portable', 'tensorcore'] as const) ?? 'portable';
 }

@@ -3,6 +3,7 @@
 // and running one problem (one dispatch) through the GpuRuntime.
 import { nonFiniteUnsupported } from './non-finite.js';
 import type { AttentionProblem } from '../../problem.js';
+import { envString } from '../../../../core/env.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionResult } from '../../backend.js';
 import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention, scoreParamsOf } from '../attention-io.js';
@@ -168,8 +169,8 @@ function scoreHookOf(p: AttentionProblem, blockTable: boolean): SgScoreHook {
  * when it cannot run `p` here. Undefined when unset.
  */
 export function forcedConfig(p: AttentionProblem, d: TierDevice): SgMatrixConfig | undefined {
-  const text = globalThis.process?.env?.FUSEDATTN_SGMATRIX_CONFIG;
-  if (!text) return undefined;
+  const text = envString('FUSEDATTN_SGMATRIX_CONFIG');
+  if (text === undefined) return undefined;
   let config: SgMatrixConfig;
   try {
     config = { ...SG_MATRIX_CONFIGS[0], ...(JSON.parse(text) as Partial<SgMatrixConfig>) };

@@ -6,21 +6,10 @@
 // reused, and /proc/self/fd (Linux) or /dev/fd (macOS) reopens the original). FUSEDATTN_DEBUG=1
 // keeps everything. Where any step is not possible (Windows, no /proc, stderr a socket) the call
 // runs unfiltered; a failure of the call itself still comes back as its exception or null adapter.
-import { debugEnabled } from '../../core/env.js';
-
-type Fs = typeof import('node:fs');
-let fs: Fs | undefined;
-
-/** Loads node:fs once (the first Dawn call is after an `await import('webgpu')` anyway). */
-export async function prepareQuietStderr(): Promise<void> {
-  if (fs || !globalThis.process?.versions?.node) return;
-  try {
-    const specifier = 'node:fs'; // a variable, so bundlers leave it out of browser builds
-    fs = (await import(/* @vite-ignore */ specifier)) as Fs;
-  } catch {
-    fs = undefined;
-  }
-}
+// Node and Bun only (the platform's quietStderr, picked by `#platform`): node:fs is imported
+// statically here, so no browser build ever sees it.
+import { closeSync, openSync } from 'node:fs';
+import { debugEnabled } from '../env.js';
 
 function fdDir(): string | undefined {
   if (process.platform === 'linux') return '/proc/self/fd';
@@ -29,21 +18,21 @@ function fdDir(): string | undefined {
 }
 
 /** Runs `fn` (synchronous native work) with stderr silenced, unless FUSEDATTN_DEBUG is on. */
-export function withQuietStderr<T>(fn: () => T): T {
+export function quietStderr<T>(fn: () => T): T {
   const dir = fdDir();
-  if (!fs || !dir || debugEnabled()) return fn();
+  if (!dir || debugEnabled()) return fn();
   let saved: number;
   try {
-    saved = fs.openSync(`${dir}/2`, 'a');
+    saved = openSync(`${dir}/2`, 'a');
   } catch {
     return fn();
   }
   let silenced = false;
   try {
-    fs.closeSync(2);
-    const nul = fs.openSync('/dev/null', 'a');
+    closeSync(2);
+    const nul = openSync('/dev/null', 'a');
     silenced = nul === 2;
-    if (!silenced) fs.closeSync(nul); // descriptor 2 was taken meanwhile: give it back below
+    if (!silenced) closeSync(nul); // descriptor 2 was taken meanwhile: give it back below
   } catch {
     // fall through to the restore
   }
@@ -51,11 +40,11 @@ export function withQuietStderr<T>(fn: () => T): T {
     return fn();
   } finally {
     try {
-      if (silenced) fs.closeSync(2);
-      const back = fs.openSync(`${dir}/${saved}`, 'a');
-      if (back !== 2) fs.closeSync(back);
+      if (silenced) closeSync(2);
+      const back = openSync(`${dir}/${saved}`, 'a');
+      if (back !== 2) closeSync(back);
     } finally {
-      fs.closeSync(saved);
+      closeSync(saved);
     }
   }
 }
