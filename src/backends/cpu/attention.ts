@@ -48,6 +48,7 @@ export class Staging {
 
 /** Why the CPU engine cannot run this problem, or undefined. */
 export function cpuUnsupported(p: AttentionProblem): string | undefined {
+  if (p.dropout) return 'dropout is not implemented on the CPU yet';
   for (const [name, view] of [['query', p.q], ['key', p.k], ['value', p.v], ['qRope', p.qRope], ['kRope', p.kRope]] as const) {
     if (!view) continue;
     if (!view.tensor.data) return `${name} lives on the GPU`;

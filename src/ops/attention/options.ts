@@ -3,6 +3,7 @@
 //   Sq / Sk  query / key length (per sequence for TND)      T  total tokens over a TND batch
 //   Dq  query/key head dim (NoPE part for the MLA split form)   Dr  RoPE part (split form)   Dv  value head dim
 import type { Layout, TensorInput } from '../../core/tensor.js';
+import type { DropoutOptions } from './dropout/options.js';
 
 /**
  * Which diagonal `causal` masks along when Sq != Sk.
@@ -53,6 +54,13 @@ export interface AttentionOptions {
   qRope?: TensorInput;
   /** MLA split form: RoPE part of the key, same layout as k with head dim Dr. */
   kRope?: TensorInput;
+
+  /**
+   * Dropout on the attention weights (training): `{ p, seed, offset? }` or CANN's `{ keepProb, seed }`.
+   * The keep mask is Philox4x32-10 of (seed, offset, batch, head, query, key): the same on every
+   * backend and tier, forward and backward (see attentionDropoutMask). p = 0 costs nothing.
+   */
+  dropout?: DropoutOptions;
 
   /** Also return the natural-log logsumexp of the final scores, float32 [B, Nq, Sq] (TND: [Nq, T]). */
   returnLse?: boolean;

@@ -3,6 +3,7 @@
 // pre/next tokens and the MLA split form are all resolved here into strides and numbers.
 import type { Tensor, Layout } from '../../core/tensor.js';
 import type { Strides4 } from './layout.js';
+import type { DropoutSpec } from './dropout/philox.js';
 
 /** One attention input seen as [b, h, s, d] through element strides. */
 export interface StridedView {
@@ -83,6 +84,8 @@ export interface AttentionProblem {
   readonly mask: BroadcastView | undefined;
   readonly bias: BroadcastView | undefined;
   readonly alibi: AlibiView | undefined;
+  /** Dropout on the attention weights, undefined when off (p = 0). */
+  readonly dropout?: DropoutSpec;
   readonly returnLse: boolean;
 }
 

@@ -6,12 +6,13 @@ import { Tensor, type Layout, type TensorInput, toTensor } from '../../core/tens
 import { LAYOUTS, LAYOUT_LEGEND, contiguousStrides, physicalShape, rankOf } from './layout.js';
 import type { AttentionOptions } from './options.js';
 import type { AlibiView, AttentionProblem, BroadcastView, KeyWindow, StridedView } from './problem.js';
+import { resolveDropout } from './dropout/options.js';
 
 const FLOAT_TYPES = ['float32', 'float16'] as const;
 const OPTION_NAMES: ReadonlySet<string> = new Set([
   'layout', 'heads', 'kvHeads', 'cuSeqlensQ', 'cuSeqlensK', 'scale', 'softcap', 'causal', 'window',
   'preTokens', 'nextTokens', 'mask', 'bias', 'alibiSlopes', 'qRope', 'kRope', 'returnLse',
-  'checkFinite', 'backend', 'device',
+  'checkFinite', 'backend', 'device', 'dropout',
 ]);
 /** CANN's "no limit" value for preTokens / nextTokens. */
 const CANN_UNBOUNDED = 2147483647;
@@ -153,6 +154,7 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
     mask,
     bias,
     alibi,
+    dropout: resolveDropout(options.dropout),
     returnLse,
   };
   if (options.checkFinite) checkFinite(problem);
@@ -171,7 +173,8 @@ function resolveLayout(option: Layout | undefined, tensors: Tensor[]): Layout {
   return layout;
 }
 
-function checkSameLocation(tensors: ReadonlyArray<readonly [string, Tensor | undefined]>): void {
+/** Throws UnsupportedError unless every given tensor lives where the first one does (also used by the backward's validation). */
+export function checkSameLocation(tensors: ReadonlyArray<readonly [string, Tensor | undefined]>): void {
   const [firstName, first] = tensors[0] as readonly [string, Tensor];
   for (const [name, t] of tensors) {
     if (!t) continue;

@@ -47,6 +47,7 @@ type NaiveLimits = Pick<GPUSupportedLimits, 'maxStorageBufferBindingSize' | 'max
   'maxStorageBuffersPerShaderStage' | 'minStorageBufferOffsetAlignment'>;
 
 export function naiveUnsupported(p: AttentionProblem, limits: NaiveLimits): string | undefined {
+  if (p.dropout) return 'dropout is not implemented in the naive path yet';
   const s = scoreBytes(p);
   if (s > limits.maxStorageBufferBindingSize) {
     return `the Sq×Sk score buffer needs ${s} bytes but maxStorageBufferBindingSize is ${limits.maxStorageBufferBindingSize}`;

@@ -60,6 +60,7 @@ export function flashStorageBuffers(p: AttentionProblem): number {
 
 /** Why the portable tier cannot run `p` on a device with `limits`, naming the limit and the sizes. */
 export function flashUnsupported(p: AttentionProblem, limits: FlashLimits, tile?: FlashTile): string | undefined {
+  if (p.dropout) return 'dropout is not implemented in the portable tier yet';
   const buffers = flashStorageBuffers(p);
   if (buffers > limits.maxStorageBuffersPerShaderStage) {
     return `the portable kernel binds ${buffers} storage buffers for this call but maxStorageBuffersPerShaderStage is ${limits.maxStorageBuffersPerShaderStage}`;

@@ -56,6 +56,7 @@ export function sgMatrixAdapterUnsupported(d: TierDevice): string | undefined {
 
 /** Why the tier cannot run `p` (problem options the kernel does not implement, sizes), or undefined. */
 export function sgMatrixProblemUnsupported(p: AttentionProblem, d: TierDevice): string | undefined {
+  if (p.dropout) return 'dropout is not implemented in this tier yet';
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
   if (p.mask) return 'boolean masks are not implemented in this tier';
   if (p.bias) return 'additive bias tensors are not implemented in this tier';
