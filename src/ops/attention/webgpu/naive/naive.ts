@@ -10,6 +10,7 @@ import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../../../
 import { buildMatmul, type MatmulOptions } from '../../../gemm/webgpu/matmul.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
+import { dropoutParams } from '../../dropout/philox.wgsl.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS, type SoftmaxOptions, buildSoftmax } from './softmax.wgsl.js';
 
 export interface ScoresOptions {
@@ -47,7 +48,6 @@ type NaiveLimits = Pick<GPUSupportedLimits, 'maxStorageBufferBindingSize' | 'max
   'maxStorageBuffersPerShaderStage' | 'minStorageBufferOffsetAlignment'>;
 
 export function naiveUnsupported(p: AttentionProblem, limits: NaiveLimits): string | undefined {
-  if (p.dropout) return 'dropout is not implemented in the naive path yet';
   const s = scoreBytes(p);
   if (s > limits.maxStorageBufferBindingSize) {
     return `the Sq×Sk score buffer needs ${s} bytes but maxStorageBufferBindingSize is ${limits.maxStorageBufferBindingSize}`;
@@ -70,7 +70,7 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
     matmul: { a: p.dtype, b: p.dtype, out: 'float32', transposeB: true, splitK: rope, ragged: true },
     score,
   });
-  const softmaxPipeline = runtime.pipeline(softmaxKernel, { returnLse: p.returnLse });
+  const softmaxPipeline = runtime.pipeline(softmaxKernel, { returnLse: p.returnLse, dropout: p.dropout !== undefined });
   const pvOptions: MatmulOptions = { a: 'float32', b: p.dtype, out: p.dtype, transposeB: false, splitK: false, ragged: true };
   const pvPipeline = runtime.pipeline(pvKernel, pvOptions);
   const pipelines = await Promise.all([scoresPipeline, softmaxPipeline, pvPipeline]);
@@ -125,6 +125,7 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
           [SOFTMAX_BINDINGS.scores]: scores,
         };
         if (io.lse) softmaxEntries[SOFTMAX_BINDINGS.lse] = io.lse;
+        if (p.dropout) softmaxEntries[SOFTMAX_BINDINGS.dropout] = runtime.uniform(dropoutParams(p.dropout, p.headsQ), 'dropout params');
         runtime.dispatch({
           label: 'naive-softmax',
           pipeline: pipelines[1],

@@ -3,9 +3,12 @@
 // One workgroup of 64 threads per (query i, head h, sequence b).
 import { NEG_INF_FN, NO_SCORE, readBinding } from '../../../../engines/webgpu/wgsl.js';
 import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
+import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 
 export interface SoftmaxOptions {
   returnLse: boolean;
+  /** Multiply P by the dropout keep factors (0 or 1 / keepProb) after normalizing. */
+  dropout?: boolean;
 }
 
 export const SOFTMAX_PARAMS = new UniformLayout('SoftmaxParams', {
@@ -15,7 +18,7 @@ export const SOFTMAX_PARAMS = new UniformLayout('SoftmaxParams', {
   batch: 'u32',
 });
 
-export const SOFTMAX_BINDINGS = { params: 0, meta: 1, scores: 2, lse: 3 } as const;
+export const SOFTMAX_BINDINGS = { params: 0, meta: 1, scores: 2, lse: 3, dropout: 4 } as const;
 
 export function buildSoftmax(o: SoftmaxOptions): string {
   const B = SOFTMAX_BINDINGS;
@@ -26,6 +29,7 @@ ${SOFTMAX_PARAMS.wgsl()}
 ${readBinding(B.meta, 'seq_meta', 'u32')}
 @group(0) @binding(${B.scores}) var<storage, read_write> s_buf: array<f32>;
 ${o.returnLse ? `@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;\n${NEG_INF_FN}` : ''}
+${o.dropout ? dropoutDeclarations(0, B.dropout) : ''}
 
 const NO_SCORE: f32 = ${NO_SCORE};
 const THREADS: u32 = 64u;
@@ -68,7 +72,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let inv = select(0.0, 1.0 / total, total > 0.0);
   for (var j = lid; j < sk; j += THREADS) {
     let x = s_buf[base + j];
-    s_buf[base + j] = select(0.0, exp(x - row_max) * inv, x > NO_SCORE);
+    s_buf[base + j] = select(0.0, exp(x - row_max) * inv, x > NO_SCORE)${o.dropout ? ' * dropout_factor(dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, j >> 3u), j & 7u, dp.threshold, dp.scale)' : ''};
   }
 ${o.returnLse ? `  if (lid == 0u) {
     let start_q = seq_meta[b];

@@ -5,6 +5,7 @@ import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { elementBaseOf } from '../../../../engines/webgpu/operands.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
+import { dropoutParams } from '../../dropout/philox.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildFlash, checkTile, flashWorkgroupBytes } from './flash.wgsl.js';
 
@@ -60,7 +61,6 @@ export function flashStorageBuffers(p: AttentionProblem): number {
 
 /** Why the portable tier cannot run `p` on a device with `limits`, naming the limit and the sizes. */
 export function flashUnsupported(p: AttentionProblem, limits: FlashLimits, tile?: FlashTile): string | undefined {
-  if (p.dropout) return 'dropout is not implemented in the portable tier yet';
   const buffers = flashStorageBuffers(p);
   if (buffers > limits.maxStorageBuffersPerShaderStage) {
     return `the portable kernel binds ${buffers} storage buffers for this call but maxStorageBuffersPerShaderStage is ${limits.maxStorageBuffersPerShaderStage}`;
@@ -123,6 +123,7 @@ export function flashOptionsOf(p: AttentionProblem, tile: FlashTile, offsetAlign
     tile,
     returnLse: p.returnLse,
     quadLoads: quadLoadsFit(p, offsetAlignment),
+    dropout: p.dropout !== undefined,
   };
 }
 
@@ -164,6 +165,7 @@ export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: Fl
     if (io.mask) entries[B.mask] = io.mask.binding;
     if (io.bias) entries[B.bias] = io.bias.binding;
     if (io.lse) entries[B.lse] = io.lse;
+    if (p.dropout) entries[B.dropout] = runtime.uniform(dropoutParams(p.dropout, p.headsQ), 'dropout params');
     // float16 output with odd Dv is OR-ed in atomically: it must start from zero
     if (p.dtype === 'float16' && p.dimV % 2 === 1) runtime.clear(io.out);
     if (p.seqQ > 0) {

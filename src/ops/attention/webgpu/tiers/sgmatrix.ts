@@ -56,7 +56,6 @@ export function sgMatrixAdapterUnsupported(d: TierDevice): string | undefined {
 
 /** Why the tier cannot run `p` (problem options the kernel does not implement, sizes), or undefined. */
 export function sgMatrixProblemUnsupported(p: AttentionProblem, d: TierDevice): string | undefined {
-  if (p.dropout) return 'dropout is not implemented in this tier yet';
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
   if (p.mask) return 'boolean masks are not implemented in this tier';
   if (p.bias) return 'additive bias tensors are not implemented in this tier';
@@ -106,6 +105,7 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
     prefetch: config.prefetch,
     // measured on the H200 (docs/GPU-NOTES.md, run 5): the rolled loops were ~20% faster here
     unrolled: false,
+    dropout: p.dropout !== undefined,
   };
   if (o.prefetch && sgMatrixOptionsProblem(o) !== undefined) o.prefetch = false;
   return o;

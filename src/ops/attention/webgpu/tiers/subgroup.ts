@@ -35,11 +35,11 @@ export function subgroupOptionsOf(p: AttentionProblem, d: SubgroupDevice): Subgr
     softcap: p.softcap > 0,
     alibi: p.alibi !== undefined,
     returnLse: p.returnLse,
+    dropout: p.dropout !== undefined,
   };
 }
 
 export function subgroupProblemUnsupported(p: AttentionProblem, d: SubgroupDevice): string | undefined {
-  if (p.dropout) return 'dropout is not implemented in this tier yet';
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
   if (p.mask) return 'boolean masks are not implemented in this tier';
   if (p.bias) return 'additive bias tensors are not implemented in this tier';
