@@ -7,7 +7,7 @@ import { buildBlockAttention, buildBlockCombine, BLOCK_ATTENTION_ROWS_TILES, BLO
 import { SGMAT_TILE, buildSgmatGemm } from '../dist/ops/gemm/webgpu/gemm-sgmat.wgsl.js';
 import { buildBiasAdd, buildCopy4d, buildRopeBnsd, buildScaleMask, buildSoftmaxRows } from '../dist/block/webgpu/unfused.wgsl.js';
 import { SGMAT_TILES, buildSgmatTiledGemm, sgmatTileProblem, tileGeometry } from '../dist/ops/gemm/webgpu/gemm-sgmat-tiled.wgsl.js';
-import { sgMatrixBlockOptions } from '../dist/block/webgpu/flash-block.js';
+import { sgMatrixBlockOptions } from '../dist/ops/attention/webgpu/packed-qkv.js';
 import { buildFlashSgMatrix, sgMatrixWorkgroupBytes } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
 import { SG_MATRIX_CONFIGS } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
 import { buildFlash } from '../dist/ops/attention/webgpu/portable/flash.wgsl.js';

@@ -4,12 +4,12 @@
 // agree, spot-checks rows against the float64 reference, and prints time, peak intermediate
 // memory and kernel launches of each. The length is scaled to the machine (see demo-size.ts).
 import { Command, Option } from 'commander';
-import { attention, naiveAttention } from '../ops/attention/api.js';
-import type { BackendChoice, BackendName } from '../ops/attention/options.js';
-import { visiblePairs } from '../ops/attention/problem.js';
-import { validateAttention } from '../ops/attention/validate.js';
-import type { AttentionResult } from '../ops/attention/backend.js';
-import { listBackends } from '../ops/attention/registry.js';
+import { attention, naiveAttention } from '../ops/attention/index.js';
+import type { BackendChoice, BackendName } from '../ops/attention/index.js';
+import { visiblePairs } from '../ops/attention/index.js';
+import { validateAttention } from '../ops/attention/index.js';
+import type { AttentionResult } from '../ops/attention/index.js';
+import { listBackends } from '../ops/attention/index.js';
 import { FusedAttnError, ValueError } from '../core/errors.js';
 import { compare } from '../testing/compare.js';
 import { DemoRunner, median } from './demo-runner.js';

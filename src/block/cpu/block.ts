@@ -7,10 +7,9 @@
 //           o-gemm            one pool job (+ bo prefilled into the output)
 // The CPU flash kernel has no RoPE stage, so RoPE is the one extra pass (no copies, no transposes).
 // unfused:  the HF eager sequence, each step a pool job or a whole-tensor pass (see unfusedCpu).
-import { cpuEngine } from '../../backends/cpu/index.js';
-import { runFlash } from '../../backends/cpu/attention.js';
-import { cpuMatmul } from '../../backends/cpu/matmul.js';
-import type { CpuEngine } from '../../backends/cpu/engine.js';
+import { type OpsCpuEngine as CpuEngine, cpuEngine } from '../../ops/cpu-engine.js';
+import { runFlash } from '../../ops/attention/cpu/index.js';
+import { cpuMatmul } from '../../ops/gemm/cpu/index.js';
 import { Tensor } from '../../core/tensor.js';
 import type { BlockDims, BlockSpec } from '../config.js';
 import { asFloat32, packBias, packQkv } from '../pack.js';

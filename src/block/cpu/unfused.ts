@@ -3,8 +3,8 @@
 //   q/k/v projections + bias adds -> transposes to [B, N, S, D] -> RoPE on q, k -> cache append and
 //   gather -> repeat-KV -> scores = q kᵀ -> scale + causal mask -> softmax -> P v -> transpose back
 //   -> O projection (+ bias).
-import { cpuEngine } from '../../backends/cpu/index.js';
-import { cpuMatmul } from '../../backends/cpu/matmul.js';
+import { cpuEngine } from '../../ops/cpu-engine.js';
+import { cpuMatmul } from '../../ops/gemm/cpu/index.js';
 import { Tensor } from '../../core/tensor.js';
 import { ropeTable } from '../rope.js';
 import type { BlockCall } from '../shape.js';

@@ -23,10 +23,10 @@ import {
   BLOCK_ATTENTION_ROWS_TILES,
 } from './attention.wgsl.js';
 import { flatGrid } from './unfused.wgsl.js';
-import { type GemmChoice, type GemmTier, type GpuLinear, type SgmatKernelChoice, chooseGemm, linearPipeline, queueLinear, tiledLinearFits } from '../../ops/gemm/webgpu/gemm.js';
-import { SGMAT_TILES } from '../../ops/gemm/webgpu/gemm-sgmat-tiled.wgsl.js';
-import type { SgMatrixConfig } from '../../ops/attention/webgpu/tiers/sgmatrix.js';
-import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from './flash-block.js';
+import { type GemmChoice, type GemmTier, type GpuLinear, type SgmatKernelChoice, chooseGemm, linearPipeline, queueLinear, tiledLinearFits } from '../../ops/gemm/webgpu/index.js';
+import { SGMAT_TILES } from '../../ops/gemm/webgpu/index.js';
+import type { SgMatrixConfig } from '../../ops/attention/webgpu/index.js';
+import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from '../../ops/attention/webgpu/index.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';
 import { type BlockDecodeFusion, blockDecodePlan, queueBlockDecode } from './decode.js';

@@ -11,11 +11,11 @@
 // GEMV_MAX_ROWS sequences, cache bindings at offsets not a multiple of 4 floats, x at an offset),
 // queueBlockDecode returns false and the block's own kernel runs.
 import type { GpuRuntime } from '../../engines/webgpu/runtime.js';
-import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/gemv.js';
-import { type FlashDecodePlan, flashDecodePlan, queueFlashDecode } from '../../ops/decode/webgpu/flash-decode.js';
+import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/index.js';
+import { type FlashDecodePlan, flashDecodePlan, queueFlashDecode } from '../../ops/decode/webgpu/index.js';
 import type { BlockDims } from '../config.js';
 import type { BlockGeometry } from '../shape.js';
-import type { GpuLinear } from '../../ops/gemm/webgpu/gemm.js';
+import type { GpuLinear } from '../../ops/gemm/webgpu/index.js';
 import type { BoundCall } from './io.js';
 
 export interface BlockDecodeTables {

@@ -3,13 +3,13 @@
 // a whole forward pass goes to the GPU as one submission when the logits are read back (plus one
 // per layer where the library's attention() is used for prefill, which flushes).
 import { UnsupportedError } from '../../core/errors.js';
-import { runMatmul } from '../../ops/gemm/webgpu/matmul.js';
+import { runMatmul } from '../../ops/gemm/webgpu/index.js';
 import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
 import { Scope } from '../../scope/scope.js';
 import type { Activations, DecoderOps, KvCache, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';
-import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/gemv.js';
+import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/index.js';
 import { TOPK_MAX, TOPK_PARAMS, buildTopK } from './topk.wgsl.js';
 import {
   ELEMENTWISE_PARAMS, ELEMENTWISE_WORKGROUP, EMBED_PARAMS, RMSNORM_PARAMS, type WeightDType,

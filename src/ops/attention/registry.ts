@@ -6,7 +6,7 @@ import type { AttentionProblem } from './problem.js';
 import type { AttentionBackend, RunContext } from './backend.js';
 
 const loaders: Record<BackendName, () => Promise<AttentionBackend>> = {
-  cpu: async () => (await import('../../backends/cpu/index.js')).cpuBackend,
+  cpu: async () => (await import('./cpu/index.js')).cpuBackend,
   webgpu: async () => (await import('./webgpu/index.js')).webgpuBackend,
 };
 
@@ -56,10 +56,10 @@ export interface BackendInfo {
 
 /** Which backends this process can use, for `fusedattn info` and the tests. */
 export async function listBackends(): Promise<BackendInfo[]> {
-  const cpu = await import('../../backends/cpu/index.js');
+  const cpu = await import('../cpu-engine.js');
   const gpu = await import('../../engines/webgpu/device.js');
   return [
-    { name: 'cpu', available: true, detail: cpu.describeCpu() },
+    { name: 'cpu', available: true, detail: await cpu.describeCpu() },
     { name: 'webgpu', ...(await gpu.describeAdapter()) },
   ];
 }

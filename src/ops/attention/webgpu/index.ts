@@ -41,3 +41,12 @@ export const webgpuBackend: AttentionBackend = {
 };
 
 export { getRuntime, GpuRuntime } from '../../../engines/webgpu/runtime.js';
+
+// for composites: attention straight from packed QKV rows (the fused block's prefill), the
+// tensor-core tier's configurations, autotuning
+export {
+  type BlockFlashTier, type BlockFlashCall, type PackedQkvDims, type PackedQkvGeometry,
+  blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice,
+} from './packed-qkv.js';
+export type { SgMatrixConfig } from './tiers/sgmatrix.js';
+export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './tiers/tune-api.js';

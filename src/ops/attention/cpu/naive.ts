@@ -5,7 +5,8 @@
 // Heads are processed in groups whose S buffers fit a memory budget, three pool jobs per group;
 // the S buffers of one group are the call's intermediate memory.
 import type { StagedOperand, StagedProblem } from './flash.js';
-import type { Kernels } from './kernels.js';
+import type { GemmKernels } from '../../gemm/cpu/kernels.js';
+import type { AttentionKernels } from './kernels.js';
 import { modifyScores } from './scores.js';
 
 /** Rows of S per task. */
@@ -83,7 +84,7 @@ function block(p: NaiveParams, t: number): Block {
   };
 }
 
-export function naiveScoresTask(kernels: Kernels, _buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
+export function naiveScoresTask(kernels: AttentionKernels & GemmKernels, _buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
   const k = block(p, t);
   kernels.gemm_nt(
     k.row(p.q, k.h, k.i0, p.seqStartsQ), p.q.ss, k.row(p.k, k.hk, 0, p.seqStartsK), p.k.ss, p.dimQK,
@@ -92,7 +93,7 @@ export function naiveScoresTask(kernels: Kernels, _buffer: () => ArrayBufferLike
   );
 }
 
-export function naiveSoftmaxTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
+export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
   const k = block(p, t);
   const s = k.sAddr + k.i0 * k.lds;
   modifyScores(buffer(), p, { s, lds: k.lds, rows: k.rows, cols: k.sk, b: k.b, h: k.h, i0: k.i0, j0: 0, sq: k.sq, sk: k.sk }, true);
@@ -113,7 +114,7 @@ export function naiveSoftmaxTask(kernels: Kernels, buffer: () => ArrayBufferLike
   }
 }
 
-export function naivePvTask(kernels: Kernels, _buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
+export function naivePvTask(kernels: AttentionKernels & GemmKernels, _buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
   const k = block(p, t);
   kernels.gemm_nn(k.sAddr + k.i0 * k.lds, k.lds, k.row(p.v, k.hk, 0, p.seqStartsK), p.v.ss, k.sk, k.row(p.out, k.h, k.i0, p.seqStartsQ), p.out.ss, k.rows, p.dimV, 0, 0);
 }

@@ -1,30 +1,51 @@
-// The fused block's attention on the library's flash tiers (prefill): the tensor-core kernel
-// (tiers/flash-sgmatrix-wgsl.ts) on a float16 packed QKV buffer where the block's GEMMs run on
-// subgroup matrices, else the portable f32 kernel (portable/flash.wgsl.ts) on a float32 one; both
-// through their internal "block source" option: Q/K/V read from the packed rows by stride, RoPE
-// applied while staging, the KV cache read below `start` and appended (FlashAttention's
-// flash_attn_with_kvcache). One dispatch; the block's own kernel (attention.wgsl.ts) keeps decode.
-import type { Operand } from '../../engines/webgpu/operands.js';
-import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
-import { SCORE_PARAMS, windowParams } from '../../ops/attention/webgpu/score.wgsl.js';
-import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, buildFlash } from '../../ops/attention/webgpu/portable/flash.wgsl.js';
-import { tileForDims } from '../../ops/attention/webgpu/portable/flash.js';
-import { PORTABLE_BLOCK_BINDINGS } from '../../ops/attention/webgpu/portable/flash-block.wgsl.js';
-import { FLASH_BLOCK_BINDINGS, FLASH_BLOCK_PARAMS } from '../../ops/attention/webgpu/tiers/flash-block-source.js';
-import { UNBOUNDED, packParamFields } from '../../ops/attention/webgpu/tiers/flash-params.js';
-import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from '../../ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
-import { SG_MATRIX_CONFIGS, type SgMatrixConfig, sgMatrixAdapterUnsupported } from '../../ops/attention/webgpu/tiers/sgmatrix.js';
-import type { BlockDims } from '../config.js';
-import type { BlockGeometry } from '../shape.js';
+// Attention straight from packed QKV rows (the output of one [Wq; Wk; Wv] GEMM) on the flash tiers:
+// the tensor-core kernel (tiers/flash-sgmatrix-wgsl.ts) on a float16 packed buffer, else the
+// portable f32 kernel (portable/flash.wgsl.ts) on a float32 one; both through their "block source"
+// option: Q/K/V read from the packed rows by stride, RoPE applied while staging, a KV cache read
+// below `start` and appended (FlashAttention's flash_attn_with_kvcache). One dispatch, causal
+// (bottom-right). The fused attention block's prefill runs on it (src/block/webgpu/block.ts).
+//
+//   qkv   [rows, W], row r = b*rowStrideB + s*rowStrideS, columns Q (Nq D) | K (Nkv D) | V (Nkv D)
+//   out   [rows, Nq D], same row order
+import type { Operand } from '../../../engines/webgpu/operands.js';
+import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
+import { SCORE_PARAMS, windowParams } from './score.wgsl.js';
+import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, buildFlash } from './portable/flash.wgsl.js';
+import { tileForDims } from './portable/flash.js';
+import { PORTABLE_BLOCK_BINDINGS } from './portable/flash-block.wgsl.js';
+import { FLASH_BLOCK_BINDINGS, FLASH_BLOCK_PARAMS } from './tiers/flash-block-source.js';
+import { UNBOUNDED, packParamFields } from './tiers/flash-params.js';
+import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from './tiers/flash-sgmatrix-wgsl.js';
+import { SG_MATRIX_CONFIGS, type SgMatrixConfig, sgMatrixAdapterUnsupported } from './tiers/sgmatrix.js';
 
 /** 'sgmatrix': float16 QKV and output; 'portable': float32. */
 export type BlockFlashTier = 'sgmatrix' | 'portable';
+
+/** The heads of the packed rows (the fused block's PackedQkvDims satisfies it). */
+export interface PackedQkvDims {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** heads / kvHeads. */
+  group: number;
+  scale: number;
+}
+
+/** Where the rows of a call are (the fused block's BlockGeometry satisfies it). */
+export interface PackedQkvGeometry {
+  batch: number;
+  /** New tokens per sequence. */
+  seq: number;
+  /** Row index of (b, s) = b * rowStrideB + s * rowStrideS. */
+  rowStrideB: number;
+  rowStrideS: number;
+}
 
 const sgMatrixBlockKernel = defineKernel<SgMatrixKernelOptions>('flash-sgmatrix-block', buildFlashSgMatrix);
 const portableBlockKernel = defineKernel<FlashOptions>('flash-portable-block', buildFlash);
 
 export interface BlockFlashCall {
-  geometry: BlockGeometry;
+  geometry: PackedQkvGeometry;
   /** Packed rows [rows, W]: float16 for 'sgmatrix', float32 for 'portable'. */
   qkv: GPUBuffer;
   /** [rows, Nq D], same dtype as qkv. */
@@ -37,7 +58,7 @@ export interface BlockFlashCall {
 }
 
 /** Kernel options of the tensor-core kernel for the block, or why it cannot take these dims. */
-export function sgMatrixBlockOptions(dims: BlockDims, cache: boolean, config: SgMatrixConfig): SgMatrixKernelOptions | string {
+export function sgMatrixBlockOptions(dims: PackedQkvDims, cache: boolean, config: SgMatrixConfig): SgMatrixKernelOptions | string {
   let headsPerTile = Math.min(config.headsPerTile, dims.group, config.subgroups);
   while (dims.group % headsPerTile !== 0 || config.subgroups % headsPerTile !== 0) headsPerTile--;
   const o: SgMatrixKernelOptions = {
@@ -55,7 +76,7 @@ export function sgMatrixBlockOptions(dims: BlockDims, cache: boolean, config: Sg
  * Why the tensor-core tier cannot run the block's attention on this runtime (undefined: it can),
  * with the configuration it would use.
  */
-export function sgMatrixBlockChoice(runtime: GpuRuntime, dims: BlockDims, cache: boolean, cacheOffsets: readonly number[], preferred?: SgMatrixConfig): { config: SgMatrixConfig; options: SgMatrixKernelOptions } | string {
+export function sgMatrixBlockChoice(runtime: GpuRuntime, dims: PackedQkvDims, cache: boolean, cacheOffsets: readonly number[], preferred?: SgMatrixConfig): { config: SgMatrixConfig; options: SgMatrixKernelOptions } | string {
   const adapter = sgMatrixAdapterUnsupported(runtime);
   if (adapter) return adapter;
   if (dims.headDim % 16 !== 0 || dims.headDim > 256) return `the block source needs a head dim that is a multiple of 16 up to 256, got ${dims.headDim}`;
@@ -69,7 +90,7 @@ export function sgMatrixBlockChoice(runtime: GpuRuntime, dims: BlockDims, cache:
   return why;
 }
 
-function portableBlockOptions(runtime: GpuRuntime, dims: BlockDims, cache: boolean, cacheOffsets: readonly number[]): FlashOptions | undefined {
+function portableBlockOptions(runtime: GpuRuntime, dims: PackedQkvDims, cache: boolean, cacheOffsets: readonly number[]): FlashOptions | undefined {
   const D = dims.headDim;
   const tile = tileForDims({ dimQK: D, dimRope: 0, dimV: D }, runtime.limits);
   if (!tile) return undefined;
@@ -83,14 +104,14 @@ function portableBlockOptions(runtime: GpuRuntime, dims: BlockDims, cache: boole
 }
 
 /** Why the portable tier cannot run the block's attention (undefined: it can). */
-export function portableBlockUnsupported(runtime: GpuRuntime, dims: BlockDims): string | undefined {
+export function portableBlockUnsupported(runtime: GpuRuntime, dims: PackedQkvDims): string | undefined {
   if (!portableBlockOptions(runtime, dims, false, [])) return `head dim ${dims.headDim} does not fit the portable flash kernel's smallest tile in ${runtime.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory`;
   if (runtime.limits.maxStorageBuffersPerShaderStage < 6) return 'the portable flash kernel binds 6 storage buffers with a cache';
   return undefined;
 }
 
 /** Compiles the pipeline `tier` would use (so a first call inside a scope does not compile). */
-export async function blockFlashPipeline(runtime: GpuRuntime, dims: BlockDims, tier: BlockFlashTier, cache: boolean, config?: SgMatrixConfig): Promise<void> {
+export async function blockFlashPipeline(runtime: GpuRuntime, dims: PackedQkvDims, tier: BlockFlashTier, cache: boolean, config?: SgMatrixConfig): Promise<void> {
   if (tier === 'sgmatrix') {
     const choice = sgMatrixBlockChoice(runtime, dims, cache, [0, 0], config);
     if (typeof choice !== 'string') await runtime.pipeline(sgMatrixBlockKernel, choice.options);
@@ -101,7 +122,7 @@ export async function blockFlashPipeline(runtime: GpuRuntime, dims: BlockDims, t
 }
 
 /** Queues the block's attention (one dispatch) on `tier`. */
-export async function queueBlockFlash(runtime: GpuRuntime, dims: BlockDims, tier: BlockFlashTier, call: BlockFlashCall, config?: SgMatrixConfig): Promise<void> {
+export async function queueBlockFlash(runtime: GpuRuntime, dims: PackedQkvDims, tier: BlockFlashTier, call: BlockFlashCall, config?: SgMatrixConfig): Promise<void> {
   const g = call.geometry;
   const { heads: Nq, kvHeads: Nkv, headDim: D, group } = dims;
   const qd = Nq * D;

@@ -3,8 +3,9 @@
 // compiled kernel module on the same shared memory once, at start. A job is posted to as many
 // workers as it has tasks (up to all); each claims tasks from the job's shared counter and answers
 // 'done'. Several jobs may be in flight: a worker takes them in the order they were posted.
-import type { CompiledKernels, TileGeometry } from './kernels.js';
+// The pool knows no op: the worker script it starts (`url`) serves one program (program.ts).
 import type { Job } from './jobs.js';
+import type { CompiledProgram } from './program.js';
 import { type WorkerHandle, startWorker } from './platform.js';
 
 interface Pending {
@@ -18,10 +19,10 @@ export interface InitMessage {
   type: 'init';
   worker: number;
   memory: WebAssembly.Memory;
-  /** Absent: the worker uses the scalar JavaScript kernels. */
-  module: WebAssembly.Module | undefined;
-  kind: CompiledKernels['kind'];
-  tiles: TileGeometry;
+  /** Absent: the worker uses the program's scalar JavaScript kernels. */
+  compiled: CompiledProgram | undefined;
+  /** The program's build options (what the scalar kernels need to match the compiled ones). */
+  tuning: unknown;
 }
 
 export interface JobMessage {
@@ -51,8 +52,7 @@ export class WorkerPool {
     this.busyMsByWorker = new Array<number>(workers.length).fill(0);
   }
 
-  static async start(threads: number, memory: WebAssembly.Memory, compiled: CompiledKernels | undefined, tiles: TileGeometry): Promise<WorkerPool> {
-    const url = new URL('./worker.js', import.meta.url);
+  static async start(threads: number, url: URL, memory: WebAssembly.Memory, compiled: CompiledProgram | undefined, tuning: unknown): Promise<WorkerPool> {
     const workers = await Promise.all(Array.from({ length: threads }, () => startWorker(url)));
     const pool = new WorkerPool(workers);
     await Promise.all(workers.map((w, index) => new Promise<void>((resolve, reject) => {
@@ -65,7 +65,7 @@ export class WorkerPool {
         if (reply.type === 'ready') resolve();
         else pool.onDone(reply);
       });
-      const init: InitMessage = { type: 'init', worker: index, memory, module: compiled?.module, kind: compiled?.kind ?? 'scalar', tiles };
+      const init: InitMessage = { type: 'init', worker: index, memory, compiled, tuning };
       w.post(init);
     })));
     // unref after the listeners exist: adding a 'message' listener refs the worker's port again

@@ -1,50 +1,18 @@
 // attention() on the CPU engine: stage the inputs once into the shared memory (float16 converted
 // to float32 on the way; every layout kept as is and read through its strides), run the fused
 // job (or the naive three jobs), and copy the output out in q's layout and dtype.
-import { floatsToHalf, halfToFloats } from '../../core/dtype.js';
-import { Tensor, numel } from '../../core/tensor.js';
-import { type AttentionProblem, type BroadcastView, type StridedView, visiblePairs } from '../../ops/attention/problem.js';
-import type { AttentionResult } from '../../ops/attention/backend.js';
-import type { CpuEngine } from './engine.js';
+import { floatsToHalf } from '../../../core/dtype.js';
+import { Tensor, numel } from '../../../core/tensor.js';
+import { type AttentionProblem, type BroadcastView, type StridedView, visiblePairs } from '../problem.js';
+import type { AttentionResult } from '../backend.js';
+import { Staging } from '../../../engines/cpu/staging.js';
+import type { OpsCpuEngine as CpuEngine } from '../../cpu-engine.js';
 import { type FlashParams, PACK_KEYS, type StagedOperand, type StagedProblem, flashScratch, flashTasks, panelBytes } from './flash.js';
 import { NAIVE_SCRATCH_BYTES, type NaiveParams, naiveBlocks, naiveGroups, sBufferStride } from './naive.js';
 import type { BroadcastOperand, ScoreOptions } from './scores.js';
 
 /** Largest S buffer group of the naive path (the rest of the heads wait for the next group). */
 export const NAIVE_BUDGET_BYTES = 256 * 2 ** 20;
-
-/** Regions of one call in the engine's arena, released together. */
-export class Staging {
-  private readonly regions: number[] = [];
-  constructor(private readonly engine: CpuEngine) {}
-
-  allocate(bytes: number): number {
-    const addr = this.engine.arena.allocate(bytes);
-    this.regions.push(addr);
-    return addr;
-  }
-
-  /** Copies a float tensor (float32, or float16 converted) and returns its byte address. */
-  floats(t: Tensor): number {
-    const n = t.size;
-    const addr = this.allocate(4 * n);
-    const dst = new Float32Array(this.engine.arena.memory.buffer, addr, n);
-    if (t.dtype === 'float16') halfToFloats(t.data as Uint16Array, dst);
-    else dst.set(t.data as Float32Array);
-    return addr;
-  }
-
-  bytes(t: Tensor): number {
-    const addr = this.allocate(t.size);
-    new Uint8Array(this.engine.arena.memory.buffer, addr, t.size).set(t.data as Uint8Array);
-    return addr;
-  }
-
-  release(): void {
-    for (const addr of this.regions) this.engine.arena.release(addr);
-    this.regions.length = 0;
-  }
-}
 
 /** Why the CPU engine cannot run this problem, or undefined. */
 export function cpuUnsupported(p: AttentionProblem): string | undefined {
@@ -130,7 +98,7 @@ function flops(p: AttentionProblem, pairs = visiblePairs(p)): number {
 
 /** The fused forward. */
 export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<AttentionResult> {
-  const st = new Staging(engine);
+  const st = new Staging(engine.arena);
   try {
     const staged = stage(engine, st, p);
     const tiles = engine.kernels.tiles;
@@ -176,7 +144,7 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
 
 /** The unfused three-step path: S materialised per head group, softmax, P·V. */
 export async function runNaive(engine: CpuEngine, p: AttentionProblem, budget = NAIVE_BUDGET_BYTES): Promise<AttentionResult> {
-  const st = new Staging(engine);
+  const st = new Staging(engine.arena);
   try {
     const staged = stage(engine, st, p);
     let launches = 0;

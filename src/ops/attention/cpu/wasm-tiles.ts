@@ -13,7 +13,8 @@
 //   qk_tile   S[BR×BC] = alpha·Qpanel·Kpanelᵀ      4·QR accumulators, reduced to 4 keys per row
 //   pv_tile   O = alpha_r·O + P[rows×keys]·Vpanel   PR rows × PV vectors of O in registers
 // BR and BC are module constants (the S tile's row stride is 4·BC bytes).
-import { type Expr, type FunctionBuilder, type ModuleBuilder, f32x4, i32, v128 } from './encoder.js';
+import { type Expr, type FunctionBuilder, type ModuleBuilder, f32x4, i32, v128 } from '../../../engines/cpu/wasm/encoder.js';
+import { madd } from '../../../engines/cpu/wasm/simd.js';
 
 export interface TileOptions {
   /** Query rows per task (S tile rows) and keys per tile (S tile columns); multiples of 4. */
@@ -42,10 +43,6 @@ export function addTileKernels(m: ModuleBuilder, o: TileOptions): void {
   m.func('pack_v', sig(TILE_SIGNATURES.pack_v), undefined, (f) => packV(f, o));
   m.func('qk_tile', sig(TILE_SIGNATURES.qk_tile, ['alpha']), undefined, (f) => qkTile(f, o));
   m.func('pv_tile', sig(TILE_SIGNATURES.pv_tile), undefined, (f) => pvTile(f, o));
-}
-
-function madd(o: TileOptions, a: Expr, b: Expr, acc: Expr): Expr {
-  return o.relaxed ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b));
 }
 
 /**

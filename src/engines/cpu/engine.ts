@@ -1,21 +1,22 @@
-// The CPU engine: the staging memory (Arena), the kernels (WASM SIMD, relaxed SIMD or scalar JS),
-// and where jobs run: the worker pool, or the main thread for tiny jobs and for the
+// The CPU engine: the staging memory (Arena), a program's kernels (WASM SIMD, relaxed SIMD or
+// scalar JS), and where jobs run: the worker pool, or the main thread for tiny jobs and for the
 // single-threaded fallback (no SharedArrayBuffer: a browser page without cross-origin isolation).
+// It knows no op: the program (program.ts) brings the kernels and the tasks, and the worker script
+// that serves it.
 import { UnsupportedError } from '../../core/errors.js';
 import { Arena, formatBytes } from './arena.js';
-import { type CompiledKernels, type KernelKind, type Kernels, compileKernels, instantiateKernels, scalarKernels, tileGeometry } from './kernels.js';
-import type { DEFAULT_KERNEL_OPTIONS } from './wasm/kernels.js';
-import { type Job, type JobKind, type JobParamsOf, runJobTasks } from './jobs.js';
+import { type Job, runJobTasks } from './jobs.js';
 import { WorkerPool } from './pool.js';
+import type { CompiledProgram, CpuProgram, KernelKind, KernelSet, Task } from './program.js';
 import { envVar, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
 
-export interface CpuEngineOptions {
+export interface CpuEngineOptions<T = unknown> {
   /** Worker threads; 0 runs everything on the calling thread. Default: the machine's cores. */
   threads?: number;
   /** Kernel implementation. Default 'auto': relaxed SIMD if validated, else SIMD, else scalar. */
   kernels?: 'auto' | 'wasm-simd' | 'scalar';
-  /** Kernel register blocking and tile sizes (benchmarks; defaults in wasm/kernels.ts). */
-  tuning?: Partial<typeof DEFAULT_KERNEL_OPTIONS>;
+  /** The program's build options (benchmarks: register blocking and tile sizes). */
+  tuning?: Partial<T>;
   /** Jobs estimated below this many flops run on the calling thread (no message round trip). */
   inlineFlops?: number;
 }
@@ -30,22 +31,18 @@ export interface CpuDescription {
   singleThreadedReason?: string;
 }
 
-export class CpuEngine {
-  readonly arena: Arena;
-  readonly kernels: Kernels;
-  readonly pool: WorkerPool | undefined;
-  readonly description: CpuDescription;
-  private readonly inlineFlops: number;
+export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Record<string, unknown>> {
+  private constructor(
+    readonly arena: Arena,
+    readonly kernels: K,
+    private readonly tasks: { readonly [N in keyof J]: Task<K, J[N]> },
+    readonly pool: WorkerPool | undefined,
+    readonly description: CpuDescription,
+    private readonly inlineFlops: number,
+  ) {}
 
-  private constructor(arena: Arena, kernels: Kernels, pool: WorkerPool | undefined, description: CpuDescription, inlineFlops: number) {
-    this.arena = arena;
-    this.kernels = kernels;
-    this.pool = pool;
-    this.description = description;
-    this.inlineFlops = inlineFlops;
-  }
-
-  static async create(options: CpuEngineOptions = {}): Promise<CpuEngine> {
+  /** Starts an engine running `program`, whose worker script is at `workerUrl`. */
+  static async create<K extends KernelSet, J extends object, T>(program: CpuProgram<K, J, T>, workerUrl: URL, options: CpuEngineOptions<T> = {}): Promise<CpuEngine<K, J>> {
     const shared = sharedMemoryAvailable();
     const simd = simdAvailable();
     const relaxed = relaxedSimdAvailable();
@@ -60,12 +57,13 @@ export class CpuEngine {
 
     const arena = new Arena(shared && threads > 0);
     const want = options.kernels ?? (envVar('FUSEDATTN_CPU_KERNELS') as CpuEngineOptions['kernels']) ?? 'auto';
-    let compiled: CompiledKernels | undefined;
-    if (want !== 'scalar' && simd) compiled = await compileKernels(arena.shared, arena.maximumPages, want === 'auto' && relaxed, options.tuning);
-    const kernels = compiled ? instantiateKernels(compiled, arena.memory) : scalarKernels(arena.memory, tileGeometry(options.tuning));
-    const pool = threads > 0 ? await WorkerPool.start(threads, arena.memory, compiled, kernels.tiles) : undefined;
+    const tuning = options.tuning ?? {};
+    let compiled: CompiledProgram | undefined;
+    if (want !== 'scalar' && simd) compiled = await program.compile({ shared: arena.shared, maximumPages: arena.maximumPages, relaxed: want === 'auto' && relaxed, tuning });
+    const kernels = compiled ? program.instantiate(compiled, arena.memory) : program.scalar(arena.memory, tuning);
+    const pool = threads > 0 ? await WorkerPool.start(threads, workerUrl, arena.memory, compiled, tuning) : undefined;
     const description: CpuDescription = { threads: Math.max(threads, 1), sharedMemory: shared, simd, relaxedSimd: relaxed, kernels: kernels.kind, singleThreadedReason };
-    return new CpuEngine(arena, kernels, pool, description, options.inlineFlops ?? 2e6);
+    return new CpuEngine<K, J>(arena, kernels, program.tasks, pool, description, options.inlineFlops ?? 2e6);
   }
 
   describe(): string {
@@ -83,13 +81,13 @@ export class CpuEngine {
    * Runs one job: on the pool, or inline when it is tiny or there is no pool. `scratch` is the
    * address of participants(taskCount) × scratchPerWorker bytes the caller allocated.
    */
-  async execute<K extends JobKind>(kind: K, params: JobParamsOf[K], taskCount: number, scratch: number, scratchPerWorker: number, flops: number): Promise<void> {
+  async execute<N extends keyof J & string>(kind: N, params: J[N], taskCount: number, scratch: number, scratchPerWorker: number, flops: number): Promise<void> {
     if (taskCount === 0) return;
     const counter = this.arena.takeCounter();
-    const job: Job<K> = { kind, params, taskCount, counter, scratch, scratchPerWorker };
+    const job: Job<N, J[N]> = { kind, params, taskCount, counter, scratch, scratchPerWorker };
     try {
       if (this.pool && flops >= this.inlineFlops) await this.pool.run(job as Job);
-      else runJobTasks({ kernels: this.kernels, memory: this.arena.memory }, job as Job, 0);
+      else runJobTasks({ kernels: this.kernels, memory: this.arena.memory, tasks: this.tasks as never }, job as Job, 0);
     } finally {
       this.arena.giveCounter(counter);
     }

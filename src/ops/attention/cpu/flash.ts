@@ -11,7 +11,7 @@
 // Whole tiles outside the rows' key window are never visited, so causal and sliding-window
 // attention do proportionally less work. Scratch per worker: S tile, O block, Q panel and row
 // statistics; nothing of size Sq×Sk exists.
-import type { Kernels, TileGeometry } from './kernels.js';
+import type { AttentionKernels, TileGeometry } from './kernels.js';
 import { type ScoreOptions, hasValueModifiers, modifyScores, windowBounds } from './scores.js';
 
 /** An attention input in the staged memory: byte address of (0,0,0,0) and byte strides. */
@@ -70,7 +70,7 @@ export function panelBytes(sk: number, tiles: TileGeometry, dimQK: number, dimRo
 }
 
 /** Pack task t: K (+ kRope) rows and V rows [j0, j0 + PACK_KEYS) of (b, hk) into their panels. */
-export function flashPackTask(kernels: Kernels, _buffer: () => ArrayBufferLike, p: FlashParams, t: number): void {
+export function flashPackTask(kernels: AttentionKernels, _buffer: () => ArrayBufferLike, p: FlashParams, t: number): void {
   const b = p.packTasks[3 * t];
   const hk = p.packTasks[3 * t + 1];
   const j0 = p.packTasks[3 * t + 2];
@@ -152,7 +152,7 @@ export function flashTasks(p: Pick<FlashParams, 'seqLensQ' | 'seqLensK' | 'br' |
 }
 
 /** Runs task `t` of a flash job with this worker's kernels and scratch. */
-export function flashTask(kernels: Kernels, buffer: () => ArrayBufferLike, p: FlashParams, t: number, scratch: number): void {
+export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLike, p: FlashParams, t: number, scratch: number): void {
   const b = p.tasks[3 * t];
   const h = p.tasks[3 * t + 1];
   const i0 = p.tasks[3 * t + 2];

@@ -1,6 +1,6 @@
 // Tasks of the internal batched matmul (see matmul.ts for the API): one task per
 // (batch entry, block of MATMUL_ROWS rows, block of MATMUL_COLS columns) of the output.
-import type { Kernels } from './kernels.js';
+import type { GemmKernels } from './kernels.js';
 
 export const MATMUL_ROWS = 64;
 export const MATMUL_COLS = 256;
@@ -27,7 +27,7 @@ export interface MatmulParams {
   blocksN: number;
 }
 
-export function matmulTask(kernels: Kernels, _buffer: () => ArrayBufferLike, p: MatmulParams, t: number): void {
+export function matmulTask(kernels: GemmKernels, _buffer: () => ArrayBufferLike, p: MatmulParams, t: number): void {
   const perBatch = p.blocksM * p.blocksN;
   const batch = Math.floor(t / perBatch);
   const bm = Math.floor((t % perBatch) / p.blocksN);

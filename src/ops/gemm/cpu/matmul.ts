@@ -12,10 +12,10 @@
 //        there, through its strides); accumulate: out += a·b instead of out = a·b.
 // batchStride 0 broadcasts an operand over the batch (one weight for every batch entry).
 // Operands are copied into the engine's shared memory for the call (O(size), next to O(m·n·k) work).
-import { ShapeError, show } from '../../core/errors.js';
-import type { RunStats } from '../../ops/attention/backend.js';
-import { Staging } from './attention.js';
-import type { CpuEngine } from './engine.js';
+import { ShapeError, show } from '../../../core/errors.js';
+import type { RunStats } from '../../attention/backend.js';
+import { Staging } from '../../../engines/cpu/staging.js';
+import { type OpsCpuEngine, cpuEngine } from '../../cpu-engine.js';
 import { MATMUL_COLS, MATMUL_ROWS, type MatmulParams, type StagedMatrix } from './matmul-task.js';
 
 export interface MatrixOperand {
@@ -55,7 +55,7 @@ function extent(o: MatrixOperand, batch: number, rows: number, cols: number, nam
   return end;
 }
 
-export async function cpuMatmul(engine: CpuEngine, spec: MatmulSpec): Promise<{ out: Float32Array; stats: RunStats }> {
+export async function cpuMatmul(engine: OpsCpuEngine, spec: MatmulSpec): Promise<{ out: Float32Array; stats: RunStats }> {
   const batch = spec.batch ?? 1;
   const { m, n, k } = spec;
   for (const [name, v] of [['batch', batch], ['m', m], ['n', n], ['k', k]] as const) {
@@ -66,7 +66,7 @@ export async function cpuMatmul(engine: CpuEngine, spec: MatmulSpec): Promise<{ 
   const aEnd = extent(spec.a, batch, m, k, 'a');
   const bEnd = transposeB ? extent(spec.b, batch, n, k, 'b') : extent(spec.b, batch, k, n, 'b');
   const outEnd = extent(out, batch, m, n, 'out');
-  const st = new Staging(engine);
+  const st = new Staging(engine.arena);
   try {
     engine.checkCapacity(4 * (aEnd + bEnd + outEnd) + 512);
     const copy = (o: MatrixOperand, end: number, load: boolean): StagedMatrix => {
@@ -95,5 +95,36 @@ export async function cpuMatmul(engine: CpuEngine, spec: MatmulSpec): Promise<{ 
     return { out: out.data, stats: { launches: taskCount ? 1 : 0, intermediateBytes: 0 } };
   } finally {
     st.release();
+  }
+}
+
+/** Batched float32 matmul on the process-wide CPU engine (internal API for the runner and the block). */
+export async function matmul(spec: MatmulSpec): Promise<{ out: Float32Array; stats: RunStats }> {
+  return cpuMatmul(await cpuEngine(), spec);
+}
+
+/**
+ * y = x Wᵀ with W [n, k] already resident in the engine's memory at byte address `weight` (e.g. a
+ * model's weights staged once at load): stages only x [m, k] and y [m, n], one pool job.
+ */
+export async function residentLinear(engine: OpsCpuEngine, x: Float32Array, m: number, k: number, weight: number, n: number): Promise<Float32Array> {
+  const arena = engine.arena;
+  const xAddr = arena.allocate(4 * m * k);
+  const yAddr = arena.allocate(4 * m * n);
+  try {
+    new Float32Array(arena.memory.buffer, xAddr, m * k).set(x);
+    const params: MatmulParams = {
+      batch: 1, m, n, k, transposeB: true, accumulate: false,
+      a: { addr: xAddr, ld: 4 * k, batchStride: 0 },
+      b: { addr: weight, ld: 4 * k, batchStride: 0 },
+      out: { addr: yAddr, ld: 4 * n, batchStride: 0 },
+      blocksM: Math.ceil(m / MATMUL_ROWS),
+      blocksN: Math.ceil(n / MATMUL_COLS),
+    };
+    await engine.execute('matmul', params, params.blocksM * params.blocksN, 0, 0, 2 * m * n * k);
+    return new Float32Array(arena.memory.buffer, yAddr, m * n).slice();
+  } finally {
+    arena.release(xAddr);
+    arena.release(yAddr);
   }
 }
