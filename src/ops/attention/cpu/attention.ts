@@ -16,7 +16,6 @@ export const NAIVE_BUDGET_BYTES = 256 * 2 ** 20;
 
 /** Why the CPU engine cannot run this problem, or undefined. */
 export function cpuUnsupported(p: AttentionProblem): string | undefined {
-  if (p.dropout) return 'dropout is not implemented on the CPU yet';
   for (const [name, view] of [['query', p.q], ['key', p.k], ['value', p.v], ['qRope', p.qRope], ['kRope', p.kRope]] as const) {
     if (!view) continue;
     if (!view.tensor.data) return `${name} lives on the GPU`;
@@ -77,6 +76,8 @@ function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Staged {
     dimRope: p.dimRope,
     dimV: p.dimV,
     scale: p.scale,
+    headsQ: p.headsQ,
+    dropout: p.dropout,
   };
   return { common, out, lse };
 }

@@ -11,6 +11,8 @@
 // Whole tiles outside the rows' key window are never visited, so causal and sliding-window
 // attention do proportionally less work. Scratch per worker: S tile, O block, Q panel and row
 // statistics; nothing of size Sq×Sk exists.
+import type { DropoutSpec } from '../dropout/philox.js';
+import { dropoutTile } from '../dropout/cpu.js';
 import type { AttentionKernels, TileGeometry } from './kernels.js';
 import { type ScoreOptions, hasValueModifiers, modifyScores, windowBounds } from './scores.js';
 
@@ -40,6 +42,10 @@ export interface StagedProblem extends ScoreOptions {
   dimRope: number;
   dimV: number;
   scale: number;
+  /** Query heads (the dropout stream is b * headsQ + h). */
+  headsQ: number;
+  /** Dropout on P before P·V, when on. */
+  dropout: DropoutSpec | undefined;
 }
 
 /** Everything a flash task needs. */
@@ -190,6 +196,8 @@ export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLi
     const clip = j0 < lastRowLo || j0 + cols - 1 > firstRowHi;
     if (modify || clip) modifyScores(buffer(), p, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip);
     kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha);
+    // dropout after the row sums took every weight: P·V sees the kept ones, scaled
+    if (p.dropout) dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, x.s, lds);
     kernels.pv_tile(x.s, vPanel + j0 * width, vld, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
   }
 
