@@ -18,6 +18,7 @@ export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type 
 export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';
 export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './ops/attention/webgpu/index.js';
 // Training: the attention backward (issue 10)
+export { attentionBackward, naiveAttentionBackward, attentionWithGrad, type AttentionWithGrad } from './ops/attention/backward/api.js';
 export { validateAttentionBackward } from './ops/attention/backward/validate.js';
 export type { BackwardProblem } from './ops/attention/backward/problem.js';
 export type { AttentionBackwardOptions, AttentionGrads } from './ops/attention/backward/options.js';

@@ -10,6 +10,9 @@ import { type NaiveParams, naivePvTask, naiveScoresTask, naiveSoftmaxTask } from
 import { SOFTMAX_SIGNATURES, addSoftmaxKernels } from './attention/cpu/wasm-softmax.js';
 import { TILE_SIGNATURES, type TileOptions, addTileKernels } from './attention/cpu/wasm-tiles.js';
 import { type GemmKernels, scalarGemmKernels } from './gemm/cpu/kernels.js';
+import { BACKWARD_SIGNATURES, type BackwardKernels, addBackwardKernels, scalarBackwardKernels } from './attention/backward/cpu/kernels.js';
+import { type BackwardParams, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
+import { type NaiveBackwardParams, backwardNaiveTask } from './attention/backward/cpu/naive.js';
 import { type MatmulParams, matmulTask } from './gemm/cpu/matmul-task.js';
 import { DEFAULT_GEMM_KERNEL_OPTIONS, GEMM_SIGNATURES, type GemmKernelOptions, addGemmKernels } from './gemm/cpu/wasm-kernels.js';
 
@@ -19,10 +22,10 @@ export type KernelTuning = Omit<GemmKernelOptions, 'relaxed'> & Omit<TileOptions
 export const DEFAULT_KERNEL_OPTIONS: KernelTuning = { ...DEFAULT_TILE_OPTIONS, ...DEFAULT_GEMM_KERNEL_OPTIONS };
 
 /** Names and parameter lists of the exported kernels (the JS side binds to these). */
-export const KERNEL_SIGNATURES = { ...GEMM_SIGNATURES, ...SOFTMAX_SIGNATURES, ...TILE_SIGNATURES } as const;
+export const KERNEL_SIGNATURES = { ...GEMM_SIGNATURES, ...SOFTMAX_SIGNATURES, ...TILE_SIGNATURES, ...BACKWARD_SIGNATURES } as const;
 
 /** The kernels every CPU task receives. */
-export type CpuKernels = { readonly kind: KernelKind } & GemmKernels & AttentionKernels;
+export type CpuKernels = { readonly kind: KernelKind } & GemmKernels & AttentionKernels & BackwardKernels;
 
 /** Job kinds and their parameters. */
 export interface CpuJobs {
@@ -32,6 +35,10 @@ export interface CpuJobs {
   'naive-softmax': NaiveParams;
   'naive-pv': NaiveParams;
   matmul: MatmulParams;
+  'bwd-pre': BackwardParams;
+  'bwd-kv': BackwardParams;
+  'bwd-q': BackwardParams;
+  'bwd-naive': NaiveBackwardParams;
 }
 
 export interface KernelModuleOptions extends KernelTuning {
@@ -46,6 +53,7 @@ export function buildKernelModule(o: KernelModuleOptions): ModuleBuilder {
   addGemmKernels(m, o);
   addSoftmaxKernels(m);
   addTileKernels(m, o);
+  addBackwardKernels(m);
   return m;
 }
 
@@ -85,7 +93,7 @@ export function instantiateKernels(compiled: CompiledProgram, memory: WebAssembl
 /** Plain JavaScript kernels with the semantics of the WASM ones (Math.exp, sequential sums). */
 export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tuning: Partial<KernelTuning> = {}): CpuKernels {
   const f = floatView(memory);
-  return { kind: 'scalar', ...scalarGemmKernels(f), ...scalarAttentionKernels(f, tileGeometry(tuning)) };
+  return { kind: 'scalar', ...scalarGemmKernels(f), ...scalarAttentionKernels(f, tileGeometry(tuning)), ...scalarBackwardKernels(f) };
 }
 
 export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
@@ -99,5 +107,9 @@ export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
     'naive-softmax': naiveSoftmaxTask,
     'naive-pv': naivePvTask,
     matmul: matmulTask,
+    'bwd-pre': backwardPreTask,
+    'bwd-kv': backwardKvTask,
+    'bwd-q': backwardQTask,
+    'bwd-naive': backwardNaiveTask,
   },
 };

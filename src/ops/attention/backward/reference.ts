@@ -63,19 +63,26 @@ export function referenceGradients(p: AttentionProblem, dOut: ArrayLike<number>,
   const probs = new Float64Array(p.seqK);
   const dS = new Float64Array(p.seqK);
   const keep = new Float64Array(p.seqK).fill(1);
+  // (strides read into locals: V8 does not hoist a property load out of a typed-array loop)
   const dot = (a: Float32Array, av: StridedView, ia: number, b: Float32Array, bv: StridedView, ib: number, dim: number) => {
+    const sa = av.strides.d;
+    const sb = bv.strides.d;
     let s = 0;
-    for (let d = 0; d < dim; d++) s += a[ia + d * av.strides.d] * b[ib + d * bv.strides.d];
+    for (let d = 0; d < dim; d++) s += a[ia + d * sa] * b[ib + d * sb];
     return s;
   };
   const dotOut = (i0: number, bv: StridedView, b: Float32Array, ib: number) => {
+    const so = p.outStrides.d;
+    const sb = bv.strides.d;
+    const dim = p.dimV;
     let s = 0;
-    for (let d = 0; d < p.dimV; d++) s += dOut[i0 + d * p.outStrides.d] * b[ib + d * bv.strides.d];
+    for (let d = 0; d < dim; d++) s += dOut[i0 + d * so] * b[ib + d * sb];
     return s;
   };
   /** acc[a + d·stride] += w · src[s + d·stride'] over a head dim. */
   const axpy = (acc: Float64Array, av: StridedView, ia: number, w: number, src: ArrayLike<number>, srcStride: number, is: number, dim: number) => {
-    for (let d = 0; d < dim; d++) acc[ia + d * av.strides.d] += w * src[is + d * srcStride];
+    const sa = av.strides.d;
+    for (let d = 0; d < dim; d++) acc[ia + d * sa] += w * src[is + d * srcStride];
   };
 
   for (let b = 0; b < p.batch; b++) {

@@ -1,0 +1,80 @@
+// The attention backward on every backend present: the backward suite against the float64
+// reference (src/testing/backward.ts pass rules), fused and unfused, plus determinism, memory,
+// attentionWithGrad and the typed errors of the backward's own validation.
+import { describe, expect, it } from 'vitest';
+import {
+  DTypeError, ShapeError, Tensor, ValueError, attention, attentionBackward, attentionWithGrad, naiveAttentionBackward, validateAttention,
+} from '../dist/index.js';
+import { BACKWARD_SUITE, type GradCase, caseName, checkGradients, makeCase, makeGradCase } from '../dist/testing/index.js';
+import { backendsHere } from './helpers.js';
+
+const backends = await backendsHere();
+// the WebGPU backward runs on llvmpipe here: every case but the CPU-only long ones
+const webgpuBackward = (await import('../dist/ops/attention/backward/webgpu/index.js')).webgpuBackward;
+
+async function runCase(backend: 'cpu' | 'webgpu', c: GradCase, seed: number, naive = false) {
+  const { q, k, v, options } = makeCase(c, seed);
+  const problem = validateAttention(q, k, v, options);
+  const { dOut, dOutValues } = makeGradCase(c, seed, problem.outShape);
+  const forward = await attention(q, k, v, { ...options, returnLse: true, backend });
+  const run = naive ? naiveAttentionBackward : attentionBackward;
+  const grads = await run(q, k, v, forward.out, dOut, forward.lse!, { ...options, backend, biasGrad: c.biasGrad });
+  return { problem, dOutValues, grads };
+}
+
+for (const { name, skip } of backends) {
+  const unsupported = name === 'webgpu' && !skip ? webgpuBackward.unsupported({ forward: { q: { tensor: { location: 'cpu' } } } } as never) : undefined;
+  describe.skipIf(skip !== undefined || unsupported !== undefined)(`attention backward on ${name}`, () => {
+    for (const c of BACKWARD_SUITE) {
+      if (name === 'webgpu' && c.cpuOnly) continue;
+      it(caseName(c) + (c.biasGrad ? ' dBias' : ''), async () => {
+        const { problem, dOutValues, grads } = await runCase(name, c, 21);
+        const { failures } = checkGradients(problem, dOutValues, grads, c.biasGrad);
+        expect(failures.join('; ')).toBe('');
+        expect(grads.stats?.launches).toBeGreaterThan(0);
+      });
+    }
+
+    it('the unfused backward agrees too, with more memory than the fused one', async () => {
+      const c: GradCase = { batch: 1, headsQ: 2, headsKv: 1, seqQ: 97, seqK: 120, dimQK: 32, causal: true, bias: 'random', maskShape: 'batch', biasGrad: true, dropout: 0.3 };
+      const fused = await runCase(name, c, 4);
+      const naive = await runCase(name, c, 4, true);
+      expect(checkGradients(naive.problem, naive.dOutValues, naive.grads, true).failures.join('; ')).toBe('');
+      expect(naive.grads.stats!.intermediateBytes).toBeGreaterThan(fused.grads.stats!.intermediateBytes);
+    });
+
+    it('is deterministic: bit-identical gradients from run to run', async () => {
+      const c: GradCase = { batch: 2, headsQ: 4, headsKv: 2, seqQ: 90, seqK: 150, dimQK: 24, causal: true, bias: 'random', maskShape: '2d', biasGrad: true };
+      const a = await runCase(name, c, 9);
+      const b = await runCase(name, c, 9);
+      for (const g of ['dq', 'dk', 'dv', 'dBias'] as const) expect(b.grads[g]!.data, g).toEqual(a.grads[g]!.data);
+    });
+
+    it('attentionWithGrad: one call for the forward, backward(dOut) once', async () => {
+      const c: GradCase = { layout: 'BSND', batch: 1, headsQ: 2, seqQ: 33, seqK: 40, dimQK: 16, causal: true, dropout: 0.25 };
+      const { q, k, v, options } = makeCase(c, 2);
+      const problem = validateAttention(q, k, v, options);
+      const { dOut, dOutValues } = makeGradCase(c, 2, problem.outShape);
+      const step = await attentionWithGrad(q, k, v, { ...options, backend: name });
+      expect(step.out.shape).toEqual(problem.outShape);
+      expect(step.lse.shape).toEqual(problem.lseShape);
+      await expect(step.backward({ data: new Float32Array(3), shape: [3] })).rejects.toThrow(ShapeError);
+      const grads = await step.backward(dOut);
+      expect(checkGradients(problem, dOutValues, grads).failures.join('; ')).toBe('');
+      await expect(step.backward(dOut)).rejects.toThrow(/once/);
+    });
+  });
+}
+
+describe('backward validation', () => {
+  const { q, k, v } = makeCase({ batch: 1, headsQ: 2, seqQ: 5, seqK: 6, dimQK: 4 }, 1);
+  const out = Tensor.fromData(new Float32Array(40), [1, 2, 5, 4]);
+  const lse = Tensor.fromData(new Float32Array(10), [1, 2, 5]);
+  it('names out, dOut and lse in shape and dtype errors, before any work', async () => {
+    await expect(attentionBackward(q, k, v, Tensor.fromData(new Float32Array(36), [1, 2, 6, 3]), out, lse)).rejects.toThrow(/'out'.*\[1, 2, 5, 4\]/);
+    await expect(attentionBackward(q, k, v, out, Tensor.fromData(new Uint16Array(40), [1, 2, 5, 4], 'float16'), lse)).rejects.toThrow(DTypeError);
+    await expect(attentionBackward(q, k, v, out, out, Tensor.fromData(new Float32Array(12), [1, 2, 6]))).rejects.toThrow(/'lse'/);
+    await expect(attentionBackward(q, k, v, out, out, lse, { biasGrad: true })).rejects.toThrow(ValueError);
+    await expect(attentionBackward(q, k, v, out, out, lse, { window: [-3, 0] })).rejects.toThrow(ValueError);
+  });
+});
