@@ -6,7 +6,7 @@
 //   - every weight load is used for all M rows of x (x is tiny and stays in cache);
 //   - the TPR partial sums of each (row, n) are added by a tree through workgroup memory, once.
 // TPR is chosen from K so each thread has a few loads to do and the grid has many workgroups
-// (the tiled matmul of backends/webgpu/kernels reads 32 rows of W per workgroup with scalar loads
+// (the tiled matmul of ops/gemm/webgpu/matmul.wgsl.ts reads 32 rows of W per workgroup with scalar loads
 // and wastes 31/32 of its rows at M = 1).
 // Epilogues: bias; `accumulate` (y += result: the residual add fused into the projection); `pair`
 // (two weights W and W2 of the same shape: y = silu(x Wᵀ + b) * (x W2ᵀ + b2), SwiGLU's gate and up

@@ -1,5 +1,9 @@
 // Host side of the subgroup tier (f16 inputs, shader-f16 + subgroups, no subgroup matrices): which
 // adapters and problems it takes (with the reason when not) and running one problem (one dispatch).
+// Why it stays although it measured slower than the portable tier on the H200 (tiers/index.ts
+// ranks it last, so it runs only when forced with FUSEDATTN_WEBGPU_TIER=subgroup): it is the only
+// f16 path for adapters with subgroups but without subgroup matrices (most non-NVIDIA GPUs), where
+// it has not been measured yet.
 import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention } from '../attention-io.js';
