@@ -17,13 +17,9 @@ export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, 
 export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type ScopeRun, type ScopeStats } from './scope/index.js';
 export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';
 export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './ops/attention/webgpu/index.js';
-// Training: the attention backward (issue 10)
-export { attentionBackward, naiveAttentionBackward, attentionWithGrad, type AttentionWithGrad } from './ops/attention/backward/api.js';
-export { validateAttentionBackward } from './ops/attention/backward/validate.js';
-export type { BackwardProblem } from './ops/attention/backward/problem.js';
-export type { AttentionBackwardOptions, AttentionGrads } from './ops/attention/backward/options.js';
-export { referenceAttentionBackward, referenceGradients, type ReferenceGrads } from './ops/attention/backward/reference.js';
-export { finiteDifferenceGradients, type FiniteDifferenceOptions } from './ops/attention/backward/finite-difference.js';
-export type { DropoutOptions } from './ops/attention/dropout/options.js';
-export { philox4x32_10, type DropoutSpec } from './ops/attention/dropout/philox.js';
-export { attentionDropoutMask } from './ops/attention/dropout/mask.js';
+// Training: the attention backward and dropout (issue 10)
+export {
+  attentionBackward, naiveAttentionBackward, attentionWithGrad, type AttentionWithGrad, type AttentionBackwardOptions, type AttentionGrads,
+  validateAttentionBackward, type BackwardProblem, referenceAttentionBackward, referenceGradients, type ReferenceGrads,
+  finiteDifferenceGradients, type FiniteDifferenceOptions, type DropoutOptions, philox4x32_10, type DropoutSpec, attentionDropoutMask,
+} from './ops/attention/index.js';

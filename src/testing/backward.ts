@@ -7,9 +7,7 @@
 import { floatsToHalf } from '../core/dtype.js';
 import { show } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import type { AttentionGrads } from '../ops/attention/backward/options.js';
-import { type ReferenceGrads, referenceGradients } from '../ops/attention/backward/reference.js';
-import type { AttentionProblem } from '../ops/attention/problem.js';
+import { type AttentionGrads, type AttentionProblem, type ReferenceGrads, referenceGradients } from '../ops/attention/index.js';
 import { type AttentionCase, type CaseInputs, makeCase } from './cases.js';
 import { compare } from './compare.js';
 import { normal, randomFloats, uniform } from './random.js';

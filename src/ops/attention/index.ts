@@ -10,3 +10,14 @@ export { LAYOUTS, LAYOUT_LEGEND, type Strides4, contiguousStrides, physicalShape
 export { referenceAttention, type Precision, type ReferenceResult } from './reference.js';
 export type { AttentionBackend, AttentionResult, RunContext, RunStats } from './backend.js';
 export { autoBackend, chooseBackend, getBackend, listBackends, type BackendInfo } from './registry.js';
+// Training (issue 10): the backward, its validation and float64 reference with the finite-difference
+// check; dropout (Philox4x32-10 keep mask) shared by forward and backward.
+export { attentionBackward, naiveAttentionBackward, attentionWithGrad, type AttentionWithGrad } from './backward/api.js';
+export type { AttentionBackwardOptions, AttentionGrads } from './backward/options.js';
+export { validateAttentionBackward } from './backward/validate.js';
+export type { BackwardProblem } from './backward/problem.js';
+export { referenceAttentionBackward, referenceGradients, type ReferenceGrads } from './backward/reference.js';
+export { finiteDifferenceGradients, type FiniteDifferenceOptions } from './backward/finite-difference.js';
+export type { DropoutOptions } from './dropout/options.js';
+export { philox4x32_10, type DropoutSpec } from './dropout/philox.js';
+export { attentionDropoutMask } from './dropout/mask.js';

@@ -5,7 +5,7 @@ import type { Tensor, TensorInput } from '../../../core/tensor.js';
 import { ValueError } from '../../../core/errors.js';
 import { attention } from '../api.js';
 import type { AttentionResult } from '../backend.js';
-import { chooseBackwardBackend } from './backend.js';
+import { chooseBackwardBackend } from './registry.js';
 import type { AttentionBackwardOptions, AttentionGrads } from './options.js';
 import { validateAttentionBackward } from './validate.js';
 
