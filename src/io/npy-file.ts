@@ -25,7 +25,7 @@ export function writeNpyFile(path: string, array: NpyArray): void {
 }
 
 /** "no such file or directory" rather than a Node error dump. */
-function fsReason(e: unknown): string {
+export function fsReason(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   const reasons: Record<string, string> = {
     ENOENT: 'no such file or directory',
