@@ -78,3 +78,37 @@ describe('backward validation', () => {
     await expect(attentionBackward(q, k, v, out, out, lse, { window: [-3, 0] })).rejects.toThrow(ValueError);
   });
 });
+
+describe('CPU backward engines and folds', () => {
+  it('scalar kernels, the inline path and 2 threads agree; a bias broadcast along keys folds its key blocks (and gets 0)', async () => {
+    const { createCpuEngine } = await import('../dist/ops/cpu-engine.js');
+    const { runBackward } = await import('../dist/ops/attention/backward/cpu/run.js');
+    const { validateAttentionBackward } = await import('../dist/index.js');
+    // bias [B, Nq, Sq, 1]: every key block adds into the same dBias elements
+    const c: GradCase = { batch: 2, headsQ: 2, seqQ: 40, seqK: 100, dimQK: 16, causal: true, softcap: 2, dropout: 0.1 };
+    const { q, k, v, options } = makeCase(c, 6);
+    options.bias = Tensor.fromData(Float32Array.from({ length: 2 * 2 * 40 }, (_, i) => Math.sin(i)), [2, 2, 40, 1]);
+    const problem = validateAttention(q, k, v, options);
+    const { dOut, dOutValues } = makeGradCase(c, 6, problem.outShape);
+    const forward = await attention(q, k, v, { ...options, returnLse: true, backend: 'cpu' });
+    const bp = validateAttentionBackward(q, k, v, forward.out, dOut, forward.lse!, { ...options, biasGrad: true });
+    const results = [];
+    for (const engineOptions of [{ threads: 0, kernels: 'scalar' as const }, { threads: 0 }, { threads: 2, inlineFlops: 0 }]) {
+      const engine = await createCpuEngine(engineOptions);
+      try {
+        results.push(await runBackward(engine, bp));
+      } finally {
+        engine.terminate();
+      }
+    }
+    for (const grads of results) {
+      expect(grads.dBias!.shape).toEqual([2, 2, 40, 1]);
+      const { dBias, ...rest } = grads;
+      expect(checkGradients(problem, dOutValues, rest).failures.join('; ')).toBe('');
+      // softmax ignores a per-row shift: the exact gradient of a key-broadcast bias is 0 (float32 leaves round-off)
+      expect(Math.max(...Array.from(dBias!.toFloat32(), Math.abs))).toBeLessThan(2e-6);
+    }
+    // the WASM kernels on one thread and on two agree bit for bit (the work split changes nothing)
+    for (const g of ['dq', 'dk', 'dv', 'dBias'] as const) expect(results[2][g]!.data, g).toEqual(results[1][g]!.data);
+  });
+});
