@@ -8,9 +8,8 @@ import {
 import { BACKWARD_SUITE, type GradCase, caseName, checkGradients, makeCase, makeGradCase } from '../dist/testing/index.js';
 import { backendsHere } from './helpers.js';
 
-const backends = await backendsHere();
 // the WebGPU backward runs on llvmpipe here: every case but the CPU-only long ones
-const webgpuBackward = (await import('../dist/ops/attention/backward/webgpu/index.js')).webgpuBackward;
+const backends = await backendsHere();
 
 async function runCase(backend: 'cpu' | 'webgpu', c: GradCase, seed: number, naive = false) {
   const { q, k, v, options } = makeCase(c, seed);
@@ -23,8 +22,8 @@ async function runCase(backend: 'cpu' | 'webgpu', c: GradCase, seed: number, nai
 }
 
 for (const { name, skip } of backends) {
-  const unsupported = name === 'webgpu' && !skip ? webgpuBackward.unsupported({ forward: { q: { tensor: { location: 'cpu' } } } } as never) : undefined;
-  describe.skipIf(skip !== undefined || unsupported !== undefined)(`attention backward on ${name}`, () => {
+  if (skip) console.warn(`\n!!! SKIPPING the attention backward on ${name}: ${skip}\n`);
+  describe.skipIf(skip !== undefined)(`attention backward on ${name}`, () => {
     for (const c of BACKWARD_SUITE) {
       if (name === 'webgpu' && c.cpuOnly) continue;
       it(caseName(c) + (c.biasGrad ? ' dBias' : ''), async () => {
@@ -36,15 +35,15 @@ for (const { name, skip } of backends) {
     }
 
     it('the unfused backward agrees too, with more memory than the fused one', async () => {
-      const c: GradCase = { batch: 1, headsQ: 2, headsKv: 1, seqQ: 97, seqK: 120, dimQK: 32, causal: true, bias: 'random', maskShape: 'batch', biasGrad: true, dropout: 0.3 };
+      const c: GradCase = { batch: 1, headsQ: 2, headsKv: 1, seqQ: 97, seqK: 120, dimQK: 32, dimRope: 8, dimV: 24, causal: true, bias: 'random', maskShape: 'batch', dropout: 0.3 };
       const fused = await runCase(name, c, 4);
       const naive = await runCase(name, c, 4, true);
-      expect(checkGradients(naive.problem, naive.dOutValues, naive.grads, true).failures.join('; ')).toBe('');
+      expect(checkGradients(naive.problem, naive.dOutValues, naive.grads).failures.join('; ')).toBe('');
       expect(naive.grads.stats!.intermediateBytes).toBeGreaterThan(fused.grads.stats!.intermediateBytes);
     });
 
     it('is deterministic: bit-identical gradients from run to run', async () => {
-      const c: GradCase = { batch: 2, headsQ: 4, headsKv: 2, seqQ: 90, seqK: 150, dimQK: 24, causal: true, bias: 'random', maskShape: '2d', biasGrad: true };
+      const c: GradCase = { batch: 2, headsQ: 4, headsKv: 2, seqQ: 90, seqK: 150, dimQK: 24, causal: true, bias: 'random', maskShape: 'batch', biasGrad: true };
       const a = await runCase(name, c, 9);
       const b = await runCase(name, c, 9);
       for (const g of ['dq', 'dk', 'dv', 'dBias'] as const) expect(b.grads[g]!.data, g).toEqual(a.grads[g]!.data);

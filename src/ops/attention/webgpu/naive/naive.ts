@@ -19,7 +19,7 @@ export interface ScoresOptions {
 }
 
 /** Bindings of the scores epilogue, in @group(1). */
-const EPILOGUE = { scoreParams: 0, mask: 1, bias: 2, meta: 3 } as const;
+export const EPILOGUE = { scoreParams: 0, mask: 1, bias: 2, meta: 3 } as const;
 
 /** Step 1: the matmul with the attention score function as its epilogue. */
 export function buildScores(o: ScoresOptions): string {
