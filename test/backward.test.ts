@@ -111,3 +111,42 @@ describe('CPU backward engines and folds', () => {
     for (const g of ['dq', 'dk', 'dv', 'dBias'] as const) expect(results[2][g]!.data, g).toEqual(results[1][g]!.data);
   });
 });
+
+describe.skipIf(backends.find((b) => b.name === 'webgpu')?.skip !== undefined)('WebGPU backward on GPU tensors', () => {
+  it('takes GPU tensors at unaligned offsets (f16, odd sizes) and leaves the gradients on the GPU', async () => {
+    const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
+    const rt = await getRuntime();
+    const toGpu = (tensors: Tensor[]): Tensor[] => {
+      let offset = 4;
+      const placed = tensors.map((t) => {
+        const at = offset;
+        offset = Math.ceil((offset + (t.data as ArrayBufferView).byteLength + 4) / 4) * 4;
+        return { t, at };
+      });
+      const buffer = rt.createBuffer(offset, 'test inputs');
+      for (const { t, at } of placed) rt.write(buffer, at, t.data as ArrayBufferView);
+      return placed.map(({ t, at }) => Tensor.fromGpuBuffer({ device: rt.device, buffer, byteOffset: at }, t.shape, t.dtype));
+    };
+    const read = async (t: Tensor) => {
+      const bytes = await rt.read(t.gpu!.buffer, t.gpu!.byteOffset, Math.ceil((t.size * (t.dtype === 'float16' ? 2 : 4)) / 4) * 4);
+      return t.dtype === 'float16' ? Tensor.fromData(new Uint16Array(bytes, 0, t.size), t.shape, 'float16') : Tensor.fromData(new Float32Array(bytes, 0, t.size), t.shape);
+    };
+    // float16: the gradients are cast on the GPU (float32 ones are the kernels' own buffers)
+    for (const dtype of ['float16'] as const) {
+      const c: GradCase = { dtype, layout: 'BSND', batch: 1, headsQ: 4, headsKv: 2, seqQ: 23, seqK: 31, dimQK: 13, dimRope: 3, dimV: 7, causal: true };
+      const { q, k, v, options } = makeCase(c, 3);
+      const problem = validateAttention(q, k, v, options);
+      const { dOut, dOutValues } = makeGradCase(c, 3, problem.outShape);
+      const [gq, gk, gv, gqr, gkr, gdo] = toGpu([q, k, v, options.qRope as Tensor, options.kRope as Tensor, dOut]);
+      const step = await attentionWithGrad(gq, gk, gv, { ...options, qRope: gqr, kRope: gkr });
+      expect(step.lse.location).toBe('webgpu');
+      const grads = await step.backward(gdo);
+      for (const g of [grads.dq, grads.dk, grads.dv, grads.dqRope!, grads.dkRope!]) {
+        expect(g.location).toBe('webgpu');
+        expect(g.dtype).toBe(dtype);
+      }
+      const host = { dq: await read(grads.dq), dk: await read(grads.dk), dv: await read(grads.dv), dqRope: await read(grads.dqRope!), dkRope: await read(grads.dkRope!) };
+      expect(checkGradients(problem, dOutValues, host).failures.join('; '), dtype).toBe('');
+    }
+  });
+});
