@@ -15,6 +15,9 @@ import { SGMAT_GEMM_PARAMS, SGMAT_TILE, type SgmatGemmOptions, buildSgmatGemm, s
 import {
   SGMAT_TILED_BINDINGS, SGMAT_TILED_PARAMS, SGMAT_TILES, type SgmatTile, type SgmatTiledGemmOptions, buildSgmatTiledGemm, tileGeometry,
 } from './gemm-sgmat-tiled.wgsl.js';
+import {
+  type TensorCoreTile, parseTensorCoreTile, queueTensorCoreLinear, tensorCoreLinearPipeline, tensorCoreLinearProblem,
+} from './linear-tensorcore.js';
 
 export type GemmTier = 'portable' | 'subgroup-matrix';
 export type GemmChoice = GemmTier | 'auto';
@@ -48,10 +51,29 @@ export interface LinearCall {
 
 /**
  * Which tensor-core kernel runs a linear layer: the tiled one (gemm-sgmat-tiled.wgsl.ts) with this
- * tile, or 'simple' (gemm-sgmat.wgsl.ts: 64 x 64 tiles, float32 x and y only). Small row counts
+ * tile, 'simple' (gemm-sgmat.wgsl.ts: 64 x 64 tiles, float32 x and y only), or a tile of the
+ * general tensor-core GEMM (src/ops/gemm/webgpu/gemm-tensorcore.wgsl.ts, the ceiling study's
+ * candidates; where it cannot take a call, the tiled kernel's default tile runs). Small row counts
  * (decode) take the simple kernel whatever is chosen: a 128-row tile would mostly idle.
  */
-export type SgmatKernelChoice = SgmatTile | 'simple';
+export type SgmatKernelChoice = SgmatTile | 'simple' | TensorCoreTile;
+
+/**
+ * The kernel choice when the caller names none: FUSEDATTN_GEMM_TILE (a JSON tile of the general
+ * tensor-core GEMM, e.g. the ceiling study's winner: bench/ceiling/best-tile.mjs prints it) or the
+ * tiled kernel's measured default.
+ */
+export function defaultGemmKernel(): SgmatKernelChoice {
+  const text = globalThis.process?.env?.FUSEDATTN_GEMM_TILE;
+  if (!text) return SGMAT_TILES[0];
+  try {
+    return parseTensorCoreTile(text);
+  } catch {
+    throw new UnsupportedError('FUSEDATTN_GEMM_TILE', `FUSEDATTN_GEMM_TILE must be a JSON tile of the tensor-core GEMM, got ${text.slice(0, 80)}`);
+  }
+}
+
+const isTensorCore = (c: SgmatKernelChoice): c is TensorCoreTile => typeof c === 'object' && 'kind' in c && c.kind === 'tensorcore';
 
 /** Below this many rows the simple kernel runs (its 64-row tiles waste less at decode). */
 export const TILED_MIN_ROWS = 64;
@@ -96,10 +118,11 @@ export function tiledLinearFits(linear: GpuLinear, call: Pick<LinearCall, 'xOffs
 type LinearKernel =
   | { kind: 'portable'; options: BiasOptions | MatmulOptions }
   | { kind: 'simple'; options: SgmatGemmOptions }
-  | { kind: 'tiled'; options: SgmatTiledGemmOptions };
+  | { kind: 'tiled'; options: SgmatTiledGemmOptions }
+  | { kind: 'tensorcore'; tile: TensorCoreTile; shape: Parameters<typeof tensorCoreLinearProblem>[1] };
 
 /** The kernel (and its options) that runs `call` on `linear` with `tier`; UnsupportedError when none can. */
-function linearKernel(tier: GemmTier, linear: GpuLinear, call: Omit<LinearCall, 'x' | 'out' | 'label'>, choice: SgmatKernelChoice): LinearKernel {
+function linearKernel(runtimeLimits: Pick<GpuRuntime, 'limits'>, tier: GemmTier, linear: GpuLinear, call: Omit<LinearCall, 'x' | 'out' | 'label'>, choice: SgmatKernelChoice): LinearKernel {
   const bias = linear.bias ? linear.biasDType ?? 'float32' : 'none';
   const halves = call.xDType === 'float16' || call.outDType === 'float16';
   if (tier === 'portable') {
@@ -109,6 +132,13 @@ function linearKernel(tier: GemmTier, linear: GpuLinear, call: Omit<LinearCall, 
   }
   const tiled = tiledLinearFits(linear, call);
   if (halves && !tiled) throw new UnsupportedError('gemm', 'float16 activations need the tiled tensor-core GEMM, which needs K a multiple of 8 and 16-byte aligned rows of x');
+  if (tiled && isTensorCore(choice) && (halves || call.rows >= TILED_MIN_ROWS)) {
+    const shape = {
+      rows: call.rows, outDim: linear.outDim, inDim: linear.inDim, xOffset: call.xOffset, xStride: call.xStride, xDType: call.xDType,
+      outOffset: call.outOffset, outStride: call.outStride, outDType: call.outDType, bias: linear.bias !== undefined, biasDType: linear.biasDType,
+    };
+    if (tensorCoreLinearProblem(runtimeLimits, shape, choice) === undefined) return { kind: 'tensorcore', tile: choice, shape };
+  }
   if (halves || (tiled && choice !== 'simple' && call.rows >= TILED_MIN_ROWS)) {
     const outStride = call.outStride ?? linear.outDim;
     return {
@@ -117,7 +147,7 @@ function linearKernel(tier: GemmTier, linear: GpuLinear, call: Omit<LinearCall, 
         a: call.xDType ?? 'float32',
         out: call.outDType ?? 'float32',
         bias,
-        tile: choice === 'simple' ? SGMAT_TILES[0] : choice,
+        tile: choice === 'simple' || isTensorCore(choice) ? SGMAT_TILES[0] : choice,
         vecOut: linear.outDim % 8 === 0 && (call.outOffset ?? 0) % 8 === 0 && outStride % 8 === 0,
       },
     };
@@ -130,6 +160,7 @@ function linearKernel(tier: GemmTier, linear: GpuLinear, call: Omit<LinearCall, 
 
 function pipelineOf(runtime: GpuRuntime, kernel: LinearKernel) {
   switch (kernel.kind) {
+    case 'tensorcore': return tensorCoreLinearPipeline(runtime, kernel.shape, kernel.tile);
     case 'tiled': return runtime.pipeline(sgmatTiledKernel, kernel.options);
     case 'simple': return runtime.pipeline(sgmatKernel, kernel.options);
     default: return 'bias' in kernel.options ? runtime.pipeline(portableBiasKernel, kernel.options) : runtime.pipeline(matmulKernel, kernel.options);
@@ -137,13 +168,19 @@ function pipelineOf(runtime: GpuRuntime, kernel: LinearKernel) {
 }
 
 /** Compiles (or finds) the pipeline a call of `rows` rows would use, so queueing it later does not wait. */
-export async function linearPipeline(runtime: GpuRuntime, tier: GemmTier, linear: GpuLinear, call: Omit<LinearCall, 'x' | 'out' | 'label'>, choice: SgmatKernelChoice = SGMAT_TILES[0]) {
-  return pipelineOf(runtime, linearKernel(tier, linear, call, choice));
+export async function linearPipeline(runtime: GpuRuntime, tier: GemmTier, linear: GpuLinear, call: Omit<LinearCall, 'x' | 'out' | 'label'>, choice: SgmatKernelChoice = defaultGemmKernel()) {
+  return pipelineOf(runtime, linearKernel(runtime, tier, linear, call, choice));
 }
 
 /** Queues y = x Wᵀ (+ b) as one dispatch. */
-export async function queueLinear(runtime: GpuRuntime, tier: GemmTier, linear: GpuLinear, call: LinearCall, choice: SgmatKernelChoice = SGMAT_TILES[0]): Promise<void> {
-  const kernel = linearKernel(tier, linear, call, choice);
+export async function queueLinear(runtime: GpuRuntime, tier: GemmTier, linear: GpuLinear, call: LinearCall, choice: SgmatKernelChoice = defaultGemmKernel()): Promise<void> {
+  const kernel = linearKernel(runtime, tier, linear, call, choice);
+  if (kernel.kind === 'tensorcore') {
+    await queueTensorCoreLinear(runtime, {
+      ...kernel.shape, x: call.x, weight: linear.weight, bias: linear.bias, biasDType: linear.biasDType, out: call.out, label: call.label,
+    }, kernel.tile);
+    return;
+  }
   const pipeline = await pipelineOf(runtime, kernel);
   const xStride = call.xStride ?? linear.inDim;
   const outStride = call.outStride ?? linear.outDim;

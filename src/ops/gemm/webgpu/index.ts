@@ -3,8 +3,11 @@
 // batched matmul itself, and the decode GEMV (few rows against a weight, with fused epilogues).
 export {
   type GemmChoice, type GemmTier, type GpuLinear, type LinearCall, type SgmatKernelChoice, TILED_MIN_ROWS,
-  chooseGemm, gemmUnsupported, linearPipeline, queueLinear, tiledLinearFits,
+  chooseGemm, defaultGemmKernel, gemmUnsupported, linearPipeline, queueLinear, tiledLinearFits,
 } from './gemm.js';
+export {
+  DEFAULT_TENSORCORE_TILE, type TensorCoreTile, parseTensorCoreTile, queueTensorCoreLinear, tensorCoreLinearUnsupported,
+} from './linear-tensorcore.js';
 export { SGMAT_TILES, type SgmatTile } from './gemm-sgmat-tiled.wgsl.js';
 export { type MatmulCall, type MatrixOperand, dispatchMatmul, matmulKernel, matmulUnsupported, runMatmul } from './matmul.js';
 export type { MatmulEpilogue, MatmulOptions } from './matmul.wgsl.js';

@@ -13,7 +13,7 @@ import type { AttentionResult } from '../../backend.js';
 import { flashUnsupported, runFlash } from '../portable/flash.js';
 import type { GpuRuntime } from '../../../../engines/webgpu/runtime.js';
 import { tunedConfig } from './autotune.js';
-import { runSgMatrix, sgMatrixAdapterUnsupported, sgMatrixProblemUnsupported } from './sgmatrix.js';
+import { forcedConfig, runSgMatrix, sgMatrixAdapterUnsupported, sgMatrixProblemUnsupported } from './sgmatrix.js';
 import { runSubgroup, subgroupAdapterUnsupported, subgroupProblemUnsupported } from './subgroup.js';
 
 export type TierName = 'sgmatrix' | 'subgroup' | 'portable';
@@ -28,7 +28,7 @@ export interface FlashTier {
 export const SG_MATRIX_TIER: FlashTier = {
   name: 'sgmatrix',
   unsupported: (p, runtime) => sgMatrixAdapterUnsupported(runtime) ?? sgMatrixProblemUnsupported(p, runtime),
-  run: async (runtime, p) => runSgMatrix(runtime, p, await tunedConfig(runtime, p)),
+  run: async (runtime, p) => runSgMatrix(runtime, p, forcedConfig(p, runtime) ?? await tunedConfig(runtime, p)),
 };
 
 export const SUBGROUP_TIER: FlashTier = {

@@ -2,14 +2,31 @@
 // adapters it can take (a reason when not, so the chooser falls back), its tunable configurations,
 // and running one problem (one dispatch) through the GpuRuntime.
 import type { AttentionProblem } from '../../problem.js';
+import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionResult } from '../../backend.js';
 import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention } from '../attention-io.js';
 import { dispatchFastTier } from './dispatch.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { packParams } from './flash-params.js';
 import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from './flash-sgmatrix-wgsl.js';
+import { type WideKernelOptions, buildFlashSgMatrixWide, wideOptionsProblem, wideWorkgroupBytes } from './flash-sgmatrix-wide-wgsl.js';
 
 export const sgMatrixKernel = defineKernel<SgMatrixKernelOptions>('flash-sgmatrix', buildFlashSgMatrix);
+export const sgMatrixWideKernel = defineKernel<WideKernelOptions>('flash-sgmatrix-wide', buildFlashSgMatrixWide);
+
+/** Options of either kernel: the 16-row one, or the wide one (32 rows per subgroup). */
+export type TierKernelOptions = SgMatrixKernelOptions | WideKernelOptions;
+const isWide = (o: TierKernelOptions): o is WideKernelOptions => (o as WideKernelOptions).rowFrags === 2;
+
+/** Why the options cannot make a kernel (either builder), or undefined. */
+export function tierOptionsProblem(o: TierKernelOptions): string | undefined {
+  return isWide(o) ? wideOptionsProblem(o) : sgMatrixOptionsProblem(o);
+}
+
+/** Workgroup memory of either kernel. */
+export function tierWorkgroupBytes(o: TierKernelOptions): number {
+  return isWide(o) ? wideWorkgroupBytes(o) : sgMatrixWorkgroupBytes(o);
+}
 
 /** The tunable part of the kernel options (what the autotuner searches). */
 export interface SgMatrixConfig {
@@ -19,6 +36,11 @@ export interface SgMatrixConfig {
   smemVec4: boolean;
   prefetch: boolean;
   headsPerTile: number;
+  /**
+   * 32: the wide kernel (ops/attention/webgpu/flash-sgmatrix-wide-wgsl.ts, two row matrices per
+   * subgroup; issue 14's candidate). Absent or 16: the 16-row kernel.
+   */
+  rowsPerSubgroup?: 16 | 32;
 }
 
 /** Measured best on the H200 for most shapes (docs/GPU-NOTES.md, run 3); first = default. */
@@ -32,6 +54,12 @@ export const SG_MATRIX_CONFIGS: readonly SgMatrixConfig[] = [
   // fit small head dims only (workgroup memory): more work per barrier where blocks are cheap
   { subgroups: 4, blockKeys: 64, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
   { subgroups: 8, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
+  // issue 14: 32 query rows per subgroup (each K/V matrix feeds two MMAs); D <= 64 fits 4 subgroups,
+  // D 128 fits 2 (Q and O then take 192 registers: the tuner decides whether that pays)
+  { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
+  { subgroups: 2, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
+  { subgroups: 2, blockKeys: 64, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
+  { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
 ];
 
 /** What the tier needs from the runtime (a subset, so tests can fake an adapter). */
@@ -71,15 +99,15 @@ export function sgMatrixProblemUnsupported(p: AttentionProblem, d: TierDevice): 
   return undefined;
 }
 
-function fits(o: SgMatrixKernelOptions, d: TierDevice): boolean {
-  return sgMatrixOptionsProblem(o) === undefined && sgMatrixWorkgroupBytes(o) <= d.limits.maxComputeWorkgroupStorageSize;
+function fits(o: TierKernelOptions, d: TierDevice): boolean {
+  return tierOptionsProblem(o) === undefined && tierWorkgroupBytes(o) <= d.limits.maxComputeWorkgroupStorageSize;
 }
 
 /**
  * Kernel options for problem `p` under `config`. Features the problem rules out are switched off
  * here (vector loads need 8-aligned offsets/strides, prefetch needs them), never silently wrong.
  */
-export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, elementBases: number[] = [0, 0, 0, 0, 0]): SgMatrixKernelOptions {
+export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, elementBases: number[] = [0, 0, 0, 0, 0]): TierKernelOptions {
   const group = p.headsQ / p.headsKv;
   let headsPerTile = Math.min(config.headsPerTile, group, config.subgroups);
   while (group % headsPerTile !== 0 || config.subgroups % headsPerTile !== 0) headsPerTile--;
@@ -107,8 +135,29 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
     unrolled: false,
     dropout: p.dropout !== undefined,
   };
+  if (config.rowsPerSubgroup === 32) return { ...o, rowFrags: 2 }; // the wide kernel refuses rather than drops prefetch
   if (o.prefetch && sgMatrixOptionsProblem(o) !== undefined) o.prefetch = false;
   return o;
+}
+
+/**
+ * FUSEDATTN_SGMATRIX_CONFIG (JSON of an SgMatrixConfig) forces a configuration, as the GPU checks
+ * do to run every candidate on every case (bench/gpu/check-tiers.mjs --configs); UnsupportedError
+ * when it cannot run `p` here. Undefined when unset.
+ */
+export function forcedConfig(p: AttentionProblem, d: TierDevice): SgMatrixConfig | undefined {
+  const text = globalThis.process?.env?.FUSEDATTN_SGMATRIX_CONFIG;
+  if (!text) return undefined;
+  let config: SgMatrixConfig;
+  try {
+    config = { ...SG_MATRIX_CONFIGS[0], ...(JSON.parse(text) as Partial<SgMatrixConfig>) };
+  } catch {
+    throw new UnsupportedError('FUSEDATTN_SGMATRIX_CONFIG', `FUSEDATTN_SGMATRIX_CONFIG must be JSON of a tensor-core configuration, got ${text.slice(0, 80)}`);
+  }
+  const o = kernelOptionsOf(p, config);
+  const problem = tierOptionsProblem(o) ?? (tierWorkgroupBytes(o) > d.limits.maxComputeWorkgroupStorageSize ? `it needs ${tierWorkgroupBytes(o)} bytes of workgroup memory` : undefined);
+  if (problem) throw new UnsupportedError('FUSEDATTN_SGMATRIX_CONFIG', `FUSEDATTN_SGMATRIX_CONFIG ${text} cannot run this problem: ${problem}`);
+  return config;
 }
 
 /** The first configuration of `preferred` then SG_MATRIX_CONFIGS that fits the device. */
@@ -118,8 +167,8 @@ export function fittingConfig(p: AttentionProblem, d: TierDevice, preferred?: Sg
 }
 
 /** Grid of the kernel: query tiles × query-head tiles × batch. */
-export function sgMatrixGrid(p: AttentionProblem, o: SgMatrixKernelOptions): [number, number, number] {
-  const rowsPerHead = (16 * o.subgroups) / o.headsPerTile;
+export function sgMatrixGrid(p: AttentionProblem, o: TierKernelOptions): [number, number, number] {
+  const rowsPerHead = (16 * (isWide(o) ? o.rowFrags : 1) * o.subgroups) / o.headsPerTile;
   return [Math.ceil(p.seqQ / rowsPerHead), p.headsQ / o.headsPerTile, p.batch];
 }
 
@@ -139,7 +188,7 @@ export function runSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: Sg
 async function recordSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig, io: AttentionOperands): Promise<void> {
   const bases = [io.q.elementBase, io.k.elementBase, io.v.elementBase, io.qRope?.elementBase ?? 0, io.kRope?.elementBase ?? 0];
   const o = kernelOptionsOf(p, config, bases);
-  const pipeline = await runtime.pipeline(sgMatrixKernel, o);
+  const pipeline = isWide(o) ? await runtime.pipeline(sgMatrixWideKernel, o) : await runtime.pipeline(sgMatrixKernel, o);
   const grid = sgMatrixGrid(p, o);
   const params = packParams(p, grid[0], { q: bases[0], k: bases[1], v: bases[2], qRope: bases[3], kRope: bases[4] });
   dispatchFastTier(runtime, p, io, { label: 'flash-sgmatrix', pipeline, params, grid });
