@@ -20,6 +20,8 @@ const isWide = (o: TierKernelOptions): o is WideKernelOptions => (o as WideKerne
 
 /** Why the options cannot make a kernel (either builder), or undefined. */
 export function tierOptionsProblem(o: TierKernelOptions): string | undefined {
+  // the wide kernel has no dropout hook: a dropout call takes a 16-row configuration
+  if (isWide(o) && (o as SgMatrixKernelOptions).dropout) return 'the wide kernel does not implement dropout';
   return isWide(o) ? wideOptionsProblem(o) : sgMatrixOptionsProblem(o);
 }
 
