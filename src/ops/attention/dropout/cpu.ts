@@ -9,17 +9,20 @@ const words = new Uint32Array(4);
 
 /**
  * Multiplies tile[r][c] (rows of query i0 + r, keys j0 + c, row stride `lds` bytes, at byte
- * address `tile`) by the keep factor of (b, h, i0 + r, j0 + c): 0 or `scale` (default spec.scale).
+ * address `tile`; `tiles` may list several, all alike) by the keep factor of (b, h, i0 + r, j0 + c):
+ * 0 or spec.scale. The factors are drawn once per row for every tile.
  */
 export function dropoutTile(buffer: ArrayBufferLike, spec: DropoutSpec, headsQ: number, b: number, h: number,
-  i0: number, rows: number, j0: number, cols: number, tile: number, lds: number, scale = spec.scale): void {
+  i0: number, rows: number, j0: number, cols: number, tiles: number | readonly number[], lds: number): void {
   if (cols <= 0) return;
   if (factors.length < cols) factors = new Float32Array(Math.max(cols, 2 * factors.length));
   const f = new Float32Array(buffer);
-  const kept = scale === spec.scale ? spec : { ...spec, scale };
+  const list = typeof tiles === 'number' ? [tiles] : tiles;
   for (let r = 0; r < rows; r++) {
-    dropoutRow(kept, headsQ, b, h, i0 + r, j0, cols, factors, 0, words);
-    const row = (tile + r * lds) >>> 2;
-    for (let c = 0; c < cols; c++) f[row + c] *= factors[c];
+    dropoutRow(spec, headsQ, b, h, i0 + r, j0, cols, factors, 0, words);
+    for (const tile of list) {
+      const row = (tile + r * lds) >>> 2;
+      for (let c = 0; c < cols; c++) f[row + c] *= factors[c];
+    }
   }
 }

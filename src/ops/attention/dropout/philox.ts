@@ -17,16 +17,12 @@ const M1 = 0xcd9e8d57;
 const W0 = 0x9e3779b9;
 const W1 = 0xbb67ae85;
 
-/** High 32 bits of the 64-bit product of two u32 (16-bit pieces: every partial product is exact in a double). */
+/**
+ * High 32 bits of the 64-bit product of two u32: b split in 16-bit halves, so both partial products
+ * (< 2^48) and the carry sum are exact in a double; floor((a·bh + floor(a·bl / 2^16)) / 2^16).
+ */
 function mulhi(a: number, b: number): number {
-  const al = a & 0xffff;
-  const ah = a >>> 16;
-  const bl = b & 0xffff;
-  const bh = b >>> 16;
-  const lh = al * bh;
-  const hl = ah * bl;
-  const mid = ((al * bl) >>> 16) + (lh & 0xffff) + (hl & 0xffff);
-  return (ah * bh + (lh >>> 16) + (hl >>> 16) + (mid >>> 16)) >>> 0;
+  return Math.floor((a * (b >>> 16) + Math.floor((a * (b & 0xffff)) / 65536)) / 65536) >>> 0;
 }
 
 /**

@@ -82,8 +82,7 @@ export function backwardNaiveTask(kernels: TaskKernels & AttentionKernels, buffe
       if (p.dropout) {
         f = new Float32Array(buffer());
         for (let r = 0; r < sq; r++) f.copyWithin((x.z + r * ldS) >>> 2, (x.s + r * ldS) >>> 2, ((x.s + r * ldS) >>> 2) + sk);
-        dropoutTile(buffer(), p.dropout, p.headsQ, b, h, 0, sq, 0, sk, x.z, ldS);
-        dropoutTile(buffer(), p.dropout, p.headsQ, b, h, 0, sq, 0, sk, x.dp, ldS);
+        dropoutTile(buffer(), p.dropout, p.headsQ, b, h, 0, sq, 0, sk, [x.z, x.dp], ldS);
         pz = x.z;
       }
       // dV += (P∘Z)ᵀ·dO

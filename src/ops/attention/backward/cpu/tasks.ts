@@ -151,8 +151,7 @@ function tileGradient(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: Ba
   if (p.dropout) {
     const f = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) f.copyWithin((x.z + r * LDS) >>> 2, (x.s + r * LDS) >>> 2, ((x.s + r * LDS) >>> 2) + cols);
-    dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, x.z, LDS);
-    dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, x.dp, LDS);
+    dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, [x.z, x.dp], LDS);
     pz = x.z;
   }
   kernels.bwd_dscores(x.s, x.dp, LDS, rows, cols, rowAddr(p.delta, p.seqStartsQ, b, h, i0));

@@ -28,8 +28,7 @@ ${SOFTMAX_PARAMS.wgsl()}
 // per sequence: starts q | starts k | lengths q | lengths k | ...
 ${readBinding(B.meta, 'seq_meta', 'u32')}
 @group(0) @binding(${B.scores}) var<storage, read_write> s_buf: array<f32>;
-${o.returnLse ? `@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;\n${NEG_INF_FN}` : ''}
-${o.dropout ? dropoutDeclarations(0, B.dropout) : ''}
+${o.returnLse ? `@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;\n${NEG_INF_FN}` : ''}${o.dropout ? `\n${dropoutDeclarations(0, B.dropout)}` : ''}
 
 const NO_SCORE: f32 = ${NO_SCORE};
 const THREADS: u32 = 64u;
