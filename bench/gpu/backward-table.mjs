@@ -12,13 +12,13 @@ const shapes = [...new Set([...ours.filter((r) => r.kind === 'bench').map((r) =>
 const out = [];
 const env = torch.find((r) => r.kind === 'torch-env');
 out.push(`Attention backward, TFLOP/s (ms), backward only; ${env ? `PyTorch ${env.torch} on ${env.device}` : 'no PyTorch rows'}; commit ${ours[0]?.commit ?? '?'}`, '');
-out.push('| shape | ours f16 (tier) | ours f32 portable | our unfused f16 | torch flash | torch cuDNN | torch efficient | torch math f16 | torch math f32 |');
-out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+out.push('| shape | ours f16 (tier) | ours f16 portable | ours f32 portable | our unfused f16 | torch flash | torch cuDNN | torch efficient | torch math f16 | torch math f32 |');
+out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const shape of shapes) {
   const o = (dtype, impl) => ours.find((r) => r.kind === 'bench' && r.shape === shape && r.dtype === dtype && r.impl === impl);
   const t = (backend, dtype = 'float16') => torch.find((r) => r.kind === 'torch-bwd' && r.shape === shape && r.backend === backend && r.dtype === dtype);
   const f16 = o('float16', 'fused');
-  out.push(`| ${shape} | ${cell(f16)}${f16?.tier ? ` ${f16.tier}` : ''} | ${cell(o('float32', 'fused'))} | ${cell(o('float16', 'unfused'))} | ${cell(t('flash'))} | ${cell(t('cudnn'))} | ${cell(t('efficient'))} | ${cell(t('math'))} | ${cell(t('math', 'float32'))} |`);
+  out.push(`| ${shape} | ${cell(f16)}${f16?.tier ? ` ${f16.tier}` : ''} | ${cell(o('float16', 'portable'))} | ${cell(o('float32', 'fused'))} | ${cell(o('float16', 'unfused'))} | ${cell(t('flash'))} | ${cell(t('cudnn'))} | ${cell(t('efficient'))} | ${cell(t('math'))} | ${cell(t('math', 'float32'))} |`);
 }
 out.push('', 'Checks (max |g - ref| / max |ref|, float64 reference):', '');
 out.push('| shape | impl | dtype | dq | dk | dv | status |', '|---|---|---|---:|---:|---:|---|');

@@ -10,8 +10,9 @@
 //   reference gradient (issue 10) and ours in float32 (portable tier) within 1e-4.
 //   without: seeded inputs here, against our float64 reference (small shapes only).
 // Timings ("bench" shapes): GPU time of the backward only (timestamp queries summed over its
-// dispatches; the forward runs once before), median of N, for float16 (best tier), float32
-// (portable) and the unfused baseline where its Sq×Sk buffers fit; each row names its tier. A
+// dispatches; the forward runs once before), median of N, for float16 (best tier, and the portable
+// tier beside it), float32 (portable) and the unfused baseline where its Sq×Sk buffers fit; each
+// row names its tier (the tensor-core tier autotuned: FUSEDATTN_AUTOTUNE=on in backward.sh). A
 // configuration whose check failed gets no speed. FLOPs = 2.5 × the forward's.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -133,7 +134,8 @@ function upload(t) {
 
 for (const [name, s] of Object.entries(benches)) {
   for (const dtype of ['float16', 'float32']) {
-    for (const impl of ['fused', 'unfused']) {
+    // float16: the best tier (tensor cores where the adapter has them), and the portable tier beside it
+    for (const impl of dtype === 'float16' ? ['fused', 'portable', 'unfused'] : ['fused', 'unfused']) {
       const row = { kind: 'bench', shape: name, dtype, impl };
       if (!passed.get(`${s.check}/${dtype}`)) {
         emit({ ...row, status: `no speed: the check of ${s.check} (${dtype}) did not pass` });
@@ -150,9 +152,20 @@ for (const [name, s] of Object.entries(benches)) {
         const fwd = await lib.attention(gq, gk, gv, { ...options, returnLse: true });
         inputsMade.push(fwd.out, fwd.lse);
         const bp = lib.validateAttentionBackward(gq, gk, gv, fwd.out, gdo, fwd.lse, options);
-        row.tier = impl === 'fused' ? chooseBackwardTier(bp, runtime).tier.name : 'unfused';
-        const run = impl === 'fused' ? lib.attentionBackward : lib.naiveAttentionBackward;
-        const t = await timeBackward(() => run(gq, gk, gv, fwd.out, gdo, fwd.lse, options));
+        const forced = impl === 'portable' ? 'portable' : undefined;
+        row.tier = impl === 'unfused' ? 'unfused' : chooseBackwardTier(bp, runtime, forced).tier.name;
+        const run = impl === 'unfused' ? lib.naiveAttentionBackward : lib.attentionBackward;
+        const before = process.env.FUSEDATTN_WEBGPU_TIER;
+        if (forced) process.env.FUSEDATTN_WEBGPU_TIER = forced;
+        let t;
+        try {
+          t = await timeBackward(() => run(gq, gk, gv, fwd.out, gdo, fwd.lse, options));
+        } finally {
+          if (forced) {
+            if (before === undefined) delete process.env.FUSEDATTN_WEBGPU_TIER;
+            else process.env.FUSEDATTN_WEBGPU_TIER = before;
+          }
+        }
         Object.assign(row, {
           status: 'ok', ms: +t.ms.toFixed(3), tflops: +(flops(problem) / t.ms / 1e9).toFixed(2), dispatches: t.dispatches,
           timing: t.wallClock ? 'wall clock' : 'gpu timestamps', intermediateBytes: t.stats?.intermediateBytes,

@@ -21,6 +21,7 @@ else
   echo "no PyTorch with CUDA here: PyTorch rows and torch-based checks skipped (checks use our float64 reference)" | tee "$out/backward-torch.err"
   data=""
 fi
+export FUSEDATTN_AUTOTUNE=${FUSEDATTN_AUTOTUNE:-on} FUSEDATTN_AUTOTUNE_BACKWARD_FILE="$out/autotune-backward.json"
 timeout "${OURS_TIMEOUT:-150}" node bench/gpu/backward.mjs --out "$out" ${data:+--inputs "$data"} $smoke 2>&1 | grep -v '^Warning'
 echo "fusedattn part: exit ${PIPESTATUS[0]}" >&2
 node bench/gpu/backward-table.mjs "$out/backward-torch.jsonl" "$out/backward-gpu.jsonl" | tee "$out/backward.md"

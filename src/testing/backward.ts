@@ -18,6 +18,8 @@ export interface GradCase extends AttentionCase {
   biasGrad?: boolean;
   /** Too slow for llvmpipe in the suite's budget: CPU only there. */
   cpuOnly?: boolean;
+  /** For the GPU machine's tensor-core tier: skipped on software WebGPU adapters (llvmpipe), where the portable tier's float16 path is covered by the cases above. */
+  hardwareGpu?: boolean;
 }
 
 export const BACKWARD_SUITE: readonly GradCase[] = [
@@ -50,6 +52,11 @@ export const BACKWARD_SUITE: readonly GradCase[] = [
   // float16 inputs
   { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 64, causal: true },
   { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 65, seqK: 65, dimQK: 192, dimV: 128, causal: true, mask: 'full-rows', dropout: 0.1 },
+  // float16 without masks or biases: what the tensor-core tier takes on the GPU machine
+  { dtype: 'float16', batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 80, dimQK: 64, causal: true, dropout: 0.2, hardwareGpu: true },
+  { dtype: 'float16', layout: 'BSND', batch: 1, headsQ: 2, seqQ: 70, seqK: 97, dimQK: 128, dimRope: 64, dimV: 128, causal: true, hardwareGpu: true },
+  { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 50, seqK: 77, dimQK: 40, softcap: 3, alibi: true, hardwareGpu: true },
+  { dtype: 'float16', layout: 'TND', batch: 3, headsQ: 2, seqQ: 0, seqK: 0, seqLensQ: [20, 0, 33], seqLensK: [40, 5, 33], dimQK: 59, window: [16, 4], hardwareGpu: true },
 ];
 
 export interface GradCaseInputs extends CaseInputs {

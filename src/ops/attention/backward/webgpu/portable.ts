@@ -6,7 +6,7 @@ import { floatsToHalf } from '../../../../core/dtype.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import { Tensor, numel } from '../../../../core/tensor.js';
 import { type Operand, bindingBytes, operandOf, releaseOperands } from '../../../../engines/webgpu/operands.js';
-import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
+import { type GpuRuntime, type Pipeline, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { dropoutParams } from '../../dropout/philox.wgsl.js';
 import type { AttentionProblem, StridedView } from '../../problem.js';
 import { scoreOptionsOf, scoreParamsOf, sequenceTable } from '../../webgpu/attention-io.js';
@@ -97,8 +97,20 @@ function kernelOptions(p: AttentionProblem, tile: BackwardTile): BackwardKernelO
   return { ...scoreOptionsOf(p), dtype: p.dtype, dimQK: p.dimQK, dimRope: p.dimRope, dimV: p.dimV, tile, dropout: p.dropout !== undefined };
 }
 
-/** The fused backward on the portable tier. */
-export async function runPortableBackward(runtime: GpuRuntime, bp: BackwardProblem): Promise<AttentionGrads> {
+/**
+ * The kv and q kernels of a tier for one problem: pipelines and grids (the pre kernel, the
+ * bindings, the uniforms and the float16 cast are the same for every tier).
+ */
+export interface BackwardKernelPlan {
+  kv: { pipeline: Pipeline; grid: [number, number, number] };
+  q: { pipeline: Pipeline; grid: [number, number, number] };
+  /** Key blocks of the kv kernel (the folded loop's bound), i.e. ceil(Sk / keys per workgroup). */
+  keyBlocks: number;
+  label: string;
+}
+
+/** The portable tier's plan for `bp` (tiles that fit the device). */
+export async function portablePlan(runtime: GpuRuntime, bp: BackwardProblem): Promise<BackwardKernelPlan> {
   const reason = portableBackwardUnsupported(bp, runtime.limits);
   if (reason) throw new UnsupportedError('options.backend', `WebGPU portable backward: ${reason}`);
   const p = bp.forward;
@@ -109,11 +121,26 @@ export async function runPortableBackward(runtime: GpuRuntime, bp: BackwardProbl
     ...kernelOptions(p, tiles.kv),
     biasGrad: bp.biasGrad && bias ? { rowsBroadcast: bias.i === 0, keysBroadcast: bias.j === 0, foldBatch: fold.batch, foldHeads: fold.kvHeads, foldKeys: fold.keyBlocks } : undefined,
   };
-  const [prePipeline, kvPipeline, qPipeline] = await Promise.all([
-    runtime.pipeline(backwardPreKernel, { dtype: p.dtype, dimV: p.dimV }),
-    runtime.pipeline(backwardKvKernel, kvOptions),
-    runtime.pipeline(backwardQKernel, kernelOptions(p, tiles.q)),
-  ]);
+  const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(backwardKvKernel, kvOptions), runtime.pipeline(backwardQKernel, kernelOptions(p, tiles.q))]);
+  return {
+    kv: { pipeline: kvPipeline, grid: [fold.keyBlocks ? 1 : Math.ceil(p.seqK / tiles.kv.keys), fold.kvHeads ? 1 : p.headsKv, fold.batch ? 1 : p.batch] },
+    q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / tiles.q.rows), p.headsQ, p.batch] },
+    keyBlocks: Math.ceil(p.seqK / tiles.kv.keys),
+    label: 'portable',
+  };
+}
+
+/** The fused backward on the portable tier. */
+export async function runPortableBackward(runtime: GpuRuntime, bp: BackwardProblem): Promise<AttentionGrads> {
+  return runBackwardPlan(runtime, bp, await portablePlan(runtime, bp));
+}
+
+/** Runs a tier's plan: pre kernel, kv and q kernels, casts or readback. */
+export async function runBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, plan: BackwardKernelPlan): Promise<AttentionGrads> {
+  const p = bp.forward;
+  const prePipeline = await runtime.pipeline(backwardPreKernel, { dtype: p.dtype, dimV: p.dimV });
+  const kvPipeline = plan.kv.pipeline;
+  const qPipeline = plan.q.pipeline;
   const onGpu = p.q.tensor.gpu !== undefined;
   const castPipeline = onGpu && (p.dtype === 'float16' || p.bias?.tensor.dtype === 'float16') ? await runtime.pipeline(castHalfKernel, { kind: 'f32-to-f16' }) : undefined;
 
@@ -185,7 +212,7 @@ export async function runPortableBackward(runtime: GpuRuntime, bp: BackwardProbl
       lse_off: lse.elementBase,
       group: p.headsQ / p.headsKv,
       heads_kv: p.headsKv,
-      key_blocks: Math.ceil(p.seqK / tiles.kv.keys),
+      key_blocks: plan.keyBlocks,
       batch: p.batch,
     }), 'backward params');
     const scoreParams = runtime.uniform(scoreParamsOf(p, mask, biasOp), 'score params');
@@ -209,18 +236,18 @@ export async function runPortableBackward(runtime: GpuRuntime, bp: BackwardProbl
       if (grads.dkRope) kvEntries[B.gradRope] = grads.dkRope;
       if (grads.dBias) kvEntries[B.dBias] = grads.dBias;
       runtime.dispatch({
-        label: 'attention-backward-kv',
+        label: `attention-backward-kv-${plan.label}`,
         pipeline: kvPipeline,
         bindGroups: [runtime.bindGroup(kvPipeline, 0, kvEntries)],
-        workgroups: [fold.keyBlocks ? 1 : Math.ceil(p.seqK / tiles.kv.keys), fold.kvHeads ? 1 : p.headsKv, fold.batch ? 1 : p.batch],
+        workgroups: plan.kv.grid,
       });
       const qEntries: Record<number, GPUBuffer | GPUBufferBinding> = { ...shared, [B.grad]: grads.dq };
       if (grads.dqRope) qEntries[B.gradRope] = grads.dqRope;
       runtime.dispatch({
-        label: 'attention-backward-q',
+        label: `attention-backward-q-${plan.label}`,
         pipeline: qPipeline,
         bindGroups: [runtime.bindGroup(qPipeline, 0, qEntries)],
-        workgroups: [Math.ceil(p.seqQ / tiles.q.rows), p.headsQ, p.batch],
+        workgroups: plan.q.grid,
       });
     }
     const shapes: Record<string, [readonly number[], 'float32' | 'float16']> = {

@@ -1,10 +1,13 @@
 // The backward's tier chooser, as the forward's (ops/attention/webgpu/tiers/index.ts): tiers best
-// first, each with unsupported(problem, runtime) giving a reason; FUSEDATTN_WEBGPU_TIER forces one.
+// first (tensor cores, then portable), each with unsupported(problem, runtime) giving a reason;
+// FUSEDATTN_WEBGPU_TIER forces one (a tier name the backward does not have, e.g. subgroup, is ignored).
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { GpuRuntime } from '../../../../engines/webgpu/runtime.js';
 import type { AttentionGrads } from '../options.js';
 import type { BackwardProblem } from '../problem.js';
-import { portableBackwardUnsupported, runPortableBackward } from './portable.js';
+import { portableBackwardUnsupported, runBackwardPlan, runPortableBackward } from './portable.js';
+import { sgBackwardPlan, sgBackwardUnsupported } from './sgmatrix.js';
+import { tunedBackwardConfig } from './autotune.js';
 
 export type BackwardTierName = 'sgmatrix' | 'portable';
 
@@ -20,8 +23,15 @@ export const PORTABLE_BACKWARD: BackwardTier = {
   run: (runtime, bp) => runPortableBackward(runtime, bp),
 };
 
+/** Tensor cores (subgroup matrices, f16), with the configuration the autotune mode gives. */
+export const SG_MATRIX_BACKWARD: BackwardTier = {
+  name: 'sgmatrix',
+  unsupported: (bp, runtime) => sgBackwardUnsupported(bp, runtime),
+  run: async (runtime, bp) => runBackwardPlan(runtime, bp, await sgBackwardPlan(runtime, bp, await tunedBackwardConfig(runtime, bp))),
+};
+
 /** Best first. */
-export const BACKWARD_TIERS: BackwardTier[] = [PORTABLE_BACKWARD];
+export const BACKWARD_TIERS: BackwardTier[] = [SG_MATRIX_BACKWARD, PORTABLE_BACKWARD];
 
 export interface BackwardTierChoice {
   tier: BackwardTier;
