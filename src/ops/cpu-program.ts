@@ -11,7 +11,7 @@ import { SOFTMAX_SIGNATURES, addSoftmaxKernels } from './attention/cpu/wasm-soft
 import { TILE_SIGNATURES, type TileOptions, addTileKernels } from './attention/cpu/wasm-tiles.js';
 import { type GemmKernels, scalarGemmKernels } from './gemm/cpu/kernels.js';
 import { BACKWARD_SIGNATURES, type BackwardKernels, addBackwardKernels, scalarBackwardKernels } from './attention/backward/cpu/kernels.js';
-import { type BackwardParams, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
+import { type BackwardParams, backwardHeadTask, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
 import { type NaiveBackwardParams, backwardNaiveTask } from './attention/backward/cpu/naive.js';
 import { type MatmulParams, matmulTask } from './gemm/cpu/matmul-task.js';
 import { DEFAULT_GEMM_KERNEL_OPTIONS, GEMM_SIGNATURES, type GemmKernelOptions, addGemmKernels } from './gemm/cpu/wasm-kernels.js';
@@ -38,6 +38,7 @@ export interface CpuJobs {
   'bwd-pre': BackwardParams;
   'bwd-kv': BackwardParams;
   'bwd-q': BackwardParams;
+  'bwd-head': BackwardParams;
   'bwd-naive': NaiveBackwardParams;
 }
 
@@ -110,6 +111,7 @@ export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
     'bwd-pre': backwardPreTask,
     'bwd-kv': backwardKvTask,
     'bwd-q': backwardQTask,
+    'bwd-head': backwardHeadTask,
     'bwd-naive': backwardNaiveTask,
   },
 };

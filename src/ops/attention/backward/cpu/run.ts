@@ -158,6 +158,9 @@ function foldedTasks(bp: BackwardProblem, withKeyBlocks: boolean): { starts: Int
   return { starts, units: Int32Array.from(units), weights: list.map((g) => g.weight) };
 }
 
+/** (b, kv head) pairs from which the backward runs one task per pair (bwd-head). */
+export const HEAD_SCHEDULE_PAIRS = 8;
+
 /** Work estimate of the backward for the engine's inline threshold: 7 matmul-like passes. */
 function flops(bp: BackwardProblem): number {
   const p = bp.forward;
@@ -192,19 +195,27 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem): Pr
     }
     qTasks.sort((x, y) => y[3] - x[3]);
     params.qTasks = Int32Array.from(qTasks.flatMap(([b, h, i0]) => [b, h, i0]));
-    const kv = foldedTasks(bp, true);
+    // enough (b, kv head) pairs to share out: one task per pair and 5 matmuls per tile; else the
+    // finer split schedule (7 matmuls, dQ in its own pass). The choice depends on the problem only,
+    // never on the thread count, so gradients are the same bits on every machine.
+    const heads = foldedTasks(bp, false);
+    const perHead = heads.starts.length - 1 >= HEAD_SCHEDULE_PAIRS;
+    const kv = perHead ? heads : foldedTasks(bp, true);
     params.kvStarts = kv.starts;
     params.kvUnits = kv.units;
     const perWorker = backwardScratch(0).bytes;
     const kvTasks = kv.starts.length - 1;
-    const qCount = qTasks.length;
+    const qCount = perHead ? 0 : qTasks.length;
     const workers = engine.participants(Math.max(kvTasks, qCount));
     engine.checkCapacity(stagingBytes(bp) + workers * perWorker);
     const scratch = st.allocate(workers * perWorker);
     const work = flops(bp);
     await engine.execute('bwd-pre', params, pre.length / 3, scratch, perWorker, 4 * p.totalQ * p.headsQ * p.dimV);
-    await engine.execute('bwd-kv', params, kvTasks, scratch, perWorker, work * (4 / 7));
-    await engine.execute('bwd-q', params, qCount, scratch, perWorker, work * (3 / 7));
+    if (perHead) await engine.execute('bwd-head', params, kvTasks, scratch, perWorker, work * (5 / 7));
+    else {
+      await engine.execute('bwd-kv', params, kvTasks, scratch, perWorker, work * (4 / 7));
+      await engine.execute('bwd-q', params, qCount, scratch, perWorker, work * (3 / 7));
+    }
     const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0);
     return { ...readBack(engine, bp, staged), stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) } };
   } finally {

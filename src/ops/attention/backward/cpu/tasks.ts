@@ -10,6 +10,8 @@
 //               dK += dSᵀ·Q (dkRope += dSᵀ·qRope)  transpose + gemm_nn;   finally dK ×= scale
 //   bwd-q     per (b, query head, block of BR rows): the same S, P, dP, dS over the visible key
 //             blocks, then dQ += dS·K (dqRope += dS·kRope); finally dQ ×= scale.
+//   bwd-head  instead of bwd-kv + bwd-q when there are enough (b, kv head) pairs for the workers:
+//             one task per pair computes each tile once for dV, dK and dQ (5 matmuls, not 7).
 // Every output element is written by exactly one task, in a fixed order: results are bit-identical
 // from run to run. With dBias over a broadcast bias, the kv tasks that would add into the same
 // dBias elements are folded into one task (BiasFold) that walks them in order.
@@ -220,6 +222,50 @@ export function backwardKvTask(kernels: TaskKernels, buffer: () => ArrayBufferLi
     }
     scaleRows(buffer, dkRow, p.dk.ss, cols, p.dimQK, p.scale);
     if (p.dkRope) scaleRows(buffer, dkrRow, p.dkRope.ss, cols, p.dimRope, p.scale);
+  }
+}
+
+/**
+ * bwd-head task t: everything of its units (b, kv head): for each key block, each query head of the
+ * group and each visible query block, one tile gives dV, dK and dQ at once (5 matmuls, S and dP
+ * computed once), dQ accumulated in order over the key blocks into rows only this task writes.
+ * The schedule when there are enough (b, kv head) pairs to keep every worker busy.
+ */
+export function backwardHeadTask(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: BackwardParams, t: number, scratch: number): void {
+  const x = backwardScratch(scratch);
+  for (let u = p.kvStarts[t]; u < p.kvStarts[t + 1]; u++) {
+    const b = p.kvUnits[2 * u];
+    const hk = p.kvUnits[2 * u + 1];
+    const sq = p.seqLensQ[b];
+    const sk = p.seqLensK[b];
+    for (let j0 = 0; j0 < sk; j0 += BWD_KEYS) {
+      const cols = Math.min(BWD_KEYS, sk - j0);
+      const dkRow = rowAddr(p.dk, p.seqStartsK, b, hk, j0);
+      const dvRow = rowAddr(p.dv, p.seqStartsK, b, hk, j0);
+      const dkrRow = p.dkRope ? rowAddr(p.dkRope, p.seqStartsK, b, hk, j0) : 0;
+      const kRow = rowAddr(p.k, p.seqStartsK, b, hk, j0);
+      const [lo, hi] = queriesOfKeys(p, sq, sk, j0, j0 + cols - 1);
+      for (let h = hk * p.group; h < (hk + 1) * p.group; h++) {
+        // query blocks aligned to BWD_ROWS, so each dQ row block is the same from key block to key block
+        for (let i0 = lo - (lo % BWD_ROWS); i0 <= hi; i0 += BWD_ROWS) {
+          const rows = Math.min(BWD_ROWS, sq - i0);
+          const pz = tileGradient(kernels, buffer, p, x, { b, h, hk, i0, rows, j0, cols, sq, sk });
+          kernels.transpose(pz, LDS, rows, cols, x.tr, LDT);
+          kernels.gemm_nn(x.tr, LDT, rowAddr(p.dOut, p.seqStartsQ, b, h, i0), p.dOut.ss, rows, dvRow, p.dv.ss, cols, p.dimV, 1, 0);
+          kernels.gemm_nn(x.dp, LDS, kRow, p.k.ss, cols, rowAddr(p.dq, p.seqStartsQ, b, h, i0), p.dq.ss, rows, p.dimQK, 1, 0);
+          if (p.dqRope) kernels.gemm_nn(x.dp, LDS, rowAddr(p.kRope!, p.seqStartsK, b, hk, j0), p.kRope!.ss, cols, rowAddr(p.dqRope, p.seqStartsQ, b, h, i0), p.dqRope.ss, rows, p.dimRope, 1, 0);
+          kernels.transpose(x.dp, LDS, rows, cols, x.tr, LDT);
+          kernels.gemm_nn(x.tr, LDT, rowAddr(p.q, p.seqStartsQ, b, h, i0), p.q.ss, rows, dkRow, p.dk.ss, cols, p.dimQK, 1, 0);
+          if (p.dkRope) kernels.gemm_nn(x.tr, LDT, rowAddr(p.qRope!, p.seqStartsQ, b, h, i0), p.qRope!.ss, rows, dkrRow, p.dkRope.ss, cols, p.dimRope, 1, 0);
+        }
+      }
+      scaleRows(buffer, dkRow, p.dk.ss, cols, p.dimQK, p.scale);
+      if (p.dkRope) scaleRows(buffer, dkrRow, p.dkRope.ss, cols, p.dimRope, p.scale);
+    }
+    for (let h = hk * p.group; h < (hk + 1) * p.group; h++) {
+      scaleRows(buffer, rowAddr(p.dq, p.seqStartsQ, b, h, 0), p.dq.ss, sq, p.dimQK, p.scale);
+      if (p.dqRope) scaleRows(buffer, rowAddr(p.dqRope, p.seqStartsQ, b, h, 0), p.dqRope.ss, sq, p.dimRope, p.scale);
+    }
   }
 }
 
