@@ -1,4 +1,6 @@
 // fusedattn: FlashAttention and fused attention for JavaScript and TypeScript.
+// The public types name WebGPU globals (GPUDevice, GPUBuffer): consumers get them from @webgpu/types.
+/// <reference types="@webgpu/types" preserve="true" />
 export { attention, naiveAttention } from './ops/attention/index.js';
 export type { AttentionOptions, BackendChoice, BackendName, CausalAlign } from './ops/attention/index.js';
 export { validateAttention } from './ops/attention/index.js';
@@ -10,6 +12,8 @@ export { gpuDevice, gpuAdapterInfo, type AdapterDescription } from './engines/we
 export { Tensor, type Layout, type TensorInput, type GpuStorage } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
 export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats } from './core/dtype.js';
+export { configure, dispose, type FusedAttnConfig, type CpuKernelChoice, type WebGpuTierChoice } from './core/config.js';
+export { configNotes } from './core/env.js';
 export { FusedAttnError, ShapeError, DTypeError, ValueError, UnsupportedError, DeviceError } from './core/errors.js';
 export { parseNpy, encodeNpy, type NpyArray, type NpyDType } from './io/npy.js';
 export { npyToTensor, tensorToNpy } from './io/npy-tensor.js';

@@ -109,7 +109,7 @@ describe.skipIf(skip !== undefined)('WebGPU attention', () => {
     const misses = rt.counters.pipelineMisses;
     const result = await attention(q, k, v, { ...options, backend: 'webgpu' });
     expect(rt.counters.pipelineMisses).toBe(misses);
-    expect(result.stats).toEqual({ launches: 1, intermediateBytes: 0 });
+    expect(result.stats).toEqual({ launches: 1, intermediateBytes: 0, backend: 'webgpu', tier: 'portable', threads: 1 });
   });
 
   it('says which limit a problem exceeds', async () => {

@@ -6,6 +6,7 @@
 // FUSEDATTN_DEBUG=1 adds the stack of unexpected errors, for us.
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
+import { debugEnabled } from '../core/env.js';
 import { FusedAttnError } from '../core/errors.js';
 import { blockBenchCommand } from './block.js';
 import { demoCommand } from './demo.js';
@@ -56,12 +57,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     const message = e instanceof Error ? e.message : String(e);
     console.error(`error: ${oneLine(message) || 'unknown failure'} (unexpected; set FUSEDATTN_DEBUG=1 for the stack)`);
-    if (process.env.FUSEDATTN_DEBUG && e instanceof Error) console.error(e.stack);
+    if (debugEnabled() && e instanceof Error) console.error(e.stack);
     return EXIT_FAILURE;
   }
 }
 
 // Exit explicitly: a GPU device or the CPU worker pool must not keep a finished command alive.
-const code = await main(process.argv.slice(2));
-await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
-process.exit(code);
+// (A promise chain, not top-level await: no module of the package uses it.)
+void main(process.argv.slice(2)).then((code) => process.stdout.write('', () => process.exit(code)));

@@ -3,6 +3,7 @@
 // a user with a hand-edited or unusual config knows what to fix; what we cannot run is refused with
 // UnsupportedError rather than run wrongly.
 import { ShapeError, UnsupportedError, ValueError, show } from '../core/errors.js';
+import { type ModelFiles, type ModelSource, type SourceOptions, modelFiles } from '../io/sources.js';
 
 /** How RoPE frequencies are changed for long context (transformers' `rope_scaling.rope_type`). */
 export type RopeScaling =
@@ -221,17 +222,12 @@ function tokenIds(c: Record<string, unknown>, field: string, source: string): nu
   return ids as number[];
 }
 
-/** Reads and validates `<dir>/config.json` (Node). */
-export async function readModelConfig(dir: string): Promise<ModelConfig> {
-  const fs = await import('node:fs/promises');
-  const { join } = await import('node:path');
-  const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await fs.readFile(path, 'utf8');
-  } catch {
-    throw new ValueError('config', `${path} not found: a model folder needs config.json (and model.safetensors)`);
-  }
+/** Reads and validates the model's config.json from any ModelSource (folder, URL, files, bytes). */
+export async function readModelConfig(source: ModelSource | ModelFiles, options: SourceOptions = {}): Promise<ModelConfig> {
+  const files = isModelFiles(source) ? source : modelFiles(source, options);
+  const path = `${files.origin}/config.json`;
+  const text = await files.readText('config.json');
+  if (text === undefined) throw new ValueError('config', `${path} not found: a model folder needs config.json (and model.safetensors)`);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -239,4 +235,8 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
     throw new ValueError('config', `${path} is not valid JSON (${(e as Error).message})`);
   }
   return parseModelConfig(raw, path);
+}
+
+export function isModelFiles(x: unknown): x is ModelFiles {
+  return typeof x === 'object' && x !== null && typeof (x as ModelFiles).open === 'function' && typeof (x as ModelFiles).readText === 'function' && typeof (x as ModelFiles).origin === 'string';
 }

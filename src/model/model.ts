@@ -5,6 +5,7 @@
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
 import { autoBackend } from '../ops/attention/index.js';
 import { type TensorStore, openSafetensors } from '../io/safetensors.js';
+import { type ModelSource, type SourceOptions, modelFiles } from '../io/sources.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
 import { Decoder, type ForwardOptions } from './decoder.js';
@@ -174,16 +175,19 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
 }
 
 /**
- * Loads a Hugging Face model folder: config.json, model.safetensors (or shards), tokenizer.json if
- * present (required with `requireTokenizer`, checked before any weight is read or device touched).
+ * Loads a Hugging Face model: config.json, model.safetensors (or shards), tokenizer.json if present
+ * (required with `requireTokenizer`, checked before any weight is read or device touched), from a
+ * folder path, a URL (fetch with range requests; `onProgress` sees the bytes arrive), File / Blob
+ * objects or ArrayBuffers by file name (see ModelSource).
  */
-export async function loadModel(dir: string, options: ModelOptions & { requireTokenizer?: boolean } = {}): Promise<TransformerModel> {
-  const config = await readModelConfig(dir);
-  const tokenizer = await loadTokenizer(dir);
+export async function loadModel(source: ModelSource, options: ModelOptions & SourceOptions & { requireTokenizer?: boolean } = {}): Promise<TransformerModel> {
+  const files = modelFiles(source, options);
+  const config = await readModelConfig(files);
+  const tokenizer = await loadTokenizer(files);
   if (options.requireTokenizer && !tokenizer) {
-    throw new UnsupportedError('tokenizer', `${dir} has no tokenizer.json, so text cannot be encoded; pass token ids instead`);
+    throw new UnsupportedError('tokenizer', `${files.origin} has no tokenizer.json, so text cannot be encoded; pass token ids instead`);
   }
-  const store = await openSafetensors(dir);
+  const store = await openSafetensors(files);
   try {
     return await createModel(config, store, options, tokenizer);
   } finally {

@@ -2,6 +2,7 @@
 // one module (compiled once, instantiated by each worker on the shared memory), their scalar twins,
 // and every op's tasks by job kind. This is the one place that lists them: a new op's CPU kernels
 // are added here (see docs/ARCHITECTURE.md, "Adding an op").
+import { envFlag } from '../core/env.js';
 import { ModuleBuilder } from '../engines/cpu/wasm/encoder.js';
 import type { CompiledProgram, CpuProgram, KernelKind } from '../engines/cpu/program.js';
 import { type AttentionKernels, DEFAULT_TILE_OPTIONS, scalarAttentionKernels, tileGeometry } from './attention/cpu/kernels.js';
@@ -74,8 +75,7 @@ function floatView(memory: { readonly buffer: ArrayBufferLike }): () => Float32A
 export async function compileKernels(shared: boolean, maximumPages: number, relaxed: boolean, tuning: Partial<KernelTuning> = {}): Promise<CompiledProgram> {
   const options: KernelModuleOptions = { ...DEFAULT_KERNEL_OPTIONS, ...tuning, relaxed, shared, maximumPages };
   const builder = buildKernelModule(options);
-  const g = globalThis as { process?: { env?: Record<string, string | undefined> } };
-  if (g.process?.env?.FUSEDATTN_DEBUG_WASM) console.log(builder.wat());
+  if (envFlag('FUSEDATTN_DEBUG_WASM')) console.log(builder.wat());
   const module = await WebAssembly.compile(builder.bytes());
   return { module, kind: relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', tuning };
 }

@@ -40,6 +40,8 @@ export const BACKWARD_SUITE: readonly GradCase[] = [
   { batch: 1, headsQ: 2, seqQ: 80, seqK: 130, dimQK: 32, window: [32, 8] },
   { batch: 1, headsQ: 2, seqQ: 64, seqK: 64, dimQK: 32, preTokens: 5, nextTokens: -2 },
   { batch: 2, headsQ: 2, seqQ: 60, seqK: 77, dimQK: 40, softcap: 3, scale: 0.9 },
+  // |scale| > 1: scores kept in units of the scale, as the forward keeps them
+  { batch: 1, headsQ: 2, seqQ: 40, seqK: 50, dimQK: 16, scale: 3, softcap: 5, causal: true, bias: 'random', maskShape: 'batch', biasGrad: true, alibi: true },
   // masks with -inf blocks and fully masked rows, biases with dBias (broadcast: folded), ALiBi
   { batch: 2, headsQ: 2, seqQ: 45, seqK: 97, dimQK: 32, mask: 'full-rows', maskShape: 'full' },
   { batch: 2, headsQ: 2, seqQ: 50, seqK: 70, dimQK: 32, bias: 'neg-inf-blocks', maskShape: 'full', biasGrad: true },

@@ -1,7 +1,10 @@
 // fusedattn/testing: the seeded cases, suite and pass rules our tests use, for anyone checking a backend.
+// The public types name WebGPU globals (GPUDevice, GPUBuffer): consumers get them from @webgpu/types.
+/// <reference types="@webgpu/types" preserve="true" />
 export * from './cases.js';
 export * from './compare.js';
 export * from './random.js';
 export { SUITE } from './suite.js';
 export * from './check.js';
+export { NON_FINITE_CASES, makeNonFiniteCase, compareNonFinite, type NonFiniteCase } from './non-finite.js';
 export * from './backward.js';

@@ -17,14 +17,23 @@ export interface Job<N extends string = string, P = unknown> {
   scratchPerWorker: number;
 }
 
+/** Whether every task of `job` has been claimed. */
+export function jobClaimed(ctx: { memory: { readonly buffer: ArrayBufferLike } }, job: Job): boolean {
+  return Atomics.load(new Int32Array(ctx.memory.buffer, 0, CONTROL_BYTES / 4), job.counter) >= job.taskCount;
+}
+
 export interface TaskContext<K> {
   kernels: K;
   memory: { readonly buffer: ArrayBufferLike };
   tasks: { readonly [kind: string]: Task<K, never> };
 }
 
-/** Claims and runs tasks of `job` until the counter passes the task count; returns tasks run. */
-export function runJobTasks<K>(ctx: TaskContext<K>, job: Job, worker: number): number {
+/**
+ * Claims and runs tasks of `job` until the counter passes the task count (or, on the main thread,
+ * until performance.now() passes `until`, so the caller can give the event loop a turn); returns
+ * the tasks run.
+ */
+export function runJobTasks<K>(ctx: TaskContext<K>, job: Job, worker: number, until = Infinity): number {
   const counters = new Int32Array(ctx.memory.buffer, 0, CONTROL_BYTES / 4);
   const run = ctx.tasks[job.kind] as Task<K, unknown> | undefined;
   if (!run) throw new Error(`CPU engine: no task of kind '${job.kind}' in the program`);
@@ -36,5 +45,6 @@ export function runJobTasks<K>(ctx: TaskContext<K>, job: Job, worker: number): n
     if (t >= job.taskCount) return done;
     run(ctx.kernels, buffer, job.params, t, scratch);
     done++;
+    if (until !== Infinity && performance.now() >= until) return done;
   }
 }

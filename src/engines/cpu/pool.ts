@@ -6,7 +6,8 @@
 // The pool knows no op: the worker script it starts (`url`) serves one program (program.ts).
 import type { Job } from './jobs.js';
 import type { CompiledProgram } from './program.js';
-import { type WorkerHandle, startWorker } from './platform.js';
+import type { WorkerHandle, WorkerSpawner } from './platform.js';
+import { DeviceError } from '../../core/errors.js';
 
 interface Pending {
   remaining: number;
@@ -40,6 +41,7 @@ export class WorkerPool {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private broken: Error | undefined;
+  private retiring = false;
   /** Tasks each worker ran, summed over the pool's life (tests check that work is spread). */
   readonly tasksByWorker: number[];
   /** Milliseconds each worker spent running tasks (for benchmarks: wall time minus this is overhead). */
@@ -52,13 +54,15 @@ export class WorkerPool {
     this.busyMsByWorker = new Array<number>(workers.length).fill(0);
   }
 
-  static async start(threads: number, url: URL, memory: WebAssembly.Memory, compiled: CompiledProgram | undefined, tuning: unknown): Promise<WorkerPool> {
-    const workers = await Promise.all(Array.from({ length: threads }, () => startWorker(url)));
+  static async start(threads: number, spawner: WorkerSpawner, memory: WebAssembly.Memory, compiled: CompiledProgram | undefined, tuning: unknown): Promise<WorkerPool> {
+    const workers = Array.from({ length: threads }, () => spawner.spawn());
     const pool = new WorkerPool(workers);
-    await Promise.all(workers.map((w, index) => new Promise<void>((resolve, reject) => {
+    const started = Promise.all(workers.map((w, index) => new Promise<void>((resolve, reject) => {
       w.onError((e) => {
-        reject(e);
-        pool.fail(new Error(`CPU worker ${index} failed: ${e.message}`));
+        // before 'ready' this is the worker's script failing to load or to start: the message
+        // names the script's URL and the cause (see platform.ts)
+        reject(new DeviceError('cpu', `CPU worker ${index}: ${e.message}`));
+        pool.fail(new DeviceError('cpu', `CPU worker ${index} failed: ${e.message}`));
       });
       w.onMessage((message) => {
         const reply = message as WorkerReply;
@@ -68,6 +72,13 @@ export class WorkerPool {
       const init: InitMessage = { type: 'init', worker: index, memory, compiled, tuning };
       w.post(init);
     })));
+    try {
+      await started;
+    } catch (e) {
+      // one error for the whole start, and no worker left running
+      for (const w of workers) w.terminate();
+      throw e;
+    }
     // unref after the listeners exist: adding a 'message' listener refs the worker's port again
     for (const w of workers) w.ref(false);
     return pool;
@@ -93,6 +104,12 @@ export class WorkerPool {
     this.fail(new Error('CPU worker pool terminated'));
   }
 
+  /** Terminates once no job is in flight; a job posted after this fails. */
+  retire(): void {
+    this.retiring = true;
+    if (this.pending.size === 0) this.terminate();
+  }
+
   private onDone(reply: Extract<WorkerReply, { type: 'done' }>): void {
     const job = this.pending.get(reply.id);
     if (!job) return;
@@ -102,6 +119,7 @@ export class WorkerPool {
     if (--job.remaining > 0) return;
     this.pending.delete(reply.id);
     if (this.pending.size === 0) for (const w of this.workers) w.ref(false);
+    if (this.pending.size === 0 && this.retiring) this.terminate();
     if (job.errors.length) job.reject(new Error(`CPU worker task failed: ${job.errors[0]}`));
     else job.resolve();
   }

@@ -1,30 +1,32 @@
 // The loop of the CPU pool's worker script (worker_threads in Node, a module Web Worker in a
 // browser), for any program: it receives the shared memory and the compiled module once, then runs
-// job messages. The script itself is the program's (src/ops/cpu-worker.ts): one line that calls
-// serveJobs with the program, so the engine never imports an op.
+// job messages. The scripts themselves are the program's (src/ops/cpu-worker.ts for web workers,
+// cpu-worker-node.ts for worker_threads): one line that calls serveJobs with the program and the
+// port, so the engine never imports an op, nor a Node module.
 import { type TaskContext, runJobTasks } from './jobs.js';
 import type { InitMessage, JobMessage, WorkerReply } from './pool.js';
 import type { CpuProgram, KernelSet } from './program.js';
-import { isNode } from './platform.js';
 
-interface Port {
+/** The worker's side of the channel to the pool. */
+export interface WorkerPort {
   post(message: WorkerReply): void;
   listen(handler: (message: InitMessage | JobMessage) => void): void;
 }
 
-async function parentPort(): Promise<Port> {
-  if (isNode) {
-    const { parentPort: port } = await import('node:worker_threads');
-    if (!port) throw new Error('fusedattn CPU worker started outside a worker thread');
-    return { post: (m) => port.postMessage(m), listen: (h) => port.on('message', h) };
-  }
+/** The port of a module Web Worker (browsers, Deno): its global scope. */
+export function selfPort(): WorkerPort {
   const scope = globalThis as unknown as { postMessage(m: unknown): void; addEventListener(t: 'message', h: (e: MessageEvent) => void): void };
   return { post: (m) => scope.postMessage(m), listen: (h) => scope.addEventListener('message', (e) => h(e.data)) };
 }
 
+/** The port of a node:worker_threads worker (its parentPort, typed here so no Node module is imported). */
+export function nodePort(port: { postMessage(m: unknown): void; on(event: 'message', h: (m: unknown) => void): unknown } | null): WorkerPort {
+  if (!port) throw new Error('fusedattn CPU worker started outside a worker thread');
+  return { post: (m) => port.postMessage(m), listen: (h) => port.on('message', h as (m: unknown) => void) };
+}
+
 /** Answers the pool's messages with `program`'s kernels and tasks, for the life of the worker. */
-export async function serveJobs<K extends KernelSet, J extends object>(program: CpuProgram<K, J>): Promise<void> {
-  const port = await parentPort();
+export function serveJobs<K extends KernelSet, J extends object>(program: CpuProgram<K, J>, port: WorkerPort): void {
   let context: TaskContext<K> | undefined;
   port.listen((message) => {
     if (message.type === 'init') {

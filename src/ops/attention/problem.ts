@@ -122,3 +122,13 @@ export function visiblePairs(p: AttentionProblem): number {
   }
   return pairs * p.headsQ;
 }
+
+/**
+ * The units scores are kept in: u = s / beta with beta = max(1, |scale|), so u = alpha·q·k with
+ * |alpha| <= 1 never overflows where q·k does not, whatever the (float32-finite) scale, and the
+ * softmax weights are exp(beta·(u - max u)). For |scale| <= 1 this is the plain s (beta = 1).
+ */
+export function scoreUnits(scale: number): { alpha: number; beta: number } {
+  const beta = Math.max(1, Math.abs(scale));
+  return { alpha: scale / beta, beta };
+}

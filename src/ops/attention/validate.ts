@@ -1,12 +1,16 @@
 // validateAttention(): raw (q, k, v, options) -> AttentionProblem, or a typed error that names the
 // argument, the expected and the received value. It runs before any backend work, so nothing
 // downstream re-checks shapes; backends only decide whether they *support* a valid problem.
+import { firstNonFinite } from '../../core/finite.js';
+import { fromHalfBits } from '../../core/dtype.js';
 import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../../core/errors.js';
 import { Tensor, type Layout, type TensorInput, toTensor } from '../../core/tensor.js';
 import { LAYOUTS, LAYOUT_LEGEND, contiguousStrides, physicalShape, rankOf } from './layout.js';
 import type { AttentionOptions } from './options.js';
 import type { AlibiView, AttentionProblem, BroadcastView, KeyWindow, StridedView } from './problem.js';
 import { resolveDropout } from './dropout/options.js';
+
+const F32_MAX = 3.4028234663852886e38;
 
 const FLOAT_TYPES = ['float32', 'float16'] as const;
 const OPTION_NAMES: ReadonlySet<string> = new Set([
@@ -101,6 +105,9 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
   const scale = options.scale ?? 1 / Math.sqrt(qd.dim + dimRope);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) {
     throw new ValueError('options.scale', `options.scale must be a finite number, got ${show(scale)}`);
+  }
+  if (Math.abs(scale) > F32_MAX) {
+    throw new ValueError('options.scale', `options.scale must be within float32's range (|scale| <= 3.4028235e38), got ${show(scale)}`);
   }
   const softcap = options.softcap ?? 0;
   if (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap < 0) {
@@ -381,7 +388,10 @@ function alibiView(input: TensorInput | Float32Array | readonly number[], batch:
   return { tensor: t, strideB: t.rank === 2 ? heads : 0 };
 }
 
-/** Throws a ValueError naming the first NaN/Inf in q, k, v, qRope, kRope or bias (CPU tensors). */
+/**
+ * Throws a ValueError naming the first NaN/Inf in q, k, v, qRope, kRope, or the first NaN/+Inf in
+ * bias (CPU tensors): -inf in a bias is the documented way to hide a key, not an error.
+ */
 function checkFinite(p: AttentionProblem): void {
   const inputs: Array<[string, Tensor | undefined]> = [
     ['query', p.q.tensor], ['key', p.k.tensor], ['value', p.v.tensor],
@@ -390,22 +400,12 @@ function checkFinite(p: AttentionProblem): void {
   for (const [name, t] of inputs) {
     if (!t) continue;
     if (!t.data) throw new UnsupportedError('options.checkFinite', `options.checkFinite needs CPU tensors; ${name} lives on the GPU`);
-    const bad = firstNonFinite(t);
+    const bad = firstNonFinite(t.data as ArrayLike<number>, t.dtype, name === 'bias');
     if (bad >= 0) {
-      const value = t.toFloat32()[bad];
+      const value = t.dtype === 'float16' ? fromHalfBits((t.data as Uint16Array)[bad]) : (t.data as Float32Array)[bad];
       throw new ValueError(name, `${name} holds a non-finite value at flat index ${bad}: ${value}`);
     }
   }
 }
 
-function firstNonFinite(t: Tensor): number {
-  const d = t.data;
-  if (t.dtype === 'float16') {
-    const h = d as Uint16Array;
-    for (let i = 0; i < h.length; i++) if ((h[i] & 0x7c00) === 0x7c00) return i;
-    return -1;
-  }
-  const f = d as Float32Array;
-  for (let i = 0; i < f.length; i++) if (!Number.isFinite(f[i])) return i;
-  return -1;
-}
+

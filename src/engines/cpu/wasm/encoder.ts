@@ -180,6 +180,7 @@ export const f32x4 = {
   },
   extract_lane: lane('f32x4.extract_lane', 0x1f),
   eq: op('f32x4.eq', simd(0x41)),
+  ne: op('f32x4.ne', simd(0x42)),
   lt: op('f32x4.lt', simd(0x43)),
   gt: op('f32x4.gt', simd(0x44)),
   ge: op('f32x4.ge', simd(0x46)),

@@ -14,6 +14,7 @@
 import type { DropoutSpec } from '../dropout/philox.js';
 import { dropoutTile } from '../dropout/cpu.js';
 import type { AttentionKernels, TileGeometry } from './kernels.js';
+import { scoreUnits } from '../problem.js';
 import { type ScoreOptions, hasValueModifiers, modifyScores, windowBounds } from './scores.js';
 
 /** An attention input in the staged memory: byte address of (0,0,0,0) and byte strides. */
@@ -46,6 +47,8 @@ export interface StagedProblem extends ScoreOptions {
   headsQ: number;
   /** Dropout on P before P·V, when on. */
   dropout: DropoutSpec | undefined;
+  /** v holds a NaN or ±Inf: P·V skips weights of 0 (0·NaN would reach rows that do not see the key). */
+  vNonFinite?: boolean;
 }
 
 /** Everything a flash task needs. */
@@ -180,6 +183,7 @@ export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLi
   kernels.pack_panel(row(p.q, p.seqStartsQ, h, i0), p.q.ss, rows, p.dimQK, x.qPanel, qkRows, chunks, 0);
   if (p.qRope) kernels.pack_panel(row(p.qRope, p.seqStartsQ, h, i0), p.qRope.ss, rows, p.dimRope, x.qPanel, qkRows, chunks, ropeChunk);
   const modify = hasValueModifiers(p);
+  const { alpha, beta } = scoreUnits(p.scale);
   const [lo, hi] = blockKeyRange(p, sq, sk, i0, rows);
   // a tile needs the window clip unless every row of the block sees all of it
   const firstRowHi = windowBounds(p, sq, sk, i0)[1];
@@ -192,13 +196,14 @@ export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLi
   // tiles start on a multiple of 4 keys (the K panel's groups); keys before lo are clipped
   for (let j0 = lo - (lo % 4); j0 <= hi; j0 += p.bc) {
     const cols = Math.min(p.bc, hi + 1 - j0);
-    kernels.qk_tile(x.qPanel, kPanel + (j0 / 4) * chunks * 64, chunks, rows, cols, x.s, p.scale);
+    kernels.qk_tile(x.qPanel, kPanel + (j0 / 4) * chunks * 64, chunks, rows, cols, x.s, alpha);
     const clip = j0 < lastRowLo || j0 + cols - 1 > firstRowHi;
-    if (modify || clip) modifyScores(buffer(), p, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip);
-    kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha);
+    if (modify || clip) modifyScores(buffer(), p, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip, beta);
+    kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha, beta);
     // dropout after the row sums took every weight: P·V sees the kept ones, scaled
     if (p.dropout) dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, x.s, lds);
-    kernels.pv_tile(x.s, vPanel + j0 * width, vld, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
+    if (p.vNonFinite) pvSkippingZeros(buffer(), x.s, lds, vPanel + j0 * width, vld, width, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
+    else kernels.pv_tile(x.s, vPanel + j0 * width, vld, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
   }
 
   kernels.finalize_rows(x.o, x.ldo, row(p.out, p.seqStartsQ, h, i0), p.out.ss, rows, p.dimV, x.l);
@@ -206,7 +211,32 @@ export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLi
     const g = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) {
       const l = g[(x.l >>> 2) + r];
-      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = l === 0 ? -Infinity : g[(x.m >>> 2) + r] + Math.log(l);
+      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = l === 0 ? -Infinity : beta * g[(x.m >>> 2) + r] + Math.log(l);
+    }
+  }
+}
+
+/**
+ * pv_tile's arithmetic in plain JavaScript, skipping keys whose weight is 0 (hidden by the window,
+ * the mask or a -inf score, or underflowed): runs only when v holds NaN or ±Inf, so that such a
+ * value reaches exactly the rows that give its key a weight, as in the reference. V panel layout:
+ * column blocks of `width` bytes per key, `vld` bytes apart.
+ */
+function pvSkippingZeros(buffer: ArrayBufferLike, pAddr: number, lds: number, vAddr: number, vld: number, width: number, keys: number, o: number, ldo: number, rows: number, dim: number, scales: number): void {
+  const f = new Float32Array(buffer);
+  const perBlock = width >>> 2;
+  for (let r = 0; r < rows; r++) {
+    const orow = (o + r * ldo) >>> 2;
+    const scale = f[(scales >>> 2) + r];
+    for (let d = 0; d < dim; d++) f[orow + d] *= scale;
+    const prow = (pAddr + r * lds) >>> 2;
+    for (let j = 0; j < keys; j++) {
+      const pj = f[prow + j];
+      if (pj === 0) continue;
+      for (let d = 0; d < dim; d++) {
+        const block = Math.floor(d / perBlock);
+        f[orow + d] += pj * f[((vAddr + block * vld) >>> 2) + j * perBlock + (d % perBlock)];
+      }
     }
   }
 }

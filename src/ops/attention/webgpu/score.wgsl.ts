@@ -1,8 +1,11 @@
 // The score of one (query i, key j) pair after q·k, shared by the flash kernel and the naive
 // path's QKᵀ epilogue so both apply the options in the same order as the reference:
 //   window / bool mask -> hidden;  s = scale·qk;  softcap: s = c·tanh(s/c);  + bias;  - ALiBi.
-// A hidden pair, or a score of -inf from the bias, comes back as the finite sentinel NO_SCORE.
-import { NO_SCORE, type FloatDType, arrayElement, loadByte, loadFloat, readBinding } from '../../../engines/webgpu/wgsl.js';
+// A hidden pair, or a score of -inf from the bias, comes back as the finite sentinel NO_SCORE; a
+// NaN or +inf score as POISON_SCORE (the caller turns the row into NaN). Scores are in units of
+// beta = max(1, |scale|) (scoreUnits in problem.ts): s/beta = (scale/beta)·qk (+ bias/beta ...),
+// so a huge finite scale never overflows; callers weight keys by exp(beta·(s - max)).
+import { NON_FINITE_FNS, NO_SCORE, POISON_SCORE, type FloatDType, arrayElement, loadByte, loadFloat, readBinding } from '../../../engines/webgpu/wgsl.js';
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
 export interface ScoreOptions {
@@ -62,18 +65,29 @@ export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
       'if (mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) == 0u) { return NO_SCORE; }',
     );
   }
-  body.push('var s = qk * sp.scale;');
-  // clamp: tanh of a large argument is (inf/inf) = NaN on some drivers; tanh(15) is 1 in f32
-  if (o.softcap) body.push('s = sp.softcap * tanh(clamp(s / sp.softcap, -15.0, 15.0));');
+  body.push('let beta = score_beta();', 'var s = qk * (sp.scale / beta);');
+  // clamp: tanh of a large argument is (inf/inf) = NaN on some drivers; tanh(15) is 1 in f32.
+  // A NaN must be caught before it (clamp may turn NaN into a bound); +inf is capped, as it should.
+  if (o.softcap) body.push('if (is_nan(s)) { return POISON_SCORE; }', 's = (sp.softcap / beta) * tanh(clamp(s * beta / sp.softcap, -15.0, 15.0));');
   if (o.bias !== 'none') {
-    body.push('let bs = sp.bias_strides;', 's = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w);');
+    body.push('let bs = sp.bias_strides;', 's = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w) / beta;');
   }
-  if (o.alibi) body.push('s = s - slope * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));');
-  body.push('// -inf from the bias (or anything not above the sentinel) means hidden', 'if (!(s > NO_SCORE)) { return NO_SCORE; }', 'return s;');
+  if (o.alibi) body.push('s = s - (slope / beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));');
+  body.push(
+    '// NaN or +inf: the row is poisoned; -inf from the bias (or anything not above the sentinel) means hidden',
+    'if (nan_or_pos_inf(s)) { return POISON_SCORE; }',
+    'if (!(s > NO_SCORE)) { return NO_SCORE; }',
+    'return min(s, POISON_SCORE);',
+  );
 
   return `${decl.join('\n')}
 
 const NO_SCORE: f32 = ${NO_SCORE};
+const POISON_SCORE: f32 = ${POISON_SCORE};
+${NON_FINITE_FNS}
+
+// The unit scores are kept in: softmax weights are exp(beta·(s - max)).
+fn score_beta() -> f32 { return max(1.0, abs(sp.scale)); }
 
 // Final score of query i / key j of sequence b, head h (i, j relative to the sequence), given
 // qk = q·k (+ qRope·kRope); NO_SCORE when the pair is hidden.

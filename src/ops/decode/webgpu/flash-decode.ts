@@ -1,5 +1,6 @@
 // Host side of the second split-KV decode kernel pair (flash-decode.wgsl.ts): options for a device,
 // the split count for a cache length, and queueing partial (+ combine when split) on the runtime.
+import { envInt } from '../../../core/env.js';
 import { type BindingResource, type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import {
   FLASH_COMBINE_PARAMS, FLASH_DECODE_BINDINGS, FLASH_DECODE_PARAMS, type FlashDecodeOptions,
@@ -15,10 +16,6 @@ export interface FlashDecodePlan {
   splits: number;
 }
 
-const env = (name: string): number | undefined => {
-  const v = globalThis.process?.env?.[name];
-  return v === undefined || v === '' ? undefined : Number(v);
-};
 
 /**
  * The kernel and split count for `keys` visible positions (the longest row): the largest tile
@@ -33,9 +30,9 @@ const env = (name: string): number | undefined => {
  * FUSEDATTN_DECODE_UNROLL.
  */
 export function flashDecodePlan(runtime: GpuRuntime, headDim: number, group: number, packed: boolean, keys: number, kvHeads: number, rows: number, targetWorkgroups?: number): FlashDecodePlan | undefined {
-  const target = targetWorkgroups ?? env('FUSEDATTN_DECODE_TARGET') ?? DEFAULT_TARGET;
-  const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? 256;
-  const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? DEFAULT_UNROLL;
+  const target = targetWorkgroups ?? envInt('FUSEDATTN_DECODE_TARGET', 1) ?? DEFAULT_TARGET;
+  const largest = envInt('FUSEDATTN_DECODE_WORKGROUP', 32, 256) ?? 256;
+  const unroll = envInt('FUSEDATTN_DECODE_UNROLL', 1, 16) ?? DEFAULT_UNROLL;
   const wanted = Math.ceil(target / 2 / (kvHeads * rows));
   let chosen: FlashDecodeOptions | undefined;
   // tiles of 64 keys at least, unless a smaller largest workgroup is asked for (tests)

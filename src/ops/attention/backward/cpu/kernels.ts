@@ -1,7 +1,8 @@
 // The attention backward's element-wise micro-kernels on the CPU, in WASM SIMD (builders over
 // engines/cpu/wasm/encoder.ts) and their scalar-JavaScript twins over the same memory. The
 // matmuls of the backward are the GEMM family's gemm_nt / gemm_nn; these are what lies between:
-//   bwd_probs     P = exp(S - lse) per row, in place (lse = +inf for fully masked rows: P = 0)
+//   bwd_probs     P = exp(beta·S - lse) per row, in place (S in units of beta = max(1, |scale|), as the
+//                 forward keeps scores; lse = +inf for fully masked rows: P = 0)
 //   bwd_dscores   dS = P ∘ (dP - D) per row, into dP (D = rowsum(dO ∘ O))
 //   transpose     dst[c][r] = src[r][c], 4×4 blocks through shuffles (Pᵀ and dSᵀ for dV and dK)
 // Addresses and leading dimensions are in bytes; tiles are row-major float32 whose row strides
@@ -10,14 +11,14 @@ import { type FunctionBuilder, type ModuleBuilder, f32, f32x4, i32, v128 } from 
 import { emitExp, storeFirstLanes } from '../../../../engines/cpu/wasm/simd.js';
 
 export const BACKWARD_SIGNATURES = {
-  bwd_probs: ['s', 'lds', 'rows', 'cols', 'lse'],
+  bwd_probs: ['s', 'lds', 'rows', 'cols', 'lse', 'beta'],
   bwd_dscores: ['p', 'dp', 'lds', 'rows', 'cols', 'delta'],
   transpose: ['src', 'lds', 'rows', 'cols', 'dst', 'ldd'],
 } as const;
 
 export interface BackwardKernels {
-  /** s[r][c] = exp(s[r][c] - lse[r]) for c < cols. */
-  bwd_probs(s: number, lds: number, rows: number, cols: number, lse: number): void;
+  /** s[r][c] = exp(beta·s[r][c] - lse[r]) for c < cols. */
+  bwd_probs(s: number, lds: number, rows: number, cols: number, lse: number, beta: number): void;
   /** dp[r][c] = p[r][c] · (dp[r][c] - delta[r]) for c < cols (p and dp share the row stride). */
   bwd_dscores(p: number, dp: number, lds: number, rows: number, cols: number, delta: number): void;
   /** dst[c][r] = src[r][c] for r < rows, c < cols (may write dst rows' padding up to a multiple of 4). */
@@ -25,7 +26,7 @@ export interface BackwardKernels {
 }
 
 export function addBackwardKernels(m: ModuleBuilder): void {
-  const sig = (names: readonly string[]) => names.map((n) => [n, 'i32'] as const);
+  const sig = (names: readonly string[]) => names.map((n) => [n, n === 'beta' ? 'f32' : 'i32'] as const);
   m.func('bwd_probs', sig(BACKWARD_SIGNATURES.bwd_probs), undefined, (f) => rowMap(f, 'probs'));
   m.func('bwd_dscores', sig(BACKWARD_SIGNATURES.bwd_dscores), undefined, (f) => rowMap(f, 'dscores'));
   m.func('transpose', sig(BACKWARD_SIGNATURES.transpose), undefined, (f) => transpose(f));
@@ -50,8 +51,8 @@ function rowMap(f: FunctionBuilder, kind: 'probs' | 'dscores'): void {
       const offset = i32.add(i32.mul(f.get(r), p('lds')), f.get(c));
       f.set(ptr, i32.add(p(base), offset));
       if (kind === 'probs') {
-        // S - lse <= 0 (up to rounding); -inf (hidden) and rows with lse = +inf give exactly 0
-        f.set(x, f32x4.sub(v128.load(f.get(ptr)), f.get(stat)));
+        // beta·S - lse <= 0 (up to rounding); -inf (hidden) and rows with lse = +inf give exactly 0
+        f.set(x, f32x4.sub(f32x4.mul(v128.load(f.get(ptr)), f32x4.splat(p('beta'))), f.get(stat)));
         emitExp(f, x, e, t);
       } else {
         f.set(e, f32x4.mul(v128.load(i32.add(p('p'), offset)), f32x4.sub(v128.load(f.get(ptr)), f.get(stat))));
@@ -95,12 +96,12 @@ function transpose(f: FunctionBuilder): void {
 /** Plain JavaScript twins (Math.exp): the fallback without WASM SIMD and the yardstick in tests. */
 export function scalarBackwardKernels(f: () => Float32Array<ArrayBufferLike>): BackwardKernels {
   return {
-    bwd_probs(s, lds, rows, cols, lse) {
+    bwd_probs(s, lds, rows, cols, lse, beta) {
       const x = f();
       for (let r = 0; r < rows; r++) {
         const row = (s + r * lds) >>> 2;
         const l = x[(lse >>> 2) + r];
-        for (let c = 0; c < cols; c++) x[row + c] = Math.exp(x[row + c] - l);
+        for (let c = 0; c < cols; c++) x[row + c] = Math.exp(Math.fround(x[row + c] * beta) - l);
       }
     },
     bwd_dscores(p, dp, lds, rows, cols, delta) {

@@ -6,6 +6,7 @@
 //   dQ = scale·dS·K,   dK += scale·dSᵀ·Q   (and the rope parts)
 // Scratch per worker: five Sq×Sk float32 matrices (S/P, dP/dS, tanh, P∘Z, a transpose).
 import { modifyScores } from '../../cpu/scores.js';
+import { scoreUnits } from '../../problem.js';
 import type { AttentionKernels } from '../../cpu/kernels.js';
 import { dropoutTile } from '../../dropout/cpu.js';
 import type { BackwardParams, TaskKernels } from './tasks.js';
@@ -55,27 +56,29 @@ export function backwardNaiveTask(kernels: TaskKernels & AttentionKernels, buffe
       const qRow = rowAddr(p.q, p.seqStartsQ, b, h, 0);
       const gRow = rowAddr(p.dOut, p.seqStartsQ, b, h, 0);
       const rope = p.qRope !== undefined;
+      // scores in the forward's units (scoreUnits): S = alpha·q·k, softmax weights exp(beta·(S - max))
+      const { alpha, beta } = scoreUnits(p.scale);
       kernels.gemm_nt(qRow, p.q.ss, kRow, p.k.ss, p.dimQK,
         rope ? rowAddr(p.qRope!, p.seqStartsQ, b, h, 0) : 0, rope ? p.qRope!.ss : 0,
         rope ? rowAddr(p.kRope!, p.seqStartsK, b, hk, 0) : 0, rope ? p.kRope!.ss : 0, rope ? p.dimRope : 0,
-        x.s, ldS, sq, sk, p.scale, 0);
+        x.s, ldS, sq, sk, alpha, 0);
       let f = new Float32Array(buffer());
       if (p.softcap > 0) {
         for (let r = 0; r < sq; r++) {
           const s = (x.s + r * ldS) >>> 2;
           const tt = (x.th + r * ldS) >>> 2;
           for (let j = 0; j < sk; j++) {
-            const th = Math.tanh(f[s + j] / p.softcap);
+            const th = Math.tanh((f[s + j] * beta) / p.softcap);
             f[tt + j] = th;
-            f[s + j] = p.softcap * th;
+            f[s + j] = (p.softcap / beta) * th;
           }
         }
       }
-      modifyScores(buffer(), { ...p, softcap: 0 }, { s: x.s, lds: ldS, rows: sq, cols: sk, b, h, i0: 0, j0: 0, sq, sk }, true);
+      modifyScores(buffer(), { ...p, softcap: 0 }, { s: x.s, lds: ldS, rows: sq, cols: sk, b, h, i0: 0, j0: 0, sq, sk }, true, beta);
       f = new Float32Array(buffer());
       f.fill(-Infinity, x.m >>> 2, (x.m >>> 2) + sq);
       f.fill(0, x.l >>> 2, (x.l >>> 2) + sq);
-      kernels.softmax_update(x.s, ldS, sq, sk, x.m, x.l, x.a);
+      kernels.softmax_update(x.s, ldS, sq, sk, x.m, x.l, x.a, beta);
       kernels.finalize_rows(x.s, ldS, x.s, ldS, sq, sk, x.l);
       kernels.gemm_nt(gRow, p.dOut.ss, vRow, p.v.ss, p.dimV, 0, 0, 0, 0, 0, x.dp, ldS, sq, sk, 1, 0);
       let pz = x.s;

@@ -31,12 +31,12 @@ function stagingBytes(bp: BackwardProblem): number {
   return bytes + 1024;
 }
 
-function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Staged {
+async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Promise<Staged> {
   const p = bp.forward;
   engine.checkCapacity(stagingBytes(bp));
   const f = () => new Float32Array(engine.arena.memory.buffer);
-  const operand = (view: StridedView): StagedOperand => {
-    const addr = st.floats(view.tensor);
+  const operand = async (view: StridedView): Promise<StagedOperand> => {
+    const { addr } = await st.floats(view.tensor);
     return { addr: addr + 4 * view.offset, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
   };
   const zeros = (count: number) => {
@@ -67,19 +67,19 @@ function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Staged {
   }
   const params: BackwardParams = {
     softcap: p.softcap,
-    bias: p.bias ? broadcast(p.bias, st.floats(p.bias.tensor), 4) : undefined,
-    mask: p.mask ? broadcast(p.mask, st.bytes(p.mask.tensor), 1) : undefined,
+    bias: p.bias ? broadcast(p.bias, (await st.floats(p.bias.tensor)).addr, 4) : undefined,
+    mask: p.mask ? broadcast(p.mask, await st.bytes(p.mask.tensor), 1) : undefined,
     alibi: p.alibi ? p.alibi.tensor.toFloat32() : undefined,
     alibiStrideB: p.alibi?.strideB ?? 0,
     window: { left: p.window.left, right: p.window.right, bottomRight: p.window.align === 'bottom-right' },
-    q: operand(p.q),
-    k: operand(p.k),
-    v: operand(p.v),
-    qRope: p.qRope ? operand(p.qRope) : undefined,
-    kRope: p.kRope ? operand(p.kRope) : undefined,
-    out: operand(outView(bp.out)),
-    dOut: operand(outView(bp.dOut)),
-    lse: statsOperand(st.floats(bp.lse)),
+    q: await operand(p.q),
+    k: await operand(p.k),
+    v: await operand(p.v),
+    qRope: p.qRope ? await operand(p.qRope) : undefined,
+    kRope: p.kRope ? await operand(p.kRope) : undefined,
+    out: await operand(outView(bp.out)),
+    dOut: await operand(outView(bp.dOut)),
+    lse: statsOperand((await st.floats(bp.lse)).addr),
     stats: statsOperand(st.allocate(4 * rows)),
     delta: statsOperand(st.allocate(4 * rows)),
     dq: gradient('dq', p.q),
@@ -172,7 +172,7 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem): Pr
   const p = bp.forward;
   const st = new Staging(engine.arena);
   try {
-    const staged = stage(engine, st, bp);
+    const staged = await stage(engine, st, bp);
     const params = staged.params;
     const pre: number[] = [];
     const qTasks: Array<[number, number, number, number]> = [];
@@ -228,7 +228,7 @@ export async function runNaiveBackward(engine: OpsCpuEngine, bp: BackwardProblem
   const p = bp.forward;
   const st = new Staging(engine.arena);
   try {
-    const staged = stage(engine, st, bp);
+    const staged = await stage(engine, st, bp);
     const tasks = foldedTasks(bp, false);
     const rowsS = Math.ceil(p.seqQ / 4) * 4;
     const params: NaiveBackwardParams = {

@@ -20,6 +20,7 @@ import type { GemmKernels } from '../../../gemm/cpu/kernels.js';
 import type { StagedOperand } from '../../cpu/flash.js';
 import { type BroadcastOperand, type ScoreOptions, modifyScores, windowBounds } from '../../cpu/scores.js';
 import type { DropoutSpec } from '../../dropout/philox.js';
+import { scoreUnits } from '../../problem.js';
 import { dropoutTile } from '../../dropout/cpu.js';
 
 export type TaskKernels = BackwardKernels & GemmKernels;
@@ -128,26 +129,28 @@ function tileGradient(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: Ba
   const qRow = rowAddr(p.q, p.seqStartsQ, b, h, i0);
   const kRow = rowAddr(p.k, p.seqStartsK, b, hk, j0);
   const rope = p.qRope !== undefined;
+  // scores in the forward's units: S = alpha·q·k with beta·alpha = scale (scoreUnits), P = exp(beta·S - lse)
+  const { alpha, beta } = scoreUnits(p.scale);
   kernels.gemm_nt(qRow, p.q.ss, kRow, p.k.ss, p.dimQK,
     rope ? rowAddr(p.qRope!, p.seqStartsQ, b, h, i0) : 0, rope ? p.qRope!.ss : 0,
     rope ? rowAddr(p.kRope!, p.seqStartsK, b, hk, j0) : 0, rope ? p.kRope!.ss : 0, rope ? p.dimRope : 0,
-    x.s, LDS, rows, cols, p.scale, 0);
+    x.s, LDS, rows, cols, alpha, 0);
   if (p.softcap > 0) {
-    // T = tanh(S / c) kept for the chain rule; S = c·T as the forward scores it
+    // T = tanh(scale·q·k / c) kept for the chain rule; S = (c / beta)·T as the forward scores it
     const f = new Float32Array(buffer());
     const c = p.softcap;
     for (let r = 0; r < rows; r++) {
       const s = (x.s + r * LDS) >>> 2;
       const tt = (x.t + r * LDS) >>> 2;
       for (let j = 0; j < cols; j++) {
-        const th = Math.tanh(f[s + j] / c);
+        const th = Math.tanh((f[s + j] * beta) / c);
         f[tt + j] = th;
-        f[s + j] = c * th;
+        f[s + j] = (c / beta) * th;
       }
     }
   }
-  modifyScores(buffer(), { ...p, softcap: 0 }, { s: x.s, lds: LDS, rows, cols, b, h, i0, j0, sq: tile.sq, sk: tile.sk }, true);
-  kernels.bwd_probs(x.s, LDS, rows, cols, rowAddr(p.stats, p.seqStartsQ, b, h, i0));
+  modifyScores(buffer(), { ...p, softcap: 0 }, { s: x.s, lds: LDS, rows, cols, b, h, i0, j0, sq: tile.sq, sk: tile.sk }, true, beta);
+  kernels.bwd_probs(x.s, LDS, rows, cols, rowAddr(p.stats, p.seqStartsQ, b, h, i0), beta);
   kernels.gemm_nt(rowAddr(p.dOut, p.seqStartsQ, b, h, i0), p.dOut.ss, rowAddr(p.v, p.seqStartsK, b, hk, j0), p.v.ss, p.dimV, 0, 0, 0, 0, 0, x.dp, LDS, rows, cols, 1, 0);
   let pz = x.s;
   if (p.dropout) {

@@ -14,7 +14,7 @@ import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtim
 import { dispatchMatmul, matmulKernel, type MatrixOperand } from '../../../gemm/webgpu/matmul.js';
 import type { MatmulOptions } from '../../../gemm/webgpu/matmul.wgsl.js';
 import { dropoutParams } from '../../dropout/philox.wgsl.js';
-import type { StridedView } from '../../problem.js';
+import { type StridedView, scoreUnits } from '../../problem.js';
 import { scoreOptionsOf, scoreParamsOf, sequenceTable } from '../../webgpu/attention-io.js';
 import { EPILOGUE, naiveUnsupported, scoresKernel, softmaxKernel } from '../../webgpu/naive/naive.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS } from '../../webgpu/naive/softmax.wgsl.js';
@@ -123,7 +123,7 @@ export async function runNaiveBackward(runtime: GpuRuntime, bp: BackwardProblem)
       runtime.dispatch({
         label: 'unfused-backward-softmax', pipeline: softmax, workgroups: [p.seqQ, p.headsQ, nb],
         bindGroups: [runtime.bindGroup(softmax, 0, {
-          [SOFTMAX_BINDINGS.params]: runtime.uniform(SOFTMAX_PARAMS.pack({ s_strides: [sStrides[0], sStrides[1], sStrides[2], 0], lse_strides: [0, 0, 0, 0], batch: nb }), 'softmax params'),
+          [SOFTMAX_BINDINGS.params]: runtime.uniform(SOFTMAX_PARAMS.pack({ s_strides: [sStrides[0], sStrides[1], sStrides[2], 0], lse_strides: [0, 0, 0, 0], batch: nb, beta: scoreUnits(p.scale).beta }), 'softmax params'),
           [SOFTMAX_BINDINGS.meta]: meta, [SOFTMAX_BINDINGS.scores]: probs,
         })],
       });

@@ -178,9 +178,10 @@ const LSE_MASKED: f32 = 3.0e38;   // the LSE of a row that sees no key: exp(s - 
  */
 function pairGradient(o: BackwardKernelOptions): string {
   return `if (i < sq && j < sk) {
+        // final_score is in the forward's units (score_beta()); a NaN / +inf score poisons the pair
         let s = final_score(qk, b, h, i, j, sq, sk, slope);
         if (s > NO_SCORE) {
-          p = exp(s - st.x);
+          p = select(exp(score_beta() * s - st.x), nan_f32(), s >= POISON_SCORE);
           var dz = dpv;
 ${o.dropout ? `          let z = dropout_factor(dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, j >> 3u), j & 7u, dp.threshold, dp.scale);
           dz = dpv * z;` : ''}
@@ -241,8 +242,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var c = 0u; c < ${o.dimV}u; c++) { d += o_at(${index('o')}) * do_at(${index('do')}); }
   let li = b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z;
   let l = lse_buf[params.lse_off + li];
-  // -inf: the row saw no key (its gradients are 0); as +3e38, exp(s - lse) is 0 without an infinity
-  rowstats[li] = vec2<f32>(select(LSE_MASKED, l, l > -3.0e38), d);
+  // -inf: the row saw no key (its gradients are 0); as +3e38, exp(s - lse) is 0 without an
+  // infinity. A NaN LSE (a poisoned row) stays NaN, and so do the row's gradients.
+  rowstats[li] = vec2<f32>(select(l, LSE_MASKED, bitcast<u32>(l) == 0xff800000u), d);
 }
 
 const LSE_MASKED: f32 = 3.0e38;

@@ -4,6 +4,7 @@
 //   2. softmax of each row in place (+ LSE);
 //   3. out = P·V: the matmul builder again, writing the output layout directly.
 import type { AttentionProblem } from '../../problem.js';
+import { scoreUnits } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../../../gemm/webgpu/matmul.js';
@@ -71,7 +72,8 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
     score,
   });
   const softmaxPipeline = runtime.pipeline(softmaxKernel, { returnLse: p.returnLse, dropout: p.dropout !== undefined });
-  const pvOptions: MatmulOptions = { a: 'float32', b: p.dtype, out: p.dtype, transposeB: false, splitK: false, ragged: true };
+  // skipZeroA: a key of weight 0 adds nothing, even a NaN/inf value (README "Failure behaviour")
+  const pvOptions: MatmulOptions = { a: 'float32', b: p.dtype, out: p.dtype, transposeB: false, splitK: false, ragged: true, skipZeroA: true };
   const pvPipeline = runtime.pipeline(pvKernel, pvOptions);
   const pipelines = await Promise.all([scoresPipeline, softmaxPipeline, pvPipeline]);
 
@@ -120,6 +122,7 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
             s_strides: [sStrides[0], sStrides[1], sStrides[2], 0],
             lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
             batch: nb,
+            beta: scoreUnits(p.scale).beta,
           }), 'softmax params'),
           [SOFTMAX_BINDINGS.meta]: io.meta,
           [SOFTMAX_BINDINGS.scores]: scores,

@@ -267,7 +267,8 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
 
   ${loadQBlock.replace(/\n    /g, '\n  ')}
 ${block ? `${block.append}\n` : ''}
-  var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet)
+  let beta = score_beta();   // weights are exp(beta·(s - m)): scores are in units of beta
+  var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet; POISON_SCORE: NaN row)
   var l = 0.0;        // running sum of exp(score - m)
   var acc: array<vec4<f32>, QUADS_PER_THREAD>;
   var s: array<f32, KEYS_PER_THREAD>;
@@ -302,7 +303,7 @@ ${block ? `${block.append}\n` : ''}
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
     var psum = 0.0;
     for (var u = 0u; u < KEYS_PER_THREAD; u++) {
-      let p = select(0.0, exp(s[u] - m_new), s[u] > NO_SCORE);
+      let p = select(0.0, weight(beta * (s[u] - m_new)), s[u] > NO_SCORE);
 ${o.dropout ? `      // dropout: P·V sees the kept weights scaled by 1 / keepProb, the row sum l all of them
       let jd = j0 + lane + PER_ROW * u;
       p_tile[row * KEYS + lane + PER_ROW * u] = p * dropout_factor(dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, jd >> 3u), jd & 7u, dp.threshold, dp.scale);`
@@ -313,7 +314,7 @@ ${o.dropout ? `      // dropout: P·V sees the kept weights scaled by 1 / keepPr
     workgroupBarrier();
 
     // exp(NO_SCORE - m_new) is 0 once the row has a score, 1 while it has none (then l = o = 0)
-    let alpha = exp(m - m_new);
+    let alpha = weight(beta * (m - m_new));
     var tile_sum = 0.0;
     for (var c = 0u; c < PER_ROW; c++) { tile_sum += part_sum[row * PER_ROW + c]; }
     l = l * alpha + tile_sum;
@@ -321,6 +322,8 @@ ${o.dropout ? `      // dropout: P·V sees the kept weights scaled by 1 / keepPr
     for (var v = 0u; v < QUADS_PER_THREAD; v++) { acc[v] *= alpha; }
     for (var jj = 0u; jj < KEYS; jj++) {
       let p = p_tile[row * KEYS + jj];
+      // a key of weight 0 adds nothing, even a NaN/inf value (0·NaN would be NaN)
+      if (p == 0.0) { continue; }
       for (var v = 0u; v < QUADS_PER_THREAD; v++) {
         let quad = lane + PER_ROW * v;
         if (quad < DV4) { acc[v] += p * kv_tile[jj * V_STRIDE + quad]; }
@@ -331,17 +334,18 @@ ${o.dropout ? `      // dropout: P·V sees the kept weights scaled by 1 / keepPr
   if (!row_valid) { return; }
   // a row that saw no key (window, mask or -inf bias hid them all) outputs 0 and LSE -inf
   let inv = select(0.0, 1.0 / l, l > 0.0);
+  let poisoned = m >= POISON_SCORE;   // a NaN or +inf score: the row is NaN
   let ob = b * params.out_strides.x + h * params.out_strides.y + (start_q + i) * params.out_strides.z;
   for (var v = 0u; v < QUADS_PER_THREAD; v++) {
     let col = 4u * (lane + PER_ROW * v);
     if (col < DV) {
-      let val = acc[v] * inv;
+      let val = select(acc[v] * inv, vec4<f32>(nan_f32()), poisoned);
       let e = ob + col;   // output rows are contiguous (d stride 1)
 ${storeOut.map((line) => `      ${line}`).join('\n')}
     }
   }
 ${o.returnLse ? `  if (lane == 0u) {
-    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(neg_inf(), m + log(l), l > 0.0);
+    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(select(neg_inf(), beta * m + log(l), l > 0.0), nan_f32(), poisoned);
   }` : ''}
 }
 `;

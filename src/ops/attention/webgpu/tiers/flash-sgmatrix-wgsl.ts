@@ -15,6 +15,7 @@
 //      memory only then — rare after the first block;
 //   4. O += P·V on result matrices (f32).
 // At the end O/l is written as f16 and LSE = (m + log2 l)·ln 2; l = 0 (fully masked row) gives 0 / -inf.
+import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { type FlashBlockSource, blockSourceCacheAppend, blockSourceDeclarations, blockSourceProblem, blockSourceSequence } from './flash-block-source.js';
 import { paramsStructWgsl } from './flash-params.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
@@ -182,6 +183,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add(`const S_STRIDE = ${L.sStride}u; const P_STRIDE = ${L.pStride}u;`);
   add(`const THRESHOLD = ${o.rescaleThreshold.toFixed(1)};`);
   add('const NEG_INF = -3.0e38;     // "minus infinity" (WGSL constants cannot be infinite)');
+  add(NON_FINITE_FNS);
   add('');
   if (o.smemVec4) add(`var<workgroup> KVs: array<vec4<u32>, ${L.kvHalves / 8}>;   // K tile, V tile (Q tile at the start), 8 halves each`);
   else add(`var<workgroup> KVs: array<f16, ${L.kvHalves}>;   // K tile, V tile (Q tile at the start)`);
@@ -252,6 +254,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('  let side = lane % 2u;');
   add('  let i = myRow0 + r;');
   add('  var m = NEG_INF;');
+  add('  var poison = 0u;   // 1: this lane saw a NaN or +inf score of its row (the row\'s output is NaN)');
   add('  var l = 0.0;');
   if (o.causalOrWindow) {
     add('  let jLo = clamp(diag + i32(i) - P.windowLeft, 0, i32(lenK));');
@@ -321,6 +324,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     lines.push(`let j = jSide + 2 * i32(${c});`);
     if (o.alibi) lines.push('s -= slope * f32(abs(alibiDiag - j));');
     lines.push('s = select(NEG_INF, s, j >= jLo && j <= jHi);');
+    lines.push('if (nan_or_pos_inf(s)) { poison = 1u; s = NEG_INF; }');
     lines.push(`sv[${c}] = s;`, 'blockMax = max(blockMax, s);');
     return lines;
   };
@@ -378,6 +382,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('');
   add('  // O / l -> output (f16), through workgroup memory one 16-column chunk at a time');
   add(`  let inv = select(0.0, ${o.dropout ? 'dp.scale' : '1.0'} / l, l > 0.0);`);
+  add('  let poisoned = (poison | subgroupShuffleXor(poison, 1u)) != 0u;   // the row\'s two lanes');
   add('  let live = i < lenQ;');
   add('  let oRow = b * P.oSb + (startQ + i) * P.oSs + myHead * P.oSh;');
   for (let n = 0; n < chunksV; n++) {
@@ -385,13 +390,13 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add('  workgroupBarrier();');
     loopOrUnrolled(add, o.unrolled, 8, '  ', (k) => [
       `let d = ${n * 16}u + side * 8u + ${k};`,
-      `if (live && d < DV) { O[oRow + d] = f16(Ss[sBase + r * S_STRIDE + side * 8u + ${k}] * inv); }`,
+      `if (live && d < DV) { O[oRow + d] = f16(select(Ss[sBase + r * S_STRIDE + side * 8u + ${k}] * inv, nan_f32(), poisoned)); }`,
     ]);
     add('  workgroupBarrier();');
   }
   if (o.returnLse) {
     add('  if (live && side == 0u) {');
-    add('    LSE[b * P.lseSb + myHead * P.lseSh + (startQ + i) * P.lseSs] = select(bitcast<f32>(0xff800000u | P.zero), (m + log2(l)) * 0.6931471805599453, l > 0.0);');
+    add('    LSE[b * P.lseSb + myHead * P.lseSh + (startQ + i) * P.lseSs] = select(select(bitcast<f32>(0xff800000u | P.zero), (m + log2(l)) * 0.6931471805599453, l > 0.0), nan_f32(), poisoned);');
     add('  }');
   }
   add('}');

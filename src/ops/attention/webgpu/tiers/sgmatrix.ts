@@ -1,6 +1,7 @@
 // Host side of the tensor-core tier (subgroup-matrix f16 flash forward): which problems and
 // adapters it can take (a reason when not, so the chooser falls back), its tunable configurations,
 // and running one problem (one dispatch) through the GpuRuntime.
+import { nonFiniteUnsupported } from './non-finite.js';
 import type { AttentionProblem } from '../../problem.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionResult } from '../../backend.js';
@@ -98,6 +99,8 @@ export function sgMatrixProblemUnsupported(p: AttentionProblem, d: TierDevice): 
   }
   const max = d.limits.maxComputeWorkgroupsPerDimension;
   if (Math.ceil(p.seqQ / 16) > max || p.headsQ > max || p.batch > max) return 'the grid exceeds maxComputeWorkgroupsPerDimension';
+  const nonFinite = nonFiniteUnsupported(p);
+  if (nonFinite) return nonFinite;
   return undefined;
 }
 

@@ -4,6 +4,7 @@
 // ranks it last, so it runs only when forced with FUSEDATTN_WEBGPU_TIER=subgroup): it is the only
 // f16 path for adapters with subgroups but without subgroup matrices (most non-NVIDIA GPUs), where
 // it has not been measured yet.
+import { nonFiniteUnsupported } from './non-finite.js';
 import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention } from '../attention-io.js';
@@ -57,6 +58,8 @@ export function subgroupProblemUnsupported(p: AttentionProblem, d: SubgroupDevic
   }
   const max = d.limits.maxComputeWorkgroupsPerDimension;
   if (Math.ceil(p.seqQ / (o.rows * o.subgroups)) > max || p.headsQ > max || p.batch > max) return 'the grid exceeds maxComputeWorkgroupsPerDimension';
+  const nonFinite = nonFiniteUnsupported(p);
+  if (nonFinite) return nonFinite;
   return undefined;
 }
 
