@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { ValueError, show } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { type AttentionGrads, attention, attentionBackward, autoBackend, naiveAttentionBackward } from '../ops/attention/index.js';
-import { writeNpyFilesAtomically } from '../io/atomic-files.js';
+import { writeNpyFilesAtomically } from '../io/atomic-files-node.js';
 import { readNpyFile } from '../io/npy-file.js';
 import { npyToTensor, tensorToNpy } from '../io/npy-tensor.js';
 import { formatBytes, formatMs } from './format.js';

@@ -1,12 +1,14 @@
 // Per-shape configuration cache of the tensor-core backward tier, as the forward's autotune.ts is:
 // candidates (subgroups and block of the kv and q kernels) are timed with timestamp queries on the
 // call's own inputs, per (adapter, head dims, options, length class, GQA); the winner is persisted
-// (Node: JSON beside the forward's cache, $XDG_CACHE_HOME/fusedattn/autotune-backward.json or
-// FUSEDATTN_AUTOTUNE_BACKWARD_FILE; browsers: localStorage) and used by later calls and processes.
+// (Node, Bun, Deno: JSON beside the forward's cache, $XDG_CACHE_HOME/fusedattn/autotune-backward.json
+// or FUSEDATTN_AUTOTUNE_BACKWARD_FILE; browsers: localStorage) and used by later calls and processes.
 // The mode is the forward's (FUSEDATTN_AUTOTUNE / setAutotuneMode): 'cached' (default) never tunes,
 // 'on' tunes a class when first met, 'force' once per process, 'background' right after the call,
 // 'off' always the default. A candidate whose gradients differ from the default's is rejected.
+import { envString } from '../../../../core/env.js';
 import { Tensor } from '../../../../core/tensor.js';
+import { platform } from '#platform';
 import type { GpuRuntime } from '../../../../engines/webgpu/runtime.js';
 import { BufferUsage } from '../../../../engines/webgpu/usage.js';
 import { adapterKey, lengthClass } from '../../webgpu/tiers/autotune.js';
@@ -21,28 +23,22 @@ let store: Store | undefined;
 const tunedThisProcess = new Set<string>();
 const inFlight = new Map<string, Promise<SgBackwardConfig>>();
 const LOCAL_KEY = 'fusedattn-autotune-backward';
-const isNode = () => Boolean(globalThis.process?.versions?.node);
 
-async function nodeFs() {
-  const fs = await import('node:fs');
-  const os = await import('node:os');
-  const path = await import('node:path');
-  const env = process.env;
-  const file = env.FUSEDATTN_AUTOTUNE_BACKWARD_FILE ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'fusedattn', 'autotune-backward.json');
-  return { fs, path, file };
+// The local file system where there is one (Node, Bun, Deno: #platform), else localStorage.
+function localCache() {
+  const fs = platform.fs;
+  if (!fs) return undefined;
+  const file = envString('FUSEDATTN_AUTOTUNE_BACKWARD_FILE') ?? fs.join(envString('XDG_CACHE_HOME') ?? fs.homeCacheDir(), 'fusedattn', 'autotune-backward.json');
+  return { fs, file };
 }
 
 async function loadStore(): Promise<Store> {
   if (store) return store;
   store = {};
   try {
-    if (isNode()) {
-      const { fs, file } = await nodeFs();
-      if (fs.existsSync(file)) store = JSON.parse(fs.readFileSync(file, 'utf8')) as Store;
-    } else {
-      const text = (globalThis as { localStorage?: Storage }).localStorage?.getItem(LOCAL_KEY);
-      if (text) store = JSON.parse(text) as Store;
-    }
+    const local = localCache();
+    const text = local ? local.fs.readTextSync(local.file) : (globalThis as { localStorage?: Storage }).localStorage?.getItem(LOCAL_KEY) ?? undefined;
+    if (text) store = JSON.parse(text) as Store;
   } catch {
     store = {}; // a corrupt cache is only a lost optimisation
   }
@@ -52,13 +48,9 @@ async function loadStore(): Promise<Store> {
 async function saveStore(): Promise<void> {
   const text = JSON.stringify(store ?? {}, null, 1);
   try {
-    if (isNode()) {
-      const { fs, path, file } = await nodeFs();
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, text);
-    } else {
-      (globalThis as { localStorage?: Storage }).localStorage?.setItem(LOCAL_KEY, text);
-    }
+    const local = localCache();
+    if (local) local.fs.writeTextSync(local.file, text);
+    else (globalThis as { localStorage?: Storage }).localStorage?.setItem(LOCAL_KEY, text);
   } catch {
     // read-only home or storage quota: keep the winner for this process only
   }

@@ -1,6 +1,7 @@
 // The backward's tier chooser, as the forward's (ops/attention/webgpu/tiers/index.ts): tiers best
 // first (tensor cores, then portable), each with unsupported(problem, runtime) giving a reason;
 // FUSEDATTN_WEBGPU_TIER forces one (a tier name the backward does not have, e.g. subgroup, is ignored).
+import { webgpuTierSetting } from '../../../../core/config.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { GpuRuntime } from '../../../../engines/webgpu/runtime.js';
 import type { AttentionGrads } from '../options.js';
@@ -38,7 +39,7 @@ export interface BackwardTierChoice {
   skipped: Partial<Record<BackwardTierName, string>>;
 }
 
-export function chooseBackwardTier(bp: BackwardProblem, runtime: GpuRuntime, forced = globalThis.process?.env?.FUSEDATTN_WEBGPU_TIER?.trim().toLowerCase()): BackwardTierChoice {
+export function chooseBackwardTier(bp: BackwardProblem, runtime: GpuRuntime, forced: string | undefined = webgpuTierSetting()): BackwardTierChoice {
   const skipped: Partial<Record<BackwardTierName, string>> = {};
   const forcedTier = forced ? BACKWARD_TIERS.find((t) => t.name === forced) : undefined;
   if (forcedTier) {

@@ -1,4 +1,4 @@
-// Writing several output files all or nothing (Node only): each goes to a temporary file beside its
+// Writing several output files all or nothing (Node only; the -node suffix keeps it out of browser bundles): each goes to a temporary file beside its
 // target, and the temporaries are renamed over the targets only once every one was written; on any
 // failure they are removed and no target is touched. A reader never sees a half-written file.
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
