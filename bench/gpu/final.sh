@@ -5,6 +5,8 @@
 #   block   the block benchmark, prefill and decode rows (fused, scope replay, unfused)
 #   runner  the transformer runner end to end (prefill, 63 decode steps; f32 and f16 weights) and
 #           the decode-attention bandwidth table
+#   backward  the attention backward (issue 10): PyTorch SDPA backward anchors and float64 reference
+#           gradients, our checks on the same inputs, timings per tier (bench/gpu/backward.sh)
 # From the repo root after `npm run build`, with a node_modules lacking webgpu and typescript
 # (env.sh links the carried Dawn in; docs/GPU-NOTES.md, "Final runs at main"):
 #   source .gpu/env.sh && OUT=$OUT bash bench/gpu/final.sh [suite] [checks] [block] [runner]
@@ -12,7 +14,7 @@ set -o pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 export FUSEDATTN_COMMIT=${FUSEDATTN_COMMIT:-unknown}
-parts=${*:-suite checks block runner}
+parts=${*:-suite checks block runner backward}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
 want() { [[ " $parts " == *" $1 "* ]]; }
@@ -37,5 +39,9 @@ if want runner; then
   tail -8 "$OUT/model.log"
   t0=$SECONDS; timeout 150 node bench/model-decode-attention.mjs --out "$OUT/decode.jsonl" > "$OUT/decode.log" 2>&1; step decode-attention $?
   grep -E "^\| *(shape|---)|v2 plan" "$OUT/decode.log"
+fi
+if want backward; then
+  t0=$SECONDS; timeout 280 bash bench/gpu/backward.sh "$OUT/backward" > "$OUT/backward.log" 2>&1; step backward $?
+  grep -E "^\| |exit" "$OUT/backward.log" | head -40
 fi
 echo "call done"
