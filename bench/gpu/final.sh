@@ -5,7 +5,7 @@
 #   block   the block benchmark, prefill and decode rows (fused, scope replay, unfused)
 #   runner  the transformer runner end to end (prefill, 63 decode steps; f32 and f16 weights) and
 #           the decode-attention bandwidth table
-#   backward  the attention backward (issue 10): PyTorch SDPA backward anchors and float64 reference
+#   backward  (only when named) the attention backward (issue 10): PyTorch SDPA backward anchors, float64 reference
 #           gradients, our checks on the same inputs, timings per tier (bench/gpu/backward.sh)
 # From the repo root after `npm run build`, with a node_modules lacking webgpu and typescript
 # (env.sh links the carried Dawn in; docs/GPU-NOTES.md, "Final runs at main"):
@@ -14,7 +14,7 @@ set -o pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 export FUSEDATTN_COMMIT=${FUSEDATTN_COMMIT:-unknown}
-parts=${*:-suite checks block runner backward}
+parts=${*:-suite checks block runner}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
 want() { [[ " $parts " == *" $1 "* ]]; }
