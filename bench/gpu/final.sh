@@ -41,7 +41,7 @@ if want runner; then
   grep -E "^\| *(shape|---)|v2 plan" "$OUT/decode.log"
 fi
 if want backward; then
-  t0=$SECONDS; timeout 280 bash bench/gpu/backward.sh "$OUT/backward" > "$OUT/backward.log" 2>&1; step backward $?
+  t0=$SECONDS; timeout 290 bash bench/gpu/backward.sh "$OUT/backward" > "$OUT/backward.log" 2>&1; step backward $?
   grep -E "^\| |exit" "$OUT/backward.log" | head -40
 fi
 echo "call done"

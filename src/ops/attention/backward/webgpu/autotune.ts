@@ -98,11 +98,11 @@ export interface BackwardTuneTrial {
   rejected?: string;
 }
 
-/** Times every fitting candidate on `bp` (3 rounds, best of each) and returns the fastest that agrees with the default. */
-export async function autotuneBackward(runtime: GpuRuntime, bp: BackwardProblem, candidates: readonly SgBackwardConfig[] = SG_BACKWARD_CONFIGS): Promise<{ best: SgBackwardConfig; bestMs: number; trials: BackwardTuneTrial[] }> {
-  const trials: BackwardTuneTrial[] = candidates.filter((c) => fittingBackwardConfig(bp, runtime, c) === c).map((config) => ({ config, ms: Infinity }));
+/** Times the first `maxCandidates` fitting candidates on `bp` (2 rounds, best of each) and returns the fastest that agrees with the default. */
+export async function autotuneBackward(runtime: GpuRuntime, bp: BackwardProblem, candidates: readonly SgBackwardConfig[] = SG_BACKWARD_CONFIGS, maxCandidates = 4): Promise<{ best: SgBackwardConfig; bestMs: number; trials: BackwardTuneTrial[] }> {
+  const trials: BackwardTuneTrial[] = candidates.filter((c) => fittingBackwardConfig(bp, runtime, c) === c).slice(0, maxCandidates).map((config) => ({ config, ms: Infinity }));
   let reference: Float32Array[] | undefined;
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 2; round++) {
     for (const trial of trials) {
       if (trial.rejected) continue;
       try {
