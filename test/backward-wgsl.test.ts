@@ -69,8 +69,10 @@ describe('tensor-core backward WGSL builders', async () => {
   const { makeCase } = await import('../dist/testing/index.js');
   type SgOptions = Parameters<typeof buildSgBackwardKv>[0];
   const SG: SgOptions = { dimQK: 128, dimRope: 0, dimV: 128, subgroups: 2, block: 32, causalOrWindow: true, softcap: false, alibi: false, dropout: false };
-  const KV: SgOptions[] = [SG, { ...SG, block: 16, subgroups: 4 }, { ...SG, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true, block: 16 }, { ...SG, dimQK: 128, dimRope: 64, subgroups: 1 }];
-  const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64 }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false }, { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8 }];
+  const KV: SgOptions[] = [SG, { ...SG, vectorLoads: true }, { ...SG, block: 16, subgroups: 4 }, { ...SG, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true, block: 16 },
+    { ...SG, dimQK: 128, dimRope: 64, subgroups: 1, vectorLoads: true }];
+  const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64, vectorLoads: true }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false },
+    { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true }];
 
   it('keep every workgroup variable a multiple of 16 bytes, as the host counts them', () => {
     const sizes = (wgsl: string) => [...wgsl.matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)].map((m) => {

@@ -3,7 +3,8 @@
 // configurations, and the plan (kv and q pipelines, grids) the shared backward host runs.
 import type { GpuRuntime } from '../../../../engines/webgpu/runtime.js';
 import { defineKernel } from '../../../../engines/webgpu/runtime.js';
-import { bindingBytes } from '../../../../engines/webgpu/operands.js';
+import { bindingBytes, elementBaseOf } from '../../../../engines/webgpu/operands.js';
+import type { Tensor } from '../../../../core/tensor.js';
 import { type TierDevice, sgMatrixAdapterUnsupported } from '../../webgpu/tiers/sgmatrix.js';
 import type { BackwardProblem } from '../problem.js';
 import { type SgBackwardOptions, buildSgBackwardKv, buildSgBackwardQ, sgBackwardOptionsProblem, sgBackwardWorkgroupBytes } from './sgmatrix.wgsl.js';
@@ -27,9 +28,23 @@ export const SG_BACKWARD_CONFIGS: readonly SgBackwardConfig[] = [
   { kv: { subgroups: 1, block: 16 }, q: { subgroups: 1, block: 16 } },
 ];
 
-export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig['kv']): SgBackwardOptions {
+/**
+ * Whether every input can be read 8 halves at a time: head dims multiples of 8, and each element
+ * offset (where a GPU tensor starts inside its binding included) and (b, h, s) stride too.
+ */
+export function vectorLoadsFit(bp: BackwardProblem, offsetAlignment: number): boolean {
+  const p = bp.forward;
+  if (p.dimQK % 8 || p.dimRope % 8 || p.dimV % 8) return false;
+  const views: Array<[Tensor, number, { b: number; h: number; s: number }]> = [];
+  for (const v of [p.q, p.k, p.v, p.qRope, p.kRope]) if (v) views.push([v.tensor, v.offset, v.strides]);
+  views.push([bp.dOut, 0, p.outStrides]);
+  return views.every(([t, offset, st]) => (offset + elementBaseOf(t, offsetAlignment)) % 8 === 0 && st.b % 8 === 0 && st.h % 8 === 0 && st.s % 8 === 0);
+}
+
+export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig['kv'], offsetAlignment = 256): SgBackwardOptions {
   const p = bp.forward;
   return {
+    vectorLoads: vectorLoadsFit(bp, offsetAlignment),
     dimQK: p.dimQK,
     dimRope: p.dimRope,
     dimV: p.dimV,
@@ -84,8 +99,9 @@ export function sgBackwardUnsupported(bp: BackwardProblem, d: TierDevice): strin
 /** The tier's plan for `bp` under `config`. */
 export async function sgBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, config: SgBackwardConfig): Promise<BackwardKernelPlan> {
   const p = bp.forward;
-  const kv = sgBackwardOptionsOf(bp, config.kv);
-  const q = sgBackwardOptionsOf(bp, config.q);
+  const align = runtime.limits.minStorageBufferOffsetAlignment;
+  const kv = sgBackwardOptionsOf(bp, config.kv, align);
+  const q = sgBackwardOptionsOf(bp, config.q, align);
   const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(sgBackwardKvKernel, kv), runtime.pipeline(sgBackwardQKernel, q)]);
   const keys = 16 * kv.subgroups;
   return {

@@ -30,6 +30,11 @@ export interface SgBackwardOptions {
   softcap: boolean;
   alibi: boolean;
   dropout: boolean;
+  /**
+   * Global loads of 8 halves (vec4<u32>); needs head dims that are multiples of 8 and every input's
+   * element offset and (b, h, s) strides multiples of 8 (the host checks).
+   */
+  vectorLoads?: boolean;
 }
 
 const SG = 32;
@@ -63,6 +68,7 @@ export function sgBackwardWorkgroupBytes(kind: 'kv' | 'q', o: SgBackwardOptions)
 }
 
 export function sgBackwardOptionsProblem(kind: 'kv' | 'q', o: SgBackwardOptions): string | undefined {
+  if (o.vectorLoads && (o.dimQK % 8 || o.dimRope % 8 || o.dimV % 8)) return 'vectorLoads needs head dims that are multiples of 8';
   if (![1, 2, 4, 8].includes(o.subgroups)) return `subgroups ${o.subgroups} must be 1, 2, 4 or 8`;
   const blocks = kind === 'kv' ? [16, 32] : [16, 32, 64];
   if (!blocks.includes(o.block)) return `block ${o.block} must be one of ${blocks.join(', ')} for the ${kind} kernel`;
@@ -71,6 +77,8 @@ export function sgBackwardOptionsProblem(kind: 'kv' | 'q', o: SgBackwardOptions)
 
 function header(o: SgBackwardOptions): string[] {
   const B = BACKWARD_BINDINGS;
+  const sfx = o.vectorLoads ? 'v' : 'h';
+  const elem = o.vectorLoads ? 'vec4<u32>' : 'f16';
   const lines = [
     'enable f16;',
     'enable subgroups;',
@@ -83,14 +91,14 @@ function header(o: SgBackwardOptions): string[] {
     `@group(0) @binding(${B.scoreParams}) var<uniform> sp: ScoreParams;`,
     '// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)',
     `@group(0) @binding(${B.meta}) var<storage, read> seq_meta: array<u32>;`,
-    `@group(0) @binding(${B.q}) var<storage, read> q_h: array<f16>;`,
-    `@group(0) @binding(${B.k}) var<storage, read> k_h: array<f16>;`,
-    `@group(0) @binding(${B.v}) var<storage, read> v_h: array<f16>;`,
-    `@group(0) @binding(${B.dOut}) var<storage, read> do_h: array<f16>;`,
+    `@group(0) @binding(${B.q}) var<storage, read> q_${sfx}: array<${elem}>;`,
+    `@group(0) @binding(${B.k}) var<storage, read> k_${sfx}: array<${elem}>;`,
+    `@group(0) @binding(${B.v}) var<storage, read> v_${sfx}: array<${elem}>;`,
+    `@group(0) @binding(${B.dOut}) var<storage, read> do_${sfx}: array<${elem}>;`,
     `@group(0) @binding(${B.rowstats}) var<storage, read> rowstats: array<vec2<f32>>;`,
   ];
   if (o.dimRope) {
-    lines.push(`@group(0) @binding(${B.qRope}) var<storage, read> qr_h: array<f16>;`, `@group(0) @binding(${B.kRope}) var<storage, read> kr_h: array<f16>;`);
+    lines.push(`@group(0) @binding(${B.qRope}) var<storage, read> qr_${sfx}: array<${elem}>;`, `@group(0) @binding(${B.kRope}) var<storage, read> kr_${sfx}: array<${elem}>;`);
   }
   if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
   return lines;
@@ -110,25 +118,54 @@ function constants(kind: 'kv' | 'q', o: SgBackwardOptions): string[] {
   ];
 }
 
+/** One input in a staging loop: its buffer name (q, k, v, do, qr, kr), uniform fields and head/row. */
+interface Part {
+  buf: string;
+  strides: string;
+  off: string;
+  head: string;
+  row: string;
+}
+
+const part = (buf: string, strides: string, off: string, head: string, row: string): Part => ({ buf, strides, off, head, row });
+
+const elementIndex = (p: Part, col: string) =>
+  `params.${p.off} + b * params.${p.strides}.x + ${p.head} * params.${p.strides}.y + (${p.row}) * params.${p.strides}.z + ${col}`;
+
 /**
- * Copies rows [row0, row0 + count) of q-like (NoPE + RoPE parts) or v-like tensors into an f16 tile
- * (`stride` halves apart, NoPE padded to DQP then RoPE), zeros past the data.
+ * Copies `count` rows of width `width` (halves) into the f16 tile T at `base`, `stride` halves
+ * apart: the NoPE part of `main` (padded to `mainPadded`) then the RoPE part, zeros past the data.
+ * With vector loads, 8 halves per global load.
  */
-function stage(tile: string, base: string, stride: string, count: string, width: string, valid: string, index: (part: 'main' | 'rope', col: string) => string, hasRope: boolean, mainDim: string, mainPadded: string): string {
-  return `for (var n = li; n < ${count} * ${width}; n += NT) {
+function stage(o: SgBackwardOptions, base: string, stride: string, count: string, width: string, valid: string, main: Part, rope: Part | undefined, mainDim: string, mainPadded: string): string {
+  if (!o.vectorLoads) {
+    const load = (p: Part, col: string) => `${p.buf}_h[${elementIndex(p, col)}]`;
+    return `for (var n = li; n < ${count} * ${width}; n += NT) {
       let rr = n / ${width};
       let c = n % ${width};
       var x = f16(0.0);
       if (${valid}) {
-        ${hasRope ? `if (c < ${mainPadded}) { if (c < ${mainDim}) { x = ${index('main', 'c')}; } } else { let cr = c - ${mainPadded}; if (cr < DR) { x = ${index('rope', 'cr')}; } }`
-    : `if (c < ${mainDim}) { x = ${index('main', 'c')}; }`}
+        ${rope ? `if (c < ${mainPadded}) { if (c < ${mainDim}) { x = ${load(main, 'c')}; } } else { let cr = c - ${mainPadded}; if (cr < DR) { x = ${load(rope, 'cr')}; } }`
+    : `if (c < ${mainDim}) { x = ${load(main, 'c')}; }`}
       }
-      ${tile}[${base} + rr * ${stride} + c] = x;
+      T[${base} + rr * ${stride} + c] = x;
+    }`;
+  }
+  const load = (p: Part, col: string) => `${p.buf}_v[(${elementIndex(p, col)}) / 8u]`;
+  return `for (var n = li; n < ${count} * (${width} / 8u); n += NT) {
+      let rr = n / (${width} / 8u);
+      let c = (n % (${width} / 8u)) * 8u;
+      var w = vec4<u32>();
+      if (${valid}) {
+        ${rope ? `if (c < ${mainPadded}) { if (c < ${mainDim}) { w = ${load(main, 'c')}; } } else { let cr = c - ${mainPadded}; if (cr < DR) { w = ${load(rope, 'cr')}; } }`
+    : `if (c < ${mainDim}) { w = ${load(main, 'c')}; }`}
+      }
+      let at = ${base} + rr * ${stride} + c;
+      let w0 = bitcast<vec2<f16>>(w.x); let w1 = bitcast<vec2<f16>>(w.y); let w2 = bitcast<vec2<f16>>(w.z); let w3 = bitcast<vec2<f16>>(w.w);
+      T[at] = w0.x; T[at + 1u] = w0.y; T[at + 2u] = w1.x; T[at + 3u] = w1.y;
+      T[at + 4u] = w2.x; T[at + 5u] = w2.y; T[at + 6u] = w3.x; T[at + 7u] = w3.y;
     }`;
 }
-
-const at = (buf: string, strides: string, off: string, head: string, row: string, col: string) =>
-  `${buf}[params.${off} + b * params.${strides}.x + ${head} * params.${strides}.y + (${row}) * params.${strides}.z + ${col}]`;
 
 /** The visible-and-scored P of one (query i, key j) pair from qk = q·k; sets p (and th with softcap). */
 function probability(o: SgBackwardOptions): string[] {
@@ -204,8 +241,8 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
   let sBase = sg * 16u * S_STRIDE;
   let pBase = sg * 16u * P_STRIDE * 2u;
   let dsBase = pBase + 16u * P_STRIDE;
-  ${stage('T', 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'kv0 + rr < lenK', (part, col) => part === 'main' ? at('k_h', 'k_strides', 'k_off', 'hk', 'startK + kv0 + rr', col) : at('kr_h', 'kr_strides', 'kr_off', 'hk', 'startK + kv0 + rr', col), o.dimRope > 0, 'DQ', 'DQP')}
-  ${stage('T', 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'kv0 + rr < lenK', (_, col) => at('v_h', 'v_strides', 'v_off', 'hk', 'startK + kv0 + rr', col), false, 'DV', 'DVP')}`);
+  ${stage(o, 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'kv0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + kv0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + kv0 + rr') : undefined, 'DQ', 'DQP')}
+  ${stage(o, 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'kv0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + kv0 + rr'), undefined, 'DV', 'DVP')}`);
   for (let n = 0; n < chunksQ; n++) lines.push(`  var dk${n} = subgroup_matrix_result<f32, 16, 16>();`);
   for (let n = 0; n < chunksV; n++) lines.push(`  var dv${n} = subgroup_matrix_result<f32, 16, 16>();`);
   lines.push(`  // the queries that can see keys kv0 .. kLast, in blocks aligned to BLOCK
@@ -227,8 +264,8 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
     for (var t = tFirst; t < tEnd; t++) {
       let i0 = t * BLOCK;
       workgroupBarrier();   // the previous block's tiles are fully read
-      ${stage('T', 'Q_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'i0 + rr < lenQ', (part, c) => part === 'main' ? at('q_h', 'q_strides', 'q_off', 'h', 'startQ + i0 + rr', c) : at('qr_h', 'qr_strides', 'qr_off', 'h', 'startQ + i0 + rr', c), o.dimRope > 0, 'DQ', 'DQP')}
-      ${stage('T', 'DO_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'i0 + rr < lenQ', (_, c) => at('do_h', 'o_strides', 'do_off', 'h', 'startQ + i0 + rr', c), false, 'DV', 'DVP')}
+      ${stage(o, 'Q_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'i0 + rr < lenQ', part('q', 'q_strides', 'q_off', 'h', 'startQ + i0 + rr'), o.dimRope ? part('qr', 'qr_strides', 'qr_off', 'h', 'startQ + i0 + rr') : undefined, 'DQ', 'DQP')}
+      ${stage(o, 'DO_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'i0 + rr < lenQ', part('do', 'o_strides', 'do_off', 'h', 'startQ + i0 + rr'), undefined, 'DV', 'DVP')}
       for (var r = li; r < BLOCK; r += NT) {
         let ri = b * params.lse_strides.x + h * params.lse_strides.y + (startQ + i0 + r) * params.lse_strides.z;
         stats[r] = select(vec2<f32>(LSE_MASKED, 0.0), rowstats[ri], i0 + r < lenQ);
@@ -345,8 +382,8 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   let pBase = sg * 16u * P_STRIDE;
   let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
   // Q and dO of the workgroup's rows -> left matrices kept for the whole loop
-  ${stage('T', 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'q0 + rr < lenQ', (part, c) => part === 'main' ? at('q_h', 'q_strides', 'q_off', 'h', 'startQ + q0 + rr', c) : at('qr_h', 'qr_strides', 'qr_off', 'h', 'startQ + q0 + rr', c), o.dimRope > 0, 'DQ', 'DQP')}
-  ${stage('T', 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'q0 + rr < lenQ', (_, c) => at('do_h', 'o_strides', 'do_off', 'h', 'startQ + q0 + rr', c), false, 'DV', 'DVP')}
+  ${stage(o, 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'q0 + rr < lenQ', part('q', 'q_strides', 'q_off', 'h', 'startQ + q0 + rr'), o.dimRope ? part('qr', 'qr_strides', 'qr_off', 'h', 'startQ + q0 + rr') : undefined, 'DQ', 'DQP')}
+  ${stage(o, 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'q0 + rr < lenQ', part('do', 'o_strides', 'do_off', 'h', 'startQ + q0 + rr'), undefined, 'DV', 'DVP')}
   workgroupBarrier();`);
   for (let c = 0; c < chunksQ; c++) lines.push(`  let qm${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, K_BASE + ko * K_STRIDE + ${c * 16}u, K_STRIDE);`);
   for (let c = 0; c < chunksV; c++) lines.push(`  let om${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, V_BASE + ko * V_STRIDE + ${c * 16}u, V_STRIDE);`);
@@ -373,8 +410,8 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   for (var t = tFirst; t < tEnd; t++) {
     let j0 = t * BLOCK;
     workgroupBarrier();   // Q/dO staging (first block) or the previous block's tiles fully read
-    ${stage('T', 'K_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'j0 + rr < lenK', (part, c) => part === 'main' ? at('k_h', 'k_strides', 'k_off', 'hk', 'startK + j0 + rr', c) : at('kr_h', 'kr_strides', 'kr_off', 'hk', 'startK + j0 + rr', c), o.dimRope > 0, 'DQ', 'DQP').replace(/let rr = /, 'let rr = ').replace(/\brr\b/g, 'kk')}
-    ${stage('T', 'V_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'j0 + rr < lenK', (_, c) => at('v_h', 'v_strides', 'v_off', 'hk', 'startK + j0 + rr', c), false, 'DV', 'DVP').replace(/\brr\b/g, 'kk')}
+    ${stage(o, 'K_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'j0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + j0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + j0 + rr') : undefined, 'DQ', 'DQP').replace(/\brr\b/g, 'kk')}
+    ${stage(o, 'V_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'j0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + j0 + rr'), undefined, 'DV', 'DVP').replace(/\brr\b/g, 'kk')}
     workgroupBarrier();`);
   for (let n = 0; n < chunksB; n++) {
     lines.push('    {', '      var s = subgroup_matrix_result<f32, 16, 16>();');
