@@ -57,6 +57,20 @@ for (const { name, skip } of backends) {
       for (const g of ['dq', 'dk', 'dv', 'dBias'] as const) expect(b.grads[g]!.data, g).toEqual(a.grads[g]!.data);
     });
 
+    it('a NaN in q gives NaN gradients where it reaches (its row of dq, every dk), never zeros', async () => {
+      const c: GradCase = { batch: 1, headsQ: 1, seqQ: 4, seqK: 5, dimQK: 4 };
+      const { q, k, v, options } = makeCase(c, 1);
+      (q.data as Float32Array)[2] = NaN; // query row 0
+      const problem = validateAttention(q, k, v, options);
+      const { dOut } = makeGradCase(c, 1, problem.outShape);
+      const forward = await attention(q, k, v, { ...options, returnLse: true, backend: name });
+      const grads = await attentionBackward(q, k, v, forward.out, dOut, forward.lse!, { ...options, backend: name });
+      const dq = grads.dq.toFloat32();
+      expect(Array.from(dq.subarray(0, 4)).every(Number.isNaN)).toBe(true);
+      expect(Array.from(dq.subarray(4)).every(Number.isFinite)).toBe(true);
+      expect(Array.from(grads.dk.toFloat32()).every(Number.isNaN)).toBe(true);
+    });
+
     it('attentionWithGrad: one call for the forward, backward(dOut) once', async () => {
       const c: GradCase = { layout: 'BSND', batch: 1, headsQ: 2, seqQ: 33, seqK: 40, dimQK: 16, causal: true, dropout: 0.25 };
       const { q, k, v, options } = makeCase(c, 2);
