@@ -67,7 +67,7 @@ describe('the packed package', () => {
     for (const f of consumer.packed.filter((p) => p.startsWith('dist/') && p.endsWith('.js') && !p.startsWith('dist/cli/'))) {
       const text = readFileSync(join(dist, '..', f), 'utf8');
       if (/^(?:export )?(?:const|let|var) [^=\n]*= await |^await /m.test(text)) offenders.push(`${f}: top-level await`);
-      const nodeOnly = /node\.js$|node-fs\.js$|bun\.js$|deno\.js$|cpu-worker-node\.js$|npy-file\.js$/.test(f);
+      const nodeOnly = /node\.js$|node-fs\.js$|bun\.js$|deno\.js$|cpu-worker-node\.js$|npy-file\.js$|atomic-file\.js$/.test(f);
       if (!nodeOnly && /from 'node:|import\('node:/.test(text)) offenders.push(`${f}: node: import`);
     }
     expect(offenders).toEqual([]);

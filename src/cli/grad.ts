@@ -2,13 +2,12 @@
 // PyTorch's autograd. Inputs and every forward flag as `fusedattn run` takes them, plus the output
 // gradient; the forward's out / lse may be given (from `run --out --lse`) or are recomputed. The
 // call goes through the public attentionBackward(), so validation and errors are the library's.
-// Every gradient file is written atomically as a set: none is replaced unless all were written.
+// Every gradient file is written atomically as a set (io/atomic-file.ts): none is replaced unless all were written.
 import { Command, Option } from 'commander';
 import { ValueError, show } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { type AttentionGrads, attention, attentionBackward, autoBackend, naiveAttentionBackward } from '../ops/attention/index.js';
-import { writeNpyFilesAtomically } from '../io/atomic-files-node.js';
-import { readNpyFile } from '../io/npy-file.js';
+import { readNpyFile, writeNpyFiles } from '../io/npy-file.js';
 import { npyToTensor, tensorToNpy } from '../io/npy-tensor.js';
 import { formatBytes, formatMs } from './format.js';
 import { type RunFlags, addAttentionFlags, attentionInputs, withFlag } from './run.js';
@@ -78,11 +77,12 @@ export async function runGrad(flags: GradFlags): Promise<void> {
   }
   const ms = performance.now() - start;
   const backend = flags.backend === 'auto' ? await autoBackend() : flags.backend;
-  const files: Array<[string, Tensor]> = [[flags.dq, grads.dq], [flags.dk, grads.dk], [flags.dv, grads.dv]];
-  if (flags.dqRope !== undefined) files.push([flags.dqRope, grads.dqRope as Tensor]);
-  if (flags.dkRope !== undefined) files.push([flags.dkRope, grads.dkRope as Tensor]);
-  if (flags.dbias !== undefined) files.push([flags.dbias, grads.dBias as Tensor]);
-  writeNpyFilesAtomically(files.map(([path, t]) => [path, tensorToNpy(t, path)] as const));
+  // [path, gradient, the flag that named it (for messages)]
+  const files: Array<[string, Tensor, string]> = [[flags.dq, grads.dq, '--dq'], [flags.dk, grads.dk, '--dk'], [flags.dv, grads.dv, '--dv']];
+  if (flags.dqRope !== undefined) files.push([flags.dqRope, grads.dqRope as Tensor, '--dq-rope']);
+  if (flags.dkRope !== undefined) files.push([flags.dkRope, grads.dkRope as Tensor, '--dk-rope']);
+  if (flags.dbias !== undefined) files.push([flags.dbias, grads.dBias as Tensor, '--dbias']);
+  writeNpyFiles(files.map(([path, t, argument]) => ({ path, array: tensorToNpy(t, path), argument })));
   if (!flags.quiet) {
     const stats = grads.stats ? `, ${grads.stats.launches} launches, ${formatBytes(grads.stats.intermediateBytes)} intermediates` : '';
     const list = files.map(([path, t]) => `${path} ${show(t.shape)}`).join(', ');

@@ -4,7 +4,7 @@
 // never pay for a yield.
 
 /** Most milliseconds a paced loop keeps the event loop waiting. */
-export const BUDGET_MS = 40;
+export const BUDGET_MS = 25;
 
 /** Resolves on a later turn of the event loop (setImmediate in Node, a MessageChannel in browsers). */
 export function nextTurn(): Promise<void> {
@@ -40,8 +40,8 @@ export class Pacer {
   }
 }
 
-/** Elements per step of a paced copy: 4 Mi floats is a few ms of memcpy or conversion. */
-export const PACED_CHUNK = 1 << 22;
+/** Elements per step of a paced copy: 2 Mi floats is a few ms of memcpy, conversion or scan. */
+export const PACED_CHUNK = 1 << 21;
 
 /** Runs `step(start, end)` over [0, n) in PACED_CHUNK pieces, yielding between them when due. */
 export async function pacedRange(n: number, pacer: Pacer, step: (start: number, end: number) => void): Promise<void> {

@@ -117,9 +117,10 @@ export class SafetensorsFile implements TensorStore {
       const entries = new Map<string, SafetensorsEntry>();
       let metadata: Record<string, string> = {};
       for (const [key, value] of Object.entries(header as Record<string, unknown>)) {
-        if (key === '__metadata__') metadata = (value ?? {}) as Record<string, string>;
+        if (key === '__metadata__') metadata = parseMetadata(name, value);
         else entries.set(key, parseEntry(name, key, value, dataStart, size));
       }
+      checkDisjoint(name, entries);
       return new SafetensorsFile(source, entries, metadata);
     } catch (e) {
       await source.close();
@@ -156,11 +157,11 @@ function parseEntry(file: string, name: string, value: unknown, dataStart: numbe
     throw new ValueError(name, `${where} has unknown dtype ${show(v.dtype)} (known: ${Object.keys(ELEMENT_BYTES).join(', ')})`);
   }
   const shape = v.shape;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw new ShapeError(name, `${where} shape must be a list of non-negative integers, got ${show(shape)}`);
+  if (!Array.isArray(shape) || shape.length > 8 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new ShapeError(name, `${where} shape must be a list of at most 8 non-negative integers, got ${show(shape)}`);
   }
   const offsets = v.data_offsets;
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
     throw new ValueError(name, `${where} data_offsets must be [begin, end] with 0 <= begin <= end, got ${show(offsets)}`);
   }
   const numel = (shape as number[]).reduce((a, b) => a * b, 1);
@@ -172,6 +173,26 @@ function parseEntry(file: string, name: string, value: unknown, dataStart: numbe
     throw new ValueError(name, `${where} ends at byte ${dataStart + offsets[1]}, past the end of the file (${fileSize} bytes): truncated file?`);
   }
   return { name, dtype: v.dtype, shape, byteOffset: dataStart + offsets[0], byteLength, file };
+}
+
+/** `__metadata__`: a map of strings (the format says so; anything else is a corrupt header). */
+function parseMetadata(file: string, value: unknown): Record<string, string> {
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value) || !Object.values(value).every((v) => typeof v === 'string')) {
+    throw new ValueError('__metadata__', `${file}: __metadata__ must be an object of strings, got ${show(value)}`);
+  }
+  return value as Record<string, string>;
+}
+
+/** Tensors' byte ranges may not overlap (Hugging Face's reader refuses such files too). */
+function checkDisjoint(file: string, entries: Map<string, SafetensorsEntry>): void {
+  const ranges = [...entries.values()].filter((e) => e.byteLength > 0).sort((a, b) => a.byteOffset - b.byteOffset);
+  for (let i = 1; i < ranges.length; i++) {
+    const [before, after] = [ranges[i - 1], ranges[i]];
+    if (after.byteOffset < before.byteOffset + before.byteLength) {
+      throw new ValueError(after.name, `${file}: tensors ${show(before.name)} and ${show(after.name)} overlap (bytes ${before.byteOffset}..${before.byteOffset + before.byteLength} and ${after.byteOffset}..${after.byteOffset + after.byteLength})`);
+    }
+  }
 }
 
 function convert(bytes: Uint8Array, entry: SafetensorsEntry, as: ReadAs): Float32Array | Uint16Array {

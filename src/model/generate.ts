@@ -11,6 +11,12 @@ export interface GenerateOptions extends SamplingOptions {
   stopTokenIds?: readonly number[];
   /** Called with each new token as soon as it is chosen (for streaming output). */
   onToken?: (id: number) => void;
+  /**
+   * Allow prompt + maxNewTokens past the model's max_position_embeddings (default false: a
+   * ValueError before anything runs; past it, positions the model never saw give poor text, and
+   * the KV cache is sized for the whole length).
+   */
+  pastMaxPositions?: boolean;
 }
 
 export interface GenerateResult {
@@ -36,6 +42,10 @@ export async function generate(model: TransformerModel, prompt: readonly number[
   if (!Array.isArray(prompt) || prompt.length === 0) {
     throw new ValueError('prompt', `prompt must be a non-empty list of token ids, got ${show(prompt)}`);
   }
+  const length = prompt.length + maxNewTokens;
+  if (length > model.config.maxPositionEmbeddings && !options.pastMaxPositions) {
+    throw new ValueError('maxNewTokens', `prompt (${prompt.length} tokens) + maxNewTokens (${maxNewTokens}) = ${length} positions, past the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); lower maxNewTokens or pass pastMaxPositions: true`);
+  }
   const sample = createSampler(options);
   const candidates = createCandidateSampler(options);
   const stop = new Set(options.stopTokenIds ?? model.stopTokenIds);
@@ -46,6 +56,10 @@ export async function generate(model: TransformerModel, prompt: readonly number[
   const next = async (tokens: number[]) => {
     if (onDevice) {
       const [top] = await model.forwardTop([tokens], cache, candidates.k);
+      // NaN logits compare as nothing in the device's top-k: all of them NaN or -inf means NaN
+      if (top.values.length === 0 || Array.from(top.values).every((x) => !(x > -Infinity))) {
+        throw new ValueError('logits', 'the model produced NaN logits; the weights may hold NaN/Inf or overflow (load with checkFinite to find which)');
+      }
       return candidates.pick(top.values, top.ids);
     }
     const logits = await model.forward([tokens], cache);

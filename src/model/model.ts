@@ -10,7 +10,7 @@ import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backe
 import { type ModelConfig, readModelConfig } from './config.js';
 import { Decoder, type ForwardOptions } from './decoder.js';
 import { type TextTokenizer, loadTokenizer } from './tokenizer.js';
-import { type DecoderWeights, loadWeights, weightSpecs } from './weights.js';
+import { type DecoderWeights, checkWeights, loadWeights, weightSpecs } from './weights.js';
 import type { TopCandidates } from './sampling.js';
 
 export type ModelBackendChoice = 'cpu' | 'webgpu' | 'auto';
@@ -27,6 +27,8 @@ export interface ModelOptions {
   attention?: AttentionKind;
   /** WebGPU: a GPUDevice of the caller's, used instead of acquiring one. */
   device?: GPUDevice;
+  /** Scan every weight as it is loaded and throw a ValueError naming the first NaN / ±Inf. */
+  checkFinite?: boolean;
   /** WebGPU: store weights as float32 (default) or float16 (half the memory and weight traffic). */
   gpuWeights?: 'float32' | 'float16';
   /** WebGPU: run prefill attention with the split-KV decode kernels too (tests, benchmarks). */
@@ -83,12 +85,12 @@ type AnyFactory = AttentionFactory<Activations, unknown, KvCache>;
  */
 const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
   cpu: {
-    async load(config, store) {
+    async load(config, store, options) {
       const { CpuOps } = await import('./cpu/ops.js');
       const { cpuEngine } = await import('../ops/cpu-engine.js');
       const bytes = weightSpecs(config).reduce((sum, spec) => sum + 4 * spec.shape.reduce((a, b) => a * b, 1), 0);
       const ops = CpuOps.forModel(await cpuEngine(), bytes);
-      const weights = await loadWeights(store, config, 'float32', (tensor) => ops.upload(tensor));
+      const weights = await loadWeights(store, config, 'float32', (tensor) => ops.upload(tensor), options.checkFinite);
       return { ops: ops as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
     },
     attention: {
@@ -102,7 +104,7 @@ const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
       const { getRuntime } = await import('../engines/webgpu/runtime.js');
       const ops = new GpuOps(await getRuntime(options.device), options.gpuWeights ?? 'float32');
       ops.replayDecode = options.replayDecode ?? true;
-      const weights = await loadWeights(store, config, ops.weightDType, (tensor) => ops.upload(tensor));
+      const weights = await loadWeights(store, config, ops.weightDType, (tensor) => ops.upload(tensor), options.checkFinite);
       return { ops: ops as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
     },
     attention: {
@@ -134,6 +136,8 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
   if (options.gpuWeights !== undefined && options.gpuWeights !== 'float32' && options.gpuWeights !== 'float16') {
     throw new ValueError('gpuWeights', `gpuWeights must be "float32" or "float16", got ${show(options.gpuWeights)}`);
   }
+  // the config against the file before any backend memory is sized from it
+  checkWeights(store, config);
   const backend = await resolveBackend(options.backend ?? 'auto', options.device);
   const entry = BACKENDS[backend];
   const kind = options.attention ?? (entry.attention.fused ? 'fused' : 'unfused');

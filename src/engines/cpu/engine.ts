@@ -22,6 +22,10 @@ export interface CpuEngineOptions<T = unknown> {
   tuning?: Partial<T>;
   /** Jobs estimated below this many flops run on the calling thread (no message round trip). */
   inlineFlops?: number;
+  /** A pool job without progress for this long fails (default pool.ts DEFAULT_JOB_DEADLINE_MS; tests lower it). */
+  jobDeadlineMs?: number;
+  /** How the pool starts its workers (tests: a script that does not load). Default: the program's. */
+  spawner?: WorkerSpawner;
 }
 
 export interface CpuDescription {
@@ -91,7 +95,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
     let loadFailure: DeviceError | undefined;
     if (threads > 0) {
       try {
-        pool = await WorkerPool.start(threads, spawner, arena.memory, compiled, tuning);
+        pool = await WorkerPool.start(threads, options.spawner ?? spawner, arena.memory, compiled, tuning, { deadlineMs: options.jobDeadlineMs });
       } catch (e) {
         // The workers could not start (their script did not load: a bundler that did not emit it).
         // The engine runs on the calling thread instead and never tries them again; the caller
@@ -134,7 +138,14 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
   async execute<N extends keyof J & string>(kind: N, params: J[N], taskCount: number, scratch: number, scratchPerWorker: number, flops: number): Promise<void> {
     if (taskCount === 0) return;
     const counter = this.arena.takeCounter();
-    const job: Job<N, J[N]> = { kind, params, taskCount, counter, scratch, scratchPerWorker };
+    let completed: number;
+    try {
+      completed = this.arena.takeCounter();
+    } catch (e) {
+      this.arena.giveCounter(counter);
+      throw e;
+    }
+    const job: Job<N, J[N]> = { kind, params, taskCount, counter, completed, scratch, scratchPerWorker };
     try {
       if (this.pool && flops >= this.inlineFlops) await this.pool.run(job as Job);
       else {
@@ -149,6 +160,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
       }
     } finally {
       this.arena.giveCounter(counter);
+      this.arena.giveCounter(completed);
     }
   }
 

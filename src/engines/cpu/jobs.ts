@@ -12,6 +12,11 @@ export interface Job<N extends string = string, P = unknown> {
   taskCount: number;
   /** Index of this job's i32 task counter at the start of the memory. */
   counter: number;
+  /**
+   * Index of its i32 count of finished tasks: what the pool reads when a worker dies before it
+   * could answer (its 'done' message is lost with it), to tell a finished job from a broken one.
+   */
+  completed: number;
   /** Byte address of worker 0's scratch; worker w uses scratch + w * scratchPerWorker. */
   scratch: number;
   scratchPerWorker: number;
@@ -44,6 +49,7 @@ export function runJobTasks<K>(ctx: TaskContext<K>, job: Job, worker: number, un
     const t = Atomics.add(counters, job.counter, 1);
     if (t >= job.taskCount) return done;
     run(ctx.kernels, buffer, job.params, t, scratch);
+    Atomics.add(counters, job.completed, 1);
     done++;
     if (until !== Infinity && performance.now() >= until) return done;
   }

@@ -62,6 +62,10 @@ export interface WorkerHandle {
   onMessage(handler: (message: unknown) => void): void;
   /** A failure of the worker: its script did not load, or threw. */
   onError(handler: (error: Error) => void): void;
+  /** The worker's thread ended (Node: its 'exit' event; browsers: after terminate()). */
+  onExit(handler: (code: number) => void): void;
+  /** Whether the runtime reports exits by itself (Node); a browser worker that threw lives on. */
+  readonly emitsExit: boolean;
   /** Node: let the process exit while this worker is idle (no-op in browsers). */
   ref(keepAlive: boolean): void;
   terminate(): void;
@@ -78,6 +82,7 @@ export interface NodeWorkerLike {
   postMessage(message: unknown): void;
   on(event: 'message', handler: (message: unknown) => void): unknown;
   on(event: 'error', handler: (error: Error) => void): unknown;
+  on(event: 'exit', handler: (code: number) => void): unknown;
   ref(): void;
   unref(): void;
   terminate(): unknown;
@@ -89,6 +94,8 @@ export function nodeWorkerHandle(w: NodeWorkerLike, url: URL): WorkerHandle {
     post: (m) => w.postMessage(m),
     onMessage: (h) => w.on('message', h),
     onError: (h) => w.on('error', (e) => h(new Error(`CPU worker ${url.href} failed: ${e.message}`))),
+    onExit: (h) => w.on('exit', h),
+    emitsExit: true,
     ref: (keep) => (keep ? w.ref() : w.unref()),
     terminate: () => void w.terminate(),
   };
@@ -100,7 +107,11 @@ export function nodeWorkerHandle(w: NodeWorkerLike, url: URL): WorkerHandle {
  * http(s) URL, the status a HEAD request finds.
  */
 export function webWorkerHandle(w: Worker, url: URL): WorkerHandle {
+  const exits: Array<(code: number) => void> = [];
+  let ended = false;
   return {
+    onExit: (h) => void exits.push(h),
+    emitsExit: false,
     post: (m) => w.postMessage(m),
     onMessage: (h) => w.addEventListener('message', (e) => h((e as MessageEvent).data)),
     onError: (h) => {
@@ -116,7 +127,13 @@ export function webWorkerHandle(w: Worker, url: URL): WorkerHandle {
       w.addEventListener('messageerror', () => h(new Error(`CPU worker ${url.href}: a message could not be deserialized`)));
     },
     ref: () => {},
-    terminate: () => w.terminate(),
+    terminate: () => {
+      w.terminate();
+      if (ended) return;
+      ended = true;
+      // browsers fire no exit event: report it ourselves, on a later turn as Node does
+      setTimeout(() => exits.forEach((h) => h(1)), 0);
+    },
   };
 }
 

@@ -4,13 +4,13 @@
 // cpu-worker-node.ts for worker_threads): one line that calls serveJobs with the program and the
 // port, so the engine never imports an op, nor a Node module.
 import { type TaskContext, runJobTasks } from './jobs.js';
-import type { InitMessage, JobMessage, WorkerReply } from './pool.js';
+import type { FaultMessage, FaultMode, InitMessage, JobMessage, WorkerReply } from './pool.js';
 import type { CpuProgram, KernelSet } from './program.js';
 
 /** The worker's side of the channel to the pool. */
 export interface WorkerPort {
   post(message: WorkerReply): void;
-  listen(handler: (message: InitMessage | JobMessage) => void): void;
+  listen(handler: (message: InitMessage | JobMessage | FaultMessage) => void): void;
 }
 
 /** The port of a module Web Worker (browsers, Deno): its global scope. */
@@ -28,7 +28,14 @@ export function nodePort(port: { postMessage(m: unknown): void; on(event: 'messa
 /** Answers the pool's messages with `program`'s kernels and tasks, for the life of the worker. */
 export function serveJobs<K extends KernelSet, J extends object>(program: CpuProgram<K, J>, port: WorkerPort): void {
   let context: TaskContext<K> | undefined;
+  // the pool's fault injection (tests): what the next job does instead of its work
+  let fault: FaultMode | undefined;
   port.listen((message) => {
+    if (message.type === 'fault') {
+      if (message.mode === 'throw') throw new Error('fault injected by the pool: an uncaught exception in the worker');
+      fault = message.mode;
+      return;
+    }
     if (message.type === 'init') {
       const memory = message.memory;
       const kernels = message.compiled ? program.instantiate(message.compiled, memory) : program.scalar(memory, message.tuning as never);
@@ -39,6 +46,10 @@ export function serveJobs<K extends KernelSet, J extends object>(program: CpuPro
     let tasks = 0;
     try {
       if (!context) throw new Error('job before init');
+      const injected = fault;
+      fault = undefined;
+      if (injected === 'throw-in-task') throw new Error('fault injected by the pool: a task threw');
+      if (injected === 'hang') for (;;) { /* a stuck task: only terminate() ends it */ }
       const start = performance.now();
       tasks = runJobTasks(context, message.job, message.worker);
       port.post({ type: 'done', id: message.id, worker: message.worker, tasks, busyMs: performance.now() - start });

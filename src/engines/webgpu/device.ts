@@ -10,6 +10,7 @@
 import { platform } from '#platform';
 import type { DawnModule } from '../../core/platform/types.js';
 import { defaultEnv, envChoice, envFlag, envIsSet, envList, envString } from '../../core/env.js';
+import { prepareQuietStderr, withQuietStderr } from './quiet-stderr.js';
 import { DeviceError } from '../../core/errors.js';
 
 /** Optional adapter features we ask for when the adapter has them. */
@@ -121,7 +122,7 @@ export async function releaseSharedDevice(): Promise<void> {
 export async function openSeparateDevice(): Promise<GPUDevice> {
   await acquireDevice();
   const from = origin as NonNullable<typeof origin>;
-  const adapter = await from.gpu.requestAdapter(from.options);
+  const adapter = await withQuietStderr(() => from.gpu.requestAdapter(from.options));
   if (!adapter) throw new DeviceError('webgpu', `no second adapter from backend ${from.backend}`);
   return (await openDevice(adapter, from.source, from.backend, from.level)).device;
 }
@@ -191,7 +192,7 @@ async function acquireShared(): Promise<AcquiredDevice> {
     // after a device loss or dispose(): a new device from the same instance (a second Dawn
     // instance in one process crashes or hangs on Mesa)
     const from = origin;
-    const adapter = await from.gpu.requestAdapter(from.options);
+    const adapter = await withQuietStderr(() => from.gpu.requestAdapter(from.options));
     if (!adapter) throw new DeviceError('webgpu', `no adapter from backend ${from.backend} any more (it gave one before)`);
     return openDevice(adapter, from.source, from.backend, from.level);
   }
@@ -218,6 +219,7 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
   let dawn: DawnModule;
   try {
     dawn = await platform.loadDawn();
+    await prepareQuietStderr();
   } catch (e) {
     throw new DeviceError('webgpu', (e as Error).message);
   }
@@ -236,19 +238,19 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
     override === undefined ? [{ backend: 'default', level: 'core' }, { backend: 'opengles', level: 'compatibility' }]
       : [{ backend: override, level: override === 'opengles' ? 'compatibility' : 'core' }];
   for (const { backend, level } of attempts) {
-    if (backend === 'default' && process.platform === 'linux' && !platform.vulkanLoaderPresent()) {
+    if ((backend === 'default' || backend === 'vulkan') && process.platform === 'linux' && !platform.vulkanLoaderPresent()) {
       // Dawn's default backend on Linux is Vulkan; without the loader it would only print a
       // multi-line warning on stderr before failing
       tried.push('vulkan: no Vulkan loader (libvulkan.so.1) found');
       continue;
     }
     try {
-      const gpu = dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]);
+      const gpu = withQuietStderr(() => dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]));
       const options = {
         powerPreference: 'high-performance',
         ...(level === 'compatibility' ? { featureLevel: 'compatibility' } : {}),
       } as GPURequestAdapterOptions;
-      const adapter = await gpu.requestAdapter(options);
+      const adapter = await withQuietStderr(() => gpu.requestAdapter(options));
       if (!adapter) {
         tried.push(`${backend}: no adapter`);
         continue;
@@ -279,6 +281,9 @@ async function openDevice(adapter: GPUAdapter, source: DeviceSource, backend: st
   // Ask for everything the adapter allows: compat defaults (4 storage buffers, 16 KiB of
   // workgroup memory) are far below what llvmpipe and real GPUs offer.
   for (const key in adapter.limits) {
+    // no kernel binds with dynamic offsets; asking for the adapter's full count makes Dawn's
+    // OpenGL ES backend print two "artificially reduced" warnings on stderr for every device
+    if (key.startsWith('maxDynamic')) continue;
     const value = (adapter.limits as unknown as Record<string, unknown>)[key];
     if (typeof value === 'number') requiredLimits[key] = value;
   }

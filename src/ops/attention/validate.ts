@@ -294,7 +294,11 @@ function cuSeqlens(input: TensorInput | readonly number[] | undefined, argument:
   else if (input instanceof Tensor || (typeof input === 'object' && 'data' in (input as object))) {
     const raw = input instanceof Tensor ? input.data : (input as { data: ArrayBufferView }).data;
     if (raw instanceof BigInt64Array) values = Array.from(raw, Number);
-    else values = Array.from(toTensor(input as TensorInput, argument, ['int32']).data as Int32Array);
+    else {
+      const t = toTensor(input as TensorInput, argument, ['int32', 'float32', 'float16', 'bool', 'uint8']);
+      if (t.dtype !== 'int32') throw new DTypeError(argument, `${argument} must have dtype int32 or int64, got ${t.dtype}`);
+      values = Array.from(t.data as Int32Array);
+    }
   } else throw new DTypeError(argument, `${argument} must be an int32/int64 array, got ${show(input)}`);
   if (values.length < 2) throw new ShapeError(argument, `${argument} must have batch + 1 >= 2 entries, got ${values.length}`);
   if (values[0] !== 0) throw new ValueError(argument, `${argument} must start at 0, got ${values[0]}`);

@@ -319,7 +319,8 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('    var blockMax = NEG_INF;');
   const scoreBody = (c: string) => {
     const lines = [`var s = Ss[sRow + 2u * ${c}];`];
-    if (o.softcap) lines.push('s = P.softcap * tanh(s * P.scale / P.softcap) * 1.4426950408889634;');
+    // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
+    if (o.softcap) lines.push('if (is_nan(s)) { poison = 1u; }', 's = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;');
     else lines.push('s = s * P.scaleLog2;');
     lines.push(`let j = jSide + 2 * i32(${c});`);
     if (o.alibi) lines.push('s -= slope * f32(abs(alibiDiag - j));');

@@ -203,7 +203,11 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   {
     const add = (line: string) => softmaxRows.push(line.replace(/^      /, ''));
     add('      let i = q0 + rowBase + r;');
-    if (o.softcap) add('      var x = P.softcap * tanh(s[r] * P.scale / P.softcap) * 1.4426950408889634;');
+    // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
+    if (o.softcap) {
+      add('      if (is_nan(s[r])) { poison[r] = 1u; }');
+      add('      var x = P.softcap * tanh(clamp(s[r] * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;');
+    }
     else add('      var x = s[r] * P.scaleLog2;');
     if (o.alibi) add('      x -= slope * f32(abs(i32(i) + i32(lenK) - i32(lenQ) - j));');
     if (o.causalOrWindow) {
