@@ -21,6 +21,15 @@ export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, 
 export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type ScopeRun, type ScopeStats } from './scope/index.js';
 export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';
 export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './ops/attention/webgpu/index.js';
+// Attention variants (issue 13): score/mask/sink functions, block masks
+export {
+  FloatExpr, IntExpr, BoolExpr, FloatTensor, IntTensor, ModTensor, capture, float, int, bool, type Kind,
+  ScoreMod, MaskMod, SinkMod, scoreMod, maskMod, sinkMod, andMasks, orMasks, composeScoreMods, type ScoreContext, type MaskContext, type SinkContext,
+  causal, slidingWindow, prefixLM, documentMask, streamingMask, attentionSinks, softcap, alibi, alibiSlopes, t5RelativeBias, t5Bucket, type T5Options,
+  BlockMask, createBlockMask, type BlockMaskOptions,
+} from './ops/attention/index.js';
+// Approximate attention (issue 13, seed 004): linear attention and Performer
+export { linearAttention, performerAttention, featureMap, FeatureMap, performerProjection, referenceApprox, type LinearAttentionOptions, type PerformerOptions, type FeatureContext } from './ops/approx/index.js';
 // Training: the attention backward and dropout (issue 10)
 export {
   attentionBackward, naiveAttentionBackward, attentionWithGrad, type AttentionWithGrad, type AttentionBackwardOptions, type AttentionGrads,

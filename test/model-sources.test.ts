@@ -25,7 +25,7 @@ describe('model sources', () => {
       const expected = await tokensOf(dir);
       const bytes = modelFolderFiles(json, weights, { shards: 2 });
       expect(await tokensOf(new Map([...bytes].map(([k, v]) => [k, v.buffer as ArrayBuffer])))).toEqual(expected);
-      expect(await tokensOf([...bytes].map(([k, v]) => new File([v], k)))).toEqual(expected);
+      expect(await tokensOf([...bytes].map(([k, v]) => new File([v as Uint8Array<ArrayBuffer>], k)))).toEqual(expected);
       const server = await serveStatic(dir);
       try {
         const progress: string[] = [];

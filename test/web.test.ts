@@ -158,7 +158,8 @@ describe.skipIf(browserSkip !== undefined)('in a browser (headless Chromium)', (
     builds.esbuildCopied = join(consumer.dir, 'out-esbuild-copied');
     cpSync(builds.esbuild, builds.esbuildCopied, { recursive: true });
     copyFileSync(join(consumer.dir, 'node_modules', 'fusedattn', 'dist', 'ops', 'cpu-worker.js'), join(builds.esbuildCopied, 'cpu-worker.js'));
-    const { makeTinyModel } = await import('../playground/make-model.mjs');
+    // a plain .mjs script of the playground (no declarations): typed here
+    const { makeTinyModel } = (await import('../playground/make-model.mjs' as string)) as { makeTinyModel: (dir: string) => Promise<void> };
     await makeTinyModel(join(builds.playground, 'models', 'tiny'));
   });
   afterAll(async () => {

@@ -15,6 +15,7 @@ import { BACKWARD_SIGNATURES, type BackwardKernels, addBackwardKernels, scalarBa
 import { type BackwardParams, backwardHeadTask, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
 import { type NaiveBackwardParams, backwardNaiveTask } from './attention/backward/cpu/naive.js';
 import { type MatmulParams, matmulTask } from './gemm/cpu/matmul-task.js';
+import { type ApproxParams, approxTask } from './approx/cpu/linear.js';
 import { DEFAULT_GEMM_KERNEL_OPTIONS, GEMM_SIGNATURES, type GemmKernelOptions, addGemmKernels } from './gemm/cpu/wasm-kernels.js';
 
 /** Build options of the whole module: every family's register blocks and tile sizes. */
@@ -26,7 +27,11 @@ export const DEFAULT_KERNEL_OPTIONS: KernelTuning = { ...DEFAULT_TILE_OPTIONS, .
 export const KERNEL_SIGNATURES = { ...GEMM_SIGNATURES, ...SOFTMAX_SIGNATURES, ...TILE_SIGNATURES, ...BACKWARD_SIGNATURES } as const;
 
 /** The kernels every CPU task receives. */
-export type CpuKernels = { readonly kind: KernelKind } & GemmKernels & AttentionKernels & BackwardKernels;
+export type CpuKernels = {
+  readonly kind: KernelKind;
+  /** The memory the kernels run on: kernels generated per call (attention score/mask functions) instantiate on it too. */
+  readonly memory: WebAssembly.Memory | { readonly buffer: ArrayBufferLike };
+} & GemmKernels & AttentionKernels & BackwardKernels;
 
 /** Job kinds and their parameters. */
 export interface CpuJobs {
@@ -36,6 +41,8 @@ export interface CpuJobs {
   'naive-softmax': NaiveParams;
   'naive-pv': NaiveParams;
   matmul: MatmulParams;
+  /** Linear attention and Performer, one task per (batch, query head). */
+  'approx-linear': ApproxParams;
   'bwd-pre': BackwardParams;
   'bwd-kv': BackwardParams;
   'bwd-q': BackwardParams;
@@ -83,7 +90,7 @@ export async function compileKernels(shared: boolean, maximumPages: number, rela
 export function instantiateKernels(compiled: CompiledProgram, memory: WebAssembly.Memory): CpuKernels {
   const instance = new WebAssembly.Instance(compiled.module, { env: { memory } });
   const exports = instance.exports as unknown as Record<string, unknown>;
-  const kernels: Record<string, unknown> = { kind: compiled.kind, tiles: tileGeometry(compiled.tuning as Partial<TileOptions>) };
+  const kernels: Record<string, unknown> = { kind: compiled.kind, memory, tiles: tileGeometry(compiled.tuning as Partial<TileOptions>) };
   for (const name of Object.keys(KERNEL_SIGNATURES)) {
     if (typeof exports[name] !== 'function') throw new Error(`CPU kernels: export ${name} missing`);
     kernels[name] = exports[name];
@@ -94,7 +101,7 @@ export function instantiateKernels(compiled: CompiledProgram, memory: WebAssembl
 /** Plain JavaScript kernels with the semantics of the WASM ones (Math.exp, sequential sums). */
 export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tuning: Partial<KernelTuning> = {}): CpuKernels {
   const f = floatView(memory);
-  return { kind: 'scalar', ...scalarGemmKernels(f), ...scalarAttentionKernels(f, tileGeometry(tuning)), ...scalarBackwardKernels(f) };
+  return { kind: 'scalar', memory, ...scalarGemmKernels(f), ...scalarAttentionKernels(f, tileGeometry(tuning)), ...scalarBackwardKernels(f) };
 }
 
 export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
@@ -108,6 +115,7 @@ export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
     'naive-softmax': naiveSoftmaxTask,
     'naive-pv': naivePvTask,
     matmul: matmulTask,
+    'approx-linear': approxTask,
     'bwd-pre': backwardPreTask,
     'bwd-kv': backwardKvTask,
     'bwd-q': backwardQTask,

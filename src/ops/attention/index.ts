@@ -10,6 +10,9 @@ export { LAYOUTS, LAYOUT_LEGEND, type Strides4, contiguousStrides, physicalShape
 export { referenceAttention, type Precision, type ReferenceResult } from './reference.js';
 export type { AttentionBackend, AttentionResult, RunContext, RunStats } from './backend.js';
 export { autoBackend, chooseBackend, getBackend, listBackends, type BackendInfo } from './registry.js';
+// variants (issue 13): score / mask / sink functions and block masks
+export * from './mods/index.js';
+export { BlockMask, createBlockMask, type BlockMaskOptions } from './block-mask/block-mask.js';
 // Training (issue 10): the backward, its validation and float64 reference with the finite-difference
 // check; dropout (Philox4x32-10 keep mask) shared by forward and backward.
 export { attentionBackward, naiveAttentionBackward, attentionWithGrad, type AttentionWithGrad } from './backward/api.js';

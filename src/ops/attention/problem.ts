@@ -3,6 +3,8 @@
 // pre/next tokens and the MLA split form are all resolved here into strides and numbers.
 import type { Tensor, Layout } from '../../core/tensor.js';
 import type { Strides4 } from './layout.js';
+import type { BlockMask } from './block-mask/block-mask.js';
+import type { ModsPlan } from './mods/plan.js';
 import type { DropoutSpec } from './dropout/philox.js';
 
 /** One attention input seen as [b, h, s, d] through element strides. */
@@ -84,6 +86,10 @@ export interface AttentionProblem {
   readonly mask: BroadcastView | undefined;
   readonly bias: BroadcastView | undefined;
   readonly alibi: AlibiView | undefined;
+  /** Score/mask/sink functions (ops/attention/mods), lowered; undefined without any. */
+  readonly mods?: ModsPlan;
+  /** Block-sparse structure of mods.maskMod (createBlockMask), when given. */
+  readonly blockMask?: BlockMask;
   /** Dropout on the attention weights, undefined when off (p = 0). */
   readonly dropout?: DropoutSpec;
   readonly returnLse: boolean;

@@ -10,6 +10,7 @@
 import { roundToHalf } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 import { type AttentionProblem, type StridedView, keyRange, scoreUnits, viewIndex } from './problem.js';
+import { referenceMods } from './mods/evaluate.js';
 import { dropoutRow } from './dropout/philox.js';
 
 export type Precision = 'float64' | 'float32' | 'float16';
@@ -39,6 +40,10 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
   const group = p.headsQ / p.headsKv;
   const scores = new Float64Array(p.seqK);
   const { alpha, beta } = scoreUnits(p.scale);
+  // score / mask / sink functions: the score function after the built-in options, on visible
+  // finite scores only (in natural units); the mask with the others; the sink as one more softmax
+  // term without a value
+  const mods = p.mods ? referenceMods(p.mods.kernel, p.mods.tensors) : {};
   // dropout: keep multiplier (0 or 1 / keepProb) of each key of the row, applied to P before P·V
   const keep = p.dropout ? new Float64Array(p.seqK) : undefined;
   const dot = (a: Float32Array, av: StridedView, b: Float32Array, bv: StridedView, ib: number, hq: number, hk: number, i: number, j: number, dim: number) => {
@@ -63,7 +68,7 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
           // scores in units of beta: s / beta (scoreUnits)
           let s = -Infinity;
           const maskIndex = p.mask ? b * p.mask.strides.b + h * p.mask.strides.h + i * p.mask.strides.i + j * p.mask.strides.j : 0;
-          if (j >= lo && j <= hi && (!mask || mask[maskIndex] !== 0)) {
+          if (j >= lo && j <= hi && (!mask || mask[maskIndex] !== 0) && (!mods.mask || mods.mask(b, h, i, j, sq, sk))) {
             let qk = dot(q, p.q, k, p.k, b, h, hk, i, j, p.dimQK);
             if (p.qRope) qk += dot(qr, p.qRope, kr, p.kRope!, b, h, hk, i, j, p.dimRope);
             s = round(round(qk) * alpha);
@@ -74,6 +79,10 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
             }
             if (slopes) s = round(s - (slope / beta) * Math.abs(i + sk - sq - j));
             if (Number.isNaN(s) || s === Infinity) poisoned = true;
+            else if (mods.score && s !== -Infinity) {
+              s = round(mods.score(b, h, i, j, sq, sk, s * beta) / beta);
+              if (Number.isNaN(s) || s === Infinity) poisoned = true;
+            }
           }
           scores[j] = s;
           if (s > max) max = s;
@@ -86,12 +95,15 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
           lse[lseIndex] = NaN;
           continue;
         }
+        const sink = mods.sink ? mods.sink(b, h, i, sq, sk) : -Infinity;
         if (max === -Infinity) {
-          // fully masked row: output 0 (already), LSE -inf, never NaN
-          lse[lseIndex] = -Infinity;
+          // fully masked row: output 0 (already), LSE -inf (the sink's logit with a sink), never NaN
+          lse[lseIndex] = sink;
           continue;
         }
-        let sum = 0;
+        // scores are in units of beta, the sink in natural units
+        max = Math.max(max, sink / beta);
+        let sum = sink === -Infinity ? 0 : Math.exp(sink - beta * max);
         for (let j = 0; j < sk; j++) {
           // softmax runs in float32 in the naive float16 path too (as PyTorch does); P is then rounded
           const e = Math.exp(beta * (scores[j] - max));

@@ -8,6 +8,7 @@ import { Tensor, type Layout, type TensorInput, toTensor } from '../../core/tens
 import { LAYOUTS, LAYOUT_LEGEND, contiguousStrides, physicalShape, rankOf } from './layout.js';
 import type { AttentionOptions } from './options.js';
 import type { AlibiView, AttentionProblem, BroadcastView, KeyWindow, StridedView } from './problem.js';
+import { validateMods } from './mods/validate.js';
 import { resolveDropout } from './dropout/options.js';
 
 const F32_MAX = 3.4028234663852886e38;
@@ -16,7 +17,7 @@ const FLOAT_TYPES = ['float32', 'float16'] as const;
 const OPTION_NAMES: ReadonlySet<string> = new Set([
   'layout', 'heads', 'kvHeads', 'cuSeqlensQ', 'cuSeqlensK', 'scale', 'softcap', 'causal', 'window',
   'preTokens', 'nextTokens', 'mask', 'bias', 'alibiSlopes', 'qRope', 'kRope', 'returnLse',
-  'checkFinite', 'backend', 'device', 'dropout',
+  'checkFinite', 'backend', 'device', 'scoreMod', 'maskMod', 'blockMask', 'sink', 'dropout',
 ]);
 /** CANN's "no limit" value for preTokens / nextTokens. */
 const CANN_UNBOUNDED = 2147483647;
@@ -123,10 +124,14 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
   const mask = options.mask === undefined ? undefined : broadcastView('mask', toTensor(options.mask, 'mask', ['bool', 'uint8']), target);
   const bias = options.bias === undefined ? undefined : broadcastView('bias', toTensor(options.bias, 'bias', FLOAT_TYPES), target);
   const alibi = options.alibiSlopes === undefined ? undefined : alibiView(options.alibiSlopes, batch, qd.heads);
-  checkSameLocation([['query', q], ['mask', mask?.tensor], ['bias', bias?.tensor]]);
+  // a mask or bias may also be CPU data for GPU inputs: it is uploaded per call, and a CPU mask's
+  // block structure lets the GPU kernels skip the tiles it hides (issue 13)
+  checkSameLocation([['query', q], ['mask', mask?.tensor.location === 'cpu' ? undefined : mask?.tensor], ['bias', bias?.tensor.location === 'cpu' ? undefined : bias?.tensor]]);
   if (alibi && alibi.tensor.location !== 'cpu') {
     throw new UnsupportedError('alibiSlopes', `alibiSlopes must be CPU data (it is tiny), got a ${alibi.tensor.location} tensor`);
   }
+
+  const { mods, blockMask } = validateMods(options, { batch, headsQ: qd.heads, seqQ, seqK, seqLensQ: seqs.lensQ, seqLensK: seqs.lensK });
 
   const problem: AttentionProblem = {
     layout,
@@ -161,6 +166,8 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
     mask,
     bias,
     alibi,
+    mods,
+    blockMask,
     dropout: resolveDropout(options.dropout),
     returnLse,
   };

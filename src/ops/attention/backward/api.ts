@@ -2,7 +2,7 @@
 // the backward. Validation first (the forward's typed errors plus the backward's own), then the
 // backend chosen by options.backend and where the inputs live.
 import type { Tensor, TensorInput } from '../../../core/tensor.js';
-import { ValueError } from '../../../core/errors.js';
+import { UnsupportedError, ValueError } from '../../../core/errors.js';
 import { attention } from '../api.js';
 import type { AttentionResult } from '../backend.js';
 import { chooseBackwardBackend } from './registry.js';
@@ -63,6 +63,9 @@ export async function attentionWithGrad(q: TensorInput, k: TensorInput, v: Tenso
   // validate the backward-only option up front, before any forward work
   if (biasGrad !== undefined && typeof biasGrad !== 'boolean') throw new ValueError('options.biasGrad', `options.biasGrad must be a boolean, got ${String(biasGrad)}`);
   if (biasGrad && forwardOptions.bias === undefined) throw new ValueError('options.biasGrad', 'options.biasGrad asks for dBias, but no options.bias was given');
+  for (const name of ['scoreMod', 'maskMod', 'sink', 'blockMask'] as const) {
+    if (forwardOptions[name] !== undefined) throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet, so attentionWithGrad refuses it before the forward runs`);
+  }
   const forward = await attention(q, k, v, { ...forwardOptions, returnLse: true });
   const lse = forward.lse as Tensor;
   let state: 'held' | 'used' | 'released' = 'held';

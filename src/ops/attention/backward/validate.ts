@@ -1,7 +1,7 @@
 // validateAttentionBackward(): the forward's validation (validateAttention, the same typed errors
 // for q, k, v and every option) plus the backward's own checks: out / dOut match the forward's
 // output (shape, dtype, device), lse is the forward's float32 LSE, biasGrad has a bias to derive.
-import { DTypeError, ShapeError, ValueError, show } from '../../../core/errors.js';
+import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../../../core/errors.js';
 import { type Tensor, type TensorInput, toTensor } from '../../../core/tensor.js';
 import { checkSameLocation, validateAttention } from '../validate.js';
 import type { AttentionBackwardOptions } from './options.js';
@@ -16,6 +16,13 @@ export function validateAttentionBackward(q: TensorInput, k: TensorInput, v: Ten
   if (typeof biasGrad !== 'boolean') throw new ValueError('options.biasGrad', `options.biasGrad must be a boolean, got ${show(biasGrad)}`);
   const forward = validateAttention(q, k, v, forwardOptions);
   if (biasGrad && !forward.bias) throw new ValueError('options.biasGrad', 'options.biasGrad asks for dBias, but no options.bias was given');
+  // score / mask / sink functions (issue 13) have no backward yet: refuse rather than ignore them
+  const mods = forward.mods;
+  for (const [name, present] of [['scoreMod', mods?.scoreMod], ['maskMod', mods?.maskMod], ['sink', mods?.sinkMod], ['blockMask', forward.blockMask]] as const) {
+    if (present !== undefined) {
+      throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet (the forward does); for training, express a mask as options.mask (a bool tensor) or options.window / causal, and a score change as options.bias, softcap or alibiSlopes`);
+    }
+  }
 
   const outputLike = (input: TensorInput, name: string): Tensor => {
     const t = toTensor(input, name, ['float32', 'float16']);

@@ -12,6 +12,8 @@ import type { OpsCpuEngine as CpuEngine } from '../../cpu-engine.js';
 import { type FlashParams, PACK_KEYS, type StagedOperand, type StagedProblem, flashScratch, flashTasks, panelBytes } from './flash.js';
 import { NAIVE_SCRATCH_BYTES, type NaiveParams, naiveBlocks, naiveGroups, sBufferStride } from './naive.js';
 import type { BroadcastOperand, ScoreOptions } from './scores.js';
+import { type StagedMods, stageMods } from '../mods/cpu/stage.js';
+import type { KernelTiles } from '../block-mask/kernel-grid.js';
 
 /** Largest S buffer group of the naive path (the rest of the heads wait for the next group). */
 export const NAIVE_BUDGET_BYTES = 256 * 2 ** 20;
@@ -40,6 +42,16 @@ interface Staged {
   common: StagedProblem;
   out: number;
   lse: number;
+}
+
+/** The call's score/mask/sink functions and block structure, staged for tasks of `tiles`. */
+function stageModsOf(engine: CpuEngine, st: Staging, p: AttentionProblem, tiles: KernelTiles): Promise<StagedMods | undefined> {
+  return stageMods(p, {
+    kernels: engine.kernels,
+    memory: { shared: engine.arena.shared, maximumPages: engine.arena.maximumPages },
+    allocate: (bytes) => st.allocate(bytes),
+    buffer: () => engine.arena.memory.buffer,
+  }, tiles);
 }
 
 async function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Promise<Staged> {
@@ -111,6 +123,7 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
   try {
     const staged = await stage(engine, st, p);
     const tiles = engine.kernels.tiles;
+    staged.common.mods = await stageModsOf(engine, st, p, { rows: tiles.br, keys: 4, denseKeys: tiles.bc });
     // K/V panels, one pair per (b, kv head)
     const pairs = p.batch * p.headsKv;
     const kPanels = new Uint32Array(pairs);
@@ -156,6 +169,8 @@ export async function runNaive(engine: CpuEngine, p: AttentionProblem, budget = 
   const st = new Staging(engine.arena);
   try {
     const staged = await stage(engine, st, p);
+    // whole rows: the block structure would only skip work the S buffer already holds
+    staged.common.mods = p.mods ? await stageModsOf(engine, st, { ...p, blockMask: undefined, mask: undefined }, { rows: 1, keys: 4, denseKeys: 4 }) : undefined;
     let launches = 0;
     let peak = 0;
     for (const group of naiveGroups(p.seqLensQ, p.seqLensK, p.headsQ, budget)) {

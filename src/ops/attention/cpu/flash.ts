@@ -16,6 +16,8 @@ import { dropoutTile } from '../dropout/cpu.js';
 import type { AttentionKernels, TileGeometry } from './kernels.js';
 import { scoreUnits } from '../problem.js';
 import { type ScoreOptions, hasValueModifiers, modifyScores, windowBounds } from './scores.js';
+import { type StagedMods, applyMods, foldSinks, forEachTile } from '../mods/cpu/stage.js';
+import type { ModsHost } from '../mods/cpu/kernel.js';
 
 /** An attention input in the staged memory: byte address of (0,0,0,0) and byte strides. */
 export interface StagedOperand {
@@ -49,6 +51,8 @@ export interface StagedProblem extends ScoreOptions {
   dropout: DropoutSpec | undefined;
   /** v holds a NaN or ±Inf: P·V skips weights of 0 (0·NaN would reach rows that do not see the key). */
   vNonFinite?: boolean;
+  /** Score/mask/sink functions and block structure of the call (ops/attention/mods). */
+  mods?: StagedMods;
 }
 
 /** Everything a flash task needs. */
@@ -161,7 +165,7 @@ export function flashTasks(p: Pick<FlashParams, 'seqLensQ' | 'seqLensK' | 'br' |
 }
 
 /** Runs task `t` of a flash job with this worker's kernels and scratch. */
-export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLike, p: FlashParams, t: number, scratch: number): void {
+export function flashTask(kernels: AttentionKernels & ModsHost, buffer: () => ArrayBufferLike, p: FlashParams, t: number, scratch: number): void {
   const b = p.tasks[3 * t];
   const h = p.tasks[3 * t + 1];
   const i0 = p.tasks[3 * t + 2];
@@ -182,7 +186,6 @@ export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLi
   const row = (o: StagedOperand, seqStarts: Int32Array, head: number, s: number) => o.addr + b * o.sb + head * o.sh + (seqStarts[b] + s) * o.ss;
   kernels.pack_panel(row(p.q, p.seqStartsQ, h, i0), p.q.ss, rows, p.dimQK, x.qPanel, qkRows, chunks, 0);
   if (p.qRope) kernels.pack_panel(row(p.qRope, p.seqStartsQ, h, i0), p.qRope.ss, rows, p.dimRope, x.qPanel, qkRows, chunks, ropeChunk);
-  const modify = hasValueModifiers(p);
   const { alpha, beta } = scoreUnits(p.scale);
   const [lo, hi] = blockKeyRange(p, sq, sk, i0, rows);
   // a tile needs the window clip unless every row of the block sees all of it
@@ -193,25 +196,31 @@ export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLi
   const vPanel = p.vPanels[b * p.headsKv + hk];
   const vld = p.vBlockStride[b];
   const width = 16 * kernels.tiles.pvVectors;
-  // tiles start on a multiple of 4 keys (the K panel's groups); keys before lo are clipped
-  for (let j0 = lo - (lo % 4); j0 <= hi; j0 += p.bc) {
-    const cols = Math.min(p.bc, hi + 1 - j0);
+  // on a block that no mask hides any pair of (block masks), the masks are not evaluated
+  const unmasked = p.mask ? { ...p, mask: undefined } : p;
+  const tile = (j0: number, cols: number, withMask: boolean) => {
     kernels.qk_tile(x.qPanel, kPanel + (j0 / 4) * chunks * 64, chunks, rows, cols, x.s, alpha);
     const clip = j0 < lastRowLo || j0 + cols - 1 > firstRowHi;
-    if (modify || clip) modifyScores(buffer(), p, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip, beta);
+    const o = withMask ? p : unmasked;
+    if (hasValueModifiers(o) || clip) modifyScores(buffer(), o, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip, beta);
+    if (p.mods) applyMods(kernels, p.mods, x.s, lds, rows, cols, b, h, i0, j0, sq, sk, withMask, beta);
     kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha, beta);
     // dropout after the row sums took every weight: P·V sees the kept ones, scaled
     if (p.dropout) dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, x.s, lds);
     if (p.vNonFinite) pvSkippingZeros(buffer(), x.s, lds, vPanel + j0 * width, vld, width, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
     else kernels.pv_tile(x.s, vPanel + j0 * width, vld, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
-  }
+  };
+  if (p.mods) forEachTile(p.mods, b, h, i0, lo, hi, p.bc, tile);
+  // tiles start on a multiple of 4 keys (the K panel's groups); keys before lo are clipped
+  else for (let j0 = lo - (lo % 4); j0 <= hi; j0 += p.bc) tile(j0, Math.min(p.bc, hi + 1 - j0), true);
 
+  const sinkLse = foldSinks(buffer(), p.mods, b, h, i0, rows, x.m, x.l, beta);
   kernels.finalize_rows(x.o, x.ldo, row(p.out, p.seqStartsQ, h, i0), p.out.ss, rows, p.dimV, x.l);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) {
       const l = g[(x.l >>> 2) + r];
-      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = l === 0 ? -Infinity : beta * g[(x.m >>> 2) + r] + Math.log(l);
+      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = sinkLse ? sinkLse[r] : l === 0 ? -Infinity : beta * g[(x.m >>> 2) + r] + Math.log(l);
     }
   }
 }

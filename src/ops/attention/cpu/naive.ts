@@ -10,6 +10,8 @@ import type { GemmKernels } from '../../gemm/cpu/kernels.js';
 import type { AttentionKernels } from './kernels.js';
 import { scoreUnits } from '../problem.js';
 import { modifyScores } from './scores.js';
+import { applyMods, foldSinks } from '../mods/cpu/stage.js';
+import type { ModsHost } from '../mods/cpu/kernel.js';
 
 /** Rows of S per task. */
 export const NAIVE_ROWS = 64;
@@ -95,11 +97,12 @@ export function naiveScoresTask(kernels: AttentionKernels & GemmKernels, _buffer
   );
 }
 
-export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
+export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels & ModsHost, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
   const k = block(p, t);
   const s = k.sAddr + k.i0 * k.lds;
   const { beta } = scoreUnits(p.scale);
   modifyScores(buffer(), p, { s, lds: k.lds, rows: k.rows, cols: k.sk, b: k.b, h: k.h, i0: k.i0, j0: 0, sq: k.sq, sk: k.sk }, true, beta);
+  if (p.mods) applyMods(kernels, p.mods, s, k.lds, k.rows, k.sk, k.b, k.h, k.i0, 0, k.sq, k.sk, true, beta);
   const M = scratch;
   const L = M + 4 * NAIVE_ROWS;
   const A = L + 4 * NAIVE_ROWS;
@@ -107,13 +110,14 @@ export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels, buffer
   f.fill(-Infinity, M >>> 2, (M >>> 2) + k.rows);
   f.fill(0, L >>> 2, (L >>> 2) + k.rows);
   kernels.softmax_update(s, k.lds, k.rows, k.sk, M, L, A, beta);
+  const sinkLse = foldSinks(buffer(), p.mods, k.b, k.h, k.i0, k.rows, M, L, beta);
   kernels.finalize_rows(s, k.lds, s, k.lds, k.rows, k.sk, L);
   if (p.dropout) dropoutTile(buffer(), p.dropout, p.headsQ, k.b, k.h, k.i0, k.rows, 0, k.sk, s, k.lds);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < k.rows; r++) {
       const l = g[(L >>> 2) + r];
-      g[k.row(p.lse, k.h, k.i0 + r, p.seqStartsQ) >>> 2] = l === 0 ? -Infinity : beta * g[(M >>> 2) + r] + Math.log(l);
+      g[k.row(p.lse, k.h, k.i0 + r, p.seqStartsQ) >>> 2] = sinkLse ? sinkLse[r] : l === 0 ? -Infinity : beta * g[(M >>> 2) + r] + Math.log(l);
     }
   }
 }

@@ -11,6 +11,7 @@ import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../../../
 import { buildMatmul, type MatmulOptions } from '../../../gemm/webgpu/matmul.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
+import { gpuMods, modDataBinding } from '../../mods/webgpu.js';
 import { dropoutParams } from '../../dropout/philox.wgsl.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS, type SoftmaxOptions, buildSoftmax } from './softmax.wgsl.js';
 
@@ -20,11 +21,11 @@ export interface ScoresOptions {
 }
 
 /** Bindings of the scores epilogue, in @group(1). */
-export const EPILOGUE = { scoreParams: 0, mask: 1, bias: 2, meta: 3 } as const;
+export const EPILOGUE = { scoreParams: 0, mask: 1, bias: 2, meta: 3, modData: 4 } as const;
 
 /** Step 1: the matmul with the attention score function as its epilogue. */
 export function buildScores(o: ScoresOptions): string {
-  const epilogue = `${buildScoreFunction(o.score, { group: 1, params: EPILOGUE.scoreParams, mask: EPILOGUE.mask, bias: EPILOGUE.bias })}
+  const epilogue = `${buildScoreFunction(o.score, { group: 1, params: EPILOGUE.scoreParams, mask: EPILOGUE.mask, bias: EPILOGUE.bias, modData: EPILOGUE.modData })}
 // per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)
 @group(1) @binding(${EPILOGUE.meta}) var<storage, read> seq_meta: array<u32>;
 
@@ -53,7 +54,8 @@ export function naiveUnsupported(p: AttentionProblem, limits: NaiveLimits): stri
   if (s > limits.maxStorageBufferBindingSize) {
     return `the Sq×Sk score buffer needs ${s} bytes but maxStorageBufferBindingSize is ${limits.maxStorageBufferBindingSize}`;
   }
-  const buffers = 5 + (p.qRope ? 2 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0);
+  if (p.mods?.kernel.sink) return 'attention sinks are not implemented on the naive WebGPU path (the flash tiers have them)';
+  const buffers = 5 + (p.qRope ? 2 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (p.mods ? 1 : 0);
   if (buffers > limits.maxStorageBuffersPerShaderStage) {
     return `the scores kernel binds ${buffers} storage buffers but maxStorageBuffersPerShaderStage is ${limits.maxStorageBuffersPerShaderStage}`;
   }
@@ -103,6 +105,10 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
         };
         if (io.mask) epilogueEntries[EPILOGUE.mask] = io.mask.binding;
         if (io.bias) epilogueEntries[EPILOGUE.bias] = io.bias.binding;
+        // whole rows: no block structure here, only the captured tensors of the functions
+        const mods = gpuMods(p, undefined);
+        const modData = modDataBinding(runtime, p, mods, undefined, undefined);
+        if (modData) epilogueEntries[EPILOGUE.modData] = modData;
         dispatchMatmul(runtime, pipelines[0], {
           label: 'naive-scores',
           options: { a: p.dtype, b: p.dtype, out: 'float32', transposeB: true, splitK: rope, ragged: true },

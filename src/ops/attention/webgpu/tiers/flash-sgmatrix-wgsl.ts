@@ -20,6 +20,7 @@ import { type FlashBlockSource, blockSourceCacheAppend, blockSourceDeclarations,
 import { paramsStructWgsl } from './flash-params.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { FAST_DROPOUT_BINDING } from './dispatch.js';
+import { type SgScoreHook, hookDeclarations, hookRowSetup, hookScoreLines, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
 
 export interface SgMatrixKernelOptions {
   /** Query/key head dim Dq (the NoPE part in the split form). */
@@ -74,6 +75,11 @@ export interface SgMatrixKernelOptions {
    * the output is scaled by 1 / keepProb at the end.
    */
   dropout?: boolean;
+  /**
+   * Bool mask, bias, score/mask/sink functions or a block table: scores through the shared score
+   * function and the key loop over the table (sgmatrix-score-hook.ts). Absent: the inline path.
+   */
+  score?: SgScoreHook;
 }
 
 const SG = 32;
@@ -113,7 +119,9 @@ export function sgMatrixOptionsProblem(o: SgMatrixKernelOptions): string | undef
   if (o.block) {
     const problem = blockSourceProblem(o);
     if (problem) return problem;
+    if (o.score) return 'the block source takes no mask, bias or score/mask functions';
   }
+  if (o.score && (o.score.alibi !== o.alibi || o.score.softcap !== o.softcap)) return 'score.alibi / score.softcap must match alibi / softcap';
   if (o.prefetch) {
     const L = layoutOf(o);
     const nt = 32 * o.subgroups;
@@ -185,6 +193,10 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('const NEG_INF = -3.0e38;     // "minus infinity" (WGSL constants cannot be infinite)');
   add(NON_FINITE_FNS);
   add('');
+  if (o.score) {
+    add(hookDeclarations(o.score));
+    add('');
+  }
   if (o.smemVec4) add(`var<workgroup> KVs: array<vec4<u32>, ${L.kvHalves / 8}>;   // K tile, V tile (Q tile at the start), 8 halves each`);
   else add(`var<workgroup> KVs: array<f16, ${L.kvHalves}>;   // K tile, V tile (Q tile at the start)`);
   add(`var<workgroup> Ss: array<f32, ${L.sFloats}>;    // per subgroup: S block, then O chunks`);
@@ -263,10 +275,12 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add('  let jLo = 0;');
     add('  let jHi = i32(lenK) - 1;');
   }
-  if (o.alibi) {
+  if (o.alibi && !o.score) {
     add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead]) * 1.4426950408889634;');
     add('  let alibiDiag = i32(i) + i32(lenK) - i32(lenQ);');
   }
+  if (o.score) for (const line of hookRowSetup(o.score)) add(line);
+  const table = o.score?.blockTable === true;
   add('  let sBase = sg * 16u * S_STRIDE;');
   add('  let pBase = sg * 16u * P_STRIDE;');
   add('');
@@ -274,10 +288,13 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add(`  const PF_K = ${pfK}u; const PF_V = ${pfV}u;`);
     add('  var pk: array<vec4<u32>, PF_K>;');
     add('  var pv: array<vec4<u32>, PF_V>;');
-    add('  let kvFirst = (kvLo / BC) * BC;');
-    add(prefetchLoads('kvFirst', o.unrolled, pfK, pfV));
+    if (!table) {
+      add('  let kvFirst = (kvLo / BC) * BC;');
+      add(prefetchLoads('kvFirst', o.unrolled, pfK, pfV));
+    }
   }
-  add('  for (var kv0 = (kvLo / BC) * BC; kv0 < kvHi; kv0 += BC) {');
+  if (table) for (const line of tableLoopOpen(o.prefetch, (start) => prefetchLoads(start, o.unrolled, pfK, pfV))) add(line);
+  else add('  for (var kv0 = (kvLo / BC) * BC; kv0 < kvHi; kv0 += BC) {');
   if (o.prefetch) {
     for (const [arr, count, chunk, base, stride] of [['pk', pfK, 'DQ_ALL', '', 'K_STRIDE'], ['pv', pfV, 'DVP', 'V_BASE + ', 'V_STRIDE']] as const) {
       loopOrUnrolled(add, o.unrolled, count, '    ', (u) => [
@@ -286,10 +303,13 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
       ]);
     }
     add('    workgroupBarrier();');
-    add('    if (kv0 + BC < kvHi) {');
-    add('      // next block: global loads in flight while this one computes');
-    add(prefetchLoads('kv0 + BC', o.unrolled, pfK, pfV));
-    add('    }');
+    if (table) for (const line of tablePrefetchNext((start) => prefetchLoads(start, o.unrolled, pfK, pfV))) add(line);
+    else {
+      add('    if (kv0 + BC < kvHi) {');
+      add('      // next block: global loads in flight while this one computes');
+      add(prefetchLoads('kv0 + BC', o.unrolled, pfK, pfV));
+      add('    }');
+    }
   } else {
     add(`    for (var t = li; t < BC * (DQ_ALL / 8u); t += NT) {`);
     add('      let rr = t / (DQ_ALL / 8u);');
@@ -318,6 +338,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add(`    var sv: array<f32, ${half}>;`);
   add('    var blockMax = NEG_INF;');
   const scoreBody = (c: string) => {
+    if (o.score) return hookScoreLines(o.score, c);
     const lines = [`var s = Ss[sRow + 2u * ${c}];`];
     // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
     if (o.softcap) lines.push('if (is_nan(s)) { poison = 1u; }', 's = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;');
@@ -379,10 +400,15 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   }
   add('    workgroupBarrier();');
   add('    if (li == 0u) { atomicStore(&rescaleFlag[0], 0u); }');
-  add('  }');
+  if (table) for (const line of tableLoopClose(o.prefetch)) add(line);
+  else add('  }');
   add('');
   add('  // O / l -> output (f16), through workgroup memory one 16-column chunk at a time');
-  add(`  let inv = select(0.0, ${o.dropout ? 'dp.scale' : '1.0'} / l, l > 0.0);`);
+  const sink = o.score?.mods?.sink !== undefined;
+  if (sink) {
+    for (const line of hookSinkFinal()) add(line);
+    if (o.dropout) add('  inv = inv * dp.scale;');
+  } else add(`  let inv = select(0.0, ${o.dropout ? 'dp.scale' : '1.0'} / l, l > 0.0);`);
   add('  let poisoned = (poison | subgroupShuffleXor(poison, 1u)) != 0u;   // the row\'s two lanes');
   add('  let live = i < lenQ;');
   add('  let oRow = b * P.oSb + (startQ + i) * P.oSs + myHead * P.oSh;');
@@ -397,7 +423,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   }
   if (o.returnLse) {
     add('  if (live && side == 0u) {');
-    add('    LSE[b * P.lseSb + myHead * P.lseSh + (startQ + i) * P.lseSs] = select(select(bitcast<f32>(0xff800000u | P.zero), (m + log2(l)) * 0.6931471805599453, l > 0.0), nan_f32(), poisoned);');
+    add(`    LSE[b * P.lseSb + myHead * P.lseSh + (startQ + i) * P.lseSs] = ${sink ? 'select(rowLse, nan_f32(), poisoned)' : 'select(select(bitcast<f32>(0xff800000u | P.zero), (m + log2(l)) * 0.6931471805599453, l > 0.0), nan_f32(), poisoned)'};`);
     add('  }');
   }
   add('}');

@@ -48,6 +48,7 @@ export function subgroupProblemUnsupported(p: AttentionProblem, d: SubgroupDevic
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
   if (p.mask) return 'boolean masks are not implemented in this tier';
   if (p.bias) return 'additive bias tensors are not implemented in this tier';
+  if (p.mods || p.blockMask) return 'score/mask/sink functions and block masks are not implemented in this tier';
   const o = subgroupOptionsOf(p, d);
   const bytes = subgroupWorkgroupBytes(o);
   if (bytes > d.limits.maxComputeWorkgroupStorageSize) return `head dims need ${bytes} bytes of workgroup memory, the device allows ${d.limits.maxComputeWorkgroupStorageSize}`;
