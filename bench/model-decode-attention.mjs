@@ -8,11 +8,15 @@
 // query heads of its group); the query and partials are left out.
 // Times: GPU timestamps around each dispatch (its own compute pass), summed per repetition
 // (partial + combine), median of 3 rounds of --reps; and, as a cross-check, wall time of --reps
-// repetitions queued in one submission. The second kernel's output is checked against a float64
-// reference on every shape in the same run.
+// repetitions queued in one submission.
+// Checks, in the same run, before anything is timed: every kernel variant's output (first and
+// second kernel) against a float64 reference of the same inputs (the float32 rule, F32_RTOL of
+// max |out|), and each streaming read's sums against the float64 sum of what it read (within the
+// a-priori bound of float32 summation). A variant that fails gets no speed (WRONG in the table)
+// and the exit code is 1.
 //
 //   node bench/model-decode-attention.mjs [--lengths 1024,4096,16384,32768] [--shapes qwen2-0.5b,qwen-7b,llama-8b]
-//        [--reps 20] [--batch 1] [--out bench/results/model-decode-attention.jsonl]
+//        [--reps 20] [--batch 1] [--out bench/results/model-decode-attention.jsonl] [--smoke]
 // On the GPU machine: source .gpu/env.sh && node bench/model-decode-attention.mjs
 import { parseArgs } from 'node:util';
 import { appendRow, commit, markdownTable } from './model-report.mjs';
@@ -23,6 +27,7 @@ import { flashDecodeOptions } from '../dist/ops/decode/webgpu/flash-decode.wgsl.
 import { flashDecodePlan, flashDecodeSplitsFor, queueFlashDecode } from '../dist/ops/decode/webgpu/flash-decode.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
 import { splitKvOptions } from '../dist/model/webgpu/unfused-attention.js';
+import { F32_RTOL, checkF32, compare } from '../dist/testing/index.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -31,8 +36,11 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '20' },
     batch: { type: 'string', default: '1' },
     out: { type: 'string', default: 'bench/results/model-decode-attention.jsonl' },
+    // a quick run on llvmpipe: two short caches, two shapes, few repetitions
+    smoke: { type: 'boolean', default: false },
   },
 });
+if (args.smoke) Object.assign(args, { lengths: '300,1100', shapes: 'qwen2-0.5b,qwen-7b', reps: '3' });
 const SHAPES = {
   'qwen2-0.5b': { headsQ: 14, headsKv: 2, headDim: 64 },
   'qwen-7b': { headsQ: 28, headsKv: 4, headDim: 128 },
@@ -125,7 +133,33 @@ function reference(q, keys, values, { batch, length, headsQ, headsKv, headDim: D
   return out;
 }
 
+/** Runs one repetition of `record` and checks the output against `ref` (the float32 rule). */
+async function checkOutput(record, out, ref) {
+  runtime.clear(out);
+  await record();
+  const got = new Float32Array(await runtime.read(out, 0, ref.length * 4));
+  return { maxAbsError: compare(got, ref).maxAbsError, wrong: checkF32('output', got, ref) };
+}
+
+/**
+ * Runs a streaming read once and checks its per-thread sums (of `src`, the last array it reads)
+ * against the float64 sum; float32 summation of n terms errs by at most (n - 1) u sum |x|.
+ */
+async function checkStream(record, sums, threads, perThreadTerms, src) {
+  await record();
+  const got = new Float32Array(await runtime.read(sums, 0, threads * 4));
+  let total = 0;
+  for (const v of got) total += v;
+  let want = 0;
+  let magnitude = 0;
+  for (const v of src) { want += v; magnitude += Math.abs(v); }
+  const bound = perThreadTerms * 2 ** -24 * magnitude + 1e-30;
+  const error = Math.abs(total - want);
+  return { maxAbsError: error, wrong: Number.isFinite(total) && error <= bound ? undefined : `stream sums ${total} vs ${want} (bound ${bound.toExponential(2)})` };
+}
+
 const rows = [];
+let wrongCount = 0;
 for (const shapeName of args.shapes.split(',')) {
   const shape = SHAPES[shapeName];
   const { headsQ: Nq, headsKv: Nkv, headDim: D } = shape;
@@ -141,6 +175,7 @@ for (const shapeName of args.shapes.split(',')) {
     const out = runtime.acquire(B * Nq * D * 4, 'output', 'out');
     const positions = runtime.upload(Uint32Array.of(length - 1, length - 1), 'positions');
     const result = { shape: shapeName, ...shape, batch: B, length, variants: [] };
+    const ref = reference(qHost, kHost, vHost, { batch: B, length, ...shape });
 
     const measured = []; // { kind, info, record }
     const held = [];
@@ -155,11 +190,14 @@ for (const shapeName of args.shapes.split(',')) {
         const sums = runtime.acquire(threads * 4, 'intermediate', 'sums');
         held.push(sums);
         const params = STREAM_PARAMS.pack({ n4, per_thread: perThread });
-        measured.push({ kind: 'stream', info: { unroll, groups }, record: () => {
+        const record = () => {
           for (const src of [keys, values]) {
             runtime.dispatch({ label: 'stream', pipeline: stream, workgroups: [groups], bindGroups: [runtime.bindGroup(stream, 0, { 0: src, 1: sums, 2: runtime.uniform(params, 's') })] });
           }
-        } });
+        };
+        // terms per thread: 4 lanes x unroll accumulators of perThread loads, then their sum
+        const check = await checkStream(record, sums, threads, perThread + unroll + 4, vHost);
+        measured.push({ kind: 'stream', info: { unroll, groups, ...check }, record });
       }
     }
 
@@ -173,14 +211,14 @@ for (const shapeName of args.shapes.split(',')) {
       const combine = await runtime.pipeline(combineKernel, { headDim: D });
       const decodeParams = DECODE_PARAMS.pack({ batch: B, start: length - 1, heads_q: Nq, heads_kv: Nkv, splits, keys_per_split: keysPerSplit, scale: 1 / Math.sqrt(D) });
       const combineParams = COMBINE_PARAMS.pack({ row_heads: B * Nq, splits });
-      measured.push({ kind: 'v1', info: { workgroup: options.workgroupSize, splits }, record: () => {
+      const record = () => {
         runtime.dispatch({ label: 'partial', pipeline: partial, workgroups: [Nkv, B, splits], bindGroups: [runtime.bindGroup(partial, 0, { 0: q, 1: keys, 2: values, 3: partials, 4: runtime.uniform(decodeParams, 'p') })] });
         runtime.dispatch({ label: 'combine', pipeline: combine, workgroups: [B * Nq, 1], bindGroups: [runtime.bindGroup(combine, 0, { 0: partials, 1: out, 2: runtime.uniform(combineParams, 'c') })] });
-      } });
+      };
+      measured.push({ kind: 'v1', info: { workgroup: options.workgroupSize, splits, ...await checkOutput(record, out, ref) }, record });
     }
 
-    // second kernel: the runner's plan, then tile sizes x loads in flight; output checked against float64
-    const ref = reference(qHost, kHost, vHost, { batch: B, length, ...shape });
+    // second kernel: the runner's plan, then tile sizes x loads in flight
     const plan = flashDecodePlan(runtime, D, Nq / Nkv, false, length, Nkv, B);
     const variants = [{ name: 'v2 plan', options: plan.options, splits: plan.splits }];
     for (const cap of [256, 128, 64]) {
@@ -192,39 +230,51 @@ for (const shapeName of args.shapes.split(',')) {
     }
     for (const v of variants) {
       const call = { q, keys, values, positions, out, batch: B, tokens: 1, headsQ: Nq, headsKv: Nkv, qStride: Nq * D, scale: 1 / Math.sqrt(D), splits: v.splits };
-      runtime.clear(out);
-      await queueFlashDecode(runtime, v.options, call);
-      const got = new Float32Array(await runtime.read(out, 0, B * Nq * D * 4));
-      let maxErr = 0;
-      for (let i = 0; i < got.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - ref[i]));
-      measured.push({ kind: v.name, info: { workgroup: v.options.workgroupSize, unroll: v.options.unroll, splits: v.splits, maxAbsError: maxErr }, record: () => queueFlashDecode(runtime, v.options, call) });
+      const record = () => queueFlashDecode(runtime, v.options, call);
+      measured.push({ kind: v.name, info: { workgroup: v.options.workgroupSize, unroll: v.options.unroll, splits: v.splits, ...await checkOutput(record, out, ref) }, record });
     }
 
-    const times = await timeAll(measured.map((m) => m.record));
+    // only what computed the right result is timed
+    const timedSet = measured.filter((m) => !m.info.wrong);
+    const times = await timeAll(timedSet.map((m) => m.record));
     let best;
-    measured.forEach((m, i) => {
-      const t = times[i];
+    for (const m of measured) {
+      if (m.info.wrong) {
+        wrongCount++;
+        console.error(`WRONG ${shapeName} length ${length} ${m.kind} ${JSON.stringify(m.info)}`);
+        if (m.kind !== 'stream') result.variants.push({ kernel: m.kind, ...m.info });
+        continue;
+      }
+      const t = times[timedSet.indexOf(m)];
       const us = t.gpuUs ?? t.wallUs;
       if (m.kind === 'stream') {
         if (!best || us < best.us) best = { us, wallUs: t.wallUs, ...m.info };
       } else result.variants.push({ kernel: m.kind, ...m.info, ...t });
-    });
+    }
     for (const b of held) runtime.release(b);
     for (const b of [q, keys, values, out, positions]) runtime.release(b);
     await runtime.finish();
     runtime.trimPool();
 
     for (const v of result.variants) {
+      if (v.wrong) {
+        const row = { bench: 'model-decode-attention', shape: shapeName, headsQ: Nq, headsKv: Nkv, headDim: D, batch: B, length, kernel: v.kernel, workgroup: v.workgroup, unroll: v.unroll, splits: v.splits, wrong: v.wrong, maxAbsError: v.maxAbsError, adapter: `${runtime.adapter.description} (${runtime.adapter.backend})`, date: new Date().toISOString(), commit: commit() };
+        rows.push(row);
+        appendRow(args.out, row);
+        continue;
+      }
       const us = v.gpuUs ?? v.wallUs;
+      const stream = best ?? { us: NaN, unroll: undefined, groups: undefined };
       const row = {
         bench: 'model-decode-attention',
         shape: shapeName, headsQ: Nq, headsKv: Nkv, headDim: D, batch: B, length,
         kernel: v.kernel, workgroup: v.workgroup, unroll: v.unroll, splits: v.splits,
         decodeUs: +us.toFixed(1), decodeWallUs: +v.wallUs.toFixed(1),
         decodeGBs: +(bytes / us / 1e3).toFixed(1),
-        streamUs: +best.us.toFixed(1), streamGBs: +(bytes / best.us / 1e3).toFixed(1), stream: { unroll: best.unroll, groups: best.groups },
-        fractionOfStream: +(best.us / us).toFixed(3),
+        streamUs: +stream.us.toFixed(1), streamGBs: +(bytes / stream.us / 1e3).toFixed(1), stream: { unroll: stream.unroll, groups: stream.groups },
+        fractionOfStream: +(stream.us / us).toFixed(3),
         maxAbsError: v.maxAbsError,
+        check: `ok (float32 rule, ${F32_RTOL} of max |out| vs float64)`,
         timing: v.gpuUs !== undefined ? 'GPU timestamps per dispatch, summed per repetition, median of 3 rounds' : 'wall clock',
         adapter: `${runtime.adapter.description} (${runtime.adapter.backend})`,
         date: new Date().toISOString(),
@@ -236,7 +286,10 @@ for (const shapeName of args.shapes.split(',')) {
   }
 }
 const header = ['shape', 'B', 'length', 'kernel', 'WG', 'unroll', 'splits', 'decode us', 'wall us', 'decode GB/s', 'stream GB/s', 'fraction', 'max err'];
-const table = rows.map((r) => [r.shape, r.batch, r.length, r.kernel, r.workgroup, r.unroll ?? '', r.splits, r.decodeUs, r.decodeWallUs, r.decodeGBs, r.streamGBs, r.fractionOfStream, r.maxAbsError?.toExponential(1) ?? ''].map(String));
-console.log(`adapter: ${rows[0]?.adapter}; timing: ${rows[0]?.timing}`);
+const table = rows.map((r) => (r.wrong
+  ? [r.shape, r.batch, r.length, r.kernel, r.workgroup, r.unroll ?? '', r.splits, 'WRONG', '', '', '', '', r.maxAbsError?.toExponential(1) ?? '']
+  : [r.shape, r.batch, r.length, r.kernel, r.workgroup, r.unroll ?? '', r.splits, r.decodeUs, r.decodeWallUs, r.decodeGBs, r.streamGBs, r.fractionOfStream, r.maxAbsError?.toExponential(1) ?? '']).map(String));
+console.log(`adapter: ${rows[0]?.adapter}; timing: ${rows.find((r) => r.timing)?.timing}`);
 console.log(markdownTable(header, table));
-process.exit(0);
+console.log(`checked: every kernel variant's output vs float64 (float32 rule) and every streaming read's sums, before timing; ${wrongCount} wrong`);
+process.exit(wrongCount ? 1 : 0);
