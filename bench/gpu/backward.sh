@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The attention backward's GPU run (issue 10) in one command, from the repo root on the GPU machine
 # (after prepare.sh here; carry [".gpu", "dist", ".gpuwork/nm.tar.xz"]):
-#   bash bench/gpu/device.sh bench/gpu/backward.sh OUTDIR          (on the H200, about 3-4 minutes)
+#   bash bench/gpu/device.sh bench/gpu/session.sh backward=bench/gpu/backward.sh:300   (the H200, 3-4 min)
+#   bash bench/gpu/device.sh bench/gpu/backward.sh OUTDIR                            (the same, alone)
 #   bash bench/gpu/backward.sh OUTDIR --smoke                      (here, llvmpipe, tiny shapes)
 # 1. PyTorch: float64 reference gradients + inputs of the check shapes, each SDPA backend's error,
 #    backward timings (flash, cuDNN, efficient, math f16 and f32);
