@@ -30,3 +30,9 @@ export {
 } from './ops/attention/index.js';
 // Approximate attention (issue 13, seed 004): linear attention and Performer
 export { linearAttention, performerAttention, featureMap, FeatureMap, performerProjection, referenceApprox, type LinearAttentionOptions, type PerformerOptions, type FeatureContext } from './ops/approx/index.js';
+// Training: the attention backward and dropout (issue 10)
+export {
+  attentionBackward, naiveAttentionBackward, attentionWithGrad, type AttentionWithGrad, type AttentionBackwardOptions, type AttentionGrads,
+  validateAttentionBackward, type BackwardProblem, referenceAttentionBackward, referenceGradients, type ReferenceGrads,
+  finiteDifferenceGradients, type FiniteDifferenceOptions, type DropoutOptions, philox4x32_10, type DropoutSpec, attentionDropoutMask,
+} from './ops/attention/index.js';

@@ -189,9 +189,9 @@ describe('fusedattn info, verify, demo', () => {
     const r = cli('verify', '--backend', 'cpu', '--filter', 'TND', '--seed', '99');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^cpu: 3 cases, seed 99/);
-    expect(r.stdout.match(/^cpu\s+pass\s/gm)).toHaveLength(3);
-    expect(r.stdout).toMatch(/\n3 of 3 passed\n/);
+    expect(r.stdout).toMatch(/^cpu: 4 cases, seed 99/);
+    expect(r.stdout.match(/^cpu\s+pass\s/gm)).toHaveLength(4);
+    expect(r.stdout).toMatch(/\n4 of 4 passed\n/);
   });
 
   it('demo at a fixed length: fused and naive agree, rows match float64, stats printed', () => {

@@ -30,6 +30,9 @@ const VARIANTS: SgMatrixKernelOptions[] = [
   { ...BASE, dimQK: 128, dimRope: 64, headsPerTile: 2 },
   { ...BASE, subgroups: 2, blockKeys: 16, dimQK: 64, dimV: 64 },
   { ...BASE, unrolled: false, alibi: true, softcap: true },
+  // dropout (issue 10): the Philox keep factors on P, rolled and unrolled
+  { ...BASE, dropout: true },
+  { ...BASE, dropout: true, unrolled: false, blockKeys: 16, prefetch: false, dimQK: 192, dimV: 128 },
 ];
 
 /** Bytes of each `var<workgroup>` declaration of a WGSL source (f16 2, f32/u32/atomic 4, vec4<u32> 16). */
@@ -73,6 +76,7 @@ const SUBGROUP_VARIANTS: SubgroupKernelOptions[] = [
   { dimQK: 128, dimRope: 0, dimV: 128, subgroupSize: 32, subgroups: 4, rows: 8, causalOrWindow: true, softcap: false, alibi: false, returnLse: true },
   { dimQK: 59, dimRope: 0, dimV: 111, subgroupSize: 16, subgroups: 4, rows: 8, causalOrWindow: false, softcap: true, alibi: true, returnLse: false },
   { dimQK: 128, dimRope: 64, dimV: 128, subgroupSize: 64, subgroups: 2, rows: 8, causalOrWindow: true, softcap: false, alibi: false, returnLse: true },
+  { dimQK: 64, dimRope: 0, dimV: 64, subgroupSize: 32, subgroups: 4, rows: 8, causalOrWindow: true, softcap: false, alibi: false, returnLse: true, dropout: true },
 ];
 
 describe('subgroup kernel builder', () => {

@@ -12,6 +12,7 @@ import { UsageError } from './usage.js';
 import { blockBenchCommand } from './block.js';
 import { demoCommand } from './demo.js';
 import { generateCommand } from './generate.js';
+import { gradCommand } from './grad.js';
 import { infoCommand } from './info.js';
 import { runCommand } from './run.js';
 import { verifyCommand } from './verify.js';
@@ -25,7 +26,7 @@ function program(): Command {
   const cli = configure(new Command('fusedattn'))
     .description('FlashAttention and fused attention for JavaScript: run attention on .npy files, inspect backends, verify them')
     .version(version);
-  for (const command of [runCommand(), infoCommand(), verifyCommand(), demoCommand(), generateCommand(), blockBenchCommand()]) cli.addCommand(configure(command));
+  for (const command of [runCommand(), gradCommand(), infoCommand(), verifyCommand(), demoCommand(), generateCommand(), blockBenchCommand()]) cli.addCommand(configure(command));
   return cli;
 }
 

@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { attention } from '../ops/attention/index.js';
 import type { AttentionOptions, BackendChoice, CausalAlign } from '../ops/attention/index.js';
 import { LAYOUTS } from '../ops/attention/index.js';
-import { FusedAttnError, ShapeError, show } from '../core/errors.js';
+import { FusedAttnError, ShapeError, ValueError, show } from '../core/errors.js';
 import type { Layout, Tensor, TensorInput } from '../core/tensor.js';
 import type { AttentionResult } from '../ops/attention/index.js';
 import { autoBackend } from '../ops/attention/index.js';
@@ -37,6 +37,9 @@ export interface RunFlags {
   scale?: number;
   softcap?: number;
   checkFinite?: boolean;
+  dropout?: number;
+  seed?: number;
+  dropoutOffset?: number;
   backend: BackendChoice;
   quiet?: boolean;
 }
@@ -63,16 +66,29 @@ const FLAG_OF: Record<string, { flag: keyof RunFlags; file: boolean }> = {
   'options.scale': { flag: 'scale', file: false },
   'options.softcap': { flag: 'softcap', file: false },
   'options.backend': { flag: 'backend', file: false },
+  'options.dropout.p': { flag: 'dropout', file: false },
+  'options.dropout.seed': { flag: 'seed', file: false },
+  'options.dropout.offset': { flag: 'dropoutOffset', file: false },
 };
 
 export function runCommand(): Command {
-  return new Command('run')
+  const command = new Command('run')
     .description('attention on .npy inputs; writes the output (and LSE) as .npy')
     .requiredOption('--q <file>', 'query .npy (float32 or float16)')
     .requiredOption('--k <file>', 'key .npy')
     .requiredOption('--v <file>', 'value .npy')
     .requiredOption('--out <file>', 'where to write the output .npy (layout of q, head dim of v, dtype of q)')
-    .option('--lse <file>', 'also write the logsumexp as float32 .npy, [B, Nq, Sq] (TND: [Nq, T])')
+    .option('--lse <file>', 'also write the logsumexp as float32 .npy, [B, Nq, Sq] (TND: [Nq, T])');
+  return addAttentionFlags(command)
+    .option('--quiet', 'print nothing on success')
+    .action(async (flags: RunFlags) => {
+      await runAttention(flags);
+    });
+}
+
+/** The forward's input and option flags (after --q/--k/--v), shared by `run` and `grad`. */
+export function addAttentionFlags(command: Command): Command {
+  return command
     .option('--q-rope <file>', 'MLA split form: RoPE part of the query (same layout as q)')
     .option('--k-rope <file>', 'MLA split form: RoPE part of the key')
     .option('--mask <file>', 'bool/uint8 mask, nonzero = keep, broadcastable to [B, Nq, Sq, Sk]')
@@ -90,20 +106,20 @@ export function runCommand(): Command {
     .option('--scale <s>', 'multiplier of q·k (default 1/sqrt(head dim))', finiteNumber)
     .option('--softcap <c>', 'tanh capping of the scores (0 = off)', finiteNumber)
     .option('--check-finite', 'reject inputs holding NaN or Inf, naming the first')
-    .addOption(new Option('--backend <name>', 'where to run').choices(['cpu', 'webgpu', 'auto']).default('auto'))
-    .option('--quiet', 'print nothing on success')
-    .action(async (flags: RunFlags) => {
-      await runAttention(flags);
-    });
+    .option('--dropout <p>', 'dropout probability on the attention weights (training), with --seed', finiteNumber)
+    .option('--seed <n>', 'dropout seed (an integer < 2^53)', integer)
+    .option('--dropout-offset <n>', 'dropout Philox counter offset (default 0)', integer)
+    .addOption(new Option('--backend <name>', 'where to run').choices(['cpu', 'webgpu', 'auto']).default('auto'));
 }
 
-export async function runAttention(flags: RunFlags): Promise<void> {
+/** q, k, v and the attention options of the flags added by addAttentionFlags (files read, not yet validated). */
+export function attentionInputs(flags: RunFlags): { q: Tensor; k: Tensor; v: Tensor; options: AttentionOptions } {
   const tensor = (flag: keyof RunFlags) => npyToTensor(readNpyFile(flags[flag] as string), flags[flag] as string);
   const optionalTensor = (flag: keyof RunFlags) => (flags[flag] === undefined ? undefined : tensor(flag));
   const q = tensor('q');
   const k = tensor('k');
   const v = tensor('v');
-  const options: AttentionOptions = { backend: flags.backend, returnLse: flags.lse !== undefined };
+  const options: AttentionOptions = { backend: flags.backend };
   const set = <K extends keyof AttentionOptions>(key: K, value: AttentionOptions[K] | undefined) => {
     if (value !== undefined) options[key] = value;
   };
@@ -124,6 +140,16 @@ export async function runAttention(flags: RunFlags): Promise<void> {
   set('scale', flags.scale);
   set('softcap', flags.softcap);
   if (flags.checkFinite) options.checkFinite = true;
+  if (flags.dropout !== undefined || flags.seed !== undefined) {
+    if (flags.seed === undefined) throw new ValueError('--seed', '--dropout needs --seed (the Philox key of the keep mask)');
+    options.dropout = { p: flags.dropout ?? 0, seed: flags.seed, offset: flags.dropoutOffset };
+  }
+  return { q, k, v, options };
+}
+
+export async function runAttention(flags: RunFlags): Promise<void> {
+  const { q, k, v, options: parsed } = attentionInputs(flags);
+  const options: AttentionOptions = { ...parsed, returnLse: flags.lse !== undefined };
 
   const start = performance.now();
   let result: AttentionResult;
@@ -158,7 +184,7 @@ function cuSeqlens(path: string | undefined, flag: string): TensorInput | undefi
 }
 
 /** Appends the flag (and file) behind a library error's argument, so the user knows what to fix. */
-function withFlag(e: unknown, flags: RunFlags): unknown {
+export function withFlag(e: unknown, flags: RunFlags): unknown {
   if (!(e instanceof FusedAttnError)) return e;
   const argument = e.argument.startsWith('options.') ? e.argument : e.argument.split('.')[0];
   const source = FLAG_OF[argument];

@@ -11,6 +11,9 @@ import { type NaiveParams, naivePvTask, naiveScoresTask, naiveSoftmaxTask } from
 import { SOFTMAX_SIGNATURES, addSoftmaxKernels } from './attention/cpu/wasm-softmax.js';
 import { TILE_SIGNATURES, type TileOptions, addTileKernels } from './attention/cpu/wasm-tiles.js';
 import { type GemmKernels, scalarGemmKernels } from './gemm/cpu/kernels.js';
+import { BACKWARD_SIGNATURES, type BackwardKernels, addBackwardKernels, scalarBackwardKernels } from './attention/backward/cpu/kernels.js';
+import { type BackwardParams, backwardHeadTask, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
+import { type NaiveBackwardParams, backwardNaiveTask } from './attention/backward/cpu/naive.js';
 import { type MatmulParams, matmulTask } from './gemm/cpu/matmul-task.js';
 import { type ApproxParams, approxTask } from './approx/cpu/linear.js';
 import { DEFAULT_GEMM_KERNEL_OPTIONS, GEMM_SIGNATURES, type GemmKernelOptions, addGemmKernels } from './gemm/cpu/wasm-kernels.js';
@@ -21,14 +24,14 @@ export type KernelTuning = Omit<GemmKernelOptions, 'relaxed'> & Omit<TileOptions
 export const DEFAULT_KERNEL_OPTIONS: KernelTuning = { ...DEFAULT_TILE_OPTIONS, ...DEFAULT_GEMM_KERNEL_OPTIONS };
 
 /** Names and parameter lists of the exported kernels (the JS side binds to these). */
-export const KERNEL_SIGNATURES = { ...GEMM_SIGNATURES, ...SOFTMAX_SIGNATURES, ...TILE_SIGNATURES } as const;
+export const KERNEL_SIGNATURES = { ...GEMM_SIGNATURES, ...SOFTMAX_SIGNATURES, ...TILE_SIGNATURES, ...BACKWARD_SIGNATURES } as const;
 
 /** The kernels every CPU task receives. */
 export type CpuKernels = {
   readonly kind: KernelKind;
   /** The memory the kernels run on: kernels generated per call (attention score/mask functions) instantiate on it too. */
   readonly memory: WebAssembly.Memory | { readonly buffer: ArrayBufferLike };
-} & GemmKernels & AttentionKernels;
+} & GemmKernels & AttentionKernels & BackwardKernels;
 
 /** Job kinds and their parameters. */
 export interface CpuJobs {
@@ -40,6 +43,11 @@ export interface CpuJobs {
   matmul: MatmulParams;
   /** Linear attention and Performer, one task per (batch, query head). */
   'approx-linear': ApproxParams;
+  'bwd-pre': BackwardParams;
+  'bwd-kv': BackwardParams;
+  'bwd-q': BackwardParams;
+  'bwd-head': BackwardParams;
+  'bwd-naive': NaiveBackwardParams;
 }
 
 export interface KernelModuleOptions extends KernelTuning {
@@ -54,6 +62,7 @@ export function buildKernelModule(o: KernelModuleOptions): ModuleBuilder {
   addGemmKernels(m, o);
   addSoftmaxKernels(m);
   addTileKernels(m, o);
+  addBackwardKernels(m);
   return m;
 }
 
@@ -92,7 +101,7 @@ export function instantiateKernels(compiled: CompiledProgram, memory: WebAssembl
 /** Plain JavaScript kernels with the semantics of the WASM ones (Math.exp, sequential sums). */
 export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tuning: Partial<KernelTuning> = {}): CpuKernels {
   const f = floatView(memory);
-  return { kind: 'scalar', memory, ...scalarGemmKernels(f), ...scalarAttentionKernels(f, tileGeometry(tuning)) };
+  return { kind: 'scalar', memory, ...scalarGemmKernels(f), ...scalarAttentionKernels(f, tileGeometry(tuning)), ...scalarBackwardKernels(f) };
 }
 
 export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
@@ -107,5 +116,10 @@ export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
     'naive-pv': naivePvTask,
     matmul: matmulTask,
     'approx-linear': approxTask,
+    'bwd-pre': backwardPreTask,
+    'bwd-kv': backwardKvTask,
+    'bwd-q': backwardQTask,
+    'bwd-head': backwardHeadTask,
+    'bwd-naive': backwardNaiveTask,
   },
 };

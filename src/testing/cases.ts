@@ -36,6 +36,8 @@ export interface AttentionCase {
   /** Additive bias: random normal, or random with blocks of -Infinity. */
   bias?: 'random' | 'neg-inf-blocks';
   alibi?: boolean;
+  /** Dropout probability p (seeded from the case seed). */
+  dropout?: number;
   returnLse?: boolean;
 }
 
@@ -56,6 +58,7 @@ export function caseName(c: AttentionCase): string {
   if (c.mask) parts.push(`mask=${c.mask}${c.maskShape ? `:${c.maskShape}` : ''}`);
   if (c.bias) parts.push(`bias=${c.bias}${c.maskShape ? `:${c.maskShape}` : ''}`);
   if (c.alibi) parts.push('alibi');
+  if (c.dropout) parts.push(`dropout=${c.dropout}`);
   if (c.returnLse) parts.push('lse');
   return parts.join(' ');
 }
@@ -113,6 +116,7 @@ export function makeCase(c: AttentionCase, seed: number): CaseInputs {
   if (c.softcap) options.softcap = c.softcap;
   if (c.scale !== undefined) options.scale = c.scale;
   if (c.returnLse) options.returnLse = true;
+  if (c.dropout) options.dropout = { p: c.dropout, seed: 0x5eed + seed, offset: seed % 7 };
   const maskShape = broadcastShape(c.maskShape ?? 'batch', batch, c.headsQ, seqQ, seqK);
   if (c.mask) options.mask = Tensor.fromData(makeMask(c.mask, maskShape, rand), maskShape, 'bool');
   if (c.bias) {

@@ -9,3 +9,4 @@ export * from './check.js';
 export { NON_FINITE_CASES, makeNonFiniteCase, compareNonFinite, type NonFiniteCase } from './non-finite.js';
 export { runCpuFaultCampaign, type CpuFaultOptions, type CpuFaultReport } from './faults.js';
 export { hostileNpyFiles, hostileSafetensorsFiles, hostileConfigs, npyWithHeader, type HostileFile, type HostileConfig } from './hostile.js';
+export * from './backward.js';

@@ -37,6 +37,10 @@ export const SUITE: readonly AttentionCase[] = [
   { batch: 1, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 32, bias: 'neg-inf-blocks', maskShape: 'full', returnLse: true },
   { batch: 2, headsQ: 4, seqQ: 40, seqK: 60, dimQK: 32, alibi: true, causal: true, returnLse: true },
   { batch: 1, headsQ: 2, seqQ: 50, seqK: 50, dimQK: 32, alibi: true, mask: 'blocks', bias: 'random', softcap: 5 },
+  // dropout (training): the same Philox keep mask on every backend and tier
+  { batch: 1, headsQ: 2, headsKv: 1, seqQ: 97, seqK: 80, dimQK: 64, causal: true, dropout: 0.2, returnLse: true },
+  { layout: 'TND', batch: 3, headsQ: 2, seqQ: 0, seqK: 0, seqLensQ: [33, 0, 20], seqLensK: [40, 5, 20], dimQK: 16, dropout: 0.5 },
+  { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 64, causal: true, dropout: 0.1, returnLse: true },
   // float16 inputs
   { dtype: 'float16', batch: 2, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 64, returnLse: true },
   { dtype: 'float16', layout: 'BSND', batch: 1, headsQ: 8, headsKv: 2, seqQ: 70, seqK: 130, dimQK: 128, causal: true },

@@ -13,3 +13,14 @@ export { autoBackend, chooseBackend, getBackend, listBackends, type BackendInfo 
 // variants (issue 13): score / mask / sink functions and block masks
 export * from './mods/index.js';
 export { BlockMask, createBlockMask, type BlockMaskOptions } from './block-mask/block-mask.js';
+// Training (issue 10): the backward, its validation and float64 reference with the finite-difference
+// check; dropout (Philox4x32-10 keep mask) shared by forward and backward.
+export { attentionBackward, naiveAttentionBackward, attentionWithGrad, type AttentionWithGrad } from './backward/api.js';
+export type { AttentionBackwardOptions, AttentionGrads } from './backward/options.js';
+export { validateAttentionBackward } from './backward/validate.js';
+export type { BackwardProblem } from './backward/problem.js';
+export { referenceAttentionBackward, referenceGradients, type ReferenceGrads } from './backward/reference.js';
+export { finiteDifferenceGradients, type FiniteDifferenceOptions } from './backward/finite-difference.js';
+export type { DropoutOptions } from './dropout/options.js';
+export { philox4x32_10, type DropoutSpec } from './dropout/philox.js';
+export { attentionDropoutMask } from './dropout/mask.js';

@@ -5,6 +5,7 @@
 import type { Layout, TensorInput } from '../../core/tensor.js';
 import type { BlockMask } from './block-mask/block-mask.js';
 import type { MaskMod, ScoreMod, SinkMod } from './mods/program.js';
+import type { DropoutOptions } from './dropout/options.js';
 
 /**
  * Which diagonal `causal` masks along when Sq != Sk.
@@ -66,6 +67,13 @@ export interface AttentionOptions {
   qRope?: TensorInput;
   /** MLA split form: RoPE part of the key, same layout as k with head dim Dr. */
   kRope?: TensorInput;
+
+  /**
+   * Dropout on the attention weights (training): `{ p, seed, offset? }` or CANN's `{ keepProb, seed }`.
+   * The keep mask is Philox4x32-10 of (seed, offset, batch, head, query, key): the same on every
+   * backend and tier, forward and backward (see attentionDropoutMask). p = 0 costs nothing.
+   */
+  dropout?: DropoutOptions;
 
   /** Also return the natural-log logsumexp of the final scores, float32 [B, Nq, Sq] (TND: [Nq, T]). */
   returnLse?: boolean;

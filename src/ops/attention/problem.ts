@@ -5,6 +5,7 @@ import type { Tensor, Layout } from '../../core/tensor.js';
 import type { Strides4 } from './layout.js';
 import type { BlockMask } from './block-mask/block-mask.js';
 import type { ModsPlan } from './mods/plan.js';
+import type { DropoutSpec } from './dropout/philox.js';
 
 /** One attention input seen as [b, h, s, d] through element strides. */
 export interface StridedView {
@@ -89,6 +90,8 @@ export interface AttentionProblem {
   readonly mods?: ModsPlan;
   /** Block-sparse structure of mods.maskMod (createBlockMask), when given. */
   readonly blockMask?: BlockMask;
+  /** Dropout on the attention weights, undefined when off (p = 0). */
+  readonly dropout?: DropoutSpec;
   readonly returnLse: boolean;
 }
 

@@ -11,6 +11,7 @@ import { roundToHalf } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 import { type AttentionProblem, type StridedView, keyRange, scoreUnits, viewIndex } from './problem.js';
 import { referenceMods } from './mods/evaluate.js';
+import { dropoutRow } from './dropout/philox.js';
 
 export type Precision = 'float64' | 'float32' | 'float16';
 
@@ -43,6 +44,8 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
   // finite scores only (in natural units); the mask with the others; the sink as one more softmax
   // term without a value
   const mods = p.mods ? referenceMods(p.mods.kernel, p.mods.tensors) : {};
+  // dropout: keep multiplier (0 or 1 / keepProb) of each key of the row, applied to P before P·V
+  const keep = p.dropout ? new Float64Array(p.seqK) : undefined;
   const dot = (a: Float32Array, av: StridedView, b: Float32Array, bv: StridedView, ib: number, hq: number, hk: number, i: number, j: number, dim: number) => {
     let s = 0;
     const ia = viewIndex(av, p.seqStartsQ, ib, hq, i, 0);
@@ -108,11 +111,12 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
           sum += e;
         }
         lse[lseIndex] = beta * max + Math.log(sum);
+        if (keep) dropoutRow(p.dropout!, p.headsQ, b, h, i, 0, sk, keep);
         for (let d = 0; d < p.dimV; d++) {
           let acc = 0;
           for (let j = 0; j < sk; j++) {
             if (scores[j] === 0) continue;
-            const pj = round(scores[j] / sum);
+            const pj = keep ? round(round(scores[j] / sum) * keep[j]) : round(scores[j] / sum);
             acc += pj * v[viewIndex(p.v, p.seqStartsK, b, hk, j, d)];
           }
           out[outBase + d * p.outStrides.d] = round(acc);

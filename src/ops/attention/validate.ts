@@ -9,6 +9,7 @@ import { LAYOUTS, LAYOUT_LEGEND, contiguousStrides, physicalShape, rankOf } from
 import type { AttentionOptions } from './options.js';
 import type { AlibiView, AttentionProblem, BroadcastView, KeyWindow, StridedView } from './problem.js';
 import { validateMods } from './mods/validate.js';
+import { resolveDropout } from './dropout/options.js';
 
 const F32_MAX = 3.4028234663852886e38;
 
@@ -16,7 +17,7 @@ const FLOAT_TYPES = ['float32', 'float16'] as const;
 const OPTION_NAMES: ReadonlySet<string> = new Set([
   'layout', 'heads', 'kvHeads', 'cuSeqlensQ', 'cuSeqlensK', 'scale', 'softcap', 'causal', 'window',
   'preTokens', 'nextTokens', 'mask', 'bias', 'alibiSlopes', 'qRope', 'kRope', 'returnLse',
-  'checkFinite', 'backend', 'device', 'scoreMod', 'maskMod', 'blockMask', 'sink',
+  'checkFinite', 'backend', 'device', 'scoreMod', 'maskMod', 'blockMask', 'sink', 'dropout',
 ]);
 /** CANN's "no limit" value for preTokens / nextTokens. */
 const CANN_UNBOUNDED = 2147483647;
@@ -167,6 +168,7 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
     alibi,
     mods,
     blockMask,
+    dropout: resolveDropout(options.dropout),
     returnLse,
   };
   if (options.checkFinite) checkFinite(problem);
@@ -185,7 +187,8 @@ function resolveLayout(option: Layout | undefined, tensors: Tensor[]): Layout {
   return layout;
 }
 
-function checkSameLocation(tensors: ReadonlyArray<readonly [string, Tensor | undefined]>): void {
+/** Throws UnsupportedError unless every given tensor lives where the first one does (also used by the backward's validation). */
+export function checkSameLocation(tensors: ReadonlyArray<readonly [string, Tensor | undefined]>): void {
   const [firstName, first] = tensors[0] as readonly [string, Tensor];
   for (const [name, t] of tensors) {
     if (!t) continue;

@@ -92,6 +92,8 @@ async function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Promi
     dimRope: p.dimRope,
     dimV: p.dimV,
     scale: p.scale,
+    headsQ: p.headsQ,
+    dropout: p.dropout,
     vNonFinite,
   };
   return { common, out, lse };

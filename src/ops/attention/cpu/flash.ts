@@ -11,6 +11,8 @@
 // Whole tiles outside the rows' key window are never visited, so causal and sliding-window
 // attention do proportionally less work. Scratch per worker: S tile, O block, Q panel and row
 // statistics; nothing of size Sq×Sk exists.
+import type { DropoutSpec } from '../dropout/philox.js';
+import { dropoutTile } from '../dropout/cpu.js';
 import type { AttentionKernels, TileGeometry } from './kernels.js';
 import { scoreUnits } from '../problem.js';
 import { type ScoreOptions, hasValueModifiers, modifyScores, windowBounds } from './scores.js';
@@ -43,6 +45,10 @@ export interface StagedProblem extends ScoreOptions {
   dimRope: number;
   dimV: number;
   scale: number;
+  /** Query heads (the dropout stream is b * headsQ + h). */
+  headsQ: number;
+  /** Dropout on P before P·V, when on. */
+  dropout: DropoutSpec | undefined;
   /** v holds a NaN or ±Inf: P·V skips weights of 0 (0·NaN would reach rows that do not see the key). */
   vNonFinite?: boolean;
   /** Score/mask/sink functions and block structure of the call (ops/attention/mods). */
@@ -199,6 +205,8 @@ export function flashTask(kernels: AttentionKernels & ModsHost, buffer: () => Ar
     if (hasValueModifiers(o) || clip) modifyScores(buffer(), o, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip, beta);
     if (p.mods) applyMods(kernels, p.mods, x.s, lds, rows, cols, b, h, i0, j0, sq, sk, withMask, beta);
     kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha, beta);
+    // dropout after the row sums took every weight: P·V sees the kept ones, scaled
+    if (p.dropout) dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, x.s, lds);
     if (p.vNonFinite) pvSkippingZeros(buffer(), x.s, lds, vPanel + j0 * width, vld, width, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
     else kernels.pv_tile(x.s, vPanel + j0 * width, vld, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
   };

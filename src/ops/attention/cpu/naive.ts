@@ -4,6 +4,7 @@
 //   job 3  O = P·V                                                                 gemm_nn
 // Heads are processed in groups whose S buffers fit a memory budget, three pool jobs per group;
 // the S buffers of one group are the call's intermediate memory.
+import { dropoutTile } from '../dropout/cpu.js';
 import type { StagedOperand, StagedProblem } from './flash.js';
 import type { GemmKernels } from '../../gemm/cpu/kernels.js';
 import type { AttentionKernels } from './kernels.js';
@@ -111,6 +112,7 @@ export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels & ModsH
   kernels.softmax_update(s, k.lds, k.rows, k.sk, M, L, A, beta);
   const sinkLse = foldSinks(buffer(), p.mods, k.b, k.h, k.i0, k.rows, M, L, beta);
   kernels.finalize_rows(s, k.lds, s, k.lds, k.rows, k.sk, L);
+  if (p.dropout) dropoutTile(buffer(), p.dropout, p.headsQ, k.b, k.h, k.i0, k.rows, 0, k.sk, s, k.lds);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < k.rows; r++) {

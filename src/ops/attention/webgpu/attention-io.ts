@@ -166,7 +166,7 @@ export function abandonAttention(runtime: GpuRuntime, io: AttentionOperands): vo
 }
 
 /** starts q | starts k | lengths q | lengths k | ALiBi slopes, as u32 (slopes as f32 bits). */
-function sequenceTable(p: AttentionProblem): Uint32Array {
+export function sequenceTable(p: AttentionProblem): Uint32Array {
   const nb = p.batch;
   const slopes = p.alibi ? p.alibi.tensor.toFloat32() : new Float32Array(0);
   const table = new Uint32Array(4 * nb + slopes.length);

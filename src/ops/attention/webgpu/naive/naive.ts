@@ -12,6 +12,7 @@ import { buildMatmul, type MatmulOptions } from '../../../gemm/webgpu/matmul.wgs
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
 import { gpuMods, modDataBinding } from '../../mods/webgpu.js';
+import { dropoutParams } from '../../dropout/philox.wgsl.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS, type SoftmaxOptions, buildSoftmax } from './softmax.wgsl.js';
 
 export interface ScoresOptions {
@@ -20,7 +21,7 @@ export interface ScoresOptions {
 }
 
 /** Bindings of the scores epilogue, in @group(1). */
-const EPILOGUE = { scoreParams: 0, mask: 1, bias: 2, meta: 3, modData: 4 } as const;
+export const EPILOGUE = { scoreParams: 0, mask: 1, bias: 2, meta: 3, modData: 4 } as const;
 
 /** Step 1: the matmul with the attention score function as its epilogue. */
 export function buildScores(o: ScoresOptions): string {
@@ -72,7 +73,7 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
     matmul: { a: p.dtype, b: p.dtype, out: 'float32', transposeB: true, splitK: rope, ragged: true },
     score,
   });
-  const softmaxPipeline = runtime.pipeline(softmaxKernel, { returnLse: p.returnLse });
+  const softmaxPipeline = runtime.pipeline(softmaxKernel, { returnLse: p.returnLse, dropout: p.dropout !== undefined });
   // skipZeroA: a key of weight 0 adds nothing, even a NaN/inf value (README "Failure behaviour")
   const pvOptions: MatmulOptions = { a: 'float32', b: p.dtype, out: p.dtype, transposeB: false, splitK: false, ragged: true, skipZeroA: true };
   const pvPipeline = runtime.pipeline(pvKernel, pvOptions);
@@ -133,6 +134,7 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
           [SOFTMAX_BINDINGS.scores]: scores,
         };
         if (io.lse) softmaxEntries[SOFTMAX_BINDINGS.lse] = io.lse;
+        if (p.dropout) softmaxEntries[SOFTMAX_BINDINGS.dropout] = runtime.uniform(dropoutParams(p.dropout, p.headsQ), 'dropout params');
         runtime.dispatch({
           label: 'naive-softmax',
           pipeline: pipelines[1],

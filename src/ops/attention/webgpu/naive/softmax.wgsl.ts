@@ -5,9 +5,12 @@
 // One workgroup of 64 threads per (query i, head h, sequence b).
 import { NEG_INF_FN, NON_FINITE_FNS, NO_SCORE, POISON_SCORE, readBinding } from '../../../../engines/webgpu/wgsl.js';
 import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
+import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 
 export interface SoftmaxOptions {
   returnLse: boolean;
+  /** Multiply P by the dropout keep factors (0 or 1 / keepProb) after normalizing. */
+  dropout?: boolean;
 }
 
 export const SOFTMAX_PARAMS = new UniformLayout('SoftmaxParams', {
@@ -19,7 +22,7 @@ export const SOFTMAX_PARAMS = new UniformLayout('SoftmaxParams', {
   beta: 'f32',
 });
 
-export const SOFTMAX_BINDINGS = { params: 0, meta: 1, scores: 2, lse: 3 } as const;
+export const SOFTMAX_BINDINGS = { params: 0, meta: 1, scores: 2, lse: 3, dropout: 4 } as const;
 
 export function buildSoftmax(o: SoftmaxOptions): string {
   const B = SOFTMAX_BINDINGS;
@@ -29,7 +32,7 @@ ${SOFTMAX_PARAMS.wgsl()}
 // per sequence: starts q | starts k | lengths q | lengths k | ...
 ${readBinding(B.meta, 'seq_meta', 'u32')}
 @group(0) @binding(${B.scores}) var<storage, read_write> s_buf: array<f32>;
-${o.returnLse ? `@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;\n${NEG_INF_FN}` : ''}
+${o.returnLse ? `@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;\n${NEG_INF_FN}` : ''}${o.dropout ? `\n${dropoutDeclarations(0, B.dropout)}` : ''}
 
 const NO_SCORE: f32 = ${NO_SCORE};
 const POISON_SCORE: f32 = ${POISON_SCORE};
@@ -76,7 +79,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let inv = select(0.0, 1.0 / total, total > 0.0);
   for (var j = lid; j < sk; j += THREADS) {
     let x = s_buf[base + j];
-    s_buf[base + j] = select(select(0.0, weight(beta * (x - row_max)) * inv, x > NO_SCORE), nan_f32(), poisoned);
+    s_buf[base + j] = select(select(0.0, weight(beta * (x - row_max)) * inv, x > NO_SCORE), nan_f32(), poisoned)${o.dropout ? ' * dropout_factor(dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, j >> 3u), j & 7u, dp.threshold, dp.scale)' : ''};
   }
 ${o.returnLse ? `  if (lid == 0u) {
     let start_q = seq_meta[b];

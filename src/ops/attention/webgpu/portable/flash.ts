@@ -5,6 +5,7 @@ import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { elementBaseOf } from '../../../../engines/webgpu/operands.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
+import { dropoutParams } from '../../dropout/philox.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { gpuMods, gpuModsPipelines, hasBlockTable, modDataBinding } from '../../mods/webgpu.js';
 import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildFlash, checkTile, flashWorkgroupBytes } from './flash.wgsl.js';
@@ -124,6 +125,7 @@ export function flashOptionsOf(p: AttentionProblem, tile: FlashTile, offsetAlign
     tile,
     returnLse: p.returnLse,
     quadLoads: quadLoadsFit(p, offsetAlignment),
+    dropout: p.dropout !== undefined,
   };
 }
 
@@ -170,6 +172,7 @@ export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: Fl
     if (io.lse) entries[B.lse] = io.lse;
     const modData = modDataBinding(runtime, p, mods, io.mask, tablePipes);
     if (modData) entries[B.modData] = modData;
+    if (p.dropout) entries[B.dropout] = runtime.uniform(dropoutParams(p.dropout, p.headsQ), 'dropout params');
     // float16 output with odd Dv is OR-ed in atomically: it must start from zero
     if (p.dtype === 'float16' && p.dimV % 2 === 1) runtime.clear(io.out);
     if (p.seqQ > 0) {

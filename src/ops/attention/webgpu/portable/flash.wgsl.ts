@@ -14,6 +14,7 @@ import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
 import type { FlashBlockSource } from '../tiers/flash-block-source.js';
 import { portableBlockParts } from './flash-block.wgsl.js';
+import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 
 export interface FlashTile {
   /** Threads per workgroup. */
@@ -43,6 +44,8 @@ export interface FlashOptions extends ScoreOptions {
    * applied while staging, optionally a float32 KV cache read and appended (flash-block.wgsl.ts).
    */
   block?: FlashBlockSource;
+  /** Dropout on P before P·V (the row sums l keep every weight), factors from DROPOUT_PARAMS at FLASH_BINDINGS.dropout. */
+  dropout?: boolean;
 }
 
 /** Per-call uniforms of the flash kernel (the score uniforms are SCORE_PARAMS, bound apart). */
@@ -78,6 +81,7 @@ export const FLASH_BINDINGS = {
   lse: 11,
   /** Captured tensors of the score/mask/sink functions and the block table (ops/attention/mods). */
   modData: 12,
+  dropout: 13,
 } as const;
 
 /** Bytes of workgroup memory a tile needs for these head dims. */
@@ -140,6 +144,7 @@ export function buildFlash(o: FlashOptions): string {
     `@group(0) @binding(${B.out}) var<storage, read_write> out_buf: array<${outType}>;`,
     ...(o.returnLse ? [`@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;`] : []),
     ...(o.returnLse && !o.mods?.sink ? [NEG_INF_FN] : []),
+    ...(o.dropout ? [dropoutDeclarations(0, B.dropout)] : []),
     load(`q_${at}`, 'q_buf', o.dtype),
     load(`k_${at}`, 'k_buf', o.dtype),
     load(`v_${at}`, 'v_buf', o.dtype),
@@ -310,7 +315,10 @@ ${o.blockTable ? `  // key blocks of the block table (partial ones, then full on
     var psum = 0.0;
     for (var u = 0u; u < KEYS_PER_THREAD; u++) {
       let p = select(0.0, weight(beta * (s[u] - m_new)), s[u] > NO_SCORE);
-      p_tile[row * KEYS + lane + PER_ROW * u] = p;
+${o.dropout ? `      // dropout: P·V sees the kept weights scaled by 1 / keepProb, the row sum l all of them
+      let jd = j0 + lane + PER_ROW * u;
+      p_tile[row * KEYS + lane + PER_ROW * u] = p * dropout_factor(dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, jd >> 3u), jd & 7u, dp.threshold, dp.scale);`
+    : '      p_tile[row * KEYS + lane + PER_ROW * u] = p;'}
       psum += p;
     }
     part_sum[row * PER_ROW + lane] = psum;

@@ -3,10 +3,14 @@
 import type { AttentionProblem } from '../../problem.js';
 import type { AttentionOperands } from '../attention-io.js';
 import type { GpuRuntime, Pipeline } from '../../../../engines/webgpu/runtime.js';
+import { dropoutParams } from '../../dropout/philox.wgsl.js';
+
+/** Binding of the dropout uniforms (DropoutParams) in the fast-tier kernels that apply dropout. */
+export const FAST_DROPOUT_BINDING = 15;
 
 /**
  * Binds params (0), the sequence table (1), q, k, v (2-4), out (5), then LSE and the RoPE parts
- * when present (6...), and dispatches `grid`; with nothing to attend to it writes the defined
+ * when present (6...), the dropout uniforms at FAST_DROPOUT_BINDING, and dispatches `grid`; with nothing to attend to it writes the defined
  * result instead (output 0, LSE -inf).
  */
 export function dispatchFastTier(runtime: GpuRuntime, p: AttentionProblem, io: AttentionOperands, kernel: { label: string; pipeline: Pipeline; params: ArrayBuffer; grid: [number, number, number]; extra?: Record<number, GPUBuffer | GPUBufferBinding> }): void {
@@ -26,6 +30,7 @@ export function dispatchFastTier(runtime: GpuRuntime, p: AttentionProblem, io: A
     entries[binding++] = io.qRope.binding;
     entries[binding++] = io.kRope!.binding;
   }
+  if (p.dropout) entries[FAST_DROPOUT_BINDING] = runtime.uniform(dropoutParams(p.dropout, p.headsQ), `${kernel.label} dropout`);
   if (p.seqQ > 0 && p.seqK > 0) {
     runtime.dispatch({ label: kernel.label, pipeline: kernel.pipeline, bindGroups: [runtime.bindGroup(kernel.pipeline, 0, entries)], workgroups: kernel.grid });
   } else {

@@ -18,6 +18,8 @@
 import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { type FlashBlockSource, blockSourceCacheAppend, blockSourceDeclarations, blockSourceProblem, blockSourceSequence } from './flash-block-source.js';
 import { paramsStructWgsl } from './flash-params.js';
+import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
+import { FAST_DROPOUT_BINDING } from './dispatch.js';
 import { type SgScoreHook, hookDeclarations, hookRowSetup, hookScoreLines, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
 
 export interface SgMatrixKernelOptions {
@@ -68,6 +70,11 @@ export interface SgMatrixKernelOptions {
    * applied while staging, optionally a float32 KV cache read and appended (flash-block-source.ts).
    */
   block?: FlashBlockSource;
+  /**
+   * Dropout: kept weights enter P·V unscaled (so P stays <= 2^THRESHOLD in f16), dropped ones as 0;
+   * the output is scaled by 1 / keepProb at the end.
+   */
+  dropout?: boolean;
   /**
    * Bool mask, bias, score/mask/sink functions or a block table: scores through the shared score
    * function and the key loop over the table (sgmatrix-score-hook.ts). Absent: the inline path.
@@ -170,6 +177,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add(`@group(0) @binding(${binding++}) var<storage, read> KR: array<${elem}>;`);
   }
   }
+  if (o.dropout) add(dropoutDeclarations(0, FAST_DROPOUT_BINDING));
   add('');
   add(`const NT = ${NT}u;              // invocations per workgroup`);
   add(`const ROWS = ${L.rows}u;          // query rows per workgroup (16 per subgroup)`);
@@ -357,10 +365,17 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('    }');
   add('    l *= alpha;');
   add('    var sum = 0.0;');
+  if (o.dropout) {
+    // this lane's keys are jSide + 2c: the octet of key kv0 + 8t holds 4 of them
+    add(`    var keepWords = array<vec4<u32>, ${Math.ceil(BC / 8)}>();`);
+    add(`    for (var t = 0u; t < ${Math.ceil(BC / 8)}u; t++) { keepWords[t] = dropout_words(dp.seed, dp.offset, b * dp.heads + myHead, i, (kv0 >> 3u) + t); }`);
+  }
   loopOrUnrolled(add, o.unrolled, half, '    ', (c) => [
     `let p = select(0.0, exp2(sv[${c}] - m), sv[${c}] != NEG_INF);`,
     'sum += p;',
-    `Ps[pRow + 2u * ${c}] = f16(p);`,
+    o.dropout
+      ? `{ let e = side + 2u * ${c}; Ps[pRow + 2u * ${c}] = f16(p * dropout_factor(keepWords[e >> 3u], e & 7u, dp.threshold, 1.0)); }`
+      : `Ps[pRow + 2u * ${c}] = f16(p);`,
   ]);
   add('    l += sum + subgroupShuffleXor(sum, 1u);');
   add('    if (workgroupUniformLoad(&rescaleFlag[0]) != 0u) {');
@@ -390,8 +405,10 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('');
   add('  // O / l -> output (f16), through workgroup memory one 16-column chunk at a time');
   const sink = o.score?.mods?.sink !== undefined;
-  if (sink) for (const line of hookSinkFinal()) add(line);
-  else add('  let inv = select(0.0, 1.0 / l, l > 0.0);');
+  if (sink) {
+    for (const line of hookSinkFinal()) add(line);
+    if (o.dropout) add('  inv = inv * dp.scale;');
+  } else add(`  let inv = select(0.0, ${o.dropout ? 'dp.scale' : '1.0'} / l, l > 0.0);`);
   add('  let poisoned = (poison | subgroupShuffleXor(poison, 1u)) != 0u;   // the row\'s two lanes');
   add('  let live = i < lenQ;');
   add('  let oRow = b * P.oSb + (startQ + i) * P.oSs + myHead * P.oSh;');

@@ -10,6 +10,8 @@
 //      rescale factor is uniform over the subgroup, so O (held in registers) is rescaled exactly;
 //   3. P·V: P goes through workgroup memory; lane c accumulates O columns 4c..4c+3 (+ 4·SG, ...).
 // Tiles are vec4<f16> rows zero-padded to a multiple of 4 dims, so odd head dims need no special case.
+import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
+import { FAST_DROPOUT_BINDING } from './dispatch.js';
 import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { paramsStructWgsl } from './flash-params.js';
 
@@ -27,6 +29,8 @@ export interface SubgroupKernelOptions {
   softcap: boolean;
   alibi: boolean;
   returnLse: boolean;
+  /** Dropout: kept weights enter P·V as they are, dropped ones as 0; the output is scaled by 1 / keepProb. */
+  dropout?: boolean;
 }
 
 /** Workgroup memory in bytes (Q rows, K and V blocks, P). */
@@ -89,6 +93,7 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
     add(`@group(0) @binding(${binding++}) var<storage, read> QR: array<f16>;`);
     add(`@group(0) @binding(${binding++}) var<storage, read> KR: array<f16>;`);
   }
+  if (o.dropout) add(dropoutDeclarations(0, FAST_DROPOUT_BINDING));
   add('');
   add(`const SG = ${SG}u; const NT = ${NT}u; const R = ${o.rows}u; const ROWS = ${Lo.rowsWg}u;`);
   add(`const DQ = ${o.dimQK}u; const DR = ${o.dimRope}u; const DQ4 = ${Lo.dq4}u; const DV = ${o.dimV}u; const DV4 = ${Lo.dv4}u;`);
@@ -219,7 +224,8 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
     add('      l[r] = l[r] * alpha + subgroupAdd(p);');
     add('      m[r] = mNew;');
     for (let c = 0; c < cols4; c++) add(`      acc[r][${c}] *= alpha;`);
-    add('      Ps[(rowBase + r) * SG + lane] = p;');
+    if (o.dropout) add('      Ps[(rowBase + r) * SG + lane] = p * dropout_factor(dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, u32(j) >> 3u), u32(j) & 7u, dp.threshold, 1.0);');
+    else add('      Ps[(rowBase + r) * SG + lane] = p;');
   }
   rowsUnrolled(add, '    ', () => softmaxRows);
   add('    workgroupBarrier(); // P visible to the subgroup');
@@ -236,7 +242,7 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
     add('    let i = q0 + rowBase + r;');
     add('    let poisoned = subgroupOr(poison[r]) != 0u;');
     add('    if (i < lenQ) {');
-    add('    let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);');
+    add(`    let inv = select(0.0, ${o.dropout ? 'dp.scale' : '1.0'} / l[r], l[r] > 0.0);`);
     add('    let oRow = b * P.oSb + (startQ + i) * P.oSs + h * P.oSh;');
     for (let c = 0; c < cols4; c++) {
       for (let e = 0; e < 4; e++) {

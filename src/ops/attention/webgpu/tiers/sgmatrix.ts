@@ -24,6 +24,8 @@ const isWide = (o: TierKernelOptions): o is WideKernelOptions => (o as WideKerne
 
 /** Why the options cannot make a kernel (either builder), or undefined. */
 export function tierOptionsProblem(o: TierKernelOptions): string | undefined {
+  // the wide kernel has no dropout hook: a dropout call takes a 16-row configuration
+  if (isWide(o) && (o as SgMatrixKernelOptions).dropout) return 'the wide kernel does not implement dropout';
   return isWide(o) ? wideOptionsProblem(o) : sgMatrixOptionsProblem(o);
 }
 
@@ -138,6 +140,7 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
     prefetch: config.prefetch,
     // measured on the H200 (docs/GPU-NOTES.md, run 5): the rolled loops were ~20% faster here
     unrolled: false,
+    dropout: p.dropout !== undefined,
   };
   if (p.mask || p.bias || p.mods || blockTable) o.score = scoreHookOf(p, blockTable);
   // the wide kernel refuses rather than drops prefetch (and refuses the score hook: it has none)

@@ -40,6 +40,7 @@ export function subgroupOptionsOf(p: AttentionProblem, d: SubgroupDevice): Subgr
     softcap: p.softcap > 0,
     alibi: p.alibi !== undefined,
     returnLse: p.returnLse,
+    dropout: p.dropout !== undefined,
   };
 }
 

@@ -1,0 +1,121 @@
+// The attention backward's element-wise micro-kernels on the CPU, in WASM SIMD (builders over
+// engines/cpu/wasm/encoder.ts) and their scalar-JavaScript twins over the same memory. The
+// matmuls of the backward are the GEMM family's gemm_nt / gemm_nn; these are what lies between:
+//   bwd_probs     P = exp(beta·S - lse) per row, in place (S in units of beta = max(1, |scale|), as the
+//                 forward keeps scores; lse = +inf for fully masked rows: P = 0)
+//   bwd_dscores   dS = P ∘ (dP - D) per row, into dP (D = rowsum(dO ∘ O))
+//   transpose     dst[c][r] = src[r][c], 4×4 blocks through shuffles (Pᵀ and dSᵀ for dV and dK)
+// Addresses and leading dimensions are in bytes; tiles are row-major float32 whose row strides
+// hold whole vectors (rows and columns rounded up to 4 stay inside the tile).
+import { type FunctionBuilder, type ModuleBuilder, f32, f32x4, i32, v128 } from '../../../../engines/cpu/wasm/encoder.js';
+import { emitExp, storeFirstLanes } from '../../../../engines/cpu/wasm/simd.js';
+
+export const BACKWARD_SIGNATURES = {
+  bwd_probs: ['s', 'lds', 'rows', 'cols', 'lse', 'beta'],
+  bwd_dscores: ['p', 'dp', 'lds', 'rows', 'cols', 'delta'],
+  transpose: ['src', 'lds', 'rows', 'cols', 'dst', 'ldd'],
+} as const;
+
+export interface BackwardKernels {
+  /** s[r][c] = exp(beta·s[r][c] - lse[r]) for c < cols. */
+  bwd_probs(s: number, lds: number, rows: number, cols: number, lse: number, beta: number): void;
+  /** dp[r][c] = p[r][c] · (dp[r][c] - delta[r]) for c < cols (p and dp share the row stride). */
+  bwd_dscores(p: number, dp: number, lds: number, rows: number, cols: number, delta: number): void;
+  /** dst[c][r] = src[r][c] for r < rows, c < cols (may write dst rows' padding up to a multiple of 4). */
+  transpose(src: number, lds: number, rows: number, cols: number, dst: number, ldd: number): void;
+}
+
+export function addBackwardKernels(m: ModuleBuilder): void {
+  const sig = (names: readonly string[]) => names.map((n) => [n, n === 'beta' ? 'f32' : 'i32'] as const);
+  m.func('bwd_probs', sig(BACKWARD_SIGNATURES.bwd_probs), undefined, (f) => rowMap(f, 'probs'));
+  m.func('bwd_dscores', sig(BACKWARD_SIGNATURES.bwd_dscores), undefined, (f) => rowMap(f, 'dscores'));
+  m.func('transpose', sig(BACKWARD_SIGNATURES.transpose), undefined, (f) => transpose(f));
+}
+
+/** One pass over `cols` floats of each row: whole vectors, the last one stored partially. */
+function rowMap(f: FunctionBuilder, kind: 'probs' | 'dscores'): void {
+  const p = (n: string) => f.get(f.param(n));
+  const r = f.local('i32', 'r');
+  const c = f.local('i32', 'c');
+  const ptr = f.local('i32', 'ptr');
+  const stat = f.local('v128', 'stat');
+  const x = f.local('v128', 'x');
+  const e = f.local('v128', 'e');
+  const t = { n: f.local('v128', 'n'), r: f.local('v128', 'rr') };
+  const bytes = i32.shl(p('cols'), i32.const(2));
+  const base = kind === 'probs' ? 's' : 'dp';
+  const statArray = kind === 'probs' ? 'lse' : 'delta';
+  f.forRange(r, i32.const(0), p('rows'), 1, () => {
+    f.set(stat, f32x4.splat(f32.load(i32.add(p(statArray), i32.shl(f.get(r), i32.const(2))))));
+    f.forRange(c, i32.const(0), bytes, 16, () => {
+      const offset = i32.add(i32.mul(f.get(r), p('lds')), f.get(c));
+      f.set(ptr, i32.add(p(base), offset));
+      if (kind === 'probs') {
+        // beta·S - lse <= 0 (up to rounding); -inf (hidden) and rows with lse = +inf give exactly 0
+        f.set(x, f32x4.sub(f32x4.mul(v128.load(f.get(ptr)), f32x4.splat(p('beta'))), f.get(stat)));
+        emitExp(f, x, e, t);
+      } else {
+        f.set(e, f32x4.mul(v128.load(i32.add(p('p'), offset)), f32x4.sub(v128.load(f.get(ptr)), f.get(stat))));
+      }
+      storeFirstLanes(f, ptr, e, i32.sub(bytes, f.get(c)));
+    });
+  });
+}
+
+/** transpose: 4×4 blocks (rows and columns rounded up to 4 are read; only columns < cols are written). */
+function transpose(f: FunctionBuilder): void {
+  const p = (n: string) => f.get(f.param(n));
+  const r = f.local('i32', 'r');
+  const c = f.local('i32', 'c');
+  const src = f.local('i32', 'src');
+  const a = Array.from({ length: 4 }, (_, k) => f.local('v128', `a${k}`));
+  const t = Array.from({ length: 4 }, (_, k) => f.local('v128', `t${k}`));
+  f.forRange(r, i32.const(0), p('rows'), 4, () => {
+    f.forRange(c, i32.const(0), p('cols'), 4, () => {
+      f.set(src, i32.add(p('src'), i32.add(i32.mul(f.get(r), p('lds')), i32.shl(f.get(c), i32.const(2)))));
+      for (let k = 0; k < 4; k++) f.set(a[k], v128.load(i32.add(f.get(src), i32.mul(i32.const(k), p('lds')))));
+      f.set(t[0], v128.shuffle32(f.get(a[0]), f.get(a[1]), [0, 4, 1, 5]));
+      f.set(t[1], v128.shuffle32(f.get(a[0]), f.get(a[1]), [2, 6, 3, 7]));
+      f.set(t[2], v128.shuffle32(f.get(a[2]), f.get(a[3]), [0, 4, 1, 5]));
+      f.set(t[3], v128.shuffle32(f.get(a[2]), f.get(a[3]), [2, 6, 3, 7]));
+      const columns = [
+        v128.shuffle32(f.get(t[0]), f.get(t[2]), [0, 1, 4, 5]),
+        v128.shuffle32(f.get(t[0]), f.get(t[2]), [2, 3, 6, 7]),
+        v128.shuffle32(f.get(t[1]), f.get(t[3]), [0, 1, 4, 5]),
+        v128.shuffle32(f.get(t[1]), f.get(t[3]), [2, 3, 6, 7]),
+      ];
+      for (let k = 0; k < 4; k++) {
+        const column = i32.add(f.get(c), i32.const(k));
+        const at = i32.add(p('dst'), i32.add(i32.mul(column, p('ldd')), i32.shl(f.get(r), i32.const(2))));
+        f.if(i32.lt_s(column, p('cols')), () => f.statement(v128.store(at, columns[k])));
+      }
+    });
+  });
+}
+
+/** Plain JavaScript twins (Math.exp): the fallback without WASM SIMD and the yardstick in tests. */
+export function scalarBackwardKernels(f: () => Float32Array<ArrayBufferLike>): BackwardKernels {
+  return {
+    bwd_probs(s, lds, rows, cols, lse, beta) {
+      const x = f();
+      for (let r = 0; r < rows; r++) {
+        const row = (s + r * lds) >>> 2;
+        const l = x[(lse >>> 2) + r];
+        for (let c = 0; c < cols; c++) x[row + c] = Math.exp(Math.fround(x[row + c] * beta) - l);
+      }
+    },
+    bwd_dscores(p, dp, lds, rows, cols, delta) {
+      const x = f();
+      for (let r = 0; r < rows; r++) {
+        const pr = (p + r * lds) >>> 2;
+        const dr = (dp + r * lds) >>> 2;
+        const d = x[(delta >>> 2) + r];
+        for (let c = 0; c < cols; c++) x[dr + c] = x[pr + c] * (x[dr + c] - d);
+      }
+    },
+    transpose(src, lds, rows, cols, dst, ldd) {
+      const x = f();
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) x[((dst + c * ldd) >>> 2) + r] = x[((src + r * lds) >>> 2) + c];
+    },
+  };
+}

@@ -1,0 +1,252 @@
+// attentionBackward() on the CPU engine: stage q, k, v (+ rope parts), out, dO, the LSE, mask and
+// bias once into the shared memory (float16 converted to float32), zero the gradient buffers, run
+// the jobs (fused: bwd-pre, bwd-kv, bwd-q; naive: bwd-naive), and copy the gradients out in each
+// input's layout and dtype. Memory beyond the staged O(N·D) operands: per-worker tiles (fused) or
+// per-worker Sq×Sk matrices (naive).
+import { floatsToHalf } from '../../../../core/dtype.js';
+import { Tensor, numel } from '../../../../core/tensor.js';
+import { Staging } from '../../../../engines/cpu/staging.js';
+import type { OpsCpuEngine } from '../../../cpu-engine.js';
+import type { StagedOperand } from '../../cpu/flash.js';
+import type { BroadcastOperand } from '../../cpu/scores.js';
+import { type BroadcastView, type StridedView, keyRange, visiblePairs } from '../../problem.js';
+import type { AttentionGrads } from '../options.js';
+import { type BackwardProblem, biasFold } from '../problem.js';
+import { type NaiveBackwardParams, naiveBackwardScratch } from './naive.js';
+import { BWD_KEYS, BWD_ROWS, type BackwardParams, backwardScratch, queriesOfKeys } from './tasks.js';
+
+interface Staged {
+  params: BackwardParams;
+  /** Gradient buffers: [name, byte address, float count, shape, dtype]. */
+  grads: Array<{ name: keyof AttentionGrads; addr: number; size: number; shape: readonly number[]; dtype: 'float32' | 'float16' }>;
+}
+
+function stagingBytes(bp: BackwardProblem): number {
+  const p = bp.forward;
+  let bytes = 0;
+  for (const view of [p.q, p.k, p.v, p.qRope, p.kRope]) if (view) bytes += 2 * (4 * view.tensor.size + 128); // operand + gradient
+  bytes += 2 * (4 * numel(p.outShape) + 128) + 3 * (4 * numel(p.lseShape) + 128);
+  if (p.mask) bytes += p.mask.tensor.size + 128;
+  if (p.bias) bytes += (bp.biasGrad ? 8 : 4) * p.bias.tensor.size + 256;
+  return bytes + 1024;
+}
+
+async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Promise<Staged> {
+  const p = bp.forward;
+  engine.checkCapacity(stagingBytes(bp));
+  const f = () => new Float32Array(engine.arena.memory.buffer);
+  const operand = async (view: StridedView): Promise<StagedOperand> => {
+    const { addr } = await st.floats(view.tensor);
+    return { addr: addr + 4 * view.offset, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
+  };
+  const zeros = (count: number) => {
+    const addr = st.allocate(4 * count);
+    f().fill(0, addr >>> 2, (addr >>> 2) + count);
+    return addr;
+  };
+  const grads: Staged['grads'] = [];
+  const gradient = (name: keyof AttentionGrads, view: StridedView): StagedOperand => {
+    const size = view.tensor.size;
+    const addr = zeros(size);
+    grads.push({ name, addr, size, shape: view.tensor.shape, dtype: p.dtype });
+    return { addr, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
+  };
+  const broadcast = (view: BroadcastView, addr: number, size: number): BroadcastOperand =>
+    ({ addr, sb: size * view.strides.b, sh: size * view.strides.h, si: size * view.strides.i, sj: size * view.strides.j });
+  const outView = (t: Tensor): StridedView => ({ tensor: t, offset: 0, strides: p.outStrides });
+  const lseStrides = { b: 4 * p.lseStrides.b, h: 4 * p.lseStrides.h, s: 4 * p.lseStrides.s };
+  const rows = numel(p.lseShape);
+  const statsOperand = (addr: number): StagedOperand => ({ addr, sb: lseStrides.b, sh: lseStrides.h, ss: lseStrides.s });
+
+  let dBias: BroadcastOperand | undefined;
+  if (bp.biasGrad && p.bias) {
+    const size = p.bias.tensor.size;
+    const addr = zeros(size);
+    grads.push({ name: 'dBias', addr, size, shape: p.bias.tensor.shape, dtype: p.bias.tensor.dtype as 'float32' | 'float16' });
+    dBias = broadcast(p.bias, addr, 4);
+  }
+  const params: BackwardParams = {
+    softcap: p.softcap,
+    bias: p.bias ? broadcast(p.bias, (await st.floats(p.bias.tensor)).addr, 4) : undefined,
+    mask: p.mask ? broadcast(p.mask, await st.bytes(p.mask.tensor), 1) : undefined,
+    alibi: p.alibi ? p.alibi.tensor.toFloat32() : undefined,
+    alibiStrideB: p.alibi?.strideB ?? 0,
+    window: { left: p.window.left, right: p.window.right, bottomRight: p.window.align === 'bottom-right' },
+    q: await operand(p.q),
+    k: await operand(p.k),
+    v: await operand(p.v),
+    qRope: p.qRope ? await operand(p.qRope) : undefined,
+    kRope: p.kRope ? await operand(p.kRope) : undefined,
+    out: await operand(outView(bp.out)),
+    dOut: await operand(outView(bp.dOut)),
+    lse: statsOperand((await st.floats(bp.lse)).addr),
+    stats: statsOperand(st.allocate(4 * rows)),
+    delta: statsOperand(st.allocate(4 * rows)),
+    dq: gradient('dq', p.q),
+    dk: gradient('dk', p.k),
+    dv: gradient('dv', p.v),
+    dqRope: p.qRope ? gradient('dqRope', p.qRope) : undefined,
+    dkRope: p.kRope ? gradient('dkRope', p.kRope) : undefined,
+    dBias,
+    seqLensQ: p.seqLensQ,
+    seqLensK: p.seqLensK,
+    seqStartsQ: p.seqStartsQ,
+    seqStartsK: p.seqStartsK,
+    headsQ: p.headsQ,
+    group: p.headsQ / p.headsKv,
+    dimQK: p.dimQK,
+    dimRope: p.dimRope,
+    dimV: p.dimV,
+    scale: p.scale,
+    dropout: p.dropout,
+    preTasks: new Int32Array(0),
+    kvStarts: new Int32Array(1),
+    kvUnits: new Int32Array(0),
+    qTasks: new Int32Array(0),
+  };
+  return { params, grads };
+}
+
+function readBack(engine: OpsCpuEngine, bp: BackwardProblem, staged: Staged): AttentionGrads {
+  const buffer = engine.arena.memory.buffer;
+  const grads: Partial<AttentionGrads> = {};
+  for (const g of staged.grads) {
+    const values = new Float32Array(buffer, g.addr, g.size);
+    const layout = g.name === 'dBias' ? undefined : bp.forward.layout;
+    (grads as Record<string, Tensor>)[g.name] = g.dtype === 'float16'
+      ? Tensor.fromData(floatsToHalf(values), g.shape, 'float16', layout)
+      : Tensor.fromData(values.slice(), g.shape, 'float32', layout);
+  }
+  return grads as AttentionGrads;
+}
+
+/** Units (b, hk[, j0]) grouped into tasks: the axes the dBias broadcast folds share a task, in order. */
+function foldedTasks(bp: BackwardProblem, withKeyBlocks: boolean): { starts: Int32Array; units: Int32Array; weights: number[] } {
+  const p = bp.forward;
+  const fold = biasFold(p, bp.biasGrad);
+  const groups = new Map<string, { units: number[]; weight: number }>();
+  for (let b = 0; b < p.batch; b++) {
+    const sq = p.seqLensQ[b];
+    const sk = p.seqLensK[b];
+    for (let hk = 0; hk < p.headsKv; hk++) {
+      const blocks = withKeyBlocks ? Math.ceil(sk / BWD_KEYS) : 1;
+      for (let jb = 0; jb < blocks; jb++) {
+        const j0 = jb * BWD_KEYS;
+        let weight = sq * sk;
+        if (withKeyBlocks) {
+          const cols = Math.min(BWD_KEYS, sk - j0);
+          const [lo, hi] = queriesOfKeys({ window: { left: p.window.left, right: p.window.right, bottomRight: p.window.align === 'bottom-right' } }, sq, sk, j0, j0 + cols - 1);
+          weight = Math.max(0, hi - lo + 1) * cols + cols;
+        }
+        const key = `${fold.batch ? '*' : b}/${fold.kvHeads ? '*' : hk}/${fold.keyBlocks || !withKeyBlocks ? '*' : jb}`;
+        let group = groups.get(key);
+        if (!group) groups.set(key, (group = { units: [], weight: 0 }));
+        group.units.push(...(withKeyBlocks ? [b, hk, j0] : [b, hk]));
+        group.weight += weight;
+      }
+    }
+  }
+  // heaviest first, so the job's tail is short
+  const list = [...groups.values()].sort((x, y) => y.weight - x.weight);
+  const width = withKeyBlocks ? 3 : 2;
+  const starts = new Int32Array(list.length + 1);
+  const units: number[] = [];
+  list.forEach((g, t) => {
+    units.push(...g.units);
+    starts[t + 1] = units.length / width;
+  });
+  return { starts, units: Int32Array.from(units), weights: list.map((g) => g.weight) };
+}
+
+/** (b, kv head) pairs from which the backward runs one task per pair (bwd-head). */
+export const HEAD_SCHEDULE_PAIRS = 8;
+
+/** Work estimate of the backward for the engine's inline threshold: 7 matmul-like passes. */
+function flops(bp: BackwardProblem): number {
+  const p = bp.forward;
+  return 2 * visiblePairs(p) * (2 * (p.dimQK + p.dimRope) + 2 * p.dimV) * 1.75;
+}
+
+/** The fused backward. */
+export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem): Promise<AttentionGrads> {
+  const p = bp.forward;
+  const st = new Staging(engine.arena);
+  try {
+    const staged = await stage(engine, st, bp);
+    const params = staged.params;
+    const pre: number[] = [];
+    const qTasks: Array<[number, number, number, number]> = [];
+    for (let b = 0; b < p.batch; b++) {
+      for (let h = 0; h < p.headsQ; h++) {
+        for (let i0 = 0; i0 < p.seqLensQ[b]; i0 += BWD_ROWS) {
+          pre.push(b, h, i0);
+          qTasks.push([b, h, i0, 0]);
+        }
+      }
+    }
+    params.preTasks = Int32Array.from(pre);
+    // heaviest query blocks first (causal: the last rows see the most keys)
+    for (const task of qTasks) {
+      const [b, , i0] = task;
+      const rows = Math.min(BWD_ROWS, p.seqLensQ[b] - i0);
+      const [lo] = keyRange(p, b, i0);
+      const [, hi] = keyRange(p, b, i0 + rows - 1);
+      task[3] = rows * Math.max(0, hi - lo + 1);
+    }
+    qTasks.sort((x, y) => y[3] - x[3]);
+    params.qTasks = Int32Array.from(qTasks.flatMap(([b, h, i0]) => [b, h, i0]));
+    // enough (b, kv head) pairs to share out: one task per pair and 5 matmuls per tile; else the
+    // finer split schedule (7 matmuls, dQ in its own pass). The choice depends on the problem only,
+    // never on the thread count, so gradients are the same bits on every machine.
+    const heads = foldedTasks(bp, false);
+    const perHead = heads.starts.length - 1 >= HEAD_SCHEDULE_PAIRS;
+    const kv = perHead ? heads : foldedTasks(bp, true);
+    params.kvStarts = kv.starts;
+    params.kvUnits = kv.units;
+    const perWorker = backwardScratch(0).bytes;
+    const kvTasks = kv.starts.length - 1;
+    const qCount = perHead ? 0 : qTasks.length;
+    const workers = engine.participants(Math.max(kvTasks, qCount));
+    engine.checkCapacity(stagingBytes(bp) + workers * perWorker);
+    const scratch = st.allocate(workers * perWorker);
+    const work = flops(bp);
+    await engine.execute('bwd-pre', params, pre.length / 3, scratch, perWorker, 4 * p.totalQ * p.headsQ * p.dimV);
+    if (perHead) await engine.execute('bwd-head', params, kvTasks, scratch, perWorker, work * (5 / 7));
+    else {
+      await engine.execute('bwd-kv', params, kvTasks, scratch, perWorker, work * (4 / 7));
+      await engine.execute('bwd-q', params, qCount, scratch, perWorker, work * (3 / 7));
+    }
+    const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0);
+    return { ...readBack(engine, bp, staged), stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) } };
+  } finally {
+    st.release();
+  }
+}
+
+/** The unfused backward (Sq×Sk matrices per worker), the baseline. */
+export async function runNaiveBackward(engine: OpsCpuEngine, bp: BackwardProblem): Promise<AttentionGrads> {
+  const p = bp.forward;
+  const st = new Staging(engine.arena);
+  try {
+    const staged = await stage(engine, st, bp);
+    const tasks = foldedTasks(bp, false);
+    const rowsS = Math.ceil(p.seqQ / 4) * 4;
+    const params: NaiveBackwardParams = {
+      ...staged.params,
+      naiveStarts: tasks.starts,
+      naiveUnits: tasks.units,
+      ldS: 4 * Math.max(4, Math.ceil(p.seqK / 4) * 4),
+      ldT: 4 * Math.max(4, rowsS),
+      rowsS: Math.max(4, rowsS),
+    };
+    const perWorker = naiveBackwardScratch(0, params).bytes;
+    const taskCount = tasks.starts.length - 1;
+    const workers = engine.participants(taskCount);
+    engine.checkCapacity(stagingBytes(bp) + workers * perWorker);
+    const scratch = st.allocate(workers * perWorker);
+    await engine.execute('bwd-naive', params, taskCount, scratch, perWorker, flops(bp));
+    return { ...readBack(engine, bp, staged), stats: { launches: taskCount ? 1 : 0, intermediateBytes: workers * perWorker } };
+  } finally {
+    st.release();
+  }
+}

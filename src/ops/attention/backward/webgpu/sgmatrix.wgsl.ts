@@ -1,0 +1,472 @@
+// WGSL of the tensor-core backward tier: FlashAttention-2's backward on f16 inputs with every matmul
+// on subgroup matrices (chromium_experimental_subgroup_matrix, 16×16×16 f16 -> f32), the
+// element-wise parts (P from the LSE, dropout, dS, softcap) in f32 on the lanes. Two kernels beside
+// the portable tier's pre kernel (D = rowsum(dO∘O), the LSE), with the same bindings and uniforms:
+//
+//   kv  one workgroup per (block of 16·NS keys, kv head, batch); subgroup s owns 16 keys and their
+//       dK, dV result matrices. K and V tiles stay in workgroup memory; per query block of BR rows
+//       (for each query head of the group) Q and dO are staged and each subgroup computes
+//         Sᵀ = K_s·Qᵀ, Pᵀ = exp(scale·Sᵀ - lse) (window, softcap, ALiBi), dPᵀ = V_s·dOᵀ,
+//         dSᵀ = Pᵀ∘(dPᵀ∘Z - D)  ->  dV_s += (P∘Z)ᵀ·dO,  dK_s += dSᵀ·Q   (P∘Z and dS rounded to f16)
+//   q   one workgroup per (block of 16·NS query rows, query head, batch); subgroup s owns 16 rows,
+//       their Q and dO in left matrices and their dQ result matrices; per key block of BC keys
+//         S = Q_s·Kᵀ, P, dP = dO_s·Vᵀ, dS  ->  dQ_s += dS·K
+//   Gradients are written f32 (the host casts them for float16 results), dK and dQ times scale.
+// Rules from docs/GPU-NOTES.md: every workgroup variable a multiple of 16 bytes, matrix offsets
+// from subgroup_id, variables in loops initialised. Masks and biases are left to the portable tier.
+import { SCORE_PARAMS } from '../../webgpu/score.wgsl.js';
+import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
+import { BACKWARD_BINDINGS, BACKWARD_PARAMS } from './portable.wgsl.js';
+
+export interface SgBackwardOptions {
+  dimQK: number;
+  dimRope: number;
+  dimV: number;
+  /** Subgroups per workgroup (16 keys, kv kernel, or 16 query rows, q kernel, each). */
+  subgroups: number;
+  /** kv kernel: query rows per block (16 or 32); q kernel: keys per block (16, 32 or 64). */
+  block: number;
+  causalOrWindow: boolean;
+  softcap: boolean;
+  alibi: boolean;
+  dropout: boolean;
+  /**
+   * Global loads of 8 halves (vec4<u32>); needs head dims that are multiples of 8 and every input's
+   * element offset and (b, h, s) strides multiples of 8 (the host checks).
+   */
+  vectorLoads?: boolean;
+}
+
+const SG = 32;
+const PAD = 8;
+const pad16 = (n: number) => Math.ceil(n / 16) * 16;
+
+function layout(kind: 'kv' | 'q', o: SgBackwardOptions) {
+  const dqp = pad16(o.dimQK);
+  const drp = o.dimRope ? pad16(o.dimRope) : 0;
+  const dqa = dqp + drp;
+  const dvp = pad16(o.dimV);
+  const kStride = dqa + PAD;
+  const vStride = dvp + PAD;
+  const owners = 16 * o.subgroups; // keys (kv) or rows (q) of the workgroup
+  const cols = o.block; // the other side of each subgroup's 16 × cols block
+  const sStride = Math.max(cols, 16) + 4;
+  const pStride = cols + PAD;
+  // kv: K, V tiles (owners keys) + Q, dO tiles (cols rows); q: one area for Q/dO staging, then K/V tiles
+  const tileHalves = kind === 'kv'
+    ? owners * (kStride + vStride) + cols * (kStride + vStride)
+    : Math.max(owners, cols) * (kStride + vStride);
+  const sFloats = o.subgroups * 16 * sStride;
+  const pHalves = o.subgroups * 16 * pStride * (kind === 'kv' ? 2 : 1);
+  const statBytes = kind === 'kv' ? 8 * cols : 0;
+  const bytes = 2 * tileHalves + 4 * sFloats + 2 * pHalves + statBytes + 16;
+  return { dqp, drp, dqa, dvp, kStride, vStride, owners, cols, sStride, pStride, tileHalves, sFloats, pHalves, bytes };
+}
+
+export function sgBackwardWorkgroupBytes(kind: 'kv' | 'q', o: SgBackwardOptions): number {
+  return layout(kind, o).bytes;
+}
+
+export function sgBackwardOptionsProblem(kind: 'kv' | 'q', o: SgBackwardOptions): string | undefined {
+  if (o.vectorLoads && (o.dimQK % 8 || o.dimRope % 8 || o.dimV % 8)) return 'vectorLoads needs head dims that are multiples of 8';
+  if (![1, 2, 4, 8].includes(o.subgroups)) return `subgroups ${o.subgroups} must be 1, 2, 4 or 8`;
+  const blocks = kind === 'kv' ? [16, 32] : [16, 32, 64];
+  if (!blocks.includes(o.block)) return `block ${o.block} must be one of ${blocks.join(', ')} for the ${kind} kernel`;
+  return undefined;
+}
+
+function header(o: SgBackwardOptions): string[] {
+  const B = BACKWARD_BINDINGS;
+  const sfx = o.vectorLoads ? 'v' : 'h';
+  const elem = o.vectorLoads ? 'vec4<u32>' : 'f16';
+  const lines = [
+    'enable f16;',
+    'enable subgroups;',
+    'enable chromium_experimental_subgroup_matrix;',
+    'diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);',
+    '',
+    BACKWARD_PARAMS.wgsl(),
+    SCORE_PARAMS.wgsl(),
+    `@group(0) @binding(${B.params}) var<uniform> params: BackwardParams;`,
+    `@group(0) @binding(${B.scoreParams}) var<uniform> sp: ScoreParams;`,
+    '// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)',
+    `@group(0) @binding(${B.meta}) var<storage, read> seq_meta: array<u32>;`,
+    `@group(0) @binding(${B.q}) var<storage, read> q_${sfx}: array<${elem}>;`,
+    `@group(0) @binding(${B.k}) var<storage, read> k_${sfx}: array<${elem}>;`,
+    `@group(0) @binding(${B.v}) var<storage, read> v_${sfx}: array<${elem}>;`,
+    `@group(0) @binding(${B.dOut}) var<storage, read> do_${sfx}: array<${elem}>;`,
+    `@group(0) @binding(${B.rowstats}) var<storage, read> rowstats: array<vec2<f32>>;`,
+  ];
+  if (o.dimRope) {
+    lines.push(`@group(0) @binding(${B.qRope}) var<storage, read> qr_${sfx}: array<${elem}>;`, `@group(0) @binding(${B.kRope}) var<storage, read> kr_${sfx}: array<${elem}>;`);
+  }
+  if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
+  return lines;
+}
+
+function constants(kind: 'kv' | 'q', o: SgBackwardOptions): string[] {
+  const L = layout(kind, o);
+  return [
+    `const NT = ${SG * o.subgroups}u;`,
+    `const OWNERS = ${L.owners}u;     // ${kind === 'kv' ? 'keys' : 'query rows'} per workgroup (16 per subgroup)`,
+    `const BLOCK = ${L.cols}u;       // ${kind === 'kv' ? 'query rows' : 'keys'} per block`,
+    `const DQ = ${o.dimQK}u; const DQP = ${L.dqp}u; const DR = ${o.dimRope}u; const DQA = ${L.dqa}u;`,
+    `const DV = ${o.dimV}u; const DVP = ${L.dvp}u;`,
+    `const K_STRIDE = ${L.kStride}u; const V_STRIDE = ${L.vStride}u;   // tile rows, in halves`,
+    `const S_STRIDE = ${L.sStride}u; const P_STRIDE = ${L.pStride}u;`,
+    'const LSE_MASKED: f32 = 3.0e38;',
+  ];
+}
+
+/** One input in a staging loop: its buffer name (q, k, v, do, qr, kr), uniform fields and head/row. */
+interface Part {
+  buf: string;
+  strides: string;
+  off: string;
+  head: string;
+  row: string;
+}
+
+const part = (buf: string, strides: string, off: string, head: string, row: string): Part => ({ buf, strides, off, head, row });
+
+const elementIndex = (p: Part, col: string) =>
+  `params.${p.off} + b * params.${p.strides}.x + ${p.head} * params.${p.strides}.y + (${p.row}) * params.${p.strides}.z + ${col}`;
+
+/**
+ * Copies `count` rows of width `width` (halves) into the f16 tile T at `base`, `stride` halves
+ * apart: the NoPE part of `main` (padded to `mainPadded`) then the RoPE part, zeros past the data.
+ * With vector loads, 8 halves per global load.
+ */
+function stage(o: SgBackwardOptions, base: string, stride: string, count: string, width: string, valid: string, main: Part, rope: Part | undefined, mainDim: string, mainPadded: string): string {
+  if (!o.vectorLoads) {
+    const load = (p: Part, col: string) => `${p.buf}_h[${elementIndex(p, col)}]`;
+    return `for (var n = li; n < ${count} * ${width}; n += NT) {
+      let rr = n / ${width};
+      let c = n % ${width};
+      var x = f16(0.0);
+      if (${valid}) {
+        ${rope ? `if (c < ${mainPadded}) { if (c < ${mainDim}) { x = ${load(main, 'c')}; } } else { let cr = c - ${mainPadded}; if (cr < DR) { x = ${load(rope, 'cr')}; } }`
+    : `if (c < ${mainDim}) { x = ${load(main, 'c')}; }`}
+      }
+      T[${base} + rr * ${stride} + c] = x;
+    }`;
+  }
+  const load = (p: Part, col: string) => `${p.buf}_v[(${elementIndex(p, col)}) / 8u]`;
+  return `for (var n = li; n < ${count} * (${width} / 8u); n += NT) {
+      let rr = n / (${width} / 8u);
+      let c = (n % (${width} / 8u)) * 8u;
+      var w = vec4<u32>();
+      if (${valid}) {
+        ${rope ? `if (c < ${mainPadded}) { if (c < ${mainDim}) { w = ${load(main, 'c')}; } } else { let cr = c - ${mainPadded}; if (cr < DR) { w = ${load(rope, 'cr')}; } }`
+    : `if (c < ${mainDim}) { w = ${load(main, 'c')}; }`}
+      }
+      let at = ${base} + rr * ${stride} + c;
+      let w0 = bitcast<vec2<f16>>(w.x); let w1 = bitcast<vec2<f16>>(w.y); let w2 = bitcast<vec2<f16>>(w.z); let w3 = bitcast<vec2<f16>>(w.w);
+      T[at] = w0.x; T[at + 1u] = w0.y; T[at + 2u] = w1.x; T[at + 3u] = w1.y;
+      T[at + 4u] = w2.x; T[at + 5u] = w2.y; T[at + 6u] = w3.x; T[at + 7u] = w3.y;
+    }`;
+}
+
+/** The visible-and-scored P of one (query i, key j) pair from qk = q·k; sets p (and th with softcap). */
+function probability(o: SgBackwardOptions): string[] {
+  const lines = ['var x = qk * sp.scale;'];
+  if (o.softcap) lines.push('th = tanh(clamp(x / sp.softcap, -15.0, 15.0));', 'x = sp.softcap * th;');
+  if (o.alibi) lines.push('x = x - slope * abs(f32(i32(i) + i32(lenK) - i32(lenQ) - i32(j)));');
+  const visible = ['i < lenQ', 'j < lenK'];
+  if (o.causalOrWindow) visible.push('i32(j) - i32(i) - diag >= -sp.win_left', 'i32(j) - i32(i) - diag <= sp.win_right');
+  lines.push(`if (${visible.join(' && ')}) { p = exp(x - st.x); }`);
+  return lines;
+}
+
+/** Writes a 16×16 f32 chunk staged at Sx[sBase..] (row r = lane / 2, 8 columns per lane) to a gradient. */
+function writeChunk(target: 'k' | 'q', n: number, o: SgBackwardOptions, L: ReturnType<typeof layout>, kind: 'dk' | 'dv' | 'dq'): string {
+  const scale = kind === 'dv' ? '' : ' * sp.scale';
+  const head = target === 'k' ? 'hk' : 'h';
+  const rowVar = target === 'k' ? '(startK + kv0 + ko + r)' : '(startQ + q0 + ko + r)';
+  const live = target === 'k' ? 'kv0 + ko + r < lenK' : 'q0 + ko + r < lenQ';
+  const main = kind === 'dv' ? ['grad_v', 'v_strides', 'DV'] : kind === 'dk' ? ['grad_k', 'k_strides', 'DQ'] : ['grad_q', 'q_strides', 'DQ'];
+  const rope = kind === 'dk' ? ['grad_rope', 'kr_strides'] : ['grad_rope', 'qr_strides'];
+  const idx = (buf: string, strides: string, col: string) => `${buf}[b * params.${strides}.x + ${head} * params.${strides}.y + ${rowVar} * params.${strides}.z + ${col}]`;
+  const body = kind !== 'dv' && o.dimRope
+    ? `if (c < DQP) { if (c < DQ) { ${idx(main[0], main[1], 'c')} = val; } } else if (c - DQP < DR) { ${idx(rope[0], rope[1], 'c - DQP')} = val; }`
+    : `if (c < ${main[2]}) { ${idx(main[0], main[1], 'c')} = val; }`;
+  void L;
+  return `  {
+    let c0 = ${n * 16}u + side * 8u;
+    for (var e = 0u; e < 8u; e++) {
+      let c = c0 + e;
+      let val = Sx[sBase + r * S_STRIDE + side * 8u + e]${scale};
+      if (${live}) { ${body} }
+    }
+  }`;
+}
+
+/** kv: dK, dV (and dkRope) of 16·NS keys per workgroup. */
+export function buildSgBackwardKv(o: SgBackwardOptions): string {
+  const problem = sgBackwardOptionsProblem('kv', o);
+  if (problem) throw new Error(`buildSgBackwardKv: ${problem}`);
+  const L = layout('kv', o);
+  const B = BACKWARD_BINDINGS;
+  const chunksQ = L.dqa / 16;
+  const chunksV = L.dvp / 16;
+  const chunksB = L.cols / 16;
+  const lanesPerCol = SG / L.cols; // 2 (BR 16) or 1 (BR 32)
+  const keysPerLane = 16 / lanesPerCol;
+  const lines = header(o);
+  lines.push(`@group(0) @binding(${B.grad}) var<storage, read_write> grad_k: array<f32>;`);
+  lines.push(`@group(0) @binding(${B.gradV}) var<storage, read_write> grad_v: array<f32>;`);
+  if (o.dimRope) lines.push(`@group(0) @binding(${B.gradRope}) var<storage, read_write> grad_rope: array<f32>;`);
+  lines.push('', ...constants('kv', o));
+  lines.push(`const KEYS_PER_LANE = ${keysPerLane}u;`);
+  lines.push(`const K_BASE = 0u; const V_BASE = ${L.owners * L.kStride}u; const Q_BASE = ${L.owners * (L.kStride + L.vStride)}u; const DO_BASE = ${L.owners * (L.kStride + L.vStride) + L.cols * L.kStride}u;`);
+  lines.push(`var<workgroup> T: array<f16, ${L.tileHalves}>;      // K tile | V tile | Q block | dO block`);
+  lines.push(`var<workgroup> Sx: array<f32, ${L.sFloats}>;     // per subgroup: Sᵀ, then dPᵀ, then output chunks`);
+  lines.push(`var<workgroup> Pt: array<f16, ${L.pHalves}>;     // per subgroup: (P∘Z)ᵀ | dSᵀ`);
+  lines.push(`var<workgroup> stats: array<vec2<f32>, ${L.cols}>;   // (lse, D) of the block's rows`);
+  lines.push('var<workgroup> seqW: vec4<u32>;');
+  lines.push('');
+  lines.push(`@compute @workgroup_size(${SG * o.subgroups})`);
+  lines.push('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,');
+  lines.push('        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
+  lines.push(`  let b = wg.z;
+  let hk = wg.y;
+  let nb = sp.batch;
+  if (li == 0u) { seqW = vec4<u32>(seq_meta[b], seq_meta[nb + b], seq_meta[2u * nb + b], seq_meta[3u * nb + b]); }
+  let seq = workgroupUniformLoad(&seqW);
+  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;
+  let kv0 = wg.x * OWNERS;
+  if (kv0 >= lenK) { return; }
+  let sg = subgroupId;   // matrix offsets come from the subgroup id (uniformity)
+  let ko = sg * 16u;     // this subgroup's keys: kv0 + ko .. + 15
+  let sBase = sg * 16u * S_STRIDE;
+  let pBase = sg * 16u * P_STRIDE * 2u;
+  let dsBase = pBase + 16u * P_STRIDE;
+  ${stage(o, 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'kv0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + kv0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + kv0 + rr') : undefined, 'DQ', 'DQP')}
+  ${stage(o, 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'kv0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + kv0 + rr'), undefined, 'DV', 'DVP')}`);
+  for (let n = 0; n < chunksQ; n++) lines.push(`  var dk${n} = subgroup_matrix_result<f32, 16, 16>();`);
+  for (let n = 0; n < chunksV; n++) lines.push(`  var dv${n} = subgroup_matrix_result<f32, 16, 16>();`);
+  lines.push(`  // the queries that can see keys kv0 .. kLast, in blocks aligned to BLOCK
+  let diag = select(0, i32(lenK) - i32(lenQ), sp.bottom_right != 0u);
+  let kLast = min(kv0 + OWNERS, lenK) - 1u;
+  let iLo = max(0, i32(kv0) - diag - sp.win_right);
+  let iHi = min(i32(lenQ) - 1, i32(kLast) - diag + sp.win_left);
+  var tFirst = 0u;
+  var tEnd = 0u;
+  if (iHi >= iLo) {
+    tFirst = u32(iLo) / BLOCK;
+    tEnd = u32(iHi) / BLOCK + 1u;
+  }
+  // element-wise lane mapping: query column col of the block, keys kr0 .. kr0 + KEYS_PER_LANE - 1
+  let col = lane % BLOCK;
+  let kr0 = (lane / BLOCK) * KEYS_PER_LANE;
+  for (var h = hk * params.group; h < (hk + 1u) * params.group; h++) {
+    let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+    for (var t = tFirst; t < tEnd; t++) {
+      let i0 = t * BLOCK;
+      workgroupBarrier();   // the previous block's tiles are fully read
+      ${stage(o, 'Q_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'i0 + rr < lenQ', part('q', 'q_strides', 'q_off', 'h', 'startQ + i0 + rr'), o.dimRope ? part('qr', 'qr_strides', 'qr_off', 'h', 'startQ + i0 + rr') : undefined, 'DQ', 'DQP')}
+      ${stage(o, 'DO_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'i0 + rr < lenQ', part('do', 'o_strides', 'do_off', 'h', 'startQ + i0 + rr'), undefined, 'DV', 'DVP')}
+      for (var r = li; r < BLOCK; r += NT) {
+        let ri = b * params.lse_strides.x + h * params.lse_strides.y + (startQ + i0 + r) * params.lse_strides.z;
+        stats[r] = select(vec2<f32>(LSE_MASKED, 0.0), rowstats[ri], i0 + r < lenQ);
+      }
+      workgroupBarrier();`);
+  // Sᵀ = K_s·Qᵀ
+  for (let n = 0; n < chunksB; n++) {
+    lines.push('      {', '        var s = subgroup_matrix_result<f32, 16, 16>();');
+    for (let c = 0; c < chunksQ; c++) {
+      lines.push(`        s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, K_BASE + ko * K_STRIDE + ${c * 16}u, K_STRIDE), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, Q_BASE + ${n * 16}u * K_STRIDE + ${c * 16}u, K_STRIDE), s);`);
+    }
+    lines.push(`        subgroupMatrixStore<row_major>(&Sx, sBase + ${n * 16}u, s, S_STRIDE);`, '      }');
+  }
+  lines.push(`      workgroupBarrier();
+      let i = i0 + col;
+      let st = stats[col];
+      var pv = array<f32, ${keysPerLane}>();
+      var zv = array<f32, ${keysPerLane}>();
+      ${o.softcap ? `var tv = array<f32, ${keysPerLane}>();` : ''}
+      ${o.dropout ? `var words = array<vec4<u32>, ${keysPerLane / 8}>();
+      for (var w = 0u; w < ${keysPerLane / 8}u; w++) { words[w] = dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, ((kv0 + ko + kr0) >> 3u) + w); }` : ''}
+      for (var e = 0u; e < KEYS_PER_LANE; e++) {
+        let kr = kr0 + e;
+        let j = kv0 + ko + kr;
+        let qk = Sx[sBase + kr * S_STRIDE + col];
+        var p = 0.0;
+        var th = 0.0;
+        ${probability(o).join('\n        ')}
+        let z = ${o.dropout ? 'dropout_factor(words[e >> 3u], e & 7u, dp.threshold, dp.scale)' : '1.0'};
+        pv[e] = p;
+        zv[e] = z;
+        ${o.softcap ? 'tv[e] = th;' : '_ = th;'}
+        Pt[pBase + kr * P_STRIDE + col] = f16(p * z);
+      }
+      workgroupBarrier();   // Sᵀ read: dPᵀ may overwrite it`);
+  for (let n = 0; n < chunksB; n++) {
+    lines.push('      {', '        var s = subgroup_matrix_result<f32, 16, 16>();');
+    for (let c = 0; c < chunksV; c++) {
+      lines.push(`        s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, V_BASE + ko * V_STRIDE + ${c * 16}u, V_STRIDE), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, DO_BASE + ${n * 16}u * V_STRIDE + ${c * 16}u, V_STRIDE), s);`);
+    }
+    lines.push(`        subgroupMatrixStore<row_major>(&Sx, sBase + ${n * 16}u, s, S_STRIDE);`, '      }');
+  }
+  lines.push(`      workgroupBarrier();
+      for (var e = 0u; e < KEYS_PER_LANE; e++) {
+        let kr = kr0 + e;
+        let dpz = Sx[sBase + kr * S_STRIDE + col] * zv[e];
+        var ds = pv[e] * (dpz - st.y);
+        ${o.softcap ? 'ds = ds * (1.0 - tv[e] * tv[e]);' : ''}
+        Pt[dsBase + kr * P_STRIDE + col] = f16(ds);
+      }
+      workgroupBarrier();   // (P∘Z)ᵀ and dSᵀ visible to the matrix loads`);
+  for (let kc = 0; kc < chunksB; kc++) {
+    lines.push('      {');
+    lines.push(`        let pl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, pBase + ${kc * 16}u, P_STRIDE);`);
+    lines.push(`        let dl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, dsBase + ${kc * 16}u, P_STRIDE);`);
+    for (let n = 0; n < chunksV; n++) {
+      lines.push(`        dv${n} = subgroupMatrixMultiplyAccumulate(pl, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&T, DO_BASE + ${kc * 16}u * V_STRIDE + ${n * 16}u, V_STRIDE), dv${n});`);
+    }
+    for (let n = 0; n < chunksQ; n++) {
+      lines.push(`        dk${n} = subgroupMatrixMultiplyAccumulate(dl, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&T, Q_BASE + ${kc * 16}u * K_STRIDE + ${n * 16}u, K_STRIDE), dk${n});`);
+    }
+    lines.push('      }');
+  }
+  lines.push('    }', '  }');
+  lines.push('  // dK·scale and dV out, one 16-column chunk at a time through this subgroup\'s slice of Sx');
+  lines.push('  let r = lane / 2u;', '  let side = lane % 2u;');
+  const out = (name: string, n: number, kind: 'dk' | 'dv') => {
+    lines.push('  workgroupBarrier();', `  subgroupMatrixStore<row_major>(&Sx, sBase, ${name}${n}, S_STRIDE);`, '  workgroupBarrier();');
+    lines.push(writeChunk('k', n, o, L, kind));
+  };
+  for (let n = 0; n < chunksQ; n++) out('dk', n, 'dk');
+  for (let n = 0; n < chunksV; n++) out('dv', n, 'dv');
+  lines.push('}');
+  return lines.join('\n') + '\n';
+}
+
+/** q: dQ (and dqRope) of 16·NS query rows per workgroup. */
+export function buildSgBackwardQ(o: SgBackwardOptions): string {
+  const problem = sgBackwardOptionsProblem('q', o);
+  if (problem) throw new Error(`buildSgBackwardQ: ${problem}`);
+  const L = layout('q', o);
+  const B = BACKWARD_BINDINGS;
+  const chunksQ = L.dqa / 16;
+  const chunksV = L.dvp / 16;
+  const chunksB = L.cols / 16;
+  const keysPerLane = L.cols / 2; // lanes 0-15: first half of the block's keys, 16-31 the second
+  const lines = header(o);
+  lines.push(`@group(0) @binding(${B.grad}) var<storage, read_write> grad_q: array<f32>;`);
+  if (o.dimRope) lines.push(`@group(0) @binding(${B.gradRope}) var<storage, read_write> grad_rope: array<f32>;`);
+  lines.push('', ...constants('q', o));
+  const area = Math.max(L.owners, L.cols);
+  lines.push(`const K_BASE = 0u; const V_BASE = ${area * L.kStride}u;   // K/V tiles; Q and dO staged there first`);
+  lines.push(`const KEYS_PER_LANE = ${keysPerLane}u;`);
+  lines.push(`var<workgroup> T: array<f16, ${L.tileHalves}>;`);
+  lines.push(`var<workgroup> Sx: array<f32, ${L.sFloats}>;     // per subgroup: S, then dP, then output chunks`);
+  lines.push(`var<workgroup> Pt: array<f16, ${L.pHalves}>;     // per subgroup: dS`);
+  lines.push('var<workgroup> seqW: vec4<u32>;');
+  lines.push('');
+  lines.push(`@compute @workgroup_size(${SG * o.subgroups})`);
+  lines.push('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,');
+  lines.push('        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
+  lines.push(`  let b = wg.z;
+  let h = wg.y;
+  let nb = sp.batch;
+  if (li == 0u) { seqW = vec4<u32>(seq_meta[b], seq_meta[nb + b], seq_meta[2u * nb + b], seq_meta[3u * nb + b]); }
+  let seq = workgroupUniformLoad(&seqW);
+  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;
+  let q0 = wg.x * OWNERS;
+  if (q0 >= lenQ) { return; }
+  let hk = h / params.group;
+  let sg = subgroupId;
+  let ko = sg * 16u;     // this subgroup's rows: q0 + ko .. + 15
+  let sBase = sg * 16u * S_STRIDE;
+  let pBase = sg * 16u * P_STRIDE;
+  let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+  // Q and dO of the workgroup's rows -> left matrices kept for the whole loop
+  ${stage(o, 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'q0 + rr < lenQ', part('q', 'q_strides', 'q_off', 'h', 'startQ + q0 + rr'), o.dimRope ? part('qr', 'qr_strides', 'qr_off', 'h', 'startQ + q0 + rr') : undefined, 'DQ', 'DQP')}
+  ${stage(o, 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'q0 + rr < lenQ', part('do', 'o_strides', 'do_off', 'h', 'startQ + q0 + rr'), undefined, 'DV', 'DVP')}
+  workgroupBarrier();`);
+  for (let c = 0; c < chunksQ; c++) lines.push(`  let qm${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, K_BASE + ko * K_STRIDE + ${c * 16}u, K_STRIDE);`);
+  for (let c = 0; c < chunksV; c++) lines.push(`  let om${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, V_BASE + ko * V_STRIDE + ${c * 16}u, V_STRIDE);`);
+  for (let n = 0; n < chunksQ; n++) lines.push(`  var dq${n} = subgroup_matrix_result<f32, 16, 16>();`);
+  lines.push(`  // element-wise lane mapping: row rr of the subgroup's 16, keys half * KEYS_PER_LANE .. + KEYS_PER_LANE - 1
+  let rr = lane % 16u;
+  let half = lane / 16u;
+  let i = q0 + ko + rr;
+  var st = vec2<f32>(LSE_MASKED, 0.0);
+  if (i < lenQ) { st = rowstats[b * params.lse_strides.x + h * params.lse_strides.y + (startQ + i) * params.lse_strides.z]; }
+  // key blocks the workgroup's rows can see
+  let diag = select(0, i32(lenK) - i32(lenQ), sp.bottom_right != 0u);
+  let qLast = min(q0 + OWNERS, lenQ) - 1u;
+  var jLo = 0;
+  var jHi = i32(lenK) - 1;
+  ${o.causalOrWindow ? `jLo = max(jLo, diag + i32(q0) - sp.win_left);
+  jHi = min(jHi, diag + i32(qLast) + sp.win_right);` : '_ = qLast;'}
+  var tFirst = 0u;
+  var tEnd = 0u;
+  if (jHi >= jLo) {
+    tFirst = u32(jLo) / BLOCK;
+    tEnd = u32(jHi) / BLOCK + 1u;
+  }
+  for (var t = tFirst; t < tEnd; t++) {
+    let j0 = t * BLOCK;
+    workgroupBarrier();   // Q/dO staging (first block) or the previous block's tiles fully read
+    ${stage(o, 'K_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'j0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + j0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + j0 + rr') : undefined, 'DQ', 'DQP').replace(/\brr\b/g, 'kk')}
+    ${stage(o, 'V_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'j0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + j0 + rr'), undefined, 'DV', 'DVP').replace(/\brr\b/g, 'kk')}
+    workgroupBarrier();`);
+  for (let n = 0; n < chunksB; n++) {
+    lines.push('    {', '      var s = subgroup_matrix_result<f32, 16, 16>();');
+    for (let c = 0; c < chunksQ; c++) {
+      lines.push(`      s = subgroupMatrixMultiplyAccumulate(qm${c}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, K_BASE + ${n * 16}u * K_STRIDE + ${c * 16}u, K_STRIDE), s);`);
+    }
+    lines.push(`      subgroupMatrixStore<row_major>(&Sx, sBase + ${n * 16}u, s, S_STRIDE);`, '    }');
+  }
+  lines.push(`    workgroupBarrier();
+    var pv = array<f32, ${keysPerLane}>();
+    var zv = array<f32, ${keysPerLane}>();
+    ${o.softcap ? `var tv = array<f32, ${keysPerLane}>();` : ''}
+    ${o.dropout ? `var words = array<vec4<u32>, ${Math.max(1, keysPerLane / 8)}>();
+    for (var w = 0u; w < ${Math.max(1, keysPerLane / 8)}u; w++) { words[w] = dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, ((j0 + half * KEYS_PER_LANE) >> 3u) + w); }` : ''}
+    for (var e = 0u; e < KEYS_PER_LANE; e++) {
+      let jj = half * KEYS_PER_LANE + e;
+      let j = j0 + jj;
+      let qk = Sx[sBase + rr * S_STRIDE + jj];
+      var p = 0.0;
+      var th = 0.0;
+      ${probability(o).join('\n      ')}
+      pv[e] = p;
+      zv[e] = ${o.dropout ? 'dropout_factor(words[e >> 3u], e & 7u, dp.threshold, dp.scale)' : '1.0'};
+      ${o.softcap ? 'tv[e] = th;' : '_ = th;'}
+    }
+    workgroupBarrier();   // S read: dP may overwrite it`);
+  for (let n = 0; n < chunksB; n++) {
+    lines.push('    {', '      var s = subgroup_matrix_result<f32, 16, 16>();');
+    for (let c = 0; c < chunksV; c++) {
+      lines.push(`      s = subgroupMatrixMultiplyAccumulate(om${c}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, V_BASE + ${n * 16}u * V_STRIDE + ${c * 16}u, V_STRIDE), s);`);
+    }
+    lines.push(`      subgroupMatrixStore<row_major>(&Sx, sBase + ${n * 16}u, s, S_STRIDE);`, '    }');
+  }
+  lines.push(`    workgroupBarrier();
+    for (var e = 0u; e < KEYS_PER_LANE; e++) {
+      let jj = half * KEYS_PER_LANE + e;
+      var ds = pv[e] * (Sx[sBase + rr * S_STRIDE + jj] * zv[e] - st.y);
+      ${o.softcap ? 'ds = ds * (1.0 - tv[e] * tv[e]);' : ''}
+      Pt[pBase + rr * P_STRIDE + jj] = f16(ds);
+    }
+    workgroupBarrier();   // dS visible to the matrix loads`);
+  for (let kc = 0; kc < chunksB; kc++) {
+    lines.push('    {', `      let dl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, pBase + ${kc * 16}u, P_STRIDE);`);
+    for (let n = 0; n < chunksQ; n++) {
+      lines.push(`      dq${n} = subgroupMatrixMultiplyAccumulate(dl, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&T, K_BASE + ${kc * 16}u * K_STRIDE + ${n * 16}u, K_STRIDE), dq${n});`);
+    }
+    lines.push('    }');
+  }
+  lines.push('  }');
+  lines.push('  // dQ·scale out, one 16-column chunk at a time');
+  lines.push('  let r = lane / 2u;', '  let side = lane % 2u;');
+  for (let n = 0; n < chunksQ; n++) {
+    lines.push('  workgroupBarrier();', `  subgroupMatrixStore<row_major>(&Sx, sBase, dq${n}, S_STRIDE);`, '  workgroupBarrier();');
+    lines.push(writeChunk('q', n, o, L, 'dq'));
+  }
+  lines.push('}');
+  return lines.join('\n') + '\n';
+}
