@@ -9,7 +9,7 @@ export { listBackends, type BackendInfo } from './backends/registry.js';
 export { gpuDevice, gpuAdapterInfo, type AdapterDescription } from './engines/webgpu/public.js';
 export { Tensor, type Layout, type TensorInput, type GpuStorage } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
-export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats } from './core/dtype.js';
+export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats, toBfloat16Bits, fromBfloat16Bits, floatsToBfloat16, bfloat16ToFloats } from './core/dtype.js';
 export { FusedAttnError, ShapeError, DTypeError, ValueError, UnsupportedError, DeviceError } from './core/errors.js';
 export { parseNpy, encodeNpy, type NpyArray, type NpyDType } from './io/npy.js';
 export { npyToTensor, tensorToNpy } from './io/npy-tensor.js';
@@ -17,3 +17,4 @@ export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, 
 export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type ScopeRun, type ScopeStats } from './scope/index.js';
 export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';
 export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './backends/webgpu/tiers/tune-api.js';
+export { attentionDecode, mergeAttention, validateDecode, referenceDecode, MAX_DECODE_QUERIES, type DecodeCache, type DecodeOptions, type CacheDType, type CacheLayout, type DecodeProblem, type AttentionPartial, type MergeOptions, type MergeResult } from './ops/decode/index.js';

@@ -4,3 +4,4 @@ export * from './compare.js';
 export * from './random.js';
 export { SUITE } from './suite.js';
 export * from './check.js';
+export * from './decode.js';

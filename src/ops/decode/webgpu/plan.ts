@@ -1,0 +1,137 @@
+// What one decode call runs on a device: the partial kernel's options (rows per workgroup, chunk
+// width, tile size) and the key splits; the combine pass runs when there is more than one split
+// or the LSE is wanted. Chosen so that a long cache fills the GPU (splits) and each thread keeps
+// its accumulators in registers (rows x chunk quads <= 16 vec4).
+import type { StoredDType } from './access.wgsl.js';
+import { type SplitKvOptions, splitKvSharedBytes, splitKvStorageBindings, splitKvUnsupported } from './split-kv.wgsl.js';
+
+/** The shape-level facts a plan depends on (the same for a call and for a recorded step). */
+export interface DecodeShape {
+  dimQK: number;
+  dimV: number;
+  /** Nq / Nkv. */
+  group: number;
+  headsKv: number;
+  batch: number;
+  /** New query rows per sequence. */
+  tokens: number;
+  /** Most visible keys of a sequence (plans change only at a few lengths: splits are powers of two). */
+  maxKeys: number;
+  cache: StoredDType;
+  io: 'float32' | 'float16';
+  paged: boolean;
+  sharedKV: boolean;
+  append: boolean;
+  rope: boolean;
+  softcap: boolean;
+  alibi: boolean;
+  lse: boolean;
+}
+
+export interface DecodePlan {
+  kernel: SplitKvOptions;
+  splits: number;
+  /** Workgroups of the partial pass: [Nkv x head blocks, B x token blocks, splits]. */
+  grid: [number, number, number];
+  /** True when the combine pass runs (splits > 1 or the LSE is wanted). */
+  combine: boolean;
+}
+
+type Limits = Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' | 'maxStorageBuffersPerShaderStage' | 'maxComputeWorkgroupsPerDimension'>;
+
+/** Workgroups a decode call aims for (about two per SM of a large GPU; H200 runs, issue 4). */
+export const DEFAULT_TARGET = 256;
+/** Chunks in flight per thread: 4 measured as good as 8 or 16 (issue 4). */
+export const DEFAULT_UNROLL = 4;
+/** Most rows per workgroup, and most accumulator quads per thread (rows x chunk / 4). */
+const MAX_ROWS = 16;
+const MAX_QUADS = 16;
+const MAX_SPLITS = 256;
+
+const env = (name: string): number | undefined => {
+  const v = globalThis.process?.env?.[name];
+  return v === undefined || v === '' ? undefined : Number(v);
+};
+
+/**
+ * The plan for `s` on a device with `limits`, or the reason there is none. Benchmarks override
+ * with FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET and
+ * FUSEDATTN_DECODE_UNROLL.
+ */
+export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan | string {
+  if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
+  const target = targetWorkgroups ?? env('FUSEDATTN_DECODE_TARGET') ?? DEFAULT_TARGET;
+  const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? 256;
+  const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? DEFAULT_UNROLL;
+  const headsPerBlock = Math.min(s.group, MAX_ROWS);
+  const tokensPerBlock = Math.max(1, Math.min(s.tokens, Math.floor(MAX_ROWS / headsPerBlock)));
+  const rows = headsPerBlock * tokensPerBlock;
+  const headBlocks = Math.ceil(s.group / headsPerBlock);
+  const tokenBlocks = Math.ceil(s.tokens / tokensPerBlock);
+  const gridXY = s.headsKv * headBlocks * s.batch * tokenBlocks;
+  const wanted = Math.ceil(target / 2 / gridXY);
+  let reason = 'no workgroup size fits this device';
+  let chosen: SplitKvOptions | undefined;
+  for (const chunk of chunkWidths(s, rows)) {
+    for (const workgroupSize of [256, 128, 64].filter((w) => w <= largest && w <= limits.maxComputeInvocationsPerWorkgroup && w <= limits.maxComputeWorkgroupSizeX)) {
+      const o: SplitKvOptions = {
+        dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize, chunk, cache: s.cache, io: s.io,
+        paged: s.paged, sharedKV: s.sharedKV, append: s.append, rope: s.rope, softcap: s.softcap, alibi: s.alibi, direct: false, unroll,
+      };
+      const why = splitKvUnsupported(o);
+      if (why) {
+        reason = why;
+        continue;
+      }
+      if (splitKvSharedBytes(o) > limits.maxComputeWorkgroupStorageSize) {
+        reason = `the kernel needs ${splitKvSharedBytes(o)} bytes of workgroup memory, the device allows ${limits.maxComputeWorkgroupStorageSize}`;
+        continue;
+      }
+      if (splitKvStorageBindings(o) > limits.maxStorageBuffersPerShaderStage) {
+        reason = `the kernel needs ${splitKvStorageBindings(o)} storage buffers, the device allows ${limits.maxStorageBuffersPerShaderStage}`;
+        continue;
+      }
+      chosen = o;
+      // the largest tile that still leaves enough tiles to spread over the splits
+      if (Math.ceil(s.maxKeys / workgroupSize) >= wanted) break;
+    }
+    if (chosen) break;
+  }
+  if (!chosen) return reason;
+  const splits = decodeSplits(s.maxKeys, gridXY, chosen.workgroupSize, target);
+  const max = limits.maxComputeWorkgroupsPerDimension;
+  if (s.headsKv * headBlocks > max || s.batch * tokenBlocks > max) return `the grid (${s.headsKv * headBlocks} x ${s.batch * tokenBlocks}) exceeds maxComputeWorkgroupsPerDimension (${max})`;
+  const combine = splits > 1 || s.lse;
+  return { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
+}
+
+/**
+ * Chunk widths to try, widest first: 16-byte loads where the head dims allow (8 halves, 16
+ * bytes), narrower where they do not or where rows x quads would exceed the register budget.
+ */
+function chunkWidths(s: DecodeShape, rows: number): number[] {
+  const widest = s.cache === 'float32' ? 4 : s.cache === 'int8' ? 16 : 8;
+  const out: number[] = [];
+  for (const chunk of [16, 8, 4]) {
+    if (chunk > widest) continue;
+    if (s.dimQK % chunk !== 0 || s.dimV % chunk !== 0) continue;
+    if (s.rope && s.dimQK % (2 * chunk) !== 0) continue;
+    if (chunk > 4 && rows * (chunk / 4) > MAX_QUADS) continue;
+    out.push(chunk);
+  }
+  return out.length ? out : [4];
+}
+
+/**
+ * Splits for `keys` visible keys: one tile per split until the grid reaches the target, at most
+ * MAX_SPLITS, rounded up to a power of two (so a recorded step keeps replaying as the cache grows;
+ * the splits past the last key are empty and cheap).
+ */
+export function decodeSplits(keys: number, gridXY: number, tileKeys: number, target = DEFAULT_TARGET): number {
+  const tiles = Math.max(1, Math.ceil(keys / tileKeys));
+  const wanted = Math.max(1, Math.ceil(target / gridXY));
+  const splits = Math.max(1, Math.min(tiles, wanted, MAX_SPLITS));
+  let pow = 1;
+  while (pow < splits) pow *= 2;
+  return Math.min(pow, MAX_SPLITS);
+}
