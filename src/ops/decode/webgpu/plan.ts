@@ -58,51 +58,68 @@ const env = (name: string): number | undefined => {
  * with FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET and
  * FUSEDATTN_DECODE_UNROLL.
  */
-export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan | string {
+export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
   if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
   const target = targetWorkgroups ?? env('FUSEDATTN_DECODE_TARGET') ?? DEFAULT_TARGET;
   const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? 256;
-  const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? DEFAULT_UNROLL;
-  const headsPerBlock = Math.min(s.group, MAX_ROWS);
-  const tokensPerBlock = Math.max(1, Math.min(s.tokens, Math.floor(MAX_ROWS / headsPerBlock)));
-  const rows = headsPerBlock * tokensPerBlock;
-  const headBlocks = Math.ceil(s.group / headsPerBlock);
-  const tokenBlocks = Math.ceil(s.tokens / tokensPerBlock);
-  const gridXY = s.headsKv * headBlocks * s.batch * tokenBlocks;
-  const wanted = Math.ceil(target / 2 / gridXY);
+  const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? (device.software ? 1 : DEFAULT_UNROLL);
   let reason = 'no workgroup size fits this device';
-  let chosen: SplitKvOptions | undefined;
-  for (const chunk of chunkWidths(s, rows)) {
-    for (const workgroupSize of [256, 128, 64].filter((w) => w <= largest && w <= limits.maxComputeInvocationsPerWorkgroup && w <= limits.maxComputeWorkgroupSizeX)) {
-      const o: SplitKvOptions = {
-        dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize, chunk, cache: s.cache, io: s.io,
-        paged: s.paged, sharedKV: s.sharedKV, append: s.append, rope: s.rope, softcap: s.softcap, alibi: s.alibi, direct: false, unroll,
-      };
-      const why = splitKvUnsupported(o);
-      if (why) {
-        reason = why;
-        continue;
+  // most heads per workgroup first (each K/V row is then read once for them all), fewer where
+  // their query rows do not fit the workgroup memory (MLA: 16-128 heads of 576)
+  for (const headsPerBlock of headBlockSizes(s.group)) {
+    const tokensPerBlock = Math.max(1, Math.min(s.tokens, Math.floor(MAX_ROWS / headsPerBlock)));
+    const rows = headsPerBlock * tokensPerBlock;
+    const headBlocks = Math.ceil(s.group / headsPerBlock);
+    const tokenBlocks = Math.ceil(s.tokens / tokensPerBlock);
+    const gridXY = s.headsKv * headBlocks * s.batch * tokenBlocks;
+    const wanted = Math.ceil(target / 2 / gridXY);
+    let chosen: SplitKvOptions | undefined;
+    for (const chunk of chunkWidths(s, rows)) {
+      for (const workgroupSize of [256, 128, 64].filter((w) => w <= largest && w <= limits.maxComputeInvocationsPerWorkgroup && w <= limits.maxComputeWorkgroupSizeX)) {
+        const o: SplitKvOptions = {
+          dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize, chunk, cache: s.cache, io: s.io,
+          paged: s.paged, sharedKV: s.sharedKV, append: s.append, rope: s.rope, softcap: s.softcap, alibi: s.alibi, direct: false, unroll,
+        };
+        const why = splitKvUnsupported(o);
+        if (why) {
+          reason = why;
+          continue;
+        }
+        if (splitKvSharedBytes(o) > limits.maxComputeWorkgroupStorageSize) {
+          reason = `the kernel needs ${splitKvSharedBytes(o)} bytes of workgroup memory, the device allows ${limits.maxComputeWorkgroupStorageSize}`;
+          continue;
+        }
+        if (splitKvStorageBindings(o) > limits.maxStorageBuffersPerShaderStage) {
+          reason = `the kernel needs ${splitKvStorageBindings(o)} storage buffers, the device allows ${limits.maxStorageBuffersPerShaderStage}`;
+          continue;
+        }
+        chosen = o;
+        // the largest tile that still leaves enough tiles to spread over the splits
+        if (Math.ceil(s.maxKeys / workgroupSize) >= wanted) break;
       }
-      if (splitKvSharedBytes(o) > limits.maxComputeWorkgroupStorageSize) {
-        reason = `the kernel needs ${splitKvSharedBytes(o)} bytes of workgroup memory, the device allows ${limits.maxComputeWorkgroupStorageSize}`;
-        continue;
-      }
-      if (splitKvStorageBindings(o) > limits.maxStorageBuffersPerShaderStage) {
-        reason = `the kernel needs ${splitKvStorageBindings(o)} storage buffers, the device allows ${limits.maxStorageBuffersPerShaderStage}`;
-        continue;
-      }
-      chosen = o;
-      // the largest tile that still leaves enough tiles to spread over the splits
-      if (Math.ceil(s.maxKeys / workgroupSize) >= wanted) break;
+      if (chosen) break;
     }
-    if (chosen) break;
+    if (!chosen) continue;
+    const splits = decodeSplits(s.maxKeys, gridXY, chosen.workgroupSize, target);
+    const max = limits.maxComputeWorkgroupsPerDimension;
+    if (s.headsKv * headBlocks > max || s.batch * tokenBlocks > max) return `the grid (${s.headsKv * headBlocks} x ${s.batch * tokenBlocks}) exceeds maxComputeWorkgroupsPerDimension (${max})`;
+    const combine = splits > 1 || s.lse;
+    return { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
   }
-  if (!chosen) return reason;
-  const splits = decodeSplits(s.maxKeys, gridXY, chosen.workgroupSize, target);
-  const max = limits.maxComputeWorkgroupsPerDimension;
-  if (s.headsKv * headBlocks > max || s.batch * tokenBlocks > max) return `the grid (${s.headsKv * headBlocks} x ${s.batch * tokenBlocks}) exceeds maxComputeWorkgroupsPerDimension (${max})`;
-  const combine = splits > 1 || s.lse;
-  return { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
+  return reason;
+}
+
+/** What the plan needs to know about the adapter besides its limits. */
+export interface PlanDevice {
+  /** A software rasterizer (llvmpipe...): no unrolling (compile time dominates there, not loads in flight). */
+  software?: boolean;
+}
+
+/** Heads per workgroup to try, most first: the whole group (up to MAX_ROWS), then halves. */
+function headBlockSizes(group: number): number[] {
+  const sizes = [Math.min(group, MAX_ROWS)];
+  while (sizes[sizes.length - 1] > 1) sizes.push(Math.ceil(sizes[sizes.length - 1] / 2));
+  return sizes;
 }
 
 /**

@@ -65,6 +65,15 @@ export function partialBytes(plan: DecodePlan, call: Pick<GpuDecodeCall, 'batch'
   return call.batch * call.headsQ * call.tokens * plan.splits * (plan.kernel.dimV + 4) * 4;
 }
 
+/**
+ * Compiles the plan's pipelines (cached), so that a kernel that fails to build throws before
+ * anything of the call is queued.
+ */
+export async function prepareDecode(runtime: GpuRuntime, plan: DecodePlan, lse: boolean): Promise<void> {
+  await runtime.pipeline(splitKvKernel, plan.kernel);
+  if (plan.combine) await runtime.pipeline(combineKernel, { dimV: plan.kernel.dimV, io: plan.kernel.io, lse });
+}
+
 /** Queues the partial pass (and the combine pass when the plan has one). Submits nothing. */
 export async function queueAttentionDecode(runtime: GpuRuntime, plan: DecodePlan, call: GpuDecodeCall): Promise<void> {
   const k = plan.kernel;

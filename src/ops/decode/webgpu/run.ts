@@ -8,10 +8,11 @@ import { Tensor } from '../../../core/tensor.js';
 import type { AttentionResult } from '../../../backends/backend.js';
 import { type Operand, operandOf, releaseOperands } from '../../../engines/webgpu/operands.js';
 import { type BindingResource, type GpuRuntime, getRuntime } from '../../../engines/webgpu/runtime.js';
+import { isSoftwareAdapter } from '../../../engines/webgpu/device.js';
 import type { CacheStrides, DecodeProblem, RowStrides } from '../problem.js';
 import { appendOnHost } from '../cpu/decode.js';
 import { type DecodePlan, type DecodeShape, planDecode } from './plan.js';
-import { type GpuCacheTensor, type GpuDecodeCall, type GpuRows, queueAttentionDecode } from './queue.js';
+import { type GpuCacheTensor, type GpuDecodeCall, type GpuRows, prepareDecode, queueAttentionDecode } from './queue.js';
 
 /** The plan-level shape of a problem (append is in-kernel only for GPU-resident caches). */
 export function decodeShapeOf(p: DecodeProblem): DecodeShape {
@@ -25,7 +26,7 @@ export function decodeShapeOf(p: DecodeProblem): DecodeShape {
 
 /** The plan for a problem on a runtime, or UnsupportedError saying why there is none. */
 export function planFor(runtime: GpuRuntime, p: DecodeProblem): DecodePlan {
-  const plan = planDecode(decodeShapeOf(p), runtime.limits);
+  const plan = planDecode(decodeShapeOf(p), runtime.limits, undefined, { software: isSoftwareAdapter(runtime.adapter) });
   if (typeof plan === 'string') throw new UnsupportedError('options.backend', `backend webgpu cannot run this decode: ${plan}`);
   return plan;
 }
@@ -34,6 +35,7 @@ export async function runDecodeWebGpu(problem: DecodeProblem, device: GPUDevice 
   const runtime = await getRuntime(problem.q.gpu?.device ?? device);
   const onGpu = problem.q.location === 'webgpu';
   const plan = planFor(runtime, problem);
+  await prepareDecode(runtime, plan, problem.returnLse);
   let p = problem;
   if (p.append && !plan.kernel.append) {
     // a CPU-resident cache: store the new rows on the host, then attend over lengths + Sq keys

@@ -97,7 +97,7 @@ export function splitKvLayout(o: Pick<SplitKvOptions, 'dimV' | 'chunk' | 'workgr
   const slices = Math.floor(o.workgroupSize / chunks);
   let pow = 1;
   while (pow < slices) pow *= 2;
-  return { chunks, slices, half: pow / 2 };
+  return { chunks, slices, half: Math.floor(pow / 2) };
 }
 
 export function splitKvRows(o: Pick<SplitKvOptions, 'headsPerBlock' | 'tokensPerBlock'>): number {
@@ -370,6 +370,13 @@ ${vs.map((v) => `        mx = max(mx, max(max(abs(x[${v}].x), abs(x[${v}].y)), m
       v_scales[cache_at(b, kv_head, p, params.vs_off, params.s_sp, params.s_sh, params.s_spos)] = new_scale[MAX_TOKENS + i];` : ''}
     }`}
   }`;
+  if (o.append) {
+    helpers.push(`/** Chunk c of key pos (row at element k_row when cached): from the cache below len, else the new rows. */
+fn key_chunk(b: u32, h: u32, len: u32, k_row: u32, pos: u32, c: u32) -> array<vec4<f32>, ${V}> {
+  if (pos < len) { return load_k(k_row + c * ${E}u); }
+  return fresh_k(b, h, pos - len, c);
+}`);
+  }
   if (o.append && int8) {
     helpers.push(`fn quantized(x: array<vec4<f32>, ${V}>, inv: f32) -> array<vec4<f32>, ${V}> {
   return array<vec4<f32>, ${V}>(${vs.map((v) => `clamp(round(x[${v}] * inv), vec4<f32>(-127.0), vec4<f32>(127.0))`).join(', ')});
@@ -378,12 +385,7 @@ ${vs.map((v) => `        mx = max(mx, max(max(abs(x[${v}].x), abs(x[${v}].y)), m
 
   const keyScale = int8 ? `
       let k_scale = ${o.append ? 'select(1.0, ' : ''}k_scales[cache_at(b, kv_head, ${o.append ? 'min(pos, max(len, 1u) - 1u)' : 'pos'}, params.ks_off, params.s_sp, params.s_sh, params.s_spos)]${o.append ? ', pos < len)' : ''};` : '';
-  const scorePhase = o.append
-    ? `      if (pos < len) {
-        let k_row = cache_at(b, kv_head, pos, params.k_off, params.k_sp, params.k_sh, params.k_spos);${keyLoop(cacheKey)}
-      } else {${keyLoop((c) => `fresh_k(b, kv_head, pos - len, ${c})`)}
-      }`
-    : `      let k_row = cache_at(b, kv_head, pos, params.k_off, params.k_sp, params.k_sh, params.k_spos);${keyLoop(cacheKey)}`;
+  const scorePhase = `      let k_row = cache_at(b, kv_head, ${o.append ? 'min(pos, max(len, 1u) - 1u)' : 'pos'}, params.k_off, params.k_sp, params.k_sh, params.k_spos);${keyLoop(o.append ? (c) => `key_chunk(b, kv_head, len, k_row, pos, ${c})` : cacheKey)}`;
 
   return `${decl.join('\n')}
 
