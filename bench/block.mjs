@@ -18,8 +18,8 @@ import { appendRow, commit } from './model-report.mjs';
 import { AttentionBlock, Profiler, referenceBlock, validateBlock } from '../dist/index.js';
 import { benchWith, formatBlockTable } from '../dist/block/bench.js';
 import { randomBlockWeights, randomHidden } from '../dist/block/random.js';
-import { gemmUnsupported } from '../dist/block/webgpu/gemm.js';
-import { SGMAT_TILES } from '../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
+import { gemmUnsupported } from '../dist/ops/gemm/webgpu/gemm.js';
+import { SGMAT_TILES } from '../dist/ops/gemm/webgpu/gemm-sgmat-tiled.wgsl.js';
 import { compare } from '../dist/testing/index.js';
 
 const { values: args } = parseArgs({

@@ -19,9 +19,10 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
-const { compileKernels, instantiateKernels, scalarKernels, tileGeometry } = await import(join(root, 'dist', 'backends', 'cpu', 'kernels.js'));
-const { ModuleBuilder, i32 } = await import(join(root, 'dist', 'backends', 'cpu', 'wasm', 'encoder.js'));
-const { relaxedSimdAvailable } = await import(join(root, 'dist', 'backends', 'cpu', 'platform.js'));
+const { compileKernels, instantiateKernels, scalarKernels } = await import(join(root, 'dist', 'ops', 'cpu-program.js'));
+const { tileGeometry } = await import(join(root, 'dist', 'ops', 'attention', 'cpu', 'kernels.js'));
+const { ModuleBuilder, i32 } = await import(join(root, 'dist', 'engines', 'cpu', 'wasm', 'encoder.js'));
+const { relaxedSimdAvailable } = await import(join(root, 'dist', 'engines', 'cpu', 'platform.js'));
 
 /** GHz from a dependent chain of i32.mul (latency 3 cycles), best of 20. */
 function measureClock() {

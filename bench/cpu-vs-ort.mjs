@@ -31,7 +31,7 @@ const ort = (await import(join(here, 'node_modules', 'onnxruntime-node', 'dist',
 const { multiHeadAttentionModel, groupQueryAttentionModel } = await import('./onnx-model.mjs');
 const { attention, Tensor } = await import(join(root, 'dist', 'index.js'));
 const { normal, uniform, randomFloats } = await import(join(root, 'dist', 'testing', 'index.js'));
-const { cpuEngine } = await import(join(root, 'dist', 'backends', 'cpu', 'index.js'));
+const { cpuEngine } = await import(join(root, 'dist', 'ops', 'cpu-engine.js'));
 
 const threads = os.availableParallelism();
 const engine = await cpuEngine();

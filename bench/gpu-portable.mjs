@@ -15,9 +15,9 @@ import { appendFileSync } from 'node:fs';
 import { attention, naiveAttention, referenceAttention, validateAttention, Tensor, gpuAdapterInfo } from '../dist/index.js';
 import { SUITE, caseName, makeCase, checkF32, checkLowPrecision } from '../dist/testing/index.js';
 import { getRuntime } from '../dist/engines/webgpu/runtime.js';
-import { runFlash, chooseTile, flashUnsupported, quadLoadsFit } from '../dist/backends/webgpu/portable/flash.js';
-import { runNaive, naiveUnsupported } from '../dist/backends/webgpu/naive/naive.js';
-import { keyRange } from '../dist/attention/problem.js';
+import { runFlash, chooseTile, flashUnsupported, quadLoadsFit } from '../dist/ops/attention/webgpu/portable/flash.js';
+import { runNaive, naiveUnsupported } from '../dist/ops/attention/webgpu/naive/naive.js';
+import { keyRange } from '../dist/ops/attention/problem.js';
 
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);

@@ -18,9 +18,9 @@ import { parseArgs } from 'node:util';
 import { appendRow, commit, markdownTable } from './model-report.mjs';
 import { defineKernel, getRuntime } from '../dist/engines/webgpu/runtime.js';
 import { Profiler } from '../dist/profiler/index.js';
-import { COMBINE_PARAMS, DECODE_PARAMS, buildDecodeCombine, buildDecodePartial, chooseSplits } from '../dist/model/webgpu/decode-attention.wgsl.js';
-import { flashDecodeOptions } from '../dist/model/webgpu/flash-decode.wgsl.js';
-import { flashDecodePlan, flashDecodeSplitsFor, queueFlashDecode } from '../dist/model/webgpu/flash-decode.js';
+import { COMBINE_PARAMS, DECODE_PARAMS, buildDecodeCombine, buildDecodePartial, chooseSplits } from '../dist/ops/decode/webgpu/decode-attention.wgsl.js';
+import { flashDecodeOptions } from '../dist/ops/decode/webgpu/flash-decode.wgsl.js';
+import { flashDecodePlan, flashDecodeSplitsFor, queueFlashDecode } from '../dist/ops/decode/webgpu/flash-decode.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
 import { splitKvOptions } from '../dist/model/webgpu/unfused-attention.js';
 

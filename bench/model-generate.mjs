@@ -168,6 +168,8 @@ for (const backend of args.backend.split(',')) {
       prefillMs: +r.prefillMs.toFixed(1),
       prefillTokensPerSecond: +r.prefillTokensPerSecond.toFixed(2),
       decodeSteps: r.decodeSteps,
+      // greedy tokens: two runs of the same model (e.g. GEMM before/after) must agree on them
+      tokens: r.tokens,
       decodeMs: +r.decodeMs.toFixed(1),
       decodeTokensPerSecond: +r.decodeTokensPerSecond.toFixed(2),
       weightBytes: model.weightBytes,

@@ -1,11 +1,11 @@
 // fusedattn: FlashAttention and fused attention for JavaScript and TypeScript.
-export { attention, naiveAttention } from './attention/api.js';
-export type { AttentionOptions, BackendChoice, BackendName, CausalAlign } from './attention/options.js';
-export { validateAttention } from './attention/validate.js';
-export type { AttentionProblem, StridedView, BroadcastView, KeyWindow } from './attention/problem.js';
-export { referenceAttention, type Precision, type ReferenceResult } from './attention/reference.js';
-export type { AttentionResult, RunStats } from './backends/backend.js';
-export { listBackends, type BackendInfo } from './backends/registry.js';
+export { attention, naiveAttention } from './ops/attention/index.js';
+export type { AttentionOptions, BackendChoice, BackendName, CausalAlign } from './ops/attention/index.js';
+export { validateAttention } from './ops/attention/index.js';
+export type { AttentionProblem, StridedView, BroadcastView, KeyWindow } from './ops/attention/index.js';
+export { referenceAttention, type Precision, type ReferenceResult } from './ops/attention/index.js';
+export type { AttentionResult, RunStats } from './ops/attention/index.js';
+export { listBackends, type BackendInfo } from './ops/attention/index.js';
 export { gpuDevice, gpuAdapterInfo, type AdapterDescription } from './engines/webgpu/public.js';
 export { Tensor, type Layout, type TensorInput, type GpuStorage } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
@@ -16,5 +16,5 @@ export { npyToTensor, tensorToNpy } from './io/npy-tensor.js';
 export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, type AttentionBlockWeights, type BlockForwardOptions, type BlockKvCache, type BlockLayout, type BlockResult, type BlockStats, type RopeConfig, referenceBlock, validateBlock } from './block/index.js';
 export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type ScopeRun, type ScopeStats } from './scope/index.js';
 export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';
-export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './backends/webgpu/tiers/tune-api.js';
+export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './ops/attention/webgpu/index.js';
 export { attentionDecode, mergeAttention, validateDecode, referenceDecode, MAX_DECODE_QUERIES, type DecodeCache, type DecodeOptions, type CacheDType, type CacheLayout, type DecodeProblem, type AttentionPartial, type MergeOptions, type MergeResult } from './ops/decode/index.js';

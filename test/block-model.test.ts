@@ -20,7 +20,7 @@ const PROMPT = [3, 17, 5, 42, 9, 11, 60, 8, 25];
 async function tolerance(backend: string, f16: boolean): Promise<number> {
   if (backend !== 'webgpu' || !f16) return 3e-5;
   const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
-  const { gemmUnsupported } = await import('../dist/block/webgpu/gemm.js');
+  const { gemmUnsupported } = await import('../dist/ops/gemm/webgpu/gemm.js');
   return gemmUnsupported(await getRuntime(), 'subgroup-matrix', 'float16') === undefined ? 1e-2 : 3e-5;
 }
 const CASES = [

@@ -4,13 +4,13 @@
 // 16-byte alignment NVIDIA's matrix loads need.
 import { describe, expect, it } from 'vitest';
 import { buildBlockAttention, buildBlockCombine, BLOCK_ATTENTION_ROWS_TILES, BLOCK_ATTENTION_TILES } from '../dist/block/webgpu/attention.wgsl.js';
-import { SGMAT_TILE, buildSgmatGemm } from '../dist/block/webgpu/gemm-sgmat.wgsl.js';
+import { SGMAT_TILE, buildSgmatGemm } from '../dist/ops/gemm/webgpu/gemm-sgmat.wgsl.js';
 import { buildBiasAdd, buildCopy4d, buildRopeBnsd, buildScaleMask, buildSoftmaxRows } from '../dist/block/webgpu/unfused.wgsl.js';
-import { SGMAT_TILES, buildSgmatTiledGemm, sgmatTileProblem, tileGeometry } from '../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
-import { sgMatrixBlockOptions } from '../dist/block/webgpu/flash-block.js';
-import { buildFlashSgMatrix, sgMatrixWorkgroupBytes } from '../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
-import { SG_MATRIX_CONFIGS } from '../dist/backends/webgpu/tiers/sgmatrix.js';
-import { buildFlash } from '../dist/backends/webgpu/portable/flash.wgsl.js';
+import { SGMAT_TILES, buildSgmatTiledGemm, sgmatTileProblem, tileGeometry } from '../dist/ops/gemm/webgpu/gemm-sgmat-tiled.wgsl.js';
+import { sgMatrixBlockOptions } from '../dist/ops/attention/webgpu/packed-qkv.js';
+import { buildFlashSgMatrix, sgMatrixWorkgroupBytes } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { SG_MATRIX_CONFIGS } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
+import { buildFlash } from '../dist/ops/attention/webgpu/portable/flash.wgsl.js';
 import { tintErrors } from './tint.js';
 
 const dims = (headDim: number, group: number) => ({ hidden: 64, heads: group, kvHeads: 1, headDim, group, qkvWidth: (group + 2) * headDim, scale: 1, rope: {}, maxPositions: 16 });

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { attention, listBackends, referenceAttention, validateAttention } from '../dist/index.js';
 import { type AttentionCase, checkF32, compare, makeCase } from '../dist/testing/index.js';
-import { CpuEngine, cpuEngine, runFlash, runNaive } from '../dist/backends/cpu/index.js';
+import { runFlash, runNaive } from '../dist/ops/attention/cpu/index.js';
+import { cpuEngine, createCpuEngine } from '../dist/ops/cpu-engine.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -20,7 +21,7 @@ function node(flags: string[], script: string, timeout = 60_000) {
 const childCase = `
 import { attention, validateAttention, referenceAttention } from './dist/index.js';
 import { makeCase, checkF32 } from './dist/testing/index.js';
-import { cpuEngine } from './dist/backends/cpu/index.js';
+import { cpuEngine } from './dist/ops/cpu-engine.js';
 const c = makeCase({ batch: 1, headsQ: 3, headsKv: 1, seqQ: 70, seqK: 90, dimQK: 36, dimV: 20, causal: true, returnLse: true }, 11);
 const r = await attention(c.q, c.k, c.v, { ...c.options, backend: 'cpu' });
 const ref = referenceAttention(validateAttention(c.q, c.k, c.v, c.options));
@@ -70,7 +71,7 @@ describe('CPU worker pool', () => {
     const script = `
       import { attention } from './dist/index.js';
       import { makeCase } from './dist/testing/index.js';
-      import { cpuEngine } from './dist/backends/cpu/index.js';
+      import { cpuEngine } from './dist/ops/cpu-engine.js';
       const c = makeCase({ batch: 1, headsQ: 4, seqQ: 256, seqK: 256, dimQK: 64 }, 5);
       const r = await attention(c.q, c.k, c.v, { ...c.options, backend: 'cpu' });
       const e = await cpuEngine();
@@ -105,8 +106,8 @@ describe('CPU fallbacks and kernel variants', () => {
   });
 
   it('WASM SIMD and scalar JavaScript kernels agree, on the pool and inline', async () => {
-    const scalar = await CpuEngine.create({ threads: 0, kernels: 'scalar' });
-    const inline = await CpuEngine.create({ threads: 0 });
+    const scalar = await createCpuEngine({ threads: 0, kernels: 'scalar' });
+    const inline = await createCpuEngine({ threads: 0 });
     const pooled = await cpuEngine();
     expect(scalar.kernels.kind).toBe('scalar');
     expect(inline.kernels.kind).toMatch(/^wasm/);
@@ -132,7 +133,7 @@ describe('CPU fallbacks and kernel variants', () => {
 
   it('works with staging above 2 GiB (addresses past the i32 sign bit)', async () => {
     // an untouched 2.2 GB region pushes this call's regions past 2^31 (not resident: RSS stays small)
-    const engine = await CpuEngine.create({ threads: 2, inlineFlops: 0 });
+    const engine = await createCpuEngine({ threads: 2, inlineFlops: 0 });
     const hole = engine.arena.allocate(2.2e9);
     const c: AttentionCase = { batch: 1, headsQ: 4, headsKv: 2, seqQ: 70, seqK: 90, dimQK: 36, dimV: 20, causal: true, mask: 'blocks', returnLse: true };
     const { q, k, v, options } = makeCase(c, 3);

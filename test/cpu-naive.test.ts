@@ -3,7 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { naiveAttention, referenceAttention, validateAttention } from '../dist/index.js';
 import { type AttentionCase, SUITE, caseName, checkF32, checkLowPrecision, makeCase, normal, randomFloats, uniform } from '../dist/testing/index.js';
-import { CpuEngine, matmul, runNaive } from '../dist/backends/cpu/index.js';
+import { runNaive } from '../dist/ops/attention/cpu/index.js';
+import { createCpuEngine } from '../dist/ops/cpu-engine.js';
+import { matmul } from '../dist/ops/gemm/cpu/index.js';
 
 // a spread of the shared suite: odd sizes, every layout, GQA, MLA split, windows, masks, bias, ALiBi, f16
 const NAIVE_CASES = SUITE.filter((c) => c.seqQ * c.seqK <= 10_000 || c.layout === 'TND');
@@ -32,7 +34,7 @@ describe('naive three-step attention on the CPU', () => {
     const c: AttentionCase = { batch: 2, headsQ: 3, seqQ: 40, seqK: 50, dimQK: 16, causal: true, returnLse: true };
     const { q, k, v, options } = makeCase(c, 9);
     const p = validateAttention(q, k, v, options);
-    const engine = await CpuEngine.create({ threads: 0 });
+    const engine = await createCpuEngine({ threads: 0 });
     const budget = 2 * 40 * 4 * 52; // two heads' S buffers (rows padded to 52 floats)
     const r = await runNaive(engine, p, budget);
     expect(r.stats!.launches).toBe(3 * 3); // 6 (b, h) pairs, 2 per group

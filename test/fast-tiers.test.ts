@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UnsupportedError, validateAttention } from '../dist/index.js';
 import { SUITE, caseName, makeCase } from '../dist/testing/index.js';
-import { buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes, type SgMatrixKernelOptions } from '../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
-import { SG_MATRIX_CONFIGS, kernelOptionsOf, sgMatrixAdapterUnsupported, sgMatrixProblemUnsupported, type TierDevice } from '../dist/backends/webgpu/tiers/sgmatrix.js';
-import { chooseFlashTier } from '../dist/backends/webgpu/tiers/index.js';
-import { buildFlashSubgroup, subgroupWorkgroupBytes, type SubgroupKernelOptions } from '../dist/backends/webgpu/tiers/flash-subgroup-wgsl.js';
-import { lengthClass, tuneKey, recordTuned, clearAutotuneCache, tunedConfig } from '../dist/backends/webgpu/tiers/autotune.js';
-import { setAutotuneMode, autotuneMode } from '../dist/backends/webgpu/tiers/autotune-mode.js';
+import { buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes, type SgMatrixKernelOptions } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { SG_MATRIX_CONFIGS, kernelOptionsOf, sgMatrixAdapterUnsupported, sgMatrixProblemUnsupported, type TierDevice } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
+import { chooseFlashTier } from '../dist/ops/attention/webgpu/tiers/index.js';
+import { buildFlashSubgroup, subgroupWorkgroupBytes, type SubgroupKernelOptions } from '../dist/ops/attention/webgpu/tiers/flash-subgroup-wgsl.js';
+import { lengthClass, tuneKey, recordTuned, clearAutotuneCache, tunedConfig } from '../dist/ops/attention/webgpu/tiers/autotune.js';
+import { setAutotuneMode, autotuneMode } from '../dist/ops/attention/webgpu/tiers/autotune-mode.js';
 import { checkCase } from './helpers.js';
 import { tintErrors } from './tint.js';
 

@@ -1,4 +1,4 @@
-// The second split-KV decode kernel pair (src/model/webgpu/flash-decode.wgsl.ts) on the adapter
+// The second split-KV decode kernel pair (src/ops/decode/webgpu/flash-decode.wgsl.ts) on the adapter
 // here (Mesa llvmpipe in CI) against the float64 attention reference: cache mode (query rotated
 // already, every key in the cache) for decode and short prefill chunks, and packed mode (query and
 // the new token's key/value read from packed QKV rows, RoPE in the kernel, the new key/value
@@ -11,7 +11,7 @@ import { applyRope } from '../dist/model/cpu/kernels.js';
 import { configFrom, ropeTable, tinyConfigJson } from '../dist/model/index.js';
 import {
   FLASH_COMBINE_PARAMS, FLASH_DECODE_PARAMS, buildFlashCombine, buildFlashDecode, flashDecodeOptions, flashDecodeSplits,
-} from '../dist/model/webgpu/flash-decode.wgsl.js';
+} from '../dist/ops/decode/webgpu/flash-decode.wgsl.js';
 import { backendsHere } from './helpers.js';
 import { type KernelBinding, runKernel } from './webgpu-helpers.js';
 import { expectClose } from './model-helpers.js';
@@ -124,7 +124,7 @@ describe.skipIf(!device)('flash-decode kernels on WebGPU vs the float64 referenc
   });
 
   it('the plan: tile size and split count by cache length', async () => {
-    const { flashDecodePlan } = await import('../dist/model/webgpu/flash-decode.js');
+    const { flashDecodePlan } = await import('../dist/ops/decode/webgpu/flash-decode.js');
     const big = { limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 } } as never;
     const plan = (D: number, G: number, keys: number, kv: number) => {
       const p = flashDecodePlan(big, D, G, true, keys, kv, 1)!;

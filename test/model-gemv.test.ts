@@ -1,4 +1,4 @@
-// The decode GEMV (src/model/webgpu/gemv.wgsl.ts) on the adapter here (Mesa llvmpipe in CI)
+// The decode GEMV (src/ops/gemm/webgpu/gemv.wgsl.ts) on the adapter here (Mesa llvmpipe in CI)
 // against float64 sums: float32 and float16 weights, 16-byte and scalar loads, 1..8 rows, bias,
 // the accumulate (residual) and pair (SwiGLU) epilogues, a weight part writing its columns.
 import { describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ const rand = (n: number, scale = 1) => randomFloats(n, gauss, scale);
 
 describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', async () => {
   const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
-  const { queueGemv } = await import('../dist/model/webgpu/gemv.js');
+  const { queueGemv } = await import('../dist/ops/gemm/webgpu/gemv.js');
   const runtime = await getRuntime();
 
   const cases = [

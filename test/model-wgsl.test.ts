@@ -16,7 +16,7 @@ import {
 } from '../dist/model/webgpu/kernels.wgsl.js';
 import {
   COMBINE_PARAMS, DECODE_PARAMS, buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
-} from '../dist/model/webgpu/decode-attention.wgsl.js';
+} from '../dist/ops/decode/webgpu/decode-attention.wgsl.js';
 import { ropeTable, configFrom, tinyConfigJson } from '../dist/model/index.js';
 import { expectClose } from './model-helpers.js';
 

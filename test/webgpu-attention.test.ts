@@ -8,7 +8,7 @@ import {
 } from '../dist/index.js';
 import { SUITE, type AttentionCase, caseName, checkF32, checkLowPrecision, makeCase } from '../dist/testing/index.js';
 import { type GpuRuntime, getRuntime } from '../dist/engines/webgpu/runtime.js';
-import { quadLoadsFit } from '../dist/backends/webgpu/portable/flash.js';
+import { quadLoadsFit } from '../dist/ops/attention/webgpu/portable/flash.js';
 import { ownDevice, skipNotice } from './webgpu-helpers.js';
 
 const skip = await skipNotice('the WebGPU attention tests');

@@ -7,11 +7,11 @@ import { makeCase } from '../dist/testing/index.js';
 import { stableKey } from '../dist/engines/webgpu/stable-key.js';
 import { UniformLayout } from '../dist/engines/webgpu/uniforms.js';
 import { sizeClass } from '../dist/engines/webgpu/buffers.js';
-import { buildFlash, flashWorkgroupBytes, type FlashOptions } from '../dist/backends/webgpu/portable/flash.wgsl.js';
-import { FLASH_TILES, chooseTile, flashUnsupported, type FlashLimits } from '../dist/backends/webgpu/portable/flash.js';
-import { buildMatmul } from '../dist/backends/webgpu/kernels/matmul.wgsl.js';
-import { buildScores, naiveUnsupported } from '../dist/backends/webgpu/naive/naive.js';
-import { buildSoftmax } from '../dist/backends/webgpu/naive/softmax.wgsl.js';
+import { buildFlash, flashWorkgroupBytes, type FlashOptions } from '../dist/ops/attention/webgpu/portable/flash.wgsl.js';
+import { FLASH_TILES, chooseTile, flashUnsupported, type FlashLimits } from '../dist/ops/attention/webgpu/portable/flash.js';
+import { buildMatmul } from '../dist/ops/gemm/webgpu/matmul.wgsl.js';
+import { buildScores, naiveUnsupported } from '../dist/ops/attention/webgpu/naive/naive.js';
+import { buildSoftmax } from '../dist/ops/attention/webgpu/naive/softmax.wgsl.js';
 
 const plain: FlashOptions = {
   dtype: 'float32', dimQK: 64, dimRope: 0, dimV: 64, tile: { threads: 64, rows: 16, keys: 32 }, returnLse: false,

@@ -1,7 +1,7 @@
 // Prints the SPIR-V that Dawn/Tint generates for one flash kernel variant (Dawn's dump_shaders toggle).
 // Usage: node bench/experiments/dump-spirv.mjs '{"subgroups":4,"blockKeys":32}' [robust=1]
 import { create, globals } from 'webgpu';
-import { buildFlashSgMatrix } from '../../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { buildFlashSgMatrix } from '../../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
 Object.assign(globalThis, globals);
 const variant = JSON.parse(process.argv[2] ?? '{}');
 const robust = (process.argv[3] ?? '1') === '1';

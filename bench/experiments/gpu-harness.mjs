@@ -166,7 +166,7 @@ function round16(x) {
  * float64 reference of one output row (b, h, i) of a problem whose q/k/v are f16 CPU tensors
  * (window/causal, softcap, alibi, GQA, split RoPE; no mask/bias). Returns { out, lse }.
  * With { naive16: true }: naive float16 attention instead (QKᵀ, scale, P and PV rounded to f16,
- * softmax in f32 — like src/attention/reference.ts at precision 'float16').
+ * softmax in f32 — like src/ops/attention/reference.ts at precision 'float16').
  */
 export function referenceRow(p, b, h, i, { naive16 = false } = {}) {
   const r = naive16 ? round16 : (x) => x;

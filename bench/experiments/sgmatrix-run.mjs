@@ -1,7 +1,7 @@
-// Runs the subgroup-matrix flash kernel (src/backends/webgpu/tiers/flash-sgmatrix-wgsl.ts, built to
+// Runs the subgroup-matrix flash kernel (src/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.ts, built to
 // dist/) on a validated AttentionProblem with raw WebGPU: upload, one dispatch grid, timing, readback.
-import { buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from '../../dist/backends/webgpu/tiers/flash-sgmatrix-wgsl.js';
-import { packParams } from '../../dist/backends/webgpu/tiers/flash-params.js';
+import { buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from '../../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { packParams } from '../../dist/ops/attention/webgpu/tiers/flash-params.js';
 import { buffer, compile, readback, timeDispatches, upload } from './gpu-harness.mjs';
 
 const pipelines = new Map();
@@ -68,7 +68,7 @@ export async function runSgMatrix(dev, problem, variant, { iters = 0, warmup = 1
   return result;
 }
 
-/** The per-sequence table the kernels read (same layout as src/backends/webgpu/attention-io.ts). */
+/** The per-sequence table the kernels read (same layout as src/ops/attention/webgpu/attention-io.ts). */
 function sequenceTable(p) {
   const nb = p.batch;
   const slopes = p.alibi ? p.alibi.tensor.toFloat32() : new Float32Array(0);

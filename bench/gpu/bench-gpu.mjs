@@ -14,8 +14,8 @@ import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { Tensor, attention, naiveAttention, validateAttention } from '../../dist/index.js';
 import { getRuntime } from '../../dist/engines/webgpu/runtime.js';
-import { chooseFlashTier } from '../../dist/backends/webgpu/tiers/index.js';
-import { tuneKey } from '../../dist/backends/webgpu/tiers/autotune.js';
+import { chooseFlashTier } from '../../dist/ops/attention/webgpu/tiers/index.js';
+import { tuneKey } from '../../dist/ops/attention/webgpu/tiers/autotune.js';
 import { HALF, randomHalf, referenceRow } from '../experiments/gpu-harness.mjs';
 import { gpuTimeOf } from './gpu-timer.mjs';
 import { timeOrtMha } from './onnx-mha.mjs';
@@ -182,7 +182,9 @@ for (const name of names) {
         return outx;
       };
       const r = await timeOrtMha(ort, { batch: s.batch, heads: s.headsQ, seq: s.seq, dimQK: s.dimQK, dimV: dv, causal: s.causal ?? false }, q, expand(k, s.dimQK), expand(v, dv));
-      Object.assign(row, { ms: r.ms, ms1: r.ms1, msChain: r.msChain, chain: r.chain, includesCopies: r.includesCopies, tflops: row.flops / (r.ms * 1e9) });
+      Object.assign(row, { ms1: r.ms1, msChain: r.msChain, chain: r.chain, includesCopies: r.includesCopies });
+      if (r.ms === undefined) row.error = r.notMeasurable; // raw timings kept in ms1 / msChain
+      else Object.assign(row, { ms: r.ms, tflops: row.flops / (r.ms * 1e9) });
       if (hk !== s.headsQ) row.note = 'K/V expanded to the query heads';
       // ORT's output is BSH: back to BNSD for the error
       const bsh = r.out.data, bnsd = new Uint16Array(outCount);

@@ -12,9 +12,10 @@ import { parseArgs } from 'node:util';
 import { AttentionBlock, Profiler, Tensor, referenceBlock, validateBlock } from '../../dist/index.js';
 import { floatsToHalf, halfToFloats } from '../../dist/core/dtype.js';
 import { getRuntime } from '../../dist/engines/webgpu/runtime.js';
-import { queueLinear } from '../../dist/block/webgpu/gemm.js';
-import { SGMAT_TILES } from '../../dist/block/webgpu/gemm-sgmat-tiled.wgsl.js';
-import { SG_MATRIX_CONFIGS } from '../../dist/backends/webgpu/tiers/sgmatrix.js';
+import { queueLinear } from '../../dist/ops/gemm/webgpu/gemm.js';
+import { SGMAT_TILES } from '../../dist/ops/gemm/webgpu/gemm-sgmat-tiled.wgsl.js';
+import { SG_MATRIX_CONFIGS } from '../../dist/ops/attention/webgpu/tiers/sgmatrix.js';
+import { parseTensorCoreTile } from '../../dist/ops/gemm/webgpu/linear-tensorcore.js';
 import { randomBlockWeights, randomHidden } from '../../dist/block/random.js';
 import { compare } from '../../dist/testing/index.js';
 import { gpuTimeOf } from './gpu-timer.mjs';
@@ -42,18 +43,26 @@ function upload(data) {
   return buffer;
 }
 const roundHalf = (x) => halfToFloats(floatsToHalf(x));
-const tileName = (t) => (t === 'simple' ? 'simple 64x64' : `${t.sgM * t.fragM * 16}x${t.sgN * t.fragN * 16} sg${t.sgM}x${t.sgN} k${t.k} s${t.stages}`);
+const tileName = (t) => (t === 'simple' ? 'simple 64x64' : `${t.kind === 'tensorcore' ? 'tensorcore ' : ''}${t.sgM * t.fragM * 16}x${t.sgN * t.fragN * (t.shape === '16x8x16' ? 8 : 16)} sg${t.sgM}x${t.sgN} k${t.k} s${t.stages}${t.kind === 'tensorcore' ? ` ${t.layout}${t.prefetch ? ' pf' : ''}${t.raster > 1 ? ` r${t.raster}` : ''}` : ''}`);
+// the ceiling study's candidate (FUSEDATTN_GEMM_TILE, bench/ceiling/best-tile.mjs) is checked and timed beside the tiles
+const STUDY_TILE = process.env.FUSEDATTN_GEMM_TILE ? parseTensorCoreTile(process.env.FUSEDATTN_GEMM_TILE) : undefined;
+const TILES = STUDY_TILE ? [...SGMAT_TILES, STUDY_TILE] : SGMAT_TILES;
 
 // ---------------------------------------------------------------- GEMM: tiled kernel vs float64
 if (parts.has('gemm-check')) {
   const M = 77, K = 136;
   const cases = [];
-  for (const tile of SGMAT_TILES) {
+  for (const tile of TILES) {
     cases.push({ tile, a: 'float32', out: 'float16', bias: true, N: 200 });
     cases.push({ tile, a: 'float16', out: 'float32', bias: false, N: 200 });
   }
   cases.push({ tile: SGMAT_TILES[0], a: 'float32', out: 'float32', bias: true, N: 196 });
   cases.push({ tile: SGMAT_TILES[0], a: 'float16', out: 'float16', bias: true, N: 196 });
+  if (STUDY_TILE) {
+    cases.push({ tile: STUDY_TILE, a: 'float32', out: 'float32', bias: true, N: 196 });
+    cases.push({ tile: STUDY_TILE, a: 'float16', out: 'float16', bias: true, N: 196 });
+    cases.push({ tile: STUDY_TILE, a: 'float16', out: 'float16', bias: false, N: 256, rows: 256 }); // every dimension divides: no edge checks
+  }
   cases.push({ tile: 'simple', a: 'float32', out: 'float32', bias: true, N: 200, rows: 30 });
   for (const c of cases) {
     const rows = c.rows ?? M;
@@ -102,7 +111,7 @@ if (parts.has('gemm-time')) {
     { name: 'qkv B1', M: 1024, N: 12288, a: 'float32', out: 'float16', bias: true },
     { name: 'proj f32 B8', M: 8192, N: 4096, a: 'float32', out: 'float32', bias: false },
   ];
-  const kernels = [...SGMAT_TILES.map((t, i) => ({ tile: t, index: i })), { tile: 'simple', index: -1 }];
+  const kernels = [...TILES.map((t, i) => ({ tile: t, index: i })), { tile: 'simple', index: -1 }];
   const totals = new Map();
   const table = [];
   for (const s of shapes) {

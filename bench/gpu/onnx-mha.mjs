@@ -61,5 +61,9 @@ export async function timeOrtMha(ort, shape, q, k, v, { chain = 4, reps = 2, pro
   const one = await timeModel(1);
   if (dimQK !== dimV || chain < 2) return { ms: one.ms, ms1: one.ms, chain: 1, includesCopies: true, out: one.out };
   const many = await timeModel(chain);
-  return { ms: (many.ms - one.ms) / (chain - 1), ms1: one.ms, msChain: many.ms, chain, includesCopies: false, out: one.out };
+  const ms = (many.ms - one.ms) / (chain - 1);
+  // The difference of two wall-clock times: when the copies' noise exceeds the ops' time it can
+  // come out zero or negative (seen: -2.162 ms at B4 H32 S1024 D64). That is no measurement.
+  if (!(ms > 0)) return { ms: undefined, notMeasurable: `not measurable: ${chain} chained ops ${many.ms.toFixed(3)} ms, 1 op ${one.ms.toFixed(3)} ms (difference ${ms.toFixed(3)} ms per op, within the copies' noise)`, ms1: one.ms, msChain: many.ms, chain, includesCopies: false, out: one.out };
+  return { ms, ms1: one.ms, msChain: many.ms, chain, includesCopies: false, out: one.out };
 }

@@ -11,7 +11,7 @@
 // QKᵀ, scale + mask, softmax, PV, transpose back, O projection. Both causal, both on CPU or WebGPU.
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
 import type { TensorInput } from '../core/tensor.js';
-import { autoBackend } from '../backends/registry.js';
+import { autoBackend } from '../ops/attention/index.js';
 import { type AttentionBlockConfig, type AttentionBlockWeights, type BlockSpec, validateBlock } from './config.js';
 import { type BlockForwardOptions, validateForward } from './shape.js';
 import type { BlockResult } from './stats.js';

@@ -12,7 +12,7 @@
 //           prefill submits each layer's work (as the unfused module's attention() does), so the
 //           GPU runs layer l while the host encodes layer l + 1 instead of waiting for all layers.
 import { UnsupportedError } from '../core/errors.js';
-import { cpuEngine } from '../backends/cpu/index.js';
+import { cpuEngine } from '../ops/cpu-engine.js';
 import type { AttentionModule, StepInfo } from '../model/backend.js';
 import type { ModelConfig } from '../model/config.js';
 import type { LayerWeights } from '../model/weights.js';
@@ -22,7 +22,7 @@ import type { BlockDims } from './config.js';
 import { packedAttention, ropeAndCache } from './cpu/block.js';
 import type { BlockGeometry } from './shape.js';
 import { type GpuBlock, type GpuRopeTable } from './webgpu/block.js';
-import type { GemmChoice, GpuLinear } from './webgpu/gemm.js';
+import type { GemmChoice, GpuLinear } from '../ops/gemm/webgpu/index.js';
 
 /** The block's sizes for a model config (RoPE comes per step from the runner). */
 export function blockDims(config: ModelConfig): BlockDims {

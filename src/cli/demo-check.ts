@@ -2,11 +2,11 @@
 // lengths, so we check a few output rows: row i of head h only depends on q[b, h, i] and the keys
 // the window lets it see, so a one-query problem over exactly those keys (no causal needed) has
 // the same output row, and the float64 reference of that is cheap.
-import type { AttentionProblem } from '../attention/problem.js';
-import { keyRange } from '../attention/problem.js';
-import { referenceAttention } from '../attention/reference.js';
-import { validateAttention } from '../attention/validate.js';
-import type { AttentionResult } from '../backends/backend.js';
+import type { AttentionProblem } from '../ops/attention/index.js';
+import { keyRange } from '../ops/attention/index.js';
+import { referenceAttention } from '../ops/attention/index.js';
+import { validateAttention } from '../ops/attention/index.js';
+import type { AttentionResult } from '../ops/attention/index.js';
 import { Tensor } from '../core/tensor.js';
 import { checkF32, checkLowPrecision, compare } from '../testing/compare.js';
 import { uniform } from '../testing/random.js';

@@ -3,8 +3,8 @@
 // uploads and readbacks (at long lengths more than the kernels themselves), so the inputs are
 // uploaded once, results stay on the device, and a call is timed until the GPU queue is drained;
 // outputs are read back afterwards, for the checks only.
-import type { AttentionOptions, BackendName } from '../attention/options.js';
-import type { AttentionResult } from '../backends/backend.js';
+import type { AttentionOptions, BackendName } from '../ops/attention/index.js';
+import type { AttentionResult } from '../ops/attention/index.js';
 import type { GpuRuntime } from '../engines/webgpu/runtime.js';
 import { Tensor } from '../core/tensor.js';
 

@@ -5,8 +5,8 @@
 // runs fall out of cache, which makes it err on the long side (seen: +20% at 2.75x the length on a
 // 2-core CPU), so we aim at 80% of the budget.
 import { freemem } from 'node:os';
-import { attention, naiveAttention } from '../attention/api.js';
-import type { AttentionOptions, BackendName } from '../attention/options.js';
+import { attention, naiveAttention } from '../ops/attention/index.js';
+import type { AttentionOptions, BackendName } from '../ops/attention/index.js';
 import type { DemoRunner, Inputs } from './demo-runner.js';
 import { floatsToHalf } from '../core/dtype.js';
 import { Tensor } from '../core/tensor.js';

@@ -4,12 +4,12 @@
 // agree, spot-checks rows against the float64 reference, and prints time, peak intermediate
 // memory and kernel launches of each. The length is scaled to the machine (see demo-size.ts).
 import { Command, Option } from 'commander';
-import { attention, naiveAttention } from '../attention/api.js';
-import type { BackendChoice, BackendName } from '../attention/options.js';
-import { visiblePairs } from '../attention/problem.js';
-import { validateAttention } from '../attention/validate.js';
-import type { AttentionResult } from '../backends/backend.js';
-import { listBackends } from '../backends/registry.js';
+import { attention, naiveAttention } from '../ops/attention/index.js';
+import type { BackendChoice, BackendName } from '../ops/attention/index.js';
+import { visiblePairs } from '../ops/attention/index.js';
+import { validateAttention } from '../ops/attention/index.js';
+import type { AttentionResult } from '../ops/attention/index.js';
+import { listBackends } from '../ops/attention/index.js';
 import { FusedAttnError, ValueError } from '../core/errors.js';
 import { compare } from '../testing/compare.js';
 import { DemoRunner, median } from './demo-runner.js';

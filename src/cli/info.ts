@@ -2,7 +2,7 @@
 // with its features and limits, and the CPU (threads, WebAssembly SIMD, memory).
 import { availableParallelism, cpus, freemem, totalmem } from 'node:os';
 import { Command } from 'commander';
-import { listBackends, autoBackend } from '../backends/registry.js';
+import { listBackends, autoBackend } from '../ops/attention/index.js';
 import { formatBytes, table } from './format.js';
 
 export function infoCommand(): Command {

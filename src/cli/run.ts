@@ -2,13 +2,13 @@
 // Inputs are read, the call goes through the public attention() (so validation, backend choice and
 // errors are exactly the library's), and out / lse are written back as .npy.
 import { Command, Option } from 'commander';
-import { attention } from '../attention/api.js';
-import type { AttentionOptions, BackendChoice, CausalAlign } from '../attention/options.js';
-import { LAYOUTS } from '../attention/layout.js';
+import { attention } from '../ops/attention/index.js';
+import type { AttentionOptions, BackendChoice, CausalAlign } from '../ops/attention/index.js';
+import { LAYOUTS } from '../ops/attention/index.js';
 import { FusedAttnError, ShapeError, show } from '../core/errors.js';
 import type { Layout, Tensor, TensorInput } from '../core/tensor.js';
-import type { AttentionResult } from '../backends/backend.js';
-import { autoBackend } from '../backends/registry.js';
+import type { AttentionResult } from '../ops/attention/index.js';
+import { autoBackend } from '../ops/attention/index.js';
 import { readNpyFile, writeNpyFile } from '../io/npy-file.js';
 import { npyToTensor, tensorToNpy } from '../io/npy-tensor.js';
 import { finiteNumber, integer, positiveInt, windowPair } from './parse.js';

@@ -2,10 +2,10 @@
 // available backend, fresh seeded inputs, against the float64 reference; a pass/fail table and a
 // non-zero exit on any failure. How outside users check a backend on their own machine.
 import { Command, Option } from 'commander';
-import { attention } from '../attention/api.js';
-import type { BackendName } from '../attention/options.js';
-import { validateAttention } from '../attention/validate.js';
-import { listBackends, autoBackend } from '../backends/registry.js';
+import { attention } from '../ops/attention/index.js';
+import type { BackendName } from '../ops/attention/index.js';
+import { validateAttention } from '../ops/attention/index.js';
+import { listBackends, autoBackend } from '../ops/attention/index.js';
 import { ValueError } from '../core/errors.js';
 import { type AttentionCase, caseName, makeCase } from '../testing/cases.js';
 import { SUITE } from '../testing/suite.js';

@@ -3,7 +3,7 @@
 // (config.json, safetensors, optional tokenizer.json); `createModel(config, store)` takes weights
 // from any TensorStore (e.g. random weights generated in memory for benchmarks).
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
-import { autoBackend } from '../backends/registry.js';
+import { autoBackend } from '../ops/attention/index.js';
 import { type TensorStore, openSafetensors } from '../io/safetensors.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
@@ -84,7 +84,7 @@ const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
   cpu: {
     async load(config, store) {
       const { CpuOps } = await import('./cpu/ops.js');
-      const { cpuEngine } = await import('../backends/cpu/index.js');
+      const { cpuEngine } = await import('../ops/cpu-engine.js');
       const bytes = weightSpecs(config).reduce((sum, spec) => sum + 4 * spec.shape.reduce((a, b) => a * b, 1), 0);
       const ops = CpuOps.forModel(await cpuEngine(), bytes);
       const weights = await loadWeights(store, config, 'float32', (tensor) => ops.upload(tensor));

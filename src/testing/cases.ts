@@ -3,8 +3,8 @@
 // benchmarks, and in `fusedattn verify`.
 import { floatsToHalf } from '../core/dtype.js';
 import { Tensor, type Layout } from '../core/tensor.js';
-import { physicalShape } from '../attention/layout.js';
-import type { AttentionOptions, CausalAlign } from '../attention/options.js';
+import { physicalShape } from '../ops/attention/index.js';
+import type { AttentionOptions, CausalAlign } from '../ops/attention/index.js';
 import { normal, randomFloats, uniform } from './random.js';
 
 export interface AttentionCase {

@@ -1,8 +1,8 @@
 // Checking one attention result against the float64 reference, with the suite's pass rules
 // (compare.ts): what the test suite and `fusedattn verify` run for each case, and the demo's spot checks.
-import type { AttentionProblem } from '../attention/problem.js';
-import { referenceAttention } from '../attention/reference.js';
-import type { AttentionResult } from '../backends/backend.js';
+import type { AttentionProblem } from '../ops/attention/index.js';
+import { referenceAttention } from '../ops/attention/index.js';
+import type { AttentionResult } from '../ops/attention/index.js';
 import { show } from '../core/errors.js';
 import { checkF32, checkLowPrecision, compare } from './compare.js';
 

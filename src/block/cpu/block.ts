@@ -7,10 +7,9 @@
 //           o-gemm            one pool job (+ bo prefilled into the output)
 // The CPU flash kernel has no RoPE stage, so RoPE is the one extra pass (no copies, no transposes).
 // unfused:  the HF eager sequence, each step a pool job or a whole-tensor pass (see unfusedCpu).
-import { cpuEngine } from '../../backends/cpu/index.js';
-import { runFlash } from '../../backends/cpu/attention.js';
-import { cpuMatmul } from '../../backends/cpu/matmul.js';
-import type { CpuEngine } from '../../backends/cpu/engine.js';
+import { type OpsCpuEngine as CpuEngine, cpuEngine } from '../../ops/cpu-engine.js';
+import { runFlash } from '../../ops/attention/cpu/index.js';
+import { cpuMatmul } from '../../ops/gemm/cpu/index.js';
 import { Tensor } from '../../core/tensor.js';
 import type { BlockDims, BlockSpec } from '../config.js';
 import { asFloat32, packBias, packQkv } from '../pack.js';
@@ -20,17 +19,7 @@ import type { BlockResult } from '../stats.js';
 import { causalProblem } from './problem.js';
 import { CpuTally } from './tally.js';
 import { unfusedCpu } from './unfused.js';
-
-export interface CpuWeights {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  o: Float32Array;
-  qBias?: Float32Array;
-  kBias?: Float32Array;
-  vBias?: Float32Array;
-  oBias?: Float32Array;
-}
+import { type CpuWeights, oProjection } from './weights.js';
 
 export class CpuBlock {
   private readonly qkv: Float32Array;
@@ -72,27 +61,12 @@ export class CpuBlock {
     tally.intermediateBytes += rows * qd * 4 + (attention.stats?.intermediateBytes ?? 0);
     const attn = attention.out.data as Float32Array;
 
-    const out = await this.oProjection(engine, attn, rows, tally);
+    const out = await oProjection(engine, spec, this.weights, attn, rows, tally);
     return { out: Tensor.fromData(out, call.x.shape, 'float32'), stats: tally.stats('fused') };
   }
 
   unfused(call: BlockCall): Promise<BlockResult> {
-    return unfusedCpu(this, call);
-  }
-
-  /** out = attn Woᵀ + bo: the bias prefilled (one pass), the GEMM accumulating onto it. */
-  async oProjection(engine: CpuEngine, attn: Float32Array, rows: number, tally: CpuTally, label = 'o-gemm'): Promise<Float32Array> {
-    const { hidden: H } = this.spec;
-    const qd = this.spec.heads * this.spec.headDim;
-    const out = new Float32Array(rows * H);
-    const bias = this.weights.oBias;
-    if (bias) {
-      for (let r = 0; r < rows; r++) out.set(bias, r * H);
-      tally.step('o-bias');
-    }
-    await cpuMatmul(engine, { m: rows, n: H, k: qd, a: { data: attn, rowStride: qd }, b: { data: this.weights.o, rowStride: qd }, transposeB: true, out: { data: out, rowStride: H }, accumulate: bias !== undefined });
-    tally.step(label);
-    return out;
+    return unfusedCpu(this.spec, this.weights, call);
   }
 }
 

@@ -2,8 +2,8 @@
 // packed QKV rows, the KV cache): the CPU flash kernel then reads them in place, no split and no
 // transpose. Causal, bottom-right: query i of Sq sees keys 0 .. i + Sk - Sq (the new tokens come
 // last among the keys).
-import type { AttentionProblem, StridedView } from '../../attention/problem.js';
-import { contiguousStrides, physicalShape } from '../../attention/layout.js';
+import type { AttentionProblem, StridedView } from '../../ops/attention/index.js';
+import { contiguousStrides, physicalShape } from '../../ops/attention/index.js';
 import { Tensor } from '../../core/tensor.js';
 import type { BlockLayout } from '../shape.js';
 

@@ -3,13 +3,14 @@
 //   q/k/v projections + bias adds -> transposes to [B, N, S, D] -> RoPE on q, k -> cache append and
 //   gather -> repeat-KV -> scores = q kᵀ -> scale + causal mask -> softmax -> P v -> transpose back
 //   -> O projection (+ bias).
-import { cpuEngine } from '../../backends/cpu/index.js';
-import { cpuMatmul } from '../../backends/cpu/matmul.js';
+import { cpuEngine } from '../../ops/cpu-engine.js';
+import { cpuMatmul } from '../../ops/gemm/cpu/index.js';
 import { Tensor } from '../../core/tensor.js';
 import { ropeTable } from '../rope.js';
 import type { BlockCall } from '../shape.js';
 import type { BlockResult } from '../stats.js';
-import type { CpuBlock } from './block.js';
+import type { BlockSpec } from '../config.js';
+import { type CpuWeights, oProjection } from './weights.js';
 import { CpuTally } from './tally.js';
 
 type Strides = readonly [number, number, number, number];
@@ -27,10 +28,8 @@ function copy4d(dims: Strides, src: Float32Array, srcOff: number, ss: Strides, d
   }
 }
 
-export async function unfusedCpu(block: CpuBlock, call: BlockCall): Promise<BlockResult> {
+export async function unfusedCpu(spec: BlockSpec, w: CpuWeights, call: BlockCall): Promise<BlockResult> {
   const engine = await cpuEngine();
-  const spec = block.spec;
-  const w = block.weights;
   const { heads: Nq, kvHeads: Nkv, headDim: D, hidden: H, group } = spec;
   const { rows, batch: B, seq: S } = call;
   const keys = call.cacheKeys?.data as Float32Array | undefined;
@@ -163,6 +162,6 @@ export async function unfusedCpu(block: CpuBlock, call: BlockCall): Promise<Bloc
   const attn = tally.alloc(rows * qd);
   copy4d([B, Nq, S, D], pv, 0, contiguous(Nq, S), attn, 0, rowMajor(qd));
   tally.step('out-transpose');
-  const out = await block.oProjection(engine, attn, rows, tally, 'o-proj');
+  const out = await oProjection(engine, spec, w, attn, rows, tally, 'o-proj');
   return { out: Tensor.fromData(out, call.x.shape, 'float32'), stats: tally.stats('unfused') };
 }

@@ -5,7 +5,36 @@
 //
 // Each core returns WGSL pieces that attention.wgsl.ts places in this order inside the key-tile
 // loop: scores (K tile in kv_tile) | barrier, V tile loaded | probabilities | barrier | accumulate.
-import type { BlockAttentionOptions, BlockAttentionTile } from './attention.wgsl.js';
+
+/**
+ * How a workgroup divides its query block x key tile:
+ * - 'rows': PER_ROW = threads / rows threads share each query row; each scores keys / PER_ROW keys
+ *   and owns D / (2 PER_ROW) column pairs of the output (measured on the H200: ~2 TFLOP/s, its
+ *   inner loops load shared memory once per FMA);
+ * - 'tiled': a tx x ty grid of threads, each owning rt rows x kt keys of the score tile and rt rows x
+ *   D / tx output columns (register blocking, like the runtime's tiled matmul): rt + kt shared loads
+ *   per rt kt FMAs in QKᵀ, rt + D / tx per rt D / tx in PV.
+ */
+export type BlockAttentionTile =
+  | { kind: 'rows'; threads: number; rows: number; keys: number }
+  | { kind: 'tiled'; tx: number; ty: number; rt: number; kt: number };
+
+/** Threads, query rows and keys per tile of either kind. */
+export function tileShape(t: BlockAttentionTile): { threads: number; rows: number; keys: number } {
+  return t.kind === 'rows' ? { threads: t.threads, rows: t.rows, keys: t.keys } : { threads: t.tx * t.ty, rows: t.ty * t.rt, keys: t.tx * t.kt };
+}
+
+export interface BlockAttentionOptions {
+  headDim: number;
+  cache: boolean;
+  tile: BlockAttentionTile;
+  /**
+   * Split the keys over params.splits workgroups per query block ("flash decoding"): each writes
+   * its unnormalised partial (m, l, acc) to a workspace and block-attention-combine merges them.
+   * For decode, where (query blocks x heads x batch) workgroups are too few to fill a GPU.
+   */
+  split: boolean;
+}
 
 export interface AttentionCore {
   constants: string;

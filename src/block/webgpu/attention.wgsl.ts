@@ -1,4 +1,10 @@
-// The fused block's attention kernel: FlashAttention forward that reads Q, K and V straight out of
+// The fused block's own attention kernel. Why it stays beside the library's flash tiers and the
+// split-KV decode kernel: it is the fallback for the block calls neither takes — decode of more than
+// 8 sequences or without a cache (the decode path needs both), a KV cache view that does not start
+// on a 16-byte boundary, head dims the flash tiers' packed-QKV source refuses — and the
+// `attentionKernel: 'tiled' | 'rows'` option keeps it measurable against them (bench/block.mjs).
+//
+// FlashAttention forward that reads Q, K and V straight out of
 // the packed QKV buffer of the GEMM before it (no split, transpose or concat), applies RoPE while
 // staging Q and K tiles (no RoPE kernel), shares each KV head among its Nq/Nkv query heads by
 // index (GQA without repeating K/V), and, with a KV cache, reads the earlier positions from the
@@ -18,37 +24,10 @@
 // from the cache, so the writes race with nothing.
 import { UniformLayout } from '../../engines/webgpu/uniforms.js';
 import { NO_SCORE } from '../../engines/webgpu/wgsl.js';
-import { rowsCore, tiledCore } from './attention-core.wgsl.js';
 
-/**
- * How a workgroup divides its query block x key tile:
- * - 'rows': PER_ROW = threads / rows threads share each query row; each scores keys / PER_ROW keys
- *   and owns D / (2 PER_ROW) column pairs of the output (measured on the H200: ~2 TFLOP/s, its
- *   inner loops load shared memory once per FMA);
- * - 'tiled': a tx x ty grid of threads, each owning rt rows x kt keys of the score tile and rt rows x
- *   D / tx output columns (register blocking, like the runtime's tiled matmul): rt + kt shared loads
- *   per rt kt FMAs in QKᵀ, rt + D / tx per rt D / tx in PV.
- */
-export type BlockAttentionTile =
-  | { kind: 'rows'; threads: number; rows: number; keys: number }
-  | { kind: 'tiled'; tx: number; ty: number; rt: number; kt: number };
+import { type BlockAttentionOptions, type BlockAttentionTile, rowsCore, tiledCore, tileShape } from './attention-core.wgsl.js';
 
-/** Threads, query rows and keys per tile of either kind. */
-export function tileShape(t: BlockAttentionTile): { threads: number; rows: number; keys: number } {
-  return t.kind === 'rows' ? { threads: t.threads, rows: t.rows, keys: t.keys } : { threads: t.tx * t.ty, rows: t.ty * t.rt, keys: t.tx * t.kt };
-}
-
-export interface BlockAttentionOptions {
-  headDim: number;
-  cache: boolean;
-  tile: BlockAttentionTile;
-  /**
-   * Split the keys over params.splits workgroups per query block ("flash decoding"): each writes
-   * its unnormalised partial (m, l, acc) to a workspace and block-attention-combine merges them.
-   * For decode, where (query blocks x heads x batch) workgroups are too few to fill a GPU.
-   */
-  split: boolean;
-}
+export { type BlockAttentionOptions, type BlockAttentionTile, tileShape };
 
 export const BLOCK_ATTENTION_PARAMS = new UniformLayout('BlockAttentionParams', {
   row_b: 'u32',

@@ -23,10 +23,9 @@ import {
   BLOCK_ATTENTION_ROWS_TILES,
 } from './attention.wgsl.js';
 import { flatGrid } from './unfused.wgsl.js';
-import { type GemmChoice, type GemmTier, type GpuLinear, type SgmatKernelChoice, chooseGemm, linearPipeline, queueLinear, tiledLinearFits } from './gemm.js';
-import { SGMAT_TILES } from './gemm-sgmat-tiled.wgsl.js';
-import type { SgMatrixConfig } from '../../backends/webgpu/tiers/sgmatrix.js';
-import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from './flash-block.js';
+import { type GemmChoice, type GemmTier, type GpuLinear, type SgmatKernelChoice, chooseGemm, defaultGemmKernel, linearPipeline, queueLinear, tiledLinearFits } from '../../ops/gemm/webgpu/index.js';
+import type { SgMatrixConfig } from '../../ops/attention/webgpu/index.js';
+import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from '../../ops/attention/webgpu/index.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';
 import { type BlockDecodeFusion, blockDecodePlan, queueBlockDecode } from './decode.js';
@@ -55,7 +54,7 @@ export interface GpuBlockOptions {
    * 'rows': its first thread layout, kept for comparison (see attention-core.wgsl.ts).
    */
   attentionKernel?: 'flash' | 'tiled' | 'rows';
-  /** Tensor-core GEMM kernel (benchmarks): a tile of the tiled kernel, or 'simple'. Default SGMAT_TILES[0]. */
+  /** Tensor-core GEMM kernel (benchmarks): a tile of the tiled kernel, 'simple', or a general tensor-core tile. Default: defaultGemmKernel(). */
   gemmKernel?: SgmatKernelChoice;
   /** Tensor-core flash configuration for prefill (benchmarks). Default: the tier's first that fits. */
   flashConfig?: SgMatrixConfig;
@@ -270,7 +269,7 @@ export class GpuBlock {
     const { W, qd } = sizes(this.dims);
     const dtype = tier === 'sgmatrix' ? 'float16' : 'float32';
     const bytes = dtype === 'float16' ? 2 : 4;
-    const kernel = this.options.gemmKernel ?? SGMAT_TILES[0];
+    const kernel = this.options.gemmKernel ?? defaultGemmKernel();
     const qkv = rt.acquire(call.rows * W * bytes, 'intermediate', 'packed qkv');
     const attn = rt.acquire(call.rows * qd * bytes, 'intermediate', 'attention output');
     try {
@@ -291,7 +290,7 @@ export class GpuBlock {
     const prefill = { seq: 1024 };
     const flash = this.flashTier(prefill, false);
     const dtype = flash === 'sgmatrix' ? 'float16' : 'float32';
-    const kernel = this.options.gemmKernel ?? SGMAT_TILES[0];
+    const kernel = this.options.gemmKernel ?? defaultGemmKernel();
     const { qd } = sizes(this.dims);
     await Promise.all([
       linearPipeline(rt, this.tier, this.qkv, { rows: 1 }, kernel),

@@ -1,7 +1,7 @@
 // The fused block's decode path (S = 1 new token per sequence, with a KV cache): the same three
 // steps as the fused path, each shaped for one row per sequence instead of a tile of rows:
-//   qkv-gemv        x [B, H] · [Wq; Wk; Wv]ᵀ + b   (the runner's decode GEMV, src/model/webgpu/gemv.ts)
-//   decode-attention the split-KV kernel in packed mode (src/model/webgpu/flash-decode.wgsl.ts):
+//   qkv-gemv        x [B, H] · [Wq; Wk; Wv]ᵀ + b   (the runner's decode GEMV, src/ops/gemm/webgpu/gemv.ts)
+//   decode-attention the split-KV kernel in packed mode (src/ops/decode/webgpu/flash-decode.wgsl.ts):
 //                   Q and the new K/V read from the packed row with RoPE applied in the kernel, the
 //                   new K/V appended to the cache, the G query heads of a KV head sharing each
 //                   K/V read; plus a combine pass when the keys are split
@@ -11,11 +11,11 @@
 // GEMV_MAX_ROWS sequences, cache bindings at offsets not a multiple of 4 floats, x at an offset),
 // queueBlockDecode returns false and the block's own kernel runs.
 import type { GpuRuntime } from '../../engines/webgpu/runtime.js';
-import { GEMV_MAX_ROWS, queueGemv } from '../../model/webgpu/gemv.js';
-import { type FlashDecodePlan, flashDecodePlan, queueFlashDecode } from '../../model/webgpu/flash-decode.js';
+import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/index.js';
+import { type FlashDecodePlan, flashDecodePlan, queueFlashDecode } from '../../ops/decode/webgpu/index.js';
 import type { BlockDims } from '../config.js';
 import type { BlockGeometry } from '../shape.js';
-import type { GpuLinear } from './gemm.js';
+import type { GpuLinear } from '../../ops/gemm/webgpu/index.js';
 import type { BoundCall } from './io.js';
 
 export interface BlockDecodeTables {

@@ -6,13 +6,13 @@
 //   -> O projection (1) (+ bias add).
 // Qwen-7B shapes (q/k/v biases, MHA, no cache): 17 dispatches. Every intermediate is a real buffer,
 // the scores [B, Nq, S, L] included.
-import { runMatmul } from '../../backends/webgpu/kernels/matmul.js';
-import type { MatmulOptions } from '../../backends/webgpu/kernels/matmul.wgsl.js';
+import { runMatmul } from '../../ops/gemm/webgpu/index.js';
+import type { MatmulOptions } from '../../ops/gemm/webgpu/index.js';
 import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
 import type { BlockSpec } from '../config.js';
 import type { BlockCall } from '../shape.js';
-import type { GemmTier, GpuLinear, SgmatKernelChoice } from './gemm.js';
-import { queueLinear } from './gemm.js';
+import type { GemmTier, GpuLinear, SgmatKernelChoice } from '../../ops/gemm/webgpu/index.js';
+import { queueLinear } from '../../ops/gemm/webgpu/index.js';
 import type { BoundCall } from './io.js';
 import {
   BIAS_ADD_PARAMS, COPY4D_PARAMS, ROPE_PARAMS, SCALE_MASK_PARAMS, SOFTMAX_ROWS_PARAMS,

@@ -5,9 +5,8 @@
 // a wasm32 memory (about 3 GiB of float32 weights) keep their weights in JS arrays and go through
 // the backend's staged matmul instead. Activations are float32 arrays in JS memory.
 import { ShapeError } from '../../core/errors.js';
-import type { CpuEngine } from '../../backends/cpu/engine.js';
-import { matmul } from '../../backends/cpu/index.js';
-import { MATMUL_COLS, MATMUL_ROWS, type MatmulParams } from '../../backends/cpu/matmul-task.js';
+import type { OpsCpuEngine as CpuEngine } from '../../ops/cpu-engine.js';
+import { matmul, residentLinear } from '../../ops/gemm/cpu/index.js';
 import type { Activations, DecoderOps, KvCache } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';
@@ -114,35 +113,12 @@ export class CpuOps implements DecoderOps<CpuActivations, CpuWeight, CpuKvCache>
     const M = x.rows;
     const y = weight.address === undefined
       ? (await matmul({ m: M, n: N, k: K, a: { data: x.data, rowStride: K }, b: { data: weight.data as Float32Array, rowStride: K }, transposeB: true })).out
-      : await this.residentMatmul(x.data, M, K, weight.address, N);
+      : await residentLinear(this.engine, x.data, M, K, weight.address, N);
     if (bias) {
       const b = this.values(bias);
       for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) y[m * N + n] += b[n];
     }
     return cpuActivations(y, M, N);
-  }
-
-  /** y = x Wᵀ with W [N, K] resident at `address`: stages x and y only. */
-  private async residentMatmul(x: Float32Array, M: number, K: number, address: number, N: number): Promise<Float32Array> {
-    const arena = this.engine.arena;
-    const xAddr = arena.allocate(4 * M * K);
-    const yAddr = arena.allocate(4 * M * N);
-    try {
-      new Float32Array(arena.memory.buffer, xAddr, M * K).set(x);
-      const params: MatmulParams = {
-        batch: 1, m: M, n: N, k: K, transposeB: true, accumulate: false,
-        a: { addr: xAddr, ld: 4 * K, batchStride: 0 },
-        b: { addr: address, ld: 4 * K, batchStride: 0 },
-        out: { addr: yAddr, ld: 4 * N, batchStride: 0 },
-        blocksM: Math.ceil(M / MATMUL_ROWS),
-        blocksN: Math.ceil(N / MATMUL_COLS),
-      };
-      await this.engine.execute('matmul', params, params.blocksM * params.blocksN, 0, 0, 2 * M * N * K);
-      return new Float32Array(arena.memory.buffer, yAddr, M * N).slice();
-    } finally {
-      arena.release(xAddr);
-      arena.release(yAddr);
-    }
   }
 
   async addInPlace(x: CpuActivations, y: CpuActivations): Promise<void> {

@@ -3,7 +3,7 @@
 // The attention step is the CPU backend's fused flash attention() reading the cache prefix as
 // layout SBH (no copy on our side, no score matrix anywhere); it also serves decode, where it
 // measured 7x faster than a scalar JS loop over the cache (Qwen2-0.5B heads, 1 query, 1024 keys).
-import { attention } from '../../attention/api.js';
+import { attention } from '../../ops/attention/index.js';
 import { Tensor } from '../../core/tensor.js';
 import type { AttentionModule, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';

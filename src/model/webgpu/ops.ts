@@ -3,13 +3,14 @@
 // a whole forward pass goes to the GPU as one submission when the logits are read back (plus one
 // per layer where the library's attention() is used for prefill, which flushes).
 import { UnsupportedError } from '../../core/errors.js';
-import { runMatmul } from '../../backends/webgpu/kernels/matmul.js';
+import { runMatmul } from '../../ops/gemm/webgpu/index.js';
 import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
+import { DEFAULT_TENSORCORE_TILE, parseTensorCoreTile, queueTensorCoreLinear, tensorCoreLinearUnsupported } from '../../ops/gemm/webgpu/index.js';
 import { Scope } from '../../scope/scope.js';
 import type { Activations, DecoderOps, KvCache, StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';
-import { GEMV_MAX_ROWS, queueGemv } from './gemv.js';
+import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/index.js';
 import { TOPK_MAX, TOPK_PARAMS, buildTopK } from './topk.wgsl.js';
 import {
   ELEMENTWISE_PARAMS, ELEMENTWISE_WORKGROUP, EMBED_PARAMS, RMSNORM_PARAMS, type WeightDType,
@@ -277,6 +278,19 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
       for (const part of weight.parts) await this.gemv(x, weight, part, out, { bias });
       return out;
     }
+    if (this.tensorCoreLinear(weight, K)) {
+      // FUSEDATTN_RUNNER_GEMM=tensorcore: float16 weights on the tensor-core GEMM (x rounded to f16
+      // while staged), the bias in its epilogue
+      const tile = globalThis.process?.env?.FUSEDATTN_GEMM_TILE ? parseTensorCoreTile(globalThis.process.env.FUSEDATTN_GEMM_TILE) : DEFAULT_TENSORCORE_TILE;
+      for (const [i, part] of weight.parts.entries()) {
+        await queueTensorCoreLinear(this.runtime, {
+          x: x.buffer, rows: x.rows, weight: part.buffer, outDim: part.rows, inDim: K, out: out.buffer, outOffset: part.firstRow, outStride: N,
+          bias: bias && i === 0 && weight.parts.length === 1 ? bias.parts[0].buffer : undefined, biasDType: bias?.dtype, label: `linear ${weight.name}`,
+        }, tile);
+      }
+      if (bias && weight.parts.length > 1) await this.elementwise('bias', out, bias.parts[0].buffer, x.rows * N, N, bias.dtype);
+      return out;
+    }
     // one GEMM per part of the weight, each writing its columns of the output
     for (const part of weight.parts) {
       await runMatmul(this.runtime, {
@@ -294,6 +308,13 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     }
     if (bias) await this.elementwise('bias', out, bias.parts[0].buffer, x.rows * N, N, bias.dtype);
     return out;
+  }
+
+  /** Whether a prefill linear runs on the tensor-core GEMM (opt-in until measured: FUSEDATTN_RUNNER_GEMM=tensorcore). */
+  private tensorCoreLinear(weight: GpuWeight, K: number): boolean {
+    if (globalThis.process?.env?.FUSEDATTN_RUNNER_GEMM !== 'tensorcore' || weight.dtype !== 'float16' || K % 8 !== 0) return false;
+    if (weight.parts.some((p) => p.firstRow % 8 !== 0 && weight.parts.length > 1)) return false;
+    return tensorCoreLinearUnsupported(this.runtime) === undefined;
   }
 
   /** residual += x Wᵀ (+ b): at decode, one GEMV that adds into the residual stream. */

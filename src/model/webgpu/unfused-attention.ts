@@ -5,7 +5,7 @@
 // library's flash attention() on the SBH cache prefix for prefill. Neither makes a score matrix.
 // Per-step values (positions, RoPE rows) come from the ops' step buffers, so a decode step's
 // commands can be recorded once and replayed (GpuOps.runStep).
-import { attention } from '../../attention/api.js';
+import { attention } from '../../ops/attention/index.js';
 import { UnsupportedError } from '../../core/errors.js';
 import { Tensor } from '../../core/tensor.js';
 import { defineKernel } from '../../engines/webgpu/runtime.js';
@@ -15,9 +15,9 @@ import type { LayerWeights } from '../weights.js';
 import {
   COMBINE_PARAMS, DECODE_PARAMS, type DecodeAttentionOptions,
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
-} from './decode-attention.wgsl.js';
+} from '../../ops/decode/webgpu/index.js';
 import { ELEMENTWISE_WORKGROUP, KV_APPEND_PARAMS, ROPE_PARAMS, buildKvAppend, buildRope } from './kernels.wgsl.js';
-import { flashDecodePlan, queueFlashDecode } from './flash-decode.js';
+import { flashDecodePlan, queueFlashDecode } from '../../ops/decode/webgpu/index.js';
 import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
 
 const ropeKernel = defineKernel('model-rope', (_: Record<string, never>) => buildRope());

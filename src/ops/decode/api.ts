@@ -3,9 +3,9 @@
 // options.backend ('auto': WebGPU on a hardware adapter or a passed device, else the CPU).
 import { UnsupportedError } from '../../core/errors.js';
 import type { TensorInput } from '../../core/tensor.js';
-import type { AttentionResult } from '../../backends/backend.js';
-import type { BackendChoice, BackendName } from '../../attention/options.js';
-import { autoBackend } from '../../backends/registry.js';
+import type { AttentionResult } from '../attention/backend.js';
+import type { BackendChoice, BackendName } from '../attention/options.js';
+import { autoBackend } from '../attention/registry.js';
 import type { DecodeCache, DecodeOptions } from './options.js';
 import { validateDecode } from './validate.js';
 import { runDecodeCpu } from './cpu/decode.js';

@@ -6,7 +6,7 @@
 import { floatsToHalf } from '../../core/dtype.js';
 import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../../core/errors.js';
 import { Tensor, type TensorInput, toTensor } from '../../core/tensor.js';
-import type { BackendChoice } from '../../attention/options.js';
+import type { BackendChoice } from '../attention/options.js';
 
 export interface AttentionPartial {
   /** [B, Nq, Sq, Dv] (layout BNSD) or [B, Sq, Nq, Dv] (BSND), float32 or float16. */

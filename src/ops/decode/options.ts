@@ -6,7 +6,7 @@
 //   P  page size (positions per page), NP pages in the pool, MP block-table width (max pages)
 //   Dq query/key head dim, Dv value head dim (MLA latent: Dq 576, Dv 512, values = first Dv key columns)
 import type { Layout, TensorInput } from '../../core/tensor.js';
-import type { BackendChoice, CausalAlign } from '../../attention/options.js';
+import type { BackendChoice, CausalAlign } from '../attention/options.js';
 
 /** Element types a cache may be stored in (int8 needs per-position-per-head scales). */
 export type CacheDType = 'float32' | 'float16' | 'bfloat16' | 'int8';

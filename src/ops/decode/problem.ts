@@ -9,7 +9,7 @@
 // rule without d. Queries, appended keys/values and the output are [b, head, i, d] through their
 // own strides (layout BNSD or BSND).
 import type { Tensor } from '../../core/tensor.js';
-import type { KeyWindow } from '../../attention/problem.js';
+import type { KeyWindow } from '../attention/problem.js';
 import type { CacheDType, CacheLayout } from './options.js';
 
 /** Element strides of a cache tensor (scales: d = 0 columns). */

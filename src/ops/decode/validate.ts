@@ -3,7 +3,7 @@
 // support a valid problem.
 import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../../core/errors.js';
 import { Tensor, type TensorInput, toTensor } from '../../core/tensor.js';
-import { alibiView, keyWindow } from '../../attention/validate.js';
+import { alibiView, keyWindow } from '../attention/validate.js';
 import { type CacheDType, type CacheLayout, type DecodeCache, type DecodeOptions, type IntInput, MAX_DECODE_QUERIES } from './options.js';
 import type { CacheStrides, DecodeCacheView, DecodeProblem, RowStrides } from './problem.js';
 

@@ -5,7 +5,7 @@
 // arithmetic throughout, on the calling thread: decode reads O(L D) per head, nothing to tile.
 import { floatsToHalf, type TypedStorage } from '../../../core/dtype.js';
 import { Tensor } from '../../../core/tensor.js';
-import type { AttentionResult } from '../../../backends/backend.js';
+import type { AttentionResult } from '../../attention/backend.js';
 import { type DecodeProblem, cacheIndex, decodeKeyRange, rowIndex, visibleKeys } from '../problem.js';
 import { storeRow, storedValue } from '../storage.js';
 

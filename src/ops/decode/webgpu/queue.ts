@@ -2,9 +2,9 @@
 // for callers that hold their own GPU buffers and record steps for replay (the fused block's
 // decode path, the runner). attentionDecode() on WebGPU (run.ts) binds its tensors and comes here
 // too, so every decode on WebGPU goes through this one function.
-import type { KeyWindow } from '../../../attention/problem.js';
+import type { KeyWindow } from '../../attention/problem.js';
 import { type BindingResource, type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
-import { windowParams } from '../../../backends/webgpu/score.wgsl.js';
+import { windowParams } from '../../attention/webgpu/score.wgsl.js';
 import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine } from './combine.wgsl.js';
 import type { DecodePlan } from './plan.js';
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, type SplitKvOptions, buildSplitKv } from './split-kv.wgsl.js';

@@ -5,7 +5,7 @@
 import { BYTES_PER_ELEMENT } from '../../../core/dtype.js';
 import { UnsupportedError } from '../../../core/errors.js';
 import { Tensor } from '../../../core/tensor.js';
-import type { AttentionResult } from '../../../backends/backend.js';
+import type { AttentionResult } from '../../attention/backend.js';
 import { type Operand, operandOf, releaseOperands } from '../../../engines/webgpu/operands.js';
 import { type BindingResource, type GpuRuntime, getRuntime } from '../../../engines/webgpu/runtime.js';
 import { isSoftwareAdapter } from '../../../engines/webgpu/device.js';

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepares what a GPU run carries, from the repo root on a machine with the npm registry (here):
+#   .gpu/          Node.js, the Vulkan/GL loaders and Dawn (../shared/gpu/pack)
+#   dist/          the build
+#   .gpuwork/nm.tar.xz   node_modules without webgpu (Dawn comes compressed in .gpu), typescript and
+#                  the browser-test tools (vitest and its deps are what the GPU suite needs), compressed
+#   .gpuwork/ort   onnxruntime-node for the ONNX Runtime anchor rows (pack-ort.sh)
+# Then, with the device tool: carry [".gpu", "dist", ".gpuwork/nm.tar.xz", ".gpuwork/ort"] and a command
+#   bash bench/gpu/device.sh <script> [args]      e.g. bash bench/gpu/device.sh bench/gpu/run.sh $OUT .gpuwork/ort
+# (the working tree travels by itself, bench/ included). Usage: bash bench/gpu/prepare.sh [--no-ort]
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+pack=${FUSEDATTN_GPU_PACK:-../shared/gpu/pack}
+[[ -d node_modules ]] || npm ci --no-audit --no-fund
+npm run build >/dev/null
+if [[ ! -f .gpu/env.sh || ! -f .gpu/dawn.node.xz ]]; then
+  [[ -x $pack ]] || { echo "prepare: $pack not found (set FUSEDATTN_GPU_PACK)" >&2; exit 1; }
+  bash "$pack"
+fi
+mkdir -p .gpuwork
+rm -rf .gpuwork/nm
+mkdir -p .gpuwork/nm
+# everything but the packages the GPU run never loads (the largest ones)
+skip='^(webgpu|typescript|puppeteer-core|playwright-core|chromium-bidi|deno|bun|@oven|webpack|esbuild|@esbuild|vite|rollup|@rollup)$'
+for p in node_modules/* node_modules/.bin node_modules/.package-lock.json; do
+  [[ -e $p ]] || continue
+  name=$(basename "$p")
+  if [[ $name == @* && -d $p ]]; then
+    for q in "$p"/*; do [[ "$name/$(basename "$q")" =~ ^@(esbuild|rollup|oven)/ ]] || { mkdir -p ".gpuwork/nm/$name"; cp -r "$q" ".gpuwork/nm/$name/"; }; done
+  elif [[ ! $name =~ $skip ]]; then cp -r "$p" .gpuwork/nm/; fi
+done
+# vitest needs vite, rollup and esbuild at run time: keep them (linux-x64 binaries only)
+for p in vite rollup esbuild @esbuild/linux-x64 @rollup/rollup-linux-x64-gnu; do
+  [[ -e node_modules/$p ]] && { mkdir -p ".gpuwork/nm/$(dirname "$p")"; cp -r "node_modules/$p" ".gpuwork/nm/$(dirname "$p")/"; }
+done
+rm -rf .gpuwork/nm/@types .gpuwork/nm/esbuild/bin/esbuild
+tar -C .gpuwork -cf - nm | xz -T0 -6 > .gpuwork/nm.tar.xz
+rm -rf .gpuwork/nm
+[[ ${1:-} == --no-ort || -f .gpuwork/ort/unpack-ort.sh ]] || bash bench/gpu/pack-ort.sh .gpuwork/ort
+du -sh .gpu dist .gpuwork/nm.tar.xz .gpuwork/ort 2>/dev/null
+total=$(( $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) + $(du -scb .gpu dist .gpuwork/nm.tar.xz .gpuwork/ort 2>/dev/null | tail -1 | cut -f1) ))
+echo "prepare: about $(( total / 1048576 )) MiB travel (limit 64 MiB)"

@@ -1,0 +1,39 @@
+// What a backend implements for attention(). Backends receive a validated AttentionProblem and
+// only decide whether they support it (a reason string when not) and how to run it.
+import type { Tensor } from '../../core/tensor.js';
+import type { BackendName } from './options.js';
+import type { AttentionProblem } from './problem.js';
+
+/** What one call cost, for the demo and benchmarks (the profiler gives more detail). */
+export interface RunStats {
+  /** Kernel launches: GPU dispatches, or parallel jobs handed to the CPU pool. */
+  launches: number;
+  /** Peak bytes of intermediates the call allocated beyond inputs and outputs (S×S for naive). */
+  intermediateBytes: number;
+}
+
+export interface AttentionResult {
+  /** Output in the layout of q with head dim Dv, dtype of q; on the device the inputs were on. */
+  out: Tensor;
+  /** float32 logsumexp, [B, Nq, Sq] (TND: [Nq, T]), when returnLse was set. */
+  lse?: Tensor;
+  stats?: RunStats;
+}
+
+export interface RunContext {
+  /** A caller-provided GPUDevice (webgpu backend). */
+  device?: GPUDevice;
+}
+
+export interface AttentionBackend {
+  readonly name: BackendName;
+  /** Why this backend cannot run `problem` (e.g. a GPU limit), or undefined when it can. */
+  unsupported(problem: AttentionProblem): string | undefined;
+  /** Fused flash attention. */
+  run(problem: AttentionProblem, context: RunContext): Promise<AttentionResult>;
+  /**
+   * The unfused three-step way (S = scale·QKᵀ materialised, softmax, P·V), same semantics and
+   * options: the baseline the demo and benchmarks compare against.
+   */
+  runNaive(problem: AttentionProblem, context: RunContext): Promise<AttentionResult>;
+}

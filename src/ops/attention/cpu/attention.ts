@@ -1,0 +1,186 @@
+// attention() on the CPU engine: stage the inputs once into the shared memory (float16 converted
+// to float32 on the way; every layout kept as is and read through its strides), run the fused
+// job (or the naive three jobs), and copy the output out in q's layout and dtype.
+import { floatsToHalf } from '../../../core/dtype.js';
+import { Tensor, numel } from '../../../core/tensor.js';
+import { type AttentionProblem, type BroadcastView, type StridedView, visiblePairs } from '../problem.js';
+import type { AttentionResult } from '../backend.js';
+import { Staging } from '../../../engines/cpu/staging.js';
+import type { OpsCpuEngine as CpuEngine } from '../../cpu-engine.js';
+import { type FlashParams, PACK_KEYS, type StagedOperand, type StagedProblem, flashScratch, flashTasks, panelBytes } from './flash.js';
+import { NAIVE_SCRATCH_BYTES, type NaiveParams, naiveBlocks, naiveGroups, sBufferStride } from './naive.js';
+import type { BroadcastOperand, ScoreOptions } from './scores.js';
+
+/** Largest S buffer group of the naive path (the rest of the heads wait for the next group). */
+export const NAIVE_BUDGET_BYTES = 256 * 2 ** 20;
+
+/** Why the CPU engine cannot run this problem, or undefined. */
+export function cpuUnsupported(p: AttentionProblem): string | undefined {
+  for (const [name, view] of [['query', p.q], ['key', p.k], ['value', p.v], ['qRope', p.qRope], ['kRope', p.kRope]] as const) {
+    if (!view) continue;
+    if (!view.tensor.data) return `${name} lives on the GPU`;
+    if (view.strides.d !== 1) return `${name} has head-dim stride ${view.strides.d} (the CPU kernels need 1)`;
+  }
+  if (p.outStrides.d !== 1) return 'output head-dim stride must be 1';
+  return undefined;
+}
+
+/** Bytes the call stages: inputs as float32, mask, bias, output and LSE. */
+function stagingBytes(p: AttentionProblem): number {
+  let bytes = 0;
+  for (const view of [p.q, p.k, p.v, p.qRope, p.kRope]) if (view) bytes += 4 * view.tensor.size + 128;
+  if (p.mask) bytes += p.mask.tensor.size + 128;
+  if (p.bias) bytes += 4 * p.bias.tensor.size + 128;
+  return bytes + 4 * (numel(p.outShape) + (p.returnLse ? numel(p.lseShape) : 0)) + 256;
+}
+
+interface Staged {
+  common: StagedProblem;
+  out: number;
+  lse: number;
+}
+
+function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Staged {
+  engine.checkCapacity(stagingBytes(p));
+  const operand = (view: StridedView): StagedOperand => {
+    const addr = st.floats(view.tensor);
+    return { addr: addr + 4 * view.offset, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
+  };
+  const broadcast = (view: BroadcastView, addr: number, size: number): BroadcastOperand =>
+    ({ addr, sb: size * view.strides.b, sh: size * view.strides.h, si: size * view.strides.i, sj: size * view.strides.j });
+  const out = st.allocate(4 * numel(p.outShape));
+  const lse = p.returnLse ? st.allocate(4 * numel(p.lseShape)) : 0;
+  const options: ScoreOptions = {
+    softcap: p.softcap,
+    bias: p.bias ? broadcast(p.bias, st.floats(p.bias.tensor), 4) : undefined,
+    mask: p.mask ? broadcast(p.mask, st.bytes(p.mask.tensor), 1) : undefined,
+    alibi: p.alibi ? p.alibi.tensor.toFloat32() : undefined,
+    alibiStrideB: p.alibi?.strideB ?? 0,
+    window: { left: p.window.left, right: p.window.right, bottomRight: p.window.align === 'bottom-right' },
+  };
+  const common: Staged['common'] = {
+    ...options,
+    q: operand(p.q),
+    k: operand(p.k),
+    v: operand(p.v),
+    qRope: p.qRope ? operand(p.qRope) : undefined,
+    kRope: p.kRope ? operand(p.kRope) : undefined,
+    out: { addr: out, sb: 4 * p.outStrides.b, sh: 4 * p.outStrides.h, ss: 4 * p.outStrides.s },
+    lse: p.returnLse ? { addr: lse, sb: 4 * p.lseStrides.b, sh: 4 * p.lseStrides.h, ss: 4 * p.lseStrides.s } : undefined,
+    seqLensQ: p.seqLensQ,
+    seqLensK: p.seqLensK,
+    seqStartsQ: p.seqStartsQ,
+    seqStartsK: p.seqStartsK,
+    group: p.headsQ / p.headsKv,
+    dimQK: p.dimQK,
+    dimRope: p.dimRope,
+    dimV: p.dimV,
+    scale: p.scale,
+  };
+  return { common, out, lse };
+}
+
+function readBack(engine: CpuEngine, p: AttentionProblem, staged: Staged): Pick<AttentionResult, 'out' | 'lse'> {
+  const buffer = engine.arena.memory.buffer;
+  const outF32 = new Float32Array(buffer, staged.out, numel(p.outShape));
+  const out = p.dtype === 'float16'
+    ? Tensor.fromData(floatsToHalf(outF32), p.outShape, 'float16', p.layout)
+    : Tensor.fromData(outF32.slice(), p.outShape, 'float32', p.layout);
+  if (!p.returnLse) return { out };
+  const lse = Tensor.fromData(new Float32Array(buffer, staged.lse, numel(p.lseShape)).slice(), p.lseShape, 'float32');
+  return { out, lse };
+}
+
+function flops(p: AttentionProblem, pairs = visiblePairs(p)): number {
+  return 2 * pairs * (p.dimQK + p.dimRope + p.dimV);
+}
+
+/** The fused forward. */
+export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<AttentionResult> {
+  const st = new Staging(engine.arena);
+  try {
+    const staged = stage(engine, st, p);
+    const tiles = engine.kernels.tiles;
+    // K/V panels, one pair per (b, kv head)
+    const pairs = p.batch * p.headsKv;
+    const kPanels = new Uint32Array(pairs);
+    const vPanels = new Uint32Array(pairs);
+    const vBlockStride = new Int32Array(p.batch);
+    const packTasks: number[] = [];
+    let panelTotal = 0;
+    for (let b = 0; b < p.batch; b++) {
+      const sizes = panelBytes(p.seqLensK[b], tiles, p.dimQK, p.dimRope, p.dimV);
+      vBlockStride[b] = sizes.vBlockStride;
+      for (let hk = 0; hk < p.headsKv; hk++) {
+        engine.checkCapacity(stagingBytes(p) + panelTotal + sizes.k + sizes.v);
+        kPanels[b * p.headsKv + hk] = st.allocate(sizes.k);
+        vPanels[b * p.headsKv + hk] = st.allocate(sizes.v);
+        panelTotal += sizes.k + sizes.v;
+        for (let j0 = 0; j0 < p.seqLensK[b]; j0 += PACK_KEYS) packTasks.push(b, hk, j0);
+      }
+    }
+    const params: FlashParams = {
+      ...staged.common, br: tiles.br, bc: tiles.bc, tasks: new Int32Array(0),
+      kPanels, vPanels, vBlockStride, headsKv: p.headsKv, packTasks: Int32Array.from(packTasks),
+    };
+    params.tasks = flashTasks(params, p.headsQ);
+    const taskCount = params.tasks.length / 3;
+    const perWorker = flashScratch(0, tiles, p.dimQK, p.dimRope, p.dimV).bytes;
+    const workers = engine.participants(taskCount);
+    const scratch = st.allocate(workers * perWorker);
+    const packFlops = (p.totalK * p.headsKv * (p.dimQK + p.dimRope + p.dimV)) * 8;
+    await engine.execute('flash-pack', params, packTasks.length / 3, scratch, perWorker, packFlops);
+    await engine.execute('flash', params, taskCount, scratch, perWorker, flops(p));
+    const launches = (packTasks.length ? 1 : 0) + (taskCount ? 1 : 0);
+    // intermediateBytes: what the algorithm needs beyond the staged inputs and the output, i.e. the
+    // per-worker tile scratch. Staged copies of the inputs (as given, or packed into K/V panels,
+    // O(N·D) like the inputs) are not counted, on this path or the naive one.
+    return { ...readBack(engine, p, staged), stats: { launches, intermediateBytes: workers * perWorker } };
+  } finally {
+    st.release();
+  }
+}
+
+/** The unfused three-step path: S materialised per head group, softmax, P·V. */
+export async function runNaive(engine: CpuEngine, p: AttentionProblem, budget = NAIVE_BUDGET_BYTES): Promise<AttentionResult> {
+  const st = new Staging(engine.arena);
+  try {
+    const staged = stage(engine, st, p);
+    let launches = 0;
+    let peak = 0;
+    for (const group of naiveGroups(p.seqLensQ, p.seqLensK, p.headsQ, budget)) {
+      const bytes = group.reduce((sum, [, , size]) => sum + size, 0);
+      engine.checkCapacity(stagingBytes(p) + bytes);
+      const sBase = engine.arena.allocate(bytes);
+      try {
+        const pairs = new Uint32Array(4 * group.length);
+        let offset = sBase;
+        group.forEach(([b, h, size], index) => {
+          pairs.set([b, h, offset, sBufferStride(p.seqLensK[b])], 4 * index);
+          offset += size;
+        });
+        const params: NaiveParams = { ...staged.common, pairs, blocks: naiveBlocks(p.seqLensQ, pairs) };
+        const taskCount = params.blocks.length / 2;
+        const workers = engine.participants(taskCount);
+        const scratch = engine.arena.allocate(workers * NAIVE_SCRATCH_BYTES);
+        try {
+          let pairsInGroup = 0;
+          for (const [b] of group) pairsInGroup += p.seqLensQ[b] * p.seqLensK[b];
+          const work = 2 * pairsInGroup * Math.max(p.dimQK + p.dimRope, p.dimV);
+          await engine.execute('naive-scores', params, taskCount, scratch, NAIVE_SCRATCH_BYTES, work);
+          await engine.execute('naive-softmax', params, taskCount, scratch, NAIVE_SCRATCH_BYTES, work);
+          await engine.execute('naive-pv', params, taskCount, scratch, NAIVE_SCRATCH_BYTES, work);
+          launches += 3;
+          peak = Math.max(peak, bytes + workers * NAIVE_SCRATCH_BYTES);
+        } finally {
+          engine.arena.release(scratch);
+        }
+      } finally {
+        engine.arena.release(sBase);
+      }
+    }
+    return { ...readBack(engine, p, staged), stats: { launches, intermediateBytes: peak } };
+  } finally {
+    st.release();
+  }
+}

@@ -1,0 +1,12 @@
+// The attention op's public surface, for the library's API and for composites (block, model, CLI,
+// testing): the call, its options, validation into the AttentionProblem every backend reads, the
+// float64 reference, and the backend choice. Engine-specific entry points: ./cpu/index.ts,
+// ./webgpu/index.ts.
+export { attention, naiveAttention } from './api.js';
+export type { AttentionOptions, BackendChoice, BackendName, CausalAlign } from './options.js';
+export { validateAttention } from './validate.js';
+export { type AttentionProblem, type StridedView, type BroadcastView, type AlibiView, type KeyWindow, diagonalOffset, keyRange, viewIndex, visiblePairs } from './problem.js';
+export { LAYOUTS, LAYOUT_LEGEND, type Strides4, contiguousStrides, physicalShape, rankOf } from './layout.js';
+export { referenceAttention, type Precision, type ReferenceResult } from './reference.js';
+export type { AttentionBackend, AttentionResult, RunContext, RunStats } from './backend.js';
+export { autoBackend, chooseBackend, getBackend, listBackends, type BackendInfo } from './registry.js';

@@ -1,0 +1,194 @@
+// Host side of the tensor-core tier (subgroup-matrix f16 flash forward): which problems and
+// adapters it can take (a reason when not, so the chooser falls back), its tunable configurations,
+// and running one problem (one dispatch) through the GpuRuntime.
+import type { AttentionProblem } from '../../problem.js';
+import { UnsupportedError } from '../../../../core/errors.js';
+import type { AttentionResult } from '../../backend.js';
+import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention } from '../attention-io.js';
+import { dispatchFastTier } from './dispatch.js';
+import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
+import { packParams } from './flash-params.js';
+import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from './flash-sgmatrix-wgsl.js';
+import { type WideKernelOptions, buildFlashSgMatrixWide, wideOptionsProblem, wideWorkgroupBytes } from './flash-sgmatrix-wide-wgsl.js';
+
+export const sgMatrixKernel = defineKernel<SgMatrixKernelOptions>('flash-sgmatrix', buildFlashSgMatrix);
+export const sgMatrixWideKernel = defineKernel<WideKernelOptions>('flash-sgmatrix-wide', buildFlashSgMatrixWide);
+
+/** Options of either kernel: the 16-row one, or the wide one (32 rows per subgroup). */
+export type TierKernelOptions = SgMatrixKernelOptions | WideKernelOptions;
+const isWide = (o: TierKernelOptions): o is WideKernelOptions => (o as WideKernelOptions).rowFrags === 2;
+
+/** Why the options cannot make a kernel (either builder), or undefined. */
+export function tierOptionsProblem(o: TierKernelOptions): string | undefined {
+  return isWide(o) ? wideOptionsProblem(o) : sgMatrixOptionsProblem(o);
+}
+
+/** Workgroup memory of either kernel. */
+export function tierWorkgroupBytes(o: TierKernelOptions): number {
+  return isWide(o) ? wideWorkgroupBytes(o) : sgMatrixWorkgroupBytes(o);
+}
+
+/** The tunable part of the kernel options (what the autotuner searches). */
+export interface SgMatrixConfig {
+  subgroups: number;
+  blockKeys: number;
+  sharedKV: boolean;
+  smemVec4: boolean;
+  prefetch: boolean;
+  headsPerTile: number;
+  /**
+   * 32: the wide kernel (ops/attention/webgpu/flash-sgmatrix-wide-wgsl.ts, two row matrices per
+   * subgroup; issue 14's candidate). Absent or 16: the 16-row kernel.
+   */
+  rowsPerSubgroup?: 16 | 32;
+}
+
+/** Measured best on the H200 for most shapes (docs/GPU-NOTES.md, run 3); first = default. */
+export const SG_MATRIX_CONFIGS: readonly SgMatrixConfig[] = [
+  { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
+  { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
+  { subgroups: 4, blockKeys: 64, sharedKV: true, smemVec4: true, prefetch: false, headsPerTile: 1 },
+  { subgroups: 2, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
+  { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: false, prefetch: false, headsPerTile: 1 },
+  { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 4 },
+  // fit small head dims only (workgroup memory): more work per barrier where blocks are cheap
+  { subgroups: 4, blockKeys: 64, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
+  { subgroups: 8, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
+  // issue 14: 32 query rows per subgroup (each K/V matrix feeds two MMAs); D <= 64 fits 4 subgroups,
+  // D 128 fits 2 (Q and O then take 192 registers: the tuner decides whether that pays)
+  { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
+  { subgroups: 2, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
+  { subgroups: 2, blockKeys: 64, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
+  { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
+];
+
+/** What the tier needs from the runtime (a subset, so tests can fake an adapter). */
+export interface TierDevice {
+  readonly features: ReadonlySet<string>;
+  readonly limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxStorageBuffersPerShaderStage' | 'maxStorageBufferBindingSize' | 'maxComputeWorkgroupsPerDimension' | 'minStorageBufferOffsetAlignment'>;
+  readonly adapter: { subgroupMinSize?: number; subgroupMaxSize?: number; subgroupMatrixConfigs: ReadonlyArray<{ componentType: string; resultComponentType: string; M: number; N: number; K: number }> };
+}
+
+/** Why the adapter cannot run the tier at all (independent of the problem), or undefined. */
+export function sgMatrixAdapterUnsupported(d: TierDevice): string | undefined {
+  for (const f of ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']) {
+    if (!d.features.has(f)) return `the adapter lacks the "${f}" feature`;
+  }
+  const ok = d.adapter.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
+  if (!ok) return 'the adapter has no f16 16x16x16 subgroup matrix with f32 result';
+  if (d.adapter.subgroupMinSize !== 32 || d.adapter.subgroupMaxSize !== 32) {
+    return `the kernel assumes subgroups of 32 invocations, the adapter has ${d.adapter.subgroupMinSize}..${d.adapter.subgroupMaxSize}`;
+  }
+  return undefined;
+}
+
+/** Why the tier cannot run `p` (problem options the kernel does not implement, sizes), or undefined. */
+export function sgMatrixProblemUnsupported(p: AttentionProblem, d: TierDevice): string | undefined {
+  if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
+  if (p.mask) return 'boolean masks are not implemented in this tier';
+  if (p.bias) return 'additive bias tensors are not implemented in this tier';
+  if (p.dimQK + p.dimRope > 256 || p.dimV > 256) return `head dims up to 256 (got Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''}, Dv ${p.dimV})`;
+  if (!SG_MATRIX_CONFIGS.some((c) => fits(kernelOptionsOf(p, c), d))) return 'no configuration fits the workgroup memory limit for these head dims';
+  const buffers = 5 + (p.returnLse ? 1 : 0) + (p.qRope ? 2 : 0);
+  if (buffers > d.limits.maxStorageBuffersPerShaderStage) return `needs ${buffers} storage buffers, the device allows ${d.limits.maxStorageBuffersPerShaderStage}`;
+  for (const [name, bytes] of bindingSizes(p, d.limits.minStorageBufferOffsetAlignment)) {
+    if (bytes > d.limits.maxStorageBufferBindingSize) return `${name} needs a ${bytes}-byte binding, the device allows ${d.limits.maxStorageBufferBindingSize}`;
+  }
+  const max = d.limits.maxComputeWorkgroupsPerDimension;
+  if (Math.ceil(p.seqQ / 16) > max || p.headsQ > max || p.batch > max) return 'the grid exceeds maxComputeWorkgroupsPerDimension';
+  return undefined;
+}
+
+function fits(o: TierKernelOptions, d: TierDevice): boolean {
+  return tierOptionsProblem(o) === undefined && tierWorkgroupBytes(o) <= d.limits.maxComputeWorkgroupStorageSize;
+}
+
+/**
+ * Kernel options for problem `p` under `config`. Features the problem rules out are switched off
+ * here (vector loads need 8-aligned offsets/strides, prefetch needs them), never silently wrong.
+ */
+export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, elementBases: number[] = [0, 0, 0, 0, 0]): TierKernelOptions {
+  const group = p.headsQ / p.headsKv;
+  let headsPerTile = Math.min(config.headsPerTile, group, config.subgroups);
+  while (group % headsPerTile !== 0 || config.subgroups % headsPerTile !== 0) headsPerTile--;
+  const views = [p.q, p.k, p.v, p.qRope, p.kRope];
+  const aligned = views.every((v, i) => !v || ((v.offset + elementBases[i]) % 8 === 0 && v.strides.b % 8 === 0 && v.strides.s % 8 === 0 && v.strides.h % 8 === 0));
+  const vectorLoads = aligned && p.dimQK % 8 === 0 && p.dimRope % 8 === 0 && p.dimV % 8 === 0;
+  const o: SgMatrixKernelOptions = {
+    dimQK: p.dimQK,
+    dimRope: p.dimRope,
+    dimV: p.dimV,
+    subgroups: config.subgroups,
+    blockKeys: config.blockKeys,
+    headsPerTile,
+    sharedKV: config.sharedKV,
+    vectorLoads,
+    rescaleThreshold: 8,
+    causalOrWindow: p.window.left !== Infinity || p.window.right !== Infinity,
+    softcap: p.softcap > 0,
+    alibi: p.alibi !== undefined,
+    returnLse: p.returnLse,
+    rowPad: 8,
+    smemVec4: config.smemVec4,
+    prefetch: config.prefetch,
+    // measured on the H200 (docs/GPU-NOTES.md, run 5): the rolled loops were ~20% faster here
+    unrolled: false,
+  };
+  if (config.rowsPerSubgroup === 32) return { ...o, rowFrags: 2 }; // the wide kernel refuses rather than drops prefetch
+  if (o.prefetch && sgMatrixOptionsProblem(o) !== undefined) o.prefetch = false;
+  return o;
+}
+
+/**
+ * FUSEDATTN_SGMATRIX_CONFIG (JSON of an SgMatrixConfig) forces a configuration, as the GPU checks
+ * do to run every candidate on every case (bench/gpu/check-tiers.mjs --configs); UnsupportedError
+ * when it cannot run `p` here. Undefined when unset.
+ */
+export function forcedConfig(p: AttentionProblem, d: TierDevice): SgMatrixConfig | undefined {
+  const text = globalThis.process?.env?.FUSEDATTN_SGMATRIX_CONFIG;
+  if (!text) return undefined;
+  let config: SgMatrixConfig;
+  try {
+    config = { ...SG_MATRIX_CONFIGS[0], ...(JSON.parse(text) as Partial<SgMatrixConfig>) };
+  } catch {
+    throw new UnsupportedError('FUSEDATTN_SGMATRIX_CONFIG', `FUSEDATTN_SGMATRIX_CONFIG must be JSON of a tensor-core configuration, got ${text.slice(0, 80)}`);
+  }
+  const o = kernelOptionsOf(p, config);
+  const problem = tierOptionsProblem(o) ?? (tierWorkgroupBytes(o) > d.limits.maxComputeWorkgroupStorageSize ? `it needs ${tierWorkgroupBytes(o)} bytes of workgroup memory` : undefined);
+  if (problem) throw new UnsupportedError('FUSEDATTN_SGMATRIX_CONFIG', `FUSEDATTN_SGMATRIX_CONFIG ${text} cannot run this problem: ${problem}`);
+  return config;
+}
+
+/** The first configuration of `preferred` then SG_MATRIX_CONFIGS that fits the device. */
+export function fittingConfig(p: AttentionProblem, d: TierDevice, preferred?: SgMatrixConfig): SgMatrixConfig | undefined {
+  const candidates = preferred ? [preferred, ...SG_MATRIX_CONFIGS] : SG_MATRIX_CONFIGS;
+  return candidates.find((c) => fits(kernelOptionsOf(p, c), d));
+}
+
+/** Grid of the kernel: query tiles × query-head tiles × batch. */
+export function sgMatrixGrid(p: AttentionProblem, o: TierKernelOptions): [number, number, number] {
+  const rowsPerHead = (16 * (isWide(o) ? o.rowFrags : 1) * o.subgroups) / o.headsPerTile;
+  return [Math.ceil(p.seqQ / rowsPerHead), p.headsQ / o.headsPerTile, p.batch];
+}
+
+/**
+ * Queues the kernel for `p` (inputs bound, outputs allocated) without reading back; returns what
+ * finishAttention needs. The autotuner times this with timestamp queries.
+ */
+export function queueSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig): Promise<AttentionOperands> {
+  return bindAndQueue(runtime, p, (io) => recordSgMatrix(runtime, p, config, io));
+}
+
+export function runSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig): Promise<AttentionResult> {
+  return measuredAttention(runtime, p, (io) => recordSgMatrix(runtime, p, config, io));
+}
+
+/** Records the kernel for `p` on its bound operands. */
+async function recordSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig, io: AttentionOperands): Promise<void> {
+  const bases = [io.q.elementBase, io.k.elementBase, io.v.elementBase, io.qRope?.elementBase ?? 0, io.kRope?.elementBase ?? 0];
+  const o = kernelOptionsOf(p, config, bases);
+  const pipeline = isWide(o) ? await runtime.pipeline(sgMatrixWideKernel, o) : await runtime.pipeline(sgMatrixKernel, o);
+  const grid = sgMatrixGrid(p, o);
+  const params = packParams(p, grid[0], { q: bases[0], k: bases[1], v: bases[2], qRope: bases[3], kRope: bases[4] });
+  dispatchFastTier(runtime, p, io, { label: 'flash-sgmatrix', pipeline, params, grid });
+}
