@@ -8,3 +8,4 @@ export type { DecodeProblem, DecodeCacheView } from './problem.js';
 export { referenceDecode, type DecodeReference } from './reference.js';
 export { validateMerge, mergeOnHost, type AttentionPartial, type MergeOptions, type MergeResult } from './merge.js';
 export { int8Scale, quantizeInt8, roundToStorage, storeRow } from './storage.js';
+export { PagedKVCache, type PagedKVCacheOptions } from './paged-cache.js';
