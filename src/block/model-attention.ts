@@ -170,7 +170,7 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
     // the decode path's commands depend on the step only through its split count
     stepKey: (step: StepInfo) => {
       const plan = first?.decodePlan(geometry(step));
-      return plan ? { workgroup: plan.options.workgroupSize, unroll: plan.options.unroll, splits: plan.splits } : null;
+      return plan ? { workgroup: plan.kernel.workgroupSize, unroll: plan.kernel.unroll, splits: plan.splits } : null;
     },
   };
 }

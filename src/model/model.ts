@@ -37,7 +37,7 @@ export interface ModelOptions {
   replayDecode?: boolean;
   /**
    * WebGPU, unfused module: decode with the first split-KV kernel (decode-attention.wgsl.ts)
-   * instead of flash-decode.wgsl.ts (comparisons).
+   * instead of the decode op's split-KV kernel (ops/decode/webgpu/split-kv.wgsl.ts; comparisons).
    */
   firstDecodeKernel?: boolean;
 }

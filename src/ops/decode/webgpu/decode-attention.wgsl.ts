@@ -1,6 +1,6 @@
-// The FIRST split-KV decode kernel pair. Superseded by flash-decode.wgsl.ts (16-byte loads, a key
+// The FIRST split-KV decode kernel pair. Superseded by split-kv.wgsl.ts (16-byte loads, a key
 // per thread, 2-40x faster on the H200), and kept for one reason: it is the fallback where the
-// second cannot run — head dims that are not a multiple of 4 (flashDecodePlan() returns undefined),
+// second cannot run — head dims that are not a multiple of 4 (planDecode() gives a reason),
 // so the unfused runner module still decodes them on the GPU. `firstDecodeKernel: true` in the
 // runner's unfused module forces it for comparisons (bench/model-decode-attention.mjs).
 //

@@ -63,7 +63,9 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
   const target = targetWorkgroups ?? env('FUSEDATTN_DECODE_TARGET') ?? DEFAULT_TARGET;
   const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? 256;
   const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? (device.software ? 1 : DEFAULT_UNROLL);
-  let reason = 'no workgroup size fits this device';
+  // why nothing fits: the device's limits first (they are what the caller cannot change)
+  const reasons: { memory?: string; bindings?: string; kernel?: string } = {};
+  let leastMemory = Infinity;
   // most heads per workgroup first (each K/V row is then read once for them all), fewer where
   // their query rows do not fit the workgroup memory (MLA: 16-128 heads of 576)
   for (const headsPerBlock of headBlockSizes(s.group)) {
@@ -82,15 +84,17 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
         };
         const why = splitKvUnsupported(o);
         if (why) {
-          reason = why;
+          reasons.kernel ??= why;
           continue;
         }
-        if (splitKvSharedBytes(o) > limits.maxComputeWorkgroupStorageSize) {
-          reason = `the kernel needs ${splitKvSharedBytes(o)} bytes of workgroup memory, the device allows ${limits.maxComputeWorkgroupStorageSize}`;
+        const bytes = splitKvSharedBytes(o);
+        if (bytes > limits.maxComputeWorkgroupStorageSize) {
+          if (bytes < leastMemory) reasons.memory = `the kernel needs at least ${bytes} bytes of workgroup memory, the device allows ${limits.maxComputeWorkgroupStorageSize}`;
+          leastMemory = Math.min(leastMemory, bytes);
           continue;
         }
         if (splitKvStorageBindings(o) > limits.maxStorageBuffersPerShaderStage) {
-          reason = `the kernel needs ${splitKvStorageBindings(o)} storage buffers, the device allows ${limits.maxStorageBuffersPerShaderStage}`;
+          reasons.bindings ??= `the kernel needs ${splitKvStorageBindings(o)} storage buffers, the device allows ${limits.maxStorageBuffersPerShaderStage}`;
           continue;
         }
         chosen = o;
@@ -106,7 +110,7 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
     const combine = splits > 1 || s.lse;
     return { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
   }
-  return reason;
+  return reasons.memory ?? reasons.bindings ?? reasons.kernel ?? 'no workgroup size fits this device';
 }
 
 /** What the plan needs to know about the adapter besides its limits. */

@@ -45,11 +45,15 @@ export interface GpuDecodeCall {
   pageSize: number;
   maxPages: number;
   numPages: number;
-  /** u32 words: lengths [B] at lengthsAt, block table [B, maxPages] at tableAt, ALiBi slopes (f32 bits). */
-  meta: { binding: BindingResource; lengthsAt: number; tableAt?: number; slopesAt?: number; slopesStrideB?: number };
+  /**
+   * u32 words: lengths [B] at lengthsAt (stride lengthsStride, default 1; 0 = one length for all,
+   * plus lengthsAdd), block table [B, maxPages] at tableAt, ALiBi slopes (f32 bits) at slopesAt,
+   * and with RoPE the first position of the table at ropeBaseAt.
+   */
+  meta: { binding: BindingResource; lengthsAt: number; lengthsStride?: number; lengthsAdd?: number; tableAt?: number; slopesAt?: number; slopesStrideB?: number; ropeBaseAt?: number };
   /** New rows to store and attend (plan.kernel.append): keys, and values unless shared. */
   append?: { binding: BindingResource; k: GpuRows; v?: GpuRows };
-  /** RoPE table (plan.kernel.rope): cos [rows, Dq/2] then sin; row t * B + b. */
+  /** RoPE table (plan.kernel.rope): cos [rows, Dq/2] then sin; row = position - meta[ropeBaseAt]. */
   rope?: { buffer: GPUBuffer; rows: number };
   out: GpuRows & { binding: BindingResource };
   /** float32 [B, Nq, Sq] (when the plan was made with lse). */
@@ -92,6 +96,7 @@ export async function queueAttentionDecode(runtime: GpuRuntime, plan: DecodePlan
       ks_off: scales.off, vs_off: call.vScales?.off ?? 0, s_sp: scales.sp, s_sh: scales.sh,
       s_spos: scales.spos, page_size: call.pageSize, max_pages: call.maxPages, num_pages: call.numPages,
       len_at: call.meta.lengthsAt, table_at: call.meta.tableAt ?? 0, slopes_at: call.meta.slopesAt ?? 0, slopes_sb: call.meta.slopesStrideB ?? 0,
+      len_sb: call.meta.lengthsStride ?? 1, len_add: call.meta.lengthsAdd ?? 0, rope_at: call.meta.ropeBaseAt ?? 0,
       ...rowParams('ak', call.append?.k ?? noRows), ...rowParams('av', call.append?.v ?? noRows),
       ...rowParams('o', call.out),
       rope_rows: call.rope?.rows ?? 0, scale: call.scale, softcap: call.softcap, bottom_right: call.window.align === 'bottom-right' ? 1 : 0,

@@ -1,7 +1,7 @@
 // Split-KV decode attention (flash decoding), the partial kernel: a few query rows per sequence
 // against a long cache at memory bandwidth. This is the runner's second decode kernel
-// (flash-decode.wgsl.ts, H200 runs in docs/GPU-NOTES.md "Decode on WebGPU") generalized to the
-// public op: any cache addressing (contiguous strided, paged through a block table), stored as
+// (flash-decode.wgsl.ts until this file replaced it; H200 runs in docs/GPU-NOTES.md "Decode on
+// WebGPU") generalized to the public op: any cache addressing (contiguous strided, paged through a block table), stored as
 // float32 / float16 / bfloat16 / int8 (dequantized here), per-sequence lengths read from a buffer,
 // R query rows per workgroup (the G heads of a KV head times a block of new tokens, each row with
 // its own causal / window range), softcap, ALiBi, and new rows appended by the kernel.
@@ -31,8 +31,9 @@
 //   cache k/v      element (b, kv head, p, d) at off + page(b, p) sp + head sh + (p mod P) spos + d,
 //                  page(b, p) = seqs[table_at + b MP + p / P] (paged) or b (contiguous, P = capacity)
 //   scales         the same without d (int8)
-//   meta (u32)     lengths at len_at, block table at table_at, ALiBi slopes (f32 bits) at slopes_at
-//   rope           cos [rope_rows, D/2] then sin; row t * B + b rotates new token t of sequence b
+//   meta (u32)     lengths at len_at (stride len_sb, plus len_add), block table at table_at, ALiBi
+//                  slopes (f32 bits) at slopes_at, the RoPE table's first position at rope_at
+//   rope           cos [rope_rows, D/2] then sin; row p - seqs[rope_at] rotates position p
 //   out            direct: element (b, head, i, d) at o_off + b o_sb + head o_sh + i o_si + d;
 //                  partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0)
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
@@ -78,6 +79,10 @@ export const SPLIT_KV_PARAMS = new UniformLayout('DecodeParams', {
   ks_off: 'u32', vs_off: 'u32', s_sp: 'u32', s_sh: 'u32',
   s_spos: 'u32', page_size: 'u32', max_pages: 'u32', num_pages: 'u32',
   len_at: 'u32', table_at: 'u32', slopes_at: 'u32', slopes_sb: 'u32',
+  /** Lengths: seqs[len_at + b len_sb] + len_add (len_sb 0: one length for every sequence). */
+  len_sb: 'u32', len_add: 'u32',
+  /** RoPE: new token i of sequence b uses table row lengths[b] + i - seqs[rope_at]. */
+  rope_at: 'u32',
   ak_off: 'u32', ak_sb: 'u32', ak_sh: 'u32', ak_si: 'u32',
   av_off: 'u32', av_sb: 'u32', av_sh: 'u32', av_si: 'u32',
   o_off: 'u32', o_sb: 'u32', o_sh: 'u32', o_si: 'u32',
@@ -217,10 +222,10 @@ fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u3
 fn fresh_v_base(b: u32, h: u32, i: u32) -> u32 {
   return ${o.sharedKV ? 'fresh_k_base(b, h, i)' : 'params.av_off + b * params.av_sb + h * params.av_sh + i * params.av_si'};
 }
-/** Raw (unrounded) chunk c of new key row i. */
+/** Raw (unrounded) chunk c of new key row i (rotated for its position with RoPE). */
 fn fresh_k_raw(b: u32, h: u32, i: u32, c: u32) -> array<vec4<f32>, ${V}> {
   let base = fresh_k_base(b, h, i);
-  let t = i * params.batch + b;
+  let t = ${o.rope ? 'seqs[params.len_at + b * params.len_sb] + params.len_add + i - seqs[params.rope_at]' : '0u'};
   return array<vec4<f32>, ${V}>(${vs.map((v) => keyQuad(`c * ${V}u + ${v}u`)).join(', ')});
 }
 fn fresh_v_raw(b: u32, h: u32, i: u32, c: u32) -> array<vec4<f32>, ${V}> {
@@ -417,7 +422,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let tb = wid.y % token_blocks;
   let split = wid.z;
   let splits = nwg.z;
-  let len = seqs[params.len_at + b];
+  let len = seqs[params.len_at + b * params.len_sb] + params.len_add;
   let keys = len${o.append ? ' + params.tokens' : ''};
 
   var wg_lo = i32(keys);
@@ -439,7 +444,7 @@ ${rowSetup}
     if (hb * ${HB}u + lh < G && i < params.tokens) {
       let head = kv_head * G + hb * ${HB}u + lh;
       let base = params.q_off + b * params.q_sb + head * params.q_sh + i * params.q_si;
-      qv = ${o.rope ? 'q_quad(base, c, i * params.batch + b)' : quad('q')('base / 4u + c')};
+      qv = ${o.rope ? 'q_quad(base, c, len + i - seqs[params.rope_at])' : quad('q')('base / 4u + c')};
     }
     q_tile[x] = qv * params.scale;
   }
