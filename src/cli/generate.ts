@@ -4,14 +4,16 @@
 // prints as one line.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ValueError } from '../core/errors.js';
-import { generate, type GenerateResult } from '../model/generate.js';
+import { type GenerateResult, generateBatch } from '../model/generate.js';
 import { type AttentionKind, type ModelBackendChoice, loadModel } from '../model/model.js';
 import { finiteNumber, integer, positiveInt } from './parse.js';
 
 export interface GenerateFlags {
   model: string;
-  prompt?: string;
-  tokens?: number[];
+  /** One or more prompts (repeat --prompt): decoded together, continuous batching. */
+  prompt?: string[];
+  tokens?: number[][];
+  maxBatch?: number;
   maxNewTokens: number;
   topK?: number;
   temperature?: number;
@@ -27,8 +29,9 @@ export function generateCommand(): Command {
   return new Command('generate')
     .description('generate text with a local Qwen2/Llama model folder (config.json, *.safetensors, tokenizer.json)')
     .requiredOption('--model <dir>', 'model folder: config.json + model.safetensors (or sharded index), optional tokenizer.json')
-    .option('--prompt <text>', 'prompt text (needs tokenizer.json in the model folder)')
-    .option('--tokens <ids>', 'prompt as comma-separated token ids, e.g. 1,2,3', tokenList)
+    .option('--prompt <text>', 'prompt text (needs tokenizer.json in the model folder); repeat it for several prompts, decoded in one batch', collect, undefined)
+    .option('--tokens <ids>', 'prompt as comma-separated token ids, e.g. 1,2,3; repeat it for several prompts', collectTokens, undefined)
+    .option('--max-batch <n>', 'most sequences decoded together (continuous batching: a finished one leaves, the next prompt joins)', positiveInt, 8)
     .option('--max-new-tokens <n>', 'new tokens to generate at most', positiveInt, 32)
     .option('--top-k <k>', 'sample from the k most likely tokens (0 = all), at temperature 1 unless --temperature says otherwise', nonNegativeInt)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNegativeNumber)
@@ -51,54 +54,72 @@ export function registerGenerate(program: Command): Command {
 /** Runs the command and returns what it prints (tests call this directly). */
 export async function runGenerate(flags: GenerateFlags): Promise<string> {
   if ((flags.prompt === undefined) === (flags.tokens === undefined)) {
-    throw new ValueError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids>');
+    throw new ValueError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids> (either may be repeated)');
   }
   const attention: AttentionKind | undefined = flags.fused ? 'fused' : flags.unfused ? 'unfused' : undefined;
   const model = await loadModel(flags.model, { backend: flags.backend, attention, requireTokenizer: flags.prompt !== undefined });
-  let prompt: number[];
+  let prompts: number[][];
   if (model.tokenizer && flags.prompt !== undefined) {
-    prompt = model.tokenizer.encode(flags.prompt);
-    if (prompt.length === 0) throw new ValueError('--prompt', 'the prompt encodes to no tokens; give some text');
+    prompts = flags.prompt.map((text) => {
+      const ids = model.tokenizer!.encode(text);
+      if (ids.length === 0) throw new ValueError('--prompt', `the prompt ${JSON.stringify(text)} encodes to no tokens; give some text`);
+      return ids;
+    });
   } else {
-    prompt = flags.tokens as number[];
+    prompts = flags.tokens as number[][];
   }
-  const result = await generate(model, prompt, {
+  const batch = await generateBatch(model, prompts, {
     maxNewTokens: flags.maxNewTokens,
     topK: flags.topK,
     temperature: flags.temperature ?? (flags.topK ? 1 : 0),
     seed: flags.seed,
+    maxBatch: flags.maxBatch,
   });
-  const text = model.tokenizer?.decode(result.tokens, { skipSpecialTokens: true });
-  const summary = {
-    model: flags.model,
-    backend: model.backend,
-    attention: model.attention,
-    promptTokens: prompt.length,
+  const summaries = batch.results.map((result, i) => ({
+    promptTokens: prompts[i].length,
     tokens: result.tokens,
-    text,
+    text: model.tokenizer?.decode(result.tokens, { skipSpecialTokens: true }),
     stopReason: result.stopReason,
     prefillMs: round(result.prefillMs),
     prefillTokensPerSecond: round(result.prefillTokensPerSecond),
     decodeSteps: result.decodeSteps,
     decodeMs: round(result.decodeMs),
     decodeTokensPerSecond: round(result.decodeTokensPerSecond),
-    weightBytes: model.weightBytes,
-    kvCacheBytes: result.kvCacheBytes,
-  };
-  if (flags.json) return JSON.stringify(summary);
-  return [text ?? result.tokens.join(','), '', stats(result, model.backend, model.attention, model.weightBytes)].join('\n');
+  }));
+  const common = { model: flags.model, backend: model.backend, attention: model.attention, weightBytes: model.weightBytes, kvCacheBytes: batch.results[0].kvCacheBytes };
+  if (prompts.length === 1) {
+    const result = batch.results[0];
+    if (flags.json) return JSON.stringify({ ...common, ...summaries[0] });
+    return [summaries[0].text ?? result.tokens.join(','), '', stats(result, model.backend, model.attention, model.weightBytes)].join('\n');
+  }
+  const all = { decodeSteps: batch.decodeSteps, decodeTokensPerSecond: round(batch.decodeTokensPerSecond), peakBatch: batch.peakBatch };
+  if (flags.json) return JSON.stringify({ ...common, ...all, prompts: summaries });
+  const blocks = summaries.map((x, i) => `[${i + 1}] ${x.text ?? x.tokens.join(',')}\n    (${x.promptTokens} prompt tokens, ${x.tokens.length} new, stopped by ${x.stopReason})`);
+  return [
+    ...blocks, '',
+    `continuous batching: ${prompts.length} prompts, at most ${batch.peakBatch} decoded together; ${batch.decodeSteps} decode steps, ${batch.decodeTokensPerSecond.toFixed(1)} tokens/s over all sequences`,
+    `backend ${model.backend}, attention ${model.attention}, weights ${mib(model.weightBytes)}, KV cache ${mib(common.kvCacheBytes)} (paged)`,
+  ].join('\n');
 }
 
 function stats(r: GenerateResult, backend: string, attention: string, weightBytes: number): string {
   return [
     `prefill: ${r.promptTokens} tokens in ${r.prefillMs.toFixed(1)} ms (${r.prefillTokensPerSecond.toFixed(1)} tokens/s)`,
     `decode: ${r.decodeSteps} tokens in ${r.decodeMs.toFixed(1)} ms (${r.decodeSteps > 0 ? r.decodeTokensPerSecond.toFixed(1) : '-'} tokens/s), stopped by ${r.stopReason}`,
-    `backend ${backend}, attention ${attention}, weights ${mib(weightBytes)}, KV cache ${mib(r.kvCacheBytes)}`,
+    `backend ${backend}, attention ${attention}, weights ${mib(weightBytes)}, KV cache ${mib(r.kvCacheBytes)} (paged)`,
   ].join('\n');
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 3 : 1)} MiB`;
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function collectTokens(value: string, previous: number[][] | undefined): number[][] {
+  return [...(previous ?? []), tokenList(value)];
+}
 
 function tokenList(value: string): number[] {
   const parts = value.split(',').map((p) => p.trim());

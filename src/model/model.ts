@@ -7,7 +7,8 @@ import { autoBackend } from '../ops/attention/index.js';
 import { type TensorStore, openSafetensors } from '../io/safetensors.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
-import { Decoder, type ForwardOptions } from './decoder.js';
+import { Decoder, type ForwardOptions, type PagedCacheOptions } from './decoder.js';
+import type { PagedKVCache } from '../ops/decode/paged-cache.js';
 import { type TextTokenizer, loadTokenizer } from './tokenizer.js';
 import { type DecoderWeights, loadWeights, weightSpecs } from './weights.js';
 import type { TopCandidates } from './sampling.js';
@@ -42,6 +43,12 @@ export interface ModelOptions {
   firstDecodeKernel?: boolean;
 }
 
+/** What a paged step returns: logits [B, vocab] without topK, else the candidates of each sequence. */
+export interface PagedResult {
+  logits?: Float32Array;
+  top?: TopCandidates[];
+}
+
 export interface TransformerModel {
   readonly config: ModelConfig;
   /** Present when the model folder has tokenizer.json. */
@@ -59,6 +66,15 @@ export interface TransformerModel {
   canTopK(k: number): boolean;
   /** See Decoder.forwardTop: each sequence's k largest logits and their ids, found on the device. */
   forwardTop(tokens: readonly (readonly number[])[], cache: KvCache, k: number): Promise<TopCandidates[]>;
+  /**
+   * A paged KV cache for this model (continuous batching): sequences are added, forked and freed
+   * on it; prefillPaged() fills one, decodePaged() steps several at their own positions.
+   */
+  createPagedCache(options?: PagedCacheOptions): Promise<PagedKVCache>;
+  /** Prefill of an empty sequence of `cache`: its last position's logits [vocab], or its top-k candidates. */
+  prefillPaged(tokens: readonly number[], cache: PagedKVCache, seq: number, options?: { topK?: number }): Promise<PagedResult>;
+  /** One decode step of `seqs` (token b for seqs[b]): logits [B, vocab], or each sequence's top-k candidates. */
+  decodePaged(tokens: readonly number[], cache: PagedKVCache, seqs: readonly number[], options?: { topK?: number }): Promise<PagedResult>;
   /** WebGPU: how many decode steps were recorded and replayed (see ModelOptions.replayDecode). */
   readonly replayStats: () => { records: number; replays: number; lastHostMs: number | undefined } | undefined;
   /** Stop token ids: config eos_token_id plus the tokenizer's eos_token. */
@@ -161,6 +177,19 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
     forwardTop: async (tokens, cache, k) => {
       if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
       return decoder.forwardTop(tokens, cache, k);
+    },
+    createPagedCache: (opts) => decoder.createPagedCache(opts),
+    prefillPaged: async (tokens, cache, seq, opts) => {
+      if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
+      const k = opts?.topK ?? 0;
+      const out = await decoder.prefillPaged(tokens, cache, seq, k);
+      return k ? { top: [out as TopCandidates] } : { logits: out as Float32Array };
+    },
+    decodePaged: async (tokens, cache, seqs, opts) => {
+      if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
+      const k = opts?.topK ?? 0;
+      const out = await decoder.decodePaged(tokens, cache, seqs, k);
+      return k ? { top: out as TopCandidates[] } : { logits: out as Float32Array };
     },
     replayStats: () => {
       const stats = (ops as { stepStats?: { records: number; replays: number; lastRun?: { hostMs: number } } }).stepStats;

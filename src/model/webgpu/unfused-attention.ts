@@ -17,7 +17,7 @@ import {
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
 } from '../../ops/decode/webgpu/index.js';
 import { ELEMENTWISE_WORKGROUP, KV_APPEND_PARAMS, ROPE_PARAMS, buildKvAppend, buildRope } from './kernels.wgsl.js';
-import { type DecodePlan, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
+import { type DecodePlan, pagedBindings, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
 import { isSoftwareAdapter } from '../../engines/webgpu/device.js';
 import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
 
@@ -47,6 +47,45 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
       cache: 'float32', io: 'float32', paged: false, sharedKV: false, append: false, rope: false, softcap: false, alibi: false, lse: false,
     }, runtime.limits, options.targetWorkgroups, { software });
     return typeof p === 'string' ? undefined : p;
+  };
+
+  // a paged decode step (continuous batching): RoPE and the append in the decode op's kernel
+  const pagedPlan = (step: StepInfo): DecodePlan | undefined => {
+    const p = planDecode({
+      dimQK: D, dimV: D, group: Nq / Nkv, headsKv: Nkv, batch: step.batch, tokens: 1, maxKeys: step.start + 1,
+      cache: step.paged!.cache.dtype, io: 'float32', paged: true, sharedKV: false, append: true, rope: true, softcap: false, alibi: false, lse: false,
+    }, runtime.limits, options.targetWorkgroups, { software });
+    return typeof p === 'string' ? undefined : p;
+  };
+  const pagedRope = (step: StepInfo) => ops.ropeByPosition(config, step.paged!.cache.capacity);
+  const pagedForward = async (x: GpuActivations, layer: number, step: StepInfo): Promise<GpuActivations> => {
+    const chosen = pagedPlan(step);
+    if (!chosen) throw new UnsupportedError('headDim', `the decode op cannot run a paged step with head dim ${D} on this GPU`);
+    await prepareDecode(runtime, chosen, false);
+    const w = layers[layer];
+    const B = step.batch;
+    const q = await ops.linear(x, w.q, w.qBias);
+    const k = await ops.linear(x, w.k, w.kBias);
+    const v = await ops.linear(x, w.v, w.vBias);
+    // the new keys then values in one binding, as the kernel reads them
+    const kvd = Nkv * D;
+    const fresh = runtime.acquire(2 * B * kvd * 4, 'intermediate', 'new keys and values');
+    runtime.copy(k.buffer, 0, fresh, 0, B * kvd * 4, 'new keys');
+    runtime.copy(v.buffer, 0, fresh, B * kvd * 4, B * kvd * 4, 'new values');
+    const attn = ops.activations(B, Nq * D, 'attention');
+    const b = pagedBindings(step.paged!.cache, layer);
+    const rows = (off: number, width: number) => ({ off, sb: width, sh: D, si: B * width });
+    await queueAttentionDecode(runtime, chosen, {
+      batch: B, tokens: 1, headsQ: Nq, headsKv: Nkv, q: { binding: q.buffer, ...rows(0, Nq * D) },
+      keys: b.keys, values: b.values, kScales: b.kScales, vScales: b.vScales, pageSize: b.pageSize, maxPages: b.maxPages, numPages: b.numPages, meta: b.meta,
+      append: { binding: fresh, k: rows(0, kvd), v: rows(B * kvd, kvd) }, rope: pagedRope(step),
+      out: { binding: attn.buffer, ...rows(0, Nq * D) }, scale: 1 / Math.sqrt(D), softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
+      label: 'paged decode attention',
+    });
+    runtime.release(fresh);
+    const out = await ops.linear(attn, w.o, w.oBias);
+    ops.release(q, k, v, attn);
+    return out;
   };
 
   const rope = async (x: GpuActivations, heads: number, step: StepInfo) => {
@@ -144,6 +183,7 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
   return {
     name: 'unfused (webgpu)',
     async forward(x: GpuActivations, layer: number, cache: GpuKvCache, step: StepInfo) {
+      if (step.paged) return pagedForward(x, layer, step);
       const w = layers[layer];
       const q = await ops.linear(x, w.q, w.qBias);
       const k = await ops.linear(x, w.k, w.kBias);
@@ -161,7 +201,8 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
     },
     // the first decode kernel takes `start` in a uniform: its steps cannot be replayed
     stepKey: (step: StepInfo) => {
-      const chosen = plan(step);
+      const chosen = step.paged ? pagedPlan(step) : plan(step);
+      if (chosen && step.paged) return { workgroup: chosen.kernel.workgroupSize, unroll: chosen.kernel.unroll, splits: chosen.splits, rope: pagedRope(step).buffer };
       return chosen ? { workgroup: chosen.kernel.workgroupSize, unroll: chosen.kernel.unroll, splits: chosen.splits } : null;
     },
   };

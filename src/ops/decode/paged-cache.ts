@@ -77,7 +77,10 @@ export class PagedKVCache {
   private readonly seqs = new Map<number, Sequence>();
   private nextId = 0;
   private readonly runtime: GpuRuntime | undefined;
-  /** WebGPU: lengths [maxSequences] then the block table [maxSequences, maxPages], u32. */
+  /**
+   * WebGPU: u32 [0, lengths [maxSequences], block table [maxSequences, maxPages]]; word 0 stays 0
+   * (the first position of a RoPE table the decode kernel reads by position: metaLayout()).
+   */
   private readonly meta: GPUBuffer | undefined;
   private lastView: { key: string; lengths: Tensor; table: Tensor } | undefined;
   private disposed = false;
@@ -115,7 +118,7 @@ export class PagedKVCache {
     this.values = layers.map((l) => (o.shared ? undefined : make(shape(o.valueDim), o.dtype, `paged values ${l}`)));
     this.kScales = layers.map((l) => (int8 ? make(scaleShape, 'float32', `paged key scales ${l}`) : undefined));
     this.vScales = layers.map((l) => (int8 && !o.shared ? make(scaleShape, 'float32', `paged value scales ${l}`) : undefined));
-    this.meta = runtime ? runtime.createBuffer(4 * o.maxSequences * (1 + this.maxPages), 'paged block table') : undefined;
+    this.meta = runtime ? runtime.createBuffer(4 * (1 + o.maxSequences * (1 + this.maxPages)), 'paged block table') : undefined;
   }
 
   /** Allocates the pools on the backend ('auto': WebGPU on a hardware adapter or a passed device, else the CPU). */
@@ -334,6 +337,14 @@ export class PagedKVCache {
     this.meta?.destroy();
   }
 
+  /**
+   * WebGPU: the buffer view() writes (u32 words: a zero at 0, lengths at lengthsAt, the block table
+   * at tableAt), for callers that bind it themselves (the runner's decode step).
+   */
+  metaLayout(): { buffer: GPUBuffer | undefined; zeroAt: number; lengthsAt: number; tableAt: number } {
+    return { buffer: this.meta, zeroAt: 0, lengthsAt: 1, tableAt: 1 + this.maxSequences };
+  }
+
   /** Element strides (page, head, position) of a pool with `dim` columns. */
   readonly strides = (dim: number) => {
     const { kvHeads: N, pageSize: P } = this;
@@ -393,13 +404,13 @@ export class PagedKVCache {
       return { lengths: Tensor.fromData(words.slice(0, B), [B], 'int32'), table: Tensor.fromData(words.slice(B), [B, this.maxPages], 'int32') };
     }
     const rt = this.runtime;
-    const tableAt = 4 * this.maxSequences;
-    rt.write(this.meta!, 0, words.subarray(0, B));
-    rt.write(this.meta!, tableAt, words.subarray(B));
+    const { lengthsAt, tableAt } = this.metaLayout();
+    rt.write(this.meta!, 4 * lengthsAt, words.subarray(0, B));
+    rt.write(this.meta!, 4 * tableAt, words.subarray(B));
     const device = rt.device;
     return {
-      lengths: Tensor.fromGpuBuffer({ device, buffer: this.meta!, byteOffset: 0 }, [B], 'int32'),
-      table: Tensor.fromGpuBuffer({ device, buffer: this.meta!, byteOffset: tableAt }, [B, this.maxPages], 'int32'),
+      lengths: Tensor.fromGpuBuffer({ device, buffer: this.meta!, byteOffset: 4 * lengthsAt }, [B], 'int32'),
+      table: Tensor.fromGpuBuffer({ device, buffer: this.meta!, byteOffset: 4 * tableAt }, [B, this.maxPages], 'int32'),
     };
   }
 }

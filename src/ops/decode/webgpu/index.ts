@@ -10,3 +10,4 @@ export {
   COMBINE_PARAMS, COMBINE_WORKGROUP, DECODE_PARAMS, type DecodeAttentionOptions,
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
 } from './decode-attention.wgsl.js';
+export { type PagedBindings, pagedBindings } from './paged.js';
