@@ -10,7 +10,7 @@
 // H hidden size, Nq / Nkv query / key-value heads, D head dim, L positions in the cache.
 // Activations are row-major [T * B, features] with row t * B + b ("SBH"), so the rows of one
 // position are adjacent: the K/V of new tokens append to the cache as one contiguous block.
-import type { PagedKVCache } from '../ops/decode/paged-cache.js';
+import type { PagedKVCache } from '../ops/decode/index.js';
 import type { ModelConfig } from './config.js';
 import type { RopeTable } from './rope.js';
 import type { DecoderWeights, LayerWeights } from './weights.js';

@@ -5,8 +5,8 @@
 // Prefill is one call with the whole prompt; decode is one call per new token. Both go through the
 // same code; only T differs.
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
-import { PagedKVCache } from '../ops/decode/paged-cache.js';
-import type { CacheDType } from '../ops/decode/options.js';
+import { PagedKVCache } from '../ops/decode/index.js';
+import type { CacheDType } from '../ops/decode/index.js';
 import type { Activations, AttentionModule, DecoderOps, KvCache, StepInfo } from './backend.js';
 import type { ModelConfig } from './config.js';
 import { ropeRows, ropeTable } from './rope.js';

@@ -4,8 +4,8 @@
 // prompt of the queue joins with its prefill (one pass over the prompt, its keys and values
 // stored into fresh pages). generate() is the one-prompt case.
 import { ValueError, show } from '../core/errors.js';
-import type { CacheDType } from '../ops/decode/options.js';
-import type { PagedKVCache } from '../ops/decode/paged-cache.js';
+import type { CacheDType } from '../ops/decode/index.js';
+import type { PagedKVCache } from '../ops/decode/index.js';
 import type { TransformerModel } from './model.js';
 import { type SamplingOptions, createCandidateSampler, createSampler } from './sampling.js';
 

@@ -8,7 +8,7 @@ import { type TensorStore, openSafetensors } from '../io/safetensors.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
 import { Decoder, type ForwardOptions, type PagedCacheOptions } from './decoder.js';
-import type { PagedKVCache } from '../ops/decode/paged-cache.js';
+import type { PagedKVCache } from '../ops/decode/index.js';
 import { type TextTokenizer, loadTokenizer } from './tokenizer.js';
 import { type DecoderWeights, loadWeights, weightSpecs } from './weights.js';
 import type { TopCandidates } from './sampling.js';

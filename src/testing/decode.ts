@@ -8,8 +8,8 @@
 //     two sequences share after a fork).
 import { floatsToHalf } from '../core/dtype.js';
 import { Tensor } from '../core/tensor.js';
-import type { CacheDType, DecodeCache, DecodeOptions } from '../ops/decode/options.js';
-import { storeRow } from '../ops/decode/storage.js';
+import type { CacheDType, DecodeCache, DecodeOptions } from '../ops/decode/index.js';
+import { storeRow } from '../ops/decode/index.js';
 import { normal, randomFloats, uniform } from './random.js';
 
 export interface DecodeCase {

@@ -8,7 +8,7 @@ import { ShapeError } from '../../core/errors.js';
 import type { OpsCpuEngine as CpuEngine } from '../../ops/cpu-engine.js';
 import { matmul, residentLinear } from '../../ops/gemm/cpu/index.js';
 import { Tensor } from '../../core/tensor.js';
-import type { PagedKVCache } from '../../ops/decode/paged-cache.js';
+import type { PagedKVCache } from '../../ops/decode/index.js';
 import type { Activations, DecoderOps, KvCache } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';

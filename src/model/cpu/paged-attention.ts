@@ -3,7 +3,7 @@
 // each row at its sequence's position, then the decode op on the paged cache, which stores the new
 // keys and values (attentionDecode's append), and the O projection.
 import { Tensor } from '../../core/tensor.js';
-import { attentionDecode } from '../../ops/decode/api.js';
+import { attentionDecode } from '../../ops/decode/index.js';
 import { rotateRows } from '../../block/rope.js';
 import type { StepInfo } from '../backend.js';
 import type { ModelConfig } from '../config.js';

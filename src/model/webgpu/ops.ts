@@ -8,7 +8,7 @@ import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
 import { DEFAULT_TENSORCORE_TILE, parseTensorCoreTile, queueTensorCoreLinear, tensorCoreLinearUnsupported } from '../../ops/gemm/webgpu/index.js';
 import { Scope } from '../../scope/scope.js';
 import { Tensor } from '../../core/tensor.js';
-import type { PagedKVCache } from '../../ops/decode/paged-cache.js';
+import type { PagedKVCache } from '../../ops/decode/index.js';
 import type { Activations, DecoderOps, KvCache, StepInfo } from '../backend.js';
 import { positionTable } from '../rope.js';
 import type { ModelConfig } from '../config.js';

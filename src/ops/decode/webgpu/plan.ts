@@ -77,7 +77,9 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
     const wanted = Math.ceil(target / 2 / gridXY);
     let chosen: SplitKvOptions | undefined;
     for (const chunk of chunkWidths(s, rows)) {
-      for (const workgroupSize of [256, 128, 64].filter((w) => w <= largest && w <= limits.maxComputeInvocationsPerWorkgroup && w <= limits.maxComputeWorkgroupSizeX)) {
+      // tiles of 64 keys at least, unless a smaller largest workgroup is asked for (tests)
+      const sizes = [256, 128, 64, 32].filter((w) => w <= largest && w >= Math.min(64, largest) && w <= limits.maxComputeInvocationsPerWorkgroup && w <= limits.maxComputeWorkgroupSizeX);
+      for (const workgroupSize of sizes) {
         const o: SplitKvOptions = {
           dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize, chunk, cache: s.cache, io: s.io,
           paged: s.paged, sharedKV: s.sharedKV, append: s.append, rope: s.rope, softcap: s.softcap, alibi: s.alibi, direct: false, unroll,

@@ -4,20 +4,34 @@ import { UnsupportedError } from '../../../core/errors.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { operandOf, releaseOperands } from '../../../engines/webgpu/operands.js';
 import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
-import type { PagedKVCache } from '../paged-cache.js';
+import type { CacheDType } from '../options.js';
 import { PAGE_WRITE_PARAMS, PAGE_WRITE_WORKGROUP, type PageWriteOptions, buildPageWrite } from './pages.wgsl.js';
 
 export const pageWriteKernel = defineKernel<PageWriteOptions>('decode-page-write', buildPageWrite);
 
+/** What the writer needs of a PagedKVCache (kept structural: the cache imports this file). */
+export interface PagePools {
+  readonly dtype: CacheDType;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly valueDim: number;
+  readonly pageSize: number;
+  readonly keys: readonly Tensor[];
+  readonly values: readonly (Tensor | undefined)[];
+  readonly kScales: readonly (Tensor | undefined)[];
+  readonly vScales: readonly (Tensor | undefined)[];
+  strides(dim: number): { page: number; head: number; pos: number };
+}
+
 /** The widest store that divides `dim` for this dtype (16 bytes where possible). */
-export function storeChunk(dtype: PagedKVCache['dtype'], dim: number): number {
+export function storeChunk(dtype: CacheDType, dim: number): number {
   const widest = dtype === 'float32' ? 4 : dtype === 'int8' ? 16 : 8;
   for (const c of [16, 8, 4]) if (c <= widest && dim % c === 0) return c;
   throw new UnsupportedError('headDim', `the WebGPU page writer needs head dims that are multiples of 4, got ${dim}`);
 }
 
 /** Queues the stores (no submit). Rows [T, Nkv, D] at positions start .. of the sequence's `pages`. */
-export async function writePages(runtime: GpuRuntime, cache: PagedKVCache, pages: readonly number[], start: number, layer: number, k: Tensor, v: Tensor | undefined): Promise<void> {
+export async function writePages(runtime: GpuRuntime, cache: PagePools, pages: readonly number[], start: number, layer: number, k: Tensor, v: Tensor | undefined): Promise<void> {
   const T = k.shape[0];
   const table = runtime.uploadTransient(Uint32Array.from(pages), 'page list');
   const jobs: Array<[Tensor, Tensor, Tensor | undefined, number]> = [[k, cache.keys[layer], cache.kScales[layer], cache.headDim]];
