@@ -35,7 +35,7 @@ if want runner; then
   t0=$SECONDS; timeout 200 node bench/model-generate.mjs --backend webgpu --attention fused,unfused --gpu-weights float32,float16 --prompt 512 --new 64 \
     --out "$OUT/model-generate.jsonl" 2>&1 | grep -v '^fatal' > "$OUT/model.log"; step model-generate $?
   tail -8 "$OUT/model.log"
-  t0=$SECONDS; timeout 150 node bench/model-decode-attention.mjs --out "$OUT/decode.jsonl" > "$OUT/decode.log" 2>&1; step decode-attention $?
-  grep -E "^\| *(shape|---)|v2 plan" "$OUT/decode.log"
+  t0=$SECONDS; timeout 150 node bench/decode.mjs --parts contiguous --out "$OUT/decode" > "$OUT/decode.log" 2>&1; step decode-attention $?
+  grep -E "^\| *(part|---|contiguous)" "$OUT/decode.log"
 fi
 echo "call done"
