@@ -33,10 +33,10 @@ export function ensureDependencies() {
   }
 }
 
-/** Compiles src/ to dist/ (incremental enough: tsc takes a few seconds). */
+/** Builds dist/ from scratch (scripts/build.mjs: tsc, then the self-contained CPU worker bundle). */
 export function build() {
-  console.log('[setup] building (tsc)...');
-  run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+  console.log('[setup] building (tsc + worker bundle)...');
+  run(process.execPath, [join(root, 'scripts', 'build.mjs')]);
 }
 
 const MESA_LIBS = ['libEGL.so.1', 'libEGL_mesa.so.0', 'libGLESv2.so.2'];
@@ -83,4 +83,28 @@ export function ensureMesa() {
     return `Mesa libraries still missing after apt-get: ${missing.join(', ')}`;
   }
   return `Mesa libraries missing (${missing.join(', ')}) and cannot install them here (${isRoot ? 'no apt-get' : 'not root'}); install: apt-get install ${MESA_PACKAGES.join(' ')}`;
+}
+
+const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * Debian's Chromium for the browser tests (puppeteer-core drives it; its own browser download
+ * cannot run here), installed with apt-get when we are root, like Mesa above.
+ * Returns undefined when ready, or the reason the browser tests will be skipped.
+ */
+export function ensureChromium() {
+  if (process.env.FUSEDATTN_CHROMIUM) return existsSync(process.env.FUSEDATTN_CHROMIUM) ? undefined : `FUSEDATTN_CHROMIUM=${process.env.FUSEDATTN_CHROMIUM} does not exist`;
+  if (existsSync(CHROMIUM)) return undefined;
+  if (process.platform !== 'linux') return `no ${CHROMIUM}; set FUSEDATTN_CHROMIUM to a Chromium or Chrome binary`;
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot || !existsSync('/usr/bin/apt-get')) return `${CHROMIUM} missing and cannot install it here (${isRoot ? 'no apt-get' : 'not root'}); install: apt-get install chromium`;
+  console.log('[setup] installing Chromium for the browser tests: apt-get install chromium');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  try {
+    run('apt-get', ['update', '-qq'], { env });
+    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { env });
+  } catch (e) {
+    return `apt-get could not install chromium (${e.message})`;
+  }
+  return existsSync(CHROMIUM) ? undefined : `${CHROMIUM} still missing after apt-get install chromium`;
 }

@@ -163,7 +163,7 @@ describe('fusedattn on bad input: one line on stderr, non-zero exit, no stack tr
   }
   it('verify with a filter that matches nothing', () => {
     const r = cli('verify', '--filter', 'no such case');
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(2); // a usage error
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^error: --filter "no such case" matches none of the \d+ suite cases/);
   });

@@ -6,13 +6,24 @@ import { TINY_TOKENIZER_VOCAB, writeTinyModel } from './model-helpers.js';
 
 async function cli(args: string[]): Promise<string> {
   const lines: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((s: string) => void lines.push(s));
+  // the generated text streams through process.stdout.write, the rest through console.log
+  let streamed = '';
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    streamed += String(chunk);
+    return true;
+  });
+  const log = vi.spyOn(console, 'log').mockImplementation((s: string) => {
+    if (streamed) lines.push(...streamed.replace(/\n$/, '').split('\n'));
+    streamed = '';
+    lines.push(s);
+  });
   try {
     const program = registerGenerate(new Command('fusedattn').exitOverride());
     program.commands.forEach((c) => c.exitOverride().configureOutput({ writeErr: () => {} }));
     await program.parseAsync(['generate', ...args], { from: 'user' });
   } finally {
     log.mockRestore();
+    write.mockRestore();
   }
   return lines.join('\n');
 }

@@ -31,7 +31,7 @@ describe('config.json', () => {
     expect(parse({ head_dim: 7 })).toThrow(/head_dim must be even/);
     expect(parse({ rms_norm_eps: -1 })).toThrow(/rms_norm_eps must be a positive number, got -1/);
     expect(parse({ tie_word_embeddings: 'yes' })).toThrow(/tie_word_embeddings must be true or false, got "yes"/);
-    expect(parse({ eos_token_id: 'x' })).toThrow(/eos_token_id must be a token id or a list/);
+    expect(parse({ eos_token_id: 'x' })).toThrow(/eos_token_id must be a token id below vocab_size \(64\) or a list/);
     expect(parse({ rope_scaling: { rope_type: 'llama3', factor: 8 } })).toThrow(/rope_scaling.low_freq_factor must be a number > 0 for rope_type "llama3", got undefined/);
     expect(() => parseModelConfig([], 'x.json')).toThrow(/x.json must hold a JSON object/);
     try {

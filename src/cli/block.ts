@@ -1,7 +1,8 @@
 // `fusedattn bench-block`: the attention block fused vs unfused (and replayed through a scope on
 // WebGPU), printing dispatch counts, submits, latency and intermediate memory per batch size; with
 // --trace, a Chrome trace (Perfetto) of one fused and one unfused call. Random seeded weights.
-import { writeFile } from 'node:fs/promises';
+import { UsageError } from './usage.js';
+import { writeOutputsAtomically } from '../io/atomic-file.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ValueError } from '../core/errors.js';
 import type { AttentionBlockConfig } from '../block/config.js';
@@ -81,7 +82,7 @@ export function registerBlockBench(program: Command): Command {
 /** Runs the command and returns what it prints (tests call this directly). */
 export async function runBlockBench(flags: BlockBenchFlags): Promise<string> {
   const preset = BLOCK_PRESETS[flags.preset];
-  if (!preset) throw new ValueError('--preset', `--preset must be one of ${Object.keys(BLOCK_PRESETS).join(', ')}, got ${JSON.stringify(flags.preset)}`);
+  if (!preset) throw new UsageError('--preset', `--preset must be one of ${Object.keys(BLOCK_PRESETS).join(', ')}, got ${JSON.stringify(flags.preset)}`);
   const config: AttentionBlockConfig = {
     ...preset,
     hidden: flags.hidden ?? preset.hidden,
@@ -119,7 +120,7 @@ async function writeTrace(flags: BlockBenchFlags, config: AttentionBlockConfig, 
     await profiler.span('unfused block', () => block.forwardUnfused(x));
     profiler.stop();
     const report = await profiler.report();
-    await writeFile(file, JSON.stringify(profiler.chromeTrace()));
+    writeOutputsAtomically([{ path: file, bytes: new TextEncoder().encode(JSON.stringify(profiler.chromeTrace())), argument: '--trace' }]);
     const line = (label: string) => {
       const s = report.spans.find((r) => r.label === label)!;
       const gpu = s.gpuMs !== undefined ? `, GPU ${s.gpuMs.toFixed(2)} ms` : '';

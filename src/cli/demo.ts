@@ -3,7 +3,9 @@
 // matrix) and once the naive three-step way (QKᵀ into S×S, softmax, P·V). It checks that the two
 // agree, spot-checks rows against the float64 reference, and prints time, peak intermediate
 // memory and kernel launches of each. The length is scaled to the machine (see demo-size.ts).
+import { UsageError } from './usage.js';
 import { Command, Option } from 'commander';
+import { totalmem } from 'node:os';
 import { attention, naiveAttention } from '../ops/attention/index.js';
 import type { BackendChoice, BackendName } from '../ops/attention/index.js';
 import { visiblePairs } from '../ops/attention/index.js';
@@ -13,7 +15,7 @@ import { listBackends } from '../ops/attention/index.js';
 import { FusedAttnError, ValueError } from '../core/errors.js';
 import { compare } from '../testing/compare.js';
 import { DemoRunner, median } from './demo-runner.js';
-import { type DemoShape, chooseSeqLen, defaultLimits, demoOptions, makeInputs, timeBoth } from './demo-size.js';
+import { type DemoShape, chooseSeqLen, defaultLimits, demoOptions, inputBytes, makeInputs, timeBoth } from './demo-size.js';
 import { spotCheckRows } from './demo-check.js';
 import { formatBytes, formatMs, table } from './format.js';
 import { finiteNumber, integer, positiveInt } from './parse.js';
@@ -70,7 +72,7 @@ async function pickBackend(choice: BackendChoice): Promise<{ name: BackendName; 
 }
 
 export async function demo(flags: DemoFlags): Promise<boolean> {
-  if (!(flags.budget > 0)) throw new ValueError('--budget', `--budget must be a positive number of seconds, got ${flags.budget}`);
+  if (!(flags.budget > 0)) throw new UsageError('--budget', `--budget must be a positive number of seconds, got ${flags.budget}`);
   const shape: DemoShape = {
     batch: flags.batch,
     heads: flags.heads,
@@ -80,8 +82,9 @@ export async function demo(flags: DemoFlags): Promise<boolean> {
     causal: flags.causal,
   };
   if (shape.heads % shape.kvHeads !== 0) {
-    throw new ValueError('--kv-heads', `--heads (${shape.heads}) must be a multiple of --kv-heads, got ${shape.kvHeads}`);
+    throw new UsageError('--kv-heads', `--heads (${shape.heads}) must be a multiple of --kv-heads, got ${shape.kvHeads}`);
   }
+  if (flags.seqLen !== undefined) checkSeqLen(shape, flags.seqLen);
   const steps = 5;
   const { name: backend, why } = await pickBackend(flags.backend);
   step(1, steps, `backend ${backend}: ${why}`);
@@ -181,4 +184,17 @@ export async function demo(flags: DemoFlags): Promise<boolean> {
     }));
   }
   return ok;
+}
+
+/**
+ * Refuses a --seq-len whose inputs cannot even be allocated here (a typed array holds at most 2^32
+ * elements; together they must fit in this machine's memory), before anything is started.
+ */
+function checkSeqLen(shape: DemoShape, seqLen: number): void {
+  const perTensor = shape.batch * Math.max(shape.heads, shape.kvHeads) * seqLen * shape.headDim;
+  const bytes = inputBytes(shape, seqLen);
+  const memory = totalmem();
+  if (perTensor > 2 ** 32 - 1 || bytes > memory) {
+    throw new UsageError('--seq-len', `--seq-len ${seqLen} needs ${formatBytes(bytes)} of inputs and outputs (q has ${perTensor} elements), more than this machine's ${formatBytes(memory)} of memory or a typed array's 2^32 elements; try a length below ${Math.floor(Math.min((2 ** 32 - 1) / (perTensor / seqLen), memory / (bytes / seqLen)))}`);
+  }
 }

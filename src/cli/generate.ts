@@ -2,11 +2,13 @@
 // decode tokens/s, from a local Hugging Face model folder (config.json + safetensors, and
 // tokenizer.json for text). Errors are FusedAttnErrors or commander usage errors, which main.ts
 // prints as one line.
+import { UsageError } from './usage.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ValueError } from '../core/errors.js';
 import { type GenerateResult, generateBatch } from '../model/generate.js';
 import { type AttentionKind, type ModelBackendChoice, loadModel } from '../model/model.js';
 import { finiteNumber, integer, positiveInt } from './parse.js';
+import { progressLine } from './progress.js';
 
 export interface GenerateFlags {
   model: string;
@@ -22,7 +24,13 @@ export interface GenerateFlags {
   fused?: boolean;
   unfused?: boolean;
   json?: boolean;
+  pastMaxPositions?: boolean;
+  /** Progress on stderr (default: on, unless --json or --quiet). */
+  quiet?: boolean;
 }
+
+/** Where runGenerate streams the text (or ids) as tokens come; absent: nothing is streamed. */
+export type TextSink = (chunk: string) => void;
 
 /** The `generate` command, to add to the `fusedattn` program (main.ts: `cli.addCommand(generateCommand())`). */
 export function generateCommand(): Command {
@@ -40,8 +48,12 @@ export function generateCommand(): Command {
     .addOption(new Option('--fused', 'use the fused attention block').conflicts('unfused'))
     .addOption(new Option('--unfused', 'use the unfused attention module (separate projections, RoPE, attention)'))
     .option('--json', 'print one JSON object (tokens, text, timings) instead of text')
+    .option('--past-max-positions', "allow prompt + --max-new-tokens past the model's max_position_embeddings")
+    .option('--quiet', 'no progress line on stderr')
     .action(async (flags: GenerateFlags) => {
-      console.log(await runGenerate(flags));
+      // text streams to stdout as it is generated; --json prints one object at the end
+      const sink: TextSink | undefined = flags.json ? undefined : (chunk) => void process.stdout.write(chunk);
+      console.log(await runGenerate(flags, sink));
     });
 }
 
@@ -51,10 +63,13 @@ export function registerGenerate(program: Command): Command {
   return program;
 }
 
-/** Runs the command and returns what it prints (tests call this directly). */
-export async function runGenerate(flags: GenerateFlags): Promise<string> {
+/**
+ * Runs the command and returns what it prints last (tests call this directly). With `sink`, the
+ * generated text (or the ids) is written there token by token and the return value holds the rest.
+ */
+export async function runGenerate(flags: GenerateFlags, sink?: TextSink): Promise<string> {
   if ((flags.prompt === undefined) === (flags.tokens === undefined)) {
-    throw new ValueError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids> (either may be repeated)');
+    throw new UsageError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids> (either may be repeated)');
   }
   const attention: AttentionKind | undefined = flags.fused ? 'fused' : flags.unfused ? 'unfused' : undefined;
   const model = await loadModel(flags.model, { backend: flags.backend, attention, requireTokenizer: flags.prompt !== undefined });
@@ -68,13 +83,40 @@ export async function runGenerate(flags: GenerateFlags): Promise<string> {
   } else {
     prompts = flags.tokens as number[][];
   }
-  const batch = await generateBatch(model, prompts, {
-    maxNewTokens: flags.maxNewTokens,
-    topK: flags.topK,
-    temperature: flags.temperature ?? (flags.topK ? 1 : 0),
-    seed: flags.seed,
-    maxBatch: flags.maxBatch,
-  });
+  for (const prompt of prompts) {
+    const positions = prompt.length + flags.maxNewTokens;
+    if (positions > model.config.maxPositionEmbeddings && !flags.pastMaxPositions) {
+      model.dispose();
+      throw new UsageError('--max-new-tokens', `the prompt (${prompt.length} tokens) + --max-new-tokens ${flags.maxNewTokens} = ${positions} positions, past the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); lower --max-new-tokens or pass --past-max-positions`);
+    }
+  }
+  const single = prompts.length === 1;
+  // one prompt streams its text as it comes; several print theirs at the end, in prompt order
+  const stream = sink && single ? textStream(sink, model.tokenizer) : undefined;
+  const progress = flags.quiet || flags.json ? undefined : progressLine('generating');
+  const started = performance.now();
+  let produced = 0;
+  let batch: Awaited<ReturnType<typeof generateBatch>>;
+  try {
+    batch = await generateBatch(model, prompts, {
+      maxNewTokens: flags.maxNewTokens,
+      topK: flags.topK,
+      temperature: flags.temperature ?? (flags.topK ? 1 : 0),
+      seed: flags.seed,
+      pastMaxPositions: flags.pastMaxPositions,
+      maxBatch: flags.maxBatch,
+      onToken: (id) => {
+        stream?.push(id);
+        produced++;
+        const seconds = (performance.now() - started) / 1000;
+        const most = flags.maxNewTokens * prompts.length;
+        progress?.update(`${produced} of at most ${most} tokens, ${seconds.toFixed(1)} s (${(produced / seconds).toFixed(1)} tokens/s)`);
+      },
+    });
+  } finally {
+    progress?.done();
+  }
+  stream?.end();
   const summaries = batch.results.map((result, i) => ({
     promptTokens: prompts[i].length,
     tokens: result.tokens,
@@ -87,10 +129,11 @@ export async function runGenerate(flags: GenerateFlags): Promise<string> {
     decodeTokensPerSecond: round(result.decodeTokensPerSecond),
   }));
   const common = { model: flags.model, backend: model.backend, attention: model.attention, weightBytes: model.weightBytes, kvCacheBytes: batch.results[0].kvCacheBytes };
-  if (prompts.length === 1) {
+  if (single) {
     const result = batch.results[0];
     if (flags.json) return JSON.stringify({ ...common, ...summaries[0] });
-    return [summaries[0].text ?? result.tokens.join(','), '', stats(result, model.backend, model.attention, model.weightBytes)].join('\n');
+    const body = sink ? [] : [summaries[0].text ?? result.tokens.join(',')];
+    return [...body, '', stats(result, model.backend, model.attention, model.weightBytes)].join('\n');
   }
   const all = { decodeSteps: batch.decodeSteps, decodeTokensPerSecond: round(batch.decodeTokensPerSecond), peakBatch: batch.peakBatch };
   if (flags.json) return JSON.stringify({ ...common, ...all, prompts: summaries });
@@ -100,6 +143,37 @@ export async function runGenerate(flags: GenerateFlags): Promise<string> {
     `continuous batching: ${prompts.length} prompts, at most ${batch.peakBatch} decoded together; ${batch.decodeSteps} decode steps, ${batch.decodeTokensPerSecond.toFixed(1)} tokens/s over all sequences`,
     `backend ${model.backend}, attention ${model.attention}, weights ${mib(model.weightBytes)}, KV cache ${mib(common.kvCacheBytes)} (paged)`,
   ].join('\n');
+}
+
+/**
+ * Writes text as tokens come: the decoded text so far, less what was written (a token may end in
+ * the middle of a UTF-8 character, decoded as U+FFFD: held back until the next token completes it);
+ * without a tokenizer, the ids, comma-separated. end() adds the final newline.
+ */
+function textStream(sink: TextSink, tokenizer: { decode(ids: readonly number[], o?: { skipSpecialTokens?: boolean }): string } | undefined) {
+  const ids: number[] = [];
+  let written = '';
+  return {
+    push(id: number) {
+      ids.push(id);
+      if (!tokenizer) {
+        sink(`${ids.length > 1 ? ',' : ''}${id}`);
+        return;
+      }
+      const text = tokenizer.decode(ids, { skipSpecialTokens: true });
+      if (text.endsWith('\uFFFD') || !text.startsWith(written)) return;
+      sink(text.slice(written.length));
+      written = text;
+    },
+    end() {
+      if (tokenizer) {
+        const text = tokenizer.decode(ids, { skipSpecialTokens: true });
+        if (text.startsWith(written)) sink(text.slice(written.length));
+        else sink(`\n${text}`);
+      }
+      sink('\n');
+    },
+  };
 }
 
 function stats(r: GenerateResult, backend: string, attention: string, weightBytes: number): string {

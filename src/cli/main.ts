@@ -6,7 +6,9 @@
 // FUSEDATTN_DEBUG=1 adds the stack of unexpected errors, for us.
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
+import { configNotes, debugEnabled } from '../core/env.js';
 import { FusedAttnError } from '../core/errors.js';
+import { UsageError } from './usage.js';
 import { blockBenchCommand } from './block.js';
 import { demoCommand } from './demo.js';
 import { generateCommand } from './generate.js';
@@ -45,22 +47,33 @@ export async function main(argv: string[]): Promise<number> {
     await program().parseAsync(argv, { from: 'user' });
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
-    if (e instanceof CommanderError) {
-      // commander has printed its own "error: ..." line (or the help / version text) already
-      return e.exitCode === 0 ? 0 : EXIT_USAGE;
-    }
-    if (e instanceof FusedAttnError) {
-      console.error(`error: ${oneLine(e.message)}`);
-      return EXIT_FAILURE;
-    }
-    const message = e instanceof Error ? e.message : String(e);
-    console.error(`error: ${oneLine(message) || 'unknown failure'} (unexpected; set FUSEDATTN_DEBUG=1 for the stack)`);
-    if (process.env.FUSEDATTN_DEBUG && e instanceof Error) console.error(e.stack);
-    return EXIT_FAILURE;
+    return report(e);
+  } finally {
+    // what the user should know but is no error (a thread count clamped to the cores)
+    if (!argv.includes('--quiet')) for (const note of configNotes()) console.error(`note: ${note}`);
   }
 }
 
+/** Prints a failure as one line; returns the exit code (2 usage, 1 anything else). */
+function report(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // commander has printed its own "error: ..." line (or the help / version text) already
+    return e.exitCode === 0 ? 0 : EXIT_USAGE;
+  }
+  if (e instanceof UsageError) {
+    console.error(`error: ${oneLine(e.message)}`);
+    return EXIT_USAGE;
+  }
+  if (e instanceof FusedAttnError) {
+    console.error(`error: ${oneLine(e.message)}`);
+    return EXIT_FAILURE;
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  console.error(`error: ${oneLine(message) || 'unknown failure'} (unexpected; set FUSEDATTN_DEBUG=1 for the stack)`);
+  if (debugEnabled() && e instanceof Error) console.error(e.stack);
+  return EXIT_FAILURE;
+}
+
 // Exit explicitly: a GPU device or the CPU worker pool must not keep a finished command alive.
-const code = await main(process.argv.slice(2));
-await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
-process.exit(code);
+// (A promise chain, not top-level await: no module of the package uses it.)
+void main(process.argv.slice(2)).then((code) => process.stdout.write('', () => process.exit(code)));

@@ -23,3 +23,27 @@ export async function withProgress<T>(label: string, work: () => Promise<T>): Pr
 export function step(index: number, total: number, text: string): void {
   console.log(`[${index}/${total}] ${text}`);
 }
+
+/**
+ * A progress line on stderr that the caller updates (generate: tokens so far): on a terminal,
+ * rewritten in place at most every 100 ms; in a log, a line every 10 s. done() clears it.
+ */
+export function progressLine(label: string): { update(text: string): void; done(): void } {
+  const tty = process.stderr.isTTY === true;
+  const every = tty ? 100 : 10_000;
+  let last = performance.now();
+  let shown = false;
+  return {
+    update(text) {
+      const now = performance.now();
+      if (now - last < every) return;
+      last = now;
+      shown = true;
+      if (tty) process.stderr.write(`\r\x1b[K  ${label}: ${text}`);
+      else process.stderr.write(`  ${label}: ${text}\n`);
+    },
+    done() {
+      if (tty && shown) process.stderr.write('\r\x1b[K');
+    },
+  };
+}

@@ -9,7 +9,7 @@ import { FusedAttnError, ShapeError, show } from '../core/errors.js';
 import type { Layout, Tensor, TensorInput } from '../core/tensor.js';
 import type { AttentionResult } from '../ops/attention/index.js';
 import { autoBackend } from '../ops/attention/index.js';
-import { readNpyFile, writeNpyFile } from '../io/npy-file.js';
+import { readNpyFile, writeNpyFiles } from '../io/npy-file.js';
 import { npyToTensor, tensorToNpy } from '../io/npy-tensor.js';
 import { finiteNumber, integer, positiveInt, windowPair } from './parse.js';
 import { formatBytes, formatMs } from './format.js';
@@ -135,8 +135,10 @@ export async function runAttention(flags: RunFlags): Promise<void> {
   const ms = performance.now() - start;
   // after the call, so bad input fails before any GPU is touched (and this answer is cached by then)
   const backend = flags.backend === 'auto' ? (await autoBackend()) : flags.backend;
-  writeNpyFile(flags.out, tensorToNpy(result.out, 'out'));
-  if (flags.lse !== undefined) writeNpyFile(flags.lse, tensorToNpy(result.lse as Tensor, 'lse'));
+  // both files or neither: a failure on --lse must not leave a new --out beside an old LSE
+  const outputs = [{ path: flags.out, array: tensorToNpy(result.out, 'out'), argument: '--out' }];
+  if (flags.lse !== undefined) outputs.push({ path: flags.lse, array: tensorToNpy(result.lse as Tensor, 'lse'), argument: '--lse' });
+  writeNpyFiles(outputs);
   if (!flags.quiet) {
     const launches = result.stats?.launches === 1 ? '1 launch' : `${result.stats?.launches} launches`;
     const stats = result.stats ? `, ${launches}, ${formatBytes(result.stats.intermediateBytes)} intermediates` : '';
@@ -162,7 +164,8 @@ function withFlag(e: unknown, flags: RunFlags): unknown {
   const source = FLAG_OF[argument];
   if (!source) return e;
   const cli = `--${source.flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-  const where = source.file ? `${cli} ${flags[source.flag]}` : cli;
+  const value = flags[source.flag];
+  const where = source.file && value !== undefined ? `${cli} ${value}` : cli;
   e.message = `${e.message} (${where})`;
   return e;
 }

@@ -1,6 +1,7 @@
 // `fusedattn verify`: the correctness SUITE (src/testing/suite.ts, the one `npm test` runs) on each
 // available backend, fresh seeded inputs, against the float64 reference; a pass/fail table and a
 // non-zero exit on any failure. How outside users check a backend on their own machine.
+import { UsageError } from './usage.js';
 import { Command, Option } from 'commander';
 import { attention } from '../ops/attention/index.js';
 import type { BackendName } from '../ops/attention/index.js';
@@ -38,7 +39,7 @@ export async function verify(flags: VerifyFlags): Promise<number> {
   const cases = SUITE.map((c, index) => ({ c, index, name: caseName(c) }))
     .filter(({ name }) => flags.filter === undefined || name.toLowerCase().includes(flags.filter.toLowerCase()));
   if (cases.length === 0) {
-    throw new ValueError('--filter', `--filter ${JSON.stringify(flags.filter)} matches none of the ${SUITE.length} suite cases (names look like "${caseName(SUITE[0])}")`);
+    throw new UsageError('--filter', `--filter ${JSON.stringify(flags.filter)} matches none of the ${SUITE.length} suite cases (names look like "${caseName(SUITE[0])}")`);
   }
   const infos = await listBackends();
   let wanted: BackendName[];

@@ -28,12 +28,25 @@ export class UnsupportedError extends FusedAttnError {}
 /** The GPU could not be reached, or reported an error (lost device, validation, out of memory). */
 export class DeviceError extends FusedAttnError {}
 
-/** Formats a value for an error message: arrays as [a, b], strings quoted, the rest as is. */
-export function show(value: unknown): string {
-  if (Array.isArray(value) || ArrayBuffer.isView(value)) {
-    return `[${Array.from(value as ArrayLike<unknown>, show).join(', ')}]`;
+/** Arrays longer than this are summarised in messages: type, length and the first few values. */
+const SHOWN_ELEMENTS = 8;
+/** Strings longer than this are cut. */
+const SHOWN_CHARS = 120;
+
+/**
+ * Formats a value for an error message: arrays as [a, b], strings quoted, the rest as is. Bounded
+ * whatever the value: a long array shows as `Array(2000000) [1, 2, 3, ...]`, a long string is cut,
+ * so a message never carries a whole input.
+ */
+export function show(value: unknown, depth = 0): string {
+  if (Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))) {
+    const list = value as ArrayLike<unknown>;
+    const head = Array.from({ length: Math.min(list.length, SHOWN_ELEMENTS) }, (_, i) => (depth > 2 ? '…' : show(list[i], depth + 1)));
+    if (list.length <= SHOWN_ELEMENTS) return `[${head.join(', ')}]`;
+    const type = Array.isArray(value) ? 'Array' : (value as object).constructor?.name ?? 'TypedArray';
+    return `${type}(${list.length}) [${head.join(', ')}, …]`;
   }
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return JSON.stringify(value.length > SHOWN_CHARS ? `${value.slice(0, SHOWN_CHARS)}…` : value);
   if (value === undefined) return 'undefined';
   if (value === null) return 'null';
   if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';

@@ -1,6 +1,7 @@
 // .npy files on disk (Node only: kept apart from npy.ts so browser bundles never see node:fs).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { ValueError } from '../core/errors.js';
+import { fsReason, writeOutputsAtomically } from './atomic-file.js';
 import { encodeNpy, parseNpy, type NpyArray } from './npy.js';
 
 /** Reads a .npy file; errors (missing file, bad header, unsupported dtype) name the path. */
@@ -14,24 +15,12 @@ export function readNpyFile(path: string): NpyArray {
   return parseNpy(bytes, path);
 }
 
-/** Writes an array as a .npy file. */
-export function writeNpyFile(path: string, array: NpyArray): void {
-  const bytes = encodeNpy(array, path);
-  try {
-    writeFileSync(path, bytes);
-  } catch (e) {
-    throw new ValueError(path, `cannot write ${path}: ${fsReason(e)}`);
-  }
+/** Writes an array as a .npy file (atomically: a temporary file beside it, then a rename). */
+export function writeNpyFile(path: string, array: NpyArray, argument?: string): void {
+  writeNpyFiles([{ path, array, argument }]);
 }
 
-/** "no such file or directory" rather than a Node error dump. */
-function fsReason(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  const reasons: Record<string, string> = {
-    ENOENT: 'no such file or directory',
-    EACCES: 'permission denied',
-    EISDIR: 'it is a directory',
-    ENOTDIR: 'a parent is not a directory',
-  };
-  return (err.code && reasons[err.code]) ?? err.message ?? String(e);
+/** Writes several .npy files, all or none (io/atomic-file.ts): a failed call leaves every target as it was. */
+export function writeNpyFiles(files: ReadonlyArray<{ path: string; array: NpyArray; argument?: string }>): void {
+  writeOutputsAtomically(files.map((f) => ({ path: f.path, bytes: encodeNpy(f.array, f.path), argument: f.argument })));
 }

@@ -5,8 +5,10 @@
 // and then each tensor's bytes on demand with positioned reads, so a model never sits in memory twice
 // (file bytes + converted values): the nearest thing to a memory map that works in Node and a browser.
 // Sharded models add `model.safetensors.index.json` ({ weight_map: { name: "shard file" } }).
+import { platform } from '#platform';
 import { floatsToHalf, halfToFloats } from '../core/dtype.js';
 import { ShapeError, UnsupportedError, ValueError, show } from '../core/errors.js';
+import { type ByteSource, type ModelFiles, type ModelSource, type SourceOptions, modelFiles } from './sources.js';
 
 /** Element types we convert from. Others (I8, F64, ...) are listed in headers but refused on read. */
 export type StoredDType = 'F32' | 'F16' | 'BF16';
@@ -15,18 +17,8 @@ const ELEMENT_BYTES: Record<string, number> = {
 };
 /** The format's own limit on the header, which also keeps a corrupt length from allocating gigabytes. */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
-/** fs reads are capped below 2 GiB; big tensors are read in pieces of this size. */
-const READ_CHUNK = 256 * 1024 * 1024;
 
-/** Where a safetensors file's bytes come from: a file on disk, or bytes in memory (tests, browsers). */
-export interface ByteSource {
-  /** File path or label, used in every error message. */
-  readonly name: string;
-  size(): Promise<number>;
-  /** Exactly `length` bytes from `offset` into a fresh buffer. */
-  read(offset: number, length: number): Promise<Uint8Array>;
-  close(): Promise<void>;
-}
+export type { ByteSource } from './sources.js';
 
 /** One tensor of a file: element type, shape, and where its bytes are (absolute file offsets). */
 export interface SafetensorsEntry {
@@ -53,31 +45,22 @@ export interface TensorStore {
   close(): Promise<void>;
 }
 
-/** A ByteSource over a file, opened lazily with node:fs (imported only when used). */
+/** A ByteSource over a local file (Node, Bun, Deno), opened on the first read. */
 export function fileSource(path: string): ByteSource {
-  let handle: Promise<import('node:fs/promises').FileHandle> | undefined;
-  const open = () => {
-    handle ??= import('node:fs/promises').then((fs) => fs.open(path, 'r'));
-    return handle;
-  };
+  if (!platform.fs) throw new ValueError(path, `${path}: reading a local file needs Node, Bun or Deno; in a browser pass a URL, a File or an ArrayBuffer`);
+  const file = platform.fs.open(path);
   return {
     name: path,
-    size: async () => (await (await open()).stat()).size,
+    size: () => file.size(),
     read: async (offset, length) => {
-      const fh = await open();
-      const out = new Uint8Array(length);
-      for (let done = 0; done < length;) {
-        const want = Math.min(READ_CHUNK, length - done);
-        const { bytesRead } = await fh.read(out, done, want, offset + done);
-        if (bytesRead === 0) throw new ValueError(path, `${path}: unexpected end of file at byte ${offset + done} (wanted ${length} bytes from ${offset})`);
-        done += bytesRead;
+      try {
+        return await file.read(offset, length);
+      } catch (e) {
+        if (e instanceof RangeError) throw new ValueError(path, e.message);
+        throw e;
       }
-      return out;
     },
-    close: async () => {
-      if (handle) await (await handle).close();
-      handle = undefined;
-    },
+    close: () => file.close(),
   };
 }
 
@@ -134,9 +117,10 @@ export class SafetensorsFile implements TensorStore {
       const entries = new Map<string, SafetensorsEntry>();
       let metadata: Record<string, string> = {};
       for (const [key, value] of Object.entries(header as Record<string, unknown>)) {
-        if (key === '__metadata__') metadata = (value ?? {}) as Record<string, string>;
+        if (key === '__metadata__') metadata = parseMetadata(name, value);
         else entries.set(key, parseEntry(name, key, value, dataStart, size));
       }
+      checkDisjoint(name, entries);
       return new SafetensorsFile(source, entries, metadata);
     } catch (e) {
       await source.close();
@@ -173,11 +157,11 @@ function parseEntry(file: string, name: string, value: unknown, dataStart: numbe
     throw new ValueError(name, `${where} has unknown dtype ${show(v.dtype)} (known: ${Object.keys(ELEMENT_BYTES).join(', ')})`);
   }
   const shape = v.shape;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw new ShapeError(name, `${where} shape must be a list of non-negative integers, got ${show(shape)}`);
+  if (!Array.isArray(shape) || shape.length > 8 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new ShapeError(name, `${where} shape must be a list of at most 8 non-negative integers, got ${show(shape)}`);
   }
   const offsets = v.data_offsets;
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
     throw new ValueError(name, `${where} data_offsets must be [begin, end] with 0 <= begin <= end, got ${show(offsets)}`);
   }
   const numel = (shape as number[]).reduce((a, b) => a * b, 1);
@@ -189,6 +173,26 @@ function parseEntry(file: string, name: string, value: unknown, dataStart: numbe
     throw new ValueError(name, `${where} ends at byte ${dataStart + offsets[1]}, past the end of the file (${fileSize} bytes): truncated file?`);
   }
   return { name, dtype: v.dtype, shape, byteOffset: dataStart + offsets[0], byteLength, file };
+}
+
+/** `__metadata__`: a map of strings (the format says so; anything else is a corrupt header). */
+function parseMetadata(file: string, value: unknown): Record<string, string> {
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value) || !Object.values(value).every((v) => typeof v === 'string')) {
+    throw new ValueError('__metadata__', `${file}: __metadata__ must be an object of strings, got ${show(value)}`);
+  }
+  return value as Record<string, string>;
+}
+
+/** Tensors' byte ranges may not overlap (Hugging Face's reader refuses such files too). */
+function checkDisjoint(file: string, entries: Map<string, SafetensorsEntry>): void {
+  const ranges = [...entries.values()].filter((e) => e.byteLength > 0).sort((a, b) => a.byteOffset - b.byteOffset);
+  for (let i = 1; i < ranges.length; i++) {
+    const [before, after] = [ranges[i - 1], ranges[i]];
+    if (after.byteOffset < before.byteOffset + before.byteLength) {
+      throw new ValueError(after.name, `${file}: tensors ${show(before.name)} and ${show(after.name)} overlap (bytes ${before.byteOffset}..${before.byteOffset + before.byteLength} and ${after.byteOffset}..${after.byteOffset + after.byteLength})`);
+    }
+  }
 }
 
 function convert(bytes: Uint8Array, entry: SafetensorsEntry, as: ReadAs): Float32Array | Uint16Array {
@@ -233,28 +237,29 @@ export function floatsToBf16(src: ArrayLike<number>, dst = new Uint16Array(src.l
 }
 
 /**
- * Opens a model's weights: `path` is a .safetensors file, or a folder holding `model.safetensors`
- * or a sharded `model.safetensors.index.json`. Node only (reads files).
+ * Opens a model's weights from `source` (see ModelSource: a folder or .safetensors path, a URL, File
+ * objects or bytes): `model.safetensors`, or the shards named by `model.safetensors.index.json`.
+ * Tensors are read when asked for (range requests for URLs).
  */
-export async function openSafetensors(path: string): Promise<TensorStore> {
-  const fs = await import('node:fs/promises');
-  const { join } = await import('node:path');
-  const stat = await fs.stat(path).catch(() => undefined);
-  if (!stat) throw new ValueError(path, `${path} does not exist (expected a .safetensors file or a model folder)`);
-  if (stat.isFile()) return SafetensorsFile.open(path);
-  const single = join(path, 'model.safetensors');
-  const index = join(path, 'model.safetensors.index.json');
-  if (await fs.stat(index).catch(() => undefined)) return openSharded(index, path);
-  if (await fs.stat(single).catch(() => undefined)) return SafetensorsFile.open(single);
-  throw new ValueError(path, `${path} holds neither model.safetensors nor model.safetensors.index.json`);
+export async function openSafetensors(source: ModelSource | ModelFiles, options: SourceOptions = {}): Promise<TensorStore> {
+  const files = isModelFiles(source) ? source : modelFiles(source, options);
+  const indexText = await files.readText('model.safetensors.index.json');
+  if (indexText !== undefined) return openSharded(files, indexText);
+  const single = await files.open('model.safetensors');
+  if (single) return SafetensorsFile.open(single);
+  throw new ValueError('source', `${files.origin} holds neither model.safetensors nor model.safetensors.index.json`);
 }
 
-async function openSharded(indexPath: string, folder: string): Promise<TensorStore> {
-  const fs = await import('node:fs/promises');
-  const { join } = await import('node:path');
+function isModelFiles(x: unknown): x is ModelFiles {
+  return typeof x === 'object' && x !== null && typeof (x as ModelFiles).open === 'function' && typeof (x as ModelFiles).readText === 'function' && typeof (x as ModelFiles).origin === 'string';
+}
+
+async function openSharded(files: ModelFiles, indexText: string): Promise<TensorStore> {
+  const folder = files.origin;
+  const indexPath = `${folder}/model.safetensors.index.json`;
   let index: { weight_map?: unknown };
   try {
-    index = JSON.parse(await fs.readFile(indexPath, 'utf8'));
+    index = JSON.parse(indexText);
   } catch (e) {
     throw new ValueError(indexPath, `${indexPath} is not valid JSON (${(e as Error).message})`);
   }
@@ -271,7 +276,9 @@ async function openSharded(indexPath: string, folder: string): Promise<TensorSto
       }
       let file = shards.get(shard);
       if (!file) {
-        file = await SafetensorsFile.open(join(folder, shard));
+        const bytes = await files.open(shard);
+        if (!bytes) throw new ValueError(indexPath, `${indexPath} names shard ${show(shard)}, which ${folder} does not have`);
+        file = await SafetensorsFile.open(bytes);
         shards.set(shard, file);
       }
       if (!file.entry(name)) throw new ValueError(name, `${indexPath} puts tensor ${show(name)} in ${shard}, which does not hold it`);
@@ -336,8 +343,8 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
   return out;
 }
 
-/** Writes tensors to a .safetensors file (Node). */
+/** Writes tensors to a .safetensors file (Node, Bun, Deno). */
 export async function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
-  const fs = await import('node:fs/promises');
-  await fs.writeFile(path, encodeSafetensors(tensors, metadata));
+  if (!platform.fs) throw new ValueError(path, `${path}: writing a file needs Node, Bun or Deno; use encodeSafetensors() for the bytes`);
+  await platform.fs.writeFile(path, encodeSafetensors(tensors, metadata));
 }

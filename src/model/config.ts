@@ -3,6 +3,7 @@
 // a user with a hand-edited or unusual config knows what to fix; what we cannot run is refused with
 // UnsupportedError rather than run wrongly.
 import { ShapeError, UnsupportedError, ValueError, show } from '../core/errors.js';
+import { type ModelFiles, type ModelSource, type SourceOptions, modelFiles } from '../io/sources.js';
 
 /** How RoPE frequencies are changed for long context (transformers' `rope_scaling.rope_type`). */
 export type RopeScaling =
@@ -46,6 +47,26 @@ export interface ModelConfig {
   readonly eosTokenIds: readonly number[];
 }
 
+/**
+ * Upper bounds on config.json sizes, far above any released Qwen2/Llama model (Llama 3.1 405B:
+ * hidden 16384, 126 layers, vocab 128256, intermediate 53248, 128k positions) but low enough that a
+ * corrupt or hostile value is refused before anything is sized from it (a billion layers would
+ * otherwise build a list of twelve billion tensor names before the first missing one is noticed).
+ */
+export const CONFIG_BOUNDS = {
+  vocab_size: 1 << 24,
+  hidden_size: 1 << 17,
+  intermediate_size: 1 << 20,
+  num_hidden_layers: 1 << 12,
+  num_attention_heads: 1 << 12,
+  num_key_value_heads: 1 << 12,
+  head_dim: 1 << 12,
+  max_position_embeddings: 1 << 26,
+} as const;
+
+/** Largest config.json we read (real ones are a few kB). */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
 const ARCHITECTURES: Record<string, ModelConfig['modelType']> = {
   Qwen2ForCausalLM: 'qwen2',
   LlamaForCausalLM: 'llama',
@@ -65,7 +86,9 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelCon
   };
   const int = (field: string, fallback?: number): number => {
     const v = c[field] ?? fallback;
+    const max = CONFIG_BOUNDS[field as keyof typeof CONFIG_BOUNDS];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(field, 'a positive integer');
+    if (max !== undefined && (v as number) > max) fail(field, `a positive integer <= ${max} (larger than any model this runner can load)`);
     return v as number;
   };
   const positive = (field: string, fallback?: number): number => {
@@ -108,9 +131,12 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelCon
   const rope = ropeFields(c, source);
   const maxPositionEmbeddings = int('max_position_embeddings', 2048);
   const attentionBias = bool('attention_bias', false);
+  const vocabSize = int('vocab_size');
+  const bosTokenIds = tokenIds(c, 'bos_token_id', source, vocabSize);
+  const eosTokenIds = tokenIds(c, 'eos_token_id', source, vocabSize);
   return {
     modelType,
-    vocabSize: int('vocab_size'),
+    vocabSize,
     hiddenSize,
     intermediateSize: int('intermediate_size'),
     numLayers: int('num_hidden_layers'),
@@ -125,8 +151,8 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelCon
     qkvBias: modelType === 'qwen2' ? true : attentionBias,
     oBias: modelType === 'qwen2' ? false : attentionBias,
     mlpBias: modelType === 'qwen2' ? false : bool('mlp_bias', false),
-    bosTokenId: tokenIds(c, 'bos_token_id', source)[0],
-    eosTokenIds: tokenIds(c, 'eos_token_id', source),
+    bosTokenId: bosTokenIds[0],
+    eosTokenIds,
   };
 }
 
@@ -211,27 +237,23 @@ function parseRopeScaling(raw: unknown, field: string, maxPositions: number, sou
   }
 }
 
-function tokenIds(c: Record<string, unknown>, field: string, source: string): number[] {
+function tokenIds(c: Record<string, unknown>, field: string, source: string, vocabSize: number): number[] {
   const v = c[field];
   if (v === undefined || v === null) return [];
   const ids = Array.isArray(v) ? v : [v];
-  if (!ids.every((id) => Number.isInteger(id) && id >= 0)) {
-    throw new ValueError(`config.${field}`, `${source}: ${field} must be a token id or a list of them, got ${show(v)}`);
+  if (ids.length > 1024 || !ids.every((id) => Number.isInteger(id) && id >= 0 && id < vocabSize)) {
+    throw new ValueError(`config.${field}`, `${source}: ${field} must be a token id below vocab_size (${vocabSize}) or a list of at most 1024 of them, got ${show(v)}`);
   }
   return ids as number[];
 }
 
-/** Reads and validates `<dir>/config.json` (Node). */
-export async function readModelConfig(dir: string): Promise<ModelConfig> {
-  const fs = await import('node:fs/promises');
-  const { join } = await import('node:path');
-  const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await fs.readFile(path, 'utf8');
-  } catch {
-    throw new ValueError('config', `${path} not found: a model folder needs config.json (and model.safetensors)`);
-  }
+/** Reads and validates the model's config.json from any ModelSource (folder, URL, files, bytes). */
+export async function readModelConfig(source: ModelSource | ModelFiles, options: SourceOptions = {}): Promise<ModelConfig> {
+  const files = isModelFiles(source) ? source : modelFiles(source, options);
+  const path = `${files.origin}/config.json`;
+  const text = await files.readText('config.json');
+  if (text === undefined) throw new ValueError('config', `${path} not found: a model folder needs config.json (and model.safetensors)`);
+  if (text.length > MAX_CONFIG_BYTES) throw new ValueError('config', `${path} holds ${text.length} characters; a config.json is a few kB (limit ${MAX_CONFIG_BYTES})`);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -239,4 +261,8 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
     throw new ValueError('config', `${path} is not valid JSON (${(e as Error).message})`);
   }
   return parseModelConfig(raw, path);
+}
+
+export function isModelFiles(x: unknown): x is ModelFiles {
+  return typeof x === 'object' && x !== null && typeof (x as ModelFiles).open === 'function' && typeof (x as ModelFiles).readText === 'function' && typeof (x as ModelFiles).origin === 'string';
 }

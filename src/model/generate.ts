@@ -16,6 +16,12 @@ export interface GenerateOptions extends SamplingOptions {
   stopTokenIds?: readonly number[];
   /** Called with each new token as soon as it is chosen (for streaming output); `prompt` is the prompt's index. */
   onToken?: (id: number, prompt: number) => void;
+  /**
+   * Allow prompt + maxNewTokens past the model's max_position_embeddings (default false: a
+   * ValueError before anything runs; past it, positions the model never saw give poor text, and
+   * the KV cache is sized for the whole length).
+   */
+  pastMaxPositions?: boolean;
 }
 
 export interface BatchOptions extends GenerateOptions {
@@ -81,6 +87,10 @@ export async function generateBatch(model: TransformerModel, prompts: readonly (
   if (!Array.isArray(prompts) || prompts.length === 0) throw new ValueError('prompts', `prompts must be a non-empty list of token-id lists, got ${show(prompts)}`);
   prompts.forEach((p, i) => {
     if (!Array.isArray(p) || p.length === 0) throw new ValueError('prompt', `prompt ${i} must be a non-empty list of token ids, got ${show(p)}`);
+    const length = p.length + maxNewTokens;
+    if (length > model.config.maxPositionEmbeddings && !options.pastMaxPositions) {
+      throw new ValueError('maxNewTokens', `prompt${prompts.length > 1 ? ` ${i}` : ''} (${p.length} tokens) + maxNewTokens (${maxNewTokens}) = ${length} positions, past the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); lower maxNewTokens or pass pastMaxPositions: true`);
+    }
   });
   const maxBatch = options.maxBatch ?? 8;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new ValueError('maxBatch', `maxBatch must be a positive integer, got ${show(maxBatch)}`);
@@ -126,7 +136,13 @@ export async function generateBatch(model: TransformerModel, prompts: readonly (
     return true;
   };
   const choose = (a: Active, logits: Float32Array | undefined, top: { values: ArrayLike<number>; ids: ArrayLike<number> } | undefined): number => {
-    if (top) return a.pick(top.values as Float32Array, top.ids as Uint32Array);
+    if (top) {
+      // NaN logits compare as nothing in the device's top-k: all of them NaN or -inf means NaN
+      if (top.values.length === 0 || Array.from(top.values).every((x) => !(x > -Infinity))) {
+        throw new ValueError('logits', 'the model produced NaN logits; the weights may hold NaN/Inf or overflow (load with checkFinite to find which)');
+      }
+      return a.pick(top.values as Float32Array, top.ids as Uint32Array);
+    }
     for (let i = 0; i < logits!.length; i++) {
       if (Number.isNaN(logits![i])) throw new ValueError('logits', `the model produced NaN logits (token ${i}); the weights may hold NaN/Inf or overflow`);
     }

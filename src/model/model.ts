@@ -5,12 +5,13 @@
 import { UnsupportedError, ValueError, show } from '../core/errors.js';
 import { autoBackend } from '../ops/attention/index.js';
 import { type TensorStore, openSafetensors } from '../io/safetensors.js';
+import { type ModelSource, type SourceOptions, modelFiles } from '../io/sources.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
 import { Decoder, type ForwardOptions, type PagedCacheOptions } from './decoder.js';
 import type { PagedKVCache } from '../ops/decode/index.js';
 import { type TextTokenizer, loadTokenizer } from './tokenizer.js';
-import { type DecoderWeights, loadWeights, weightSpecs } from './weights.js';
+import { type DecoderWeights, checkWeights, loadWeights, weightSpecs } from './weights.js';
 import type { TopCandidates } from './sampling.js';
 
 export type ModelBackendChoice = 'cpu' | 'webgpu' | 'auto';
@@ -27,6 +28,8 @@ export interface ModelOptions {
   attention?: AttentionKind;
   /** WebGPU: a GPUDevice of the caller's, used instead of acquiring one. */
   device?: GPUDevice;
+  /** Scan every weight as it is loaded and throw a ValueError naming the first NaN / ±Inf. */
+  checkFinite?: boolean;
   /** WebGPU: store weights as float32 (default) or float16 (half the memory and weight traffic). */
   gpuWeights?: 'float32' | 'float16';
   /** WebGPU: run prefill attention with the split-KV decode kernels too (tests, benchmarks). */
@@ -98,12 +101,12 @@ type AnyFactory = AttentionFactory<Activations, unknown, KvCache>;
  */
 const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
   cpu: {
-    async load(config, store) {
+    async load(config, store, options) {
       const { CpuOps } = await import('./cpu/ops.js');
       const { cpuEngine } = await import('../ops/cpu-engine.js');
       const bytes = weightSpecs(config).reduce((sum, spec) => sum + 4 * spec.shape.reduce((a, b) => a * b, 1), 0);
       const ops = CpuOps.forModel(await cpuEngine(), bytes);
-      const weights = await loadWeights(store, config, 'float32', (tensor) => ops.upload(tensor));
+      const weights = await loadWeights(store, config, 'float32', (tensor) => ops.upload(tensor), options.checkFinite);
       return { ops: ops as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
     },
     attention: {
@@ -117,7 +120,7 @@ const BACKENDS: Record<'cpu' | 'webgpu', BackendEntry> = {
       const { getRuntime } = await import('../engines/webgpu/runtime.js');
       const ops = new GpuOps(await getRuntime(options.device), options.gpuWeights ?? 'float32');
       ops.replayDecode = options.replayDecode ?? true;
-      const weights = await loadWeights(store, config, ops.weightDType, (tensor) => ops.upload(tensor));
+      const weights = await loadWeights(store, config, ops.weightDType, (tensor) => ops.upload(tensor), options.checkFinite);
       return { ops: ops as unknown as DecoderOps<Activations, unknown, KvCache>, weights };
     },
     attention: {
@@ -149,6 +152,8 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
   if (options.gpuWeights !== undefined && options.gpuWeights !== 'float32' && options.gpuWeights !== 'float16') {
     throw new ValueError('gpuWeights', `gpuWeights must be "float32" or "float16", got ${show(options.gpuWeights)}`);
   }
+  // the config against the file before any backend memory is sized from it
+  checkWeights(store, config);
   const backend = await resolveBackend(options.backend ?? 'auto', options.device);
   const entry = BACKENDS[backend];
   const kind = options.attention ?? (entry.attention.fused ? 'fused' : 'unfused');
@@ -203,16 +208,19 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
 }
 
 /**
- * Loads a Hugging Face model folder: config.json, model.safetensors (or shards), tokenizer.json if
- * present (required with `requireTokenizer`, checked before any weight is read or device touched).
+ * Loads a Hugging Face model: config.json, model.safetensors (or shards), tokenizer.json if present
+ * (required with `requireTokenizer`, checked before any weight is read or device touched), from a
+ * folder path, a URL (fetch with range requests; `onProgress` sees the bytes arrive), File / Blob
+ * objects or ArrayBuffers by file name (see ModelSource).
  */
-export async function loadModel(dir: string, options: ModelOptions & { requireTokenizer?: boolean } = {}): Promise<TransformerModel> {
-  const config = await readModelConfig(dir);
-  const tokenizer = await loadTokenizer(dir);
+export async function loadModel(source: ModelSource, options: ModelOptions & SourceOptions & { requireTokenizer?: boolean } = {}): Promise<TransformerModel> {
+  const files = modelFiles(source, options);
+  const config = await readModelConfig(files);
+  const tokenizer = await loadTokenizer(files);
   if (options.requireTokenizer && !tokenizer) {
-    throw new UnsupportedError('tokenizer', `${dir} has no tokenizer.json, so text cannot be encoded; pass token ids instead`);
+    throw new UnsupportedError('tokenizer', `${files.origin} has no tokenizer.json, so text cannot be encoded; pass token ids instead`);
   }
-  const store = await openSafetensors(dir);
+  const store = await openSafetensors(files);
   try {
     return await createModel(config, store, options, tokenizer);
   } finally {

@@ -1,6 +1,7 @@
 // Random models for tests and benchmarks: a config.json object, seeded random weights with sane
 // scales (so activations neither vanish nor blow up through the layers), an in-memory TensorStore,
 // and a writer of complete model folders (config.json + safetensors, optionally sharded).
+import { platform } from '#platform';
 import { ValueError, show } from '../core/errors.js';
 import { type ReadAs, type ReadResult, type SafetensorsEntry, type StoredDType, type TensorStore, encodeSafetensors } from '../io/safetensors.js';
 import { floatsToHalf } from '../core/dtype.js';
@@ -102,14 +103,17 @@ export interface WriteModelOptions {
   extraFiles?: Record<string, unknown>;
 }
 
-/** Writes config.json and the weights as a Hugging Face model folder (Node). */
-export async function writeModelFolder(dir: string, configJson: Record<string, unknown>, tensors: Record<string, RandomTensor>, options: WriteModelOptions = {}): Promise<void> {
-  const fs = await import('node:fs/promises');
-  const { join } = await import('node:path');
+/**
+ * The files of a Hugging Face model folder (config.json, the weights, optional shards index and
+ * extra files) as bytes by name: write them to disk (writeModelFolder), serve them, or pass the
+ * map to loadModel() as it is.
+ */
+export function modelFolderFiles(configJson: Record<string, unknown>, tensors: Record<string, RandomTensor>, options: WriteModelOptions = {}): Map<string, Uint8Array> {
   const dtype = options.dtype ?? 'F32';
   const shards = options.shards ?? 1;
-  await fs.mkdir(dir, { recursive: true });
-  await fs.writeFile(join(dir, 'config.json'), JSON.stringify({ ...configJson, torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype] }, null, 2));
+  const files = new Map<string, Uint8Array>();
+  const text = (value: unknown, indent?: number) => new TextEncoder().encode(JSON.stringify(value, null, indent));
+  files.set('config.json', text({ ...configJson, torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype] }, 2));
   const names = Object.keys(tensors);
   const groups: string[][] = Array.from({ length: shards }, () => []);
   names.forEach((name, i) => groups[Math.floor((i * shards) / names.length)].push(name));
@@ -117,11 +121,20 @@ export async function writeModelFolder(dir: string, configJson: Record<string, u
   for (let s = 0; s < shards; s++) {
     const file = shards === 1 ? 'model.safetensors' : `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
     const part = Object.fromEntries(groups[s].map((name) => [name, { dtype, shape: tensors[name].shape, data: tensors[name].data }]));
-    await fs.writeFile(join(dir, file), encodeSafetensors(part, { format: 'pt' }));
+    files.set(file, encodeSafetensors(part, { format: 'pt' }));
     for (const name of groups[s]) weightMap[name] = file;
   }
-  if (shards > 1) await fs.writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
-  for (const [name, value] of Object.entries(options.extraFiles ?? {})) await fs.writeFile(join(dir, name), JSON.stringify(value));
+  if (shards > 1) files.set('model.safetensors.index.json', text({ metadata: {}, weight_map: weightMap }, 2));
+  for (const [name, value] of Object.entries(options.extraFiles ?? {})) files.set(name, text(value));
+  return files;
+}
+
+/** Writes config.json and the weights as a Hugging Face model folder (Node, Bun, Deno). */
+export async function writeModelFolder(dir: string, configJson: Record<string, unknown>, tensors: Record<string, RandomTensor>, options: WriteModelOptions = {}): Promise<void> {
+  const fs = platform.fs;
+  if (!fs) throw new ValueError('dir', `${dir}: writing a model folder needs Node, Bun or Deno; modelFolderFiles() gives the bytes`);
+  await fs.mkdir(dir);
+  for (const [name, bytes] of modelFolderFiles(configJson, tensors, options)) await fs.writeFile(fs.join(dir, name), bytes);
 }
 
 /** Parses a config.json object (shorthand for tests and benchmarks). */

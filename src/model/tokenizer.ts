@@ -2,6 +2,8 @@
 // (@huggingface/tokenizers: pure JS, no network, reads the model folder's tokenizer.json and
 // tokenizer_config.json as they are). Loaded lazily, so code that works on token ids never pays for it.
 import { ValueError } from '../core/errors.js';
+import { type ModelFiles, type ModelSource, type SourceOptions, modelFiles } from '../io/sources.js';
+import { isModelFiles } from './config.js';
 
 export interface TextTokenizer {
   encode(text: string): number[];
@@ -27,18 +29,17 @@ export async function createTokenizer(tokenizerJson: object, tokenizerConfig: ob
 }
 
 /**
- * The tokenizer of a model folder, or undefined when it has no tokenizer.json (then callers work
- * with token ids). Node only.
+ * The tokenizer of a model (tokenizer.json and tokenizer_config.json from any ModelSource: folder,
+ * URL, files, bytes), or undefined when it has no tokenizer.json (then callers work with token ids).
  */
-export async function loadTokenizer(dir: string): Promise<TextTokenizer | undefined> {
-  const fs = await import('node:fs/promises');
-  const { join } = await import('node:path');
-  const path = join(dir, 'tokenizer.json');
-  const text = await fs.readFile(path, 'utf8').catch(() => undefined);
+export async function loadTokenizer(source: ModelSource | ModelFiles, options: SourceOptions = {}): Promise<TextTokenizer | undefined> {
+  const files = isModelFiles(source) ? source : modelFiles(source, options);
+  const path = `${files.origin}/tokenizer.json`;
+  const text = await files.readText('tokenizer.json');
   if (text === undefined) return undefined;
   const json = parseJson(text, path);
-  const configPath = join(dir, 'tokenizer_config.json');
-  const configText = await fs.readFile(configPath, 'utf8').catch(() => undefined);
+  const configPath = `${files.origin}/tokenizer_config.json`;
+  const configText = await files.readText('tokenizer_config.json');
   const config = configText === undefined ? {} : parseJson(configText, configPath);
   try {
     return await createTokenizer(json, config);

@@ -2,7 +2,9 @@
 // implies. Loading checks every tensor (present, right shape) before any is read, so a wrong or
 // truncated model folder fails at once with the tensor's name, not halfway through a forward pass.
 // Linear weights keep the PyTorch [out, in] layout: y = x Wᵀ + b.
+import { fromHalfBits } from '../core/dtype.js';
 import { ShapeError, ValueError, show } from '../core/errors.js';
+import { firstNonFinite } from '../core/finite.js';
 import type { ReadAs, ReadResult, TensorStore } from '../io/safetensors.js';
 import type { ModelConfig } from './config.js';
 
@@ -84,8 +86,20 @@ export function weightSpecs(config: ModelConfig): WeightSpec[] {
   return specs;
 }
 
-/** Throws when a tensor the config needs is missing or has the wrong shape, naming it and its file. */
+/**
+ * Throws when a tensor the config needs is missing or has the wrong shape, naming it and its file.
+ * The layer count is checked against the layers the store holds first, so a config.json that asks
+ * for more layers than the file has fails at once, before a tensor list is built from it.
+ */
 export function checkWeights(store: TensorStore, config: ModelConfig): void {
+  let layersPresent = 0;
+  for (const name of store.names()) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) layersPresent = Math.max(layersPresent, Number(m[1]) + 1);
+  }
+  if (config.numLayers > layersPresent) {
+    throw new ValueError('config.num_hidden_layers', `config.json says num_hidden_layers: ${config.numLayers}, but ${store.origin} holds ${layersPresent === 0 ? 'no model.layers.N tensors' : `layers 0..${layersPresent - 1} only`}`);
+  }
   for (const spec of weightSpecs(config)) {
     const entry = store.entry(spec.name);
     if (!entry) {
@@ -108,6 +122,7 @@ export async function loadWeights<W, T extends ReadAs>(
   config: ModelConfig,
   as: T,
   make: (tensor: HostTensor<T>, spec: WeightSpec) => W | Promise<W>,
+  checkFinite = false,
 ): Promise<DecoderWeights<W>> {
   checkWeights(store, config);
   const layers: Array<Partial<Record<LayerRole, W>>> = Array.from({ length: config.numLayers }, () => ({}));
@@ -116,6 +131,13 @@ export async function loadWeights<W, T extends ReadAs>(
   let lmHead: W | undefined;
   for (const spec of weightSpecs(config)) {
     const data = await store.read(spec.name, as);
+    if (checkFinite) {
+      const bad = firstNonFinite(data, as);
+      if (bad >= 0) {
+        const value = as === 'float16' ? fromHalfBits(data[bad]) : data[bad];
+        throw new ValueError(spec.name, `${store.entry(spec.name)?.file ?? store.origin}: tensor ${show(spec.name)} holds ${value} at flat index ${bad} (loaded with checkFinite)`);
+      }
+    }
     const w = await make({ name: spec.name, shape: spec.shape, data }, spec);
     if (spec.role === 'embed') embed = w;
     else if (spec.role === 'finalNorm') finalNorm = w;

@@ -2,6 +2,7 @@
 // one module (compiled once, instantiated by each worker on the shared memory), their scalar twins,
 // and every op's tasks by job kind. This is the one place that lists them: a new op's CPU kernels
 // are added here (see docs/ARCHITECTURE.md, "Adding an op").
+import { envFlag } from '../core/env.js';
 import { ModuleBuilder } from '../engines/cpu/wasm/encoder.js';
 import type { CompiledProgram, CpuProgram, KernelKind } from '../engines/cpu/program.js';
 import { type AttentionKernels, DEFAULT_TILE_OPTIONS, scalarAttentionKernels, tileGeometry } from './attention/cpu/kernels.js';
@@ -11,6 +12,7 @@ import { SOFTMAX_SIGNATURES, addSoftmaxKernels } from './attention/cpu/wasm-soft
 import { TILE_SIGNATURES, type TileOptions, addTileKernels } from './attention/cpu/wasm-tiles.js';
 import { type GemmKernels, scalarGemmKernels } from './gemm/cpu/kernels.js';
 import { type MatmulParams, matmulTask } from './gemm/cpu/matmul-task.js';
+import { type ApproxParams, approxTask } from './approx/cpu/linear.js';
 import { DEFAULT_GEMM_KERNEL_OPTIONS, GEMM_SIGNATURES, type GemmKernelOptions, addGemmKernels } from './gemm/cpu/wasm-kernels.js';
 
 /** Build options of the whole module: every family's register blocks and tile sizes. */
@@ -22,7 +24,11 @@ export const DEFAULT_KERNEL_OPTIONS: KernelTuning = { ...DEFAULT_TILE_OPTIONS, .
 export const KERNEL_SIGNATURES = { ...GEMM_SIGNATURES, ...SOFTMAX_SIGNATURES, ...TILE_SIGNATURES } as const;
 
 /** The kernels every CPU task receives. */
-export type CpuKernels = { readonly kind: KernelKind } & GemmKernels & AttentionKernels;
+export type CpuKernels = {
+  readonly kind: KernelKind;
+  /** The memory the kernels run on: kernels generated per call (attention score/mask functions) instantiate on it too. */
+  readonly memory: WebAssembly.Memory | { readonly buffer: ArrayBufferLike };
+} & GemmKernels & AttentionKernels;
 
 /** Job kinds and their parameters. */
 export interface CpuJobs {
@@ -32,6 +38,8 @@ export interface CpuJobs {
   'naive-softmax': NaiveParams;
   'naive-pv': NaiveParams;
   matmul: MatmulParams;
+  /** Linear attention and Performer, one task per (batch, query head). */
+  'approx-linear': ApproxParams;
 }
 
 export interface KernelModuleOptions extends KernelTuning {
@@ -65,8 +73,7 @@ function floatView(memory: { readonly buffer: ArrayBufferLike }): () => Float32A
 export async function compileKernels(shared: boolean, maximumPages: number, relaxed: boolean, tuning: Partial<KernelTuning> = {}): Promise<CompiledProgram> {
   const options: KernelModuleOptions = { ...DEFAULT_KERNEL_OPTIONS, ...tuning, relaxed, shared, maximumPages };
   const builder = buildKernelModule(options);
-  const g = globalThis as { process?: { env?: Record<string, string | undefined> } };
-  if (g.process?.env?.FUSEDATTN_DEBUG_WASM) console.log(builder.wat());
+  if (envFlag('FUSEDATTN_DEBUG_WASM')) console.log(builder.wat());
   const module = await WebAssembly.compile(builder.bytes());
   return { module, kind: relaxed ? 'wasm-relaxed-simd' : 'wasm-simd', tuning };
 }
@@ -74,7 +81,7 @@ export async function compileKernels(shared: boolean, maximumPages: number, rela
 export function instantiateKernels(compiled: CompiledProgram, memory: WebAssembly.Memory): CpuKernels {
   const instance = new WebAssembly.Instance(compiled.module, { env: { memory } });
   const exports = instance.exports as unknown as Record<string, unknown>;
-  const kernels: Record<string, unknown> = { kind: compiled.kind, tiles: tileGeometry(compiled.tuning as Partial<TileOptions>) };
+  const kernels: Record<string, unknown> = { kind: compiled.kind, memory, tiles: tileGeometry(compiled.tuning as Partial<TileOptions>) };
   for (const name of Object.keys(KERNEL_SIGNATURES)) {
     if (typeof exports[name] !== 'function') throw new Error(`CPU kernels: export ${name} missing`);
     kernels[name] = exports[name];
@@ -85,7 +92,7 @@ export function instantiateKernels(compiled: CompiledProgram, memory: WebAssembl
 /** Plain JavaScript kernels with the semantics of the WASM ones (Math.exp, sequential sums). */
 export function scalarKernels(memory: { readonly buffer: ArrayBufferLike }, tuning: Partial<KernelTuning> = {}): CpuKernels {
   const f = floatView(memory);
-  return { kind: 'scalar', ...scalarGemmKernels(f), ...scalarAttentionKernels(f, tileGeometry(tuning)) };
+  return { kind: 'scalar', memory, ...scalarGemmKernels(f), ...scalarAttentionKernels(f, tileGeometry(tuning)) };
 }
 
 export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
@@ -99,5 +106,6 @@ export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
     'naive-softmax': naiveSoftmaxTask,
     'naive-pv': naivePvTask,
     matmul: matmulTask,
+    'approx-linear': approxTask,
   },
 };

@@ -69,6 +69,27 @@ fn mask_at(i: u32) -> u32 { return (mask_buf[i >> 2u] >> ((i & 3u) * 8u)) & 0xff
 fn bias_at(i: u32) -> f32 { return unpack2x16float(bias_buf[i >> 1u])[i & 1u]; }
 
 const NO_SCORE: f32 = -3.0e38;
+const POISON_SCORE: f32 = 3.0e38;
+fn nan_or_pos_inf(x: f32) -> bool {
+  let bits = bitcast<u32>(x);
+  return (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
+}
+fn is_nan(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+fn nan_f32() -> f32 {
+  var bits = 0x7fc00000u;
+  return bitcast<f32>(bits);
+}
+// exp(x) for x <= 0, the online softmax's weight: the argument is clamped at -200 (exp gives 0
+// there in f32 anyway) because some exp implementations (Mesa llvmpipe) return NaN for a huge
+// negative finite argument, which a huge finite scale produces.
+fn weight(x: f32) -> f32 {
+  return exp(max(x, -200.0));
+}
+
+// The unit scores are kept in: softmax weights are exp(beta·(s - max)).
+fn score_beta() -> f32 { return max(1.0, abs(sp.scale)); }
 
 // Final score of query i / key j of sequence b, head h (i, j relative to the sequence), given
 // qk = q·k (+ qRope·kRope); NO_SCORE when the pair is hidden.
@@ -78,14 +99,17 @@ fn final_score(qk: f32, b: u32, h: u32, i: u32, j: u32, sq: u32, sk: u32, slope:
   if (rel < -sp.win_left || rel > sp.win_right) { return NO_SCORE; }
   let ms = sp.mask_strides;
   if (mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) == 0u) { return NO_SCORE; }
-  var s = qk * sp.scale;
-  s = sp.softcap * tanh(clamp(s / sp.softcap, -15.0, 15.0));
+  let beta = score_beta();
+  var s = qk * (sp.scale / beta);
+  if (is_nan(s)) { return POISON_SCORE; }
+  s = (sp.softcap / beta) * tanh(clamp(s * beta / sp.softcap, -15.0, 15.0));
   let bs = sp.bias_strides;
-  s = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w);
-  s = s - slope * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));
-  // -inf from the bias (or anything not above the sentinel) means hidden
+  s = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w) / beta;
+  s = s - (slope / beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));
+  // NaN or +inf: the row is poisoned; -inf from the bias (or anything not above the sentinel) means hidden
+  if (nan_or_pos_inf(s)) { return POISON_SCORE; }
   if (!(s > NO_SCORE)) { return NO_SCORE; }
-  return s;
+  return min(s, POISON_SCORE);
 }
 
 const THREADS: u32 = 64u;
@@ -148,7 +172,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     q_tile[r * QK_STRIDE + d4] = x;
   }
 
-  var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet)
+  let beta = score_beta();   // weights are exp(beta·(s - m)): scores are in units of beta
+  var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet; POISON_SCORE: NaN row)
   var l = 0.0;        // running sum of exp(score - m)
   var acc: array<vec4<f32>, QUADS_PER_THREAD>;
   var s: array<f32, KEYS_PER_THREAD>;
@@ -195,7 +220,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
     var psum = 0.0;
     for (var u = 0u; u < KEYS_PER_THREAD; u++) {
-      let p = select(0.0, exp(s[u] - m_new), s[u] > NO_SCORE);
+      let p = select(0.0, weight(beta * (s[u] - m_new)), s[u] > NO_SCORE);
       p_tile[row * KEYS + lane + PER_ROW * u] = p;
       psum += p;
     }
@@ -203,7 +228,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
 
     // exp(NO_SCORE - m_new) is 0 once the row has a score, 1 while it has none (then l = o = 0)
-    let alpha = exp(m - m_new);
+    let alpha = weight(beta * (m - m_new));
     var tile_sum = 0.0;
     for (var c = 0u; c < PER_ROW; c++) { tile_sum += part_sum[row * PER_ROW + c]; }
     l = l * alpha + tile_sum;
@@ -211,6 +236,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var v = 0u; v < QUADS_PER_THREAD; v++) { acc[v] *= alpha; }
     for (var jj = 0u; jj < KEYS; jj++) {
       let p = p_tile[row * KEYS + jj];
+      // a key of weight 0 adds nothing, even a NaN/inf value (0·NaN would be NaN)
+      if (p == 0.0) { continue; }
       for (var v = 0u; v < QUADS_PER_THREAD; v++) {
         let quad = lane + PER_ROW * v;
         if (quad < DV4) { acc[v] += p * kv_tile[jj * V_STRIDE + quad]; }
@@ -221,11 +248,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (!row_valid) { return; }
   // a row that saw no key (window, mask or -inf bias hid them all) outputs 0 and LSE -inf
   let inv = select(0.0, 1.0 / l, l > 0.0);
+  let poisoned = m >= POISON_SCORE;   // a NaN or +inf score: the row is NaN
   let ob = b * params.out_strides.x + h * params.out_strides.y + (start_q + i) * params.out_strides.z;
   for (var v = 0u; v < QUADS_PER_THREAD; v++) {
     let col = 4u * (lane + PER_ROW * v);
     if (col < DV) {
-      let val = acc[v] * inv;
+      let val = select(acc[v] * inv, vec4<f32>(nan_f32()), poisoned);
       let e = ob + col;   // output rows are contiguous (d stride 1)
       // Dv even: e is even and columns come in whole pairs
       out_buf[e >> 1u] = pack2x16float(val.xy);
@@ -233,6 +261,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
   if (lane == 0u) {
-    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(neg_inf(), m + log(l), l > 0.0);
+    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(select(neg_inf(), beta * m + log(l), l > 0.0), nan_f32(), poisoned);
   }
 }

@@ -51,6 +51,27 @@ fn mask_at(i: u32) -> u32 { return (mask_buf[i >> 2u] >> ((i & 3u) * 8u)) & 0xff
 fn bias_at(i: u32) -> f32 { return bias_buf[i]; }
 
 const NO_SCORE: f32 = -3.0e38;
+const POISON_SCORE: f32 = 3.0e38;
+fn nan_or_pos_inf(x: f32) -> bool {
+  let bits = bitcast<u32>(x);
+  return (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
+}
+fn is_nan(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+fn nan_f32() -> f32 {
+  var bits = 0x7fc00000u;
+  return bitcast<f32>(bits);
+}
+// exp(x) for x <= 0, the online softmax's weight: the argument is clamped at -200 (exp gives 0
+// there in f32 anyway) because some exp implementations (Mesa llvmpipe) return NaN for a huge
+// negative finite argument, which a huge finite scale produces.
+fn weight(x: f32) -> f32 {
+  return exp(max(x, -200.0));
+}
+
+// The unit scores are kept in: softmax weights are exp(beta·(s - max)).
+fn score_beta() -> f32 { return max(1.0, abs(sp.scale)); }
 
 // Final score of query i / key j of sequence b, head h (i, j relative to the sequence), given
 // qk = q·k (+ qRope·kRope); NO_SCORE when the pair is hidden.
@@ -60,14 +81,17 @@ fn final_score(qk: f32, b: u32, h: u32, i: u32, j: u32, sq: u32, sk: u32, slope:
   if (rel < -sp.win_left || rel > sp.win_right) { return NO_SCORE; }
   let ms = sp.mask_strides;
   if (mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) == 0u) { return NO_SCORE; }
-  var s = qk * sp.scale;
-  s = sp.softcap * tanh(clamp(s / sp.softcap, -15.0, 15.0));
+  let beta = score_beta();
+  var s = qk * (sp.scale / beta);
+  if (is_nan(s)) { return POISON_SCORE; }
+  s = (sp.softcap / beta) * tanh(clamp(s * beta / sp.softcap, -15.0, 15.0));
   let bs = sp.bias_strides;
-  s = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w);
-  s = s - slope * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));
-  // -inf from the bias (or anything not above the sentinel) means hidden
+  s = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w) / beta;
+  s = s - (slope / beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));
+  // NaN or +inf: the row is poisoned; -inf from the bias (or anything not above the sentinel) means hidden
+  if (nan_or_pos_inf(s)) { return POISON_SCORE; }
   if (!(s > NO_SCORE)) { return NO_SCORE; }
-  return s;
+  return min(s, POISON_SCORE);
 }
 // per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)
 @group(1) @binding(3) var<storage, read> seq_meta: array<u32>;

@@ -3,6 +3,7 @@ struct SoftmaxParams {
   s_strides: vec4<u32>,
   lse_strides: vec4<u32>,
   batch: u32,
+  beta: f32,
 }
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
 // per sequence: starts q | starts k | lengths q | lengths k | ...
@@ -15,6 +16,24 @@ fn neg_inf() -> f32 {
 }
 
 const NO_SCORE: f32 = -3.0e38;
+const POISON_SCORE: f32 = 3.0e38;
+fn nan_or_pos_inf(x: f32) -> bool {
+  let bits = bitcast<u32>(x);
+  return (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
+}
+fn is_nan(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+fn nan_f32() -> f32 {
+  var bits = 0x7fc00000u;
+  return bitcast<f32>(bits);
+}
+// exp(x) for x <= 0, the online softmax's weight: the argument is clamped at -200 (exp gives 0
+// there in f32 anyway) because some exp implementations (Mesa llvmpipe) return NaN for a huge
+// negative finite argument, which a huge finite scale produces.
+fn weight(x: f32) -> f32 {
+  return exp(max(x, -200.0));
+}
 const THREADS: u32 = 64u;
 var<workgroup> red: array<f32, THREADS>;
 
@@ -38,12 +57,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
   }
   let row_max = red[0];
+  let poisoned = row_max >= POISON_SCORE;
+  let beta = params.beta;
   workgroupBarrier();
 
   var sum = 0.0;
   for (var j = lid; j < sk; j += THREADS) {
     let x = s_buf[base + j];
-    sum += select(0.0, exp(x - row_max), x > NO_SCORE);
+    sum += select(0.0, weight(beta * (x - row_max)), x > NO_SCORE);
   }
   red[lid] = sum;
   workgroupBarrier();
@@ -55,10 +76,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let inv = select(0.0, 1.0 / total, total > 0.0);
   for (var j = lid; j < sk; j += THREADS) {
     let x = s_buf[base + j];
-    s_buf[base + j] = select(0.0, exp(x - row_max) * inv, x > NO_SCORE);
+    s_buf[base + j] = select(select(0.0, weight(beta * (x - row_max)) * inv, x > NO_SCORE), nan_f32(), poisoned);
   }
   if (lid == 0u) {
     let start_q = seq_meta[b];
-    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(neg_inf(), row_max + log(total), total > 0.0);
+    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(select(neg_inf(), beta * row_max + log(total), total > 0.0), nan_f32(), poisoned);
   }
 }

@@ -84,7 +84,7 @@ ${lines(keysPerThread, (u) => `    if (!row_valid || j0 + lane + ${perRow * u}u 
     probabilities: `    var m_new = m;
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
     var psum = 0.0;
-${lines(keysPerThread, (u) => `    let p${u} = select(0.0, exp(s${u} - m_new), s${u} > NO_SCORE);
+${lines(keysPerThread, (u) => `    let p${u} = weight_of(s${u}, m_new);
     p_tile[row * KEYS + lane + ${perRow * u}u] = p${u};
     psum += p${u};`)}
     part_sum[row * PER_ROW + lane] = psum;`,
@@ -160,7 +160,7 @@ ${lines(KT, (j) => `    if (!valid${i} || j0 + tx + ${TX * j}u > past + i0 + r${
     probabilities: `${lines(RT, (i) => `    var mnew${i} = m${i};
     for (var c = 0u; c < TX; c++) { mnew${i} = max(mnew${i}, part_max[r${i} * TX + c]); }
     var psum${i} = 0.0;
-${lines(KT, (j) => `    let p${i}_${j} = select(0.0, exp(s${i}_${j} - mnew${i}), s${i}_${j} > NO_SCORE);
+${lines(KT, (j) => `    let p${i}_${j} = weight_of(s${i}_${j}, mnew${i});
     p_tile[r${i} * P_STRIDE + tx + ${TX * j}u] = p${i}_${j};
     psum${i} += p${i}_${j};`)}
     part_sum[r${i} * TX + tx] = psum${i};`)}`,

@@ -23,7 +23,7 @@
 // head h = hk * group writes KV head hk's new rows to the cache; no workgroup reads positions >= start
 // from the cache, so the writes race with nothing.
 import { UniformLayout } from '../../engines/webgpu/uniforms.js';
-import { NO_SCORE } from '../../engines/webgpu/wgsl.js';
+import { NON_FINITE_FNS, NO_SCORE } from '../../engines/webgpu/wgsl.js';
 
 import { type BlockAttentionOptions, type BlockAttentionTile, rowsCore, tiledCore, tileShape } from './attention-core.wgsl.js';
 
@@ -156,6 +156,13 @@ const ROWS: u32 = ${rows}u;
 const KEYS: u32 = ${keys}u;
 const STRIDE: u32 = ${stride}u;           // odd row stride of the Q and K/V tiles
 const NO_SCORE: f32 = ${NO_SCORE};
+${NON_FINITE_FNS}
+// the online-softmax weight of score s under row max m: 0 for a hidden key, NaN for a NaN or +inf
+// score (the row then comes out NaN, README "Failure behaviour"), whatever max() made of it
+fn weight_of(s: f32, m: f32) -> f32 {
+  if (nan_or_pos_inf(s)) { return nan_f32(); }
+  return select(0.0, exp(s - m), s > NO_SCORE);
+}
 ${core.constants}
 
 var<workgroup> q_tile: array<f32, ${rows * stride}>;
@@ -254,6 +261,7 @@ ${BLOCK_COMBINE_PARAMS.wgsl()}
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const D: u32 = ${D}u;
+${NON_FINITE_FNS}
 
 @compute @workgroup_size(${BLOCK_COMBINE_THREADS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -271,7 +279,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var den = 0.0;
   for (var s = 0u; s < params.splits; s++) {
     let p = base + s * (D + 2u);
-    let w = select(0.0, exp(partial[p] - mx), partial[p + 1u] > 0.0);
+    // a split that saw no key has l = 0; one that saw a NaN has l = NaN, which must stay
+    let w = select(0.0, exp(partial[p] - mx), partial[p + 1u] > 0.0 || is_nan(partial[p + 1u]));
     num += w * partial[p + 2u + d];
     den += w * partial[p + 1u];
   }

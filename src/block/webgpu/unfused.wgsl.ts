@@ -3,7 +3,7 @@
 // tensor, scale + causal mask of the score matrix, row softmax. Each is one plain dispatch; the
 // GEMMs are the shared linear layer (gemm.ts) and the runtime's batched matmul.
 import { UniformLayout } from '../../engines/webgpu/uniforms.js';
-import { NO_SCORE } from '../../engines/webgpu/wgsl.js';
+import { NON_FINITE_FNS, NO_SCORE } from '../../engines/webgpu/wgsl.js';
 
 /** Invocations per workgroup of the element-wise kernels. */
 export const ELEMENTWISE_THREADS = 256;
@@ -146,6 +146,7 @@ export function buildSoftmaxRows(): string {
 
 const THREADS: u32 = ${SOFTMAX_THREADS}u;
 var<workgroup> part: array<f32, ${SOFTMAX_THREADS}>;
+${NON_FINITE_FNS}
 
 @compute @workgroup_size(${SOFTMAX_THREADS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -164,7 +165,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   workgroupBarrier();
   var sum = 0.0;
   for (var j = lid; j < params.cols; j += THREADS) {
-    let p = select(0.0, exp(x[base + j] - mx), x[base + j] > ${NO_SCORE});
+    // NaN or +inf: NaN, so the row comes out NaN (README "Failure behaviour"), never a silent 0
+    let p = select(select(0.0, exp(x[base + j] - mx), x[base + j] > ${NO_SCORE}), nan_f32(), nan_or_pos_inf(x[base + j]));
     x[base + j] = p;
     sum += p;
   }

@@ -3,12 +3,15 @@
 // single-threaded fallback (no SharedArrayBuffer: a browser page without cross-origin isolation).
 // It knows no op: the program (program.ts) brings the kernels and the tasks, and the worker script
 // that serves it.
-import { UnsupportedError } from '../../core/errors.js';
+import { DeviceError, UnsupportedError } from '../../core/errors.js';
+import { cpuKernelsSetting, cpuThreadsSetting } from '../../core/config.js';
 import { Arena, formatBytes } from './arena.js';
-import { type Job, runJobTasks } from './jobs.js';
+import { type Job, jobClaimed, runJobTasks } from './jobs.js';
+import { BUDGET_MS, nextTurn } from '../../core/pace.js';
 import { WorkerPool } from './pool.js';
 import type { CompiledProgram, CpuProgram, KernelKind, KernelSet, Task } from './program.js';
-import { envVar, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
+import { platform } from '#platform';
+import { type WorkerSpawner, wasmCompileRefused, hardwareThreads, relaxedSimdAvailable, sharedMemoryAvailable, simdAvailable } from './platform.js';
 
 export interface CpuEngineOptions<T = unknown> {
   /** Worker threads; 0 runs everything on the calling thread. Default: the machine's cores. */
@@ -19,6 +22,10 @@ export interface CpuEngineOptions<T = unknown> {
   tuning?: Partial<T>;
   /** Jobs estimated below this many flops run on the calling thread (no message round trip). */
   inlineFlops?: number;
+  /** A pool job without progress for this long fails (default pool.ts DEFAULT_JOB_DEADLINE_MS; tests lower it). */
+  jobDeadlineMs?: number;
+  /** How the pool starts its workers (tests: a script that does not load). Default: the program's. */
+  spawner?: WorkerSpawner;
 }
 
 export interface CpuDescription {
@@ -29,6 +36,8 @@ export interface CpuDescription {
   kernels: KernelKind;
   /** Why the engine runs single-threaded, when it does. */
   singleThreadedReason?: string;
+  /** Why it runs the scalar kernels although WASM SIMD validated (a CSP refusing compilation). */
+  scalarReason?: string;
 }
 
 export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Record<string, unknown>> {
@@ -41,35 +50,80 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
     private readonly inlineFlops: number,
   ) {}
 
-  /** Starts an engine running `program`, whose worker script is at `workerUrl`. */
-  static async create<K extends KernelSet, J extends object, T>(program: CpuProgram<K, J, T>, workerUrl: URL, options: CpuEngineOptions<T> = {}): Promise<CpuEngine<K, J>> {
+  /** Why the workers did not start, when they failed to (reported once by the engine's owner). */
+  loadFailure: DeviceError | undefined;
+
+  /** Starts an engine running `program`, whose workers `spawner` starts. */
+  static async create<K extends KernelSet, J extends object, T>(program: CpuProgram<K, J, T>, spawner: WorkerSpawner, options: CpuEngineOptions<T> = {}): Promise<CpuEngine<K, J>> {
     const shared = sharedMemoryAvailable();
     const simd = simdAvailable();
     const relaxed = relaxedSimdAvailable();
-    const fromEnv = envVar('FUSEDATTN_CPU_THREADS');
-    let threads = options.threads ?? (fromEnv !== undefined && fromEnv !== '' ? Number(fromEnv) : await hardwareThreads());
-    if (!Number.isInteger(threads) || threads < 0) threads = 1;
+    // configure() / FUSEDATTN_CPU_THREADS are validated and clamped to the cores there;
+    // options.threads (tests, benchmarks) is taken as given
+    let threads = options.threads ?? cpuThreadsSetting(hardwareThreads());
     let singleThreadedReason: string | undefined;
     if (!shared && threads > 0) {
       singleThreadedReason = 'SharedArrayBuffer is unavailable (browsers need cross-origin isolation: COOP/COEP headers)';
       threads = 0;
     } else if (threads === 0) singleThreadedReason = 'threads: 0 requested';
+    const blocked = threads > 0 ? platform.workersBlocked(spawner.url) : undefined;
+    if (blocked) {
+      singleThreadedReason = blocked;
+      threads = 0;
+    }
 
     const arena = new Arena(shared && threads > 0);
-    const want = options.kernels ?? (envVar('FUSEDATTN_CPU_KERNELS') as CpuEngineOptions['kernels']) ?? 'auto';
+    const want = options.kernels ?? cpuKernelsSetting();
     const tuning = options.tuning ?? {};
     let compiled: CompiledProgram | undefined;
-    if (want !== 'scalar' && simd) compiled = await program.compile({ shared: arena.shared, maximumPages: arena.maximumPages, relaxed: want === 'auto' && relaxed, tuning });
+    let scalarReason: string | undefined;
+    const refused = want !== 'scalar' && simd ? wasmCompileRefused() : undefined;
+    if (refused && want === 'wasm-simd') throw new UnsupportedError('cpuKernels', `CPU kernels "wasm-simd" were asked for, but ${refused}`);
+    if (refused) scalarReason = refused;
+    else if (want !== 'scalar' && simd) {
+      try {
+        compiled = await program.compile({ shared: arena.shared, maximumPages: arena.maximumPages, relaxed: want === 'auto' && relaxed, tuning });
+      } catch (e) {
+        // A Content-Security-Policy without 'wasm-unsafe-eval' refuses WebAssembly compilation
+        // (a CompileError) but not WebAssembly.Memory: the scalar kernels run on the same arena.
+        if (want === 'wasm-simd') throw new UnsupportedError('cpuKernels', `CPU kernels "wasm-simd" were asked for, but WebAssembly compilation failed here: ${(e as Error).message}`);
+        scalarReason = `WebAssembly compilation refused (${(e as Error).message.slice(0, 200)}); a Content-Security-Policy needs 'wasm-unsafe-eval' in script-src for the SIMD kernels`;
+      }
+    }
     const kernels = compiled ? program.instantiate(compiled, arena.memory) : program.scalar(arena.memory, tuning);
-    const pool = threads > 0 ? await WorkerPool.start(threads, workerUrl, arena.memory, compiled, tuning) : undefined;
-    const description: CpuDescription = { threads: Math.max(threads, 1), sharedMemory: shared, simd, relaxedSimd: relaxed, kernels: kernels.kind, singleThreadedReason };
-    return new CpuEngine<K, J>(arena, kernels, program.tasks, pool, description, options.inlineFlops ?? 2e6);
+    let pool: WorkerPool | undefined;
+    let loadFailure: DeviceError | undefined;
+    if (threads > 0) {
+      try {
+        pool = await WorkerPool.start(threads, options.spawner ?? spawner, arena.memory, compiled, tuning, { deadlineMs: options.jobDeadlineMs });
+      } catch (e) {
+        // The workers could not start (their script did not load: a bundler that did not emit it).
+        // The engine runs on the calling thread instead and never tries them again; the caller
+        // reports the error once (loadFailure).
+        loadFailure = e instanceof DeviceError ? e : new DeviceError('cpu', `CPU workers failed to start from ${spawner.url.href}: ${(e as Error).message}`);
+        singleThreadedReason = `the worker script failed to load (${loadFailure.message})`;
+        threads = 0;
+      }
+    }
+    const description: CpuDescription = { threads: Math.max(threads, 1), sharedMemory: shared, simd, relaxedSimd: relaxed, kernels: kernels.kind, singleThreadedReason, scalarReason };
+    const engine = new CpuEngine<K, J>(arena, kernels, program.tasks, pool, description, options.inlineFlops ?? 2e6);
+    engine.loadFailure = loadFailure;
+    return engine;
   }
 
   describe(): string {
     const d = this.description;
     const where = this.pool ? `${this.pool.size} worker threads on shared memory` : `single-threaded (${d.singleThreadedReason})`;
-    return `${where}; kernels ${d.kernels} (WASM SIMD ${d.simd ? 'yes' : 'no'}, relaxed SIMD ${d.relaxedSimd ? 'yes' : 'no'}); staging memory ${formatBytes(this.arena.byteLength)}`;
+    const scalar = d.scalarReason ? ` — scalar fallback: ${d.scalarReason}` : '';
+    return `${where}; kernels ${d.kernels} (WASM SIMD ${d.simd ? 'yes' : 'no'}, relaxed SIMD ${d.relaxedSimd ? 'yes' : 'no'})${scalar}; staging memory ${formatBytes(this.arena.byteLength)}`;
+  }
+
+  /** What a result's stats say about this engine: kernels (the tier), threads, and any fallback. */
+  execution(taskCount: number, flops: number): { tier: string; threads: number; fallback?: string } {
+    const d = this.description;
+    const threads = this.pool && flops >= this.inlineFlops ? this.participants(taskCount) : 1;
+    const reasons = [d.singleThreadedReason && !this.pool ? `single-threaded: ${d.singleThreadedReason}` : undefined, d.scalarReason ? `scalar kernels: ${d.scalarReason}` : undefined].filter(Boolean);
+    return { tier: d.kernels, threads, ...(reasons.length ? { fallback: reasons.join('; ') } : {}) };
   }
 
   /** Workers a job of `taskCount` tasks would use (scratch is allocated per worker). */
@@ -84,12 +138,29 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
   async execute<N extends keyof J & string>(kind: N, params: J[N], taskCount: number, scratch: number, scratchPerWorker: number, flops: number): Promise<void> {
     if (taskCount === 0) return;
     const counter = this.arena.takeCounter();
-    const job: Job<N, J[N]> = { kind, params, taskCount, counter, scratch, scratchPerWorker };
+    let completed: number;
+    try {
+      completed = this.arena.takeCounter();
+    } catch (e) {
+      this.arena.giveCounter(counter);
+      throw e;
+    }
+    const job: Job<N, J[N]> = { kind, params, taskCount, counter, completed, scratch, scratchPerWorker };
     try {
       if (this.pool && flops >= this.inlineFlops) await this.pool.run(job as Job);
-      else runJobTasks({ kernels: this.kernels, memory: this.arena.memory, tasks: this.tasks as never }, job as Job, 0);
+      else {
+        // on this thread: a turn for the event loop between tasks every BUDGET_MS (the
+        // single-threaded fallback runs whole calls here; one task is not split)
+        const ctx = { kernels: this.kernels, memory: this.arena.memory, tasks: this.tasks as never };
+        for (;;) {
+          runJobTasks(ctx, job as Job, 0, performance.now() + BUDGET_MS);
+          if (jobClaimed(ctx, job as Job)) break;
+          await nextTurn();
+        }
+      }
     } finally {
       this.arena.giveCounter(counter);
+      this.arena.giveCounter(completed);
     }
   }
 
@@ -102,5 +173,10 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
 
   terminate(): void {
     this.pool?.terminate();
+  }
+
+  /** Stops the workers once the jobs in flight are done (configure() changed the CPU settings). */
+  retire(): void {
+    this.pool?.retire();
   }
 }

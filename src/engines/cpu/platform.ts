@@ -1,28 +1,13 @@
 // What this JavaScript engine offers the CPU backend, probed once: core count, shared memory
 // (SharedArrayBuffer + shared WebAssembly.Memory: Node, or a cross-origin-isolated browser),
-// WASM SIMD and relaxed SIMD. And how to start a worker in Node (worker_threads) or a browser
-// (module Web Worker) from the same worker script.
+// WASM SIMD and relaxed SIMD. And the worker handle over Node's worker_threads and module Web
+// Workers: the worker itself is started by the program's spawner (a bundler must see the literal
+// `new Worker(new URL(...), ...)` in the program's own module, next to the worker script).
+import { platform } from '#platform';
 
-interface NodeProcess {
-  versions?: { node?: string };
-  env?: Record<string, string | undefined>;
-}
-
-const nodeProcess = (globalThis as { process?: NodeProcess }).process;
-export const isNode = typeof nodeProcess?.versions?.node === 'string';
-
-export function envVar(name: string): string | undefined {
-  return nodeProcess?.env?.[name];
-}
-
-/** Logical cores: os.availableParallelism() in Node, navigator.hardwareConcurrency in a browser. */
-export async function hardwareThreads(): Promise<number> {
-  if (isNode) {
-    const os = await import('node:os');
-    return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-  }
-  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
-  return nav?.hardwareConcurrency ?? 1;
+/** Logical cores: os.availableParallelism() in Node and Bun, navigator.hardwareConcurrency elsewhere. */
+export function hardwareThreads(): number {
+  return platform.hardwareThreads();
 }
 
 /**
@@ -75,35 +60,111 @@ export function relaxedSimdAvailable(): boolean {
 export interface WorkerHandle {
   post(message: unknown): void;
   onMessage(handler: (message: unknown) => void): void;
+  /** A failure of the worker: its script did not load, or threw. */
   onError(handler: (error: Error) => void): void;
+  /** The worker's thread ended (Node: its 'exit' event; browsers: after terminate()). */
+  onExit(handler: (code: number) => void): void;
+  /** Whether the runtime reports exits by itself (Node); a browser worker that threw lives on. */
+  readonly emitsExit: boolean;
   /** Node: let the process exit while this worker is idle (no-op in browsers). */
   ref(keepAlive: boolean): void;
   terminate(): void;
 }
 
-export async function startWorker(url: URL): Promise<WorkerHandle> {
-  if (isNode) {
-    const { Worker } = await import('node:worker_threads');
-    // Workers would inherit the parent's execArgv: --input-type (node -e, stdin scripts) breaks a
-    // file worker, and per-process V8 flags are refused there. Our worker needs none of them
-    // (V8 flags such as --experimental-wasm-relaxed-simd apply to the whole process anyway).
-    const w = new Worker(url, { execArgv: [] });
-    w.unref();
-    return {
-      post: (m) => w.postMessage(m),
-      onMessage: (h) => w.on('message', h),
-      onError: (h) => w.on('error', h),
-      ref: (keep) => (keep ? w.ref() : w.unref()),
-      terminate: () => void w.terminate(),
-    };
-  }
-  const W = (globalThis as unknown as { Worker: new (u: URL, o: { type: 'module' }) => Worker }).Worker;
-  const w = new W(url, { type: 'module' });
+/** How an engine starts the workers of its program: `url` names the script (for messages). */
+export interface WorkerSpawner {
+  readonly url: URL;
+  spawn(): WorkerHandle;
+}
+
+/** What node:worker_threads' Worker offers (typed here so the engine imports no Node module). */
+export interface NodeWorkerLike {
+  postMessage(message: unknown): void;
+  on(event: 'message', handler: (message: unknown) => void): unknown;
+  on(event: 'error', handler: (error: Error) => void): unknown;
+  on(event: 'exit', handler: (code: number) => void): unknown;
+  ref(): void;
+  unref(): void;
+  terminate(): unknown;
+}
+
+export function nodeWorkerHandle(w: NodeWorkerLike, url: URL): WorkerHandle {
+  w.unref();
   return {
     post: (m) => w.postMessage(m),
-    onMessage: (h) => w.addEventListener('message', (e) => h((e as MessageEvent).data)),
-    onError: (h) => w.addEventListener('error', (e) => h(new Error((e as ErrorEvent).message))),
-    ref: () => {},
-    terminate: () => w.terminate(),
+    onMessage: (h) => w.on('message', h),
+    onError: (h) => w.on('error', (e) => h(new Error(`CPU worker ${url.href} failed: ${e.message}`))),
+    onExit: (h) => w.on('exit', h),
+    emitsExit: true,
+    ref: (keep) => (keep ? w.ref() : w.unref()),
+    terminate: () => void w.terminate(),
   };
 }
+
+/**
+ * A module Web Worker (browsers, Deno). A script that fails to load fires an `error` event with no
+ * message (404, a wrong MIME type, a CSP worker-src refusal): the handler gets the URL and, for an
+ * http(s) URL, the status a HEAD request finds.
+ */
+export function webWorkerHandle(w: Worker, url: URL): WorkerHandle {
+  const exits: Array<(code: number) => void> = [];
+  let ended = false;
+  return {
+    onExit: (h) => void exits.push(h),
+    emitsExit: false,
+    post: (m) => w.postMessage(m),
+    onMessage: (h) => w.addEventListener('message', (e) => h((e as MessageEvent).data)),
+    onError: (h) => {
+      w.addEventListener('error', (event) => {
+        const e = event as ErrorEvent;
+        e.preventDefault?.();
+        if (e.message) {
+          h(new Error(`CPU worker ${url.href} failed: ${e.message}${e.filename ? ` (${e.filename}:${e.lineno})` : ''}`));
+          return;
+        }
+        void loadFailureCause(url).then((cause) => h(new Error(`CPU worker script ${url.href} failed to load: ${cause}`)));
+      });
+      w.addEventListener('messageerror', () => h(new Error(`CPU worker ${url.href}: a message could not be deserialized`)));
+    },
+    ref: () => {},
+    terminate: () => {
+      w.terminate();
+      if (ended) return;
+      ended = true;
+      // browsers fire no exit event: report it ourselves, on a later turn as Node does
+      setTimeout(() => exits.forEach((h) => h(1)), 0);
+    },
+  };
+}
+
+async function loadFailureCause(url: URL): Promise<string> {
+  const generic = 'the browser gives no reason (a missing file, a non-JavaScript MIME type, a Content-Security-Policy worker-src that refuses it, or an error while evaluating it)';
+  if (!/^https?:$/.test(url.protocol) || typeof fetch !== 'function') return generic;
+  try {
+    const response = await fetch(url, { method: 'HEAD' });
+    if (!response.ok) return `HTTP ${response.status} ${response.statusText} (a bundler that does not emit worker files, such as esbuild, needs fusedattn's dist/ops/cpu-worker.js copied next to the bundle)`;
+    const type = response.headers.get('Content-Type') ?? '';
+    if (!/javascript|ecmascript/i.test(type)) return `served as ${JSON.stringify(type)}, not JavaScript`;
+    return `${generic}; the file is there (HTTP ${response.status})`;
+  } catch (e) {
+    return `${generic}; HEAD request failed: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * Undefined when this page may compile WebAssembly, else the reason: a Content-Security-Policy
+ * without 'wasm-unsafe-eval' (or 'unsafe-eval') refuses it with a CompileError. Probed with the
+ * smallest module, synchronously, once.
+ */
+export function wasmCompileRefused(): string | undefined {
+  if (compileProbe === undefined) {
+    try {
+      new WebAssembly.Module(Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
+      compileProbe = '';
+    } catch (e) {
+      compileProbe = `WebAssembly compilation refused (${String((e as Error).message).slice(0, 200)}); a Content-Security-Policy needs 'wasm-unsafe-eval' in script-src for the SIMD kernels`;
+    }
+  }
+  return compileProbe || undefined;
+}
+let compileProbe: string | undefined;

@@ -1,12 +1,17 @@
 // A call's regions in the engine's arena: allocated as the call stages its operands, released
-// together when it ends (whatever the op).
+// together when it ends (whatever the op). Copies are paced (core/pace.ts): staging a huge input
+// gives the event loop a turn every few tens of milliseconds instead of blocking it for seconds.
 import { halfToFloats } from '../../core/dtype.js';
+import { firstNonFinite } from '../../core/finite.js';
+import { Pacer, pacedRange } from '../../core/pace.js';
 import type { Tensor } from '../../core/tensor.js';
 import type { Arena } from './arena.js';
 
 /** Regions of one call in the engine's arena, released together. */
 export class Staging {
   private readonly regions: number[] = [];
+  /** Shared by every paced copy of the call (in and out). */
+  readonly pacer = new Pacer();
   constructor(private readonly arena: Arena) {}
 
   allocate(bytes: number): number {
@@ -15,19 +20,29 @@ export class Staging {
     return addr;
   }
 
-  /** Copies a float tensor (float32, or float16 converted) and returns its byte address. */
-  floats(t: Tensor): number {
+  /**
+   * Copies a float tensor (float32, or float16 converted) and returns its byte address; with
+   * `scan`, also whether it holds a NaN or ±Inf.
+   */
+  async floats(t: Tensor, scan = false): Promise<{ addr: number; nonFinite: boolean }> {
     const n = t.size;
     const addr = this.allocate(4 * n);
-    const dst = new Float32Array(this.arena.memory.buffer, addr, n);
-    if (t.dtype === 'float16') halfToFloats(t.data as Uint16Array, dst);
-    else dst.set(t.data as Float32Array);
-    return addr;
+    let nonFinite = false;
+    await pacedRange(n, this.pacer, (start, end) => {
+      // the memory may have grown (another call's allocation) since the last step: view it afresh
+      const dst = new Float32Array(this.arena.memory.buffer, addr + 4 * start, end - start);
+      if (t.dtype === 'float16') halfToFloats((t.data as Uint16Array).subarray(start, end), dst);
+      else dst.set((t.data as Float32Array).subarray(start, end));
+      if (scan && !nonFinite) nonFinite = firstNonFinite(dst, 'float32') >= 0;
+    });
+    return { addr, nonFinite };
   }
 
-  bytes(t: Tensor): number {
+  async bytes(t: Tensor): Promise<number> {
     const addr = this.allocate(t.size);
-    new Uint8Array(this.arena.memory.buffer, addr, t.size).set(t.data as Uint8Array);
+    await pacedRange(t.size, this.pacer, (start, end) => {
+      new Uint8Array(this.arena.memory.buffer, addr + start, end - start).set((t.data as Uint8Array).subarray(start, end));
+    });
     return addr;
   }
 

@@ -7,6 +7,10 @@
 //      f32 only, slow, but real WebGPU), with EGL_PLATFORM=surfaceless set if unset.
 // FUSEDATTN_WEBGPU_BACKEND=vulkan|opengles|metal|d3d12|default forces one (none disables WebGPU).
 // One device per process is cached; when it is lost, the next call acquires a new one.
+import { platform } from '#platform';
+import type { DawnModule } from '../../core/platform/types.js';
+import { defaultEnv, envChoice, envFlag, envIsSet, envList, envString } from '../../core/env.js';
+import { prepareQuietStderr, withQuietStderr } from './quiet-stderr.js';
 import { DeviceError } from '../../core/errors.js';
 
 /** Optional adapter features we ask for when the adapter has them. */
@@ -99,6 +103,18 @@ export async function acquireDevice(callerDevice?: GPUDevice): Promise<AcquiredD
 }
 
 /**
+ * Destroys the shared device (dispose()); the next call acquires a new one from the same WebGPU
+ * instance. A caller's device is never touched.
+ */
+export async function releaseSharedDevice(): Promise<void> {
+  const previous = cached;
+  cached = undefined;
+  lastFailure = undefined;
+  const acquired = await previous?.catch(() => undefined);
+  acquired?.device.destroy();
+}
+
+/**
  * A new GPUDevice, separate from the shared one, from the same WebGPU instance and adapter kind
  * (Dawn misbehaves with several instances in one process, so callers who want a device of their
  * own, and tests of options.device, should get it here). Same features and limits as ours.
@@ -106,7 +122,7 @@ export async function acquireDevice(callerDevice?: GPUDevice): Promise<AcquiredD
 export async function openSeparateDevice(): Promise<GPUDevice> {
   await acquireDevice();
   const from = origin as NonNullable<typeof origin>;
-  const adapter = await from.gpu.requestAdapter(from.options);
+  const adapter = await withQuietStderr(() => from.gpu.requestAdapter(from.options));
   if (!adapter) throw new DeviceError('webgpu', `no second adapter from backend ${from.backend}`);
   return (await openDevice(adapter, from.source, from.backend, from.level)).device;
 }
@@ -132,12 +148,18 @@ export function isSoftwareAdapter(d: Pick<AdapterDescription, 'isFallbackAdapter
 
 /** True when a hardware WebGPU adapter can be had here: what backend 'auto' asks. */
 export async function hasHardwareAdapter(): Promise<boolean> {
+  backendOverride(); // a malformed FUSEDATTN_WEBGPU_BACKEND is reported, not read as "no GPU"
   const { available, adapter } = await describeAdapter();
   return available && adapter !== undefined && !isSoftwareAdapter(adapter);
 }
 
 /** For `fusedattn info` / listBackends(): availability, a one-line detail and the full description. */
 export async function describeAdapter(): Promise<{ available: boolean; detail: string; adapter?: AdapterDescription }> {
+  try {
+    backendOverride();
+  } catch (e) {
+    return { available: false, detail: (e as Error).message };
+  }
   if (backendOverride() === 'none') return { available: false, detail: 'disabled by FUSEDATTN_WEBGPU_BACKEND=none' };
   try {
     const { description } = await acquireDevice();
@@ -155,14 +177,25 @@ export function summarize(d: AdapterDescription): string {
     `workgroup memory ${d.limits.maxComputeWorkgroupStorageSize} B, storage binding ${d.limits.maxStorageBufferBindingSize} B`;
 }
 
+/** Dawn's backend names (its `backend=` flag), plus ours: auto (= unset) and none. */
+export const WEBGPU_BACKEND_CHOICES = ['auto', 'default', 'vulkan', 'metal', 'd3d12', 'd3d11', 'opengles', 'opengl', 'null', 'none'] as const;
+
 function backendOverride(): string | undefined {
-  const value = globalThis.process?.env?.FUSEDATTN_WEBGPU_BACKEND?.trim().toLowerCase();
-  return value === '' || value === 'auto' ? undefined : value;
+  const value = envChoice('FUSEDATTN_WEBGPU_BACKEND', WEBGPU_BACKEND_CHOICES);
+  return value === 'auto' ? undefined : value;
 }
 
 async function acquireShared(): Promise<AcquiredDevice> {
   const override = backendOverride();
   if (override === 'none') throw new DeviceError('webgpu', 'WebGPU is disabled by FUSEDATTN_WEBGPU_BACKEND=none');
+  if (origin) {
+    // after a device loss or dispose(): a new device from the same instance (a second Dawn
+    // instance in one process crashes or hangs on Mesa)
+    const from = origin;
+    const adapter = await withQuietStderr(() => from.gpu.requestAdapter(from.options));
+    if (!adapter) throw new DeviceError('webgpu', `no adapter from backend ${from.backend} any more (it gave one before)`);
+    return openDevice(adapter, from.source, from.backend, from.level);
+  }
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu && override === undefined) {
     const options: GPURequestAdapterOptions = { powerPreference: 'high-performance' };
@@ -171,55 +204,53 @@ async function acquireShared(): Promise<AcquiredDevice> {
     origin = { gpu: nav.gpu, options, source: 'navigator', backend: 'browser', level: 'core' };
     return openDevice(adapter, 'navigator', 'browser', 'core');
   }
-  if (!globalThis.process?.versions?.node) {
-    throw new DeviceError('webgpu', 'no WebGPU here: navigator.gpu is missing and this is not Node (pass options.device)');
+  if (platform.name !== 'node' && platform.name !== 'bun') {
+    throw new DeviceError('webgpu', `no WebGPU here: navigator.gpu is missing${platform.name === 'deno' ? ' (Deno: run with --unstable-webgpu where your Deno needs it)' : ' (the browser lacks WebGPU or has it disabled)'}; pass options.device, or use the CPU backend`);
   }
   return acquireDawn(override);
 }
 
-interface DawnModule {
-  create(flags: string[]): GPU;
-}
 
 async function acquireDawn(override: string | undefined): Promise<AcquiredDevice> {
-  const env = process.env;
-  // EGL reads this when Dawn's OpenGL ES backend starts; headless Mesa needs surfaceless.
-  env.EGL_PLATFORM ??= 'surfaceless';
+  // EGL reads this when Dawn's OpenGL ES backend starts; headless Mesa needs surfaceless. Also set
+  // in the C environment: Bun's process.env does not reach native code (the platform calls setenv).
+  defaultEnv('EGL_PLATFORM', 'surfaceless');
+  platform.defaultNativeEnv('EGL_PLATFORM', 'surfaceless');
   let dawn: DawnModule;
   try {
-    const specifier = 'webgpu'; // a variable, so bundlers leave Dawn out of browser builds
-    dawn = (await import(/* @vite-ignore */ specifier)) as DawnModule;
+    dawn = await platform.loadDawn();
+    await prepareQuietStderr();
   } catch (e) {
-    throw new DeviceError('webgpu', `cannot load the "webgpu" package (Dawn for Node): ${(e as Error).message}`);
+    throw new DeviceError('webgpu', (e as Error).message);
   }
-  let toggles = env.GPU_DAWN_TOGGLES?.trim();
+  const toggles = envList('GPU_DAWN_TOGGLES');
   // explicit opt-in only: Dawn then skips its bounds checks (kernels are correct without them)
-  if (env.FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS === '1') toggles = [toggles, 'disable_robustness'].filter(Boolean).join(',');
-  const flags = toggles ? [`enable-dawn-features=${toggles}`] : [];
+  if (envFlag('FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS')) toggles.push('disable_robustness');
+  const flags = toggles.length ? [`enable-dawn-features=${toggles.join(',')}`] : [];
   // Dawn rounds GPU timestamps to 2^16 ns unless timestamp_quantization is disabled: a browser's
   // defence against timing attacks by web pages, which a Node process does not need, and at that
   // resolution the profiler and the autotuner read 0 for every kernel under 65 µs. Off by default
   // here; GPU_DAWN_DISABLE_TOGGLES replaces the list (set it empty to keep the quantization).
-  const disabled = (env.GPU_DAWN_DISABLE_TOGGLES ?? 'timestamp_quantization').trim();
-  if (disabled) flags.push(`disable-dawn-features=${disabled}`);
+  const disabled = !envIsSet('GPU_DAWN_DISABLE_TOGGLES') ? ['timestamp_quantization'] : envList('GPU_DAWN_DISABLE_TOGGLES');
+  if (disabled.length) flags.push(`disable-dawn-features=${disabled.join(',')}`);
   const tried: string[] = [];
   const attempts: Array<{ backend: string; level: 'core' | 'compatibility' }> =
     override === undefined ? [{ backend: 'default', level: 'core' }, { backend: 'opengles', level: 'compatibility' }]
       : [{ backend: override, level: override === 'opengles' ? 'compatibility' : 'core' }];
   for (const { backend, level } of attempts) {
-    if (backend === 'default' && process.platform === 'linux' && !(await vulkanLoaderPresent())) {
+    if ((backend === 'default' || backend === 'vulkan') && process.platform === 'linux' && !platform.vulkanLoaderPresent()) {
       // Dawn's default backend on Linux is Vulkan; without the loader it would only print a
       // multi-line warning on stderr before failing
       tried.push('vulkan: no Vulkan loader (libvulkan.so.1) found');
       continue;
     }
     try {
-      const gpu = dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]);
+      const gpu = withQuietStderr(() => dawn.create(backend === 'default' ? flags : [`backend=${backend}`, ...flags]));
       const options = {
         powerPreference: 'high-performance',
         ...(level === 'compatibility' ? { featureLevel: 'compatibility' } : {}),
       } as GPURequestAdapterOptions;
-      const adapter = await gpu.requestAdapter(options);
+      const adapter = await withQuietStderr(() => gpu.requestAdapter(options));
       if (!adapter) {
         tried.push(`${backend}: no adapter`);
         continue;
@@ -236,23 +267,6 @@ async function acquireDawn(override: string | undefined): Promise<AcquiredDevice
   throw new DeviceError('webgpu', `no WebGPU adapter found; tried ${tried.join('; ')}${hint}`);
 }
 
-/** Whether libvulkan.so.1 is on LD_LIBRARY_PATH, in a usual library folder, or in ldconfig's cache. */
-async function vulkanLoaderPresent(): Promise<boolean> {
-  const { existsSync } = await import('node:fs');
-  const dirs = [
-    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
-    '/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/aarch64-linux-gnu',
-    '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib',
-  ];
-  if (dirs.some((dir) => existsSync(`${dir}/libvulkan.so.1`))) return true;
-  try {
-    const { execFileSync } = await import('node:child_process');
-    return execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libvulkan.so.1');
-  } catch {
-    return false;
-  }
-}
-
 function defaultBackendName(): string {
   switch (process.platform) {
     case 'darwin': return 'metal';
@@ -267,6 +281,9 @@ async function openDevice(adapter: GPUAdapter, source: DeviceSource, backend: st
   // Ask for everything the adapter allows: compat defaults (4 storage buffers, 16 KiB of
   // workgroup memory) are far below what llvmpipe and real GPUs offer.
   for (const key in adapter.limits) {
+    // no kernel binds with dynamic offsets; asking for the adapter's full count makes Dawn's
+    // OpenGL ES backend print two "artificially reduced" warnings on stderr for every device
+    if (key.startsWith('maxDynamic')) continue;
     const value = (adapter.limits as unknown as Record<string, unknown>)[key];
     if (typeof value === 'number') requiredLimits[key] = value;
   }

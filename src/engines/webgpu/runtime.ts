@@ -9,9 +9,11 @@
 // dispatch's compute pass, may encode query resolves before finish(), and hear about each submit.
 // GPU validation / out-of-memory errors are caught with error scopes and thrown as DeviceError
 // carrying the GPU's message.
+import { onDispose } from '../../core/config.js';
+import { envFlag } from '../../core/env.js';
 import { DeviceError, UnsupportedError } from '../../core/errors.js';
 import { BufferPool, type BufferRole, type Meter, type PoolStats } from './buffers.js';
-import { type AcquiredDevice, type AdapterDescription, acquireDevice } from './device.js';
+import { type AcquiredDevice, type AdapterDescription, acquireDevice, releaseSharedDevice } from './device.js';
 import { stableKey } from './stable-key.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './usage.js';
 
@@ -156,6 +158,11 @@ export function peekRuntime(device?: GPUDevice): GpuRuntime | undefined {
 
 let sharedRuntime: GpuRuntime | undefined;
 
+onDispose(async () => {
+  sharedRuntime = undefined;
+  await releaseSharedDevice();
+});
+
 export class GpuRuntime {
   readonly device: GPUDevice;
   readonly adapter: AdapterDescription;
@@ -163,7 +170,7 @@ export class GpuRuntime {
   readonly limits: GPUSupportedLimits;
   readonly counters: RuntimeCounters = { dispatches: 0, submits: 0, pipelineHits: 0, pipelineMisses: 0 };
   /** Print generated WGSL when compiling (FUSEDATTN_DEBUG_WGSL=1). */
-  debugWgsl = globalThis.process?.env?.FUSEDATTN_DEBUG_WGSL === '1';
+  debugWgsl = envFlag('FUSEDATTN_DEBUG_WGSL');
 
   private readonly pool: BufferPool;
   private readonly pipelines = new Map<string, Promise<Pipeline>>();

@@ -46,6 +46,35 @@ export function loadByte(fnName: string, buffer: string): string {
 export const NO_SCORE = '-3.0e38';
 
 /**
+ * Scores at or above this mark a row poisoned by a NaN or +inf score (README "Failure
+ * behaviour": that row's output and LSE are NaN). Kept finite, like NO_SCORE, so max() and the
+ * online-softmax arithmetic stay well defined; the row is turned into NaN at the end.
+ */
+export const POISON_SCORE = '3.0e38';
+
+/**
+ * `fn nan_or_pos_inf(x) -> bool` (bit test: holds even where a compiler assumes no NaN) and
+ * `fn nan_f32() -> f32`, a quiet NaN through a `var` (WGSL rejects a NaN constant expression).
+ */
+export const NON_FINITE_FNS = `fn nan_or_pos_inf(x: f32) -> bool {
+  let bits = bitcast<u32>(x);
+  return (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
+}
+fn is_nan(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+fn nan_f32() -> f32 {
+  var bits = 0x7fc00000u;
+  return bitcast<f32>(bits);
+}
+// exp(x) for x <= 0, the online softmax's weight: the argument is clamped at -200 (exp gives 0
+// there in f32 anyway) because some exp implementations (Mesa llvmpipe) return NaN for a huge
+// negative finite argument, which a huge finite scale produces.
+fn weight(x: f32) -> f32 {
+  return exp(max(x, -200.0));
+}`;
+
+/**
  * `fn neg_inf() -> f32`. WGSL rejects an infinite constant expression, so the bits go through a
  * `var`, which is never constant-evaluated.
  */

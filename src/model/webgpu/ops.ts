@@ -2,6 +2,7 @@
 // activations are pooled GPU buffers. Every op only records dispatches through the GpuRuntime, so
 // a whole forward pass goes to the GPU as one submission when the logits are read back (plus one
 // per layer where the library's attention() is used for prefill, which flushes).
+import { envInt } from '../../core/env.js';
 import { UnsupportedError } from '../../core/errors.js';
 import { runMatmul } from '../../ops/gemm/webgpu/index.js';
 import { type GpuRuntime, defineKernel } from '../../engines/webgpu/runtime.js';
@@ -140,8 +141,7 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     // a replayed step goes to the GPU in submissions of REPLAY_SUBMIT_EVERY commands, so the GPU
     // starts on the first layers while the host still encodes the rest (H200: 299 tok/s against
     // 220 in one submission); FUSEDATTN_REPLAY_SUBMIT_EVERY overrides it (0: one submission)
-    const override = globalThis.process?.env?.FUSEDATTN_REPLAY_SUBMIT_EVERY;
-    const every = override !== undefined && override !== '' ? Number(override) : REPLAY_SUBMIT_EVERY;
+    const every = envInt('FUSEDATTN_REPLAY_SUBMIT_EVERY', 0) ?? REPLAY_SUBMIT_EVERY;
     this.steps = new Scope(runtime, 'decode step', { maxRecordings: 8, submitEvery: every });
   }
 

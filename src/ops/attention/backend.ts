@@ -10,6 +10,17 @@ export interface RunStats {
   launches: number;
   /** Peak bytes of intermediates the call allocated beyond inputs and outputs (S×S for naive). */
   intermediateBytes: number;
+  /** The backend that ran the call (attention() and naiveAttention() always set it). */
+  backend?: BackendName;
+  /**
+   * What ran: CPU kernels 'wasm-relaxed-simd' | 'wasm-simd' | 'scalar'; WebGPU flash tier
+   * 'sgmatrix' | 'portable' | 'subgroup', or 'naive' for naiveAttention().
+   */
+  tier?: string;
+  /** CPU threads that computed it (1: the calling thread only); 1 on WebGPU. */
+  threads?: number;
+  /** Why it ran on a slower path than this runtime could offer (single-threaded, scalar kernels). */
+  fallback?: string;
 }
 
 export interface AttentionResult {

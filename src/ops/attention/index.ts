@@ -10,3 +10,6 @@ export { LAYOUTS, LAYOUT_LEGEND, type Strides4, contiguousStrides, physicalShape
 export { referenceAttention, type Precision, type ReferenceResult } from './reference.js';
 export type { AttentionBackend, AttentionResult, RunContext, RunStats } from './backend.js';
 export { autoBackend, chooseBackend, getBackend, listBackends, type BackendInfo } from './registry.js';
+// variants (issue 13): score / mask / sink functions and block masks
+export * from './mods/index.js';
+export { BlockMask, createBlockMask, type BlockMaskOptions } from './block-mask/block-mask.js';

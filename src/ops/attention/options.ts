@@ -3,6 +3,8 @@
 //   Sq / Sk  query / key length (per sequence for TND)      T  total tokens over a TND batch
 //   Dq  query/key head dim (NoPE part for the MLA split form)   Dr  RoPE part (split form)   Dv  value head dim
 import type { Layout, TensorInput } from '../../core/tensor.js';
+import type { BlockMask } from './block-mask/block-mask.js';
+import type { MaskMod, ScoreMod, SinkMod } from './mods/program.js';
 
 /**
  * Which diagonal `causal` masks along when Sq != Sk.
@@ -49,6 +51,17 @@ export interface AttentionOptions {
   bias?: TensorInput;
   /** ALiBi slopes, [Nq] or [B, Nq] float32: adds -slope * |i + Sk - Sq - j| to each score. */
   alibiSlopes?: TensorInput | Float32Array | readonly number[];
+  /**
+   * A score function (scoreMod(...) or a built-in such as softcap, alibi, t5RelativeBias) applied to
+   * every visible score after softcap, bias and ALiBi. See README "Score and mask functions".
+   */
+  scoreMod?: ScoreMod;
+  /** A mask function (maskMod(...) or a built-in such as causal, documentMask): false hides the pair. */
+  maskMod?: MaskMod;
+  /** From createBlockMask(): its maskMod, with key blocks it hides skipped and fully visible ones unmasked. */
+  blockMask?: BlockMask;
+  /** Attention sinks: a sinkMod, or one logit per head ([Nq] or [B, Nq]) joining each row's softmax. */
+  sink?: SinkMod | Float32Array | readonly number[] | TensorInput;
   /** MLA split form: RoPE part of the query, same layout as q with head dim Dr. */
   qRope?: TensorInput;
   /** MLA split form: RoPE part of the key, same layout as k with head dim Dr. */

@@ -3,6 +3,8 @@
 // pre/next tokens and the MLA split form are all resolved here into strides and numbers.
 import type { Tensor, Layout } from '../../core/tensor.js';
 import type { Strides4 } from './layout.js';
+import type { BlockMask } from './block-mask/block-mask.js';
+import type { ModsPlan } from './mods/plan.js';
 
 /** One attention input seen as [b, h, s, d] through element strides. */
 export interface StridedView {
@@ -83,6 +85,10 @@ export interface AttentionProblem {
   readonly mask: BroadcastView | undefined;
   readonly bias: BroadcastView | undefined;
   readonly alibi: AlibiView | undefined;
+  /** Score/mask/sink functions (ops/attention/mods), lowered; undefined without any. */
+  readonly mods?: ModsPlan;
+  /** Block-sparse structure of mods.maskMod (createBlockMask), when given. */
+  readonly blockMask?: BlockMask;
   readonly returnLse: boolean;
 }
 
@@ -118,4 +124,14 @@ export function visiblePairs(p: AttentionProblem): number {
     }
   }
   return pairs * p.headsQ;
+}
+
+/**
+ * The units scores are kept in: u = s / beta with beta = max(1, |scale|), so u = alpha·q·k with
+ * |alpha| <= 1 never overflows where q·k does not, whatever the (float32-finite) scale, and the
+ * softmax weights are exp(beta·(u - max u)). For |scale| <= 1 this is the plain s (beta = 1).
+ */
+export function scoreUnits(scale: number): { alpha: number; beta: number } {
+  const beta = Math.max(1, Math.abs(scale));
+  return { alpha: scale / beta, beta };
 }

@@ -2,9 +2,15 @@
 // `verify` command compare every backend against it. The same loop, rounding after each step to
 // float32 or float16, is the "naive same-dtype" attention (QK^T, softmax, PV as three rounded
 // steps) whose error sets the tolerance for float16 inputs.
+// Non-finite values follow the rule every backend follows (README "Failure behaviour"): a key
+// the row does not see never reaches it; a -inf score hides its key; a NaN or +inf score makes
+// the row's output and LSE NaN; a NaN/inf value in v reaches the output columns it is in through
+// the weights p > 0. Scores are kept in units of `beta = max(1, |scale|)` (see scoreUnits), as
+// the kernels keep them, so a huge finite scale rounds the same way and never overflows.
 import { roundToHalf } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
-import { type AttentionProblem, type StridedView, keyRange, viewIndex } from './problem.js';
+import { type AttentionProblem, type StridedView, keyRange, scoreUnits, viewIndex } from './problem.js';
+import { referenceMods } from './mods/evaluate.js';
 
 export type Precision = 'float64' | 'float32' | 'float16';
 
@@ -32,6 +38,11 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
   const lse = new Float64Array(p.lseShape.reduce((a, b) => a * b, 1));
   const group = p.headsQ / p.headsKv;
   const scores = new Float64Array(p.seqK);
+  const { alpha, beta } = scoreUnits(p.scale);
+  // score / mask / sink functions: the score function after the built-in options, on visible
+  // finite scores only (in natural units); the mask with the others; the sink as one more softmax
+  // term without a value
+  const mods = p.mods ? referenceMods(p.mods.kernel, p.mods.tensors) : {};
   const dot = (a: Float32Array, av: StridedView, b: Float32Array, bv: StridedView, ib: number, hq: number, hk: number, i: number, j: number, dim: number) => {
     let s = 0;
     const ia = viewIndex(av, p.seqStartsQ, ib, hq, i, 0);
@@ -49,38 +60,54 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
       for (let i = 0; i < sq; i++) {
         const [lo, hi] = keyRange(p, b, i);
         let max = -Infinity;
+        let poisoned = false;
         for (let j = 0; j < sk; j++) {
+          // scores in units of beta: s / beta (scoreUnits)
           let s = -Infinity;
           const maskIndex = p.mask ? b * p.mask.strides.b + h * p.mask.strides.h + i * p.mask.strides.i + j * p.mask.strides.j : 0;
-          if (j >= lo && j <= hi && (!mask || mask[maskIndex] !== 0)) {
+          if (j >= lo && j <= hi && (!mask || mask[maskIndex] !== 0) && (!mods.mask || mods.mask(b, h, i, j, sq, sk))) {
             let qk = dot(q, p.q, k, p.k, b, h, hk, i, j, p.dimQK);
             if (p.qRope) qk += dot(qr, p.qRope, kr, p.kRope!, b, h, hk, i, j, p.dimRope);
-            s = round(round(qk) * p.scale);
-            if (p.softcap > 0) s = round(p.softcap * Math.tanh(s / p.softcap));
+            s = round(round(qk) * alpha);
+            if (p.softcap > 0) s = round((p.softcap / beta) * Math.tanh((s * beta) / p.softcap));
             if (bias) {
               const st = p.bias!.strides;
-              s = round(s + bias[b * st.b + h * st.h + i * st.i + j * st.j]);
+              s = round(s + bias[b * st.b + h * st.h + i * st.i + j * st.j] / beta);
             }
-            if (slopes) s = round(s - slope * Math.abs(i + sk - sq - j));
+            if (slopes) s = round(s - (slope / beta) * Math.abs(i + sk - sq - j));
+            if (Number.isNaN(s) || s === Infinity) poisoned = true;
+            else if (mods.score && s !== -Infinity) {
+              s = round(mods.score(b, h, i, j, sq, sk, s * beta) / beta);
+              if (Number.isNaN(s) || s === Infinity) poisoned = true;
+            }
           }
           scores[j] = s;
           if (s > max) max = s;
         }
         const outBase = b * p.outStrides.b + (p.seqStartsQ[b] + i) * p.outStrides.s + h * p.outStrides.h;
         const lseIndex = b * p.lseStrides.b + h * p.lseStrides.h + (p.seqStartsQ[b] + i) * p.lseStrides.s;
-        if (max === -Infinity) {
-          // fully masked row: output 0 (already), LSE -inf, never NaN
-          lse[lseIndex] = -Infinity;
+        if (poisoned) {
+          // a NaN or +inf score: softmax is undefined there (PyTorch gives NaN), never a silent 0
+          for (let d = 0; d < p.dimV; d++) out[outBase + d * p.outStrides.d] = NaN;
+          lse[lseIndex] = NaN;
           continue;
         }
-        let sum = 0;
+        const sink = mods.sink ? mods.sink(b, h, i, sq, sk) : -Infinity;
+        if (max === -Infinity) {
+          // fully masked row: output 0 (already), LSE -inf (the sink's logit with a sink), never NaN
+          lse[lseIndex] = sink;
+          continue;
+        }
+        // scores are in units of beta, the sink in natural units
+        max = Math.max(max, sink / beta);
+        let sum = sink === -Infinity ? 0 : Math.exp(sink - beta * max);
         for (let j = 0; j < sk; j++) {
           // softmax runs in float32 in the naive float16 path too (as PyTorch does); P is then rounded
-          const e = Math.exp(scores[j] - max);
+          const e = Math.exp(beta * (scores[j] - max));
           scores[j] = e;
           sum += e;
         }
-        lse[lseIndex] = max + Math.log(sum);
+        lse[lseIndex] = beta * max + Math.log(sum);
         for (let d = 0; d < p.dimV; d++) {
           let acc = 0;
           for (let j = 0; j < sk; j++) {
@@ -95,3 +122,4 @@ export function referenceAttention(p: AttentionProblem, precision: Precision = '
   }
   return { out, lse };
 }
+

@@ -58,8 +58,15 @@ export interface BackendInfo {
 export async function listBackends(): Promise<BackendInfo[]> {
   const cpu = await import('../cpu-engine.js');
   const gpu = await import('../../engines/webgpu/device.js');
+  let cpuInfo: Omit<BackendInfo, 'name'>;
+  try {
+    cpuInfo = { available: true, detail: await cpu.describeCpu() };
+  } catch (e) {
+    // a malformed FUSEDATTN_CPU_THREADS / FUSEDATTN_CPU_KERNELS: every CPU call would refuse too
+    cpuInfo = { available: false, detail: e instanceof Error ? e.message : String(e) };
+  }
   return [
-    { name: 'cpu', available: true, detail: await cpu.describeCpu() },
+    { name: 'cpu', ...cpuInfo },
     { name: 'webgpu', ...(await gpu.describeAdapter()) },
   ];
 }

@@ -1,17 +1,22 @@
 // validateAttention(): raw (q, k, v, options) -> AttentionProblem, or a typed error that names the
 // argument, the expected and the received value. It runs before any backend work, so nothing
 // downstream re-checks shapes; backends only decide whether they *support* a valid problem.
+import { firstNonFinite } from '../../core/finite.js';
+import { fromHalfBits } from '../../core/dtype.js';
 import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../../core/errors.js';
 import { Tensor, type Layout, type TensorInput, toTensor } from '../../core/tensor.js';
 import { LAYOUTS, LAYOUT_LEGEND, contiguousStrides, physicalShape, rankOf } from './layout.js';
 import type { AttentionOptions } from './options.js';
 import type { AlibiView, AttentionProblem, BroadcastView, KeyWindow, StridedView } from './problem.js';
+import { validateMods } from './mods/validate.js';
+
+const F32_MAX = 3.4028234663852886e38;
 
 const FLOAT_TYPES = ['float32', 'float16'] as const;
 const OPTION_NAMES: ReadonlySet<string> = new Set([
   'layout', 'heads', 'kvHeads', 'cuSeqlensQ', 'cuSeqlensK', 'scale', 'softcap', 'causal', 'window',
   'preTokens', 'nextTokens', 'mask', 'bias', 'alibiSlopes', 'qRope', 'kRope', 'returnLse',
-  'checkFinite', 'backend', 'device',
+  'checkFinite', 'backend', 'device', 'scoreMod', 'maskMod', 'blockMask', 'sink',
 ]);
 /** CANN's "no limit" value for preTokens / nextTokens. */
 const CANN_UNBOUNDED = 2147483647;
@@ -101,6 +106,9 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
   if (typeof scale !== 'number' || !Number.isFinite(scale)) {
     throw new ValueError('options.scale', `options.scale must be a finite number, got ${show(scale)}`);
   }
+  if (Math.abs(scale) > F32_MAX) {
+    throw new ValueError('options.scale', `options.scale must be within float32's range (|scale| <= 3.4028235e38), got ${show(scale)}`);
+  }
   const softcap = options.softcap ?? 0;
   if (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap < 0) {
     throw new ValueError('options.softcap', `options.softcap must be a finite number >= 0 (0 = off), got ${show(softcap)}`);
@@ -115,10 +123,14 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
   const mask = options.mask === undefined ? undefined : broadcastView('mask', toTensor(options.mask, 'mask', ['bool', 'uint8']), target);
   const bias = options.bias === undefined ? undefined : broadcastView('bias', toTensor(options.bias, 'bias', FLOAT_TYPES), target);
   const alibi = options.alibiSlopes === undefined ? undefined : alibiView(options.alibiSlopes, batch, qd.heads);
-  checkSameLocation([['query', q], ['mask', mask?.tensor], ['bias', bias?.tensor]]);
+  // a mask or bias may also be CPU data for GPU inputs: it is uploaded per call, and a CPU mask's
+  // block structure lets the GPU kernels skip the tiles it hides (issue 13)
+  checkSameLocation([['query', q], ['mask', mask?.tensor.location === 'cpu' ? undefined : mask?.tensor], ['bias', bias?.tensor.location === 'cpu' ? undefined : bias?.tensor]]);
   if (alibi && alibi.tensor.location !== 'cpu') {
     throw new UnsupportedError('alibiSlopes', `alibiSlopes must be CPU data (it is tiny), got a ${alibi.tensor.location} tensor`);
   }
+
+  const { mods, blockMask } = validateMods(options, { batch, headsQ: qd.heads, seqQ, seqK, seqLensQ: seqs.lensQ, seqLensK: seqs.lensK });
 
   const problem: AttentionProblem = {
     layout,
@@ -153,6 +165,8 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
     mask,
     bias,
     alibi,
+    mods,
+    blockMask,
     returnLse,
   };
   if (options.checkFinite) checkFinite(problem);
@@ -284,7 +298,11 @@ function cuSeqlens(input: TensorInput | readonly number[] | undefined, argument:
   else if (input instanceof Tensor || (typeof input === 'object' && 'data' in (input as object))) {
     const raw = input instanceof Tensor ? input.data : (input as { data: ArrayBufferView }).data;
     if (raw instanceof BigInt64Array) values = Array.from(raw, Number);
-    else values = Array.from(toTensor(input as TensorInput, argument, ['int32']).data as Int32Array);
+    else {
+      const t = toTensor(input as TensorInput, argument, ['int32', 'float32', 'float16', 'bool', 'uint8']);
+      if (t.dtype !== 'int32') throw new DTypeError(argument, `${argument} must have dtype int32 or int64, got ${t.dtype}`);
+      values = Array.from(t.data as Int32Array);
+    }
   } else throw new DTypeError(argument, `${argument} must be an int32/int64 array, got ${show(input)}`);
   if (values.length < 2) throw new ShapeError(argument, `${argument} must have batch + 1 >= 2 entries, got ${values.length}`);
   if (values[0] !== 0) throw new ValueError(argument, `${argument} must start at 0, got ${values[0]}`);
@@ -378,7 +396,10 @@ export function alibiView(input: TensorInput | Float32Array | readonly number[],
   return { tensor: t, strideB: t.rank === 2 ? heads : 0 };
 }
 
-/** Throws a ValueError naming the first NaN/Inf in q, k, v, qRope, kRope or bias (CPU tensors). */
+/**
+ * Throws a ValueError naming the first NaN/Inf in q, k, v, qRope, kRope, or the first NaN/+Inf in
+ * bias (CPU tensors): -inf in a bias is the documented way to hide a key, not an error.
+ */
 function checkFinite(p: AttentionProblem): void {
   const inputs: Array<[string, Tensor | undefined]> = [
     ['query', p.q.tensor], ['key', p.k.tensor], ['value', p.v.tensor],
@@ -387,22 +408,12 @@ function checkFinite(p: AttentionProblem): void {
   for (const [name, t] of inputs) {
     if (!t) continue;
     if (!t.data) throw new UnsupportedError('options.checkFinite', `options.checkFinite needs CPU tensors; ${name} lives on the GPU`);
-    const bad = firstNonFinite(t);
+    const bad = firstNonFinite(t.data as ArrayLike<number>, t.dtype, name === 'bias');
     if (bad >= 0) {
-      const value = t.toFloat32()[bad];
+      const value = t.dtype === 'float16' ? fromHalfBits((t.data as Uint16Array)[bad]) : (t.data as Float32Array)[bad];
       throw new ValueError(name, `${name} holds a non-finite value at flat index ${bad}: ${value}`);
     }
   }
 }
 
-function firstNonFinite(t: Tensor): number {
-  const d = t.data;
-  if (t.dtype === 'float16') {
-    const h = d as Uint16Array;
-    for (let i = 0; i < h.length; i++) if ((h[i] & 0x7c00) === 0x7c00) return i;
-    return -1;
-  }
-  const f = d as Float32Array;
-  for (let i = 0; i < f.length; i++) if (!Number.isFinite(f[i])) return i;
-  return -1;
-}
+

@@ -113,6 +113,11 @@ export const i32 = {
   min_s: (a: Expr, b: Expr): Expr => select(a, b, i32.lt_s(a, b)),
   load8_u: load('i32.load8_u', [0x2d], 0),
   trunc_f32_s: op('i32.trunc_f32_s', [0xa8]),
+  // used by the generated score/mask kernels (src/ops/attention/mods/cpu/)
+  load: load('i32.load', [0x28], 2),
+  rem_s: op('i32.rem_s', [0x6f]),
+  /** Saturating f32 -> i32 (NaN -> 0), never traps. */
+  trunc_sat_f32_s: op('i32.trunc_sat_f32_s', [0xfc, 0x00]),
 };
 
 /** f32 scalar instructions. */
@@ -137,6 +142,9 @@ export function select(a: Expr, b: Expr, cond: Expr): Expr {
 
 const lane = (name: string, opcode: number) => (vec: Expr, index: number): Expr =>
   ({ bytes: [...vec.bytes, ...simd(opcode), index], wat: `(${name} ${index} ${vec.wat})` });
+
+const replaceLane = (name: string, opcode: number) => (vec: Expr, value: Expr, index: number): Expr =>
+  ({ bytes: [...vec.bytes, ...value.bytes, ...simd(opcode), index], wat: `(${name} ${index} ${vec.wat} ${value.wat})` });
 
 const storeLane = (name: string, opcode: number, align: number) => (addr: Expr, vec: Expr, index: number, offset = 0): Expr =>
   ({
@@ -164,6 +172,9 @@ export const v128 = {
   or: op('v128.or', simd(0x50)),
   bitselect: op('v128.bitselect', simd(0x52)),
   any_true: op('v128.any_true', simd(0x53)),
+  not: op('v128.not', simd(0x4d)),
+  andnot: op('v128.andnot', simd(0x4f)),
+  xor: op('v128.xor', simd(0x51)),
   /** Lane shuffle of two vectors, by f32 lane indices (0-3 from a, 4-7 from b). */
   shuffle32: (a: Expr, b: Expr, lanes: readonly [number, number, number, number]): Expr => {
     const bytes = lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]);
@@ -180,10 +191,15 @@ export const f32x4 = {
   },
   extract_lane: lane('f32x4.extract_lane', 0x1f),
   eq: op('f32x4.eq', simd(0x41)),
+  ne: op('f32x4.ne', simd(0x42)),
   lt: op('f32x4.lt', simd(0x43)),
   gt: op('f32x4.gt', simd(0x44)),
+  le: op('f32x4.le', simd(0x45)),
   ge: op('f32x4.ge', simd(0x46)),
+  ceil: op('f32x4.ceil', simd(0x67)),
+  floor: op('f32x4.floor', simd(0x68)),
   nearest: op('f32x4.nearest', simd(0x6a)),
+  sqrt: op('f32x4.sqrt', simd(0xe3)),
   abs: op('f32x4.abs', simd(0xe0)),
   neg: op('f32x4.neg', simd(0xe1)),
   add: op('f32x4.add', simd(0xe4)),
@@ -206,11 +222,23 @@ export const i32x4 = {
     const bytes = Array.from(new Uint8Array(Int32Array.of(a, b, c, d).buffer));
     return { bytes: [...simd(0x0c), ...bytes], wat: `(v128.const i32x4 ${a} ${b} ${c} ${d})` };
   },
+  extract_lane: lane('i32x4.extract_lane', 0x1b),
+  replace_lane: replaceLane('i32x4.replace_lane', 0x1c),
   eq: op('i32x4.eq', simd(0x37)),
+  ne: op('i32x4.ne', simd(0x38)),
   lt_s: op('i32x4.lt_s', simd(0x39)),
   gt_s: op('i32x4.gt_s', simd(0x3b)),
+  le_s: op('i32x4.le_s', simd(0x3d)),
+  ge_s: op('i32x4.ge_s', simd(0x3f)),
+  abs: op('i32x4.abs', simd(0xa0)),
+  neg: op('i32x4.neg', simd(0xa1)),
   shl: op('i32x4.shl', simd(0xab)),
+  shr_u: op('i32x4.shr_u', simd(0xad)),
   add: op('i32x4.add', simd(0xae)),
+  sub: op('i32x4.sub', simd(0xb1)),
+  mul: op('i32x4.mul', simd(0xb5)),
+  min_s: op('i32x4.min_s', simd(0xb6)),
+  max_s: op('i32x4.max_s', simd(0xb8)),
   trunc_sat_f32x4_s: op('i32x4.trunc_sat_f32x4_s', simd(0xf8)),
   extend_low_i16x8_u: op('i32x4.extend_low_i16x8_u', simd(0xa9)),
 };

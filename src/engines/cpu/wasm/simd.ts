@@ -58,7 +58,8 @@ export function emitExp(f: FunctionBuilder, x: Local, out: Local, t: { n: Local;
   // y = p(r)·r² + r + 1
   f.set(out, f32x4.add(f32x4.add(f32x4.mul(f.get(out), f32x4.mul(f.get(t.r), f.get(t.r))), f.get(t.r)), f32x4.const(1)));
   f.set(out, f32x4.mul(f.get(out), f.get(t.n)));
-  f.set(out, v128.and(f.get(out), f32x4.ge(f.get(x), f32x4.const(LOW))));
+  // 0 below LOW; NaN stays NaN (exp of a NaN score must not read as a weight of 0)
+  f.set(out, v128.and(f.get(out), v128.or(f32x4.ge(f.get(x), f32x4.const(LOW)), f32x4.ne(f.get(x), f.get(x)))));
 }
 
 /** Runs `block(R)` over full blocks of R rows from i = 0, then `block(r)` once for the r < R left. */

@@ -1,7 +1,9 @@
 // attention() on the CPU engine: stage the inputs once into the shared memory (float16 converted
 // to float32 on the way; every layout kept as is and read through its strides), run the fused
-// job (or the naive three jobs), and copy the output out in q's layout and dtype.
+// job (or the naive three jobs), and copy the output out in q's layout and dtype. Copies in and
+// out are paced (core/pace.ts): a huge call gives the event loop a turn every few tens of ms.
 import { floatsToHalf } from '../../../core/dtype.js';
+import { pacedRange } from '../../../core/pace.js';
 import { Tensor, numel } from '../../../core/tensor.js';
 import { type AttentionProblem, type BroadcastView, type StridedView, visiblePairs } from '../problem.js';
 import type { AttentionResult } from '../backend.js';
@@ -10,6 +12,8 @@ import type { OpsCpuEngine as CpuEngine } from '../../cpu-engine.js';
 import { type FlashParams, PACK_KEYS, type StagedOperand, type StagedProblem, flashScratch, flashTasks, panelBytes } from './flash.js';
 import { NAIVE_SCRATCH_BYTES, type NaiveParams, naiveBlocks, naiveGroups, sBufferStride } from './naive.js';
 import type { BroadcastOperand, ScoreOptions } from './scores.js';
+import { type StagedMods, stageMods } from '../mods/cpu/stage.js';
+import type { KernelTiles } from '../block-mask/kernel-grid.js';
 
 /** Largest S buffer group of the naive path (the rest of the heads wait for the next group). */
 export const NAIVE_BUDGET_BYTES = 256 * 2 ** 20;
@@ -40,10 +44,22 @@ interface Staged {
   lse: number;
 }
 
-function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Staged {
+/** The call's score/mask/sink functions and block structure, staged for tasks of `tiles`. */
+function stageModsOf(engine: CpuEngine, st: Staging, p: AttentionProblem, tiles: KernelTiles): Promise<StagedMods | undefined> {
+  return stageMods(p, {
+    kernels: engine.kernels,
+    memory: { shared: engine.arena.shared, maximumPages: engine.arena.maximumPages },
+    allocate: (bytes) => st.allocate(bytes),
+    buffer: () => engine.arena.memory.buffer,
+  }, tiles);
+}
+
+async function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Promise<Staged> {
   engine.checkCapacity(stagingBytes(p));
-  const operand = (view: StridedView): StagedOperand => {
-    const addr = st.floats(view.tensor);
+  let vNonFinite = false;
+  const operand = async (view: StridedView, scan = false): Promise<StagedOperand> => {
+    const { addr, nonFinite } = await st.floats(view.tensor, scan);
+    if (nonFinite) vNonFinite = true;
     return { addr: addr + 4 * view.offset, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
   };
   const broadcast = (view: BroadcastView, addr: number, size: number): BroadcastOperand =>
@@ -52,19 +68,19 @@ function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Staged {
   const lse = p.returnLse ? st.allocate(4 * numel(p.lseShape)) : 0;
   const options: ScoreOptions = {
     softcap: p.softcap,
-    bias: p.bias ? broadcast(p.bias, st.floats(p.bias.tensor), 4) : undefined,
-    mask: p.mask ? broadcast(p.mask, st.bytes(p.mask.tensor), 1) : undefined,
+    bias: p.bias ? broadcast(p.bias, (await st.floats(p.bias.tensor)).addr, 4) : undefined,
+    mask: p.mask ? broadcast(p.mask, await st.bytes(p.mask.tensor), 1) : undefined,
     alibi: p.alibi ? p.alibi.tensor.toFloat32() : undefined,
     alibiStrideB: p.alibi?.strideB ?? 0,
     window: { left: p.window.left, right: p.window.right, bottomRight: p.window.align === 'bottom-right' },
   };
   const common: Staged['common'] = {
     ...options,
-    q: operand(p.q),
-    k: operand(p.k),
-    v: operand(p.v),
-    qRope: p.qRope ? operand(p.qRope) : undefined,
-    kRope: p.kRope ? operand(p.kRope) : undefined,
+    q: await operand(p.q),
+    k: await operand(p.k),
+    v: await operand(p.v, true),
+    qRope: p.qRope ? await operand(p.qRope) : undefined,
+    kRope: p.kRope ? await operand(p.kRope) : undefined,
     out: { addr: out, sb: 4 * p.outStrides.b, sh: 4 * p.outStrides.h, ss: 4 * p.outStrides.s },
     lse: p.returnLse ? { addr: lse, sb: 4 * p.lseStrides.b, sh: 4 * p.lseStrides.h, ss: 4 * p.lseStrides.s } : undefined,
     seqLensQ: p.seqLensQ,
@@ -76,18 +92,22 @@ function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Staged {
     dimRope: p.dimRope,
     dimV: p.dimV,
     scale: p.scale,
+    vNonFinite,
   };
   return { common, out, lse };
 }
 
-function readBack(engine: CpuEngine, p: AttentionProblem, staged: Staged): Pick<AttentionResult, 'out' | 'lse'> {
-  const buffer = engine.arena.memory.buffer;
-  const outF32 = new Float32Array(buffer, staged.out, numel(p.outShape));
-  const out = p.dtype === 'float16'
-    ? Tensor.fromData(floatsToHalf(outF32), p.outShape, 'float16', p.layout)
-    : Tensor.fromData(outF32.slice(), p.outShape, 'float32', p.layout);
+async function readBack(engine: CpuEngine, st: Staging, p: AttentionProblem, staged: Staged): Promise<Pick<AttentionResult, 'out' | 'lse'>> {
+  const n = numel(p.outShape);
+  const outData = p.dtype === 'float16' ? new Uint16Array(n) : new Float32Array(n);
+  await pacedRange(n, st.pacer, (start, end) => {
+    const src = new Float32Array(engine.arena.memory.buffer, staged.out + 4 * start, end - start);
+    if (outData instanceof Uint16Array) floatsToHalf(src, outData.subarray(start, end));
+    else outData.set(src, start);
+  });
+  const out = Tensor.fromData(outData, p.outShape, p.dtype, p.layout);
   if (!p.returnLse) return { out };
-  const lse = Tensor.fromData(new Float32Array(buffer, staged.lse, numel(p.lseShape)).slice(), p.lseShape, 'float32');
+  const lse = Tensor.fromData(new Float32Array(engine.arena.memory.buffer, staged.lse, numel(p.lseShape)).slice(), p.lseShape, 'float32');
   return { out, lse };
 }
 
@@ -99,8 +119,9 @@ function flops(p: AttentionProblem, pairs = visiblePairs(p)): number {
 export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<AttentionResult> {
   const st = new Staging(engine.arena);
   try {
-    const staged = stage(engine, st, p);
+    const staged = await stage(engine, st, p);
     const tiles = engine.kernels.tiles;
+    staged.common.mods = await stageModsOf(engine, st, p, { rows: tiles.br, keys: 4, denseKeys: tiles.bc });
     // K/V panels, one pair per (b, kv head)
     const pairs = p.batch * p.headsKv;
     const kPanels = new Uint32Array(pairs);
@@ -135,7 +156,7 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
     // intermediateBytes: what the algorithm needs beyond the staged inputs and the output, i.e. the
     // per-worker tile scratch. Staged copies of the inputs (as given, or packed into K/V panels,
     // O(N·D) like the inputs) are not counted, on this path or the naive one.
-    return { ...readBack(engine, p, staged), stats: { launches, intermediateBytes: workers * perWorker } };
+    return { ...(await readBack(engine, st, p, staged)), stats: { launches, intermediateBytes: workers * perWorker, backend: 'cpu', ...engine.execution(taskCount, flops(p)) } };
   } finally {
     st.release();
   }
@@ -145,7 +166,9 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
 export async function runNaive(engine: CpuEngine, p: AttentionProblem, budget = NAIVE_BUDGET_BYTES): Promise<AttentionResult> {
   const st = new Staging(engine.arena);
   try {
-    const staged = stage(engine, st, p);
+    const staged = await stage(engine, st, p);
+    // whole rows: the block structure would only skip work the S buffer already holds
+    staged.common.mods = p.mods ? await stageModsOf(engine, st, { ...p, blockMask: undefined, mask: undefined }, { rows: 1, keys: 4, denseKeys: 4 }) : undefined;
     let launches = 0;
     let peak = 0;
     for (const group of naiveGroups(p.seqLensQ, p.seqLensK, p.headsQ, budget)) {
@@ -179,7 +202,7 @@ export async function runNaive(engine: CpuEngine, p: AttentionProblem, budget = 
         engine.arena.release(sBase);
       }
     }
-    return { ...readBack(engine, p, staged), stats: { launches, intermediateBytes: peak } };
+    return { ...(await readBack(engine, st, p, staged)), stats: { launches, intermediateBytes: peak, backend: 'cpu', ...engine.execution(p.batch * p.headsQ, flops(p)) } };
   } finally {
     st.release();
   }

@@ -12,7 +12,10 @@
 // attention do proportionally less work. Scratch per worker: S tile, O block, Q panel and row
 // statistics; nothing of size Sq×Sk exists.
 import type { AttentionKernels, TileGeometry } from './kernels.js';
+import { scoreUnits } from '../problem.js';
 import { type ScoreOptions, hasValueModifiers, modifyScores, windowBounds } from './scores.js';
+import { type StagedMods, applyMods, foldSinks, forEachTile } from '../mods/cpu/stage.js';
+import type { ModsHost } from '../mods/cpu/kernel.js';
 
 /** An attention input in the staged memory: byte address of (0,0,0,0) and byte strides. */
 export interface StagedOperand {
@@ -40,6 +43,10 @@ export interface StagedProblem extends ScoreOptions {
   dimRope: number;
   dimV: number;
   scale: number;
+  /** v holds a NaN or ±Inf: P·V skips weights of 0 (0·NaN would reach rows that do not see the key). */
+  vNonFinite?: boolean;
+  /** Score/mask/sink functions and block structure of the call (ops/attention/mods). */
+  mods?: StagedMods;
 }
 
 /** Everything a flash task needs. */
@@ -152,7 +159,7 @@ export function flashTasks(p: Pick<FlashParams, 'seqLensQ' | 'seqLensK' | 'br' |
 }
 
 /** Runs task `t` of a flash job with this worker's kernels and scratch. */
-export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLike, p: FlashParams, t: number, scratch: number): void {
+export function flashTask(kernels: AttentionKernels & ModsHost, buffer: () => ArrayBufferLike, p: FlashParams, t: number, scratch: number): void {
   const b = p.tasks[3 * t];
   const h = p.tasks[3 * t + 1];
   const i0 = p.tasks[3 * t + 2];
@@ -173,7 +180,7 @@ export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLi
   const row = (o: StagedOperand, seqStarts: Int32Array, head: number, s: number) => o.addr + b * o.sb + head * o.sh + (seqStarts[b] + s) * o.ss;
   kernels.pack_panel(row(p.q, p.seqStartsQ, h, i0), p.q.ss, rows, p.dimQK, x.qPanel, qkRows, chunks, 0);
   if (p.qRope) kernels.pack_panel(row(p.qRope, p.seqStartsQ, h, i0), p.qRope.ss, rows, p.dimRope, x.qPanel, qkRows, chunks, ropeChunk);
-  const modify = hasValueModifiers(p);
+  const { alpha, beta } = scoreUnits(p.scale);
   const [lo, hi] = blockKeyRange(p, sq, sk, i0, rows);
   // a tile needs the window clip unless every row of the block sees all of it
   const firstRowHi = windowBounds(p, sq, sk, i0)[1];
@@ -183,22 +190,54 @@ export function flashTask(kernels: AttentionKernels, buffer: () => ArrayBufferLi
   const vPanel = p.vPanels[b * p.headsKv + hk];
   const vld = p.vBlockStride[b];
   const width = 16 * kernels.tiles.pvVectors;
-  // tiles start on a multiple of 4 keys (the K panel's groups); keys before lo are clipped
-  for (let j0 = lo - (lo % 4); j0 <= hi; j0 += p.bc) {
-    const cols = Math.min(p.bc, hi + 1 - j0);
-    kernels.qk_tile(x.qPanel, kPanel + (j0 / 4) * chunks * 64, chunks, rows, cols, x.s, p.scale);
+  // on a block that no mask hides any pair of (block masks), the masks are not evaluated
+  const unmasked = p.mask ? { ...p, mask: undefined } : p;
+  const tile = (j0: number, cols: number, withMask: boolean) => {
+    kernels.qk_tile(x.qPanel, kPanel + (j0 / 4) * chunks * 64, chunks, rows, cols, x.s, alpha);
     const clip = j0 < lastRowLo || j0 + cols - 1 > firstRowHi;
-    if (modify || clip) modifyScores(buffer(), p, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip);
-    kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha);
-    kernels.pv_tile(x.s, vPanel + j0 * width, vld, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
-  }
+    const o = withMask ? p : unmasked;
+    if (hasValueModifiers(o) || clip) modifyScores(buffer(), o, { s: x.s, lds, rows, cols, b, h, i0, j0, sq, sk }, clip, beta);
+    if (p.mods) applyMods(kernels, p.mods, x.s, lds, rows, cols, b, h, i0, j0, sq, sk, withMask, beta);
+    kernels.softmax_update(x.s, lds, rows, cols, x.m, x.l, x.alpha, beta);
+    if (p.vNonFinite) pvSkippingZeros(buffer(), x.s, lds, vPanel + j0 * width, vld, width, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
+    else kernels.pv_tile(x.s, vPanel + j0 * width, vld, cols, x.o, x.ldo, rows, p.dimV, x.alpha);
+  };
+  if (p.mods) forEachTile(p.mods, b, h, i0, lo, hi, p.bc, tile);
+  // tiles start on a multiple of 4 keys (the K panel's groups); keys before lo are clipped
+  else for (let j0 = lo - (lo % 4); j0 <= hi; j0 += p.bc) tile(j0, Math.min(p.bc, hi + 1 - j0), true);
 
+  const sinkLse = foldSinks(buffer(), p.mods, b, h, i0, rows, x.m, x.l, beta);
   kernels.finalize_rows(x.o, x.ldo, row(p.out, p.seqStartsQ, h, i0), p.out.ss, rows, p.dimV, x.l);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) {
       const l = g[(x.l >>> 2) + r];
-      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = l === 0 ? -Infinity : g[(x.m >>> 2) + r] + Math.log(l);
+      g[row(p.lse, p.seqStartsQ, h, i0 + r) >>> 2] = sinkLse ? sinkLse[r] : l === 0 ? -Infinity : beta * g[(x.m >>> 2) + r] + Math.log(l);
+    }
+  }
+}
+
+/**
+ * pv_tile's arithmetic in plain JavaScript, skipping keys whose weight is 0 (hidden by the window,
+ * the mask or a -inf score, or underflowed): runs only when v holds NaN or ±Inf, so that such a
+ * value reaches exactly the rows that give its key a weight, as in the reference. V panel layout:
+ * column blocks of `width` bytes per key, `vld` bytes apart.
+ */
+function pvSkippingZeros(buffer: ArrayBufferLike, pAddr: number, lds: number, vAddr: number, vld: number, width: number, keys: number, o: number, ldo: number, rows: number, dim: number, scales: number): void {
+  const f = new Float32Array(buffer);
+  const perBlock = width >>> 2;
+  for (let r = 0; r < rows; r++) {
+    const orow = (o + r * ldo) >>> 2;
+    const scale = f[(scales >>> 2) + r];
+    for (let d = 0; d < dim; d++) f[orow + d] *= scale;
+    const prow = (pAddr + r * lds) >>> 2;
+    for (let j = 0; j < keys; j++) {
+      const pj = f[prow + j];
+      if (pj === 0) continue;
+      for (let d = 0; d < dim; d++) {
+        const block = Math.floor(d / perBlock);
+        f[orow + d] += pj * f[((vAddr + block * vld) >>> 2) + j * perBlock + (d % perBlock)];
+      }
     }
   }
 }

@@ -33,8 +33,8 @@ export interface AttentionKernels {
   qk_tile(q: number, k: number, chunks: number, rows: number, cols: number, s: number, alpha: number): void;
   /** O = scales_r·O + P·Vpanel over `keys` keys (P row stride 4·bc). */
   pv_tile(p: number, v: number, vld: number, keys: number, o: number, ldo: number, rows: number, dim: number, scales: number): void;
-  /** One online-softmax step on an S tile in place; see wasm-softmax.ts. */
-  softmax_update(s: number, lds: number, rows: number, cols: number, mx: number, sum: number, alpha: number): void;
+  /** One online-softmax step on an S tile in place, weights exp(beta·(s - m)); see wasm-softmax.ts. */
+  softmax_update(s: number, lds: number, rows: number, cols: number, mx: number, sum: number, alpha: number, beta: number): void;
   /** dst[r][:cols] = src[r][:cols] / sum[r] (0 where sum is 0). */
   finalize_rows(src: number, lds: number, dst: number, ldd: number, rows: number, cols: number, sum: number): void;
 }
@@ -99,12 +99,12 @@ export function scalarAttentionKernels(f: () => Float32Array<ArrayBufferLike>, t
         }
       }
     },
-    softmax_update(s, lds, rows, cols, mx, sum, alpha) {
+    softmax_update(s, lds, rows, cols, mx, sum, alpha, beta) {
       const x = f();
       for (let r = 0; r < rows; r++) {
         const row = (s + r * lds) >>> 2;
         let rowMax = -Infinity;
-        for (let j = 0; j < cols; j++) if (x[row + j] > rowMax) rowMax = x[row + j];
+        for (let j = 0; j < cols; j++) rowMax = Math.max(rowMax, x[row + j]); // NaN-propagating, as the WASM max
         const mOld = x[(mx >>> 2) + r];
         const mNew = Math.max(mOld, rowMax);
         if (mNew === -Infinity) {
@@ -114,11 +114,11 @@ export function scalarAttentionKernels(f: () => Float32Array<ArrayBufferLike>, t
         }
         let l = 0;
         for (let j = 0; j < cols; j++) {
-          const e = Math.exp(x[row + j] - mNew);
+          const e = Math.exp(beta * (x[row + j] - mNew));
           x[row + j] = e;
           l += e;
         }
-        const a = Math.exp(mOld - mNew);
+        const a = Math.exp(beta * (mOld - mNew));
         x[(alpha >>> 2) + r] = a;
         x[(sum >>> 2) + r] = x[(sum >>> 2) + r] * a + l;
         x[(mx >>> 2) + r] = mNew;

@@ -7,7 +7,10 @@
 import type { StagedOperand, StagedProblem } from './flash.js';
 import type { GemmKernels } from '../../gemm/cpu/kernels.js';
 import type { AttentionKernels } from './kernels.js';
+import { scoreUnits } from '../problem.js';
 import { modifyScores } from './scores.js';
+import { applyMods, foldSinks } from '../mods/cpu/stage.js';
+import type { ModsHost } from '../mods/cpu/kernel.js';
 
 /** Rows of S per task. */
 export const NAIVE_ROWS = 64;
@@ -89,33 +92,52 @@ export function naiveScoresTask(kernels: AttentionKernels & GemmKernels, _buffer
   kernels.gemm_nt(
     k.row(p.q, k.h, k.i0, p.seqStartsQ), p.q.ss, k.row(p.k, k.hk, 0, p.seqStartsK), p.k.ss, p.dimQK,
     p.qRope ? k.row(p.qRope, k.h, k.i0, p.seqStartsQ) : 0, p.qRope?.ss ?? 0, p.kRope ? k.row(p.kRope, k.hk, 0, p.seqStartsK) : 0, p.kRope?.ss ?? 0, p.dimRope,
-    k.sAddr + k.i0 * k.lds, k.lds, k.rows, k.sk, p.scale, 0,
+    k.sAddr + k.i0 * k.lds, k.lds, k.rows, k.sk, scoreUnits(p.scale).alpha, 0,
   );
 }
 
-export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
+export function naiveSoftmaxTask(kernels: AttentionKernels & GemmKernels & ModsHost, buffer: () => ArrayBufferLike, p: NaiveParams, t: number, scratch: number): void {
   const k = block(p, t);
   const s = k.sAddr + k.i0 * k.lds;
-  modifyScores(buffer(), p, { s, lds: k.lds, rows: k.rows, cols: k.sk, b: k.b, h: k.h, i0: k.i0, j0: 0, sq: k.sq, sk: k.sk }, true);
+  const { beta } = scoreUnits(p.scale);
+  modifyScores(buffer(), p, { s, lds: k.lds, rows: k.rows, cols: k.sk, b: k.b, h: k.h, i0: k.i0, j0: 0, sq: k.sq, sk: k.sk }, true, beta);
+  if (p.mods) applyMods(kernels, p.mods, s, k.lds, k.rows, k.sk, k.b, k.h, k.i0, 0, k.sq, k.sk, true, beta);
   const M = scratch;
   const L = M + 4 * NAIVE_ROWS;
   const A = L + 4 * NAIVE_ROWS;
   const f = new Float32Array(buffer());
   f.fill(-Infinity, M >>> 2, (M >>> 2) + k.rows);
   f.fill(0, L >>> 2, (L >>> 2) + k.rows);
-  kernels.softmax_update(s, k.lds, k.rows, k.sk, M, L, A);
+  kernels.softmax_update(s, k.lds, k.rows, k.sk, M, L, A, beta);
+  const sinkLse = foldSinks(buffer(), p.mods, k.b, k.h, k.i0, k.rows, M, L, beta);
   kernels.finalize_rows(s, k.lds, s, k.lds, k.rows, k.sk, L);
   if (p.lse) {
     const g = new Float32Array(buffer());
     for (let r = 0; r < k.rows; r++) {
       const l = g[(L >>> 2) + r];
-      g[k.row(p.lse, k.h, k.i0 + r, p.seqStartsQ) >>> 2] = l === 0 ? -Infinity : g[(M >>> 2) + r] + Math.log(l);
+      g[k.row(p.lse, k.h, k.i0 + r, p.seqStartsQ) >>> 2] = sinkLse ? sinkLse[r] : l === 0 ? -Infinity : beta * g[(M >>> 2) + r] + Math.log(l);
     }
   }
 }
 
-export function naivePvTask(kernels: AttentionKernels & GemmKernels, _buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
+export function naivePvTask(kernels: AttentionKernels & GemmKernels, buffer: () => ArrayBufferLike, p: NaiveParams, t: number): void {
   const k = block(p, t);
+  if (p.vNonFinite) {
+    // skip weights of 0: a NaN/Inf in v reaches only the rows that give its key a weight
+    const f = new Float32Array(buffer());
+    for (let r = 0; r < k.rows; r++) {
+      const prow = (k.sAddr + (k.i0 + r) * k.lds) >>> 2;
+      const orow = k.row(p.out, k.h, k.i0 + r, p.seqStartsQ) >>> 2;
+      f.fill(0, orow, orow + p.dimV);
+      for (let j = 0; j < k.sk; j++) {
+        const pj = f[prow + j];
+        if (pj === 0) continue;
+        const vrow = k.row(p.v, k.hk, j, p.seqStartsK) >>> 2;
+        for (let d = 0; d < p.dimV; d++) f[orow + d] += pj * f[vrow + d];
+      }
+    }
+    return;
+  }
   kernels.gemm_nn(k.sAddr + k.i0 * k.lds, k.lds, k.row(p.v, k.hk, 0, p.seqStartsK), p.v.ss, k.sk, k.row(p.out, k.h, k.i0, p.seqStartsQ), p.out.ss, k.rows, p.dimV, 0, 0);
 }
 

@@ -50,16 +50,21 @@ export function hasValueModifiers(o: ScoreOptions): boolean {
   return o.softcap > 0 || o.bias !== undefined || o.alibi !== undefined || o.mask !== undefined;
 }
 
-/** Applies softcap, bias, ALiBi and mask to the tile; `clip` also applies the window. */
-export function modifyScores(buffer: ArrayBufferLike, o: ScoreOptions, t: ScoreTile, clip: boolean): void {
+/**
+ * Applies softcap, bias, ALiBi and mask to the tile; `clip` also applies the window. Scores are in
+ * units of `beta` (scoreUnits in ops/attention/problem.ts): the bias and the slopes are divided by
+ * it, the softcap works on beta·s. With beta = 1 (|scale| <= 1) this is the plain arithmetic.
+ */
+export function modifyScores(buffer: ArrayBufferLike, o: ScoreOptions, t: ScoreTile, clip: boolean, beta = 1): void {
   const f = new Float32Array(buffer);
   const base = t.s >>> 2;
   const ld = t.lds >>> 2;
   if (o.softcap > 0) {
     const c = o.softcap;
+    const cu = c / beta;
     for (let r = 0; r < t.rows; r++) {
       const row = base + r * ld;
-      for (let j = 0; j < t.cols; j++) f[row + j] = c * Math.tanh(f[row + j] / c);
+      for (let j = 0; j < t.cols; j++) f[row + j] = cu * Math.tanh((f[row + j] * beta) / c);
     }
   }
   if (o.bias) {
@@ -68,11 +73,11 @@ export function modifyScores(buffer: ArrayBufferLike, o: ScoreOptions, t: ScoreT
       const row = base + r * ld;
       const bias = (bo.addr + t.b * bo.sb + t.h * bo.sh + (t.i0 + r) * bo.si + t.j0 * bo.sj) >>> 2;
       const step = bo.sj >>> 2;
-      for (let j = 0; j < t.cols; j++) f[row + j] += f[bias + j * step];
+      for (let j = 0; j < t.cols; j++) f[row + j] += f[bias + j * step] / beta;
     }
   }
   if (o.alibi) {
-    const slope = o.alibi[t.b * o.alibiStrideB + t.h];
+    const slope = o.alibi[t.b * o.alibiStrideB + t.h] / beta;
     const offset = t.sk - t.sq;
     for (let r = 0; r < t.rows; r++) {
       const row = base + r * ld;

@@ -7,12 +7,12 @@ import { type Expr, type FunctionBuilder, type ModuleBuilder, f32, f32x4, i32, i
 import { emitExp, horizontal, storeFirstLanes } from '../../../engines/cpu/wasm/simd.js';
 
 export const SOFTMAX_SIGNATURES = {
-  softmax_update: ['s', 'lds', 'rows', 'cols', 'mx', 'sum', 'alpha'],
+  softmax_update: ['s', 'lds', 'rows', 'cols', 'mx', 'sum', 'alpha', 'beta'],
   finalize_rows: ['src', 'lds', 'dst', 'ldd', 'rows', 'cols', 'sum'],
 } as const;
 
 export function addSoftmaxKernels(m: ModuleBuilder): void {
-  const sig = (names: readonly string[]) => names.map((n) => [n, 'i32'] as const);
+  const sig = (names: readonly string[]) => names.map((n) => [n, n === 'beta' ? 'f32' : 'i32'] as const);
   m.func('softmax_update', sig(SOFTMAX_SIGNATURES.softmax_update), undefined, (f) => softmaxUpdate(f));
   m.func('finalize_rows', sig(SOFTMAX_SIGNATURES.finalize_rows), undefined, (f) => finalizeRows(f));
 }
@@ -41,6 +41,8 @@ function softmaxUpdate(f: FunctionBuilder): void {
   const tailMask = f.local('v128', 'tail_mask');
   const rem = f.local('i32', 'rem');
   const NEG_INF = f32x4.const(-Infinity);
+  const betaV = f.local('v128', 'beta_v');
+  f.set(betaV, f32x4.splat(p('beta')));
   // full vectors, then one masked vector for cols % 4
   f.set(full, i32.shl(i32.and(p('cols'), i32.const(~3)), i32.const(2)));
   f.set(rem, i32.and(p('cols'), i32.const(3)));
@@ -52,15 +54,17 @@ function softmaxUpdate(f: FunctionBuilder): void {
   f.forRange(r, i32.const(0), p('rows'), 1, () => {
     f.set(row, i32.add(p('s'), i32.mul(f.get(r), p('lds'))));
     f.set(mx, NEG_INF);
-    f.forRange(c, i32.const(0), f.get(full), 16, () => f.set(mx, f32x4.pmax(f.get(mx), v128.load(i32.add(f.get(row), f.get(c))))));
-    f.if(f.get(rem), () => f.set(mx, f32x4.pmax(f.get(mx), tailX())));
-    f.statement(f32.store(rowAddr('alpha'), horizontal(f.get(mx), f32x4.pmax, f, tmp)));
+    // max, not pmax: a NaN score must make the row max NaN (then the row's output and LSE)
+    f.forRange(c, i32.const(0), f.get(full), 16, () => f.set(mx, f32x4.max(f.get(mx), v128.load(i32.add(f.get(row), f.get(c))))));
+    f.if(f.get(rem), () => f.set(mx, f32x4.max(f.get(mx), tailX())));
+    f.statement(f32.store(rowAddr('alpha'), horizontal(f.get(mx), f32x4.max, f, tmp)));
   });
   // pass 2, four rows at a time: m' = max(m, rowmax); alpha = exp(m - m') (1 where m' = -inf); l *= alpha
   f.forRange(r, i32.const(0), p('rows'), 4, () => {
     f.set(mOld, v128.load(rowAddr('mx')));
-    f.set(mx, f32x4.pmax(f.get(mOld), v128.load(rowAddr('alpha'))));
-    f.set(x, f32x4.sub(f.get(mOld), f.get(mx))); // NaN where both are -inf: exp gives 0, replaced below
+    f.set(mx, f32x4.max(f.get(mOld), v128.load(rowAddr('alpha'))));
+    // scores are in units of beta (scoreUnits): weights are exp(beta·(s - m))
+    f.set(x, f32x4.mul(f32x4.sub(f.get(mOld), f.get(mx)), f.get(betaV))); // NaN where both are -inf: replaced below
     emitExp(f, x, e, t);
     f.set(e, v128.bitselect(f32x4.const(1), f.get(e), f32x4.eq(f.get(mx), NEG_INF)));
     f.statement(v128.store(rowAddr('alpha'), f.get(e)));
@@ -78,7 +82,7 @@ function softmaxUpdate(f: FunctionBuilder): void {
       f.set(mx, f32x4.splat(f.get(mNew)));
       f.set(sum, f32x4.const(0));
       const expAt = (addr: Expr, value: Expr) => {
-        f.set(x, f32x4.sub(value, f.get(mx)));
+        f.set(x, f32x4.mul(f32x4.sub(value, f.get(mx)), f.get(betaV)));
         emitExp(f, x, e, t);
         f.set(sum, f32x4.add(f.get(sum), f.get(e)));
         f.statement(v128.store(addr, f.get(e)));

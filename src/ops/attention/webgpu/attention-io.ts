@@ -34,6 +34,7 @@ export function scoreOptionsOf(p: AttentionProblem): ScoreOptions {
     alibi: p.alibi !== undefined,
     softcap: p.softcap > 0,
     windowed: p.window.left !== Infinity || p.window.right !== Infinity,
+    mods: p.mods?.kernel,
   };
 }
 

@@ -36,7 +36,8 @@ export const webgpuBackend: AttentionBackend = {
     const runtime = await runtimeFor(p, context);
     const reason = naiveUnsupported(p, runtime.limits);
     if (reason) throw new UnsupportedError('options.backend', `WebGPU naive path: ${reason}`);
-    return runNaive(runtime, p);
+    const result = await runNaive(runtime, p);
+    return { ...result, stats: { launches: 0, intermediateBytes: 0, ...result.stats, backend: 'webgpu', tier: 'naive', threads: 1 } };
   },
 };
 

@@ -1,9 +1,14 @@
 // The score of one (query i, key j) pair after q·k, shared by the flash kernel and the naive
 // path's QKᵀ epilogue so both apply the options in the same order as the reference:
 //   window / bool mask -> hidden;  s = scale·qk;  softcap: s = c·tanh(s/c);  + bias;  - ALiBi.
-// A hidden pair, or a score of -inf from the bias, comes back as the finite sentinel NO_SCORE.
-import { NO_SCORE, type FloatDType, arrayElement, loadByte, loadFloat, readBinding } from '../../../engines/webgpu/wgsl.js';
+// A hidden pair, or a score of -inf from the bias, comes back as the finite sentinel NO_SCORE; a
+// NaN or +inf score as POISON_SCORE (the caller turns the row into NaN). Scores are in units of
+// beta = max(1, |scale|) (scoreUnits in problem.ts): s/beta = (scale/beta)·qk (+ bias/beta ...),
+// so a huge finite scale never overflows; callers weight keys by exp(beta·(s - max)).
+import { NON_FINITE_FNS, NO_SCORE, POISON_SCORE, type FloatDType, arrayElement, loadByte, loadFloat, readBinding } from '../../../engines/webgpu/wgsl.js';
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import type { ModsKernelOptions } from '../mods/plan.js';
+import { buildModsWgsl } from '../mods/wgsl.js';
 
 export interface ScoreOptions {
   /** Bool/uint8 keep-mask present. */
@@ -14,6 +19,13 @@ export interface ScoreOptions {
   softcap: boolean;
   /** A causal/sliding window is set (else every key is in range). */
   windowed: boolean;
+  /** Score/mask/sink functions of the call (ops/attention/mods), compiled in. */
+  mods?: ModsKernelOptions;
+  /**
+   * The kernel walks a block table (block masks): also emit final_score_unmasked, the score
+   * without the bool mask and mask function, for key blocks no mask hides anything of.
+   */
+  blockTable?: boolean;
 }
 
 /** Uniforms of the score function (struct ScoreParams, bound as `sp`). */
@@ -40,6 +52,8 @@ export interface ScoreBindings {
   params: number;
   mask: number;
   bias: number;
+  /** The mods data (captured tensors, block table), when the options have mods or a table. */
+  modData?: number;
 }
 
 /** Declarations (struct, bindings, loaders) and `fn final_score(...)`. */
@@ -48,6 +62,7 @@ export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
   if (o.mask) decl.push(readBinding(at.mask, 'mask_buf', 'u32', at.group), loadByte('mask_at', 'mask_buf'));
   if (o.bias !== 'none') decl.push(readBinding(at.bias, 'bias_buf', arrayElement(o.bias), at.group), loadFloat('bias_at', 'bias_buf', o.bias));
 
+  const lines = (masked: boolean): string[] => {
   const body: string[] = [];
   if (o.windowed) {
     body.push(
@@ -56,30 +71,57 @@ export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
       'if (rel < -sp.win_left || rel > sp.win_right) { return NO_SCORE; }',
     );
   }
-  if (o.mask) {
+  if (o.mask && masked) {
     body.push(
       'let ms = sp.mask_strides;',
       'if (mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) == 0u) { return NO_SCORE; }',
     );
   }
-  body.push('var s = qk * sp.scale;');
-  // clamp: tanh of a large argument is (inf/inf) = NaN on some drivers; tanh(15) is 1 in f32
-  if (o.softcap) body.push('s = sp.softcap * tanh(clamp(s / sp.softcap, -15.0, 15.0));');
+  if (o.mods?.mask && masked) body.push('if (!mask_mod(b, h, i, j, sq, sk)) { return NO_SCORE; }');
+  body.push('let beta = score_beta();', 'var s = qk * (sp.scale / beta);');
+  // clamp: tanh of a large argument is (inf/inf) = NaN on some drivers; tanh(15) is 1 in f32.
+  // A NaN must be caught before it (clamp may turn NaN into a bound); +inf is capped, as it should.
+  if (o.softcap) body.push('if (is_nan(s)) { return POISON_SCORE; }', 's = (sp.softcap / beta) * tanh(clamp(s * beta / sp.softcap, -15.0, 15.0));');
   if (o.bias !== 'none') {
-    body.push('let bs = sp.bias_strides;', 's = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w);');
+    body.push('let bs = sp.bias_strides;', 's = s + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w) / beta;');
   }
-  if (o.alibi) body.push('s = s - slope * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));');
-  body.push('// -inf from the bias (or anything not above the sentinel) means hidden', 'if (!(s > NO_SCORE)) { return NO_SCORE; }', 'return s;');
+  if (o.alibi) body.push('s = s - (slope / beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));');
+  body.push(
+    '// NaN or +inf: the row is poisoned; -inf from the bias (or anything not above the sentinel) means hidden',
+    'if (nan_or_pos_inf(s)) { return POISON_SCORE; }',
+    'if (!(s > NO_SCORE)) { return NO_SCORE; }',
+  );
+  if (o.mods?.score) {
+    body.push(
+      '// the score function sees visible, finite scores, in natural units',
+      's = score_mod(s * beta, b, h, i, j, sq, sk) / beta;',
+      'if (nan_or_pos_inf(s)) { return POISON_SCORE; }',
+      'if (!(s > NO_SCORE)) { return NO_SCORE; }',
+    );
+  }
+  body.push('return min(s, POISON_SCORE);');
+  return body;
+  };
+  const mods = buildModsWgsl(o.mods, { group: at.group, binding: at.modData ?? -1 }, o.blockTable ?? false);
+  const fn = (name: string, masked: boolean) => `fn ${name}(qk: f32, b: u32, h: u32, i: u32, j: u32, sq: u32, sk: u32, slope: f32) -> f32 {
+${lines(masked).map((line) => `  ${line}`).join('\n')}
+}`;
 
   return `${decl.join('\n')}
-
+${mods ? `\n${mods}\n` : ''}
 const NO_SCORE: f32 = ${NO_SCORE};
+const POISON_SCORE: f32 = ${POISON_SCORE};
+${NON_FINITE_FNS}
+
+// The unit scores are kept in: softmax weights are exp(beta·(s - max)).
+fn score_beta() -> f32 { return max(1.0, abs(sp.scale)); }
 
 // Final score of query i / key j of sequence b, head h (i, j relative to the sequence), given
 // qk = q·k (+ qRope·kRope); NO_SCORE when the pair is hidden.
-fn final_score(qk: f32, b: u32, h: u32, i: u32, j: u32, sq: u32, sk: u32, slope: f32) -> f32 {
-${body.map((line) => `  ${line}`).join('\n')}
-}`;
+${fn('final_score', true)}${o.blockTable ? `
+
+// The same on a key block no mask hides any pair of (block tables): no mask is read.
+${fn('final_score_unmasked', false)}` : ''}`;
 }
 
 /** Window bounds for SCORE_PARAMS: Infinity clamped to 2^30 (keeps i32 arithmetic exact). */

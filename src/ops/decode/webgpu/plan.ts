@@ -2,6 +2,7 @@
 // width, tile size) and the key splits; the combine pass runs when there is more than one split
 // or the LSE is wanted. Chosen so that a long cache fills the GPU (splits) and each thread keeps
 // its accumulators in registers (rows x chunk quads <= 16 vec4).
+import { envInt } from '../../../core/env.js';
 import type { StoredDType } from './access.wgsl.js';
 import { type SplitKvOptions, splitKvSharedBytes, splitKvStorageBindings, splitKvUnsupported } from './split-kv.wgsl.js';
 
@@ -48,11 +49,6 @@ const MAX_ROWS = 16;
 const MAX_QUADS = 16;
 const MAX_SPLITS = 256;
 
-const env = (name: string): number | undefined => {
-  const v = globalThis.process?.env?.[name];
-  return v === undefined || v === '' ? undefined : Number(v);
-};
-
 /**
  * The plan for `s` on a device with `limits`, or the reason there is none. Benchmarks override
  * with FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET and
@@ -60,9 +56,9 @@ const env = (name: string): number | undefined => {
  */
 export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
   if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
-  const target = targetWorkgroups ?? env('FUSEDATTN_DECODE_TARGET') ?? DEFAULT_TARGET;
-  const largest = env('FUSEDATTN_DECODE_WORKGROUP') ?? 256;
-  const unroll = env('FUSEDATTN_DECODE_UNROLL') ?? (device.software ? 1 : DEFAULT_UNROLL);
+  const target = targetWorkgroups ?? envInt('FUSEDATTN_DECODE_TARGET', 1) ?? DEFAULT_TARGET;
+  const largest = envInt('FUSEDATTN_DECODE_WORKGROUP', 32, 256) ?? 256;
+  const unroll = envInt('FUSEDATTN_DECODE_UNROLL', 1, 16) ?? (device.software ? 1 : DEFAULT_UNROLL);
   // why nothing fits: the device's limits first (they are what the caller cannot change)
   const reasons: { memory?: string; bindings?: string; kernel?: string } = {};
   let leastMemory = Infinity;

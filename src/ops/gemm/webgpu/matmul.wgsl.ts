@@ -24,6 +24,8 @@ export interface MatmulOptions {
   transposeB: boolean;
   splitK: boolean;
   ragged: boolean;
+  /** A zero of A contributes nothing even where B is NaN/inf (attention's P·V: hidden keys); default false. */
+  skipZeroA?: boolean;
 }
 
 /** Extra WGSL for the output: must define `fn epilogue(value: f32, zo: u32, zi: u32, m: u32, n: u32) -> f32`. */
@@ -110,7 +112,7 @@ export function buildMatmul(o: MatmulOptions, epilogue?: MatmulEpilogue): string
         bv[u] = b_tile[kk * TN + tx * 4u + u];
       }
       for (var u = 0u; u < 4u; u++) {
-        for (var w = 0u; w < 4u; w++) { acc[u * 4u + w] += av[u] * bv[w]; }
+        ${o.skipZeroA ? 'if (av[u] == 0.0) { continue; } ' : ''}for (var w = 0u; w < 4u; w++) { acc[u * 4u + w] += av[u] * bv[w]; }
       }
     }
     workgroupBarrier();

@@ -4,12 +4,14 @@
 //   2. softmax of each row in place (+ LSE);
 //   3. out = P·V: the matmul builder again, writing the output layout directly.
 import type { AttentionProblem } from '../../problem.js';
+import { scoreUnits } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { dispatchMatmul, matmulUnsupported, type MatrixOperand } from '../../../gemm/webgpu/matmul.js';
 import { buildMatmul, type MatmulOptions } from '../../../gemm/webgpu/matmul.wgsl.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
+import { gpuMods, modDataBinding } from '../../mods/webgpu.js';
 import { SOFTMAX_BINDINGS, SOFTMAX_PARAMS, type SoftmaxOptions, buildSoftmax } from './softmax.wgsl.js';
 
 export interface ScoresOptions {
@@ -18,11 +20,11 @@ export interface ScoresOptions {
 }
 
 /** Bindings of the scores epilogue, in @group(1). */
-const EPILOGUE = { scoreParams: 0, mask: 1, bias: 2, meta: 3 } as const;
+const EPILOGUE = { scoreParams: 0, mask: 1, bias: 2, meta: 3, modData: 4 } as const;
 
 /** Step 1: the matmul with the attention score function as its epilogue. */
 export function buildScores(o: ScoresOptions): string {
-  const epilogue = `${buildScoreFunction(o.score, { group: 1, params: EPILOGUE.scoreParams, mask: EPILOGUE.mask, bias: EPILOGUE.bias })}
+  const epilogue = `${buildScoreFunction(o.score, { group: 1, params: EPILOGUE.scoreParams, mask: EPILOGUE.mask, bias: EPILOGUE.bias, modData: EPILOGUE.modData })}
 // per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)
 @group(1) @binding(${EPILOGUE.meta}) var<storage, read> seq_meta: array<u32>;
 
@@ -51,7 +53,8 @@ export function naiveUnsupported(p: AttentionProblem, limits: NaiveLimits): stri
   if (s > limits.maxStorageBufferBindingSize) {
     return `the Sq×Sk score buffer needs ${s} bytes but maxStorageBufferBindingSize is ${limits.maxStorageBufferBindingSize}`;
   }
-  const buffers = 5 + (p.qRope ? 2 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0);
+  if (p.mods?.kernel.sink) return 'attention sinks are not implemented on the naive WebGPU path (the flash tiers have them)';
+  const buffers = 5 + (p.qRope ? 2 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (p.mods ? 1 : 0);
   if (buffers > limits.maxStorageBuffersPerShaderStage) {
     return `the scores kernel binds ${buffers} storage buffers but maxStorageBuffersPerShaderStage is ${limits.maxStorageBuffersPerShaderStage}`;
   }
@@ -70,7 +73,8 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
     score,
   });
   const softmaxPipeline = runtime.pipeline(softmaxKernel, { returnLse: p.returnLse });
-  const pvOptions: MatmulOptions = { a: 'float32', b: p.dtype, out: p.dtype, transposeB: false, splitK: false, ragged: true };
+  // skipZeroA: a key of weight 0 adds nothing, even a NaN/inf value (README "Failure behaviour")
+  const pvOptions: MatmulOptions = { a: 'float32', b: p.dtype, out: p.dtype, transposeB: false, splitK: false, ragged: true, skipZeroA: true };
   const pvPipeline = runtime.pipeline(pvKernel, pvOptions);
   const pipelines = await Promise.all([scoresPipeline, softmaxPipeline, pvPipeline]);
 
@@ -100,6 +104,10 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
         };
         if (io.mask) epilogueEntries[EPILOGUE.mask] = io.mask.binding;
         if (io.bias) epilogueEntries[EPILOGUE.bias] = io.bias.binding;
+        // whole rows: no block structure here, only the captured tensors of the functions
+        const mods = gpuMods(p, undefined);
+        const modData = modDataBinding(runtime, p, mods, undefined, undefined);
+        if (modData) epilogueEntries[EPILOGUE.modData] = modData;
         dispatchMatmul(runtime, pipelines[0], {
           label: 'naive-scores',
           options: { a: p.dtype, b: p.dtype, out: 'float32', transposeB: true, splitK: rope, ragged: true },
@@ -119,6 +127,7 @@ export async function runNaive(runtime: GpuRuntime, p: AttentionProblem): Promis
             s_strides: [sStrides[0], sStrides[1], sStrides[2], 0],
             lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
             batch: nb,
+            beta: scoreUnits(p.scale).beta,
           }), 'softmax params'),
           [SOFTMAX_BINDINGS.meta]: io.meta,
           [SOFTMAX_BINDINGS.scores]: scores,

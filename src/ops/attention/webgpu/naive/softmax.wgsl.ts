@@ -1,7 +1,9 @@
 // Step 2 of the naive path: softmax of each score row in place (S -> P), in f32, and the LSE.
-// Rows whose scores are all NO_SCORE (hidden) become all zeros with LSE -inf, as in the reference.
+// Rows whose scores are all NO_SCORE (hidden) become all zeros with LSE -inf, as in the reference;
+// a row holding POISON_SCORE (a NaN or +inf score) becomes all NaN, LSE NaN. Scores are in units of
+// beta (score.wgsl.ts): weights exp(beta·(s - max)), LSE beta·max + log(sum).
 // One workgroup of 64 threads per (query i, head h, sequence b).
-import { NEG_INF_FN, NO_SCORE, readBinding } from '../../../../engines/webgpu/wgsl.js';
+import { NEG_INF_FN, NON_FINITE_FNS, NO_SCORE, POISON_SCORE, readBinding } from '../../../../engines/webgpu/wgsl.js';
 import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
 
 export interface SoftmaxOptions {
@@ -13,6 +15,8 @@ export const SOFTMAX_PARAMS = new UniformLayout('SoftmaxParams', {
   s_strides: 'vec4u',
   lse_strides: 'vec4u',
   batch: 'u32',
+  /** max(1, |scale|): the unit of the scores. */
+  beta: 'f32',
 });
 
 export const SOFTMAX_BINDINGS = { params: 0, meta: 1, scores: 2, lse: 3 } as const;
@@ -28,6 +32,8 @@ ${readBinding(B.meta, 'seq_meta', 'u32')}
 ${o.returnLse ? `@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;\n${NEG_INF_FN}` : ''}
 
 const NO_SCORE: f32 = ${NO_SCORE};
+const POISON_SCORE: f32 = ${POISON_SCORE};
+${NON_FINITE_FNS}
 const THREADS: u32 = 64u;
 var<workgroup> red: array<f32, THREADS>;
 
@@ -51,12 +57,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
   }
   let row_max = red[0];
+  let poisoned = row_max >= POISON_SCORE;
+  let beta = params.beta;
   workgroupBarrier();
 
   var sum = 0.0;
   for (var j = lid; j < sk; j += THREADS) {
     let x = s_buf[base + j];
-    sum += select(0.0, exp(x - row_max), x > NO_SCORE);
+    sum += select(0.0, weight(beta * (x - row_max)), x > NO_SCORE);
   }
   red[lid] = sum;
   workgroupBarrier();
@@ -68,11 +76,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let inv = select(0.0, 1.0 / total, total > 0.0);
   for (var j = lid; j < sk; j += THREADS) {
     let x = s_buf[base + j];
-    s_buf[base + j] = select(0.0, exp(x - row_max) * inv, x > NO_SCORE);
+    s_buf[base + j] = select(select(0.0, weight(beta * (x - row_max)) * inv, x > NO_SCORE), nan_f32(), poisoned);
   }
 ${o.returnLse ? `  if (lid == 0u) {
     let start_q = seq_meta[b];
-    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(neg_inf(), row_max + log(total), total > 0.0);
+    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(select(neg_inf(), beta * row_max + log(total), total > 0.0), nan_f32(), poisoned);
   }` : ''}
 }
 `;

@@ -6,6 +6,7 @@ import type { AttentionResult } from '../../backend.js';
 import { elementBaseOf } from '../../../../engines/webgpu/operands.js';
 import { bindingSizes, measuredAttention, scoreOptionsOf, scoreParamsOf } from '../attention-io.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
+import { gpuMods, gpuModsPipelines, hasBlockTable, modDataBinding } from '../../mods/webgpu.js';
 import { FLASH_BINDINGS, FLASH_PARAMS, type FlashOptions, type FlashTile, buildFlash, checkTile, flashWorkgroupBytes } from './flash.wgsl.js';
 
 export const flashKernel = defineKernel<FlashOptions>('flash-portable', buildFlash);
@@ -55,7 +56,7 @@ export function tileForDims(dims: Pick<AttentionProblem, 'dimQK' | 'dimRope' | '
 
 /** Storage buffers the kernel binds for this problem. */
 export function flashStorageBuffers(p: AttentionProblem): number {
-  return 5 + (p.qRope ? 2 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (p.returnLse ? 1 : 0);
+  return 5 + (p.qRope ? 2 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (p.returnLse ? 1 : 0) + (p.mods || p.blockMask ? 1 : 0);
 }
 
 /** Why the portable tier cannot run `p` on a device with `limits`, naming the limit and the sizes. */
@@ -111,10 +112,11 @@ export function quadLoadsFit(p: AttentionProblem, offsetAlignment: number): bool
   });
 }
 
-/** The compile-time options of the kernel for `p`. */
-export function flashOptionsOf(p: AttentionProblem, tile: FlashTile, offsetAlignment: number): FlashOptions {
+/** The compile-time options of the kernel for `p` (`blockTable`: the call's block structure is bound). */
+export function flashOptionsOf(p: AttentionProblem, tile: FlashTile, offsetAlignment: number, blockTable = false): FlashOptions {
   return {
     ...scoreOptionsOf(p),
+    blockTable: blockTable || undefined,
     dtype: p.dtype,
     dimQK: p.dimQK,
     dimRope: p.dimRope,
@@ -129,7 +131,10 @@ export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: Fl
   const reason = flashUnsupported(p, runtime.limits, run.tile);
   if (reason) throw new UnsupportedError('options.backend', `WebGPU portable tier: ${reason}`);
   const tile = run.tile ?? (chooseTile(p, runtime.limits) as FlashTile);
-  const options = flashOptionsOf(p, tile, runtime.limits.minStorageBufferOffsetAlignment);
+  // block structure at this tile's sizes (block masks; dense masks when cheap to scan)
+  const mods = gpuMods(p, { rows: tile.rows, keys: tile.keys, denseKeys: tile.keys });
+  const options = flashOptionsOf(p, tile, runtime.limits.minStorageBufferOffsetAlignment, hasBlockTable(mods));
+  const tablePipes = await gpuModsPipelines(runtime, mods);
   const pipeline = await runtime.pipeline(flashKernel, options);
   return measuredAttention(runtime, p, (io) => {
     const view = (v: AttentionProblem['q'] | undefined) => (v ? [v.strides.b, v.strides.h, v.strides.s, v.strides.d] : [0, 0, 0, 0]);
@@ -163,6 +168,8 @@ export async function runFlash(runtime: GpuRuntime, p: AttentionProblem, run: Fl
     if (io.mask) entries[B.mask] = io.mask.binding;
     if (io.bias) entries[B.bias] = io.bias.binding;
     if (io.lse) entries[B.lse] = io.lse;
+    const modData = modDataBinding(runtime, p, mods, io.mask, tablePipes);
+    if (modData) entries[B.modData] = modData;
     // float16 output with odd Dv is OR-ed in atomically: it must start from zero
     if (p.dtype === 'float16' && p.dimV % 2 === 1) runtime.clear(io.out);
     if (p.seqQ > 0) {

@@ -76,6 +76,8 @@ export const FLASH_BINDINGS = {
   bias: 9,
   out: 10,
   lse: 11,
+  /** Captured tensors of the score/mask/sink functions and the block table (ops/attention/mods). */
+  modData: 12,
 } as const;
 
 /** Bytes of workgroup memory a tile needs for these head dims. */
@@ -116,8 +118,8 @@ export function buildFlash(o: FlashOptions): string {
   const atomicOut = o.dtype === 'float16' && o.dimV % 2 === 1;
   const outType = o.dtype === 'float32' ? 'f32' : atomicOut ? 'atomic<u32>' : 'u32';
   const B = FLASH_BINDINGS;
-  if (o.block && (o.dtype !== 'float32' || rope || o.dimQK !== o.dimV || o.returnLse || o.mask || o.bias !== 'none' || o.alibi || !o.windowed)) {
-    throw new Error('buildFlash: the block source takes float32, Dq = Dv, causal, no RoPE part, LSE, mask, bias or ALiBi');
+  if (o.block && (o.dtype !== 'float32' || rope || o.dimQK !== o.dimV || o.returnLse || o.mask || o.bias !== 'none' || o.alibi || !o.windowed || o.mods || o.blockTable)) {
+    throw new Error('buildFlash: the block source takes float32, Dq = Dv, causal, no RoPE part, LSE, mask, bias, ALiBi or mods');
   }
   const block = o.block ? portableBlockParts(o.block, o.dimQK, quads) : undefined;
 
@@ -137,7 +139,7 @@ export function buildFlash(o: FlashOptions): string {
     ...(rope ? [readBinding(B.qRope, 'qr_buf', elem), readBinding(B.kRope, 'kr_buf', elem)] : []),
     `@group(0) @binding(${B.out}) var<storage, read_write> out_buf: array<${outType}>;`,
     ...(o.returnLse ? [`@group(0) @binding(${B.lse}) var<storage, read_write> lse_buf: array<f32>;`] : []),
-    ...(o.returnLse ? [NEG_INF_FN] : []),
+    ...(o.returnLse && !o.mods?.sink ? [NEG_INF_FN] : []),
     load(`q_${at}`, 'q_buf', o.dtype),
     load(`k_${at}`, 'k_buf', o.dtype),
     load(`v_${at}`, 'v_buf', o.dtype),
@@ -206,7 +208,7 @@ export function buildFlash(o: FlashOptions): string {
   return `// fusedattn portable flash forward: ${o.dtype} storage${quads ? ' read by quads' : ''}, f32 math, Dq ${o.dimQK}${rope ? ` + Dr ${o.dimRope}` : ''}, Dv ${o.dimV}
 ${bindings.join('\n')}
 
-${buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias })}
+${buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias, modData: B.modData })}
 
 const THREADS: u32 = ${o.tile.threads}u;
 const ROWS: u32 = ${o.tile.rows}u;
@@ -262,12 +264,20 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
 
   ${loadQBlock.replace(/\n    /g, '\n  ')}
 ${block ? `${block.append}\n` : ''}
-  var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet)
+  let beta = score_beta();   // weights are exp(beta·(s - m)): scores are in units of beta
+  var m = NO_SCORE;   // running max of the row's scores (NO_SCORE: none seen yet; POISON_SCORE: NaN row)
   var l = 0.0;        // running sum of exp(score - m)
   var acc: array<vec4<f32>, QUADS_PER_THREAD>;
   var s: array<f32, KEYS_PER_THREAD>;
 
-  for (var t = t_first; t < t_end; t++) {
+${o.blockTable ? `  // key blocks of the block table (partial ones, then full ones), each KEYS keys at a time
+  let blocks = block_row(b, h, i0);
+  let tiles_per_block = blocks.keys / KEYS;
+  for (var n = 0u; n < blocks.partial + blocks.full; n++) {
+  let full = n >= blocks.partial;
+  for (var u_t = 0u; u_t < tiles_per_block; u_t++) {
+    let t = block_index(blocks, n) * tiles_per_block + u_t;
+    if (t < t_first || t >= t_end) { continue; }` : '  for (var t = t_first; t < t_end; t++) {'}
     let j0 = t * KEYS;
     workgroupBarrier();   // the previous tile's V (or the query block) is fully read / written
     ${loadKTile}
@@ -285,7 +295,9 @@ ${block ? `${block.append}\n` : ''}
     for (var u = 0u; u < KEYS_PER_THREAD; u++) {
       let j = j0 + lane + PER_ROW * u;
       var x = NO_SCORE;
-      if (row_valid && j < sk) { x = final_score(s[u], b, h, i, j, sq, sk, slope); }
+      if (row_valid && j < sk) {${o.blockTable ? `
+        if (full) { x = final_score_unmasked(s[u], b, h, i, j, sq, sk, slope); } else { x = final_score(s[u], b, h, i, j, sq, sk, slope); }
+      ` : ' x = final_score(s[u], b, h, i, j, sq, sk, slope); '}}
       s[u] = x;
       tile_max = max(tile_max, x);
     }
@@ -297,7 +309,7 @@ ${block ? `${block.append}\n` : ''}
     for (var c = 0u; c < PER_ROW; c++) { m_new = max(m_new, part_max[row * PER_ROW + c]); }
     var psum = 0.0;
     for (var u = 0u; u < KEYS_PER_THREAD; u++) {
-      let p = select(0.0, exp(s[u] - m_new), s[u] > NO_SCORE);
+      let p = select(0.0, weight(beta * (s[u] - m_new)), s[u] > NO_SCORE);
       p_tile[row * KEYS + lane + PER_ROW * u] = p;
       psum += p;
     }
@@ -305,7 +317,7 @@ ${block ? `${block.append}\n` : ''}
     workgroupBarrier();
 
     // exp(NO_SCORE - m_new) is 0 once the row has a score, 1 while it has none (then l = o = 0)
-    let alpha = exp(m - m_new);
+    let alpha = weight(beta * (m - m_new));
     var tile_sum = 0.0;
     for (var c = 0u; c < PER_ROW; c++) { tile_sum += part_sum[row * PER_ROW + c]; }
     l = l * alpha + tile_sum;
@@ -313,27 +325,40 @@ ${block ? `${block.append}\n` : ''}
     for (var v = 0u; v < QUADS_PER_THREAD; v++) { acc[v] *= alpha; }
     for (var jj = 0u; jj < KEYS; jj++) {
       let p = p_tile[row * KEYS + jj];
+      // a key of weight 0 adds nothing, even a NaN/inf value (0·NaN would be NaN)
+      if (p == 0.0) { continue; }
       for (var v = 0u; v < QUADS_PER_THREAD; v++) {
         let quad = lane + PER_ROW * v;
         if (quad < DV4) { acc[v] += p * kv_tile[jj * V_STRIDE + quad]; }
       }
     }
-  }
+  }${o.blockTable ? '\n  }' : ''}
 
   if (!row_valid) { return; }
   // a row that saw no key (window, mask or -inf bias hid them all) outputs 0 and LSE -inf
-  let inv = select(0.0, 1.0 / l, l > 0.0);
+${o.mods?.sink ? `  // attention sink: one more softmax term e^sink without a value (LSE = sink on a row with no
+  // key); m is in units of beta, the sink in natural units
+  let sink = sink_mod(b, h, i, sq, sk);
+  var inv = 0.0;
+  var row_lse = sink;
+  if (l > 0.0) {
+    let top = max(beta * m, sink);
+    let total = l * weight(beta * m - top) + weight(sink - top);
+    inv = weight(beta * m - top) / total;
+    row_lse = top + log(total);
+  }` : '  let inv = select(0.0, 1.0 / l, l > 0.0);'}
+  let poisoned = m >= POISON_SCORE;   // a NaN or +inf score: the row is NaN
   let ob = b * params.out_strides.x + h * params.out_strides.y + (start_q + i) * params.out_strides.z;
   for (var v = 0u; v < QUADS_PER_THREAD; v++) {
     let col = 4u * (lane + PER_ROW * v);
     if (col < DV) {
-      let val = acc[v] * inv;
+      let val = select(acc[v] * inv, vec4<f32>(nan_f32()), poisoned);
       let e = ob + col;   // output rows are contiguous (d stride 1)
 ${storeOut.map((line) => `      ${line}`).join('\n')}
     }
   }
 ${o.returnLse ? `  if (lane == 0u) {
-    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = select(neg_inf(), m + log(l), l > 0.0);
+    lse_buf[b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i) * params.lse_strides.z] = ${o.mods?.sink ? 'select(row_lse, nan_f32(), poisoned)' : 'select(select(neg_inf(), beta * m + log(l), l > 0.0), nan_f32(), poisoned)'};
   }` : ''}
 }
 `;

@@ -1,21 +1,16 @@
 // The autotune mode switch, kept apart from the tuner so that importing it (the package entry
-// point does) loads no GPU code. Modes are described in autotune.ts.
-export type AutotuneMode = 'cached' | 'on' | 'background' | 'force' | 'off';
-export const AUTOTUNE_MODES: readonly AutotuneMode[] = ['cached', 'on', 'background', 'force', 'off'];
+// point does) loads no GPU code. Modes are described in autotune.ts; the setting itself lives in
+// core/config.ts with the other process-wide options (configure({ autotune })).
+import { type AutotuneMode, autotuneSetting, configure } from '../../../../core/config.js';
 
-let modeOverride: AutotuneMode | undefined;
+export { AUTOTUNE_MODES, type AutotuneMode } from '../../../../core/config.js';
 
 /** Sets the autotune mode for this process (overrides FUSEDATTN_AUTOTUNE); undefined = back to the env. */
 export function setAutotuneMode(mode: AutotuneMode | undefined): void {
-  if (mode !== undefined && !AUTOTUNE_MODES.includes(mode)) {
-    throw new Error(`autotune mode must be one of ${AUTOTUNE_MODES.join(', ')}, got ${String(mode)}`);
-  }
-  modeOverride = mode;
+  configure({ autotune: mode });
 }
 
-/** The mode in force: setAutotuneMode's, else FUSEDATTN_AUTOTUNE, else 'cached'. */
+/** The mode in force: setAutotuneMode's / configure()'s, else FUSEDATTN_AUTOTUNE, else 'cached'. */
 export function autotuneMode(): AutotuneMode {
-  if (modeOverride) return modeOverride;
-  const env = globalThis.process?.env?.FUSEDATTN_AUTOTUNE?.trim().toLowerCase() as AutotuneMode | undefined;
-  return env && AUTOTUNE_MODES.includes(env) ? env : 'cached';
+  return autotuneSetting();
 }

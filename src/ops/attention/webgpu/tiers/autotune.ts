@@ -14,6 +14,7 @@
 // FUSEDATTN_AUTOTUNE_FILE overrides the cache file path (Node).
 // A candidate whose output differs from the default configuration's on the same inputs is
 // rejected (drivers have surprised us before: docs/GPU-NOTES.md, run 2).
+import { envFlag, envList, envString } from '../../../../core/env.js';
 import type { AttentionProblem } from '../../problem.js';
 import { abandonAttention, outputBytes } from '../attention-io.js';
 import type { DispatchCommand, GpuRuntime } from '../../../../engines/webgpu/runtime.js';
@@ -21,6 +22,7 @@ import { BufferUsage } from '../../../../engines/webgpu/usage.js';
 import { SG_MATRIX_CONFIGS, type SgMatrixConfig, fittingConfig, kernelOptionsOf, queueSgMatrix } from './sgmatrix.js';
 
 import { autotuneMode } from './autotune-mode.js';
+import { platform } from '#platform';
 
 export { autotuneMode, setAutotuneMode, type AutotuneMode } from './autotune-mode.js';
 
@@ -34,7 +36,7 @@ export function lengthClass(seqK: number): string {
 
 export function adapterKey(runtime: Pick<GpuRuntime, 'adapter'>): string {
   const a = runtime.adapter;
-  const unsafe = (globalThis.process?.env?.GPU_DAWN_TOGGLES ?? '').includes('disable_robustness') || globalThis.process?.env?.FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS === '1';
+  const unsafe = envList('GPU_DAWN_TOGGLES').includes('disable_robustness') || envFlag('FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS');
   return [a.vendor, a.architecture, a.device, a.description, a.backend, unsafe ? 'no-robustness' : 'robust'].join('/');
 }
 
@@ -52,25 +54,24 @@ let store: Store | undefined;
 const tunedThisProcess = new Set<string>();
 const inFlight = new Map<string, Promise<SgMatrixConfig>>();
 
-async function nodeFs() {
-  const fs = await import('node:fs');
-  const os = await import('node:os');
-  const path = await import('node:path');
-  const env = process.env;
-  const file = env.FUSEDATTN_AUTOTUNE_FILE ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'fusedattn', 'autotune.json');
-  return { fs, path, file };
+// The local file system where there is one (Node, Bun, Deno: #platform), else localStorage.
+function localCache() {
+  const fs = platform.fs;
+  if (!fs) return undefined;
+  const file = envString('FUSEDATTN_AUTOTUNE_FILE') ?? fs.join(envString('XDG_CACHE_HOME') ?? fs.homeCacheDir(), 'fusedattn', 'autotune.json');
+  return { fs, file };
 }
 
-const isNode = () => Boolean(globalThis.process?.versions?.node);
 const LOCAL_KEY = 'fusedattn-autotune';
 
 async function loadStore(): Promise<Store> {
   if (store) return store;
   store = {};
   try {
-    if (isNode()) {
-      const { fs, file } = await nodeFs();
-      if (fs.existsSync(file)) store = JSON.parse(fs.readFileSync(file, 'utf8')) as Store;
+    const local = localCache();
+    if (local) {
+      const text = local.fs.readTextSync(local.file);
+      if (text !== undefined) store = JSON.parse(text) as Store;
     } else {
       const ls = (globalThis as { localStorage?: Storage }).localStorage;
       const text = ls?.getItem(LOCAL_KEY);
@@ -85,11 +86,9 @@ async function loadStore(): Promise<Store> {
 async function saveStore(): Promise<void> {
   const text = JSON.stringify(store ?? {}, null, 1);
   try {
-    if (isNode()) {
-      const { fs, path, file } = await nodeFs();
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, text);
-    } else {
+    const local = localCache();
+    if (local) local.fs.writeTextSync(local.file, text);
+    else {
       (globalThis as { localStorage?: Storage }).localStorage?.setItem(LOCAL_KEY, text);
     }
   } catch {

@@ -9,7 +9,7 @@ import type { GpuRuntime, Pipeline } from '../../../../engines/webgpu/runtime.js
  * when present (6...), and dispatches `grid`; with nothing to attend to it writes the defined
  * result instead (output 0, LSE -inf).
  */
-export function dispatchFastTier(runtime: GpuRuntime, p: AttentionProblem, io: AttentionOperands, kernel: { label: string; pipeline: Pipeline; params: ArrayBuffer; grid: [number, number, number] }): void {
+export function dispatchFastTier(runtime: GpuRuntime, p: AttentionProblem, io: AttentionOperands, kernel: { label: string; pipeline: Pipeline; params: ArrayBuffer; grid: [number, number, number]; extra?: Record<number, GPUBuffer | GPUBufferBinding> }): void {
   const entries: Record<number, GPUBuffer | GPUBufferBinding> = {
     0: runtime.uniform(kernel.params, `${kernel.label} params`),
     1: io.meta,
@@ -18,6 +18,8 @@ export function dispatchFastTier(runtime: GpuRuntime, p: AttentionProblem, io: A
     4: io.v.binding,
     5: io.out,
   };
+  // the tensor-core tier's score hook binds from 10 on (sgmatrix-score-hook.ts)
+  Object.assign(entries, kernel.extra);
   let binding = 6;
   if (io.lse) entries[binding++] = io.lse;
   if (io.qRope) {

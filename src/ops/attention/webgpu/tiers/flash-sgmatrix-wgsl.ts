@@ -15,8 +15,10 @@
 //      memory only then — rare after the first block;
 //   4. O += P·V on result matrices (f32).
 // At the end O/l is written as f16 and LSE = (m + log2 l)·ln 2; l = 0 (fully masked row) gives 0 / -inf.
+import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { type FlashBlockSource, blockSourceCacheAppend, blockSourceDeclarations, blockSourceProblem, blockSourceSequence } from './flash-block-source.js';
 import { paramsStructWgsl } from './flash-params.js';
+import { type SgScoreHook, hookDeclarations, hookRowSetup, hookScoreLines, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
 
 export interface SgMatrixKernelOptions {
   /** Query/key head dim Dq (the NoPE part in the split form). */
@@ -66,6 +68,11 @@ export interface SgMatrixKernelOptions {
    * applied while staging, optionally a float32 KV cache read and appended (flash-block-source.ts).
    */
   block?: FlashBlockSource;
+  /**
+   * Bool mask, bias, score/mask/sink functions or a block table: scores through the shared score
+   * function and the key loop over the table (sgmatrix-score-hook.ts). Absent: the inline path.
+   */
+  score?: SgScoreHook;
 }
 
 const SG = 32;
@@ -105,7 +112,9 @@ export function sgMatrixOptionsProblem(o: SgMatrixKernelOptions): string | undef
   if (o.block) {
     const problem = blockSourceProblem(o);
     if (problem) return problem;
+    if (o.score) return 'the block source takes no mask, bias or score/mask functions';
   }
+  if (o.score && (o.score.alibi !== o.alibi || o.score.softcap !== o.softcap)) return 'score.alibi / score.softcap must match alibi / softcap';
   if (o.prefetch) {
     const L = layoutOf(o);
     const nt = 32 * o.subgroups;
@@ -174,7 +183,12 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add(`const S_STRIDE = ${L.sStride}u; const P_STRIDE = ${L.pStride}u;`);
   add(`const THRESHOLD = ${o.rescaleThreshold.toFixed(1)};`);
   add('const NEG_INF = -3.0e38;     // "minus infinity" (WGSL constants cannot be infinite)');
+  add(NON_FINITE_FNS);
   add('');
+  if (o.score) {
+    add(hookDeclarations(o.score));
+    add('');
+  }
   if (o.smemVec4) add(`var<workgroup> KVs: array<vec4<u32>, ${L.kvHalves / 8}>;   // K tile, V tile (Q tile at the start), 8 halves each`);
   else add(`var<workgroup> KVs: array<f16, ${L.kvHalves}>;   // K tile, V tile (Q tile at the start)`);
   add(`var<workgroup> Ss: array<f32, ${L.sFloats}>;    // per subgroup: S block, then O chunks`);
@@ -244,6 +258,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('  let side = lane % 2u;');
   add('  let i = myRow0 + r;');
   add('  var m = NEG_INF;');
+  add('  var poison = 0u;   // 1: this lane saw a NaN or +inf score of its row (the row\'s output is NaN)');
   add('  var l = 0.0;');
   if (o.causalOrWindow) {
     add('  let jLo = clamp(diag + i32(i) - P.windowLeft, 0, i32(lenK));');
@@ -252,10 +267,12 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add('  let jLo = 0;');
     add('  let jHi = i32(lenK) - 1;');
   }
-  if (o.alibi) {
+  if (o.alibi && !o.score) {
     add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead]) * 1.4426950408889634;');
     add('  let alibiDiag = i32(i) + i32(lenK) - i32(lenQ);');
   }
+  if (o.score) for (const line of hookRowSetup(o.score)) add(line);
+  const table = o.score?.blockTable === true;
   add('  let sBase = sg * 16u * S_STRIDE;');
   add('  let pBase = sg * 16u * P_STRIDE;');
   add('');
@@ -263,10 +280,13 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add(`  const PF_K = ${pfK}u; const PF_V = ${pfV}u;`);
     add('  var pk: array<vec4<u32>, PF_K>;');
     add('  var pv: array<vec4<u32>, PF_V>;');
-    add('  let kvFirst = (kvLo / BC) * BC;');
-    add(prefetchLoads('kvFirst', o.unrolled, pfK, pfV));
+    if (!table) {
+      add('  let kvFirst = (kvLo / BC) * BC;');
+      add(prefetchLoads('kvFirst', o.unrolled, pfK, pfV));
+    }
   }
-  add('  for (var kv0 = (kvLo / BC) * BC; kv0 < kvHi; kv0 += BC) {');
+  if (table) for (const line of tableLoopOpen(o.prefetch, (start) => prefetchLoads(start, o.unrolled, pfK, pfV))) add(line);
+  else add('  for (var kv0 = (kvLo / BC) * BC; kv0 < kvHi; kv0 += BC) {');
   if (o.prefetch) {
     for (const [arr, count, chunk, base, stride] of [['pk', pfK, 'DQ_ALL', '', 'K_STRIDE'], ['pv', pfV, 'DVP', 'V_BASE + ', 'V_STRIDE']] as const) {
       loopOrUnrolled(add, o.unrolled, count, '    ', (u) => [
@@ -275,10 +295,13 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
       ]);
     }
     add('    workgroupBarrier();');
-    add('    if (kv0 + BC < kvHi) {');
-    add('      // next block: global loads in flight while this one computes');
-    add(prefetchLoads('kv0 + BC', o.unrolled, pfK, pfV));
-    add('    }');
+    if (table) for (const line of tablePrefetchNext((start) => prefetchLoads(start, o.unrolled, pfK, pfV))) add(line);
+    else {
+      add('    if (kv0 + BC < kvHi) {');
+      add('      // next block: global loads in flight while this one computes');
+      add(prefetchLoads('kv0 + BC', o.unrolled, pfK, pfV));
+      add('    }');
+    }
   } else {
     add(`    for (var t = li; t < BC * (DQ_ALL / 8u); t += NT) {`);
     add('      let rr = t / (DQ_ALL / 8u);');
@@ -307,12 +330,15 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add(`    var sv: array<f32, ${half}>;`);
   add('    var blockMax = NEG_INF;');
   const scoreBody = (c: string) => {
+    if (o.score) return hookScoreLines(o.score, c);
     const lines = [`var s = Ss[sRow + 2u * ${c}];`];
-    if (o.softcap) lines.push('s = P.softcap * tanh(s * P.scale / P.softcap) * 1.4426950408889634;');
+    // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
+    if (o.softcap) lines.push('if (is_nan(s)) { poison = 1u; }', 's = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;');
     else lines.push('s = s * P.scaleLog2;');
     lines.push(`let j = jSide + 2 * i32(${c});`);
     if (o.alibi) lines.push('s -= slope * f32(abs(alibiDiag - j));');
     lines.push('s = select(NEG_INF, s, j >= jLo && j <= jHi);');
+    lines.push('if (nan_or_pos_inf(s)) { poison = 1u; s = NEG_INF; }');
     lines.push(`sv[${c}] = s;`, 'blockMax = max(blockMax, s);');
     return lines;
   };
@@ -359,10 +385,14 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   }
   add('    workgroupBarrier();');
   add('    if (li == 0u) { atomicStore(&rescaleFlag[0], 0u); }');
-  add('  }');
+  if (table) for (const line of tableLoopClose(o.prefetch)) add(line);
+  else add('  }');
   add('');
   add('  // O / l -> output (f16), through workgroup memory one 16-column chunk at a time');
-  add('  let inv = select(0.0, 1.0 / l, l > 0.0);');
+  const sink = o.score?.mods?.sink !== undefined;
+  if (sink) for (const line of hookSinkFinal()) add(line);
+  else add('  let inv = select(0.0, 1.0 / l, l > 0.0);');
+  add('  let poisoned = (poison | subgroupShuffleXor(poison, 1u)) != 0u;   // the row\'s two lanes');
   add('  let live = i < lenQ;');
   add('  let oRow = b * P.oSb + (startQ + i) * P.oSs + myHead * P.oSh;');
   for (let n = 0; n < chunksV; n++) {
@@ -370,13 +400,13 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add('  workgroupBarrier();');
     loopOrUnrolled(add, o.unrolled, 8, '  ', (k) => [
       `let d = ${n * 16}u + side * 8u + ${k};`,
-      `if (live && d < DV) { O[oRow + d] = f16(Ss[sBase + r * S_STRIDE + side * 8u + ${k}] * inv); }`,
+      `if (live && d < DV) { O[oRow + d] = f16(select(Ss[sBase + r * S_STRIDE + side * 8u + ${k}] * inv, nan_f32(), poisoned)); }`,
     ]);
     add('  workgroupBarrier();');
   }
   if (o.returnLse) {
     add('  if (live && side == 0u) {');
-    add('    LSE[b * P.lseSb + myHead * P.lseSh + (startQ + i) * P.lseSs] = select(bitcast<f32>(0xff800000u | P.zero), (m + log2(l)) * 0.6931471805599453, l > 0.0);');
+    add(`    LSE[b * P.lseSb + myHead * P.lseSh + (startQ + i) * P.lseSs] = ${sink ? 'select(rowLse, nan_f32(), poisoned)' : 'select(select(bitcast<f32>(0xff800000u | P.zero), (m + log2(l)) * 0.6931471805599453, l > 0.0), nan_f32(), poisoned)'};`);
     add('  }');
   }
   add('}');

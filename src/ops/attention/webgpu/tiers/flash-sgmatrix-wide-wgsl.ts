@@ -13,6 +13,7 @@
 // scale folded into exp2), writes P once as f16, and accumulates O += P·V. Row r of the subgroup
 // is lane r. Supported: causal/window, softcap, ALiBi, LSE, GQA packing; not the fused block's
 // source nor the MLA split form (those keep the 16-row kernel).
+import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import type { SgMatrixKernelOptions } from './flash-sgmatrix-wgsl.js';
 import { paramsStructWgsl } from './flash-params.js';
 
@@ -108,6 +109,7 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
   add(`const S_STRIDE = ${L.sStride}u; const P_STRIDE = ${L.pStride}u;`);
   add(`const THRESHOLD = ${o.rescaleThreshold.toFixed(1)};`);
   add('const NEG_INF = -3.0e38;');
+  add(NON_FINITE_FNS);
   add('');
   add(`var<workgroup> KVs: array<vec4<u32>, ${L.kvHalves / 8}>;   // K tile, V tile (Q tile at the start)`);
   add(`var<workgroup> Ss: array<f32, ${L.sFloats}>;    // per subgroup: S block, then O chunks`);
@@ -164,6 +166,7 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
   add('  let i = myRow0 + lane;');
   add('  var m = NEG_INF;');
   add('  var l = 0.0;');
+  add('  var poison = 0u;   // 1: row `lane` saw a NaN or +inf score (its output and LSE are NaN)');
   if (o.causalOrWindow) {
     add('  let jLo = clamp(diag + i32(i) - P.windowLeft, 0, i32(lenK));');
     add('  let jHi = clamp(diag + i32(i) + P.windowRight, -1, i32(lenK) - 1);');
@@ -210,10 +213,13 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
   add('    var blockMax = NEG_INF;');
   add('    for (var c = 0u; c < BC; c++) {');
   add('      var s = Ss[sRow + c];');
-  add(o.softcap ? '      s = P.softcap * tanh(s * P.scale / P.softcap) * 1.4426950408889634;' : '      s = s * P.scaleLog2;   // the scale folded into exp2');
+  // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
+  if (o.softcap) add('      if (is_nan(s)) { poison = 1u; }');
+  add(o.softcap ? '      s = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;' : '      s = s * P.scaleLog2;   // the scale folded into exp2');
   add('      let j = i32(kv0 + c);');
   if (o.alibi) add('      s -= slope * f32(abs(alibiDiag - j));');
   add('      s = select(NEG_INF, s, j >= jLo && j <= jHi);');
+  add('      if (nan_or_pos_inf(s)) { poison = 1u; s = NEG_INF; }');
   add('      sv[c] = s;');
   add('      blockMax = max(blockMax, s);');
   add('    }');
@@ -273,6 +279,7 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
     add('  {');
     add(`    let q = ${16 * r}u + lane / 2u;`);
     add('    let rowInv = subgroupShuffle(inv, q);');
+    add('    let rowPoisoned = subgroupShuffle(poison, q) != 0u;');
     add('    let rowI = myRow0 + q;');
     add('    let live = rowI < lenQ;');
     add('    let oRow = b * P.oSb + (startQ + rowI) * P.oSs + myHead * P.oSh;');
@@ -281,7 +288,7 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
       add('    workgroupBarrier();');
       add('    for (var k = 0u; k < 8u; k++) {');
       add(`      let d = ${n * 16}u + (lane % 2u) * 8u + k;`);
-      add('      if (live && d < DV) { O[oRow + d] = f16(Ss[sBase + (lane / 2u) * S_STRIDE + (lane % 2u) * 8u + k] * rowInv); }');
+      add('      if (live && d < DV) { O[oRow + d] = f16(select(Ss[sBase + (lane / 2u) * S_STRIDE + (lane % 2u) * 8u + k] * rowInv, nan_f32(), rowPoisoned)); }');
       add('    }');
       add('    workgroupBarrier();');
     }
@@ -289,7 +296,7 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
   }
   if (o.returnLse) {
     add('  if (i < lenQ) {');
-    add('    LSE[b * P.lseSb + myHead * P.lseSh + (startQ + i) * P.lseSs] = select(bitcast<f32>(0xff800000u | P.zero), (m + log2(l)) * 0.6931471805599453, l > 0.0);');
+    add('    LSE[b * P.lseSb + myHead * P.lseSh + (startQ + i) * P.lseSs] = select(select(bitcast<f32>(0xff800000u | P.zero), (m + log2(l)) * 0.6931471805599453, l > 0.0), nan_f32(), poison != 0u);');
     add('  }');
   }
   add('}');

@@ -10,6 +10,7 @@
 //      rescale factor is uniform over the subgroup, so O (held in registers) is rescaled exactly;
 //   3. P·V: P goes through workgroup memory; lane c accumulates O columns 4c..4c+3 (+ 4·SG, ...).
 // Tiles are vec4<f16> rows zero-padded to a multiple of 4 dims, so odd head dims need no special case.
+import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { paramsStructWgsl } from './flash-params.js';
 
 export interface SubgroupKernelOptions {
@@ -93,6 +94,7 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   add(`const DQ = ${o.dimQK}u; const DR = ${o.dimRope}u; const DQ4 = ${Lo.dq4}u; const DV = ${o.dimV}u; const DV4 = ${Lo.dv4}u;`);
   add(`const K_STRIDE4 = ${Lo.kStride4}u; const V_BASE4 = ${SG * Lo.kStride4}u; const COLS4 = ${cols4}u;`);
   add('const NEG_INF = -3.0e38;');
+  add(NON_FINITE_FNS);
   add(`var<workgroup> Qs: array<vec4<f16>, ${Lo.qVec4}>;`);
   add(`var<workgroup> KVs: array<vec4<f16>, ${Lo.kvVec4}>;`);
   add(`var<workgroup> Ps: array<f32, ${Lo.pFloats}>;`);
@@ -156,6 +158,7 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   add('  }');
   add('  var m = array<f32, R>();');
   add('  var l = array<f32, R>();');
+  add('  var poison = array<u32, R>();   // 1: the row saw a NaN or +inf score (its output is NaN)');
   add('  var acc = array<array<vec4<f32>, COLS4>, R>();');
   rowsUnrolled(add, '  ', () => ['m[r] = NEG_INF;']);
   if (o.alibi) add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + h]) * 1.4426950408889634;');
@@ -195,7 +198,11 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   {
     const add = (line: string) => softmaxRows.push(line.replace(/^      /, ''));
     add('      let i = q0 + rowBase + r;');
-    if (o.softcap) add('      var x = P.softcap * tanh(s[r] * P.scale / P.softcap) * 1.4426950408889634;');
+    // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
+    if (o.softcap) {
+      add('      if (is_nan(s[r])) { poison[r] = 1u; }');
+      add('      var x = P.softcap * tanh(clamp(s[r] * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;');
+    }
     else add('      var x = s[r] * P.scaleLog2;');
     if (o.alibi) add('      x -= slope * f32(abs(i32(i) + i32(lenK) - i32(lenQ) - j));');
     if (o.causalOrWindow) {
@@ -204,6 +211,7 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
       add('      let visible = j < i32(lenK);');
     }
     add('      x = select(NEG_INF, x, visible);');
+    add('      if (nan_or_pos_inf(x)) { poison[r] = 1u; x = NEG_INF; }');
     add('      let mNew = max(m[r], subgroupMax(x));');
     add('      // exact online softmax: the rescale factor is the same on every lane');
     add('      let alpha = select(0.0, exp2(m[r] - mNew), m[r] != NEG_INF);');
@@ -226,17 +234,18 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   {
     const add = (line: string) => outRows.push(line.replace(/^    /, ''));
     add('    let i = q0 + rowBase + r;');
+    add('    let poisoned = subgroupOr(poison[r]) != 0u;');
     add('    if (i < lenQ) {');
     add('    let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);');
     add('    let oRow = b * P.oSb + (startQ + i) * P.oSs + h * P.oSh;');
     for (let c = 0; c < cols4; c++) {
       for (let e = 0; e < 4; e++) {
-        add(`    { let col = (lane + ${c * SG}u) * 4u + ${e}u; if (col < DV) { O[oRow + col] = f16(acc[r][${c}][${e}] * inv); } }`);
+        add(`    { let col = (lane + ${c * SG}u) * 4u + ${e}u; if (col < DV) { O[oRow + col] = f16(select(acc[r][${c}][${e}] * inv, nan_f32(), poisoned)); } }`);
       }
     }
     if (o.returnLse) {
       add('    if (lane == 0u) {');
-      add('      LSE[b * P.lseSb + h * P.lseSh + (startQ + i) * P.lseSs] = select(bitcast<f32>(0xff800000u | P.zero), (m[r] + log2(l[r])) * 0.6931471805599453, l[r] > 0.0);');
+      add('      LSE[b * P.lseSb + h * P.lseSh + (startQ + i) * P.lseSs] = select(select(bitcast<f32>(0xff800000u | P.zero), (m[r] + log2(l[r])) * 0.6931471805599453, l[r] > 0.0), nan_f32(), poisoned);');
       add('    }');
     }
     add('    }');

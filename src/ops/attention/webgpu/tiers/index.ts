@@ -7,6 +7,7 @@
 //
 // FUSEDATTN_WEBGPU_TIER=sgmatrix|subgroup|portable forces a tier (an error, naming the reason, when it
 // cannot run the problem). Autotuning: see autotune.ts.
+import { webgpuTierSetting } from '../../../../core/config.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
@@ -53,8 +54,7 @@ export interface TierChoice {
 }
 
 function forcedTier(): TierName | undefined {
-  const value = globalThis.process?.env?.FUSEDATTN_WEBGPU_TIER?.trim().toLowerCase();
-  return value ? (value as TierName) : undefined;
+  return webgpuTierSetting();
 }
 
 /** The tier that runs `p`, or UnsupportedError listing why each tier refused. */
@@ -80,5 +80,7 @@ export function chooseFlashTier(p: AttentionProblem, runtime: GpuRuntime, forced
 
 /** Runs `p` on the best tier that can take it. */
 export async function runBestTier(runtime: GpuRuntime, p: AttentionProblem): Promise<AttentionResult> {
-  return chooseFlashTier(p, runtime).tier.run(runtime, p);
+  const { tier } = chooseFlashTier(p, runtime);
+  const result = await tier.run(runtime, p);
+  return { ...result, stats: { launches: 0, intermediateBytes: 0, ...result.stats, backend: 'webgpu', tier: tier.name, threads: 1 } };
 }

@@ -1,10 +1,13 @@
 // Host side of the tensor-core tier (subgroup-matrix f16 flash forward): which problems and
 // adapters it can take (a reason when not, so the chooser falls back), its tunable configurations,
 // and running one problem (one dispatch) through the GpuRuntime.
+import { nonFiniteUnsupported } from './non-finite.js';
 import type { AttentionProblem } from '../../problem.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionResult } from '../../backend.js';
-import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention } from '../attention-io.js';
+import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention, scoreParamsOf } from '../attention-io.js';
+import { gpuMods, gpuModsPipelines, hasBlockTable, modDataBinding } from '../../mods/webgpu.js';
+import { SG_SCORE_BINDINGS, type SgScoreHook } from './sgmatrix-score-hook.js';
 import { dispatchFastTier } from './dispatch.js';
 import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { packParams } from './flash-params.js';
@@ -85,17 +88,17 @@ export function sgMatrixAdapterUnsupported(d: TierDevice): string | undefined {
 /** Why the tier cannot run `p` (problem options the kernel does not implement, sizes), or undefined. */
 export function sgMatrixProblemUnsupported(p: AttentionProblem, d: TierDevice): string | undefined {
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
-  if (p.mask) return 'boolean masks are not implemented in this tier';
-  if (p.bias) return 'additive bias tensors are not implemented in this tier';
   if (p.dimQK + p.dimRope > 256 || p.dimV > 256) return `head dims up to 256 (got Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''}, Dv ${p.dimV})`;
   if (!SG_MATRIX_CONFIGS.some((c) => fits(kernelOptionsOf(p, c), d))) return 'no configuration fits the workgroup memory limit for these head dims';
-  const buffers = 5 + (p.returnLse ? 1 : 0) + (p.qRope ? 2 : 0);
+  const buffers = 5 + (p.returnLse ? 1 : 0) + (p.qRope ? 2 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (p.mods || p.blockMask || p.mask ? 1 : 0);
   if (buffers > d.limits.maxStorageBuffersPerShaderStage) return `needs ${buffers} storage buffers, the device allows ${d.limits.maxStorageBuffersPerShaderStage}`;
   for (const [name, bytes] of bindingSizes(p, d.limits.minStorageBufferOffsetAlignment)) {
     if (bytes > d.limits.maxStorageBufferBindingSize) return `${name} needs a ${bytes}-byte binding, the device allows ${d.limits.maxStorageBufferBindingSize}`;
   }
   const max = d.limits.maxComputeWorkgroupsPerDimension;
   if (Math.ceil(p.seqQ / 16) > max || p.headsQ > max || p.batch > max) return 'the grid exceeds maxComputeWorkgroupsPerDimension';
+  const nonFinite = nonFiniteUnsupported(p);
+  if (nonFinite) return nonFinite;
   return undefined;
 }
 
@@ -107,9 +110,10 @@ function fits(o: TierKernelOptions, d: TierDevice): boolean {
  * Kernel options for problem `p` under `config`. Features the problem rules out are switched off
  * here (vector loads need 8-aligned offsets/strides, prefetch needs them), never silently wrong.
  */
-export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, elementBases: number[] = [0, 0, 0, 0, 0]): TierKernelOptions {
+export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, elementBases: number[] = [0, 0, 0, 0, 0], blockTable = false): TierKernelOptions {
   const group = p.headsQ / p.headsKv;
-  let headsPerTile = Math.min(config.headsPerTile, group, config.subgroups);
+  // a block table has one row per head: one head per workgroup then
+  let headsPerTile = mayHaveBlockTable(p) ? 1 : Math.min(config.headsPerTile, group, config.subgroups);
   while (group % headsPerTile !== 0 || config.subgroups % headsPerTile !== 0) headsPerTile--;
   const views = [p.q, p.k, p.v, p.qRope, p.kRope];
   const aligned = views.every((v, i) => !v || ((v.offset + elementBases[i]) % 8 === 0 && v.strides.b % 8 === 0 && v.strides.s % 8 === 0 && v.strides.h % 8 === 0));
@@ -134,9 +138,28 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
     // measured on the H200 (docs/GPU-NOTES.md, run 5): the rolled loops were ~20% faster here
     unrolled: false,
   };
-  if (config.rowsPerSubgroup === 32) return { ...o, rowFrags: 2 }; // the wide kernel refuses rather than drops prefetch
+  if (p.mask || p.bias || p.mods || blockTable) o.score = scoreHookOf(p, blockTable);
+  // the wide kernel refuses rather than drops prefetch (and refuses the score hook: it has none)
+  if (config.rowsPerSubgroup === 32) return { ...o, rowFrags: 2 };
   if (o.prefetch && sgMatrixOptionsProblem(o) !== undefined) o.prefetch = false;
   return o;
+}
+
+/** A call whose block structure (block mask, dense mask) the kernel may walk. */
+function mayHaveBlockTable(p: AttentionProblem): boolean {
+  return p.blockMask !== undefined || p.mask !== undefined;
+}
+
+function scoreHookOf(p: AttentionProblem, blockTable: boolean): SgScoreHook {
+  return {
+    mask: p.mask !== undefined,
+    bias: p.bias ? (p.bias.tensor.dtype as 'float32' | 'float16') : 'none',
+    windowed: p.window.left !== Infinity || p.window.right !== Infinity,
+    softcap: p.softcap > 0,
+    alibi: p.alibi !== undefined,
+    mods: p.mods?.kernel,
+    blockTable,
+  };
 }
 
 /**
@@ -186,9 +209,22 @@ export function runSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: Sg
 /** Records the kernel for `p` on its bound operands. */
 async function recordSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: SgMatrixConfig, io: AttentionOperands): Promise<void> {
   const bases = [io.q.elementBase, io.k.elementBase, io.v.elementBase, io.qRope?.elementBase ?? 0, io.kRope?.elementBase ?? 0];
-  const o = kernelOptionsOf(p, config, bases);
+  const plain = kernelOptionsOf(p, config, bases);
+  // block structure at this configuration's tiles: a workgroup's query rows, BC keys
+  const rows = 16 * (isWide(plain) ? plain.rowFrags : 1) * plain.subgroups;
+  const mods = mayHaveBlockTable(p) || p.mods ? gpuMods(p, { rows, keys: plain.blockKeys, denseKeys: plain.blockKeys }) : undefined;
+  const o = hasBlockTable(mods) ? kernelOptionsOf(p, config, bases, true) : plain;
+  const tablePipes = mods ? await gpuModsPipelines(runtime, mods) : undefined;
   const pipeline = isWide(o) ? await runtime.pipeline(sgMatrixWideKernel, o) : await runtime.pipeline(sgMatrixKernel, o);
   const grid = sgMatrixGrid(p, o);
   const params = packParams(p, grid[0], { q: bases[0], k: bases[1], v: bases[2], qRope: bases[3], kRope: bases[4] });
-  dispatchFastTier(runtime, p, io, { label: 'flash-sgmatrix', pipeline, params, grid });
+  const extra: Record<number, GPUBuffer | GPUBufferBinding> = {};
+  if (o.score) {
+    extra[SG_SCORE_BINDINGS.params] = runtime.uniform(scoreParamsOf(p, io.mask, io.bias), 'score params');
+    if (io.mask) extra[SG_SCORE_BINDINGS.mask] = io.mask.binding;
+    if (io.bias) extra[SG_SCORE_BINDINGS.bias] = io.bias.binding;
+    const modData = mods ? modDataBinding(runtime, p, mods, io.mask, tablePipes) : undefined;
+    if (modData) extra[SG_SCORE_BINDINGS.modData] = modData;
+  }
+  dispatchFastTier(runtime, p, io, { label: 'flash-sgmatrix', pipeline, params, grid, extra });
 }

@@ -4,6 +4,7 @@
 // ranks it last, so it runs only when forced with FUSEDATTN_WEBGPU_TIER=subgroup): it is the only
 // f16 path for adapters with subgroups but without subgroup matrices (most non-NVIDIA GPUs), where
 // it has not been measured yet.
+import { nonFiniteUnsupported } from './non-finite.js';
 import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { bindingSizes, measuredAttention } from '../attention-io.js';
@@ -46,6 +47,7 @@ export function subgroupProblemUnsupported(p: AttentionProblem, d: SubgroupDevic
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
   if (p.mask) return 'boolean masks are not implemented in this tier';
   if (p.bias) return 'additive bias tensors are not implemented in this tier';
+  if (p.mods || p.blockMask) return 'score/mask/sink functions and block masks are not implemented in this tier';
   const o = subgroupOptionsOf(p, d);
   const bytes = subgroupWorkgroupBytes(o);
   if (bytes > d.limits.maxComputeWorkgroupStorageSize) return `head dims need ${bytes} bytes of workgroup memory, the device allows ${d.limits.maxComputeWorkgroupStorageSize}`;
@@ -56,6 +58,8 @@ export function subgroupProblemUnsupported(p: AttentionProblem, d: SubgroupDevic
   }
   const max = d.limits.maxComputeWorkgroupsPerDimension;
   if (Math.ceil(p.seqQ / (o.rows * o.subgroups)) > max || p.headsQ > max || p.batch > max) return 'the grid exceeds maxComputeWorkgroupsPerDimension';
+  const nonFinite = nonFiniteUnsupported(p);
+  if (nonFinite) return nonFinite;
   return undefined;
 }
 

@@ -1,0 +1,226 @@
+// Linear attention and Performer on WebGPU: features, [V | 1], then the strided batched matmul
+// (ops/gemm/webgpu) for every product, f32 throughout, q/k/v read in their layout and dtype.
+//   non-causal  state = φ(K)ᵀ[V|1] (F × Dv+1 per head); num = φ(Q)·state               6 dispatches
+//   causal      per chunk c (C query rows, keys from i0 + Sk − Sq): A_c = mask(φ(Q_c)φ(K_c)ᵀ),
+//               S_c = φ(K_c)ᵀ[V_c|1], P_c = Σ_{c' < c} S_c' (+ the keys before the first chunk),
+//               num_c = A_c·[V_c|1] + φ(Q_c)·P_c (one split-K matmul)                 8-9 dispatches
+//   out = num[:, :Dv] / num[:, Dv], in q's layout and dtype.
+// Performer adds X·Wᵀ for q and k and the per-row / per-head stabilisers (5 dispatches).
+import { UnsupportedError } from '../../../core/errors.js';
+import { type GpuRuntime, type Pipeline, defineKernel, getRuntime } from '../../../engines/webgpu/runtime.js';
+import type { AttentionResult } from '../../attention/backend.js';
+import type { StridedView } from '../../attention/problem.js';
+import { type AttentionOperands, measuredAttention } from '../../attention/webgpu/attention-io.js';
+import { packModData } from '../../attention/mods/plan.js';
+import { buildMatmul, type MatmulOptions } from '../../gemm/webgpu/matmul.wgsl.js';
+import { type MatrixOperand, dispatchMatmul, matmulKernel } from '../../gemm/webgpu/matmul.js';
+import type { ApproxProblem } from '../problem.js';
+import {
+  APPROX_PARAMS, CAUSAL_CHUNK_EPILOGUE, type FeatureKernelOptions, buildAugment, buildFeatures, buildNormalize, buildPerformerKeys,
+  buildPerformerRows, buildPlaneMax, buildPrefix, featuresBindData,
+} from './kernels.wgsl.js';
+
+const featuresKernel = defineKernel<FeatureKernelOptions>('approx-features', buildFeatures);
+const augmentKernel = defineKernel<{ dtype: 'float32' | 'float16' }>('approx-augment', buildAugment);
+const rowsKernel = defineKernel<{ dtype: 'float32' | 'float16'; keys: boolean }>('approx-performer-rows', buildPerformerRows);
+const planeMaxKernel = defineKernel<Record<string, never>>('approx-plane-max', buildPlaneMax);
+const keysKernel = defineKernel<Record<string, never>>('approx-performer-keys', buildPerformerKeys);
+const prefixKernel = defineKernel<Record<string, never>>('approx-prefix', buildPrefix);
+const normalizeKernel = defineKernel<{ out: 'float32' | 'float16' }>('approx-normalize', buildNormalize);
+const causalScoresKernel = defineKernel<MatmulOptions>('approx-causal-scores', (o) => buildMatmul(o, { wgsl: CAUSAL_CHUNK_EPILOGUE }));
+
+const F32: MatmulOptions = { a: 'float32', b: 'float32', out: 'float32', transposeB: false, splitK: false, ragged: false };
+
+type Params = Parameters<typeof APPROX_PARAMS.pack>[0];
+
+function pack(values: Partial<Params>): ArrayBuffer {
+  return APPROX_PARAMS.pack({
+    x_strides: [0, 0, 0, 0], x_off: 0, heads: 0, group: 1, seq: 0, cols: 0, rows: 0, chunks: 0, words: 0, half_scale: 0, dim: 0, has_pre: 0, dv: 0, ...values,
+  } as Params);
+}
+
+const viewStrides = (v: StridedView): [number, number, number, number] => [v.strides.b, v.strides.h, v.strides.s, v.strides.d];
+
+/** Why WebGPU cannot run `p`, or undefined. */
+export function approxGpuUnsupported(p: ApproxProblem, runtime: Pick<GpuRuntime, 'limits'>): string | undefined {
+  const b = p.base;
+  const max = runtime.limits.maxComputeWorkgroupsPerDimension;
+  if (p.causal && b.seqQ > b.seqK) return `causal with Sq (${b.seqQ}) > Sk (${b.seqK}) is not implemented on WebGPU (the CPU backend has it)`;
+  if (b.batch * b.headsQ > max) return `batch x heads (${b.batch * b.headsQ}) exceeds maxComputeWorkgroupsPerDimension ${max}`;
+  const chunks = Math.ceil(b.seqQ / p.chunk);
+  if (p.causal && b.batch * b.headsQ * chunks > max) return `batch x heads x chunks (${b.batch * b.headsQ * chunks}) exceeds ${max}: use a larger chunkSize`;
+  return undefined;
+}
+
+export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice): Promise<AttentionResult> {
+  const runtime = await getRuntime(device);
+  const reason = approxGpuUnsupported(p, runtime);
+  if (reason) throw new UnsupportedError('options.backend', `approximate attention on WebGPU: ${reason}`);
+  const b = p.base;
+  const dtype = b.dtype;
+  const pipelines = {
+    features: p.mapPlan ? await runtime.pipeline(featuresKernel, { dtype, map: p.mapPlan.kernel }) : undefined,
+    augment: await runtime.pipeline(augmentKernel, { dtype }),
+    normalize: await runtime.pipeline(normalizeKernel, { out: dtype }),
+    matmulIn: await runtime.pipeline(matmulKernel, { ...F32, a: dtype, transposeB: true }),
+    matmul: await runtime.pipeline(matmulKernel, F32),
+    split: p.causal ? await runtime.pipeline(matmulKernel, { ...F32, splitK: true }) : undefined,
+    causal: p.causal ? await runtime.pipeline(causalScoresKernel, { ...F32, transposeB: true }) : undefined,
+    prefix: p.causal ? await runtime.pipeline(prefixKernel, {}) : undefined,
+    qRows: p.projection ? await runtime.pipeline(rowsKernel, { dtype, keys: false }) : undefined,
+    kRows: p.projection ? await runtime.pipeline(rowsKernel, { dtype, keys: true }) : undefined,
+    planeMax: p.projection ? await runtime.pipeline(planeMaxKernel, {}) : undefined,
+    keys: p.projection ? await runtime.pipeline(keysKernel, {}) : undefined,
+  };
+  return measuredAttention(runtime, b, (io) => record(runtime, p, io, pipelines as Record<string, Pipeline>));
+}
+
+function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pipe: Record<string, Pipeline>): void {
+  const b = p.base;
+  const BH = b.batch * b.headsQ;
+  const F = p.features;
+  const W = b.dimV + 1;
+  const group = b.headsQ / b.headsKv;
+  const scratch: GPUBuffer[] = [];
+  const buffer = (floats: number, label: string) => {
+    const buf = runtime.acquire(Math.max(16, 4 * floats), 'intermediate', label);
+    scratch.push(buf);
+    return buf;
+  };
+  const dispatch = (label: string, pipeline: Pipeline, entries: Record<number, GPUBuffer | GPUBufferBinding>, workgroups: [number, number, number]) =>
+    runtime.dispatch({ label, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups });
+  const perElement = (n: number): [number, number, number] => [Math.max(1, Math.ceil(n / 256)), BH, 1];
+  const operand = (binding: GPUBuffer | GPUBufferBinding, offset: number, strides: [number, number, number, number]): MatrixOperand => ({ binding, offset, strides });
+  try {
+    if (b.seqQ === 0) return;
+    // ---- features φ(Q) [BH][Sq][F], φ(K) [BH][Sk][F]
+    const phiQ = buffer(BH * b.seqQ * F, 'phi(Q)');
+    const phiK = buffer(BH * b.seqK * F, 'phi(K)');
+    if (p.mapPlan) {
+      const data = featuresBindData({ dtype: b.dtype, map: p.mapPlan.kernel }) ? runtime.uploadTransient(packModData(p.mapPlan.tensors), 'feature map data') : undefined;
+      for (const [view, operandOf, out, seq, g] of [[b.q, io.q, phiQ, b.seqQ, 1], [b.k, io.k, phiK, b.seqK, group]] as const) {
+        const entries: Record<number, GPUBuffer | GPUBufferBinding> = {
+          0: runtime.uniform(pack({ x_strides: viewStrides(view), x_off: view.offset + operandOf.elementBase, heads: b.headsQ, group: g, seq, cols: F }), 'features params'),
+          1: operandOf.binding, 2: out,
+        };
+        if (data) entries[3] = data;
+        if (seq > 0) dispatch('approx-features', pipe.features, entries, perElement(seq * F));
+      }
+    } else {
+      performerFeatures(runtime, p, io, pipe, phiQ, phiK, buffer, dispatch, perElement);
+    }
+    // ---- [V | 1] [BH][Sk][Dv + 1]
+    const aug = buffer(BH * b.seqK * W, '[V | 1]');
+    if (b.seqK > 0) {
+      dispatch('approx-augment', pipe.augment, {
+        0: runtime.uniform(pack({ x_strides: viewStrides(b.v), x_off: b.v.offset + io.v.elementBase, heads: b.headsQ, group, seq: b.seqK, cols: b.dimV }), 'augment params'),
+        1: io.v.binding, 2: aug,
+      }, perElement(b.seqK * W));
+    }
+    // ---- numerators [BH][rows][Dv + 1]
+    let rowsPerPlane = b.seqQ;
+    let num: GPUBuffer;
+    if (!p.causal) {
+      const state = buffer(BH * F * W, 'state');
+      dispatchMatmul(runtime, pipe.matmul, {
+        label: 'approx-state', options: F32, m: F, n: W, k: b.seqK, outer: BH, inner: 1,
+        a: operand(phiK, 0, [b.seqK * F, 0, 1, F]), b: operand(aug, 0, [b.seqK * W, 0, W, 1]), c: operand(state, 0, [F * W, 0, W, 1]),
+      });
+      num = buffer(BH * b.seqQ * W, 'numerators');
+      dispatchMatmul(runtime, pipe.matmul, {
+        label: 'approx-num', options: F32, m: b.seqQ, n: W, k: F, outer: BH, inner: 1,
+        a: operand(phiQ, 0, [b.seqQ * F, 0, F, 1]), b: operand(state, 0, [F * W, 0, W, 1]), c: operand(num, 0, [b.seqQ * W, 0, W, 1]),
+      });
+    } else {
+      const C = p.chunk;
+      const chunks = Math.ceil(b.seqQ / C);
+      const off = b.seqK - b.seqQ;
+      rowsPerPlane = chunks * C;
+      const scores = buffer(BH * chunks * C * C, 'chunk scores');
+      dispatchMatmul(runtime, pipe.causal, {
+        label: 'approx-chunk-scores', options: { ...F32, transposeB: true }, m: C, n: C, k: F, outer: BH, inner: chunks,
+        a: operand(phiQ, 0, [b.seqQ * F, C * F, F, 1]), b: operand(phiK, off * F, [b.seqK * F, C * F, F, 1]), c: operand(scores, 0, [chunks * C * C, C * C, C, 1]),
+      });
+      const states = buffer(BH * chunks * F * W, 'chunk states');
+      dispatchMatmul(runtime, pipe.matmul, {
+        label: 'approx-chunk-states', options: F32, m: F, n: W, k: C, outer: BH, inner: chunks,
+        a: operand(phiK, off * F, [b.seqK * F, C * F, 1, F]), b: operand(aug, off * W, [b.seqK * W, C * W, W, 1]), c: operand(states, 0, [chunks * F * W, F * W, W, 1]),
+      });
+      const pre = buffer(off > 0 ? BH * F * W : 4, 'keys before the first chunk');
+      if (off > 0) {
+        dispatchMatmul(runtime, pipe.matmul, {
+          label: 'approx-pre-state', options: F32, m: F, n: W, k: off, outer: BH, inner: 1,
+          a: operand(phiK, 0, [b.seqK * F, 0, 1, F]), b: operand(aug, 0, [b.seqK * W, 0, W, 1]), c: operand(pre, 0, [F * W, 0, W, 1]),
+        });
+      }
+      dispatch('approx-prefix', pipe.prefix, {
+        0: runtime.uniform(pack({ chunks, words: F * W, has_pre: off > 0 ? 1 : 0 }), 'prefix params'), 2: states, 3: pre,
+      }, perElement(F * W));
+      num = buffer(BH * rowsPerPlane * W, 'numerators');
+      dispatchMatmul(runtime, pipe.split, {
+        label: 'approx-chunk-num', options: { ...F32, splitK: true }, m: C, n: W, k: C, k2: F, outer: BH, inner: chunks,
+        a: operand(scores, 0, [chunks * C * C, C * C, C, 1]), b: operand(aug, off * W, [b.seqK * W, C * W, W, 1]),
+        a2: operand(phiQ, 0, [b.seqQ * F, C * F, F, 1]), b2: operand(states, 0, [chunks * F * W, F * W, W, 1]),
+        c: operand(num, 0, [rowsPerPlane * W, C * W, W, 1]),
+      });
+    }
+    // ---- out = num / normaliser, in q's layout and dtype
+    const total = b.outShape.reduce((x, y) => x * y, 1);
+    const st = b.outStrides;
+    const order = ([[st.b, 0], [st.h, 1], [st.s, 2], [st.d, 3]] as Array<[number, number]>).sort((x, y) => y[0] - x[0] || x[1] - y[1]);
+    const threads = b.dtype === 'float16' ? Math.ceil(total / 2) : total;
+    const groups = Math.ceil(threads / 256);
+    dispatch('approx-normalize', pipe.normalize, {
+      0: runtime.uniform(pack({ heads: b.headsQ, seq: rowsPerPlane, rows: total, dv: b.dimV }), 'normalize params'),
+      2: num, 3: io.out, 4: runtime.uploadTransient(Uint32Array.from(order.flat()), 'output order'),
+    }, [Math.min(groups, 65535), Math.ceil(groups / 65535), 1]);
+  } finally {
+    // the kernels that read them are queued; the pool hands them out again only to later work
+    for (const s of scratch) runtime.release(s);
+  }
+}
+
+/** Performer: φ(Q) = exp(X·Wᵀ − row max); φ(K) = exp(X·Wᵀ − |k|²/2 − G), one G per key head. */
+function performerFeatures(
+  runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pipe: Record<string, Pipeline>, phiQ: GPUBuffer, phiK: GPUBuffer,
+  buffer: (floats: number, label: string) => GPUBuffer,
+  dispatch: (label: string, pipeline: Pipeline, entries: Record<number, GPUBuffer | GPUBufferBinding>, workgroups: [number, number, number]) => void,
+  perElement: (n: number) => [number, number, number],
+): void {
+  const b = p.base;
+  const F = p.features;
+  const D = b.dimQK;
+  const projection = runtime.uploadTransient(p.projection!, 'performer projection');
+  const planesK = b.batch * b.headsKv;
+  const rowGrid = (rows: number): [number, number, number] => [Math.min(rows, 65535), Math.ceil(rows / 65535), 1];
+  // queries straight into φ(Q), then exp(· − row max) in place
+  dispatchMatmul(runtime, pipe.matmulIn, {
+    label: 'performer-q-projection', options: { ...F32, a: b.dtype, transposeB: true }, m: b.seqQ, n: F, k: D, outer: b.batch, inner: b.headsQ, alpha: p.scaleSqrt,
+    a: { binding: io.q.binding, offset: b.q.offset + io.q.elementBase, strides: [b.q.strides.b, b.q.strides.h, b.q.strides.s, b.q.strides.d] },
+    b: { binding: projection, offset: 0, strides: [0, 0, D, 1] },
+    c: { binding: phiQ, offset: 0, strides: [b.headsQ * b.seqQ * F, b.seqQ * F, F, 1] },
+  });
+  const qRows = b.batch * b.headsQ * b.seqQ;
+  dispatch('performer-q-rows', pipe.qRows, { 0: runtime.uniform(pack({ cols: F, rows: qRows }), 'rows params'), 2: phiQ }, rowGrid(qRows));
+  if (b.seqK === 0) return;
+  // keys: X·Wᵀ per key head, row log weights, one stabiliser per key head, then φ(K) per query head
+  const xw = buffer(planesK * b.seqK * F, 'performer k projection');
+  dispatchMatmul(runtime, pipe.matmulIn, {
+    label: 'performer-k-projection', options: { ...F32, a: b.dtype, transposeB: true }, m: b.seqK, n: F, k: D, outer: b.batch, inner: b.headsKv, alpha: p.scaleSqrt,
+    a: { binding: io.k.binding, offset: b.k.offset + io.k.elementBase, strides: [b.k.strides.b, b.k.strides.h, b.k.strides.s, b.k.strides.d] },
+    b: { binding: projection, offset: 0, strides: [0, 0, D, 1] },
+    c: { binding: xw, offset: 0, strides: [b.headsKv * b.seqK * F, b.seqK * F, F, 1] },
+  });
+  const stats = buffer(2 * planesK * b.seqK, 'performer key stats');
+  const kRows = planesK * b.seqK;
+  dispatch('performer-k-rows', pipe.kRows, {
+    0: runtime.uniform(pack({ x_strides: [b.k.strides.b, b.k.strides.h, b.k.strides.s, b.k.strides.d], x_off: b.k.offset + io.k.elementBase, heads: b.headsKv, seq: b.seqK, cols: F, rows: kRows, dim: D, half_scale: (p.scaleSqrt * p.scaleSqrt) / 2 }), 'rows params'),
+    1: io.k.binding, 2: xw, 3: stats,
+  }, rowGrid(kRows));
+  const planeMax = buffer(planesK, 'performer key stabilisers');
+  dispatch('performer-plane-max', pipe.planeMax, { 0: runtime.uniform(pack({ seq: b.seqK }), 'plane max params'), 3: stats, 4: planeMax }, [planesK, 1, 1]);
+  dispatch('performer-keys', pipe.keys, {
+    0: runtime.uniform(pack({ heads: b.headsQ, group: b.headsQ / b.headsKv, chunks: b.headsKv, seq: b.seqK, cols: F }), 'keys params'),
+    2: xw, 3: stats, 4: planeMax, 5: phiK,
+  }, perElement(b.seqK * F));
+}

@@ -1,0 +1,132 @@
+// Approximate attention (issue 13, seed 004): linear attention and Performer on the CPU and WebGPU
+// against their float64 reference (odd sizes, GQA, Sq != Sk, float16, BSND), the causal chunked
+// form against the explicit causal sum for several chunk sizes, the seeded projection's
+// properties, Performer's error against exact softmax attention shrinking with M, and the errors.
+import { describe, expect, it } from 'vitest';
+import { Tensor, UnsupportedError, ValueError, featureMap, floatsToHalf, linearAttention, performerAttention, performerProjection, referenceApprox, referenceAttention, validateAttention, type BackendName } from '../dist/index.js';
+import { validateApprox } from '../dist/ops/approx/problem.js';
+import { checkF32, normal, randomFloats, uniform } from '../dist/testing/index.js';
+import { skipNotice } from './webgpu-helpers.js';
+
+interface Shape { batch: number; headsQ: number; headsKv: number; seqQ: number; seqK: number; dim: number; dimV: number }
+
+function inputs(s: Shape, seed: number, half = false) {
+  const gauss = normal(uniform(seed));
+  const t = (shape: number[]) => {
+    const values = randomFloats(shape.reduce((a, b) => a * b, 1), gauss, 0.7);
+    return half ? Tensor.fromData(floatsToHalf(values), shape, 'float16') : Tensor.fromData(values, shape);
+  };
+  return { q: t([s.batch, s.headsQ, s.seqQ, s.dim]), k: t([s.batch, s.headsKv, s.seqK, s.dim]), v: t([s.batch, s.headsKv, s.seqK, s.dimV]) };
+}
+
+type Kind = 'linear' | 'performer';
+async function check(backend: BackendName, kind: Kind, s: Shape, options: Record<string, unknown>, seed: number, rtol = 1e-5): Promise<void> {
+  const { q, k, v } = inputs(s, seed);
+  const ref = referenceApprox(validateApprox(kind, q, k, v, options as never));
+  const run = kind === 'linear' ? linearAttention : performerAttention;
+  const result = await run(q, k, v, { ...options, backend } as never);
+  expect(result.out.shape).toEqual([s.batch, s.headsQ, s.seqQ, s.dimV]);
+  expect(checkF32('out', result.out.toFloat32(), ref, rtol), `seed ${seed}`).toBeUndefined();
+}
+
+const GQA: Shape = { batch: 2, headsQ: 4, headsKv: 2, seqQ: 77, seqK: 90, dim: 24, dimV: 19 };
+const SQUARE: Shape = { batch: 1, headsQ: 3, headsKv: 3, seqQ: 101, seqK: 101, dim: 33, dimV: 16 };
+const square = featureMap(({ x }) => x.mul(x).add(0.05), 'x^2 + 0.05');
+
+const CASES: Array<[string, Kind, Shape, Record<string, unknown>]> = [
+  ['linear elu+1, GQA, Sq != Sk', 'linear', GQA, {}],
+  ['linear relu, causal chunk 16', 'linear', GQA, { featureMap: 'relu', causal: true, chunkSize: 16 }],
+  ['linear expression map, causal chunk 7 (odd)', 'linear', SQUARE, { featureMap: square, causal: true, chunkSize: 7 }],
+  ['Performer M 64', 'performer', GQA, { features: 64, seed: 5 }],
+  ['Performer M 40 (not a multiple of D), causal chunk 32', 'performer', SQUARE, { features: 40, seed: 1, causal: true, chunkSize: 32 }],
+];
+
+describe('approximate attention on the CPU against the float64 reference', () => {
+  for (const [index, [name, kind, shape, options]] of CASES.entries()) it(name, () => check('cpu', kind, shape, options, 50 + index));
+
+  it('causal with Sq > Sk: early queries see no key and output 0', async () => {
+    const s: Shape = { batch: 1, headsQ: 2, headsKv: 1, seqQ: 40, seqK: 25, dim: 8, dimV: 8 };
+    await check('cpu', 'linear', s, { causal: true, chunkSize: 9 }, 3);
+    const { q, k, v } = inputs(s, 3);
+    const out = (await linearAttention(q, k, v, { causal: true, backend: 'cpu' })).out.toFloat32();
+    expect(Array.from(out.subarray(0, 15 * 8)).every((x) => x === 0)).toBe(true);
+  });
+
+  it('float16 in BSND stays within float16 rounding of the reference', async () => {
+    const { q, k, v } = inputs(SQUARE, 8, true);
+    const perm = (t: Tensor, seq: number, dim: number) => {
+      const x = t.data as Uint16Array;
+      const y = new Uint16Array(x.length);
+      for (let h = 0; h < 3; h++) for (let s = 0; s < seq; s++) for (let d = 0; d < dim; d++) y[(s * 3 + h) * dim + d] = x[(h * seq + s) * dim + d];
+      return Tensor.fromData(y, [1, seq, 3, dim], 'float16');
+    };
+    const [q2, k2, v2] = [perm(q, 101, 33), perm(k, 101, 33), perm(v, 101, 16)];
+    const ref = referenceApprox(validateApprox('linear', q2, k2, v2, { layout: 'BSND' }));
+    const out = (await linearAttention(q2, k2, v2, { layout: 'BSND', backend: 'cpu' })).out;
+    expect(out.dtype).toBe('float16');
+    expect(checkF32('out', out.toFloat32(), ref, 2e-3)).toBeUndefined();
+  });
+});
+
+describe('Performer features', () => {
+  it('are seeded: same seed and draw, same projection; blocks of D rows are orthogonal; rows have Gaussian norms', () => {
+    const a = performerProjection(20, 8, 7, 0);
+    expect(performerProjection(20, 8, 7, 0)).toEqual(a);
+    expect(performerProjection(20, 8, 7, 1)).not.toEqual(a);
+    expect(performerProjection(20, 8, 8, 0)).not.toEqual(a);
+    const row = (r: number) => a.subarray(r * 8, r * 8 + 8);
+    const dot = (x: Float32Array, y: Float32Array) => x.reduce((s, v, i) => s + v * y[i], 0);
+    for (const [r, s] of [[0, 1], [2, 7], [9, 15], [16, 19]]) expect(Math.abs(dot(row(r), row(s))) / Math.sqrt(dot(row(r), row(r)) * dot(row(s), row(s)))).toBeLessThan(1e-5);
+    const big = performerProjection(4096, 16, 1, 0);
+    let mean = 0;
+    for (let r = 0; r < 4096; r++) mean += dot(big.subarray(r * 16, r * 16 + 16), big.subarray(r * 16, r * 16 + 16)) / 4096;
+    expect(mean).toBeGreaterThan(15); // E|ω|² = D
+    expect(mean).toBeLessThan(17);
+  });
+
+  it('approximate exact softmax attention better with more features', async () => {
+    const s: Shape = { batch: 1, headsQ: 2, headsKv: 2, seqQ: 64, seqK: 64, dim: 16, dimV: 16 };
+    const { q, k, v } = inputs(s, 21);
+    const exact = referenceAttention(validateAttention(q, k, v, {})).out;
+    const error = async (features: number) => {
+      const out = (await performerAttention(q, k, v, { features, seed: 2, backend: 'cpu' })).out.toFloat32();
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < out.length; i++) {
+        num += (out[i] - exact[i]) ** 2;
+        den += exact[i] ** 2;
+      }
+      return Math.sqrt(num / den);
+    };
+    const [e16, e256, e2048] = [await error(16), await error(256), await error(2048)];
+    expect(e256).toBeLessThan(e16);
+    expect(e2048).toBeLessThan(e256);
+    expect(e2048).toBeLessThan(0.25); // FAVOR+ variance ~ e^{|q+k|²}/M: about 1/sqrt(M) here
+  });
+});
+
+describe('approximate attention checks its arguments', () => {
+  const { q, k, v } = inputs({ batch: 1, headsQ: 2, headsKv: 1, seqQ: 5, seqK: 6, dim: 4, dimV: 4 }, 1);
+  it('with typed errors naming the option', () => {
+    expect(() => validateApprox('linear', q, k, v, { mask: 1 } as never)).toThrow(/options.mask is not a linearAttention option/);
+    expect(() => validateApprox('linear', q, k, v, { featureMap: 'gelu' } as never)).toThrow(ValueError);
+    expect(() => validateApprox('performer', q, k, v, { features: 0 })).toThrow(/positive integer/);
+    expect(() => validateApprox('performer', q, k, v, { projection: new Float32Array(7) })).toThrow(/M x D/);
+    expect(() => validateApprox('linear', q, k, v, { chunkSize: 0 })).toThrow(/chunkSize/);
+    expect(() => validateApprox('linear', q, k, v, { layout: 'TND' as never })).toThrow(UnsupportedError);
+    expect(() => validateApprox('linear', q, Tensor.fromData(new Float32Array(30), [1, 1, 6, 5]), v, {})).toThrow(/head dim/);
+  });
+});
+
+describe('approximate attention on WebGPU', async () => {
+  const skip = await skipNotice('the WebGPU approximate attention tests');
+  for (const [index, [name, kind, shape, options]] of CASES.entries()) {
+    if (index === 2) continue; // the expression map runs on the CPU; its WGSL is the scoreMod path the mods tests cover
+    it.skipIf(skip)(name, () => check('webgpu', kind, shape, options, 70 + index));
+  }
+  it.skipIf(skip)('CPU and GPU draw the same Performer projection (results agree)', async () => {
+    const { q, k, v } = inputs(GQA, 9);
+    const [a, b] = [await performerAttention(q, k, v, { features: 32, seed: 11, backend: 'cpu' }), await performerAttention(q, k, v, { features: 32, seed: 11, backend: 'webgpu' })];
+    expect(checkF32('out', b.out.toFloat32(), a.out.toFloat32(), 1e-5)).toBeUndefined();
+  });
+});
