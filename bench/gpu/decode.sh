@@ -15,7 +15,7 @@ smoke=${SMOKE:+--smoke}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
 if [[ -z $smoke ]]; then
-  t0=$SECONDS; timeout 120 node node_modules/vitest/vitest.mjs run test/decode.test.ts test/paged-cache.test.ts test/decode-composite.test.ts test/model-batching.test.ts > "$OUT/decode-tests.log" 2>&1; step tests $?
+  t0=$SECONDS; timeout 120 node node_modules/vitest/vitest.mjs run test/decode.test.ts test/paged-cache.test.ts test/decode-composite.test.ts test/decode-wgsl.test.ts test/model-batching.test.ts > "$OUT/decode-tests.log" 2>&1; step tests $?
   grep -E "×|FAIL|Test Files|Tests " "$OUT/decode-tests.log" | tail -20
 fi
 t0=$SECONDS; timeout 70 python3 bench/decode_torch.py $smoke > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; step torch $?
