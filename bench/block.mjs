@@ -8,9 +8,11 @@
 //   node bench/block.mjs --backend cpu --batch 1 [--seq 1024]
 // On the GPU machine (see BENCHMARKS.md for the exact command):
 //   source .gpu/env.sh && node bench/block.mjs --backend webgpu --out $OUT/block.jsonl --trace $OUT/block-trace.json
-// Before timing on WebGPU it checks every GEMM tier it will time against the float64 module
-// (the subgroup-matrix tier can only be checked on a GPU that has it). Prints a table; appends one
-// JSON line per row (adapter, date, commit) to --out.
+// Before timing on WebGPU it checks every GEMM tier it will time against the float64 module at a
+// ragged size (the subgroup-matrix tier can only be checked on a GPU that has it), and every timed
+// case checks its own output too (src/block/bench-check.ts: each path's output of that case, on the
+// rows a float64 reference affords); a case that fails shows WRONG instead of a time and the exit
+// code is 1. Prints a table; appends one JSON line per row (adapter, date, commit) to --out.
 import { cpus, loadavg } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -20,7 +22,8 @@ import { benchWith, formatBlockTable } from '../dist/block/bench.js';
 import { randomBlockWeights, randomHidden } from '../dist/block/random.js';
 import { gemmUnsupported } from '../dist/ops/gemm/webgpu/gemm.js';
 import { SGMAT_TILES } from '../dist/ops/gemm/webgpu/gemm-sgmat-tiled.wgsl.js';
-import { compare } from '../dist/testing/index.js';
+import { BLOCK_RTOL } from '../dist/block/bench-check.js';
+import { checkF32, checkLowPrecision, compare } from '../dist/testing/index.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -95,16 +98,25 @@ async function check({ gemm, weights }) {
   const B = 2;
   const S = 77;
   const x = randomHidden(B * S, config.hidden, 4);
-  const ref = referenceBlock(spec, { x, layout: 'BSH', batch: B, seq: S, start: 0 });
+  const input = { x, layout: 'BSH', batch: B, seq: S, start: 0 };
+  const ref = referenceBlock(spec, input);
+  // the tensor-core tier rounds activations to float16: FlashAttention's rule against the float64
+  // module with those activations rounded; float32 math: the block's float32 rule
+  const tensorCores = gemm === 'subgroup-matrix';
+  const ref16 = tensorCores ? referenceBlock(spec, input, { activations: 'float16' }).out : undefined;
+  const rule = (what, got) => tensorCores
+    ? checkLowPrecision(what, got, ref16, ref.out, BLOCK_RTOL * Math.max(1, compare(ref.out, ref.out).maxAbsRef))
+    : checkF32(what, got, ref.out, BLOCK_RTOL);
   try {
     const block = await AttentionBlock.create(config, w, { backend: 'webgpu', gemm });
-    const fused = compare((await block.forward({ data: x, shape: [B, S, config.hidden] })).out.toFloat32(), ref.out);
-    const unfused = compare((await block.forwardUnfused({ data: x, shape: [B, S, config.hidden] })).out.toFloat32(), ref.out);
+    const fusedOut = (await block.forward({ data: x, shape: [B, S, config.hidden] })).out.toFloat32();
+    const unfusedOut = (await block.forwardUnfused({ data: x, shape: [B, S, config.hidden] })).out.toFloat32();
     block.destroy();
-    // f32 math: ~1e-6; the tensor-core tier rounds activations to f16 on the way in: ~1e-3
-    const limit = gemm === 'subgroup-matrix' ? 1e-2 : 1e-4;
-    const pass = fused.badIndex < 0 && unfused.badIndex < 0 && fused.relError < limit && unfused.relError < limit;
-    return { pass, fusedRelError: fused.relError, unfusedRelError: unfused.relError, message: `${pass ? 'PASS' : 'FAIL'} fused rel err ${fused.relError.toExponential(2)}, unfused ${unfused.relError.toExponential(2)} (limit ${limit})` };
+    const [fused, unfused] = [compare(fusedOut, ref.out), compare(unfusedOut, ref.out)];
+    const failures = [rule('fused', fusedOut), rule('unfused', unfusedOut)].filter(Boolean);
+    const pass = failures.length === 0;
+    const limit = tensorCores ? `2 x float16-activation module error ${compare(ref16, ref.out).relError.toExponential(2)} + ${BLOCK_RTOL}` : BLOCK_RTOL;
+    return { pass, fusedRelError: fused.relError, unfusedRelError: unfused.relError, message: `${pass ? 'PASS' : `FAIL ${failures.join('; ')}`} fused rel err ${fused.relError.toExponential(2)}, unfused ${unfused.relError.toExponential(2)} (limit ${limit})` };
   } catch (e) {
     return { pass: false, message: `FAIL ${e.message.split('\n')[0]}` };
   }
@@ -182,7 +194,13 @@ if (args.trace && backend === 'webgpu') {
   }
 }
 
-console.log(formatBlockTable(rows.filter((r) => r.kind === 'time')));
+const timedRows = rows.filter((r) => r.kind === 'time');
+console.log(formatBlockTable(timedRows));
+const wrong = timedRows.filter((r) => r.check !== 'ok');
+const failedTiers = rows.filter((r) => r.kind === 'check' && !r.pass);
+console.log(`checked: every timed row's output against the float64 module (${[...new Set(timedRows.map((r) => r.checked))].join('; ')}); ${wrong.length} wrong`);
+for (const r of wrong) console.log(`WRONG ${r.path} ${r.gemm}/${r.weights} B${r.batch} S${r.seq} cache ${r.cached}: ${r.check}`);
+for (const r of failedTiers) console.log(`NOT TIMED ${r.gemm}/${r.weights}: ${r.message}`);
 for (const r of rows.filter((r) => r.kind === 'profile')) appendRow(args.out, r);
 for (const r of rows.filter((r) => r.kind === 'check')) appendRow(args.out, r);
-process.exit(0);
+process.exit(wrong.length || failedTiers.length ? 1 : 0);

@@ -8,6 +8,11 @@
 //        [--out bench/results/model-generate.jsonl]
 // On the GPU machine: source .gpu/env.sh && node bench/model-generate.mjs --backend webgpu
 // Prints a table; appends one JSON line per run to --out (with machine, date and commit).
+// Every model is checked before it is timed (bench/model-check.mjs: a short teacher-forced
+// sequence through the same loaded model against the float64 decoder); a model that fails gets no
+// speed, only its failure, and the exit code is 1. The timed greedy tokens of the variants are
+// also compared with each other (a difference is reported, not fatal: near-ties can flip).
+// --smoke: 2 layers, prompt 16, 4 new tokens (a quick run on llvmpipe or the CPU).
 // WebGPU: --replay off runs every op of every decode step instead of replaying its recording;
 // --profile N times N more decode steps with GPU timestamps per kernel (each kernel in its own
 // compute pass, so the sum is the GPU's busy time without the gaps between kernels).
@@ -16,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { appendRow, commit, markdownTable } from './model-report.mjs';
 import { floatsToHalf } from '../dist/index.js';
 import { configFrom, createModel, generate, qwen2HalfBConfigJson, weightSpecs } from '../dist/model/index.js';
+import { modelChecker, usesTensorCores } from './model-check.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -30,8 +36,10 @@ const { values: args } = parseArgs({
     // WebGPU: profile one more prefill (GPU ms per kernel by timestamps, dispatches, submits) and print it
     'profile-prefill': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/model-generate.jsonl' },
+    smoke: { type: 'boolean', default: false },
   },
 });
+if (args.smoke) Object.assign(args, { layers: '2', prompt: '16', new: '4' });
 const promptLength = Number(args.prompt);
 const newTokens = Number(args.new);
 const configJson = { ...qwen2HalfBConfigJson(), num_hidden_layers: Number(args.layers) };
@@ -39,7 +47,9 @@ const config = configFrom(configJson);
 
 /**
  * Random weights made on demand, one tensor per read (so the model's copy is the only one in
- * memory): fast seeded uniform values with the variance of N(0, std²), each tensor from its own seed.
+ * memory): fast seeded uniform values with the variance of N(0, std²), each tensor from its own
+ * seed, on a grid of float16 values (k * 2^-e, |k| <= 2047), so that float32 and float16 weights
+ * are the same model and one float64 reference checks both.
  */
 function randomStore(seed) {
   const specs = new Map(weightSpecs(config).map((spec, i) => [spec.name, { ...spec, seed: seed + i }]));
@@ -49,10 +59,13 @@ function randomStore(seed) {
     const isNorm = spec.role.endsWith('Norm');
     const std = isNorm ? 0.1 : spec.role === 'embed' ? 1 : spec.role.endsWith('Bias') ? 0.1 : 1 / Math.sqrt(spec.shape[1]);
     const a = std * Math.sqrt(3);
+    // norms 1 + k * 2^-10 (float16 spacing is 2^-11 below 1 and 2^-10 above)
+    const step = isNorm ? 2 ** -10 : 2 ** -Math.min(24, Math.floor(Math.log2(2047 / a)));
+    const K = Math.round(a / step);
     let s = (spec.seed * 2654435761) >>> 0 || 1;
     for (let i = 0; i < n; i++) {
       s ^= s << 13; s ^= s >>> 17; s ^= s << 5; // xorshift32
-      data[i] = (isNorm ? 1 : 0) + a * ((s >>> 0) / 2147483648 - 1);
+      data[i] = (isNorm ? 1 : 0) + (Math.floor(((s >>> 0) / 4294967296) * (2 * K + 1)) - K) * step;
     }
     return data;
   };
@@ -140,6 +153,8 @@ const store = randomStore(1234);
 const prompt = Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % config.vocabSize);
 const rows = [];
 const profiles = [];
+const checker = modelChecker(config, store);
+let failed = false;
 for (const backend of args.backend.split(',')) {
   for (const attention of args.attention.split(',')) {
    for (const gpuWeights of backend === 'webgpu' ? args['gpu-weights'].split(',') : ['float32']) {
@@ -153,6 +168,19 @@ for (const backend of args.backend.split(',')) {
       continue;
     }
     console.error(`[bench] ${backend}/${attention}/${gpuWeights}/replay ${replay}: weights made and loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    // the check first: a model that computes wrong logits gets no speed
+    const t1 = performance.now();
+    const lowPrecision = await usesTensorCores(model, gpuWeights);
+    const check = await checker.check(model, lowPrecision);
+    console.error(`[bench] check ${check.pass ? 'PASS' : 'FAIL'} (${((performance.now() - t1) / 1000).toFixed(1)} s): ${check.message}`);
+    if (!check.pass) {
+      failed = true;
+      const row = { bench: 'model-generate', backend: model.backend, attention: model.attention, weights: model.backend === 'webgpu' ? gpuWeights : 'float32', replay: model.backend === 'webgpu' ? replay : undefined, check, date: new Date().toISOString(), commit: commit() };
+      rows.push(row);
+      appendRow(args.out, row);
+      model.dispose();
+      continue;
+    }
     // a warm-up run of the same prompt (JIT, the prefill and decode pipelines), then the measured run
     await generate(model, prompt, { maxNewTokens: 3, stopTokenIds: [] });
     const r = await generate(model, prompt, { maxNewTokens: newTokens, stopTokenIds: [] });
@@ -177,6 +205,8 @@ for (const backend of args.backend.split(',')) {
       rssBytes: process.memoryUsage().rss,
       weights: model.backend === 'webgpu' ? gpuWeights : 'float32',
       replay: model.backend === 'webgpu' ? replay : undefined,
+      check,
+      tokens: r.tokens,
       replayStats: model.replayStats(),
       msPerToken: r.decodeSteps > 0 ? +(r.decodeMs / r.decodeSteps).toFixed(3) : undefined,
       weightGBsPerToken: r.decodeSteps > 0 ? +((model.weightBytes / 1e9) * r.decodeTokensPerSecond).toFixed(1) : undefined,
@@ -204,8 +234,20 @@ for (const p of profiles) {
   console.log(`\nGPU ms per decode step, ${p.name} (timestamps; total ${p.profile.reduce((a, e) => a + e.gpuMs, 0).toFixed(3)} ms):`);
   console.log(markdownTable(['kernel', 'per step', 'GPU ms'], p.profile.slice(0, 14).map((e) => [e.kernel, e.count.toFixed(1), e.gpuMs.toFixed(4)])));
 }
-const header = ['backend', 'attention', 'weights', 'replay', 'prompt', 'prefill tok/s', 'decode steps', 'decode tok/s', 'ms/token', 'kernel GPU ms', 'step ms', 'submit host ms', 'weights MiB', 'KV MiB', 'RSS MiB'];
-const table = rows.map((r) => [r.backend, r.attention, r.weights, r.replay ?? '', r.promptTokens, r.prefillTokensPerSecond, r.decodeSteps, r.decodeTokensPerSecond,
-  r.msPerToken ?? '', r.profileGpuMsPerStep ?? '', r.stepWallMs ?? '', r.stepSubmitHostMs ?? '', (r.weightBytes / 2 ** 20).toFixed(0), (r.kvCacheBytes / 2 ** 20).toFixed(2), (r.rssBytes / 2 ** 20).toFixed(0)].map(String));
+// the timed greedy tokens, variant against variant (the first checked variant is the yardstick)
+const timed = rows.filter((r) => r.tokens);
+for (const r of timed) {
+  const first = timed[0];
+  const at = r.tokens.findIndex((t, i) => t !== first.tokens[i]);
+  r.sameTokens = at < 0 ? 'yes' : `from step ${at}`;
+  if (at >= 0) console.error(`[bench] NOTE: ${r.attention} ${r.weights} generated other tokens than ${first.attention} ${first.weights} from step ${at} (logits checked; a near-tie can flip a greedy pick)`);
+}
+const header = ['backend', 'attention', 'weights', 'replay', 'check', 'prompt', 'prefill tok/s', 'decode steps', 'decode tok/s', 'ms/token', 'kernel GPU ms', 'step ms', 'submit host ms', 'weights MiB', 'KV MiB', 'RSS MiB', 'tokens = first row'];
+const table = rows.map((r) => r.check.pass
+  ? [r.backend, r.attention, r.weights, r.replay ?? '', `ok (${r.check.maxRelError.toExponential(1)})`, r.promptTokens, r.prefillTokensPerSecond, r.decodeSteps, r.decodeTokensPerSecond,
+    r.msPerToken ?? '', r.profileGpuMsPerStep ?? '', r.stepWallMs ?? '', r.stepSubmitHostMs ?? '', (r.weightBytes / 2 ** 20).toFixed(0), (r.kvCacheBytes / 2 ** 20).toFixed(2), (r.rssBytes / 2 ** 20).toFixed(0), r.sameTokens]
+  : [r.backend, r.attention, r.weights, r.replay ?? '', 'WRONG: no speed', ...Array(12).fill('')]).map((cells) => cells.map(String));
 console.log(markdownTable(header, table));
-process.exit(0); // the CPU worker pool and Dawn would keep the process alive
+console.log(`check: each model ran ${checker.tokens} teacher-forced tokens (prefill, decode steps, GPU argmax) against the float64 decoder on the same weights before it was timed`);
+for (const r of rows.filter((r) => !r.check.pass)) console.log(`FAILED ${r.backend} ${r.attention} ${r.weights}: ${r.check.message}`);
+process.exit(failed ? 1 : 0); // (exit: the CPU worker pool and Dawn would keep the process alive)

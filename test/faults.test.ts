@@ -62,6 +62,23 @@ describe('CPU worker pool under faults', () => {
     }
   });
 
+  it('a fault that lands on a replacement while it starts is one more failure of that worker, not a broken pool', async () => {
+    const engine = await createCpuEngine({ threads: 2, jobDeadlineMs: 1000 });
+    try {
+      const pool = engine.pool!;
+      for (let round = 0; round < 2; round++) {
+        pool.injectFault(1, 'throw-while-starting'); // the replacement throws before it is ready
+        pool.injectFault(1, 'terminate');
+        await new Promise((r) => setTimeout(r, 300));
+        const r = await runFlash(engine, smallProblem);
+        expect(checkF32('out', r.out.toFloat32(), smallRef)).toBeUndefined();
+      }
+      expect(pool.brokenReason).toBeUndefined();
+    } finally {
+      engine.terminate();
+    }
+  });
+
   it('a task that throws fails its call with a DeviceError and the worker serves the next one', async () => {
     const engine = await createCpuEngine({ threads: 1 });
     try {

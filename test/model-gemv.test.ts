@@ -1,6 +1,7 @@
 // The decode GEMV (src/ops/gemm/webgpu/gemv.wgsl.ts) on the adapter here (Mesa llvmpipe in CI)
 // against float64 sums: float32 and float16 weights, 16-byte and scalar loads, 1..8 rows, bias,
-// the accumulate (residual) and pair (SwiGLU) epilogues, a weight part writing its columns.
+// the accumulate (residual) and pair (SwiGLU) epilogues, a weight part writing its columns; row
+// lengths of real models too (issue 8 was a float16 indexing bug only long rows reach).
 import { describe, expect, it } from 'vitest';
 import { floatsToHalf, halfToFloats } from '../dist/index.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
@@ -27,7 +28,32 @@ describe.skipIf(webgpu.skip !== undefined)('decode GEMV on WebGPU vs float64', a
     { name: 'RMSNorm fused: f32, vec, 3 rows, bias', dtype: 'float32', rows: 3, n: 50, k: 96, bias: true, norm: true },
     { name: 'RMSNorm fused: f16 weights and norm weight, vec, pair, accumulate', dtype: 'float16', rows: 2, n: 19, k: 64, pair: true, accumulate: true, norm: true },
     { name: 'RMSNorm fused: f32, scalar (K 45), 1 row', dtype: 'float32', rows: 1, n: 7, k: 45, norm: true },
+    // real model widths (issue 8): K of Qwen2-0.5B / 1.5B and Llama-3.2-1B projections, where each
+    // thread's 4-load loop runs (the tiny K above never enter it for float16 halves)
+    { name: 'real width: f16, vec, K 896 (Qwen2-0.5B hidden), 1 row, bias', dtype: 'float16', rows: 1, n: 40, k: 896, bias: true },
+    { name: 'real width: f16, vec, K 896, RMSNorm fused, pair (SwiGLU), 2 rows', dtype: 'float16', rows: 2, n: 24, k: 896, norm: true, pair: true },
+    { name: 'real width: f16, vec, K 2048 (Llama-3.2-1B hidden), RMSNorm fused, accumulate', dtype: 'float16', rows: 1, n: 33, k: 2048, norm: true, accumulate: true },
+    { name: 'real width: f16, vec, K 4864 (Qwen2-0.5B intermediate), accumulate, 3 rows', dtype: 'float16', rows: 3, n: 17, k: 4864, accumulate: true },
+    { name: 'real width: f16, vec, K 8960 (Qwen2-1.5B intermediate), bias, a part at column 7 of 30', dtype: 'float16', rows: 1, n: 20, k: 8960, bias: true, outCol: 7, outStride: 30 },
+    { name: 'real width: f16, scalar (K 1001), pair with biases, 2 rows', dtype: 'float16', rows: 2, n: 9, k: 1001, pair: true, bias: true },
+    { name: 'real width: f32, vec, K 896, RMSNorm fused, pair', dtype: 'float32', rows: 1, n: 21, k: 896, norm: true, pair: true },
+    { name: 'real width: f32, vec, K 1536 (Qwen2-1.5B hidden), bias, 2 rows', dtype: 'float32', rows: 2, n: 15, k: 1536, bias: true },
+    { name: 'real width: f32, vec, K 8192 (Llama-3.2-1B intermediate), accumulate, 8 rows', dtype: 'float32', rows: 8, n: 11, k: 8192, accumulate: true },
   ] as const;
+
+  it('the real-width cases run every 16-byte path through its 4-loads-per-thread loop', async () => {
+    const { gemvOptions } = await import('../dist/ops/gemm/webgpu/gemv.js');
+    // a lane enters the loop when its chunk c + 3 * TPR is still inside the row (c = lane < TPR)
+    const enters = (dtype: 'float16' | 'float32', k: number) => {
+      const o = gemvOptions(runtime, { rows: 1, weight: { buffer: undefined as never, dtype, rows: 1, k } });
+      return o.vec && k / (dtype === 'float16' ? 8 : 4) > 3 * o.threadsPerColumn;
+    };
+    const vecCases = cases.filter((c) => c.name.startsWith('real width') && c.k % 8 === 0);
+    for (const dtype of ['float16', 'float32'] as const) {
+      expect(vecCases.some((c) => c.dtype === dtype && enters(dtype, c.k))).toBe(true);
+      expect(vecCases.some((c) => c.dtype === dtype && 'norm' in c && enters(dtype, c.k))).toBe(true);
+    }
+  });
   for (const c of cases) {
     it(c.name, async () => {
       const { rows, n, k } = c;

@@ -7,6 +7,7 @@ import { Tensor } from '../core/tensor.js';
 import type { AttentionBlockConfig } from './config.js';
 import { AttentionBlock, type AttentionBlockOptions } from './block.js';
 import { randomBlockWeights, randomHidden } from './random.js';
+import { type BlockCheck, blockCheck } from './bench-check.js';
 import type { BlockPath, BlockStats } from './stats.js';
 
 export interface BlockBenchCase {
@@ -28,6 +29,11 @@ export interface BlockBenchOptions extends AttentionBlockOptions {
   seed?: number;
   /** WebGPU: run the paths untimed for at least this long first, to bring GPU clocks up. Default 1000. */
   spinUpMs?: number;
+  /**
+   * Check each path's output of the case against the float64 module first (bench-check.ts) and
+   * report a failure instead of a time. Default true.
+   */
+  check?: boolean;
   /**
    * WebGPU: calls per sample, queued back to back (each submits; the GPU never idles between them),
    * the sample being their wall time / this: steady-state latency, as PyTorch's CUDA-event numbers
@@ -64,6 +70,10 @@ export interface BlockBenchRow {
    */
   hostMs: number;
   kernels: string[];
+  /** 'ok', or what differs from the float64 module (then `ms` is NaN: no speed for a wrong result). */
+  check?: string;
+  /** The rows checked. */
+  checked?: string;
 }
 
 function median(xs: number[]): number {
@@ -92,7 +102,16 @@ export async function benchWith(block: AttentionBlock, c: BlockBenchCase, option
   const xData = randomHidden(c.batch * c.seq, H, (options.seed ?? 1) + 1);
   const gpu = block.gpu;
   const capacity = cached + c.seq;
-  const cacheData = () => ({ keys: new Float32Array(capacity * c.batch * Nkv * D), values: new Float32Array(capacity * c.batch * Nkv * D) });
+  // a cache of seeded random keys and values (the new tokens' slots are written by the calls)
+  const cacheHost = cached > 0 ? {
+    keys: randomHidden(capacity * c.batch, Nkv * D, (options.seed ?? 1) + 2),
+    values: randomHidden(capacity * c.batch, Nkv * D, (options.seed ?? 1) + 3),
+  } : undefined;
+  const cacheData = () => ({ keys: cacheHost!.keys.slice(), values: cacheHost!.values.slice() });
+  const checker: BlockCheck | undefined = options.check === false ? undefined : blockCheck({
+    spec: block.spec, batch: c.batch, seq: c.seq, cached, x: xData, cache: cacheHost, xSeed: (options.seed ?? 1) + 1,
+    lowPrecision: gpu?.tier === 'subgroup-matrix',
+  });
 
   // inputs where the block runs
   let x: Tensor;
@@ -134,6 +153,7 @@ export async function benchWith(block: AttentionBlock, c: BlockBenchCase, option
     out?: Tensor;
     samples: number[];
     host: number[];
+    check?: string;
   }
   const states: PathState[] = paths.map((path) => ({ path, scope: gpu && path === 'scope' ? new Scope(gpu.runtime, 'bench') : undefined, samples: [], host: [] }));
   const call = async (st: PathState): Promise<{ stats: BlockStats; hostMs: number; out: Tensor }> => {
@@ -156,6 +176,11 @@ export async function benchWith(block: AttentionBlock, c: BlockBenchCase, option
         const outs: Tensor[] = [];
         let r = await call(st);
         outs.push(r.out);
+        // the first call's output, against float64 (untimed: this pass is warm-up)
+        if (checker && st.check === undefined) {
+          const out = r.out.gpu ? new Float32Array(await gpu!.runtime.read(r.out.gpu.buffer, r.out.gpu.byteOffset, c.batch * c.seq * H * 4)) : r.out.toFloat32();
+          st.check = checker.check(out) ?? 'ok';
+        }
         for (let k = 1; k < perSample; k++) outs.push((r = await call(st)).out);
         await done();
         const ms = (performance.now() - t0) / perSample;
@@ -183,7 +208,9 @@ export async function benchWith(block: AttentionBlock, c: BlockBenchCase, option
         dispatches: replay?.dispatches ?? st.stats?.dispatches ?? 0,
         submits: replay?.submits ?? st.stats?.submits ?? 0,
         intermediateBytes: st.stats?.intermediateBytes ?? 0,
-        ms: median(st.samples),
+        ms: st.check === undefined || st.check === 'ok' ? median(st.samples) : NaN,
+        check: st.check,
+        checked: checker?.what,
         samples: st.samples,
         hostMs: median(st.host),
         kernels: st.stats?.kernels ?? [],
@@ -209,10 +236,10 @@ export function formatBlockTable(rows: readonly BlockBenchRow[]): string {
   const lines = rows.map((r) => {
     const base = rows.find((u) => u.path === 'unfused' && u.backend === r.backend && u.batch === r.batch && u.seq === r.seq && u.cached === r.cached && u.hidden === r.hidden && u.weights === r.weights && u.gemm === r.gemm);
     const path = r.attention && r.path !== 'unfused' ? `${r.path} (${r.attention})` : r.path;
-    const ratio = base && r !== base ? `${((1 - r.ms / base.ms) * 100).toFixed(0)}% lower` : '';
+    const ratio = base && r !== base && Number.isFinite(r.ms) && Number.isFinite(base.ms) ? `${((1 - r.ms / base.ms) * 100).toFixed(0)}% lower` : '';
     return [
       r.backend, `${r.hidden}/${r.heads}/${r.kvHeads}/${r.headDim}`, String(r.batch), String(r.seq), String(r.cached), path, r.gemm, r.weights,
-      String(r.dispatches), String(r.submits), r.ms.toFixed(2), r.hostMs.toFixed(2), (r.intermediateBytes / 2 ** 20).toFixed(1), ratio,
+      String(r.dispatches), String(r.submits), r.check === undefined || r.check === 'ok' ? r.ms.toFixed(2) : 'WRONG', r.hostMs.toFixed(2), (r.intermediateBytes / 2 ** 20).toFixed(1), ratio,
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));

@@ -4,5 +4,5 @@ export type { AttentionBlockConfig, AttentionBlockWeights, WeightData } from './
 export type { BlockForwardOptions, BlockKvCache, BlockLayout } from './shape.js';
 export type { BlockResult, BlockStats, BlockPath } from './stats.js';
 export { type RopeConfig, type RopeTable, ropeTable } from './rope.js';
-export { referenceBlock, type ReferenceInput, type ReferenceOutput } from './reference.js';
+export { referenceBlock, type ReferenceInput, type ReferenceOutput, type ReferenceBlockOptions } from './reference.js';
 export { validateBlock } from './config.js';

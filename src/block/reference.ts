@@ -1,7 +1,7 @@
 // Float64 reference of the attention module, the oracle of the block tests: computed the plainest
 // way (projections, biases, RoPE with float64 angles, causal softmax over cache + new keys, GQA by
 // index, O projection), with no tiling and no shortcuts.
-import { halfToFloats } from '../core/dtype.js';
+import { halfToFloats, roundToHalf } from '../core/dtype.js';
 import type { BlockSpec, WeightData } from './config.js';
 import { inverseFrequencies } from './rope.js';
 import { type BlockLayout, rowOf } from './shape.js';
@@ -50,32 +50,48 @@ function linear(x: ArrayLike<number>, rows: number, inDim: number, w: Float64Arr
   return y;
 }
 
-export function referenceBlock(spec: BlockSpec, input: ReferenceInput): ReferenceOutput {
+export interface ReferenceBlockOptions {
+  /**
+   * 'float16': round activations to float16 where the tensor-core path stores them (x on its way
+   * into the QKV GEMM, q/k/v after the bias and q/k again after RoPE, the softmax numerators, the
+   * attention output on its way into the O GEMM). Not the module's value: the yardstick for that
+   * path's tolerance (FlashAttention's rule, error <= 2 x this computation's error). Default 'float64'.
+   */
+  activations?: 'float64' | 'float16';
+}
+
+export function referenceBlock(spec: BlockSpec, input: ReferenceInput, options: ReferenceBlockOptions = {}): ReferenceOutput {
   const { hidden: H, heads: Nq, kvHeads: Nkv, headDim: D, group } = spec;
   const { batch: B, seq: S, start, layout } = input;
   const rows = B * S;
   const w = spec.weights;
-  const q = linear(input.x, rows, H, f64(w.q)!, Nq * D, f64(w.qBias));
-  const k = linear(input.x, rows, H, f64(w.k)!, Nkv * D, f64(w.kBias));
-  const v = linear(input.x, rows, H, f64(w.v)!, Nkv * D, f64(w.vBias));
+  const half = options.activations === 'float16';
+  const round = (x: Float64Array) => {
+    if (half) for (let i = 0; i < x.length; i++) x[i] = roundToHalf(x[i]);
+    return x;
+  };
+  const xIn = half ? round(Float64Array.from(input.x)) : input.x;
+  const q = round(linear(xIn, rows, H, f64(w.q)!, Nq * D, f64(w.qBias)));
+  const k = round(linear(xIn, rows, H, f64(w.k)!, Nkv * D, f64(w.kBias)));
+  const v = round(linear(xIn, rows, H, f64(w.v)!, Nkv * D, f64(w.vBias)));
 
   const invFreq = inverseFrequencies(spec.rope, D);
   const attnScale = spec.rope.attentionScale ?? 1;
-  const half = D / 2;
+  const halfD = D / 2;
   const rotate = (data: Float64Array, heads: number) => {
     for (let b = 0; b < B; b++) {
       for (let s = 0; s < S; s++) {
         const r = rowOf(layout, B, S, b, s);
         for (let h = 0; h < heads; h++) {
           const base = (r * heads + h) * D;
-          for (let i = 0; i < half; i++) {
+          for (let i = 0; i < halfD; i++) {
             const a = (start + s) * invFreq[i];
             const c = Math.cos(a) * attnScale;
             const sn = Math.sin(a) * attnScale;
             const x1 = data[base + i];
-            const x2 = data[base + i + half];
+            const x2 = data[base + i + halfD];
             data[base + i] = x1 * c - x2 * sn;
-            data[base + i + half] = x2 * c + x1 * sn;
+            data[base + i + halfD] = x2 * c + x1 * sn;
           }
         }
       }
@@ -83,6 +99,8 @@ export function referenceBlock(spec: BlockSpec, input: ReferenceInput): Referenc
   };
   rotate(q, Nq);
   rotate(k, Nkv);
+  round(q);
+  round(k);
 
   // key/value of (b, key j, kv head g, d): the cache below `past`, the new rows from there on
   const kvd = Nkv * D;
@@ -115,6 +133,7 @@ export function referenceBlock(spec: BlockSpec, input: ReferenceInput): Referenc
         for (let j = 0; j < visible; j++) {
           scores[j] = Math.exp(scores[j] - max);
           sum += scores[j];
+          if (half) scores[j] = roundToHalf(scores[j]);
         }
         for (let d = 0; d < D; d++) {
           let acc = 0;
@@ -124,7 +143,7 @@ export function referenceBlock(spec: BlockSpec, input: ReferenceInput): Referenc
       }
     }
   }
-  const out = linear(attn, rows, Nq * D, f64(w.o)!, H, f64(w.oBias));
+  const out = linear(round(attn), rows, Nq * D, f64(w.o)!, H, f64(w.oBias));
 
   // new keys/values in cache order [S, B, Nkv*D]
   const keys = new Float64Array(S * B * kvd);

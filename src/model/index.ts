@@ -10,9 +10,9 @@ export { ropeFrequencies, ropeTable, type RopeFrequencies, type RopeTable } from
 export { weightSpecs, checkWeights, loadWeights, type DecoderWeights, type LayerWeights, type HostTensor, type WeightSpec } from './weights.js';
 export { Decoder, type ForwardOptions } from './decoder.js';
 export type { Activations, AttentionModule, AttentionFactory, DecoderOps, KvCache, StepInfo } from './backend.js';
-export { referenceForward } from './reference.js';
+export { referenceForward, type ReferenceOptions } from './reference.js';
 export { createTokenizer, loadTokenizer, type TextTokenizer } from './tokenizer.js';
-export { tinyConfigJson, qwen2HalfBConfigJson, randomWeights, memoryStore, writeModelFolder, modelFolderFiles, configFrom, type RandomTensor, type WriteModelOptions } from './random.js';
+export { tinyConfigJson, qwen2HalfBConfigJson, randomWeights, randomHalfWeights, memoryStore, writeModelFolder, modelFolderFiles, configFrom, type RandomTensor, type WriteModelOptions } from './random.js';
 export {
   SafetensorsFile, openSafetensors, encodeSafetensors, writeSafetensors, fileSource, bytesSource, bf16ToFloats, floatsToBf16,
   type TensorStore, type SafetensorsEntry, type ByteSource, type StoredDType, type TensorToWrite, type ReadAs,

@@ -75,6 +75,42 @@ export function randomWeights(config: ModelConfig, seed: number): Record<string,
   return out;
 }
 
+/**
+ * Seeded random weights like randomWeights() (same roles, same standard deviations), but uniform
+ * and with every value exactly a float16: k * 2^-e with |k| <= 2047. A model made of them is the
+ * same model stored as F32 or F16 and loaded with float32 or float16 GPU weights, so one float64
+ * reference serves all of those paths. Several times faster than randomWeights() (no
+ * Box-Muller): 1.3 s against 8 s for a 2-layer model at Llama-3.2-1B widths (122M values).
+ */
+export function randomHalfWeights(config: ModelConfig, seed: number): Record<string, RandomTensor> {
+  let state = seed >>> 0;
+  const out: Record<string, RandomTensor> = {};
+  for (const spec of weightSpecs(config)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    const role = spec.role;
+    const isNorm = role === 'inputNorm' || role === 'postNorm' || role === 'finalNorm';
+    const std = isNorm || role.endsWith('Bias') ? 0.1 : role === 'embed' ? 1 : 1 / Math.sqrt(spec.shape[1]);
+    // uniform on [-a, a] has standard deviation a / sqrt(3); the grid step 2^-e keeps 11 bits
+    const a = Math.sqrt(3) * std;
+    const e = Math.min(24, Math.floor(Math.log2(2047 / a)));
+    // norms: 1 + k * 2^-10 is a float16 for |k| < 1024 (spacing 2^-11 below 1, 2^-10 above)
+    const step = isNorm ? 2 ** -10 : 2 ** -e;
+    const K = Math.round(a / step);
+    const offset = isNorm ? 1 : 0;
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      // mulberry32 (as testing/random.ts), inlined: this loop runs 10^8 times for a 1B-wide model
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(state ^ (state >>> 15), state | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      data[i] = offset + (Math.floor(u * (2 * K + 1)) - K) * step;
+    }
+    out[spec.name] = { shape: spec.shape, data };
+  }
+  return out;
+}
+
 /** A TensorStore over float32 arrays in memory; reads as float32 hand out the arrays themselves. */
 export function memoryStore(tensors: Record<string, RandomTensor>, origin = 'memory'): TensorStore {
   const entry = (name: string): SafetensorsEntry | undefined => {

@@ -2,14 +2,28 @@
 // path (CPU, WebGPU, fused block or unfused module, prefill + decode). Written for clarity, not
 // speed, and without a KV cache: each call recomputes the full sequence, with the textbook causal
 // softmax. Weights are the float32 values the runner also sees (f16/bf16 files widen exactly).
+import { roundToHalf } from '../core/dtype.js';
 import type { ModelConfig } from './config.js';
 import { ropeFrequencies } from './rope.js';
 import type { DecoderWeights, HostTensor } from './weights.js';
 
 type W = HostTensor<'float32'>;
 
+export interface ReferenceOptions {
+  /**
+   * 'float16': round the attention's activations to float16 where the fused block's tensor-core
+   * path stores them (the normed input of the QKV projection, q/k/v after the bias and again after
+   * RoPE, the softmax numerators, the attention output). Not the model's value: the yardstick for
+   * that path's tolerance (FlashAttention's rule, error <= 2 x this computation's error). Default
+   * 'float64'.
+   */
+  attentionActivations?: 'float64' | 'float16';
+}
+
 /** Logits of every position of one sequence, [tokens.length, vocab], float64. */
-export function referenceForward(config: ModelConfig, weights: DecoderWeights<W>, tokens: readonly number[]): Float64Array {
+export function referenceForward(config: ModelConfig, weights: DecoderWeights<W>, tokens: readonly number[], options: ReferenceOptions = {}): Float64Array {
+  const round = options.attentionActivations === 'float16' ? roundAll : (x: Float64Array) => x;
+  const r16 = options.attentionActivations === 'float16' ? roundToHalf : (v: number) => v;
   const { hiddenSize: H, numHeads: Nq, numKvHeads: Nkv, headDim: D, intermediateSize: M, vocabSize: V } = config;
   const T = tokens.length;
   let x: Float64Array = new Float64Array(T * H);
@@ -21,12 +35,12 @@ export function referenceForward(config: ModelConfig, weights: DecoderWeights<W>
   const rope = ropeFrequencies(config, T);
   const group = Nq / Nkv;
   for (const layer of weights.layers) {
-    const h = rmsNorm(x, T, H, layer.inputNorm, config.rmsNormEps);
-    const q = linear(h, T, H, layer.q, layer.qBias);
-    const k = linear(h, T, H, layer.k, layer.kBias);
-    const v = linear(h, T, H, layer.v, layer.vBias);
-    applyRope(q, T, Nq, D, rope.invFreq, rope.attentionScale);
-    applyRope(k, T, Nkv, D, rope.invFreq, rope.attentionScale);
+    const h = round(rmsNorm(x, T, H, layer.inputNorm, config.rmsNormEps));
+    const q = round(linear(h, T, H, layer.q, layer.qBias));
+    const k = round(linear(h, T, H, layer.k, layer.kBias));
+    const v = round(linear(h, T, H, layer.v, layer.vBias));
+    round(applyRope(q, T, Nq, D, rope.invFreq, rope.attentionScale));
+    round(applyRope(k, T, Nkv, D, rope.invFreq, rope.attentionScale));
     const attn = new Float64Array(T * Nq * D);
     const scores = new Float64Array(T);
     for (let head = 0; head < Nq; head++) {
@@ -42,12 +56,12 @@ export function referenceForward(config: ModelConfig, weights: DecoderWeights<W>
         let sum = 0;
         for (let j = 0; j <= i; j++) sum += scores[j] = Math.exp(scores[j] - max);
         for (let j = 0; j <= i; j++) {
-          const p = scores[j] / sum;
+          const p = r16(scores[j]) / sum;
           for (let d = 0; d < D; d++) attn[(i * Nq + head) * D + d] += p * v[(j * Nkv + kvHead) * D + d];
         }
       }
     }
-    addInto(x, linear(attn, T, Nq * D, layer.o, layer.oBias));
+    addInto(x, linear(round(attn), T, Nq * D, layer.o, layer.oBias));
     const h2 = rmsNorm(x, T, H, layer.postNorm, config.rmsNormEps);
     const gate = linear(h2, T, H, layer.gate, layer.gateBias);
     const up = linear(h2, T, H, layer.up, layer.upBias);
@@ -84,8 +98,8 @@ function linear(x: Float64Array, rows: number, cols: number, weight: W, bias: W 
   return y;
 }
 
-/** Rotates pairs (i, i + D/2) of every head of rows at positions 0 .. rows - 1. */
-function applyRope(x: Float64Array, rows: number, heads: number, D: number, invFreq: Float64Array, scale: number): void {
+/** Rotates pairs (i, i + D/2) of every head of rows at positions 0 .. rows - 1 (in place; returns x). */
+function applyRope(x: Float64Array, rows: number, heads: number, D: number, invFreq: Float64Array, scale: number): Float64Array {
   const half = D / 2;
   for (let t = 0; t < rows; t++) {
     for (let h = 0; h < heads; h++) {
@@ -100,6 +114,12 @@ function applyRope(x: Float64Array, rows: number, heads: number, D: number, invF
       }
     }
   }
+  return x;
+}
+
+function roundAll(x: Float64Array): Float64Array {
+  for (let i = 0; i < x.length; i++) x[i] = roundToHalf(x[i]);
+  return x;
 }
 
 function addInto(x: Float64Array, y: Float64Array): void {

@@ -97,6 +97,8 @@ export class WorkerPool {
   readonly size: number;
   private readonly slots: Slot[] = [];
   private readonly pending = new Map<number, Pending>();
+  /** Slots whose next worker gets a 'throw' fault before its init message (injectFault). */
+  private readonly startFaults = new Set<number>();
   /** Slots being replaced: the messages their replacement gets once it exists. */
   private readonly replacing = new Map<number, JobMessage[]>();
   private nextId = 1;
@@ -181,8 +183,15 @@ export class WorkerPool {
     if (this.pending.size === 0) this.scheduleRetire();
   }
 
-  /** Test hook: makes worker `index` fail the way `fault` says (see FaultMode), or terminates it. */
-  injectFault(index: number, fault: FaultMode | 'terminate'): void {
+  /**
+   * Test hook: makes worker `index` fail the way `fault` says (see FaultMode), or terminates it;
+   * 'throw-while-starting' makes the next worker started in that slot throw before it is ready.
+   */
+  injectFault(index: number, fault: FaultMode | 'terminate' | 'throw-while-starting'): void {
+    if (fault === 'throw-while-starting') {
+      this.startFaults.add(index);
+      return;
+    }
     const slot = this.slots[index];
     if (!slot) return;
     if (fault === 'terminate') {
@@ -202,9 +211,11 @@ export class WorkerPool {
   }
 
   /**
-   * Starts worker `index` (first start or replacement); resolves when it is ready. Rejects when its
-   * script does not load (an error before it is ready) or, on the first start, when it dies; a
-   * replacement killed while starting is handled as any worker exit (replaced again, bounded).
+   * Starts worker `index` (first start or replacement); resolves when it is ready. On the first
+   * start, rejects when its script does not load (an error or exit before it is ready, or no
+   * answer in START_DEADLINE_MS). A replacement that fails while starting is a worker failure like
+   * any other (onExit: replaced again, MAX_CONSECUTIVE_FAILURES in a row break the pool): the script
+   * loaded before, so one failed start (a fault landing on the new worker) must not break the pool.
    */
   private async spawn(index: number, initial = false): Promise<void> {
     let handle: WorkerHandle;
@@ -218,34 +229,41 @@ export class WorkerPool {
     this.slots[index] = slot;
     await new Promise<void>((resolve, reject) => {
       let settled = false;
+      let gone = false;
       const fail = (cause: string) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         reject(this.loadFailure(index, cause));
       };
+      // the worker is gone (exit event, or ended by us where no exit event comes: browsers)
+      const exited = (code: number) => {
+        if (gone) return;
+        gone = true;
+        if (!slot.ready && initial) return fail(slot.cause ?? `exited with code ${code} while starting`);
+        if (!settled) {
+          settled = true;
+          clearTimeout(timer);
+          resolve();
+        }
+        this.onExit(index, slot, code);
+      };
+      const end = () => {
+        handle.terminate();
+        if (!handle.emitsExit) exited(1);
+      };
       const timer = setTimeout(() => {
         slot.cause = `did not start within ${START_DEADLINE_MS / 1000} s`;
-        fail(slot.cause);
-        handle.terminate();
+        if (initial) fail(slot.cause);
+        end();
       }, START_DEADLINE_MS);
       (timer as { unref?: () => void }).unref?.();
       handle.onError((e) => {
         slot.cause ??= slot.ready ? `threw ${e.message.split('\n')[0]}` : e.message.split('\n')[0];
-        if (!slot.ready) fail(slot.cause); // the script did not load, or threw while starting
-        else if (!handle.emitsExit) handle.terminate(); // browsers: a worker that threw lives on; end it
+        if (!slot.ready && initial) fail(slot.cause); // the script did not load, or threw while starting
+        else if (!handle.emitsExit) end(); // browsers: a worker that threw lives on; end it
       });
-      handle.onExit((code) => {
-        if (slot.ready || (!initial && !settled)) {
-          if (!slot.ready) {
-            // killed while starting (not a load error, which came first as 'error'): replace it again
-            settled = true;
-            clearTimeout(timer);
-            resolve();
-          }
-          this.onExit(index, slot, code);
-        } else fail(slot.cause ?? `exited with code ${code} while starting`);
-      });
+      handle.onExit((code) => exited(code));
       handle.onMessage((message) => {
         const reply = message as WorkerReply;
         if (reply.type === 'ready') {
@@ -257,6 +275,7 @@ export class WorkerPool {
           resolve();
         } else this.onDone(index, reply);
       });
+      if (this.startFaults.delete(index)) handle.post({ type: 'fault', mode: 'throw' } satisfies FaultMessage);
       handle.post({ ...this.init, worker: index } satisfies InitMessage);
       // a replacement takes over the jobs its predecessor had not answered, in order
       const backlog = this.replacing.get(index);

@@ -2,7 +2,7 @@
 // per thread, 2-40x faster on the H200), and kept for one reason: it is the fallback where the
 // second cannot run — head dims that are not a multiple of 4 (planDecode() gives a reason),
 // so the unfused runner module still decodes them on the GPU. `firstDecodeKernel: true` in the
-// runner's unfused module forces it for comparisons (bench/model-decode-attention.mjs).
+// runner's unfused module forces it for comparisons.
 //
 // Split-KV ("flash decoding") attention of new query rows against the KV cache, in two kernels:
 //   partial  one workgroup per (KV head, query row, split of the keys): the G = Nq / Nkv query heads

@@ -77,22 +77,23 @@ ${rowsX.map((m) => `      acc${w}_${m} += dot(lo, xv[${m}u * xs4 + 2u * ${c}]${n
   const normLoads = (U: number) => {
     if (!norm) return [];
     return Array.from({ length: U }, (_, u) => {
-      const c = `c + ${u}u * TPR`;
-      if (!vec) return `    let nw${u} = load_nw(${c});`;
-      if (!half) return `    let nw${u} = load_nw(${c});`;
-      return `    let nwlo${u} = load_nw(2u * (${c}));\n    let nwhi${u} = load_nw(2u * (${c}) + 1u);`;
+      if (!half || !vec) return `    let nw${u} = load_nw(ci${u});`;
+      return `    let nwlo${u} = load_nw(2u * ci${u});\n    let nwhi${u} = load_nw(2u * ci${u} + 1u);`;
     });
   };
   const load = (w: string, at: string) => (vec ? `${w}[${at}]` : `load_${w}(${at})`);
-  // U chunks per thread per step, loads first
+  // U chunks per thread per step, loads first. Chunk u's index is named once (ci<u>) and every
+  // expression uses the name: spliced in as text, `2u * c + u * TPR` once read x at the wrong
+  // place for u >= 1 (issue 8: float16 weights, K > 96 * 8, i.e. every real model width).
   const step = (U: number) => {
     const lines: string[] = [];
-    weights.forEach((w, wi) => {
-      for (let u = 0; u < U; u++) lines.push(`    let ld_${w}_${u} = ${load(w, `row_base + c + ${u}u * TPR`)};`);
+    for (let u = 0; u < U; u++) lines.push(`    let ci${u} = c + ${u}u * TPR;`);
+    weights.forEach((w) => {
+      for (let u = 0; u < U; u++) lines.push(`    let ld_${w}_${u} = ${load(w, `row_base + ci${u}`)};`);
     });
     lines.push(...normLoads(U));
     weights.forEach((w, wi) => {
-      for (let u = 0; u < U; u++) lines.push(chunkSum(wi, `ld_${w}_${u}`, `c + ${u}u * TPR`, u));
+      for (let u = 0; u < U; u++) lines.push(chunkSum(wi, `ld_${w}_${u}`, `ci${u}`, u));
     });
     return lines.join('\n');
   };
