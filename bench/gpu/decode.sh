@@ -6,9 +6,10 @@
 #   ours    bench/decode.mjs: contiguous f16/f32, paged P16/P64, int8, MLA; every variant checked
 #           against float64 before it is timed; the table with PyTorch beside
 # From the repo root after bash bench/gpu/prepare.sh --no-ort, carrying [".gpu", "dist", ".gpuwork/nm.tar.xz"]:
-#   bash bench/gpu/device.sh bench/gpu/decode.sh        (results in $OUT; OUT=dir to choose)
+#   bash bench/gpu/device.sh bench/gpu/decode.sh [OUTDIR]   (default $OUT; 7 files)
+# or as a part of bench/gpu/session.sh: decode=bench/gpu/decode.sh:240
 set -o pipefail
-OUT=${OUT:-out}
+OUT=${1:-${OUT:-out}}
 mkdir -p "$OUT"
 export FUSEDATTN_COMMIT=${FUSEDATTN_COMMIT:-unknown}
 smoke=${SMOKE:+--smoke}
