@@ -20,17 +20,20 @@ fi
 mkdir -p .gpuwork
 rm -rf .gpuwork/nm
 mkdir -p .gpuwork/nm
-# everything but the packages the GPU run never loads (the largest ones)
-skip='^(webgpu|typescript|puppeteer-core|playwright-core|chromium-bidi|deno|bun|@oven|webpack|esbuild|@esbuild|vite|rollup|@rollup)$'
+# everything but the packages the GPU run never loads: Dawn (packed in .gpu), the compiler, and the
+# browser/bundler/runtime test tools (the GPU suite skips those tests without them)
+skip='^(webgpu|typescript|puppeteer-core|playwright-core|chromium-bidi|devtools-protocol|deno|bun|webpack|esbuild|vite|rollup|lightningcss.*|zod)$'
+skipScoped='^@(deno|oven|rolldown|esbuild|rollup|types)/'
 for p in node_modules/* node_modules/.bin node_modules/.package-lock.json; do
   [[ -e $p ]] || continue
   name=$(basename "$p")
   if [[ $name == @* && -d $p ]]; then
-    for q in "$p"/*; do [[ "$name/$(basename "$q")" =~ ^@(esbuild|rollup|oven)/ ]] || { mkdir -p ".gpuwork/nm/$name"; cp -r "$q" ".gpuwork/nm/$name/"; }; done
+    for q in "$p"/*; do [[ "$name/$(basename "$q")" =~ $skipScoped ]] || { mkdir -p ".gpuwork/nm/$name"; cp -r "$q" ".gpuwork/nm/$name/"; }; done
   elif [[ ! $name =~ $skip ]]; then cp -r "$p" .gpuwork/nm/; fi
 done
-# vitest needs vite, rollup and esbuild at run time: keep them (linux-x64 binaries only)
-for p in vite rollup esbuild @esbuild/linux-x64 @rollup/rollup-linux-x64-gnu; do
+# vitest runs on its own vite (node_modules/vitest/node_modules/vite, copied with vitest), which
+# needs rollup and esbuild at run time: keep them (linux-x64 binaries only)
+for p in rollup esbuild @esbuild/linux-x64 @rollup/rollup-linux-x64-gnu; do
   [[ -e node_modules/$p ]] && { mkdir -p ".gpuwork/nm/$(dirname "$p")"; cp -r "node_modules/$p" ".gpuwork/nm/$(dirname "$p")/"; }
 done
 rm -rf .gpuwork/nm/@types .gpuwork/nm/esbuild/bin/esbuild
