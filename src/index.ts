@@ -11,7 +11,7 @@ export { listBackends, type BackendInfo } from './ops/attention/index.js';
 export { gpuDevice, gpuAdapterInfo, type AdapterDescription } from './engines/webgpu/public.js';
 export { Tensor, type Layout, type TensorInput, type GpuStorage } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
-export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats } from './core/dtype.js';
+export { toHalfBits, fromHalfBits, floatsToHalf, halfToFloats, toBfloat16Bits, fromBfloat16Bits, floatsToBfloat16, bfloat16ToFloats } from './core/dtype.js';
 export { configure, dispose, type FusedAttnConfig, type CpuKernelChoice, type WebGpuTierChoice } from './core/config.js';
 export { configNotes } from './core/env.js';
 export { FusedAttnError, ShapeError, DTypeError, ValueError, UnsupportedError, DeviceError } from './core/errors.js';
@@ -21,6 +21,7 @@ export { AttentionBlock, type AttentionBlockOptions, type AttentionBlockConfig, 
 export { Scope, scope, getScope, type ScopeOptions, type ScopeCallOptions, type ScopeRun, type ScopeStats } from './scope/index.js';
 export { Profiler, type ProfilerOptions, type ProfilerStartOptions, type ProfileReport, type SpanSummary, type KernelSummary, type ChromeTrace, type ChromeTraceEvent, type TimingSource } from './profiler/index.js';
 export { tuneAttention, setAutotuneMode, autotuneMode, clearAutotuneCache, type AutotuneMode, type TuneResult, type TuneTrial } from './ops/attention/webgpu/index.js';
+export { attentionDecode, mergeAttention, validateDecode, referenceDecode, MAX_DECODE_QUERIES, PagedKVCache, type PagedKVCacheOptions, int8Scale, roundToStorage, type DecodeCache, type DecodeOptions, type CacheDType, type CacheLayout, type DecodeProblem, type AttentionPartial, type MergeOptions, type MergeResult } from './ops/decode/index.js';
 // Attention variants (issue 13): score/mask/sink functions, block masks
 export {
   FloatExpr, IntExpr, BoolExpr, FloatTensor, IntTensor, ModTensor, capture, float, int, bool, type Kind,

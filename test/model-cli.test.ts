@@ -36,7 +36,7 @@ describe('fusedattn generate', () => {
     expect(first).toMatch(/^\d+(,\d+){0,4}$/);
     expect(prefill).toMatch(/^prefill: 3 tokens in [\d.]+ ms \([\d.]+ tokens\/s\)$/);
     expect(decode).toMatch(/^decode: \d tokens in [\d.]+ ms \(([\d.]+|-) tokens\/s\), stopped by (max-new-tokens|stop-token)$/);
-    expect(backend).toMatch(/^backend cpu, attention unfused \(cpu\), weights [\d.]+ MiB, KV cache [\d.]+ MiB$/);
+    expect(backend).toMatch(/^backend cpu, attention unfused \(cpu\), weights [\d.]+ MiB, KV cache [\d.]+ MiB \(paged\)$/);
     expect((await cli(['--model', dir, '--tokens', '1,2,3', '--max-new-tokens', '5'])).split('\n')[0]).toBe(first);
   });
 

@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 # Dawn rounds timestamps to 2^16 ns unless told not to: short kernels need the real values
 export GPU_DAWN_DISABLE_TOGGLES=timestamp_quantization
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv | tee "$OUT/gpu.txt"
-timeout 200 node bench/model-decode-attention.mjs --out "$OUT/decode-attention.jsonl" ${DECODE_ARGS:-} 2>&1 | grep -v Warning | tee "$OUT/decode-attention.log"
+timeout 200 node bench/decode.mjs --parts contiguous --out "$OUT/decode" ${DECODE_ARGS:-} 2>&1 | grep -v Warning | tee "$OUT/decode-attention.log"
 gen() { local limit=$1; shift; timeout "$limit" node bench/model-generate.mjs --backend webgpu --prompt 512 --new 64 --out "$OUT/model-generate.jsonl" "$@" 2>&1 | grep -v Warning | tee -a "$OUT/model-generate.log"; }
 gen 150 --attention fused,unfused --gpu-weights float32,float16 --profile 8
 for every in 0 24 96; do FUSEDATTN_REPLAY_SUBMIT_EVERY=$every gen 40 --attention fused --gpu-weights float32; done

@@ -43,7 +43,7 @@ if want runner; then
     --out "$OUT/model-generate.jsonl" 2>&1 | grep -v '^fatal' > "$OUT/model.log"; step model-generate $?
   grep -E "check (PASS|FAIL)|NOTE" "$OUT/model.log"
   tail -9 "$OUT/model.log"
-  t0=$SECONDS; timeout 150 node bench/model-decode-attention.mjs ${smoke:+--smoke} --out "$OUT/decode.jsonl" > "$OUT/decode.log" 2>&1; step decode-attention $?
-  grep -E "^\| *(shape|---)|v2 plan|WRONG|^checked" "$OUT/decode.log"
+  t0=$SECONDS; timeout 150 node bench/decode.mjs --parts contiguous ${smoke:+--smoke} --out "$OUT/decode" > "$OUT/decode.log" 2>&1; step decode-attention $?
+  grep -E "^\| *(part|---|contiguous)|FAILED|checked" "$OUT/decode.log"
 fi
 echo "call done"

@@ -17,11 +17,14 @@ import type { AttentionModule, StepInfo } from '../model/backend.js';
 import type { ModelConfig } from '../model/config.js';
 import type { LayerWeights } from '../model/weights.js';
 import type { CpuActivations, CpuKvCache, CpuOps, CpuWeight } from '../model/cpu/ops.js';
+import { cpuPagedAttention } from '../model/cpu/paged-attention.js';
 import type { GpuActivations, GpuKvCache, GpuOps, GpuWeight } from '../model/webgpu/ops.js';
 import type { BlockDims } from './config.js';
 import { packedAttention, ropeAndCache } from './cpu/block.js';
 import type { BlockGeometry } from './shape.js';
 import { type GpuBlock, type GpuRopeTable } from './webgpu/block.js';
+import type { BlockDecodeCache } from './webgpu/decode.js';
+import { pagedBindings } from '../ops/decode/webgpu/index.js';
 import type { GemmChoice, GpuLinear } from '../ops/gemm/webgpu/index.js';
 
 /** The block's sizes for a model config (RoPE comes per step from the runner). */
@@ -35,6 +38,10 @@ export function blockDims(config: ModelConfig): BlockDims {
     rope: {},
     maxPositions: config.maxPositionEmbeddings,
   };
+}
+
+function pagedUnsupported(): UnsupportedError {
+  return new UnsupportedError('attention', 'the fused block\'s decode path cannot run this paged step (head dim not a multiple of 8, or more sequences than its GEMV takes); use the unfused module');
 }
 
 function geometry(step: StepInfo): BlockGeometry {
@@ -68,6 +75,8 @@ export function cpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
   return {
     name: 'fused (cpu)',
     async forward(x: CpuActivations, layer: number, cache: CpuKvCache, step: StepInfo) {
+      // a paged decode step (continuous batching): the decode op on the paged cache
+      if (step.paged) return cpuPagedAttention(config, ops, layers[layer], x, layer, step);
       const p = (packed[layer] ??= pack(layer));
       const qkv = await ops.linear(x, p.qkv);
       const call = { ...geometry(step), layout: 'SBH' as const };
@@ -139,7 +148,22 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
     const state = ops.stepState();
     return { block, extras: { rope: state.rope as GpuRopeTable, positions: state.positions } };
   };
+  /** A paged decode step's cache for the block's decode path (the decode op reads its pages). */
+  const pagedCache = (layer: number, step: StepInfo): BlockDecodeCache => {
+    const paged = step.paged!;
+    const b = pagedBindings(paged.cache, layer);
+    return { dtype: paged.cache.dtype, ...b, values: b.values!, paged: true, maxKeys: step.start + 1 };
+  };
+  const pagedRope = (step: StepInfo) => ops.ropeByPosition(config, step.paged!.cache.capacity);
   const forward = async (x: GpuActivations, layer: number, cache: GpuKvCache, step: StepInfo) => {
+    if (step.paged) {
+      // without the norm fusion (the decoder's fallback): the same decode path, plain GEMVs
+      const { block } = await prepared(layer, step);
+      const out = ops.activations(x.rows, dims.hidden, 'attention block');
+      const bound = { x: operand(x.buffer), keys: undefined, values: undefined, out: out.buffer };
+      if (!(await block.queueDecode(geometry(step), bound, { rope: pagedRope(step) }, {}, pagedCache(layer, step)))) throw pagedUnsupported();
+      return out;
+    }
     const { block, extras } = await prepared(layer, step);
     const out = ops.activations(x.rows, dims.hidden, 'attention block');
     await block.queueFused(geometry(step), {
@@ -159,6 +183,12 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
     forward,
     async forwardResidual(hidden: GpuActivations, inputNorm: GpuWeight, eps: number, layer: number, cache: GpuKvCache, step: StepInfo) {
       const { block, extras } = await prepared(layer, step);
+      if (step.paged) {
+        const bound = { x: operand(hidden.buffer), keys: undefined, values: undefined, out: hidden.buffer };
+        const fusion = { norm: { buffer: single(inputNorm), dtype: inputNorm.dtype, eps }, accumulate: true };
+        if (!(await block.queueDecode(geometry(step), bound, { rope: pagedRope(step) }, fusion, pagedCache(layer, step)))) throw pagedUnsupported();
+        return;
+      }
       const bound = { x: operand(hidden.buffer), keys: operand(cache.keys[layer]), values: operand(cache.values[layer]), out: hidden.buffer };
       // decode: the norm in the qkv GEMV, the residual add in the O GEMV (4 or 5 dispatches in all)
       if (await block.queueDecode(geometry(step), bound, extras, { norm: { buffer: single(inputNorm), dtype: inputNorm.dtype, eps }, accumulate: true })) return;
@@ -169,8 +199,9 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
     },
     // the decode path's commands depend on the step only through its split count
     stepKey: (step: StepInfo) => {
-      const plan = first?.decodePlan(geometry(step));
-      return plan ? { workgroup: plan.options.workgroupSize, unroll: plan.options.unroll, splits: plan.splits } : null;
+      const plan = first?.decodePlan(geometry(step), step.paged ? pagedCache(0, step) : true);
+      if (!plan) return null;
+      return { workgroup: plan.kernel.workgroupSize, unroll: plan.kernel.unroll, splits: plan.splits, ...(step.paged ? { rope: pagedRope(step).buffer } : {}) };
     },
   };
 }

@@ -5,15 +5,17 @@
 import { UsageError } from './usage.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ValueError } from '../core/errors.js';
-import { generate, type GenerateResult } from '../model/generate.js';
+import { type GenerateResult, generateBatch } from '../model/generate.js';
 import { type AttentionKind, type ModelBackendChoice, loadModel } from '../model/model.js';
 import { finiteNumber, integer, positiveInt } from './parse.js';
 import { progressLine } from './progress.js';
 
 export interface GenerateFlags {
   model: string;
-  prompt?: string;
-  tokens?: number[];
+  /** One or more prompts (repeat --prompt): decoded together, continuous batching. */
+  prompt?: string[];
+  tokens?: number[][];
+  maxBatch?: number;
   maxNewTokens: number;
   topK?: number;
   temperature?: number;
@@ -35,8 +37,9 @@ export function generateCommand(): Command {
   return new Command('generate')
     .description('generate text with a local Qwen2/Llama model folder (config.json, *.safetensors, tokenizer.json)')
     .requiredOption('--model <dir>', 'model folder: config.json + model.safetensors (or sharded index), optional tokenizer.json')
-    .option('--prompt <text>', 'prompt text (needs tokenizer.json in the model folder)')
-    .option('--tokens <ids>', 'prompt as comma-separated token ids, e.g. 1,2,3', tokenList)
+    .option('--prompt <text>', 'prompt text (needs tokenizer.json in the model folder); repeat it for several prompts, decoded in one batch', collect, undefined)
+    .option('--tokens <ids>', 'prompt as comma-separated token ids, e.g. 1,2,3; repeat it for several prompts', collectTokens, undefined)
+    .option('--max-batch <n>', 'most sequences decoded together (continuous batching: a finished one leaves, the next prompt joins)', positiveInt, 8)
     .option('--max-new-tokens <n>', 'new tokens to generate at most', positiveInt, 32)
     .option('--top-k <k>', 'sample from the k most likely tokens (0 = all), at temperature 1 unless --temperature says otherwise', nonNegativeInt)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNegativeNumber)
@@ -66,65 +69,80 @@ export function registerGenerate(program: Command): Command {
  */
 export async function runGenerate(flags: GenerateFlags, sink?: TextSink): Promise<string> {
   if ((flags.prompt === undefined) === (flags.tokens === undefined)) {
-    throw new UsageError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids>');
+    throw new UsageError('--prompt', 'give exactly one of --prompt <text> and --tokens <ids> (either may be repeated)');
   }
   const attention: AttentionKind | undefined = flags.fused ? 'fused' : flags.unfused ? 'unfused' : undefined;
   const model = await loadModel(flags.model, { backend: flags.backend, attention, requireTokenizer: flags.prompt !== undefined });
-  let prompt: number[];
+  let prompts: number[][];
   if (model.tokenizer && flags.prompt !== undefined) {
-    prompt = model.tokenizer.encode(flags.prompt);
-    if (prompt.length === 0) throw new ValueError('--prompt', 'the prompt encodes to no tokens; give some text');
+    prompts = flags.prompt.map((text) => {
+      const ids = model.tokenizer!.encode(text);
+      if (ids.length === 0) throw new ValueError('--prompt', `the prompt ${JSON.stringify(text)} encodes to no tokens; give some text`);
+      return ids;
+    });
   } else {
-    prompt = flags.tokens as number[];
+    prompts = flags.tokens as number[][];
   }
-  const positions = prompt.length + flags.maxNewTokens;
-  if (positions > model.config.maxPositionEmbeddings && !flags.pastMaxPositions) {
-    model.dispose();
-    throw new UsageError('--max-new-tokens', `the prompt (${prompt.length} tokens) + --max-new-tokens ${flags.maxNewTokens} = ${positions} positions, past the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); lower --max-new-tokens or pass --past-max-positions`);
+  for (const prompt of prompts) {
+    const positions = prompt.length + flags.maxNewTokens;
+    if (positions > model.config.maxPositionEmbeddings && !flags.pastMaxPositions) {
+      model.dispose();
+      throw new UsageError('--max-new-tokens', `the prompt (${prompt.length} tokens) + --max-new-tokens ${flags.maxNewTokens} = ${positions} positions, past the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); lower --max-new-tokens or pass --past-max-positions`);
+    }
   }
-  const stream = sink ? textStream(sink, model.tokenizer) : undefined;
+  const single = prompts.length === 1;
+  // one prompt streams its text as it comes; several print theirs at the end, in prompt order
+  const stream = sink && single ? textStream(sink, model.tokenizer) : undefined;
   const progress = flags.quiet || flags.json ? undefined : progressLine('generating');
   const started = performance.now();
   let produced = 0;
-  let result: GenerateResult;
+  let batch: Awaited<ReturnType<typeof generateBatch>>;
   try {
-    result = await generate(model, prompt, {
+    batch = await generateBatch(model, prompts, {
       maxNewTokens: flags.maxNewTokens,
       topK: flags.topK,
       temperature: flags.temperature ?? (flags.topK ? 1 : 0),
       seed: flags.seed,
       pastMaxPositions: flags.pastMaxPositions,
+      maxBatch: flags.maxBatch,
       onToken: (id) => {
         stream?.push(id);
         produced++;
         const seconds = (performance.now() - started) / 1000;
-        progress?.update(`${produced} of at most ${flags.maxNewTokens} tokens, ${seconds.toFixed(1)} s (${(produced / seconds).toFixed(1)} tokens/s)`);
+        const most = flags.maxNewTokens * prompts.length;
+        progress?.update(`${produced} of at most ${most} tokens, ${seconds.toFixed(1)} s (${(produced / seconds).toFixed(1)} tokens/s)`);
       },
     });
   } finally {
     progress?.done();
   }
   stream?.end();
-  const text = model.tokenizer?.decode(result.tokens, { skipSpecialTokens: true });
-  const summary = {
-    model: flags.model,
-    backend: model.backend,
-    attention: model.attention,
-    promptTokens: prompt.length,
+  const summaries = batch.results.map((result, i) => ({
+    promptTokens: prompts[i].length,
     tokens: result.tokens,
-    text,
+    text: model.tokenizer?.decode(result.tokens, { skipSpecialTokens: true }),
     stopReason: result.stopReason,
     prefillMs: round(result.prefillMs),
     prefillTokensPerSecond: round(result.prefillTokensPerSecond),
     decodeSteps: result.decodeSteps,
     decodeMs: round(result.decodeMs),
     decodeTokensPerSecond: round(result.decodeTokensPerSecond),
-    weightBytes: model.weightBytes,
-    kvCacheBytes: result.kvCacheBytes,
-  };
-  if (flags.json) return JSON.stringify(summary);
-  const body = sink ? [] : [text ?? result.tokens.join(',')];
-  return [...body, '', stats(result, model.backend, model.attention, model.weightBytes)].join('\n');
+  }));
+  const common = { model: flags.model, backend: model.backend, attention: model.attention, weightBytes: model.weightBytes, kvCacheBytes: batch.results[0].kvCacheBytes };
+  if (single) {
+    const result = batch.results[0];
+    if (flags.json) return JSON.stringify({ ...common, ...summaries[0] });
+    const body = sink ? [] : [summaries[0].text ?? result.tokens.join(',')];
+    return [...body, '', stats(result, model.backend, model.attention, model.weightBytes)].join('\n');
+  }
+  const all = { decodeSteps: batch.decodeSteps, decodeTokensPerSecond: round(batch.decodeTokensPerSecond), peakBatch: batch.peakBatch };
+  if (flags.json) return JSON.stringify({ ...common, ...all, prompts: summaries });
+  const blocks = summaries.map((x, i) => `[${i + 1}] ${x.text ?? x.tokens.join(',')}\n    (${x.promptTokens} prompt tokens, ${x.tokens.length} new, stopped by ${x.stopReason})`);
+  return [
+    ...blocks, '',
+    `continuous batching: ${prompts.length} prompts, at most ${batch.peakBatch} decoded together; ${batch.decodeSteps} decode steps, ${batch.decodeTokensPerSecond.toFixed(1)} tokens/s over all sequences`,
+    `backend ${model.backend}, attention ${model.attention}, weights ${mib(model.weightBytes)}, KV cache ${mib(common.kvCacheBytes)} (paged)`,
+  ].join('\n');
 }
 
 /**
@@ -162,12 +180,20 @@ function stats(r: GenerateResult, backend: string, attention: string, weightByte
   return [
     `prefill: ${r.promptTokens} tokens in ${r.prefillMs.toFixed(1)} ms (${r.prefillTokensPerSecond.toFixed(1)} tokens/s)`,
     `decode: ${r.decodeSteps} tokens in ${r.decodeMs.toFixed(1)} ms (${r.decodeSteps > 0 ? r.decodeTokensPerSecond.toFixed(1) : '-'} tokens/s), stopped by ${r.stopReason}`,
-    `backend ${backend}, attention ${attention}, weights ${mib(weightBytes)}, KV cache ${mib(r.kvCacheBytes)}`,
+    `backend ${backend}, attention ${attention}, weights ${mib(weightBytes)}, KV cache ${mib(r.kvCacheBytes)} (paged)`,
   ].join('\n');
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 3 : 1)} MiB`;
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function collectTokens(value: string, previous: number[][] | undefined): number[][] {
+  return [...(previous ?? []), tokenList(value)];
+}
 
 function tokenList(value: string): number[] {
   const parts = value.split(',').map((p) => p.trim());

@@ -1,6 +1,6 @@
 // The Tensor type: an element type, a shape, and where the elements live (CPU memory or a GPU
 // buffer). Kernels never see a Tensor directly; validation turns tensors into strided views.
-import { BYTES_PER_ELEMENT, type DType, type TypedStorage, halfToFloats } from './dtype.js';
+import { BYTES_PER_ELEMENT, type DType, type TypedStorage, bfloat16ToFloats, halfToFloats } from './dtype.js';
 import { DTypeError, ShapeError, show } from './errors.js';
 
 /** How the dimensions of an attention input are ordered (see README "Layouts"). */
@@ -80,6 +80,7 @@ export class Tensor {
   toFloat32(): Float32Array {
     const data = this.cpuData('toFloat32');
     if (this.dtype === 'float16') return halfToFloats(data as Uint16Array);
+    if (this.dtype === 'bfloat16') return bfloat16ToFloats(data as Uint16Array);
     if (data instanceof Float32Array) return data;
     return Float32Array.from(data as ArrayLike<number>);
   }
@@ -115,9 +116,10 @@ export function inferDType(data: ArrayBufferView, argument: string): DType {
   const f16 = (globalThis as { Float16Array?: new () => ArrayBufferView }).Float16Array;
   if (f16 && data instanceof f16) return 'float16';
   if (data instanceof Uint8Array) return 'uint8';
+  if (data instanceof Int8Array) return 'int8';
   if (data instanceof Int32Array) return 'int32';
   const name = data?.constructor?.name ?? typeof data;
-  throw new DTypeError(argument, `${argument} must be a Float32Array, Uint16Array (float16 bits), Uint8Array or Int32Array, got ${name}`);
+  throw new DTypeError(argument, `${argument} must be a Float32Array, Uint16Array (float16 bits), Uint8Array, Int8Array or Int32Array, got ${name}`);
 }
 
 function viewAs(data: ArrayBufferView, dtype: DType, argument: string): TypedStorage {
@@ -129,9 +131,11 @@ function viewAs(data: ArrayBufferView, dtype: DType, argument: string): TypedSto
   }
   switch (dtype) {
     case 'float32': return new Float32Array(buffer, byteOffset, byteLength / 4);
-    case 'float16': return new Uint16Array(buffer, byteOffset, byteLength / 2);
+    case 'float16':
+    case 'bfloat16': return new Uint16Array(buffer, byteOffset, byteLength / 2);
     case 'bool':
     case 'uint8': return new Uint8Array(buffer, byteOffset, byteLength);
+    case 'int8': return new Int8Array(buffer, byteOffset, byteLength);
     case 'int32': return new Int32Array(buffer, byteOffset, byteLength / 4);
   }
 }

@@ -10,6 +10,7 @@
 // H hidden size, Nq / Nkv query / key-value heads, D head dim, L positions in the cache.
 // Activations are row-major [T * B, features] with row t * B + b ("SBH"), so the rows of one
 // position are adjacent: the K/V of new tokens append to the cache as one contiguous block.
+import type { PagedKVCache } from '../ops/decode/index.js';
 import type { ModelConfig } from './config.js';
 import type { RopeTable } from './rope.js';
 import type { DecoderWeights, LayerWeights } from './weights.js';
@@ -27,8 +28,21 @@ export interface StepInfo {
   readonly tokens: number;
   /** Position of the first new token (= cache.length before this step). */
   readonly start: number;
-  /** cos/sin for positions start .. start + tokens - 1, [T, D/2]. */
+  /** cos/sin for positions start .. start + tokens - 1, [T, D/2] (paged steps: one row per sequence, at its position). */
   readonly rope: RopeTable;
+  /**
+   * A decode step on the paged cache (continuous batching): one new token for each of `seqs`,
+   * which sit at different positions (`positions`, their lengths before the step; `start` is then
+   * the largest). The attention module reads and appends through `cache` (reserved for this step,
+   * advanced by the decoder after every layer) instead of the KvCache argument.
+   */
+  readonly paged?: PagedStep;
+}
+
+export interface PagedStep {
+  readonly cache: PagedKVCache;
+  readonly seqs: readonly number[];
+  readonly positions: Int32Array;
 }
 
 /**
@@ -108,6 +122,15 @@ export interface DecoderOps<A extends Activations, W, C extends KvCache = KvCach
   advanceCache(cache: C, length: number): void;
   /** Bytes of weights held on the device. */
   weightBytes(weights: DecoderWeights<W>): number;
+  /** Frees a cache (its GPU buffers); optional where the garbage collector does it. */
+  disposeCache?(cache: C): void;
+  /**
+   * Copies the first `tokens` positions of a batch-1 cache (a prefill's) into `seq`'s pages, for
+   * every layer (positions already reserved; the decoder advances them).
+   */
+  storePrefill(cache: C, paged: PagedKVCache, seq: number, tokens: number): Promise<void>;
+  /** The backend the paged cache of this model lives on. */
+  readonly pagedBackend: 'cpu' | 'webgpu';
   /** Frees the weights' device memory; the model is unusable afterwards. */
   dispose(weights: DecoderWeights<W>): void;
 

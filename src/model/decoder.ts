@@ -4,16 +4,32 @@
 //   logits = lmHead(RMSNorm(x)) of the last position of each sequence (or of every position).
 // Prefill is one call with the whole prompt; decode is one call per new token. Both go through the
 // same code; only T differs.
-import { ValueError, show } from '../core/errors.js';
+import { UnsupportedError, ValueError, show } from '../core/errors.js';
+import { PagedKVCache } from '../ops/decode/index.js';
+import type { CacheDType } from '../ops/decode/index.js';
 import type { Activations, AttentionModule, DecoderOps, KvCache, StepInfo } from './backend.js';
 import type { ModelConfig } from './config.js';
-import { ropeTable } from './rope.js';
+import { ropeRows, ropeTable } from './rope.js';
 import { type TopCandidates, mergeCandidates } from './sampling.js';
 import type { DecoderWeights } from './weights.js';
 
 export interface ForwardOptions {
   /** Logits for every new position, [B, T, vocab], instead of the last one only, [B, vocab]. */
   allLogits?: boolean;
+}
+
+/** A paged KV cache for continuous batching (Decoder.createPagedCache). */
+export interface PagedCacheOptions {
+  /** Most sequences decoded together (default 8). */
+  maxSequences?: number;
+  /** Most positions one sequence may hold, prompt included (default: the model's max_position_embeddings). */
+  maxLength?: number;
+  /** Pages in the pool (default: maxSequences sequences of maxLength). */
+  numPages?: number;
+  /** Positions per page (default 16). */
+  pageSize?: number;
+  /** Storage (default float16 on WebGPU, float32 on the CPU, where converting costs more than it saves). */
+  dtype?: CacheDType;
 }
 
 export class Decoder<A extends Activations, W, C extends KvCache> {
@@ -39,6 +55,82 @@ export class Decoder<A extends Activations, W, C extends KvCache> {
    */
   async forward(tokens: readonly (readonly number[])[], cache: C, options: ForwardOptions = {}): Promise<Float32Array> {
     return (await this.pass(tokens, cache, options.allLogits === true, 0)) as Float32Array;
+  }
+
+  /** A paged KV cache on this model's backend, one layer per decoder layer. */
+  createPagedCache(options: PagedCacheOptions = {}): Promise<PagedKVCache> {
+    const { numKvHeads: kvHeads, headDim, numLayers: layers } = this.config;
+    const maxSequences = options.maxSequences ?? 8;
+    const pageSize = options.pageSize ?? 16;
+    const maxLength = options.maxLength ?? this.config.maxPositionEmbeddings;
+    const backend = this.ops.pagedBackend;
+    return PagedKVCache.create({
+      numPages: options.numPages ?? maxSequences * Math.ceil(maxLength / pageSize), pageSize, kvHeads, headDim, layers, maxLength, maxSequences,
+      dtype: options.dtype ?? (backend === 'webgpu' ? 'float16' : 'float32'), backend,
+      device: (this.ops as { runtime?: { device: GPUDevice } }).runtime?.device,
+    });
+  }
+
+  /**
+   * Prefill of one empty sequence of a paged cache: runs `tokens` through the model (on a
+   * contiguous cache of their own), stores their keys and values into `seq`'s pages and returns
+   * the last position's logits [vocab] (or its `topK` candidates).
+   */
+  async prefillPaged(tokens: readonly number[], paged: PagedKVCache, seq: number, topK = 0): Promise<Float32Array | TopCandidates> {
+    if (paged.length(seq) !== 0) throw new UnsupportedError('seq', `sequence ${seq} already holds ${paged.length(seq)} positions; a prefill starts an empty sequence (extend it with decode steps)`);
+    if (topK && !this.canTopK(topK)) throw new ValueError('k', `k must be an integer in 1..${this.ops.maxTopK ?? 0} on the ${this.ops.name} backend, got ${show(topK)}`);
+    paged.reserve([seq], tokens.length);
+    const cache = this.ops.createCache(this.config, 1, tokens.length);
+    try {
+      const out = await this.pass([tokens], cache, false, topK);
+      await this.ops.storePrefill(cache, paged, seq, tokens.length);
+      paged.advance([seq], tokens.length);
+      return topK ? (out as TopCandidates[])[0] : (out as Float32Array);
+    } finally {
+      this.ops.disposeCache?.(cache);
+    }
+  }
+
+  /**
+   * One decode step of several sequences of a paged cache, at their own positions (continuous
+   * batching): token b is the next token of seqs[b]. Returns logits [B, vocab] (or each
+   * sequence's `topK` candidates); the attention kernels append the new keys and values.
+   */
+  async decodePaged(tokens: readonly number[], paged: PagedKVCache, seqs: readonly number[], topK = 0): Promise<Float32Array | TopCandidates[]> {
+    const batch = seqs.length;
+    if (!Array.isArray(tokens) || tokens.length !== batch) throw new ValueError('tokens', `give one token per sequence (${batch}), got ${show(tokens)}`);
+    const vocab = this.config.vocabSize;
+    tokens.forEach((id, b) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new ValueError('tokens', `token ids must be integers in [0, ${vocab}) (vocab_size), got ${show(id)} for sequence ${seqs[b]}`);
+    });
+    if (topK && !this.canTopK(topK)) throw new ValueError('k', `k must be an integer in 1..${this.ops.maxTopK ?? 0} on the ${this.ops.name} backend, got ${show(topK)}`);
+    const positions = Int32Array.from(seqs, (s) => paged.length(s));
+    paged.reserve(seqs, 1);
+    // the step's lengths and block table, written before its commands (a replay reads them too)
+    paged.view(seqs, 0);
+    const step: StepInfo = { batch, tokens: 1, start: Math.max(...positions), rope: ropeRows(this.config, positions), paged: { cache: paged, seqs, positions } };
+    const ids = Int32Array.from(tokens);
+    const ops = this.ops;
+    const none = undefined as unknown as C;
+    ops.beginStep?.(step, ids);
+    const run = async () => {
+      const logits = await this.layers(ids, none, step, false);
+      if (!topK) return logits;
+      const candidates = await ops.topK!(logits, topK);
+      ops.release(logits);
+      return candidates;
+    };
+    const attention = ops.runStep ? this.attention.stepKey?.(step, none) : undefined;
+    const replayable = attention !== undefined && attention !== null;
+    const logits = replayable ? await ops.runStep!({ batch, paged, attention, topK }, run) : await run();
+    paged.advance(seqs, 1);
+    const values = await ops.read(logits);
+    if (!replayable) ops.release(logits);
+    if (topK) {
+      const k = Math.min(topK, vocab);
+      return mergeCandidates(new Uint32Array(values.buffer, values.byteOffset, values.length), batch, logits.cols / (2 * topK + 1), topK, k);
+    }
+    return values;
   }
 
   /** True when forwardTop() can find `k` candidates on the backend. */

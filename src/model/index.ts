@@ -1,8 +1,9 @@
 // fusedattn/model: the Qwen2/Llama transformer runner, its file formats and its test oracle.
 // The public types name WebGPU globals (GPUDevice, GPUBuffer): consumers get them from @webgpu/types.
 /// <reference types="@webgpu/types" preserve="true" />
-export { loadModel, createModel, type TransformerModel, type ModelOptions, type ModelBackendChoice, type AttentionKind } from './model.js';
-export { generate, type GenerateOptions, type GenerateResult } from './generate.js';
+export { loadModel, createModel, type TransformerModel, type ModelOptions, type ModelBackendChoice, type AttentionKind, type PagedResult } from './model.js';
+export { type PagedCacheOptions } from './decoder.js';
+export { generate, generateBatch, type GenerateOptions, type GenerateResult, type BatchOptions, type BatchResult } from './generate.js';
 export { createSampler, createCandidateSampler, mergeCandidates, argmax, topIndices, type SamplingOptions, type Sampler, type CandidateSampler, type TopCandidates } from './sampling.js';
 export { parseModelConfig, readModelConfig, type ModelConfig, type RopeScaling } from './config.js';
 export { ropeFrequencies, ropeTable, type RopeFrequencies, type RopeTable } from './rope.js';

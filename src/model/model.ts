@@ -8,7 +8,8 @@ import { type TensorStore, openSafetensors } from '../io/safetensors.js';
 import { type ModelSource, type SourceOptions, modelFiles } from '../io/sources.js';
 import type { Activations, AttentionFactory, DecoderOps, KvCache } from './backend.js';
 import { type ModelConfig, readModelConfig } from './config.js';
-import { Decoder, type ForwardOptions } from './decoder.js';
+import { Decoder, type ForwardOptions, type PagedCacheOptions } from './decoder.js';
+import type { PagedKVCache } from '../ops/decode/index.js';
 import { type TextTokenizer, loadTokenizer } from './tokenizer.js';
 import { type DecoderWeights, checkWeights, loadWeights, weightSpecs } from './weights.js';
 import type { TopCandidates } from './sampling.js';
@@ -40,9 +41,15 @@ export interface ModelOptions {
   replayDecode?: boolean;
   /**
    * WebGPU, unfused module: decode with the first split-KV kernel (decode-attention.wgsl.ts)
-   * instead of flash-decode.wgsl.ts (comparisons).
+   * instead of the decode op's split-KV kernel (ops/decode/webgpu/split-kv.wgsl.ts; comparisons).
    */
   firstDecodeKernel?: boolean;
+}
+
+/** What a paged step returns: logits [B, vocab] without topK, else the candidates of each sequence. */
+export interface PagedResult {
+  logits?: Float32Array;
+  top?: TopCandidates[];
 }
 
 export interface TransformerModel {
@@ -62,6 +69,15 @@ export interface TransformerModel {
   canTopK(k: number): boolean;
   /** See Decoder.forwardTop: each sequence's k largest logits and their ids, found on the device. */
   forwardTop(tokens: readonly (readonly number[])[], cache: KvCache, k: number): Promise<TopCandidates[]>;
+  /**
+   * A paged KV cache for this model (continuous batching): sequences are added, forked and freed
+   * on it; prefillPaged() fills one, decodePaged() steps several at their own positions.
+   */
+  createPagedCache(options?: PagedCacheOptions): Promise<PagedKVCache>;
+  /** Prefill of an empty sequence of `cache`: its last position's logits [vocab], or its top-k candidates. */
+  prefillPaged(tokens: readonly number[], cache: PagedKVCache, seq: number, options?: { topK?: number }): Promise<PagedResult>;
+  /** One decode step of `seqs` (token b for seqs[b]): logits [B, vocab], or each sequence's top-k candidates. */
+  decodePaged(tokens: readonly number[], cache: PagedKVCache, seqs: readonly number[], options?: { topK?: number }): Promise<PagedResult>;
   /** WebGPU: how many decode steps were recorded and replayed (see ModelOptions.replayDecode). */
   readonly replayStats: () => { records: number; replays: number; lastHostMs: number | undefined } | undefined;
   /** Stop token ids: config eos_token_id plus the tokenizer's eos_token. */
@@ -166,6 +182,19 @@ export async function createModel(config: ModelConfig, store: TensorStore, optio
     forwardTop: async (tokens, cache, k) => {
       if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
       return decoder.forwardTop(tokens, cache, k);
+    },
+    createPagedCache: (opts) => decoder.createPagedCache(opts),
+    prefillPaged: async (tokens, cache, seq, opts) => {
+      if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
+      const k = opts?.topK ?? 0;
+      const out = await decoder.prefillPaged(tokens, cache, seq, k);
+      return k ? { top: [out as TopCandidates] } : { logits: out as Float32Array };
+    },
+    decodePaged: async (tokens, cache, seqs, opts) => {
+      if (disposed) throw new ValueError('model', 'this model was disposed; load it again');
+      const k = opts?.topK ?? 0;
+      const out = await decoder.decodePaged(tokens, cache, seqs, k);
+      return k ? { top: out as TopCandidates[] } : { logits: out as Float32Array };
     },
     replayStats: () => {
       const stats = (ops as { stepStats?: { records: number; replays: number; lastRun?: { hostMs: number } } }).stepStats;

@@ -79,3 +79,25 @@ export function ropeTable(config: ModelConfig, start: number, count: number): Ro
   const { invFreq, attentionScale } = ropeFrequencies(config, start + count);
   return cosSinTable(invFreq, attentionScale, start, count);
 }
+
+/** One row per position in `positions` (row b = positions[b]), each as a one-token step there uses it. */
+export function ropeRows(config: ModelConfig, positions: ArrayLike<number>): RopeTable {
+  const half = config.headDim / 2;
+  const cos = new Float32Array(positions.length * half);
+  const sin = new Float32Array(positions.length * half);
+  for (let b = 0; b < positions.length; b++) {
+    const row = ropeTable(config, positions[b], 1);
+    cos.set(row.cos, b * half);
+    sin.set(row.sin, b * half);
+  }
+  return { start: 0, count: positions.length, half, cos, sin };
+}
+
+/**
+ * Rows for positions 0 .. count - 1, row p as a one-token step at position p uses it (the table
+ * the GPU decode kernels read by position when sequences of a batch sit at different positions).
+ */
+export function positionTable(config: ModelConfig, count: number): RopeTable {
+  if (config.ropeScaling?.type !== 'dynamic') return ropeTable(config, 0, count);
+  return ropeRows(config, Array.from({ length: count }, (_, p) => p));
+}

@@ -6,6 +6,7 @@ export * from './compare.js';
 export * from './random.js';
 export { SUITE } from './suite.js';
 export * from './check.js';
+export * from './decode.js';
 export { NON_FINITE_CASES, makeNonFiniteCase, compareNonFinite, type NonFiniteCase } from './non-finite.js';
 export { runCpuFaultCampaign, type CpuFaultOptions, type CpuFaultReport } from './faults.js';
 export { hostileNpyFiles, hostileSafetensorsFiles, hostileConfigs, npyWithHeader, type HostileFile, type HostileConfig } from './hostile.js';

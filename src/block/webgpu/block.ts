@@ -28,7 +28,7 @@ import type { SgMatrixConfig } from '../../ops/attention/webgpu/index.js';
 import { type BlockFlashTier, blockFlashPipeline, portableBlockUnsupported, queueBlockFlash, sgMatrixBlockChoice } from '../../ops/attention/webgpu/index.js';
 import { type BoundCall, runBlockCall } from './io.js';
 import { queueUnfused, type UnfusedWeights } from './unfused.js';
-import { type BlockDecodeFusion, blockDecodePlan, queueBlockDecode } from './decode.js';
+import { type BlockDecodeCache, type BlockDecodeFusion, blockDecodePlan, queueBlockDecode } from './decode.js';
 
 export const blockAttentionKernel = defineKernel<BlockAttentionOptions>('block-attention', buildBlockAttention);
 export const blockCombineKernel = defineKernel<{ headDim: number }>('block-attention-combine', buildBlockCombine);
@@ -254,12 +254,12 @@ export class GpuBlock {
    * Queues the decode path (decode.ts) with the runner's fusions: the input RMSNorm inside the qkv
    * GEMV, the O projection added into `bound.out`. False (nothing queued) where it does not apply.
    */
-  queueDecode(call: BlockGeometry, bound: BoundCall, extras: GpuCallExtras, fusion: BlockDecodeFusion): Promise<boolean> {
-    return queueBlockDecode(this.runtime, this.dims, this.qkv, this.o, call, bound, { rope: extras.rope ?? this.rope, positions: extras.positions }, this.minWorkgroups, fusion);
+  queueDecode(call: BlockGeometry, bound: BoundCall, extras: GpuCallExtras, fusion: BlockDecodeFusion, paged?: BlockDecodeCache): Promise<boolean> {
+    return queueBlockDecode(this.runtime, this.dims, this.qkv, this.o, call, bound, { rope: extras.rope ?? this.rope, positions: extras.positions }, this.minWorkgroups, fusion, paged);
   }
 
   /** The decode path's kernel and splits for a call (decode.ts), or undefined where it does not run. */
-  decodePlan(call: BlockGeometry, cache = true) {
+  decodePlan(call: BlockGeometry, cache: boolean | BlockDecodeCache = true) {
     return blockDecodePlan(this.runtime, this.dims, call, cache, this.minWorkgroups);
   }
 

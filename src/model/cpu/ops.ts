@@ -7,6 +7,8 @@
 import { ShapeError } from '../../core/errors.js';
 import type { OpsCpuEngine as CpuEngine } from '../../ops/cpu-engine.js';
 import { matmul, residentLinear } from '../../ops/gemm/cpu/index.js';
+import { Tensor } from '../../core/tensor.js';
+import type { PagedKVCache } from '../../ops/decode/index.js';
 import type { Activations, DecoderOps, KvCache } from '../backend.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';
@@ -147,6 +149,14 @@ export class CpuOps implements DecoderOps<CpuActivations, CpuWeight, CpuKvCache>
 
   advanceCache(cache: CpuKvCache, length: number): void {
     cache.length = length;
+  }
+
+  readonly pagedBackend = 'cpu' as const;
+
+  async storePrefill(cache: CpuKvCache, paged: PagedKVCache, seq: number, tokens: number): Promise<void> {
+    const n = tokens * cache.kvHeads * cache.headDim;
+    const rows = (x: Float32Array) => Tensor.fromData(x.subarray(0, n), [tokens, cache.kvHeads, cache.headDim]);
+    for (let l = 0; l < cache.layers; l++) await paged.write(seq, l, rows(cache.keys[l]), rows(cache.values[l]), 0);
   }
 
   weightBytes(weights: DecoderWeights<CpuWeight>): number {

@@ -10,6 +10,7 @@ import type { ModelConfig } from '../config.js';
 import type { LayerWeights } from '../weights.js';
 import { applyRope } from './kernels.js';
 import { type CpuActivations, type CpuKvCache, type CpuOps, type CpuWeight, cpuActivations } from './ops.js';
+import { cpuPagedAttention } from './paged-attention.js';
 
 export function cpuUnfusedAttention(config: ModelConfig, layers: readonly LayerWeights<CpuWeight>[], ops: CpuOps): AttentionModule<CpuActivations, CpuKvCache> {
   const { numHeads: Nq, numKvHeads: Nkv, headDim: D } = config;
@@ -17,6 +18,7 @@ export function cpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
     name: 'unfused (cpu)',
     async forward(x: CpuActivations, layer: number, cache: CpuKvCache, step: StepInfo) {
       const w = layers[layer];
+      if (step.paged) return cpuPagedAttention(config, ops, w, x, layer, step);
       const q = await ops.linear(x, w.q, w.qBias);
       const k = await ops.linear(x, w.k, w.kBias);
       const v = await ops.linear(x, w.v, w.vBias);

@@ -10,7 +10,10 @@ import {
   DEFAULT_TENSORCORE_TILE, queueTensorCoreLinear, runnerGemmFromEnv, tensorCoreLinearUnsupported, tensorCoreTileFromEnv,
 } from '../../ops/gemm/webgpu/index.js';
 import { Scope } from '../../scope/scope.js';
+import { Tensor } from '../../core/tensor.js';
+import type { PagedKVCache } from '../../ops/decode/index.js';
 import type { Activations, DecoderOps, KvCache, StepInfo } from '../backend.js';
+import { positionTable } from '../rope.js';
 import type { ModelConfig } from '../config.js';
 import type { DecoderWeights, HostTensor } from '../weights.js';
 import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/index.js';
@@ -449,6 +452,39 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
     cache.length = length;
   }
 
+  readonly pagedBackend = 'webgpu' as const;
+
+  async storePrefill(cache: GpuKvCache, paged: PagedKVCache, seq: number, tokens: number): Promise<void> {
+    const device = this.runtime.device;
+    const rows = (buffer: GPUBuffer) => Tensor.fromGpuBuffer({ device, buffer, byteOffset: 0 }, [tokens, cache.kvHeads, cache.headDim], 'float32');
+    for (let l = 0; l < cache.layers; l++) await paged.write(seq, l, rows(cache.keys[l]), rows(cache.values[l]), 0);
+  }
+
+  disposeCache(cache: GpuKvCache): void {
+    // commands queued after the last submit (the page writes) may still read it
+    for (const b of [...cache.keys, ...cache.values]) this.destroyAfterSubmit(b);
+  }
+
+  private positionRope: { buffer: GPUBuffer; rows: number } | undefined;
+
+  /**
+   * cos [rows, D/2] then sin of positions 0 .. rows - 1 (row p as a one-token step at p uses it):
+   * the table the decode kernels read by position in paged steps. Uploaded once, grown by doubling.
+   */
+  ropeByPosition(config: ModelConfig, rows: number): { buffer: GPUBuffer; rows: number } {
+    if (this.positionRope && this.positionRope.rows >= rows) return this.positionRope;
+    if (this.positionRope) this.destroyAfterSubmit(this.positionRope.buffer);
+    const count = Math.max(rows, 2 * (this.positionRope?.rows ?? 0), 256);
+    const table = positionTable(config, count);
+    const data = new Float32Array(2 * table.cos.length);
+    data.set(table.cos, 0);
+    data.set(table.sin, table.cos.length);
+    const buffer = this.runtime.createBuffer(data.byteLength, 'rope by position');
+    this.runtime.write(buffer, 0, data);
+    this.positionRope = { buffer, rows: count };
+    return this.positionRope;
+  }
+
   weightBytes(weights: DecoderWeights<GpuWeight>): number {
     let bytes = 0;
     for (const w of allWeights(weights)) for (const p of w.parts) bytes += p.buffer.size;
@@ -458,6 +494,7 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
   dispose(weights: DecoderWeights<GpuWeight>): void {
     this.steps.dispose();
     for (const set of Object.values(this.stepBuffers)) for (const b of Object.values(set)) b.destroy();
+    this.positionRope?.buffer.destroy();
     for (const w of allWeights(weights)) for (const p of w.parts) p.buffer.destroy();
   }
 }

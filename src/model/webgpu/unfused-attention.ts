@@ -17,7 +17,8 @@ import {
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
 } from '../../ops/decode/webgpu/index.js';
 import { ELEMENTWISE_WORKGROUP, KV_APPEND_PARAMS, ROPE_PARAMS, buildKvAppend, buildRope } from './kernels.wgsl.js';
-import { flashDecodePlan, queueFlashDecode } from '../../ops/decode/webgpu/index.js';
+import { type DecodePlan, pagedBindings, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
+import { isSoftwareAdapter } from '../../engines/webgpu/device.js';
 import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
 
 const ropeKernel = defineKernel('model-rope', (_: Record<string, never>) => buildRope());
@@ -28,7 +29,7 @@ const combineKernel = defineKernel('model-decode-combine', buildDecodeCombine);
 export interface GpuAttentionOptions {
   /** Use the split-KV kernels for prefill too (tests; the library's flash kernel is faster there). */
   splitKvPrefill?: boolean;
-  /** Workgroups the split-KV kernel aims for (default: flash-decode's). */
+  /** Workgroups the split-KV kernel aims for (default: the decode op's plan). */
   targetWorkgroups?: number;
   /** Use the first split-KV kernel (decode-attention.wgsl.ts) even where the second one runs (comparisons). */
   firstDecodeKernel?: boolean;
@@ -38,7 +39,54 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
   const { numHeads: Nq, numKvHeads: Nkv, headDim: D } = config;
   const runtime = ops.runtime;
   const decodeOptions = splitKvOptions(D, Nq / Nkv, runtime.limits.maxComputeWorkgroupStorageSize);
-  const plan = (step: StepInfo) => (options.firstDecodeKernel ? undefined : flashDecodePlan(runtime, D, Nq / Nkv, false, step.start + step.tokens, Nkv, step.batch * step.tokens, options.targetWorkgroups));
+  const software = isSoftwareAdapter(runtime.adapter);
+  const plan = (step: StepInfo): DecodePlan | undefined => {
+    if (options.firstDecodeKernel) return undefined;
+    const p = planDecode({
+      dimQK: D, dimV: D, group: Nq / Nkv, headsKv: Nkv, batch: step.batch, tokens: step.tokens, maxKeys: step.start + step.tokens,
+      cache: 'float32', io: 'float32', paged: false, sharedKV: false, append: false, rope: false, softcap: false, alibi: false, lse: false,
+    }, runtime.limits, options.targetWorkgroups, { software });
+    return typeof p === 'string' ? undefined : p;
+  };
+
+  // a paged decode step (continuous batching): RoPE and the append in the decode op's kernel
+  const pagedPlan = (step: StepInfo): DecodePlan | undefined => {
+    const p = planDecode({
+      dimQK: D, dimV: D, group: Nq / Nkv, headsKv: Nkv, batch: step.batch, tokens: 1, maxKeys: step.start + 1,
+      cache: step.paged!.cache.dtype, io: 'float32', paged: true, sharedKV: false, append: true, rope: true, softcap: false, alibi: false, lse: false,
+    }, runtime.limits, options.targetWorkgroups, { software });
+    return typeof p === 'string' ? undefined : p;
+  };
+  const pagedRope = (step: StepInfo) => ops.ropeByPosition(config, step.paged!.cache.capacity);
+  const pagedForward = async (x: GpuActivations, layer: number, step: StepInfo): Promise<GpuActivations> => {
+    const chosen = pagedPlan(step);
+    if (!chosen) throw new UnsupportedError('headDim', `the decode op cannot run a paged step with head dim ${D} on this GPU`);
+    await prepareDecode(runtime, chosen, false);
+    const w = layers[layer];
+    const B = step.batch;
+    const q = await ops.linear(x, w.q, w.qBias);
+    const k = await ops.linear(x, w.k, w.kBias);
+    const v = await ops.linear(x, w.v, w.vBias);
+    // the new keys then values in one binding, as the kernel reads them
+    const kvd = Nkv * D;
+    const fresh = runtime.acquire(2 * B * kvd * 4, 'intermediate', 'new keys and values');
+    runtime.copy(k.buffer, 0, fresh, 0, B * kvd * 4, 'new keys');
+    runtime.copy(v.buffer, 0, fresh, B * kvd * 4, B * kvd * 4, 'new values');
+    const attn = ops.activations(B, Nq * D, 'attention');
+    const b = pagedBindings(step.paged!.cache, layer);
+    const rows = (off: number, width: number) => ({ off, sb: width, sh: D, si: B * width });
+    await queueAttentionDecode(runtime, chosen, {
+      batch: B, tokens: 1, headsQ: Nq, headsKv: Nkv, q: { binding: q.buffer, ...rows(0, Nq * D) },
+      keys: b.keys, values: b.values, kScales: b.kScales, vScales: b.vScales, pageSize: b.pageSize, maxPages: b.maxPages, numPages: b.numPages, meta: b.meta,
+      append: { binding: fresh, k: rows(0, kvd), v: rows(B * kvd, kvd) }, rope: pagedRope(step),
+      out: { binding: attn.buffer, ...rows(0, Nq * D) }, scale: 1 / Math.sqrt(D), softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
+      label: 'paged decode attention',
+    });
+    runtime.release(fresh);
+    const out = await ops.linear(attn, w.o, w.oBias);
+    ops.release(q, k, v, attn);
+    return out;
+  };
 
   const rope = async (x: GpuActivations, heads: number, step: StepInfo) => {
     const table = ops.stepState().rope;
@@ -66,11 +114,21 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
     runtime.dispatch({ label: 'kv append', pipeline, bindGroups: [bindGroup], workgroups: ops.grid(n, ELEMENTWISE_WORKGROUP) });
   };
 
-  const flashDecode = async (q: GpuActivations, cache: GpuKvCache, layer: number, step: StepInfo, chosen: NonNullable<ReturnType<typeof plan>>): Promise<GpuActivations> => {
+  // the decode op on the SBH cache after the append: rows t * B + b, keys 0 .. start + T - 1
+  const flashDecode = async (q: GpuActivations, cache: GpuKvCache, layer: number, step: StepInfo, chosen: DecodePlan): Promise<GpuActivations> => {
+    await prepareDecode(runtime, chosen, false);
     const out = ops.activations(q.rows, Nq * D, 'attention');
-    await queueFlashDecode(runtime, chosen.options, {
-      q: q.buffer, keys: cache.keys[layer], values: cache.values[layer], positions: ops.stepState().positions, out: out.buffer,
-      batch: step.batch, tokens: step.tokens, headsQ: Nq, headsKv: Nkv, qStride: Nq * D, scale: 1 / Math.sqrt(D), splits: chosen.splits,
+    const B = step.batch;
+    const rows = (width: number) => ({ off: 0, sb: width, sh: D, si: B * width });
+    const sbh = (buffer: GPUBuffer) => ({ binding: buffer, off: 0, sp: Nkv * D, sh: D, spos: B * Nkv * D });
+    await queueAttentionDecode(runtime, chosen, {
+      batch: B, tokens: step.tokens, headsQ: Nq, headsKv: Nkv,
+      q: { binding: q.buffer, ...rows(Nq * D) },
+      keys: sbh(cache.keys[layer]), values: sbh(cache.values[layer]),
+      pageSize: 0, maxPages: 1, numPages: B,
+      meta: { binding: ops.stepState().positions, lengthsAt: 0, lengthsStride: 0, lengthsAdd: step.tokens },
+      out: { binding: out.buffer, ...rows(Nq * D) },
+      scale: 1 / Math.sqrt(D), softcap: 0, window: { left: Infinity, right: 0, align: 'bottom-right' },
     });
     return out;
   };
@@ -125,6 +183,7 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
   return {
     name: 'unfused (webgpu)',
     async forward(x: GpuActivations, layer: number, cache: GpuKvCache, step: StepInfo) {
+      if (step.paged) return pagedForward(x, layer, step);
       const w = layers[layer];
       const q = await ops.linear(x, w.q, w.qBias);
       const k = await ops.linear(x, w.k, w.kBias);
@@ -142,8 +201,9 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
     },
     // the first decode kernel takes `start` in a uniform: its steps cannot be replayed
     stepKey: (step: StepInfo) => {
-      const chosen = plan(step);
-      return chosen ? { workgroup: chosen.options.workgroupSize, unroll: chosen.options.unroll, splits: chosen.splits } : null;
+      const chosen = step.paged ? pagedPlan(step) : plan(step);
+      if (chosen && step.paged) return { workgroup: chosen.kernel.workgroupSize, unroll: chosen.kernel.unroll, splits: chosen.splits, rope: pagedRope(step).buffer };
+      return chosen ? { workgroup: chosen.kernel.workgroupSize, unroll: chosen.kernel.unroll, splits: chosen.splits } : null;
     },
   };
 }

@@ -321,7 +321,7 @@ function cuSeqlens(input: TensorInput | readonly number[] | undefined, argument:
   return Int32Array.from(values);
 }
 
-function keyWindow(options: AttentionOptions): KeyWindow {
+export function keyWindow(options: Pick<AttentionOptions, 'causal' | 'window' | 'preTokens' | 'nextTokens'>): KeyWindow {
   const { causal, window, preTokens, nextTokens } = options;
   if (causal !== undefined && causal !== true && causal !== false && causal !== 'bottom-right' && causal !== 'top-left') {
     throw new ValueError('options.causal', `options.causal must be a boolean, "bottom-right" or "top-left", got ${show(causal)}`);
@@ -381,7 +381,7 @@ function broadcastView(argument: string, t: Tensor, target: readonly [number, nu
   return { tensor: t, strides: { b: strides[0], h: strides[1], i: strides[2], j: strides[3] } };
 }
 
-function alibiView(input: TensorInput | Float32Array | readonly number[], batch: number, heads: number): AlibiView {
+export function alibiView(input: TensorInput | Float32Array | readonly number[], batch: number, heads: number): AlibiView {
   let t: Tensor;
   if (Array.isArray(input)) t = Tensor.fromData(Float32Array.from(input as number[]), [input.length]);
   else if (input instanceof Float32Array) t = Tensor.fromData(input, [input.length]);

@@ -1,8 +1,8 @@
-// The FIRST split-KV decode kernel pair. Superseded by flash-decode.wgsl.ts (16-byte loads, a key
+// The FIRST split-KV decode kernel pair. Superseded by split-kv.wgsl.ts (16-byte loads, a key
 // per thread, 2-40x faster on the H200), and kept for one reason: it is the fallback where the
-// second cannot run — head dims that are not a multiple of 4 (flashDecodePlan() returns undefined),
+// second cannot run — head dims that are not a multiple of 4 (planDecode() gives a reason),
 // so the unfused runner module still decodes them on the GPU. `firstDecodeKernel: true` in the
-// runner's unfused module forces it for comparisons (bench/model-decode-attention.mjs).
+// runner's unfused module forces it for comparisons.
 //
 // Split-KV ("flash decoding") attention of new query rows against the KV cache, in two kernels:
 //   partial  one workgroup per (KV head, query row, split of the keys): the G = Nq / Nkv query heads

@@ -1,0 +1,170 @@
+// Merging partial attention by LSE on the GPU, two kernels:
+//   combine  the split-KV pass's second half: one workgroup per output row (b, head, i) rescales
+//            the splits' (acc, max, sum) to the common max and divides; writes the output through
+//            its strides (float32 or float16) and, when asked, the LSE;
+//   merge    mergeAttention() of two normalized partials (out_a, lse_a), (out_b, lse_b), element by
+//            element over the flat output (so any Dv and float16 pairs work), N partials in N - 1
+//            passes.
+// A row that saw no key (sum 0 / every LSE -inf) gives 0 and LSE -inf, never NaN.
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { NEG_INF_FN, NO_SCORE } from '../../../engines/webgpu/wgsl.js';
+import { quadStore, quadType } from './access.wgsl.js';
+
+export interface CombineOptions {
+  dimV: number;
+  io: 'float32' | 'float16';
+  lse: boolean;
+}
+
+export const COMBINE_PARAMS = new UniformLayout('CombineParams', {
+  rows: 'u32', splits: 'u32', heads_q: 'u32', tokens: 'u32',
+  o_off: 'u32', o_sb: 'u32', o_sh: 'u32', o_si: 'u32',
+});
+export const COMBINE_WORKGROUP = 128;
+export const COMBINE_BINDINGS = { params: 0, partials: 1, out: 2, lse: 3 } as const;
+
+/**
+ * out[row] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, one workgroup per row (2-D grid past
+ * the per-dimension limit): thread (c, slice) sums quad c over the splits of its slice, then the
+ * slices are added through workgroup memory.
+ */
+export function buildCombine(o: CombineOptions): string {
+  const D4 = o.dimV / 4;
+  const WG = COMBINE_WORKGROUP;
+  const slices = Math.max(1, Math.floor(WG / D4));
+  return `${COMBINE_PARAMS.wgsl()}
+@group(0) @binding(0) var<uniform> params: CombineParams;
+@group(0) @binding(1) var<storage, read> partials: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<${quadType(o.io)}>;
+${o.lse ? '@group(0) @binding(3) var<storage, read_write> lse: array<f32>;' : ''}
+
+const D4 = ${D4}u;
+const WG = ${WG}u;
+const SLICES = ${slices}u;
+var<workgroup> maxes: array<f32, WG>;
+var<workgroup> sums: array<vec4<f32>, ${slices * D4}>;
+var<workgroup> denominators: array<f32, SLICES>;
+${NEG_INF_FN}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.rows) { return; }
+  let base = row * params.splits * (D4 + 1u);
+  var m = ${NO_SCORE};
+  for (var s = lid.x; s < params.splits; s += WG) { m = max(m, partials[base + s * (D4 + 1u) + D4].x); }
+  maxes[lid.x] = m;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    if (lid.x < stride) { maxes[lid.x] = max(maxes[lid.x], maxes[lid.x + stride]); }
+    workgroupBarrier();
+  }
+  let top = maxes[0];
+  let c = lid.x % D4;
+  let slice = lid.x / D4;
+  if (slice < SLICES) {
+    var acc = vec4<f32>(0.0);
+    var den = 0.0;
+    for (var s = slice; s < params.splits; s += SLICES) {
+      let ml = partials[base + s * (D4 + 1u) + D4];
+      let w = exp(ml.x - top);
+      acc += w * partials[base + s * (D4 + 1u) + c];
+      den += w * ml.y;
+    }
+    sums[slice * D4 + c] = acc;
+    if (c == 0u) { denominators[slice] = den; }
+  }
+  workgroupBarrier();
+  // row = (b * Nq + head) * Sq + i
+  let i = row % params.tokens;
+  let head = (row / params.tokens) % params.heads_q;
+  let b = row / (params.tokens * params.heads_q);
+  let o = (params.o_off + b * params.o_sb + head * params.o_sh + i * params.o_si) / 4u;
+  for (var q = lid.x; q < D4; q += WG) {
+    var acc = vec4<f32>(0.0);
+    var den = 0.0;
+    for (var s = 0u; s < SLICES; s++) {
+      acc += sums[s * D4 + q];
+      den += denominators[s];
+    }
+    let inv = select(0.0, 1.0 / den, den > 0.0);
+    out[o + q] = ${quadStore(o.io, 'acc * inv')};
+${o.lse ? '    if (q == 0u) { lse[row] = select(neg_inf(), top + log(den), den > 0.0); }' : ''}
+  }
+}
+`;
+}
+
+export interface MergeKernelOptions {
+  io: 'float32' | 'float16';
+  /** Output rows are [B, Sq, Nq] (BSND) rather than [B, Nq, Sq]: the LSE index is permuted. */
+  bsnd: boolean;
+}
+
+export const MERGE_PARAMS = new UniformLayout('MergeParams', {
+  elements: 'u32', dim: 'u32', heads_q: 'u32', tokens: 'u32',
+  a_off: 'u32', b_off: 'u32', la_off: 'u32', lb_off: 'u32',
+});
+export const MERGE_WORKGROUP = 256;
+
+/**
+ * One thread per output element (float16: per pair of elements, one u32 word); the LSE of a row
+ * is written by the thread holding the row's element 0.
+ */
+export function buildMerge(o: MergeKernelOptions): string {
+  const f16 = o.io === 'float16';
+  const load = (buf: string, off: string) => (f16 ? `fn ${buf}_at(e: u32) -> f32 { let x = e + params.${off}; return unpack2x16float(${buf}[x >> 1u])[x & 1u]; }` : `fn ${buf}_at(e: u32) -> f32 { return ${buf}[e + params.${off}]; }`);
+  const elem = f16 ? 'u32' : 'f32';
+  const perThread = f16 ? 2 : 1;
+  return `${MERGE_PARAMS.wgsl()}
+@group(0) @binding(0) var<uniform> params: MergeParams;
+@group(0) @binding(1) var<storage, read> oa: array<${elem}>;
+@group(0) @binding(2) var<storage, read> ob: array<${elem}>;
+@group(0) @binding(3) var<storage, read> la: array<f32>;
+@group(0) @binding(4) var<storage, read> lb: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<${elem}>;
+@group(0) @binding(6) var<storage, read_write> lse: array<f32>;
+${NEG_INF_FN}
+${load('oa', 'a_off')}
+${load('ob', 'b_off')}
+
+fn lse_index(row: u32) -> u32 {
+${o.bsnd ? `  // rows are (b, i, head): the LSE is [B, Nq, Sq]
+  let head = row % params.heads_q;
+  let bi = row / params.heads_q;
+  return ((bi / params.tokens) * params.heads_q + head) * params.tokens + bi % params.tokens;` : '  return row;'}
+}
+
+/** Element e of the merged output; writes the row's LSE from its element 0. */
+fn merged(e: u32) -> f32 {
+  let row = e / params.dim;
+  let li = lse_index(row);
+  let x = la[li + params.la_off];
+  let y = lb[li + params.lb_off];
+  let m = max(x, y);
+  if (m == neg_inf()) {
+    if (e % params.dim == 0u) { lse[li] = neg_inf(); }
+    return 0.0;
+  }
+  let wa = exp(x - m);
+  let wb = exp(y - m);
+  let total = wa + wb;
+  if (e % params.dim == 0u) { lse[li] = m + log(total); }
+  var acc = 0.0;
+  if (wa > 0.0) { acc += wa * oa_at(e); }
+  if (wb > 0.0) { acc += wb * ob_at(e); }
+  return acc / total;
+}
+
+@compute @workgroup_size(${MERGE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = gid.x + gid.y * nwg.x * ${MERGE_WORKGROUP}u;
+  let e = t * ${perThread}u;
+  if (e >= params.elements) { return; }
+${f16 ? `  let x0 = merged(e);
+  var x1 = 0.0;
+  if (e + 1u < params.elements) { x1 = merged(e + 1u); }
+  out[t] = pack2x16float(vec2<f32>(x0, x1));` : '  out[t] = merged(e);'}
+}
+`;
+}

@@ -1,0 +1,156 @@
+// What one decode call runs on a device: the partial kernel's options (rows per workgroup, chunk
+// width, tile size) and the key splits; the combine pass runs when there is more than one split
+// or the LSE is wanted. Chosen so that a long cache fills the GPU (splits) and each thread keeps
+// its accumulators in registers (rows x chunk quads <= 16 vec4).
+import { envInt } from '../../../core/env.js';
+import type { StoredDType } from './access.wgsl.js';
+import { type SplitKvOptions, splitKvSharedBytes, splitKvStorageBindings, splitKvUnsupported } from './split-kv.wgsl.js';
+
+/** The shape-level facts a plan depends on (the same for a call and for a recorded step). */
+export interface DecodeShape {
+  dimQK: number;
+  dimV: number;
+  /** Nq / Nkv. */
+  group: number;
+  headsKv: number;
+  batch: number;
+  /** New query rows per sequence. */
+  tokens: number;
+  /** Most visible keys of a sequence (plans change only at a few lengths: splits are powers of two). */
+  maxKeys: number;
+  cache: StoredDType;
+  io: 'float32' | 'float16';
+  paged: boolean;
+  sharedKV: boolean;
+  append: boolean;
+  rope: boolean;
+  softcap: boolean;
+  alibi: boolean;
+  lse: boolean;
+}
+
+export interface DecodePlan {
+  kernel: SplitKvOptions;
+  splits: number;
+  /** Workgroups of the partial pass: [Nkv x head blocks, B x token blocks, splits]. */
+  grid: [number, number, number];
+  /** True when the combine pass runs (splits > 1 or the LSE is wanted). */
+  combine: boolean;
+}
+
+type Limits = Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' | 'maxStorageBuffersPerShaderStage' | 'maxComputeWorkgroupsPerDimension'>;
+
+/** Workgroups a decode call aims for (about two per SM of a large GPU; H200 runs, issue 4). */
+export const DEFAULT_TARGET = 256;
+/** Chunks in flight per thread: 4 measured as good as 8 or 16 (issue 4). */
+export const DEFAULT_UNROLL = 4;
+/** Most rows per workgroup, and most accumulator quads per thread (rows x chunk / 4). */
+const MAX_ROWS = 16;
+const MAX_QUADS = 16;
+const MAX_SPLITS = 256;
+
+/**
+ * The plan for `s` on a device with `limits`, or the reason there is none. Benchmarks override
+ * with FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET and
+ * FUSEDATTN_DECODE_UNROLL.
+ */
+export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
+  if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
+  const target = targetWorkgroups ?? envInt('FUSEDATTN_DECODE_TARGET', 1) ?? DEFAULT_TARGET;
+  const largest = envInt('FUSEDATTN_DECODE_WORKGROUP', 32, 256) ?? 256;
+  const unroll = envInt('FUSEDATTN_DECODE_UNROLL', 1, 16) ?? (device.software ? 1 : DEFAULT_UNROLL);
+  // why nothing fits: the device's limits first (they are what the caller cannot change)
+  const reasons: { memory?: string; bindings?: string; kernel?: string } = {};
+  let leastMemory = Infinity;
+  // most heads per workgroup first (each K/V row is then read once for them all), fewer where
+  // their query rows do not fit the workgroup memory (MLA: 16-128 heads of 576)
+  for (const headsPerBlock of headBlockSizes(s.group)) {
+    const tokensPerBlock = Math.max(1, Math.min(s.tokens, Math.floor(MAX_ROWS / headsPerBlock)));
+    const rows = headsPerBlock * tokensPerBlock;
+    const headBlocks = Math.ceil(s.group / headsPerBlock);
+    const tokenBlocks = Math.ceil(s.tokens / tokensPerBlock);
+    const gridXY = s.headsKv * headBlocks * s.batch * tokenBlocks;
+    const wanted = Math.ceil(target / 2 / gridXY);
+    let chosen: SplitKvOptions | undefined;
+    for (const chunk of chunkWidths(s, rows)) {
+      // tiles of 64 keys at least, unless a smaller largest workgroup is asked for (tests)
+      const sizes = [256, 128, 64, 32].filter((w) => w <= largest && w >= Math.min(64, largest) && w <= limits.maxComputeInvocationsPerWorkgroup && w <= limits.maxComputeWorkgroupSizeX);
+      for (const workgroupSize of sizes) {
+        const o: SplitKvOptions = {
+          dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize, chunk, cache: s.cache, io: s.io,
+          paged: s.paged, sharedKV: s.sharedKV, append: s.append, rope: s.rope, softcap: s.softcap, alibi: s.alibi, direct: false, unroll,
+        };
+        const why = splitKvUnsupported(o);
+        if (why) {
+          reasons.kernel ??= why;
+          continue;
+        }
+        const bytes = splitKvSharedBytes(o);
+        if (bytes > limits.maxComputeWorkgroupStorageSize) {
+          if (bytes < leastMemory) reasons.memory = `the kernel needs at least ${bytes} bytes of workgroup memory, the device allows ${limits.maxComputeWorkgroupStorageSize}`;
+          leastMemory = Math.min(leastMemory, bytes);
+          continue;
+        }
+        if (splitKvStorageBindings(o) > limits.maxStorageBuffersPerShaderStage) {
+          reasons.bindings ??= `the kernel needs ${splitKvStorageBindings(o)} storage buffers, the device allows ${limits.maxStorageBuffersPerShaderStage}`;
+          continue;
+        }
+        chosen = o;
+        // the largest tile that still leaves enough tiles to spread over the splits
+        if (Math.ceil(s.maxKeys / workgroupSize) >= wanted) break;
+      }
+      if (chosen) break;
+    }
+    if (!chosen) continue;
+    const splits = decodeSplits(s.maxKeys, gridXY, chosen.workgroupSize, target);
+    const max = limits.maxComputeWorkgroupsPerDimension;
+    if (s.headsKv * headBlocks > max || s.batch * tokenBlocks > max) return `the grid (${s.headsKv * headBlocks} x ${s.batch * tokenBlocks}) exceeds maxComputeWorkgroupsPerDimension (${max})`;
+    const combine = splits > 1 || s.lse;
+    return { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
+  }
+  return reasons.memory ?? reasons.bindings ?? reasons.kernel ?? 'no workgroup size fits this device';
+}
+
+/** What the plan needs to know about the adapter besides its limits. */
+export interface PlanDevice {
+  /** A software rasterizer (llvmpipe...): no unrolling (compile time dominates there, not loads in flight). */
+  software?: boolean;
+}
+
+/** Heads per workgroup to try, most first: the whole group (up to MAX_ROWS), then halves. */
+function headBlockSizes(group: number): number[] {
+  const sizes = [Math.min(group, MAX_ROWS)];
+  while (sizes[sizes.length - 1] > 1) sizes.push(Math.ceil(sizes[sizes.length - 1] / 2));
+  return sizes;
+}
+
+/**
+ * Chunk widths to try, widest first: 16-byte loads where the head dims allow (8 halves, 16
+ * bytes), narrower where they do not or where rows x quads would exceed the register budget.
+ */
+function chunkWidths(s: DecodeShape, rows: number): number[] {
+  const widest = s.cache === 'float32' ? 4 : s.cache === 'int8' ? 16 : 8;
+  const out: number[] = [];
+  for (const chunk of [16, 8, 4]) {
+    if (chunk > widest) continue;
+    if (s.dimQK % chunk !== 0 || s.dimV % chunk !== 0) continue;
+    if (s.rope && s.dimQK % (2 * chunk) !== 0) continue;
+    if (chunk > 4 && rows * (chunk / 4) > MAX_QUADS) continue;
+    out.push(chunk);
+  }
+  return out.length ? out : [4];
+}
+
+/**
+ * Splits for `keys` visible keys: one tile per split until the grid reaches the target, at most
+ * MAX_SPLITS, rounded up to a power of two (so a recorded step keeps replaying as the cache grows;
+ * the splits past the last key are empty and cheap).
+ */
+export function decodeSplits(keys: number, gridXY: number, tileKeys: number, target = DEFAULT_TARGET): number {
+  const tiles = Math.max(1, Math.ceil(keys / tileKeys));
+  const wanted = Math.max(1, Math.ceil(target / gridXY));
+  const splits = Math.max(1, Math.min(tiles, wanted, MAX_SPLITS));
+  let pow = 1;
+  while (pow < splits) pow *= 2;
+  return Math.min(pow, MAX_SPLITS);
+}

@@ -1,0 +1,141 @@
+// Queueing one decode call on a GpuRuntime from buffers already bound: the entry point of the op
+// for callers that hold their own GPU buffers and record steps for replay (the fused block's
+// decode path, the runner). attentionDecode() on WebGPU (run.ts) binds its tensors and comes here
+// too, so every decode on WebGPU goes through this one function.
+import type { KeyWindow } from '../../attention/problem.js';
+import { type BindingResource, type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
+import { windowParams } from '../../attention/webgpu/score.wgsl.js';
+import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine } from './combine.wgsl.js';
+import type { DecodePlan } from './plan.js';
+import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, type SplitKvOptions, buildSplitKv } from './split-kv.wgsl.js';
+
+export const splitKvKernel = defineKernel<SplitKvOptions>('decode-split-kv', buildSplitKv);
+export const combineKernel = defineKernel<CombineOptions>('decode-combine', buildCombine);
+
+/** Rows [b, head, i, d] in a buffer: element offset and strides (d contiguous), in elements. */
+export interface GpuRows {
+  off: number;
+  sb: number;
+  sh: number;
+  si: number;
+}
+
+/** A cache tensor in a buffer: element offset and (page, head, position) strides. */
+export interface GpuCacheTensor {
+  binding: BindingResource;
+  off: number;
+  sp: number;
+  sh: number;
+  spos: number;
+}
+
+export interface GpuDecodeCall {
+  batch: number;
+  tokens: number;
+  headsQ: number;
+  headsKv: number;
+  q: GpuRows & { binding: BindingResource };
+  keys: GpuCacheTensor;
+  /** Absent for a shared latent cache (values = the first Dv key columns). */
+  values?: GpuCacheTensor;
+  /** int8: scales, addressed like the cache without d (values' scales absent when shared). */
+  kScales?: GpuCacheTensor;
+  vScales?: GpuCacheTensor;
+  /** Positions per page (the capacity for a contiguous cache), block-table width, pages. */
+  pageSize: number;
+  maxPages: number;
+  numPages: number;
+  /**
+   * u32 words: lengths [B] at lengthsAt (stride lengthsStride, default 1; 0 = one length for all,
+   * plus lengthsAdd), block table [B, maxPages] at tableAt, ALiBi slopes (f32 bits) at slopesAt,
+   * and with RoPE the first position of the table at ropeBaseAt.
+   */
+  meta: { binding: BindingResource; lengthsAt: number; lengthsStride?: number; lengthsAdd?: number; tableAt?: number; slopesAt?: number; slopesStrideB?: number; ropeBaseAt?: number };
+  /** New rows to store and attend (plan.kernel.append): keys, and values unless shared. */
+  append?: { binding: BindingResource; k: GpuRows; v?: GpuRows };
+  /** RoPE table (plan.kernel.rope): cos [rows, Dq/2] then sin; row = position - meta[ropeBaseAt]. */
+  rope?: { buffer: GPUBuffer; rows: number };
+  out: GpuRows & { binding: BindingResource };
+  /** float32 [B, Nq, Sq] (when the plan was made with lse). */
+  lse?: BindingResource;
+  scale: number;
+  softcap: number;
+  window: KeyWindow;
+  label?: string;
+}
+
+/** Bytes of the partials the combine pass reads. */
+export function partialBytes(plan: DecodePlan, call: Pick<GpuDecodeCall, 'batch' | 'tokens' | 'headsQ'>): number {
+  return call.batch * call.headsQ * call.tokens * plan.splits * (plan.kernel.dimV + 4) * 4;
+}
+
+/**
+ * Compiles the plan's pipelines (cached), so that a kernel that fails to build throws before
+ * anything of the call is queued.
+ */
+export async function prepareDecode(runtime: GpuRuntime, plan: DecodePlan, lse: boolean): Promise<void> {
+  await runtime.pipeline(splitKvKernel, plan.kernel);
+  if (plan.combine) await runtime.pipeline(combineKernel, { dimV: plan.kernel.dimV, io: plan.kernel.io, lse });
+}
+
+/** Queues the partial pass (and the combine pass when the plan has one). Submits nothing. */
+export async function queueAttentionDecode(runtime: GpuRuntime, plan: DecodePlan, call: GpuDecodeCall): Promise<void> {
+  const k = plan.kernel;
+  const label = call.label ?? 'decode attention';
+  const pipeline = await runtime.pipeline(splitKvKernel, k);
+  const partials = plan.combine ? runtime.acquire(partialBytes(plan, call), 'intermediate', 'decode partials') : undefined;
+  try {
+    const values = call.values ?? call.keys;
+    const scales = call.kScales ?? { binding: call.keys.binding, off: 0, sp: 0, sh: 0, spos: 0 };
+    const noRows = { off: 0, sb: 0, sh: 0, si: 0 };
+    const params = SPLIT_KV_PARAMS.pack({
+      batch: call.batch, tokens: call.tokens, heads_q: call.headsQ, heads_kv: call.headsKv,
+      q_off: call.q.off, q_sb: call.q.sb, q_sh: call.q.sh, q_si: call.q.si,
+      k_off: call.keys.off, k_sp: call.keys.sp, k_sh: call.keys.sh, k_spos: call.keys.spos,
+      v_off: values.off, v_sp: values.sp, v_sh: values.sh, v_spos: values.spos,
+      ks_off: scales.off, vs_off: call.vScales?.off ?? 0, s_sp: scales.sp, s_sh: scales.sh,
+      s_spos: scales.spos, page_size: call.pageSize, max_pages: call.maxPages, num_pages: call.numPages,
+      len_at: call.meta.lengthsAt, table_at: call.meta.tableAt ?? 0, slopes_at: call.meta.slopesAt ?? 0, slopes_sb: call.meta.slopesStrideB ?? 0,
+      len_sb: call.meta.lengthsStride ?? 1, len_add: call.meta.lengthsAdd ?? 0, rope_at: call.meta.ropeBaseAt ?? 0,
+      ...rowParams('ak', call.append?.k ?? noRows), ...rowParams('av', call.append?.v ?? noRows),
+      ...rowParams('o', call.out),
+      rope_rows: call.rope?.rows ?? 0, scale: call.scale, softcap: call.softcap, bottom_right: call.window.align === 'bottom-right' ? 1 : 0,
+      ...windowParams(call.window.left, call.window.right),
+    });
+    const B = SPLIT_KV_BINDINGS;
+    const entries: Record<number, BindingResource> = {
+      [B.params]: runtime.uniform(params, `${label} params`),
+      [B.q]: call.q.binding,
+      [B.keys]: call.keys.binding,
+      [B.meta]: call.meta.binding,
+      [B.out]: partials ?? call.out.binding,
+    };
+    if (!k.sharedKV) entries[B.values] = values.binding;
+    if (k.cache === 'int8') {
+      entries[B.kScales] = scales.binding;
+      if (!k.sharedKV) entries[B.vScales] = call.vScales!.binding;
+    }
+    if (k.append) entries[B.append] = call.append!.binding;
+    if (k.rope) entries[B.rope] = call.rope!.buffer;
+    runtime.dispatch({ label: `${label} (split-KV)`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: plan.grid });
+    if (!partials) return;
+    const combine = await runtime.pipeline(combineKernel, { dimV: k.dimV, io: k.io, lse: call.lse !== undefined });
+    const rows = call.batch * call.headsQ * call.tokens;
+    const max = runtime.limits.maxComputeWorkgroupsPerDimension;
+    const y = Math.ceil(rows / max);
+    const C = COMBINE_BINDINGS;
+    const combineEntries: Record<number, BindingResource> = {
+      [C.params]: runtime.uniform(COMBINE_PARAMS.pack({ rows, splits: plan.splits, heads_q: call.headsQ, tokens: call.tokens, ...rowParams('o', call.out) }), `${label} combine params`),
+      [C.partials]: partials,
+      [C.out]: call.out.binding,
+    };
+    if (call.lse) combineEntries[C.lse] = call.lse;
+    runtime.dispatch({ label: `${label} (combine)`, pipeline: combine, bindGroups: [runtime.bindGroup(combine, 0, combineEntries)], workgroups: [Math.ceil(rows / y), y] });
+  } finally {
+    runtime.release(partials);
+  }
+}
+
+function rowParams<P extends string>(prefix: P, r: GpuRows): Record<`${P}_off` | `${P}_sb` | `${P}_sh` | `${P}_si`, number> {
+  return { [`${prefix}_off`]: r.off, [`${prefix}_sb`]: r.sb, [`${prefix}_sh`]: r.sh, [`${prefix}_si`]: r.si } as Record<`${P}_off` | `${P}_sb` | `${P}_sh` | `${P}_si`, number>;
+}

@@ -1,0 +1,508 @@
+// Split-KV decode attention (flash decoding), the partial kernel: a few query rows per sequence
+// against a long cache at memory bandwidth. This is the runner's second decode kernel
+// (flash-decode.wgsl.ts until this file replaced it; H200 runs in docs/GPU-NOTES.md "Decode on
+// WebGPU") generalized to the public op: any cache addressing (contiguous strided, paged through a block table), stored as
+// float32 / float16 / bfloat16 / int8 (dequantized here), per-sequence lengths read from a buffer,
+// R query rows per workgroup (the G heads of a KV head times a block of new tokens, each row with
+// its own causal / window range), softcap, ALiBi, and new rows appended by the kernel.
+//
+// One workgroup per (KV head x head block, sequence x token block, split of the keys):
+//   scores  thread j owns key j of a tile of WG keys: it reads the key's row in chunks of E
+//           elements (E/4 quads, `unroll` chunks in flight) and dots it with the R query rows,
+//           which every thread reads at the same address (broadcast from workgroup memory);
+//   values  thread (c, ks) owns value chunk c for every row and key slice ks: it walks keys
+//           ks, ks + NKS, ... of the tile (the threads of one key read its row as contiguous
+//           chunks) with its own online softmax (max, sum, acc) per row; the NKS slices are merged
+//           once at the end of the split by a tree through workgroup memory.
+// The tile's scores go through a double-buffered array: one barrier per tile.
+//
+// Rows: row r of a workgroup is local head r / TB of the head block, new token r % TB of the token
+// block. Rows past the group or past Sq are dead (they see no key, write nothing).
+// Keys: sequence b sees K_b = lengths[b] (+ Sq with append) keys; row (h, i) sees [lo, hi] by the
+// window rule with diag = K_b - Sq + i (bottom-right) or i (top-left). A workgroup walks the union
+// of its rows' ranges, partitioned uniformly over the splits in whole tiles, so a recorded
+// dispatch stays right as the cache grows (lengths are re-read on every run).
+// Append: keys/values at positions >= lengths[b] come from the append rows (read as they will be
+// stored: rounded or quantized with the row's scale), and the split-0 workgroup of head block 0
+// and token block 0 stores them; nothing in the dispatch reads those cache positions.
+//
+// Shapes (elements; quads = vec4 of 4 elements):
+//   q, append k/v  element (b, head, i, d) at off + b sb + head sh + i si + d (float32 / float16)
+//   cache k/v      element (b, kv head, p, d) at off + page(b, p) sp + head sh + (p mod P) spos + d,
+//                  page(b, p) = seqs[table_at + b MP + p / P] (paged) or b (contiguous, P = capacity)
+//   scales         the same without d (int8)
+//   meta (u32)     lengths at len_at (stride len_sb, plus len_add), block table at table_at, ALiBi
+//                  slopes (f32 bits) at slopes_at, the RoPE table's first position at rope_at
+//   rope           cos [rope_rows, D/2] then sin; row p - seqs[rope_at] rotates position p
+//   out            direct: element (b, head, i, d) at o_off + b o_sb + head o_sh + i o_si + d;
+//                  partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0)
+import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { NO_SCORE } from '../../../engines/webgpu/wgsl.js';
+import {
+  ACCESS_HELPERS, type StoredDType, chunkLoader, chunkStorer, elementsPerWord, quadLoad, quadStore, quadType, storageRounding, wordType,
+} from './access.wgsl.js';
+
+export interface SplitKvOptions {
+  dimQK: number;
+  dimV: number;
+  /** Query heads per KV head (G). */
+  group: number;
+  /** Heads of the group per workgroup (HB <= G) and new tokens per workgroup (TB): rows R = HB * TB. */
+  headsPerBlock: number;
+  tokensPerBlock: number;
+  /** Threads per workgroup = keys per tile. */
+  workgroupSize: number;
+  /** Elements per cache load (4, 8, 16); divides Dq and Dv. */
+  chunk: number;
+  cache: StoredDType;
+  /** dtype of q, the appended rows and the output. */
+  io: 'float32' | 'float16';
+  paged: boolean;
+  /** Values are the first Dv columns of the key rows (MLA latent cache): no values binding. */
+  sharedKV: boolean;
+  append: boolean;
+  /** q and the appended keys rotated in the kernel (rotate-half pairs (d, d + Dq/2)). */
+  rope: boolean;
+  softcap: boolean;
+  alibi: boolean;
+  /** One split, no LSE: the kernel writes the normalized output itself (no combine pass). */
+  direct: boolean;
+  /** Chunks each thread loads before using them (default 4). */
+  unroll?: number;
+}
+
+export const SPLIT_KV_PARAMS = new UniformLayout('DecodeParams', {
+  batch: 'u32', tokens: 'u32', heads_q: 'u32', heads_kv: 'u32',
+  q_off: 'u32', q_sb: 'u32', q_sh: 'u32', q_si: 'u32',
+  k_off: 'u32', k_sp: 'u32', k_sh: 'u32', k_spos: 'u32',
+  v_off: 'u32', v_sp: 'u32', v_sh: 'u32', v_spos: 'u32',
+  ks_off: 'u32', vs_off: 'u32', s_sp: 'u32', s_sh: 'u32',
+  s_spos: 'u32', page_size: 'u32', max_pages: 'u32', num_pages: 'u32',
+  len_at: 'u32', table_at: 'u32', slopes_at: 'u32', slopes_sb: 'u32',
+  /** Lengths: seqs[len_at + b len_sb] + len_add (len_sb 0: one length for every sequence). */
+  len_sb: 'u32', len_add: 'u32',
+  /** RoPE: new token i of sequence b uses table row lengths[b] + i - seqs[rope_at]. */
+  rope_at: 'u32',
+  ak_off: 'u32', ak_sb: 'u32', ak_sh: 'u32', ak_si: 'u32',
+  av_off: 'u32', av_sb: 'u32', av_sh: 'u32', av_si: 'u32',
+  o_off: 'u32', o_sb: 'u32', o_sh: 'u32', o_si: 'u32',
+  rope_rows: 'u32', scale: 'f32', softcap: 'f32', bottom_right: 'u32',
+  /** Window as offsets of j - diag; "unbounded" is 2^30. */
+  win_left: 'i32', win_right: 'i32',
+});
+
+export const SPLIT_KV_BINDINGS = { params: 0, q: 1, keys: 2, values: 3, kScales: 4, vScales: 5, meta: 6, append: 7, out: 8, rope: 9 } as const;
+
+/** Most new tokens per sequence (the int8 append scales live in workgroup memory). */
+const MAX_TOKENS = 16;
+
+/** Value chunks per row, key slices of the value phase and half the merge tree's width. */
+export function splitKvLayout(o: Pick<SplitKvOptions, 'dimV' | 'chunk' | 'workgroupSize'>): { chunks: number; slices: number; half: number } {
+  const chunks = o.dimV / o.chunk;
+  const slices = Math.floor(o.workgroupSize / chunks);
+  let pow = 1;
+  while (pow < slices) pow *= 2;
+  return { chunks, slices, half: Math.floor(pow / 2) };
+}
+
+export function splitKvRows(o: Pick<SplitKvOptions, 'headsPerBlock' | 'tokensPerBlock'>): number {
+  return o.headsPerBlock * o.tokensPerBlock;
+}
+
+/** Floats of the scratch array: the double-buffered scores or the merge tree, whichever is larger. */
+function scratchFloats(o: SplitKvOptions): number {
+  const R = splitKvRows(o);
+  const { half } = splitKvLayout(o);
+  return Math.max(2 * R * o.workgroupSize, half * R * (o.dimV + 2));
+}
+
+/** Bytes of workgroup memory the kernel declares. */
+export function splitKvSharedBytes(o: SplitKvOptions): number {
+  return 4 * (splitKvRows(o) * o.dimQK + scratchFloats(o) + (o.cache === 'int8' && o.append ? 2 * MAX_TOKENS : 0));
+}
+
+/** Storage bindings the kernel declares. */
+export function splitKvStorageBindings(o: SplitKvOptions): number {
+  return 4 + (o.sharedKV ? 0 : 1) + (o.cache === 'int8' ? (o.sharedKV ? 1 : 2) : 0) + (o.append ? 1 : 0) + (o.rope ? 1 : 0);
+}
+
+/** Why these options cannot be built (undefined: they can). */
+export function splitKvUnsupported(o: SplitKvOptions): string | undefined {
+  const U = o.unroll ?? 4;
+  if (!Number.isInteger(U) || U < 1 || U > 32) return `unroll must be 1..32, got ${U}`;
+  if (![4, 8, 16].includes(o.chunk)) return `chunk must be 4, 8 or 16 elements, got ${o.chunk}`;
+  if (o.dimQK % o.chunk !== 0 || o.dimV % o.chunk !== 0) return `head dims ${o.dimQK} / ${o.dimV} are not multiples of the chunk (${o.chunk})`;
+  if (o.rope && (o.dimQK % (2 * o.chunk) !== 0 || o.dimQK % 8 !== 0)) return `RoPE needs a head dim that is a multiple of ${Math.max(8, 2 * o.chunk)}, got ${o.dimQK}`;
+  if (o.rope && o.sharedKV) return 'RoPE in the kernel rotates whole key rows; a shared latent cache rotates only its RoPE part (rotate before the call)';
+  if (o.sharedKV && o.dimV > o.dimQK) return `a shared latent cache needs Dv <= Dq, got ${o.dimV} > ${o.dimQK}`;
+  if (o.dimV / o.chunk > o.workgroupSize) return `value dim ${o.dimV} needs more than ${o.workgroupSize} threads`;
+  if (o.headsPerBlock < 1 || o.headsPerBlock > o.group) return `headsPerBlock must be 1..${o.group}, got ${o.headsPerBlock}`;
+  if (o.tokensPerBlock < 1 || o.tokensPerBlock > MAX_TOKENS) return `tokensPerBlock must be 1..${MAX_TOKENS}, got ${o.tokensPerBlock}`;
+  if (o.append && o.workgroupSize < 2 * MAX_TOKENS) return `append needs at least ${2 * MAX_TOKENS} threads`;
+  return undefined;
+}
+
+export function buildSplitKv(o: SplitKvOptions): string {
+  const why = splitKvUnsupported(o);
+  if (why) throw new Error(`buildSplitKv: ${why}`);
+  const { dimQK: Dq, dimV: Dv, group: G, workgroupSize: WG, chunk: E } = o;
+  const HB = o.headsPerBlock;
+  const TB = o.tokensPerBlock;
+  const R = HB * TB;
+  const V = E / 4;
+  const DQ4 = Dq / 4;
+  const DCK = Dq / E;
+  const { chunks: DCV, slices: NKS, half: HALF } = splitKvLayout(o);
+  const U = o.unroll ?? 4;
+  const KU = Math.min(U, DCK);
+  const int8 = o.cache === 'int8';
+  const B = SPLIT_KV_BINDINGS;
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const vs = Array.from({ length: V }, (_, v) => v);
+  const units = Array.from({ length: U }, (_, u) => u);
+  const perRow = (f: (r: number) => string, sep = '\n') => rows.map(f).join(sep);
+  const keysPerOwner = Math.ceil(WG / NKS);
+  const cacheAccess = o.append ? 'read_write' : 'read';
+  const valuesBuf = o.sharedKV ? 'keys' : 'values';
+  const vScalesBuf = o.sharedKV ? 'k_scales' : 'v_scales';
+
+  // ---- declarations
+  const decl: string[] = [
+    SPLIT_KV_PARAMS.wgsl(),
+    `@group(0) @binding(${B.params}) var<uniform> params: DecodeParams;`,
+    `@group(0) @binding(${B.q}) var<storage, read> q: array<${quadType(o.io)}>;`,
+    `@group(0) @binding(${B.keys}) var<storage, ${cacheAccess}> keys: array<${wordType(o.cache, E)}>;`,
+  ];
+  if (!o.sharedKV) decl.push(`@group(0) @binding(${B.values}) var<storage, ${cacheAccess}> values: array<${wordType(o.cache, E)}>;`);
+  if (int8) {
+    decl.push(`@group(0) @binding(${B.kScales}) var<storage, ${cacheAccess}> k_scales: array<f32>;`);
+    if (!o.sharedKV) decl.push(`@group(0) @binding(${B.vScales}) var<storage, ${cacheAccess}> v_scales: array<f32>;`);
+  }
+  decl.push(`@group(0) @binding(${B.meta}) var<storage, read> seqs: array<u32>;`);
+  if (o.append) decl.push(`@group(0) @binding(${B.append}) var<storage, read> fresh: array<${quadType(o.io)}>;`);
+  decl.push(o.direct
+    ? `@group(0) @binding(${B.out}) var<storage, read_write> out: array<${quadType(o.io)}>;`
+    : `@group(0) @binding(${B.out}) var<storage, read_write> partials: array<vec4<f32>>;`);
+  if (o.rope) decl.push(`@group(0) @binding(${B.rope}) var<storage, read> rope: array<vec4<f32>>;`);
+
+  // ---- helper functions
+  const helpers: string[] = [ACCESS_HELPERS, chunkLoader('load_k', 'keys', o.cache, E)];
+  if (!o.sharedKV) helpers.push(chunkLoader('load_v', 'values', o.cache, E));
+  const loadV = o.sharedKV ? 'load_k' : 'load_v';
+  if (o.append) {
+    helpers.push(chunkStorer('store_k', 'keys', o.cache, E), storageRounding('stored', o.cache));
+    if (!o.sharedKV) helpers.push(chunkStorer('store_v', 'values', o.cache, E));
+  }
+  const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
+  const inPage = o.paged ? 'p % params.page_size' : 'p';
+  helpers.push(`/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
+fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
+  return off + ${page} * sp + h * sh + (${inPage}) * spos;
+}`);
+  const quad = (buf: string) => (i: string) => quadLoad(o.io, `${buf}[${i}]`);
+  // quad c (0 .. Dq/4 - 1) of a q-like row starting at element `base`, rotated for rope row `t`
+  const rotated = (name: string, buf: string) => `fn ${name}(base: u32, c: u32, t: u32) -> vec4<f32> {
+  let half4 = ${DQ4 / 2}u;
+  let i = c % half4;
+  let cs = rope[t * half4 + i];
+  let sn = rope[(params.rope_rows + t) * half4 + i];
+  let x = ${quad(buf)('base / 4u + c')};
+  if (c < half4) { return x * cs - ${quad(buf)('base / 4u + c + half4')} * sn; }
+  return x * cs + ${quad(buf)('base / 4u + c - half4')} * sn;
+}`;
+  if (o.rope) helpers.push(rotated('q_quad', 'q'));
+  if (o.append) {
+    // chunk c of new key / value row i of (b, h), as it will be stored (int8: with the row's scale)
+    const keyQuad = (c: string) => (o.rope ? `fresh_rot(base, ${c}, t)` : quad('fresh')(`base / 4u + ${c}`));
+    if (o.rope) helpers.push(rotated('fresh_rot', 'fresh'));
+    const scaleArgs = (which: string) => (int8 ? `new_scale[${which}], new_inv[${which}]` : '0.0, 0.0');
+    helpers.push(`fn fresh_k_base(b: u32, h: u32, i: u32) -> u32 {
+  return params.ak_off + b * params.ak_sb + h * params.ak_sh + i * params.ak_si;
+}
+fn fresh_v_base(b: u32, h: u32, i: u32) -> u32 {
+  return ${o.sharedKV ? 'fresh_k_base(b, h, i)' : 'params.av_off + b * params.av_sb + h * params.av_sh + i * params.av_si'};
+}
+/** Raw (unrounded) chunk c of new key row i (rotated for its position with RoPE). */
+fn fresh_k_raw(b: u32, h: u32, i: u32, c: u32) -> array<vec4<f32>, ${V}> {
+  let base = fresh_k_base(b, h, i);
+  let t = ${o.rope ? 'seqs[params.len_at + b * params.len_sb] + params.len_add + i - seqs[params.rope_at]' : '0u'};
+  return array<vec4<f32>, ${V}>(${vs.map((v) => keyQuad(`c * ${V}u + ${v}u`)).join(', ')});
+}
+fn fresh_v_raw(b: u32, h: u32, i: u32, c: u32) -> array<vec4<f32>, ${V}> {
+${o.sharedKV ? '  return fresh_k_raw(b, h, i, c);' : `  let base = fresh_v_base(b, h, i);
+  return array<vec4<f32>, ${V}>(${vs.map((v) => quad('fresh')(`base / 4u + c * ${V}u + ${v}u`)).join(', ')});`}
+}
+fn fresh_k(b: u32, h: u32, i: u32, c: u32) -> array<vec4<f32>, ${V}> {
+  let x = fresh_k_raw(b, h, i, c);
+  return array<vec4<f32>, ${V}>(${vs.map((v) => `stored(x[${v}], ${scaleArgs('i')})`).join(', ')});
+}
+fn fresh_v(b: u32, h: u32, i: u32, c: u32) -> array<vec4<f32>, ${V}> {
+  let x = fresh_v_raw(b, h, i, c);
+  return array<vec4<f32>, ${V}>(${vs.map((v) => `stored(x[${v}], ${scaleArgs(o.sharedKV ? 'i' : `${MAX_TOKENS}u + i`)})`).join(', ')});
+}`);
+  }
+
+  // ---- the score of one key for every row: its row's chunks loaded KU at a time, dotted with
+  // every row's query (unrolled: drivers do not unroll loops over register arrays)
+  const fullK = DCK - (DCK % KU);
+  const dots = (k: string, c: string) => perRow((r) => vs.map((v) => `      s${r} += dot(q_tile[${r * DQ4}u + (${c}) * ${V}u + ${v}u], ${k}[${v}]);`).join('\n'));
+  const keyLoop = (load: (c: string) => string) => `
+    for (var c0 = 0u; c0 < ${fullK}u; c0 += ${KU}u) {
+${units.slice(0, KU).map((u) => `      let k${u} = ${load(`c0 + ${u}u`)};`).join('\n')}
+${units.slice(0, KU).map((u) => dots(`k${u}`, `c0 + ${u}u`)).join('\n')}
+    }
+${Array.from({ length: DCK % KU }, (_, x) => `    {
+      let k = ${load(`${fullK + x}u`)};
+${dots('k', `${fullK + x}u`)}
+    }`).join('\n')}`;
+  const cacheKey = (c: string) => `load_k(k_row + (${c}) * ${E}u)`;
+  const scoreFinish = perRow((r) => `    if (i32(pos) < lo${r} || i32(pos) > hi${r}) { s${r} = NO_SCORE; } else {
+      ${int8 ? `s${r} *= k_scale;` : ''}
+      ${o.softcap ? `s${r} = params.softcap * tanh(clamp(s${r} / params.softcap, -15.0, 15.0));` : ''}
+      ${o.alibi ? `s${r} -= slope${r} * abs(f32(i32(keys) - i32(params.tokens) + i32(i${r}) - i32(pos)));` : ''}
+    }`);
+
+  // ---- one key of the value phase: every row's online-softmax update
+  const valueUpdate = (u: number) => `
+        if (key${u} < WG && j0 + key${u} < hi) {
+${perRow((r) => `          {
+            let s = scratch[at + key${u} + ${r}u * WG];
+            if (s > NO_SCORE) {
+              if (s > m${r}) {
+                let f = exp(m${r} - s);
+${vs.map((v) => `                a${r}_${v} *= f;`).join('\n')}
+                l${r} *= f;
+                m${r} = s;
+              }
+              let w = exp(s - m${r});
+              l${r} += w;
+              let wv = w${int8 ? ` * vscale${u}` : ''};
+${vs.map((v) => `              a${r}_${v} += wv * v${u}[${v}];`).join('\n')}
+            }
+          }`)}
+        }`;
+  const loadValue = (u: number) => {
+    const cacheLoad = `${loadV}(cache_at(b, kv_head, p${u}, params.v_off, params.v_sp, params.v_sh, params.v_spos) + cp * ${E}u)`;
+    const scale = int8 ? `\n        var vscale${u} = ${vScalesBuf}[cache_at(b, kv_head, p${u}, params.${o.sharedKV ? 'ks_off' : 'vs_off'}, params.s_sp, params.s_sh, params.s_spos)];` : '';
+    if (!o.append) return `let p${u} = min(j0 + key${u}, hi - 1u);\n        let v${u} = ${cacheLoad};${scale}`;
+    return `let p${u} = min(j0 + key${u}, hi - 1u);
+        var v${u}: array<vec4<f32>, ${V}>;${int8 ? `\n        var vscale${u} = 1.0;` : ''}
+        if (p${u} < len) {
+          v${u} = ${cacheLoad};${int8 ? `\n          vscale${u} = ${vScalesBuf}[cache_at(b, kv_head, p${u}, params.${o.sharedKV ? 'ks_off' : 'vs_off'}, params.s_sp, params.s_sh, params.s_spos)];` : ''}
+        } else {
+          v${u} = fresh_v(b, kv_head, p${u} - len, cp);
+        }`;
+  };
+
+  // ---- rows: head, token, visible range
+  const rowSetup = perRow((r) => {
+    const lh = Math.floor(r / TB);
+    const lt = r % TB;
+    return `  let h${r} = kv_head * G + hb * ${HB}u + ${lh}u;
+  let i${r} = tb * ${TB}u + ${lt}u;
+  let live${r} = hb * ${HB}u + ${lh}u < G && i${r} < params.tokens;
+  let diag${r} = select(i32(i${r}), i32(keys) - i32(params.tokens) + i32(i${r}), params.bottom_right != 0u);
+  let lo${r} = select(1, max(0, diag${r} - params.win_left), live${r});
+  let hi${r} = select(0, min(i32(keys) - 1, diag${r} + params.win_right), live${r});
+  if (lo${r} <= hi${r}) { wg_lo = min(wg_lo, lo${r}); wg_hi = max(wg_hi, hi${r} + 1); }${o.alibi ? `
+  let slope${r} = select(0.0, bitcast<f32>(seqs[params.slopes_at + b * params.slopes_sb + min(h${r}, params.heads_q - 1u)]), live${r});` : ''}`;
+  });
+
+  // ---- the merge tree and the final write
+  const treeStore = perRow((r) => `      {
+        let at = ((slot * R + ${r}u) * DCV + cp) * ${E}u;
+${vs.map((v) => `        scratch[at + ${4 * v}u] = a${r}_${v}.x; scratch[at + ${4 * v + 1}u] = a${r}_${v}.y; scratch[at + ${4 * v + 2}u] = a${r}_${v}.z; scratch[at + ${4 * v + 3}u] = a${r}_${v}.w;`).join('\n')}
+        if (cp == 0u) { scratch[ml_base + (slot * R + ${r}u) * 2u] = m${r}; scratch[ml_base + (slot * R + ${r}u) * 2u + 1u] = l${r}; }
+      }`);
+  const treeMerge = perRow((r) => `      {
+        let at = ((ks * R + ${r}u) * DCV + cp) * ${E}u;
+        let mo = scratch[ml_base + (ks * R + ${r}u) * 2u];
+        let lo_ = scratch[ml_base + (ks * R + ${r}u) * 2u + 1u];
+        let mx = max(m${r}, mo);
+        let fa = exp(m${r} - mx);
+        let fb = exp(mo - mx);
+${vs.map((v) => `        a${r}_${v} = a${r}_${v} * fa + vec4<f32>(scratch[at + ${4 * v}u], scratch[at + ${4 * v + 1}u], scratch[at + ${4 * v + 2}u], scratch[at + ${4 * v + 3}u]) * fb;`).join('\n')}
+        l${r} = l${r} * fa + lo_ * fb;
+        m${r} = mx;
+      }`);
+  const finalWrite = o.direct
+    ? perRow((r) => `    if (live${r}) {
+      let o = (params.o_off + b * params.o_sb + h${r} * params.o_sh + i${r} * params.o_si) / 4u + cp * ${V}u;
+      let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
+${vs.map((v) => `      out[o + ${v}u] = ${quadStore(o.io, `a${r}_${v} * inv`)};`).join('\n')}
+    }`)
+    : perRow((r) => `    if (live${r}) {
+      let o = (((b * params.heads_q + h${r}) * params.tokens + i${r}) * splits + split) * (DV4 + 1u);
+${vs.map((v) => `      partials[o + cp * ${V}u + ${v}u] = a${r}_${v};`).join('\n')}
+      if (cp == 0u) { partials[o + DV4] = vec4<f32>(m${r}, l${r}, 0.0, 0.0); }
+    }`);
+
+  // ---- appending: the new rows' int8 scales (every workgroup), their store (one workgroup)
+  const appendPrologue = !o.append ? '' : `${int8 ? `
+  // the int8 scale of each new key / value row (max |x| / 127), needed wherever a new row is read
+  if (lid.x < 2u * MAX_TOKENS) {
+    let i = lid.x % MAX_TOKENS;
+    let is_v = lid.x >= MAX_TOKENS;
+    var mx = 0.0;
+    if (i < params.tokens${o.sharedKV ? ' && !is_v' : ''}) {
+      let n = select(DCK, DCV, is_v);
+      for (var c = 0u; c < n; c++) {
+        var x = array<vec4<f32>, ${V}>();
+        if (is_v) { x = fresh_v_raw(b, kv_head, i, c); } else { x = fresh_k_raw(b, kv_head, i, c); }
+${vs.map((v) => `        mx = max(mx, max(max(abs(x[${v}].x), abs(x[${v}].y)), max(abs(x[${v}].z), abs(x[${v}].w))));`).join('\n')}
+      }
+    }
+    let s = mx * (1.0 / 127.0);
+    new_scale[lid.x] = s;
+    new_inv[lid.x] = select(0.0, 1.0 / s, s > 0.0);
+  }
+  workgroupBarrier();` : ''}
+  // the new rows go into the cache (one workgroup per (sequence, KV head))
+  if (split == 0u && hb == 0u && tb == 0u && lid.x < ${o.sharedKV ? '' : '2u * '}params.tokens) {
+    let i = lid.x % params.tokens;
+    let p = len + i;
+    if (lid.x < params.tokens) {
+      let row = cache_at(b, kv_head, p, params.k_off, params.k_sp, params.k_sh, params.k_spos);
+      for (var c = 0u; c < DCK; c++) {
+        store_k(row + c * ${E}u, ${int8 ? `quantized(fresh_k_raw(b, kv_head, i, c), new_inv[i])` : 'fresh_k_raw(b, kv_head, i, c)'});
+      }${int8 ? `
+      k_scales[cache_at(b, kv_head, p, params.ks_off, params.s_sp, params.s_sh, params.s_spos)] = new_scale[i];` : ''}
+    }${o.sharedKV ? '' : ` else {
+      let row = cache_at(b, kv_head, p, params.v_off, params.v_sp, params.v_sh, params.v_spos);
+      for (var c = 0u; c < DCV; c++) {
+        store_v(row + c * ${E}u, ${int8 ? `quantized(fresh_v_raw(b, kv_head, i, c), new_inv[MAX_TOKENS + i])` : 'fresh_v_raw(b, kv_head, i, c)'});
+      }${int8 ? `
+      v_scales[cache_at(b, kv_head, p, params.vs_off, params.s_sp, params.s_sh, params.s_spos)] = new_scale[MAX_TOKENS + i];` : ''}
+    }`}
+  }`;
+  if (o.append) {
+    helpers.push(`/** Chunk c of key pos (row at element k_row when cached): from the cache below len, else the new rows. */
+fn key_chunk(b: u32, h: u32, len: u32, k_row: u32, pos: u32, c: u32) -> array<vec4<f32>, ${V}> {
+  if (pos < len) { return load_k(k_row + c * ${E}u); }
+  return fresh_k(b, h, pos - len, c);
+}`);
+  }
+  if (o.append && int8) {
+    helpers.push(`fn quantized(x: array<vec4<f32>, ${V}>, inv: f32) -> array<vec4<f32>, ${V}> {
+  return array<vec4<f32>, ${V}>(${vs.map((v) => `clamp(round(x[${v}] * inv), vec4<f32>(-127.0), vec4<f32>(127.0))`).join(', ')});
+}`);
+  }
+
+  const keyScale = int8 ? `
+      let k_scale = ${o.append ? 'select(1.0, ' : ''}k_scales[cache_at(b, kv_head, ${o.append ? 'min(pos, max(len, 1u) - 1u)' : 'pos'}, params.ks_off, params.s_sp, params.s_sh, params.s_spos)]${o.append ? ', pos < len)' : ''};` : '';
+  const scorePhase = `      let k_row = cache_at(b, kv_head, ${o.append ? 'min(pos, max(len, 1u) - 1u)' : 'pos'}, params.k_off, params.k_sp, params.k_sh, params.k_spos);${keyLoop(o.append ? (c) => `key_chunk(b, kv_head, len, k_row, pos, ${c})` : cacheKey)}`;
+
+  return `${decl.join('\n')}
+
+const G = ${G}u;
+const WG = ${WG}u;
+const R = ${R}u;
+const DQ4 = ${DQ4}u;
+const DV4 = ${Dv / 4}u;
+const DCK = ${DCK}u;
+const DCV = ${DCV}u;
+const NKS = ${NKS}u; // key slices of the value phase
+const MAX_TOKENS = ${MAX_TOKENS}u;
+const NO_SCORE = ${NO_SCORE};
+
+var<workgroup> q_tile: array<vec4<f32>, ${R * DQ4}>;
+// scores [2][R][WG] during the key loop; the merge tree's slots after it
+var<workgroup> scratch: array<f32, ${scratchFloats(o)}>;
+${o.append && int8 ? `var<workgroup> new_scale: array<f32, ${2 * MAX_TOKENS}>;\nvar<workgroup> new_inv: array<f32, ${2 * MAX_TOKENS}>;` : ''}
+
+${helpers.join('\n\n')}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let head_blocks = ${Math.ceil(G / HB)}u;
+  let kv_head = wid.x / head_blocks;
+  let hb = wid.x % head_blocks;
+  let token_blocks = (params.tokens + ${TB - 1}u) / ${TB}u;
+  let b = wid.y / token_blocks;
+  let tb = wid.y % token_blocks;
+  let split = wid.z;
+  let splits = nwg.z;
+  let len = seqs[params.len_at + b * params.len_sb] + params.len_add;
+  let keys = len${o.append ? ' + params.tokens' : ''};
+
+  var wg_lo = i32(keys);
+  var wg_hi = 0;
+${rowSetup}
+  wg_lo = min(wg_lo, wg_hi);
+  // a uniform partition of the workgroup's keys over the splits, in whole tiles
+  let total = u32(wg_hi - wg_lo);
+  let per_split = ((total + splits - 1u) / splits + WG - 1u) / WG * WG;
+  let lo = min(u32(wg_lo) + split * per_split, u32(wg_hi));
+  let hi = min(lo + per_split, u32(wg_hi));
+
+  for (var x = lid.x; x < R * DQ4; x += WG) {
+    let r = x / DQ4;
+    let c = x % DQ4;
+    let lh = r / ${TB}u;
+    let i = tb * ${TB}u + r % ${TB}u;
+    var qv = vec4<f32>(0.0);
+    if (hb * ${HB}u + lh < G && i < params.tokens) {
+      let head = kv_head * G + hb * ${HB}u + lh;
+      let base = params.q_off + b * params.q_sb + head * params.q_sh + i * params.q_si;
+      qv = ${o.rope ? 'q_quad(base, c, len + i - seqs[params.rope_at])' : quad('q')('base / 4u + c')};
+    }
+    q_tile[x] = qv * params.scale;
+  }
+${appendPrologue}
+
+  // value-phase owner: chunk cp of every row, keys ks, ks + NKS, ... of each tile
+  let cp = lid.x % DCV;
+  let ks = lid.x / DCV;
+  let owner = ks < NKS;
+${perRow((r) => `  var m${r} = NO_SCORE;\n  var l${r} = 0.0;\n${vs.map((v) => `  var a${r}_${v} = vec4<f32>(0.0);`).join('\n')}`)}
+  var buf = 0u;
+  workgroupBarrier();
+
+  for (var j0 = lo; j0 < hi; j0 += WG) {
+    // scores: thread lid.x owns key j0 + lid.x
+    let pos = j0 + lid.x;
+${perRow((r) => `    var s${r} = NO_SCORE;`)}
+    if (pos < hi) {
+${perRow((r) => `      s${r} = 0.0;`)}
+${scorePhase}${keyScale}
+${scoreFinish}
+    }
+    let s_at = buf * R * WG + lid.x;
+${perRow((r) => `    scratch[s_at + ${r}u * WG] = s${r};`)}
+    workgroupBarrier();
+
+    // values: online softmax per (owner, row) over the owner's keys of this tile
+    if (owner) {
+      let at = buf * R * WG;
+      for (var i0 = 0u; i0 < ${keysPerOwner}u; i0 += ${U}u) {
+${units.map((u) => `        let key${u} = ks + NKS * (i0 + ${u}u);\n        ${loadValue(u)}`).join('\n')}
+${units.map(valueUpdate).join('')}
+      }
+    }
+    buf = 1u - buf;
+  }
+  workgroupBarrier();
+
+  // merge the NKS key slices: a tree through workgroup memory, slots of (acc per chunk, max, sum)
+  let ml_base = ${HALF * R * Dv}u;
+  for (var half = ${HALF}u; half > 0u; half /= 2u) {
+    if (owner && ks >= half && ks < 2u * half) {
+      let slot = ks - half;
+${treeStore}
+    }
+    workgroupBarrier();
+    if (owner && ks < half && ks + half < NKS) {
+${treeMerge}
+    }
+    workgroupBarrier();
+  }
+
+  if (owner && ks == 0u) {
+${finalWrite}
+  }
+}
+`;
+}
+
+/** Words per element type, re-exported for the host (binding offsets must be whole words). */
+export { elementsPerWord };

@@ -1,0 +1,156 @@
+// The decode op as composites call it (queueAttentionDecode on buffers they hold, recorded for
+// replay), on the adapter here against the float64 attention reference:
+//   cache mode   the unfused runner module: rotated queries [T*B, Nq*D] against its SBH cache
+//                [capacity, B, Nkv*D] after its own append, one length for every sequence;
+//   packed mode  the fused block: Q and the new K/V read from packed QKV rows, RoPE in the
+//                kernel (a position-indexed table), the new K/V stored into the cache by the kernel.
+// And the plan: tile size and split count by cache length.
+import { describe, expect, it } from 'vitest';
+import { Tensor, referenceAttention, validateAttention } from '../dist/index.js';
+import { normal, randomFloats, uniform } from '../dist/testing/index.js';
+import { applyRope } from '../dist/model/cpu/kernels.js';
+import { configFrom, ropeTable, tinyConfigJson } from '../dist/model/index.js';
+import { getRuntime } from '../dist/engines/webgpu/runtime.js';
+import { decodeSplits, planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
+import { backendsHere } from './helpers.js';
+import { expectClose } from './model-helpers.js';
+
+const webgpu = (await backendsHere()).find((b) => b.name === 'webgpu')!;
+if (webgpu.skip) console.warn(`\n!!! SKIPPING the decode composite tests: ${webgpu.skip}\n`);
+
+const gauss = normal(uniform(33));
+const rand = (n: number) => randomFloats(n, gauss);
+
+/** float64 reference: causal attention of q [T, B, Nq D] over the first `length` cache positions (SBH). */
+function reference(q: Float32Array, keys: Float32Array, values: Float32Array, s: { batch: number; tokens: number; length: number; headsQ: number; headsKv: number; headDim: number }): Float64Array {
+  const { batch, tokens, length, headsQ, headsKv, headDim: D } = s;
+  const prefix = (x: Float32Array) => Tensor.fromData(x.subarray(0, length * batch * headsKv * D), [length, batch, headsKv * D]);
+  const problem = validateAttention(Tensor.fromData(q, [tokens, batch, headsQ * D]), prefix(keys), prefix(values), { layout: 'SBH', heads: headsQ, kvHeads: headsKv, causal: true });
+  return referenceAttention(problem).out;
+}
+
+const shapeOf = (D: number, G: number, Nkv: number, B: number, T: number, keys: number, packed: boolean) => ({
+  dimQK: D, dimV: D, group: G, headsKv: Nkv, batch: B, tokens: T, maxKeys: keys, cache: 'float32' as const, io: 'float32' as const,
+  paged: false, sharedKV: false, append: packed, rope: packed, softcap: false, alibi: false, lse: false,
+});
+
+describe.skipIf(webgpu.skip !== undefined)('the decode op in the runner\'s modes on WebGPU vs the float64 reference', () => {
+  for (const shape of [
+    { name: 'decode: 1 query, 300 cached keys, GQA 6/2, D 16, many splits', batch: 1, tokens: 1, start: 299, headsQ: 6, headsKv: 2, headDim: 16, target: 64 },
+    { name: 'prefill chunk: batch 2, 5 new tokens after 200, MQA 4/1, D 12, splits', batch: 2, tokens: 5, start: 200, headsQ: 4, headsKv: 1, headDim: 12, target: 64 },
+    { name: 'first tokens: 3 new, empty cache, 2/2 heads, D 20, one split', batch: 1, tokens: 3, start: 0, headsQ: 2, headsKv: 2, headDim: 20, target: 1 },
+  ]) {
+    it(`cache mode, ${shape.name}`, async () => {
+      const rt = await getRuntime();
+      const { batch: B, tokens: T, start, headsQ: Nq, headsKv: Nkv, headDim: D } = shape;
+      const length = start + T;
+      const q = rand(B * T * Nq * D);
+      const keys = rand((length + 3) * B * Nkv * D); // capacity beyond length: never read
+      const values = rand(keys.length);
+      const want = reference(q, keys, values, { ...shape, length });
+      const plan = planDecode(shapeOf(D, Nq / Nkv, Nkv, B, T, length, false), rt.limits, shape.target);
+      if (typeof plan === 'string') throw new Error(plan);
+      await prepareDecode(rt, plan, false);
+      const out = rt.acquire(B * T * Nq * D * 4, 'output', 'out');
+      const rows = (w: number) => ({ off: 0, sb: w, sh: D, si: B * w });
+      const sbh = (x: Float32Array) => ({ binding: rt.upload(x, 'cache'), off: 0, sp: Nkv * D, sh: D, spos: B * Nkv * D });
+      await queueAttentionDecode(rt, plan, {
+        batch: B, tokens: T, headsQ: Nq, headsKv: Nkv, q: { binding: rt.upload(q, 'q'), ...rows(Nq * D) },
+        keys: sbh(keys), values: sbh(values), pageSize: 0, maxPages: 1, numPages: B,
+        meta: { binding: rt.upload(Uint32Array.of(start, start), 'positions'), lengthsAt: 0, lengthsStride: 0, lengthsAdd: T },
+        out: { binding: out, ...rows(Nq * D) }, scale: 1 / Math.sqrt(D), softcap: 0, window: { left: Infinity, right: 0, align: 'bottom-right' },
+      });
+      const got = new Float32Array(await rt.read(out, 0, B * T * Nq * D * 4));
+      expect(plan.splits > 1).toBe(shape.target > 1);
+      expectClose(`decode, ${plan.splits} splits`, got, want, 2e-6);
+      rt.release(out);
+    });
+  }
+
+  it('packed mode: RoPE on q and the new key in the kernel, the new key/value appended to the cache', async () => {
+    const rt = await getRuntime();
+    const config = configFrom(tinyConfigJson({ rope_scaling: { type: 'linear', factor: 2 } }));
+    const [B, start, Nq, Nkv, D] = [2, 45, 6, 2, 16];
+    const W = (Nq + 2 * Nkv) * D;
+    const capacity = start + 4;
+    const qkv = rand(B * W);
+    const keys = rand(capacity * B * Nkv * D);
+    const values = rand(keys.length);
+    // a table of positions 40.. (rope_base 40): row start - 40 rotates the new token
+    const base = 40;
+    const table = ropeTable({ ...config, headDim: D }, base, 8);
+    const step = ropeTable({ ...config, headDim: D }, start, 1);
+    const q = new Float32Array(B * Nq * D);
+    const newK = new Float32Array(B * Nkv * D);
+    const wantKeys = keys.slice();
+    const wantValues = values.slice();
+    for (let b = 0; b < B; b++) {
+      q.set(qkv.subarray(b * W, b * W + Nq * D), b * Nq * D);
+      newK.set(qkv.subarray(b * W + Nq * D, b * W + (Nq + Nkv) * D), b * Nkv * D);
+      wantValues.set(qkv.subarray(b * W + (Nq + Nkv) * D, (b + 1) * W), (start * B + b) * Nkv * D);
+    }
+    applyRope(q, B, Nq, D, step);
+    applyRope(newK, B, Nkv, D, step);
+    wantKeys.set(newK, start * B * Nkv * D);
+    const want = reference(q, wantKeys, wantValues, { batch: B, tokens: 1, length: start + 1, headsQ: Nq, headsKv: Nkv, headDim: D });
+    const rope = new Float32Array(8 * D);
+    rope.set(table.cos, 0);
+    rope.set(table.sin, 8 * (D / 2));
+    for (const target of [1, 64]) {
+      const plan = planDecode(shapeOf(D, Nq / Nkv, Nkv, B, 1, start + 1, true), rt.limits, target);
+      if (typeof plan === 'string') throw new Error(plan);
+      await prepareDecode(rt, plan, false);
+      const kBuf = rt.upload(keys, 'keys');
+      const vBuf = rt.upload(values, 'values');
+      const qkvBuf = rt.upload(qkv, 'qkv');
+      const out = rt.acquire(B * Nq * D * 4, 'output', 'out');
+      const packed = (col: number) => ({ off: col, sb: W, sh: D, si: B * W });
+      const sbh = (binding: GPUBuffer) => ({ binding, off: 0, sp: Nkv * D, sh: D, spos: B * Nkv * D });
+      await queueAttentionDecode(rt, plan, {
+        batch: B, tokens: 1, headsQ: Nq, headsKv: Nkv, q: { binding: qkvBuf, ...packed(0) },
+        keys: sbh(kBuf), values: sbh(vBuf), pageSize: 0, maxPages: 1, numPages: B,
+        meta: { binding: rt.upload(Uint32Array.of(start, base), 'positions'), lengthsAt: 0, lengthsStride: 0, ropeBaseAt: 1 },
+        append: { binding: qkvBuf, k: packed(Nq * D), v: packed((Nq + Nkv) * D) }, rope: { buffer: rt.upload(rope, 'rope'), rows: 8 },
+        out: { binding: out, off: 0, sb: Nq * D, sh: D, si: B * Nq * D }, scale: 1 / Math.sqrt(D), softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
+      });
+      expectClose(`packed decode, ${plan.splits} splits`, new Float32Array(await rt.read(out)).subarray(0, B * Nq * D), want, 2e-6);
+      expectClose('cache keys after the append', new Float32Array(await rt.read(kBuf)).subarray(0, keys.length), wantKeys, 1e-6);
+      expect(Array.from(new Float32Array(await rt.read(vBuf)).subarray(0, values.length))).toEqual(Array.from(wantValues));
+      for (const b of [kBuf, vBuf, qkvBuf, out]) rt.release(b);
+    }
+  });
+});
+
+describe('the decode plan', () => {
+  const h200 = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024, maxStorageBuffersPerShaderStage: 16, maxComputeWorkgroupsPerDimension: 65535 };
+  it('picks the tile size and split count by cache length (as the runner\'s H200 runs chose)', () => {
+    const plan = (D: number, G: number, keys: number, kv: number) => {
+      const p = planDecode(shapeOf(D, G, kv, 1, 1, keys, true), h200);
+      if (typeof p === 'string') throw new Error(p);
+      return [p.kernel.workgroupSize, p.splits];
+    };
+    expect(plan(64, 7, 550, 2)).toEqual([64, 16]); // short cache: small tiles, splits rounded up
+    expect(plan(64, 7, 4096, 2)).toEqual([64, 64]);
+    expect(plan(64, 7, 32768, 2)).toEqual([256, 128]);
+    expect(plan(128, 7, 4096, 4)).toEqual([128, 32]);
+    expect(plan(128, 4, 32768, 8)).toEqual([256, 32]);
+    expect(plan(128, 7, 1, 4)).toEqual([64, 1]);
+  });
+
+  it('fits MLA\'s 576 / 512 latent heads by heads per workgroup, and says why when nothing fits', () => {
+    const mla = { ...shapeOf(576, 128, 1, 1, 1, 32768, false), dimV: 512, cache: 'float16' as const, sharedKV: true };
+    const p = planDecode(mla, h200);
+    if (typeof p === 'string') throw new Error(p);
+    expect(p.kernel.headsPerBlock).toBeLessThan(128);
+    expect(p.grid[0]).toBe(128 / p.kernel.headsPerBlock);
+    expect(planDecode(mla, { ...h200, maxComputeWorkgroupStorageSize: 2048 })).toMatch(/workgroup memory/);
+    expect(planDecode({ ...mla, dimQK: 58 }, h200)).toMatch(/multiples of 4/);
+  });
+
+  it('split counts', () => {
+    expect(decodeSplits(32768, 2, 256)).toBe(128);
+    expect(decodeSplits(300, 2, 256)).toBe(2);
+    expect(decodeSplits(1, 32, 256)).toBe(1);
+    expect(decodeSplits(1 << 20, 1, 256, 512)).toBe(256);
+  });
+});
