@@ -15,12 +15,12 @@ export FUSEDATTN_COMMIT=${FUSEDATTN_COMMIT:-unknown}
 smoke=${SMOKE:+--smoke}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
-if [[ -z $smoke ]]; then
+if [[ -z $smoke && ${DECODE_TESTS:-1} != 0 ]]; then
   t0=$SECONDS; timeout 120 node node_modules/vitest/vitest.mjs run test/decode.test.ts test/paged-cache.test.ts test/decode-composite.test.ts test/decode-wgsl.test.ts test/model-batching.test.ts > "$OUT/decode-tests.log" 2>&1; step tests $?
   grep -E "×|FAIL|Test Files|Tests " "$OUT/decode-tests.log" | tail -20
 fi
-t0=$SECONDS; timeout 70 python3 bench/decode_torch.py $smoke > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; step torch $?
+t0=$SECONDS; timeout ${TORCH_S:-70} python3 bench/decode_torch.py $smoke > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; step torch $?
 tail -3 "$OUT/torch-decode.err"
-t0=$SECONDS; timeout 200 node bench/decode.mjs --out "$OUT" --torch "$OUT/torch-decode.jsonl" $smoke > "$OUT/decode.log" 2>&1; step decode $?
+t0=$SECONDS; timeout ${OURS_S:-200} node bench/decode.mjs --out "$OUT" --torch "$OUT/torch-decode.jsonl" $smoke > "$OUT/decode.log" 2>&1; step decode $?
 grep -v '^Warning' "$OUT/decode.log" | grep -E "^\||FAILED|failed|checked" | head -80
 echo "call done"

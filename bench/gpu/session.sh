@@ -3,6 +3,7 @@
 # limit, then everything packed into $OUT/results.tar.xz (the device tool returns at most 8 files):
 #   bash bench/gpu/device.sh bench/gpu/session.sh PART[:SECONDS] ...
 # Parts: study (bench/ceiling/run.sh), runner, suite, checks, block (bench/gpu/final.sh parts),
+# tests (vitest on the files in $TESTS),
 # variants (bench/gpu/variants.sh), tiers (bench/gpu/run.sh, the attention table), and any
 # script path given as PART=path (run as `bash path OUTDIR`).
 set -uo pipefail
@@ -16,6 +17,7 @@ for spec in "$@"; do
   case $part in
     study) timeout "$secs" bash bench/ceiling/run.sh "$dir" "${STUDY_SECONDS:-100}" > "$dir/log" 2>&1 ;;
     runner|suite|checks|block) OUT=$dir timeout "$secs" bash bench/gpu/final.sh "$part" > "$dir/log" 2>&1 ;;
+    tests) timeout "$secs" node node_modules/vitest/vitest.mjs run ${TESTS:-} > "$dir/log" 2>&1 ;;
     variants) timeout "$secs" bash bench/gpu/variants.sh "$dir" > "$dir/log" 2>&1 ;;
     tiers) timeout "$secs" bash bench/gpu/run.sh "$dir" "${ORT_DIR:-}" > "$dir/log" 2>&1 ;;
     *=*) timeout "$secs" bash "${part#*=}" "$dir" > "$dir/log" 2>&1 ;;

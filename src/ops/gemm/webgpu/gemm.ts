@@ -16,7 +16,7 @@ import {
   SGMAT_TILED_BINDINGS, SGMAT_TILED_PARAMS, SGMAT_TILES, type SgmatTile, type SgmatTiledGemmOptions, buildSgmatTiledGemm, tileGeometry,
 } from './gemm-sgmat-tiled.wgsl.js';
 import {
-  type TensorCoreTile, queueTensorCoreLinear, tensorCoreTileFromEnv, tensorCoreLinearPipeline, tensorCoreLinearProblem,
+  DEFAULT_TENSORCORE_TILE, type TensorCoreTile, queueTensorCoreLinear, tensorCoreTileFromEnv, tensorCoreLinearPipeline, tensorCoreLinearProblem,
 } from './linear-tensorcore.js';
 
 export type GemmTier = 'portable' | 'subgroup-matrix';
@@ -60,11 +60,11 @@ export type SgmatKernelChoice = SgmatTile | 'simple' | TensorCoreTile;
 
 /**
  * The kernel choice when the caller names none: FUSEDATTN_GEMM_TILE (a JSON tile of the general
- * tensor-core GEMM, e.g. the ceiling study's winner: bench/ceiling/best-tile.mjs prints it) or the
- * tiled kernel's measured default.
+ * tensor-core GEMM: bench/ceiling/best-tile.mjs prints a study's winner) or the study's measured
+ * winner (DEFAULT_TENSORCORE_TILE; the tiled kernel's SGMAT_TILES stay selectable).
  */
 export function defaultGemmKernel(): SgmatKernelChoice {
-  return tensorCoreTileFromEnv() ?? SGMAT_TILES[0];
+  return tensorCoreTileFromEnv() ?? DEFAULT_TENSORCORE_TILE;
 }
 
 const isTensorCore = (c: SgmatKernelChoice): c is TensorCoreTile => typeof c === 'object' && 'kind' in c && c.kind === 'tensorcore';
