@@ -5,6 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { type DecodeShape, buildCombine, buildMerge, buildSplitKv, planDecode, splitKvSharedBytes } from '../dist/ops/decode/webgpu/index.js';
 import { tintErrors } from './tint.js';
+import { ACCESS_HELPERS } from '../dist/ops/decode/webgpu/access.wgsl.js';
+import { toHalfBits } from '../dist/index.js';
+import { acquireDevice } from '../dist/engines/webgpu/device.js';
+import { backendsHere } from './helpers.js';
+import { runKernel } from './webgpu-helpers.js';
 
 const h200 = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024, maxStorageBuffersPerShaderStage: 16, maxComputeWorkgroupsPerDimension: 65535 };
 const base: DecodeShape = {
@@ -40,3 +45,50 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);
   });
 });
+
+// The cache's float16 stores round as the host does (toHalfBits: nearest even), bit for bit, on the
+// adapter here: WGSL leaves pack2x16float's rounding to the implementation (the H200's differed).
+
+const gpu = (await backendsHere()).find((b) => b.name === 'webgpu')!;
+describe.skipIf(gpu.skip !== undefined)('float16 stores of the decode kernels', () => {
+  it('f16_bits rounds to nearest even like the host, subnormals, ties, overflow, inf and NaN included', async () => {
+    const values: number[] = [0, -0, 1, -1, 65504, 65519.99, 65520, -65520, 1e-8, 2.98e-8, 5.96e-8, 6.1e-5, 6.09e-5, 1e-5, -3e-7, Infinity, -Infinity, NaN, 3.4e38, 1e-40];
+    // exact ties between neighbouring halves (normal and subnormal), and their neighbours
+    for (const h of [0x3c00, 0x3c01, 0x0001, 0x0002, 0x03ff, 0x7bfe, 0x1234]) {
+      const a = halfValue(h);
+      const b = halfValue(h + 1);
+      const mid = Math.fround((a + b) / 2);
+      values.push(mid, Math.fround(mid * (1 + 2 ** -23)), Math.fround(mid * (1 - 2 ** -23)));
+    }
+    let seed = 7;
+    for (let i = 0; i < 2000; i++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      values.push(Math.fround(((seed / 2 ** 32) - 0.5) * 2 ** ((seed % 40) - 20)));
+    }
+    const n = values.length;
+    const wgsl = `${ACCESS_HELPERS}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<u32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x < ${n}u) { y[g.x] = f16_bits(x[g.x]); }
+}`;
+    const device = (await acquireDevice()).device;
+    const [, out] = await runKernel(device, wgsl, [{ read: Float32Array.from(values) }, { write: n }], [Math.ceil(n / 64)]);
+    const got = new Uint32Array(out.buffer, out.byteOffset, n);
+    const wrong: string[] = [];
+    const f32 = Float32Array.from(values);
+    for (let i = 0; i < n; i++) {
+      const want = toHalfBits(f32[i]);
+      // a GPU may flush float32 subnormal inputs to zero (the sign stays): both are right for 1e-40
+      const flushed = Math.abs(f32[i]) < 2 ** -126 && f32[i] !== 0 && got[i] === (want & 0x8000);
+      if (got[i] !== want && !flushed) wrong.push(`${f32[i]}: got 0x${got[i].toString(16)}, host 0x${want.toString(16)}`);
+    }
+    expect(wrong.slice(0, 10)).toEqual([]);
+  });
+});
+
+function halfValue(h: number): number {
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  return exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15);
+}

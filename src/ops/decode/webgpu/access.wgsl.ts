@@ -50,6 +50,33 @@ fn bf16_bits(x: f32) -> u32 {
 }
 fn pack_bf16x2(v: vec2<f32>) -> u32 {
   return bf16_bits(v.x) | (bf16_bits(v.y) << 16u);
+}
+// float32 -> float16 bits rounded to nearest even, as the host's toHalfBits (core/dtype.ts) rounds:
+// WGSL leaves pack2x16float's rounding to the implementation, and the H200 rounded appended cache
+// rows differently from the host (1 ulp: a paged float16 append test failed there, not on llvmpipe)
+fn f16_bits(x: f32) -> u32 {
+  let bits = bitcast<u32>(x);
+  let sign = (bits >> 16u) & 0x8000u;
+  let exp = i32((bits >> 23u) & 0xffu);
+  var mant = bits & 0x7fffffu;
+  if (exp == 255) { return sign | 0x7c00u | select(0u, 0x200u, mant != 0u); }
+  let e = exp - 112;
+  if (e >= 31) { return sign | 0x7c00u; }
+  if (e <= 0) {
+    if (e < -10) { return sign; }
+    mant = mant | 0x800000u;
+    let shift = u32(14 - e);
+    let half = mant >> shift;
+    let rest = mant & ((1u << shift) - 1u);
+    let mid = 1u << (shift - 1u);
+    return sign | (half + select(0u, 1u, rest > mid || (rest == mid && (half & 1u) == 1u)));
+  }
+  let half = (u32(e) << 10u) | (mant >> 13u);
+  let rest = mant & 0x1fffu;
+  return sign | (half + select(0u, 1u, rest > 0x1000u || (rest == 0x1000u && (half & 1u) == 1u)));
+}
+fn pack_f16x2(v: vec2<f32>) -> u32 {
+  return f16_bits(v.x) | (f16_bits(v.y) << 16u);
 }`;
 
 /** Expressions of the quads in one word `w` (a WGSL expression of wordType()). */
@@ -75,8 +102,8 @@ export function packWord(dtype: StoredDType, chunk: number, q: string[]): string
   switch (dtype) {
     case 'float32': return q[0];
     case 'float16':
-      return n === 4 ? `vec2<u32>(pack2x16float(${q[0]}.xy), pack2x16float(${q[0]}.zw))`
-        : `vec4<u32>(pack2x16float(${q[0]}.xy), pack2x16float(${q[0]}.zw), pack2x16float(${q[1]}.xy), pack2x16float(${q[1]}.zw))`;
+      return n === 4 ? `vec2<u32>(pack_f16x2(${q[0]}.xy), pack_f16x2(${q[0]}.zw))`
+        : `vec4<u32>(pack_f16x2(${q[0]}.xy), pack_f16x2(${q[0]}.zw), pack_f16x2(${q[1]}.xy), pack_f16x2(${q[1]}.zw))`;
     case 'bfloat16':
       return n === 4 ? `vec2<u32>(pack_bf16x2(${q[0]}.xy), pack_bf16x2(${q[0]}.zw))`
         : `vec4<u32>(pack_bf16x2(${q[0]}.xy), pack_bf16x2(${q[0]}.zw), pack_bf16x2(${q[1]}.xy), pack_bf16x2(${q[1]}.zw))`;
@@ -119,7 +146,7 @@ export function storageRounding(name: string, dtype: StoredDType): string {
   switch (dtype) {
     case 'float32': return `fn ${name}(x: vec4<f32>, s: f32, inv: f32) -> vec4<f32> { return x; }`;
     case 'float16': return `fn ${name}(x: vec4<f32>, s: f32, inv: f32) -> vec4<f32> {
-  return vec4<f32>(unpack2x16float(pack2x16float(x.xy)), unpack2x16float(pack2x16float(x.zw)));
+  return vec4<f32>(unpack2x16float(pack_f16x2(x.xy)), unpack2x16float(pack_f16x2(x.zw)));
 }`;
     case 'bfloat16': return `fn ${name}(x: vec4<f32>, s: f32, inv: f32) -> vec4<f32> {
   return vec4<f32>(unpack_bf16x2(pack_bf16x2(x.xy)), unpack_bf16x2(pack_bf16x2(x.zw)));
