@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything that must hold on the real GPU at one commit, in one device call (about 5 minutes):
-#   suite   the whole vitest suite (its 68 GPU-only tests skip on llvmpipe; they run here, among them
+#   suite   the whole vitest suite (its GPU-only tests (74 at this writing) skip on llvmpipe; they run here, among them
 #           the runner at Qwen2-0.5B / Qwen2-1.5B / Llama-3.2-1B widths on every GPU variant)
 #   checks  the fast tiers on every SUITE case against float64, the block's float64 checks
 #   block   the block benchmark, prefill and decode rows (fused, scope replay, unfused)
