@@ -171,7 +171,7 @@ async function streamUs(bytes) {
   let best = Infinity;
   const wg = 256;
   for (const unroll of [1, 4]) {
-    for (const groups of new Set([4096, Math.max(1, Math.ceil(n4 / (wg * unroll)))])) {
+    for (const groups of new Set([4096, Math.min(runtime.limits.maxComputeWorkgroupsPerDimension, Math.max(1, Math.ceil(n4 / (wg * unroll))))])) {
       const threads = groups * wg;
       const perThread = Math.ceil(n4 / (threads * unroll));
       const pipeline = await runtime.pipeline(streamKernel, { workgroupSize: wg, unroll });

@@ -12,6 +12,9 @@
 // block on tensor cores (float16 weights on an adapter with subgroup matrices) also rounds its
 // activations to float16: its bound is FlashAttention's rule, 2 x the error of the same decoder
 // with those activations rounded (referenceForward's attentionActivations: 'float16') + F32_RTOL.
+// So does every float16-weight prefill there, fused or not: the runner's prefill linears run on
+// the tensor-core GEMM, which stages their inputs as float16 (unless FUSEDATTN_RUNNER_GEMM=portable);
+// the yardstick then rounds every linear's input too (linearInputs: 'float16').
 //
 // Budget. CI (2 cores, llvmpipe) runs short prompts: the float64 reference in JS (about 0.5 GMAC/s
 // there) and llvmpipe (a few seconds per variant at these widths) are the cost, about 25 s in all.
@@ -74,6 +77,7 @@ const tensorCores = webgpuHere && !software && await (async () => {
   const { gemmUnsupported } = await import('../dist/ops/gemm/webgpu/gemm.js');
   return gemmUnsupported(await getRuntime(), 'subgroup-matrix', 'float16') === undefined;
 })();
+const { runnerGemmFromEnv } = await import('../dist/ops/gemm/webgpu/linear-tensorcore.js');
 for (const b of backends) if (b.skip) console.warn(`\n!!! SKIPPING the real-width runner tests on ${b.name}: ${b.skip}\n`);
 if (webgpuHere && software) console.warn('\n!!! SKIPPING most real-width runner tests on WebGPU: a software adapter takes seconds per prefill at these widths; all of them run on a hardware GPU (bench/gpu/final.sh suite)\n');
 
@@ -103,7 +107,7 @@ for (const width of WIDTHS) {
       made = { tensors, tokens, ref: referenceForward(config, weights, tokens) };
       // each reference blocks the event loop for seconds: let vitest's messages through in between
       await new Promise((resolve) => setTimeout(resolve, 0));
-      if (tensorCores) made.ref16 = referenceForward(config, weights, tokens, { attentionActivations: 'float16' });
+      if (tensorCores) made.ref16 = referenceForward(config, weights, tokens, { attentionActivations: 'float16', linearInputs: runnerGemmFromEnv() === 'tensorcore' ? 'float16' : 'float64' });
     }
     return made;
   };
@@ -118,7 +122,7 @@ for (const width of WIDTHS) {
       it.skipIf(skip)(`${v.backend} ${label(v)}: prompt ${prefill}, ${width.steps} teacher-forced decode steps`, async () => {
         const { tensors, tokens, ref, ref16 } = await model();
         const V = config.vocabSize;
-        const lowPrecision = v.backend === 'webgpu' && v.attention === 'fused' && v.gpuWeights === 'float16' && tensorCores;
+        const lowPrecision = v.backend === 'webgpu' && v.gpuWeights === 'float16' && tensorCores && (v.attention === 'fused' || runnerGemmFromEnv() === 'tensorcore');
         const check = (what: string, got: Float32Array, from: number, to: number) => {
           const want = ref.subarray(from * V, to * V);
           if (!lowPrecision) return expect(checkF32(what, got, want) ?? '').toBe('');

@@ -8,6 +8,7 @@
 #    backward timings (flash, cuDNN, efficient, math f16 and f32);
 # 2. fusedattn: checks on the same inputs (f16 within 2e-3, f32 within 1e-4 of the reference),
 #    then timings of our fused (best tier) and unfused backward, f16 and f32;
+#    (BACKWARD_SHAPES="name,name" times only those bench shapes);
 # 3. the markdown table. Each part under its own time limit (90 s, 180 s): one failing part does not
 #    stop the rest, and rows written before a time limit are kept.
 set -uo pipefail
@@ -24,7 +25,7 @@ else
   data=""
 fi
 export FUSEDATTN_AUTOTUNE=${FUSEDATTN_AUTOTUNE:-on} FUSEDATTN_AUTOTUNE_BACKWARD_FILE="$out/autotune-backward.json"
-timeout "${OURS_TIMEOUT:-180}" node bench/gpu/backward.mjs --out "$out" ${data:+--inputs "$data"} $smoke 2>&1 | grep -v '^Warning'
+timeout "${OURS_TIMEOUT:-180}" node bench/gpu/backward.mjs --out "$out" ${data:+--inputs "$data"} ${BACKWARD_SHAPES:+--shapes "$BACKWARD_SHAPES"} $smoke 2>&1 | grep -v '^Warning'
 echo "fusedattn part: exit ${PIPESTATUS[0]}" >&2
 node bench/gpu/backward-table.mjs "$out/backward-torch.jsonl" "$out/backward-gpu.jsonl" | tee "$out/backward.md"
 [[ -n $data ]] && rm -rf "$data"

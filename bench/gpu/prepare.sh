@@ -41,6 +41,6 @@ rm -rf .gpuwork/nm/@types .gpuwork/nm/esbuild/bin/esbuild
 tar -C .gpuwork -cf - nm | xz -T0 -6 > .gpuwork/nm.tar.xz
 rm -rf .gpuwork/nm
 [[ ${1:-} == --no-ort || -f .gpuwork/ort/unpack-ort.sh ]] || bash bench/gpu/pack-ort.sh .gpuwork/ort
-du -sh .gpu dist .gpuwork/nm.tar.xz .gpuwork/ort 2>/dev/null
+du -sh .gpu dist .gpuwork/nm.tar.xz .gpuwork/ort 2>/dev/null || true
 total=$(( $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) + $(du -scb .gpu dist .gpuwork/nm.tar.xz .gpuwork/ort 2>/dev/null | tail -1 | cut -f1) ))
 echo "prepare: about $(( total / 1048576 )) MiB travel (limit 64 MiB)"

@@ -18,12 +18,21 @@ export interface ReferenceOptions {
    * 'float64'.
    */
   attentionActivations?: 'float64' | 'float16';
+  /**
+   * 'float16': round the input of every linear layer to float16, as the runner's tensor-core
+   * prefill GEMM stages it (float16 weights on an adapter with subgroup matrices: the normed
+   * inputs, the attention output, the SwiGLU product, the final norm before the LM head). Like
+   * attentionActivations, a yardstick for that path's tolerance. Default 'float64'.
+   */
+  linearInputs?: 'float64' | 'float16';
 }
 
 /** Logits of every position of one sequence, [tokens.length, vocab], float64. */
 export function referenceForward(config: ModelConfig, weights: DecoderWeights<W>, tokens: readonly number[], options: ReferenceOptions = {}): Float64Array {
   const round = options.attentionActivations === 'float16' ? roundAll : (x: Float64Array) => x;
   const r16 = options.attentionActivations === 'float16' ? roundToHalf : (v: number) => v;
+  // linear inputs are fresh arrays (never the residual stream itself), so rounding in place is safe
+  const input = options.linearInputs === 'float16' ? roundAll : (x: Float64Array) => x;
   const { hiddenSize: H, numHeads: Nq, numKvHeads: Nkv, headDim: D, intermediateSize: M, vocabSize: V } = config;
   const T = tokens.length;
   let x: Float64Array = new Float64Array(T * H);
@@ -35,7 +44,7 @@ export function referenceForward(config: ModelConfig, weights: DecoderWeights<W>
   const rope = ropeFrequencies(config, T);
   const group = Nq / Nkv;
   for (const layer of weights.layers) {
-    const h = round(rmsNorm(x, T, H, layer.inputNorm, config.rmsNormEps));
+    const h = input(round(rmsNorm(x, T, H, layer.inputNorm, config.rmsNormEps)));
     const q = round(linear(h, T, H, layer.q, layer.qBias));
     const k = round(linear(h, T, H, layer.k, layer.kBias));
     const v = round(linear(h, T, H, layer.v, layer.vBias));
@@ -61,14 +70,14 @@ export function referenceForward(config: ModelConfig, weights: DecoderWeights<W>
         }
       }
     }
-    addInto(x, linear(round(attn), T, Nq * D, layer.o, layer.oBias));
-    const h2 = rmsNorm(x, T, H, layer.postNorm, config.rmsNormEps);
+    addInto(x, linear(input(round(attn)), T, Nq * D, layer.o, layer.oBias));
+    const h2 = input(rmsNorm(x, T, H, layer.postNorm, config.rmsNormEps));
     const gate = linear(h2, T, H, layer.gate, layer.gateBias);
     const up = linear(h2, T, H, layer.up, layer.upBias);
     for (let i = 0; i < T * M; i++) gate[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
-    addInto(x, linear(gate, T, M, layer.down, layer.downBias));
+    addInto(x, linear(input(gate), T, M, layer.down, layer.downBias));
   }
-  x = rmsNorm(x, T, H, weights.finalNorm, config.rmsNormEps);
+  x = input(rmsNorm(x, T, H, weights.finalNorm, config.rmsNormEps));
   return linear(x, T, H, weights.lmHead, undefined);
 }
 

@@ -67,8 +67,10 @@ export interface SplitKvOptions {
   alibi: boolean;
   /** One split, no LSE: the kernel writes the normalized output itself (no combine pass). */
   direct: boolean;
-  /** Chunks each thread loads before using them (default 4). */
+  /** Value rows each thread loads before using them (default 4). */
   unroll?: number;
+  /** Key chunks each thread loads before using them in the score phase (default: unroll). */
+  keyUnroll?: number;
 }
 
 export const SPLIT_KV_PARAMS = new UniformLayout('DecodeParams', {
@@ -130,6 +132,8 @@ export function splitKvStorageBindings(o: SplitKvOptions): number {
 export function splitKvUnsupported(o: SplitKvOptions): string | undefined {
   const U = o.unroll ?? 4;
   if (!Number.isInteger(U) || U < 1 || U > 32) return `unroll must be 1..32, got ${U}`;
+  const KU = o.keyUnroll ?? U;
+  if (!Number.isInteger(KU) || KU < 1 || KU > 32) return `keyUnroll must be 1..32, got ${KU}`;
   if (![4, 8, 16].includes(o.chunk)) return `chunk must be 4, 8 or 16 elements, got ${o.chunk}`;
   if (o.dimQK % o.chunk !== 0 || o.dimV % o.chunk !== 0) return `head dims ${o.dimQK} / ${o.dimV} are not multiples of the chunk (${o.chunk})`;
   if (o.rope && (o.dimQK % (2 * o.chunk) !== 0 || o.dimQK % 8 !== 0)) return `RoPE needs a head dim that is a multiple of ${Math.max(8, 2 * o.chunk)}, got ${o.dimQK}`;
@@ -154,12 +158,12 @@ export function buildSplitKv(o: SplitKvOptions): string {
   const DCK = Dq / E;
   const { chunks: DCV, slices: NKS, half: HALF } = splitKvLayout(o);
   const U = o.unroll ?? 4;
-  const KU = Math.min(U, DCK);
+  const KU = Math.min(o.keyUnroll ?? U, DCK);
   const int8 = o.cache === 'int8';
   const B = SPLIT_KV_BINDINGS;
   const rows = Array.from({ length: R }, (_, r) => r);
   const vs = Array.from({ length: V }, (_, v) => v);
-  const units = Array.from({ length: U }, (_, u) => u);
+  const units = Array.from({ length: Math.max(U, KU) }, (_, u) => u);
   const perRow = (f: (r: number) => string, sep = '\n') => rows.map(f).join(sep);
   const keysPerOwner = Math.ceil(WG / NKS);
   const cacheAccess = o.append ? 'read_write' : 'read';
@@ -475,8 +479,8 @@ ${perRow((r) => `    scratch[s_at + ${r}u * WG] = s${r};`)}
     if (owner) {
       let at = buf * R * WG;
       for (var i0 = 0u; i0 < ${keysPerOwner}u; i0 += ${U}u) {
-${units.map((u) => `        let key${u} = ks + NKS * (i0 + ${u}u);\n        ${loadValue(u)}`).join('\n')}
-${units.map(valueUpdate).join('')}
+${units.slice(0, U).map((u) => `        let key${u} = ks + NKS * (i0 + ${u}u);\n        ${loadValue(u)}`).join('\n')}
+${units.slice(0, U).map(valueUpdate).join('')}
       }
     }
     buf = 1u - buf;
