@@ -13,10 +13,17 @@
 //   steady  wall time of `reps` back-to-back calls queued through queueAttentionDecode (the
 //           per-call host encoding and launch cost included), one submission, divided by reps;
 //   api     wall time of `reps` sequential attentionDecode() calls on GPU tensors (validation,
-//           binding, one submit each), divided by reps.
+//           binding, one submit each), divided by reps;
+//   replay  wall time of `reps` back-to-back replays of the call recorded once in a Scope (what a
+//           decode loop that records its step pays: one submit per call, no per-call encoding),
+//           divided by reps: the row compared with PyTorch's back-to-back calls.
+// The GPU timestamps are taken with the GPU kept busy: the same submission starts with a few ms of
+// arithmetic (gpu-timer.mjs's heater, not counted), because an H200 left idle between short
+// dispatches runs them at its idle clock (345 MHz against 1980: the same kernel read 2-3x slower
+// from one process to the next, session 2026-12-02 call 1; nvidia-smi in call 2).
 // PyTorch SDPA on the same shapes comes from bench/decode_torch.py (--torch FILE, its JSON lines).
 //
-//   node bench/decode.mjs --out DIR [--parts contiguous,paged,int8,mla] [--torch DIR/torch-decode.jsonl] [--reps 50] [--smoke]
+//   node bench/decode.mjs --out DIR [--parts contiguous,paged,int8,mla] [--shapes llama-8b,qwen2-0.5b,qwen-7b] [--torch DIR/torch-decode.jsonl] [--reps 50] [--smoke]
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +33,8 @@ import { storeRow } from '../dist/ops/decode/index.js';
 import { defineKernel, getRuntime } from '../dist/engines/webgpu/runtime.js';
 import { isSoftwareAdapter } from '../dist/engines/webgpu/device.js';
 import { Profiler } from '../dist/profiler/index.js';
+import { Scope } from '../dist/scope/index.js';
+import { queueHeater } from './gpu/gpu-timer.mjs';
 import { planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
 
@@ -36,14 +45,17 @@ const { values: args } = parseArgs({
     torch: { type: 'string' },
     reps: { type: 'string', default: '50' },
     smoke: { type: 'boolean', default: false },
+    shapes: { type: 'string' },
   },
 });
 const smoke = args.smoke;
 const reps = smoke ? 3 : Number(args.reps);
 const parts = new Set(args.parts.split(','));
-const SHAPES = smoke
+const ALL_SHAPES = smoke
   ? { tiny: { headsQ: 4, headsKv: 2, headDim: 32 } }
   : { 'llama-8b': { headsQ: 32, headsKv: 8, headDim: 128 }, 'qwen2-0.5b': { headsQ: 14, headsKv: 2, headDim: 64 }, 'qwen-7b': { headsQ: 28, headsKv: 4, headDim: 128 } };
+// --shapes a,b: these only (the MLA part is --parts' business)
+const SHAPES = args.shapes ? Object.fromEntries(Object.entries(ALL_SHAPES).filter(([name]) => args.shapes.split(',').includes(name))) : ALL_SHAPES;
 const LENGTHS = smoke ? [64, 300] : [1024, 4096, 16384, 32768];
 const MLA_HEADS = smoke ? [16] : [16, 64, 128];
 const MLA_LENGTH = smoke ? 200 : 32768;
@@ -134,11 +146,12 @@ async function timeQueued(record) {
     await spinUp(record);
     if (timestamps) {
       const profiler = new Profiler(runtime, { timing: 'gpu-timestamps' });
+      queueHeater(runtime);
       for (let r = 0; r < reps; r++) await record();
       await runtime.finish();
       profiler.stop();
       const report = await profiler.report();
-      gpu.push((report.kernels.reduce((s, k) => s + (k.gpuMs ?? 0), 0) / reps) * 1000);
+      gpu.push((report.kernels.filter((k) => k.label !== 'heater').reduce((s, k) => s + (k.gpuMs ?? 0), 0) / reps) * 1000);
     }
     const t0 = performance.now();
     for (let r = 0; r < reps; r++) await record();
@@ -159,6 +172,24 @@ async function timeApi(call) {
     await runtime.finish();
     rounds.push(((performance.now() - t0) / reps) * 1000);
   }
+  return median(rounds);
+}
+
+/** Wall microseconds per replay of `record` recorded once in a Scope, replays back to back. */
+async function timeReplayed(record) {
+  const scope = new Scope(runtime, 'decode bench');
+  await scope.run('step', record);
+  for (let i = 0; i < 20; i++) await scope.run('step', record);
+  await runtime.finish();
+  const rounds = [];
+  for (let round = 0; round < 3; round++) {
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) await scope.run('step', record);
+    await runtime.finish();
+    rounds.push(((performance.now() - t0) / reps) * 1000);
+  }
+  if (scope.lastRun?.mode !== 'replay') throw new Error('the decode call did not replay from its recording');
+  scope.dispose?.();
   return median(rounds);
 }
 
@@ -334,6 +365,11 @@ async function variant({ part, shapeName, Nq, Nkv, D, Dv, length, dtype, pageSiz
     const queuedOut = new Float32Array(await runtime.read(out, 0, Nq * Dv * 4));
     const err2 = maxRelError(queuedOut, Dv, ref);
     if (!(err2 < 1e-4)) throw new Error(`queued output differs from the float64 reference: ${err2}`);
+    runtime.write(out, 0, new Float32Array(Nq * Dv));
+    const replayUs = await timeReplayed(() => queueAttentionDecode(runtime, plan, call));
+    const replayedOut = new Float32Array(await runtime.read(out, 0, Nq * Dv * 4));
+    const err3 = maxRelError(replayedOut, Dv, ref);
+    if (!(err3 < 1e-4)) throw new Error(`replayed output differs from the float64 reference: ${err3}`);
     runtime.release(out);
     const apiUs = await timeApi(() => attentionDecode(qT, cache, options));
     // bytes the call reads: the sequence's rows (and scales), not the pool's spare pages
@@ -342,7 +378,7 @@ async function variant({ part, shapeName, Nq, Nkv, D, Dv, length, dtype, pageSiz
     const stream = await streamUs(bytes);
     const us = t.gpuUs ?? t.steadyUs;
     const row = {
-      ...base, gpuUs: t.gpuUs && +t.gpuUs.toFixed(1), steadyUs: +t.steadyUs.toFixed(1), apiUs: +apiUs.toFixed(1), bytes,
+      ...base, gpuUs: t.gpuUs && +t.gpuUs.toFixed(1), steadyUs: +t.steadyUs.toFixed(1), replayUs: +replayUs.toFixed(1), apiUs: +apiUs.toFixed(1), bytes,
       GBs: +(bytes / us / 1e3).toFixed(1), streamUs: +stream.toFixed(1), streamGBs: +(bytes / stream / 1e3).toFixed(1), fractionOfStream: +(stream / us).toFixed(3),
       maxRelError: +err.toExponential(2), plan: { workgroup: plan.kernel.workgroupSize, chunk: plan.kernel.chunk, rows: plan.kernel.headsPerBlock * plan.kernel.tokensPerBlock, splits: plan.splits, unroll: plan.kernel.unroll },
       timing: `${timestamps ? 'GPU timestamps per dispatch, ' : ''}median of 3 rounds of ${reps}`,
@@ -363,7 +399,7 @@ function record(row) {
   rows.push(row);
   appendRow(jsonl, row);
   const what = `${row.part} ${row.shape} L${row.length} ${row.cache}${row.pageSize ? ` P${row.pageSize}` : ''}`;
-  console.log(row.error ? `${what}: ERROR ${row.error}` : `${what}: gpu ${row.gpuUs ?? '-'} us, steady ${row.steadyUs} us, api ${row.apiUs} us, ${row.GBs} GB/s = ${row.fractionOfStream} of stream (err ${row.maxRelError})`);
+  console.log(row.error ? `${what}: ERROR ${row.error}` : `${what}: gpu ${row.gpuUs ?? '-'} us, steady ${row.steadyUs} us, replay ${row.replayUs} us, api ${row.apiUs} us, ${row.GBs} GB/s = ${row.fractionOfStream} of stream (err ${row.maxRelError})`);
 }
 
 // ------------------------------------------------------------------------------------------ run
@@ -414,9 +450,9 @@ if (parts.has('mla')) {
 
 const torch = args.torch && existsSync(args.torch) ? readFileSync(args.torch, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.kind === 'torch-decode') : [];
 const torchOf = (r) => torch.find((t) => t.shape === (r.part === 'mla' ? `mla-${r.headsQ}` : r.shape) && t.length === r.length && !t.error);
-const header = ['part', 'shape', 'L', 'cache', 'page', 'gpu us', 'steady us', 'api us', 'GB/s', 'stream GB/s', 'fraction', 'torch steady us', 'torch lone us', 'ours / torch (steady)', 'notes'];
+const header = ['part', 'shape', 'L', 'cache', 'page', 'gpu us', 'steady us', 'replay us', 'api us', 'GB/s', 'stream GB/s', 'fraction', 'torch steady us', 'torch lone us', 'torch / ours (replay vs steady)', 'notes'];
 const table = rows.map((r) => {
-  if (r.error) return [r.part, r.shape, r.length, r.cache, r.pageSize ?? '', 'ERROR', '', '', '', '', '', '', '', '', r.error.slice(0, 60)];
+  if (r.error) return [r.part, r.shape, r.length, r.cache, r.pageSize ?? '', 'ERROR', '', '', '', '', '', '', '', '', '', r.error.slice(0, 60)];
   const t = torchOf(r);
   const notes = [];
   if (r.int8ErrorVsF16 !== undefined) notes.push(`int8 error vs f16 ${r.int8ErrorVsF16}`);
@@ -425,8 +461,8 @@ const table = rows.map((r) => {
     const c = rows.find((x) => x.part === 'contiguous' && x.shape === r.shape && x.length === r.length && x.cache === 'float16' && !x.error);
     if (c) notes.push(`${((c.gpuUs ?? c.steadyUs) / (r.gpuUs ?? r.steadyUs)).toFixed(2)}x contiguous speed`);
   }
-  return [r.part, r.shape, r.length, r.cache, r.pageSize ?? '', r.gpuUs ?? '', r.steadyUs, r.apiUs, r.GBs, r.streamGBs, r.fractionOfStream,
-    t?.steadyUs ?? '', t?.loneUs ?? '', t ? (r.steadyUs / t.steadyUs).toFixed(2) : '', notes.join('; ')];
+  return [r.part, r.shape, r.length, r.cache, r.pageSize ?? '', r.gpuUs ?? '', r.steadyUs, r.replayUs, r.apiUs, r.GBs, r.streamGBs, r.fractionOfStream,
+    t?.steadyUs ?? '', t?.loneUs ?? '', t ? (t.steadyUs / r.replayUs).toFixed(2) : '', notes.join('; ')];
 });
 const md = `adapter: ${adapter}; commit ${commit()}; ${rows[0]?.timing ?? ''}\n\n${markdownTable(header, table)}\n`;
 writeFileSync(join(args.out, 'decode.md'), md);

@@ -8,6 +8,7 @@
 # From the repo root after bash bench/gpu/prepare.sh --no-ort, carrying [".gpu", "dist", ".gpuwork/nm.tar.xz"]:
 #   bash bench/gpu/device.sh bench/gpu/decode.sh [OUTDIR]   (default $OUT; 7 files)
 # or as a part of bench/gpu/session.sh: decode=bench/gpu/decode.sh:240
+# (DECODE_TESTS=0 skips the tests, DECODE_SHAPES="llama-8b,qwen2-0.5b" times those shapes only)
 set -o pipefail
 OUT=${1:-${OUT:-out}}
 mkdir -p "$OUT"
@@ -21,6 +22,6 @@ if [[ -z $smoke && ${DECODE_TESTS:-1} != 0 ]]; then
 fi
 t0=$SECONDS; timeout ${TORCH_S:-70} python3 bench/decode_torch.py $smoke > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; step torch $?
 tail -3 "$OUT/torch-decode.err"
-t0=$SECONDS; timeout ${OURS_S:-200} node bench/decode.mjs --out "$OUT" --torch "$OUT/torch-decode.jsonl" $smoke > "$OUT/decode.log" 2>&1; step decode $?
+t0=$SECONDS; timeout ${OURS_S:-200} node bench/decode.mjs --out "$OUT" --torch "$OUT/torch-decode.jsonl" ${DECODE_SHAPES:+--shapes "$DECODE_SHAPES"} $smoke > "$OUT/decode.log" 2>&1; step decode $?
 grep -v '^Warning' "$OUT/decode.log" | grep -E "^\||FAILED|failed|checked" | head -80
 echo "call done"

@@ -1,9 +1,41 @@
 // GPU time of the dispatches an op queues through the GpuRuntime: every dispatch gets a compute
 // pass of its own with timestamp writes (RuntimeObserver.timestampWrites); after the op, the
 // timestamps are resolved and the (end - begin) of every dispatch summed.
+//
+// The op's dispatches go into one submission behind a few milliseconds of arithmetic ("heater",
+// not timed): an H200 left idle between short calls runs them at its idle clock (345 MHz against
+// 1980), so the same kernel read 2-5x slower from one bench to the next (session of 2026-12-02,
+// call 1 against call 2; nvidia-smi in bench/results/h200-2026-12-02-s2/call2). Timed after the
+// heater, a kernel runs as it does inside a busy training or serving loop. `heat: false` times it
+// as it comes.
 const QUERY_RESOLVE = 0x0200, COPY_SRC = 0x0004, COPY_DST = 0x0008, MAP_READ = 0x0001;
 
-export async function gpuTimeOf(runtime, op, maxDispatches = 64) {
+const heaters = new WeakMap();
+const HEATER_WGSL = `@group(0) @binding(0) var<storage, read_write> sink: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  var x = f32(g.x);
+  for (var i = 0u; i < 400000u; i++) { x = fma(x, 0.9999, 0.5); }
+  if (x == 1234.5) { sink[0] = x; }
+}`;
+
+/**
+ * Queues about 5 ms of dependent FMAs on every SM (more at a low clock), recorded but not
+ * submitted: the next submit runs it first. Dispatches are labelled 'heater'.
+ */
+export function queueHeater(runtime, times = 4) {
+  let h = heaters.get(runtime);
+  if (!h) {
+    const module = runtime.device.createShaderModule({ code: HEATER_WGSL, label: 'heater' });
+    const pipeline = runtime.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: 'heater' });
+    const sink = runtime.createBuffer(16, 'heater sink');
+    h = { pipeline, group: runtime.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: sink } }] }) };
+    heaters.set(runtime, h);
+  }
+  for (let i = 0; i < times; i++) runtime.dispatch({ label: 'heater', pipeline: h.pipeline, workgroups: [1024], bindGroups: [h.group] });
+}
+
+export async function gpuTimeOf(runtime, op, maxDispatches = 64, { heat = true } = {}) {
   const device = runtime.device;
   if (!runtime.features.has('timestamp-query')) {
     await runtime.finish();
@@ -12,10 +44,11 @@ export async function gpuTimeOf(runtime, op, maxDispatches = 64) {
     await runtime.finish();
     return { ms: performance.now() - t0, dispatches: NaN, result, wallClock: true };
   }
+  if (heat) queueHeater(runtime);
   const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * maxDispatches });
   let used = 0;
   const detach = runtime.observe({
-    timestampWrites: (c) => (used < 2 * maxDispatches ? { querySet, beginningOfPassWriteIndex: used++, endOfPassWriteIndex: used++ } : undefined),
+    timestampWrites: (c) => (c.label !== 'heater' && used < 2 * maxDispatches ? { querySet, beginningOfPassWriteIndex: used++, endOfPassWriteIndex: used++ } : undefined),
   });
   let result;
   try {
