@@ -69,7 +69,7 @@ async function gpuUs(record) {
   for (let round = 0; round < 3; round++) {
     if (timestamps) {
       const profiler = new Profiler(runtime, { timing: 'gpu-timestamps' });
-      queueHeater(runtime); // the GPU at its working clock (gpu-timer.mjs)
+      await queueHeater(runtime); // the GPU at its working clock (gpu-timer.mjs)
       for (let r = 0; r < reps; r++) await record();
       await runtime.finish();
       profiler.stop();

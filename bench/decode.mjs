@@ -146,7 +146,7 @@ async function timeQueued(record) {
     await spinUp(record);
     if (timestamps) {
       const profiler = new Profiler(runtime, { timing: 'gpu-timestamps' });
-      queueHeater(runtime);
+      await queueHeater(runtime);
       for (let r = 0; r < reps; r++) await record();
       await runtime.finish();
       profiler.stop();

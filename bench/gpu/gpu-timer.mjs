@@ -8,31 +8,28 @@
 // call 1 against call 2; nvidia-smi in bench/results/h200-2026-12-02-s2/call2). Timed after the
 // heater, a kernel runs as it does inside a busy training or serving loop. `heat: false` times it
 // as it comes.
+import { defineKernel } from '../../dist/engines/webgpu/runtime.js';
+
 const QUERY_RESOLVE = 0x0200, COPY_SRC = 0x0004, COPY_DST = 0x0008, MAP_READ = 0x0001;
 
-const heaters = new WeakMap();
-const HEATER_WGSL = `@group(0) @binding(0) var<storage, read_write> sink: array<f32>;
+const heaterKernel = defineKernel('heater', ({ iterations }) => `@group(0) @binding(0) var<storage, read_write> sink: array<f32>;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   var x = f32(g.x);
-  for (var i = 0u; i < 400000u; i++) { x = fma(x, 0.9999, 0.5); }
+  for (var i = 0u; i < ${iterations}u; i++) { x = fma(x, 0.9999, 0.5); }
   if (x == 1234.5) { sink[0] = x; }
-}`;
+}`);
+const sinks = new WeakMap();
 
 /**
- * Queues about 5 ms of dependent FMAs on every SM (more at a low clock), recorded but not
- * submitted: the next submit runs it first. Dispatches are labelled 'heater'.
+ * Queues about 5 ms of dependent FMAs on every SM of an H200 (longer at a low clock), recorded
+ * but not submitted: the next submit runs it first. Its dispatches are labelled 'heater'.
  */
-export function queueHeater(runtime, times = 4) {
-  let h = heaters.get(runtime);
-  if (!h) {
-    const module = runtime.device.createShaderModule({ code: HEATER_WGSL, label: 'heater' });
-    const pipeline = runtime.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: 'heater' });
-    const sink = runtime.createBuffer(16, 'heater sink');
-    h = { pipeline, group: runtime.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: sink } }] }) };
-    heaters.set(runtime, h);
-  }
-  for (let i = 0; i < times; i++) runtime.dispatch({ label: 'heater', pipeline: h.pipeline, workgroups: [1024], bindGroups: [h.group] });
+export async function queueHeater(runtime, { times = 4, iterations = 400000 } = {}) {
+  const pipeline = await runtime.pipeline(heaterKernel, { iterations });
+  let sink = sinks.get(runtime);
+  if (!sink) sinks.set(runtime, (sink = runtime.createBuffer(16, 'heater sink')));
+  for (let i = 0; i < times; i++) runtime.dispatch({ label: 'heater', pipeline, workgroups: [1024], bindGroups: [runtime.bindGroup(pipeline, 0, { 0: sink })] });
 }
 
 export async function gpuTimeOf(runtime, op, maxDispatches = 64, { heat = true } = {}) {
@@ -44,7 +41,7 @@ export async function gpuTimeOf(runtime, op, maxDispatches = 64, { heat = true }
     await runtime.finish();
     return { ms: performance.now() - t0, dispatches: NaN, result, wallClock: true };
   }
-  if (heat) queueHeater(runtime);
+  if (heat) await queueHeater(runtime);
   const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * maxDispatches });
   let used = 0;
   const detach = runtime.observe({
