@@ -21,7 +21,7 @@ import { storeRow } from '../dist/ops/decode/index.js';
 import { planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
 import { splitKvUnsupported } from '../dist/ops/decode/webgpu/split-kv.wgsl.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
-import { queueHeater } from './gpu/gpu-timer.mjs';
+import { queueHeater, warmGpu } from './gpu/gpu-timer.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -63,6 +63,7 @@ async function wallUs(record) {
 }
 
 async function gpuUs(record) {
+  await warmGpu(runtime, 300);
   const t0 = performance.now();
   while (performance.now() - t0 < 200) { for (let i = 0; i < 10; i++) await record(); await runtime.finish(); }
   const rounds = [];

@@ -34,7 +34,7 @@ import { defineKernel, getRuntime } from '../dist/engines/webgpu/runtime.js';
 import { isSoftwareAdapter } from '../dist/engines/webgpu/device.js';
 import { Profiler } from '../dist/profiler/index.js';
 import { Scope } from '../dist/scope/index.js';
-import { queueHeater } from './gpu/gpu-timer.mjs';
+import { queueHeater, warmGpu } from './gpu/gpu-timer.mjs';
 import { planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
 
@@ -127,6 +127,8 @@ function maxRelError(got, Dv, ref) {
 
 let warmed = false;
 async function spinUp(record) {
+  // the float64 reference and the data kept the GPU idle: its clocks up first (gpu-timer.mjs)
+  await warmGpu(runtime, 300);
   const t0 = performance.now();
   const ms = smoke ? 5 : warmed ? 30 : 300;
   warmed = true;
@@ -178,6 +180,7 @@ async function timeApi(call) {
 /** Wall microseconds per replay of `record` recorded once in a Scope, replays back to back. */
 async function timeReplayed(record) {
   const scope = new Scope(runtime, 'decode bench');
+  await warmGpu(runtime, 300);
   await scope.run('step', record);
   for (let i = 0; i < 20; i++) await scope.run('step', record);
   await runtime.finish();

@@ -32,6 +32,20 @@ export async function queueHeater(runtime, { times = 4, iterations = 400000 } = 
   for (let i = 0; i < times; i++) runtime.dispatch({ label: 'heater', pipeline, workgroups: [1024], bindGroups: [runtime.bindGroup(pipeline, 0, { 0: sink })] });
 }
 
+/**
+ * Keeps the GPU busy with the heater for `ms` milliseconds (submitted and waited for, in slices):
+ * an idle H200 took longer than a few milliseconds of work to leave its idle clock (bench-gpu.mjs
+ * found 300 ms of calls enough). Call after CPU-side work (references, data) and before timing.
+ */
+export async function warmGpu(runtime, ms = 300) {
+  if (!runtime.features.has('timestamp-query')) return; // software adapters: no clocks to raise, and the heater is slow there
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    await queueHeater(runtime);
+    await runtime.finish();
+  }
+}
+
 export async function gpuTimeOf(runtime, op, maxDispatches = 64, { heat = true } = {}) {
   const device = runtime.device;
   if (!runtime.features.has('timestamp-query')) {

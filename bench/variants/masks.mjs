@@ -141,6 +141,8 @@ async function measure(name, options, env = {}) {
     const kernel = [];
     const wall = [];
     const base = [];
+    // the spot check kept the GPU idle for seconds: its clocks up again first (gpu-timer.mjs)
+    if (runtime) await (await import('../gpu/gpu-timer.mjs')).warmGpu(runtime, 300);
     for (let r = 0; r < reps; r++) {
       const x = await once(options);
       wall.push(x.wall);
