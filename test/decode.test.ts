@@ -7,11 +7,11 @@
 // softcap, ALiBi, LSE, empty sequences, odd head dims (CPU) and real widths.
 import { describe, expect, it } from 'vitest';
 import {
-  DTypeError, ShapeError, Tensor, UnsupportedError, ValueError, attentionDecode, mergeAttention, referenceDecode, validateDecode,
+  DTypeError, ShapeError, Tensor, UnsupportedError, ValueError, attentionDecode, getScope, mergeAttention, referenceDecode, scope, validateDecode,
 } from '../dist/index.js';
 import { type DecodeCase, checkF32, compare, decodeCaseName, makeDecodeCase } from '../dist/testing/index.js';
 import { backendsHere } from './helpers.js';
-import { checkDecodeCase, toCpu, toGpu } from './decode-helpers.js';
+import { checkDecodeCase, destroyGpu, inputsOnGpu, toCpu, toGpu } from './decode-helpers.js';
 
 const webgpu = (await backendsHere()).find((b) => b.name === 'webgpu')!;
 if (webgpu.skip) console.warn(`\n!!! SKIPPING the WebGPU decode tests: ${webgpu.skip}\n`);
@@ -68,6 +68,34 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
       await checkDecodeCase(c, 7, { backend: 'webgpu', gpuResident: true });
     });
   }
+  // README "Decode attention": a decode loop records its call once and replays it (no validation,
+  // binding or table upload per step); the kernel re-reads the lengths from their GPU buffer, so a
+  // replay after the host rewrote them must equal a fresh call, bit for bit
+  it('replays from a scope as the cache grows (GPU lengths): each replay equals a fresh call and the float64 reference', async () => {
+    const c: DecodeCase = { batch: 2, headsQ: 4, headsKv: 2, seqQ: 1, dimQK: 32, lengths: [96, 96], cache: 'float16' };
+    const made = makeDecodeCase(c, 11);
+    const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
+    const rt = await getRuntime();
+    const gpu = await inputsOnGpu(made);
+    const q = gpu.q;
+    const cache = { k: gpu.cache.k, v: gpu.cache.v, lengths: gpu.cache.lengths };
+    const options = { maxLength: 96, backend: 'webgpu' as const };
+    const read = async (t: Tensor) => (await toCpu(t)).toFloat32();
+    const modes: string[] = [];
+    for (const lens of [[10, 20], [11, 21], [60, 95], [96, 1]]) {
+      rt.write(cache.lengths.gpu!.buffer, 0, Int32Array.from(lens));
+      const replayed = await read((await scope('decode test', { q, cache }, () => attentionDecode(q, cache, options))).out);
+      modes.push((await getScope('decode test'))!.lastRun!.mode);
+      const fresh = (await attentionDecode(q, cache, options)).out;
+      expect(compare(replayed, await read(fresh)).maxAbsError).toBe(0);
+      fresh.gpu!.buffer.destroy();
+      const ref = referenceDecode(validateDecode(made.q, { ...made.cache, lengths: Tensor.fromData(Int32Array.from(lens), [2], 'int32') }, {}));
+      expect(checkF32('replayed decode', replayed, ref.out, 2e-5) ?? '').toBe('');
+    }
+    expect(modes).toEqual(['record', 'replay', 'replay', 'replay']);
+    (await getScope('decode test'))!.dispose();
+    destroyGpu(gpu);
+  });
 });
 
 describe('int8 KV error', () => {
