@@ -17,6 +17,7 @@
 // With stages = 2 the K loop double-buffers workgroup memory (one barrier per step); with 1 it
 // reuses one buffer (two barriers per step, half the memory).
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { emitStagedKLoop } from './staged-k-loop.wgsl.js';
 
 export interface SgmatTile {
   /** Subgroups along M and along N (32 invocations each). */
@@ -195,39 +196,7 @@ export function buildSgmatTiledGemm(o: SgmatTiledGemmOptions): string {
   for (let u = 0; u < g.chunksA; u++) add(`  var ra${u} = vec4<u32>();`);
   for (let u = 0; u < g.chunksW; u++) add(`  var rw${u} = vec4<u32>();`);
   add('  let steps = (params.k + TK - 1u) / TK;');
-  add('  {');
-  fetch('0u');
-  add('  }');
-  if (t.stages === 2) {
-    add('  {');
-    store('0u');
-    add('  }');
-    add('  workgroupBarrier();');
-    add('  for (var s = 0u; s < steps; s++) {');
-    add('    let cur = s % 2u;');
-    add('    let more = s + 1u < steps;');
-    add('    if (more) {');
-    add('      // the next step\'s global loads are in flight during this step\'s math');
-    fetch('(s + 1u) * TK');
-    add('    }');
-    compute('cur');
-    add('    if (more) {');
-    add('      // the other stage was last read in step s - 1, before the barrier that ended it');
-    store('(1u - cur)');
-    add('    }');
-    add('    workgroupBarrier();');
-    add('  }');
-  } else {
-    add('  for (var s = 0u; s < steps; s++) {');
-    add('    workgroupBarrier();   // the previous step\'s math is done with the tiles');
-    store('0u');
-    add('    workgroupBarrier();');
-    add('    if (s + 1u < steps) {');
-    fetch('(s + 1u) * TK');
-    add('    }');
-    compute('0u');
-    add('  }');
-  }
+  emitStagedKLoop({ add, fetch, store, compute }, t.stages);
   add('');
   add('  // epilogue: each result matrix through this subgroup\'s scratch; lane pair (2r, 2r+1) writes row r,');
   add('  // 8 columns each, with the bias and the bounds of ragged edges');

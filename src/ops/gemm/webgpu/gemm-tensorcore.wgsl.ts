@@ -31,6 +31,7 @@
 // docs/GPU-NOTES.md). Shapes: A [M, K] row-major at a_off + m·a_stride (float16, or float32
 // converted while staged); C [M, N] at c_off + m·c_stride; K a multiple of 8.
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { emitStagedKLoop } from './staged-k-loop.wgsl.js';
 
 export interface TensorCoreGemmOptions {
   a: 'float32' | 'float16';
@@ -297,39 +298,7 @@ export function buildTensorCoreGemm(o: TensorCoreGemmOptions): string {
     } else {
       for (let u = 0; u < g.chunksA; u++) add(`  var ra${u} = vec4<u32>();`);
       for (let u = 0; u < g.chunksB; u++) add(`  var rb${u} = vec4<u32>();`);
-      add('  {');
-      fetch('0u');
-      add('  }');
-      if (o.stages === 2) {
-        add('  {');
-        store('0u');
-        add('  }');
-        add('  workgroupBarrier();');
-        add('  for (var s = 0u; s < steps; s++) {');
-        add('    let cur = s % 2u;');
-        add('    let more = s + 1u < steps;');
-        add('    if (more) {');
-        add('      // the next step\'s global loads are in flight during this step\'s math');
-        fetch('(s + 1u) * TK');
-        add('    }');
-        compute('cur');
-        add('    if (more) {');
-        add('      // the other stage was last read in step s - 1, before the barrier that ended it');
-        store('(1u - cur)');
-        add('    }');
-        add('    workgroupBarrier();');
-        add('  }');
-      } else {
-        add('  for (var s = 0u; s < steps; s++) {');
-        add('    workgroupBarrier();');
-        store('0u');
-        add('    workgroupBarrier();');
-        add('    if (s + 1u < steps) {');
-        fetch('(s + 1u) * TK');
-        add('    }');
-        compute('0u');
-        add('  }');
-      }
+      emitStagedKLoop({ add, fetch, store, compute }, o.stages);
     }
   } else {
     // direct: every matrix straight from the storage buffers (offsets and strides in vec4<u32>)
