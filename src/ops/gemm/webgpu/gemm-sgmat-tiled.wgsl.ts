@@ -16,7 +16,7 @@
 // are free (rows and columns past them are zero-filled and never stored).
 // With stages = 2 the K loop double-buffers workgroup memory (one barrier per step); with 1 it
 // reuses one buffer (two barriers per step, half the memory).
-import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { gemmParams } from './gemm-params.js';
 import { emitStagedKLoop } from './staged-k-loop.wgsl.js';
 
 export interface SgmatTile {
@@ -40,15 +40,7 @@ export interface SgmatTiledGemmOptions {
   vecOut: boolean;
 }
 
-export const SGMAT_TILED_PARAMS = new UniformLayout('SgmatTiledParams', {
-  m: 'u32',
-  n: 'u32',
-  k: 'u32',
-  a_off: 'u32',
-  a_stride: 'u32',
-  c_off: 'u32',
-  c_stride: 'u32',
-});
+export const SGMAT_TILED_PARAMS = gemmParams('SgmatTiledParams');
 
 export const SGMAT_TILED_BINDINGS = { params: 0, a: 1, w: 2, c: 3, bias: 4 } as const;
 

@@ -12,7 +12,7 @@
 // memory (row stride 40 halves = 80 bytes: rows start on different banks, and every matrix load
 // starts on a 16-byte boundary). The result goes through workgroup memory so the bias add and the
 // bounds checks of ragged edges stay scalar and simple.
-import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { gemmParams } from './gemm-params.js';
 
 export interface SgmatGemmOptions {
   /** dtype of the bias, or 'none'. */
@@ -29,15 +29,7 @@ export interface SgmatGemmOptions {
   vec: boolean;
 }
 
-export const SGMAT_GEMM_PARAMS = new UniformLayout('SgmatGemmParams', {
-  m: 'u32',
-  n: 'u32',
-  k: 'u32',
-  a_off: 'u32',
-  a_stride: 'u32',
-  c_off: 'u32',
-  c_stride: 'u32',
-});
+export const SGMAT_GEMM_PARAMS = gemmParams('SgmatGemmParams');
 
 export const SGMAT_GEMM_BINDINGS = { params: 0, a: 1, w: 2, c: 3, bias: 4 } as const;
 

@@ -30,7 +30,7 @@
 // Every workgroup variable is a multiple of 16 bytes (NVIDIA misaligned matrix loads otherwise,
 // docs/GPU-NOTES.md). Shapes: A [M, K] row-major at a_off + m·a_stride (float16, or float32
 // converted while staged); C [M, N] at c_off + m·c_stride; K a multiple of 8.
-import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
+import { gemmParams } from './gemm-params.js';
 import { emitStagedKLoop } from './staged-k-loop.wgsl.js';
 
 export interface TensorCoreGemmOptions {
@@ -57,15 +57,7 @@ export interface TensorCoreGemmOptions {
   epilogue: 'scratch' | 'direct';
 }
 
-export const TENSORCORE_GEMM_PARAMS = new UniformLayout('TcGemmParams', {
-  m: 'u32',
-  n: 'u32',
-  k: 'u32',
-  a_off: 'u32',
-  a_stride: 'u32',
-  c_off: 'u32',
-  c_stride: 'u32',
-});
+export const TENSORCORE_GEMM_PARAMS = gemmParams('TcGemmParams');
 
 export const TENSORCORE_GEMM_BINDINGS = { params: 0, a: 1, b: 2, c: 3, bias: 4 } as const;
 

@@ -12,21 +12,8 @@ import {
   TENSORCORE_GEMM_BINDINGS, TENSORCORE_GEMM_PARAMS, type TensorCoreGemmOptions, buildTensorCoreGemm, tensorCoreGemmGeometry, tensorCoreGemmProblem,
 } from './gemm-tensorcore.wgsl.js';
 
-/** The tile part of TensorCoreGemmOptions: what the study chooses. */
-export interface TensorCoreTile {
-  kind: 'tensorcore';
-  sgM: number;
-  sgN: number;
-  fragM: number;
-  fragN: number;
-  shape: '16x16x16' | '16x8x16';
-  k: number;
-  load: 'vec4' | 'u32';
-  layout: 'padded' | 'dense' | 'blocked';
-  stages: 1 | 2;
-  prefetch: boolean;
-  raster: number;
-}
+/** The tile part of TensorCoreGemmOptions: what the study chooses (the call fixes the rest). */
+export type TensorCoreTile = { kind: 'tensorcore' } & Pick<TensorCoreGemmOptions, 'sgM' | 'sgN' | 'fragM' | 'fragN' | 'shape' | 'k' | 'load' | 'layout' | 'stages' | 'prefetch' | 'raster'>;
 
 /**
  * The ceiling study's winner (bench/ceiling, H200 2026-12-02, session run 2): 128 x 128 tiles of
