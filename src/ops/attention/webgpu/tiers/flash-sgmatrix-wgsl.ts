@@ -18,6 +18,7 @@
 import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { type FlashBlockSource, blockSourceCacheAppend, blockSourceDeclarations, blockSourceProblem, blockSourceSequence } from './flash-block-source.js';
 import { paramsStructWgsl } from './flash-params.js';
+import { tileKeyRangeLines } from './flash-tile-keys.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { FAST_DROPOUT_BINDING } from './dispatch.js';
 import { type SgScoreHook, hookDeclarations, hookRowSetup, hookScoreLines, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
@@ -234,16 +235,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   
   add('  let myHead = h0 + (sg * 16u) / ROWS_PER_HEAD;');
   add('  let myRow0 = q0 + (sg * 16u) % ROWS_PER_HEAD;');
-  add('  // key range of the whole tile (window / causal), blocks outside it are skipped');
-  add('  let diag = select(0, i32(lenK) - i32(lenQ), P.alignBottomRight == 1u);');
-  add('  let qLast = min(q0 + ROWS_PER_HEAD, lenQ) - 1u;');
-  if (o.causalOrWindow) {
-    add('  let kvLo = u32(clamp(diag + i32(q0) - P.windowLeft, 0, i32(lenK)));');
-    add('  let kvHi = u32(clamp(diag + i32(qLast) + P.windowRight + 1, 0, i32(lenK)));');
-  } else {
-    add('  let kvLo = 0u;');
-    add('  let kvHi = lenK;');
-  }
+  for (const line of tileKeyRangeLines(o.causalOrWindow)) add(line);
   add('');
   add('  // Q tile -> workgroup memory -> left matrices kept for the whole loop');
   add('  for (var t = li; t < ROWS * (DQ_ALL / 8u); t += NT) {');

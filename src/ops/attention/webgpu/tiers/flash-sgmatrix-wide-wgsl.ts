@@ -16,6 +16,7 @@
 import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import type { SgMatrixKernelOptions } from './flash-sgmatrix-wgsl.js';
 import { paramsStructWgsl } from './flash-params.js';
+import { tileKeyRangeLines } from './flash-tile-keys.js';
 
 /** The 16-row kernel's options plus the row matrices per subgroup (2 = 32 rows). */
 export type WideKernelOptions = SgMatrixKernelOptions & { rowFrags: 2 };
@@ -139,15 +140,7 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
   add('  let sg = subgroupId;');
   add('  let myHead = h0 + (sg * SG_ROWS) / ROWS_PER_HEAD;');
   add('  let myRow0 = q0 + (sg * SG_ROWS) % ROWS_PER_HEAD;');
-  add('  let diag = select(0, i32(lenK) - i32(lenQ), P.alignBottomRight == 1u);');
-  add('  let qLast = min(q0 + ROWS_PER_HEAD, lenQ) - 1u;');
-  if (o.causalOrWindow) {
-    add('  let kvLo = u32(clamp(diag + i32(q0) - P.windowLeft, 0, i32(lenK)));');
-    add('  let kvHi = u32(clamp(diag + i32(qLast) + P.windowRight + 1, 0, i32(lenK)));');
-  } else {
-    add('  let kvLo = 0u;');
-    add('  let kvHi = lenK;');
-  }
+  for (const line of tileKeyRangeLines(o.causalOrWindow)) add(line);
   add('');
   add('  // Q tile -> workgroup memory -> left matrices kept for the whole loop');
   add('  for (var t = li; t < ROWS * (DQP / 8u); t += NT) {');

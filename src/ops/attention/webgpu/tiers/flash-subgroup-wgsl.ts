@@ -14,6 +14,7 @@ import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { FAST_DROPOUT_BINDING } from './dispatch.js';
 import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { paramsStructWgsl } from './flash-params.js';
+import { tileKeyRangeLines } from './flash-tile-keys.js';
 
 export interface SubgroupKernelOptions {
   dimQK: number;
@@ -137,14 +138,7 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   add('  if (q0 >= lenQ) { return; }');
   add('  let h = wg.y;');
   add('  let hk = h / P.group;');
-  add('  let diag = select(0, i32(lenK) - i32(lenQ), P.alignBottomRight == 1u);');
-  add('  let qLast = min(q0 + ROWS, lenQ) - 1u;');
-  if (o.causalOrWindow) {
-    add('  let kvLo = u32(clamp(diag + i32(q0) - P.windowLeft, 0, i32(lenK)));');
-    add('  let kvHi = u32(clamp(diag + i32(qLast) + P.windowRight + 1, 0, i32(lenK)));');
-  } else {
-    add('  let kvLo = 0u; let kvHi = lenK;');
-  }
+  for (const line of tileKeyRangeLines(o.causalOrWindow, 'ROWS')) add(line);
   add('  // Q rows (NoPE part, then RoPE part, each zero-padded to whole vec4s) -> workgroup memory');
   add('  for (var t = li; t < ROWS * DQ4; t += NT) {');
   add('    let r = t / DQ4; let d = (t % DQ4) * 4u; let i = q0 + r;');
