@@ -67,7 +67,25 @@ async function values(t) {
 const release = (x) => { for (const p of [x.q, x.k, x.v]) if (p.buffer) runtime.release(p.buffer); };
 
 /** Median wall time of `fn` (after a warm-up), waiting for the GPU each time. */
+/**
+ * ms of `fn`: on a GPU its kernels' time from timestamps (median of 5) after the GPU was warmed
+ * (an idle H200 runs short calls at its idle clock: bench/gpu/gpu-timer.mjs), elsewhere wall time
+ * (median of `reps`). Returns the first call's result too, for the spot check.
+ */
 async function timeMs(fn, reps = smoke ? 1 : 3) {
+  if (runtime?.features.has('timestamp-query') && !smoke) {
+    const { gpuTimeOf, warmGpu } = await import('../gpu/gpu-timer.mjs');
+    const first = await fn();
+    await warmGpu(runtime, 300);
+    const times = [];
+    for (let i = 0; i < 5; i++) {
+      const { ms, result } = await gpuTimeOf(runtime, fn);
+      times.push(ms);
+      result.out.gpu?.buffer.destroy();
+    }
+    times.sort((a, b) => a - b);
+    return { ms: times[2], first };
+  }
   const r0 = await fn();
   if (runtime) await runtime.finish();
   const times = [];
@@ -177,6 +195,38 @@ for (const S of speedSeqs) {
   if (runtime) release(x);
 }
 
+// ---- 3. linear attention on the issue's shape (B4 H32 S4096 D128 fp16, a GPU): against PyTorch's
+// einsum formulation on the same GPU (bench/variants/torch_variants.py)
+const issueRows = [];
+if (runtime && half) {
+  const [B, H, S, DI] = [4, 32, 4096, 128];
+  const gauss = normal(uniform(9));
+  const make = () => {
+    const data = floatsToHalf(randomFloats(B * H * S * DI, gauss));
+    const cpu = Tensor.fromData(data, [B, H, S, DI], 'float16');
+    const buffer = runtime.upload(data, 'bench input');
+    return { t: Tensor.fromGpuBuffer({ device: runtime.device, buffer, byteOffset: 0 }, [B, H, S, DI], 'float16'), cpu, buffer };
+  };
+  const x = { q: make(), k: make(), v: make() };
+  const rows = [0, 1234, S - 1];
+  for (const causal of [false, true]) {
+    try {
+      const { ms, first } = await timeMs(() => linearAttention(x.q.t, x.k.t, x.v.t, { causal, backend }));
+      const got = await values(first.out);
+      const ref = referenceApproxRows(validateApprox('linear', x.q.cpu, x.k.cpu, x.v.cpu, { causal }), 0, 1, rows);
+      let err = 0;
+      let scale = 1e-30;
+      rows.forEach((i, n) => ref[n].forEach((r, d) => { err = Math.max(err, Math.abs(got[(1 * S + i) * DI + d] - r)); scale = Math.max(scale, Math.abs(r)); }));
+      if (first.out.gpu) first.out.gpu.buffer.destroy();
+      if (!(err / scale <= 10 * TOL)) issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, error: `spot check failed: relative error ${(err / scale).toExponential(2)}` }));
+      else issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, dtype: 'float16', ms, spotError: err / scale }));
+    } catch (e) {
+      issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, error: String(e.message ?? e).split('\n')[0] }));
+    }
+  }
+  release(x);
+}
+
 // ---- table and plots
 const where = backend === 'cpu' ? 'CPU' : runtime?.adapter?.info?.description || 'WebGPU';
 const md = [`## Approximate attention on ${backend} (${where})`, '', `Performer error vs exact: RMS error (values are N(0, 1)) / relative Frobenius error, mean of 3 seeds; S ${errSeqFixed}, D ${D}, H ${HEADS}; logit std = sigma²:`, '',
@@ -185,7 +235,10 @@ const md = [`## Approximate attention on ${backend} (${where})`, '', `Performer 
   `Against the sequence length (M ${errS[0]?.features}):`, '', `| S | ${sigmas.map((g) => `logit std ${(g * g).toFixed(2)}`).join(' | ')} |`, `|---|${sigmas.map(() => '---|').join('')}`,
   ...errSeqs.map((S) => `| ${S} | ${sigmas.map((g) => { const r = errS.find((x) => x.seq === S && x.sigma === g); return `${r.rmsError.toFixed(4)} / ${r.relError.toFixed(3)}`; }).join(' | ')} |`), '',
   `Speed (ms, median; B1 H${HEADS} D${D}, ${half ? 'float16' : 'float32'}):`, '', '| S | causal | variant | ms |', '|---|---|---|---|',
-  ...speed.map((r) => `| ${r.seq} | ${r.causal} | ${r.variant} | ${r.ms !== undefined ? r.ms.toFixed(2) : r.error} |`), ''];
+  ...speed.map((r) => `| ${r.seq} | ${r.causal} | ${r.variant} | ${r.ms !== undefined ? r.ms.toFixed(2) : r.error} |`), '',
+  ...(issueRows.length ? ['The issue\'s shape (B4 H32 S4096 D128 float16; PyTorch\'s einsum rows come from torch_variants.py):', '', '| variant | causal | ms |', '|---|---|---|',
+    ...issueRows.map((r) => `| ${r.variant} | ${r.causal} | ${r.ms !== undefined ? r.ms.toFixed(3) : r.error} |`), ''] : []),
+  runtime?.features.has('timestamp-query') ? 'GPU times: kernel time from timestamps after 300 ms of warm-up (median of 5).' : 'Times: wall clock (median).', ''];
 writeFileSync(join(out, `approx-${backend}.md`), md.join('\n'));
 writeFileSync(join(out, `approx-error-vs-features-${backend}.svg`), lineChart({
   title: 'Performer: error vs exact attention', xLabel: 'random features M', yLabel: 'RMS error (values N(0,1))', logX: true, logY: true,

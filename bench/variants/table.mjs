@@ -12,7 +12,7 @@ const approx = read('approx-webgpu.jsonl');
 const torch = read('torch.jsonl');
 const t = (name) => torch.find((r) => r.case === name);
 const o = (name) => ours.find((r) => r.case === name);
-const fmt = (r) => (!r ? 'not run' : r.error ? `error: ${r.error.slice(0, 80)}` : `${r.ms.toFixed(3)} ms (${r.tflops?.toFixed(0) ?? '?'} TFLOP/s)`);
+const fmt = (r) => (!r ? 'not run' : r.error ? `error: ${r.error.slice(0, 80)}` : `${r.ms.toFixed(3)} ms${r.tflops ? ` (${r.tflops.toFixed(0)} TFLOP/s)` : ''}`);
 const lines = ['# Issue 13 on the GPU', '', `commit ${ours[0]?.commit ?? approx[0]?.commit ?? 'unknown'}`, '', '## Masks, block masks, score functions (B4 H32 S4096 D128 fp16)', '',
   '| case | ours | PyTorch |', '|---|---|---|'];
 const pairs = [
@@ -41,5 +41,15 @@ const lin = (causal) => approx.find((r) => r.part === 'speed' && r.variant === '
 const einsum = t('linear attention elu+1 (einsum)');
 lines.push('', '## Linear attention and Performer', '', `Linear attention at S 4096 (approx bench: B1 H8 D64; the issue's shape B4 H32 D128 is the PyTorch row): non-causal ${fmt(lin(false))}, causal ${fmt(lin(true))}; PyTorch einsum B4 H32 S4096 D128: ${fmt(einsum)}, chunked causal: ${fmt(t('linear attention elu+1, causal (chunked einsum)'))}.`, '',
   'Speed crossover and error plots: approx-*-webgpu.svg; tables: approx-webgpu.md, masks-webgpu.md.', '');
+// the issue's shape itself (approx.mjs part 3): the targets of linear attention
+const issue = (causal) => approx.find((r) => r.part === 'issue-shape' && r.causal === causal);
+if (issue(false) || issue(true)) {
+  const full = issue(false);
+  const causal = issue(true);
+  lines.push(`The issue's shape B4 H32 S4096 D128 fp16, ours: non-causal ${fmt(full)}, causal ${fmt(causal)}.`, '', '| target | measured | met |', '|---|---|---|');
+  if (full?.ms && einsum?.ms) lines.push(`| linear attention (elu+1, non-causal) <= PyTorch einsum | ${full.ms.toFixed(3)} vs ${einsum.ms.toFixed(3)} ms | ${full.ms <= einsum.ms ? 'yes' : 'no'} |`);
+  if (full?.ms && causal?.ms) lines.push(`| causal within 2x of non-causal | ${(causal.ms / full.ms).toFixed(2)}x | ${causal.ms <= 2 * full.ms ? 'yes' : 'no'} |`);
+  lines.push('');
+}
 writeFileSync(join(out, 'summary.md'), lines.join('\n'));
 console.log(lines.join('\n'));
