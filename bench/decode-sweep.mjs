@@ -6,7 +6,8 @@
 //   bhsd  [B, Nkv, L, D]   the op's contiguous cache (a KV head's rows adjacent)
 //   sbhd  [L, B, Nkv, D]   the runner's cache before the decode op (a position's heads adjacent)
 // Overrides: workgroup (keys per tile), unroll (value loads in flight), key-unroll (key chunks in
-// flight), chunk (elements per load), splits (x the plan's, or =N). Times: GPU timestamps of the
+// flight), key-lanes (threads per key in the score phase), chunk (elements per load), splits (x the
+// plan's, or =N). Times: GPU timestamps of the
 // call's passes, and wall = reps calls queued in one submission / reps (the GPU's steady state
 // when encoding keeps ahead of it).
 //
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     chunks: { type: 'string', default: 'plan' },
     splits: { type: 'string', default: '1' },
     'key-unrolls': { type: 'string', default: 'plan' },
+    'key-lanes': { type: 'string', default: 'plan' },
     reps: { type: 'string', default: '30' },
     out: { type: 'string' },
   },
@@ -171,11 +173,12 @@ for (const spec of list(args.shapes)) {
         pageSize: L, maxPages: 1, numPages: 1, meta: { binding: meta, lengthsAt: 0 },
         out: { binding: out, off: 0, sb: Nq * D, sh: D, si: D }, scale, softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
       };
-      for (const wg of nums(args.workgroups)) for (const unroll of nums(args.unrolls)) for (const ku of nums(args['key-unrolls'])) for (const chunk of nums(args.chunks)) for (const sx of nums(args.splits)) {
+      for (const wg of nums(args.workgroups)) for (const unroll of nums(args.unrolls)) for (const ku of nums(args['key-unrolls'])) for (const lanes of nums(args['key-lanes'])) for (const chunk of nums(args.chunks)) for (const sx of nums(args.splits)) {
         const kernel = { ...base.kernel, workgroupSize: wg === 'plan' ? base.kernel.workgroupSize : wg, unroll: unroll === 'plan' ? base.kernel.unroll : unroll, chunk: chunk === 'plan' ? base.kernel.chunk : chunk };
         if (ku !== 'plan') kernel.keyUnroll = ku;
+        if (lanes !== 'plan') kernel.keyLanes = lanes;
         const splits = typeof sx === 'string' && sx.startsWith('=') ? Number(sx.slice(1)) : Math.max(1, Math.round(base.splits * (sx === 'plan' ? 1 : sx)));
-        const what = `${name} L${L} ${dtype} ${layout} wg ${kernel.workgroupSize} unroll ${kernel.unroll} keyUnroll ${kernel.keyUnroll ?? kernel.unroll} chunk ${kernel.chunk} splits ${splits}`;
+        const what = `${name} L${L} ${dtype} ${layout} wg ${kernel.workgroupSize} unroll ${kernel.unroll} keyUnroll ${kernel.keyUnroll ?? kernel.unroll} lanes ${kernel.keyLanes ?? 1} chunk ${kernel.chunk} splits ${splits}`;
         const why = splitKvUnsupported(kernel);
         if (why) { console.log(`${what}: skipped (${why})`); continue; }
         const plan = { kernel: { ...kernel, direct: splits === 1 }, splits, grid: [base.grid[0], base.grid[1], splits], combine: splits > 1 };

@@ -39,6 +39,21 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
       sources[`${name} (split-KV)`] = buildSplitKv(plan.kernel);
       if (plan.combine) sources[`${name} (combine)`] = buildCombine({ dimV: plan.kernel.dimV, io: plan.kernel.io, lse: shape.lse ?? false });
     }
+    // the score phase with several threads per key (FUSEDATTN_DECODE_KEY_LANES): the plan takes the
+    // largest that fits the chunking, and the kernel compiles unrolled
+    process.env.FUSEDATTN_DECODE_KEY_LANES = '8';
+    try {
+      for (const [name, shape, lanes] of [['f16 llama-8b 32K', {}, 8], ['MLA 16 heads 576/512 int8 paged append', SHAPES['MLA 16 heads 576/512 int8 paged append'], 8], ['f32 qwen2-0.5b 1K (7 rows)', SHAPES['f32 qwen2-0.5b 1K (7 rows)'], 8]] as const) {
+        const plan = planDecode({ ...base, ...shape }, h200);
+        if (typeof plan === 'string') throw new Error(`${name}: ${plan}`);
+        expect(plan.kernel.keyLanes, name).toBe(lanes);
+        expect(splitKvSharedBytes(plan.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
+        sources[`${name}, ${lanes} threads per key (split-KV)`] = buildSplitKv(plan.kernel);
+      }
+    } finally {
+      delete process.env.FUSEDATTN_DECODE_KEY_LANES;
+    }
+    expect((planDecode(base, h200) as { kernel: { keyLanes?: number } }).kernel.keyLanes).toBe(1);
     sources['merge f16 BSND'] = buildMerge({ io: 'float16', bsnd: true });
     const errors = tintErrors(sources, 'the decode kernels');
     if (!errors) return;

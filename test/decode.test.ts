@@ -68,6 +68,20 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
       await checkDecodeCase(c, 7, { backend: 'webgpu', gpuResident: true });
     });
   }
+  // the score phase with several threads per key (FUSEDATTN_DECODE_KEY_LANES; the default plan
+  // keeps one until the GPU shows where more pay): the same answers, paged appends and int8 latent
+  // caches included (the plan takes the largest count up to the asked one that divides the chunks:
+  // 4, 8 and 2 here, decode-wgsl.test.ts checks the plan)
+  for (const [lanes, c] of [[4, GPU_REAL[1]], [8, GPU_REAL[2]], [2, COMMON[0]]] as const) {
+    it(`${decodeCaseName(c)} with ${lanes} threads per key in the score phase`, async () => {
+      process.env.FUSEDATTN_DECODE_KEY_LANES = String(lanes);
+      try {
+        await checkDecodeCase(c, 8, { backend: 'webgpu', gpuResident: c.append === true });
+      } finally {
+        delete process.env.FUSEDATTN_DECODE_KEY_LANES;
+      }
+    });
+  }
   // README "Decode attention": a decode loop records its call once and replays it (no validation,
   // binding or table upload per step); the kernel re-reads the lengths from their GPU buffer, so a
   // replay after the host rewrote them must equal a fresh call, bit for bit

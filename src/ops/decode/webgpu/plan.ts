@@ -52,13 +52,15 @@ const MAX_SPLITS = 256;
 /**
  * The plan for `s` on a device with `limits`, or the reason there is none. Benchmarks override
  * with FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET and
- * FUSEDATTN_DECODE_UNROLL.
+ * FUSEDATTN_DECODE_UNROLL, FUSEDATTN_DECODE_KEY_LANES (threads per key in the score phase, where the
+ * head dim allows; 1 until a GPU run shows where more pay).
  */
 export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
   if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
   const target = targetWorkgroups ?? envInt('FUSEDATTN_DECODE_TARGET', 1) ?? DEFAULT_TARGET;
   const largest = envInt('FUSEDATTN_DECODE_WORKGROUP', 32, 256) ?? 256;
   const unroll = envInt('FUSEDATTN_DECODE_UNROLL', 1, 16) ?? (device.software ? 1 : DEFAULT_UNROLL);
+  const keyLanes = envInt('FUSEDATTN_DECODE_KEY_LANES', 1, 32) ?? 1;
   // why nothing fits: the device's limits first (they are what the caller cannot change)
   const reasons: { memory?: string; bindings?: string; kernel?: string } = {};
   let leastMemory = Infinity;
@@ -79,6 +81,8 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
         const o: SplitKvOptions = {
           dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize, chunk, cache: s.cache, io: s.io,
           paged: s.paged, sharedKV: s.sharedKV, append: s.append, rope: s.rope, softcap: s.softcap, alibi: s.alibi, direct: false, unroll,
+          // key lanes where the chunking allows them (the largest power of two <= asked that divides)
+          keyLanes: fittingLanes(keyLanes, workgroupSize, s.dimQK / chunk),
         };
         const why = splitKvUnsupported(o);
         if (why) {
@@ -109,6 +113,13 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
     return { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
   }
   return reasons.memory ?? reasons.bindings ?? reasons.kernel ?? 'no workgroup size fits this device';
+}
+
+/** The largest power of two <= `asked` dividing both the workgroup and the key's chunks. */
+function fittingLanes(asked: number, workgroupSize: number, chunks: number): number {
+  let t = 1;
+  while (t * 2 <= asked && workgroupSize % (t * 2) === 0 && chunks % (t * 2) === 0) t *= 2;
+  return t;
 }
 
 /** What the plan needs to know about the adapter besides its limits. */

@@ -71,6 +71,13 @@ export interface SplitKvOptions {
   unroll?: number;
   /** Key chunks each thread loads before using them in the score phase (default: unroll). */
   keyUnroll?: number;
+  /**
+   * Threads that share one key in the score phase (default 1: a key per thread). With T > 1 the
+   * T threads of a key read consecutive chunks of its row (chunk c by thread c mod T: coalesced
+   * reads of long rows, MLA's 576) and their partial dots are summed through workgroup memory, in
+   * T passes of WG / T keys per tile. A power of two dividing the workgroup and Dq / chunk.
+   */
+  keyLanes?: number;
 }
 
 export const SPLIT_KV_PARAMS = new UniformLayout('DecodeParams', {
@@ -120,7 +127,8 @@ function scratchFloats(o: SplitKvOptions): number {
 
 /** Bytes of workgroup memory the kernel declares. */
 export function splitKvSharedBytes(o: SplitKvOptions): number {
-  return 4 * (splitKvRows(o) * o.dimQK + scratchFloats(o) + (o.cache === 'int8' && o.append ? 2 * MAX_TOKENS : 0));
+  const lanes = (o.keyLanes ?? 1) > 1 ? splitKvRows(o) * o.workgroupSize : 0;
+  return 4 * (splitKvRows(o) * o.dimQK + scratchFloats(o) + lanes + (o.cache === 'int8' && o.append ? 2 * MAX_TOKENS : 0));
 }
 
 /** Storage bindings the kernel declares. */
@@ -143,6 +151,10 @@ export function splitKvUnsupported(o: SplitKvOptions): string | undefined {
   if (o.headsPerBlock < 1 || o.headsPerBlock > o.group) return `headsPerBlock must be 1..${o.group}, got ${o.headsPerBlock}`;
   if (o.tokensPerBlock < 1 || o.tokensPerBlock > MAX_TOKENS) return `tokensPerBlock must be 1..${MAX_TOKENS}, got ${o.tokensPerBlock}`;
   if (o.append && o.workgroupSize < 2 * MAX_TOKENS) return `append needs at least ${2 * MAX_TOKENS} threads`;
+  const T = o.keyLanes ?? 1;
+  if (!Number.isInteger(T) || T < 1 || (T & (T - 1)) !== 0 || o.workgroupSize % T !== 0 || (o.dimQK / o.chunk) % T !== 0) {
+    return `keyLanes must be a power of two dividing the workgroup (${o.workgroupSize}) and the key chunks (${o.dimQK / o.chunk}), got ${T}`;
+  }
   return undefined;
 }
 
@@ -248,16 +260,21 @@ fn fresh_v(b: u32, h: u32, i: u32, c: u32) -> array<vec4<f32>, ${V}> {
 
   // ---- the score of one key for every row: its row's chunks loaded KU at a time, dotted with
   // every row's query (unrolled: drivers do not unroll loops over register arrays)
-  const fullK = DCK - (DCK % KU);
+  // with key lanes, thread `lane` of a key takes its chunks lane, lane + T, ...: NCK of them
+  const T = o.keyLanes ?? 1;
+  const NCK = DCK / T;
+  const KUL = Math.min(KU, NCK);
+  const chunkOf = (i: string) => (T > 1 ? `lane + ${T}u * (${i})` : i);
+  const fullK = NCK - (NCK % KUL);
   const dots = (k: string, c: string) => perRow((r) => vs.map((v) => `      s${r} += dot(q_tile[${r * DQ4}u + (${c}) * ${V}u + ${v}u], ${k}[${v}]);`).join('\n'));
   const keyLoop = (load: (c: string) => string) => `
-    for (var c0 = 0u; c0 < ${fullK}u; c0 += ${KU}u) {
-${units.slice(0, KU).map((u) => `      let k${u} = ${load(`c0 + ${u}u`)};`).join('\n')}
-${units.slice(0, KU).map((u) => dots(`k${u}`, `c0 + ${u}u`)).join('\n')}
+    for (var c0 = 0u; c0 < ${fullK}u; c0 += ${KUL}u) {
+${units.slice(0, KUL).map((u) => `      let k${u} = ${load(chunkOf(`c0 + ${u}u`))};`).join('\n')}
+${units.slice(0, KUL).map((u) => dots(`k${u}`, chunkOf(`c0 + ${u}u`))).join('\n')}
     }
-${Array.from({ length: DCK % KU }, (_, x) => `    {
-      let k = ${load(`${fullK + x}u`)};
-${dots('k', `${fullK + x}u`)}
+${Array.from({ length: NCK % KUL }, (_, x) => `    {
+      let k = ${load(chunkOf(`${fullK + x}u`))};
+${dots('k', chunkOf(`${fullK + x}u`))}
     }`).join('\n')}`;
   const cacheKey = (c: string) => `load_k(k_row + (${c}) * ${E}u)`;
   const scoreFinish = perRow((r) => `    if (i32(pos) < lo${r} || i32(pos) > hi${r}) { s${r} = NO_SCORE; } else {
@@ -395,6 +412,29 @@ fn key_chunk(b: u32, h: u32, len: u32, k_row: u32, pos: u32, c: u32) -> array<ve
   const keyScale = int8 ? `
       let k_scale = ${o.append ? 'select(1.0, ' : ''}k_scales[cache_at(b, kv_head, ${o.append ? 'min(pos, max(len, 1u) - 1u)' : 'pos'}, params.ks_off, params.s_sp, params.s_sh, params.s_spos)]${o.append ? ', pos < len)' : ''};` : '';
   const scorePhase = `      let k_row = cache_at(b, kv_head, ${o.append ? 'min(pos, max(len, 1u) - 1u)' : 'pos'}, params.k_off, params.k_sp, params.k_sh, params.k_spos);${keyLoop(o.append ? (c) => `key_chunk(b, kv_head, len, k_row, pos, ${c})` : cacheKey)}`;
+  // key lanes: T passes of WG / T keys; thread lane of key kp sums its chunks' dots, the lanes'
+  // sums meet in workgroup memory and lane 0 finishes the key's score
+  const lanesScores = `    for (var key_pass = 0u; key_pass < ${T}u; key_pass++) {
+      let kp = key_pass * ${WG / T}u + lid.x / ${T}u;   // this thread's key in the tile
+      let lane = lid.x % ${T}u;
+      let pos = j0 + kp;
+${perRow((r) => `      var s${r} = 0.0;`)}
+      if (pos < hi) {
+${scorePhase}
+      }
+${perRow((r) => `      lanes_sum[${r}u * WG + lid.x] = s${r};`)}
+      workgroupBarrier();
+      if (lane == 0u) {
+${perRow((r) => `        s${r} = ${Array.from({ length: T }, (_, i) => `lanes_sum[${r}u * WG + lid.x + ${i}u]`).join(' + ')};`)}
+        if (pos < hi) {${keyScale}
+${scoreFinish}
+        } else {
+${perRow((r) => `          s${r} = NO_SCORE;`)}
+        }
+${perRow((r) => `        scratch[buf * R * WG + kp + ${r}u * WG] = s${r};`)}
+      }
+      workgroupBarrier();
+    }`;
 
   return `${decl.join('\n')}
 
@@ -412,6 +452,7 @@ const NO_SCORE = ${NO_SCORE};
 var<workgroup> q_tile: array<vec4<f32>, ${R * DQ4}>;
 // scores [2][R][WG] during the key loop; the merge tree's slots after it
 var<workgroup> scratch: array<f32, ${scratchFloats(o)}>;
+${T > 1 ? `// the lanes' partial dots of the keys of one pass: [R][WG]\nvar<workgroup> lanes_sum: array<f32, ${R * WG}>;` : ''}
 ${o.append && int8 ? `var<workgroup> new_scale: array<f32, ${2 * MAX_TOKENS}>;\nvar<workgroup> new_inv: array<f32, ${2 * MAX_TOKENS}>;` : ''}
 
 ${helpers.join('\n\n')}
@@ -463,7 +504,7 @@ ${perRow((r) => `  var m${r} = NO_SCORE;\n  var l${r} = 0.0;\n${vs.map((v) => ` 
   workgroupBarrier();
 
   for (var j0 = lo; j0 < hi; j0 += WG) {
-    // scores: thread lid.x owns key j0 + lid.x
+${T > 1 ? lanesScores : `    // scores: thread lid.x owns key j0 + lid.x
     let pos = j0 + lid.x;
 ${perRow((r) => `    var s${r} = NO_SCORE;`)}
     if (pos < hi) {
@@ -473,7 +514,7 @@ ${scoreFinish}
     }
     let s_at = buf * R * WG + lid.x;
 ${perRow((r) => `    scratch[s_at + ${r}u * WG] = s${r};`)}
-    workgroupBarrier();
+    workgroupBarrier();`}
 
     // values: online softmax per (owner, row) over the owner's keys of this tile
     if (owner) {
