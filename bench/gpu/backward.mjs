@@ -139,7 +139,8 @@ async function timeBackward(call) {
     else if (t.ms > 400 || performance.now() - t0 > 4000) reps = Math.min(reps, 2); // slow rows: fewer repetitions, in the time limit
   }
   times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)], dispatches: last.dispatches, wallClock: last.wallClock, stats: last.result.stats };
+  const byKernel = last.byKernel && Object.fromEntries(Object.entries(last.byKernel).map(([k, ms]) => [k, +ms.toFixed(3)]));
+  return { ms: times[Math.floor(times.length / 2)], dispatches: last.dispatches, wallClock: last.wallClock, stats: last.result.stats, byKernel };
 }
 
 /**
@@ -203,6 +204,8 @@ for (const [name, s] of Object.entries(benches)) {
         Object.assign(row, {
           status: 'ok', ms: +t.ms.toFixed(3), tflops: +(flops(problem) / t.ms / 1e9).toFixed(2), dispatches: t.dispatches,
           timing: t.wallClock ? 'wall clock' : 'gpu timestamps', intermediateBytes: t.stats?.intermediateBytes,
+          // ms per dispatch label of the last repetition: which pass (D, dK/dV, dQ) takes the time
+          byKernel: t.byKernel,
         });
       } catch (e) {
         row.status = impl === 'unfused' ? 'does not run' : 'FAIL';

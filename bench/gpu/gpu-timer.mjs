@@ -58,8 +58,13 @@ export async function gpuTimeOf(runtime, op, maxDispatches = 64, { heat = true }
   if (heat) await queueHeater(runtime);
   const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * maxDispatches });
   let used = 0;
+  const labels = [];
   const detach = runtime.observe({
-    timestampWrites: (c) => (c.label !== 'heater' && used < 2 * maxDispatches ? { querySet, beginningOfPassWriteIndex: used++, endOfPassWriteIndex: used++ } : undefined),
+    timestampWrites: (c) => {
+      if (c.label === 'heater' || used >= 2 * maxDispatches) return undefined;
+      labels.push(c.label);
+      return { querySet, beginningOfPassWriteIndex: used++, endOfPassWriteIndex: used++ };
+    },
   });
   let result;
   try {
@@ -79,9 +84,15 @@ export async function gpuTimeOf(runtime, op, maxDispatches = 64, { heat = true }
   const ticks = new BigUint64Array(read.getMappedRange().slice(0));
   read.unmap();
   let ns = 0;
-  for (let i = 0; i + 1 < used; i += 2) ns += Number(ticks[i + 1] - ticks[i]);
+  // byKernel: ms per dispatch label (which pass of an op takes the time)
+  const byKernel = {};
+  for (let i = 0; i + 1 < used; i += 2) {
+    const d = Number(ticks[i + 1] - ticks[i]);
+    ns += d;
+    byKernel[labels[i / 2]] = (byKernel[labels[i / 2]] ?? 0) + d / 1e6;
+  }
   querySet.destroy();
   resolved.destroy();
   read.destroy();
-  return { ms: ns / 1e6, dispatches: used / 2, result };
+  return { ms: ns / 1e6, dispatches: used / 2, byKernel, result };
 }
