@@ -16,6 +16,7 @@
 //        [--reps 30] [--out FILE.jsonl]
 import { parseArgs } from 'node:util';
 import { appendFileSync } from 'node:fs';
+import { fromHalfBits } from '../dist/index.js';
 import { getRuntime, defineKernel } from '../dist/engines/webgpu/runtime.js';
 import { Profiler } from '../dist/profiler/index.js';
 import { storeRow } from '../dist/ops/decode/index.js';
@@ -106,11 +107,6 @@ async function streamUs(bytes) {
   return best;
 }
 
-const halfValue = (h) => {
-  const e = (h >>> 10) & 0x1f, m = h & 0x3ff, s = h & 0x8000 ? -1 : 1;
-  return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
-};
-
 for (const spec of list(args.shapes)) {
   const [name, lenText] = spec.split(':');
   const [Nq, Nkv, D] = SHAPES[name];
@@ -127,7 +123,7 @@ for (const spec of list(args.shapes)) {
       for (let row = 0; row < Nkv * L; row++) storeRow(dtype, data, row * D, host[which], row * D, D, undefined, row);
       stored[which] = data;
     }
-    const value = (data, i) => (dtype === 'float32' ? data[i] : halfValue(data[i]));
+    const value = (data, i) => (dtype === 'float32' ? data[i] : fromHalfBits(data[i]));
     const scale = 1 / Math.sqrt(D);
     const sample = [0, Nq - 1];
     const ref = new Map();

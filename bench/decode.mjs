@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendRow, commit, markdownTable } from './model-report.mjs';
-import { Tensor, attentionDecode } from '../dist/index.js';
+import { Tensor, attentionDecode, fromBfloat16Bits, fromHalfBits } from '../dist/index.js';
 import { storeRow } from '../dist/ops/decode/index.js';
 import { defineKernel, getRuntime } from '../dist/engines/webgpu/runtime.js';
 import { isSoftwareAdapter } from '../dist/engines/webgpu/device.js';
@@ -277,21 +277,10 @@ function readBack(stored, dtype, Nkv, P, dim, pageOf) {
     const raw = data[at * dim + d];
     if (dtype === 'float32') return raw;
     if (dtype === 'int8') return raw * scales[at];
-    if (dtype === 'float16') return halfValue(raw);
-    return bf16Value(raw);
+    if (dtype === 'float16') return fromHalfBits(raw);
+    return fromBfloat16Bits(raw);
   };
 }
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-function halfValue(h) {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-function bf16Value(h) { u32[0] = h << 16; return f32[0]; }
 
 const rows = [];
 let failures = 0;
