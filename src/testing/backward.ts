@@ -9,6 +9,7 @@ import { floatsToHalf } from '../core/dtype.js';
 import { show } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { type AttentionGrads, type AttentionProblem, type ReferenceGrads, referenceGradients } from '../ops/attention/index.js';
+import { sinkGradLayout } from '../ops/attention/backward/sink.js';
 import { type AttentionCase, type CaseInputs, makeCase } from './cases.js';
 import { compare } from './compare.js';
 import { normal, randomFloats, uniform } from './random.js';
@@ -85,7 +86,7 @@ export function makeGradCase(c: GradCase, seed: number, outShape: readonly numbe
   return { ...inputs, dOut, dOutValues: values };
 }
 
-const NAMES = ['dq', 'dk', 'dv', 'dqRope', 'dkRope', 'dBias'] as const;
+const NAMES = ['dq', 'dk', 'dv', 'dqRope', 'dkRope', 'dBias', 'dSink'] as const;
 
 export interface GradCheckOutcome {
   failures: string[];
@@ -93,13 +94,19 @@ export interface GradCheckOutcome {
   relErrors: Partial<Record<(typeof NAMES)[number], number>>;
 }
 
-/** Checks `grads` of problem `p` for the output gradient `dOut` against the float64 reference. */
-export function checkGradients(p: AttentionProblem, dOut: ArrayLike<number>, grads: AttentionGrads, biasGrad = false, ref: ReferenceGrads = referenceGradients(p, dOut, biasGrad)): GradCheckOutcome {
+/**
+ * Checks `grads` of problem `p` for the output gradient `dOut` against the float64 reference
+ * (dSink too when `sinkGrad`: float32 in the sink logits' shape).
+ */
+export function checkGradients(p: AttentionProblem, dOut: ArrayLike<number>, grads: AttentionGrads, biasGrad = false, ref?: ReferenceGrads, sinkGrad = false): GradCheckOutcome {
+  ref ??= referenceGradients(p, dOut, biasGrad, 'float64', sinkGrad);
   const failures: string[] = [];
   const relErrors: GradCheckOutcome['relErrors'] = {};
-  const naive = p.dtype === 'float16' ? referenceGradients(p, dOut, biasGrad, 'float16') : undefined;
-  const inputs: Record<(typeof NAMES)[number], Tensor | undefined> = {
+  const naive = p.dtype === 'float16' ? referenceGradients(p, dOut, biasGrad, 'float16', sinkGrad) : undefined;
+  const sinkLayout = sinkGrad ? sinkGradLayout(p) : undefined;
+  const inputs: Record<(typeof NAMES)[number], Pick<Tensor, 'shape' | 'dtype'> | undefined> = {
     dq: p.q.tensor, dk: p.k.tensor, dv: p.v.tensor, dqRope: p.qRope?.tensor, dkRope: p.kRope?.tensor, dBias: biasGrad ? p.bias?.tensor : undefined,
+    dSink: typeof sinkLayout === 'object' ? { shape: sinkLayout.shape, dtype: 'float32' } : undefined,
   };
   // the call's largest reference gradient: a gradient that is exactly 0 in exact arithmetic (dBias of a
   // bias broadcast along keys: softmax ignores a per-row shift) is judged against it, scaled by 1e-2

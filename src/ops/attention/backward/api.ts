@@ -56,14 +56,16 @@ export interface AttentionWithGrad extends AttentionResult {
 
 /**
  * The forward with what its backward needs kept (as autograd would): `{ out, lse, backward(dOut) }`.
- * Options as attention()'s plus `biasGrad`; dropout uses the same mask in both directions.
+ * Options as attention()'s plus `biasGrad` and `sinkGrad`; dropout uses the same mask in both directions.
  */
 export async function attentionWithGrad(q: TensorInput, k: TensorInput, v: TensorInput, options: AttentionBackwardOptions = {}): Promise<AttentionWithGrad> {
-  const { biasGrad, ...forwardOptions } = options;
-  // validate the backward-only option up front, before any forward work
+  const { biasGrad, sinkGrad, ...forwardOptions } = options;
+  // validate the backward-only options up front, before any forward work
   if (biasGrad !== undefined && typeof biasGrad !== 'boolean') throw new ValueError('options.biasGrad', `options.biasGrad must be a boolean, got ${String(biasGrad)}`);
   if (biasGrad && forwardOptions.bias === undefined) throw new ValueError('options.biasGrad', 'options.biasGrad asks for dBias, but no options.bias was given');
-  for (const name of ['scoreMod', 'maskMod', 'sink', 'blockMask'] as const) {
+  if (sinkGrad !== undefined && typeof sinkGrad !== 'boolean') throw new ValueError('options.sinkGrad', `options.sinkGrad must be a boolean, got ${String(sinkGrad)}`);
+  if (sinkGrad && forwardOptions.sink === undefined) throw new ValueError('options.sinkGrad', 'options.sinkGrad asks for dSink, but no options.sink was given');
+  for (const name of ['scoreMod', 'maskMod', 'blockMask'] as const) {
     if (forwardOptions[name] !== undefined) throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet, so attentionWithGrad refuses it before the forward runs`);
   }
   const forward = await attention(q, k, v, { ...forwardOptions, returnLse: true });
@@ -82,10 +84,10 @@ export async function attentionWithGrad(q: TensorInput, k: TensorInput, v: Tenso
         throw new ValueError('backward', `backward() may be called once per attentionWithGrad() call; it was already ${state === 'used' ? 'called' : 'released'}`);
       }
       // bad dOut throws here, before the held state is given up
-      validateAttentionBackward(q, k, v, forward.out, dOut, lse, { ...forwardOptions, biasGrad });
+      validateAttentionBackward(q, k, v, forward.out, dOut, lse, { ...forwardOptions, biasGrad, sinkGrad });
       state = 'used';
       try {
-        return await attentionBackward(q, k, v, forward.out, dOut, lse, { ...forwardOptions, biasGrad });
+        return await attentionBackward(q, k, v, forward.out, dOut, lse, { ...forwardOptions, biasGrad, sinkGrad });
       } finally {
         lse.gpu?.buffer.destroy();
       }

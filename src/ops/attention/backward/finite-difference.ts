@@ -15,6 +15,8 @@ export interface FiniteDifferenceOptions {
   step?: number;
   /** Also differentiate the bias (dBias). */
   biasGrad?: boolean;
+  /** Also differentiate per-head sink logits (dSink). */
+  sinkGrad?: boolean;
 }
 
 /** Finite-difference gradients of Σ dOut ∘ attention(q, k, v, options) in float64, in ReferenceGrads' layout. */
@@ -48,7 +50,7 @@ export function finiteDifferenceGradients(q: TensorInput, k: TensorInput, v: Ten
     for (let n = 0; n < out.length; n++) sum += dOut[n] * out[n];
     return sum;
   };
-  const differentiate = (t: Tensor | undefined): Float64Array | undefined => {
+  const differentiate = (t: { data?: unknown } | undefined): Float64Array | undefined => {
     if (!t) return undefined;
     const x = t.data as Float32Array;
     const grad = new Float64Array(x.length);
@@ -73,5 +75,7 @@ export function finiteDifferenceGradients(q: TensorInput, k: TensorInput, v: Ten
     dqRope: differentiate(inputs.qRope),
     dkRope: differentiate(inputs.kRope),
     dBias: differentiate(inputs.bias),
+    // the problem's own captured copy of the logits, which the reference reads
+    dSink: fd.sinkGrad ? differentiate(problem.mods?.sinkMod?.root.tensor) : undefined,
   };
 }

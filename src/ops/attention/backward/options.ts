@@ -10,6 +10,11 @@ export interface AttentionBackwardOptions extends AttentionOptions {
    * dtype: summed over every dimension the bias broadcasts along. Needs `bias`.
    */
   biasGrad?: boolean;
+  /**
+   * Also return dSink, the gradient of per-head attention-sink logits (`sink` as an [Nq] or
+   * [B, Nq] array or tensor, or attentionSinks()), float32 in the logits' shape. Needs `sink`.
+   */
+  sinkGrad?: boolean;
 }
 
 /** Gradients of the loss with respect to each input, each in its input's shape, layout and dtype. */
@@ -25,5 +30,7 @@ export interface AttentionGrads {
   dkRope?: Tensor;
   /** With biasGrad: dL/dbias in the bias's shape (summed over its broadcast dimensions). */
   dBias?: Tensor;
+  /** With sinkGrad: dL/dsink, float32, in the sink logits' shape ([Nq] or [B, Nq]). */
+  dSink?: Tensor;
   stats?: RunStats;
 }

@@ -14,6 +14,8 @@ export interface BackwardProblem {
   readonly lse: Tensor;
   /** Whether dBias is returned. */
   readonly biasGrad: boolean;
+  /** Whether dSink is returned (the sink's layout: sink.ts). */
+  readonly sinkGrad: boolean;
 }
 
 /**

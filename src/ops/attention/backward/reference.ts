@@ -1,11 +1,13 @@
 // The float64 reference of the attention backward, written for clarity, not speed: every backend's
 // gradients are checked against it, and it is itself checked against central finite differences of
 // the float64 forward reference (finite-difference.ts). Per query row i of head (b, h):
-//   s_j = final score (the forward's order: scale·q·k (+ rope part), softcap, + bias, - ALiBi, hidden -> -inf)
-//   P_j = softmax(s)_j,  Z_j = dropout factor (0 or 1 / keepProb; 1 without dropout)
+//   s_j = final score (the forward's order: scale·q·k (+ rope part), softcap, + bias, - ALiBi,
+//         then the score function m; hidden by window, mask or mask function -> -inf)
+//   P_j = softmax(s)_j (with a sink: one more term e^sink, no value),  Z_j = dropout factor (0 or 1 / keepProb)
 //   dV_j  += P_j Z_j dO_i                      (summed over the query heads of the group)
 //   dP_j   = Z_j (dO_i · v_j),   D_i = Σ_j P_j dP_j  (= dO_i · O_i)
-//   dS_j   = P_j (dP_j - D_i)                  = dL/ds_j  -> dBias (summed over broadcast dims)
+//   dS_j   = P_j (dP_j - D_i) · m'(s_j before m)  = dL/d(score before the score function) -> dBias
+//   dSink += -P_sink D_i                       (sinkGrad: per-head logits, summed over rows)
 //   dX_j   = dS_j (1 - tanh²(x_j / c))         the softcap chain rule (x = scale·q·k); dS_j without softcap
 //   dq_i  += scale dX_j k_j,  dk_j += scale dX_j q_i   (rope parts the same with qRope / kRope)
 // Fully masked rows (no visible key) contribute nothing: their gradients stay 0.
@@ -17,7 +19,10 @@ import type { Tensor } from '../../../core/tensor.js';
 import { dropoutRow } from '../dropout/philox.js';
 import { type AttentionProblem, type StridedView, keyRange, viewIndex } from '../problem.js';
 import type { Precision } from '../reference.js';
+import { referenceMods } from '../mods/evaluate.js';
+import { backwardModsKernel } from '../mods/plan.js';
 import type { BackwardProblem } from './problem.js';
+import { sinkGradLayout } from './sink.js';
 
 export interface ReferenceGrads {
   /** Each in its input's physical layout (dq like q, dk like k, ...). */
@@ -28,6 +33,8 @@ export interface ReferenceGrads {
   dkRope?: Float64Array;
   /** In the bias's own shape, summed over its broadcast dimensions. */
   dBias?: Float64Array;
+  /** In the sink logits' shape ([Nq] or [B, Nq]), summed over the rows each logit serves. */
+  dSink?: Float64Array;
 }
 
 const ROUND: Record<Precision, (x: number) => number> = {
@@ -38,11 +45,11 @@ const ROUND: Record<Precision, (x: number) => number> = {
 
 /** The reference gradients of a validated backward problem (its out and lse are not read: the reference recomputes them). */
 export function referenceAttentionBackward(bp: BackwardProblem, precision: Precision = 'float64'): ReferenceGrads {
-  return referenceGradients(bp.forward, bp.dOut.toFloat32(), bp.biasGrad, precision);
+  return referenceGradients(bp.forward, bp.dOut.toFloat32(), bp.biasGrad, precision, bp.sinkGrad);
 }
 
 /** The reference gradients of `p` for the output gradient `dOut` (in p.outShape's layout). */
-export function referenceGradients(p: AttentionProblem, dOut: ArrayLike<number>, biasGrad = false, precision: Precision = 'float64'): ReferenceGrads {
+export function referenceGradients(p: AttentionProblem, dOut: ArrayLike<number>, biasGrad = false, precision: Precision = 'float64', sinkGrad = false): ReferenceGrads {
   const round = ROUND[precision];
   const values = (t: Tensor | undefined) => (t ? t.toFloat32() : new Float32Array(0));
   const [q, k, v, qr, kr] = [p.q, p.k, p.v, p.qRope, p.kRope].map((view) => values(view?.tensor));
@@ -57,9 +64,16 @@ export function referenceGradients(p: AttentionProblem, dOut: ArrayLike<number>,
     dkRope: p.kRope ? new Float64Array(kr.length) : undefined,
     dBias: biasGrad && bias ? new Float64Array(bias.length) : undefined,
   };
+  // score / mask / sink functions as the forward reference evaluates them, plus the score
+  // function's derivative for the chain rule
+  const mods = p.mods ? referenceMods({ ...p.mods.kernel, scoreGrad: backwardModsKernel(p.mods)?.scoreGrad }, p.mods.tensors) : {};
+  const sinkLayout = sinkGrad ? sinkGradLayout(p) : undefined;
+  if (typeof sinkLayout === 'string') throw new Error(`referenceGradients: ${sinkLayout}`);
+  if (sinkLayout) grads.dSink = new Float64Array(sinkLayout.shape.reduce((a, b) => a * b, 1));
   const group = p.headsQ / p.headsKv;
   const scores = new Float64Array(p.seqK);
   const tanhs = new Float64Array(p.seqK);
+  const modSlopes = new Float64Array(p.seqK).fill(1);
   const probs = new Float64Array(p.seqK);
   const dS = new Float64Array(p.seqK);
   const keep = new Float64Array(p.seqK).fill(1);
@@ -99,7 +113,7 @@ export function referenceGradients(p: AttentionProblem, dOut: ArrayLike<number>,
         for (let j = 0; j < sk; j++) {
           let s = -Infinity;
           const maskIndex = p.mask ? b * p.mask.strides.b + h * p.mask.strides.h + i * p.mask.strides.i + j * p.mask.strides.j : 0;
-          if (j >= lo && j <= hi && (!mask || mask[maskIndex] !== 0)) {
+          if (j >= lo && j <= hi && (!mask || mask[maskIndex] !== 0) && (!mods.mask || mods.mask(b, h, i, j, sq, sk))) {
             const ik = viewIndex(p.k, p.seqStartsK, b, hk, j, 0);
             let qk = dot(q, p.q, iq, k, p.k, ik, p.dimQK);
             if (p.qRope) qk += dot(qr, p.qRope, iqr, kr, p.kRope!, viewIndex(p.kRope!, p.seqStartsK, b, hk, j, 0), p.dimRope);
@@ -113,12 +127,20 @@ export function referenceGradients(p: AttentionProblem, dOut: ArrayLike<number>,
               s = round(s + bias[b * st.b + h * st.h + i * st.i + j * st.j]);
             }
             if (slopes) s = round(s - slope * Math.abs(i + sk - sq - j));
+            // the score function sees finite scores only, as in the forward
+            if (mods.score && Number.isFinite(s)) {
+              modSlopes[j] = mods.scoreGrad!(b, h, i, j, sq, sk, s);
+              s = round(mods.score(b, h, i, j, sq, sk, s));
+            }
           }
           scores[j] = s;
           if (s > max) max = s;
         }
-        if (max === -Infinity) continue; // fully masked row: no gradient flows through it
-        let sum = 0;
+        // fully masked row: no gradient flows through it (with a sink, P_sink = 1 but D = 0)
+        if (max === -Infinity) continue;
+        const sink = mods.sink ? mods.sink(b, h, i, sq, sk) : -Infinity;
+        max = Math.max(max, sink);
+        let sum = sink === -Infinity ? 0 : Math.exp(sink - max);
         for (let j = 0; j < sk; j++) sum += Math.exp(scores[j] - max);
         for (let j = 0; j < sk; j++) probs[j] = round(Math.exp(scores[j] - max) / sum);
         if (p.dropout) dropoutRow(p.dropout, p.headsQ, b, h, i, 0, sk, keep);
@@ -138,9 +160,10 @@ export function referenceGradients(p: AttentionProblem, dOut: ArrayLike<number>,
           if (keep[j] !== 0) axpy(grads.dv, p.v, iv, round(probs[j] * keep[j]), dOut, p.outStrides.d, io, p.dimV);
         }
         D = precision === 'float64' ? D : Math.fround(D); // softmax backward sums in float32
+        if (grads.dSink && sink !== -Infinity) grads.dSink[sinkLayout!.index(b, h)] -= (Math.exp(sink - max) / sum) * D;
         for (let j = 0; j < sk; j++) {
           if (probs[j] === 0) continue;
-          const ds = round(probs[j] * (dS[j] - D));
+          const ds = mods.score ? round(round(probs[j] * (dS[j] - D)) * modSlopes[j]) : round(probs[j] * (dS[j] - D));
           if (grads.dBias) {
             const st = p.bias!.strides;
             grads.dBias[b * st.b + h * st.h + i * st.i + j * st.j] += ds;
@@ -160,6 +183,6 @@ export function referenceGradients(p: AttentionProblem, dOut: ArrayLike<number>,
   }
   // the scale of q·k, applied once; then every output rounded to the working dtype
   for (const g of [grads.dq, grads.dk, grads.dqRope, grads.dkRope]) if (g) for (let n = 0; n < g.length; n++) g[n] = round(g[n] * p.scale);
-  for (const g of [grads.dv, grads.dBias]) if (g && precision !== 'float64') for (let n = 0; n < g.length; n++) g[n] = round(g[n]);
+  for (const g of [grads.dv, grads.dBias, grads.dSink]) if (g && precision !== 'float64') for (let n = 0; n < g.length; n++) g[n] = round(g[n]);
   return grads;
 }

@@ -1,24 +1,31 @@
 // validateAttentionBackward(): the forward's validation (validateAttention, the same typed errors
 // for q, k, v and every option) plus the backward's own checks: out / dOut match the forward's
-// output (shape, dtype, device), lse is the forward's float32 LSE, biasGrad has a bias to derive.
+// output (shape, dtype, device), lse is the forward's float32 LSE, biasGrad has a bias to derive,
+// sinkGrad per-head sink logits.
 import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../../../core/errors.js';
 import { type Tensor, type TensorInput, toTensor } from '../../../core/tensor.js';
 import { checkSameLocation, validateAttention } from '../validate.js';
 import type { AttentionBackwardOptions } from './options.js';
 import type { BackwardProblem } from './problem.js';
+import { sinkGradLayout } from './sink.js';
 
 export function validateAttentionBackward(q: TensorInput, k: TensorInput, v: TensorInput, out: TensorInput, dOut: TensorInput, lse: TensorInput,
   options: AttentionBackwardOptions = {}): BackwardProblem {
   if (options === null || typeof options !== 'object') {
     throw new ValueError('options', `options must be an object, got ${show(options)}`);
   }
-  const { biasGrad = false, ...forwardOptions } = options;
+  const { biasGrad = false, sinkGrad = false, ...forwardOptions } = options;
   if (typeof biasGrad !== 'boolean') throw new ValueError('options.biasGrad', `options.biasGrad must be a boolean, got ${show(biasGrad)}`);
+  if (typeof sinkGrad !== 'boolean') throw new ValueError('options.sinkGrad', `options.sinkGrad must be a boolean, got ${show(sinkGrad)}`);
   const forward = validateAttention(q, k, v, forwardOptions);
   if (biasGrad && !forward.bias) throw new ValueError('options.biasGrad', 'options.biasGrad asks for dBias, but no options.bias was given');
-  // score / mask / sink functions (issue 13) have no backward yet: refuse rather than ignore them
+  if (sinkGrad) {
+    const layout = sinkGradLayout(forward);
+    if (typeof layout === 'string') throw new ValueError('options.sinkGrad', layout);
+  }
+  // score / mask functions (issue 13) have no backward yet: refuse rather than ignore them
   const mods = forward.mods;
-  for (const [name, present] of [['scoreMod', mods?.scoreMod], ['maskMod', mods?.maskMod], ['sink', mods?.sinkMod], ['blockMask', forward.blockMask]] as const) {
+  for (const [name, present] of [['scoreMod', mods?.scoreMod], ['maskMod', mods?.maskMod], ['blockMask', forward.blockMask]] as const) {
     if (present !== undefined) {
       throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet (the forward does); for training, express a mask as options.mask (a bool tensor) or options.window / causal, and a score change as options.bias, softcap or alibiSlopes`);
     }
@@ -50,5 +57,5 @@ export function validateAttentionBackward(q: TensorInput, k: TensorInput, v: Ten
     const bad = l.findIndex((x) => Number.isNaN(x) || x === Infinity);
     if (bad >= 0) throw new ValueError('lse', `lse holds ${l[bad]} at flat index ${bad} (only finite values and -Infinity, for fully masked rows, are valid)`);
   }
-  return { forward, out: outT, dOut: dOutT, lse: lseT, biasGrad };
+  return { forward, out: outT, dOut: dOutT, lse: lseT, biasGrad, sinkGrad };
 }

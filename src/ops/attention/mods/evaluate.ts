@@ -104,11 +104,13 @@ export function programEvaluator(program: Program, tensors: readonly TensorData[
 /** A call's mods as float64 functions of the pair, for the reference attention. */
 export interface ReferenceMods {
   score?: (b: number, h: number, i: number, j: number, sq: number, sk: number, score: number) => number;
+  /** d(score)/d(score variable), when the programs carry scoreGrad (the backward's). */
+  scoreGrad?: (b: number, h: number, i: number, j: number, sq: number, sk: number, score: number) => number;
   mask?: (b: number, h: number, i: number, j: number, sq: number, sk: number) => boolean;
   sink?: (b: number, h: number, i: number, sq: number, sk: number) => number;
 }
 
-export function referenceMods(programs: { score?: Program; mask?: Program; sink?: Program }, tensors: readonly TensorData[]): ReferenceMods {
+export function referenceMods(programs: { score?: Program; scoreGrad?: Program; mask?: Program; sink?: Program }, tensors: readonly TensorData[]): ReferenceMods {
   const env = makeEnv();
   const set = (b: number, h: number, i: number, j: number, sq: number, sk: number) => {
     env[VAR_INDEX.b] = b;
@@ -119,14 +121,16 @@ export function referenceMods(programs: { score?: Program; mask?: Program; sink?
     env[VAR_INDEX.kvLen] = sk;
   };
   const out: ReferenceMods = {};
-  if (programs.score) {
-    const f = programEvaluator(programs.score, tensors);
-    out.score = (b, h, i, j, sq, sk, score) => {
+  const scoreFunction = (program: Program) => {
+    const f = programEvaluator(program, tensors);
+    return (b: number, h: number, i: number, j: number, sq: number, sk: number, score: number) => {
       set(b, h, i, j, sq, sk);
       env[VAR_INDEX.score] = score;
       return f(env);
     };
-  }
+  };
+  if (programs.score) out.score = scoreFunction(programs.score);
+  if (programs.scoreGrad) out.scoreGrad = scoreFunction(programs.scoreGrad);
   if (programs.mask) {
     const f = programEvaluator(programs.mask, tensors);
     out.mask = (b, h, i, j, sq, sk) => {

@@ -7,6 +7,7 @@
 //   words 4 + 9t .. per tensor t: data offset (words), dims[4], strides[4] (unused dims 1 / 0)
 //   ...             tensor data (f32 or i32 bits), then the block table (block-table.ts)
 import type { ModTensor } from './expr.js';
+import { scoreDerivative } from './derivative.js';
 import { Lowering, type MaskMod, type Program, type ScoreMod, type SinkMod, type TensorSlot } from './program.js';
 
 /** Compile-time part: part of every kernel option object that runs the mods. */
@@ -14,6 +15,8 @@ export interface ModsKernelOptions {
   score?: Program;
   mask?: Program;
   sink?: Program;
+  /** d(score)/d(its score variable), for the backward's chain rule (backwardModsKernel). */
+  scoreGrad?: Program;
   tensors: TensorSlot[];
 }
 
@@ -37,6 +40,25 @@ export function planMods(parts: { scoreMod?: ScoreMod; maskMod?: MaskMod; sinkMo
   if (parts.sinkMod) kernel.sink = lowering.lower(parts.sinkMod.root);
   kernel.tensors = lowering.slots();
   return { scoreMod: parts.scoreMod, maskMod: parts.maskMod, sinkMod: parts.sinkMod, kernel, tensors: lowering.tensors };
+}
+
+/**
+ * What the backward's kernels compile of a call's mods: the score and mask programs, the score's
+ * derivative (scoreGrad) and no sink (the forward's LSE already holds it, and P = exp(s - LSE) is
+ * all the backward recomputes). Lowered in the forward's order, so the tensor slots are the
+ * forward's and packModData(plan.tensors) serves both (the derivative reads no other tensor).
+ * Undefined when there is neither a score nor a mask function.
+ */
+export function backwardModsKernel(plan: ModsPlan | undefined): ModsKernelOptions | undefined {
+  if (!plan || (!plan.scoreMod && !plan.maskMod)) return undefined;
+  const lowering = new Lowering();
+  const kernel: ModsKernelOptions = { tensors: [] };
+  if (plan.scoreMod) kernel.score = lowering.lower(plan.scoreMod.root);
+  if (plan.maskMod) kernel.mask = lowering.lower(plan.maskMod.root);
+  if (plan.sinkMod) lowering.lower(plan.sinkMod.root);
+  if (plan.scoreMod) kernel.scoreGrad = lowering.lower(scoreDerivative(plan.scoreMod.root));
+  kernel.tensors = lowering.slots();
+  return kernel;
 }
 
 /** The packed run-time data: header, every tensor's elements, then `table` if given. */

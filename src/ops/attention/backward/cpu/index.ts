@@ -4,6 +4,7 @@ import { cpuEngine } from '../../../cpu-engine.js';
 import { cpuUnsupported } from '../../cpu/attention.js';
 import type { BackwardBackend } from '../backend.js';
 import type { BackwardProblem } from '../problem.js';
+import { sinkGradTensor } from '../sink.js';
 import { runBackward, runNaiveBackward } from './run.js';
 
 function unsupported(bp: BackwardProblem): string | undefined {
@@ -18,6 +19,9 @@ function unsupported(bp: BackwardProblem): string | undefined {
 export const cpuBackward: BackwardBackend = {
   name: 'cpu',
   unsupported,
-  run: async (bp) => runBackward(await cpuEngine(), bp),
+  run: async (bp) => {
+    const grads = await runBackward(await cpuEngine(), bp);
+    return bp.sinkGrad ? { ...grads, dSink: await sinkGradTensor(bp) } : grads;
+  },
   runNaive: async (bp) => runNaiveBackward(await cpuEngine(), bp),
 };

@@ -4,6 +4,7 @@
 // input's layout and dtype. Memory beyond the staged O(N·D) operands: per-worker tiles (fused) or
 // per-worker Sq×Sk matrices (naive).
 import { floatsToHalf } from '../../../../core/dtype.js';
+import { UnsupportedError } from '../../../../core/errors.js';
 import { Tensor, numel } from '../../../../core/tensor.js';
 import { Staging } from '../../../../engines/cpu/staging.js';
 import type { OpsCpuEngine } from '../../../cpu-engine.js';
@@ -226,6 +227,8 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem): Pr
 /** The unfused backward (Sq×Sk matrices per worker), the baseline. */
 export async function runNaiveBackward(engine: OpsCpuEngine, bp: BackwardProblem): Promise<AttentionGrads> {
   const p = bp.forward;
+  // the baseline recomputes softmax from the scores (not from the LSE), which would miss a sink
+  if (p.mods || p.blockMask) throw new UnsupportedError('options.backend', 'the unfused CPU backward (a baseline) does not take score / mask / sink functions or block masks; attentionBackward() does');
   const st = new Staging(engine.arena);
   try {
     const staged = await stage(engine, st, bp);

@@ -1,6 +1,8 @@
 // The WebGPU attention backward: tiers best first, each saying why it cannot take a problem (the
 // next one then runs, never a silently wrong result). Today: the portable f32 tier (any adapter);
 // tiers.ts holds the chooser and the tensor-core tier's slot. runNaive: the unfused baseline (naive.ts).
+import { Tensor } from '../../../../core/tensor.js';
+import { sinkGradTensor } from '../sink.js';
 import { getRuntime, peekRuntime } from '../../../../engines/webgpu/runtime.js';
 import type { BackwardBackend } from '../backend.js';
 import type { BackwardProblem } from '../problem.js';
@@ -18,7 +20,15 @@ export const webgpuBackward: BackwardBackend = {
   unsupported,
   async run(bp, context) {
     const runtime = await getRuntime(bp.forward.q.tensor.gpu?.device ?? context.device);
-    return chooseBackwardTier(bp, runtime).tier.run(runtime, bp);
+    const grads = await chooseBackwardTier(bp, runtime).tier.run(runtime, bp);
+    if (!bp.sinkGrad) return grads;
+    // dSink is a small host reduction over out, dO and the LSE (sink.ts), read back when on the GPU
+    const values = async (t: Tensor) => {
+      if (!t.gpu) return t.toFloat32();
+      const bytes = await runtime.read(t.gpu.buffer, t.gpu.byteOffset, t.size * (t.dtype === 'float16' ? 2 : 4));
+      return Tensor.fromData(t.dtype === 'float16' ? new Uint16Array(bytes) : new Float32Array(bytes), t.shape, t.dtype).toFloat32();
+    };
+    return { ...grads, dSink: await sinkGradTensor(bp, values) };
   },
   async runNaive(bp, context) {
     return runNaiveBackward(await getRuntime(bp.forward.q.tensor.gpu?.device ?? context.device), bp);

@@ -32,6 +32,7 @@ export function naiveBackwardUnsupported(bp: BackwardProblem, limits: NaiveLimit
   const p = bp.forward;
   if (p.softcap > 0) return 'softcap is not implemented in the unfused baseline (the fused backward takes it)';
   if (bp.biasGrad) return 'dBias is not implemented in the unfused baseline (the fused backward returns it)';
+  if (p.mods || p.blockMask) return 'score / mask / sink functions and block masks are not implemented in the unfused baseline (the fused backward takes them)';
   const forward = naiveUnsupported({ ...p, dropout: undefined }, limits);
   if (forward) return forward;
   if (p.seqK > limits.maxComputeWorkgroupsPerDimension) return `the group sum needs ${p.seqK} workgroups along keys but maxComputeWorkgroupsPerDimension is ${limits.maxComputeWorkgroupsPerDimension}`;

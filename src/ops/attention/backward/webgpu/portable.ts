@@ -8,6 +8,7 @@ import { Tensor, numel } from '../../../../core/tensor.js';
 import { type Operand, bindingBytes, operandOf, releaseOperands } from '../../../../engines/webgpu/operands.js';
 import { type GpuRuntime, type Pipeline, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { dropoutParams } from '../../dropout/philox.wgsl.js';
+import { backwardModsKernel } from '../../mods/plan.js';
 import type { AttentionProblem, StridedView } from '../../problem.js';
 import { scoreOptionsOf, scoreParamsOf, sequenceTable } from '../../webgpu/attention-io.js';
 import type { AttentionGrads } from '../options.js';
@@ -94,7 +95,8 @@ export function portableBackwardUnsupported(bp: BackwardProblem, limits: Backwar
 }
 
 function kernelOptions(p: AttentionProblem, tile: BackwardTile): BackwardKernelOptions {
-  return { ...scoreOptionsOf(p), dtype: p.dtype, dimQK: p.dimQK, dimRope: p.dimRope, dimV: p.dimV, tile, dropout: p.dropout !== undefined };
+  // the backward's mods: no sink (the LSE holds it), the score function's derivative added
+  return { ...scoreOptionsOf(p), mods: backwardModsKernel(p.mods), dtype: p.dtype, dimQK: p.dimQK, dimRope: p.dimRope, dimV: p.dimV, tile, dropout: p.dropout !== undefined };
 }
 
 /**

@@ -77,6 +77,8 @@ export function sgBackwardUnsupported(bp: BackwardProblem, d: TierDevice): strin
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
   if (p.mask) return 'boolean masks are not implemented in this tier';
   if (p.bias) return 'additive bias tensors (and dBias) are not implemented in this tier';
+  // sinks need nothing here (the LSE holds them); score and mask functions would need the score hook
+  if (p.mods?.scoreMod || p.mods?.maskMod || p.blockMask) return 'score and mask functions (and block masks) are not implemented in this tier\'s backward (the portable tier takes them)';
   // scores are formed as scale·q·k in f32 here (not in units of max(1, |scale|)): no huge scales
   if (Math.abs(p.scale) > 1e20) return `|scale| up to 1e20 (got ${p.scale}); the portable tier keeps scores in units of the scale`;
   if (p.dimQK + p.dimRope > 256 || p.dimV > 256) return `head dims up to 256 (got Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''}, Dv ${p.dimV})`;
