@@ -4,8 +4,8 @@
 // (head dim 59, lengths 1 / 97, Sq != Sk, GQA, fully masked rows -> zero gradients, never NaN).
 import { describe, expect, it } from 'vitest';
 import {
-  Tensor, UnsupportedError, ValueError, attention, attentionBackward, attentionSinks, attentionWithGrad, finiteDifferenceGradients, referenceGradients,
-  validateAttention,
+  Tensor, UnsupportedError, ValueError, attention, attentionBackward, attentionSinks, attentionWithGrad, causal, createBlockMask, documentMask,
+  finiteDifferenceGradients, maskMod, referenceGradients, slidingWindow, validateAttention,
 } from '../dist/index.js';
 import { type AttentionCase, caseName, checkGradients, makeCase, makeGradCase, normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { backendsHere } from './helpers.js';
@@ -16,10 +16,22 @@ type Options = Record<string, unknown>;
 interface ModCase {
   name: string;
   c: AttentionCase;
-  mods: (c: AttentionCase) => Options;
+  mods: (c: AttentionCase) => Options | Promise<Options>;
   sinkGrad?: boolean;
   biasGrad?: boolean;
 }
+
+/** Causal, and every `period`-th row (from `offset`) sees nothing: fully masked rows. */
+const holeyCausal = (period: number, offset: number) => maskMod(({ q, kv, qLen, kvLen }) => kv.le(q.add(kvLen).sub(qLen)).and(q.mod(period).ne(offset)), 'holey causal');
+/** Documents of random lengths (1 to 20 tokens) over `n` positions. */
+const docIds = (n: number, seed: number) => {
+  const ids = new Int32Array(n);
+  for (let i = 0, doc = 0, left = 0; i < n; i++, left--) {
+    if (left <= 0) { doc++; left = 1 + Math.floor(Math.abs(Math.sin(seed * 31 + doc * 7.1)) * 20); }
+    ids[i] = doc;
+  }
+  return ids;
+};
 
 /** Per-head sink logits around the scores' size, so the sink takes a real share of each row. */
 const sinkLogits = (heads: number, seed: number) => Float32Array.from({ length: heads }, (_, h) => Math.sin(seed + 1.7 * h) * 1.5);
@@ -30,6 +42,9 @@ const REFERENCE_CASES: ModCase[] = [
   // bottom-right causal with Sq > Sk: rows that see no key but the sink
   { name: 'sink [B, Nq] dSink, GQA, causal', c: { ...SMALL, headsQ: 4, headsKv: 2, seqQ: 7, seqK: 4, causal: true }, mods: (c) => ({ sink: Tensor.fromData(sinkLogits(c.batch * c.headsQ, 2), [c.batch, c.headsQ]) }), sinkGrad: true },
   { name: 'attentionSinks() dSink with bias dBias', c: { ...SMALL, bias: 'random', maskShape: 'full' }, mods: (c) => ({ sink: attentionSinks(sinkLogits(c.headsQ, 3)) }), sinkGrad: true, biasGrad: true },
+  { name: 'maskMod with fully masked rows', c: SMALL, mods: () => ({ maskMod: holeyCausal(3, 1) }) },
+  { name: 'documentMask (causal) + sink + bool mask, GQA', c: { ...SMALL, headsQ: 4, headsKv: 2, seqQ: 6, seqK: 6, mask: 'full-rows', maskShape: 'full' }, mods: (c) => ({ maskMod: documentMask(docIds(6, 1).map((x) => x % 3), { causal: true }), sink: sinkLogits(c.headsQ, 8) }) },
+  { name: 'blockMask (sliding window)', c: { ...SMALL, seqQ: 9, seqK: 9 }, mods: async () => ({ blockMask: await createBlockMask(slidingWindow(2), null, null, 9, 9, { blockSize: 4 }) }) },
 ];
 
 function maxAbs(x: ArrayLike<number>): number {
@@ -40,9 +55,9 @@ function maxAbs(x: ArrayLike<number>): number {
 
 describe('float64 reference backward with mods vs finite differences', () => {
   for (const mc of REFERENCE_CASES) {
-    it(`${mc.name} (${caseName(mc.c)})`, () => {
+    it(`${mc.name} (${caseName(mc.c)})`, async () => {
       const { q, k, v, options } = makeCase(mc.c, 11);
-      Object.assign(options, mc.mods(mc.c));
+      Object.assign(options, await mc.mods(mc.c));
       const problem = validateAttention(q, k, v, options);
       const dOut = randomFloats(problem.outShape.reduce((a, b) => a * b, 1), normal(uniform(99)));
       const ref = referenceGradients(problem, dOut, mc.biasGrad, 'float64', mc.sinkGrad);
@@ -80,6 +95,10 @@ const BACKEND_CASES: ModCase[] = [
   { name: 'sink [Nq] dSink, GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 70, dimQK: 59 }, mods: (c) => ({ sink: sinkLogits(c.headsQ, 4) }), sinkGrad: true },
   { name: 'sink [B, Nq] dSink, causal, fully masked rows', c: { batch: 2, headsQ: 2, seqQ: 97, seqK: 40, dimQK: 32, causal: true }, mods: (c) => ({ sink: Tensor.fromData(sinkLogits(c.batch * c.headsQ, 5), [c.batch, c.headsQ]) }), sinkGrad: true },
   { name: 'sink, one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59, causal: true }, mods: (c) => ({ sink: sinkLogits(c.headsQ, 6) }) },
+  { name: 'maskMod with fully masked rows, GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 70, dimQK: 59 }, mods: () => ({ maskMod: holeyCausal(5, 2) }) },
+  { name: 'documentMask + sink + bias dBias', c: { batch: 2, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 32, bias: 'random', maskShape: 'batch' }, mods: (c) => ({ maskMod: documentMask(docIds(97, 2), { causal: true }), sink: sinkLogits(c.headsQ, 9) }), biasGrad: true, sinkGrad: true },
+  { name: 'blockMask (sliding window), bool mask', c: { batch: 1, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 40, mask: 'blocks', maskShape: 'full' }, mods: async () => ({ blockMask: await createBlockMask(slidingWindow(20), null, null, 97, 97, { blockSize: 16 }) }) },
+  { name: 'maskMod on one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59 }, mods: () => ({ maskMod: causal().and(maskMod(({ kv }) => kv.mod(3).ne(0))) }) },
 ];
 
 const backends = await backendsHere();
@@ -88,7 +107,7 @@ for (const { name, skip } of backends) {
     for (const mc of BACKEND_CASES) {
       it(`${mc.name} (${caseName(mc.c)})`, async () => {
         const { q, k, v, options } = makeCase(mc.c, 21);
-        Object.assign(options, mc.mods(mc.c));
+        Object.assign(options, await mc.mods(mc.c));
         const problem = validateAttention(q, k, v, options);
         const { dOut, dOutValues } = makeGradCase(mc.c, 21, problem.outShape);
         const forward = await attention(q, k, v, { ...options, returnLse: true, backend: name });
@@ -129,5 +148,29 @@ describe('backward validation with mods', () => {
   it('the unfused baseline refuses mods with a typed error', async () => {
     const { naiveAttentionBackward } = await import('../dist/index.js');
     await expect(naiveAttentionBackward(q, k, v, out, out, lse, { sink: [0, 0], backend: 'cpu' })).rejects.toThrow(UnsupportedError);
+  });
+});
+
+describe('CPU backward with mods on every engine', () => {
+  it('scalar kernels, the inline path and 2 worker threads agree with the reference', async () => {
+    const { createCpuEngine } = await import('../dist/ops/cpu-engine.js');
+    const { runBackward } = await import('../dist/ops/attention/backward/cpu/run.js');
+    const { validateAttentionBackward } = await import('../dist/index.js');
+    const c: AttentionCase = { batch: 2, headsQ: 2, seqQ: 70, seqK: 90, dimQK: 16 };
+    const { q, k, v, options } = makeCase(c, 6);
+    Object.assign(options, { maskMod: holeyCausal(4, 3), sink: sinkLogits(2, 10) });
+    const problem = validateAttention(q, k, v, options);
+    const { dOut, dOutValues } = makeGradCase(c, 6, problem.outShape);
+    const forward = await attention(q, k, v, { ...options, returnLse: true, backend: 'cpu' });
+    const bp = validateAttentionBackward(q, k, v, forward.out, dOut, forward.lse!, options);
+    for (const engineOptions of [{ threads: 0, kernels: 'scalar' as const }, { threads: 0 }, { threads: 2, inlineFlops: 0 }]) {
+      const engine = await createCpuEngine(engineOptions);
+      try {
+        const grads = await runBackward(engine, bp);
+        expect(checkGradients(problem, dOutValues, grads).failures.join('; '), JSON.stringify(engineOptions)).toBe('');
+      } finally {
+        engine.terminate();
+      }
+    }
   });
 });

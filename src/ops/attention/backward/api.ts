@@ -65,7 +65,7 @@ export async function attentionWithGrad(q: TensorInput, k: TensorInput, v: Tenso
   if (biasGrad && forwardOptions.bias === undefined) throw new ValueError('options.biasGrad', 'options.biasGrad asks for dBias, but no options.bias was given');
   if (sinkGrad !== undefined && typeof sinkGrad !== 'boolean') throw new ValueError('options.sinkGrad', `options.sinkGrad must be a boolean, got ${String(sinkGrad)}`);
   if (sinkGrad && forwardOptions.sink === undefined) throw new ValueError('options.sinkGrad', 'options.sinkGrad asks for dSink, but no options.sink was given');
-  for (const name of ['scoreMod', 'maskMod', 'blockMask'] as const) {
+  for (const name of ['scoreMod'] as const) {
     if (forwardOptions[name] !== undefined) throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet, so attentionWithGrad refuses it before the forward runs`);
   }
   const forward = await attention(q, k, v, { ...forwardOptions, returnLse: true });

@@ -23,11 +23,11 @@ export function validateAttentionBackward(q: TensorInput, k: TensorInput, v: Ten
     const layout = sinkGradLayout(forward);
     if (typeof layout === 'string') throw new ValueError('options.sinkGrad', layout);
   }
-  // score / mask functions (issue 13) have no backward yet: refuse rather than ignore them
+  // score functions (issue 13) have no backward yet: refuse rather than ignore them
   const mods = forward.mods;
-  for (const [name, present] of [['scoreMod', mods?.scoreMod], ['maskMod', mods?.maskMod], ['blockMask', forward.blockMask]] as const) {
+  for (const [name, present] of [['scoreMod', mods?.scoreMod]] as const) {
     if (present !== undefined) {
-      throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet (the forward does); for training, express a mask as options.mask (a bool tensor) or options.window / causal, and a score change as options.bias, softcap or alibiSlopes`);
+      throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet (the forward does); for training, express a score change as options.bias, softcap or alibiSlopes`);
     }
   }
 

@@ -13,6 +13,9 @@ import type { BroadcastOperand } from '../../cpu/scores.js';
 import { type BroadcastView, type StridedView, keyRange, visiblePairs } from '../../problem.js';
 import type { AttentionGrads } from '../options.js';
 import { type BackwardProblem, biasFold } from '../problem.js';
+import { compileMods } from '../../mods/cpu/kernel.js';
+import { stageMods } from '../../mods/cpu/stage.js';
+import { backwardModsKernel } from '../../mods/plan.js';
 import { type NaiveBackwardParams, naiveBackwardScratch } from './naive.js';
 import { BWD_KEYS, BWD_ROWS, type BackwardParams, backwardScratch, queriesOfKeys } from './tasks.js';
 
@@ -29,6 +32,7 @@ function stagingBytes(bp: BackwardProblem): number {
   bytes += 2 * (4 * numel(p.outShape) + 128) + 3 * (4 * numel(p.lseShape) + 128);
   if (p.mask) bytes += p.mask.tensor.size + 128;
   if (p.bias) bytes += (bp.biasGrad ? 8 : 4) * p.bias.tensor.size + 256;
+  if (p.mods) bytes += p.mods.tensors.reduce((n, t) => n + 4 * t.data.length + 64, 256);
   return bytes + 1024;
 }
 
@@ -66,7 +70,19 @@ async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Pr
     grads.push({ name: 'dBias', addr, size, shape: p.bias.tensor.shape, dtype: p.bias.tensor.dtype as 'float32' | 'float16' });
     dBias = broadcast(p.bias, addr, 4);
   }
+  // score / mask functions: the backward's programs (no sink, the derivative added), no block grid
+  // (every tile evaluates the mask: correct whatever the block structure)
+  const modsKernelOptions = backwardModsKernel(p.mods);
+  const memory = { shared: engine.arena.shared, maximumPages: engine.arena.maximumPages };
+  const mods = modsKernelOptions
+    ? await stageMods({ ...p, mods: { ...p.mods!, kernel: modsKernelOptions }, mask: undefined, blockMask: undefined }, {
+      kernels: engine.kernels, memory, allocate: (bytes) => st.allocate(bytes), buffer: () => engine.arena.memory.buffer,
+    }, { rows: BWD_ROWS, keys: 4, denseKeys: BWD_KEYS })
+    : undefined;
+  const scoreGrad = modsKernelOptions?.scoreGrad;
   const params: BackwardParams = {
+    mods,
+    modsGrad: scoreGrad ? await compileMods({ score: scoreGrad, tensors: modsKernelOptions!.tensors }, engine.kernels, memory) : undefined,
     softcap: p.softcap,
     bias: p.bias ? broadcast(p.bias, (await st.floats(p.bias.tensor)).addr, 4) : undefined,
     mask: p.mask ? broadcast(p.mask, await st.bytes(p.mask.tensor), 1) : undefined,

@@ -3,10 +3,12 @@
 //   bwd-kv    per (b, kv head, block of BC keys): for each query head of the group and each block of
 //             BR queries that can see the keys:
 //               S = scale·Q·Kᵀ (+ rope part)   gemm_nt        -> modifiers (softcap kept as T = tanh)
-//               P = exp(S - lse)               bwd_probs      (recomputed: no Sq×Sk buffer)
+//                                              -> score / mask functions (mods: S kept as U for the chain rule)
+//               P = exp(S - lse)               bwd_probs      (recomputed: no Sq×Sk buffer; the LSE holds any sink)
 //               dP = dO·Vᵀ                     gemm_nt        -> dropout: dP ∘= Z
 //               dV += (P∘Z)ᵀ·dO                transpose + gemm_nn
-//               dS = P ∘ (dP - D)              bwd_dscores    -> dBias += dS; softcap: dS ∘= 1 - T²
+//               dS = P ∘ (dP - D)              bwd_dscores    -> score function: dS ∘= m'(U);
+//                                                                dBias += dS; softcap: dS ∘= 1 - T²
 //               dK += dSᵀ·Q (dkRope += dSᵀ·qRope)  transpose + gemm_nn;   finally dK ×= scale
 //   bwd-q     per (b, query head, block of BR rows): the same S, P, dP, dS over the visible key
 //             blocks, then dQ += dS·K (dqRope += dS·kRope); finally dQ ×= scale.
@@ -16,6 +18,8 @@
 // from run to run. With dBias over a broadcast bias, the kv tasks that would add into the same
 // dBias elements are folded into one task (BiasFold) that walks them in order.
 import type { BackwardKernels } from './kernels.js';
+import { type CompiledMods, type ModsHost, modsKernel } from '../../mods/cpu/kernel.js';
+import { type StagedMods, applyMods } from '../../mods/cpu/stage.js';
 import type { GemmKernels } from '../../../gemm/cpu/kernels.js';
 import type { StagedOperand } from '../../cpu/flash.js';
 import { type BroadcastOperand, type ScoreOptions, modifyScores, windowBounds } from '../../cpu/scores.js';
@@ -23,7 +27,7 @@ import type { DropoutSpec } from '../../dropout/philox.js';
 import { scoreUnits } from '../../problem.js';
 import { dropoutTile } from '../../dropout/cpu.js';
 
-export type TaskKernels = BackwardKernels & GemmKernels;
+export type TaskKernels = BackwardKernels & GemmKernels & ModsHost;
 
 /** Rows per query block and keys per key block. */
 export const BWD_ROWS = 64;
@@ -59,6 +63,10 @@ export interface BackwardParams extends ScoreOptions {
   dimV: number;
   scale: number;
   dropout: DropoutSpec | undefined;
+  /** The score / mask functions (mods/cpu/stage.ts), without the sink: the LSE holds it. */
+  mods: StagedMods | undefined;
+  /** The score function's derivative, compiled as a score function of its own (same data). */
+  modsGrad: CompiledMods | undefined;
   /** bwd-pre: (b, h, i0) per task. */
   preTasks: Int32Array;
   /** bwd-kv: task t walks units kvStarts[t] .. kvStarts[t + 1] - 1, each (b, hk, j0). */
@@ -68,13 +76,14 @@ export interface BackwardParams extends ScoreOptions {
   qTasks: Int32Array;
 }
 
-/** One worker's tiles (byte addresses): S/P, dP/dS, tanh (softcap), P∘Z (dropout), transposed. */
+/** One worker's tiles (byte addresses): S/P, dP/dS, tanh (softcap), P∘Z (dropout), transposed, U (score before the score function). */
 export interface BackwardScratch {
   s: number;
   dp: number;
   t: number;
   z: number;
   tr: number;
+  u: number;
   bytes: number;
 }
 
@@ -84,7 +93,7 @@ export const LDT = 4 * BWD_ROWS;
 
 export function backwardScratch(base: number): BackwardScratch {
   const tile = BWD_ROWS * BWD_KEYS * 4 + 64;
-  return { s: base, dp: base + tile, t: base + 2 * tile, z: base + 3 * tile, tr: base + 4 * tile, bytes: 5 * tile };
+  return { s: base, dp: base + tile, t: base + 2 * tile, z: base + 3 * tile, tr: base + 4 * tile, u: base + 5 * tile, bytes: 6 * tile };
 }
 
 const rowAddr = (o: StagedOperand, seqStarts: Int32Array, b: number, head: number, s: number) => o.addr + b * o.sb + head * o.sh + (seqStarts[b] + s) * o.ss;
@@ -150,6 +159,10 @@ function tileGradient(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: Ba
     }
   }
   modifyScores(buffer(), { ...p, softcap: 0 }, { s: x.s, lds: LDS, rows, cols, b, h, i0, j0, sq: tile.sq, sk: tile.sk }, true, beta);
+  if (p.mods) {
+    if (p.modsGrad) copyTile(buffer, x.s, x.u, rows, cols);
+    applyMods(kernels, p.mods, x.s, LDS, rows, cols, b, h, i0, j0, tile.sq, tile.sk, true, beta);
+  }
   kernels.bwd_probs(x.s, LDS, rows, cols, rowAddr(p.stats, p.seqStartsQ, b, h, i0), beta);
   kernels.gemm_nt(rowAddr(p.dOut, p.seqStartsQ, b, h, i0), p.dOut.ss, rowAddr(p.v, p.seqStartsK, b, hk, j0), p.v.ss, p.dimV, 0, 0, 0, 0, 0, x.dp, LDS, rows, cols, 1, 0);
   let pz = x.s;
@@ -160,6 +173,7 @@ function tileGradient(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: Ba
     pz = x.z;
   }
   kernels.bwd_dscores(x.s, x.dp, LDS, rows, cols, rowAddr(p.delta, p.seqStartsQ, b, h, i0));
+  if (p.modsGrad) scoreChainRule(kernels, buffer, p, x, tile, beta);
   if (p.dBias) {
     const f = new Float32Array(buffer());
     const db = p.dBias;
@@ -178,6 +192,27 @@ function tileGradient(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: Ba
     }
   }
   return pz;
+}
+
+function copyTile(buffer: () => ArrayBufferLike, from: number, to: number, rows: number, cols: number): void {
+  const f = new Float32Array(buffer());
+  for (let r = 0; r < rows; r++) f.copyWithin((to + r * LDS) >>> 2, (from + r * LDS) >>> 2, ((from + r * LDS) >>> 2) + cols);
+}
+
+/**
+ * dS ∘= m'(U), the score function's chain rule: its derivative program runs as a score function
+ * on U (the scores it saw, in units of beta), giving m'(beta·U) / beta. Pairs with dS = 0 (hidden,
+ * P = 0) are skipped, so a hidden pair's -inf never meets the derivative.
+ */
+function scoreChainRule(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: BackwardParams, x: BackwardScratch, tile: Tile, beta: number): void {
+  const { b, h, i0, rows, j0, cols } = tile;
+  modsKernel(kernels, p.modsGrad!).apply(x.u, LDS, rows, cols, b, h, i0, j0, tile.sq, tile.sk, p.mods!.data, 0, beta);
+  const f = new Float32Array(buffer());
+  for (let r = 0; r < rows; r++) {
+    const ds = (x.dp + r * LDS) >>> 2;
+    const u = (x.u + r * LDS) >>> 2;
+    for (let j = 0; j < cols; j++) if (f[ds + j] !== 0) f[ds + j] *= f[u + j] * beta;
+  }
 }
 
 /** rows × dim floats at `addr` (row stride ld bytes) times `factor`. */

@@ -8,7 +8,8 @@ import { Tensor, numel } from '../../../../core/tensor.js';
 import { type Operand, bindingBytes, operandOf, releaseOperands } from '../../../../engines/webgpu/operands.js';
 import { type GpuRuntime, type Pipeline, defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { dropoutParams } from '../../dropout/philox.wgsl.js';
-import { backwardModsKernel } from '../../mods/plan.js';
+import { backwardModsKernel, packModData } from '../../mods/plan.js';
+import { needsModData } from '../../mods/wgsl.js';
 import type { AttentionProblem, StridedView } from '../../problem.js';
 import { scoreOptionsOf, scoreParamsOf, sequenceTable } from '../../webgpu/attention-io.js';
 import type { AttentionGrads } from '../options.js';
@@ -61,7 +62,7 @@ export function backwardTiles(bp: BackwardProblem, limits: BackwardLimits): { kv
 /** Storage buffers of the kv kernel (the q kernel binds fewer). */
 function kvStorageBuffers(bp: BackwardProblem): number {
   const p = bp.forward;
-  return 8 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad ? 1 : 0);
+  return 8 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad ? 1 : 0) + (needsModData(backwardModsKernel(p.mods), false) ? 1 : 0);
 }
 
 /** Why the portable backward cannot run `bp` on a device with `limits`, or undefined. */
@@ -227,6 +228,8 @@ export async function runBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, 
     if (qr && kr) Object.assign(shared, { [B.qRope]: qr.binding, [B.kRope]: kr.binding });
     if (mask) shared[B.mask] = mask.binding;
     if (biasOp) shared[B.bias] = biasOp.binding;
+    // captured tensors of the score / mask functions (the slots are the forward's: mods/plan.ts)
+    if (needsModData(backwardModsKernel(p.mods), false)) shared[B.modData] = runtime.uploadTransient(packModData(p.mods!.tensors), 'mods data');
     if (p.seqQ > 0 && p.seqK > 0) {
       runtime.dispatch({
         label: 'attention-backward-pre',

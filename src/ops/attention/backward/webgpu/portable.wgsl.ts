@@ -95,6 +95,8 @@ export const BACKWARD_BINDINGS = {
   gradV: 16,
   gradRope: 17,
   dBias: 18,
+  /** Captured tensors of the score / mask functions (ops/attention/mods/plan.ts). */
+  modData: 19,
 } as const;
 
 const odd = (n: number) => (n % 2 === 0 ? n + 1 : n);
@@ -202,7 +204,7 @@ function common(o: BackwardKernelOptions): string[] {
   const lines = declarations(o, [[B.q, 'q'], [B.k, 'k'], [B.v, 'v'], ...(rope ? [[B.qRope, 'qr'], [B.kRope, 'kr']] as Array<[number, string]> : []), [B.dOut, 'do']]);
   lines.push(`@group(0) @binding(${B.rowstats}) var<storage, read> rowstats: array<vec2<f32>>;`);
   if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
-  lines.push(buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias }));
+  lines.push(buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias, modData: B.modData }));
   return lines;
 }
 
