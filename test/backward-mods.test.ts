@@ -4,8 +4,8 @@
 // (head dim 59, lengths 1 / 97, Sq != Sk, GQA, fully masked rows -> zero gradients, never NaN).
 import { describe, expect, it } from 'vitest';
 import {
-  Tensor, UnsupportedError, ValueError, attention, attentionBackward, attentionSinks, attentionWithGrad, causal, createBlockMask, documentMask,
-  finiteDifferenceGradients, maskMod, referenceGradients, slidingWindow, validateAttention,
+  Tensor, UnsupportedError, ValueError, alibi, alibiSlopes, attention, attentionBackward, attentionSinks, attentionWithGrad, capture, causal, createBlockMask,
+  documentMask, finiteDifferenceGradients, maskMod, referenceGradients, scoreMod, slidingWindow, softcap, validateAttention,
 } from '../dist/index.js';
 import { type AttentionCase, caseName, checkGradients, makeCase, makeGradCase, normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { backendsHere } from './helpers.js';
@@ -33,6 +33,14 @@ const docIds = (n: number, seed: number) => {
   return ids;
 };
 
+/** A learned relative-position bias table [2·R + 1, Nq], read at kv - q clamped into [-R, R]. */
+const relativeBias = (heads: number, radius: number, seed: number) => {
+  const table = capture(Float32Array.from({ length: (2 * radius + 1) * heads }, (_, n) => Math.cos(seed + 0.9 * n)), [2 * radius + 1, heads], 'relative bias');
+  return scoreMod(({ score, h, q, kv }) => score.add(table.at(kv.sub(q).add(radius), h)), 'relative bias');
+};
+/** Piecewise: min / max / select / abs / div / exp of the score, by the pair's position. */
+const piecewise = scoreMod(({ score, q, kv }) => kv.gt(q).select(score.mul(0.5).max(-1).min(score.abs()), score.min(1.25).mul(1.5)).add(score.div(score.abs().add(2)).exp()), 'piecewise');
+
 /** Per-head sink logits around the scores' size, so the sink takes a real share of each row. */
 const sinkLogits = (heads: number, seed: number) => Float32Array.from({ length: heads }, (_, h) => Math.sin(seed + 1.7 * h) * 1.5);
 
@@ -44,6 +52,10 @@ const REFERENCE_CASES: ModCase[] = [
   { name: 'attentionSinks() dSink with bias dBias', c: { ...SMALL, bias: 'random', maskShape: 'full' }, mods: (c) => ({ sink: attentionSinks(sinkLogits(c.headsQ, 3)) }), sinkGrad: true, biasGrad: true },
   { name: 'maskMod with fully masked rows', c: SMALL, mods: () => ({ maskMod: holeyCausal(3, 1) }) },
   { name: 'documentMask (causal) + sink + bool mask, GQA', c: { ...SMALL, headsQ: 4, headsKv: 2, seqQ: 6, seqK: 6, mask: 'full-rows', maskShape: 'full' }, mods: (c) => ({ maskMod: documentMask(docIds(6, 1).map((x) => x % 3), { causal: true }), sink: sinkLogits(c.headsQ, 8) }) },
+  { name: 'scoreMod softcap()', c: { ...SMALL, scale: 1.3 }, mods: () => ({ scoreMod: softcap(1.5) }) },
+  { name: 'scoreMod alibi() + sink dSink, causal', c: { ...SMALL, seqQ: 7, seqK: 5, causal: true }, mods: (c) => ({ scoreMod: alibi(alibiSlopes(c.headsQ)), sink: sinkLogits(c.headsQ, 11) }), sinkGrad: true },
+  { name: 'scoreMod relative-bias table + bias dBias + option softcap', c: { ...SMALL, softcap: 2, bias: 'random', maskShape: 'full' }, mods: (c) => ({ scoreMod: relativeBias(c.headsQ, 2, 1) }), biasGrad: true },
+  { name: 'scoreMod min/max/select/abs/div/exp + maskMod, GQA', c: { ...SMALL, headsQ: 4, headsKv: 2 }, mods: () => ({ scoreMod: piecewise, maskMod: holeyCausal(4, 2) }) },
   { name: 'blockMask (sliding window)', c: { ...SMALL, seqQ: 9, seqK: 9 }, mods: async () => ({ blockMask: await createBlockMask(slidingWindow(2), null, null, 9, 9, { blockSize: 4 }) }) },
 ];
 
@@ -98,6 +110,10 @@ const BACKEND_CASES: ModCase[] = [
   { name: 'maskMod with fully masked rows, GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 70, dimQK: 59 }, mods: () => ({ maskMod: holeyCausal(5, 2) }) },
   { name: 'documentMask + sink + bias dBias', c: { batch: 2, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 32, bias: 'random', maskShape: 'batch' }, mods: (c) => ({ maskMod: documentMask(docIds(97, 2), { causal: true }), sink: sinkLogits(c.headsQ, 9) }), biasGrad: true, sinkGrad: true },
   { name: 'blockMask (sliding window), bool mask', c: { batch: 1, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 40, mask: 'blocks', maskShape: 'full' }, mods: async () => ({ blockMask: await createBlockMask(slidingWindow(20), null, null, 97, 97, { blockSize: 16 }) }) },
+  { name: 'scoreMod softcap(), GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 70, dimQK: 59 }, mods: () => ({ scoreMod: softcap(4) }) },
+  { name: 'scoreMod alibi() + sink dSink, causal (rows with no key)', c: { batch: 2, headsQ: 2, seqQ: 97, seqK: 60, dimQK: 32, causal: true }, mods: (c) => ({ scoreMod: alibi(alibiSlopes(c.headsQ)), sink: sinkLogits(c.headsQ, 12) }), sinkGrad: true },
+  { name: 'scoreMod relative-bias table + bias dBias, |scale| > 1', c: { batch: 1, headsQ: 2, seqQ: 70, seqK: 97, dimQK: 16, scale: 3, bias: 'random', maskShape: 'full' }, mods: (c) => ({ scoreMod: relativeBias(c.headsQ, 8, 2) }), biasGrad: true },
+  { name: 'scoreMod min/max/select + maskMod, one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59, softcap: 3 }, mods: () => ({ scoreMod: piecewise, maskMod: maskMod(({ kv }) => kv.mod(3).ne(0)) }) },
   { name: 'maskMod on one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59 }, mods: () => ({ maskMod: causal().and(maskMod(({ kv }) => kv.mod(3).ne(0))) }) },
 ];
 

@@ -2,7 +2,7 @@
 // the backward. Validation first (the forward's typed errors plus the backward's own), then the
 // backend chosen by options.backend and where the inputs live.
 import type { Tensor, TensorInput } from '../../../core/tensor.js';
-import { UnsupportedError, ValueError } from '../../../core/errors.js';
+import { ValueError } from '../../../core/errors.js';
 import { attention } from '../api.js';
 import type { AttentionResult } from '../backend.js';
 import { chooseBackwardBackend } from './registry.js';
@@ -65,9 +65,6 @@ export async function attentionWithGrad(q: TensorInput, k: TensorInput, v: Tenso
   if (biasGrad && forwardOptions.bias === undefined) throw new ValueError('options.biasGrad', 'options.biasGrad asks for dBias, but no options.bias was given');
   if (sinkGrad !== undefined && typeof sinkGrad !== 'boolean') throw new ValueError('options.sinkGrad', `options.sinkGrad must be a boolean, got ${String(sinkGrad)}`);
   if (sinkGrad && forwardOptions.sink === undefined) throw new ValueError('options.sinkGrad', 'options.sinkGrad asks for dSink, but no options.sink was given');
-  for (const name of ['scoreMod'] as const) {
-    if (forwardOptions[name] !== undefined) throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet, so attentionWithGrad refuses it before the forward runs`);
-  }
   const forward = await attention(q, k, v, { ...forwardOptions, returnLse: true });
   const lse = forward.lse as Tensor;
   let state: 'held' | 'used' | 'released' = 'held';

@@ -2,7 +2,7 @@
 // for q, k, v and every option) plus the backward's own checks: out / dOut match the forward's
 // output (shape, dtype, device), lse is the forward's float32 LSE, biasGrad has a bias to derive,
 // sinkGrad per-head sink logits.
-import { DTypeError, ShapeError, UnsupportedError, ValueError, show } from '../../../core/errors.js';
+import { DTypeError, ShapeError, ValueError, show } from '../../../core/errors.js';
 import { type Tensor, type TensorInput, toTensor } from '../../../core/tensor.js';
 import { checkSameLocation, validateAttention } from '../validate.js';
 import type { AttentionBackwardOptions } from './options.js';
@@ -23,14 +23,6 @@ export function validateAttentionBackward(q: TensorInput, k: TensorInput, v: Ten
     const layout = sinkGradLayout(forward);
     if (typeof layout === 'string') throw new ValueError('options.sinkGrad', layout);
   }
-  // score functions (issue 13) have no backward yet: refuse rather than ignore them
-  const mods = forward.mods;
-  for (const [name, present] of [['scoreMod', mods?.scoreMod]] as const) {
-    if (present !== undefined) {
-      throw new UnsupportedError(`options.${name}`, `the attention backward does not take options.${name} yet (the forward does); for training, express a score change as options.bias, softcap or alibiSlopes`);
-    }
-  }
-
   const outputLike = (input: TensorInput, name: string): Tensor => {
     const t = toTensor(input, name, ['float32', 'float16']);
     if (show(t.shape) !== show(forward.outShape)) {

@@ -4,6 +4,7 @@
 //   fn score_mod(score: f32, b: u32, h: u32, q: u32, kv: u32, q_len: u32, kv_len: u32) -> f32
 //   fn mask_mod(b: u32, h: u32, q: u32, kv: u32, q_len: u32, kv_len: u32) -> bool
 //   fn sink_mod(b: u32, h: u32, q: u32, q_len: u32, kv_len: u32) -> f32
+//   fn score_mod_grad(score: f32, ...as score_mod) -> f32   d(score_mod)/d(score), backward only
 // each a straight line of `let`s, one per program instruction (hash-consed: a subexpression
 // used twice is computed once). Run-time `let`s, never `const`, so i32 wrap-around is never a
 // constant-evaluation error.
@@ -77,17 +78,21 @@ ${terms.join('\n')}
 }`;
 }
 
-const VAR_PARAMS = {
+type Entry = 'score' | 'scoreGrad' | 'mask' | 'sink';
+const ENTRY_NAMES: Record<Entry, string> = { score: 'score_mod', scoreGrad: 'score_mod_grad', mask: 'mask_mod', sink: 'sink_mod' };
+
+const VAR_PARAMS: Record<Entry, string> = {
   score: 'score: f32, b: u32, h: u32, q: u32, kv: u32, q_len: u32, kv_len: u32',
+  scoreGrad: 'score: f32, b: u32, h: u32, q: u32, kv: u32, q_len: u32, kv_len: u32',
   mask: 'b: u32, h: u32, q: u32, kv: u32, q_len: u32, kv_len: u32',
   sink: 'b: u32, h: u32, q: u32, q_len: u32, kv_len: u32',
 };
 
-function entry(kind: 'score' | 'mask' | 'sink', p: Program): string {
+function entry(kind: Entry, p: Program): string {
   const ret = kind === 'mask' ? 'bool' : 'f32';
   const vars = kind === 'sink' ? ['b', 'h', 'q', 'q_len', 'kv_len'] : ['b', 'h', 'q', 'kv', 'q_len', 'kv_len'];
   const lines = [...vars.map((v) => `let v_${v} = i32(${v});`), ...programBody(p, `${kind[0]}`)];
-  return `fn ${kind}_mod(${VAR_PARAMS[kind]}) -> ${ret} {\n${lines.map((l) => `  ${l}`).join('\n')}\n}`;
+  return `fn ${ENTRY_NAMES[kind]}(${VAR_PARAMS[kind]}) -> ${ret} {\n${lines.map((l) => `  ${l}`).join('\n')}\n}`;
 }
 
 export interface ModsBinding {
@@ -109,12 +114,13 @@ export function buildModsWgsl(o: ModsKernelOptions | undefined, at: ModsBinding,
 @group(${at.group}) @binding(${at.binding}) var<storage, read> mod_data: array<u32>;`);
   }
   if (o) {
-    const programs = [o.score, o.mask, o.sink].filter((p): p is Program => p !== undefined);
+    const programs = [o.score, o.scoreGrad, o.mask, o.sink].filter((p): p is Program => p !== undefined);
     if (programs.some((p) => p.nodes.some((n) => n.op === 'const' && n.kind === 'float' && !Number.isFinite(n.value!)))) {
       parts.push('fn mod_inf() -> f32 {\n  var bits = 0x7f800000u;   // through a var: WGSL rejects an infinite constant\n  return bitcast<f32>(bits);\n}');
     }
     o.tensors.forEach((slot, t) => parts.push(tensorLoader(slot, t)));
     if (o.score) parts.push(entry('score', o.score));
+    if (o.scoreGrad) parts.push(entry('scoreGrad', o.scoreGrad));
     if (o.mask) parts.push(entry('mask', o.mask));
     if (o.sink) parts.push(entry('sink', o.sink));
   }

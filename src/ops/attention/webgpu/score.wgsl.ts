@@ -63,22 +63,24 @@ export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
   if (o.mask) decl.push(readBinding(at.mask, 'mask_buf', 'u32', at.group), loadByte('mask_at', 'mask_buf'));
   if (o.bias !== 'none') decl.push(readBinding(at.bias, 'bias_buf', arrayElement(o.bias), at.group), loadFloat('bias_at', 'bias_buf', o.bias));
 
-  const lines = (masked: boolean): string[] => {
+  // 'slope': the score function's derivative at the score it sees (the backward's chain rule),
+  // for pairs the caller knows are visible: no window or mask checks, no poison checks
+  const lines = (masked: boolean, slope = false): string[] => {
   const body: string[] = [];
-  if (o.windowed) {
+  if (o.windowed && !slope) {
     body.push(
       'let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);',
       'let rel = i32(j) - i32(i) - diag;',
       'if (rel < -sp.win_left || rel > sp.win_right) { return NO_SCORE; }',
     );
   }
-  if (o.mask && masked) {
+  if (o.mask && masked && !slope) {
     body.push(
       'let ms = sp.mask_strides;',
       'if (mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) == 0u) { return NO_SCORE; }',
     );
   }
-  if (o.mods?.mask && masked) body.push('if (!mask_mod(b, h, i, j, sq, sk)) { return NO_SCORE; }');
+  if (o.mods?.mask && masked && !slope) body.push('if (!mask_mod(b, h, i, j, sq, sk)) { return NO_SCORE; }');
   body.push('let beta = score_beta();', 'var s = qk * score_alpha();');
   // clamp: tanh of a large argument is (inf/inf) = NaN on some drivers; tanh(15) is 1 in f32.
   // A NaN must be caught before it (clamp may turn NaN into a bound); +inf is capped, as it should.
@@ -87,6 +89,10 @@ export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
     body.push('let bs = sp.bias_strides;', 's = s + per_beta(bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w), beta);');
   }
   if (o.alibi) body.push('s = s - per_beta(slope, beta) * abs(f32(i32(i) + i32(sk) - i32(sq) - i32(j)));');
+  if (slope) {
+    body.push('return score_mod_grad(s * beta, b, h, i, j, sq, sk);');
+    return body;
+  }
   body.push(
     '// NaN or +inf: the row is poisoned; -inf from the bias (or anything not above the sentinel) means hidden',
     'if (nan_or_pos_inf(s)) { return POISON_SCORE; }',
@@ -104,8 +110,8 @@ export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
   return body;
   };
   const mods = buildModsWgsl(o.mods, { group: at.group, binding: at.modData ?? -1 }, o.blockTable ?? false);
-  const fn = (name: string, masked: boolean) => `fn ${name}(qk: f32, b: u32, h: u32, i: u32, j: u32, sq: u32, sk: u32, slope: f32) -> f32 {
-${lines(masked).map((line) => `  ${line}`).join('\n')}
+  const fn = (name: string, masked: boolean, slope = false) => `fn ${name}(qk: f32, b: u32, h: u32, i: u32, j: u32, sq: u32, sk: u32, slope: f32) -> f32 {
+${lines(masked, slope).map((line) => `  ${line}`).join('\n')}
 }`;
 
   return `${decl.join('\n')}
@@ -126,7 +132,11 @@ fn per_beta(x: f32, beta: f32) -> f32 { return select(x / beta, (x * 5.421011e-2
 
 // Final score of query i / key j of sequence b, head h (i, j relative to the sequence), given
 // qk = q·k (+ qRope·kRope); NO_SCORE when the pair is hidden.
-${fn('final_score', true)}${o.blockTable ? `
+${fn('final_score', true)}${o.mods?.scoreGrad ? `
+
+// d(score function)/d(score) at the score it sees (natural units) of a visible pair: the backward's
+// chain rule dL/ds = dL/ds' · m'(s)
+${fn('score_mod_slope', true, true)}` : ''}${o.blockTable ? `
 
 // The same on a key block no mask hides any pair of (block tables): no mask is read.
 ${fn('final_score_unmasked', false)}` : ''}`;

@@ -175,7 +175,7 @@ const LSE_MASKED: f32 = 3.0e38;   // the LSE of a row that sees no key: exp(s - 
 
 /**
  * The per-pair math shared by the kv and q kernels: P (dropped or not), dS = P (dP - D) with the
- * softcap chain rule, from qk = q·k, dpv = dO·v and the row's (lse, D). Sets p, ds, dsr (dS before
+ * score function's and the softcap's chain rules, from qk = q·k, dpv = dO·v and the row's (lse, D). Sets p, ds, dsr (dS before
  * the softcap factor, for dBias) in the caller's vars.
  */
 function pairGradient(o: BackwardKernelOptions): string {
@@ -188,6 +188,8 @@ function pairGradient(o: BackwardKernelOptions): string {
 ${o.dropout ? `          let z = dropout_factor(dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, j >> 3u), j & 7u, dp.threshold, dp.scale);
           dz = dpv * z;` : ''}
           dsr = p * (dz - st.y);
+${o.mods?.scoreGrad ? `          // the score function's chain rule (skipped where dS is 0, so an infinite slope never makes a NaN)
+          dsr = select(dsr * score_mod_slope(qk, b, h, i, j, sq, sk, slope), 0.0, dsr == 0.0);` : ''}
           ds = dsr;
 ${o.softcap ? '          let th = tanh(clamp(qk * sp.scale / sp.softcap, -15.0, 15.0));\n          ds = dsr * (1.0 - th * th);' : ''}
 ${o.dropout ? '          p = p * z;' : ''}
