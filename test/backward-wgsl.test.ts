@@ -4,7 +4,18 @@
 import { describe, expect, it } from 'vitest';
 import { backwardWorkgroupBytes, buildBackwardKv, buildBackwardPre, buildBackwardQ, buildCastHalf, checkBackwardTile, type KvKernelOptions } from '../dist/ops/attention/backward/webgpu/portable.wgsl.js';
 import { buildDscores, buildGroupSum } from '../dist/ops/attention/backward/webgpu/naive.wgsl.js';
+import { backwardModsKernel, planMods } from '../dist/ops/attention/mods/plan.js';
+import { capture, causal, maskMod, scoreMod } from '../dist/index.js';
 import { tintErrors } from './tint.js';
+
+// score and mask functions as the backward compiles them: a captured table, min/max/select/exp
+// in the score function (its derivative, score_mod_grad, beside it), a mask reading a tensor
+const table = capture(new Float32Array(18), [9, 2], 'table');
+const ids = capture(new Int32Array(64), undefined, 'ids');
+const MODS = backwardModsKernel(planMods({
+  scoreMod: scoreMod(({ score, h, q, kv }) => kv.gt(q).select(score.mul(0.5).max(-1), score.tanh().exp()).add(table.at(kv.sub(q).add(4), h))),
+  maskMod: causal().and(maskMod(({ q, kv }) => ids.at(q).eq(ids.at(kv)))),
+}))!;
 
 const BASE: KvKernelOptions = {
   mask: false, bias: 'none', alibi: false, softcap: false, windowed: false,
@@ -17,6 +28,8 @@ const KV_VARIANTS: KvKernelOptions[] = [
   { ...BASE, dimQK: 59, dimV: 111, softcap: true, alibi: true, mask: true, bias: 'float32', dropout: true, biasGrad: FOLD_ALL },
   { ...BASE, dimQK: 128, dimRope: 64, dimV: 128, tile: { threads: 64, keys: 8, rows: 8 }, bias: 'float16', biasGrad: { ...FOLD_ALL, rowsBroadcast: true, keysBroadcast: true, foldKeys: true } },
   { ...BASE, tile: { threads: 16, keys: 4, rows: 4 }, dimQK: 192, dimV: 128, windowed: true, dropout: true },
+  { ...BASE, dimQK: 59, dimV: 40, softcap: true, bias: 'float32', biasGrad: FOLD_ALL, windowed: true, mods: MODS },
+  { ...BASE, dimQK: 32, dimV: 32, mods: backwardModsKernel(planMods({ maskMod: causal() })) },
 ];
 
 function workgroupBytes(wgsl: string): number {
@@ -97,15 +110,16 @@ describe('tensor-core backward WGSL builders', async () => {
     if (errors) for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);
   });
 
-  it('the tier takes f16 problems without mask or bias, and says why it refuses the others', () => {
+  it('the tier takes f16 problems without mask or bias, and says why it refuses the others', async () => {
     const h200 = {
       features: new Set(['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix']),
       limits: { maxComputeWorkgroupStorageSize: 49152, maxStorageBuffersPerShaderStage: 16, maxStorageBufferBindingSize: 2 ** 31, maxComputeWorkgroupsPerDimension: 65535, minStorageBufferOffsetAlignment: 256 },
       adapter: { subgroupMinSize: 32, subgroupMaxSize: 32, subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }] },
     };
     /** A backward problem of case `c` (out, dOut and lse of the right shapes; their values do not matter here). */
-    const bp = (c: Parameters<typeof makeCase>[0]) => {
+    const bp = (c: Parameters<typeof makeCase>[0], extra: Record<string, unknown> = {}) => {
       const { q, k, v, options } = makeCase(c, 1);
+      Object.assign(options, extra);
       const outShape = [c.batch, c.headsQ, c.seqQ, c.dimV ?? c.dimQK];
       const size = outShape.reduce((a, b) => a * b, 1);
       const out = c.dtype === 'float16' ? Tensor.fromData(new Uint16Array(size), outShape, 'float16') : Tensor.fromData(new Float32Array(size), outShape);
@@ -120,5 +134,16 @@ describe('tensor-core backward WGSL builders', async () => {
     expect(sgBackwardUnsupported(bp({ ...f16, mask: 'random' }), h200)).toMatch(/masks/);
     expect(sgBackwardUnsupported(bp({ ...f16, bias: 'random' }), h200)).toMatch(/bias/);
     expect(sgBackwardUnsupported(bp(f16), { ...h200, features: new Set(['shader-f16']) })).toMatch(/lacks/);
+    // sinks need nothing of the tier (the LSE holds them); score and mask functions go to portable
+    expect(sgBackwardUnsupported(bp(f16, { sink: [0, 1, 2, 3] }), h200)).toBeUndefined();
+    expect(sgBackwardUnsupported(bp(f16, { scoreMod: scoreMod(({ score }) => score.tanh()) }), h200)).toMatch(/score and mask functions/);
+    expect(sgBackwardUnsupported(bp(f16, { maskMod: causal() }), h200)).toMatch(/score and mask functions/);
+
+    // the chooser falls through to the portable tier and records why
+    const { chooseBackwardTier } = await import('../dist/ops/attention/backward/webgpu/tiers.js');
+    const runtime = { ...h200, limits: { ...h200.limits, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 } };
+    const choice = chooseBackwardTier(bp(f16, { maskMod: causal() }), runtime as never, undefined);
+    expect(choice.tier.name).toBe('portable');
+    expect(choice.skipped.sgmatrix).toMatch(/score and mask functions/);
   });
 });
