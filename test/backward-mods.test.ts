@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   Tensor, UnsupportedError, ValueError, alibi, alibiSlopes, attention, attentionBackward, attentionSinks, attentionWithGrad, capture, causal, createBlockMask,
-  documentMask, finiteDifferenceGradients, maskMod, referenceGradients, scoreMod, slidingWindow, softcap, validateAttention,
+  documentMask, finiteDifferenceGradients, float, maskMod, referenceGradients, scoreMod, slidingWindow, softcap, validateAttention,
 } from '../dist/index.js';
 import { type AttentionCase, caseName, checkGradients, makeCase, makeGradCase, normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { backendsHere } from './helpers.js';
@@ -188,5 +188,49 @@ describe('CPU backward with mods on every engine', () => {
         engine.terminate();
       }
     }
+  });
+});
+
+describe('scoreDerivative (the score function\'s chain rule)', async () => {
+  const { scoreDerivative } = await import('../dist/ops/attention/mods/derivative.js');
+  const { Lowering } = await import('../dist/ops/attention/mods/program.js');
+  const { makeEnv, programEvaluator, VAR_INDEX } = await import('../dist/ops/attention/mods/evaluate.js');
+  const table = capture(Float32Array.from([0.5, -1, 2, 0.25]), [4], 'table');
+  /** f and f' of a score function as float64 functions of the score (pair (1, 0, 2, 5) of lengths 7 / 9). */
+  const compile = (mod: ReturnType<typeof scoreMod>) => {
+    const lowering = new Lowering();
+    const f = programEvaluator(lowering.lower(mod.root), lowering.tensors);
+    const df = programEvaluator(lowering.lower(scoreDerivative(mod.root)), lowering.tensors);
+    const env = makeEnv();
+    Object.assign(env, { [VAR_INDEX.b]: 1, [VAR_INDEX.h]: 0, [VAR_INDEX.q]: 2, [VAR_INDEX.kv]: 5, [VAR_INDEX.qLen]: 7, [VAR_INDEX.kvLen]: 9 });
+    const at = (g: typeof f) => (s: number) => { env[VAR_INDEX.score] = s; return g(env); };
+    return { f: at(f), df: at(df) };
+  };
+  const MODS: Array<[string, ReturnType<typeof scoreMod>]> = [
+    ['softcap', softcap(3)],
+    ['neg / sub / mul by variables', scoreMod(({ score, q, kv }) => score.neg().sub(kv.toFloat()).mul(score.mul(q.add(1))))],
+    ['div both ways', scoreMod(({ score }) => score.div(score.mul(score).add(1)).add(float(2).div(score.abs().add(1))))],
+    ['exp / log / sqrt', scoreMod(({ score }) => score.mul(score).add(1).sqrt().log().add(score.mul(0.1).exp()))],
+    ['min / max / clamp / abs', scoreMod(({ score }) => score.clamp(-1.5, 2).add(score.abs().mul(0.5)).add(score.max(0.3).min(score.mul(2))))],
+    ['select on the score and on positions', scoreMod(({ score, q, kv }) => score.gt(0).select(score.mul(3), score.tanh()).add(kv.gt(q).select(score, 2)))],
+    ['captured tensor indexed by a variable and by toInt(score)', scoreMod(({ score, h }) => score.mul(table.at(h)).add(table.at(score.toInt().clamp(0, 3))))],
+  ];
+  for (const [name, mod] of MODS) {
+    it(`matches central differences: ${name}`, () => {
+      const { f, df } = compile(mod);
+      for (const s of [-2.7, -0.9, -0.2, 0.35, 0.8, 1.4, 3.1]) {
+        const h = 1e-6;
+        const numeric = (f(s + h) - f(s - h)) / (2 * h);
+        expect(df(s), `${name} at ${s}`).toBeCloseTo(numeric, 5);
+      }
+    });
+  }
+
+  it('gives 0 for floor / ceil / toInt of the score and for terms without it', () => {
+    const { df } = compile(scoreMod(({ score, q }) => score.floor().add(score.ceil()).add(score.toInt().toFloat()).add(q.toFloat().mul(2))));
+    for (const s of [-1.3, 0.2, 4.7]) expect(df(s)).toBe(0);
+    const { f: g, df: dg } = compile(scoreMod(({ score }) => score.mul(score)));
+    expect(dg(1.5)).toBe(3);
+    expect(g(1.5)).toBe(2.25);
   });
 });
