@@ -45,8 +45,9 @@ export function planMods(parts: { scoreMod?: ScoreMod; maskMod?: MaskMod; sinkMo
 /**
  * What the backward's kernels compile of a call's mods: the score and mask programs, the score's
  * derivative (scoreGrad) and no sink (the forward's LSE already holds it, and P = exp(s - LSE) is
- * all the backward recomputes). Lowered in the forward's order, so the tensor slots are the
- * forward's and packModData(plan.tensors) serves both (the derivative reads no other tensor).
+ * all the backward recomputes). Lowered in the forward's order, so its tensor slots are the first
+ * of the forward's (the sink comes last; the derivative reads no other tensor) and
+ * packModData(plan.tensors) serves both; a kernel then declares mod_data only when it reads it.
  * Undefined when there is neither a score nor a mask function.
  */
 export function backwardModsKernel(plan: ModsPlan | undefined): ModsKernelOptions | undefined {
@@ -55,7 +56,6 @@ export function backwardModsKernel(plan: ModsPlan | undefined): ModsKernelOption
   const kernel: ModsKernelOptions = { tensors: [] };
   if (plan.scoreMod) kernel.score = lowering.lower(plan.scoreMod.root);
   if (plan.maskMod) kernel.mask = lowering.lower(plan.maskMod.root);
-  if (plan.sinkMod) lowering.lower(plan.sinkMod.root);
   if (plan.scoreMod) kernel.scoreGrad = lowering.lower(scoreDerivative(plan.scoreMod.root));
   kernel.tensors = lowering.slots();
   return kernel;
