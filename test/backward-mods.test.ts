@@ -117,6 +117,8 @@ const BACKEND_CASES: ModCase[] = [
   { name: 'scoreMod min/max/select + maskMod, one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59, softcap: 3 }, mods: () => ({ scoreMod: piecewise, maskMod: maskMod(({ kv }) => kv.mod(3).ne(0)) }) },
   { name: 'TND varlen (an empty sequence): maskMod reading the lengths + scoreMod + sink dSink', c: { layout: 'TND', batch: 3, headsQ: 2, seqQ: 0, seqK: 0, seqLensQ: [20, 0, 33], seqLensK: [40, 5, 33], dimQK: 59 }, mods: (c) => ({ maskMod: holeyCausal(4, 1), scoreMod: softcap(3), sink: sinkLogits(c.headsQ, 14) }), sinkGrad: true },
   { name: 'float16: scoreMod + maskMod + sink', c: { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 65, seqK: 80, dimQK: 64 }, mods: (c) => ({ scoreMod: piecewise, maskMod: holeyCausal(5, 0), sink: sinkLogits(c.headsQ, 15) }) },
+  // 64-key tiles the block mask hides entirely (skipped on the CPU) and ones it keeps whole
+  { name: 'blockMask with empty and full tiles (causal documents), GQA', c: { batch: 1, headsQ: 2, headsKv: 1, seqQ: 200, seqK: 200, dimQK: 24 }, mods: async () => ({ blockMask: await createBlockMask(documentMask(Int32Array.from({ length: 200 }, (_, i) => Math.floor(i / 90)), { causal: true }), null, null, 200, 200, { blockSize: 32 }) }) },
   { name: 'maskMod on one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59 }, mods: () => ({ maskMod: causal().and(maskMod(({ kv }) => kv.mod(3).ne(0))) }) },
 ];
 
@@ -191,6 +193,20 @@ describe('CPU backward with mods on every engine', () => {
         engine.terminate();
       }
     }
+  });
+});
+
+describe('block status of a tile not aligned to the grid', async () => {
+  const { tileStatus } = await import('../dist/ops/attention/block-mask/kernel-grid.js');
+  const { EMPTY, FULL, PARTIAL, emptyGrid } = await import('../dist/ops/attention/block-mask/grid.js');
+  it('is EMPTY / FULL only when every block it touches is', () => {
+    // 2 × 2 blocks of 8: row 0 (FULL, EMPTY), row 1 (FULL, PARTIAL)
+    const g = emptyGrid(1, 1, 16, 16, 8, 8);
+    g.status.set([FULL, EMPTY, FULL, PARTIAL]);
+    expect(tileStatus(g, 0, 0, 0, 8, 8, 8)).toBe(EMPTY);
+    expect(tileStatus(g, 0, 0, 2, 12, 0, 5)).toBe(FULL);
+    expect(tileStatus(g, 0, 0, 4, 8, 6, 4)).toBe(PARTIAL);
+    expect(tileStatus(g, 0, 0, 0, 4, 9, 64)).toBe(EMPTY); // keys past the end clamp to the last block
   });
 });
 

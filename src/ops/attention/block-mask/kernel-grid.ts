@@ -60,6 +60,26 @@ export function kernelGrid(p: AttentionProblem, t: KernelTiles): BlockGrid | und
   return undefined;
 }
 
+/**
+ * Status of the tile of query rows [i0, i0 + rows) and keys [j0, j0 + cols) of (b, h), a tile that
+ * need not be aligned to the grid's blocks: EMPTY when every block it touches is, FULL when every
+ * one is, PARTIAL otherwise (kernels that walk tiles of their own, such as the backward's).
+ */
+export function tileStatus(g: BlockGrid, b: number, h: number, i0: number, rows: number, j0: number, cols: number): number {
+  const head = ((g.batch === 1 ? 0 : b) * g.heads + (g.heads === 1 ? 0 : h)) * g.qBlocks;
+  const block = (i: number, size: number, count: number) => Math.min(Math.floor(i / size), count - 1);
+  let empty = true;
+  let full = true;
+  for (let qb = block(i0, g.blockQ, g.qBlocks); qb <= block(i0 + rows - 1, g.blockQ, g.qBlocks); qb++) {
+    for (let kb = block(j0, g.blockK, g.kBlocks); kb <= block(j0 + cols - 1, g.blockK, g.kBlocks); kb++) {
+      const s = g.status[(head + qb) * g.kBlocks + kb];
+      empty &&= s === EMPTY;
+      full &&= s === FULL;
+    }
+  }
+  return empty ? EMPTY : full ? FULL : PARTIAL;
+}
+
 /** Visits, for the tile row of (b, h, query row i0), every listed key block: [first key, end, full]. */
 export function forEachBlock(g: BlockGrid, b: number, h: number, i0: number, visit: (k0: number, k1: number, full: boolean) => void): void {
   const row = ((g.batch === 1 ? 0 : b) * g.heads + (g.heads === 1 ? 0 : h)) * g.qBlocks + Math.min(Math.floor(i0 / g.blockQ), g.qBlocks - 1);

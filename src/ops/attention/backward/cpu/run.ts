@@ -70,14 +70,14 @@ async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Pr
     grads.push({ name: 'dBias', addr, size, shape: p.bias.tensor.shape, dtype: p.bias.tensor.dtype as 'float32' | 'float16' });
     dBias = broadcast(p.bias, addr, 4);
   }
-  // score / mask functions: the backward's programs (no sink, the derivative added), no block grid
-  // (every tile evaluates the mask: correct whatever the block structure)
+  // score / mask functions: the backward's programs (no sink, the derivative added), and the block
+  // mask's grid at the tasks' 64 × 64 tiles (the bool mask is applied apart, by modifyScores)
   const modsKernelOptions = backwardModsKernel(p.mods);
   const memory = { shared: engine.arena.shared, maximumPages: engine.arena.maximumPages };
   const mods = modsKernelOptions
-    ? await stageMods({ ...p, mods: { ...p.mods!, kernel: modsKernelOptions }, mask: undefined, blockMask: undefined }, {
+    ? await stageMods({ ...p, mods: { ...p.mods!, kernel: modsKernelOptions }, mask: undefined }, {
       kernels: engine.kernels, memory, allocate: (bytes) => st.allocate(bytes), buffer: () => engine.arena.memory.buffer,
-    }, { rows: BWD_ROWS, keys: 4, denseKeys: BWD_KEYS })
+    }, { rows: BWD_ROWS, keys: BWD_KEYS, denseKeys: BWD_KEYS })
     : undefined;
   const scoreGrad = modsKernelOptions?.scoreGrad;
   const params: BackwardParams = {

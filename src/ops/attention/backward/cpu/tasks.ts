@@ -3,7 +3,8 @@
 //   bwd-kv    per (b, kv head, block of BC keys): for each query head of the group and each block of
 //             BR queries that can see the keys:
 //               S = scale·Q·Kᵀ (+ rope part)   gemm_nt        -> modifiers (softcap kept as T = tanh)
-//                                              -> score / mask functions (mods: S kept as U for the chain rule)
+//                                              -> score / mask functions (mods: S kept as U for the chain rule;
+//                                                 tiles a block mask hides are skipped, its full ones not masked)
 //               P = exp(S - lse)               bwd_probs      (recomputed: no Sq×Sk buffer; the LSE holds any sink)
 //               dP = dO·Vᵀ                     gemm_nt        -> dropout: dP ∘= Z
 //               dV += (P∘Z)ᵀ·dO                transpose + gemm_nn
@@ -20,6 +21,8 @@
 import type { BackwardKernels } from './kernels.js';
 import { type CompiledMods, type ModsHost, modsKernel } from '../../mods/cpu/kernel.js';
 import { type StagedMods, applyMods } from '../../mods/cpu/stage.js';
+import { EMPTY, FULL, PARTIAL } from '../../block-mask/grid.js';
+import { tileStatus } from '../../block-mask/kernel-grid.js';
 import type { GemmKernels } from '../../../gemm/cpu/kernels.js';
 import type { StagedOperand } from '../../cpu/flash.js';
 import { type BroadcastOperand, type ScoreOptions, modifyScores, windowBounds } from '../../cpu/scores.js';
@@ -127,6 +130,18 @@ interface Tile {
   cols: number;
   sq: number;
   sk: number;
+  /** Whether the mask function runs on the tile (not on a FULL block of a block mask). */
+  withMask: boolean;
+}
+
+/**
+ * The tile at (b, h, hk, i0, rows, j0, cols), or undefined when a block mask hides all of it: then
+ * P = 0 and dS = 0 there, so skipping it changes no gradient (and no bit).
+ */
+function tileAt(p: BackwardParams, b: number, h: number, hk: number, i0: number, rows: number, j0: number, cols: number, sq: number, sk: number): Tile | undefined {
+  const grid = p.mods?.grid;
+  const status = grid ? tileStatus(grid, b, h, i0, rows, j0, cols) : PARTIAL;
+  return status === EMPTY ? undefined : { b, h, hk, i0, rows, j0, cols, sq, sk, withMask: status !== FULL };
 }
 
 /**
@@ -161,7 +176,7 @@ function tileGradient(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: Ba
   modifyScores(buffer(), { ...p, softcap: 0 }, { s: x.s, lds: LDS, rows, cols, b, h, i0, j0, sq: tile.sq, sk: tile.sk }, true, beta);
   if (p.mods) {
     if (p.modsGrad) copyTile(buffer, x.s, x.u, rows, cols);
-    applyMods(kernels, p.mods, x.s, LDS, rows, cols, b, h, i0, j0, tile.sq, tile.sk, true, beta);
+    applyMods(kernels, p.mods, x.s, LDS, rows, cols, b, h, i0, j0, tile.sq, tile.sk, tile.withMask, beta);
   }
   kernels.bwd_probs(x.s, LDS, rows, cols, rowAddr(p.stats, p.seqStartsQ, b, h, i0), beta);
   kernels.gemm_nt(rowAddr(p.dOut, p.seqStartsQ, b, h, i0), p.dOut.ss, rowAddr(p.v, p.seqStartsK, b, hk, j0), p.v.ss, p.dimV, 0, 0, 0, 0, 0, x.dp, LDS, rows, cols, 1, 0);
@@ -249,7 +264,9 @@ export function backwardKvTask(kernels: TaskKernels, buffer: () => ArrayBufferLi
     for (let h = hk * p.group; h < (hk + 1) * p.group; h++) {
       for (let i0 = lo; i0 <= hi; i0 += BWD_ROWS) {
         const rows = Math.min(BWD_ROWS, hi + 1 - i0);
-        const pz = tileGradient(kernels, buffer, p, x, { b, h, hk, i0, rows, j0, cols, sq, sk });
+        const tile = tileAt(p, b, h, hk, i0, rows, j0, cols, sq, sk);
+        if (!tile) continue;
+        const pz = tileGradient(kernels, buffer, p, x, tile);
         // dV += (P∘Z)ᵀ·dO; dK += dSᵀ·Q (+ rope)
         kernels.transpose(pz, LDS, rows, cols, x.tr, LDT);
         kernels.gemm_nn(x.tr, LDT, rowAddr(p.dOut, p.seqStartsQ, b, h, i0), p.dOut.ss, rows, dvRow, p.dv.ss, cols, p.dimV, 1, 0);
@@ -287,7 +304,9 @@ export function backwardHeadTask(kernels: TaskKernels, buffer: () => ArrayBuffer
         // query blocks aligned to BWD_ROWS, so each dQ row block is the same from key block to key block
         for (let i0 = lo - (lo % BWD_ROWS); i0 <= hi; i0 += BWD_ROWS) {
           const rows = Math.min(BWD_ROWS, sq - i0);
-          const pz = tileGradient(kernels, buffer, p, x, { b, h, hk, i0, rows, j0, cols, sq, sk });
+          const tile = tileAt(p, b, h, hk, i0, rows, j0, cols, sq, sk);
+          if (!tile) continue;
+          const pz = tileGradient(kernels, buffer, p, x, tile);
           kernels.transpose(pz, LDS, rows, cols, x.tr, LDT);
           kernels.gemm_nn(x.tr, LDT, rowAddr(p.dOut, p.seqStartsQ, b, h, i0), p.dOut.ss, rows, dvRow, p.dv.ss, cols, p.dimV, 1, 0);
           kernels.gemm_nn(x.dp, LDS, kRow, p.k.ss, cols, rowAddr(p.dq, p.seqStartsQ, b, h, i0), p.dq.ss, rows, p.dimQK, 1, 0);
@@ -324,7 +343,9 @@ export function backwardQTask(kernels: TaskKernels, buffer: () => ArrayBufferLik
   const noBias = { ...p, dBias: undefined };
   for (let j0 = lo; j0 <= hi; j0 += BWD_KEYS) {
     const cols = Math.min(BWD_KEYS, hi + 1 - j0);
-    tileGradient(kernels, buffer, noBias, x, { b, h, hk, i0, rows, j0, cols, sq, sk });
+    const tile = tileAt(p, b, h, hk, i0, rows, j0, cols, sq, sk);
+    if (!tile) continue;
+    tileGradient(kernels, buffer, noBias, x, tile);
     kernels.gemm_nn(x.dp, LDS, rowAddr(p.k, p.seqStartsK, b, hk, j0), p.k.ss, cols, dqRow, p.dq.ss, rows, p.dimQK, 1, 0);
     if (p.dqRope) kernels.gemm_nn(x.dp, LDS, rowAddr(p.kRope!, p.seqStartsK, b, hk, j0), p.kRope!.ss, cols, dqrRow, p.dqRope.ss, rows, p.dimRope, 1, 0);
   }
