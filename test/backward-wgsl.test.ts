@@ -30,6 +30,8 @@ const KV_VARIANTS: KvKernelOptions[] = [
   { ...BASE, tile: { threads: 16, keys: 4, rows: 4 }, dimQK: 192, dimV: 128, windowed: true, dropout: true },
   { ...BASE, dimQK: 59, dimV: 40, softcap: true, bias: 'float32', biasGrad: FOLD_ALL, windowed: true, mods: MODS },
   { ...BASE, dimQK: 32, dimV: 32, mods: backwardModsKernel(planMods({ maskMod: causal() })) },
+  // a block mask: tiles looked up in its status table (empty ones skipped, full ones unmasked)
+  { ...BASE, dimQK: 40, dimV: 40, mask: true, windowed: true, mods: MODS, blockTable: true, biasGrad: undefined },
 ];
 
 function workgroupBytes(wgsl: string): number {

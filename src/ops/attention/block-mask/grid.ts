@@ -100,6 +100,18 @@ export function gridTable(g: BlockGrid): Uint32Array {
   return words;
 }
 
+/**
+ * The grid as a status table, for kernels that look a tile up rather than walk a row's list (the
+ * backward's kv kernel walks query blocks per key block): words T+0..5 as gridTable's header,
+ * then the status of tile n (EMPTY / PARTIAL / FULL) in byte n % 4 of word T + 8 + n / 4.
+ */
+export function statusTable(g: BlockGrid): Uint32Array {
+  const words = new Uint32Array(8 + Math.ceil(g.status.length / 4));
+  words.set([g.batch, g.heads, g.qBlocks, g.kBlocks, g.blockQ, g.blockK], 0);
+  g.status.forEach((s, n) => { words[8 + (n >> 2)] |= s << (8 * (n & 3)); });
+  return words;
+}
+
 /** Fraction of tiles a kernel visits (partial + full) over all tiles of the grid. */
 export function gridDensity(g: BlockGrid): number {
   let visited = 0;

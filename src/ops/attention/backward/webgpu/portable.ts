@@ -10,6 +10,8 @@ import { type GpuRuntime, type Pipeline, defineKernel } from '../../../../engine
 import { dropoutParams } from '../../dropout/philox.wgsl.js';
 import { backwardModsKernel, packModData } from '../../mods/plan.js';
 import { needsModData } from '../../mods/wgsl.js';
+import { type BlockGrid, lcm, statusTable } from '../../block-mask/grid.js';
+import { kernelGrid } from '../../block-mask/kernel-grid.js';
 import type { AttentionProblem, StridedView } from '../../problem.js';
 import { scoreOptionsOf, scoreParamsOf, sequenceTable } from '../../webgpu/attention-io.js';
 import type { AttentionGrads } from '../options.js';
@@ -62,7 +64,18 @@ export function backwardTiles(bp: BackwardProblem, limits: BackwardLimits): { kv
 /** Storage buffers of the kv kernel (the q kernel binds fewer). */
 function kvStorageBuffers(bp: BackwardProblem): number {
   const p = bp.forward;
-  return 8 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad ? 1 : 0) + (needsModData(backwardModsKernel(p.mods), false) ? 1 : 0);
+  return 8 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad ? 1 : 0) + (needsModData(backwardModsKernel(p.mods), p.blockMask !== undefined) ? 1 : 0);
+}
+
+/**
+ * A block mask's structure at blocks every kv and q tile lies inside (the bool mask, when there
+ * is one, intersected as the forward does), for the kernels' status lookups; undefined without one.
+ */
+function blockGridOf(p: AttentionProblem, tiles: { kv: BackwardTile; q: BackwardTile }): BlockGrid | undefined {
+  if (!p.blockMask) return undefined;
+  const rows = lcm(tiles.kv.rows, tiles.q.rows);
+  const keys = lcm(tiles.kv.keys, tiles.q.keys);
+  return kernelGrid(p, { rows, keys, denseKeys: keys });
 }
 
 /** Why the portable backward cannot run `bp` on a device with `limits`, or undefined. */
@@ -95,9 +108,12 @@ export function portableBackwardUnsupported(bp: BackwardProblem, limits: Backwar
   return undefined;
 }
 
-function kernelOptions(p: AttentionProblem, tile: BackwardTile): BackwardKernelOptions {
+function kernelOptions(p: AttentionProblem, tile: BackwardTile, blockTable: boolean): BackwardKernelOptions {
   // the backward's mods: no sink (the LSE holds it), the score function's derivative added
-  return { ...scoreOptionsOf(p), mods: backwardModsKernel(p.mods), dtype: p.dtype, dimQK: p.dimQK, dimRope: p.dimRope, dimV: p.dimV, tile, dropout: p.dropout !== undefined };
+  return {
+    ...scoreOptionsOf(p), mods: backwardModsKernel(p.mods), dtype: p.dtype, dimQK: p.dimQK, dimRope: p.dimRope, dimV: p.dimV, tile, dropout: p.dropout !== undefined,
+    ...(blockTable ? { blockTable } : {}),
+  };
 }
 
 /**
@@ -110,6 +126,8 @@ export interface BackwardKernelPlan {
   /** Key blocks of the kv kernel (the folded loop's bound), i.e. ceil(Sk / keys per workgroup). */
   keyBlocks: number;
   label: string;
+  /** The block mask's structure the kernels look tiles up in (mod_data), when they do. */
+  blockGrid?: BlockGrid;
 }
 
 /** The portable tier's plan for `bp` (tiles that fit the device). */
@@ -120,16 +138,18 @@ export async function portablePlan(runtime: GpuRuntime, bp: BackwardProblem): Pr
   const tiles = backwardTiles(bp, runtime.limits) as { kv: BackwardTile; q: BackwardTile };
   const fold = biasFold(p, bp.biasGrad);
   const bias = p.bias?.strides;
+  const blockGrid = blockGridOf(p, tiles);
   const kvOptions: KvKernelOptions = {
-    ...kernelOptions(p, tiles.kv),
+    ...kernelOptions(p, tiles.kv, blockGrid !== undefined),
     biasGrad: bp.biasGrad && bias ? { rowsBroadcast: bias.i === 0, keysBroadcast: bias.j === 0, foldBatch: fold.batch, foldHeads: fold.kvHeads, foldKeys: fold.keyBlocks } : undefined,
   };
-  const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(backwardKvKernel, kvOptions), runtime.pipeline(backwardQKernel, kernelOptions(p, tiles.q))]);
+  const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(backwardKvKernel, kvOptions), runtime.pipeline(backwardQKernel, kernelOptions(p, tiles.q, blockGrid !== undefined))]);
   return {
     kv: { pipeline: kvPipeline, grid: [fold.keyBlocks ? 1 : Math.ceil(p.seqK / tiles.kv.keys), fold.kvHeads ? 1 : p.headsKv, fold.batch ? 1 : p.batch] },
     q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / tiles.q.rows), p.headsQ, p.batch] },
     keyBlocks: Math.ceil(p.seqK / tiles.kv.keys),
     label: 'portable',
+    blockGrid,
   };
 }
 
@@ -228,8 +248,10 @@ export async function runBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, 
     if (qr && kr) Object.assign(shared, { [B.qRope]: qr.binding, [B.kRope]: kr.binding });
     if (mask) shared[B.mask] = mask.binding;
     if (biasOp) shared[B.bias] = biasOp.binding;
-    // captured tensors of the score / mask functions (the slots are the forward's: mods/plan.ts)
-    if (needsModData(backwardModsKernel(p.mods), false)) shared[B.modData] = runtime.uploadTransient(packModData(p.mods!.tensors), 'mods data');
+    // captured tensors of the score / mask functions (the slots are the forward's: mods/plan.ts),
+    // then the block mask's status table
+    const table = plan.blockGrid ? statusTable(plan.blockGrid) : undefined;
+    if (needsModData(backwardModsKernel(p.mods), table !== undefined)) shared[B.modData] = runtime.uploadTransient(packModData(p.mods?.tensors ?? [], table), 'mods data');
     if (p.seqQ > 0 && p.seqK > 0) {
       runtime.dispatch({
         label: 'attention-backward-pre',

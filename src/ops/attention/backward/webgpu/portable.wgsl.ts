@@ -179,9 +179,14 @@ const LSE_MASKED: f32 = 3.0e38;   // the LSE of a row that sees no key: exp(s - 
  * the softcap factor, for dBias) in the caller's vars.
  */
 function pairGradient(o: BackwardKernelOptions): string {
+  const score = o.blockTable
+    ? `var s = 0.0;
+        // a block no mask hides anything of: no mask read (blockStatusCheck's \`full\`)
+        if (full) { s = final_score_unmasked(qk, b, h, i, j, sq, sk, slope); } else { s = final_score(qk, b, h, i, j, sq, sk, slope); }`
+    : 'let s = final_score(qk, b, h, i, j, sq, sk, slope);';
   return `if (i < sq && j < sk) {
         // final_score is in the forward's units (score_beta()); a NaN / +inf score poisons the pair
-        let s = final_score(qk, b, h, i, j, sq, sk, slope);
+        ${score}
         if (s > NO_SCORE) {
           p = select(exp(score_beta() * s - st.x), nan_f32(), s >= POISON_SCORE);
           var dz = dpv;
@@ -197,6 +202,29 @@ ${o.dropout ? '          p = p * z;' : ''}
       }`;
 }
 
+/**
+ * With a block mask (blockTable): the status of the tile at query row i0, key j0 of (b, h), from
+ * the status table in mod_data (block-mask/grid.ts statusTable, at blocks every kv and q tile lies
+ * inside); an empty tile is skipped (uniform: the workgroup's b, h, i0, j0), a full one is scored
+ * without the masks.
+ */
+function blockStatusCheck(o: BackwardKernelOptions, indent: string): string {
+  if (!o.blockTable) return '';
+  return `let status = block_status(b, h, i0, j0);
+${indent}if (status == 0u) { continue; }   // every pair hidden: P = dS = 0
+${indent}let full = status == 2u;`;
+}
+
+const BLOCK_STATUS_WGSL = `// status of the tile holding query row i0 / key j0 of (b, h): 0 empty, 1 partial, 2 full
+fn block_status(b: u32, h: u32, i0: u32, j0: u32) -> u32 {
+  let t = mod_data[0];
+  let qt = mod_data[t + 2u];
+  let kt = mod_data[t + 3u];
+  let row = (select(b, 0u, mod_data[t] == 1u) * mod_data[t + 1u] + select(h, 0u, mod_data[t + 1u] == 1u)) * qt + min(i0 / mod_data[t + 4u], qt - 1u);
+  let n = row * kt + min(j0 / mod_data[t + 5u], kt - 1u);
+  return (mod_data[t + 8u + n / 4u] >> (8u * (n % 4u))) & 0xffu;
+}`;
+
 const kParts: Array<[string, string, string]> = [['k', 'hk', 'k'], ['kr', 'hk', 'kr']];
 const qParts: Array<[string, string, string]> = [['q', 'h', 'q'], ['qr', 'h', 'qr']];
 
@@ -207,6 +235,7 @@ function common(o: BackwardKernelOptions): string[] {
   lines.push(`@group(0) @binding(${B.rowstats}) var<storage, read> rowstats: array<vec2<f32>>;`);
   if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
   lines.push(buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias, modData: B.modData }));
+  if (o.blockTable) lines.push(BLOCK_STATUS_WGSL);
   return lines;
 }
 
@@ -327,6 +356,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
       for (var t = t_first; t < t_end; t++) {
         let i0 = t * ROWS;
+        ${blockStatusCheck(o, '        ')}
         workgroupBarrier();   // the previous block's Q, dO, P and dS are fully read
         ${stageLoop('q_tile', 'QK_STRIDE', 'ROWS', 'DQK', 'i0 + r < sq', 'start_q + i0 + r', rope ? qParts : [qParts[0]])}
         ${stageLoop('do_tile', 'V_STRIDE', 'ROWS', 'DV', 'i0 + r < sq', 'start_q + i0 + r', [['o', 'h', 'do']]).replace(/params\.o_off/g, 'params.do_off')}
@@ -455,6 +485,7 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
   }
   for (var t = t_first; t < t_end; t++) {
     let j0 = t * KEYS;
+    ${blockStatusCheck(o, '    ')}
     workgroupBarrier();   // the previous tile's K, V and dS are fully read (and Q, dO staged)
     ${stageLoop('k_tile', 'QK_STRIDE', 'KEYS', 'DQK', 'j0 + r < sk', 'start_k + j0 + r', rope ? kParts : [kParts[0]])}
     ${stageLoop('v_tile', 'V_STRIDE', 'KEYS', 'DV', 'j0 + r < sk', 'start_k + j0 + r', [['v', 'hk', 'v']])}
