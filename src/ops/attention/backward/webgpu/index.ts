@@ -25,8 +25,14 @@ export const webgpuBackward: BackwardBackend = {
     // dSink is a small host reduction over out, dO and the LSE (sink.ts), read back when on the GPU
     const values = async (t: Tensor) => {
       if (!t.gpu) return t.toFloat32();
-      const bytes = await runtime.read(t.gpu.buffer, t.gpu.byteOffset, t.size * (t.dtype === 'float16' ? 2 : 4));
-      return Tensor.fromData(t.dtype === 'float16' ? new Uint16Array(bytes) : new Float32Array(bytes), t.shape, t.dtype).toFloat32();
+      // copies run in whole 4-byte words: a float16 tensor may start or end mid-word
+      const width = t.dtype === 'float16' ? 2 : 4;
+      const start = Math.floor(t.gpu.byteOffset / 4) * 4;
+      const end = Math.ceil((t.gpu.byteOffset + t.size * width) / 4) * 4;
+      const bytes = await runtime.read(t.gpu.buffer, start, end - start);
+      const skip = (t.gpu.byteOffset - start) / width;
+      const data = width === 2 ? new Uint16Array(bytes, 2 * skip, t.size) : new Float32Array(bytes, 0, t.size);
+      return Tensor.fromData(data, t.shape, t.dtype).toFloat32();
     };
     return { ...grads, dSink: await sinkGradTensor(bp, values) };
   },
