@@ -17,6 +17,7 @@ import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
 import { type FloatDType, arrayElement, loadFloat, readBinding } from '../../../../engines/webgpu/wgsl.js';
 import { type ScoreOptions, buildScoreFunction } from '../../webgpu/score.wgsl.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
+import { BLOCK_STATUS_WGSL } from '../../block-mask/status.wgsl.js';
 
 export interface BackwardTile {
   threads: number;
@@ -214,16 +215,6 @@ function blockStatusCheck(o: BackwardKernelOptions, indent: string): string {
 ${indent}if (status == 0u) { continue; }   // every pair hidden: P = dS = 0
 ${indent}let full = status == 2u;`;
 }
-
-const BLOCK_STATUS_WGSL = `// status of the tile holding query row i0 / key j0 of (b, h): 0 empty, 1 partial, 2 full
-fn block_status(b: u32, h: u32, i0: u32, j0: u32) -> u32 {
-  let t = mod_data[0];
-  let qt = mod_data[t + 2u];
-  let kt = mod_data[t + 3u];
-  let row = (select(b, 0u, mod_data[t] == 1u) * mod_data[t + 1u] + select(h, 0u, mod_data[t + 1u] == 1u)) * qt + min(i0 / mod_data[t + 4u], qt - 1u);
-  let n = row * kt + min(j0 / mod_data[t + 5u], kt - 1u);
-  return (mod_data[t + 8u + n / 4u] >> (8u * (n % 4u))) & 0xffu;
-}`;
 
 const kParts: Array<[string, string, string]> = [['k', 'hk', 'k'], ['kr', 'hk', 'kr']];
 const qParts: Array<[string, string, string]> = [['q', 'h', 'q'], ['qr', 'h', 'qr']];
