@@ -10,6 +10,9 @@
 //         elements are folded into one, which walks them in order);
 //   q     one workgroup per (block of ROWS queries, query head, batch): Q and dO staged once, the
 //         visible K/V tiles in turn, dQ += dS·K in registers.
+// Score / mask functions (ops/attention/mods) run inside final_score as in the forward; a score
+// function's derivative (score_mod_slope) scales dS; a block mask's empty tiles are skipped. A
+// sink needs nothing: the LSE holds it.
 // Shape legend: B batch, Nq/Nkv heads, Sq/Sk lengths (per sequence), Dq (+ Dr) / Dv head dims.
 // Tiles are vec4 rows zero-padded to whole vec4s, an odd number of vec4s apart (banks). Every
 // output element has one writer: results are bit-identical from run to run.
@@ -176,8 +179,8 @@ const LSE_MASKED: f32 = 3.0e38;   // the LSE of a row that sees no key: exp(s - 
 
 /**
  * The per-pair math shared by the kv and q kernels: P (dropped or not), dS = P (dP - D) with the
- * score function's and the softcap's chain rules, from qk = q·k, dpv = dO·v and the row's (lse, D). Sets p, ds, dsr (dS before
- * the softcap factor, for dBias) in the caller's vars.
+ * score function's and the softcap's chain rules, from qk = q·k, dpv = dO·v and the row's
+ * (lse, D). Sets p, ds, dsr (dS before the softcap factor, for dBias) in the caller's vars.
  */
 function pairGradient(o: BackwardKernelOptions): string {
   const score = o.blockTable
