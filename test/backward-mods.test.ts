@@ -41,6 +41,9 @@ const relativeBias = (heads: number, radius: number, seed: number) => {
 /** Piecewise: min / max / select / abs / div / exp of the score, by the pair's position. */
 const piecewise = scoreMod(({ score, q, kv }) => kv.gt(q).select(score.mul(0.5).max(-1).min(score.abs()), score.min(1.25).mul(1.5)).add(score.div(score.abs().add(2)).exp()), 'piecewise');
 
+/** A score function that also hides pairs (-inf beyond a band), as FlexAttention users write masks. */
+const bandByScore = scoreMod(({ score, q, kv }) => kv.sub(q).abs().gt(2).select(-Infinity, score.mul(1.5)), 'band by score');
+
 /** Per-head sink logits around the scores' size, so the sink takes a real share of each row. */
 const sinkLogits = (heads: number, seed: number) => Float32Array.from({ length: heads }, (_, h) => Math.sin(seed + 1.7 * h) * 1.5);
 
@@ -56,6 +59,7 @@ const REFERENCE_CASES: ModCase[] = [
   { name: 'scoreMod alibi() + sink dSink, causal', c: { ...SMALL, seqQ: 7, seqK: 5, causal: true }, mods: (c) => ({ scoreMod: alibi(alibiSlopes(c.headsQ)), sink: sinkLogits(c.headsQ, 11) }), sinkGrad: true },
   { name: 'scoreMod relative-bias table + bias dBias + option softcap', c: { ...SMALL, softcap: 2, bias: 'random', maskShape: 'full' }, mods: (c) => ({ scoreMod: relativeBias(c.headsQ, 2, 1) }), biasGrad: true },
   { name: 'scoreMod min/max/select/abs/div/exp + maskMod, GQA', c: { ...SMALL, headsQ: 4, headsKv: 2 }, mods: () => ({ scoreMod: piecewise, maskMod: holeyCausal(4, 2) }) },
+  { name: 'scoreMod hiding pairs with -inf (rows with no key), + sink dSink', c: { ...SMALL, seqQ: 7, seqK: 3 }, mods: (c) => ({ scoreMod: bandByScore, sink: sinkLogits(c.headsQ, 17) }), sinkGrad: true },
   { name: 'TND varlen: maskMod reading the lengths + scoreMod + sink dSink', c: { ...SMALL, layout: 'TND', seqLensQ: [3, 0, 4], seqLensK: [5, 2, 3] }, mods: (c) => ({ maskMod: holeyCausal(3, 2), scoreMod: softcap(2), sink: sinkLogits(c.headsQ, 13) }), sinkGrad: true },
   { name: 'blockMask (sliding window)', c: { ...SMALL, seqQ: 9, seqK: 9 }, mods: async () => ({ blockMask: await createBlockMask(slidingWindow(2), null, null, 9, 9, { blockSize: 4 }) }) },
 ];
@@ -116,6 +120,7 @@ const BACKEND_CASES: ModCase[] = [
   { name: 'scoreMod relative-bias table + bias dBias, |scale| > 1', c: { batch: 1, headsQ: 2, seqQ: 70, seqK: 97, dimQK: 16, scale: 3, bias: 'random', maskShape: 'full' }, mods: (c) => ({ scoreMod: relativeBias(c.headsQ, 8, 2) }), biasGrad: true },
   { name: 'scoreMod piecewise + option softcap, |scale| > 1', c: { batch: 1, headsQ: 2, seqQ: 33, seqK: 50, dimQK: 16, scale: 3, softcap: 5, causal: true }, mods: () => ({ scoreMod: piecewise }) },
   { name: 'scoreMod min/max/select + maskMod, one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59, softcap: 3 }, mods: () => ({ scoreMod: piecewise, maskMod: maskMod(({ kv }) => kv.mod(3).ne(0)) }) },
+  { name: 'scoreMod hiding pairs with -inf (rows with no key)', c: { batch: 1, headsQ: 2, seqQ: 97, seqK: 40, dimQK: 59 }, mods: () => ({ scoreMod: bandByScore }) },
   { name: 'TND varlen (an empty sequence): maskMod reading the lengths + scoreMod + sink dSink', c: { layout: 'TND', batch: 3, headsQ: 2, seqQ: 0, seqK: 0, seqLensQ: [20, 0, 33], seqLensK: [40, 5, 33], dimQK: 59 }, mods: (c) => ({ maskMod: holeyCausal(4, 1), scoreMod: softcap(3), sink: sinkLogits(c.headsQ, 14) }), sinkGrad: true },
   { name: 'float16: scoreMod + maskMod + sink', c: { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 65, seqK: 80, dimQK: 64 }, mods: (c) => ({ scoreMod: piecewise, maskMod: holeyCausal(5, 0), sink: sinkLogits(c.headsQ, 15) }) },
   // 64-key tiles the block mask hides entirely (skipped on the CPU) and ones it keeps whole
