@@ -79,6 +79,21 @@ describe('fusedattn grad', () => {
     }
   });
 
+  it('takes attention-sink logits (--sink) and writes their gradient (--dsink)', () => {
+    const c: GradCase = { batch: 2, headsQ: 2, seqQ: 9, seqK: 6, dimQK: 8, causal: true };
+    const { args } = setup('s', c, 7);
+    const sink = Tensor.fromData(Float32Array.of(0.5, -1.25), [2]);
+    const { q, k, v, options } = makeCase(c, 7);
+    const problem = validateAttention(q, k, v, { ...options, sink });
+    const { dOutValues } = makeGradCase(c, 7, problem.outShape);
+    const r = cli('grad', ...args, '--sink', save('s-sink', sink), '--dq', path('s-dq'), '--dk', path('s-dk'), '--dv', path('s-dv'), '--dsink', path('s-ds'));
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const grads = { dq: read('s-dq'), dk: read('s-dk'), dv: read('s-dv'), dSink: read('s-ds') };
+    expect(grads.dSink.shape).toEqual([2]);
+    expect(checkGradients(problem, dOutValues, grads, false, undefined, true).failures.join('; ')).toBe('');
+  });
+
   it('fails with one error line and writes nothing when any output cannot be written', () => {
     const c: GradCase = { batch: 1, headsQ: 1, seqQ: 4, seqK: 4, dimQK: 4 };
     const { args } = setup('c', c, 1);

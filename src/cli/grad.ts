@@ -21,12 +21,13 @@ interface GradFlags extends Omit<RunFlags, 'out'> {
   dqRope?: string;
   dkRope?: string;
   dbias?: string;
+  dsink?: string;
   unfused?: boolean;
 }
 
 export function gradCommand(): Command {
   const command = new Command('grad')
-    .description('attention backward on .npy inputs: writes dq, dk, dv (and dqRope, dkRope, dbias) as .npy')
+    .description('attention backward on .npy inputs: writes dq, dk, dv (and dqRope, dkRope, dbias, dsink) as .npy')
     .requiredOption('--q <file>', 'query .npy (float32 or float16)')
     .requiredOption('--k <file>', 'key .npy')
     .requiredOption('--v <file>', 'value .npy')
@@ -38,7 +39,8 @@ export function gradCommand(): Command {
     .requiredOption('--dv <file>', 'where to write dL/dv')
     .option('--dq-rope <file>', 'MLA split form: where to write dL/dqRope')
     .option('--dk-rope <file>', 'MLA split form: where to write dL/dkRope')
-    .option('--dbias <file>', 'where to write dL/dbias (shape of --bias, summed over its broadcast dimensions)');
+    .option('--dbias <file>', 'where to write dL/dbias (shape of --bias, summed over its broadcast dimensions)')
+    .option('--dsink <file>', 'where to write dL/dsink (float32, shape of --sink, summed over the rows)');
   return addAttentionFlags(command)
     .addOption(new Option('--unfused', 'the unfused backward (Sq×Sk matrices), the baseline'))
     .option('--quiet', 'print nothing on success')
@@ -57,6 +59,7 @@ export async function runGrad(flags: GradFlags): Promise<void> {
   }
   const dOut = npyToTensor(readNpyFile(flags.dout), flags.dout);
   const biasGrad = flags.dbias !== undefined;
+  const sinkGrad = flags.dsink !== undefined;
   const start = performance.now();
   let grads: AttentionGrads;
   try {
@@ -71,7 +74,7 @@ export async function runGrad(flags: GradFlags): Promise<void> {
       lse = forward.lse as Tensor;
     }
     const backward = flags.unfused ? naiveAttentionBackward : attentionBackward;
-    grads = await backward(q, k, v, out, dOut, lse, { ...options, biasGrad });
+    grads = await backward(q, k, v, out, dOut, lse, { ...options, biasGrad, sinkGrad });
   } catch (e) {
     throw withFlag(e, flags as RunFlags);
   }
@@ -82,6 +85,7 @@ export async function runGrad(flags: GradFlags): Promise<void> {
   if (flags.dqRope !== undefined) files.push([flags.dqRope, grads.dqRope as Tensor, '--dq-rope']);
   if (flags.dkRope !== undefined) files.push([flags.dkRope, grads.dkRope as Tensor, '--dk-rope']);
   if (flags.dbias !== undefined) files.push([flags.dbias, grads.dBias as Tensor, '--dbias']);
+  if (flags.dsink !== undefined) files.push([flags.dsink, grads.dSink as Tensor, '--dsink']);
   writeNpyFiles(files.map(([path, t, argument]) => ({ path, array: tensorToNpy(t, path), argument })));
   if (!flags.quiet) {
     const stats = grads.stats ? `, ${grads.stats.launches} launches, ${formatBytes(grads.stats.intermediateBytes)} intermediates` : '';

@@ -25,6 +25,7 @@ export interface RunFlags {
   mask?: string;
   bias?: string;
   alibiSlopes?: string;
+  sink?: string;
   layout?: Layout;
   heads?: number;
   kvHeads?: number;
@@ -54,6 +55,7 @@ const FLAG_OF: Record<string, { flag: keyof RunFlags; file: boolean }> = {
   mask: { flag: 'mask', file: true },
   bias: { flag: 'bias', file: true },
   alibiSlopes: { flag: 'alibiSlopes', file: true },
+  'options.sink': { flag: 'sink', file: true },
   'options.cuSeqlensQ': { flag: 'cuSeqlensQ', file: true },
   'options.cuSeqlensK': { flag: 'cuSeqlensK', file: true },
   'options.layout': { flag: 'layout', file: false },
@@ -94,6 +96,7 @@ export function addAttentionFlags(command: Command): Command {
     .option('--mask <file>', 'bool/uint8 mask, nonzero = keep, broadcastable to [B, Nq, Sq, Sk]')
     .option('--bias <file>', 'additive float bias, broadcastable to [B, Nq, Sq, Sk]')
     .option('--alibi-slopes <file>', 'float32 ALiBi slopes, [Nq] or [B, Nq]')
+    .option('--sink <file>', 'attention-sink logits (GPT-OSS), float [Nq] or [B, Nq]: one more softmax term without a value')
     .addOption(new Option('--layout <layout>', 'dimension order of q, k, v').choices(LAYOUTS))
     .option('--heads <n>', 'query heads (required for BSH and SBH)', positiveInt)
     .option('--kv-heads <n>', 'key/value heads for BSH and SBH (default: from the key hidden size)', positiveInt)
@@ -128,6 +131,7 @@ export function attentionInputs(flags: RunFlags): { q: Tensor; k: Tensor; v: Ten
   set('mask', optionalTensor('mask'));
   set('bias', optionalTensor('bias'));
   set('alibiSlopes', optionalTensor('alibiSlopes'));
+  set('sink', optionalTensor('sink'));
   set('cuSeqlensQ', cuSeqlens(flags.cuSeqlensQ, '--cu-seqlens-q'));
   set('cuSeqlensK', cuSeqlens(flags.cuSeqlensK, '--cu-seqlens-k'));
   set('layout', flags.layout);
