@@ -3,7 +3,8 @@
 // and out = Σ_j P_j v_j. So dL/dsink = Σ_rows P_sink · (0 - D) with D = dO · O, the same
 // rowsum the backward's pre pass computes; summed over every row (b, i) a logit serves.
 // dq, dk and dv need no change for sinks: P = exp(s - LSE) is already the sink-aware softmax.
-// It is O(B·Nq·Sq·Dv), a reduction every backend runs here on the host from out, dO and the LSE.
+// The sum over rows runs here on the host, from each row's (LSE, D): the CPU sums D from out and
+// dO (O(N·Dv), in memory already), WebGPU reads back the pre pass's row statistics (8 bytes a row).
 import { ValueError } from '../../../core/errors.js';
 import { Tensor } from '../../../core/tensor.js';
 import type { AttentionProblem } from '../problem.js';
@@ -35,12 +36,16 @@ export function sinkGradLayout(p: AttentionProblem): SinkGradLayout | string {
   return 'options.sinkGrad needs per-head sink logits (options.sink as an [Nq] or [B, Nq] array or tensor, or attentionSinks()); this sink is a function of the row, which has no parameter to differentiate';
 }
 
-/** dSink from the forward's out and LSE and the output gradient (all in the problem's layouts, as float32 values). */
-export function sinkGradient(p: AttentionProblem, layout: SinkGradLayout, out: ArrayLike<number>, dOut: ArrayLike<number>, lse: ArrayLike<number>): Float64Array {
+/** Per query row (b, h, t), t the row's token index (seqStartsQ[b] + i): its LSE and D = dO · O. */
+export interface RowStats {
+  lse(b: number, h: number, t: number): number;
+  delta(b: number, h: number, t: number): number;
+}
+
+/** dSink from each row's LSE and D (a sum over rows: O(B·Nq·Sq) once D is known). */
+export function sinkGradient(p: AttentionProblem, layout: SinkGradLayout, rows: RowStats): Float64Array {
   const sink = referenceMods(p.mods!.kernel, p.mods!.tensors).sink!;
   const grad = new Float64Array(layout.shape.reduce((a, b) => a * b, 1));
-  const os = p.outStrides;
-  const ls = p.lseStrides;
   for (let b = 0; b < p.batch; b++) {
     const sq = p.seqLensQ[b];
     const sk = p.seqLensK[b];
@@ -49,10 +54,8 @@ export function sinkGradient(p: AttentionProblem, layout: SinkGradLayout, out: A
       for (let i = 0; i < sq; i++) {
         const s = sink(b, h, i, sq, sk);
         if (s === -Infinity) continue; // a sink of -inf takes no weight (and its LSE may be -inf too)
-        const row = b * os.b + (p.seqStartsQ[b] + i) * os.s + h * os.h;
-        let d = 0;
-        for (let c = 0; c < p.dimV; c++) d += dOut[row + c * os.d] * out[row + c * os.d];
-        sum -= Math.exp(s - lse[b * ls.b + h * ls.h + (p.seqStartsQ[b] + i) * ls.s]) * d;
+        const t = p.seqStartsQ[b] + i;
+        sum -= Math.exp(s - rows.lse(b, h, t)) * rows.delta(b, h, t);
       }
       grad[layout.index(b, h)] += sum;
     }
@@ -60,13 +63,28 @@ export function sinkGradient(p: AttentionProblem, layout: SinkGradLayout, out: A
   return grad;
 }
 
-/**
- * The dSink tensor of a backward call (float32, on the CPU: it holds a few numbers whatever the
- * backend), reading out, dO and the LSE through `values` (GPU tensors need the backend's readback).
- */
-export async function sinkGradTensor(bp: BackwardProblem, values: (t: Tensor) => Promise<Float32Array> = async (t) => t.toFloat32()): Promise<Tensor> {
+/** Row statistics from CPU tensors: the forward's LSE, and D = dO · O summed here. */
+export function rowStatsOf(bp: BackwardProblem): RowStats {
+  const p = bp.forward;
+  const out = bp.out.toFloat32();
+  const dOut = bp.dOut.toFloat32();
+  const lse = bp.lse.toFloat32();
+  const os = p.outStrides;
+  const ls = p.lseStrides;
+  return {
+    lse: (b, h, t) => lse[b * ls.b + h * ls.h + t * ls.s],
+    delta: (b, h, t) => {
+      const at = b * os.b + t * os.s + h * os.h;
+      let d = 0;
+      for (let c = 0; c < p.dimV; c++) d += dOut[at + c * os.d] * out[at + c * os.d];
+      return d;
+    },
+  };
+}
+
+/** The dSink tensor (float32, on the CPU: it holds a few numbers whatever the backend). */
+export function sinkGradTensor(bp: BackwardProblem, rows: RowStats): Tensor {
   const layout = sinkGradLayout(bp.forward);
   if (typeof layout === 'string') throw new ValueError('options.sinkGrad', layout);
-  const [out, dOut, lse] = await Promise.all([values(bp.out), values(bp.dOut), values(bp.lse)]);
-  return Tensor.fromData(Float32Array.from(sinkGradient(bp.forward, layout, out, dOut, lse)), layout.shape);
+  return Tensor.fromData(Float32Array.from(sinkGradient(bp.forward, layout, rows)), layout.shape);
 }

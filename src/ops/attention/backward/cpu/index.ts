@@ -4,7 +4,7 @@ import { cpuEngine } from '../../../cpu-engine.js';
 import { cpuUnsupported } from '../../cpu/attention.js';
 import type { BackwardBackend } from '../backend.js';
 import type { BackwardProblem } from '../problem.js';
-import { sinkGradTensor } from '../sink.js';
+import { rowStatsOf, sinkGradTensor } from '../sink.js';
 import { runBackward, runNaiveBackward } from './run.js';
 
 function unsupported(bp: BackwardProblem): string | undefined {
@@ -21,7 +21,7 @@ export const cpuBackward: BackwardBackend = {
   unsupported,
   run: async (bp) => {
     const grads = await runBackward(await cpuEngine(), bp);
-    return bp.sinkGrad ? { ...grads, dSink: await sinkGradTensor(bp) } : grads;
+    return bp.sinkGrad ? { ...grads, dSink: sinkGradTensor(bp, rowStatsOf(bp)) } : grads;
   },
   runNaive: async (bp) => runNaiveBackward(await cpuEngine(), bp),
 };

@@ -16,6 +16,7 @@ import type { AttentionProblem, StridedView } from '../../problem.js';
 import { scoreOptionsOf, scoreParamsOf, sequenceTable } from '../../webgpu/attention-io.js';
 import type { AttentionGrads } from '../options.js';
 import { type BackwardProblem, biasFold } from '../problem.js';
+import { sinkGradTensor } from '../sink.js';
 import {
   BACKWARD_BINDINGS as B, BACKWARD_PARAMS, type BackwardKernelOptions, type BackwardTile, type KvKernelOptions,
   backwardWorkgroupBytes, buildBackwardKv, buildBackwardPre, buildBackwardQ, buildCastHalf, checkBackwardTile,
@@ -283,6 +284,14 @@ export async function runBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, 
       dBias: [p.bias?.tensor.shape ?? [], (p.bias?.tensor.dtype ?? 'float32') as 'float32' | 'float16'],
     };
     const result: Partial<AttentionGrads> = {};
+    if (bp.sinkGrad) {
+      // dSink from the pre pass's row statistics (lse, D), 8 bytes a row (sink.ts); with no key at
+      // all no kernel ran, and every D is 0
+      const rows = p.seqQ > 0 && p.seqK > 0 ? new Float32Array(await runtime.read(rowstats, 0, 8 * numel(p.lseShape))) : undefined;
+      const ls = p.lseStrides;
+      const at = (b: number, h: number, t: number) => 2 * (b * ls.b + h * ls.h + t * ls.s);
+      result.dSink = sinkGradTensor(bp, { lse: (b, h, t) => (rows ? rows[at(b, h, t)] : 0), delta: (b, h, t) => (rows ? rows[at(b, h, t) + 1] : 0) });
+    }
     for (const [name, buffer] of Object.entries(grads)) {
       if (!buffer) continue;
       const [shape, dtype] = shapes[name];
