@@ -3,8 +3,10 @@
 // pool, no Sq×Sk buffer) against our unfused one (Sq×Sk matrices per worker), with the memory each
 // needs beyond inputs and outputs. FLOPs = 2.5 × the forward's (FlashAttention's convention).
 //
-//   node bench/backward.mjs OUTDIR [--smoke] [--threads N] [--iters N]
+//   node bench/backward.mjs OUTDIR [--smoke] [--threads N] [--iters N] [--only TEXT]
 //
+// Configurations with score / mask / sink functions or a block mask (issue 13) run fused only: the
+// unfused baseline refuses them; their FLOPs count the pairs the mask keeps.
 // Checks before any timing, in the same run: the fused gradients against the float64 reference on
 // a reduced shape of every configuration (the suite's pass rule), and fused against unfused at the
 // bench shape (max |fused - unfused| <= 1e-4 · max |unfused|, both float32). A configuration that
@@ -26,7 +28,7 @@ const testing = await import(join(root, 'dist', 'testing', 'index.js'));
 const { configureCpu } = await import(join(root, 'dist', 'ops', 'cpu-engine.js'));
 
 const args = process.argv.slice(2);
-const outDir = args.find((a) => !a.startsWith('--') && !/^\d+$/.test(a)) ?? join(root, 'bench-results', 'backward');
+const outDir = args.find((a, i) => !a.startsWith('--') && !/^\d+$/.test(a) && args[i - 1] !== '--only') ?? join(root, 'bench-results', 'backward');
 const smoke = args.includes('--smoke');
 const flag = (name, fallback) => {
   const i = args.indexOf(name);
@@ -43,11 +45,22 @@ try {
   commit ??= 'unknown';
 }
 
+/** Options of packed causal documents of `length` tokens (as a block mask or a mask function), a softcap score function and per-head sinks. */
+function documentsWithMods(length, asBlockMask = true) {
+  return async (c) => {
+    const mask = lib.documentMask(Int32Array.from({ length: c.seqQ }, (_, i) => Math.floor(i / length)), { causal: true });
+    const sink = Float32Array.from({ length: c.headsQ }, (_, h) => Math.sin(h));
+    const masking = asBlockMask ? { blockMask: await lib.createBlockMask(mask, null, null, c.seqQ, c.seqK, { blockSize: 64 }) } : { maskMod: mask };
+    return { ...masking, scoreMod: lib.softcap(20), sink };
+  };
+}
+
 // the issue's shape classes, at CPU sizes (B4 H32 S4096 would take minutes per call here)
 const CONFIGS = smoke
   ? [
     { name: 'tiny causal', batch: 1, headsQ: 2, seqQ: 70, seqK: 70, dimQK: 32, causal: true },
     { name: 'tiny MLA', batch: 1, headsQ: 2, seqQ: 40, seqK: 40, dimQK: 48, dimV: 32, causal: true },
+    { name: 'tiny documents blockMask + scoreMod + sink', batch: 1, headsQ: 2, seqQ: 200, seqK: 200, dimQK: 32, mods: documentsWithMods(64) },
   ]
   : [
     { name: 'B1 H8 S1024 D64', batch: 1, headsQ: 8, seqQ: 1024, seqK: 1024, dimQK: 64 },
@@ -55,6 +68,10 @@ const CONFIGS = smoke
     { name: 'B1 H8/2 S1024 D128 causal (GQA)', batch: 1, headsQ: 8, headsKv: 2, seqQ: 1024, seqK: 1024, dimQK: 128, causal: true },
     { name: 'B1 H8 S1024 D192/128 causal (MLA)', batch: 1, headsQ: 8, seqQ: 1024, seqK: 1024, dimQK: 192, dimV: 128, causal: true },
     { name: 'B1 H8 S1024 D64 causal dropout 0.1', batch: 1, headsQ: 8, seqQ: 1024, seqK: 1024, dimQK: 64, causal: true, dropout: 0.1 },
+    // issue 13's functions in the backward: a block mask of causal 256-token documents with a
+    // softcap score function and sinks (the unfused baseline refuses them: fused only)
+    { name: 'B1 H8 S1024 D64 causal documents blockMask + softcap() + sink', batch: 1, headsQ: 8, seqQ: 1024, seqK: 1024, dimQK: 64, mods: documentsWithMods(256) },
+    { name: 'B1 H8 S1024 D64 causal documents maskMod + softcap() + sink', batch: 1, headsQ: 8, seqQ: 1024, seqK: 1024, dimQK: 64, mods: documentsWithMods(256, false) },
   ];
 
 const rows = [];
@@ -87,14 +104,19 @@ function maxRel(a, b) {
   return err / Math.max(ref, 1e-30);
 }
 
-for (const config of CONFIGS) {
-  const { name, ...c } = config;
+// --only TEXT: the configurations whose name contains TEXT
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+for (const config of CONFIGS.filter((x) => only === undefined || x.name.includes(only))) {
+  const { name, mods, ...c } = config;
   const row = { config: name };
+  const withMods = async (options, shape) => (mods ? { ...options, ...(await mods(shape)) } : options);
   try {
     // 1. the float64 check on a reduced shape of the same configuration
     const small = { ...c, headsQ: Math.min(c.headsQ, 2), headsKv: c.headsKv ? 1 : undefined, seqQ: Math.min(c.seqQ, 161), seqK: Math.min(c.seqK, 161) };
     {
-      const { q, k, v, options } = testing.makeCase(small, 5);
+      const made = testing.makeCase(small, 5);
+      const { q, k, v } = made;
+      const options = await withMods(made.options, small);
       const problem = lib.validateAttention(q, k, v, options);
       const { dOut, dOutValues } = testing.makeGradCase(small, 5, problem.outShape);
       const fwd = await lib.attention(q, k, v, { ...options, returnLse: true, backend: 'cpu' });
@@ -103,7 +125,9 @@ for (const config of CONFIGS) {
       if (failures.length) throw new Error(`float64 check failed at the reduced shape: ${failures.join('; ')}`);
     }
     // 2. the bench shape: fused vs unfused
-    const { q, k, v, options } = testing.makeCase(c, 7);
+    const made = testing.makeCase(c, 7);
+    const { q, k, v } = made;
+    const options = await withMods(made.options, c);
     const problem = lib.validateAttention(q, k, v, options);
     const { dOut } = testing.makeGradCase(c, 7, problem.outShape);
     const fwd = await lib.attention(q, k, v, { ...options, returnLse: true, backend: 'cpu' });
@@ -128,6 +152,13 @@ for (const config of CONFIGS) {
       const hi = Math.min(problem.seqLensK[b] - 1, problem.window.right === Infinity ? Infinity : diag + i + problem.window.right);
       const lo = Math.max(0, problem.window.left === Infinity ? 0 : diag + i - problem.window.left);
       pairs += Math.max(0, hi - lo + 1);
+    }
+    // a mask function: the pairs it keeps (head-independent here), counted in float64
+    if (problem.mods?.kernel.mask) {
+      const { referenceMods } = await import(join(root, 'dist', 'ops', 'attention', 'mods', 'evaluate.js'));
+      const keep = referenceMods(problem.mods.kernel, problem.mods.tensors).mask;
+      pairs = 0;
+      for (let b = 0; b < problem.batch; b++) for (let i = 0; i < problem.seqLensQ[b]; i++) for (let j = 0; j < problem.seqLensK[b]; j++) if (keep(b, 0, i, j, problem.seqLensQ[b], problem.seqLensK[b])) pairs++;
     }
     pairs *= problem.headsQ;
     const flops = 2.5 * 2 * pairs * (problem.dimQK + problem.dimRope + problem.dimV);
