@@ -52,6 +52,13 @@ describe('backward WGSL builders', () => {
     }
   });
 
+  it('with score / mask functions and a block mask: the generated kv kernel (snapshot, for review)', async () => {
+    const o = KV_VARIANTS.find((x) => x.blockTable && x.mods?.scoreGrad)!;
+    const wgsl = buildBackwardKv(o);
+    for (const fn of ['fn score_mod(', 'fn score_mod_grad(', 'fn mask_mod(', 'fn score_mod_slope(', 'fn block_status(', 'fn final_score_unmasked(']) expect(wgsl).toContain(fn);
+    await expect(wgsl).toMatchFileSnapshot('./__snapshots__/backward-kv-mods.wgsl');
+  });
+
   it('reject tiles they cannot build, with the reason', () => {
     expect(checkBackwardTile('kv', { threads: 100, keys: 16, rows: 16 })).toMatch(/multiple of tile.keys/);
     expect(checkBackwardTile('q', { threads: 128, rows: 16, keys: 4 })).toMatch(/multiple of the threads per row/);

@@ -22,7 +22,9 @@ type D = FloatExpr | undefined;
 const f = (n: Node) => wrap(n) as FloatExpr;
 const plus = (a: D, b: D): D => (a && b ? a.add(b) : a ?? b);
 const minus = (a: D, b: D): D => (a && b ? a.sub(b) : a ?? b?.neg());
-const times = (a: D, x: FloatExpr): D => a?.mul(x);
+// d(score)/d(score) = 1 is the common leaf: 1 · x is written x, so softcap's derivative reads as one
+const isOne = (a: D) => a !== undefined && a.node.op === 'const' && a.node.value === 1;
+const times = (a: D, x: FloatExpr): D => (isOne(a) ? x : a?.mul(x));
 const pick = (c: BoolExpr, a: D, b: D): D => (a || b ? c.select(a ?? 0, b ?? 0) : undefined);
 
 function derivativeOf(n: Node, memo: Map<Node, D>): D {
