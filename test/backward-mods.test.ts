@@ -60,6 +60,7 @@ const REFERENCE_CASES: ModCase[] = [
   { name: 'scoreMod relative-bias table + bias dBias + option softcap', c: { ...SMALL, softcap: 2, bias: 'random', maskShape: 'full' }, mods: (c) => ({ scoreMod: relativeBias(c.headsQ, 2, 1) }), biasGrad: true },
   { name: 'scoreMod min/max/select/abs/div/exp + maskMod, GQA', c: { ...SMALL, headsQ: 4, headsKv: 2 }, mods: () => ({ scoreMod: piecewise, maskMod: holeyCausal(4, 2) }) },
   { name: 'scoreMod hiding pairs with -inf (rows with no key), + sink dSink', c: { ...SMALL, seqQ: 7, seqK: 3 }, mods: (c) => ({ scoreMod: bandByScore, sink: sinkLogits(c.headsQ, 17) }), sinkGrad: true },
+  { name: 'dropout + scoreMod + maskMod + sink dSink', c: SMALL, mods: (c) => ({ dropout: { p: 0.3, seed: 77, offset: 3 }, scoreMod: piecewise, maskMod: holeyCausal(4, 0), sink: sinkLogits(c.headsQ, 18) }), sinkGrad: true },
   { name: 'TND varlen: maskMod reading the lengths + scoreMod + sink dSink', c: { ...SMALL, layout: 'TND', seqLensQ: [3, 0, 4], seqLensK: [5, 2, 3] }, mods: (c) => ({ maskMod: holeyCausal(3, 2), scoreMod: softcap(2), sink: sinkLogits(c.headsQ, 13) }), sinkGrad: true },
   { name: 'blockMask (sliding window)', c: { ...SMALL, seqQ: 9, seqK: 9 }, mods: async () => ({ blockMask: await createBlockMask(slidingWindow(2), null, null, 9, 9, { blockSize: 4 }) }) },
 ];
@@ -121,6 +122,7 @@ const BACKEND_CASES: ModCase[] = [
   { name: 'scoreMod piecewise + option softcap, |scale| > 1', c: { batch: 1, headsQ: 2, seqQ: 33, seqK: 50, dimQK: 16, scale: 3, softcap: 5, causal: true }, mods: () => ({ scoreMod: piecewise }) },
   { name: 'scoreMod min/max/select + maskMod, one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59, softcap: 3 }, mods: () => ({ scoreMod: piecewise, maskMod: maskMod(({ kv }) => kv.mod(3).ne(0)) }) },
   { name: 'scoreMod hiding pairs with -inf (rows with no key)', c: { batch: 1, headsQ: 2, seqQ: 97, seqK: 40, dimQK: 59 }, mods: () => ({ scoreMod: bandByScore }) },
+  { name: 'dropout + scoreMod + maskMod + sink dSink, GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 80, dimQK: 40 }, mods: (c) => ({ dropout: { p: 0.2, seed: 9, offset: 1 }, scoreMod: softcap(5), maskMod: holeyCausal(6, 5), sink: sinkLogits(c.headsQ, 19) }), sinkGrad: true },
   { name: 'TND varlen (an empty sequence): maskMod reading the lengths + scoreMod + sink dSink', c: { layout: 'TND', batch: 3, headsQ: 2, seqQ: 0, seqK: 0, seqLensQ: [20, 0, 33], seqLensK: [40, 5, 33], dimQK: 59 }, mods: (c) => ({ maskMod: holeyCausal(4, 1), scoreMod: softcap(3), sink: sinkLogits(c.headsQ, 14) }), sinkGrad: true },
   { name: 'float16: scoreMod + maskMod + sink', c: { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 65, seqK: 80, dimQK: 64 }, mods: (c) => ({ scoreMod: piecewise, maskMod: holeyCausal(5, 0), sink: sinkLogits(c.headsQ, 15) }) },
   // 64-key tiles the block mask hides entirely (skipped on the CPU) and ones it keeps whole
