@@ -154,5 +154,10 @@ describe('tensor-core backward WGSL builders', async () => {
     const choice = chooseBackwardTier(bp(f16, { maskMod: causal() }), runtime as never, undefined);
     expect(choice.tier.name).toBe('portable');
     expect(choice.skipped.sgmatrix).toMatch(/score and mask functions/);
+    const { backwardFallback } = await import('../dist/ops/attention/backward/webgpu/tiers.js');
+    expect(backwardFallback(choice, runtime as never)).toMatch(/^sgmatrix: score and mask functions/);
+    // an adapter without the tier's features: portable is simply the best it has, no fallback
+    const plain = { ...runtime, features: new Set(['shader-f16']) };
+    expect(backwardFallback(chooseBackwardTier(bp(f16, { maskMod: causal() }), plain as never, undefined), plain as never)).toBeUndefined();
   });
 });

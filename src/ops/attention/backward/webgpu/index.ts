@@ -4,7 +4,7 @@
 import { getRuntime, peekRuntime } from '../../../../engines/webgpu/runtime.js';
 import type { BackwardBackend } from '../backend.js';
 import type { BackwardProblem } from '../problem.js';
-import { chooseBackwardTier } from './tiers.js';
+import { backwardFallback, chooseBackwardTier } from './tiers.js';
 import { portableBackwardUnsupported } from './portable.js';
 import { runNaiveBackward } from './naive.js';
 
@@ -18,7 +18,11 @@ export const webgpuBackward: BackwardBackend = {
   unsupported,
   async run(bp, context) {
     const runtime = await getRuntime(bp.forward.q.tensor.gpu?.device ?? context.device);
-    return chooseBackwardTier(bp, runtime).tier.run(runtime, bp);
+    const choice = chooseBackwardTier(bp, runtime);
+    const grads = await choice.tier.run(runtime, bp);
+    // which tier ran, and why not a better one the adapter has (e.g. a score function on tensor cores)
+    const fallback = backwardFallback(choice, runtime);
+    return { ...grads, stats: { launches: 0, intermediateBytes: 0, ...grads.stats, backend: 'webgpu', tier: choice.tier.name, ...(fallback ? { fallback } : {}) } };
   },
   async runNaive(bp, context) {
     return runNaiveBackward(await getRuntime(bp.forward.q.tensor.gpu?.device ?? context.device), bp);

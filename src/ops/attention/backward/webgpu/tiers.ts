@@ -8,6 +8,7 @@ import type { AttentionGrads } from '../options.js';
 import type { BackwardProblem } from '../problem.js';
 import { portableBackwardUnsupported, runBackwardPlan, runPortableBackward } from './portable.js';
 import { sgBackwardPlan, sgBackwardUnsupported } from './sgmatrix.js';
+import { sgMatrixAdapterUnsupported } from '../../webgpu/tiers/sgmatrix.js';
 import { tunedBackwardConfig } from './autotune.js';
 
 export type BackwardTierName = 'sgmatrix' | 'portable';
@@ -54,4 +55,14 @@ export function chooseBackwardTier(bp: BackwardProblem, runtime: GpuRuntime, for
   }
   const why = Object.entries(skipped).map(([name, reason]) => `${name}: ${reason}`).join('; ');
   throw new UnsupportedError('options.backend', `no WebGPU tier can run this attention backward (${why})`);
+}
+
+/**
+ * Why the call runs on a slower tier than the adapter offers (RunStats.fallback): the reasons of
+ * the better tiers that the adapter has but that declined this problem (a score function on the
+ * tensor-core tier, say); undefined when none did. A tier the adapter lacks is no fallback.
+ */
+export function backwardFallback(choice: BackwardTierChoice, runtime: GpuRuntime): string | undefined {
+  const declined = Object.entries(choice.skipped).filter(([name]) => name !== 'sgmatrix' || sgMatrixAdapterUnsupported(runtime) === undefined);
+  return declined.length ? declined.map(([name, reason]) => `${name}: ${reason}`).join('; ') : undefined;
 }
