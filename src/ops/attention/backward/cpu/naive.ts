@@ -6,6 +6,7 @@
 //   dQ = scale·dS·K,   dK += scale·dSᵀ·Q   (and the rope parts)
 // Scratch per worker: five Sq×Sk float32 matrices (S/P, dP/dS, tanh, P∘Z, a transpose).
 import { modifyScores } from '../../cpu/scores.js';
+import { applyMods } from '../../mods/cpu/stage.js';
 import { scoreUnits } from '../../problem.js';
 import type { AttentionKernels } from '../../cpu/kernels.js';
 import { dropoutTile } from '../../dropout/cpu.js';
@@ -75,6 +76,8 @@ export function backwardNaiveTask(kernels: TaskKernels & AttentionKernels, buffe
         }
       }
       modifyScores(buffer(), { ...p, softcap: 0 }, { s: x.s, lds: ldS, rows: sq, cols: sk, b, h, i0: 0, j0: 0, sq, sk }, true, beta);
+      // mask functions (and a block mask's) on whole rows; score functions and sinks stay with the fused path
+      if (p.mods) applyMods(kernels, p.mods, x.s, ldS, sq, sk, b, h, 0, 0, sq, sk, true, beta);
       f = new Float32Array(buffer());
       f.fill(-Infinity, x.m >>> 2, (x.m >>> 2) + sq);
       f.fill(0, x.l >>> 2, (x.l >>> 2) + sq);

@@ -243,8 +243,9 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem): Pr
 /** The unfused backward (Sq×Sk matrices per worker), the baseline. */
 export async function runNaiveBackward(engine: OpsCpuEngine, bp: BackwardProblem): Promise<AttentionGrads> {
   const p = bp.forward;
-  // the baseline recomputes softmax from the scores (not from the LSE), which would miss a sink
-  if (p.mods || p.blockMask) throw new UnsupportedError('options.backend', 'the unfused CPU backward (a baseline) does not take score / mask / sink functions or block masks; attentionBackward() does');
+  // the baseline recomputes softmax from the scores (not from the LSE), which would miss a sink,
+  // and has no chain rule for a score function
+  if (p.mods?.scoreMod || p.mods?.sinkMod) throw new UnsupportedError('options.backend', 'the unfused CPU backward (a baseline) does not take score functions or sinks (mask functions and block masks it does); attentionBackward() takes them all');
   const st = new Staging(engine.arena);
   try {
     const staged = await stage(engine, st, bp);

@@ -5,7 +5,8 @@
 //   3. dP ∘= Z, dS = P (dP - rowsum(P ∘ dP)), P ∘= Z                  (dscores, per row)
 //   4. dV = (P∘Z)ᵀ·dO, dQ = scale·dS·K, dK = scale·dSᵀ·Q (+ rope parts) (strided matmuls, Aᵀ by strides)
 //   5. GQA: per-query-head dK / dV partials summed over each group
-// softcap and dBias are left to the fused path (this is a baseline): it says so and refuses.
+// softcap, dBias, score functions and sinks are left to the fused path (this is a baseline): it
+// says so and refuses. Mask functions and block masks run in the scores epilogue, as in the forward.
 import { floatsToHalf } from '../../../../core/dtype.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import { Tensor } from '../../../../core/tensor.js';
@@ -14,6 +15,7 @@ import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtim
 import { dispatchMatmul, matmulKernel, type MatrixOperand } from '../../../gemm/webgpu/matmul.js';
 import type { MatmulOptions } from '../../../gemm/webgpu/matmul.wgsl.js';
 import { dropoutParams } from '../../dropout/philox.wgsl.js';
+import { gpuMods, modDataBinding } from '../../mods/webgpu.js';
 import { type StridedView, scoreUnits } from '../../problem.js';
 import { scoreOptionsOf, scoreParamsOf, sequenceTable } from '../../webgpu/attention-io.js';
 import { EPILOGUE, naiveUnsupported, scoresKernel, softmaxKernel } from '../../webgpu/naive/naive.js';
@@ -32,7 +34,7 @@ export function naiveBackwardUnsupported(bp: BackwardProblem, limits: NaiveLimit
   const p = bp.forward;
   if (p.softcap > 0) return 'softcap is not implemented in the unfused baseline (the fused backward takes it)';
   if (bp.biasGrad) return 'dBias is not implemented in the unfused baseline (the fused backward returns it)';
-  if (p.mods || p.blockMask) return 'score / mask / sink functions and block masks are not implemented in the unfused baseline (the fused backward takes them)';
+  if (p.mods?.scoreMod || p.mods?.sinkMod) return 'score functions and sinks are not implemented in the unfused baseline (mask functions and block masks are; the fused backward takes them all)';
   const forward = naiveUnsupported({ ...p, dropout: undefined }, limits);
   if (forward) return forward;
   if (p.seqK > limits.maxComputeWorkgroupsPerDimension) return `the group sum needs ${p.seqK} workgroups along keys but maxComputeWorkgroupsPerDimension is ${limits.maxComputeWorkgroupsPerDimension}`;
@@ -114,6 +116,9 @@ export async function runNaiveBackward(runtime: GpuRuntime, bp: BackwardProblem)
       const epilogue: Record<number, GPUBuffer | GPUBufferBinding> = { [EPILOGUE.scoreParams]: runtime.uniform(scoreParamsOf(p, mask, bias), 'score params'), [EPILOGUE.meta]: meta };
       if (mask) epilogue[EPILOGUE.mask] = mask.binding;
       if (bias) epilogue[EPILOGUE.bias] = bias.binding;
+      // mask functions: whole rows, no block structure, only the captured tensors
+      const modData = modDataBinding(runtime, p, gpuMods(p, undefined), undefined, undefined);
+      if (modData) epilogue[EPILOGUE.modData] = modData;
       const qkTable = table(p.seqStartsQ, p.seqStartsK, zeros, p.seqLensQ, p.seqLensK);
       dispatchMatmul(runtime, scores, {
         label: 'unfused-backward-scores', options: scoreOptions.matmul,
