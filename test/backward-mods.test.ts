@@ -159,7 +159,9 @@ for (const { name, skip } of backends) {
       const { naiveAttentionBackward } = await import('../dist/index.js');
       const c: AttentionCase = { batch: 1, headsQ: 2, headsKv: 1, seqQ: 97, seqK: 70, dimQK: 59 };
       const { q, k, v, options } = makeCase(c, 8);
-      const mask = { blockMask: await createBlockMask(holeyCausal(5, 1), null, null, 97, 70, { blockSize: 16 }) };
+      // a mask reading captured tensors (document ids), so the mods data is bound
+      const docs = documentMask(docIds(97, 4), { kvDocIds: docIds(70, 4) }).and(holeyCausal(5, 1));
+      const mask = { blockMask: await createBlockMask(docs, null, null, 97, 70, { blockSize: 16 }) };
       const problem = validateAttention(q, k, v, { ...options, ...mask });
       const { dOut, dOutValues } = makeGradCase(c, 8, problem.outShape);
       const forward = await attention(q, k, v, { ...options, ...mask, returnLse: true, backend: 'cpu' });
