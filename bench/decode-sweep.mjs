@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     splits: { type: 'string', default: '1' },
     'key-unrolls': { type: 'string', default: 'plan' },
     'key-lanes': { type: 'string', default: 'plan' },
+    'shared-weights': { type: 'string', default: 'plan' },
     reps: { type: 'string', default: '30' },
     out: { type: 'string' },
   },
@@ -169,12 +170,13 @@ for (const spec of list(args.shapes)) {
         pageSize: L, maxPages: 1, numPages: 1, meta: { binding: meta, lengthsAt: 0 },
         out: { binding: out, off: 0, sb: Nq * D, sh: D, si: D }, scale, softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
       };
-      for (const wg of nums(args.workgroups)) for (const unroll of nums(args.unrolls)) for (const ku of nums(args['key-unrolls'])) for (const lanes of nums(args['key-lanes'])) for (const chunk of nums(args.chunks)) for (const sx of nums(args.splits)) {
+      for (const wg of nums(args.workgroups)) for (const unroll of nums(args.unrolls)) for (const ku of nums(args['key-unrolls'])) for (const lanes of nums(args['key-lanes'])) for (const sw of nums(args['shared-weights'])) for (const chunk of nums(args.chunks)) for (const sx of nums(args.splits)) {
         const kernel = { ...base.kernel, workgroupSize: wg === 'plan' ? base.kernel.workgroupSize : wg, unroll: unroll === 'plan' ? base.kernel.unroll : unroll, chunk: chunk === 'plan' ? base.kernel.chunk : chunk };
         if (ku !== 'plan') kernel.keyUnroll = ku;
         if (lanes !== 'plan') kernel.keyLanes = lanes;
+        if (sw !== 'plan') kernel.sharedWeights = sw === 1;
         const splits = typeof sx === 'string' && sx.startsWith('=') ? Number(sx.slice(1)) : Math.max(1, Math.round(base.splits * (sx === 'plan' ? 1 : sx)));
-        const what = `${name} L${L} ${dtype} ${layout} wg ${kernel.workgroupSize} unroll ${kernel.unroll} keyUnroll ${kernel.keyUnroll ?? kernel.unroll} lanes ${kernel.keyLanes ?? 1} chunk ${kernel.chunk} splits ${splits}`;
+        const what = `${name} L${L} ${dtype} ${layout} wg ${kernel.workgroupSize} unroll ${kernel.unroll} keyUnroll ${kernel.keyUnroll ?? kernel.unroll} lanes ${kernel.keyLanes ?? 1}${kernel.sharedWeights ? ' sharedWeights' : ''} chunk ${kernel.chunk} splits ${splits}`;
         const why = splitKvUnsupported(kernel);
         if (why) { console.log(`${what}: skipped (${why})`); continue; }
         const plan = { kernel: { ...kernel, direct: splits === 1 }, splits, grid: [base.grid[0], base.grid[1], splits], combine: splits > 1 };

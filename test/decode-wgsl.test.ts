@@ -54,6 +54,20 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
       delete process.env.FUSEDATTN_DECODE_KEY_LANES;
     }
     expect((planDecode(base, h200) as { kernel: { keyLanes?: number } }).kernel.keyLanes).toBe(1);
+    // the softmax weights once per (row, key slice), alone and with key lanes
+    process.env.FUSEDATTN_DECODE_SHARED_WEIGHTS = '1';
+    try {
+      for (const [name, shape] of [['f16 llama-8b 32K', {}], ['MLA 16 heads 576/512 int8 paged append', SHAPES['MLA 16 heads 576/512 int8 paged append']], ['f32 qwen2-0.5b 1K (7 rows)', SHAPES['f32 qwen2-0.5b 1K (7 rows)']]] as const) {
+        const plan = planDecode({ ...base, ...shape }, h200);
+        if (typeof plan === 'string') throw new Error(`${name}: ${plan}`);
+        expect(plan.kernel.sharedWeights, name).toBe(true);
+        expect(splitKvSharedBytes(plan.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
+        sources[`${name}, shared weights (split-KV)`] = buildSplitKv(plan.kernel);
+        sources[`${name}, shared weights, 4 threads per key (split-KV)`] = buildSplitKv({ ...plan.kernel, keyLanes: 4 });
+      }
+    } finally {
+      delete process.env.FUSEDATTN_DECODE_SHARED_WEIGHTS;
+    }
     sources['merge f16 BSND'] = buildMerge({ io: 'float16', bsnd: true });
     const errors = tintErrors(sources, 'the decode kernels');
     if (!errors) return;

@@ -53,7 +53,8 @@ const MAX_SPLITS = 256;
  * The plan for `s` on a device with `limits`, or the reason there is none. Benchmarks override
  * with FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET and
  * FUSEDATTN_DECODE_UNROLL, FUSEDATTN_DECODE_KEY_LANES (threads per key in the score phase, where the
- * head dim allows; 1 until a GPU run shows where more pay).
+ * head dim allows; 1 until a GPU run shows where more pay), FUSEDATTN_DECODE_SHARED_WEIGHTS (1: the
+ * softmax weights once per row and key slice, see SplitKvOptions.sharedWeights).
  */
 export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
   if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
@@ -61,6 +62,7 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
   const largest = envInt('FUSEDATTN_DECODE_WORKGROUP', 32, 256) ?? 256;
   const unroll = envInt('FUSEDATTN_DECODE_UNROLL', 1, 16) ?? (device.software ? 1 : DEFAULT_UNROLL);
   const keyLanes = envInt('FUSEDATTN_DECODE_KEY_LANES', 1, 32) ?? 1;
+  const sharedWeights = (envInt('FUSEDATTN_DECODE_SHARED_WEIGHTS', 0, 1) ?? 0) === 1;
   // why nothing fits: the device's limits first (they are what the caller cannot change)
   const reasons: { memory?: string; bindings?: string; kernel?: string } = {};
   let leastMemory = Infinity;
@@ -83,6 +85,7 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
           paged: s.paged, sharedKV: s.sharedKV, append: s.append, rope: s.rope, softcap: s.softcap, alibi: s.alibi, direct: false, unroll,
           // key lanes where the chunking allows them (the largest power of two <= asked that divides)
           keyLanes: fittingLanes(keyLanes, workgroupSize, s.dimQK / chunk),
+          sharedWeights,
         };
         const why = splitKvUnsupported(o);
         if (why) {
