@@ -86,6 +86,14 @@ export interface SplitKvOptions {
    * barrier per tile; saves the Dv / chunk - 1 repeated exps of every (key, row) pair.
    */
   sharedWeights?: boolean;
+  /**
+   * How the key lanes' partial dots meet: 'workgroup' (default) through workgroup memory, two
+   * barriers per pass of WG / keyLanes keys; 'subgroup' by subgroupShuffleXor (the device's
+   * 'subgroups' feature, subgroups of at least keyLanes consecutive invocations): no barrier until
+   * the tile's scores are all written, the passes unrolled with clamped positions so every pass's
+   * loads can be in flight together.
+   */
+  laneReduce?: 'workgroup' | 'subgroup';
 }
 
 export const SPLIT_KV_PARAMS = new UniformLayout('DecodeParams', {
@@ -135,7 +143,7 @@ function scratchFloats(o: SplitKvOptions): number {
 
 /** Bytes of workgroup memory the kernel declares. */
 export function splitKvSharedBytes(o: SplitKvOptions): number {
-  const lanes = (o.keyLanes ?? 1) > 1 ? splitKvRows(o) * o.workgroupSize : 0;
+  const lanes = (o.keyLanes ?? 1) > 1 && o.laneReduce !== 'subgroup' ? splitKvRows(o) * o.workgroupSize : 0;
   // factors (double-buffered), running max and sum per (row, key slice)
   const weights = o.sharedWeights ? 4 * splitKvRows(o) * splitKvLayout(o).slices : 0;
   return 4 * (splitKvRows(o) * o.dimQK + scratchFloats(o) + lanes + weights + (o.cache === 'int8' && o.append ? 2 * MAX_TOKENS : 0));
@@ -165,6 +173,7 @@ export function splitKvUnsupported(o: SplitKvOptions): string | undefined {
   if (!Number.isInteger(T) || T < 1 || (T & (T - 1)) !== 0 || o.workgroupSize % T !== 0 || (o.dimQK / o.chunk) % T !== 0) {
     return `keyLanes must be a power of two dividing the workgroup (${o.workgroupSize}) and the key chunks (${o.dimQK / o.chunk}), got ${T}`;
   }
+  if (o.laneReduce === 'subgroup' && (T < 2 || T > 32)) return `laneReduce 'subgroup' needs 2..32 key lanes, got ${T}`;
   return undefined;
 }
 
@@ -193,7 +202,9 @@ export function buildSplitKv(o: SplitKvOptions): string {
   const vScalesBuf = o.sharedKV ? 'k_scales' : 'v_scales';
 
   // ---- declarations
+  const subgroupLanes = o.laneReduce === 'subgroup' && (o.keyLanes ?? 1) > 1;
   const decl: string[] = [
+    ...(subgroupLanes ? ['enable subgroups;'] : []),
     SPLIT_KV_PARAMS.wgsl(),
     `@group(0) @binding(${B.params}) var<uniform> params: DecodeParams;`,
     `@group(0) @binding(${B.q}) var<storage, read> q: array<${quadType(o.io)}>;`,
@@ -491,6 +502,29 @@ ${perRow((r) => `        scratch[buf * R * WG + kp + ${r}u * WG] = s${r};`)}
 ${vs.map((v) => `        a${r}_${v} *= f;`).join('\n')}
       }`);
 
+  // subgroup lanes: the T lanes of a key are T consecutive invocations of one subgroup; the passes
+  // are unrolled, each loads a clamped position (always valid memory) so no branch separates the
+  // passes' loads, and the shuffles stay in uniform control flow
+  const xorSteps: number[] = [];
+  for (let m = T / 2; m >= 1; m /= 2) xorSteps.push(m);
+  const subgroupScores = Array.from({ length: T }, (_, pass) => `    {
+      let kp = ${pass * (WG / T)}u + lid.x / ${T}u;   // this thread's key in the tile
+      let lane = lid.x % ${T}u;
+      let live_key = j0 + kp < hi;
+      let pos = min(j0 + kp, hi - 1u);
+${perRow((r) => `      var s${r} = 0.0;`)}
+${scorePhase}
+${perRow((r) => xorSteps.map((m) => `      s${r} += subgroupShuffleXor(s${r}, ${m}u);`).join('\n'))}
+      if (lane == 0u) {
+        if (live_key) {${keyScale}
+${scoreFinish}
+        } else {
+${perRow((r) => `          s${r} = NO_SCORE;`)}
+        }
+${perRow((r) => `        scratch[buf * R * WG + kp + ${r}u * WG] = s${r};`)}
+      }
+    }`).join('\n') + '\n    workgroupBarrier();';
+
   return `${decl.join('\n')}
 
 const G = ${G}u;
@@ -507,7 +541,7 @@ const NO_SCORE = ${NO_SCORE};
 var<workgroup> q_tile: array<vec4<f32>, ${R * DQ4}>;
 // scores [2][R][WG] during the key loop; the merge tree's slots after it
 var<workgroup> scratch: array<f32, ${scratchFloats(o)}>;
-${T > 1 ? `// the lanes' partial dots of the keys of one pass: [R][WG]\nvar<workgroup> lanes_sum: array<f32, ${R * WG}>;` : ''}
+${T > 1 && !subgroupLanes ? `// the lanes' partial dots of the keys of one pass: [R][WG]\nvar<workgroup> lanes_sum: array<f32, ${R * WG}>;` : ''}
 ${o.sharedWeights ? `// shared weights: per (row, key slice) the accumulators' factor of a tile ([2][R][NKS]), running max and sum\nvar<workgroup> sw_factor: array<f32, ${2 * SW}>;\nvar<workgroup> sw_m: array<f32, ${SW}>;\nvar<workgroup> sw_l: array<f32, ${SW}>;` : ''}
 ${o.append && int8 ? `var<workgroup> new_scale: array<f32, ${2 * MAX_TOKENS}>;\nvar<workgroup> new_inv: array<f32, ${2 * MAX_TOKENS}>;` : ''}
 
@@ -561,7 +595,7 @@ ${perRow((r) => `  var m${r} = NO_SCORE;\n  var l${r} = 0.0;\n${vs.map((v) => ` 
   workgroupBarrier();
 
   for (var j0 = lo; j0 < hi; j0 += WG) {
-${T > 1 ? lanesScores : `    // scores: thread lid.x owns key j0 + lid.x
+${T > 1 ? (subgroupLanes ? subgroupScores : lanesScores) : `    // scores: thread lid.x owns key j0 + lid.x
     let pos = j0 + lid.x;
 ${perRow((r) => `    var s${r} = NO_SCORE;`)}
     if (pos < hi) {
