@@ -106,7 +106,7 @@ export interface InlineProgram {
  * `varying` (or on a let that does) and those that do not, so a kernel can hoist the latter out
  * of its key loop: loads of a per-head tensor, arithmetic on the row index.
  */
-export function inlineProgram(p: Program, prefix: string, vars: Partial<Record<VarName, string>>, varying: readonly VarName[]): InlineProgram {
+export function inlineProgram(p: Program, prefix: string, vars: Partial<Record<VarName, string>>, varying: readonly VarName[], load?: (tensor: number, args: string[]) => string): InlineProgram {
   const name = (i: number) => `${prefix}${i}`;
   const moves: boolean[] = [];
   const out: InlineProgram = { invariant: [], varying: [], result: name(p.root) };
@@ -116,11 +116,28 @@ export function inlineProgram(p: Program, prefix: string, vars: Partial<Record<V
   p.nodes.forEach((n, i) => {
     if (!used.has(i)) return;
     moves[i] = n.op === 'var' ? varying.includes(n.name!) : n.args.some((a) => moves[a]);
-    const text = n.op === 'var' ? vars[n.name!] : instruction(n, name);
+    const text = n.op === 'var' ? vars[n.name!] : n.op === 'load' && load ? load(n.tensor!, n.args.map(name)) : instruction(n, name);
     if (text === undefined) throw new Error(`inlineProgram: no WGSL given for variable ${n.name}`);
     (moves[i] ? out.varying : out.invariant).push(`let ${name(i)} = ${text};`);
   });
   return out;
+}
+
+/**
+ * Captured tensor t's header (data offset, last index and stride per dimension) as lets named
+ * `${prefix}${t}_…`, for a kernel that reads it once instead of per element, and the matching
+ * load: the same clamped index as the mod_tensor_t loader.
+ */
+export function tensorHeaderLets(slot: TensorSlot, t: number, prefix: string): string[] {
+  const h = HEADER_BASE + HEADER_WORDS * t;
+  const dims = Array.from({ length: slot.rank }, (_, d) => `let ${prefix}${t}_n${d} = i32(mod_data[${h + 1 + d}u]) - 1; let ${prefix}${t}_s${d} = mod_data[${h + 5 + d}u];`);
+  return [`let ${prefix}${t}_at = mod_data[${h}u];`, ...dims];
+}
+
+export function tensorLoadFromHeader(slot: TensorSlot, t: number, prefix: string, args: string[]): string {
+  const flat = args.map((a, d) => `u32(clamp(${a}, 0, ${prefix}${t}_n${d})) * ${prefix}${t}_s${d}`);
+  const word = `mod_data[${[`${prefix}${t}_at`, ...flat].join(' + ')}]`;
+  return slot.kind === 'float' ? `bitcast<f32>(${word})` : `bitcast<i32>(${word})`;
 }
 
 export interface ModsBinding {

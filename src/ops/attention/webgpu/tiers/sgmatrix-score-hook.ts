@@ -8,7 +8,7 @@
 // without any mask test: the plain lines exactly when there is no bias or score function.
 import { scoreInputDeclarations } from '../score.wgsl.js';
 import type { ModsKernelOptions } from '../../mods/plan.js';
-import { buildModsWgsl, inlineProgram, type InlineProgram } from '../../mods/wgsl.js';
+import { type InlineProgram, buildModsWgsl, inlineProgram, tensorHeaderLets, tensorLoadFromHeader } from '../../mods/wgsl.js';
 import { scoreProgramInLog2 } from '../../mods/log2-units.js';
 import type { ScoreAdditions } from './sgmatrix-score-lines.js';
 import type { FloatDType } from '../../../../engines/webgpu/wgsl.js';
@@ -64,9 +64,11 @@ const MOD_VARS = { b: 'mv_b', h: 'mv_h', q: 'mv_q', kv: 'j', qLen: 'mv_q_len', k
 /** The score and mask functions written out inline, split into per-row and per-score lets. */
 function inlineMods(h: SgScoreHook): { score?: InlineProgram; mask?: InlineProgram } {
   const m = h.mods;
+  // captured tensors read through their headers, loaded once per row (hookRowSetup)
+  const load = (t: number, args: string[]) => tensorLoadFromHeader(m!.tensors[t], t, 'mt', args);
   return {
-    score: m?.score ? inlineProgram(scoreProgramInLog2(m.score), 'ms_', MOD_VARS, ['score', 'kv']) : undefined,
-    mask: m?.mask ? inlineProgram(m.mask, 'mm_', MOD_VARS, ['kv']) : undefined,
+    score: m?.score ? inlineProgram(scoreProgramInLog2(m.score), 'ms_', MOD_VARS, ['score', 'kv'], load) : undefined,
+    mask: m?.mask ? inlineProgram(m.mask, 'mm_', MOD_VARS, ['kv'], load) : undefined,
   };
 }
 
@@ -83,6 +85,7 @@ export function hookRowSetup(h: SgScoreHook): string[] {
   if (mods.score || mods.mask) {
     lines.push('  // the score / mask functions\' variables, and what of them is the same for every key of the row');
     lines.push('  let mv_b = i32(b); let mv_h = i32(myHead); let mv_q = i32(i); let mv_q_len = i32(lenQ); let mv_kv_len = i32(lenK);');
+    h.mods!.tensors.forEach((slot, t) => { for (const line of tensorHeaderLets(slot, t, 'mt')) lines.push(`  ${line}`); });
     for (const p of [mods.mask, mods.score]) for (const line of p?.invariant ?? []) lines.push(`  ${line}`);
   }
   return lines;
