@@ -108,6 +108,21 @@ describe('tensor-core score hook', () => {
     expect(lets.filter((l) => / \* /.test(l))).toHaveLength(2);
   });
 
+  it('the exp2 tanh experiment replaces the functions\' tanh only, within 2e-7 of tanh in float32', () => {
+    const loop = scoreLoop(buildFlashSgMatrix(hook(SG_BASE, { mods: capped, tanh: 'exp2' })));
+    expect(loop).toContain('tanh_exp2(');
+    expect(loop).not.toMatch(/[^_]tanh\(/);
+    // the WGSL's arithmetic in float32 (exp2 and inverseSqrt exact here; a GPU adds a few ulp)
+    const f = Math.fround;
+    let worst = 0;
+    for (let x = -20; x <= 20; x += 1 / 1024) {
+      const t = f(2 ** f(-2.8853900817779268 * Math.abs(x)));
+      const d = f(1 + t);
+      worst = Math.max(worst, Math.abs(f(Math.sign(x) * f(f(1 - t) * f(1 / Math.sqrt(f(d * d))))) - Math.tanh(x)));
+    }
+    expect(worst).toBeLessThan(2e-7);
+  });
+
   it('score functions in log2 units are the originals converted (float64 evaluation)', () => {
     const table = capture(Float32Array.from({ length: 2 * 40 }, (_, i) => Math.sin(i)), [2, 40]);
     const fns = [
@@ -147,6 +162,7 @@ describe('tensor-core score hook', () => {
       'block mask + softcap function + sinks, unrolled': hook({ ...SG_BASE, unrolled: true }, { mods: mods({ maskMod: slidingWindow(100), scoreMod: softcap(20), sinkMod: attentionSinks([1, 2]) }), blockTable: true }),
       'block mask + dense mask + bias, no prefetch': hook({ ...SG_BASE, prefetch: false, smemVec4: false }, { mask: true, bias: 'float32', mods: window, blockTable: true }),
       'dense mask + bias + everything, odd dims': hook({ ...SG_BASE, dimQK: 59, dimV: 111, vectorLoads: false, prefetch: false, smemVec4: false, softcap: true }, { mask: true, bias: 'float16', mods: everything }),
+      'softcap function, exp2 tanh (FUSEDATTN_SGMATRIX_TANH=exp2)': hook(SG_BASE, { mods: capped, tanh: 'exp2' }),
       'dropout + dense mask + sinks': hook({ ...SG_BASE, dropout: true }, { mask: true, mods: sinks }),
       'everything + block table, unrolled, MLA split': hook({ ...SG_BASE, dimRope: 64, unrolled: true }, { mask: true, mods: everything, blockTable: true }),
     };

@@ -179,6 +179,8 @@ await measure(`block mask: sliding window ${WINDOW}`, { blockMask: windowBlocks 
 await measure(`block mask: ${DOCS} documents of ${DOC}`, { blockMask: docBlocks });
 await measure('causal + softcap 30 (option)', { causal: true, softcap: 30 });
 await measure('causal + softcap 30 (scoreMod)', { causal: true, scoreMod: softcap(30) });
+// the tensor-core hook's tanh from exp2 (an experiment: which is cheaper on the GPU at hand)
+if (runtime) await measure('causal + softcap 30 (scoreMod, exp2 tanh)', { causal: true, scoreMod: softcap(30) }, { FUSEDATTN_SGMATRIX_TANH: 'exp2' });
 await measure('causal + sinks (per head)', { causal: true, sink: attentionSinks(sinks) });
 
 // ---- targets

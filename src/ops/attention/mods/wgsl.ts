@@ -106,7 +106,14 @@ export interface InlineProgram {
  * `varying` (or on a let that does) and those that do not, so a kernel can hoist the latter out
  * of its key loop: loads of a per-head tensor, arithmetic on the row index.
  */
-export function inlineProgram(p: Program, prefix: string, vars: Partial<Record<VarName, string>>, varying: readonly VarName[], load?: (tensor: number, args: string[]) => string): InlineProgram {
+export interface InlineOverrides {
+  /** WGSL of a load of captured tensor `tensor` at `args` (default: its mod_tensor loader). */
+  load?: (tensor: number, args: string[]) => string;
+  /** WGSL of tanh(x) (default: tanh of x clamped to ±15). */
+  tanh?: (x: string) => string;
+}
+
+export function inlineProgram(p: Program, prefix: string, vars: Partial<Record<VarName, string>>, varying: readonly VarName[], overrides: InlineOverrides = {}): InlineProgram {
   const name = (i: number) => `${prefix}${i}`;
   const moves: boolean[] = [];
   const out: InlineProgram = { invariant: [], varying: [], result: name(p.root) };
@@ -116,7 +123,10 @@ export function inlineProgram(p: Program, prefix: string, vars: Partial<Record<V
   p.nodes.forEach((n, i) => {
     if (!used.has(i)) return;
     moves[i] = n.op === 'var' ? varying.includes(n.name!) : n.args.some((a) => moves[a]);
-    const text = n.op === 'var' ? vars[n.name!] : n.op === 'load' && load ? load(n.tensor!, n.args.map(name)) : instruction(n, name);
+    const text = n.op === 'var' ? vars[n.name!]
+      : n.op === 'load' && overrides.load ? overrides.load(n.tensor!, n.args.map(name))
+      : n.op === 'tanh' && overrides.tanh ? overrides.tanh(name(n.args[0]))
+      : instruction(n, name);
     if (text === undefined) throw new Error(`inlineProgram: no WGSL given for variable ${n.name}`);
     (moves[i] ? out.varying : out.invariant).push(`let ${name(i)} = ${text};`);
   });

@@ -24,7 +24,23 @@ export interface SgScoreHook {
   mods?: ModsKernelOptions;
   /** Key blocks come from the block table in mod_data. */
   blockTable: boolean;
+  /**
+   * 'exp2': the score/mask functions' tanh as sign(x)·(1 - t)/(1 + t), t = exp2(-2|x|·log2 e),
+   * the division as a reciprocal square root of (1 + t)² (two MUFU-class operations; absolute
+   * error ~1e-7). Absent: WGSL's tanh. An experiment (FUSEDATTN_SGMATRIX_TANH) until the H200 says
+   * which of the two is cheaper there.
+   */
+  tanh?: 'exp2';
 }
+
+/** tanh(x) from exp2 and inverseSqrt, see SgScoreHook.tanh; |x| large gives t = 0, exactly ±1. */
+const tanhExp2 = (x: string) => `tanh_exp2(${x})`;
+const TANH_EXP2_WGSL = `// tanh(x) = sign(x)·(1 - t)/(1 + t), t = e^(-2|x|) in (0, 1]: no overflow, 1/(1 + t) as inverseSqrt((1 + t)²)
+fn tanh_exp2(x: f32) -> f32 {
+  let t = exp2(-2.8853900817779268 * abs(x));
+  let d = 1.0 + t;
+  return sign(x) * (1.0 - t) * inverseSqrt(d * d);
+}`;
 
 /** Bindings of the hook, after the tier's own (0..9). */
 export const SG_SCORE_BINDINGS = { params: 10, mask: 11, bias: 12, modData: 13 } as const;
@@ -36,6 +52,7 @@ export function hookDeclarations(h: SgScoreHook): string {
   const inputs = scoreInputDeclarations(h, { group: 0, ...SG_SCORE_BINDINGS }).join('\n');
   const mods = buildModsWgsl(h.mods, { group: 0, binding: SG_SCORE_BINDINGS.modData }, h.blockTable, true);
   const parts = mods ? [inputs, mods] : [inputs];
+  if (h.tanh === 'exp2') parts.push(TANH_EXP2_WGSL);
   if (h.blockTable) {
     parts.push(`// The next tile of BC keys the block table lists at or after position (*n, *u) (block n, tile u
 // of it) that meets [lo, hi): its first key, or ${END}; (*n, *u) moves past it, *full says
@@ -65,10 +82,10 @@ const MOD_VARS = { b: 'mv_b', h: 'mv_h', q: 'mv_q', kv: 'j', qLen: 'mv_q_len', k
 function inlineMods(h: SgScoreHook): { score?: InlineProgram; mask?: InlineProgram } {
   const m = h.mods;
   // captured tensors read through their headers, loaded once per row (hookRowSetup)
-  const load = (t: number, args: string[]) => tensorLoadFromHeader(m!.tensors[t], t, 'mt', args);
+  const overrides = { load: (t: number, args: string[]) => tensorLoadFromHeader(m!.tensors[t], t, 'mt', args), tanh: h.tanh === 'exp2' ? tanhExp2 : undefined };
   return {
-    score: m?.score ? inlineProgram(scoreProgramInLog2(m.score), 'ms_', MOD_VARS, ['score', 'kv'], load) : undefined,
-    mask: m?.mask ? inlineProgram(m.mask, 'mm_', MOD_VARS, ['kv'], load) : undefined,
+    score: m?.score ? inlineProgram(scoreProgramInLog2(m.score), 'ms_', MOD_VARS, ['score', 'kv'], overrides) : undefined,
+    mask: m?.mask ? inlineProgram(m.mask, 'mm_', MOD_VARS, ['kv'], overrides) : undefined,
   };
 }
 

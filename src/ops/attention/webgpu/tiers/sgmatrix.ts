@@ -3,7 +3,7 @@
 // and running one problem (one dispatch) through the GpuRuntime.
 import { nonFiniteUnsupported } from './non-finite.js';
 import type { AttentionProblem } from '../../problem.js';
-import { envString } from '../../../../core/env.js';
+import { envChoice, envString } from '../../../../core/env.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionResult } from '../../backend.js';
 import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention, scoreParamsOf } from '../attention-io.js';
@@ -155,7 +155,7 @@ function mayHaveBlockTable(p: AttentionProblem): boolean {
 }
 
 function scoreHookOf(p: AttentionProblem, blockTable: boolean): SgScoreHook {
-  return {
+  const hook: SgScoreHook = {
     mask: p.mask !== undefined,
     bias: p.bias ? (p.bias.tensor.dtype as 'float32' | 'float16') : 'none',
     windowed: p.window.left !== Infinity || p.window.right !== Infinity,
@@ -164,6 +164,9 @@ function scoreHookOf(p: AttentionProblem, blockTable: boolean): SgScoreHook {
     mods: p.mods?.kernel,
     blockTable,
   };
+  // FUSEDATTN_SGMATRIX_TANH=exp2: the functions' tanh from exp2 (SgScoreHook.tanh), an experiment
+  if (envChoice('FUSEDATTN_SGMATRIX_TANH', ['builtin', 'exp2'] as const) === 'exp2') hook.tanh = 'exp2';
+  return hook;
 }
 
 /**
