@@ -200,7 +200,7 @@ blockTarget(`block mask: ${DOCS} documents of ${DOC}`, docBlocks);
 const tc = T(`dense bool mask (causal ${WINDOW})`);
 const portable = T(`dense bool mask (causal ${WINDOW}), portable tier`);
 if (tc && portable) checks.push(emit({ target: 'dense bool mask: tensor-core >= 5x portable', speedup: portable / tc, met: portable / tc >= 5 }));
-for (const name of ['causal + softcap 30 (scoreMod)', 'causal + sinks (per head)']) {
+for (const name of ['causal + softcap 30 (scoreMod)', 'causal + softcap 30 (scoreMod, exp2 tanh)', 'causal + sinks (per head)']) {
   const ratio = results[name]?.vsCausal;
   if (ratio) checks.push(emit({ target: `${name} <= 1.15 x causal`, overhead: ratio - 1, met: ratio <= 1.15 }));
 }
