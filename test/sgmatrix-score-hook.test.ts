@@ -74,13 +74,19 @@ describe('tensor-core score hook', () => {
   const capped = mods({ scoreMod: softcap(30) });
 
   it('sinks alone keep the plain score path; only the final normalisation changes', () => {
-    for (const o of [SG_BASE, { ...SG_BASE, softcap: true, alibi: true }, { ...SG_BASE, unrolled: true, causalOrWindow: false }]) {
+    for (const o of [SG_BASE, { ...SG_BASE, alibi: true }, { ...SG_BASE, unrolled: true, causalOrWindow: false }]) {
       const plain = buildFlashSgMatrix(o);
       const sunk = buildFlashSgMatrix(hook(o, { mods: sinks }));
       expect(scoreLoop(sunk)).toBe(scoreLoop(plain));
       expect(sunk).toContain('sink_mod(b, myHead, i, lenQ, lenK)');
       expect(sunk).not.toContain('final_score');
     }
+    // with the softcap option the NaN test moves behind the window test, nothing else is added
+    const o = { ...SG_BASE, softcap: true, alibi: true };
+    const plain = scoreLoop(buildFlashSgMatrix(o)).split('\n');
+    const sunk = scoreLoop(buildFlashSgMatrix(hook(o, { mods: sinks }))).split('\n');
+    expect(plain.filter((l) => !sunk.includes(l)).map((l) => l.trim())).toEqual(['if (is_nan(s)) { poison = 1u; }', 's = select(NEG_INF, s, j >= jLo && j <= jHi);']);
+    expect(sunk.filter((l) => !plain.includes(l)).map((l) => l.trim())).toEqual(['let qkNan = is_nan(s);', 'let keep = (j >= jLo && j <= jHi);', 'if (keep && qkNan) { poison = 1u; }', 's = select(NEG_INF, s, keep);']);
   });
 
   it('block tables: FULL tiles take the plain lines, PARTIAL ones add the mask tests alone', () => {

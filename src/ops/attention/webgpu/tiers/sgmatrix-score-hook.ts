@@ -114,7 +114,9 @@ export function hookRowSetup(h: SgScoreHook): string[] {
  */
 export function hookAdditions(h: SgScoreHook, masked: boolean): ScoreAdditions {
   const mods = inlineMods(h);
-  const add: ScoreAdditions = {};
+  // the one addition a sink alone or a FULL tile makes with the softcap option (no cost: the NaN
+  // test moves behind the window test)
+  const add: ScoreAdditions = h.softcap ? { visibleNaN: true } : {};
   if (h.bias !== 'none') add.bias = 'bias_at(biasRow + u32(j) * sp.bias_strides.w)';
   if (masked) {
     const keep: string[] = [];

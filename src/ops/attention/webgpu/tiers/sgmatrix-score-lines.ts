@@ -21,12 +21,18 @@ export interface ScoreAdditions {
   keep?: string[];
   /** The score function in log2 units: its per-score lets (reading `s`) and its result. */
   mod?: { lets: string[]; result: string };
+  /**
+   * With the softcap option: a NaN q·k poisons the row only where the pair is visible (the
+   * reference's order). The plain kernel poisons on it before the window test (also for a pair
+   * the window hides), and keeps doing so: its WGSL is what the H200 measured.
+   */
+  visibleNaN?: boolean;
 }
 
 const LOG2E = '1.4426950408889634';
 
 export function hasAdditions(a: ScoreAdditions): boolean {
-  return a.bias !== undefined || (a.before?.length ?? 0) > 0 || (a.keep?.length ?? 0) > 0 || a.mod !== undefined;
+  return a.bias !== undefined || (a.before?.length ?? 0) > 0 || (a.keep?.length ?? 0) > 0 || a.mod !== undefined || a.visibleNaN === true;
 }
 
 /** The lines scoring column `c` (a WGSL index expression) into sv[c] and blockMax. */
@@ -34,9 +40,8 @@ export function scoreLines(o: { softcap: boolean; alibi: boolean }, c: string, a
   const plain = !hasAdditions(add);
   const lines = [`var s = Ss[sRow + 2u * ${c}];`];
   // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped. The
-  // plain kernel poisons the row on it at once, as it always has (also for a pair outside the
-  // window); with additions the poison waits for the visibility test, as the reference's order
-  // has it: a key that a mask hides must not poison the row.
+  // plain kernel poisons the row on it at once (see visibleNaN); with additions the poison waits
+  // for the visibility test: a key that the window or a mask hides must not poison the row.
   if (o.softcap) {
     lines.push(plain ? 'if (is_nan(s)) { poison = 1u; }' : 'let qkNan = is_nan(s);');
     lines.push(`s = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * ${LOG2E};`);
