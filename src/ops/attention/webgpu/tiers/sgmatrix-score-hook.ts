@@ -5,7 +5,8 @@
 // (mods/log2-units.ts), their row-invariant parts hoisted ahead of the key loop. A sink alone
 // adds nothing per score, only its term in the final normalisation (hookSinkFinal). With a block
 // table the key loop walks the listed tiles (EMPTY ones are never loaded) and FULL tiles score
-// without any mask test: the plain lines exactly when there is no bias or score function.
+// without any mask test: the plain lines exactly when there is no bias or score function (with
+// the softcap option, its NaN test behind the window test: ScoreAdditions.visibleNaN).
 import { scoreInputDeclarations } from '../score.wgsl.js';
 import type { ModsKernelOptions } from '../../mods/plan.js';
 import { type InlineProgram, buildModsWgsl, inlineProgram, tensorHeaderLets, tensorLoadFromHeader } from '../../mods/wgsl.js';
