@@ -60,6 +60,8 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     expect(plain.kernel.laneReduce).toBeUndefined();
     expect((planDecode(base, h200, undefined, { software: true }) as { kernel: { keyLanes?: number } }).kernel.keyLanes).toBe(1);
     // with subgroups of 32 the lanes' sums go through shuffles: every mode compiles that way too
+    process.env.FUSEDATTN_DECODE_SUBGROUP_LANES = '1';
+    expect((planDecode(base, h200, undefined, { subgroupSize: 0 }) as { kernel: { laneReduce?: string } }).kernel.laneReduce).toBeUndefined();
     for (const [name, shape] of Object.entries(SHAPES)) {
       const plan = planDecode({ ...base, ...shape }, h200, undefined, { subgroupSize: 32 });
       if (typeof plan === 'string') throw new Error(`${name}: ${plan}`);
@@ -69,6 +71,8 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
       const sixteen = { ...plan.kernel, keyLanes: 16, laneReduce: 'subgroup' as const };
       if (!splitKvUnsupported(sixteen)) sources[`${name}, 16 subgroup lanes (split-KV)`] = buildSplitKv(sixteen);
     }
+    delete process.env.FUSEDATTN_DECODE_SUBGROUP_LANES;
+    expect((planDecode(base, h200, undefined, { subgroupSize: 32 }) as { kernel: { laneReduce?: string } }).kernel.laneReduce).toBeUndefined();
     // the softmax weights once per (row, key slice), alone and with key lanes
     process.env.FUSEDATTN_DECODE_SHARED_WEIGHTS = '1';
     try {

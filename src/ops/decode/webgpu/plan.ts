@@ -60,8 +60,8 @@ const MAX_SPLITS = 256;
  * FUSEDATTN_DECODE_UNROLL, FUSEDATTN_DECODE_KEY_LANES (threads per key in the score phase, where the
  * head dim allows; 1 until a GPU run shows where more pay), FUSEDATTN_DECODE_SHARED_WEIGHTS (1: the
  * softmax weights once per row and key slice, see SplitKvOptions.sharedWeights; on by default),
- * FUSEDATTN_DECODE_SUBGROUP_LANES (0: key lanes summed through workgroup memory even where the
- * device has subgroups).
+ * FUSEDATTN_DECODE_SUBGROUP_LANES (1: key lanes summed by subgroup shuffles where the device has
+ * subgroups; off by default, the H200 showed no gain at 4 lanes).
  */
 export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
   if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
@@ -71,7 +71,8 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
   const keyLanes = envInt('FUSEDATTN_DECODE_KEY_LANES', 1, 32) ?? (device.software ? 1 : DEFAULT_KEY_LANES);
   // 1.1-1.5x on every H200 shape (MLA included) and faster on llvmpipe too (the same sweep)
   const sharedWeights = (envInt('FUSEDATTN_DECODE_SHARED_WEIGHTS', 0, 1) ?? 1) === 1;
-  const subgroupLanes = (envInt('FUSEDATTN_DECODE_SUBGROUP_LANES', 0, 1) ?? 1) === 1 ? device.subgroupSize ?? 0 : 0;
+  // subgroup lane sums measured no faster than workgroup memory at 4 lanes (sweep 3): opt-in
+  const subgroupLanes = (envInt('FUSEDATTN_DECODE_SUBGROUP_LANES', 0, 1) ?? 0) === 1 ? device.subgroupSize ?? 0 : 0;
   // why nothing fits: the device's limits first (they are what the caller cannot change)
   const reasons: { memory?: string; bindings?: string; kernel?: string } = {};
   let leastMemory = Infinity;
