@@ -114,10 +114,16 @@ describe('tensor-core score hook', () => {
     expect(lets.filter((l) => / \* /.test(l))).toHaveLength(2);
   });
 
-  it('the exp2 tanh experiment replaces the functions\' tanh only, within 2e-7 of tanh in float32', () => {
+  it('the exp2 tanh (the default) replaces the functions\' and the softcap option\'s tanh, within 2e-7 of tanh in float32', () => {
     const loop = scoreLoop(buildFlashSgMatrix(hook(SG_BASE, { mods: capped, tanh: 'exp2' })));
     expect(loop).toContain('tanh_exp2(');
     expect(loop).not.toMatch(/[^_]tanh\(/);
+    const option = buildFlashSgMatrix({ ...SG_BASE, softcap: true, tanh: 'exp2' });
+    expect(scoreLoop(option)).toContain('tanh_exp2(');
+    expect(scoreLoop(option)).not.toMatch(/[^_]tanh\(/);
+    expect(option.match(/fn tanh_exp2/g)).toHaveLength(1);
+    const both = buildFlashSgMatrix(hook({ ...SG_BASE, softcap: true, tanh: 'exp2' }, { mods: capped, tanh: 'exp2' }));
+    expect(both.match(/fn tanh_exp2/g)).toHaveLength(1);
     // the WGSL's arithmetic in float32 (exp2 and inverseSqrt exact here; a GPU adds a few ulp)
     const f = Math.fround;
     let worst = 0;
@@ -168,7 +174,9 @@ describe('tensor-core score hook', () => {
       'block mask + softcap function + sinks, unrolled': hook({ ...SG_BASE, unrolled: true }, { mods: mods({ maskMod: slidingWindow(100), scoreMod: softcap(20), sinkMod: attentionSinks([1, 2]) }), blockTable: true }),
       'block mask + dense mask + bias, no prefetch': hook({ ...SG_BASE, prefetch: false, smemVec4: false }, { mask: true, bias: 'float32', mods: window, blockTable: true }),
       'dense mask + bias + everything, odd dims': hook({ ...SG_BASE, dimQK: 59, dimV: 111, vectorLoads: false, prefetch: false, smemVec4: false, softcap: true }, { mask: true, bias: 'float16', mods: everything }),
-      'softcap function, exp2 tanh (FUSEDATTN_SGMATRIX_TANH=exp2)': hook(SG_BASE, { mods: capped, tanh: 'exp2' }),
+      'softcap function, exp2 tanh (the default)': hook(SG_BASE, { mods: capped, tanh: 'exp2' }),
+      'softcap option, exp2 tanh (the default), no hook': { ...SG_BASE, softcap: true, tanh: 'exp2' },
+      'softcap option and function, exp2 tanh': hook({ ...SG_BASE, softcap: true, tanh: 'exp2' }, { mods: capped, tanh: 'exp2' }),
       'dropout + dense mask + sinks': hook({ ...SG_BASE, dropout: true }, { mask: true, mods: sinks }),
       'everything + block table, unrolled, MLA split': hook({ ...SG_BASE, dimRope: 64, unrolled: true }, { mask: true, mods: everything, blockTable: true }),
     };

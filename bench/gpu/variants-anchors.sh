@@ -12,7 +12,9 @@ mkdir -p "$OUT"
 step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
 t0=$SECONDS; timeout ${APPROX_S:-60} node bench/variants/approx.mjs "$OUT" --backend webgpu $SMOKE > "$OUT/approx.log" 2>&1; step approx $?
 tail -2 "$OUT/approx.log"
-if command -v python3 >/dev/null && python3 -c 'import torch' 2>/dev/null; then
+if [[ ${ANCHORS_TORCH:-1} == 0 ]]; then
+  echo "== torch: skipped (ANCHORS_TORCH=0)"
+elif command -v python3 >/dev/null && python3 -c 'import torch' 2>/dev/null; then
   t0=$SECONDS; timeout ${TORCH_S:-100} python3 bench/variants/torch_variants.py $SMOKE > "$OUT/torch.jsonl" 2> "$OUT/torch.err"; step torch $?
   cat "$OUT/torch.jsonl"
 else

@@ -21,7 +21,7 @@ import { paramsStructWgsl } from './flash-params.js';
 import { tileKeyRangeLines } from './flash-tile-keys.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { FAST_DROPOUT_BINDING } from './dispatch.js';
-import { type SgScoreHook, hookAdditions, hookDeclarations, hookRowSetup, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
+import { type SgScoreHook, TANH_EXP2_WGSL, hookAdditions, hookDeclarations, hookRowSetup, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
 import { type ScoreAdditions, scoreLines } from './sgmatrix-score-lines.js';
 
 export interface SgMatrixKernelOptions {
@@ -45,6 +45,8 @@ export interface SgMatrixKernelOptions {
   rescaleThreshold: number;
   causalOrWindow: boolean;
   softcap: boolean;
+  /** The softcap option's tanh from exp2 (sgmatrix-score-hook.ts TANH_EXP2_WGSL); absent: WGSL's tanh. */
+  tanh?: 'exp2';
   alibi: boolean;
   returnLse: boolean;
   /** Extra halves of padding per workgroup-memory row (bank conflicts). */
@@ -199,6 +201,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add(hookDeclarations(o.score));
     add('');
   }
+  if (o.softcap && o.tanh === 'exp2' && o.score?.tanh !== 'exp2') { add(TANH_EXP2_WGSL); add(''); }
   if (o.smemVec4) add(`var<workgroup> KVs: array<vec4<u32>, ${L.kvHalves / 8}>;   // K tile, V tile (Q tile at the start), 8 halves each`);
   else add(`var<workgroup> KVs: array<f16, ${L.kvHalves}>;   // K tile, V tile (Q tile at the start)`);
   add(`var<workgroup> Ss: array<f32, ${L.sFloats}>;    // per subgroup: S block, then O chunks`);

@@ -36,7 +36,7 @@ export function hasAdditions(a: ScoreAdditions): boolean {
 }
 
 /** The lines scoring column `c` (a WGSL index expression) into sv[c] and blockMax. */
-export function scoreLines(o: { softcap: boolean; alibi: boolean }, c: string, add: ScoreAdditions = {}): string[] {
+export function scoreLines(o: { softcap: boolean; alibi: boolean; tanh?: 'exp2' }, c: string, add: ScoreAdditions = {}): string[] {
   const plain = !hasAdditions(add);
   const lines = [`var s = Ss[sRow + 2u * ${c}];`];
   // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped. The
@@ -44,7 +44,7 @@ export function scoreLines(o: { softcap: boolean; alibi: boolean }, c: string, a
   // for the visibility test: a key that the window or a mask hides must not poison the row.
   if (o.softcap) {
     lines.push(plain ? 'if (is_nan(s)) { poison = 1u; }' : 'let qkNan = is_nan(s);');
-    lines.push(`s = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * ${LOG2E};`);
+    lines.push(`s = P.softcap * ${o.tanh === 'exp2' ? 'tanh_exp2' : 'tanh'}(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * ${LOG2E};`);
   } else lines.push('s = s * P.scaleLog2;');
   lines.push(`let j = jSide + 2 * i32(${c});`);
   if (add.bias !== undefined) lines.push(`s += ${add.bias} * ${LOG2E};`);
