@@ -6,7 +6,8 @@
 //   bhsd  [B, Nkv, L, D]   the op's contiguous cache (a KV head's rows adjacent)
 //   sbhd  [L, B, Nkv, D]   the runner's cache before the decode op (a position's heads adjacent)
 // Overrides: workgroup (keys per tile), unroll (value loads in flight), key-unroll (key chunks in
-// flight), key-lanes (threads per key in the score phase), chunk (elements per load), splits (x the
+// flight), key-lanes (threads per key in the score phase), shared-weights (0/1), lane-reduce
+// (workgroup/subgroup: how the key lanes sum), chunk (elements per load), splits (x the
 // plan's, or =N). Times: GPU timestamps of the
 // call's passes, and wall = reps calls queued in one submission / reps (the GPU's steady state
 // when encoding keeps ahead of it).
@@ -20,7 +21,7 @@ import { fromHalfBits } from '../dist/index.js';
 import { getRuntime, defineKernel } from '../dist/engines/webgpu/runtime.js';
 import { Profiler } from '../dist/profiler/index.js';
 import { storeRow } from '../dist/ops/decode/index.js';
-import { planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
+import { decodePlanDevice, planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
 import { splitKvUnsupported } from '../dist/ops/decode/webgpu/split-kv.wgsl.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
 import { queueHeater, warmGpu } from './gpu/gpu-timer.mjs';
@@ -36,6 +37,8 @@ const { values: args } = parseArgs({
     splits: { type: 'string', default: '1' },
     'key-unrolls': { type: 'string', default: 'plan' },
     'key-lanes': { type: 'string', default: 'plan' },
+    'shared-weights': { type: 'string', default: 'plan' },
+    'lane-reduce': { type: 'string', default: 'plan' },
     reps: { type: 'string', default: '30' },
     out: { type: 'string' },
   },
@@ -65,11 +68,14 @@ async function wallUs(record) {
   return median(rounds);
 }
 
+/** GPU us per call of each dispatch label in gpuUs()'s last timed round. */
+let lastByKernel = {};
 async function gpuUs(record) {
   await warmGpu(runtime, 300);
   const t0 = performance.now();
   while (performance.now() - t0 < 200) { for (let i = 0; i < 10; i++) await record(); await runtime.finish(); }
   const rounds = [];
+  lastByKernel = {};
   for (let round = 0; round < 3; round++) {
     if (timestamps) {
       const profiler = new Profiler(runtime, { timing: 'gpu-timestamps' });
@@ -78,7 +84,11 @@ async function gpuUs(record) {
       await runtime.finish();
       profiler.stop();
       const report = await profiler.report();
-      rounds.push((report.kernels.filter((k) => k.label !== 'heater').reduce((s, k) => s + (k.gpuMs ?? 0), 0) / reps) * 1000);
+      const kernels = report.kernels.filter((k) => k.label !== 'heater');
+      rounds.push((kernels.reduce((s, k) => s + (k.gpuMs ?? 0), 0) / reps) * 1000);
+      // per pass (partial, combine) of the last round, us per call
+      lastByKernel = {};
+      for (const k of kernels) lastByKernel[k.label] = +((lastByKernel[k.label] ?? 0) + ((k.gpuMs ?? 0) / reps) * 1000).toFixed(1);
     } else {
       const t1 = performance.now();
       for (let r = 0; r < reps; r++) await record();
@@ -161,7 +171,7 @@ for (const spec of list(args.shapes)) {
       runtime.write(meta, 0, Uint32Array.of(L, 0, 0, 0));
       const out = runtime.createBuffer(Nq * D * 4, 'sweep out');
       const shape = { dimQK: D, dimV: D, group: G, headsKv: Nkv, batch: 1, tokens: 1, maxKeys: L, cache: dtype, io: 'float32', paged: false, sharedKV: false, append: false, rope: false, softcap: false, alibi: false, lse: false };
-      const base = planDecode(shape, runtime.limits);
+      const base = planDecode(shape, runtime.limits, undefined, decodePlanDevice(runtime));
       if (typeof base === 'string') throw new Error(base);
       const call = {
         batch: 1, tokens: 1, headsQ: Nq, headsKv: Nkv, q: { binding: qBuf, off: 0, sb: Nq * D, sh: D, si: D },
@@ -169,12 +179,15 @@ for (const spec of list(args.shapes)) {
         pageSize: L, maxPages: 1, numPages: 1, meta: { binding: meta, lengthsAt: 0 },
         out: { binding: out, off: 0, sb: Nq * D, sh: D, si: D }, scale, softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
       };
-      for (const wg of nums(args.workgroups)) for (const unroll of nums(args.unrolls)) for (const ku of nums(args['key-unrolls'])) for (const lanes of nums(args['key-lanes'])) for (const chunk of nums(args.chunks)) for (const sx of nums(args.splits)) {
+      for (const wg of nums(args.workgroups)) for (const unroll of nums(args.unrolls)) for (const ku of nums(args['key-unrolls'])) for (const lanes of nums(args['key-lanes'])) for (const sw of nums(args['shared-weights'])) for (const lr of list(args['lane-reduce'])) for (const chunk of nums(args.chunks)) for (const sx of nums(args.splits)) {
         const kernel = { ...base.kernel, workgroupSize: wg === 'plan' ? base.kernel.workgroupSize : wg, unroll: unroll === 'plan' ? base.kernel.unroll : unroll, chunk: chunk === 'plan' ? base.kernel.chunk : chunk };
         if (ku !== 'plan') kernel.keyUnroll = ku;
         if (lanes !== 'plan') kernel.keyLanes = lanes;
+        if (sw !== 'plan') kernel.sharedWeights = sw === 1;
+        if (lr !== 'plan') kernel.laneReduce = lr;
+        if ((kernel.keyLanes ?? 1) < 2) delete kernel.laneReduce;
         const splits = typeof sx === 'string' && sx.startsWith('=') ? Number(sx.slice(1)) : Math.max(1, Math.round(base.splits * (sx === 'plan' ? 1 : sx)));
-        const what = `${name} L${L} ${dtype} ${layout} wg ${kernel.workgroupSize} unroll ${kernel.unroll} keyUnroll ${kernel.keyUnroll ?? kernel.unroll} lanes ${kernel.keyLanes ?? 1} chunk ${kernel.chunk} splits ${splits}`;
+        const what = `${name} L${L} ${dtype} ${layout} wg ${kernel.workgroupSize} unroll ${kernel.unroll} keyUnroll ${kernel.keyUnroll ?? kernel.unroll} lanes ${kernel.keyLanes ?? 1}${kernel.laneReduce === 'subgroup' ? ' (subgroup)' : ''}${kernel.sharedWeights ? ' sharedWeights' : ''} chunk ${kernel.chunk} splits ${splits}`;
         const why = splitKvUnsupported(kernel);
         if (why) { console.log(`${what}: skipped (${why})`); continue; }
         const plan = { kernel: { ...kernel, direct: splits === 1 }, splits, grid: [base.grid[0], base.grid[1], splits], combine: splits > 1 };
@@ -186,9 +199,10 @@ for (const spec of list(args.shapes)) {
           for (const [h, row] of ref) for (let d = 0; d < D; d++) { const g = got[h * D + d]; err = Number.isFinite(g) ? Math.max(err, Math.abs(g - row[d])) : Infinity; top = Math.max(top, Math.abs(row[d])); }
           if (!(err / top < 1e-4)) { console.log(`${what}: WRONG (max error ${err / top})`); continue; }
           const us = await gpuUs(() => queueAttentionDecode(runtime, plan, call));
+          const byKernel = lastByKernel;
           const wall = await wallUs(() => queueAttentionDecode(runtime, plan, call));
-          const row = { bench: 'decode-sweep', shape: name, length: L, dtype, layout, ...kernel, splits, us: +us.toFixed(1), wallUs: +wall.toFixed(1), GBs: +(bytes / us / 1e3).toFixed(1), fractionOfStream: +(stream / us).toFixed(3), streamUs: +stream.toFixed(1), err: +(err / top).toExponential(2), adapter: runtime.adapter.description };
-          console.log(`${what}: ${row.us} us (wall ${row.wallUs}), ${row.GBs} GB/s = ${row.fractionOfStream} of stream (${row.streamUs} us)`);
+          const row = { bench: 'decode-sweep', shape: name, length: L, dtype, layout, ...kernel, splits, us: +us.toFixed(1), wallUs: +wall.toFixed(1), GBs: +(bytes / us / 1e3).toFixed(1), fractionOfStream: +(stream / us).toFixed(3), streamUs: +stream.toFixed(1), err: +(err / top).toExponential(2), byKernel, adapter: runtime.adapter.description };
+          console.log(`${what}: ${row.us} us (wall ${row.wallUs}), ${row.GBs} GB/s = ${row.fractionOfStream} of stream (${row.streamUs} us) ${Object.entries(byKernel).map(([k, v]) => `${k} ${v}`).join(', ')}`);
           if (args.out) appendFileSync(args.out, JSON.stringify(row) + '\n');
         } catch (e) {
           console.log(`${what}: FAILED ${e.message}`);

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor, UnsupportedError, ValueError, featureMap, floatsToHalf, linearAttention, performerAttention, performerProjection, referenceApprox, referenceAttention, validateAttention, type BackendName } from '../dist/index.js';
 import { validateApprox } from '../dist/ops/approx/problem.js';
+import { stateChunkKeys } from '../dist/ops/approx/webgpu/index.js';
 import { checkF32, normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { skipNotice } from './webgpu-helpers.js';
 
@@ -31,6 +32,7 @@ async function check(backend: BackendName, kind: Kind, s: Shape, options: Record
 
 const GQA: Shape = { batch: 2, headsQ: 4, headsKv: 2, seqQ: 77, seqK: 90, dim: 24, dimV: 19 };
 const SQUARE: Shape = { batch: 1, headsQ: 3, headsKv: 3, seqQ: 101, seqK: 101, dim: 33, dimV: 16 };
+const LONG_KEYS: Shape = { batch: 1, headsQ: 2, headsKv: 1, seqQ: 33, seqK: 1000, dim: 24, dimV: 19 };
 const square = featureMap(({ x }) => x.mul(x).add(0.05), 'x^2 + 0.05');
 
 const CASES: Array<[string, Kind, Shape, Record<string, unknown>]> = [
@@ -39,6 +41,9 @@ const CASES: Array<[string, Kind, Shape, Record<string, unknown>]> = [
   ['linear expression map, causal chunk 7 (odd)', 'linear', SQUARE, { featureMap: square, causal: true, chunkSize: 7 }],
   ['Performer M 64', 'performer', GQA, { features: 64, seed: 5 }],
   ['Performer M 40 (not a multiple of D), causal chunk 32', 'performer', SQUARE, { features: 40, seed: 1, causal: true, chunkSize: 32 }],
+  // few heads, many keys: WebGPU splits the non-causal state over key chunks (two of 384 and a last
+  // of 232 here, stateChunkKeys) and sums them
+  ['linear elu+1, GQA, 1000 keys (the state split over key chunks on WebGPU)', 'linear', LONG_KEYS, {}],
 ];
 
 describe('approximate attention on the CPU against the float64 reference', () => {
@@ -124,6 +129,12 @@ describe('approximate attention on WebGPU', async () => {
     if (index === 2) continue; // the expression map runs on the CPU; its WGSL is the scoreMod path the mods tests cover
     it.skipIf(skip)(name, () => check('webgpu', kind, shape, options, 70 + index));
   }
+  it('splits the non-causal state over key chunks only where the heads do not fill the GPU', () => {
+    expect(stateChunkKeys(1000, 2, 24, 20)).toBe(384);
+    expect(stateChunkKeys(4096, 8, 64, 65)).toBe(256);
+    expect(stateChunkKeys(4096, 128, 128, 129)).toBe(4096);
+    expect(stateChunkKeys(300, 1, 16, 17)).toBe(300);
+  });
   it.skipIf(skip)('CPU and GPU draw the same Performer projection (results agree)', async () => {
     const { q, k, v } = inputs(GQA, 9);
     const [a, b] = [await performerAttention(q, k, v, { features: 32, seed: 11, backend: 'cpu' }), await performerAttention(q, k, v, { features: 32, seed: 11, backend: 'webgpu' })];

@@ -3,7 +3,7 @@
 // every storage dtype and mode, so nothing only the H200 runs is first compiled there. Plus the
 // plan's choices on H200-like limits, and the combine and merge kernels.
 import { describe, expect, it } from 'vitest';
-import { type DecodeShape, buildCombine, buildMerge, buildSplitKv, planDecode, splitKvSharedBytes } from '../dist/ops/decode/webgpu/index.js';
+import { type DecodeShape, buildCombine, buildMerge, buildSplitKv, planDecode, splitKvSharedBytes, splitKvUnsupported } from '../dist/ops/decode/webgpu/index.js';
 import { tintErrors } from './tint.js';
 import { ACCESS_HELPERS } from '../dist/ops/decode/webgpu/access.wgsl.js';
 import { toHalfBits } from '../dist/index.js';
@@ -53,7 +53,40 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     } finally {
       delete process.env.FUSEDATTN_DECODE_KEY_LANES;
     }
-    expect((planDecode(base, h200) as { kernel: { keyLanes?: number } }).kernel.keyLanes).toBe(1);
+    // the default: 4 lanes on hardware (the H200 sweeps), 1 on a software adapter; shared weights on
+    const plain = planDecode(base, h200) as { kernel: { keyLanes?: number; sharedWeights?: boolean; laneReduce?: string } };
+    expect(plain.kernel.keyLanes).toBe(4);
+    expect(plain.kernel.sharedWeights).toBe(true);
+    expect(plain.kernel.laneReduce).toBeUndefined();
+    expect((planDecode(base, h200, undefined, { software: true }) as { kernel: { keyLanes?: number } }).kernel.keyLanes).toBe(1);
+    // with subgroups of 32 the lanes' sums go through shuffles: every mode compiles that way too
+    process.env.FUSEDATTN_DECODE_SUBGROUP_LANES = '1';
+    expect((planDecode(base, h200, undefined, { subgroupSize: 0 }) as { kernel: { laneReduce?: string } }).kernel.laneReduce).toBeUndefined();
+    for (const [name, shape] of Object.entries(SHAPES)) {
+      const plan = planDecode({ ...base, ...shape }, h200, undefined, { subgroupSize: 32 });
+      if (typeof plan === 'string') throw new Error(`${name}: ${plan}`);
+      if ((plan.kernel.keyLanes ?? 1) > 1) expect(plan.kernel.laneReduce, name).toBe('subgroup');
+      expect(splitKvSharedBytes(plan.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
+      sources[`${name}, subgroup lanes (split-KV)`] = buildSplitKv(plan.kernel);
+      const sixteen = { ...plan.kernel, keyLanes: 16, laneReduce: 'subgroup' as const };
+      if (!splitKvUnsupported(sixteen)) sources[`${name}, 16 subgroup lanes (split-KV)`] = buildSplitKv(sixteen);
+    }
+    delete process.env.FUSEDATTN_DECODE_SUBGROUP_LANES;
+    expect((planDecode(base, h200, undefined, { subgroupSize: 32 }) as { kernel: { laneReduce?: string } }).kernel.laneReduce).toBeUndefined();
+    // the softmax weights once per (row, key slice), alone and with key lanes
+    process.env.FUSEDATTN_DECODE_SHARED_WEIGHTS = '1';
+    try {
+      for (const [name, shape] of [['f16 llama-8b 32K', {}], ['MLA 16 heads 576/512 int8 paged append', SHAPES['MLA 16 heads 576/512 int8 paged append']], ['f32 qwen2-0.5b 1K (7 rows)', SHAPES['f32 qwen2-0.5b 1K (7 rows)']]] as const) {
+        const plan = planDecode({ ...base, ...shape }, h200);
+        if (typeof plan === 'string') throw new Error(`${name}: ${plan}`);
+        expect(plan.kernel.sharedWeights, name).toBe(true);
+        expect(splitKvSharedBytes(plan.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
+        sources[`${name}, shared weights (split-KV)`] = buildSplitKv(plan.kernel);
+        sources[`${name}, shared weights, 4 threads per key (split-KV)`] = buildSplitKv({ ...plan.kernel, keyLanes: 4 });
+      }
+    } finally {
+      delete process.env.FUSEDATTN_DECODE_SHARED_WEIGHTS;
+    }
     sources['merge f16 BSND'] = buildMerge({ io: 'float16', bsnd: true });
     const errors = tintErrors(sources, 'the decode kernels');
     if (!errors) return;

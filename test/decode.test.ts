@@ -82,6 +82,20 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
       }
     });
   }
+  // the softmax weights once per (row, key slice) (FUSEDATTN_DECODE_SHARED_WEIGHTS): the same
+  // answers with int8 paged appends, latent caches, several rows per workgroup, and with key lanes
+  for (const [lanes, c] of [[1, GPU_REAL[1]], [1, GPU_REAL[2]], [4, COMMON[0]], [1, APPENDS[0]]] as const) {
+    it(`${decodeCaseName(c)} with shared softmax weights${lanes > 1 ? ` and ${lanes} threads per key` : ''}`, async () => {
+      process.env.FUSEDATTN_DECODE_SHARED_WEIGHTS = '1';
+      process.env.FUSEDATTN_DECODE_KEY_LANES = String(lanes);
+      try {
+        await checkDecodeCase(c, 9, { backend: 'webgpu', gpuResident: c.append === true });
+      } finally {
+        delete process.env.FUSEDATTN_DECODE_SHARED_WEIGHTS;
+        delete process.env.FUSEDATTN_DECODE_KEY_LANES;
+      }
+    });
+  }
   // README "Decode attention": a decode loop records its call once and replays it (no validation,
   // binding or table upload per step); the kernel re-reads the lengths from their GPU buffer, so a
   // replay after the host rewrote them must equal a fresh call, bit for bit

@@ -56,19 +56,28 @@ describe('the reference itself', () => {
 // The float16 fast tiers (tensor-core, subgroup) need adapter features llvmpipe lacks: compiled
 // here by the WGSL tests, run by this block on a GPU that has them (the lead's H200 runs).
 describe('non-finite rule on the float16 fast tiers', async () => {
-  const { configure, gpuAdapterInfo, attention: run } = await import('../dist/index.js');
+  const { configure, gpuAdapterInfo, attention: run, maskMod, softcap, attentionSinks } = await import('../dist/index.js');
   const { makeCase } = await import('../dist/testing/index.js');
   const info = backends.find((b) => b.name === 'webgpu')?.skip ? undefined : await gpuAdapterInfo().catch(() => undefined);
   const NAN = 0x7e00;
   const INF = 0x7c00;
   const base = { dtype: 'float16' as const, batch: 1, headsQ: 2, headsKv: 1, seqQ: 70, seqK: 150, dimQK: 64, dimV: 64, returnLse: true };
-  const cases: Array<{ name: string; c: typeof base & { causal?: boolean; softcap?: number; scale?: number; seqQ: number; seqK: number }; plant?: (q: Uint16Array, k: Uint16Array) => void }> = [
+  const cases: Array<{ name: string; c: typeof base & { causal?: boolean; softcap?: number; scale?: number; seqQ: number; seqK: number }; plant?: (q: Uint16Array, k: Uint16Array) => void; extra?: Record<string, unknown> }> = [
     { name: 'NaN in q row 5', c: base, plant: (q) => void (q[(1 * 70 + 5) * 64 + 7] = NAN) },
     { name: 'NaN in k key 100, causal', c: { ...base, causal: true }, plant: (_q, k) => void (k[100 * 64 + 3] = NAN) },
     { name: '+Inf in k key 40', c: base, plant: (_q, k) => void (k[40 * 64] = INF) },
     { name: '+Inf in k key 40, softcap 30 (capped)', c: { ...base, softcap: 30 }, plant: (_q, k) => void (k[40 * 64] = INF) },
     { name: 'scale 1e10 (finite, one-hot)', c: { ...base, scale: 1e10 } },
     { name: 'rows that see no key (Sq > Sk, causal)', c: { ...base, seqQ: 150, seqK: 70, causal: true } },
+    // the tensor-core tier's score hook (sgmatrix-score-lines.ts): hidden keys never poison a row,
+    // visible NaN / +inf scores do before a score function, sinks change only the normalisation
+    { name: 'NaN in k key 100 hidden by a mask function', c: base, plant: (_q, k) => void (k[100 * 64 + 3] = NAN), extra: { maskMod: maskMod(({ kv }) => kv.lt(100)) } },
+    { name: 'NaN in k key 100 hidden by a mask function, softcap 30', c: { ...base, softcap: 30 }, plant: (_q, k) => void (k[100 * 64 + 3] = NAN), extra: { maskMod: maskMod(({ kv }) => kv.lt(100)) } },
+    { name: '+Inf in k key 40, softcap 30 as a function (poisoned before it)', c: base, plant: (_q, k) => void (k[40 * 64] = INF), extra: { scoreMod: softcap(30) } },
+    { name: 'NaN in k key 100, causal, sinks', c: { ...base, causal: true }, plant: (_q, k) => void (k[100 * 64 + 3] = NAN), extra: { sink: attentionSinks([1, -1]) } },
+    // rows 0-19 do not see key 100 but share its key tile: with the softcap option a hooked call
+    // poisons only the rows that see it (the plain kernel, without the sink, still poisons them all)
+    { name: 'NaN in k key 100, causal, softcap 30, sinks', c: { ...base, causal: true, softcap: 30 }, plant: (_q, k) => void (k[100 * 64 + 3] = NAN), extra: { sink: attentionSinks([1, -1]) } },
   ];
   for (const tier of ['sgmatrix', 'subgroup'] as const) {
     const has = info && (tier === 'sgmatrix' ? info.features.includes('chromium-experimental-subgroup-matrix') : info.features.includes('subgroups')) && info.features.includes('shader-f16');
@@ -77,8 +86,11 @@ describe('non-finite rule on the float16 fast tiers', async () => {
       const failures: string[] = [];
       configure({ webgpuTier: tier });
       try {
-        for (const [index, { name, c, plant }] of cases.entries()) {
-          const { q, k, v, options } = makeCase(c, 700 + index);
+        for (const [index, { name, c, plant, extra }] of cases.entries()) {
+          if (extra && tier !== 'sgmatrix') continue;
+          const made = makeCase(c, 700 + index);
+          const { q, k, v } = made;
+          const options = { ...made.options, ...extra };
           plant?.(q.data as Uint16Array, k.data as Uint16Array);
           const ref = referenceAttention(validateAttention(q, k, v, options));
           const r = await run(q, k, v, { ...options, backend: 'webgpu' });

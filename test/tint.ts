@@ -7,12 +7,18 @@ import { fileURLToPath } from 'node:url';
 
 const CHILD = fileURLToPath(new URL('./wgsl-null-compile.mjs', import.meta.url));
 
+/** A module checked beyond compiling: its 'auto' pipeline layout must take a bind group of exactly these bindings. */
+export interface BoundModule {
+  code: string;
+  bindings: Array<{ binding: number; uniform: boolean }>;
+}
+
 /**
  * Compile errors of each WGSL source ([] when it compiles), or undefined, with a loud warning naming
  * `what`, when Dawn's null backend is unavailable. Should a child die anyway, the next one resumes
  * after the last module it reported.
  */
-export function tintErrors(sources: Record<string, string>, what: string): Record<string, string[]> | undefined {
+export function tintErrors(sources: Record<string, string | BoundModule>, what: string): Record<string, string[]> | undefined {
   const labels = Object.keys(sources);
   const input = JSON.stringify(labels.map((label) => sources[label]));
   const results: Array<string[] | undefined> = new Array(labels.length).fill(undefined);

@@ -17,10 +17,27 @@ if (!adapter) {
   console.log('unavailable no null adapter');
   process.exit(0);
 }
-const device = await adapter.requestDevice({ requiredFeatures: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] });
+// the adapter's limits, so pipelines of the H200's sizes (workgroup memory, storage buffers) validate
+const limits = ['maxComputeWorkgroupStorageSize', 'maxStorageBuffersPerShaderStage', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX'];
+const device = await adapter.requestDevice({
+  requiredFeatures: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'],
+  requiredLimits: Object.fromEntries(limits.map((name) => [name, adapter.limits[name]])),
+});
+// a module given as { code, bindings }: also its pipeline (layout 'auto', entry point main) and a
+// bind group of exactly those bindings (uniform or storage buffers), as the host would bind them
+const buffer = (uniform) => device.createBuffer({ size: 65536, usage: uniform ? 0x40 : 0x80 }); // GPUBufferUsage UNIFORM / STORAGE
 for (let i = start; i < modules.length; i++) {
-  const info = await device.createShaderModule({ code: modules[i] }).getCompilationInfo();
+  const { code, bindings } = typeof modules[i] === 'string' ? { code: modules[i] } : modules[i];
+  const shader = device.createShaderModule({ code });
+  const info = await shader.getCompilationInfo();
   const errors = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}: ${m.message}`);
+  if (!errors.length && bindings) {
+    device.pushErrorScope('validation');
+    const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: shader, entryPoint: 'main' } });
+    device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: bindings.map(({ binding, uniform }) => ({ binding, resource: { buffer: buffer(uniform) } })) });
+    const error = await device.popErrorScope();
+    if (error) errors.push(`bindings: ${error.message.split('\n')[0]}`);
+  }
   process.stdout.write(`${i} ${errors.length ? `error ${JSON.stringify(errors)}` : 'ok'}\n`);
 }
 // referenced here, after the last use of the device, so the instance stays alive until exit

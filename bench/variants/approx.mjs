@@ -133,6 +133,39 @@ function spot(got, refRows, h, rows, S) {
 }
 const TOL = half ? 2e-2 : 1e-4;
 
+// ---- 0. linear attention on the issue's shape (B4 H32 S4096 D128 fp16, a GPU): against PyTorch's
+// einsum formulation on the same GPU (bench/variants/torch_variants.py); first, so that a time limit
+// cuts the long sweeps below rather than the issue's row
+const issueRows = [];
+if (runtime && half) {
+  const [B, H, S, DI] = [4, 32, 4096, 128];
+  const gauss = normal(uniform(9));
+  const make = () => {
+    const data = floatsToHalf(randomFloats(B * H * S * DI, gauss));
+    const cpu = Tensor.fromData(data, [B, H, S, DI], 'float16');
+    const buffer = runtime.upload(data, 'bench input');
+    return { t: Tensor.fromGpuBuffer({ device: runtime.device, buffer, byteOffset: 0 }, [B, H, S, DI], 'float16'), cpu, buffer };
+  };
+  const x = { q: make(), k: make(), v: make() };
+  const rows = [0, 1234, S - 1];
+  for (const causal of [false, true]) {
+    try {
+      const { ms, first } = await timeMs(() => linearAttention(x.q.t, x.k.t, x.v.t, { causal, backend }));
+      const got = await values(first.out);
+      const ref = referenceApproxRows(validateApprox('linear', x.q.cpu, x.k.cpu, x.v.cpu, { causal }), 0, 1, rows);
+      let err = 0;
+      let scale = 1e-30;
+      rows.forEach((i, n) => ref[n].forEach((r, d) => { err = Math.max(err, Math.abs(got[(1 * S + i) * DI + d] - r)); scale = Math.max(scale, Math.abs(r)); }));
+      if (first.out.gpu) first.out.gpu.buffer.destroy();
+      if (!(err / scale <= 10 * TOL)) issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, error: `spot check failed: relative error ${(err / scale).toExponential(2)}` }));
+      else issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, dtype: 'float16', ms, spotError: err / scale }));
+    } catch (e) {
+      issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, error: String(e.message ?? e).split('\n')[0] }));
+    }
+  }
+  release(x);
+}
+
 // ---- 1. error against exact attention, at two logit scales (sigma² = std of q·k/sqrt(D))
 const errSeqFixed = smoke ? 64 : 1024;
 const featureCounts = smoke ? [8, 32] : [16, 32, 64, 128, 256, 512, 1024, 2048];
@@ -193,38 +226,6 @@ for (const S of speedSeqs) {
     }
   }
   if (runtime) release(x);
-}
-
-// ---- 3. linear attention on the issue's shape (B4 H32 S4096 D128 fp16, a GPU): against PyTorch's
-// einsum formulation on the same GPU (bench/variants/torch_variants.py)
-const issueRows = [];
-if (runtime && half) {
-  const [B, H, S, DI] = [4, 32, 4096, 128];
-  const gauss = normal(uniform(9));
-  const make = () => {
-    const data = floatsToHalf(randomFloats(B * H * S * DI, gauss));
-    const cpu = Tensor.fromData(data, [B, H, S, DI], 'float16');
-    const buffer = runtime.upload(data, 'bench input');
-    return { t: Tensor.fromGpuBuffer({ device: runtime.device, buffer, byteOffset: 0 }, [B, H, S, DI], 'float16'), cpu, buffer };
-  };
-  const x = { q: make(), k: make(), v: make() };
-  const rows = [0, 1234, S - 1];
-  for (const causal of [false, true]) {
-    try {
-      const { ms, first } = await timeMs(() => linearAttention(x.q.t, x.k.t, x.v.t, { causal, backend }));
-      const got = await values(first.out);
-      const ref = referenceApproxRows(validateApprox('linear', x.q.cpu, x.k.cpu, x.v.cpu, { causal }), 0, 1, rows);
-      let err = 0;
-      let scale = 1e-30;
-      rows.forEach((i, n) => ref[n].forEach((r, d) => { err = Math.max(err, Math.abs(got[(1 * S + i) * DI + d] - r)); scale = Math.max(scale, Math.abs(r)); }));
-      if (first.out.gpu) first.out.gpu.buffer.destroy();
-      if (!(err / scale <= 10 * TOL)) issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, error: `spot check failed: relative error ${(err / scale).toExponential(2)}` }));
-      else issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, dtype: 'float16', ms, spotError: err / scale }));
-    } catch (e) {
-      issueRows.push(emit({ part: 'issue-shape', variant: 'linear elu+1', B, H, S, D: DI, causal, error: String(e.message ?? e).split('\n')[0] }));
-    }
-  }
-  release(x);
 }
 
 // ---- table and plots

@@ -33,11 +33,23 @@ const cases = [
   ['T5 buckets + causal fn, odd dims', { batch: 1, headsQ: 3, seqQ: 77, seqK: 93, dimQK: 59, dimV: 111, returnLse: true },
     async () => ({ scoreMod: t5RelativeBias(Float32Array.from({ length: 96 }, (_, i) => Math.cos(i))), maskMod: causal(), scale: 1 })],
   ['sinks [Nq] with causal option', { batch: 2, headsQ: 4, seqQ: S, seqK: S, dimQK: 128, causal: true, returnLse: true }, async () => ({ sink: attentionSinks([0.5, 1, 2, -3]) })],
+  // the score hook's paths on the tensor-core tier (sgmatrix-score-lines.ts): sinks alone on the
+  // plain score path with the options it applies, a score function without a block table, FULL
+  // block-table tiles on the plain lines and with a bias + function, PARTIAL ones with the mask
+  ['sinks + softcap option + sliding window option, Sq < Sk', { batch: 1, headsQ: 4, seqQ: S, seqK: S + 40, dimQK: 64, softcap: 20, window: [100, 0], returnLse: true }, async () => ({ sink: attentionSinks([0.5, 1, 2, -3]) })],
+  ['causal + softcap fn (scoreMod), no block table', { batch: 1, headsQ: 4, seqQ: S, seqK: S, dimQK: 128, causal: true, returnLse: true }, async () => ({ scoreMod: softcap(30) })],
+  ['causal + softcap fn (scoreMod), exp2 tanh', { batch: 1, headsQ: 4, seqQ: S, seqK: S, dimQK: 128, causal: true, returnLse: true }, async () => ({ scoreMod: softcap(30) }), { FUSEDATTN_SGMATRIX_TANH: 'exp2' }],
+  ['block mask window + softcap fn + sinks, exp2 tanh', { batch: 1, headsQ: 4, seqQ: S, seqK: S, dimQK: 128, returnLse: true },
+    async () => ({ blockMask: await createBlockMask(slidingWindow(200, 0), 1, 1, S, S, { blockSize: 64 }), scoreMod: softcap(5), sink: attentionSinks([1, 0, -1, 2]) }), { FUSEDATTN_SGMATRIX_TANH: 'exp2' }],
+  ['block mask causal (64-blocks): FULL tiles + diagonal PARTIAL ones', { batch: 2, headsQ: 4, seqQ: S, seqK: S, dimQK: 128, returnLse: true },
+    async () => ({ blockMask: await createBlockMask(causal(), 1, 1, S, S, { blockSize: 64 }) })],
+  ['block mask sliding window 200 (64-blocks) + bias + softcap fn + sinks', { batch: 1, headsQ: 4, seqQ: S, seqK: S, dimQK: 128, bias: 'random', returnLse: true },
+    async () => ({ blockMask: await createBlockMask(slidingWindow(200, 0), 1, 1, S, S, { blockSize: 64 }), scoreMod: softcap(20), sink: attentionSinks([1, 0, -1, 2]) })],
 ];
 let failed = 0;
 let passed = 0;
 // the float64 reference once per case, each tier checked against it
-for (const [index, [name, c, extra]] of cases.entries()) {
+for (const [index, [name, c, extra, env = {}]] of cases.entries()) {
   const spec = { ...c, dtype };
   const { q, k, v, options } = makeCase(spec, 700 + index);
   const all = { ...options, ...(await extra()) };
@@ -46,6 +58,7 @@ for (const [index, [name, c, extra]] of cases.entries()) {
   const naive = f16 ? referenceAttention(problem, 'float16') : undefined;
   for (const tier of tiers) {
     process.env.FUSEDATTN_WEBGPU_TIER = tier;
+    for (const [key, value] of Object.entries(env)) process.env[key] = value;
     let message;
     try {
       const result = await attention(q, k, v, { ...all, backend: 'webgpu' });
@@ -54,6 +67,7 @@ for (const [index, [name, c, extra]] of cases.entries()) {
     } catch (e) {
       message = `threw: ${String(e.message ?? e).split('\n')[0]}`;
     }
+    for (const key of Object.keys(env)) delete process.env[key];
     if (message) failed++;
     else passed++;
     console.log(`${message ? 'FAIL' : 'ok  '} ${tier.padEnd(9)} ${name} [${caseName(spec)}]${message ? ` ${message}` : ''}`);

@@ -13,9 +13,8 @@
 // bindings at offsets the kernel cannot take, x at an offset), queueBlockDecode returns false and
 // the block's own kernel runs.
 import type { GpuRuntime } from '../../engines/webgpu/runtime.js';
-import { isSoftwareAdapter } from '../../engines/webgpu/device.js';
 import { GEMV_MAX_ROWS, queueGemv } from '../../ops/gemm/webgpu/index.js';
-import { type DecodePlan, type GpuCacheTensor, type GpuDecodeCall, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
+import { type DecodePlan, type GpuCacheTensor, type GpuDecodeCall, decodePlanDevice, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
 import type { CacheDType } from '../../ops/decode/index.js';
 import type { BlockDims } from '../config.js';
 import type { BlockGeometry } from '../shape.js';
@@ -67,7 +66,7 @@ export function blockDecodePlan(runtime: GpuRuntime, dims: BlockDims, call: Bloc
     dimQK: dims.headDim, dimV: dims.headDim, group: dims.group, headsKv: dims.kvHeads, batch: call.batch, tokens: 1,
     maxKeys: c?.maxKeys ?? call.start + 1, cache: c?.dtype ?? 'float32', io: 'float32', paged: c?.paged ?? false, sharedKV: false,
     append: true, rope: true, softcap: false, alibi: false, lse: false,
-  }, runtime.limits, minWorkgroups <= 0 ? 1 : undefined, { software: isSoftwareAdapter(runtime.adapter) });
+  }, runtime.limits, minWorkgroups <= 0 ? 1 : undefined, decodePlanDevice(runtime));
   return typeof plan === 'string' ? undefined : plan;
 }
 

@@ -17,8 +17,7 @@ import {
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
 } from '../../ops/decode/webgpu/index.js';
 import { ELEMENTWISE_WORKGROUP, KV_APPEND_PARAMS, ROPE_PARAMS, buildKvAppend, buildRope } from './kernels.wgsl.js';
-import { type DecodePlan, pagedBindings, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
-import { isSoftwareAdapter } from '../../engines/webgpu/device.js';
+import { type DecodePlan, decodePlanDevice, pagedBindings, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
 import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
 
 const ropeKernel = defineKernel('model-rope', (_: Record<string, never>) => buildRope());
@@ -39,13 +38,13 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
   const { numHeads: Nq, numKvHeads: Nkv, headDim: D } = config;
   const runtime = ops.runtime;
   const decodeOptions = splitKvOptions(D, Nq / Nkv, runtime.limits.maxComputeWorkgroupStorageSize);
-  const software = isSoftwareAdapter(runtime.adapter);
+  const device = decodePlanDevice(runtime);
   const plan = (step: StepInfo): DecodePlan | undefined => {
     if (options.firstDecodeKernel) return undefined;
     const p = planDecode({
       dimQK: D, dimV: D, group: Nq / Nkv, headsKv: Nkv, batch: step.batch, tokens: step.tokens, maxKeys: step.start + step.tokens,
       cache: 'float32', io: 'float32', paged: false, sharedKV: false, append: false, rope: false, softcap: false, alibi: false, lse: false,
-    }, runtime.limits, options.targetWorkgroups, { software });
+    }, runtime.limits, options.targetWorkgroups, device);
     return typeof p === 'string' ? undefined : p;
   };
 
@@ -54,7 +53,7 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
     const p = planDecode({
       dimQK: D, dimV: D, group: Nq / Nkv, headsKv: Nkv, batch: step.batch, tokens: 1, maxKeys: step.start + 1,
       cache: step.paged!.cache.dtype, io: 'float32', paged: true, sharedKV: false, append: true, rope: true, softcap: false, alibi: false, lse: false,
-    }, runtime.limits, options.targetWorkgroups, { software });
+    }, runtime.limits, options.targetWorkgroups, device);
     return typeof p === 'string' ? undefined : p;
   };
   const pagedRope = (step: StepInfo) => ops.ropeByPosition(config, step.paged!.cache.capacity);

@@ -1,6 +1,7 @@
 // Linear attention and Performer on WebGPU: features, [V | 1], then the strided batched matmul
 // (ops/gemm/webgpu) for every product, f32 throughout, q/k/v read in their layout and dtype.
-//   non-causal  state = φ(K)ᵀ[V|1] (F × Dv+1 per head); num = φ(Q)·state               6 dispatches
+//   non-causal  state = φ(K)ᵀ[V|1] (F × Dv+1 per head; split over key chunks and summed when the
+//               heads alone do not fill the GPU); num = φ(Q)·state                     6-9 dispatches
 //   causal      per chunk c (C query rows, keys from i0 + Sk − Sq): A_c = mask(φ(Q_c)φ(K_c)ᵀ),
 //               S_c = φ(K_c)ᵀ[V_c|1], P_c = Σ_{c' < c} S_c' (+ the keys before the first chunk),
 //               num_c = A_c·[V_c|1] + φ(Q_c)·P_c (one split-K matmul)                 8-9 dispatches
@@ -12,12 +13,12 @@ import type { AttentionResult } from '../../attention/backend.js';
 import type { StridedView } from '../../attention/problem.js';
 import { type AttentionOperands, measuredAttention } from '../../attention/webgpu/attention-io.js';
 import { packModData } from '../../attention/mods/plan.js';
-import { buildMatmul, type MatmulOptions } from '../../gemm/webgpu/matmul.wgsl.js';
+import { MATMUL_TILE, buildMatmul, type MatmulOptions } from '../../gemm/webgpu/matmul.wgsl.js';
 import { type MatrixOperand, dispatchMatmul, matmulKernel } from '../../gemm/webgpu/matmul.js';
 import type { ApproxProblem } from '../problem.js';
 import {
   APPROX_PARAMS, CAUSAL_CHUNK_EPILOGUE, type FeatureKernelOptions, buildAugment, buildFeatures, buildNormalize, buildPerformerKeys,
-  buildPerformerRows, buildPlaneMax, buildPrefix, featuresBindData,
+  buildChunkSum, buildPerformerRows, buildPlaneMax, buildPrefix, featuresBindData,
 } from './kernels.wgsl.js';
 
 const featuresKernel = defineKernel<FeatureKernelOptions>('approx-features', buildFeatures);
@@ -26,6 +27,26 @@ const rowsKernel = defineKernel<{ dtype: 'float32' | 'float16'; keys: boolean }>
 const planeMaxKernel = defineKernel<Record<string, never>>('approx-plane-max', buildPlaneMax);
 const keysKernel = defineKernel<Record<string, never>>('approx-performer-keys', buildPerformerKeys);
 const prefixKernel = defineKernel<Record<string, never>>('approx-prefix', buildPrefix);
+const chunkSumKernel = defineKernel<Record<string, never>>('approx-chunk-sum', buildChunkSum);
+
+/** Workgroups the non-causal state's matmuls aim for (a few per SM of a large GPU). */
+const STATE_TARGET_WORKGROUPS = 2048;
+/** Fewest keys per chunk of the non-causal state (below, the chunk sum costs more than it saves). */
+const STATE_MIN_CHUNK = 256;
+
+/**
+ * Keys per chunk of the non-causal state φ(K)ᵀ[V|1]: its output is only F × (Dv+1) per head, so
+ * one matmul over all keys gives a few heads a handful of workgroups, each walking every key
+ * (H200: non-causal 3x slower than causal at 8 heads of 4096). Split over the keys until the
+ * grid reaches the target; Sk (no split) when it already does.
+ */
+export function stateChunkKeys(seqK: number, planes: number, features: number, cols: number): number {
+  const tiles = Math.ceil(features / MATMUL_TILE.m) * Math.ceil(cols / MATMUL_TILE.n);
+  const wanted = Math.ceil(STATE_TARGET_WORKGROUPS / Math.max(1, planes * tiles));
+  const chunks = Math.max(1, Math.min(wanted, Math.floor(seqK / STATE_MIN_CHUNK), Math.floor(65535 / Math.max(1, planes))));
+  if (chunks <= 1) return seqK;
+  return Math.ceil(seqK / chunks / 64) * 64;
+}
 const normalizeKernel = defineKernel<{ out: 'float32' | 'float16' }>('approx-normalize', buildNormalize);
 const causalScoresKernel = defineKernel<MatmulOptions>('approx-causal-scores', (o) => buildMatmul(o, { wgsl: CAUSAL_CHUNK_EPILOGUE }));
 
@@ -67,6 +88,7 @@ export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice): Promis
     split: p.causal ? await runtime.pipeline(matmulKernel, { ...F32, splitK: true }) : undefined,
     causal: p.causal ? await runtime.pipeline(causalScoresKernel, { ...F32, transposeB: true }) : undefined,
     prefix: p.causal ? await runtime.pipeline(prefixKernel, {}) : undefined,
+    chunkSum: p.causal ? undefined : await runtime.pipeline(chunkSumKernel, {}),
     qRows: p.projection ? await runtime.pipeline(rowsKernel, { dtype, keys: false }) : undefined,
     kRows: p.projection ? await runtime.pipeline(rowsKernel, { dtype, keys: true }) : undefined,
     planeMax: p.projection ? await runtime.pipeline(planeMaxKernel, {}) : undefined,
@@ -122,10 +144,32 @@ function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pi
     let num: GPUBuffer;
     if (!p.causal) {
       const state = buffer(BH * F * W, 'state');
-      dispatchMatmul(runtime, pipe.matmul, {
-        label: 'approx-state', options: F32, m: F, n: W, k: b.seqK, outer: BH, inner: 1,
-        a: operand(phiK, 0, [b.seqK * F, 0, 1, F]), b: operand(aug, 0, [b.seqK * W, 0, W, 1]), c: operand(state, 0, [F * W, 0, W, 1]),
-      });
+      const KC = stateChunkKeys(b.seqK, BH, F, W);
+      const full = Math.floor(b.seqK / KC);
+      const rest = b.seqK - full * KC;
+      const slots = full + (rest > 0 ? 1 : 0);
+      if (slots <= 1) {
+        dispatchMatmul(runtime, pipe.matmul, {
+          label: 'approx-state', options: F32, m: F, n: W, k: b.seqK, outer: BH, inner: 1,
+          a: operand(phiK, 0, [b.seqK * F, 0, 1, F]), b: operand(aug, 0, [b.seqK * W, 0, W, 1]), c: operand(state, 0, [F * W, 0, W, 1]),
+        });
+      } else {
+        // per key chunk of KC keys (the last one shorter), then their sum in chunk order
+        const parts = buffer(BH * slots * F * W, 'state chunks');
+        dispatchMatmul(runtime, pipe.matmul, {
+          label: 'approx-state-chunks', options: F32, m: F, n: W, k: KC, outer: BH, inner: full,
+          a: operand(phiK, 0, [b.seqK * F, KC * F, 1, F]), b: operand(aug, 0, [b.seqK * W, KC * W, W, 1]), c: operand(parts, 0, [slots * F * W, F * W, W, 1]),
+        });
+        if (rest > 0) {
+          dispatchMatmul(runtime, pipe.matmul, {
+            label: 'approx-state-rest', options: F32, m: F, n: W, k: rest, outer: BH, inner: 1,
+            a: operand(phiK, full * KC * F, [b.seqK * F, 0, 1, F]), b: operand(aug, full * KC * W, [b.seqK * W, 0, W, 1]), c: operand(parts, full * F * W, [slots * F * W, 0, W, 1]),
+          });
+        }
+        dispatch('approx-chunk-sum', pipe.chunkSum, {
+          0: runtime.uniform(pack({ chunks: slots, words: F * W }), 'chunk sum params'), 2: parts, 3: state,
+        }, perElement(F * W));
+      }
       num = buffer(BH * b.seqQ * W, 'numerators');
       dispatchMatmul(runtime, pipe.matmul, {
         label: 'approx-num', options: F32, m: b.seqQ, n: W, k: F, outer: BH, inner: 1,

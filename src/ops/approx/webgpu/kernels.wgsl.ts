@@ -216,6 +216,31 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }
 
 /**
+ * The non-causal state as the sum of its key chunks' states (split over the keys, so a few heads
+ * of long sequences still fill the GPU): total[bh] = sum over c of states[bh][c], in chunk order
+ * (the same bits every run).
+ */
+export function buildChunkSum(): string {
+  return `// fusedattn linear attention: the key chunks' states summed
+${APPROX_PARAMS.wgsl()}
+@group(0) @binding(0) var<uniform> ap: ApproxParams;
+@group(0) @binding(2) var<storage, read> states: array<f32>;
+@group(0) @binding(3) var<storage, read_write> total: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let e = wg.x * 256u + li;
+  let bh = wg.y;
+  if (e >= ap.words) { return; }
+  let base = bh * ap.chunks * ap.words + e;
+  var acc = 0.0;
+  for (var c = 0u; c < ap.chunks; c++) { acc += states[base + c * ap.words]; }
+  total[bh * ap.words + e] = acc;
+}
+`;
+}
+
+/**
  * out = num[:, :Dv] / num[:, Dv] (0 where the normaliser is 0), written in q's layout and dtype:
  * one thread per output element (float32) or word (two float16 halves), positions decoded from
  * the output's strides, largest first.

@@ -95,6 +95,66 @@ function entry(kind: Entry, p: Program): string {
   return `fn ${ENTRY_NAMES[kind]}(${VAR_PARAMS[kind]}) -> ${ret} {\n${lines.map((l) => `  ${l}`).join('\n')}\n}`;
 }
 
+/** A program written out inline (the tensor-core tier's score hook): its `let`s split by what they read. */
+export interface InlineProgram {
+  /** Lets that read none of the `varying` variables: once per row, ahead of the key loop. */
+  invariant: string[];
+  /** The other lets, per score. */
+  varying: string[];
+  /** The WGSL name of the result. */
+  result: string;
+}
+
+/**
+ * `p` as `let`s named prefix + instruction index, its variables read from the WGSL expressions
+ * `vars` gives (each of type i32, `score` f32), split into the lets that depend on a variable of
+ * `varying` (or on a let that does) and those that do not, so a kernel can hoist the latter out
+ * of its key loop: loads of a per-head tensor, arithmetic on the row index.
+ */
+export interface InlineOverrides {
+  /** WGSL of a load of captured tensor `tensor` at `args` (default: its mod_tensor loader). */
+  load?: (tensor: number, args: string[]) => string;
+  /** WGSL of tanh(x) (default: tanh of x clamped to ±15). */
+  tanh?: (x: string) => string;
+}
+
+export function inlineProgram(p: Program, prefix: string, vars: Partial<Record<VarName, string>>, varying: readonly VarName[], overrides: InlineOverrides = {}): InlineProgram {
+  const name = (i: number) => `${prefix}${i}`;
+  const moves: boolean[] = [];
+  const out: InlineProgram = { invariant: [], varying: [], result: name(p.root) };
+  // only what the result reads (a rewritten program, mods/log2-units.ts, leaves nodes unused)
+  const used = new Set<number>([p.root]);
+  for (let i = p.root; i >= 0; i--) if (used.has(i)) for (const a of p.nodes[i].args) used.add(a);
+  p.nodes.forEach((n, i) => {
+    if (!used.has(i)) return;
+    moves[i] = n.op === 'var' ? varying.includes(n.name!) : n.args.some((a) => moves[a]);
+    const text = n.op === 'var' ? vars[n.name!]
+      : n.op === 'load' && overrides.load ? overrides.load(n.tensor!, n.args.map(name))
+      : n.op === 'tanh' && overrides.tanh ? overrides.tanh(name(n.args[0]))
+      : instruction(n, name);
+    if (text === undefined) throw new Error(`inlineProgram: no WGSL given for variable ${n.name}`);
+    (moves[i] ? out.varying : out.invariant).push(`let ${name(i)} = ${text};`);
+  });
+  return out;
+}
+
+/**
+ * Captured tensor t's header (data offset, last index and stride per dimension) as lets named
+ * `${prefix}${t}_…`, for a kernel that reads it once instead of per element, and the matching
+ * load: the same clamped index as the mod_tensor_t loader.
+ */
+export function tensorHeaderLets(slot: TensorSlot, t: number, prefix: string): string[] {
+  const h = HEADER_BASE + HEADER_WORDS * t;
+  const dims = Array.from({ length: slot.rank }, (_, d) => `let ${prefix}${t}_n${d} = i32(mod_data[${h + 1 + d}u]) - 1; let ${prefix}${t}_s${d} = mod_data[${h + 5 + d}u];`);
+  return [`let ${prefix}${t}_at = mod_data[${h}u];`, ...dims];
+}
+
+export function tensorLoadFromHeader(slot: TensorSlot, t: number, prefix: string, args: string[]): string {
+  const flat = args.map((a, d) => `u32(clamp(${a}, 0, ${prefix}${t}_n${d})) * ${prefix}${t}_s${d}`);
+  const word = `mod_data[${[`${prefix}${t}_at`, ...flat].join(' + ')}]`;
+  return slot.kind === 'float' ? `bitcast<f32>(${word})` : `bitcast<i32>(${word})`;
+}
+
 export interface ModsBinding {
   group: number;
   binding: number;
@@ -105,8 +165,12 @@ export function needsModData(o: ModsKernelOptions | undefined, blockTable: boole
   return blockTable || (o !== undefined && o.tensors.length > 0);
 }
 
-/** Declarations and functions for `o`; '' when there are no mods and no block table. */
-export function buildModsWgsl(o: ModsKernelOptions | undefined, at: ModsBinding, blockTable = false): string {
+/**
+ * Declarations and functions for `o`; '' when there are no mods and no block table. `inlined`:
+ * the kernel writes the score and mask programs out itself (inlineProgram), so their functions
+ * are left out (the loaders, the sink function and the block table reader stay).
+ */
+export function buildModsWgsl(o: ModsKernelOptions | undefined, at: ModsBinding, blockTable = false, inlined = false): string {
   if (!o && !blockTable) return '';
   const parts: string[] = [];
   if (needsModData(o, blockTable)) {
@@ -119,9 +183,9 @@ export function buildModsWgsl(o: ModsKernelOptions | undefined, at: ModsBinding,
       parts.push('fn mod_inf() -> f32 {\n  var bits = 0x7f800000u;   // through a var: WGSL rejects an infinite constant\n  return bitcast<f32>(bits);\n}');
     }
     o.tensors.forEach((slot, t) => parts.push(tensorLoader(slot, t)));
-    if (o.score) parts.push(entry('score', o.score));
+    if (o.score && !inlined) parts.push(entry('score', o.score));
     if (o.scoreGrad) parts.push(entry('scoreGrad', o.scoreGrad));
-    if (o.mask) parts.push(entry('mask', o.mask));
+    if (o.mask && !inlined) parts.push(entry('mask', o.mask));
     if (o.sink) parts.push(entry('sink', o.sink));
   }
   if (blockTable) parts.push(BLOCK_TABLE_WGSL);

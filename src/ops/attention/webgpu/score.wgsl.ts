@@ -57,11 +57,17 @@ export interface ScoreBindings {
   modData?: number;
 }
 
-/** Declarations (struct, bindings, loaders) and `fn final_score(...)`. */
-export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
+/** The ScoreParams struct and binding `sp`, and the mask / bias bindings with their loaders mask_at / bias_at. */
+export function scoreInputDeclarations(o: Pick<ScoreOptions, 'mask' | 'bias'>, at: ScoreBindings): string[] {
   const decl: string[] = [SCORE_PARAMS.wgsl(), `@group(${at.group}) @binding(${at.params}) var<uniform> sp: ScoreParams;`];
   if (o.mask) decl.push(readBinding(at.mask, 'mask_buf', 'u32', at.group), loadByte('mask_at', 'mask_buf'));
   if (o.bias !== 'none') decl.push(readBinding(at.bias, 'bias_buf', arrayElement(o.bias), at.group), loadFloat('bias_at', 'bias_buf', o.bias));
+  return decl;
+}
+
+/** Declarations (struct, bindings, loaders) and `fn final_score(...)`. */
+export function buildScoreFunction(o: ScoreOptions, at: ScoreBindings): string {
+  const decl = scoreInputDeclarations(o, at);
 
   // 'slope': the score function's derivative at the score it sees (the backward's chain rule),
   // for pairs the caller knows are visible: no window or mask checks, no poison checks

@@ -2,6 +2,7 @@
 // block's S = 1 path, the runner): plan a call for a device, compile its kernels, queue it. The
 // first split-KV kernel (decode-attention.wgsl.ts) stays for the unfused module's comparisons.
 export { type DecodePlan, type DecodeShape, type PlanDevice, DEFAULT_TARGET, planDecode, decodeSplits } from './plan.js';
+export { decodePlanDevice } from './plan-device.js';
 export { type GpuCacheTensor, type GpuDecodeCall, type GpuRows, partialBytes, prepareDecode, queueAttentionDecode, splitKvKernel, combineKernel } from './queue.js';
 export { type SplitKvOptions, buildSplitKv, splitKvSharedBytes, splitKvUnsupported, SPLIT_KV_PARAMS, SPLIT_KV_BINDINGS } from './split-kv.wgsl.js';
 export { type CombineOptions, buildCombine, buildMerge } from './combine.wgsl.js';

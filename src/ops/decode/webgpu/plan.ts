@@ -44,6 +44,11 @@ type Limits = Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxCo
 export const DEFAULT_TARGET = 256;
 /** Chunks in flight per thread: 4 measured as good as 8 or 16 (issue 4). */
 export const DEFAULT_UNROLL = 4;
+/**
+ * Threads per key in the score phase: 4 beat 1, 2, 8 and 16 at llama-8b 32K / 4K f16 on the H200
+ * (136 -> 101 us; bench/results/h200-2026-12-02-s3, lane sums through workgroup memory).
+ */
+export const DEFAULT_KEY_LANES = 4;
 /** Most rows per workgroup, and most accumulator quads per thread (rows x chunk / 4). */
 const MAX_ROWS = 16;
 const MAX_QUADS = 16;
@@ -53,14 +58,21 @@ const MAX_SPLITS = 256;
  * The plan for `s` on a device with `limits`, or the reason there is none. Benchmarks override
  * with FUSEDATTN_DECODE_WORKGROUP (largest workgroup), FUSEDATTN_DECODE_TARGET and
  * FUSEDATTN_DECODE_UNROLL, FUSEDATTN_DECODE_KEY_LANES (threads per key in the score phase, where the
- * head dim allows; 1 until a GPU run shows where more pay).
+ * head dim allows; 1 until a GPU run shows where more pay), FUSEDATTN_DECODE_SHARED_WEIGHTS (1: the
+ * softmax weights once per row and key slice, see SplitKvOptions.sharedWeights; on by default),
+ * FUSEDATTN_DECODE_SUBGROUP_LANES (1: key lanes summed by subgroup shuffles where the device has
+ * subgroups; off by default, the H200 showed no gain at 4 lanes).
  */
 export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
   if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
   const target = targetWorkgroups ?? envInt('FUSEDATTN_DECODE_TARGET', 1) ?? DEFAULT_TARGET;
   const largest = envInt('FUSEDATTN_DECODE_WORKGROUP', 32, 256) ?? 256;
   const unroll = envInt('FUSEDATTN_DECODE_UNROLL', 1, 16) ?? (device.software ? 1 : DEFAULT_UNROLL);
-  const keyLanes = envInt('FUSEDATTN_DECODE_KEY_LANES', 1, 32) ?? 1;
+  const keyLanes = envInt('FUSEDATTN_DECODE_KEY_LANES', 1, 32) ?? (device.software ? 1 : DEFAULT_KEY_LANES);
+  // 1.1-1.5x on every H200 shape (MLA included) and faster on llvmpipe too (the same sweep)
+  const sharedWeights = (envInt('FUSEDATTN_DECODE_SHARED_WEIGHTS', 0, 1) ?? 1) === 1;
+  // subgroup lane sums measured no faster than workgroup memory at 4 lanes (sweep 3): opt-in
+  const subgroupLanes = (envInt('FUSEDATTN_DECODE_SUBGROUP_LANES', 0, 1) ?? 0) === 1 ? device.subgroupSize ?? 0 : 0;
   // why nothing fits: the device's limits first (they are what the caller cannot change)
   const reasons: { memory?: string; bindings?: string; kernel?: string } = {};
   let leastMemory = Infinity;
@@ -83,7 +95,10 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
           paged: s.paged, sharedKV: s.sharedKV, append: s.append, rope: s.rope, softcap: s.softcap, alibi: s.alibi, direct: false, unroll,
           // key lanes where the chunking allows them (the largest power of two <= asked that divides)
           keyLanes: fittingLanes(keyLanes, workgroupSize, s.dimQK / chunk),
+          sharedWeights,
         };
+        // lane sums by subgroup shuffles where the device's subgroups hold a key's lanes
+        if ((o.keyLanes ?? 1) > 1 && (o.keyLanes ?? 1) <= subgroupLanes) o.laneReduce = 'subgroup';
         const why = splitKvUnsupported(o);
         if (why) {
           reasons.kernel ??= why;
@@ -126,6 +141,8 @@ function fittingLanes(asked: number, workgroupSize: number, chunks: number): num
 export interface PlanDevice {
   /** A software rasterizer (llvmpipe...): no unrolling (compile time dominates there, not loads in flight). */
   software?: boolean;
+  /** The smallest subgroup size when the device has the 'subgroups' feature (0 / absent: none). */
+  subgroupSize?: number;
 }
 
 /** Heads per workgroup to try, most first: the whole group (up to MAX_ROWS), then halves. */

@@ -8,10 +8,10 @@ import { Tensor } from '../../../core/tensor.js';
 import type { AttentionResult } from '../../attention/backend.js';
 import { type Operand, operandOf, releaseOperands } from '../../../engines/webgpu/operands.js';
 import { type BindingResource, type GpuRuntime, getRuntime } from '../../../engines/webgpu/runtime.js';
-import { isSoftwareAdapter } from '../../../engines/webgpu/device.js';
 import type { CacheStrides, DecodeProblem, RowStrides } from '../problem.js';
 import { appendOnHost } from '../cpu/decode.js';
 import { type DecodePlan, type DecodeShape, planDecode } from './plan.js';
+import { decodePlanDevice } from './plan-device.js';
 import { type GpuCacheTensor, type GpuDecodeCall, type GpuRows, prepareDecode, queueAttentionDecode } from './queue.js';
 
 /** The plan-level shape of a problem (append is in-kernel only for GPU-resident caches). */
@@ -26,7 +26,7 @@ export function decodeShapeOf(p: DecodeProblem): DecodeShape {
 
 /** The plan for a problem on a runtime, or UnsupportedError saying why there is none. */
 export function planFor(runtime: GpuRuntime, p: DecodeProblem): DecodePlan {
-  const plan = planDecode(decodeShapeOf(p), runtime.limits, undefined, { software: isSoftwareAdapter(runtime.adapter) });
+  const plan = planDecode(decodeShapeOf(p), runtime.limits, undefined, decodePlanDevice(runtime));
   if (typeof plan === 'string') throw new UnsupportedError('options.backend', `backend webgpu cannot run this decode: ${plan}`);
   return plan;
 }

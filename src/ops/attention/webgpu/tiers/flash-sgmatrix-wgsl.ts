@@ -21,7 +21,8 @@ import { paramsStructWgsl } from './flash-params.js';
 import { tileKeyRangeLines } from './flash-tile-keys.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { FAST_DROPOUT_BINDING } from './dispatch.js';
-import { type SgScoreHook, hookDeclarations, hookRowSetup, hookScoreLines, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
+import { type SgScoreHook, TANH_EXP2_WGSL, hookAdditions, hookDeclarations, hookRowSetup, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
+import { type ScoreAdditions, scoreLines } from './sgmatrix-score-lines.js';
 
 export interface SgMatrixKernelOptions {
   /** Query/key head dim Dq (the NoPE part in the split form). */
@@ -44,6 +45,8 @@ export interface SgMatrixKernelOptions {
   rescaleThreshold: number;
   causalOrWindow: boolean;
   softcap: boolean;
+  /** The softcap option's tanh from exp2 (sgmatrix-score-hook.ts TANH_EXP2_WGSL); absent: WGSL's tanh. */
+  tanh?: 'exp2';
   alibi: boolean;
   returnLse: boolean;
   /** Extra halves of padding per workgroup-memory row (bank conflicts). */
@@ -77,8 +80,8 @@ export interface SgMatrixKernelOptions {
    */
   dropout?: boolean;
   /**
-   * Bool mask, bias, score/mask/sink functions or a block table: scores through the shared score
-   * function and the key loop over the table (sgmatrix-score-hook.ts). Absent: the inline path.
+   * Bool mask, bias, score/mask/sink functions or a block table: what they add to the inline score
+   * path, and the key loop over the table (sgmatrix-score-hook.ts). Absent: the plain kernel.
    */
   score?: SgScoreHook;
 }
@@ -122,7 +125,7 @@ export function sgMatrixOptionsProblem(o: SgMatrixKernelOptions): string | undef
     if (problem) return problem;
     if (o.score) return 'the block source takes no mask, bias or score/mask functions';
   }
-  if (o.score && (o.score.alibi !== o.alibi || o.score.softcap !== o.softcap)) return 'score.alibi / score.softcap must match alibi / softcap';
+  if (o.score && (o.score.alibi !== o.alibi || o.score.softcap !== o.softcap || o.score.windowed !== o.causalOrWindow)) return 'score.alibi / score.softcap / score.windowed must match alibi / softcap / causalOrWindow';
   if (o.prefetch) {
     const L = layoutOf(o);
     const nt = 32 * o.subgroups;
@@ -198,6 +201,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add(hookDeclarations(o.score));
     add('');
   }
+  if (o.softcap && o.tanh === 'exp2' && o.score?.tanh !== 'exp2') { add(TANH_EXP2_WGSL); add(''); }
   if (o.smemVec4) add(`var<workgroup> KVs: array<vec4<u32>, ${L.kvHalves / 8}>;   // K tile, V tile (Q tile at the start), 8 halves each`);
   else add(`var<workgroup> KVs: array<f16, ${L.kvHalves}>;   // K tile, V tile (Q tile at the start)`);
   add(`var<workgroup> Ss: array<f32, ${L.sFloats}>;    // per subgroup: S block, then O chunks`);
@@ -226,7 +230,9 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add('  let seq = workgroupUniformLoad(&seqW);');
     add('  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;');
   }
-  add(`  let tile = ${o.causalOrWindow ? 'P.tilesQ - 1u - wg.x; // longest causal tiles first' : 'wg.x;'}`);
+  const table = o.score?.blockTable === true;
+  // longest tiles first: causal rows see more keys the later they are, and so do most block masks'
+  add(`  let tile = ${o.causalOrWindow || table ? 'P.tilesQ - 1u - wg.x; // longest causal tiles first' : 'wg.x;'}`);
   add('  let q0 = tile * ROWS_PER_HEAD;');
   add('  if (q0 >= lenQ) { return; }');
   add('  let h0 = wg.y * HEADS_PER_TILE;');
@@ -267,12 +273,11 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add('  let jLo = 0;');
     add('  let jHi = i32(lenK) - 1;');
   }
-  if (o.alibi && !o.score) {
+  if (o.alibi) {
     add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead]) * 1.4426950408889634;');
     add('  let alibiDiag = i32(i) + i32(lenK) - i32(lenQ);');
   }
   if (o.score) for (const line of hookRowSetup(o.score)) add(line);
-  const table = o.score?.blockTable === true;
   add('  let sBase = sg * 16u * S_STRIDE;');
   add('  let pBase = sg * 16u * P_STRIDE;');
   add('');
@@ -329,21 +334,16 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('    let jSide = i32(kv0 + side);');
   add(`    var sv: array<f32, ${half}>;`);
   add('    var blockMax = NEG_INF;');
-  const scoreBody = (c: string) => {
-    if (o.score) return hookScoreLines(o.score, c);
-    const lines = [`var s = Ss[sRow + 2u * ${c}];`];
-    // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
-    if (o.softcap) lines.push('if (is_nan(s)) { poison = 1u; }', 's = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;');
-    else lines.push('s = s * P.scaleLog2;');
-    lines.push(`let j = jSide + 2 * i32(${c});`);
-    if (o.alibi) lines.push('s -= slope * f32(abs(alibiDiag - j));');
-    lines.push('s = select(NEG_INF, s, j >= jLo && j <= jHi);');
-    lines.push('if (nan_or_pos_inf(s)) { poison = 1u; s = NEG_INF; }');
-    lines.push(`sv[${c}] = s;`, 'blockMax = max(blockMax, s);');
-    return lines;
-  };
+  const scoreBody = (additions: ScoreAdditions) => (c: string) => scoreLines(o, c, additions);
   add('    // columns side, side + 2, ... (interleaved: fewer bank conflicts)');
-  loopOrUnrolled(add, o.unrolled, half, '    ', scoreBody);
+  if (table) {
+    // the block is uniform over the workgroup: one branch per tile, none per score
+    add('    if (full) {');
+    loopOrUnrolled(add, o.unrolled, half, '      ', scoreBody(hookAdditions(o.score!, false)));
+    add('    } else {');
+    loopOrUnrolled(add, o.unrolled, half, '      ', scoreBody(hookAdditions(o.score!, true)));
+    add('    }');
+  } else loopOrUnrolled(add, o.unrolled, half, '    ', scoreBody(o.score ? hookAdditions(o.score, true) : {}));
   add('    blockMax = max(blockMax, subgroupShuffleXor(blockMax, 1u));');
   add('    var alpha = 1.0;');
   add('    if (blockMax > m) {');

@@ -1,25 +1,47 @@
-// The tensor-core tier's score hook: when a call has a bool mask, an additive bias, score/mask/sink
-// functions or a block table, each score goes through the shared score function of score.wgsl.ts
-// (the one the portable tier and the naive path use, so every tier applies the options in the
-// reference's order) instead of the tier's inline scale/softcap/ALiBi, and the key loop walks the
-// block table: EMPTY key blocks are never loaded, FULL ones are scored without any mask.
-// Kept apart from flash-sgmatrix-wgsl.ts so the fast path without these options stays as measured.
-import { type FloatDType, NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
-import { buildScoreFunction } from '../score.wgsl.js';
+// The tensor-core tier's score hook: what a call with a bool mask, an additive bias, score/mask/sink
+// functions or a block table adds to the 16-row kernel (flash-sgmatrix-wgsl.ts). The scores keep
+// the plain kernel's inline path (sgmatrix-score-lines.ts: log2 units, the window from jLo/jHi)
+// and add only what the call has: the bias, the mask tests, the score function in log2 units
+// (mods/log2-units.ts), their row-invariant parts hoisted ahead of the key loop. A sink alone
+// adds nothing per score, only its term in the final normalisation (hookSinkFinal). With a block
+// table the key loop walks the listed tiles (EMPTY ones are never loaded) and FULL tiles score
+// without any mask test: the plain lines exactly when there is no bias or score function (with
+// the softcap option, its NaN test behind the window test: ScoreAdditions.visibleNaN).
+import { scoreInputDeclarations } from '../score.wgsl.js';
 import type { ModsKernelOptions } from '../../mods/plan.js';
+import { type InlineProgram, buildModsWgsl, inlineProgram, tensorHeaderLets, tensorLoadFromHeader } from '../../mods/wgsl.js';
+import { scoreProgramInLog2 } from '../../mods/log2-units.js';
+import type { ScoreAdditions } from './sgmatrix-score-lines.js';
+import type { FloatDType } from '../../../../engines/webgpu/wgsl.js';
 
 /** Compile-time part of the hook (in SgMatrixKernelOptions.score). */
 export interface SgScoreHook {
   mask: boolean;
   bias: FloatDType | 'none';
-  /** A causal/sliding window is set (the score function checks it too). */
+  /** A causal/sliding window is set (equals the kernel's causalOrWindow; jLo/jHi apply it). */
   windowed: boolean;
   softcap: boolean;
   alibi: boolean;
   mods?: ModsKernelOptions;
   /** Key blocks come from the block table in mod_data. */
   blockTable: boolean;
+  /**
+   * 'exp2': the score/mask functions' tanh as sign(x)·(1 - t)/(1 + t), t = exp2(-2|x|·log2 e),
+   * the division as a reciprocal square root of (1 + t)² (two MUFU-class operations; absolute
+   * error ~1e-7). Absent: WGSL's tanh. The default since the H200 timed a softcap function at
+   * 1.22x causal this way against 1.59x with WGSL's tanh (FUSEDATTN_SGMATRIX_TANH=builtin: the latter).
+   */
+  tanh?: 'exp2';
 }
+
+/** tanh(x) from exp2 and inverseSqrt, see SgScoreHook.tanh; |x| large gives t = 0, exactly ±1. */
+const tanhExp2 = (x: string) => `tanh_exp2(${x})`;
+export const TANH_EXP2_WGSL = `// tanh(x) = sign(x)·(1 - t)/(1 + t), t = e^(-2|x|) in (0, 1]: no overflow, 1/(1 + t) as inverseSqrt((1 + t)²)
+fn tanh_exp2(x: f32) -> f32 {
+  let t = exp2(-2.8853900817779268 * abs(x));
+  let d = 1.0 + t;
+  return sign(x) * (1.0 - t) * inverseSqrt(d * d);
+}`;
 
 /** Bindings of the hook, after the tier's own (0..9). */
 export const SG_SCORE_BINDINGS = { params: 10, mask: 11, bias: 12, modData: 13 } as const;
@@ -28,15 +50,12 @@ export const SG_SCORE_BINDINGS = { params: 10, mask: 11, bias: 12, modData: 13 }
 const END = '0xffffffffu';
 
 export function hookDeclarations(h: SgScoreHook): string {
-  // the tier declares the non-finite helpers itself
-  const score = buildScoreFunction(
-    { mask: h.mask, bias: h.bias, alibi: h.alibi, softcap: h.softcap, windowed: h.windowed, mods: h.mods, blockTable: h.blockTable },
-    { group: 0, ...SG_SCORE_BINDINGS },
-  ).replace(NON_FINITE_FNS, '');
-  if (!h.blockTable) return score;
-  return `${score}
-
-// The next tile of BC keys the block table lists at or after position (*n, *u) (block n, tile u
+  const inputs = scoreInputDeclarations(h, { group: 0, ...SG_SCORE_BINDINGS }).join('\n');
+  const mods = buildModsWgsl(h.mods, { group: 0, binding: SG_SCORE_BINDINGS.modData }, h.blockTable, true);
+  const parts = mods ? [inputs, mods] : [inputs];
+  if (h.tanh === 'exp2') parts.push(TANH_EXP2_WGSL);
+  if (h.blockTable) {
+    parts.push(`// The next tile of BC keys the block table lists at or after position (*n, *u) (block n, tile u
 // of it) that meets [lo, hi): its first key, or ${END}; (*n, *u) moves past it, *full says
 // whether its block is one no mask hides anything of.
 fn next_tile(r: BlockRow, n: ptr<function, u32>, u: ptr<function, u32>, lo: u32, hi: u32, full: ptr<function, bool>) -> u32 {
@@ -52,36 +71,65 @@ fn next_tile(r: BlockRow, n: ptr<function, u32>, u: ptr<function, u32>, lo: u32,
     }
     if (k0 + BC > lo && k0 < hi) { return k0; }
   }
-}`;
+}`);
+  }
+  return parts.join('\n\n');
 }
 
-/** Per-row values the hook's score lines read (after `i`, `jLo`, `jHi` are defined). */
+/** WGSL of the mods' variables in main (after `i` and `myHead`); `kv` is the key `j` of a score. */
+const MOD_VARS = { b: 'mv_b', h: 'mv_h', q: 'mv_q', kv: 'j', qLen: 'mv_q_len', kvLen: 'mv_kv_len', score: 's' } as const;
+
+/** The score and mask functions written out inline, split into per-row and per-score lets. */
+function inlineMods(h: SgScoreHook): { score?: InlineProgram; mask?: InlineProgram } {
+  const m = h.mods;
+  // captured tensors read through their headers, loaded once per row (hookRowSetup)
+  const overrides = { load: (t: number, args: string[]) => tensorLoadFromHeader(m!.tensors[t], t, 'mt', args), tanh: h.tanh === 'exp2' ? tanhExp2 : undefined };
+  return {
+    score: m?.score ? inlineProgram(scoreProgramInLog2(m.score), 'ms_', MOD_VARS, ['score', 'kv'], overrides) : undefined,
+    mask: m?.mask ? inlineProgram(m.mask, 'mm_', MOD_VARS, ['kv'], overrides) : undefined,
+  };
+}
+
+/** Per-row values the hook's score lines read (after `i`, `myHead`, `lenQ`, `lenK` are defined). */
 export function hookRowSetup(h: SgScoreHook): string[] {
-  return [
-    '  let rowLive = i < lenQ;',
-    `  let slopeNat = ${h.alibi ? 'bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead])' : '0.0'};`,
-    '  // the score function returns scores in units of beta = max(1, |scale|); this tier works in log2 units',
-    '  let betaLog2 = max(1.0, abs(P.scale)) * 1.4426950408889634;',
-  ];
+  const lines: string[] = [];
+  const row = (what: 'mask' | 'bias') =>
+    `  let ${what}Row = sp.${what}_off + b * sp.${what}_strides.x + myHead * sp.${what}_strides.y + i * sp.${what}_strides.z;`;
+  if (h.mask) lines.push(row('mask'));
+  if (h.bias !== 'none') lines.push(row('bias'));
+  // the host binds the score params with every hook: keep them in the kernel's layout
+  if (!h.mask && h.bias === 'none') lines.push('  _ = &sp;');
+  const mods = inlineMods(h);
+  if (mods.score || mods.mask) {
+    lines.push('  // the score / mask functions\' variables, and what of them is the same for every key of the row');
+    lines.push('  let mv_b = i32(b); let mv_h = i32(myHead); let mv_q = i32(i); let mv_q_len = i32(lenQ); let mv_kv_len = i32(lenK);');
+    h.mods!.tensors.forEach((slot, t) => { for (const line of tensorHeaderLets(slot, t, 'mt')) lines.push(`  ${line}`); });
+    for (const p of [mods.mask, mods.score]) for (const line of p?.invariant ?? []) lines.push(`  ${line}`);
+  }
+  return lines;
 }
 
 /**
- * The score of column c of this lane's row, in log2 units (NEG_INF when hidden; POISON_SCORE from
- * the score function, a NaN or +inf score, poisons the row). No `//` comments in these lines: the
- * unrolled form joins them into one line.
+ * What the hook adds to the plain per-score lines: on a tile where a mask may hide pairs
+ * (`masked`: every tile without a block table, PARTIAL ones with it) the mask tests too.
  */
-export function hookScoreLines(h: SgScoreHook, c: string): string[] {
-  const call = (fn: string) => `${fn}(Ss[sRow + 2u * ${c}], b, myHead, i, u32(j), lenQ, lenK, slopeNat)`;
-  return [
-    `let j = jSide + 2 * i32(${c});`,
-    'var s = NEG_INF;',
-    'if (rowLive && j >= jLo && j <= jHi) {',
-    h.blockTable ? `  var x = 0.0; if (full) { x = ${call('final_score_unmasked')}; } else { x = ${call('final_score')}; }` : `  let x = ${call('final_score')};`,
-    '  if (x >= POISON_SCORE) { poison = 1u; } else { s = select(NEG_INF, x * betaLog2, x > NEG_INF); }',
-    '}',
-    `sv[${c}] = s;`,
-    'blockMax = max(blockMax, s);',
-  ];
+export function hookAdditions(h: SgScoreHook, masked: boolean): ScoreAdditions {
+  const mods = inlineMods(h);
+  // the one addition a sink alone or a FULL tile makes with the softcap option (no cost: the NaN
+  // test moves behind the window test)
+  const add: ScoreAdditions = h.softcap ? { visibleNaN: true } : {};
+  if (h.bias !== 'none') add.bias = 'bias_at(biasRow + u32(j) * sp.bias_strides.w)';
+  if (masked) {
+    const keep: string[] = [];
+    if (h.mask) keep.push('mask_at(maskRow + u32(j) * sp.mask_strides.w) != 0u');
+    if (mods.mask) {
+      add.before = mods.mask.varying;
+      keep.push(mods.mask.result);
+    }
+    if (keep.length) add.keep = keep;
+  }
+  if (mods.score) add.mod = { lets: mods.score.varying, result: mods.score.result };
+  return add;
 }
 
 /** The loop header over the block table's tiles (with prefetch: the first tile's loads issued). */

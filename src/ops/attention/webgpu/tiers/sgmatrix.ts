@@ -3,7 +3,7 @@
 // and running one problem (one dispatch) through the GpuRuntime.
 import { nonFiniteUnsupported } from './non-finite.js';
 import type { AttentionProblem } from '../../problem.js';
-import { envString } from '../../../../core/env.js';
+import { envChoice, envString } from '../../../../core/env.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import type { AttentionResult } from '../../backend.js';
 import { type AttentionOperands, bindAndQueue, bindingSizes, measuredAttention, scoreParamsOf } from '../attention-io.js';
@@ -142,6 +142,7 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
     unrolled: false,
     dropout: p.dropout !== undefined,
   };
+  if (p.softcap > 0 && sgTanh() === 'exp2') o.tanh = 'exp2';
   if (p.mask || p.bias || p.mods || blockTable) o.score = scoreHookOf(p, blockTable);
   // the wide kernel refuses rather than drops prefetch (and refuses the score hook: it has none)
   if (config.rowsPerSubgroup === 32) return { ...o, rowFrags: 2 };
@@ -155,7 +156,7 @@ function mayHaveBlockTable(p: AttentionProblem): boolean {
 }
 
 function scoreHookOf(p: AttentionProblem, blockTable: boolean): SgScoreHook {
-  return {
+  const hook: SgScoreHook = {
     mask: p.mask !== undefined,
     bias: p.bias ? (p.bias.tensor.dtype as 'float32' | 'float16') : 'none',
     windowed: p.window.left !== Infinity || p.window.right !== Infinity,
@@ -164,6 +165,17 @@ function scoreHookOf(p: AttentionProblem, blockTable: boolean): SgScoreHook {
     mods: p.mods?.kernel,
     blockTable,
   };
+  if (sgTanh() === 'exp2') hook.tanh = 'exp2';
+  return hook;
+}
+
+/**
+ * The tier's tanh (softcap option and score functions): from exp2 unless
+ * FUSEDATTN_SGMATRIX_TANH=builtin (WGSL's tanh). H200, causal B4 H32 S4096 D128: a softcap function
+ * costs 1.22x causal this way, 1.59x with WGSL's tanh (bench/results/h200-2026-12-02-s3/call4).
+ */
+function sgTanh(): 'builtin' | 'exp2' {
+  return envChoice('FUSEDATTN_SGMATRIX_TANH', ['builtin', 'exp2'] as const) ?? 'exp2';
 }
 
 /**
