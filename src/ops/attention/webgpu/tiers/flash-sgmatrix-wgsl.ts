@@ -343,7 +343,12 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
     add('    } else {');
     loopOrUnrolled(add, o.unrolled, half, '      ', scoreBody(hookAdditions(o.score!, true)));
     add('    }');
-  } else loopOrUnrolled(add, o.unrolled, half, '    ', scoreBody(o.score ? hookAdditions(o.score, true) : {}));
+  } else {
+    // with the softcap option a NaN q·k poisons the row only where the pair is visible (the
+    // reference's order; the hook's form, checked on the H200): before, a NaN key poisoned every
+    // row whose tile held it, rows that causal or the window hide it from included
+    loopOrUnrolled(add, o.unrolled, half, '    ', scoreBody(o.score ? hookAdditions(o.score, true) : o.softcap ? { visibleNaN: true } : {}));
+  }
   add('    blockMax = max(blockMax, subgroupShuffleXor(blockMax, 1u));');
   add('    var alpha = 1.0;');
   add('    if (blockMax > m) {');

@@ -206,12 +206,15 @@ export function buildFlashSgMatrixWide(o: WideKernelOptions): string {
   add('    var blockMax = NEG_INF;');
   add('    for (var c = 0u; c < BC; c++) {');
   add('      var s = Ss[sRow + c];');
-  // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
-  if (o.softcap) add('      if (is_nan(s)) { poison = 1u; }');
+  // softcap: a NaN is caught before the clamp (which could make it a bound), and poisons the row
+  // only where the pair is visible (a key hidden by causal or the window must not); +inf is capped
+  if (o.softcap) add('      let qkNan = is_nan(s);');
   add(o.softcap ? '      s = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;' : '      s = s * P.scaleLog2;   // the scale folded into exp2');
   add('      let j = i32(kv0 + c);');
   if (o.alibi) add('      s -= slope * f32(abs(alibiDiag - j));');
-  add('      s = select(NEG_INF, s, j >= jLo && j <= jHi);');
+  add('      let keep = j >= jLo && j <= jHi;');
+  if (o.softcap) add('      if (keep && qkNan) { poison = 1u; }');
+  add('      s = select(NEG_INF, s, keep);');
   add('      if (nan_or_pos_inf(s)) { poison = 1u; s = NEG_INF; }');
   add('      sv[c] = s;');
   add('      blockMax = max(blockMax, s);');

@@ -197,9 +197,10 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
   {
     const add = (line: string) => softmaxRows.push(line.replace(/^      /, ''));
     add('      let i = q0 + rowBase + r;');
-    // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped
+    // softcap: a NaN is caught before the clamp (which could make it a bound), and poisons the row
+    // only where the pair is visible (a key hidden by causal or the window must not); +inf is capped
     if (o.softcap) {
-      add('      if (is_nan(s[r])) { poison[r] = 1u; }');
+      add('      let qkNan = is_nan(s[r]);');
       add('      var x = P.softcap * tanh(clamp(s[r] * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;');
     }
     else add('      var x = s[r] * P.scaleLog2;');
@@ -209,6 +210,7 @@ export function buildFlashSubgroup(o: SubgroupKernelOptions): string {
     } else {
       add('      let visible = j < i32(lenK);');
     }
+    if (o.softcap) add('      if (visible && qkNan) { poison[r] = 1u; }');
     add('      x = select(NEG_INF, x, visible);');
     add('      if (nan_or_pos_inf(x)) { poison[r] = 1u; x = NEG_INF; }');
     add('      let mNew = max(m[r], subgroupMax(x));');
