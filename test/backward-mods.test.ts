@@ -8,7 +8,8 @@ import {
   composeScoreMods, documentMask, finiteDifferenceGradients, float, maskMod, referenceGradients, scoreMod, slidingWindow, softcap, validateAttention,
 } from '../dist/index.js';
 import { type AttentionCase, caseName, checkGradients, makeCase, makeGradCase, normal, randomFloats, uniform } from '../dist/testing/index.js';
-import { backendsHere } from './helpers.js';
+import { backendsHere, maxAbs } from './helpers.js';
+import { packOnGpu } from './webgpu-helpers.js';
 
 type Options = Record<string, unknown>;
 
@@ -64,12 +65,6 @@ const REFERENCE_CASES: ModCase[] = [
   { name: 'TND varlen: maskMod reading the lengths + scoreMod + sink dSink', c: { ...SMALL, layout: 'TND', seqLensQ: [3, 0, 4], seqLensK: [5, 2, 3] }, mods: (c) => ({ maskMod: holeyCausal(3, 2), scoreMod: softcap(2), sink: sinkLogits(c.headsQ, 13) }), sinkGrad: true },
   { name: 'blockMask (sliding window)', c: { ...SMALL, seqQ: 9, seqK: 9 }, mods: async () => ({ blockMask: await createBlockMask(slidingWindow(2), null, null, 9, 9, { blockSize: 4 }) }) },
 ];
-
-function maxAbs(x: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
-  return m;
-}
 
 describe('float64 reference backward with mods vs finite differences', () => {
   for (const mc of REFERENCE_CASES) {
@@ -190,27 +185,13 @@ describe.skipIf(backends.find((b) => b.name === 'webgpu')?.skip !== undefined)('
   it('leaves dq, dk, dv on the GPU and gives dSink from the row statistics read back (float16, odd sizes)', async () => {
     const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
     const rt = await getRuntime();
-    // one buffer, each tensor at its own offset (a multiple of 4): odd float16 counts end mid-word
-    const toGpu = (tensors: Tensor[]): Tensor[] => {
-      let offset = 4;
-      const placed = tensors.map((t) => {
-        const at = offset;
-        offset = Math.ceil((offset + (t.data as ArrayBufferView).byteLength + 4) / 4) * 4;
-        return { t, at };
-      });
-      const buffer = rt.createBuffer(Math.ceil(offset / 4) * 4 + 4, 'test inputs');
-      const bytes = new Uint8Array(Math.ceil(offset / 4) * 4 + 4);
-      for (const { t, at } of placed) bytes.set(new Uint8Array((t.data as ArrayBufferView).buffer, (t.data as ArrayBufferView).byteOffset, (t.data as ArrayBufferView).byteLength), at);
-      rt.write(buffer, 0, bytes);
-      return placed.map(({ t, at }) => Tensor.fromGpuBuffer({ device: rt.device, buffer, byteOffset: at }, t.shape, t.dtype));
-    };
     const c: AttentionCase = { dtype: 'float16', batch: 1, headsQ: 1, seqQ: 23, seqK: 31, dimQK: 13 };
     const { q, k, v, options } = makeCase(c, 3);
     Object.assign(options, { maskMod: holeyCausal(4, 1), scoreMod: softcap(3), sink: sinkLogits(1, 16) });
     const problem = validateAttention(q, k, v, options);
     const { dOut, dOutValues } = makeGradCase(c, 3, problem.outShape);
     const forward = await attention(q, k, v, { ...options, returnLse: true, backend: 'cpu' });
-    const [gq, gk, gv, gout, gdo, glse] = toGpu([q, k, v, forward.out, dOut, forward.lse!]);
+    const [gq, gk, gv, gout, gdo, glse] = packOnGpu(rt, [q, k, v, forward.out, dOut, forward.lse!]);
     const grads = await attentionBackward(gq, gk, gv, gout, gdo, glse, { ...options, sinkGrad: true });
     expect(grads.dq.location).toBe('webgpu');
     expect(grads.dSink!.location).toBe('cpu');

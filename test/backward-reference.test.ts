@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { finiteDifferenceGradients, referenceGradients, validateAttention } from '../dist/index.js';
 import { type AttentionCase, caseName, makeCase, normal, randomFloats, uniform } from '../dist/testing/index.js';
+import { maxAbs } from './helpers.js';
 
 interface GradCase extends AttentionCase {
   biasGrad?: boolean;
@@ -33,12 +34,6 @@ const CASES: GradCase[] = [
   { ...base, dropout: 0.3 },
   { ...base, dropout: 0.5, headsQ: 4, headsKv: 2, causal: true, bias: 'random', maskShape: 'batch', biasGrad: true, softcap: 2 },
 ];
-
-function maxAbs(x: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
-  return m;
-}
 
 describe('float64 reference backward vs finite differences', () => {
   for (const c of CASES) {

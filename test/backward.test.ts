@@ -7,6 +7,7 @@ import {
 } from '../dist/index.js';
 import { BACKWARD_SUITE, type GradCase, caseName, checkGradients, makeCase, makeGradCase } from '../dist/testing/index.js';
 import { backendsHere } from './helpers.js';
+import { packOnGpu } from './webgpu-helpers.js';
 
 // the WebGPU backward runs on llvmpipe here: every case but the CPU-only long ones and those meant
 // for a hardware adapter's tensor-core tier
@@ -138,17 +139,6 @@ describe.skipIf(backends.find((b) => b.name === 'webgpu')?.skip !== undefined)('
   it('takes GPU tensors at unaligned offsets (f16, odd sizes) and leaves the gradients on the GPU', async () => {
     const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
     const rt = await getRuntime();
-    const toGpu = (tensors: Tensor[]): Tensor[] => {
-      let offset = 4;
-      const placed = tensors.map((t) => {
-        const at = offset;
-        offset = Math.ceil((offset + (t.data as ArrayBufferView).byteLength + 4) / 4) * 4;
-        return { t, at };
-      });
-      const buffer = rt.createBuffer(offset, 'test inputs');
-      for (const { t, at } of placed) rt.write(buffer, at, t.data as ArrayBufferView);
-      return placed.map(({ t, at }) => Tensor.fromGpuBuffer({ device: rt.device, buffer, byteOffset: at }, t.shape, t.dtype));
-    };
     const read = async (t: Tensor) => {
       const bytes = await rt.read(t.gpu!.buffer, t.gpu!.byteOffset, Math.ceil((t.size * (t.dtype === 'float16' ? 2 : 4)) / 4) * 4);
       return t.dtype === 'float16' ? Tensor.fromData(new Uint16Array(bytes, 0, t.size), t.shape, 'float16') : Tensor.fromData(new Float32Array(bytes, 0, t.size), t.shape);
@@ -159,7 +149,7 @@ describe.skipIf(backends.find((b) => b.name === 'webgpu')?.skip !== undefined)('
       const { q, k, v, options } = makeCase(c, 3);
       const problem = validateAttention(q, k, v, options);
       const { dOut, dOutValues } = makeGradCase(c, 3, problem.outShape);
-      const [gq, gk, gv, gqr, gkr, gdo] = toGpu([q, k, v, options.qRope as Tensor, options.kRope as Tensor, dOut]);
+      const [gq, gk, gv, gqr, gkr, gdo] = packOnGpu(rt, [q, k, v, options.qRope as Tensor, options.kRope as Tensor, dOut]);
       const step = await attentionWithGrad(gq, gk, gv, { ...options, qRope: gqr, kRope: gkr });
       expect(step.lse.location).toBe('webgpu');
       const grads = await step.backward(gdo);

@@ -30,3 +30,10 @@ export async function checkCase(backend: BackendName, c: AttentionCase, seed: nu
   const { failures } = checkAgainstReference(problem, result);
   expect(failures.join('; '), `seed ${seed}`).toBe('');
 }
+
+/** The largest |x| (0 for an empty array). */
+export function maxAbs(x: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
+  return m;
+}

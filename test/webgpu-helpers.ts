@@ -1,6 +1,6 @@
 // Shared by the WebGPU test files: whether an adapter is here (else the tests are skipped loudly,
 // with the reason), a device of the test's own for "caller's device" tests, and a one-kernel runner.
-import { listBackends } from '../dist/index.js';
+import { Tensor, listBackends } from '../dist/index.js';
 import { BufferUsage, MapMode } from '../dist/engines/webgpu/usage.js';
 
 /** Why WebGPU tests cannot run here, or undefined when they can. */
@@ -80,4 +80,26 @@ export async function runKernel(device: GPUDevice, wgsl: string, bindings: Kerne
   }
   for (const b of buffers) b.destroy();
   return results;
+}
+
+/**
+ * CPU tensors copied into one GPU buffer, each at its own offset (a multiple of 4 past the
+ * previous one plus 4 bytes: odd float16 counts end mid-word and the next tensor still starts
+ * unaligned to its own size), as GPU tensors viewing that buffer.
+ */
+export function packOnGpu(rt: { device: GPUDevice; createBuffer(bytes: number, label: string): GPUBuffer; write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void }, tensors: Tensor[]): Tensor[] {
+  let offset = 4;
+  const placed = tensors.map((t) => {
+    const at = offset;
+    offset = Math.ceil((offset + (t.data as ArrayBufferView).byteLength + 4) / 4) * 4;
+    return { t, at };
+  });
+  const bytes = new Uint8Array(offset + 4);
+  for (const { t, at } of placed) {
+    const view = t.data as ArrayBufferView;
+    bytes.set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength), at);
+  }
+  const buffer = rt.createBuffer(bytes.byteLength, 'test inputs');
+  rt.write(buffer, 0, bytes);
+  return placed.map(({ t, at }) => Tensor.fromGpuBuffer({ device: rt.device, buffer, byteOffset: at }, t.shape, t.dtype));
 }

@@ -8,8 +8,7 @@
 import { floatsToHalf } from '../core/dtype.js';
 import { show } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { type AttentionGrads, type AttentionProblem, type ReferenceGrads, referenceGradients } from '../ops/attention/index.js';
-import { sinkGradLayout } from '../ops/attention/backward/sink.js';
+import { type AttentionGrads, type AttentionProblem, type ReferenceGrads, referenceGradients, sinkGradLayout } from '../ops/attention/index.js';
 import { type AttentionCase, type CaseInputs, makeCase } from './cases.js';
 import { compare } from './compare.js';
 import { normal, randomFloats, uniform } from './random.js';

@@ -21,6 +21,8 @@ export { validateAttentionBackward } from './backward/validate.js';
 export type { BackwardProblem } from './backward/problem.js';
 export { referenceAttentionBackward, referenceGradients, type ReferenceGrads } from './backward/reference.js';
 export { finiteDifferenceGradients, type FiniteDifferenceOptions } from './backward/finite-difference.js';
+// which (batch, head) entries of a sink tensor dSink covers (the test helpers compare dSink by it)
+export { sinkGradLayout, type SinkGradLayout } from './backward/sink.js';
 export type { DropoutOptions } from './dropout/options.js';
 export { philox4x32_10, type DropoutSpec } from './dropout/philox.js';
 export { attentionDropoutMask } from './dropout/mask.js';

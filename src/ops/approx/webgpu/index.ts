@@ -18,7 +18,7 @@ import { type MatrixOperand, dispatchMatmul, matmulKernel } from '../../gemm/web
 import type { ApproxProblem } from '../problem.js';
 import {
   APPROX_PARAMS, CAUSAL_CHUNK_EPILOGUE, type FeatureKernelOptions, buildAugment, buildFeatures, buildNormalize, buildPerformerKeys,
-  buildChunkSum, buildPerformerRows, buildPlaneMax, buildPrefix, featuresBindData,
+  buildChunkScan, buildPerformerRows, buildPlaneMax, featuresBindData,
 } from './kernels.wgsl.js';
 
 const featuresKernel = defineKernel<FeatureKernelOptions>('approx-features', buildFeatures);
@@ -26,8 +26,7 @@ const augmentKernel = defineKernel<{ dtype: 'float32' | 'float16' }>('approx-aug
 const rowsKernel = defineKernel<{ dtype: 'float32' | 'float16'; keys: boolean }>('approx-performer-rows', buildPerformerRows);
 const planeMaxKernel = defineKernel<Record<string, never>>('approx-plane-max', buildPlaneMax);
 const keysKernel = defineKernel<Record<string, never>>('approx-performer-keys', buildPerformerKeys);
-const prefixKernel = defineKernel<Record<string, never>>('approx-prefix', buildPrefix);
-const chunkSumKernel = defineKernel<Record<string, never>>('approx-chunk-sum', buildChunkSum);
+const chunkScanKernel = defineKernel<{ mode: 'exclusive' | 'total' }>('approx-chunk-scan', buildChunkScan);
 
 /** Workgroups the non-causal state's matmuls aim for (a few per SM of a large GPU). */
 const STATE_TARGET_WORKGROUPS = 2048;
@@ -87,8 +86,8 @@ export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice): Promis
     matmul: await runtime.pipeline(matmulKernel, F32),
     split: p.causal ? await runtime.pipeline(matmulKernel, { ...F32, splitK: true }) : undefined,
     causal: p.causal ? await runtime.pipeline(causalScoresKernel, { ...F32, transposeB: true }) : undefined,
-    prefix: p.causal ? await runtime.pipeline(prefixKernel, {}) : undefined,
-    chunkSum: p.causal ? undefined : await runtime.pipeline(chunkSumKernel, {}),
+    prefix: p.causal ? await runtime.pipeline(chunkScanKernel, { mode: 'exclusive' }) : undefined,
+    chunkSum: p.causal ? undefined : await runtime.pipeline(chunkScanKernel, { mode: 'total' }),
     qRows: p.projection ? await runtime.pipeline(rowsKernel, { dtype, keys: false }) : undefined,
     kRows: p.projection ? await runtime.pipeline(rowsKernel, { dtype, keys: true }) : undefined,
     planeMax: p.projection ? await runtime.pipeline(planeMaxKernel, {}) : undefined,

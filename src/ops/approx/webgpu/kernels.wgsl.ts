@@ -191,51 +191,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 `;
 }
 
-/** Exclusive prefix sum over the chunk states [bh][chunk][words] (+ the pre-state), in place. */
-export function buildPrefix(): string {
-  return `// fusedattn causal linear attention: states of the keys before each chunk
+/**
+ * A walk over the chunk states [bh][chunk][words], one thread per word, in chunk order (the same
+ * bits every run):
+ *   'exclusive'  causal: each state replaced by the sum of the states before it (+ the pre-state,
+ *                the keys before the first chunk), in place;
+ *   'total'      non-causal, the state split over key chunks (so a few heads of long sequences
+ *                still fill the GPU): total[bh] = the sum of the chunks' states.
+ */
+export function buildChunkScan(o: { mode: 'exclusive' | 'total' }): string {
+  const total = o.mode === 'total';
+  return `// fusedattn ${total ? "linear attention: the key chunks' states summed" : 'causal linear attention: states of the keys before each chunk'}
 ${APPROX_PARAMS.wgsl()}
 @group(0) @binding(0) var<uniform> ap: ApproxParams;
-@group(0) @binding(2) var<storage, read_write> states: array<f32>;
-@group(0) @binding(3) var<storage, read_write> pre: array<f32>;
+@group(0) @binding(2) var<storage, ${total ? 'read' : 'read_write'}> states: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ${total ? 'total' : 'pre'}: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let e = wg.x * 256u + li;
   let bh = wg.y;
   if (e >= ap.words) { return; }
-  var acc = select(0.0, pre[bh * ap.words + e], ap.has_pre != 0u);
+  var acc = ${total ? '0.0' : 'select(0.0, pre[bh * ap.words + e], ap.has_pre != 0u)'};
   let base = bh * ap.chunks * ap.words + e;
   for (var c = 0u; c < ap.chunks; c++) {
-    let state = states[base + c * ap.words];
-    states[base + c * ap.words] = acc;
+    let state = states[base + c * ap.words];${total ? '' : `
+    states[base + c * ap.words] = acc;`}
     acc += state;
-  }
-}
-`;
-}
-
-/**
- * The non-causal state as the sum of its key chunks' states (split over the keys, so a few heads
- * of long sequences still fill the GPU): total[bh] = sum over c of states[bh][c], in chunk order
- * (the same bits every run).
- */
-export function buildChunkSum(): string {
-  return `// fusedattn linear attention: the key chunks' states summed
-${APPROX_PARAMS.wgsl()}
-@group(0) @binding(0) var<uniform> ap: ApproxParams;
-@group(0) @binding(2) var<storage, read> states: array<f32>;
-@group(0) @binding(3) var<storage, read_write> total: array<f32>;
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let e = wg.x * 256u + li;
-  let bh = wg.y;
-  if (e >= ap.words) { return; }
-  let base = bh * ap.chunks * ap.words + e;
-  var acc = 0.0;
-  for (var c = 0u; c < ap.chunks; c++) { acc += states[base + c * ap.words]; }
-  total[bh * ap.words + e] = acc;
+  }${total ? `
+  total[bh * ap.words + e] = acc;` : ''}
 }
 `;
 }
