@@ -27,6 +27,8 @@ const rowsKernel = defineKernel<{ dtype: 'float32' | 'float16'; keys: boolean }>
 const planeMaxKernel = defineKernel<Record<string, never>>('approx-plane-max', buildPlaneMax);
 const keysKernel = defineKernel<Record<string, never>>('approx-performer-keys', buildPerformerKeys);
 const chunkScanKernel = defineKernel<{ mode: 'exclusive' | 'total' }>('approx-chunk-scan', buildChunkScan);
+const normalizeKernel = defineKernel<{ out: 'float32' | 'float16' }>('approx-normalize', buildNormalize);
+const causalScoresKernel = defineKernel<MatmulOptions>('approx-causal-scores', (o) => buildMatmul(o, { wgsl: CAUSAL_CHUNK_EPILOGUE }));
 
 /** Workgroups the non-causal state's matmuls aim for (a few per SM of a large GPU). */
 const STATE_TARGET_WORKGROUPS = 2048;
@@ -46,8 +48,6 @@ export function stateChunkKeys(seqK: number, planes: number, features: number, c
   if (chunks <= 1) return seqK;
   return Math.ceil(seqK / chunks / 64) * 64;
 }
-const normalizeKernel = defineKernel<{ out: 'float32' | 'float16' }>('approx-normalize', buildNormalize);
-const causalScoresKernel = defineKernel<MatmulOptions>('approx-causal-scores', (o) => buildMatmul(o, { wgsl: CAUSAL_CHUNK_EPILOGUE }));
 
 const F32: MatmulOptions = { a: 'float32', b: 'float32', out: 'float32', transposeB: false, splitK: false, ragged: false };
 

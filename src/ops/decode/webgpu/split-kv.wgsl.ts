@@ -306,19 +306,18 @@ ${dots('k', chunkOf(`${fullK + x}u`))}
     }`);
 
   // ---- one key of the value phase: every row's online-softmax update (shared weights: p * v)
-  const sharedUpdate = (u: number) => `
+  const keyGuard = (u: number, rowBody: (r: number) => string) => `
         if (key${u} < WG && j0 + key${u} < hi) {
-${perRow((r) => `          {
+${perRow(rowBody)}
+        }`;
+  const sharedUpdate = (u: number) => keyGuard(u, (r) => `          {
             let p = scratch[at + key${u} + ${r}u * WG];
             if (p > 0.0) {
               let wv = p${int8 ? ` * vscale${u}` : ''};
 ${vs.map((v) => `              a${r}_${v} += wv * v${u}[${v}];`).join('\n')}
             }
-          }`)}
-        }`;
-  const valueUpdate = (u: number) => (o.sharedWeights ? sharedUpdate(u) : `
-        if (key${u} < WG && j0 + key${u} < hi) {
-${perRow((r) => `          {
+          }`);
+  const valueUpdate = (u: number) => (o.sharedWeights ? sharedUpdate(u) : keyGuard(u, (r) => `          {
             let s = scratch[at + key${u} + ${r}u * WG];
             if (s > NO_SCORE) {
               if (s > m${r}) {
@@ -332,8 +331,7 @@ ${vs.map((v) => `                a${r}_${v} *= f;`).join('\n')}
               let wv = w${int8 ? ` * vscale${u}` : ''};
 ${vs.map((v) => `              a${r}_${v} += wv * v${u}[${v}];`).join('\n')}
             }
-          }`)}
-        }`);
+          }`));
   const loadValue = (u: number) => {
     const cacheLoad = `${loadV}(cache_at(b, kv_head, p${u}, params.v_off, params.v_sp, params.v_sh, params.v_spos) + cp * ${E}u)`;
     const scale = int8 ? `\n        var vscale${u} = ${vScalesBuf}[cache_at(b, kv_head, p${u}, params.${o.sharedKV ? 'ks_off' : 'vs_off'}, params.s_sp, params.s_sh, params.s_spos)];` : '';
@@ -444,6 +442,13 @@ fn key_chunk(b: u32, h: u32, len: u32, k_row: u32, pos: u32, c: u32) -> array<ve
   const keyScale = int8 ? `
       let k_scale = ${o.append ? 'select(1.0, ' : ''}k_scales[cache_at(b, kv_head, ${o.append ? 'min(pos, max(len, 1u) - 1u)' : 'pos'}, params.ks_off, params.s_sp, params.s_sh, params.s_spos)]${o.append ? ', pos < len)' : ''};` : '';
   const scorePhase = `      let k_row = cache_at(b, kv_head, ${o.append ? 'min(pos, max(len, 1u) - 1u)' : 'pos'}, params.k_off, params.k_sp, params.k_sh, params.k_spos);${keyLoop(o.append ? (c) => `key_chunk(b, kv_head, len, k_row, pos, ${c})` : cacheKey)}`;
+  // lane 0 of key kp (live: the key is below hi) finishes its score into the tile's scratch
+  const laneFinish = (live: string) => `        if (${live}) {${keyScale}
+${scoreFinish}
+        } else {
+${perRow((r) => `          s${r} = NO_SCORE;`)}
+        }
+${perRow((r) => `        scratch[buf * R * WG + kp + ${r}u * WG] = s${r};`)}`;
   // key lanes: T passes of WG / T keys; thread lane of key kp sums its chunks' dots, the lanes'
   // sums meet in workgroup memory and lane 0 finishes the key's score
   const lanesScores = `    for (var key_pass = 0u; key_pass < ${T}u; key_pass++) {
@@ -458,12 +463,7 @@ ${perRow((r) => `      lanes_sum[${r}u * WG + lid.x] = s${r};`)}
       workgroupBarrier();
       if (lane == 0u) {
 ${perRow((r) => `        s${r} = ${Array.from({ length: T }, (_, i) => `lanes_sum[${r}u * WG + lid.x + ${i}u]`).join(' + ')};`)}
-        if (pos < hi) {${keyScale}
-${scoreFinish}
-        } else {
-${perRow((r) => `          s${r} = NO_SCORE;`)}
-        }
-${perRow((r) => `        scratch[buf * R * WG + kp + ${r}u * WG] = s${r};`)}
+${laneFinish('pos < hi')}
       }
       workgroupBarrier();
     }`;
@@ -517,12 +517,7 @@ ${perRow((r) => `      var s${r} = 0.0;`)}
 ${scorePhase}
 ${perRow((r) => xorSteps.map((m) => `      s${r} += subgroupShuffleXor(s${r}, ${m}u);`).join('\n'))}
       if (lane == 0u) {
-        if (live_key) {${keyScale}
-${scoreFinish}
-        } else {
-${perRow((r) => `          s${r} = NO_SCORE;`)}
-        }
-${perRow((r) => `        scratch[buf * R * WG + kp + ${r}u * WG] = s${r};`)}
+${laneFinish('live_key')}
       }
     }`).join('\n') + '\n    workgroupBarrier();';
 
