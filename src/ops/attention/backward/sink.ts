@@ -3,8 +3,8 @@
 // and out = Σ_j P_j v_j. So dL/dsink = Σ_rows P_sink · (0 - D) with D = dO · O, the same
 // rowsum the backward's pre pass computes; summed over every row (b, i) a logit serves.
 // dq, dk and dv need no change for sinks: P = exp(s - LSE) is already the sink-aware softmax.
-// The sum over rows runs here on the host, from each row's (LSE, D): the CPU sums D from out and
-// dO (O(N·Dv), in memory already), WebGPU reads back the pre pass's row statistics (8 bytes a row).
+// The sum over rows runs here on the host, from each row's (LSE, D) as the backward's pre pass
+// left them: in the CPU arena, or read back from WebGPU (8 bytes a row).
 import { ValueError } from '../../../core/errors.js';
 import { Tensor } from '../../../core/tensor.js';
 import type { AttentionProblem } from '../problem.js';
@@ -61,25 +61,6 @@ export function sinkGradient(p: AttentionProblem, layout: SinkGradLayout, rows: 
     }
   }
   return grad;
-}
-
-/** Row statistics from CPU tensors: the forward's LSE, and D = dO · O summed here. */
-export function rowStatsOf(bp: BackwardProblem): RowStats {
-  const p = bp.forward;
-  const out = bp.out.toFloat32();
-  const dOut = bp.dOut.toFloat32();
-  const lse = bp.lse.toFloat32();
-  const os = p.outStrides;
-  const ls = p.lseStrides;
-  return {
-    lse: (b, h, t) => lse[b * ls.b + h * ls.h + t * ls.s],
-    delta: (b, h, t) => {
-      const at = b * os.b + t * os.s + h * os.h;
-      let d = 0;
-      for (let c = 0; c < p.dimV; c++) d += dOut[at + c * os.d] * out[at + c * os.d];
-      return d;
-    },
-  };
 }
 
 /** The dSink tensor (float32, on the CPU: it holds a few numbers whatever the backend). */

@@ -4,7 +4,6 @@ import { cpuEngine } from '../../../cpu-engine.js';
 import { cpuUnsupported } from '../../cpu/attention.js';
 import type { BackwardBackend } from '../backend.js';
 import type { BackwardProblem } from '../problem.js';
-import { rowStatsOf, sinkGradTensor } from '../sink.js';
 import { runBackward, runNaiveBackward } from './run.js';
 
 function unsupported(bp: BackwardProblem): string | undefined {
@@ -19,9 +18,6 @@ function unsupported(bp: BackwardProblem): string | undefined {
 export const cpuBackward: BackwardBackend = {
   name: 'cpu',
   unsupported,
-  run: async (bp) => {
-    const grads = await runBackward(await cpuEngine(), bp);
-    return bp.sinkGrad ? { ...grads, dSink: sinkGradTensor(bp, rowStatsOf(bp)) } : grads;
-  },
+  run: async (bp) => runBackward(await cpuEngine(), bp),
   runNaive: async (bp) => runNaiveBackward(await cpuEngine(), bp),
 };

@@ -16,6 +16,7 @@ import { type BackwardProblem, biasFold } from '../problem.js';
 import { compileMods } from '../../mods/cpu/kernel.js';
 import { stageMods } from '../../mods/cpu/stage.js';
 import { backwardModsKernel } from '../../mods/plan.js';
+import { sinkGradTensor } from '../sink.js';
 import { type NaiveBackwardParams, naiveBackwardScratch } from './naive.js';
 import { BWD_KEYS, BWD_ROWS, type BackwardParams, backwardScratch, queriesOfKeys } from './tasks.js';
 
@@ -234,7 +235,14 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem): Pr
       await engine.execute('bwd-q', params, qCount, scratch, perWorker, work * (3 / 7));
     }
     const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0);
-    return { ...readBack(engine, bp, staged), stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) } };
+    const grads = { ...readBack(engine, bp, staged), stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) } };
+    // dSink from each row's LSE and the D = rowsum(dO ∘ O) bwd-pre left in the arena (sink.ts)
+    if (bp.sinkGrad) {
+      const f = new Float32Array(engine.arena.memory.buffer);
+      const at = (o: StagedOperand, b: number, h: number, t: number) => (o.addr + b * o.sb + h * o.sh + t * o.ss) >>> 2;
+      grads.dSink = sinkGradTensor(bp, { lse: (b, h, t) => f[at(params.lse, b, h, t)], delta: (b, h, t) => f[at(params.delta, b, h, t)] });
+    }
+    return grads;
   } finally {
     st.release();
   }
