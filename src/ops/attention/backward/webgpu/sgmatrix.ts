@@ -15,8 +15,8 @@ export const sgBackwardQKernel = defineKernel<SgBackwardOptions>('attention-back
 
 /** The tunable part: subgroups and block of each kernel. */
 export interface SgBackwardConfig {
-  kv: { subgroups: number; block: number };
-  q: { subgroups: number; block: number };
+  kv: { subgroups: number; block: number; hoist?: boolean; singleP?: boolean };
+  q: { subgroups: number; block: number; reverse?: boolean };
 }
 
 /** Candidates, the first that fits being the default (not yet measured on the H200: autotune). */
@@ -27,6 +27,20 @@ export const SG_BACKWARD_CONFIGS: readonly SgBackwardConfig[] = [
   { kv: { subgroups: 1, block: 32 }, q: { subgroups: 4, block: 32 } },
   { kv: { subgroups: 1, block: 16 }, q: { subgroups: 1, block: 16 } },
 ];
+
+/**
+ * The issue-10 variants (sgmatrix.wgsl.ts options), not yet checked or timed on the H200:
+ * bench/gpu/backward-tc.sh checks and times them beside SG_BACKWARD_CONFIGS[0]; a winner moves to
+ * the front of SG_BACKWARD_CONFIGS (one line) once it is right and faster there.
+ */
+export const SG_BACKWARD_VARIANTS: Readonly<Record<string, SgBackwardConfig>> = {
+  'base': SG_BACKWARD_CONFIGS[0],
+  'singleP': { kv: { subgroups: 2, block: 32, singleP: true }, q: { subgroups: 4, block: 16 } },
+  'hoist2': { kv: { subgroups: 2, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16 } },
+  'hoist4': { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16, reverse: true } },
+  'hoist4b16': { kv: { subgroups: 4, block: 16, hoist: true, singleP: true }, q: { subgroups: 4, block: 32, reverse: true } },
+  'hoist8b16': { kv: { subgroups: 8, block: 16, hoist: true, singleP: true }, q: { subgroups: 8, block: 16, reverse: true } },
+};
 
 /**
  * Whether every input can be read 8 halves at a time: head dims multiples of 8, and each element
@@ -41,7 +55,7 @@ export function vectorLoadsFit(bp: BackwardProblem, offsetAlignment: number): bo
   return views.every(([t, offset, st]) => (offset + elementBaseOf(t, offsetAlignment)) % 8 === 0 && st.b % 8 === 0 && st.h % 8 === 0 && st.s % 8 === 0);
 }
 
-export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig['kv'], offsetAlignment = 256): SgBackwardOptions {
+export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig['kv'] | SgBackwardConfig['q'], offsetAlignment = 256): SgBackwardOptions {
   const p = bp.forward;
   return {
     vectorLoads: vectorLoadsFit(bp, offsetAlignment),
@@ -50,6 +64,9 @@ export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig[
     dimV: p.dimV,
     subgroups: part.subgroups,
     block: part.block,
+    ...('hoist' in part && part.hoist ? { hoist: true } : {}),
+    ...('singleP' in part && part.singleP ? { singleP: true } : {}),
+    ...('reverse' in part && part.reverse ? { reverse: true } : {}),
     causalOrWindow: p.window.left !== Infinity || p.window.right !== Infinity,
     softcap: p.softcap > 0,
     alibi: p.alibi !== undefined,
