@@ -38,8 +38,8 @@ export const SG_BACKWARD_VARIANTS: Readonly<Record<string, SgBackwardConfig>> = 
   'singleP': { kv: { subgroups: 2, block: 32, singleP: true }, q: { subgroups: 4, block: 16 } },
   'hoist2': { kv: { subgroups: 2, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16 } },
   'hoist4': { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16, reverse: true } },
-  'hoist4b16': { kv: { subgroups: 4, block: 16, hoist: true, singleP: true }, q: { subgroups: 4, block: 32, reverse: true } },
-  'hoist8b16': { kv: { subgroups: 8, block: 16, hoist: true, singleP: true }, q: { subgroups: 8, block: 16, reverse: true } },
+  // q 4×32 is 16 bytes over 48 KiB at D 128: 2 subgroups take the 32-key blocks
+  'hoist4b16': { kv: { subgroups: 4, block: 16, hoist: true, singleP: true }, q: { subgroups: 2, block: 32, reverse: true } },
 };
 
 /**
