@@ -259,7 +259,7 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
   let sg = subgroupId;   // matrix offsets come from the subgroup id (uniformity)
   let ko = sg * 16u;     // this subgroup's keys: kv0 + ko .. + 15
   let sBase = sg * 16u * S_STRIDE;
-  let pBase = sg * 16u * P_STRIDE * 2u;
+  let pBase = sg * 16u * P_STRIDE * ${o.singleP ? 1 : 2}u;   // singleP: one P buffer per subgroup
   let dsBase = pBase${o.singleP ? '' : ' + 16u * P_STRIDE'};
   ${stage(o, o.hoist ? '0u' : 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'kv0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + kv0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + kv0 + rr') : undefined, 'DQ', 'DQP')}`);
   if (o.hoist) {
