@@ -19,8 +19,20 @@ export interface SgBackwardConfig {
   q: { subgroups: number; block: number; reverse?: boolean };
 }
 
-/** Candidates, the first that fits being the default (not yet measured on the H200: autotune). */
+/**
+ * Candidates, the first that fits being the default; the autotuner times the first four that fit.
+ * Measured on the H200 (2026-12-02, fourth session, bench/gpu/backward-tc.sh, B4 H32 S4096 D128 f16
+ * causal): the dK/dV kernel with K_s and V_s held in left matrices and one P buffer (hoist, singleP)
+ * at 4 subgroups takes 26.7 ms where the old 2-subgroup layout took 60.6 (the whole backward 82.1 ->
+ * 49.8 ms); at MLA 192/128 its 16-row blocks 9.0 against 25.1 ms. Holding K_s/V_s frees the K and V
+ * tiles from workgroup memory, so twice the subgroups fit; at 2 subgroups hoisting alone was slower
+ * (70.2 ms: the registers cost more than the loads they save). The q kernel's 4 × 16 stays (2 × 32
+ * where Dq 192 leaves no room); running its workgroups longest rows first (reverse) measured slower.
+ */
 export const SG_BACKWARD_CONFIGS: readonly SgBackwardConfig[] = [
+  { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16 } },
+  { kv: { subgroups: 4, block: 16, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } },
+  { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } },
   { kv: { subgroups: 2, block: 32 }, q: { subgroups: 4, block: 16 } },
   { kv: { subgroups: 2, block: 16 }, q: { subgroups: 2, block: 32 } },
   { kv: { subgroups: 4, block: 16 }, q: { subgroups: 2, block: 64 } },
@@ -29,17 +41,14 @@ export const SG_BACKWARD_CONFIGS: readonly SgBackwardConfig[] = [
 ];
 
 /**
- * The issue-10 variants (sgmatrix.wgsl.ts options), not yet checked or timed on the H200:
- * bench/gpu/backward-tc.sh checks and times them beside SG_BACKWARD_CONFIGS[0]; a winner moves to
- * the front of SG_BACKWARD_CONFIGS (one line) once it is right and faster there.
+ * Named layouts bench/gpu/backward-tc.sh checks against float64 and times per pass in one GPU call:
+ * the defaults above beside the layout they replaced, so a change shows its own before/after.
  */
 export const SG_BACKWARD_VARIANTS: Readonly<Record<string, SgBackwardConfig>> = {
-  'base': SG_BACKWARD_CONFIGS[0],
-  'singleP': { kv: { subgroups: 2, block: 32, singleP: true }, q: { subgroups: 4, block: 16 } },
-  'hoist2': { kv: { subgroups: 2, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16 } },
-  'hoist4': { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16, reverse: true } },
-  // q 4×32 is 16 bytes over 48 KiB at D 128: 2 subgroups take the 32-key blocks
-  'hoist4b16': { kv: { subgroups: 4, block: 16, hoist: true, singleP: true }, q: { subgroups: 2, block: 32, reverse: true } },
+  'old': { kv: { subgroups: 2, block: 32 }, q: { subgroups: 4, block: 16 } },
+  'hoist4': SG_BACKWARD_CONFIGS[0],
+  'hoist4b16q2': SG_BACKWARD_CONFIGS[1],
+  'hoist4q2': SG_BACKWARD_CONFIGS[2],
 };
 
 /**
