@@ -144,7 +144,7 @@ function halfValue(h: number): number {
 // The tensor-core MLA decode kernel (issue 15) cannot run on llvmpipe (no subgroup matrices):
 // compiled here through the null backend; bench/gpu/mla-decode.sh checks its values on the GPU.
 describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
-  const { buildMlaDecode, mlaDecodeSharedBytes, mlaDecodeUnsupported } = await import('../dist/ops/decode/webgpu/index.js');
+  const { buildMlaDecode, effectivePlan, mlaDecodeSharedBytes, mlaDecodeUnsupported } = await import('../dist/ops/decode/webgpu/index.js');
   it('compiles for contiguous and paged, shared and separate caches, within 48 KiB; the plan takes it only when asked', () => {
     const kernels = {
       'MLA 576/512 shared, 16 heads': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true },
@@ -168,6 +168,12 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       const on = planDecode(mla, h200, undefined, device);
       if (typeof on === 'string') throw new Error(on);
       expect(on.mla?.grid).toEqual([1, 1, 128]);
+      // per call: aligned rows and no finite left window keep it; a sliding window sends the call to split-KV
+      const rows = { off: 0, spos: 576, sp: 576 * 4096, sh: 576 * 4096 };
+      const call = { keys: rows, pageSize: 0, window: { left: Infinity, right: 0, align: 'bottom-right' as const } };
+      expect(effectivePlan(on, call as never).mla).toBeDefined();
+      expect(effectivePlan(on, { ...call, window: { ...call.window, left: 127 } } as never).mla).toBeUndefined();
+      expect(effectivePlan(on, { ...call, keys: { ...rows, off: 4 } } as never).mla).toBeUndefined();
       const none = planDecode(mla, h200, undefined, {});
       expect(typeof none !== 'string' && none.mla).toBeFalsy();
       const f32 = planDecode({ ...mla, io: 'float32' }, h200, undefined, device);

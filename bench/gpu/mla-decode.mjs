@@ -62,7 +62,7 @@ const passed = { old: true, mla: true };
 const lengths = smoke ? [1, 97] : [1, 97, 1025, 32769];
 const headsList = smoke ? [16] : [16, 64, 128];
 for (const heads of headsList) for (const len of lengths) for (const tokens of [1, 2]) {
-  if (len === 32769 && tokens === 2 && heads !== 16) continue; // time budget
+  if (len === 32769 && heads !== 16) continue; // time budget: the float64 reference of a 32K cache at 64/128 heads took most of a 120 s part (H200, 2026-12-02)
   for (const r of await check(heads, len, tokens, undefined)) passed[r.variant] &&= r.ok;
 }
 for (const len of smoke ? [97] : [97, 32769]) for (const r of await check(16, len, 1, 64)) passed[r.variant] &&= r.ok;

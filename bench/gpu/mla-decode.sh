@@ -10,7 +10,7 @@ OUT=${1:-${OUT:-out}}
 smoke=${2:-${SMOKE:+--smoke}}
 mkdir -p "$OUT"
 t0=$SECONDS
-timeout 120 node bench/gpu/mla-decode.mjs $smoke > "$OUT/mla-decode.log" 2>&1; echo "== mla-decode: exit $? ($(( SECONDS - t0 )) s)"
+timeout ${MLA_S:-110} node bench/gpu/mla-decode.mjs $smoke > "$OUT/mla-decode.log" 2>&1; echo "== mla-decode: exit $? ($(( SECONDS - t0 )) s)"
 grep -v '^Warning' "$OUT/mla-decode.log" | grep -E 'check|checks|^\||done|Error' | head -80
 if [[ -z $smoke ]] && command -v python3 >/dev/null; then
   t0=$SECONDS; MLA_ONLY=1 timeout 25 python3 bench/decode_torch.py > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; echo "== torch: exit $? ($(( SECONDS - t0 )) s)"

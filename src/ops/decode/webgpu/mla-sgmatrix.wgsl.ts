@@ -17,8 +17,12 @@
 // Softmax in log2 units; m moves only when the tile's max passes it by more than THRESHOLD (then
 // O is rescaled through workgroup memory), so P <= 2^8 fits f16.
 // Keys past a row's range are masked by index; a 16-key chunk wholly past the range is skipped.
-// A partly valid chunk still multiplies the stale cache rows behind the last key by P = 0: they
-// must be finite (a NaN there would poison the row; WebGPU zero-fills new buffers).
+// The one chunk that ends past the range (its last key not a multiple of 16) is staged through
+// workgroup memory with the rows behind the range zeroed: a matrix load reaching past the end of
+// the cache binding is not clamped row by row (the H200 returned other rows for all 16: a
+// one-key cache failed with err ~2), and stale rows there could hold NaN, which P = 0 would not
+// hide. A finite left window (rows hidden below the range inside the first chunk) is left to
+// split-KV by the host (effectivePlan) for the same reason.
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS } from './split-kv.wgsl.js';
 import { NO_SCORE } from '../../../engines/webgpu/wgsl.js';
 
@@ -47,12 +51,13 @@ export function mlaDecodeUnsupported(o: MlaDecodeOptions): string | undefined {
 }
 
 const qStride = (o: MlaDecodeOptions) => o.dimQK + 8; // halves; +8 staggers the rows' banks
+const tailStride = (o: MlaDecodeOptions) => Math.max(o.dimQK, o.dimV) + 8;
 const S_STRIDE = MLA_TILE + 4;
 const P_STRIDE = MLA_TILE + 8;
 
 /** Workgroup memory bytes of the kernel. */
 export function mlaDecodeSharedBytes(o: MlaDecodeOptions): number {
-  return ROWS * qStride(o) * 2 + ROWS * S_STRIDE * 4 + ROWS * P_STRIDE * 2 + MLA_SUBGROUPS * 256 * 4 + ROWS * 16 + 16 + 16;
+  return ROWS * qStride(o) * 2 + ROWS * tailStride(o) * 2 + ROWS * S_STRIDE * 4 + ROWS * P_STRIDE * 2 + MLA_SUBGROUPS * 256 * 4 + ROWS * 16 + 16 + 16;
 }
 
 export function buildMlaDecode(o: MlaDecodeOptions): string {
@@ -90,6 +95,7 @@ const DV = ${o.dimV}u;
 const DV4 = ${o.dimV / 4}u;
 const G = ${o.group}u;
 const QS = ${QS}u;
+const TS = ${tailStride(o)}u;      // the staged tail chunk's row stride (halves)
 const S_STRIDE = ${S_STRIDE}u;
 const P_STRIDE = ${P_STRIDE}u;
 const COLS = ${colsPer}u;      // value columns per subgroup
@@ -100,6 +106,7 @@ const LN2 = 0.6931471805599453;
 
 // every workgroup variable a multiple of 16 bytes (docs/GPU-NOTES.md: matrix arrays misaligned otherwise)
 var<workgroup> Qs: array<f16, ${ROWS * QS}>;
+var<workgroup> Tail: array<f16, ${ROWS * tailStride(o)}>;  // the chunk ending past the range, rows behind it 0
 var<workgroup> Ss: array<f32, ${ROWS * S_STRIDE}>;
 var<workgroup> Ps: array<f16, ${ROWS * P_STRIDE}>;
 var<workgroup> Os: array<f32, ${MLA_SUBGROUPS * 256}>;   // per subgroup: one O matrix (rescale, final write)
@@ -169,6 +176,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let per_split = ((total + splits - 1u) / splits + BC - 1u) / BC * BC;
   let lo = min(first + split * per_split, u32(range.y));
   let hi = min(lo + per_split, u32(range.y));
+  // the chunk that ends past hi (uniform: hi is), staged zero-padded before its tile's S
+  let tail = (hi / 16u) * 16u;
+  let has_tail = hi % 16u != 0u && tail >= lo;
 
 ${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).join('\n')}
   var m = NEG;
@@ -177,6 +187,16 @@ ${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).
   let col0 = sg * COLS;
 
   for (var kv0 = lo; kv0 < hi; kv0 += BC) {
+    let tail_here = has_tail && tail < kv0 + BC;
+    if (tail_here) {
+      for (var t = li; t < 16u * DQ; t += NT) {
+        let p = tail + t / DQ;
+        var x = f16(0.0);
+        if (p < hi) { x = keys[cache_at(b, kv_head, p, params.k_off, params.k_sp, params.k_sh, params.k_spos) + t % DQ]; }
+        Tail[(t / DQ) * TS + t % DQ] = x;
+      }
+      workgroupBarrier();
+    }
     // S chunk of this subgroup: keys kv0 + 16 sg ..., Kᵀ straight from storage (column-major)
     let kc = kv0 + sg * 16u;
     {
@@ -185,7 +205,9 @@ ${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).
         let kb = cache_at(b, kv_head, kc, params.k_off, params.k_sp, params.k_sh, params.k_spos);
         for (var c = 0u; c < DQ / 16u; c++) {
           let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, c * 16u, QS);
-          let km = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&keys, kb + c * 16u, params.k_spos);
+          var km: subgroup_matrix_right<f16, 16, 16>;
+          if (tail_here && kc == tail) { km = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Tail, c * 16u, TS); }
+          else { km = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&keys, kb + c * 16u, params.k_spos); }
           s = subgroupMatrixMultiplyAccumulate(qm, km, s);
         }
       }
@@ -193,7 +215,16 @@ ${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).
     }
     workgroupBarrier();
 
-    // online softmax of row r over its 8 columns
+${o.sharedKV ? '' : `    if (tail_here) {
+      // separate values: the tail's V rows take the K rows' place (the barrier above ended their reads)
+      for (var t = li; t < 16u * DV; t += NT) {
+        let p = tail + t / DV;
+        var x = f16(0.0);
+        if (p < hi) { x = values[cache_at(b, kv_head, p, params.v_off, params.v_sp, params.v_sh, params.v_spos) + t % DV]; }
+        Tail[(t / DV) * TS + t % DV] = x;
+      }
+    }
+`}    // online softmax of row r over its 8 columns
     var sv: array<f32, 8>;
     var tmax = NEG;
     for (var k = 0u; k < 8u; k++) {
@@ -244,7 +275,11 @@ ${idx(mats).map((n) => `      subgroupMatrixStore<row_major>(&Os, ob, om${n}, 16
       if (vc < hi) {
         let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, c * 16u, P_STRIDE);
         let vb = cache_at(b, kv_head, vc, params.v_off, params.v_sp, params.v_sh, params.v_spos) + col0;
-${idx(mats).map((n) => `        om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&${vBuf}, vb + ${n * 16}u, params.v_spos), om${n});`).join('\n')}
+        if (tail_here && vc == tail) {
+${idx(mats).map((n) => `          om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&Tail, col0 + ${n * 16}u, TS), om${n});`).join('\n')}
+        } else {
+${idx(mats).map((n) => `          om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&${vBuf}, vb + ${n * 16}u, params.v_spos), om${n});`).join('\n')}
+        }
       }
     }
     workgroupBarrier();

@@ -16,10 +16,13 @@ export const mlaDecodeKernel = defineKernel<MlaDecodeOptions>('decode-mla-sgmatr
 
 /**
  * The plan this call runs: the MLA kernel's where the plan has one and the call's layout allows
- * it (16-key chunks inside one page, 16-byte aligned rows for the matrix loads), else split-KV.
+ * it (16-key chunks inside one page, 16-byte aligned rows for the matrix loads, no finite left
+ * window), else split-KV.
  */
-export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'keys' | 'values' | 'pageSize'>): DecodePlan {
+export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'keys' | 'values' | 'pageSize' | 'window'>): DecodePlan {
   if (!plan.mla) return plan;
+  // a finite left window hides rows inside the first 16-key chunk, which the MLA kernel multiplies by P = 0
+  if (Number.isFinite(call.window.left)) return { ...plan, mla: undefined };
   const v = call.values ?? call.keys;
   const aligned = [call.keys.off, call.keys.spos, call.keys.sp, call.keys.sh, v.off, v.spos, v.sp, v.sh].every((x) => x % 8 === 0);
   if (!aligned || (plan.mla.kernel.paged && call.pageSize % 16 !== 0)) return { ...plan, mla: undefined };
