@@ -18,10 +18,10 @@
 // O is rescaled through workgroup memory), so P <= 2^8 fits f16.
 // Keys past a row's range are masked by index; a 16-key chunk wholly past the range is skipped.
 // The one chunk that ends past the range (its last key not a multiple of 16) is staged through
-// workgroup memory with the rows behind the range zeroed: a matrix load reaching past the end of
-// the cache binding is not clamped row by row (the H200 returned other rows for all 16: a
-// one-key cache failed with err ~2), and stale rows there could hold NaN, which P = 0 would not
-// hide. A finite left window (rows hidden below the range inside the first chunk) is left to
+// workgroup memory with the rows behind the range zeroed. What robustness makes of a matrix load
+// reaching past the binding's end is not specified: on the H200 a 16-row load from a 6-row cache
+// (one key) came back wrong (err ~2) while one reaching 10 rows past a 102-row cache (97 keys) was
+// right. And stale rows behind the last key could hold NaN, which P = 0 would not hide. A finite left window (rows hidden below the range inside the first chunk) is left to
 // split-KV by the host (effectivePlan) for the same reason.
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS } from './split-kv.wgsl.js';
 import { NO_SCORE } from '../../../engines/webgpu/wgsl.js';
