@@ -96,7 +96,17 @@ describe('tensor-core backward WGSL builders', async () => {
     // issue-10 variants: K/V in left matrices, one P buffer (D 64/128, odd dims, MLA split form)
     { ...SG, singleP: true, vectorLoads: true }, { ...SG, hoist: true, singleP: true, vectorLoads: true }, { ...SG, hoist: true, subgroups: 4, vectorLoads: true },
     { ...SG, hoist: true, singleP: true, subgroups: 8, block: 16, dimQK: 64, dimV: 64 }, { ...SG, hoist: true, singleP: true, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true, block: 16 },
-    { ...SG, hoist: true, singleP: true, dimQK: 128, dimRope: 64, subgroups: 4, block: 16, vectorLoads: true }];
+    { ...SG, hoist: true, singleP: true, dimQK: 128, dimRope: 64, subgroups: 4, block: 16, vectorLoads: true },
+    // pairs (a subgroup pair per 16 keys): with and without hoisting, 2/4/8 subgroups, both blocks,
+    // odd dims with every element-wise option (dims of unequal chunk counts both ways), MLA plain and split
+    { ...SG, pairs: true, subgroups: 4, block: 16, vectorLoads: true }, { ...SG, pairs: true, hoist: true, subgroups: 4, vectorLoads: true },
+    { ...SG, pairs: true, hoist: true, subgroups: 8, vectorLoads: true }, { ...SG, pairs: true, hoist: true, subgroups: 8, block: 16 },
+    { ...SG, pairs: true, subgroups: 2, dimQK: 64, dimV: 64 }, { ...SG, pairs: true, hoist: true, subgroups: 2, dimQK: 64, dimV: 64, vectorLoads: true },
+    { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true },
+    { ...SG, pairs: true, hoist: true, subgroups: 4, block: 32, dimQK: 111, dimV: 40, softcap: true, alibi: true, dropout: true },
+    { ...SG, pairs: true, hoist: true, subgroups: 8, block: 16, dimQK: 192, dimV: 128, vectorLoads: true, dropout: true },
+    { ...SG, pairs: true, hoist: true, subgroups: 4, dimQK: 192, dimV: 128, vectorLoads: true }, { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 192, dimV: 128, alibi: true },
+    { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true }, { ...SG, pairs: true, hoist: true, subgroups: 4, dimQK: 128, dimRope: 64, dropout: true, softcap: true }];
   const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64, vectorLoads: true }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false },
     { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true },
     { ...SG, subgroups: 4, block: 16, reverse: true, vectorLoads: true }, { ...SG, dimQK: 59, dimV: 111, subgroups: 8, block: 16, reverse: true }];
@@ -114,6 +124,94 @@ describe('tensor-core backward WGSL builders', async () => {
         expect(s.reduce((a, b) => a + b, 0)).toBe(sgBackwardWorkgroupBytes(kind, o));
       }
     }
+  });
+
+  /**
+   * Replays the generated kernel's index arithmetic for every subgroup, lane and element-loop step:
+   * every matrix load/store (its whole 16×16 extent) and lane access of Sx and Pt inside its array,
+   * each lane-write statement hitting each element once (the element-wise mapping covers the block),
+   * no two owners (subgroups, or pairs with `pairs`) writing the same Sx/Pt element, and every Sx/Pt
+   * element read one its reader's owner wrote (a slice base off by a subgroup reads a neighbour's). This is the
+   * check that would have caught singleP's per-subgroup stride left at twice the halved array.
+   */
+  function accessProblems(wgsl: string, subgroups: number): string[] {
+    const problems: string[] = [];
+    const sizes: Record<string, number> = {};
+    for (const m of wgsl.matchAll(/var<workgroup>\s+(\w+)\s*:\s*array<[^,]+,\s*(\d+)>/g)) sizes[m[1]] = Number(m[2]);
+    const consts: Record<string, number> = {};
+    for (const m of wgsl.matchAll(/const (\w+) = (\d+)u;/g)) consts[m[1]] = Number(m[2]);
+    const js = (e: string) => e.replace(/\b(\d+)u\b/g, '$1').replace(/([\w.()]+) \/ ([\w.()]+)/g, 'Math.floor($1 / $2)');
+    const LETS = new Set(['sg', 'role', 'pair', 'ko', 'sBase', 'pBase', 'dsBase', 'sPair', 'pPair', 'pl', 'col', 'kr0', 'kr', 'rr', 'half', 'jj', 'r', 'side']);
+    const lets = [...wgsl.matchAll(/let (\w+) = ([^;]+);/g)].filter((m) => LETS.has(m[1])).map((m) => [m[1], js(m[2])] as const);
+    const tail = wgsl.indexOf('one 16-column chunk at a time');
+    // every expression compiled once over the same names (consts, builtins, the lets): fast enough to replay all lanes
+    const names = [...Object.keys(consts), 'subgroupId', 'lane', 'e', ...LETS];
+    const compiled = new Map<string, (...v: number[]) => number>();
+    const evalIn = (env: Record<string, number>, e: string) => {
+      let f = compiled.get(e);
+      if (!f) compiled.set(e, (f = Function(...names, `return ${e};`) as (...v: number[]) => number));
+      const x = f(...names.map((n) => env[n]));
+      if (!Number.isInteger(x)) throw new Error(`${e}: not an index (a let of another loop)`);
+      return x;
+    };
+    const accesses: Array<{ arr: string; off: string; stride?: string; write: boolean; at: number; id: number }> = [];
+    for (const m of wgsl.matchAll(/subgroupMatrixLoad<.*?, (?:row|col)_major>\(&(\w+), ([^,]+), (\w+)\)/g)) accesses.push({ arr: m[1], off: js(m[2]), stride: m[3], write: false, at: m.index, id: m.index });
+    for (const m of wgsl.matchAll(/subgroupMatrixStore<(?:row|col)_major>\(&(\w+), ([^,]+), [^,]+, (\w+)\)/g)) accesses.push({ arr: m[1], off: js(m[2]), stride: m[3], write: true, at: m.index, id: m.index });
+    for (const m of wgsl.matchAll(/\b(Sx|Pt)\[([^\]]+)\]( = )?/g)) accesses.push({ arr: m[1], off: js(m[2]), write: !!m[3], at: m.index, id: m.index });
+    const pairs = /let role = /.test(wgsl);
+    const owners = new Map<string, number>(); // `${arr} ${element}` -> owner
+    const perStatement = new Map<string, number>(); // `${id} ${owner} ${element}` -> count
+    // phase 0 replays the writes, phase 1 the reads (each Sx/Pt element read must be one its owner wrote)
+    for (const phase of [0, 1]) for (let sg = 0; sg < subgroups; sg++) {
+      const owner = pairs ? sg >> 1 : sg;
+      for (let lane = 0; lane < 32; lane++) {
+        for (const region of ['body', 'tail'] as const) {
+          const steps = region === 'tail' ? 8 : consts.KEYS_PER_LANE;
+          for (let e = 0; e < steps; e++) {
+            const env: Record<string, number> = { ...consts, subgroupId: sg, lane, e };
+            for (const [name, expr] of lets) { try { env[name] = evalIn(env, expr); } catch { /* a let of other loops (staging) */ } }
+            for (const a of accesses) {
+              if ((a.at > tail) !== (region === 'tail') || (phase === 0) !== a.write) continue;
+              if (a.stride && lane + e > 0) continue; // matrix operations: once per subgroup
+              const off = evalIn(env, a.off);
+              const stride = a.stride ? evalIn(env, a.stride) : 0;
+              const cells = a.stride ? Array.from({ length: 256 }, (_, k) => off + (k >> 4) * stride + (k & 15)) : [off];
+              for (const x of cells) {
+                if (!(x >= 0 && x < sizes[a.arr])) { problems.push(`${a.arr}[${x}] outside ${sizes[a.arr]} (subgroup ${sg} lane ${lane} e ${e}: ${a.off})`); break; }
+                if (a.arr === 'T') continue;
+                if (!a.write) {
+                  if (owners.get(`${a.arr} ${x}`) !== owner) { problems.push(`${a.arr}[${x}] read by owner ${owner}, written by ${owners.get(`${a.arr} ${x}`)} (subgroup ${sg} lane ${lane} e ${e}: ${a.off})`); break; }
+                  continue;
+                }
+                const prev = owners.get(`${a.arr} ${x}`);
+                if (prev !== undefined && prev !== owner) problems.push(`${a.arr}[${x}] written by owners ${prev} and ${owner}`);
+                owners.set(`${a.arr} ${x}`, owner);
+                if (!a.stride) {
+                  const key = `${a.id} ${owner} ${x}`;
+                  perStatement.set(key, (perStatement.get(key) ?? 0) + 1);
+                }
+              }
+              if (problems.length > 5) return problems;
+            }
+          }
+        }
+      }
+    }
+    // lane writes of the element-wise parts: each element of each owner's 16 × BLOCK block exactly once
+    const counts = new Map<string, number>();
+    for (const [key, n] of perStatement) {
+      const [id, owner] = key.split(' ');
+      if (Number(id) > tail) continue;
+      if (n !== 1) problems.push(`statement at ${id} writes element ${key} ${n} times`);
+      counts.set(`${id} ${owner}`, (counts.get(`${id} ${owner}`) ?? 0) + 1);
+    }
+    for (const [key, n] of counts) if (n !== 16 * consts.BLOCK) problems.push(`statement/owner ${key} writes ${n} elements, not 16 × BLOCK`);
+    return problems.slice(0, 6);
+  }
+
+  it('keep every subgroup\'s workgroup accesses inside the arrays and apart from the other subgroups\' (index replay)', () => {
+    for (const o of KV) expect(accessProblems(buildSgBackwardKv(o), o.subgroups), `kv ${JSON.stringify(o)}`).toEqual([]);
+    for (const o of Q) expect(accessProblems(buildSgBackwardQ(o), o.subgroups), `q ${JSON.stringify(o)}`).toEqual([]);
   });
 
   it('compile (Tint, via Dawn\'s null backend)', () => {
@@ -164,5 +262,24 @@ describe('tensor-core backward WGSL builders', async () => {
     // an adapter without the tier's features: portable is simply the best it has, no fallback
     const plain = { ...runtime, features: new Set(['shader-f16']) };
     expect(backwardFallback(chooseBackwardTier(bp(f16, { maskMod: causal() }), plain as never, undefined), plain as never)).toBeUndefined();
+
+    // the H200 variants: which fit 48 KiB where (bench/gpu/backward-tc.sh prints NOFIT for the others),
+    // and the pairs plans cover the keys with 16 per pair: half the subgroups' worth of key blocks
+    const { SG_BACKWARD_VARIANTS, sgBackwardPlan } = await import('../dist/ops/attention/backward/webgpu/sgmatrix.js');
+    const fitsAt = (name: string, c: typeof f16) => fittingBackwardConfig(bp(c), h200, SG_BACKWARD_VARIANTS[name]) === SG_BACKWARD_VARIANTS[name];
+    const pairNames = Object.keys(SG_BACKWARD_VARIANTS).filter((n) => n.startsWith('pairs'));
+    expect(pairNames.length).toBe(9);
+    for (const name of pairNames) expect(fitsAt(name, f16), `${name} at D 128`).toBe(true);
+    const mla = { ...f16, dimQK: 192, dimV: 128 };
+    expect(pairNames.filter((n) => fitsAt(n, mla))).toEqual(['pairs4b16-q2', 'pairs4h-q2', 'pairs8hb16-q2']);
+    const split = { ...f16, dimQK: 128, dimRope: 64, dimV: 128 };
+    expect(pairNames.filter((n) => fitsAt(n, split))).toEqual(['pairs4b16-q2', 'pairs4h-q2', 'pairs8hb16-q2']);
+    const fakeRuntime = { limits: h200.limits, pipeline: async () => ({}) };
+    for (const name of ['pairs4h', 'pairs8hb16', 'pairs2h', 'old', 'hoist4']) {
+      const config = SG_BACKWARD_VARIANTS[name];
+      const plan = await sgBackwardPlan(fakeRuntime as never, bp({ ...f16, seqK: 100 }), config);
+      const keys = 16 * (config.kv.pairs ? config.kv.subgroups / 2 : config.kv.subgroups);
+      expect(plan.kv.grid, name).toEqual([Math.ceil(100 / keys), 2, 1]);
+    }
   });
 });

@@ -2,7 +2,7 @@
 // Issue 10: the tensor-core backward's variants (SG_BACKWARD_VARIANTS) checked, then timed per pass.
 //   node bench/gpu/backward-tc.mjs --out OUT [--smoke]
 // 1. checks: every variant, f16, on odd shapes (D 64/128, MLA 192/128 and its split form 128+64/128,
-//    Sq != Sk both ways, causal bottom-right and top-left, GQA) against our float64 reference:
+//    Sq != Sk both ways, causal bottom-right and top-left, GQA, softcap + ALiBi, dropout) against our float64 reference:
 //    "PASS|FAIL variant shape err" (err = max |g - ref| / max |ref| over dq, dk, dv; limit 2e-3).
 //    A variant that does not fit the shape's workgroup memory prints "NOFIT", one the adapter
 //    cannot run (llvmpipe) "SKIP".
@@ -46,8 +46,11 @@ const CHECKS = smoke
     { batch: 1, headsQ: 2, seqQ: 140, seqK: 140, dimQK: 192, dimV: 128, causal: true },
     { batch: 1, headsQ: 2, headsKv: 1, seqQ: 90, seqK: 121, dimQK: 128, dimRope: 64, dimV: 128, causal: true },
     { batch: 1, headsQ: 8, headsKv: 2, seqQ: 129, seqK: 129, dimQK: 128, causal: true },
+    // the element-wise options every kv layout re-implements (pairs splits them over two subgroups)
+    { batch: 1, headsQ: 2, seqQ: 50, seqK: 77, dimQK: 40, softcap: 3, alibi: true },
+    { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 80, dimQK: 64, causal: true, dropout: 0.2 },
   ];
-const label = (c) => `B${c.batch} H${c.headsQ}${c.headsKv ? `/${c.headsKv}` : ''} S${c.seqQ}x${c.seqK} D${c.dimQK}${c.dimRope ? `+${c.dimRope}` : ''}/${c.dimV ?? c.dimQK}${c.causal ? ` causal ${c.causal === true ? 'BR' : 'TL'}` : ''}`;
+const label = (c) => `B${c.batch} H${c.headsQ}${c.headsKv ? `/${c.headsKv}` : ''} S${c.seqQ}x${c.seqK} D${c.dimQK}${c.dimRope ? `+${c.dimRope}` : ''}/${c.dimV ?? c.dimQK}${c.causal ? ` causal ${c.causal === true ? 'BR' : 'TL'}` : ''}${c.softcap ? ` softcap ${c.softcap}` : ''}${c.alibi ? ' alibi' : ''}${c.dropout ? ` dropout ${c.dropout}` : ''}`;
 
 async function values(t) {
   if (t.data) return t.toFloat32();

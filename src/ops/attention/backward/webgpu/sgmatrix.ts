@@ -15,7 +15,7 @@ export const sgBackwardQKernel = defineKernel<SgBackwardOptions>('attention-back
 
 /** The tunable part: subgroups and block of each kernel. */
 export interface SgBackwardConfig {
-  kv: { subgroups: number; block: number; hoist?: boolean; singleP?: boolean };
+  kv: { subgroups: number; block: number; hoist?: boolean; singleP?: boolean; pairs?: boolean };
   q: { subgroups: number; block: number; reverse?: boolean };
 }
 
@@ -49,6 +49,20 @@ export const SG_BACKWARD_VARIANTS: Readonly<Record<string, SgBackwardConfig>> = 
   'hoist4': SG_BACKWARD_CONFIGS[0],
   'hoist4b16q2': SG_BACKWARD_CONFIGS[1],
   'hoist4q2': SG_BACKWARD_CONFIGS[2],
+  // pairs: a subgroup pair per 16 keys, D/16 accumulators per subgroup (q kernel as hoist4's, so the
+  // kv column alone shows the change). Bytes at D 128 | MLA 192/128: pairs4b16 34448 | 40592,
+  // pairs4h 32016 | 36112, pairs4hb16 17040 | 21136, pairs8h 46352 | 54544 (MLA: NOFIT),
+  // pairs8hb16 33936 | 42128; pairs4 (b32, K/V tiles) is 49424 at D 128: does not fit
+  'pairs4b16': { kv: { subgroups: 4, block: 16, pairs: true }, q: { subgroups: 4, block: 16 } },
+  'pairs4h': { kv: { subgroups: 4, block: 32, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
+  'pairs4hb16': { kv: { subgroups: 4, block: 16, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
+  'pairs8h': { kv: { subgroups: 8, block: 32, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
+  'pairs8hb16': { kv: { subgroups: 8, block: 16, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
+  'pairs2h': { kv: { subgroups: 2, block: 32, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
+  // q 4×16 is 51216 bytes at MLA 192/128: these take the MLA default's q (2×32) so MLA gets pairs too
+  'pairs4b16-q2': { kv: { subgroups: 4, block: 16, pairs: true }, q: { subgroups: 2, block: 32 } },
+  'pairs4h-q2': { kv: { subgroups: 4, block: 32, pairs: true, hoist: true }, q: { subgroups: 2, block: 32 } },
+  'pairs8hb16-q2': { kv: { subgroups: 8, block: 16, pairs: true, hoist: true }, q: { subgroups: 2, block: 32 } },
 };
 
 /**
@@ -75,6 +89,7 @@ export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig[
     block: part.block,
     ...('hoist' in part && part.hoist ? { hoist: true } : {}),
     ...('singleP' in part && part.singleP ? { singleP: true } : {}),
+    ...('pairs' in part && part.pairs ? { pairs: true } : {}),
     ...('reverse' in part && part.reverse ? { reverse: true } : {}),
     causalOrWindow: p.window.left !== Infinity || p.window.right !== Infinity,
     softcap: p.softcap > 0,
@@ -131,7 +146,7 @@ export async function sgBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, c
   const kv = sgBackwardOptionsOf(bp, config.kv, align);
   const q = sgBackwardOptionsOf(bp, config.q, align);
   const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(sgBackwardKvKernel, kv), runtime.pipeline(sgBackwardQKernel, q)]);
-  const keys = 16 * kv.subgroups;
+  const keys = 16 * (kv.pairs ? kv.subgroups / 2 : kv.subgroups); // pairs: 16 keys per subgroup pair
   return {
     kv: { pipeline: kvPipeline, grid: [Math.ceil(p.seqK / keys), p.headsKv, p.batch] },
     q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / (16 * q.subgroups)), p.headsQ, p.batch] },

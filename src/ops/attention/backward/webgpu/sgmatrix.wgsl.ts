@@ -12,7 +12,8 @@
 //       their Q and dO in left matrices and their dQ result matrices; per key block of BC keys
 //         S = Q_s·Kᵀ, P, dP = dO_s·Vᵀ, dS  ->  dQ_s += dS·K
 //   Variants (options, old layout by default until the H200 times them): hoist (kv: K_s, V_s kept in
-//   left matrices), singleP (kv: dV's product before dPᵀ, one P buffer), reverse (q: longest rows first).
+//   left matrices), singleP (kv: dV's product before dPᵀ, one P buffer), pairs (kv: a subgroup pair
+//   per 16 keys, one forming Sᵀ and dV, the other dPᵀ and dK), reverse (q: longest rows first).
 //   Gradients are written f32 (the host casts them for float16 results), dK and dQ times scale.
 // Rules from docs/GPU-NOTES.md: every workgroup variable a multiple of 16 bytes, matrix offsets
 // from subgroup_id, variables in loops initialised. Masks and biases are left to the portable tier.
@@ -51,6 +52,15 @@ export interface SgBackwardOptions {
   singleP?: boolean;
   /** q kernel: workgroups in reverse row order (causal: the longest rows first). */
   reverse?: boolean;
+  /**
+   * kv kernel: subgroups in pairs, pair p owning 16 keys: the even subgroup forms Sᵀ = K_s·Qᵀ and
+   * accumulates dV, the odd one dPᵀ = V_s·dOᵀ and dK, the pair's 64 lanes share the element-wise
+   * part between them. Each subgroup holds D/16 accumulators instead of 2·D/16 (register pressure
+   * was the suspect for the kv kernel's 18 TFLOP/s against dQ's 44, issue 10). With hoist each keeps
+   * only its own left operand (K_s or V_s) in registers. Needs an even subgroup count; one P area
+   * per subgroup (the even one's (P∘Z)ᵀ, the odd one's dSᵀ), so singleP does not apply.
+   */
+  pairs?: boolean;
 }
 
 const SG = 32;
@@ -64,7 +74,8 @@ function layout(kind: 'kv' | 'q', o: SgBackwardOptions) {
   const dvp = pad16(o.dimV);
   const kStride = dqa + PAD;
   const vStride = dvp + PAD;
-  const owners = 16 * o.subgroups; // keys (kv) or rows (q) of the workgroup
+  // keys (kv) or rows (q) of the workgroup; kv pairs: 16 keys per pair of subgroups
+  const owners = 16 * (kind === 'kv' && o.pairs ? o.subgroups / 2 : o.subgroups);
   const cols = o.block; // the other side of each subgroup's 16 × cols block
   const sStride = Math.max(cols, 16) + 4;
   const pStride = cols + PAD;
@@ -74,7 +85,8 @@ function layout(kind: 'kv' | 'q', o: SgBackwardOptions) {
     ? (o.hoist ? Math.max(owners * kStride, owners * vStride, cols * (kStride + vStride)) : owners * (kStride + vStride) + cols * (kStride + vStride))
     : Math.max(owners, cols) * (kStride + vStride);
   const sFloats = o.subgroups * 16 * sStride;
-  const pHalves = o.subgroups * 16 * pStride * (kind === 'kv' && !o.singleP ? 2 : 1);
+  // kv: two P buffers per subgroup, except singleP and pairs (whose pair shares its two)
+  const pHalves = o.subgroups * 16 * pStride * (kind === 'kv' && !o.singleP && !o.pairs ? 2 : 1);
   const statBytes = kind === 'kv' ? 8 * cols : 0;
   const bytes = 2 * tileHalves + 4 * sFloats + 2 * pHalves + statBytes + 16;
   return { dqp, drp, dqa, dvp, kStride, vStride, owners, cols, sStride, pStride, tileHalves, sFloats, pHalves, bytes };
@@ -91,6 +103,9 @@ export function sgBackwardOptionsProblem(kind: 'kv' | 'q', o: SgBackwardOptions)
   if (!blocks.includes(o.block)) return `block ${o.block} must be one of ${blocks.join(', ')} for the ${kind} kernel`;
   if (kind === 'q' && (o.hoist || o.singleP)) return 'hoist and singleP are kv-kernel options';
   if (kind === 'kv' && o.reverse) return 'reverse is a q-kernel option';
+  if (kind === 'q' && o.pairs) return 'pairs is a kv-kernel option';
+  if (o.pairs && o.subgroups < 2) return 'pairs needs an even number of subgroups (2, 4 or 8)';
+  if (o.pairs && o.singleP) return 'pairs already keeps one P buffer per subgroup (singleP does not apply)';
   return undefined;
 }
 
@@ -224,6 +239,7 @@ function writeChunk(target: 'k' | 'q', n: number, o: SgBackwardOptions, L: Retur
 export function buildSgBackwardKv(o: SgBackwardOptions): string {
   const problem = sgBackwardOptionsProblem('kv', o);
   if (problem) throw new Error(`buildSgBackwardKv: ${problem}`);
+  if (o.pairs) return buildSgBackwardKvPairs(o);
   const L = layout('kv', o);
   const B = BACKWARD_BINDINGS;
   const chunksQ = L.dqa / 16;
@@ -382,6 +398,172 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
   };
   for (let n = 0; n < chunksQ; n++) out('dk', n, 'dk');
   for (let n = 0; n < chunksV; n++) out('dv', n, 'dv');
+  lines.push('}');
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * kv, pairs layout: subgroup sg is role sg % 2 of pair sg / 2, the pair owning keys kv0 + 16·pair.
+ * Per query block: role 0 Sᵀ = K_s·Qᵀ, role 1 dPᵀ = V_s·dOᵀ (each into its own Sx slice) | barrier |
+ * the pair's 64 lanes: P, Z, dS from both slices -> (P∘Z)ᵀ into role 0's Pt slice, dSᵀ into role
+ * 1's | barrier | role 0 dV += (P∘Z)ᵀ·dO, role 1 dK += dSᵀ·Q. Every Sx/Pt slice is the subgroup's
+ * own (sg·16 rows), so the arrays are sized by subgroups while K/V tiles are sized by pairs.
+ */
+function buildSgBackwardKvPairs(o: SgBackwardOptions): string {
+  const L = layout('kv', o);
+  const B = BACKWARD_BINDINGS;
+  const chunksQ = L.dqa / 16;
+  const chunksV = L.dvp / 16;
+  const chunksB = L.cols / 16;
+  const chunksMax = Math.max(chunksQ, chunksV);
+  // 16 keys × BLOCK queries over 64 lanes: query col = pl % BLOCK, keys kr0 .. kr0 + KPL - 1
+  const keysPerLane = (16 * L.cols) / (2 * SG); // 4 (BR 16) or 8 (BR 32)
+  const words = Math.max(1, keysPerLane / 8);
+  const lines = header(o);
+  lines.push(`@group(0) @binding(${B.grad}) var<storage, read_write> grad_k: array<f32>;`);
+  lines.push(`@group(0) @binding(${B.gradV}) var<storage, read_write> grad_v: array<f32>;`);
+  if (o.dimRope) lines.push(`@group(0) @binding(${B.gradRope}) var<storage, read_write> grad_rope: array<f32>;`);
+  lines.push('', ...constants('kv', o));
+  lines.push(`const KEYS_PER_LANE = ${keysPerLane}u;   // of the pair's 16 keys, per lane of its 64`);
+  if (o.hoist) lines.push(`const Q_BASE = 0u; const DO_BASE = ${L.cols * L.kStride}u;   // K, V staged once at 0 before the loop`);
+  else lines.push(`const K_BASE = 0u; const V_BASE = ${L.owners * L.kStride}u; const Q_BASE = ${L.owners * (L.kStride + L.vStride)}u; const DO_BASE = ${L.owners * (L.kStride + L.vStride) + L.cols * L.kStride}u;`);
+  lines.push(`var<workgroup> T: array<f16, ${L.tileHalves}>;      // K tile | V tile (OWNERS = 16 per pair) | Q block | dO block`);
+  lines.push(`var<workgroup> Sx: array<f32, ${L.sFloats}>;     // per subgroup: Sᵀ (role 0) or dPᵀ (role 1), then output chunks`);
+  lines.push(`var<workgroup> Pt: array<f16, ${L.pHalves}>;     // per subgroup: (P∘Z)ᵀ (role 0) or dSᵀ (role 1)`);
+  lines.push(`var<workgroup> stats: array<vec2<f32>, ${L.cols}>;   // (lse, D) of the block's rows`);
+  lines.push('var<workgroup> seqW: vec4<u32>;');
+  lines.push('');
+  lines.push(`@compute @workgroup_size(${SG * o.subgroups})`);
+  lines.push('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,');
+  lines.push('        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
+  lines.push(`  let b = wg.z;
+  let hk = wg.y;
+  let nb = sp.batch;
+  if (li == 0u) { seqW = vec4<u32>(seq_meta[b], seq_meta[nb + b], seq_meta[2u * nb + b], seq_meta[3u * nb + b]); }
+  let seq = workgroupUniformLoad(&seqW);
+  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;
+  let kv0 = wg.x * OWNERS;
+  if (kv0 >= lenK) { return; }
+  let sg = subgroupId;   // matrix offsets come from the subgroup id (uniformity)
+  let role = sg % 2u;    // 0: Sᵀ and dV, 1: dPᵀ and dK
+  let pair = sg / 2u;
+  let ko = pair * 16u;   // the pair's keys: kv0 + ko .. + 15
+  let sBase = sg * 16u * S_STRIDE;   // this subgroup's slice (last: (NS-1)·16·S_STRIDE + 16·S_STRIDE = Sx size)
+  let pBase = sg * 16u * P_STRIDE;   // likewise for Pt
+  let sPair = pair * 32u * S_STRIDE;  // role 0's slice of the pair (Sᵀ); role 1's (dPᵀ) 16 rows on
+  let pPair = pair * 32u * P_STRIDE;  // role 0's Pt slice ((P∘Z)ᵀ); role 1's (dSᵀ) 16 rows on
+  ${stage(o, o.hoist ? '0u' : 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'kv0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + kv0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + kv0 + rr') : undefined, 'DQ', 'DQP')}`);
+  const leftOf = (which: 'k' | 'v', c: number, base: string) => which === 'k'
+    ? `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, ${base} + ko * K_STRIDE + ${c * 16}u, K_STRIDE)`
+    : `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, ${base} + ko * V_STRIDE + ${c * 16}u, V_STRIDE)`;
+  if (o.hoist) {
+    // each role keeps only its own left operand: K_s (role 0, chunksQ) or V_s (role 1, chunksV),
+    // K then V staged through the same area at 0
+    for (let c = 0; c < chunksMax; c++) lines.push(`  var am${c} = subgroup_matrix_left<f16, 16, 16>();`);
+    lines.push('  workgroupBarrier();');
+    lines.push('  if (role == 0u) {');
+    for (let c = 0; c < chunksQ; c++) lines.push(`    am${c} = ${leftOf('k', c, '0u')};`);
+    lines.push('  }', '  workgroupBarrier();');
+  }
+  lines.push(`  ${stage(o, o.hoist ? '0u' : 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'kv0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + kv0 + rr'), undefined, 'DV', 'DVP')}`);
+  if (o.hoist) {
+    lines.push('  workgroupBarrier();', '  if (role == 1u) {');
+    for (let c = 0; c < chunksV; c++) lines.push(`    am${c} = ${leftOf('v', c, '0u')};`);
+    lines.push('  }');
+    // the loop's first barrier orders these loads before the Q/dO staging overwrites the area
+  }
+  const kLeft = (c: number) => (o.hoist ? `am${c}` : leftOf('k', c, 'K_BASE'));
+  const vLeft = (c: number) => (o.hoist ? `am${c}` : leftOf('v', c, 'V_BASE'));
+  // role 0: dV (chunksV), role 1: dK (chunksQ)
+  for (let n = 0; n < chunksMax; n++) lines.push(`  var acc${n} = subgroup_matrix_result<f32, 16, 16>();`);
+  lines.push(`  // the queries that can see keys kv0 .. kLast, in blocks aligned to BLOCK
+  let diag = select(0, i32(lenK) - i32(lenQ), sp.bottom_right != 0u);
+  let kLast = min(kv0 + OWNERS, lenK) - 1u;
+  let iLo = max(0, i32(kv0) - diag - sp.win_right);
+  let iHi = min(i32(lenQ) - 1, i32(kLast) - diag + sp.win_left);
+  var tFirst = 0u;
+  var tEnd = 0u;
+  if (iHi >= iLo) {
+    tFirst = u32(iLo) / BLOCK;
+    tEnd = u32(iHi) / BLOCK + 1u;
+  }
+  // element-wise lane mapping over the pair's 64 lanes
+  let pl = role * 32u + lane;
+  let col = pl % BLOCK;
+  let kr0 = (pl / BLOCK) * KEYS_PER_LANE;
+  for (var h = hk * params.group; h < (hk + 1u) * params.group; h++) {
+    let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+    for (var t = tFirst; t < tEnd; t++) {
+      let i0 = t * BLOCK;
+      workgroupBarrier();   // the previous block's tiles and P areas are fully read
+      ${stage(o, 'Q_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'i0 + rr < lenQ', part('q', 'q_strides', 'q_off', 'h', 'startQ + i0 + rr'), o.dimRope ? part('qr', 'qr_strides', 'qr_off', 'h', 'startQ + i0 + rr') : undefined, 'DQ', 'DQP')}
+      ${stage(o, 'DO_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'i0 + rr < lenQ', part('do', 'o_strides', 'do_off', 'h', 'startQ + i0 + rr'), undefined, 'DV', 'DVP')}
+      for (var r = li; r < BLOCK; r += NT) {
+        let ri = b * params.lse_strides.x + h * params.lse_strides.y + (startQ + i0 + r) * params.lse_strides.z;
+        stats[r] = select(vec2<f32>(LSE_MASKED, 0.0), rowstats[ri], i0 + r < lenQ);
+      }
+      workgroupBarrier();
+      if (role == 0u) {`);
+  // role 0: Sᵀ = K_s·Qᵀ; role 1: dPᵀ = V_s·dOᵀ
+  const scores = (chunks: number, left: (c: number) => string, base: string, stride: string) => {
+    for (let n = 0; n < chunksB; n++) {
+      lines.push('        {', '          var s = subgroup_matrix_result<f32, 16, 16>();');
+      for (let c = 0; c < chunks; c++) {
+        lines.push(`          s = subgroupMatrixMultiplyAccumulate(${left(c)}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, ${base} + ${n * 16}u * ${stride} + ${c * 16}u, ${stride}), s);`);
+      }
+      lines.push(`          subgroupMatrixStore<row_major>(&Sx, sBase + ${n * 16}u, s, S_STRIDE);`, '        }');
+    }
+  };
+  scores(chunksQ, kLeft, 'Q_BASE', 'K_STRIDE');
+  lines.push('      } else {');
+  scores(chunksV, vLeft, 'DO_BASE', 'V_STRIDE');
+  lines.push(`      }
+      workgroupBarrier();   // Sᵀ and dPᵀ of every pair visible to both of its subgroups
+      let i = i0 + col;
+      let st = stats[col];
+      ${o.dropout ? `var words = array<vec4<u32>, ${words}>();
+      for (var w = 0u; w < ${words}u; w++) { words[w] = dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, ((kv0 + ko + kr0) >> 3u) + w); }` : ''}
+      for (var e = 0u; e < KEYS_PER_LANE; e++) {
+        let kr = kr0 + e;
+        let j = kv0 + ko + kr;
+        let qk = Sx[sPair + kr * S_STRIDE + col];
+        var p = 0.0;
+        var th = 0.0;
+        ${probability(o).join('\n        ')}
+        ${o.dropout ? 'let ez = (kr0 & 7u) + e;   // key kr within the octets of words[]' : ''}
+        let z = ${o.dropout ? 'dropout_factor(words[ez >> 3u], ez & 7u, dp.threshold, dp.scale)' : '1.0'};
+        var ds = p * (Sx[sPair + 16u * S_STRIDE + kr * S_STRIDE + col] * z - st.y);
+        ${o.softcap ? 'ds = ds * (1.0 - th * th);' : '_ = th;'}
+        Pt[pPair + kr * P_STRIDE + col] = f16(p * z);
+        Pt[pPair + 16u * P_STRIDE + kr * P_STRIDE + col] = f16(ds);
+      }
+      workgroupBarrier();   // (P∘Z)ᵀ and dSᵀ visible to the matrix loads
+      if (role == 0u) {`);
+  // role 0: dV += (P∘Z)ᵀ·dO; role 1: dK += dSᵀ·Q (left operand: this subgroup's own Pt slice)
+  const accumulate = (chunks: number, base: string, stride: string) => {
+    for (let kc = 0; kc < chunksB; kc++) {
+      lines.push('        {', `          let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, pBase + ${kc * 16}u, P_STRIDE);`);
+      for (let n = 0; n < chunks; n++) {
+        lines.push(`          acc${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&T, ${base} + ${kc * 16}u * ${stride} + ${n * 16}u, ${stride}), acc${n});`);
+      }
+      lines.push('        }');
+    }
+  };
+  accumulate(chunksV, 'DO_BASE', 'V_STRIDE');
+  lines.push('      } else {');
+  accumulate(chunksQ, 'Q_BASE', 'K_STRIDE');
+  lines.push('      }', '    }', '  }');
+  lines.push('  // role 0: dV out, role 1: dK·scale, one 16-column chunk at a time through the subgroup\'s own Sx slice');
+  lines.push('  let r = lane / 2u;', '  let side = lane % 2u;');
+  // barriers stay in uniform control flow: the chunk loop runs to the larger count on every subgroup
+  for (let n = 0; n < chunksMax; n++) {
+    lines.push('  workgroupBarrier();');
+    const store = (cond: string) => lines.push(`  if (${cond}) { subgroupMatrixStore<row_major>(&Sx, sBase, acc${n}, S_STRIDE); }`);
+    store(n < chunksV && n < chunksQ ? 'true' : n < chunksV ? 'role == 0u' : 'role == 1u');
+    lines.push('  workgroupBarrier();');
+    if (n < chunksV) lines.push('  if (role == 0u)', writeChunk('k', n, o, L, 'dv'));
+    if (n < chunksQ) lines.push('  if (role == 1u)', writeChunk('k', n, o, L, 'dk'));
+  }
   lines.push('}');
   return lines.join('\n') + '\n';
 }
