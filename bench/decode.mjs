@@ -56,7 +56,8 @@ const ALL_SHAPES = smoke
   : { 'llama-8b': { headsQ: 32, headsKv: 8, headDim: 128 }, 'qwen2-0.5b': { headsQ: 14, headsKv: 2, headDim: 64 }, 'qwen-7b': { headsQ: 28, headsKv: 4, headDim: 128 } };
 // --shapes a,b: these only (the MLA part is --parts' business)
 const SHAPES = args.shapes ? Object.fromEntries(Object.entries(ALL_SHAPES).filter(([name]) => args.shapes.split(',').includes(name))) : ALL_SHAPES;
-const LENGTHS = smoke ? [64, 300] : [1024, 4096, 16384, 32768];
+// DECODE_LENGTHS="4096,32768": these cache lengths only (a device call's part with little time)
+const LENGTHS = smoke ? [64, 300] : process.env.DECODE_LENGTHS ? process.env.DECODE_LENGTHS.split(',').map(Number) : [1024, 4096, 16384, 32768];
 const MLA_HEADS = smoke ? [16] : [16, 64, 128];
 const MLA_LENGTH = smoke ? 200 : 32768;
 mkdirSync(args.out, { recursive: true });

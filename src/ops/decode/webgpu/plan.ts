@@ -67,7 +67,9 @@ const MAX_SPLITS = 256;
  * head dim allows; 1 until a GPU run shows where more pay), FUSEDATTN_DECODE_SHARED_WEIGHTS (1: the
  * softmax weights once per row and key slice, see SplitKvOptions.sharedWeights; on by default),
  * FUSEDATTN_DECODE_SUBGROUP_LANES (1: key lanes summed by subgroup shuffles where the device has
- * subgroups; off by default, the H200 showed no gain at 4 lanes).
+ * subgroups; off by default, the H200 showed no gain at 4 lanes), FUSEDATTN_DECODE_CHUNK (the widest
+ * cache load in elements: 4, 8 or 16; an int8 cache takes 16 by default, which gives each key half the
+ * value threads a float16 cache gets).
  */
 export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
   if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
@@ -189,7 +191,7 @@ function headBlockSizes(group: number): number[] {
  * bytes), narrower where they do not or where rows x quads would exceed the register budget.
  */
 function chunkWidths(s: DecodeShape, rows: number): number[] {
-  const widest = s.cache === 'float32' ? 4 : s.cache === 'int8' ? 16 : 8;
+  const widest = Math.min(s.cache === 'float32' ? 4 : s.cache === 'int8' ? 16 : 8, envInt('FUSEDATTN_DECODE_CHUNK', 4, 16) ?? 16);
   const out: number[] = [];
   for (const chunk of [16, 8, 4]) {
     if (chunk > widest) continue;
