@@ -10,6 +10,7 @@ One JSON object per line: {"kind": "torch-decode", "shape", "length", "steadyUs"
 Usage: python3 bench/decode_torch.py [--smoke]
 """
 import json
+import os
 import sys
 import time
 
@@ -18,6 +19,9 @@ import torch.nn.functional as F
 
 SMOKE = "--smoke" in sys.argv
 SHAPES = {"tiny": (4, 2, 32)} if SMOKE else {"llama-8b": (32, 8, 128), "qwen2-0.5b": (14, 2, 64), "qwen-7b": (28, 4, 128)}
+# MLA_ONLY=1 (bench/gpu/mla-decode.sh): the MLA rows only
+if os.environ.get("MLA_ONLY"):
+    SHAPES = {}
 LENGTHS = [64, 300] if SMOKE else [1024, 4096, 16384, 32768]
 MLA_HEADS = [16] if SMOKE else [16, 64, 128]
 MLA_LENGTH = 200 if SMOKE else 32768

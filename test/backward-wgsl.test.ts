@@ -92,9 +92,14 @@ describe('tensor-core backward WGSL builders', async () => {
   type SgOptions = Parameters<typeof buildSgBackwardKv>[0];
   const SG: SgOptions = { dimQK: 128, dimRope: 0, dimV: 128, subgroups: 2, block: 32, causalOrWindow: true, softcap: false, alibi: false, dropout: false };
   const KV: SgOptions[] = [SG, { ...SG, vectorLoads: true }, { ...SG, block: 16, subgroups: 4 }, { ...SG, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true, block: 16 },
-    { ...SG, dimQK: 128, dimRope: 64, subgroups: 1, vectorLoads: true }];
+    { ...SG, dimQK: 128, dimRope: 64, subgroups: 1, vectorLoads: true },
+    // issue-10 variants: K/V in left matrices, one P buffer (D 64/128, odd dims, MLA split form)
+    { ...SG, singleP: true, vectorLoads: true }, { ...SG, hoist: true, singleP: true, vectorLoads: true }, { ...SG, hoist: true, subgroups: 4, vectorLoads: true },
+    { ...SG, hoist: true, singleP: true, subgroups: 8, block: 16, dimQK: 64, dimV: 64 }, { ...SG, hoist: true, singleP: true, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true, block: 16 },
+    { ...SG, hoist: true, singleP: true, dimQK: 128, dimRope: 64, subgroups: 4, block: 16, vectorLoads: true }];
   const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64, vectorLoads: true }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false },
-    { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true }];
+    { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true },
+    { ...SG, subgroups: 4, block: 16, reverse: true, vectorLoads: true }, { ...SG, dimQK: 59, dimV: 111, subgroups: 8, block: 16, reverse: true }];
 
   it('keep every workgroup variable a multiple of 16 bytes, as the host counts them', () => {
     const sizes = (wgsl: string) => [...wgsl.matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)].map((m) => {

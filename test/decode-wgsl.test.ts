@@ -140,3 +140,43 @@ function halfValue(h: number): number {
   const mant = h & 0x3ff;
   return exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15);
 }
+
+// The tensor-core MLA decode kernel (issue 15) cannot run on llvmpipe (no subgroup matrices):
+// compiled here through the null backend; bench/gpu/mla-decode.sh checks its values on the GPU.
+describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
+  const { buildMlaDecode, mlaDecodeSharedBytes, mlaDecodeUnsupported } = await import('../dist/ops/decode/webgpu/index.js');
+  it('compiles for contiguous and paged, shared and separate caches, within 48 KiB; the plan takes it only when asked', () => {
+    const kernels = {
+      'MLA 576/512 shared, 16 heads': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true },
+      'MLA 576/512 shared, paged, 128 heads': { dimQK: 576, dimV: 512, group: 128, paged: true, sharedKV: true },
+      'separate V 192/128, 64 heads': { dimQK: 192, dimV: 128, group: 64, paged: false, sharedKV: false },
+    };
+    const sources: Record<string, string> = {};
+    for (const [name, o] of Object.entries(kernels)) {
+      expect(mlaDecodeUnsupported(o), name).toBeUndefined();
+      expect(mlaDecodeSharedBytes(o)).toBeLessThanOrEqual(49152);
+      sources[name] = buildMlaDecode(o);
+    }
+    expect(mlaDecodeUnsupported({ dimQK: 576, dimV: 500, group: 16, paged: false, sharedKV: true })).toMatch(/multiple of 64/);
+    const mla: DecodeShape = { ...base, dimQK: 576, dimV: 512, group: 16, headsKv: 1, sharedKV: true, io: 'float16' };
+    const device = { subgroupMatrix: true };
+    const off = planDecode(mla, h200, undefined, device);
+    if (typeof off === 'string') throw new Error(off);
+    expect(off.mla).toBeUndefined();
+    process.env.FUSEDATTN_DECODE_MLA = '1';
+    try {
+      const on = planDecode(mla, h200, undefined, device);
+      if (typeof on === 'string') throw new Error(on);
+      expect(on.mla?.grid).toEqual([1, 1, 128]);
+      const none = planDecode(mla, h200, undefined, {});
+      expect(typeof none !== 'string' && none.mla).toBeFalsy();
+      const f32 = planDecode({ ...mla, io: 'float32' }, h200, undefined, device);
+      expect(typeof f32 !== 'string' && f32.mla).toBeFalsy();
+    } finally {
+      delete process.env.FUSEDATTN_DECODE_MLA;
+    }
+    const errors = tintErrors(sources, 'the MLA decode kernel');
+    if (!errors) return;
+    for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);
+  });
+});

@@ -4,6 +4,7 @@
 // its accumulators in registers (rows x chunk quads <= 16 vec4).
 import { envInt } from '../../../core/env.js';
 import type { StoredDType } from './access.wgsl.js';
+import { MLA_TILE, type MlaDecodeOptions, mlaDecodeSharedBytes, mlaDecodeUnsupported } from './mla-sgmatrix.wgsl.js';
 import { type SplitKvOptions, splitKvSharedBytes, splitKvStorageBindings, splitKvUnsupported } from './split-kv.wgsl.js';
 
 /** The shape-level facts a plan depends on (the same for a call and for a recorded step). */
@@ -36,6 +37,11 @@ export interface DecodePlan {
   grid: [number, number, number];
   /** True when the combine pass runs (splits > 1 or the LSE is wanted). */
   combine: boolean;
+  /**
+   * The tensor-core MLA kernel (mla-sgmatrix.wgsl.ts) instead of split-KV, with its own splits and
+   * grid (always combined); the call falls back to `kernel` where its strides do not allow it.
+   */
+  mla?: { kernel: MlaDecodeOptions; splits: number; grid: [number, number, number] };
 }
 
 type Limits = Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' | 'maxStorageBuffersPerShaderStage' | 'maxComputeWorkgroupsPerDimension'>;
@@ -125,9 +131,33 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
     const max = limits.maxComputeWorkgroupsPerDimension;
     if (s.headsKv * headBlocks > max || s.batch * tokenBlocks > max) return `the grid (${s.headsKv * headBlocks} x ${s.batch * tokenBlocks}) exceeds maxComputeWorkgroupsPerDimension (${max})`;
     const combine = splits > 1 || s.lse;
-    return { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
+    const plan: DecodePlan = { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
+    const mla = planMla(s, limits, device);
+    if (mla) plan.mla = mla;
+    return plan;
   }
   return reasons.memory ?? reasons.bindings ?? reasons.kernel ?? 'no workgroup size fits this device';
+}
+
+/**
+ * The tensor-core MLA plan where it applies: opt-in by FUSEDATTN_DECODE_MLA=1 until the H200 has
+ * checked and timed it (then the default flips here), 16+ query rows per kv head, f16 cache and q,
+ * none of the options the kernel lacks, an adapter with f16 subgroup matrices.
+ * FUSEDATTN_DECODE_MLA_TARGET: workgroups aimed for (default 128: the cache is read once, fewer
+ * splits mean fewer partial bytes).
+ */
+function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan['mla'] {
+  if ((envInt('FUSEDATTN_DECODE_MLA', 0, 1) ?? 0) !== 1 || !device.subgroupMatrix) return undefined;
+  if (s.cache !== 'float16' || s.io !== 'float16' || s.append || s.rope || s.softcap || s.alibi) return undefined;
+  if (s.group * s.tokens < 16) return undefined;
+  const kernel: MlaDecodeOptions = { dimQK: s.dimQK, dimV: s.dimV, group: s.group, paged: s.paged, sharedKV: s.sharedKV };
+  if (mlaDecodeUnsupported(kernel) || mlaDecodeSharedBytes(kernel) > limits.maxComputeWorkgroupStorageSize) return undefined;
+  const blocks = Math.ceil((s.group * s.tokens) / 16);
+  const gridX = s.headsKv * blocks;
+  if (gridX > limits.maxComputeWorkgroupsPerDimension || s.batch > limits.maxComputeWorkgroupsPerDimension) return undefined;
+  const target = envInt('FUSEDATTN_DECODE_MLA_TARGET', 1) ?? 128;
+  const splits = decodeSplits(s.maxKeys, gridX * s.batch, MLA_TILE, target);
+  return { kernel, splits, grid: [gridX, s.batch, splits] };
 }
 
 /** The largest power of two <= `asked` dividing both the workgroup and the key's chunks. */
@@ -141,6 +171,8 @@ function fittingLanes(asked: number, workgroupSize: number, chunks: number): num
 export interface PlanDevice {
   /** A software rasterizer (llvmpipe...): no unrolling (compile time dominates there, not loads in flight). */
   software?: boolean;
+  /** f16 16x16x16 subgroup matrices with f32 results, subgroups of 32, shader-f16 (the MLA kernel). */
+  subgroupMatrix?: boolean;
   /** The smallest subgroup size when the device has the 'subgroups' feature (0 / absent: none). */
   subgroupSize?: number;
 }

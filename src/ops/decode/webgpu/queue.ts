@@ -7,10 +7,24 @@ import { type BindingResource, type GpuRuntime, defineKernel } from '../../../en
 import { windowParams } from '../../attention/webgpu/score.wgsl.js';
 import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine } from './combine.wgsl.js';
 import type { DecodePlan } from './plan.js';
+import { type MlaDecodeOptions, buildMlaDecode } from './mla-sgmatrix.wgsl.js';
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, type SplitKvOptions, buildSplitKv } from './split-kv.wgsl.js';
 
 export const splitKvKernel = defineKernel<SplitKvOptions>('decode-split-kv', buildSplitKv);
 export const combineKernel = defineKernel<CombineOptions>('decode-combine', buildCombine);
+export const mlaDecodeKernel = defineKernel<MlaDecodeOptions>('decode-mla-sgmatrix', buildMlaDecode);
+
+/**
+ * The plan this call runs: the MLA kernel's where the plan has one and the call's layout allows
+ * it (16-key chunks inside one page, 16-byte aligned rows for the matrix loads), else split-KV.
+ */
+export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'keys' | 'values' | 'pageSize'>): DecodePlan {
+  if (!plan.mla) return plan;
+  const v = call.values ?? call.keys;
+  const aligned = [call.keys.off, call.keys.spos, call.keys.sp, call.keys.sh, v.off, v.spos, v.sp, v.sh].every((x) => x % 8 === 0);
+  if (!aligned || (plan.mla.kernel.paged && call.pageSize % 16 !== 0)) return { ...plan, mla: undefined };
+  return { ...plan, splits: plan.mla.splits, grid: plan.mla.grid, combine: true };
+}
 
 /** Rows [b, head, i, d] in a buffer: element offset and strides (d contiguous), in elements. */
 export interface GpuRows {
@@ -75,14 +89,16 @@ export function partialBytes(plan: DecodePlan, call: Pick<GpuDecodeCall, 'batch'
  */
 export async function prepareDecode(runtime: GpuRuntime, plan: DecodePlan, lse: boolean): Promise<void> {
   await runtime.pipeline(splitKvKernel, plan.kernel);
-  if (plan.combine) await runtime.pipeline(combineKernel, { dimV: plan.kernel.dimV, io: plan.kernel.io, lse });
+  if (plan.mla) await runtime.pipeline(mlaDecodeKernel, plan.mla.kernel);
+  if (plan.combine || plan.mla) await runtime.pipeline(combineKernel, { dimV: plan.kernel.dimV, io: plan.kernel.io, lse });
 }
 
 /** Queues the partial pass (and the combine pass when the plan has one). Submits nothing. */
-export async function queueAttentionDecode(runtime: GpuRuntime, plan: DecodePlan, call: GpuDecodeCall): Promise<void> {
+export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePlan, call: GpuDecodeCall): Promise<void> {
+  const plan = effectivePlan(chosen, call);
   const k = plan.kernel;
   const label = call.label ?? 'decode attention';
-  const pipeline = await runtime.pipeline(splitKvKernel, k);
+  const pipeline = plan.mla ? await runtime.pipeline(mlaDecodeKernel, plan.mla.kernel) : await runtime.pipeline(splitKvKernel, k);
   const partials = plan.combine ? runtime.acquire(partialBytes(plan, call), 'intermediate', 'decode partials') : undefined;
   try {
     const values = call.values ?? call.keys;
@@ -111,13 +127,16 @@ export async function queueAttentionDecode(runtime: GpuRuntime, plan: DecodePlan
       [B.out]: partials ?? call.out.binding,
     };
     if (!k.sharedKV) entries[B.values] = values.binding;
-    if (k.cache === 'int8') {
+    if (plan.mla) {
+      // the MLA kernel binds params, q, keys (values), meta and the partials only
+      if (plan.mla.kernel.sharedKV !== k.sharedKV) throw new Error("decode plan: MLA and split-KV disagree on a shared cache");
+    } else if (k.cache === 'int8') {
       entries[B.kScales] = scales.binding;
       if (!k.sharedKV) entries[B.vScales] = call.vScales!.binding;
     }
-    if (k.append) entries[B.append] = call.append!.binding;
-    if (k.rope) entries[B.rope] = call.rope!.buffer;
-    runtime.dispatch({ label: `${label} (split-KV)`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: plan.grid });
+    if (k.append && !plan.mla) entries[B.append] = call.append!.binding;
+    if (k.rope && !plan.mla) entries[B.rope] = call.rope!.buffer;
+    runtime.dispatch({ label: `${label} (${plan.mla ? 'MLA tensor-core' : 'split-KV'})`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: plan.grid });
     if (!partials) return;
     const combine = await runtime.pipeline(combineKernel, { dimV: k.dimV, io: k.io, lse: call.lse !== undefined });
     const rows = call.batch * call.headsQ * call.tokens;

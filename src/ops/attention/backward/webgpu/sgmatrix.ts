@@ -15,18 +15,41 @@ export const sgBackwardQKernel = defineKernel<SgBackwardOptions>('attention-back
 
 /** The tunable part: subgroups and block of each kernel. */
 export interface SgBackwardConfig {
-  kv: { subgroups: number; block: number };
-  q: { subgroups: number; block: number };
+  kv: { subgroups: number; block: number; hoist?: boolean; singleP?: boolean };
+  q: { subgroups: number; block: number; reverse?: boolean };
 }
 
-/** Candidates, the first that fits being the default (not yet measured on the H200: autotune). */
+/**
+ * Candidates, the first that fits being the default; the autotuner times the first four that fit.
+ * Measured on the H200 (2026-12-02, fourth session, bench/gpu/backward-tc.sh, B4 H32 S4096 D128 f16
+ * causal): the dK/dV kernel with K_s and V_s held in left matrices and one P buffer (hoist, singleP)
+ * at 4 subgroups takes 26.7 ms where the old 2-subgroup layout took 60.6 (the whole backward 82.1 ->
+ * 49.8 ms); at MLA 192/128 its 16-row blocks 9.0 against 25.1 ms. Holding K_s/V_s frees the K and V
+ * tiles from workgroup memory, so twice the subgroups fit; at 2 subgroups hoisting alone was slower
+ * (70.2 ms: the registers cost more than the loads they save). The q kernel's 4 × 16 stays (2 × 32
+ * where Dq 192 leaves no room); running its workgroups longest rows first (reverse) measured slower.
+ */
 export const SG_BACKWARD_CONFIGS: readonly SgBackwardConfig[] = [
+  { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16 } },
+  { kv: { subgroups: 4, block: 16, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } },
+  { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } },
   { kv: { subgroups: 2, block: 32 }, q: { subgroups: 4, block: 16 } },
   { kv: { subgroups: 2, block: 16 }, q: { subgroups: 2, block: 32 } },
   { kv: { subgroups: 4, block: 16 }, q: { subgroups: 2, block: 64 } },
   { kv: { subgroups: 1, block: 32 }, q: { subgroups: 4, block: 32 } },
   { kv: { subgroups: 1, block: 16 }, q: { subgroups: 1, block: 16 } },
 ];
+
+/**
+ * Named layouts bench/gpu/backward-tc.sh checks against float64 and times per pass in one GPU call:
+ * the defaults above beside the layout they replaced, so a change shows its own before/after.
+ */
+export const SG_BACKWARD_VARIANTS: Readonly<Record<string, SgBackwardConfig>> = {
+  'old': { kv: { subgroups: 2, block: 32 }, q: { subgroups: 4, block: 16 } },
+  'hoist4': SG_BACKWARD_CONFIGS[0],
+  'hoist4b16q2': SG_BACKWARD_CONFIGS[1],
+  'hoist4q2': SG_BACKWARD_CONFIGS[2],
+};
 
 /**
  * Whether every input can be read 8 halves at a time: head dims multiples of 8, and each element
@@ -41,7 +64,7 @@ export function vectorLoadsFit(bp: BackwardProblem, offsetAlignment: number): bo
   return views.every(([t, offset, st]) => (offset + elementBaseOf(t, offsetAlignment)) % 8 === 0 && st.b % 8 === 0 && st.h % 8 === 0 && st.s % 8 === 0);
 }
 
-export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig['kv'], offsetAlignment = 256): SgBackwardOptions {
+export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig['kv'] | SgBackwardConfig['q'], offsetAlignment = 256): SgBackwardOptions {
   const p = bp.forward;
   return {
     vectorLoads: vectorLoadsFit(bp, offsetAlignment),
@@ -50,6 +73,9 @@ export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig[
     dimV: p.dimV,
     subgroups: part.subgroups,
     block: part.block,
+    ...('hoist' in part && part.hoist ? { hoist: true } : {}),
+    ...('singleP' in part && part.singleP ? { singleP: true } : {}),
+    ...('reverse' in part && part.reverse ? { reverse: true } : {}),
     causalOrWindow: p.window.left !== Infinity || p.window.right !== Infinity,
     softcap: p.softcap > 0,
     alibi: p.alibi !== undefined,

@@ -11,6 +11,8 @@
 //   q   one workgroup per (block of 16·NS query rows, query head, batch); subgroup s owns 16 rows,
 //       their Q and dO in left matrices and their dQ result matrices; per key block of BC keys
 //         S = Q_s·Kᵀ, P, dP = dO_s·Vᵀ, dS  ->  dQ_s += dS·K
+//   Variants (options, old layout by default until the H200 times them): hoist (kv: K_s, V_s kept in
+//   left matrices), singleP (kv: dV's product before dPᵀ, one P buffer), reverse (q: longest rows first).
 //   Gradients are written f32 (the host casts them for float16 results), dK and dQ times scale.
 // Rules from docs/GPU-NOTES.md: every workgroup variable a multiple of 16 bytes, matrix offsets
 // from subgroup_id, variables in loops initialised. Masks and biases are left to the portable tier.
@@ -35,6 +37,20 @@ export interface SgBackwardOptions {
    * element offset and (b, h, s) strides multiples of 8 (the host checks).
    */
   vectorLoads?: boolean;
+  /**
+   * kv kernel: K_s and V_s held in left matrices for the whole query loop instead of reloaded from
+   * workgroup memory per block (16 loads fewer per 16 rows at D 128); the K/V tiles then leave
+   * workgroup memory (staged once through the Q/dO area), so 4 subgroups or 64-row blocks fit.
+   * Costs 2·D/16 left matrices of registers.
+   */
+  hoist?: boolean;
+  /**
+   * kv kernel: one P buffer per subgroup: dV += (P∘Z)ᵀ·dO right after P, before dPᵀ, and dSᵀ then
+   * written over it (half the P memory, same barriers).
+   */
+  singleP?: boolean;
+  /** q kernel: workgroups in reverse row order (causal: the longest rows first). */
+  reverse?: boolean;
 }
 
 const SG = 32;
@@ -53,11 +69,12 @@ function layout(kind: 'kv' | 'q', o: SgBackwardOptions) {
   const sStride = Math.max(cols, 16) + 4;
   const pStride = cols + PAD;
   // kv: K, V tiles (owners keys) + Q, dO tiles (cols rows); q: one area for Q/dO staging, then K/V tiles
+  // kv hoist: K then V staged once through the block area, so it only needs the larger of the three
   const tileHalves = kind === 'kv'
-    ? owners * (kStride + vStride) + cols * (kStride + vStride)
+    ? (o.hoist ? Math.max(owners * kStride, owners * vStride, cols * (kStride + vStride)) : owners * (kStride + vStride) + cols * (kStride + vStride))
     : Math.max(owners, cols) * (kStride + vStride);
   const sFloats = o.subgroups * 16 * sStride;
-  const pHalves = o.subgroups * 16 * pStride * (kind === 'kv' ? 2 : 1);
+  const pHalves = o.subgroups * 16 * pStride * (kind === 'kv' && !o.singleP ? 2 : 1);
   const statBytes = kind === 'kv' ? 8 * cols : 0;
   const bytes = 2 * tileHalves + 4 * sFloats + 2 * pHalves + statBytes + 16;
   return { dqp, drp, dqa, dvp, kStride, vStride, owners, cols, sStride, pStride, tileHalves, sFloats, pHalves, bytes };
@@ -72,6 +89,8 @@ export function sgBackwardOptionsProblem(kind: 'kv' | 'q', o: SgBackwardOptions)
   if (![1, 2, 4, 8].includes(o.subgroups)) return `subgroups ${o.subgroups} must be 1, 2, 4 or 8`;
   const blocks = kind === 'kv' ? [16, 32] : [16, 32, 64];
   if (!blocks.includes(o.block)) return `block ${o.block} must be one of ${blocks.join(', ')} for the ${kind} kernel`;
+  if (kind === 'q' && (o.hoist || o.singleP)) return 'hoist and singleP are kv-kernel options';
+  if (kind === 'kv' && o.reverse) return 'reverse is a q-kernel option';
   return undefined;
 }
 
@@ -218,7 +237,8 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
   if (o.dimRope) lines.push(`@group(0) @binding(${B.gradRope}) var<storage, read_write> grad_rope: array<f32>;`);
   lines.push('', ...constants('kv', o));
   lines.push(`const KEYS_PER_LANE = ${keysPerLane}u;`);
-  lines.push(`const K_BASE = 0u; const V_BASE = ${L.owners * L.kStride}u; const Q_BASE = ${L.owners * (L.kStride + L.vStride)}u; const DO_BASE = ${L.owners * (L.kStride + L.vStride) + L.cols * L.kStride}u;`);
+  if (o.hoist) lines.push(`const Q_BASE = 0u; const DO_BASE = ${L.cols * L.kStride}u;   // K, V staged once at 0 before the loop`);
+  else lines.push(`const K_BASE = 0u; const V_BASE = ${L.owners * L.kStride}u; const Q_BASE = ${L.owners * (L.kStride + L.vStride)}u; const DO_BASE = ${L.owners * (L.kStride + L.vStride) + L.cols * L.kStride}u;`);
   lines.push(`var<workgroup> T: array<f16, ${L.tileHalves}>;      // K tile | V tile | Q block | dO block`);
   lines.push(`var<workgroup> Sx: array<f32, ${L.sFloats}>;     // per subgroup: Sᵀ, then dPᵀ, then output chunks`);
   lines.push(`var<workgroup> Pt: array<f16, ${L.pHalves}>;     // per subgroup: (P∘Z)ᵀ | dSᵀ`);
@@ -239,10 +259,23 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
   let sg = subgroupId;   // matrix offsets come from the subgroup id (uniformity)
   let ko = sg * 16u;     // this subgroup's keys: kv0 + ko .. + 15
   let sBase = sg * 16u * S_STRIDE;
-  let pBase = sg * 16u * P_STRIDE * 2u;
-  let dsBase = pBase + 16u * P_STRIDE;
-  ${stage(o, 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'kv0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + kv0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + kv0 + rr') : undefined, 'DQ', 'DQP')}
-  ${stage(o, 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'kv0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + kv0 + rr'), undefined, 'DV', 'DVP')}`);
+  let pBase = sg * 16u * P_STRIDE * ${o.singleP ? 1 : 2}u;   // singleP: one P buffer per subgroup
+  let dsBase = pBase${o.singleP ? '' : ' + 16u * P_STRIDE'};
+  ${stage(o, o.hoist ? '0u' : 'K_BASE', 'K_STRIDE', 'OWNERS', 'DQA', 'kv0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + kv0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + kv0 + rr') : undefined, 'DQ', 'DQP')}`);
+  if (o.hoist) {
+    // K_s then V_s into left matrices kept for the whole loop, both staged through the same area
+    lines.push('  workgroupBarrier();');
+    for (let c = 0; c < chunksQ; c++) lines.push(`  let km${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, ko * K_STRIDE + ${c * 16}u, K_STRIDE);`);
+    lines.push('  workgroupBarrier();');
+  }
+  lines.push(`  ${stage(o, o.hoist ? '0u' : 'V_BASE', 'V_STRIDE', 'OWNERS', 'DVP', 'kv0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + kv0 + rr'), undefined, 'DV', 'DVP')}`);
+  if (o.hoist) {
+    lines.push('  workgroupBarrier();');
+    for (let c = 0; c < chunksV; c++) lines.push(`  let vm${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, ko * V_STRIDE + ${c * 16}u, V_STRIDE);`);
+    // the loop's first barrier orders these loads before the Q/dO staging overwrites the area
+  }
+  const kLeft = (c: number) => (o.hoist ? `km${c}` : `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, K_BASE + ko * K_STRIDE + ${c * 16}u, K_STRIDE)`);
+  const vLeft = (c: number) => (o.hoist ? `vm${c}` : `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, V_BASE + ko * V_STRIDE + ${c * 16}u, V_STRIDE)`);
   for (let n = 0; n < chunksQ; n++) lines.push(`  var dk${n} = subgroup_matrix_result<f32, 16, 16>();`);
   for (let n = 0; n < chunksV; n++) lines.push(`  var dv${n} = subgroup_matrix_result<f32, 16, 16>();`);
   lines.push(`  // the queries that can see keys kv0 .. kLast, in blocks aligned to BLOCK
@@ -275,7 +308,7 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
   for (let n = 0; n < chunksB; n++) {
     lines.push('      {', '        var s = subgroup_matrix_result<f32, 16, 16>();');
     for (let c = 0; c < chunksQ; c++) {
-      lines.push(`        s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, K_BASE + ko * K_STRIDE + ${c * 16}u, K_STRIDE), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, Q_BASE + ${n * 16}u * K_STRIDE + ${c * 16}u, K_STRIDE), s);`);
+      lines.push(`        s = subgroupMatrixMultiplyAccumulate(${kLeft(c)}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, Q_BASE + ${n * 16}u * K_STRIDE + ${c * 16}u, K_STRIDE), s);`);
     }
     lines.push(`        subgroupMatrixStore<row_major>(&Sx, sBase + ${n * 16}u, s, S_STRIDE);`, '      }');
   }
@@ -300,11 +333,22 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
         ${o.softcap ? 'tv[e] = th;' : '_ = th;'}
         Pt[pBase + kr * P_STRIDE + col] = f16(p * z);
       }
-      workgroupBarrier();   // Sᵀ read: dPᵀ may overwrite it`);
+      workgroupBarrier();   // Sᵀ read: dPᵀ may overwrite it${o.singleP ? '; (P∘Z)ᵀ visible to the matrix loads' : ''}`);
+  const dvProducts = () => {
+    for (let kc = 0; kc < chunksB; kc++) {
+      lines.push('      {', `        let pl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, pBase + ${kc * 16}u, P_STRIDE);`);
+      for (let n = 0; n < chunksV; n++) {
+        lines.push(`        dv${n} = subgroupMatrixMultiplyAccumulate(pl, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&T, DO_BASE + ${kc * 16}u * V_STRIDE + ${n * 16}u, V_STRIDE), dv${n});`);
+      }
+      lines.push('      }');
+    }
+  };
+  // singleP: (P∘Z)ᵀ is consumed now, so dSᵀ can take its place after the next barrier
+  if (o.singleP) dvProducts();
   for (let n = 0; n < chunksB; n++) {
     lines.push('      {', '        var s = subgroup_matrix_result<f32, 16, 16>();');
     for (let c = 0; c < chunksV; c++) {
-      lines.push(`        s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, V_BASE + ko * V_STRIDE + ${c * 16}u, V_STRIDE), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, DO_BASE + ${n * 16}u * V_STRIDE + ${c * 16}u, V_STRIDE), s);`);
+      lines.push(`        s = subgroupMatrixMultiplyAccumulate(${vLeft(c)}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, DO_BASE + ${n * 16}u * V_STRIDE + ${c * 16}u, V_STRIDE), s);`);
     }
     lines.push(`        subgroupMatrixStore<row_major>(&Sx, sBase + ${n * 16}u, s, S_STRIDE);`, '      }');
   }
@@ -319,9 +363,9 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
       workgroupBarrier();   // (P∘Z)ᵀ and dSᵀ visible to the matrix loads`);
   for (let kc = 0; kc < chunksB; kc++) {
     lines.push('      {');
-    lines.push(`        let pl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, pBase + ${kc * 16}u, P_STRIDE);`);
+    if (!o.singleP) lines.push(`        let pl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, pBase + ${kc * 16}u, P_STRIDE);`);
     lines.push(`        let dl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, dsBase + ${kc * 16}u, P_STRIDE);`);
-    for (let n = 0; n < chunksV; n++) {
+    for (let n = 0; n < chunksV && !o.singleP; n++) {
       lines.push(`        dv${n} = subgroupMatrixMultiplyAccumulate(pl, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&T, DO_BASE + ${kc * 16}u * V_STRIDE + ${n * 16}u, V_STRIDE), dv${n});`);
     }
     for (let n = 0; n < chunksQ; n++) {
@@ -354,6 +398,7 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   const keysPerLane = L.cols / 2; // lanes 0-15: first half of the block's keys, 16-31 the second
   const lines = header(o);
   lines.push(`@group(0) @binding(${B.grad}) var<storage, read_write> grad_q: array<f32>;`);
+  const nwgParam = o.reverse ? ' @builtin(num_workgroups) nwg: vec3<u32>,' : '';
   if (o.dimRope) lines.push(`@group(0) @binding(${B.gradRope}) var<storage, read_write> grad_rope: array<f32>;`);
   lines.push('', ...constants('q', o));
   const area = Math.max(L.owners, L.cols);
@@ -365,7 +410,7 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   lines.push('var<workgroup> seqW: vec4<u32>;');
   lines.push('');
   lines.push(`@compute @workgroup_size(${SG * o.subgroups})`);
-  lines.push('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,');
+  lines.push(`fn main(@builtin(workgroup_id) wg: vec3<u32>,${nwgParam} @builtin(local_invocation_index) li: u32,`);
   lines.push('        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
   lines.push(`  let b = wg.z;
   let h = wg.y;
@@ -373,7 +418,7 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   if (li == 0u) { seqW = vec4<u32>(seq_meta[b], seq_meta[nb + b], seq_meta[2u * nb + b], seq_meta[3u * nb + b]); }
   let seq = workgroupUniformLoad(&seqW);
   let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;
-  let q0 = wg.x * OWNERS;
+  let q0 = ${o.reverse ? '(nwg.x - 1u - wg.x)' : 'wg.x'} * OWNERS;   // reverse: causal rows see the most keys last, so they start first
   if (q0 >= lenQ) { return; }
   let hk = h / params.group;
   let sg = subgroupId;

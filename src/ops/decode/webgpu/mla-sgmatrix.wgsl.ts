@@ -1,0 +1,276 @@
+// MLA latent decode on subgroup matrices (issue 15): with 16+ query rows over one shared latent KV
+// head the decode is a matrix product, so per tile of 64 keys
+//   S = Q (16 rows x Dq) · Kᵀ        each of the 4 subgroups: 16 keys x Dq (Dq/16 MMAs)
+//   online softmax of S (f32)        128 threads, 8 per row, row state (m, l) in registers
+//   O += P (16 x 64) · V (64 x Dv)   each subgroup: its Dv/4 columns (Dv/64 result matrices)
+// on 16x16x16 f16 matrices with f32 results. K and V matrices are loaded straight from storage
+// (Kᵀ as a column-major load of key rows, V row-major): the cache is read once and never staged,
+// so no barrier waits on global loads and each subgroup keeps Dq/16 loads in flight. Q (16 rows)
+// sits in workgroup memory; O stays in matrices (Dv/64 per subgroup: 64 registers at Dv 512).
+// The split-KV grid and the partial format are the split-KV kernel's, so the combine pass merges.
+//
+// Rows: row R of kv head g is (head g G + R / Sq, token R % Sq), R < G Sq; workgroup x holds rows
+// 16 (x mod blocks) ... of kv head x / blocks. Keys: as split-kv.wgsl.ts (same params, same
+// window rule with diag = K_b - Sq + i bottom-right or i top-left); the workgroup's key range is
+// split in whole 64-key tiles starting at a multiple of 64, so every 16-key chunk lies in one page
+// when the page size is a multiple of 16.
+// Softmax in log2 units; m moves only when the tile's max passes it by more than THRESHOLD (then
+// O is rescaled through workgroup memory), so P <= 2^8 fits f16.
+// Keys past a row's range are masked by index; a 16-key chunk wholly past the range is skipped.
+// A partly valid chunk still multiplies the stale cache rows behind the last key by P = 0: they
+// must be finite (a NaN there would poison the row; WebGPU zero-fills new buffers).
+import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS } from './split-kv.wgsl.js';
+import { NO_SCORE } from '../../../engines/webgpu/wgsl.js';
+
+export interface MlaDecodeOptions {
+  dimQK: number;
+  dimV: number;
+  /** Nq / Nkv. */
+  group: number;
+  paged: boolean;
+  /** Values are the first Dv columns of the key rows (one latent cache binding). */
+  sharedKV: boolean;
+}
+
+export const MLA_SUBGROUPS = 4;
+export const MLA_TILE = 64;
+const ROWS = 16;
+const THRESHOLD = 8;
+
+/** Why `o` cannot make a kernel, or undefined. */
+export function mlaDecodeUnsupported(o: MlaDecodeOptions): string | undefined {
+  if (o.dimQK % 16 !== 0) return `Dq must be a multiple of 16, got ${o.dimQK}`;
+  if (o.dimV % (16 * MLA_SUBGROUPS) !== 0) return `Dv must be a multiple of ${16 * MLA_SUBGROUPS}, got ${o.dimV}`;
+  if (o.dimV > 512) return `Dv up to 512 (accumulator registers), got ${o.dimV}`;
+  if (o.sharedKV && o.dimV > o.dimQK) return `a shared latent cache needs Dv <= Dq, got ${o.dimV} > ${o.dimQK}`;
+  return undefined;
+}
+
+const qStride = (o: MlaDecodeOptions) => o.dimQK + 8; // halves; +8 staggers the rows' banks
+const S_STRIDE = MLA_TILE + 4;
+const P_STRIDE = MLA_TILE + 8;
+
+/** Workgroup memory bytes of the kernel. */
+export function mlaDecodeSharedBytes(o: MlaDecodeOptions): number {
+  return ROWS * qStride(o) * 2 + ROWS * S_STRIDE * 4 + ROWS * P_STRIDE * 2 + MLA_SUBGROUPS * 256 * 4 + ROWS * 16 + 16 + 16;
+}
+
+export function buildMlaDecode(o: MlaDecodeOptions): string {
+  const why = mlaDecodeUnsupported(o);
+  if (why) throw new Error(`buildMlaDecode: ${why}`);
+  const B = SPLIT_KV_BINDINGS;
+  const NT = 32 * MLA_SUBGROUPS;
+  const QS = qStride(o);
+  const chunksQ = o.dimQK / 16;
+  const chunksT = MLA_TILE / 16;
+  const colsPer = o.dimV / MLA_SUBGROUPS;
+  const mats = colsPer / 16;
+  const vBuf = o.sharedKV ? 'keys' : 'values';
+  const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
+  const inPage = o.paged ? 'p % params.page_size' : 'p';
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
+
+${SPLIT_KV_PARAMS.wgsl()}
+@group(0) @binding(${B.params}) var<uniform> params: DecodeParams;
+@group(0) @binding(${B.q}) var<storage, read> q: array<f16>;
+@group(0) @binding(${B.keys}) var<storage, read> keys: array<f16>;
+${o.sharedKV ? '' : `@group(0) @binding(${B.values}) var<storage, read> values: array<f16>;`}
+@group(0) @binding(${B.meta}) var<storage, read> seqs: array<u32>;
+@group(0) @binding(${B.out}) var<storage, read_write> partials: array<vec4<f32>>;
+
+const NT = ${NT}u;
+const ROWS = ${ROWS}u;
+const BC = ${MLA_TILE}u;
+const DQ = ${o.dimQK}u;
+const DV = ${o.dimV}u;
+const DV4 = ${o.dimV / 4}u;
+const G = ${o.group}u;
+const QS = ${QS}u;
+const S_STRIDE = ${S_STRIDE}u;
+const P_STRIDE = ${P_STRIDE}u;
+const COLS = ${colsPer}u;      // value columns per subgroup
+const THRESHOLD = ${THRESHOLD.toFixed(1)};
+const NEG = ${NO_SCORE};
+const LOG2E = 1.4426950408889634;
+const LN2 = 0.6931471805599453;
+
+// every workgroup variable a multiple of 16 bytes (docs/GPU-NOTES.md: matrix arrays misaligned otherwise)
+var<workgroup> Qs: array<f16, ${ROWS * QS}>;
+var<workgroup> Ss: array<f32, ${ROWS * S_STRIDE}>;
+var<workgroup> Ps: array<f16, ${ROWS * P_STRIDE}>;
+var<workgroup> Os: array<f32, ${MLA_SUBGROUPS * 256}>;   // per subgroup: one O matrix (rescale, final write)
+var<workgroup> alphaW: array<vec4<f32>, ROWS>;            // per row: (alpha, m, l, 0)
+var<workgroup> flagW: array<atomic<u32>, 4>;
+var<workgroup> rangeW: vec4<i32>;
+
+/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
+fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
+  return off + ${page} * sp + h * sh + (${inPage}) * spos;
+}
+
+@compute @workgroup_size(NT)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let rows_kv = G * params.tokens;
+  let blocks = (rows_kv + ROWS - 1u) / ROWS;
+  let kv_head = wid.x / blocks;
+  let rb = wid.x % blocks;
+  let b = wid.y;
+  let split = wid.z;
+  let splits = nwg.z;
+  let nkeys = seqs[params.len_at + b * params.len_sb] + params.len_add;
+
+  // this thread's softmax row (8 threads a row, columns part, part + 8, ...)
+  let r = li / 8u;
+  let part = li % 8u;
+  let R = rb * ROWS + r;
+  let live = R < rows_kv;
+  let head = kv_head * G + R / params.tokens;
+  let i = R % params.tokens;
+  let diag = select(i32(i), i32(nkeys) - i32(params.tokens) + i32(i), params.bottom_right != 0u);
+  let lo_r = select(1, max(0, diag - params.win_left), live);
+  let hi_r = select(0, min(i32(nkeys) - 1, diag + params.win_right), live);
+  // the workgroup's key range: the union of its rows' (every row has 8 threads: reduce over all)
+  var wlo = i32(nkeys);
+  var whi = 0;
+  if (lo_r <= hi_r) { wlo = lo_r; whi = hi_r + 1; }
+  wlo = subgroupMin(wlo);
+  whi = subgroupMax(whi);
+  if (lane == 0u) { alphaW[sg] = vec4<f32>(f32(wlo), f32(whi), 0.0, 0.0); }
+
+  // Q rows -> workgroup memory (dead rows 0)
+  for (var t = li; t < ROWS * DQ; t += NT) {
+    let rr = t / DQ;
+    let d = t % DQ;
+    let RR = rb * ROWS + rr;
+    var x = f16(0.0);
+    if (RR < rows_kv) {
+      let h = kv_head * G + RR / params.tokens;
+      x = q[params.q_off + b * params.q_sb + h * params.q_sh + (RR % params.tokens) * params.q_si + d];
+    }
+    Qs[rr * QS + d] = x;
+  }
+  if (li == 0u) { atomicStore(&flagW[0], 0u); }
+  workgroupBarrier();
+  if (li == 0u) {
+    var glo = i32(nkeys);
+    var ghi = 0;
+    for (var s = 0u; s < ${MLA_SUBGROUPS}u; s++) { glo = min(glo, i32(alphaW[s].x)); ghi = max(ghi, i32(alphaW[s].y)); }
+    rangeW = vec4<i32>(min(glo, ghi), ghi, 0, 0);
+  }
+  // the key range must be uniform (the tile loop holds barriers): through workgroupUniformLoad
+  let range = workgroupUniformLoad(&rangeW);
+  let first = (u32(range.x) / BC) * BC;
+  let total = u32(range.y) - first;
+  let per_split = ((total + splits - 1u) / splits + BC - 1u) / BC * BC;
+  let lo = min(first + split * per_split, u32(range.y));
+  let hi = min(lo + per_split, u32(range.y));
+
+${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).join('\n')}
+  var m = NEG;
+  var l = 0.0;
+  let qk_scale = params.scale * LOG2E;
+  let col0 = sg * COLS;
+
+  for (var kv0 = lo; kv0 < hi; kv0 += BC) {
+    // S chunk of this subgroup: keys kv0 + 16 sg ..., Kᵀ straight from storage (column-major)
+    let kc = kv0 + sg * 16u;
+    {
+      var s = subgroup_matrix_result<f32, 16, 16>();
+      if (kc < hi) {
+        let kb = cache_at(b, kv_head, kc, params.k_off, params.k_sp, params.k_sh, params.k_spos);
+        for (var c = 0u; c < DQ / 16u; c++) {
+          let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, c * 16u, QS);
+          let km = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&keys, kb + c * 16u, params.k_spos);
+          s = subgroupMatrixMultiplyAccumulate(qm, km, s);
+        }
+      }
+      subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);
+    }
+    workgroupBarrier();
+
+    // online softmax of row r over its 8 columns
+    var sv: array<f32, 8>;
+    var tmax = NEG;
+    for (var k = 0u; k < 8u; k++) {
+      let j = i32(kv0 + part + 8u * k);
+      var x = NEG;
+      if (j >= lo_r && j <= hi_r) { x = Ss[r * S_STRIDE + part + 8u * k] * qk_scale; }
+      sv[k] = x;
+      tmax = max(tmax, x);
+    }
+    tmax = max(tmax, subgroupShuffleXor(tmax, 1u));
+    tmax = max(tmax, subgroupShuffleXor(tmax, 2u));
+    tmax = max(tmax, subgroupShuffleXor(tmax, 4u));
+    var alpha = 1.0;
+    if (tmax > m) {
+      if (m == NEG) {
+        m = tmax;   // O and l still 0: nothing to rescale
+      } else if (tmax - m > THRESHOLD) {
+        alpha = exp2(m - tmax);
+        m = tmax;
+        atomicOr(&flagW[0], 1u);
+      }
+    }
+    l *= alpha;
+    var sum = 0.0;
+    for (var k = 0u; k < 8u; k++) {
+      let p = select(0.0, exp2(sv[k] - m), sv[k] != NEG);
+      sum += p;
+      Ps[r * P_STRIDE + part + 8u * k] = f16(p);
+    }
+    sum += subgroupShuffleXor(sum, 1u);
+    sum += subgroupShuffleXor(sum, 2u);
+    sum += subgroupShuffleXor(sum, 4u);
+    l += sum;
+    if (part == 0u) { alphaW[r].x = alpha; }
+    if (workgroupUniformLoad(&flagW[0]) != 0u) {
+      // some row's max moved: scale this subgroup's O rows through workgroup memory
+      let ob = sg * 256u;
+${idx(mats).map((n) => `      subgroupMatrixStore<row_major>(&Os, ob, om${n}, 16u);
+      workgroupBarrier();
+      for (var e = lane; e < 256u; e += 32u) { Os[ob + e] *= alphaW[e / 16u].x; }
+      workgroupBarrier();
+      om${n} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&Os, ob, 16u);
+      workgroupBarrier();`).join('\n')}
+    }
+    // O += P·V, V rows straight from storage (row-major), this subgroup's columns
+    for (var c = 0u; c < ${chunksT}u; c++) {
+      let vc = kv0 + c * 16u;
+      if (vc < hi) {
+        let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, c * 16u, P_STRIDE);
+        let vb = cache_at(b, kv_head, vc, params.v_off, params.v_sp, params.v_sh, params.v_spos) + col0;
+${idx(mats).map((n) => `        om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&${vBuf}, vb + ${n * 16}u, params.v_spos), om${n});`).join('\n')}
+      }
+    }
+    workgroupBarrier();
+    if (li == 0u) { atomicStore(&flagW[0], 0u); }
+  }
+
+  // partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0), natural log
+  if (part == 0u) { alphaW[r] = vec4<f32>(0.0, select(NEG, m * LN2, l > 0.0), l, 0.0); }
+  workgroupBarrier();
+  let ob = sg * 256u;
+  let wr = lane / 2u;             // this lane writes 8 columns of row wr of each O matrix
+  let wc = (lane % 2u) * 8u;
+  let WR = rb * ROWS + wr;
+  let wlive = WR < rows_kv;
+  let whead = kv_head * G + WR / params.tokens;
+  let prow = (b * params.heads_q + whead) * params.tokens + WR % params.tokens;
+  let pbase = (prow * splits + split) * (DV4 + 1u);
+${idx(mats).map((n) => `  subgroupMatrixStore<row_major>(&Os, ob, om${n}, 16u);
+  workgroupBarrier();
+  if (wlive) {
+    let at = pbase + (col0 + ${n * 16}u + wc) / 4u;
+    partials[at] = vec4<f32>(Os[ob + wr * 16u + wc], Os[ob + wr * 16u + wc + 1u], Os[ob + wr * 16u + wc + 2u], Os[ob + wr * 16u + wc + 3u]);
+    partials[at + 1u] = vec4<f32>(Os[ob + wr * 16u + wc + 4u], Os[ob + wr * 16u + wc + 5u], Os[ob + wr * 16u + wc + 6u], Os[ob + wr * 16u + wc + 7u]);
+  }
+  workgroupBarrier();`).join('\n')}
+  if (wlive && sg == 0u && lane % 2u == 0u) { partials[pbase + DV4] = vec4<f32>(alphaW[wr].y, alphaW[wr].z, 0.0, 0.0); }
+}
+`;
+}
