@@ -7,6 +7,8 @@
 //               num_c = A_c·[V_c|1] + φ(Q_c)·P_c (one split-K matmul)                 8-9 dispatches
 //   out = num[:, :Dv] / num[:, Dv], in q's layout and dtype.
 // Performer adds X·Wᵀ for q and k and the per-row / per-head stabilisers (5 dispatches).
+// The products run on the portable f32 matmul or on tensor cores (tier.ts: f16 operands, f32
+// accumulation; the states and chunk scores then carry alpha = 1/Sk, which cancels in num / den).
 import { UnsupportedError } from '../../../core/errors.js';
 import { type GpuRuntime, type Pipeline, defineKernel, getRuntime } from '../../../engines/webgpu/runtime.js';
 import type { AttentionResult } from '../../attention/backend.js';
@@ -14,12 +16,14 @@ import type { StridedView } from '../../attention/problem.js';
 import { type AttentionOperands, measuredAttention } from '../../attention/webgpu/attention-io.js';
 import { packModData } from '../../attention/mods/plan.js';
 import { MATMUL_TILE, buildMatmul, type MatmulOptions } from '../../gemm/webgpu/matmul.wgsl.js';
-import { type MatrixOperand, dispatchMatmul, matmulKernel } from '../../gemm/webgpu/matmul.js';
+import { type MatmulCall, type MatrixOperand, dispatchMatmul, matmulKernel } from '../../gemm/webgpu/matmul.js';
+import { sgmatMatmulSize } from '../../gemm/webgpu/matmul-sgmat.wgsl.js';
 import type { ApproxProblem } from '../problem.js';
 import {
   APPROX_PARAMS, CAUSAL_CHUNK_EPILOGUE, type FeatureKernelOptions, buildAugment, buildFeatures, buildNormalize, buildPerformerKeys,
   buildChunkScan, buildPerformerRows, buildPlaneMax, featuresBindData,
 } from './kernels.wgsl.js';
+import { ALPHA_SCALED, type ApproxProduct, type ApproxTier, approxSgmatKernel, approxSgmatOptions, approxSgmatTile, approxTier } from './tier.js';
 
 const featuresKernel = defineKernel<FeatureKernelOptions>('approx-features', buildFeatures);
 const augmentKernel = defineKernel<{ dtype: 'float32' | 'float16' }>('approx-augment', buildAugment);
@@ -72,12 +76,24 @@ export function approxGpuUnsupported(p: ApproxProblem, runtime: Pick<GpuRuntime,
   return undefined;
 }
 
-export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice): Promise<AttentionResult> {
+/**
+ * `testing.scaledPortable`: the tensor-core tier's host path (products routed per kind, states and
+ * chunk scores times alpha) on the portable matmul, so machines without subgroup matrices test
+ * everything of that tier but the kernel itself.
+ */
+export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice, testing?: { scaledPortable?: boolean }): Promise<AttentionResult> {
   const runtime = await getRuntime(device);
   const reason = approxGpuUnsupported(p, runtime);
   if (reason) throw new UnsupportedError('options.backend', `approximate attention on WebGPU: ${reason}`);
   const b = p.base;
   const dtype = b.dtype;
+  const tier = approxTier(dtype, runtime);
+  const tile = approxSgmatTile();
+  const sgmat: Partial<Record<ApproxProduct, Pipeline>> = {};
+  if (tier === 'tensorcore') {
+    const used: ApproxProduct[] = p.causal ? ['state', 'scores', 'split'] : ['state', 'num'];
+    for (const product of used) sgmat[product] = await runtime.pipeline(approxSgmatKernel, approxSgmatOptions(product, tile));
+  }
   const pipelines = {
     features: p.mapPlan ? await runtime.pipeline(featuresKernel, { dtype, map: p.mapPlan.kernel }) : undefined,
     augment: await runtime.pipeline(augmentKernel, { dtype }),
@@ -93,11 +109,30 @@ export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice): Promis
     planeMax: p.projection ? await runtime.pipeline(planeMaxKernel, {}) : undefined,
     keys: p.projection ? await runtime.pipeline(keysKernel, {}) : undefined,
   };
-  return measuredAttention(runtime, b, (io) => record(runtime, p, io, pipelines as Record<string, Pipeline>));
+  let products: Products = { tier, pipelines: sgmat, tile: sgmatMatmulSize(tile) };
+  if (testing?.scaledPortable) {
+    const plain = pipelines.matmul;
+    products = { tier: 'portable', tile: MATMUL_TILE, pipelines: p.causal ? { state: plain, scores: pipelines.causal, split: pipelines.split } : { state: plain, num: plain } };
+  }
+  return measuredAttention(runtime, b, (io) => record(runtime, p, io, pipelines as Record<string, Pipeline>, products));
 }
 
-function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pipe: Record<string, Pipeline>): void {
+/** The tensor-core tier's pipelines per product (empty on the portable tier) and their output tile. */
+interface Products {
+  tier: ApproxTier;
+  pipelines: Partial<Record<ApproxProduct, Pipeline>>;
+  tile: { m: number; n: number };
+}
+
+function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pipe: Record<string, Pipeline>, products: Products): void {
   const b = p.base;
+  // one product: on the portable pipeline given, or on tensor cores (alpha-scaled where tier.ts says)
+  const alpha = 1 / Math.max(1, b.seqK);
+  const product = (kind: ApproxProduct, portable: Pipeline, call: MatmulCall) => {
+    const sg = products.pipelines[kind];
+    if (!sg) return dispatchMatmul(runtime, portable, call);
+    dispatchMatmul(runtime, sg, { ...call, tile: products.tile, alpha: ALPHA_SCALED.has(kind) ? alpha : 1 });
+  };
   const BH = b.batch * b.headsQ;
   const F = p.features;
   const W = b.dimV + 1;
@@ -148,19 +183,19 @@ function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pi
       const rest = b.seqK - full * KC;
       const slots = full + (rest > 0 ? 1 : 0);
       if (slots <= 1) {
-        dispatchMatmul(runtime, pipe.matmul, {
+        product('state', pipe.matmul, {
           label: 'approx-state', options: F32, m: F, n: W, k: b.seqK, outer: BH, inner: 1,
           a: operand(phiK, 0, [b.seqK * F, 0, 1, F]), b: operand(aug, 0, [b.seqK * W, 0, W, 1]), c: operand(state, 0, [F * W, 0, W, 1]),
         });
       } else {
         // per key chunk of KC keys (the last one shorter), then their sum in chunk order
         const parts = buffer(BH * slots * F * W, 'state chunks');
-        dispatchMatmul(runtime, pipe.matmul, {
+        product('state', pipe.matmul, {
           label: 'approx-state-chunks', options: F32, m: F, n: W, k: KC, outer: BH, inner: full,
           a: operand(phiK, 0, [b.seqK * F, KC * F, 1, F]), b: operand(aug, 0, [b.seqK * W, KC * W, W, 1]), c: operand(parts, 0, [slots * F * W, F * W, W, 1]),
         });
         if (rest > 0) {
-          dispatchMatmul(runtime, pipe.matmul, {
+          product('state', pipe.matmul, {
             label: 'approx-state-rest', options: F32, m: F, n: W, k: rest, outer: BH, inner: 1,
             a: operand(phiK, full * KC * F, [b.seqK * F, 0, 1, F]), b: operand(aug, full * KC * W, [b.seqK * W, 0, W, 1]), c: operand(parts, full * F * W, [slots * F * W, 0, W, 1]),
           });
@@ -170,7 +205,7 @@ function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pi
         }, perElement(F * W));
       }
       num = buffer(BH * b.seqQ * W, 'numerators');
-      dispatchMatmul(runtime, pipe.matmul, {
+      product('num', pipe.matmul, {
         label: 'approx-num', options: F32, m: b.seqQ, n: W, k: F, outer: BH, inner: 1,
         a: operand(phiQ, 0, [b.seqQ * F, 0, F, 1]), b: operand(state, 0, [F * W, 0, W, 1]), c: operand(num, 0, [b.seqQ * W, 0, W, 1]),
       });
@@ -180,18 +215,18 @@ function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pi
       const off = b.seqK - b.seqQ;
       rowsPerPlane = chunks * C;
       const scores = buffer(BH * chunks * C * C, 'chunk scores');
-      dispatchMatmul(runtime, pipe.causal, {
+      product('scores', pipe.causal, {
         label: 'approx-chunk-scores', options: { ...F32, transposeB: true }, m: C, n: C, k: F, outer: BH, inner: chunks,
         a: operand(phiQ, 0, [b.seqQ * F, C * F, F, 1]), b: operand(phiK, off * F, [b.seqK * F, C * F, F, 1]), c: operand(scores, 0, [chunks * C * C, C * C, C, 1]),
       });
       const states = buffer(BH * chunks * F * W, 'chunk states');
-      dispatchMatmul(runtime, pipe.matmul, {
+      product('state', pipe.matmul, {
         label: 'approx-chunk-states', options: F32, m: F, n: W, k: C, outer: BH, inner: chunks,
         a: operand(phiK, off * F, [b.seqK * F, C * F, 1, F]), b: operand(aug, off * W, [b.seqK * W, C * W, W, 1]), c: operand(states, 0, [chunks * F * W, F * W, W, 1]),
       });
       const pre = buffer(off > 0 ? BH * F * W : 4, 'keys before the first chunk');
       if (off > 0) {
-        dispatchMatmul(runtime, pipe.matmul, {
+        product('state', pipe.matmul, {
           label: 'approx-pre-state', options: F32, m: F, n: W, k: off, outer: BH, inner: 1,
           a: operand(phiK, 0, [b.seqK * F, 0, 1, F]), b: operand(aug, 0, [b.seqK * W, 0, W, 1]), c: operand(pre, 0, [F * W, 0, W, 1]),
         });
@@ -200,7 +235,7 @@ function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pi
         0: runtime.uniform(pack({ chunks, words: F * W, has_pre: off > 0 ? 1 : 0 }), 'prefix params'), 2: states, 3: pre,
       }, perElement(F * W));
       num = buffer(BH * rowsPerPlane * W, 'numerators');
-      dispatchMatmul(runtime, pipe.split, {
+      product('split', pipe.split, {
         label: 'approx-chunk-num', options: { ...F32, splitK: true }, m: C, n: W, k: C, k2: F, outer: BH, inner: chunks,
         a: operand(scores, 0, [chunks * C * C, C * C, C, 1]), b: operand(aug, off * W, [b.seqK * W, C * W, W, 1]),
         a2: operand(phiQ, 0, [b.seqQ * F, C * F, F, 1]), b2: operand(states, 0, [chunks * F * W, F * W, W, 1]),
