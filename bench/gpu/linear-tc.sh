@@ -17,4 +17,6 @@ if command -v python3 >/dev/null && python3 -c 'import torch' 2>/dev/null; then
 else
   echo "== torch: not available here"
 fi
+# the summary again with "== " so session.sh's excerpt of the log shows it
+grep -hE '^(PASS|FAIL|SKIP|time|torch)' "$OUT/linear-tc.log" "$OUT/linear-torch.err" 2>/dev/null | sed 's/^/== /'
 echo "call done"
