@@ -4,7 +4,7 @@
 // the H200's 48 KiB in whole 16-byte units. Its numbers are checked on the GPU (bench/gpu/linear-tc.sh).
 import { describe, expect, it } from 'vitest';
 import { SGMAT_MATMUL_TILES, sgmatMatmulSize } from '../dist/ops/gemm/webgpu/matmul-sgmat.wgsl.js';
-import { APPROX_PRODUCTS, approxSgmatKernel, approxSgmatOptions, approxTier } from '../dist/ops/approx/webgpu/tier.js';
+import { APPROX_PRODUCTS, approxSgmatKernel, approxSgmatOptions, approxSgmatTile, approxTier } from '../dist/ops/approx/webgpu/tier.js';
 import { tintErrors } from './tint.js';
 
 
@@ -53,9 +53,15 @@ describe('linear attention products on subgroup matrices', () => {
       expect(() => approxTier('float16', bare)).toThrow(/FUSEDATTN_APPROX_TIER.*lacks the "shader-f16"/);
       process.env.FUSEDATTN_APPROX_TIER = 'fast';
       expect(() => approxTier('float16', good)).toThrow(/FUSEDATTN_APPROX_TIER/);
+      expect(approxSgmatTile()).toEqual(SGMAT_MATMUL_TILES[0]);
+      process.env.FUSEDATTN_APPROX_SGMAT_TILE = '1';
+      expect(approxSgmatTile()).toEqual(SGMAT_MATMUL_TILES[1]);
+      process.env.FUSEDATTN_APPROX_SGMAT_TILE = String(SGMAT_MATMUL_TILES.length);
+      expect(() => approxSgmatTile()).toThrow(/FUSEDATTN_APPROX_SGMAT_TILE/);
     } finally {
       if (saved === undefined) delete process.env.FUSEDATTN_APPROX_TIER;
       else process.env.FUSEDATTN_APPROX_TIER = saved;
+      delete process.env.FUSEDATTN_APPROX_SGMAT_TILE;
     }
   });
 });

@@ -87,8 +87,8 @@ export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice, testing
   if (reason) throw new UnsupportedError('options.backend', `approximate attention on WebGPU: ${reason}`);
   const b = p.base;
   const dtype = b.dtype;
+  const tile = approxSgmatTile(); // read first: a malformed value is an error on every adapter
   const tier = approxTier(dtype, runtime);
-  const tile = approxSgmatTile();
   const sgmat: Partial<Record<ApproxProduct, Pipeline>> = {};
   if (tier === 'tensorcore') {
     const used: ApproxProduct[] = p.causal ? ['state', 'scores', 'split'] : ['state', 'num'];
