@@ -16,9 +16,11 @@ describe('linear attention products on subgroup matrices', () => {
     for (const product of APPROX_PRODUCTS) {
       for (const [t, tile] of SGMAT_MATMUL_TILES.entries()) sources[`${product} tile ${t}`] = approxSgmatKernel.build(approxSgmatOptions(product, tile));
     }
-    // f16 operands in memory too (the builder's other path; not dispatched by the host yet)
-    const half = { ...approxSgmatOptions('num', SGMAT_MATMUL_TILES[0]), a: 'float16' as const, b: 'float16' as const };
-    sources['num, f16 operands'] = approxSgmatKernel.build(half);
+    // float16 φ and [V | 1] (FUSEDATTN_APPROX_HALF_FEATURES): f16 operands in memory
+    for (const [t, tile] of SGMAT_MATMUL_TILES.entries()) {
+      for (const product of ['state', 'num'] as const) sources[`${product} tile ${t}, f16 features`] = approxSgmatKernel.build(approxSgmatOptions(product, tile, true));
+    }
+    expect(() => approxSgmatOptions('split', SGMAT_MATMUL_TILES[0], true)).toThrow(/non-causal/);
     expect(sources['scores tile 0']).toContain('select(value, 0.0, n > m)'); // the causal epilogue
     const errors = tintErrors(sources, 'the linear attention tensor-core products');
     if (!errors) return;

@@ -151,6 +151,10 @@ describe('approximate attention on WebGPU', async () => {
         const ref = referenceApprox(p);
         const out = (await runApproxGpu(p, undefined, { scaledPortable: true })).out;
         expect(checkF32('out', out.toFloat32(), ref, half ? 2e-3 : 1e-5), `half ${half}`).toBeUndefined();
+        // φ and [V | 1] stored as float16 pairs (non-causal only; causal ignores it): f16 rounding
+        // of the operands, as the tensor cores stage them
+        const halfFeatures = (await runApproxGpu(p, undefined, { scaledPortable: true, halfFeatures: true })).out;
+        expect(checkF32('out', halfFeatures.toFloat32(), ref, half ? 1e-2 : options.causal ? 1e-5 : 1e-2), `half ${half}, float16 features`).toBeUndefined();
       }
     });
   }

@@ -60,8 +60,13 @@ export function approxSgmatTile(): SgmatMatmulTile {
 }
 
 /** Kernel options of one product on tensor cores (what the compile checks and the host both use). */
-export function approxSgmatOptions(product: ApproxProduct, tile: SgmatMatmulTile = approxSgmatTile()): SgmatMatmulOptions & { product: ApproxProduct } {
-  return { ...PRODUCT_OPTIONS[product], tile, product };
+export function approxSgmatOptions(product: ApproxProduct, tile: SgmatMatmulTile = approxSgmatTile(), halfFeatures = false): SgmatMatmulOptions & { product: ApproxProduct } {
+  const o = { ...PRODUCT_OPTIONS[product], tile, product };
+  if (!halfFeatures) return o;
+  // float16 φ and [V | 1] (non-causal): the state reads both, the numerator φ(Q) and the f32 state
+  if (product === 'state') return { ...o, a: 'float16', b: 'float16' };
+  if (product === 'num') return { ...o, a: 'float16' };
+  throw new Error(`approxSgmatOptions: float16 features are for the non-causal products, not ${product}`);
 }
 
 export const APPROX_PRODUCTS = Object.keys(PRODUCT_OPTIONS) as ApproxProduct[];
