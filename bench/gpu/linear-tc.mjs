@@ -35,20 +35,28 @@ console.log(`adapter: ${adapter || 'unknown'}; tensor cores: ${tcReason ? `no ($
 emit({ part: 'adapter', adapter, tensorcore: !tcReason, reason: tcReason });
 
 const tileName = (t) => { const s = sgmatMatmulSize(SGMAT_MATMUL_TILES[t]); return `tc ${s.m}x${s.n}`; };
-const VARIANTS = [{ name: 'portable', tier: 'portable' }, ...SGMAT_MATMUL_TILES.map((_, t) => ({ name: tileName(t), tier: 'tensorcore', tile: t }))];
+// 'f16φ': φ and [V | 1] stored as float16 (FUSEDATTN_APPROX_HALF_FEATURES=1; non-causal only, causal
+// runs as without it and is therefore not timed)
+const VARIANTS = [
+  { name: 'portable', tier: 'portable' },
+  ...SGMAT_MATMUL_TILES.map((_, t) => ({ name: tileName(t), tier: 'tensorcore', tile: t })),
+  ...SGMAT_MATMUL_TILES.map((_, t) => ({ name: `${tileName(t)} f16φ`, tier: 'tensorcore', tile: t, half: true })),
+];
 /** Runs fn with the variant's tier and tile forced (the env is read per call). */
 async function withVariant(v, fn) {
   process.env.FUSEDATTN_APPROX_TIER = v.tier;
   if (v.tile === undefined) delete process.env.FUSEDATTN_APPROX_SGMAT_TILE;
   else process.env.FUSEDATTN_APPROX_SGMAT_TILE = String(v.tile);
-  try { return await fn(); } finally { delete process.env.FUSEDATTN_APPROX_TIER; delete process.env.FUSEDATTN_APPROX_SGMAT_TILE; }
+  if (v.half) process.env.FUSEDATTN_APPROX_HALF_FEATURES = '1';
+  try { return await fn(); } finally { for (const name of ['FUSEDATTN_APPROX_TIER', 'FUSEDATTN_APPROX_SGMAT_TILE', 'FUSEDATTN_APPROX_HALF_FEATURES']) delete process.env[name]; }
 }
 
 function halves(shape, gauss, sigma) {
   return Tensor.fromData(floatsToHalf(randomFloats(shape.reduce((a, b) => a * b, 1), gauss, sigma)), shape, 'float16');
 }
 
-// ---- checks
+// ---- checks: one line per case, the error of each variant (relative to max |ref|; '!' = over its tolerance)
+console.log(`check columns: ${VARIANTS.map((v, i) => `${i + 1} ${v.name}`).join(', ')}`);
 const passed = new Map(VARIANTS.map((v) => [v.name, true]));
 const refused = new Set();
 const seqs = smoke ? [1, 97] : [1, 97, 1025];
@@ -84,7 +92,7 @@ for (const S of seqs) for (const D of dims) for (const causal of [false, true]) 
           console.log(`  SKIP ${variant.name}: refused as expected: ${String(e.message ?? e).split('\n')[0]}`);
         }
       }
-      line.push(`${variant.name} SKIP`);
+      line.push('SKIP'.padStart(8));
       continue;
     }
     let err;
@@ -100,10 +108,10 @@ for (const S of seqs) for (const D of dims) for (const causal of [false, true]) 
     const ok = err <= TOL[variant.tier];
     if (!ok) passed.set(variant.name, false);
     errors[variant.name] = err;
-    line.push(`${variant.name} ${ok ? 'PASS' : 'FAIL'} ${err.toExponential(1)}`);
+    line.push(`${err.toExponential(1)}${ok ? ' ' : '!'}`.padStart(8));
     emit({ part: 'check', S, D, causal, map, variant: variant.name, error: err, pass: ok });
   }
-  console.log(`check S ${String(S).padStart(4)} D ${String(D).padStart(3)} ${causal ? 'causal    ' : 'non-causal'} ${map.padEnd(5)} | ${line.join(' | ')}`);
+  console.log(`check S ${String(S).padStart(4)} D ${String(D).padStart(3)} ${causal ? 'causal    ' : 'non-causal'} ${map.padEnd(5)} |${line.join('|')}`);
 }
 if (tcReason) console.log(`SKIP tensor-core variants: ${tcReason}`);
 for (const v of VARIANTS) {
@@ -123,8 +131,8 @@ console.log(`timing B${B} H${H} S${S} D${D} fp16 elu+1 (GPU ms, median of 5 afte
 for (const causal of [false, true]) {
   const want = referenceApproxRows(validateApprox('linear', host[0], host[1], host[2], { causal }), 0, 1, rows);
   for (const variant of VARIANTS) {
-    if (!passed.get(variant.name) || (variant.tier === 'tensorcore' && tcReason)) continue;
-    const label = `${causal ? 'causal    ' : 'non-causal'} ${variant.name.padEnd(12)}`;
+    if (!passed.get(variant.name) || (variant.tier === 'tensorcore' && tcReason) || (variant.half && causal)) continue;
+    const label = `${causal ? 'causal    ' : 'non-causal'} ${variant.name.padEnd(17)}`;
     try {
       const run = () => withVariant(variant, () => linearAttention(gpu[0], gpu[1], gpu[2], { causal, backend: 'webgpu' }));
       const first = await run();
