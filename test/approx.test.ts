@@ -134,6 +134,8 @@ describe('approximate attention on WebGPU', async () => {
     expect(stateChunkKeys(4096, 8, 64, 65)).toBe(256);
     expect(stateChunkKeys(4096, 128, 128, 129)).toBe(4096);
     expect(stateChunkKeys(300, 1, 16, 17)).toBe(300);
+    // the tensor-core tier's larger tiles (64 x 64: 6 per head at F 128, W 129) split B4 H32 S4096 in 3
+    expect(stateChunkKeys(4096, 128, 128, 129, { m: 64, n: 64 })).toBe(1408);
   });
   // the tensor-core tier's host path (per-product routing, states and chunk scores times 1/Sk) on
   // the portable matmul: its kernel alone needs a GPU (bench/gpu/linear-tc.sh checks it there)

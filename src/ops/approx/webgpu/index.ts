@@ -46,8 +46,8 @@ const STATE_MIN_CHUNK = 256;
  * (H200: non-causal 3x slower than causal at 8 heads of 4096). Split over the keys until the
  * grid reaches the target; Sk (no split) when it already does.
  */
-export function stateChunkKeys(seqK: number, planes: number, features: number, cols: number): number {
-  const tiles = Math.ceil(features / MATMUL_TILE.m) * Math.ceil(cols / MATMUL_TILE.n);
+export function stateChunkKeys(seqK: number, planes: number, features: number, cols: number, tile: { m: number; n: number } = MATMUL_TILE): number {
+  const tiles = Math.ceil(features / tile.m) * Math.ceil(cols / tile.n);
   const wanted = Math.ceil(STATE_TARGET_WORKGROUPS / Math.max(1, planes * tiles));
   const chunks = Math.max(1, Math.min(wanted, Math.floor(seqK / STATE_MIN_CHUNK), Math.floor(65535 / Math.max(1, planes))));
   if (chunks <= 1) return seqK;
@@ -194,7 +194,7 @@ function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pi
     let num: GPUBuffer;
     if (!p.causal) {
       const state = buffer(BH * F * W, 'state');
-      const KC = stateChunkKeys(b.seqK, BH, F, W);
+      const KC = stateChunkKeys(b.seqK, BH, F, W, products.pipelines.state ? products.tile : MATMUL_TILE);
       const full = Math.floor(b.seqK / KC);
       const rest = b.seqK - full * KC;
       const slots = full + (rest > 0 ? 1 : 0);
