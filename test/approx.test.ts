@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor, UnsupportedError, ValueError, featureMap, floatsToHalf, linearAttention, performerAttention, performerProjection, referenceApprox, referenceAttention, validateAttention, type BackendName } from '../dist/index.js';
 import { validateApprox } from '../dist/ops/approx/problem.js';
-import { stateChunkKeys } from '../dist/ops/approx/webgpu/index.js';
+import { runApproxGpu, stateChunkKeys } from '../dist/ops/approx/webgpu/index.js';
 import { checkF32, normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { skipNotice } from './webgpu-helpers.js';
 
@@ -134,6 +134,51 @@ describe('approximate attention on WebGPU', async () => {
     expect(stateChunkKeys(4096, 8, 64, 65)).toBe(256);
     expect(stateChunkKeys(4096, 128, 128, 129)).toBe(4096);
     expect(stateChunkKeys(300, 1, 16, 17)).toBe(300);
+    // the tensor-core tier's larger tiles (64 x 64: 6 per head at F 128, W 129) split B4 H32 S4096 in 3
+    expect(stateChunkKeys(4096, 128, 128, 129, { m: 64, n: 64 })).toBe(1408);
+  });
+  // the tensor-core tier's host path (per-product routing, states and chunk scores times 1/Sk) on
+  // the portable matmul: its kernel alone needs a GPU (bench/gpu/linear-tc.sh checks it there)
+  const scaled: Array<[string, Shape, Record<string, unknown>]> = [
+    ['non-causal elu+1, GQA', GQA, {}],
+    ['non-causal relu, 1000 keys (state split over key chunks)', LONG_KEYS, { featureMap: 'relu' }],
+    ['causal elu+1, chunk 16, Sq != Sk (keys before the first chunk)', GQA, { causal: true, chunkSize: 16 }],
+    ['causal relu, chunk 7', SQUARE, { featureMap: 'relu', causal: true, chunkSize: 7 }],
+  ];
+  for (const [index, [name, shape, options]] of scaled.entries()) {
+    it.skipIf(skip)(`tensor-core host path, scaled on the portable matmul: ${name}`, async () => {
+      for (const half of [false, true]) {
+        const { q, k, v } = inputs(shape, 90 + index, half);
+        const p = validateApprox('linear', q, k, v, options as never);
+        const ref = referenceApprox(p);
+        const out = (await runApproxGpu(p, undefined, { scaledPortable: true })).out;
+        expect(checkF32('out', out.toFloat32(), ref, half ? 2e-3 : 1e-5), `half ${half}`).toBeUndefined();
+        // φ and [V | 1] stored as float16 pairs (non-causal only; causal ignores it): f16 rounding
+        // of the operands, as the tensor cores stage them
+        const halfFeatures = (await runApproxGpu(p, undefined, { scaledPortable: true, halfFeatures: true })).out;
+        expect(checkF32('out', halfFeatures.toFloat32(), ref, half ? 1e-2 : options.causal ? 1e-5 : 1e-2), `half ${half}, float16 features`).toBeUndefined();
+      }
+    });
+  }
+  it.skipIf(skip)('forcing the tensor-core tier: refused with the reason without subgroup matrices, within f16 error with them', async () => {
+    const { q, k, v } = inputs(GQA, 4, true);
+    const saved = process.env.FUSEDATTN_APPROX_TIER;
+    process.env.FUSEDATTN_APPROX_TIER = 'tensorcore';
+    try {
+      const run = linearAttention(q, k, v, { backend: 'webgpu' });
+      const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
+      const { sgMatrixAdapterUnsupported } = await import('../dist/ops/attention/webgpu/tiers/sgmatrix.js');
+      const reason = sgMatrixAdapterUnsupported(await getRuntime());
+      if (reason) await expect(run).rejects.toThrow(/FUSEDATTN_APPROX_TIER.*cannot run here/);
+      else {
+        // a GPU with subgroup matrices runs it: f16 operands (bench/gpu/linear-tc.sh checks more shapes)
+        const ref = referenceApprox(validateApprox('linear', q, k, v, {}));
+        expect(checkF32('out', (await run).out.toFloat32(), ref, 2e-2)).toBeUndefined();
+      }
+    } finally {
+      if (saved === undefined) delete process.env.FUSEDATTN_APPROX_TIER;
+      else process.env.FUSEDATTN_APPROX_TIER = saved;
+    }
   });
   it.skipIf(skip)('CPU and GPU draw the same Performer projection (results agree)', async () => {
     const { q, k, v } = inputs(GQA, 9);

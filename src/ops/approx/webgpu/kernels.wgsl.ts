@@ -47,10 +47,47 @@ export interface FeatureKernelOptions {
   dtype: FloatDType;
   /** φ as a score function of (score = x, kv = d). */
   map: ModsKernelOptions;
+  /** φ stored as float16 pairs (halfPairs below); default float32. */
+  half?: boolean;
 }
 
-/** φ(x) of every element of q or k into φ [bh][seq][cols]; one thread per element. */
+/**
+ * Float16 output as packed pairs: one thread per u32 word (two elements, pack2x16float, no
+ * shader-f16 needed), each plane padded to whole words (ap.words per plane), so no word is shared
+ * by two planes (two workgroups). Halves the intermediates' traffic for the tensor-core products,
+ * which stage their operands as f16 anyway (the same rounding, earlier).
+ */
+function halfPairs(cols: string): string {
+  return `@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let word = wg.x * 256u + li;
+  let bh = wg.y;
+  let n = ap.seq * ${cols};
+  if (2u * word >= n) { return; }
+  var pair = vec2<f32>(element(bh, 2u * word), 0.0);
+  if (2u * word + 1u < n) { pair.y = element(bh, 2u * word + 1u); }
+  out_half[bh * ap.words + word] = pack2x16float(pair);
+}
+`;
+}
+
+/** φ(x) of every element of q or k into φ [bh][seq][cols]; one thread per element (or pair: o.half). */
 export function buildFeatures(o: FeatureKernelOptions): string {
+  if (o.half) {
+    return `// fusedattn linear attention: elementwise feature map, float16 pairs
+${header(o.dtype, '@group(0) @binding(2) var<storage, read_write> out_half: array<u32>;')}
+${buildModsWgsl(o.map, { group: 0, binding: 3 })}
+
+fn element(bh: u32, e: u32) -> f32 {
+  let s = e / ap.cols;
+  let d = e % ap.cols;
+  let b = bh / ap.heads;
+  let head = (bh % ap.heads) / ap.group;
+  return score_mod(input_at(b, head, s, d), b, head, s, d, ap.seq, ap.seq);
+}
+
+${halfPairs('ap.cols')}`;
+  }
   return `// fusedattn linear attention: elementwise feature map
 ${header(o.dtype, '@group(0) @binding(2) var<storage, read_write> phi: array<f32>;')}
 ${buildModsWgsl(o.map, { group: 0, binding: 3 })}
@@ -74,8 +111,23 @@ export function featuresBindData(o: FeatureKernelOptions): boolean {
   return needsModData(o.map, false);
 }
 
-/** [V | 1] [bh][seq][cols + 1] from v (head (bh % heads) / group); one thread per element. */
-export function buildAugment(o: { dtype: FloatDType }): string {
+/** [V | 1] [bh][seq][cols + 1] from v (head (bh % heads) / group); one thread per element (or pair: o.half). */
+export function buildAugment(o: { dtype: FloatDType; half?: boolean }): string {
+  if (o.half) {
+    return `// fusedattn linear attention: [V | 1], float16 pairs
+${header(o.dtype, '@group(0) @binding(2) var<storage, read_write> out_half: array<u32>;')}
+
+fn element(bh: u32, e: u32) -> f32 {
+  let w = ap.cols + 1u;
+  let s = e / w;
+  let d = e % w;
+  var value = 1.0;
+  if (d < ap.cols) { value = input_at(bh / ap.heads, (bh % ap.heads) / ap.group, s, d); }
+  return value;
+}
+
+${halfPairs('(ap.cols + 1u)')}`;
+  }
   return `// fusedattn linear attention: [V | 1]
 ${header(o.dtype, '@group(0) @binding(2) var<storage, read_write> aug: array<f32>;')}
 

@@ -34,14 +34,17 @@ export interface MatmulCall {
   /** options.ragged: u32 table row starts A | row starts B | row starts C | M | rows of B, each `outer` long. */
   ragged?: GPUBuffer;
   label?: string;
+  /** Output tile of the pipeline's kernel (matmul-sgmat.wgsl.ts); default MATMUL_TILE. */
+  tile?: { m: number; n: number };
 }
 
 export function matmulGrid(call: MatmulCall): [number, number, number] {
-  return [Math.ceil(call.n / MATMUL_TILE.n), Math.ceil(call.m / MATMUL_TILE.m), call.outer * call.inner];
+  const tile = call.tile ?? MATMUL_TILE;
+  return [Math.ceil(call.n / tile.n), Math.ceil(call.m / tile.m), call.outer * call.inner];
 }
 
 /** Why this matmul cannot be dispatched on a device with `limits`, or undefined. */
-export function matmulUnsupported(call: Pick<MatmulCall, 'm' | 'n' | 'outer' | 'inner'>, limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupsPerDimension'>): string | undefined {
+export function matmulUnsupported(call: Pick<MatmulCall, 'm' | 'n' | 'outer' | 'inner' | 'tile'>, limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupsPerDimension'>): string | undefined {
   const grid = matmulGrid(call as MatmulCall);
   const names = ['column tiles', 'row tiles', 'batch x heads'];
   const over = grid.findIndex((n) => n > limits.maxComputeWorkgroupsPerDimension);

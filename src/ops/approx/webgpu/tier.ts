@@ -1,0 +1,83 @@
+// Which matmul runs the approximate attentions' products (issue 13): the portable f32 matmul, or
+// the same strided batched matmul on tensor cores (gemm/webgpu/matmul-sgmat.wgsl.ts: operands
+// staged as f16, f32 accumulation, f32 results), as PyTorch's fp16 einsum does.
+//   auto         tensor cores when the adapter has f16 16x16x16 subgroup matrices (the flash
+//                tier's check) and q/k/v are float16; portable otherwise (float32 inputs keep f32
+//                products, as the flash tiers do)
+//   FUSEDATTN_APPROX_TIER=portable|tensorcore forces one (tensorcore on an adapter without
+//                subgroup matrices is an UnsupportedError naming the reason)
+// Performer's projection X·Wᵀ stays on the portable matmul on every tier: its logits go through
+// exp, where f16's 3-digit rounding becomes ~1% relative error.
+//
+// f16 operands overflow at 65504. The states Σ_j φ(k_j)[v_j|1] and the chunk scores φ(q)·φ(k)
+// grow with the keys and the head dim, and both are staged again as operands of the numerator
+// products, so on this tier they are computed times alpha = 1/Sk (the matmul's alpha, before the
+// f32 store). Every numerator column and the normaliser then carry the same alpha, which cancels
+// in num / den.
+import { envChoice, envInt } from '../../../core/env.js';
+import { UnsupportedError } from '../../../core/errors.js';
+import { defineKernel } from '../../../engines/webgpu/runtime.js';
+import { type TierDevice, sgMatrixAdapterUnsupported } from '../../attention/webgpu/tiers/sgmatrix.js';
+import {
+  SGMAT_MATMUL_TILES, type SgmatMatmulOptions, type SgmatMatmulTile, buildSgmatMatmul,
+} from '../../gemm/webgpu/matmul-sgmat.wgsl.js';
+import { CAUSAL_CHUNK_EPILOGUE } from './kernels.wgsl.js';
+
+export type ApproxTier = 'portable' | 'tensorcore';
+export const APPROX_TIERS: readonly ApproxTier[] = ['portable', 'tensorcore'];
+
+/**
+ * The products, by the contiguity of their operands in the intermediates' layouts
+ * (φ [bh][S][F], [V|1] [bh][Sk][W], states [bh][chunk][F][W], scores [bh][chunk][C][C]):
+ *   state   φ(K)ᵀ[V|1]: A = φ(K) read with swapped strides (m = feature is contiguous)
+ *   num     φ(Q)·state
+ *   scores  φ(Q_c)φ(K_c)ᵀ with the causal epilogue (B transposed: k = feature is contiguous)
+ *   split   A_c·[V_c|1] + φ(Q_c)·P_c (two operand pairs along K)
+ */
+export type ApproxProduct = 'state' | 'num' | 'scores' | 'split';
+
+const PRODUCT_OPTIONS: Record<ApproxProduct, Omit<SgmatMatmulOptions, 'tile'>> = {
+  state: { a: 'float32', b: 'float32', transposeB: false, splitK: false, aContig: 'm', bContig: 'n' },
+  num: { a: 'float32', b: 'float32', transposeB: false, splitK: false, aContig: 'k', bContig: 'n' },
+  scores: { a: 'float32', b: 'float32', transposeB: true, splitK: false, aContig: 'k', bContig: 'k' },
+  split: { a: 'float32', b: 'float32', transposeB: false, splitK: true, aContig: 'k', bContig: 'n' },
+};
+
+/** Products whose results are scaled by alpha = 1/Sk on the tensor-core tier (they are staged as f16 again). */
+export const ALPHA_SCALED: ReadonlySet<ApproxProduct> = new Set(['state', 'scores']);
+
+export const approxSgmatKernel = defineKernel<SgmatMatmulOptions & { product: ApproxProduct }>(
+  'approx-sgmat-matmul',
+  (o) => buildSgmatMatmul(o, o.product === 'scores' ? { wgsl: CAUSAL_CHUNK_EPILOGUE } : undefined),
+);
+
+/**
+ * The tile of the products on tensor cores: SGMAT_MATMUL_TILES[FUSEDATTN_APPROX_SGMAT_TILE]
+ * (default 0, 64 x 64; the benchmark times the candidates, none is measured as best yet).
+ */
+export function approxSgmatTile(): SgmatMatmulTile {
+  return SGMAT_MATMUL_TILES[envInt('FUSEDATTN_APPROX_SGMAT_TILE', 0, SGMAT_MATMUL_TILES.length - 1) ?? 0];
+}
+
+/** Kernel options of one product on tensor cores (what the compile checks and the host both use). */
+export function approxSgmatOptions(product: ApproxProduct, tile: SgmatMatmulTile = approxSgmatTile(), halfFeatures = false): SgmatMatmulOptions & { product: ApproxProduct } {
+  const o = { ...PRODUCT_OPTIONS[product], tile, product };
+  if (!halfFeatures) return o;
+  // float16 φ and [V | 1] (non-causal): the state reads both, the numerator φ(Q) and the f32 state
+  if (product === 'state') return { ...o, a: 'float16', b: 'float16' };
+  if (product === 'num') return { ...o, a: 'float16' };
+  throw new Error(`approxSgmatOptions: float16 features are for the non-causal products, not ${product}`);
+}
+
+export const APPROX_PRODUCTS = Object.keys(PRODUCT_OPTIONS) as ApproxProduct[];
+
+/** The tier for inputs of `dtype` on `device` (FUSEDATTN_APPROX_TIER forces one). */
+export function approxTier(dtype: string, device: TierDevice): ApproxTier {
+  const forced = envChoice('FUSEDATTN_APPROX_TIER', APPROX_TIERS);
+  const adapter = sgMatrixAdapterUnsupported(device);
+  if (forced === 'tensorcore' && adapter) {
+    throw new UnsupportedError('FUSEDATTN_APPROX_TIER', `approximate attention on tensor cores (forced by FUSEDATTN_APPROX_TIER) cannot run here: ${adapter}`);
+  }
+  if (forced) return forced;
+  return !adapter && dtype === 'float16' ? 'tensorcore' : 'portable';
+}
