@@ -13,7 +13,7 @@ t0=$SECONDS
 timeout ${MLA_S:-110} node bench/gpu/mla-decode.mjs $smoke > "$OUT/mla-decode.log" 2>&1; echo "== mla-decode: exit $? ($(( SECONDS - t0 )) s)"
 grep -v '^Warning' "$OUT/mla-decode.log" | grep -E 'check|checks|^\||done|Error' | head -80
 if [[ -z $smoke ]] && command -v python3 >/dev/null; then
-  t0=$SECONDS; MLA_ONLY=1 timeout 25 python3 bench/decode_torch.py > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; echo "== torch: exit $? ($(( SECONDS - t0 )) s)"
+  t0=$SECONDS; MLA_ONLY=1 timeout ${TORCH_S:-25} python3 bench/decode_torch.py > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; echo "== torch: exit $? ($(( SECONDS - t0 )) s)"
   grep -i mla "$OUT/torch-decode.jsonl" | head -6
 fi
 echo "call done"
