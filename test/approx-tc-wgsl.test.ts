@@ -43,7 +43,7 @@ describe('linear attention products on subgroup matrices', () => {
       adapter: { subgroupMinSize: 32, subgroupMaxSize: 32, subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }] },
     };
     const bare = { ...good, features: new Set<string>() };
-    expect(approxTier('float16', good)).toBe('tensorcore');
+    expect(approxTier('float16', good)).toBe('portable'); // auto: portable until the tensor-core products are faster (tier.ts)
     expect(approxTier('float32', good)).toBe('portable');
     expect(approxTier('float16', bare)).toBe('portable');
     const saved = process.env.FUSEDATTN_APPROX_TIER;

@@ -1,9 +1,11 @@
 // Which matmul runs the approximate attentions' products (issue 13): the portable f32 matmul, or
 // the same strided batched matmul on tensor cores (gemm/webgpu/matmul-sgmat.wgsl.ts: operands
 // staged as f16, f32 accumulation, f32 results), as PyTorch's fp16 einsum does.
-//   auto         tensor cores when the adapter has f16 16x16x16 subgroup matrices (the flash
-//                tier's check) and q/k/v are float16; portable otherwise (float32 inputs keep f32
-//                products, as the flash tiers do)
+//   auto         the portable tier. The tensor-core products are right on the H200 but slower
+//                there (2026-12-02, fourth session, bench/gpu/linear-tc.sh, B4 H32 S4096 D128 f16:
+//                non-causal 15.6-20.3 ms against the portable 13.5, causal 32.6-39.0 against 16.4;
+//                their per-kernel times put the state and numerator products at ~2 TFLOP/s, so the
+//                staging of this matmul, not the tier, is what to fix before auto takes them)
 //   FUSEDATTN_APPROX_TIER=portable|tensorcore forces one (tensorcore on an adapter without
 //                subgroup matrices is an UnsupportedError naming the reason)
 // Performer's projection X·Wᵀ stays on the portable matmul on every tier: its logits go through
@@ -71,13 +73,17 @@ export function approxSgmatOptions(product: ApproxProduct, tile: SgmatMatmulTile
 
 export const APPROX_PRODUCTS = Object.keys(PRODUCT_OPTIONS) as ApproxProduct[];
 
-/** The tier for inputs of `dtype` on `device` (FUSEDATTN_APPROX_TIER forces one). */
-export function approxTier(dtype: string, device: TierDevice): ApproxTier {
+/**
+ * The tier for inputs of `dtype` on `device` (FUSEDATTN_APPROX_TIER forces one). `dtype` decides
+ * nothing while auto is portable; it stays in the signature for the auto rule the tensor cores will
+ * take back once faster (float16 inputs on an adapter with subgroup matrices).
+ */
+export function approxTier(_dtype: string, device: TierDevice): ApproxTier {
   const forced = envChoice('FUSEDATTN_APPROX_TIER', APPROX_TIERS);
   const adapter = sgMatrixAdapterUnsupported(device);
   if (forced === 'tensorcore' && adapter) {
     throw new UnsupportedError('FUSEDATTN_APPROX_TIER', `approximate attention on tensor cores (forced by FUSEDATTN_APPROX_TIER) cannot run here: ${adapter}`);
   }
   if (forced) return forced;
-  return !adapter && dtype === 'float16' ? 'tensorcore' : 'portable';
+  return 'portable';
 }

@@ -41,10 +41,13 @@ export interface SgmatMatmulOptions {
 /** K per staged step. */
 export const SGMAT_MATMUL_K = 32;
 
-/** Candidates (none measured yet): 64 x 64 over 4 subgroups first; 48 wide fits N = 129 (Dv + 1) with less waste. */
+/**
+ * Candidates: 64 x 64 over 4 subgroups first. A 128 x 48 tile (4 x 1 subgroups of 2 x 3 fragments)
+ * failed the H200's float64 check (2.6e-2 of max |ref| at S 1025 D 64 causal, 2026-12-02, fourth
+ * session) and was removed; not yet understood.
+ */
 export const SGMAT_MATMUL_TILES: readonly SgmatMatmulTile[] = [
   { sgM: 2, sgN: 2, fragM: 2, fragN: 2 },
-  { sgM: 4, sgN: 1, fragM: 2, fragN: 3 },
   { sgM: 2, sgN: 2, fragM: 4, fragN: 2 },
   { sgM: 2, sgN: 1, fragM: 2, fragN: 2 },
 ];
