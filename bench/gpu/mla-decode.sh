@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 15 on the GPU (about 2 minutes on an H200): the tensor-core MLA decode kernel
-# (FUSEDATTN_DECODE_MLA=1, opt-in) checked against the float64 reference (lengths 1/97/1025/32769,
+# (FUSEDATTN_DECODE_MLA=1, opt-in) checked against the float64 reference (first 1025 keys at every head count, then the timings, then lengths 1/97/32769,
 # 16/64/128 heads, Sq 1 and 2 causal, paged 64 and 16), then timed beside split-KV at 32K and 4K,
 # with PyTorch's MLA decode anchor (bench/decode_torch.py) when torch is there.
 #   bash bench/gpu/mla-decode.sh OUTDIR [--smoke]
