@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Issue 10: the tensor-core backward's variants (SG_BACKWARD_VARIANTS) checked, then timed per pass.
-//   node bench/gpu/backward-tc.mjs --out OUT [--smoke]
+//   node bench/gpu/backward-tc.mjs --out OUT [--smoke] [--variants hoist4,pairs4h]
 // 1. checks: every variant, f16, on odd shapes (D 64/128, MLA 192/128 and its split form 128+64/128,
 //    Sq != Sk both ways, causal bottom-right and top-left, GQA, softcap + ALiBi, dropout) against our float64 reference:
 //    "PASS|FAIL variant shape err" (err = max |g - ref| / max |ref| over dq, dk, dv; limit 2e-3).
@@ -34,7 +34,11 @@ const say = (line, row) => {
   console.log(line);
   appendFileSync(join(out, 'backward-tc.jsonl'), `${JSON.stringify({ commit: process.env.FUSEDATTN_COMMIT ?? 'unknown', s: +((performance.now() - t0) / 1000).toFixed(1), ...row })}\n`);
 };
-const VARIANTS = sg.SG_BACKWARD_VARIANTS;
+// --variants a,b (or TC_VARIANTS): only those variants, so a short device part spends its time on
+// the open question instead of re-timing variants already measured
+const only = (args.includes('--variants') ? args[args.indexOf('--variants') + 1] : process.env.TC_VARIANTS)?.split(',').filter(Boolean);
+const VARIANTS = only ? Object.fromEntries(Object.entries(sg.SG_BACKWARD_VARIANTS).filter(([name]) => only.includes(name))) : sg.SG_BACKWARD_VARIANTS;
+if (only && Object.keys(VARIANTS).length !== only.length) throw new Error(`--variants: expected names among ${Object.keys(sg.SG_BACKWARD_VARIANTS).join(', ')}, received ${only.join(', ')}`);
 
 const CHECKS = smoke
   ? [{ batch: 1, headsQ: 2, seqQ: 37, seqK: 53, dimQK: 24, dimV: 16, causal: true }]
