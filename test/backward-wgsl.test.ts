@@ -109,7 +109,15 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true }, { ...SG, pairs: true, hoist: true, subgroups: 4, dimQK: 128, dimRope: 64, dropout: true, softcap: true }];
   const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64, vectorLoads: true }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false },
     { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true },
-    { ...SG, subgroups: 4, block: 16, reverse: true, vectorLoads: true }, { ...SG, dimQK: 59, dimV: 111, subgroups: 8, block: 16, reverse: true }];
+    { ...SG, subgroups: 4, block: 16, reverse: true, vectorLoads: true }, { ...SG, dimQK: 59, dimV: 111, subgroups: 8, block: 16, reverse: true },
+    // pairs (a subgroup pair per 16 rows): 2/4/8 subgroups, blocks 16/32/64, odd dims of unequal chunk
+    // counts both ways with every element-wise option, MLA plain and split (dQ chunks split 7 + 6, 6 + 6)
+    { ...SG, pairs: true, subgroups: 8, block: 16, vectorLoads: true }, { ...SG, pairs: true, subgroups: 8, block: 32, vectorLoads: true },
+    { ...SG, pairs: true, subgroups: 4, block: 64 }, { ...SG, pairs: true, subgroups: 2, block: 16, dimQK: 64, dimV: 64 },
+    { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true },
+    { ...SG, pairs: true, subgroups: 8, block: 32, dimQK: 111, dimV: 40, softcap: true, alibi: true, dropout: true, causalOrWindow: false },
+    { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 192, dimV: 128, vectorLoads: true, dropout: true },
+    { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true, reverse: true }];
 
   it('keep every workgroup variable a multiple of 16 bytes, as the host counts them', () => {
     const sizes = (wgsl: string) => [...wgsl.matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)].map((m) => {
@@ -141,7 +149,7 @@ describe('tensor-core backward WGSL builders', async () => {
     const consts: Record<string, number> = {};
     for (const m of wgsl.matchAll(/const (\w+) = (\d+)u;/g)) consts[m[1]] = Number(m[2]);
     const js = (e: string) => e.replace(/\b(\d+)u\b/g, '$1').replace(/([\w.()]+) \/ ([\w.()]+)/g, 'Math.floor($1 / $2)');
-    const LETS = new Set(['sg', 'role', 'pair', 'ko', 'sBase', 'pBase', 'dsBase', 'sPair', 'pPair', 'pl', 'col', 'kr0', 'kr', 'rr', 'half', 'jj', 'r', 'side']);
+    const LETS = new Set(['sg', 'role', 'pair', 'ko', 'sBase', 'pBase', 'dsBase', 'sPair', 'pPair', 'pl', 'col', 'kr0', 'kr', 'rr', 'half', 'ks', 'jj', 'r', 'side']);
     const lets = [...wgsl.matchAll(/let (\w+) = ([^;]+);/g)].filter((m) => LETS.has(m[1])).map((m) => [m[1], js(m[2])] as const);
     const tail = wgsl.indexOf('one 16-column chunk at a time');
     // every expression compiled once over the same names (consts, builtins, the lets): fast enough to replay all lanes
@@ -280,6 +288,15 @@ describe('tensor-core backward WGSL builders', async () => {
       const plan = await sgBackwardPlan(fakeRuntime as never, bp({ ...f16, seqK: 100 }), config);
       const keys = 16 * (config.kv.pairs ? config.kv.subgroups / 2 : config.kv.subgroups);
       expect(plan.kv.grid, name).toEqual([Math.ceil(100 / keys), 2, 1]);
+    }
+    // q pairs: every one fits D 128; at MLA only those whose kv part does and whose q block is 16
+    const qPairNames = Object.keys(SG_BACKWARD_VARIANTS).filter((n) => SG_BACKWARD_VARIANTS[n].q.pairs);
+    expect(qPairNames.filter((n) => fitsAt(n, f16))).toEqual(qPairNames);
+    expect(qPairNames.filter((n) => fitsAt(n, mla))).toEqual(['p8hb16-qp8', 'p8hb16-qp4']);
+    for (const name of qPairNames) {
+      const config = SG_BACKWARD_VARIANTS[name];
+      const plan = await sgBackwardPlan(fakeRuntime as never, bp({ ...f16, seqQ: 100 }), config);
+      expect(plan.q.grid, name).toEqual([Math.ceil(100 / (8 * config.q.subgroups)), 4, 1]);
     }
   });
 });

@@ -113,17 +113,22 @@ async function timeOf(heads, len, mla) {
   for (const t of [gq, gk, gl]) t.gpu.buffer.destroy();
   return mla && !planFor(runtime, validateDecode(q, cache, options)).mla ? NaN : best;
 }
-console.log('| heads | keys | split-KV us | MLA us | stream us | MLA / stream speed | cache MB | MLA GB/s | MLA TFLOP/s |');
-console.log('|---|---|---|---|---|---|---|---|---|');
+// MLA_TARGETS: the tensor-core plan's workgroup targets to time (FUSEDATTN_DECODE_MLA_TARGET)
+const targets = (process.env.MLA_TARGETS ?? '128').split(',').map(Number);
+console.log('| heads | keys | split-KV us | MLA target | MLA us | stream us | MLA / stream speed | cache MB | MLA GB/s | MLA TFLOP/s |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const len of smoke ? [200] : [32768, 4096]) for (const heads of headsList) {
   const stream = await streamUs(len * D * 2);
   const old = passed.old ? await timeOf(heads, len, false) : NaN;
-  const mla = passed.mla ? await timeOf(heads, len, true) : NaN;
-  const bytes = len * D * 2;
-  const flops = 2 * heads * len * (D + DV);
-  console.log(`| ${heads} | ${len} | ${old.toFixed(1)} | ${mla.toFixed(1)} | ${stream.toFixed(1)} | ${(stream / mla).toFixed(3)} | ${(bytes / 1e6).toFixed(1)} | ${(bytes / mla / 1e3).toFixed(0)} | ${(flops / mla / 1e6).toFixed(1)} |`);
+  for (const target of targets) {
+    process.env.FUSEDATTN_DECODE_MLA_TARGET = String(target);
+    const mla = passed.mla ? await timeOf(heads, len, true) : NaN;
+    const bytes = len * D * 2;
+    const flops = 2 * heads * len * (D + DV);
+    console.log(`| ${heads} | ${len} | ${old.toFixed(1)} | ${target} | ${mla.toFixed(1)} | ${stream.toFixed(1)} | ${(stream / mla).toFixed(3)} | ${(bytes / 1e6).toFixed(1)} | ${(bytes / mla / 1e3).toFixed(0)} | ${(flops / mla / 1e6).toFixed(1)} |`);
+  }
+  delete process.env.FUSEDATTN_DECODE_MLA_TARGET;
 }
-
 const rest = [];
 for (const heads of headsList) for (const len of smoke ? [1] : [1, 97, 32769]) for (const tokens of [1, 2]) {
   if (len === 32769 && heads !== 16) continue; // time budget: the float64 reference of a 32K cache at 64/128 heads took most of a 120 s part (H200, 2026-12-02)

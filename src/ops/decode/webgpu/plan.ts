@@ -68,8 +68,9 @@ const MAX_SPLITS = 256;
  * softmax weights once per row and key slice, see SplitKvOptions.sharedWeights; on by default),
  * FUSEDATTN_DECODE_SUBGROUP_LANES (1: key lanes summed by subgroup shuffles where the device has
  * subgroups; off by default, the H200 showed no gain at 4 lanes), FUSEDATTN_DECODE_CHUNK (the widest
- * cache load in elements: 4, 8 or 16; an int8 cache takes 16 by default, which gives each key half the
- * value threads a float16 cache gets).
+ * cache load in elements: 4, 8 or 16; an int8 cache takes 8 by default like a float16 one: at 16 each
+ * key had half the value threads a float16 cache gets, and the H200 measured 8 faster, llama-8b 4K
+ * int8 40.8 -> 30.9 us, fifth session, call 1, bench/gpu/decode-int8.sh).
  */
 export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan | string {
   if (s.dimQK % 4 !== 0 || s.dimV % 4 !== 0) return `the WebGPU decode kernel needs head dims that are multiples of 4, got Dq ${s.dimQK}, Dv ${s.dimV} (the CPU backend takes any)`;
@@ -142,14 +143,16 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
 }
 
 /**
- * The tensor-core MLA plan where it applies: opt-in by FUSEDATTN_DECODE_MLA=1 until the H200 has
- * checked and timed it (then the default flips here), 16+ query rows per kv head, f16 cache and q,
+ * The tensor-core MLA plan where it applies (FUSEDATTN_DECODE_MLA=0 turns it off): on by default since
+ * the H200 checked and timed it (fifth session, call 1, bench/gpu/mla-decode.sh: every float64 check
+ * passes; 32K keys 158 / 359 / 637 us for 16 / 64 / 128 heads against split-KV's 224 / 683 / 1309),
+ * 16+ query rows per kv head, f16 cache and q,
  * none of the options the kernel lacks, an adapter with f16 subgroup matrices.
  * FUSEDATTN_DECODE_MLA_TARGET: workgroups aimed for (default 128: the cache is read once, fewer
  * splits mean fewer partial bytes).
  */
 function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan['mla'] {
-  if ((envInt('FUSEDATTN_DECODE_MLA', 0, 1) ?? 0) !== 1 || !device.subgroupMatrix) return undefined;
+  if ((envInt('FUSEDATTN_DECODE_MLA', 0, 1) ?? 1) !== 1 || !device.subgroupMatrix) return undefined;
   if (s.cache !== 'float16' || s.io !== 'float16' || s.append || s.rope || s.softcap || s.alibi) return undefined;
   if (s.group * s.tokens < 16) return undefined;
   const kernel: MlaDecodeOptions = { dimQK: s.dimQK, dimV: s.dimV, group: s.group, paged: s.paged, sharedKV: s.sharedKV };
@@ -191,7 +194,7 @@ function headBlockSizes(group: number): number[] {
  * bytes), narrower where they do not or where rows x quads would exceed the register budget.
  */
 function chunkWidths(s: DecodeShape, rows: number): number[] {
-  const widest = Math.min(s.cache === 'float32' ? 4 : s.cache === 'int8' ? 16 : 8, envInt('FUSEDATTN_DECODE_CHUNK', 4, 16) ?? 16);
+  const widest = Math.min(s.cache === 'float32' ? 4 : 8, envInt('FUSEDATTN_DECODE_CHUNK', 4, 16) ?? 8);
   const out: number[] = [];
   for (const chunk of [16, 8, 4]) {
     if (chunk > widest) continue;

@@ -16,23 +16,35 @@ export const sgBackwardQKernel = defineKernel<SgBackwardOptions>('attention-back
 /** The tunable part: subgroups and block of each kernel. */
 export interface SgBackwardConfig {
   kv: { subgroups: number; block: number; hoist?: boolean; singleP?: boolean; pairs?: boolean };
-  q: { subgroups: number; block: number; reverse?: boolean };
+  q: { subgroups: number; block: number; reverse?: boolean; pairs?: boolean };
 }
 
 /**
  * Candidates, the first that fits being the default; the autotuner times the first four that fit.
- * Measured on the H200 (2026-12-02, fourth session, bench/gpu/backward-tc.sh, B4 H32 S4096 D128 f16
- * causal): the dK/dV kernel with K_s and V_s held in left matrices and one P buffer (hoist, singleP)
- * at 4 subgroups takes 26.7 ms where the old 2-subgroup layout took 60.6 (the whole backward 82.1 ->
- * 49.8 ms); at MLA 192/128 its 16-row blocks 9.0 against 25.1 ms. Holding K_s/V_s frees the K and V
- * tiles from workgroup memory, so twice the subgroups fit; at 2 subgroups hoisting alone was slower
- * (70.2 ms: the registers cost more than the loads they save). The q kernel's 4 × 16 stays (2 × 32
- * where Dq 192 leaves no room); running its workgroups longest rows first (reverse) measured slower.
+ * Measured on the H200 (bench/gpu/backward-tc.sh, B4 H32 S4096 D128 f16, every variant checked
+ * against float64 in the same call first):
+ * - fourth session: the dK/dV kernel with K_s and V_s held in left matrices and one P buffer
+ *   (hoist, singleP) at 4 subgroups took the causal dK/dV pass from 60.6 to 26.7 ms (at 2 subgroups
+ *   hoisting alone was slower: the registers cost more than the loads they save);
+ * - fifth session, call 1: a subgroup pair per 16 keys, each holding half of dK's and dV's
+ *   accumulators (pairs), at 8 subgroups: dK/dV 48.8 -> 26.2 ms non-causal, 26.5 -> 14.2 causal (the
+ *   whole backward 85.8 -> 63.2 and 48.0 -> 35.6 ms); MLA 192/128 (where 8 × 32 does not fit) 8 × 16
+ *   pairs with q 2 × 32: 26.5 -> 22.7 ms (dK/dV 9.0 -> 5.1).
+ * The q kernel's 4 × 16 stays (2 × 32 where Dq 192 leaves no room); running its workgroups longest
+ * rows first (reverse) measured slower.
  */
+const PAIRS8: SgBackwardConfig = { kv: { subgroups: 8, block: 32, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } };
+const PAIRS8_B16_Q2: SgBackwardConfig = { kv: { subgroups: 8, block: 16, pairs: true, hoist: true }, q: { subgroups: 2, block: 32 } };
+const HOIST4: SgBackwardConfig = { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16 } };
+const HOIST4_B16_Q2: SgBackwardConfig = { kv: { subgroups: 4, block: 16, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } };
+const HOIST4_Q2: SgBackwardConfig = { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } };
+
 export const SG_BACKWARD_CONFIGS: readonly SgBackwardConfig[] = [
-  { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16 } },
-  { kv: { subgroups: 4, block: 16, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } },
-  { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } },
+  PAIRS8,
+  PAIRS8_B16_Q2,
+  HOIST4,
+  HOIST4_B16_Q2,
+  HOIST4_Q2,
   { kv: { subgroups: 2, block: 32 }, q: { subgroups: 4, block: 16 } },
   { kv: { subgroups: 2, block: 16 }, q: { subgroups: 2, block: 32 } },
   { kv: { subgroups: 4, block: 16 }, q: { subgroups: 2, block: 64 } },
@@ -42,13 +54,13 @@ export const SG_BACKWARD_CONFIGS: readonly SgBackwardConfig[] = [
 
 /**
  * Named layouts bench/gpu/backward-tc.sh checks against float64 and times per pass in one GPU call:
- * the defaults above beside the layout they replaced, so a change shows its own before/after.
+ * the defaults above beside the layouts they replaced, so a change shows its own before/after.
  */
 export const SG_BACKWARD_VARIANTS: Readonly<Record<string, SgBackwardConfig>> = {
   'old': { kv: { subgroups: 2, block: 32 }, q: { subgroups: 4, block: 16 } },
-  'hoist4': SG_BACKWARD_CONFIGS[0],
-  'hoist4b16q2': SG_BACKWARD_CONFIGS[1],
-  'hoist4q2': SG_BACKWARD_CONFIGS[2],
+  'hoist4': HOIST4,
+  'hoist4b16q2': HOIST4_B16_Q2,
+  'hoist4q2': HOIST4_Q2,
   // pairs: a subgroup pair per 16 keys, D/16 accumulators per subgroup (q kernel as hoist4's, so the
   // kv column alone shows the change). Bytes at D 128 | MLA 192/128: pairs4b16 34448 | 40592,
   // pairs4h 32016 | 36112, pairs4hb16 17040 | 21136, pairs8h 46352 | 54544 (MLA: NOFIT),
@@ -56,13 +68,21 @@ export const SG_BACKWARD_VARIANTS: Readonly<Record<string, SgBackwardConfig>> = 
   'pairs4b16': { kv: { subgroups: 4, block: 16, pairs: true }, q: { subgroups: 4, block: 16 } },
   'pairs4h': { kv: { subgroups: 4, block: 32, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
   'pairs4hb16': { kv: { subgroups: 4, block: 16, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
-  'pairs8h': { kv: { subgroups: 8, block: 32, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
+  'pairs8h': PAIRS8,
   'pairs8hb16': { kv: { subgroups: 8, block: 16, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
   'pairs2h': { kv: { subgroups: 2, block: 32, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } },
   // q 4×16 is 51216 bytes at MLA 192/128: these take the MLA default's q (2×32) so MLA gets pairs too
   'pairs4b16-q2': { kv: { subgroups: 4, block: 16, pairs: true }, q: { subgroups: 2, block: 32 } },
   'pairs4h-q2': { kv: { subgroups: 4, block: 32, pairs: true, hoist: true }, q: { subgroups: 2, block: 32 } },
-  'pairs8hb16-q2': { kv: { subgroups: 8, block: 16, pairs: true, hoist: true }, q: { subgroups: 2, block: 32 } },
+  'pairs8hb16-q2': PAIRS8_B16_Q2,
+  // the q kernel in pairs too (a subgroup pair per 16 query rows: Q_s with one, dO_s with the
+  // other, dQ's chunks split between them), beside the kv pairs default. Bytes at D 128 | MLA
+  // 192/128: q pairs 8 × 16 24848 | 38928, 8 × 32 40976 | NOFIT, 4 × 16 12560 | 19472
+  'p8h-qp8': { kv: PAIRS8.kv, q: { subgroups: 8, block: 16, pairs: true } },
+  'p8h-qp8b32': { kv: PAIRS8.kv, q: { subgroups: 8, block: 32, pairs: true } },
+  'p8h-qp4': { kv: PAIRS8.kv, q: { subgroups: 4, block: 16, pairs: true } },
+  'p8hb16-qp8': { kv: PAIRS8_B16_Q2.kv, q: { subgroups: 8, block: 16, pairs: true } },
+  'p8hb16-qp4': { kv: PAIRS8_B16_Q2.kv, q: { subgroups: 4, block: 16, pairs: true } },
 };
 
 /**
@@ -149,7 +169,7 @@ export async function sgBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, c
   const keys = 16 * (kv.pairs ? kv.subgroups / 2 : kv.subgroups); // pairs: 16 keys per subgroup pair
   return {
     kv: { pipeline: kvPipeline, grid: [Math.ceil(p.seqK / keys), p.headsKv, p.batch] },
-    q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / (16 * q.subgroups)), p.headsQ, p.batch] },
+    q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / (16 * (q.pairs ? q.subgroups / 2 : q.subgroups))), p.headsQ, p.batch] },
     keyBlocks: Math.ceil(p.seqK / keys),
     label: 'sgmatrix',
   };

@@ -59,6 +59,10 @@ export interface SgBackwardOptions {
    * was the suspect for the kv kernel's 18 TFLOP/s against dQ's 44, issue 10). With hoist each keeps
    * only its own left operand (K_s or V_s) in registers. Needs an even subgroup count; one P area
    * per subgroup (the even one's (P∘Z)ᵀ, the odd one's dSᵀ), so singleP does not apply.
+   * q kernel: the same split for 16 query rows: the even subgroup holds Q_s and forms S = Q_s·Kᵀ,
+   * the odd one holds dO_s and forms dP = dO_s·Vᵀ, the pair's 64 lanes form dS, and each then
+   * accumulates half of dQ's column chunks (dS·K) — Dq/16 left and Dq/32 result matrices per
+   * subgroup where the plain layout holds (Dq + Dv)/16 and Dq/16 (the kv pairs' 1.8x came from there).
    */
   pairs?: boolean;
 }
@@ -74,19 +78,21 @@ function layout(kind: 'kv' | 'q', o: SgBackwardOptions) {
   const dvp = pad16(o.dimV);
   const kStride = dqa + PAD;
   const vStride = dvp + PAD;
-  // keys (kv) or rows (q) of the workgroup; kv pairs: 16 keys per pair of subgroups
-  const owners = 16 * (kind === 'kv' && o.pairs ? o.subgroups / 2 : o.subgroups);
+  // keys (kv) or rows (q) of the workgroup; pairs: 16 keys (rows) per pair of subgroups
+  const owners = 16 * (o.pairs ? o.subgroups / 2 : o.subgroups);
   const cols = o.block; // the other side of each subgroup's 16 × cols block
   const sStride = Math.max(cols, 16) + 4;
   const pStride = cols + PAD;
   // kv: K, V tiles (owners keys) + Q, dO tiles (cols rows); q: one area for Q/dO staging, then K/V tiles
   // kv hoist: K then V staged once through the block area, so it only needs the larger of the three
+  // q pairs: Q then dO staged once through the block area (each held by one role), then K/V blocks
   const tileHalves = kind === 'kv'
     ? (o.hoist ? Math.max(owners * kStride, owners * vStride, cols * (kStride + vStride)) : owners * (kStride + vStride) + cols * (kStride + vStride))
-    : Math.max(owners, cols) * (kStride + vStride);
+    : o.pairs ? Math.max(owners * kStride, owners * vStride, cols * (kStride + vStride)) : Math.max(owners, cols) * (kStride + vStride);
   const sFloats = o.subgroups * 16 * sStride;
-  // kv: two P buffers per subgroup, except singleP and pairs (whose pair shares its two)
-  const pHalves = o.subgroups * 16 * pStride * (kind === 'kv' && !o.singleP && !o.pairs ? 2 : 1);
+  // kv: two P buffers per subgroup, except singleP and pairs (whose pair shares its two); q pairs:
+  // one dS per pair, read by both of its subgroups
+  const pHalves = kind === 'q' && o.pairs ? owners * pStride : o.subgroups * 16 * pStride * (kind === 'kv' && !o.singleP && !o.pairs ? 2 : 1);
   const statBytes = kind === 'kv' ? 8 * cols : 0;
   const bytes = 2 * tileHalves + 4 * sFloats + 2 * pHalves + statBytes + 16;
   return { dqp, drp, dqa, dvp, kStride, vStride, owners, cols, sStride, pStride, tileHalves, sFloats, pHalves, bytes };
@@ -103,7 +109,6 @@ export function sgBackwardOptionsProblem(kind: 'kv' | 'q', o: SgBackwardOptions)
   if (!blocks.includes(o.block)) return `block ${o.block} must be one of ${blocks.join(', ')} for the ${kind} kernel`;
   if (kind === 'q' && (o.hoist || o.singleP)) return 'hoist and singleP are kv-kernel options';
   if (kind === 'kv' && o.reverse) return 'reverse is a q-kernel option';
-  if (kind === 'q' && o.pairs) return 'pairs is a kv-kernel option';
   if (o.pairs && o.subgroups < 2) return 'pairs needs an even number of subgroups (2, 4 or 8)';
   if (o.pairs && o.singleP) return 'pairs already keeps one P buffer per subgroup (singleP does not apply)';
   return undefined;
@@ -572,6 +577,7 @@ function buildSgBackwardKvPairs(o: SgBackwardOptions): string {
 export function buildSgBackwardQ(o: SgBackwardOptions): string {
   const problem = sgBackwardOptionsProblem('q', o);
   if (problem) throw new Error(`buildSgBackwardQ: ${problem}`);
+  if (o.pairs) return buildSgBackwardQPairs(o);
   const L = layout('q', o);
   const B = BACKWARD_BINDINGS;
   const chunksQ = L.dqa / 16;
@@ -693,6 +699,155 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   for (let n = 0; n < chunksQ; n++) {
     lines.push('  workgroupBarrier();', `  subgroupMatrixStore<row_major>(&Sx, sBase, dq${n}, S_STRIDE);`, '  workgroupBarrier();');
     lines.push(writeChunk('q', n, o, L, 'dq'));
+  }
+  lines.push('}');
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * q, pairs layout: subgroup sg is role sg % 2 of pair sg / 2, the pair owning query rows q0 + 16·pair.
+ * Role 0 holds Q_s, role 1 dO_s (left matrices for the whole key loop). Per key block: role 0
+ * S = Q_s·Kᵀ, role 1 dP = dO_s·Vᵀ (each into its own Sx slice) | barrier | the pair's 64 lanes: P,
+ * Z, dS -> the pair's Pt slice | barrier | both: dQ chunks += dS·K, role 0 the first half of the
+ * chunks, role 1 the rest.
+ */
+function buildSgBackwardQPairs(o: SgBackwardOptions): string {
+  const L = layout('q', o);
+  const B = BACKWARD_BINDINGS;
+  const chunksQ = L.dqa / 16;
+  const chunksV = L.dvp / 16;
+  const chunksB = L.cols / 16;
+  const chunksLeft = Math.max(chunksQ, chunksV);
+  const dqSplit = Math.ceil(chunksQ / 2); // role 0: dQ chunks [0, dqSplit), role 1: [dqSplit, chunksQ)
+  const chunksOf = (role: 0 | 1) => (role === 0 ? dqSplit : chunksQ - dqSplit);
+  const firstOf = (role: 0 | 1) => (role === 0 ? 0 : dqSplit);
+  // 16 rows × BLOCK keys over the pair's 64 lanes: row pl % 16, keys (pl / 16)·KPL .. + KPL - 1
+  const keysPerLane = (16 * L.cols) / (2 * SG); // 4 (block 16), 8 (32), 16 (64)
+  const words = Math.max(1, Math.ceil(keysPerLane / 8));
+  const lines = header(o);
+  lines.push(`@group(0) @binding(${B.grad}) var<storage, read_write> grad_q: array<f32>;`);
+  const nwgParam = o.reverse ? ' @builtin(num_workgroups) nwg: vec3<u32>,' : '';
+  if (o.dimRope) lines.push(`@group(0) @binding(${B.gradRope}) var<storage, read_write> grad_rope: array<f32>;`);
+  lines.push('', ...constants('q', o));
+  lines.push(`const K_BASE = 0u; const V_BASE = ${L.cols * L.kStride}u;   // K/V block tiles; Q then dO staged once at 0 before the loop`);
+  lines.push(`const KEYS_PER_LANE = ${keysPerLane}u;   // of the block's keys, per lane of the pair's 64`);
+  lines.push(`var<workgroup> T: array<f16, ${L.tileHalves}>;`);
+  lines.push(`var<workgroup> Sx: array<f32, ${L.sFloats}>;     // per subgroup: S (role 0) or dP (role 1), then output chunks`);
+  lines.push(`var<workgroup> Pt: array<f16, ${L.pHalves}>;     // per pair: dS`);
+  lines.push('var<workgroup> seqW: vec4<u32>;');
+  lines.push('');
+  lines.push(`@compute @workgroup_size(${SG * o.subgroups})`);
+  lines.push(`fn main(@builtin(workgroup_id) wg: vec3<u32>,${nwgParam} @builtin(local_invocation_index) li: u32,`);
+  lines.push('        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
+  lines.push(`  let b = wg.z;
+  let h = wg.y;
+  let nb = sp.batch;
+  if (li == 0u) { seqW = vec4<u32>(seq_meta[b], seq_meta[nb + b], seq_meta[2u * nb + b], seq_meta[3u * nb + b]); }
+  let seq = workgroupUniformLoad(&seqW);
+  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;
+  let q0 = ${o.reverse ? '(nwg.x - 1u - wg.x)' : 'wg.x'} * OWNERS;
+  if (q0 >= lenQ) { return; }
+  let hk = h / params.group;
+  let sg = subgroupId;   // matrix offsets come from the subgroup id (uniformity)
+  let role = sg % 2u;    // 0: Q_s and S, 1: dO_s and dP
+  let pair = sg / 2u;
+  let ko = pair * 16u;   // the pair's rows: q0 + ko .. + 15
+  let sBase = sg * 16u * S_STRIDE;    // this subgroup's Sx slice
+  let sPair = pair * 32u * S_STRIDE;  // role 0's slice of the pair (S); role 1's (dP) 16 rows on
+  let pPair = pair * 16u * P_STRIDE;  // the pair's dS
+  let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+  ${stage(o, '0u', 'K_STRIDE', 'OWNERS', 'DQA', 'q0 + rr < lenQ', part('q', 'q_strides', 'q_off', 'h', 'startQ + q0 + rr'), o.dimRope ? part('qr', 'qr_strides', 'qr_off', 'h', 'startQ + q0 + rr') : undefined, 'DQ', 'DQP')}`);
+  for (let c = 0; c < chunksLeft; c++) lines.push(`  var am${c} = subgroup_matrix_left<f16, 16, 16>();`);
+  lines.push('  workgroupBarrier();', '  if (role == 0u) {');
+  for (let c = 0; c < chunksQ; c++) lines.push(`    am${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, ko * K_STRIDE + ${c * 16}u, K_STRIDE);`);
+  lines.push('  }', '  workgroupBarrier();');
+  lines.push(`  ${stage(o, '0u', 'V_STRIDE', 'OWNERS', 'DVP', 'q0 + rr < lenQ', part('do', 'o_strides', 'do_off', 'h', 'startQ + q0 + rr'), undefined, 'DV', 'DVP')}`);
+  lines.push('  workgroupBarrier();', '  if (role == 1u) {');
+  for (let c = 0; c < chunksV; c++) lines.push(`    am${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&T, ko * V_STRIDE + ${c * 16}u, V_STRIDE);`);
+  lines.push('  }');
+  // the loop's first barrier orders these loads before the K/V staging overwrites the area
+  for (let n = 0; n < dqSplit; n++) lines.push(`  var dq${n} = subgroup_matrix_result<f32, 16, 16>();`);
+  lines.push(`  // element-wise lane mapping over the pair's 64 lanes
+  let pl = role * 32u + lane;
+  let rr = pl % 16u;
+  let ks = (pl / 16u) * KEYS_PER_LANE;   // first of this lane's keys in the block
+  let i = q0 + ko + rr;
+  var st = vec2<f32>(LSE_MASKED, 0.0);
+  if (i < lenQ) { st = rowstats[b * params.lse_strides.x + h * params.lse_strides.y + (startQ + i) * params.lse_strides.z]; }
+  // key blocks the workgroup's rows can see
+  let diag = select(0, i32(lenK) - i32(lenQ), sp.bottom_right != 0u);
+  let qLast = min(q0 + OWNERS, lenQ) - 1u;
+  var jLo = 0;
+  var jHi = i32(lenK) - 1;
+  ${o.causalOrWindow ? `jLo = max(jLo, diag + i32(q0) - sp.win_left);
+  jHi = min(jHi, diag + i32(qLast) + sp.win_right);` : '_ = qLast;'}
+  var tFirst = 0u;
+  var tEnd = 0u;
+  if (jHi >= jLo) {
+    tFirst = u32(jLo) / BLOCK;
+    tEnd = u32(jHi) / BLOCK + 1u;
+  }
+  for (var t = tFirst; t < tEnd; t++) {
+    let j0 = t * BLOCK;
+    workgroupBarrier();   // the Q/dO loads (first block) or the previous block's tiles and dS fully read
+    ${stage(o, 'K_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'j0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + j0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + j0 + rr') : undefined, 'DQ', 'DQP').replace(/\brr\b/g, 'kk')}
+    ${stage(o, 'V_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'j0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + j0 + rr'), undefined, 'DV', 'DVP').replace(/\brr\b/g, 'kk')}
+    workgroupBarrier();
+    if (role == 0u) {`);
+  // role 0: S = Q_s·Kᵀ; role 1: dP = dO_s·Vᵀ, each into its own slice
+  const scores = (chunks: number, base: string, stride: string) => {
+    for (let n = 0; n < chunksB; n++) {
+      lines.push('      {', '        var s = subgroup_matrix_result<f32, 16, 16>();');
+      for (let c = 0; c < chunks; c++) {
+        lines.push(`        s = subgroupMatrixMultiplyAccumulate(am${c}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&T, ${base} + ${n * 16}u * ${stride} + ${c * 16}u, ${stride}), s);`);
+      }
+      lines.push(`        subgroupMatrixStore<row_major>(&Sx, sBase + ${n * 16}u, s, S_STRIDE);`, '      }');
+    }
+  };
+  scores(chunksQ, 'K_BASE', 'K_STRIDE');
+  lines.push('    } else {');
+  scores(chunksV, 'V_BASE', 'V_STRIDE');
+  lines.push(`    }
+    workgroupBarrier();   // S and dP of every pair visible to both of its subgroups
+    ${o.dropout ? `var words = array<vec4<u32>, ${words}>();
+    for (var w = 0u; w < ${words}u; w++) { words[w] = dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, ((j0 + ks) >> 3u) + w); }` : ''}
+    for (var e = 0u; e < KEYS_PER_LANE; e++) {
+      let jj = ks + e;
+      let j = j0 + jj;
+      let qk = Sx[sPair + rr * S_STRIDE + jj];
+      var p = 0.0;
+      var th = 0.0;
+      ${probability(o).join('\n      ')}
+      ${o.dropout ? 'let ez = (ks & 7u) + e;   // key jj within the octets of words[]' : ''}
+      let z = ${o.dropout ? 'dropout_factor(words[ez >> 3u], ez & 7u, dp.threshold, dp.scale)' : '1.0'};
+      var ds = p * (Sx[sPair + 16u * S_STRIDE + rr * S_STRIDE + jj] * z - st.y);
+      ${o.softcap ? 'ds = ds * (1.0 - th * th);' : '_ = th;'}
+      Pt[pPair + rr * P_STRIDE + jj] = f16(ds);
+    }
+    workgroupBarrier();   // dS visible to the matrix loads
+    if (role == 0u) {`);
+  const accumulate = (role: 0 | 1) => {
+    for (let kc = 0; kc < chunksB; kc++) {
+      lines.push('      {', `        let dl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Pt, pPair + ${kc * 16}u, P_STRIDE);`);
+      for (let n = 0; n < chunksOf(role); n++) {
+        lines.push(`        dq${n} = subgroupMatrixMultiplyAccumulate(dl, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&T, K_BASE + ${kc * 16}u * K_STRIDE + ${(firstOf(role) + n) * 16}u, K_STRIDE), dq${n});`);
+      }
+      lines.push('      }');
+    }
+  };
+  accumulate(0);
+  lines.push('    } else {');
+  accumulate(1);
+  lines.push('    }', '  }');
+  lines.push('  // dQ·scale out, one 16-column chunk at a time: role 0 its first chunks, role 1 the rest, each through its own Sx slice');
+  lines.push('  let r = lane / 2u;', '  let side = lane % 2u;');
+  // barriers stay in uniform control flow: the loop runs to role 0's (larger or equal) count on both
+  for (let n = 0; n < dqSplit; n++) {
+    lines.push('  workgroupBarrier();');
+    lines.push(`  if (${n < chunksOf(1) ? 'true' : 'role == 0u'}) { subgroupMatrixStore<row_major>(&Sx, sBase, dq${n}, S_STRIDE); }`);
+    lines.push('  workgroupBarrier();');
+    lines.push('  if (role == 0u)', writeChunk('q', firstOf(0) + n, o, L, 'dq'));
+    if (n < chunksOf(1)) lines.push('  if (role == 1u)', writeChunk('q', firstOf(1) + n, o, L, 'dq'));
   }
   lines.push('}');
   return lines.join('\n') + '\n';
