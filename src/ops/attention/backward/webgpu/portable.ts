@@ -19,7 +19,7 @@ import { type BackwardProblem, biasFold } from '../problem.js';
 import { sinkGradTensor } from '../sink.js';
 import {
   BACKWARD_BINDINGS as B, BACKWARD_PARAMS, type BackwardKernelOptions, type BackwardTile, type KvKernelOptions,
-  backwardWorkgroupBytes, buildBackwardKv, buildBackwardPre, buildBackwardQ, buildCastHalf, checkBackwardTile,
+  PRE_ROWS, backwardWorkgroupBytes, buildBackwardKv, buildBackwardPre, buildBackwardQ, buildCastHalf, checkBackwardTile,
 } from './portable.wgsl.js';
 
 export const backwardPreKernel = defineKernel<Pick<BackwardKernelOptions, 'dtype' | 'dimV'>>('attention-backward-pre', buildBackwardPre);
@@ -258,7 +258,7 @@ export async function runBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, 
         label: 'attention-backward-pre',
         pipeline: prePipeline,
         bindGroups: [runtime.bindGroup(prePipeline, 0, { [B.params]: params, [B.meta]: meta, [B.out]: out.binding, [B.dOut]: dOut.binding, [B.lse]: lse.binding, [B.rowstats]: rowstats })],
-        workgroups: [Math.ceil(p.seqQ / 64), p.headsQ, p.batch],
+        workgroups: [Math.min(Math.ceil(p.seqQ / PRE_ROWS), runtime.limits.maxComputeWorkgroupsPerDimension), p.headsQ, p.batch],
       });
       const kvEntries: Record<number, GPUBuffer | GPUBufferBinding> = { ...shared, [B.grad]: grads.dk, [B.gradV]: grads.dv };
       if (grads.dkRope) kvEntries[B.gradRope] = grads.dkRope;

@@ -30,9 +30,14 @@ export interface SgBackwardConfig {
  *   accumulators (pairs), at 8 subgroups: dK/dV 48.8 -> 26.2 ms non-causal, 26.5 -> 14.2 causal (the
  *   whole backward 85.8 -> 63.2 and 48.0 -> 35.6 ms); MLA 192/128 (where 8 × 32 does not fit) 8 × 16
  *   pairs with q 2 × 32: 26.5 -> 22.7 ms (dK/dV 9.0 -> 5.1).
- * The q kernel's 4 × 16 stays (2 × 32 where Dq 192 leaves no room); running its workgroups longest
- * rows first (reverse) measured slower.
+ * - fifth session, call 2: the q kernel in pairs too (Q_s with one subgroup, dO_s with the other,
+ *   dQ's chunks split between them), 8 subgroups: dQ pass 33.9 -> 23.0 ms non-causal (32-key blocks),
+ *   18.2 -> 12.1 causal (whole backward 63.0 -> 51.9 and 35.4 -> 29.3 ms); MLA 192/128 with 16-key
+ *   blocks 16.9 -> 4.5 ms (whole 22.4 -> 9.9: the plain q kernel's 2 × 32 had been all that fit).
+ * Running the q workgroups longest rows first (reverse) measured slower (fourth session).
  */
+const PAIRS8_QP8: SgBackwardConfig = { kv: { subgroups: 8, block: 32, pairs: true, hoist: true }, q: { subgroups: 8, block: 32, pairs: true } };
+const PAIRS8_B16_QP8: SgBackwardConfig = { kv: { subgroups: 8, block: 16, pairs: true, hoist: true }, q: { subgroups: 8, block: 16, pairs: true } };
 const PAIRS8: SgBackwardConfig = { kv: { subgroups: 8, block: 32, pairs: true, hoist: true }, q: { subgroups: 4, block: 16 } };
 const PAIRS8_B16_Q2: SgBackwardConfig = { kv: { subgroups: 8, block: 16, pairs: true, hoist: true }, q: { subgroups: 2, block: 32 } };
 const HOIST4: SgBackwardConfig = { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 4, block: 16 } };
@@ -40,6 +45,8 @@ const HOIST4_B16_Q2: SgBackwardConfig = { kv: { subgroups: 4, block: 16, hoist: 
 const HOIST4_Q2: SgBackwardConfig = { kv: { subgroups: 4, block: 32, hoist: true, singleP: true }, q: { subgroups: 2, block: 32 } };
 
 export const SG_BACKWARD_CONFIGS: readonly SgBackwardConfig[] = [
+  PAIRS8_QP8,
+  PAIRS8_B16_QP8,
   PAIRS8,
   PAIRS8_B16_Q2,
   HOIST4,
@@ -79,9 +86,9 @@ export const SG_BACKWARD_VARIANTS: Readonly<Record<string, SgBackwardConfig>> = 
   // other, dQ's chunks split between them), beside the kv pairs default. Bytes at D 128 | MLA
   // 192/128: q pairs 8 × 16 24848 | 38928, 8 × 32 40976 | NOFIT, 4 × 16 12560 | 19472
   'p8h-qp8': { kv: PAIRS8.kv, q: { subgroups: 8, block: 16, pairs: true } },
-  'p8h-qp8b32': { kv: PAIRS8.kv, q: { subgroups: 8, block: 32, pairs: true } },
+  'p8h-qp8b32': PAIRS8_QP8,
   'p8h-qp4': { kv: PAIRS8.kv, q: { subgroups: 4, block: 16, pairs: true } },
-  'p8hb16-qp8': { kv: PAIRS8_B16_Q2.kv, q: { subgroups: 8, block: 16, pairs: true } },
+  'p8hb16-qp8': PAIRS8_B16_QP8,
   'p8hb16-qp4': { kv: PAIRS8_B16_Q2.kv, q: { subgroups: 4, block: 16, pairs: true } },
 };
 

@@ -11,9 +11,9 @@
 //   q   one workgroup per (block of 16·NS query rows, query head, batch); subgroup s owns 16 rows,
 //       their Q and dO in left matrices and their dQ result matrices; per key block of BC keys
 //         S = Q_s·Kᵀ, P, dP = dO_s·Vᵀ, dS  ->  dQ_s += dS·K
-//   Variants (options, old layout by default until the H200 times them): hoist (kv: K_s, V_s kept in
+//   Variants (options; which are the defaults and why: SG_BACKWARD_CONFIGS): hoist (kv: K_s, V_s kept in
 //   left matrices), singleP (kv: dV's product before dPᵀ, one P buffer), pairs (kv: a subgroup pair
-//   per 16 keys, one forming Sᵀ and dV, the other dPᵀ and dK), reverse (q: longest rows first).
+//   per 16 keys, one forming Sᵀ and dV, the other dPᵀ and dK; q: per 16 rows, S and dP), reverse (q).
 //   Gradients are written f32 (the host casts them for float16 results), dK and dQ times scale.
 // Rules from docs/GPU-NOTES.md: every workgroup variable a multiple of 16 bytes, matrix offsets
 // from subgroup_id, variables in loops initialised. Masks and biases are left to the portable tier.
