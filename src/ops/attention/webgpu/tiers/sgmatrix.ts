@@ -14,24 +14,32 @@ import { type GpuRuntime, defineKernel } from '../../../../engines/webgpu/runtim
 import { packParams } from './flash-params.js';
 import { type SgMatrixKernelOptions, buildFlashSgMatrix, sgMatrixOptionsProblem, sgMatrixWorkgroupBytes } from './flash-sgmatrix-wgsl.js';
 import { type WideKernelOptions, buildFlashSgMatrixWide, wideOptionsProblem, wideWorkgroupBytes } from './flash-sgmatrix-wide-wgsl.js';
+import { type PairsKernelOptions, buildFlashSgMatrixPairs, pairsOptionsProblem, pairsWorkgroupBytes } from './flash-sgmatrix-pairs-wgsl.js';
 
 export const sgMatrixKernel = defineKernel<SgMatrixKernelOptions>('flash-sgmatrix', buildFlashSgMatrix);
 export const sgMatrixWideKernel = defineKernel<WideKernelOptions>('flash-sgmatrix-wide', buildFlashSgMatrixWide);
+export const sgMatrixPairsKernel = defineKernel<PairsKernelOptions>('flash-sgmatrix-pairs', buildFlashSgMatrixPairs);
 
-/** Options of either kernel: the 16-row one, or the wide one (32 rows per subgroup). */
-export type TierKernelOptions = SgMatrixKernelOptions | WideKernelOptions;
+/** Options of any of the kernels: the 16-row one, the wide one (32 rows per subgroup), the pairs one (a subgroup pair per 16 rows). */
+export type TierKernelOptions = SgMatrixKernelOptions | WideKernelOptions | PairsKernelOptions;
 const isWide = (o: TierKernelOptions): o is WideKernelOptions => (o as WideKernelOptions).rowFrags === 2;
+const isPairs = (o: TierKernelOptions): o is PairsKernelOptions => (o as PairsKernelOptions).rowPairs === true;
 
-/** Why the options cannot make a kernel (either builder), or undefined. */
+/** Why the options cannot make a kernel (any builder), or undefined. */
 export function tierOptionsProblem(o: TierKernelOptions): string | undefined {
-  // the wide kernel has no dropout hook: a dropout call takes a 16-row configuration
-  if (isWide(o) && (o as SgMatrixKernelOptions).dropout) return 'the wide kernel does not implement dropout';
-  return isWide(o) ? wideOptionsProblem(o) : sgMatrixOptionsProblem(o);
+  // the wide and pairs kernels have no dropout hook: a dropout call takes a 16-row configuration
+  if ((isWide(o) || isPairs(o)) && (o as SgMatrixKernelOptions).dropout) return `the ${isWide(o) ? 'wide' : 'pairs'} kernel does not implement dropout`;
+  return isWide(o) ? wideOptionsProblem(o) : isPairs(o) ? pairsOptionsProblem(o) : sgMatrixOptionsProblem(o);
 }
 
-/** Workgroup memory of either kernel. */
+/** Workgroup memory of any of the kernels. */
 export function tierWorkgroupBytes(o: TierKernelOptions): number {
-  return isWide(o) ? wideWorkgroupBytes(o) : sgMatrixWorkgroupBytes(o);
+  return isWide(o) ? wideWorkgroupBytes(o) : isPairs(o) ? pairsWorkgroupBytes(o) : sgMatrixWorkgroupBytes(o);
+}
+
+/** Query rows of one workgroup of the kernel `o` builds (before GQA packing divides them by head). */
+function workgroupRows(o: TierKernelOptions): number {
+  return isWide(o) ? 16 * o.rowFrags * o.subgroups : isPairs(o) ? 8 * o.subgroups : 16 * o.subgroups;
 }
 
 /** The tunable part of the kernel options (what the autotuner searches). */
@@ -47,6 +55,11 @@ export interface SgMatrixConfig {
    * subgroup; issue 14's candidate). Absent or 16: the 16-row kernel.
    */
   rowsPerSubgroup?: 16 | 32;
+  /**
+   * The pairs kernel (flash-sgmatrix-pairs-wgsl.ts): a subgroup pair per 16 rows, each with half of
+   * the Q and O matrices (the backward's pairs layout, issue 14's next candidate).
+   */
+  pairs?: boolean;
 }
 
 /** Measured best on the H200 for most shapes (docs/GPU-NOTES.md, run 3); first = default. */
@@ -66,6 +79,11 @@ export const SG_MATRIX_CONFIGS: readonly SgMatrixConfig[] = [
   { subgroups: 2, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
   { subgroups: 2, blockKeys: 64, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
   { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
+  // issue 14: a subgroup pair per 16 rows (half the registers per subgroup, so 8 subgroups fit at D 128)
+  { subgroups: 8, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, pairs: true },
+  { subgroups: 8, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, pairs: true },
+  { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, pairs: true },
+  { subgroups: 8, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 4, pairs: true },
 ];
 
 /** What the tier needs from the runtime (a subset, so tests can fake an adapter). */
@@ -144,8 +162,9 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
   };
   if (p.softcap > 0 && sgTanh() === 'exp2') o.tanh = 'exp2';
   if (p.mask || p.bias || p.mods || blockTable) o.score = scoreHookOf(p, blockTable);
-  // the wide kernel refuses rather than drops prefetch (and refuses the score hook: it has none)
+  // the wide and pairs kernels refuse rather than drop prefetch (and refuse the score hook: they have none)
   if (config.rowsPerSubgroup === 32) return { ...o, rowFrags: 2 };
+  if (config.pairs) return { ...o, rowPairs: true };
   if (o.prefetch && sgMatrixOptionsProblem(o) !== undefined) o.prefetch = false;
   return o;
 }
@@ -206,7 +225,7 @@ export function fittingConfig(p: AttentionProblem, d: TierDevice, preferred?: Sg
 
 /** Grid of the kernel: query tiles × query-head tiles × batch. */
 export function sgMatrixGrid(p: AttentionProblem, o: TierKernelOptions): [number, number, number] {
-  const rowsPerHead = (16 * (isWide(o) ? o.rowFrags : 1) * o.subgroups) / o.headsPerTile;
+  const rowsPerHead = workgroupRows(o) / o.headsPerTile;
   return [Math.ceil(p.seqQ / rowsPerHead), p.headsQ / o.headsPerTile, p.batch];
 }
 
@@ -227,11 +246,11 @@ async function recordSgMatrix(runtime: GpuRuntime, p: AttentionProblem, config: 
   const bases = [io.q.elementBase, io.k.elementBase, io.v.elementBase, io.qRope?.elementBase ?? 0, io.kRope?.elementBase ?? 0];
   const plain = kernelOptionsOf(p, config, bases);
   // block structure at this configuration's tiles: a workgroup's query rows, BC keys
-  const rows = 16 * (isWide(plain) ? plain.rowFrags : 1) * plain.subgroups;
+  const rows = workgroupRows(plain);
   const mods = mayHaveBlockTable(p) || p.mods ? gpuMods(p, { rows, keys: plain.blockKeys, denseKeys: plain.blockKeys }) : undefined;
   const o = hasBlockTable(mods) ? kernelOptionsOf(p, config, bases, true) : plain;
   const tablePipes = mods ? await gpuModsPipelines(runtime, mods) : undefined;
-  const pipeline = isWide(o) ? await runtime.pipeline(sgMatrixWideKernel, o) : await runtime.pipeline(sgMatrixKernel, o);
+  const pipeline = isWide(o) ? await runtime.pipeline(sgMatrixWideKernel, o) : isPairs(o) ? await runtime.pipeline(sgMatrixPairsKernel, o) : await runtime.pipeline(sgMatrixKernel, o);
   const grid = sgMatrixGrid(p, o);
   const params = packParams(p, grid[0], { q: bases[0], k: bases[1], v: bases[2], qRope: bases[3], kRope: bases[4] });
   const extra: Record<number, GPUBuffer | GPUBufferBinding> = {};
