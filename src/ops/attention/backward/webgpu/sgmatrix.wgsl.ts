@@ -573,6 +573,56 @@ function buildSgBackwardKvPairs(o: SgBackwardOptions): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * q kernels: the entry point's first lines, through the workgroup's first row q0 (an empty tile
+ * returns) and the query head's KV head hk.
+ */
+function qEntryLines(o: SgBackwardOptions): string[] {
+  const nwgParam = o.reverse ? ' @builtin(num_workgroups) nwg: vec3<u32>,' : '';
+  return [
+    `@compute @workgroup_size(${SG * o.subgroups})`,
+    `fn main(@builtin(workgroup_id) wg: vec3<u32>,${nwgParam} @builtin(local_invocation_index) li: u32,`,
+    '        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {',
+    `  let b = wg.z;
+  let h = wg.y;
+  let nb = sp.batch;
+  if (li == 0u) { seqW = vec4<u32>(seq_meta[b], seq_meta[nb + b], seq_meta[2u * nb + b], seq_meta[3u * nb + b]); }
+  let seq = workgroupUniformLoad(&seqW);
+  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;
+  let q0 = ${o.reverse ? '(nwg.x - 1u - wg.x)' : 'wg.x'} * OWNERS;   // reverse: causal rows see the most keys last, so they start first
+  if (q0 >= lenQ) { return; }
+  let hk = h / params.group;`,
+  ];
+}
+
+/**
+ * q kernels (plain and pairs): row i's (LSE, D) into st, and the key blocks [tFirst, tEnd) the
+ * workgroup's rows can see (needs i, q0, lenQ, lenK, h, b and startQ declared before).
+ */
+function qRowStatsAndKeyBlocks(o: SgBackwardOptions): string {
+  return `  var st = vec2<f32>(LSE_MASKED, 0.0);
+  if (i < lenQ) { st = rowstats[b * params.lse_strides.x + h * params.lse_strides.y + (startQ + i) * params.lse_strides.z]; }
+  // key blocks the workgroup's rows can see
+  let diag = select(0, i32(lenK) - i32(lenQ), sp.bottom_right != 0u);
+  let qLast = min(q0 + OWNERS, lenQ) - 1u;
+  var jLo = 0;
+  var jHi = i32(lenK) - 1;
+  ${o.causalOrWindow ? `jLo = max(jLo, diag + i32(q0) - sp.win_left);
+  jHi = min(jHi, diag + i32(qLast) + sp.win_right);` : '_ = qLast;'}
+  var tFirst = 0u;
+  var tEnd = 0u;
+  if (jHi >= jLo) {
+    tFirst = u32(jLo) / BLOCK;
+    tEnd = u32(jHi) / BLOCK + 1u;
+  }`;
+}
+
+/** q kernels: the key block j0's K (and K rope) and V rows staged at K_BASE and V_BASE. */
+function qKeyBlockStaging(o: SgBackwardOptions): string {
+  return `    ${stage(o, 'K_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'j0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + j0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + j0 + rr') : undefined, 'DQ', 'DQP').replace(/\brr\b/g, 'kk')}
+    ${stage(o, 'V_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'j0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + j0 + rr'), undefined, 'DV', 'DVP').replace(/\brr\b/g, 'kk')}`;
+}
+
 /** q: dQ (and dqRope) of 16·NS query rows per workgroup. */
 export function buildSgBackwardQ(o: SgBackwardOptions): string {
   const problem = sgBackwardOptionsProblem('q', o);
@@ -586,7 +636,6 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   const keysPerLane = L.cols / 2; // lanes 0-15: first half of the block's keys, 16-31 the second
   const lines = header(o);
   lines.push(`@group(0) @binding(${B.grad}) var<storage, read_write> grad_q: array<f32>;`);
-  const nwgParam = o.reverse ? ' @builtin(num_workgroups) nwg: vec3<u32>,' : '';
   if (o.dimRope) lines.push(`@group(0) @binding(${B.gradRope}) var<storage, read_write> grad_rope: array<f32>;`);
   lines.push('', ...constants('q', o));
   const area = Math.max(L.owners, L.cols);
@@ -597,19 +646,8 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   lines.push(`var<workgroup> Pt: array<f16, ${L.pHalves}>;     // per subgroup: dS`);
   lines.push('var<workgroup> seqW: vec4<u32>;');
   lines.push('');
-  lines.push(`@compute @workgroup_size(${SG * o.subgroups})`);
-  lines.push(`fn main(@builtin(workgroup_id) wg: vec3<u32>,${nwgParam} @builtin(local_invocation_index) li: u32,`);
-  lines.push('        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
-  lines.push(`  let b = wg.z;
-  let h = wg.y;
-  let nb = sp.batch;
-  if (li == 0u) { seqW = vec4<u32>(seq_meta[b], seq_meta[nb + b], seq_meta[2u * nb + b], seq_meta[3u * nb + b]); }
-  let seq = workgroupUniformLoad(&seqW);
-  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;
-  let q0 = ${o.reverse ? '(nwg.x - 1u - wg.x)' : 'wg.x'} * OWNERS;   // reverse: causal rows see the most keys last, so they start first
-  if (q0 >= lenQ) { return; }
-  let hk = h / params.group;
-  let sg = subgroupId;
+  lines.push(...qEntryLines(o));
+  lines.push(`  let sg = subgroupId;
   let ko = sg * 16u;     // this subgroup's rows: q0 + ko .. + 15
   let sBase = sg * 16u * S_STRIDE;
   let pBase = sg * 16u * P_STRIDE;
@@ -625,26 +663,11 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   let rr = lane % 16u;
   let half = lane / 16u;
   let i = q0 + ko + rr;
-  var st = vec2<f32>(LSE_MASKED, 0.0);
-  if (i < lenQ) { st = rowstats[b * params.lse_strides.x + h * params.lse_strides.y + (startQ + i) * params.lse_strides.z]; }
-  // key blocks the workgroup's rows can see
-  let diag = select(0, i32(lenK) - i32(lenQ), sp.bottom_right != 0u);
-  let qLast = min(q0 + OWNERS, lenQ) - 1u;
-  var jLo = 0;
-  var jHi = i32(lenK) - 1;
-  ${o.causalOrWindow ? `jLo = max(jLo, diag + i32(q0) - sp.win_left);
-  jHi = min(jHi, diag + i32(qLast) + sp.win_right);` : '_ = qLast;'}
-  var tFirst = 0u;
-  var tEnd = 0u;
-  if (jHi >= jLo) {
-    tFirst = u32(jLo) / BLOCK;
-    tEnd = u32(jHi) / BLOCK + 1u;
-  }
+${qRowStatsAndKeyBlocks(o)}
   for (var t = tFirst; t < tEnd; t++) {
     let j0 = t * BLOCK;
     workgroupBarrier();   // Q/dO staging (first block) or the previous block's tiles fully read
-    ${stage(o, 'K_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'j0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + j0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + j0 + rr') : undefined, 'DQ', 'DQP').replace(/\brr\b/g, 'kk')}
-    ${stage(o, 'V_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'j0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + j0 + rr'), undefined, 'DV', 'DVP').replace(/\brr\b/g, 'kk')}
+${qKeyBlockStaging(o)}
     workgroupBarrier();`);
   for (let n = 0; n < chunksB; n++) {
     lines.push('    {', '      var s = subgroup_matrix_result<f32, 16, 16>();');
@@ -726,7 +749,6 @@ function buildSgBackwardQPairs(o: SgBackwardOptions): string {
   const words = Math.max(1, Math.ceil(keysPerLane / 8));
   const lines = header(o);
   lines.push(`@group(0) @binding(${B.grad}) var<storage, read_write> grad_q: array<f32>;`);
-  const nwgParam = o.reverse ? ' @builtin(num_workgroups) nwg: vec3<u32>,' : '';
   if (o.dimRope) lines.push(`@group(0) @binding(${B.gradRope}) var<storage, read_write> grad_rope: array<f32>;`);
   lines.push('', ...constants('q', o));
   lines.push(`const K_BASE = 0u; const V_BASE = ${L.cols * L.kStride}u;   // K/V block tiles; Q then dO staged once at 0 before the loop`);
@@ -736,19 +758,8 @@ function buildSgBackwardQPairs(o: SgBackwardOptions): string {
   lines.push(`var<workgroup> Pt: array<f16, ${L.pHalves}>;     // per pair: dS`);
   lines.push('var<workgroup> seqW: vec4<u32>;');
   lines.push('');
-  lines.push(`@compute @workgroup_size(${SG * o.subgroups})`);
-  lines.push(`fn main(@builtin(workgroup_id) wg: vec3<u32>,${nwgParam} @builtin(local_invocation_index) li: u32,`);
-  lines.push('        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
-  lines.push(`  let b = wg.z;
-  let h = wg.y;
-  let nb = sp.batch;
-  if (li == 0u) { seqW = vec4<u32>(seq_meta[b], seq_meta[nb + b], seq_meta[2u * nb + b], seq_meta[3u * nb + b]); }
-  let seq = workgroupUniformLoad(&seqW);
-  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;
-  let q0 = ${o.reverse ? '(nwg.x - 1u - wg.x)' : 'wg.x'} * OWNERS;
-  if (q0 >= lenQ) { return; }
-  let hk = h / params.group;
-  let sg = subgroupId;   // matrix offsets come from the subgroup id (uniformity)
+  lines.push(...qEntryLines(o));
+  lines.push(`  let sg = subgroupId;   // matrix offsets come from the subgroup id (uniformity)
   let role = sg % 2u;    // 0: Q_s and S, 1: dO_s and dP
   let pair = sg / 2u;
   let ko = pair * 16u;   // the pair's rows: q0 + ko .. + 15
@@ -772,26 +783,11 @@ function buildSgBackwardQPairs(o: SgBackwardOptions): string {
   let rr = pl % 16u;
   let ks = (pl / 16u) * KEYS_PER_LANE;   // first of this lane's keys in the block
   let i = q0 + ko + rr;
-  var st = vec2<f32>(LSE_MASKED, 0.0);
-  if (i < lenQ) { st = rowstats[b * params.lse_strides.x + h * params.lse_strides.y + (startQ + i) * params.lse_strides.z]; }
-  // key blocks the workgroup's rows can see
-  let diag = select(0, i32(lenK) - i32(lenQ), sp.bottom_right != 0u);
-  let qLast = min(q0 + OWNERS, lenQ) - 1u;
-  var jLo = 0;
-  var jHi = i32(lenK) - 1;
-  ${o.causalOrWindow ? `jLo = max(jLo, diag + i32(q0) - sp.win_left);
-  jHi = min(jHi, diag + i32(qLast) + sp.win_right);` : '_ = qLast;'}
-  var tFirst = 0u;
-  var tEnd = 0u;
-  if (jHi >= jLo) {
-    tFirst = u32(jLo) / BLOCK;
-    tEnd = u32(jHi) / BLOCK + 1u;
-  }
+${qRowStatsAndKeyBlocks(o)}
   for (var t = tFirst; t < tEnd; t++) {
     let j0 = t * BLOCK;
     workgroupBarrier();   // the Q/dO loads (first block) or the previous block's tiles and dS fully read
-    ${stage(o, 'K_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'j0 + rr < lenK', part('k', 'k_strides', 'k_off', 'hk', 'startK + j0 + rr'), o.dimRope ? part('kr', 'kr_strides', 'kr_off', 'hk', 'startK + j0 + rr') : undefined, 'DQ', 'DQP').replace(/\brr\b/g, 'kk')}
-    ${stage(o, 'V_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'j0 + rr < lenK', part('v', 'v_strides', 'v_off', 'hk', 'startK + j0 + rr'), undefined, 'DV', 'DVP').replace(/\brr\b/g, 'kk')}
+${qKeyBlockStaging(o)}
     workgroupBarrier();
     if (role == 0u) {`);
   // role 0: S = Q_s·Kᵀ; role 1: dP = dO_s·Vᵀ, each into its own slice

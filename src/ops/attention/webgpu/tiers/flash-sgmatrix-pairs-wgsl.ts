@@ -19,8 +19,8 @@
 // tanh), ALiBi, LSE, GQA packing; not the block source, the MLA split form, dropout, the score hook.
 import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import type { SgMatrixKernelOptions } from './flash-sgmatrix-wgsl.js';
-import { paramsStructWgsl } from './flash-params.js';
-import { tileKeyRangeLines } from './flash-tile-keys.js';
+import { rowKeyRangeLines, tileKeyRangeLines } from './flash-tile-keys.js';
+import { lazyRescaleLines, vectorKernelBindings, vectorKernelEntry, vectorPrefetchLoopHead, vectorQTileCopy, vectorRowLoaders, vectorScoreLines } from './flash-sgmatrix-vector-parts.js';
 
 /** The 16-row kernel's options with a subgroup pair per 16 rows. */
 export type PairsKernelOptions = SgMatrixKernelOptions & { rowPairs: true };
@@ -104,20 +104,7 @@ export function buildFlashSgMatrixPairs(o: PairsKernelOptions): string {
   };
 
   add(`// fusedattn flash forward, tensor cores, a subgroup pair per 16 query rows (pairs kernel)`);
-  add('enable f16;');
-  add('enable subgroups;');
-  add('enable chromium_experimental_subgroup_matrix;');
-  add('diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);');
-  add('');
-  add(paramsStructWgsl());
-  add('');
-  add('@group(0) @binding(0) var<uniform> P: Params;');
-  add('@group(0) @binding(1) var<storage, read> seqTable: array<u32>;');
-  add('@group(0) @binding(2) var<storage, read> Q: array<vec4<u32>>;');
-  add('@group(0) @binding(3) var<storage, read> K: array<vec4<u32>>;');
-  add('@group(0) @binding(4) var<storage, read> V: array<vec4<u32>>;');
-  add('@group(0) @binding(5) var<storage, read_write> O: array<f16>;');
-  if (o.returnLse) add('@group(0) @binding(6) var<storage, read_write> LSE: array<f32>;');
+  for (const line of vectorKernelBindings(o.returnLse)) add(line);
   add('');
   add(`const NT = ${NT}u;`);
   add(`const ROWS = ${L.rows}u;          // query rows per workgroup (16 per subgroup pair)`);
@@ -139,25 +126,9 @@ export function buildFlashSgMatrixPairs(o: PairsKernelOptions): string {
   add('var<workgroup> rescaleFlag: array<atomic<u32>, 4>;   // 16 bytes: see the alignment rule in docs/GPU-NOTES.md');
   add('var<workgroup> seqW: vec4<u32>;');
   add('');
-  // 8 halves of one row (zero outside the data), as vec4<u32>
-  for (const [name, arr, pre, dim] of [['rowQ', 'Q', 'q', 'DQ'], ['rowK', 'K', 'k', 'DQ'], ['rowV', 'V', 'v', 'DV']] as const) {
-    add(`fn ${name}(c: u32, valid: bool, b: u32, h: u32, row: u32) -> vec4<u32> {`);
-    add(`  if (!valid || c >= ${dim}) { return vec4<u32>(); }`);
-    add(`  return ${arr}[(P.${pre}Off + b * P.${pre}Sb + row * P.${pre}Ss + h * P.${pre}Sh + c) / 8u];`);
-    add('}');
-  }
+  for (const line of vectorRowLoaders()) add(line);
   add('');
-  add(`@compute @workgroup_size(${NT})`);
-  add('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32,\n        @builtin(subgroup_id) subgroupId: u32, @builtin(subgroup_invocation_id) lane: u32) {');
-  add('  let b = wg.z;');
-  add('  if (li == 0u) { seqW = vec4<u32>(seqTable[b], seqTable[P.batch + b], seqTable[2u * P.batch + b], seqTable[3u * P.batch + b]); }');
-  add('  let seq = workgroupUniformLoad(&seqW);');
-  add('  let startQ = seq.x; let startK = seq.y; let lenQ = seq.z; let lenK = seq.w;');
-  add(`  let tile = ${o.causalOrWindow ? 'P.tilesQ - 1u - wg.x; // longest causal tiles first' : 'wg.x;'}`);
-  add('  let q0 = tile * ROWS_PER_HEAD;');
-  add('  if (q0 >= lenQ) { return; }');
-  add(`  let h0 = wg.y * ${o.headsPerTile}u;`);
-  add('  let hk = h0 / P.group;');
+  for (const line of vectorKernelEntry(NT, o.causalOrWindow, o.headsPerTile)) add(line);
   add('  let sg = subgroupId;   // matrix offsets come from the subgroup id (uniformity)');
   add('  let role = sg % 2u;');
   add('  let pair = sg / 2u;');
@@ -166,13 +137,7 @@ export function buildFlashSgMatrixPairs(o: PairsKernelOptions): string {
   for (const line of tileKeyRangeLines(o.causalOrWindow)) add(line);
   add('');
   add('  // Q tile -> workgroup memory -> each role\'s half of the row matrices, kept for the whole loop');
-  add('  for (var t = li; t < ROWS * (DQP / 8u); t += NT) {');
-  add('    let r = t / (DQP / 8u);');
-  add('    let c = (t % (DQP / 8u)) * 8u;');
-  add('    let i = q0 + r % ROWS_PER_HEAD;');
-  add('    let h = h0 + r / ROWS_PER_HEAD;');
-  add('    KVs[(r * K_STRIDE + c) / 8u] = rowQ(c, i < lenQ, b, h, startQ + i);');
-  add('  }');
+  for (const line of vectorQTileCopy()) add(line);
   add('  workgroupBarrier();');
   for (let c = 0; c < qCount[0]; c++) add(`  var qm${c} = subgroup_matrix_left<f16, 16, 16>();`);
   byRole('  ', (role) => {
@@ -189,35 +154,12 @@ export function buildFlashSgMatrixPairs(o: PairsKernelOptions): string {
   add('  var m = NEG_INF;');
   add('  var l = 0.0;');
   add('  var poison = 0u;   // 1: row r saw a NaN or +inf score (its output and LSE are NaN)');
-  if (o.causalOrWindow) {
-    add('  let jLo = clamp(diag + i32(i) - P.windowLeft, 0, i32(lenK));');
-    add('  let jHi = clamp(diag + i32(i) + P.windowRight, -1, i32(lenK) - 1);');
-  } else {
-    add('  let jLo = 0;');
-    add('  let jHi = i32(lenK) - 1;');
-  }
-  if (o.alibi) {
-    add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead]) * 1.4426950408889634;');
-    add('  let alibiDiag = i32(i) + i32(lenK) - i32(lenQ);');
-  }
+  for (const line of rowKeyRangeLines(o)) add(line);
   add('  let sBase = sg * 16u * S_STRIDE;     // this subgroup\'s slice');
   add('  let sPair = pair * 32u * S_STRIDE;   // role 0\'s partial S; role 1\'s 16 rows on');
   add('  let pPair = pair * 16u * P_STRIDE;   // the pair\'s P');
   add('  let wRow = pair * 16u;               // the pair\'s rows in rowW');
-  add(`  var pk: array<vec4<u32>, ${pfK}>;`);
-  add(`  var pv: array<vec4<u32>, ${pfV}>;`);
-  const prefetch = (start: string, indent: string) => {
-    add(`${indent}for (var u = 0u; u < ${pfK}u; u++) { let t = li + u * NT; let rr = t / (DQP / 8u); let c = (t % (DQP / 8u)) * 8u; pk[u] = rowK(c, ${start} + rr < lenK, b, hk, startK + ${start} + rr); }`);
-    add(`${indent}for (var u = 0u; u < ${pfV}u; u++) { let t = li + u * NT; let rr = t / (DVP / 8u); let c = (t % (DVP / 8u)) * 8u; pv[u] = rowV(c, ${start} + rr < lenK, b, hk, startK + ${start} + rr); }`);
-  };
-  prefetch('(kvLo / BC) * BC', '  ');
-  add('  for (var kv0 = (kvLo / BC) * BC; kv0 < kvHi; kv0 += BC) {');
-  add(`    for (var u = 0u; u < ${pfK}u; u++) { let t = li + u * NT; let rr = t / (DQP / 8u); let c = (t % (DQP / 8u)) * 8u; KVs[(rr * K_STRIDE + c) / 8u] = pk[u]; }`);
-  add(`    for (var u = 0u; u < ${pfV}u; u++) { let t = li + u * NT; let rr = t / (DVP / 8u); let c = (t % (DVP / 8u)) * 8u; KVs[(V_BASE + rr * V_STRIDE + c) / 8u] = pv[u]; }`);
-  add('    workgroupBarrier();');
-  add('    if (kv0 + BC < kvHi) {');
-  prefetch('kv0 + BC', '      ');
-  add('    }');
+  for (const line of vectorPrefetchLoopHead(pfK, pfV)) add(line);
   add('    // partial S = Q_s[:, half]·K[:, half]ᵀ into this subgroup\'s slice');
   byRole('    ', (role) => {
     for (let n = 0; n < chunksBC; n++) {
@@ -238,32 +180,11 @@ export function buildFlashSgMatrixPairs(o: PairsKernelOptions): string {
   add('    var blockMax = NEG_INF;');
   add('    for (var c = 0u; c < COLS_PER_LANE; c++) {');
   add('      var s = Ss[sRow + 4u * c] + Ss[sRow + 16u * S_STRIDE + 4u * c];');
-  // softcap: a NaN is caught before the clamp (which could make it a bound), and poisons the row
-  // only where the pair is visible (a key hidden by causal or the window must not); +inf is capped
-  if (o.softcap) add('      let qkNan = is_nan(s);');
-  add(o.softcap ? '      s = P.softcap * tanh(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * 1.4426950408889634;' : '      s = s * P.scaleLog2;   // the scale folded into exp2');
-  add('      let j = i32(kv0 + quarter + 4u * c);');
-  if (o.alibi) add('      s -= slope * f32(abs(alibiDiag - j));');
-  add('      let keep = j >= jLo && j <= jHi;');
-  if (o.softcap) add('      if (keep && qkNan) { poison = 1u; }');
-  add('      s = select(NEG_INF, s, keep);');
-  add('      if (nan_or_pos_inf(s)) { poison = 1u; s = NEG_INF; }');
-  add('      sv[c] = s;');
-  add('      blockMax = max(blockMax, s);');
+  for (const line of vectorScoreLines(o, 'kv0 + quarter + 4u * c')) add(line);
   add('    }');
   add('    blockMax = max(blockMax, subgroupShuffleXor(blockMax, 1u));');
   add('    blockMax = max(blockMax, subgroupShuffleXor(blockMax, 2u));');
-  add('    var alpha = 1.0;');
-  add('    if (blockMax > m) {');
-  add('      if (m == NEG_INF) {');
-  add('        m = blockMax;   // O and l are still 0: nothing to rescale');
-  add('      } else if (blockMax - m > THRESHOLD) {');
-  add('        alpha = exp2(m - blockMax);');
-  add('        m = blockMax;');
-  add('        atomicOr(&rescaleFlag[0], 1u);');
-  add('      }');
-  add('    }');
-  add('    l *= alpha;');
+  for (const line of lazyRescaleLines()) add(line);
   add('    var sum = 0.0;');
   add('    for (var c = 0u; c < COLS_PER_LANE; c++) {');
   add('      let p = select(0.0, exp2(sv[c] - m), sv[c] != NEG_INF);');

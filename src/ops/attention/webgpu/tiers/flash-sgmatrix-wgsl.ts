@@ -18,7 +18,7 @@
 import { NON_FINITE_FNS } from '../../../../engines/webgpu/wgsl.js';
 import { type FlashBlockSource, blockSourceCacheAppend, blockSourceDeclarations, blockSourceProblem, blockSourceSequence } from './flash-block-source.js';
 import { paramsStructWgsl } from './flash-params.js';
-import { tileKeyRangeLines } from './flash-tile-keys.js';
+import { rowKeyRangeLines, tileKeyRangeLines } from './flash-tile-keys.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { FAST_DROPOUT_BINDING } from './dispatch.js';
 import { type SgScoreHook, TANH_EXP2_WGSL, hookAdditions, hookDeclarations, hookRowSetup, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
@@ -266,17 +266,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('  var m = NEG_INF;');
   add('  var poison = 0u;   // 1: this lane saw a NaN or +inf score of its row (the row\'s output is NaN)');
   add('  var l = 0.0;');
-  if (o.causalOrWindow) {
-    add('  let jLo = clamp(diag + i32(i) - P.windowLeft, 0, i32(lenK));');
-    add('  let jHi = clamp(diag + i32(i) + P.windowRight, -1, i32(lenK) - 1);');
-  } else {
-    add('  let jLo = 0;');
-    add('  let jHi = i32(lenK) - 1;');
-  }
-  if (o.alibi) {
-    add('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead]) * 1.4426950408889634;');
-    add('  let alibiDiag = i32(i) + i32(lenK) - i32(lenQ);');
-  }
+  for (const line of rowKeyRangeLines(o)) add(line);
   if (o.score) for (const line of hookRowSetup(o.score)) add(line);
   add('  let sBase = sg * 16u * S_STRIDE;');
   add('  let pBase = sg * 16u * P_STRIDE;');

@@ -14,3 +14,18 @@ export function tileKeyRangeLines(causalOrWindow: boolean, rows = 'ROWS_PER_HEAD
       : ['  let kvLo = 0u;', '  let kvHi = lenK;']),
   ];
 }
+
+/**
+ * WGSL lines declaring jLo and jHi, the keys query row i can see (window / causal, either
+ * alignment; needs diag from tileKeyRangeLines), and with ALiBi the row's slope (log2 units) and
+ * its diagonal. Needs i, b, myHead, lenQ, lenK declared before.
+ */
+export function rowKeyRangeLines(o: { causalOrWindow: boolean; alibi: boolean }): string[] {
+  const lines = o.causalOrWindow
+    ? ['  let jLo = clamp(diag + i32(i) - P.windowLeft, 0, i32(lenK));', '  let jHi = clamp(diag + i32(i) + P.windowRight, -1, i32(lenK) - 1);']
+    : ['  let jLo = 0;', '  let jHi = i32(lenK) - 1;'];
+  if (o.alibi) {
+    lines.push('  let slope = bitcast<f32>(seqTable[4u * P.batch + b * P.alibiSb + myHead]) * 1.4426950408889634;', '  let alibiDiag = i32(i) + i32(lenK) - i32(lenQ);');
+  }
+  return lines;
+}
