@@ -99,6 +99,28 @@ export function fusedPlanUnsupported(plan: FusedPlan, p: ApproxProblem, limits: 
 
 const strides4 = (v: { b: number; h: number; s: number; d: number }): [number, number, number, number] => [v.b, v.h, v.s, v.d];
 
+/** The uniform values of the three kernels (the host's and the emulation test's). */
+export function fusedParams(p: ApproxProblem, plan: FusedPlan, bases: { q: number; k: number; v: number }) {
+  const b = p.base;
+  return {
+    q_str: strides4(b.q.strides), k_str: strides4(b.k.strides), v_str: strides4(b.v.strides), o_str: strides4(b.outStrides),
+    q_off: b.q.offset + bases.q, k_off: b.k.offset + bases.k, v_off: b.v.offset + bases.v,
+    heads: b.headsQ, group: b.headsQ / b.headsKv, kv_heads: b.headsKv, seq_q: b.seqQ, seq_k: b.seqK, dim: p.features, dim_v: b.dimV,
+    chunk_keys: plan.chunkKeys, chunks: plan.chunks, fp: plan.fp, dvp: plan.dvp, alpha: 1 / Math.max(1, b.seqK),
+    quads: (plan.fp * plan.dvp + plan.fp) / 4,
+  };
+}
+
+/** Workgroup counts of the three dispatches. */
+export function fusedGrids(p: ApproxProblem, plan: FusedPlan): Record<'state' | 'reduce' | 'output', [number, number, number]> {
+  const b = p.base;
+  return {
+    state: [plan.chunks, plan.planes, plan.fTiles * plan.vTiles],
+    reduce: [Math.ceil((plan.fp * plan.dvp + plan.fp) / 4 / 256), plan.planes, 1],
+    output: [Math.ceil(b.seqQ / plan.output.tm), b.batch * b.headsQ, plan.vTiles],
+  };
+}
+
 /** Queues the three fused dispatches for `p` (non-causal, built-in map), writing io.out. */
 export async function recordFused(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands): Promise<() => void> {
   const b = p.base;
@@ -119,22 +141,17 @@ export async function recordFused(runtime: GpuRuntime, p: ApproxProblem, io: Att
       return buf;
     };
     try {
-      const params = runtime.uniform(FUSED_PARAMS.pack({
-        q_str: strides4(b.q.strides), k_str: strides4(b.k.strides), v_str: strides4(b.v.strides), o_str: strides4(b.outStrides),
-        q_off: b.q.offset + io.q.elementBase, k_off: b.k.offset + io.k.elementBase, v_off: b.v.offset + io.v.elementBase,
-        heads: b.headsQ, group: b.headsQ / b.headsKv, kv_heads: b.headsKv, seq_q: b.seqQ, seq_k: b.seqK, dim: p.features, dim_v: b.dimV,
-        chunk_keys: plan.chunkKeys, chunks: plan.chunks, fp: plan.fp, dvp: plan.dvp, alpha: 1 / Math.max(1, b.seqK),
-        quads: (plan.fp * plan.dvp + plan.fp) / 4,
-      }), 'fused linear params');
+      const params = runtime.uniform(FUSED_PARAMS.pack(fusedParams(p, plan, { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase })), 'fused linear params');
       const part = buffer(plan.bytes.part, 'fused partial states');
       const zpart = buffer(plan.bytes.zpart, 'fused partial sums');
       const st = buffer(plan.bytes.state, 'fused state (f16, times 1/Sk)');
       const z = buffer(plan.bytes.z, 'fused key sums (times 1/Sk)');
       const dispatch = (label: string, pipeline: typeof state, entries: Record<number, GPUBuffer | GPUBufferBinding>, workgroups: [number, number, number]) =>
         runtime.dispatch({ label, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups });
-      dispatch('approx-fused-state', state, { 0: params, 1: io.k.binding, 2: io.v.binding, 3: part, 4: zpart }, [plan.chunks, plan.planes, plan.fTiles * plan.vTiles]);
-      dispatch('approx-fused-reduce', reduce, { 0: params, 3: part, 4: zpart, 5: st, 6: z }, [Math.ceil((plan.fp * plan.dvp + plan.fp) / 4 / 256), plan.planes, 1]);
-      dispatch('approx-fused-output', output, { 0: params, 1: io.q.binding, 5: st, 6: z, 7: io.out }, [Math.ceil(b.seqQ / plan.output.tm), b.batch * b.headsQ, plan.vTiles]);
+      const grid = fusedGrids(p, plan);
+      dispatch('approx-fused-state', state, { 0: params, 1: io.k.binding, 2: io.v.binding, 3: part, 4: zpart }, grid.state);
+      dispatch('approx-fused-reduce', reduce, { 0: params, 3: part, 4: zpart, 5: st, 6: z }, grid.reduce);
+      dispatch('approx-fused-output', output, { 0: params, 1: io.q.binding, 5: st, 6: z, 7: io.out }, grid.output);
     } finally {
       for (const s of scratch) runtime.release(s);
     }

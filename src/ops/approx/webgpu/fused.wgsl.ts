@@ -234,10 +234,10 @@ export function buildFusedState(o: FusedLinearOptions): string {
     for (let u = 0; u < chunksV; u++) {
       add('    {');
       add(`      let tv = lid + ${u * g.threads}u;`);
-      add(`      let key = key0 + ${step} * KT + tv / CPR_V;`);
+      add(`      let vkey = key0 + ${step} * KT + tv / CPR_V;`);
       add('      let vd = v0 + (tv % CPR_V) * 8u;');
       add(`      rv${u} = vec4<u32>();`);
-      add(`      if (key < key_end) { rv${u} = pack8(eight_v(v_row0 + key * p.v_str.z, vd, p.dim_v, p.v_str.w)); }`);
+      add(`      if (vkey < key_end) { rv${u} = pack8(eight_v(v_row0 + vkey * p.v_str.z, vd, p.dim_v, p.v_str.w)); }`);
       add('    }');
     }
   };
