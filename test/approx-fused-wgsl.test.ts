@@ -446,6 +446,8 @@ const EMULATED: Case[] = [
   { B: 2, H: 2, KV: 1, S: 19, D: 59, Dv: 33, layout: 'BSH', dtype: 'float32', map: 'relu', chunk: 32 },
   // an input base that is not 8-aligned (strided loads), Dv > 128 (two value tiles), SBH
   { B: 1, H: 2, KV: 2, S: 130, Sk: 45, D: 64, Dv: 136, layout: 'SBH', pad: 2, chunk: 32 },
+  // F over one feature tile (two state tiles along F, the output's K steps over 256 features)
+  { B: 1, H: 1, KV: 1, S: 21, D: 160, Dv: 24 },
 ];
 
 describe('fused linear attention kernels', () => {

@@ -4,7 +4,7 @@
 // strided-load kernels), float32 inputs, elu+1 and relu — each run proven to have queued the fused
 // kernels (the runtime's queued commands); no timing unless every check passed. Then GPU times
 // (gpu-timer.mjs: timestamps summed over the dispatches, after warmGpu, median of 5) of the fused
-// path (default chunking and FUSEDATTN_APPROX_FUSED_CHUNK 256/512/1024) against the portable
+// path (default chunking, 256 keys there, and FUSEDATTN_APPROX_FUSED_CHUNK 512/1024/2048) against the portable
 // path at B4 H32 S4096 D128 fp16 elu+1 non-causal, each spot-checked by rows first.
 //   node bench/gpu/linear-fused.mjs OUTDIR [--smoke]   (--smoke: small checks, tiny timing shape;
 //   without tensor cores the fused runs must be refused with the adapter's reason)
@@ -31,9 +31,10 @@ const emit = (row) => appendFileSync(jsonl, `${JSON.stringify({ bench: 'linear-f
 const TOL = 2e-2;
 const runtime = await getRuntime();
 const tcReason = sgMatrixAdapterUnsupported(runtime);
+const unsafe = process.env.FUSEDATTN_UNSAFE_DISABLE_ROBUSTNESS === '1';
 const adapter = `${runtime.adapter.vendor ?? ''} ${runtime.adapter.architecture ?? ''} ${runtime.adapter.device ?? ''}`.trim();
-console.log(`adapter: ${adapter || 'unknown'}; tensor cores: ${tcReason ? `no (${tcReason})` : 'yes'}`);
-emit({ part: 'adapter', adapter, tensorcore: !tcReason, reason: tcReason });
+console.log(`adapter: ${adapter || 'unknown'}; tensor cores: ${tcReason ? `no (${tcReason})` : 'yes'}; Dawn robustness ${unsafe ? 'OFF' : 'on'}`);
+emit({ part: 'adapter', adapter, tensorcore: !tcReason, reason: tcReason, robustness: !unsafe });
 
 /** Dispatch labels an op queued (the proof of which path ran). */
 async function labelsOf(fn) {
@@ -76,7 +77,7 @@ for (const S of smoke ? [1, 97] : [1, 97, 1025]) for (const D of [64, 128, 59]) 
 add({ S: 97, D: 64, Dv: 40 }); add({ S: 300, D: 128, Dv: 72, B: 2 }); add({ S: 130, D: 64, Dv: 192, map: 'relu' });
 add({ S: 97, Sk: 333, D: 128 }); add({ S: 97, D: 64, chunk: 32 }); add({ S: 300, D: 128, Dv: 72, B: 2, chunk: 64 }); add({ S: 97, Sk: 1025, D: 128, chunk: 256 }); add({ S: 200, Sk: 1, D: 64 });
 for (const layout of ['BSND', 'BSH', 'SBH']) { add({ S: 97, D: 64, Dv: 48, B: 2, layout }); add({ S: 65, D: 128, B: 2, H: 4, KV: 2, layout }); }
-add({ S: 129, D: 128, H: 4, KV: 1 }); add({ S: 97, D: 64, pad: 2 }); add({ S: 97, D: 128, Dv: 96, pad: 2, layout: 'BSND' });
+add({ S: 129, D: 128, H: 4, KV: 1 }); add({ S: 97, D: 192, Dv: 128 }); add({ S: 97, D: 64, pad: 2 }); add({ S: 97, D: 128, Dv: 96, pad: 2, layout: 'BSND' });
 add({ S: 97, D: 64, dtype: 'float32' }); add({ S: 70, D: 59, Dv: 33, dtype: 'float32', layout: 'BSH', B: 2 });
 if (!smoke) { add({ S: 1025, D: 128, Dv: 64, B: 2, H: 2 }); add({ S: 2049, D: 64, H: 1 }); }
 
@@ -149,7 +150,7 @@ const [B, H, S, D] = smoke ? [1, 2, 256, 32] : [4, 32, 4096, 128];
 const variants = [{ name: 'portable', tier: 'portable' }];
 if (!tcReason && allPass) {
   variants.push({ name: 'fused', tier: 'fused' });
-  for (const chunk of [256, 512, 1024]) variants.push({ name: `fused kc${chunk}`, tier: 'fused', chunk });
+  for (const chunk of [512, 1024, 2048]) variants.push({ name: `fused kc${chunk}`, tier: 'fused', chunk });
 }
 if (!tcReason && !allPass) console.log('time: fused refused (a check failed above); portable only');
 const gauss = normal(uniform(7));
@@ -160,7 +161,7 @@ const flops = B * H * 4 * S * D * (D + 1);
 const want = referenceApproxRows(validateApprox('linear', host[0], host[1], host[2], {}), 0, 1, rows);
 console.log(`timing B${B} H${H} S${S} D${D} fp16 elu+1 non-causal (GPU ms summed over dispatches, median of 5 after warmGpu 300 ms; spot = rows of head 1 against float64)`);
 for (const variant of variants) {
-  const label = variant.name.padEnd(15);
+  const label = `${variant.name}${unsafe ? ' unsafe' : ''}`.padEnd(22);
   try {
     const run = () => withTier(variant.tier, () => linearAttention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu' }), variant.chunk);
     const { result: first, labels } = await labelsOf(run);
@@ -192,7 +193,7 @@ for (const variant of variants) {
     const ms = times[2];
     const parts = Object.entries(byKernel).map(([k, t]) => `${k} ${t.toFixed(3)}`).join(', ');
     console.log(`time ${label} ${ms.toFixed(3).padStart(8)} ms ${(flops / (ms * 1e9)).toFixed(1).padStart(6)} TFLOP/s  spot ${err.toExponential(1)}  [${parts}]`);
-    emit({ part: 'time', B, H, S, D, variant: variant.name, ms, tflops: flops / (ms * 1e9), spot: err, byKernel, labels });
+    emit({ part: 'time', B, H, S, D, variant: variant.name, robustness: !unsafe, ms, tflops: flops / (ms * 1e9), spot: err, byKernel, labels });
   } catch (e) {
     console.log(`time ${label} ERROR ${String(e.message ?? e).split('\n')[0]}`);
     emit({ part: 'time', B, H, S, D, variant: variant.name, error: String(e.message ?? e) });
