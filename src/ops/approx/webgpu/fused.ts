@@ -45,7 +45,7 @@ function vecView(v: StridedView, base: number, dim: number, dtype: string): bool
 }
 
 /** Tiles, key chunks and sizes of `p`'s fused run. `chunkKeys` overrides the chunking (a multiple of 32; FUSEDATTN_APPROX_FUSED_CHUNK). */
-export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkKeys = envInt('FUSEDATTN_APPROX_FUSED_CHUNK', FUSED_KT, 1 << 30)) {
+export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkKeys = envInt('FUSEDATTN_APPROX_FUSED_CHUNK', FUSED_KT, 1 << 30), maxPartBytes = Infinity) {
   const b = p.base;
   const map = fusedMapOf(p)!;
   const F = p.features;
@@ -63,7 +63,9 @@ export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkK
     kc = chunkKeys;
   } else {
     const wanted = Math.ceil(STATE_TARGET_WORKGROUPS / Math.max(1, planes * fTiles * vTiles));
-    const chunks = Math.max(1, Math.min(wanted, Math.floor(b.seqK / STATE_MIN_CHUNK)));
+    // the partial states stay within one binding (fewer, longer chunks for many or wide planes)
+    const fit = Math.floor(maxPartBytes / (planes * fp * dvp * 4));
+    const chunks = Math.max(1, Math.min(wanted, fit, Math.floor(b.seqK / STATE_MIN_CHUNK)));
     kc = Math.max(FUSED_KT, Math.ceil(b.seqK / chunks / FUSED_KT) * FUSED_KT);
   }
   const chunks = Math.max(1, Math.ceil(b.seqK / kc));
@@ -124,7 +126,7 @@ export function fusedGrids(p: ApproxProblem, plan: FusedPlan): Record<'state' | 
 /** Queues the three fused dispatches for `p` (non-causal, built-in map), writing io.out. */
 export async function recordFused(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands): Promise<() => void> {
   const b = p.base;
-  const plan = fusedPlan(p, { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase });
+  const plan = fusedPlan(p, { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase }, undefined, runtime.limits.maxStorageBufferBindingSize);
   const reason = fusedPlanUnsupported(plan, p, runtime.limits);
   if (reason) throw new UnsupportedError('options.backend', `linear attention on the fused tensor-core path: ${reason}`);
   const [state, reduce, output] = [
