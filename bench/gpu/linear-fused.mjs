@@ -4,7 +4,7 @@
 // strided-load kernels), float32 inputs, elu+1 and relu — each run proven to have queued the fused
 // kernels (the runtime's queued commands); no timing unless every check passed. Then GPU times
 // (gpu-timer.mjs: timestamps summed over the dispatches, after warmGpu, median of 5) of the fused
-// path (default chunking, 256 keys there, and FUSEDATTN_APPROX_FUSED_CHUNK 512/1024/2048) against the portable
+// path (default chunking, 256 keys there, FUSEDATTN_APPROX_FUSED_CHUNK 512/1024/2048, FUSEDATTN_APPROX_FUSED_ROWS 64) against the portable
 // path at B4 H32 S4096 D128 fp16 elu+1 non-causal, each spot-checked by rows first.
 //   node bench/gpu/linear-fused.mjs OUTDIR [--smoke]   (--smoke: small checks, tiny timing shape;
 //   without tensor cores the fused runs must be refused with the adapter's reason)
@@ -43,10 +43,11 @@ async function labelsOf(fn) {
   try { return { result: await fn(), labels }; } finally { detach(); }
 }
 
-async function withTier(tier, fn, chunk) {
+async function withTier(tier, fn, chunk, rows) {
   process.env.FUSEDATTN_APPROX_TIER = tier;
   if (chunk) process.env.FUSEDATTN_APPROX_FUSED_CHUNK = String(chunk);
-  try { return await fn(); } finally { delete process.env.FUSEDATTN_APPROX_TIER; delete process.env.FUSEDATTN_APPROX_FUSED_CHUNK; }
+  if (rows) process.env.FUSEDATTN_APPROX_FUSED_ROWS = String(rows);
+  try { return await fn(); } finally { for (const n of ['FUSEDATTN_APPROX_TIER', 'FUSEDATTN_APPROX_FUSED_CHUNK', 'FUSEDATTN_APPROX_FUSED_ROWS']) delete process.env[n]; }
 }
 
 function tensor(shape, gauss, sigma, dtype) {
@@ -77,7 +78,7 @@ for (const S of smoke ? [1, 97] : [1, 97, 1025]) for (const D of [64, 128, 59]) 
 add({ S: 97, D: 64, Dv: 40 }); add({ S: 300, D: 128, Dv: 72, B: 2 }); add({ S: 130, D: 64, Dv: 192, map: 'relu' });
 add({ S: 97, Sk: 333, D: 128 }); add({ S: 97, D: 64, chunk: 32 }); add({ S: 300, D: 128, Dv: 72, B: 2, chunk: 64 }); add({ S: 97, Sk: 1025, D: 128, chunk: 256 }); add({ S: 200, Sk: 1, D: 64 });
 for (const layout of ['BSND', 'BSH', 'SBH']) { add({ S: 97, D: 64, Dv: 48, B: 2, layout }); add({ S: 65, D: 128, B: 2, H: 4, KV: 2, layout }); }
-add({ S: 129, D: 128, H: 4, KV: 1 }); add({ S: 97, D: 192, Dv: 128 }); add({ S: 97, D: 64, pad: 2 }); add({ S: 97, D: 128, Dv: 96, pad: 2, layout: 'BSND' });
+add({ S: 129, D: 128, H: 4, KV: 1 }); add({ S: 97, D: 192, Dv: 128 }); add({ S: 300, D: 128, rows: 64 }); add({ S: 97, D: 64, pad: 2 }); add({ S: 97, D: 128, Dv: 96, pad: 2, layout: 'BSND' });
 add({ S: 97, D: 64, dtype: 'float32' }); add({ S: 70, D: 59, Dv: 33, dtype: 'float32', layout: 'BSH', B: 2 });
 if (!smoke) { add({ S: 1025, D: 128, Dv: 64, B: 2, H: 2 }); add({ S: 2049, D: 64, H: 1 }); }
 
@@ -93,7 +94,7 @@ for (const c of CASES) {
   const k = tensor(shapeOf(c.layout, c.B, c.KV, Sk, c.D), gauss, 0.7, c.dtype);
   const v = tensor(shapeOf(c.layout, c.B, c.KV, Sk, Dv), gauss, 1, c.dtype);
   const options = { featureMap: c.map, layout: c.layout, ...(c.layout === 'BSH' || c.layout === 'SBH' ? { heads: c.H, kvHeads: c.KV } : {}) };
-  const name = `${c.layout} B${c.B} H${c.H}/${c.KV} S${c.S}${c.Sk ? `/${Sk}` : ''} D${c.D}${Dv !== c.D ? ` Dv${Dv}` : ''} ${c.dtype} ${c.map}${c.pad ? ` offset ${c.pad}` : ''}${c.chunk ? ` chunk ${c.chunk}` : ''}`;
+  const name = `${c.layout} B${c.B} H${c.H}/${c.KV} S${c.S}${c.Sk ? `/${Sk}` : ''} D${c.D}${Dv !== c.D ? ` Dv${Dv}` : ''} ${c.dtype} ${c.map}${c.pad ? ` offset ${c.pad}` : ''}${c.chunk ? ` chunk ${c.chunk}` : ''}${c.rows ? ` rows ${c.rows}` : ''}`;
   if (tcReason && !refusedOnce) {
     refusedOnce = true;
     try {
@@ -118,11 +119,13 @@ for (const c of CASES) {
     }));
   }
   const inputs = c.pad ? [offsetGpu(q, c.pad), offsetGpu(k, c.pad), offsetGpu(v, c.pad)] : [q, k, v];
+  if (c.rows) process.env.FUSEDATTN_APPROX_FUSED_ROWS = String(c.rows);
   const plan = fusedPlan(validateApprox('linear', ...inputs, options), { q: c.pad, k: c.pad, v: c.pad }, c.chunk);
+  delete process.env.FUSEDATTN_APPROX_FUSED_ROWS;
   const planName = `state ${plan.state.tm}x${plan.state.tn}${plan.state.vec ? ' vec' : ' strided'}, out ${plan.output.tm}x${plan.output.tn}${plan.output.vec ? ' vec' : ' strided'}${plan.output.vecOut ? ' vecOut' : ''}, ${plan.chunks} chunks of ${plan.chunkKeys}`;
   let err = NaN, fused = false, note = '';
   try {
-    const { result, labels } = await labelsOf(() => withTier(checkTier, () => linearAttention(...inputs, { ...options, backend: 'webgpu' }), c.chunk));
+    const { result, labels } = await labelsOf(() => withTier(checkTier, () => linearAttention(...inputs, { ...options, backend: 'webgpu' }), c.chunk, c.rows));
     fused = checkTier === 'portable' || labels.includes('approx-fused-state') && labels.includes('approx-fused-output') && !labels.some((l) => l.startsWith('approx-features'));
     let out;
     if (result.out.location === 'webgpu') {
@@ -151,6 +154,7 @@ const variants = [{ name: 'portable', tier: 'portable' }];
 if (!tcReason && allPass) {
   variants.push({ name: 'fused', tier: 'fused' });
   for (const chunk of [512, 1024, 2048]) variants.push({ name: `fused kc${chunk}`, tier: 'fused', chunk });
+  variants.push({ name: 'fused rows64', tier: 'fused', rows: 64 }, { name: 'fused kc512 rows64', tier: 'fused', chunk: 512, rows: 64 });
 }
 if (!tcReason && !allPass) console.log('time: fused refused (a check failed above); portable only');
 const gauss = normal(uniform(7));
@@ -163,7 +167,7 @@ console.log(`timing B${B} H${H} S${S} D${D} fp16 elu+1 non-causal (GPU ms summed
 for (const variant of variants) {
   const label = `${variant.name}${unsafe ? ' unsafe' : ''}`.padEnd(22);
   try {
-    const run = () => withTier(variant.tier, () => linearAttention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu' }), variant.chunk);
+    const run = () => withTier(variant.tier, () => linearAttention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu' }), variant.chunk, variant.rows);
     const { result: first, labels } = await labelsOf(run);
     const bytes = await runtime.read(first.out.gpu.buffer, 0, first.out.size * 2);
     const got = Tensor.fromData(new Uint16Array(bytes), first.out.shape, 'float16').toFloat32();

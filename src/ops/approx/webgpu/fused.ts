@@ -51,7 +51,10 @@ export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkK
   const F = p.features;
   const tmState = F > 64 ? 128 : 64;
   const tn = b.dimV > 64 ? 128 : 64;
-  const tmOut = b.seqQ > 64 && tn === 128 ? 128 : 64;
+  // query rows per output workgroup: 128 (8 subgroups) by default, FUSEDATTN_APPROX_FUSED_ROWS=64 for twice the workgroups
+  const rows = envInt('FUSEDATTN_APPROX_FUSED_ROWS', 64, 128);
+  if (rows !== undefined && rows !== 64 && rows !== 128) throw new UnsupportedError('FUSEDATTN_APPROX_FUSED_ROWS', `FUSEDATTN_APPROX_FUSED_ROWS must be 64 or 128, got ${rows}`);
+  const tmOut = (rows ?? (b.seqQ > 64 && tn === 128 ? 128 : 64)) as 64 | 128;
   const fTiles = Math.ceil(F / tmState);
   const vTiles = Math.ceil(b.dimV / tn);
   const fp = fTiles * tmState;
