@@ -6,7 +6,7 @@
 // (gpu-timer.mjs: timestamps summed over the dispatches, after warmGpu, median of 5) of the fused
 // path (default chunking, 256 keys there, FUSEDATTN_APPROX_FUSED_CHUNK 512/1024/2048, FUSEDATTN_APPROX_FUSED_ROWS 64) against the portable
 // path at B4 H32 S4096 D128 fp16 elu+1 non-causal, each spot-checked by rows first.
-//   node bench/gpu/linear-fused.mjs OUTDIR [--smoke]   (--smoke: small checks, tiny timing shape;
+//   node bench/gpu/linear-fused.mjs OUTDIR [--smoke] [--no-time]   (--smoke: small checks, tiny timing shape;
 //   without tensor cores the fused runs must be refused with the adapter's reason)
 // Tolerance: max |out - ref| <= 2e-2 * max |ref| (f16 operands, f16 state times 1/Sk, f16 output).
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -80,7 +80,7 @@ add({ S: 97, Sk: 333, D: 128 }); add({ S: 97, D: 64, chunk: 32 }); add({ S: 300,
 for (const layout of ['BSND', 'BSH', 'SBH']) { add({ S: 97, D: 64, Dv: 48, B: 2, layout }); add({ S: 65, D: 128, B: 2, H: 4, KV: 2, layout }); }
 add({ S: 129, D: 128, H: 4, KV: 1 }); add({ S: 97, D: 192, Dv: 128 }); add({ S: 300, D: 128, rows: 64 }); add({ S: 97, D: 64, pad: 2 }); add({ S: 97, D: 128, Dv: 96, pad: 2, layout: 'BSND' });
 add({ S: 97, D: 64, dtype: 'float32' }); add({ S: 70, D: 59, Dv: 33, dtype: 'float32', layout: 'BSH', B: 2 });
-if (!smoke) { add({ S: 1025, D: 128, Dv: 64, B: 2, H: 2 }); add({ S: 2049, D: 64, H: 1 }); }
+if (!smoke) { add({ S: 1025, D: 128, Dv: 64, B: 2, H: 2 }); add({ S: 2049, D: 64, H: 1, KV: 1 }); }
 
 let allPass = true;
 let seed = 5000;
@@ -149,6 +149,7 @@ if (tcReason) console.log(`SKIP fused checks and timings: ${tcReason} (harness c
 else console.log(`${allPass ? 'PASS' : 'FAIL'} fused (${CASES.length} cases, tolerance ${TOL} of max |ref|, every run proven fused)`);
 
 // ---- timings, only when every check passed
+if (args.includes('--no-time')) process.exit(0);
 const [B, H, S, D] = smoke ? [1, 2, 256, 32] : [4, 32, 4096, 128];
 const variants = [{ name: 'portable', tier: 'portable' }];
 if (!tcReason && allPass) {
