@@ -24,6 +24,7 @@ import {
   APPROX_PARAMS, CAUSAL_CHUNK_EPILOGUE, type FeatureKernelOptions, buildAugment, buildFeatures, buildNormalize, buildPerformerKeys,
   buildChunkScan, buildPerformerRows, buildPlaneMax, featuresBindData,
 } from './kernels.wgsl.js';
+import { fusedProblemUnsupported, recordFused } from './fused.js';
 import { ALPHA_SCALED, type ApproxProduct, type ApproxTier, approxSgmatKernel, approxSgmatOptions, approxSgmatTile, approxTier } from './tier.js';
 
 const featuresKernel = defineKernel<FeatureKernelOptions>('approx-features', buildFeatures);
@@ -89,7 +90,14 @@ export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice, testing
   const b = p.base;
   const dtype = b.dtype;
   const tile = approxSgmatTile(); // read first: a malformed value is an error on every adapter
-  const tier = approxTier(dtype, runtime);
+  let tier = approxTier(dtype, runtime);
+  if (tier === 'fused') {
+    // the fused kernels take non-causal linear attention with a built-in map; the rest runs portable
+    if (!fusedProblemUnsupported(p) && !testing?.scaledPortable) {
+      return measuredAttention(runtime, b, async (io) => (await recordFused(runtime, p, io))());
+    }
+    tier = 'portable';
+  }
   // float16 φ and [V | 1] (experiment, FUSEDATTN_APPROX_HALF_FEATURES=1): the tensor-core tier
   // rounds them to f16 when staging anyway; non-causal linear attention only (the causal split-K
   // product would mix f16 φ(Q) with f32 chunk scores in one operand type)

@@ -8,6 +8,10 @@
 //                staging of this matmul, not the tier, is what to fix before auto takes them)
 //   FUSEDATTN_APPROX_TIER=portable|tensorcore forces one (tensorcore on an adapter without
 //                subgroup matrices is an UnsupportedError naming the reason)
+//   FUSEDATTN_APPROX_TIER=fused  non-causal linear attention with elu+1 or relu on the fused
+//                tensor-core kernels (fused.wgsl.ts: φ applied while staged, f16 tiles, no f32
+//                planes in global memory); causal, Performer and expression maps run on the
+//                portable path under it. Not auto until measured on the H200.
 // Performer's projection X·Wᵀ stays on the portable matmul on every tier: its logits go through
 // exp, where f16's 3-digit rounding becomes ~1% relative error.
 //
@@ -25,8 +29,8 @@ import {
 } from '../../gemm/webgpu/matmul-sgmat.wgsl.js';
 import { CAUSAL_CHUNK_EPILOGUE } from './kernels.wgsl.js';
 
-export type ApproxTier = 'portable' | 'tensorcore';
-export const APPROX_TIERS: readonly ApproxTier[] = ['portable', 'tensorcore'];
+export type ApproxTier = 'portable' | 'tensorcore' | 'fused';
+export const APPROX_TIERS: readonly ApproxTier[] = ['portable', 'tensorcore', 'fused'];
 
 /**
  * The products, by the contiguity of their operands in the intermediates' layouts
@@ -81,8 +85,8 @@ export const APPROX_PRODUCTS = Object.keys(PRODUCT_OPTIONS) as ApproxProduct[];
 export function approxTier(_dtype: string, device: TierDevice): ApproxTier {
   const forced = envChoice('FUSEDATTN_APPROX_TIER', APPROX_TIERS);
   const adapter = sgMatrixAdapterUnsupported(device);
-  if (forced === 'tensorcore' && adapter) {
-    throw new UnsupportedError('FUSEDATTN_APPROX_TIER', `approximate attention on tensor cores (forced by FUSEDATTN_APPROX_TIER) cannot run here: ${adapter}`);
+  if ((forced === 'tensorcore' || forced === 'fused') && adapter) {
+    throw new UnsupportedError('FUSEDATTN_APPROX_TIER', `approximate attention on tensor cores (forced by FUSEDATTN_APPROX_TIER=${forced}) cannot run here: ${adapter}`);
   }
   if (forced) return forced;
   return 'portable';

@@ -1,0 +1,567 @@
+// The fused non-causal linear attention (approx/webgpu/fused.wgsl.ts, FUSEDATTN_APPROX_TIER=fused)
+// off the GPU: every kernel variant compiles with Tint (Dawn's null backend) and keeps its
+// workgroup memory in whole 16-byte arrays within the H200's 48 KiB; and an emulation of the three
+// kernels on small problems whose index arithmetic is the generated WGSL's own (every `let` the
+// staging, the matrix loads/stores, the partials, the sums and the epilogue use, the load/store
+// guards and the matrix offsets and strides are parsed out of the source and evaluated per
+// workgroup, subgroup and invocation), with the f16 rounding of the staged tiles: the output must
+// match the float64 reference, every matrix access stay inside its array, every output element be
+// written once. An off-by-one in the chunking, the col-major offsets or the edges fails it.
+// The numbers on tensor cores are checked on the GPU (bench/gpu/linear-fused.sh).
+import { describe, expect, it } from 'vitest';
+import { Tensor, floatsToHalf } from '../dist/index.js';
+import { roundToHalf } from '../dist/core/dtype.js';
+import { validateApprox } from '../dist/ops/approx/problem.js';
+import { referenceApprox } from '../dist/ops/approx/index.js';
+import { featureMap } from '../dist/ops/approx/features.js';
+import { buildFusedOutput, buildFusedReduce, buildFusedState, fusedWorkgroupBytes } from '../dist/ops/approx/webgpu/fused.wgsl.js';
+import { fusedGrids, fusedParams, fusedPlan, fusedProblemUnsupported } from '../dist/ops/approx/webgpu/fused.js';
+import { approxTier } from '../dist/ops/approx/webgpu/tier.js';
+import { normal, randomFloats, uniform } from '../dist/testing/index.js';
+import { tintErrors } from './tint.js';
+
+type Env = Record<string, any>;
+
+// ---------- a WGSL expression (u32 index arithmetic, comparisons, min/max/select) as a JS function of env
+
+function compileExpr(src: string): (env: Env) => number {
+  const tokens = src.match(/\d+\.\d+|\d+u?|[A-Za-z_]\w*(?:\.\w+)*|&&|\|\||[<>=!]=|[-+*/%<>(),]/g) ?? [];
+  let at = 0;
+  const PREC: Record<string, number> = { '||': 1, '&&': 2, '==': 3, '!=': 3, '<': 4, '>': 4, '<=': 4, '>=': 4, '+': 5, '-': 5, '*': 6, '/': 6, '%': 6 };
+  const primary = (): string => {
+    const t = tokens[at++];
+    if (t === '(') { const e = expr(0); at++; return `(${e})`; }
+    if (/^\d/.test(t)) return t.replace(/u$/, '');
+    if (tokens[at] === '(') {
+      at++;
+      const args: string[] = [];
+      while (tokens[at] !== ')') { args.push(expr(0)); if (tokens[at] === ',') at++; }
+      at++;
+      if (t === 'min' || t === 'max') return `Math.${t}(${args.join(', ')})`;
+      if (t === 'select') return `((${args[2]}) ? (${args[1]}) : (${args[0]}))`;
+      throw new Error(`compileExpr: unknown function ${t} in ${src}`);
+    }
+    return `env.${t}`;
+  };
+  const expr = (min: number): string => {
+    let left = primary();
+    for (;;) {
+      const op = tokens[at];
+      const prec = PREC[op];
+      if (prec === undefined || prec <= min) return left;
+      at++;
+      const right = expr(prec);
+      left = op === '/' ? `Math.floor((${left}) / (${right}))` : `((${left}) ${op === '==' ? '===' : op === '!=' ? '!==' : op} (${right}))`;
+    }
+  };
+  const js = expr(0);
+  if (at !== tokens.length) throw new Error(`compileExpr: could not parse ${src}`);
+  const f = new Function('env', `return ${js};`) as (env: Env) => number;
+  return (env) => {
+    const x = f(env);
+    if (typeof x === 'number' && !Number.isFinite(x)) throw new Error(`${src}: ${x} (a name missing from the replay?)`);
+    return x;
+  };
+}
+
+/** The `let`s and guards of a kernel's main(), by name and occurrence. */
+class Source {
+  readonly main: string;
+  readonly consts: Env = {};
+  private readonly lets = new Map<string, Array<(env: Env) => number>>();
+  constructor(readonly wgsl: string) {
+    for (const m of wgsl.matchAll(/const (\w+) = (\d+)u;/g)) this.consts[m[1]] = Number(m[2]);
+    this.main = wgsl.slice(wgsl.indexOf('fn main('));
+    for (const m of this.main.matchAll(/let (\w+) = ([^;]+);/g)) {
+      let f: ((env: Env) => number) | undefined;
+      try { f = compileExpr(m[2]); } catch { f = undefined; }
+      if (!f) continue; // not index arithmetic (vectors, buffer reads)
+      if (!this.lets.has(m[1])) this.lets.set(m[1], []);
+      this.lets.get(m[1])!.push(f);
+    }
+  }
+  /** Evaluates occurrence `n` of `let name` into env. */
+  let(env: Env, name: string, n = 0): number {
+    const list = this.lets.get(name);
+    if (!list || !list[n]) throw new Error(`no occurrence ${n} of let ${name}`);
+    return (env[name] = list[n](env));
+  }
+  /** Every capture group of `re` (global) over main(), compiled, by occurrence. */
+  matches(re: RegExp): Array<Array<(env: Env) => number>> {
+    return [...this.main.matchAll(re)].map((m) => m.slice(1).map(compileExpr));
+  }
+  /** Matrix loads of one product step: per 16-deep slice, the left and right matrices' array, layout, offset and stride. */
+  loads(): Array<{ name: string; arr: string; major: string; off: (env: Env) => number; stride: (env: Env) => number }> {
+    return [...this.main.matchAll(/let ([ab]\d) = subgroupMatrixLoad<subgroup_matrix_\w+<f16, 16, 16>, (row|col)_major>\(&(\w+), ([^;]+), (\w+)\);/g)]
+      .map((m) => ({ name: m[1], major: m[2], arr: m[3], off: compileExpr(m[4]), stride: compileExpr(m[5]) }));
+  }
+  stores(): Array<{ arr: string; acc: string; off: (env: Env) => number; stride: (env: Env) => number }> {
+    return [...this.main.matchAll(/subgroupMatrixStore<row_major>\(&(\w+), ([^;]+), (acc_\d_\d), (\w+(?:\.\w+)?)\);/g)]
+      .map((m) => ({ arr: m[1], off: compileExpr(m[2]), acc: m[3], stride: compileExpr(m[4]) }));
+  }
+  arraySize(name: string): number {
+    const m = new RegExp(`var<workgroup> ${name}: array<[^,]+, (\\d+)>`).exec(this.wgsl);
+    if (!m) throw new Error(`no workgroup array ${name}`);
+    return Number(m[1]);
+  }
+}
+
+/** A 16 x 16 matrix of the staged tile (8 halves per vec4 element), checked against the array's size. */
+function loadMatrix(tile: Float64Array, off: number, stride: number, major: string, where: string): number[][] {
+  const m = Array.from({ length: 16 }, () => new Array<number>(16).fill(0));
+  for (let r = 0; r < 16; r++) for (let c = 0; c < 16; c++) {
+    const i = major.startsWith('row') ? (off + r * stride) * 8 + c : (off + c * stride) * 8 + r;
+    if (!(i >= 0 && i < tile.length)) throw new Error(`${where}: matrix element ${i} outside the tile of ${tile.length} halves`);
+    m[r][c] = tile[i];
+  }
+  return m;
+}
+
+function mma(acc: number[][], a: number[][], b: number[][]): void {
+  for (let r = 0; r < 16; r++) for (let c = 0; c < 16; c++) {
+    let s = 0;
+    for (let k = 0; k < 16; k++) s += a[r][k] * b[k][c];
+    acc[r][c] += s;
+  }
+}
+
+const phi = (map: string, x: number) => (map === 'elu+1' ? (x > 0 ? x + 1 : Math.exp(x)) : Math.max(x, 0));
+
+/** The 8 elements a staging `eight_NAME(base, d, dim, sd)` call reads (0 past dim), checking the 16-byte path's alignment. */
+function eight(data: Float64Array, base: number, d: number, dim: number, sd: number, vec: boolean, dtype: string): number[] {
+  if (vec && d < dim) {
+    const align = dtype === 'float16' ? 8 : 4;
+    if (sd !== 1 || (base + d) % align !== 0 || d + 8 > dim) throw new Error(`vector load at ${base} + ${d} (stride ${sd}, dim ${dim}) is not a whole aligned chunk`);
+  }
+  return Array.from({ length: 8 }, (_, i) => {
+    if (d + i >= dim) return 0;
+    const e = base + (d + i) * sd;
+    if (!(e >= 0 && e < data.length)) throw new Error(`input element ${e} outside the tensor (${data.length})`);
+    return data[e];
+  });
+}
+
+interface Case { rows?: 64 | 128; B: number; H: number; KV: number; S: number; Sk?: number; D: number; Dv?: number; layout?: string; dtype?: 'float16' | 'float32'; map?: 'elu+1' | 'relu'; chunk?: number; pad?: number }
+
+function makeInputs(c: Case, seed: number) {
+  const gauss = normal(uniform(seed));
+  const Sk = c.Sk ?? c.S;
+  const Dv = c.Dv ?? c.D;
+  const layout = c.layout ?? 'BNSD';
+  const shape = (h: number, s: number, d: number) => (layout === 'BNSD' ? [c.B, h, s, d] : layout === 'BSND' ? [c.B, s, h, d] : layout === 'BSH' ? [c.B, s, h * d] : [s, c.B, h * d]);
+  const t = (sh: number[], sigma: number) => {
+    const x = randomFloats(sh.reduce((a, b) => a * b, 1), gauss, sigma);
+    return c.dtype === 'float32' ? Tensor.fromData(x, sh) : Tensor.fromData(floatsToHalf(x), sh, 'float16');
+  };
+  const q = t(shape(c.H, c.S, c.D), 0.7), k = t(shape(c.KV, Sk, c.D), 0.7), v = t(shape(c.KV, Sk, Dv), 1);
+  const options = { layout, featureMap: c.map ?? 'elu+1', ...(layout === 'BSH' || layout === 'SBH' ? { heads: c.H, kvHeads: c.KV } : {}) };
+  return { q, k, v, options: options as never };
+}
+
+/**
+ * Runs the three kernels of `c` in emulation (index arithmetic from the WGSL) and returns the
+ * output in the output layout, with the problems found (accesses out of range, elements written
+ * other than once).
+ */
+function emulate(c: Case, seed: number, mutate: { state?: (s: string) => string; output?: (s: string) => string } = {}) {
+  const { q, k, v, options } = makeInputs(c, seed);
+  const p = validateApprox('linear', q, k, v, options);
+  const pad = c.pad ?? 0;
+  const plan = fusedPlan(p, { q: pad, k: pad, v: pad }, c.chunk);
+  const P = fusedParams(p, plan, { q: pad, k: pad, v: pad });
+  const prm = { ...P, q_str: vec(P.q_str), k_str: vec(P.k_str), v_str: vec(P.v_str), o_str: vec(P.o_str) };
+  const grids = fusedGrids(p, plan);
+  const padded = (t: Tensor) => { const x = t.toFloat32(); const y = new Float64Array(x.length + pad); y.set(x, pad); return y; };
+  const [qd, kd, vd] = [padded(q), padded(k), padded(v)];
+  const dtype = p.base.dtype;
+  const map = plan.state.map;
+
+  // ---- kernel 1: state partials
+  const S1 = new Source((mutate.state ?? ((x) => x))(buildFusedState(plan.state)));
+  const part = new Float64Array(plan.bytes.part / 4).fill(NaN);
+  const zpart = new Float64Array(plan.bytes.zpart / 4).fill(NaN);
+  const kConds = S1.matches(/if \((.+?)\) \{ rk\d+ = pack8\(phi8\(eight_k\((.+?), (\w+), (p\.\w+), (p\.\w+\.\w)\), (\w+), (p\.\w+)\)\); \}/g);
+  const vConds = S1.matches(/if \((.+?)\) \{ rv\d+ = pack8\(eight_v\((.+?), (\w+), (p\.\w+), (p\.\w+\.\w)\)\); \}/g);
+  const ck = kConds.length / 2, cv = vConds.length / 2; // chunks per thread (each fetch is emitted twice: before the loop and inside it)
+  const NT = S1.consts.NT;
+  const kTileSize = S1.arraySize('k_tile') * 8, vTileSize = S1.arraySize('v_tile') * 8;
+  const loads1 = S1.loads();
+  const stores1 = S1.stores();
+  const [zCond] = S1.matches(/if \((v0 == 0u && lid < [^)]+)\) \{/g);
+  for (let wz = 0; wz < grids.state[2]; wz++) for (let wy = 0; wy < grids.state[1]; wy++) for (let wx = 0; wx < grids.state[0]; wx++) {
+    const envs: Env[] = [];
+    for (let lid = 0; lid < NT; lid++) {
+      const env: Env = { ...S1.consts, p: prm, wg: { x: wx, y: wy, z: wz }, lid, sg: Math.floor(lid / 32) };
+      for (const name of ['chunk', 'plane', 'v_tiles', 'f0', 'v0', 'b', 'head', 'k_row0', 'v_row0', 'key0', 'key_end', 'steps', 'sm', 'sn']) S1.let(env, name);
+      env.rk = []; env.rv = []; env.z = new Array(8).fill(0);
+      envs.push(env);
+    }
+    const steps = envs[0].steps;
+    const fetch = (phase: 0 | 1, step: number) => {
+      for (const env of envs) {
+        env.step = step;
+        for (let u = 0; u < ck; u++) {
+          S1.let(env, 'tk', phase === 0 ? u : 2 * ck + u); // (the staging blocks' tk come between)
+          S1.let(env, 'key', phase * ck + u);
+          S1.let(env, 'fd', phase * ck + u);
+          const [cond, base, d, dim, sd, d2, dim2] = kConds[phase * ck + u];
+          let x = new Array(8).fill(0);
+          if (cond(env)) {
+            const raw = eight(kd, base(env), d(env), dim(env), sd(env), plan.state.vec, dtype);
+            x = raw.map((r, i) => (d2(env) + i < dim2(env) ? roundToHalf(phi(map, r)) : 0));
+          }
+          env.rk[u] = x;
+        }
+        for (let u = 0; u < cv; u++) {
+          S1.let(env, 'tv', phase === 0 ? u : 2 * cv + u);
+          S1.let(env, 'vkey', phase * cv + u);
+          S1.let(env, 'vd', phase * cv + u);
+          const [cond, base, d, dim, sd] = vConds[phase * cv + u];
+          env.rv[u] = cond(env) ? eight(vd, base(env), d(env), dim(env), sd(env), plan.state.vec, dtype).map(roundToHalf) : new Array(8).fill(0);
+        }
+      }
+    };
+    const acc = Array.from({ length: NT / 32 }, () => new Map<string, number[][]>());
+    for (let sg = 0; sg < NT / 32; sg++) for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) acc[sg].set(`acc_${i}_${j}`, Array.from({ length: 16 }, () => new Array<number>(16).fill(0)));
+    if (steps > 0) fetch(0, 0);
+    for (let step = 0; step < steps; step++) {
+      const kTile = new Float64Array(kTileSize).fill(NaN), vTile = new Float64Array(vTileSize).fill(NaN);
+      for (const env of envs) {
+        env.step = step;
+        for (let u = 0; u < ck; u++) {
+          S1.let(env, 'tk', ck + u);
+          const dst = S1.let(env, 'k_dst', u);
+          if (!(dst >= 0 && (dst + 1) * 8 <= kTileSize)) throw new Error(`k_tile[${dst}] outside`);
+          kTile.set(env.rk[u], dst * 8);
+          env.rk[u].forEach((x: number, i: number) => { env.z[i] += x; });
+        }
+        for (let u = 0; u < cv; u++) {
+          S1.let(env, 'tv', cv + u);
+          const dst = S1.let(env, 'v_dst', u);
+          if (!(dst >= 0 && (dst + 1) * 8 <= vTileSize)) throw new Error(`v_tile[${dst}] outside`);
+          vTile.set(env.rv[u], dst * 8);
+        }
+      }
+      if (step + 1 < steps) fetch(1, step);
+      for (let sg = 0; sg < NT / 32; sg++) {
+        const env = envs[sg * 32];
+        for (let s = 0; s < loads1.length; s += 6) {
+          const m = new Map<string, number[][]>();
+          for (const l of loads1.slice(s, s + 6)) m.set(l.name, loadMatrix(l.arr === 'k_tile' ? kTile : vTile, l.off(env), l.stride(env), l.major, `state ${l.name}`));
+          for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) mma(acc[sg].get(`acc_${i}_${j}`)!, m.get(`a${i}`)!, m.get(`b${j}`)!);
+        }
+      }
+    }
+    for (let sg = 0; sg < NT / 32; sg++) {
+      const env = envs[sg * 32];
+      S1.let(env, 'part_base');
+      for (const st of stores1) {
+        const off = st.off(env), stride = st.stride(env);
+        const a = acc[sg].get(st.acc)!;
+        for (let r = 0; r < 16; r++) for (let cc = 0; cc < 16; cc++) {
+          const i = off + r * stride + cc;
+          if (!(i >= 0 && i < part.length)) throw new Error(`part[${i}] outside ${part.length}`);
+          if (!Number.isNaN(part[i])) throw new Error(`part[${i}] written twice`);
+          part[i] = a[r][cc];
+        }
+      }
+    }
+    const zRed = envs.flatMap((env) => [env.z.slice(0, 4), env.z.slice(4, 8)]);
+    for (const env of envs) {
+      if (!zCond[0](env)) continue;
+      const z = [0, 0, 0, 0];
+      for (let r = 0; r < S1.consts.ZROWS; r++) {
+        env.r = r;
+        const src = S1.let(env, 'z_src');
+        zRed[src].forEach((x: number, i: number) => { z[i] += x; });
+      }
+      const dst = S1.let(env, 'z_dst');
+      for (let i = 0; i < 4; i++) {
+        if (!Number.isNaN(zpart[dst + i])) throw new Error(`zpart[${dst + i}] written twice`);
+        zpart[dst + i] = z[i];
+      }
+    }
+  }
+  if (part.some(Number.isNaN)) throw new Error('partial states left unwritten');
+  if (zpart.some(Number.isNaN)) throw new Error('partial sums left unwritten');
+
+  // ---- kernel 2: the reduction (its arithmetic is the WGSL's, written out here)
+  const stateQuads = (plan.fp * plan.dvp) / 4;
+  const state = new Float64Array(plan.bytes.state / 2);
+  const zsum = new Float64Array(plan.bytes.z / 4);
+  for (let pl = 0; pl < plan.planes; pl++) {
+    for (let e = 0; e < stateQuads * 4; e++) {
+      let s = 0;
+      for (let cc = 0; cc < plan.chunks; cc++) s += part[(pl * plan.chunks + cc) * stateQuads * 4 + e];
+      state[pl * stateQuads * 4 + e] = roundToHalf(s * P.alpha);
+    }
+    for (let f = 0; f < plan.fp; f++) {
+      let s = 0;
+      for (let cc = 0; cc < plan.chunks; cc++) s += zpart[(pl * plan.chunks + cc) * plan.fp + f];
+      zsum[pl * plan.fp + f] = s * P.alpha;
+    }
+  }
+
+  // ---- kernel 3: output
+  const S3 = new Source((mutate.output ?? ((x) => x))(buildFusedOutput(plan.output)));
+  const NT3 = S3.consts.NT;
+  const aConds = S3.matches(/if \((.+?)\) \{ ra\d+ = pack8\(phi8\(eight_q\((.+?), (\w+), (p\.\w+), (p\.\w+\.\w)\), (\w+), (p\.\w+)\)\); \}/g);
+  const ca = aConds.length / 2;
+  const cb = [...S3.main.matchAll(/let tb = /g)].length / 3;
+  const aTileSize = S3.arraySize('a_tile') * 8, bTileSize = S3.arraySize('b_tile') * 8;
+  const loads3 = S3.loads();
+  const outStores = S3.matches(/if \((row < p\.seq_q[^)]*)\) \{/g);
+  const scalarOut = S3.matches(/if \((col \+ e < p\.dim_v)\) \{ out\[(o_at \+ e \* p\.o_str\.w)\]/g);
+  const vecOut = S3.matches(/out\[(o_at \/ [48]u)\] = /g);
+  const outLen = p.base.outShape.reduce((a, b) => a * b, 1);
+  const out = new Float64Array(outLen).fill(NaN);
+  const writes = new Uint8Array(outLen);
+  const problems: string[] = [];
+  for (let wz = 0; wz < grids.output[2]; wz++) for (let wy = 0; wy < grids.output[1]; wy++) for (let wx = 0; wx < grids.output[0]; wx++) {
+    const envs: Env[] = [];
+    for (let lid = 0; lid < NT3; lid++) {
+      const env: Env = { ...S3.consts, p: prm, wg: { x: wx, y: wy, z: wz }, lid, sg: Math.floor(lid / 32), lane: lid % 32 };
+      for (const name of ['q0', 'bh', 'v0', 'b', 'head', 'plane', 'q_row0', 'steps', 'sm', 'sn']) S3.let(env, name);
+      env.ra = []; env.rb = []; env.dp = new Array(ca).fill(0);
+      envs.push(env);
+    }
+    const fetch = (phase: 0 | 1, step: number) => {
+      for (const env of envs) {
+        env.step = step;
+        for (let u = 0; u < ca; u++) {
+          S3.let(env, 'ta', phase === 0 ? u : 2 * ca + u);
+          S3.let(env, 'row', phase * ca + u);
+          S3.let(env, 'fd', phase * ca + u);
+          const [cond, base, d, dim, sd, d2, dim2] = aConds[phase * ca + u];
+          let x = new Array(8).fill(0);
+          if (cond(env)) x = eight(qd, base(env), d(env), dim(env), sd(env), plan.output.vec, dtype).map((r, i) => (d2(env) + i < dim2(env) ? roundToHalf(phi(map, r)) : 0));
+          env.ra[u] = x;
+        }
+        for (let u = 0; u < cb; u++) {
+          S3.let(env, 'tb', phase === 0 ? u : 2 * cb + u);
+          const src = S3.let(env, 'st_src', phase * cb + u);
+          if (!(src >= 0 && (src + 1) * 8 <= state.length)) throw new Error(`state[${src}] outside`);
+          env.rb[u] = Array.from(state.subarray(src * 8, src * 8 + 8));
+        }
+      }
+    };
+    const acc = Array.from({ length: NT3 / 32 }, () => new Map<string, number[][]>());
+    for (let sg = 0; sg < NT3 / 32; sg++) for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) acc[sg].set(`acc_${i}_${j}`, Array.from({ length: 16 }, () => new Array<number>(16).fill(0)));
+    fetch(0, 0);
+    const steps = envs[0].steps;
+    for (let step = 0; step < steps; step++) {
+      const aTile = new Float64Array(aTileSize).fill(NaN), bTile = new Float64Array(bTileSize).fill(NaN);
+      for (const env of envs) {
+        env.step = step;
+        for (let u = 0; u < ca; u++) {
+          S3.let(env, 'ta', ca + u);
+          const dst = S3.let(env, 'a_dst', u);
+          if (!(dst >= 0 && (dst + 1) * 8 <= aTileSize)) throw new Error(`a_tile[${dst}] outside`);
+          aTile.set(env.ra[u], dst * 8);
+          const zi = S3.let(env, 'zi', u);
+          if (!(zi >= 0 && (zi + 2) * 4 <= zsum.length)) throw new Error(`z[${zi}] outside`);
+          for (let i = 0; i < 8; i++) env.dp[u] += env.ra[u][i] * zsum[zi * 4 + i];
+        }
+        for (let u = 0; u < cb; u++) {
+          S3.let(env, 'tb', cb + u);
+          const dst = S3.let(env, 'b_dst', u);
+          if (!(dst >= 0 && (dst + 1) * 8 <= bTileSize)) throw new Error(`b_tile[${dst}] outside`);
+          bTile.set(env.rb[u], dst * 8);
+        }
+      }
+      if (step + 1 < steps) fetch(1, step);
+      for (let sg = 0; sg < NT3 / 32; sg++) {
+        const env = envs[sg * 32];
+        for (let s = 0; s < loads3.length; s += 6) {
+          const m = new Map<string, number[][]>();
+          for (const l of loads3.slice(s, s + 6)) m.set(l.name, loadMatrix(l.arr === 'a_tile' ? aTile : bTile, l.off(env), l.stride(env), l.major, `output ${l.name}`));
+          for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) mma(acc[sg].get(`acc_${i}_${j}`)!, m.get(`a${i}`)!, m.get(`b${j}`)!);
+        }
+      }
+    }
+    // den: den_part[lid + u·NT] = dp[u]; den[r] = Σ_c den_part[dp_src]
+    const denPart = new Float64Array(NT3 * ca);
+    envs.forEach((env, lid) => env.dp.forEach((x: number, u: number) => { denPart[lid + u * NT3] = x; }));
+    const den = new Float64Array(S3.consts.TM);
+    for (let r = 0; r < S3.consts.TM; r++) {
+      const env: Env = { ...S3.consts, r };
+      for (let cc = 0; cc < S3.consts.CPR_A; cc++) { env.c = cc; den[r] += denPart[S3.let(env, 'dp_src')]; }
+    }
+    // epilogue: every result matrix through the scratch, then lane pairs
+    const stores3 = S3.stores();
+    for (let sg = 0; sg < NT3 / 32; sg++) {
+      stores3.forEach((st, n) => {
+        const scratch = new Float64Array(S3.arraySize('c_tile')).fill(NaN);
+        const env0 = envs[sg * 32];
+        S3.let(env0, 'sbase');
+        const off = st.off(env0), stride = st.stride(env0);
+        const a = acc[sg].get(st.acc)!;
+        for (let r = 0; r < 16; r++) for (let cc = 0; cc < 16; cc++) {
+          const i = off + r * stride + cc;
+          if (!(i >= sg * 16 * 20 && i < (sg + 1) * 16 * 20)) throw new Error(`c_tile[${i}] outside subgroup ${sg}'s scratch`);
+          scratch[i] = a[r][cc];
+        }
+        for (let lane = 0; lane < 32; lane++) {
+          const env = envs[sg * 32 + lane];
+          for (const name of ['sbase', 'rr', 'side']) S3.let(env, name);
+          for (const name of ['lrow', 'row', 'col', 'src', 'o_at', 'd']) {
+            if (name === 'd') { env.d = den[env.lrow]; continue; }
+            S3.let(env, name, name === 'row' ? 2 * ca + n : n);
+          }
+          if (!outStores[2 * ca + n][0](env)) continue;
+          const inv = env.d !== 0 ? 1 / env.d : 0;
+          const put = (at: number, x: number) => {
+            if (!(at >= 0 && at < outLen)) { problems.push(`out[${at}] outside ${outLen}`); return; }
+            writes[at]++;
+            out[at] = x;
+          };
+          for (let e = 0; e < 8; e++) {
+            const x = scratch[env.src + e] * inv;
+            if (plan.output.vecOut) {
+              const unit = dtype === 'float16' ? 8 : 4;
+              const at = vecOut[n][0](env) * unit + e; // f32: out[o_at / 4] = lo, out[o_at / 4 + 1] = hi
+              if (env.o_at % unit !== 0) problems.push(`vector store at ${env.o_at} not aligned`);
+              put(at, x);
+            } else {
+              env.e = e;
+              if (scalarOut[n][0](env)) put(scalarOut[n][1](env), x);
+            }
+          }
+        }
+      });
+    }
+  }
+  for (let i = 0; i < outLen; i++) if (writes[i] !== 1) { problems.push(`out[${i}] written ${writes[i]} times`); break; }
+  return { out, ref: referenceApprox(p), problems, plan };
+}
+
+function vec(a: readonly number[]) { return { x: a[0], y: a[1], z: a[2], w: a[3] }; }
+
+const EMULATED: Case[] = [
+  // one chunk, 64-wide tiles, Dv < D
+  { B: 1, H: 2, KV: 2, S: 37, D: 64, Dv: 40 },
+  // several chunks with a short last one, GQA, batch 2, BSND, 128-wide tiles, Dv 72 padded to one value tile of 128
+  { B: 2, H: 4, KV: 2, S: 70, Sk: 97, D: 128, Dv: 72, layout: 'BSND', chunk: 32 },
+  // odd D and Dv (strided loads and stores), float32, BSH, relu
+  { B: 2, H: 2, KV: 1, S: 19, D: 59, Dv: 33, layout: 'BSH', dtype: 'float32', map: 'relu', chunk: 32 },
+  // an input base that is not 8-aligned (strided loads), Dv > 128 (two value tiles), SBH
+  { B: 1, H: 2, KV: 2, S: 130, Sk: 45, D: 64, Dv: 136, layout: 'SBH', pad: 2, chunk: 32 },
+  // F over one feature tile (two state tiles along F, the output's K steps over 256 features)
+  { B: 1, H: 1, KV: 1, S: 21, D: 160, Dv: 24 },
+  // 64 query rows per output workgroup with 128 value columns (FUSEDATTN_APPROX_FUSED_ROWS=64)
+  { B: 1, H: 2, KV: 2, S: 150, D: 128, Dv: 128, rows: 64, chunk: 64 },
+];
+
+describe('fused linear attention kernels', () => {
+  const variants = () => {
+    const list: Array<{ name: string; code: string; kind: 'state' | 'output' | 'reduce'; o?: { tm: number; tn: number } }> = [{ name: 'reduce', code: buildFusedReduce(), kind: 'reduce' }];
+    for (const dtype of ['float16', 'float32'] as const) for (const vec of [true, false]) for (const tm of [64, 128] as const) for (const tn of [64, 128] as const) {
+      const map = vec ? 'elu+1' : 'relu';
+      list.push({ name: `state ${dtype} ${map} vec ${vec} ${tm}x${tn}`, code: buildFusedState({ dtype, map, vec, tm, tn }), kind: 'state', o: { tm, tn } });
+      for (const vecOut of [true, false]) list.push({ name: `output ${dtype} vec ${vec} out ${vecOut} ${tm}x${tn}`, code: buildFusedOutput({ dtype, map, vec, tm, tn, vecOut }), kind: 'output', o: { tm, tn } });
+    }
+    return list;
+  };
+
+  it('compile with Tint for every dtype, load and store path and tile', () => {
+    const sources = Object.fromEntries(variants().map((v) => [v.name, v.code]));
+    const errors = tintErrors(sources, 'the fused linear attention kernels');
+    if (!errors) return;
+    for (const [name, list] of Object.entries(errors)) expect(list, name).toEqual([]);
+  });
+
+  it('keep workgroup memory in whole 16-byte arrays, as the host counts it, within 48 KiB', () => {
+    for (const v of variants()) {
+      if (v.kind === 'reduce') continue;
+      const sizes = [...v.code.matchAll(/var<workgroup>\s+\w+\s*:\s*array<([^,]+),\s*(\d+)>/g)].map((m) => (m[1] === 'f16' ? 2 : m[1].startsWith('vec4') ? 16 : 4) * Number(m[2]));
+      for (const s of sizes) expect(s % 16, v.name).toBe(0);
+      const total = sizes.reduce((a, b) => a + b, 0);
+      expect(total, v.name).toBe(fusedWorkgroupBytes(v.kind, v.o!));
+      expect(total, v.name).toBeLessThanOrEqual(49152);
+    }
+  });
+
+  for (const [n, c] of EMULATED.entries()) {
+    it(`emulated with the WGSL's index arithmetic: ${JSON.stringify(c)}`, () => {
+      if (c.rows) process.env.FUSEDATTN_APPROX_FUSED_ROWS = String(c.rows);
+      let r: ReturnType<typeof emulate>;
+      try { r = emulate(c, 900 + n); } finally { delete process.env.FUSEDATTN_APPROX_FUSED_ROWS; }
+      const { out, ref, problems } = r;
+      expect(problems).toEqual([]);
+      let err = 0, scale = 1e-30;
+      for (let i = 0; i < ref.length; i++) { err = Math.max(err, Math.abs(out[i] - ref[i])); scale = Math.max(scale, Math.abs(ref[i])); }
+      expect(err / scale).toBeLessThan(c.dtype === 'float32' ? 1e-2 : 2e-2);
+    });
+  }
+
+  /** Whether the emulation of `c` with a kernel source changed by `mutate` goes wrong (it must). */
+  const fails = (c: Case, mutate: Parameters<typeof emulate>[2], what: string) => {
+    const plan = fusedPlan(validateApprox('linear', ...Object.values(makeInputs(c, 900)).slice(0, 3) as [Tensor, Tensor, Tensor], makeInputs(c, 900).options), { q: c.pad ?? 0, k: c.pad ?? 0, v: c.pad ?? 0 }, c.chunk);
+    const [s0, o0] = [buildFusedState(plan.state), buildFusedOutput(plan.output)];
+    expect(mutate!.state ? mutate!.state(s0) : mutate!.output!(o0), `${what}: the mutation must change the source`).not.toBe(mutate!.state ? s0 : o0);
+    try {
+      const { out, ref, problems } = emulate(c, 900, mutate);
+      if (problems.length) return true;
+      let err = 0, scale = 1e-30;
+      for (let i = 0; i < ref.length; i++) { err = Math.max(err, Math.abs(out[i] - ref[i])); scale = Math.max(scale, Math.abs(ref[i])); }
+      return !(err / scale < 2e-2);
+    } catch {
+      return true;
+    }
+  };
+
+  it('fails on an off-by-one in the chunking, the col-major offsets or the edges (mutated kernels)', () => {
+    const multi = EMULATED[1];
+    const cases: Array<[string, Case, Parameters<typeof emulate>[2]]> = [
+      ['last key of a chunk dropped', multi, { state: (s) => s.replace('min(key0 + p.chunk_keys, p.seq_k)', 'min(key0 + p.chunk_keys - 1u, p.seq_k)') }],
+      ['chunk start one key late', multi, { state: (s) => s.replace('let key0 = chunk * p.chunk_keys;', 'let key0 = chunk * p.chunk_keys + 1u;') }],
+      ['col-major K column one vec4 off', multi, { state: (s) => s.replace('col_major>(&k_tile, 16u * K_LD + (sm + 0u) / 8u, K_LD)', 'col_major>(&k_tile, 16u * K_LD + (sm + 0u) / 8u + 1u, K_LD)') }],
+      ['K operand read row-major', multi, { state: (s) => s.replace(/col_major>\(&k_tile/g, 'row_major>(&k_tile') }],
+      ['staged K row stride unpadded', multi, { state: (s) => s.replace('let k_dst = (tk / CPR_K) * K_LD', 'let k_dst = (tk / CPR_K) * CPR_K') }],
+      ['query edge one row long', EMULATED[0], { output: (s) => s.replace(/if \(row < p\.seq_q && col < p\.dim_v\)/g, 'if (row <= p.seq_q && col < p.dim_v)') }],
+      ['value edge one column long (strided stores)', EMULATED[2], { output: (s) => s.replaceAll('if (col + e < p.dim_v)', 'if (col + e <= p.dim_v)') }],
+      ['feature edge: phi(0) kept past D', EMULATED[2], { state: (s) => s.replace(/pack8\(phi8\(eight_k\((.+?)\), fd, p\.dim\)\)/g, 'pack8(phi8(eight_k($1), fd, 4096u))') }],
+    ];
+    for (const [what, c, mutate] of cases) expect(fails(c, mutate, what), what).toBe(true);
+  });
+
+  it('plans the bench shape as ~2k state workgroups of 256 keys, 16-byte loads and stores; fewer chunks when the partials would outgrow a binding', () => {
+    const shape = [4, 32, 4096, 128];
+    const t = Tensor.fromData(new Uint16Array(shape.reduce((a, b) => a * b, 1)), shape, 'float16');
+    const p = validateApprox('linear', t, t, t, {});
+    const plan = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined);
+    expect([plan.chunks, plan.chunkKeys, plan.fp, plan.dvp, plan.state.vec, plan.output.vec, plan.output.vecOut]).toEqual([16, 256, 128, 128, true, true, true]);
+    expect(fusedGrids(p, plan)).toEqual({ state: [16, 128, 1], reduce: [17, 128, 1], output: [32, 128, 1] });
+    const small = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined, 4 * 128 * 128 * 128 * 4);
+    expect([small.chunks, small.bytes.part]).toEqual([4, 4 * 128 * 128 * 128 * 4]);
+    // an element base that is not 8-aligned (a sub-view of a buffer) takes the strided loads
+    expect(fusedPlan(p, { q: 2, k: 0, v: 0 }, undefined).output.vec).toBe(false);
+    expect(() => fusedPlan(p, { q: 0, k: 0, v: 0 }, 48)).toThrow(/multiple of 32/);
+  });
+
+  it('the fused tier: forced by FUSEDATTN_APPROX_TIER=fused, refused with the reason without subgroup matrices; causal, Performer and expression maps stay portable', () => {
+    const good = {
+      features: new Set(['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']),
+      limits: {} as never,
+      adapter: { subgroupMinSize: 32, subgroupMaxSize: 32, subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }] },
+    };
+    const bare = { ...good, features: new Set<string>() };
+    const saved = process.env.FUSEDATTN_APPROX_TIER;
+    try {
+      process.env.FUSEDATTN_APPROX_TIER = 'fused';
+      expect(approxTier('float16', good)).toBe('fused');
+      expect(() => approxTier('float16', bare)).toThrow(/FUSEDATTN_APPROX_TIER=fused.*lacks the "shader-f16"/);
+      delete process.env.FUSEDATTN_APPROX_TIER;
+      expect(approxTier('float16', good)).toBe('portable'); // auto stays portable until measured
+    } finally {
+      if (saved === undefined) delete process.env.FUSEDATTN_APPROX_TIER;
+      else process.env.FUSEDATTN_APPROX_TIER = saved;
+    }
+    const { q, k, v } = makeInputs({ B: 1, H: 2, KV: 2, S: 8, D: 16 }, 1);
+    expect(fusedProblemUnsupported(validateApprox('linear', q, k, v, {}))).toBeUndefined();
+    expect(fusedProblemUnsupported(validateApprox('linear', q, k, v, { featureMap: 'relu' }))).toBeUndefined();
+    expect(fusedProblemUnsupported(validateApprox('linear', q, k, v, { causal: true }))).toMatch(/causal/);
+    expect(fusedProblemUnsupported(validateApprox('linear', q, k, v, { featureMap: featureMap(({ x }) => x.mul(x)) }))).toMatch(/expression/);
+    expect(fusedProblemUnsupported(validateApprox('performer', q, k, v, {}))).toMatch(/Performer/);
+  });
+});
