@@ -12,7 +12,7 @@ import { SOFTMAX_SIGNATURES, addSoftmaxKernels } from './attention/cpu/wasm-soft
 import { TILE_SIGNATURES, type TileOptions, addTileKernels } from './attention/cpu/wasm-tiles.js';
 import { type GemmKernels, scalarGemmKernels } from './gemm/cpu/kernels.js';
 import { BACKWARD_SIGNATURES, type BackwardKernels, addBackwardKernels, scalarBackwardKernels } from './attention/backward/cpu/kernels.js';
-import { type BackwardParams, backwardHeadTask, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
+import { type BackwardParams, backwardDqSumTask, backwardHeadTask, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
 import { type NaiveBackwardParams, backwardNaiveTask } from './attention/backward/cpu/naive.js';
 import { type MatmulParams, matmulTask } from './gemm/cpu/matmul-task.js';
 import { type ApproxParams, approxTask } from './approx/cpu/linear.js';
@@ -47,6 +47,7 @@ export interface CpuJobs {
   'bwd-kv': BackwardParams;
   'bwd-q': BackwardParams;
   'bwd-head': BackwardParams;
+  'bwd-dq-sum': BackwardParams;
   'bwd-naive': NaiveBackwardParams;
 }
 
@@ -120,6 +121,7 @@ export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
     'bwd-kv': backwardKvTask,
     'bwd-q': backwardQTask,
     'bwd-head': backwardHeadTask,
+    'bwd-dq-sum': backwardDqSumTask,
     'bwd-naive': backwardNaiveTask,
   },
 };
