@@ -39,10 +39,13 @@ describe('CPU backward key slices', () => {
       expect(slicePlan(bp).count).toBeGreaterThan(1);
       const results = [];
       let split;
-      for (const engineOptions of [{ threads: 0 }, { threads: 1, inlineFlops: 0 }, { threads: 2, inlineFlops: 0 }, { threads: 5, inlineFlops: 0 }]) {
+      let scalar;
+      for (const engineOptions of [{ threads: 0 }, { threads: 1, inlineFlops: 0 }, { threads: 2, inlineFlops: 0 }, { threads: 5, inlineFlops: 0 }, { threads: 0, kernels: 'scalar' as const }]) {
         const engine = await createCpuEngine(engineOptions);
         try {
-          results.push(await runBackward(engine, bp));
+          // the scalar twins (bwd_add_rows among them) against the reference only: their sums are sequential
+          if ('kernels' in engineOptions) scalar = await runBackward(engine, bp);
+          else results.push(await runBackward(engine, bp));
           // the split schedule (bwd-kv + bwd-q, past the partials' memory cap) on the same problem
           if (engineOptions.threads === 2) split = await runBackward(engine, bp, 'split');
         } finally {
@@ -51,6 +54,7 @@ describe('CPU backward key slices', () => {
       }
       expect(checkGradients(problem, dOutValues, results[0], bias !== undefined).failures.join('; ')).toBe('');
       expect(checkGradients(problem, dOutValues, split!, bias !== undefined).failures.join('; '), 'split schedule').toBe('');
+      expect(checkGradients(problem, dOutValues, scalar!, bias !== undefined).failures.join('; '), 'scalar kernels').toBe('');
       const names = ['dq', 'dk', 'dv', 'dqRope', 'dkRope', 'dBias'] as const;
       for (const r of results.slice(1)) {
         for (const g of names) {

@@ -208,7 +208,16 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem, sch
   const p = bp.forward;
   const st = new Staging(engine.arena);
   try {
+    // wall time of each phase (stats.phasesMs): where a call's time goes beyond the matmuls
+    const phasesMs: Record<string, number> = {};
+    let mark = performance.now();
+    const phase = (name: string) => {
+      const now = performance.now();
+      phasesMs[name] = +(now - mark).toFixed(2);
+      mark = now;
+    };
     const staged = await stage(engine, st, bp);
+    phase('stage');
     const params = staged.params;
     const pre: number[] = [];
     const qTasks: Array<[number, number, number, number]> = [];
@@ -261,16 +270,23 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem, sch
       if (p.qRope) params.dqRopeParts.push(st.allocate(4 * p.qRope.tensor.size));
     }
     const work = flops(bp);
-    await engine.execute('bwd-pre', params, pre.length / 3, scratch, perWorker, 4 * p.totalQ * p.headsQ * p.dimV);
+    phase('plan');
+    const job = async (kind: 'bwd-pre' | 'bwd-head' | 'bwd-dq-sum' | 'bwd-kv' | 'bwd-q', tasks: number, jobFlops: number) => {
+      await engine.execute(kind, params, tasks, scratch, perWorker, jobFlops);
+      phase(kind);
+    };
+    await job('bwd-pre', pre.length / 3, 4 * p.totalQ * p.headsQ * p.dimV);
     if (perHead) {
-      await engine.execute('bwd-head', params, kvTasks, scratch, perWorker, work * (5 / 7));
-      if (partials) await engine.execute('bwd-dq-sum', params, pre.length / 3, scratch, perWorker, p.totalQ * p.headsQ * (p.dimQK + p.dimRope) * plan.count);
+      await job('bwd-head', kvTasks, work * (5 / 7));
+      if (partials) await job('bwd-dq-sum', pre.length / 3, p.totalQ * p.headsQ * (p.dimQK + p.dimRope) * plan.count);
     } else {
-      await engine.execute('bwd-kv', params, kvTasks, scratch, perWorker, work * (4 / 7));
-      await engine.execute('bwd-q', params, qCount, scratch, perWorker, work * (3 / 7));
+      await job('bwd-kv', kvTasks, work * (4 / 7));
+      await job('bwd-q', qCount, work * (3 / 7));
     }
     const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0) + (partials && pre.length ? 1 : 0);
-    const grads = { ...readBack(engine, bp, staged), stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) + partialBytes } };
+    const read = readBack(engine, bp, staged);
+    phase('readBack');
+    const grads = { ...read, stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) + partialBytes, phasesMs } };
     // dSink from each row's LSE and the D = rowsum(dO ∘ O) bwd-pre left in the arena (sink.ts)
     if (bp.sinkGrad) {
       const f = new Float32Array(engine.arena.memory.buffer);

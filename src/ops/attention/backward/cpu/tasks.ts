@@ -356,7 +356,7 @@ export function backwardHeadTask(kernels: TaskKernels, buffer: () => ArrayBuffer
  * bwd-dq-sum task t (the bwd-pre tasks' (b, h, i0)): dQ = scale · (dQ + partial 1 + … + partial
  * count - 1) over the block's rows, in slice order, skipping the slices whose tiles never reach it.
  */
-export function backwardDqSumTask(_kernels: TaskKernels, buffer: () => ArrayBufferLike, p: BackwardParams, t: number): void {
+export function backwardDqSumTask(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: BackwardParams, t: number): void {
   const b = p.preTasks[3 * t];
   const h = p.preTasks[3 * t + 1];
   const i0 = p.preTasks[3 * t + 2];
@@ -368,17 +368,11 @@ export function backwardDqSumTask(_kernels: TaskKernels, buffer: () => ArrayBuff
     const at = 2 * (b * n + s);
     if (p.sliceRows[at] <= block && block <= p.sliceRows[at + 1]) parts.push(s);
   }
-  const f = new Float32Array(buffer());
+  // dq = (((dq + part) + part) …) · scale, the scale folded into the last addition
   const sum = (o: StagedOperand, addrs: number[], dim: number) => {
-    for (let r = 0; r < rows; r++) {
-      const row = rowAddr(o, p.seqStartsQ, b, h, i0 + r);
-      const dst = row >>> 2;
-      for (const s of parts) {
-        const src = (row - o.addr + addrs[s - 1]) >>> 2;
-        for (let d = 0; d < dim; d++) f[dst + d] += f[src + d];
-      }
-      for (let d = 0; d < dim; d++) f[dst + d] *= p.scale;
-    }
+    const row = rowAddr(o, p.seqStartsQ, b, h, i0);
+    if (parts.length === 0) scaleRows(buffer, row, o.ss, rows, dim, p.scale);
+    parts.forEach((s, n) => kernels.bwd_add_rows(row, row - o.addr + addrs[s - 1], o.ss, rows, dim, n === parts.length - 1 ? p.scale : 1));
   };
   sum(p.dq, p.dqParts, p.dimQK);
   if (p.dqRope) sum(p.dqRope, p.dqRopeParts, p.dimRope);
