@@ -7,8 +7,12 @@
 import type { BackwardProblem } from '../problem.js';
 import { BWD_KEYS, BWD_ROWS, queriesOfKeys } from './tasks.js';
 
-/** Tasks the slicing aims at: enough for pools of 32-64 workers, the heaviest first. */
-export const SLICE_TASKS = 64;
+/**
+ * Tasks the slicing aims at: two or more per worker of a 16-core pool, heaviest first. More slices
+ * balance a bigger pool better but cost a partial each (zeroed, then read by bwd-dq-sum): B1 H8
+ * S1024 D64 causal moves about 4 MiB of partials with 4 slices, 8 MiB with 8.
+ */
+export const SLICE_TASKS = 32;
 /** The partials' memory at most (bytes): past it the pairs get fewer slices. */
 export const SLICE_PARTIAL_BYTES = 256 * 2 ** 20;
 /** Fewer tasks than this (and fewer than the key blocks give) leave the per-head schedule to bwd-kv + bwd-q. */
