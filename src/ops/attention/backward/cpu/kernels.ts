@@ -10,6 +10,7 @@
 // hold whole vectors (rows and columns rounded up to 4 stay inside the tile).
 import { type FunctionBuilder, type ModuleBuilder, f32, f32x4, i32, v128 } from '../../../../engines/cpu/wasm/encoder.js';
 import { emitExp, storeFirstLanes } from '../../../../engines/cpu/wasm/simd.js';
+import { type DropoutSpec, dropoutRow } from '../../dropout/philox.js';
 
 export const BACKWARD_SIGNATURES = {
   bwd_probs: ['s', 'lds', 'rows', 'cols', 'lse', 'beta'],
@@ -27,6 +28,9 @@ export interface BackwardKernels {
   transpose(src: number, lds: number, rows: number, cols: number, dst: number, ldd: number): void;
   /** dst[r][c] = (dst[r][c] + src[r][c]) · factor for c < cols (dst and src share the row stride; f32 rounding after each step). */
   bwd_add_rows(dst: number, src: number, ld: number, rows: number, cols: number, factor: number): void;
+  /** Dropout on one or two tiles (b = 0: one), WASM SIMD Philox (dropout/wasm.ts); the twin is dropoutRow. */
+  dropout_rows(a: number, b: number, lds: number, rows: number, cols: number, i0: number, j0: number, stream: number,
+    offset: number, k0: number, k1: number, threshold: number, scale: number, scratch: number): void;
 }
 
 export function addBackwardKernels(m: ModuleBuilder): void {
@@ -140,6 +144,18 @@ export function scalarBackwardKernels(f: () => Float32Array<ArrayBufferLike>): B
     transpose(src, lds, rows, cols, dst, ldd) {
       const x = f();
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) x[((dst + c * ldd) >>> 2) + r] = x[((src + r * lds) >>> 2) + c];
+    },
+    dropout_rows(a, b, lds, rows, cols, i0, j0, stream, offset, k0, k1, threshold, scale) {
+      const x = f();
+      const spec = { offset, seedLo: k0 >>> 0, seedHi: k1 >>> 0, threshold, scale: Math.fround(scale) } as DropoutSpec;
+      const factors = new Float32Array(cols);
+      for (let r = 0; r < rows; r++) {
+        dropoutRow(spec, 1, 0, stream, i0 + r, j0, cols, factors);
+        for (const tile of b ? [a, b] : [a]) {
+          const row = (tile + r * lds) >>> 2;
+          for (let c = 0; c < cols; c++) x[row + c] *= factors[c];
+        }
+      }
     },
     bwd_add_rows(dst, src, ld, rows, cols, factor) {
       const x = f();

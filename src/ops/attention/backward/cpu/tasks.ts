@@ -30,7 +30,6 @@ import type { StagedOperand } from '../../cpu/flash.js';
 import { type BroadcastOperand, type ScoreOptions, modifyScores, windowBounds } from '../../cpu/scores.js';
 import type { DropoutSpec } from '../../dropout/philox.js';
 import { scoreUnits } from '../../problem.js';
-import { dropoutTile } from '../../dropout/cpu.js';
 
 export type TaskKernels = BackwardKernels & GemmKernels & ModsHost;
 
@@ -192,7 +191,9 @@ function tileGradient(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: Ba
   if (p.dropout) {
     const f = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) f.copyWithin((x.z + r * LDS) >>> 2, (x.s + r * LDS) >>> 2, ((x.s + r * LDS) >>> 2) + cols);
-    dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, [x.z, x.dp], LDS);
+    // the keep mask in WASM SIMD (dropout/wasm.ts; x.tr is free until the transposes)
+    const d = p.dropout;
+    kernels.dropout_rows(x.z, x.dp, LDS, rows, cols, i0, j0, b * p.headsQ + h, d.offset, d.seedLo, d.seedHi, d.threshold, d.scale, x.tr);
     pz = x.z;
   }
   kernels.bwd_dscores(x.s, x.dp, LDS, rows, cols, rowAddr(p.delta, p.seqStartsQ, b, h, i0));
