@@ -1,8 +1,9 @@
 // attentionBackward() on the CPU engine: stage q, k, v (+ rope parts), out, dO, the LSE, mask and
 // bias once into the shared memory (float16 converted to float32), zero the gradient buffers, run
-// the jobs (fused: bwd-pre, bwd-kv, bwd-q; naive: bwd-naive), and copy the gradients out in each
-// input's layout and dtype. Memory beyond the staged O(N·D) operands: per-worker tiles (fused) or
-// per-worker Sq×Sk matrices (naive).
+// the jobs (fused: bwd-pre, then bwd-head + bwd-dq-sum or bwd-kv + bwd-q; naive: bwd-naive), and
+// copy the gradients out in each input's layout and dtype. Memory beyond the staged O(N·D)
+// operands: per-worker tiles and the key slices' dQ partials (fused, slices.ts) or per-worker
+// Sq×Sk matrices (naive).
 import { floatsToHalf } from '../../../../core/dtype.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import { Tensor, numel } from '../../../../core/tensor.js';

@@ -6,7 +6,7 @@
 //                                              -> score / mask functions (mods: S kept as U for the chain rule;
 //                                                 tiles a block mask hides are skipped, its full ones not masked)
 //               P = exp(S - lse)               bwd_probs      (recomputed: no Sq×Sk buffer; the LSE holds any sink)
-//               dP = dO·Vᵀ                     gemm_nt        -> dropout: dP ∘= Z
+//               dP = dO·Vᵀ                     gemm_nt        -> dropout: dP ∘= Z (dropout_rows, WASM SIMD Philox)
 //               dV += (P∘Z)ᵀ·dO                transpose + gemm_nn
 //               dS = P ∘ (dP - D)              bwd_dscores    -> score function: dS ∘= m'(U);
 //                                                                dBias += dS; softcap: dS ∘= 1 - T²
