@@ -247,9 +247,10 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem, sch
     // on the problem only, never on the thread count, so gradients are the same bits on every machine.
     const plan = slicePlan(bp);
     const sliced = foldedTasks(bp, plan);
-    const keyBlocks = foldedTasks(bp, 'keyBlocks');
-    const perHead = schedule !== 'split' && sliced.starts.length - 1 >= Math.min(SLICE_MIN_TASKS, keyBlocks.starts.length - 1);
-    const kv = perHead ? sliced : keyBlocks;
+    // (the key-block grouping is built only when the slices may be too few: 8192 units at B4 H32 S4096)
+    const keyBlocks = schedule === 'split' || sliced.starts.length - 1 < SLICE_MIN_TASKS ? foldedTasks(bp, 'keyBlocks') : undefined;
+    const perHead = schedule !== 'split' && (!keyBlocks || sliced.starts.length - 1 >= Math.min(SLICE_MIN_TASKS, keyBlocks.starts.length - 1));
+    const kv = perHead ? sliced : keyBlocks!;
     params.kvStarts = kv.starts;
     params.kvUnits = kv.units;
     const partials = perHead ? plan.count - 1 : 0;
