@@ -13,14 +13,16 @@ const torch = new Map(read(torchPath).map((r) => [r.config, r]));
 const lines = [
   `CPU backward, float32 (${ours[0]?.cpu ?? '?'}, ${ours[0]?.threads ?? '?'} threads; PyTorch ${[...torch.values()][0]?.torch ?? 'absent'}, ${[...torch.values()][0]?.threads ?? '?'} threads)`,
   '',
-  '| shape | ours fused ms | PyTorch SDPA ms | ours / PyTorch speed (target ≥ 0.5) |',
-  '|---|---:|---:|---:|',
+  '| shape | ours fused ms | PyTorch SDPA ms | ours / PyTorch speed (target ≥ 0.5) | our phases, ms (last call) |',
+  '|---|---:|---:|---:|---|',
 ];
+// where our call's time went: stage, plan, each pool job, readBack (stats.phasesMs)
+const phases = (r) => (r.fusedPhasesMs ? Object.entries(r.fusedPhasesMs).map(([k, v]) => `${k} ${v}`).join(', ') : '—');
 for (const r of ours) {
   const t = torch.get(r.config);
   const mine = r.status === 'ok' ? String(r.fusedMs) : `FAIL: ${r.error}`;
   const theirs = t ? (t.status === 'ok' ? String(t.ms) : `FAIL: ${t.error}`) : '—';
   const ratio = r.status === 'ok' && t?.status === 'ok' ? `${(t.ms / r.fusedMs).toFixed(2)}×` : '—';
-  lines.push(`| ${r.config} | ${mine} | ${theirs} | ${ratio} |`);
+  lines.push(`| ${r.config} | ${mine} | ${theirs} | ${ratio} | ${phases(r)} |`);
 }
 console.log(lines.join('\n'));

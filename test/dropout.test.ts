@@ -70,3 +70,33 @@ describe('dropout keep mask', () => {
     expect(validateAttention(q, k, v, { dropout: { p: 0, seed: 1 } }).dropout).toBeUndefined();
   });
 });
+
+describe('dropout on the CPU in WASM SIMD (dropout_rows)', () => {
+  it('gives the bits of dropoutTile (the JavaScript Philox) for any key offset, width and seed', async () => {
+    const { createCpuEngine } = await import('../dist/ops/cpu-engine.js');
+    const { dropoutTile } = await import('../dist/ops/attention/dropout/cpu.js');
+    const { resolveDropout } = await import('../dist/ops/attention/dropout/options.js');
+    const engine = await createCpuEngine({ threads: 0 });
+    try {
+      const memory = engine.arena.memory;
+      const lds = 4 * 80;
+      const rows = 5;
+      const [a, b, want, scratch] = [0, 1, 2, 3].map((n) => 4096 + n * rows * lds);
+      for (const [p, seed, offset] of [[0.1, 7, 0], [0.5, 2 ** 40 + 12345, 3], [0.9, 0xffffffff, 0xfffffff0]] as const) {
+        const spec = resolveDropout({ p, seed, offset })!;
+        for (const [j0, cols] of [[0, 64], [3, 1], [13, 61], [61, 5], [1000, 77], [8, 8]]) {
+          const f = new Float32Array(memory.buffer);
+          for (let n = 0; n < 3 * rows * lds / 4; n++) f[a / 4 + n] = Math.sin(n) + 2;
+          f.copyWithin(want / 4, a / 4, a / 4 + rows * lds / 4);
+          f.copyWithin(b / 4, a / 4, a / 4 + rows * lds / 4);
+          dropoutTile(memory.buffer, spec, 3, 1, 2, 17, rows, j0, cols, want, lds);
+          engine.kernels.dropout_rows(a, b, lds, rows, cols, 17, j0, 1 * 3 + 2, spec.offset, spec.seedLo, spec.seedHi, spec.threshold, spec.scale, scratch);
+          const g = new Float32Array(memory.buffer);
+          for (const tile of [a, b]) expect(g.slice(tile / 4, tile / 4 + rows * lds / 4), `p ${p} j0 ${j0} cols ${cols}`).toEqual(g.slice(want / 4, want / 4 + rows * lds / 4));
+        }
+      }
+    } finally {
+      engine.terminate();
+    }
+  });
+});

@@ -12,7 +12,8 @@ import { SOFTMAX_SIGNATURES, addSoftmaxKernels } from './attention/cpu/wasm-soft
 import { TILE_SIGNATURES, type TileOptions, addTileKernels } from './attention/cpu/wasm-tiles.js';
 import { type GemmKernels, scalarGemmKernels } from './gemm/cpu/kernels.js';
 import { BACKWARD_SIGNATURES, type BackwardKernels, addBackwardKernels, scalarBackwardKernels } from './attention/backward/cpu/kernels.js';
-import { type BackwardParams, backwardHeadTask, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
+import { DROPOUT_SIGNATURES, addDropoutKernels } from './attention/dropout/wasm.js';
+import { type BackwardParams, backwardDqSumTask, backwardHeadTask, backwardKvTask, backwardPreTask, backwardQTask } from './attention/backward/cpu/tasks.js';
 import { type NaiveBackwardParams, backwardNaiveTask } from './attention/backward/cpu/naive.js';
 import { type MatmulParams, matmulTask } from './gemm/cpu/matmul-task.js';
 import { type ApproxParams, approxTask } from './approx/cpu/linear.js';
@@ -24,7 +25,7 @@ export type KernelTuning = Omit<GemmKernelOptions, 'relaxed'> & Omit<TileOptions
 export const DEFAULT_KERNEL_OPTIONS: KernelTuning = { ...DEFAULT_TILE_OPTIONS, ...DEFAULT_GEMM_KERNEL_OPTIONS };
 
 /** Names and parameter lists of the exported kernels (the JS side binds to these). */
-export const KERNEL_SIGNATURES = { ...GEMM_SIGNATURES, ...SOFTMAX_SIGNATURES, ...TILE_SIGNATURES, ...BACKWARD_SIGNATURES } as const;
+export const KERNEL_SIGNATURES = { ...GEMM_SIGNATURES, ...SOFTMAX_SIGNATURES, ...TILE_SIGNATURES, ...BACKWARD_SIGNATURES, ...DROPOUT_SIGNATURES } as const;
 
 /** The kernels every CPU task receives. */
 export type CpuKernels = {
@@ -47,6 +48,7 @@ export interface CpuJobs {
   'bwd-kv': BackwardParams;
   'bwd-q': BackwardParams;
   'bwd-head': BackwardParams;
+  'bwd-dq-sum': BackwardParams;
   'bwd-naive': NaiveBackwardParams;
 }
 
@@ -63,6 +65,7 @@ export function buildKernelModule(o: KernelModuleOptions): ModuleBuilder {
   addSoftmaxKernels(m);
   addTileKernels(m, o);
   addBackwardKernels(m);
+  addDropoutKernels(m);
   return m;
 }
 
@@ -120,6 +123,7 @@ export const CPU_PROGRAM: CpuProgram<CpuKernels, CpuJobs, KernelTuning> = {
     'bwd-kv': backwardKvTask,
     'bwd-q': backwardQTask,
     'bwd-head': backwardHeadTask,
+    'bwd-dq-sum': backwardDqSumTask,
     'bwd-naive': backwardNaiveTask,
   },
 };

@@ -48,7 +48,7 @@ export const BACKWARD_SUITE: readonly GradCase[] = [
   { batch: 2, headsQ: 4, headsKv: 2, seqQ: 40, seqK: 60, dimQK: 16, bias: 'random', maskShape: 'batch', biasGrad: true, alibi: true, causal: true },
   { batch: 2, headsQ: 2, seqQ: 33, seqK: 70, dimQK: 16, bias: 'random', maskShape: '2d', biasGrad: true },
   { batch: 1, headsQ: 2, seqQ: 50, seqK: 50, dimQK: 32, alibi: true, mask: 'blocks', bias: 'random', softcap: 5, biasGrad: true },
-  // 8 or more (batch, kv head) pairs: the CPU's one-task-per-pair schedule
+  // 8 or more (batch, kv head) pairs: one or two key slices per pair on the CPU (backward/cpu/slices.ts)
   { layout: 'BSND', batch: 2, headsQ: 8, headsKv: 4, seqQ: 40, seqK: 70, dimQK: 32, dimRope: 8, dimV: 24, causal: true, softcap: 4 },
   { batch: 4, headsQ: 2, seqQ: 33, seqK: 50, dimQK: 16, bias: 'random', maskShape: 'full', biasGrad: true, window: [8, 8] },
   // dropout

@@ -27,6 +27,11 @@ export interface RunStats {
   workerScript?: 'url' | 'embedded';
   /** Why it ran on a slower path than this runtime could offer (single-threaded, scalar kernels). */
   fallback?: string;
+  /**
+   * The CPU backward: wall milliseconds of each phase in order (stage: operands into the shared
+   * memory; plan; one entry per pool job; readBack: gradients out), for benchmarks.
+   */
+  phasesMs?: Record<string, number>;
 }
 
 export interface AttentionResult {

@@ -241,6 +241,14 @@ export const i32x4 = {
   max_s: op('i32x4.max_s', simd(0xb8)),
   trunc_sat_f32x4_s: op('i32x4.trunc_sat_f32x4_s', simd(0xf8)),
   extend_low_i16x8_u: op('i32x4.extend_low_i16x8_u', simd(0xa9)),
+  extend_high_i16x8_u: op('i32x4.extend_high_i16x8_u', simd(0xaa)),
+};
+
+/** i64x2 instructions. */
+export const i64x2 = {
+  /** u64 products of lanes 0, 1 (low) or 2, 3 (high) of two i32x4 (as u32). */
+  extmul_low_i32x4_u: op('i64x2.extmul_low_i32x4_u', simd(0xde)),
+  extmul_high_i32x4_u: op('i64x2.extmul_high_i32x4_u', simd(0xdf)),
 };
 
 export const i16x8 = {

@@ -1,6 +1,7 @@
 // Dropout on a float32 tile of attention weights in the CPU engine's memory (plain JavaScript: one
 // Philox call per 8 keys, O(rows·cols) next to the tile's O(rows·cols·D) matmuls). Used by the
-// fused and naive forwards after softmax and by the CPU backward on P and dP.
+// fused and naive forwards after softmax and by the unfused CPU backward on P and dP. The fused
+// backward runs its WASM SIMD twin, dropout_rows (wasm.ts: the same bits at a small part of the cost).
 import { type DropoutSpec, dropoutRow } from './philox.js';
 
 /** Per-worker row of keep factors (grown on demand) and the Philox output words. */

@@ -18,11 +18,19 @@ const W0 = 0x9e3779b9;
 const W1 = 0xbb67ae85;
 
 /**
- * High 32 bits of the 64-bit product of two u32: b split in 16-bit halves, so both partial products
- * (< 2^48) and the carry sum are exact in a double; floor((a·bh + floor(a·bl / 2^16)) / 2^16).
+ * High 32 bits of the 64-bit product of two u32, in 32-bit integer arithmetic (no float division:
+ * this is the inner loop of dropout on the CPU): both split in 16-bit halves, each partial product
+ * exact as a u32 (Math.imul), the middle terms' carries summed below 2^18.
  */
 function mulhi(a: number, b: number): number {
-  return Math.floor((a * (b >>> 16) + Math.floor((a * (b & 0xffff)) / 65536)) / 65536) >>> 0;
+  const al = a & 0xffff;
+  const ah = a >>> 16;
+  const bl = b & 0xffff;
+  const bh = b >>> 16;
+  const lh = Math.imul(al, bh) >>> 0;
+  const hl = Math.imul(ah, bl) >>> 0;
+  const carry = ((Math.imul(al, bl) >>> 16) + (lh & 0xffff) + (hl & 0xffff)) >>> 16;
+  return (Math.imul(ah, bh) + (lh >>> 16) + (hl >>> 16) + carry) >>> 0;
 }
 
 /**

@@ -1,5 +1,6 @@
-// The CPU attention backward: fused (bwd-pre, bwd-kv, bwd-q jobs) and unfused (bwd-naive) on the
-// process-wide CPU engine (ops/cpu-engine.ts), whose program carries the backward's kernels and tasks.
+// The CPU attention backward: fused (bwd-pre, bwd-head + bwd-dq-sum or bwd-kv + bwd-q) and unfused
+// (bwd-naive) on the process-wide CPU engine (ops/cpu-engine.ts), whose program carries the
+// backward's kernels and tasks.
 import { cpuEngine } from '../../../cpu-engine.js';
 import { cpuUnsupported } from '../../cpu/attention.js';
 import type { BackwardBackend } from '../backend.js';

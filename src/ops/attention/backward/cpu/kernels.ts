@@ -5,15 +5,18 @@
 //                 forward keeps scores; lse = +inf for fully masked rows: P = 0)
 //   bwd_dscores   dS = P ∘ (dP - D) per row, into dP (D = rowsum(dO ∘ O))
 //   transpose     dst[c][r] = src[r][c], 4×4 blocks through shuffles (Pᵀ and dSᵀ for dV and dK)
+//   bwd_add_rows  dst = (dst + src) · factor per row (bwd-dq-sum: a key slice's dQ partial added in)
 // Addresses and leading dimensions are in bytes; tiles are row-major float32 whose row strides
 // hold whole vectors (rows and columns rounded up to 4 stay inside the tile).
 import { type FunctionBuilder, type ModuleBuilder, f32, f32x4, i32, v128 } from '../../../../engines/cpu/wasm/encoder.js';
 import { emitExp, storeFirstLanes } from '../../../../engines/cpu/wasm/simd.js';
+import { type DropoutSpec, dropoutRow } from '../../dropout/philox.js';
 
 export const BACKWARD_SIGNATURES = {
   bwd_probs: ['s', 'lds', 'rows', 'cols', 'lse', 'beta'],
   bwd_dscores: ['p', 'dp', 'lds', 'rows', 'cols', 'delta'],
   transpose: ['src', 'lds', 'rows', 'cols', 'dst', 'ldd'],
+  bwd_add_rows: ['dst', 'src', 'ld', 'rows', 'cols', 'factor'],
 } as const;
 
 export interface BackwardKernels {
@@ -23,13 +26,38 @@ export interface BackwardKernels {
   bwd_dscores(p: number, dp: number, lds: number, rows: number, cols: number, delta: number): void;
   /** dst[c][r] = src[r][c] for r < rows, c < cols (may write dst rows' padding up to a multiple of 4). */
   transpose(src: number, lds: number, rows: number, cols: number, dst: number, ldd: number): void;
+  /** dst[r][c] = (dst[r][c] + src[r][c]) · factor for c < cols (dst and src share the row stride; f32 rounding after each step). */
+  bwd_add_rows(dst: number, src: number, ld: number, rows: number, cols: number, factor: number): void;
+  /** Dropout on one or two tiles (b = 0: one), WASM SIMD Philox (dropout/wasm.ts); the twin is dropoutRow. */
+  dropout_rows(a: number, b: number, lds: number, rows: number, cols: number, i0: number, j0: number, stream: number,
+    offset: number, k0: number, k1: number, threshold: number, scale: number, scratch: number): void;
 }
 
 export function addBackwardKernels(m: ModuleBuilder): void {
-  const sig = (names: readonly string[]) => names.map((n) => [n, n === 'beta' ? 'f32' : 'i32'] as const);
+  const sig = (names: readonly string[]) => names.map((n) => [n, n === 'beta' || n === 'factor' ? 'f32' : 'i32'] as const);
   m.func('bwd_probs', sig(BACKWARD_SIGNATURES.bwd_probs), undefined, (f) => rowMap(f, 'probs'));
   m.func('bwd_dscores', sig(BACKWARD_SIGNATURES.bwd_dscores), undefined, (f) => rowMap(f, 'dscores'));
   m.func('transpose', sig(BACKWARD_SIGNATURES.transpose), undefined, (f) => transpose(f));
+  m.func('bwd_add_rows', sig(BACKWARD_SIGNATURES.bwd_add_rows), undefined, (f) => addRows(f));
+}
+
+/** bwd_add_rows: whole vectors (a row's last one read whole, stored partially). */
+function addRows(f: FunctionBuilder): void {
+  const p = (n: string) => f.get(f.param(n));
+  const r = f.local('i32', 'r');
+  const c = f.local('i32', 'c');
+  const ptr = f.local('i32', 'ptr');
+  const offset = f.local('i32', 'offset');
+  const e = f.local('v128', 'e');
+  const bytes = i32.shl(p('cols'), i32.const(2));
+  f.forRange(r, i32.const(0), p('rows'), 1, () => {
+    f.forRange(c, i32.const(0), bytes, 16, () => {
+      f.set(offset, i32.add(i32.mul(f.get(r), p('ld')), f.get(c)));
+      f.set(ptr, i32.add(p('dst'), f.get(offset)));
+      f.set(e, f32x4.mul(f32x4.add(v128.load(f.get(ptr)), v128.load(i32.add(p('src'), f.get(offset)))), f32x4.splat(p('factor'))));
+      storeFirstLanes(f, ptr, e, i32.sub(bytes, f.get(c)));
+    });
+  });
 }
 
 /** One pass over `cols` floats of each row: whole vectors, the last one stored partially. */
@@ -116,6 +144,27 @@ export function scalarBackwardKernels(f: () => Float32Array<ArrayBufferLike>): B
     transpose(src, lds, rows, cols, dst, ldd) {
       const x = f();
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) x[((dst + c * ldd) >>> 2) + r] = x[((src + r * lds) >>> 2) + c];
+    },
+    dropout_rows(a, b, lds, rows, cols, i0, j0, stream, offset, k0, k1, threshold, scale) {
+      const x = f();
+      const spec = { offset, seedLo: k0 >>> 0, seedHi: k1 >>> 0, threshold, scale: Math.fround(scale) } as DropoutSpec;
+      const factors = new Float32Array(cols);
+      for (let r = 0; r < rows; r++) {
+        dropoutRow(spec, 1, 0, stream, i0 + r, j0, cols, factors);
+        for (const tile of b ? [a, b] : [a]) {
+          const row = (tile + r * lds) >>> 2;
+          for (let c = 0; c < cols; c++) x[row + c] *= factors[c];
+        }
+      }
+    },
+    bwd_add_rows(dst, src, ld, rows, cols, factor) {
+      const x = f();
+      const k = Math.fround(factor);
+      for (let r = 0; r < rows; r++) {
+        const d = (dst + r * ld) >>> 2;
+        const s = (src + r * ld) >>> 2;
+        for (let c = 0; c < cols; c++) x[d + c] = Math.fround(x[d + c] + x[s + c]) * k;
+      }
     },
   };
 }

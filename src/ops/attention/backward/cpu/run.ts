@@ -1,8 +1,9 @@
 // attentionBackward() on the CPU engine: stage q, k, v (+ rope parts), out, dO, the LSE, mask and
 // bias once into the shared memory (float16 converted to float32), zero the gradient buffers, run
-// the jobs (fused: bwd-pre, bwd-kv, bwd-q; naive: bwd-naive), and copy the gradients out in each
-// input's layout and dtype. Memory beyond the staged O(N·D) operands: per-worker tiles (fused) or
-// per-worker Sq×Sk matrices (naive).
+// the jobs (fused: bwd-pre, then bwd-head + bwd-dq-sum or bwd-kv + bwd-q; naive: bwd-naive), and
+// copy the gradients out in each input's layout and dtype. Memory beyond the staged O(N·D)
+// operands: per-worker tiles and the key slices' dQ partials (fused, slices.ts) or per-worker
+// Sq×Sk matrices (naive).
 import { floatsToHalf } from '../../../../core/dtype.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import { Tensor, numel } from '../../../../core/tensor.js';
@@ -18,6 +19,7 @@ import { stageMods } from '../../mods/cpu/stage.js';
 import { backwardModsKernel } from '../../mods/plan.js';
 import { sinkGradTensor } from '../sink.js';
 import { type NaiveBackwardParams, naiveBackwardScratch } from './naive.js';
+import { SLICE_MIN_TASKS, type SlicePlan, slicePlan } from './slices.js';
 import { BWD_KEYS, BWD_ROWS, type BackwardParams, backwardScratch, queriesOfKeys } from './tasks.js';
 
 interface Staged {
@@ -121,6 +123,11 @@ async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Pr
     kvStarts: new Int32Array(1),
     kvUnits: new Int32Array(0),
     qTasks: new Int32Array(0),
+    sliceCount: 1,
+    sliceKeys: new Int32Array(0),
+    sliceRows: new Int32Array(0),
+    dqParts: [],
+    dqRopeParts: [],
   };
   return { params, grads };
 }
@@ -138,35 +145,47 @@ function readBack(engine: OpsCpuEngine, bp: BackwardProblem, staged: Staged): At
   return grads as AttentionGrads;
 }
 
-/** Units (b, hk[, j0]) grouped into tasks: the axes the dBias broadcast folds share a task, in order. */
-function foldedTasks(bp: BackwardProblem, withKeyBlocks: boolean): { starts: Int32Array; units: Int32Array; weights: number[] } {
+/**
+ * Units grouped into tasks: (b, hk) per pair (no slicing), (b, hk, j0) per key block (bwd-kv), or
+ * (b, hk, s) per key slice (bwd-head). The axes the dBias broadcast folds share a task, in order
+ * (a slice or key block writes its own dBias columns, so those fold only under a key broadcast).
+ */
+function foldedTasks(bp: BackwardProblem, split: 'pairs' | 'keyBlocks' | SlicePlan): { starts: Int32Array; units: Int32Array; weights: number[] } {
   const p = bp.forward;
   const fold = biasFold(p, bp.biasGrad);
+  const window = { left: p.window.left, right: p.window.right, bottomRight: p.window.align === 'bottom-right' };
   const groups = new Map<string, { units: number[]; weight: number }>();
   for (let b = 0; b < p.batch; b++) {
     const sq = p.seqLensQ[b];
     const sk = p.seqLensK[b];
     for (let hk = 0; hk < p.headsKv; hk++) {
-      const blocks = withKeyBlocks ? Math.ceil(sk / BWD_KEYS) : 1;
-      for (let jb = 0; jb < blocks; jb++) {
-        const j0 = jb * BWD_KEYS;
+      const parts = split === 'pairs' ? 1 : split === 'keyBlocks' ? Math.ceil(sk / BWD_KEYS) : split.count;
+      for (let part = 0; part < parts; part++) {
         let weight = sq * sk;
-        if (withKeyBlocks) {
+        let unit = [b, hk];
+        if (split === 'keyBlocks') {
+          const j0 = part * BWD_KEYS;
           const cols = Math.min(BWD_KEYS, sk - j0);
-          const [lo, hi] = queriesOfKeys({ window: { left: p.window.left, right: p.window.right, bottomRight: p.window.align === 'bottom-right' } }, sq, sk, j0, j0 + cols - 1);
+          const [lo, hi] = queriesOfKeys({ window }, sq, sk, j0, j0 + cols - 1);
           weight = Math.max(0, hi - lo + 1) * cols + cols;
+          unit = [b, hk, j0];
+        } else if (split !== 'pairs') {
+          const keys = split.keys.subarray(b * (split.count + 1));
+          if (keys[part] === keys[part + 1]) continue; // a short sequence's empty slice
+          weight = split.work[b * split.count + part];
+          unit = [b, hk, part];
         }
-        const key = `${fold.batch ? '*' : b}/${fold.kvHeads ? '*' : hk}/${fold.keyBlocks || !withKeyBlocks ? '*' : jb}`;
+        const key = `${fold.batch ? '*' : b}/${fold.kvHeads ? '*' : hk}/${fold.keyBlocks || split === 'pairs' ? '*' : part}`;
         let group = groups.get(key);
         if (!group) groups.set(key, (group = { units: [], weight: 0 }));
-        group.units.push(...(withKeyBlocks ? [b, hk, j0] : [b, hk]));
+        group.units.push(...unit);
         group.weight += weight;
       }
     }
   }
-  // heaviest first, so the job's tail is short
+  // heaviest first, so the job's tail is short (a stable sort: equal weights keep their order)
   const list = [...groups.values()].sort((x, y) => y.weight - x.weight);
-  const width = withKeyBlocks ? 3 : 2;
+  const width = split === 'pairs' ? 2 : 3;
   const starts = new Int32Array(list.length + 1);
   const units: number[] = [];
   list.forEach((g, t) => {
@@ -176,21 +195,30 @@ function foldedTasks(bp: BackwardProblem, withKeyBlocks: boolean): { starts: Int
   return { starts, units: Int32Array.from(units), weights: list.map((g) => g.weight) };
 }
 
-/** (b, kv head) pairs from which the backward runs one task per pair (bwd-head). */
-export const HEAD_SCHEDULE_PAIRS = 8;
-
 /** Work estimate of the backward for the engine's inline threshold: 7 matmul-like passes. */
 function flops(bp: BackwardProblem): number {
   const p = bp.forward;
   return 2 * visiblePairs(p) * (2 * (p.dimQK + p.dimRope) + 2 * p.dimV) * 1.75;
 }
 
-/** The fused backward. */
-export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem): Promise<AttentionGrads> {
+/**
+ * The fused backward. `schedule` (tests only) forces the split schedule, which otherwise runs only
+ * past the partials' memory cap.
+ */
+export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem, schedule?: 'split'): Promise<AttentionGrads> {
   const p = bp.forward;
   const st = new Staging(engine.arena);
   try {
+    // wall time of each phase (stats.phasesMs): where a call's time goes beyond the matmuls
+    const phasesMs: Record<string, number> = {};
+    let mark = performance.now();
+    const phase = (name: string) => {
+      const now = performance.now();
+      phasesMs[name] = +(now - mark).toFixed(2);
+      mark = now;
+    };
     const staged = await stage(engine, st, bp);
+    phase('stage');
     const params = staged.params;
     const pre: number[] = [];
     const qTasks: Array<[number, number, number, number]> = [];
@@ -213,29 +241,54 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem): Pr
     }
     qTasks.sort((x, y) => y[3] - x[3]);
     params.qTasks = Int32Array.from(qTasks.flatMap(([b, h, i0]) => [b, h, i0]));
-    // enough (b, kv head) pairs to share out: one task per pair and 5 matmuls per tile; else the
-    // finer split schedule (7 matmuls, dQ in its own pass). The choice depends on the problem only,
-    // never on the thread count, so gradients are the same bits on every machine.
-    const heads = foldedTasks(bp, false);
-    const perHead = heads.starts.length - 1 >= HEAD_SCHEDULE_PAIRS;
-    const kv = perHead ? heads : foldedTasks(bp, true);
+    // the per-head schedule (5 matmuls per tile, dQ in the task) over key slices of each pair, so
+    // that a few pairs still make enough tasks; the split schedule (7 matmuls, dQ in its own pass)
+    // only when the partials' memory cap leaves too few slices. The choice and the slices depend
+    // on the problem only, never on the thread count, so gradients are the same bits on every machine.
+    const plan = slicePlan(bp);
+    const sliced = foldedTasks(bp, plan);
+    // (the key-block grouping is built only when the slices may be too few: 8192 units at B4 H32 S4096)
+    const keyBlocks = schedule === 'split' || sliced.starts.length - 1 < SLICE_MIN_TASKS ? foldedTasks(bp, 'keyBlocks') : undefined;
+    const perHead = schedule !== 'split' && (!keyBlocks || sliced.starts.length - 1 >= Math.min(SLICE_MIN_TASKS, keyBlocks.starts.length - 1));
+    const kv = perHead ? sliced : keyBlocks!;
     params.kvStarts = kv.starts;
     params.kvUnits = kv.units;
+    const partials = perHead ? plan.count - 1 : 0;
+    if (perHead) {
+      params.sliceCount = plan.count;
+      params.sliceKeys = plan.keys;
+      params.sliceRows = plan.rows;
+    }
+    const partialBytes = partials * 4 * (p.q.tensor.size + (p.qRope?.tensor.size ?? 0));
     const perWorker = backwardScratch(0).bytes;
     const kvTasks = kv.starts.length - 1;
     const qCount = perHead ? 0 : qTasks.length;
     const workers = engine.participants(Math.max(kvTasks, qCount));
-    engine.checkCapacity(stagingBytes(bp) + workers * perWorker);
+    engine.checkCapacity(stagingBytes(bp) + workers * perWorker + partialBytes + 128 * partials);
     const scratch = st.allocate(workers * perWorker);
-    const work = flops(bp);
-    await engine.execute('bwd-pre', params, pre.length / 3, scratch, perWorker, 4 * p.totalQ * p.headsQ * p.dimV);
-    if (perHead) await engine.execute('bwd-head', params, kvTasks, scratch, perWorker, work * (5 / 7));
-    else {
-      await engine.execute('bwd-kv', params, kvTasks, scratch, perWorker, work * (4 / 7));
-      await engine.execute('bwd-q', params, qCount, scratch, perWorker, work * (3 / 7));
+    // the partials are zeroed by the tasks that write them (only the query blocks they reach)
+    for (let s = 0; s < partials; s++) {
+      params.dqParts.push(st.allocate(4 * p.q.tensor.size));
+      if (p.qRope) params.dqRopeParts.push(st.allocate(4 * p.qRope.tensor.size));
     }
-    const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0);
-    const grads = { ...readBack(engine, bp, staged), stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) } };
+    const work = flops(bp);
+    phase('plan');
+    const job = async (kind: 'bwd-pre' | 'bwd-head' | 'bwd-dq-sum' | 'bwd-kv' | 'bwd-q', tasks: number, jobFlops: number) => {
+      await engine.execute(kind, params, tasks, scratch, perWorker, jobFlops);
+      phase(kind);
+    };
+    await job('bwd-pre', pre.length / 3, 4 * p.totalQ * p.headsQ * p.dimV);
+    if (perHead) {
+      await job('bwd-head', kvTasks, work * (5 / 7));
+      if (partials) await job('bwd-dq-sum', pre.length / 3, p.totalQ * p.headsQ * (p.dimQK + p.dimRope) * plan.count);
+    } else {
+      await job('bwd-kv', kvTasks, work * (4 / 7));
+      await job('bwd-q', qCount, work * (3 / 7));
+    }
+    const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0) + (partials && pre.length ? 1 : 0);
+    const read = readBack(engine, bp, staged);
+    phase('readBack');
+    const grads = { ...read, stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) + partialBytes, phasesMs } };
     // dSink from each row's LSE and the D = rowsum(dO ∘ O) bwd-pre left in the arena (sink.ts)
     if (bp.sinkGrad) {
       const f = new Float32Array(engine.arena.memory.buffer);
@@ -257,7 +310,7 @@ export async function runNaiveBackward(engine: OpsCpuEngine, bp: BackwardProblem
   const st = new Staging(engine.arena);
   try {
     const staged = await stage(engine, st, bp);
-    const tasks = foldedTasks(bp, false);
+    const tasks = foldedTasks(bp, 'pairs');
     const rowsS = Math.ceil(p.seqQ / 4) * 4;
     const params: NaiveBackwardParams = {
       ...staged.params,

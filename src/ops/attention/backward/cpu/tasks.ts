@@ -6,15 +6,17 @@
 //                                              -> score / mask functions (mods: S kept as U for the chain rule;
 //                                                 tiles a block mask hides are skipped, its full ones not masked)
 //               P = exp(S - lse)               bwd_probs      (recomputed: no Sq×Sk buffer; the LSE holds any sink)
-//               dP = dO·Vᵀ                     gemm_nt        -> dropout: dP ∘= Z
+//               dP = dO·Vᵀ                     gemm_nt        -> dropout: dP ∘= Z (dropout_rows, WASM SIMD Philox)
 //               dV += (P∘Z)ᵀ·dO                transpose + gemm_nn
 //               dS = P ∘ (dP - D)              bwd_dscores    -> score function: dS ∘= m'(U);
 //                                                                dBias += dS; softcap: dS ∘= 1 - T²
 //               dK += dSᵀ·Q (dkRope += dSᵀ·qRope)  transpose + gemm_nn;   finally dK ×= scale
 //   bwd-q     per (b, query head, block of BR rows): the same S, P, dP, dS over the visible key
 //             blocks, then dQ += dS·K (dqRope += dS·kRope); finally dQ ×= scale.
-//   bwd-head  instead of bwd-kv + bwd-q when there are enough (b, kv head) pairs for the workers:
-//             one task per pair computes each tile once for dV, dK and dQ (5 matmuls, not 7).
+//   bwd-head  instead of bwd-kv + bwd-q: one task per (b, kv head, key slice) computes each tile
+//             once for dV, dK and dQ (5 matmuls, not 7); slice s > 0 writes its dQ into a partial
+//             of its own (slices.ts), and
+//   bwd-dq-sum per (b, h, block of rows): dQ = scale · (dQ + partial 1 + … ) in slice order.
 // Every output element is written by exactly one task, in a fixed order: results are bit-identical
 // from run to run. With dBias over a broadcast bias, the kv tasks that would add into the same
 // dBias elements are folded into one task (BiasFold) that walks them in order.
@@ -28,7 +30,6 @@ import type { StagedOperand } from '../../cpu/flash.js';
 import { type BroadcastOperand, type ScoreOptions, modifyScores, windowBounds } from '../../cpu/scores.js';
 import type { DropoutSpec } from '../../dropout/philox.js';
 import { scoreUnits } from '../../problem.js';
-import { dropoutTile } from '../../dropout/cpu.js';
 
 export type TaskKernels = BackwardKernels & GemmKernels & ModsHost;
 
@@ -77,6 +78,12 @@ export interface BackwardParams extends ScoreOptions {
   kvUnits: Int32Array;
   /** bwd-q: (b, h, i0) per task. */
   qTasks: Int32Array;
+  /** bwd-head: the key slices (slices.ts SlicePlan: count, keys, rows) and the byte addresses of the dQ (and dqRope) partials of slices 1 .. count - 1, laid out as dq (dqRope). */
+  sliceCount: number;
+  sliceKeys: Int32Array;
+  sliceRows: Int32Array;
+  dqParts: number[];
+  dqRopeParts: number[];
 }
 
 /** One worker's tiles (byte addresses): S/P, dP/dS, tanh (softcap), P∘Z (dropout), transposed, U (score before the score function). */
@@ -184,7 +191,9 @@ function tileGradient(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: Ba
   if (p.dropout) {
     const f = new Float32Array(buffer());
     for (let r = 0; r < rows; r++) f.copyWithin((x.z + r * LDS) >>> 2, (x.s + r * LDS) >>> 2, ((x.s + r * LDS) >>> 2) + cols);
-    dropoutTile(buffer(), p.dropout, p.headsQ, b, h, i0, rows, j0, cols, [x.z, x.dp], LDS);
+    // the keep mask in WASM SIMD (dropout/wasm.ts; x.tr is free until the transposes)
+    const d = p.dropout;
+    kernels.dropout_rows(x.z, x.dp, LDS, rows, cols, i0, j0, b * p.headsQ + h, d.offset, d.seedLo, d.seedHi, d.threshold, d.scale, x.tr);
     pz = x.z;
   }
   kernels.bwd_dscores(x.s, x.dp, LDS, rows, cols, rowAddr(p.delta, p.seqStartsQ, b, h, i0));
@@ -281,19 +290,35 @@ export function backwardKvTask(kernels: TaskKernels, buffer: () => ArrayBufferLi
 }
 
 /**
- * bwd-head task t: everything of its units (b, kv head): for each key block, each query head of the
- * group and each visible query block, one tile gives dV, dK and dQ at once (5 matmuls, S and dP
- * computed once), dQ accumulated in order over the key blocks into rows only this task writes.
- * The schedule when there are enough (b, kv head) pairs to keep every worker busy.
+ * bwd-head task t: everything of its units (b, kv head, slice s): for each key block of the slice,
+ * each query head of the group and each visible query block, one tile gives dV, dK and dQ at once
+ * (5 matmuls, S and dP computed once). dQ is accumulated in key order into rows only this unit
+ * writes: dq itself for slice 0, the slice's partial (zeroed here over the query blocks its tiles
+ * reach) for the others; bwd-dq-sum adds them up and scales. With one slice the task scales dQ.
  */
 export function backwardHeadTask(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: BackwardParams, t: number, scratch: number): void {
   const x = backwardScratch(scratch);
+  const n = p.sliceCount;
   for (let u = p.kvStarts[t]; u < p.kvStarts[t + 1]; u++) {
-    const b = p.kvUnits[2 * u];
-    const hk = p.kvUnits[2 * u + 1];
+    const b = p.kvUnits[3 * u];
+    const hk = p.kvUnits[3 * u + 1];
+    const s = p.kvUnits[3 * u + 2];
     const sq = p.seqLensQ[b];
     const sk = p.seqLensK[b];
-    for (let j0 = 0; j0 < sk; j0 += BWD_KEYS) {
+    const dq = s === 0 ? p.dq : { ...p.dq, addr: p.dqParts[s - 1] };
+    const dqRope = !p.dqRope || s === 0 ? p.dqRope : { ...p.dqRope, addr: p.dqRopeParts[s - 1] };
+    if (s > 0) {
+      const first = p.sliceRows[2 * (b * n + s)];
+      const last = p.sliceRows[2 * (b * n + s) + 1];
+      const r0 = first * BWD_ROWS;
+      const r1 = Math.min(sq, (last + 1) * BWD_ROWS);
+      for (let h = hk * p.group; h < (hk + 1) * p.group && r0 < r1; h++) {
+        zeroRows(buffer, rowAddr(dq, p.seqStartsQ, b, h, r0), dq.ss, r1 - r0, p.dimQK);
+        if (dqRope) zeroRows(buffer, rowAddr(dqRope, p.seqStartsQ, b, h, r0), dqRope.ss, r1 - r0, p.dimRope);
+      }
+    }
+    const jEnd = Math.min(sk, p.sliceKeys[b * (n + 1) + s + 1] * BWD_KEYS);
+    for (let j0 = p.sliceKeys[b * (n + 1) + s] * BWD_KEYS; j0 < jEnd; j0 += BWD_KEYS) {
       const cols = Math.min(BWD_KEYS, sk - j0);
       const dkRow = rowAddr(p.dk, p.seqStartsK, b, hk, j0);
       const dvRow = rowAddr(p.dv, p.seqStartsK, b, hk, j0);
@@ -309,8 +334,8 @@ export function backwardHeadTask(kernels: TaskKernels, buffer: () => ArrayBuffer
           const pz = tileGradient(kernels, buffer, p, x, tile);
           kernels.transpose(pz, LDS, rows, cols, x.tr, LDT);
           kernels.gemm_nn(x.tr, LDT, rowAddr(p.dOut, p.seqStartsQ, b, h, i0), p.dOut.ss, rows, dvRow, p.dv.ss, cols, p.dimV, 1, 0);
-          kernels.gemm_nn(x.dp, LDS, kRow, p.k.ss, cols, rowAddr(p.dq, p.seqStartsQ, b, h, i0), p.dq.ss, rows, p.dimQK, 1, 0);
-          if (p.dqRope) kernels.gemm_nn(x.dp, LDS, rowAddr(p.kRope!, p.seqStartsK, b, hk, j0), p.kRope!.ss, cols, rowAddr(p.dqRope, p.seqStartsQ, b, h, i0), p.dqRope.ss, rows, p.dimRope, 1, 0);
+          kernels.gemm_nn(x.dp, LDS, kRow, p.k.ss, cols, rowAddr(dq, p.seqStartsQ, b, h, i0), dq.ss, rows, p.dimQK, 1, 0);
+          if (dqRope) kernels.gemm_nn(x.dp, LDS, rowAddr(p.kRope!, p.seqStartsK, b, hk, j0), p.kRope!.ss, cols, rowAddr(dqRope, p.seqStartsQ, b, h, i0), dqRope.ss, rows, p.dimRope, 1, 0);
           kernels.transpose(x.dp, LDS, rows, cols, x.tr, LDT);
           kernels.gemm_nn(x.tr, LDT, rowAddr(p.q, p.seqStartsQ, b, h, i0), p.q.ss, rows, dkRow, p.dk.ss, cols, p.dimQK, 1, 0);
           if (p.dkRope) kernels.gemm_nn(x.tr, LDT, rowAddr(p.qRope!, p.seqStartsQ, b, h, i0), p.qRope!.ss, rows, dkrRow, p.dkRope.ss, cols, p.dimRope, 1, 0);
@@ -319,11 +344,44 @@ export function backwardHeadTask(kernels: TaskKernels, buffer: () => ArrayBuffer
       scaleRows(buffer, dkRow, p.dk.ss, cols, p.dimQK, p.scale);
       if (p.dkRope) scaleRows(buffer, dkrRow, p.dkRope.ss, cols, p.dimRope, p.scale);
     }
-    for (let h = hk * p.group; h < (hk + 1) * p.group; h++) {
-      scaleRows(buffer, rowAddr(p.dq, p.seqStartsQ, b, h, 0), p.dq.ss, sq, p.dimQK, p.scale);
-      if (p.dqRope) scaleRows(buffer, rowAddr(p.dqRope, p.seqStartsQ, b, h, 0), p.dqRope.ss, sq, p.dimRope, p.scale);
+    if (n === 1) {
+      for (let h = hk * p.group; h < (hk + 1) * p.group; h++) {
+        scaleRows(buffer, rowAddr(p.dq, p.seqStartsQ, b, h, 0), p.dq.ss, sq, p.dimQK, p.scale);
+        if (p.dqRope) scaleRows(buffer, rowAddr(p.dqRope, p.seqStartsQ, b, h, 0), p.dqRope.ss, sq, p.dimRope, p.scale);
+      }
     }
   }
+}
+
+/**
+ * bwd-dq-sum task t (the bwd-pre tasks' (b, h, i0)): dQ = scale · (dQ + partial 1 + … + partial
+ * count - 1) over the block's rows, in slice order, skipping the slices whose tiles never reach it.
+ */
+export function backwardDqSumTask(kernels: TaskKernels, buffer: () => ArrayBufferLike, p: BackwardParams, t: number): void {
+  const b = p.preTasks[3 * t];
+  const h = p.preTasks[3 * t + 1];
+  const i0 = p.preTasks[3 * t + 2];
+  const rows = Math.min(BWD_ROWS, p.seqLensQ[b] - i0);
+  const block = i0 / BWD_ROWS;
+  const n = p.sliceCount;
+  const parts: number[] = [];
+  for (let s = 1; s < n; s++) {
+    const at = 2 * (b * n + s);
+    if (p.sliceRows[at] <= block && block <= p.sliceRows[at + 1]) parts.push(s);
+  }
+  // dq = (((dq + part) + part) …) · scale, the scale folded into the last addition
+  const sum = (o: StagedOperand, addrs: number[], dim: number) => {
+    const row = rowAddr(o, p.seqStartsQ, b, h, i0);
+    if (parts.length === 0) scaleRows(buffer, row, o.ss, rows, dim, p.scale);
+    parts.forEach((s, n) => kernels.bwd_add_rows(row, row - o.addr + addrs[s - 1], o.ss, rows, dim, n === parts.length - 1 ? p.scale : 1));
+  };
+  sum(p.dq, p.dqParts, p.dimQK);
+  if (p.dqRope) sum(p.dqRope, p.dqRopeParts, p.dimRope);
+}
+
+function zeroRows(buffer: () => ArrayBufferLike, addr: number, ld: number, rows: number, dim: number): void {
+  const f = new Float32Array(buffer());
+  for (let r = 0; r < rows; r++) f.fill(0, (addr + r * ld) >>> 2, ((addr + r * ld) >>> 2) + dim);
 }
 
 /** bwd-q task t: dQ (and dqRope) of one block of query rows. */
