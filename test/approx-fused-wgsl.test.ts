@@ -525,21 +525,22 @@ describe('fused linear attention kernels', () => {
     for (const [what, c, mutate] of cases) expect(fails(c, mutate, what), what).toBe(true);
   });
 
-  it('plans the bench shape as ~2k state workgroups of 256 keys, 16-byte loads and stores; fewer chunks when the partials would outgrow a binding', () => {
+  it('plans the bench shape as 256 state workgroups of 2048 keys, 16-byte loads and stores; fewer chunks when the partials would outgrow a binding', () => {
     const shape = [4, 32, 4096, 128];
     const t = Tensor.fromData(new Uint16Array(shape.reduce((a, b) => a * b, 1)), shape, 'float16');
     const p = validateApprox('linear', t, t, t, {});
     const plan = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined);
-    expect([plan.chunks, plan.chunkKeys, plan.fp, plan.dvp, plan.state.vec, plan.output.vec, plan.output.vecOut]).toEqual([16, 256, 128, 128, true, true, true]);
-    expect(fusedGrids(p, plan)).toEqual({ state: [16, 128, 1], reduce: [17, 128, 1], output: [32, 128, 1] });
-    const small = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined, 4 * 128 * 128 * 128 * 4);
-    expect([small.chunks, small.bytes.part]).toEqual([4, 4 * 128 * 128 * 128 * 4]);
+    expect([plan.chunks, plan.chunkKeys, plan.fp, plan.dvp, plan.state.vec, plan.output.vec, plan.output.vecOut]).toEqual([2, 2048, 128, 128, true, true, true]);
+    expect(fusedGrids(p, plan).state).toEqual([2, 128, 1]);
+    expect(fusedGrids(p, plan).output).toEqual([32, 128, 1]);
+    const small = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined, 128 * 128 * 128 * 4);
+    expect([small.chunks, small.bytes.part]).toEqual([1, 128 * 128 * 128 * 4]);
     // an element base that is not 8-aligned (a sub-view of a buffer) takes the strided loads
     expect(fusedPlan(p, { q: 2, k: 0, v: 0 }, undefined).output.vec).toBe(false);
     expect(() => fusedPlan(p, { q: 0, k: 0, v: 0 }, 48)).toThrow(/multiple of 32/);
   });
 
-  it('the fused tier: forced by FUSEDATTN_APPROX_TIER=fused, refused with the reason without subgroup matrices; causal, Performer and expression maps stay portable', () => {
+  it('the fused tier: auto for float16 on subgroup matrices, forced by FUSEDATTN_APPROX_TIER=fused, refused with the reason without subgroup matrices; causal, Performer and expression maps stay portable', () => {
     const good = {
       features: new Set(['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']),
       limits: {} as never,
@@ -552,7 +553,11 @@ describe('fused linear attention kernels', () => {
       expect(approxTier('float16', good)).toBe('fused');
       expect(() => approxTier('float16', bare)).toThrow(/FUSEDATTN_APPROX_TIER=fused.*lacks the "shader-f16"/);
       delete process.env.FUSEDATTN_APPROX_TIER;
-      expect(approxTier('float16', good)).toBe('portable'); // auto stays portable until measured
+      // auto: float16 on subgroup matrices takes the fused kernels (measured on the H200), float32
+      // and adapters without them the portable path
+      expect(approxTier('float16', good)).toBe('fused');
+      expect(approxTier('float32', good)).toBe('portable');
+      expect(approxTier('float16', bare)).toBe('portable');
     } finally {
       if (saved === undefined) delete process.env.FUSEDATTN_APPROX_TIER;
       else process.env.FUSEDATTN_APPROX_TIER = saved;

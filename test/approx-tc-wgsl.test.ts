@@ -36,14 +36,14 @@ describe('linear attention products on subgroup matrices', () => {
     }
   });
 
-  it('are chosen for float16 inputs on an adapter with subgroup matrices; FUSEDATTN_APPROX_TIER forces a tier', () => {
+  it('are forced by FUSEDATTN_APPROX_TIER (auto takes the fused kernels for float16 on subgroup matrices, else portable)', () => {
     const good = {
       features: new Set(['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']),
       limits: {} as never,
       adapter: { subgroupMinSize: 32, subgroupMaxSize: 32, subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }] },
     };
     const bare = { ...good, features: new Set<string>() };
-    expect(approxTier('float16', good)).toBe('portable'); // auto: portable until the tensor-core products are faster (tier.ts)
+    expect(approxTier('float16', good)).toBe('fused'); // auto: the fused kernels for float16 on subgroup matrices (tier.ts)
     expect(approxTier('float32', good)).toBe('portable');
     expect(approxTier('float16', bare)).toBe('portable');
     const saved = process.env.FUSEDATTN_APPROX_TIER;

@@ -8,12 +8,14 @@
 // cases a configuration cannot run (e.g. the MLA split form on the wide kernel) count as n/a.
 import { attention, validateAttention, referenceAttention } from '../../dist/index.js';
 import { SUITE, caseName, checkF32, checkLowPrecision, makeCase } from '../../dist/testing/index.js';
-import { SG_MATRIX_CONFIGS } from '../../dist/ops/attention/webgpu/tiers/sgmatrix.js';
+import { SG_MATRIX_CONFIGS, SG_MATRIX_PAIRS_CONFIGS } from '../../dist/ops/attention/webgpu/tiers/sgmatrix.js';
 
 const configsArg = process.argv.indexOf('--configs');
 const configKind = configsArg >= 0 ? process.argv[configsArg + 1] : undefined;
 const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--configs');
-const forced = configKind ? SG_MATRIX_CONFIGS.map((c, i) => [i, c]).filter(([, c]) => configKind === 'all' || (configKind === 'wide' && c.rowsPerSubgroup === 32) || (configKind === 'pairs' && c.pairs)) : [];
+// the pairs configurations are not candidates (SG_MATRIX_PAIRS_CONFIGS): numbered after the candidates
+const CONFIGS = [...SG_MATRIX_CONFIGS, ...SG_MATRIX_PAIRS_CONFIGS];
+const forced = configKind ? CONFIGS.map((c, i) => [i, c]).filter(([, c]) => configKind === 'all' || (configKind === 'wide' && c.rowsPerSubgroup === 32) || (configKind === 'pairs' && c.pairs)) : [];
 const tiers = configKind ? forced.map(([i]) => `sgmatrix#${i}`) : (positional[0] ?? 'sgmatrix,subgroup').split(',');
 let na = 0;
 const EXTRA = [
@@ -27,7 +29,7 @@ const cases = [...SUITE.filter((c) => !c.mask && !c.bias).map((c) => ({ ...c, dt
 let passed = 0, failed = 0;
 for (const tier of tiers) {
   process.env.FUSEDATTN_WEBGPU_TIER = tier.split('#')[0];
-  if (tier.includes('#')) process.env.FUSEDATTN_SGMATRIX_CONFIG = JSON.stringify(SG_MATRIX_CONFIGS[Number(tier.split('#')[1])]);
+  if (tier.includes('#')) process.env.FUSEDATTN_SGMATRIX_CONFIG = JSON.stringify(CONFIGS[Number(tier.split('#')[1])]);
   for (const [index, c] of cases.entries()) {
     const seed = 9000 + index;
     const { q, k, v, options } = makeCase(c, seed);

@@ -14,10 +14,11 @@ rc=$?
 echo "== checks: exit $rc ($(( SECONDS - t0 )) s)"
 grep -v '^Warning' "$OUT/check.log" | grep -E 'FAIL|passed|failed|n/a' | tail -8
 if [[ $rc != 0 ]]; then echo "WRONG: a pairs configuration failed (or did not finish) its float64 checks: no timings"; echo "call done"; exit 0; fi
-indices=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log([0, ...m.SG_MATRIX_CONFIGS.flatMap((c, i) => c.pairs ? [i] : [])].join(' ')))")
+# the default (candidate 0), then each pairs configuration (numbered after the candidates, as check-tiers does)
+indices=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log([0, ...m.SG_MATRIX_PAIRS_CONFIGS.map((_, i) => m.SG_MATRIX_CONFIGS.length + i)].join(' ')))")
 shapes=${FWD_SHAPES:-B4 H32 S4096 D128,B4 H32 S4096 D128 causal,B4 H32 S1024 D64,B1 H32 S1024 D128 causal,B4 H32/8 S4096 D128 causal (GQA)}
 for i in $indices; do
-  config=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log(JSON.stringify(m.SG_MATRIX_CONFIGS[$i])))")
+  config=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log(JSON.stringify([...m.SG_MATRIX_CONFIGS, ...m.SG_MATRIX_PAIRS_CONFIGS][$i])))")
   t0=$SECONDS
   FUSEDATTN_SGMATRIX_CONFIG=$config timeout "${TIME_S:-25}" node bench/gpu/bench-gpu.mjs --shapes "$shapes" --impls sgmatrix --label "config $i" --out "$OUT/forward.jsonl" > "$OUT/time-$i.log" 2>&1
   echo "== config $i $config: exit $? ($(( SECONDS - t0 )) s)"

@@ -1,17 +1,17 @@
-// Which matmul runs the approximate attentions' products (issue 13): the portable f32 matmul, or
-// the same strided batched matmul on tensor cores (gemm/webgpu/matmul-sgmat.wgsl.ts: operands
-// staged as f16, f32 accumulation, f32 results), as PyTorch's fp16 einsum does.
-//   auto         the portable tier. The tensor-core products are right on the H200 but slower
-//                there (2026-12-02, fourth session, bench/gpu/linear-tc.sh, B4 H32 S4096 D128 f16:
-//                non-causal 15.6-20.3 ms against the portable 13.5, causal 32.6-39.0 against 16.4;
-//                their per-kernel times put the state and numerator products at ~2 TFLOP/s, so the
-//                staging of this matmul, not the tier, is what to fix before auto takes them)
-//   FUSEDATTN_APPROX_TIER=portable|tensorcore forces one (tensorcore on an adapter without
-//                subgroup matrices is an UnsupportedError naming the reason)
-//   FUSEDATTN_APPROX_TIER=fused  non-causal linear attention with elu+1 or relu on the fused
-//                tensor-core kernels (fused.wgsl.ts: φ applied while staged, f16 tiles, no f32
-//                planes in global memory); causal, Performer and expression maps run on the
-//                portable path under it. Not auto until measured on the H200.
+// Where the approximate attentions run on WebGPU (issue 13): the fused tensor-core kernels, the
+// portable f32 matmul, or that strided batched matmul on tensor cores
+// (gemm/webgpu/matmul-sgmat.wgsl.ts: operands staged as f16, f32 accumulation, f32 results).
+//   auto         float16 inputs on an adapter with subgroup matrices: 'fused', i.e. non-causal
+//                linear attention with elu+1 or relu on the fused kernels (fused.wgsl.ts: φ applied
+//                while staged, f16 tiles, no f32 planes in global memory; H200, fifth session,
+//                bench/gpu/linear-fused.sh, B4 H32 S4096 D128 f16: 0.81 ms against the portable
+//                path's 7.48 and PyTorch's fp16 einsum's 0.82 in the same call, 41 float64 checks
+//                first); causal, Performer and expression maps run on the portable path under it.
+//                float32 inputs stay portable (full precision), as on the attention tiers.
+//   FUSEDATTN_APPROX_TIER=portable|tensorcore|fused forces one (tensorcore or fused on an adapter
+//                without subgroup matrices is an UnsupportedError naming the reason). The
+//                tensorcore products are right on the H200 but slower than portable (fourth
+//                session: ~2 TFLOP/s per product, f32 operands staged one element at a time).
 // Performer's projection X·Wᵀ stays on the portable matmul on every tier: its logits go through
 // exp, where f16's 3-digit rounding becomes ~1% relative error.
 //
@@ -77,17 +77,13 @@ export function approxSgmatOptions(product: ApproxProduct, tile: SgmatMatmulTile
 
 export const APPROX_PRODUCTS = Object.keys(PRODUCT_OPTIONS) as ApproxProduct[];
 
-/**
- * The tier for inputs of `dtype` on `device` (FUSEDATTN_APPROX_TIER forces one). `dtype` decides
- * nothing while auto is portable; it stays in the signature for the auto rule the tensor cores will
- * take back once faster (float16 inputs on an adapter with subgroup matrices).
- */
-export function approxTier(_dtype: string, device: TierDevice): ApproxTier {
+/** The tier for inputs of `dtype` on `device` (FUSEDATTN_APPROX_TIER forces one; auto: the header). */
+export function approxTier(dtype: string, device: TierDevice): ApproxTier {
   const forced = envChoice('FUSEDATTN_APPROX_TIER', APPROX_TIERS);
   const adapter = sgMatrixAdapterUnsupported(device);
   if ((forced === 'tensorcore' || forced === 'fused') && adapter) {
     throw new UnsupportedError('FUSEDATTN_APPROX_TIER', `approximate attention on tensor cores (forced by FUSEDATTN_APPROX_TIER=${forced}) cannot run here: ${adapter}`);
   }
   if (forced) return forced;
-  return 'portable';
+  return dtype === 'float16' && !adapter ? 'fused' : 'portable';
 }

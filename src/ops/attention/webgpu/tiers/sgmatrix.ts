@@ -79,7 +79,19 @@ export const SG_MATRIX_CONFIGS: readonly SgMatrixConfig[] = [
   { subgroups: 2, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
   { subgroups: 2, blockKeys: 64, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
   { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, rowsPerSubgroup: 32 },
-  // issue 14: a subgroup pair per 16 rows (half the registers per subgroup, so 8 subgroups fit at D 128)
+];
+
+/**
+ * The pairs kernel's configurations (a subgroup pair per 16 rows, half the registers per subgroup,
+ * so 8 subgroups fit at D 128). Not autotuner candidates: on the H200 (fifth session, call 3,
+ * bench/gpu/forward-pairs.sh, every configuration checked against float64 on 38 cases first) each
+ * was slower than the default: B4 H32 S4096 D128 f16 12.96 / 15.51 / 18.63 / 12.95 ms against
+ * 11.85, causal 6.76 against 6.36, D 64 0.68-0.75 against 0.47. Unlike the backward, whose passes
+ * gained 1.5-1.8x from the same split, the forward was not bound by its registers: it pays the
+ * second partial S in workgroup memory and the row state handed between the two subgroups.
+ * FUSEDATTN_SGMATRIX_CONFIG still runs them (bench/gpu/check-tiers.mjs --configs pairs).
+ */
+export const SG_MATRIX_PAIRS_CONFIGS: readonly SgMatrixConfig[] = [
   { subgroups: 8, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, pairs: true },
   { subgroups: 8, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, pairs: true },
   { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, pairs: true },
