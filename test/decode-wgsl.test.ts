@@ -145,7 +145,7 @@ function halfValue(h: number): number {
 // compiled here through the null backend; bench/gpu/mla-decode.sh checks its values on the GPU.
 describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
   const { buildMlaDecode, effectivePlan, mlaDecodeSharedBytes, mlaDecodeUnsupported } = await import('../dist/ops/decode/webgpu/index.js');
-  it('compiles for contiguous and paged, shared and separate caches, within 48 KiB; the plan takes it only when asked', () => {
+  it('compiles for contiguous and paged, shared and separate caches, within 48 KiB; the plan takes it by default and not when FUSEDATTN_DECODE_MLA=0', () => {
     const kernels = {
       'MLA 576/512 shared, 16 heads': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true },
       'MLA 576/512 shared, paged, 128 heads': { dimQK: 576, dimV: 512, group: 128, paged: true, sharedKV: true },
@@ -160,14 +160,18 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
     expect(mlaDecodeUnsupported({ dimQK: 576, dimV: 500, group: 16, paged: false, sharedKV: true })).toMatch(/multiple of 64/);
     const mla: DecodeShape = { ...base, dimQK: 576, dimV: 512, group: 16, headsKv: 1, sharedKV: true, io: 'float16' };
     const device = { subgroupMatrix: true };
-    const off = planDecode(mla, h200, undefined, device);
-    if (typeof off === 'string') throw new Error(off);
-    expect(off.mla).toBeUndefined();
-    process.env.FUSEDATTN_DECODE_MLA = '1';
+    const on = planDecode(mla, h200, undefined, device);
+    if (typeof on === 'string') throw new Error(on);
+    expect(on.mla?.grid).toEqual([1, 1, 128]);
+    process.env.FUSEDATTN_DECODE_MLA = '0';
     try {
-      const on = planDecode(mla, h200, undefined, device);
-      if (typeof on === 'string') throw new Error(on);
-      expect(on.mla?.grid).toEqual([1, 1, 128]);
+      const off = planDecode(mla, h200, undefined, device);
+      if (typeof off === 'string') throw new Error(off);
+      expect(off.mla).toBeUndefined();
+    } finally {
+      delete process.env.FUSEDATTN_DECODE_MLA;
+    }
+    {
       // per call: aligned rows and no finite left window keep it; a sliding window sends the call to split-KV
       const rows = { off: 0, spos: 576, sp: 576 * 4096, sh: 576 * 4096 };
       const call = { keys: rows, pageSize: 0, window: { left: Infinity, right: 0, align: 'bottom-right' as const } };
@@ -178,8 +182,6 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       expect(typeof none !== 'string' && none.mla).toBeFalsy();
       const f32 = planDecode({ ...mla, io: 'float32' }, h200, undefined, device);
       expect(typeof f32 !== 'string' && f32.mla).toBeFalsy();
-    } finally {
-      delete process.env.FUSEDATTN_DECODE_MLA;
     }
     const errors = tintErrors(sources, 'the MLA decode kernel');
     if (!errors) return;
