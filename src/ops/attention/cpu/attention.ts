@@ -2,6 +2,7 @@
 // to float32 on the way; every layout kept as is and read through its strides), run the fused
 // job (or the naive three jobs), and copy the output out in q's layout and dtype. Copies in and
 // out are paced (core/pace.ts): a huge call gives the event loop a turn every few tens of ms.
+import { whileTouchingPages } from '../../../engines/cpu/host-pages.js';
 import { floatsToHalf } from '../../../core/dtype.js';
 import { pacedRange } from '../../../core/pace.js';
 import { Tensor, numel } from '../../../core/tensor.js';
@@ -99,9 +100,14 @@ async function stage(engine: CpuEngine, st: Staging, p: AttentionProblem): Promi
   return { common, out, lse };
 }
 
-async function readBack(engine: CpuEngine, st: Staging, p: AttentionProblem, staged: Staged): Promise<Pick<AttentionResult, 'out' | 'lse'>> {
+/** The output's host array (allocated before the main job: see host-pages.ts). */
+function hostOut(p: AttentionProblem): Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer> {
   const n = numel(p.outShape);
-  const outData = p.dtype === 'float16' ? new Uint16Array(n) : new Float32Array(n);
+  return p.dtype === 'float16' ? new Uint16Array(n) : new Float32Array(n);
+}
+
+async function readBack(engine: CpuEngine, st: Staging, p: AttentionProblem, staged: Staged, outData = hostOut(p)): Promise<Pick<AttentionResult, 'out' | 'lse'>> {
+  const n = numel(p.outShape);
   await pacedRange(n, st.pacer, (start, end) => {
     const src = new Float32Array(engine.arena.memory.buffer, staged.out + 4 * start, end - start);
     if (outData instanceof Uint16Array) floatsToHalf(src, outData.subarray(start, end));
@@ -153,12 +159,14 @@ export async function runFlash(engine: CpuEngine, p: AttentionProblem): Promise<
     const scratch = st.allocate(workers * perWorker);
     const packFlops = (p.totalK * p.headsKv * (p.dimQK + p.dimRope + p.dimV)) * 8;
     await engine.execute('flash-pack', params, packTasks.length / 3, scratch, perWorker, packFlops);
-    await engine.execute('flash', params, taskCount, scratch, perWorker, flops(p));
+    // the output's host pages fault in while the workers run, not during readBack
+    const outData = hostOut(p);
+    await whileTouchingPages(engine.execute('flash', params, taskCount, scratch, perWorker, flops(p)), [outData]);
     const launches = (packTasks.length ? 1 : 0) + (taskCount ? 1 : 0);
     // intermediateBytes: what the algorithm needs beyond the staged inputs and the output, i.e. the
     // per-worker tile scratch. Staged copies of the inputs (as given, or packed into K/V panels,
     // O(N·D) like the inputs) are not counted, on this path or the naive one.
-    return { ...(await readBack(engine, st, p, staged)), stats: { launches, intermediateBytes: workers * perWorker, backend: 'cpu', ...engine.execution(taskCount, flops(p)) } };
+    return { ...(await readBack(engine, st, p, staged, outData)), stats: { launches, intermediateBytes: workers * perWorker, backend: 'cpu', ...engine.execution(taskCount, flops(p)) } };
   } finally {
     st.release();
   }

@@ -7,6 +7,7 @@
 import { floatsToHalf } from '../../../../core/dtype.js';
 import { UnsupportedError } from '../../../../core/errors.js';
 import { Tensor, numel } from '../../../../core/tensor.js';
+import { whileTouchingPages } from '../../../../engines/cpu/host-pages.js';
 import { Staging } from '../../../../engines/cpu/staging.js';
 import type { OpsCpuEngine } from '../../../cpu-engine.js';
 import type { StagedOperand } from '../../cpu/flash.js';
@@ -132,16 +133,22 @@ async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Pr
   return { params, grads };
 }
 
-function readBack(engine: OpsCpuEngine, bp: BackwardProblem, staged: Staged): AttentionGrads {
+/** The gradients' host arrays, one per staged gradient (allocated before the jobs: see host-pages.ts). */
+function hostArrays(staged: Staged): Array<Float32Array<ArrayBuffer> | Uint16Array<ArrayBuffer>> {
+  return staged.grads.map((g) => (g.dtype === 'float16' ? new Uint16Array(g.size) : new Float32Array(g.size)));
+}
+
+function readBack(engine: OpsCpuEngine, bp: BackwardProblem, staged: Staged, hosts = hostArrays(staged)): AttentionGrads {
   const buffer = engine.arena.memory.buffer;
   const grads: Partial<AttentionGrads> = {};
-  for (const g of staged.grads) {
+  staged.grads.forEach((g, i) => {
     const values = new Float32Array(buffer, g.addr, g.size);
     const layout = g.name === 'dBias' ? undefined : bp.forward.layout;
-    (grads as Record<string, Tensor>)[g.name] = g.dtype === 'float16'
-      ? Tensor.fromData(floatsToHalf(values), g.shape, 'float16', layout)
-      : Tensor.fromData(values.slice(), g.shape, 'float32', layout);
-  }
+    const host = hosts[i];
+    if (host instanceof Uint16Array) floatsToHalf(values, host);
+    else host.set(values);
+    (grads as Record<string, Tensor>)[g.name] = Tensor.fromData(host, g.shape, g.dtype, layout);
+  });
   return grads as AttentionGrads;
 }
 
@@ -278,15 +285,17 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem, sch
       phase(kind);
     };
     await job('bwd-pre', pre.length / 3, 4 * p.totalQ * p.headsQ * p.dimV);
+    // the gradients' host pages fault in while the main job's workers run, not during readBack
+    const hosts = hostArrays(staged);
     if (perHead) {
-      await job('bwd-head', kvTasks, work * (5 / 7));
+      await whileTouchingPages(job('bwd-head', kvTasks, work * (5 / 7)), hosts);
       if (partials) await job('bwd-dq-sum', pre.length / 3, p.totalQ * p.headsQ * (p.dimQK + p.dimRope) * plan.count);
     } else {
-      await job('bwd-kv', kvTasks, work * (4 / 7));
+      await whileTouchingPages(job('bwd-kv', kvTasks, work * (4 / 7)), hosts);
       await job('bwd-q', qCount, work * (3 / 7));
     }
     const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0) + (partials && pre.length ? 1 : 0);
-    const read = readBack(engine, bp, staged);
+    const read = readBack(engine, bp, staged, hosts);
     phase('readBack');
     const grads = { ...read, stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) + partialBytes, phasesMs } };
     // dSink from each row's LSE and the D = rowsum(dO ∘ O) bwd-pre left in the arena (sink.ts)
