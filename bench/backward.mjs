@@ -3,7 +3,7 @@
 // pool, no Sq×Sk buffer) against our unfused one (Sq×Sk matrices per worker), with the memory each
 // needs beyond inputs and outputs. FLOPs = 2.5 × the forward's (FlashAttention's convention).
 //
-//   node bench/backward.mjs OUTDIR [--smoke] [--threads N] [--iters N] [--only TEXT]
+//   node bench/backward.mjs OUTDIR [--smoke] [--threads N] [--iters N] [--only TEXT] [--anchors]
 //
 // Configurations with score / mask / sink functions or a block mask (issue 13) run fused only: the
 // unfused baseline refuses them; their FLOPs count the pairs the mask keeps.
@@ -108,7 +108,9 @@ function maxRel(a, b) {
 
 // --only TEXT: the configurations whose name contains TEXT
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
-for (const config of CONFIGS.filter((x) => only === undefined || x.name.includes(only))) {
+// --anchors: only the configurations bench/backward_cpu_torch.py also runs (no score/mask functions)
+const anchors = args.includes('--anchors');
+for (const config of CONFIGS.filter((x) => (only === undefined || x.name.includes(only)) && !(anchors && x.mods))) {
   const { name, mods, ...c } = config;
   const row = { config: name };
   const withMods = async (options, shape) => (mods ? { ...options, ...(await mods(shape)) } : options);
