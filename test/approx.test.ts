@@ -4,6 +4,7 @@
 // properties, Performer's error against exact softmax attention shrinking with M, and the errors.
 import { describe, expect, it } from 'vitest';
 import { Tensor, UnsupportedError, ValueError, featureMap, floatsToHalf, linearAttention, performerAttention, performerProjection, referenceApprox, referenceAttention, validateAttention, type BackendName } from '../dist/index.js';
+import { cachedProjection } from '../dist/ops/approx/features.js';
 import { validateApprox } from '../dist/ops/approx/problem.js';
 import { runApproxGpu, stateChunkKeys } from '../dist/ops/approx/webgpu/index.js';
 import { checkF32, normal, randomFloats, uniform } from '../dist/testing/index.js';
@@ -87,6 +88,21 @@ describe('Performer features', () => {
     for (let r = 0; r < 4096; r++) mean += dot(big.subarray(r * 16, r * 16 + 16), big.subarray(r * 16, r * 16 + 16)) / 4096;
     expect(mean).toBeGreaterThan(15); // E|ω|² = D
     expect(mean).toBeLessThan(17);
+  });
+
+  it('are kept for the calls: the same matrix per (M, D, seed, draw), while users get fresh copies', () => {
+    const a = cachedProjection(24, 8, 3, 0);
+    expect(cachedProjection(24, 8, 3, 0)).toBe(a);
+    expect(a).toEqual(performerProjection(24, 8, 3, 0));
+    expect(cachedProjection(24, 8, 3, 1)).not.toBe(a);
+    // a user's copy written to leaves what the calls use untouched
+    const mine = performerProjection(24, 8, 3, 0);
+    mine.fill(0);
+    expect(cachedProjection(24, 8, 3, 0)).toEqual(performerProjection(24, 8, 3, 0));
+    // more keys than the cache holds: the oldest is rebuilt, equal in value
+    for (let s = 10; s < 30; s++) cachedProjection(8, 8, s, 0);
+    expect(cachedProjection(24, 8, 3, 0)).not.toBe(a);
+    expect(cachedProjection(24, 8, 3, 0)).toEqual(a);
   });
 
   it('approximate exact softmax attention better with more features', async () => {

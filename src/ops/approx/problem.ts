@@ -14,7 +14,7 @@ import type { AttentionProblem } from '../attention/problem.js';
 import type { BackendChoice } from '../attention/options.js';
 import { validateAttention } from '../attention/validate.js';
 import { type ModsPlan, planMods } from '../attention/mods/plan.js';
-import { type FeatureMap, type FeatureMapChoice, performerProjection, resolveFeatureMap } from './features.js';
+import { type FeatureMap, type FeatureMapChoice, cachedProjection, resolveFeatureMap } from './features.js';
 
 export interface ApproxCommonOptions {
   /** Layout of q, k, v and the output (BNSD default; BSND, BSH, SBH; not TND). */
@@ -95,7 +95,7 @@ export function validateApprox(kind: 'linear' | 'performer', q: TensorInput, k: 
     }
     projection = options.projection;
   } else {
-    projection = performerProjection(options.features ?? 256, base.dimQK, options.seed ?? 0, options.draw ?? 0);
+    projection = cachedProjection(options.features ?? 256, base.dimQK, options.seed ?? 0, options.draw ?? 0);
   }
   return { kind, base, causal, chunk, features: projection.length / base.dimQK, map: undefined, mapPlan: undefined, projection, scaleSqrt: Math.sqrt(scale) };
 }
