@@ -21,17 +21,15 @@ import { type MatmulCall, type MatrixOperand, dispatchMatmul, matmulKernel } fro
 import { sgmatMatmulSize } from '../../gemm/webgpu/matmul-sgmat.wgsl.js';
 import type { ApproxProblem } from '../problem.js';
 import {
-  APPROX_PARAMS, CAUSAL_CHUNK_EPILOGUE, type FeatureKernelOptions, buildAugment, buildFeatures, buildNormalize, buildPerformerKeys,
-  buildChunkScan, buildPerformerRows, buildPlaneMax, featuresBindData,
+  CAUSAL_CHUNK_EPILOGUE, type FeatureKernelOptions, buildAugment, buildFeatures, buildNormalize, buildChunkScan,
+  featuresBindData, packApproxParams,
 } from './kernels.wgsl.js';
 import { fusedProblemUnsupported, recordFused } from './fused.js';
+import { type PerformerPipelines, performerFeatures, performerPipelines } from './performer.js';
 import { ALPHA_SCALED, type ApproxProduct, type ApproxTier, approxSgmatKernel, approxSgmatOptions, approxSgmatTile, approxTier } from './tier.js';
 
 const featuresKernel = defineKernel<FeatureKernelOptions>('approx-features', buildFeatures);
 const augmentKernel = defineKernel<{ dtype: 'float32' | 'float16'; half?: boolean }>('approx-augment', buildAugment);
-const rowsKernel = defineKernel<{ dtype: 'float32' | 'float16'; keys: boolean }>('approx-performer-rows', buildPerformerRows);
-const planeMaxKernel = defineKernel<Record<string, never>>('approx-plane-max', buildPlaneMax);
-const keysKernel = defineKernel<Record<string, never>>('approx-performer-keys', buildPerformerKeys);
 const chunkScanKernel = defineKernel<{ mode: 'exclusive' | 'total' }>('approx-chunk-scan', buildChunkScan);
 const normalizeKernel = defineKernel<{ out: 'float32' | 'float16' }>('approx-normalize', buildNormalize);
 const causalScoresKernel = defineKernel<MatmulOptions>('approx-causal-scores', (o) => buildMatmul(o, { wgsl: CAUSAL_CHUNK_EPILOGUE }));
@@ -57,13 +55,7 @@ export function stateChunkKeys(seqK: number, planes: number, features: number, c
 
 const F32: MatmulOptions = { a: 'float32', b: 'float32', out: 'float32', transposeB: false, splitK: false, ragged: false };
 
-type Params = Parameters<typeof APPROX_PARAMS.pack>[0];
-
-function pack(values: Partial<Params>): ArrayBuffer {
-  return APPROX_PARAMS.pack({
-    x_strides: [0, 0, 0, 0], x_off: 0, heads: 0, group: 1, seq: 0, cols: 0, rows: 0, chunks: 0, words: 0, half_scale: 0, dim: 0, has_pre: 0, dv: 0, ...values,
-  } as Params);
-}
+const pack = packApproxParams;
 
 const viewStrides = (v: StridedView): [number, number, number, number] => [v.strides.b, v.strides.h, v.strides.s, v.strides.d];
 
@@ -119,10 +111,7 @@ export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice, testing
     causal: p.causal ? await runtime.pipeline(causalScoresKernel, { ...F32, transposeB: true }) : undefined,
     prefix: p.causal ? await runtime.pipeline(chunkScanKernel, { mode: 'exclusive' }) : undefined,
     chunkSum: p.causal ? undefined : await runtime.pipeline(chunkScanKernel, { mode: 'total' }),
-    qRows: p.projection ? await runtime.pipeline(rowsKernel, { dtype, keys: false }) : undefined,
-    kRows: p.projection ? await runtime.pipeline(rowsKernel, { dtype, keys: true }) : undefined,
-    planeMax: p.projection ? await runtime.pipeline(planeMaxKernel, {}) : undefined,
-    keys: p.projection ? await runtime.pipeline(keysKernel, {}) : undefined,
+    ...(p.projection ? await performerPipelines(runtime, dtype) : {}),
   };
   let products: Products = { tier, pipelines: sgmat, tile: sgmatMatmulSize(tile), half };
   if (testing?.scaledPortable) {
@@ -187,7 +176,7 @@ function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pi
         if (seq > 0) dispatch('approx-features', pipe.features, entries, perElement(half ? words : seq * F));
       }
     } else {
-      performerFeatures(runtime, p, io, pipe, phiQ, phiK, buffer, dispatch, perElement);
+      performerFeatures(runtime, p, io, pipe as unknown as PerformerPipelines, { phiQ, phiK, keyPlanes: 'query', buffer, dispatch });
     }
     // ---- [V | 1] [BH][Sk][Dv + 1]
     const aug = buffer(BH * (half ? wordsA : planeA), '[V | 1]');
@@ -280,49 +269,4 @@ function record(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pi
     // the kernels that read them are queued; the pool hands them out again only to later work
     for (const s of scratch) runtime.release(s);
   }
-}
-
-/** Performer: φ(Q) = exp(X·Wᵀ − row max); φ(K) = exp(X·Wᵀ − |k|²/2 − G), one G per key head. */
-function performerFeatures(
-  runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands, pipe: Record<string, Pipeline>, phiQ: GPUBuffer, phiK: GPUBuffer,
-  buffer: (floats: number, label: string) => GPUBuffer,
-  dispatch: (label: string, pipeline: Pipeline, entries: Record<number, GPUBuffer | GPUBufferBinding>, workgroups: [number, number, number]) => void,
-  perElement: (n: number) => [number, number, number],
-): void {
-  const b = p.base;
-  const F = p.features;
-  const D = b.dimQK;
-  const projection = runtime.uploadTransient(p.projection!, 'performer projection');
-  const planesK = b.batch * b.headsKv;
-  const rowGrid = (rows: number): [number, number, number] => [Math.min(rows, 65535), Math.ceil(rows / 65535), 1];
-  // queries straight into φ(Q), then exp(· − row max) in place
-  dispatchMatmul(runtime, pipe.matmulIn, {
-    label: 'performer-q-projection', options: { ...F32, a: b.dtype, transposeB: true }, m: b.seqQ, n: F, k: D, outer: b.batch, inner: b.headsQ, alpha: p.scaleSqrt,
-    a: { binding: io.q.binding, offset: b.q.offset + io.q.elementBase, strides: [b.q.strides.b, b.q.strides.h, b.q.strides.s, b.q.strides.d] },
-    b: { binding: projection, offset: 0, strides: [0, 0, D, 1] },
-    c: { binding: phiQ, offset: 0, strides: [b.headsQ * b.seqQ * F, b.seqQ * F, F, 1] },
-  });
-  const qRows = b.batch * b.headsQ * b.seqQ;
-  dispatch('performer-q-rows', pipe.qRows, { 0: runtime.uniform(pack({ cols: F, rows: qRows }), 'rows params'), 2: phiQ }, rowGrid(qRows));
-  if (b.seqK === 0) return;
-  // keys: X·Wᵀ per key head, row log weights, one stabiliser per key head, then φ(K) per query head
-  const xw = buffer(planesK * b.seqK * F, 'performer k projection');
-  dispatchMatmul(runtime, pipe.matmulIn, {
-    label: 'performer-k-projection', options: { ...F32, a: b.dtype, transposeB: true }, m: b.seqK, n: F, k: D, outer: b.batch, inner: b.headsKv, alpha: p.scaleSqrt,
-    a: { binding: io.k.binding, offset: b.k.offset + io.k.elementBase, strides: [b.k.strides.b, b.k.strides.h, b.k.strides.s, b.k.strides.d] },
-    b: { binding: projection, offset: 0, strides: [0, 0, D, 1] },
-    c: { binding: xw, offset: 0, strides: [b.headsKv * b.seqK * F, b.seqK * F, F, 1] },
-  });
-  const stats = buffer(2 * planesK * b.seqK, 'performer key stats');
-  const kRows = planesK * b.seqK;
-  dispatch('performer-k-rows', pipe.kRows, {
-    0: runtime.uniform(pack({ x_strides: [b.k.strides.b, b.k.strides.h, b.k.strides.s, b.k.strides.d], x_off: b.k.offset + io.k.elementBase, heads: b.headsKv, seq: b.seqK, cols: F, rows: kRows, dim: D, half_scale: (p.scaleSqrt * p.scaleSqrt) / 2 }), 'rows params'),
-    1: io.k.binding, 2: xw, 3: stats,
-  }, rowGrid(kRows));
-  const planeMax = buffer(planesK, 'performer key stabilisers');
-  dispatch('performer-plane-max', pipe.planeMax, { 0: runtime.uniform(pack({ seq: b.seqK }), 'plane max params'), 3: stats, 4: planeMax }, [planesK, 1, 1]);
-  dispatch('performer-keys', pipe.keys, {
-    0: runtime.uniform(pack({ heads: b.headsQ, group: b.headsQ / b.headsKv, chunks: b.headsKv, seq: b.seqK, cols: F }), 'keys params'),
-    2: xw, 3: stats, 4: planeMax, 5: phiK,
-  }, perElement(b.seqK * F));
 }

@@ -31,6 +31,13 @@ export const APPROX_PARAMS = new UniformLayout('ApproxParams', {
   dv: 'u32',
 });
 
+/** The uniform block's bytes; fields left out are 0 (group 1). */
+export function packApproxParams(values: Partial<Parameters<typeof APPROX_PARAMS.pack>[0]>): ArrayBuffer {
+  return APPROX_PARAMS.pack({
+    x_strides: [0, 0, 0, 0], x_off: 0, heads: 0, group: 1, seq: 0, cols: 0, rows: 0, chunks: 0, words: 0, half_scale: 0, dim: 0, has_pre: 0, dv: 0, ...values,
+  } as Parameters<typeof APPROX_PARAMS.pack>[0]);
+}
+
 /** Element (b, head, s, d) of the bound input. */
 const INPUT: string = 'fn input_at(b: u32, head: u32, s: u32, d: u32) -> f32 {\n  return x_at(ap.x_off + b * ap.x_strides.x + head * ap.x_strides.y + s * ap.x_strides.z + d * ap.x_strides.w);\n}';
 
