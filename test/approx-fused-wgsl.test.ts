@@ -13,7 +13,7 @@ import { Tensor, floatsToHalf } from '../dist/index.js';
 import { roundToHalf } from '../dist/core/dtype.js';
 import { validateApprox } from '../dist/ops/approx/problem.js';
 import { referenceApprox } from '../dist/ops/approx/index.js';
-import { featureMap } from '../dist/ops/approx/features.js';
+import { IDENTITY, featureMap } from '../dist/ops/approx/features.js';
 import { buildFusedOutput, buildFusedReduce, buildFusedState, fusedWorkgroupBytes } from '../dist/ops/approx/webgpu/fused.wgsl.js';
 import { fusedGrids, fusedParams, fusedPlan, fusedProblemUnsupported } from '../dist/ops/approx/webgpu/fused.js';
 import { approxTier } from '../dist/ops/approx/webgpu/tier.js';
@@ -125,7 +125,7 @@ function mma(acc: number[][], a: number[][], b: number[][]): void {
   }
 }
 
-const phi = (map: string, x: number) => (map === 'elu+1' ? (x > 0 ? x + 1 : Math.exp(x)) : Math.max(x, 0));
+const phi = (map: string, x: number) => (map === 'elu+1' ? (x > 0 ? x + 1 : Math.exp(x)) : map === 'relu' ? Math.max(x, 0) : x);
 
 /** The 8 elements a staging `eight_NAME(base, d, dim, sd)` call reads (0 past dim), checking the 16-byte path's alignment. */
 function eight(data: Float64Array, base: number, d: number, dim: number, sd: number, vec: boolean, dtype: string): number[] {
@@ -141,7 +141,7 @@ function eight(data: Float64Array, base: number, d: number, dim: number, sd: num
   });
 }
 
-interface Case { rows?: 64 | 128; B: number; H: number; KV: number; S: number; Sk?: number; D: number; Dv?: number; layout?: string; dtype?: 'float16' | 'float32'; map?: 'elu+1' | 'relu'; chunk?: number; pad?: number }
+interface Case { rows?: 64 | 128; B: number; H: number; KV: number; S: number; Sk?: number; D: number; Dv?: number; layout?: string; dtype?: 'float16' | 'float32'; map?: 'elu+1' | 'relu' | 'identity'; chunk?: number; pad?: number }
 
 function makeInputs(c: Case, seed: number) {
   const gauss = normal(uniform(seed));
@@ -153,8 +153,14 @@ function makeInputs(c: Case, seed: number) {
     const x = randomFloats(sh.reduce((a, b) => a * b, 1), gauss, sigma);
     return c.dtype === 'float32' ? Tensor.fromData(x, sh) : Tensor.fromData(floatsToHalf(x), sh, 'float16');
   };
-  const q = t(shape(c.H, c.S, c.D), 0.7), k = t(shape(c.KV, Sk, c.D), 0.7), v = t(shape(c.KV, Sk, Dv), 1);
-  const options = { layout, featureMap: c.map ?? 'elu+1', ...(layout === 'BSH' || layout === 'SBH' ? { heads: c.H, kvHeads: c.KV } : {}) };
+  // the identity map takes features as inputs: positive ones (fused-features.ts feeds it Performer's)
+  const features = (sh: number[]) => {
+    const x = randomFloats(sh.reduce((a, b) => a * b, 1), gauss, 0.7).map((y) => Math.abs(y) + 0.05);
+    return c.dtype === 'float32' ? Tensor.fromData(x, sh) : Tensor.fromData(floatsToHalf(x), sh, 'float16');
+  };
+  const qk = c.map === 'identity' ? features : (sh: number[]) => t(sh, 0.7);
+  const q = qk(shape(c.H, c.S, c.D)), k = qk(shape(c.KV, Sk, c.D)), v = t(shape(c.KV, Sk, Dv), 1);
+  const options = { layout, featureMap: c.map === 'identity' ? IDENTITY : (c.map ?? 'elu+1'), ...(layout === 'BSH' || layout === 'SBH' ? { heads: c.H, kvHeads: c.KV } : {}) };
   return { q, k, v, options: options as never };
 }
 
@@ -450,6 +456,9 @@ const EMULATED: Case[] = [
   { B: 1, H: 1, KV: 1, S: 21, D: 160, Dv: 24 },
   // 64 query rows per output workgroup with 128 value columns (FUSEDATTN_APPROX_FUSED_ROWS=64)
   { B: 1, H: 2, KV: 2, S: 150, D: 128, Dv: 128, rows: 64, chunk: 64 },
+  // the identity map (features computed before, fused-features.ts): 256 Performer-like features, GQA
+  { B: 1, H: 4, KV: 2, S: 75, Sk: 130, D: 256, Dv: 64, map: 'identity', chunk: 64 },
+  { B: 1, H: 2, KV: 2, S: 33, D: 40, Dv: 24, map: 'identity', dtype: 'float32' },
 ];
 
 describe('fused linear attention kernels', () => {
@@ -460,6 +469,9 @@ describe('fused linear attention kernels', () => {
       list.push({ name: `state ${dtype} ${map} vec ${vec} ${tm}x${tn}`, code: buildFusedState({ dtype, map, vec, tm, tn }), kind: 'state', o: { tm, tn } });
       for (const vecOut of [true, false]) list.push({ name: `output ${dtype} vec ${vec} out ${vecOut} ${tm}x${tn}`, code: buildFusedOutput({ dtype, map, vec, tm, tn, vecOut }), kind: 'output', o: { tm, tn } });
     }
+    // the identity map (fused-features.ts): only φ's body differs
+    list.push({ name: 'state float16 identity vec 128x64', code: buildFusedState({ dtype: 'float16', map: 'identity', vec: true, tm: 128, tn: 64 }), kind: 'state', o: { tm: 128, tn: 64 } });
+    list.push({ name: 'output float16 identity vec 128x64', code: buildFusedOutput({ dtype: 'float16', map: 'identity', vec: true, tm: 128, tn: 64, vecOut: true }), kind: 'output', o: { tm: 128, tn: 64 } });
     return list;
   };
 

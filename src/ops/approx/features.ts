@@ -37,6 +37,8 @@ export function featureMap(fn: (ctx: FeatureContext) => FloatExpr | number, labe
 export const ELU_PLUS_ONE = featureMap(({ x }) => x.gt(0).select(x.add(1), x.exp()), 'elu+1');
 /** max(x, 0). */
 export const RELU = featureMap(({ x }) => x.max(0), 'relu');
+/** x: for inputs that are features already (fused-features.ts feeds φ(Q), φ(K) so to the fused kernels). */
+export const IDENTITY = featureMap(({ x }) => x, 'identity');
 
 export type FeatureMapChoice = 'elu+1' | 'relu' | FeatureMap;
 

@@ -5,7 +5,7 @@ import { UnsupportedError } from '../../../core/errors.js';
 import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import type { StridedView } from '../../attention/problem.js';
 import type { AttentionOperands } from '../../attention/webgpu/attention-io.js';
-import { ELU_PLUS_ONE, RELU } from '../features.js';
+import { ELU_PLUS_ONE, IDENTITY, RELU } from '../features.js';
 import type { ApproxProblem } from '../problem.js';
 import {
   FUSED_KT, FUSED_PARAMS, type FusedFeatureMap, type FusedLinearOptions, type FusedOutputOptions,
@@ -31,6 +31,7 @@ export function fusedMapOf(p: ApproxProblem): FusedFeatureMap | undefined {
   if (p.kind !== 'linear') return undefined;
   if (p.map === ELU_PLUS_ONE) return 'elu+1';
   if (p.map === RELU) return 'relu';
+  if (p.map === IDENTITY) return 'identity';
   return undefined;
 }
 

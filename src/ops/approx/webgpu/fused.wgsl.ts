@@ -19,7 +19,8 @@
 // test/approx-fused-wgsl.test.ts replays.
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 
-export type FusedFeatureMap = 'elu+1' | 'relu';
+/** The built-in maps, or 'identity': q and k are features already (Performer, expression maps: fused-features.ts). */
+export type FusedFeatureMap = 'elu+1' | 'relu' | 'identity';
 
 export interface FusedLinearOptions {
   dtype: 'float32' | 'float16';
@@ -96,7 +97,7 @@ diagnostic(off, chromium.subgroup_matrix_uniformity);
 
 /** φ of 4 values, per the built-in map. */
 function phiFn(map: FusedFeatureMap): string {
-  const body = map === 'elu+1' ? 'select(exp(x), x + vec4<f32>(1.0), x > vec4<f32>(0.0))' : 'max(x, vec4<f32>(0.0))';
+  const body = map === 'elu+1' ? 'select(exp(x), x + vec4<f32>(1.0), x > vec4<f32>(0.0))' : map === 'relu' ? 'max(x, vec4<f32>(0.0))' : 'x';
   return `fn phi4(x: vec4<f32>) -> vec4<f32> { return ${body}; }`;
 }
 
