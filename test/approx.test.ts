@@ -7,6 +7,7 @@ import { Tensor, UnsupportedError, ValueError, featureMap, floatsToHalf, linearA
 import { cachedProjection } from '../dist/ops/approx/features.js';
 import { validateApprox } from '../dist/ops/approx/problem.js';
 import { runApproxGpu, stateChunkKeys } from '../dist/ops/approx/webgpu/index.js';
+import { featurePlanesUnsupported } from '../dist/ops/approx/webgpu/fused-features.js';
 import { checkF32, normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { skipNotice } from './webgpu-helpers.js';
 
@@ -195,6 +196,31 @@ describe('approximate attention on WebGPU', async () => {
       if (saved === undefined) delete process.env.FUSEDATTN_APPROX_TIER;
       else process.env.FUSEDATTN_APPROX_TIER = saved;
     }
+  });
+  // the fused route's feature planes (fused-features.ts: φ(Q), φ(K) per key head as float16, the
+  // identity map after), here consumed by the portable products since llvmpipe has no subgroup
+  // matrices; the fused kernels' identity map is emulated in approx-fused-wgsl.test.ts
+  const planes: Array<[string, 'linear' | 'performer', Shape, Record<string, unknown>]> = [
+    ['Performer M 40, GQA, Sq != Sk', 'performer', GQA, { features: 40, seed: 3 }],
+    ['Performer M 24 (fewer features than D 33), one key head per query head', 'performer', SQUARE, { features: 24, seed: 5, draw: 1 }],
+    ['expression map x² + 0.05, 1000 keys, GQA', 'linear', LONG_KEYS, { featureMap: square }],
+  ];
+  for (const [index, [name, kind, shape, options]] of planes.entries()) {
+    it.skipIf(skip)(`feature planes for the fused kernels: ${name}`, async () => {
+      const { q, k, v } = inputs(shape, 110 + index, true);
+      const p = validateApprox(kind, q, k, v, options as never);
+      const ref = referenceApprox(p);
+      const out = (await runApproxGpu(p, undefined, { featurePlanes: true })).out;
+      // float16 inputs and float16 features: f16 rounding twice
+      expect(checkF32('out', out.toFloat32(), ref, 1e-2)).toBeUndefined();
+    });
+  }
+  it('feature planes: causal and float32 problems keep the portable path', () => {
+    const { q, k, v } = inputs(GQA, 120, true);
+    expect(featurePlanesUnsupported(validateApprox('performer', q, k, v, { features: 16, causal: true }))).toMatch(/causal/);
+    const f32 = inputs(GQA, 121);
+    expect(featurePlanesUnsupported(validateApprox('performer', f32.q, f32.k, f32.v, { features: 16 }))).toMatch(/float32/);
+    expect(featurePlanesUnsupported(validateApprox('performer', q, k, v, { features: 16 }))).toBeUndefined();
   });
   it.skipIf(skip)('CPU and GPU draw the same Performer projection (results agree)', async () => {
     const { q, k, v } = inputs(GQA, 9);

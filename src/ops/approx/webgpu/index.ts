@@ -21,14 +21,15 @@ import { type MatmulCall, type MatrixOperand, dispatchMatmul, matmulKernel } fro
 import { sgmatMatmulSize } from '../../gemm/webgpu/matmul-sgmat.wgsl.js';
 import type { ApproxProblem } from '../problem.js';
 import {
-  CAUSAL_CHUNK_EPILOGUE, type FeatureKernelOptions, buildAugment, buildFeatures, buildNormalize, buildChunkScan,
+  CAUSAL_CHUNK_EPILOGUE, buildAugment, buildNormalize, buildChunkScan,
   featuresBindData, packApproxParams,
 } from './kernels.wgsl.js';
+import { featuresKernel } from './feature-kernels.js';
+import { featurePlanesProblem, featurePlanesUnsupported, recordViaFeaturePlanes } from './fused-features.js';
 import { fusedProblemUnsupported, recordFused } from './fused.js';
 import { type PerformerPipelines, performerFeatures, performerPipelines } from './performer.js';
 import { ALPHA_SCALED, type ApproxProduct, type ApproxTier, approxSgmatKernel, approxSgmatOptions, approxSgmatTile, approxTier } from './tier.js';
 
-const featuresKernel = defineKernel<FeatureKernelOptions>('approx-features', buildFeatures);
 const augmentKernel = defineKernel<{ dtype: 'float32' | 'float16'; half?: boolean }>('approx-augment', buildAugment);
 const chunkScanKernel = defineKernel<{ mode: 'exclusive' | 'total' }>('approx-chunk-scan', buildChunkScan);
 const normalizeKernel = defineKernel<{ out: 'float32' | 'float16' }>('approx-normalize', buildNormalize);
@@ -70,31 +71,50 @@ export function approxGpuUnsupported(p: ApproxProblem, runtime: Pick<GpuRuntime,
   return undefined;
 }
 
-/**
- * `testing.scaledPortable`: the tensor-core tier's host path (products routed per kind, states and
- * chunk scores times alpha) on the portable matmul, so machines without subgroup matrices test
- * everything of that tier but the kernel itself; `testing.halfFeatures` sets FUSEDATTN_APPROX_HALF_FEATURES.
- */
-export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice, testing?: { scaledPortable?: boolean; halfFeatures?: boolean }): Promise<AttentionResult> {
+/** Linear attention or Performer on WebGPU: the fused kernels where the tier and the problem allow, else the products (testing: ApproxGpuTesting). */
+export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice, testing?: ApproxGpuTesting): Promise<AttentionResult> {
   const runtime = await getRuntime(device);
   const reason = approxGpuUnsupported(p, runtime);
   if (reason) throw new UnsupportedError('options.backend', `approximate attention on WebGPU: ${reason}`);
   const b = p.base;
-  const dtype = b.dtype;
   const tile = approxSgmatTile(); // read first: a malformed value is an error on every adapter
-  let tier = approxTier(dtype, runtime);
-  if (tier === 'fused') {
-    // the fused kernels take non-causal linear attention with a built-in map; the rest runs portable
-    if (!fusedProblemUnsupported(p) && !testing?.scaledPortable) {
-      return measuredAttention(runtime, b, async (io) => (await recordFused(runtime, p, io))());
-    }
-    tier = 'portable';
+  let tier = approxTier(b.dtype, runtime);
+  if (tier === 'fused' && !testing?.scaledPortable) {
+    // the fused kernels: a built-in map applied while staging, or the features computed first
+    // (Performer, expression maps: fused-features.ts); the rest runs portable
+    const fused = async (q: ApproxProblem, io: AttentionOperands) => (await recordFused(runtime, q, io))();
+    if (!fusedProblemUnsupported(p)) return measuredAttention(runtime, b, (io) => fused(p, io));
+    if (!featurePlanesUnsupported(p)) return measuredAttention(runtime, b, (io) => recordViaFeaturePlanes(runtime, p, io, fused));
   }
+  if (tier === 'fused') tier = 'portable';
+  if (testing?.featurePlanes) {
+    // the fused route's feature planes, then the portable products over them (for adapters
+    // without subgroup matrices, where the fused kernels cannot run)
+    const why = featurePlanesUnsupported(p);
+    if (why) throw new UnsupportedError('testing.featurePlanes', why);
+    const setup = await portableSetup(runtime, featurePlanesProblem(p), 'portable', tile, {});
+    return measuredAttention(runtime, b, (io) => recordViaFeaturePlanes(runtime, p, io, (q, planeIo) => record(runtime, q, planeIo, setup.pipelines, setup.products)));
+  }
+  const setup = await portableSetup(runtime, p, tier, tile, testing ?? {});
+  return measuredAttention(runtime, b, (io) => record(runtime, p, io, setup.pipelines, setup.products));
+}
+
+/**
+ * `scaledPortable`: the tensor-core tier's host path (products routed per kind, states and chunk
+ * scores times alpha) on the portable matmul, so machines without subgroup matrices test
+ * everything of that tier but the kernel itself; `halfFeatures` sets FUSEDATTN_APPROX_HALF_FEATURES;
+ * `featurePlanes`: the fused route's φ planes (fused-features.ts) consumed by the portable products.
+ */
+export interface ApproxGpuTesting { scaledPortable?: boolean; halfFeatures?: boolean; featurePlanes?: boolean }
+
+/** The pipelines and products of the portable and tensor-core tiers' path for `p`. */
+async function portableSetup(runtime: GpuRuntime, p: ApproxProblem, tier: ApproxTier, tile: ReturnType<typeof approxSgmatTile>, testing: ApproxGpuTesting) {
+  const dtype = p.base.dtype;
   // float16 φ and [V | 1] (experiment, FUSEDATTN_APPROX_HALF_FEATURES=1): the tensor-core tier
   // rounds them to f16 when staging anyway; non-causal linear attention only (the causal split-K
   // product would mix f16 φ(Q) with f32 chunk scores in one operand type)
-  const half = !p.causal && p.mapPlan !== undefined && (tier === 'tensorcore' || testing?.scaledPortable === true)
-    && (testing?.halfFeatures ?? envFlag('FUSEDATTN_APPROX_HALF_FEATURES'));
+  const half = !p.causal && p.mapPlan !== undefined && (tier === 'tensorcore' || testing.scaledPortable === true)
+    && (testing.halfFeatures ?? envFlag('FUSEDATTN_APPROX_HALF_FEATURES'));
   const halfKey = half ? { half: true } : {};
   const sgmat: Partial<Record<ApproxProduct, Pipeline>> = {};
   if (tier === 'tensorcore') {
@@ -114,13 +134,13 @@ export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice, testing
     ...(p.projection ? await performerPipelines(runtime, dtype) : {}),
   };
   let products: Products = { tier, pipelines: sgmat, tile: sgmatMatmulSize(tile), half };
-  if (testing?.scaledPortable) {
+  if (testing.scaledPortable) {
     const plain = pipelines.matmul;
     const state = half ? await runtime.pipeline(matmulKernel, { ...F32, a: 'float16', b: 'float16' }) : plain;
     const num = half ? await runtime.pipeline(matmulKernel, { ...F32, a: 'float16' }) : plain;
     products = { tier: 'portable', tile: MATMUL_TILE, half, pipelines: p.causal ? { state: plain, scores: pipelines.causal, split: pipelines.split } : { state, num } };
   }
-  return measuredAttention(runtime, b, (io) => record(runtime, p, io, pipelines as Record<string, Pipeline>, products));
+  return { pipelines: pipelines as Record<string, Pipeline>, products };
 }
 
 /** The tensor-core tier's pipelines per product (empty on the portable tier) and their output tile. */
