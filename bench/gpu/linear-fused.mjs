@@ -1,4 +1,5 @@
-// Fused non-causal linear attention on tensor cores (issue 13, FUSEDATTN_APPROX_TIER=fused): first
+// Fused linear attention on tensor cores (issue 13, FUSEDATTN_APPROX_TIER=fused), non-causal and
+// causal (fused-causal.wgsl.ts, `causal` cases and timings; --causal-only skips the rest): first
 // float64 checks (approx/reference.ts) on fresh random inputs — odd S (1, 97, 1025), D 59/64/128,
 // Dv != D, batch > 1, GQA, the four layouts, an input at an offset that is not 8-aligned (the
 // strided-load kernels), float32 inputs, elu+1 and relu — each run proven to have queued the fused
@@ -81,6 +82,16 @@ for (const layout of ['BSND', 'BSH', 'SBH']) { add({ S: 97, D: 64, Dv: 48, B: 2,
 add({ S: 129, D: 128, H: 4, KV: 1 }); add({ S: 97, D: 192, Dv: 128 }); add({ S: 300, D: 128, rows: 64 }); add({ S: 97, D: 64, pad: 2 }); add({ S: 97, D: 128, Dv: 96, pad: 2, layout: 'BSND' });
 add({ S: 97, D: 64, dtype: 'float32' }); add({ S: 70, D: 59, Dv: 33, dtype: 'float32', layout: 'BSH', B: 2 });
 if (!smoke) { add({ S: 1025, D: 128, Dv: 64, B: 2, H: 2 }); add({ S: 2049, D: 64, H: 1, KV: 1 }); }
+if (args.includes('--causal-only')) CASES.length = 0;
+// causal (bottom-right aligned; the fused form needs Sq <= Sk and at most 128 features)
+const addCausal = (c) => add({ causal: true, ...c });
+for (const S of smoke ? [1, 97] : [1, 97, 1025]) for (const D of [64, 128, 59]) addCausal({ S, D, map: S === 97 && D === 59 ? 'relu' : 'elu+1' });
+addCausal({ S: 97, Sk: 333, D: 128 }); addCausal({ S: 1, Sk: 1025, D: 64 }); addCausal({ S: 300, Sk: 301, D: 128, Dv: 72, B: 2 });
+addCausal({ S: 130, D: 64, Dv: 192, map: 'relu' }); addCausal({ S: 97, D: 64, chunk: 32 }); addCausal({ S: 300, Sk: 450, D: 128, chunk: 96 }); addCausal({ S: 500, D: 128, chunk: 512 });
+for (const layout of ['BSND', 'BSH', 'SBH']) addCausal({ S: 65, Sk: 80, D: 128, B: 2, H: 4, KV: 2, layout });
+addCausal({ S: 129, D: 128, H: 4, KV: 1 }); addCausal({ S: 97, D: 64, pad: 2 }); addCausal({ S: 97, D: 128, Dv: 96, pad: 2, layout: 'BSND' });
+addCausal({ S: 97, D: 64, dtype: 'float32' }); addCausal({ S: 70, Sk: 99, D: 59, Dv: 33, dtype: 'float32', layout: 'BSH', B: 2 });
+if (!smoke) addCausal({ S: 2049, D: 128, H: 1, KV: 1 });
 
 let allPass = true;
 let seed = 5000;
@@ -93,8 +104,8 @@ for (const c of CASES) {
   const q = tensor(shapeOf(c.layout, c.B, c.H, c.S, c.D), gauss, 0.7, c.dtype);
   const k = tensor(shapeOf(c.layout, c.B, c.KV, Sk, c.D), gauss, 0.7, c.dtype);
   const v = tensor(shapeOf(c.layout, c.B, c.KV, Sk, Dv), gauss, 1, c.dtype);
-  const options = { featureMap: c.map, layout: c.layout, ...(c.layout === 'BSH' || c.layout === 'SBH' ? { heads: c.H, kvHeads: c.KV } : {}) };
-  const name = `${c.layout} B${c.B} H${c.H}/${c.KV} S${c.S}${c.Sk ? `/${Sk}` : ''} D${c.D}${Dv !== c.D ? ` Dv${Dv}` : ''} ${c.dtype} ${c.map}${c.pad ? ` offset ${c.pad}` : ''}${c.chunk ? ` chunk ${c.chunk}` : ''}${c.rows ? ` rows ${c.rows}` : ''}`;
+  const options = { featureMap: c.map, layout: c.layout, causal: c.causal ?? false, ...(c.layout === 'BSH' || c.layout === 'SBH' ? { heads: c.H, kvHeads: c.KV } : {}) };
+  const name = `${c.causal ? 'causal ' : ''}${c.layout} B${c.B} H${c.H}/${c.KV} S${c.S}${c.Sk ? `/${Sk}` : ''} D${c.D}${Dv !== c.D ? ` Dv${Dv}` : ''} ${c.dtype} ${c.map}${c.pad ? ` offset ${c.pad}` : ''}${c.chunk ? ` chunk ${c.chunk}` : ''}${c.rows ? ` rows ${c.rows}` : ''}`;
   if (tcReason && !refusedOnce) {
     refusedOnce = true;
     try {
@@ -122,11 +133,11 @@ for (const c of CASES) {
   if (c.rows) process.env.FUSEDATTN_APPROX_FUSED_ROWS = String(c.rows);
   const plan = fusedPlan(validateApprox('linear', ...inputs, options), { q: c.pad, k: c.pad, v: c.pad }, c.chunk);
   delete process.env.FUSEDATTN_APPROX_FUSED_ROWS;
-  const planName = `state ${plan.state.tm}x${plan.state.tn}${plan.state.vec ? ' vec' : ' strided'}, out ${plan.output.tm}x${plan.output.tn}${plan.output.vec ? ' vec' : ' strided'}${plan.output.vecOut ? ' vecOut' : ''}, ${plan.chunks} chunks of ${plan.chunkKeys}`;
+  const planName = c.causal ? `causal, out 64x${plan.causal.tn} fp ${plan.causal.fp}${plan.causal.vecQ ? ' vecQ' : ''}${plan.causal.vecKV ? ' vecKV' : ''}${plan.causal.vecOut ? ' vecOut' : ''}, ${plan.chunks} chunks of ${plan.chunkKeys} shifted ${plan.keyShift}` : `state ${plan.state.tm}x${plan.state.tn}${plan.state.vec ? ' vec' : ' strided'}, out ${plan.output.tm}x${plan.output.tn}${plan.output.vec ? ' vec' : ' strided'}${plan.output.vecOut ? ' vecOut' : ''}, ${plan.chunks} chunks of ${plan.chunkKeys}`;
   let err = NaN, fused = false, note = '';
   try {
     const { result, labels } = await labelsOf(() => withTier(checkTier, () => linearAttention(...inputs, { ...options, backend: 'webgpu' }), c.chunk, c.rows));
-    fused = checkTier === 'portable' || labels.includes('approx-fused-state') && labels.includes('approx-fused-output') && !labels.some((l) => l.startsWith('approx-features'));
+    fused = checkTier === 'portable' || labels.includes('approx-fused-state') && labels.includes(c.causal ? 'approx-fused-causal-output' : 'approx-fused-output') && !labels.some((l) => l.startsWith('approx-features'));
     let out;
     if (result.out.location === 'webgpu') {
       const bytes = await runtime.read(result.out.gpu.buffer, 0, result.out.size * (c.dtype === 'float16' ? 2 : 4));
@@ -143,7 +154,7 @@ for (const c of CASES) {
   const ok = fused && err <= TOL;
   if (!ok) allPass = false;
   console.log(`check ${ok ? 'ok  ' : 'FAIL'} ${name.padEnd(52)} error ${err.toExponential(1)} [${planName}]${note}`);
-  emit({ part: 'check', case: name, plan: planName, error: err, fused, pass: ok });
+  emit({ part: 'check', case: name, causal: c.causal ?? false, plan: planName, error: err, fused, pass: ok });
 }
 if (tcReason) console.log(`SKIP fused checks and timings: ${tcReason} (harness checks on the portable path: ${allPass ? 'all ok' : 'FAILED'})`);
 else console.log(`${allPass ? 'PASS' : 'FAIL'} fused (${CASES.length} cases, tolerance ${TOL} of max |ref|, every run proven fused)`);
@@ -151,11 +162,18 @@ else console.log(`${allPass ? 'PASS' : 'FAIL'} fused (${CASES.length} cases, tol
 // ---- timings, only when every check passed
 if (args.includes('--no-time')) process.exit(0);
 const [B, H, S, D] = smoke ? [1, 2, 256, 32] : [4, 32, 4096, 128];
-const variants = [{ name: 'portable', tier: 'portable' }];
-if (!tcReason && allPass) {
+const causalOnly = args.includes('--causal-only');
+const variants = causalOnly ? [] : [{ name: 'portable', tier: 'portable' }];
+if (!tcReason && allPass && !causalOnly) {
   variants.push({ name: 'fused', tier: 'fused' });
   for (const chunk of [512, 1024, 2048]) variants.push({ name: `fused kc${chunk}`, tier: 'fused', chunk });
   variants.push({ name: 'fused rows64', tier: 'fused', rows: 64 }, { name: 'fused kc512 rows64', tier: 'fused', chunk: 512, rows: 64 });
+}
+// causal: the portable chunked path, then the fused form at its default 128-key chunks and others
+variants.push({ name: 'causal portable', tier: 'portable', causal: true });
+if (!tcReason && allPass) {
+  variants.push({ name: 'causal fused', tier: 'fused', causal: true }, { name: 'fused (non-causal)', tier: 'fused' });
+  for (const chunk of [64, 256, 512]) variants.push({ name: `causal fused kc${chunk}`, tier: 'fused', causal: true, chunk });
 }
 if (!tcReason && !allPass) console.log('time: fused refused (a check failed above); portable only');
 const gauss = normal(uniform(7));
@@ -164,25 +182,27 @@ const gpu = host.map((t) => Tensor.fromGpuBuffer({ device: runtime.device, buffe
 const rows = [0, 1, S >> 1, S - 1];
 const flops = B * H * 4 * S * D * (D + 1);
 const want = referenceApproxRows(validateApprox('linear', host[0], host[1], host[2], {}), 0, 1, rows);
-console.log(`timing B${B} H${H} S${S} D${D} fp16 elu+1 non-causal (GPU ms summed over dispatches, median of 5 after warmGpu 300 ms; spot = rows of head 1 against float64)`);
+const wantCausal = referenceApproxRows(validateApprox('linear', host[0], host[1], host[2], { causal: true }), 0, 1, rows);
+console.log(`timing B${B} H${H} S${S} D${D} fp16 elu+1 non-causal and causal (FLOP/s of the non-causal count) (GPU ms summed over dispatches, median of 5 after warmGpu 300 ms; spot = rows of head 1 against float64)`);
 for (const variant of variants) {
   const label = `${variant.name}${unsafe ? ' unsafe' : ''}`.padEnd(22);
   try {
-    const run = () => withTier(variant.tier, () => linearAttention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu' }), variant.chunk, variant.rows);
+    const run = () => withTier(variant.tier, () => linearAttention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu', causal: variant.causal ?? false }), variant.chunk, variant.rows);
+    const ref = variant.causal ? wantCausal : want;
     const { result: first, labels } = await labelsOf(run);
     const bytes = await runtime.read(first.out.gpu.buffer, 0, first.out.size * 2);
     const got = Tensor.fromData(new Uint16Array(bytes), first.out.shape, 'float16').toFloat32();
     first.out.gpu.buffer.destroy();
     let err = 0, scale = 1e-30;
-    rows.forEach((i, n) => want[n].forEach((r, d) => { err = Math.max(err, Math.abs(got[(1 * S + i) * D + d] - r)); scale = Math.max(scale, Math.abs(r)); }));
+    rows.forEach((i, n) => ref[n].forEach((r, d) => { err = Math.max(err, Math.abs(got[(1 * S + i) * D + d] - r)); scale = Math.max(scale, Math.abs(r)); }));
     err /= scale;
-    if (variant.tier === 'fused' && !labels.includes('approx-fused-output')) {
+    if (variant.tier === 'fused' && !labels.includes(variant.causal ? 'approx-fused-causal-output' : 'approx-fused-output')) {
       console.log(`time ${label} FAIL: the fused kernels did not run (${labels.join(', ')})`);
       continue;
     }
     if (!(err <= TOL)) {
       console.log(`time ${label} FAIL spot check: relative error ${err.toExponential(2)}`);
-      emit({ part: 'time', B, H, S, D, variant: variant.name, error: `spot ${err}` });
+      emit({ part: 'time', B, H, S, D, variant: variant.name, causal: variant.causal ?? false, error: `spot ${err}` });
       continue;
     }
     await warmGpu(runtime, 300);
@@ -198,7 +218,7 @@ for (const variant of variants) {
     const ms = times[2];
     const parts = Object.entries(byKernel).map(([k, t]) => `${k} ${t.toFixed(3)}`).join(', ');
     console.log(`time ${label} ${ms.toFixed(3).padStart(8)} ms ${(flops / (ms * 1e9)).toFixed(1).padStart(6)} TFLOP/s  spot ${err.toExponential(1)}  [${parts}]`);
-    emit({ part: 'time', B, H, S, D, variant: variant.name, robustness: !unsafe, ms, tflops: flops / (ms * 1e9), spot: err, byKernel, labels });
+    emit({ part: 'time', B, H, S, D, variant: variant.name, causal: variant.causal ?? false, robustness: !unsafe, ms, tflops: flops / (ms * 1e9), spot: err, byKernel, labels });
   } catch (e) {
     console.log(`time ${label} ERROR ${String(e.message ?? e).split('\n')[0]}`);
     emit({ part: 'time', B, H, S, D, variant: variant.name, error: String(e.message ?? e) });

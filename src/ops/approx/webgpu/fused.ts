@@ -7,6 +7,7 @@ import type { StridedView } from '../../attention/problem.js';
 import type { AttentionOperands } from '../../attention/webgpu/attention-io.js';
 import { ELU_PLUS_ONE, IDENTITY, RELU } from '../features.js';
 import type { ApproxProblem } from '../problem.js';
+import { CAUSAL_TM, type FusedCausalOptions, buildFusedCausalOutput, buildFusedScan } from './fused-causal.wgsl.js';
 import {
   FUSED_KT, FUSED_PARAMS, type FusedFeatureMap, type FusedLinearOptions, type FusedOutputOptions,
   buildFusedOutput, buildFusedReduce, buildFusedState,
@@ -15,6 +16,16 @@ import {
 export const fusedStateKernel = defineKernel<FusedLinearOptions>('approx-fused-state', buildFusedState);
 export const fusedReduceKernel = defineKernel<Record<string, never>>('approx-fused-reduce', buildFusedReduce);
 export const fusedOutputKernel = defineKernel<FusedOutputOptions>('approx-fused-output', buildFusedOutput);
+export const fusedScanKernel = defineKernel<Record<string, never>>('approx-fused-scan', buildFusedScan);
+export const fusedCausalOutputKernel = defineKernel<FusedCausalOptions>('approx-fused-causal-output', buildFusedCausalOutput);
+
+/**
+ * Keys per chunk of the causal form (FUSEDATTN_APPROX_FUSED_CHUNK overrides, a multiple of 32):
+ * each query tile reads one prefix state and runs its own keys past the last chunk boundary
+ * (up to KC + 63 of them) through the masked products, so shorter chunks mean less in-chunk work
+ * but more (and larger) prefix states to write and read.
+ */
+export const CAUSAL_CHUNK_KEYS = 128;
 
 /**
  * Workgroups the state kernel aims for: about two per SM of the H200. Fewer, longer key chunks
@@ -38,7 +49,8 @@ export function fusedMapOf(p: ApproxProblem): FusedFeatureMap | undefined {
 /** Why the fused kernels do not take `p` (it then runs on the portable path), or undefined. */
 export function fusedProblemUnsupported(p: ApproxProblem): string | undefined {
   if (p.kind !== 'linear') return 'Performer runs on the portable path';
-  if (p.causal) return 'causal linear attention runs on the chunked path';
+  if (p.causal && p.features > 128) return `causal linear attention on the fused kernels keeps the whole φ(Q) tile in workgroup memory: at most 128 features, got ${p.features}`;
+  if (p.causal && p.base.seqQ > p.base.seqK) return `causal linear attention with Sq (${p.base.seqQ}) > Sk (${p.base.seqK}) is not implemented on WebGPU`;
   if (!fusedMapOf(p)) return 'an expression feature map runs on the portable path (the fused kernels know elu+1 and relu)';
   return undefined;
 }
@@ -67,7 +79,12 @@ export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkK
   const dvp = vTiles * tn;
   const planes = b.batch * b.headsKv;
   let kc: number;
-  if (chunkKeys !== undefined) {
+  if (p.causal) {
+    // the default doubles until the partial states fit one binding (long sequences)
+    kc = chunkKeys ?? CAUSAL_CHUNK_KEYS;
+    while (chunkKeys === undefined && kc < b.seqK && planes * Math.ceil((b.seqK + kc) / kc) * fp * dvp * 4 > maxPartBytes) kc *= 2;
+    if (kc % FUSED_KT !== 0) throw new UnsupportedError('FUSEDATTN_APPROX_FUSED_CHUNK', `FUSEDATTN_APPROX_FUSED_CHUNK must be a multiple of ${FUSED_KT}, got ${kc}`);
+  } else if (chunkKeys !== undefined) {
     if (chunkKeys % FUSED_KT !== 0) throw new UnsupportedError('FUSEDATTN_APPROX_FUSED_CHUNK', `FUSEDATTN_APPROX_FUSED_CHUNK must be a multiple of ${FUSED_KT}, got ${chunkKeys}`);
     kc = chunkKeys;
   } else {
@@ -77,7 +94,9 @@ export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkK
     const chunks = Math.max(1, Math.min(wanted, fit, Math.floor(b.seqK / STATE_MIN_CHUNK)));
     kc = Math.max(FUSED_KT, Math.ceil(b.seqK / chunks / FUSED_KT) * FUSED_KT);
   }
-  const chunks = Math.max(1, Math.ceil(b.seqK / kc));
+  const off = b.seqK - b.seqQ;
+  const keyShift = p.causal ? (kc - (off % kc)) % kc : 0;
+  const chunks = Math.max(1, Math.ceil((b.seqK + keyShift) / kc));
   const st = b.outStrides;
   const state: FusedLinearOptions = {
     dtype: b.dtype as 'float32' | 'float16', map, tm: tmState, tn,
@@ -87,9 +106,14 @@ export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkK
     dtype: state.dtype, map, tm: tmOut, tn, vec: vecView(b.q, bases.q, F, b.dtype),
     vecOut: st.d === 1 && b.dimV % 8 === 0 && st.b % 8 === 0 && st.h % 8 === 0 && st.s % 8 === 0,
   };
+  // causal: one prefix state (and z) per chunk, the whole φ(Q) tile of FP features in workgroup memory
+  const causal: FusedCausalOptions | undefined = p.causal
+    ? { dtype: state.dtype, map, fp: fp as 64 | 128, tn, vecQ: output.vec, vecKV: state.vec, vecOut: output.vecOut }
+    : undefined;
+  const states = p.causal ? chunks : 1;
   return {
-    state, output, fTiles, vTiles, fp, dvp, planes, chunkKeys: kc, chunks,
-    bytes: { part: planes * chunks * fp * dvp * 4, zpart: planes * chunks * fp * 4, state: planes * fp * dvp * 2, z: planes * fp * 4 },
+    state, output, causal, fTiles, vTiles, fp, dvp, planes, chunkKeys: kc, chunks, keyShift, off,
+    bytes: { part: planes * chunks * fp * dvp * 4, zpart: planes * chunks * fp * 4, state: planes * states * fp * dvp * 2, z: planes * states * fp * 4 },
   };
 }
 
@@ -102,6 +126,7 @@ export function fusedPlanUnsupported(plan: FusedPlan, p: ApproxProblem, limits: 
   if (plan.chunks > max || plan.planes > max || b.batch * b.headsQ > max || Math.ceil(b.seqQ / plan.output.tm) > max) {
     return `the grid (${plan.chunks} key chunks, ${plan.planes} key planes, ${b.batch * b.headsQ} query planes) exceeds maxComputeWorkgroupsPerDimension ${max}`;
   }
+  if (plan.causal && b.batch * b.headsQ > max) return `the grid (${b.batch * b.headsQ} query planes) exceeds maxComputeWorkgroupsPerDimension ${max}`;
   if (plan.bytes.part > limits.maxStorageBufferBindingSize) {
     return `the partial states need a ${plan.bytes.part}-byte binding, the device allows ${limits.maxStorageBufferBindingSize}`;
   }
@@ -119,6 +144,7 @@ export function fusedParams(p: ApproxProblem, plan: FusedPlan, bases: { q: numbe
     heads: b.headsQ, group: b.headsQ / b.headsKv, kv_heads: b.headsKv, seq_q: b.seqQ, seq_k: b.seqK, dim: p.features, dim_v: b.dimV,
     chunk_keys: plan.chunkKeys, chunks: plan.chunks, fp: plan.fp, dvp: plan.dvp, alpha: 1 / Math.max(1, b.seqK),
     quads: (plan.fp * plan.dvp + plan.fp) / 4,
+    key_shift: plan.keyShift, off: p.causal ? plan.off : 0,
   };
 }
 
@@ -128,11 +154,18 @@ export function fusedGrids(p: ApproxProblem, plan: FusedPlan): Record<'state' | 
   return {
     state: [plan.chunks, plan.planes, plan.fTiles * plan.vTiles],
     reduce: [Math.ceil((plan.fp * plan.dvp + plan.fp) / 4 / 256), plan.planes, 1],
-    output: [Math.ceil(b.seqQ / plan.output.tm), b.batch * b.headsQ, plan.vTiles],
+    output: [Math.ceil(b.seqQ / (plan.causal ? CAUSAL_TM : plan.output.tm)), b.batch * b.headsQ, plan.vTiles],
   };
 }
 
-/** Queues the three fused dispatches for `p` (non-causal, built-in map), writing io.out. */
+/** Why the fused kernels cannot take `p` on this device (the problem, then its plan's sizes), or undefined. */
+export function fusedUnsupportedOn(p: ApproxProblem, limits: GPUSupportedLimits): string | undefined {
+  const why = fusedProblemUnsupported(p);
+  if (why) return why;
+  return fusedPlanUnsupported(fusedPlan(p, undefined, undefined, limits.maxStorageBufferBindingSize), p, limits);
+}
+
+/** Queues the three fused dispatches for `p` (built-in map; causal: state, scan, causal output), writing io.out. */
 export async function recordFused(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands): Promise<() => void> {
   const b = p.base;
   const plan = fusedPlan(p, { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase }, undefined, runtime.limits.maxStorageBufferBindingSize);
@@ -140,8 +173,8 @@ export async function recordFused(runtime: GpuRuntime, p: ApproxProblem, io: Att
   if (reason) throw new UnsupportedError('options.backend', `linear attention on the fused tensor-core path: ${reason}`);
   const [state, reduce, output] = [
     await runtime.pipeline(fusedStateKernel, plan.state),
-    await runtime.pipeline(fusedReduceKernel, {}),
-    await runtime.pipeline(fusedOutputKernel, plan.output),
+    await runtime.pipeline(plan.causal ? fusedScanKernel : fusedReduceKernel, {}),
+    plan.causal ? await runtime.pipeline(fusedCausalOutputKernel, plan.causal) : await runtime.pipeline(fusedOutputKernel, plan.output),
   ];
   return () => {
     if (b.seqQ === 0) return;
@@ -155,14 +188,19 @@ export async function recordFused(runtime: GpuRuntime, p: ApproxProblem, io: Att
       const params = runtime.uniform(FUSED_PARAMS.pack(fusedParams(p, plan, { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase })), 'fused linear params');
       const part = buffer(plan.bytes.part, 'fused partial states');
       const zpart = buffer(plan.bytes.zpart, 'fused partial sums');
-      const st = buffer(plan.bytes.state, 'fused state (f16, times 1/Sk)');
-      const z = buffer(plan.bytes.z, 'fused key sums (times 1/Sk)');
+      const st = buffer(plan.bytes.state, plan.causal ? 'fused prefix states (f16, times alpha_e)' : 'fused state (f16, times 1/Sk)');
+      const z = buffer(plan.bytes.z, plan.causal ? 'fused prefix key sums (times alpha_e)' : 'fused key sums (times 1/Sk)');
       const dispatch = (label: string, pipeline: typeof state, entries: Record<number, GPUBuffer | GPUBufferBinding>, workgroups: [number, number, number]) =>
         runtime.dispatch({ label, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups });
       const grid = fusedGrids(p, plan);
       dispatch('approx-fused-state', state, { 0: params, 1: io.k.binding, 2: io.v.binding, 3: part, 4: zpart }, grid.state);
-      dispatch('approx-fused-reduce', reduce, { 0: params, 3: part, 4: zpart, 5: st, 6: z }, grid.reduce);
-      dispatch('approx-fused-output', output, { 0: params, 1: io.q.binding, 5: st, 6: z, 7: io.out }, grid.output);
+      if (plan.causal) {
+        dispatch('approx-fused-scan', reduce, { 0: params, 3: part, 4: zpart, 5: st, 6: z }, grid.reduce);
+        dispatch('approx-fused-causal-output', output, { 0: params, 1: io.q.binding, 8: io.k.binding, 2: io.v.binding, 5: st, 6: z, 7: io.out }, grid.output);
+      } else {
+        dispatch('approx-fused-reduce', reduce, { 0: params, 3: part, 4: zpart, 5: st, 6: z }, grid.reduce);
+        dispatch('approx-fused-output', output, { 0: params, 1: io.q.binding, 5: st, 6: z, 7: io.out }, grid.output);
+      }
     } finally {
       for (const s of scratch) runtime.release(s);
     }

@@ -69,9 +69,16 @@ export const FUSED_PARAMS = new UniformLayout('FusedParams', {
   alpha: 'f32',
   /** Vec4 quads per plane of the reduce: FP·DVP/4 state quads, then FP/4 z quads. */
   quads: 'u32',
+  /**
+   * Causal: chunk c holds keys [c·KC − key_shift, (c+1)·KC − key_shift) (clipped at 0), so that
+   * chunk boundaries fall on the query tiles' diagonals where they can; 0 when non-causal.
+   */
+  key_shift: 'u32',
+  /** Causal: Sk − Sq (row i sees keys j <= i + off, bottom-right aligned). */
+  off: 'u32',
 });
 
-export const FUSED_BINDINGS = { params: 0, q: 1, k: 1, v: 2, part: 3, zpart: 4, state: 5, z: 6, out: 7 } as const;
+export const FUSED_BINDINGS = { params: 0, q: 1, k: 1, v: 2, part: 3, zpart: 4, state: 5, z: 6, out: 7, keys: 8 } as const;
 
 export function fusedGeometry(o: { tm: number; tn: number }) {
   const sgM = o.tm / 32;
@@ -89,14 +96,14 @@ export function fusedWorkgroupBytes(kind: 'state' | 'output', o: { tm: number; t
   return (o.tm * ktRow + FUSED_KT * (o.tn / 8 + 1)) * 16 + g.sgM * g.sgN * 16 * 20 * 4 + g.threads * chunksA * 4 + o.tm * 4;
 }
 
-const HEADER = `enable f16;
+export const HEADER = `enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium.subgroup_matrix_uniformity);
 `;
 
 /** φ of 4 values, per the built-in map. */
-function phiFn(map: FusedFeatureMap): string {
+export function phiFn(map: FusedFeatureMap): string {
   const body = map === 'elu+1' ? 'select(exp(x), x + vec4<f32>(1.0), x > vec4<f32>(0.0))' : map === 'relu' ? 'max(x, vec4<f32>(0.0))' : 'x';
   return `fn phi4(x: vec4<f32>) -> vec4<f32> { return ${body}; }`;
 }
@@ -105,7 +112,7 @@ function phiFn(map: FusedFeatureMap): string {
  * `fn eight_NAME(base: u32, d: u32, dim: u32, sd: u32) -> Eight`: elements d .. d+7 of the row at
  * element `base` (its d = 0) of tensor NAME, as f32, 0 past `dim`.
  */
-function eightFn(name: string, o: FusedLinearOptions): string {
+export function eightFn(name: string, o: FusedLinearOptions): string {
   if (o.vec && o.dtype === 'float16') {
     return `fn eight_${name}(base: u32, d: u32, dim: u32, sd: u32) -> Eight {
   if (d >= dim) { return Eight(); }
@@ -133,12 +140,12 @@ function eightFn(name: string, o: FusedLinearOptions): string {
 }`;
 }
 
-function inputBinding(binding: number, name: string, o: FusedLinearOptions): string {
+export function inputBinding(binding: number, name: string, o: FusedLinearOptions): string {
   const elem = o.dtype === 'float16' ? (o.vec ? 'vec4<u32>' : 'u32') : (o.vec ? 'vec4<f32>' : 'f32');
   return `@group(0) @binding(${binding}) var<storage, read> ${name}_buf: array<${elem}>;`;
 }
 
-const EIGHT = `struct Eight { lo: vec4<f32>, hi: vec4<f32> }
+export const EIGHT = `struct Eight { lo: vec4<f32>, hi: vec4<f32> }
 fn pack8(x: Eight) -> vec4<u32> {
   return vec4<u32>(pack2x16float(x.lo.xy), pack2x16float(x.lo.zw), pack2x16float(x.hi.xy), pack2x16float(x.hi.zw));
 }
@@ -153,7 +160,7 @@ fn phi8(x: Eight, d: u32, dim: u32) -> Eight {
 }`;
 
 /** The matrix products of one staged step: 2 x 4 result matrices per subgroup. */
-function mmaStep(add: (s: string) => void, left: (i: number, kk: number) => string, right: (j: number, kk: number) => string): void {
+export function mmaStep(add: (s: string) => void, left: (i: number, kk: number) => string, right: (j: number, kk: number) => string): void {
   for (let kk = 0; kk < FUSED_KT; kk += 16) {
     add('    {');
     for (let i = 0; i < 2; i++) add(`      let a${i} = ${left(i, kk)};`);
@@ -163,9 +170,9 @@ function mmaStep(add: (s: string) => void, left: (i: number, kk: number) => stri
   }
 }
 
-const LEFT = 'subgroup_matrix_left<f16, 16, 16>';
-const RIGHT = 'subgroup_matrix_right<f16, 16, 16>';
-const RESULT = 'subgroup_matrix_result<f32, 16, 16>';
+export const LEFT = 'subgroup_matrix_left<f16, 16, 16>';
+export const RIGHT = 'subgroup_matrix_right<f16, 16, 16>';
+export const RESULT = 'subgroup_matrix_result<f32, 16, 16>';
 
 /** Kernel 1: per (key chunk, key plane, tile) the partial state φ(K)ᵀV and Σ φ(k). */
 export function buildFusedState(o: FusedLinearOptions): string {
@@ -210,8 +217,8 @@ export function buildFusedState(o: FusedLinearOptions): string {
   add('  let head = plane % p.kv_heads;');
   add('  let k_row0 = p.k_off + b * p.k_str.x + head * p.k_str.y;');
   add('  let v_row0 = p.v_off + b * p.v_str.x + head * p.v_str.y;');
-  add('  let key0 = chunk * p.chunk_keys;');
-  add('  let key_end = min(key0 + p.chunk_keys, p.seq_k);');
+  add('  let key0 = max(chunk * p.chunk_keys, p.key_shift) - p.key_shift;   // (key_shift: the causal chunks, else 0)');
+  add('  let key_end = min((chunk + 1u) * p.chunk_keys - p.key_shift, p.seq_k);');
   add('  let steps = (key_end - min(key0, key_end) + KT - 1u) / KT;');
   add(`  let sm = (sg / ${g.sgN}u) * 32u;   // this subgroup's features and columns in the tile`);
   add(`  let sn = (sg % ${g.sgN}u) * 64u;`);

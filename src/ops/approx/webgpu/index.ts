@@ -26,7 +26,7 @@ import {
 } from './kernels.wgsl.js';
 import { featuresKernel } from './feature-kernels.js';
 import { featurePlanesProblem, featurePlanesUnsupported, recordViaFeaturePlanes } from './fused-features.js';
-import { fusedProblemUnsupported, recordFused } from './fused.js';
+import { fusedUnsupportedOn, recordFused } from './fused.js';
 import { type PerformerPipelines, performerFeatures, performerPipelines } from './performer.js';
 import { ALPHA_SCALED, type ApproxProduct, type ApproxTier, approxSgmatKernel, approxSgmatOptions, approxSgmatTile, approxTier } from './tier.js';
 
@@ -83,7 +83,7 @@ export async function runApproxGpu(p: ApproxProblem, device?: GPUDevice, testing
     // the fused kernels: a built-in map applied while staging, or the features computed first
     // (Performer, expression maps: fused-features.ts); the rest runs portable
     const fused = async (q: ApproxProblem, io: AttentionOperands) => (await recordFused(runtime, q, io))();
-    if (!fusedProblemUnsupported(p)) return measuredAttention(runtime, b, (io) => fused(p, io));
+    if (!fusedUnsupportedOn(p, runtime.limits)) return measuredAttention(runtime, b, (io) => fused(p, io));
     if (!featurePlanesUnsupported(p)) return measuredAttention(runtime, b, (io) => recordViaFeaturePlanes(runtime, p, io, fused));
   }
   if (tier === 'fused') tier = 'portable';

@@ -1,0 +1,309 @@
+// Causal linear attention with a built-in feature map on tensor cores, fused (issue 13): the chunk
+// form of flash-linear-attention with the chunks' states kept as f16 prefix states.
+// Legend as fused.wgsl.ts; KC keys per chunk, chunk c holding keys [c·KC − shift, (c+1)·KC − shift)
+// (clipped at 0; shift = (KC − off % KC) % KC puts the boundaries on the tiles' diagonals when it
+// can); off = Sk − Sq (row i sees keys j <= i + off).
+//   1 state   fused.wgsl.ts's kernel over those chunks: part[P][C][FP][DVP], zpart[P][C][FP]
+//   2 scan    exclusive prefix over the chunks in chunk order (deterministic):
+//             state[P][e] = α_e · Σ_{c < e} part[P][c] as f16, z[P][e] = α_e · Σ_{c < e} zpart, with
+//             α_e = 1 / ((e + 1)·KC), about one over the keys the state holds, so it fits f16
+//   3 output  per (64 query rows, bh, value tile): the keys every row of the tile sees up to a chunk
+//             boundary come from prefix state e, num = φ(Q)·state_e, den = φ(Q)·z_e (φ(Q) staged
+//             once, the state's matrices loaded straight from storage); the rest, [e·KC − shift,
+//             q0 + 64 + off), 32 keys a step: S = φ(Q)φ(K)ᵀ on tensor cores, masked (j <= i + off)
+//             and times α_e as P (f16), den += Σ P, num += P·V. out = num / den (0 where den = 0).
+// α_e scales prefix and in-chunk terms alike, so it cancels in num / den.
+import {
+  EIGHT, FUSED_BINDINGS, FUSED_KT, FUSED_PARAMS, type FusedFeatureMap, HEADER, LEFT, RESULT, RIGHT,
+  eightFn, inputBinding, mmaStep, phiFn,
+} from './fused.wgsl.js';
+
+export interface FusedCausalOptions {
+  dtype: 'float32' | 'float16';
+  map: FusedFeatureMap;
+  /** Padded features (the state's FP): the whole φ(Q) tile stays in workgroup memory. */
+  fp: 64 | 128;
+  /** Value columns per workgroup. */
+  tn: 64 | 128;
+  /** 16-byte loads of q, and of k and v (as FusedLinearOptions.vec), and 16-byte stores. */
+  vecQ: boolean;
+  vecKV: boolean;
+  vecOut: boolean;
+}
+
+/** Query rows per causal output workgroup. */
+export const CAUSAL_TM = 64;
+
+export function causalGeometry(o: Pick<FusedCausalOptions, 'tn'>) {
+  const sgN = o.tn / 64;
+  const subgroups = 2 * sgN;
+  const threads = subgroups * 32;
+  return { sgM: 2, sgN, subgroups, threads, rowThreads: threads / CAUSAL_TM };
+}
+
+/** Bytes of workgroup memory of the causal output kernel (within the H200's 48 KiB for fp, tn <= 128). */
+export function causalWorkgroupBytes(o: Pick<FusedCausalOptions, 'fp' | 'tn'>): number {
+  const KT = FUSED_KT;
+  return (CAUSAL_TM * (o.fp / 8 + 1) + KT * (o.fp / 8 + 1) + KT * (o.tn / 8 + 1) + CAUSAL_TM * (KT / 8 + 1)) * 16 + CAUSAL_TM * KT * 4 + CAUSAL_TM * 4;
+}
+
+/** Kernel 2: exclusive prefix of the chunks' partial states and sums, each entry times its α_e; states as f16. */
+export function buildFusedScan(): string {
+  const B = FUSED_BINDINGS;
+  return `// fusedattn causal linear attention (fused): exclusive prefix states over the key chunks, in chunk order, entry e times 1 / ((e + 1)·KC)
+${FUSED_PARAMS.wgsl()}
+@group(0) @binding(${B.params}) var<uniform> p: FusedParams;
+@group(0) @binding(${B.part}) var<storage, read> part: array<vec4<f32>>;
+@group(0) @binding(${B.zpart}) var<storage, read> zpart: array<vec4<f32>>;
+@group(0) @binding(${B.state}) var<storage, read_write> state: array<vec2<u32>>;
+@group(0) @binding(${B.z}) var<storage, read_write> z: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let e = wg.x * 256u + lid;
+  let plane = wg.y;
+  let state_quads = p.fp * p.dvp / 4u;
+  let z_quads = p.fp / 4u;
+  if (e >= p.quads) { return; }
+  var acc = vec4<f32>(0.0);
+  if (e < state_quads) {
+    for (var c = 0u; c < p.chunks; c++) {
+      let at = (plane * p.chunks + c) * state_quads + e;
+      let s = acc * (1.0 / f32((c + 1u) * p.chunk_keys));
+      state[at] = vec2<u32>(pack2x16float(s.xy), pack2x16float(s.zw));
+      acc += part[at];
+    }
+  } else {
+    let zq = e - state_quads;
+    for (var c = 0u; c < p.chunks; c++) {
+      let at = (plane * p.chunks + c) * z_quads + zq;
+      z[at] = acc * (1.0 / f32((c + 1u) * p.chunk_keys));
+      acc += zpart[at];
+    }
+  }
+}
+`;
+}
+
+/** Kernel 3: per (64 query rows, query plane, value tile) the prefix state's part and the in-chunk part, then num / den. */
+export function buildFusedCausalOutput(o: FusedCausalOptions): string {
+  const g = causalGeometry(o);
+  const B = FUSED_BINDINGS;
+  const KT = FUSED_KT;
+  const TM = CAUSAL_TM;
+  const cprQ = o.fp / 8;
+  const cprV = o.tn / 8;
+  const chunksQ = (TM * cprQ) / g.threads;
+  const chunksK = (KT * cprQ) / g.threads;
+  const chunksV = (KT * cprV) / g.threads;
+  const scoreMats = (TM / 16) * (KT / 16) / g.subgroups; // S matrices per subgroup
+  const keysPerThread = KT / g.rowThreads;
+  const f16 = o.dtype === 'float16';
+  const lin = { dtype: o.dtype, map: o.map, tm: 64 as const, tn: o.tn };
+  const lines: string[] = [];
+  const add = (s: string) => lines.push(s);
+  add(`// fusedattn causal linear attention (fused, ${o.map}, ${o.dtype}, ${o.fp} features, ${o.tn} columns${o.vecQ ? ', 16-byte q loads' : ''}${o.vecKV ? ', 16-byte k/v loads' : ''}${o.vecOut ? ', 16-byte stores' : ''}): prefix state + masked chunk, out = num / den`);
+  add(HEADER);
+  add(FUSED_PARAMS.wgsl());
+  add(`@group(0) @binding(${B.params}) var<uniform> p: FusedParams;`);
+  add(inputBinding(B.q, 'q', { ...lin, vec: o.vecQ }));
+  add(inputBinding(B.keys, 'k', { ...lin, vec: o.vecKV }));
+  add(inputBinding(B.v, 'v', { ...lin, vec: o.vecKV }));
+  add(`@group(0) @binding(${B.state}) var<storage, read> state: array<vec4<u32>>;`);
+  add(`@group(0) @binding(${B.z}) var<storage, read> z: array<vec4<f32>>;`);
+  const outElem = o.vecOut ? (f16 ? 'vec4<u32>' : 'vec4<f32>') : (f16 ? 'f16' : 'f32');
+  add(`@group(0) @binding(${B.out}) var<storage, read_write> out: array<${outElem}>;`);
+  add(phiFn(o.map));
+  add(EIGHT);
+  add(eightFn('q', { ...lin, vec: o.vecQ }));
+  add(eightFn('k', { ...lin, vec: o.vecKV }));
+  add(eightFn('v', { ...lin, vec: o.vecKV }));
+  add('');
+  add(`const TM = ${TM}u; const TN = ${o.tn}u; const KT = ${KT}u; const NT = ${g.threads}u; const FP = ${o.fp}u;`);
+  add(`const Q_LD = ${cprQ + 1}u;   // staged φ(Q) / φ(K) rows (FP features) in vec4s, +16 bytes`);
+  add(`const V_LD = ${cprV + 1}u;   // staged V row (TN columns)`);
+  add(`const P_LD = ${KT / 8 + 1}u;   // staged P row (KT keys)`);
+  add(`const CPR_Q = ${cprQ}u; const CPR_V = ${cprV}u; const TPR = ${g.rowThreads}u; const KPT = ${keysPerThread}u; const CS = 20u;`);
+  add(`var<workgroup> q_tile: array<vec4<u32>, ${TM * (cprQ + 1)}>;   // [query][feature], φ applied`);
+  add(`var<workgroup> k_tile: array<vec4<u32>, ${KT * (cprQ + 1)}>;   // [key][feature], φ applied`);
+  add(`var<workgroup> v_tile: array<vec4<u32>, ${KT * (cprV + 1)}>;   // [key][column]`);
+  add(`var<workgroup> p_tile: array<vec4<u32>, ${TM * (KT / 8 + 1)}>;   // [query][key], masked, times alpha`);
+  add(`var<workgroup> s_tile: array<f32, ${TM * KT}>;   // scores [query][key]; at the end the epilogue's scratch`);
+  add(`var<workgroup> den: array<f32, ${TM}>;`);
+  add('');
+  add(`@compute @workgroup_size(${g.threads})`);
+  add('fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32,');
+  add('        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {');
+  add('  let q0 = wg.x * TM;');
+  add('  let bh = wg.y;');
+  add('  let v0 = wg.z * TN;');
+  add('  let b = bh / p.heads;');
+  add('  let head = bh % p.heads;');
+  add('  let kv_head = head / p.group;');
+  add('  let plane = b * p.kv_heads + kv_head;');
+  add('  let q_row0 = p.q_off + b * p.q_str.x + head * p.q_str.y;');
+  add('  let k_row0 = p.k_off + b * p.k_str.x + kv_head * p.k_str.y;');
+  add('  let v_row0 = p.v_off + b * p.v_str.x + kv_head * p.v_str.y;');
+  add('  let seen = q0 + p.off;   // every row of the tile sees keys 0 ..= seen');
+  add('  let e = (seen + p.key_shift) / p.chunk_keys;   // prefix state e: keys [0, e·KC − shift)');
+  add('  let key_lo = max(e * p.chunk_keys, p.key_shift) - p.key_shift;');
+  add('  let key_hi = min(p.seq_k, q0 + TM + p.off);');
+  add('  let isteps = (key_hi - min(key_lo, key_hi) + KT - 1u) / KT;');
+  add('  let alpha = 1.0 / f32((e + 1u) * p.chunk_keys);');
+  add('  let st_row0 = (plane * p.chunks + e) * p.fp;   // row 0 of state e (and its z)');
+  add(`  let sm = (sg / ${g.sgN}u) * 32u;   // this subgroup's rows and columns of the output tile`);
+  add(`  let sn = (sg % ${g.sgN}u) * 64u;`);
+  add('  // ---- φ(Q), once');
+  for (let u = 0; u < chunksQ; u++) {
+    add('  {');
+    add(`    let tq = lid + ${u * g.threads}u;`);
+    add('    let row = q0 + tq / CPR_Q;');
+    add('    let fd = (tq % CPR_Q) * 8u;');
+    add('    var w = vec4<u32>();');
+    add('    if (row < p.seq_q) { w = pack8(phi8(eight_q(q_row0 + row * p.q_str.z, fd, p.dim, p.q_str.w), fd, p.dim)); }');
+    add('    let q_dst = (tq / CPR_Q) * Q_LD + tq % CPR_Q;');
+    add('    q_tile[q_dst] = w;');
+    add('  }');
+  }
+  add('  workgroupBarrier();');
+  add('  // ---- den of the prefix: φ(q)·z_e (the f16-rounded φ(q) the products use)');
+  add('  for (var r = lid; r < TM; r += NT) {');
+  add('    var d0 = 0.0;');
+  add('    for (var c = 0u; c < CPR_Q; c++) {');
+  add('      let x = unpack8(q_tile[r * Q_LD + c]);');
+  add('      let zi = (st_row0 + c * 8u) / 4u;');
+  add('      d0 += dot(x.lo, z[zi]) + dot(x.hi, z[zi + 1u]);');
+  add('    }');
+  add('    den[r] = d0;');
+  add('  }');
+  add('  // ---- num = φ(Q)·state_e: the state\'s matrices straight from storage (offsets and strides in vec4s)');
+  for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) add(`  var acc_${i}_${j} = ${RESULT}();`);
+  add('  let st_ld = p.dvp / 8u;');
+  add('  for (var kf = 0u; kf < FP; kf += 16u) {');
+  for (let i = 0; i < 2; i++) add(`    let a${i} = subgroupMatrixLoad<${LEFT}, row_major>(&q_tile, (sm + ${i * 16}u) * Q_LD + kf / 8u, Q_LD);`);
+  for (let j = 0; j < 4; j++) add(`    let b${j} = subgroupMatrixLoad<${RIGHT}, row_major>(&state, ((st_row0 + kf) * p.dvp + v0 + sn + ${j * 16}u) / 8u, st_ld);`);
+  for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) add(`    acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc_${i}_${j});`);
+  add('  }');
+  add('  // ---- the keys after the prefix, KT a step');
+  add('  let mr = lid / TPR;   // the row this thread masks and sums');
+  add('  let mk0 = (lid % TPR) * KPT;');
+  add('  let last = q0 + mr + p.off;   // the last key row mr sees');
+  add('  var dsum = 0.0;');
+  for (let t = 0; t < scoreMats; t++) {
+    add(`  let smat${t} = sg * ${scoreMats}u + ${t}u;   // S matrix (16 rows x 16 keys) this subgroup computes`);
+    add(`  let srow${t} = (smat${t} / ${KT / 16}u) * 16u;`);
+    add(`  let skey${t} = (smat${t} % ${KT / 16}u) * 16u;`);
+  }
+  for (let u = 0; u < chunksK; u++) add(`  var rk${u} = vec4<u32>();`);
+  for (let u = 0; u < chunksV; u++) add(`  var rv${u} = vec4<u32>();`);
+  const fetch = (step: string) => {
+    for (let u = 0; u < chunksK; u++) {
+      add('    {');
+      add(`      let tk = lid + ${u * g.threads}u;`);
+      add(`      let key = key_lo + ${step} * KT + tk / CPR_Q;`);
+      add('      let fd = (tk % CPR_Q) * 8u;');
+      add(`      rk${u} = vec4<u32>();`);
+      add(`      if (key < key_hi) { rk${u} = pack8(phi8(eight_k(k_row0 + key * p.k_str.z, fd, p.dim, p.k_str.w), fd, p.dim)); }`);
+      add('    }');
+    }
+    for (let u = 0; u < chunksV; u++) {
+      add('    {');
+      add(`      let tv = lid + ${u * g.threads}u;`);
+      add(`      let vkey = key_lo + ${step} * KT + tv / CPR_V;`);
+      add('      let vd = v0 + (tv % CPR_V) * 8u;');
+      add(`      rv${u} = vec4<u32>();`);
+      add(`      if (vkey < key_hi) { rv${u} = pack8(eight_v(v_row0 + vkey * p.v_str.z, vd, p.dim_v, p.v_str.w)); }`);
+      add('    }');
+    }
+  };
+  add('  if (isteps > 0u) {');
+  fetch('0u');
+  add('  }');
+  add('  for (var istep = 0u; istep < isteps; istep++) {');
+  add('    workgroupBarrier();   // the previous step\'s products are done with the tiles');
+  for (let u = 0; u < chunksK; u++) add(`    { let tk = lid + ${u * g.threads}u; let k_dst = (tk / CPR_Q) * Q_LD + tk % CPR_Q; k_tile[k_dst] = rk${u}; }`);
+  for (let u = 0; u < chunksV; u++) add(`    { let tv = lid + ${u * g.threads}u; let v_dst = (tv / CPR_V) * V_LD + tv % CPR_V; v_tile[v_dst] = rv${u}; }`);
+  add('    workgroupBarrier();');
+  add('    if (istep + 1u < isteps) {   // the next step\'s global loads in flight during the math');
+  fetch('(istep + 1u)');
+  add('    }');
+  add('    // S = φ(Q)·φ(K)ᵀ: the right operand (feature, key) = k_tile[key][feature], column-major');
+  for (let t = 0; t < scoreMats; t++) add(`    var sacc${t} = ${RESULT}();`);
+  add('    for (var kf = 0u; kf < FP; kf += 16u) {');
+  for (let t = 0; t < scoreMats; t++) {
+    add(`      let qa${t} = subgroupMatrixLoad<${LEFT}, row_major>(&q_tile, srow${t} * Q_LD + kf / 8u, Q_LD);`);
+    add(`      let kb${t} = subgroupMatrixLoad<${RIGHT}, col_major>(&k_tile, skey${t} * Q_LD + kf / 8u, Q_LD);`);
+    add(`      sacc${t} = subgroupMatrixMultiplyAccumulate(qa${t}, kb${t}, sacc${t});`);
+  }
+  add('    }');
+  for (let t = 0; t < scoreMats; t++) add(`    subgroupMatrixStore<row_major>(&s_tile, srow${t} * KT + skey${t}, sacc${t}, KT);`);
+  add('    workgroupBarrier();');
+  add('    // P = mask(S)·alpha as f16; den sums the rounded values the product uses');
+  add('    let kbase = key_lo + istep * KT;');
+  add('    for (var c = 0u; c < KPT / 8u; c++) {');
+  add('      var x = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);');
+  add('      for (var i = 0u; i < 8u; i++) {');
+  add('        let kl = mk0 + c * 8u + i;');
+  add('        let key = kbase + kl;');
+  add('        let s_src = mr * KT + kl;');
+  add('        if (key <= last && key < key_hi) { x[i] = s_tile[s_src] * alpha; }');
+  add('      }');
+  add('      let w = pack8(Eight(vec4<f32>(x[0], x[1], x[2], x[3]), vec4<f32>(x[4], x[5], x[6], x[7])));');
+  add('      let r16 = unpack8(w);');
+  add('      dsum += dot(r16.lo, vec4<f32>(1.0)) + dot(r16.hi, vec4<f32>(1.0));');
+  add('      let p_dst = mr * P_LD + mk0 / 8u + c;');
+  add('      p_tile[p_dst] = w;');
+  add('    }');
+  add('    workgroupBarrier();');
+  mmaStep((s) => add('  ' + s),
+    (i, kk) => `subgroupMatrixLoad<${LEFT}, row_major>(&p_tile, (sm + ${i * 16}u) * P_LD + ${kk / 8}u, P_LD)`,
+    (j, kk) => `subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, ${kk}u * V_LD + (sn + ${j * 16}u) / 8u, V_LD)`);
+  add('  }');
+  add('  // ---- den per row: the prefix\'s, then its TPR threads\' in-chunk sums in order');
+  add('  workgroupBarrier();');
+  add('  s_tile[lid] = dsum;');
+  add('  workgroupBarrier();');
+  add('  for (var r = lid; r < TM; r += NT) {');
+  add('    var d = den[r];');
+  add('    for (var c = 0u; c < TPR; c++) { let dp_src = r * TPR + c; d += s_tile[dp_src]; }');
+  add('    den[r] = d;');
+  add('  }');
+  add('  workgroupBarrier();');
+  add('  // epilogue: each result matrix through this subgroup\'s scratch; lane pair (2r, 2r+1) writes row r, 8 columns each');
+  add('  let sbase = sg * 16u * CS;');
+  add('  let rr = lane / 2u;');
+  add('  let side = lane % 2u;');
+  for (let i = 0; i < 2; i++) {
+    for (let j = 0; j < 4; j++) {
+      add(`  subgroupMatrixStore<row_major>(&s_tile, sbase, acc_${i}_${j}, CS);`);
+      add('  workgroupBarrier();');
+      add('  {');
+      add(`    let lrow = sm + ${i * 16}u + rr;`);
+      add('    let row = q0 + lrow;');
+      add(`    let col = v0 + sn + ${j * 16}u + side * 8u;`);
+      add('    let src = sbase + rr * CS + side * 8u;');
+      add('    let o_at = b * p.o_str.x + head * p.o_str.y + row * p.o_str.z + col * p.o_str.w;');
+      add('    let d = den[lrow];');
+      add('    let inv = select(0.0, 1.0 / d, d != 0.0);');
+      if (o.vecOut) {
+        add('    if (row < p.seq_q && col < p.dim_v) {');
+        add('      let lo = vec4<f32>(s_tile[src], s_tile[src + 1u], s_tile[src + 2u], s_tile[src + 3u]) * inv;');
+        add('      let hi = vec4<f32>(s_tile[src + 4u], s_tile[src + 5u], s_tile[src + 6u], s_tile[src + 7u]) * inv;');
+        if (f16) add('      out[o_at / 8u] = pack8(Eight(lo, hi));');
+        else add('      out[o_at / 4u] = lo;\n      out[o_at / 4u + 1u] = hi;');
+        add('    }');
+      } else {
+        add('    if (row < p.seq_q) {');
+        add('      for (var e8 = 0u; e8 < 8u; e8++) {');
+        if (f16) add('        if (col + e8 < p.dim_v) { out[o_at + e8 * p.o_str.w] = f16(s_tile[src + e8] * inv); }');
+        else add('        if (col + e8 < p.dim_v) { out[o_at + e8 * p.o_str.w] = s_tile[src + e8] * inv; }');
+        add('      }');
+        add('    }');
+      }
+      add('  }');
+      add('  workgroupBarrier();   // the scratch is read before the next matrix overwrites it');
+    }
+  }
+  add('}');
+  return lines.join('\n') + '\n';
+}
