@@ -204,6 +204,8 @@ describe('approximate attention on WebGPU', async () => {
     ['Performer M 40, GQA, Sq != Sk', 'performer', GQA, { features: 40, seed: 3 }],
     ['Performer M 24 (fewer features than D 33), one key head per query head', 'performer', SQUARE, { features: 24, seed: 5, draw: 1 }],
     ['expression map x² + 0.05, 1000 keys, GQA', 'linear', LONG_KEYS, { featureMap: square }],
+    ['causal Performer M 40, GQA, Sq != Sk', 'performer', GQA, { features: 40, seed: 3, causal: true }],
+    ['causal expression map x² + 0.05, 1000 keys, GQA', 'linear', LONG_KEYS, { featureMap: square, causal: true }],
   ];
   for (const [index, [name, kind, shape, options]] of planes.entries()) {
     it.skipIf(skip)(`feature planes for the fused kernels: ${name}`, async () => {
@@ -215,9 +217,10 @@ describe('approximate attention on WebGPU', async () => {
       expect(checkF32('out', out.toFloat32(), ref, 1e-2)).toBeUndefined();
     });
   }
-  it('feature planes: causal and float32 problems keep the portable path', () => {
+  it('feature planes: causal beyond 128 features and float32 problems keep the portable path', () => {
     const { q, k, v } = inputs(GQA, 120, true);
-    expect(featurePlanesUnsupported(validateApprox('performer', q, k, v, { features: 16, causal: true }))).toMatch(/causal/);
+    expect(featurePlanesUnsupported(validateApprox('performer', q, k, v, { features: 16, causal: true }))).toBeUndefined();
+    expect(featurePlanesUnsupported(validateApprox('performer', q, k, v, { features: 160, causal: true }))).toMatch(/at most 128 features/);
     const f32 = inputs(GQA, 121);
     expect(featurePlanesUnsupported(validateApprox('performer', f32.q, f32.k, f32.v, { features: 16 }))).toMatch(/float32/);
     expect(featurePlanesUnsupported(validateApprox('performer', q, k, v, { features: 16 }))).toBeUndefined();

@@ -63,6 +63,9 @@ for (const S of smoke ? [1, 97] : [1, 97, 1025]) for (const D of [64, 128]) add(
 add({ S: 97, Sk: 333, D: 64, M: 64 }); add({ S: 130, D: 33, M: 40 }); add({ S: 97, D: 64, M: 24, Dv: 40 });
 add({ S: 129, D: 128, H: 4, KV: 1 }); add({ S: 97, D: 64, Dv: 48, B: 2, layout: 'BSND' }); add({ S: 65, D: 64, B: 2, H: 4, KV: 2, layout: 'BSH' });
 add({ kind: 'linear', map: square, S: 300, D: 64, H: 4, KV: 2 }); add({ kind: 'linear', map: square, S: 97, Sk: 200, D: 128, Dv: 72 });
+// causal (fused-causal.wgsl.ts through the same planes; at most 128 features)
+add({ causal: true, S: 97, D: 64, M: 128 }); add({ causal: true, S: 1025, D: 128, M: 128 }); add({ causal: true, S: 97, Sk: 333, D: 64, M: 64, H: 4, KV: 2 });
+add({ causal: true, S: 65, D: 64, M: 40, B: 2, layout: 'BSND' }); add({ causal: true, kind: 'linear', map: square, S: 300, Sk: 310, D: 64, H: 4, KV: 2 });
 let allPass = true;
 let seed = 6000;
 const checkTier = tcReason ? 'portable' : 'fused';
@@ -73,8 +76,8 @@ for (const c of CASES) {
   const q = half(shapeOf(c.layout, c.B, c.H, c.S, c.D), gauss, 0.7);
   const k = half(shapeOf(c.layout, c.B, c.KV, Sk, c.D), gauss, 0.7);
   const v = half(shapeOf(c.layout, c.B, c.KV, Sk, Dv), gauss, 1);
-  const options = { layout: c.layout, ...(c.layout === 'BSH' ? { heads: c.H, kvHeads: c.KV } : {}), ...(c.kind === 'performer' ? { features: c.M, seed: seed % 7 } : { featureMap: c.map }) };
-  const name = `${c.kind === 'performer' ? `Performer M${c.M}` : `linear ${c.map.label}`} ${c.layout} B${c.B} H${c.H}/${c.KV} S${c.S}${c.Sk ? `/${Sk}` : ''} D${c.D}${Dv !== c.D ? ` Dv${Dv}` : ''}`;
+  const options = { layout: c.layout, causal: c.causal ?? false, ...(c.layout === 'BSH' ? { heads: c.H, kvHeads: c.KV } : {}), ...(c.kind === 'performer' ? { features: c.M, seed: seed % 7 } : { featureMap: c.map }) };
+  const name = `${c.causal ? 'causal ' : ''}${c.kind === 'performer' ? `Performer M${c.M}` : `linear ${c.map.label}`} ${c.layout} B${c.B} H${c.H}/${c.KV} S${c.S}${c.Sk ? `/${Sk}` : ''} D${c.D}${Dv !== c.D ? ` Dv${Dv}` : ''}`;
   const p = validateApprox(c.kind, q, k, v, options);
   const st = p.base.outStrides;
   const rows = c.S <= 200 ? [...Array(c.S).keys()] : [...Array(c.S).keys()].filter((i) => i < 17 || i >= c.S - 17 || i % 29 === 0);
@@ -89,7 +92,7 @@ for (const c of CASES) {
   let err = NaN, routed = false, note = '';
   try {
     const { result, labels } = await labelsOf(() => withTier(checkTier, () => call(c.kind, options)(q, k, v, { backend: 'webgpu' })));
-    routed = checkTier === 'portable' || (labels.includes('approx-feature-planes') && labels.includes('approx-fused-output'));
+    routed = checkTier === 'portable' || (labels.includes('approx-feature-planes') && labels.includes(c.causal ? 'approx-fused-causal-output' : 'approx-fused-output'));
     const out = await readOut(result.out);
     err = 0;
     for (const [i, r] of want) err = Math.max(err, Number.isFinite(out[i]) ? Math.abs(out[i] - r) : Infinity);
@@ -108,7 +111,7 @@ else console.log(`${allPass ? 'PASS' : 'FAIL'} Performer / expression maps on th
 
 // ---- timings: every variant checks rows of head 1 against float64 before it is timed
 /** float64 rows of exact softmax attention (head h, batch 0, BNSD, no mask). */
-function exactRows(q, k, v, h, rows) {
+function exactRows(q, k, v, h, rows, causal = false) {
   const [, , S, D] = q.shape;
   const Dv = v.shape[3];
   const [qf, kf, vf] = [q.toFloat32(), k.toFloat32(), v.toFloat32()];
@@ -117,6 +120,7 @@ function exactRows(q, k, v, h, rows) {
     const s = new Float64Array(S);
     let m = -Infinity;
     for (let j = 0; j < S; j++) {
+      if (causal && j > i) { s[j] = -Infinity; continue; }
       let dot = 0;
       for (let d = 0; d < D; d++) dot += qf[(h * S + i) * D + d] * kf[(h * S + j) * D + d];
       s[j] = dot * scale;
@@ -138,9 +142,12 @@ const variants = [
   { name: 'Performer M256 portable', kind: 'performer', tier: 'portable' },
   ...(!tcReason && allPass ? [{ name: 'Performer M256 fused', kind: 'performer', tier: 'fused' }, { name: 'linear elu+1 fused', kind: 'linear', tier: 'fused' }] : []),
   { name: 'exact (flash)', kind: 'exact' },
+  // causal: the chunk form on the fused kernels (Performer at 128 features, the most it takes there)
+  ...(!tcReason && allPass ? [{ name: 'causal Performer M128 fused', kind: 'performer', tier: 'fused', causal: true, M: 128 }, { name: 'causal linear elu+1 fused', kind: 'linear', tier: 'fused', causal: true }] : []),
+  { name: 'causal exact (flash)', kind: 'exact', causal: true },
 ];
 if (!tcReason && !allPass) console.log('time: the fused route refused (a check failed above)');
-console.log('timing, non-causal fp16 (GPU ms summed over dispatches, median of 5 after warmGpu 300 ms; spot = rows of head 1 against float64)');
+console.log('timing, fp16 non-causal then causal (GPU ms summed over dispatches, median of 5 after warmGpu 300 ms; spot = rows of head 1 against float64)');
 for (const [B, H, S, D] of shapes) {
   const gauss = normal(uniform(S + H));
   const host = [half([B, H, S, D], gauss, 0.7), half([B, H, S, D], gauss, 0.7), half([B, H, S, D], gauss, 1)];
@@ -150,20 +157,23 @@ for (const [B, H, S, D] of shapes) {
     performer: referenceApproxRows(validateApprox('performer', host[0], host[1], host[2], { features: 256, seed: 0 }), 0, 1, rows),
     linear: referenceApproxRows(validateApprox('linear', host[0], host[1], host[2], {}), 0, 1, rows),
     exact: exactRows(host[0], host[1], host[2], 1, rows),
+    'causal performer': referenceApproxRows(validateApprox('performer', host[0], host[1], host[2], { features: 128, seed: 0, causal: true }), 0, 1, rows),
+    'causal linear': referenceApproxRows(validateApprox('linear', host[0], host[1], host[2], { causal: true }), 0, 1, rows),
+    'causal exact': exactRows(host[0], host[1], host[2], 1, rows, true),
   };
   for (const variant of variants) {
     const label = `B${B} H${H} S${S} D${D} ${variant.name}`.padEnd(46);
     const run = variant.kind === 'exact'
-      ? () => attention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu' })
-      : () => withTier(variant.tier, () => call(variant.kind, variant.kind === 'performer' ? { features: 256, seed: 0 } : {})(gpu[0], gpu[1], gpu[2], { backend: 'webgpu' }));
+      ? () => attention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu', causal: variant.causal ?? false })
+      : () => withTier(variant.tier, () => call(variant.kind, variant.kind === 'performer' ? { features: variant.M ?? 256, seed: 0 } : {})(gpu[0], gpu[1], gpu[2], { backend: 'webgpu', causal: variant.causal ?? false }));
     try {
       const { result: first, labels } = await labelsOf(run);
       const got = await readOut(first.out);
-      const want = wants[variant.kind];
+      const want = wants[variant.causal ? `causal ${variant.kind}` : variant.kind];
       let err = 0, scale = 1e-30;
       rows.forEach((i, n) => want[n].forEach((r, d) => { err = Math.max(err, Math.abs(got[(1 * S + i) * D + d] - r)); scale = Math.max(scale, Math.abs(r)); }));
       err /= scale;
-      if (variant.tier === 'fused' && !labels.includes('approx-fused-output')) { console.log(`time ${label} FAIL: not fused (${labels.join(', ')})`); continue; }
+      if (variant.tier === 'fused' && !labels.includes(variant.causal ? 'approx-fused-causal-output' : 'approx-fused-output')) { console.log(`time ${label} FAIL: not fused (${labels.join(', ')})`); continue; }
       if (!(err <= TOL)) { console.log(`time ${label} FAIL spot check: ${err.toExponential(2)}`); emit({ part: 'time', B, H, S, D, variant: variant.name, error: `spot ${err}` }); continue; }
       await warmGpu(runtime, 300);
       const times = [];
@@ -178,7 +188,7 @@ for (const [B, H, S, D] of shapes) {
       const ms = times[2];
       const parts = Object.entries(byKernel).map(([name, t]) => `${name} ${t.toFixed(3)}`).join(', ');
       console.log(`time ${label} ${ms.toFixed(3).padStart(8)} ms  spot ${err.toExponential(1)}  [${parts}]`);
-      emit({ part: 'time', B, H, S, D, variant: variant.name, ms, spot: err, byKernel });
+      emit({ part: 'time', B, H, S, D, variant: variant.name, causal: variant.causal ?? false, ms, spot: err, byKernel });
     } catch (e) {
       console.log(`time ${label} ERROR ${String(e.message ?? e).split('\n')[0]}`);
       emit({ part: 'time', B, H, S, D, variant: variant.name, error: String(e.message ?? e) });

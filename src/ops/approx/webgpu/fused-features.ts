@@ -27,7 +27,8 @@ function identity(): ModsPlan {
 
 /** Why `p` does not take the feature-plane route to the fused kernels, or undefined. */
 export function featurePlanesUnsupported(p: ApproxProblem): string | undefined {
-  if (p.causal) return 'causal linear attention and Performer run on the chunked path';
+  // the causal fused kernels keep the whole φ(Q) tile in workgroup memory (fused-causal.wgsl.ts)
+  if (p.causal && p.features > 128) return `causal on the fused kernels takes at most 128 features, got ${p.features} (the chunked path runs it)`;
   if (p.base.dtype !== 'float16') return 'float32 inputs keep float32 features on the portable path';
   return undefined;
 }
