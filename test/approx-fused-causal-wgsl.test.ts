@@ -64,9 +64,9 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
   const qConds = S.matches(/if \((.+?)\) \{ w = pack8\(phi8\(eight_q\((.+?), (\w+), (p\.\w+), (p\.\w+\.\w)\), (\w+), (p\.\w+)\)\); \}/g);
   const kConds = S.matches(/if \((.+?)\) \{ rk\d+ = pack8\(phi8\(eight_k\((.+?), (\w+), (p\.\w+), (p\.\w+\.\w)\), (\w+), (p\.\w+)\)\); \}/g);
   const vConds = S.matches(/if \((.+?)\) \{ rv\d+ = pack8\(eight_v\((.+?), (\w+), (p\.\w+), (p\.\w+\.\w)\)\); \}/g);
-  const [maskCond] = S.matches(/if \(([^)]+)\) \{ x\[i\] = s_tile\[s_src\] \* alpha; \}/g);
+  const maskConds = S.matches(/if \(([^)]+)\) \{ x\[i\] = s_tile\[s_src\] \* alpha; \}/g);
   const cq = qConds.length, ck = kConds.length / 2, cv = vConds.length / 2;
-  const loads = S.loads(); // the prefix product's 6, then P·V's 2 x 6
+  const loads = S.loads(); // the prefix product's 2 x 6, then P·V's 2 x 6
   const scoreLoads = [...S.main.matchAll(/let (qa\d|kb\d) = subgroupMatrixLoad<subgroup_matrix_\w+<f16, 16, 16>, (row|col)_major>\(&(\w+), ([^;]+), (\w+)\);/g)]
     .map((m) => ({ name: m[1], major: m[2], arr: m[3], off: compileExpr(m[4]), stride: compileExpr(m[5]) }));
   const scoreStores = S.matches(/subgroupMatrixStore<row_major>\(&s_tile, ([^;]+), sacc\d, KT\);/g);
@@ -86,9 +86,8 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
       const env: Env = { ...C, p: prm, wg: { x: wx, y: wy, z: wz }, lid, sg: Math.floor(lid / 32), lane: lid % 32 };
       for (const name of ['q0', 'bh', 'v0', 'b', 'head', 'kv_head', 'plane', 'q_row0', 'k_row0', 'v_row0', 'seen', 'e', 'key_lo', 'key_hi', 'isteps', 'st_row0', 'sm', 'sn']) S.let(env, name);
       env.alpha = 1 / ((env.e + 1) * prm.chunk_keys); // let alpha = 1.0 / f32((e + 1u) * p.chunk_keys)
-      for (const name of ['st_ld', 'mr', 'mk0', 'last']) S.let(env, name);
       for (let t = 0; t < scoreMats; t++) for (const name of [`smat${t}`, `srow${t}`, `skey${t}`]) S.let(env, name);
-      env.dsum = 0; env.rk = []; env.rv = [];
+      env.dsum = new Array(C.TM * C.KT / 8 / NT).fill(0); env.rk = []; env.rv = []; env.rs = [];
       envs.push(env);
     }
     // φ(Q) staged once
@@ -115,14 +114,35 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
       }
     }
     const acc = Array.from({ length: NT / 32 }, () => new Map<string, number[][]>());
-    for (let sg = 0; sg < NT / 32; sg++) {
-      for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) acc[sg].set(`acc_${i}_${j}`, zeros16());
-      const env = envs[sg * 32];
-      for (let kf = 0; kf < C.FP; kf += 16) {
-        env.kf = kf;
-        const m = new Map<string, number[][]>();
-        for (const l of loads.slice(0, 6)) m.set(l.name, loadMatrix(l.arr === 'q_tile' ? qTile : state, l.off(env), l.stride(env), l.major, `prefix ${l.name}`));
-        for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) mma(acc[sg].get(`acc_${i}_${j}`)!, m.get(`a${i}`)!, m.get(`b${j}`)!);
+    for (let sg = 0; sg < NT / 32; sg++) for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) acc[sg].set(`acc_${i}_${j}`, zeros16());
+    // the state, KT rows a step through v_tile: ts / st_src of the first fetch, the stores, the next fetches
+    const fetchState = (phase: 0 | 1, fstep: number) => {
+      for (const env of envs) {
+        env.fstep = fstep;
+        for (let u = 0; u < cv; u++) {
+          S.let(env, 'ts', phase === 0 ? u : 2 * cv + u);
+          const src = S.let(env, 'st_src', phase * cv + u);
+          within(src * 8, state.length - 7, 'state');
+          env.rs[u] = Array.from(state.subarray(src * 8, src * 8 + 8));
+        }
+      }
+    };
+    fetchState(0, 0);
+    for (let fstep = 0; fstep < C.FP / C.KT; fstep++) {
+      const vTile = new Float64Array(size('v_tile')).fill(NaN);
+      for (const env of envs) {
+        env.fstep = fstep;
+        for (let u = 0; u < cv; u++) { S.let(env, 'ts', cv + u); const dst = S.let(env, 's_dst', u); within(dst * 8, vTile.length - 7, 'v_tile (state)'); vTile.set(env.rs[u], dst * 8); }
+      }
+      if (fstep + 1 < C.FP / C.KT) fetchState(1, fstep); // the WGSL's (fstep + 1u)
+      for (let sg = 0; sg < NT / 32; sg++) {
+        const env = envs[sg * 32];
+        env.fstep = fstep;
+        for (let s0 = 0; s0 < 12; s0 += 6) {
+          const m = new Map<string, number[][]>();
+          for (const l of loads.slice(s0, s0 + 6)) m.set(l.name, loadMatrix(l.arr === 'q_tile' ? qTile : vTile, l.off(env), l.stride(env), l.major, `prefix ${l.name}`));
+          for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) mma(acc[sg].get(`acc_${i}_${j}`)!, m.get(`a${i}`)!, m.get(`b${j}`)!);
+        }
       }
     }
     // the in-chunk keys
@@ -179,35 +199,37 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
       const pTile = new Float64Array(size('p_tile')).fill(NaN);
       for (const env of envs) {
         S.let(env, 'kbase');
-        for (let cc = 0; cc < C.KPT / 8; cc++) {
-          env.c = cc;
+        env.dsum.forEach((_: number, u: number) => {
+          for (const name of ['mt', 'mrow', 'mc', 'mlast']) S.let(env, name, u);
           const x = new Array(8).fill(0);
           for (let i = 0; i < 8; i++) {
             env.i = i;
-            S.let(env, 'kl'); S.let(env, 'key', 2 * ck); const src = S.let(env, 's_src');
-            if (maskCond[0](env)) {
+            S.let(env, 'kl', u); S.let(env, 'key', 2 * ck + u); const src = S.let(env, 's_src', u);
+            if (maskConds[u][0](env)) {
               within(src, sTile.length, 's_src');
               if (Number.isNaN(sTile[src])) throw new Error(`s_tile[${src}] read before it was written`);
               x[i] = roundToHalf(sTile[src] * env.alpha);
             }
           }
-          x.forEach((y) => { env.dsum += y; });
-          const dst = S.let(env, 'p_dst');
+          x.forEach((y) => { env.dsum[u] += y; });
+          const dst = S.let(env, 'p_dst', u);
           within(dst * 8, pTile.length - 7, 'p_tile');
           pTile.set(x, dst * 8);
-        }
+        });
       }
       for (let sg = 0; sg < NT / 32; sg++) {
         const env = envs[sg * 32];
-        for (let s = 6; s < loads.length; s += 6) {
+        for (let s = 12; s < loads.length; s += 6) {
           const m = new Map<string, number[][]>();
           for (const l of loads.slice(s, s + 6)) m.set(l.name, loadMatrix(l.arr === 'p_tile' ? pTile : vTile, l.off(env), l.stride(env), l.major, `P·V ${l.name}`));
           for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) mma(acc[sg].get(`acc_${i}_${j}`)!, m.get(`a${i}`)!, m.get(`b${j}`)!);
         }
       }
     }
-    // den per row: the prefix's plus its threads' sums, s_tile[lid] = dsum
-    for (let r = 0; r < C.TM; r++) for (let cc = 0; cc < C.TPR; cc++) den[r] += envs[S.let({ ...C, r, c: cc }, 'dp_src')].dsum;
+    // den per row: the prefix's plus its chunks' sums, s_tile[lid + u·NT] = dsum_u
+    const partials = new Float64Array(C.TM * C.CPR_P);
+    envs.forEach((env, lid) => env.dsum.forEach((x: number, u: number) => { partials[lid + u * NT] = x; }));
+    for (let r = 0; r < C.TM; r++) for (let cc = 0; cc < C.CPR_P; cc++) den[r] += partials[S.let({ ...C, r, c: cc }, 'dp_src')];
     // epilogue
     S.stores().forEach((st, n) => {
       for (let sg = 0; sg < NT / 32; sg++) {
@@ -322,12 +344,13 @@ describe('fused causal linear attention kernels', () => {
       }
     };
     const mutations: Array<[string, (s: string) => string]> = [
-      ['the diagonal key masked', (s) => s.replace('key <= last && key < key_hi', 'key < last && key < key_hi')],
-      ['one key past the diagonal', (s) => s.replace('let last = q0 + mr + p.off;', 'let last = q0 + mr + p.off + 1u;')],
+      ['the diagonal key masked', (s) => s.replace('key <= mlast && key < key_hi', 'key < mlast && key < key_hi')],
+      ['one key past the diagonal', (s) => s.replace('let mlast = q0 + mrow + p.off;', 'let mlast = q0 + mrow + p.off + 1u;')],
       ['the next chunk\'s prefix state', (s) => s.replace('let st_row0 = (plane * p.chunks + e) * p.fp;', 'let st_row0 = (plane * p.chunks + min(e + 1u, p.chunks - 1u)) * p.fp;')],
       ['the keys after the prefix start late', (s) => s.replace('let key_lo = max(e * p.chunk_keys, p.key_shift) - p.key_shift;', 'let key_lo = max(e * p.chunk_keys, p.key_shift) - p.key_shift + 1u;')],
       ['the score operand read row-major', (s) => s.replace(/col_major>\(&k_tile/g, 'row_major>(&k_tile')],
-      ['the state one row off', (s) => s.replace('((st_row0 + kf) * p.dvp', '((st_row0 + kf + 1u) * p.dvp')],
+      ['the state\'s columns one chunk off', (s) => s.replace('* p.dvp + v0 + (ts % CPR_V) * 8u) / 8u', '* p.dvp + v0 + ((ts + 1u) % CPR_V) * 8u) / 8u')],
+      ['the state\'s next rows one step late', (s) => s.replace('((st_row0 + (fstep + 1u) * KT + ts / CPR_V)', '((st_row0 + fstep * KT + ts / CPR_V)')],
     ];
     // each must show on one of two cases: chunks on the diagonals (three prefix states), or shifted (GQA, Sq < Sk)
     for (const [what, m] of mutations) expect(fails(CAUSAL[0], m, what) || fails(CAUSAL[1], m, what), what).toBe(true);

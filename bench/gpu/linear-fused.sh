@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fused non-causal linear attention on tensor cores (issue 13, FUSEDATTN_APPROX_TIER=fused): float64
+# Fused linear attention on tensor cores, non-causal and causal (issue 13, FUSEDATTN_APPROX_TIER=fused;
+# LINEAR_FUSED_ARGS=--causal-only for the causal checks and timings alone): float64
 # checks of the fused path (each run proven fused), then GPU times fused vs portable at B4 H32 S4096
 # D128 fp16 elu+1 (bench/gpu/linear-fused.mjs; none for fused if a check failed), the same again
 # with Dawn's robustness off (LINEAR_FUSED_UNSAFE=0 skips it), then PyTorch's fp16 einsum in the
@@ -12,7 +13,7 @@ OUT=${1:-out}
 SMOKE=${2:-}
 mkdir -p "$OUT"
 step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
-t0=$SECONDS; timeout ${LINEAR_FUSED_S:-80} node bench/gpu/linear-fused.mjs "$OUT" $SMOKE 2>&1 | tee "$OUT/linear-fused.log"; step linear-fused $?
+t0=$SECONDS; timeout ${LINEAR_FUSED_S:-80} node bench/gpu/linear-fused.mjs "$OUT" $SMOKE ${LINEAR_FUSED_ARGS:-} 2>&1 | tee "$OUT/linear-fused.log"; step linear-fused $?
 # again with Dawn's robustness off (explicit opt-in, as bench/gpu/run.sh: every matrix load is
 # bounds-tested with it on, 43.8 -> 108 TFLOP/s for the flash kernel, docs/GPU-NOTES.md run 3);
 # its own checks first, its own jsonl

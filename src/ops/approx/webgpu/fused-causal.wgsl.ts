@@ -9,7 +9,7 @@
 //             α_e = 1 / ((e + 1)·KC), about one over the keys the state holds, so it fits f16
 //   3 output  per (64 query rows, bh, value tile): the keys every row of the tile sees up to a chunk
 //             boundary come from prefix state e, num = φ(Q)·state_e, den = φ(Q)·z_e (φ(Q) staged
-//             once, the state's matrices loaded straight from storage); the rest, [e·KC − shift,
+//             once, the state staged through the V tile KT rows a step, prefetched in registers); the rest, [e·KC − shift,
 //             q0 + 64 + off), 32 keys a step: S = φ(Q)φ(K)ᵀ on tensor cores, masked (j <= i + off)
 //             and times α_e as P (f16), den += Σ P, num += P·V. out = num / den (0 where den = 0).
 // α_e scales prefix and in-chunk terms alike, so it cancels in num / den.
@@ -38,7 +38,8 @@ export function causalGeometry(o: Pick<FusedCausalOptions, 'tn'>) {
   const sgN = o.tn / 64;
   const subgroups = 2 * sgN;
   const threads = subgroups * 32;
-  return { sgM: 2, sgN, subgroups, threads, rowThreads: threads / CAUSAL_TM };
+  // the mask pass: chunks of 8 keys of a row per thread (a warp's lanes read 8 rows, 4 chunks each)
+  return { sgM: 2, sgN, subgroups, threads, maskChunks: (CAUSAL_TM * FUSED_KT) / 8 / threads };
 }
 
 /** Bytes of workgroup memory of the causal output kernel (within the H200's 48 KiB for fp, tn <= 128). */
@@ -97,11 +98,31 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   const chunksK = (KT * cprQ) / g.threads;
   const chunksV = (KT * cprV) / g.threads;
   const scoreMats = (TM / 16) * (KT / 16) / g.subgroups; // S matrices per subgroup
-  const keysPerThread = KT / g.rowThreads;
   const f16 = o.dtype === 'float16';
   const lin = { dtype: o.dtype, map: o.map, tm: 64 as const, tn: o.tn };
   const lines: string[] = [];
   const add = (s: string) => lines.push(s);
+  // the K and V chunks of in-chunk step `step` into registers (φ applied to K)
+  const fetch = (step: string) => {
+    for (let u = 0; u < chunksK; u++) {
+      add('    {');
+      add(`      let tk = lid + ${u * g.threads}u;`);
+      add(`      let key = key_lo + ${step} * KT + tk / CPR_Q;`);
+      add('      let fd = (tk % CPR_Q) * 8u;');
+      add(`      rk${u} = vec4<u32>();`);
+      add(`      if (key < key_hi) { rk${u} = pack8(phi8(eight_k(k_row0 + key * p.k_str.z, fd, p.dim, p.k_str.w), fd, p.dim)); }`);
+      add('    }');
+    }
+    for (let u = 0; u < chunksV; u++) {
+      add('    {');
+      add(`      let tv = lid + ${u * g.threads}u;`);
+      add(`      let vkey = key_lo + ${step} * KT + tv / CPR_V;`);
+      add('      let vd = v0 + (tv % CPR_V) * 8u;');
+      add(`      rv${u} = vec4<u32>();`);
+      add(`      if (vkey < key_hi) { rv${u} = pack8(eight_v(v_row0 + vkey * p.v_str.z, vd, p.dim_v, p.v_str.w)); }`);
+      add('    }');
+    }
+  };
   add(`// fusedattn causal linear attention (fused, ${o.map}, ${o.dtype}, ${o.fp} features, ${o.tn} columns${o.vecQ ? ', 16-byte q loads' : ''}${o.vecKV ? ', 16-byte k/v loads' : ''}${o.vecOut ? ', 16-byte stores' : ''}): prefix state + masked chunk, out = num / den`);
   add(HEADER);
   add(FUSED_PARAMS.wgsl());
@@ -123,7 +144,7 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   add(`const Q_LD = ${cprQ + 1}u;   // staged φ(Q) / φ(K) rows (FP features) in vec4s, +16 bytes`);
   add(`const V_LD = ${cprV + 1}u;   // staged V row (TN columns)`);
   add(`const P_LD = ${KT / 8 + 1}u;   // staged P row (KT keys)`);
-  add(`const CPR_Q = ${cprQ}u; const CPR_V = ${cprV}u; const TPR = ${g.rowThreads}u; const KPT = ${keysPerThread}u; const CS = 20u;`);
+  add(`const CPR_Q = ${cprQ}u; const CPR_V = ${cprV}u; const CPR_P = ${KT / 8}u; const CS = 20u;`);
   add(`var<workgroup> q_tile: array<vec4<u32>, ${TM * (cprQ + 1)}>;   // [query][feature], φ applied`);
   add(`var<workgroup> k_tile: array<vec4<u32>, ${KT * (cprQ + 1)}>;   // [key][feature], φ applied`);
   add(`var<workgroup> v_tile: array<vec4<u32>, ${KT * (cprV + 1)}>;   // [key][column]`);
@@ -153,6 +174,18 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   add('  let st_row0 = (plane * p.chunks + e) * p.fp;   // row 0 of state e (and its z)');
   add(`  let sm = (sg / ${g.sgN}u) * 32u;   // this subgroup's rows and columns of the output tile`);
   add(`  let sn = (sg % ${g.sgN}u) * 64u;`);
+  const fetchState = (step: string) => {
+    for (let u = 0; u < chunksV; u++) {
+      add('  {');
+      add(`    let ts = lid + ${u * g.threads}u;`);
+      add(`    let st_src = ((st_row0 + ${step} * KT + ts / CPR_V) * p.dvp + v0 + (ts % CPR_V) * 8u) / 8u;`);
+      add(`    rs${u} = state[st_src];`);
+      add('  }');
+    }
+  };
+  add('  // ---- the first KT rows of state e in flight while φ(Q) is staged');
+  for (let u = 0; u < chunksV; u++) add(`  var rs${u} = vec4<u32>();`);
+  fetchState('0u');
   add('  // ---- φ(Q), once');
   for (let u = 0; u < chunksQ; u++) {
     add('  {');
@@ -165,7 +198,25 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
     add('    q_tile[q_dst] = w;');
     add('  }');
   }
-  add('  workgroupBarrier();');
+  // the first in-chunk step's K and V in flight during the prefix products
+  for (let u = 0; u < chunksK; u++) add(`  var rk${u} = vec4<u32>();`);
+  for (let u = 0; u < chunksV; u++) add(`  var rv${u} = vec4<u32>();`);
+  add('  if (isteps > 0u) {');
+  fetch('0u');
+  add('  }');
+  add('  // ---- num = φ(Q)·state_e, KT state rows a step through v_tile');
+  for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) add(`  var acc_${i}_${j} = ${RESULT}();`);
+  add('  for (var fstep = 0u; fstep < FP / KT; fstep++) {');
+  add('    workgroupBarrier();   // φ(Q) staged (first step), the previous step\'s products done with v_tile');
+  for (let u = 0; u < chunksV; u++) add(`    { let ts = lid + ${u * g.threads}u; let s_dst = (ts / CPR_V) * V_LD + ts % CPR_V; v_tile[s_dst] = rs${u}; }`);
+  add('    workgroupBarrier();');
+  add('    if (fstep + 1u < FP / KT) {');
+  fetchState('(fstep + 1u)');
+  add('    }');
+  mmaStep((x) => add('  ' + x),
+    (i, kk) => `subgroupMatrixLoad<${LEFT}, row_major>(&q_tile, (sm + ${i * 16}u) * Q_LD + fstep * ${KT / 8}u + ${kk / 8}u, Q_LD)`,
+    (j, kk) => `subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, ${kk}u * V_LD + (sn + ${j * 16}u) / 8u, V_LD)`);
+  add('  }');
   add('  // ---- den of the prefix: φ(q)·z_e (the f16-rounded φ(q) the products use)');
   add('  for (var r = lid; r < TM; r += NT) {');
   add('    var d0 = 0.0;');
@@ -176,49 +227,13 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   add('    }');
   add('    den[r] = d0;');
   add('  }');
-  add('  // ---- num = φ(Q)·state_e: the state\'s matrices straight from storage (offsets and strides in vec4s)');
-  for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) add(`  var acc_${i}_${j} = ${RESULT}();`);
-  add('  let st_ld = p.dvp / 8u;');
-  add('  for (var kf = 0u; kf < FP; kf += 16u) {');
-  for (let i = 0; i < 2; i++) add(`    let a${i} = subgroupMatrixLoad<${LEFT}, row_major>(&q_tile, (sm + ${i * 16}u) * Q_LD + kf / 8u, Q_LD);`);
-  for (let j = 0; j < 4; j++) add(`    let b${j} = subgroupMatrixLoad<${RIGHT}, row_major>(&state, ((st_row0 + kf) * p.dvp + v0 + sn + ${j * 16}u) / 8u, st_ld);`);
-  for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) add(`    acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc_${i}_${j});`);
-  add('  }');
   add('  // ---- the keys after the prefix, KT a step');
-  add('  let mr = lid / TPR;   // the row this thread masks and sums');
-  add('  let mk0 = (lid % TPR) * KPT;');
-  add('  let last = q0 + mr + p.off;   // the last key row mr sees');
-  add('  var dsum = 0.0;');
+  for (let u = 0; u < g.maskChunks; u++) add(`  var dsum${u} = 0.0;   // Σ P over this thread's ${u === 0 ? 'first' : 'next'} chunk of 8 keys, every step`);
   for (let t = 0; t < scoreMats; t++) {
     add(`  let smat${t} = sg * ${scoreMats}u + ${t}u;   // S matrix (16 rows x 16 keys) this subgroup computes`);
     add(`  let srow${t} = (smat${t} / ${KT / 16}u) * 16u;`);
     add(`  let skey${t} = (smat${t} % ${KT / 16}u) * 16u;`);
   }
-  for (let u = 0; u < chunksK; u++) add(`  var rk${u} = vec4<u32>();`);
-  for (let u = 0; u < chunksV; u++) add(`  var rv${u} = vec4<u32>();`);
-  const fetch = (step: string) => {
-    for (let u = 0; u < chunksK; u++) {
-      add('    {');
-      add(`      let tk = lid + ${u * g.threads}u;`);
-      add(`      let key = key_lo + ${step} * KT + tk / CPR_Q;`);
-      add('      let fd = (tk % CPR_Q) * 8u;');
-      add(`      rk${u} = vec4<u32>();`);
-      add(`      if (key < key_hi) { rk${u} = pack8(phi8(eight_k(k_row0 + key * p.k_str.z, fd, p.dim, p.k_str.w), fd, p.dim)); }`);
-      add('    }');
-    }
-    for (let u = 0; u < chunksV; u++) {
-      add('    {');
-      add(`      let tv = lid + ${u * g.threads}u;`);
-      add(`      let vkey = key_lo + ${step} * KT + tv / CPR_V;`);
-      add('      let vd = v0 + (tv % CPR_V) * 8u;');
-      add(`      rv${u} = vec4<u32>();`);
-      add(`      if (vkey < key_hi) { rv${u} = pack8(eight_v(v_row0 + vkey * p.v_str.z, vd, p.dim_v, p.v_str.w)); }`);
-      add('    }');
-    }
-  };
-  add('  if (isteps > 0u) {');
-  fetch('0u');
-  add('  }');
   add('  for (var istep = 0u; istep < isteps; istep++) {');
   add('    workgroupBarrier();   // the previous step\'s products are done with the tiles');
   for (let u = 0; u < chunksK; u++) add(`    { let tk = lid + ${u * g.threads}u; let k_dst = (tk / CPR_Q) * Q_LD + tk % CPR_Q; k_tile[k_dst] = rk${u}; }`);
@@ -240,32 +255,38 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   add('    workgroupBarrier();');
   add('    // P = mask(S)·alpha as f16; den sums the rounded values the product uses');
   add('    let kbase = key_lo + istep * KT;');
-  add('    for (var c = 0u; c < KPT / 8u; c++) {');
-  add('      var x = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);');
-  add('      for (var i = 0u; i < 8u; i++) {');
-  add('        let kl = mk0 + c * 8u + i;');
-  add('        let key = kbase + kl;');
-  add('        let s_src = mr * KT + kl;');
-  add('        if (key <= last && key < key_hi) { x[i] = s_tile[s_src] * alpha; }');
-  add('      }');
-  add('      let w = pack8(Eight(vec4<f32>(x[0], x[1], x[2], x[3]), vec4<f32>(x[4], x[5], x[6], x[7])));');
-  add('      let r16 = unpack8(w);');
-  add('      dsum += dot(r16.lo, vec4<f32>(1.0)) + dot(r16.hi, vec4<f32>(1.0));');
-  add('      let p_dst = mr * P_LD + mk0 / 8u + c;');
-  add('      p_tile[p_dst] = w;');
-  add('    }');
+  for (let u = 0; u < g.maskChunks; u++) {
+    add('    {');
+    add(`      let mt = lid + ${u * g.threads}u;   // chunk mt: row mt / CPR_P, keys (mt % CPR_P)·8 ..`);
+    add('      let mrow = mt / CPR_P;');
+    add('      let mc = mt % CPR_P;');
+    add('      let mlast = q0 + mrow + p.off;   // the last key row mrow sees');
+    add('      var x = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);');
+    add('      for (var i = 0u; i < 8u; i++) {');
+    add('        let kl = mc * 8u + i;');
+    add('        let key = kbase + kl;');
+    add('        let s_src = mrow * KT + kl;');
+    add('        if (key <= mlast && key < key_hi) { x[i] = s_tile[s_src] * alpha; }');
+    add('      }');
+    add('      let w = pack8(Eight(vec4<f32>(x[0], x[1], x[2], x[3]), vec4<f32>(x[4], x[5], x[6], x[7])));');
+    add('      let r16 = unpack8(w);');
+    add(`      dsum${u} += dot(r16.lo, vec4<f32>(1.0)) + dot(r16.hi, vec4<f32>(1.0));`);
+    add('      let p_dst = mrow * P_LD + mc;');
+    add('      p_tile[p_dst] = w;');
+    add('    }');
+  }
   add('    workgroupBarrier();');
   mmaStep((s) => add('  ' + s),
     (i, kk) => `subgroupMatrixLoad<${LEFT}, row_major>(&p_tile, (sm + ${i * 16}u) * P_LD + ${kk / 8}u, P_LD)`,
     (j, kk) => `subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, ${kk}u * V_LD + (sn + ${j * 16}u) / 8u, V_LD)`);
   add('  }');
-  add('  // ---- den per row: the prefix\'s, then its TPR threads\' in-chunk sums in order');
+  add('  // ---- den per row: the prefix\'s, then its CPR_P chunks\' in-chunk sums in order');
   add('  workgroupBarrier();');
-  add('  s_tile[lid] = dsum;');
+  for (let u = 0; u < g.maskChunks; u++) add(`  s_tile[lid + ${u * g.threads}u] = dsum${u};`);
   add('  workgroupBarrier();');
   add('  for (var r = lid; r < TM; r += NT) {');
   add('    var d = den[r];');
-  add('    for (var c = 0u; c < TPR; c++) { let dp_src = r * TPR + c; d += s_tile[dp_src]; }');
+  add('    for (var c = 0u; c < CPR_P; c++) { let dp_src = r * CPR_P + c; d += s_tile[dp_src]; }');
   add('    den[r] = d;');
   add('  }');
   add('  workgroupBarrier();');

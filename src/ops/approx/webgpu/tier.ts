@@ -7,7 +7,9 @@
 //                bench/gpu/linear-fused.sh, B4 H32 S4096 D128 f16: 0.81 ms against the portable
 //                path's 7.48 and PyTorch's fp16 einsum's 0.82 in the same call, 41 float64 checks
 //                first); non-causal Performer and expression maps take the same kernels through
-//                float16 feature planes (fused-features.ts); causal runs on the portable path under it.
+//                float16 feature planes (fused-features.ts); causal takes the chunk form on fused kernels
+//                (fused-causal.wgsl.ts: f16 prefix states per key chunk, the in-chunk keys masked on
+//                tensor cores) up to 128 features, beyond that the portable path.
 //                float32 inputs stay portable (full precision), as on the attention tiers.
 //   FUSEDATTN_APPROX_TIER=portable|tensorcore|fused forces one (tensorcore or fused on an adapter
 //                without subgroup matrices is an UnsupportedError naming the reason). The
