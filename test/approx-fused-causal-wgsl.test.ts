@@ -86,7 +86,7 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
       const env: Env = { ...C, p: prm, wg: { x: wx, y: wy, z: wz }, lid, sg: Math.floor(lid / 32), lane: lid % 32 };
       for (const name of ['q0', 'bh', 'v0', 'b', 'head', 'kv_head', 'plane', 'q_row0', 'k_row0', 'v_row0', 'seen', 'e', 'key_lo', 'key_hi', 'isteps', 'st_row0', 'sm', 'sn']) S.let(env, name);
       env.alpha = 1 / ((env.e + 1) * prm.chunk_keys); // let alpha = 1.0 / f32((e + 1u) * p.chunk_keys)
-      for (let t = 0; t < scoreMats; t++) for (const name of [`smat${t}`, `srow${t}`, `skey${t}`]) S.let(env, name);
+      for (let r = 0; r < scoreMats / 2; r++) S.let(env, `srow${r}`);
       env.dsum = new Array(C.TM * C.KT / 8 / NT).fill(0); env.rk = []; env.rv = []; env.rs = [];
       envs.push(env);
     }
@@ -183,7 +183,8 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
           const s = zeros16();
           for (let kf = 0; kf < C.FP; kf += 16) {
             env.kf = kf;
-            const [qa, kb] = [scoreLoads[2 * t], scoreLoads[2 * t + 1]];
+            // sacc t = qa(t / 2)·kb(t % 2): the loads by name
+            const [qa, kb] = [scoreLoads.find((l) => l.name === `qa${t >> 1}`)!, scoreLoads.find((l) => l.name === `kb${t & 1}`)!];
             mma(s, loadMatrix(qTile, qa.off(env), qa.stride(env), qa.major, `scores ${qa.name}`), loadMatrix(kTile, kb.off(env), kb.stride(env), kb.major, `scores ${kb.name}`));
           }
           const off = scoreStores[t][0](env);

@@ -97,7 +97,10 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   const chunksQ = (TM * cprQ) / g.threads;
   const chunksK = (KT * cprQ) / g.threads;
   const chunksV = (KT * cprV) / g.threads;
-  const scoreMats = (TM / 16) * (KT / 16) / g.subgroups; // S matrices per subgroup
+  // S matrices per subgroup: its row blocks (TM/16 over the subgroups) times every KT/16 key block,
+  // so each φ(Q) matrix and each φ(K) matrix is loaded once per feature step
+  const rowBlocks = TM / 16 / g.subgroups;
+  const keyBlocks = KT / 16;
   const f16 = o.dtype === 'float16';
   const lin = { dtype: o.dtype, map: o.map, tm: 64 as const, tn: o.tn };
   const lines: string[] = [];
@@ -229,11 +232,7 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   add('  }');
   add('  // ---- the keys after the prefix, KT a step');
   for (let u = 0; u < g.maskChunks; u++) add(`  var dsum${u} = 0.0;   // Σ P over this thread's ${u === 0 ? 'first' : 'next'} chunk of 8 keys, every step`);
-  for (let t = 0; t < scoreMats; t++) {
-    add(`  let smat${t} = sg * ${scoreMats}u + ${t}u;   // S matrix (16 rows x 16 keys) this subgroup computes`);
-    add(`  let srow${t} = (smat${t} / ${KT / 16}u) * 16u;`);
-    add(`  let skey${t} = (smat${t} % ${KT / 16}u) * 16u;`);
-  }
+  for (let r = 0; r < rowBlocks; r++) add(`  let srow${r} = (sg * ${rowBlocks}u + ${r}u) * 16u;   // S rows this subgroup computes (all KT keys)`);
   add('  for (var istep = 0u; istep < isteps; istep++) {');
   add('    workgroupBarrier();   // the previous step\'s products are done with the tiles');
   for (let u = 0; u < chunksK; u++) add(`    { let tk = lid + ${u * g.threads}u; let k_dst = (tk / CPR_Q) * Q_LD + tk % CPR_Q; k_tile[k_dst] = rk${u}; }`);
@@ -243,15 +242,14 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   fetch('(istep + 1u)');
   add('    }');
   add('    // S = φ(Q)·φ(K)ᵀ: the right operand (feature, key) = k_tile[key][feature], column-major');
-  for (let t = 0; t < scoreMats; t++) add(`    var sacc${t} = ${RESULT}();`);
+  const mats = Array.from({ length: rowBlocks * keyBlocks }, (_, t) => ({ t, r: Math.floor(t / keyBlocks), k: t % keyBlocks }));
+  for (const { t } of mats) add(`    var sacc${t} = ${RESULT}();`);
   add('    for (var kf = 0u; kf < FP; kf += 16u) {');
-  for (let t = 0; t < scoreMats; t++) {
-    add(`      let qa${t} = subgroupMatrixLoad<${LEFT}, row_major>(&q_tile, srow${t} * Q_LD + kf / 8u, Q_LD);`);
-    add(`      let kb${t} = subgroupMatrixLoad<${RIGHT}, col_major>(&k_tile, skey${t} * Q_LD + kf / 8u, Q_LD);`);
-    add(`      sacc${t} = subgroupMatrixMultiplyAccumulate(qa${t}, kb${t}, sacc${t});`);
-  }
+  for (let r = 0; r < rowBlocks; r++) add(`      let qa${r} = subgroupMatrixLoad<${LEFT}, row_major>(&q_tile, srow${r} * Q_LD + kf / 8u, Q_LD);`);
+  for (let k = 0; k < keyBlocks; k++) add(`      let kb${k} = subgroupMatrixLoad<${RIGHT}, col_major>(&k_tile, ${16 * k}u * Q_LD + kf / 8u, Q_LD);`);
+  for (const { t, r, k } of mats) add(`      sacc${t} = subgroupMatrixMultiplyAccumulate(qa${r}, kb${k}, sacc${t});`);
   add('    }');
-  for (let t = 0; t < scoreMats; t++) add(`    subgroupMatrixStore<row_major>(&s_tile, srow${t} * KT + skey${t}, sacc${t}, KT);`);
+  for (const { t, r, k } of mats) add(`    subgroupMatrixStore<row_major>(&s_tile, srow${r} * KT + ${16 * k}u, sacc${t}, KT);`);
   add('    workgroupBarrier();');
   add('    // P = mask(S)·alpha as f16; den sums the rounded values the product uses');
   add('    let kbase = key_lo + istep * KT;');
