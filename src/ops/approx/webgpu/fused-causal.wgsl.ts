@@ -15,7 +15,7 @@
 // α_e scales prefix and in-chunk terms alike, so it cancels in num / den.
 import {
   EIGHT, FUSED_BINDINGS, FUSED_KT, FUSED_PARAMS, type FusedFeatureMap, HEADER, LEFT, RESULT, RIGHT,
-  eightFn, inputBinding, mmaStep, phiFn,
+  eightFn, emitNormalizedStores, inputBinding, mmaStep, phiFn,
 } from './fused.wgsl.js';
 
 export interface FusedCausalOptions {
@@ -288,41 +288,7 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   add('    den[r] = d;');
   add('  }');
   add('  workgroupBarrier();');
-  add('  // epilogue: each result matrix through this subgroup\'s scratch; lane pair (2r, 2r+1) writes row r, 8 columns each');
-  add('  let sbase = sg * 16u * CS;');
-  add('  let rr = lane / 2u;');
-  add('  let side = lane % 2u;');
-  for (let i = 0; i < 2; i++) {
-    for (let j = 0; j < 4; j++) {
-      add(`  subgroupMatrixStore<row_major>(&s_tile, sbase, acc_${i}_${j}, CS);`);
-      add('  workgroupBarrier();');
-      add('  {');
-      add(`    let lrow = sm + ${i * 16}u + rr;`);
-      add('    let row = q0 + lrow;');
-      add(`    let col = v0 + sn + ${j * 16}u + side * 8u;`);
-      add('    let src = sbase + rr * CS + side * 8u;');
-      add('    let o_at = b * p.o_str.x + head * p.o_str.y + row * p.o_str.z + col * p.o_str.w;');
-      add('    let d = den[lrow];');
-      add('    let inv = select(0.0, 1.0 / d, d != 0.0);');
-      if (o.vecOut) {
-        add('    if (row < p.seq_q && col < p.dim_v) {');
-        add('      let lo = vec4<f32>(s_tile[src], s_tile[src + 1u], s_tile[src + 2u], s_tile[src + 3u]) * inv;');
-        add('      let hi = vec4<f32>(s_tile[src + 4u], s_tile[src + 5u], s_tile[src + 6u], s_tile[src + 7u]) * inv;');
-        if (f16) add('      out[o_at / 8u] = pack8(Eight(lo, hi));');
-        else add('      out[o_at / 4u] = lo;\n      out[o_at / 4u + 1u] = hi;');
-        add('    }');
-      } else {
-        add('    if (row < p.seq_q) {');
-        add('      for (var e8 = 0u; e8 < 8u; e8++) {');
-        if (f16) add('        if (col + e8 < p.dim_v) { out[o_at + e8 * p.o_str.w] = f16(s_tile[src + e8] * inv); }');
-        else add('        if (col + e8 < p.dim_v) { out[o_at + e8 * p.o_str.w] = s_tile[src + e8] * inv; }');
-        add('      }');
-        add('    }');
-      }
-      add('  }');
-      add('  workgroupBarrier();   // the scratch is read before the next matrix overwrites it');
-    }
-  }
+  emitNormalizedStores(add, { vecOut: o.vecOut, f16, scratch: 's_tile', e: 'e8' });
   add('}');
   return lines.join('\n') + '\n';
 }

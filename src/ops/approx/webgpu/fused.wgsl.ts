@@ -417,13 +417,27 @@ export function buildFusedOutput(o: FusedOutputOptions): string {
   add('    den[r] = sum;');
   add('  }');
   add('  workgroupBarrier();');
+  emitNormalizedStores(add, { vecOut: o.vecOut, f16, scratch: 'c_tile' });
+  add('}');
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * The output kernels' epilogue: each of a subgroup's 2 x 4 result matrices through its 16 x CS
+ * f32 scratch in `scratch`; lane pair (2r, 2r+1) writes row r, 8 columns each, num · (1 / den[row])
+ * (0 where den = 0), in the output's dtype, 16 bytes at a time when `vecOut`. `e` names the scalar
+ * path's loop variable (the caller may have a `let e` of its own).
+ */
+export function emitNormalizedStores(add: (s: string) => void, o: { vecOut: boolean; f16: boolean; scratch: string; e?: string }): void {
+  const t = o.scratch;
+  const e = o.e ?? 'e';
   add('  // epilogue: each result matrix through this subgroup\'s scratch; lane pair (2r, 2r+1) writes row r, 8 columns each');
   add('  let sbase = sg * 16u * CS;');
   add('  let rr = lane / 2u;');
   add('  let side = lane % 2u;');
   for (let i = 0; i < 2; i++) {
     for (let j = 0; j < 4; j++) {
-      add(`  subgroupMatrixStore<row_major>(&c_tile, sbase, acc_${i}_${j}, CS);`);
+      add(`  subgroupMatrixStore<row_major>(&${t}, sbase, acc_${i}_${j}, CS);`);
       add('  workgroupBarrier();');
       add('  {');
       add(`    let lrow = sm + ${i * 16}u + rr;`);
@@ -435,19 +449,16 @@ export function buildFusedOutput(o: FusedOutputOptions): string {
       add('    let inv = select(0.0, 1.0 / d, d != 0.0);');
       if (o.vecOut) {
         add('    if (row < p.seq_q && col < p.dim_v) {');
-        add('      let lo = vec4<f32>(c_tile[src], c_tile[src + 1u], c_tile[src + 2u], c_tile[src + 3u]) * inv;');
-        add('      let hi = vec4<f32>(c_tile[src + 4u], c_tile[src + 5u], c_tile[src + 6u], c_tile[src + 7u]) * inv;');
-        if (f16) add('      out[o_at / 8u] = pack8(Eight(lo, hi));');
+        add(`      let lo = vec4<f32>(${t}[src], ${t}[src + 1u], ${t}[src + 2u], ${t}[src + 3u]) * inv;`);
+        add(`      let hi = vec4<f32>(${t}[src + 4u], ${t}[src + 5u], ${t}[src + 6u], ${t}[src + 7u]) * inv;`);
+        if (o.f16) add('      out[o_at / 8u] = pack8(Eight(lo, hi));');
         else add('      out[o_at / 4u] = lo;\n      out[o_at / 4u + 1u] = hi;');
         add('    }');
       } else {
         add('    if (row < p.seq_q) {');
-        add('      for (var e = 0u; e < 8u; e++) {');
-        if (f16) {
-          add('        if (col + e < p.dim_v) { out[o_at + e * p.o_str.w] = f16(c_tile[src + e] * inv); }');
-        } else {
-          add('        if (col + e < p.dim_v) { out[o_at + e * p.o_str.w] = c_tile[src + e] * inv; }');
-        }
+        add(`      for (var ${e} = 0u; ${e} < 8u; ${e}++) {`);
+        const value = o.f16 ? `f16(${t}[src + ${e}] * inv)` : `${t}[src + ${e}] * inv`;
+        add(`        if (col + ${e} < p.dim_v) { out[o_at + ${e} * p.o_str.w] = ${value}; }`);
         add('      }');
         add('    }');
       }
@@ -455,6 +466,4 @@ export function buildFusedOutput(o: FusedOutputOptions): string {
       add('  workgroupBarrier();   // the scratch is read before the next matrix overwrites it');
     }
   }
-  add('}');
-  return lines.join('\n') + '\n';
 }
