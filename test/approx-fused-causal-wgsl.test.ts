@@ -13,7 +13,7 @@ import { validateApprox } from '../dist/ops/approx/problem.js';
 import { referenceApprox } from '../dist/ops/approx/index.js';
 import { CAUSAL_TM, buildFusedCausalOutput, buildFusedScan, causalWorkgroupBytes } from '../dist/ops/approx/webgpu/fused-causal.wgsl.js';
 import { CAUSAL_CHUNK_KEYS, fusedGrids, fusedParams, fusedPlan, fusedProblemUnsupported } from '../dist/ops/approx/webgpu/fused.js';
-import { type Case, type Env, Source, compileExpr, eight, emulateState, loadMatrix, makeInputs, mma, phi, vec } from './fused-emulation.js';
+import { type Case, type Env, Source, compileExpr, eight, emulateEpilogue, emulateState, loadMatrix, makeInputs, mma, phi, vec } from './fused-emulation.js';
 import { tintErrors } from './tint.js';
 
 const zeros16 = () => Array.from({ length: 16 }, () => new Array<number>(16).fill(0));
@@ -71,9 +71,6 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
     .map((m) => ({ name: m[1], major: m[2], arr: m[3], off: compileExpr(m[4]), stride: compileExpr(m[5]) }));
   const scoreStores = S.matches(/subgroupMatrixStore<row_major>\(&s_tile, ([^;]+), sacc\d, KT\);/g);
   const scoreMats = scoreStores.length;
-  const outStores = S.matches(/if \((row < p\.seq_q[^)]*)\) \{/g); // the φ(Q) staging's cq first
-  const scalarOut = S.matches(/if \((col \+ e8 < p\.dim_v)\) \{ out\[(o_at \+ e8 \* p\.o_str\.w)\]/g);
-  const vecOut = S.matches(/out\[(o_at \/ [48]u)\] = /g);
   const size = (name: string) => S.arraySize(name) * 8;
   const outLen = p.base.outShape.reduce((a, b) => a * b, 1);
   const out = new Float64Array(outLen).fill(NaN);
@@ -231,45 +228,7 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
     const partials = new Float64Array(C.TM * C.CPR_P);
     envs.forEach((env, lid) => env.dsum.forEach((x: number, u: number) => { partials[lid + u * NT] = x; }));
     for (let r = 0; r < C.TM; r++) for (let cc = 0; cc < C.CPR_P; cc++) den[r] += partials[S.let({ ...C, r, c: cc }, 'dp_src')];
-    // epilogue
-    S.stores().forEach((st, n) => {
-      for (let sg = 0; sg < NT / 32; sg++) {
-        const env0 = envs[sg * 32];
-        S.let(env0, 'sbase');
-        const scratch = new Float64Array(S.arraySize('s_tile')).fill(NaN);
-        const off = st.off(env0), stride = st.stride(env0);
-        const a = acc[sg].get(st.acc)!;
-        for (let r = 0; r < 16; r++) for (let cc = 0; cc < 16; cc++) {
-          const i = off + r * stride + cc;
-          if (!(i >= sg * 16 * C.CS && i < (sg + 1) * 16 * C.CS)) throw new Error(`scratch[${i}] outside subgroup ${sg}'s`);
-          scratch[i] = a[r][cc];
-        }
-        for (let lane = 0; lane < 32; lane++) {
-          const env = envs[sg * 32 + lane];
-          for (const name of ['sbase', 'rr', 'side']) S.let(env, name);
-          for (const name of ['lrow', 'row', 'col', 'src', 'o_at']) S.let(env, name, name === 'row' ? cq + n : n);
-          env.d = den[env.lrow];
-          if (!outStores[cq + n][0](env)) continue;
-          const inv = env.d !== 0 ? 1 / env.d : 0;
-          const put = (at: number, x: number) => {
-            if (!(at >= 0 && at < outLen)) { problems.push(`out[${at}] outside ${outLen}`); return; }
-            writes[at]++;
-            out[at] = x;
-          };
-          for (let e = 0; e < 8; e++) {
-            const x = scratch[env.src + e] * inv;
-            if (o.vecOut) {
-              const unit = dtype === 'float16' ? 8 : 4;
-              if (env.o_at % unit !== 0) problems.push(`vector store at ${env.o_at} not aligned`);
-              put(vecOut[n][0](env) * unit + e, x);
-            } else {
-              env.e8 = e;
-              if (scalarOut[n][0](env)) put(scalarOut[n][1](env), x);
-            }
-          }
-        }
-      }
-    });
+    emulateEpilogue(S, { envs, acc, den, scratch: 's_tile', e: 'e8', rowSkip: cq, vecOut: o.vecOut, dtype, out, writes, problems });
   }
   for (let i = 0; i < outLen; i++) if (writes[i] !== 1) { problems.push(`out[${i}] written ${writes[i]} times`); break; }
   return { out, ref: referenceApprox(p), problems, plan };

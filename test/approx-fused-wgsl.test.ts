@@ -17,7 +17,7 @@ import { featureMap } from '../dist/ops/approx/features.js';
 import { buildFusedOutput, buildFusedReduce, buildFusedState, fusedWorkgroupBytes } from '../dist/ops/approx/webgpu/fused.wgsl.js';
 import { fusedGrids, fusedParams, fusedPlan, fusedProblemUnsupported } from '../dist/ops/approx/webgpu/fused.js';
 import { approxTier } from '../dist/ops/approx/webgpu/tier.js';
-import { type Case, type Env, Source, eight, emulateState, loadMatrix, makeInputs, mma, phi, vec } from './fused-emulation.js';
+import { type Case, type Env, Source, eight, emulateEpilogue, emulateState, loadMatrix, makeInputs, mma, phi, vec } from './fused-emulation.js';
 import { tintErrors } from './tint.js';
 
 /**
@@ -65,9 +65,6 @@ function emulate(c: Case, seed: number, mutate: { state?: (s: string) => string;
   const cb = [...S3.main.matchAll(/let tb = /g)].length / 3;
   const aTileSize = S3.arraySize('a_tile') * 8, bTileSize = S3.arraySize('b_tile') * 8;
   const loads3 = S3.loads();
-  const outStores = S3.matches(/if \((row < p\.seq_q[^)]*)\) \{/g);
-  const scalarOut = S3.matches(/if \((col \+ e < p\.dim_v)\) \{ out\[(o_at \+ e \* p\.o_str\.w)\]/g);
-  const vecOut = S3.matches(/out\[(o_at \/ [48]u)\] = /g);
   const outLen = p.base.outShape.reduce((a, b) => a * b, 1);
   const out = new Float64Array(outLen).fill(NaN);
   const writes = new Uint8Array(outLen);
@@ -142,49 +139,7 @@ function emulate(c: Case, seed: number, mutate: { state?: (s: string) => string;
       const env: Env = { ...S3.consts, r };
       for (let cc = 0; cc < S3.consts.CPR_A; cc++) { env.c = cc; den[r] += denPart[S3.let(env, 'dp_src')]; }
     }
-    // epilogue: every result matrix through the scratch, then lane pairs
-    const stores3 = S3.stores();
-    for (let sg = 0; sg < NT3 / 32; sg++) {
-      stores3.forEach((st, n) => {
-        const scratch = new Float64Array(S3.arraySize('c_tile')).fill(NaN);
-        const env0 = envs[sg * 32];
-        S3.let(env0, 'sbase');
-        const off = st.off(env0), stride = st.stride(env0);
-        const a = acc[sg].get(st.acc)!;
-        for (let r = 0; r < 16; r++) for (let cc = 0; cc < 16; cc++) {
-          const i = off + r * stride + cc;
-          if (!(i >= sg * 16 * 20 && i < (sg + 1) * 16 * 20)) throw new Error(`c_tile[${i}] outside subgroup ${sg}'s scratch`);
-          scratch[i] = a[r][cc];
-        }
-        for (let lane = 0; lane < 32; lane++) {
-          const env = envs[sg * 32 + lane];
-          for (const name of ['sbase', 'rr', 'side']) S3.let(env, name);
-          for (const name of ['lrow', 'row', 'col', 'src', 'o_at', 'd']) {
-            if (name === 'd') { env.d = den[env.lrow]; continue; }
-            S3.let(env, name, name === 'row' ? 2 * ca + n : n);
-          }
-          if (!outStores[2 * ca + n][0](env)) continue;
-          const inv = env.d !== 0 ? 1 / env.d : 0;
-          const put = (at: number, x: number) => {
-            if (!(at >= 0 && at < outLen)) { problems.push(`out[${at}] outside ${outLen}`); return; }
-            writes[at]++;
-            out[at] = x;
-          };
-          for (let e = 0; e < 8; e++) {
-            const x = scratch[env.src + e] * inv;
-            if (plan.output.vecOut) {
-              const unit = dtype === 'float16' ? 8 : 4;
-              const at = vecOut[n][0](env) * unit + e; // f32: out[o_at / 4] = lo, out[o_at / 4 + 1] = hi
-              if (env.o_at % unit !== 0) problems.push(`vector store at ${env.o_at} not aligned`);
-              put(at, x);
-            } else {
-              env.e = e;
-              if (scalarOut[n][0](env)) put(scalarOut[n][1](env), x);
-            }
-          }
-        }
-      });
-    }
+    emulateEpilogue(S3, { envs, acc, den, scratch: 'c_tile', e: 'e', rowSkip: 2 * ca, vecOut: plan.output.vecOut, dtype, out, writes, problems });
   }
   for (let i = 0; i < outLen; i++) if (writes[i] !== 1) { problems.push(`out[${i}] written ${writes[i]} times`); break; }
   return { out, ref: referenceApprox(p), problems, plan };

@@ -278,3 +278,57 @@ export function emulateState(plan: FusedPlan, prm: Env, grid: [number, number, n
 }
 
 export function vec(a: readonly number[]) { return { x: a[0], y: a[1], z: a[2], w: a[3] }; }
+
+/**
+ * The output kernels' epilogue (fused.wgsl.ts emitNormalizedStores) of one workgroup in emulation:
+ * each subgroup's result matrices through its scratch, lane pairs writing num / den into `out`
+ * (counted in `writes`), with the WGSL's lets. `rowSkip`: occurrences of `let row` and of the
+ * `if (row < p.seq_q…)` guard before the epilogue's; `e`: the scalar path's loop variable.
+ */
+export function emulateEpilogue(S: Source, w: {
+  envs: Env[]; acc: Array<Map<string, number[][]>>; den: Float64Array; scratch: string; e: string; rowSkip: number;
+  vecOut: boolean; dtype: string; out: Float64Array; writes: Uint8Array; problems: string[];
+}): void {
+  const outStores = S.matches(/if \((row < p\.seq_q[^)]*)\) \{/g);
+  const scalarOut = S.matches(new RegExp(`if \\((col \\+ ${w.e} < p\\.dim_v)\\) \\{ out\\[(o_at \\+ ${w.e} \\* p\\.o_str\\.w)\\]`, 'g'));
+  const vecStores = S.matches(/out\[(o_at \/ [48]u)\] = /g);
+  const CS = S.consts.CS;
+  const put = (at: number, x: number) => {
+    if (!(at >= 0 && at < w.out.length)) { w.problems.push(`out[${at}] outside ${w.out.length}`); return; }
+    w.writes[at]++;
+    w.out[at] = x;
+  };
+  S.stores().forEach((st, n) => {
+    for (let sg = 0; sg < w.acc.length; sg++) {
+      const env0 = w.envs[sg * 32];
+      S.let(env0, 'sbase');
+      const scratch = new Float64Array(S.arraySize(w.scratch)).fill(NaN);
+      const off = st.off(env0), stride = st.stride(env0);
+      const a = w.acc[sg].get(st.acc)!;
+      for (let r = 0; r < 16; r++) for (let cc = 0; cc < 16; cc++) {
+        const i = off + r * stride + cc;
+        if (!(i >= sg * 16 * CS && i < (sg + 1) * 16 * CS)) throw new Error(`${w.scratch}[${i}] outside subgroup ${sg}'s scratch`);
+        scratch[i] = a[r][cc];
+      }
+      for (let lane = 0; lane < 32; lane++) {
+        const env = w.envs[sg * 32 + lane];
+        for (const name of ['sbase', 'rr', 'side']) S.let(env, name);
+        for (const name of ['lrow', 'row', 'col', 'src', 'o_at']) S.let(env, name, name === 'row' ? w.rowSkip + n : n);
+        env.d = w.den[env.lrow];
+        if (!outStores[w.rowSkip + n][0](env)) continue;
+        const inv = env.d !== 0 ? 1 / env.d : 0;
+        for (let e = 0; e < 8; e++) {
+          const x = scratch[env.src + e] * inv;
+          if (w.vecOut) {
+            const unit = w.dtype === 'float16' ? 8 : 4;
+            if (env.o_at % unit !== 0) w.problems.push(`vector store at ${env.o_at} not aligned`);
+            put(vecStores[n][0](env) * unit + e, x); // f32: out[o_at / 4] = lo, out[o_at / 4 + 1] = hi
+          } else {
+            env[w.e] = e;
+            if (scalarOut[n][0](env)) put(scalarOut[n][1](env), x);
+          }
+        }
+      }
+    }
+  });
+}

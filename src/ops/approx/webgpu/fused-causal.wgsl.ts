@@ -14,8 +14,8 @@
 //             and times α_e as P (f16), den += Σ P, num += P·V. out = num / den (0 where den = 0).
 // α_e scales prefix and in-chunk terms alike, so it cancels in num / den.
 import {
-  EIGHT, FUSED_BINDINGS, FUSED_KT, FUSED_PARAMS, type FusedFeatureMap, HEADER, LEFT, RESULT, RIGHT,
-  eightFn, emitNormalizedStores, inputBinding, mmaStep, phiFn,
+  EIGHT, FUSED_BINDINGS, FUSED_KT, FUSED_PARAMS, chunkSumHeader, type FusedFeatureMap, HEADER, LEFT, RESULT, RIGHT,
+  eightFn, emitKvFetch, emitNormalizedStores, inputBinding, mmaStep, phiFn,
 } from './fused.wgsl.js';
 
 export interface FusedCausalOptions {
@@ -50,20 +50,7 @@ export function causalWorkgroupBytes(o: Pick<FusedCausalOptions, 'fp' | 'tn'>): 
 
 /** Kernel 2: exclusive prefix of the chunks' partial states and sums, each entry times its α_e; states as f16. */
 export function buildFusedScan(): string {
-  const B = FUSED_BINDINGS;
-  return `// fusedattn causal linear attention (fused): exclusive prefix states over the key chunks, in chunk order, entry e times 1 / ((e + 1)·KC)
-${FUSED_PARAMS.wgsl()}
-@group(0) @binding(${B.params}) var<uniform> p: FusedParams;
-@group(0) @binding(${B.part}) var<storage, read> part: array<vec4<f32>>;
-@group(0) @binding(${B.zpart}) var<storage, read> zpart: array<vec4<f32>>;
-@group(0) @binding(${B.state}) var<storage, read_write> state: array<vec2<u32>>;
-@group(0) @binding(${B.z}) var<storage, read_write> z: array<vec4<f32>>;
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let e = wg.x * 256u + lid;
-  let plane = wg.y;
-  let state_quads = p.fp * p.dvp / 4u;
+  return `${chunkSumHeader('// fusedattn causal linear attention (fused): exclusive prefix states over the key chunks, in chunk order, entry e times 1 / ((e + 1)·KC)')}
   let z_quads = p.fp / 4u;
   if (e >= p.quads) { return; }
   var acc = vec4<f32>(0.0);
@@ -106,26 +93,7 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   const lines: string[] = [];
   const add = (s: string) => lines.push(s);
   // the K and V chunks of in-chunk step `step` into registers (φ applied to K)
-  const fetch = (step: string) => {
-    for (let u = 0; u < chunksK; u++) {
-      add('    {');
-      add(`      let tk = lid + ${u * g.threads}u;`);
-      add(`      let key = key_lo + ${step} * KT + tk / CPR_Q;`);
-      add('      let fd = (tk % CPR_Q) * 8u;');
-      add(`      rk${u} = vec4<u32>();`);
-      add(`      if (key < key_hi) { rk${u} = pack8(phi8(eight_k(k_row0 + key * p.k_str.z, fd, p.dim, p.k_str.w), fd, p.dim)); }`);
-      add('    }');
-    }
-    for (let u = 0; u < chunksV; u++) {
-      add('    {');
-      add(`      let tv = lid + ${u * g.threads}u;`);
-      add(`      let vkey = key_lo + ${step} * KT + tv / CPR_V;`);
-      add('      let vd = v0 + (tv % CPR_V) * 8u;');
-      add(`      rv${u} = vec4<u32>();`);
-      add(`      if (vkey < key_hi) { rv${u} = pack8(eight_v(v_row0 + vkey * p.v_str.z, vd, p.dim_v, p.v_str.w)); }`);
-      add('    }');
-    }
-  };
+  const fetch = (step: string) => emitKvFetch(add, step, { chunksK, chunksV, threads: g.threads, first: 'key_lo', end: 'key_hi', cprK: 'CPR_Q', f0: '' });
   add(`// fusedattn causal linear attention (fused, ${o.map}, ${o.dtype}, ${o.fp} features, ${o.tn} columns${o.vecQ ? ', 16-byte q loads' : ''}${o.vecKV ? ', 16-byte k/v loads' : ''}${o.vecOut ? ', 16-byte stores' : ''}): prefix state + masked chunk, out = num / den`);
   add(HEADER);
   add(FUSED_PARAMS.wgsl());

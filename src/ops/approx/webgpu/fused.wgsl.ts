@@ -229,26 +229,7 @@ export function buildFusedState(o: FusedLinearOptions): string {
   for (let u = 0; u < chunksK; u++) add(`  var rk${u} = vec4<u32>();`);
   for (let u = 0; u < chunksV; u++) add(`  var rv${u} = vec4<u32>();`);
   // chunk t of the K tile: key t / CPR_K, features (t % CPR_K)·8; of the V tile: key t / CPR_V
-  const fetch = (step: string) => {
-    for (let u = 0; u < chunksK; u++) {
-      add('    {');
-      add(`      let tk = lid + ${u * g.threads}u;`);
-      add(`      let key = key0 + ${step} * KT + tk / CPR_K;`);
-      add('      let fd = f0 + (tk % CPR_K) * 8u;');
-      add(`      rk${u} = vec4<u32>();`);
-      add(`      if (key < key_end) { rk${u} = pack8(phi8(eight_k(k_row0 + key * p.k_str.z, fd, p.dim, p.k_str.w), fd, p.dim)); }`);
-      add('    }');
-    }
-    for (let u = 0; u < chunksV; u++) {
-      add('    {');
-      add(`      let tv = lid + ${u * g.threads}u;`);
-      add(`      let vkey = key0 + ${step} * KT + tv / CPR_V;`);
-      add('      let vd = v0 + (tv % CPR_V) * 8u;');
-      add(`      rv${u} = vec4<u32>();`);
-      add(`      if (vkey < key_end) { rv${u} = pack8(eight_v(v_row0 + vkey * p.v_str.z, vd, p.dim_v, p.v_str.w)); }`);
-      add('    }');
-    }
-  };
+  const fetch = (step: string) => emitKvFetch(add, step, { chunksK, chunksV, threads: g.threads, first: 'key0', end: 'key_end', cprK: 'CPR_K', f0: 'f0 + ' });
   add('  if (steps > 0u) {');
   fetch('0u');
   add('  }');
@@ -290,10 +271,13 @@ export function buildFusedState(o: FusedLinearOptions): string {
   return lines.join('\n') + '\n';
 }
 
-/** Kernel 2: the chunks' partial states and sums added in chunk order, times alpha; state as f16. */
-export function buildFusedReduce(): string {
+/**
+ * The chunk sums' kernels (the reduce here, the causal scan): bindings and the start of main(), one
+ * thread per quad `e` of a plane's FP·DVP/4 state quads then FP/4 z quads.
+ */
+export function chunkSumHeader(comment: string): string {
   const B = FUSED_BINDINGS;
-  return `// fusedattn linear attention (fused): key chunks summed in order, state times 1/Sk as f16, z times 1/Sk
+  return `${comment}
 ${FUSED_PARAMS.wgsl()}
 @group(0) @binding(${B.params}) var<uniform> p: FusedParams;
 @group(0) @binding(${B.part}) var<storage, read> part: array<vec4<f32>>;
@@ -305,7 +289,12 @@ ${FUSED_PARAMS.wgsl()}
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let e = wg.x * 256u + lid;
   let plane = wg.y;
-  let state_quads = p.fp * p.dvp / 4u;
+  let state_quads = p.fp * p.dvp / 4u;`;
+}
+
+/** Kernel 2: the chunks' partial states and sums added in chunk order, times alpha; state as f16. */
+export function buildFusedReduce(): string {
+  return `${chunkSumHeader('// fusedattn linear attention (fused): key chunks summed in order, state times 1/Sk as f16, z times 1/Sk')}
   if (e >= p.quads) { return; }
   var acc = vec4<f32>(0.0);
   if (e < state_quads) {
@@ -465,5 +454,31 @@ export function emitNormalizedStores(add: (s: string) => void, o: { vecOut: bool
       add('  }');
       add('  workgroupBarrier();   // the scratch is read before the next matrix overwrites it');
     }
+  }
+}
+
+/**
+ * Staging of one key step into registers, for the state kernel and the causal output kernel:
+ * rk<u> = φ(K) chunks (8 features of key `first + step·KT + t / cprK`), rv<u> = V chunks (8 columns
+ * from v0), zero past `end` and past the dims (chunk t = lid + u·threads).
+ */
+export function emitKvFetch(add: (s: string) => void, step: string, o: { chunksK: number; chunksV: number; threads: number; first: string; end: string; cprK: string; f0: string }): void {
+  for (let u = 0; u < o.chunksK; u++) {
+    add('    {');
+    add(`      let tk = lid + ${u * o.threads}u;`);
+    add(`      let key = ${o.first} + ${step} * KT + tk / ${o.cprK};`);
+    add(`      let fd = ${o.f0}(tk % ${o.cprK}) * 8u;`);
+    add(`      rk${u} = vec4<u32>();`);
+    add(`      if (key < ${o.end}) { rk${u} = pack8(phi8(eight_k(k_row0 + key * p.k_str.z, fd, p.dim, p.k_str.w), fd, p.dim)); }`);
+    add('    }');
+  }
+  for (let u = 0; u < o.chunksV; u++) {
+    add('    {');
+    add(`      let tv = lid + ${u * o.threads}u;`);
+    add(`      let vkey = ${o.first} + ${step} * KT + tv / CPR_V;`);
+    add('      let vd = v0 + (tv % CPR_V) * 8u;');
+    add(`      rv${u} = vec4<u32>();`);
+    add(`      if (vkey < ${o.end}) { rv${u} = pack8(eight_v(v_row0 + vkey * p.v_str.z, vd, p.dim_v, p.v_str.w)); }`);
+    add('    }');
   }
 }
