@@ -12,7 +12,7 @@ import { roundToHalf } from '../dist/core/dtype.js';
 import { validateApprox } from '../dist/ops/approx/problem.js';
 import { referenceApprox } from '../dist/ops/approx/index.js';
 import { CAUSAL_TM, buildFusedCausalOutput, buildFusedScan, causalWorkgroupBytes } from '../dist/ops/approx/webgpu/fused-causal.wgsl.js';
-import { CAUSAL_CHUNK_KEYS, fusedGrids, fusedParams, fusedPlan, fusedProblemUnsupported } from '../dist/ops/approx/webgpu/fused.js';
+import { CAUSAL_CHUNK_KEYS, fusedGrids, fusedParams, fusedPlan, fusedPlanUnsupported, fusedProblemUnsupported } from '../dist/ops/approx/webgpu/fused.js';
 import { type Case, type Env, Source, compileExpr, eight, emulateEpilogue, emulateState, loadMatrix, makeInputs, mma, phi, vec } from './fused-emulation.js';
 import { tintErrors } from './tint.js';
 
@@ -328,6 +328,13 @@ describe('fused causal linear attention kernels', () => {
     const small = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined, 2 * 3 * 64 * 64 * 4);
     expect(small.chunkKeys).toBeGreaterThan(CAUSAL_CHUNK_KEYS);
     expect(small.bytes.part).toBeLessThanOrEqual(2 * 3 * 64 * 64 * 4);
+    // the grid check counts the causal kernel's 64-row query tiles (300 rows: 5 of them)
+    const square = causalProblem({ B: 1, H: 2, KV: 2, S: 300, D: 128 }, 1).p;
+    const limits = { maxComputeWorkgroupsPerDimension: 4, maxStorageBufferBindingSize: 1 << 30 };
+    expect(fusedPlanUnsupported(fusedPlan(square, { q: 0, k: 0, v: 0 }, undefined), square, limits)).toMatch(/5 query tiles\) exceeds maxComputeWorkgroupsPerDimension 4/);
+    // (and every other dispatch: the scan's 17 workgroups of 256 quads per plane are the widest here)
+    expect(fusedPlanUnsupported(fusedPlan(square, { q: 0, k: 0, v: 0 }, undefined), square, { ...limits, maxComputeWorkgroupsPerDimension: 16 })).toMatch(/exceeds/);
+    expect(fusedPlanUnsupported(fusedPlan(square, { q: 0, k: 0, v: 0 }, undefined), square, { ...limits, maxComputeWorkgroupsPerDimension: 17 })).toBeUndefined();
     const wide = causalProblem({ B: 1, H: 1, KV: 1, S: 8, D: 160 }, 1).p;
     expect(fusedProblemUnsupported(wide)).toMatch(/at most 128 features/);
   });

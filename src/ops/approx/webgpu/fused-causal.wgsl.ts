@@ -34,6 +34,9 @@ export interface FusedCausalOptions {
 /** Query rows per causal output workgroup. */
 export const CAUSAL_TM = 64;
 
+/** Most features the causal output kernel takes: its φ(Q) tile of 64 rows x FP (<= 128) stays in workgroup memory. */
+export const CAUSAL_MAX_FEATURES = 128;
+
 export function causalGeometry(o: Pick<FusedCausalOptions, 'tn'>) {
   const sgN = o.tn / 64;
   const subgroups = 2 * sgN;

@@ -15,6 +15,7 @@ import { type ModsPlan, packModData, planMods } from '../../attention/mods/plan.
 import { IDENTITY } from '../features.js';
 import type { ApproxProblem } from '../problem.js';
 import { featuresKernel } from './feature-kernels.js';
+import { CAUSAL_MAX_FEATURES } from './fused-causal.wgsl.js';
 import { featuresBindData, packApproxParams as pack } from './kernels.wgsl.js';
 import { performerFeatures, performerPipelines } from './performer.js';
 
@@ -28,7 +29,7 @@ function identity(): ModsPlan {
 /** Why `p` does not take the feature-plane route to the fused kernels, or undefined. */
 export function featurePlanesUnsupported(p: ApproxProblem): string | undefined {
   // the causal fused kernels keep the whole φ(Q) tile in workgroup memory (fused-causal.wgsl.ts)
-  if (p.causal && p.features > 128) return `causal on the fused kernels takes at most 128 features, got ${p.features} (the chunked path runs it)`;
+  if (p.causal && p.features > CAUSAL_MAX_FEATURES) return `causal on the fused kernels takes at most ${CAUSAL_MAX_FEATURES} features, got ${p.features} (the chunked path runs it)`;
   if (p.base.dtype !== 'float16') return 'float32 inputs keep float32 features on the portable path';
   return undefined;
 }

@@ -7,7 +7,7 @@ import type { StridedView } from '../../attention/problem.js';
 import type { AttentionOperands } from '../../attention/webgpu/attention-io.js';
 import { ELU_PLUS_ONE, IDENTITY, RELU } from '../features.js';
 import type { ApproxProblem } from '../problem.js';
-import { CAUSAL_TM, type FusedCausalOptions, buildFusedCausalOutput, buildFusedScan } from './fused-causal.wgsl.js';
+import { CAUSAL_MAX_FEATURES, CAUSAL_TM, type FusedCausalOptions, buildFusedCausalOutput, buildFusedScan } from './fused-causal.wgsl.js';
 import {
   FUSED_KT, FUSED_PARAMS, type FusedFeatureMap, type FusedLinearOptions, type FusedOutputOptions,
   buildFusedOutput, buildFusedReduce, buildFusedState,
@@ -49,8 +49,8 @@ export function fusedMapOf(p: ApproxProblem): FusedFeatureMap | undefined {
 /** Why the fused kernels do not take `p` (it then runs on the portable path), or undefined. */
 export function fusedProblemUnsupported(p: ApproxProblem): string | undefined {
   if (p.kind !== 'linear') return 'Performer runs on the portable path';
-  if (p.causal && p.features > 128) return `causal linear attention on the fused kernels keeps the whole φ(Q) tile in workgroup memory: at most 128 features, got ${p.features}`;
-  if (p.causal && p.base.seqQ > p.base.seqK) return `causal linear attention with Sq (${p.base.seqQ}) > Sk (${p.base.seqK}) is not implemented on WebGPU`;
+  // (causal with Sq > Sk is refused before any route: approxGpuUnsupported)
+  if (p.causal && p.features > CAUSAL_MAX_FEATURES) return `causal linear attention on the fused kernels keeps the whole φ(Q) tile in workgroup memory: at most ${CAUSAL_MAX_FEATURES} features, got ${p.features}`;
   if (!fusedMapOf(p)) return 'an expression feature map runs on the portable path (the fused kernels know elu+1 and relu)';
   return undefined;
 }
@@ -123,10 +123,11 @@ export type FusedPlan = ReturnType<typeof fusedPlan>;
 export function fusedPlanUnsupported(plan: FusedPlan, p: ApproxProblem, limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupsPerDimension' | 'maxStorageBufferBindingSize'>): string | undefined {
   const max = limits.maxComputeWorkgroupsPerDimension;
   const b = p.base;
-  if (plan.chunks > max || plan.planes > max || b.batch * b.headsQ > max || Math.ceil(b.seqQ / plan.output.tm) > max) {
-    return `the grid (${plan.chunks} key chunks, ${plan.planes} key planes, ${b.batch * b.headsQ} query planes) exceeds maxComputeWorkgroupsPerDimension ${max}`;
+  // every dimension of the three dispatches (the output's query tiles are the causal kernel's where causal)
+  const grids = fusedGrids(p, plan);
+  if (Object.values(grids).some((grid) => grid.some((n) => n > max))) {
+    return `the grid (${plan.chunks} key chunks, ${plan.planes} key planes, ${b.batch * b.headsQ} query planes, ${grids.output[0]} query tiles) exceeds maxComputeWorkgroupsPerDimension ${max}`;
   }
-  if (plan.causal && b.batch * b.headsQ > max) return `the grid (${b.batch * b.headsQ} query planes) exceeds maxComputeWorkgroupsPerDimension ${max}`;
   if (plan.bytes.part > limits.maxStorageBufferBindingSize) {
     return `the partial states need a ${plan.bytes.part}-byte binding, the device allows ${limits.maxStorageBufferBindingSize}`;
   }

@@ -1,5 +1,6 @@
 // Non-causal linear attention with a built-in feature map ('elu+1', 'relu') on tensor cores, fused
 // (issue 13; FUSEDATTN_APPROX_TIER=fused): no f32 φ, [V|1] or numerator planes in global memory.
+// The state kernel and the helpers below also serve the causal form (fused-causal.wgsl.ts).
 // Shape legend: P = B·Nkv key planes, bh = b·Nq + h query planes, F = D features (FP padded to the
 // feature tile), Dv (DVP padded to the value tile), C key chunks of KC keys.
 //   1 state   grid (C, P, fTiles·vTiles): φ(K chunk) applied while staged (16-byte loads, f16 in
