@@ -5,8 +5,8 @@
 // dispatches); no timing unless every check passed. Then GPU time (gpu-timer.mjs: timestamps summed
 // over the dispatches, after warmGpu, median of 5) of Performer M 256 on the fused route and on the
 // portable products, linear elu+1 fused, and exact attention (the tensor-core flash tier), non-causal,
-// B1 H8 D64 for S 512 .. 16384 (the crossover) and at B4 H32 S4096 D128; every timed output
-// spot-checked against float64 rows first.
+// then causal (Performer M 128, linear elu+1, exact), B1 H8 D64 for S 512 .. 16384 (the crossover)
+// and at B4 H32 S4096 D128; every timed output spot-checked against float64 rows first.
 //   node bench/gpu/performer-fused.mjs OUTDIR [--smoke]   (--smoke: no tensor cores needed; the
 //   fused route must then be refused and the checks run the portable path)
 // Tolerance: max |out - ref| <= 2e-2 * max |ref| (f16 inputs, f16 features and state, f16 output).
