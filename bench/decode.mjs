@@ -145,6 +145,7 @@ const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 async function timeQueued(record) {
   const gpu = [];
   const steady = [];
+  const passes = [];
   for (let round = 0; round < 3; round++) {
     await spinUp(record);
     if (timestamps) {
@@ -154,14 +155,18 @@ async function timeQueued(record) {
       await runtime.finish();
       profiler.stop();
       const report = await profiler.report();
-      gpu.push((report.kernels.filter((k) => k.label !== 'heater').reduce((s, k) => s + (k.gpuMs ?? 0), 0) / reps) * 1000);
+      const kernels = report.kernels.filter((k) => k.label !== 'heater');
+      gpu.push((kernels.reduce((s, k) => s + (k.gpuMs ?? 0), 0) / reps) * 1000);
+      // per pass (partial kernel, combine): which of them a change moved
+      passes.push(Object.fromEntries(kernels.map((k) => [k.label, +(((k.gpuMs ?? 0) / reps) * 1000).toFixed(1)])));
     }
     const t0 = performance.now();
     for (let r = 0; r < reps; r++) await record();
     await runtime.finish();
     steady.push(((performance.now() - t0) / reps) * 1000);
   }
-  return { gpuUs: gpu.length ? median(gpu) : undefined, steadyUs: median(steady) };
+  const mid = gpu.length ? gpu.indexOf(median(gpu)) : -1;
+  return { gpuUs: gpu.length ? median(gpu) : undefined, steadyUs: median(steady), passes: mid >= 0 ? passes[mid] : undefined };
 }
 
 /** Wall microseconds per awaited attentionDecode() call (each its own submit). */
@@ -371,7 +376,7 @@ async function variant({ part, shapeName, Nq, Nkv, D, Dv, length, dtype, pageSiz
     const stream = await streamUs(bytes);
     const us = t.gpuUs ?? t.steadyUs;
     const row = {
-      ...base, gpuUs: t.gpuUs && +t.gpuUs.toFixed(1), steadyUs: +t.steadyUs.toFixed(1), replayUs: +replayUs.toFixed(1), apiUs: +apiUs.toFixed(1), bytes,
+      ...base, gpuUs: t.gpuUs && +t.gpuUs.toFixed(1), passes: t.passes, steadyUs: +t.steadyUs.toFixed(1), replayUs: +replayUs.toFixed(1), apiUs: +apiUs.toFixed(1), bytes,
       GBs: +(bytes / us / 1e3).toFixed(1), streamUs: +stream.toFixed(1), streamGBs: +(bytes / stream / 1e3).toFixed(1), fractionOfStream: +(stream / us).toFixed(3),
       maxRelError: +err.toExponential(2), plan: { workgroup: plan.kernel.workgroupSize, chunk: plan.kernel.chunk, rows: plan.kernel.headsPerBlock * plan.kernel.tokensPerBlock, splits: plan.splits, unroll: plan.kernel.unroll },
       timing: `${timestamps ? 'GPU timestamps per dispatch, ' : ''}median of 3 rounds of ${reps}`,
@@ -392,7 +397,7 @@ function record(row) {
   rows.push(row);
   appendRow(jsonl, row);
   const what = `${row.part} ${row.shape} L${row.length} ${row.cache}${row.pageSize ? ` P${row.pageSize}` : ''}`;
-  console.log(row.error ? `${what}: ERROR ${row.error}` : `${what}: gpu ${row.gpuUs ?? '-'} us, steady ${row.steadyUs} us, replay ${row.replayUs} us, api ${row.apiUs} us, ${row.GBs} GB/s = ${row.fractionOfStream} of stream (err ${row.maxRelError})`);
+  console.log(row.error ? `${what}: ERROR ${row.error}` : `${what}: gpu ${row.gpuUs ?? '-'} us, steady ${row.steadyUs} us, replay ${row.replayUs} us, api ${row.apiUs} us, ${row.GBs} GB/s = ${row.fractionOfStream} of stream (err ${row.maxRelError})${row.passes ? ` passes ${JSON.stringify(row.passes)}` : ''}`);
 }
 
 // ------------------------------------------------------------------------------------------ run

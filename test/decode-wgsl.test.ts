@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { type DecodeShape, buildCombine, buildMerge, buildSplitKv, planDecode, splitKvSharedBytes, splitKvUnsupported } from '../dist/ops/decode/webgpu/index.js';
 import { tintErrors } from './tint.js';
+import { buildPipelinedSplitKv, pipelinedLayout, pipelinedSharedBytes } from '../dist/ops/decode/webgpu/split-kv-pipelined.wgsl.js';
 import { ACCESS_HELPERS } from '../dist/ops/decode/webgpu/access.wgsl.js';
 import { toHalfBits } from '../dist/index.js';
 import { acquireDevice } from '../dist/engines/webgpu/device.js';
@@ -87,6 +88,23 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     } finally {
       delete process.env.FUSEDATTN_DECODE_SHARED_WEIGHTS;
     }
+    // the pipelined kernel wherever the plan takes it (no append, RoPE or latent cache), with the
+    // combine for each value width, and its layout on llama-8b (4 lanes x 4 words per key, tiles of 32)
+    for (const [name, shape] of Object.entries({ ...SHAPES, 'int8 ALiBi softcap LSE 4 tokens': { cache: 'int8', alibi: true, softcap: true, lse: true, tokens: 4 }, 'f32 paged D 256': { cache: 'float32', paged: true, dimQK: 256, dimV: 256 } } as Record<string, Partial<DecodeShape>>)) {
+      const plan = planDecode({ ...base, ...shape }, h200);
+      if (typeof plan === 'string') throw new Error(`${name}: ${plan}`);
+      const applies = !shape.append && !shape.sharedKV;
+      expect(plan.pipelined !== undefined, name).toBe(applies);
+      if (!plan.pipelined) continue;
+      expect(pipelinedSharedBytes(plan.pipelined.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
+      sources[`${name} (pipelined)`] = buildPipelinedSplitKv(plan.pipelined.kernel);
+      sources[`${name} (combine, Dv ${plan.pipelined.kernel.dimV})`] = buildCombine({ dimV: plan.pipelined.kernel.dimV, io: plan.pipelined.kernel.io, lse: true });
+    }
+    const llama = planDecode(base, h200);
+    if (typeof llama === 'string' || !llama.pipelined) throw new Error('llama-8b: no pipelined plan');
+    expect(pipelinedLayout(llama.pipelined.kernel)).toMatchObject({ T: 4, TK: 32, NKS: 8, VK: 4, R: 4 });
+    expect(llama.pipelined.grid).toEqual([8, 1, 64]);
+    sources['combine Dv 1024 (several quads per thread)'] = buildCombine({ dimV: 1024, io: 'float16', lse: true });
     sources['merge f16 BSND'] = buildMerge({ io: 'float16', bsnd: true });
     const errors = tintErrors(sources, 'the decode kernels');
     if (!errors) return;

@@ -12,6 +12,7 @@ import {
 import { type DecodeCase, checkF32, compare, decodeCaseName, makeDecodeCase } from '../dist/testing/index.js';
 import { backendsHere } from './helpers.js';
 import { checkDecodeCase, destroyGpu, inputsOnGpu, toCpu, toGpu } from './decode-helpers.js';
+import { pipelinedLayout } from '../dist/ops/decode/webgpu/split-kv-pipelined.wgsl.js';
 
 const webgpu = (await backendsHere()).find((b) => b.name === 'webgpu')!;
 if (webgpu.skip) console.warn(`\n!!! SKIPPING the WebGPU decode tests: ${webgpu.skip}\n`);
@@ -47,6 +48,14 @@ const GPU_REAL: DecodeCase[] = [
   { batch: 1, headsQ: 32, headsKv: 8, seqQ: 1, dimQK: 128, lengths: [1500], cache: 'float16', returnLse: true },
   { batch: 2, headsQ: 14, headsKv: 2, seqQ: 1, dimQK: 64, lengths: [1100, 301], cache: 'float32', pageSize: 16, append: true, sharedPages: true },
   { batch: 1, headsQ: 16, headsKv: 1, seqQ: 1, dimQK: 576, dimV: 512, lengths: [257], cache: 'int8', shared: true, pageSize: 64, append: true, scale: 0.07 },
+];
+
+/** The pipelined kernel's cases (no appends; WebGPU only: the CPU backend has no such kernel). */
+const PIPELINED: DecodeCase[] = [
+  { batch: 1, headsQ: 32, headsKv: 8, seqQ: 1, dimQK: 128, lengths: [1500], cache: 'float16' },
+  { batch: 2, headsQ: 8, headsKv: 2, seqQ: 1, dimQK: 64, lengths: [700, 333], cache: 'int8', pageSize: 16, sharedPages: true, softcap: 5, alibi: true, returnLse: true },
+  { batch: 2, headsQ: 6, headsKv: 2, seqQ: 3, dimQK: 32, lengths: [260, 45], cache: 'bfloat16', cacheLayout: 'BSND', layout: 'BSND', causal: true, window: [50, 0] },
+  { batch: 3, headsQ: 4, headsKv: 4, seqQ: 2, dimQK: 48, dimV: 32, lengths: [300, 0, 129], cache: 'float32', causal: 'top-left', returnLse: true, io: 'float16' },
 ];
 
 describe('attentionDecode on cpu', () => {
@@ -95,6 +104,28 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
         delete process.env.FUSEDATTN_DECODE_KEY_LANES;
       }
     });
+  }
+  // the pipelined kernel (split-kv-pipelined.wgsl.ts), the default for calls without appends: with
+  // one split (many tiles per workgroup: the running max and the rescale across tiles) and with a
+  // few (the combine), every cache dtype, paged with shared pages, windows, Sq > 1, odd dims
+  for (const c of PIPELINED) {
+    for (const target of ['1', '24']) {
+      it(`${decodeCaseName(c)} on the pipelined kernel, ${target === '1' ? 'one split' : 'a few splits'}`, async () => {
+        process.env.FUSEDATTN_DECODE_PIPE_TARGET = target;
+        try {
+          const { q, cache, options } = makeDecodeCase(c, 12);
+          const { planFor } = await import('../dist/ops/decode/webgpu/run.js');
+          const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
+          const plan = planFor(await getRuntime(), validateDecode(q, cache, options));
+          expect(plan.pipelined, 'the plan takes the pipelined kernel').toBeDefined();
+          const tiles = Math.ceil(Math.max(...c.lengths) / plan.pipelined!.grid[2] / pipelinedLayout(plan.pipelined!.kernel).TK);
+          if (target === '1') expect(tiles, 'several tiles per workgroup').toBeGreaterThan(2);
+          await checkDecodeCase(c, 12, { backend: 'webgpu', gpuResident: true });
+        } finally {
+          delete process.env.FUSEDATTN_DECODE_PIPE_TARGET;
+        }
+      });
+    }
   }
   // README "Decode attention": a decode loop records its call once and replays it (no validation,
   // binding or table upload per step); the kernel re-reads the lengths from their GPU buffer, so a

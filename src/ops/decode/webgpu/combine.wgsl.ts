@@ -23,15 +23,23 @@ export const COMBINE_PARAMS = new UniformLayout('CombineParams', {
 export const COMBINE_WORKGROUP = 128;
 export const COMBINE_BINDINGS = { params: 0, partials: 1, out: 2, lse: 3 } as const;
 
+/** Splits each combine thread loads before using them (one memory latency per batch, not per split). */
+const COMBINE_UNROLL = 4;
+
 /**
  * out[row] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, one workgroup per row (2-D grid past
- * the per-dimension limit): thread (c, slice) sums quad c over the splits of its slice, then the
- * slices are added through workgroup memory.
+ * the per-dimension limit): thread (quad c, slice) merges the splits slice, slice + SLICES, ... online
+ * (its own running max, COMBINE_UNROLL splits' loads in flight at once), then slice 0 merges the
+ * slices through workgroup memory: one barrier, where a max-first tree took eight and a memory
+ * round trip per split (the pass cost a fixed ~9 us on the H200, issue 15).
  */
 export function buildCombine(o: CombineOptions): string {
   const D4 = o.dimV / 4;
   const WG = COMBINE_WORKGROUP;
-  const slices = Math.max(1, Math.floor(WG / D4));
+  const QW = Math.min(D4, WG);
+  const slices = Math.max(1, Math.floor(WG / QW));
+  const U = COMBINE_UNROLL;
+  const units = Array.from({ length: U }, (_, u) => u);
   return `${COMBINE_PARAMS.wgsl()}
 @group(0) @binding(0) var<uniform> params: CombineParams;
 @group(0) @binding(1) var<storage, read> partials: array<vec4<f32>>;
@@ -39,57 +47,66 @@ export function buildCombine(o: CombineOptions): string {
 ${o.lse ? '@group(0) @binding(3) var<storage, read_write> lse: array<f32>;' : ''}
 
 const D4 = ${D4}u;
-const WG = ${WG}u;
+const QW = ${QW}u;
 const SLICES = ${slices}u;
-var<workgroup> maxes: array<f32, WG>;
-var<workgroup> sums: array<vec4<f32>, ${slices * D4}>;
-var<workgroup> denominators: array<f32, SLICES>;
+const NO_SCORE = ${NO_SCORE};
+var<workgroup> slice_acc: array<vec4<f32>, ${slices * QW}>;
+var<workgroup> slice_ml: array<vec2<f32>, SLICES>;
 ${NEG_INF_FN}
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= params.rows) { return; }
   let base = row * params.splits * (D4 + 1u);
-  var m = ${NO_SCORE};
-  for (var s = lid.x; s < params.splits; s += WG) { m = max(m, partials[base + s * (D4 + 1u) + D4].x); }
-  maxes[lid.x] = m;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (lid.x < stride) { maxes[lid.x] = max(maxes[lid.x], maxes[lid.x + stride]); }
-    workgroupBarrier();
-  }
-  let top = maxes[0];
-  let c = lid.x % D4;
-  let slice = lid.x / D4;
-  if (slice < SLICES) {
-    var acc = vec4<f32>(0.0);
-    var den = 0.0;
-    for (var s = slice; s < params.splits; s += SLICES) {
-      let ml = partials[base + s * (D4 + 1u) + D4];
-      let w = exp(ml.x - top);
-      acc += w * partials[base + s * (D4 + 1u) + c];
-      den += w * ml.y;
-    }
-    sums[slice * D4 + c] = acc;
-    if (c == 0u) { denominators[slice] = den; }
-  }
-  workgroupBarrier();
+  let slice = lid.x / QW;
+  let live = slice < SLICES;
   // row = (b * Nq + head) * Sq + i
   let i = row % params.tokens;
   let head = (row / params.tokens) % params.heads_q;
   let b = row / (params.tokens * params.heads_q);
   let o = (params.o_off + b * params.o_sb + head * params.o_sh + i * params.o_si) / 4u;
-  for (var q = lid.x; q < D4; q += WG) {
+  // several quads per thread only where one slice covers the row (no barrier in the loop then)
+  ${slices === 1 ? 'for (var c = lid.x % QW; c < D4; c += QW) {' : '{\n    let c = lid.x % QW;'}
+    var m = NO_SCORE;
+    var l = 0.0;
     var acc = vec4<f32>(0.0);
-    var den = 0.0;
-    for (var s = 0u; s < SLICES; s++) {
-      acc += sums[s * D4 + q];
-      den += denominators[s];
+    if (live) {
+      for (var s0 = slice; s0 < params.splits; s0 += SLICES * ${U}u) {
+${units.map((u) => `        let at${u} = base + min(s0 + SLICES * ${u}u, params.splits - 1u) * (D4 + 1u);
+        let ml${u} = partials[at${u} + D4];
+        let x${u} = partials[at${u} + c];`).join('\n')}
+${units.map((u) => `        if (s0 + SLICES * ${u}u < params.splits) {
+          let mn = max(m, ml${u}.x);
+          let f = exp(m - mn);
+          let g = exp(ml${u}.x - mn);
+          acc = acc * f + x${u} * g;
+          l = l * f + ml${u}.y * g;
+          m = mn;
+        }`).join('\n')}
+      }
     }
-    let inv = select(0.0, 1.0 / den, den > 0.0);
-    out[o + q] = ${quadStore(o.io, 'acc * inv')};
-${o.lse ? '    if (q == 0u) { lse[row] = select(neg_inf(), top + log(den), den > 0.0); }' : ''}
+${slices === 1 ? `    let inv = select(0.0, 1.0 / l, l > 0.0);
+    out[o + c] = ${quadStore(o.io, 'acc * inv')};
+${o.lse ? '    if (c == 0u) { lse[row] = select(neg_inf(), m + log(l), l > 0.0); }' : ''}` : `    if (live) {
+      slice_acc[lid.x] = acc;
+      if (c == 0u) { slice_ml[slice] = vec2<f32>(m, l); }
+    }
+    workgroupBarrier();
+    if (slice == 0u) {
+      var top = NO_SCORE;
+      for (var t = 0u; t < SLICES; t++) { top = max(top, slice_ml[t].x); }
+      var sum = vec4<f32>(0.0);
+      var den = 0.0;
+      for (var t = 0u; t < SLICES; t++) {
+        let w = exp(slice_ml[t].x - top);
+        sum += w * slice_acc[t * QW + c];
+        den += w * slice_ml[t].y;
+      }
+      let inv = select(0.0, 1.0 / den, den > 0.0);
+      out[o + c] = ${quadStore(o.io, 'sum * inv')};
+${o.lse ? '      if (c == 0u) { lse[row] = select(neg_inf(), top + log(den), den > 0.0); }' : ''}
+    }`}
   }
 }
 `;

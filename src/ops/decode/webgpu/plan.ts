@@ -5,6 +5,7 @@
 import { envInt } from '../../../core/env.js';
 import type { StoredDType } from './access.wgsl.js';
 import { MLA_TILE, type MlaDecodeOptions, mlaDecodeSharedBytes, mlaDecodeUnsupported } from './mla-sgmatrix.wgsl.js';
+import { type PipelinedDecodeOptions, pipelinedChunk, pipelinedLayout, pipelinedSharedBytes, pipelinedStorageBindings, pipelinedUnsupported } from './split-kv-pipelined.wgsl.js';
 import { type SplitKvOptions, splitKvSharedBytes, splitKvStorageBindings, splitKvUnsupported } from './split-kv.wgsl.js';
 
 /** The shape-level facts a plan depends on (the same for a call and for a recorded step). */
@@ -42,6 +43,12 @@ export interface DecodePlan {
    * grid (always combined); the call falls back to `kernel` where its strides do not allow it.
    */
   mla?: { kernel: MlaDecodeOptions; splits: number; grid: [number, number, number] };
+  /**
+   * The pipelined split-KV kernel (split-kv-pipelined.wgsl.ts) for calls without appends, RoPE or
+   * a latent cache, with its own splits, grid and combine; the call falls back to `kernel` where its
+   * strides are not whole 16-byte words.
+   */
+  pipelined?: { kernel: PipelinedDecodeOptions; splits: number; grid: [number, number, number]; combine: boolean };
 }
 
 type Limits = Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' | 'maxStorageBuffersPerShaderStage' | 'maxComputeWorkgroupsPerDimension'>;
@@ -137,6 +144,8 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
     const plan: DecodePlan = { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
     const mla = planMla(s, limits, device);
     if (mla) plan.mla = mla;
+    const pipelined = mla ? undefined : planPipelined(s, limits);
+    if (pipelined) plan.pipelined = pipelined;
     return plan;
   }
   return reasons.memory ?? reasons.bindings ?? reasons.kernel ?? 'no workgroup size fits this device';
@@ -163,6 +172,48 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
   const target = envInt('FUSEDATTN_DECODE_MLA_TARGET', 1) ?? 128;
   const splits = decodeSplits(s.maxKeys, gridX * s.batch, MLA_TILE, target);
   return { kernel, splits, grid: [gridX, s.batch, splits] };
+}
+
+/** Workgroups the pipelined kernel aims for by default (FUSEDATTN_DECODE_PIPE_TARGET). */
+export const PIPELINED_TARGET = 512;
+
+/**
+ * The pipelined kernel's plan where it applies (FUSEDATTN_DECODE_PIPELINED=0 turns it off): no
+ * append, RoPE or latent cache; as many heads of the group per workgroup as its accumulators allow.
+ * FUSEDATTN_DECODE_PIPE_WORKGROUP (threads, default 128), FUSEDATTN_DECODE_PIPE_WORDS (key words per
+ * score thread, default 4) and FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for) are the
+ * benchmarks' overrides.
+ */
+function planPipelined(s: DecodeShape, limits: Limits): DecodePlan['pipelined'] {
+  if ((envInt('FUSEDATTN_DECODE_PIPELINED', 0, 1) ?? 1) !== 1) return undefined;
+  if (s.append || s.rope || s.sharedKV) return undefined;
+  const E = pipelinedChunk(s.cache);
+  if (s.dimQK % E !== 0 || s.dimV % E !== 0) return undefined;
+  const N = envInt('FUSEDATTN_DECODE_PIPE_WORKGROUP', 32, 1024) ?? 128;
+  if (N > limits.maxComputeInvocationsPerWorkgroup || N > limits.maxComputeWorkgroupSizeX) return undefined;
+  const asked = envInt('FUSEDATTN_DECODE_PIPE_WORDS', 1, 64) ?? 4;
+  const words = s.dimQK / E;
+  let keyWords = Math.min(asked, words);
+  while (words % keyWords !== 0 || N % (words / keyWords) !== 0) keyWords--;
+  // rows: as many as the accumulators allow, and no more than one weights thread per (row, slice)
+  const slices = N / (s.dimV / E);
+  const cap = Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_QUADS / (E / 4)), Math.floor(N / slices)));
+  const headsPerBlock = Math.min(s.group, cap);
+  const tokensPerBlock = Math.max(1, Math.min(s.tokens, Math.floor(cap / headsPerBlock)));
+  const kernel: PipelinedDecodeOptions = {
+    dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize: N, keyWords,
+    cache: s.cache, io: s.io, paged: s.paged, softcap: s.softcap, alibi: s.alibi, direct: false,
+  };
+  if (pipelinedUnsupported(kernel) || pipelinedSharedBytes(kernel) > limits.maxComputeWorkgroupStorageSize) return undefined;
+  if (pipelinedStorageBindings(kernel) > limits.maxStorageBuffersPerShaderStage) return undefined;
+  const gridX = s.headsKv * Math.ceil(s.group / headsPerBlock);
+  const gridY = s.batch * Math.ceil(s.tokens / tokensPerBlock);
+  const max = limits.maxComputeWorkgroupsPerDimension;
+  if (gridX > max || gridY > max) return undefined;
+  const target = envInt('FUSEDATTN_DECODE_PIPE_TARGET', 1) ?? PIPELINED_TARGET;
+  const splits = decodeSplits(s.maxKeys, gridX * gridY, pipelinedLayout(kernel).TK, target);
+  const combine = splits > 1 || s.lse;
+  return { kernel: { ...kernel, direct: !combine }, splits, grid: [gridX, gridY, splits], combine };
 }
 
 /** The largest power of two <= `asked` dividing both the workgroup and the key's chunks. */

@@ -8,11 +8,13 @@ import { windowParams } from '../../attention/webgpu/score.wgsl.js';
 import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine } from './combine.wgsl.js';
 import type { DecodePlan } from './plan.js';
 import { type MlaDecodeOptions, buildMlaDecode } from './mla-sgmatrix.wgsl.js';
+import { type PipelinedDecodeOptions, buildPipelinedSplitKv, pipelinedChunk } from './split-kv-pipelined.wgsl.js';
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, type SplitKvOptions, buildSplitKv } from './split-kv.wgsl.js';
 
 export const splitKvKernel = defineKernel<SplitKvOptions>('decode-split-kv', buildSplitKv);
 export const combineKernel = defineKernel<CombineOptions>('decode-combine', buildCombine);
 export const mlaDecodeKernel = defineKernel<MlaDecodeOptions>('decode-mla-sgmatrix', buildMlaDecode);
+export const pipelinedKernel = defineKernel<PipelinedDecodeOptions>('decode-split-kv-pipelined', buildPipelinedSplitKv);
 
 /**
  * The plan this call runs: the MLA kernel's where the plan has one and the call's layout allows
@@ -20,6 +22,15 @@ export const mlaDecodeKernel = defineKernel<MlaDecodeOptions>('decode-mla-sgmatr
  * window), else split-KV.
  */
 export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'keys' | 'values' | 'pageSize' | 'window'>): DecodePlan {
+  if (plan.pipelined) {
+    // the pipelined kernel reads whole 16-byte words: every offset and stride a multiple of one
+    const E = pipelinedChunk(plan.pipelined.kernel.cache);
+    const v = call.values ?? call.keys;
+    const whole = [call.keys.off, call.keys.spos, call.keys.sp, call.keys.sh, v.off, v.spos, v.sp, v.sh].every((x) => x % E === 0);
+    if (!whole) return { ...plan, pipelined: undefined };
+    const { splits, grid, combine } = plan.pipelined;
+    return { ...plan, splits, grid, combine };
+  }
   if (!plan.mla) return plan;
   // a finite left window hides rows inside the first 16-key chunk, which the MLA kernel multiplies by P = 0
   if (Number.isFinite(call.window.left)) return { ...plan, mla: undefined };
@@ -93,7 +104,8 @@ export function partialBytes(plan: DecodePlan, call: Pick<GpuDecodeCall, 'batch'
 export async function prepareDecode(runtime: GpuRuntime, plan: DecodePlan, lse: boolean): Promise<void> {
   await runtime.pipeline(splitKvKernel, plan.kernel);
   if (plan.mla) await runtime.pipeline(mlaDecodeKernel, plan.mla.kernel);
-  if (plan.combine || plan.mla) await runtime.pipeline(combineKernel, { dimV: plan.kernel.dimV, io: plan.kernel.io, lse });
+  if (plan.pipelined) await runtime.pipeline(pipelinedKernel, plan.pipelined.kernel);
+  if (plan.combine || plan.mla || plan.pipelined?.combine) await runtime.pipeline(combineKernel, { dimV: plan.kernel.dimV, io: plan.kernel.io, lse });
 }
 
 /** Queues the partial pass (and the combine pass when the plan has one). Submits nothing. */
@@ -101,7 +113,9 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
   const plan = effectivePlan(chosen, call);
   const k = plan.kernel;
   const label = call.label ?? 'decode attention';
-  const pipeline = plan.mla ? await runtime.pipeline(mlaDecodeKernel, plan.mla.kernel) : await runtime.pipeline(splitKvKernel, k);
+  const pipeline = plan.mla ? await runtime.pipeline(mlaDecodeKernel, plan.mla.kernel)
+    : plan.pipelined ? await runtime.pipeline(pipelinedKernel, plan.pipelined.kernel) : await runtime.pipeline(splitKvKernel, k);
+  const kernelName = plan.mla ? 'MLA tensor-core' : plan.pipelined ? 'split-KV pipelined' : 'split-KV';
   const partials = plan.combine ? runtime.acquire(partialBytes(plan, call), 'intermediate', 'decode partials') : undefined;
   try {
     const values = call.values ?? call.keys;
@@ -139,7 +153,7 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
     }
     if (k.append && !plan.mla) entries[B.append] = call.append!.binding;
     if (k.rope && !plan.mla) entries[B.rope] = call.rope!.buffer;
-    runtime.dispatch({ label: `${label} (${plan.mla ? 'MLA tensor-core' : 'split-KV'})`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: plan.grid });
+    runtime.dispatch({ label: `${label} (${kernelName})`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: plan.grid });
     if (!partials) return;
     const combine = await runtime.pipeline(combineKernel, { dimV: k.dimV, io: k.io, lse: call.lse !== undefined });
     const rows = call.batch * call.headsQ * call.tokens;
