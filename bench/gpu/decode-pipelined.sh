@@ -16,19 +16,19 @@ export FUSEDATTN_COMMIT=${FUSEDATTN_COMMIT:-unknown}
 step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
 show() { grep -E "^(contiguous|paged|int8) |FAILED|ERROR|checked" "$1" | head -60; }
 if [[ ${PIPE_TESTS:-1} != 0 ]]; then
-  t0=$SECONDS; timeout 130 node node_modules/vitest/vitest.mjs run test/decode.test.ts test/paged-cache.test.ts test/decode-composite.test.ts test/decode-wgsl.test.ts > "$OUT/decode-tests.log" 2>&1; step tests $?
+  t0=$SECONDS; timeout 100 node node_modules/vitest/vitest.mjs run test/decode.test.ts test/paged-cache.test.ts test/decode-composite.test.ts test/decode-wgsl.test.ts > "$OUT/decode-tests.log" 2>&1; step tests $?
   grep -E "×|FAIL|Test Files|Tests " "$OUT/decode-tests.log" | tail -20
 fi
-t0=$SECONDS; timeout 70 python3 bench/decode_torch.py > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; step torch $?
+t0=$SECONDS; timeout 60 python3 bench/decode_torch.py > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; step torch $?
 tail -2 "$OUT/torch-decode.err"
-t0=$SECONDS; timeout 170 node bench/decode.mjs --out "$OUT/table" --parts contiguous,paged,int8 --shapes llama-8b,qwen2-0.5b --torch "$OUT/torch-decode.jsonl" > "$OUT/table.log" 2>&1; step table $?
+t0=$SECONDS; timeout 150 node bench/decode.mjs --out "$OUT/table" --parts contiguous,paged,int8 --shapes llama-8b,qwen2-0.5b --torch "$OUT/torch-decode.jsonl" > "$OUT/table.log" 2>&1; step table $?
 show "$OUT/table.log"
-t0=$SECONDS; FUSEDATTN_DECODE_PIPELINED=0 timeout 70 node bench/decode.mjs --out "$OUT/general" --parts contiguous,int8 --shapes llama-8b --torch "$OUT/torch-decode.jsonl" > "$OUT/general.log" 2>&1; step general $?
+t0=$SECONDS; FUSEDATTN_DECODE_PIPELINED=0 timeout 60 node bench/decode.mjs --out "$OUT/general" --parts contiguous,int8 --shapes llama-8b --torch "$OUT/torch-decode.jsonl" > "$OUT/general.log" 2>&1; step general $?
 show "$OUT/general.log"
 if [[ ${PIPE_SWEEP:-1} != 0 ]]; then
-  for v in TARGET=256 TARGET=1024 TARGET=2048 WORKGROUP=64 WORKGROUP=256 WORDS=2 WORDS=8; do
+  for v in TARGET=256 TARGET=2048 WORKGROUP=64 WORKGROUP=256 WORDS=8; do
     t0=$SECONDS
-    env "FUSEDATTN_DECODE_PIPE_$v" DECODE_LENGTHS=1024,32768 timeout 45 node bench/decode.mjs --out "$OUT/sweep-$v" --parts contiguous --shapes llama-8b > "$OUT/sweep-$v.log" 2>&1; step "sweep $v" $?
+    env "FUSEDATTN_DECODE_PIPE_$v" DECODE_LENGTHS=1024,32768 timeout 30 node bench/decode.mjs --out "$OUT/sweep-$v" --parts contiguous --shapes llama-8b > "$OUT/sweep-$v.log" 2>&1; step "sweep $v" $?
     grep -E "^contiguous|ERROR|FAILED" "$OUT/sweep-$v.log" | head -6
   done
 fi
