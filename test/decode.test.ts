@@ -109,9 +109,10 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
   // one split (many tiles per workgroup: the running max and the rescale across tiles) and with a
   // few (the combine), every cache dtype, paged with shared pages, windows, Sq > 1, odd dims
   for (const c of PIPELINED) {
-    for (const target of ['1', '24']) {
-      it(`${decodeCaseName(c)} on the pipelined kernel, ${target === '1' ? 'one split' : 'a few splits'}`, async () => {
-        process.env.FUSEDATTN_DECODE_PIPE_TARGET = target;
+    for (const target of ['1', '24', 'wide']) {
+      it(`${decodeCaseName(c)} on the pipelined kernel, ${target === '1' ? 'one split' : target === 'wide' ? 'one split of a wide workgroup' : 'a few splits'}`, async () => {
+        if (target === 'wide') process.env.FUSEDATTN_DECODE_PIPE_WIDE_KEYS = '100000';
+        else process.env.FUSEDATTN_DECODE_PIPE_TARGET = target;
         try {
           const { q, cache, options } = makeDecodeCase(c, 12);
           const { planFor } = await import('../dist/ops/decode/webgpu/run.js');
@@ -120,9 +121,15 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
           expect(plan.pipelined, 'the plan takes the pipelined kernel').toBeDefined();
           const tiles = Math.ceil(Math.max(...c.lengths) / plan.pipelined!.grid[2] / pipelinedLayout(plan.pipelined!.kernel).TK);
           if (target === '1') expect(tiles, 'several tiles per workgroup').toBeGreaterThan(2);
+          if (target === 'wide') {
+            const rt = await getRuntime();
+            expect(plan.pipelined!.kernel.workgroupSize).toBe(Math.min(1024, rt.limits.maxComputeInvocationsPerWorkgroup));
+            expect(plan.pipelined!.combine, 'no combine pass').toBe(false);
+          }
           await checkDecodeCase(c, 12, { backend: 'webgpu', gpuResident: true });
         } finally {
           delete process.env.FUSEDATTN_DECODE_PIPE_TARGET;
+          delete process.env.FUSEDATTN_DECODE_PIPE_WIDE_KEYS;
         }
       });
     }

@@ -20,11 +20,11 @@ export const COMBINE_PARAMS = new UniformLayout('CombineParams', {
   rows: 'u32', splits: 'u32', heads_q: 'u32', tokens: 'u32',
   o_off: 'u32', o_sb: 'u32', o_sh: 'u32', o_si: 'u32',
 });
-export const COMBINE_WORKGROUP = 128;
+export const COMBINE_WORKGROUP = 256;
 export const COMBINE_BINDINGS = { params: 0, partials: 1, out: 2, lse: 3 } as const;
 
 /** Splits each combine thread loads before using them (one memory latency per batch, not per split). */
-const COMBINE_UNROLL = 4;
+const COMBINE_UNROLL = 8;
 
 /**
  * out[row] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, one workgroup per row (2-D grid past

@@ -176,44 +176,78 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
 
 /** Workgroups the pipelined kernel aims for by default (FUSEDATTN_DECODE_PIPE_TARGET). */
 export const PIPELINED_TARGET = 512;
+/** Threads of the pipelined kernel's workgroups by default, and of its wide single-split form. */
+const PIPELINED_WORKGROUP = 128;
+const PIPELINED_WIDE = 1024;
+/** Longest cache the wide single-split form takes by default (FUSEDATTN_DECODE_PIPE_WIDE_KEYS). */
+export const PIPELINED_WIDE_KEYS = 0;
 
 /**
  * The pipelined kernel's plan where it applies (FUSEDATTN_DECODE_PIPELINED=0 turns it off): no
  * append, RoPE or latent cache; as many heads of the group per workgroup as its accumulators allow.
- * FUSEDATTN_DECODE_PIPE_WORKGROUP (threads, default 128), FUSEDATTN_DECODE_PIPE_WORDS (key words per
- * score thread, default 4) and FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for) are the
- * benchmarks' overrides.
+ * Short caches (at most FUSEDATTN_DECODE_PIPE_WIDE_KEYS keys) take one split of a wide workgroup
+ * (1024 threads where the device allows): no combine pass, whose launch costs more than such a
+ * cache's reads. FUSEDATTN_DECODE_PIPE_WORKGROUP (threads, default 128), FUSEDATTN_DECODE_PIPE_WORDS
+ * (key words per score thread, default 4) and FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for)
+ * are the benchmarks' overrides.
  */
 function planPipelined(s: DecodeShape, limits: Limits): DecodePlan['pipelined'] {
   if ((envInt('FUSEDATTN_DECODE_PIPELINED', 0, 1) ?? 1) !== 1) return undefined;
   if (s.append || s.rope || s.sharedKV) return undefined;
+  const wideKeys = envInt('FUSEDATTN_DECODE_PIPE_WIDE_KEYS', 0) ?? PIPELINED_WIDE_KEYS;
+  const wideN = Math.min(PIPELINED_WIDE, limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
+  if (s.maxKeys <= wideKeys) {
+    const wide = pipelinedKernelFor(s, limits, wideN, true);
+    if (wide) {
+      const kernel = { ...wide.kernel, direct: true, lse: s.lse };
+      if (!pipelinedUnsupported(kernel) && pipelinedStorageBindings(kernel) <= limits.maxStorageBuffersPerShaderStage) {
+        return { kernel, splits: 1, grid: [wide.gridX, wide.gridY, 1], combine: false };
+      }
+    }
+  }
+  const N = envInt('FUSEDATTN_DECODE_PIPE_WORKGROUP', 32, 1024) ?? PIPELINED_WORKGROUP;
+  const fit = pipelinedKernelFor(s, limits, N, false);
+  if (!fit) return undefined;
+  const target = envInt('FUSEDATTN_DECODE_PIPE_TARGET', 1) ?? PIPELINED_TARGET;
+  const splits = decodeSplits(s.maxKeys, fit.gridX * fit.gridY, pipelinedLayout(fit.kernel).TK, target);
+  // one split writes the output and the LSE itself
+  const direct = splits === 1;
+  const kernel = { ...fit.kernel, direct, lse: direct && s.lse };
+  if (pipelinedStorageBindings(kernel) > limits.maxStorageBuffersPerShaderStage) return undefined;
+  return { kernel, splits, grid: [fit.gridX, fit.gridY, splits], combine: !direct };
+}
+
+/** The pipelined kernel of N threads for `s`, or undefined where its layout or the limits do not allow one. */
+function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number, wide: boolean): { kernel: PipelinedDecodeOptions; gridX: number; gridY: number } | undefined {
   const E = pipelinedChunk(s.cache);
   if (s.dimQK % E !== 0 || s.dimV % E !== 0) return undefined;
-  const N = envInt('FUSEDATTN_DECODE_PIPE_WORKGROUP', 32, 1024) ?? 128;
   if (N > limits.maxComputeInvocationsPerWorkgroup || N > limits.maxComputeWorkgroupSizeX) return undefined;
-  const asked = envInt('FUSEDATTN_DECODE_PIPE_WORDS', 1, 64) ?? 4;
+  const asked = wide ? 4 : envInt('FUSEDATTN_DECODE_PIPE_WORDS', 1, 64) ?? 4;
   const words = s.dimQK / E;
-  let keyWords = Math.min(asked, words);
-  while (words % keyWords !== 0 || N % (words / keyWords) !== 0) keyWords--;
   // rows: as many as the accumulators allow, and no more than one weights thread per (row, slice)
   const slices = N / (s.dimV / E);
   const cap = Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_QUADS / (E / 4)), Math.floor(N / slices)));
-  const headsPerBlock = Math.min(s.group, cap);
-  const tokensPerBlock = Math.max(1, Math.min(s.tokens, Math.floor(cap / headsPerBlock)));
-  const kernel: PipelinedDecodeOptions = {
-    dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize: N, keyWords,
-    cache: s.cache, io: s.io, paged: s.paged, softcap: s.softcap, alibi: s.alibi, direct: false,
-  };
-  if (pipelinedUnsupported(kernel) || pipelinedSharedBytes(kernel) > limits.maxComputeWorkgroupStorageSize) return undefined;
-  if (pipelinedStorageBindings(kernel) > limits.maxStorageBuffersPerShaderStage) return undefined;
+  // key words per score thread: the most up to the asked that fit (fewer: shorter tiles, less
+  // memory), then fewer rows per workgroup where even one word does not
+  let kernel: PipelinedDecodeOptions | undefined;
+  for (let rows = cap; rows >= 1 && !kernel; rows = rows === 1 ? 0 : Math.ceil(rows / 2)) {
+    const headsPerBlock = Math.min(s.group, rows);
+    const tokensPerBlock = Math.max(1, Math.min(s.tokens, Math.floor(rows / headsPerBlock)));
+    for (let keyWords = Math.min(asked, words); keyWords >= 1 && !kernel; keyWords--) {
+      const k: PipelinedDecodeOptions = {
+        dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize: N, keyWords,
+        cache: s.cache, io: s.io, paged: s.paged, softcap: s.softcap, alibi: s.alibi, direct: false,
+      };
+      if (!pipelinedUnsupported(k) && pipelinedSharedBytes(k) <= limits.maxComputeWorkgroupStorageSize) kernel = k;
+    }
+  }
+  if (!kernel) return undefined;
+  const { headsPerBlock, tokensPerBlock } = kernel;
   const gridX = s.headsKv * Math.ceil(s.group / headsPerBlock);
   const gridY = s.batch * Math.ceil(s.tokens / tokensPerBlock);
   const max = limits.maxComputeWorkgroupsPerDimension;
   if (gridX > max || gridY > max) return undefined;
-  const target = envInt('FUSEDATTN_DECODE_PIPE_TARGET', 1) ?? PIPELINED_TARGET;
-  const splits = decodeSplits(s.maxKeys, gridX * gridY, pipelinedLayout(kernel).TK, target);
-  const combine = splits > 1 || s.lse;
-  return { kernel: { ...kernel, direct: !combine }, splits, grid: [gridX, gridY, splits], combine };
+  return { kernel, gridX, gridY };
 }
 
 /** The largest power of two <= `asked` dividing both the workgroup and the key's chunks. */

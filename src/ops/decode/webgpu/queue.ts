@@ -152,6 +152,10 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
       if (!k.sharedKV) entries[B.vScales] = call.vScales!.binding;
     }
     if (k.append && !plan.mla) entries[B.append] = call.append!.binding;
+    if (plan.pipelined?.kernel.lse) {
+      if (!call.lse) throw new Error('decode plan: the pipelined kernel writes an LSE the call has no buffer for');
+      entries[B.lse] = call.lse;
+    }
     if (k.rope && !plan.mla) entries[B.rope] = call.rope!.buffer;
     runtime.dispatch({ label: `${label} (${kernelName})`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: plan.grid });
     if (!partials) return;

@@ -20,7 +20,7 @@
 //            every row; NKS = N / CV slices, merged by a tree through workgroup memory at the end.
 // Rows, key ranges, the split partition and the partial layout are split-kv.wgsl.ts's (the same
 // params and bindings, the same combine pass).
-import { NO_SCORE } from '../../../engines/webgpu/wgsl.js';
+import { NEG_INF_FN, NO_SCORE } from '../../../engines/webgpu/wgsl.js';
 import { ACCESS_HELPERS, type StoredDType, quadLoad, quadStore, quadType, unpackWord, wordType } from './access.wgsl.js';
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS } from './split-kv.wgsl.js';
 
@@ -41,8 +41,10 @@ export interface PipelinedDecodeOptions {
   paged: boolean;
   softcap: boolean;
   alibi: boolean;
-  /** One split, no LSE: the kernel writes the normalized output itself. */
+  /** One split: the kernel writes the normalized output itself (and the LSE with `lse`). */
   direct: boolean;
+  /** Direct mode: also the LSE [B, Nq, Sq] (float32). */
+  lse?: boolean;
 }
 
 /** Elements per 16-byte cache word. */
@@ -75,6 +77,17 @@ export function pipelinedLayout(o: PipelinedDecodeOptions): PipelinedLayout {
   return { E, CQ, CV, T, TK, NKS, VK: TK / NKS, R: o.headsPerBlock * o.tokensPerBlock };
 }
 
+/** Floats the merge tree's slots may take (the tree runs in sub-rounds of fewer slots past it). */
+const TREE_FLOATS = 4096;
+
+/** Slots of the merge tree per sub-round: a power of two, at most half the slices. */
+function treeSlots(o: PipelinedDecodeOptions): number {
+  const { NKS, R } = pipelinedLayout(o);
+  let slots = 1;
+  while (slots * 2 <= NKS / 2 && slots * 2 * R * (o.dimV + 2) <= TREE_FLOATS) slots *= 2;
+  return slots;
+}
+
 /** Most accumulator quads per value thread (rows x E / 4): registers, not spills. */
 const MAX_QUADS = 16;
 const MAX_TOKENS = 16;
@@ -92,13 +105,14 @@ export function pipelinedUnsupported(o: PipelinedDecodeOptions): string | undefi
   if (R * (E / 4) > MAX_QUADS) return `${R} rows x ${E / 4} quads exceed ${MAX_QUADS} accumulator quads per thread`;
   if (o.headsPerBlock < 1 || o.headsPerBlock > o.group) return `headsPerBlock must be 1..${o.group}, got ${o.headsPerBlock}`;
   if (o.tokensPerBlock < 1 || o.tokensPerBlock > MAX_TOKENS) return `tokensPerBlock must be 1..${MAX_TOKENS}, got ${o.tokensPerBlock}`;
+  if (o.lse && !o.direct) return 'the kernel writes the LSE only in direct mode (the combine pass writes it otherwise)';
   return undefined;
 }
 
 /** Floats of the scratch array: the lanes' partial dots during the loop, the merge tree after it. */
 function scratchFloats(o: PipelinedDecodeOptions): number {
   const { TK, T, NKS, R } = pipelinedLayout(o);
-  return Math.max(R * (TK * T + 1), (NKS / 2) * R * (o.dimV + 2));
+  return Math.max(R * (TK * T + 1), NKS > 1 ? treeSlots(o) * R * (o.dimV + 2) : 0);
 }
 
 export function pipelinedSharedBytes(o: PipelinedDecodeOptions): number {
@@ -107,7 +121,7 @@ export function pipelinedSharedBytes(o: PipelinedDecodeOptions): number {
 }
 
 export function pipelinedStorageBindings(o: PipelinedDecodeOptions): number {
-  return 5 + (o.cache === 'int8' ? 2 : 0);
+  return 5 + (o.cache === 'int8' ? 2 : 0) + (o.lse ? 1 : 0);
 }
 
 export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
@@ -126,6 +140,7 @@ export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
   const perRow = (f: (r: number) => string) => rows.map(f).join('\n');
   const LANE_STRIDE = TK * T + 1; // one float of padding per row: the weights' reads of a row's lanes avoid one bank
   const HALF = NKS / 2;
+  const SLOTS = treeSlots(o);
   const unpack = (w: string) => unpackWord(o.cache, E, w);
 
   const decl = [
@@ -142,6 +157,7 @@ export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
     o.direct
       ? `@group(0) @binding(${B.out}) var<storage, read_write> out: array<${quadType(o.io)}>;`
       : `@group(0) @binding(${B.out}) var<storage, read_write> partials: array<vec4<f32>>;`,
+    ...(o.lse ? [`@group(0) @binding(${B.lse}) var<storage, read_write> lse: array<f32>;`] : []),
   ];
   const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
   const inPage = o.paged ? 'p % params.page_size' : 'p';
@@ -197,9 +213,9 @@ ${vs.map((v) => `        scratch[at + ${4 * v}u] = a${r}_${v}.x; scratch[at + ${
         if (cw == 0u) { scratch[ml_base + (slot * R + ${r}u) * 2u] = m${r}; scratch[ml_base + (slot * R + ${r}u) * 2u + 1u] = l${r}; }
       }`);
   const treeMerge = perRow((r) => `      {
-        let at = ((slice * R + ${r}u) * CV + cw) * ${E}u;
-        let mo = scratch[ml_base + (slice * R + ${r}u) * 2u];
-        let lo_ = scratch[ml_base + (slice * R + ${r}u) * 2u + 1u];
+        let at = ((slot * R + ${r}u) * CV + cw) * ${E}u;
+        let mo = scratch[ml_base + (slot * R + ${r}u) * 2u];
+        let lo_ = scratch[ml_base + (slot * R + ${r}u) * 2u + 1u];
         let mx = max(m${r}, mo);
         let fa = exp(m${r} - mx);
         let fb = exp(mo - mx);
@@ -214,7 +230,8 @@ ${vs.map((v) => `        a${r}_${v} = a${r}_${v} * fa + vec4<f32>(scratch[at + $
     ? perRow((r) => `    if (${rowLive(r)}) {
       let o = (params.o_off + b * params.o_sb + (${rowHead(r)}) * params.o_sh + (${rowToken(r)}) * params.o_si) / 4u + cw * ${V}u;
       let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
-${vs.map((v) => `      out[o + ${v}u] = ${quadStore(o.io, `a${r}_${v} * inv`)};`).join('\n')}
+${vs.map((v) => `      out[o + ${v}u] = ${quadStore(o.io, `a${r}_${v} * inv`)};`).join('\n')}${o.lse ? `
+      if (cw == 0u) { lse[(b * params.heads_q + ${rowHead(r)}) * params.tokens + ${rowToken(r)}] = select(neg_inf(), m${r} + log(l${r}), l${r} > 0.0); }` : ''}
     }`)
     : perRow((r) => `    if (${rowLive(r)}) {
       let o = (((b * params.heads_q + ${rowHead(r)}) * params.tokens + ${rowToken(r)}) * splits + split) * (DV4 + 1u);
@@ -243,6 +260,7 @@ var<workgroup> factors: array<f32, ${R * NKS}>;
 var<workgroup> ml: array<vec2<f32>, ${R * NKS}>;
 
 ${ACCESS_HELPERS}
+${o.lse ? NEG_INF_FN : ''}
 
 /** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
 fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
@@ -359,18 +377,23 @@ ${fetchV('j0 + TK')}
   workgroupBarrier();
 ${perRow((r) => `  m${r} = ml[${r}u * NKS + slice].x;\n  l${r} = ml[${r}u * NKS + slice].y;`)}
 
-  // merge the NKS slices: a tree through workgroup memory, slots of (acc per word, max, sum)
-  let ml_base = ${HALF * R * Dv}u;
+  // merge the NKS slices: a tree through workgroup memory, slots of (acc per word, max, sum);
+  // slice s < half takes s + half, SLOTS of them per sub-round (wide workgroups: bounded memory)
+  let ml_base = ${SLOTS * R * Dv}u;
   for (var half = ${HALF}u; half > 0u; half /= 2u) {
-    if (slice >= half && slice < 2u * half) {
-      let slot = slice - half;
+    for (var t = 0u; t < half; t += ${SLOTS}u) {
+      let end = min(t + ${SLOTS}u, half);
+      if (slice >= half + t && slice < half + end) {
+        let slot = slice - half - t;
 ${treeStore}
-    }
-    workgroupBarrier();
-    if (slice < half) {
+      }
+      workgroupBarrier();
+      if (slice >= t && slice < end) {
+        let slot = slice - t;
 ${treeMerge}
+      }
+      workgroupBarrier();
     }
-    workgroupBarrier();
   }
 
   if (slice == 0u) {

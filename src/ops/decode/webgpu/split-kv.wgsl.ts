@@ -117,7 +117,8 @@ export const SPLIT_KV_PARAMS = new UniformLayout('DecodeParams', {
   win_left: 'i32', win_right: 'i32',
 });
 
-export const SPLIT_KV_BINDINGS = { params: 0, q: 1, keys: 2, values: 3, kScales: 4, vScales: 5, meta: 6, append: 7, out: 8, rope: 9 } as const;
+/** lse: the pipelined kernel's direct mode only (one split writes the LSE itself, no combine pass). */
+export const SPLIT_KV_BINDINGS = { params: 0, q: 1, keys: 2, values: 3, kScales: 4, vScales: 5, meta: 6, append: 7, out: 8, rope: 9, lse: 10 } as const;
 
 /** Most new tokens per sequence (the int8 append scales live in workgroup memory). */
 const MAX_TOKENS = 16;
