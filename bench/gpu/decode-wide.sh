@@ -14,6 +14,6 @@ t0=$SECONDS; timeout 60 node node_modules/vitest/vitest.mjs run test/decode.test
 grep -E "×|FAIL|Test Files|Tests " "$OUT/decode-tests.log" | tail -8
 run() { local name=$1 lengths=$2 secs=$3; shift 3; t0=$SECONDS; env "$@" DECODE_LENGTHS=$lengths timeout "$secs" node bench/decode.mjs --out "$OUT/$name" --parts contiguous --shapes llama-8b,qwen2-0.5b > "$OUT/$name.log" 2>&1; step "$name" $?; show "$OUT/$name.log"; }
 run split 1024,2048,4096,8192,32768 80 X=1
-run wide 1024,2048,4096,8192 70 FUSEDATTN_DECODE_PIPE_WIDE_KEYS=100000
+run wide 1024,2048,4096,8192 70 FUSEDATTN_DECODE_PIPE_WORKGROUP=1024 FUSEDATTN_DECODE_PIPE_TARGET=1
 run split-t1024 32768 25 FUSEDATTN_DECODE_PIPE_TARGET=1024
 echo "call done"

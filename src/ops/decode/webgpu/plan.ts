@@ -176,37 +176,23 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
 
 /** Workgroups the pipelined kernel aims for by default (FUSEDATTN_DECODE_PIPE_TARGET). */
 export const PIPELINED_TARGET = 512;
-/** Threads of the pipelined kernel's workgroups by default, and of its wide single-split form. */
+/** Threads of the pipelined kernel's workgroups by default. */
 const PIPELINED_WORKGROUP = 128;
-const PIPELINED_WIDE = 1024;
-/** Longest cache the wide single-split form takes by default (FUSEDATTN_DECODE_PIPE_WIDE_KEYS). */
-export const PIPELINED_WIDE_KEYS = 0;
 
 /**
  * The pipelined kernel's plan where it applies (FUSEDATTN_DECODE_PIPELINED=0 turns it off): no
  * append, RoPE or latent cache; as many heads of the group per workgroup as its accumulators allow.
- * Short caches (at most FUSEDATTN_DECODE_PIPE_WIDE_KEYS keys) take one split of a wide workgroup
- * (1024 threads where the device allows): no combine pass, whose launch costs more than such a
- * cache's reads. FUSEDATTN_DECODE_PIPE_WORKGROUP (threads, default 128), FUSEDATTN_DECODE_PIPE_WORDS
- * (key words per score thread, default 4) and FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for)
- * are the benchmarks' overrides.
+ * FUSEDATTN_DECODE_PIPE_WORKGROUP (threads, default 128), FUSEDATTN_DECODE_PIPE_WORDS (key words per
+ * score thread, default 4) and FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for) are the
+ * benchmarks' overrides. One workgroup per (sequence, KV head) with 1024 threads and no combine
+ * pass measured 2.4-17x slower than splits and the combine on the H200, 1K-8K keys (session 7,
+ * call 2: a workgroup alone on its SM reads far below that SM's share of the bandwidth).
  */
 function planPipelined(s: DecodeShape, limits: Limits): DecodePlan['pipelined'] {
   if ((envInt('FUSEDATTN_DECODE_PIPELINED', 0, 1) ?? 1) !== 1) return undefined;
   if (s.append || s.rope || s.sharedKV) return undefined;
-  const wideKeys = envInt('FUSEDATTN_DECODE_PIPE_WIDE_KEYS', 0) ?? PIPELINED_WIDE_KEYS;
-  const wideN = Math.min(PIPELINED_WIDE, limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
-  if (s.maxKeys <= wideKeys) {
-    const wide = pipelinedKernelFor(s, limits, wideN, true);
-    if (wide) {
-      const kernel = { ...wide.kernel, direct: true, lse: s.lse };
-      if (!pipelinedUnsupported(kernel) && pipelinedStorageBindings(kernel) <= limits.maxStorageBuffersPerShaderStage) {
-        return { kernel, splits: 1, grid: [wide.gridX, wide.gridY, 1], combine: false };
-      }
-    }
-  }
   const N = envInt('FUSEDATTN_DECODE_PIPE_WORKGROUP', 32, 1024) ?? PIPELINED_WORKGROUP;
-  const fit = pipelinedKernelFor(s, limits, N, false);
+  const fit = pipelinedKernelFor(s, limits, N);
   if (!fit) return undefined;
   const target = envInt('FUSEDATTN_DECODE_PIPE_TARGET', 1) ?? PIPELINED_TARGET;
   const splits = decodeSplits(s.maxKeys, fit.gridX * fit.gridY, pipelinedLayout(fit.kernel).TK, target);
@@ -218,11 +204,11 @@ function planPipelined(s: DecodeShape, limits: Limits): DecodePlan['pipelined'] 
 }
 
 /** The pipelined kernel of N threads for `s`, or undefined where its layout or the limits do not allow one. */
-function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number, wide: boolean): { kernel: PipelinedDecodeOptions; gridX: number; gridY: number } | undefined {
+function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number): { kernel: PipelinedDecodeOptions; gridX: number; gridY: number } | undefined {
   const E = pipelinedChunk(s.cache);
   if (s.dimQK % E !== 0 || s.dimV % E !== 0) return undefined;
   if (N > limits.maxComputeInvocationsPerWorkgroup || N > limits.maxComputeWorkgroupSizeX) return undefined;
-  const asked = wide ? 4 : envInt('FUSEDATTN_DECODE_PIPE_WORDS', 1, 64) ?? 4;
+  const asked = envInt('FUSEDATTN_DECODE_PIPE_WORDS', 1, 64) ?? 4;
   const words = s.dimQK / E;
   // rows: as many as the accumulators allow, and no more than one weights thread per (row, slice)
   const slices = N / (s.dimV / E);
