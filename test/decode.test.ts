@@ -114,6 +114,7 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
         // wide: one split of the largest workgroup (the merge tree's sub-rounds)
         if (target === 'wide') process.env.FUSEDATTN_DECODE_PIPE_WORKGROUP = '1024';
         process.env.FUSEDATTN_DECODE_PIPE_TARGET = target === 'wide' ? '1' : target;
+        process.env.FUSEDATTN_DECODE_PIPELINED = '2'; // int8 too (opt-in: the plan keeps int8 on the general kernel)
         try {
           const { q, cache, options } = makeDecodeCase(c, 12);
           const { planFor } = await import('../dist/ops/decode/webgpu/run.js');
@@ -130,6 +131,7 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
         } finally {
           delete process.env.FUSEDATTN_DECODE_PIPE_TARGET;
           delete process.env.FUSEDATTN_DECODE_PIPE_WORKGROUP;
+          delete process.env.FUSEDATTN_DECODE_PIPELINED;
         }
       });
     }

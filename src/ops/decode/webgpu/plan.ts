@@ -180,7 +180,7 @@ export const PIPELINED_TARGET = 512;
 const PIPELINED_WORKGROUP = 128;
 
 /**
- * The pipelined kernel's plan where it applies (FUSEDATTN_DECODE_PIPELINED=0 turns it off): no
+ * The pipelined kernel's plan where it applies (FUSEDATTN_DECODE_PIPELINED=0 turns it off, 2 takes it for int8 caches too): no
  * append, RoPE or latent cache; as many heads of the group per workgroup as its accumulators allow.
  * FUSEDATTN_DECODE_PIPE_WORKGROUP (threads, default 128), FUSEDATTN_DECODE_PIPE_WORDS (key words per
  * score thread, default 4) and FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for) are the
@@ -189,8 +189,11 @@ const PIPELINED_WORKGROUP = 128;
  * call 2: a workgroup alone on its SM reads far below that SM's share of the bandwidth).
  */
 function planPipelined(s: DecodeShape, limits: Limits): DecodePlan['pipelined'] {
-  if ((envInt('FUSEDATTN_DECODE_PIPELINED', 0, 1) ?? 1) !== 1) return undefined;
-  if (s.append || s.rope || s.sharedKV) return undefined;
+  const mode = envInt('FUSEDATTN_DECODE_PIPELINED', 0, 2) ?? 1;
+  if (mode === 0 || s.append || s.rope || s.sharedKV) return undefined;
+  // int8 caches stay on the general kernel unless asked (2): the H200 measured the pipelined one
+  // slower at 1K-4K keys (30.1 / 45.9 against 27.4 / 30.4 us, llama-8b) and equal at 32K (session 7, call 3)
+  if (s.cache === 'int8' && mode !== 2) return undefined;
   const N = envInt('FUSEDATTN_DECODE_PIPE_WORKGROUP', 32, 1024) ?? PIPELINED_WORKGROUP;
   const fit = pipelinedKernelFor(s, limits, N);
   if (!fit) return undefined;
