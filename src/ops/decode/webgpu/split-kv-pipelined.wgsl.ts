@@ -22,7 +22,7 @@
 // params and bindings, the same combine pass).
 import { NEG_INF_FN, NO_SCORE } from '../../../engines/webgpu/wgsl.js';
 import { ACCESS_HELPERS, type StoredDType, quadLoad, quadStore, quadType, unpackWord, wordType } from './access.wgsl.js';
-import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS } from './split-kv.wgsl.js';
+import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, mergeTreeSteps } from './split-kv.wgsl.js';
 
 export interface PipelinedDecodeOptions {
   dimQK: number;
@@ -207,22 +207,7 @@ ${vs.map((v) => `        a${r}_${v} += p * v${v};`).join('\n')}
     }`;
   }).join('\n');
 
-  const treeStore = perRow((r) => `      {
-        let at = ((slot * R + ${r}u) * CV + cw) * ${E}u;
-${vs.map((v) => `        scratch[at + ${4 * v}u] = a${r}_${v}.x; scratch[at + ${4 * v + 1}u] = a${r}_${v}.y; scratch[at + ${4 * v + 2}u] = a${r}_${v}.z; scratch[at + ${4 * v + 3}u] = a${r}_${v}.w;`).join('\n')}
-        if (cw == 0u) { scratch[ml_base + (slot * R + ${r}u) * 2u] = m${r}; scratch[ml_base + (slot * R + ${r}u) * 2u + 1u] = l${r}; }
-      }`);
-  const treeMerge = perRow((r) => `      {
-        let at = ((slot * R + ${r}u) * CV + cw) * ${E}u;
-        let mo = scratch[ml_base + (slot * R + ${r}u) * 2u];
-        let lo_ = scratch[ml_base + (slot * R + ${r}u) * 2u + 1u];
-        let mx = max(m${r}, mo);
-        let fa = exp(m${r} - mx);
-        let fb = exp(mo - mx);
-${vs.map((v) => `        a${r}_${v} = a${r}_${v} * fa + vec4<f32>(scratch[at + ${4 * v}u], scratch[at + ${4 * v + 1}u], scratch[at + ${4 * v + 2}u], scratch[at + ${4 * v + 3}u]) * fb;`).join('\n')}
-        l${r} = l${r} * fa + lo_ * fb;
-        m${r} = mx;
-      }`);
+  const { store: treeStore, merge: treeMerge } = mergeTreeSteps(R, E, 'CV', 'cw', 'slot');
   const rowHead = (r: number) => `kv_head * G + hb * ${HB}u + ${Math.floor(r / TB)}u`;
   const rowToken = (r: number) => `tb * ${TB}u + ${r % TB}u`;
   const rowLive = (r: number) => `hb * ${HB}u + ${Math.floor(r / TB)}u < G && ${rowToken(r)} < params.tokens`;

@@ -361,22 +361,7 @@ ${vs.map((v) => `              a${r}_${v} += wv * v${u}[${v}];`).join('\n')}
   });
 
   // ---- the merge tree and the final write
-  const treeStore = perRow((r) => `      {
-        let at = ((slot * R + ${r}u) * DCV + cp) * ${E}u;
-${vs.map((v) => `        scratch[at + ${4 * v}u] = a${r}_${v}.x; scratch[at + ${4 * v + 1}u] = a${r}_${v}.y; scratch[at + ${4 * v + 2}u] = a${r}_${v}.z; scratch[at + ${4 * v + 3}u] = a${r}_${v}.w;`).join('\n')}
-        if (cp == 0u) { scratch[ml_base + (slot * R + ${r}u) * 2u] = m${r}; scratch[ml_base + (slot * R + ${r}u) * 2u + 1u] = l${r}; }
-      }`);
-  const treeMerge = perRow((r) => `      {
-        let at = ((ks * R + ${r}u) * DCV + cp) * ${E}u;
-        let mo = scratch[ml_base + (ks * R + ${r}u) * 2u];
-        let lo_ = scratch[ml_base + (ks * R + ${r}u) * 2u + 1u];
-        let mx = max(m${r}, mo);
-        let fa = exp(m${r} - mx);
-        let fb = exp(mo - mx);
-${vs.map((v) => `        a${r}_${v} = a${r}_${v} * fa + vec4<f32>(scratch[at + ${4 * v}u], scratch[at + ${4 * v + 1}u], scratch[at + ${4 * v + 2}u], scratch[at + ${4 * v + 3}u]) * fb;`).join('\n')}
-        l${r} = l${r} * fa + lo_ * fb;
-        m${r} = mx;
-      }`);
+  const { store: treeStore, merge: treeMerge } = mergeTreeSteps(R, E, 'DCV', 'cp', 'ks');
   const finalWrite = o.direct
     ? perRow((r) => `    if (live${r}) {
       let o = (params.o_off + b * params.o_sb + h${r} * params.o_sh + i${r} * params.o_si) / 4u + cp * ${V}u;
@@ -641,6 +626,34 @@ ${finalWrite}
   }
 }
 `;
+}
+
+/**
+ * The WGSL of one step of the key slices' merge tree, shared by both partial kernels: `store`
+ * writes this thread's accumulators a{r}_{v}, running max m{r} and sum l{r} of every row into
+ * tree slot `slot` of `scratch` (words `words` per value row, this thread's word `word`; ml_base:
+ * where the (max, sum) pairs start); `merge` folds the slot `mergeSlot` names into them.
+ */
+export function mergeTreeSteps(R: number, E: number, words: string, word: string, mergeSlot: string): { store: string; merge: string } {
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const vs = Array.from({ length: E / 4 }, (_, v) => v);
+  const store = rows.map((r) => `      {
+        let at = ((slot * R + ${r}u) * ${words} + ${word}) * ${E}u;
+${vs.map((v) => `        scratch[at + ${4 * v}u] = a${r}_${v}.x; scratch[at + ${4 * v + 1}u] = a${r}_${v}.y; scratch[at + ${4 * v + 2}u] = a${r}_${v}.z; scratch[at + ${4 * v + 3}u] = a${r}_${v}.w;`).join('\n')}
+        if (${word} == 0u) { scratch[ml_base + (slot * R + ${r}u) * 2u] = m${r}; scratch[ml_base + (slot * R + ${r}u) * 2u + 1u] = l${r}; }
+      }`).join('\n');
+  const merge = rows.map((r) => `      {
+        let at = ((${mergeSlot} * R + ${r}u) * ${words} + ${word}) * ${E}u;
+        let mo = scratch[ml_base + (${mergeSlot} * R + ${r}u) * 2u];
+        let lo_ = scratch[ml_base + (${mergeSlot} * R + ${r}u) * 2u + 1u];
+        let mx = max(m${r}, mo);
+        let fa = exp(m${r} - mx);
+        let fb = exp(mo - mx);
+${vs.map((v) => `        a${r}_${v} = a${r}_${v} * fa + vec4<f32>(scratch[at + ${4 * v}u], scratch[at + ${4 * v + 1}u], scratch[at + ${4 * v + 2}u], scratch[at + ${4 * v + 3}u]) * fb;`).join('\n')}
+        l${r} = l${r} * fa + lo_ * fb;
+        m${r} = mx;
+      }`).join('\n');
+  return { store, merge };
 }
 
 /** Words per element type, re-exported for the host (binding offsets must be whole words). */
