@@ -163,11 +163,16 @@ function halfValue(h: number): number {
 // compiled here through the null backend; bench/gpu/mla-decode.sh checks its values on the GPU.
 describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
   const { buildMlaDecode, effectivePlan, mlaDecodeSharedBytes, mlaDecodeUnsupported } = await import('../dist/ops/decode/webgpu/index.js');
+  const { MLA_KEY_BATCH, MLA_VALUE_BATCH } = await import('../dist/ops/decode/webgpu/plan.js');
   it('compiles for contiguous and paged, shared and separate caches, within 48 KiB; the plan takes it by default and not when FUSEDATTN_DECODE_MLA=0', () => {
     const kernels = {
       'MLA 576/512 shared, 16 heads': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true },
       'MLA 576/512 shared, paged, 128 heads': { dimQK: 576, dimV: 512, group: 128, paged: true, sharedKV: true },
       'separate V 192/128, 64 heads': { dimQK: 192, dimV: 128, group: 64, paged: false, sharedKV: false },
+      // the load batches of the sweeps (bench/gpu/mla-decode.sh): one at a time, and the widest
+      'MLA 576/512 shared, one load at a time': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true, keyBatch: 1, valueBatch: 1 },
+      'MLA 576/512 paged, 12 K loads, 4 V chunks': { dimQK: 576, dimV: 512, group: 32, paged: true, sharedKV: true, keyBatch: 12, valueBatch: 4 },
+      'separate V 192/128, 5 K loads asked (4 taken), 2 V chunks': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, keyBatch: 5, valueBatch: 2 },
     };
     const sources: Record<string, string> = {};
     for (const [name, o] of Object.entries(kernels)) {
@@ -201,6 +206,17 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       const f32 = planDecode({ ...mla, io: 'float32' }, h200, undefined, device);
       expect(typeof f32 !== 'string' && f32.mla).toBeFalsy();
     }
+    // the batches are what the source issues: 12 loads named before the first multiply, 5 asked of 12 chunks gives 4
+    const wide = sources['MLA 576/512 paged, 12 K loads, 4 V chunks'];
+    expect(wide.indexOf('let km11 =')).toBeGreaterThan(0);
+    expect(wide.indexOf('let km11 =')).toBeLessThan(wide.indexOf('km0, s)'));
+    expect(wide).toContain('let vm3_7 =');
+    const four = sources['separate V 192/128, 5 K loads asked (4 taken), 2 V chunks'];
+    expect(four).toContain('let km3 =');
+    expect(four).not.toContain('let km4 =');
+    expect(sources['MLA 576/512 shared, one load at a time']).not.toContain('let km1 =');
+    expect(on.mla?.kernel.keyBatch).toBe(MLA_KEY_BATCH);
+    expect(on.mla?.kernel.valueBatch).toBe(MLA_VALUE_BATCH);
     const errors = tintErrors(sources, 'the MLA decode kernel');
     if (!errors) return;
     for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);

@@ -36,11 +36,11 @@ function maxErr(got, ref) {
   return e / Math.max(m, 1e-6);
 }
 
-async function check(heads, len, tokens, pageSize) {
+async function check(heads, len, tokens, pageSize, modes = ['0', '1']) {
   const { q, cache, options } = problemOf(heads, len, tokens, pageSize);
   const ref = referenceDecode(validateDecode(q, cache, options)).out;
   const lines = [];
-  for (const mla of ['0', '1']) {
+  for (const mla of modes) {
     process.env.FUSEDATTN_DECODE_MLA = mla;
     const p = validateDecode(q, cache, options);
     const plan = planFor(runtime, p);
@@ -95,6 +95,8 @@ async function streamUs(bytes) {
   runtime.release(src);
   return best;
 }
+/** µs per pass of the best run (partial, combine), filled by timeOf. */
+let lastPasses = '';
 async function timeOf(heads, len, mla) {
   process.env.FUSEDATTN_DECODE_MLA = mla ? '1' : '0';
   const { q, cache, options } = problemOf(heads, len, 1, undefined);
@@ -108,26 +110,45 @@ async function timeOf(heads, len, mla) {
   let best = Infinity;
   for (let r = 0; r < (smoke ? 1 : 5); r++) {
     const t = await gpuTimeOf(runtime, async () => { const res = await attentionDecode(gq, c, o); res.out.gpu.buffer.destroy(); });
+    if (t.ms * 1000 < best) lastPasses = Object.values(t.byKernel ?? {}).map((ms) => (ms * 1000).toFixed(1)).join(' + ');
     best = Math.min(best, t.ms * 1000);
   }
   for (const t of [gq, gk, gl]) t.gpu.buffer.destroy();
   return mla && !planFor(runtime, validateDecode(q, cache, options)).mla ? NaN : best;
 }
-// MLA_TARGETS: the tensor-core plan's workgroup targets to time (FUSEDATTN_DECODE_MLA_TARGET)
-const targets = (process.env.MLA_TARGETS ?? '128').split(',').map(Number);
-console.log('| heads | keys | split-KV us | MLA target | MLA us | stream us | MLA / stream speed | cache MB | MLA GB/s | MLA TFLOP/s |');
-console.log('|---|---|---|---|---|---|---|---|---|---|');
-for (const len of smoke ? [200] : [32768, 4096]) for (const heads of headsList) {
+// MLA_VARIANTS: keyBatch:valueBatch:target triples to time (FUSEDATTN_DECODE_MLA_KEYS / _VALUES /
+// _TARGET); each is checked against float64 first (16 heads 1025 keys Sq 2 causal with its tail
+// chunk, 128 heads 97 keys, 16 heads paged 16) and timed only if right. MLA_TARGETS (the old knob)
+// times the default batches at those targets.
+const variantList = process.env.MLA_VARIANTS ?? (process.env.MLA_TARGETS ?? '128').split(',').map((t) => `::${t}`).join(',');
+const variants = variantList.split(',').map((v) => { const [k, vb, t] = v.split(':'); return { keys: k || undefined, values: vb || undefined, target: t || undefined, name: v }; });
+function setVariant(v) {
+  for (const [key, val] of [['FUSEDATTN_DECODE_MLA_KEYS', v?.keys], ['FUSEDATTN_DECODE_MLA_VALUES', v?.values], ['FUSEDATTN_DECODE_MLA_TARGET', v?.target]]) {
+    if (val === undefined) delete process.env[key]; else process.env[key] = val;
+  }
+}
+for (const v of variants) {
+  setVariant(v);
+  v.ok = true;
+  for (const [heads, len, tokens, pageSize] of [[16, smoke ? 97 : 1025, 2, undefined], [smoke ? 16 : 128, 97, 1, undefined], [16, smoke ? 97 : 1025, 1, 16]]) {
+    for (const r of await check(heads, len, tokens, pageSize, ['1'])) v.ok &&= r.ok;
+  }
+  console.log(`variant ${v.name} checks: ${v.ok ? 'PASS' : 'FAIL'}`);
+}
+setVariant(undefined);
+console.log('| heads | keys | split-KV us | MLA variant (keys:values:target) | MLA us | passes us | stream us | MLA / stream speed | cache MB | MLA GB/s | MLA TFLOP/s |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+for (const len of smoke ? [200] : (process.env.MLA_LENGTHS ?? '32768,4096').split(',').map(Number)) for (const heads of headsList) {
   const stream = await streamUs(len * D * 2);
-  const old = passed.old ? await timeOf(heads, len, false) : NaN;
-  for (const target of targets) {
-    process.env.FUSEDATTN_DECODE_MLA_TARGET = String(target);
-    const mla = passed.mla ? await timeOf(heads, len, true) : NaN;
+  const old = passed.old && !process.env.MLA_NO_OLD ? await timeOf(heads, len, false) : NaN;
+  for (const v of variants) {
+    setVariant(v);
+    const mla = passed.mla && v.ok ? await timeOf(heads, len, true) : NaN;
     const bytes = len * D * 2;
     const flops = 2 * heads * len * (D + DV);
-    console.log(`| ${heads} | ${len} | ${old.toFixed(1)} | ${target} | ${mla.toFixed(1)} | ${stream.toFixed(1)} | ${(stream / mla).toFixed(3)} | ${(bytes / 1e6).toFixed(1)} | ${(bytes / mla / 1e3).toFixed(0)} | ${(flops / mla / 1e6).toFixed(1)} |`);
+    console.log(`| ${heads} | ${len} | ${old.toFixed(1)} | ${v.name} | ${mla.toFixed(1)} | ${lastPasses} | ${stream.toFixed(1)} | ${(stream / mla).toFixed(3)} | ${(bytes / 1e6).toFixed(1)} | ${(bytes / mla / 1e3).toFixed(0)} | ${(flops / mla / 1e6).toFixed(1)} |`);
   }
-  delete process.env.FUSEDATTN_DECODE_MLA_TARGET;
+  setVariant(undefined);
 }
 const rest = [];
 for (const heads of headsList) for (const len of smoke ? [1] : [1, 97, 32769]) for (const tokens of [1, 2]) {

@@ -34,6 +34,20 @@ export interface MlaDecodeOptions {
   paged: boolean;
   /** Values are the first Dv columns of the key rows (one latent cache binding). */
   sharedKV: boolean;
+  /**
+   * Kᵀ matrix loads a subgroup issues before their multiplies (a divisor of Dq / 16; default 1, the
+   * first kernel's one load per step): the loads go straight to storage, so one at a time leaves
+   * each subgroup waiting a whole memory latency per 16 columns of Dq.
+   */
+  keyBatch?: number;
+  /** 16-key chunks of V whose loads are issued together (1, 2 or 4; default 1). */
+  valueBatch?: number;
+}
+
+/** The largest divisor of n that is at most want (at least 1). */
+function divisorAtMost(n: number, want: number): number {
+  for (let d = Math.max(1, Math.min(n, Math.floor(want))); d > 1; d--) if (n % d === 0) return d;
+  return 1;
 }
 
 export const MLA_SUBGROUPS = 4;
@@ -47,6 +61,7 @@ export function mlaDecodeUnsupported(o: MlaDecodeOptions): string | undefined {
   if (o.dimV % (16 * MLA_SUBGROUPS) !== 0) return `Dv must be a multiple of ${16 * MLA_SUBGROUPS}, got ${o.dimV}`;
   if (o.dimV > 512) return `Dv up to 512 (accumulator registers), got ${o.dimV}`;
   if (o.sharedKV && o.dimV > o.dimQK) return `a shared latent cache needs Dv <= Dq, got ${o.dimV} > ${o.dimQK}`;
+  if (o.valueBatch !== undefined && ![1, 2, 4].includes(o.valueBatch)) return `valueBatch must be 1, 2 or 4, got ${o.valueBatch}`;
   return undefined;
 }
 
@@ -71,6 +86,8 @@ export function buildMlaDecode(o: MlaDecodeOptions): string {
   const colsPer = o.dimV / MLA_SUBGROUPS;
   const mats = colsPer / 16;
   const vBuf = o.sharedKV ? 'keys' : 'values';
+  const keyBatch = divisorAtMost(chunksQ, o.keyBatch ?? 1);
+  const valueBatch = o.valueBatch ?? 1;
   const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
   const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
   const inPage = o.paged ? 'p % params.page_size' : 'p';
@@ -202,13 +219,18 @@ ${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).
     {
       var s = subgroup_matrix_result<f32, 16, 16>();
       if (kc < hi) {
-        let kb = cache_at(b, kv_head, kc, params.k_off, params.k_sp, params.k_sh, params.k_spos);
-        for (var c = 0u; c < DQ / 16u; c++) {
-          let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, c * 16u, QS);
-          var km: subgroup_matrix_right<f16, 16, 16>;
-          if (tail_here && kc == tail) { km = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Tail, c * 16u, TS); }
-          else { km = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&keys, kb + c * 16u, params.k_spos); }
-          s = subgroupMatrixMultiplyAccumulate(qm, km, s);
+        if (tail_here && kc == tail) {
+          for (var c = 0u; c < DQ / 16u; c++) {
+            let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, c * 16u, QS);
+            s = subgroupMatrixMultiplyAccumulate(qm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Tail, c * 16u, TS), s);
+          }
+        } else {
+          let kb = cache_at(b, kv_head, kc, params.k_off, params.k_sp, params.k_sh, params.k_spos);
+          // ${keyBatch} loads in flight before their multiplies
+          for (var c = 0u; c < DQ / 16u; c += ${keyBatch}u) {
+${idx(keyBatch).map((u) => `            let km${u} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&keys, kb + (c + ${u}u) * 16u, params.k_spos);`).join('\n')}
+${idx(keyBatch).map((u) => `            s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, (c + ${u}u) * 16u, QS), km${u}, s);`).join('\n')}
+          }
         }
       }
       subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);
@@ -269,16 +291,37 @@ ${idx(mats).map((n) => `      subgroupMatrixStore<row_major>(&Os, ob, om${n}, 16
       om${n} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&Os, ob, 16u);
       workgroupBarrier();`).join('\n')}
     }
-    // O += P·V, V rows straight from storage (row-major), this subgroup's columns
-    for (var c = 0u; c < ${chunksT}u; c++) {
-      let vc = kv0 + c * 16u;
-      if (vc < hi) {
-        let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, c * 16u, P_STRIDE);
-        let vb = cache_at(b, kv_head, vc, params.v_off, params.v_sp, params.v_sh, params.v_spos) + col0;
-        if (tail_here && vc == tail) {
-${idx(mats).map((n) => `          om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&Tail, col0 + ${n * 16}u, TS), om${n});`).join('\n')}
-        } else {
-${idx(mats).map((n) => `          om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&${vBuf}, vb + ${n * 16}u, params.v_spos), om${n});`).join('\n')}
+    // O += P·V, V rows straight from storage (row-major), this subgroup's columns; the tail chunk
+    // from workgroup memory; ${valueBatch} chunk(s) of loads in flight before their multiplies
+    for (var c0 = 0u; c0 < ${chunksT}u; c0 += ${valueBatch}u) {
+      if (tail_here && kv0 + c0 * 16u <= tail && tail < kv0 + (c0 + ${valueBatch}u) * 16u) {
+        for (var c = c0; c < c0 + ${valueBatch}u; c++) {
+          let vc = kv0 + c * 16u;
+          if (vc < hi) {
+            let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, c * 16u, P_STRIDE);
+            if (vc == tail) {
+${idx(mats).map((n) => `              om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&Tail, col0 + ${n * 16}u, TS), om${n});`).join('\n')}
+            } else {
+              let vb = cache_at(b, kv_head, vc, params.v_off, params.v_sp, params.v_sh, params.v_spos) + col0;
+${idx(mats).map((n) => `              om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&${vBuf}, vb + ${n * 16}u, params.v_spos), om${n});`).join('\n')}
+            }
+          }
+        }
+      } else if (kv0 + (c0 + ${valueBatch}u) * 16u <= hi) {
+        // whole chunks, none the tail
+${idx(valueBatch).map((u) => `        let vb${u} = cache_at(b, kv_head, kv0 + (c0 + ${u}u) * 16u, params.v_off, params.v_sp, params.v_sh, params.v_spos) + col0;
+${idx(mats).map((n) => `        let vm${u}_${n} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&${vBuf}, vb${u} + ${n * 16}u, params.v_spos);`).join('\n')}`).join('\n')}
+${idx(valueBatch).map((u) => `        let pm${u} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, (c0 + ${u}u) * 16u, P_STRIDE);
+${idx(mats).map((n) => `        om${n} = subgroupMatrixMultiplyAccumulate(pm${u}, vm${u}_${n}, om${n});`).join('\n')}`).join('\n')}
+      } else {
+        // the range ends inside these chunks (not in a tail: at a multiple of 16)
+        for (var c = c0; c < c0 + ${valueBatch}u; c++) {
+          let vc = kv0 + c * 16u;
+          if (vc < hi) {
+            let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, c * 16u, P_STRIDE);
+            let vb = cache_at(b, kv_head, vc, params.v_off, params.v_sp, params.v_sh, params.v_spos) + col0;
+${idx(mats).map((n) => `            om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&${vBuf}, vb + ${n * 16}u, params.v_spos), om${n});`).join('\n')}
+          }
         }
       }
     }

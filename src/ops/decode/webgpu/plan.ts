@@ -160,11 +160,19 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
  * FUSEDATTN_DECODE_MLA_TARGET: workgroups aimed for (default 128: the cache is read once, fewer
  * splits mean fewer partial bytes).
  */
+/** Kᵀ loads in flight per MLA subgroup (FUSEDATTN_DECODE_MLA_KEYS), and V chunks (FUSEDATTN_DECODE_MLA_VALUES). */
+export const MLA_KEY_BATCH = 6;
+export const MLA_VALUE_BATCH = 2;
+
 function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan['mla'] {
   if ((envInt('FUSEDATTN_DECODE_MLA', 0, 1) ?? 1) !== 1 || !device.subgroupMatrix) return undefined;
   if (s.cache !== 'float16' || s.io !== 'float16' || s.append || s.rope || s.softcap || s.alibi) return undefined;
   if (s.group * s.tokens < 16) return undefined;
-  const kernel: MlaDecodeOptions = { dimQK: s.dimQK, dimV: s.dimV, group: s.group, paged: s.paged, sharedKV: s.sharedKV };
+  const kernel: MlaDecodeOptions = {
+    dimQK: s.dimQK, dimV: s.dimV, group: s.group, paged: s.paged, sharedKV: s.sharedKV,
+    keyBatch: envInt('FUSEDATTN_DECODE_MLA_KEYS', 1, 36) ?? MLA_KEY_BATCH,
+    valueBatch: envInt('FUSEDATTN_DECODE_MLA_VALUES', 1, 4) ?? MLA_VALUE_BATCH,
+  };
   if (mlaDecodeUnsupported(kernel) || mlaDecodeSharedBytes(kernel) > limits.maxComputeWorkgroupStorageSize) return undefined;
   const blocks = Math.ceil((s.group * s.tokens) / 16);
   const gridX = s.headsKv * blocks;
