@@ -173,6 +173,10 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       'MLA 576/512 shared, one load at a time': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true, keyBatch: 1, valueBatch: 1 },
       'MLA 576/512 paged, 12 K loads, 4 V chunks': { dimQK: 576, dimV: 512, group: 32, paged: true, sharedKV: true, keyBatch: 12, valueBatch: 4 },
       'separate V 192/128, 5 K loads asked (4 taken), 2 V chunks': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, keyBatch: 5, valueBatch: 2 },
+      // staged through workgroup memory
+      'staged MLA 576/512 shared, 16 heads': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true, stage: true },
+      'staged MLA 576/512 paged, 128 heads': { dimQK: 576, dimV: 512, group: 128, paged: true, sharedKV: true, stage: true },
+      'staged separate V 192/128': { dimQK: 192, dimV: 128, group: 64, paged: false, sharedKV: false, stage: true },
     };
     const sources: Record<string, string> = {};
     for (const [name, o] of Object.entries(kernels)) {

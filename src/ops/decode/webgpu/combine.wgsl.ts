@@ -14,6 +14,8 @@ export interface CombineOptions {
   dimV: number;
   io: 'float32' | 'float16';
   lse: boolean;
+  /** Threads per row (default COMBINE_WORKGROUP); more slices of the splits for few, long rows. */
+  workgroupSize?: number;
 }
 
 export const COMBINE_PARAMS = new UniformLayout('CombineParams', {
@@ -21,6 +23,22 @@ export const COMBINE_PARAMS = new UniformLayout('CombineParams', {
   o_off: 'u32', o_sb: 'u32', o_sh: 'u32', o_si: 'u32',
 });
 export const COMBINE_WORKGROUP = 256;
+/** Threads of the combine for few rows over many splits (an MLA decode: 16 rows, 128 splits of 512). */
+export const COMBINE_WIDE_WORKGROUP = 1024;
+
+/**
+ * Threads per row: COMBINE_WORKGROUP, or up to COMBINE_WIDE_WORKGROUP when fewer rows than
+ * FEW_ROWS each merge 32+ splits (one workgroup per row leaves most SMs idle while each row's
+ * threads walk their splits); FUSEDATTN_DECODE_COMBINE_WG overrides (the benchmarks' sweep).
+ */
+export function combineWorkgroupSize(rows: number, splits: number, maxThreads: number, override?: number): number {
+  const want = override ?? (rows < FEW_ROWS && splits >= 32 ? COMBINE_WIDE_WORKGROUP : COMBINE_WORKGROUP);
+  let wg = 32;
+  while (wg * 2 <= Math.min(want, maxThreads)) wg *= 2;
+  return wg;
+}
+const FEW_ROWS = 64;
+
 export const COMBINE_BINDINGS = { params: 0, partials: 1, out: 2, lse: 3 } as const;
 
 /** Splits each combine thread loads before using them (one memory latency per batch, not per split). */
@@ -35,7 +53,7 @@ const COMBINE_UNROLL = 8;
  */
 export function buildCombine(o: CombineOptions): string {
   const D4 = o.dimV / 4;
-  const WG = COMBINE_WORKGROUP;
+  const WG = o.workgroupSize ?? COMBINE_WORKGROUP;
   const QW = Math.min(D4, WG);
   const slices = Math.max(1, Math.floor(WG / QW));
   const U = COMBINE_UNROLL;

@@ -42,6 +42,12 @@ export interface MlaDecodeOptions {
   keyBatch?: number;
   /** 16-key chunks of V whose loads are issued together (1, 2 or 4; default 1). */
   valueBatch?: number;
+  /**
+   * Stage K and V through workgroup memory with 16-byte loads, the next slab's words in registers
+   * while the current slab's multiplies run (the GEMMs' and the forward's way), instead of matrix
+   * loads straight from storage.
+   */
+  stage?: boolean;
 }
 
 /** The largest divisor of n that is at most want (at least 1). */
@@ -72,8 +78,43 @@ const P_STRIDE = MLA_TILE + 8;
 
 /** Workgroup memory bytes of the kernel. */
 export function mlaDecodeSharedBytes(o: MlaDecodeOptions): number {
-  return ROWS * qStride(o) * 2 + ROWS * tailStride(o) * 2 + ROWS * S_STRIDE * 4 + ROWS * P_STRIDE * 2 + MLA_SUBGROUPS * 256 * 4 + ROWS * 16 + 16 + 16;
+  const common = ROWS * qStride(o) * 2 + ROWS * S_STRIDE * 4 + ROWS * P_STRIDE * 2 + ROWS * 16 + 16 + 16;
+  return common + (o.stage ? stageWords(o) * 16 : ROWS * tailStride(o) * 2 + MLA_SUBGROUPS * 256 * 4);
 }
+
+/** Most bytes of one K slab (64 keys x KC halves, rows padded by 8). */
+const SLAB_BYTES = 20480;
+/** Key slabs per tile in the staged form: Dq in SQ slabs of KC columns (a multiple of 16). */
+export function stagedSlabs(o: Pick<MlaDecodeOptions, 'dimQK'>): { slabs: number; kc: number } {
+  for (let slabs = 1; slabs <= o.dimQK / 16; slabs++) {
+    const kc = o.dimQK / slabs;
+    if (kc % 16 === 0 && MLA_TILE * (kc + 8) * 2 <= SLAB_BYTES) return { slabs, kc };
+  }
+  return { slabs: o.dimQK / 16, kc: 16 };
+}
+/** vec4<u32> words of the staging buffer: the larger of a K slab and a V slab (16 keys x Dv). */
+const stageWords = (o: MlaDecodeOptions) => Math.max(MLA_TILE * (stagedSlabs(o).kc + 8) / 8, 16 * (o.dimV + 8) / 8);
+
+/** Loads each thread issues before storing them, in the copies to workgroup memory. */
+const COPY_BATCH = 24;
+/** The batch for copies of 16 rows of `dim` halves by the workgroup's threads: a divisor of the per-thread count. */
+const copyBatch = (dim: number) => divisorAtMost((16 * dim) / (32 * MLA_SUBGROUPS), COPY_BATCH);
+
+/**
+ * A copy loop over `total` elements (a multiple of the workgroup's threads x batch), element t =
+ * tb + NT u (tb = li, li + NT batch, ...) for u < batch: all the batch's loads, then its stores, so one memory latency
+ * per batch rather than per element.
+ */
+function batchedCopy(total: string, batch: number, load: (t: string, u: number) => string, store: (t: string, u: number) => string, indent = ''): string {
+  const us = Array.from({ length: batch }, (_, u) => u);
+  const t = (u: number) => `t${u}`;
+  return `${indent}  for (var tb = li; tb < ${total}; tb += NT * ${batch}u) {
+${us.map((u) => `${indent}    let ${t(u)} = tb + ${u * 32 * MLA_SUBGROUPS}u;`).join('\n')}
+${us.map((u) => indentLines(load(t(u), u), indent)).join('\n')}
+${us.map((u) => indentLines(store(t(u), u), indent)).join('\n')}
+${indent}  }`;
+}
+const indentLines = (code: string, indent: string) => code.split('\n').map((l) => indent + l).join('\n');
 
 export function buildMlaDecode(o: MlaDecodeOptions): string {
   const why = mlaDecodeUnsupported(o);
@@ -91,162 +132,9 @@ export function buildMlaDecode(o: MlaDecodeOptions): string {
   const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
   const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
   const inPage = o.paged ? 'p % params.page_size' : 'p';
-  return `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
-
-${SPLIT_KV_PARAMS.wgsl()}
-@group(0) @binding(${B.params}) var<uniform> params: DecodeParams;
-@group(0) @binding(${B.q}) var<storage, read> q: array<f16>;
-@group(0) @binding(${B.keys}) var<storage, read> keys: array<f16>;
-${o.sharedKV ? '' : `@group(0) @binding(${B.values}) var<storage, read> values: array<f16>;`}
-@group(0) @binding(${B.meta}) var<storage, read> seqs: array<u32>;
-@group(0) @binding(${B.out}) var<storage, read_write> partials: array<vec4<f32>>;
-
-const NT = ${NT}u;
-const ROWS = ${ROWS}u;
-const BC = ${MLA_TILE}u;
-const DQ = ${o.dimQK}u;
-const DV = ${o.dimV}u;
-const DV4 = ${o.dimV / 4}u;
-const G = ${o.group}u;
-const QS = ${QS}u;
-const TS = ${tailStride(o)}u;      // the staged tail chunk's row stride (halves)
-const S_STRIDE = ${S_STRIDE}u;
-const P_STRIDE = ${P_STRIDE}u;
-const COLS = ${colsPer}u;      // value columns per subgroup
-const THRESHOLD = ${THRESHOLD.toFixed(1)};
-const NEG = ${NO_SCORE};
-const LOG2E = 1.4426950408889634;
-const LN2 = 0.6931471805599453;
-
-// every workgroup variable a multiple of 16 bytes (docs/GPU-NOTES.md: matrix arrays misaligned otherwise)
-var<workgroup> Qs: array<f16, ${ROWS * QS}>;
-var<workgroup> Tail: array<f16, ${ROWS * tailStride(o)}>;  // the chunk ending past the range, rows behind it 0
-var<workgroup> Ss: array<f32, ${ROWS * S_STRIDE}>;
-var<workgroup> Ps: array<f16, ${ROWS * P_STRIDE}>;
-var<workgroup> Os: array<f32, ${MLA_SUBGROUPS * 256}>;   // per subgroup: one O matrix (rescale, final write)
-var<workgroup> alphaW: array<vec4<f32>, ROWS>;            // per row: (alpha, m, l, 0)
-var<workgroup> flagW: array<atomic<u32>, 4>;
-var<workgroup> rangeW: vec4<i32>;
-
-/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
-fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
-  return off + ${page} * sp + h * sh + (${inPage}) * spos;
-}
-
-@compute @workgroup_size(NT)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let rows_kv = G * params.tokens;
-  let blocks = (rows_kv + ROWS - 1u) / ROWS;
-  let kv_head = wid.x / blocks;
-  let rb = wid.x % blocks;
-  let b = wid.y;
-  let split = wid.z;
-  let splits = nwg.z;
-  let nkeys = seqs[params.len_at + b * params.len_sb] + params.len_add;
-
-  // this thread's softmax row (8 threads a row, columns part, part + 8, ...)
-  let r = li / 8u;
-  let part = li % 8u;
-  let R = rb * ROWS + r;
-  let live = R < rows_kv;
-  let head = kv_head * G + R / params.tokens;
-  let i = R % params.tokens;
-  let diag = select(i32(i), i32(nkeys) - i32(params.tokens) + i32(i), params.bottom_right != 0u);
-  let lo_r = select(1, max(0, diag - params.win_left), live);
-  let hi_r = select(0, min(i32(nkeys) - 1, diag + params.win_right), live);
-  // the workgroup's key range: the union of its rows' (every row has 8 threads: reduce over all)
-  var wlo = i32(nkeys);
-  var whi = 0;
-  if (lo_r <= hi_r) { wlo = lo_r; whi = hi_r + 1; }
-  wlo = subgroupMin(wlo);
-  whi = subgroupMax(whi);
-  if (lane == 0u) { alphaW[sg] = vec4<f32>(f32(wlo), f32(whi), 0.0, 0.0); }
-
-  // Q rows -> workgroup memory (dead rows 0)
-  for (var t = li; t < ROWS * DQ; t += NT) {
-    let rr = t / DQ;
-    let d = t % DQ;
-    let RR = rb * ROWS + rr;
-    var x = f16(0.0);
-    if (RR < rows_kv) {
-      let h = kv_head * G + RR / params.tokens;
-      x = q[params.q_off + b * params.q_sb + h * params.q_sh + (RR % params.tokens) * params.q_si + d];
-    }
-    Qs[rr * QS + d] = x;
-  }
-  if (li == 0u) { atomicStore(&flagW[0], 0u); }
-  workgroupBarrier();
-  if (li == 0u) {
-    var glo = i32(nkeys);
-    var ghi = 0;
-    for (var s = 0u; s < ${MLA_SUBGROUPS}u; s++) { glo = min(glo, i32(alphaW[s].x)); ghi = max(ghi, i32(alphaW[s].y)); }
-    rangeW = vec4<i32>(min(glo, ghi), ghi, 0, 0);
-  }
-  // the key range must be uniform (the tile loop holds barriers): through workgroupUniformLoad
-  let range = workgroupUniformLoad(&rangeW);
-  let first = (u32(range.x) / BC) * BC;
-  let total = u32(range.y) - first;
-  let per_split = ((total + splits - 1u) / splits + BC - 1u) / BC * BC;
-  let lo = min(first + split * per_split, u32(range.y));
-  let hi = min(lo + per_split, u32(range.y));
-  // the chunk that ends past hi (uniform: hi is), staged zero-padded before its tile's S
-  let tail = (hi / 16u) * 16u;
-  let has_tail = hi % 16u != 0u && tail >= lo;
-
-${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).join('\n')}
-  var m = NEG;
-  var l = 0.0;
-  let qk_scale = params.scale * LOG2E;
-  let col0 = sg * COLS;
-
-  for (var kv0 = lo; kv0 < hi; kv0 += BC) {
-    let tail_here = has_tail && tail < kv0 + BC;
-    if (tail_here) {
-      for (var t = li; t < 16u * DQ; t += NT) {
-        let p = tail + t / DQ;
-        var x = f16(0.0);
-        if (p < hi) { x = keys[cache_at(b, kv_head, p, params.k_off, params.k_sp, params.k_sh, params.k_spos) + t % DQ]; }
-        Tail[(t / DQ) * TS + t % DQ] = x;
-      }
-      workgroupBarrier();
-    }
-    // S chunk of this subgroup: keys kv0 + 16 sg ..., Kᵀ straight from storage (column-major)
-    let kc = kv0 + sg * 16u;
-    {
-      var s = subgroup_matrix_result<f32, 16, 16>();
-      if (kc < hi) {
-        if (tail_here && kc == tail) {
-          for (var c = 0u; c < DQ / 16u; c++) {
-            let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, c * 16u, QS);
-            s = subgroupMatrixMultiplyAccumulate(qm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Tail, c * 16u, TS), s);
-          }
-        } else {
-          let kb = cache_at(b, kv_head, kc, params.k_off, params.k_sp, params.k_sh, params.k_spos);
-          // ${keyBatch} loads in flight before their multiplies
-          for (var c = 0u; c < DQ / 16u; c += ${keyBatch}u) {
-${idx(keyBatch).map((u) => `            let km${u} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&keys, kb + (c + ${u}u) * 16u, params.k_spos);`).join('\n')}
-${idx(keyBatch).map((u) => `            s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, (c + ${u}u) * 16u, QS), km${u}, s);`).join('\n')}
-          }
-        }
-      }
-      subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);
-    }
-    workgroupBarrier();
-
-${o.sharedKV ? '' : `    if (tail_here) {
-      // separate values: the tail's V rows take the K rows' place (the barrier above ended their reads)
-      for (var t = li; t < 16u * DV; t += NT) {
-        let p = tail + t / DV;
-        var x = f16(0.0);
-        if (p < hi) { x = values[cache_at(b, kv_head, p, params.v_off, params.v_sp, params.v_sh, params.v_spos) + t % DV]; }
-        Tail[(t / DV) * TS + t % DV] = x;
-      }
-    }
-`}    // online softmax of row r over its 8 columns
+  const OB = o.stage ? 'Ss' : 'Os';
+  const cacheElem = o.stage ? 'vec4<u32>' : 'f16';
+  const softmax = `    // online softmax of row r over its 8 columns
     var sv: array<f32, 8>;
     var tmax = NEG;
     for (var k = 0u; k < 8u; k++) {
@@ -284,14 +172,52 @@ ${o.sharedKV ? '' : `    if (tail_here) {
     if (workgroupUniformLoad(&flagW[0]) != 0u) {
       // some row's max moved: scale this subgroup's O rows through workgroup memory
       let ob = sg * 256u;
-${idx(mats).map((n) => `      subgroupMatrixStore<row_major>(&Os, ob, om${n}, 16u);
+${idx(mats).map((n) => `      subgroupMatrixStore<row_major>(&${OB}, ob, om${n}, 16u);
       workgroupBarrier();
-      for (var e = lane; e < 256u; e += 32u) { Os[ob + e] *= alphaW[e / 16u].x; }
+      for (var e = lane; e < 256u; e += 32u) { ${OB}[ob + e] *= alphaW[e / 16u].x; }
       workgroupBarrier();
-      om${n} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&Os, ob, 16u);
+      om${n} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&${OB}, ob, 16u);
       workgroupBarrier();`).join('\n')}
     }
-    // O += P·V, V rows straight from storage (row-major), this subgroup's columns; the tail chunk
+`;
+  const directLoop = `  for (var kv0 = lo; kv0 < hi; kv0 += BC) {
+    let tail_here = has_tail && tail < kv0 + BC;
+    if (tail_here) {
+${batchedCopy('16u * DQ', copyBatch(o.dimQK), (t, u) => `      let p${u} = tail + ${t} / DQ;
+      let x${u} = select(f16(0.0), keys[cache_at(b, kv_head, min(p${u}, hi - 1u), params.k_off, params.k_sp, params.k_sh, params.k_spos) + ${t} % DQ], p${u} < hi);`,
+    (t, u) => `      Tail[(${t} / DQ) * TS + ${t} % DQ] = x${u};`, '  ')}
+      workgroupBarrier();
+    }
+    // S chunk of this subgroup: keys kv0 + 16 sg ..., Kᵀ straight from storage (column-major)
+    let kc = kv0 + sg * 16u;
+    {
+      var s = subgroup_matrix_result<f32, 16, 16>();
+      if (kc < hi) {
+        if (tail_here && kc == tail) {
+          for (var c = 0u; c < DQ / 16u; c++) {
+            let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, c * 16u, QS);
+            s = subgroupMatrixMultiplyAccumulate(qm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Tail, c * 16u, TS), s);
+          }
+        } else {
+          let kb = cache_at(b, kv_head, kc, params.k_off, params.k_sp, params.k_sh, params.k_spos);
+          // ${keyBatch} loads in flight before their multiplies
+          for (var c = 0u; c < DQ / 16u; c += ${keyBatch}u) {
+${idx(keyBatch).map((u) => `            let km${u} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&keys, kb + (c + ${u}u) * 16u, params.k_spos);`).join('\n')}
+${idx(keyBatch).map((u) => `            s = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, (c + ${u}u) * 16u, QS), km${u}, s);`).join('\n')}
+          }
+        }
+      }
+      subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);
+    }
+    workgroupBarrier();
+
+${o.sharedKV ? '' : `    if (tail_here) {
+      // separate values: the tail's V rows take the K rows' place (the barrier above ended their reads)
+${batchedCopy('16u * DV', copyBatch(o.dimV), (t, u) => `      let p${u} = tail + ${t} / DV;
+      let x${u} = select(f16(0.0), values[cache_at(b, kv_head, min(p${u}, hi - 1u), params.v_off, params.v_sp, params.v_sh, params.v_spos) + ${t} % DV], p${u} < hi);`,
+    (t, u) => `      Tail[(${t} / DV) * TS + ${t} % DV] = x${u};`, '  ')}
+    }
+`}${softmax}    // O += P·V, V rows straight from storage (row-major), this subgroup's columns; the tail chunk
     // from workgroup memory; ${valueBatch} chunk(s) of loads in flight before their multiplies
     for (var c0 = 0u; c0 < ${chunksT}u; c0 += ${valueBatch}u) {
       if (tail_here && kv0 + c0 * 16u <= tail && tail < kv0 + (c0 + ${valueBatch}u) * 16u) {
@@ -329,7 +255,118 @@ ${idx(mats).map((n) => `            om${n} = subgroupMatrixMultiplyAccumulate(pm
     if (li == 0u) { atomicStore(&flagW[0], 0u); }
   }
 
-  // partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0), natural log
+`;
+  const stagedLoop = o.stage ? stagedTileLoop(o, softmax) : '';
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
+
+${SPLIT_KV_PARAMS.wgsl()}
+@group(0) @binding(${B.params}) var<uniform> params: DecodeParams;
+@group(0) @binding(${B.q}) var<storage, read> q: array<f16>;
+@group(0) @binding(${B.keys}) var<storage, read> keys: array<${cacheElem}>;
+${o.sharedKV ? '' : `@group(0) @binding(${B.values}) var<storage, read> values: array<${cacheElem}>;`}
+@group(0) @binding(${B.meta}) var<storage, read> seqs: array<u32>;
+@group(0) @binding(${B.out}) var<storage, read_write> partials: array<vec4<f32>>;
+
+const NT = ${NT}u;
+const ROWS = ${ROWS}u;
+const BC = ${MLA_TILE}u;
+const DQ = ${o.dimQK}u;
+const DV = ${o.dimV}u;
+const DV4 = ${o.dimV / 4}u;
+const G = ${o.group}u;
+const QS = ${QS}u;
+const TS = ${tailStride(o)}u;      // the staged tail chunk's row stride (halves)
+const S_STRIDE = ${S_STRIDE}u;
+const P_STRIDE = ${P_STRIDE}u;
+const COLS = ${colsPer}u;      // value columns per subgroup
+const THRESHOLD = ${THRESHOLD.toFixed(1)};
+const NEG = ${NO_SCORE};
+const LOG2E = 1.4426950408889634;
+const LN2 = 0.6931471805599453;
+
+// every workgroup variable a multiple of 16 bytes (docs/GPU-NOTES.md: matrix arrays misaligned otherwise)
+var<workgroup> Qs: array<f16, ${ROWS * QS}>;
+${o.stage ? `var<workgroup> Stage: array<vec4<u32>, ${stageWords(o)}>;   // a K slab (64 keys x KC) or a V slab (16 keys x Dv)` : `var<workgroup> Tail: array<f16, ${ROWS * tailStride(o)}>;  // the chunk ending past the range, rows behind it 0`}
+var<workgroup> Ss: array<f32, ${ROWS * S_STRIDE}>;${o.stage ? '   // also the O staging (Os) of the direct form' : ''}
+var<workgroup> Ps: array<f16, ${ROWS * P_STRIDE}>;
+${o.stage ? '' : `var<workgroup> Os: array<f32, ${MLA_SUBGROUPS * 256}>;   // per subgroup: one O matrix (rescale, final write)`}
+var<workgroup> alphaW: array<vec4<f32>, ROWS>;            // per row: (alpha, m, l, 0)
+var<workgroup> flagW: array<atomic<u32>, 4>;
+var<workgroup> rangeW: vec4<i32>;
+
+/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
+fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
+  return off + ${page} * sp + h * sh + (${inPage}) * spos;
+}
+
+${o.stage ? stagedWordReads(o) : ''}
+
+@compute @workgroup_size(NT)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let rows_kv = G * params.tokens;
+  let blocks = (rows_kv + ROWS - 1u) / ROWS;
+  let kv_head = wid.x / blocks;
+  let rb = wid.x % blocks;
+  let b = wid.y;
+  let split = wid.z;
+  let splits = nwg.z;
+  let nkeys = seqs[params.len_at + b * params.len_sb] + params.len_add;
+
+  // this thread's softmax row (8 threads a row, columns part, part + 8, ...)
+  let r = li / 8u;
+  let part = li % 8u;
+  let R = rb * ROWS + r;
+  let live = R < rows_kv;
+  let head = kv_head * G + R / params.tokens;
+  let i = R % params.tokens;
+  let diag = select(i32(i), i32(nkeys) - i32(params.tokens) + i32(i), params.bottom_right != 0u);
+  let lo_r = select(1, max(0, diag - params.win_left), live);
+  let hi_r = select(0, min(i32(nkeys) - 1, diag + params.win_right), live);
+  // the workgroup's key range: the union of its rows' (every row has 8 threads: reduce over all)
+  var wlo = i32(nkeys);
+  var whi = 0;
+  if (lo_r <= hi_r) { wlo = lo_r; whi = hi_r + 1; }
+  wlo = subgroupMin(wlo);
+  whi = subgroupMax(whi);
+  if (lane == 0u) { alphaW[sg] = vec4<f32>(f32(wlo), f32(whi), 0.0, 0.0); }
+
+  // Q rows -> workgroup memory (dead rows 0), ${COPY_BATCH} loads in flight per thread: one at a
+  // time, its 72 scalar loads (Dq 576) waited a memory latency each and cost more than the tiles
+${batchedCopy('ROWS * DQ', copyBatch(o.dimQK), (t, u) => `    let rr${u} = ${t} / DQ;
+    let RR${u} = rb * ROWS + rr${u};
+    let Rc${u} = min(RR${u}, rows_kv - 1u);
+    let x${u} = select(f16(0.0), q[params.q_off + b * params.q_sb + (kv_head * G + Rc${u} / params.tokens) * params.q_sh + (Rc${u} % params.tokens) * params.q_si + ${t} % DQ], RR${u} < rows_kv);`,
+    (t, u) => `    Qs[rr${u} * QS + ${t} % DQ] = x${u};`)}
+  if (li == 0u) { atomicStore(&flagW[0], 0u); }
+  workgroupBarrier();
+  if (li == 0u) {
+    var glo = i32(nkeys);
+    var ghi = 0;
+    for (var s = 0u; s < ${MLA_SUBGROUPS}u; s++) { glo = min(glo, i32(alphaW[s].x)); ghi = max(ghi, i32(alphaW[s].y)); }
+    rangeW = vec4<i32>(min(glo, ghi), ghi, 0, 0);
+  }
+  // the key range must be uniform (the tile loop holds barriers): through workgroupUniformLoad
+  let range = workgroupUniformLoad(&rangeW);
+  let first = (u32(range.x) / BC) * BC;
+  let total = u32(range.y) - first;
+  let per_split = ((total + splits - 1u) / splits + BC - 1u) / BC * BC;
+  let lo = min(first + split * per_split, u32(range.y));
+  let hi = min(lo + per_split, u32(range.y));
+  // the chunk that ends past hi (uniform: hi is), staged zero-padded before its tile's S
+  let tail = (hi / 16u) * 16u;
+  let has_tail = hi % 16u != 0u && tail >= lo;
+
+${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).join('\n')}
+  var m = NEG;
+  var l = 0.0;
+  let qk_scale = params.scale * LOG2E;
+  let col0 = sg * COLS;
+
+${o.stage ? stagedLoop : directLoop}  // partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0), natural log
   if (part == 0u) { alphaW[r] = vec4<f32>(0.0, select(NEG, m * LN2, l > 0.0), l, 0.0); }
   workgroupBarrier();
   let ob = sg * 256u;
@@ -340,15 +377,82 @@ ${idx(mats).map((n) => `            om${n} = subgroupMatrixMultiplyAccumulate(pm
   let whead = kv_head * G + WR / params.tokens;
   let prow = (b * params.heads_q + whead) * params.tokens + WR % params.tokens;
   let pbase = (prow * splits + split) * (DV4 + 1u);
-${idx(mats).map((n) => `  subgroupMatrixStore<row_major>(&Os, ob, om${n}, 16u);
+${idx(mats).map((n) => `  subgroupMatrixStore<row_major>(&${OB}, ob, om${n}, 16u);
   workgroupBarrier();
   if (wlive) {
     let at = pbase + (col0 + ${n * 16}u + wc) / 4u;
-    partials[at] = vec4<f32>(Os[ob + wr * 16u + wc], Os[ob + wr * 16u + wc + 1u], Os[ob + wr * 16u + wc + 2u], Os[ob + wr * 16u + wc + 3u]);
-    partials[at + 1u] = vec4<f32>(Os[ob + wr * 16u + wc + 4u], Os[ob + wr * 16u + wc + 5u], Os[ob + wr * 16u + wc + 6u], Os[ob + wr * 16u + wc + 7u]);
+    partials[at] = vec4<f32>(${OB}[ob + wr * 16u + wc], ${OB}[ob + wr * 16u + wc + 1u], ${OB}[ob + wr * 16u + wc + 2u], ${OB}[ob + wr * 16u + wc + 3u]);
+    partials[at + 1u] = vec4<f32>(${OB}[ob + wr * 16u + wc + 4u], ${OB}[ob + wr * 16u + wc + 5u], ${OB}[ob + wr * 16u + wc + 6u], ${OB}[ob + wr * 16u + wc + 7u]);
   }
   workgroupBarrier();`).join('\n')}
   if (wlive && sg == 0u && lane % 2u == 0u) { partials[pbase + DV4] = vec4<f32>(alphaW[wr].y, alphaW[wr].z, 0.0, 0.0); }
 }
 `;
+}
+
+/**
+ * The staged form's tile loop: per 64-key tile, the key slabs (64 keys x KC columns of Dq) and then
+ * four value slabs (16 keys x Dv), each stored from registers into Stage after a barrier; while a
+ * slab's multiplies run, the next slab's 16-byte words load into the same registers (the last value
+ * slab loads the next tile's first key slab). Keys past hi load as zero words: their scores are
+ * masked by index and their P is 0, so there is no tail chunk to stage.
+ */
+function stagedTileLoop(o: MlaDecodeOptions, softmax: string): string {
+  const NT = 32 * MLA_SUBGROUPS;
+  const { slabs, kc } = stagedSlabs(o);
+  const LK = (kc + 8) / 8; // row strides in Stage, words
+  const LV = (o.dimV + 8) / 8;
+  const kcw = kc / 8; // words per key row of a slab
+  const dvw = o.dimV / 8;
+  const WK = (MLA_TILE * kcw) / NT; // words per thread of a key slab (kc / 16)
+  const WV = (16 * dvw) / NT; // of a value slab (Dv / 64)
+  const W = Math.max(WK, WV);
+  const mats = o.dimV / MLA_SUBGROUPS / 16;
+  const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const vFn = o.sharedKV ? 'key_word' : 'value_word';
+  const loadK = (tile: string, slab: string) => idx(WK).map((u) => `w${u} = key_word(b, kv_head, ${tile} + kk${u}, hi, ${slab} * ${kcw}u + kw${u});`).join(' ');
+  const loadV = (tile: string, slab: string) => idx(WV).map((u) => `w${u} = ${vFn}(b, kv_head, ${tile} + ${slab} * 16u + vk${u}, hi, vw${u});`).join(' ');
+  return `// staged: ${slabs} key slab(s) of ${kc} columns, then 4 value slabs of 16 keys, per tile; ${W} words in flight per thread
+${idx(W).map((u) => `  var w${u} = vec4<u32>();`).join('\n')}
+${idx(WK).map((u) => `  let kk${u} = (li + ${u * NT}u) / ${kcw}u;
+  let kw${u} = (li + ${u * NT}u) % ${kcw}u;`).join('\n')}
+${idx(WV).map((u) => `  let vk${u} = (li + ${u * NT}u) / ${dvw}u;
+  let vw${u} = (li + ${u * NT}u) % ${dvw}u;`).join('\n')}
+  if (lo < hi) { ${loadK('lo', '0u')} }
+  for (var kv0 = lo; kv0 < hi; kv0 += BC) {
+    var s = subgroup_matrix_result<f32, 16, 16>();
+    for (var j = 0u; j < ${slabs}u; j++) {
+      workgroupBarrier();
+${idx(WK).map((u) => `      Stage[kk${u} * ${LK}u + kw${u}] = w${u};`).join('\n')}
+      workgroupBarrier();
+      if (j + 1u < ${slabs}u) { ${loadK('kv0', '(j + 1u)')} } else { ${loadV('kv0', '0u')} }
+      for (var c = 0u; c < ${kc / 16}u; c++) {
+        let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, j * ${kc}u + c * 16u, QS);
+        s = subgroupMatrixMultiplyAccumulate(qm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Stage, sg * ${16 * LK}u + c * 2u, ${LK}u), s);
+      }
+    }
+    subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);
+    workgroupBarrier();
+${softmax}    // O += P·V over the four value slabs
+    for (var c = 0u; c < ${MLA_TILE / 16}u; c++) {
+      workgroupBarrier();
+${idx(WV).map((u) => `      Stage[vk${u} * ${LV}u + vw${u}] = w${u};`).join('\n')}
+      workgroupBarrier();
+      if (c + 1u < ${MLA_TILE / 16}u) { ${loadV('kv0', '(c + 1u)')} } else if (kv0 + BC < hi) { ${loadK('(kv0 + BC)', '0u')} }
+      let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, c * 16u, P_STRIDE);
+${idx(mats).map((n) => `      om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&Stage, (col0 + ${n * 16}u) / 8u, ${LV}u), om${n});`).join('\n')}
+    }
+    workgroupBarrier();
+    if (li == 0u) { atomicStore(&flagW[0], 0u); }
+  }
+`;
+}
+
+/** The staged form's 16-byte reads of the cache (zero past hi, the position clamped to stay in range). */
+function stagedWordReads(o: MlaDecodeOptions): string {
+  const read = (name: string, buf: string, v: 'k' | 'v') => `fn ${name}(b: u32, h: u32, p: u32, hi: u32, word: u32) -> vec4<u32> {
+  let at = cache_at(b, h, min(p, hi - 1u), params.${v}_off, params.${v}_sp, params.${v}_sh, params.${v}_spos) / 8u + word;
+  return select(vec4<u32>(), ${buf}[at], p < hi);
+}`;
+  return o.sharedKV ? read('key_word', 'keys', 'k') : `${read('key_word', 'keys', 'k')}\n${read('value_word', 'values', 'v')}`;
 }

@@ -38,6 +38,8 @@ export interface DecodePlan {
   grid: [number, number, number];
   /** True when the combine pass runs (splits > 1 or the LSE is wanted). */
   combine: boolean;
+  /** Output rows (B x Nq x Sq): the combine pass's workgroups. */
+  rows: number;
   /**
    * The tensor-core MLA kernel (mla-sgmatrix.wgsl.ts) instead of split-KV, with its own splits and
    * grid (always combined); the call falls back to `kernel` where its strides do not allow it.
@@ -141,7 +143,7 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
     const max = limits.maxComputeWorkgroupsPerDimension;
     if (s.headsKv * headBlocks > max || s.batch * tokenBlocks > max) return `the grid (${s.headsKv * headBlocks} x ${s.batch * tokenBlocks}) exceeds maxComputeWorkgroupsPerDimension (${max})`;
     const combine = splits > 1 || s.lse;
-    const plan: DecodePlan = { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine };
+    const plan: DecodePlan = { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine, rows: s.batch * s.headsKv * s.group * s.tokens };
     const mla = planMla(s, limits, device);
     if (mla) plan.mla = mla;
     const pipelined = mla ? undefined : planPipelined(s, limits);
@@ -161,8 +163,10 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
  * splits mean fewer partial bytes).
  */
 /** Kᵀ loads in flight per MLA subgroup (FUSEDATTN_DECODE_MLA_KEYS), and V chunks (FUSEDATTN_DECODE_MLA_VALUES). */
-export const MLA_KEY_BATCH = 6;
-export const MLA_VALUE_BATCH = 2;
+export const MLA_KEY_BATCH = 1;
+export const MLA_VALUE_BATCH = 1;
+/** 1: K and V staged through workgroup memory (FUSEDATTN_DECODE_MLA_STAGE). */
+export const MLA_STAGE: number = 0;
 
 function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan['mla'] {
   if ((envInt('FUSEDATTN_DECODE_MLA', 0, 1) ?? 1) !== 1 || !device.subgroupMatrix) return undefined;
@@ -172,6 +176,7 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
     dimQK: s.dimQK, dimV: s.dimV, group: s.group, paged: s.paged, sharedKV: s.sharedKV,
     keyBatch: envInt('FUSEDATTN_DECODE_MLA_KEYS', 1, 36) ?? MLA_KEY_BATCH,
     valueBatch: envInt('FUSEDATTN_DECODE_MLA_VALUES', 1, 4) ?? MLA_VALUE_BATCH,
+    stage: (envInt('FUSEDATTN_DECODE_MLA_STAGE', 0, 1) ?? MLA_STAGE) === 1,
   };
   if (mlaDecodeUnsupported(kernel) || mlaDecodeSharedBytes(kernel) > limits.maxComputeWorkgroupStorageSize) return undefined;
   const blocks = Math.ceil((s.group * s.tokens) / 16);

@@ -5,7 +5,8 @@
 import type { KeyWindow } from '../../attention/problem.js';
 import { type BindingResource, type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import { windowParams } from '../../attention/webgpu/score.wgsl.js';
-import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine } from './combine.wgsl.js';
+import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine, combineWorkgroupSize } from './combine.wgsl.js';
+import { envInt } from '../../../core/env.js';
 import type { DecodePlan } from './plan.js';
 import { type MlaDecodeOptions, buildMlaDecode } from './mla-sgmatrix.wgsl.js';
 import { type PipelinedDecodeOptions, buildPipelinedSplitKv, pipelinedChunk } from './split-kv-pipelined.wgsl.js';
@@ -105,7 +106,15 @@ export async function prepareDecode(runtime: GpuRuntime, plan: DecodePlan, lse: 
   await runtime.pipeline(splitKvKernel, plan.kernel);
   if (plan.mla) await runtime.pipeline(mlaDecodeKernel, plan.mla.kernel);
   if (plan.pipelined) await runtime.pipeline(pipelinedKernel, plan.pipelined.kernel);
-  if (plan.combine || plan.mla || plan.pipelined?.combine) await runtime.pipeline(combineKernel, { dimV: plan.kernel.dimV, io: plan.kernel.io, lse });
+  const combined = [plan.combine && plan.splits, plan.mla?.splits, plan.pipelined?.combine && plan.pipelined.splits].filter((x): x is number => typeof x === 'number');
+  for (const splits of new Set(combined)) await runtime.pipeline(combineKernel, combineOptions(runtime, plan, splits, lse));
+}
+
+/** The combine pass's kernel for `splits` splits of the plan's rows. */
+function combineOptions(runtime: GpuRuntime, plan: DecodePlan, splits: number, lse: boolean): CombineOptions {
+  const max = Math.min(runtime.limits.maxComputeInvocationsPerWorkgroup, runtime.limits.maxComputeWorkgroupSizeX);
+  const workgroupSize = combineWorkgroupSize(plan.rows, splits, max, envInt('FUSEDATTN_DECODE_COMBINE_WG', 32, 1024));
+  return { dimV: plan.kernel.dimV, io: plan.kernel.io, lse, workgroupSize };
 }
 
 /** Queues the partial pass (and the combine pass when the plan has one). Submits nothing. */
@@ -159,7 +168,7 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
     if (k.rope && !plan.mla) entries[B.rope] = call.rope!.buffer;
     runtime.dispatch({ label: `${label} (${kernelName})`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: plan.grid });
     if (!partials) return;
-    const combine = await runtime.pipeline(combineKernel, { dimV: k.dimV, io: k.io, lse: call.lse !== undefined });
+    const combine = await runtime.pipeline(combineKernel, combineOptions(runtime, plan, plan.splits, call.lse !== undefined));
     const rows = call.batch * call.headsQ * call.tokens;
     const max = runtime.limits.maxComputeWorkgroupsPerDimension;
     const y = Math.ceil(rows / max);
