@@ -163,7 +163,7 @@ function halfValue(h: number): number {
 // compiled here through the null backend; bench/gpu/mla-decode.sh checks its values on the GPU.
 describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
   const { buildMlaDecode, effectivePlan, mlaDecodeSharedBytes, mlaDecodeUnsupported } = await import('../dist/ops/decode/webgpu/index.js');
-  const { MLA_KEY_BATCH, MLA_VALUE_BATCH } = await import('../dist/ops/decode/webgpu/plan.js');
+  const { MLA_KEY_BATCH, MLA_VALUE_BATCH, MLA_STAGE } = await import('../dist/ops/decode/webgpu/plan.js');
   it('compiles for contiguous and paged, shared and separate caches, within 48 KiB; the plan takes it by default and not when FUSEDATTN_DECODE_MLA=0', () => {
     const kernels = {
       'MLA 576/512 shared, 16 heads': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true },
@@ -177,6 +177,10 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       'staged MLA 576/512 shared, 16 heads': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true, stage: true },
       'staged MLA 576/512 paged, 128 heads': { dimQK: 576, dimV: 512, group: 128, paged: true, sharedKV: true, stage: true },
       'staged separate V 192/128': { dimQK: 192, dimV: 128, group: 64, paged: false, sharedKV: false, stage: true },
+      'staged two slabs ahead, 576/512 paged': { dimQK: 576, dimV: 512, group: 16, paged: true, sharedKV: true, stage: true, stageDepth: 2 },
+      'staged two slabs ahead, separate V 192/128': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, stage: true, stageDepth: 2 },
+      'staged, Q in words, 576/512': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true, stage: true, qWords: true },
+      'direct, Q in words, separate V 192/128': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, qWords: true },
     };
     const sources: Record<string, string> = {};
     for (const [name, o] of Object.entries(kernels)) {
@@ -201,8 +205,12 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
     {
       // per call: aligned rows and no finite left window keep it; a sliding window sends the call to split-KV
       const rows = { off: 0, spos: 576, sp: 576 * 4096, sh: 576 * 4096 };
-      const call = { keys: rows, pageSize: 0, window: { left: Infinity, right: 0, align: 'bottom-right' as const } };
+      const qRows = { off: 0, sb: 576 * 16, sh: 576, si: 576 };
+      const call = { q: qRows, keys: rows, pageSize: 0, window: { left: Infinity, right: 0, align: 'bottom-right' as const } };
       expect(effectivePlan(on, call as never).mla).toBeDefined();
+      // 16-byte Q loads only for q rows at multiples of 8 halves
+      expect(effectivePlan(on, call as never).mla?.kernel.qWords).toBe(true);
+      expect(effectivePlan(on, { ...call, q: { ...qRows, off: 4 } } as never).mla?.kernel.qWords).toBe(false);
       expect(effectivePlan(on, { ...call, window: { ...call.window, left: 127 } } as never).mla).toBeUndefined();
       expect(effectivePlan(on, { ...call, keys: { ...rows, off: 4 } } as never).mla).toBeUndefined();
       const none = planDecode(mla, h200, undefined, {});
@@ -221,6 +229,13 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
     expect(sources['MLA 576/512 shared, one load at a time']).not.toContain('let km1 =');
     expect(on.mla?.kernel.keyBatch).toBe(MLA_KEY_BATCH);
     expect(on.mla?.kernel.valueBatch).toBe(MLA_VALUE_BATCH);
+    expect(on.mla?.kernel.stage).toBe(MLA_STAGE === 1);
+    // the staged form: no tail staging, 16-byte cache words; two slabs ahead name a second register set
+    const staged = sources['staged MLA 576/512 shared, 16 heads'];
+    expect(staged).toContain('var<storage, read> keys: array<vec4<u32>>');
+    expect(staged).not.toContain('var<workgroup> Tail');
+    expect(staged).not.toContain('w1_0');
+    expect(sources['staged two slabs ahead, 576/512 paged']).toContain('w1_8 = key_word(');
     const errors = tintErrors(sources, 'the MLA decode kernel');
     if (!errors) return;
     for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);

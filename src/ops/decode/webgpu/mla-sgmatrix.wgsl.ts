@@ -48,6 +48,10 @@ export interface MlaDecodeOptions {
    * loads straight from storage.
    */
   stage?: boolean;
+  /** Slabs loaded ahead in the staged form (1 or 2; default 1): 2 holds two slabs' words in registers. */
+  stageDepth?: number;
+  /** Q read in 16-byte words (every q offset and stride a multiple of 8 halves: effectivePlan checks). */
+  qWords?: boolean;
 }
 
 /** The largest divisor of n that is at most want (at least 1). */
@@ -68,6 +72,7 @@ export function mlaDecodeUnsupported(o: MlaDecodeOptions): string | undefined {
   if (o.dimV > 512) return `Dv up to 512 (accumulator registers), got ${o.dimV}`;
   if (o.sharedKV && o.dimV > o.dimQK) return `a shared latent cache needs Dv <= Dq, got ${o.dimV} > ${o.dimQK}`;
   if (o.valueBatch !== undefined && ![1, 2, 4].includes(o.valueBatch)) return `valueBatch must be 1, 2 or 4, got ${o.valueBatch}`;
+  if (o.stageDepth !== undefined && ![1, 2].includes(o.stageDepth)) return `stageDepth must be 1 or 2, got ${o.stageDepth}`;
   return undefined;
 }
 
@@ -132,6 +137,21 @@ export function buildMlaDecode(o: MlaDecodeOptions): string {
   const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
   const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
   const inPage = o.paged ? 'p % params.page_size' : 'p';
+  const qPrologue = o.qWords ? `  // Q rows -> workgroup memory (dead rows 0) in 16-byte words, a thread's loads all in flight at once
+${batchedCopy('ROWS * DQ8', (16 * o.dimQK) / 8 / (32 * MLA_SUBGROUPS), (t, u) => `    let rr${u} = ${t} / DQ8;
+    let RR${u} = rb * ROWS + rr${u};
+    let Rc${u} = min(RR${u}, rows_kv - 1u);
+    let x${u} = select(vec4<u32>(), q[(params.q_off + b * params.q_sb + (kv_head * G + Rc${u} / params.tokens) * params.q_sh + (Rc${u} % params.tokens) * params.q_si) / 8u + ${t} % DQ8], RR${u} < rows_kv);`,
+    (t, u) => `    let qa${u} = rr${u} * QS + (${t} % DQ8) * 8u;
+${[0, 1, 2, 3].map((c) => `    Qs[qa${u} + ${2 * c}u] = bitcast<vec2<f16>>(x${u}.${'xyzw'[c]}).x; Qs[qa${u} + ${2 * c + 1}u] = bitcast<vec2<f16>>(x${u}.${'xyzw'[c]}).y;`).join('\n')}`)}
+` : `  // Q rows -> workgroup memory (dead rows 0), ${COPY_BATCH} loads in flight per thread: one at a
+  // time, its 72 scalar loads (Dq 576) waited a memory latency each and cost more than the tiles
+${batchedCopy('ROWS * DQ', copyBatch(o.dimQK), (t, u) => `    let rr${u} = ${t} / DQ;
+    let RR${u} = rb * ROWS + rr${u};
+    let Rc${u} = min(RR${u}, rows_kv - 1u);
+    let x${u} = select(f16(0.0), q[params.q_off + b * params.q_sb + (kv_head * G + Rc${u} / params.tokens) * params.q_sh + (Rc${u} % params.tokens) * params.q_si + ${t} % DQ], RR${u} < rows_kv);`,
+    (t, u) => `    Qs[rr${u} * QS + ${t} % DQ] = x${u};`)}
+`;
   const OB = o.stage ? 'Ss' : 'Os';
   const cacheElem = o.stage ? 'vec4<u32>' : 'f16';
   const softmax = `    // online softmax of row r over its 8 columns
@@ -264,7 +284,7 @@ diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
 
 ${SPLIT_KV_PARAMS.wgsl()}
 @group(0) @binding(${B.params}) var<uniform> params: DecodeParams;
-@group(0) @binding(${B.q}) var<storage, read> q: array<f16>;
+@group(0) @binding(${B.q}) var<storage, read> q: array<${o.qWords ? 'vec4<u32>' : 'f16'}>;
 @group(0) @binding(${B.keys}) var<storage, read> keys: array<${cacheElem}>;
 ${o.sharedKV ? '' : `@group(0) @binding(${B.values}) var<storage, read> values: array<${cacheElem}>;`}
 @group(0) @binding(${B.meta}) var<storage, read> seqs: array<u32>;
@@ -274,6 +294,7 @@ const NT = ${NT}u;
 const ROWS = ${ROWS}u;
 const BC = ${MLA_TILE}u;
 const DQ = ${o.dimQK}u;
+const DQ8 = ${o.dimQK / 8}u;
 const DV = ${o.dimV}u;
 const DV4 = ${o.dimV / 4}u;
 const G = ${o.group}u;
@@ -334,14 +355,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   whi = subgroupMax(whi);
   if (lane == 0u) { alphaW[sg] = vec4<f32>(f32(wlo), f32(whi), 0.0, 0.0); }
 
-  // Q rows -> workgroup memory (dead rows 0), ${COPY_BATCH} loads in flight per thread: one at a
-  // time, its 72 scalar loads (Dq 576) waited a memory latency each and cost more than the tiles
-${batchedCopy('ROWS * DQ', copyBatch(o.dimQK), (t, u) => `    let rr${u} = ${t} / DQ;
-    let RR${u} = rb * ROWS + rr${u};
-    let Rc${u} = min(RR${u}, rows_kv - 1u);
-    let x${u} = select(f16(0.0), q[params.q_off + b * params.q_sb + (kv_head * G + Rc${u} / params.tokens) * params.q_sh + (Rc${u} % params.tokens) * params.q_si + ${t} % DQ], RR${u} < rows_kv);`,
-    (t, u) => `    Qs[rr${u} * QS + ${t} % DQ] = x${u};`)}
-  if (li == 0u) { atomicStore(&flagW[0], 0u); }
+${qPrologue}  if (li == 0u) { atomicStore(&flagW[0], 0u); }
   workgroupBarrier();
   if (li == 0u) {
     var glo = i32(nkeys);
@@ -400,6 +414,7 @@ ${idx(mats).map((n) => `  subgroupMatrixStore<row_major>(&${OB}, ob, om${n}, 16u
 function stagedTileLoop(o: MlaDecodeOptions, softmax: string): string {
   const NT = 32 * MLA_SUBGROUPS;
   const { slabs, kc } = stagedSlabs(o);
+  const depth = o.stageDepth ?? 1;
   const LK = (kc + 8) / 8; // row strides in Stage, words
   const LV = (o.dimV + 8) / 8;
   const kcw = kc / 8; // words per key row of a slab
@@ -410,38 +425,57 @@ function stagedTileLoop(o: MlaDecodeOptions, softmax: string): string {
   const mats = o.dimV / MLA_SUBGROUPS / 16;
   const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
   const vFn = o.sharedKV ? 'key_word' : 'value_word';
-  const loadK = (tile: string, slab: string) => idx(WK).map((u) => `w${u} = key_word(b, kv_head, ${tile} + kk${u}, hi, ${slab} * ${kcw}u + kw${u});`).join(' ');
-  const loadV = (tile: string, slab: string) => idx(WV).map((u) => `w${u} = ${vFn}(b, kv_head, ${tile} + ${slab} * 16u + vk${u}, hi, vw${u});`).join(' ');
-  return `// staged: ${slabs} key slab(s) of ${kc} columns, then 4 value slabs of 16 keys, per tile; ${W} words in flight per thread
-${idx(W).map((u) => `  var w${u} = vec4<u32>();`).join('\n')}
+  // the tile's steps: key slabs 0 .. slabs-1, then value slabs 0 .. 3; register set n % depth holds step n's words
+  const steps = [...idx(slabs).map((j) => ({ kind: 'k' as const, j })), ...idx(MLA_TILE / 16).map((j) => ({ kind: 'v' as const, j }))];
+  const load = (n: number, tile: string) => {
+    const st = steps[n];
+    const set = n % depth;
+    return st.kind === 'k'
+      ? idx(WK).map((u) => `w${set}_${u} = key_word(b, kv_head, ${tile} + kk${u}, hi, ${st.j * kcw}u + kw${u});`).join(' ')
+      : idx(WV).map((u) => `w${set}_${u} = ${vFn}(b, kv_head, ${tile} + ${st.j * 16}u + vk${u}, hi, vw${u});`).join(' ');
+  };
+  const store = (n: number) => {
+    const st = steps[n];
+    const set = n % depth;
+    return st.kind === 'k'
+      ? idx(WK).map((u) => `    Stage[kk${u} * ${LK}u + kw${u}] = w${set}_${u};`).join('\n')
+      : idx(WV).map((u) => `    Stage[vk${u} * ${LV}u + vw${u}] = w${set}_${u};`).join('\n');
+  };
+  const ahead = (n: number) => (n + depth < steps.length ? `    ${load(n + depth, 'kv0')}` : `    if (kv0 + BC < hi) { ${load(n + depth - steps.length, '(kv0 + BC)')} }`);
+  const compute = (n: number) => {
+    const st = steps[n];
+    if (st.kind === 'k') {
+      return `    for (var c = 0u; c < ${kc / 16}u; c++) {
+      let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, ${st.j * kc}u + c * 16u, QS);
+      s = subgroupMatrixMultiplyAccumulate(qm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Stage, sg * ${16 * LK}u + c * 2u, ${LK}u), s);
+    }`;
+    }
+    return `    {
+      let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, ${st.j * 16}u, P_STRIDE);
+${idx(mats).map((m) => `      om${m} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&Stage, (col0 + ${m * 16}u) / 8u, ${LV}u), om${m});`).join('\n')}
+    }`;
+  };
+  const body = steps.map((st, n) => `    // step ${n}: ${st.kind === 'k' ? `key slab ${st.j}` : `value slab ${st.j}`}
+    workgroupBarrier();
+${store(n)}
+    workgroupBarrier();
+${ahead(n)}
+${compute(n)}
+${n === slabs - 1 ? `    subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);
+    workgroupBarrier();
+${softmax}` : ''}`).join('\n');
+  return `// staged: ${slabs} key slab(s) of ${kc} columns, then 4 value slabs of 16 keys, per tile; ${depth} slab(s) of ${W} words ahead per thread
+${idx(depth).map((set) => idx(W).map((u) => `  var w${set}_${u} = vec4<u32>();`).join('\n')).join('\n')}
 ${idx(WK).map((u) => `  let kk${u} = (li + ${u * NT}u) / ${kcw}u;
   let kw${u} = (li + ${u * NT}u) % ${kcw}u;`).join('\n')}
 ${idx(WV).map((u) => `  let vk${u} = (li + ${u * NT}u) / ${dvw}u;
   let vw${u} = (li + ${u * NT}u) % ${dvw}u;`).join('\n')}
-  if (lo < hi) { ${loadK('lo', '0u')} }
+  if (lo < hi) {
+${idx(depth).map((n) => `    ${load(n, 'lo')}`).join('\n')}
+  }
   for (var kv0 = lo; kv0 < hi; kv0 += BC) {
     var s = subgroup_matrix_result<f32, 16, 16>();
-    for (var j = 0u; j < ${slabs}u; j++) {
-      workgroupBarrier();
-${idx(WK).map((u) => `      Stage[kk${u} * ${LK}u + kw${u}] = w${u};`).join('\n')}
-      workgroupBarrier();
-      if (j + 1u < ${slabs}u) { ${loadK('kv0', '(j + 1u)')} } else { ${loadV('kv0', '0u')} }
-      for (var c = 0u; c < ${kc / 16}u; c++) {
-        let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, j * ${kc}u + c * 16u, QS);
-        s = subgroupMatrixMultiplyAccumulate(qm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Stage, sg * ${16 * LK}u + c * 2u, ${LK}u), s);
-      }
-    }
-    subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);
-    workgroupBarrier();
-${softmax}    // O += P·V over the four value slabs
-    for (var c = 0u; c < ${MLA_TILE / 16}u; c++) {
-      workgroupBarrier();
-${idx(WV).map((u) => `      Stage[vk${u} * ${LV}u + vw${u}] = w${u};`).join('\n')}
-      workgroupBarrier();
-      if (c + 1u < ${MLA_TILE / 16}u) { ${loadV('kv0', '(c + 1u)')} } else if (kv0 + BC < hi) { ${loadK('(kv0 + BC)', '0u')} }
-      let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, c * 16u, P_STRIDE);
-${idx(mats).map((n) => `      om${n} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&Stage, (col0 + ${n * 16}u) / 8u, ${LV}u), om${n});`).join('\n')}
-    }
+${body}
     workgroupBarrier();
     if (li == 0u) { atomicStore(&flagW[0], 0u); }
   }

@@ -166,7 +166,9 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
 export const MLA_KEY_BATCH = 1;
 export const MLA_VALUE_BATCH = 1;
 /** 1: K and V staged through workgroup memory (FUSEDATTN_DECODE_MLA_STAGE). */
-export const MLA_STAGE: number = 0;
+export const MLA_STAGE: number = 1;
+/** Slabs the staged form loads ahead (FUSEDATTN_DECODE_MLA_DEPTH). */
+export const MLA_STAGE_DEPTH = 1;
 
 function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan['mla'] {
   if ((envInt('FUSEDATTN_DECODE_MLA', 0, 1) ?? 1) !== 1 || !device.subgroupMatrix) return undefined;
@@ -177,6 +179,9 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
     keyBatch: envInt('FUSEDATTN_DECODE_MLA_KEYS', 1, 36) ?? MLA_KEY_BATCH,
     valueBatch: envInt('FUSEDATTN_DECODE_MLA_VALUES', 1, 4) ?? MLA_VALUE_BATCH,
     stage: (envInt('FUSEDATTN_DECODE_MLA_STAGE', 0, 1) ?? MLA_STAGE) === 1,
+    stageDepth: envInt('FUSEDATTN_DECODE_MLA_DEPTH', 1, 2) ?? MLA_STAGE_DEPTH,
+    // 16-byte Q loads (effectivePlan keeps them only for aligned q rows); FUSEDATTN_DECODE_MLA_QWORDS=0 off
+    qWords: (envInt('FUSEDATTN_DECODE_MLA_QWORDS', 0, 1) ?? 1) === 1,
   };
   if (mlaDecodeUnsupported(kernel) || mlaDecodeSharedBytes(kernel) > limits.maxComputeWorkgroupStorageSize) return undefined;
   const blocks = Math.ceil((s.group * s.tokens) / 16);

@@ -22,7 +22,7 @@ export const pipelinedKernel = defineKernel<PipelinedDecodeOptions>('decode-spli
  * it (16-key chunks inside one page, 16-byte aligned rows for the matrix loads, no finite left
  * window), else split-KV.
  */
-export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'keys' | 'values' | 'pageSize' | 'window'>): DecodePlan {
+export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'q' | 'keys' | 'values' | 'pageSize' | 'window'>): DecodePlan {
   if (plan.pipelined) {
     // the pipelined kernel reads whole 16-byte words: every offset and stride a multiple of one
     const E = pipelinedChunk(plan.pipelined.kernel.cache);
@@ -38,7 +38,10 @@ export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'keys'
   const v = call.values ?? call.keys;
   const aligned = [call.keys.off, call.keys.spos, call.keys.sp, call.keys.sh, v.off, v.spos, v.sp, v.sh].every((x) => x % 8 === 0);
   if (!aligned || (plan.mla.kernel.paged && call.pageSize % 16 !== 0)) return { ...plan, mla: undefined };
-  return { ...plan, splits: plan.mla.splits, grid: plan.mla.grid, combine: true };
+  // Q in 16-byte words where its rows allow
+  const qWords = plan.mla.kernel.qWords === true && [call.q.off, call.q.sb, call.q.sh, call.q.si].every((x) => x % 8 === 0);
+  const mla = qWords === (plan.mla.kernel.qWords === true) ? plan.mla : { ...plan.mla, kernel: { ...plan.mla.kernel, qWords } };
+  return { ...plan, mla, splits: plan.mla.splits, grid: plan.mla.grid, combine: true };
 }
 
 /** Rows [b, head, i, d] in a buffer: element offset and strides (d contiguous), in elements. */
