@@ -11,7 +11,7 @@ import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { applyRope } from '../dist/model/cpu/kernels.js';
 import { configFrom, ropeTable, tinyConfigJson } from '../dist/model/index.js';
 import { getRuntime } from '../dist/engines/webgpu/runtime.js';
-import { decodeSplits, planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
+import { combineWorkgroupSize, decodeSplits, planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
 import { backendsHere } from './helpers.js';
 import { expectClose } from './model-helpers.js';
 
@@ -152,5 +152,13 @@ describe('the decode plan', () => {
     expect(decodeSplits(300, 2, 256)).toBe(2);
     expect(decodeSplits(1, 32, 256)).toBe(1);
     expect(decodeSplits(1 << 20, 1, 256, 512)).toBe(256);
+  });
+
+  it('combine width: 1024 threads per row only for few rows over many splits, within the device, a power of two', () => {
+    expect(combineWorkgroupSize(16, 128, 1024)).toBe(1024); // MLA: 16 heads, 128 splits
+    expect(combineWorkgroupSize(16, 128, 256)).toBe(256); // a device of 256 threads
+    expect(combineWorkgroupSize(16, 16, 1024)).toBe(256); // few splits
+    expect(combineWorkgroupSize(256, 128, 1024)).toBe(256); // many rows
+    expect(combineWorkgroupSize(16, 128, 1024, 300)).toBe(256); // an override rounds down to a power of two
   });
 });

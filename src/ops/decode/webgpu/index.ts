@@ -5,7 +5,7 @@ export { type DecodePlan, type DecodeShape, type PlanDevice, DEFAULT_TARGET, pla
 export { decodePlanDevice } from './plan-device.js';
 export { type GpuCacheTensor, type GpuDecodeCall, type GpuRows, partialBytes, prepareDecode, effectivePlan, mlaDecodeKernel, queueAttentionDecode, splitKvKernel, combineKernel } from './queue.js';
 export { type SplitKvOptions, buildSplitKv, splitKvSharedBytes, splitKvUnsupported, SPLIT_KV_PARAMS, SPLIT_KV_BINDINGS } from './split-kv.wgsl.js';
-export { type CombineOptions, buildCombine, buildMerge } from './combine.wgsl.js';
+export { type CombineOptions, buildCombine, buildMerge, combineWorkgroupSize } from './combine.wgsl.js';
 export { writePages } from './write.js';
 export {
   COMBINE_PARAMS, COMBINE_WORKGROUP, DECODE_PARAMS, type DecodeAttentionOptions,
