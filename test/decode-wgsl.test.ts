@@ -180,6 +180,8 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       'staged two slabs ahead, 576/512 paged': { dimQK: 576, dimV: 512, group: 16, paged: true, sharedKV: true, stage: true, stageDepth: 2 },
       'staged two slabs ahead, separate V 192/128': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, stage: true, stageDepth: 2 },
       'staged, Q in words, 576/512': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true, stage: true, qWords: true },
+      'staged, two score chains, 576/512 paged': { dimQK: 576, dimV: 512, group: 16, paged: true, sharedKV: true, stage: true, qWords: true, kChains: 2 },
+      'staged, two score chains, separate V 192/128': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, stage: true, kChains: 2 },
       'direct, Q in words, separate V 192/128': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, qWords: true },
     };
     const sources: Record<string, string> = {};

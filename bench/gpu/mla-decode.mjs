@@ -122,10 +122,10 @@ async function timeOf(heads, len, mla) {
 // times the default batches at those targets.
 const variantList = process.env.MLA_VARIANTS ?? (process.env.MLA_TARGETS ?? '128').split(',').map((t) => `::${t}`).join(',');
 // (a variant may add :stage (0/1, FUSEDATTN_DECODE_MLA_STAGE), :combine threads (FUSEDATTN_DECODE_COMBINE_WG) and
-// :slabs ahead (FUSEDATTN_DECODE_MLA_DEPTH) and :Q in words (0/1, FUSEDATTN_DECODE_MLA_QWORDS))
-const variants = variantList.split(',').map((v) => { const [k, vb, t, st, cw, dp, qw] = v.split(':'); return { keys: k || undefined, values: vb || undefined, target: t || undefined, stage: st || undefined, combine: cw || undefined, depth: dp || undefined, qwords: qw || undefined, name: v }; });
+// :slabs ahead (FUSEDATTN_DECODE_MLA_DEPTH) and :Q in words (0/1, FUSEDATTN_DECODE_MLA_QWORDS), :score chains (FUSEDATTN_DECODE_MLA_CHAINS))
+const variants = variantList.split(',').map((v) => { const [k, vb, t, st, cw, dp, qw, ch] = v.split(':'); return { keys: k || undefined, values: vb || undefined, target: t || undefined, stage: st || undefined, combine: cw || undefined, depth: dp || undefined, qwords: qw || undefined, chains: ch || undefined, name: v }; });
 function setVariant(v) {
-  for (const [key, val] of [['FUSEDATTN_DECODE_MLA_KEYS', v?.keys], ['FUSEDATTN_DECODE_MLA_VALUES', v?.values], ['FUSEDATTN_DECODE_MLA_TARGET', v?.target], ['FUSEDATTN_DECODE_MLA_STAGE', v?.stage], ['FUSEDATTN_DECODE_COMBINE_WG', v?.combine], ['FUSEDATTN_DECODE_MLA_DEPTH', v?.depth], ['FUSEDATTN_DECODE_MLA_QWORDS', v?.qwords]]) {
+  for (const [key, val] of [['FUSEDATTN_DECODE_MLA_KEYS', v?.keys], ['FUSEDATTN_DECODE_MLA_VALUES', v?.values], ['FUSEDATTN_DECODE_MLA_TARGET', v?.target], ['FUSEDATTN_DECODE_MLA_STAGE', v?.stage], ['FUSEDATTN_DECODE_COMBINE_WG', v?.combine], ['FUSEDATTN_DECODE_MLA_DEPTH', v?.depth], ['FUSEDATTN_DECODE_MLA_QWORDS', v?.qwords], ['FUSEDATTN_DECODE_MLA_CHAINS', v?.chains]]) {
     if (val === undefined) delete process.env[key]; else process.env[key] = val;
   }
 }
@@ -138,7 +138,7 @@ for (const v of variants) {
   console.log(`variant ${v.name} checks: ${v.ok ? 'PASS' : 'FAIL'}`);
 }
 setVariant(undefined);
-console.log('| heads | keys | split-KV us | MLA variant (keys:values:target[:stage[:combine threads[:depth[:qwords]]]]) | MLA us | passes us | stream us | MLA / stream speed | cache MB | MLA GB/s | MLA TFLOP/s |');
+console.log('| heads | keys | split-KV us | MLA variant (keys:values:target[:stage[:combine threads[:depth[:qwords[:chains]]]]]) | MLA us | passes us | stream us | MLA / stream speed | cache MB | MLA GB/s | MLA TFLOP/s |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const len of smoke ? [200] : (process.env.MLA_LENGTHS ?? '32768,4096').split(',').map(Number)) for (const heads of headsList) {
   const stream = await streamUs(len * D * 2);

@@ -50,6 +50,8 @@ export interface MlaDecodeOptions {
   stage?: boolean;
   /** Slabs loaded ahead in the staged form (1 or 2; default 1): 2 holds two slabs' words in registers. */
   stageDepth?: number;
+  /** Score accumulators per subgroup in the staged form (1 or 2; default 1). */
+  kChains?: number;
   /** Q read in 16-byte words (every q offset and stride a multiple of 8 halves: effectivePlan checks). */
   qWords?: boolean;
 }
@@ -73,17 +75,21 @@ export function mlaDecodeUnsupported(o: MlaDecodeOptions): string | undefined {
   if (o.sharedKV && o.dimV > o.dimQK) return `a shared latent cache needs Dv <= Dq, got ${o.dimV} > ${o.dimQK}`;
   if (o.valueBatch !== undefined && ![1, 2, 4].includes(o.valueBatch)) return `valueBatch must be 1, 2 or 4, got ${o.valueBatch}`;
   if (o.stageDepth !== undefined && ![1, 2].includes(o.stageDepth)) return `stageDepth must be 1 or 2, got ${o.stageDepth}`;
+  if (o.kChains !== undefined && ![1, 2].includes(o.kChains)) return `kChains must be 1 or 2, got ${o.kChains}`;
   return undefined;
 }
 
 const qStride = (o: MlaDecodeOptions) => o.dimQK + 8; // halves; +8 staggers the rows' banks
 const tailStride = (o: MlaDecodeOptions) => Math.max(o.dimQK, o.dimV) + 8;
 const S_STRIDE = MLA_TILE + 4;
+/** Two score chains (staged form, kChains 2): both S buffers unpadded, so the second fits in 48 KiB. */
+const sStride = (o: MlaDecodeOptions) => (twoChains(o) ? MLA_TILE : S_STRIDE);
+const twoChains = (o: MlaDecodeOptions) => o.stage === true && o.kChains === 2;
 const P_STRIDE = MLA_TILE + 8;
 
 /** Workgroup memory bytes of the kernel. */
 export function mlaDecodeSharedBytes(o: MlaDecodeOptions): number {
-  const common = ROWS * qStride(o) * 2 + ROWS * S_STRIDE * 4 + ROWS * P_STRIDE * 2 + ROWS * 16 + 16 + 16;
+  const common = ROWS * qStride(o) * 2 + ROWS * sStride(o) * 4 * (twoChains(o) ? 2 : 1) + ROWS * P_STRIDE * 2 + ROWS * 16 + 16 + 16;
   return common + (o.stage ? stageWords(o) * 16 : ROWS * tailStride(o) * 2 + MLA_SUBGROUPS * 256 * 4);
 }
 
@@ -160,7 +166,7 @@ ${batchedCopy('ROWS * DQ', copyBatch(o.dimQK), (t, u) => `    let rr${u} = ${t} 
     for (var k = 0u; k < 8u; k++) {
       let j = i32(kv0 + part + 8u * k);
       var x = NEG;
-      if (j >= lo_r && j <= hi_r) { x = Ss[r * S_STRIDE + part + 8u * k] * qk_scale; }
+      if (j >= lo_r && j <= hi_r) { x = ${twoChains(o) ? '(Ss[r * S_STRIDE + part + 8u * k] + Ss2[r * S_STRIDE + part + 8u * k])' : 'Ss[r * S_STRIDE + part + 8u * k]'} * qk_scale; }
       sv[k] = x;
       tmax = max(tmax, x);
     }
@@ -300,7 +306,7 @@ const DV4 = ${o.dimV / 4}u;
 const G = ${o.group}u;
 const QS = ${QS}u;
 const TS = ${tailStride(o)}u;      // the staged tail chunk's row stride (halves)
-const S_STRIDE = ${S_STRIDE}u;
+const S_STRIDE = ${sStride(o)}u;
 const P_STRIDE = ${P_STRIDE}u;
 const COLS = ${colsPer}u;      // value columns per subgroup
 const THRESHOLD = ${THRESHOLD.toFixed(1)};
@@ -311,7 +317,8 @@ const LN2 = 0.6931471805599453;
 // every workgroup variable a multiple of 16 bytes (docs/GPU-NOTES.md: matrix arrays misaligned otherwise)
 var<workgroup> Qs: array<f16, ${ROWS * QS}>;
 ${o.stage ? `var<workgroup> Stage: array<vec4<u32>, ${stageWords(o)}>;   // a K slab (64 keys x KC) or a V slab (16 keys x Dv)` : `var<workgroup> Tail: array<f16, ${ROWS * tailStride(o)}>;  // the chunk ending past the range, rows behind it 0`}
-var<workgroup> Ss: array<f32, ${ROWS * S_STRIDE}>;${o.stage ? '   // also the O staging (Os) of the direct form' : ''}
+var<workgroup> Ss: array<f32, ${ROWS * sStride(o)}>;${o.stage ? '   // also the O staging (Os) of the direct form' : ''}${twoChains(o) ? `
+var<workgroup> Ss2: array<f32, ${ROWS * sStride(o)}>;  // the second score chain` : ''}
 var<workgroup> Ps: array<f16, ${ROWS * P_STRIDE}>;
 ${o.stage ? '' : `var<workgroup> Os: array<f32, ${MLA_SUBGROUPS * 256}>;   // per subgroup: one O matrix (rescale, final write)`}
 var<workgroup> alphaW: array<vec4<f32>, ROWS>;            // per row: (alpha, m, l, 0)
@@ -415,6 +422,7 @@ function stagedTileLoop(o: MlaDecodeOptions, softmax: string): string {
   const NT = 32 * MLA_SUBGROUPS;
   const { slabs, kc } = stagedSlabs(o);
   const depth = o.stageDepth ?? 1;
+  const chains = twoChains(o) ? 2 : 1;
   const LK = (kc + 8) / 8; // row strides in Stage, words
   const LV = (o.dimV + 8) / 8;
   const kcw = kc / 8; // words per key row of a slab
@@ -444,6 +452,10 @@ function stagedTileLoop(o: MlaDecodeOptions, softmax: string): string {
   const ahead = (n: number) => (n + depth < steps.length ? `    ${load(n + depth, 'kv0')}` : `    if (kv0 + BC < hi) { ${load(n + depth - steps.length, '(kv0 + BC)')} }`);
   const compute = (n: number) => {
     const st = steps[n];
+    if (st.kind === 'k' && chains === 2) {
+      // two accumulators over alternate 16-column chunks: two dependent chains of multiplies interleave
+      return idx(kc / 16).map((c) => `    ${c % 2 ? 's2' : 's'} = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, ${st.j * kc + c * 16}u, QS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Stage, sg * ${16 * LK}u + ${c * 2}u, ${LK}u), ${c % 2 ? 's2' : 's'});`).join('\n');
+    }
     if (st.kind === 'k') {
       return `    for (var c = 0u; c < ${kc / 16}u; c++) {
       let qm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, ${st.j * kc}u + c * 16u, QS);
@@ -461,7 +473,7 @@ ${store(n)}
     workgroupBarrier();
 ${ahead(n)}
 ${compute(n)}
-${n === slabs - 1 ? `    subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);
+${n === slabs - 1 ? `    subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);${chains === 2 ? '\n    subgroupMatrixStore<row_major>(&Ss2, sg * 16u, s2, S_STRIDE);' : ''}
     workgroupBarrier();
 ${softmax}` : ''}`).join('\n');
   return `// staged: ${slabs} key slab(s) of ${kc} columns, then 4 value slabs of 16 keys, per tile; ${depth} slab(s) of ${W} words ahead per thread
@@ -474,7 +486,7 @@ ${idx(WV).map((u) => `  let vk${u} = (li + ${u * NT}u) / ${dvw}u;
 ${idx(depth).map((n) => `    ${load(n, 'lo')}`).join('\n')}
   }
   for (var kv0 = lo; kv0 < hi; kv0 += BC) {
-    var s = subgroup_matrix_result<f32, 16, 16>();
+    var s = subgroup_matrix_result<f32, 16, 16>();${chains === 2 ? '\n    var s2 = subgroup_matrix_result<f32, 16, 16>();' : ''}
 ${body}
     workgroupBarrier();
     if (li == 0u) { atomicStore(&flagW[0], 0u); }

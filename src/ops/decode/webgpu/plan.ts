@@ -180,6 +180,7 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
     valueBatch: envInt('FUSEDATTN_DECODE_MLA_VALUES', 1, 4) ?? MLA_VALUE_BATCH,
     stage: (envInt('FUSEDATTN_DECODE_MLA_STAGE', 0, 1) ?? MLA_STAGE) === 1,
     stageDepth: envInt('FUSEDATTN_DECODE_MLA_DEPTH', 1, 2) ?? MLA_STAGE_DEPTH,
+    kChains: envInt('FUSEDATTN_DECODE_MLA_CHAINS', 1, 2) ?? 1,
     // 16-byte Q loads (effectivePlan keeps them only for aligned q rows); FUSEDATTN_DECODE_MLA_QWORDS=0 off
     qWords: (envInt('FUSEDATTN_DECODE_MLA_QWORDS', 0, 1) ?? 1) === 1,
   };
