@@ -154,11 +154,12 @@ describe('the decode plan', () => {
     expect(decodeSplits(1 << 20, 1, 256, 512)).toBe(256);
   });
 
-  it('combine width: 1024 threads per row only for few rows over many splits, within the device, a power of two', () => {
-    expect(combineWorkgroupSize(16, 128, 1024)).toBe(1024); // MLA: 16 heads, 128 splits
-    expect(combineWorkgroupSize(16, 128, 256)).toBe(256); // a device of 256 threads
-    expect(combineWorkgroupSize(16, 16, 1024)).toBe(256); // few splits
-    expect(combineWorkgroupSize(256, 128, 1024)).toBe(256); // many rows
-    expect(combineWorkgroupSize(16, 128, 1024, 300)).toBe(256); // an override rounds down to a power of two
+  it('combine width: 1024 threads per row only for few rows of Dv 512+ over many splits, within the device, a power of two', () => {
+    expect(combineWorkgroupSize(16, 128, 512, 1024)).toBe(1024); // MLA: 16 heads, 128 splits
+    expect(combineWorkgroupSize(16, 128, 512, 256)).toBe(256); // a device of 256 threads
+    expect(combineWorkgroupSize(16, 16, 512, 1024)).toBe(256); // few splits
+    expect(combineWorkgroupSize(256, 128, 512, 1024)).toBe(256); // many rows
+    expect(combineWorkgroupSize(32, 128, 128, 1024)).toBe(256); // llama-8b's rows of 128 (slower wide on the H200)
+    expect(combineWorkgroupSize(16, 128, 512, 1024, 300)).toBe(256); // an override rounds down to a power of two
   });
 });

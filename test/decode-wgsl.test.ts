@@ -163,7 +163,7 @@ function halfValue(h: number): number {
 // compiled here through the null backend; bench/gpu/mla-decode.sh checks its values on the GPU.
 describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
   const { buildMlaDecode, effectivePlan, mlaDecodeSharedBytes, mlaDecodeUnsupported } = await import('../dist/ops/decode/webgpu/index.js');
-  const { MLA_KEY_BATCH, MLA_VALUE_BATCH, MLA_STAGE } = await import('../dist/ops/decode/webgpu/plan.js');
+  const { MLA_KEY_BATCH, MLA_VALUE_BATCH, MLA_STAGE, MLA_CHAINS } = await import('../dist/ops/decode/webgpu/plan.js');
   it('compiles for contiguous and paged, shared and separate caches, within 48 KiB; the plan takes it by default and not when FUSEDATTN_DECODE_MLA=0', () => {
     const kernels = {
       'MLA 576/512 shared, 16 heads': { dimQK: 576, dimV: 512, group: 16, paged: false, sharedKV: true },
@@ -232,6 +232,7 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
     expect(on.mla?.kernel.keyBatch).toBe(MLA_KEY_BATCH);
     expect(on.mla?.kernel.valueBatch).toBe(MLA_VALUE_BATCH);
     expect(on.mla?.kernel.stage).toBe(MLA_STAGE === 1);
+    expect(on.mla?.kernel.kChains).toBe(MLA_CHAINS);
     // the staged form: no tail staging, 16-byte cache words; two slabs ahead name a second register set
     const staged = sources['staged MLA 576/512 shared, 16 heads'];
     expect(staged).toContain('var<storage, read> keys: array<vec4<u32>>');

@@ -23,16 +23,19 @@ export const COMBINE_PARAMS = new UniformLayout('CombineParams', {
   o_off: 'u32', o_sb: 'u32', o_sh: 'u32', o_si: 'u32',
 });
 export const COMBINE_WORKGROUP = 256;
-/** Threads of the combine for few rows over many splits (an MLA decode: 16 rows, 128 splits of 512). */
+/** Threads of the combine for few wide rows over many splits (an MLA decode: 16 rows, 128 splits of 512). */
 export const COMBINE_WIDE_WORKGROUP = 1024;
 
 /**
  * Threads per row: COMBINE_WORKGROUP, or up to COMBINE_WIDE_WORKGROUP when fewer rows than
- * FEW_ROWS each merge 32+ splits (one workgroup per row leaves most SMs idle while each row's
- * threads walk their splits); FUSEDATTN_DECODE_COMBINE_WG overrides (the benchmarks' sweep).
+ * FEW_ROWS of Dv >= 512 each merge 32+ splits (256 threads are then only two slices of the splits
+ * per row). Measured on the H200 (2026-12-03, session 8): MLA 16 heads at 32K, combine 13.6 against
+ * 16.1 us (call 2); llama-8b's rows of 128 lost (32K f16: 13.2 against 10.1 us, call 4), hence
+ * the width rule. FUSEDATTN_DECODE_COMBINE_WG overrides (the benchmarks' sweep).
  */
-export function combineWorkgroupSize(rows: number, splits: number, maxThreads: number, override?: number): number {
-  const want = override ?? (rows < FEW_ROWS && splits >= 32 ? COMBINE_WIDE_WORKGROUP : COMBINE_WORKGROUP);
+export function combineWorkgroupSize(rows: number, splits: number, dimV: number, maxThreads: number, override?: number): number {
+  const wide = rows < FEW_ROWS && splits >= 32 && dimV >= 512;
+  const want = override ?? (wide ? COMBINE_WIDE_WORKGROUP : COMBINE_WORKGROUP);
   let wg = 32;
   while (wg * 2 <= Math.min(want, maxThreads)) wg *= 2;
   return wg;

@@ -8,6 +8,12 @@
 // so no barrier waits on global loads and each subgroup keeps Dq/16 loads in flight. Q (16 rows)
 // sits in workgroup memory; O stays in matrices (Dv/64 per subgroup: 64 registers at Dv 512).
 // The split-KV grid and the partial format are the split-KV kernel's, so the combine pass merges.
+// That is the direct form. The staged form (the default, `stage`) reads K and V instead in 16-byte
+// words into workgroup memory, slab by slab, the next slab's words in registers while the current
+// slab's multiplies run, with two score accumulators per subgroup (`kChains`: two dependent chains
+// of 36 multiplies interleave) and Q in words: on the H200 (2026-12-03, session 8) 1.4x the direct
+// form at 64 and 128 heads, 2.4-2.7x the fifth session's kernel at 32K keys. Loads straight from
+// storage, one matrix at a time, waited a memory latency each; batching them did not help (call 1).
 //
 // Rows: row R of kv head g is (head g G + R / Sq, token R % Sq), R < G Sq; workgroup x holds rows
 // 16 (x mod blocks) ... of kv head x / blocks. Keys: as split-kv.wgsl.ts (same params, same

@@ -153,23 +153,25 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
   return reasons.memory ?? reasons.bindings ?? reasons.kernel ?? 'no workgroup size fits this device';
 }
 
-/**
- * The tensor-core MLA plan where it applies (FUSEDATTN_DECODE_MLA=0 turns it off): on by default since
- * the H200 checked and timed it (fifth session, call 1, bench/gpu/mla-decode.sh: every float64 check
- * passes; 32K keys 158 / 359 / 637 us for 16 / 64 / 128 heads against split-KV's 224 / 683 / 1309),
- * 16+ query rows per kv head, f16 cache and q,
- * none of the options the kernel lacks, an adapter with f16 subgroup matrices.
- * FUSEDATTN_DECODE_MLA_TARGET: workgroups aimed for (default 128: the cache is read once, fewer
- * splits mean fewer partial bytes).
- */
-/** Kᵀ loads in flight per MLA subgroup (FUSEDATTN_DECODE_MLA_KEYS), and V chunks (FUSEDATTN_DECODE_MLA_VALUES). */
+/** Kᵀ loads in flight per MLA subgroup in the direct form (FUSEDATTN_DECODE_MLA_KEYS), and V chunks (FUSEDATTN_DECODE_MLA_VALUES): batching was 5-20% slower (session 8, call 1). */
 export const MLA_KEY_BATCH = 1;
 export const MLA_VALUE_BATCH = 1;
 /** 1: K and V staged through workgroup memory (FUSEDATTN_DECODE_MLA_STAGE). */
 export const MLA_STAGE: number = 1;
 /** Slabs the staged form loads ahead (FUSEDATTN_DECODE_MLA_DEPTH). */
 export const MLA_STAGE_DEPTH = 1;
+/** Score accumulators per subgroup (FUSEDATTN_DECODE_MLA_CHAINS): two won every MLA row on the H200 (session 8, call 4). */
+export const MLA_CHAINS = 2;
 
+/**
+ * The tensor-core MLA plan where it applies (FUSEDATTN_DECODE_MLA=0 turns it off): 16+ query rows per
+ * kv head, f16 cache and q, none of the options the kernel lacks, an adapter with f16 subgroup
+ * matrices. The staged form with two score chains and Q in words is the default since session 8 of
+ * 2026-12-03 on the H200 (bench/gpu/decode-s8.sh, every variant checked against float64 first):
+ * 32K keys 59.7 / 137.8 / 262.6 us for 16 / 64 / 128 heads, where the fifth session's kernel took
+ * 158 / 359 / 637. FUSEDATTN_DECODE_MLA_TARGET: workgroups aimed for (default 128: the cache is read
+ * once, fewer splits mean fewer partial bytes; 64, 256 and 512 were slower).
+ */
 function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan['mla'] {
   if ((envInt('FUSEDATTN_DECODE_MLA', 0, 1) ?? 1) !== 1 || !device.subgroupMatrix) return undefined;
   if (s.cache !== 'float16' || s.io !== 'float16' || s.append || s.rope || s.softcap || s.alibi) return undefined;
@@ -180,7 +182,7 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
     valueBatch: envInt('FUSEDATTN_DECODE_MLA_VALUES', 1, 4) ?? MLA_VALUE_BATCH,
     stage: (envInt('FUSEDATTN_DECODE_MLA_STAGE', 0, 1) ?? MLA_STAGE) === 1,
     stageDepth: envInt('FUSEDATTN_DECODE_MLA_DEPTH', 1, 2) ?? MLA_STAGE_DEPTH,
-    kChains: envInt('FUSEDATTN_DECODE_MLA_CHAINS', 1, 2) ?? 1,
+    kChains: envInt('FUSEDATTN_DECODE_MLA_CHAINS', 1, 2) ?? MLA_CHAINS,
     // 16-byte Q loads (effectivePlan keeps them only for aligned q rows); FUSEDATTN_DECODE_MLA_QWORDS=0 off
     qWords: (envInt('FUSEDATTN_DECODE_MLA_QWORDS', 0, 1) ?? 1) === 1,
   };

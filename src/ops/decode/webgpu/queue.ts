@@ -116,7 +116,7 @@ export async function prepareDecode(runtime: GpuRuntime, plan: DecodePlan, lse: 
 /** The combine pass's kernel for `splits` splits of the plan's rows. */
 function combineOptions(runtime: GpuRuntime, plan: DecodePlan, splits: number, lse: boolean): CombineOptions {
   const max = Math.min(runtime.limits.maxComputeInvocationsPerWorkgroup, runtime.limits.maxComputeWorkgroupSizeX);
-  const workgroupSize = combineWorkgroupSize(plan.rows, splits, max, envInt('FUSEDATTN_DECODE_COMBINE_WG', 32, 1024));
+  const workgroupSize = combineWorkgroupSize(plan.rows, splits, plan.kernel.dimV, max, envInt('FUSEDATTN_DECODE_COMBINE_WG', 32, 1024));
   return { dimV: plan.kernel.dimV, io: plan.kernel.io, lse, workgroupSize };
 }
 
