@@ -6,7 +6,7 @@
 //                kernel (a position-indexed table), the new K/V stored into the cache by the kernel.
 // And the plan: tile size and split count by cache length.
 import { describe, expect, it } from 'vitest';
-import { Tensor, referenceAttention, validateAttention } from '../dist/index.js';
+import { Tensor, referenceAttention, toHalfBits, validateAttention } from '../dist/index.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { applyRope } from '../dist/model/cpu/kernels.js';
 import { configFrom, ropeTable, tinyConfigJson } from '../dist/model/index.js';
@@ -96,9 +96,13 @@ describe.skipIf(webgpu.skip !== undefined)('the decode op in the runner\'s modes
     const rope = new Float32Array(8 * D);
     rope.set(table.cos, 0);
     rope.set(table.sin, 8 * (D / 2));
-    for (const target of [1, 64]) {
+    // the append and RoPE in a dispatch of their own before the pipelined kernel, and inside the general kernel's
+    for (const [separate, target] of [['1', 1], ['1', 64], ['0', 1], ['0', 64]] as const) {
+      process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = separate;
       const plan = planDecode(shapeOf(D, Nq / Nkv, Nkv, B, 1, start + 1, true), rt.limits, target);
+      delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND;
       if (typeof plan === 'string') throw new Error(plan);
+      expect(plan.pipelined?.append !== undefined).toBe(separate === '1');
       await prepareDecode(rt, plan, false);
       const kBuf = rt.upload(keys, 'keys');
       const vBuf = rt.upload(values, 'values');
@@ -113,11 +117,80 @@ describe.skipIf(webgpu.skip !== undefined)('the decode op in the runner\'s modes
         append: { binding: qkvBuf, k: packed(Nq * D), v: packed((Nq + Nkv) * D) }, rope: { buffer: rt.upload(rope, 'rope'), rows: 8 },
         out: { binding: out, off: 0, sb: Nq * D, sh: D, si: B * Nq * D }, scale: 1 / Math.sqrt(D), softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
       });
-      expectClose(`packed decode, ${plan.splits} splits`, new Float32Array(await rt.read(out)).subarray(0, B * Nq * D), want, 2e-6);
+      expectClose(`packed decode, ${plan.pipelined ? `append first, ${plan.pipelined.splits}` : plan.splits} splits`, new Float32Array(await rt.read(out)).subarray(0, B * Nq * D), want, 2e-6);
       expectClose('cache keys after the append', new Float32Array(await rt.read(kBuf)).subarray(0, keys.length), wantKeys, 1e-6);
       expect(Array.from(new Float32Array(await rt.read(vBuf)).subarray(0, values.length))).toEqual(Array.from(wantValues));
       for (const b of [kBuf, vBuf, qkvBuf, out]) rt.release(b);
     }
+  });
+});
+
+describe.skipIf(webgpu.skip !== undefined)('the append as a dispatch of its own on WebGPU', () => {
+  // the general kernel's append (inside its attention dispatch) is the check: the same cache words
+  // and int8 scales, the same output, on an int8 and a float16 cache with RoPE
+  it.each(['int8', 'float16'] as const)('%s cache: the append-first step stores what the general kernel stores and attends the same', async (dtype) => {
+    const rt = await getRuntime();
+    const [B, start, Nq, Nkv, D] = [2, 50, 4, 2, 32];
+    const W = (Nq + 2 * Nkv) * D;
+    const capacity = start + 3;
+    const qkv = rand(B * W);
+    const words = (capacity * B * Nkv * D) / (dtype === 'int8' ? 4 : 2);
+    const gen = uniform(dtype === 'int8' ? 5 : 6);
+    const cacheWords = () => Uint32Array.from({ length: words }, () => {
+      if (dtype === 'int8') return (Math.floor(gen() * 2 ** 32)) >>> 0;
+      return (toHalfBits(gen() * 2 - 1) | (toHalfBits(gen() * 2 - 1) << 16)) >>> 0;
+    });
+    const keys = cacheWords();
+    const values = cacheWords();
+    const scales = Float32Array.from({ length: capacity * B * Nkv }, () => 0.01 + gen() * 0.02);
+    const table = ropeTable({ ...configFrom(tinyConfigJson()), headDim: D }, 0, capacity);
+    const rope = new Float32Array(capacity * D);
+    rope.set(table.cos, 0);
+    rope.set(table.sin, capacity * (D / 2));
+    const runs = [];
+    for (const separate of ['1', '0']) {
+      process.env.FUSEDATTN_DECODE_PIPELINED = '2';
+      process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = separate;
+      const plan = planDecode({ ...shapeOf(D, Nq / Nkv, Nkv, B, 1, start + 1, true), cache: dtype }, rt.limits);
+      delete process.env.FUSEDATTN_DECODE_PIPELINED;
+      delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND;
+      if (typeof plan === 'string') throw new Error(plan);
+      expect(plan.pipelined?.append !== undefined).toBe(separate === '1');
+      await prepareDecode(rt, plan, false);
+      const kBuf = rt.upload(keys, 'keys');
+      const vBuf = rt.upload(values, 'values');
+      const ksBuf = rt.upload(scales, 'key scales');
+      const vsBuf = rt.upload(scales, 'value scales');
+      const qkvBuf = rt.upload(qkv, 'qkv');
+      const out = rt.acquire(B * Nq * D * 4, 'output', 'out');
+      const packed = (col: number) => ({ off: col, sb: W, sh: D, si: B * W });
+      const sbh = (binding: GPUBuffer, d: number) => ({ binding, off: 0, sp: Nkv * d, sh: d, spos: B * Nkv * d });
+      await queueAttentionDecode(rt, plan, {
+        batch: B, tokens: 1, headsQ: Nq, headsKv: Nkv, q: { binding: qkvBuf, ...packed(0) },
+        keys: sbh(kBuf, D), values: sbh(vBuf, D), ...(dtype === 'int8' ? { kScales: sbh(ksBuf, 1), vScales: sbh(vsBuf, 1) } : {}),
+        pageSize: 0, maxPages: 1, numPages: B,
+        meta: { binding: rt.upload(Uint32Array.of(start, 0), 'positions'), lengthsAt: 0, lengthsStride: 0, ropeBaseAt: 1 },
+        append: { binding: qkvBuf, k: packed(Nq * D), v: packed((Nq + Nkv) * D) }, rope: { buffer: rt.upload(rope, 'rope'), rows: capacity },
+        out: { binding: out, off: 0, sb: Nq * D, sh: D, si: B * Nq * D }, scale: 1 / Math.sqrt(D), softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
+      });
+      runs.push({
+        out: new Float32Array(await rt.read(out)).slice(0, B * Nq * D),
+        keys: new Uint32Array(await rt.read(kBuf)).slice(0, words), values: new Uint32Array(await rt.read(vBuf)).slice(0, words),
+        kScales: new Float32Array(await rt.read(ksBuf)).slice(0, scales.length), vScales: new Float32Array(await rt.read(vsBuf)).slice(0, scales.length),
+      });
+      for (const b of [kBuf, vBuf, ksBuf, vsBuf, qkvBuf, out]) rt.release(b);
+    }
+    const [first, general] = runs;
+    // the new rows were stored (the step's position changed), identically by both
+    const row = (start * B * Nkv * D) / (dtype === 'int8' ? 4 : 2);
+    expect(Array.from(first.keys.subarray(row, row + 4))).not.toEqual(Array.from(keys.subarray(row, row + 4)));
+    expect(Array.from(first.keys)).toEqual(Array.from(general.keys));
+    expect(Array.from(first.values)).toEqual(Array.from(general.values));
+    if (dtype === 'int8') {
+      expect(Array.from(first.kScales)).toEqual(Array.from(general.kScales));
+      expect(Array.from(first.vScales)).toEqual(Array.from(general.vScales));
+    }
+    expectClose(`${dtype}: append first against the general kernel`, first.out, Float64Array.from(general.out), 1e-5);
   });
 });
 

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { type DecodeShape, buildCombine, buildMerge, buildSplitKv, planDecode, splitKvSharedBytes, splitKvUnsupported } from '../dist/ops/decode/webgpu/index.js';
 import { tintErrors } from './tint.js';
 import { buildPipelinedSplitKv, pipelinedLayout, pipelinedSharedBytes } from '../dist/ops/decode/webgpu/split-kv-pipelined.wgsl.js';
+import { buildDecodeAppend } from '../dist/ops/decode/webgpu/append.wgsl.js';
 import { ACCESS_HELPERS } from '../dist/ops/decode/webgpu/access.wgsl.js';
 import { toHalfBits } from '../dist/index.js';
 import { acquireDevice } from '../dist/engines/webgpu/device.js';
@@ -93,13 +94,19 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     for (const [name, shape] of Object.entries({ ...SHAPES, 'int8 ALiBi softcap LSE 4 tokens': { cache: 'int8', alibi: true, softcap: true, lse: true, tokens: 4 }, 'f32 paged D 256': { cache: 'float32', paged: true, dimQK: 256, dimV: 256 } } as Record<string, Partial<DecodeShape>>)) {
       const plan = planDecode({ ...base, ...shape }, h200);
       if (typeof plan === 'string') throw new Error(`${name}: ${plan}`);
-      const applies = !shape.append && !shape.sharedKV && shape.cache !== 'int8';
+      // steps that append take it too, their append (and RoPE) in a dispatch of its own first
+      const applies = !shape.sharedKV && shape.cache !== 'int8' && (shape.dimQK ?? base.dimQK) === (shape.dimV ?? base.dimV);
       expect(plan.pipelined !== undefined, name).toBe(applies);
       if (!plan.pipelined) continue;
+      expect(plan.pipelined.append !== undefined, name).toBe(shape.append === true);
+      if (plan.pipelined.append) sources[`${name} (append first)`] = buildDecodeAppend(plan.pipelined.append);
       expect(pipelinedSharedBytes(plan.pipelined.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
       sources[`${name} (pipelined)`] = buildPipelinedSplitKv(plan.pipelined.kernel);
       sources[`${name} (combine, Dv ${plan.pipelined.kernel.dimV})`] = buildCombine({ dimV: plan.pipelined.kernel.dimV, io: plan.pipelined.kernel.io, lse: true });
     }
+    // the append kernel for the dtypes the default plans leave to the general kernel (int8), and without RoPE
+    sources['append int8 paged RoPE'] = buildDecodeAppend({ dim: 128, cache: 'int8', io: 'float32', paged: true, rope: true, chunk: 16 });
+    sources['append bf16, q f16, no RoPE'] = buildDecodeAppend({ dim: 64, cache: 'bfloat16', io: 'float16', paged: false, rope: false, chunk: 8 });
     const llama = planDecode(base, h200);
     if (typeof llama === 'string' || !llama.pipelined) throw new Error('llama-8b: no pipelined plan');
     expect(pipelinedLayout(llama.pipelined.kernel)).toMatchObject({ T: 4, TK: 32, NKS: 8, VK: 4, R: 4 });

@@ -4,6 +4,7 @@
 // its accumulators in registers (rows x chunk quads <= 16 vec4).
 import { envInt } from '../../../core/env.js';
 import type { StoredDType } from './access.wgsl.js';
+import { type DecodeAppendOptions, decodeAppendUnsupported } from './append.wgsl.js';
 import { MLA_TILE, type MlaDecodeOptions, mlaDecodeSharedBytes, mlaDecodeUnsupported } from './mla-sgmatrix.wgsl.js';
 import { type PipelinedDecodeOptions, pipelinedChunk, pipelinedLayout, pipelinedSharedBytes, pipelinedStorageBindings, pipelinedUnsupported } from './split-kv-pipelined.wgsl.js';
 import { type SplitKvOptions, splitKvSharedBytes, splitKvStorageBindings, splitKvUnsupported } from './split-kv.wgsl.js';
@@ -50,7 +51,11 @@ export interface DecodePlan {
    * a latent cache, with its own splits, grid and combine; the call falls back to `kernel` where its
    * strides are not whole 16-byte words.
    */
-  pipelined?: { kernel: PipelinedDecodeOptions; splits: number; grid: [number, number, number]; combine: boolean };
+  pipelined?: {
+    kernel: PipelinedDecodeOptions; splits: number; grid: [number, number, number]; combine: boolean;
+    /** The call's appends (and RoPE) run first as a dispatch of their own (append.wgsl.ts). */
+    append?: DecodeAppendOptions;
+  };
 }
 
 type Limits = Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' | 'maxStorageBuffersPerShaderStage' | 'maxComputeWorkgroupsPerDimension'>;
@@ -146,7 +151,7 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
     const plan: DecodePlan = { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine, rows: s.batch * s.headsKv * s.group * s.tokens };
     const mla = planMla(s, limits, device);
     if (mla) plan.mla = mla;
-    const pipelined = mla ? undefined : planPipelined(s, limits);
+    const pipelined = mla ? undefined : s.append ? planAppendFirst(s, limits, targetWorkgroups) : planPipelined(s, limits, targetWorkgroups);
     if (pipelined) plan.pipelined = pipelined;
     return plan;
   }
@@ -209,7 +214,7 @@ const PIPELINED_WORKGROUP = 128;
  * pass measured 2.4-17x slower than splits and the combine on the H200, 1K-8K keys (session 7,
  * call 2: a workgroup alone on its SM reads far below that SM's share of the bandwidth).
  */
-function planPipelined(s: DecodeShape, limits: Limits): DecodePlan['pipelined'] {
+function planPipelined(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan['pipelined'] {
   const mode = envInt('FUSEDATTN_DECODE_PIPELINED', 0, 2) ?? 1;
   if (mode === 0 || s.append || s.rope || s.sharedKV) return undefined;
   // int8 caches stay on the general kernel unless asked (2): the H200 measured the pipelined one
@@ -218,13 +223,28 @@ function planPipelined(s: DecodeShape, limits: Limits): DecodePlan['pipelined'] 
   const N = envInt('FUSEDATTN_DECODE_PIPE_WORKGROUP', 32, 1024) ?? PIPELINED_WORKGROUP;
   const fit = pipelinedKernelFor(s, limits, N);
   if (!fit) return undefined;
-  const target = envInt('FUSEDATTN_DECODE_PIPE_TARGET', 1) ?? PIPELINED_TARGET;
+  const target = targetWorkgroups ?? envInt('FUSEDATTN_DECODE_PIPE_TARGET', 1) ?? PIPELINED_TARGET;
   const splits = decodeSplits(s.maxKeys, fit.gridX * fit.gridY, pipelinedLayout(fit.kernel).TK, target);
   // one split writes the output and the LSE itself
   const direct = splits === 1;
   const kernel = { ...fit.kernel, direct, lse: direct && s.lse };
   if (pipelinedStorageBindings(kernel) > limits.maxStorageBuffersPerShaderStage) return undefined;
   return { kernel, splits, grid: [fit.gridX, fit.gridY, splits], combine: !direct };
+}
+
+/**
+ * A step that appends (the runner's and the block's decode) on the pipelined kernel: the append
+ * and RoPE as a dispatch of their own first, then the pipelined kernel reading the cache only
+ * (FUSEDATTN_DECODE_SEPARATE_APPEND=0 keeps such steps on the general kernel, which appends inside
+ * its attention dispatch). Not for shared latent caches (the general kernel's own append there).
+ */
+function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan['pipelined'] {
+  if ((envInt('FUSEDATTN_DECODE_SEPARATE_APPEND', 0, 1) ?? 1) === 0 || s.sharedKV || s.dimQK !== s.dimV) return undefined;
+  const pipelined = planPipelined({ ...s, append: false, rope: false }, limits, targetWorkgroups);
+  if (!pipelined) return undefined;
+  const append: DecodeAppendOptions = { dim: s.dimQK, cache: s.cache, io: s.io, paged: s.paged, rope: s.rope, chunk: pipelinedChunk(s.cache) };
+  if (decodeAppendUnsupported(append)) return undefined;
+  return { ...pipelined, append };
 }
 
 /** The pipelined kernel of N threads for `s`, or undefined where its layout or the limits do not allow one. */

@@ -5,6 +5,7 @@
 import type { KeyWindow } from '../../attention/problem.js';
 import { type BindingResource, type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import { windowParams } from '../../attention/webgpu/score.wgsl.js';
+import { DECODE_APPEND_WORKGROUP, type DecodeAppendOptions, buildDecodeAppend } from './append.wgsl.js';
 import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine, combineWorkgroupSize } from './combine.wgsl.js';
 import { envInt } from '../../../core/env.js';
 import type { DecodePlan } from './plan.js';
@@ -14,6 +15,7 @@ import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, type SplitKvOptions, buildSplitKv }
 
 export const splitKvKernel = defineKernel<SplitKvOptions>('decode-split-kv', buildSplitKv);
 export const combineKernel = defineKernel<CombineOptions>('decode-combine', buildCombine);
+export const decodeAppendKernel = defineKernel<DecodeAppendOptions>('decode-append', buildDecodeAppend);
 export const mlaDecodeKernel = defineKernel<MlaDecodeOptions>('decode-mla-sgmatrix', buildMlaDecode);
 export const pipelinedKernel = defineKernel<PipelinedDecodeOptions>('decode-split-kv-pipelined', buildPipelinedSplitKv);
 
@@ -109,6 +111,7 @@ export async function prepareDecode(runtime: GpuRuntime, plan: DecodePlan, lse: 
   await runtime.pipeline(splitKvKernel, plan.kernel);
   if (plan.mla) await runtime.pipeline(mlaDecodeKernel, plan.mla.kernel);
   if (plan.pipelined) await runtime.pipeline(pipelinedKernel, plan.pipelined.kernel);
+  if (plan.pipelined?.append) await runtime.pipeline(decodeAppendKernel, plan.pipelined.append);
   const combined = [plan.combine && plan.splits, plan.mla?.splits, plan.pipelined?.combine && plan.pipelined.splits].filter((x): x is number => typeof x === 'number');
   for (const splits of new Set(combined)) await runtime.pipeline(combineKernel, combineOptions(runtime, plan, splits, lse));
 }
@@ -121,32 +124,29 @@ function combineOptions(runtime: GpuRuntime, plan: DecodePlan, splits: number, l
 }
 
 /** Queues the partial pass (and the combine pass when the plan has one). Submits nothing. */
-export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePlan, call: GpuDecodeCall): Promise<void> {
-  const plan = effectivePlan(chosen, call);
+export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePlan, given: GpuDecodeCall): Promise<void> {
+  const plan = effectivePlan(chosen, given);
   const k = plan.kernel;
-  const label = call.label ?? 'decode attention';
+  const label = given.label ?? 'decode attention';
+  const appendFirst = given.append ? plan.pipelined?.append : undefined;
   const pipeline = plan.mla ? await runtime.pipeline(mlaDecodeKernel, plan.mla.kernel)
     : plan.pipelined ? await runtime.pipeline(pipelinedKernel, plan.pipelined.kernel) : await runtime.pipeline(splitKvKernel, k);
   const kernelName = plan.mla ? 'MLA tensor-core' : plan.pipelined ? 'split-KV pipelined' : 'split-KV';
-  const partials = plan.combine ? runtime.acquire(partialBytes(plan, call), 'intermediate', 'decode partials') : undefined;
+  let rotated: GPUBuffer | undefined;
+  let partials: GPUBuffer | undefined;
   try {
+    rotated = appendFirst ? runtime.acquire(given.batch * given.headsQ * given.tokens * k.dimQK * (k.io === 'float16' ? 2 : 4), 'intermediate', 'decode queries (rotated)') : undefined;
+    // with the append first, the attention reads the rotated queries and the cache only, the new rows included
+    const call: GpuDecodeCall = rotated ? {
+      ...given, append: undefined, rope: undefined,
+      q: { binding: rotated, off: 0, sb: given.headsQ * given.tokens * k.dimQK, sh: given.tokens * k.dimQK, si: k.dimQK },
+      meta: { ...given.meta, lengthsAdd: (given.meta.lengthsAdd ?? 0) + given.tokens },
+    } : given;
+    partials = plan.combine ? runtime.acquire(partialBytes(plan, call), 'intermediate', 'decode partials') : undefined;
+    if (appendFirst && rotated) await queueAppend(runtime, appendFirst, given, rotated, label);
     const values = call.values ?? call.keys;
     const scales = call.kScales ?? { binding: call.keys.binding, off: 0, sp: 0, sh: 0, spos: 0 };
-    const noRows = { off: 0, sb: 0, sh: 0, si: 0 };
-    const params = SPLIT_KV_PARAMS.pack({
-      batch: call.batch, tokens: call.tokens, heads_q: call.headsQ, heads_kv: call.headsKv,
-      q_off: call.q.off, q_sb: call.q.sb, q_sh: call.q.sh, q_si: call.q.si,
-      k_off: call.keys.off, k_sp: call.keys.sp, k_sh: call.keys.sh, k_spos: call.keys.spos,
-      v_off: values.off, v_sp: values.sp, v_sh: values.sh, v_spos: values.spos,
-      ks_off: scales.off, vs_off: call.vScales?.off ?? 0, s_sp: scales.sp, s_sh: scales.sh,
-      s_spos: scales.spos, page_size: call.pageSize, max_pages: call.maxPages, num_pages: call.numPages,
-      len_at: call.meta.lengthsAt, table_at: call.meta.tableAt ?? 0, slopes_at: call.meta.slopesAt ?? 0, slopes_sb: call.meta.slopesStrideB ?? 0,
-      len_sb: call.meta.lengthsStride ?? 1, len_add: call.meta.lengthsAdd ?? 0, rope_at: call.meta.ropeBaseAt ?? 0,
-      ...rowParams('ak', call.append?.k ?? noRows), ...rowParams('av', call.append?.v ?? noRows),
-      ...rowParams('o', call.out),
-      rope_rows: call.rope?.rows ?? 0, scale: call.scale, softcap: call.softcap, bottom_right: call.window.align === 'bottom-right' ? 1 : 0,
-      ...windowParams(call.window.left, call.window.right),
-    });
+    const params = decodeParams(call);
     const B = SPLIT_KV_BINDINGS;
     const entries: Record<number, BindingResource> = {
       [B.params]: runtime.uniform(params, `${label} params`),
@@ -163,12 +163,12 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
       entries[B.kScales] = scales.binding;
       if (!k.sharedKV) entries[B.vScales] = call.vScales!.binding;
     }
-    if (k.append && !plan.mla) entries[B.append] = call.append!.binding;
+    if (k.append && !plan.mla && !plan.pipelined) entries[B.append] = call.append!.binding;
     if (plan.pipelined?.kernel.lse) {
       if (!call.lse) throw new Error('decode plan: the pipelined kernel writes an LSE the call has no buffer for');
       entries[B.lse] = call.lse;
     }
-    if (k.rope && !plan.mla) entries[B.rope] = call.rope!.buffer;
+    if (k.rope && !plan.mla && !plan.pipelined) entries[B.rope] = call.rope!.buffer;
     runtime.dispatch({ label: `${label} (${kernelName})`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: plan.grid });
     if (!partials) return;
     const combine = await runtime.pipeline(combineKernel, combineOptions(runtime, plan, plan.splits, call.lse !== undefined));
@@ -185,7 +185,54 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
     runtime.dispatch({ label: `${label} (combine)`, pipeline: combine, bindGroups: [runtime.bindGroup(combine, 0, combineEntries)], workgroups: [Math.ceil(rows / y), y] });
   } finally {
     runtime.release(partials);
+    runtime.release(rotated);
   }
+}
+
+/** The decode kernels' uniforms for a call (the append dispatch's too: `out` is its rotated queries). */
+function decodeParams(call: GpuDecodeCall, out: GpuRows = call.out): ArrayBuffer {
+  const values = call.values ?? call.keys;
+  const scales = call.kScales ?? { binding: call.keys.binding, off: 0, sp: 0, sh: 0, spos: 0 };
+  const noRows = { off: 0, sb: 0, sh: 0, si: 0 };
+  return SPLIT_KV_PARAMS.pack({
+    batch: call.batch, tokens: call.tokens, heads_q: call.headsQ, heads_kv: call.headsKv,
+    q_off: call.q.off, q_sb: call.q.sb, q_sh: call.q.sh, q_si: call.q.si,
+    k_off: call.keys.off, k_sp: call.keys.sp, k_sh: call.keys.sh, k_spos: call.keys.spos,
+    v_off: values.off, v_sp: values.sp, v_sh: values.sh, v_spos: values.spos,
+    ks_off: scales.off, vs_off: call.vScales?.off ?? 0, s_sp: scales.sp, s_sh: scales.sh,
+    s_spos: scales.spos, page_size: call.pageSize, max_pages: call.maxPages, num_pages: call.numPages,
+    len_at: call.meta.lengthsAt, table_at: call.meta.tableAt ?? 0, slopes_at: call.meta.slopesAt ?? 0, slopes_sb: call.meta.slopesStrideB ?? 0,
+    len_sb: call.meta.lengthsStride ?? 1, len_add: call.meta.lengthsAdd ?? 0, rope_at: call.meta.ropeBaseAt ?? 0,
+    ...rowParams('ak', call.append?.k ?? noRows), ...rowParams('av', call.append?.v ?? noRows),
+    ...rowParams('o', out),
+    rope_rows: call.rope?.rows ?? 0, scale: call.scale, softcap: call.softcap, bottom_right: call.window.align === 'bottom-right' ? 1 : 0,
+    ...windowParams(call.window.left, call.window.right),
+  });
+}
+
+/** Queues the append dispatch (append.wgsl.ts): the new rows into the cache, the rotated queries into `rotated`. */
+async function queueAppend(runtime: GpuRuntime, o: DecodeAppendOptions, call: GpuDecodeCall, rotated: GPUBuffer, label: string): Promise<void> {
+  const pipeline = await runtime.pipeline(decodeAppendKernel, o);
+  const D = o.dim;
+  const out = { off: 0, sb: call.headsQ * call.tokens * D, sh: call.tokens * D, si: D };
+  const B = SPLIT_KV_BINDINGS;
+  const values = call.values ?? call.keys;
+  const entries: Record<number, BindingResource> = {
+    [B.params]: runtime.uniform(decodeParams(call, out), `${label} append params`),
+    [B.q]: call.q.binding,
+    [B.keys]: call.keys.binding,
+    [B.values]: values.binding,
+    [B.meta]: call.meta.binding,
+    [B.append]: call.append!.binding,
+    [B.out]: rotated,
+  };
+  if (o.cache === 'int8') {
+    entries[B.kScales] = call.kScales!.binding;
+    entries[B.vScales] = call.vScales!.binding;
+  }
+  if (o.rope) entries[B.rope] = call.rope!.buffer;
+  const rows = call.batch * call.tokens * (call.headsQ + 2 * call.headsKv);
+  runtime.dispatch({ label: `${label} (append)`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: [Math.ceil(rows / DECODE_APPEND_WORKGROUP)] });
 }
 
 function rowParams<P extends string>(prefix: P, r: GpuRows): Record<`${P}_off` | `${P}_sb` | `${P}_sh` | `${P}_si`, number> {

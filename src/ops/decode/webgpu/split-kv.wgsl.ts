@@ -120,8 +120,26 @@ export const SPLIT_KV_PARAMS = new UniformLayout('DecodeParams', {
 /** lse: the pipelined kernel's direct mode only (one split writes the LSE itself, no combine pass). */
 export const SPLIT_KV_BINDINGS = { params: 0, q: 1, keys: 2, values: 3, kScales: 4, vScales: 5, meta: 6, append: 7, out: 8, rope: 9, lse: 10 } as const;
 
+/**
+ * `fn name(base, c, t) -> vec4<f32>`: quad c (0 .. D/4 - 1) of a row of `buf` starting at element
+ * `base`, rotated for RoPE table row t (the table binding `rope`: cos [rope_rows, D/2], then sin;
+ * the halves-rotation form, d and d + D/2 paired).
+ */
+export function ropeQuad(name: string, buf: string, io: 'float32' | 'float16', quads: number): string {
+  const quad = (i: string) => quadLoad(io, `${buf}[${i}]`);
+  return `fn ${name}(base: u32, c: u32, t: u32) -> vec4<f32> {
+  let half4 = ${quads / 2}u;
+  let i = c % half4;
+  let cs = rope[t * half4 + i];
+  let sn = rope[(params.rope_rows + t) * half4 + i];
+  let x = ${quad('base / 4u + c')};
+  if (c < half4) { return x * cs - ${quad('base / 4u + c + half4')} * sn; }
+  return x * cs + ${quad('base / 4u + c - half4')} * sn;
+}`;
+}
+
 /** Most new tokens per sequence (the int8 append scales live in workgroup memory). */
-const MAX_TOKENS = 16;
+export const MAX_TOKENS = 16;
 
 /** Value chunks per row, key slices of the value phase and half the merge tree's width. */
 export function splitKvLayout(o: Pick<SplitKvOptions, 'dimV' | 'chunk' | 'workgroupSize'>): { chunks: number; slices: number; half: number } {
@@ -239,16 +257,7 @@ fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u3
   return off + ${page} * sp + h * sh + (${inPage}) * spos;
 }`);
   const quad = (buf: string) => (i: string) => quadLoad(o.io, `${buf}[${i}]`);
-  // quad c (0 .. Dq/4 - 1) of a q-like row starting at element `base`, rotated for rope row `t`
-  const rotated = (name: string, buf: string) => `fn ${name}(base: u32, c: u32, t: u32) -> vec4<f32> {
-  let half4 = ${DQ4 / 2}u;
-  let i = c % half4;
-  let cs = rope[t * half4 + i];
-  let sn = rope[(params.rope_rows + t) * half4 + i];
-  let x = ${quad(buf)('base / 4u + c')};
-  if (c < half4) { return x * cs - ${quad(buf)('base / 4u + c + half4')} * sn; }
-  return x * cs + ${quad(buf)('base / 4u + c - half4')} * sn;
-}`;
+  const rotated = (name: string, buf: string) => ropeQuad(name, buf, o.io, DQ4);
   if (o.rope) helpers.push(rotated('q_quad', 'q'));
   if (o.append) {
     // chunk c of new key / value row i of (b, h), as it will be stored (int8: with the row's scale)

@@ -1,0 +1,111 @@
+// The decode step's append as a dispatch of its own, ahead of the pipelined partial kernel (which
+// reads the cache only): the new tokens' keys and values go into the cache (converted to its dtype;
+// int8 quantized with one scale per row, as the general kernel does when it appends), and with RoPE
+// the keys and the queries are rotated for their positions, the queries into a buffer of their own
+// that the attention then reads. One thread per (sequence, token, head) row; the general kernel
+// appends inside the attention dispatch, which keeps it off the pipelined kernel (issue 15: the
+// runner's and the block's decode steps always append).
+//   rows i of sequence b sit at position lengths[b] + len_add + i; with RoPE they use table row
+//   position - meta[rope_at] (split-kv.wgsl.ts's rule); the bindings and uniforms are the decode
+//   kernels' (SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS; `out` is the rotated query rows, o_* their strides).
+import { ACCESS_HELPERS, type StoredDType, chunkStorer, quadLoad, quadStore, quadType, wordType } from './access.wgsl.js';
+import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, ropeQuad } from './split-kv.wgsl.js';
+
+export interface DecodeAppendOptions {
+  dim: number;
+  cache: StoredDType;
+  io: 'float32' | 'float16';
+  paged: boolean;
+  /** Rotate the new keys and the queries (the query rows are written to `out` either way). */
+  rope: boolean;
+  /** Elements per cache store (4, 8 or 16; divides dim). */
+  chunk: number;
+}
+
+export const DECODE_APPEND_WORKGROUP = 64;
+
+/** Why `o` cannot make a kernel, or undefined. */
+export function decodeAppendUnsupported(o: DecodeAppendOptions): string | undefined {
+  if (o.dim % o.chunk !== 0 || o.chunk % 4 !== 0) return `the head dim (${o.dim}) must be a multiple of the store chunk (${o.chunk}), itself of 4`;
+  if (o.rope && o.dim % 8 !== 0) return `RoPE needs a head dim that is a multiple of 8, got ${o.dim}`;
+  return undefined;
+}
+
+export function buildDecodeAppend(o: DecodeAppendOptions): string {
+  const why = decodeAppendUnsupported(o);
+  if (why) throw new Error(`buildDecodeAppend: ${why}`);
+  const B = SPLIT_KV_BINDINGS;
+  const E = o.chunk;
+  const V = E / 4;
+  const D4 = o.dim / 4;
+  const int8 = o.cache === 'int8';
+  const vs = Array.from({ length: V }, (_, v) => v);
+  const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
+  const inPage = o.paged ? 'p % params.page_size' : 'p';
+  const keyQuad = (c: string) => (o.rope ? `fresh_rot(base, ${c}, t)` : quadLoad(o.io, `fresh[base / 4u + ${c}]`));
+  const valueQuad = (c: string) => quadLoad(o.io, `fresh[base / 4u + ${c}]`);
+  // one new row into the cache: its chunks (int8: quantized, and its scale stored)
+  const storeRow = (store: string, quad: (c: string) => string, scales: string, off: string) => `${int8 ? `    var mx = 0.0;
+    for (var c = 0u; c < ${D4}u; c++) {
+      let x = abs(${quad('c')});
+      mx = max(mx, max(max(x.x, x.y), max(x.z, x.w)));
+    }
+    let s = mx * (1.0 / 127.0);
+    let inv = select(0.0, 1.0 / s, s > 0.0);
+    ${scales}[cache_at(b, kvh, p, params.${off}, params.s_sp, params.s_sh, params.s_spos)] = s;` : ''}
+    for (var c = 0u; c < ${o.dim / E}u; c++) {
+      ${store}(row + c * ${E}u, array<vec4<f32>, ${V}>(${vs.map((v) => (int8 ? `clamp(round(${quad(`c * ${V}u + ${v}u`)} * inv), vec4<f32>(-127.0), vec4<f32>(127.0))` : quad(`c * ${V}u + ${v}u`))).join(', ')}));
+    }`;
+  return `${SPLIT_KV_PARAMS.wgsl()}
+@group(0) @binding(${B.params}) var<uniform> params: DecodeParams;
+@group(0) @binding(${B.q}) var<storage, read> q: array<${quadType(o.io)}>;
+@group(0) @binding(${B.keys}) var<storage, read_write> keys: array<${wordType(o.cache, E)}>;
+@group(0) @binding(${B.values}) var<storage, read_write> values: array<${wordType(o.cache, E)}>;
+${int8 ? `@group(0) @binding(${B.kScales}) var<storage, read_write> k_scales: array<f32>;
+@group(0) @binding(${B.vScales}) var<storage, read_write> v_scales: array<f32>;` : ''}
+@group(0) @binding(${B.meta}) var<storage, read> seqs: array<u32>;
+@group(0) @binding(${B.append}) var<storage, read> fresh: array<${quadType(o.io)}>;
+@group(0) @binding(${B.out}) var<storage, read_write> out: array<${quadType(o.io)}>;
+${o.rope ? `@group(0) @binding(${B.rope}) var<storage, read> rope: array<vec4<f32>>;` : ''}
+
+${ACCESS_HELPERS}
+${chunkStorer('store_k', 'keys', o.cache, E)}
+${chunkStorer('store_v', 'values', o.cache, E)}
+${o.rope ? `${ropeQuad('q_rot', 'q', o.io, D4)}\n${ropeQuad('fresh_rot', 'fresh', o.io, D4)}` : ''}
+
+/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
+fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
+  return off + ${page} * sp + h * sh + (${inPage}) * spos;
+}
+
+@compute @workgroup_size(${DECODE_APPEND_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  // rows: per (sequence, token), the query heads, then the new keys, then the new values
+  let per = params.heads_q + 2u * params.heads_kv;
+  let x = gid.x + gid.y * nwg.x * ${DECODE_APPEND_WORKGROUP}u;
+  if (x >= params.batch * params.tokens * per) { return; }
+  let h = x % per;
+  let i = (x / per) % params.tokens;
+  let b = x / (per * params.tokens);
+  let p = seqs[params.len_at + b * params.len_sb] + params.len_add + i;
+  let t = ${o.rope ? 'p - seqs[params.rope_at]' : '0u'};
+  if (h < params.heads_q) {
+    let base = params.q_off + b * params.q_sb + h * params.q_sh + i * params.q_si;
+    let o = (params.o_off + b * params.o_sb + h * params.o_sh + i * params.o_si) / 4u;
+    for (var c = 0u; c < ${D4}u; c++) {
+      out[o + c] = ${quadStore(o.io, o.rope ? 'q_rot(base, c, t)' : quadLoad(o.io, 'q[base / 4u + c]'))};
+    }
+  } else if (h < params.heads_q + params.heads_kv) {
+    let kvh = h - params.heads_q;
+    let base = params.ak_off + b * params.ak_sb + kvh * params.ak_sh + i * params.ak_si;
+    let row = cache_at(b, kvh, p, params.k_off, params.k_sp, params.k_sh, params.k_spos);
+${storeRow('store_k', keyQuad, 'k_scales', 'ks_off')}
+  } else {
+    let kvh = h - params.heads_q - params.heads_kv;
+    let base = params.av_off + b * params.av_sb + kvh * params.av_sh + i * params.av_si;
+    let row = cache_at(b, kvh, p, params.v_off, params.v_sp, params.v_sh, params.v_spos);
+${storeRow('store_v', valueQuad, 'v_scales', 'vs_off')}
+  }
+}
+`;
+}
