@@ -6,7 +6,7 @@
 //                kernel (a position-indexed table), the new K/V stored into the cache by the kernel.
 // And the plan: tile size and split count by cache length.
 import { describe, expect, it } from 'vitest';
-import { Tensor, referenceAttention, toHalfBits, validateAttention } from '../dist/index.js';
+import { Tensor, fromHalfBits, referenceAttention, toHalfBits, validateAttention } from '../dist/index.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { applyRope } from '../dist/model/cpu/kernels.js';
 import { configFrom, ropeTable, tinyConfigJson } from '../dist/model/index.js';
@@ -184,11 +184,18 @@ describe.skipIf(webgpu.skip !== undefined)('the append as a dispatch of its own 
     // the new rows were stored (the step's position changed), identically by both
     const row = (start * B * Nkv * D) / (dtype === 'int8' ? 4 : 2);
     expect(Array.from(first.keys.subarray(row, row + 4))).not.toEqual(Array.from(keys.subarray(row, row + 4)));
-    expect(Array.from(first.keys)).toEqual(Array.from(general.keys));
-    expect(Array.from(first.values)).toEqual(Array.from(general.values));
+    // equal within one unit of the cache's last place (a GPU may fuse the RoPE products differently in each kernel)
+    const elements = (w: Uint32Array) => (dtype === 'int8' ? Array.from(new Int8Array(w.buffer, 0, w.length * 4)) : Array.from(new Uint16Array(w.buffer, 0, w.length * 2), fromHalfBits));
+    const near = (got: Uint32Array, want: Uint32Array, what: string) => {
+      const [g, w] = [elements(got), elements(want)];
+      const bad = g.findIndex((x, i) => Math.abs(x - w[i]) > (dtype === 'int8' ? 1 : 1e-3 * Math.max(1, Math.abs(w[i]))));
+      expect(bad, `${what}: element ${bad}`).toBe(-1);
+    };
+    near(first.keys, general.keys, 'keys');
+    near(first.values, general.values, 'values');
     if (dtype === 'int8') {
-      expect(Array.from(first.kScales)).toEqual(Array.from(general.kScales));
-      expect(Array.from(first.vScales)).toEqual(Array.from(general.vScales));
+      expectClose('key scales', first.kScales, Float64Array.from(general.kScales), 1e-6);
+      expectClose('value scales', first.vScales, Float64Array.from(general.vScales), 1e-6);
     }
     expectClose(`${dtype}: append first against the general kernel`, first.out, Float64Array.from(general.out), 1e-5);
   });

@@ -5,7 +5,7 @@
 import type { KeyWindow } from '../../attention/problem.js';
 import { type BindingResource, type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import { windowParams } from '../../attention/webgpu/score.wgsl.js';
-import { DECODE_APPEND_WORKGROUP, type DecodeAppendOptions, buildDecodeAppend } from './append.wgsl.js';
+import { type DecodeAppendOptions, buildDecodeAppend, decodeAppendLayout } from './append.wgsl.js';
 import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine, combineWorkgroupSize } from './combine.wgsl.js';
 import { envInt } from '../../../core/env.js';
 import type { DecodePlan } from './plan.js';
@@ -232,7 +232,10 @@ async function queueAppend(runtime: GpuRuntime, o: DecodeAppendOptions, call: Gp
   }
   if (o.rope) entries[B.rope] = call.rope!.buffer;
   const rows = call.batch * call.tokens * (call.headsQ + 2 * call.headsKv);
-  runtime.dispatch({ label: `${label} (append)`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: [Math.ceil(rows / DECODE_APPEND_WORKGROUP)] });
+  const groups = Math.ceil(rows / decodeAppendLayout(o).rowsPerGroup);
+  const max = runtime.limits.maxComputeWorkgroupsPerDimension;
+  const y = Math.ceil(groups / max);
+  runtime.dispatch({ label: `${label} (append)`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: [Math.ceil(groups / y), y] });
 }
 
 function rowParams<P extends string>(prefix: P, r: GpuRows): Record<`${P}_off` | `${P}_sb` | `${P}_sh` | `${P}_si`, number> {
