@@ -2,7 +2,7 @@
 // of the module (projections, biases, RoPE, causal GQA attention over cache + new tokens, O proj),
 // with fresh seeded weights and inputs; KV cache prefill -> chunk -> decode; dispatch counts; typed
 // errors before any work.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { AttentionBlock, DTypeError, ShapeError, Tensor, UnsupportedError, ValueError, referenceBlock, validateBlock } from '../dist/index.js';
 import type { AttentionBlockConfig, BlockLayout } from '../dist/index.js';
 import { randomBlockWeights, randomHidden } from '../dist/block/random.js';
@@ -98,6 +98,9 @@ for (const backend of backends) {
       const kvd = 2 * headDim;
       let splitSeen = false;
       let appendFirstSeen = false;
+      // steps that append take the pipelined kernel (their append a dispatch of its own) wherever it fits
+      process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = '1';
+      onTestFinished(() => { delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND; });
       const runs: Array<['forward' | 'forwardUnfused', AttentionBlock]> = [['forward', block], ['forwardUnfused', block], ...(backend.name === 'webgpu' ? [['forward', unsplit] as ['forward', AttentionBlock]] : [])];
       for (const [path, runner] of runs) {
         const keys = new Float32Array(capacity * B * kvd);

@@ -98,6 +98,7 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
       const applies = !shape.sharedKV && shape.cache !== 'int8' && (shape.dimQK ?? base.dimQK) === (shape.dimV ?? base.dimV);
       expect(plan.pipelined !== undefined, name).toBe(applies);
       if (!plan.pipelined) continue;
+      // by default from 16K keys at head dims of 128+ (SEPARATE_APPEND_KEYS): the base shape's 32K llama-8b
       expect(plan.pipelined.append !== undefined, name).toBe(shape.append === true);
       if (plan.pipelined.append) sources[`${name} (append first)`] = buildDecodeAppend(plan.pipelined.append);
       expect(pipelinedSharedBytes(plan.pipelined.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
@@ -107,6 +108,22 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     // the append kernel for the dtypes the default plans leave to the general kernel (int8), and without RoPE
     sources['append int8 paged RoPE'] = buildDecodeAppend({ dim: 128, cache: 'int8', io: 'float32', paged: true, rope: true, chunk: 16 });
     sources['append bf16, q f16, no RoPE'] = buildDecodeAppend({ dim: 64, cache: 'bfloat16', io: 'float16', paged: false, rope: false, chunk: 8 });
+    {
+      // below 16K keys, or at head dim 64, a step that appends stays on the general kernel unless asked
+      const runner = { ...base, paged: true, append: true, rope: true };
+      const short = planDecode({ ...runner, maxKeys: 8192 }, h200);
+      const small = planDecode({ ...runner, dimQK: 64, dimV: 64 }, h200);
+      if (typeof short === 'string' || typeof small === 'string') throw new Error('no plan');
+      expect(short.pipelined).toBeUndefined();
+      expect(small.pipelined).toBeUndefined();
+      process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = '1';
+      try {
+        const asked = planDecode({ ...runner, maxKeys: 8192 }, h200);
+        expect(typeof asked !== 'string' && asked.pipelined?.append).toBeTruthy();
+      } finally {
+        delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND;
+      }
+    }
     const llama = planDecode(base, h200);
     if (typeof llama === 'string' || !llama.pipelined) throw new Error('llama-8b: no pipelined plan');
     expect(pipelinedLayout(llama.pipelined.kernel)).toMatchObject({ T: 4, TK: 32, NKS: 8, VK: 4, R: 4 });

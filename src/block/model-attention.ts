@@ -24,7 +24,7 @@ import { packedAttention, ropeAndCache } from './cpu/block.js';
 import type { BlockGeometry } from './shape.js';
 import { type GpuBlock, type GpuRopeTable } from './webgpu/block.js';
 import type { BlockDecodeCache } from './webgpu/decode.js';
-import { pagedBindings } from '../ops/decode/webgpu/index.js';
+import { pagedBindings, pipelinedKey } from '../ops/decode/webgpu/index.js';
 import type { GemmChoice, GpuLinear } from '../ops/gemm/webgpu/index.js';
 
 /** The block's sizes for a model config (RoPE comes per step from the runner). */
@@ -197,11 +197,11 @@ export function gpuFusedAttention(config: ModelConfig, layers: readonly LayerWei
       await ops.addInPlace(hidden, out);
       ops.release(normed, out);
     },
-    // the decode path's commands depend on the step only through its split count
+    // the decode path's commands depend on the step only through its kernel and split count
     stepKey: (step: StepInfo) => {
       const plan = first?.decodePlan(geometry(step), step.paged ? pagedCache(0, step) : true);
       if (!plan) return null;
-      return { workgroup: plan.kernel.workgroupSize, unroll: plan.kernel.unroll, splits: plan.splits, ...(step.paged ? { rope: pagedRope(step).buffer } : {}) };
+      return { workgroup: plan.kernel.workgroupSize, unroll: plan.kernel.unroll, splits: plan.splits, ...pipelinedKey(plan), ...(step.paged ? { rope: pagedRope(step).buffer } : {}) };
     },
   };
 }

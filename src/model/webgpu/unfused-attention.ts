@@ -17,7 +17,7 @@ import {
   buildDecodeCombine, buildDecodePartial, chooseSplits, decodeSharedBytes,
 } from '../../ops/decode/webgpu/index.js';
 import { ELEMENTWISE_WORKGROUP, KV_APPEND_PARAMS, ROPE_PARAMS, buildKvAppend, buildRope } from './kernels.wgsl.js';
-import { type DecodePlan, decodePlanDevice, pagedBindings, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
+import { type DecodePlan, decodePlanDevice, pagedBindings, pipelinedKey, planDecode, prepareDecode, queueAttentionDecode } from '../../ops/decode/webgpu/index.js';
 import { type GpuActivations, type GpuKvCache, type GpuOps, type GpuWeight, gpuActivations } from './ops.js';
 
 const ropeKernel = defineKernel('model-rope', (_: Record<string, never>) => buildRope());
@@ -201,8 +201,8 @@ export function gpuUnfusedAttention(config: ModelConfig, layers: readonly LayerW
     // the first decode kernel takes `start` in a uniform: its steps cannot be replayed
     stepKey: (step: StepInfo) => {
       const chosen = step.paged ? pagedPlan(step) : plan(step);
-      if (chosen && step.paged) return { workgroup: chosen.kernel.workgroupSize, unroll: chosen.kernel.unroll, splits: chosen.splits, rope: pagedRope(step).buffer };
-      return chosen ? { workgroup: chosen.kernel.workgroupSize, unroll: chosen.kernel.unroll, splits: chosen.splits } : null;
+      if (chosen && step.paged) return { workgroup: chosen.kernel.workgroupSize, unroll: chosen.kernel.unroll, splits: chosen.splits, ...pipelinedKey(chosen), rope: pagedRope(step).buffer };
+      return chosen ? { workgroup: chosen.kernel.workgroupSize, unroll: chosen.kernel.unroll, splits: chosen.splits, ...pipelinedKey(chosen) } : null;
     },
   };
 }

@@ -1,7 +1,7 @@
 // Decode attention on WebGPU for composites that hold their own GPU buffers and record steps (the
 // block's S = 1 path, the runner): plan a call for a device, compile its kernels, queue it. The
 // first split-KV kernel (decode-attention.wgsl.ts) stays for the unfused module's comparisons.
-export { type DecodePlan, type DecodeShape, type PlanDevice, DEFAULT_TARGET, planDecode, decodeSplits } from './plan.js';
+export { type DecodePlan, type DecodeShape, type PlanDevice, DEFAULT_TARGET, planDecode, decodeSplits, pipelinedKey } from './plan.js';
 export { decodePlanDevice } from './plan-device.js';
 export { type GpuCacheTensor, type GpuDecodeCall, type GpuRows, partialBytes, prepareDecode, effectivePlan, mlaDecodeKernel, queueAttentionDecode, splitKvKernel, combineKernel } from './queue.js';
 export { type SplitKvOptions, buildSplitKv, splitKvSharedBytes, splitKvUnsupported, SPLIT_KV_PARAMS, SPLIT_KV_BINDINGS } from './split-kv.wgsl.js';
