@@ -11,7 +11,7 @@ import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 import { applyRope } from '../dist/model/cpu/kernels.js';
 import { configFrom, ropeTable, tinyConfigJson } from '../dist/model/index.js';
 import { getRuntime } from '../dist/engines/webgpu/runtime.js';
-import { combineWorkgroupSize, decodeSplits, planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
+import { type DecodePlan, type DecodeShape, combineWorkgroupSize, decodeSplits, planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
 import { backendsHere } from './helpers.js';
 import { expectClose } from './model-helpers.js';
 
@@ -27,6 +27,21 @@ function reference(q: Float32Array, keys: Float32Array, values: Float32Array, s:
   const prefix = (x: Float32Array) => Tensor.fromData(x.subarray(0, length * batch * headsKv * D), [length, batch, headsKv * D]);
   const problem = validateAttention(Tensor.fromData(q, [tokens, batch, headsQ * D]), prefix(keys), prefix(values), { layout: 'SBH', heads: headsQ, kvHeads: headsKv, causal: true });
   return referenceAttention(problem).out;
+}
+
+/**
+ * The compiled plan of a step that appends, under FUSEDATTN_DECODE_SEPARATE_APPEND=separate (and
+ * `env`), checked to take the append-first path exactly when asked.
+ */
+async function appendPlan(shape: DecodeShape, separate: '0' | '1', target?: number, env: Record<string, string> = {}): Promise<DecodePlan> {
+  const set = { ...env, FUSEDATTN_DECODE_SEPARATE_APPEND: separate };
+  for (const [k, v] of Object.entries(set)) process.env[k] = v;
+  const plan = planDecode(shape, (await getRuntime()).limits, target);
+  for (const k of Object.keys(set)) delete process.env[k];
+  if (typeof plan === 'string') throw new Error(plan);
+  expect(plan.pipelined?.append !== undefined).toBe(separate === '1');
+  await prepareDecode(await getRuntime(), plan, false);
+  return plan;
 }
 
 const shapeOf = (D: number, G: number, Nkv: number, B: number, T: number, keys: number, packed: boolean) => ({
@@ -98,12 +113,7 @@ describe.skipIf(webgpu.skip !== undefined)('the decode op in the runner\'s modes
     rope.set(table.sin, 8 * (D / 2));
     // the append and RoPE in a dispatch of their own before the pipelined kernel, and inside the general kernel's
     for (const [separate, target] of [['1', 1], ['1', 64], ['0', 1], ['0', 64]] as const) {
-      process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = separate;
-      const plan = planDecode(shapeOf(D, Nq / Nkv, Nkv, B, 1, start + 1, true), rt.limits, target);
-      delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND;
-      if (typeof plan === 'string') throw new Error(plan);
-      expect(plan.pipelined?.append !== undefined).toBe(separate === '1');
-      await prepareDecode(rt, plan, false);
+      const plan = await appendPlan(shapeOf(D, Nq / Nkv, Nkv, B, 1, start + 1, true), separate, target);
       const kBuf = rt.upload(keys, 'keys');
       const vBuf = rt.upload(values, 'values');
       const qkvBuf = rt.upload(qkv, 'qkv');
@@ -149,14 +159,8 @@ describe.skipIf(webgpu.skip !== undefined)('the append as a dispatch of its own 
     rope.set(table.sin, capacity * (D / 2));
     const runs = [];
     for (const separate of ['1', '0']) {
-      process.env.FUSEDATTN_DECODE_PIPELINED = '2';
-      process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = separate;
-      const plan = planDecode({ ...shapeOf(D, Nq / Nkv, Nkv, B, 1, start + 1, true), cache: dtype }, rt.limits);
-      delete process.env.FUSEDATTN_DECODE_PIPELINED;
-      delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND;
-      if (typeof plan === 'string') throw new Error(plan);
-      expect(plan.pipelined?.append !== undefined).toBe(separate === '1');
-      await prepareDecode(rt, plan, false);
+      // int8 caches take the pipelined kernel only when asked (FUSEDATTN_DECODE_PIPELINED=2)
+      const plan = await appendPlan({ ...shapeOf(D, Nq / Nkv, Nkv, B, 1, start + 1, true), cache: dtype }, separate as '0' | '1', undefined, { FUSEDATTN_DECODE_PIPELINED: '2' });
       const kBuf = rt.upload(keys, 'keys');
       const vBuf = rt.upload(values, 'values');
       const ksBuf = rt.upload(scales, 'key scales');
