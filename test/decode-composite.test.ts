@@ -138,12 +138,12 @@ describe.skipIf(webgpu.skip !== undefined)('the decode op in the runner\'s modes
 describe.skipIf(webgpu.skip !== undefined)('the append as a dispatch of its own on WebGPU', () => {
   // the general kernel's append (inside its attention dispatch) is the check: the same cache words
   // and int8 scales, the same output, on an int8 and a float16 cache with RoPE
-  it.each(['int8', 'float16'] as const)('%s cache: the append-first step stores what the general kernel stores and attends the same', async (dtype) => {
+  it.each([['int8', 1], ['float16', 1], ['int8', 3], ['float16', 3]] as const)('%s cache, %i new tokens: the append-first step stores what the general kernel stores and attends the same', async (dtype, T) => {
     const rt = await getRuntime();
     const [B, start, Nq, Nkv, D] = [2, 50, 4, 2, 32];
     const W = (Nq + 2 * Nkv) * D;
     const capacity = start + 3;
-    const qkv = rand(B * W);
+    const qkv = rand(T * B * W);
     const words = (capacity * B * Nkv * D) / (dtype === 'int8' ? 4 : 2);
     const gen = uniform(dtype === 'int8' ? 5 : 6);
     const cacheWords = () => Uint32Array.from({ length: words }, () => {
@@ -160,17 +160,17 @@ describe.skipIf(webgpu.skip !== undefined)('the append as a dispatch of its own 
     const runs = [];
     for (const separate of ['1', '0']) {
       // int8 caches take the pipelined kernel only when asked (FUSEDATTN_DECODE_PIPELINED=2)
-      const plan = await appendPlan({ ...shapeOf(D, Nq / Nkv, Nkv, B, 1, start + 1, true), cache: dtype }, separate as '0' | '1', undefined, { FUSEDATTN_DECODE_PIPELINED: '2' });
+      const plan = await appendPlan({ ...shapeOf(D, Nq / Nkv, Nkv, B, T, start + T, true), cache: dtype }, separate as '0' | '1', undefined, { FUSEDATTN_DECODE_PIPELINED: '2' });
       const kBuf = rt.upload(keys, 'keys');
       const vBuf = rt.upload(values, 'values');
       const ksBuf = rt.upload(scales, 'key scales');
       const vsBuf = rt.upload(scales, 'value scales');
       const qkvBuf = rt.upload(qkv, 'qkv');
-      const out = rt.acquire(B * Nq * D * 4, 'output', 'out');
+      const out = rt.acquire(T * B * Nq * D * 4, 'output', 'out');
       const packed = (col: number) => ({ off: col, sb: W, sh: D, si: B * W });
       const sbh = (binding: GPUBuffer, d: number) => ({ binding, off: 0, sp: Nkv * d, sh: d, spos: B * Nkv * d });
       await queueAttentionDecode(rt, plan, {
-        batch: B, tokens: 1, headsQ: Nq, headsKv: Nkv, q: { binding: qkvBuf, ...packed(0) },
+        batch: B, tokens: T, headsQ: Nq, headsKv: Nkv, q: { binding: qkvBuf, ...packed(0) },
         keys: sbh(kBuf, D), values: sbh(vBuf, D), ...(dtype === 'int8' ? { kScales: sbh(ksBuf, 1), vScales: sbh(vsBuf, 1) } : {}),
         pageSize: 0, maxPages: 1, numPages: B,
         meta: { binding: rt.upload(Uint32Array.of(start, 0), 'positions'), lengthsAt: 0, lengthsStride: 0, ropeBaseAt: 1 },
@@ -178,7 +178,7 @@ describe.skipIf(webgpu.skip !== undefined)('the append as a dispatch of its own 
         out: { binding: out, off: 0, sb: Nq * D, sh: D, si: B * Nq * D }, scale: 1 / Math.sqrt(D), softcap: 0, window: { left: Infinity, right: Infinity, align: 'bottom-right' },
       });
       runs.push({
-        out: new Float32Array(await rt.read(out)).slice(0, B * Nq * D),
+        out: new Float32Array(await rt.read(out)).slice(0, T * B * Nq * D),
         keys: new Uint32Array(await rt.read(kBuf)).slice(0, words), values: new Uint32Array(await rt.read(vBuf)).slice(0, words),
         kScales: new Float32Array(await rt.read(ksBuf)).slice(0, scales.length), vScales: new Float32Array(await rt.read(vsBuf)).slice(0, scales.length),
       });
