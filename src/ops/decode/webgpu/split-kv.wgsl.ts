@@ -404,9 +404,10 @@ ${vs.map((v) => `        mx = max(mx, max(max(abs(x[${v}].x), abs(x[${v}].y)), m
   }
   workgroupBarrier();` : ''}
   // the new rows go into the cache (one workgroup per (sequence, KV head)), their chunks spread
-  // over the workgroup's threads: a thread per row walked its chunks one memory latency after
-  // another, which made that workgroup, and so the step, 35-40 us longer (llama-8b float16 on the
-  // H200: 59.7 us at 1K keys against 26.7 without an append; session 8, call 5)
+  // over the workgroup's threads: a thread per row walks its chunks one memory latency after
+  // another (the first append kernel, written so, took 41 us a llama-8b float16 step on the H200,
+  // and this kernel's steps were 33 us longer with an append than without: 59.7 against 26.7 us
+  // at 1K keys; session 8, call 5)
   if (split == 0u && hb == 0u && tb == 0u) {
     for (var e = lid.x; e < params.tokens * DCK; e += WG) {
       let i = e / DCK;
