@@ -2,7 +2,8 @@
 // attention modules: decode steps of sequences at different positions against the float64
 // reference decoder; generateBatch with more prompts than slots (sequences leave and others join
 // between steps) giving each prompt the tokens it gets alone; the CLI with several --prompt.
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
+import { getRuntime } from '../dist/engines/webgpu/runtime.js';
 import { Command } from 'commander';
 import { generate, generateBatch, loadModel, loadWeights, openSafetensors, readModelConfig, referenceForward } from '../dist/model/index.js';
 import { argmax } from '../dist/model/index.js';
@@ -26,10 +27,19 @@ async function referenceLogits(dir: string, tokens: number[]): Promise<Float64Ar
 const PROMPTS = [[3, 17, 5, 42, 9], [7, 1, 60, 2, 2, 9, 33, 12, 40, 41, 8], [50, 4, 19]];
 
 describe.each(backends.map((b) => b.name))('paged runner on %s', (backend) => {
-  for (const attention of ['fused', 'unfused'] as const) {
-    it(`${attention}: decode steps of sequences at different positions match the float64 decoder`, async () => {
+  // on WebGPU also with each step's append as a dispatch of its own before the pipelined kernel
+  // (FUSEDATTN_DECODE_SEPARATE_APPEND=1; by default only from 16K keys at head dims of 128+)
+  const paths = backend === 'webgpu' ? [false, true] : [false];
+  for (const attention of ['fused', 'unfused'] as const) for (const appendFirst of paths) {
+    it(`${attention}${appendFirst ? ', append first' : ''}: decode steps of sequences at different positions match the float64 decoder`, async () => {
       const { dir } = await writeTinyModel({ num_attention_heads: 4, num_key_value_heads: 2 }, { seed: 5 });
       const model = await loadModel(dir, { backend, attention });
+      const appends: string[] = [];
+      if (appendFirst) {
+        process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = '1';
+        const detach = (await getRuntime()).observe({ queued: (c) => { if ('label' in c && / \(append\)$/.test(c.label ?? '')) appends.push(c.label!); } });
+        onTestFinished(() => { detach(); delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND; });
+      }
       const V = model.config.vocabSize;
       const cache = await model.createPagedCache({ maxSequences: 4, maxLength: 32, pageSize: 4 });
       const seqs = PROMPTS.map(() => cache.addSequence());
@@ -52,6 +62,8 @@ describe.each(backends.map((b) => b.name))('paged runner on %s', (backend) => {
           expectClose(`step ${step} sequence ${i}`, logits!.subarray(b * V, (b + 1) * V), ref.subarray((histories[i].length - 1) * V), rtol);
         }
       }
+      // the path asked for ran: every decode step of every layer appended in a dispatch of its own
+      if (appendFirst) expect(appends.length).toBeGreaterThanOrEqual(6 * model.config.numLayers);
       expect(cache.length(seqs[0])).toBe(PROMPTS[0].length + 6);
       expect(cache.length(seqs[2])).toBe(PROMPTS[2].length + 4);
       cache.dispose();
