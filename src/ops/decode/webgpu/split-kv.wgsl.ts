@@ -384,20 +384,31 @@ ${vs.map((v) => `      partials[o + cp * ${V}u + ${v}u] = a${r}_${v};`).join('\n
     }`);
 
   // ---- appending: the new rows' int8 scales (every workgroup), their store (one workgroup)
+  const rowThreads = Math.max(1, Math.floor(WG / (2 * MAX_TOKENS)));
   const appendPrologue = !o.append ? '' : `${int8 ? `
-  // the int8 scale of each new key / value row (max |x| / 127), needed wherever a new row is read
-  if (lid.x < 2u * MAX_TOKENS) {
-    let i = lid.x % MAX_TOKENS;
-    let is_v = lid.x >= MAX_TOKENS;
+  // the int8 scale of each new key / value row (max |x| / 127), needed wherever a new row is read:
+  // ${rowThreads} threads a row slot take its chunks lane, lane + ${rowThreads}, ... (one thread walking
+  // them all waits a memory latency per chunk), their maxima meet in scratch (free before the key loop)
+  {
+    let slot = lid.x / ${rowThreads}u;
+    let lane = lid.x % ${rowThreads}u;
+    let i = slot % MAX_TOKENS;
+    let is_v = slot >= MAX_TOKENS;
     var mx = 0.0;
-    if (i < params.tokens${o.sharedKV ? ' && !is_v' : ''}) {
+    if (slot < 2u * MAX_TOKENS && i < params.tokens${o.sharedKV ? ' && !is_v' : ''}) {
       let n = select(DCK, DCV, is_v);
-      for (var c = 0u; c < n; c++) {
+      for (var c = lane; c < n; c += ${rowThreads}u) {
         var x = array<vec4<f32>, ${V}>();
         if (is_v) { x = fresh_v_raw(b, kv_head, i, c); } else { x = fresh_k_raw(b, kv_head, i, c); }
 ${vs.map((v) => `        mx = max(mx, max(max(abs(x[${v}].x), abs(x[${v}].y)), max(abs(x[${v}].z), abs(x[${v}].w))));`).join('\n')}
       }
     }
+    scratch[lid.x] = mx;
+  }
+  workgroupBarrier();
+  if (lid.x < 2u * MAX_TOKENS) {
+    var mx = 0.0;
+    for (var j = 0u; j < ${rowThreads}u; j++) { mx = max(mx, scratch[lid.x * ${rowThreads}u + j]); }
     let s = mx * (1.0 / 127.0);
     new_scale[lid.x] = s;
     new_inv[lid.x] = select(0.0, 1.0 / s, s > 0.0);
