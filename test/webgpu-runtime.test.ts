@@ -38,6 +38,18 @@ describe.skipIf(skip !== undefined)('GpuRuntime', () => {
     rt.dispatch({ label: 'affine', pipeline, bindGroups: [rt.bindGroup(pipeline, 0, { 0: uniform, 1: src, 2: dst })], workgroups: Math.ceil(n / 64) });
   }
 
+  it('folds workgroup counts past the per-dimension limit into x by y, covering every group', () => {
+    const max = rt.limits.maxComputeWorkgroupsPerDimension;
+    expect(rt.foldedGrid(1)).toEqual([1, 1]);
+    expect(rt.foldedGrid(max)).toEqual([max, 1]);
+    for (const groups of [max + 1, 3 * max + 7]) {
+      const [x, y] = rt.foldedGrid(groups);
+      expect(x).toBeLessThanOrEqual(max);
+      expect(x * y).toBeGreaterThanOrEqual(groups);
+      expect(x * (y - 1)).toBeLessThan(groups);
+    }
+  });
+
   it('caches pipelines by their options, whatever the field order', async () => {
     const misses = rt.counters.pipelineMisses;
     const a = await rt.pipeline(affine, { extra: 1, workgroup: 32 });

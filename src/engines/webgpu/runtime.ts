@@ -258,6 +258,15 @@ export class GpuRuntime {
     return { gpu, name: kernel.name, key, wgsl };
   }
 
+  /**
+   * `groups` workgroups as an x × y grid within maxComputeWorkgroupsPerDimension (y = 1 when they
+   * fit in x); kernels number them wid.x + wid.y * nwg.x and skip those past their count.
+   */
+  foldedGrid(groups: number): [number, number] {
+    const y = Math.ceil(groups / this.limits.maxComputeWorkgroupsPerDimension);
+    return [Math.ceil(groups / y), y];
+  }
+
   // ---------------------------------------------------------------- buffers
 
   /** A pooled buffer of at least `bytes` (STORAGE | COPY_SRC | COPY_DST unless `usage` says). */

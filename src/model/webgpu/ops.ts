@@ -424,11 +424,7 @@ export class GpuOps implements DecoderOps<GpuActivations, GpuWeight, GpuKvCache>
 
   /** Workgroups covering n items of `perGroup` each, folded into 2-D past the per-dimension limit. */
   grid(n: number, perGroup: number): [number, number] {
-    const groups = Math.max(1, Math.ceil(n / perGroup));
-    const max = this.runtime.limits.maxComputeWorkgroupsPerDimension;
-    if (groups <= max) return [groups, 1];
-    const y = Math.ceil(groups / max);
-    return [Math.ceil(groups / y), y];
+    return this.runtime.foldedGrid(Math.max(1, Math.ceil(n / perGroup)));
   }
 
   async lastRows(x: GpuActivations, count: number): Promise<GpuActivations> {

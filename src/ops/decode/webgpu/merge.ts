@@ -19,8 +19,6 @@ export async function runMergeWebGpu(p: MergeProblem): Promise<MergeResult> {
   const pipeline = await runtime.pipeline(mergeKernel, { io: p.dtype, bsnd: p.layout === 'BSND' });
   const threads = p.dtype === 'float16' ? Math.ceil(elements / 2) : elements;
   const groups = Math.ceil(threads / MERGE_WORKGROUP);
-  const max = runtime.limits.maxComputeWorkgroupsPerDimension;
-  const y = Math.ceil(groups / max);
   const operands = [...p.outs, ...p.lses].map((t, n) => operandOf(runtime, t, `partials[${n % p.outs.length}]`));
   const outs = operands.slice(0, p.outs.length);
   const lses = operands.slice(p.outs.length);
@@ -43,7 +41,7 @@ export async function runMergeWebGpu(p: MergeProblem): Promise<MergeResult> {
         label: 'merge attention',
         pipeline,
         bindGroups: [runtime.bindGroup(pipeline, 0, { 0: runtime.uniform(params, 'merge params'), 1: acc.out, 2: outs[n].binding, 3: acc.lse, 4: lses[n].binding, 5: out, 6: lse })],
-        workgroups: [Math.ceil(groups / y), y],
+        workgroups: runtime.foldedGrid(groups),
       });
       if (n < p.outs.length - 1) intermediates.push(out, lse);
       acc = { out: { buffer: out }, outOff: 0, lse: { buffer: lse }, lseOff: 0 };

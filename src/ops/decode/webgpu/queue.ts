@@ -136,14 +136,15 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
   let partials: GPUBuffer | undefined;
   try {
     rotated = appendFirst ? runtime.acquire(given.batch * given.headsQ * given.tokens * k.dimQK * (k.io === 'float16' ? 2 : 4), 'intermediate', 'decode queries (rotated)') : undefined;
-    // with the append first, the attention reads the rotated queries and the cache only, the new rows included
+    // with the append first, the attention reads the rotated queries [B, Nq, Sq, D] and the cache
+    // only, the new rows included
+    const rotatedRows = { off: 0, sb: given.headsQ * given.tokens * k.dimQK, sh: given.tokens * k.dimQK, si: k.dimQK };
     const call: GpuDecodeCall = rotated ? {
-      ...given, append: undefined, rope: undefined,
-      q: { binding: rotated, off: 0, sb: given.headsQ * given.tokens * k.dimQK, sh: given.tokens * k.dimQK, si: k.dimQK },
+      ...given, append: undefined, rope: undefined, q: { binding: rotated, ...rotatedRows },
       meta: { ...given.meta, lengthsAdd: (given.meta.lengthsAdd ?? 0) + given.tokens },
     } : given;
     partials = plan.combine ? runtime.acquire(partialBytes(plan, call), 'intermediate', 'decode partials') : undefined;
-    if (appendFirst && rotated) await queueAppend(runtime, appendFirst, given, rotated, label);
+    if (appendFirst && rotated) await queueAppend(runtime, appendFirst, given, { binding: rotated, ...rotatedRows }, label);
     const values = call.values ?? call.keys;
     const scales = call.kScales ?? { binding: call.keys.binding, off: 0, sp: 0, sh: 0, spos: 0 };
     const params = decodeParams(call);
@@ -173,8 +174,6 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
     if (!partials) return;
     const combine = await runtime.pipeline(combineKernel, combineOptions(runtime, plan, plan.splits, call.lse !== undefined));
     const rows = call.batch * call.headsQ * call.tokens;
-    const max = runtime.limits.maxComputeWorkgroupsPerDimension;
-    const y = Math.ceil(rows / max);
     const C = COMBINE_BINDINGS;
     const combineEntries: Record<number, BindingResource> = {
       [C.params]: runtime.uniform(COMBINE_PARAMS.pack({ rows, splits: plan.splits, heads_q: call.headsQ, tokens: call.tokens, ...rowParams('o', call.out) }), `${label} combine params`),
@@ -182,7 +181,7 @@ export async function queueAttentionDecode(runtime: GpuRuntime, chosen: DecodePl
       [C.out]: call.out.binding,
     };
     if (call.lse) combineEntries[C.lse] = call.lse;
-    runtime.dispatch({ label: `${label} (combine)`, pipeline: combine, bindGroups: [runtime.bindGroup(combine, 0, combineEntries)], workgroups: [Math.ceil(rows / y), y] });
+    runtime.dispatch({ label: `${label} (combine)`, pipeline: combine, bindGroups: [runtime.bindGroup(combine, 0, combineEntries)], workgroups: runtime.foldedGrid(rows) });
   } finally {
     runtime.release(partials);
     runtime.release(rotated);
@@ -211,20 +210,18 @@ function decodeParams(call: GpuDecodeCall, out: GpuRows = call.out): ArrayBuffer
 }
 
 /** Queues the append dispatch (append.wgsl.ts): the new rows into the cache, the rotated queries into `rotated`. */
-async function queueAppend(runtime: GpuRuntime, o: DecodeAppendOptions, call: GpuDecodeCall, rotated: GPUBuffer, label: string): Promise<void> {
+async function queueAppend(runtime: GpuRuntime, o: DecodeAppendOptions, call: GpuDecodeCall, rotated: GpuRows & { binding: GPUBuffer }, label: string): Promise<void> {
   const pipeline = await runtime.pipeline(decodeAppendKernel, o);
-  const D = o.dim;
-  const out = { off: 0, sb: call.headsQ * call.tokens * D, sh: call.tokens * D, si: D };
   const B = SPLIT_KV_BINDINGS;
   const values = call.values ?? call.keys;
   const entries: Record<number, BindingResource> = {
-    [B.params]: runtime.uniform(decodeParams(call, out), `${label} append params`),
+    [B.params]: runtime.uniform(decodeParams(call, rotated), `${label} append params`),
     [B.q]: call.q.binding,
     [B.keys]: call.keys.binding,
     [B.values]: values.binding,
     [B.meta]: call.meta.binding,
     [B.append]: call.append!.binding,
-    [B.out]: rotated,
+    [B.out]: rotated.binding,
   };
   if (o.cache === 'int8') {
     entries[B.kScales] = call.kScales!.binding;
@@ -233,9 +230,7 @@ async function queueAppend(runtime: GpuRuntime, o: DecodeAppendOptions, call: Gp
   if (o.rope) entries[B.rope] = call.rope!.buffer;
   const rows = call.batch * call.tokens * (call.headsQ + 2 * call.headsKv);
   const groups = Math.ceil(rows / decodeAppendLayout(o).rowsPerGroup);
-  const max = runtime.limits.maxComputeWorkgroupsPerDimension;
-  const y = Math.ceil(groups / max);
-  runtime.dispatch({ label: `${label} (append)`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: [Math.ceil(groups / y), y] });
+  runtime.dispatch({ label: `${label} (append)`, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: runtime.foldedGrid(groups) });
 }
 
 function rowParams<P extends string>(prefix: P, r: GpuRows): Record<`${P}_off` | `${P}_sb` | `${P}_sh` | `${P}_si`, number> {

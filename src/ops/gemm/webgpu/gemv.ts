@@ -86,7 +86,5 @@ export async function queueGemv(runtime: GpuRuntime, call: GemvCall): Promise<vo
     if (call.pair.bias) entries[B.bias2] = call.pair.bias;
   }
   const groups = Math.ceil(weight.rows / (options.workgroupSize / options.threadsPerColumn));
-  const max = runtime.limits.maxComputeWorkgroupsPerDimension;
-  const y = Math.ceil(groups / max);
-  runtime.dispatch({ label: call.label, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: [Math.ceil(groups / y), y] });
+  runtime.dispatch({ label: call.label, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups: runtime.foldedGrid(groups) });
 }
