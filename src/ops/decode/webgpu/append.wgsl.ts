@@ -10,7 +10,7 @@
 //   position - meta[rope_at] (split-kv.wgsl.ts's rule); the bindings and uniforms are the decode
 //   kernels' (SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS; `out` is the rotated query rows, o_* their strides).
 import { ACCESS_HELPERS, type StoredDType, chunkStorer, quadLoad, quadStore, quadType, wordType } from './access.wgsl.js';
-import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, ropeQuad } from './split-kv.wgsl.js';
+import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, cacheAtFn, ropeQuad } from './split-kv.wgsl.js';
 
 export interface DecodeAppendOptions {
   dim: number;
@@ -49,8 +49,6 @@ export function buildDecodeAppend(o: DecodeAppendOptions): string {
   const { perRow, rowsPerGroup } = decodeAppendLayout(o);
   const chunks = o.dim / E;
   const vs = Array.from({ length: V }, (_, v) => v);
-  const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
-  const inPage = o.paged ? 'p % params.page_size' : 'p';
   const keyQuad = (c: string) => (o.rope ? `fresh_rot(base, ${c}, t)` : quadLoad(o.io, `fresh[base / 4u + ${c}]`));
   return `${SPLIT_KV_PARAMS.wgsl()}
 @group(0) @binding(${B.params}) var<uniform> params: DecodeParams;
@@ -70,10 +68,7 @@ ${chunkStorer('store_k', 'keys', o.cache, E)}
 ${chunkStorer('store_v', 'values', o.cache, E)}
 ${o.rope ? `${ropeQuad('q_rot', 'q', o.io, o.dim / 4)}\n${ropeQuad('fresh_rot', 'fresh', o.io, o.dim / 4)}` : ''}
 
-/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
-fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
-  return off + ${page} * sp + h * sh + (${inPage}) * spos;
-}
+${cacheAtFn(o.paged)}
 
 /** Chunk c of a new row at element base: a key rotated for table row t (with RoPE), a value as it is. */
 fn new_chunk(key: bool, base: u32, c: u32, t: u32) -> array<vec4<f32>, ${V}> {

@@ -29,7 +29,7 @@
 // (one key) came back wrong (err ~2) while one reaching 10 rows past a 102-row cache (97 keys) was
 // right. And stale rows behind the last key could hold NaN, which P = 0 would not hide. A finite left window (rows hidden below the range inside the first chunk) is left to
 // split-KV by the host (effectivePlan) for the same reason.
-import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS } from './split-kv.wgsl.js';
+import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, cacheAtFn } from './split-kv.wgsl.js';
 import { NO_SCORE } from '../../../engines/webgpu/wgsl.js';
 
 export interface MlaDecodeOptions {
@@ -147,8 +147,6 @@ export function buildMlaDecode(o: MlaDecodeOptions): string {
   const keyBatch = divisorAtMost(chunksQ, o.keyBatch ?? 1);
   const valueBatch = o.valueBatch ?? 1;
   const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
-  const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
-  const inPage = o.paged ? 'p % params.page_size' : 'p';
   const qPrologue = o.qWords ? `  // Q rows -> workgroup memory (dead rows 0) in 16-byte words, a thread's loads all in flight at once
 ${batchedCopy('ROWS * DQ8', (16 * o.dimQK) / 8 / (32 * MLA_SUBGROUPS), (t, u) => `    let rr${u} = ${t} / DQ8;
     let RR${u} = rb * ROWS + rr${u};
@@ -212,7 +210,8 @@ ${idx(mats).map((n) => `      subgroupMatrixStore<row_major>(&${OB}, ob, om${n},
       workgroupBarrier();`).join('\n')}
     }
 `;
-  const directLoop = `  for (var kv0 = lo; kv0 < hi; kv0 += BC) {
+  // the tile loop of the direct form (built only when it is the one asked for)
+  const directLoop = () => `  for (var kv0 = lo; kv0 < hi; kv0 += BC) {
     let tail_here = has_tail && tail < kv0 + BC;
     if (tail_here) {
 ${batchedCopy('16u * DQ', copyBatch(o.dimQK), (t, u) => `      let p${u} = tail + ${t} / DQ;
@@ -288,7 +287,6 @@ ${idx(mats).map((n) => `            om${n} = subgroupMatrixMultiplyAccumulate(pm
   }
 
 `;
-  const stagedLoop = o.stage ? stagedTileLoop(o, softmax) : '';
   return `enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -331,10 +329,7 @@ var<workgroup> alphaW: array<vec4<f32>, ROWS>;            // per row: (alpha, m,
 var<workgroup> flagW: array<atomic<u32>, 4>;
 var<workgroup> rangeW: vec4<i32>;
 
-/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
-fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
-  return off + ${page} * sp + h * sh + (${inPage}) * spos;
-}
+${cacheAtFn(o.paged)}
 
 ${o.stage ? stagedWordReads(o) : ''}
 
@@ -393,7 +388,7 @@ ${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).
   let qk_scale = params.scale * LOG2E;
   let col0 = sg * COLS;
 
-${o.stage ? stagedLoop : directLoop}  // partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0), natural log
+${o.stage ? stagedTileLoop(o, softmax) : directLoop()}  // partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0), natural log
   if (part == 0u) { alphaW[r] = vec4<f32>(0.0, select(NEG, m * LN2, l > 0.0), l, 0.0); }
   workgroupBarrier();
   let ob = sg * 256u;

@@ -22,7 +22,7 @@
 // params and bindings, the same combine pass).
 import { NEG_INF_FN, NO_SCORE } from '../../../engines/webgpu/wgsl.js';
 import { ACCESS_HELPERS, type StoredDType, quadLoad, quadStore, quadType, unpackWord, wordType } from './access.wgsl.js';
-import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, mergeTreeSteps } from './split-kv.wgsl.js';
+import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, cacheAtFn, mergeTreeSteps } from './split-kv.wgsl.js';
 
 export interface PipelinedDecodeOptions {
   dimQK: number;
@@ -159,8 +159,6 @@ export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
       : `@group(0) @binding(${B.out}) var<storage, read_write> partials: array<vec4<f32>>;`,
     ...(o.lse ? [`@group(0) @binding(${B.lse}) var<storage, read_write> lse: array<f32>;`] : []),
   ];
-  const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
-  const inPage = o.paged ? 'p % params.page_size' : 'p';
 
   // the next tile's raw words: key words of this thread's key, value words of its slice's keys
   const fetchK = (j0: string) => `    {
@@ -247,10 +245,7 @@ var<workgroup> ml: array<vec2<f32>, ${R * NKS}>;
 ${ACCESS_HELPERS}
 ${o.lse ? NEG_INF_FN : ''}
 
-/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
-fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
-  return off + ${page} * sp + h * sh + (${inPage}) * spos;
-}
+${cacheAtFn(o.paged)}
 
 /** Visible keys [x, y] of row r of the workgroup (x > y: none, for a row past the group or Sq). */
 fn row_range(r: u32, hb: u32, tb: u32, nkeys: u32) -> vec2<i32> {

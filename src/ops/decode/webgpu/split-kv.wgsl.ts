@@ -121,6 +121,20 @@ export const SPLIT_KV_PARAMS = new UniformLayout('DecodeParams', {
 export const SPLIT_KV_BINDINGS = { params: 0, q: 1, keys: 2, values: 3, kScales: 4, vScales: 5, meta: 6, append: 7, out: 8, rope: 9, lse: 10 } as const;
 
 /**
+ * `fn cache_at(b, h, p, off, sp, sh, spos)`: the element index of position p of sequence b, kv head
+ * h, in a cache tensor with those strides (paged: p's page from the block table in `seqs`, clamped to
+ * the pool), for every decode kernel that reads or writes a cache through SPLIT_KV_PARAMS.
+ */
+export function cacheAtFn(paged: boolean): string {
+  const page = paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
+  const inPage = paged ? 'p % params.page_size' : 'p';
+  return `/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
+fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
+  return off + ${page} * sp + h * sh + (${inPage}) * spos;
+}`;
+}
+
+/**
  * `fn name(base, c, t) -> vec4<f32>`: quad c (0 .. D/4 - 1) of a row of `buf` starting at element
  * `base`, rotated for RoPE table row t (the table binding `rope`: cos [rope_rows, D/2], then sin;
  * the halves-rotation form, d and d + D/2 paired).
@@ -250,12 +264,7 @@ export function buildSplitKv(o: SplitKvOptions): string {
     helpers.push(chunkStorer('store_k', 'keys', o.cache, E), storageRounding('stored', o.cache));
     if (!o.sharedKV) helpers.push(chunkStorer('store_v', 'values', o.cache, E));
   }
-  const page = o.paged ? 'min(seqs[params.table_at + b * params.max_pages + p / params.page_size], params.num_pages - 1u)' : 'b';
-  const inPage = o.paged ? 'p % params.page_size' : 'p';
-  helpers.push(`/** Element index of position p of sequence b, kv head h, in a cache tensor with these strides. */
-fn cache_at(b: u32, h: u32, p: u32, off: u32, sp: u32, sh: u32, spos: u32) -> u32 {
-  return off + ${page} * sp + h * sh + (${inPage}) * spos;
-}`);
+  helpers.push(cacheAtFn(o.paged));
   const quad = (buf: string) => (i: string) => quadLoad(o.io, `${buf}[${i}]`);
   const rotated = (name: string, buf: string) => ropeQuad(name, buf, o.io, DQ4);
   if (o.rope) helpers.push(rotated('q_quad', 'q'));
