@@ -7,11 +7,11 @@
 set -o pipefail
 OUT=${1:-${OUT:-out}}
 mkdir -p "$OUT"
-step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
+source bench/gpu/decode-steps.sh
 t0=$SECONDS; MLA_S=${MLA_S:-200} TORCH_S=70 MLA_LENGTHS=32768,4096,1024 MLA_VARIANTS=${MLA_VARIANTS:-1:1:128:1,1:1:128:1:::0,1:1:128:1::::2,1:1:128:1::2::2,1:1:128:0} bash bench/gpu/mla-decode.sh "$OUT/mla" > "$OUT/mla.log" 2>&1; step mla $?
 grep -E '^\||variant|checks' "$OUT/mla/mla-decode.log" | head -40
 t0=$SECONDS; timeout 40 python3 bench/decode_torch.py > "$OUT/torch-decode.jsonl" 2> "$OUT/torch-decode.err"; step torch $?
-run() { local name=$1; shift; t0=$SECONDS; env "$@" DECODE_LENGTHS=4096,32768 timeout 60 node bench/decode.mjs --out "$OUT/$name" --parts contiguous --shapes llama-8b,qwen2-0.5b --torch "$OUT/torch-decode.jsonl" > "$OUT/$name.log" 2>&1; step "$name" $?; grep -E "^contiguous |FAILED|ERROR" "$OUT/$name.log" | head -8; }
-run combine-auto X=1
-run combine-256 FUSEDATTN_DECODE_COMBINE_WG=256
+rows=(--parts contiguous --shapes llama-8b,qwen2-0.5b --torch "$OUT/torch-decode.jsonl")
+decode_run combine-auto 60 DECODE_LENGTHS=4096,32768 -- "${rows[@]}"
+decode_run combine-256 60 DECODE_LENGTHS=4096,32768 FUSEDATTN_DECODE_COMBINE_WG=256 -- "${rows[@]}"
 echo "call done"

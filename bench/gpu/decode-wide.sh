@@ -8,12 +8,11 @@ set -o pipefail
 OUT=${1:-${OUT:-out}}
 mkdir -p "$OUT"
 export FUSEDATTN_COMMIT=${FUSEDATTN_COMMIT:-unknown}
-step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
-show() { grep -E "^(contiguous|paged|int8) |FAILED|ERROR" "$1" | sed -E 's/, api [0-9.]+ us//; s/ \(err [^)]*\)//' | head -40; }
+source bench/gpu/decode-steps.sh
 t0=$SECONDS; timeout 60 node node_modules/vitest/vitest.mjs run test/decode.test.ts test/decode-wgsl.test.ts > "$OUT/decode-tests.log" 2>&1; step tests $?
 grep -E "×|FAIL|Test Files|Tests " "$OUT/decode-tests.log" | tail -8
-run() { local name=$1 lengths=$2 secs=$3; shift 3; t0=$SECONDS; env "$@" DECODE_LENGTHS=$lengths timeout "$secs" node bench/decode.mjs --out "$OUT/$name" --parts contiguous --shapes llama-8b,qwen2-0.5b > "$OUT/$name.log" 2>&1; step "$name" $?; show "$OUT/$name.log"; }
-run split 1024,2048,4096,8192,32768 80 X=1
-run wide 1024,2048,4096,8192 70 FUSEDATTN_DECODE_PIPE_WORKGROUP=1024 FUSEDATTN_DECODE_PIPE_TARGET=1
-run split-t1024 32768 25 FUSEDATTN_DECODE_PIPE_TARGET=1024
+shapes=(--parts contiguous --shapes llama-8b,qwen2-0.5b)
+decode_run split 80 DECODE_LENGTHS=1024,2048,4096,8192,32768 -- "${shapes[@]}"
+decode_run wide 70 DECODE_LENGTHS=1024,2048,4096,8192 FUSEDATTN_DECODE_PIPE_WORKGROUP=1024 FUSEDATTN_DECODE_PIPE_TARGET=1 -- "${shapes[@]}"
+decode_run split-t1024 25 DECODE_LENGTHS=32768 FUSEDATTN_DECODE_PIPE_TARGET=1024 -- "${shapes[@]}"
 echo "call done"
