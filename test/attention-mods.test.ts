@@ -18,6 +18,7 @@ import { scalarModsKernel } from '../dist/ops/attention/mods/cpu/kernel.js';
 import { buildFlashSgMatrix, type SgMatrixKernelOptions } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
 import { kernelOptionsOf, SG_MATRIX_CONFIGS, sgMatrixProblemUnsupported } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
 import { skipNotice } from './webgpu-helpers.js';
+import { softcapFunction } from './helpers.js';
 import { tintErrors } from './tint.js';
 
 /** Runs `c` + `extra` on `backend` and checks it against the float64 reference (the suite's rules). */
@@ -160,7 +161,7 @@ describe('built-ins on the CPU against the float64 reference', () => {
     const { q, k, v } = makeCase({ batch: 1, headsQ: 2, seqQ: 9, seqK: 12, dimQK: 8 }, 4);
     (q.data as Float32Array)[3 * 8 + 2] = NaN; // row 3 of head 0
     const nanMod = scoreMod(({ score, q: qi }) => qi.eq(5).select(score.sub(score).div(0), score)); // row 5: 0/0 = NaN
-    for (const scoreModOption of [softcap(3), nanMod]) {
+    for (const scoreModOption of [softcap(3), softcapFunction(3), nanMod]) {
       const options = { scoreMod: scoreModOption, returnLse: true };
       const ref = referenceAttention(validateAttention(q, k, v, options));
       const got = await attention(q, k, v, { ...options, backend: 'cpu' });
@@ -192,7 +193,8 @@ describe('built-ins on the CPU against the float64 reference', () => {
 describe('built-ins agree with the options they mirror (CPU)', () => {
   const c: AttentionCase = { batch: 2, headsQ: 4, seqQ: 70, seqK: 90, dimQK: 48 };
   const pairs: Array<[string, AttentionOptions, AttentionOptions]> = [
-    ['softcap', { softcap: 5, scale: 2 }, { scoreMod: softcap(5), scale: 2 }],
+    ['softcap (as a function)', { softcap: 5, scale: 2 }, { scoreMod: softcapFunction(5), scale: 2 }],
+    ['softcap() (taken as the option)', { softcap: 5, scale: 2 }, { scoreMod: softcap(5), scale: 2 }],
     ['ALiBi', { alibiSlopes: alibiSlopes(4) }, { scoreMod: alibi(alibiSlopes(4)) }],
     ['causal', { causal: true }, { maskMod: causal() }],
     ['window', { window: [20, 5] }, { maskMod: slidingWindow(20, 5) }],
@@ -280,7 +282,7 @@ describe('mods on WebGPU (portable tier and naive path)', async () => {
   });
   it.skipIf(skip)('the naive path runs score and mask functions too', () => check('webgpu', SQUARE, { scoreMod: combined.scoreMod, maskMod: combined.maskMod }, 23, true));
   it.skipIf(skip)('softcap as a function agrees with options.softcap', async () => {
-    expect(await difference('webgpu', { batch: 1, headsQ: 2, seqQ: 40, seqK: 40, dimQK: 32 }, { softcap: 5, scale: 2 }, { scoreMod: softcap(5), scale: 2 }, 24)).toBeLessThanOrEqual(2e-6);
+    expect(await difference('webgpu', { batch: 1, headsQ: 2, seqQ: 40, seqK: 40, dimQK: 32 }, { softcap: 5, scale: 2 }, { scoreMod: softcapFunction(5), scale: 2 }, 24)).toBeLessThanOrEqual(2e-6);
   });
 });
 

@@ -8,7 +8,7 @@ import {
   composeScoreMods, documentMask, finiteDifferenceGradients, float, maskMod, referenceGradients, scoreMod, slidingWindow, softcap, validateAttention,
 } from '../dist/index.js';
 import { type AttentionCase, caseName, checkGradients, makeCase, makeGradCase, normal, randomFloats, uniform } from '../dist/testing/index.js';
-import { backendsHere, maxAbs } from './helpers.js';
+import { backendsHere, maxAbs, softcapFunction } from './helpers.js';
 import { packOnGpu } from './webgpu-helpers.js';
 
 type Options = Record<string, unknown>;
@@ -56,7 +56,8 @@ const REFERENCE_CASES: ModCase[] = [
   { name: 'attentionSinks() dSink with bias dBias', c: { ...SMALL, bias: 'random', maskShape: 'full' }, mods: (c) => ({ sink: attentionSinks(sinkLogits(c.headsQ, 3)) }), sinkGrad: true, biasGrad: true },
   { name: 'maskMod with fully masked rows', c: SMALL, mods: () => ({ maskMod: holeyCausal(3, 1) }) },
   { name: 'documentMask (causal) + sink + bool mask, GQA', c: { ...SMALL, headsQ: 4, headsKv: 2, seqQ: 6, seqK: 6, mask: 'full-rows', maskShape: 'full' }, mods: (c) => ({ maskMod: documentMask(docIds(6, 1).map((x) => x % 3), { causal: true }), sink: sinkLogits(c.headsQ, 8) }) },
-  { name: 'scoreMod softcap()', c: { ...SMALL, scale: 1.3 }, mods: () => ({ scoreMod: softcap(1.5) }) },
+  { name: 'scoreMod softcap() (runs as the option)', c: { ...SMALL, scale: 1.3 }, mods: () => ({ scoreMod: softcap(1.5) }) },
+  { name: 'scoreMod softcap as a function', c: { ...SMALL, scale: 1.3 }, mods: () => ({ scoreMod: softcapFunction(1.5) }) },
   { name: 'scoreMod alibi() + sink dSink, causal', c: { ...SMALL, seqQ: 7, seqK: 5, causal: true }, mods: (c) => ({ scoreMod: alibi(alibiSlopes(c.headsQ)), sink: sinkLogits(c.headsQ, 11) }), sinkGrad: true },
   { name: 'scoreMod relative-bias table + bias dBias + option softcap', c: { ...SMALL, softcap: 2, bias: 'random', maskShape: 'full' }, mods: (c) => ({ scoreMod: relativeBias(c.headsQ, 2, 1) }), biasGrad: true },
   { name: 'scoreMod min/max/select/abs/div/exp + maskMod, GQA', c: { ...SMALL, headsQ: 4, headsKv: 2 }, mods: () => ({ scoreMod: piecewise, maskMod: holeyCausal(4, 2) }) },
@@ -113,14 +114,14 @@ const BACKEND_CASES: Array<ModCase & { gpu?: true }> = [
   { name: 'maskMod with fully masked rows, GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 70, dimQK: 59 }, mods: () => ({ maskMod: holeyCausal(5, 2) }) },
   { name: 'documentMask + sink + bias dBias', c: { batch: 2, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 32, bias: 'random', maskShape: 'batch' }, mods: (c) => ({ maskMod: documentMask(docIds(97, 2), { causal: true }), sink: sinkLogits(c.headsQ, 9) }), biasGrad: true, sinkGrad: true },
   { name: 'blockMask (sliding window), bool mask', c: { batch: 1, headsQ: 2, seqQ: 97, seqK: 97, dimQK: 40, mask: 'blocks', maskShape: 'full' }, mods: async () => ({ blockMask: await createBlockMask(slidingWindow(20), null, null, 97, 97, { blockSize: 16 }) }) },
-  { name: 'scoreMod softcap(), GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 70, dimQK: 59 }, mods: () => ({ scoreMod: softcap(4) }) },
+  { name: 'scoreMod softcap as a function, GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 70, dimQK: 59 }, mods: () => ({ scoreMod: softcapFunction(4) }) },
   { name: 'scoreMod alibi() + sink dSink, causal (rows with no key)', c: { batch: 2, headsQ: 2, seqQ: 97, seqK: 60, dimQK: 32, causal: true }, mods: (c) => ({ scoreMod: alibi(alibiSlopes(c.headsQ)), sink: sinkLogits(c.headsQ, 12) }), sinkGrad: true },
   { name: 'scoreMod relative-bias table + bias dBias, |scale| > 1', c: { batch: 1, headsQ: 2, seqQ: 70, seqK: 97, dimQK: 16, scale: 3, bias: 'random', maskShape: 'full' }, mods: (c) => ({ scoreMod: relativeBias(c.headsQ, 8, 2) }), biasGrad: true },
   { name: 'scoreMod piecewise + option softcap, |scale| > 1', c: { batch: 1, headsQ: 2, seqQ: 33, seqK: 50, dimQK: 16, scale: 3, softcap: 5, causal: true }, mods: () => ({ scoreMod: piecewise }) },
   { name: 'scoreMod hiding pairs with -inf (rows with no key)', c: { batch: 1, headsQ: 2, seqQ: 97, seqK: 40, dimQK: 59 }, mods: () => ({ scoreMod: bandByScore }) },
   { name: 'maskMod on one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59 }, mods: () => ({ maskMod: causal().and(maskMod(({ kv }) => kv.mod(3).ne(0))) }) },
   // on WebGPU too
-  { name: 'dropout + scoreMod + maskMod (fully masked rows) + sink dSink, GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 80, dimQK: 59 }, mods: (c) => ({ dropout: { p: 0.2, seed: 9, offset: 1 }, scoreMod: softcap(5), maskMod: holeyCausal(6, 5), sink: sinkLogits(c.headsQ, 19) }), sinkGrad: true, gpu: true },
+  { name: 'dropout + scoreMod + maskMod (fully masked rows) + sink dSink, GQA', c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 80, dimQK: 59 }, mods: (c) => ({ dropout: { p: 0.2, seed: 9, offset: 1 }, scoreMod: softcapFunction(5), maskMod: holeyCausal(6, 5), sink: sinkLogits(c.headsQ, 19) }), sinkGrad: true, gpu: true },
   { name: 'TND varlen (an empty sequence): maskMod reading the lengths + scoreMod + sink dSink', c: { layout: 'TND', batch: 3, headsQ: 2, seqQ: 0, seqK: 0, seqLensQ: [20, 0, 33], seqLensK: [40, 5, 33], dimQK: 59 }, mods: (c) => ({ maskMod: holeyCausal(4, 1), scoreMod: softcap(3), sink: sinkLogits(c.headsQ, 14) }), sinkGrad: true, gpu: true },
   { name: 'relative-bias table then a band by score (-inf: rows with no key) + bias dBias, |scale| > 1', c: { batch: 1, headsQ: 2, seqQ: 97, seqK: 40, dimQK: 16, scale: 3, bias: 'random', maskShape: 'full' }, mods: (c) => ({ scoreMod: composeScoreMods(relativeBias(c.headsQ, 8, 2), bandByScore) }), biasGrad: true, gpu: true },
   { name: 'scoreMod min/max/select + maskMod + option softcap, one query', c: { batch: 1, headsQ: 2, seqQ: 1, seqK: 97, dimQK: 59, softcap: 3 }, mods: () => ({ scoreMod: piecewise, maskMod: maskMod(({ kv }) => kv.mod(3).ne(0)) }), gpu: true },
@@ -162,7 +163,7 @@ for (const { name, skip } of backends) {
       const forward = await attention(q, k, v, { ...options, ...mask, returnLse: true, backend: 'cpu' });
       const grads = await naiveAttentionBackward(q, k, v, forward.out, dOut, forward.lse!, { ...options, ...mask, backend: name });
       expect(checkGradients(problem, dOutValues, grads).failures.join('; ')).toBe('');
-      for (const refused of [{ scoreMod: softcap(3) }, { sink: [0, 1] }]) {
+      for (const refused of [{ scoreMod: softcapFunction(3) }, { sink: [0, 1] }]) {
         await expect(naiveAttentionBackward(q, k, v, forward.out, dOut, forward.lse!, { ...options, ...refused, backend: name })).rejects.toThrow(UnsupportedError);
       }
     });

@@ -1,7 +1,7 @@
 // Shared by the backend-independent suites: which backends this machine has, and one function
 // that runs a declarative case on a backend and checks it against the float64 reference.
 import { expect } from 'vitest';
-import { attention, listBackends, validateAttention, type BackendName } from '../dist/index.js';
+import { attention, listBackends, scoreMod, validateAttention, type BackendName } from '../dist/index.js';
 import { type AttentionCase, checkAgainstReference, makeCase } from '../dist/testing/index.js';
 
 export interface PresentBackend {
@@ -36,4 +36,14 @@ export function maxAbs(x: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
   return m;
+}
+
+/**
+ * softcap(c) written so that attention() keeps it a score function: the built-in's exact form
+ * (cap·tanh(score / cap)) runs as options.softcap (mods/softcap-part.ts), and the tests of the
+ * score-function machinery (tanh in generated code, its derivative, the non-finite rule around a
+ * function) need the function itself.
+ */
+export function softcapFunction(cap: number) {
+  return scoreMod(({ score }) => score.mul(1 / cap).tanh().mul(cap), `softcap(${cap}) as a function`);
 }

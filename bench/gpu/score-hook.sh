@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 step() { echo "== $1: exit $2 ($(( SECONDS - t0 )) s)"; }
 t0=$SECONDS; timeout ${CHECK_S:-120} node bench/variants/check-gpu.mjs $SMOKE > "$OUT/check-gpu.log" 2>&1; step check-gpu $?
 grep -E "FAIL|passed" "$OUT/check-gpu.log"
-t0=$SECONDS; timeout ${TESTS_S:-90} node node_modules/vitest/vitest.mjs run test/sgmatrix-score-hook.test.ts test/attention-mods.test.ts test/non-finite.test.ts > "$OUT/tests.log" 2>&1; step tests $?
+t0=$SECONDS; timeout ${TESTS_S:-90} node node_modules/vitest/vitest.mjs run test/sgmatrix-score-hook.test.ts test/attention-mods.test.ts test/non-finite.test.ts test/mods-as-options.test.ts > "$OUT/tests.log" 2>&1; step tests $?
 grep -E "FAIL|×|SKIPPING|Tests |Test Files" "$OUT/tests.log" | tail -12
 t0=$SECONDS; timeout ${MASKS_S:-140} node bench/variants/masks.mjs "$OUT" --backend webgpu $SMOKE > "$OUT/masks.log" 2>&1; step masks $?
 grep -E '^\|' "$OUT/masks.log" | tail -24

@@ -9,6 +9,19 @@ import { compileMods, modsKernel } from '../mods/cpu/kernel.js';
 import { packModData, planMods } from '../mods/plan.js';
 import { type MaskMod, MaskMod as MaskModClass, programVariables } from '../mods/program.js';
 import { type BlockGrid, EMPTY, FULL, PARTIAL, emptyGrid, gridDensity, statusOf } from './grid.js';
+import { type WindowPart, windowPart } from './window-part.js';
+import type { KeyWindow } from '../problem.js';
+
+/**
+ * A mask with a key-window part (window-part.ts) as calls run it: the window, and the block mask of
+ * the rest (undefined when the window is the whole mask), whose FULL blocks are those the rest
+ * keeps entirely (the kernels apply the window themselves) and whose EMPTY blocks are the whole
+ * mask's.
+ */
+export interface WindowedBlockMask {
+  window: KeyWindow;
+  rest: BlockMask | undefined;
+}
 
 export interface BlockMaskOptions {
   /** Query and key rows per block (one number for both). Default 128, as FlexAttention. */
@@ -26,7 +39,7 @@ export interface BlockMaskOptions {
  */
 export class BlockMask {
   /** @internal */
-  constructor(readonly maskMod: MaskMod, readonly grid: BlockGrid) {}
+  constructor(readonly maskMod: MaskMod, readonly grid: BlockGrid, /** @internal */ readonly windowed?: WindowedBlockMask) {}
 
   get seqQ(): number { return this.grid.seqQ; }
   get seqK(): number { return this.grid.seqK; }
@@ -91,9 +104,19 @@ export async function createBlockMask(maskMod: MaskMod, B: number | null, H: num
   if (options.backend !== undefined && options.backend !== 'cpu' && options.backend !== 'webgpu') {
     throw new ValueError('options.backend', `createBlockMask: backend must be "cpu" or "webgpu", got ${show(options.backend)}`);
   }
+  const sizes = { batch, heads, seqQ, seqK, blockQ, blockK };
+  const grid = await maskGrid(maskMod, sizes, options);
+  const part = windowPart(maskMod);
+  return new BlockMask(maskMod, grid, part && (await windowed(part, grid, sizes, options)));
+}
+
+type GridSizes = { batch: number; heads: number; seqQ: number; seqK: number; blockQ: number; blockK: number };
+
+/** The grid of `maskMod`, evaluated where the options say. */
+async function maskGrid(maskMod: MaskMod, s: GridSizes, options: BlockMaskOptions): Promise<BlockGrid> {
   const plan = planMods({ maskMod });
   const uses = programVariables(plan.kernel.mask!);
-  const grid = emptyGrid(uses.has('b') ? batch : 1, uses.has('h') ? heads : 1, seqQ, seqK, blockQ, blockK);
+  const grid = emptyGrid(uses.has('b') ? s.batch : 1, uses.has('h') ? s.heads : 1, s.seqQ, s.seqK, s.blockQ, s.blockK);
   if (options.backend === 'webgpu') {
     const { gpuBlockCounts } = await import('./webgpu.js');
     const counts = await gpuBlockCounts(plan, grid, options.device);
@@ -101,7 +124,24 @@ export async function createBlockMask(maskMod: MaskMod, B: number | null, H: num
   } else {
     await cpuStatus(plan, grid);
   }
-  return new BlockMask(maskMod, grid);
+  return grid;
+}
+
+/** The windowed form: the rest's grid, EMPTY wherever the whole mask's is (see WindowedBlockMask). */
+async function windowed(part: WindowPart, whole: BlockGrid, s: GridSizes, options: BlockMaskOptions): Promise<WindowedBlockMask> {
+  if (!part.rest) return { window: part.window, rest: undefined };
+  const rest = await maskGrid(part.rest, s, options);
+  const out = emptyGrid(whole.batch, whole.heads, whole.seqQ, whole.seqK, whole.blockQ, whole.blockK);
+  const tiles = out.qBlocks * out.kBlocks;
+  // the rest reads no variable the whole mask does not: its grid broadcasts into the whole's
+  for (let b = 0; b < out.batch; b++) {
+    for (let h = 0; h < out.heads; h++) {
+      const o = (b * out.heads + h) * tiles;
+      const r = ((rest.batch === 1 ? 0 : b) * rest.heads + (rest.heads === 1 ? 0 : h)) * tiles;
+      for (let t = 0; t < tiles; t++) out.status[o + t] = whole.status[o + t] === EMPTY ? EMPTY : rest.status[r + t];
+    }
+  }
+  return { window: part.window, rest: new BlockMask(part.rest, out) };
 }
 
 function fillStatus(g: BlockGrid, status: (tile: number, rows: number, cols: number) => number): void {

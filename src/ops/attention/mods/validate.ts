@@ -1,11 +1,14 @@
 // The scoreMod / maskMod / blockMask / sink options of attention(): checked against the call's
 // sizes and lowered once (plan.ts), so backends receive them ready to compile.
 import { ShapeError, ValueError, show } from '../../../core/errors.js';
+import { readEnv } from '../../../core/env.js';
 import { Tensor, type TensorInput, toTensor } from '../../../core/tensor.js';
 import { BlockMask, blockMaskMismatch } from '../block-mask/block-mask.js';
 import { attentionSinks } from './builtins.js';
 import { type ModsPlan, planMods } from './plan.js';
 import { MaskMod, ScoreMod, SinkMod, programVariables } from './program.js';
+import type { KeyWindow } from '../problem.js';
+import { softcapPart } from './softcap-part.js';
 
 export interface ModOptions {
   scoreMod?: ScoreMod;
@@ -21,11 +24,30 @@ export interface CallSizes {
   seqK: number;
   seqLensQ: Int32Array;
   seqLensK: Int32Array;
+  /** The call's own key window (options.causal / window). */
+  window: KeyWindow;
+  /** The call's softcap option (0 = off), and whether it has a bias or ALiBi (they come between the option and a score function). */
+  softcap: number;
+  biasOrAlibi: boolean;
 }
 
 export interface ValidatedMods {
   mods: ModsPlan | undefined;
   blockMask: BlockMask | undefined;
+  /** The key window the call runs with: its own, or the block mask's window part. */
+  window: KeyWindow;
+  /** The softcap the call runs with: its own, or its score function's (softcap-part.ts). */
+  softcap: number;
+}
+
+/** FUSEDATTN_MODS_AS_OPTIONS=off: functions run as written (benchmarks measure what the splits save). */
+function splitsEnabled(): boolean {
+  return readEnv('FUSEDATTN_MODS_AS_OPTIONS')?.toLowerCase() !== 'off';
+}
+
+/** No causal and no window. */
+function unbounded(w: KeyWindow): boolean {
+  return w.left === Infinity && w.right === Infinity;
 }
 
 function sinkOf(sink: ModOptions['sink'], s: CallSizes): SinkMod {
@@ -40,8 +62,9 @@ function sinkOf(sink: ModOptions['sink'], s: CallSizes): SinkMod {
 }
 
 export function validateMods(o: ModOptions, s: CallSizes): ValidatedMods {
-  const { scoreMod, blockMask } = o;
-  let { maskMod } = o;
+  let { scoreMod, maskMod, blockMask } = o;
+  let window = s.window;
+  let softcap = s.softcap;
   if (scoreMod !== undefined && !(scoreMod instanceof ScoreMod)) {
     throw new ValueError('options.scoreMod', `options.scoreMod must be a ScoreMod (scoreMod(...) or a built-in such as softcap()), got ${show(scoreMod)}`);
   }
@@ -61,8 +84,20 @@ export function validateMods(o: ModOptions, s: CallSizes): ValidatedMods {
     if (ragged && (lengths.has('qLen') || lengths.has('kvLen'))) {
       throw new ValueError('options.blockMask', 'the block mask\'s maskMod reads qLen/kvLen, which createBlockMask took as Sq/Sk, but this call\'s sequences have other lengths; use a mask that does not read them, or no block mask');
     }
+    // a window part (X ∧ kv <= q ...) runs as the call's window where the call has none of its own:
+    // the kernels apply it per row, and X alone marks blocks FULL (block-mask/window-part.ts)
+    if (blockMask.windowed && unbounded(window) && splitsEnabled()) {
+      window = blockMask.windowed.window;
+      blockMask = blockMask.windowed.rest;
+      maskMod = blockMask?.maskMod;
+    }
   }
   const sinkMod = o.sink === undefined ? undefined : sinkOf(o.sink, s);
-  if (!scoreMod && !maskMod && !sinkMod) return { mods: undefined, blockMask };
-  return { mods: planMods({ scoreMod, maskMod, sinkMod }), blockMask };
+  const cap = scoreMod && softcap === 0 && !s.biasOrAlibi && splitsEnabled() ? softcapPart(scoreMod) : undefined;
+  if (cap) {
+    softcap = cap.cap;
+    scoreMod = cap.rest;
+  }
+  if (!scoreMod && !maskMod && !sinkMod) return { mods: undefined, blockMask, window, softcap };
+  return { mods: planMods({ scoreMod, maskMod, sinkMod }), blockMask, window, softcap };
 }

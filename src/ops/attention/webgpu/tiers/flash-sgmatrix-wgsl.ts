@@ -22,7 +22,7 @@ import { rowKeyRangeLines, tileKeyRangeLines } from './flash-tile-keys.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { FAST_DROPOUT_BINDING } from './dispatch.js';
 import { type SgScoreHook, TANH_EXP2_WGSL, hookAdditions, hookDeclarations, hookRowSetup, hookSinkFinal, tableLoopClose, tableLoopOpen, tablePrefetchNext } from './sgmatrix-score-hook.js';
-import { type ScoreAdditions, scoreLines } from './sgmatrix-score-lines.js';
+import { SOFTCAP_LETS, type ScoreAdditions, scoreLines } from './sgmatrix-score-lines.js';
 
 export interface SgMatrixKernelOptions {
   /** Query/key head dim Dq (the NoPE part in the split form). */
@@ -267,6 +267,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('  var poison = 0u;   // 1: this lane saw a NaN or +inf score of its row (the row\'s output is NaN)');
   add('  var l = 0.0;');
   for (const line of rowKeyRangeLines(o)) add(line);
+  if (o.softcap) for (const line of SOFTCAP_LETS) add(line);
   if (o.score) for (const line of hookRowSetup(o.score)) add(line);
   add('  let sBase = sg * 16u * S_STRIDE;');
   add('  let pBase = sg * 16u * P_STRIDE;');

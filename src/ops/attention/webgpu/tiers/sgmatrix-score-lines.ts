@@ -31,6 +31,16 @@ export interface ScoreAdditions {
 
 const LOG2E = '1.4426950408889634';
 
+/**
+ * Per-row lets the softcap lines read (ahead of the key loop): the factor into the cap's units and
+ * out of them into log2 units. Per score the cap then costs two multiplies and the tanh, not
+ * also a division (s · scale / cap was one per score).
+ */
+export const SOFTCAP_LETS = [
+  '  let capIn = P.scale / P.softcap;',
+  `  let capOut = P.softcap * ${LOG2E};`,
+];
+
 export function hasAdditions(a: ScoreAdditions): boolean {
   return a.bias !== undefined || (a.before?.length ?? 0) > 0 || (a.keep?.length ?? 0) > 0 || a.mod !== undefined || a.visibleNaN === true;
 }
@@ -44,7 +54,8 @@ export function scoreLines(o: { softcap: boolean; alibi: boolean; tanh?: 'exp2' 
   // for the visibility test: a key that the window or a mask hides must not poison the row.
   if (o.softcap) {
     lines.push(plain ? 'if (is_nan(s)) { poison = 1u; }' : 'let qkNan = is_nan(s);');
-    lines.push(`s = P.softcap * ${o.tanh === 'exp2' ? 'tanh_exp2' : 'tanh'}(clamp(s * P.scale / P.softcap, -15.0, 15.0)) * ${LOG2E};`);
+    // tanh_exp2 saturates to ±1 by itself (no clamp); WGSL's tanh may give NaN past ±15
+    lines.push(o.tanh === 'exp2' ? 's = capOut * tanh_exp2(s * capIn);' : 's = capOut * tanh(clamp(s * capIn, -15.0, 15.0));');
   } else lines.push('s = s * P.scaleLog2;');
   lines.push(`let j = jSide + 2 * i32(${c});`);
   if (add.bias !== undefined) lines.push(`s += ${add.bias} * ${LOG2E};`);
