@@ -85,17 +85,21 @@ for (const shape of Object.keys(SHAPES)) for (const dtype of ['float16', 'float3
   const b = await step(s, dtype, '0', false);
   let err = 0, m = 0;
   for (let i = 0; i < b.out.length; i++) { err = Math.max(err, Math.abs(a.out[i] - b.out[i])); m = Math.max(m, Math.abs(b.out[i])); }
-  // the stored rows as numbers: the two kernels may round the RoPE products differently in the
-  // last bit (fused multiply-adds), which a float16 cache can carry into one unit of its last place
+  // the stored rows as numbers: the two kernels compute the same RoPE, but the driver contracts
+  // their multiplies into fused multiply-adds as it likes, kernel by kernel. The angle at position
+  // p is p·θ_i in f32, exact to about p·2^-24 radians whatever the contraction, so two correct
+  // kernels may differ by that much times the row's values (2e-3 of them at 32K; H200 session 9,
+  // call 1: 1e-6 was too strict from 1K on), plus a unit of a float16 cache's last place
   const asNumbers = (bytes) => (dtype === 'float16' ? Array.from(new Uint16Array(bytes.buffer, 0, bytes.length >> 1), fromHalfBits) : Array.from(new Float32Array(bytes.buffer, 0, bytes.length >> 2)));
   const [ra, rb] = [asNumbers(a.keys), asNumbers(b.keys)];
-  const rowTol = dtype === 'float16' ? 2e-3 : 1e-6;
-  const sameRows = ra.length === rb.length && ra.every((x, i) => Math.abs(x - rb[i]) <= rowTol * Math.max(1, Math.abs(rb[i])));
+  const rowTol = (dtype === 'float16' ? 2e-3 : 1e-6) + 2 * (length + 1) * 2 ** -24;
+  const rowErr = ra.length === rb.length ? ra.reduce((e, x, i) => Math.max(e, Math.abs(x - rb[i]) / Math.max(1, Math.abs(rb[i]))), 0) : Infinity;
+  const sameRows = rowErr <= rowTol;
   const ok = sameRows && err <= 1e-4 * Math.max(m, 1e-6) && a.plan.pipelined?.append !== undefined && !b.plan.pipelined;
-  if (!ok) { wrong++; console.log(`| ${shape} | ${dtype} | ${length} | — | — | — | — | WRONG (rows ${sameRows ? 'same' : 'differ'}, err ${(err / Math.max(m, 1e-6)).toExponential(2)}) |`); continue; }
+  if (!ok) { wrong++; console.log(`| ${shape} | ${dtype} | ${length} | — | — | — | — | WRONG (rows ${sameRows ? 'same' : 'differ'} by ${rowErr.toExponential(2)} > ${rowTol.toExponential(1)}, err ${(err / Math.max(m, 1e-6)).toExponential(2)}) |`); continue; }
   const t1 = await step(s, dtype, '1', true);
   const t0 = await step(s, dtype, '0', true);
-  console.log(`| ${shape} | ${dtype} | ${length} | ${t0.us.toFixed(1)} | ${t1.us.toFixed(1)} | ${(t0.us / t1.us).toFixed(2)} | ${t1.passes} | ok (${(err / Math.max(m, 1e-6)).toExponential(1)}) |`);
+  console.log(`| ${shape} | ${dtype} | ${length} | ${t0.us.toFixed(1)} | ${t1.us.toFixed(1)} | ${(t0.us / t1.us).toFixed(2)} | ${t1.passes} | ok (out ${(err / Math.max(m, 1e-6)).toExponential(1)}, rows ${rowErr.toExponential(1)}) |`);
 }
 console.log(wrong ? `${wrong} WRONG` : 'done');
 process.exit(wrong ? 1 : 0);

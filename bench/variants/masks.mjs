@@ -105,7 +105,10 @@ const pairsOf = (problem) => {
     return n * B * H;
   }
   let n = 0;
-  for (let i = 0; i < S; i++) for (let j = 0; j < S; j++) if ((!mods.mask || mods.mask(0, 0, i, j, S, S)) && (!problem.mask || windowMask.data[i * S + j])) n++;
+  for (let i = 0; i < S; i++) {
+    const [lo, hi] = keyRange(problem, 0, i);
+    for (let j = lo; j <= hi; j++) if ((!mods.mask || mods.mask(0, 0, i, j, S, S)) && (!problem.mask || windowMask.data[i * S + j])) n++;
+  }
   return n * B * H;
 };
 
@@ -114,7 +117,12 @@ async function measure(name, options, env = {}) {
   const saved = {};
   for (const [key, value] of Object.entries(env)) { saved[key] = process.env[key]; process.env[key] = value; }
   try {
+    // the reference reads the functions as written (no split into the call's options), so the
+    // spot check and the useful-pair count do not depend on what the split does
+    const written = process.env.FUSEDATTN_MODS_AS_OPTIONS;
+    process.env.FUSEDATTN_MODS_AS_OPTIONS = 'off';
     const problem = validateAttention(q, k, v, options);
+    if (written === undefined) delete process.env.FUSEDATTN_MODS_AS_OPTIONS; else process.env.FUSEDATTN_MODS_AS_OPTIONS = written;
     const first = await attention(q, k, v, { ...options, backend });
     const got = await outputOf(first.out);
     if (first.out.gpu) first.out.gpu.buffer.destroy();
