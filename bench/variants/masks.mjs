@@ -113,7 +113,14 @@ const pairsOf = (problem) => {
 };
 
 const results = {};
-async function measure(name, options, env = {}) {
+/** Set to an object to keep the next measured case's output (its .out). */
+let keep;
+/**
+ * `alt`: other inputs for the same work ({ inputs: [q, k, v], expected, pairs }): checked against
+ * an output the spot-checked cases produced, instead of the spot rows.
+ */
+async function measure(name, options, env = {}, alt = undefined) {
+  const [qq, kk, vv] = alt?.inputs ?? [q, k, v];
   const saved = {};
   for (const [key, value] of Object.entries(env)) { saved[key] = process.env[key]; process.env[key] = value; }
   try {
@@ -121,16 +128,21 @@ async function measure(name, options, env = {}) {
     // spot check and the useful-pair count do not depend on what the split does
     const written = process.env.FUSEDATTN_MODS_AS_OPTIONS;
     process.env.FUSEDATTN_MODS_AS_OPTIONS = 'off';
-    const problem = validateAttention(q, k, v, options);
+    const problem = validateAttention(qq, kk, vv, options);
     if (written === undefined) delete process.env.FUSEDATTN_MODS_AS_OPTIONS; else process.env.FUSEDATTN_MODS_AS_OPTIONS = written;
-    const first = await attention(q, k, v, { ...options, backend });
+    const first = await attention(qq, kk, vv, { ...options, backend });
     const got = await outputOf(first.out);
     if (first.out.gpu) first.out.gpu.buffer.destroy();
     let err = 0;
     let scale = 1e-30;
-    for (const { b, h, i, row } of spotRows(problem)) {
-      row.forEach((r, d) => { err = Math.max(err, Math.abs(got[((b * H + h) * S + i) * D + d] - r)); scale = Math.max(scale, Math.abs(r)); });
+    if (alt) {
+      got.forEach((x, n) => { err = Math.max(err, Math.abs(x - alt.expected[n])); scale = Math.max(scale, Math.abs(alt.expected[n])); });
+    } else {
+      for (const { b, h, i, row } of spotRows(problem)) {
+        row.forEach((r, d) => { err = Math.max(err, Math.abs(got[((b * H + h) * S + i) * D + d] - r)); scale = Math.max(scale, Math.abs(r)); });
+      }
     }
+    if (keep) keep.out = got;
     if (!(err / scale <= TOL)) return (results[name] = emit({ case: name, error: `spot check failed: relative error ${(err / scale).toExponential(2)}` }));
     // the case and the causal baseline alternate, so load drift on a shared machine hits both;
     // GPU: kernel time from timestamps (median), CPU: wall time (minimum)
@@ -139,11 +151,11 @@ async function measure(name, options, env = {}) {
       const t0 = performance.now();
       let kernelMs;
       if (gpuTimeOf) {
-        const { ms: k2, result } = await gpuTimeOf(runtime, () => attention(q, k, v, { ...opts, backend }));
+        const { ms: k2, result } = await gpuTimeOf(runtime, () => attention(opts === options ? qq : q, opts === options ? kk : k, opts === options ? vv : v, { ...opts, backend }));
         kernelMs = k2;
         result.out.gpu?.buffer.destroy();
       } else {
-        await attention(q, k, v, { ...opts, backend });
+        await attention(opts === options ? qq : q, opts === options ? kk : k, opts === options ? vv : v, { ...opts, backend });
       }
       return { wall: performance.now() - t0, kernel: kernelMs };
     };
@@ -163,7 +175,7 @@ async function measure(name, options, env = {}) {
     const pick = gpuTimeOf ? median : (x) => Math.min(...x);
     const ms = gpuTimeOf ? median(kernel) : pick(wall);
     const baseline = pick(base);
-    const pairs = pairsOf(problem);
+    const pairs = alt?.pairs ?? pairsOf(problem);
     return (results[name] = emit({ case: name, B, H, S, D, dtype: half ? 'float16' : 'float32', ms, wallMs: median(wall), causalMs: baseline, vsCausal: ms / baseline, tflops: (4 * D * pairs) / (ms * 1e9), spotError: err / scale }));
   } catch (e) {
     return (results[name] = emit({ case: name, error: String(e.message ?? e).split('\n')[0] }));
@@ -184,7 +196,16 @@ if (runtime) {
 // causal as a block mask: f = 1, so it is the table path's own cost (FULL tiles on the plain lines)
 await measure('block mask: causal', { blockMask: causalBlockMask });
 await measure(`block mask: sliding window ${WINDOW}`, { blockMask: windowBlocks });
+keep = {};
 await measure(`block mask: ${DOCS} documents of ${DOC}`, { blockMask: docBlocks });
+const docsOut = keep.out;
+keep = undefined;
+// the same work as dense causal calls: the documents are contiguous runs of S / DOCS rows of each
+// (b, h), so [B, H, S, D] is [B, H·DOCS, DOC, D] (BNSD) and causal attention there is the mask's
+if (runtime && docsOut) {
+  const asDocs = [q, k, v].map((t) => Tensor.fromGpuBuffer({ device: runtime.device, buffer: t.gpu.buffer, byteOffset: 0 }, [B, H * DOCS, DOC, D], t.dtype));
+  await measure(`causal on the ${DOCS} documents as sequences (B${B} H${H * DOCS} S${DOC})`, { causal: true }, {}, { inputs: asDocs, expected: docsOut, pairs: (B * H * S * (DOC + 1)) / 2 });
+}
 await measure('causal + softcap 30 (option)', { causal: true, softcap: 30 });
 const softcapFunction = scoreMod(({ score }) => score.mul(1 / 30).tanh().mul(30), 'softcap(30) written out');
 await measure('causal + softcap 30 (scoreMod)', { causal: true, scoreMod: softcap(30) });
