@@ -98,7 +98,7 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
       const applies = !shape.sharedKV && shape.cache !== 'int8' && (shape.dimQK ?? base.dimQK) === (shape.dimV ?? base.dimV);
       expect(plan.pipelined !== undefined, name).toBe(applies);
       if (!plan.pipelined) continue;
-      // by default from 16K keys at head dims of 128+ (SEPARATE_APPEND_KEYS): the base shape's 32K llama-8b
+      // by default at head dims of 128+: the base shape's llama-8b
       expect(plan.pipelined.append !== undefined, name).toBe(shape.append === true);
       if (plan.pipelined.append) sources[`${name} (append first)`] = buildDecodeAppend(plan.pipelined.append);
       expect(pipelinedSharedBytes(plan.pipelined.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
@@ -109,16 +109,23 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     sources['append int8 paged RoPE'] = buildDecodeAppend({ dim: 128, cache: 'int8', io: 'float32', paged: true, rope: true, chunk: 16 });
     sources['append bf16, q f16, no RoPE'] = buildDecodeAppend({ dim: 64, cache: 'bfloat16', io: 'float16', paged: false, rope: false, chunk: 8 });
     {
-      // below 16K keys, or at head dim 64, a step that appends stays on the general kernel unless asked
+      // at head dim 64 a step that appends stays on the general kernel unless asked; at 128 at any length
       const runner = { ...base, paged: true, append: true, rope: true };
-      const short = planDecode({ ...runner, maxKeys: 8192 }, h200);
+      const short = planDecode({ ...runner, maxKeys: 1024 }, h200);
       const small = planDecode({ ...runner, dimQK: 64, dimV: 64 }, h200);
       if (typeof short === 'string' || typeof small === 'string') throw new Error('no plan');
-      expect(short.pipelined).toBeUndefined();
+      expect(short.pipelined?.append).toBeTruthy();
       expect(small.pipelined).toBeUndefined();
+      process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = '0';
+      try {
+        const never = planDecode({ ...runner, maxKeys: 1024 }, h200);
+        expect(typeof never !== 'string' && never.pipelined).toBeFalsy();
+      } finally {
+        delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND;
+      }
       process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = '1';
       try {
-        const asked = planDecode({ ...runner, maxKeys: 8192 }, h200);
+        const asked = planDecode({ ...runner, dimQK: 64, dimV: 64 }, h200);
         expect(typeof asked !== 'string' && asked.pipelined?.append).toBeTruthy();
       } finally {
         delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND;

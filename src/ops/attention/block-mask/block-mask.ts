@@ -9,8 +9,7 @@ import { compileMods, modsKernel } from '../mods/cpu/kernel.js';
 import { packModData, planMods } from '../mods/plan.js';
 import { type MaskMod, MaskMod as MaskModClass, programVariables } from '../mods/program.js';
 import { type BlockGrid, EMPTY, FULL, PARTIAL, emptyGrid, gridDensity, statusOf } from './grid.js';
-import { type WindowPart, windowPart } from './window-part.js';
-import type { KeyWindow } from '../problem.js';
+import { type KeyWindow, type WindowPart, windowPart } from './window-part.js';
 
 /**
  * A mask with a key-window part (window-part.ts) as calls run it: the window, and the block mask of

@@ -240,23 +240,21 @@ export function pipelinedKey(plan: DecodePlan): { pipelined?: string } {
   return plan.pipelined ? { pipelined: `${plan.pipelined.splits}${plan.pipelined.append ? '+append' : ''}` } : {};
 }
 
-/** Keys from which a step that appends takes the pipelined kernel by default (head dims of 128+). */
-export const SEPARATE_APPEND_KEYS = 16384;
-
 /**
  * A step that appends (the runner's and the block's decode) on the pipelined kernel: the append
  * and RoPE as a dispatch of their own first, then the pipelined kernel reading the cache only.
- * By default only where the H200 measured it faster (session 8 of 2026-12-03, call 5,
- * bench/gpu/append-first.sh, with the first append kernel, a thread per row): llama-8b's head dim
- * 128 from 16K keys, 1.08-1.44x on float16 and float32 caches; below that, and at qwen2-0.5b's
- * head dim 64, the extra dispatch lost (0.77-0.95x). FUSEDATTN_DECODE_SEPARATE_APPEND=1 takes it
- * wherever it fits, 0 never (the general kernel appends inside its attention dispatch). Not for
- * shared latent caches (the general kernel's own append there).
+ * By default at head dims of 128+, every length: the H200 measured it faster there (session 9 of
+ * 2026-12-03, call 1, bench/gpu/append-first.sh, the append spread over the workgroup: about
+ * 10 µs a step): llama-8b 1.16-1.78x on float16 caches from 1K to 32K keys, 1.09-1.53x on float32.
+ * At qwen2-0.5b's head dim 64 it was 0.85-1.16x (the general kernel's own step is short there).
+ * FUSEDATTN_DECODE_SEPARATE_APPEND=1 takes it wherever it fits, 0 never (the general kernel
+ * appends inside its attention dispatch). Not for shared latent caches (the general kernel's own
+ * append there).
  */
 function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan['pipelined'] {
   const mode = envInt('FUSEDATTN_DECODE_SEPARATE_APPEND', 0, 1);
   if (mode === 0 || s.sharedKV || s.dimQK !== s.dimV) return undefined;
-  if (mode === undefined && (s.dimQK < 128 || s.maxKeys < SEPARATE_APPEND_KEYS)) return undefined;
+  if (mode === undefined && s.dimQK < 128) return undefined;
   const pipelined = planPipelined({ ...s, append: false, rope: false }, limits, targetWorkgroups);
   if (!pipelined) return undefined;
   const append: DecodeAppendOptions = { dim: s.dimQK, cache: s.cache, io: s.io, paged: s.paged, rope: s.rope, chunk: pipelinedChunk(s.cache) };
