@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Issue 13's mask, block-mask and score-function timings alone (variants.sh's masks part):
-#   bash bench/gpu/device.sh bench/gpu/session.sh masks=bench/gpu/masks.sh:120
+# The mask / function timings alone (bench/variants/masks.mjs; its spot checks refuse to time a
+# wrong result), with the documents block mask and its dense equivalent under each tensor-core
+# configuration (MASKS_CONFIGS=1):
+#   bash bench/gpu/device.sh bench/gpu/session.sh masks=bench/gpu/masks.sh:200
 set -o pipefail
-OUT=${1:-${OUT:-out}}
+OUT=${1:-out}
 mkdir -p "$OUT"
-node bench/variants/masks.mjs "$OUT" --backend webgpu 2>&1 | grep -v '^Warning'
+t0=$SECONDS; MASKS_CONFIGS=${MASKS_CONFIGS:-1} timeout ${MASKS_S:-190} node bench/variants/masks.mjs "$OUT" --backend webgpu > "$OUT/masks.log" 2>&1
+echo "== masks: exit $? ($(( SECONDS - t0 )) s)"
+grep -E '^\|' "$OUT/masks.log" | tail -40
 echo "call done"

@@ -204,7 +204,18 @@ keep = undefined;
 // (b, h), so [B, H, S, D] is [B, H·DOCS, DOC, D] (BNSD) and causal attention there is the mask's
 if (runtime && docsOut) {
   const asDocs = [q, k, v].map((t) => Tensor.fromGpuBuffer({ device: runtime.device, buffer: t.gpu.buffer, byteOffset: 0 }, [B, H * DOCS, DOC, D], t.dtype));
-  await measure(`causal on the ${DOCS} documents as sequences (B${B} H${H * DOCS} S${DOC})`, { causal: true }, {}, { inputs: asDocs, expected: docsOut, pairs: (B * H * S * (DOC + 1)) / 2 });
+  const docsAlt = { inputs: asDocs, expected: docsOut, pairs: (B * H * S * (DOC + 1)) / 2 };
+  await measure(`causal on the ${DOCS} documents as sequences (B${B} H${H * DOCS} S${DOC})`, { causal: true }, {}, docsAlt);
+  // both under each tensor-core configuration (MASKS_CONFIGS=1): does a short-row shape want another?
+  if (process.env.MASKS_CONFIGS === '1') {
+    const { SG_MATRIX_CONFIGS } = await import('../../dist/ops/attention/webgpu/tiers/sgmatrix.js');
+    for (const c of SG_MATRIX_CONFIGS.slice(0, 6)) {
+      const env = { FUSEDATTN_SGMATRIX_CONFIG: JSON.stringify(c) };
+      const tag = `sg ${c.subgroups} bc ${c.blockKeys}${c.sharedKV ? ' sharedKV' : ''}${c.smemVec4 ? '' : ' scalar smem'}${c.prefetch ? '' : ' no prefetch'}${c.headsPerTile > 1 ? ` ${c.headsPerTile} heads` : ''}`;
+      await measure(`block mask: ${DOCS} documents of ${DOC}, ${tag}`, { blockMask: docBlocks }, env);
+      await measure(`causal on the documents as sequences, ${tag}`, { causal: true }, env, docsAlt);
+    }
+  }
 }
 await measure('causal + softcap 30 (option)', { causal: true, softcap: 30 });
 const softcapFunction = scoreMod(({ score }) => score.mul(1 / 30).tanh().mul(30), 'softcap(30) written out');
