@@ -194,7 +194,7 @@ describe('built-ins agree with the options they mirror (CPU)', () => {
   const c: AttentionCase = { batch: 2, headsQ: 4, seqQ: 70, seqK: 90, dimQK: 48 };
   const pairs: Array<[string, AttentionOptions, AttentionOptions]> = [
     ['softcap (as a function)', { softcap: 5, scale: 2 }, { scoreMod: softcapFunction(5), scale: 2 }],
-    ['softcap() (taken as the option)', { softcap: 5, scale: 2 }, { scoreMod: softcap(5), scale: 2 }],
+    ['softcap() (the built-in function)', { softcap: 5, scale: 2 }, { scoreMod: softcap(5), scale: 2 }],
     ['ALiBi', { alibiSlopes: alibiSlopes(4) }, { scoreMod: alibi(alibiSlopes(4)) }],
     ['causal', { causal: true }, { maskMod: causal() }],
     ['window', { window: [20, 5] }, { maskMod: slidingWindow(20, 5) }],

@@ -11,7 +11,10 @@ import {
 } from '../dist/index.js';
 import { type AttentionCase, checkAgainstReference, makeCase } from '../dist/testing/index.js';
 import { windowPart } from '../dist/ops/attention/block-mask/window-part.js';
-import { softcapPart } from '../dist/ops/attention/mods/softcap-part.js';
+import { softcapAsOption, softcapPart } from '../dist/ops/attention/mods/softcap-part.js';
+import { buildFlashSgMatrix } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
+import { SG_MATRIX_CONFIGS, kernelOptionsOf } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
+import { tintErrors } from './tint.js';
 import { softcapFunction } from './helpers.js';
 import { Lowering } from '../dist/ops/attention/mods/program.js';
 import { programEvaluator, makeEnv, VAR_INDEX } from '../dist/ops/attention/mods/evaluate.js';
@@ -155,13 +158,32 @@ describe('a score function\'s softcap part', () => {
     expect(softcapPart(scoreMod(({ score }) => score.div(3).tanh().mul(3).add(score)))).toBeUndefined();
   });
 
-  it('becomes options.softcap only where no option, bias or ALiBi comes between', () => {
-    const { q, k, v } = makeCase({ batch: 1, headsQ: 2, seqQ: 33, seqK: 40, dimQK: 16, bias: 'random', maskShape: 'full' }, 7);
-    const bare = validateAttention(q, k, v, { scoreMod: softcap(30) });
-    expect([bare.softcap, bare.mods]).toEqual([30, undefined]);
-    expect(validateAttention(q, k, v, { scoreMod: softcap(30), softcap: 10 }).softcap).toBe(10);
-    const withSlopes = validateAttention(q, k, v, { scoreMod: softcap(30), alibiSlopes: alibiSlopes(2) });
-    expect([withSlopes.softcap, withSlopes.mods?.scoreMod !== undefined]).toEqual([0, true]);
+  it('runs as the softcap option on the tensor-core tier (with a function\'s rule), only where nothing comes between', () => {
+    const { q, k, v } = makeCase({ batch: 1, headsQ: 2, seqQ: 33, seqK: 40, dimQK: 16 }, 7);
+    const bare = softcapAsOption(validateAttention(q, k, v, { scoreMod: softcap(30) }));
+    expect([bare.softcap, bare.softcapRule, bare.mods]).toEqual([30, 'function', undefined]);
+    const withMask = softcapAsOption(validateAttention(q, k, v, { scoreMod: softcap(30), maskMod: slidingWindow(5) }));
+    expect([withMask.softcap, withMask.mods?.scoreMod, withMask.mods?.maskMod !== undefined]).toEqual([30, undefined, true]);
+    const biased = makeCase({ batch: 1, headsQ: 2, seqQ: 33, seqK: 40, dimQK: 16, bias: 'random', maskShape: 'full' }, 7);
+    for (const other of [{ softcap: 10 }, { alibiSlopes: alibiSlopes(2) }, biased.options]) {
+      const kept = softcapAsOption(validateAttention(q, k, v, { scoreMod: softcap(30), ...other }));
+      expect(kept.mods?.scoreMod, Object.keys(other).join()).toBeDefined();
+      expect(kept.softcapRule).toBeUndefined();
+    }
+  });
+
+  it('keeps a function\'s rule in the tier\'s lines: +inf / NaN poison a visible pair, -inf hides it (WGSL, compiled by Tint)', () => {
+    const { q, k, v } = makeCase({ dtype: 'float16', batch: 1, headsQ: 2, seqQ: 40, seqK: 50, dimQK: 64 }, 3);
+    const p = softcapAsOption(validateAttention(q, k, v, { scoreMod: softcap(30), causal: true }));
+    const o = kernelOptionsOf(p, SG_MATRIX_CONFIGS[0]);
+    expect(o.softcapFunction).toBe(true);
+    const wgsl = buildFlashSgMatrix(o as never);
+    expect(wgsl).toContain('let qkNan = nan_or_pos_inf(scaled);');
+    expect(wgsl).toContain('!qkHidden');
+    const plain = buildFlashSgMatrix(kernelOptionsOf(validateAttention(q, k, v, { softcap: 30, causal: true }), SG_MATRIX_CONFIGS[0]) as never);
+    expect(plain).not.toContain('qkHidden');
+    const errors = tintErrors({ 'softcap() on the tier': wgsl }, 'the softcap function rule');
+    if (errors) for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);
   });
 
   it('gives what the function gives (CPU, odd sizes, with a mask function beside it)', async () => {

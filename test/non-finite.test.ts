@@ -74,7 +74,7 @@ describe('non-finite rule on the float16 fast tiers', async () => {
     { name: 'NaN in k key 100 hidden by a mask function', c: base, plant: (_q, k) => void (k[100 * 64 + 3] = NAN), extra: { maskMod: maskMod(({ kv }) => kv.lt(100)) } },
     { name: 'NaN in k key 100 hidden by a mask function, softcap 30', c: { ...base, softcap: 30 }, plant: (_q, k) => void (k[100 * 64 + 3] = NAN), extra: { maskMod: maskMod(({ kv }) => kv.lt(100)) } },
     { name: '+Inf in k key 40, softcap 30 as a function (poisoned before it)', c: base, plant: (_q, k) => void (k[40 * 64] = INF), extra: { scoreMod: softcapFunction(30) } },
-    { name: '+Inf in k key 40, softcap() 30 (runs as the option)', c: base, plant: (_q, k) => void (k[40 * 64] = INF), extra: { scoreMod: softcap(30) } },
+    { name: '+Inf in k key 40, softcap() 30 (the option\'s lines with a function\'s rule)', c: base, plant: (_q, k) => void (k[40 * 64] = INF), extra: { scoreMod: softcap(30) } },
     { name: 'NaN in k key 100, causal, sinks', c: { ...base, causal: true }, plant: (_q, k) => void (k[100 * 64 + 3] = NAN), extra: { sink: attentionSinks([1, -1]) } },
     // rows 0-19 do not see key 100 but share its key tile: with the softcap option only the rows
     // that see it are poisoned, hooked (with the sink) or plain (every fast tier, since the third

@@ -82,6 +82,12 @@ export interface AttentionProblem {
   readonly scale: number;
   /** 0 = off. */
   readonly softcap: number;
+  /**
+   * 'function': the softcap stands for a softcap() score function (the tensor-core tier's
+   * mods/softcap-part.ts softcapAsOption), so a function's rule on its input applies: a NaN or
+   * +inf scaled score poisons a visible pair's row, -inf hides the pair (the option caps ±inf).
+   */
+  readonly softcapRule?: 'function';
   readonly window: KeyWindow;
   readonly mask: BroadcastView | undefined;
   readonly bias: BroadcastView | undefined;

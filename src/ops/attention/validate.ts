@@ -131,9 +131,7 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
     throw new UnsupportedError('alibiSlopes', `alibiSlopes must be CPU data (it is tiny), got a ${alibi.tensor.location} tensor`);
   }
 
-  const { mods, blockMask, window, softcap: cap } = validateMods(options, {
-    batch, headsQ: qd.heads, seqQ, seqK, seqLensQ: seqs.lensQ, seqLensK: seqs.lensK, window: keyWindow(options), softcap, biasOrAlibi: bias !== undefined || alibi !== undefined,
-  });
+  const { mods, blockMask, window } = validateMods(options, { batch, headsQ: qd.heads, seqQ, seqK, seqLensQ: seqs.lensQ, seqLensK: seqs.lensK, window: keyWindow(options) });
 
   const problem: AttentionProblem = {
     layout,
@@ -163,7 +161,7 @@ export function validateAttention(qIn: TensorInput, kIn: TensorInput, vIn: Tenso
     lseShape: layout === 'TND' ? [qd.heads, qd.seq] : [batch, qd.heads, seqQ],
     lseStrides: layout === 'TND' ? { b: 0, h: qd.seq, s: 1 } : { b: qd.heads * seqQ, h: seqQ, s: 1 },
     scale,
-    softcap: cap,
+    softcap,
     window,
     mask,
     bias,

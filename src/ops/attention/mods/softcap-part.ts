@@ -5,8 +5,11 @@
 // function are the same computation where nothing comes between them: the option applies first,
 // then bias and ALiBi, then the function, so the split is taken only for calls with neither (and
 // no softcap option of their own).
+import type { AttentionProblem } from '../problem.js';
 import type { Node } from './expr.js';
+import { planMods } from './plan.js';
 import { ScoreMod } from './program.js';
+import { splitsEnabled } from './validate.js';
 
 export interface SoftcapPart {
   cap: number;
@@ -49,4 +52,20 @@ export function softcapPart(mod: ScoreMod): SoftcapPart | undefined {
   const root = walk(mod.root);
   if (cap === undefined || bare) return undefined;
   return { cap, rest: root === score ? undefined : new ScoreMod(root, `${mod.label} after softcap(${cap})`) };
+}
+
+
+/**
+ * `p` with its score function's softcap part as the softcap (rule 'function'), for a tier whose
+ * option lines are cheaper than its score functions (the tensor-core tier: softcap() 1.219x the
+ * causal time as a function, 1.135x as the option; H200, session 9 of 2026-12-03). `p` itself
+ * where there is none, or where a bias, ALiBi or a softcap option comes between.
+ */
+export function softcapAsOption(p: AttentionProblem): AttentionProblem {
+  const mods = p.mods;
+  if (!mods?.scoreMod || p.softcap > 0 || p.bias || p.alibi || !splitsEnabled()) return p;
+  const part = softcapPart(mods.scoreMod);
+  if (!part) return p;
+  const rest = part.rest || mods.maskMod || mods.sinkMod ? planMods({ scoreMod: part.rest, maskMod: mods.maskMod, sinkMod: mods.sinkMod }) : undefined;
+  return { ...p, softcap: part.cap, softcapRule: 'function', mods: rest };
 }

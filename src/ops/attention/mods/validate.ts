@@ -8,7 +8,6 @@ import { attentionSinks } from './builtins.js';
 import { type ModsPlan, planMods } from './plan.js';
 import { MaskMod, ScoreMod, SinkMod, programVariables } from './program.js';
 import type { KeyWindow } from '../problem.js';
-import { softcapPart } from './softcap-part.js';
 
 export interface ModOptions {
   scoreMod?: ScoreMod;
@@ -26,9 +25,6 @@ export interface CallSizes {
   seqLensK: Int32Array;
   /** The call's own key window (options.causal / window). */
   window: KeyWindow;
-  /** The call's softcap option (0 = off), and whether it has a bias or ALiBi (they come between the option and a score function). */
-  softcap: number;
-  biasOrAlibi: boolean;
 }
 
 export interface ValidatedMods {
@@ -36,12 +32,10 @@ export interface ValidatedMods {
   blockMask: BlockMask | undefined;
   /** The key window the call runs with: its own, or the block mask's window part. */
   window: KeyWindow;
-  /** The softcap the call runs with: its own, or its score function's (softcap-part.ts). */
-  softcap: number;
 }
 
 /** FUSEDATTN_MODS_AS_OPTIONS=off: functions run as written (benchmarks measure what the splits save). */
-function splitsEnabled(): boolean {
+export function splitsEnabled(): boolean {
   return readEnv('FUSEDATTN_MODS_AS_OPTIONS')?.toLowerCase() !== 'off';
 }
 
@@ -62,9 +56,9 @@ function sinkOf(sink: ModOptions['sink'], s: CallSizes): SinkMod {
 }
 
 export function validateMods(o: ModOptions, s: CallSizes): ValidatedMods {
-  let { scoreMod, maskMod, blockMask } = o;
+  const { scoreMod } = o;
+  let { maskMod, blockMask } = o;
   let window = s.window;
-  let softcap = s.softcap;
   if (scoreMod !== undefined && !(scoreMod instanceof ScoreMod)) {
     throw new ValueError('options.scoreMod', `options.scoreMod must be a ScoreMod (scoreMod(...) or a built-in such as softcap()), got ${show(scoreMod)}`);
   }
@@ -93,11 +87,6 @@ export function validateMods(o: ModOptions, s: CallSizes): ValidatedMods {
     }
   }
   const sinkMod = o.sink === undefined ? undefined : sinkOf(o.sink, s);
-  const cap = scoreMod && softcap === 0 && !s.biasOrAlibi && splitsEnabled() ? softcapPart(scoreMod) : undefined;
-  if (cap) {
-    softcap = cap.cap;
-    scoreMod = cap.rest;
-  }
-  if (!scoreMod && !maskMod && !sinkMod) return { mods: undefined, blockMask, window, softcap };
-  return { mods: planMods({ scoreMod, maskMod, sinkMod }), blockMask, window, softcap };
+  if (!scoreMod && !maskMod && !sinkMod) return { mods: undefined, blockMask, window };
+  return { mods: planMods({ scoreMod, maskMod, sinkMod }), blockMask, window };
 }

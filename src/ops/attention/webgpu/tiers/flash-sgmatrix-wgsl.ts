@@ -45,6 +45,8 @@ export interface SgMatrixKernelOptions {
   rescaleThreshold: number;
   causalOrWindow: boolean;
   softcap: boolean;
+  /** The softcap stands for a score function: a function's rule on its input (AttentionProblem.softcapRule). */
+  softcapFunction?: boolean;
   /** The softcap option's tanh from exp2 (sgmatrix-score-hook.ts TANH_EXP2_WGSL); absent: WGSL's tanh. */
   tanh?: 'exp2';
   alibi: boolean;

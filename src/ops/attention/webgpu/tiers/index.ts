@@ -13,6 +13,7 @@ import type { AttentionProblem } from '../../problem.js';
 import type { AttentionResult } from '../../backend.js';
 import { flashUnsupported, runFlash } from '../portable/flash.js';
 import type { GpuRuntime } from '../../../../engines/webgpu/runtime.js';
+import { softcapAsOption } from '../../mods/softcap-part.js';
 import { tunedConfig } from './autotune.js';
 import { forcedConfig, runSgMatrix, sgMatrixAdapterUnsupported, sgMatrixProblemUnsupported } from './sgmatrix.js';
 import { runSubgroup, subgroupAdapterUnsupported, subgroupProblemUnsupported } from './subgroup.js';
@@ -29,7 +30,11 @@ export interface FlashTier {
 export const SG_MATRIX_TIER: FlashTier = {
   name: 'sgmatrix',
   unsupported: (p, runtime) => sgMatrixAdapterUnsupported(runtime) ?? sgMatrixProblemUnsupported(p, runtime),
-  run: async (runtime, p) => runSgMatrix(runtime, p, forcedConfig(p, runtime) ?? await tunedConfig(runtime, p)),
+  run: async (runtime, call) => {
+    // softcap() as a score function runs as the option's lines here (with the function's rule)
+    const p = softcapAsOption(call);
+    return runSgMatrix(runtime, p, forcedConfig(p, runtime) ?? await tunedConfig(runtime, p));
+  },
 };
 
 export const SUBGROUP_TIER: FlashTier = {

@@ -46,14 +46,20 @@ export function hasAdditions(a: ScoreAdditions): boolean {
 }
 
 /** The lines scoring column `c` (a WGSL index expression) into sv[c] and blockMax. */
-export function scoreLines(o: { softcap: boolean; alibi: boolean; tanh?: 'exp2' }, c: string, add: ScoreAdditions = {}): string[] {
-  const plain = !hasAdditions(add);
+export function scoreLines(o: { softcap: boolean; alibi: boolean; tanh?: 'exp2'; softcapFunction?: boolean }, c: string, add: ScoreAdditions = {}): string[] {
+  const plain = !hasAdditions(add) && !o.softcapFunction;
   const lines = [`var s = Ss[sRow + 2u * ${c}];`];
   // softcap: a NaN is caught before the clamp (which could make it a bound); +inf is capped. The
   // plain kernel poisons the row on it at once (see visibleNaN); with additions the poison waits
-  // for the visibility test: a key that the window or a mask hides must not poison the row.
-  if (o.softcap) {
+  // for the visibility test: a key that the window or a mask hides must not poison the row. A cap
+  // that was a score function (softcapFunction) keeps a function's rule on its input, the scaled
+  // score: NaN and +inf poison a visible pair's row, -inf hides the pair.
+  if (o.softcapFunction) {
+    lines.push('let scaled = s * P.scale;', 'let qkNan = nan_or_pos_inf(scaled);', 'let qkHidden = bitcast<u32>(scaled) == 0xff800000u;');
+  } else if (o.softcap) {
     lines.push(plain ? 'if (is_nan(s)) { poison = 1u; }' : 'let qkNan = is_nan(s);');
+  }
+  if (o.softcap) {
     // tanh_exp2 saturates to ±1 by itself (no clamp); WGSL's tanh may give NaN past ±15
     lines.push(o.tanh === 'exp2' ? 's = capOut * tanh_exp2(s * capIn);' : 's = capOut * tanh(clamp(s * capIn, -15.0, 15.0));');
   } else lines.push('s = s * P.scaleLog2;');
@@ -65,7 +71,7 @@ export function scoreLines(o: { softcap: boolean; alibi: boolean; tanh?: 'exp2' 
   } else {
     lines.push(...(add.before ?? []));
     // bool `&`, not `&&`: both sides evaluated, no branch around the mask loads
-    lines.push(`let keep = ${['(j >= jLo && j <= jHi)', ...(add.keep ?? []).map((t) => `(${t})`)].join(' & ')};`);
+    lines.push(`let keep = ${['(j >= jLo && j <= jHi)', ...(add.keep ?? []).map((t) => `(${t})`), ...(o.softcapFunction ? ['!qkHidden'] : [])].join(' & ')};`);
     if (o.softcap) lines.push('if (keep && qkNan) { poison = 1u; }');
     if (add.mod) {
       lines.push('if (keep && nan_or_pos_inf(s)) { poison = 1u; }');

@@ -173,6 +173,7 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
     dropout: p.dropout !== undefined,
   };
   if (p.softcap > 0 && sgTanh() === 'exp2') o.tanh = 'exp2';
+  if (p.softcap > 0 && p.softcapRule === 'function') o.softcapFunction = true;
   if (p.mask || p.bias || p.mods || blockTable) o.score = scoreHookOf(p, blockTable);
   // the wide and pairs kernels refuse rather than drop prefetch (and refuse the score hook: they have none)
   if (config.rowsPerSubgroup === 32) return { ...o, rowFrags: 2 };
