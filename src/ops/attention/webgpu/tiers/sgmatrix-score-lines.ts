@@ -55,7 +55,8 @@ export function scoreLines(o: { softcap: boolean; alibi: boolean; tanh?: 'exp2';
   // that was a score function (softcapFunction) keeps a function's rule on its input, the scaled
   // score: NaN and +inf poison a visible pair's row, -inf hides the pair.
   if (o.softcapFunction) {
-    lines.push('let scaled = s * P.scale;', 'let qkNan = nan_or_pos_inf(scaled);', 'let qkHidden = bitcast<u32>(scaled) == 0xff800000u;');
+    // one bit test for NaN and ±inf; the rare case sorts them out behind a branch
+    lines.push('let scaled = bitcast<u32>(s * P.scale);', 'let qkBad = (scaled & 0x7fffffffu) >= 0x7f800000u;');
   } else if (o.softcap) {
     lines.push(plain ? 'if (is_nan(s)) { poison = 1u; }' : 'let qkNan = is_nan(s);');
   }
@@ -71,8 +72,9 @@ export function scoreLines(o: { softcap: boolean; alibi: boolean; tanh?: 'exp2';
   } else {
     lines.push(...(add.before ?? []));
     // bool `&`, not `&&`: both sides evaluated, no branch around the mask loads
-    lines.push(`let keep = ${['(j >= jLo && j <= jHi)', ...(add.keep ?? []).map((t) => `(${t})`), ...(o.softcapFunction ? ['!qkHidden'] : [])].join(' & ')};`);
-    if (o.softcap) lines.push('if (keep && qkNan) { poison = 1u; }');
+    lines.push(`${o.softcapFunction ? 'var' : 'let'} keep = ${['(j >= jLo && j <= jHi)', ...(add.keep ?? []).map((t) => `(${t})`)].join(' & ')};`);
+    if (o.softcapFunction) lines.push('if (qkBad) { if (scaled == 0xff800000u) { keep = false; } else if (keep) { poison = 1u; } }');
+    else if (o.softcap) lines.push('if (keep && qkNan) { poison = 1u; }');
     if (add.mod) {
       lines.push('if (keep && nan_or_pos_inf(s)) { poison = 1u; }');
       lines.push(...add.mod.lets);
