@@ -7,6 +7,7 @@ import { type DecodeShape, buildCombine, buildMerge, buildSplitKv, planDecode, s
 import { tintErrors } from './tint.js';
 import { buildPipelinedSplitKv, pipelinedLayout, pipelinedSharedBytes } from '../dist/ops/decode/webgpu/split-kv-pipelined.wgsl.js';
 import { buildDecodeAppend } from '../dist/ops/decode/webgpu/append.wgsl.js';
+import { SEPARATE_APPEND_KEYS } from '../dist/ops/decode/webgpu/plan.js';
 import { ACCESS_HELPERS } from '../dist/ops/decode/webgpu/access.wgsl.js';
 import { toHalfBits } from '../dist/index.js';
 import { acquireDevice } from '../dist/engines/webgpu/device.js';
@@ -109,13 +110,15 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     sources['append int8 paged RoPE'] = buildDecodeAppend({ dim: 128, cache: 'int8', io: 'float32', paged: true, rope: true, chunk: 16 });
     sources['append bf16, q f16, no RoPE'] = buildDecodeAppend({ dim: 64, cache: 'bfloat16', io: 'float16', paged: false, rope: false, chunk: 8 });
     {
-      // at head dim 64 a step that appends stays on the general kernel unless asked; at 128 at any length
+      // at head dim 64 a step that appends stays on the general kernel below 32K keys unless asked; at 128 at any length
       const runner = { ...base, paged: true, append: true, rope: true };
       const short = planDecode({ ...runner, maxKeys: 1024 }, h200);
-      const small = planDecode({ ...runner, dimQK: 64, dimV: 64 }, h200);
+      const small = planDecode({ ...runner, dimQK: 64, dimV: 64, maxKeys: SEPARATE_APPEND_KEYS - 1 }, h200);
       if (typeof short === 'string' || typeof small === 'string') throw new Error('no plan');
       expect(short.pipelined?.append).toBeTruthy();
       expect(small.pipelined).toBeUndefined();
+      const long = planDecode({ ...runner, dimQK: 64, dimV: 64, maxKeys: SEPARATE_APPEND_KEYS }, h200);
+      expect(typeof long !== 'string' && long.pipelined?.append).toBeTruthy();
       process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = '0';
       try {
         const never = planDecode({ ...runner, maxKeys: 1024 }, h200);
@@ -125,7 +128,7 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
       }
       process.env.FUSEDATTN_DECODE_SEPARATE_APPEND = '1';
       try {
-        const asked = planDecode({ ...runner, dimQK: 64, dimV: 64 }, h200);
+        const asked = planDecode({ ...runner, dimQK: 64, dimV: 64, maxKeys: SEPARATE_APPEND_KEYS - 1 }, h200);
         expect(typeof asked !== 'string' && asked.pipelined?.append).toBeTruthy();
       } finally {
         delete process.env.FUSEDATTN_DECODE_SEPARATE_APPEND;

@@ -240,13 +240,17 @@ export function pipelinedKey(plan: DecodePlan): { pipelined?: string } {
   return plan.pipelined ? { pipelined: `${plan.pipelined.splits}${plan.pipelined.append ? '+append' : ''}` } : {};
 }
 
+/** Keys from which a step that appends takes the append-first path at head dims below 128. */
+export const SEPARATE_APPEND_KEYS = 32768;
+
 /**
  * A step that appends (the runner's and the block's decode) on the pipelined kernel: the append
  * and RoPE as a dispatch of their own first, then the pipelined kernel reading the cache only.
- * By default at head dims of 128+, every length: the H200 measured it faster there (session 9 of
- * 2026-12-03, call 1, bench/gpu/append-first.sh, the append spread over the workgroup: about
- * 10 µs a step): llama-8b 1.16-1.78x on float16 caches from 1K to 32K keys, 1.09-1.53x on float32.
- * At qwen2-0.5b's head dim 64 it was 0.85-1.16x (the general kernel's own step is short there).
+ * By default at head dims of 128+ at every length, and from 32K keys below that: the H200
+ * measured it faster there (session 9 of 2026-12-03, calls 1-3, bench/gpu/append-first.sh, the
+ * append spread over the workgroup: about 10 µs a step): llama-8b 1.16-1.82x on float16 caches
+ * from 1K to 32K keys, 1.08-1.55x on float32; qwen2-0.5b's head dim 64 1.18x / 1.31x at 32K
+ * (float16 / float32) but 0.85-1.06x from 1K to 16K (the general kernel's own step is short there).
  * FUSEDATTN_DECODE_SEPARATE_APPEND=1 takes it wherever it fits, 0 never (the general kernel
  * appends inside its attention dispatch). Not for shared latent caches (the general kernel's own
  * append there).
@@ -254,7 +258,7 @@ export function pipelinedKey(plan: DecodePlan): { pipelined?: string } {
 function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan['pipelined'] {
   const mode = envInt('FUSEDATTN_DECODE_SEPARATE_APPEND', 0, 1);
   if (mode === 0 || s.sharedKV || s.dimQK !== s.dimV) return undefined;
-  if (mode === undefined && s.dimQK < 128) return undefined;
+  if (mode === undefined && s.dimQK < 128 && s.maxKeys < SEPARATE_APPEND_KEYS) return undefined;
   const pipelined = planPipelined({ ...s, append: false, rope: false }, limits, targetWorkgroups);
   if (!pipelined) return undefined;
   const append: DecodeAppendOptions = { dim: s.dimQK, cache: s.cache, io: s.io, paged: s.paged, rope: s.rope, chunk: pipelinedChunk(s.cache) };
