@@ -157,6 +157,16 @@ export function storageRounding(name: string, dtype: StoredDType): string {
   }
 }
 
+/**
+ * WGSL of a chunk of V quads quantized for an int8 cache: quad(v) times inv (1 / the row's scale),
+ * rounded and clamped to ±127, as chunkStorer's int8 words take it (the append kernels and the page
+ * writer; storageRounding's int8 case is the same per quad, dequantized).
+ */
+export function int8QuantizedChunk(quad: (v: number) => string, V: number, inv: string): string {
+  const quads = Array.from({ length: V }, (_, v) => `clamp(round(${quad(v)} * ${inv}), vec4<f32>(-127.0), vec4<f32>(127.0))`);
+  return `array<vec4<f32>, ${V}>(${quads.join(', ')})`;
+}
+
 /** Binding element type and loader of an input/output of dtype io (float32 / float16), one quad at a time. */
 export function quadType(io: 'float32' | 'float16'): string {
   return io === 'float32' ? 'vec4<f32>' : 'vec2<u32>';

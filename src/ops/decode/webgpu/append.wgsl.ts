@@ -9,7 +9,7 @@
 //   rows i of sequence b sit at position lengths[b] + len_add + i; with RoPE they use table row
 //   position - meta[rope_at] (split-kv.wgsl.ts's rule); the bindings and uniforms are the decode
 //   kernels' (SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS; `out` is the rotated query rows, o_* their strides).
-import { ACCESS_HELPERS, type StoredDType, chunkStorer, quadLoad, quadStore, quadType, wordType } from './access.wgsl.js';
+import { ACCESS_HELPERS, type StoredDType, chunkStorer, int8QuantizedChunk, quadLoad, quadStore, quadType, wordType } from './access.wgsl.js';
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, cacheAtFn, ropeQuad } from './split-kv.wgsl.js';
 
 export interface DecodeAppendOptions {
@@ -127,7 +127,7 @@ ${int8 ? `    var m = 0.0;
     }` : ''}
     for (var c = lane; c < ${chunks}u; c += ${perRow}u) {
       let nc = new_chunk(is_k, base, c, t);
-      let y = array<vec4<f32>, ${V}>(${vs.map((v) => (int8 ? `clamp(round(nc[${v}] * inv), vec4<f32>(-127.0), vec4<f32>(127.0))` : `nc[${v}]`)).join(', ')});
+      let y = ${int8 ? int8QuantizedChunk((v) => `nc[${v}]`, V, 'inv') : `array<vec4<f32>, ${V}>(${vs.map((v) => `nc[${v}]`).join(', ')})`};
       if (is_k) { store_k(row + c * ${E}u, y); } else { store_v(row + c * ${E}u, y); }
     }
   }

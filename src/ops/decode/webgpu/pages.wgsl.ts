@@ -6,7 +6,7 @@
 //   src    element (t, h, d) at src_off + t * src_st + h * src_sh + d   (float32 / float16 quads)
 //   pool   element (page, h, p, d) at page * sp + h * sh + p * spos + d; page = pages[(start + t) / P]
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
-import { ACCESS_HELPERS, type StoredDType, chunkStorer, quadLoad, quadType, wordType } from './access.wgsl.js';
+import { ACCESS_HELPERS, type StoredDType, chunkStorer, int8QuantizedChunk, quadLoad, quadType, wordType } from './access.wgsl.js';
 
 export interface PageWriteOptions {
   dim: number;
@@ -63,7 +63,7 @@ ${vs.map((v) => `    mx = max(mx, max(max(abs(q[${v}].x), abs(q[${v}].y)), max(a
   scales[params.s_off + page * params.s_sp + h * params.s_sh + (p % params.page_size) * params.s_spos] = s;` : ''}
   for (var c = 0u; c < ${o.dim / E}u; c++) {
     let q = chunk_at(base, c);
-    store(row + c * ${E}u, ${int8 ? `array<vec4<f32>, ${V}>(${vs.map((v) => `clamp(round(q[${v}] * inv), vec4<f32>(-127.0), vec4<f32>(127.0))`).join(', ')})` : 'q'});
+    store(row + c * ${E}u, ${int8 ? int8QuantizedChunk((v) => `q[${v}]`, V, 'inv') : 'q'});
   }
 }
 `;

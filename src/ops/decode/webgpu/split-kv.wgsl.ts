@@ -39,7 +39,7 @@
 import { UniformLayout } from '../../../engines/webgpu/uniforms.js';
 import { NO_SCORE } from '../../../engines/webgpu/wgsl.js';
 import {
-  ACCESS_HELPERS, type StoredDType, chunkLoader, chunkStorer, elementsPerWord, quadLoad, quadStore, quadType, storageRounding, wordType,
+  ACCESS_HELPERS, type StoredDType, chunkLoader, chunkStorer, elementsPerWord, int8QuantizedChunk, quadLoad, quadStore, quadType, storageRounding, wordType,
 } from './access.wgsl.js';
 
 export interface SplitKvOptions {
@@ -455,7 +455,7 @@ fn key_chunk(b: u32, h: u32, len: u32, k_row: u32, pos: u32, c: u32) -> array<ve
   }
   if (o.append && int8) {
     helpers.push(`fn quantized(x: array<vec4<f32>, ${V}>, inv: f32) -> array<vec4<f32>, ${V}> {
-  return array<vec4<f32>, ${V}>(${vs.map((v) => `clamp(round(x[${v}] * inv), vec4<f32>(-127.0), vec4<f32>(127.0))`).join(', ')});
+  return ${int8QuantizedChunk((v) => `x[${v}]`, V, 'inv')};
 }`);
   }
 
