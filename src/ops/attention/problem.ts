@@ -1,6 +1,7 @@
 // The normalized attention problem: what validate() makes of (q, k, v, options), and the only
 // thing backends and the reference read. Layouts, broadcasting, causal alignment, CANN's
 // pre/next tokens and the MLA split form are all resolved here into strides and numbers.
+import type { KeyWindow } from './key-window.js';
 import type { Tensor, Layout } from '../../core/tensor.js';
 import type { Strides4 } from './layout.js';
 import type { BlockMask } from './block-mask/block-mask.js';
@@ -28,18 +29,7 @@ export interface AlibiView {
   readonly strideB: number;
 }
 
-/**
- * Key window of each query: query i of sequence b sees key j iff
- *   diag(b) + i - left <= j <= diag(b) + i + right,
- * where diag(b) = Sk_b - Sq_b (bottom-right) or 0 (top-left). left/right may be Infinity
- * (unbounded) or negative (CANN bands that exclude the diagonal). No causal and no window is
- * { left: Infinity, right: Infinity }.
- */
-export interface KeyWindow {
-  readonly left: number;
-  readonly right: number;
-  readonly align: 'bottom-right' | 'top-left';
-}
+export type { KeyWindow } from './key-window.js';
 
 export interface AttentionProblem {
   readonly layout: Layout;

@@ -8,8 +8,9 @@ import { simdAvailable } from '../../../engines/cpu/platform.js';
 import { compileMods, modsKernel } from '../mods/cpu/kernel.js';
 import { packModData, planMods } from '../mods/plan.js';
 import { type MaskMod, MaskMod as MaskModClass, programVariables } from '../mods/program.js';
-import { type BlockGrid, EMPTY, FULL, PARTIAL, emptyGrid, gridDensity, statusOf } from './grid.js';
-import { type KeyWindow, type WindowPart, windowPart } from './window-part.js';
+import { type BlockGrid, EMPTY, FULL, PARTIAL, combineGrids, emptyGrid, gridDensity, statusOf } from './grid.js';
+import type { KeyWindow } from '../key-window.js';
+import { type WindowPart, windowPart } from './window-part.js';
 
 /**
  * A mask with a key-window part (window-part.ts) as calls run it: the window, and the block mask of
@@ -129,18 +130,9 @@ async function maskGrid(maskMod: MaskMod, s: GridSizes, options: BlockMaskOption
 /** The windowed form: the rest's grid, EMPTY wherever the whole mask's is (see WindowedBlockMask). */
 async function windowed(part: WindowPart, whole: BlockGrid, s: GridSizes, options: BlockMaskOptions): Promise<WindowedBlockMask> {
   if (!part.rest) return { window: part.window, rest: undefined };
-  const rest = await maskGrid(part.rest, s, options);
-  const out = emptyGrid(whole.batch, whole.heads, whole.seqQ, whole.seqK, whole.blockQ, whole.blockK);
-  const tiles = out.qBlocks * out.kBlocks;
   // the rest reads no variable the whole mask does not: its grid broadcasts into the whole's
-  for (let b = 0; b < out.batch; b++) {
-    for (let h = 0; h < out.heads; h++) {
-      const o = (b * out.heads + h) * tiles;
-      const r = ((rest.batch === 1 ? 0 : b) * rest.heads + (rest.heads === 1 ? 0 : h)) * tiles;
-      for (let t = 0; t < tiles; t++) out.status[o + t] = whole.status[o + t] === EMPTY ? EMPTY : rest.status[r + t];
-    }
-  }
-  return { window: part.window, rest: new BlockMask(part.rest, out) };
+  const rest = combineGrids(whole, await maskGrid(part.rest, s, options), (w, r) => (w === EMPTY ? EMPTY : r));
+  return { window: part.window, rest: new BlockMask(part.rest, rest) };
 }
 
 function fillStatus(g: BlockGrid, status: (tile: number, rows: number, cols: number) => number): void {

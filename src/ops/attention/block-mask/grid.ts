@@ -39,6 +39,24 @@ export function emptyGrid(batch: number, heads: number, seqQ: number, seqK: numb
   return { batch, heads, seqQ, seqK, blockQ, blockK, qBlocks, kBlocks, status: new Uint8Array(batch * heads * qBlocks * kBlocks) };
 }
 
+/**
+ * Two grids of equal block sizes combined tile by tile (batch / heads broadcast where either is 1):
+ * `status(a's, b's)` per tile, at the larger of their batch and head sizes.
+ */
+export function combineGrids(a: BlockGrid, b: BlockGrid, status: (x: number, y: number) => number): BlockGrid {
+  const out = emptyGrid(Math.max(a.batch, b.batch), Math.max(a.heads, b.heads), a.seqQ, a.seqK, a.blockQ, a.blockK);
+  const tiles = out.qBlocks * out.kBlocks;
+  for (let bb = 0; bb < out.batch; bb++) {
+    for (let h = 0; h < out.heads; h++) {
+      const at = (g: BlockGrid) => ((g.batch === 1 ? 0 : bb) * g.heads + (g.heads === 1 ? 0 : h)) * tiles;
+      const o = (bb * out.heads + h) * tiles;
+      const [ao, bo] = [at(a), at(b)];
+      for (let t = 0; t < tiles; t++) out.status[o + t] = status(a.status[ao + t], b.status[bo + t]);
+    }
+  }
+  return out;
+}
+
 /** Status of a tile from how many of its `size` pairs are visible. */
 export function statusOf(visible: number, size: number): number {
   return visible === 0 ? EMPTY : visible === size ? FULL : PARTIAL;

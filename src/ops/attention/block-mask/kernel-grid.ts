@@ -5,7 +5,7 @@
 // kernel may skip every mask evaluation on such a tile; EMPTY tiles are never visited.
 import { readEnv } from '../../../core/env.js';
 import type { AttentionProblem } from '../problem.js';
-import { type BlockGrid, EMPTY, FULL, PARTIAL, coarsenGrid, denseMaskGrid, emptyGrid, lcm } from './grid.js';
+import { type BlockGrid, EMPTY, FULL, PARTIAL, coarsenGrid, combineGrids, denseMaskGrid, lcm } from './grid.js';
 
 export interface KernelTiles {
   /** Query rows one kernel tile (workgroup / task) covers; query blocks are multiples of it. */
@@ -18,20 +18,7 @@ export interface KernelTiles {
 
 /** Intersection of two grids of equal block sizes (batch / heads broadcast where either is 1). */
 function intersect(a: BlockGrid, b: BlockGrid): BlockGrid {
-  const out = emptyGrid(Math.max(a.batch, b.batch), Math.max(a.heads, b.heads), a.seqQ, a.seqK, a.blockQ, a.blockK);
-  const tiles = out.qBlocks * out.kBlocks;
-  for (let bb = 0; bb < out.batch; bb++) {
-    for (let h = 0; h < out.heads; h++) {
-      const at = (g: BlockGrid) => ((g.batch === 1 ? 0 : bb) * g.heads + (g.heads === 1 ? 0 : h)) * tiles;
-      const o = (bb * out.heads + h) * tiles;
-      for (let t = 0; t < tiles; t++) {
-        const x = a.status[at(a) + t];
-        const y = b.status[at(b) + t];
-        out.status[o + t] = x === EMPTY || y === EMPTY ? EMPTY : x === FULL && y === FULL ? FULL : PARTIAL;
-      }
-    }
-  }
-  return out;
+  return combineGrids(a, b, (x, y) => (x === EMPTY || y === EMPTY ? EMPTY : x === FULL && y === FULL ? FULL : PARTIAL));
 }
 
 /** FULL tiles become PARTIAL (a mask the grid does not describe must still be evaluated there). */

@@ -7,15 +7,9 @@
 // PARTIAL one that evaluates the whole function, loads of the document ids included, per score.
 // The split is exact: a conjunct is taken only when it is an integer comparison equivalent to
 // a bound on kv − q (top-left) or kv − q − (kvLen − qLen) (bottom-right).
+import type { KeyWindow } from '../key-window.js';
 import type { Node } from '../mods/expr.js';
 import { MaskMod } from '../mods/program.js';
-
-/** problem.ts's KeyWindow (restated: the problem module imports the block mask's). */
-export interface KeyWindow {
-  readonly left: number;
-  readonly right: number;
-  readonly align: 'bottom-right' | 'top-left';
-}
 
 export interface WindowPart {
   window: KeyWindow;

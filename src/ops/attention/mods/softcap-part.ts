@@ -54,7 +54,6 @@ export function softcapPart(mod: ScoreMod): SoftcapPart | undefined {
   return { cap, rest: root === score ? undefined : new ScoreMod(root, `${mod.label} after softcap(${cap})`) };
 }
 
-
 /**
  * `p` with its score function's softcap part as the softcap (rule 'function'), for a tier whose
  * option lines are cheaper than its score functions (the tensor-core tier: softcap() 1.219x the
