@@ -147,15 +147,17 @@ async function measure(name, options, env = {}, alt = undefined) {
     // the case and the causal baseline alternate, so load drift on a shared machine hits both;
     // GPU: kernel time from timestamps (median), CPU: wall time (minimum)
     const reps = smoke ? 1 : 5;
+    // the case on its inputs, the causal baseline on the bench's
     const once = async (opts) => {
+      const [a, b, c] = opts === options ? [qq, kk, vv] : [q, k, v];
       const t0 = performance.now();
       let kernelMs;
       if (gpuTimeOf) {
-        const { ms: k2, result } = await gpuTimeOf(runtime, () => attention(opts === options ? qq : q, opts === options ? kk : k, opts === options ? vv : v, { ...opts, backend }));
+        const { ms: k2, result } = await gpuTimeOf(runtime, () => attention(a, b, c, { ...opts, backend }));
         kernelMs = k2;
         result.out.gpu?.buffer.destroy();
       } else {
-        await attention(opts === options ? qq : q, opts === options ? kk : k, opts === options ? vv : v, { ...opts, backend });
+        await attention(a, b, c, { ...opts, backend });
       }
       return { wall: performance.now() - t0, kernel: kernelMs };
     };
