@@ -300,3 +300,47 @@ describe('tensor-core backward WGSL builders', async () => {
     }
   });
 });
+
+describe('register-tiled portable backward WGSL builders', async () => {
+  const { buildTiledBackwardKv, buildTiledBackwardQ, checkTiledConfig, tiledWorkgroupBytes } = await import('../dist/ops/attention/backward/webgpu/tiled.wgsl.js');
+  const { TILED_KV_CONFIGS, TILED_Q_CONFIGS } = await import('../dist/ops/attention/backward/webgpu/tiled.js');
+  type Tiled = Parameters<typeof buildTiledBackwardKv>[0];
+  const { tile: _tile, biasGrad: _bg, ...rest } = BASE;
+  const T: Tiled = { ...rest, dimQK: 128, dimV: 128, config: TILED_KV_CONFIGS[0], quads: true };
+  // the configurations bench/gpu/backward-portable.mjs sweeps on the GPU machine, beside the defaults
+  const c = (threads: number, owned: number, other: number, pairOwned: number, pairOther: number, accOwned: number, dimChunk: number, otherChunk: number) =>
+    ({ threads, owned, other, pairOwned, pairOther, accOwned, dimChunk, otherChunk });
+  const CONFIGS = [...TILED_KV_CONFIGS, ...TILED_Q_CONFIGS, c(256, 64, 32, 4, 2, 4, 4, 8), c(256, 64, 64, 4, 4, 4, 4, 16), c(128, 32, 64, 4, 4, 8, 4, 16),
+    c(128, 32, 64, 4, 4, 4, 8, 16), c(256, 32, 64, 2, 4, 2, 4, 16), c(128, 64, 32, 4, 4, 8, 4, 8)];
+  const VARIANTS: Tiled[] = [
+    T, { ...T, dtype: 'float16', windowed: true }, { ...T, quads: false, dimQK: 59, dimV: 111, softcap: true, alibi: true, mask: true, bias: 'float32', dropout: true },
+    { ...T, dimRope: 64, dtype: 'float16', windowed: true, dropout: true }, { ...T, dimQK: 192, windowed: true, config: TILED_KV_CONFIGS[1] },
+    { ...T, quads: false, dimQK: 40, dimV: 40, mask: true, windowed: true, mods: MODS, blockTable: true },
+    { ...T, dimQK: 64, dimV: 64, mods: backwardModsKernel(planMods({ maskMod: causal() })) },
+    ...CONFIGS.map((config) => ({ ...T, config })),
+  ];
+
+  it('declare the workgroup memory the host accounts for', () => {
+    for (const o of VARIANTS) {
+      expect(workgroupBytes(buildTiledBackwardKv(o)), JSON.stringify(o)).toBe(tiledWorkgroupBytes('kv', o));
+      expect(workgroupBytes(buildTiledBackwardQ(o)), JSON.stringify(o)).toBe(tiledWorkgroupBytes('q', o));
+    }
+  });
+
+  it('reject configurations they cannot build, with the reason', () => {
+    expect(checkTiledConfig(c(128, 32, 64, 4, 2, 4, 4, 16))).toMatch(/must be threads/);
+    expect(checkTiledConfig(c(128, 32, 64, 4, 4, 4, 4, 6))).toMatch(/multiple of 4 dividing other/);
+    expect(checkTiledConfig(c(128, 32, 64, 4, 4, 3, 4, 16))).toMatch(/owned \/ accOwned/);
+    expect(() => buildTiledBackwardQ({ ...T, config: c(100, 32, 64, 4, 4, 4, 4, 16) })).toThrow(/buildTiledBackwardQ/);
+  });
+
+  it('compile (Tint, via Dawn\'s null backend)', () => {
+    const sources: Record<string, string> = {};
+    VARIANTS.forEach((o, i) => {
+      sources[`tiled kv ${i} ${JSON.stringify(o)}`] = buildTiledBackwardKv(o);
+      sources[`tiled q ${i} ${JSON.stringify(o)}`] = buildTiledBackwardQ(o);
+    });
+    const errors = tintErrors(sources, 'the tiled backward kernels');
+    if (errors) for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);
+  });
+});

@@ -9,7 +9,8 @@
    the math backend also in fp32 (the portable f32 tier's anchor). FLOPs = 2.5 x the forward's.
 
 Prints one JSON object per line: {"kind": "torch-bwd" | "torch-check", ...}.
-Usage: python3 bench/gpu/backward_torch.py [--dump DIR] [--smoke]
+Usage: python3 bench/gpu/backward_torch.py [--dump DIR] [--smoke] [--backends math,flash] [--shapes "name,name"]
+(--backends / --shapes: time only those backends and bench shapes, e.g. the portable tier's math anchor)
 """
 import json
 import os
@@ -99,8 +100,11 @@ def check(name, s, dump):
         print(json.dumps(row), flush=True)
 
 
-def bench(name, s, smoke):
+def bench(name, s, smoke, only=None):
     for dtype_name, dtype, backends in (("float16", torch.float16, list(BACKENDS)), ("float32", torch.float32, ["math"])):
+        backends = [b for b in backends if only is None or b in only]
+        if not backends:
+            continue
         q, k, v, do = inputs(s, dtype)
         for backend in backends:
             row = {"kind": "torch-bwd", "shape": name, "backend": backend, "dtype": dtype_name}
@@ -125,12 +129,15 @@ def main(argv):
         dump = argv[argv.index("--dump") + 1]
         os.makedirs(dump, exist_ok=True)
     smoke = "--smoke" in argv
+    only = argv[argv.index("--backends") + 1].split(",") if "--backends" in argv else None
+    shapes = argv[argv.index("--shapes") + 1].split(",") if "--shapes" in argv else None
     print(json.dumps({"kind": "torch-env", "torch": torch.__version__, "device": torch.cuda.get_device_name()}), flush=True)
     for name, s in SHAPES["check" if not smoke else "smoke"].items():
         if dump:
             check(name, s, dump)
     for name, s in SHAPES["bench" if not smoke else "smoke"].items():
-        bench(name, s, smoke)
+        if shapes is None or name in shapes:
+            bench(name, s, smoke, only)
 
 
 if __name__ == "__main__":

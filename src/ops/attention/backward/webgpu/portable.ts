@@ -72,7 +72,7 @@ function kvStorageBuffers(bp: BackwardProblem): number {
  * A block mask's structure at blocks every kv and q tile lies inside (the bool mask, when there
  * is one, intersected as the forward does), for the kernels' status lookups; undefined without one.
  */
-function blockGridOf(p: AttentionProblem, tiles: { kv: BackwardTile; q: BackwardTile }): BlockGrid | undefined {
+export function blockGridOf(p: AttentionProblem, tiles: { kv: BackwardTile; q: BackwardTile }): BlockGrid | undefined {
   if (!p.blockMask) return undefined;
   const rows = lcm(tiles.kv.rows, tiles.q.rows);
   const keys = lcm(tiles.kv.keys, tiles.q.keys);
@@ -109,7 +109,7 @@ export function portableBackwardUnsupported(bp: BackwardProblem, limits: Backwar
   return undefined;
 }
 
-function kernelOptions(p: AttentionProblem, tile: BackwardTile, blockTable: boolean): BackwardKernelOptions {
+export function backwardKernelOptions(p: AttentionProblem, tile: BackwardTile, blockTable: boolean): BackwardKernelOptions {
   // the backward's mods: no sink (the LSE holds it), the score function's derivative added
   return {
     ...scoreOptionsOf(p), mods: backwardModsKernel(p.mods), dtype: p.dtype, dimQK: p.dimQK, dimRope: p.dimRope, dimV: p.dimV, tile, dropout: p.dropout !== undefined,
@@ -141,10 +141,10 @@ export async function portablePlan(runtime: GpuRuntime, bp: BackwardProblem): Pr
   const bias = p.bias?.strides;
   const blockGrid = blockGridOf(p, tiles);
   const kvOptions: KvKernelOptions = {
-    ...kernelOptions(p, tiles.kv, blockGrid !== undefined),
+    ...backwardKernelOptions(p, tiles.kv, blockGrid !== undefined),
     biasGrad: bp.biasGrad && bias ? { rowsBroadcast: bias.i === 0, keysBroadcast: bias.j === 0, foldBatch: fold.batch, foldHeads: fold.kvHeads, foldKeys: fold.keyBlocks } : undefined,
   };
-  const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(backwardKvKernel, kvOptions), runtime.pipeline(backwardQKernel, kernelOptions(p, tiles.q, blockGrid !== undefined))]);
+  const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(backwardKvKernel, kvOptions), runtime.pipeline(backwardQKernel, backwardKernelOptions(p, tiles.q, blockGrid !== undefined))]);
   return {
     kv: { pipeline: kvPipeline, grid: [fold.keyBlocks ? 1 : Math.ceil(p.seqK / tiles.kv.keys), fold.kvHeads ? 1 : p.headsKv, fold.batch ? 1 : p.batch] },
     q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / tiles.q.rows), p.headsQ, p.batch] },

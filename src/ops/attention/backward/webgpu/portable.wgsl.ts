@@ -17,7 +17,7 @@
 // Tiles are vec4 rows zero-padded to whole vec4s, an odd number of vec4s apart (banks). Every
 // output element has one writer: results are bit-identical from run to run.
 import { UniformLayout } from '../../../../engines/webgpu/uniforms.js';
-import { type FloatDType, arrayElement, loadFloat, readBinding } from '../../../../engines/webgpu/wgsl.js';
+import { type FloatDType, arrayElement, loadFloat, loadQuad, quadElement, readBinding } from '../../../../engines/webgpu/wgsl.js';
 import { type ScoreOptions, buildScoreFunction } from '../../webgpu/score.wgsl.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { BLOCK_STATUS_WGSL } from '../../block-mask/status.wgsl.js';
@@ -39,6 +39,9 @@ export interface BackwardKernelOptions extends ScoreOptions {
   tile: BackwardTile;
   dropout: boolean;
 }
+
+/** What the per-pair helpers shared with the tiled kernels (tiled.wgsl.ts) read: everything but the tile. */
+export type PairKernelOptions = Omit<BackwardKernelOptions, 'tile'>;
 
 /** The kv kernel's dBias: which bias dimensions are broadcast (stride 0), and which grid axes are folded. */
 export interface BiasGradOptions {
@@ -106,7 +109,7 @@ export const BACKWARD_BINDINGS = {
 const odd = (n: number) => (n % 2 === 0 ? n + 1 : n);
 
 /** Row strides (vec4s) of the Q/K and V/dO tiles. */
-function strides(o: Pick<BackwardKernelOptions, 'dimQK' | 'dimRope' | 'dimV'>): { qk: number; v: number } {
+export function strides(o: Pick<BackwardKernelOptions, 'dimQK' | 'dimRope' | 'dimV'>): { qk: number; v: number } {
   return { qk: odd(Math.ceil((o.dimQK + o.dimRope) / 4)), v: odd(Math.ceil(o.dimV / 4)) };
 }
 
@@ -128,8 +131,9 @@ export function checkBackwardTile(kind: 'kv' | 'q', t: BackwardTile): string | u
   return undefined;
 }
 
-function declarations(o: BackwardKernelOptions, inputs: Array<[number, string]>): string[] {
-  const elem = arrayElement(o.dtype);
+export function declarations(o: PairKernelOptions, inputs: Array<[number, string]>, quads = false): string[] {
+  // quads: the inputs bound 4 elements per array element, read by NAME_quad (else NAME_at, one element)
+  const elem = quads ? quadElement(o.dtype) : arrayElement(o.dtype);
   const B = BACKWARD_BINDINGS;
   const lines = [
     BACKWARD_PARAMS.wgsl(),
@@ -137,7 +141,7 @@ function declarations(o: BackwardKernelOptions, inputs: Array<[number, string]>)
     '// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)',
     readBinding(B.meta, 'seq_meta', 'u32'),
   ];
-  for (const [binding, name] of inputs) lines.push(readBinding(binding, `${name}_buf`, elem), loadFloat(`${name}_at`, `${name}_buf`, o.dtype));
+  for (const [binding, name] of inputs) lines.push(readBinding(binding, `${name}_buf`, elem), quads ? loadQuad(`${name}_quad`, `${name}_buf`, o.dtype) : loadFloat(`${name}_at`, `${name}_buf`, o.dtype));
   return lines;
 }
 
@@ -161,7 +165,7 @@ function stageLoop(tile: string, stride: string, rows: string, dim: string, vali
     }`;
 }
 
-function constants(o: BackwardKernelOptions): string {
+export function constants(o: BackwardKernelOptions): string {
   const s = strides(o);
   const dqk = o.dimQK + o.dimRope;
   return `const THREADS: u32 = ${o.tile.threads}u;
@@ -182,7 +186,7 @@ const LSE_MASKED: f32 = 3.0e38;   // the LSE of a row that sees no key: exp(s - 
  * score function's and the softcap's chain rules, from qk = q·k, dpv = dO·v and the row's
  * (lse, D). Sets p, ds, dsr (dS before the softcap factor, for dBias) in the caller's vars.
  */
-function pairGradient(o: BackwardKernelOptions): string {
+export function pairGradient(o: PairKernelOptions): string {
   const score = o.blockTable
     ? `var s = 0.0;
         // a block no mask hides anything of: no mask read (blockStatusCheck's \`full\`)
@@ -212,20 +216,20 @@ ${o.dropout ? '          p = p * z;' : ''}
  * inside); an empty tile is skipped (uniform: the workgroup's b, h, i0, j0), a full one is scored
  * without the masks.
  */
-function blockStatusCheck(o: BackwardKernelOptions, indent: string): string {
+export function blockStatusCheck(o: PairKernelOptions, indent: string): string {
   if (!o.blockTable) return '';
   return `let status = block_status(b, h, i0, j0);
 ${indent}if (status == 0u) { continue; }   // every pair hidden: P = dS = 0
 ${indent}let full = status == 2u;`;
 }
 
-const kParts: Array<[string, string, string]> = [['k', 'hk', 'k'], ['kr', 'hk', 'kr']];
-const qParts: Array<[string, string, string]> = [['q', 'h', 'q'], ['qr', 'h', 'qr']];
+export const kParts: Array<[string, string, string]> = [['k', 'hk', 'k'], ['kr', 'hk', 'kr']];
+export const qParts: Array<[string, string, string]> = [['q', 'h', 'q'], ['qr', 'h', 'qr']];
 
-function common(o: BackwardKernelOptions): string[] {
+export function common(o: PairKernelOptions, quads = false): string[] {
   const B = BACKWARD_BINDINGS;
   const rope = o.dimRope > 0;
-  const lines = declarations(o, [[B.q, 'q'], [B.k, 'k'], [B.v, 'v'], ...(rope ? [[B.qRope, 'qr'], [B.kRope, 'kr']] as Array<[number, string]> : []), [B.dOut, 'do']]);
+  const lines = declarations(o, [[B.q, 'q'], [B.k, 'k'], [B.v, 'v'], ...(rope ? [[B.qRope, 'qr'], [B.kRope, 'kr']] as Array<[number, string]> : []), [B.dOut, 'do']], quads);
   lines.push(`@group(0) @binding(${B.rowstats}) var<storage, read> rowstats: array<vec2<f32>>;`);
   if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
   lines.push(buildScoreFunction(o, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias, modData: B.modData }));

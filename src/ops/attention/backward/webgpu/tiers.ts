@@ -10,6 +10,7 @@ import { portableBackwardUnsupported, runBackwardPlan, runPortableBackward } fro
 import { sgBackwardPlan, sgBackwardUnsupported } from './sgmatrix.js';
 import { sgMatrixAdapterUnsupported } from '../../webgpu/tiers/sgmatrix.js';
 import { tunedBackwardConfig } from './autotune.js';
+import { tiledConfigs, tiledPlan } from './tiled.js';
 
 export type BackwardTierName = 'sgmatrix' | 'portable';
 
@@ -22,7 +23,11 @@ export interface BackwardTier {
 export const PORTABLE_BACKWARD: BackwardTier = {
   name: 'portable',
   unsupported: (bp, runtime) => portableBackwardUnsupported(bp, runtime.limits),
-  run: (runtime, bp) => runPortableBackward(runtime, bp),
+  // the register-tiled kernels where they fit and no dBias is asked, else the classic ones
+  run: async (runtime, bp) => {
+    const tiled = tiledConfigs(bp, runtime.limits);
+    return tiled ? runBackwardPlan(runtime, bp, await tiledPlan(runtime, bp, tiled)) : runPortableBackward(runtime, bp);
+  },
 };
 
 /** Tensor cores (subgroup matrices, f16), with the configuration the autotune mode gives. */
