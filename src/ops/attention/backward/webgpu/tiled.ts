@@ -12,14 +12,20 @@ export const tiledBackwardKvKernel = defineKernel<TiledKernelOptions>('attention
 export const tiledBackwardQKernel = defineKernel<TiledKernelOptions>('attention-backward-q-tiled', buildTiledBackwardQ);
 
 /**
- * Candidates best first (the first that fits is used): 64 other entries a step where 48 KiB of
- * workgroup memory holds them (D ≤ 192), 32 where 32 KiB does (llvmpipe, D ≤ 256).
+ * Candidates best first (the first that fits is used). Measured on the H200 (bench/gpu/
+ * backward-portable.sh, call 1 of 2026-12-03 session 10, B4 H32 S4096 D128 f32 causal, every
+ * configuration checked against float64 on ten odd shapes first): 256 threads with 64 owned entries
+ * 123.7 ms (kv 77.0 + q 46.5), the same at 128 threads and 32 owned 156.8, 256 threads at 32 owned
+ * 132.8; head dims staged 8 vec4s a step (more memory, fewer workgroups per SM) 208.8; the
+ * classic kernels 683.6. The last entry fits 32 KiB (llvmpipe) up to D 256.
  */
 export const TILED_KV_CONFIGS: readonly TiledBackwardConfig[] = [
+  { threads: 256, owned: 64, other: 32, pairOwned: 4, pairOther: 2, accOwned: 4, dimChunk: 4, otherChunk: 8 },
   { threads: 128, owned: 32, other: 64, pairOwned: 4, pairOther: 4, accOwned: 4, dimChunk: 4, otherChunk: 16 },
   { threads: 128, owned: 32, other: 32, pairOwned: 4, pairOther: 2, accOwned: 4, dimChunk: 4, otherChunk: 8 },
 ];
 export const TILED_Q_CONFIGS: readonly TiledBackwardConfig[] = [
+  { threads: 256, owned: 64, other: 64, pairOwned: 4, pairOther: 4, accOwned: 4, dimChunk: 4, otherChunk: 16 },
   { threads: 128, owned: 32, other: 64, pairOwned: 4, pairOther: 4, accOwned: 4, dimChunk: 4, otherChunk: 16 },
   { threads: 128, owned: 32, other: 32, pairOwned: 4, pairOther: 2, accOwned: 4, dimChunk: 4, otherChunk: 8 },
 ];
