@@ -314,7 +314,7 @@ describe('register-tiled portable backward WGSL builders', async () => {
     c(128, 32, 64, 4, 4, 4, 8, 16), c(256, 32, 64, 2, 4, 2, 4, 16), c(128, 64, 32, 4, 4, 8, 4, 8), c(256, 64, 32, 4, 2, 8, 4, 8), c(256, 64, 64, 4, 4, 8, 4, 16),
     c(256, 64, 32, 2, 4, 4, 4, 8), c(256, 64, 32, 4, 2, 4, 4, 16), c(256, 64, 64, 4, 4, 4, 4, 32), c(512, 64, 32, 2, 2, 2, 4, 8), c(512, 64, 64, 2, 4, 2, 4, 16),
     c(256, 128, 16, 4, 2, 8, 4, 8), c(256, 128, 32, 4, 4, 8, 4, 8), c(256, 64, 32, 4, 2, 4, 2, 8), c(256, 64, 64, 4, 4, 4, 2, 16), c(512, 128, 16, 4, 1, 8, 4, 8),
-    c(512, 128, 32, 4, 2, 8, 4, 8)];
+    c(512, 128, 32, 4, 2, 8, 4, 8), c(256, 64, 64, 4, 4, 4, 2, 8)];
   const VARIANTS: Tiled[] = [
     T, { ...T, dtype: 'float16', windowed: true }, { ...T, quads: false, dimQK: 59, dimV: 111, softcap: true, alibi: true, mask: true, bias: 'float32', dropout: true },
     { ...T, dimRope: 64, dtype: 'float16', windowed: true, dropout: true }, { ...T, dimQK: 192, windowed: true, config: TILED_KV_CONFIGS[1] },

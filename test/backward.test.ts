@@ -162,3 +162,45 @@ describe.skipIf(backends.find((b) => b.name === 'webgpu')?.skip !== undefined)('
     }
   });
 });
+
+// The portable tier's two kernel families (tiled.wgsl.ts by default, the classic ones for dBias and
+// devices the tiled ones do not fit) at model widths: each against float64, and against each other
+describe.skipIf(backends.find((b) => b.name === 'webgpu')?.skip !== undefined)('WebGPU portable backward: tiled and classic kernels', () => {
+  const CASES: GradCase[] = [
+    { batch: 1, headsQ: 2, seqQ: 97, seqK: 130, dimQK: 128, causal: true },
+    { batch: 1, headsQ: 4, headsKv: 1, seqQ: 70, seqK: 70, dimQK: 64, causal: 'top-left', dropout: 0.2, softcap: 5 },
+    { layout: 'BSND', batch: 1, headsQ: 2, headsKv: 1, seqQ: 40, seqK: 66, dimQK: 128, dimRope: 64, dimV: 128, causal: true },
+    { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 65, seqK: 33, dimQK: 128, alibi: true },
+    { layout: 'TND', batch: 3, headsQ: 2, seqQ: 0, seqK: 0, seqLensQ: [37, 0, 20], seqLensK: [50, 9, 20], dimQK: 59, window: [16, 4] },
+  ];
+  for (const c of CASES) {
+    it(caseName(c), async () => {
+      const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
+      const { runBackwardPlan, runPortableBackward } = await import('../dist/ops/attention/backward/webgpu/portable.js');
+      const { tiledConfigs, tiledPlan, tiledQuadsFit } = await import('../dist/ops/attention/backward/webgpu/tiled.js');
+      const { validateAttentionBackward } = await import('../dist/index.js');
+      const rt = await getRuntime();
+      const { q, k, v, options } = makeCase(c, 5);
+      const problem = validateAttention(q, k, v, options);
+      const { dOut, dOutValues } = makeGradCase(c, 5, problem.outShape);
+      const forward = await attention(q, k, v, { ...options, returnLse: true, backend: 'webgpu' });
+      const bp = validateAttentionBackward(q, k, v, forward.out, dOut, forward.lse!, options);
+      const configs = tiledConfigs(bp, rt.limits);
+      expect(configs, 'a tiled configuration fits llvmpipe').toBeDefined();
+      // 4-element loads where the head dims allow them (D 59 takes the element path)
+      expect(tiledQuadsFit(bp, rt.limits.minStorageBufferOffsetAlignment)).toBe(c.dimQK % 4 === 0);
+      const tiled = await runBackwardPlan(rt, bp, await tiledPlan(rt, bp, configs!));
+      const classic = await runPortableBackward(rt, bp);
+      expect(checkGradients(problem, dOutValues, tiled).failures.join('; ')).toBe('');
+      expect(checkGradients(problem, dOutValues, classic).failures.join('; ')).toBe('');
+      for (const g of ['dq', 'dk', 'dv'] as const) {
+        const a = tiled[g].toFloat32();
+        const b = classic[g].toFloat32();
+        let d = 0;
+        let m = 1e-30;
+        for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(b[i])); }
+        expect(d / m, g).toBeLessThan(c.dtype === 'float16' ? 1e-3 : 1e-6);
+      }
+    });
+  }
+});

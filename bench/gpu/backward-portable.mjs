@@ -68,6 +68,8 @@ const ALL = {
   u7: { kv: c(256, 64, 32, 4, 2, 4, 2, 8), q: c(256, 64, 64, 4, 4, 4, 2, 16) },
   // 512 threads, 128 owned entries: kv 16 rows a step (4 × 1 pairs), q 32 keys (4 × 2)
   u8: { kv: c(512, 128, 16, 4, 1, 8, 4, 8), q: c(512, 128, 32, 4, 2, 8, 4, 8) },
+  // kv 4 × 4 pairs over 64 keys × 64 rows, which fits 48 KiB only with head dims staged 2 vec4s a step
+  u9: { kv: c(256, 64, 64, 4, 4, 4, 2, 8), q: T2.q },
 };
 const only = (arg('--variants') ?? process.env.PORTABLE_VARIANTS)?.split(',').filter(Boolean);
 const VARIANTS = only ? Object.fromEntries(Object.entries(ALL).filter(([name]) => only.includes(name))) : ALL;
