@@ -35,10 +35,10 @@ const say = (line, row) => {
   appendFileSync(join(out, 'backward-portable.jsonl'), `${JSON.stringify({ commit: process.env.FUSEDATTN_COMMIT ?? 'unknown', s: +((performance.now() - t0) / 1000).toFixed(1), ...row })}\n`);
 };
 
-// configurations (call 1 of session 10 swept t1-t6; t2 won every shape and became the default,
-// TILED_*_CONFIGS[0]); u2-u8 change one thing of t2 each
+// configurations: call 1 of session 10 swept t1-t6 (t2 won every shape), call 2 u2-u9, each one
+// change of t2 (u3 won the kv pass, TILED_KV_CONFIGS[0] now; t2's q is TILED_Q_CONFIGS[0])
 const c = (threads, owned, other, pairOwned, pairOther, accOwned, dimChunk, otherChunk) => ({ threads, owned, other, pairOwned, pairOther, accOwned, dimChunk, otherChunk });
-const T2 = { kv: tiled.TILED_KV_CONFIGS[0], q: tiled.TILED_Q_CONFIGS[0] };
+const T2 = { kv: c(256, 64, 32, 4, 2, 4, 4, 8), q: tiled.TILED_Q_CONFIGS[0] };
 const ALL = {
   classic: undefined,
   // whatever the tier picks for the device (on llvmpipe the 32 KiB configuration)

@@ -13,14 +13,19 @@ export const tiledBackwardQKernel = defineKernel<TiledKernelOptions>('attention-
 
 /**
  * Candidates best first (the first that fits is used). Measured on the H200 (bench/gpu/
- * backward-portable.sh, call 1 of 2026-12-03 session 10, B4 H32 S4096 D128 f32 causal, every
- * configuration checked against float64 on ten odd shapes first): 256 threads with 64 owned entries
- * 123.7 ms (kv 77.0 + q 46.5), the same at 128 threads and 32 owned 156.8, 256 threads at 32 owned
- * 132.8; head dims staged 8 vec4s a step (more memory, fewer workgroups per SM) 208.8; the
- * classic kernels 683.6. The last entry fits 32 KiB (llvmpipe) up to D 256.
+ * backward-portable.sh, session 10 of 2026-12-03, calls 1 and 2; B4 H32 S4096 D128 f32 causal,
+ * every configuration checked against float64 on ten odd shapes in f32 and f16 first):
+ * - call 1: 256 threads with 64 owned entries 123.7 ms (kv 77.0 + q 46.5); the same at 128 threads
+ *   and 32 owned 156.8; 256 threads at 32 owned 132.8; head dims staged 8 vec4s a step (more
+ *   memory, fewer workgroups per SM) 208.8; the classic kernels 683.6;
+ * - call 2, around that one: kv pairs laid 2 owned × 4 other 119.5 (kv 73.0, the default now);
+ *   4 × 4 pairs over 64 × 64 (fits only with 2 vec4s a step) 119.8; 8 accumulator rows, twice the
+ *   rows per accumulation step: within 1%; 512 threads 138.2; 128 owned entries 139.9 (MLA 155.8:
+ *   its registers spill); 2 vec4s a step alone 165.9.
+ * The last entry fits 32 KiB (llvmpipe) up to D 256.
  */
 export const TILED_KV_CONFIGS: readonly TiledBackwardConfig[] = [
-  { threads: 256, owned: 64, other: 32, pairOwned: 4, pairOther: 2, accOwned: 4, dimChunk: 4, otherChunk: 8 },
+  { threads: 256, owned: 64, other: 32, pairOwned: 2, pairOther: 4, accOwned: 4, dimChunk: 4, otherChunk: 8 },
   { threads: 128, owned: 32, other: 64, pairOwned: 4, pairOther: 4, accOwned: 4, dimChunk: 4, otherChunk: 16 },
   { threads: 128, owned: 32, other: 32, pairOwned: 4, pairOther: 2, accOwned: 4, dimChunk: 4, otherChunk: 8 },
 ];
