@@ -186,7 +186,8 @@ const LSE_MASKED: f32 = 3.0e38;   // the LSE of a row that sees no key: exp(s - 
  * score function's and the softcap's chain rules, from qk = q·k, dpv = dO·v and the row's
  * (lse, D). Sets p, ds, dsr (dS before the softcap factor, for dBias) in the caller's vars.
  */
-export function pairGradient(o: PairKernelOptions): string {
+export function pairGradient(o: PairKernelOptions, words?: string): string {
+  // words: the caller's dropout_words of (row i, key octet j >> 3), shared by the pairs of an octet
   const score = o.blockTable
     ? `var s = 0.0;
         // a block no mask hides anything of: no mask read (blockStatusCheck's \`full\`)
@@ -198,7 +199,7 @@ export function pairGradient(o: PairKernelOptions): string {
         if (s > NO_SCORE) {
           p = select(exp(score_beta() * s - st.x), nan_f32(), s >= POISON_SCORE);
           var dz = dpv;
-${o.dropout ? `          let z = dropout_factor(dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, j >> 3u), j & 7u, dp.threshold, dp.scale);
+${o.dropout ? `          let z = dropout_factor(${words ?? 'dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, j >> 3u)'}, j & 7u, dp.threshold, dp.scale);
           dz = dpv * z;` : ''}
           dsr = p * (dz - st.y);
 ${o.mods?.scoreGrad ? `          // the score function's chain rule (skipped where dS is 0, so an infinite slope never makes a NaN)

@@ -179,12 +179,30 @@ function quadsOf(dim4: number, lanes: number): { count: number; guard: (c: strin
 }
 
 /** The scoring loop: S and dP of this thread's pairs, the owned / other rows staged by `stageChunks`. */
-function scoring(stageQK: string, stageV: string): string {
+/**
+ * Which entries a thread scores: owned go + GO·x and other gm + GM·y (spread: rows of a warp on
+ * different banks), or, for the key side under dropout, PAIR·g + n (the thread's keys adjacent,
+ * so the pairs of one key octet share one Philox call).
+ */
+interface PairIndex { owned: (x: string) => string; other: (y: string) => string; shareWords: boolean }
+function pairIndex(kind: 'kv' | 'q', o: TiledKernelOptions): PairIndex {
+  // a thread's keys share an octet when their count divides 8 and every step starts on a multiple of it
+  const perThread = kind === 'kv' ? o.config.pairOwned : o.config.pairOther;
+  const step = kind === 'kv' ? o.config.owned : o.config.other;
+  const adjacent = o.dropout && 8 % perThread === 0 && step % perThread === 0;
+  return {
+    shareWords: adjacent,
+    owned: (x) => (adjacent && kind === 'kv' ? `(go * PAIR_OWNED + ${x})` : `(go + GO * ${x})`),
+    other: (y) => (adjacent && kind === 'q' ? `(gm * PAIR_OTHER + ${y})` : `(gm + GM * ${y})`),
+  };
+}
+
+function scoring(stageQK: string, stageV: string, ix: PairIndex): string {
   const dots = (own: string, other: string, acc: string) => `for (var d4 = 0u; d4 < DIM_CHUNK; d4++) {
           var a: array<vec4<f32>, PAIR_OWNED>;
-          for (var x = 0u; x < PAIR_OWNED; x++) { a[x] = scratch[${own} + (go + GO * x) * CHUNK_STRIDE + d4]; }
+          for (var x = 0u; x < PAIR_OWNED; x++) { a[x] = scratch[${own} + ${ix.owned('x')} * CHUNK_STRIDE + d4]; }
           for (var y = 0u; y < PAIR_OTHER; y++) {
-            let w = scratch[${other} + (gm + GM * y) * CHUNK_STRIDE + d4];
+            let w = scratch[${other} + ${ix.other('y')} * CHUNK_STRIDE + d4];
             for (var x = 0u; x < PAIR_OWNED; x++) { ${acc}[x * PAIR_OTHER + y] += dot(a[x], w); }
           }
         }`;
@@ -244,6 +262,7 @@ export function buildTiledBackwardKv(o: TiledKernelOptions): string {
   const bad = checkTiledConfig(o.config);
   if (bad) throw new Error(`buildTiledBackwardKv: ${bad}`);
   const l = layout('kv', o);
+  const ix = pairIndex('kv', o);
   const rope = o.dimRope > 0;
   const dk = quadsOf(l.dqk4, l.lanes);
   const dv = quadsOf(l.dv4, l.lanes);
@@ -304,21 +323,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let li = b * params.lse_strides.x + h * params.lse_strides.y + (start_q + i0 + r) * params.lse_strides.z;
         row_stats[r] = select(vec2<f32>(LSE_MASKED, 0.0), rowstats[li], i0 + r < sq);
       }
-      ${scoring(stageQK, stageV)}
-      // P and dS of this thread's pairs
-      for (var x = 0u; x < PAIR_OWNED; x++) {
-        let jj = go + GO * x;
-        let j = j0 + jj;
-        for (var y = 0u; y < PAIR_OTHER; y++) {
-          let r = gm + GM * y;
-          let i = i0 + r;
+      ${scoring(stageQK, stageV, ix)}
+      // P and dS of this thread's pairs (rows outer: under dropout its keys share a row's Philox words)
+      for (var y = 0u; y < PAIR_OTHER; y++) {
+        let r = ${ix.other('y')};
+        let i = i0 + r;
+${ix.shareWords ? '        let words = dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, (j0 + go * PAIR_OWNED) >> 3u);\n' : ''}        for (var x = 0u; x < PAIR_OWNED; x++) {
+          let jj = ${ix.owned('x')};
+          let j = j0 + jj;
           let qk = s_acc[x * PAIR_OTHER + y];
           let dpv = dp_acc[x * PAIR_OTHER + y];
           let st = row_stats[r];
           var p = 0.0;
           var ds = 0.0;
           var dsr = 0.0;
-      ${pairGradient(o)}
+      ${pairGradient(o, ix.shareWords ? 'words' : undefined)}
           p_tile[jj * P_STRIDE + r / 4u][r % 4u] = p;
           ds_tile[jj * P_STRIDE + r / 4u][r % 4u] = ds;
           _ = dsr;
@@ -375,6 +394,7 @@ export function buildTiledBackwardQ(o: TiledKernelOptions): string {
   const bad = checkTiledConfig(o.config);
   if (bad) throw new Error(`buildTiledBackwardQ: ${bad}`);
   const l = layout('q', o);
+  const ix = pairIndex('q', o);
   const rope = o.dimRope > 0;
   const dq = quadsOf(l.dqk4, l.lanes);
   const kParts = rope ? K_PARTS : [K_PARTS[0]];
@@ -432,21 +452,21 @@ ${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u)
   for (var t = t_first; t < t_end; t++) {
     let j0 = t * OTHER;
     ${blockStatusCheck(o, '    ')}
-    ${scoring(stageQK, stageV)}
+    ${scoring(stageQK, stageV, ix)}
     // dS of this thread's pairs
     for (var x = 0u; x < PAIR_OWNED; x++) {
-      let r = go + GO * x;
+      let r = ${ix.owned('x')};
       let i = i0 + r;
       let st = row_stats[r];
-      for (var y = 0u; y < PAIR_OTHER; y++) {
-        let jj = gm + GM * y;
+${ix.shareWords ? '      let words = dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, (j0 + gm * PAIR_OTHER) >> 3u);\n' : ''}      for (var y = 0u; y < PAIR_OTHER; y++) {
+        let jj = ${ix.other('y')};
         let j = j0 + jj;
         let qk = s_acc[x * PAIR_OTHER + y];
         let dpv = dp_acc[x * PAIR_OTHER + y];
         var p = 0.0;
         var ds = 0.0;
         var dsr = 0.0;
-      ${pairGradient(o)}
+      ${pairGradient(o, ix.shareWords ? 'words' : undefined)}
         ds_tile[r * P_STRIDE + jj / 4u][jj % 4u] = ds;
         _ = p;
         _ = dsr;
