@@ -21,6 +21,7 @@ import { type FloatDType, arrayElement, loadFloat, loadQuad, quadElement, readBi
 import { type ScoreOptions, buildScoreFunction } from '../../webgpu/score.wgsl.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { BLOCK_STATUS_WGSL } from '../../block-mask/status.wgsl.js';
+import { visibleKeySteps, visibleQuerySteps } from '../../webgpu/visible-steps.wgsl.js';
 
 export interface BackwardTile {
   threads: number;
@@ -368,16 +369,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var v = 0u; v < DK_QUADS; v++) { dk_acc[v] = vec4<f32>(); }
     for (var v = 0u; v < DV_QUADS; v++) { dv_acc[v] = vec4<f32>(); }
     // the queries that can see keys j0 .. j_last (window), in blocks aligned to ROWS
-    let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);
-    let j_last = min(j0 + KEYS, sk) - 1u;
-    let i_lo = max(0, i32(j0) - diag - sp.win_right);
-    let i_hi = min(i32(sq) - 1, i32(j_last) - diag + sp.win_left);
-    var t_first = 0u;
-    var t_end = 0u;
-    if (i_hi >= i_lo) {
-      t_first = u32(i_lo) / ROWS;
-      t_end = u32(i_hi) / ROWS + 1u;
-    }
+${visibleQuerySteps('KEYS', 'ROWS', '    ')}
     for (var h = hk * params.group; h < (hk + 1u) * params.group; h++) {
       let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
       for (var t = t_first; t < t_end; t++) {
@@ -497,18 +489,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var dq_acc: array<vec4<f32>, DQ_QUADS>;
   for (var v = 0u; v < DQ_QUADS; v++) { dq_acc[v] = vec4<f32>(); }
   // key tiles this block can see: the window of its first row to the window of its last
-  var j_lo = 0;
-  var j_hi = i32(sk) - 1;
-${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);
-  let i_last = min(i0 + ROWS, sq) - 1u;
-  j_lo = max(j_lo, diag + i32(i0) - sp.win_left);
-  j_hi = min(j_hi, diag + i32(i_last) + sp.win_right);` : ''}
-  var t_first = 0u;
-  var t_end = 0u;
-  if (j_hi >= j_lo) {
-    t_first = u32(j_lo) / KEYS;
-    t_end = u32(j_hi) / KEYS + 1u;
-  }
+${visibleKeySteps(o.windowed, 'ROWS', 'KEYS')}
   for (var t = t_first; t < t_end; t++) {
     let j0 = t * KEYS;
     ${blockStatusCheck(o, '    ')}

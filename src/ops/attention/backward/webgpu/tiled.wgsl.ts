@@ -16,6 +16,7 @@
 import {
   BACKWARD_BINDINGS, type BackwardKernelOptions, blockStatusCheck, common, pairGradient,
 } from './portable.wgsl.js';
+import { visibleKeySteps, visibleQuerySteps } from '../../webgpu/visible-steps.wgsl.js';
 
 export interface TiledBackwardConfig {
   threads: number;
@@ -303,16 +304,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var n = 0u; n < ${o.config.accOwned * dk.count}u; n++) { dk_acc[n] = vec4<f32>(); }
   for (var n = 0u; n < ${o.config.accOwned * dv.count}u; n++) { dv_acc[n] = vec4<f32>(); }
   // the queries that can see keys j0 .. j_last (window), in steps of OTHER rows
-  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);
-  let j_last = min(j0 + OWNED, sk) - 1u;
-  let i_lo = max(0, i32(j0) - diag - sp.win_right);
-  let i_hi = min(i32(sq) - 1, i32(j_last) - diag + sp.win_left);
-  var t_first = 0u;
-  var t_end = 0u;
-  if (i_hi >= i_lo) {
-    t_first = u32(i_lo) / OTHER;
-    t_end = u32(i_hi) / OTHER + 1u;
-  }
+${visibleQuerySteps('OWNED', 'OTHER', '  ')}
   for (var h = hk * params.group; h < (hk + 1u) * params.group; h++) {
     let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
     for (var t = t_first; t < t_end; t++) {
@@ -437,18 +429,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var dq_acc: array<vec4<f32>, ${o.config.accOwned * dq.count}>;
   for (var n = 0u; n < ${o.config.accOwned * dq.count}u; n++) { dq_acc[n] = vec4<f32>(); }
   // key steps this block can see: the window of its first row to the window of its last
-  var j_lo = 0;
-  var j_hi = i32(sk) - 1;
-${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);
-  let i_last = min(i0 + OWNED, sq) - 1u;
-  j_lo = max(j_lo, diag + i32(i0) - sp.win_left);
-  j_hi = min(j_hi, diag + i32(i_last) + sp.win_right);` : ''}
-  var t_first = 0u;
-  var t_end = 0u;
-  if (j_hi >= j_lo) {
-    t_first = u32(j_lo) / OTHER;
-    t_end = u32(j_hi) / OTHER + 1u;
-  }
+${visibleKeySteps(o.windowed, 'OWNED', 'OTHER')}
   for (var t = t_first; t < t_end; t++) {
     let j0 = t * OTHER;
     ${blockStatusCheck(o, '    ')}

@@ -15,6 +15,7 @@ import { type ScoreOptions, buildScoreFunction } from '../score.wgsl.js';
 import type { FlashBlockSource } from '../tiers/flash-block-source.js';
 import { portableBlockParts } from './flash-block.wgsl.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
+import { visibleKeySteps } from '../visible-steps.wgsl.js';
 
 export interface FlashTile {
   /** Threads per workgroup. */
@@ -254,18 +255,7 @@ ${block?.sequence ?? `  let nb = sp.batch;
   let row_valid = i < sq;
 
   // key tiles this block can see: the window of its first row to the window of its last
-  var j_lo = 0;
-  var j_hi = i32(sk) - 1;
-${o.windowed ? `  let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);
-  let i_last = min(i0 + ROWS, sq) - 1u;
-  j_lo = max(j_lo, diag + i32(i0) - sp.win_left);
-  j_hi = min(j_hi, diag + i32(i_last) + sp.win_right);` : ''}
-  var t_first = 0u;
-  var t_end = 0u;
-  if (j_hi >= j_lo) {
-    t_first = u32(j_lo) / KEYS;
-    t_end = u32(j_hi) / KEYS + 1u;
-  }
+${visibleKeySteps(o.windowed, 'ROWS', 'KEYS')}
 
   ${loadQBlock.replace(/\n    /g, '\n  ')}
 ${block ? `${block.append}\n` : ''}
