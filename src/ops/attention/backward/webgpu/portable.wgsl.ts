@@ -239,6 +239,24 @@ export function common(o: PairKernelOptions, quads = false): string[] {
   return lines;
 }
 
+/**
+ * The start of a kernel with one workgroup per (block of `block` query rows, query head, batch):
+ * the block's sequence (seq_meta), its kv head and ALiBi slope; workgroups past the sequence return.
+ */
+export function queryBlockStart(o: Pick<PairKernelOptions, 'alibi'>, block: string): string {
+  return `  let nb = sp.batch;
+  let b = wg.z;
+  let h = wg.y;
+  let i0 = wg.x * ${block};
+  let start_q = seq_meta[b];
+  let start_k = seq_meta[nb + b];
+  let sq = seq_meta[2u * nb + b];
+  let sk = seq_meta[3u * nb + b];
+  if (i0 >= sq) { return; }   // the grid covers the longest sequence
+  let hk = h / params.group;
+  let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};`;
+}
+
 /** Writes the accumulator quads `acc` (owner `owner`, quads lane + PER * v) of row `row` to grad buffers. */
 function writeGrad(acc: string, quads: string, per: string, dimAll: string, split: boolean, buf: string, strides: string, head: string, row: string, scale: string): string {
   const at = (s: string) => `b * params.${s}.x + ${head} * params.${s}.y + (${row}) * params.${s}.z`;
@@ -466,17 +484,7 @@ var<workgroup> row_stats: array<vec2<f32>, ${o.tile.rows}>;
 
 @compute @workgroup_size(${o.tile.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let nb = sp.batch;
-  let b = wg.z;
-  let h = wg.y;
-  let i0 = wg.x * ROWS;
-  let start_q = seq_meta[b];
-  let start_k = seq_meta[nb + b];
-  let sq = seq_meta[2u * nb + b];
-  let sk = seq_meta[3u * nb + b];
-  if (i0 >= sq) { return; }   // the grid covers the longest sequence
-  let hk = h / params.group;
-  let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+${queryBlockStart(o, 'ROWS')}
   let row = lid / PER_ROW;
   let lane = lid % PER_ROW;
   let i = i0 + row;

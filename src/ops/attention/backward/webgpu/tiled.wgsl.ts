@@ -14,7 +14,7 @@
 // entries the ones it walks (query rows, keys). Every gradient element has one writer and a fixed
 // summation order: results are bit-identical from run to run. dBias is the classic kernel's.
 import {
-  BACKWARD_BINDINGS, type BackwardKernelOptions, blockStatusCheck, common, pairGradient,
+  BACKWARD_BINDINGS, type BackwardKernelOptions, blockStatusCheck, common, pairGradient, queryBlockStart,
 } from './portable.wgsl.js';
 import { visibleKeySteps, visibleQuerySteps } from '../../webgpu/visible-steps.wgsl.js';
 
@@ -407,17 +407,7 @@ var<workgroup> row_stats: array<vec2<f32>, ${o.config.owned}>;
 
 @compute @workgroup_size(${o.config.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let nb = sp.batch;
-  let b = wg.z;
-  let h = wg.y;
-  let i0 = wg.x * OWNED;
-  let start_q = seq_meta[b];
-  let start_k = seq_meta[nb + b];
-  let sq = seq_meta[2u * nb + b];
-  let sk = seq_meta[3u * nb + b];
-  if (i0 >= sq) { return; }   // the grid covers the longest sequence
-  let hk = h / params.group;
-  let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+${queryBlockStart(o, 'OWNED')}
   let go = lid % GO;
   let gm = lid / GO;
   let gc = lid / LANES;
