@@ -5,17 +5,14 @@
 
 /** Key steps of `step` keys that query rows i0 .. i0 + rows - 1 can see (the whole row range unless `windowed`). */
 export function visibleKeySteps(windowed: boolean, rows: string, step: string, indent = '  '): string {
-  return [
-    'var j_lo = 0;',
-    'var j_hi = i32(sk) - 1;',
-    windowed ? [
-      'let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);',
-      `let i_last = min(i0 + ${rows}, sq) - 1u;`,
-      'j_lo = max(j_lo, diag + i32(i0) - sp.win_left);',
-      'j_hi = min(j_hi, diag + i32(i_last) + sp.win_right);',
-    ] : undefined,
-    ...stepRange('j', step),
-  ].map((line) => (line === undefined ? '' : Array.isArray(line) ? line.map((l) => indent + l).join('\n') : indent + line)).join('\n');
+  const window = windowed ? [
+    'let diag = select(0, i32(sk) - i32(sq), sp.bottom_right != 0u);',
+    `let i_last = min(i0 + ${rows}, sq) - 1u;`,
+    'j_lo = max(j_lo, diag + i32(i0) - sp.win_left);',
+    'j_hi = min(j_hi, diag + i32(i_last) + sp.win_right);',
+  ] : [undefined]; // an empty line where the window's lines would be (the generated text is unchanged)
+  return ['var j_lo = 0;', 'var j_hi = i32(sk) - 1;', ...window, ...stepRange('j', step)]
+    .map((line) => (line === undefined ? '' : indent + line)).join('\n');
 }
 
 /** Query steps of `step` rows that can see keys j0 .. j0 + keys - 1. */

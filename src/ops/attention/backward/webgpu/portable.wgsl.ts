@@ -110,7 +110,7 @@ export const BACKWARD_BINDINGS = {
 const odd = (n: number) => (n % 2 === 0 ? n + 1 : n);
 
 /** Row strides (vec4s) of the Q/K and V/dO tiles. */
-export function strides(o: Pick<BackwardKernelOptions, 'dimQK' | 'dimRope' | 'dimV'>): { qk: number; v: number } {
+function strides(o: Pick<BackwardKernelOptions, 'dimQK' | 'dimRope' | 'dimV'>): { qk: number; v: number } {
   return { qk: odd(Math.ceil((o.dimQK + o.dimRope) / 4)), v: odd(Math.ceil(o.dimV / 4)) };
 }
 
@@ -132,7 +132,7 @@ export function checkBackwardTile(kind: 'kv' | 'q', t: BackwardTile): string | u
   return undefined;
 }
 
-export function declarations(o: PairKernelOptions, inputs: Array<[number, string]>, quads = false): string[] {
+function declarations(o: PairKernelOptions, inputs: Array<[number, string]>, quads = false): string[] {
   // quads: the inputs bound 4 elements per array element, read by NAME_quad (else NAME_at, one element)
   const elem = quads ? quadElement(o.dtype) : arrayElement(o.dtype);
   const B = BACKWARD_BINDINGS;
@@ -166,7 +166,7 @@ function stageLoop(tile: string, stride: string, rows: string, dim: string, vali
     }`;
 }
 
-export function constants(o: BackwardKernelOptions): string {
+function constants(o: BackwardKernelOptions): string {
   const s = strides(o);
   const dqk = o.dimQK + o.dimRope;
   return `const THREADS: u32 = ${o.tile.threads}u;
@@ -225,8 +225,8 @@ ${indent}if (status == 0u) { continue; }   // every pair hidden: P = dS = 0
 ${indent}let full = status == 2u;`;
 }
 
-export const kParts: Array<[string, string, string]> = [['k', 'hk', 'k'], ['kr', 'hk', 'kr']];
-export const qParts: Array<[string, string, string]> = [['q', 'h', 'q'], ['qr', 'h', 'qr']];
+const kParts: Array<[string, string, string]> = [['k', 'hk', 'k'], ['kr', 'hk', 'kr']];
+const qParts: Array<[string, string, string]> = [['q', 'h', 'q'], ['qr', 'h', 'qr']];
 
 export function common(o: PairKernelOptions, quads = false): string[] {
   const B = BACKWARD_BINDINGS;

@@ -72,11 +72,12 @@ export async function tiledPlan(runtime: GpuRuntime, bp: BackwardProblem, config
   };
   const blockGrid = blockGridOf(p, tiles);
   const quads = tiledQuadsFit(bp, runtime.limits.minStorageBufferOffsetAlignment);
-  const options = (config: TiledBackwardConfig): TiledKernelOptions => {
-    const { tile: _tile, ...rest } = backwardKernelOptions(p, tiles.kv, blockGrid !== undefined);
-    return { ...rest, config, quads };
-  };
-  const [kv, q] = await Promise.all([runtime.pipeline(tiledBackwardKvKernel, options(configs.kv)), runtime.pipeline(tiledBackwardQKernel, options(configs.q))]);
+  // the classic kernels' options without their tile: the configurations take its place
+  const { tile: _tile, ...shared } = backwardKernelOptions(p, tiles.kv, blockGrid !== undefined);
+  const [kv, q] = await Promise.all([
+    runtime.pipeline(tiledBackwardKvKernel, { ...shared, config: configs.kv, quads }),
+    runtime.pipeline(tiledBackwardQKernel, { ...shared, config: configs.q, quads }),
+  ]);
   return {
     kv: { pipeline: kv, grid: [Math.ceil(p.seqK / configs.kv.owned), p.headsKv, p.batch] },
     q: { pipeline: q, grid: [Math.ceil(p.seqQ / configs.q.owned), p.headsQ, p.batch] },

@@ -14,7 +14,7 @@
 // entries the ones it walks (query rows, keys). Every gradient element has one writer and a fixed
 // summation order: results are bit-identical from run to run. dBias is the classic kernel's.
 import {
-  BACKWARD_BINDINGS, type BackwardKernelOptions, blockStatusCheck, common, pairGradient, queryBlockStart,
+  BACKWARD_BINDINGS, type PairKernelOptions, blockStatusCheck, common, pairGradient, queryBlockStart,
 } from './portable.wgsl.js';
 import { visibleKeySteps, visibleQuerySteps } from '../../webgpu/visible-steps.wgsl.js';
 
@@ -35,7 +35,7 @@ export interface TiledBackwardConfig {
   otherChunk: number;
 }
 
-export interface TiledKernelOptions extends Omit<BackwardKernelOptions, 'tile'> {
+export interface TiledKernelOptions extends PairKernelOptions {
   config: TiledBackwardConfig;
   /** Read q, k, v, the RoPE parts and dO 4 elements at a time (quadLoadsFit). */
   quads: boolean;
@@ -53,8 +53,7 @@ interface Layout {
   chunkStride: number; // vec4s between rows of a scoring chunk (odd: rows on different banks)
   pStride: number; // vec4s between rows of P / dS
   scratch: number; // vec4s of the staging region (scoring chunks and accumulation rows alias it)
-  accStageQK: number; // vec4 offset of the accumulation's Q (kv) or K (q) rows
-  accStageV: number; // vec4 offset of the kv kernel's dO rows
+  accStageV: number; // vec4 offset of the kv kernel's dO rows (its Q rows, the q kernel's K rows, at 0)
 }
 
 function layout(kind: 'kv' | 'q', o: Pick<TiledKernelOptions, 'dimQK' | 'dimRope' | 'dimV' | 'config'>): Layout {
@@ -74,7 +73,6 @@ function layout(kind: 'kv' | 'q', o: Pick<TiledKernelOptions, 'dimQK' | 'dimRope
     chunkStride,
     pStride: c.other / 4 + 1,
     scratch: Math.max(scoring, accumulation),
-    accStageQK: 0,
     accStageV: c.otherChunk * dqk4,
   };
 }
@@ -166,7 +164,7 @@ const A_OWN_QK: u32 = 0u;
 const A_OTHER_QK: u32 = ${c.owned * l.chunkStride}u;
 const A_OWN_V: u32 = ${(c.owned + c.other) * l.chunkStride}u;
 const A_OTHER_V: u32 = ${(2 * c.owned + c.other) * l.chunkStride}u;
-const C_QK: u32 = ${l.accStageQK}u;   // accumulation rows (full head dims)
+const C_QK: u32 = 0u;   // accumulation rows (full head dims)
 const C_V: u32 = ${l.accStageV}u;
 const LSE_MASKED: f32 = 3.0e38;   // the LSE of a row that sees no key: exp(s - LSE_MASKED) = 0
 
