@@ -7,6 +7,7 @@ import { Tensor, floatsToHalf } from '../dist/index.js';
 import { roundToHalf } from '../dist/core/dtype.js';
 import { IDENTITY } from '../dist/ops/approx/features.js';
 import { buildFusedState } from '../dist/ops/approx/webgpu/fused.wgsl.js';
+import { buildFusedPrefixStates } from '../dist/ops/approx/webgpu/fused-prefix.wgsl.js';
 import type { FusedPlan } from '../dist/ops/approx/webgpu/fused.js';
 import { normal, randomFloats, uniform } from '../dist/testing/index.js';
 
@@ -275,6 +276,138 @@ export function emulateState(plan: FusedPlan, prm: Env, grid: [number, number, n
   if (part.some(Number.isNaN)) throw new Error('partial states left unwritten');
   if (zpart.some(Number.isNaN)) throw new Error('partial sums left unwritten');
   return { part, zpart };
+}
+
+/**
+ * The causal prefix walk (fused-prefix.wgsl.ts) with the WGSL's index arithmetic: every chunk's
+ * prefix state (f16, times alpha_c) and key sum (times alpha_c), as the causal output kernel reads
+ * them.
+ */
+export function emulateWalk(plan: FusedPlan, prm: Env, grid: [number, number, number], kd: Float64Array, vd: Float64Array, dtype: string, mutate: (s: string) => string = (x) => x) {
+  const map = plan.state.map;
+  const S = new Source(mutate(buildFusedPrefixStates({ dtype: plan.state.dtype, map, vec: plan.state.vec })));
+  const state = new Float64Array(plan.bytes.state / 2).fill(NaN);
+  const z = new Float64Array(plan.bytes.z / 4).fill(NaN);
+  const kConds = S.matches(/if \((.+?)\) \{ rk\d+ = pack8\(phi8\(eight_k\((.+?), (\w+), (p\.\w+), (p\.\w+\.\w)\), (\w+), (p\.\w+)\)\); \}/g);
+  const vConds = S.matches(/if \((.+?)\) \{ rv\d+ = pack8\(eight_v\((.+?), (\w+), (p\.\w+), (p\.\w+\.\w)\)\); \}/g);
+  const ck = kConds.length / 2, cv = vConds.length / 2;
+  const cs = S.main.match(/let st_dst = /g)!.length;
+  const NT = S.consts.NT;
+  const kTileSize = S.arraySize('k_tile') * 8, vTileSize = S.arraySize('v_tile') * 8, sTileSize = S.arraySize('s_tile');
+  const loads = S.loads();
+  const stores = S.stores();
+  const [zCond] = S.matches(/if \((v0 == 0u && lid < [^)]+)\) \{/g);
+  for (let wz = 0; wz < grid[2]; wz++) for (let wy = 0; wy < grid[1]; wy++) for (let wx = 0; wx < grid[0]; wx++) {
+    const envs: Env[] = [];
+    for (let lid = 0; lid < NT; lid++) {
+      const env: Env = { ...S.consts, p: prm, wg: { x: wx, y: wy, z: wz }, lid, sg: Math.floor(lid / 32) };
+      for (const name of ['plane', 'v_tiles', 'f0', 'v0', 'b', 'head', 'k_row0', 'v_row0', 'sm', 'sn']) S.let(env, name);
+      env.rk = []; env.rv = []; env.z = new Array(8).fill(0);
+      envs.push(env);
+    }
+    const fetch = (phase: 0 | 1) => {
+      for (const env of envs) {
+        for (let u = 0; u < ck; u++) {
+          S.let(env, 'tk', phase === 0 ? u : 2 * ck + u);
+          S.let(env, 'key', phase * ck + u);
+          S.let(env, 'fd', phase * ck + u);
+          const [cond, base, d, dim, sd, d2, dim2] = kConds[phase * ck + u];
+          env.rk[u] = cond(env) ? eight(kd, base(env), d(env), dim(env), sd(env), plan.state.vec, dtype).map((r, i) => (d2(env) + i < dim2(env) ? roundToHalf(phi(map, r)) : 0)) : new Array(8).fill(0);
+        }
+        for (let u = 0; u < cv; u++) {
+          S.let(env, 'tv', phase === 0 ? u : 2 * cv + u);
+          S.let(env, 'vkey', phase * cv + u);
+          S.let(env, 'vd', phase * cv + u);
+          const [cond, base, d, dim, sd] = vConds[phase * cv + u];
+          env.rv[u] = cond(env) ? eight(vd, base(env), d(env), dim(env), sd(env), plan.state.vec, dtype).map(roundToHalf) : new Array(8).fill(0);
+        }
+      }
+    };
+    const acc = Array.from({ length: NT / 32 }, () => new Map<string, number[][]>());
+    for (let sg = 0; sg < NT / 32; sg++) for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) acc[sg].set(`acc_${i}_${j}`, Array.from({ length: 16 }, () => new Array<number>(16).fill(0)));
+    for (const env of envs) S.let(env, 'first_end');
+    if (0 < envs[0].first_end) fetch(0);
+    for (let c = 0; c < prm.chunks; c++) {
+      for (const env of envs) { env.c = c; for (const name of ['key0', 'key_end', 'steps']) S.let(env, name); env.alpha = 1 / ((c + 1) * prm.chunk_keys); }
+      const e0 = envs[0];
+      // the boundary: the running state through s_tile, times alpha, as f16
+      const sTile = new Float64Array(sTileSize).fill(NaN);
+      for (let sg = 0; sg < NT / 32; sg++) {
+        const env = envs[sg * 32];
+        for (const st of stores) {
+          if (st.arr !== 's_tile') throw new Error(`a matrix stored to ${st.arr}`);
+          const off = st.off(env), stride = st.stride(env), a = acc[sg].get(st.acc)!;
+          for (let r = 0; r < 16; r++) for (let cc = 0; cc < 16; cc++) {
+            const i = off + r * stride + cc;
+            if (!(i >= 0 && i < sTile.length)) throw new Error(`s_tile[${i}] outside ${sTile.length}`);
+            sTile[i] = a[r][cc];
+          }
+        }
+      }
+      for (const env of envs) {
+        S.let(env, 'st_base');
+        for (let u = 0; u < cs; u++) {
+          for (const name of ['ts', 'srow', 'scol', 's_src']) S.let(env, name, u);
+          const dst = S.let(env, 'st_dst', u);
+          for (let i = 0; i < 8; i++) {
+            const x = sTile[env.s_src + i];
+            if (Number.isNaN(x)) throw new Error(`s_tile[${env.s_src + i}] read before it was written`);
+            const at = dst * 8 + i;
+            if (!(at >= 0 && at < state.length)) throw new Error(`state[${at}] outside ${state.length}`);
+            if (!Number.isNaN(state[at])) throw new Error(`state[${at}] written twice`);
+            state[at] = roundToHalf(x * env.alpha);
+          }
+        }
+      }
+      const zRed = envs.flatMap((env) => [env.z.slice(0, 4), env.z.slice(4, 8)]);
+      for (const env of envs) {
+        if (!zCond[0](env)) continue;
+        const zs = [0, 0, 0, 0];
+        for (let r = 0; r < S.consts.ZROWS; r++) { env.r = r; zRed[S.let(env, 'z_src')].forEach((x: number, i: number) => { zs[i] += x; }); }
+        const dst = S.let(env, 'z_dst');
+        for (let i = 0; i < 4; i++) {
+          const at = dst * 4 + i;
+          if (!(at >= 0 && at < z.length)) throw new Error(`z[${at}] outside ${z.length}`);
+          if (!Number.isNaN(z[at])) throw new Error(`z[${at}] written twice`);
+          z[at] = zs[i] * env.alpha;
+        }
+      }
+      // the chunk's keys
+      for (let step = 0; step < e0.steps; step++) {
+        const kTile = new Float64Array(kTileSize).fill(NaN), vTile = new Float64Array(vTileSize).fill(NaN);
+        for (const env of envs) {
+          env.step = step;
+          for (let u = 0; u < ck; u++) {
+            S.let(env, 'tk', ck + u);
+            const dst = S.let(env, 'k_dst', u);
+            if (!(dst >= 0 && (dst + 1) * 8 <= kTileSize)) throw new Error(`k_tile[${dst}] outside`);
+            kTile.set(env.rk[u], dst * 8);
+            env.rk[u].forEach((x: number, i: number) => { env.z[i] += x; });
+          }
+          for (let u = 0; u < cv; u++) {
+            S.let(env, 'tv', cv + u);
+            const dst = S.let(env, 'v_dst', u);
+            if (!(dst >= 0 && (dst + 1) * 8 <= vTileSize)) throw new Error(`v_tile[${dst}] outside`);
+            vTile.set(env.rv[u], dst * 8);
+          }
+        }
+        // the next step: this chunk's, past its last step the next chunk's first
+        for (const env of envs) { S.let(env, 'next_first'); S.let(env, 'next_end'); }
+        if (e0.next_first < e0.next_end) fetch(1);
+        for (let sg = 0; sg < NT / 32; sg++) {
+          const env = envs[sg * 32];
+          for (let s0 = 0; s0 < loads.length; s0 += 6) {
+            const m = new Map<string, number[][]>();
+            for (const l of loads.slice(s0, s0 + 6)) m.set(l.name, loadMatrix(l.arr === 'k_tile' ? kTile : vTile, l.off(env), l.stride(env), l.major, `walk ${l.name}`));
+            for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) mma(acc[sg].get(`acc_${i}_${j}`)!, m.get(`a${i}`)!, m.get(`b${j}`)!);
+          }
+        }
+      }
+    }
+  }
+  if (state.some(Number.isNaN)) throw new Error('prefix states left unwritten');
+  if (z.some(Number.isNaN)) throw new Error('prefix key sums left unwritten');
+  return { state, z };
 }
 
 export function vec(a: readonly number[]) { return { x: a[0], y: a[1], z: a[2], w: a[3] }; }
