@@ -113,6 +113,7 @@ function emulateOutput(c: Case, p: ReturnType<typeof causalProblem>['p'], plan: 
     }
     // φ(Q) staged once
     const qTile = new Float64Array(size('q_tile')).fill(NaN);
+    const shares = new Float64Array(S.arraySize('s_tile')).fill(NaN);
     for (const env of envs) {
       for (let u = 0; u < cq; u++) {
         S.let(env, 'tq', u); S.let(env, 'row', u); S.let(env, 'fd', u);
@@ -122,16 +123,21 @@ function emulateOutput(c: Case, p: ReturnType<typeof causalProblem>['p'], plan: 
         const dst = S.let(env, 'q_dst', u);
         within(dst * 8, qTile.length - 7, 'q_tile');
         qTile.set(x, dst * 8);
+        // the chunk's share of the prefix den, into s_tile[tq]
+        const zi = S.let(env, 'zi', u);
+        within(zi * 4 + 7, z.length, 'z');
+        within(env.tq, shares.length, 's_tile (den shares)');
+        shares[env.tq] = x.reduce((a, y, i) => a + y * z[zi * 4 + i], 0);
       }
     }
     const e0 = envs[0];
-    // den of the prefix and num = φ(Q)·state_e
+    // den of the prefix (its shares in order) and num = φ(Q)·state_e
     const den = new Float64Array(C.TM);
     for (let r = 0; r < C.TM; r++) {
       for (let cc = 0; cc < C.CPR_Q; cc++) {
-        const zi = S.let({ ...e0, r, c: cc }, 'zi');
-        within(zi * 4 + 7, z.length, 'z');
-        for (let i = 0; i < 8; i++) den[r] += qTile[(r * C.Q_LD + cc) * 8 + i] * z[zi * 4 + i];
+        const src = S.let({ ...e0, r, c: cc }, 'dq_src');
+        if (Number.isNaN(shares[src])) throw new Error(`den share ${src} read before it was written`);
+        den[r] += shares[src];
       }
     }
     const acc = Array.from({ length: NT / 32 }, () => new Map<string, number[][]>());
@@ -338,6 +344,7 @@ describe('fused causal linear attention kernels', () => {
       ['the keys after the prefix start late', (s) => s.replace('let key_lo = max(e * p.chunk_keys, p.key_shift) - p.key_shift;', 'let key_lo = max(e * p.chunk_keys, p.key_shift) - p.key_shift + 1u;')],
       ['the score operand read row-major', (s) => s.replace(/col_major>\(&k_tile/g, 'row_major>(&k_tile')],
       ['the state\'s columns one chunk off', (s) => s.replace('* p.dvp + v0 + (ts % CPR_V) * 8u) / 8u', '* p.dvp + v0 + ((ts + 1u) % CPR_V) * 8u) / 8u')],
+      ['the prefix den\'s key sums one feature chunk off', (s) => s.replace('let zi = (st_row0 + fd) / 4u;', 'let zi = (st_row0 + (fd + 8u) % p.fp) / 4u;')],
       ['the state\'s next rows one step late', (s) => s.replace('((st_row0 + (fstep + 1u) * KT + ts / CPR_V)', '((st_row0 + fstep * KT + ts / CPR_V)')],
     ];
     // each must show on one of two cases: chunks on the diagonals (three prefix states), or shifted (GQA, Sq < Sk)

@@ -123,7 +123,7 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
   add(`var<workgroup> k_tile: array<vec4<u32>, ${KT * (cprQ + 1)}>;   // [key][feature], φ applied`);
   add(`var<workgroup> v_tile: array<vec4<u32>, ${KT * (cprV + 1)}>;   // [key][column]`);
   add(`var<workgroup> p_tile: array<vec4<u32>, ${TM * (KT / 8 + 1)}>;   // [query][key], masked, times alpha`);
-  add(`var<workgroup> s_tile: array<f32, ${TM * KT}>;   // scores [query][key]; at the end the epilogue's scratch`);
+  add(`var<workgroup> s_tile: array<f32, ${TM * KT}>;   // the prefix den's shares [query][8 features] first; scores [query][key]; at the end the epilogue's scratch`);
   add(`var<workgroup> den: array<f32, ${TM}>;`);
   add('');
   add(`@compute @workgroup_size(${g.threads})`);
@@ -170,6 +170,10 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
     add('    if (row < p.seq_q) { w = pack8(phi8(eight_q(q_row0 + row * p.q_str.z, fd, p.dim, p.q_str.w), fd, p.dim)); }');
     add('    let q_dst = (tq / CPR_Q) * Q_LD + tq % CPR_Q;');
     add('    q_tile[q_dst] = w;');
+    add('    // this chunk\'s share of the prefix den, φ(q)·z_e over its 8 features (the f16-rounded φ(q) the products use)');
+    add('    let x = unpack8(w);');
+    add('    let zi = (st_row0 + fd) / 4u;');
+    add('    s_tile[tq] = dot(x.lo, z[zi]) + dot(x.hi, z[zi + 1u]);');
     add('  }');
   }
   // the first in-chunk step's K and V in flight during the prefix products
@@ -191,14 +195,10 @@ export function buildFusedCausalOutput(o: FusedCausalOptions): string {
     (i, kk) => `subgroupMatrixLoad<${LEFT}, row_major>(&q_tile, (sm + ${i * 16}u) * Q_LD + fstep * ${KT / 8}u + ${kk / 8}u, Q_LD)`,
     (j, kk) => `subgroupMatrixLoad<${RIGHT}, row_major>(&v_tile, ${kk}u * V_LD + (sn + ${j * 16}u) / 8u, V_LD)`);
   add('  }');
-  add('  // ---- den of the prefix: φ(q)·z_e (the f16-rounded φ(q) the products use)');
+  add('  // ---- den of the prefix per row: its chunks\' shares (s_tile, written while staging φ(Q)) in order');
   add('  for (var r = lid; r < TM; r += NT) {');
   add('    var d0 = 0.0;');
-  add('    for (var c = 0u; c < CPR_Q; c++) {');
-  add('      let x = unpack8(q_tile[r * Q_LD + c]);');
-  add('      let zi = (st_row0 + c * 8u) / 4u;');
-  add('      d0 += dot(x.lo, z[zi]) + dot(x.hi, z[zi + 1u]);');
-  add('    }');
+  add('    for (var c = 0u; c < CPR_Q; c++) { let dq_src = r * CPR_Q + c; d0 += s_tile[dq_src]; }');
   add('    den[r] = d0;');
   add('  }');
   add('  // ---- the keys after the prefix, KT a step');
