@@ -23,7 +23,8 @@
 // from one process to the next, session 2026-12-02 call 1; nvidia-smi in call 2).
 // PyTorch SDPA on the same shapes comes from bench/decode_torch.py (--torch FILE, its JSON lines).
 //
-//   node bench/decode.mjs --out DIR [--parts contiguous,paged,int8,mla] [--shapes llama-8b,qwen2-0.5b,qwen-7b] [--torch DIR/torch-decode.jsonl] [--reps 50] [--smoke]
+//   node bench/decode.mjs --out DIR [--parts contiguous,paged,int8,mla] [--shapes llama-8b,qwen2-0.5b,qwen-7b] [--dtypes float16,float32] [--torch DIR/torch-decode.jsonl] [--reps 50] [--smoke]
+// (--dtypes: the contiguous part's cache dtypes)
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,6 +38,7 @@ import { Scope } from '../dist/scope/index.js';
 import { queueHeater, warmGpu } from './gpu/gpu-timer.mjs';
 import { planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
+import { pipelinedLayout } from '../dist/ops/decode/webgpu/split-kv-pipelined.wgsl.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -46,6 +48,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '50' },
     smoke: { type: 'boolean', default: false },
     shapes: { type: 'string' },
+    dtypes: { type: 'string', default: 'float16,float32' },
   },
 });
 const smoke = args.smoke;
@@ -379,6 +382,8 @@ async function variant({ part, shapeName, Nq, Nkv, D, Dv, length, dtype, pageSiz
       ...base, gpuUs: t.gpuUs && +t.gpuUs.toFixed(1), passes: t.passes, steadyUs: +t.steadyUs.toFixed(1), replayUs: +replayUs.toFixed(1), apiUs: +apiUs.toFixed(1), bytes,
       GBs: +(bytes / us / 1e3).toFixed(1), streamUs: +stream.toFixed(1), streamGBs: +(bytes / stream / 1e3).toFixed(1), fractionOfStream: +(stream / us).toFixed(3),
       maxRelError: +err.toExponential(2), plan: { workgroup: plan.kernel.workgroupSize, chunk: plan.kernel.chunk, rows: plan.kernel.headsPerBlock * plan.kernel.tokensPerBlock, splits: plan.splits, unroll: plan.kernel.unroll },
+      // the pipelined kernel's, where the plan has one (the passes' labels say which kernel ran)
+      ...(plan.pipelined ? { pipelined: { ...pipelinedLayout(plan.pipelined.kernel), keyWords: plan.pipelined.kernel.keyWords, workgroup: plan.pipelined.kernel.workgroupSize, splits: plan.pipelined.splits } } : {}),
       timing: `${timestamps ? 'GPU timestamps per dispatch, ' : ''}median of 3 rounds of ${reps}`,
     };
     return row;
@@ -409,7 +414,7 @@ for (const [shapeName, s] of Object.entries(SHAPES)) {
     const q = fill(Nq * D, 3);
     const common = { shapeName, Nq, Nkv, D, Dv: D, length, hostRows, q };
     if (parts.has('contiguous')) {
-      for (const dtype of ['float16', 'float32']) record(await variant({ ...common, part: 'contiguous', dtype }));
+      for (const dtype of args.dtypes.split(',')) record(await variant({ ...common, part: 'contiguous', dtype }));
     }
     if (parts.has('paged')) {
       for (const pageSize of smoke ? [16] : [16, 64]) record(await variant({ ...common, part: 'paged', dtype: 'float16', pageSize }));

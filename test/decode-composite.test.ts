@@ -137,8 +137,9 @@ describe.skipIf(webgpu.skip !== undefined)('the decode op in the runner\'s modes
 
 describe.skipIf(webgpu.skip !== undefined)('the append as a dispatch of its own on WebGPU', () => {
   // the general kernel's append (inside its attention dispatch) is the check: the same cache words
-  // and int8 scales, the same output, on an int8 and a float16 cache with RoPE
-  it.each([['int8', 1], ['float16', 1], ['int8', 3], ['float16', 3]] as const)('%s cache, %i new tokens: the append-first step stores what the general kernel stores and attends the same', async (dtype, T) => {
+  // and int8 scales, the same output, on an int8 and a float16 cache with RoPE; int8 also in the
+  // pipelined kernel's words of 8 (FUSEDATTN_DECODE_PIPE_CHUNK=8: the append stores in them too)
+  it.each([['int8', 1, ''], ['float16', 1, ''], ['int8', 3, ''], ['float16', 3, ''], ['int8', 3, ', words of 8']] as const)('%s cache, %i new tokens%s: the append-first step stores what the general kernel stores and attends the same', async (dtype, T, eight) => {
     const rt = await getRuntime();
     const [B, start, Nq, Nkv, D] = [2, 50, 4, 2, 32];
     const W = (Nq + 2 * Nkv) * D;
@@ -160,7 +161,8 @@ describe.skipIf(webgpu.skip !== undefined)('the append as a dispatch of its own 
     const runs = [];
     for (const separate of ['1', '0']) {
       // int8 caches take the pipelined kernel only when asked (FUSEDATTN_DECODE_PIPELINED=2)
-      const plan = await appendPlan({ ...shapeOf(D, Nq / Nkv, Nkv, B, T, start + T, true), cache: dtype }, separate as '0' | '1', undefined, { FUSEDATTN_DECODE_PIPELINED: '2' });
+      const plan = await appendPlan({ ...shapeOf(D, Nq / Nkv, Nkv, B, T, start + T, true), cache: dtype }, separate as '0' | '1', undefined, { FUSEDATTN_DECODE_PIPELINED: '2', ...(eight ? { FUSEDATTN_DECODE_PIPE_CHUNK: '8' } : {}) });
+      if (eight && plan.pipelined) expect([plan.pipelined.kernel.chunk, plan.pipelined.append?.chunk]).toEqual([8, 8]);
       const kBuf = rt.upload(keys, 'keys');
       const vBuf = rt.upload(values, 'values');
       const ksBuf = rt.upload(scales, 'key scales');

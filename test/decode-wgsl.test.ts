@@ -3,9 +3,9 @@
 // every storage dtype and mode, so nothing only the H200 runs is first compiled there. Plus the
 // plan's choices on H200-like limits, and the combine and merge kernels.
 import { describe, expect, it } from 'vitest';
-import { type DecodeShape, buildCombine, buildMerge, buildSplitKv, planDecode, splitKvSharedBytes, splitKvUnsupported } from '../dist/ops/decode/webgpu/index.js';
+import { type DecodeShape, buildCombine, buildMerge, buildSplitKv, pipelinedKey, planDecode, splitKvSharedBytes, splitKvUnsupported } from '../dist/ops/decode/webgpu/index.js';
 import { tintErrors } from './tint.js';
-import { buildPipelinedSplitKv, pipelinedLayout, pipelinedSharedBytes } from '../dist/ops/decode/webgpu/split-kv-pipelined.wgsl.js';
+import { buildPipelinedSplitKv, pipelinedLayout, pipelinedSharedBytes, pipelinedUnsupported } from '../dist/ops/decode/webgpu/split-kv-pipelined.wgsl.js';
 import { buildDecodeAppend } from '../dist/ops/decode/webgpu/append.wgsl.js';
 import { SEPARATE_APPEND_KEYS } from '../dist/ops/decode/webgpu/plan.js';
 import { ACCESS_HELPERS } from '../dist/ops/decode/webgpu/access.wgsl.js';
@@ -138,6 +138,67 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     if (typeof llama === 'string' || !llama.pipelined) throw new Error('llama-8b: no pipelined plan');
     expect(pipelinedLayout(llama.pipelined.kernel)).toMatchObject({ T: 4, TK: 32, NKS: 8, VK: 4, R: 4 });
     expect(llama.pipelined.grid).toEqual([8, 1, 64]);
+    // int8 caches on the pipelined kernel (FUSEDATTN_DECODE_PIPELINED=2) in words of 16 (the default)
+    // and of 8 elements (FUSEDATTN_DECODE_PIPE_CHUNK=8: vec2<u32> words, twice the value threads per key)
+    process.env.FUSEDATTN_DECODE_PIPELINED = '2';
+    try {
+      const int8Shapes: Record<string, Partial<DecodeShape>> = {
+        'int8 llama-8b 32K': { cache: 'int8' },
+        'int8 llama-8b 4K, 2 words per thread': { cache: 'int8', maxKeys: 4096 },
+        'int8 paged, ALiBi, softcap, LSE, 4 tokens, q f16': { cache: 'int8', paged: true, alibi: true, softcap: true, lse: true, tokens: 4, io: 'float16' },
+        'int8 one split (direct), GQA 4/1, D 64': { cache: 'int8', maxKeys: 64, headsKv: 1, dimQK: 64, dimV: 64, lse: true },
+        'int8 paged append RoPE (append first)': { cache: 'int8', paged: true, append: true, rope: true },
+      };
+      for (const chunk of [undefined, '8', '16'] as const) {
+        if (chunk) process.env.FUSEDATTN_DECODE_PIPE_CHUNK = chunk;
+        else delete process.env.FUSEDATTN_DECODE_PIPE_CHUNK;
+        for (const [name, shape] of Object.entries(int8Shapes)) {
+          if (name.includes('2 words')) process.env.FUSEDATTN_DECODE_PIPE_WORDS = '2';
+          const plan = planDecode({ ...base, ...shape }, h200);
+          delete process.env.FUSEDATTN_DECODE_PIPE_WORDS;
+          if (typeof plan === 'string' || !plan.pipelined) throw new Error(`${name}: no pipelined plan`);
+          const k = plan.pipelined.kernel;
+          // the option only where it differs from the default word (the default kernels' keys unchanged)
+          expect(k.chunk, name).toBe(chunk === '8' ? 8 : undefined);
+          expect(pipelinedLayout(k).E, name).toBe(chunk === '8' ? 8 : 16);
+          expect(pipelinedKey(plan).pipelined?.endsWith('/E8'), name).toBe(chunk === '8');
+          if (plan.pipelined.append) {
+            expect(plan.pipelined.append.chunk, `${name}: the append stores the attention's words`).toBe(pipelinedLayout(k).E);
+            sources[`${name}, chunk ${chunk ?? 'default'} (append first)`] = buildDecodeAppend(plan.pipelined.append);
+          }
+          expect(pipelinedSharedBytes(k)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
+          const wgsl = buildPipelinedSplitKv(k);
+          expect(wgsl).toContain(`var<storage, read> keys: array<${chunk === '8' ? 'vec2<u32>' : 'vec4<u32>'}>;`);
+          sources[`${name}, chunk ${chunk ?? 'default'} (pipelined)`] = wgsl;
+        }
+      }
+      // llama-8b in words of 8: the float16 cache's layout (4 lanes x 4 words per key, tiles of 32)
+      process.env.FUSEDATTN_DECODE_PIPE_CHUNK = '8';
+      const eight = planDecode({ ...base, cache: 'int8' }, h200);
+      if (typeof eight === 'string' || !eight.pipelined) throw new Error('int8 llama-8b: no pipelined plan');
+      expect(pipelinedLayout(eight.pipelined.kernel)).toMatchObject({ E: 8, CQ: 16, CV: 16, T: 4, TK: 32, NKS: 8, VK: 4, R: 4 });
+      // a word size the dtype does not take leaves the default (float16 8, float32 4)
+      process.env.FUSEDATTN_DECODE_PIPE_CHUNK = '16';
+      for (const cache of ['float16', 'bfloat16', 'float32'] as const) {
+        const p = planDecode({ ...base, cache }, h200);
+        if (typeof p === 'string' || !p.pipelined) throw new Error(`${cache}: no pipelined plan`);
+        expect(p.pipelined.kernel.chunk, cache).toBeUndefined();
+        expect(pipelinedLayout(p.pipelined.kernel).E, cache).toBe(cache === 'float32' ? 4 : 8);
+      }
+      process.env.FUSEDATTN_DECODE_PIPE_CHUNK = '12';
+      expect(() => planDecode({ ...base, cache: 'int8' }, h200)).toThrow(/FUSEDATTN_DECODE_PIPE_CHUNK/);
+    } finally {
+      delete process.env.FUSEDATTN_DECODE_PIPELINED;
+      delete process.env.FUSEDATTN_DECODE_PIPE_CHUNK;
+      delete process.env.FUSEDATTN_DECODE_PIPE_WORDS;
+    }
+    // the options refuse words a dtype does not take
+    const llamaKernel = llama.pipelined.kernel;
+    expect(pipelinedUnsupported({ ...llamaKernel, chunk: 16 })).toMatch(/float16 cache takes words of 8 elements, got chunk 16/);
+    expect(pipelinedUnsupported({ ...llamaKernel, cache: 'int8', chunk: 4 })).toMatch(/int8 cache takes words of 16 or 8 elements/);
+    expect(pipelinedUnsupported({ ...llamaKernel, cache: 'float32', chunk: 8 })).toMatch(/float32 cache takes words of 4 elements/);
+    expect(pipelinedUnsupported({ ...llamaKernel, cache: 'int8', chunk: 8 })).toBeUndefined();
+    expect(buildPipelinedSplitKv({ ...llamaKernel, chunk: 8 }), 'chunk 8 on float16 is its default word').toBe(buildPipelinedSplitKv(llamaKernel));
     sources['combine Dv 1024 (several quads per thread)'] = buildCombine({ dimV: 1024, io: 'float16', lse: true });
     sources['merge f16 BSND'] = buildMerge({ io: 'float16', bsnd: true });
     const errors = tintErrors(sources, 'the decode kernels');

@@ -136,6 +136,36 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
       });
     }
   }
+  // int8 caches on the pipelined kernel in words of 8 elements (FUSEDATTN_DECODE_PIPE_CHUNK=8, vec2<u32>
+  // loads; issue 15) at real widths: llama-8b's 32/8 heads over one split (many tiles per workgroup),
+  // and 4/1 heads paged with shared pages over a few splits (the combine), odd lengths
+  for (const [c, target] of [
+    [{ batch: 1, headsQ: 32, headsKv: 8, seqQ: 1, dimQK: 128, lengths: [457], cache: 'int8', returnLse: true }, '1'],
+    [{ batch: 2, headsQ: 4, headsKv: 1, seqQ: 1, dimQK: 128, lengths: [301, 77], cache: 'int8', pageSize: 16, sharedPages: true }, '24'],
+  ] as Array<[DecodeCase, string]>) {
+    it(`${decodeCaseName(c)} on the pipelined kernel in words of 8 (${target === '1' ? 'one split' : 'a few splits'})`, async () => {
+      process.env.FUSEDATTN_DECODE_PIPELINED = '2';
+      process.env.FUSEDATTN_DECODE_PIPE_CHUNK = '8';
+      process.env.FUSEDATTN_DECODE_PIPE_TARGET = target;
+      try {
+        const { q, cache, options } = makeDecodeCase(c, 13);
+        const { planFor } = await import('../dist/ops/decode/webgpu/run.js');
+        const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
+        const plan = planFor(await getRuntime(), validateDecode(q, cache, options));
+        expect(plan.pipelined, 'the plan takes the pipelined kernel').toBeDefined();
+        expect(plan.pipelined!.kernel.chunk).toBe(8);
+        expect(pipelinedLayout(plan.pipelined!.kernel).E).toBe(8);
+        const tiles = Math.ceil(Math.max(...c.lengths) / plan.pipelined!.grid[2] / pipelinedLayout(plan.pipelined!.kernel).TK);
+        if (target === '1') expect(tiles, 'several tiles per workgroup').toBeGreaterThan(2);
+        else expect(plan.pipelined!.combine, 'the combine pass').toBe(true);
+        await checkDecodeCase(c, 13, { backend: 'webgpu', gpuResident: true });
+      } finally {
+        delete process.env.FUSEDATTN_DECODE_PIPELINED;
+        delete process.env.FUSEDATTN_DECODE_PIPE_CHUNK;
+        delete process.env.FUSEDATTN_DECODE_PIPE_TARGET;
+      }
+    });
+  }
   // README "Decode attention": a decode loop records its call once and replays it (no validation,
   // binding or table upload per step); the kernel re-reads the lengths from their GPU buffer, so a
   // replay after the host rewrote them must equal a fresh call, bit for bit

@@ -2,11 +2,11 @@
 // width, tile size) and the key splits; the combine pass runs when there is more than one split
 // or the LSE is wanted. Chosen so that a long cache fills the GPU (splits) and each thread keeps
 // its accumulators in registers (rows x chunk quads <= 16 vec4).
-import { envInt } from '../../../core/env.js';
+import { envChoice, envInt } from '../../../core/env.js';
 import type { StoredDType } from './access.wgsl.js';
 import { type DecodeAppendOptions, decodeAppendUnsupported } from './append.wgsl.js';
 import { MLA_TILE, type MlaDecodeOptions, mlaDecodeSharedBytes, mlaDecodeUnsupported } from './mla-sgmatrix.wgsl.js';
-import { type PipelinedDecodeOptions, pipelinedChunk, pipelinedLayout, pipelinedSharedBytes, pipelinedStorageBindings, pipelinedUnsupported } from './split-kv-pipelined.wgsl.js';
+import { type PipelinedDecodeOptions, pipelinedChunks, pipelinedLayout, pipelinedSharedBytes, pipelinedStorageBindings, pipelinedUnsupported } from './split-kv-pipelined.wgsl.js';
 import { type SplitKvOptions, splitKvSharedBytes, splitKvStorageBindings, splitKvUnsupported } from './split-kv.wgsl.js';
 
 /** The shape-level facts a plan depends on (the same for a call and for a recorded step). */
@@ -49,7 +49,7 @@ export interface DecodePlan {
   /**
    * The pipelined split-KV kernel (split-kv-pipelined.wgsl.ts) for calls without appends, RoPE or
    * a latent cache, with its own splits, grid and combine; the call falls back to `kernel` where its
-   * strides are not whole 16-byte words.
+   * strides are not whole cache words (its `chunk`).
    */
   pipelined?: {
     kernel: PipelinedDecodeOptions; splits: number; grid: [number, number, number]; combine: boolean;
@@ -209,8 +209,11 @@ const PIPELINED_WORKGROUP = 128;
  * The pipelined kernel's plan where it applies (FUSEDATTN_DECODE_PIPELINED=0 turns it off, 2 takes it for int8 caches too): no
  * append, RoPE or latent cache; as many heads of the group per workgroup as its accumulators allow.
  * FUSEDATTN_DECODE_PIPE_WORKGROUP (threads, default 128), FUSEDATTN_DECODE_PIPE_WORDS (key words per
- * score thread, default 4) and FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for) are the
- * benchmarks' overrides. One workgroup per (sequence, KV head) with 1024 threads and no combine
+ * score thread, default 4), FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for) and
+ * FUSEDATTN_DECODE_PIPE_CHUNK (elements per cache word: 4, 8 or 16, taken where the cache dtype
+ * allows it, else the default; only int8 has a choice, 16 by default or 8, one vec2<u32> word, as
+ * the general kernel's int8 loads: twice the value threads per key; issue 15, the H200 decides
+ * bench/gpu/decode-int8.sh) are the benchmarks' overrides. One workgroup per (sequence, KV head) with 1024 threads and no combine
  * pass measured 2.4-17x slower than splits and the combine on the H200, 1K-8K keys (session 7,
  * call 2: a workgroup alone on its SM reads far below that SM's share of the bandwidth).
  */
@@ -234,10 +237,12 @@ function planPipelined(s: DecodeShape, limits: Limits, targetWorkgroups?: number
 
 /**
  * What a recorded decode step's commands depend on besides the general kernel's options and
- * splits: the pipelined kernel's splits and whether the append runs first (replays key on it).
+ * splits: the pipelined kernel's splits, whether the append runs first and an asked word size
+ * (FUSEDATTN_DECODE_PIPE_CHUNK; replays key on them).
  */
 export function pipelinedKey(plan: DecodePlan): { pipelined?: string } {
-  return plan.pipelined ? { pipelined: `${plan.pipelined.splits}${plan.pipelined.append ? '+append' : ''}` } : {};
+  const chunk = plan.pipelined?.kernel.chunk;
+  return plan.pipelined ? { pipelined: `${plan.pipelined.splits}${plan.pipelined.append ? '+append' : ''}${chunk !== undefined ? `/E${chunk}` : ''}` } : {};
 }
 
 /** Keys from which a step that appends takes the append-first path at head dims below 128. */
@@ -261,14 +266,20 @@ function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: numb
   if (mode === undefined && s.dimQK < 128 && s.maxKeys < SEPARATE_APPEND_KEYS) return undefined;
   const pipelined = planPipelined({ ...s, append: false, rope: false }, limits, targetWorkgroups);
   if (!pipelined) return undefined;
-  const append: DecodeAppendOptions = { dim: s.dimQK, cache: s.cache, io: s.io, paged: s.paged, rope: s.rope, chunk: pipelinedChunk(s.cache) };
+  // stores in the attention's words: its alignment check (effectivePlan) covers the append's too
+  const append: DecodeAppendOptions = { dim: s.dimQK, cache: s.cache, io: s.io, paged: s.paged, rope: s.rope, chunk: pipelinedLayout(pipelined.kernel).E };
   if (decodeAppendUnsupported(append)) return undefined;
   return { ...pipelined, append };
 }
 
 /** The pipelined kernel of N threads for `s`, or undefined where its layout or the limits do not allow one. */
 function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number): { kernel: PipelinedDecodeOptions; gridX: number; gridY: number } | undefined {
-  const E = pipelinedChunk(s.cache);
+  // the word size asked for where the cache dtype takes it and it is not the default (absent from
+  // the options otherwise: the default kernels' options, and so their pipeline keys, stay as they were)
+  const askedChunk = envChoice('FUSEDATTN_DECODE_PIPE_CHUNK', ['4', '8', '16']);
+  const [standard, ...others] = pipelinedChunks(s.cache);
+  const chunk = askedChunk !== undefined && others.includes(Number(askedChunk)) ? Number(askedChunk) as 4 | 8 | 16 : undefined;
+  const E = chunk ?? standard;
   if (s.dimQK % E !== 0 || s.dimV % E !== 0) return undefined;
   if (N > limits.maxComputeInvocationsPerWorkgroup || N > limits.maxComputeWorkgroupSizeX) return undefined;
   const asked = envInt('FUSEDATTN_DECODE_PIPE_WORDS', 1, 64) ?? 4;
@@ -285,7 +296,7 @@ function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number): { kernel
     for (let keyWords = Math.min(asked, words); keyWords >= 1 && !kernel; keyWords--) {
       const k: PipelinedDecodeOptions = {
         dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize: N, keyWords,
-        cache: s.cache, io: s.io, paged: s.paged, softcap: s.softcap, alibi: s.alibi, direct: false,
+        cache: s.cache, ...(chunk !== undefined ? { chunk } : {}), io: s.io, paged: s.paged, softcap: s.softcap, alibi: s.alibi, direct: false,
       };
       if (!pipelinedUnsupported(k) && pipelinedSharedBytes(k) <= limits.maxComputeWorkgroupStorageSize) kernel = k;
     }

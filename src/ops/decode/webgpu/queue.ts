@@ -10,7 +10,7 @@ import { COMBINE_BINDINGS, COMBINE_PARAMS, type CombineOptions, buildCombine, co
 import { envInt } from '../../../core/env.js';
 import type { DecodePlan } from './plan.js';
 import { type MlaDecodeOptions, buildMlaDecode } from './mla-sgmatrix.wgsl.js';
-import { type PipelinedDecodeOptions, buildPipelinedSplitKv, pipelinedChunk } from './split-kv-pipelined.wgsl.js';
+import { type PipelinedDecodeOptions, buildPipelinedSplitKv, pipelinedWord } from './split-kv-pipelined.wgsl.js';
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, type SplitKvOptions, buildSplitKv } from './split-kv.wgsl.js';
 
 export const splitKvKernel = defineKernel<SplitKvOptions>('decode-split-kv', buildSplitKv);
@@ -26,8 +26,9 @@ export const pipelinedKernel = defineKernel<PipelinedDecodeOptions>('decode-spli
  */
 export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'q' | 'keys' | 'values' | 'pageSize' | 'window'>): DecodePlan {
   if (plan.pipelined) {
-    // the pipelined kernel reads whole 16-byte words: every offset and stride a multiple of one
-    const E = pipelinedChunk(plan.pipelined.kernel.cache);
+    // the pipelined kernel reads whole words (16 bytes, or 8 for an int8 cache in chunks of 8):
+    // every offset and stride a multiple of one (the append first stores in the same words)
+    const E = pipelinedWord(plan.pipelined.kernel);
     const v = call.values ?? call.keys;
     const whole = [call.keys.off, call.keys.spos, call.keys.sp, call.keys.sh, v.off, v.spos, v.sp, v.sh].every((x) => x % E === 0);
     if (!whole) return { ...plan, pipelined: undefined };

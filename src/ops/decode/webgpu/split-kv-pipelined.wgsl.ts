@@ -10,7 +10,9 @@
 // previous tile's compute and two barriers, and every thread always has loads outstanding.
 //
 // One workgroup of N threads per (KV head x head block, sequence x token block, split), tiles of
-// TK keys; E elements per 16-byte word (float32 4, float16 / bfloat16 8, int8 16):
+// TK keys; E elements per cache word (`chunk`: by default one 16-byte word, float32 4, float16 /
+// bfloat16 8, int8 16; int8 also 8, one vec2<u32>: twice the value threads per key, as the general
+// kernel's int8 loads, split-kv.wgsl.ts):
 //   scores   thread (key k = lid / T, lane = lid % T) dots words lane, lane + T, ... (NC of them)
 //            of key k's row with every row's query (broadcast from workgroup memory): TK = N / T;
 //   weights  thread (row r, slice s) sums the T lanes of keys s, s + NKS, ... (VK of them), masks
@@ -21,7 +23,7 @@
 // Rows, key ranges, the split partition and the partial layout are split-kv.wgsl.ts's (the same
 // params and bindings, the same combine pass).
 import { NEG_INF_FN, NO_SCORE } from '../../../engines/webgpu/wgsl.js';
-import { ACCESS_HELPERS, type StoredDType, quadLoad, quadStore, quadType, unpackWord, wordType } from './access.wgsl.js';
+import { ACCESS_HELPERS, type StoredDType, elementBytes, quadLoad, quadStore, quadType, unpackWord, wordType } from './access.wgsl.js';
 import { SPLIT_KV_BINDINGS, SPLIT_KV_PARAMS, cacheAtFn, mergeTreeSteps } from './split-kv.wgsl.js';
 
 export interface PipelinedDecodeOptions {
@@ -37,6 +39,11 @@ export interface PipelinedDecodeOptions {
   /** Words of a key row each score thread dots (NC): T = Dq / E / NC threads per key. */
   keyWords: number;
   cache: StoredDType;
+  /**
+   * Elements per cache word (E): absent, pipelinedChunk(cache) (one 16-byte word); int8 also takes
+   * 8 (a vec2<u32> word). Every offset and stride of the cache must be a multiple of it.
+   */
+  chunk?: 4 | 8 | 16;
   io: 'float32' | 'float16';
   paged: boolean;
   softcap: boolean;
@@ -47,9 +54,19 @@ export interface PipelinedDecodeOptions {
   lse?: boolean;
 }
 
-/** Elements per 16-byte cache word. */
+/** Elements per 16-byte cache word: the kernel's word when its options give no `chunk`. */
 export function pipelinedChunk(cache: StoredDType): number {
   return cache === 'float32' ? 4 : cache === 'int8' ? 16 : 8;
+}
+
+/** The word sizes (elements) the kernel takes for a cache dtype, the default first. */
+export function pipelinedChunks(cache: StoredDType): readonly number[] {
+  return cache === 'float32' ? [4] : cache === 'int8' ? [16, 8] : [8];
+}
+
+/** Elements per cache word of the kernel `o` (E). */
+export function pipelinedWord(o: Pick<PipelinedDecodeOptions, 'cache' | 'chunk'>): number {
+  return o.chunk ?? pipelinedChunk(o.cache);
 }
 
 export interface PipelinedLayout {
@@ -68,7 +85,7 @@ export interface PipelinedLayout {
 }
 
 export function pipelinedLayout(o: PipelinedDecodeOptions): PipelinedLayout {
-  const E = pipelinedChunk(o.cache);
+  const E = pipelinedWord(o);
   const CQ = o.dimQK / E;
   const CV = o.dimV / E;
   const T = CQ / o.keyWords;
@@ -93,9 +110,10 @@ const MAX_QUADS = 16;
 const MAX_TOKENS = 16;
 
 export function pipelinedUnsupported(o: PipelinedDecodeOptions): string | undefined {
+  if (o.chunk !== undefined && !pipelinedChunks(o.cache).includes(o.chunk)) return `a ${o.cache} cache takes words of ${pipelinedChunks(o.cache).join(' or ')} elements, got chunk ${o.chunk}`;
   const { E, CQ, CV, T, TK, NKS, VK, R } = pipelinedLayout(o);
   const N = o.workgroupSize;
-  if (o.dimQK % E !== 0 || o.dimV % E !== 0) return `head dims ${o.dimQK} / ${o.dimV} are not multiples of ${E} (one 16-byte word of ${o.cache})`;
+  if (o.dimQK % E !== 0 || o.dimV % E !== 0) return `head dims ${o.dimQK} / ${o.dimV} are not multiples of ${E} (one ${E * elementBytes(o.cache)}-byte word of ${o.cache})`;
   if (!Number.isInteger(o.keyWords) || o.keyWords < 1 || CQ % o.keyWords !== 0) return `keyWords must divide the ${CQ} words of a key row, got ${o.keyWords}`;
   if (!Number.isInteger(TK) || TK < 1) return `${T} threads per key do not divide the workgroup (${N})`;
   if (!Number.isInteger(NKS) || NKS < 1) return `the ${CV} words of a value row do not divide the workgroup (${N})`;
