@@ -344,7 +344,7 @@ describe('fused causal linear attention kernels', () => {
       ['the keys after the prefix start late', (s) => s.replace('let key_lo = max(e * p.chunk_keys, p.key_shift) - p.key_shift;', 'let key_lo = max(e * p.chunk_keys, p.key_shift) - p.key_shift + 1u;')],
       ['the score operand read row-major', (s) => s.replace(/col_major>\(&k_tile/g, 'row_major>(&k_tile')],
       ['the state\'s columns one chunk off', (s) => s.replace('* p.dvp + v0 + (ts % CPR_V) * 8u) / 8u', '* p.dvp + v0 + ((ts + 1u) % CPR_V) * 8u) / 8u')],
-      ['the prefix den\'s key sums one feature chunk off', (s) => s.replace('let zi = (st_row0 + fd) / 4u;', 'let zi = (st_row0 + (fd + 8u) % p.fp) / 4u;')],
+      ['the prefix den from the previous chunk\'s key sums', (s) => s.replace('let zi = (st_row0 + fd) / 4u;', 'let zi = (st_row0 - min(st_row0 % (p.chunks * p.fp), p.fp) + fd) / 4u;')],
       ['the state\'s next rows one step late', (s) => s.replace('((st_row0 + (fstep + 1u) * KT + ts / CPR_V)', '((st_row0 + fstep * KT + ts / CPR_V)')],
     ];
     // each must show on one of two cases: chunks on the diagonals (three prefix states), or shifted (GQA, Sq < Sk)
