@@ -12,16 +12,9 @@ import { roundToHalf } from '../dist/core/dtype.js';
 import { validateApprox } from '../dist/ops/approx/problem.js';
 import { referenceApprox } from '../dist/ops/approx/index.js';
 import { CAUSAL_TM, buildFusedCausalOutput, buildFusedScan, causalWorkgroupBytes } from '../dist/ops/approx/webgpu/fused-causal.wgsl.js';
-import { buildFusedPrefixStates, prefixWorkgroupBytes } from '../dist/ops/approx/webgpu/fused-prefix.wgsl.js';
 import { CAUSAL_CHUNK_KEYS, fusedGrids, fusedParams, fusedPlan, fusedPlanUnsupported, fusedProblemUnsupported } from '../dist/ops/approx/webgpu/fused.js';
-import { type Case, type Env, Source, compileExpr, eight, emulateEpilogue, emulateState, emulateWalk, loadMatrix, makeInputs, mma, phi, vec } from './fused-emulation.js';
+import { type Case, type Env, Source, compileExpr, eight, emulateEpilogue, emulateState, loadMatrix, makeInputs, mma, phi, vec } from './fused-emulation.js';
 import { tintErrors } from './tint.js';
-
-/** Runs `fn` with FUSEDATTN_APPROX_CAUSAL_PREFIX set to `route` (the plan reads it). */
-function withPrefixRoute<T>(route: string, fn: () => T): T {
-  process.env.FUSEDATTN_APPROX_CAUSAL_PREFIX = route;
-  try { return fn(); } finally { delete process.env.FUSEDATTN_APPROX_CAUSAL_PREFIX; }
-}
 
 const zeros16 = () => Array.from({ length: 16 }, () => new Array<number>(16).fill(0));
 
@@ -31,7 +24,7 @@ function causalProblem(c: Case, seed: number) {
 }
 
 /** The three causal kernels of `c` in emulation; the output in the output layout and the problems found. */
-function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => string; prefix?: (s: string) => string } = {}) {
+function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => string } = {}) {
   const { q, k, v, p } = causalProblem(c, seed);
   const pad = c.pad ?? 0;
   const bases = { q: pad, k: pad, v: pad };
@@ -42,22 +35,14 @@ function emulateCausal(c: Case, seed: number, mutate: { output?: (s: string) => 
   const padded = (t: Tensor) => { const x = t.toFloat32(); const y = new Float64Array(x.length + pad); y.set(x, pad); return y; };
   const [qd, kd, vd] = [padded(q), padded(k), padded(v)];
   const dtype = p.base.dtype;
-  const { state, z } = plan.prefix === 'walk' ? emulateWalk(plan, prm, grids.prefix, kd, vd, dtype, mutate.prefix) : emulateStateAndScan(plan, prm, grids.state, kd, vd, dtype);
-  return { ...emulateOutput(c, p, plan, prm, grids, { qd, kd, vd }, state, z, mutate), state, z };
-}
-
-/** Largest |a - b| over the largest |b|. */
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0, scale = 1e-30;
-  for (let i = 0; i < b.length; i++) { err = Math.max(err, Math.abs(a[i] - b[i])); scale = Math.max(scale, Math.abs(b[i])); }
-  return err / scale;
-}
-
-/** The causal prefix states by the scan route: kernel 1, the state partials over the shifted chunks; kernel 2, the exclusive scan. */
-function emulateStateAndScan(plan: ReturnType<typeof fusedPlan>, prm: Env, grid: [number, number, number], kd: Float64Array, vd: Float64Array, dtype: string) {
+  const map = plan.state.map;
+  const o = plan.causal!;
   const KC = plan.chunkKeys;
-  const { part, zpart } = emulateState(plan, prm, grid, kd, vd, dtype);
-  // (the scan's arithmetic is the WGSL's, written out here)
+
+  // ---- kernel 1: the state partials over the shifted chunks
+  const { part, zpart } = emulateState(plan, prm, grids.state, kd, vd, dtype);
+
+  // ---- kernel 2: the exclusive scan (its arithmetic is the WGSL's, written out here)
   const fd = plan.fp * plan.dvp;
   const state = new Float64Array(plan.bytes.state / 2);
   const z = new Float64Array(plan.bytes.z / 4);
@@ -71,15 +56,6 @@ function emulateStateAndScan(plan: ReturnType<typeof fusedPlan>, prm: Env, grid:
       for (let cc = 0; cc < plan.chunks; cc++) { const at = (pl * plan.chunks + cc) * plan.fp + f; z[at] = acc / ((cc + 1) * KC); acc += zpart[at]; }
     }
   }
-  return { state, z };
-}
-
-/** Kernel 3, the causal output, from the prefix states. */
-function emulateOutput(c: Case, p: ReturnType<typeof causalProblem>['p'], plan: ReturnType<typeof fusedPlan>, prm: Env, grids: ReturnType<typeof fusedGrids>,
-  { qd, kd, vd }: { qd: Float64Array; kd: Float64Array; vd: Float64Array }, state: Float64Array, z: Float64Array, mutate: { output?: (s: string) => string }) {
-  const dtype = p.base.dtype;
-  const map = plan.state.map;
-  const o = plan.causal!;
 
   // ---- kernel 3: the causal output
   const S = new Source((mutate.output ?? ((x) => x))(buildFusedCausalOutput(o)));
@@ -279,7 +255,7 @@ const CAUSAL: Case[] = [
 
 describe('fused causal linear attention kernels', () => {
   const variants = () => {
-    const list: Array<{ name: string; code: string; fp?: 64 | 128; tn?: 64 | 128; prefix?: boolean }> = [{ name: 'scan', code: buildFusedScan() }];
+    const list: Array<{ name: string; code: string; fp?: 64 | 128; tn?: 64 | 128 }> = [{ name: 'scan', code: buildFusedScan() }];
     for (const dtype of ['float16', 'float32'] as const) for (const fp of [64, 128] as const) for (const tn of [64, 128] as const) {
       for (const [vecQ, vecKV, vecOut] of [[true, true, true], [false, false, false], [true, false, true]]) {
         const map = dtype === 'float16' ? 'elu+1' : 'relu';
@@ -287,9 +263,6 @@ describe('fused causal linear attention kernels', () => {
       }
     }
     list.push({ name: 'causal float16 identity', code: buildFusedCausalOutput({ dtype: 'float16', map: 'identity', fp: 128, tn: 128, vecQ: true, vecKV: true, vecOut: true }), fp: 128, tn: 128 });
-    for (const dtype of ['float16', 'float32'] as const) for (const vec of [true, false]) for (const map of ['elu+1', 'relu', 'identity'] as const) {
-      list.push({ name: `prefix walk ${dtype} ${map} vec ${vec}`, code: buildFusedPrefixStates({ dtype, map, vec }), prefix: true });
-    }
     return list;
   };
 
@@ -301,19 +274,18 @@ describe('fused causal linear attention kernels', () => {
 
   it('keep workgroup memory in whole 16-byte arrays, as the host counts it, within 48 KiB', () => {
     for (const v of variants()) {
-      if (!v.fp && !v.prefix) continue;
+      if (!v.fp) continue;
       const sizes = [...v.code.matchAll(/var<workgroup>\s+\w+\s*:\s*array<([^,]+),\s*(\d+)>/g)].map((m) => (m[1].startsWith('vec4') ? 16 : 4) * Number(m[2]));
       for (const s of sizes) expect(s % 16, v.name).toBe(0);
       const total = sizes.reduce((a, b) => a + b, 0);
-      expect(total, v.name).toBe(v.prefix ? prefixWorkgroupBytes() : causalWorkgroupBytes({ fp: v.fp!, tn: v.tn! }));
+      expect(total, v.name).toBe(causalWorkgroupBytes({ fp: v.fp, tn: v.tn! }));
       expect(total, v.name).toBeLessThanOrEqual(49152);
     }
   });
 
-  for (const route of ['walk', 'scan'] as const) for (const [n, c] of CAUSAL.entries()) {
-    it(`emulated with the WGSL's index arithmetic, prefix states by the ${route}: ${JSON.stringify(c)}`, () => {
-      const r = withPrefixRoute(route, () => emulateCausal(c, 700 + n));
-      expect(r.plan.prefix).toBe(route);
+  for (const [n, c] of CAUSAL.entries()) {
+    it(`emulated with the WGSL's index arithmetic: ${JSON.stringify(c)}`, () => {
+      const r = emulateCausal(c, 700 + n);
       expect(r.problems).toEqual([]);
       let err = 0, scale = 1e-30;
       for (let i = 0; i < r.ref.length; i++) { err = Math.max(err, Math.abs(r.out[i] - r.ref[i])); scale = Math.max(scale, Math.abs(r.ref[i])); }
@@ -351,44 +323,6 @@ describe('fused causal linear attention kernels', () => {
     for (const [what, m] of mutations) expect(fails(CAUSAL[0], m, what) || fails(CAUSAL[1], m, what), what).toBe(true);
   });
 
-  // the two routes' prefix states agree to f16 rounding (different summation orders), which a single
-  // key lost or counted twice would not (about 1 / keys of the state)
-  it('the prefix walk writes the scan\'s states and key sums', () => {
-    for (const [n, c] of CAUSAL.entries()) {
-      const walk = emulateCausal(c, 700 + n);
-      const scan = withPrefixRoute('scan', () => emulateCausal(c, 700 + n));
-      expect(walk.state.length, JSON.stringify(c)).toBe(scan.state.length);
-      expect(relDiff(walk.state, scan.state), JSON.stringify(c)).toBeLessThan(2e-3);
-      expect(relDiff(walk.z, scan.z), JSON.stringify(c)).toBeLessThan(1e-9);
-    }
-  });
-
-  it('fails on a wrong chunk, scale or key range in the prefix walk (mutated kernels)', () => {
-    const fails = (c: Case, prefix: (s: string) => string, what: string) => {
-      const src = buildFusedPrefixStates({ dtype: 'float16', map: 'elu+1', vec: true });
-      expect(prefix(src), `${what}: the mutation must change the source`).not.toBe(src);
-      const scan = withPrefixRoute('scan', () => emulateCausal(c, 700));
-      try {
-        const { state, z, problems } = emulateCausal(c, 700, { prefix });
-        if (problems.length) return true;
-        return !(relDiff(state, scan.state) < 2e-3 && relDiff(z, scan.z) < 1e-9);
-      } catch {
-        return true;
-      }
-    };
-    const mutations: Array<[string, (s: string) => string]> = [
-      ['the state of the next chunk', (s) => s.replace('let st_base = ((plane * p.chunks + c) * p.fp + f0)', 'let st_base = ((plane * p.chunks + min(c + 1u, p.chunks - 1u)) * p.fp + f0)')],
-      ['the next chunk\'s first step skips a key', (s) => s.replace('KT, key_end, step + 1u >= steps', 'KT, key_end + 1u, step + 1u >= steps')],
-      ['the next chunk\'s first step ends early', (s) => s.replace('min(key_end + p.chunk_keys, p.seq_k)', 'min(key_end + p.chunk_keys - 1u, p.seq_k)')],
-      ['chunk 0 one key short', (s) => s.replace('let first_end = min(p.chunk_keys - p.key_shift, p.seq_k);', 'let first_end = min(p.chunk_keys - p.key_shift, p.seq_k) - 1u;')],
-      ['z from the wrong features', (s) => s.replace('let z_src = 2u * (r * CPR_K + lid / 2u) + lid % 2u;', 'let z_src = 2u * (r * CPR_K + (lid / 2u + 1u) % CPR_K) + lid % 2u;')],
-      ['the staged state read one chunk of columns off', (s) => s.replace('let s_src = srow * S_LD + scol;', 'let s_src = srow * S_LD + (scol + 8u) % TN;')],
-      ['the state stored one row off', (s) => s.replace('let st_dst = (st_base + srow * p.dvp + scol) / 8u;', 'let st_dst = (st_base + ((srow + 1u) % TM) * p.dvp + scol) / 8u;')],
-    ];
-    // each must show on one case: chunks on the diagonals, shifted (GQA, Sq < Sk), or chunks of one step (32 keys)
-    for (const [what, m] of mutations) expect(fails(CAUSAL[0], m, what) || fails(CAUSAL[1], m, what) || fails(CAUSAL[3], m, what), what).toBe(true);
-  });
-
   it('plans the chunks: 128 keys by default, shifted onto the diagonals, doubling when the partials outgrow a binding; more than 128 features stay portable', () => {
     const { p } = causalProblem({ B: 1, H: 2, KV: 2, S: 300, Sk: 1000, D: 64 }, 1);
     const plan = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined);
@@ -398,17 +332,9 @@ describe('fused causal linear attention kernels', () => {
     expect(plan.keyShift).toBe(68);
     expect(plan.chunks).toBe(Math.ceil((1000 + 68) / 128));
     expect(fusedGrids(p, plan).output).toEqual([Math.ceil(300 / CAUSAL_TM), 2, 1]);
-    // the walk writes f16 states and no partials; the scan route's f32 partials bound its chunks
-    const small = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined, 2 * 3 * 64 * 64 * 2);
-    expect(small.prefix).toBe('walk');
-    expect(small.bytes.part).toBe(0);
+    const small = fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined, 2 * 3 * 64 * 64 * 4);
     expect(small.chunkKeys).toBeGreaterThan(CAUSAL_CHUNK_KEYS);
-    expect(small.bytes.state).toBeLessThanOrEqual(2 * 3 * 64 * 64 * 2);
-    expect(fusedGrids(p, small).prefix).toEqual([1, 2, 1]);
-    const scanned = withPrefixRoute('scan', () => fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined, 2 * 3 * 64 * 64 * 4));
-    expect(scanned.chunkKeys).toBeGreaterThan(CAUSAL_CHUNK_KEYS);
-    expect(scanned.bytes.part).toBeLessThanOrEqual(2 * 3 * 64 * 64 * 4);
-    expect(() => withPrefixRoute('sideways', () => fusedPlan(p, { q: 0, k: 0, v: 0 }, undefined))).toThrow(/FUSEDATTN_APPROX_CAUSAL_PREFIX/);
+    expect(small.bytes.part).toBeLessThanOrEqual(2 * 3 * 64 * 64 * 4);
     // the grid check counts the causal kernel's 64-row query tiles (300 rows: 5 of them)
     const square = causalProblem({ B: 1, H: 2, KV: 2, S: 300, D: 128 }, 1).p;
     const limits = { maxComputeWorkgroupsPerDimension: 4, maxStorageBufferBindingSize: 1 << 30 };

@@ -44,16 +44,12 @@ async function labelsOf(fn) {
   try { return { result: await fn(), labels }; } finally { detach(); }
 }
 
-async function withTier(tier, fn, chunk, rows, prefix) {
+async function withTier(tier, fn, chunk, rows) {
   process.env.FUSEDATTN_APPROX_TIER = tier;
   if (chunk) process.env.FUSEDATTN_APPROX_FUSED_CHUNK = String(chunk);
   if (rows) process.env.FUSEDATTN_APPROX_FUSED_ROWS = String(rows);
-  if (prefix) process.env.FUSEDATTN_APPROX_CAUSAL_PREFIX = prefix;
-  try { return await fn(); } finally { for (const n of ['FUSEDATTN_APPROX_TIER', 'FUSEDATTN_APPROX_FUSED_CHUNK', 'FUSEDATTN_APPROX_FUSED_ROWS', 'FUSEDATTN_APPROX_CAUSAL_PREFIX']) delete process.env[n]; }
+  try { return await fn(); } finally { for (const n of ['FUSEDATTN_APPROX_TIER', 'FUSEDATTN_APPROX_FUSED_CHUNK', 'FUSEDATTN_APPROX_FUSED_ROWS']) delete process.env[n]; }
 }
-
-/** The dispatch that proves the fused path's state work ran: the causal prefix walk or the state kernel (its route: the plan's). */
-const stateLabel = (plan) => (plan.prefix === 'walk' ? 'approx-fused-prefix' : 'approx-fused-state');
 
 function tensor(shape, gauss, sigma, dtype) {
   const x = randomFloats(shape.reduce((a, b) => a * b, 1), gauss, sigma);
@@ -137,11 +133,11 @@ for (const c of CASES) {
   if (c.rows) process.env.FUSEDATTN_APPROX_FUSED_ROWS = String(c.rows);
   const plan = fusedPlan(validateApprox('linear', ...inputs, options), { q: c.pad, k: c.pad, v: c.pad }, c.chunk);
   delete process.env.FUSEDATTN_APPROX_FUSED_ROWS;
-  const planName = c.causal ? `causal, out 64x${plan.causal.tn} fp ${plan.causal.fp}${plan.causal.vecQ ? ' vecQ' : ''}${plan.causal.vecKV ? ' vecKV' : ''}${plan.causal.vecOut ? ' vecOut' : ''}, ${plan.chunks} chunks of ${plan.chunkKeys} shifted ${plan.keyShift}, prefix by the ${plan.prefix}` : `state ${plan.state.tm}x${plan.state.tn}${plan.state.vec ? ' vec' : ' strided'}, out ${plan.output.tm}x${plan.output.tn}${plan.output.vec ? ' vec' : ' strided'}${plan.output.vecOut ? ' vecOut' : ''}, ${plan.chunks} chunks of ${plan.chunkKeys}`;
+  const planName = c.causal ? `causal, out 64x${plan.causal.tn} fp ${plan.causal.fp}${plan.causal.vecQ ? ' vecQ' : ''}${plan.causal.vecKV ? ' vecKV' : ''}${plan.causal.vecOut ? ' vecOut' : ''}, ${plan.chunks} chunks of ${plan.chunkKeys} shifted ${plan.keyShift}` : `state ${plan.state.tm}x${plan.state.tn}${plan.state.vec ? ' vec' : ' strided'}, out ${plan.output.tm}x${plan.output.tn}${plan.output.vec ? ' vec' : ' strided'}${plan.output.vecOut ? ' vecOut' : ''}, ${plan.chunks} chunks of ${plan.chunkKeys}`;
   let err = NaN, fused = false, note = '';
   try {
     const { result, labels } = await labelsOf(() => withTier(checkTier, () => linearAttention(...inputs, { ...options, backend: 'webgpu' }), c.chunk, c.rows));
-    fused = checkTier === 'portable' || labels.includes(stateLabel(plan)) && labels.includes(c.causal ? 'approx-fused-causal-output' : 'approx-fused-output') && !labels.some((l) => l.startsWith('approx-features'));
+    fused = checkTier === 'portable' || labels.includes('approx-fused-state') && labels.includes(c.causal ? 'approx-fused-causal-output' : 'approx-fused-output') && !labels.some((l) => l.startsWith('approx-features'));
     let out;
     if (result.out.location === 'webgpu') {
       const bytes = await runtime.read(result.out.gpu.buffer, 0, result.out.size * (c.dtype === 'float16' ? 2 : 4));
@@ -177,9 +173,7 @@ if (!tcReason && allPass && !causalOnly) {
 variants.push({ name: 'causal portable', tier: 'portable', causal: true });
 if (!tcReason && allPass) {
   variants.push({ name: 'causal fused', tier: 'fused', causal: true }, { name: 'fused (non-causal)', tier: 'fused' });
-  for (const chunk of [32, 64, 256]) variants.push({ name: `causal fused kc${chunk}`, tier: 'fused', causal: true, chunk });
-  // the prefix states by the per-chunk partials and the scan (the default before the walk), its best chunks
-  for (const chunk of [128, 64]) variants.push({ name: `causal scan kc${chunk}`, tier: 'fused', causal: true, chunk, prefix: 'scan' });
+  for (const chunk of [64, 256, 512]) variants.push({ name: `causal fused kc${chunk}`, tier: 'fused', causal: true, chunk });
 }
 if (!tcReason && !allPass) console.log('time: fused refused (a check failed above); portable only');
 const gauss = normal(uniform(7));
@@ -193,7 +187,7 @@ console.log(`timing B${B} H${H} S${S} D${D} fp16 elu+1 non-causal and causal (FL
 for (const variant of variants) {
   const label = `${variant.name}${unsafe ? ' unsafe' : ''}`.padEnd(22);
   try {
-    const run = () => withTier(variant.tier, () => linearAttention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu', causal: variant.causal ?? false }), variant.chunk, variant.rows, variant.prefix);
+    const run = () => withTier(variant.tier, () => linearAttention(gpu[0], gpu[1], gpu[2], { backend: 'webgpu', causal: variant.causal ?? false }), variant.chunk, variant.rows);
     const ref = variant.causal ? wantCausal : want;
     const { result: first, labels } = await labelsOf(run);
     const bytes = await runtime.read(first.out.gpu.buffer, 0, first.out.size * 2);
@@ -202,8 +196,7 @@ for (const variant of variants) {
     let err = 0, scale = 1e-30;
     rows.forEach((i, n) => ref[n].forEach((r, d) => { err = Math.max(err, Math.abs(got[(1 * S + i) * D + d] - r)); scale = Math.max(scale, Math.abs(r)); }));
     err /= scale;
-    const prefixLabel = variant.prefix === 'scan' ? 'approx-fused-scan' : 'approx-fused-prefix';
-    if (variant.tier === 'fused' && (!labels.includes(variant.causal ? 'approx-fused-causal-output' : 'approx-fused-output') || (variant.causal && !labels.includes(prefixLabel)))) {
+    if (variant.tier === 'fused' && !labels.includes(variant.causal ? 'approx-fused-causal-output' : 'approx-fused-output')) {
       console.log(`time ${label} FAIL: the fused kernels did not run (${labels.join(', ')})`);
       continue;
     }

@@ -1,6 +1,6 @@
 // Host side of the fused non-causal linear attention (fused.wgsl.ts; FUSEDATTN_APPROX_TIER=fused):
-// which problems it takes, its tiles and key chunks, its buffers, its dispatches (three; causal on the walk route two).
-import { envChoice, envInt } from '../../../core/env.js';
+// which problems it takes, its tiles and key chunks, its buffers, its three dispatches.
+import { envInt } from '../../../core/env.js';
 import { UnsupportedError } from '../../../core/errors.js';
 import { type GpuRuntime, defineKernel } from '../../../engines/webgpu/runtime.js';
 import type { StridedView } from '../../attention/problem.js';
@@ -8,7 +8,6 @@ import type { AttentionOperands } from '../../attention/webgpu/attention-io.js';
 import { ELU_PLUS_ONE, IDENTITY, RELU } from '../features.js';
 import type { ApproxProblem } from '../problem.js';
 import { CAUSAL_MAX_FEATURES, CAUSAL_TM, type FusedCausalOptions, buildFusedCausalOutput, buildFusedScan } from './fused-causal.wgsl.js';
-import { buildFusedPrefixStates, prefixGrid } from './fused-prefix.wgsl.js';
 import {
   FUSED_KT, FUSED_PARAMS, type FusedFeatureMap, type FusedLinearOptions, type FusedOutputOptions,
   buildFusedOutput, buildFusedReduce, buildFusedState,
@@ -19,18 +18,6 @@ export const fusedReduceKernel = defineKernel<Record<string, never>>('approx-fus
 export const fusedOutputKernel = defineKernel<FusedOutputOptions>('approx-fused-output', buildFusedOutput);
 export const fusedScanKernel = defineKernel<Record<string, never>>('approx-fused-scan', buildFusedScan);
 export const fusedCausalOutputKernel = defineKernel<FusedCausalOptions>('approx-fused-causal-output', buildFusedCausalOutput);
-export const fusedPrefixKernel = defineKernel<Pick<FusedLinearOptions, 'dtype' | 'map' | 'vec'>>('approx-fused-prefix', buildFusedPrefixStates);
-
-/**
- * How the causal form builds its prefix states (FUSEDATTN_APPROX_CAUSAL_PREFIX): 'walk' (default),
- * one pass over the keys in order per (key plane, 64 x 64 tile) writing each chunk's f16 state
- * (fused-prefix.wgsl.ts); 'scan', the per-chunk f32 partial states then an exclusive scan.
- */
-export type CausalPrefixRoute = 'walk' | 'scan';
-
-export function causalPrefixRoute(): CausalPrefixRoute {
-  return envChoice('FUSEDATTN_APPROX_CAUSAL_PREFIX', ['walk', 'scan'] as const) ?? 'walk';
-}
 
 /**
  * Keys per chunk of the causal form (FUSEDATTN_APPROX_FUSED_CHUNK overrides, a multiple of 32):
@@ -92,13 +79,10 @@ export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkK
   const dvp = vTiles * tn;
   const planes = b.batch * b.headsKv;
   let kc: number;
-  // causal: the prefix states' route; the per-chunk binding it needs is f32 partials (scan) or f16 states (walk)
-  const prefix = p.causal ? causalPrefixRoute() : undefined;
   if (p.causal) {
-    // the default doubles until the per-chunk states fit one binding (long sequences)
-    const chunkBytes = fp * dvp * (prefix === 'scan' ? 4 : 2);
+    // the default doubles until the partial states fit one binding (long sequences)
     kc = chunkKeys ?? CAUSAL_CHUNK_KEYS;
-    while (chunkKeys === undefined && kc < b.seqK && planes * Math.ceil((b.seqK + kc) / kc) * chunkBytes > maxPartBytes) kc *= 2;
+    while (chunkKeys === undefined && kc < b.seqK && planes * Math.ceil((b.seqK + kc) / kc) * fp * dvp * 4 > maxPartBytes) kc *= 2;
     if (kc % FUSED_KT !== 0) throw new UnsupportedError('FUSEDATTN_APPROX_FUSED_CHUNK', `FUSEDATTN_APPROX_FUSED_CHUNK must be a multiple of ${FUSED_KT}, got ${kc}`);
   } else if (chunkKeys !== undefined) {
     if (chunkKeys % FUSED_KT !== 0) throw new UnsupportedError('FUSEDATTN_APPROX_FUSED_CHUNK', `FUSEDATTN_APPROX_FUSED_CHUNK must be a multiple of ${FUSED_KT}, got ${chunkKeys}`);
@@ -127,11 +111,9 @@ export function fusedPlan(p: ApproxProblem, bases = { q: 0, k: 0, v: 0 }, chunkK
     ? { dtype: state.dtype, map, fp: fp as 64 | 128, tn, vecQ: output.vec, vecKV: state.vec, vecOut: output.vecOut }
     : undefined;
   const states = p.causal ? chunks : 1;
-  // the walk writes the prefix states directly: no partials
-  const partials = prefix === 'walk' ? 0 : chunks;
   return {
-    state, output, causal, prefix, fTiles, vTiles, fp, dvp, planes, chunkKeys: kc, chunks, keyShift, off,
-    bytes: { part: planes * partials * fp * dvp * 4, zpart: planes * partials * fp * 4, state: planes * states * fp * dvp * 2, z: planes * states * fp * 4 },
+    state, output, causal, fTiles, vTiles, fp, dvp, planes, chunkKeys: kc, chunks, keyShift, off,
+    bytes: { part: planes * chunks * fp * dvp * 4, zpart: planes * chunks * fp * 4, state: planes * states * fp * dvp * 2, z: planes * states * fp * 4 },
   };
 }
 
@@ -148,9 +130,6 @@ export function fusedPlanUnsupported(plan: FusedPlan, p: ApproxProblem, limits: 
   }
   if (plan.bytes.part > limits.maxStorageBufferBindingSize) {
     return `the partial states need a ${plan.bytes.part}-byte binding, the device allows ${limits.maxStorageBufferBindingSize}`;
-  }
-  if (plan.bytes.state > limits.maxStorageBufferBindingSize) {
-    return `the prefix states need a ${plan.bytes.state}-byte binding, the device allows ${limits.maxStorageBufferBindingSize}`;
   }
   return undefined;
 }
@@ -170,12 +149,11 @@ export function fusedParams(p: ApproxProblem, plan: FusedPlan, bases: { q: numbe
   };
 }
 
-/** Workgroup counts of the dispatches (prefix: the causal walk). */
-export function fusedGrids(p: ApproxProblem, plan: FusedPlan): Record<'state' | 'reduce' | 'prefix' | 'output', [number, number, number]> {
+/** Workgroup counts of the three dispatches. */
+export function fusedGrids(p: ApproxProblem, plan: FusedPlan): Record<'state' | 'reduce' | 'output', [number, number, number]> {
   const b = p.base;
   return {
     state: [plan.chunks, plan.planes, plan.fTiles * plan.vTiles],
-    prefix: prefixGrid(plan),
     reduce: [Math.ceil((plan.fp * plan.dvp + plan.fp) / 4 / 256), plan.planes, 1],
     output: [Math.ceil(b.seqQ / (plan.causal ? CAUSAL_TM : plan.output.tm)), b.batch * b.headsQ, plan.vTiles],
   };
@@ -188,16 +166,15 @@ export function fusedUnsupportedOn(p: ApproxProblem, limits: GPUSupportedLimits)
   return fusedPlanUnsupported(fusedPlan(p, undefined, undefined, limits.maxStorageBufferBindingSize), p, limits);
 }
 
-/** Queues the fused dispatches for `p` (built-in map; causal: the prefix walk, or state and scan, then the causal output), writing io.out. */
+/** Queues the three fused dispatches for `p` (built-in map; causal: state, scan, causal output), writing io.out. */
 export async function recordFused(runtime: GpuRuntime, p: ApproxProblem, io: AttentionOperands): Promise<() => void> {
   const b = p.base;
   const plan = fusedPlan(p, { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase }, undefined, runtime.limits.maxStorageBufferBindingSize);
   const reason = fusedPlanUnsupported(plan, p, runtime.limits);
   if (reason) throw new UnsupportedError('options.backend', `linear attention on the fused tensor-core path: ${reason}`);
-  const walk = plan.prefix === 'walk';
   const [state, reduce, output] = [
-    walk ? await runtime.pipeline(fusedPrefixKernel, { dtype: plan.state.dtype, map: plan.state.map, vec: plan.state.vec }) : await runtime.pipeline(fusedStateKernel, plan.state),
-    walk ? undefined : await runtime.pipeline(plan.causal ? fusedScanKernel : fusedReduceKernel, {}),
+    await runtime.pipeline(fusedStateKernel, plan.state),
+    await runtime.pipeline(plan.causal ? fusedScanKernel : fusedReduceKernel, {}),
     plan.causal ? await runtime.pipeline(fusedCausalOutputKernel, plan.causal) : await runtime.pipeline(fusedOutputKernel, plan.output),
   ];
   return () => {
@@ -210,23 +187,19 @@ export async function recordFused(runtime: GpuRuntime, p: ApproxProblem, io: Att
     };
     try {
       const params = runtime.uniform(FUSED_PARAMS.pack(fusedParams(p, plan, { q: io.q.elementBase, k: io.k.elementBase, v: io.v.elementBase })), 'fused linear params');
+      const part = buffer(plan.bytes.part, 'fused partial states');
+      const zpart = buffer(plan.bytes.zpart, 'fused partial sums');
       const st = buffer(plan.bytes.state, plan.causal ? 'fused prefix states (f16, times alpha_e)' : 'fused state (f16, times 1/Sk)');
       const z = buffer(plan.bytes.z, plan.causal ? 'fused prefix key sums (times alpha_e)' : 'fused key sums (times 1/Sk)');
       const dispatch = (label: string, pipeline: typeof state, entries: Record<number, GPUBuffer | GPUBufferBinding>, workgroups: [number, number, number]) =>
         runtime.dispatch({ label, pipeline, bindGroups: [runtime.bindGroup(pipeline, 0, entries)], workgroups });
       const grid = fusedGrids(p, plan);
-      if (walk) {
-        dispatch('approx-fused-prefix', state, { 0: params, 1: io.k.binding, 2: io.v.binding, 5: st, 6: z }, grid.prefix);
-      } else {
-        const part = buffer(plan.bytes.part, 'fused partial states');
-        const zpart = buffer(plan.bytes.zpart, 'fused partial sums');
-        dispatch('approx-fused-state', state, { 0: params, 1: io.k.binding, 2: io.v.binding, 3: part, 4: zpart }, grid.state);
-        const label = plan.causal ? 'approx-fused-scan' : 'approx-fused-reduce';
-        dispatch(label, reduce!, { 0: params, 3: part, 4: zpart, 5: st, 6: z }, grid.reduce);
-      }
+      dispatch('approx-fused-state', state, { 0: params, 1: io.k.binding, 2: io.v.binding, 3: part, 4: zpart }, grid.state);
       if (plan.causal) {
+        dispatch('approx-fused-scan', reduce, { 0: params, 3: part, 4: zpart, 5: st, 6: z }, grid.reduce);
         dispatch('approx-fused-causal-output', output, { 0: params, 1: io.q.binding, 8: io.k.binding, 2: io.v.binding, 5: st, 6: z, 7: io.out }, grid.output);
       } else {
+        dispatch('approx-fused-reduce', reduce, { 0: params, 3: part, 4: zpart, 5: st, 6: z }, grid.reduce);
         dispatch('approx-fused-output', output, { 0: params, 1: io.q.binding, 5: st, 6: z, 7: io.out }, grid.output);
       }
     } finally {
