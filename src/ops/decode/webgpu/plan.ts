@@ -206,23 +206,23 @@ export const PIPELINED_TARGET = 512;
 const PIPELINED_WORKGROUP = 128;
 
 /**
- * The pipelined kernel's plan where it applies (FUSEDATTN_DECODE_PIPELINED=0 turns it off, 2 takes it for int8 caches too): no
+ * The pipelined kernel's plan where it applies (FUSEDATTN_DECODE_PIPELINED=0 turns it off; 2 also takes int8 steps that append, append first): no
  * append, RoPE or latent cache; as many heads of the group per workgroup as its accumulators allow.
  * FUSEDATTN_DECODE_PIPE_WORKGROUP (threads, default 128), FUSEDATTN_DECODE_PIPE_WORDS (key words per
  * score thread, default 4), FUSEDATTN_DECODE_PIPE_TARGET (workgroups aimed for) and
  * FUSEDATTN_DECODE_PIPE_CHUNK (elements per cache word: 4, 8 or 16, taken where the cache dtype
- * allows it, else the default; only int8 has a choice, 16 by default or 8, one vec2<u32> word, as
- * the general kernel's int8 loads: twice the value threads per key; issue 15, the H200 decides
- * bench/gpu/decode-int8.sh) are the benchmarks' overrides. One workgroup per (sequence, KV head) with 1024 threads and no combine
+ * allows it, else the default; only int8 has a choice: 8 by default, one vec2<u32> word as the
+ * general kernel's int8 loads, twice the value threads per key of a 16-element word; or 16) are the
+ * benchmarks' overrides. One workgroup per (sequence, KV head) with 1024 threads and no combine
  * pass measured 2.4-17x slower than splits and the combine on the H200, 1K-8K keys (session 7,
  * call 2: a workgroup alone on its SM reads far below that SM's share of the bandwidth).
  */
 function planPipelined(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan['pipelined'] {
   const mode = envInt('FUSEDATTN_DECODE_PIPELINED', 0, 2) ?? 1;
   if (mode === 0 || s.append || s.rope || s.sharedKV) return undefined;
-  // int8 caches stay on the general kernel unless asked (2): the H200 measured the pipelined one
-  // slower at 1K-4K keys (30.1 / 45.9 against 27.4 / 30.4 us, llama-8b) and equal at 32K (session 7, call 3)
-  if (s.cache === 'int8' && mode !== 2) return undefined;
+  // int8 caches too since its words of 8 (below): the H200 measured llama-8b int8 26.8 / 64.5 us at
+  // 4K / 32K keys against the general kernel's 30.3 / 88.1 (session 11 of 2026-12-03, call 1,
+  // bench/gpu/decode-int8.sh); in words of 16 it had been slower (46.0 / 87.6)
   const N = envInt('FUSEDATTN_DECODE_PIPE_WORKGROUP', 32, 1024) ?? PIPELINED_WORKGROUP;
   const fit = pipelinedKernelFor(s, limits, N);
   if (!fit) return undefined;
@@ -264,6 +264,10 @@ function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: numb
   const mode = envInt('FUSEDATTN_DECODE_SEPARATE_APPEND', 0, 1);
   if (mode === 0 || s.sharedKV || s.dimQK !== s.dimV) return undefined;
   if (mode === undefined && s.dimQK < 128 && s.maxKeys < SEPARATE_APPEND_KEYS) return undefined;
+  // int8 steps that append keep the general kernel's own append until the H200 has timed the int8
+  // append-first path (the pipelined kernel took int8 caches in session 11; appends were not timed;
+  // FUSEDATTN_DECODE_PIPELINED=2 takes it)
+  if (mode === undefined && s.cache === 'int8' && envInt('FUSEDATTN_DECODE_PIPELINED', 0, 2) !== 2) return undefined;
   const pipelined = planPipelined({ ...s, append: false, rope: false }, limits, targetWorkgroups);
   if (!pipelined) return undefined;
   // stores in the attention's words: its alignment check (effectivePlan) covers the append's too
@@ -277,8 +281,11 @@ function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number): { kernel
   // the word size asked for where the cache dtype takes it and it is not the default (absent from
   // the options otherwise: the default kernels' options, and so their pipeline keys, stay as they were)
   const askedChunk = envChoice('FUSEDATTN_DECODE_PIPE_CHUNK', ['4', '8', '16']);
-  const [standard, ...others] = pipelinedChunks(s.cache);
-  const chunk = askedChunk !== undefined && others.includes(Number(askedChunk)) ? Number(askedChunk) as 4 | 8 | 16 : undefined;
+  const [standard] = pipelinedChunks(s.cache);
+  // int8 in words of 8 by default (the measurement above), 16 when asked
+  const askedWord = askedChunk !== undefined && pipelinedChunks(s.cache).includes(Number(askedChunk)) ? Number(askedChunk) : undefined;
+  const wanted = askedWord ?? (s.cache === 'int8' ? 8 : standard);
+  const chunk = wanted !== standard ? wanted as 4 | 8 | 16 : undefined;
   const E = chunk ?? standard;
   if (s.dimQK % E !== 0 || s.dimV % E !== 0) return undefined;
   if (N > limits.maxComputeInvocationsPerWorkgroup || N > limits.maxComputeWorkgroupSizeX) return undefined;
