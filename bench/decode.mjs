@@ -32,11 +32,10 @@ import { appendRow, commit, markdownTable } from './model-report.mjs';
 import { Tensor, attentionDecode, fromBfloat16Bits, fromHalfBits } from '../dist/index.js';
 import { storeRow } from '../dist/ops/decode/index.js';
 import { defineKernel, getRuntime } from '../dist/engines/webgpu/runtime.js';
-import { isSoftwareAdapter } from '../dist/engines/webgpu/device.js';
 import { Profiler } from '../dist/profiler/index.js';
 import { Scope } from '../dist/scope/index.js';
 import { queueHeater, warmGpu } from './gpu/gpu-timer.mjs';
-import { planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
+import { decodePlanDevice, planDecode, prepareDecode, queueAttentionDecode } from '../dist/ops/decode/webgpu/index.js';
 import { STREAM_PARAMS, buildStreamRead } from '../dist/model/webgpu/kernels.wgsl.js';
 import { pipelinedLayout } from '../dist/ops/decode/webgpu/split-kv-pipelined.wgsl.js';
 
@@ -68,7 +67,6 @@ const jsonl = join(args.out, 'decode.jsonl');
 
 const runtime = await getRuntime();
 const timestamps = runtime.features.has('timestamp-query');
-const software = isSoftwareAdapter(runtime.adapter);
 const streamKernel = defineKernel('model-stream-read', buildStreamRead);
 const adapter = `${runtime.adapter.description} (${runtime.adapter.backend})`;
 console.log(`adapter: ${adapter}; timestamps ${timestamps}; reps ${reps}`);
@@ -342,7 +340,8 @@ async function variant({ part, shapeName, Nq, Nkv, D, Dv, length, dtype, pageSiz
 
     // the same call through the queue (steady state) and through the API
     const pagedShape = { dimQK: D, dimV: Dv, group: Nq / Nkv, headsKv: Nkv, batch: 1, tokens: 1, maxKeys: length, cache: dtype, io: 'float32', paged: !!pageSize, sharedKV: !!shared, append: false, rope: false, softcap: false, alibi: false, lse: false };
-    const plan = planDecode(pagedShape, runtime.limits, undefined, { software });
+    // the device as the op plans for it (subgroups included), so the timed queue runs what attentionDecode runs
+    const plan = planDecode(pagedShape, runtime.limits, undefined, decodePlanDevice(runtime));
     if (typeof plan === 'string') throw new Error(plan);
     await prepareDecode(runtime, plan, false);
     const out = runtime.acquire(Nq * Dv * 4, 'output', 'bench out');
@@ -383,7 +382,7 @@ async function variant({ part, shapeName, Nq, Nkv, D, Dv, length, dtype, pageSiz
       GBs: +(bytes / us / 1e3).toFixed(1), streamUs: +stream.toFixed(1), streamGBs: +(bytes / stream / 1e3).toFixed(1), fractionOfStream: +(stream / us).toFixed(3),
       maxRelError: +err.toExponential(2), plan: { workgroup: plan.kernel.workgroupSize, chunk: plan.kernel.chunk, rows: plan.kernel.headsPerBlock * plan.kernel.tokensPerBlock, splits: plan.splits, unroll: plan.kernel.unroll },
       // the pipelined kernel's, where the plan has one (the passes' labels say which kernel ran)
-      ...(plan.pipelined ? { pipelined: { ...pipelinedLayout(plan.pipelined.kernel), keyWords: plan.pipelined.kernel.keyWords, workgroup: plan.pipelined.kernel.workgroupSize, splits: plan.pipelined.splits } } : {}),
+      ...(plan.pipelined ? { pipelined: { ...pipelinedLayout(plan.pipelined.kernel), keyWords: plan.pipelined.kernel.keyWords, keysPerThread: plan.pipelined.kernel.keysPerThread, workgroup: plan.pipelined.kernel.workgroupSize, splits: plan.pipelined.splits } } : {}),
       timing: `${timestamps ? 'GPU timestamps per dispatch, ' : ''}median of 3 rounds of ${reps}`,
     };
     return row;
