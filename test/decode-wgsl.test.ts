@@ -203,38 +203,6 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     expect(pipelinedUnsupported({ ...llamaKernel, cache: 'float32', chunk: 8 })).toMatch(/float32 cache takes words of 4 elements/);
     expect(pipelinedUnsupported({ ...llamaKernel, cache: 'int8', chunk: 8 })).toBeUndefined();
     expect(buildPipelinedSplitKv({ ...llamaKernel, chunk: 8 }), 'chunk 8 on float16 is its default word').toBe(buildPipelinedSplitKv(llamaKernel));
-    // query words in registers (FUSEDATTN_DECODE_PIPE_QREG keys per thread; the device's subgroups hold a key's lanes)
-    const regShapes: Record<string, Partial<DecodeShape>> = {
-      'f16 llama-8b': {}, 'int8 llama-8b (words of 8)': { cache: 'int8' },
-      'bf16 paged ALiBi softcap LSE one split': { cache: 'bfloat16', paged: true, alibi: true, softcap: true, lse: true, maxKeys: 64, headsKv: 32 },
-      'int8 4 tokens, q f16': { cache: 'int8', tokens: 4, io: 'float16' },
-    };
-    process.env.FUSEDATTN_DECODE_PIPE_QREG = '4';
-    try {
-      for (const [name, shape] of Object.entries(regShapes)) {
-        const none = planDecode({ ...base, ...shape }, h200, undefined, { subgroupSize: 0 });
-        const plan = planDecode({ ...base, ...shape }, h200, undefined, { subgroupSize: 32 });
-        if (typeof plan === 'string' || !plan.pipelined || typeof none === 'string') throw new Error(`${name}: no pipelined plan`);
-        expect(none.pipelined?.kernel.keysPerThread, `${name}: no subgroups, no registers form`).toBeUndefined();
-        const k = plan.pipelined.kernel;
-        expect(k.keysPerThread, name).toBe(4);
-        expect(k.keyWords, name).toBe(1);
-        expect(pipelinedKey(plan).pipelined, name).toMatch(/\/Q4$/);
-        expect(pipelinedSharedBytes(k)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
-        const wgsl = buildPipelinedSplitKv(k);
-        expect(wgsl).toContain('subgroupShuffleXor');
-        expect(wgsl).not.toMatch(/q_tile\[[^\]]*qc/);
-        sources[`${name} (pipelined, query in registers)`] = wgsl;
-      }
-      const llamaReg = (planDecode(base, h200, undefined, { subgroupSize: 32 }) as { pipelined: { kernel: Parameters<typeof pipelinedLayout>[0] } }).pipelined.kernel;
-      expect(pipelinedLayout(llamaReg)).toMatchObject({ T: 16, TK: 32, R: 4 });
-      expect(pipelinedUnsupported({ ...llamaReg, keysPerThread: 3 })).toMatch(/not a multiple of the 16 lanes/);
-      // float32's 32 lanes a key (words of 4) and 4 rows x 4 keys: no reduce-scatter, the workgroup-memory form stays
-      const f32 = planDecode({ ...base, cache: 'float32' }, h200, undefined, { subgroupSize: 32 });
-      expect(typeof f32 !== 'string' && f32.pipelined?.kernel.keysPerThread).toBeFalsy();
-    } finally {
-      delete process.env.FUSEDATTN_DECODE_PIPE_QREG;
-    }
     sources['combine Dv 1024 (several quads per thread)'] = buildCombine({ dimV: 1024, io: 'float16', lse: true });
     sources['merge f16 BSND'] = buildMerge({ io: 'float16', bsnd: true });
     const errors = tintErrors(sources, 'the decode kernels');

@@ -5,11 +5,7 @@
 # llama-8b (32/8 heads, D 128) at 4K and 32K keys; bench/decode.mjs checks every variant against
 # float64 before timing it (no time is printed for a wrong result). Variants (INT8_VARIANTS, a
 # comma list of these names, picks and orders them):
-#   general    the defaults: float16 cache (pipelined) and int8 (pipelined in words of 8 since session 11;
-#              before, the general kernel)
-#   qreg4      the defaults with the query words in registers (FUSEDATTN_DECODE_PIPE_QREG=4: 4 keys per
-#              score thread, a key's 16 lanes met by subgroup shuffles), float16 and int8
-#   qreg8      the same with 8 keys per score thread (tiles of 64 keys)
+#   general    float16 cache (pipelined, the default) and int8 on the general kernel (chunk 8, the default)
 #   pipe16     int8 on the pipelined kernel, 16-element words (vec4<u32>, its default)
 #   pipe8      int8 on the pipelined kernel, 8-element words (vec2<u32>, FUSEDATTN_DECODE_PIPE_CHUNK=8)
 #   pipe8w2    pipe8 with 2 key words per score thread (FUSEDATTN_DECODE_PIPE_WORDS=2: 8 threads per key)
@@ -32,7 +28,6 @@ for v in ${variants//,/ }; do
   parts=int8; vars=(FUSEDATTN_DECODE_PIPELINED=2)
   case $v in
     general) parts=contiguous,int8; vars=() ;;
-    qreg4|qreg8) parts=contiguous,int8; vars=(FUSEDATTN_DECODE_PIPE_QREG=${v#qreg}) ;;
     pipe16) vars+=(FUSEDATTN_DECODE_PIPE_CHUNK=16) ;;
     pipe8) vars+=(FUSEDATTN_DECODE_PIPE_CHUNK=8) ;;
     pipe8w2) vars+=(FUSEDATTN_DECODE_PIPE_CHUNK=8 FUSEDATTN_DECODE_PIPE_WORDS=2) ;;

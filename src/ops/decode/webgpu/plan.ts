@@ -151,7 +151,7 @@ export function planDecode(s: DecodeShape, limits: Limits, targetWorkgroups?: nu
     const plan: DecodePlan = { kernel: { ...chosen, direct: !combine }, splits, grid: [s.headsKv * headBlocks, s.batch * tokenBlocks, splits], combine, rows: s.batch * s.headsKv * s.group * s.tokens };
     const mla = planMla(s, limits, device);
     if (mla) plan.mla = mla;
-    const pipelined = mla ? undefined : s.append ? planAppendFirst(s, limits, targetWorkgroups, device) : planPipelined(s, limits, targetWorkgroups, device);
+    const pipelined = mla ? undefined : s.append ? planAppendFirst(s, limits, targetWorkgroups) : planPipelined(s, limits, targetWorkgroups);
     if (pipelined) plan.pipelined = pipelined;
     return plan;
   }
@@ -217,14 +217,14 @@ const PIPELINED_WORKGROUP = 128;
  * pass measured 2.4-17x slower than splits and the combine on the H200, 1K-8K keys (session 7,
  * call 2: a workgroup alone on its SM reads far below that SM's share of the bandwidth).
  */
-function planPipelined(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan['pipelined'] {
+function planPipelined(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan['pipelined'] {
   const mode = envInt('FUSEDATTN_DECODE_PIPELINED', 0, 2) ?? 1;
   if (mode === 0 || s.append || s.rope || s.sharedKV) return undefined;
   // int8 caches too since its words of 8 (below): the H200 measured llama-8b int8 26.8 / 64.5 us at
   // 4K / 32K keys against the general kernel's 30.3 / 88.1 (session 11 of 2026-12-03, call 1,
   // bench/gpu/decode-int8.sh); in words of 16 it had been slower (46.0 / 87.6)
   const N = envInt('FUSEDATTN_DECODE_PIPE_WORKGROUP', 32, 1024) ?? PIPELINED_WORKGROUP;
-  const fit = pipelinedKernelFor(s, limits, N, device);
+  const fit = pipelinedKernelFor(s, limits, N);
   if (!fit) return undefined;
   const target = targetWorkgroups ?? envInt('FUSEDATTN_DECODE_PIPE_TARGET', 1) ?? PIPELINED_TARGET;
   const splits = decodeSplits(s.maxKeys, fit.gridX * fit.gridY, pipelinedLayout(fit.kernel).TK, target);
@@ -242,7 +242,7 @@ function planPipelined(s: DecodeShape, limits: Limits, targetWorkgroups?: number
  */
 export function pipelinedKey(plan: DecodePlan): { pipelined?: string } {
   const chunk = plan.pipelined?.kernel.chunk;
-  return plan.pipelined ? { pipelined: `${plan.pipelined.splits}${plan.pipelined.append ? '+append' : ''}${chunk !== undefined ? `/E${chunk}` : ''}${plan.pipelined.kernel.keysPerThread !== undefined ? `/Q${plan.pipelined.kernel.keysPerThread}` : ''}` } : {};
+  return plan.pipelined ? { pipelined: `${plan.pipelined.splits}${plan.pipelined.append ? '+append' : ''}${chunk !== undefined ? `/E${chunk}` : ''}` } : {};
 }
 
 /** Keys from which a step that appends takes the append-first path at head dims below 128. */
@@ -260,7 +260,7 @@ export const SEPARATE_APPEND_KEYS = 32768;
  * appends inside its attention dispatch). Not for shared latent caches (the general kernel's own
  * append there).
  */
-function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: number, device: PlanDevice = {}): DecodePlan['pipelined'] {
+function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: number): DecodePlan['pipelined'] {
   const mode = envInt('FUSEDATTN_DECODE_SEPARATE_APPEND', 0, 1);
   if (mode === 0 || s.sharedKV || s.dimQK !== s.dimV) return undefined;
   if (mode === undefined && s.dimQK < 128 && s.maxKeys < SEPARATE_APPEND_KEYS) return undefined;
@@ -268,7 +268,7 @@ function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: numb
   // append-first path (the pipelined kernel took int8 caches in session 11; appends were not timed;
   // FUSEDATTN_DECODE_PIPELINED=2 takes it)
   if (mode === undefined && s.cache === 'int8' && envInt('FUSEDATTN_DECODE_PIPELINED', 0, 2) !== 2) return undefined;
-  const pipelined = planPipelined({ ...s, append: false, rope: false }, limits, targetWorkgroups, device);
+  const pipelined = planPipelined({ ...s, append: false, rope: false }, limits, targetWorkgroups);
   if (!pipelined) return undefined;
   // stores in the attention's words: its alignment check (effectivePlan) covers the append's too
   const append: DecodeAppendOptions = { dim: s.dimQK, cache: s.cache, io: s.io, paged: s.paged, rope: s.rope, chunk: pipelinedLayout(pipelined.kernel).E };
@@ -277,7 +277,7 @@ function planAppendFirst(s: DecodeShape, limits: Limits, targetWorkgroups?: numb
 }
 
 /** The pipelined kernel of N threads for `s`, or undefined where its layout or the limits do not allow one. */
-function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number, device: PlanDevice = {}): { kernel: PipelinedDecodeOptions; gridX: number; gridY: number } | undefined {
+function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number): { kernel: PipelinedDecodeOptions; gridX: number; gridY: number } | undefined {
   // the word size asked for where the cache dtype takes it and it is not the default (absent from
   // the options otherwise: the default kernels' options, and so their pipeline keys, stay as they were)
   const askedChunk = envChoice('FUSEDATTN_DECODE_PIPE_CHUNK', ['4', '8', '16']);
@@ -309,17 +309,6 @@ function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number, device: P
     }
   }
   if (!kernel) return undefined;
-  // query words in registers (FUSEDATTN_DECODE_PIPE_QREG = keys per score thread; opt-in until the
-  // H200 has timed it): one word per lane unless FUSEDATTN_DECODE_PIPE_WORDS says more, where the
-  // device's subgroups hold a key's lanes
-  const kpt = envInt('FUSEDATTN_DECODE_PIPE_QREG', 1, 8);
-  if (kpt !== undefined) {
-    const regWords = envInt('FUSEDATTN_DECODE_PIPE_WORDS', 1, 64) ?? 1;
-    const k: PipelinedDecodeOptions = { ...kernel, keyWords: regWords, keysPerThread: kpt };
-    const lanes = words / regWords;
-    const fits = (device.subgroupSize ?? 0) >= lanes && !pipelinedUnsupported(k) && pipelinedSharedBytes(k) <= limits.maxComputeWorkgroupStorageSize;
-    if (fits) kernel = k;
-  }
   const { headsPerBlock, tokensPerBlock } = kernel;
   const gridX = s.headsKv * Math.ceil(s.group / headsPerBlock);
   const gridY = s.batch * Math.ceil(s.tokens / tokensPerBlock);

@@ -52,15 +52,6 @@ export interface PipelinedDecodeOptions {
   direct: boolean;
   /** Direct mode: also the LSE [B, Nq, Sq] (float32). */
   lse?: boolean;
-  /**
-   * Query words in registers (the 'subgroups' feature): each score thread holds its keyWords query
-   * words of every row in registers and dots them with the same words of `keysPerThread` keys, and
-   * the T lanes of a key meet by subgroupShuffleXor (a reduce-scatter: each lane ends with whole
-   * scores), instead of reading the query from workgroup memory for every key and leaving T partial
-   * dots per score to the weights phase. T must be a power of two of at most the subgroup size (the
-   * plan checks the device), rows x keysPerThread a multiple of T. Absent: the workgroup-memory form.
-   */
-  keysPerThread?: number;
 }
 
 /** Elements per 16-byte cache word: the kernel's word when its options give no `chunk`. */
@@ -98,7 +89,7 @@ export function pipelinedLayout(o: PipelinedDecodeOptions): PipelinedLayout {
   const CQ = o.dimQK / E;
   const CV = o.dimV / E;
   const T = CQ / o.keyWords;
-  const TK = (o.workgroupSize / T) * (o.keysPerThread ?? 1);
+  const TK = o.workgroupSize / T;
   const NKS = o.workgroupSize / CV;
   return { E, CQ, CV, T, TK, NKS, VK: TK / NKS, R: o.headsPerBlock * o.tokensPerBlock };
 }
@@ -133,21 +124,13 @@ export function pipelinedUnsupported(o: PipelinedDecodeOptions): string | undefi
   if (o.headsPerBlock < 1 || o.headsPerBlock > o.group) return `headsPerBlock must be 1..${o.group}, got ${o.headsPerBlock}`;
   if (o.tokensPerBlock < 1 || o.tokensPerBlock > MAX_TOKENS) return `tokensPerBlock must be 1..${MAX_TOKENS}, got ${o.tokensPerBlock}`;
   if (o.lse && !o.direct) return 'the kernel writes the LSE only in direct mode (the combine pass writes it otherwise)';
-  if (o.keysPerThread !== undefined) {
-    const kpt = o.keysPerThread;
-    if (!Number.isInteger(kpt) || kpt < 1 || kpt > 8) return `keysPerThread must be 1..8, got ${kpt}`;
-    if (T < 2 || T > 32 || (T & (T - 1)) !== 0) return `query words in registers need 2..32 lanes per key, a power of two, got ${T}`;
-    if ((R * kpt) % T !== 0) return `${R} rows x ${kpt} keys per thread are not a multiple of the ${T} lanes of a key (the reduce-scatter)`;
-    if (R * o.keyWords * (E / 4) > MAX_QUADS) return `${R} rows x ${o.keyWords} words x ${E / 4} quads of query exceed ${MAX_QUADS} registers quads per thread`;
-  }
   return undefined;
 }
 
 /** Floats of the scratch array: the lanes' partial dots during the loop, the merge tree after it. */
 function scratchFloats(o: PipelinedDecodeOptions): number {
   const { TK, T, NKS, R } = pipelinedLayout(o);
-  const dots = o.keysPerThread !== undefined ? R * (TK + 1) : R * (TK * T + 1);
-  return Math.max(dots, NKS > 1 ? treeSlots(o) * R * (o.dimV + 2) : 0);
+  return Math.max(R * (TK * T + 1), NKS > 1 ? treeSlots(o) * R * (o.dimV + 2) : 0);
 }
 
 export function pipelinedSharedBytes(o: PipelinedDecodeOptions): number {
@@ -175,16 +158,10 @@ export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
   const perRow = (f: (r: number) => string) => rows.map(f).join('\n');
   const LANE_STRIDE = TK * T + 1; // one float of padding per row: the weights' reads of a row's lanes avoid one bank
   const HALF = NKS / 2;
-  // query words in registers: KPT keys per score thread, G key groups of T lanes (see the options)
-  const KPT = o.keysPerThread ?? 0;
-  const reg = KPT > 0;
-  const GK = N / T;
-  const keysOf = range(Math.max(KPT, 1));
   const SLOTS = treeSlots(o);
   const unpack = (w: string) => unpackWord(o.cache, E, w);
 
   const decl = [
-    ...(reg ? ['enable subgroups;'] : []),
     SPLIT_KV_PARAMS.wgsl(),
     `@group(0) @binding(${B.params}) var<uniform> params: DecodeParams;`,
     `@group(0) @binding(${B.q}) var<storage, read> q: array<${quadType(o.io)}>;`,
@@ -202,12 +179,7 @@ export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
   ];
 
   // the next tile's raw words: key words of this thread's key, value words of its slice's keys
-  const fetchK = (j0: string) => reg ? `    {
-${keysOf.map((k) => `      let kpos${k} = min(${j0} + sk + ${GK * k}u, last);
-      let k_word${k} = cache_at(b, kv_head, kpos${k}, params.k_off, params.k_sp, params.k_sh, params.k_spos) / E;
-${range(NC).map((c) => `      kw${k}_${c} = keys[k_word${k} + lane + ${T * c}u];`).join('\n')}${int8 ? `
-      k_scale${k} = k_scales[cache_at(b, kv_head, kpos${k}, params.ks_off, params.s_sp, params.s_sh, params.s_spos)];` : ''}`).join('\n')}
-    }` : `    {
+  const fetchK = (j0: string) => `    {
       let kpos = min(${j0} + sk, last);
       let k_word = cache_at(b, kv_head, kpos, params.k_off, params.k_sp, params.k_sh, params.k_spos) / E;
 ${range(NC).map((c) => `      kw${c} = keys[k_word + lane + ${T * c}u];`).join('\n')}${int8 ? `
@@ -218,33 +190,6 @@ ${range(VK).map((u) => `      let vpos${u} = min(${j0} + slice + ${NKS * u}u, la
       vw${u} = values[cache_at(b, kv_head, vpos${u}, params.v_off, params.v_sp, params.v_sh, params.v_spos) / E + cw];${int8 ? `
       v_scale${u} = v_scales[cache_at(b, kv_head, vpos${u}, params.vs_off, params.s_sp, params.s_sh, params.s_spos)];` : ''}`).join('\n')}
     }`;
-
-  // query words in registers: the dots of KPT keys, then the T lanes' reduce-scatter by shuffles
-  // (value i = r * KPT + k; at each halving the lanes with the bit clear keep the first half of
-  // their list and take their partner's, so lane l ends with values l * m .. l * m + m - 1)
-  const regScores = (): string => {
-    const out: string[] = [];
-    for (const k of keysOf) {
-      out.push(...rows.map((r) => `      var d${r}_${k} = 0.0;`));
-      for (const c of range(NC)) {
-        const quads = unpack(`kw${k}_${c}`);
-        out.push('      {', ...quads.map((x, v) => `        let k${v} = ${x};`));
-        out.push(...rows.flatMap((r) => vs.map((v) => `        d${r}_${k} += dot(qr${r}_${c}_${v}, k${v});`)), '      }');
-      }
-      if (int8) out.push(...rows.map((r) => `      d${r}_${k} *= k_scale${k};`));
-    }
-    let list = rows.flatMap((r) => keysOf.map((k) => `d${r}_${k}`));
-    let step = 0;
-    for (let h = T / 2; h >= 1; h /= 2, step++) {
-      const half = list.length / 2;
-      out.push(`      let lo${step} = (lane & ${h}u) == 0u;`);
-      const next = range(half).map((i) => `x${step}_${i}`);
-      for (let i = 0; i < half; i++) out.push(`      let ${next[i]} = select(${list[half + i]}, ${list[i]}, lo${step}) + subgroupShuffleXor(select(${list[i]}, ${list[half + i]}, lo${step}), ${h}u);`);
-      list = next;
-    }
-    list.forEach((x, t) => out.push(`      { let fi = lane * ${list.length}u + ${t}u; scratch[(fi / ${KPT}u) * ${TK + 1}u + sk + ${GK}u * (fi % ${KPT}u)] = ${x}; }`));
-    return out.join('\n');
-  };
 
   const dots = range(NC).map((c) => {
     const quads = unpack(`kw${c}`);
@@ -258,8 +203,8 @@ ${perRow((r) => vs.map((v) => `        d${r} += dot(q_tile[${r * DQ4}u + qc + ${
   const scoreOf = (u: number) => `      {
         let key = w_slice + ${NKS * u}u;
         let pos = j0 + key;
-${reg ? `        var s = scratch[w_row * ${TK + 1}u + key];` : `        let at = w_row * ${LANE_STRIDE}u + key * ${T}u;
-        var s = ${range(T).map((l) => `scratch[at + ${l}u]`).join(' + ')};`}
+        let at = w_row * ${LANE_STRIDE}u + key * ${T}u;
+        var s = ${range(T).map((l) => `scratch[at + ${l}u]`).join(' + ')};
         if (pos >= hi || i32(pos) < w_range.x || i32(pos) > w_range.y) { s = NO_SCORE; } else {${o.softcap ? `
           s = params.softcap * tanh(clamp(s / params.softcap, -15.0, 15.0));` : ''}${o.alibi ? `
           s -= w_slope * abs(f32(i32(nkeys) - i32(params.tokens) + i32(w_token) - i32(pos)));` : ''}
@@ -370,9 +315,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var w_l = 0.0;
 
   // tile 0's words first: their latency overlaps the query's staging
-${reg ? keysOf.flatMap((k) => range(NC).map((c) => `  var kw${k}_${c}: ${W};`)).join('\n') : range(NC).map((c) => `  var kw${c}: ${W};`).join('\n')}
+${range(NC).map((c) => `  var kw${c}: ${W};`).join('\n')}
 ${range(VK).map((u) => `  var vw${u}: ${W};`).join('\n')}${int8 ? `
-${reg ? keysOf.map((k) => `  var k_scale${k} = 0.0;`).join('\n') : '  var k_scale = 0.0;'}
+  var k_scale = 0.0;
 ${range(VK).map((u) => `  var v_scale${u} = 0.0;`).join('\n')}` : ''}
   if (lo < hi) {
 ${fetchK('lo')}
@@ -392,16 +337,14 @@ ${fetchV('lo')}
     q_tile[x] = qv * params.scale;
   }
 ${perRow((r) => `  var m${r} = NO_SCORE;\n  var l${r} = 0.0;\n${vs.map((v) => `  var a${r}_${v} = vec4<f32>(0.0);`).join('\n')}`)}
-  workgroupBarrier();${reg ? `
-  // this lane's query words of every row, in registers for the whole loop
-${rows.flatMap((r) => range(NC).flatMap((c) => vs.map((v) => `  let qr${r}_${c}_${v} = q_tile[${r * DQ4}u + (lane + ${T * c}u) * ${V}u + ${v}u];`))).join('\n')}` : ''}
+  workgroupBarrier();
 
   for (var j0 = lo; j0 < hi; j0 += TK) {
     // scores: this thread's words of its key, every row; then the next tile's key words
     {
-${reg ? regScores() : `${perRow((r) => `      var d${r} = 0.0;`)}
+${perRow((r) => `      var d${r} = 0.0;`)}
 ${dots}
-${perRow((r) => `      scratch[${r * LANE_STRIDE}u + lid.x] = d${r}${int8 ? ' * k_scale' : ''};`)}`}
+${perRow((r) => `      scratch[${r * LANE_STRIDE}u + lid.x] = d${r}${int8 ? ' * k_scale' : ''};`)}
     }
 ${fetchK('j0 + TK')}
     workgroupBarrier();
