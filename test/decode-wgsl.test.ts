@@ -203,25 +203,6 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
     expect(pipelinedUnsupported({ ...llamaKernel, cache: 'float32', chunk: 8 })).toMatch(/float32 cache takes words of 4 elements/);
     expect(pipelinedUnsupported({ ...llamaKernel, cache: 'int8', chunk: 8 })).toBeUndefined();
     expect(buildPipelinedSplitKv({ ...llamaKernel, chunk: 8 }), 'chunk 8 on float16 is its default word').toBe(buildPipelinedSplitKv(llamaKernel));
-    // two tiles of words in flight (FUSEDATTN_DECODE_PIPE_PREFETCH=2): the same kernel with the loop unrolled by two
-    process.env.FUSEDATTN_DECODE_PIPE_PREFETCH = '2';
-    try {
-      for (const [name, shape] of Object.entries({
-        'f16 llama-8b': {}, 'int8 llama-8b': { cache: 'int8' }, 'f32 paged ALiBi softcap': { cache: 'float32', paged: true, alibi: true, softcap: true },
-        'bf16 one split LSE, 4 tokens': { cache: 'bfloat16', maxKeys: 64, headsKv: 32, lse: true, tokens: 4 },
-      } as Record<string, Partial<DecodeShape>>)) {
-        const plan = planDecode({ ...base, ...shape }, h200);
-        if (typeof plan === 'string' || !plan.pipelined) throw new Error(`${name}: no pipelined plan`);
-        expect(plan.pipelined.kernel.prefetch, name).toBe(2);
-        expect(pipelinedKey(plan).pipelined, name).toMatch(/\/P2$/);
-        expect(pipelinedSharedBytes(plan.pipelined.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
-        const wgsl = buildPipelinedSplitKv(plan.pipelined.kernel);
-        expect(wgsl).toContain('j0 += 2u * TK');
-        sources[`${name} (pipelined, two tiles in flight)`] = wgsl;
-      }
-    } finally {
-      delete process.env.FUSEDATTN_DECODE_PIPE_PREFETCH;
-    }
     sources['combine Dv 1024 (several quads per thread)'] = buildCombine({ dimV: 1024, io: 'float16', lse: true });
     sources['merge f16 BSND'] = buildMerge({ io: 'float16', bsnd: true });
     const errors = tintErrors(sources, 'the decode kernels');

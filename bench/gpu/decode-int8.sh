@@ -6,9 +6,6 @@
 # float64 before timing it (no time is printed for a wrong result). Variants (INT8_VARIANTS, a
 # comma list of these names, picks and orders them):
 #   general    float16 cache (pipelined, the default) and int8 on the general kernel (chunk 8, the default)
-#   pf2        the defaults with two tiles of cache words in flight (FUSEDATTN_DECODE_PIPE_PREFETCH=2),
-#              float16 and int8
-#   pf2t1024   pf2 aiming at 1024 workgroups (FUSEDATTN_DECODE_PIPE_TARGET=1024)
 #   pipe16     int8 on the pipelined kernel, 16-element words (vec4<u32>, its default)
 #   pipe8      int8 on the pipelined kernel, 8-element words (vec2<u32>, FUSEDATTN_DECODE_PIPE_CHUNK=8)
 #   pipe8w2    pipe8 with 2 key words per score thread (FUSEDATTN_DECODE_PIPE_WORDS=2: 8 threads per key)
@@ -31,8 +28,6 @@ for v in ${variants//,/ }; do
   parts=int8; vars=(FUSEDATTN_DECODE_PIPELINED=2)
   case $v in
     general) parts=contiguous,int8; vars=() ;;
-    pf2) parts=contiguous,int8; vars=(FUSEDATTN_DECODE_PIPE_PREFETCH=2) ;;
-    pf2t1024) parts=contiguous,int8; vars=(FUSEDATTN_DECODE_PIPE_PREFETCH=2 FUSEDATTN_DECODE_PIPE_TARGET=1024) ;;
     pipe16) vars+=(FUSEDATTN_DECODE_PIPE_CHUNK=16) ;;
     pipe8) vars+=(FUSEDATTN_DECODE_PIPE_CHUNK=8) ;;
     pipe8w2) vars+=(FUSEDATTN_DECODE_PIPE_CHUNK=8 FUSEDATTN_DECODE_PIPE_WORDS=2) ;;

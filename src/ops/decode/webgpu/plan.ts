@@ -242,7 +242,7 @@ function planPipelined(s: DecodeShape, limits: Limits, targetWorkgroups?: number
  */
 export function pipelinedKey(plan: DecodePlan): { pipelined?: string } {
   const chunk = plan.pipelined?.kernel.chunk;
-  return plan.pipelined ? { pipelined: `${plan.pipelined.splits}${plan.pipelined.append ? '+append' : ''}${chunk !== undefined ? `/E${chunk}` : ''}${plan.pipelined.kernel.prefetch === 2 ? '/P2' : ''}` } : {};
+  return plan.pipelined ? { pipelined: `${plan.pipelined.splits}${plan.pipelined.append ? '+append' : ''}${chunk !== undefined ? `/E${chunk}` : ''}` } : {};
 }
 
 /** Keys from which a step that appends takes the append-first path at head dims below 128. */
@@ -309,8 +309,6 @@ function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number): { kernel
     }
   }
   if (!kernel) return undefined;
-  // two tiles of words in flight (FUSEDATTN_DECODE_PIPE_PREFETCH=2; opt-in until the H200 has timed it)
-  if (envInt('FUSEDATTN_DECODE_PIPE_PREFETCH', 1, 2) === 2) kernel = { ...kernel, prefetch: 2 };
   const { headsPerBlock, tokensPerBlock } = kernel;
   const gridX = s.headsKv * Math.ceil(s.group / headsPerBlock);
   const gridY = s.batch * Math.ceil(s.tokens / tokensPerBlock);

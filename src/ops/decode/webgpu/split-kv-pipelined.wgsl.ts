@@ -52,11 +52,6 @@ export interface PipelinedDecodeOptions {
   direct: boolean;
   /** Direct mode: also the LSE [B, Nq, Sq] (float32). */
   lse?: boolean;
-  /**
-   * Tiles of cache words in flight ahead of the one computed: 1 (absent) or 2 (two register sets,
-   * the tile loop unrolled by two: each tile's loads get two tiles' compute to arrive in).
-   */
-  prefetch?: 1 | 2;
 }
 
 /** Elements per 16-byte cache word: the kernel's word when its options give no `chunk`. */
@@ -129,7 +124,6 @@ export function pipelinedUnsupported(o: PipelinedDecodeOptions): string | undefi
   if (o.headsPerBlock < 1 || o.headsPerBlock > o.group) return `headsPerBlock must be 1..${o.group}, got ${o.headsPerBlock}`;
   if (o.tokensPerBlock < 1 || o.tokensPerBlock > MAX_TOKENS) return `tokensPerBlock must be 1..${MAX_TOKENS}, got ${o.tokensPerBlock}`;
   if (o.lse && !o.direct) return 'the kernel writes the LSE only in direct mode (the combine pass writes it otherwise)';
-  if (o.prefetch !== undefined && o.prefetch !== 1 && o.prefetch !== 2) return `prefetch must be 1 or 2 tiles, got ${o.prefetch}`;
   return undefined;
 }
 
@@ -164,8 +158,6 @@ export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
   const perRow = (f: (r: number) => string) => rows.map(f).join('\n');
   const LANE_STRIDE = TK * T + 1; // one float of padding per row: the weights' reads of a row's lanes avoid one bank
   const HALF = NKS / 2;
-  const depth = o.prefetch ?? 1;
-  const sets = depth === 2 ? ['', 'b'] : [''];
   const SLOTS = treeSlots(o);
   const unpack = (w: string) => unpackWord(o.cache, E, w);
 
@@ -187,20 +179,20 @@ export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
   ];
 
   // the next tile's raw words: key words of this thread's key, value words of its slice's keys
-  const fetchK = (j0: string, S = '') => `    {
+  const fetchK = (j0: string) => `    {
       let kpos = min(${j0} + sk, last);
       let k_word = cache_at(b, kv_head, kpos, params.k_off, params.k_sp, params.k_sh, params.k_spos) / E;
-${range(NC).map((c) => `      kw${S}${c} = keys[k_word + lane + ${T * c}u];`).join('\n')}${int8 ? `
-      k_scale${S} = k_scales[cache_at(b, kv_head, kpos, params.ks_off, params.s_sp, params.s_sh, params.s_spos)];` : ''}
+${range(NC).map((c) => `      kw${c} = keys[k_word + lane + ${T * c}u];`).join('\n')}${int8 ? `
+      k_scale = k_scales[cache_at(b, kv_head, kpos, params.ks_off, params.s_sp, params.s_sh, params.s_spos)];` : ''}
     }`;
-  const fetchV = (j0: string, S = '') => `    {
+  const fetchV = (j0: string) => `    {
 ${range(VK).map((u) => `      let vpos${u} = min(${j0} + slice + ${NKS * u}u, last);
-      vw${S}${u} = values[cache_at(b, kv_head, vpos${u}, params.v_off, params.v_sp, params.v_sh, params.v_spos) / E + cw];${int8 ? `
-      v_scale${S}${u} = v_scales[cache_at(b, kv_head, vpos${u}, params.vs_off, params.s_sp, params.s_sh, params.s_spos)];` : ''}`).join('\n')}
+      vw${u} = values[cache_at(b, kv_head, vpos${u}, params.v_off, params.v_sp, params.v_sh, params.v_spos) / E + cw];${int8 ? `
+      v_scale${u} = v_scales[cache_at(b, kv_head, vpos${u}, params.vs_off, params.s_sp, params.s_sh, params.s_spos)];` : ''}`).join('\n')}
     }`;
 
-  const dots = (S: string) => range(NC).map((c) => {
-    const quads = unpack(`kw${S}${c}`);
+  const dots = range(NC).map((c) => {
+    const quads = unpack(`kw${c}`);
     return `      {
 ${quads.map((x, v) => `        let k${v} = ${x};`).join('\n')}
         let qc = (lane + ${T * c}u) * ${V}u;
@@ -208,9 +200,9 @@ ${perRow((r) => vs.map((v) => `        d${r} += dot(q_tile[${r * DQ4}u + qc + ${
       }`;
   }).join('\n');
 
-  const scoreOf = (J: string) => (u: number) => `      {
+  const scoreOf = (u: number) => `      {
         let key = w_slice + ${NKS * u}u;
-        let pos = ${J} + key;
+        let pos = j0 + key;
         let at = w_row * ${LANE_STRIDE}u + key * ${T}u;
         var s = ${range(T).map((l) => `scratch[at + ${l}u]`).join(' + ')};
         if (pos >= hi || i32(pos) < w_range.x || i32(pos) > w_range.y) { s = NO_SCORE; } else {${o.softcap ? `
@@ -220,48 +212,16 @@ ${perRow((r) => vs.map((v) => `        d${r} += dot(q_tile[${r * DQ4}u + qc + ${
         s${u} = s;
       }`;
 
-  const accumulate = (S: string) => range(VK).map((u) => {
-    const quads = unpack(`vw${S}${u}`);
+  const accumulate = range(VK).map((u) => {
+    const quads = unpack(`vw${u}`);
     return `    {
 ${quads.map((x, v) => `      let v${v} = ${x};`).join('\n')}
 ${perRow((r) => `      {
-        let p = weights[${r * TK}u + slice + ${NKS * u}u]${int8 ? ` * v_scale${S}${u}` : ''};
+        let p = weights[${r * TK}u + slice + ${NKS * u}u]${int8 ? ` * v_scale${u}` : ''};
 ${vs.map((v) => `        a${r}_${v} += p * v${v};`).join('\n')}
       }`)}
     }`;
   }).join('\n');
-
-  // one tile from J: its scores from register set S, then set S refilled from `next`
-  const tile = (J: string, S: string, next: string) => `    // scores: this thread's words of its key, every row; then the next tile's key words
-    {
-${perRow((r) => `      var d${r} = 0.0;`)}
-${dots(S)}
-${perRow((r) => `      scratch[${r * LANE_STRIDE}u + lid.x] = d${r}${int8 ? ` * k_scale${S}` : ''};`)}
-    }
-${fetchK(next, S)}
-    workgroupBarrier();
-
-    // weights: the slice's keys of this row, its running max and sum
-    if (w_live) {
-${range(VK).map((u) => `      var s${u} = NO_SCORE;`).join('\n')}
-${range(VK).map(scoreOf(J)).join('\n')}
-      let mt = max(w_m, ${range(VK).reduce((acc, u) => (acc ? `max(${acc}, s${u})` : `s${u}`), '')});
-${range(VK).map((u) => `      let p${u} = select(0.0, exp(s${u} - mt), s${u} > NO_SCORE);\n      weights[w_row * TK + w_slice + ${NKS * u}u] = p${u};`).join('\n')}
-      let f = exp(w_m - mt);
-      factors[w_row * NKS + w_slice] = f;
-      w_l = w_l * f + ${range(VK).map((u) => `p${u}`).join(' + ')};
-      w_m = mt;
-    }
-    workgroupBarrier();
-
-    // values: rescale, accumulate this slice's keys; then the next tile's value words
-${perRow((r) => `    {
-      let f = factors[${r}u * NKS + slice];
-${vs.map((v) => `      a${r}_${v} *= f;`).join('\n')}
-    }`)}
-${accumulate(S)}
-${fetchV(next, S)}
-`;
 
   const { store: treeStore, merge: treeMerge } = mergeTreeSteps(R, E, 'CV', 'cw', 'slot');
   const rowHead = (r: number) => `kv_head * G + hb * ${HB}u + ${Math.floor(r / TB)}u`;
@@ -354,16 +314,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var w_m = NO_SCORE;
   var w_l = 0.0;
 
-  // tile 0's words first${depth === 2 ? ' (and tile 1\'s: two in flight)' : ''}: their latency overlaps the query's staging
-${sets.map((S) => `${range(NC).map((c) => `  var kw${S}${c}: ${W};`).join('\n')}
-${range(VK).map((u) => `  var vw${S}${u}: ${W};`).join('\n')}${int8 ? `
-  var k_scale${S} = 0.0;
-${range(VK).map((u) => `  var v_scale${S}${u} = 0.0;`).join('\n')}` : ''}`).join('\n')}
+  // tile 0's words first: their latency overlaps the query's staging
+${range(NC).map((c) => `  var kw${c}: ${W};`).join('\n')}
+${range(VK).map((u) => `  var vw${u}: ${W};`).join('\n')}${int8 ? `
+  var k_scale = 0.0;
+${range(VK).map((u) => `  var v_scale${u} = 0.0;`).join('\n')}` : ''}
   if (lo < hi) {
 ${fetchK('lo')}
-${fetchV('lo')}${depth === 2 ? `
-${fetchK('lo + TK', 'b')}
-${fetchV('lo + TK', 'b')}` : ''}
+${fetchV('lo')}
   }
 
   for (var x = lid.x; x < R * DQ4; x += ${N}u) {
@@ -381,15 +339,38 @@ ${fetchV('lo + TK', 'b')}` : ''}
 ${perRow((r) => `  var m${r} = NO_SCORE;\n  var l${r} = 0.0;\n${vs.map((v) => `  var a${r}_${v} = vec4<f32>(0.0);`).join('\n')}`)}
   workgroupBarrier();
 
-${depth === 1 ? `  for (var j0 = lo; j0 < hi; j0 += TK) {
-${tile('j0', '', 'j0 + TK')}  }
-` : `  for (var j0 = lo; j0 < hi; j0 += 2u * TK) {
-${tile('j0', '', 'j0 + 2u * TK')}
-    if (j0 + TK < hi) {
-      let j1 = j0 + TK;
-${tile('j1', 'b', 'j0 + 3u * TK')}    }
+  for (var j0 = lo; j0 < hi; j0 += TK) {
+    // scores: this thread's words of its key, every row; then the next tile's key words
+    {
+${perRow((r) => `      var d${r} = 0.0;`)}
+${dots}
+${perRow((r) => `      scratch[${r * LANE_STRIDE}u + lid.x] = d${r}${int8 ? ' * k_scale' : ''};`)}
+    }
+${fetchK('j0 + TK')}
+    workgroupBarrier();
+
+    // weights: the slice's keys of this row, its running max and sum
+    if (w_live) {
+${range(VK).map((u) => `      var s${u} = NO_SCORE;`).join('\n')}
+${range(VK).map(scoreOf).join('\n')}
+      let mt = max(w_m, ${range(VK).reduce((acc, u) => (acc ? `max(${acc}, s${u})` : `s${u}`), '')});
+${range(VK).map((u) => `      let p${u} = select(0.0, exp(s${u} - mt), s${u} > NO_SCORE);\n      weights[w_row * TK + w_slice + ${NKS * u}u] = p${u};`).join('\n')}
+      let f = exp(w_m - mt);
+      factors[w_row * NKS + w_slice] = f;
+      w_l = w_l * f + ${range(VK).map((u) => `p${u}`).join(' + ')};
+      w_m = mt;
+    }
+    workgroupBarrier();
+
+    // values: rescale, accumulate this slice's keys; then the next tile's value words
+${perRow((r) => `    {
+      let f = factors[${r}u * NKS + slice];
+${vs.map((v) => `      a${r}_${v} *= f;`).join('\n')}
+    }`)}
+${accumulate}
+${fetchV('j0 + TK')}
   }
-`}
+
   if (w_live) { ml[w_row * NKS + w_slice] = vec2<f32>(w_m, w_l); }
   workgroupBarrier();
 ${perRow((r) => `  m${r} = ml[${r}u * NKS + slice].x;\n  l${r} = ml[${r}u * NKS + slice].y;`)}
