@@ -91,6 +91,7 @@ describe('tensor-core backward WGSL builders', async () => {
   const { makeCase } = await import('../dist/testing/index.js');
   type SgOptions = Parameters<typeof buildSgBackwardKv>[0];
   const SG: SgOptions = { dimQK: 128, dimRope: 0, dimV: 128, subgroups: 2, block: 32, causalOrWindow: true, softcap: false, alibi: false, dropout: false };
+  const NO_FOLD = { rowsBroadcast: false, foldBatch: false, foldHeads: false };
   const KV: SgOptions[] = [SG, { ...SG, vectorLoads: true }, { ...SG, block: 16, subgroups: 4 }, { ...SG, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true, block: 16 },
     { ...SG, dimQK: 128, dimRope: 64, subgroups: 1, vectorLoads: true },
     // issue-10 variants: K/V in left matrices, one P buffer (D 64/128, odd dims, MLA split form)
@@ -106,7 +107,13 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, hoist: true, subgroups: 4, block: 32, dimQK: 111, dimV: 40, softcap: true, alibi: true, dropout: true },
     { ...SG, pairs: true, hoist: true, subgroups: 8, block: 16, dimQK: 192, dimV: 128, vectorLoads: true, dropout: true },
     { ...SG, pairs: true, hoist: true, subgroups: 4, dimQK: 192, dimV: 128, vectorLoads: true }, { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 192, dimV: 128, alibi: true },
-    { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true }, { ...SG, pairs: true, hoist: true, subgroups: 4, dimQK: 128, dimRope: 64, dropout: true, softcap: true }];
+    { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true }, { ...SG, pairs: true, hoist: true, subgroups: 4, dimQK: 128, dimRope: 64, dropout: true, softcap: true },
+    // masks, biases and dBias (element-wise, the rows' xor tree at both blocks, folded batch / heads), both layouts
+    { ...SG, mask: true }, { ...SG, pairs: true, hoist: true, subgroups: 8, vectorLoads: true, mask: true, bias: 'float16', biasGrad: NO_FOLD },
+    { ...SG, pairs: true, hoist: true, subgroups: 8, block: 16, bias: 'float32', alibi: true, softcap: true, biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldBatch: true } },
+    { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 192, dimV: 128, mask: true, bias: 'float32', biasGrad: { ...NO_FOLD, foldBatch: true, foldHeads: true } },
+    { ...SG, hoist: true, singleP: true, subgroups: 4, mask: true, bias: 'float16', biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldHeads: true } },
+    { ...SG, block: 16, subgroups: 4, dimQK: 59, dimV: 111, bias: 'float32', dropout: true, causalOrWindow: false, biasGrad: { ...NO_FOLD, foldBatch: true } }];
   const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64, vectorLoads: true }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false },
     { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true },
     { ...SG, subgroups: 4, block: 16, reverse: true, vectorLoads: true }, { ...SG, dimQK: 59, dimV: 111, subgroups: 8, block: 16, reverse: true },
@@ -117,7 +124,8 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 59, dimV: 111, softcap: true, alibi: true, dropout: true },
     { ...SG, pairs: true, subgroups: 8, block: 32, dimQK: 111, dimV: 40, softcap: true, alibi: true, dropout: true, causalOrWindow: false },
     { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 192, dimV: 128, vectorLoads: true, dropout: true },
-    { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true, reverse: true }];
+    { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true, reverse: true },
+    { ...SG, pairs: true, subgroups: 8, block: 32, mask: true, bias: 'float16', vectorLoads: true }, { ...SG, subgroups: 4, block: 16, bias: 'float32', alibi: true, softcap: true, mask: true }];
 
   it('keep every workgroup variable a multiple of 16 bytes, as the host counts them', () => {
     const sizes = (wgsl: string) => [...wgsl.matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)].map((m) => {
@@ -230,7 +238,7 @@ describe('tensor-core backward WGSL builders', async () => {
     if (errors) for (const [label, list] of Object.entries(errors)) expect(list, label).toEqual([]);
   });
 
-  it('the tier takes f16 problems without mask or bias, and says why it refuses the others', async () => {
+  it('the tier takes f16 problems (masks and biases too), and says why it refuses the others', async () => {
     const h200 = {
       features: new Set(['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix']),
       limits: { maxComputeWorkgroupStorageSize: 49152, maxStorageBuffersPerShaderStage: 16, maxStorageBufferBindingSize: 2 ** 31, maxComputeWorkgroupsPerDimension: 65535, minStorageBufferOffsetAlignment: 256 },
@@ -251,8 +259,17 @@ describe('tensor-core backward WGSL builders', async () => {
     expect(fittingBackwardConfig(bp(f16), h200)).toBeDefined();
     expect(sgBackwardUnsupported(bp({ ...f16, dimQK: 192, dimV: 128 }), h200)).toBeUndefined();
     expect(sgBackwardUnsupported(bp({ ...f16, dtype: 'float32' }), h200)).toMatch(/float16 inputs only/);
-    expect(sgBackwardUnsupported(bp({ ...f16, mask: 'random' }), h200)).toMatch(/masks/);
-    expect(sgBackwardUnsupported(bp({ ...f16, bias: 'random' }), h200)).toMatch(/bias/);
+    // masks and biases (dBias too) run here, except dBias of a bias broadcast along keys
+    expect(sgBackwardUnsupported(bp({ ...f16, mask: 'random' }), h200)).toBeUndefined();
+    expect(sgBackwardUnsupported(bp({ ...f16, bias: 'random', maskShape: 'full' }, { biasGrad: true }), h200)).toBeUndefined();
+    const perRow = Tensor.fromData(new Float32Array(64), [1, 1, 64, 1]);
+    expect(sgBackwardUnsupported(bp(f16, { bias: perRow }), h200)).toBeUndefined();
+    expect(sgBackwardUnsupported(bp(f16, { bias: perRow, biasGrad: true }), h200)).toMatch(/broadcast along keys is the portable tier's/);
+    // the dBias options: a [B, 1, 1, Sk] padding bias sums rows and folds the KV heads (2 here)
+    const { sgBiasGradOf } = await import('../dist/ops/attention/backward/webgpu/sgmatrix.js');
+    const padding = Tensor.fromData(new Float32Array(64), [1, 1, 1, 64]);
+    expect(sgBiasGradOf(bp(f16, { bias: padding, biasGrad: true }))).toEqual({ rowsBroadcast: true, foldBatch: false, foldHeads: true });
+    expect(sgBiasGradOf(bp(f16, { bias: padding }))).toBeUndefined();
     expect(sgBackwardUnsupported(bp(f16), { ...h200, features: new Set(['shader-f16']) })).toMatch(/lacks/);
     // sinks need nothing of the tier (the LSE holds them); score and mask functions go to portable
     expect(sgBackwardUnsupported(bp(f16, { sink: [0, 1, 2, 3] }), h200)).toBeUndefined();

@@ -62,6 +62,13 @@ export const BACKWARD_SUITE: readonly GradCase[] = [
   { dtype: 'float16', layout: 'BSND', batch: 1, headsQ: 2, seqQ: 70, seqK: 97, dimQK: 128, dimRope: 64, dimV: 128, causal: true, hardwareGpu: true },
   { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 50, seqK: 77, dimQK: 40, softcap: 3, alibi: true, hardwareGpu: true },
   { dtype: 'float16', layout: 'TND', batch: 3, headsQ: 2, seqQ: 0, seqK: 0, seqLensQ: [20, 0, 33], seqLensK: [40, 5, 33], dimQK: 59, window: [16, 4], hardwareGpu: true },
+  // float16 masks, biases and dBias on the tensor-core tier: fully masked rows; a bias shared by
+  // the KV heads (dBias folded over them), by the batch and heads, per key (padding: rows summed)
+  { dtype: 'float16', batch: 2, headsQ: 4, headsKv: 2, seqQ: 70, seqK: 97, dimQK: 64, causal: true, mask: 'full-rows', maskShape: 'full', hardwareGpu: true },
+  { dtype: 'float16', batch: 2, headsQ: 4, headsKv: 2, seqQ: 65, seqK: 80, dimQK: 128, bias: 'neg-inf-blocks', biasGrad: true, alibi: true, hardwareGpu: true },
+  { dtype: 'float16', batch: 2, headsQ: 2, seqQ: 50, seqK: 77, dimQK: 40, bias: 'random', maskShape: '2d', biasGrad: true, softcap: 3, causal: true, hardwareGpu: true },
+  { dtype: 'float16', batch: 2, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 65, dimQK: 128, bias: 'random', maskShape: 'keys', biasGrad: true, mask: 'random', hardwareGpu: true },
+  { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 90, seqK: 90, dimQK: 192, dimV: 128, bias: 'random', maskShape: 'full', biasGrad: true, dropout: 0.1, causal: true, hardwareGpu: true },
 ];
 
 export interface GradCaseInputs extends CaseInputs {

@@ -31,8 +31,8 @@ export interface AttentionCase {
   scale?: number;
   /** Boolean mask: random keep/drop, rectangular dropped blocks, or blocks plus fully masked rows. */
   mask?: 'random' | 'blocks' | 'full-rows';
-  /** Mask/bias shape: full [B, Nq, Sq, Sk], per batch [B, 1, Sq, Sk] (default), or [Sq, Sk]. */
-  maskShape?: 'full' | 'batch' | '2d';
+  /** Mask/bias shape: full [B, Nq, Sq, Sk], per batch [B, 1, Sq, Sk] (default), [Sq, Sk], or per key [B, 1, 1, Sk] (padding). */
+  maskShape?: 'full' | 'batch' | '2d' | 'keys';
   /** Additive bias: random normal, or random with blocks of -Infinity. */
   bias?: 'random' | 'neg-inf-blocks';
   alibi?: boolean;
@@ -140,9 +140,10 @@ function prefixSums(lens: number[]): number[] {
   return cu;
 }
 
-function broadcastShape(kind: 'full' | 'batch' | '2d', batch: number, heads: number, sq: number, sk: number): number[] {
+function broadcastShape(kind: 'full' | 'batch' | '2d' | 'keys', batch: number, heads: number, sq: number, sk: number): number[] {
   if (kind === 'full') return [batch, heads, sq, sk];
   if (kind === 'batch') return [batch, 1, sq, sk];
+  if (kind === 'keys') return [batch, 1, 1, sk];
   return [sq, sk];
 }
 

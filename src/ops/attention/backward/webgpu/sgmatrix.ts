@@ -6,8 +6,8 @@ import { defineKernel } from '../../../../engines/webgpu/runtime.js';
 import { bindingBytes, elementBaseOf } from '../../../../engines/webgpu/operands.js';
 import type { Tensor } from '../../../../core/tensor.js';
 import { type TierDevice, sgMatrixAdapterUnsupported } from '../../webgpu/tiers/sgmatrix.js';
-import type { BackwardProblem } from '../problem.js';
-import { type SgBackwardOptions, buildSgBackwardKv, buildSgBackwardQ, sgBackwardOptionsProblem, sgBackwardWorkgroupBytes } from './sgmatrix.wgsl.js';
+import { type BackwardProblem, biasFold } from '../problem.js';
+import { type SgBackwardOptions, type SgBiasGrad, buildSgBackwardKv, buildSgBackwardQ, sgBackwardOptionsProblem, sgBackwardWorkgroupBytes } from './sgmatrix.wgsl.js';
 import type { BackwardKernelPlan } from './portable.js';
 
 export const sgBackwardKvKernel = defineKernel<SgBackwardOptions>('attention-backward-kv-sgmatrix', buildSgBackwardKv);
@@ -122,7 +122,18 @@ export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig[
     softcap: p.softcap > 0,
     alibi: p.alibi !== undefined,
     dropout: p.dropout !== undefined,
+    // absent without a mask / bias: those kernels' options (and pipeline keys) stay as they were
+    ...(p.mask ? { mask: true } : {}),
+    ...(p.bias ? { bias: p.bias.tensor.dtype as 'float32' | 'float16' } : {}),
   };
+}
+
+/** The kv kernel's dBias options when dBias is asked (SgBiasGrad); a bias broadcast along keys is the portable tier's. */
+export function sgBiasGradOf(bp: BackwardProblem): SgBiasGrad | undefined {
+  const p = bp.forward;
+  if (!bp.biasGrad || !p.bias) return undefined;
+  const fold = biasFold(p, true);
+  return { rowsBroadcast: p.bias.strides.i === 0, foldBatch: fold.batch, foldHeads: fold.kvHeads };
 }
 
 function fits(bp: BackwardProblem, c: SgBackwardConfig, d: TierDevice): boolean {
@@ -143,17 +154,22 @@ export function sgBackwardUnsupported(bp: BackwardProblem, d: TierDevice): strin
   if (adapter) return adapter;
   const p = bp.forward;
   if (p.dtype !== 'float16') return 'it computes float16 inputs only (float32 keeps full precision on the portable tier)';
-  if (p.mask) return 'boolean masks are not implemented in this tier';
-  if (p.bias) return 'additive bias tensors (and dBias) are not implemented in this tier';
+  // bias dtypes: those the score function's bias_at reads
+  if (p.bias && p.bias.tensor.dtype !== 'float32' && p.bias.tensor.dtype !== 'float16') return `an additive bias of float32 or float16 (got ${p.bias.tensor.dtype})`;
+  // its dBias would be summed across the kv kernel's workgroups (a per-row bias is exactly 0 in exact arithmetic, as softmax ignores it)
+  if (bp.biasGrad && p.bias && p.bias.strides.j === 0) return 'dBias of a bias broadcast along keys is the portable tier\'s';
   // sinks need nothing here (the LSE holds them); score and mask functions would need the score hook
   if (p.mods?.scoreMod || p.mods?.maskMod || p.blockMask) return 'score and mask functions (and block masks) are not implemented in this tier\'s backward (the portable tier takes them)';
   // scores are formed as scale·q·k in f32 here (not in units of max(1, |scale|)): no huge scales
   if (Math.abs(p.scale) > 1e20) return `|scale| up to 1e20 (got ${p.scale}); the portable tier keeps scores in units of the scale`;
   if (p.dimQK + p.dimRope > 256 || p.dimV > 256) return `head dims up to 256 (got Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''}, Dv ${p.dimV})`;
   if (!fittingBackwardConfig(bp, d)) return 'no configuration fits the workgroup memory limit for these head dims';
-  const buffers = 9 + (p.qRope ? 3 : 0);
+  const buffers = 9 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad && p.bias ? 1 : 0);
   if (buffers > d.limits.maxStorageBuffersPerShaderStage) return `needs ${buffers} storage buffers, the device allows ${d.limits.maxStorageBuffersPerShaderStage}`;
   const limit = d.limits.maxStorageBufferBindingSize;
+  if (p.mask && bindingBytes(p.mask.tensor, d.limits.minStorageBufferOffsetAlignment) > limit) return `mask needs a ${bindingBytes(p.mask.tensor, d.limits.minStorageBufferOffsetAlignment)}-byte binding, the device allows ${limit}`;
+  if (p.bias && bindingBytes(p.bias.tensor, d.limits.minStorageBufferOffsetAlignment) > limit) return `bias needs a ${bindingBytes(p.bias.tensor, d.limits.minStorageBufferOffsetAlignment)}-byte binding, the device allows ${limit}`;
+  if (bp.biasGrad && p.bias && 4 * p.bias.tensor.size > limit) return `the float32 dBias needs a ${4 * p.bias.tensor.size}-byte binding, the device allows ${limit}`;
   for (const [name, t] of [['query', p.q.tensor], ['key', p.k.tensor], ['value', p.v.tensor], ['dOut', bp.dOut], ['qRope', p.qRope?.tensor], ['kRope', p.kRope?.tensor]] as const) {
     if (!t) continue;
     const bytes = bindingBytes(t, d.limits.minStorageBufferOffsetAlignment);
@@ -170,12 +186,14 @@ export function sgBackwardUnsupported(bp: BackwardProblem, d: TierDevice): strin
 export async function sgBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, config: SgBackwardConfig): Promise<BackwardKernelPlan> {
   const p = bp.forward;
   const align = runtime.limits.minStorageBufferOffsetAlignment;
-  const kv = sgBackwardOptionsOf(bp, config.kv, align);
+  const biasGrad = sgBiasGradOf(bp);
+  const kv: SgBackwardOptions = { ...sgBackwardOptionsOf(bp, config.kv, align), ...(biasGrad ? { biasGrad } : {}) };
   const q = sgBackwardOptionsOf(bp, config.q, align);
   const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(sgBackwardKvKernel, kv), runtime.pipeline(sgBackwardQKernel, q)]);
   const keys = 16 * (kv.pairs ? kv.subgroups / 2 : kv.subgroups); // pairs: 16 keys per subgroup pair
   return {
-    kv: { pipeline: kvPipeline, grid: [Math.ceil(p.seqK / keys), p.headsKv, p.batch] },
+    // dBias of a bias shared by the batch / the KV heads: those axes are walked inside each workgroup
+    kv: { pipeline: kvPipeline, grid: [Math.ceil(p.seqK / keys), biasGrad?.foldHeads ? 1 : p.headsKv, biasGrad?.foldBatch ? 1 : p.batch] },
     q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / (16 * (q.pairs ? q.subgroups / 2 : q.subgroups))), p.headsQ, p.batch] },
     keyBlocks: Math.ceil(p.seqK / keys),
     label: 'sgmatrix',

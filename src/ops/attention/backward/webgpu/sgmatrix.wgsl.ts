@@ -15,9 +15,13 @@
 //   left matrices), singleP (kv: dV's product before dPᵀ, one P buffer), pairs (kv: a subgroup pair
 //   per 16 keys, one forming Sᵀ and dV, the other dPᵀ and dK; q: per 16 rows, S and dP), reverse (q).
 //   Gradients are written f32 (the host casts them for float16 results), dK and dQ times scale.
+//   A bool mask and an additive bias are read per pair where P is formed (mask_at / bias_at of the
+//   forward's score function, in the same order: hidden, scale, softcap, + bias, - ALiBi); dBias is
+//   the kv kernel's (dS before the softcap factor, see SgBiasGrad).
 // Rules from docs/GPU-NOTES.md: every workgroup variable a multiple of 16 bytes, matrix offsets
-// from subgroup_id, variables in loops initialised. Masks and biases are left to the portable tier.
-import { SCORE_PARAMS } from '../../webgpu/score.wgsl.js';
+// from subgroup_id, variables in loops initialised. Score and mask functions stay on the portable tier.
+import type { FloatDType } from '../../../../engines/webgpu/wgsl.js';
+import { SCORE_PARAMS, scoreInputDeclarations } from '../../webgpu/score.wgsl.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { BACKWARD_BINDINGS, BACKWARD_PARAMS } from './portable.wgsl.js';
 
@@ -65,6 +69,29 @@ export interface SgBackwardOptions {
    * subgroup where the plain layout holds (Dq + Dv)/16 and Dq/16 (the kv pairs' 1.8x came from there).
    */
   pairs?: boolean;
+  /** A bool keep-mask is bound (mask_at): hidden pairs get P = 0. */
+  mask?: boolean;
+  /** dtype of the additive bias when there is one (bias_at). */
+  bias?: FloatDType;
+  /** kv kernel: dBias asked (needs `bias`). */
+  biasGrad?: SgBiasGrad;
+}
+
+/**
+ * The kv kernel's dBias = dS before the softcap factor (the bias is added after the cap), summed
+ * over the bias's broadcast dimensions, deterministically (WebGPU has no float atomics):
+ * - each (b, h, key) is one lane's in one workgroup, which adds its pairs in loop order into the
+ *   float32 dBias (read-modify-write, the buffer zeroed first);
+ * - rowsBroadcast (a bias of one row per (b, h), e.g. [B, 1, 1, Sk] padding): the block's rows of
+ *   a key are summed across its lanes by a fixed xor-shuffle tree, then added per head;
+ * - foldBatch / foldHeads (a bias shared by the batch / by the KV heads): the grid loses that axis
+ *   and each workgroup walks it in order, so one workgroup owns every contribution to an element.
+ * A bias broadcast along keys is the portable tier's (its dBias sums across the kv workgroups).
+ */
+export interface SgBiasGrad {
+  rowsBroadcast: boolean;
+  foldBatch: boolean;
+  foldHeads: boolean;
 }
 
 const SG = 32;
@@ -140,6 +167,9 @@ function header(o: SgBackwardOptions): string[] {
     lines.push(`@group(0) @binding(${B.qRope}) var<storage, read> qr_${sfx}: array<${elem}>;`, `@group(0) @binding(${B.kRope}) var<storage, read> kr_${sfx}: array<${elem}>;`);
   }
   if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
+  // the mask / bias bindings and loaders (the struct and sp are declared above)
+  if (o.mask || o.bias) lines.push(...scoreInputDeclarations({ mask: !!o.mask, bias: o.bias ?? 'none' }, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias }).slice(2));
+  if (o.biasGrad) lines.push(`@group(0) @binding(${B.dBias}) var<storage, read_write> grad_bias: array<f32>;`);
   return lines;
 }
 
@@ -210,10 +240,28 @@ function stage(o: SgBackwardOptions, base: string, stride: string, count: string
 function probability(o: SgBackwardOptions): string[] {
   const lines = ['var x = qk * sp.scale;'];
   if (o.softcap) lines.push('th = tanh(clamp(x / sp.softcap, -15.0, 15.0));', 'x = sp.softcap * th;');
-  if (o.alibi) lines.push('x = x - slope * abs(f32(i32(i) + i32(lenK) - i32(lenQ) - i32(j)));');
+  const alibi = 'x = x - slope * abs(f32(i32(i) + i32(lenK) - i32(lenQ) - i32(j)));';
+  // ALiBi after the bias, as the forward's score function orders them
+  if (o.alibi && !o.bias) lines.push(alibi);
   const visible = ['i < lenQ', 'j < lenK'];
   if (o.causalOrWindow) visible.push('i32(j) - i32(i) - diag >= -sp.win_left', 'i32(j) - i32(i) - diag <= sp.win_right');
-  lines.push(`if (${visible.join(' && ')}) { p = exp(x - st.x); }`);
+  if (!o.mask && !o.bias) {
+    lines.push(`if (${visible.join(' && ')}) { p = exp(x - st.x); }`);
+    return lines;
+  }
+  // mask and bias are read for pairs in range only; a -inf bias hides the pair (P = 0; a NaN or
+  // +inf one poisoned the row's LSE in the forward, so the row's other pairs give NaN)
+  const inner: string[] = [];
+  if (o.bias) {
+    inner.push('let bs = sp.bias_strides;', 'x = x + bias_at(sp.bias_off + b * bs.x + h * bs.y + i * bs.z + j * bs.w);');
+    if (o.alibi) inner.push(alibi);
+    inner.push('if (x > -3.0e38) { p = exp(x - st.x); }');
+  }
+  else inner.push('p = exp(x - st.x);');
+  const body = o.mask
+    ? ['let ms = sp.mask_strides;', `if (mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) != 0u) {`, ...inner.map((l) => `  ${l}`), '}']
+    : inner;
+  lines.push(`if (${visible.join(' && ')}) {`, ...body.map((l) => `  ${l}`), '}');
   return lines;
 }
 
@@ -240,11 +288,67 @@ function writeChunk(target: 'k' | 'q', n: number, o: SgBackwardOptions, L: Retur
   }`;
 }
 
+/**
+ * dBias lines of the kv kernels' element loop, after dS (`ds`, before the softcap factor) of row
+ * i, key `j` (relative to the sequence): added to the element, or (rowsBroadcast) summed over the
+ * block's rows by an xor tree across the BLOCK lanes that share the key, into db_rows[e].
+ */
+function biasGradLines(o: SgBackwardOptions, block: number, ds: string, j: string): string[] {
+  const g = o.biasGrad;
+  if (!g) return [];
+  if (!g.rowsBroadcast) {
+    return [`if (i < lenQ && ${j} < lenK && ${ds} != 0.0) { let gs = sp.bias_strides; grad_bias[b * gs.x + h * gs.y + i * gs.z + (${j}) * gs.w] += ${ds}; }`];
+  }
+  const steps: string[] = [];
+  for (let m = 1; m < block; m *= 2) steps.push(`rs += subgroupShuffleXor(rs, ${m}u);`);
+  return [`var rs = ${ds};`, ...steps, 'db_rows[e] += rs;'];
+}
+
+/** rowsBroadcast: the per-head sums' registers (before the head's query blocks) and their flush (after them). */
+function biasRowsDeclare(o: SgBackwardOptions): string {
+  return o.biasGrad?.rowsBroadcast ? '    var db_rows = array<f32, KEYS_PER_LANE>();' : '';
+}
+function biasRowsFlush(o: SgBackwardOptions): string {
+  if (!o.biasGrad?.rowsBroadcast) return '';
+  return `    // the head's sums over every query row of keys kr0 .. (one lane per key group adds them)
+    if (col == 0u) {
+      for (var e = 0u; e < KEYS_PER_LANE; e++) {
+        let j = kv0 + ko + kr0 + e;
+        if (j < lenK && db_rows[e] != 0.0) { let gs = sp.bias_strides; grad_bias[b * gs.x + h * gs.y + j * gs.w] += db_rows[e]; }
+      }
+    }`;
+}
+
+/**
+ * foldBatch / foldHeads: the kv kernel's body as a loop over the folded axes (the grid has 1 there),
+ * so one workgroup adds every contribution to a dBias element in order. The body's first lines
+ * name b and hk from the grid, and an empty key block returns: rewritten to the loops and continue.
+ */
+function foldKvAxes(wgsl: string, o: SgBackwardOptions): string {
+  const g = o.biasGrad;
+  if (!g || (!g.foldBatch && !g.foldHeads)) return wgsl;
+  const axes = '  let b = wg.z;\n  let hk = wg.y;\n';
+  const skip = 'if (kv0 >= lenK) { return; }';
+  const end = wgsl.lastIndexOf('\n}\n');
+  if (!wgsl.includes(axes) || !wgsl.includes(skip) || end < 0) throw new Error('foldKvAxes: the kv kernel\'s entry lines changed');
+  const loops = `  for (var fb = ${g.foldBatch ? '0u' : 'wg.z'}; fb < ${g.foldBatch ? 'sp.batch' : 'wg.z + 1u'}; fb++) {
+  for (var fh = ${g.foldHeads ? '0u' : 'wg.y'}; fh < ${g.foldHeads ? 'params.heads_kv' : 'wg.y + 1u'}; fh++) {
+  workgroupBarrier();   // the previous (b, hk)'s tiles, Sx and seqW are fully read
+  let b = fb;
+  let hk = fh;
+`;
+  return wgsl.slice(0, end).replace(axes, loops).replace(skip, 'if (kv0 >= lenK) { continue; }') + '\n  }\n  }\n}\n';
+}
+
 /** kv: dK, dV (and dkRope) of 16·NS keys per workgroup. */
 export function buildSgBackwardKv(o: SgBackwardOptions): string {
   const problem = sgBackwardOptionsProblem('kv', o);
   if (problem) throw new Error(`buildSgBackwardKv: ${problem}`);
-  if (o.pairs) return buildSgBackwardKvPairs(o);
+  if (o.biasGrad && !o.bias) throw new Error('buildSgBackwardKv: biasGrad needs bias');
+  return foldKvAxes(o.pairs ? buildSgBackwardKvPairs(o) : buildSgBackwardKvPlain(o), o);
+}
+
+function buildSgBackwardKvPlain(o: SgBackwardOptions): string {
   const L = layout('kv', o);
   const B = BACKWARD_BINDINGS;
   const chunksQ = L.dqa / 16;
@@ -314,7 +418,7 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
   let col = lane % BLOCK;
   let kr0 = (lane / BLOCK) * KEYS_PER_LANE;
   for (var h = hk * params.group; h < (hk + 1u) * params.group; h++) {
-    let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+    let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};${biasRowsDeclare(o) ? `\n${biasRowsDeclare(o)}` : ''}
     for (var t = tFirst; t < tEnd; t++) {
       let i0 = t * BLOCK;
       workgroupBarrier();   // the previous block's tiles are fully read
@@ -377,7 +481,7 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
       for (var e = 0u; e < KEYS_PER_LANE; e++) {
         let kr = kr0 + e;
         let dpz = Sx[sBase + kr * S_STRIDE + col] * zv[e];
-        var ds = pv[e] * (dpz - st.y);
+        var ds = pv[e] * (dpz - st.y);${biasGradLines(o, L.cols, 'ds', 'kv0 + ko + kr').map((l) => `\n        ${l}`).join('')}
         ${o.softcap ? 'ds = ds * (1.0 - tv[e] * tv[e]);' : ''}
         Pt[dsBase + kr * P_STRIDE + col] = f16(ds);
       }
@@ -394,7 +498,9 @@ export function buildSgBackwardKv(o: SgBackwardOptions): string {
     }
     lines.push('      }');
   }
-  lines.push('    }', '  }');
+  lines.push('    }');
+  if (o.biasGrad?.rowsBroadcast) lines.push(biasRowsFlush(o));
+  lines.push('  }');
   lines.push('  // dK·scale and dV out, one 16-column chunk at a time through this subgroup\'s slice of Sx');
   lines.push('  let r = lane / 2u;', '  let side = lane % 2u;');
   const out = (name: string, n: number, kind: 'dk' | 'dv') => {
@@ -497,7 +603,7 @@ function buildSgBackwardKvPairs(o: SgBackwardOptions): string {
   let col = pl % BLOCK;
   let kr0 = (pl / BLOCK) * KEYS_PER_LANE;
   for (var h = hk * params.group; h < (hk + 1u) * params.group; h++) {
-    let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};
+    let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};${biasRowsDeclare(o) ? `\n${biasRowsDeclare(o)}` : ''}
     for (var t = tFirst; t < tEnd; t++) {
       let i0 = t * BLOCK;
       workgroupBarrier();   // the previous block's tiles and P areas are fully read
@@ -537,7 +643,7 @@ function buildSgBackwardKvPairs(o: SgBackwardOptions): string {
         ${probability(o).join('\n        ')}
         ${o.dropout ? 'let ez = (kr0 & 7u) + e;   // key kr within the octets of words[]' : ''}
         let z = ${o.dropout ? 'dropout_factor(words[ez >> 3u], ez & 7u, dp.threshold, dp.scale)' : '1.0'};
-        var ds = p * (Sx[sPair + 16u * S_STRIDE + kr * S_STRIDE + col] * z - st.y);
+        var ds = p * (Sx[sPair + 16u * S_STRIDE + kr * S_STRIDE + col] * z - st.y);${biasGradLines(o, L.cols, 'ds', 'j').map((l) => `\n        ${l}`).join('')}
         ${o.softcap ? 'ds = ds * (1.0 - th * th);' : '_ = th;'}
         Pt[pPair + kr * P_STRIDE + col] = f16(p * z);
         Pt[pPair + 16u * P_STRIDE + kr * P_STRIDE + col] = f16(ds);
@@ -557,7 +663,9 @@ function buildSgBackwardKvPairs(o: SgBackwardOptions): string {
   accumulate(chunksV, 'DO_BASE', 'V_STRIDE');
   lines.push('      } else {');
   accumulate(chunksQ, 'Q_BASE', 'K_STRIDE');
-  lines.push('      }', '    }', '  }');
+  lines.push('      }', '    }');
+  if (o.biasGrad?.rowsBroadcast) lines.push(biasRowsFlush(o));
+  lines.push('  }');
   lines.push('  // role 0: dV out, role 1: dK·scale, one 16-column chunk at a time through the subgroup\'s own Sx slice');
   lines.push('  let r = lane / 2u;', '  let side = lane % 2u;');
   // barriers stay in uniform control flow: the chunk loop runs to the larger count on every subgroup
