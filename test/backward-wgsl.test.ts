@@ -109,7 +109,7 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, hoist: true, subgroups: 4, dimQK: 192, dimV: 128, vectorLoads: true }, { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 192, dimV: 128, alibi: true },
     { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true }, { ...SG, pairs: true, hoist: true, subgroups: 4, dimQK: 128, dimRope: 64, dropout: true, softcap: true },
     // masks, biases and dBias (element-wise, the rows' xor tree at both blocks, folded batch / heads), both layouts
-    { ...SG, mask: true }, { ...SG, pairs: true, hoist: true, subgroups: 8, vectorLoads: true, mask: true, bias: 'float16', biasGrad: NO_FOLD },
+    { ...SG, mask: true }, { ...SG, pairs: true, hoist: true, subgroups: 8, vectorLoads: true, mask: true, bias: 'float16', biasGrad: NO_FOLD }, { ...SG, block: 16, bias: 'float16', biasGrad: { ...NO_FOLD, once: true } },
     { ...SG, pairs: true, hoist: true, subgroups: 8, block: 16, bias: 'float32', alibi: true, softcap: true, biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldBatch: true } },
     { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 192, dimV: 128, mask: true, bias: 'float32', biasGrad: { ...NO_FOLD, foldBatch: true, foldHeads: true } },
     { ...SG, hoist: true, singleP: true, subgroups: 4, mask: true, bias: 'float16', biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldHeads: true } },
@@ -270,6 +270,8 @@ describe('tensor-core backward WGSL builders', async () => {
     const padding = Tensor.fromData(new Float32Array(64), [1, 1, 1, 64]);
     expect(sgBiasGradOf(bp(f16, { bias: padding, biasGrad: true }))).toEqual({ rowsBroadcast: true, foldBatch: false, foldHeads: true });
     expect(sgBiasGradOf(bp(f16, { bias: padding }))).toBeUndefined();
+    // a full [B, Nq, Sq, Sk] bias: every element one pair's, stored rather than added
+    expect(sgBiasGradOf(bp({ ...f16, bias: 'random', maskShape: 'full' }, { biasGrad: true }))).toEqual({ rowsBroadcast: false, foldBatch: false, foldHeads: false, once: true });
     expect(sgBackwardUnsupported(bp(f16), { ...h200, features: new Set(['shader-f16']) })).toMatch(/lacks/);
     // sinks need nothing of the tier (the LSE holds them); score and mask functions go to portable
     expect(sgBackwardUnsupported(bp(f16, { sink: [0, 1, 2, 3] }), h200)).toBeUndefined();

@@ -133,7 +133,9 @@ export function sgBiasGradOf(bp: BackwardProblem): SgBiasGrad | undefined {
   const p = bp.forward;
   if (!bp.biasGrad || !p.bias) return undefined;
   const fold = biasFold(p, true);
-  return { rowsBroadcast: p.bias.strides.i === 0, foldBatch: fold.batch, foldHeads: fold.kvHeads };
+  const st = p.bias.strides;
+  const shared = st.i === 0 || (st.b === 0 && p.batch > 1) || (st.h === 0 && p.headsQ > 1);
+  return { rowsBroadcast: st.i === 0, foldBatch: fold.batch, foldHeads: fold.kvHeads, ...(shared ? {} : { once: true }) };
 }
 
 function fits(bp: BackwardProblem, c: SgBackwardConfig, d: TierDevice): boolean {

@@ -92,6 +92,12 @@ export interface SgBiasGrad {
   rowsBroadcast: boolean;
   foldBatch: boolean;
   foldHeads: boolean;
+  /**
+   * Each dBias element meets one (b, h, i, j) pair of the call (no broadcast dimension): its lane
+   * stores dS instead of adding it, so no read of the element waits in the loop (the H200 timed the
+   * add at 6.86 ms for a [1, 16, 2048, 2048] bias against 2.96 without dBias, session 12 call 1).
+   */
+  once?: boolean;
 }
 
 const SG = 32;
@@ -297,7 +303,7 @@ function biasGradLines(o: SgBackwardOptions, block: number, ds: string, j: strin
   const g = o.biasGrad;
   if (!g) return [];
   if (!g.rowsBroadcast) {
-    return [`if (i < lenQ && ${j} < lenK && ${ds} != 0.0) { let gs = sp.bias_strides; grad_bias[b * gs.x + h * gs.y + i * gs.z + (${j}) * gs.w] += ${ds}; }`];
+    return [`if (i < lenQ && ${j} < lenK && ${ds} != 0.0) { let gs = sp.bias_strides; grad_bias[b * gs.x + h * gs.y + i * gs.z + (${j}) * gs.w] ${g.once ? '=' : '+='} ${ds}; }`];
   }
   const steps: string[] = [];
   for (let m = 1; m < block; m *= 2) steps.push(`rs += subgroupShuffleXor(rs, ${m}u);`);
