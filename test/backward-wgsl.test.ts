@@ -113,7 +113,11 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, hoist: true, subgroups: 8, block: 16, bias: 'float32', alibi: true, softcap: true, biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldBatch: true } },
     { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 192, dimV: 128, mask: true, bias: 'float32', biasGrad: { ...NO_FOLD, foldBatch: true, foldHeads: true } },
     { ...SG, hoist: true, singleP: true, subgroups: 4, mask: true, bias: 'float16', biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldHeads: true } },
-    { ...SG, block: 16, subgroups: 4, dimQK: 59, dimV: 111, bias: 'float32', dropout: true, causalOrWindow: false, biasGrad: { ...NO_FOLD, foldBatch: true } }];
+    { ...SG, block: 16, subgroups: 4, dimQK: 59, dimV: 111, bias: 'float32', dropout: true, causalOrWindow: false, biasGrad: { ...NO_FOLD, foldBatch: true } },
+    // score / mask functions through final_score (the slope's chain rule in both layouts), with a bias, dBias and softcap
+    { ...SG, pairs: true, hoist: true, subgroups: 8, mods: MODS }, { ...SG, hoist: true, singleP: true, subgroups: 4, block: 16, mods: MODS, softcap: true, bias: 'float32', biasGrad: { ...NO_FOLD, rowsBroadcast: true } },
+    { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 59, dimV: 40, mods: MODS, mask: true, alibi: true, dropout: true, bias: 'float16', biasGrad: NO_FOLD },
+    { ...SG, mods: backwardModsKernel(planMods({ maskMod: causal() })) }];
   const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64, vectorLoads: true }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false },
     { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true },
     { ...SG, subgroups: 4, block: 16, reverse: true, vectorLoads: true }, { ...SG, dimQK: 59, dimV: 111, subgroups: 8, block: 16, reverse: true },
@@ -125,7 +129,8 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, subgroups: 8, block: 32, dimQK: 111, dimV: 40, softcap: true, alibi: true, dropout: true, causalOrWindow: false },
     { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 192, dimV: 128, vectorLoads: true, dropout: true },
     { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true, reverse: true },
-    { ...SG, pairs: true, subgroups: 8, block: 32, mask: true, bias: 'float16', vectorLoads: true }, { ...SG, subgroups: 4, block: 16, bias: 'float32', alibi: true, softcap: true, mask: true }];
+    { ...SG, pairs: true, subgroups: 8, block: 32, mask: true, bias: 'float16', vectorLoads: true }, { ...SG, subgroups: 4, block: 16, bias: 'float32', alibi: true, softcap: true, mask: true },
+    { ...SG, pairs: true, subgroups: 8, block: 16, mods: MODS, softcap: true, dropout: true }, { ...SG, subgroups: 4, block: 16, mods: MODS, bias: 'float32', alibi: true }];
 
   it('keep every workgroup variable a multiple of 16 bytes, as the host counts them', () => {
     const sizes = (wgsl: string) => [...wgsl.matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)].map((m) => {
@@ -275,20 +280,21 @@ describe('tensor-core backward WGSL builders', async () => {
     expect(sgBackwardUnsupported(bp(f16), { ...h200, features: new Set(['shader-f16']) })).toMatch(/lacks/);
     // sinks need nothing of the tier (the LSE holds them); score and mask functions go to portable
     expect(sgBackwardUnsupported(bp(f16, { sink: [0, 1, 2, 3] }), h200)).toBeUndefined();
-    expect(sgBackwardUnsupported(bp(f16, { scoreMod: scoreMod(({ score }) => score.tanh()) }), h200)).toMatch(/score and mask functions/);
-    expect(sgBackwardUnsupported(bp(f16, { maskMod: causal() }), h200)).toMatch(/score and mask functions/);
+    expect(sgBackwardUnsupported(bp(f16, { scoreMod: scoreMod(({ score }) => score.tanh()) }), h200)).toBeUndefined();
+    expect(sgBackwardUnsupported(bp(f16, { maskMod: causal() }), h200)).toBeUndefined();
 
     // the chooser falls through to the portable tier and records why
     const { chooseBackwardTier } = await import('../dist/ops/attention/backward/webgpu/tiers.js');
     const runtime = { ...h200, limits: { ...h200.limits, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 } };
-    const choice = chooseBackwardTier(bp(f16, { maskMod: causal() }), runtime as never, undefined);
+    const keysOnly = { bias: perRow, biasGrad: true };
+    const choice = chooseBackwardTier(bp(f16, keysOnly), runtime as never, undefined);
     expect(choice.tier.name).toBe('portable');
-    expect(choice.skipped.sgmatrix).toMatch(/score and mask functions/);
+    expect(choice.skipped.sgmatrix).toMatch(/broadcast along keys/);
     const { backwardFallback } = await import('../dist/ops/attention/backward/webgpu/tiers.js');
-    expect(backwardFallback(choice, runtime as never)).toMatch(/^sgmatrix: score and mask functions/);
+    expect(backwardFallback(choice, runtime as never)).toMatch(/^sgmatrix: dBias of a bias broadcast along keys/);
     // an adapter without the tier's features: portable is simply the best it has, no fallback
     const plain = { ...runtime, features: new Set(['shader-f16']) };
-    expect(backwardFallback(chooseBackwardTier(bp(f16, { maskMod: causal() }), plain as never, undefined), plain as never)).toBeUndefined();
+    expect(backwardFallback(chooseBackwardTier(bp(f16, keysOnly), plain as never, undefined), plain as never)).toBeUndefined();
 
     // the H200 variants: which fit 48 KiB where (bench/gpu/backward-tc.sh prints NOFIT for the others),
     // and the pairs plans cover the keys with 16 per pair: half the subgroups' worth of key blocks

@@ -68,6 +68,47 @@ for (const c of CASES) {
     }
   }
 }
+// score / mask functions and block masks (the tier runs them through the forward's final_score)
+const docIds = (n, length) => Int32Array.from({ length: n }, (_, i) => Math.floor(i / length));
+const rel = lib.capture(testing.randomFloats(300 * 4, testing.normal(testing.uniform(5))), [300, 4], 'rel');
+const MOD_CASES = [
+  { c: { batch: 1, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 97, dimQK: 64, causal: true }, label: 'softcap(20) + sinks', extra: async () => ({ scoreMod: lib.softcap(20), sink: Float32Array.of(0.5, -1, 2, 0) }) },
+  { c: { batch: 2, headsQ: 2, seqQ: 150, seqK: 150, dimQK: 128 }, label: 'documents of 37 as a block mask (32) + softcap(30)',
+    extra: async (c) => ({ blockMask: await lib.createBlockMask(lib.documentMask(docIds(c.seqQ, 37), { causal: true }), null, null, c.seqQ, c.seqK, { blockSize: 32 }), scoreMod: lib.softcap(30) }) },
+  { c: { batch: 1, headsQ: 4, seqQ: 70, seqK: 90, dimQK: 40, alibi: true }, label: 'relative-position table scoreMod + documents maskMod',
+    extra: async (c) => ({ scoreMod: lib.scoreMod(({ score, q, kv, h }) => score.add(rel.at(kv.sub(q).add(150), h))), maskMod: lib.documentMask(docIds(c.seqK, 29)) }) },
+  { c: { batch: 1, headsQ: 2, seqQ: 65, seqK: 65, dimQK: 192, dimV: 128, causal: true, dropout: 0.1 }, label: 'MLA tanh scoreMod', extra: async () => ({ scoreMod: lib.scoreMod(({ score }) => score.mul(0.2).tanh().mul(5)) }) },
+];
+for (const { c: c0, label, extra } of MOD_CASES) {
+  const c = { ...c0, dtype: 'float16' };
+  const made = testing.makeCase(c, 13);
+  const options = { ...made.options, ...(await extra(c)) };
+  const problem = lib.validateAttention(made.q, made.k, made.v, options);
+  const g = testing.makeGradCase(c, 13, problem.outShape);
+  const fwd = await lib.attention(made.q, made.k, made.v, { ...options, returnLse: true, backend: 'webgpu' });
+  const bp = lib.validateAttentionBackward(made.q, made.k, made.v, fwd.out, g.dOut, fwd.lse, options);
+  const ref = lib.referenceGradients(bp.forward, g.dOutValues, false);
+  const why = sg.sgBackwardUnsupported(bp, runtime);
+  const name0 = `${testing.caseName(c)} ${label}`;
+  for (const name of LAYOUTS) {
+    const config = sg.SG_BACKWARD_VARIANTS[name];
+    const row = { kind: 'check', variant: name, case: name0 };
+    if (why) { say(`SKIP ${name} ${name0}: ${why}`, { ...row, status: 'skip', why }); continue; }
+    if (sg.fittingBackwardConfig(bp, runtime, config) !== config) { say(`NOFIT ${name} ${name0}`, { ...row, status: 'nofit' }); continue; }
+    try {
+      const grads = await runBackwardPlan(runtime, bp, await sg.sgBackwardPlan(runtime, bp, config));
+      const outcome = testing.checkGradients(bp.forward, g.dOutValues, grads, false, ref);
+      const errors = Object.entries(outcome.relErrors).map(([k, e]) => `${k} ${e.toExponential(2)}`).join(' ');
+      checked++;
+      if (outcome.failures.length) failures++;
+      say(`${outcome.failures.length ? 'FAIL' : 'PASS'} ${name} ${name0} ${errors}${outcome.failures.length ? ` | ${outcome.failures.join('; ')}` : ''}`,
+        { ...row, status: outcome.failures.length ? 'fail' : 'pass', relErrors: outcome.relErrors, failures: outcome.failures });
+    } catch (e) {
+      failures++;
+      say(`FAIL ${name} ${name0} error ${String(e.message).split('\n')[0].slice(0, 200)}`, { ...row, status: 'fail', error: String(e.message).slice(0, 400) });
+    }
+  }
+}
 say(`checks: ${checked} run, ${failures} failed`, { kind: 'checks', checked, failures });
 
 // ---- 2. timings
@@ -97,7 +138,10 @@ const SHAPES = smoke
     { label: 'B1 H16 S2048 D128 + bias [1,H,S,S] f16, dBias', batch: 1, heads: 16, seq: 2048, dim: 128, biasGrad: true, extra: () => ({ bias: randomHalves([1, 16, 2048, 2048], 9) }) },
     { label: 'B1 H16 S2048 D128 + bias [1,H,S,S] f16, no dBias', batch: 1, heads: 16, seq: 2048, dim: 128, extra: () => ({ bias: randomHalves([1, 16, 2048, 2048], 9) }) },
     { label: 'B2 H16 S2048 D64 causal + bias [S,S] f16, dBias (batch and heads folded)', batch: 2, heads: 16, seq: 2048, dim: 64, causal: true, biasGrad: true, extra: () => ({ bias: randomHalves([2048, 2048], 10) }) },
+    { label: 'B4 H32 S4096 D128 causal + softcap(20) scoreMod', batch: 4, heads: 32, seq: 4096, dim: 128, causal: true, extra: () => ({ scoreMod: lib.softcap(20) }) },
+    { label: 'B4 H32 S4096 D128 causal + documents 8x512 block mask', batch: 4, heads: 32, seq: 4096, dim: 128, causal: true, extra: () => ({ blockMask: docBlocks }) },
   ];
+const docBlocks = smoke ? undefined : await lib.createBlockMask(lib.documentMask(docIds(4096, 512), { causal: true }), null, null, 4096, 4096, { blockSize: 128 });
 if (failures === 0) {
   for (const s of SHAPES) {
     const q = randomHalves([s.batch, s.heads, s.seq, s.dim], 3);

@@ -7,6 +7,8 @@ import { bindingBytes, elementBaseOf } from '../../../../engines/webgpu/operands
 import type { Tensor } from '../../../../core/tensor.js';
 import { type TierDevice, sgMatrixAdapterUnsupported } from '../../webgpu/tiers/sgmatrix.js';
 import { type BackwardProblem, biasFold } from '../problem.js';
+import { backwardModsKernel } from '../../mods/plan.js';
+import { needsModData } from '../../mods/wgsl.js';
 import { type SgBackwardOptions, type SgBiasGrad, buildSgBackwardKv, buildSgBackwardQ, sgBackwardOptionsProblem, sgBackwardWorkgroupBytes } from './sgmatrix.wgsl.js';
 import type { BackwardKernelPlan } from './portable.js';
 
@@ -107,6 +109,8 @@ export function vectorLoadsFit(bp: BackwardProblem, offsetAlignment: number): bo
 
 export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig['kv'] | SgBackwardConfig['q'], offsetAlignment = 256): SgBackwardOptions {
   const p = bp.forward;
+  // score / mask functions, a block mask's included (its mask function evaluated on every tile; sinks need nothing)
+  const mods = backwardModsKernel(p.mods);
   return {
     vectorLoads: vectorLoadsFit(bp, offsetAlignment),
     dimQK: p.dimQK,
@@ -125,6 +129,7 @@ export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig[
     // absent without a mask / bias: those kernels' options (and pipeline keys) stay as they were
     ...(p.mask ? { mask: true } : {}),
     ...(p.bias ? { bias: p.bias.tensor.dtype as 'float32' | 'float16' } : {}),
+    ...(mods ? { mods } : {}),
   };
 }
 
@@ -160,13 +165,13 @@ export function sgBackwardUnsupported(bp: BackwardProblem, d: TierDevice): strin
   if (p.bias && p.bias.tensor.dtype !== 'float32' && p.bias.tensor.dtype !== 'float16') return `an additive bias of float32 or float16 (got ${p.bias.tensor.dtype})`;
   // its dBias would be summed across the kv kernel's workgroups (a per-row bias is exactly 0 in exact arithmetic, as softmax ignores it)
   if (bp.biasGrad && p.bias && p.bias.strides.j === 0) return 'dBias of a bias broadcast along keys is the portable tier\'s';
-  // sinks need nothing here (the LSE holds them); score and mask functions would need the score hook
-  if (p.mods?.scoreMod || p.mods?.maskMod || p.blockMask) return 'score and mask functions (and block masks) are not implemented in this tier\'s backward (the portable tier takes them)';
+  // sinks need nothing here (the LSE holds them); score and mask functions run in final_score, a
+  // block mask as its mask function on every tile (its empty tiles are not skipped here)
   // scores are formed as scale·q·k in f32 here (not in units of max(1, |scale|)): no huge scales
   if (Math.abs(p.scale) > 1e20) return `|scale| up to 1e20 (got ${p.scale}); the portable tier keeps scores in units of the scale`;
   if (p.dimQK + p.dimRope > 256 || p.dimV > 256) return `head dims up to 256 (got Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''}, Dv ${p.dimV})`;
   if (!fittingBackwardConfig(bp, d)) return 'no configuration fits the workgroup memory limit for these head dims';
-  const buffers = 9 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad && p.bias ? 1 : 0);
+  const buffers = 9 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad && p.bias ? 1 : 0) + (needsModData(backwardModsKernel(p.mods), false) ? 1 : 0);
   if (buffers > d.limits.maxStorageBuffersPerShaderStage) return `needs ${buffers} storage buffers, the device allows ${d.limits.maxStorageBuffersPerShaderStage}`;
   const limit = d.limits.maxStorageBufferBindingSize;
   if (p.mask && bindingBytes(p.mask.tensor, d.limits.minStorageBufferOffsetAlignment) > limit) return `mask needs a ${bindingBytes(p.mask.tensor, d.limits.minStorageBufferOffsetAlignment)}-byte binding, the device allows ${limit}`;

@@ -21,7 +21,8 @@
 // Rules from docs/GPU-NOTES.md: every workgroup variable a multiple of 16 bytes, matrix offsets
 // from subgroup_id, variables in loops initialised. Score and mask functions stay on the portable tier.
 import type { FloatDType } from '../../../../engines/webgpu/wgsl.js';
-import { SCORE_PARAMS, scoreInputDeclarations } from '../../webgpu/score.wgsl.js';
+import { SCORE_PARAMS, buildScoreFunction, scoreInputDeclarations } from '../../webgpu/score.wgsl.js';
+import type { ModsKernelOptions } from '../../mods/plan.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { BACKWARD_BINDINGS, BACKWARD_PARAMS } from './portable.wgsl.js';
 
@@ -75,6 +76,12 @@ export interface SgBackwardOptions {
   bias?: FloatDType;
   /** kv kernel: dBias asked (needs `bias`). */
   biasGrad?: SgBiasGrad;
+  /**
+   * Score / mask functions (the backward's: mods/plan.ts backwardModsKernel): P is then formed by
+   * the forward's final_score (score.wgsl.ts, every option in its order, in units of score_beta())
+   * and dS carries the score function's derivative, as the portable tier's pairGradient.
+   */
+  mods?: ModsKernelOptions;
 }
 
 /**
@@ -158,9 +165,9 @@ function header(o: SgBackwardOptions): string[] {
     'diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);',
     '',
     BACKWARD_PARAMS.wgsl(),
-    SCORE_PARAMS.wgsl(),
+    ...(o.mods ? [] : [SCORE_PARAMS.wgsl()]),
     `@group(0) @binding(${B.params}) var<uniform> params: BackwardParams;`,
-    `@group(0) @binding(${B.scoreParams}) var<uniform> sp: ScoreParams;`,
+    ...(o.mods ? [] : [`@group(0) @binding(${B.scoreParams}) var<uniform> sp: ScoreParams;`]),
     '// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)',
     `@group(0) @binding(${B.meta}) var<storage, read> seq_meta: array<u32>;`,
     `@group(0) @binding(${B.q}) var<storage, read> q_${sfx}: array<${elem}>;`,
@@ -174,7 +181,11 @@ function header(o: SgBackwardOptions): string[] {
   }
   if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
   // the mask / bias bindings and loaders (the struct and sp are declared above)
-  if (o.mask || o.bias) lines.push(...scoreInputDeclarations({ mask: !!o.mask, bias: o.bias ?? 'none' }, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias }).slice(2));
+  if (o.mods) {
+    // the forward's score function with its struct, uniforms, mask / bias / mods data bindings
+    lines.push(buildScoreFunction({ mask: !!o.mask, bias: o.bias ?? 'none', alibi: o.alibi, softcap: o.softcap, windowed: o.causalOrWindow, mods: o.mods },
+      { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias, modData: B.modData }));
+  } else if (o.mask || o.bias) lines.push(...scoreInputDeclarations({ mask: !!o.mask, bias: o.bias ?? 'none' }, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias }).slice(2));
   if (o.biasGrad) lines.push(`@group(0) @binding(${B.dBias}) var<storage, read_write> grad_bias: array<f32>;`);
   return lines;
 }
@@ -246,6 +257,18 @@ function stage(o: SgBackwardOptions, base: string, stride: string, count: string
 function probability(o: SgBackwardOptions): string[] {
   const lines = ['var x = qk * sp.scale;'];
   if (o.softcap) lines.push('th = tanh(clamp(x / sp.softcap, -15.0, 15.0));', 'x = sp.softcap * th;');
+  if (o.mods) {
+    // the forward's score (units of score_beta(); a NaN / +inf score poisons the pair), and the
+    // score function's slope ms at it for the chain rule (modSlope)
+    if (o.mods.scoreGrad) lines.push('var ms = 1.0;');
+    lines.push('if (i < lenQ && j < lenK) {',
+      '  let s = final_score(qk, b, h, i, j, lenQ, lenK, slope);',
+      '  if (s > NO_SCORE) {',
+      '    p = select(exp(score_beta() * s - st.x), nan_f32(), s >= POISON_SCORE);',
+      ...(o.mods.scoreGrad ? ['    ms = score_mod_slope(qk, b, h, i, j, lenQ, lenK, slope);'] : []),
+      '  }', '}', '_ = x;');
+    return lines;
+  }
   const alibi = 'x = x - slope * abs(f32(i32(i) + i32(lenK) - i32(lenQ) - i32(j)));';
   // ALiBi after the bias, as the forward's score function orders them
   if (o.alibi && !o.bias) lines.push(alibi);
@@ -292,6 +315,11 @@ function writeChunk(target: 'k' | 'q', n: number, o: SgBackwardOptions, L: Retur
       if (${live}) { ${body} }
     }
   }`;
+}
+
+/** The score function's chain rule on dS (`ds`) with its slope `ms` (skipped where dS is 0: an infinite slope never makes a NaN). */
+function modSlopeLines(o: SgBackwardOptions, ds: string, ms: string): string[] {
+  return o.mods?.scoreGrad ? [`if (${ds} != 0.0) { ${ds} = ${ds} * ${ms}; }`] : [];
 }
 
 /**
@@ -447,7 +475,7 @@ function buildSgBackwardKvPlain(o: SgBackwardOptions): string {
       let i = i0 + col;
       let st = stats[col];
       var pv = array<f32, ${keysPerLane}>();
-      var zv = array<f32, ${keysPerLane}>();
+      var zv = array<f32, ${keysPerLane}>();${o.mods?.scoreGrad ? `\n      var mv = array<f32, ${keysPerLane}>();` : ''}
       ${o.softcap ? `var tv = array<f32, ${keysPerLane}>();` : ''}
       ${o.dropout ? `var words = array<vec4<u32>, ${keysPerLane / 8}>();
       for (var w = 0u; w < ${keysPerLane / 8}u; w++) { words[w] = dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, ((kv0 + ko + kr0) >> 3u) + w); }` : ''}
@@ -459,7 +487,7 @@ function buildSgBackwardKvPlain(o: SgBackwardOptions): string {
         var th = 0.0;
         ${probability(o).join('\n        ')}
         let z = ${o.dropout ? 'dropout_factor(words[e >> 3u], e & 7u, dp.threshold, dp.scale)' : '1.0'};
-        pv[e] = p;
+        pv[e] = p;${o.mods?.scoreGrad ? '\n        mv[e] = ms;' : ''}
         zv[e] = z;
         ${o.softcap ? 'tv[e] = th;' : '_ = th;'}
         Pt[pBase + kr * P_STRIDE + col] = f16(p * z);
@@ -487,7 +515,7 @@ function buildSgBackwardKvPlain(o: SgBackwardOptions): string {
       for (var e = 0u; e < KEYS_PER_LANE; e++) {
         let kr = kr0 + e;
         let dpz = Sx[sBase + kr * S_STRIDE + col] * zv[e];
-        var ds = pv[e] * (dpz - st.y);${biasGradLines(o, L.cols, 'ds', 'kv0 + ko + kr').map((l) => `\n        ${l}`).join('')}
+        var ds = pv[e] * (dpz - st.y);${modSlopeLines(o, 'ds', 'mv[e]').map((l) => `\n        ${l}`).join('')}${biasGradLines(o, L.cols, 'ds', 'kv0 + ko + kr').map((l) => `\n        ${l}`).join('')}
         ${o.softcap ? 'ds = ds * (1.0 - tv[e] * tv[e]);' : ''}
         Pt[dsBase + kr * P_STRIDE + col] = f16(ds);
       }
@@ -649,7 +677,7 @@ function buildSgBackwardKvPairs(o: SgBackwardOptions): string {
         ${probability(o).join('\n        ')}
         ${o.dropout ? 'let ez = (kr0 & 7u) + e;   // key kr within the octets of words[]' : ''}
         let z = ${o.dropout ? 'dropout_factor(words[ez >> 3u], ez & 7u, dp.threshold, dp.scale)' : '1.0'};
-        var ds = p * (Sx[sPair + 16u * S_STRIDE + kr * S_STRIDE + col] * z - st.y);${biasGradLines(o, L.cols, 'ds', 'j').map((l) => `\n        ${l}`).join('')}
+        var ds = p * (Sx[sPair + 16u * S_STRIDE + kr * S_STRIDE + col] * z - st.y);${modSlopeLines(o, 'ds', 'ms').map((l) => `\n        ${l}`).join('')}${biasGradLines(o, L.cols, 'ds', 'j').map((l) => `\n        ${l}`).join('')}
         ${o.softcap ? 'ds = ds * (1.0 - th * th);' : '_ = th;'}
         Pt[pPair + kr * P_STRIDE + col] = f16(p * z);
         Pt[pPair + 16u * P_STRIDE + kr * P_STRIDE + col] = f16(ds);
@@ -792,7 +820,7 @@ ${qKeyBlockStaging(o)}
   }
   lines.push(`    workgroupBarrier();
     var pv = array<f32, ${keysPerLane}>();
-    var zv = array<f32, ${keysPerLane}>();
+    var zv = array<f32, ${keysPerLane}>();${o.mods?.scoreGrad ? `\n    var mv = array<f32, ${keysPerLane}>();` : ''}
     ${o.softcap ? `var tv = array<f32, ${keysPerLane}>();` : ''}
     ${o.dropout ? `var words = array<vec4<u32>, ${Math.max(1, keysPerLane / 8)}>();
     for (var w = 0u; w < ${Math.max(1, keysPerLane / 8)}u; w++) { words[w] = dropout_words(dp.seed, dp.offset, b * dp.heads + h, i, ((j0 + half * KEYS_PER_LANE) >> 3u) + w); }` : ''}
@@ -803,7 +831,7 @@ ${qKeyBlockStaging(o)}
       var p = 0.0;
       var th = 0.0;
       ${probability(o).join('\n      ')}
-      pv[e] = p;
+      pv[e] = p;${o.mods?.scoreGrad ? '\n      mv[e] = ms;' : ''}
       zv[e] = ${o.dropout ? 'dropout_factor(words[e >> 3u], e & 7u, dp.threshold, dp.scale)' : '1.0'};
       ${o.softcap ? 'tv[e] = th;' : '_ = th;'}
     }
@@ -818,7 +846,7 @@ ${qKeyBlockStaging(o)}
   lines.push(`    workgroupBarrier();
     for (var e = 0u; e < KEYS_PER_LANE; e++) {
       let jj = half * KEYS_PER_LANE + e;
-      var ds = pv[e] * (Sx[sBase + rr * S_STRIDE + jj] * zv[e] - st.y);
+      var ds = pv[e] * (Sx[sBase + rr * S_STRIDE + jj] * zv[e] - st.y);${modSlopeLines(o, 'ds', 'mv[e]').map((l) => `\n      ${l}`).join('')}
       ${o.softcap ? 'ds = ds * (1.0 - tv[e] * tv[e]);' : ''}
       Pt[pBase + rr * P_STRIDE + jj] = f16(ds);
     }
@@ -930,7 +958,7 @@ ${qKeyBlockStaging(o)}
       ${probability(o).join('\n      ')}
       ${o.dropout ? 'let ez = (ks & 7u) + e;   // key jj within the octets of words[]' : ''}
       let z = ${o.dropout ? 'dropout_factor(words[ez >> 3u], ez & 7u, dp.threshold, dp.scale)' : '1.0'};
-      var ds = p * (Sx[sPair + 16u * S_STRIDE + rr * S_STRIDE + jj] * z - st.y);
+      var ds = p * (Sx[sPair + 16u * S_STRIDE + rr * S_STRIDE + jj] * z - st.y);${modSlopeLines(o, 'ds', 'ms').map((l) => `\n      ${l}`).join('')}
       ${o.softcap ? 'ds = ds * (1.0 - th * th);' : '_ = th;'}
       Pt[pPair + rr * P_STRIDE + jj] = f16(ds);
     }
