@@ -147,7 +147,8 @@ for (const { name, skip } of backends) {
         const grads = await attentionBackward(q, k, v, forward.out, dOut, forward.lse!, { ...options, backend: name, biasGrad: mc.biasGrad, sinkGrad: mc.sinkGrad });
         const { failures } = checkGradients(problem, dOutValues, grads, mc.biasGrad, undefined, mc.sinkGrad);
         expect(failures.join('; ')).toBe('');
-        if (name === 'webgpu') expect(grads.stats?.tier).toBe('portable');
+        // float32 stays on the portable tier; float16 takes the tensor-core tier where the adapter has it
+        if (name === 'webgpu') expect(mc.c.dtype === 'float16' ? ['portable', 'sgmatrix'] : ['portable']).toContain(grads.stats?.tier);
       });
     }
 

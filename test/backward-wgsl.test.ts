@@ -117,7 +117,9 @@ describe('tensor-core backward WGSL builders', async () => {
     // score / mask functions through final_score (the slope's chain rule in both layouts), with a bias, dBias and softcap
     { ...SG, pairs: true, hoist: true, subgroups: 8, mods: MODS }, { ...SG, hoist: true, singleP: true, subgroups: 4, block: 16, mods: MODS, softcap: true, bias: 'float32', biasGrad: { ...NO_FOLD, rowsBroadcast: true } },
     { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 59, dimV: 40, mods: MODS, mask: true, alibi: true, dropout: true, bias: 'float16', biasGrad: NO_FOLD },
-    { ...SG, mods: backwardModsKernel(planMods({ maskMod: causal() })) }];
+    { ...SG, mods: backwardModsKernel(planMods({ maskMod: causal() })) },
+    // a block structure's status table: empty tiles skipped, full ones scored without the masks
+    { ...SG, pairs: true, hoist: true, subgroups: 8, mask: true, blockTable: true }, { ...SG, hoist: true, singleP: true, subgroups: 4, block: 16, blockTable: true, mods: MODS, bias: 'float32', biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldHeads: true } }];
   const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64, vectorLoads: true }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false },
     { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true },
     { ...SG, subgroups: 4, block: 16, reverse: true, vectorLoads: true }, { ...SG, dimQK: 59, dimV: 111, subgroups: 8, block: 16, reverse: true },
@@ -130,7 +132,8 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 192, dimV: 128, vectorLoads: true, dropout: true },
     { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true, reverse: true },
     { ...SG, pairs: true, subgroups: 8, block: 32, mask: true, bias: 'float16', vectorLoads: true }, { ...SG, subgroups: 4, block: 16, bias: 'float32', alibi: true, softcap: true, mask: true },
-    { ...SG, pairs: true, subgroups: 8, block: 16, mods: MODS, softcap: true, dropout: true }, { ...SG, subgroups: 4, block: 16, mods: MODS, bias: 'float32', alibi: true }];
+    { ...SG, pairs: true, subgroups: 8, block: 16, mods: MODS, softcap: true, dropout: true }, { ...SG, subgroups: 4, block: 16, mods: MODS, bias: 'float32', alibi: true },
+    { ...SG, pairs: true, subgroups: 8, block: 32, blockTable: true, mods: MODS, mask: true }, { ...SG, subgroups: 4, block: 16, blockTable: true, mask: true, reverse: true }];
 
   it('keep every workgroup variable a multiple of 16 bytes, as the host counts them', () => {
     const sizes = (wgsl: string) => [...wgsl.matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)].map((m) => {

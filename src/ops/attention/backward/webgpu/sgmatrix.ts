@@ -9,6 +9,8 @@ import { type TierDevice, sgMatrixAdapterUnsupported } from '../../webgpu/tiers/
 import { type BackwardProblem, biasFold } from '../problem.js';
 import { backwardModsKernel } from '../../mods/plan.js';
 import { needsModData } from '../../mods/wgsl.js';
+import { type BlockGrid, lcm } from '../../block-mask/grid.js';
+import { kernelGrid } from '../../block-mask/kernel-grid.js';
 import { type SgBackwardOptions, type SgBiasGrad, buildSgBackwardKv, buildSgBackwardQ, sgBackwardOptionsProblem, sgBackwardWorkgroupBytes } from './sgmatrix.wgsl.js';
 import type { BackwardKernelPlan } from './portable.js';
 
@@ -165,13 +167,13 @@ export function sgBackwardUnsupported(bp: BackwardProblem, d: TierDevice): strin
   if (p.bias && p.bias.tensor.dtype !== 'float32' && p.bias.tensor.dtype !== 'float16') return `an additive bias of float32 or float16 (got ${p.bias.tensor.dtype})`;
   // its dBias would be summed across the kv kernel's workgroups (a per-row bias is exactly 0 in exact arithmetic, as softmax ignores it)
   if (bp.biasGrad && p.bias && p.bias.strides.j === 0) return 'dBias of a bias broadcast along keys is the portable tier\'s';
-  // sinks need nothing here (the LSE holds them); score and mask functions run in final_score, a
-  // block mask as its mask function on every tile (its empty tiles are not skipped here)
+  // sinks need nothing here (the LSE holds them); score and mask functions run in final_score; a
+  // block mask's (or a dense mask's) empty tiles are skipped through its status table (tileGrid)
   // scores are formed as scale·q·k in f32 here (not in units of max(1, |scale|)): no huge scales
   if (Math.abs(p.scale) > 1e20) return `|scale| up to 1e20 (got ${p.scale}); the portable tier keeps scores in units of the scale`;
   if (p.dimQK + p.dimRope > 256 || p.dimV > 256) return `head dims up to 256 (got Dq ${p.dimQK}${p.dimRope ? ` + Dr ${p.dimRope}` : ''}, Dv ${p.dimV})`;
   if (!fittingBackwardConfig(bp, d)) return 'no configuration fits the workgroup memory limit for these head dims';
-  const buffers = 9 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad && p.bias ? 1 : 0) + (needsModData(backwardModsKernel(p.mods), false) ? 1 : 0);
+  const buffers = 9 + (p.qRope ? 3 : 0) + (p.mask ? 1 : 0) + (p.bias ? 1 : 0) + (bp.biasGrad && p.bias ? 1 : 0) + (needsModData(backwardModsKernel(p.mods), p.blockMask !== undefined || p.mask !== undefined) ? 1 : 0);
   if (buffers > d.limits.maxStorageBuffersPerShaderStage) return `needs ${buffers} storage buffers, the device allows ${d.limits.maxStorageBuffersPerShaderStage}`;
   const limit = d.limits.maxStorageBufferBindingSize;
   if (p.mask && bindingBytes(p.mask.tensor, d.limits.minStorageBufferOffsetAlignment) > limit) return `mask needs a ${bindingBytes(p.mask.tensor, d.limits.minStorageBufferOffsetAlignment)}-byte binding, the device allows ${limit}`;
@@ -194,8 +196,10 @@ export async function sgBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, c
   const p = bp.forward;
   const align = runtime.limits.minStorageBufferOffsetAlignment;
   const biasGrad = sgBiasGradOf(bp);
-  const kv: SgBackwardOptions = { ...sgBackwardOptionsOf(bp, config.kv, align), ...(biasGrad ? { biasGrad } : {}) };
-  const q = sgBackwardOptionsOf(bp, config.q, align);
+  const grid = tileGrid(bp, config);
+  const table = grid ? { blockTable: true } : {};
+  const kv: SgBackwardOptions = { ...sgBackwardOptionsOf(bp, config.kv, align), ...(biasGrad ? { biasGrad } : {}), ...table };
+  const q: SgBackwardOptions = { ...sgBackwardOptionsOf(bp, config.q, align), ...table };
   const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(sgBackwardKvKernel, kv), runtime.pipeline(sgBackwardQKernel, q)]);
   const keys = 16 * (kv.pairs ? kv.subgroups / 2 : kv.subgroups); // pairs: 16 keys per subgroup pair
   return {
@@ -204,5 +208,19 @@ export async function sgBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, c
     q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / (16 * (q.pairs ? q.subgroups / 2 : q.subgroups))), p.headsQ, p.batch] },
     keyBlocks: Math.ceil(p.seqK / keys),
     label: 'sgmatrix',
+    ...(grid ? { blockGrid: grid } : {}),
   };
+}
+
+/**
+ * The block structure the kernels look tiles up in (a block mask's, a dense CPU bool mask's: kernel-grid.ts),
+ * at blocks every kv tile (BLOCK rows x the workgroup's keys) and q tile (its rows x BLOCK keys) lies inside.
+ */
+function tileGrid(bp: BackwardProblem, config: SgBackwardConfig): BlockGrid | undefined {
+  const p = bp.forward;
+  if (!p.blockMask && !p.mask) return undefined;
+  const owners = (part: { subgroups: number; pairs?: boolean }) => 16 * (part.pairs ? part.subgroups / 2 : part.subgroups);
+  const rows = lcm(config.kv.block, owners(config.q));
+  const keys = lcm(owners(config.kv), config.q.block);
+  return kernelGrid(p, { rows, keys, denseKeys: keys });
 }

@@ -24,6 +24,7 @@ import type { FloatDType } from '../../../../engines/webgpu/wgsl.js';
 import { SCORE_PARAMS, buildScoreFunction, scoreInputDeclarations } from '../../webgpu/score.wgsl.js';
 import type { ModsKernelOptions } from '../../mods/plan.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
+import { BLOCK_STATUS_WGSL } from '../../block-mask/status.wgsl.js';
 import { BACKWARD_BINDINGS, BACKWARD_PARAMS } from './portable.wgsl.js';
 
 export interface SgBackwardOptions {
@@ -76,6 +77,13 @@ export interface SgBackwardOptions {
   bias?: FloatDType;
   /** kv kernel: dBias asked (needs `bias`). */
   biasGrad?: SgBiasGrad;
+  /**
+   * The call's block structure (a block mask, a dense bool mask's) is bound as a status table in
+   * mod_data (block-mask/status.wgsl.ts): tiles every mask hides are skipped, and on tiles no mask
+   * hides anything of the score is formed without the masks (final_score_unmasked). Implies the
+   * score-function path (final_score) even without `mods`.
+   */
+  blockTable?: boolean;
   /**
    * Score / mask functions (the backward's: mods/plan.ts backwardModsKernel): P is then formed by
    * the forward's final_score (score.wgsl.ts, every option in its order, in units of score_beta())
@@ -165,9 +173,9 @@ function header(o: SgBackwardOptions): string[] {
     'diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);',
     '',
     BACKWARD_PARAMS.wgsl(),
-    ...(o.mods ? [] : [SCORE_PARAMS.wgsl()]),
+    ...(o.mods || o.blockTable ? [] : [SCORE_PARAMS.wgsl()]),
     `@group(0) @binding(${B.params}) var<uniform> params: BackwardParams;`,
-    ...(o.mods ? [] : [`@group(0) @binding(${B.scoreParams}) var<uniform> sp: ScoreParams;`]),
+    ...(o.mods || o.blockTable ? [] : [`@group(0) @binding(${B.scoreParams}) var<uniform> sp: ScoreParams;`]),
     '// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)',
     `@group(0) @binding(${B.meta}) var<storage, read> seq_meta: array<u32>;`,
     `@group(0) @binding(${B.q}) var<storage, read> q_${sfx}: array<${elem}>;`,
@@ -181,10 +189,11 @@ function header(o: SgBackwardOptions): string[] {
   }
   if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
   // the mask / bias bindings and loaders (the struct and sp are declared above)
-  if (o.mods) {
+  if (o.mods || o.blockTable) {
     // the forward's score function with its struct, uniforms, mask / bias / mods data bindings
-    lines.push(buildScoreFunction({ mask: !!o.mask, bias: o.bias ?? 'none', alibi: o.alibi, softcap: o.softcap, windowed: o.causalOrWindow, mods: o.mods },
+    lines.push(buildScoreFunction({ mask: !!o.mask, bias: o.bias ?? 'none', alibi: o.alibi, softcap: o.softcap, windowed: o.causalOrWindow, mods: o.mods, blockTable: o.blockTable },
       { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias, modData: B.modData }));
+    if (o.blockTable) lines.push(BLOCK_STATUS_WGSL);
   } else if (o.mask || o.bias) lines.push(...scoreInputDeclarations({ mask: !!o.mask, bias: o.bias ?? 'none' }, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias }).slice(2));
   if (o.biasGrad) lines.push(`@group(0) @binding(${B.dBias}) var<storage, read_write> grad_bias: array<f32>;`);
   return lines;
@@ -257,15 +266,17 @@ function stage(o: SgBackwardOptions, base: string, stride: string, count: string
 function probability(o: SgBackwardOptions): string[] {
   const lines = ['var x = qk * sp.scale;'];
   if (o.softcap) lines.push('th = tanh(clamp(x / sp.softcap, -15.0, 15.0));', 'x = sp.softcap * th;');
-  if (o.mods) {
+  if (o.mods || o.blockTable) {
     // the forward's score (units of score_beta(); a NaN / +inf score poisons the pair), and the
     // score function's slope ms at it for the chain rule (modSlope)
-    if (o.mods.scoreGrad) lines.push('var ms = 1.0;');
+    if (o.mods?.scoreGrad) lines.push('var ms = 1.0;');
     lines.push('if (i < lenQ && j < lenK) {',
-      '  let s = final_score(qk, b, h, i, j, lenQ, lenK, slope);',
+      ...(o.blockTable
+        ? ['  var s = 0.0;', '  if (full) { s = final_score_unmasked(qk, b, h, i, j, lenQ, lenK, slope); } else { s = final_score(qk, b, h, i, j, lenQ, lenK, slope); }']
+        : ['  let s = final_score(qk, b, h, i, j, lenQ, lenK, slope);']),
       '  if (s > NO_SCORE) {',
       '    p = select(exp(score_beta() * s - st.x), nan_f32(), s >= POISON_SCORE);',
-      ...(o.mods.scoreGrad ? ['    ms = score_mod_slope(qk, b, h, i, j, lenQ, lenK, slope);'] : []),
+      ...(o.mods?.scoreGrad ? ['    ms = score_mod_slope(qk, b, h, i, j, lenQ, lenK, slope);'] : []),
       '  }', '}', '_ = x;');
     return lines;
   }
@@ -315,6 +326,14 @@ function writeChunk(target: 'k' | 'q', n: number, o: SgBackwardOptions, L: Retur
       if (${live}) { ${body} }
     }
   }`;
+}
+
+/** blockTable: the tile of rows from `i0`, keys from `j0` skipped when every mask hides it; `full` when none hides anything of it. */
+function tileStatusLines(o: SgBackwardOptions, i0: string, j0: string, indent: string): string {
+  if (!o.blockTable) return '';
+  return `\n${indent}let status = block_status(b, h, ${i0}, ${j0});   // uniform: the workgroup's tile
+${indent}if (status == 0u) { continue; }
+${indent}let full = status == 2u;`;
 }
 
 /** The score function's chain rule on dS (`ds`) with its slope `ms` (skipped where dS is 0: an infinite slope never makes a NaN). */
@@ -454,7 +473,7 @@ function buildSgBackwardKvPlain(o: SgBackwardOptions): string {
   for (var h = hk * params.group; h < (hk + 1u) * params.group; h++) {
     let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};${biasRowsDeclare(o) ? `\n${biasRowsDeclare(o)}` : ''}
     for (var t = tFirst; t < tEnd; t++) {
-      let i0 = t * BLOCK;
+      let i0 = t * BLOCK;${tileStatusLines(o, 'i0', 'kv0', '      ')}
       workgroupBarrier();   // the previous block's tiles are fully read
       ${stage(o, 'Q_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'i0 + rr < lenQ', part('q', 'q_strides', 'q_off', 'h', 'startQ + i0 + rr'), o.dimRope ? part('qr', 'qr_strides', 'qr_off', 'h', 'startQ + i0 + rr') : undefined, 'DQ', 'DQP')}
       ${stage(o, 'DO_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'i0 + rr < lenQ', part('do', 'o_strides', 'do_off', 'h', 'startQ + i0 + rr'), undefined, 'DV', 'DVP')}
@@ -639,7 +658,7 @@ function buildSgBackwardKvPairs(o: SgBackwardOptions): string {
   for (var h = hk * params.group; h < (hk + 1u) * params.group; h++) {
     let slope = ${o.alibi ? 'bitcast<f32>(seq_meta[4u * nb + b * sp.alibi_stride_b + h])' : '0.0'};${biasRowsDeclare(o) ? `\n${biasRowsDeclare(o)}` : ''}
     for (var t = tFirst; t < tEnd; t++) {
-      let i0 = t * BLOCK;
+      let i0 = t * BLOCK;${tileStatusLines(o, 'i0', 'kv0', '      ')}
       workgroupBarrier();   // the previous block's tiles and P areas are fully read
       ${stage(o, 'Q_BASE', 'K_STRIDE', 'BLOCK', 'DQA', 'i0 + rr < lenQ', part('q', 'q_strides', 'q_off', 'h', 'startQ + i0 + rr'), o.dimRope ? part('qr', 'qr_strides', 'qr_off', 'h', 'startQ + i0 + rr') : undefined, 'DQ', 'DQP')}
       ${stage(o, 'DO_BASE', 'V_STRIDE', 'BLOCK', 'DVP', 'i0 + rr < lenQ', part('do', 'o_strides', 'do_off', 'h', 'startQ + i0 + rr'), undefined, 'DV', 'DVP')}
@@ -807,7 +826,7 @@ export function buildSgBackwardQ(o: SgBackwardOptions): string {
   let i = q0 + ko + rr;
 ${qRowStatsAndKeyBlocks(o)}
   for (var t = tFirst; t < tEnd; t++) {
-    let j0 = t * BLOCK;
+    let j0 = t * BLOCK;${tileStatusLines(o, 'q0', 'j0', '    ')}
     workgroupBarrier();   // Q/dO staging (first block) or the previous block's tiles fully read
 ${qKeyBlockStaging(o)}
     workgroupBarrier();`);
@@ -927,7 +946,7 @@ function buildSgBackwardQPairs(o: SgBackwardOptions): string {
   let i = q0 + ko + rr;
 ${qRowStatsAndKeyBlocks(o)}
   for (var t = tFirst; t < tEnd; t++) {
-    let j0 = t * BLOCK;
+    let j0 = t * BLOCK;${tileStatusLines(o, 'q0', 'j0', '    ')}
     workgroupBarrier();   // the Q/dO loads (first block) or the previous block's tiles and dS fully read
 ${qKeyBlockStaging(o)}
     workgroupBarrier();
