@@ -22,6 +22,7 @@
 // from subgroup_id, variables in loops initialised. Score and mask functions stay on the portable tier.
 import type { FloatDType } from '../../../../engines/webgpu/wgsl.js';
 import { SCORE_PARAMS, buildScoreFunction, scoreInputDeclarations } from '../../webgpu/score.wgsl.js';
+import { buildModsWgsl } from '../../mods/wgsl.js';
 import type { ModsKernelOptions } from '../../mods/plan.js';
 import { dropoutDeclarations } from '../../dropout/philox.wgsl.js';
 import { BLOCK_STATUS_WGSL } from '../../block-mask/status.wgsl.js';
@@ -80,8 +81,8 @@ export interface SgBackwardOptions {
   /**
    * The call's block structure (a block mask, a dense bool mask's) is bound as a status table in
    * mod_data (block-mask/status.wgsl.ts): tiles every mask hides are skipped, and on tiles no mask
-   * hides anything of the score is formed without the masks (final_score_unmasked). Implies the
-   * score-function path (final_score) even without `mods`.
+   * hides anything of the score is formed without the masks (final_score_unmasked with mods, no
+   * mask_at read without).
    */
   blockTable?: boolean;
   /**
@@ -173,9 +174,9 @@ function header(o: SgBackwardOptions): string[] {
     'diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);',
     '',
     BACKWARD_PARAMS.wgsl(),
-    ...(o.mods || o.blockTable ? [] : [SCORE_PARAMS.wgsl()]),
+    ...(o.mods ? [] : [SCORE_PARAMS.wgsl()]),
     `@group(0) @binding(${B.params}) var<uniform> params: BackwardParams;`,
-    ...(o.mods || o.blockTable ? [] : [`@group(0) @binding(${B.scoreParams}) var<uniform> sp: ScoreParams;`]),
+    ...(o.mods ? [] : [`@group(0) @binding(${B.scoreParams}) var<uniform> sp: ScoreParams;`]),
     '// per sequence: starts q | starts k | lengths q | lengths k | ALiBi slopes (f32 bits)',
     `@group(0) @binding(${B.meta}) var<storage, read> seq_meta: array<u32>;`,
     `@group(0) @binding(${B.q}) var<storage, read> q_${sfx}: array<${elem}>;`,
@@ -189,12 +190,16 @@ function header(o: SgBackwardOptions): string[] {
   }
   if (o.dropout) lines.push(dropoutDeclarations(0, B.dropout));
   // the mask / bias bindings and loaders (the struct and sp are declared above)
-  if (o.mods || o.blockTable) {
+  if (o.mods) {
     // the forward's score function with its struct, uniforms, mask / bias / mods data bindings
     lines.push(buildScoreFunction({ mask: !!o.mask, bias: o.bias ?? 'none', alibi: o.alibi, softcap: o.softcap, windowed: o.causalOrWindow, mods: o.mods, blockTable: o.blockTable },
       { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias, modData: B.modData }));
-    if (o.blockTable) lines.push(BLOCK_STATUS_WGSL);
   } else if (o.mask || o.bias) lines.push(...scoreInputDeclarations({ mask: !!o.mask, bias: o.bias ?? 'none' }, { group: 0, params: B.scoreParams, mask: B.mask, bias: B.bias }).slice(2));
+  if (o.blockTable) {
+    // the status table in mod_data (declared by the score function when there are mods)
+    if (!o.mods) lines.push(buildModsWgsl(undefined, { group: 0, binding: B.modData }, true));
+    lines.push(BLOCK_STATUS_WGSL);
+  }
   if (o.biasGrad) lines.push(`@group(0) @binding(${B.dBias}) var<storage, read_write> grad_bias: array<f32>;`);
   return lines;
 }
@@ -266,7 +271,7 @@ function stage(o: SgBackwardOptions, base: string, stride: string, count: string
 function probability(o: SgBackwardOptions): string[] {
   const lines = ['var x = qk * sp.scale;'];
   if (o.softcap) lines.push('th = tanh(clamp(x / sp.softcap, -15.0, 15.0));', 'x = sp.softcap * th;');
-  if (o.mods || o.blockTable) {
+  if (o.mods) {
     // the forward's score (units of score_beta(); a NaN / +inf score poisons the pair), and the
     // score function's slope ms at it for the chain rule (modSlope)
     if (o.mods?.scoreGrad) lines.push('var ms = 1.0;');
@@ -299,7 +304,7 @@ function probability(o: SgBackwardOptions): string[] {
   }
   else inner.push('p = exp(x - st.x);');
   const body = o.mask
-    ? ['let ms = sp.mask_strides;', `if (mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) != 0u) {`, ...inner.map((l) => `  ${l}`), '}']
+    ? ['let ms = sp.mask_strides;', `if (${o.blockTable ? 'full || ' : ''}mask_at(sp.mask_off + b * ms.x + h * ms.y + i * ms.z + j * ms.w) != 0u) {`, ...inner.map((l) => `  ${l}`), '}']
     : inner;
   lines.push(`if (${visible.join(' && ')}) {`, ...body.map((l) => `  ${l}`), '}');
   return lines;
