@@ -119,7 +119,13 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, subgroups: 4, block: 16, dimQK: 59, dimV: 40, mods: MODS, mask: true, alibi: true, dropout: true, bias: 'float16', biasGrad: NO_FOLD },
     { ...SG, mods: backwardModsKernel(planMods({ maskMod: causal() })) },
     // a block structure's status table: empty tiles skipped, full ones scored without the masks
-    { ...SG, pairs: true, hoist: true, subgroups: 8, mask: true, blockTable: true }, { ...SG, hoist: true, singleP: true, subgroups: 4, block: 16, blockTable: true, mods: MODS, bias: 'float32', biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldHeads: true } }];
+    { ...SG, pairs: true, hoist: true, subgroups: 8, mask: true, blockTable: true }, { ...SG, hoist: true, singleP: true, subgroups: 4, block: 16, blockTable: true, mods: MODS, bias: 'float32', biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldHeads: true } },
+    // dBias of a shared bias in partial planes (ranges of the folded batch / heads, either axis),
+    // and softcap() run as the option with the function's rule (plain lines and after final_score)
+    { ...SG, pairs: true, hoist: true, subgroups: 8, bias: 'float16', biasGrad: { ...NO_FOLD, foldBatch: true, foldHeads: true, planes: 4 } },
+    { ...SG, pairs: true, hoist: true, subgroups: 8, block: 16, bias: 'float32', biasGrad: { ...NO_FOLD, foldHeads: true, planes: 2, once: true } },
+    { ...SG, hoist: true, singleP: true, subgroups: 4, bias: 'float16', mask: true, biasGrad: { ...NO_FOLD, rowsBroadcast: true, foldBatch: true, planes: 3 } },
+    { ...SG, pairs: true, hoist: true, subgroups: 8, softcap: true, softcapFunction: true }, { ...SG, pairs: true, subgroups: 4, block: 16, softcap: true, softcapFunction: true, mods: MODS, dropout: true }];
   const Q: SgOptions[] = [{ ...SG, subgroups: 4, block: 16 }, { ...SG, block: 64, vectorLoads: true }, { ...SG, dimQK: 192, dimV: 128, dropout: true, softcap: true, alibi: true, causalOrWindow: false },
     { ...SG, dimQK: 128, dimRope: 64, block: 32, subgroups: 8, vectorLoads: true },
     { ...SG, subgroups: 4, block: 16, reverse: true, vectorLoads: true }, { ...SG, dimQK: 59, dimV: 111, subgroups: 8, block: 16, reverse: true },
@@ -133,6 +139,7 @@ describe('tensor-core backward WGSL builders', async () => {
     { ...SG, pairs: true, subgroups: 8, block: 16, dimQK: 128, dimRope: 64, vectorLoads: true, reverse: true },
     { ...SG, pairs: true, subgroups: 8, block: 32, mask: true, bias: 'float16', vectorLoads: true }, { ...SG, subgroups: 4, block: 16, bias: 'float32', alibi: true, softcap: true, mask: true },
     { ...SG, pairs: true, subgroups: 8, block: 16, mods: MODS, softcap: true, dropout: true }, { ...SG, subgroups: 4, block: 16, mods: MODS, bias: 'float32', alibi: true },
+    { ...SG, pairs: true, subgroups: 8, block: 32, softcap: true, softcapFunction: true, vectorLoads: true },
     { ...SG, pairs: true, subgroups: 8, block: 32, blockTable: true, mods: MODS, mask: true }, { ...SG, subgroups: 4, block: 16, blockTable: true, mask: true, reverse: true }];
 
   it('keep every workgroup variable a multiple of 16 bytes, as the host counts them', () => {

@@ -69,6 +69,9 @@ export const BACKWARD_SUITE: readonly GradCase[] = [
   { dtype: 'float16', batch: 2, headsQ: 2, seqQ: 50, seqK: 77, dimQK: 40, bias: 'random', maskShape: '2d', biasGrad: true, softcap: 3, causal: true, hardwareGpu: true },
   { dtype: 'float16', batch: 2, headsQ: 4, headsKv: 2, seqQ: 97, seqK: 65, dimQK: 128, bias: 'random', maskShape: 'keys', biasGrad: true, mask: 'random', hardwareGpu: true },
   { dtype: 'float16', batch: 1, headsQ: 2, seqQ: 90, seqK: 90, dimQK: 192, dimV: 128, bias: 'random', maskShape: 'full', biasGrad: true, dropout: 0.1, causal: true, hardwareGpu: true },
+  // a [Sq, Sk] bias shared by a batch of 3 and GQA heads: the tensor-core dBias in partial planes
+  // (6 folded pairs; the group's query heads add into one element)
+  { dtype: 'float16', batch: 3, headsQ: 4, headsKv: 2, seqQ: 61, seqK: 83, dimQK: 64, bias: 'random', maskShape: '2d', biasGrad: true, causal: true, hardwareGpu: true },
 ];
 
 export interface GradCaseInputs extends CaseInputs {

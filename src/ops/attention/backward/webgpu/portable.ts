@@ -17,6 +17,7 @@ import { scoreOptionsOf, scoreParamsOf, sequenceTable } from '../../webgpu/atten
 import type { AttentionGrads } from '../options.js';
 import { type BackwardProblem, biasFold } from '../problem.js';
 import { sinkGradTensor } from '../sink.js';
+import { biasPlanesSumKernel, queueBiasPlanesSum } from './bias-planes.js';
 import {
   BACKWARD_BINDINGS as B, BACKWARD_PARAMS, type BackwardKernelOptions, type BackwardTile, type KvKernelOptions,
   PRE_ROWS, backwardWorkgroupBytes, buildBackwardKv, buildBackwardPre, buildBackwardQ, buildCastHalf, checkBackwardTile,
@@ -129,6 +130,16 @@ export interface BackwardKernelPlan {
   label: string;
   /** The block mask's structure the kernels look tiles up in (mod_data), when they do. */
   blockGrid?: BlockGrid;
+  /**
+   * The forward problem the kernels were planned for where the tier rewrote the call's (the
+   * tensor-core tier's softcap() as the option: sgBackwardProblem); its uniforms are bound.
+   */
+  forward?: AttentionProblem;
+  /**
+   * The kv kernel adds dBias into `planes` partial planes of `elements` floats (bias-planes.ts);
+   * a last pass sums them in plane order.
+   */
+  biasPlanes?: { planes: number; elements: number };
 }
 
 /** The portable tier's plan for `bp` (tiles that fit the device). */
@@ -161,12 +172,14 @@ export async function runPortableBackward(runtime: GpuRuntime, bp: BackwardProbl
 
 /** Runs a tier's plan: pre kernel, kv and q kernels, casts or readback. */
 export async function runBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, plan: BackwardKernelPlan): Promise<AttentionGrads> {
-  const p = bp.forward;
+  const p = plan.forward ?? bp.forward;
   const prePipeline = await runtime.pipeline(backwardPreKernel, { dtype: p.dtype, dimV: p.dimV });
   const kvPipeline = plan.kv.pipeline;
   const qPipeline = plan.q.pipeline;
   const onGpu = p.q.tensor.gpu !== undefined;
   const castPipeline = onGpu && (p.dtype === 'float16' || p.bias?.tensor.dtype === 'float16') ? await runtime.pipeline(castHalfKernel, { kind: 'f32-to-f16' }) : undefined;
+  const planes = bp.biasGrad && p.bias ? plan.biasPlanes : undefined;
+  const planesPipeline = planes ? await runtime.pipeline(biasPlanesSumKernel, { kind: 'sum' }) : undefined;
 
   const dispatchesBefore = runtime.counters.dispatches;
   const meter = runtime.meter();
@@ -225,7 +238,8 @@ export async function runBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, 
       qr_strides: view(p.qRope),
       kr_strides: view(p.kRope),
       o_strides: [p.outStrides.b, p.outStrides.h, p.outStrides.s, p.outStrides.d],
-      lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, 0],
+      // w: the dBias planes' stride in floats (the tensor-core kv kernel with planes; 0 otherwise)
+      lse_strides: [p.lseStrides.b, p.lseStrides.h, p.lseStrides.s, planes?.elements ?? 0],
       q_off: p.q.offset + q.elementBase,
       k_off: p.k.offset + k.elementBase,
       v_off: p.v.offset + v.elementBase,
@@ -262,13 +276,17 @@ export async function runBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, 
       });
       const kvEntries: Record<number, GPUBuffer | GPUBufferBinding> = { ...shared, [B.grad]: grads.dk, [B.gradV]: grads.dv };
       if (grads.dkRope) kvEntries[B.gradRope] = grads.dkRope;
-      if (grads.dBias) kvEntries[B.dBias] = grads.dBias;
+      // with planes the kv kernel adds into the partial planes, summed into dBias after it
+      const dBiasPlanes = planes ? intermediate(4 * planes.planes * planes.elements, 'dBias planes') : undefined;
+      if (dBiasPlanes) runtime.clear(dBiasPlanes);
+      if (grads.dBias) kvEntries[B.dBias] = dBiasPlanes ?? grads.dBias;
       runtime.dispatch({
         label: `attention-backward-kv-${plan.label}`,
         pipeline: kvPipeline,
         bindGroups: [runtime.bindGroup(kvPipeline, 0, kvEntries)],
         workgroups: plan.kv.grid,
       });
+      if (dBiasPlanes && grads.dBias) queueBiasPlanesSum(runtime, planesPipeline!, dBiasPlanes, grads.dBias, planes!.planes, planes!.elements);
       const qEntries: Record<number, GPUBuffer | GPUBufferBinding> = { ...shared, [B.grad]: grads.dq };
       if (grads.dqRope) qEntries[B.gradRope] = grads.dqRope;
       runtime.dispatch({

@@ -8,11 +8,13 @@ import type { Tensor } from '../../../../core/tensor.js';
 import { type TierDevice, sgMatrixAdapterUnsupported } from '../../webgpu/tiers/sgmatrix.js';
 import { type BackwardProblem, biasFold } from '../problem.js';
 import { backwardModsKernel } from '../../mods/plan.js';
+import { softcapAsOption } from '../../mods/softcap-part.js';
 import { needsModData } from '../../mods/wgsl.js';
 import { type BlockGrid, lcm } from '../../block-mask/grid.js';
 import { kernelGrid } from '../../block-mask/kernel-grid.js';
 import { type SgBackwardOptions, type SgBiasGrad, buildSgBackwardKv, buildSgBackwardQ, sgBackwardOptionsProblem, sgBackwardWorkgroupBytes } from './sgmatrix.wgsl.js';
 import type { BackwardKernelPlan } from './portable.js';
+import { type BiasPlanesLimits, biasPlanes } from './bias-planes.js';
 
 export const sgBackwardKvKernel = defineKernel<SgBackwardOptions>('attention-backward-kv-sgmatrix', buildSgBackwardKv);
 export const sgBackwardQKernel = defineKernel<SgBackwardOptions>('attention-backward-q-sgmatrix', buildSgBackwardQ);
@@ -126,6 +128,7 @@ export function sgBackwardOptionsOf(bp: BackwardProblem, part: SgBackwardConfig[
     ...('reverse' in part && part.reverse ? { reverse: true } : {}),
     causalOrWindow: p.window.left !== Infinity || p.window.right !== Infinity,
     softcap: p.softcap > 0,
+    ...(p.softcap > 0 && p.softcapRule === 'function' ? { softcapFunction: true } : {}),
     alibi: p.alibi !== undefined,
     dropout: p.dropout !== undefined,
     // absent without a mask / bias: those kernels' options (and pipeline keys) stay as they were
@@ -143,6 +146,21 @@ export function sgBiasGradOf(bp: BackwardProblem): SgBiasGrad | undefined {
   const st = p.bias.strides;
   const shared = st.i === 0 || (st.b === 0 && p.batch > 1) || (st.h === 0 && p.headsQ > 1);
   return { rowsBroadcast: st.i === 0, foldBatch: fold.batch, foldHeads: fold.kvHeads, ...(shared ? {} : { once: true }) };
+}
+
+/**
+ * `g` with partial planes where a folded dBias leaves the kv grid thin (bias-planes.ts); a plane
+ * holding one (b, hk) pair whose query heads do not share an element stores, as `once`.
+ */
+export function sgBiasGradWithPlanes(bp: BackwardProblem, g: SgBiasGrad | undefined, keyBlocks: number, limits: BiasPlanesLimits): SgBiasGrad | undefined {
+  if (!g || (!g.foldBatch && !g.foldHeads)) return g;
+  const p = bp.forward;
+  const folded = (g.foldBatch ? p.batch : 1) * (g.foldHeads ? p.headsKv : 1);
+  const workgroups = keyBlocks * (g.foldHeads ? 1 : p.headsKv) * (g.foldBatch ? 1 : p.batch);
+  const planes = biasPlanes({ folded, workgroups, elements: p.bias!.tensor.size }, limits);
+  if (planes < 2) return g;
+  const single = planes === folded && !g.rowsBroadcast && (p.bias!.strides.h !== 0 || p.headsQ === p.headsKv);
+  return { ...g, planes, ...(single ? { once: true } : {}) };
 }
 
 function fits(bp: BackwardProblem, c: SgBackwardConfig, d: TierDevice): boolean {
@@ -191,24 +209,43 @@ export function sgBackwardUnsupported(bp: BackwardProblem, d: TierDevice): strin
   return undefined;
 }
 
-/** The tier's plan for `bp` under `config`. */
-export async function sgBackwardPlan(runtime: GpuRuntime, bp: BackwardProblem, config: SgBackwardConfig): Promise<BackwardKernelPlan> {
+/**
+ * `bp` as this tier runs it: softcap() as a score function becomes the softcap option with the
+ * function's rule (mods/softcap-part.ts), as the forward's tensor-core tier does: the option's lines
+ * skip the general score path (the H200 measured softcap() at 1.58x the backward without it on that
+ * path, session 12 call 4).
+ */
+export function sgBackwardProblem(bp: BackwardProblem): BackwardProblem {
+  const forward = softcapAsOption(bp.forward);
+  return forward === bp.forward ? bp : { ...bp, forward };
+}
+
+/** The tier's plan for `call` under `config` (the problem it planned: sgBackwardProblem). */
+export async function sgBackwardPlan(runtime: GpuRuntime, call: BackwardProblem, config: SgBackwardConfig): Promise<BackwardKernelPlan> {
+  const bp = sgBackwardProblem(call);
   const p = bp.forward;
   const align = runtime.limits.minStorageBufferOffsetAlignment;
-  const biasGrad = sgBiasGradOf(bp);
+  const keys = 16 * (config.kv.pairs ? config.kv.subgroups / 2 : config.kv.subgroups); // pairs: 16 keys per subgroup pair
+  const keyBlocks = Math.ceil(p.seqK / keys);
+  const biasGrad = sgBiasGradWithPlanes(bp, sgBiasGradOf(bp), keyBlocks, runtime.limits);
+  const planes = biasGrad?.planes ?? 1;
   const grid = tileGrid(bp, config);
   const table = grid ? { blockTable: true } : {};
   const kv: SgBackwardOptions = { ...sgBackwardOptionsOf(bp, config.kv, align), ...(biasGrad ? { biasGrad } : {}), ...table };
   const q: SgBackwardOptions = { ...sgBackwardOptionsOf(bp, config.q, align), ...table };
   const [kvPipeline, qPipeline] = await Promise.all([runtime.pipeline(sgBackwardKvKernel, kv), runtime.pipeline(sgBackwardQKernel, q)]);
-  const keys = 16 * (kv.pairs ? kv.subgroups / 2 : kv.subgroups); // pairs: 16 keys per subgroup pair
+  // dBias of a bias shared by the batch / the KV heads: those axes are walked inside each workgroup,
+  // in `planes` ranges along the folded axis (z with the batch folded, else y)
+  const ySize = biasGrad?.foldHeads ? (planes > 1 && !biasGrad.foldBatch ? planes : 1) : p.headsKv;
+  const zSize = biasGrad?.foldBatch ? planes : p.batch;
   return {
-    // dBias of a bias shared by the batch / the KV heads: those axes are walked inside each workgroup
-    kv: { pipeline: kvPipeline, grid: [Math.ceil(p.seqK / keys), biasGrad?.foldHeads ? 1 : p.headsKv, biasGrad?.foldBatch ? 1 : p.batch] },
+    kv: { pipeline: kvPipeline, grid: [keyBlocks, ySize, zSize] },
     q: { pipeline: qPipeline, grid: [Math.ceil(p.seqQ / (16 * (q.pairs ? q.subgroups / 2 : q.subgroups))), p.headsQ, p.batch] },
-    keyBlocks: Math.ceil(p.seqK / keys),
+    keyBlocks,
+    ...(planes > 1 ? { biasPlanes: { planes, elements: p.bias!.tensor.size } } : {}),
     label: 'sgmatrix',
     ...(grid ? { blockGrid: grid } : {}),
+    ...(bp !== call ? { forward: p } : {}),
   };
 }
 

@@ -38,6 +38,12 @@ export interface SgBackwardOptions {
   block: number;
   causalOrWindow: boolean;
   softcap: boolean;
+  /**
+   * The softcap stands for a softcap() score function (AttentionProblem.softcapRule, split by
+   * mods/softcap-part.ts): a function's rule on its input, so a -inf scaled score hides the pair
+   * (the option would cap it to -softcap); NaN and +inf poisoned the row's LSE in the forward.
+   */
+  softcapFunction?: boolean;
   alibi: boolean;
   dropout: boolean;
   /**
@@ -114,6 +120,12 @@ export interface SgBiasGrad {
    * add at 6.86 ms for a [1, 16, 2048, 2048] bias against 2.96 without dBias, session 12 call 1).
    */
   once?: boolean;
+  /**
+   * Partial planes (bias-planes.ts), >= 2: the folded (b, hk) pairs are cut into this many
+   * contiguous ranges, one per grid index of the folded axis (z with foldBatch, else y); range g's
+   * workgroups add into plane g, at g · params.lse_strides.w floats of the bound dBias buffer.
+   */
+  planes?: number;
 }
 
 const SG = 32;
@@ -270,12 +282,15 @@ function stage(o: SgBackwardOptions, base: string, stride: string, count: string
 /** The visible-and-scored P of one (query i, key j) pair from qk = q·k; sets p (and th with softcap). */
 function probability(o: SgBackwardOptions): string[] {
   const lines = ['var x = qk * sp.scale;'];
+  // softcap() run as the option: a -inf scaled score hides the pair, as the function's rule has it
+  const capHidden = o.softcapFunction ? 'capKeep' : undefined;
+  if (capHidden) lines.push('let capKeep = bitcast<u32>(x) != 0xff800000u;   // before the cap');
   if (o.softcap) lines.push('th = tanh(clamp(x / sp.softcap, -15.0, 15.0));', 'x = sp.softcap * th;');
   if (o.mods) {
     // the forward's score (units of score_beta(); a NaN / +inf score poisons the pair), and the
     // score function's slope ms at it for the chain rule (modSlope)
     if (o.mods?.scoreGrad) lines.push('var ms = 1.0;');
-    lines.push('if (i < lenQ && j < lenK) {',
+    lines.push(`if (i < lenQ && j < lenK${capHidden ? ` && ${capHidden}` : ''}) {`,
       ...(o.blockTable
         ? ['  var s = 0.0;', '  if (full) { s = final_score_unmasked(qk, b, h, i, j, lenQ, lenK, slope); } else { s = final_score(qk, b, h, i, j, lenQ, lenK, slope); }']
         : ['  let s = final_score(qk, b, h, i, j, lenQ, lenK, slope);']),
@@ -290,6 +305,7 @@ function probability(o: SgBackwardOptions): string[] {
   if (o.alibi && !o.bias) lines.push(alibi);
   const visible = ['i < lenQ', 'j < lenK'];
   if (o.causalOrWindow) visible.push('i32(j) - i32(i) - diag >= -sp.win_left', 'i32(j) - i32(i) - diag <= sp.win_right');
+  if (capHidden) visible.push(capHidden);
   if (!o.mask && !o.bias) {
     lines.push(`if (${visible.join(' && ')}) { p = exp(x - st.x); }`);
     return lines;
@@ -355,11 +371,16 @@ function biasGradLines(o: SgBackwardOptions, block: number, ds: string, j: strin
   const g = o.biasGrad;
   if (!g) return [];
   if (!g.rowsBroadcast) {
-    return [`if (i < lenQ && ${j} < lenK && ${ds} != 0.0) { let gs = sp.bias_strides; grad_bias[b * gs.x + h * gs.y + i * gs.z + (${j}) * gs.w] ${g.once ? '=' : '+='} ${ds}; }`];
+    return [`if (i < lenQ && ${j} < lenK && ${ds} != 0.0) { let gs = sp.bias_strides; grad_bias[${planeBase(o)}b * gs.x + h * gs.y + i * gs.z + (${j}) * gs.w] ${g.once ? '=' : '+='} ${ds}; }`];
   }
   const steps: string[] = [];
   for (let m = 1; m < block; m *= 2) steps.push(`rs += subgroupShuffleXor(rs, ${m}u);`);
   return [`var rs = ${ds};`, ...steps, 'db_rows[e] += rs;'];
+}
+
+/** The dBias index's plane offset (SgBiasGrad.planes), '' without planes. */
+function planeBase(o: Pick<SgBackwardOptions, 'biasGrad'>): string {
+  return (o.biasGrad?.planes ?? 1) > 1 ? 'plane_base + ' : '';
 }
 
 /** rowsBroadcast: the per-head sums' registers (before the head's query blocks) and their flush (after them). */
@@ -372,7 +393,7 @@ function biasRowsFlush(o: SgBackwardOptions): string {
     if (col == 0u) {
       for (var e = 0u; e < KEYS_PER_LANE; e++) {
         let j = kv0 + ko + kr0 + e;
-        if (j < lenK && db_rows[e] != 0.0) { let gs = sp.bias_strides; grad_bias[b * gs.x + h * gs.y + j * gs.w] += db_rows[e]; }
+        if (j < lenK && db_rows[e] != 0.0) { let gs = sp.bias_strides; grad_bias[${planeBase(o)}b * gs.x + h * gs.y + j * gs.w] += db_rows[e]; }
       }
     }`;
 }
@@ -389,6 +410,21 @@ function foldKvAxes(wgsl: string, o: SgBackwardOptions): string {
   const skip = 'if (kv0 >= lenK) { return; }';
   const end = wgsl.lastIndexOf('\n}\n');
   if (!wgsl.includes(axes) || !wgsl.includes(skip) || end < 0) throw new Error('foldKvAxes: the kv kernel\'s entry lines changed');
+  const planes = g.planes ?? 1;
+  if (planes > 1) {
+    // range `plane` of the folded pairs fold_i = fb · FH + fh, in order, into plane `plane` of dBias
+    const heads = g.foldHeads ? 'params.heads_kv' : '1u';
+    const ranged = `  let fold_n = ${g.foldBatch ? 'sp.batch' : '1u'} * ${heads};
+  let fold_per = (fold_n + ${planes - 1}u) / ${planes}u;
+  let plane = ${g.foldBatch ? 'wg.z' : 'wg.y'};
+  let plane_base = plane * params.lse_strides.w;
+  for (var fold_i = plane * fold_per; fold_i < min(fold_n, (plane + 1u) * fold_per); fold_i++) {
+  workgroupBarrier();   // the previous (b, hk)'s tiles, Sx and seqW are fully read
+  let b = ${g.foldBatch ? `fold_i / ${heads}` : 'wg.z'};
+  let hk = ${g.foldHeads ? `fold_i % ${heads}` : 'wg.y'};
+`;
+    return wgsl.slice(0, end).replace(axes, ranged).replace(skip, 'if (kv0 >= lenK) { continue; }') + '\n  }\n}\n';
+  }
   const loops = `  for (var fb = ${g.foldBatch ? '0u' : 'wg.z'}; fb < ${g.foldBatch ? 'sp.batch' : 'wg.z + 1u'}; fb++) {
   for (var fh = ${g.foldHeads ? '0u' : 'wg.y'}; fh < ${g.foldHeads ? 'params.heads_kv' : 'wg.y + 1u'}; fh++) {
   workgroupBarrier();   // the previous (b, hk)'s tiles, Sx and seqW are fully read
