@@ -49,22 +49,39 @@ for (const c of CASES) {
   const bp = lib.validateAttentionBackward(made.q, made.k, made.v, fwd.out, g.dOut, fwd.lse, options);
   const ref = lib.referenceGradients(bp.forward, g.dOutValues, bp.biasGrad);
   const why = sg.sgBackwardUnsupported(bp, runtime);
-  for (const name of LAYOUTS) {
+  // a folded dBias (a bias shared by the batch or the KV heads) also runs with at most 2 partial
+  // planes (several pairs a plane) and with 1 (the fold alone), and twice at the default (bit-identical)
+  const fold = why ? undefined : sg.sgBiasGradOf(bp);
+  const planeSettings = fold && (fold.foldBatch || fold.foldHeads) ? [undefined, '2', '1'] : [undefined];
+  for (const name of LAYOUTS) for (const planes of planeSettings) {
     const config = sg.SG_BACKWARD_VARIANTS[name];
-    const row = { kind: 'check', variant: name, case: caseLabel(c) };
-    if (why) { say(`SKIP ${name} ${caseLabel(c)}: ${why}`, { ...row, status: 'skip', why }); continue; }
-    if (sg.fittingBackwardConfig(bp, runtime, config) !== config) { say(`NOFIT ${name} ${caseLabel(c)}`, { ...row, status: 'nofit' }); continue; }
+    const label = planes ? `${name}/planes<=${planes}` : name;
+    const row = { kind: 'check', variant: label, case: caseLabel(c) };
+    if (why) { say(`SKIP ${label} ${caseLabel(c)}: ${why}`, { ...row, status: 'skip', why }); continue; }
+    if (sg.fittingBackwardConfig(bp, runtime, config) !== config) { say(`NOFIT ${label} ${caseLabel(c)}`, { ...row, status: 'nofit' }); continue; }
+    if (planes) process.env.FUSEDATTN_DBIAS_PLANES = planes;
     try {
-      const grads = await runBackwardPlan(runtime, bp, await sg.sgBackwardPlan(runtime, bp, config));
+      const plan = await sg.sgBackwardPlan(runtime, bp, config);
+      const grads = await runBackwardPlan(runtime, bp, plan);
       const outcome = testing.checkGradients(bp.forward, g.dOutValues, grads, bp.biasGrad, ref);
+      if (!planes && plan.biasPlanes) {
+        const again = await runBackwardPlan(runtime, bp, plan);
+        const bits = (t) => new Uint32Array(Float32Array.from(t.data).buffer);
+        const a = bits(grads.dBias);
+        const b = bits(again.dBias);
+        if (a.some((x, i) => x !== b[i])) outcome.failures.push('dBias differs between two runs');
+      }
       const errors = Object.entries(outcome.relErrors).map(([k, e]) => `${k} ${e.toExponential(2)}`).join(' ');
       checked++;
       if (outcome.failures.length) failures++;
-      say(`${outcome.failures.length ? 'FAIL' : 'PASS'} ${name} ${caseLabel(c)} ${errors}${outcome.failures.length ? ` | ${outcome.failures.join('; ')}` : ''}`,
-        { ...row, status: outcome.failures.length ? 'fail' : 'pass', relErrors: outcome.relErrors, failures: outcome.failures });
+      const planesNote = plan.biasPlanes ? ` (${plan.biasPlanes.planes} planes)` : '';
+      say(`${outcome.failures.length ? 'FAIL' : 'PASS'} ${label} ${caseLabel(c)}${planesNote} ${errors}${outcome.failures.length ? ` | ${outcome.failures.join('; ')}` : ''}`,
+        { ...row, status: outcome.failures.length ? 'fail' : 'pass', planes: plan.biasPlanes?.planes ?? 1, relErrors: outcome.relErrors, failures: outcome.failures });
     } catch (e) {
       failures++;
-      say(`FAIL ${name} ${caseLabel(c)} error ${String(e.message).split('\n')[0].slice(0, 200)}`, { ...row, status: 'fail', error: String(e.message).slice(0, 400) });
+      say(`FAIL ${label} ${caseLabel(c)} error ${String(e.message).split('\n')[0].slice(0, 200)}`, { ...row, status: 'fail', error: String(e.message).slice(0, 400) });
+    } finally {
+      delete process.env.FUSEDATTN_DBIAS_PLANES;
     }
   }
 }
@@ -138,7 +155,9 @@ const SHAPES = smoke
     { label: 'B1 H16 S2048 D128 + bias [1,H,S,S] f16, dBias', batch: 1, heads: 16, seq: 2048, dim: 128, biasGrad: true, extra: () => ({ bias: randomHalves([1, 16, 2048, 2048], 9) }) },
     { label: 'B1 H16 S2048 D128 + bias [1,H,S,S] f16, no dBias', batch: 1, heads: 16, seq: 2048, dim: 128, extra: () => ({ bias: randomHalves([1, 16, 2048, 2048], 9) }) },
     { label: 'B2 H16 S2048 D64 causal + bias [S,S] f16, dBias (batch and heads folded)', batch: 2, heads: 16, seq: 2048, dim: 64, causal: true, biasGrad: true, extra: () => ({ bias: randomHalves([2048, 2048], 10) }) },
-    { label: 'B4 H32 S4096 D128 causal + softcap(20) scoreMod', batch: 4, heads: 32, seq: 4096, dim: 128, causal: true, extra: () => ({ scoreMod: lib.softcap(20) }) },
+    { label: 'B4 H32 S1024 D64 + bias [1,1,S,S] f32, dBias (batch and heads folded)', batch: 4, heads: 32, seq: 1024, dim: 64, biasGrad: true, extra: () => ({ bias: lib.Tensor.fromData(testing.randomFloats(1024 * 1024, testing.normal(testing.uniform(12))), [1, 1, 1024, 1024]) }) },
+    { label: 'B4 H32 S4096 D128 causal + softcap(20) scoreMod', batch: 4, heads: 32, seq: 4096, dim: 128, causal: true, scoreFunction: true, extra: () => ({ scoreMod: lib.softcap(20) }) },
+    { label: 'B4 H32 S4096 D128 causal + softcap option 20', batch: 4, heads: 32, seq: 4096, dim: 128, causal: true, extra: () => ({ softcap: 20 }) },
     { label: 'B4 H32 S4096 D128 causal + documents 8x512 block mask', batch: 4, heads: 32, seq: 4096, dim: 128, causal: true, extra: () => ({ blockMask: docBlocks }) },
   ];
 const docBlocks = smoke ? undefined : await lib.createBlockMask(lib.documentMask(docIds(4096, 512), { causal: true }), null, null, 4096, 4096, { blockSize: 128 });
@@ -164,6 +183,11 @@ if (failures === 0) {
       const config = sg.fittingBackwardConfig(base.bp, runtime);
       runs['tensor cores, no mask'] = async () => runBackwardPlan(runtime, base.bp, await sg.sgBackwardPlan(runtime, base.bp, config));
       runs['tensor cores, masked'] = async () => runBackwardPlan(runtime, withMask.bp, await sg.sgBackwardPlan(runtime, withMask.bp, sg.fittingBackwardConfig(withMask.bp, runtime)));
+      // the before of this session's changes, in the same run: a shared bias's dBias folded without
+      // planes, softcap() as a score function on the general score path
+      const env = (name, value, run) => async () => { process.env[name] = value; try { return await run(); } finally { delete process.env[name]; } };
+      if (s.biasGrad && (sg.sgBiasGradOf(withMask.bp)?.foldBatch || sg.sgBiasGradOf(withMask.bp)?.foldHeads)) runs['tensor cores, masked, fold without planes'] = env('FUSEDATTN_DBIAS_PLANES', '1', runs['tensor cores, masked']);
+      if (s.scoreFunction) runs['tensor cores, masked, as a score function'] = env('FUSEDATTN_MODS_AS_OPTIONS', 'off', runs['tensor cores, masked']);
     } else if (!smoke) say(`SKIP tensor cores ${s.label}: ${why}`, { kind: 'bench', shape: s.label, status: 'skip', why });
     runs['portable, masked'] = () => runPortableBackward(runtime, withMask.bp);
     await warmGpu(runtime, 300);
