@@ -382,7 +382,7 @@ async function variant({ part, shapeName, Nq, Nkv, D, Dv, length, dtype, pageSiz
       GBs: +(bytes / us / 1e3).toFixed(1), streamUs: +stream.toFixed(1), streamGBs: +(bytes / stream / 1e3).toFixed(1), fractionOfStream: +(stream / us).toFixed(3),
       maxRelError: +err.toExponential(2), plan: { workgroup: plan.kernel.workgroupSize, chunk: plan.kernel.chunk, rows: plan.kernel.headsPerBlock * plan.kernel.tokensPerBlock, splits: plan.splits, unroll: plan.kernel.unroll },
       // the pipelined kernel's, where the plan has one (the passes' labels say which kernel ran)
-      ...(plan.pipelined ? { pipelined: { ...pipelinedLayout(plan.pipelined.kernel), keyWords: plan.pipelined.kernel.keyWords, workgroup: plan.pipelined.kernel.workgroupSize, splits: plan.pipelined.splits, ...(plan.pipelined.kernel.fusedWeights ? { fusedWeights: true } : {}) } } : {}),
+      ...(plan.pipelined ? { pipelined: { ...pipelinedLayout(plan.pipelined.kernel), keyWords: plan.pipelined.kernel.keyWords, workgroup: plan.pipelined.kernel.workgroupSize, splits: plan.pipelined.splits } } : {}),
       timing: `${timestamps ? 'GPU timestamps per dispatch, ' : ''}median of 3 rounds of ${reps}`,
     };
     return row;

@@ -106,12 +106,6 @@ describe('decode kernels compiled for the GPU (Tint, null backend)', () => {
       if (plan.pipelined.append) sources[`${name} (append first)`] = buildDecodeAppend(plan.pipelined.append);
       expect(pipelinedSharedBytes(plan.pipelined.kernel)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
       sources[`${name} (pipelined)`] = buildPipelinedSplitKv(plan.pipelined.kernel);
-      // the weights in the value threads (FUSEDATTN_DECODE_PIPE_FUSED) where the layout takes them
-      const fused = { ...plan.pipelined.kernel, fusedWeights: true };
-      if (!pipelinedUnsupported(fused)) {
-        expect(pipelinedSharedBytes(fused)).toBeLessThanOrEqual(h200.maxComputeWorkgroupStorageSize);
-        sources[`${name} (pipelined, fused weights)`] = buildPipelinedSplitKv(fused);
-      }
       sources[`${name} (combine, Dv ${plan.pipelined.kernel.dimV})`] = buildCombine({ dimV: plan.pipelined.kernel.dimV, io: plan.pipelined.kernel.io, lse: true });
     }
     // the append kernel for the dtypes the default plans leave to the general kernel (int8), and without RoPE

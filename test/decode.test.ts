@@ -136,42 +136,6 @@ describe.skipIf(webgpu.skip !== undefined)('attentionDecode on webgpu', () => {
       });
     }
   }
-  // the softmax weights in the value threads (FUSEDATTN_DECODE_PIPE_FUSED=1, opt-in until timed):
-  // against float64, and bit for bit the two-phase kernel's output (the same sums in the same order),
-  // one split (the running max across many tiles, both lanes buffers) and a few (the combine)
-  for (const c of PIPELINED) {
-    for (const target of ['1', '24']) {
-      it(`${decodeCaseName(c)} on the pipelined kernel with the weights in the value threads, ${target === '1' ? 'one split' : 'a few splits'}`, async () => {
-        process.env.FUSEDATTN_DECODE_PIPE_TARGET = target;
-        process.env.FUSEDATTN_DECODE_PIPELINED = '2';
-        const { planFor } = await import('../dist/ops/decode/webgpu/run.js');
-        const { getRuntime } = await import('../dist/engines/webgpu/runtime.js');
-        const runtime = await getRuntime();
-        const outputs: Uint32Array[] = [];
-        try {
-          for (const fused of [false, true]) {
-            if (fused) process.env.FUSEDATTN_DECODE_PIPE_FUSED = '1';
-            const { q, cache, options } = makeDecodeCase(c, 14);
-            const plan = planFor(runtime, validateDecode(q, cache, options));
-            expect(plan.pipelined, 'the plan takes the pipelined kernel').toBeDefined();
-            const layout = pipelinedLayout(plan.pipelined!.kernel);
-            // the fused form wherever its 16-byte lane reads fit (T a multiple of 4)
-            expect(plan.pipelined!.kernel.fusedWeights === true, `T ${layout.T}`).toBe(fused && layout.T % 4 === 0);
-            if (fused) await checkDecodeCase(c, 14, { backend: 'webgpu', gpuResident: true });
-            const run = await inputsOnGpu(makeDecodeCase(c, 14));
-            const result = await attentionDecode(run.q, run.cache, { ...run.options, backend: 'webgpu' });
-            const out = (await toCpu(result.out)).toFloat32();
-            outputs.push(new Uint32Array(out.buffer, out.byteOffset, out.length));
-          }
-          expect(outputs[1]).toEqual(outputs[0]);
-        } finally {
-          delete process.env.FUSEDATTN_DECODE_PIPE_TARGET;
-          delete process.env.FUSEDATTN_DECODE_PIPELINED;
-          delete process.env.FUSEDATTN_DECODE_PIPE_FUSED;
-        }
-      });
-    }
-  }
   // int8 caches on the pipelined kernel in words of 8 elements (FUSEDATTN_DECODE_PIPE_CHUNK=8, vec2<u32>
   // loads; issue 15) at real widths: llama-8b's 32/8 heads over one split (many tiles per workgroup),
   // and 4/1 heads paged with shared pages over a few splits (the combine), odd lengths

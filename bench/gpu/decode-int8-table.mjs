@@ -33,7 +33,7 @@ const kernelOf = (r) => {
   if (/split-KV/.test(labels)) return 'general';
   return r.pipelined ? 'pipelined?' : 'general?';
 };
-const wordOf = (r) => (kernelOf(r).startsWith('pipelined') ? `E${r.pipelined?.E ?? '?'} T${r.pipelined?.T ?? '?'} TK${r.pipelined?.TK ?? '?'}${r.pipelined?.fusedWeights ? ' F' : ''}` : `chunk ${r.plan?.chunk ?? '?'}`);
+const wordOf = (r) => (kernelOf(r).startsWith('pipelined') ? `E${r.pipelined?.E ?? '?'} T${r.pipelined?.T ?? '?'} TK${r.pipelined?.TK ?? '?'}` : `chunk ${r.plan?.chunk ?? '?'}`);
 const f16 = (r) => rows.find((x) => !x.missing && !x.error && x.cache === 'float16' && x.shape === r.shape && x.length === r.length && kernelOf(x).startsWith('pipelined'));
 const header = ['variant', 'shape', 'L', 'cache', 'kernel', 'words', 'splits', 'gpu us', 'replay us', 'GB/s', 'of stream', 'vs f16 pipelined'];
 const table = rows.map((r) => {

@@ -12,8 +12,7 @@
 #   pipe8w8    pipe8 with 8 key words per score thread (2 threads per key)
 # and, not in the default list: pipe16w2 (pipe16, 2 words per thread: 4 threads per key),
 # pipe8wg256 (pipe8 in workgroups of 256 threads), chunk16 / chunk4 (the general kernel's
-# FUSEDATTN_DECODE_CHUNK, this script's earlier sweep: 8 measured fastest), fused (float16 and int8 on
-# the pipelined kernel with the softmax weights in the value threads: FUSEDATTN_DECODE_PIPE_FUSED=1). Each variant ~3-5 s a
+# FUSEDATTN_DECODE_CHUNK, this script's earlier sweep: 8 measured fastest). Each variant ~3-5 s a
 # length; the default list about 60-80 s. The summary (bench/gpu/decode-int8-table.mjs) ends the log:
 # gpu us per call, the kernel that ran (its passes), the word size and int8's speed against float16.
 #   bash bench/gpu/device.sh bench/gpu/session.sh int8=bench/gpu/decode-int8.sh:150
@@ -36,7 +35,6 @@ for v in ${variants//,/ }; do
     pipe16w2) vars+=(FUSEDATTN_DECODE_PIPE_CHUNK=16 FUSEDATTN_DECODE_PIPE_WORDS=2) ;;
     pipe8wg256) vars+=(FUSEDATTN_DECODE_PIPE_CHUNK=8 FUSEDATTN_DECODE_PIPE_WORKGROUP=256) ;;
     chunk16|chunk4) parts=contiguous,int8; vars=(FUSEDATTN_DECODE_CHUNK=${v#chunk}) ;;
-    fused) parts=contiguous,int8; vars=(FUSEDATTN_DECODE_PIPE_FUSED=1) ;;
     *) echo "== $v: unknown variant (see the header of $0)"; continue ;;
   esac
   t0=$SECONDS

@@ -2,7 +2,7 @@
 // width, tile size) and the key splits; the combine pass runs when there is more than one split
 // or the LSE is wanted. Chosen so that a long cache fills the GPU (splits) and each thread keeps
 // its accumulators in registers (rows x chunk quads <= 16 vec4).
-import { envChoice, envFlag, envInt } from '../../../core/env.js';
+import { envChoice, envInt } from '../../../core/env.js';
 import type { StoredDType } from './access.wgsl.js';
 import { type DecodeAppendOptions, decodeAppendUnsupported } from './append.wgsl.js';
 import { MLA_TILE, type MlaDecodeOptions, mlaDecodeSharedBytes, mlaDecodeUnsupported } from './mla-sgmatrix.wgsl.js';
@@ -290,7 +290,6 @@ function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number): { kernel
   if (s.dimQK % E !== 0 || s.dimV % E !== 0) return undefined;
   if (N > limits.maxComputeInvocationsPerWorkgroup || N > limits.maxComputeWorkgroupSizeX) return undefined;
   const asked = envInt('FUSEDATTN_DECODE_PIPE_WORDS', 1, 64) ?? 4;
-  const fused = envFlag('FUSEDATTN_DECODE_PIPE_FUSED');
   const words = s.dimQK / E;
   // rows: as many as the accumulators allow, and no more than one weights thread per (row, slice)
   const slices = N / (s.dimV / E);
@@ -306,11 +305,7 @@ function pipelinedKernelFor(s: DecodeShape, limits: Limits, N: number): { kernel
         dimQK: s.dimQK, dimV: s.dimV, group: s.group, headsPerBlock, tokensPerBlock, workgroupSize: N, keyWords,
         cache: s.cache, ...(chunk !== undefined ? { chunk } : {}), io: s.io, paged: s.paged, softcap: s.softcap, alibi: s.alibi, direct: false,
       };
-      // the weights in the value threads where asked (to time it) and the layout allows
-      const fusedK: PipelinedDecodeOptions = { ...k, fusedWeights: true };
-      const fits = (o: PipelinedDecodeOptions) => !pipelinedUnsupported(o) && pipelinedSharedBytes(o) <= limits.maxComputeWorkgroupStorageSize;
-      if (fused && fits(fusedK)) kernel = fusedK;
-      else if (fits(k)) kernel = k;
+      if (!pipelinedUnsupported(k) && pipelinedSharedBytes(k) <= limits.maxComputeWorkgroupStorageSize) kernel = k;
     }
   }
   if (!kernel) return undefined;

@@ -52,14 +52,6 @@ export interface PipelinedDecodeOptions {
   direct: boolean;
   /** Direct mode: also the LSE [B, Nq, Sq] (float32). */
   lse?: boolean;
-  /**
-   * The softmax weights in the value threads (opt-in, FUSEDATTN_DECODE_PIPE_FUSED=1, to time it): each
-   * value thread sums the score lanes of its slice's keys itself (16-byte reads of double-buffered
-   * lanes), keeps the running max and sum of every row in registers and rescales its own
-   * accumulators: one barrier a tile instead of two, and no phase that only R · NKS threads run.
-   * The same sums in the same order as the two-phase form. Needs T a multiple of 4.
-   */
-  fusedWeights?: boolean;
 }
 
 /** Elements per 16-byte cache word: the kernel's word when its options give no `chunk`. */
@@ -132,21 +124,17 @@ export function pipelinedUnsupported(o: PipelinedDecodeOptions): string | undefi
   if (o.headsPerBlock < 1 || o.headsPerBlock > o.group) return `headsPerBlock must be 1..${o.group}, got ${o.headsPerBlock}`;
   if (o.tokensPerBlock < 1 || o.tokensPerBlock > MAX_TOKENS) return `tokensPerBlock must be 1..${MAX_TOKENS}, got ${o.tokensPerBlock}`;
   if (o.lse && !o.direct) return 'the kernel writes the LSE only in direct mode (the combine pass writes it otherwise)';
-  if (o.fusedWeights && T % 4 !== 0) return `fusedWeights reads a key's score lanes 4 at a time: ${T} threads per key is not a multiple of 4`;
   return undefined;
 }
 
 /** Floats of the scratch array: the lanes' partial dots during the loop, the merge tree after it. */
 function scratchFloats(o: PipelinedDecodeOptions): number {
   const { TK, T, NKS, R } = pipelinedLayout(o);
-  const tree = NKS > 1 ? treeSlots(o) * R * (o.dimV + 2) : 0;
-  // fusedWeights: the lanes live in their own double buffer; scratch is the tree's only
-  return o.fusedWeights ? Math.max(4, tree) : Math.max(R * (TK * T + 1), tree);
+  return Math.max(R * (TK * T + 1), NKS > 1 ? treeSlots(o) * R * (o.dimV + 2) : 0);
 }
 
 export function pipelinedSharedBytes(o: PipelinedDecodeOptions): number {
-  const { TK, T, NKS, R } = pipelinedLayout(o);
-  if (o.fusedWeights) return 4 * (R * o.dimQK + scratchFloats(o) + 2 * R * TK * T);
+  const { TK, NKS, R } = pipelinedLayout(o);
   return 4 * (R * o.dimQK + scratchFloats(o) + R * TK + R * NKS + 2 * R * NKS);
 }
 
@@ -172,9 +160,6 @@ export function buildPipelinedSplitKv(o: PipelinedDecodeOptions): string {
   const HALF = NKS / 2;
   const SLOTS = treeSlots(o);
   const unpack = (w: string) => unpackWord(o.cache, E, w);
-  const fused = !!o.fusedWeights;
-  const T4 = T / 4; // fusedWeights: a key's score lanes as vec4s
-  const LANES = R * TK * T4; // fusedWeights: vec4s of one lanes buffer (two, alternating by tile)
 
   const decl = [
     SPLIT_KV_PARAMS.wgsl(),
@@ -242,42 +227,6 @@ ${vs.map((v) => `        a${r}_${v} += p * v${v};`).join('\n')}
   const rowHead = (r: number) => `kv_head * G + hb * ${HB}u + ${Math.floor(r / TB)}u`;
   const rowToken = (r: number) => `tb * ${TB}u + ${r % TB}u`;
   const rowLive = (r: number) => `hb * ${HB}u + ${Math.floor(r / TB)}u < G && ${rowToken(r)} < params.tokens`;
-  // fusedWeights: the value thread's own weights. Per row: its slice's scores from the lanes (in
-  // the weights phase's order), masked, capped, ALiBi; the running max and sum; the rescale; then
-  // every key's value word times each row's p (as the two-phase form, whose weights these are).
-  const fusedScore = (r: number, u: number) => `      {
-        let key = slice + ${NKS * u}u;
-        let pos = j0 + key;
-        let at = lane_base + (${r * TK}u + key) * ${T4}u;
-${range(T4).map((c) => `        let w${c} = lanes[at + ${c}u];`).join('\n')}
-        var s = ${range(T4).map((c) => `w${c}.x + w${c}.y + w${c}.z + w${c}.w`).join(' + ')};
-        if (pos >= hi || i32(pos) < rr${r}.x || i32(pos) > rr${r}.y) { s = NO_SCORE; } else {${o.softcap ? `
-          s = params.softcap * tanh(clamp(s / params.softcap, -15.0, 15.0));` : ''}${o.alibi ? `
-          s -= slope${r} * abs(f32(i32(nkeys) - i32(params.tokens) + i32(${rowToken(r)}) - i32(pos)));` : ''}
-        }
-        s${r}_${u} = s;
-      }`;
-  const fusedWeights = perRow((r) => `    {
-${range(VK).map((u) => `      var s${r}_${u} = NO_SCORE;`).join('\n')}
-${range(VK).map((u) => fusedScore(r, u)).join('\n')}
-      let mt = max(m${r}, ${range(VK).reduce((acc, u) => (acc ? `max(${acc}, s${r}_${u})` : `s${r}_${u}`), '')});
-${range(VK).map((u) => `      p${r}_${u} = select(0.0, exp(s${r}_${u} - mt), s${r}_${u} > NO_SCORE);`).join('\n')}
-      let f = exp(m${r} - mt);
-      l${r} = l${r} * f + ${range(VK).map((u) => `p${r}_${u}`).join(' + ')};
-      m${r} = mt;
-${vs.map((v) => `      a${r}_${v} *= f;`).join('\n')}
-    }`);
-  const fusedAccumulate = range(VK).map((u) => {
-    const quads = unpack(`vw${u}`);
-    return `    {
-${quads.map((x, v) => `      let v${v} = ${x};`).join('\n')}
-${perRow((r) => `      {
-        let p = p${r}_${u}${int8 ? ` * v_scale${u}` : ''};
-${vs.map((v) => `        a${r}_${v} += p * v${v};`).join('\n')}
-      }`)}
-    }`;
-  }).join('\n');
-
   const finalWrite = o.direct
     ? perRow((r) => `    if (${rowLive(r)}) {
       let o = (params.o_off + b * params.o_sb + (${rowHead(r)}) * params.o_sh + (${rowToken(r)}) * params.o_si) / 4u + cw * ${V}u;
@@ -304,15 +253,12 @@ const NKS = ${NKS}u;
 const NO_SCORE = ${NO_SCORE};
 
 var<workgroup> q_tile: array<vec4<f32>, ${R * DQ4}>;
-${fused ? `// the merge tree after the loop
-var<workgroup> scratch: array<f32, ${scratchFloats(o)}>;
-// the lanes' partial dots [2][R][TK][T] as vec4s: tile t's in buffer t % 2 (one barrier a tile)
-var<workgroup> lanes: array<vec4<f32>, ${2 * LANES}>;` : `// the lanes' partial dots [R][TK][T] (rows padded by one) during the loop; the merge tree after it
+// the lanes' partial dots [R][TK][T] (rows padded by one) during the loop; the merge tree after it
 var<workgroup> scratch: array<f32, ${scratchFloats(o)}>;
 // p per (row, key of the tile), the rescale factor per (row, slice), running (max, sum) per (row, slice) at the end
 var<workgroup> weights: array<f32, ${R * TK}>;
 var<workgroup> factors: array<f32, ${R * NKS}>;
-var<workgroup> ml: array<vec2<f32>, ${R * NKS}>;`}
+var<workgroup> ml: array<vec2<f32>, ${R * NKS}>;
 
 ${ACCESS_HELPERS}
 ${o.lse ? NEG_INF_FN : ''}
@@ -357,12 +303,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let sk = lid.x / ${T}u;
   let lane = lid.x % ${T}u;
   let cw = lid.x % CV;
-  let slice = lid.x / CV;${fused ? `
-  // every row's visible keys${o.alibi ? ' and ALiBi slope' : ''}, for the value threads' own weights
-${perRow((r) => `  let rr${r} = row_range(${r}u, hb, tb, nkeys);${o.alibi ? `
-  let slope${r} = select(0.0, bitcast<f32>(seqs[params.slopes_at + b * params.slopes_sb + min(${rowHead(r)}, params.heads_q - 1u)]), rr${r}.x <= rr${r}.y);` : ''}`)}
-${perRow((r) => range(VK).map((u) => `  var p${r}_${u} = 0.0;`).join('\n'))}
-  var lane_base = 0u;` : `
+  let slice = lid.x / CV;
   let w_live = lid.x < R * NKS;
   let w_row = min(lid.x / NKS, R - 1u);
   let w_slice = lid.x % NKS;
@@ -371,7 +312,7 @@ ${perRow((r) => range(VK).map((u) => `  var p${r}_${u} = 0.0;`).join('\n'))}
   let w_head = kv_head * G + hb * ${HB}u + w_row / ${TB}u;
   let w_slope = select(0.0, bitcast<f32>(seqs[params.slopes_at + b * params.slopes_sb + min(w_head, params.heads_q - 1u)]), w_range.x <= w_range.y);` : ''}
   var w_m = NO_SCORE;
-  var w_l = 0.0;`}
+  var w_l = 0.0;
 
   // tile 0's words first: their latency overlaps the query's staging
 ${range(NC).map((c) => `  var kw${c}: ${W};`).join('\n')}
@@ -403,21 +344,11 @@ ${perRow((r) => `  var m${r} = NO_SCORE;\n  var l${r} = 0.0;\n${vs.map((v) => ` 
     {
 ${perRow((r) => `      var d${r} = 0.0;`)}
 ${dots}
-${fused
-    ? perRow((r) => `      lanes[lane_base + (${r * TK}u + sk) * ${T4}u + lane / 4u][lane % 4u] = d${r}${int8 ? ' * k_scale' : ''};`)
-    : perRow((r) => `      scratch[${r * LANE_STRIDE}u + lid.x] = d${r}${int8 ? ' * k_scale' : ''};`)}
+${perRow((r) => `      scratch[${r * LANE_STRIDE}u + lid.x] = d${r}${int8 ? ' * k_scale' : ''};`)}
     }
 ${fetchK('j0 + TK')}
     workgroupBarrier();
-${fused ? `
-    // weights and values: this thread's rows' running max and sum, its accumulators rescaled, then
-    // the slice's keys; then the next tile's value words and the other lanes buffer
-${fusedWeights}
-${fusedAccumulate}
-${fetchV('j0 + TK')}
-    lane_base = ${LANES}u - lane_base;
-  }
-` : `
+
     // weights: the slice's keys of this row, its running max and sum
     if (w_live) {
 ${range(VK).map((u) => `      var s${u} = NO_SCORE;`).join('\n')}
@@ -443,7 +374,7 @@ ${fetchV('j0 + TK')}
   if (w_live) { ml[w_row * NKS + w_slice] = vec2<f32>(w_m, w_l); }
   workgroupBarrier();
 ${perRow((r) => `  m${r} = ml[${r}u * NKS + slice].x;\n  l${r} = ml[${r}u * NKS + slice].y;`)}
-`}
+
   // merge the NKS slices: a tree through workgroup memory, slots of (acc per word, max, sum);
   // slice s < half takes s + half, SLOTS of them per sub-round (wide workgroups: bounded memory)
   let ml_base = ${SLOTS * R * Dv}u;
