@@ -72,12 +72,11 @@ export const biasPlanesSumKernel = defineKernel<{ kind: 'sum' }>('attention-back
 
 /** Queues the planes' sum into `total` (elements floats) with biasPlanesSumKernel's pipeline. */
 export function queueBiasPlanesSum(runtime: GpuRuntime, pipeline: Pipeline, part: GPUBuffer, total: GPUBuffer, planes: number, elements: number): void {
-  const groups = Math.ceil(elements / 256);
-  const x = Math.min(groups, runtime.limits.maxComputeWorkgroupsPerDimension);
+  const [x, y] = runtime.foldedGrid(Math.ceil(elements / 256));
   runtime.dispatch({
     label: 'attention-backward-dbias-planes',
     pipeline,
     bindGroups: [runtime.bindGroup(pipeline, 0, { 0: runtime.uniform(Uint32Array.of(elements, planes, 0, 0), 'dBias planes params'), 1: part, 2: total })],
-    workgroups: [x, Math.ceil(groups / x), 1],
+    workgroups: [x, y, 1],
   });
 }

@@ -152,7 +152,7 @@ export function sgBiasGradOf(bp: BackwardProblem): SgBiasGrad | undefined {
  * `g` with partial planes where a folded dBias leaves the kv grid thin (bias-planes.ts); a plane
  * holding one (b, hk) pair whose query heads do not share an element stores, as `once`.
  */
-export function sgBiasGradWithPlanes(bp: BackwardProblem, g: SgBiasGrad | undefined, keyBlocks: number, limits: BiasPlanesLimits): SgBiasGrad | undefined {
+function sgBiasGradWithPlanes(bp: BackwardProblem, g: SgBiasGrad | undefined, keyBlocks: number, limits: BiasPlanesLimits): SgBiasGrad | undefined {
   if (!g || (!g.foldBatch && !g.foldHeads)) return g;
   const p = bp.forward;
   const folded = (g.foldBatch ? p.batch : 1) * (g.foldHeads ? p.headsKv : 1);
