@@ -282,6 +282,9 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       'staged, two score chains, 576/512 paged': { dimQK: 576, dimV: 512, group: 16, paged: true, sharedKV: true, stage: true, qWords: true, kChains: 2 },
       'staged, two score chains, separate V 192/128': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, stage: true, kChains: 2 },
       'direct, Q in words, separate V 192/128': { dimQK: 192, dimV: 128, group: 16, paged: false, sharedKV: false, qWords: true },
+      // grouped-query decode on tensor cores (FUSEDATTN_DECODE_MLA=2): 4 or 7 live rows of 16
+      'GQA llama-8b 128/128, group 4, the defaults': { dimQK: 128, dimV: 128, group: 4, paged: false, sharedKV: false, stage: true, qWords: true, kChains: 2 },
+      'GQA qwen2-0.5b 64/64, group 7, paged': { dimQK: 64, dimV: 64, group: 7, paged: true, sharedKV: false, stage: true, qWords: true, kChains: 2 },
     };
     const sources: Record<string, string> = {};
     for (const [name, o] of Object.entries(kernels)) {

@@ -178,9 +178,11 @@ export const MLA_CHAINS = 2;
  * once, fewer splits mean fewer partial bytes; 64, 256 and 512 were slower).
  */
 function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan['mla'] {
-  if ((envInt('FUSEDATTN_DECODE_MLA', 0, 1) ?? 1) !== 1 || !device.subgroupMatrix) return undefined;
+  // 2: for any group size where the kernel fits (the dead rows of its 16 cost tensor-core time only)
+  const mode = envInt('FUSEDATTN_DECODE_MLA', 0, 2) ?? 1;
+  if (mode === 0 || !device.subgroupMatrix) return undefined;
   if (s.cache !== 'float16' || s.io !== 'float16' || s.append || s.rope || s.softcap || s.alibi) return undefined;
-  if (s.group * s.tokens < 16) return undefined;
+  if (mode === 1 && s.group * s.tokens < 16) return undefined;
   const kernel: MlaDecodeOptions = {
     dimQK: s.dimQK, dimV: s.dimV, group: s.group, paged: s.paged, sharedKV: s.sharedKV,
     keyBatch: envInt('FUSEDATTN_DECODE_MLA_KEYS', 1, 36) ?? MLA_KEY_BATCH,
