@@ -285,6 +285,8 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       // grouped-query decode on tensor cores (FUSEDATTN_DECODE_MLA=2): 4 or 7 live rows of 16
       'GQA llama-8b 128/128, group 4, the defaults': { dimQK: 128, dimV: 128, group: 4, paged: false, sharedKV: false, stage: true, qWords: true, kChains: 2 },
       'GQA qwen2-0.5b 64/64, group 7, paged': { dimQK: 64, dimV: 64, group: 7, paged: true, sharedKV: false, stage: true, qWords: true, kChains: 2 },
+      'GQA whole tiles llama-8b 128/128, one chain': { dimQK: 128, dimV: 128, group: 4, paged: false, sharedKV: false, stage: true, qWords: true, kChains: 1, wholeTile: true },
+      'GQA whole tiles qwen2-0.5b 64/64 paged, two chains': { dimQK: 64, dimV: 64, group: 7, paged: true, sharedKV: false, stage: true, qWords: true, kChains: 2, wholeTile: true },
     };
     const sources: Record<string, string> = {};
     for (const [name, o] of Object.entries(kernels)) {

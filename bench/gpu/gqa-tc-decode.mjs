@@ -6,7 +6,9 @@
 //   node bench/gpu/gqa-tc-decode.mjs [--smoke]
 // Every variant is checked against float64 first (odd lengths, two query rows causal, pages of 16 in
 // shuffled order); a variant that fails gets no time. Then GPU µs (timestamps, partial + combine,
-// best of 5 after a warm-up) at 1K-32K keys. TC_TARGETS: workgroups the tensor-core plan aims for.
+// best of 5 after a warm-up) at 1K-32K keys. TC_VARIANTS: target[:whole] pairs, the workgroups the
+// tensor-core plan aims for (FUSEDATTN_DECODE_MLA_TARGET) and 1 / 0 for whole tiles or the slab
+// steps (FUSEDATTN_DECODE_MLA_WHOLE).
 import { Tensor, attentionDecode, toHalfBits, fromHalfBits } from '../../dist/index.js';
 import { validateDecode, referenceDecode } from '../../dist/ops/decode/index.js';
 import { planFor } from '../../dist/ops/decode/webgpu/run.js';
@@ -18,7 +20,7 @@ const smoke = process.argv.includes('--smoke');
 const runtime = await getRuntime();
 const SHAPES = { 'llama-8b': [32, 8, 128], 'qwen-7b': [28, 4, 128], 'qwen2-0.5b': [14, 2, 64] };
 const shapes = (process.env.GQA_SHAPES ?? Object.keys(SHAPES).join(',')).split(',');
-const targets = (process.env.TC_TARGETS ?? '128,256,512').split(',');
+const targets = (process.env.TC_VARIANTS ?? '128:1,256:1,512:1,256:0').split(',');
 const lengths = smoke ? [300] : (process.env.GQA_LENGTHS ?? '1024,4096,16384,32768').split(',').map(Number);
 let seed = 4242;
 const rnd = () => { seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0; return seed / 4294967296 * 2 - 1; };
@@ -49,9 +51,11 @@ function maxErr(got, ref) {
   return e / Math.max(m, 1e-6);
 }
 
-function setMode(mode, target) {
+function setMode(mode, variant) {
   process.env.FUSEDATTN_DECODE_MLA = mode;
+  const [target, whole] = (variant ?? '').split(':');
   if (target) process.env.FUSEDATTN_DECODE_MLA_TARGET = target; else delete process.env.FUSEDATTN_DECODE_MLA_TARGET;
+  if (whole) process.env.FUSEDATTN_DECODE_MLA_WHOLE = whole; else delete process.env.FUSEDATTN_DECODE_MLA_WHOLE;
 }
 const kindOf = (plan) => (plan.mla ? 'tensor-core' : plan.pipelined ? 'pipelined' : 'split-kv');
 
@@ -130,7 +134,7 @@ async function timeOf(shape, len, want) {
   return best;
 }
 
-console.log('| shape | keys | kernel | target | GPU us | passes us | stream us | fraction of stream | GB/s |');
+console.log('| shape | keys | kernel | target:whole | GPU us | passes us | stream us | fraction of stream | GB/s |');
 console.log('|---|---:|---|---:|---:|---|---:|---:|---:|');
 for (const name of shapes) for (const len of lengths) {
   const shape = SHAPES[name];

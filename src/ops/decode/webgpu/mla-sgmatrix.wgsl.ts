@@ -60,6 +60,13 @@ export interface MlaDecodeOptions {
   kChains?: number;
   /** Q read in 16-byte words (every q offset and stride a multiple of 8 halves: effectivePlan checks). */
   qWords?: boolean;
+  /**
+   * Staged form, whole tiles (head dims up to ~128): a tile's K and V rows are staged at once and
+   * the next tile's words load while this tile computes, one memory latency per tile. The slab
+   * steps wait one per slab: five per tile at D 128, where the grouped-query decode read ~650 GB/s
+   * whatever the grid (H200, session 14, call 1).
+   */
+  wholeTile?: boolean;
 }
 
 /** The largest divisor of n that is at most want (at least 1). */
@@ -82,6 +89,7 @@ export function mlaDecodeUnsupported(o: MlaDecodeOptions): string | undefined {
   if (o.valueBatch !== undefined && ![1, 2, 4].includes(o.valueBatch)) return `valueBatch must be 1, 2 or 4, got ${o.valueBatch}`;
   if (o.stageDepth !== undefined && ![1, 2].includes(o.stageDepth)) return `stageDepth must be 1 or 2, got ${o.stageDepth}`;
   if (o.kChains !== undefined && ![1, 2].includes(o.kChains)) return `kChains must be 1 or 2, got ${o.kChains}`;
+  if (o.wholeTile && !o.stage) return 'wholeTile is a staged form (stage: true)';
   return undefined;
 }
 
@@ -110,7 +118,13 @@ export function stagedSlabs(o: Pick<MlaDecodeOptions, 'dimQK'>): { slabs: number
   return { slabs: o.dimQK / 16, kc: 16 };
 }
 /** vec4<u32> words of the staging buffer: the larger of a K slab and a V slab (16 keys x Dv). */
-const stageWords = (o: MlaDecodeOptions) => Math.max(MLA_TILE * (stagedSlabs(o).kc + 8) / 8, 16 * (o.dimV + 8) / 8);
+const stageWords = (o: MlaDecodeOptions) => (o.wholeTile ? wholeTileWords(o).total : Math.max(MLA_TILE * (stagedSlabs(o).kc + 8) / 8, 16 * (o.dimV + 8) / 8));
+/** The whole-tile stage: 64 key rows then 64 value rows, rows padded by 8 halves (row strides in words). */
+function wholeTileWords(o: MlaDecodeOptions): { LK: number; LV: number; voff: number; total: number } {
+  const LK = (o.dimQK + 8) / 8;
+  const LV = (o.dimV + 8) / 8;
+  return { LK, LV, voff: MLA_TILE * LK, total: MLA_TILE * (LK + LV) };
+}
 
 /** Loads each thread issues before storing them, in the copies to workgroup memory. */
 const COPY_BATCH = 24;
@@ -388,7 +402,7 @@ ${idx(mats).map((n) => `  var om${n} = subgroup_matrix_result<f32, 16, 16>();`).
   let qk_scale = params.scale * LOG2E;
   let col0 = sg * COLS;
 
-${o.stage ? stagedTileLoop(o, softmax) : directLoop()}  // partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0), natural log
+${o.wholeTile ? wholeTileLoop(o, softmax) : o.stage ? stagedTileLoop(o, softmax) : directLoop()}  // partials: [(b Nq + head) Sq + i][split] of Dv + 4 floats: acc, then (max, sum, 0, 0), natural log
   if (part == 0u) { alphaW[r] = vec4<f32>(0.0, select(NEG, m * LN2, l > 0.0), l, 0.0); }
   workgroupBarrier();
   let ob = sg * 256u;
@@ -489,6 +503,53 @@ ${idx(depth).map((n) => `    ${load(n, 'lo')}`).join('\n')}
   for (var kv0 = lo; kv0 < hi; kv0 += BC) {
     var s = subgroup_matrix_result<f32, 16, 16>();${chains === 2 ? '\n    var s2 = subgroup_matrix_result<f32, 16, 16>();' : ''}
 ${body}
+    workgroupBarrier();
+    if (li == 0u) { atomicStore(&flagW[0], 0u); }
+  }
+`;
+}
+
+/**
+ * The whole-tile staged loop: per 64-key tile, every thread stores its K and V words (held in
+ * registers since the previous tile), one barrier, then issues the next tile's loads, which stay
+ * in flight through this tile's S = Q·Kᵀ, softmax and O += P·V. Keys past hi load as zero words
+ * (their scores masked by index, P = 0).
+ */
+function wholeTileLoop(o: MlaDecodeOptions, softmax: string): string {
+  const NT = 32 * MLA_SUBGROUPS;
+  const { LK, LV, voff } = wholeTileWords(o);
+  const kw = o.dimQK / 8; // words per key row
+  const vw = o.dimV / 8;
+  const WK = (MLA_TILE * kw) / NT;
+  const WV = (MLA_TILE * vw) / NT;
+  const mats = o.dimV / MLA_SUBGROUPS / 16;
+  const chains = twoChains(o) ? 2 : 1;
+  const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const vFn = o.sharedKV ? 'key_word' : 'value_word';
+  const loads = (tile: string) => [...idx(WK).map((u) => `wk${u} = key_word(b, kv_head, ${tile} + kk${u}, hi, kw${u});`), ...idx(WV).map((u) => `wv${u} = ${vFn}(b, kv_head, ${tile} + vk${u}, hi, vw${u});`)].join(' ');
+  return `// whole tiles staged: ${WK} key and ${WV} value words per thread, the next tile's in flight during this one
+${idx(WK).map((u) => `  var wk${u} = vec4<u32>();`).join('\n')}
+${idx(WV).map((u) => `  var wv${u} = vec4<u32>();`).join('\n')}
+${idx(WK).map((u) => `  let kk${u} = (li + ${u * NT}u) / ${kw}u;
+  let kw${u} = (li + ${u * NT}u) % ${kw}u;`).join('\n')}
+${idx(WV).map((u) => `  let vk${u} = (li + ${u * NT}u) / ${vw}u;
+  let vw${u} = (li + ${u * NT}u) % ${vw}u;`).join('\n')}
+  if (lo < hi) { ${loads('lo')} }
+  for (var kv0 = lo; kv0 < hi; kv0 += BC) {
+    // the previous tile's readers of Stage passed the barrier at the loop's end
+${idx(WK).map((u) => `    Stage[kk${u} * ${LK}u + kw${u}] = wk${u};`).join('\n')}
+${idx(WV).map((u) => `    Stage[${voff}u + vk${u} * ${LV}u + vw${u}] = wv${u};`).join('\n')}
+    workgroupBarrier();
+    if (kv0 + BC < hi) { ${loads('(kv0 + BC)')} }
+    var s = subgroup_matrix_result<f32, 16, 16>();${chains === 2 ? '\n    var s2 = subgroup_matrix_result<f32, 16, 16>();' : ''}
+${idx(o.dimQK / 16).map((c) => `    ${chains === 2 && c % 2 ? 's2' : 's'} = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, ${c * 16}u, QS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Stage, sg * ${16 * LK}u + ${c * 2}u, ${LK}u), ${chains === 2 && c % 2 ? 's2' : 's'});`).join('\n')}
+    subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);${chains === 2 ? '\n    subgroupMatrixStore<row_major>(&Ss2, sg * 16u, s2, S_STRIDE);' : ''}
+    workgroupBarrier();
+${softmax}    // P is visible: the softmax ends in a workgroupUniformLoad (a barrier)
+${idx(MLA_TILE / 16).map((j) => `    {
+      let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, ${j * 16}u, P_STRIDE);
+${idx(mats).map((m) => `      om${m} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&Stage, ${voff + j * 16 * LV}u + (col0 + ${m * 16}u) / 8u, ${LV}u), om${m});`).join('\n')}
+    }`).join('\n')}
     workgroupBarrier();
     if (li == 0u) { atomicStore(&flagW[0], 0u); }
   }

@@ -194,12 +194,28 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
     qWords: (envInt('FUSEDATTN_DECODE_MLA_QWORDS', 0, 1) ?? 1) === 1,
   };
   if (mlaDecodeUnsupported(kernel) || mlaDecodeSharedBytes(kernel) > limits.maxComputeWorkgroupStorageSize) return undefined;
+  const whole = wholeTileKernel(kernel, limits);
+  if (whole) Object.assign(kernel, whole);
   const blocks = Math.ceil((s.group * s.tokens) / 16);
   const gridX = s.headsKv * blocks;
   if (gridX > limits.maxComputeWorkgroupsPerDimension || s.batch > limits.maxComputeWorkgroupsPerDimension) return undefined;
   const target = envInt('FUSEDATTN_DECODE_MLA_TARGET', 1) ?? 128;
   const splits = decodeSplits(s.maxKeys, gridX * s.batch, MLA_TILE, target);
   return { kernel, splits, grid: [gridX, s.batch, splits] };
+}
+
+/**
+ * The whole-tile staged form where a tile's K and V rows fit the workgroup memory (head dims up
+ * to ~128: grouped-query shapes; MLA's 576 does not), with two score chains where they fit too,
+ * else one; FUSEDATTN_DECODE_MLA_WHOLE=0 keeps the slab steps.
+ */
+function wholeTileKernel(kernel: MlaDecodeOptions, limits: Limits): Partial<MlaDecodeOptions> | undefined {
+  if (!kernel.stage || (envInt('FUSEDATTN_DECODE_MLA_WHOLE', 0, 1) ?? 1) !== 1) return undefined;
+  for (const kChains of [...new Set([kernel.kChains ?? 1, 1])]) {
+    const o = { ...kernel, wholeTile: true, kChains };
+    if (!mlaDecodeUnsupported(o) && mlaDecodeSharedBytes(o) <= limits.maxComputeWorkgroupStorageSize) return { wholeTile: true, kChains };
+  }
+  return undefined;
 }
 
 /** Workgroups the pipelined kernel aims for by default (FUSEDATTN_DECODE_PIPE_TARGET). */
