@@ -324,6 +324,22 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       const f32 = planDecode({ ...mla, io: 'float32' }, h200, undefined, device);
       expect(typeof f32 !== 'string' && f32.mla).toBeFalsy();
     }
+    {
+      // grouped-query shapes: tensor cores from 7 rows per KV head while a head's K+V is at most 8 MiB,
+      // always from 16 rows; whole tiles where they fit (D 128: one score chain), slab steps for MLA's 576
+      const gqa = (group: number, dim: number, maxKeys: number, tokens = 1) => {
+        const plan = planDecode({ ...base, dimQK: dim, dimV: dim, group, headsKv: 2, tokens, maxKeys, io: 'float16' }, h200, undefined, device);
+        if (typeof plan === 'string') throw new Error(plan);
+        return plan.mla?.kernel;
+      };
+      expect(gqa(7, 64, 32768)).toMatchObject({ wholeTile: true, kChains: 2 });
+      expect(gqa(7, 128, 16384)).toMatchObject({ wholeTile: true, kChains: 1 });
+      expect(gqa(7, 128, 32768)).toBeUndefined();
+      expect(gqa(4, 128, 1024)).toBeUndefined();
+      expect(gqa(4, 128, 4096, 2)).toMatchObject({ wholeTile: true });
+      expect(gqa(4, 128, 32768, 4)).toMatchObject({ wholeTile: true });
+      expect(on.mla?.kernel.wholeTile).toBeFalsy();
+    }
     // the batches are what the source issues: 12 loads named before the first multiply, 5 asked of 12 chunks gives 4
     const wide = sources['MLA 576/512 paged, 12 K loads, 4 V chunks'];
     expect(wide.indexOf('let km11 =')).toBeGreaterThan(0);

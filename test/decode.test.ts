@@ -48,6 +48,10 @@ const GPU_REAL: DecodeCase[] = [
   { batch: 1, headsQ: 32, headsKv: 8, seqQ: 1, dimQK: 128, lengths: [1500], cache: 'float16', returnLse: true },
   { batch: 2, headsQ: 14, headsKv: 2, seqQ: 1, dimQK: 64, lengths: [1100, 301], cache: 'float32', pageSize: 16, append: true, sharedPages: true },
   { batch: 1, headsQ: 16, headsKv: 1, seqQ: 1, dimQK: 576, dimV: 512, lengths: [257], cache: 'int8', shared: true, pageSize: 64, append: true, scale: 0.07 },
+  // grouped-query shapes that take the tensor-core kernel where the adapter has subgroup matrices
+  // (7 rows per KV head; 8 with two causal query rows), the SIMT kernels elsewhere
+  { batch: 2, headsQ: 14, headsKv: 2, seqQ: 1, dimQK: 64, lengths: [1100, 301], cache: 'float16', io: 'float16', pageSize: 16, sharedPages: true, returnLse: true },
+  { batch: 1, headsQ: 32, headsKv: 8, seqQ: 2, dimQK: 128, lengths: [1500], cache: 'float16', io: 'float16', causal: true },
 ];
 
 /** The pipelined kernel's cases (no appends; WebGPU only: the CPU backend has no such kernel). */

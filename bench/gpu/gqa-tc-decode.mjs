@@ -113,10 +113,12 @@ async function streamUs(bytes) {
 }
 
 let lastPasses = '';
-async function timeOf(shape, len, want) {
-  const { q, cache, options } = problemOf(shape, len, 1, undefined);
+let lastKind = '';
+async function timeOf(shape, len, want, tokens = 1) {
+  const { q, cache, options } = problemOf(shape, len, tokens, undefined);
   const kind = kindOf(planFor(runtime, validateDecode(q, cache, options)));
-  if (kind !== want) return NaN;
+  lastKind = kind;
+  if (want && kind !== want) return NaN;
   const up = (t) => { const b = runtime.createBuffer(Math.ceil(t.data.byteLength / 4) * 4, 'bench'); runtime.write(b, 0, t.data); return Tensor.fromGpuBuffer({ device: runtime.device, buffer: b, byteOffset: 0 }, t.shape, t.dtype); };
   const gq = up(q), gk = up(cache.k), gv = up(cache.v);
   const gl = up(Tensor.fromData(Int32Array.of(len), [1], 'int32'));
@@ -149,4 +151,31 @@ for (const name of shapes) for (const len of lengths) {
   }
 }
 setMode('1');
+// the plan's own choice (FUSEDATTN_DECODE_MLA unset) against both kernels forced, one and more query rows
+const tokensList = (process.env.GQA_TOKENS ?? '').split(',').filter(Boolean).map(Number);
+if (tokensList.length) {
+  delete process.env.FUSEDATTN_DECODE_MLA;
+  const caseOk = {};
+  for (const name of shapes) for (const tokens of tokensList) {
+    caseOk[`${name} ${tokens}`] = true;
+    for (const mode of [undefined, '0', '2']) {
+      if (mode) process.env.FUSEDATTN_DECODE_MLA = mode; else delete process.env.FUSEDATTN_DECODE_MLA;
+      caseOk[`${name} ${tokens}`] &&= await check(SHAPES[name], 1025, tokens, undefined, kindOf(planFor(runtime, validateDecode(...Object.values(problemOf(SHAPES[name], 1025, tokens))))));
+    }
+  }
+  console.log(`plan checks: ${JSON.stringify(caseOk)}`);
+  console.log('| shape | Sq | keys | plan takes | plan us | SIMT us | tensor-core us | plan / best |');
+  console.log('|---|---:|---:|---|---:|---:|---:|---:|');
+  for (const name of shapes) for (const tokens of tokensList) for (const len of lengths) {
+    if (!caseOk[`${name} ${tokens}`]) continue;
+    const us = {};
+    for (const [mode, key] of [[undefined, 'plan'], ['0', 'simt'], ['2', 'tc']]) {
+      if (mode) process.env.FUSEDATTN_DECODE_MLA = mode; else delete process.env.FUSEDATTN_DECODE_MLA;
+      us[key] = await timeOf(SHAPES[name], len, undefined, tokens);
+      if (key === 'plan') us.kind = lastKind;
+    }
+    console.log(`| ${name} | ${tokens} | ${len} | ${us.kind} | ${us.plan.toFixed(1)} | ${us.simt.toFixed(1)} | ${us.tc.toFixed(1)} | ${(Math.min(us.simt, us.tc) / us.plan).toFixed(2)} |`);
+  }
+  delete process.env.FUSEDATTN_DECODE_MLA;
+}
 console.log('done');

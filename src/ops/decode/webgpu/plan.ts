@@ -182,7 +182,7 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
   const mode = envInt('FUSEDATTN_DECODE_MLA', 0, 2) ?? 1;
   if (mode === 0 || !device.subgroupMatrix) return undefined;
   if (s.cache !== 'float16' || s.io !== 'float16' || s.append || s.rope || s.softcap || s.alibi) return undefined;
-  if (mode === 1 && s.group * s.tokens < 16) return undefined;
+  if (mode === 1 && !tensorCoresPay(s)) return undefined;
   const kernel: MlaDecodeOptions = {
     dimQK: s.dimQK, dimV: s.dimV, group: s.group, paged: s.paged, sharedKV: s.sharedKV,
     keyBatch: envInt('FUSEDATTN_DECODE_MLA_KEYS', 1, 36) ?? MLA_KEY_BATCH,
@@ -202,6 +202,27 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
   const target = envInt('FUSEDATTN_DECODE_MLA_TARGET', 1) ?? 128;
   const splits = decodeSplits(s.maxKeys, gridX * s.batch, MLA_TILE, target);
   return { kernel, splits, grid: [gridX, s.batch, splits] };
+}
+
+/** Query rows per KV head from which grouped-query decode takes the tensor-core kernel (see tensorCoresPay). */
+export const TC_DECODE_ROWS = 7;
+/** Most K+V bytes per KV head a grouped-query call below 16 rows takes to tensor cores. */
+export const TC_DECODE_HEAD_BYTES = 8 << 20;
+
+/**
+ * Whether the tensor-core kernel beats the SIMT kernels here: always from 16 query rows per KV
+ * head (MLA, speculative steps); from TC_DECODE_ROWS rows while a KV head's cache is at most
+ * TC_DECODE_HEAD_BYTES. The SIMT kernel's time grows with the rows (each row's dot products and
+ * value sums run on the shader cores: 0.22 ns per key at 4 rows, 0.51 at 7, llama-8b / qwen-7b at
+ * 32K), the tensor-core tile costs the same at 1 or 16 rows but more per key than SIMT at 4, and its
+ * fixed cost is lower. H200, session 14, call 2 (bench/gpu/gqa-tc-decode.sh, f16, every row
+ * checked against float64): qwen2-0.5b (7 rows, D 64) 1.10-1.29x from 1K to 32K, qwen-7b (7 rows,
+ * D 128) 1.10-1.35x to 16K and 0.85x at 32K, llama-8b (4 rows) 0.52-0.99x.
+ */
+function tensorCoresPay(s: DecodeShape): boolean {
+  const rows = s.group * s.tokens;
+  if (rows >= 16) return true;
+  return rows >= TC_DECODE_ROWS && s.maxKeys * (s.dimQK + (s.sharedKV ? 0 : s.dimV)) * 2 <= TC_DECODE_HEAD_BYTES;
 }
 
 /**
