@@ -326,7 +326,7 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
     }
     {
       // grouped-query shapes: tensor cores from 7 rows per KV head while a head's K+V is at most 8 MiB,
-      // always from 16 rows; whole tiles where they fit (D 128: one score chain), slab steps for MLA's 576
+      // always from 12 rows; whole tiles where they fit (D 128: one score chain), slab steps for MLA's 576
       const gqa = (group: number, dim: number, maxKeys: number, tokens = 1) => {
         const plan = planDecode({ ...base, dimQK: dim, dimV: dim, group, headsKv: 2, tokens, maxKeys, io: 'float16' }, h200, undefined, device);
         if (typeof plan === 'string') throw new Error(plan);
@@ -335,6 +335,7 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       expect(gqa(7, 64, 32768)).toMatchObject({ wholeTile: true, kChains: 2 });
       expect(gqa(7, 128, 16384)).toMatchObject({ wholeTile: true, kChains: 1 });
       expect(gqa(7, 128, 32768)).toBeUndefined();
+      expect(gqa(7, 128, 32768, 2)).toMatchObject({ wholeTile: true });
       expect(gqa(4, 128, 1024)).toBeUndefined();
       expect(gqa(4, 128, 4096, 2)).toMatchObject({ wholeTile: true });
       expect(gqa(4, 128, 32768, 4)).toMatchObject({ wholeTile: true });

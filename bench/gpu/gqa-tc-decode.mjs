@@ -1,8 +1,9 @@
 // Issue 15: grouped-query decode (llama-8b 32/8 D 128, qwen-7b 28/4, qwen2-0.5b 14/2 D 64) on the
-// tensor-core decode kernel (mla-sgmatrix.wgsl.ts, FUSEDATTN_DECODE_MLA=2: its 16 rows hold the
-// group's 4-7 query heads, the rest dead) beside the default SIMT kernel (pipelined), float16 q and
-// cache. The SIMT kernel spends ~55 SM-clocks per key at 32K whatever the cache dtype (int8 as slow
-// as f16): per-key arithmetic, the work tensor cores take off the shader cores.
+// tensor-core decode kernel (mla-sgmatrix.wgsl.ts, forced with FUSEDATTN_DECODE_MLA=2: its 16 rows
+// hold the group's query rows, the rest dead) beside the SIMT kernel (pipelined, forced with
+// FUSEDATTN_DECODE_MLA=0), float16 q and cache; with GQA_TOKENS=1,2,4 also the plan's own choice
+// beside both at Sq 1, 2, 4. The SIMT kernel spends ~55 SM-clocks per key at 32K whatever the
+// cache dtype (int8 as slow as f16): per-key arithmetic, which grows with the query rows.
 //   node bench/gpu/gqa-tc-decode.mjs [--smoke]
 // Every variant is checked against float64 first (odd lengths, two query rows causal, pages of 16 in
 // shuffled order); a variant that fails gets no time. Then GPU µs (timestamps, partial + combine,
@@ -79,9 +80,9 @@ const cases = smoke ? [[97, 1, undefined]] : [[1, 1, undefined], [97, 1, undefin
 const ok = {};
 for (const name of shapes) {
   const shape = SHAPES[name];
-  setMode('1');
-  ok[`${name} default`] = true;
-  for (const [len, tokens, page] of cases) ok[`${name} default`] &&= await check(shape, len, tokens, page, 'pipelined');
+  setMode('0');
+  ok[`${name} simt`] = true;
+  for (const [len, tokens, page] of cases) ok[`${name} simt`] &&= await check(shape, len, tokens, page, 'pipelined');
   for (const t of targets) {
     setMode('2', t);
     ok[`${name} tc ${t}`] = true;
@@ -143,8 +144,8 @@ for (const name of shapes) for (const len of lengths) {
   const bytes = 2 * shape[1] * len * shape[2] * 2;
   const stream = await streamUs(bytes);
   const row = (kind, target, us) => console.log(`| ${name} | ${len} | ${kind} | ${target} | ${us.toFixed(1)} | ${lastPasses} | ${stream.toFixed(1)} | ${(stream / us).toFixed(3)} | ${(bytes / us / 1e3).toFixed(0)} |`);
-  setMode('1');
-  if (ok[`${name} default`]) row('pipelined', '-', await timeOf(shape, len, 'pipelined'));
+  setMode('0');
+  if (ok[`${name} simt`]) row('pipelined', '-', await timeOf(shape, len, 'pipelined'));
   for (const t of targets) {
     setMode('2', t);
     if (ok[`${name} tc ${t}`]) row('tensor-core', t, await timeOf(shape, len, 'tensor-core'));

@@ -204,24 +204,26 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
   return { kernel, splits, grid: [gridX, s.batch, splits] };
 }
 
-/** Query rows per KV head from which grouped-query decode takes the tensor-core kernel (see tensorCoresPay). */
+/** Query rows per KV head (G x Sq) from which decode may take the tensor-core kernel (see tensorCoresPay). */
 export const TC_DECODE_ROWS = 7;
-/** Most K+V bytes per KV head a grouped-query call below 16 rows takes to tensor cores. */
+/** Rows from which it always does. */
+export const TC_DECODE_ALWAYS_ROWS = 12;
+/** Most K+V bytes per KV head below TC_DECODE_ALWAYS_ROWS rows. */
 export const TC_DECODE_HEAD_BYTES = 8 << 20;
 
 /**
- * Whether the tensor-core kernel beats the SIMT kernels here: always from 16 query rows per KV
- * head (MLA, speculative steps); from TC_DECODE_ROWS rows while a KV head's cache is at most
- * TC_DECODE_HEAD_BYTES. The SIMT kernel's time grows with the rows (each row's dot products and
- * value sums run on the shader cores: 0.22 ns per key at 4 rows, 0.51 at 7, llama-8b / qwen-7b at
- * 32K), the tensor-core tile costs the same at 1 or 16 rows but more per key than SIMT at 4, and its
- * fixed cost is lower. H200, session 14, call 2 (bench/gpu/gqa-tc-decode.sh, f16, every row
- * checked against float64): qwen2-0.5b (7 rows, D 64) 1.10-1.29x from 1K to 32K, qwen-7b (7 rows,
- * D 128) 1.10-1.35x to 16K and 0.85x at 32K, llama-8b (4 rows) 0.52-0.99x.
+ * Whether the tensor-core kernel beats the SIMT kernels here. The SIMT kernels' time grows with the
+ * query rows per KV head (each row's dot products and value sums run on the shader cores); the
+ * tensor-core tile (16 rows, the dead ones cost tensor-core time only) costs the same at 1 or 16
+ * rows, has the lower fixed cost, but costs more per key than SIMT at 4 rows. H200, session 14,
+ * call 3 (bench/gpu/gqa-tc-decode.sh with GQA_TOKENS=1,2,4, float16, every kernel checked against
+ * float64 first), tensor-core vs SIMT speed: 4 rows (llama-8b, Sq 1) 0.53-1.02x; 7-8 rows (qwen
+ * shapes Sq 1, llama-8b Sq 2) 0.96-1.40x while a KV head holds at most 8 MiB of K+V, 0.86-0.98x
+ * past it; 14+ rows 1.12-1.73x at every length to 32K.
  */
 function tensorCoresPay(s: DecodeShape): boolean {
   const rows = s.group * s.tokens;
-  if (rows >= 16) return true;
+  if (rows >= TC_DECODE_ALWAYS_ROWS) return true;
   return rows >= TC_DECODE_ROWS && s.maxKeys * (s.dimQK + (s.sharedKV ? 0 : s.dimV)) * 2 <= TC_DECODE_HEAD_BYTES;
 }
 
