@@ -6,14 +6,14 @@
 // workgroup, one per scheduler); past the limit the time steps up by whole waves. So the first m
 // whose time is ~2x m = 1 is one past the occupancy. Variants: workgroup memory (none / 46 KiB),
 // subgroup matrices (none / one accumulator / eight), the matrix extension enabled but unused.
-//   node bench/ceiling/occupancy.mjs [--sms 132] [--smoke]
+//   node bench/ceiling/occupancy.mjs [--sms 132] [--pads 8,16,...] [--smoke]
 // Prints a table of GPU µs per dispatch (timestamps, best of 3, GPU warmed) and t(m) / t(1).
 import { parseArgs } from 'node:util';
 import { defineKernel, getRuntime } from '../../dist/engines/webgpu/runtime.js';
 import { gpuTimeOf, warmGpu } from '../gpu/gpu-timer.mjs';
 import { probe } from './occupancy-probe.mjs';
 
-const { values: args } = parseArgs({ options: { sms: { type: 'string', default: '132' }, smoke: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({ options: { sms: { type: 'string', default: '132' }, smoke: { type: 'boolean', default: false }, pads: { type: 'string' } } });
 const runtime = await getRuntime();
 const SMS = Number(args.sms);
 const smoke = args.smoke;
@@ -30,6 +30,8 @@ const variants = [
     { name: 'MMA chains, 8 accumulators, 24 KiB', matrices: 8, pad: 1536 },
   ] : []),
 ];
+// --pads 8,16,24 (KiB): FMA chains with that much workgroup memory each (the SM's capacity from the steps)
+if (args.pads) variants.splice(0, variants.length, ...args.pads.split(',').map((k) => ({ name: `FMA chain, ${k} KiB workgroup memory`, matrices: 0, pad: Number(k) * 64 })));
 const kernel = defineKernel('occupancy-probe', probe);
 const sink = runtime.createBuffer(8 * 256 * 4, 'probe sink');
 const src = runtime.createBuffer(512 * 2, 'probe src');
