@@ -287,6 +287,8 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
       'GQA qwen2-0.5b 64/64, group 7, paged': { dimQK: 64, dimV: 64, group: 7, paged: true, sharedKV: false, stage: true, qWords: true, kChains: 2 },
       'GQA whole tiles llama-8b 128/128, one chain': { dimQK: 128, dimV: 128, group: 4, paged: false, sharedKV: false, stage: true, qWords: true, kChains: 1, wholeTile: true },
       'GQA whole tiles qwen2-0.5b 64/64 paged, two chains': { dimQK: 64, dimV: 64, group: 7, paged: true, sharedKV: false, stage: true, qWords: true, kChains: 2, wholeTile: true },
+      'GQA compact whole tiles llama-8b 128/128': { dimQK: 128, dimV: 128, group: 4, paged: false, sharedKV: false, stage: true, qWords: true, kChains: 1, wholeTile: true, compact: true },
+      'GQA compact whole tiles qwen2-0.5b 64/64 paged': { dimQK: 64, dimV: 64, group: 7, paged: true, sharedKV: false, stage: true, qWords: true, kChains: 1, wholeTile: true, compact: true },
     };
     const sources: Record<string, string> = {};
     for (const [name, o] of Object.entries(kernels)) {
@@ -326,14 +328,24 @@ describe('MLA tensor-core decode kernel (Tint, null backend)', async () => {
     }
     {
       // grouped-query shapes: tensor cores from 7 rows per KV head while a head's K+V is at most 8 MiB,
-      // always from 12 rows; whole tiles where they fit (D 128: one score chain), slab steps for MLA's 576
+      // always from 12 rows; compact whole tiles where they fit, slab steps for MLA's 576
       const gqa = (group: number, dim: number, maxKeys: number, tokens = 1) => {
         const plan = planDecode({ ...base, dimQK: dim, dimV: dim, group, headsKv: 2, tokens, maxKeys, io: 'float16' }, h200, undefined, device);
         if (typeof plan === 'string') throw new Error(plan);
         return plan.mla?.kernel;
       };
-      expect(gqa(7, 64, 32768)).toMatchObject({ wholeTile: true, kChains: 2 });
-      expect(gqa(7, 128, 16384)).toMatchObject({ wholeTile: true, kChains: 1 });
+      expect(gqa(7, 64, 32768)).toMatchObject({ wholeTile: true, compact: true, kChains: 1 });
+      expect(gqa(7, 128, 16384)).toMatchObject({ wholeTile: true, compact: true, kChains: 1 });
+      // the compact form fits two workgroups in the H200's ~56 KiB per SM
+      expect(mlaDecodeSharedBytes(gqa(7, 128, 16384)!)).toBeLessThanOrEqual(24 * 1024);
+      // q rows not in 16-byte words: the full whole-tile layout (compact stages Q in words)
+      const planned = planDecode({ ...base, dimQK: 64, dimV: 64, group: 7, headsKv: 2, maxKeys: 4096, io: 'float16' }, h200, undefined, device);
+      if (typeof planned === 'string') throw new Error(planned);
+      const rows64 = { off: 0, spos: 64, sp: 64 * 4096, sh: 64 * 4096 };
+      const call64 = { q: { off: 4, sb: 64 * 7, sh: 64, si: 64 }, keys: rows64, pageSize: 0, window: { left: Infinity, right: 0, align: 'bottom-right' as const } };
+      const unaligned = effectivePlan(planned, call64 as never).mla?.kernel;
+      expect(unaligned).toMatchObject({ qWords: false, compact: false, wholeTile: true });
+      expect(mlaDecodeUnsupported(unaligned!)).toBeUndefined();
       expect(gqa(7, 128, 32768)).toBeUndefined();
       expect(gqa(7, 128, 32768, 2)).toMatchObject({ wholeTile: true });
       expect(gqa(4, 128, 1024)).toBeUndefined();

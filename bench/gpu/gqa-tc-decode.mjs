@@ -7,9 +7,9 @@
 //   node bench/gpu/gqa-tc-decode.mjs [--smoke]
 // Every variant is checked against float64 first (odd lengths, two query rows causal, pages of 16 in
 // shuffled order); a variant that fails gets no time. Then GPU µs (timestamps, partial + combine,
-// best of 5 after a warm-up) at 1K-32K keys. TC_VARIANTS: target[:whole] pairs, the workgroups the
-// tensor-core plan aims for (FUSEDATTN_DECODE_MLA_TARGET) and 1 / 0 for whole tiles or the slab
-// steps (FUSEDATTN_DECODE_MLA_WHOLE).
+// best of 5 after a warm-up) at 1K-32K keys. TC_VARIANTS: target[:whole[:compact]], the workgroups
+// the tensor-core plan aims for (FUSEDATTN_DECODE_MLA_TARGET), 1 / 0 for whole tiles or the slab
+// steps (FUSEDATTN_DECODE_MLA_WHOLE), 1 / 0 for the compact whole-tile layout or the full one.
 import { Tensor, attentionDecode, toHalfBits, fromHalfBits } from '../../dist/index.js';
 import { validateDecode, referenceDecode } from '../../dist/ops/decode/index.js';
 import { planFor } from '../../dist/ops/decode/webgpu/run.js';
@@ -54,9 +54,10 @@ function maxErr(got, ref) {
 
 function setMode(mode, variant) {
   process.env.FUSEDATTN_DECODE_MLA = mode;
-  const [target, whole] = (variant ?? '').split(':');
+  const [target, whole, compact] = (variant ?? '').split(':');
   if (target) process.env.FUSEDATTN_DECODE_MLA_TARGET = target; else delete process.env.FUSEDATTN_DECODE_MLA_TARGET;
   if (whole) process.env.FUSEDATTN_DECODE_MLA_WHOLE = whole; else delete process.env.FUSEDATTN_DECODE_MLA_WHOLE;
+  if (compact) process.env.FUSEDATTN_DECODE_MLA_COMPACT = compact; else delete process.env.FUSEDATTN_DECODE_MLA_COMPACT;
 }
 const kindOf = (plan) => (plan.mla ? 'tensor-core' : plan.pipelined ? 'pipelined' : 'split-kv');
 
@@ -137,7 +138,7 @@ async function timeOf(shape, len, want, tokens = 1) {
   return best;
 }
 
-console.log('| shape | keys | kernel | target:whole | GPU us | passes us | stream us | fraction of stream | GB/s |');
+console.log('| shape | keys | kernel | target:whole:compact | GPU us | passes us | stream us | fraction of stream | GB/s |');
 console.log('|---|---:|---|---:|---:|---|---:|---:|---:|');
 for (const name of shapes) for (const len of lengths) {
   const shape = SHAPES[name];

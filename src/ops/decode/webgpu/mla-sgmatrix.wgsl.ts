@@ -67,6 +67,14 @@ export interface MlaDecodeOptions {
    * whatever the grid (H200, session 14, call 1).
    */
   wholeTile?: boolean;
+  /**
+   * Whole tiles in about half the workgroup memory (needs qWords): Q's matrices held in registers
+   * across the key loop (loaded once from a staging of Q's words), and a tile's V rows staged into
+   * the K rows' place once S is computed, the next tile's V words loading from there. The H200
+   * gives a workgroup's pipelines about 56 KiB of workgroup memory per SM in all (session 14,
+   * bench/ceiling/occupancy.mjs): 46 KiB workgroups run one per SM, 24 KiB ones two.
+   */
+  compact?: boolean;
 }
 
 /** The largest divisor of n that is at most want (at least 1). */
@@ -90,6 +98,7 @@ export function mlaDecodeUnsupported(o: MlaDecodeOptions): string | undefined {
   if (o.stageDepth !== undefined && ![1, 2].includes(o.stageDepth)) return `stageDepth must be 1 or 2, got ${o.stageDepth}`;
   if (o.kChains !== undefined && ![1, 2].includes(o.kChains)) return `kChains must be 1 or 2, got ${o.kChains}`;
   if (o.wholeTile && !o.stage) return 'wholeTile is a staged form (stage: true)';
+  if (o.compact && !(o.wholeTile && o.qWords)) return 'compact needs wholeTile and qWords';
   return undefined;
 }
 
@@ -103,7 +112,7 @@ const P_STRIDE = MLA_TILE + 8;
 
 /** Workgroup memory bytes of the kernel. */
 export function mlaDecodeSharedBytes(o: MlaDecodeOptions): number {
-  const common = ROWS * qStride(o) * 2 + ROWS * sStride(o) * 4 * (twoChains(o) ? 2 : 1) + ROWS * P_STRIDE * 2 + ROWS * 16 + 16 + 16;
+  const common = (o.compact ? 0 : ROWS * qStride(o) * 2) + ROWS * sStride(o) * 4 * (twoChains(o) ? 2 : 1) + ROWS * P_STRIDE * 2 + ROWS * 16 + 16 + 16;
   return common + (o.stage ? stageWords(o) * 16 : ROWS * tailStride(o) * 2 + MLA_SUBGROUPS * 256 * 4);
 }
 
@@ -123,6 +132,8 @@ const stageWords = (o: MlaDecodeOptions) => (o.wholeTile ? wholeTileWords(o).tot
 function wholeTileWords(o: MlaDecodeOptions): { LK: number; LV: number; voff: number; total: number } {
   const LK = (o.dimQK + 8) / 8;
   const LV = (o.dimV + 8) / 8;
+  // compact: K, then V, then (first) Q's 16 rows, all in one region
+  if (o.compact) return { LK, LV, voff: 0, total: Math.max(MLA_TILE * LK, MLA_TILE * LV) };
   return { LK, LV, voff: MLA_TILE * LK, total: MLA_TILE * (LK + LV) };
 }
 
@@ -166,7 +177,7 @@ ${batchedCopy('ROWS * DQ8', (16 * o.dimQK) / 8 / (32 * MLA_SUBGROUPS), (t, u) =>
     let RR${u} = rb * ROWS + rr${u};
     let Rc${u} = min(RR${u}, rows_kv - 1u);
     let x${u} = select(vec4<u32>(), q[(params.q_off + b * params.q_sb + (kv_head * G + Rc${u} / params.tokens) * params.q_sh + (Rc${u} % params.tokens) * params.q_si) / 8u + ${t} % DQ8], RR${u} < rows_kv);`,
-    (t, u) => `    let qa${u} = rr${u} * QS + (${t} % DQ8) * 8u;
+    (t, u) => o.compact ? `    Stage[rr${u} * ${(o.dimQK + 8) / 8}u + ${t} % DQ8] = x${u};` : `    let qa${u} = rr${u} * QS + (${t} % DQ8) * 8u;
 ${[0, 1, 2, 3].map((c) => `    Qs[qa${u} + ${2 * c}u] = bitcast<vec2<f16>>(x${u}.${'xyzw'[c]}).x; Qs[qa${u} + ${2 * c + 1}u] = bitcast<vec2<f16>>(x${u}.${'xyzw'[c]}).y;`).join('\n')}`)}
 ` : `  // Q rows -> workgroup memory (dead rows 0), ${COPY_BATCH} loads in flight per thread: one at a
   // time, its 72 scalar loads (Dq 576) waited a memory latency each and cost more than the tiles
@@ -333,7 +344,7 @@ const LOG2E = 1.4426950408889634;
 const LN2 = 0.6931471805599453;
 
 // every workgroup variable a multiple of 16 bytes (docs/GPU-NOTES.md: matrix arrays misaligned otherwise)
-var<workgroup> Qs: array<f16, ${ROWS * QS}>;
+${o.compact ? '// Q: words in Stage, then matrices in registers' : `var<workgroup> Qs: array<f16, ${ROWS * QS}>;`}
 ${o.stage ? `var<workgroup> Stage: array<vec4<u32>, ${stageWords(o)}>;   // a K slab (64 keys x KC) or a V slab (16 keys x Dv)` : `var<workgroup> Tail: array<f16, ${ROWS * tailStride(o)}>;  // the chunk ending past the range, rows behind it 0`}
 var<workgroup> Ss: array<f32, ${ROWS * sStride(o)}>;${o.stage ? '   // also the O staging (Os) of the direct form' : ''}${twoChains(o) ? `
 var<workgroup> Ss2: array<f32, ${ROWS * sStride(o)}>;  // the second score chain` : ''}
@@ -527,7 +538,14 @@ function wholeTileLoop(o: MlaDecodeOptions, softmax: string): string {
   const idx = (n: number) => Array.from({ length: n }, (_, i) => i);
   const vFn = o.sharedKV ? 'key_word' : 'value_word';
   const loads = (tile: string) => [...idx(WK).map((u) => `wk${u} = key_word(b, kv_head, ${tile} + kk${u}, hi, kw${u});`), ...idx(WV).map((u) => `wv${u} = ${vFn}(b, kv_head, ${tile} + vk${u}, hi, vw${u});`)].join(' ');
-  return `// whole tiles staged: ${WK} key and ${WV} value words per thread, the next tile's in flight during this one
+  const qMat = (c: number) => (o.compact ? `qm${c}` : `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, ${c * 16}u, QS)`);
+  const kLoads = (tile: string) => idx(WK).map((u) => `wk${u} = key_word(b, kv_head, ${tile} + kk${u}, hi, kw${u});`).join(' ');
+  const vLoads = (tile: string) => idx(WV).map((u) => `wv${u} = ${vFn}(b, kv_head, ${tile} + vk${u}, hi, vw${u});`).join(' ');
+  const vStores = idx(WV).map((u) => `    Stage[${voff}u + vk${u} * ${LV}u + vw${u}] = wv${u};`).join('\n');
+  return `// whole tiles staged: ${WK} key and ${WV} value words per thread, the next tile's in flight during this one${o.compact ? `
+// compact: Q's matrices in registers; V staged into K's place after S
+${idx(o.dimQK / 16).map((c) => `  let qm${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Stage, ${c * 2}u, ${LK}u);`).join('\n')}
+  workgroupBarrier();` : ''}
 ${idx(WK).map((u) => `  var wk${u} = vec4<u32>();`).join('\n')}
 ${idx(WV).map((u) => `  var wv${u} = vec4<u32>();`).join('\n')}
 ${idx(WK).map((u) => `  let kk${u} = (li + ${u * NT}u) / ${kw}u;
@@ -538,14 +556,16 @@ ${idx(WV).map((u) => `  let vk${u} = (li + ${u * NT}u) / ${vw}u;
   for (var kv0 = lo; kv0 < hi; kv0 += BC) {
     // the previous tile's readers of Stage passed the barrier at the loop's end
 ${idx(WK).map((u) => `    Stage[kk${u} * ${LK}u + kw${u}] = wk${u};`).join('\n')}
-${idx(WV).map((u) => `    Stage[${voff}u + vk${u} * ${LV}u + vw${u}] = wv${u};`).join('\n')}
-    workgroupBarrier();
-    if (kv0 + BC < hi) { ${loads('(kv0 + BC)')} }
+${o.compact ? '' : `${vStores}\n`}    workgroupBarrier();
+    if (kv0 + BC < hi) { ${o.compact ? kLoads('(kv0 + BC)') : loads('(kv0 + BC)')} }
     var s = subgroup_matrix_result<f32, 16, 16>();${chains === 2 ? '\n    var s2 = subgroup_matrix_result<f32, 16, 16>();' : ''}
-${idx(o.dimQK / 16).map((c) => `    ${chains === 2 && c % 2 ? 's2' : 's'} = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Qs, ${c * 16}u, QS), subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Stage, sg * ${16 * LK}u + ${c * 2}u, ${LK}u), ${chains === 2 && c % 2 ? 's2' : 's'});`).join('\n')}
+${idx(o.dimQK / 16).map((c) => `    ${chains === 2 && c % 2 ? 's2' : 's'} = subgroupMatrixMultiplyAccumulate(${qMat(c)}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&Stage, sg * ${16 * LK}u + ${c * 2}u, ${LK}u), ${chains === 2 && c % 2 ? 's2' : 's'});`).join('\n')}
     subgroupMatrixStore<row_major>(&Ss, sg * 16u, s, S_STRIDE);${chains === 2 ? '\n    subgroupMatrixStore<row_major>(&Ss2, sg * 16u, s2, S_STRIDE);' : ''}
     workgroupBarrier();
-${softmax}    // P is visible: the softmax ends in a workgroupUniformLoad (a barrier)
+${o.compact ? `    // K's rows are read: this tile's V rows take their place, the next tile's V words load
+${vStores}
+    if (kv0 + BC < hi) { ${vLoads('(kv0 + BC)')} }
+` : ''}${softmax}    // P (and V) are visible: the softmax ends in a workgroupUniformLoad (a barrier)
 ${idx(MLA_TILE / 16).map((j) => `    {
       let pm = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&Ps, ${j * 16}u, P_STRIDE);
 ${idx(mats).map((m) => `      om${m} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&Stage, ${voff + j * 16 * LV}u + (col0 + ${m * 16}u) / 8u, ${LV}u), om${m});`).join('\n')}

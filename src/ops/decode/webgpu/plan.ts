@@ -234,6 +234,12 @@ function tensorCoresPay(s: DecodeShape): boolean {
  */
 function wholeTileKernel(kernel: MlaDecodeOptions, limits: Limits): Partial<MlaDecodeOptions> | undefined {
   if (!kernel.stage || (envInt('FUSEDATTN_DECODE_MLA_WHOLE', 0, 1) ?? 1) !== 1) return undefined;
+  // compact (Q in registers, V in K's place; one score chain): about half the memory, so two or three
+  // workgroups share an SM where the full layout ran one (the H200's ~56 KiB per SM)
+  if (kernel.qWords && (envInt('FUSEDATTN_DECODE_MLA_COMPACT', 0, 1) ?? 1) === 1) {
+    const o = { ...kernel, wholeTile: true, compact: true, kChains: 1 };
+    if (!mlaDecodeUnsupported(o) && mlaDecodeSharedBytes(o) <= limits.maxComputeWorkgroupStorageSize) return { wholeTile: true, compact: true, kChains: 1 };
+  }
   for (const kChains of [...new Set([kernel.kChains ?? 1, 1])]) {
     const o = { ...kernel, wholeTile: true, kChains };
     if (!mlaDecodeUnsupported(o) && mlaDecodeSharedBytes(o) <= limits.maxComputeWorkgroupStorageSize) return { wholeTile: true, kChains };

@@ -43,7 +43,8 @@ export function effectivePlan(plan: DecodePlan, call: Pick<GpuDecodeCall, 'q' | 
   if (!aligned || (plan.mla.kernel.paged && call.pageSize % 16 !== 0)) return { ...plan, mla: undefined };
   // Q in 16-byte words where its rows allow
   const qWords = plan.mla.kernel.qWords === true && [call.q.off, call.q.sb, call.q.sh, call.q.si].every((x) => x % 8 === 0);
-  const mla = qWords === (plan.mla.kernel.qWords === true) ? plan.mla : { ...plan.mla, kernel: { ...plan.mla.kernel, qWords } };
+  // (the compact whole-tile form stages Q in words: without them it takes the full layout)
+  const mla = qWords === (plan.mla.kernel.qWords === true) ? plan.mla : { ...plan.mla, kernel: { ...plan.mla.kernel, qWords, ...(plan.mla.kernel.compact ? { compact: false } : {}) } };
   return { ...plan, mla, splits: plan.mla.splits, grid: plan.mla.grid, combine: true };
 }
 
