@@ -199,32 +199,38 @@ function planMla(s: DecodeShape, limits: Limits, device: PlanDevice): DecodePlan
   const blocks = Math.ceil((s.group * s.tokens) / 16);
   const gridX = s.headsKv * blocks;
   if (gridX > limits.maxComputeWorkgroupsPerDimension || s.batch > limits.maxComputeWorkgroupsPerDimension) return undefined;
-  const target = envInt('FUSEDATTN_DECODE_MLA_TARGET', 1) ?? 128;
+  const target = envInt('FUSEDATTN_DECODE_MLA_TARGET', 1) ?? mlaTarget(kernel);
   const splits = decodeSplits(s.maxKeys, gridX * s.batch, MLA_TILE, target);
   return { kernel, splits, grid: [gridX, s.batch, splits] };
 }
 
-/** Query rows per KV head (G x Sq) from which decode may take the tensor-core kernel (see tensorCoresPay). */
+/** Query rows per KV head (G x Sq) from which decode takes the tensor-core kernel (see tensorCoresPay). */
 export const TC_DECODE_ROWS = 7;
-/** Rows from which it always does. */
-export const TC_DECODE_ALWAYS_ROWS = 12;
-/** Most K+V bytes per KV head below TC_DECODE_ALWAYS_ROWS rows. */
-export const TC_DECODE_HEAD_BYTES = 8 << 20;
 
 /**
- * Whether the tensor-core kernel beats the SIMT kernels here. The SIMT kernels' time grows with the
- * query rows per KV head (each row's dot products and value sums run on the shader cores); the
+ * Whether the tensor-core kernel beats the SIMT kernels here: from TC_DECODE_ROWS query rows per KV
+ * head. The SIMT kernels' time grows with the rows (each row's dot products and value sums run on
+ * the shader cores: 0.22 ns per key at 4 rows, 0.51 at 7, llama-8b / qwen-7b at 32K); the
  * tensor-core tile (16 rows, the dead ones cost tensor-core time only) costs the same at 1 or 16
- * rows, has the lower fixed cost, but costs more per key than SIMT at 4 rows. H200, session 14,
- * call 3 (bench/gpu/gqa-tc-decode.sh with GQA_TOKENS=1,2,4, float16, every kernel checked against
- * float64 first), tensor-core vs SIMT speed: 4 rows (llama-8b, Sq 1) 0.53-1.02x; 7-8 rows (qwen
- * shapes Sq 1, llama-8b Sq 2) 0.96-1.40x while a KV head holds at most 8 MiB of K+V, 0.86-0.98x
- * past it; 14+ rows 1.12-1.73x at every length to 32K.
+ * rows, has the lower fixed cost, and costs more per key than SIMT at 4 rows. H200, session 14
+ * (bench/gpu/gqa-tc-decode.sh, float16, every kernel checked against float64 first), calls 3 and
+ * 6: 4 rows (llama-8b, Sq 1) 0.58-1.0x SIMT's speed; qwen-7b's 7 rows with the compact layout 1.03x
+ * (32K) to 1.45x (4K); 14+ rows 1.12-1.73x at every length to 32K (call 3, full layout).
  */
 function tensorCoresPay(s: DecodeShape): boolean {
-  const rows = s.group * s.tokens;
-  if (rows >= TC_DECODE_ALWAYS_ROWS) return true;
-  return rows >= TC_DECODE_ROWS && s.maxKeys * (s.dimQK + (s.sharedKV ? 0 : s.dimV)) * 2 <= TC_DECODE_HEAD_BYTES;
+  return s.group * s.tokens >= TC_DECODE_ROWS;
+}
+
+/**
+ * Workgroups the tensor-core decode aims for: 128 for the slab and full whole-tile layouts (one per
+ * H200 SM: they hold 45-48 KiB), more for the compact layout as more of them share an SM: 512 at
+ * D 128 (24 KiB, two per SM), 256 at D 64 (16 KiB, three). H200, session 14, call 6: llama-8b 32K
+ * 152 / 106 / 110 µs at 128 / 256 / 512 (the full layout 121 at 128), qwen-7b 32K 91.8 / 68.7 /
+ * 63.8, 16K 41.9 / 37.3 / 29.7; qwen2-0.5b 32K 26.5 / 19.1 / 20.8, 16K 18.2 / 14.5 / 16.7.
+ */
+function mlaTarget(kernel: MlaDecodeOptions): number {
+  if (!kernel.compact) return 128;
+  return mlaDecodeSharedBytes(kernel) > 16 * 1024 ? 512 : 256;
 }
 
 /**
