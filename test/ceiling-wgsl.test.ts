@@ -10,7 +10,8 @@ import {
 } from '../dist/ops/gemm/webgpu/gemm-tensorcore.wgsl.js';
 import { DEFAULT_TENSORCORE_TILE, tensorCoreLinearOptions, tensorCoreLinearProblem } from '../dist/ops/gemm/webgpu/linear-tensorcore.js';
 import { buildFlashSgMatrixWide, wideOptionsProblem, wideWorkgroupBytes } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wide-wgsl.js';
-import { SG_MATRIX_CONFIGS, kernelOptionsOf, tierOptionsProblem, tierWorkgroupBytes } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
+import { SG_MATRIX_CONFIGS, SG_MATRIX_OCCUPANCY_CONFIGS, kernelOptionsOf, tierOptionsProblem, tierWorkgroupBytes } from '../dist/ops/attention/webgpu/tiers/sgmatrix.js';
+import { buildFlashSgMatrix } from '../dist/ops/attention/webgpu/tiers/flash-sgmatrix-wgsl.js';
 import { tintErrors } from './tint.js';
 
 const B = TENSORCORE_GEMM_BASE;
@@ -22,6 +23,9 @@ const GEMMS: Record<string, TensorCoreGemmOptions> = {
   'dense, u32 loads, no prefetch, f16 bias': { ...B, layout: 'dense', load: 'u32', prefetch: false, bias: 'float16' },
   'direct operands, f16 accumulators stored directly': { ...B, operands: 'direct', edges: false, prefetch: false, accumulate: 'f16', epilogue: 'direct', sgM: 2, sgN: 2 },
   'direct epilogue f32': { ...B, out: 'float32', epilogue: 'direct', edges: false },
+  'scratch in the tiles, 128x128 K 32 (20 KiB)': { ...B, sgM: 4, sgN: 2, fragM: 2, fragN: 4, scratchInTiles: true },
+  'scratch in the tiles across A and B, K 16, f32 out, f16 bias': { ...B, sgM: 4, sgN: 2, fragM: 2, fragN: 4, k: 16, scratchInTiles: true, out: 'float32', bias: 'float16' },
+  'scratch in the tiles, scalar output': { ...B, scratchInTiles: true, vecOut: false, stages: 2, k: 16 },
 };
 
 const problemOf = (c: Parameters<typeof makeCase>[0]) => {
@@ -53,6 +57,14 @@ describe('general tensor-core GEMM (ceiling study builder)', () => {
     expect(tensorCoreGemmProblem({ ...B, epilogue: 'direct' })).toMatch(/accumulator type/);
     expect(tensorCoreGemmProblem({ ...B, stages: 2, prefetch: false })).toMatch(/prefetch/);
     expect(tensorCoreGemmProblem({ ...B, sgM: 8, sgN: 8 })).toMatch(/invocations/);
+    // the epilogue's scratch in the staging tiles: no scratch variable, so 128x128 at K 32 is 20 KiB
+    // (two workgroups per H200 SM) instead of 30; it must fit the tiles and needs f32 accumulators
+    const small = tensorCoreGemmGeometry({ ...B, sgM: 4, sgN: 2, fragM: 2, fragN: 4, scratchInTiles: true });
+    expect([small.bytes, small.scratchInA, small.scratchInB]).toEqual([20480, 8, 0]);
+    const split = tensorCoreGemmGeometry({ ...B, sgM: 4, sgN: 2, fragM: 2, fragN: 4, k: 16, scratchInTiles: true });
+    expect([split.bytes, split.scratchInA, split.scratchInB]).toEqual([12288, 4, 4]);
+    expect(tensorCoreGemmProblem({ ...B, sgM: 1, sgN: 1, fragM: 1, fragN: 1, k: 16, scratchInTiles: true })).toMatch(/do not fit/);
+    expect(tensorCoreGemmProblem({ ...B, scratchInTiles: true, accumulate: 'f16' })).toMatch(/f32 accumulators/);
   });
   it('as a linear layer: edges checked only where a dimension does not divide the tile; limits enforced', () => {
     const limits = { limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 } } as never;
@@ -90,5 +102,34 @@ describe('wide tensor-core flash kernel (32 query rows per subgroup)', () => {
     expect(wideOptionsProblem({ ...o, dimRope: 64 })).toMatch(/MLA/);
     expect(wideOptionsProblem({ ...o, block: { cache: false } } as never)).toMatch(/block source/);
     expect(wideOptionsProblem({ ...o, someFutureMask: true } as never)).toMatch(/does not implement option someFutureMask/);
+  });
+});
+
+describe('tensor-core flash kernel with Q straight from storage (the occupancy configurations)', () => {
+  const MLA = problemOf({ dtype: 'float16', layout: 'BSND', batch: 1, headsQ: 4, headsKv: 1, seqQ: 70, seqK: 97, dimQK: 128, dimRope: 64, dimV: 128, causal: true, returnLse: true });
+  const ODD = problemOf({ dtype: 'float16', batch: 1, headsQ: 2, seqQ: 33, seqK: 40, dimQK: 72 });
+  it('compiles with Tint for D 64, D 128 GQA causal and the MLA split form, and fits 2-4 workgroups per H200 SM', () => {
+    const sources: Record<string, string> = {};
+    for (const [pi, p] of [...ATTENTION, MLA].entries()) {
+      for (const [ci, c] of SG_MATRIX_OCCUPANCY_CONFIGS.entries()) {
+        const o = kernelOptionsOf(p, c);
+        expect(o.qDirect, `problem ${pi} config ${ci}`).toBe(true);
+        expect(tierOptionsProblem(o)).toBeUndefined();
+        sources[`problem ${pi} config ${ci}`] = buildFlashSgMatrix(o as never);
+      }
+    }
+    // D 128, 16-key blocks: 16.5 KiB with Q from storage (25.0 KiB staging Q through K/V's space)
+    const d128 = kernelOptionsOf(ATTENTION[1], SG_MATRIX_OCCUPANCY_CONFIGS[0]);
+    expect(tierWorkgroupBytes(d128)).toBe(16928);
+    expect(tierWorkgroupBytes({ ...d128, qDirect: false } as never)).toBe(25632);
+    expect(sources['problem 3 config 0']).toContain('&QR');
+    const errors = tintErrors(sources, 'the flash kernel with Q from storage');
+    if (!errors) return;
+    for (const [name, list] of Object.entries(errors)) expect(list, name).toEqual([]);
+  });
+  it('stages Q where the head dim is not a multiple of 16 (no zero-filled columns to load), and refuses qDirect without vector loads', () => {
+    const o = kernelOptionsOf(ODD, SG_MATRIX_OCCUPANCY_CONFIGS[0]);
+    expect(o.qDirect).toBeUndefined();
+    expect(tierOptionsProblem({ ...kernelOptionsOf(ATTENTION[0], SG_MATRIX_OCCUPANCY_CONFIGS[0]), vectorLoads: false } as never)).toMatch(/qDirect needs vectorLoads/);
   });
 });

@@ -15,7 +15,7 @@
 //
 //   node bench/ceiling/gemm-sweep.mjs --out DIR [--tag robust] [--enable t1,t2] [--disable t3]
 //        [--size 8192] [--budget-s 120] [--variant-s 20] [--only top:6:robust | name;name]
-//        [--phase2 3] [--resume] [--no-anchor]
+//        [--phase2 3] [--resume] [--no-anchor] [--set study|occupancy]
 //   node bench/ceiling/gemm-sweep.mjs --smoke [--out DIR]   (no GPU: Tint compile of every variant on
 //        Dawn's null backend, then the whole check-and-time path on llvmpipe with the SIMT anchor)
 import { spawnSync } from 'node:child_process';
@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { create, globals } from 'webgpu';
 import { TENSORCORE_GEMM_PARAMS, TENSORCORE_GEMM_BASE, buildTensorCoreGemm, tensorCoreGemmGeometry } from '../../dist/ops/gemm/webgpu/gemm-tensorcore.wgsl.js';
 import { HALF, randomHalf } from '../experiments/gpu-harness.mjs';
-import { STUDY_VARIANTS, mutations, nameOf, variantProblem } from './gemm-variants.mjs';
+import { OCCUPANCY_VARIANTS, STUDY_VARIANTS, mutations, nameOf, variantProblem } from './gemm-variants.mjs';
 import { SIMT_TILE, buildSimtGemm } from './simt-gemm.mjs';
 
 Object.assign(globalThis, globals);
@@ -40,6 +40,7 @@ const { values: args } = parseArgs({
     'budget-s': { type: 'string', default: '150' },
     'variant-s': { type: 'string', default: '20' },
     only: { type: 'string', default: '' },
+    set: { type: 'string', default: 'study' },
     phase2: { type: 'string', default: '0' },
     resume: { type: 'boolean', default: false },
     'no-anchor': { type: 'boolean', default: false },
@@ -61,7 +62,7 @@ if (args.smoke) {
   const adapter = await gpu.requestAdapter();
   if (!adapter) { console.log('smoke: no null adapter'); process.exit(1); }
   const device = await adapter.requestDevice({ requiredFeatures: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] });
-  const candidates = [...STUDY_VARIANTS, ...mutations(TENSORCORE_GEMM_BASE), ...mutations({ ...TENSORCORE_GEMM_BASE, shape: '16x8x16', fragN: 8, layout: 'blocked', b: 'nn' })];
+  const candidates = [...STUDY_VARIANTS, ...OCCUPANCY_VARIANTS, ...mutations(TENSORCORE_GEMM_BASE), ...mutations({ ...TENSORCORE_GEMM_BASE, shape: '16x8x16', fragN: 8, layout: 'blocked', b: 'nn' })];
   let ok = 0, failed = 0, skipped = 0;
   for (const c of candidates) {
     const name = nameOf(c.options);
@@ -322,7 +323,9 @@ if (args.only.startsWith('top:')) {
   const names = new Set(args.only.split(';'));
   list = STUDY_VARIANTS.filter((v) => names.has(nameOf(v.options)));
 } else {
-  list = smokeRun ? [] : [...STUDY_VARIANTS];
+  const sets = { study: STUDY_VARIANTS, occupancy: OCCUPANCY_VARIANTS };
+  if (!sets[args.set]) { console.error(`--set must be one of ${Object.keys(sets).join(', ')}, got ${args.set}`); process.exit(2); }
+  list = smokeRun ? [] : [...sets[args.set]];
 }
 if (!args['no-anchor'] && !args.only) list.splice(Math.min(3, list.length), 0, { simt: true, question: 'anchor' });
 

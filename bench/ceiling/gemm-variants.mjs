@@ -60,6 +60,29 @@ export const STUDY_VARIANTS = [
   v('float32 A, 128x128', { a: 'float32', sgM: 2, sgN: 2 }),
 ];
 
+// Workgroups per SM (session 15): Dawn's pipelines get 48-56 KiB of workgroup memory per H200 SM
+// (bench/ceiling/occupancy.mjs), so the study's best tile (46 KiB) runs one workgroup per SM. These
+// rows pair a tile with the same tile made smaller (the epilogue's scratch in the staging tiles,
+// a shorter K step) so each pair reads as "what one more workgroup per SM is worth"; the KiB and the
+// workgroups per SM the probe predicts are in the question.
+const best = { ...base, sgM: 4, sgN: 2, fragM: 2, fragN: 4, k: 64, edges: false };
+const o = (question, change) => ({ question, options: { ...best, ...change } });
+export const OCCUPANCY_VARIANTS = [
+  o('the study\'s best: 128x128, 4x2 of 2x4, K 64 (46 KiB, 1 per SM)', {}),
+  o('scratch in the tiles (36 KiB, 1 per SM)', { scratchInTiles: true }),
+  o('K 32 (30 KiB, 1 per SM)', { k: 32 }),
+  o('K 32, scratch in the tiles (20 KiB, 2 per SM)', { k: 32, scratchInTiles: true }),
+  o('K 16, scratch in the tiles (12 KiB, 4 per SM)', { k: 16, scratchInTiles: true }),
+  o('K 16, two stages, scratch in the tiles (24 KiB, 2 per SM)', { k: 16, stages: 2, scratchInTiles: true }),
+  o('K 32, scratch in the tiles, with edge checks (the library\'s ragged calls; 20 KiB)', { k: 32, scratchInTiles: true, edges: true }),
+  o('128x256, 2x4 of 4x4, K 16, scratch in the tiles (18 KiB, 2 per SM)', { sgM: 2, sgN: 4, fragM: 4, fragN: 4, k: 16, scratchInTiles: true }),
+  o('256x128, 4x2 of 4x4, K 16, scratch in the tiles (18 KiB, 2 per SM)', { sgM: 4, sgN: 2, fragM: 4, fragN: 4, k: 16, scratchInTiles: true }),
+  o('128x128, 2x2 of 4x4, K 32, scratch in the tiles (20 KiB, 2 per SM; 4 subgroups)', { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 32, scratchInTiles: true }),
+  o('64x128, 2x2 of 2x4, K 32, scratch in the tiles (15 KiB, 3 per SM; 4 subgroups)', { sgM: 2, sgN: 2, fragM: 2, fragN: 4, k: 32, scratchInTiles: true }),
+  o('128x128, 4x2 of 2x4, K 32, two stages, scratch in the tiles (40 KiB, 1 per SM)', { k: 32, stages: 2, scratchInTiles: true }),
+  o('128x128, 4x2 of 2x4, K 32, grouped raster of 8, scratch in the tiles (20 KiB)', { k: 32, scratchInTiles: true, raster: 8 }),
+];
+
 /** One-option changes tried around a good configuration (phase 2 of the sweep). */
 export function mutations(o) {
   const out = [];

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tensor-core ceiling study (issue 14) in one command, on whatever GPU is present:
 #   bash bench/ceiling/run.sh OUTDIR [SECONDS]        (default 210 s of sweeping; ~40 s more around it)
+#   CEILING_SET=occupancy bash bench/ceiling/run.sh OUTDIR 90   (the workgroups-per-SM pairs only)
 # 1. cuBLAS anchor (torch.matmul fp16/bf16 at 8192³), when python3 has CUDA PyTorch;
 # 2. the GEMM sweep with Dawn's default robustness (every STUDY_VARIANTS row, the SIMT anchor, then
 #    one-option changes around the two best), then the best rows again under other Dawn toggle sets:
@@ -44,6 +45,16 @@ sweep() {
   echo "== sweep $tag: exit $code ($(( SECONDS - start )) s)"
 }
 share() { echo $(( total * $1 / 100 )); }
+if [[ ${CEILING_SET:-study} == occupancy ]]; then
+  # CEILING_SET=occupancy: the workgroups-per-SM pairs (gemm-variants.mjs OCCUPANCY_VARIANTS) with
+  # Dawn's default robustness, the best three again without it; no SPIR-V or machine-code parts
+  sweep robust "$(share 75)" --set occupancy --variant-s 20
+  sweep norobust "$(share 25)" --enable disable_robustness --only top:3:robust --variant-s 15
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader > "$out/gpu-after.txt" 2>&1
+  node "$here/summary.mjs" "$out" > "$out/summary.md"
+  head -c 6000 "$out/summary.md"
+  exit 0
+fi
 sweep robust "$(share 45)" --phase2 2 --variant-s 20
 sweep norobust "$(share 17)" --enable disable_robustness --only top:8:robust --variant-s 15
 sweep hwbounds "$(share 14)" --enable vulkan_use_buffer_robust_access_2,vulkan_use_cooperative_matrix_robust_access,enable_integer_range_analysis_in_robustness --only top:6:robust --variant-s 15

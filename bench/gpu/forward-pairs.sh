@@ -1,34 +1,3 @@
 #!/usr/bin/env bash
-# Issue 14: the pairs forward kernel (a subgroup pair per 16 query rows, SgMatrixConfig.pairs) on
-# the H200. 1. every pairs configuration forced on every SUITE case (f16) and the tensor-core
-# stress cases, against float64 (bench/gpu/check-tiers.mjs --configs pairs); any failure: no
-# timings. 2. the default configuration (index 0) and each pairs one timed on the issue's shapes in
-# the same call (bench-gpu.mjs: GPU timestamps, steady state, sampled float64 rows checked again).
-#   bash bench/gpu/device.sh bench/gpu/session.sh fwd=bench/gpu/forward-pairs.sh:150
-set -uo pipefail
-OUT=${1:-${OUT:-out}}
-mkdir -p "$OUT"
-t0=$SECONDS
-timeout "${CHECK_S:-80}" node bench/gpu/check-tiers.mjs --configs pairs > "$OUT/check.log" 2>&1
-rc=$?
-echo "== checks: exit $rc ($(( SECONDS - t0 )) s)"
-grep -v '^Warning' "$OUT/check.log" | grep -E 'FAIL|passed|failed|n/a' | tail -8
-if [[ $rc != 0 ]]; then echo "WRONG: a pairs configuration failed (or did not finish) its float64 checks: no timings"; echo "call done"; exit 0; fi
-# the default (candidate 0), then each pairs configuration (numbered after the candidates, as check-tiers does)
-indices=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log([0, ...m.SG_MATRIX_PAIRS_CONFIGS.map((_, i) => m.SG_MATRIX_CONFIGS.length + i)].join(' ')))")
-shapes=${FWD_SHAPES:-B4 H32 S4096 D128,B4 H32 S4096 D128 causal,B4 H32 S1024 D64,B1 H32 S1024 D128 causal,B4 H32/8 S4096 D128 causal (GQA)}
-for i in $indices; do
-  config=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log(JSON.stringify([...m.SG_MATRIX_CONFIGS, ...m.SG_MATRIX_PAIRS_CONFIGS][$i])))")
-  t0=$SECONDS
-  FUSEDATTN_SGMATRIX_CONFIG=$config timeout "${TIME_S:-25}" node bench/gpu/bench-gpu.mjs --shapes "$shapes" --impls sgmatrix --label "config $i" --out "$OUT/forward.jsonl" > "$OUT/time-$i.log" 2>&1
-  echo "== config $i $config: exit $? ($(( SECONDS - t0 )) s)"
-done
-node -e "
-const rows = require('fs').readFileSync('$OUT/forward.jsonl', 'utf8').trim().split('\\n').filter(Boolean).map(JSON.parse).filter((r) => r.kind === 'bench');
-for (const r of rows) {
-  // FlashAttention's rule on the sampled float64 rows: within 2x the error of naive f16 attention
-  const ok = r.err !== undefined && r.err <= 2 * Math.max(r.naiveErr, 1e-3);
-  console.log([r.shape, r.impl, r.error ?? (ok ? r.ms.toFixed(3) + ' ms ' + r.tflops.toFixed(1) + ' TFLOP/s' : 'WRONG (no time)'), 'err ' + r.err + ' naive ' + r.naiveErr].join(' | '));
-}
-" 2>&1 | tee "$OUT/summary.txt"
-echo "call done"
+# The pairs forward configurations (fifth session's command): bench/gpu/forward-configs.sh with FWD_CONFIGS=pairs.
+FWD_CONFIGS=pairs exec bash "$(dirname "$0")/forward-configs.sh" "$@"

@@ -26,7 +26,12 @@
 //                   M, N, K multiples of the tile);
 //   epilogue        'scratch' (each result matrix through workgroup memory: bias, f16 output,
 //                   ragged edges) or 'direct' (subgroupMatrixStore to the output: f32 -> f32 or
-//                   f16 -> f16, no bias, no edges).
+//                   f16 -> f16, no bias, no edges);
+//   scratchInTiles  the scratch epilogue's f32 matrices stored into the staging tiles, free once
+//                   the K loop is done, instead of a workgroup variable of their own. Why: Dawn's
+//                   pipelines get 48-56 KiB of workgroup memory per H200 SM (occupancy probe,
+//                   session 14), so the 10 KiB of scratch decides whether one or two workgroups
+//                   share an SM (128 x 128 at K 32: 30 KiB -> 20 KiB).
 // Every workgroup variable is a multiple of 16 bytes (NVIDIA misaligned matrix loads otherwise,
 // docs/GPU-NOTES.md). Shapes: A [M, K] row-major at a_off + m·a_stride (float16, or float32
 // converted while staged); C [M, N] at c_off + m·c_stride; K a multiple of 8.
@@ -55,6 +60,8 @@ export interface TensorCoreGemmOptions {
   /** Eight outputs per 16-byte store (scratch epilogue, 16-wide matrices): N, c_off, c_stride multiples of 8. */
   vecOut: boolean;
   epilogue: 'scratch' | 'direct';
+  /** The scratch epilogue's matrices in the staging tiles (f32 accumulators, staged operands). */
+  scratchInTiles?: boolean;
 }
 
 export const TENSORCORE_GEMM_PARAMS = gemmParams('TcGemmParams');
@@ -82,6 +89,12 @@ export function tensorCoreGemmGeometry(o: TensorCoreGemmOptions) {
   // scratch of the epilogue: one 16 x matN result per subgroup, rows padded by 4 elements
   const cs = matN + 4;
   const scratchBytes = o.epilogue === 'scratch' ? Math.ceil((subgroups * 16 * cs * accBytes) / 16) * 16 : 0;
+  // scratch in the tiles: subgroup s's 16 x cs region (in vec4 units) in a_tile while whole ones
+  // fit there, the rest in b_tile
+  const aliased = !!o.scratchInTiles && o.epilogue === 'scratch';
+  const regionVec = (16 * cs * accBytes) / 16;
+  const scratchInA = aliased ? Math.min(subgroups, Math.floor((o.stages * aVec) / regionVec)) : 0;
+  const scratchInB = aliased ? subgroups - scratchInA : 0;
   const chunksA = (m * o.k) / 8 / threads;
   const chunksB = (n * o.k) / 8 / threads;
   // registers per invocation held by the accumulators (32-bit registers)
@@ -90,7 +103,7 @@ export function tensorCoreGemmGeometry(o: TensorCoreGemmOptions) {
   const prefetchRegisters = staged && (o.prefetch || o.stages === 2) ? (chunksA + chunksB) * 4 : 0;
   return {
     matN, subgroups, threads, m, n, aRowVec, bRowVec, aVec, bVec, tileBytes, cs, scratchBytes,
-    bytes: tileBytes + scratchBytes, chunksA, chunksB, accRegisters, operandRegisters, prefetchRegisters,
+    bytes: tileBytes + (aliased ? 0 : scratchBytes), aliased, regionVec, scratchInA, scratchInB, chunksA, chunksB, accRegisters, operandRegisters, prefetchRegisters,
     /** Workgroup-memory bytes read by matrix loads per FLOP (staged operands). */
     smemBytesPerFlop: ((o.fragM * 16 * 16 + o.fragN * 16 * matN) * 2) / (o.fragM * o.fragN * 16 * matN * 16 * 2),
   };
@@ -111,6 +124,10 @@ export function tensorCoreGemmProblem(o: TensorCoreGemmOptions): string | undefi
   }
   if (o.raster < 1 || !Number.isInteger(o.raster)) return `raster ${o.raster} must be a positive integer`;
   if (o.load === 'u32' && o.a === 'float32') return 'u32 loads are for float16 A (float32 A is read as vec4<f32>)';
+  if (o.scratchInTiles && o.epilogue === 'scratch') {
+    if (o.operands !== 'staged' || o.accumulate !== 'f32' || o.shape !== '16x16x16') return 'scratch in the tiles needs staged operands, f32 accumulators and 16x16x16 matrices';
+    if (g.scratchInB * g.regionVec > o.stages * g.bVec) return `the epilogue's ${g.subgroups} scratch matrices do not fit the staging tiles`;
+  }
   return undefined;
 }
 
@@ -161,7 +178,7 @@ export function buildTensorCoreGemm(o: TensorCoreGemmOptions): string {
   }
   if (o.epilogue === 'scratch') {
     add(`const CS = ${g.cs}u;   // row stride of the result scratch`);
-    add(`var<workgroup> c_tile: array<${acc}, ${g.scratchBytes / (acc === 'f32' ? 4 : 2)}>;`);
+    if (!g.aliased) add(`var<workgroup> c_tile: array<${acc}, ${g.scratchBytes / (acc === 'f32' ? 4 : 2)}>;`);
   }
   add('');
 
@@ -323,39 +340,74 @@ export function buildTensorCoreGemm(o: TensorCoreGemmOptions): string {
   }
   const per = MN / 2; // columns per invocation: lane pair (2r, 2r+1) writes row r
   add(`  // epilogue: each result matrix through this subgroup's scratch; lane pair (2r, 2r+1) writes row r, ${per} columns each`);
-  add('  let sbase = sg * 16u * CS;');
   add('  let r = lane / 2u;');
   add('  let side = lane % 2u;');
   const biasAt = (n: string) => (bias ? ` + f32(bias[${n}])` : '');
   const vec = o.vecOut && MN === 16;
-  for (const [i, j] of frags) {
-    add(`  subgroupMatrixStore<row_major>(&c_tile, sbase, acc_${i}_${j}, CS);`);
-    add('  workgroupBarrier();');
-    add('  {');
-    add(`    let m = m0 + sm + ${i * 16}u + r;`);
-    add(`    let n = n0 + sn + ${j * MN}u + side * ${per}u;`);
-    add(`    let src = sbase + r * CS + side * ${per}u;`);
-    if (vec) {
-      add(o.edges ? '    if (m < params.m && n < params.n) {' : '    {');
-      for (let e = 0; e < 8; e++) add(`      let v${e} = f32(c_tile[src + ${e}u])${biasAt(`n + ${e}u`)};`);
-      if (o.out === 'float32') {
-        add('      let at = (params.c_off + m * params.c_stride + n) / 4u;');
-        add('      c[at] = vec4<f32>(v0, v1, v2, v3);');
-        add('      c[at + 1u] = vec4<f32>(v4, v5, v6, v7);');
-      } else {
-        add('      c[(params.c_off + m * params.c_stride + n) / 8u] = vec4<u32>(pack2x16float(vec2<f32>(v0, v1)), pack2x16float(vec2<f32>(v2, v3)), pack2x16float(vec2<f32>(v4, v5)), pack2x16float(vec2<f32>(v6, v7)));');
-      }
-      add('    }');
-    } else {
-      add(o.edges ? '    if (m < params.m) {' : '    {');
-      add(`      for (var e = 0u; e < ${per}u; e++) {`);
-      const value = `f32(c_tile[src + e])${biasAt('n + e')}`;
-      const store = `c[params.c_off + m * params.c_stride + n + e] = ${o.out === 'float32' ? value : `f16(${value})`};`;
-      add(o.edges ? `        if (n + e < params.n) { ${store} }` : `        ${store}`);
-      add('      }');
-      add('    }');
+  // where this subgroup's scratch lives: [array, base of its region, scalar read of element q]
+  type Place = { tile: string; base: string; read: (q: string) => string; read4?: (q: string) => string };
+  const places: Array<{ when?: string; place: Place }> = [];
+  if (!g.aliased) {
+    add('  let sbase = sg * 16u * CS;');
+    places.push({ place: { tile: 'c_tile', base: 'sbase', read: (q) => `f32(c_tile[${q}])` } });
+  } else {
+    // the tiles are vec4<u32>: matrix offsets and strides count 16-byte units, reads bitcast f32s
+    const viaTile = (tile: string, base: string): Place => ({
+      tile, base,
+      read: (q) => `bitcast<f32>(${tile}[${base} + (${q}) / 4u][(${q}) % 4u])`,
+      read4: (q) => `bitcast<vec4<f32>>(${tile}[${base} + (${q}) / 4u])`,
+    });
+    add('  workgroupBarrier();   // every subgroup is done with the staged tiles the scratch reuses');
+    if (g.scratchInA > 0) places.push({ when: g.scratchInB > 0 ? `sg < ${g.scratchInA}u` : undefined, place: viaTile('a_tile', `sg * ${g.regionVec}u`) });
+    if (g.scratchInB > 0) places.push({ when: g.scratchInA > 0 ? 'else' : undefined, place: viaTile('b_tile', `(sg - ${g.scratchInA}u) * ${g.regionVec}u`) });
+  }
+  const inEachPlace = (body: (p: Place) => void) => {
+    for (const { when, place } of places) {
+      if (when === 'else') add('  else {');
+      else if (when) add(`  if (${when}) {`);
+      body(place);
+      if (when) add('  }');
     }
-    add('  }');
+  };
+  const strideCS = g.aliased ? `${g.cs / 4}u` : 'CS';
+  for (const [i, j] of frags) {
+    inEachPlace((p) => add(`  subgroupMatrixStore<row_major>(&${p.tile}, ${p.base}, acc_${i}_${j}, ${strideCS});`));
+    add('  workgroupBarrier();');
+    inEachPlace((p) => {
+      // q: this lane's first scalar in the region (for the aliased tiles, relative to p.base)
+      const q = g.aliased ? 'q' : 'src';
+      add('  {');
+      add(`    let m = m0 + sm + ${i * 16}u + r;`);
+      add(`    let n = n0 + sn + ${j * MN}u + side * ${per}u;`);
+      add(g.aliased ? `    let q = r * CS + side * ${per}u;` : `    let src = sbase + r * CS + side * ${per}u;`);
+      if (vec) {
+        add(o.edges ? '    if (m < params.m && n < params.n) {' : '    {');
+        if (p.read4) {
+          add(`      let lo = ${p.read4(q)};`);
+          add(`      let hi = ${p.read4(`${q} + 4u`)};`);
+          for (let e = 0; e < 8; e++) add(`      let v${e} = ${e < 4 ? 'lo' : 'hi'}[${e % 4}]${biasAt(`n + ${e}u`)};`);
+        } else {
+          for (let e = 0; e < 8; e++) add(`      let v${e} = ${p.read(`${q} + ${e}u`)}${biasAt(`n + ${e}u`)};`);
+        }
+        if (o.out === 'float32') {
+          add('      let at = (params.c_off + m * params.c_stride + n) / 4u;');
+          add('      c[at] = vec4<f32>(v0, v1, v2, v3);');
+          add('      c[at + 1u] = vec4<f32>(v4, v5, v6, v7);');
+        } else {
+          add('      c[(params.c_off + m * params.c_stride + n) / 8u] = vec4<u32>(pack2x16float(vec2<f32>(v0, v1)), pack2x16float(vec2<f32>(v2, v3)), pack2x16float(vec2<f32>(v4, v5)), pack2x16float(vec2<f32>(v6, v7)));');
+        }
+        add('    }');
+      } else {
+        add(o.edges ? '    if (m < params.m) {' : '    {');
+        add(`      for (var e = 0u; e < ${per}u; e++) {`);
+        const value = `${p.read(`${q} + e`)}${biasAt('n + e')}`;
+        const store = `c[params.c_off + m * params.c_stride + n + e] = ${o.out === 'float32' ? value : `f16(${value})`};`;
+        add(o.edges ? `        if (n + e < params.n) { ${store} }` : `        ${store}`);
+        add('      }');
+        add('    }');
+      }
+      add('  }');
+    });
     add('  workgroupBarrier();');
   }
   add('}');
@@ -386,5 +438,6 @@ export function tensorCoreGemmName(o: TensorCoreGemmOptions): string {
   if (o.raster > 1) parts.push(`r${o.raster}`);
   if (!o.edges) parts.push('noedge');
   if (o.epilogue !== 'scratch') parts.push('epi-direct');
+  else if (o.scratchInTiles) parts.push('cs-in-tiles');
   return parts.join(' ');
 }

@@ -66,6 +66,16 @@ export interface SgMatrixKernelOptions {
    */
   prefetch: boolean;
   /**
+   * Q's left matrices loaded straight from the Q (and QR) storage buffers instead of staged
+   * through workgroup memory, so the K/V space no longer needs room for the Q tile. Why: Dawn's
+   * pipelines get 48-56 KiB of workgroup memory per H200 SM (bench/ceiling/occupancy.mjs), and the
+   * Q tile is what keeps 16-key blocks at 25 KiB (one workgroup per SM) instead of 16.5 KiB.
+   * Needs vectorLoads, head dims that are multiples of 16 (no zero-filled columns to stage) and no
+   * block source. Rows past the sequence read its neighbours' (or the buffer's clamped) rows:
+   * finite garbage in rows whose output is never written (rows never mix).
+   */
+  qDirect?: boolean;
+  /**
    * Straight-line WGSL for the per-lane loops (softmax, rescale, output, prefetch copies). Dawn's
    * robustness adds an iteration counter to every loop, which kept the driver from unrolling them
    * (arrays then spill to local memory); unrolled code has no loops to guard.
@@ -106,7 +116,7 @@ function layoutOf(o: SgMatrixKernelOptions) {
   const kHalves = o.blockKeys * kStride;
   const vHalves = o.blockKeys * vStride;
   const vBase = o.sharedKV ? 0 : kHalves;
-  const kvHalves = Math.max(o.sharedKV ? Math.max(kHalves, vHalves) : kHalves + vHalves, rows * kStride);
+  const kvHalves = Math.max(o.sharedKV ? Math.max(kHalves, vHalves) : kHalves + vHalves, o.qDirect ? 0 : rows * kStride);
   const sStride = o.blockKeys + 4;
   const pStride = o.blockKeys + o.rowPad;
   const sFloats = o.subgroups * 16 * Math.max(sStride, 16 + 4);
@@ -122,6 +132,7 @@ export function sgMatrixOptionsProblem(o: SgMatrixKernelOptions): string | undef
   if (o.subgroups % o.headsPerTile !== 0) return `headsPerTile ${o.headsPerTile} must divide subgroups ${o.subgroups}`;
   if (o.vectorLoads && (o.dimQK % 8 || o.dimRope % 8 || o.dimV % 8)) return 'vectorLoads needs head dims that are multiples of 8';
   if (o.rowPad % 8 !== 0) return `rowPad ${o.rowPad} must be a multiple of 8`;
+  if (o.qDirect && (!o.vectorLoads || o.dimQK % 16 || o.dimRope % 16 || o.block)) return 'qDirect needs vectorLoads, head dims that are multiples of 16 and no block source';
   if (o.block) {
     const problem = blockSourceProblem(o);
     if (problem) return problem;
@@ -245,6 +256,17 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('  let myRow0 = q0 + (sg * 16u) % ROWS_PER_HEAD;');
   for (const line of tileKeyRangeLines(o.causalOrWindow)) add(line);
   add('');
+  if (o.qDirect) {
+    add('  // Q rows straight from storage into left matrices kept for the whole loop (16-byte units)');
+    add('  let qRow = startQ + myRow0;');
+    add('  let qAt = P.qOff + b * P.qSb + qRow * P.qSs + myHead * P.qSh;');
+    if (o.dimRope) add('  let qrAt = P.qrOff + b * P.qrSb + qRow * P.qrSs + myHead * P.qrSh;');
+    for (let c = 0; c < chunksQK; c++) {
+      const nope = c * 16 < L.dqNope;
+      const at = nope ? `(qAt + ${c * 16}u) / 8u` : `(qrAt + ${c * 16 - L.dqNope}u) / 8u`;
+      add(`  let qm${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&${nope ? 'Q' : 'QR'}, ${at}, ${nope ? 'P.qSs' : 'P.qrSs'} / 8u);`);
+    }
+  } else {
   add('  // Q tile -> workgroup memory -> left matrices kept for the whole loop');
   add('  for (var t = li; t < ROWS * (DQ_ALL / 8u); t += NT) {');
   add('    let r = t / (DQ_ALL / 8u);');
@@ -257,6 +279,7 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('  workgroupBarrier();');
   for (let c = 0; c < chunksQK; c++) {
     add(`  let qm${c} = ${kv('left', 'row_major', `sg * 16u * K_STRIDE + ${c * 16}u`, 'K_STRIDE')};`);
+  }
   }
   for (let n = 0; n < chunksV; n++) add(`  var om${n} = subgroup_matrix_result<f32, 16, 16>();`);
   add('  workgroupBarrier();');
