@@ -105,31 +105,27 @@ describe('wide tensor-core flash kernel (32 query rows per subgroup)', () => {
   });
 });
 
-describe('tensor-core flash kernel with Q straight from storage (the occupancy configurations)', () => {
+describe('tensor-core flash kernel with Q staged in passes (the occupancy configurations)', () => {
   const MLA = problemOf({ dtype: 'float16', layout: 'BSND', batch: 1, headsQ: 4, headsKv: 1, seqQ: 70, seqK: 97, dimQK: 128, dimRope: 64, dimV: 128, causal: true, returnLse: true });
   const ODD = problemOf({ dtype: 'float16', batch: 1, headsQ: 2, seqQ: 33, seqK: 40, dimQK: 72 });
-  it('compiles with Tint for D 64, D 128 GQA causal and the MLA split form, and fits 2-4 workgroups per H200 SM', () => {
+  it('compiles with Tint for D 64, D 128 GQA causal, the MLA split form and an odd head dim, and fits 2-4 workgroups per H200 SM', () => {
     const sources: Record<string, string> = {};
-    for (const [pi, p] of [...ATTENTION, MLA].entries()) {
+    for (const [pi, p] of [...ATTENTION, MLA, ODD].entries()) {
       for (const [ci, c] of SG_MATRIX_OCCUPANCY_CONFIGS.entries()) {
         const o = kernelOptionsOf(p, c);
-        expect(o.qDirect, `problem ${pi} config ${ci}`).toBe(true);
+        expect(o.qPasses, `problem ${pi} config ${ci}`).toBe(true);
         expect(tierOptionsProblem(o)).toBeUndefined();
         sources[`problem ${pi} config ${ci}`] = buildFlashSgMatrix(o as never);
       }
     }
-    // D 128, 16-key blocks: 16.5 KiB with Q from storage (25.0 KiB staging Q through K/V's space)
+    // D 128, 16-key blocks: 16.5 KiB with Q in two passes (25.0 KiB staging all 64 rows at once)
     const d128 = kernelOptionsOf(ATTENTION[1], SG_MATRIX_OCCUPANCY_CONFIGS[0]);
     expect(tierWorkgroupBytes(d128)).toBe(16928);
-    expect(tierWorkgroupBytes({ ...d128, qDirect: false } as never)).toBe(25632);
-    expect(sources['problem 3 config 0']).toContain('&QR');
-    const errors = tintErrors(sources, 'the flash kernel with Q from storage');
+    expect(tierWorkgroupBytes({ ...d128, qPasses: false } as never)).toBe(25632);
+    expect(sources['problem 1 config 0']).toContain('Q in 2 passes of 2 subgroups');
+    expect(sources['problem 1 config 3']).toContain('Q in 4 passes of 2 subgroups');
+    const errors = tintErrors(sources, 'the flash kernel with Q in passes');
     if (!errors) return;
     for (const [name, list] of Object.entries(errors)) expect(list, name).toEqual([]);
-  });
-  it('stages Q where the head dim is not a multiple of 16 (no zero-filled columns to load), and refuses qDirect without vector loads', () => {
-    const o = kernelOptionsOf(ODD, SG_MATRIX_OCCUPANCY_CONFIGS[0]);
-    expect(o.qDirect).toBeUndefined();
-    expect(tierOptionsProblem({ ...kernelOptionsOf(ATTENTION[0], SG_MATRIX_OCCUPANCY_CONFIGS[0]), vectorLoads: false } as never)).toMatch(/qDirect needs vectorLoads/);
   });
 });

@@ -15,7 +15,7 @@ const configKind = configsArg >= 0 ? process.argv[configsArg + 1] : undefined;
 const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--configs');
 // the pairs and occupancy configurations are not candidates: numbered after the candidates
 const CONFIGS = [...SG_MATRIX_CONFIGS, ...SG_MATRIX_PAIRS_CONFIGS, ...SG_MATRIX_OCCUPANCY_CONFIGS];
-const forced = configKind ? CONFIGS.map((c, i) => [i, c]).filter(([, c]) => configKind === 'all' || (configKind === 'wide' && c.rowsPerSubgroup === 32) || (configKind === 'pairs' && c.pairs) || (configKind === 'occupancy' && c.qDirect)) : [];
+const forced = configKind ? CONFIGS.map((c, i) => [i, c]).filter(([, c]) => configKind === 'all' || (configKind === 'wide' && c.rowsPerSubgroup === 32) || (configKind === 'pairs' && c.pairs) || (configKind === 'occupancy' && c.qPasses)) : [];
 const tiers = configKind ? forced.map(([i]) => `sgmatrix#${i}`) : (positional[0] ?? 'sgmatrix,subgroup').split(',');
 let na = 0;
 const EXTRA = [

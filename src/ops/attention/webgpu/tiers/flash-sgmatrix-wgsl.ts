@@ -66,15 +66,15 @@ export interface SgMatrixKernelOptions {
    */
   prefetch: boolean;
   /**
-   * Q's left matrices loaded straight from the Q (and QR) storage buffers instead of staged
-   * through workgroup memory, so the K/V space no longer needs room for the Q tile. Why: Dawn's
-   * pipelines get 48-56 KiB of workgroup memory per H200 SM (bench/ceiling/occupancy.mjs), and the
-   * Q tile is what keeps 16-key blocks at 25 KiB (one workgroup per SM) instead of 16.5 KiB.
-   * Needs vectorLoads, head dims that are multiples of 16 (no zero-filled columns to stage) and no
-   * block source. Rows past the sequence read its neighbours' (or the buffer's clamped) rows:
-   * finite garbage in rows whose output is never written (rows never mix).
+   * Q staged through the K/V space a few subgroups at a time (each pass: copy, barrier, those
+   * subgroups load their left matrices, barrier) instead of all 16·NS rows at once, so the K/V
+   * space no longer needs room for the whole Q tile. Why: Dawn's pipelines get 48-56 KiB of
+   * workgroup memory per H200 SM (bench/ceiling/occupancy.mjs), and the Q tile is what keeps
+   * 16-key blocks at 25 KiB at D 128 (one workgroup per SM) instead of 16.5 KiB. (Loading Q's
+   * matrices straight from storage was wrong wherever a tile's rows ran past the end of the
+   * buffer: Dawn's robustness moves such a matrix load, valid rows included; H200 session 15.)
    */
-  qDirect?: boolean;
+  qPasses?: boolean;
   /**
    * Straight-line WGSL for the per-lane loops (softmax, rescale, output, prefetch copies). Dawn's
    * robustness adds an iteration counter to every loop, which kept the driver from unrolling them
@@ -116,13 +116,17 @@ function layoutOf(o: SgMatrixKernelOptions) {
   const kHalves = o.blockKeys * kStride;
   const vHalves = o.blockKeys * vStride;
   const vBase = o.sharedKV ? 0 : kHalves;
-  const kvHalves = Math.max(o.sharedKV ? Math.max(kHalves, vHalves) : kHalves + vHalves, o.qDirect ? 0 : rows * kStride);
+  const kvOnly = o.sharedKV ? Math.max(kHalves, vHalves) : kHalves + vHalves;
+  // Q in passes: as many subgroups' 16 rows per pass as fit the K/V space (a divisor of NS)
+  let qPerPass = o.subgroups;
+  if (o.qPasses) while (qPerPass > 1 && (qPerPass * 16 * kStride > kvOnly || o.subgroups % qPerPass)) qPerPass--;
+  const kvHalves = Math.max(kvOnly, qPerPass * 16 * kStride);
   const sStride = o.blockKeys + 4;
   const pStride = o.blockKeys + o.rowPad;
   const sFloats = o.subgroups * 16 * Math.max(sStride, 16 + 4);
   const pHalves = o.subgroups * 16 * pStride;
   const bytes = kvHalves * 2 + sFloats * 4 + pHalves * 2 + 16 + 16;
-  return { dqNope, dq, dv, rows, kStride, vStride, vBase, kvHalves, sStride, pStride, sFloats, pHalves, bytes };
+  return { dqNope, dq, dv, rows, kStride, vStride, vBase, kvHalves, qPerPass, sStride, pStride, sFloats, pHalves, bytes };
 }
 
 /** Why these options cannot make a valid kernel, or undefined. */
@@ -132,7 +136,7 @@ export function sgMatrixOptionsProblem(o: SgMatrixKernelOptions): string | undef
   if (o.subgroups % o.headsPerTile !== 0) return `headsPerTile ${o.headsPerTile} must divide subgroups ${o.subgroups}`;
   if (o.vectorLoads && (o.dimQK % 8 || o.dimRope % 8 || o.dimV % 8)) return 'vectorLoads needs head dims that are multiples of 8';
   if (o.rowPad % 8 !== 0) return `rowPad ${o.rowPad} must be a multiple of 8`;
-  if (o.qDirect && (!o.vectorLoads || o.dimQK % 16 || o.dimRope % 16 || o.block)) return 'qDirect needs vectorLoads, head dims that are multiples of 16 and no block source';
+  if (o.qPasses && o.block) return 'qPasses stages Q with the plain copies: no block source';
   if (o.block) {
     const problem = blockSourceProblem(o);
     if (problem) return problem;
@@ -256,15 +260,24 @@ export function buildFlashSgMatrix(o: SgMatrixKernelOptions): string {
   add('  let myRow0 = q0 + (sg * 16u) % ROWS_PER_HEAD;');
   for (const line of tileKeyRangeLines(o.causalOrWindow)) add(line);
   add('');
-  if (o.qDirect) {
-    add('  // Q rows straight from storage into left matrices kept for the whole loop (16-byte units)');
-    add('  let qRow = startQ + myRow0;');
-    add('  let qAt = P.qOff + b * P.qSb + qRow * P.qSs + myHead * P.qSh;');
-    if (o.dimRope) add('  let qrAt = P.qrOff + b * P.qrSb + qRow * P.qrSs + myHead * P.qrSh;');
-    for (let c = 0; c < chunksQK; c++) {
-      const nope = c * 16 < L.dqNope;
-      const at = nope ? `(qAt + ${c * 16}u) / 8u` : `(qrAt + ${c * 16 - L.dqNope}u) / 8u`;
-      add(`  let qm${c} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&${nope ? 'Q' : 'QR'}, ${at}, ${nope ? 'P.qSs' : 'P.qrSs'} / 8u);`);
+  if (L.qPerPass < o.subgroups) {
+    const passes = o.subgroups / L.qPerPass;
+    add(`  // Q in ${passes} passes of ${L.qPerPass} subgroups' rows through the K/V space -> left matrices kept for the whole loop`);
+    for (let c = 0; c < chunksQK; c++) add(`  var qm${c}: subgroup_matrix_left<f16, 16, 16>;`);
+    for (let pass = 0; pass < passes; pass++) {
+      add(`  for (var t = li; t < ${16 * L.qPerPass}u * (DQ_ALL / 8u); t += NT) {`);
+      add('    let rl = t / (DQ_ALL / 8u);');
+      add(`    let r = ${pass * 16 * L.qPerPass}u + rl;`);
+      add('    let c = (t % (DQ_ALL / 8u)) * 8u;');
+      add('    let i = q0 + r % ROWS_PER_HEAD;');
+      add('    let h = h0 + r / ROWS_PER_HEAD;');
+      add('    copyRowsQ(rl * K_STRIDE + c, c, i < lenQ, b, h, startQ + i);');
+      add('  }');
+      add('  workgroupBarrier();');
+      add(`  if (sg / ${L.qPerPass}u == ${pass}u) {`);
+      for (let c = 0; c < chunksQK; c++) add(`    qm${c} = ${kv('left', 'row_major', `(sg % ${L.qPerPass}u) * 16u * K_STRIDE + ${c * 16}u`, 'K_STRIDE')};`);
+      add('  }');
+      add('  workgroupBarrier();');
     }
   } else {
   add('  // Q tile -> workgroup memory -> left matrices kept for the whole loop');

@@ -60,11 +60,8 @@ export interface SgMatrixConfig {
    * the Q and O matrices (the backward's pairs layout, issue 14's next candidate).
    */
   pairs?: boolean;
-  /**
-   * Q's matrices straight from storage (SgMatrixKernelOptions.qDirect), where the problem allows
-   * (head dims multiples of 16, 8-aligned views); elsewhere the configuration stages Q as before.
-   */
-  qDirect?: boolean;
+  /** Q staged through the K/V space in passes (SgMatrixKernelOptions.qPasses). */
+  qPasses?: boolean;
 }
 
 /** Measured best on the H200 for most shapes (docs/GPU-NOTES.md, run 3); first = default. */
@@ -106,17 +103,16 @@ export const SG_MATRIX_PAIRS_CONFIGS: readonly SgMatrixConfig[] = [
 /**
  * Configurations small enough for two to four workgroups per H200 SM (Dawn's pipelines get 48-56
  * KiB of workgroup memory per SM there, bench/ceiling/occupancy.mjs; the default configuration's
- * 31 KiB at D 128 runs one workgroup, four warps, per SM). Not autotuner candidates until
+ * 31 KiB at D 128 runs one workgroup, four warps, per SM), Q staged in passes through the K/V space. Not autotuner candidates until
  * measured: FWD_CONFIGS=occupancy bench/gpu/forward-configs.sh checks each against float64 and times it beside the
  * default. Bytes at D 128 / 64: 16.5 / 12.5 KiB (3 / 4 per SM by the probe), 22.5 / 18.5 (2 / 2),
- * 12.5 / 8.5 (4 / 4, two subgroups), and the default's own layout with Q direct (31.0 / 23.0: one
- * per SM at D 128, what loading Q from storage costs by itself).
+ * 12.5 / 8.5 (4 / 4, two subgroups), 24.5 / 20.5 (1 / 2, eight subgroups in four passes).
  */
 export const SG_MATRIX_OCCUPANCY_CONFIGS: readonly SgMatrixConfig[] = [
-  { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qDirect: true },
-  { subgroups: 4, blockKeys: 32, sharedKV: true, smemVec4: true, prefetch: false, headsPerTile: 1, qDirect: true },
-  { subgroups: 2, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qDirect: true },
-  { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qDirect: true },
+  { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qPasses: true },
+  { subgroups: 4, blockKeys: 32, sharedKV: true, smemVec4: true, prefetch: false, headsPerTile: 1, qPasses: true },
+  { subgroups: 2, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qPasses: true },
+  { subgroups: 8, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qPasses: true },
 ];
 
 /** What the tier needs from the runtime (a subset, so tests can fake an adapter). */
@@ -200,7 +196,7 @@ export function kernelOptionsOf(p: AttentionProblem, config: SgMatrixConfig, ele
   if (config.rowsPerSubgroup === 32) return { ...o, rowFrags: 2 };
   if (config.pairs) return { ...o, rowPairs: true };
   if (o.prefetch && sgMatrixOptionsProblem(o) !== undefined) o.prefetch = false;
-  if (config.qDirect && vectorLoads && p.dimQK % 16 === 0 && p.dimRope % 16 === 0) o.qDirect = true;
+  if (config.qPasses) o.qPasses = true;
   return o;
 }
 
