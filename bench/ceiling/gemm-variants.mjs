@@ -81,6 +81,14 @@ export const OCCUPANCY_VARIANTS = [
   o('64x128, 2x2 of 2x4, K 32, scratch in the tiles (15 KiB, 3 per SM; 4 subgroups)', { sgM: 2, sgN: 2, fragM: 2, fragN: 4, k: 32, scratchInTiles: true }),
   o('128x128, 4x2 of 2x4, K 32, two stages, scratch in the tiles (40 KiB, 1 per SM)', { k: 32, stages: 2, scratchInTiles: true }),
   o('128x128, 4x2 of 2x4, K 32, grouped raster of 8, scratch in the tiles (20 KiB)', { k: 32, scratchInTiles: true, raster: 8 }),
+  // call 1: 128x128 over 4 subgroups of 4x4 at 20 KiB was the best without a K 64 step; its pairs
+  o('128x128, 2x2 of 4x4, K 32, own scratch (25 KiB, 1 per SM)', { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 32 }),
+  o('128x128, 2x2 of 4x4, K 16, scratch in the tiles (12 KiB, 4 per SM by memory)', { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 16, scratchInTiles: true }),
+  o('128x128, 2x2 of 4x4, K 64, scratch in the tiles (36 KiB, 1 per SM)', { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 64, scratchInTiles: true }),
+  o('128x128, 2x2 of 4x4, K 32, scratch in the tiles, edge checks (the library\'s ragged calls)', { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 32, scratchInTiles: true, edges: true }),
+  o('128x128, 2x2 of 4x4, K 32, scratch in the tiles, raster 8', { sgM: 2, sgN: 2, fragM: 4, fragN: 4, k: 32, scratchInTiles: true, raster: 8 }),
+  o('128x64, 2x1 of 4x4, K 32, scratch in the tiles (15 KiB, 2 subgroups)', { sgM: 2, sgN: 1, fragM: 4, fragN: 4, k: 32, scratchInTiles: true }),
+  o('64x128, 1x2 of 4x4, K 64, scratch in the tiles (27 KiB, 2 subgroups)', { sgM: 1, sgN: 2, fragM: 4, fragN: 4, k: 64, scratchInTiles: true }),
 ];
 
 /** One-option changes tried around a good configuration (phase 2 of the sweep). */
