@@ -13,7 +13,7 @@ import {
 } from './gemm-tensorcore.wgsl.js';
 
 /** The tile part of TensorCoreGemmOptions: what the study chooses (the call fixes the rest). */
-export type TensorCoreTile = { kind: 'tensorcore' } & Pick<TensorCoreGemmOptions, 'sgM' | 'sgN' | 'fragM' | 'fragN' | 'shape' | 'k' | 'load' | 'layout' | 'stages' | 'prefetch' | 'raster'>;
+export type TensorCoreTile = { kind: 'tensorcore' } & Pick<TensorCoreGemmOptions, 'sgM' | 'sgN' | 'fragM' | 'fragN' | 'shape' | 'k' | 'load' | 'layout' | 'stages' | 'prefetch' | 'raster' | 'scratchInTiles'>;
 
 /**
  * The ceiling study's winner (bench/ceiling, H200 2026-12-02, session run 2): 128 x 128 tiles of
