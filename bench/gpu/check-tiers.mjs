@@ -2,7 +2,7 @@
 // case of SUITE that the fast tiers implement, as float16, forced onto each tier present, plus
 // cases that stress the tensor-core kernel (a forced O rescale, long causal rows, MLA split form),
 // checked against the float64 reference with FlashAttention's f16 rule (src/testing/compare.ts).
-// Usage: node bench/gpu/check-tiers.mjs [tiers=sgmatrix,subgroup] [--configs wide|pairs|occupancy|all]   Exit code 1 on any failure.
+// Usage: node bench/gpu/check-tiers.mjs [tiers=sgmatrix,subgroup] [--configs wide|pairs|occupancy|all|I,J,...]   Exit code 1 on any failure.
 // --configs: each tensor-core configuration of that kind (SG_MATRIX_CONFIGS; 'wide' = 32 rows per
 // subgroup, 'pairs' = a subgroup pair per 16 rows) forced in turn (FUSEDATTN_SGMATRIX_CONFIG) on every case, as the tier "sgmatrix#N";
 // cases a configuration cannot run (e.g. the MLA split form on the wide kernel) count as n/a.
@@ -15,7 +15,8 @@ const configKind = configsArg >= 0 ? process.argv[configsArg + 1] : undefined;
 const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--configs');
 // the pairs and occupancy configurations are not candidates: numbered after the candidates
 const CONFIGS = [...SG_MATRIX_CONFIGS, ...SG_MATRIX_PAIRS_CONFIGS, ...SG_MATRIX_OCCUPANCY_CONFIGS];
-const forced = configKind ? CONFIGS.map((c, i) => [i, c]).filter(([, c]) => configKind === 'all' || (configKind === 'wide' && c.rowsPerSubgroup === 32) || (configKind === 'pairs' && c.pairs) || (configKind === 'occupancy' && c.qPasses)) : [];
+const indices = /^[0-9,]+$/.test(configKind ?? '') ? new Set(configKind.split(',').map(Number)) : undefined;
+const forced = configKind ? CONFIGS.map((c, i) => [i, c]).filter(([i, c]) => indices?.has(i) || configKind === 'all' || (configKind === 'wide' && c.rowsPerSubgroup === 32) || (configKind === 'pairs' && c.pairs) || (configKind === 'occupancy' && c.qPasses)) : [];
 const tiers = configKind ? forced.map(([i]) => `sgmatrix#${i}`) : (positional[0] ?? 'sgmatrix,subgroup').split(',');
 let na = 0;
 const EXTRA = [
