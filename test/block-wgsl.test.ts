@@ -14,8 +14,8 @@ import { buildFlash } from '../dist/ops/attention/webgpu/portable/flash.wgsl.js'
 import { tintErrors } from './tint.js';
 
 const dims = (headDim: number, group: number) => ({ hidden: 64, heads: group, kvHeads: 1, headDim, group, qkvWidth: (group + 2) * headDim, scale: 1, rope: {}, maxPositions: 16 });
-/** The tensor-core flash kernel with the block source, for a head dim, cache or not, first two configurations. */
-const FLASH_BLOCK: Array<[string, string]> = [64, 128].flatMap((headDim) => [false, true].flatMap((cache) => SG_MATRIX_CONFIGS.slice(0, 2).map((config, i): [string, string] => {
+/** The tensor-core flash kernel with the block source, for a head dim, cache or not, the first two configurations that have one (Q in passes has none). */
+const FLASH_BLOCK: Array<[string, string]> = [64, 128].flatMap((headDim) => [false, true].flatMap((cache) => SG_MATRIX_CONFIGS.filter((c) => !c.qPasses).slice(0, 2).map((config, i): [string, string] => {
   const o = sgMatrixBlockOptions(dims(headDim, 7), cache, config);
   if (typeof o === 'string') throw new Error(o);
   return [`flash sgmatrix block D${headDim} cache=${cache} config ${i}`, buildFlashSgMatrix(o)];
@@ -88,7 +88,8 @@ describe('block WGSL', () => {
       const o = sgMatrixBlockOptions(dims(128, 1), true, config);
       if (typeof o !== 'string' && sgMatrixWorkgroupBytes(o) <= 49152) expect(buildFlashSgMatrix(o)).toContain('KC[kat]');
     }
-    expect(sgMatrixBlockOptions(dims(120, 1), false, SG_MATRIX_CONFIGS[0])).toMatch(/multiple of 16|multiples of 8/);
+    expect(sgMatrixBlockOptions(dims(120, 1), false, SG_MATRIX_CONFIGS[1])).toMatch(/multiple of 16|multiples of 8/);
+    expect(sgMatrixBlockOptions(dims(128, 1), false, SG_MATRIX_CONFIGS[0])).toMatch(/Q in passes/);
     expect(sgMatrixBlockOptions(dims(64, 1), false, SG_MATRIX_CONFIGS.find((c) => !c.smemVec4)!)).toMatch(/smemVec4/);
   });
 });

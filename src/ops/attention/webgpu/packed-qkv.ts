@@ -60,6 +60,7 @@ export interface BlockFlashCall {
 /** Kernel options of the tensor-core kernel for the block, or why it cannot take these dims. */
 export function sgMatrixBlockOptions(dims: PackedQkvDims, cache: boolean, config: SgMatrixConfig): SgMatrixKernelOptions | string {
   if (config.rowsPerSubgroup === 32) return 'the 32-row kernel has no block source';
+  if (config.qPasses) return 'Q in passes stages Q with the plain copies, not the block source';
   let headsPerTile = Math.min(config.headsPerTile, dims.group, config.subgroups);
   while (dims.group % headsPerTile !== 0 || config.subgroups % headsPerTile !== 0) headsPerTile--;
   const o: SgMatrixKernelOptions = {

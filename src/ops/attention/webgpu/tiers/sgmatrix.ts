@@ -64,8 +64,16 @@ export interface SgMatrixConfig {
   qPasses?: boolean;
 }
 
-/** Measured best on the H200 for most shapes (docs/GPU-NOTES.md, run 3); first = default. */
+/**
+ * Measured best on the H200 for most shapes; first = default. First since session 15 (call 3,
+ * FWD_CONFIGS=16,17,18 bench/gpu/forward-configs.sh, 93 float64 checks first): 16-key blocks with
+ * Q staged in passes, 16.5 KiB at D 128 so two or three workgroups share an SM, 1.34-1.36x the
+ * previous default (the next line, 31 KiB: one workgroup of four warps per SM) at B4 H32 S4096
+ * D128 (11.78 -> 8.81 ms), causal (6.38 -> 4.71), D 64 (0.586 -> 0.433), GQA; B1 S1024 causal
+ * 0.182 -> 0.157 ms.
+ */
 export const SG_MATRIX_CONFIGS: readonly SgMatrixConfig[] = [
+  { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qPasses: true },
   { subgroups: 4, blockKeys: 32, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
   { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1 },
   { subgroups: 4, blockKeys: 64, sharedKV: true, smemVec4: true, prefetch: false, headsPerTile: 1 },
