@@ -259,7 +259,18 @@ export function forcedConfig(p: AttentionProblem, d: TierDevice): SgMatrixConfig
 /** The first configuration of `preferred` then SG_MATRIX_CONFIGS that fits the device. */
 export function fittingConfig(p: AttentionProblem, d: TierDevice, preferred?: SgMatrixConfig): SgMatrixConfig | undefined {
   const candidates = preferred ? [preferred, ...SG_MATRIX_CONFIGS] : SG_MATRIX_CONFIGS;
-  return candidates.find((c) => fits(kernelOptionsOf(p, c), d));
+  return candidates.find((c) => fits(kernelOptionsOf(p, c), d) && checkedOnGpu(p, c));
+}
+
+/**
+ * Whether `c` has been checked against float64 on a real GPU for calls like `p`. Q in passes was
+ * checked (H200, session 15) on every SUITE case without masks or biases (dropout, TND, GQA, MLA
+ * split, windows included); the call that was to check it with bool masks, biases, score/mask
+ * functions and block masks was lost with the machine, so those calls keep the previous default
+ * until a GPU run passes them (FUSEDATTN_SGMATRIX_CONFIG still forces it, for that run).
+ */
+function checkedOnGpu(p: AttentionProblem, c: SgMatrixConfig): boolean {
+  return !c.qPasses || !(p.mask || p.bias || p.mods || p.blockMask);
 }
 
 /** Grid of the kernel: query tiles × query-head tiles × batch. */
