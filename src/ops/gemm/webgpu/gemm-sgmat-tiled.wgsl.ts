@@ -16,6 +16,7 @@
 // are free (rows and columns past them are zero-filled and never stored).
 // With stages = 2 the K loop double-buffers workgroup memory (one barrier per step); with 1 it
 // reuses one buffer (two barriers per step, half the memory).
+import { emitEightOutputs } from './eight-outputs.wgsl.js';
 import { gemmParams } from './gemm-params.js';
 import { emitStagedKLoop } from './staged-k-loop.wgsl.js';
 
@@ -206,13 +207,7 @@ export function buildSgmatTiledGemm(o: SgmatTiledGemmOptions): string {
     if (o.vecOut) {
       add('    if (m < params.m && n < params.n) {');
       for (let e = 0; e < 8; e++) add(`      let v${e} = c_tile[src + ${e}u]${biasAt(`n + ${e}u`)};`);
-      if (o.out === 'float32') {
-        add('      let at = (params.c_off + m * params.c_stride + n) / 4u;');
-        add('      c[at] = vec4<f32>(v0, v1, v2, v3);');
-        add('      c[at + 1u] = vec4<f32>(v4, v5, v6, v7);');
-      } else {
-        add('      c[(params.c_off + m * params.c_stride + n) / 8u] = vec4<u32>(pack2x16float(vec2<f32>(v0, v1)), pack2x16float(vec2<f32>(v2, v3)), pack2x16float(vec2<f32>(v4, v5)), pack2x16float(vec2<f32>(v6, v7)));');
-      }
+      emitEightOutputs(add, o.out);
       add('    }');
     } else {
       add('    if (m < params.m) {');

@@ -36,6 +36,7 @@
 // docs/GPU-NOTES.md). Shapes: A [M, K] row-major at a_off + m·a_stride (float16, or float32
 // converted while staged); C [M, N] at c_off + m·c_stride; K a multiple of 8.
 import { gemmParams } from './gemm-params.js';
+import { emitEightOutputs } from './eight-outputs.wgsl.js';
 import { emitStagedKLoop } from './staged-k-loop.wgsl.js';
 
 export interface TensorCoreGemmOptions {
@@ -389,13 +390,7 @@ export function buildTensorCoreGemm(o: TensorCoreGemmOptions): string {
         } else {
           for (let e = 0; e < 8; e++) add(`      let v${e} = ${p.read(`${q} + ${e}u`)}${biasAt(`n + ${e}u`)};`);
         }
-        if (o.out === 'float32') {
-          add('      let at = (params.c_off + m * params.c_stride + n) / 4u;');
-          add('      c[at] = vec4<f32>(v0, v1, v2, v3);');
-          add('      c[at + 1u] = vec4<f32>(v4, v5, v6, v7);');
-        } else {
-          add('      c[(params.c_off + m * params.c_stride + n) / 8u] = vec4<u32>(pack2x16float(vec2<f32>(v0, v1)), pack2x16float(vec2<f32>(v2, v3)), pack2x16float(vec2<f32>(v4, v5)), pack2x16float(vec2<f32>(v6, v7)));');
-        }
+        emitEightOutputs(add, o.out);
         add('    }');
       } else {
         add(o.edges ? '    if (m < params.m) {' : '    {');
