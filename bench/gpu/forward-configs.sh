@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 14: tensor-core forward configurations that are not autotuner candidates, on the GPU.
 # FWD_CONFIGS picks them: pairs (a subgroup pair per 16 query rows, SG_MATRIX_PAIRS_CONFIGS),
-# occupancy (small workgroup memory, Q in passes: SG_MATRIX_OCCUPANCY_CONFIGS) or indices (16,17)
+# occupancy (small workgroup memory, Q in passes: SG_MATRIX_OCCUPANCY_CONFIGS) or indices (18,19)
 # into check-tiers' numbering (candidates, then pairs, then occupancy).
 # 1. every such configuration forced on every SUITE case (f16) and the tensor-core stress cases,
 # against float64 (bench/gpu/check-tiers.mjs --configs KIND); any failure: no timings. 2. the
@@ -21,7 +21,7 @@ if [[ $rc != 0 ]]; then echo "WRONG: a $kind configuration failed (or did not fi
 # the default (candidate 0), then each configuration of the kind (numbered as check-tiers numbers them)
 all='m => [...m.SG_MATRIX_CONFIGS, ...m.SG_MATRIX_PAIRS_CONFIGS, ...m.SG_MATRIX_OCCUPANCY_CONFIGS]'
 pick="(c, i) => '$kind'.split(',').includes(String(i)) || ('$kind' === 'pairs' && c.pairs) || ('$kind' === 'occupancy' && c.qPasses) || ('$kind' === 'wide' && c.rowsPerSubgroup === 32)"
-indices=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log([0, ...($all)(m).map((c, i) => [c, i]).filter(([c, i]) => ($pick)(c, i)).map(([, i]) => i)].join(' ')))")
+indices=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log([0, ...($all)(m).map((c, i) => [c, i]).filter(([c, i]) => i > 0 && ($pick)(c, i)).map(([, i]) => i)].join(' ')))")
 shapes=${FWD_SHAPES:-B4 H32 S4096 D128,B4 H32 S4096 D128 causal,B4 H32 S1024 D64,B1 H32 S1024 D128 causal,B4 H32/8 S4096 D128 causal (GQA)}
 for i in $indices; do
   config=$(node -e "import('./dist/ops/attention/webgpu/tiers/sgmatrix.js').then(m => console.log(JSON.stringify(($all)(m)[$i])))")

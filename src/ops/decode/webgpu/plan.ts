@@ -224,8 +224,8 @@ function tensorCoresPay(s: DecodeShape): boolean {
 /**
  * Workgroups the tensor-core decode aims for: 128 for the slab and full whole-tile layouts (one per
  * H200 SM: they hold 45-48 KiB), more for the compact layout as more of them share an SM: 512 at
- * D 128 (24 KiB, two per SM), 256 at D 64 (16 KiB, three). H200, session 14, call 6: llama-8b 32K
- * 152 / 106 / 110 µs at 128 / 256 / 512 (the full layout 121 at 128), qwen-7b 32K 91.8 / 68.7 /
+ * D 128 (24 KiB, two per SM), 256 at D 64 (16 KiB, three). H200, session 14, call 6, the partial
+ * pass alone (the combine adds ~12 µs): llama-8b 32K 152 / 106 / 110 µs at 128 / 256 / 512 (the full layout 121 at 128), qwen-7b 32K 91.8 / 68.7 /
  * 63.8, 16K 41.9 / 37.3 / 29.7; qwen2-0.5b 32K 26.5 / 19.1 / 20.8, 16K 18.2 / 14.5 / 16.7.
  */
 function mlaTarget(kernel: MlaDecodeOptions): number {

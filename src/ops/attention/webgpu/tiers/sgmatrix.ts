@@ -65,8 +65,8 @@ export interface SgMatrixConfig {
 }
 
 /**
- * Measured best on the H200 for most shapes; first = default. First since session 15 (call 3,
- * FWD_CONFIGS=16,17,18 bench/gpu/forward-configs.sh, 93 float64 checks first): 16-key blocks with
+ * Measured best on the H200 for most shapes; first = default. First since session 15 (call 3 at
+ * commit 3edbb75, FWD_CONFIGS=16,17,18 bench/gpu/forward-configs.sh, 93 float64 checks first): 16-key blocks with
  * Q staged in passes, 16.5 KiB at D 128 so two or three workgroups share an SM, 1.34-1.36x the
  * previous default (the next line, 31 KiB: one workgroup of four warps per SM) at B4 H32 S4096
  * D128 (11.78 -> 8.81 ms), causal (6.38 -> 4.71), D 64 (0.586 -> 0.433), GQA; B1 S1024 causal
@@ -109,15 +109,16 @@ export const SG_MATRIX_PAIRS_CONFIGS: readonly SgMatrixConfig[] = [
 ];
 
 /**
- * Configurations small enough for two to four workgroups per H200 SM (Dawn's pipelines get 48-56
- * KiB of workgroup memory per SM there, bench/ceiling/occupancy.mjs; the default configuration's
- * 31 KiB at D 128 runs one workgroup, four warps, per SM), Q staged in passes through the K/V space. Not autotuner candidates until
- * measured: FWD_CONFIGS=occupancy bench/gpu/forward-configs.sh checks each against float64 and times it beside the
- * default. Bytes at D 128 / 64: 16.5 / 12.5 KiB (3 / 4 per SM by the probe), 22.5 / 18.5 (2 / 2),
- * 12.5 / 8.5 (4 / 4, two subgroups), 24.5 / 20.5 (1 / 2, eight subgroups in four passes).
+ * The other configurations with Q staged in passes through the K/V space, small enough for two to
+ * four workgroups per H200 SM (Dawn's pipelines get 48-56 KiB of workgroup memory per SM there,
+ * bench/ceiling/occupancy.mjs). Not autotuner candidates: the first of session 15's four (4
+ * subgroups, 16 keys; 16.5 / 12.5 KiB at D 128 / 64) won and is SG_MATRIX_CONFIGS[0]; these were
+ * slower there (call 3) or not timed. FWD_CONFIGS=occupancy bench/gpu/forward-configs.sh checks
+ * each against float64 and times it beside the default. Bytes at D 128 / 64: 22.5 / 18.5 KiB
+ * (2 / 2 per SM by the probe), 12.5 / 8.5 (4 / 4, two subgroups), 24.5 / 20.5 (1 / 2, eight
+ * subgroups in four passes).
  */
 export const SG_MATRIX_OCCUPANCY_CONFIGS: readonly SgMatrixConfig[] = [
-  { subgroups: 4, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qPasses: true },
   { subgroups: 4, blockKeys: 32, sharedKV: true, smemVec4: true, prefetch: false, headsPerTile: 1, qPasses: true },
   { subgroups: 2, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qPasses: true },
   { subgroups: 8, blockKeys: 16, sharedKV: false, smemVec4: true, prefetch: true, headsPerTile: 1, qPasses: true },
