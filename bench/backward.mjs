@@ -68,6 +68,9 @@ const CONFIGS = smoke
     { name: 'B1 H8/2 S1024 D128 causal (GQA)', batch: 1, headsQ: 8, headsKv: 2, seqQ: 1024, seqK: 1024, dimQK: 128, causal: true },
     { name: 'B1 H8 S1024 D192/128 causal (MLA)', batch: 1, headsQ: 8, seqQ: 1024, seqK: 1024, dimQK: 192, dimV: 128, causal: true },
     { name: 'B1 H8 S1024 D64 causal dropout 0.1', batch: 1, headsQ: 8, seqQ: 1024, seqK: 1024, dimQK: 64, causal: true, dropout: 0.1 },
+    // flash_attn's layout (BSND): a head's rows 4 KiB apart at D 128; staged head-major since
+    // 2026-12-04 (backward/cpu/head-major.ts), so within a few % of the BNSD row above
+    { name: 'B1 H8/2 S1024 D128 causal (GQA) BSND', batch: 1, headsQ: 8, headsKv: 2, seqQ: 1024, seqK: 1024, dimQK: 128, causal: true, layout: 'BSND', ours: true },
     // issue 13's functions in the backward: a block mask of causal 256-token documents with a
     // softcap score function and sinks (the unfused baseline refuses them: fused only)
     { name: 'B1 H8 S1024 D64 causal documents blockMask + softcap() + sink', batch: 1, headsQ: 8, seqQ: 1024, seqK: 1024, dimQK: 64, mods: documentsWithMods(256) },
@@ -108,10 +111,11 @@ function maxRel(a, b) {
 
 // --only TEXT: the configurations whose name contains TEXT
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
-// --anchors: only the configurations bench/backward_cpu_torch.py also runs (no score/mask functions)
+// --anchors: only the configurations bench/backward_cpu_torch.py also runs (no score/mask functions,
+// no `ours` rows: those compare our own variants)
 const anchors = args.includes('--anchors');
-for (const config of CONFIGS.filter((x) => (only === undefined || x.name.includes(only)) && !(anchors && x.mods))) {
-  const { name, mods, ...c } = config;
+for (const config of CONFIGS.filter((x) => (only === undefined || x.name.includes(only)) && !(anchors && (x.mods || x.ours)))) {
+  const { name, mods, ours, ...c } = config;
   const row = { config: name };
   const withMods = async (options, shape) => (mods ? { ...options, ...(await mods(shape)) } : options);
   try {

@@ -46,6 +46,14 @@ export class Staging {
     return addr;
   }
 
+  /** Releases one region before the call ends (a temporary copy), so it can be reused. */
+  free(addr: number): void {
+    const at = this.regions.indexOf(addr);
+    if (at < 0) throw new Error(`CPU staging: free of a region this call does not hold (${addr})`);
+    this.regions.splice(at, 1);
+    this.arena.release(addr);
+  }
+
   release(): void {
     for (const addr of this.regions) this.arena.release(addr);
     this.regions.length = 0;

@@ -6,10 +6,11 @@
 //   bwd_dscores   dS = P ∘ (dP - D) per row, into dP (D = rowsum(dO ∘ O))
 //   transpose     dst[c][r] = src[r][c], 4×4 blocks through shuffles (Pᵀ and dSᵀ for dV and dK)
 //   bwd_add_rows  dst = (dst + src) · factor per row (bwd-dq-sum: a key slice's dQ partial added in)
+//   copy_rows     dst rows = src rows, each with its own row stride (staging head-major: run.ts)
 // Addresses and leading dimensions are in bytes; tiles are row-major float32 whose row strides
 // hold whole vectors (rows and columns rounded up to 4 stay inside the tile).
 import { type FunctionBuilder, type ModuleBuilder, f32, f32x4, i32, v128 } from '../../../../engines/cpu/wasm/encoder.js';
-import { emitExp, storeFirstLanes } from '../../../../engines/cpu/wasm/simd.js';
+import { emitExp, partialLoad, storeFirstLanes } from '../../../../engines/cpu/wasm/simd.js';
 import { type DropoutSpec, dropoutRow } from '../../dropout/philox.js';
 
 export const BACKWARD_SIGNATURES = {
@@ -17,6 +18,7 @@ export const BACKWARD_SIGNATURES = {
   bwd_dscores: ['p', 'dp', 'lds', 'rows', 'cols', 'delta'],
   transpose: ['src', 'lds', 'rows', 'cols', 'dst', 'ldd'],
   bwd_add_rows: ['dst', 'src', 'ld', 'rows', 'cols', 'factor'],
+  copy_rows: ['src', 'lds', 'dst', 'ldd', 'rows', 'cols'],
 } as const;
 
 export interface BackwardKernels {
@@ -28,6 +30,8 @@ export interface BackwardKernels {
   transpose(src: number, lds: number, rows: number, cols: number, dst: number, ldd: number): void;
   /** dst[r][c] = (dst[r][c] + src[r][c]) · factor for c < cols (dst and src share the row stride; f32 rounding after each step). */
   bwd_add_rows(dst: number, src: number, ld: number, rows: number, cols: number, factor: number): void;
+  /** dst[r][c] = src[r][c] for r < rows, c < cols (exact: nothing past a row's cols is read or written). */
+  copy_rows(src: number, lds: number, dst: number, ldd: number, rows: number, cols: number): void;
   /** Dropout on one or two tiles (b = 0: one), WASM SIMD Philox (dropout/wasm.ts); the twin is dropoutRow. */
   dropout_rows(a: number, b: number, lds: number, rows: number, cols: number, i0: number, j0: number, stream: number,
     offset: number, k0: number, k1: number, threshold: number, scale: number, scratch: number): void;
@@ -39,6 +43,34 @@ export function addBackwardKernels(m: ModuleBuilder): void {
   m.func('bwd_dscores', sig(BACKWARD_SIGNATURES.bwd_dscores), undefined, (f) => rowMap(f, 'dscores'));
   m.func('transpose', sig(BACKWARD_SIGNATURES.transpose), undefined, (f) => transpose(f));
   m.func('bwd_add_rows', sig(BACKWARD_SIGNATURES.bwd_add_rows), undefined, (f) => addRows(f));
+  m.func('copy_rows', sig(BACKWARD_SIGNATURES.copy_rows), undefined, (f) => copyRows(f));
+}
+
+/** copy_rows: whole vectors, then the row's last 1-3 floats with exact partial loads and stores. */
+function copyRows(f: FunctionBuilder): void {
+  const p = (n: string) => f.get(f.param(n));
+  const r = f.local('i32', 'r');
+  const c = f.local('i32', 'c');
+  const from = f.local('i32', 'from');
+  const to = f.local('i32', 'to');
+  const e = f.local('v128', 'e');
+  const full = f.local('i32', 'full');
+  const rem = f.local('i32', 'rem');
+  f.set(full, i32.shl(i32.and(p('cols'), i32.const(~3)), i32.const(2)));
+  f.set(rem, i32.and(p('cols'), i32.const(3)));
+  f.forRange(r, i32.const(0), p('rows'), 1, () => {
+    f.set(from, i32.add(p('src'), i32.mul(f.get(r), p('lds'))));
+    f.set(to, i32.add(p('dst'), i32.mul(f.get(r), p('ldd'))));
+    f.forRange(c, i32.const(0), f.get(full), 16, () => {
+      f.statement(v128.store(i32.add(f.get(to), f.get(c)), v128.load(i32.add(f.get(from), f.get(c)))));
+    });
+    f.if(f.get(rem), () => {
+      f.set(from, i32.add(f.get(from), f.get(full)));
+      f.set(to, i32.add(f.get(to), f.get(full)));
+      for (const n of [1, 2, 3]) f.if(i32.eq(f.get(rem), i32.const(n)), () => f.set(e, partialLoad(f.get(from), n)));
+      storeFirstLanes(f, to, e, i32.shl(f.get(rem), i32.const(2)));
+    });
+  });
 }
 
 /** bwd_add_rows: whole vectors (a row's last one read whole, stored partially). */
@@ -156,6 +188,10 @@ export function scalarBackwardKernels(f: () => Float32Array<ArrayBufferLike>): B
           for (let c = 0; c < cols; c++) x[row + c] *= factors[c];
         }
       }
+    },
+    copy_rows(src, lds, dst, ldd, rows, cols) {
+      const x = f();
+      for (let r = 0; r < rows; r++) x.copyWithin((dst + r * ldd) >>> 2, (src + r * lds) >>> 2, ((src + r * lds) >>> 2) + cols);
     },
     bwd_add_rows(dst, src, ld, rows, cols, factor) {
       const x = f();

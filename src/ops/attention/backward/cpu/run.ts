@@ -19,14 +19,15 @@ import { compileMods } from '../../mods/cpu/kernel.js';
 import { stageMods } from '../../mods/cpu/stage.js';
 import { backwardModsKernel } from '../../mods/plan.js';
 import { sinkGradTensor } from '../sink.js';
+import { type HeadMajorRows, type Side, copyHeadMajor, headMajorOperand, headMajorRows, isHeadMajor } from './head-major.js';
 import { type NaiveBackwardParams, naiveBackwardScratch } from './naive.js';
 import { SLICE_MIN_TASKS, type SlicePlan, slicePlan } from './slices.js';
 import { BWD_KEYS, BWD_ROWS, type BackwardParams, backwardScratch, queriesOfKeys } from './tasks.js';
 
 interface Staged {
   params: BackwardParams;
-  /** Gradient buffers: [name, byte address, float count, shape, dtype]. */
-  grads: Array<{ name: keyof AttentionGrads; addr: number; size: number; shape: readonly number[]; dtype: 'float32' | 'float16' }>;
+  /** Gradient buffers: name, byte address, float count, shape, dtype, and the gather they were staged in (head-major) unless in the layout's own order. */
+  grads: Array<{ name: keyof AttentionGrads; addr: number; size: number; shape: readonly number[]; dtype: 'float32' | 'float16'; rows?: HeadMajorRows }>;
 }
 
 function stagingBytes(bp: BackwardProblem): number {
@@ -37,16 +38,24 @@ function stagingBytes(bp: BackwardProblem): number {
   if (p.mask) bytes += p.mask.tensor.size + 128;
   if (p.bias) bytes += (bp.biasGrad ? 8 : 4) * p.bias.tensor.size + 256;
   if (p.mods) bytes += p.mods.tensors.reduce((n, t) => n + 4 * t.data.length + 64, 256);
-  return bytes + 1024;
+  // the temporary layout-order copy of one operand or gradient while it is made head-major
+  const largest = Math.max(numel(p.outShape), ...[p.q, p.k, p.v, p.qRope, p.kRope].map((view) => view?.tensor.size ?? 0));
+  return bytes + 4 * largest + 1024;
 }
 
 async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Promise<Staged> {
   const p = bp.forward;
   engine.checkCapacity(stagingBytes(bp));
   const f = () => new Float32Array(engine.arena.memory.buffer);
-  const operand = async (view: StridedView): Promise<StagedOperand> => {
+  // operands and gradients head-major (rows of one head contiguous), whatever the layout: head-major.ts
+  const operand = async (view: StridedView, side: Side, dim: number): Promise<StagedOperand> => {
+    const g = headMajorRows(p, view, side, dim);
     const { addr } = await st.floats(view.tensor);
-    return { addr: addr + 4 * view.offset, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
+    if (isHeadMajor(g)) return { addr: addr + 4 * view.offset, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
+    const headMajor = st.allocate(4 * view.tensor.size);
+    copyHeadMajor(engine.kernels, addr + 4 * view.offset, headMajor, g);
+    st.free(addr);
+    return headMajorOperand(headMajor, g);
   };
   const zeros = (count: number) => {
     const addr = st.allocate(4 * count);
@@ -54,11 +63,13 @@ async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Pr
     return addr;
   };
   const grads: Staged['grads'] = [];
-  const gradient = (name: keyof AttentionGrads, view: StridedView): StagedOperand => {
+  const gradient = (name: keyof AttentionGrads, view: StridedView, side: Side, dim: number): StagedOperand => {
     const size = view.tensor.size;
     const addr = zeros(size);
-    grads.push({ name, addr, size, shape: view.tensor.shape, dtype: p.dtype });
-    return { addr, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s };
+    const g = headMajorRows(p, view, side, dim);
+    const inOrder = isHeadMajor(g);
+    grads.push({ name, addr, size, shape: view.tensor.shape, dtype: p.dtype, rows: inOrder ? undefined : g });
+    return inOrder ? { addr, sb: 4 * view.strides.b, sh: 4 * view.strides.h, ss: 4 * view.strides.s } : headMajorOperand(addr, g);
   };
   const broadcast = (view: BroadcastView, addr: number, size: number): BroadcastOperand =>
     ({ addr, sb: size * view.strides.b, sh: size * view.strides.h, si: size * view.strides.i, sj: size * view.strides.j });
@@ -93,21 +104,21 @@ async function stage(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem): Pr
     alibi: p.alibi ? p.alibi.tensor.toFloat32() : undefined,
     alibiStrideB: p.alibi?.strideB ?? 0,
     window: { left: p.window.left, right: p.window.right, bottomRight: p.window.align === 'bottom-right' },
-    q: await operand(p.q),
-    k: await operand(p.k),
-    v: await operand(p.v),
-    qRope: p.qRope ? await operand(p.qRope) : undefined,
-    kRope: p.kRope ? await operand(p.kRope) : undefined,
-    out: await operand(outView(bp.out)),
-    dOut: await operand(outView(bp.dOut)),
+    q: await operand(p.q, 'q', p.dimQK),
+    k: await operand(p.k, 'k', p.dimQK),
+    v: await operand(p.v, 'k', p.dimV),
+    qRope: p.qRope ? await operand(p.qRope, 'q', p.dimRope) : undefined,
+    kRope: p.kRope ? await operand(p.kRope, 'k', p.dimRope) : undefined,
+    out: await operand(outView(bp.out), 'q', p.dimV),
+    dOut: await operand(outView(bp.dOut), 'q', p.dimV),
     lse: statsOperand((await st.floats(bp.lse)).addr),
     stats: statsOperand(st.allocate(4 * rows)),
     delta: statsOperand(st.allocate(4 * rows)),
-    dq: gradient('dq', p.q),
-    dk: gradient('dk', p.k),
-    dv: gradient('dv', p.v),
-    dqRope: p.qRope ? gradient('dqRope', p.qRope) : undefined,
-    dkRope: p.kRope ? gradient('dkRope', p.kRope) : undefined,
+    dq: gradient('dq', p.q, 'q', p.dimQK),
+    dk: gradient('dk', p.k, 'k', p.dimQK),
+    dv: gradient('dv', p.v, 'k', p.dimV),
+    dqRope: p.qRope ? gradient('dqRope', p.qRope, 'q', p.dimRope) : undefined,
+    dkRope: p.kRope ? gradient('dkRope', p.kRope, 'k', p.dimRope) : undefined,
     dBias,
     seqLensQ: p.seqLensQ,
     seqLensK: p.seqLensK,
@@ -138,15 +149,18 @@ function hostArrays(staged: Staged): Array<Float32Array<ArrayBuffer> | Uint16Arr
   return staged.grads.map((g) => (g.dtype === 'float16' ? new Uint16Array(g.size) : new Float32Array(g.size)));
 }
 
-function readBack(engine: OpsCpuEngine, bp: BackwardProblem, staged: Staged, hosts = hostArrays(staged)): AttentionGrads {
-  const buffer = engine.arena.memory.buffer;
+function readBack(engine: OpsCpuEngine, st: Staging, bp: BackwardProblem, staged: Staged, hosts = hostArrays(staged)): AttentionGrads {
   const grads: Partial<AttentionGrads> = {};
   staged.grads.forEach((g, i) => {
-    const values = new Float32Array(buffer, g.addr, g.size);
+    // a head-major gradient goes back to the layout's order through a temporary region first
+    const inLayout = g.rows ? st.allocate(4 * g.size) : g.addr;
+    if (g.rows) copyHeadMajor(engine.kernels, inLayout, g.addr, g.rows, true);
+    const values = new Float32Array(engine.arena.memory.buffer, inLayout, g.size);
     const layout = g.name === 'dBias' ? undefined : bp.forward.layout;
     const host = hosts[i];
     if (host instanceof Uint16Array) floatsToHalf(values, host);
     else host.set(values);
+    if (g.rows) st.free(inLayout);
     (grads as Record<string, Tensor>)[g.name] = Tensor.fromData(host, g.shape, g.dtype, layout);
   });
   return grads as AttentionGrads;
@@ -295,7 +309,7 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem, sch
       await job('bwd-q', qCount, work * (3 / 7));
     }
     const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0) + (partials && pre.length ? 1 : 0);
-    const read = readBack(engine, bp, staged, hosts);
+    const read = readBack(engine, st, bp, staged, hosts);
     phase('readBack');
     const grads = { ...read, stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) + partialBytes, phasesMs } };
     // dSink from each row's LSE and the D = rowsum(dO ∘ O) bwd-pre left in the arena (sink.ts)
@@ -335,7 +349,7 @@ export async function runNaiveBackward(engine: OpsCpuEngine, bp: BackwardProblem
     engine.checkCapacity(stagingBytes(bp) + workers * perWorker);
     const scratch = st.allocate(workers * perWorker);
     await engine.execute('bwd-naive', params, taskCount, scratch, perWorker, flops(bp));
-    return { ...readBack(engine, bp, staged), stats: { launches: taskCount ? 1 : 0, intermediateBytes: workers * perWorker } };
+    return { ...readBack(engine, st, bp, staged), stats: { launches: taskCount ? 1 : 0, intermediateBytes: workers * perWorker } };
   } finally {
     st.release();
   }
