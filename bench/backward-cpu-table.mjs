@@ -16,8 +16,11 @@ const lines = [
   '| shape | ours fused ms | PyTorch SDPA ms | ours / PyTorch speed (target ≥ 0.5) | our phases, ms (last call) |',
   '|---|---:|---:|---:|---|',
 ];
-// where our call's time went: stage, plan, each pool job, readBack (stats.phasesMs)
-const phases = (r) => (r.fusedPhasesMs ? Object.entries(r.fusedPhasesMs).map(([k, v]) => `${k} ${v}`).join(', ') : '—');
+// where our call's time went: stage, plan, each pool job, readBack (stats.phasesMs), and for each
+// job the mean time its workers spent in its tasks (stats.busyMs; the rest is dispatch and wake-up)
+const phases = (r) => (r.fusedPhasesMs
+  ? Object.entries(r.fusedPhasesMs).map(([k, v]) => `${k} ${v}${r.fusedBusyMs?.[k] !== undefined ? ` (busy ${r.fusedBusyMs[k]})` : ''}`).join(', ')
+  : '—');
 for (const r of ours) {
   const t = torch.get(r.config);
   const mine = r.status === 'ok' ? String(r.fusedMs) : `FAIL: ${r.error}`;

@@ -177,6 +177,7 @@ for (const config of CONFIGS.filter((x) => (only === undefined || x.name.include
       fusedIntermediateBytes: fused.result.stats.intermediateBytes,
       // the last timed call's phases (stage, plan, each pool job, readBack), wall ms
       fusedPhasesMs: fused.result.stats.phasesMs,
+      fusedBusyMs: fused.result.stats.busyMs,
       unfusedMs: naive ? +naive.ms.toFixed(1) : undefined,
       unfusedGflops: naive ? +(flops / naive.ms / 1e6).toFixed(2) : undefined,
       unfusedIntermediateBytes: naive?.result.stats.intermediateBytes,

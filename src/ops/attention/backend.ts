@@ -32,6 +32,11 @@ export interface RunStats {
    * memory; plan; one entry per pool job; readBack: gradients out), for benchmarks.
    */
   phasesMs?: Record<string, number>;
+  /**
+   * The CPU backward's pool jobs: milliseconds each participating worker spent in the job's tasks
+   * (mean); the phase's wall time minus this is the job's dispatch and wake-up cost.
+   */
+  busyMs?: Record<string, number>;
 }
 
 export interface AttentionResult {

@@ -294,9 +294,15 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem, sch
     }
     const work = flops(bp);
     phase('plan');
+    // the workers' time in each job's tasks, to tell the job's work from its dispatch (stats.busyMs)
+    const busyMs: Record<string, number> = {};
+    const workersBusy = () => engine.pool?.busyMsByWorker.reduce((a, b) => a + b, 0) ?? 0;
     const job = async (kind: 'bwd-pre' | 'bwd-head' | 'bwd-dq-sum' | 'bwd-kv' | 'bwd-q', tasks: number, jobFlops: number) => {
+      const before = workersBusy();
       await engine.execute(kind, params, tasks, scratch, perWorker, jobFlops);
       phase(kind);
+      const busy = workersBusy() - before;
+      if (busy > 0) busyMs[kind] = +(busy / engine.participants(tasks)).toFixed(2);
     };
     await job('bwd-pre', pre.length / 3, 4 * p.totalQ * p.headsQ * p.dimV);
     // the gradients' host pages fault in while the main job's workers run, not during readBack
@@ -311,7 +317,7 @@ export async function runBackward(engine: OpsCpuEngine, bp: BackwardProblem, sch
     const launches = (pre.length ? 1 : 0) + (kvTasks ? 1 : 0) + (qCount ? 1 : 0) + (partials && pre.length ? 1 : 0);
     const read = readBack(engine, st, bp, staged, hosts);
     phase('readBack');
-    const grads = { ...read, stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) + partialBytes, phasesMs } };
+    const grads = { ...read, stats: { launches, intermediateBytes: workers * perWorker + 8 * numel(p.lseShape) + partialBytes, phasesMs, busyMs } };
     // dSink from each row's LSE and the D = rowsum(dO ∘ O) bwd-pre left in the arena (sink.ts)
     if (bp.sinkGrad) {
       const f = new Float32Array(engine.arena.memory.buffer);
