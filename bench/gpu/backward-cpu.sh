@@ -21,6 +21,17 @@ else
   echo "no PyTorch here: the anchor rows are missing"
 fi
 node bench/backward-cpu-table.mjs "$OUT/backward-cpu.jsonl" "$OUT/backward-cpu-torch.jsonl" | tee "$OUT/backward-cpu-vs-torch.md"
+# CPU_THREAD_LIST="1 4": ours and PyTorch again at each thread count (anchors only), into
+# $OUT/threads-N: whether the gap at 16 threads is per-thread speed (kernels) or scaling (the pool:
+# compare each job's wall time with its busy time in the table's phases column)
+for n in ${CPU_THREAD_LIST:-}; do
+  mkdir -p "$OUT/threads-$n"
+  timeout ${OURS_S:-140} node bench/backward.mjs "$OUT/threads-$n" --threads "$n" --anchors 2>&1 | grep -v '^Warning' | tail -3
+  if python3 -c 'import torch' 2>/dev/null; then
+    timeout ${TORCH_S:-60} python3 bench/backward_cpu_torch.py --threads "$n" > "$OUT/threads-$n/backward-cpu-torch.jsonl"
+  fi
+  node bench/backward-cpu-table.mjs "$OUT/threads-$n/backward-cpu.jsonl" "$OUT/threads-$n/backward-cpu-torch.jsonl" | tee "$OUT/threads-$n/backward-cpu-vs-torch.md"
+done
 if [[ -s $OUT/relaxed/backward-cpu.jsonl ]]; then
   node bench/backward-cpu-table.mjs "$OUT/relaxed/backward-cpu.jsonl" "$OUT/backward-cpu-torch.jsonl" | tee "$OUT/relaxed/backward-cpu-vs-torch.md"
 fi
