@@ -9,6 +9,8 @@ export interface GemmKernels {
     c: number, ldc: number, m: number, n: number, alpha: number, accumulate: number): void;
   /** C[m×n] = A[m×k]·B[k×n] (mode 0), + C (mode 1), + scales[r]·C (mode 2). */
   gemm_nn(a: number, lda: number, b: number, ldb: number, k: number, c: number, ldc: number, m: number, n: number, mode: number, scales: number): void;
+  /** dst[c][r] = src[r][c] for r < rows, c < cols (reads rows and columns rounded up to 4; writes dst rows' padding up to a multiple of 4). */
+  transpose(src: number, lds: number, rows: number, cols: number, dst: number, ldd: number): void;
 }
 
 /** Plain JavaScript GEMMs with the semantics of the WASM ones (sequential sums); `f()` views the memory. */
@@ -45,6 +47,10 @@ export function scalarGemmKernels(f: () => Float32Array<ArrayBufferLike>): GemmK
         }
         x.set(acc, ci);
       }
+    },
+    transpose(src, lds, rows, cols, dst, ldd) {
+      const x = f();
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) x[((dst + c * ldd) >>> 2) + r] = x[((src + r * lds) >>> 2) + c];
     },
   };
 }

@@ -9,6 +9,8 @@
 //            the MLA split form's qRope·kRopeᵀ, accumulated in the same registers.
 //   gemm_nn  C = [scale_r·C +] A·B               "splat form": R rows × CV vectors of C live in
 //            registers while the depth loop splats A[r][p] against B[p][j..j+4·CV].
+//   transpose dst[c][r] = src[r][c], 4×4 blocks through shuffles (the backward's Pᵀ and dSᵀ,
+//            linear attention's [V|1]ᵀ).
 import { type Expr, type FunctionBuilder, type Local, type ModuleBuilder, f32x4, i32, v128 } from '../../../engines/cpu/wasm/encoder.js';
 import { madd, partialLoad, rowBlocks, storeFirstLanes } from '../../../engines/cpu/wasm/simd.js';
 
@@ -30,12 +32,14 @@ export const DEFAULT_GEMM_KERNEL_OPTIONS: Omit<GemmKernelOptions, 'relaxed'> = {
 export const GEMM_SIGNATURES = {
   gemm_nt: ['a', 'lda', 'b', 'ldb', 'k', 'a2', 'lda2', 'b2', 'ldb2', 'k2', 'c', 'ldc', 'm', 'n', 'alpha', 'accumulate'],
   gemm_nn: ['a', 'lda', 'b', 'ldb', 'k', 'c', 'ldc', 'm', 'n', 'mode', 'scales'],
+  transpose: ['src', 'lds', 'rows', 'cols', 'dst', 'ldd'],
 } as const;
 
 export function addGemmKernels(m: ModuleBuilder, o: GemmKernelOptions): void {
   const sig = (names: readonly string[], floats: readonly string[] = []) => names.map((n) => [n, floats.includes(n) ? 'f32' : 'i32'] as const);
   m.func('gemm_nt', sig(GEMM_SIGNATURES.gemm_nt, ['alpha']), undefined, (f) => gemmNT(f, o));
   m.func('gemm_nn', sig(GEMM_SIGNATURES.gemm_nn), undefined, (f) => gemmNN(f, o));
+  m.func('transpose', sig(GEMM_SIGNATURES.transpose), undefined, (f) => transpose(f));
 }
 
 // ---------- gemm_nt: C[m×n] = alpha·(A[m×k]·B[n×k]ᵀ + A2[m×k2]·B2[n×k2]ᵀ) (+ C when accumulate)
@@ -198,4 +202,35 @@ function gemmNN(f: FunctionBuilder, o: GemmKernelOptions): void {
     });
   };
   rowBlocks(f, i, p('m'), R, rowBlock);
+}
+
+/** transpose: 4×4 blocks (rows and columns rounded up to 4 are read; only columns < cols are written). */
+function transpose(f: FunctionBuilder): void {
+  const p = (n: string) => f.get(f.param(n));
+  const r = f.local('i32', 'r');
+  const c = f.local('i32', 'c');
+  const src = f.local('i32', 'src');
+  const a = Array.from({ length: 4 }, (_, k) => f.local('v128', `a${k}`));
+  const t = Array.from({ length: 4 }, (_, k) => f.local('v128', `t${k}`));
+  f.forRange(r, i32.const(0), p('rows'), 4, () => {
+    f.forRange(c, i32.const(0), p('cols'), 4, () => {
+      f.set(src, i32.add(p('src'), i32.add(i32.mul(f.get(r), p('lds')), i32.shl(f.get(c), i32.const(2)))));
+      for (let k = 0; k < 4; k++) f.set(a[k], v128.load(i32.add(f.get(src), i32.mul(i32.const(k), p('lds')))));
+      f.set(t[0], v128.shuffle32(f.get(a[0]), f.get(a[1]), [0, 4, 1, 5]));
+      f.set(t[1], v128.shuffle32(f.get(a[0]), f.get(a[1]), [2, 6, 3, 7]));
+      f.set(t[2], v128.shuffle32(f.get(a[2]), f.get(a[3]), [0, 4, 1, 5]));
+      f.set(t[3], v128.shuffle32(f.get(a[2]), f.get(a[3]), [2, 6, 3, 7]));
+      const columns = [
+        v128.shuffle32(f.get(t[0]), f.get(t[2]), [0, 1, 4, 5]),
+        v128.shuffle32(f.get(t[0]), f.get(t[2]), [2, 3, 6, 7]),
+        v128.shuffle32(f.get(t[1]), f.get(t[3]), [0, 1, 4, 5]),
+        v128.shuffle32(f.get(t[1]), f.get(t[3]), [2, 3, 6, 7]),
+      ];
+      for (let k = 0; k < 4; k++) {
+        const column = i32.add(f.get(c), i32.const(k));
+        const at = i32.add(p('dst'), i32.add(i32.mul(column, p('ldd')), i32.shl(f.get(r), i32.const(2))));
+        f.if(i32.lt_s(column, p('cols')), () => f.statement(v128.store(at, columns[k])));
+      }
+    });
+  });
 }

@@ -1,10 +1,10 @@
 // The attention backward's element-wise micro-kernels on the CPU, in WASM SIMD (builders over
 // engines/cpu/wasm/encoder.ts) and their scalar-JavaScript twins over the same memory. The
-// matmuls of the backward are the GEMM family's gemm_nt / gemm_nn; these are what lies between:
+// matmuls and transposes of the backward are the GEMM family's (gemm_nt, gemm_nn, transpose); these
+// are what lies between:
 //   bwd_probs     P = exp(beta·S - lse) per row, in place (S in units of beta = max(1, |scale|), as the
 //                 forward keeps scores; lse = +inf for fully masked rows: P = 0)
 //   bwd_dscores   dS = P ∘ (dP - D) per row, into dP (D = rowsum(dO ∘ O))
-//   transpose     dst[c][r] = src[r][c], 4×4 blocks through shuffles (Pᵀ and dSᵀ for dV and dK)
 //   bwd_add_rows  dst = (dst + src) · factor per row (bwd-dq-sum: a key slice's dQ partial added in)
 //   copy_rows     dst rows = src rows, each with its own row stride (staging head-major: run.ts)
 // Addresses and leading dimensions are in bytes; tiles are row-major float32 whose row strides
@@ -16,7 +16,6 @@ import { type DropoutSpec, dropoutRow } from '../../dropout/philox.js';
 export const BACKWARD_SIGNATURES = {
   bwd_probs: ['s', 'lds', 'rows', 'cols', 'lse', 'beta'],
   bwd_dscores: ['p', 'dp', 'lds', 'rows', 'cols', 'delta'],
-  transpose: ['src', 'lds', 'rows', 'cols', 'dst', 'ldd'],
   bwd_add_rows: ['dst', 'src', 'ld', 'rows', 'cols', 'factor'],
   copy_rows: ['src', 'lds', 'dst', 'ldd', 'rows', 'cols'],
 } as const;
@@ -26,8 +25,6 @@ export interface BackwardKernels {
   bwd_probs(s: number, lds: number, rows: number, cols: number, lse: number, beta: number): void;
   /** dp[r][c] = p[r][c] · (dp[r][c] - delta[r]) for c < cols (p and dp share the row stride). */
   bwd_dscores(p: number, dp: number, lds: number, rows: number, cols: number, delta: number): void;
-  /** dst[c][r] = src[r][c] for r < rows, c < cols (may write dst rows' padding up to a multiple of 4). */
-  transpose(src: number, lds: number, rows: number, cols: number, dst: number, ldd: number): void;
   /** dst[r][c] = (dst[r][c] + src[r][c]) · factor for c < cols (dst and src share the row stride; f32 rounding after each step). */
   bwd_add_rows(dst: number, src: number, ld: number, rows: number, cols: number, factor: number): void;
   /** dst[r][c] = src[r][c] for r < rows, c < cols (exact: nothing past a row's cols is read or written). */
@@ -41,7 +38,6 @@ export function addBackwardKernels(m: ModuleBuilder): void {
   const sig = (names: readonly string[]) => names.map((n) => [n, n === 'beta' || n === 'factor' ? 'f32' : 'i32'] as const);
   m.func('bwd_probs', sig(BACKWARD_SIGNATURES.bwd_probs), undefined, (f) => probs(f));
   m.func('bwd_dscores', sig(BACKWARD_SIGNATURES.bwd_dscores), undefined, (f) => dscores(f));
-  m.func('transpose', sig(BACKWARD_SIGNATURES.transpose), undefined, (f) => transpose(f));
   m.func('bwd_add_rows', sig(BACKWARD_SIGNATURES.bwd_add_rows), undefined, (f) => addRows(f));
   m.func('copy_rows', sig(BACKWARD_SIGNATURES.copy_rows), undefined, (f) => copyRows(f));
 }
@@ -163,37 +159,6 @@ function dscores(f: FunctionBuilder): void {
   });
 }
 
-/** transpose: 4×4 blocks (rows and columns rounded up to 4 are read; only columns < cols are written). */
-function transpose(f: FunctionBuilder): void {
-  const p = (n: string) => f.get(f.param(n));
-  const r = f.local('i32', 'r');
-  const c = f.local('i32', 'c');
-  const src = f.local('i32', 'src');
-  const a = Array.from({ length: 4 }, (_, k) => f.local('v128', `a${k}`));
-  const t = Array.from({ length: 4 }, (_, k) => f.local('v128', `t${k}`));
-  f.forRange(r, i32.const(0), p('rows'), 4, () => {
-    f.forRange(c, i32.const(0), p('cols'), 4, () => {
-      f.set(src, i32.add(p('src'), i32.add(i32.mul(f.get(r), p('lds')), i32.shl(f.get(c), i32.const(2)))));
-      for (let k = 0; k < 4; k++) f.set(a[k], v128.load(i32.add(f.get(src), i32.mul(i32.const(k), p('lds')))));
-      f.set(t[0], v128.shuffle32(f.get(a[0]), f.get(a[1]), [0, 4, 1, 5]));
-      f.set(t[1], v128.shuffle32(f.get(a[0]), f.get(a[1]), [2, 6, 3, 7]));
-      f.set(t[2], v128.shuffle32(f.get(a[2]), f.get(a[3]), [0, 4, 1, 5]));
-      f.set(t[3], v128.shuffle32(f.get(a[2]), f.get(a[3]), [2, 6, 3, 7]));
-      const columns = [
-        v128.shuffle32(f.get(t[0]), f.get(t[2]), [0, 1, 4, 5]),
-        v128.shuffle32(f.get(t[0]), f.get(t[2]), [2, 3, 6, 7]),
-        v128.shuffle32(f.get(t[1]), f.get(t[3]), [0, 1, 4, 5]),
-        v128.shuffle32(f.get(t[1]), f.get(t[3]), [2, 3, 6, 7]),
-      ];
-      for (let k = 0; k < 4; k++) {
-        const column = i32.add(f.get(c), i32.const(k));
-        const at = i32.add(p('dst'), i32.add(i32.mul(column, p('ldd')), i32.shl(f.get(r), i32.const(2))));
-        f.if(i32.lt_s(column, p('cols')), () => f.statement(v128.store(at, columns[k])));
-      }
-    });
-  });
-}
-
 /** Plain JavaScript twins (Math.exp): the fallback without WASM SIMD and the yardstick in tests. */
 export function scalarBackwardKernels(f: () => Float32Array<ArrayBufferLike>): BackwardKernels {
   return {
@@ -213,10 +178,6 @@ export function scalarBackwardKernels(f: () => Float32Array<ArrayBufferLike>): B
         const d = x[(delta >>> 2) + r];
         for (let c = 0; c < cols; c++) x[dr + c] = x[pr + c] * (x[dr + c] - d);
       }
-    },
-    transpose(src, lds, rows, cols, dst, ldd) {
-      const x = f();
-      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) x[((dst + c * ldd) >>> 2) + r] = x[((src + r * lds) >>> 2) + c];
     },
     dropout_rows(a, b, lds, rows, cols, i0, j0, stream, offset, k0, k1, threshold, scale) {
       const x = f();
