@@ -47,24 +47,24 @@ function copyRows(f: FunctionBuilder): void {
   const p = (n: string) => f.get(f.param(n));
   const r = f.local('i32', 'r');
   const c = f.local('i32', 'c');
-  const from = f.local('i32', 'from');
-  const to = f.local('i32', 'to');
+  const srcAt = f.local('i32', 'src_at');
+  const dstAt = f.local('i32', 'dst_at');
   const e = f.local('v128', 'e');
   const full = f.local('i32', 'full');
   const rem = f.local('i32', 'rem');
   f.set(full, i32.shl(i32.and(p('cols'), i32.const(~3)), i32.const(2)));
   f.set(rem, i32.and(p('cols'), i32.const(3)));
   f.forRange(r, i32.const(0), p('rows'), 1, () => {
-    f.set(from, i32.add(p('src'), i32.mul(f.get(r), p('lds'))));
-    f.set(to, i32.add(p('dst'), i32.mul(f.get(r), p('ldd'))));
+    f.set(srcAt, i32.add(p('src'), i32.mul(f.get(r), p('lds'))));
+    f.set(dstAt, i32.add(p('dst'), i32.mul(f.get(r), p('ldd'))));
     f.forRange(c, i32.const(0), f.get(full), 16, () => {
-      f.statement(v128.store(i32.add(f.get(to), f.get(c)), v128.load(i32.add(f.get(from), f.get(c)))));
+      f.statement(v128.store(i32.add(f.get(dstAt), f.get(c)), v128.load(i32.add(f.get(srcAt), f.get(c)))));
     });
     f.if(f.get(rem), () => {
-      f.set(from, i32.add(f.get(from), f.get(full)));
-      f.set(to, i32.add(f.get(to), f.get(full)));
-      for (const n of [1, 2, 3]) f.if(i32.eq(f.get(rem), i32.const(n)), () => f.set(e, partialLoad(f.get(from), n)));
-      storeFirstLanes(f, to, e, i32.shl(f.get(rem), i32.const(2)));
+      f.set(srcAt, i32.add(f.get(srcAt), f.get(full)));
+      f.set(dstAt, i32.add(f.get(dstAt), f.get(full)));
+      for (const n of [1, 2, 3]) f.if(i32.eq(f.get(rem), i32.const(n)), () => f.set(e, partialLoad(f.get(srcAt), n)));
+      storeFirstLanes(f, dstAt, e, i32.shl(f.get(rem), i32.const(2)));
     });
   });
 }
