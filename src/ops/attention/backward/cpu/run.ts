@@ -38,8 +38,12 @@ function stagingBytes(bp: BackwardProblem): number {
   if (p.mask) bytes += p.mask.tensor.size + 128;
   if (p.bias) bytes += (bp.biasGrad ? 8 : 4) * p.bias.tensor.size + 256;
   if (p.mods) bytes += p.mods.tensors.reduce((n, t) => n + 4 * t.data.length + 64, 256);
-  // the temporary layout-order copy of one operand or gradient while it is made head-major
-  const largest = Math.max(numel(p.outShape), ...[p.q, p.k, p.v, p.qRope, p.kRope].map((view) => view?.tensor.size ?? 0));
+  // the temporary layout-order copy of one operand or gradient while it is made head-major (none
+  // when the layout is head-major already: BNSD)
+  const views: Array<[StridedView | undefined, Side, number]> = [[p.q, 'q', p.dimQK], [p.k, 'k', p.dimQK], [p.v, 'k', p.dimV], [p.qRope, 'q', p.dimRope], [p.kRope, 'k', p.dimRope]];
+  let largest = 0;
+  for (const [view, side, dim] of views) if (view && !isHeadMajor(headMajorRows(p, view, side, dim))) largest = Math.max(largest, view.tensor.size);
+  if (!isHeadMajor(headMajorRows(p, { tensor: bp.out, offset: 0, strides: p.outStrides }, 'q', p.dimV))) largest = Math.max(largest, numel(p.outShape));
   return bytes + 4 * largest + 1024;
 }
 
