@@ -12,8 +12,8 @@ import { cpuEngine, createCpuEngine } from '../dist/ops/cpu-engine.js';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 /** Runs a small ESM script in a fresh Node (with extra flags) from the repo root; returns its output. */
-function node(flags: string[], script: string, timeout = 60_000) {
-  const r = spawnSync(process.execPath, [...flags, '--input-type=module'], { cwd: root, encoding: 'utf8', timeout, input: script });
+function node(flags: string[], script: string, timeout = 60_000, env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [...flags, '--input-type=module'], { cwd: root, encoding: 'utf8', timeout, input: script, env: { ...process.env, ...env } });
   return { status: r.status, out: `${r.stdout}${r.stderr}`, signal: r.signal };
 }
 
@@ -103,6 +103,20 @@ describe('CPU fallbacks and kernel variants', () => {
     expect(result.kernels).toBe('wasm-relaxed-simd');
     expect(result.out).toBe('ok');
     expect(result.lse).toBe('ok');
+  });
+
+  it('turns relaxed SIMD on by itself where the runtime has it behind a flag (Node 20), unless FUSEDATTN_RELAXED_SIMD=off', () => {
+    const on = node([], childCase);
+    expect(on.status, on.out).toBe(0);
+    const result = JSON.parse(on.out.trim().split('\n').pop()!);
+    expect(result.kernels).toBe('wasm-relaxed-simd');
+    expect(result.out).toBe('ok');
+    // from V8 11.4 (Node 22) relaxed SIMD needs no flag, so `off` has nothing to leave alone there
+    const [major, minor] = process.versions.v8.split('.').map(Number);
+    const behindFlag = major < 11 || (major === 11 && minor < 4);
+    const off = node([], childCase, 60_000, { FUSEDATTN_RELAXED_SIMD: 'off' });
+    expect(off.status, off.out).toBe(0);
+    expect(JSON.parse(off.out.trim().split('\n').pop()!).kernels).toBe(behindFlag ? 'wasm-simd' : 'wasm-relaxed-simd');
   });
 
   it('WASM SIMD and scalar JavaScript kernels agree, on the pool and inline', async () => {

@@ -66,6 +66,12 @@ export async function configureCpu(options: OpsCpuEngineOptions): Promise<OpsCpu
   return engine;
 }
 
+/** Whether the kernels get relaxed SIMD, with what the runtime has behind a flag turned on as the engine will. */
+function relaxedSimd(): boolean {
+  cpuWorkerSpawner.enableWasmFeatures?.();
+  return relaxedSimdAvailable();
+}
+
 /** One line for `fusedattn info`: threads, SIMD, relaxed SIMD (without starting the pool). */
 export async function describeCpu(): Promise<string> {
   if (started) return started.describe();
@@ -77,7 +83,7 @@ export async function describeCpu(): Promise<string> {
       : threads === 0 ? 'single-threaded (threads: 0 requested)'
       : `${threads} worker thread${threads === 1 ? '' : 's'} on shared memory (pool starts on first use)`,
     `WASM SIMD ${simdAvailable() ? 'yes' : 'no'}${wasmCompileRefused() ? ` — scalar kernels: ${wasmCompileRefused()}` : ''}`,
-    `relaxed SIMD ${relaxedSimdAvailable() ? 'yes' : 'no (Node: --experimental-wasm-relaxed-simd)'}`,
+    `relaxed SIMD ${relaxedSimd() ? 'yes' : 'no'}`,
   ];
   return parts.join('; ');
 }

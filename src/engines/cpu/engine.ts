@@ -63,6 +63,7 @@ export class CpuEngine<K extends KernelSet = KernelSet, J extends object = Recor
   static async create<K extends KernelSet, J extends object, T>(program: CpuProgram<K, J, T>, spawner: WorkerSpawner, options: CpuEngineOptions<T> = {}): Promise<CpuEngine<K, J>> {
     const shared = sharedMemoryAvailable();
     const simd = simdAvailable();
+    spawner.enableWasmFeatures?.();
     const relaxed = relaxedSimdAvailable();
     // configure() / FUSEDATTN_CPU_THREADS are validated and clamped to the cores there;
     // options.threads (tests, benchmarks) is taken as given

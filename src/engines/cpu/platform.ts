@@ -81,6 +81,11 @@ export interface WorkerSpawner {
    * script. Loaded only when needed.
    */
   fallback?(): Promise<WorkerSpawner>;
+  /**
+   * Turns on WASM features this runtime has behind a flag (Node 20: relaxed SIMD, on by default
+   * from V8 11.4), before the engine probes for them. Runtimes without such flags leave it out.
+   */
+  enableWasmFeatures?(): void;
 }
 
 /** What node:worker_threads' Worker offers (typed here so the engine imports no Node module). */
