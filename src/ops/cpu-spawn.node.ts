@@ -19,10 +19,10 @@ export const cpuWorkerSpawner: WorkerSpawner = {
 /**
  * Node 20 (V8 11.3) has relaxed SIMD behind --experimental-wasm-relaxed-simd; V8 11.4 (Chrome 114,
  * Node 22) ships it. Setting the flag at run time, before any kernel is compiled, gives our kernels
- * fused multiply-adds there too: measured on the 2-core dev machine, the CPU backward 1.17-1.5x
- * (B1 H8 S1024: D64 113.7 -> 97.1 ms, causal 74.7 -> 49.4, MLA 154.5 -> 104.5). The flag only makes
- * more modules valid; a module valid without it means the same with it. FUSEDATTN_RELAXED_SIMD=off
- * leaves the flag alone (Bun has no V8: nothing to set).
+ * fused multiply-adds there too: the GPU machine's Xeon measured the CPU backward 7-22% faster with
+ * them (BENCHMARKS.md "CPU backward with relaxed SIMD"), the dev machine's tile kernels 3-6%
+ * (bench/cpu-kernels.mjs). The flag only makes more modules valid; a module valid without it means
+ * the same with it. FUSEDATTN_RELAXED_SIMD=off leaves the flag alone (Bun has no V8: nothing to set).
  */
 function enableWasmFeatures(): void {
   if (relaxedSimdAvailable() || readEnv('FUSEDATTN_RELAXED_SIMD')?.toLowerCase() === 'off') return;
