@@ -10,30 +10,31 @@ import { makeCase, makeGradCase } from '../dist/testing/index.js';
 
 type Layout = 'BNSD' | 'BSND' | 'BSH' | 'SBH' | 'TND';
 
-/** [B, H, S, D] data (BNSD order) rearranged into `layout` (TND: the batch's sequences back to back). */
-function fromBnsd(t: Tensor, layout: Layout): Tensor {
-  const [B, H, S, D] = t.shape;
-  const src = t.data as Float32Array | Uint16Array;
+/**
+ * Rows of D elements moved between BNSD order and `layout`'s (TND: the batch's sequences back to
+ * back; the others put heads inside sequence positions, SBH the batch inside them too).
+ */
+function moveRows(src: Float32Array | Uint16Array, layout: Layout, [B, H, S, D]: number[], toLayout: boolean): Float32Array | Uint16Array {
   const dst = new (src.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(src.length);
   for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let s = 0; s < S; s++) {
-    const from = ((b * H + h) * S + s) * D;
-    const to = layout === 'SBH' ? ((s * B + b) * H + h) * D : ((b * S + s) * H + h) * D;
+    const bnsd = ((b * H + h) * S + s) * D;
+    const other = layout === 'SBH' ? ((s * B + b) * H + h) * D : ((b * S + s) * H + h) * D;
+    const [from, to] = toLayout ? [bnsd, other] : [other, bnsd];
     for (let d = 0; d < D; d++) dst[to + d] = src[from + d];
   }
+  return dst;
+}
+
+/** A [B, H, S, D] (BNSD) tensor in `layout`. */
+function fromBnsd(t: Tensor, layout: Layout): Tensor {
+  const [B, H, S, D] = t.shape;
   const shape = layout === 'BSND' ? [B, S, H, D] : layout === 'BSH' ? [B, S, H * D] : layout === 'SBH' ? [S, B, H * D] : [B * S, H, D];
-  return Tensor.fromData(dst, shape, t.dtype as 'float32' | 'float16');
+  return Tensor.fromData(moveRows(t.data as Float32Array | Uint16Array, layout, [B, H, S, D], true), shape, t.dtype as 'float32' | 'float16');
 }
 
 /** The inverse of fromBnsd, for comparing gradients. */
 function toBnsd(t: Tensor, layout: Layout, B: number, H: number, S: number, D: number): Float32Array | Uint16Array {
-  const src = t.data as Float32Array | Uint16Array;
-  const dst = new (src.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(src.length);
-  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let s = 0; s < S; s++) {
-    const to = ((b * H + h) * S + s) * D;
-    const from = layout === 'SBH' ? ((s * B + b) * H + h) * D : ((b * S + s) * H + h) * D;
-    for (let d = 0; d < D; d++) dst[to + d] = src[from + d];
-  }
-  return dst;
+  return moveRows(t.data as Float32Array | Uint16Array, layout, [B, H, S, D], false);
 }
 
 describe('CPU backward: head-major staging', () => {
