@@ -117,6 +117,10 @@ describe('CPU fallbacks and kernel variants', () => {
     const off = node([], childCase, 60_000, { FUSEDATTN_RELAXED_SIMD: 'off' });
     expect(off.status, off.out).toBe(0);
     expect(JSON.parse(off.out.trim().split('\n').pop()!).kernels).toBe(behindFlag ? 'wasm-simd' : 'wasm-relaxed-simd');
+    // a value it does not know is refused, naming the variable and what it takes
+    const bad = node([], childCase, 60_000, { FUSEDATTN_RELAXED_SIMD: 'maybe' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.out).toMatch(/FUSEDATTN_RELAXED_SIMD must be one of auto, off, got "maybe"/);
   });
 
   it('WASM SIMD and scalar JavaScript kernels agree, on the pool and inline', async () => {

@@ -2,7 +2,7 @@
 // worker_threads Worker running cpu-worker-node.js, which imports the unbundled modules.
 import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import { readEnv } from '../core/env.js';
+import { envChoice } from '../core/env.js';
 import { type WorkerSpawner, nodeWorkerHandle, relaxedSimdAvailable } from '../engines/cpu/platform.js';
 
 const url = new URL('./cpu-worker-node.js', import.meta.url);
@@ -22,10 +22,12 @@ export const cpuWorkerSpawner: WorkerSpawner = {
  * fused multiply-adds there too: the GPU machine's Xeon measured the CPU backward 7-22% faster with
  * them (BENCHMARKS.md "CPU backward with relaxed SIMD"), the dev machine's tile kernels 3-6%
  * (bench/cpu-kernels.mjs). The flag only makes more modules valid; a module valid without it means
- * the same with it. FUSEDATTN_RELAXED_SIMD=off leaves the flag alone (Bun has no V8: nothing to set).
+ * the same with it. FUSEDATTN_RELAXED_SIMD=off leaves the flag alone, auto (the default) sets it
+ * (Bun has no V8: nothing to set).
  */
 function enableWasmFeatures(): void {
-  if (relaxedSimdAvailable() || readEnv('FUSEDATTN_RELAXED_SIMD')?.toLowerCase() === 'off') return;
+  // read (and validated: a ValueError for anything else) before asking the runtime
+  if (envChoice('FUSEDATTN_RELAXED_SIMD', ['auto', 'off'] as const) === 'off' || relaxedSimdAvailable()) return;
   try {
     if (typeof v8.setFlagsFromString === 'function' && process.versions.v8) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
   } catch {
